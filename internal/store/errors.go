@@ -1,0 +1,25 @@
+package store
+
+import "errors"
+
+// Sentinel errors returned (wrapped) by every backend. Callers test them with
+// errors.Is; the server maps them to HTTP statuses in exactly one place.
+// Messages never carry SQL text, parameters or file paths.
+var (
+	// ErrNotFound: the row, tenant or file asked for does not exist (or is
+	// not visible to the tenant asking, which is the same thing to a caller).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a uniqueness constraint refused the write.
+	ErrConflict = errors.New("conflict")
+	// ErrAppendOnly: an UPDATE or DELETE reached an append-only table and the
+	// database refused it.
+	ErrAppendOnly = errors.New("append-only: rows are written once")
+	// ErrInvalid: an argument failed validation before reaching the database
+	// (a malformed tenant id, an empty key…).
+	ErrInvalid = errors.New("invalid argument")
+	// ErrUnavailable: the database cannot be reached or is closed.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrSchema: the database schema is older than this binary and the
+	// process may not migrate it (run `agentsigna migrate`).
+	ErrSchema = errors.New("schema out of date")
+)

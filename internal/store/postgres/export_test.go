@@ -1,0 +1,12 @@
+package postgres
+
+import "github.com/jackc/pgx/v5/pgxpool"
+
+// Test hooks for the external postgres_test package (which imports pgtest,
+// which imports this package).
+var (
+	MapErr = mapErr
+	Ident  = ident
+)
+
+func TenantPool(s *Store) *pgxpool.Pool { return s.tenant }

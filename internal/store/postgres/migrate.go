@@ -1,0 +1,164 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/migrations"
+)
+
+// Roles names the three roles of a deployment.
+type Roles struct {
+	Owner    string // NOLOGIN; owns the schema; used only by Migrate
+	Tenant   string // LOGIN; the tenant plane (--database-url)
+	Platform string // LOGIN; the platform plane (--platform-database-url)
+}
+
+// DefaultRoles derives the three role names from a prefix ("agentsigna" →
+// agentsigna_owner, agentsigna_tenant, agentsigna_platform).
+func DefaultRoles(prefix string) Roles {
+	return Roles{Owner: prefix + "_owner", Tenant: prefix + "_tenant", Platform: prefix + "_platform"}
+}
+
+var roleName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+func (r Roles) validate() error {
+	for _, n := range []string{r.Owner, r.Tenant, r.Platform} {
+		if !roleName.MatchString(n) {
+			return fmt.Errorf("%w: role name %q: use lower-case letters, digits and _", store.ErrInvalid, n)
+		}
+	}
+	if r.Owner == r.Tenant || r.Owner == r.Platform || r.Tenant == r.Platform {
+		return fmt.Errorf("%w: the owner, tenant and platform roles must differ", store.ErrInvalid)
+	}
+	return nil
+}
+
+// migrationLock is the advisory lock key that serialises concurrent
+// migrators ("AGSIGNA" in ASCII).
+const migrationLock = 0x4147_5349_474e_41
+
+// Migrate creates the roles if missing and applies pending migrations as the
+// owner role. adminURL must connect as a superuser, or as a role with
+// CREATEROLE that is a member of the owner role. Safe to run concurrently
+// and repeatedly. The app roles are created LOGIN without a password: set
+// one (ALTER ROLE … PASSWORD) where the server is not on trusted local auth.
+func Migrate(ctx context.Context, adminURL string, roles Roles) error {
+	if err := roles.validate(); err != nil {
+		return err
+	}
+	cfg, err := pgx.ParseConfig(adminURL)
+	if err != nil {
+		return fmt.Errorf("%w: invalid admin database URL", store.ErrInvalid)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("postgres migrate: connect: %w", mapErr(err))
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLock)); err != nil {
+		return fmt.Errorf("postgres migrate: lock: %w", mapErr(err))
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLock)) //nolint:errcheck // released on close anyway
+
+	if err := ensureRoles(ctx, conn, roles); err != nil {
+		return err
+	}
+	list, err := migrations.List(migrations.Postgres)
+	if err != nil {
+		return err
+	}
+	owner := ident(roles.Owner)
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// Everything below is created by, and owned by, the owner role.
+		if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+owner); err != nil {
+			return fmt.Errorf("postgres migrate: become owner role: %w", mapErr(err))
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    integer PRIMARY KEY,
+			name       text NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("postgres migrate: migrations table: %w", mapErr(err))
+		}
+		// Both app roles read the version to refuse a stale schema.
+		if _, err := tx.Exec(ctx, `GRANT SELECT ON schema_migrations TO `+ident(roles.Tenant)+`, `+ident(roles.Platform)); err != nil {
+			return mapErr(err)
+		}
+		var have int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+			return mapErr(err)
+		}
+		if have > len(list) {
+			return fmt.Errorf("%w: database at version %d is newer than this binary (%d)", store.ErrSchema, have, len(list))
+		}
+		for _, m := range list[have:] {
+			sql := strings.NewReplacer(
+				"{{owner_role}}", owner,
+				"{{tenant_role}}", ident(roles.Tenant),
+				"{{platform_role}}", ident(roles.Platform),
+			).Replace(m.SQL)
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return fmt.Errorf("postgres migrate: %s: %w", m.Name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+				return mapErr(err)
+			}
+		}
+		return nil
+	})
+}
+
+// ensureRoles creates missing roles with the least attributes and refuses
+// existing ones that could bypass row security.
+func ensureRoles(ctx context.Context, conn *pgx.Conn, roles Roles) error {
+	for _, r := range []struct {
+		name  string
+		login bool
+	}{{roles.Owner, false}, {roles.Tenant, true}, {roles.Platform, true}} {
+		var super, bypass bool
+		err := conn.QueryRow(ctx, `SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1`, r.name).Scan(&super, &bypass)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			login := "NOLOGIN"
+			if r.login {
+				login = "LOGIN"
+			}
+			if _, err := conn.Exec(ctx, `CREATE ROLE `+ident(r.name)+` `+login+
+				` NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION`); err != nil {
+				// A concurrent migrator may have won the race.
+				if !strings.Contains(err.Error(), "already exists") {
+					return fmt.Errorf("postgres migrate: create role %s: %w", r.name, err)
+				}
+			}
+		case err != nil:
+			return fmt.Errorf("postgres migrate: read roles: %w", mapErr(err))
+		case super || bypass:
+			return fmt.Errorf("%w: role %q is a superuser or bypasses row security; it may not serve AgentSigna", store.ErrInvalid, r.name)
+		}
+	}
+	var db string
+	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
+		return mapErr(err)
+	}
+	apps := ident(roles.Tenant) + ", " + ident(roles.Platform)
+	for _, stmt := range []string{
+		`GRANT CONNECT ON DATABASE ` + ident(db) + ` TO ` + apps,
+		`REVOKE CREATE ON SCHEMA public FROM PUBLIC`,
+		`GRANT USAGE, CREATE ON SCHEMA public TO ` + ident(roles.Owner),
+		`GRANT USAGE ON SCHEMA public TO ` + apps,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("postgres migrate: grants: %w", err)
+		}
+	}
+	return nil
+}
+
+func ident(name string) string { return pgx.Identifier{name}.Sanitize() }

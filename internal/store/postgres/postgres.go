@@ -1,0 +1,264 @@
+// Package postgres is the shared-database store: one PostgreSQL database for
+// every organization, isolated by the database itself. Every tenant table has
+// tenant_id, ENABLE and FORCE ROW LEVEL SECURITY and a policy on
+// current_setting('app.tenant_id'); each tenant transaction sets it with
+// set_config(…, true), which lasts only until the transaction ends, so a
+// pooled connection never carries one tenant into the next borrower.
+//
+// The process connects as two roles that own nothing and cannot bypass row
+// security: a tenant role (no grant on platform tables) and a platform role
+// (no grant on tenant tables). Open refuses a superuser, a BYPASSRLS role or
+// one role for both planes. Schema changes happen only in Migrate, as a
+// separate owner role.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/migrations"
+)
+
+// Config names the two app roles' connection strings.
+type Config struct {
+	// TenantURL connects as the tenant role (--database-url).
+	TenantURL string
+	// PlatformURL connects as the platform role (--platform-database-url).
+	PlatformURL string
+	// MaxConns per pool; 0 keeps pgx's default.
+	MaxConns int32
+	Logger   *slog.Logger
+}
+
+// Store is the PostgreSQL backend. It implements store.Backend.
+type Store struct {
+	tenant   *pgxpool.Pool
+	platform *pgxpool.Pool
+	log      *slog.Logger
+}
+
+var _ store.Backend = (*Store)(nil)
+
+// Open connects both pools and checks, before serving anything, that the
+// roles are safe to run as and the schema is this binary's.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.TenantURL == "" || cfg.PlatformURL == "" {
+		return nil, fmt.Errorf("%w: postgres: both the tenant and the platform database URL are required", store.ErrInvalid)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	tenant, err := newPool(ctx, cfg.TenantURL, cfg.MaxConns)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: tenant pool: %w", err)
+	}
+	platform, err := newPool(ctx, cfg.PlatformURL, cfg.MaxConns)
+	if err != nil {
+		tenant.Close()
+		return nil, fmt.Errorf("postgres: platform pool: %w", err)
+	}
+	s := &Store{tenant: tenant, platform: platform, log: cfg.Logger}
+	if err := s.checkRoles(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := checkSchema(ctx, tenant); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func newPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors can quote the URL, password included.
+		return nil, fmt.Errorf("%w: invalid database URL", store.ErrInvalid)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, mapErr(err)
+	}
+	return pool, nil
+}
+
+// checkRoles refuses to serve as a role that would make row security
+// decorative: a superuser or BYPASSRLS role, an owner of the tables, or the
+// same role on both planes.
+func (s *Store) checkRoles(ctx context.Context) error {
+	var names [2]string
+	for i, pool := range []*pgxpool.Pool{s.tenant, s.platform} {
+		var name string
+		var super, bypass bool
+		var owns int
+		err := pool.QueryRow(ctx, `SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+			(SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid AND c.relnamespace = 'public'::regnamespace)
+			FROM pg_roles r WHERE r.rolname = current_user`).Scan(&name, &super, &bypass, &owns)
+		if err != nil {
+			return mapErr(err)
+		}
+		if super || bypass || owns > 0 {
+			return fmt.Errorf("%w: postgres: role %q is a superuser, bypasses row security or owns tables; connect as the app roles created by `agentsigna migrate`", store.ErrInvalid, name)
+		}
+		names[i] = name
+	}
+	if names[0] == names[1] {
+		return fmt.Errorf("%w: postgres: the tenant and platform planes must use different roles (both are %q)", store.ErrInvalid, names[0])
+	}
+	return nil
+}
+
+// checkSchema fails with ErrSchema unless the database is at this binary's
+// latest migration.
+func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	want, err := migrations.Latest(migrations.Postgres)
+	if err != nil {
+		return err
+	}
+	var have int
+	err = pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&have)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		return fmt.Errorf("%w: the database has no schema; run `agentsigna migrate`", store.ErrSchema)
+	}
+	if err != nil {
+		return mapErr(err)
+	}
+	if have != want {
+		return fmt.Errorf("%w: database at version %d, this binary needs %d; run `agentsigna migrate`", store.ErrSchema, have, want)
+	}
+	return nil
+}
+
+// Ping checks both pools.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.tenant.Ping(ctx); err != nil {
+		return mapErr(err)
+	}
+	return mapErr(s.platform.Ping(ctx))
+}
+
+// Close closes both pools, waiting for connections in use.
+func (s *Store) Close() error {
+	s.tenant.Close()
+	s.platform.Close()
+	return nil
+}
+
+// InTenantTx runs fn with app.tenant_id set for this transaction only. The
+// same round trip checks that the organization exists, through the
+// directory function (the tenant role has no grant on tenants).
+func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	if err := store.CheckTenantID(tenantID); err != nil {
+		return err
+	}
+	return inTx(ctx, s.tenant, func(tx pgx.Tx) error {
+		var found bool
+		err := tx.QueryRow(ctx, `SELECT set_config('app.tenant_id', $1::text, true) IS NOT NULL
+			AND EXISTS (SELECT 1 FROM app_tenant_directory(NULL, $1::uuid))`, tenantID).Scan(&found)
+		if err != nil {
+			return mapErr(err)
+		}
+		if !found {
+			return fmt.Errorf("%w: tenant", store.ErrNotFound)
+		}
+		return fn(ctx, &tenantTx{tx: tx, tenantID: tenantID})
+	})
+}
+
+// InPlatformTx runs fn as the platform role.
+func (s *Store) InPlatformTx(ctx context.Context, fn func(context.Context, store.PlatformTx) error) error {
+	return inTx(ctx, s.platform, func(tx pgx.Tx) error {
+		return fn(ctx, &platformTx{tx: tx})
+	})
+}
+
+// ResolveTenant reads one organization's directory entry as the tenant role.
+func (s *Store) ResolveTenant(ctx context.Context, slug string) (store.TenantRef, error) {
+	if err := store.CheckSlug(slug); err != nil {
+		return store.TenantRef{}, err
+	}
+	var ref store.TenantRef
+	var status string
+	err := s.tenant.QueryRow(ctx, `SELECT id::text, slug, status FROM app_tenant_directory($1, NULL)`, slug).
+		Scan(&ref.ID, &ref.Slug, &status)
+	if err != nil {
+		return store.TenantRef{}, mapErr(err)
+	}
+	ref.Status = store.TenantStatus(status)
+	return ref, nil
+}
+
+// inTx commits when fn returns nil and rolls back otherwise (also on panic).
+func inTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) (err error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			panic(p)
+		}
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	return mapErr(tx.Commit(ctx))
+}
+
+// mapErr turns driver errors into store sentinels, keeping the original in
+// the chain for logs only.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "AS001": // raised by app_refuse_mutation
+			return fmt.Errorf("%w: %w", store.ErrAppendOnly, err)
+		case "23505": // unique_violation
+			return fmt.Errorf("%w: %w", store.ErrConflict, err)
+		case "23514", "22P02", "22001": // check_violation, invalid_text_representation, string_data_right_truncation
+			return fmt.Errorf("%w: %w", store.ErrInvalid, err)
+		case "23503": // foreign_key_violation: the tenant does not exist
+			return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+		}
+		return err
+	}
+	if pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxClosed) || isConnErr(err) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return err
+}
+
+func isConnErr(err error) bool {
+	var connErr *pgconn.ConnectError
+	// puddle's ErrClosedPool is not re-exported by pgxpool.
+	return errors.As(err, &connErr) || pgconn.Timeout(err) || strings.Contains(err.Error(), "closed pool")
+}

@@ -1,0 +1,459 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	. "github.com/agentsigna/agentsigna/internal/store/postgres"
+	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
+)
+
+func openTest(t *testing.T, db *pgtest.DB, maxConns int32) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL, MaxConns: maxConns})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// rawTenantExec runs stmt on a fresh connection as the tenant role with
+// app.tenant_id set to tenantID for the transaction — what anyone holding
+// the tenant plane's credentials could do without the store.
+func rawTenantExec(ctx context.Context, url, tenantID, stmt string) (int64, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var n int64
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, tenantID); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, stmt)
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+func TestConformance(t *testing.T) {
+	// One database for the suite; each New gets fresh roles and schema in it
+	// would cost a database per subtest, so subtests get their own database.
+	urls := map[store.Backend]*pgtest.DB{}
+	var mu sync.Mutex
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) store.Backend {
+			db := pgtest.New(t)
+			s, err := Open(context.Background(), Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			mu.Lock()
+			urls[s] = db
+			mu.Unlock()
+			return s
+		},
+		RawTenantExec: func(ctx context.Context, b store.Backend, tenantID, stmt string) (int64, error) {
+			mu.Lock()
+			db := urls[b]
+			mu.Unlock()
+			return rawTenantExec(ctx, db.TenantURL, tenantID, stmt)
+		},
+		RawPlatformExec: func(ctx context.Context, b store.Backend, stmt string) (int64, error) {
+			mu.Lock()
+			db := urls[b]
+			mu.Unlock()
+			conn, err := pgx.Connect(ctx, db.PlatformURL)
+			if err != nil {
+				return 0, err
+			}
+			defer conn.Close(context.Background())
+			tag, err := conn.Exec(ctx, stmt)
+			return tag.RowsAffected(), err
+		},
+	})
+}
+
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+// Raw SQL as the tenant role, around the store: with app.tenant_id set to A,
+// unset, or garbage, none of B's rows are visible or writable.
+func TestRawSQLIsolation(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	ctx := context.Background()
+	a := storetest.CreateTenant(t, s, "alpha")
+	b := storetest.CreateTenant(t, s, "bravo")
+	for _, tn := range []store.Tenant{a, b} {
+		err := s.InTenantTx(ctx, tn.ID, func(ctx context.Context, tx store.TenantTx) error {
+			if err := tx.PutSetting(ctx, "secret", tn.Slug); err != nil {
+				return err
+			}
+			return tx.AppendLedgerEntries(ctx, []store.LedgerEntry{{Index: 0, Entry: []byte(tn.Slug), LeafHash: make([]byte, 32)}})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	conn := pgtest.Connect(t, db.TenantURL)
+	countB := func(tx pgx.Tx) (int, error) {
+		var n int
+		err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM tenant_settings WHERE tenant_id = $1)
+			+ (SELECT count(*) FROM ledger_entries WHERE tenant_id = $1)`, b.ID).Scan(&n)
+		return n, err
+	}
+	inTx := func(t *testing.T, setting *string, fn func(tx pgx.Tx)) {
+		t.Helper()
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if setting != nil {
+			if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, *setting); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fn(tx)
+	}
+	str := func(s string) *string { return &s }
+
+	t.Run("set to A", func(t *testing.T) {
+		inTx(t, str(a.ID), func(tx pgx.Tx) {
+			if n, err := countB(tx); err != nil || n != 0 {
+				t.Errorf("B rows visible: %d, %v", n, err)
+			}
+			var total int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM tenant_settings`).Scan(&total); err != nil || total != 1 {
+				t.Errorf("A sees %d settings, %v; want only its own", total, err)
+			}
+			for _, stmt := range []string{
+				`UPDATE tenant_settings SET value = 'pwned' WHERE tenant_id = '` + b.ID + `'`,
+				`DELETE FROM tenant_settings WHERE tenant_id = '` + b.ID + `'`,
+			} {
+				tag, err := tx.Exec(ctx, stmt)
+				if err != nil || tag.RowsAffected() != 0 {
+					t.Errorf("%s: %d rows, %v", stmt, tag.RowsAffected(), err)
+				}
+			}
+		})
+		inTx(t, str(a.ID), func(tx pgx.Tx) {
+			_, err := tx.Exec(ctx, `INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, 'planted', 'x')`, b.ID)
+			if sqlState(err) != "42501" {
+				t.Errorf("insert of a row for B: %v, want row-security violation 42501", err)
+			}
+		})
+		inTx(t, str(a.ID), func(tx pgx.Tx) {
+			// Moving one of A's rows to B is an insert into B by another name.
+			_, err := tx.Exec(ctx, `UPDATE tenant_settings SET tenant_id = $1`, b.ID)
+			if sqlState(err) != "42501" {
+				t.Errorf("re-homing A's row to B: %v, want 42501", err)
+			}
+		})
+	})
+	t.Run("unset", func(t *testing.T) {
+		inTx(t, nil, func(tx pgx.Tx) {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM tenant_settings) + (SELECT count(*) FROM ledger_entries)`).Scan(&n); err != nil || n != 0 {
+				t.Errorf("unset tenant sees %d rows, %v", n, err)
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, 'planted', 'x')`, b.ID)
+			if sqlState(err) != "42501" {
+				t.Errorf("insert with no tenant: %v, want 42501", err)
+			}
+		})
+	})
+	t.Run("empty after a finished transaction", func(t *testing.T) {
+		// A transaction-local setting leaves '' (not NULL) behind on the
+		// session; that must match nothing.
+		inTx(t, str(a.ID), func(pgx.Tx) {})
+		var v string
+		if err := conn.QueryRow(ctx, `SELECT current_setting('app.tenant_id', true)`).Scan(&v); err != nil || v != "" {
+			t.Fatalf("after tx: %q, %v", v, err)
+		}
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM tenant_settings`).Scan(&n); err != nil || n != 0 {
+			t.Errorf("empty setting sees %d rows, %v", n, err)
+		}
+	})
+	t.Run("garbage", func(t *testing.T) {
+		for _, g := range []string{"garbage", "' OR true --", b.ID + "x", "00000000-0000-0000-0000-000000000000"} {
+			inTx(t, str(g), func(tx pgx.Tx) {
+				n, err := countB(tx)
+				if err == nil && n != 0 {
+					t.Errorf("app.tenant_id=%q sees %d of B's rows", g, n)
+				}
+			})
+			inTx(t, str(g), func(tx pgx.Tx) {
+				if _, err := tx.Exec(ctx, `INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, 'planted', 'x')`, b.ID); err == nil {
+					t.Errorf("app.tenant_id=%q inserted a row for B", g)
+				}
+			})
+		}
+	})
+	t.Run("B unchanged", func(t *testing.T) {
+		err := s.InTenantTx(ctx, b.ID, func(ctx context.Context, tx store.TenantTx) error {
+			list, err := tx.ListSettings(ctx)
+			if err != nil {
+				return err
+			}
+			if len(list) != 1 || list[0].Key != "secret" || list[0].Value != "bravo" {
+				t.Errorf("B's settings now %+v", list)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// The plane roles are separated by grants, not by convention.
+func TestRoleGrants(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	tenantConn := pgtest.Connect(t, db.TenantURL)
+	platformConn := pgtest.Connect(t, db.PlatformURL)
+	for _, tc := range []struct {
+		conn *pgx.Conn
+		stmt string
+	}{
+		{tenantConn, `SELECT count(*) FROM tenants`},
+		{tenantConn, `INSERT INTO tenants (id, slug, name, status) VALUES (gen_random_uuid(), 'evil', 'Evil', 'active')`},
+		{tenantConn, `UPDATE tenants SET status = 'active'`},
+		{tenantConn, `UPDATE ledger_entries SET idx = idx + 1`},
+		{tenantConn, `DELETE FROM ledger_entries`},
+		{tenantConn, `TRUNCATE ledger_entries`},
+		{tenantConn, `CREATE TABLE mine (x int)`},
+		{tenantConn, `ALTER TABLE tenant_settings DISABLE ROW LEVEL SECURITY`},
+		{tenantConn, `SET ROLE ` + Ident(db.Roles.Owner)},
+		{platformConn, `SELECT count(*) FROM tenant_settings`},
+		{platformConn, `SELECT count(*) FROM ledger_entries`},
+		{platformConn, `INSERT INTO tenant_settings (tenant_id, key, value) VALUES ('` + acme.ID + `', 'k', 'v')`},
+		{platformConn, `DELETE FROM tenants`},
+		{platformConn, `UPDATE tenants SET slug = 'renamed'`},
+		{platformConn, `SELECT * FROM app_tenant_directory('acme', NULL)`},
+		{platformConn, `CREATE TABLE mine (x int)`},
+	} {
+		_, err := tc.conn.Exec(ctx, tc.stmt)
+		if code := sqlState(err); code != "42501" {
+			t.Errorf("%s as %s: %v (SQLSTATE %q), want permission denied 42501", tc.stmt, tc.conn.Config().User, err, code)
+		}
+	}
+}
+
+// Every table that carries tenant_id has row security enabled and forced,
+// with a policy — so a future migration cannot forget it.
+func TestEveryTenantTableHasRowSecurity(t *testing.T) {
+	db := pgtest.New(t)
+	conn := pgtest.Connect(t, db.AdminURL)
+	rows, err := conn.Query(context.Background(), `
+		SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
+		       (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid),
+		       pg_get_userbyid(c.relowner)
+		FROM pg_class c
+		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var name, owner string
+		var rls, force bool
+		var policies int
+		if err := rows.Scan(&name, &rls, &force, &policies, &owner); err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		if !rls || !force || policies == 0 {
+			t.Errorf("%s: rls=%v force=%v policies=%d", name, rls, force, policies)
+		}
+		if owner != db.Roles.Owner {
+			t.Errorf("%s owned by %s, want %s", name, owner, db.Roles.Owner)
+		}
+	}
+	if seen < 2 {
+		t.Fatalf("found %d tenant tables; the catalog query is wrong", seen)
+	}
+	var super, bypass bool
+	for _, r := range []string{db.Roles.Tenant, db.Roles.Platform, db.Roles.Owner} {
+		if err := conn.QueryRow(context.Background(), `SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1`, r).Scan(&super, &bypass); err != nil || super || bypass {
+			t.Errorf("role %s: super=%v bypassrls=%v %v", r, super, bypass, err)
+		}
+	}
+}
+
+// The owner role is stopped by the trigger, not only by missing grants.
+func TestAppendOnlyTriggerStopsOwner(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.AppendLedgerEntries(ctx, []store.LedgerEntry{{Index: 0, Entry: []byte("x"), LeafHash: make([]byte, 32)}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := pgtest.Connect(t, db.AdminURL)
+	for _, stmt := range []string{`UPDATE ledger_entries SET idx = 5`, `DELETE FROM ledger_entries`, `TRUNCATE ledger_entries`, `DELETE FROM tenants`} {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+Ident(db.Roles.Owner)); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, acme.ID); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, stmt)
+			return err
+		})
+		if !errors.Is(MapErr(err), store.ErrAppendOnly) {
+			t.Errorf("owner %s: %v, want the append-only trigger", stmt, err)
+		}
+	}
+}
+
+// A pooled connection that served tenant A carries nothing into the next
+// borrower.
+func TestPoolDoesNotLeakTenant(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 1) // one connection: every borrower gets the same session
+	ctx := context.Background()
+	a := storetest.CreateTenant(t, s, "alpha")
+	b := storetest.CreateTenant(t, s, "bravo")
+	err := s.InTenantTx(ctx, a.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.PutSetting(ctx, "secret", "alpha")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := TenantPool(s).QueryRow(ctx, `SELECT count(*) FROM tenant_settings`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("next borrower outside a tenant tx sees %d rows, %v", n, err)
+	}
+	err = s.InTenantTx(ctx, b.ID, func(ctx context.Context, tx store.TenantTx) error {
+		list, err := tx.ListSettings(ctx)
+		if err != nil || len(list) != 0 {
+			t.Errorf("bravo on alpha's connection sees %+v, %v", list, err)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenRefusesUnsafeRoles(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name             string
+		tenant, platform string
+	}{
+		{"superuser for both", db.AdminURL, db.AdminURL},
+		{"superuser tenant plane", db.AdminURL, db.PlatformURL},
+		{"same role on both planes", db.TenantURL, db.TenantURL},
+		{"missing platform URL", db.TenantURL, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(ctx, Config{TenantURL: tc.tenant, PlatformURL: tc.platform})
+			if err == nil {
+				s.Close()
+				t.Fatal("opened")
+			}
+			if !errors.Is(err, store.ErrInvalid) {
+				t.Fatalf("got %v, want ErrInvalid", err)
+			}
+		})
+	}
+	_, err := Open(ctx, Config{TenantURL: "postgres://u:hunter2@[bad", PlatformURL: db.PlatformURL})
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("bad URL error leaks or passes: %v", err)
+	}
+}
+
+func TestOpenRefusesStaleSchema(t *testing.T) {
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	// Roles exist (pgtest made them) but no migration ran.
+	conn := pgtest.Connect(t, db.AdminURL)
+	if _, err := conn.Exec(ctx, `GRANT CONNECT ON DATABASE `+Ident(db.Name)+` TO `+Ident(db.Roles.Tenant)+`, `+Ident(db.Roles.Platform)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+	if !errors.Is(err, store.ErrSchema) {
+		t.Fatalf("Open before migrate: %v, want ErrSchema", err)
+	}
+	if err := Migrate(ctx, db.AdminURL, db.Roles); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+	if err != nil {
+		t.Fatalf("Open after migrate: %v", err)
+	}
+	s.Close()
+}
+
+func TestMigrateConcurrentAndIdempotent(t *testing.T) {
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = Migrate(ctx, db.AdminURL, db.Roles) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Migrate: %v", err)
+		}
+	}
+	if err := Migrate(ctx, db.AdminURL, db.Roles); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	var n int
+	conn := pgtest.Connect(t, db.AdminURL)
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("schema_migrations has %d rows, %v", n, err)
+	}
+	bad := db.Roles
+	bad.Tenant = "Robert'); DROP TABLE students;--"
+	if err := Migrate(ctx, db.AdminURL, bad); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("bad role name: %v", err)
+	}
+}
+
+func TestMigrateRefusesPrivilegedAppRole(t *testing.T) {
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	conn := pgtest.Connect(t, db.AdminURL)
+	if _, err := conn.Exec(ctx, `ALTER ROLE `+Ident(db.Roles.Tenant)+` BYPASSRLS`); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(ctx, db.AdminURL, db.Roles); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("Migrate with a BYPASSRLS tenant role: %v, want ErrInvalid", err)
+	}
+}

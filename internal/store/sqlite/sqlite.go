@@ -1,0 +1,334 @@
+// Package sqlite is the embedded default store: DATA_DIR/platform.db for the
+// platform plane and one file per organization under DATA_DIR/tenants/, so
+// tenant isolation holds by construction — a tenant transaction opens only
+// that organization's file. Files are created 0600 in 0700 directories and
+// run in WAL mode with synchronous=FULL: a commit that returned is on disk.
+//
+// It must never open a tenant file for an id that is not a canonical UUID of
+// an organization recorded in platform.db.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/migrations"
+
+	"modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Config configures the embedded store.
+type Config struct {
+	// DataDir holds platform.db and tenants/. Created 0700 if missing.
+	DataDir string
+	// BusyTimeout bounds how long a statement waits for another process's
+	// lock on the same file. Default 5s.
+	BusyTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Store is the SQLite backend. It implements store.Backend.
+type Store struct {
+	dir         string
+	busyTimeout time.Duration
+	log         *slog.Logger
+	platform    *sql.DB
+
+	mu      sync.Mutex
+	tenants map[string]*sql.DB // open tenant files, by tenant id
+	closed  bool
+}
+
+var _ store.Backend = (*Store)(nil)
+
+// Open creates or opens the data dir, applies the platform migrations and
+// returns the store. Tenant files are opened (and migrated) on first use.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("%w: sqlite: data dir is required", store.ErrInvalid)
+	}
+	if strings.ContainsAny(cfg.DataDir, "?#\x00") {
+		return nil, fmt.Errorf("%w: sqlite: data dir may not contain '?', '#' or NUL", store.ErrInvalid)
+	}
+	if cfg.BusyTimeout <= 0 {
+		cfg.BusyTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: data dir: %w", err)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "tenants")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("sqlite: create data dir: %w", err)
+		}
+	}
+	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, log: cfg.Logger, tenants: map[string]*sql.DB{}}
+	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform)
+	if err != nil {
+		return nil, err
+	}
+	s.platform = db
+	return s, nil
+}
+
+// DataDir is the absolute data directory.
+func (s *Store) DataDir() string { return s.dir }
+
+// openFile creates the file 0600 before SQLite sees it — SQLite gives the
+// -wal and -shm files the mode of the main file — then opens, configures
+// and migrates it.
+func (s *Store) openFile(ctx context.Context, path string, set migrations.Set) (*sql.DB, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sqlite: open %s: %v", store.ErrUnavailable, filepath.Base(path), err)
+	}
+	_ = f.Close()
+	// A file created by an earlier release or by hand with a looser mode is
+	// tightened: it holds encrypted keys and the log.
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, fmt.Errorf("sqlite: chmod %s: %w", filepath.Base(path), err)
+	}
+	dsn := path + "?" + strings.Join([]string{
+		fmt.Sprintf("_pragma=busy_timeout(%d)", s.busyTimeout.Milliseconds()),
+		"_pragma=journal_mode(WAL)",
+		"_pragma=synchronous(FULL)",
+		"_pragma=foreign_keys(1)",
+		"_pragma=trusted_schema(0)",
+		"_defensive=1", // no writable_schema: triggers cannot be switched off from SQL
+		"_txlock=immediate",
+	}, "&")
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sqlite: %v", store.ErrUnavailable, err)
+	}
+	// One connection per file: every transaction takes the write lock at
+	// BEGIN (immediate), so more connections would only spin in SQLite's
+	// busy handler; Go's pool queues them fairly instead.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	if err := migrate(ctx, db, set); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Ping checks that platform.db answers.
+func (s *Store) Ping(ctx context.Context) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("%w: closed", store.ErrUnavailable)
+	}
+	var one int
+	if err := s.platform.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return mapErr(err)
+	}
+	return nil
+}
+
+// Close closes every open file. database/sql waits for connections in use.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for id, db := range s.tenants {
+		errs = append(errs, db.Close())
+		delete(s.tenants, id)
+	}
+	errs = append(errs, s.platform.Close())
+	return errors.Join(errs...)
+}
+
+// InPlatformTx runs fn in a transaction on platform.db.
+func (s *Store) InPlatformTx(ctx context.Context, fn func(context.Context, store.PlatformTx) error) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	return inTx(ctx, s.platform, func(tx *sql.Tx) error {
+		return fn(ctx, &platformTx{tx: tx})
+	})
+}
+
+// InTenantTx runs fn in a transaction on the organization's own file.
+func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	db, err := s.tenantDB(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	return inTx(ctx, db, func(tx *sql.Tx) error {
+		return fn(ctx, &tenantTx{tx: tx, tenantID: tenantID})
+	})
+}
+
+// ResolveTenant returns the directory entry of the organization with slug.
+func (s *Store) ResolveTenant(ctx context.Context, slug string) (store.TenantRef, error) {
+	if err := store.CheckSlug(slug); err != nil {
+		return store.TenantRef{}, err
+	}
+	if err := s.checkOpen(); err != nil {
+		return store.TenantRef{}, err
+	}
+	var ref store.TenantRef
+	var status string
+	err := s.platform.QueryRowContext(ctx,
+		`SELECT id, slug, status FROM tenants WHERE slug = ?`, slug).Scan(&ref.ID, &ref.Slug, &status)
+	if err != nil {
+		return store.TenantRef{}, mapErr(err)
+	}
+	ref.Status = store.TenantStatus(status)
+	return ref, nil
+}
+
+func (s *Store) checkOpen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("%w: closed", store.ErrUnavailable)
+	}
+	return nil
+}
+
+// tenantDB returns the open file of a known organization, creating and
+// migrating it on first use. The id is validated before it becomes part of
+// a path, and must be recorded in platform.db.
+func (s *Store) tenantDB(ctx context.Context, tenantID string) (*sql.DB, error) {
+	if err := store.CheckTenantID(tenantID); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("%w: closed", store.ErrUnavailable)
+	}
+	if db, ok := s.tenants[tenantID]; ok {
+		return db, nil
+	}
+	var exists int
+	err := s.platform.QueryRowContext(ctx, `SELECT 1 FROM tenants WHERE id = ?`, tenantID).Scan(&exists)
+	if err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("%w: tenant", store.ErrNotFound)
+		}
+		return nil, mapErr(err)
+	}
+	db, err := s.openFile(ctx, s.TenantFile(tenantID), migrations.SQLiteTenant)
+	if err != nil {
+		return nil, err
+	}
+	if err := claimTenantFile(ctx, db, tenantID); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s.tenants[tenantID] = db
+	return db, nil
+}
+
+// TenantFile is the path of an organization's database file.
+func (s *Store) TenantFile(tenantID string) string {
+	return filepath.Join(s.dir, "tenants", tenantID+".db")
+}
+
+// claimTenantFile records the owner of a new file, or checks that an
+// existing one belongs to tenantID: a file copied or renamed from another
+// organization is refused rather than served.
+func claimTenantFile(ctx context.Context, db *sql.DB, tenantID string) error {
+	return inTx(ctx, db, func(tx *sql.Tx) error {
+		var owner string
+		err := tx.QueryRowContext(ctx, `SELECT tenant_id FROM tenant_meta WHERE singleton = 1`).Scan(&owner)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = tx.ExecContext(ctx, `INSERT INTO tenant_meta (singleton, tenant_id, created_at) VALUES (1, ?, ?)`,
+				tenantID, formatTime(time.Now()))
+			return mapErr(err)
+		case err != nil:
+			return mapErr(err)
+		case owner != tenantID:
+			return fmt.Errorf("%w: tenant file belongs to another organization", store.ErrUnavailable)
+		}
+		return nil
+	})
+}
+
+// inTx commits when fn returns nil and rolls back otherwise (also on panic).
+func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	return mapErr(tx.Commit())
+}
+
+const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: stored time %q: %w", s, err)
+	}
+	return t.UTC(), nil
+}
+
+// mapErr turns driver errors into store sentinels. The driver's message is
+// kept only in the wrapped chain for logs, never as the sentinel's text.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_TRIGGER:
+			// Only our triggers RAISE, and only to refuse a mutation.
+			return fmt.Errorf("%w: %w", store.ErrAppendOnly, err)
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %w", store.ErrConflict, err)
+		case sqlite3.SQLITE_CONSTRAINT_CHECK:
+			return fmt.Errorf("%w: %w", store.ErrInvalid, err)
+		}
+	}
+	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "database is closed") {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return err
+}

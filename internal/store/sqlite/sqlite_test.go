@@ -1,0 +1,193 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
+)
+
+func openTest(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Config{DataDir: dir})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) store.Backend { return openTest(t, t.TempDir()) },
+		RawTenantExec: func(ctx context.Context, b store.Backend, tenantID, stmt string) (int64, error) {
+			db, err := b.(*Store).tenantDB(ctx, tenantID)
+			if err != nil {
+				return 0, err
+			}
+			res, err := db.ExecContext(ctx, stmt)
+			if err != nil {
+				return 0, mapErr(err)
+			}
+			return res.RowsAffected()
+		},
+		RawPlatformExec: func(ctx context.Context, b store.Backend, stmt string) (int64, error) {
+			res, err := b.(*Store).platform.ExecContext(ctx, stmt)
+			if err != nil {
+				return 0, mapErr(err)
+			}
+			return res.RowsAffected()
+		},
+	})
+}
+
+// The append-only refusal is the database's, named as such.
+func TestAppendOnlyIsTheTriggers(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	db, err := s.tenantDB(ctx, acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO ledger_entries VALUES (?, 0, x'01', zeroblob(32), '2026-01-01T00:00:00Z')`, acme.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{`UPDATE ledger_entries SET entry = x'02'`, `DELETE FROM ledger_entries`} {
+		_, err := db.ExecContext(ctx, stmt)
+		if !errors.Is(mapErr(err), store.ErrAppendOnly) {
+			t.Errorf("%s: %v, want ErrAppendOnly", stmt, err)
+		}
+	}
+	// Defensive mode: the schema cannot be made writable to drop the triggers
+	// behind SQLite's back.
+	if _, err := db.ExecContext(ctx, `PRAGMA writable_schema = ON`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `DELETE FROM sqlite_schema WHERE type = 'trigger'`); err == nil {
+		t.Fatal("triggers deleted through writable_schema")
+	}
+}
+
+func TestFilesArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	s := openTest(t, dir)
+	acme := storetest.CreateTenant(t, s, "acme")
+	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.PutSetting(ctx, "k", "v")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "tenants")} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, %v; want 0700", d, fi.Mode().Perm(), err)
+		}
+	}
+	tenantFile := s.TenantFile(acme.ID)
+	if filepath.Dir(tenantFile) != filepath.Join(dir, "tenants") {
+		t.Fatalf("tenant file at %s", tenantFile)
+	}
+	for _, f := range []string{filepath.Join(dir, "platform.db"), tenantFile, tenantFile + "-wal", tenantFile + "-shm"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", filepath.Base(f), fi.Mode().Perm())
+		}
+	}
+	var mode string
+	var sync int
+	db, _ := s.tenantDB(context.Background(), acme.ID)
+	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v", mode, err)
+	}
+	if err := db.QueryRow(`PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
+		t.Errorf("synchronous = %d, %v; want 2 (FULL)", sync, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A looser mode left by hand is tightened on the next open.
+	if err := os.Chmod(filepath.Join(dir, "platform.db"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	defer s.Close()
+	if fi, _ := os.Stat(filepath.Join(dir, "platform.db")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("platform.db not tightened: %v", fi.Mode().Perm())
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	acme := storetest.CreateTenant(t, s, "acme")
+	put := func(s *Store) error {
+		return s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+			return tx.PutSetting(ctx, "k", "v")
+		})
+	}
+	if err := put(s); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openTest(t, dir)
+	defer s.Close()
+	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		got, err := tx.GetSetting(ctx, "k")
+		if err != nil || got.Value != "v" {
+			t.Errorf("after reopen: %+v, %v", got, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A tenant file copied under another organization's name is refused, not
+// served as that organization's data.
+func TestSwappedTenantFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	a := storetest.CreateTenant(t, s, "alpha")
+	b := storetest.CreateTenant(t, s, "bravo")
+	err := s.InTenantTx(context.Background(), a.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.PutSetting(ctx, "secret", "alpha")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	raw, err := os.ReadFile(s.TenantFile(a.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.TenantFile(b.ID), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	defer s.Close()
+	err = s.InTenantTx(context.Background(), b.ID, func(ctx context.Context, tx store.TenantTx) error {
+		t.Error("bravo's transaction ran on alpha's file")
+		return nil
+	})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("swapped file: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestOpenRejectsBadDataDir(t *testing.T) {
+	for _, dir := range []string{"", "data?mode=memory", "data#x"} {
+		if _, err := Open(context.Background(), Config{DataDir: dir}); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Open(%q): %v, want ErrInvalid", dir, err)
+		}
+	}
+}
