@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// ReadinessCheck reports whether a plane can serve requests (its store is
+// reachable, its keys are loaded…). It must return promptly once ctx is done.
+type ReadinessCheck func(ctx context.Context) error
+
+// Defaults, applied by New to zero Config fields.
+const (
+	DefaultBodyLimit    = 64 << 10 // DESIGN.md §3: request bodies ≤ 64 KiB
+	DefaultMaxJSONDepth = 8        // DESIGN.md §3: nesting depth ≤ 8
+	DefaultReadTimeout  = 10 * time.Second
+	// DefaultWriteTimeout leaves room for the 30 s long poll of
+	// GET /v1/cases/{id}?wait=30s.
+	DefaultWriteTimeout     = 60 * time.Second
+	DefaultIdleTimeout      = 60 * time.Second
+	DefaultReadinessTimeout = 2 * time.Second
+)
+
+// Config configures both planes. Zero durations and limits take the defaults
+// above; Logger and both readiness checks are required.
+type Config struct {
+	// Logger receives one line per request and every internal error.
+	Logger *slog.Logger
+	// TenantReady and PlatformReady back GET /readyz on each plane.
+	TenantReady   ReadinessCheck
+	PlatformReady ReadinessCheck
+	// BodyLimit is the largest request body accepted, in bytes, by the
+	// transport (413) and by DecodeJSON.
+	BodyLimit int
+	// MaxJSONDepth is the deepest nesting DecodeJSON accepts.
+	MaxJSONDepth int
+	// TLS tells whether the listeners serve TLS; only then is
+	// Strict-Transport-Security sent (RFC 6797 §7.2: not over plain HTTP).
+	TLS bool
+	// ReadTimeout, WriteTimeout and IdleTimeout bound each connection.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	// ReadinessTimeout bounds one readiness check.
+	ReadinessTimeout time.Duration
+}
+
+// withDefaults validates c once and fills its zero fields.
+func (c Config) withDefaults() (Config, error) {
+	var errs []error
+	if c.Logger == nil {
+		errs = append(errs, errors.New("a logger is required"))
+	}
+	if c.TenantReady == nil || c.PlatformReady == nil {
+		errs = append(errs, errors.New("a readiness check is required for each plane"))
+	}
+	if c.BodyLimit < 0 || c.MaxJSONDepth < 0 {
+		errs = append(errs, errors.New("body limit and JSON depth must not be negative"))
+	}
+	if c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 || c.ReadinessTimeout < 0 {
+		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("server: invalid config: %w", err)
+	}
+	setDefault(&c.BodyLimit, DefaultBodyLimit)
+	setDefault(&c.MaxJSONDepth, DefaultMaxJSONDepth)
+	setDefault(&c.ReadTimeout, DefaultReadTimeout)
+	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.ReadinessTimeout, DefaultReadinessTimeout)
+	return c, nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}

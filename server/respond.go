@@ -1,0 +1,36 @@
+package server
+
+import (
+	"encoding/json"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// writeProblem answers err as problem+json. The body is built only from the
+// class table, a ProblemError's detail and the request id.
+func (b *boundary) writeProblem(c *fiber.Ctx, st *requestState, err error) {
+	class, detail := classify(err)
+	b.logError(c, st, class, err)
+
+	securityHeaders(c, b.tls)
+	c.Set(HeaderRequestID, st.id)
+	// A handler may have set a coding for a body that is now replaced.
+	c.Response().Header.Del(fiber.HeaderContentEncoding)
+	if class.status == fiber.StatusUnauthorized && len(c.Response().Header.Peek(fiber.HeaderWWWAuthenticate)) == 0 {
+		// RFC 9110 §11.6.1: a 401 names the scheme to use.
+		c.Set(fiber.HeaderWWWAuthenticate, "Bearer")
+	}
+	body, mErr := json.Marshal(ProblemDetails{
+		Type:      class.typeURI(),
+		Title:     class.title,
+		Status:    class.status,
+		Detail:    detail,
+		RequestID: st.id,
+	})
+	if mErr != nil { // not reachable: every field is a string or an int
+		body = []byte(`{"type":"` + ProblemTypeBase + `internal","status":500}`)
+	}
+	c.Status(class.status)
+	c.Set(fiber.HeaderContentType, ProblemContentType)
+	c.Response().SetBody(body)
+}
