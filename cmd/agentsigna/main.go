@@ -1,0 +1,81 @@
+// Command agentsigna is the AgentSigna service and its operator tools. This
+// package only parses flags, wires packages together and exits; it is the
+// one place that calls os.Exit.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
+}
+
+// env looks up an environment variable (os.LookupEnv in production).
+type env func(string) (string, bool)
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the tenant and platform planes", runServe},
+		{"migrate", "create or upgrade the store's schema (and PostgreSQL roles)", runMigrate},
+	}
+}
+
+// errUsage marks a command-line mistake: exit status 2.
+var errUsage = errors.New("usage")
+
+// run returns the exit status: 0 on success, 2 for a usage error, 1 for
+// anything else, with one line on stderr saying what went wrong.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, env env) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], stdout, stderr, env)
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(stderr, "agentsigna %s: %v\n", c.name, oneLine(err))
+			return 2
+		default:
+			fmt.Fprintf(stderr, "agentsigna %s: %v\n", c.name, oneLine(err))
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "agentsigna: unknown command %q (run 'agentsigna help')\n", args[0])
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: agentsigna <command> [flags]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nEvery flag can also be set as AGENTSIGNA_<FLAG> (e.g. --data-dir → AGENTSIGNA_DATA_DIR); a flag on the command line wins.")
+}
+
+// oneLine keeps the promise of one line on stderr even when a wrapped
+// error carries newlines.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

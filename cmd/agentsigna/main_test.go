@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func envOf(m map[string]string) env {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestFlagsFromEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"default", nil, nil, "./agentsigna-data"},
+		{"environment", nil, map[string]string{"AGENTSIGNA_DATA_DIR": "/env"}, "/env"},
+		{"flag beats environment", []string{"--data-dir", "/flag"}, map[string]string{"AGENTSIGNA_DATA_DIR": "/env"}, "/flag"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFlagSet("test", &bytes.Buffer{})
+			var sf storeFlags
+			sf.register(fs)
+			if err := parse(fs, tc.args, envOf(tc.env)); err != nil {
+				t.Fatal(err)
+			}
+			if sf.dataDir != tc.want {
+				t.Fatalf("data dir = %q, want %q", sf.dataDir, tc.want)
+			}
+		})
+	}
+}
+
+func TestBadEnvironmentValueDoesNotEchoIt(t *testing.T) {
+	fs := newFlagSet("test", &bytes.Buffer{})
+	var on bool
+	fs.BoolVar(&on, "verbose", false, "")
+	err := parse(fs, nil, envOf(map[string]string{"AGENTSIGNA_VERBOSE": "s3cret-value"}))
+	if !errors.Is(err, errUsage) || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "AGENTSIGNA_VERBOSE") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true,
+		"127.1.2.3:80":   true,
+		"[::1]:8080":     true,
+		"localhost:8080": true,
+		"0.0.0.0:8080":   false,
+		":8080":          false,
+		"[::]:8080":      false,
+		"10.0.0.1:8080":  false,
+		"example.com:80": false,
+	} {
+		got, err := isLoopback(addr)
+		if err != nil || got != want {
+			t.Errorf("isLoopback(%q) = %v, %v; want %v", addr, got, err, want)
+		}
+	}
+	if _, err := isLoopback("no-port"); err == nil {
+		t.Error("address without a port accepted")
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{nil, 2},
+		{[]string{"help"}, 0},
+		{[]string{"nope"}, 2},
+		{[]string{"serve", "--bogus"}, 2},
+		{[]string{"serve", "--help"}, 0},
+	} {
+		var stdout, stderr bytes.Buffer
+		if got := run(ctx, tc.args, &stdout, &stderr, envOf(nil)); got != tc.code {
+			t.Errorf("run(%v) = %d, want %d (stderr %q)", tc.args, got, tc.code, stderr.String())
+		}
+	}
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/agentsigna/agentsigna/server"
+)
+
+type serveFlags struct {
+	store         storeFlags
+	tenantAddr    string
+	platformAddr  string
+	tlsCert       string
+	tlsKey        string
+	justification string
+	logLevel      string
+	logFormat     string
+	shutdown      time.Duration
+}
+
+// runServe starts both planes and blocks until SIGINT/SIGTERM, then lets
+// in-flight requests finish and closes the store.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	fs := newFlagSet("serve", stderr)
+	var f serveFlags
+	f.store.register(fs)
+	fs.StringVar(&f.tenantAddr, "tenant-addr", "127.0.0.1:8080", "tenant plane listen address")
+	fs.StringVar(&f.platformAddr, "platform-addr", "127.0.0.1:8081", "platform plane listen address")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM) for both planes")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM) for both planes")
+	fs.StringVar(&f.justification, "insecure-http-justification", "", "why plain HTTP on a non-loopback address is acceptable (logged)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "json", "json or text")
+	fs.DurationVar(&f.shutdown, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown")
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	tlsConfig, err := f.tlsConfig()
+	if err != nil {
+		return err
+	}
+	if err := checkExposure(f, tlsConfig != nil, log); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	backend, err := openStore(ctx, &f.store, log)
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	if _, err := loadMasterKey(&f.store, env, log); err != nil {
+		return err
+	}
+
+	planes, err := server.New(server.Config{
+		Logger:        log,
+		TenantReady:   backend.Ping,
+		PlatformReady: backend.Ping,
+		TLS:           tlsConfig != nil,
+	})
+	if err != nil {
+		return err
+	}
+
+	lns := make([]net.Listener, 0, 2)
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	serveErr := make(chan error, 2)
+	for _, p := range []struct {
+		plane *server.Plane
+		addr  string
+	}{{planes.Tenant, f.tenantAddr}, {planes.Platform, f.platformAddr}} {
+		ln, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			return fmt.Errorf("%s plane: %w", p.plane.Name(), err)
+		}
+		if tlsConfig != nil {
+			ln = tls.NewListener(ln, tlsConfig)
+		}
+		lns = append(lns, ln)
+		log.Info("listening", slog.String("plane", p.plane.Name()), slog.String("addr", ln.Addr().String()), slog.Bool("tls", tlsConfig != nil))
+		go func() { serveErr <- p.plane.Serve(ln) }()
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: finishing in-flight requests", slog.Duration("timeout", f.shutdown))
+	case err := <-serveErr:
+		log.Error("a plane stopped serving; shutting down", slog.Any("error", err))
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdown)
+	defer cancel()
+	shutdownErr := planes.Shutdown(sctx)
+	closeErr := backend.Close()
+	if err := errors.Join(shutdownErr, closeErr); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func (f *serveFlags) tlsConfig() (*tls.Config, error) {
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return nil, fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+	}
+	if f.tlsCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS key pair: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// checkExposure refuses plain HTTP beyond loopback unless an operator wrote
+// down why; the justification is logged.
+func checkExposure(f serveFlags, tlsOn bool, log *slog.Logger) error {
+	if tlsOn {
+		return nil
+	}
+	var exposed []string
+	for _, addr := range []string{f.tenantAddr, f.platformAddr} {
+		loop, err := isLoopback(addr)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if !loop {
+			exposed = append(exposed, addr)
+		}
+	}
+	if len(exposed) == 0 {
+		return nil
+	}
+	if strings.TrimSpace(f.justification) == "" {
+		return fmt.Errorf("refusing plain HTTP on non-loopback %s: give --tls-cert/--tls-key, or --insecure-http-justification \"why\"", strings.Join(exposed, ", "))
+	}
+	log.Warn("serving plain HTTP beyond loopback", slog.Any("addrs", exposed), slog.String("justification", f.justification))
+	return nil
+}
+
+// isLoopback reports whether addr binds only loopback. A host name other
+// than localhost, or an empty host (all interfaces), is not loopback.
+func isLoopback(addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, fmt.Errorf("listen address %q: %v", addr, err)
+	}
+	if host == "localhost" {
+		return true, nil
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback(), nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: --log-format %q: want json or text", errUsage, format)
+}
