@@ -20,7 +20,9 @@ import (
 type TenantStore interface {
 	// InTenantTx runs fn in a transaction confined to tenantID. The
 	// transaction commits if fn returns nil and rolls back otherwise. An
-	// unknown tenant is ErrNotFound; a malformed id is ErrInvalid.
+	// unknown tenant is ErrNotFound; a malformed id is ErrInvalid. When a
+	// method of tx fails, fn must return that error: the transaction may be
+	// spent (PostgreSQL aborts it) and committing it fails.
 	InTenantTx(ctx context.Context, tenantID string, fn func(ctx context.Context, tx TenantTx) error) error
 	// ResolveTenant maps a slug to the organization's public directory
 	// entry (id, slug, status) — all the tenant plane may know of the
@@ -58,11 +60,9 @@ type TenantTx interface {
 	ListSettings(ctx context.Context) ([]Setting, error)
 	DeleteSetting(ctx context.Context, key string) error
 
-	// Ledger entries: append-only. There is deliberately no update or
-	// delete method, and the database refuses both.
-	AppendLedgerEntries(ctx context.Context, entries []LedgerEntry) error
-	LedgerEntries(ctx context.Context, from, to uint64) ([]LedgerEntry, error)
-	LedgerSize(ctx context.Context) (uint64, error)
+	// Log is the organization's transparency log; Keys its signing keys.
+	Log() LogTx
+	Keys() KeyTx
 }
 
 // PlatformTx is one transaction on the platform plane's data.
@@ -72,6 +72,48 @@ type PlatformTx interface {
 	GetTenantBySlug(ctx context.Context, slug string) (Tenant, error)
 	ListTenants(ctx context.Context) ([]Tenant, error)
 	SetTenantStatus(ctx context.Context, id string, status TenantStatus) error
+
+	// Log is the platform plane's own transparency log; Keys its keys.
+	Log() LogTx
+	Keys() KeyTx
+}
+
+// LogTx reads and extends one transparency log inside the transaction that
+// returned it. There is deliberately no update or delete method, and the
+// database refuses both.
+type LogTx interface {
+	// LockLog serialises writers of this log until the transaction ends,
+	// across processes sharing the database (an advisory lock in
+	// PostgreSQL; SQLite's write lock is already taken at BEGIN).
+	LockLog(ctx context.Context) error
+	// LatestCheckpoint is the newest checkpoint; ErrNotFound for an empty log.
+	LatestCheckpoint(ctx context.Context) (LedgerCheckpoint, error)
+	// Checkpoint is the checkpoint of exactly size entries.
+	Checkpoint(ctx context.Context, size uint64) (LedgerCheckpoint, error)
+	// CheckpointSizes lists the sizes that have a checkpoint, ascending.
+	CheckpointSizes(ctx context.Context) ([]uint64, error)
+	// AppendLog writes one batch: its entries (consecutive, starting at the
+	// current size), the tree nodes it completed, and its checkpoint
+	// (whose size is the new size). ErrConflict if another writer got there
+	// first.
+	AppendLog(ctx context.Context, entries []LedgerEntry, nodes []LedgerNode, cp LedgerCheckpoint) error
+	// Entries returns the entries with from <= index < to, in order.
+	Entries(ctx context.Context, from, to uint64) ([]LedgerEntry, error)
+	// EntryByLeafHash finds the first entry with that leaf hash.
+	EntryByLeafHash(ctx context.Context, leafHash []byte) (LedgerEntry, error)
+	// LeafHashes returns the leaf hashes of entries [from, to).
+	LeafHashes(ctx context.Context, from, to uint64) ([][]byte, error)
+	// Nodes returns the stored hashes at level (a multiple of 8) with
+	// from <= index < to.
+	Nodes(ctx context.Context, level uint, from, to uint64) ([][]byte, error)
+}
+
+// KeyTx stores signing keys. Keys are retired, never deleted or changed.
+type KeyTx interface {
+	InsertSigningKey(ctx context.Context, k SigningKey) error
+	// SigningKeys lists the keys of a purpose, oldest first.
+	SigningKeys(ctx context.Context, purpose KeyPurpose) ([]SigningKey, error)
+	RetireSigningKey(ctx context.Context, kid string, at time.Time) error
 }
 
 // TenantStatus is an organization's lifecycle state.
@@ -105,10 +147,61 @@ type Setting struct {
 	UpdatedAt time.Time
 }
 
-// LedgerEntry is one leaf of an organization's transparency log.
+// LedgerEntry is one leaf of a transparency log.
 type LedgerEntry struct {
 	Index     uint64
 	Entry     []byte // the exact leaf bytes
 	LeafHash  []byte // RFC 6962 leaf hash, 32 bytes
+	Record    []byte // the record the entry's digest covers
 	CreatedAt time.Time
+}
+
+// LedgerNode is a stored tree hash at a level that is a multiple of 8: the
+// rows of the tlog-tiles tiles above level 0.
+type LedgerNode struct {
+	Level uint
+	Index uint64
+	Hash  []byte
+}
+
+// LedgerCheckpoint is one signed checkpoint and the state needed to extend
+// the tree from it.
+type LedgerCheckpoint struct {
+	Size         uint64
+	Root         []byte
+	RangeHashes  [][]byte // the compact range [0, Size), left to right
+	LastLeafHash []byte   // the leaf hash of entry Size-1 (the next entry's prev)
+	Note         []byte   // the signed note
+	CreatedAt    time.Time
+}
+
+// KeyPurpose says what a signing key signs.
+type KeyPurpose string
+
+const (
+	PurposeLog     KeyPurpose = "log"     // checkpoints (C2SP signed note)
+	PurposeReceipt KeyPurpose = "receipt" // receipts (JWS)
+	PurposeToken   KeyPurpose = "token"   // access tokens (JWS)
+)
+
+// KeyStatus is a signing key's state: active keys sign, retired keys only
+// verify.
+type KeyStatus string
+
+const (
+	KeyActive  KeyStatus = "active"
+	KeyRetired KeyStatus = "retired"
+)
+
+// SigningKey is a stored key pair; the private half is sealed with the
+// master key and never leaves internal/signing in the clear.
+type SigningKey struct {
+	KID           string
+	Purpose       KeyPurpose
+	Algorithm     string
+	PublicKey     []byte
+	SealedPrivate []byte
+	Status        KeyStatus
+	CreatedAt     time.Time
+	RetiredAt     time.Time // zero while active
 }

@@ -63,10 +63,12 @@ func CheckSetting(key, value string) error {
 	return nil
 }
 
-// CheckLedgerEntries validates a batch before it reaches the database.
-// Sequencing is the ledger's job; the store only refuses what can never be
-// a valid leaf.
-func CheckLedgerEntries(entries []LedgerEntry) error {
+// CheckLogBatch validates a batch before it reaches the database. Sequencing
+// is the ledger's job; the store refuses what can never be a valid batch.
+func CheckLogBatch(entries []LedgerEntry, nodes []LedgerNode, cp LedgerCheckpoint) error {
+	if len(entries) == 0 {
+		return fmt.Errorf("%w: empty ledger batch", ErrInvalid)
+	}
 	for i, e := range entries {
 		if len(e.Entry) == 0 || len(e.Entry) > MaxLedgerEntry {
 			return fmt.Errorf("%w: ledger entry %d: size must be 1-%d bytes", ErrInvalid, e.Index, MaxLedgerEntry)
@@ -78,5 +80,55 @@ func CheckLedgerEntries(entries []LedgerEntry) error {
 			return fmt.Errorf("%w: ledger entries must have consecutive indexes", ErrInvalid)
 		}
 	}
+	for _, n := range nodes {
+		if n.Level == 0 || n.Level%8 != 0 || n.Level >= 64 || len(n.Hash) != 32 {
+			return fmt.Errorf("%w: ledger node at level %d", ErrInvalid, n.Level)
+		}
+	}
+	last := entries[len(entries)-1]
+	if cp.Size != last.Index+1 || len(cp.Root) != 32 || len(cp.LastLeafHash) != 32 || len(cp.Note) == 0 {
+		return fmt.Errorf("%w: checkpoint does not close the batch", ErrInvalid)
+	}
+	for _, h := range cp.RangeHashes {
+		if len(h) != 32 {
+			return fmt.Errorf("%w: checkpoint range hash", ErrInvalid)
+		}
+	}
 	return nil
+}
+
+// CheckSigningKey validates a key before it is stored.
+func CheckSigningKey(k SigningKey) error {
+	switch {
+	case k.KID == "" || len(k.KID) > 128:
+		return fmt.Errorf("%w: key id must be 1-128 bytes", ErrInvalid)
+	case k.Purpose != PurposeLog && k.Purpose != PurposeReceipt && k.Purpose != PurposeToken:
+		return fmt.Errorf("%w: unknown key purpose", ErrInvalid)
+	case k.Algorithm == "" || len(k.PublicKey) == 0 || len(k.SealedPrivate) == 0:
+		return fmt.Errorf("%w: key algorithm and both halves are required", ErrInvalid)
+	case k.Status != KeyActive && k.Status != KeyRetired:
+		return fmt.Errorf("%w: unknown key status", ErrInvalid)
+	}
+	return nil
+}
+
+// JoinHashes and SplitHashes store a list of 32-byte hashes as one column.
+func JoinHashes(hs [][]byte) []byte {
+	out := make([]byte, 0, 32*len(hs))
+	for _, h := range hs {
+		out = append(out, h...)
+	}
+	return out
+}
+
+// SplitHashes is the inverse of JoinHashes.
+func SplitHashes(b []byte) ([][]byte, error) {
+	if len(b)%32 != 0 {
+		return nil, fmt.Errorf("stored hash list of %d bytes", len(b))
+	}
+	out := make([][]byte, len(b)/32)
+	for i := range out {
+		out[i] = b[32*i : 32*i+32 : 32*i+32]
+	}
+	return out, nil
 }

@@ -13,6 +13,11 @@ import (
 // platformTx runs as the platform role: tenants table only.
 type platformTx struct{ tx pgx.Tx }
 
+var platformScope = logScope{prefix: "platform_"}
+
+func (p *platformTx) Log() store.LogTx  { return &logTx{tx: p.tx, logScope: platformScope} }
+func (p *platformTx) Keys() store.KeyTx { return &keyTx{tx: p.tx, logScope: platformScope} }
+
 const tenantColumns = `id::text, slug, name, status, created_at`
 
 func (p *platformTx) CreateTenant(ctx context.Context, t store.Tenant) (store.Tenant, error) {

@@ -106,7 +106,8 @@ func TestRawSQLIsolation(t *testing.T) {
 			if err := tx.PutSetting(ctx, "secret", tn.Slug); err != nil {
 				return err
 			}
-			return tx.AppendLedgerEntries(ctx, []store.LedgerEntry{{Index: 0, Entry: []byte(tn.Slug), LeafHash: make([]byte, 32)}})
+			_, err := storetest.AppendBatch(ctx, tx.Log(), 1, tn.Slug)
+			return err
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -245,10 +246,19 @@ func TestRoleGrants(t *testing.T) {
 		{tenantConn, `DELETE FROM ledger_entries`},
 		{tenantConn, `TRUNCATE ledger_entries`},
 		{tenantConn, `CREATE TABLE mine (x int)`},
+		{tenantConn, `SELECT count(*) FROM platform_ledger_entries`},
+		{tenantConn, `SELECT count(*) FROM platform_signing_keys`},
+		{tenantConn, `UPDATE signing_keys SET sealed_private = public_key`},
+		{tenantConn, `DELETE FROM signing_keys`},
+		{tenantConn, `UPDATE ledger_checkpoints SET note = root`},
 		{tenantConn, `ALTER TABLE tenant_settings DISABLE ROW LEVEL SECURITY`},
 		{tenantConn, `SET ROLE ` + Ident(db.Roles.Owner)},
 		{platformConn, `SELECT count(*) FROM tenant_settings`},
 		{platformConn, `SELECT count(*) FROM ledger_entries`},
+		{platformConn, `SELECT count(*) FROM ledger_checkpoints`},
+		{platformConn, `SELECT count(*) FROM signing_keys`},
+		{platformConn, `UPDATE platform_ledger_entries SET entry = leaf_hash`},
+		{platformConn, `DELETE FROM platform_ledger_checkpoints`},
 		{platformConn, `INSERT INTO tenant_settings (tenant_id, key, value) VALUES ('` + acme.ID + `', 'k', 'v')`},
 		{platformConn, `DELETE FROM tenants`},
 		{platformConn, `UPDATE tenants SET slug = 'renamed'`},
@@ -312,7 +322,8 @@ func TestAppendOnlyTriggerStopsOwner(t *testing.T) {
 	acme := storetest.CreateTenant(t, s, "acme")
 	ctx := context.Background()
 	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		return tx.AppendLedgerEntries(ctx, []store.LedgerEntry{{Index: 0, Entry: []byte("x"), LeafHash: make([]byte, 32)}})
+		_, err := storetest.AppendBatch(ctx, tx.Log(), 1, "acme")
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)

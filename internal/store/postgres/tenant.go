@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"math"
 
 	"github.com/jackc/pgx/v5"
 
@@ -70,63 +69,9 @@ func (t *tenantTx) DeleteSetting(ctx context.Context, key string) error {
 	return nil
 }
 
-func (t *tenantTx) AppendLedgerEntries(ctx context.Context, entries []store.LedgerEntry) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	if err := store.CheckLedgerEntries(entries); err != nil {
-		return err
-	}
-	size, err := t.LedgerSize(ctx)
-	if err != nil {
-		return err
-	}
-	if entries[0].Index != size {
-		return fmt.Errorf("%w: ledger is at size %d, batch starts at %d", store.ErrConflict, size, entries[0].Index)
-	}
-	idx := make([]int64, len(entries))
-	leaves := make([][]byte, len(entries))
-	hashes := make([][]byte, len(entries))
-	for i, e := range entries {
-		idx[i], leaves[i], hashes[i] = int64(e.Index), e.Entry, e.LeafHash
-	}
-	// One statement, one round trip for the whole batch (COPY is refused
-	// on tables under row security). WITH CHECK and the primary key apply
-	// to every row.
-	_, err = t.tx.Exec(ctx, `INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash)
-		SELECT $1, i, e, h FROM unnest($2::bigint[], $3::bytea[], $4::bytea[]) AS b(i, e, h)`,
-		t.tenantID, idx, leaves, hashes)
-	return mapErr(err)
+func (t *tenantTx) Log() store.LogTx {
+	return &logTx{tx: t.tx, logScope: logScope{tenantID: t.tenantID}}
 }
-
-func (t *tenantTx) LedgerEntries(ctx context.Context, from, to uint64) ([]store.LedgerEntry, error) {
-	if to < from {
-		return nil, fmt.Errorf("%w: ledger range", store.ErrInvalid)
-	}
-	to = min(to, math.MaxInt64)
-	from = min(from, to)
-	rows, err := t.tx.Query(ctx, `SELECT idx, entry, leaf_hash, created_at FROM ledger_entries
-		WHERE tenant_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx`, t.tenantID, int64(from), int64(to))
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	var out []store.LedgerEntry
-	for rows.Next() {
-		var e store.LedgerEntry
-		var idx int64
-		if err := rows.Scan(&idx, &e.Entry, &e.LeafHash, &e.CreatedAt); err != nil {
-			return nil, mapErr(err)
-		}
-		e.Index = uint64(idx)
-		e.CreatedAt = e.CreatedAt.UTC()
-		out = append(out, e)
-	}
-	return out, mapErr(rows.Err())
-}
-
-func (t *tenantTx) LedgerSize(ctx context.Context) (uint64, error) {
-	var n int64
-	err := t.tx.QueryRow(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM ledger_entries WHERE tenant_id = $1`, t.tenantID).Scan(&n)
-	return uint64(n), mapErr(err)
+func (t *tenantTx) Keys() store.KeyTx {
+	return &keyTx{tx: t.tx, logScope: logScope{tenantID: t.tenantID}}
 }

@@ -12,6 +12,11 @@ import (
 
 type platformTx struct{ tx *sql.Tx }
 
+var platformScope = logScope{prefix: "platform_"}
+
+func (p *platformTx) Log() store.LogTx  { return &logTx{tx: p.tx, logScope: platformScope} }
+func (p *platformTx) Keys() store.KeyTx { return &keyTx{tx: p.tx, logScope: platformScope} }
+
 func (p *platformTx) CreateTenant(ctx context.Context, t store.Tenant) (store.Tenant, error) {
 	if t.ID == "" {
 		t.ID = store.NewTenantID()

@@ -54,7 +54,7 @@ func TestAppendOnlyIsTheTriggers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO ledger_entries VALUES (?, 0, x'01', zeroblob(32), '2026-01-01T00:00:00Z')`, acme.ID); err != nil {
+	if _, err := db.ExecContext(ctx, `INSERT INTO ledger_entries VALUES (?, 0, x'01', zeroblob(32), x'', '2026-01-01T00:00:00Z')`, acme.ID); err != nil {
 		t.Fatal(err)
 	}
 	for _, stmt := range []string{`UPDATE ledger_entries SET entry = x'02'`, `DELETE FROM ledger_entries`} {

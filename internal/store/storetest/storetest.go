@@ -38,7 +38,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("TenantTxRejectsBadTenants", func(t *testing.T) { testBadTenants(t, h) })
 	t.Run("Rollback", func(t *testing.T) { testRollback(t, h) })
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, h) })
-	t.Run("Ledger", func(t *testing.T) { testLedger(t, h) })
+	t.Run("Logs", func(t *testing.T) { testLogs(t, h) })
 	t.Run("AppendOnly", func(t *testing.T) { testAppendOnly(t, h) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, h) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, h) })
@@ -306,10 +306,49 @@ func testRollback(t *testing.T, h Harness) {
 	}
 }
 
-func leaf(i uint64, tenant string) store.LedgerEntry {
-	e := []byte(fmt.Sprintf(`{"index":%d,"tenant":%q}`, i, tenant))
+func leaf(i uint64, tag string) store.LedgerEntry {
+	e := []byte(fmt.Sprintf(`{"index":%d,"tag":%q}`, i, tag))
 	h := sha256.Sum256(append([]byte{0}, e...))
-	return store.LedgerEntry{Index: i, Entry: e, LeafHash: h[:]}
+	return store.LedgerEntry{Index: i, Entry: e, LeafHash: h[:], Record: []byte("record " + tag)}
+}
+
+// batch builds n entries from index from, a level-8 node when the batch
+// completes one, and a checkpoint closing it. The hashes are stand-ins: the
+// store checks shapes, the ledger checks the tree.
+func batch(from uint64, n int, tag string) ([]store.LedgerEntry, []store.LedgerNode, store.LedgerCheckpoint) {
+	var es []store.LedgerEntry
+	var nodes []store.LedgerNode
+	for i := range uint64(n) {
+		es = append(es, leaf(from+i, tag))
+		if (from+i+1)%256 == 0 {
+			h := sha256.Sum256([]byte(fmt.Sprint("node", from+i)))
+			nodes = append(nodes, store.LedgerNode{Level: 8, Index: (from + i) / 256, Hash: h[:]})
+		}
+	}
+	last := es[len(es)-1]
+	root := sha256.Sum256([]byte(fmt.Sprint("root", tag, from+uint64(n))))
+	return es, nodes, store.LedgerCheckpoint{
+		Size: from + uint64(n), Root: root[:], RangeHashes: [][]byte{root[:]},
+		LastLeafHash: last.LeafHash, Note: []byte(fmt.Sprintf("note %s %d", tag, from+uint64(n))),
+	}
+}
+
+// AppendBatch appends a batch the way the ledger does: lock, read the head,
+// write at the head.
+func AppendBatch(ctx context.Context, log store.LogTx, n int, tag string) (uint64, error) {
+	if err := log.LockLog(ctx); err != nil {
+		return 0, err
+	}
+	var size uint64
+	cp, err := log.LatestCheckpoint(ctx)
+	switch {
+	case err == nil:
+		size = cp.Size
+	case !errors.Is(err, store.ErrNotFound):
+		return 0, err
+	}
+	es, nodes, next := batch(size, n, tag)
+	return size, log.AppendLog(ctx, es, nodes, next)
 }
 
 func testIsolation(t *testing.T, h Harness) {
@@ -327,7 +366,11 @@ func testIsolation(t *testing.T, h Harness) {
 		if err := tx.PutSetting(ctx, "secret", "alpha-only"); err != nil {
 			return err
 		}
-		return tx.AppendLedgerEntries(ctx, []store.LedgerEntry{leaf(0, "alpha"), leaf(1, "alpha"), leaf(2, "alpha")})
+		if err := tx.Keys().InsertSigningKey(ctx, testKey("alpha-log")); err != nil {
+			return err
+		}
+		_, err := AppendBatch(ctx, tx.Log(), 3, "alpha")
+		return err
 	}))
 	must(b.InTenantTx(c, bb.ID, func(ctx context.Context, tx store.TenantTx) error {
 		if _, err := tx.GetSetting(ctx, "secret"); !errors.Is(err, store.ErrNotFound) {
@@ -339,15 +382,27 @@ func testIsolation(t *testing.T, h Harness) {
 		if err := tx.DeleteSetting(ctx, "secret"); !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("bravo deletes alpha's setting: %v", err)
 		}
-		if n, err := tx.LedgerSize(ctx); err != nil || n != 0 {
-			return fmt.Errorf("bravo ledger size %d, %v", n, err)
+		if _, err := tx.Log().LatestCheckpoint(ctx); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("bravo sees a checkpoint: %v", err)
 		}
-		if es, err := tx.LedgerEntries(ctx, 0, 100); err != nil || len(es) != 0 {
+		if es, err := tx.Log().Entries(ctx, 0, 100); err != nil || len(es) != 0 {
 			return fmt.Errorf("bravo reads alpha's entries: %d, %v", len(es), err)
 		}
+		if hs, err := tx.Log().LeafHashes(ctx, 0, 100); err != nil || len(hs) != 0 {
+			return fmt.Errorf("bravo reads alpha's leaf hashes: %d, %v", len(hs), err)
+		}
+		if _, err := tx.Log().EntryByLeafHash(ctx, leaf(0, "alpha").LeafHash); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("bravo finds alpha's entry by hash: %v", err)
+		}
+		if ks, err := tx.Keys().SigningKeys(ctx, store.PurposeLog); err != nil || len(ks) != 0 {
+			return fmt.Errorf("bravo reads alpha's keys: %d, %v", len(ks), err)
+		}
+		if err := tx.Keys().RetireSigningKey(ctx, "alpha-log", time.Now()); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("bravo retires alpha's key: %v", err)
+		}
 		// Bravo's log starts at 0, independent of alpha's.
-		if err := tx.AppendLedgerEntries(ctx, []store.LedgerEntry{leaf(0, "bravo")}); err != nil {
-			return err
+		if size, err := AppendBatch(ctx, tx.Log(), 1, "bravo"); err != nil || size != 0 {
+			return fmt.Errorf("bravo's first batch at %d: %v", size, err)
 		}
 		return tx.PutSetting(ctx, "secret", "bravo-only")
 	}))
@@ -356,7 +411,7 @@ func testIsolation(t *testing.T, h Harness) {
 		if err != nil || s.Value != "alpha-only" {
 			return fmt.Errorf("alpha's setting changed by bravo: %+v, %v", s, err)
 		}
-		es, err := tx.LedgerEntries(ctx, 0, 100)
+		es, err := tx.Log().Entries(ctx, 0, 100)
 		if err != nil || len(es) != 3 {
 			return fmt.Errorf("alpha entries: %d, %v", len(es), err)
 		}
@@ -365,62 +420,210 @@ func testIsolation(t *testing.T, h Harness) {
 				return fmt.Errorf("alpha reads a foreign entry: %s", e.Entry)
 			}
 		}
+		if ks, err := tx.Keys().SigningKeys(ctx, store.PurposeLog); err != nil || len(ks) != 1 || ks[0].Status != store.KeyActive {
+			return fmt.Errorf("alpha's key: %+v, %v", ks, err)
+		}
+		return nil
+	}))
+	// The platform log is a third, separate log.
+	must(b.InPlatformTx(c, func(ctx context.Context, tx store.PlatformTx) error {
+		if _, err := tx.Log().LatestCheckpoint(ctx); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("platform log sees a tenant checkpoint: %v", err)
+		}
+		if size, err := AppendBatch(ctx, tx.Log(), 2, "platform"); err != nil || size != 0 {
+			return fmt.Errorf("platform's first batch at %d: %v", size, err)
+		}
+		if ks, err := tx.Keys().SigningKeys(ctx, store.PurposeLog); err != nil || len(ks) != 0 {
+			return fmt.Errorf("platform reads tenant keys: %d, %v", len(ks), err)
+		}
+		return nil
+	}))
+	must(b.InTenantTx(c, a.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if cp, err := tx.Log().LatestCheckpoint(ctx); err != nil || cp.Size != 3 {
+			return fmt.Errorf("alpha's head after the platform appended: %+v, %v", cp, err)
+		}
 		return nil
 	}))
 }
 
-func testLedger(t *testing.T, h Harness) {
+// errRollback ends a transaction whose expected refusal spent it.
+var errRollback = errors.New("rollback")
+
+func testKey(kid string) store.SigningKey {
+	return store.SigningKey{KID: kid, Purpose: store.PurposeLog, Algorithm: "Ed25519",
+		PublicKey: []byte("public " + kid), SealedPrivate: []byte("sealed " + kid), Status: store.KeyActive}
+}
+
+// testLogs runs the log checks on every log kind: a tenant's and the
+// platform's.
+func testLogs(t *testing.T, h Harness) {
 	b := newBackend(t, h)
 	acme := CreateTenant(t, b, "acme")
-	c := ctx(t)
-	err := b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if err := tx.AppendLedgerEntries(ctx, nil); err != nil {
-			return fmt.Errorf("empty batch: %v", err)
-		}
-		batch := []store.LedgerEntry{leaf(0, "acme"), leaf(1, "acme")}
-		if err := tx.AppendLedgerEntries(ctx, batch); err != nil {
-			return err
-		}
-		if err := tx.AppendLedgerEntries(ctx, []store.LedgerEntry{leaf(2, "acme")}); err != nil {
-			return err
-		}
-		n, err := tx.LedgerSize(ctx)
-		if err != nil || n != 3 {
-			return fmt.Errorf("size %d, %v", n, err)
-		}
-		es, err := tx.LedgerEntries(ctx, 1, 3)
-		if err != nil || len(es) != 2 || es[0].Index != 1 || es[1].Index != 2 {
-			return fmt.Errorf("range [1,3): %+v, %v", es, err)
-		}
-		want := leaf(1, "acme")
-		if string(es[0].Entry) != string(want.Entry) || string(es[0].LeafHash) != string(want.LeafHash) || es[0].CreatedAt.IsZero() {
-			return fmt.Errorf("entry 1 read back as %+v", es[0])
-		}
-		if es, err := tx.LedgerEntries(ctx, 3, ^uint64(0)); err != nil || len(es) != 0 {
-			return fmt.Errorf("range past the end: %d, %v", len(es), err)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name   string
-		batch  []store.LedgerEntry
-		target error
+	for _, lg := range []struct {
+		name string
+		in   func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error
 	}{
-		{"index already taken", []store.LedgerEntry{leaf(2, "acme")}, store.ErrConflict},
-		{"gap", []store.LedgerEntry{leaf(7, "acme")}, store.ErrConflict},
-		{"non-consecutive batch", []store.LedgerEntry{leaf(3, "acme"), leaf(5, "acme")}, store.ErrInvalid},
-		{"short hash", []store.LedgerEntry{{Index: 3, Entry: []byte("x"), LeafHash: []byte{1}}}, store.ErrInvalid},
-		{"empty entry", []store.LedgerEntry{{Index: 3, LeafHash: make([]byte, 32)}}, store.ErrInvalid},
-		{"oversized entry", []store.LedgerEntry{{Index: 3, Entry: make([]byte, store.MaxLedgerEntry+1), LeafHash: make([]byte, 32)}}, store.ErrInvalid},
+		{"tenant", func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
+			return b.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error { return fn(ctx, tx.Log(), tx.Keys()) })
+		}},
+		{"platform", func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
+			return b.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error { return fn(ctx, tx.Log(), tx.Keys()) })
+		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-				return tx.AppendLedgerEntries(ctx, tc.batch)
+		t.Run(lg.name, func(t *testing.T) {
+			c := ctx(t)
+			err := lg.in(c, func(ctx context.Context, log store.LogTx, _ store.KeyTx) error {
+				if sizes, err := log.CheckpointSizes(ctx); err != nil || len(sizes) != 0 {
+					return fmt.Errorf("empty log has checkpoints %v, %v", sizes, err)
+				}
+				if _, err := AppendBatch(ctx, log, 255, lg.name); err != nil {
+					return err
+				}
+				if _, err := AppendBatch(ctx, log, 2, lg.name); err != nil { // crosses 256: one level-8 node
+					return err
+				}
+				cp, err := log.LatestCheckpoint(ctx)
+				if err != nil || cp.Size != 257 || len(cp.RangeHashes) != 1 || cp.CreatedAt.IsZero() {
+					return fmt.Errorf("latest checkpoint %+v, %v", cp, err)
+				}
+				if string(cp.Note) != fmt.Sprintf("note %s 257", lg.name) || string(cp.LastLeafHash) != string(leaf(256, lg.name).LeafHash) {
+					return fmt.Errorf("checkpoint read back as %q", cp.Note)
+				}
+				if first, err := log.Checkpoint(ctx, 255); err != nil || first.Size != 255 {
+					return fmt.Errorf("checkpoint 255: %+v, %v", first, err)
+				}
+				if _, err := log.Checkpoint(ctx, 256); !errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("checkpoint at an unsigned size: %v", err)
+				}
+				if _, err := log.Checkpoint(ctx, ^uint64(0)); !errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("checkpoint at max uint64: %v", err)
+				}
+				if sizes, err := log.CheckpointSizes(ctx); err != nil || fmt.Sprint(sizes) != "[255 257]" {
+					return fmt.Errorf("checkpoint sizes %v, %v", sizes, err)
+				}
+				es, err := log.Entries(ctx, 254, 256)
+				if err != nil || len(es) != 2 || es[0].Index != 254 || es[1].Index != 255 {
+					return fmt.Errorf("entries [254,256): %+v, %v", es, err)
+				}
+				want := leaf(255, lg.name)
+				if string(es[1].Entry) != string(want.Entry) || string(es[1].LeafHash) != string(want.LeafHash) ||
+					string(es[1].Record) != string(want.Record) || es[1].CreatedAt.IsZero() {
+					return fmt.Errorf("entry 255 read back as %+v", es[1])
+				}
+				if es, err := log.Entries(ctx, 257, ^uint64(0)); err != nil || len(es) != 0 {
+					return fmt.Errorf("entries past the end: %d, %v", len(es), err)
+				}
+				if _, err := log.Entries(ctx, 5, 4); !errors.Is(err, store.ErrInvalid) {
+					return fmt.Errorf("inverted range: %v", err)
+				}
+				hs, err := log.LeafHashes(ctx, 0, 300)
+				if err != nil || len(hs) != 257 || string(hs[256]) != string(leaf(256, lg.name).LeafHash) {
+					return fmt.Errorf("leaf hashes: %d, %v", len(hs), err)
+				}
+				nodes, err := log.Nodes(ctx, 8, 0, 10)
+				if err != nil || len(nodes) != 1 || len(nodes[0]) != 32 {
+					return fmt.Errorf("level-8 nodes: %d, %v", len(nodes), err)
+				}
+				got, err := log.EntryByLeafHash(ctx, leaf(7, lg.name).LeafHash)
+				if err != nil || got.Index != 7 {
+					return fmt.Errorf("entry by leaf hash: %+v, %v", got, err)
+				}
+				if _, err := log.EntryByLeafHash(ctx, make([]byte, 32)); !errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("unknown leaf hash: %v", err)
+				}
+				return nil
 			})
-			wantErr(t, tc.name, err, tc.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct {
+				name   string
+				from   uint64
+				n      int
+				mutate func(es []store.LedgerEntry, cp *store.LedgerCheckpoint)
+				target error
+			}{
+				{"index already taken", 256, 1, nil, store.ErrConflict},
+				{"gap", 300, 1, nil, store.ErrConflict},
+				{"non-consecutive", 257, 2, func(es []store.LedgerEntry, _ *store.LedgerCheckpoint) { es[1].Index = 260 }, store.ErrInvalid},
+				{"short hash", 257, 1, func(es []store.LedgerEntry, _ *store.LedgerCheckpoint) { es[0].LeafHash = []byte{1} }, store.ErrInvalid},
+				{"empty entry", 257, 1, func(es []store.LedgerEntry, _ *store.LedgerCheckpoint) { es[0].Entry = nil }, store.ErrInvalid},
+				{"oversized entry", 257, 1, func(es []store.LedgerEntry, _ *store.LedgerCheckpoint) {
+					es[0].Entry = make([]byte, store.MaxLedgerEntry+1)
+				}, store.ErrInvalid},
+				{"checkpoint not closing the batch", 257, 1, func(_ []store.LedgerEntry, cp *store.LedgerCheckpoint) { cp.Size++ }, store.ErrInvalid},
+				{"checkpoint without a note", 257, 1, func(_ []store.LedgerEntry, cp *store.LedgerCheckpoint) { cp.Note = nil }, store.ErrInvalid},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					es, nodes, cp := batch(tc.from, tc.n, lg.name)
+					if tc.mutate != nil {
+						tc.mutate(es, &cp)
+					}
+					err := lg.in(c, func(ctx context.Context, log store.LogTx, _ store.KeyTx) error {
+						return log.AppendLog(ctx, es, nodes, cp)
+					})
+					wantErr(t, tc.name, err, tc.target)
+				})
+			}
+			t.Run("keys", func(t *testing.T) {
+				// Each refusal in its own transaction: after a database
+				// error the transaction is spent (PostgreSQL aborts it), and
+				// callers must return the error.
+				steps := []struct {
+					name string
+					fn   func(ctx context.Context, keys store.KeyTx) error
+				}{
+					{"insert", func(ctx context.Context, keys store.KeyTx) error {
+						k2 := testKey("k2")
+						k2.Purpose = store.PurposeReceipt
+						if err := keys.InsertSigningKey(ctx, testKey("k1")); err != nil {
+							return err
+						}
+						return keys.InsertSigningKey(ctx, k2)
+					}},
+					{"duplicate kid", func(ctx context.Context, keys store.KeyTx) error {
+						err := keys.InsertSigningKey(ctx, testKey("k1"))
+						if !errors.Is(err, store.ErrConflict) {
+							return fmt.Errorf("duplicate kid: %v", err)
+						}
+						return errRollback
+					}},
+					{"bad purpose", func(ctx context.Context, keys store.KeyTx) error {
+						bad := testKey("k3")
+						bad.Purpose = "everything"
+						if err := keys.InsertSigningKey(ctx, bad); !errors.Is(err, store.ErrInvalid) {
+							return fmt.Errorf("bad purpose: %v", err)
+						}
+						return nil
+					}},
+					{"list and retire", func(ctx context.Context, keys store.KeyTx) error {
+						ks, err := keys.SigningKeys(ctx, store.PurposeLog)
+						if err != nil || len(ks) != 1 || ks[0].KID != "k1" || string(ks[0].SealedPrivate) != "sealed k1" || ks[0].CreatedAt.IsZero() {
+							return fmt.Errorf("log keys %+v, %v", ks, err)
+						}
+						return keys.RetireSigningKey(ctx, "k1", time.Now())
+					}},
+					{"retire twice", func(ctx context.Context, keys store.KeyTx) error {
+						if err := keys.RetireSigningKey(ctx, "k1", time.Now()); !errors.Is(err, store.ErrNotFound) {
+							return fmt.Errorf("retire twice: %v", err)
+						}
+						return nil
+					}},
+					{"retired", func(ctx context.Context, keys store.KeyTx) error {
+						ks, err := keys.SigningKeys(ctx, store.PurposeLog)
+						if err != nil || len(ks) != 1 || ks[0].Status != store.KeyRetired || ks[0].RetiredAt.IsZero() {
+							return fmt.Errorf("after retiring: %+v, %v", ks, err)
+						}
+						return nil
+					}},
+				}
+				for _, step := range steps {
+					err := lg.in(c, func(ctx context.Context, _ store.LogTx, keys store.KeyTx) error { return step.fn(ctx, keys) })
+					if err != nil && !errors.Is(err, errRollback) {
+						t.Fatalf("%s: %v", step.name, err)
+					}
+				}
+			})
 		})
 	}
 }
@@ -430,30 +633,59 @@ func testAppendOnly(t *testing.T, h Harness) {
 	acme := CreateTenant(t, b, "acme")
 	c := ctx(t)
 	err := b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		return tx.AppendLedgerEntries(ctx, []store.LedgerEntry{leaf(0, "acme"), leaf(1, "acme")})
+		if err := tx.Keys().InsertSigningKey(ctx, testKey("k")); err != nil {
+			return err
+		}
+		_, err := AppendBatch(ctx, tx.Log(), 256, "acme")
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, stmt := range []string{
-		`UPDATE ledger_entries SET idx = idx + 100`,
-		`UPDATE ledger_entries SET entry = leaf_hash WHERE idx = 0`,
-		`DELETE FROM ledger_entries WHERE idx = 1`,
-		`DELETE FROM ledger_entries`,
-	} {
-		n, err := h.RawTenantExec(c, b, acme.ID, stmt)
-		if err == nil {
-			t.Errorf("%s: accepted (%d rows)", stmt, n)
+	err = b.InPlatformTx(c, func(ctx context.Context, tx store.PlatformTx) error {
+		if err := tx.Keys().InsertSigningKey(ctx, testKey("k")); err != nil {
+			return err
+		}
+		_, err := AppendBatch(ctx, tx.Log(), 256, "platform")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tamper := []string{
+		`UPDATE %sledger_entries SET idx = idx + 1000`,
+		`UPDATE %sledger_entries SET entry = leaf_hash WHERE idx = 0`,
+		`UPDATE %sledger_entries SET record = leaf_hash WHERE idx = 1`,
+		`DELETE FROM %sledger_entries WHERE idx = 1`,
+		`DELETE FROM %sledger_entries`,
+		`UPDATE %sledger_nodes SET hash = hash`,
+		`DELETE FROM %sledger_nodes`,
+		`UPDATE %sledger_checkpoints SET note = root`,
+		`DELETE FROM %sledger_checkpoints`,
+		`UPDATE %ssigning_keys SET public_key = sealed_private`,
+		`UPDATE %ssigning_keys SET kid = 'other'`,
+		`DELETE FROM %ssigning_keys`,
+	}
+	for _, stmt := range tamper {
+		if n, err := h.RawTenantExec(c, b, acme.ID, fmt.Sprintf(stmt, "")); err == nil {
+			t.Errorf("tenant: %s: accepted (%d rows)", fmt.Sprintf(stmt, ""), n)
+		}
+		if n, err := h.RawPlatformExec(c, b, fmt.Sprintf(stmt, "platform_")); err == nil {
+			t.Errorf("platform: %s: accepted (%d rows)", fmt.Sprintf(stmt, "platform_"), n)
 		}
 	}
 	// Nothing changed.
 	err = b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		es, err := tx.LedgerEntries(ctx, 0, 10)
+		es, err := tx.Log().Entries(ctx, 0, 1000)
 		if err != nil {
 			return err
 		}
-		if len(es) != 2 || string(es[0].Entry) != string(leaf(0, "acme").Entry) {
-			return fmt.Errorf("ledger altered: %+v", es)
+		if len(es) != 256 || string(es[0].Entry) != string(leaf(0, "acme").Entry) {
+			return fmt.Errorf("ledger altered: %d entries", len(es))
+		}
+		ks, err := tx.Keys().SigningKeys(ctx, store.PurposeLog)
+		if err != nil || len(ks) != 1 || string(ks[0].PublicKey) != "public k" {
+			return fmt.Errorf("keys altered: %+v, %v", ks, err)
 		}
 		return nil
 	})
@@ -480,67 +712,65 @@ func testConcurrent(t *testing.T, h Harness) {
 	c := ctx(t)
 	const workers, perWorker = 8, 10
 	var wg sync.WaitGroup
-	errs := make(chan error, 2*workers)
-	for _, tn := range tenants {
-		for w := range workers {
+	errs := make(chan error, 3*workers)
+	run := func(in func(func(context.Context, store.LogTx) error) error, tag string) {
+		for range workers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for i := range perWorker {
-					// Each worker appends at the current end of its log;
-					// a racing worker's commit surfaces as ErrConflict and
-					// is retried, never as a lost or duplicated index.
-					for attempt := 0; ; attempt++ {
-						err := b.InTenantTx(c, tn.ID, func(ctx context.Context, tx store.TenantTx) error {
-							n, err := tx.LedgerSize(ctx)
-							if err != nil {
-								return err
-							}
-							if err := tx.PutSetting(ctx, fmt.Sprintf("w%d-%d", w, i), tn.Slug); err != nil {
-								return err
-							}
-							return tx.AppendLedgerEntries(ctx, []store.LedgerEntry{leaf(n, tn.Slug)})
-						})
-						if err == nil {
-							break
-						}
-						if !errors.Is(err, store.ErrConflict) || attempt > 1000 {
-							errs <- err
-							return
-						}
+				for range perWorker {
+					// LockLog serialises writers of one log: no worker
+					// may ever see a conflict, whatever the interleaving.
+					if err := in(func(ctx context.Context, log store.LogTx) error {
+						_, err := AppendBatch(ctx, log, 1, tag)
+						return err
+					}); err != nil {
+						errs <- fmt.Errorf("%s: %w", tag, err)
+						return
 					}
 				}
 			}()
 		}
 	}
+	for _, tn := range tenants {
+		run(func(fn func(context.Context, store.LogTx) error) error {
+			return b.InTenantTx(c, tn.ID, func(ctx context.Context, tx store.TenantTx) error { return fn(ctx, tx.Log()) })
+		}, tn.Slug)
+	}
+	run(func(fn func(context.Context, store.LogTx) error) error {
+		return b.InPlatformTx(c, func(ctx context.Context, tx store.PlatformTx) error { return fn(ctx, tx.Log()) })
+	}, "platform")
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Fatal(err)
+		t.Error(err)
+	}
+	check := func(tag string, log store.LogTx, ctx context.Context) error {
+		es, err := log.Entries(ctx, 0, 1000)
+		if err != nil {
+			return err
+		}
+		if len(es) != workers*perWorker {
+			return fmt.Errorf("%s: %d entries, want %d", tag, len(es), workers*perWorker)
+		}
+		for i, e := range es {
+			if e.Index != uint64(i) || !strings.Contains(string(e.Entry), tag) {
+				return fmt.Errorf("%s: entry %d = %s", tag, i, e.Entry)
+			}
+		}
+		sizes, err := log.CheckpointSizes(ctx)
+		if err != nil || len(sizes) != workers*perWorker {
+			return fmt.Errorf("%s: %d checkpoints, %v", tag, len(sizes), err)
+		}
+		return nil
 	}
 	for _, tn := range tenants {
-		err := b.InTenantTx(c, tn.ID, func(ctx context.Context, tx store.TenantTx) error {
-			es, err := tx.LedgerEntries(ctx, 0, 1000)
-			if err != nil {
-				return err
-			}
-			if len(es) != workers*perWorker {
-				return fmt.Errorf("%s: %d entries, want %d", tn.Slug, len(es), workers*perWorker)
-			}
-			for i, e := range es {
-				if e.Index != uint64(i) || !strings.Contains(string(e.Entry), tn.Slug) {
-					return fmt.Errorf("%s: entry %d = %s", tn.Slug, i, e.Entry)
-				}
-			}
-			list, err := tx.ListSettings(ctx)
-			if err != nil || len(list) != workers*perWorker {
-				return fmt.Errorf("%s: %d settings, %v", tn.Slug, len(list), err)
-			}
-			return nil
-		})
-		if err != nil {
+		if err := b.InTenantTx(c, tn.ID, func(ctx context.Context, tx store.TenantTx) error { return check(tn.Slug, tx.Log(), ctx) }); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := b.InPlatformTx(c, func(ctx context.Context, tx store.PlatformTx) error { return check("platform", tx.Log(), ctx) }); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -73,22 +73,138 @@ CREATE POLICY tenant_isolation ON tenant_settings
     WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenant_settings TO {{tenant_role}};
 
+-- The transparency log (DESIGN §4): leaves with their records, tree hashes
+-- at levels 8, 16, … (level 0 is ledger_entries.leaf_hash), and every signed
+-- checkpoint with the compact range the next batch extends. Written once.
 CREATE TABLE ledger_entries (
     tenant_id  uuid NOT NULL REFERENCES tenants (id),
     idx        bigint NOT NULL CHECK (idx >= 0),
     entry      bytea NOT NULL CHECK (octet_length(entry) BETWEEN 1 AND 65536),
     leaf_hash  bytea NOT NULL CHECK (octet_length(leaf_hash) = 32),
+    record     bytea NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, idx)
 );
-ALTER TABLE ledger_entries ENABLE ROW LEVEL SECURITY;
-ALTER TABLE ledger_entries FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON ledger_entries
-    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
-    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
-CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON ledger_entries
-    FOR EACH ROW EXECUTE FUNCTION app_refuse_mutation();
-CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries
+CREATE INDEX ledger_entries_by_leaf_hash ON ledger_entries (tenant_id, leaf_hash);
+
+CREATE TABLE ledger_nodes (
+    tenant_id uuid NOT NULL REFERENCES tenants (id),
+    level     smallint NOT NULL CHECK (level > 0 AND level % 8 = 0 AND level < 64),
+    idx       bigint NOT NULL CHECK (idx >= 0),
+    hash      bytea NOT NULL CHECK (octet_length(hash) = 32),
+    PRIMARY KEY (tenant_id, level, idx)
+);
+
+CREATE TABLE ledger_checkpoints (
+    tenant_id      uuid NOT NULL REFERENCES tenants (id),
+    size           bigint NOT NULL CHECK (size > 0),
+    root           bytea NOT NULL CHECK (octet_length(root) = 32),
+    range_hashes   bytea NOT NULL CHECK (octet_length(range_hashes) % 32 = 0),
+    last_leaf_hash bytea NOT NULL CHECK (octet_length(last_leaf_hash) = 32),
+    note           bytea NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, size)
+);
+
+-- Signing keys, private halves sealed with the master key. Only status and
+-- retired_at change; keys are never deleted.
+CREATE TABLE signing_keys (
+    tenant_id      uuid NOT NULL REFERENCES tenants (id),
+    kid            text NOT NULL CHECK (length(kid) BETWEEN 1 AND 128),
+    purpose        text NOT NULL CHECK (purpose IN ('log', 'receipt', 'token')),
+    algorithm      text NOT NULL,
+    public_key     bytea NOT NULL,
+    sealed_private bytea NOT NULL,
+    status         text NOT NULL CHECK (status IN ('active', 'retired')),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    retired_at     timestamptz,
+    PRIMARY KEY (tenant_id, kid)
+);
+
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['ledger_entries', 'ledger_nodes', 'ledger_checkpoints', 'signing_keys'] LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format($p$CREATE POLICY tenant_isolation ON %I
+            USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+            WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)$p$, t);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['ledger_entries', 'ledger_nodes', 'ledger_checkpoints'] LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW EXECUTE FUNCTION app_refuse_mutation()', t || '_append_only', t);
+        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION app_refuse_mutation()', t || '_no_truncate', t);
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION app_signing_keys_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR NEW.kid <> OLD.kid OR NEW.purpose <> OLD.purpose OR NEW.algorithm <> OLD.algorithm
+       OR NEW.public_key <> OLD.public_key OR NEW.sealed_private <> OLD.sealed_private OR NEW.created_at <> OLD.created_at THEN
+        RAISE EXCEPTION 'append-only: a signing key is only ever retired' USING ERRCODE = 'AS001';
+    END IF;
+    RETURN NEW;
+END
+$$;
+REVOKE ALL ON FUNCTION app_signing_keys_guard() FROM PUBLIC;
+CREATE TRIGGER signing_keys_guard BEFORE UPDATE OR DELETE ON signing_keys
+    FOR EACH ROW EXECUTE FUNCTION app_signing_keys_guard();
+CREATE TRIGGER signing_keys_no_truncate BEFORE TRUNCATE ON signing_keys
     FOR EACH STATEMENT EXECUTE FUNCTION app_refuse_mutation();
+
 -- Append-only: no UPDATE, DELETE or TRUNCATE grant.
-GRANT SELECT, INSERT ON ledger_entries TO {{tenant_role}};
+GRANT SELECT, INSERT ON ledger_entries, ledger_nodes, ledger_checkpoints TO {{tenant_role}};
+GRANT SELECT, INSERT, UPDATE (status, retired_at) ON signing_keys TO {{tenant_role}};
+
+-- ---------------------------------------------------------- platform log
+-- The platform plane's own log and keys: the same shapes without tenant_id,
+-- granted to the platform role only.
+CREATE TABLE platform_ledger_entries (
+    idx        bigint PRIMARY KEY CHECK (idx >= 0),
+    entry      bytea NOT NULL CHECK (octet_length(entry) BETWEEN 1 AND 65536),
+    leaf_hash  bytea NOT NULL CHECK (octet_length(leaf_hash) = 32),
+    record     bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX platform_ledger_entries_by_leaf_hash ON platform_ledger_entries (leaf_hash);
+CREATE TABLE platform_ledger_nodes (
+    level smallint NOT NULL CHECK (level > 0 AND level % 8 = 0 AND level < 64),
+    idx   bigint NOT NULL CHECK (idx >= 0),
+    hash  bytea NOT NULL CHECK (octet_length(hash) = 32),
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE platform_ledger_checkpoints (
+    size           bigint PRIMARY KEY CHECK (size > 0),
+    root           bytea NOT NULL CHECK (octet_length(root) = 32),
+    range_hashes   bytea NOT NULL CHECK (octet_length(range_hashes) % 32 = 0),
+    last_leaf_hash bytea NOT NULL CHECK (octet_length(last_leaf_hash) = 32),
+    note           bytea NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE platform_signing_keys (
+    kid            text PRIMARY KEY CHECK (length(kid) BETWEEN 1 AND 128),
+    purpose        text NOT NULL CHECK (purpose IN ('log', 'receipt', 'token')),
+    algorithm      text NOT NULL,
+    public_key     bytea NOT NULL,
+    sealed_private bytea NOT NULL,
+    status         text NOT NULL CHECK (status IN ('active', 'retired')),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    retired_at     timestamptz
+);
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['platform_ledger_entries', 'platform_ledger_nodes', 'platform_ledger_checkpoints'] LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW EXECUTE FUNCTION app_refuse_mutation()', t || '_append_only', t);
+        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION app_refuse_mutation()', t || '_no_truncate', t);
+    END LOOP;
+END
+$$;
+CREATE TRIGGER platform_signing_keys_guard BEFORE UPDATE OR DELETE ON platform_signing_keys
+    FOR EACH ROW EXECUTE FUNCTION app_signing_keys_guard();
+CREATE TRIGGER platform_signing_keys_no_truncate BEFORE TRUNCATE ON platform_signing_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION app_refuse_mutation();
+GRANT SELECT, INSERT ON platform_ledger_entries, platform_ledger_nodes, platform_ledger_checkpoints TO {{platform_role}};
+GRANT SELECT, INSERT, UPDATE (status, retired_at) ON platform_signing_keys TO {{platform_role}};

@@ -25,22 +25,72 @@ CREATE TABLE tenant_settings (
     PRIMARY KEY (tenant_id, key)
 ) STRICT;
 
--- The transparency log's leaves. Written once: the triggers refuse UPDATE
--- and DELETE whatever the caller.
+-- The transparency log (DESIGN §4). Every table here is written once: the
+-- triggers refuse UPDATE and DELETE whatever the caller.
+--   ledger_entries:     the leaves, with the record each one digests
+--   ledger_nodes:       tree hashes at levels 8, 16, … (tlog-tiles rows; level
+--                       0 is ledger_entries.leaf_hash)
+--   ledger_checkpoints: every signed checkpoint, with the compact range that
+--                       lets the next batch extend the tree without re-reading it
 CREATE TABLE ledger_entries (
     tenant_id  TEXT NOT NULL,
     idx        INTEGER NOT NULL CHECK (idx >= 0),
     entry      BLOB NOT NULL CHECK (length(entry) BETWEEN 1 AND 65536),
     leaf_hash  BLOB NOT NULL CHECK (length(leaf_hash) = 32),
+    record     BLOB NOT NULL,
     created_at TEXT NOT NULL,
     PRIMARY KEY (tenant_id, idx)
 ) STRICT;
+CREATE INDEX ledger_entries_by_leaf_hash ON ledger_entries (tenant_id, leaf_hash);
+
+CREATE TABLE ledger_nodes (
+    tenant_id TEXT NOT NULL,
+    level     INTEGER NOT NULL CHECK (level > 0 AND level % 8 = 0 AND level < 64),
+    idx       INTEGER NOT NULL CHECK (idx >= 0),
+    hash      BLOB NOT NULL CHECK (length(hash) = 32),
+    PRIMARY KEY (tenant_id, level, idx)
+) STRICT;
+
+CREATE TABLE ledger_checkpoints (
+    tenant_id      TEXT NOT NULL,
+    size           INTEGER NOT NULL CHECK (size > 0),
+    root           BLOB NOT NULL CHECK (length(root) = 32),
+    range_hashes   BLOB NOT NULL CHECK (length(range_hashes) % 32 = 0),
+    last_leaf_hash BLOB NOT NULL CHECK (length(last_leaf_hash) = 32),
+    note           BLOB NOT NULL,
+    created_at     TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, size)
+) STRICT;
 
 CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries
-BEGIN
-    SELECT RAISE(ABORT, 'append-only: ledger_entries');
-END;
+BEGIN SELECT RAISE(ABORT, 'append-only: ledger_entries'); END;
 CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries
-BEGIN
-    SELECT RAISE(ABORT, 'append-only: ledger_entries');
-END;
+BEGIN SELECT RAISE(ABORT, 'append-only: ledger_entries'); END;
+CREATE TRIGGER ledger_nodes_no_update BEFORE UPDATE ON ledger_nodes
+BEGIN SELECT RAISE(ABORT, 'append-only: ledger_nodes'); END;
+CREATE TRIGGER ledger_nodes_no_delete BEFORE DELETE ON ledger_nodes
+BEGIN SELECT RAISE(ABORT, 'append-only: ledger_nodes'); END;
+CREATE TRIGGER ledger_checkpoints_no_update BEFORE UPDATE ON ledger_checkpoints
+BEGIN SELECT RAISE(ABORT, 'append-only: ledger_checkpoints'); END;
+CREATE TRIGGER ledger_checkpoints_no_delete BEFORE DELETE ON ledger_checkpoints
+BEGIN SELECT RAISE(ABORT, 'append-only: ledger_checkpoints'); END;
+
+-- Signing keys (log, receipt, token), private halves sealed with the master
+-- key. Only status and retired_at ever change; keys are never deleted, so
+-- old receipts and checkpoints stay verifiable.
+CREATE TABLE signing_keys (
+    tenant_id      TEXT NOT NULL,
+    kid            TEXT NOT NULL CHECK (length(kid) BETWEEN 1 AND 128),
+    purpose        TEXT NOT NULL CHECK (purpose IN ('log', 'receipt', 'token')),
+    algorithm      TEXT NOT NULL,
+    public_key     BLOB NOT NULL,
+    sealed_private BLOB NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('active', 'retired')),
+    created_at     TEXT NOT NULL,
+    retired_at     TEXT,
+    PRIMARY KEY (tenant_id, kid)
+) STRICT;
+CREATE TRIGGER signing_keys_immutable BEFORE UPDATE OF tenant_id, kid, purpose, algorithm, public_key, sealed_private, created_at ON signing_keys
+BEGIN SELECT RAISE(ABORT, 'append-only: a signing key is only ever retired'); END;
+CREATE TRIGGER signing_keys_no_delete BEFORE DELETE ON signing_keys
+BEGIN SELECT RAISE(ABORT, 'append-only: signing keys are retired, not deleted'); END;

@@ -1,0 +1,308 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// logScope names one log's tables: a tenant's (in its own file, every row
+// also carrying tenant_id) or the platform's (platform_* in platform.db).
+type logScope struct {
+	prefix   string // "" or "platform_"
+	tenantID string // "" for the platform log
+}
+
+func (s logScope) table(name string) string { return s.prefix + name }
+
+// where prefixes a condition with the tenant filter when there is one.
+func (s logScope) where(cond string, args ...any) (string, []any) {
+	if s.tenantID == "" {
+		if cond == "" {
+			return "", args
+		}
+		return " WHERE " + cond, args
+	}
+	if cond == "" {
+		return " WHERE tenant_id = ?", []any{s.tenantID}
+	}
+	return " WHERE tenant_id = ? AND " + cond, append([]any{s.tenantID}, args...)
+}
+
+// cols returns the insert column list and values with tenant_id first when
+// scoped.
+func (s logScope) cols(names string, vals ...any) (string, string, []any) {
+	ph := strings.TrimSuffix(strings.Repeat("?, ", len(vals)), ", ")
+	if s.tenantID == "" {
+		return names, ph, vals
+	}
+	return "tenant_id, " + names, "?, " + ph, append([]any{s.tenantID}, vals...)
+}
+
+type logTx struct {
+	tx *sql.Tx
+	logScope
+}
+
+// LockLog is a no-op: every transaction took the file's write lock at BEGIN
+// IMMEDIATE, which already serialises writers across processes.
+func (l *logTx) LockLog(context.Context) error { return nil }
+
+const checkpointColumns = `size, root, range_hashes, last_leaf_hash, note, created_at`
+
+func (l *logTx) LatestCheckpoint(ctx context.Context) (store.LedgerCheckpoint, error) {
+	w, args := l.where("")
+	return scanCheckpoint(l.tx.QueryRowContext(ctx,
+		`SELECT `+checkpointColumns+` FROM `+l.table("ledger_checkpoints")+w+` ORDER BY size DESC LIMIT 1`, args...))
+}
+
+func (l *logTx) Checkpoint(ctx context.Context, size uint64) (store.LedgerCheckpoint, error) {
+	if size > math.MaxInt64 {
+		return store.LedgerCheckpoint{}, store.ErrNotFound
+	}
+	w, args := l.where("size = ?", int64(size))
+	return scanCheckpoint(l.tx.QueryRowContext(ctx, `SELECT `+checkpointColumns+` FROM `+l.table("ledger_checkpoints")+w, args...))
+}
+
+func (l *logTx) CheckpointSizes(ctx context.Context) ([]uint64, error) {
+	w, args := l.where("")
+	rows, err := l.tx.QueryContext(ctx, `SELECT size FROM `+l.table("ledger_checkpoints")+w+` ORDER BY size`, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			return nil, mapErr(err)
+		}
+		out = append(out, uint64(n))
+	}
+	return out, mapErr(rows.Err())
+}
+
+func scanCheckpoint(row scanner) (store.LedgerCheckpoint, error) {
+	var cp store.LedgerCheckpoint
+	var size int64
+	var rng []byte
+	var created string
+	if err := row.Scan(&size, &cp.Root, &rng, &cp.LastLeafHash, &cp.Note, &created); err != nil {
+		return store.LedgerCheckpoint{}, mapErr(err)
+	}
+	cp.Size = uint64(size)
+	var err error
+	if cp.RangeHashes, err = store.SplitHashes(rng); err != nil {
+		return store.LedgerCheckpoint{}, err
+	}
+	cp.CreatedAt, err = parseTime(created)
+	return cp, err
+}
+
+func (l *logTx) AppendLog(ctx context.Context, entries []store.LedgerEntry, nodes []store.LedgerNode, cp store.LedgerCheckpoint) error {
+	if err := store.CheckLogBatch(entries, nodes, cp); err != nil {
+		return err
+	}
+	var size int64
+	w, args := l.where("")
+	if err := l.tx.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM `+l.table("ledger_entries")+w, args...).Scan(&size); err != nil {
+		return mapErr(err)
+	}
+	if entries[0].Index != uint64(size) {
+		return fmt.Errorf("%w: log is at size %d, batch starts at %d", store.ErrConflict, size, entries[0].Index)
+	}
+	now := formatTime(time.Now())
+	names, ph, _ := l.cols("idx, entry, leaf_hash, record, created_at", 0, 0, 0, 0, 0)
+	stmt, err := l.tx.PrepareContext(ctx, `INSERT INTO `+l.table("ledger_entries")+` (`+names+`) VALUES (`+ph+`)`)
+	if err != nil {
+		return mapErr(err)
+	}
+	defer stmt.Close()
+	for _, e := range entries {
+		_, _, vals := l.cols("", int64(e.Index), e.Entry, e.LeafHash, nonNil(e.Record), now)
+		if _, err := stmt.ExecContext(ctx, vals...); err != nil {
+			return mapErr(err)
+		}
+	}
+	if len(nodes) > 0 {
+		names, ph, _ := l.cols("level, idx, hash", 0, 0, 0)
+		nstmt, err := l.tx.PrepareContext(ctx, `INSERT INTO `+l.table("ledger_nodes")+` (`+names+`) VALUES (`+ph+`)`)
+		if err != nil {
+			return mapErr(err)
+		}
+		defer nstmt.Close()
+		for _, n := range nodes {
+			_, _, vals := l.cols("", int64(n.Level), int64(n.Index), n.Hash)
+			if _, err := nstmt.ExecContext(ctx, vals...); err != nil {
+				return mapErr(err)
+			}
+		}
+	}
+	names, ph, vals := l.cols(checkpointColumns, int64(cp.Size), cp.Root, store.JoinHashes(cp.RangeHashes), cp.LastLeafHash, cp.Note, now)
+	_, err = l.tx.ExecContext(ctx, `INSERT INTO `+l.table("ledger_checkpoints")+` (`+names+`) VALUES (`+ph+`)`, vals...)
+	return mapErr(err)
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// clampRange turns [from, to) into int64 bounds the database can compare.
+func clampRange(from, to uint64) (int64, int64, error) {
+	if to < from {
+		return 0, 0, fmt.Errorf("%w: range [%d, %d)", store.ErrInvalid, from, to)
+	}
+	to = min(to, math.MaxInt64)
+	from = min(from, to)
+	return int64(from), int64(to), nil
+}
+
+func (l *logTx) Entries(ctx context.Context, from, to uint64) ([]store.LedgerEntry, error) {
+	f, t, err := clampRange(from, to)
+	if err != nil {
+		return nil, err
+	}
+	w, args := l.where("idx >= ? AND idx < ?", f, t)
+	rows, err := l.tx.QueryContext(ctx, `SELECT idx, entry, leaf_hash, record, created_at FROM `+l.table("ledger_entries")+w+` ORDER BY idx`, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []store.LedgerEntry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, mapErr(rows.Err())
+}
+
+func scanEntry(row scanner) (store.LedgerEntry, error) {
+	var e store.LedgerEntry
+	var idx int64
+	var created string
+	if err := row.Scan(&idx, &e.Entry, &e.LeafHash, &e.Record, &created); err != nil {
+		return store.LedgerEntry{}, mapErr(err)
+	}
+	e.Index = uint64(idx)
+	var err error
+	e.CreatedAt, err = parseTime(created)
+	return e, err
+}
+
+func (l *logTx) EntryByLeafHash(ctx context.Context, leafHash []byte) (store.LedgerEntry, error) {
+	w, args := l.where("leaf_hash = ?", leafHash)
+	return scanEntry(l.tx.QueryRowContext(ctx, `SELECT idx, entry, leaf_hash, record, created_at FROM `+l.table("ledger_entries")+w+` ORDER BY idx LIMIT 1`, args...))
+}
+
+func (l *logTx) LeafHashes(ctx context.Context, from, to uint64) ([][]byte, error) {
+	f, t, err := clampRange(from, to)
+	if err != nil {
+		return nil, err
+	}
+	w, args := l.where("idx >= ? AND idx < ?", f, t)
+	return l.hashes(ctx, `SELECT leaf_hash FROM `+l.table("ledger_entries")+w+` ORDER BY idx`, args)
+}
+
+func (l *logTx) Nodes(ctx context.Context, level uint, from, to uint64) ([][]byte, error) {
+	f, t, err := clampRange(from, to)
+	if err != nil {
+		return nil, err
+	}
+	w, args := l.where("level = ? AND idx >= ? AND idx < ?", int64(level), f, t)
+	return l.hashes(ctx, `SELECT hash FROM `+l.table("ledger_nodes")+w+` ORDER BY idx`, args)
+}
+
+func (l *logTx) hashes(ctx context.Context, q string, args []any) ([][]byte, error) {
+	rows, err := l.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out [][]byte
+	for rows.Next() {
+		var h []byte
+		if err := rows.Scan(&h); err != nil {
+			return nil, mapErr(err)
+		}
+		out = append(out, h)
+	}
+	return out, mapErr(rows.Err())
+}
+
+// keyTx stores signing keys in the same scope as the log.
+type keyTx struct {
+	tx *sql.Tx
+	logScope
+}
+
+const keyColumns = `kid, purpose, algorithm, public_key, sealed_private, status, created_at, retired_at`
+
+func (k *keyTx) InsertSigningKey(ctx context.Context, key store.SigningKey) error {
+	if err := store.CheckSigningKey(key); err != nil {
+		return err
+	}
+	if key.CreatedAt.IsZero() {
+		key.CreatedAt = time.Now()
+	}
+	var retired any
+	if !key.RetiredAt.IsZero() {
+		retired = formatTime(key.RetiredAt)
+	}
+	names, ph, vals := k.cols(keyColumns, key.KID, string(key.Purpose), key.Algorithm, key.PublicKey, key.SealedPrivate,
+		string(key.Status), formatTime(key.CreatedAt), retired)
+	_, err := k.tx.ExecContext(ctx, `INSERT INTO `+k.table("signing_keys")+` (`+names+`) VALUES (`+ph+`)`, vals...)
+	return mapErr(err)
+}
+
+func (k *keyTx) SigningKeys(ctx context.Context, purpose store.KeyPurpose) ([]store.SigningKey, error) {
+	w, args := k.where("purpose = ?", string(purpose))
+	rows, err := k.tx.QueryContext(ctx, `SELECT `+keyColumns+` FROM `+k.table("signing_keys")+w+` ORDER BY created_at, kid`, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []store.SigningKey
+	for rows.Next() {
+		var key store.SigningKey
+		var purpose, status, created string
+		var retired sql.NullString
+		if err := rows.Scan(&key.KID, &purpose, &key.Algorithm, &key.PublicKey, &key.SealedPrivate, &status, &created, &retired); err != nil {
+			return nil, mapErr(err)
+		}
+		key.Purpose, key.Status = store.KeyPurpose(purpose), store.KeyStatus(status)
+		if key.CreatedAt, err = parseTime(created); err != nil {
+			return nil, err
+		}
+		if retired.Valid {
+			if key.RetiredAt, err = parseTime(retired.String); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, key)
+	}
+	return out, mapErr(rows.Err())
+}
+
+func (k *keyTx) RetireSigningKey(ctx context.Context, kid string, at time.Time) error {
+	w, args := k.where("kid = ? AND status = 'active'", kid)
+	res, err := k.tx.ExecContext(ctx, `UPDATE `+k.table("signing_keys")+` SET status = 'retired', retired_at = ?`+w,
+		append([]any{formatTime(at)}, args...)...)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: active signing key", store.ErrNotFound)
+	}
+	return nil
+}
