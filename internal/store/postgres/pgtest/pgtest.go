@@ -151,3 +151,20 @@ func randomHex(t testing.TB, n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// Tamper runs stmts as the superuser with triggers disabled
+// (session_replication_role = replica) and row security bypassed: what an
+// attacker owning the database could do, to prove tampering is detected.
+func (db *DB) Tamper(t testing.TB, stmts ...string) {
+	t.Helper()
+	conn := Connect(t, db.AdminURL)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `SET session_replication_role = replica`); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			t.Fatalf("tamper %q: %v", s, err)
+		}
+	}
+}

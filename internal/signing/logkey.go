@@ -1,0 +1,154 @@
+package signing
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// ErrNoLogKey: the log has no key yet (reads never create one).
+var ErrNoLogKey = errors.New("log has no signing key")
+
+// LogScope names one log: an organization's (TenantID set) or the
+// platform's (TenantID empty).
+type LogScope struct {
+	TenantID string
+	// Origin is the log's origin line and note key name, e.g.
+	// "agentsigna.example/t/acme". It is fixed when the key is created:
+	// a log keeps its identity even if the configured origin later changes.
+	Origin string
+}
+
+func (s LogScope) binding(kid string) secrets.Binding {
+	table := "signing_keys"
+	if s.TenantID == "" {
+		table = "platform_signing_keys"
+	}
+	return secrets.Binding{Tenant: s.TenantID, Table: table, Row: kid, Purpose: string(store.PurposeLog)}
+}
+
+// Keyring creates and opens keys. It caches opened signers: a log key never
+// rotates (a new key would be a new log), so the cache needs no invalidation.
+type Keyring struct {
+	master *secrets.MasterKey
+
+	mu   sync.Mutex
+	logs map[string]LogKey // by tenant id ("" = platform)
+}
+
+// NewKeyring returns a key ring sealing with master.
+func NewKeyring(master *secrets.MasterKey) (*Keyring, error) {
+	if master == nil {
+		return nil, errors.New("signing: a master key is required")
+	}
+	return &Keyring{master: master, logs: map[string]LogKey{}}, nil
+}
+
+// LogKey is a log's checkpoint signer and its public verifier key.
+type LogKey struct {
+	Signer   note.Signer
+	Verifier string // name+hexid+base64, what auditors pin
+}
+
+// LogKey returns the log's active checkpoint key, creating it in keys' transaction
+// when the log has none. Call it inside the transaction that will sign.
+func (k *Keyring) LogKey(ctx context.Context, keys store.KeyTx, scope LogScope) (LogKey, error) {
+	k.mu.Lock()
+	lk, ok := k.logs[scope.TenantID]
+	k.mu.Unlock()
+	if ok {
+		return lk, nil
+	}
+	lk, err := k.openLogKey(ctx, keys, scope)
+	switch {
+	case err == nil:
+		// Read from the store, so committed: safe to cache.
+		k.mu.Lock()
+		k.logs[scope.TenantID] = lk
+		k.mu.Unlock()
+		return lk, nil
+	case errors.Is(err, ErrNoLogKey):
+		// Not cached: if the caller's transaction rolls back, the key
+		// never existed and nothing it signed was published. The next
+		// call reads the committed key.
+		return k.createLogKey(ctx, keys, scope)
+	}
+	return LogKey{}, err
+}
+
+// LogVerifier returns the log's public verifier key; ErrNoLogKey if it has none.
+func (k *Keyring) LogVerifier(ctx context.Context, keys store.KeyTx, scope LogScope) (string, error) {
+	k.mu.Lock()
+	lk, ok := k.logs[scope.TenantID]
+	k.mu.Unlock()
+	if ok {
+		return lk.Verifier, nil
+	}
+	ks, err := keys.SigningKeys(ctx, store.PurposeLog)
+	if err != nil {
+		return "", err
+	}
+	for _, key := range ks {
+		if key.Status == store.KeyActive {
+			return string(key.PublicKey), nil
+		}
+	}
+	return "", ErrNoLogKey
+}
+
+func (k *Keyring) openLogKey(ctx context.Context, keys store.KeyTx, scope LogScope) (LogKey, error) {
+	ks, err := keys.SigningKeys(ctx, store.PurposeLog)
+	if err != nil {
+		return LogKey{}, err
+	}
+	for _, key := range ks {
+		if key.Status != store.KeyActive {
+			continue
+		}
+		skey, err := k.master.Open(key.SealedPrivate, scope.binding(key.KID))
+		if err != nil {
+			return LogKey{}, fmt.Errorf("signing: open log key %s: %w", key.KID, err)
+		}
+		signer, err := note.NewSigner(string(skey))
+		if err != nil {
+			return LogKey{}, fmt.Errorf("signing: log key %s is not a note signer", key.KID)
+		}
+		return LogKey{Signer: signer, Verifier: string(key.PublicKey)}, nil
+	}
+	return LogKey{}, ErrNoLogKey
+}
+
+func (k *Keyring) createLogKey(ctx context.Context, keys store.KeyTx, scope LogScope) (LogKey, error) {
+	if scope.Origin == "" || strings.ContainsAny(scope.Origin, " +\n") {
+		return LogKey{}, fmt.Errorf("signing: log origin %q cannot name a note key", scope.Origin)
+	}
+	skey, vkey, err := note.GenerateKey(rand.Reader, scope.Origin)
+	if err != nil {
+		return LogKey{}, fmt.Errorf("signing: generate log key: %w", err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return LogKey{}, err
+	}
+	kid := fmt.Sprintf("log-%08x", signer.KeyHash())
+	sealed, err := k.master.Seal([]byte(skey), scope.binding(kid))
+	if err != nil {
+		return LogKey{}, err
+	}
+	err = keys.InsertSigningKey(ctx, store.SigningKey{
+		KID: kid, Purpose: store.PurposeLog, Algorithm: "Ed25519 (C2SP signed-note)",
+		PublicKey: []byte(vkey), SealedPrivate: sealed, Status: store.KeyActive,
+	})
+	if err != nil {
+		return LogKey{}, err
+	}
+	return LogKey{Signer: signer, Verifier: vkey}, nil
+}

@@ -1,0 +1,249 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+)
+
+// commitTimeout bounds one batch transaction. It does not come from any
+// caller's context: one caller giving up must not fail the others' batch.
+const commitTimeout = 30 * time.Second
+
+var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+type request struct {
+	ctx    context.Context
+	entry  Entry
+	digest [sha256.Size]byte
+	res    Appended
+	err    error
+	done   chan struct{}
+}
+
+// writer is one log's committer: a goroutine that takes whatever requests
+// have queued (up to MaxBatch), commits them in one transaction, answers
+// them, and repeats. While it commits, new requests queue for the next
+// batch — the group commit.
+type writer struct {
+	log     Log
+	reqs    chan *request
+	stop    chan struct{}
+	pending int // requests sent or about to be sent; guarded by Ledger.mu
+}
+
+// writerFor returns the log's writer, starting it if needed, and counts the
+// caller as pending so an idle writer cannot exit under it.
+func (l *Ledger) writerFor(lg Log) (*writer, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
+	w, ok := l.writers[lg.key]
+	if !ok {
+		w = &writer{log: lg, reqs: make(chan *request, l.cfg.MaxBatch), stop: make(chan struct{})}
+		l.writers[lg.key] = w
+		l.wg.Add(1)
+		go l.run(w)
+	}
+	w.pending++
+	return w, nil
+}
+
+func (l *Ledger) release(w *writer, n int) {
+	l.mu.Lock()
+	w.pending -= n
+	l.mu.Unlock()
+}
+
+func (l *Ledger) run(w *writer) {
+	defer l.wg.Done()
+	idle := time.NewTimer(l.cfg.IdleTimeout)
+	defer idle.Stop()
+	for {
+		select {
+		case r := <-w.reqs:
+			batch := l.gather(w, r)
+			l.release(w, len(batch))
+			l.commit(w.log, batch)
+			idle.Reset(l.cfg.IdleTimeout)
+		case <-idle.C:
+			l.mu.Lock()
+			if w.pending == 0 {
+				delete(l.writers, w.log.key)
+				l.mu.Unlock()
+				return
+			}
+			l.mu.Unlock()
+			idle.Reset(l.cfg.IdleTimeout)
+		case <-w.stop:
+			// Answer every request already counted as pending, then stop.
+			// A pending sender either delivers or (its context done)
+			// releases itself, so this ends.
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case r := <-w.reqs:
+					batch := l.gather(w, r)
+					l.release(w, len(batch))
+					l.commit(w.log, batch)
+				case <-tick.C:
+					l.mu.Lock()
+					done := w.pending == 0
+					l.mu.Unlock()
+					if done {
+						return
+					}
+				}
+			}
+		}
+	}
+}
+
+// gather takes the first request and whatever else is queued, up to
+// MaxBatch, lingering up to MaxWait for more when configured.
+func (l *Ledger) gather(w *writer, first *request) []*request {
+	batch := []*request{first}
+	for len(batch) < l.cfg.MaxBatch {
+		select {
+		case r := <-w.reqs:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		break
+	}
+	if l.cfg.MaxWait > 0 && len(batch) < l.cfg.MaxBatch {
+		t := time.NewTimer(l.cfg.MaxWait)
+		defer t.Stop()
+	linger:
+		for len(batch) < l.cfg.MaxBatch {
+			select {
+			case r := <-w.reqs:
+				batch = append(batch, r)
+			case <-t.C:
+				break linger
+			}
+		}
+	}
+	return batch
+}
+
+// commit writes one batch and answers every request in it.
+func (l *Ledger) commit(lg Log, batch []*request) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if r.ctx.Err() != nil {
+			// Its caller has gone: do not log what nobody will learn of.
+			r.err = r.ctx.Err()
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	var cp Checkpoint
+	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
+		var err error
+		cp, err = l.appendBatch(ctx, lg, lt, kt, live)
+		return err
+	})
+	if err != nil {
+		l.cfg.Logger.Error("ledger batch failed", slog.String("log", lg.scope.Origin), slog.Int("entries", len(live)), slog.Any("error", err))
+	}
+	for _, r := range live {
+		if err != nil {
+			r.err = err
+			r.res = Appended{}
+		} else {
+			r.res.Checkpoint = cp
+		}
+		close(r.done)
+	}
+}
+
+// appendBatch runs inside the batch transaction: lock the log, extend the
+// tree from the newest checkpoint, sign, store.
+func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, batch []*request) (Checkpoint, error) {
+	if err := lt.LockLog(ctx); err != nil {
+		return Checkpoint{}, err
+	}
+	head, err := lt.LatestCheckpoint(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		head = store.LedgerCheckpoint{LastLeafHash: make([]byte, 32)}
+	case err != nil:
+		return Checkpoint{}, err
+	}
+	rng, err := rangeFactory.NewRange(0, head.Size, head.RangeHashes)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("ledger: stored compact range at size %d: %w", head.Size, err)
+	}
+	key, err := l.cfg.Keys.LogKey(ctx, kt, lg.scope)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+
+	now := l.cfg.Now().UTC()
+	prev := head.LastLeafHash
+	entries := make([]store.LedgerEntry, len(batch))
+	var nodes []store.LedgerNode
+	visit := func(id compact.NodeID, hash []byte) {
+		// Only levels 8, 16, … are stored: they are the tlog-tiles rows;
+		// everything between is recomputed from them.
+		if id.Level > 0 && id.Level%8 == 0 {
+			nodes = append(nodes, store.LedgerNode{Level: id.Level, Index: id.Index, Hash: hash})
+		}
+	}
+	for i, r := range batch {
+		idx := head.Size + uint64(i)
+		e := verify.Entry{V: 1, Index: idx, Time: now, Kind: r.entry.Kind, Subject: r.entry.Subject, Digest: r.digest[:], Prev: prev}
+		leaf, err := e.Marshal()
+		if err != nil {
+			return Checkpoint{}, fmt.Errorf("%w: %v", store.ErrInvalid, err)
+		}
+		lh := rfc6962.DefaultHasher.HashLeaf(leaf)
+		if err := rng.Append(lh, visit); err != nil {
+			return Checkpoint{}, err
+		}
+		entries[i] = store.LedgerEntry{Index: idx, Entry: leaf, LeafHash: lh, Record: r.entry.Record}
+		r.res = Appended{Index: idx, Entry: leaf, LeafHash: lh}
+		prev = lh
+	}
+	root, err := rng.GetRootHash(nil)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	size := head.Size + uint64(len(batch))
+	// SPEC: c2sp.org/tlog-checkpoint — origin, size, root; no extension
+	// lines (time lives in the entries). The note key name is the origin.
+	body := log.Checkpoint{Origin: key.Signer.Name(), Size: size, Hash: root}.Marshal()
+	signed, err := note.Sign(&note.Note{Text: string(body)}, key.Signer)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("ledger: sign checkpoint: %w", err)
+	}
+	err = lt.AppendLog(ctx, entries, nodes, store.LedgerCheckpoint{
+		Size: size, Root: root, RangeHashes: rng.Hashes(), LastLeafHash: prev, Note: signed,
+	})
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	return Checkpoint{Size: size, Root: root, Note: signed}, nil
+}

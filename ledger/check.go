@@ -1,0 +1,182 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+)
+
+// Report is what Check found.
+type Report struct {
+	Origin      string
+	Size        uint64 // the newest checkpoint's size
+	Checkpoints int
+	// Problem is the first mismatch, nil when the log is intact.
+	Problem *Problem
+}
+
+// Problem names the first entry that does not match.
+type Problem struct {
+	Index  uint64
+	Reason string
+}
+
+func (p *Problem) Error() string { return fmt.Sprintf("entry %d: %s", p.Index, p.Reason) }
+
+// checkChunk is how many entries Check reads at a time.
+const checkChunk = 4096
+
+// Check re-reads a whole log from the store and reports the first entry
+// whose bytes, leaf hash, chain link, record digest or tree does not match
+// the signed checkpoints. verifierKey pins the log key; empty trusts the
+// key stored with the log (an operator's self-check, not an audit).
+func (l *Ledger) Check(ctx context.Context, lg Log, verifierKey string) (Report, error) {
+	var rep Report
+	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
+		if verifierKey == "" {
+			var err error
+			if verifierKey, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope); err != nil {
+				return err
+			}
+		}
+		sizes, err := lt.CheckpointSizes(ctx)
+		if err != nil {
+			return err
+		}
+		rep.Checkpoints = len(sizes)
+		if len(sizes) == 0 {
+			es, err := lt.Entries(ctx, 0, 1)
+			if err == nil && len(es) > 0 {
+				rep.Problem = &Problem{0, "entries exist but no checkpoint signs them"}
+			}
+			return err
+		}
+		rep.Size = sizes[len(sizes)-1]
+		newest, err := lt.Checkpoint(ctx, rep.Size)
+		if err != nil {
+			return err
+		}
+		origin, _, _ := bytes.Cut(newest.Note, []byte("\n"))
+		rep.Origin = string(origin)
+		rep.Problem, err = l.checkEntries(ctx, lt, verifierKey, sizes, &rep)
+		return err
+	})
+	return rep, err
+}
+
+func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, sizes []uint64, rep *Report) (*Problem, error) {
+	rng := rangeFactory.NewEmptyRange(0)
+	computed := map[compact.NodeID][]byte{}
+	visit := func(id compact.NodeID, hash []byte) {
+		if id.Level > 0 && id.Level%8 == 0 {
+			computed[id] = hash
+		}
+	}
+	prev := make([]byte, 32)
+	next := 0 // index into sizes of the next checkpoint to meet
+	batchStart := uint64(0)
+	for from := uint64(0); from < rep.Size; from += checkChunk {
+		to := min(from+checkChunk, rep.Size)
+		es, err := lt.Entries(ctx, from, to)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := 0, from; i < to; i++ {
+			if k >= len(es) || es[k].Index != i {
+				return &Problem{i, "entry is missing"}, nil
+			}
+			e := es[k]
+			k++
+			parsed, err := verify.ParseEntry(e.Entry)
+			switch {
+			case err != nil:
+				return &Problem{i, "not a canonical ledger entry: " + err.Error()}, nil
+			case parsed.Index != i:
+				return &Problem{i, fmt.Sprintf("entry stored at %d says it is entry %d", i, parsed.Index)}, nil
+			case !bytes.Equal(rfc6962.DefaultHasher.HashLeaf(e.Entry), e.LeafHash):
+				return &Problem{i, "stored leaf hash does not match the entry"}, nil
+			case !bytes.Equal(parsed.Prev, prev):
+				return &Problem{i, "chain link broken: prev is not the leaf hash of the entry before"}, nil
+			}
+			if d := sha256.Sum256(e.Record); !bytes.Equal(d[:], parsed.Digest) {
+				return &Problem{i, "stored record does not match the entry's digest"}, nil
+			}
+			if err := rng.Append(e.LeafHash, visit); err != nil {
+				return nil, err
+			}
+			prev = e.LeafHash
+			if size := i + 1; next < len(sizes) && sizes[next] == size {
+				if p, err := checkCheckpoint(ctx, lt, vkey, rng, size, batchStart, prev); p != nil || err != nil {
+					return p, err
+				}
+				next++
+				batchStart = size
+			}
+		}
+	}
+	if next != len(sizes) {
+		return &Problem{batchStart, fmt.Sprintf("checkpoint of size %d has no matching entries", sizes[next])}, nil
+	}
+	if extra, err := lt.Entries(ctx, rep.Size, rep.Size+1); err != nil || len(extra) > 0 {
+		if err != nil {
+			return nil, err
+		}
+		return &Problem{rep.Size, "entries beyond the newest signed checkpoint"}, nil
+	}
+	return checkNodes(ctx, lt, computed)
+}
+
+func checkCheckpoint(ctx context.Context, lt store.LogTx, vkey string, rng *compact.Range, size, batchStart uint64, last []byte) (*Problem, error) {
+	stored, err := lt.Checkpoint(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	root, err := rng.GetRootHash(nil)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := verify.VerifyCheckpoint(stored.Note, vkey)
+	switch {
+	case err != nil:
+		return &Problem{batchStart, fmt.Sprintf("checkpoint of size %d does not verify: %v", size, err)}, nil
+	case cp.Size() != size || !bytes.Equal(cp.Hash(), stored.Root):
+		return &Problem{batchStart, fmt.Sprintf("stored checkpoint of size %d disagrees with its signed note", size)}, nil
+	case !bytes.Equal(root, cp.Hash()):
+		return &Problem{batchStart, fmt.Sprintf("tree root at size %d does not match its signed checkpoint", size)}, nil
+	case !bytes.Equal(stored.LastLeafHash, last):
+		return &Problem{size - 1, fmt.Sprintf("checkpoint of size %d records another last leaf", size)}, nil
+	}
+	hashes := rng.Hashes()
+	if len(hashes) != len(stored.RangeHashes) {
+		return &Problem{batchStart, fmt.Sprintf("stored compact range at size %d is wrong", size)}, nil
+	}
+	for i := range hashes {
+		if !bytes.Equal(hashes[i], stored.RangeHashes[i]) {
+			return &Problem{batchStart, fmt.Sprintf("stored compact range at size %d is wrong", size)}, nil
+		}
+	}
+	return nil, nil
+}
+
+// checkNodes compares the stored tile rows above level 0 with the ones the
+// entries produce; a wrong one would make served proofs fail.
+func checkNodes(ctx context.Context, lt store.LogTx, computed map[compact.NodeID][]byte) (*Problem, error) {
+	for id, want := range computed {
+		got, err := lt.Nodes(ctx, id.Level, id.Index, id.Index+1)
+		if err != nil {
+			return nil, err
+		}
+		if len(got) != 1 || !bytes.Equal(got[0], want) {
+			first, _ := id.Coverage()
+			return &Problem{first, fmt.Sprintf("stored tree node (level %d, index %d) does not match the entries", id.Level, id.Index)}, nil
+		}
+	}
+	return nil, nil
+}

@@ -1,0 +1,216 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// Errors callers can test with errors.Is. Store sentinels (ErrNotFound…)
+// pass through wrapped.
+var (
+	// ErrClosed: the ledger is shutting down.
+	ErrClosed = errors.New("ledger: closed")
+	// ErrNoCheckpoint: no signed checkpoint has that size (proofs are only
+	// computed against signed sizes).
+	ErrNoCheckpoint = errors.New("ledger: no signed checkpoint of that size")
+)
+
+// Limits on what one entry may carry.
+const (
+	MaxSubject = 1024
+	MaxRecord  = 1 << 20
+)
+
+var kindPattern = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
+
+// Config configures a Ledger. Defaults fill zero values.
+type Config struct {
+	Tenants  store.TenantStore
+	Platform store.PlatformStore
+	Keys     *signing.Keyring
+	// Origin prefixes every log's origin: "<Origin>/t/<slug>" for an
+	// organization, "<Origin>/platform" for the platform plane. It becomes
+	// part of each log's key name when the key is created, and is fixed
+	// from then on.
+	Origin string
+	// MaxBatch bounds how many entries one transaction commits. Default 1024.
+	MaxBatch int
+	// MaxWait is how long a batch may linger for more entries before it
+	// commits. Default 0: an idle log commits the first entry at once, and
+	// entries arriving during a commit form the next batch.
+	MaxWait time.Duration
+	// IdleTimeout stops a log's writer goroutine after that long unused.
+	// Default one minute.
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
+	// Now is the clock for entry times. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Tenants == nil || c.Platform == nil || c.Keys == nil {
+		return c, errors.New("ledger: Tenants, Platform and Keys are required")
+	}
+	if c.Origin == "" {
+		return c, errors.New("ledger: an origin is required")
+	}
+	if c.MaxBatch < 0 || c.MaxWait < 0 || c.IdleTimeout < 0 {
+		return c, errors.New("ledger: limits must not be negative")
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1024
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// Ledger appends to and reads every log of one deployment. Safe for
+// concurrent use; several Ledgers (processes) may share one database.
+type Ledger struct {
+	cfg   Config
+	tiles *tileCache
+
+	mu      sync.Mutex
+	writers map[string]*writer
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// New returns a Ledger.
+func New(cfg Config) (*Ledger, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Ledger{cfg: cfg, tiles: newTileCache(4096), writers: map[string]*writer{}}, nil
+}
+
+// Log names one log and how to reach it.
+type Log struct {
+	key   string // writer and cache key: tenant id, or "platform"
+	scope signing.LogScope
+	in    func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error
+}
+
+// TenantLog is the organization's log. slug names it in the origin of a
+// log created now; an existing log keeps the origin its key was made with.
+func (l *Ledger) TenantLog(tenantID, slug string) Log {
+	return Log{
+		key:   tenantID,
+		scope: signing.LogScope{TenantID: tenantID, Origin: l.cfg.Origin + "/t/" + slug},
+		in: func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
+			return l.cfg.Tenants.InTenantTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+				return fn(ctx, tx.Log(), tx.Keys())
+			})
+		},
+	}
+}
+
+// PlatformLog is the platform plane's log.
+func (l *Ledger) PlatformLog() Log {
+	return Log{
+		key:   "platform",
+		scope: signing.LogScope{Origin: l.cfg.Origin + "/platform"},
+		in: func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
+			return l.cfg.Platform.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+				return fn(ctx, tx.Log(), tx.Keys())
+			})
+		},
+	}
+}
+
+// Entry is what a caller appends: a record and what it is about. The log
+// stores the record and an entry carrying its SHA-256.
+type Entry struct {
+	Kind    string // e.g. "decision", "receipt", "auth.token_issued"
+	Subject string // what the record is about, e.g. a decision id
+	Record  []byte // the exact bytes the entry's digest covers
+}
+
+func (e Entry) check() error {
+	if len(e.Kind) == 0 || len(e.Kind) > 64 || !kindPattern.MatchString(e.Kind) {
+		return fmt.Errorf("%w: ledger entry kind %q", store.ErrInvalid, e.Kind)
+	}
+	if len(e.Subject) > MaxSubject {
+		return fmt.Errorf("%w: ledger entry subject over %d bytes", store.ErrInvalid, MaxSubject)
+	}
+	if len(e.Record) > MaxRecord {
+		return fmt.Errorf("%w: ledger record over %d bytes", store.ErrInvalid, MaxRecord)
+	}
+	return nil
+}
+
+// Checkpoint is a signed checkpoint.
+type Checkpoint struct {
+	Size uint64
+	Root []byte
+	Note []byte // the C2SP signed note
+}
+
+// Appended tells a caller where its entry landed.
+type Appended struct {
+	Index      uint64
+	Entry      []byte // the exact leaf bytes
+	LeafHash   []byte
+	Checkpoint Checkpoint // the checkpoint of the batch that included it
+}
+
+// Append adds one entry to a log and returns once the batch holding it is
+// durable, with the checkpoint signed for that batch. Many goroutines may
+// append at once: they are committed together.
+func (l *Ledger) Append(ctx context.Context, log Log, e Entry) (Appended, error) {
+	if err := e.check(); err != nil {
+		return Appended{}, err
+	}
+	r := &request{ctx: ctx, entry: e, digest: sha256.Sum256(e.Record), done: make(chan struct{})}
+	w, err := l.writerFor(log)
+	if err != nil {
+		return Appended{}, err
+	}
+	select {
+	case w.reqs <- r:
+	case <-ctx.Done():
+		l.release(w, 1)
+		return Appended{}, ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The entry may still be committed with its batch; the caller
+		// learns nothing either way.
+		return Appended{}, ctx.Err()
+	}
+}
+
+// Close stops accepting appends and waits for batches in flight.
+func (l *Ledger) Close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	for _, w := range l.writers {
+		close(w.stop)
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}

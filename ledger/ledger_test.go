@@ -1,0 +1,365 @@
+package ledger_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+)
+
+// openNote verifies a checkpoint with x/mod/sumdb/note and formats/log
+// directly — not with our own verifier.
+func openNote(t *testing.T, vkey string, signed []byte) log.Checkpoint {
+	t.Helper()
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := note.Open(signed, note.VerifierList(v))
+	if err != nil {
+		t.Fatalf("checkpoint does not verify with x/mod/sumdb/note: %v\n%s", err, signed)
+	}
+	var cp log.Checkpoint
+	if rest, err := cp.Unmarshal([]byte(n.Text)); err != nil || len(rest) != 0 {
+		t.Fatalf("checkpoint body %q: %v (rest %q)", n.Text, err, rest)
+	}
+	if cp.Origin != v.Name() {
+		t.Fatalf("origin %q signed by key %q", cp.Origin, v.Name())
+	}
+	return cp
+}
+
+func appendN(t *testing.T, e *env, l *ledger.Ledger, lg ledger.Log, n int, tag string) []ledger.Appended {
+	t.Helper()
+	out := make([]ledger.Appended, n)
+	for i := range n {
+		a, err := l.Append(context.Background(), lg, ledger.Entry{Kind: "test.entry", Subject: fmt.Sprintf("%s-%d", tag, i), Record: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		out[i] = a
+	}
+	return out
+}
+
+func TestAppendProveVerify(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			ctx := context.Background()
+			vkey, err := e.ledger.InitLog(ctx, e.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(vkey, origin+"/t/acme+") {
+				t.Fatalf("verifier key %q", vkey)
+			}
+			if _, err := e.ledger.LatestCheckpoint(ctx, e.log); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("empty log checkpoint: %v", err)
+			}
+			record := []byte(`{"decision":"dec_1"}`)
+			a, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "decision", Subject: "dec_1", Record: record})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Index != 0 || a.Checkpoint.Size != 1 {
+				t.Fatalf("first append: %+v", a)
+			}
+			cp := openNote(t, vkey, a.Checkpoint.Note)
+			if cp.Size != 1 || !bytes.Equal(cp.Hash, rfc6962.DefaultHasher.HashLeaf(a.Entry)) || cp.Origin != origin+"/t/acme" {
+				t.Fatalf("checkpoint %+v", cp)
+			}
+			entry, err := verify.ParseEntry(a.Entry)
+			digest := sha256.Sum256(record)
+			if err != nil || entry.Kind != "decision" || entry.Subject != "dec_1" || !bytes.Equal(entry.Digest, digest[:]) ||
+				!bytes.Equal(entry.Prev, make([]byte, 32)) || entry.Index != 0 {
+				t.Fatalf("entry %+v, %v", entry, err)
+			}
+
+			all := append([]ledger.Appended{a}, appendN(t, e, e.ledger, e.log, 40, "x")...)
+			for i, x := range all {
+				if x.Index != uint64(i) {
+					t.Fatalf("append %d got index %d", i, x.Index)
+				}
+				if i > 0 {
+					pe, _ := verify.ParseEntry(x.Entry)
+					if !bytes.Equal(pe.Prev, all[i-1].LeafHash) {
+						t.Fatalf("entry %d does not chain to %d", i, i-1)
+					}
+				}
+			}
+			latest, err := e.ledger.LatestCheckpoint(ctx, e.log)
+			if err != nil || latest.Size != 41 {
+				t.Fatalf("latest %+v, %v", latest, err)
+			}
+			// Every entry against the newest tree, and against every older
+			// signed size; every pair of signed sizes is consistent.
+			for _, x := range all {
+				p, err := e.ledger.InclusionProof(ctx, e.log, x.Index, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cp := openNote(t, vkey, p.Checkpoint.Note)
+				if err := proof.VerifyInclusion(rfc6962.DefaultHasher, x.Index, cp.Size, x.LeafHash, p.Hashes, cp.Hash); err != nil {
+					t.Fatalf("inclusion of %d at %d: %v", x.Index, cp.Size, err)
+				}
+				older, err := e.ledger.InclusionProof(ctx, e.log, x.Index, x.Checkpoint.Size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := proof.VerifyInclusion(rfc6962.DefaultHasher, x.Index, x.Checkpoint.Size, x.LeafHash, older.Hashes, x.Checkpoint.Root); err != nil {
+					t.Fatalf("inclusion of %d at its own checkpoint: %v", x.Index, err)
+				}
+				byHash, err := e.ledger.InclusionProofByLeafHash(ctx, e.log, x.LeafHash, 0)
+				if err != nil || byHash.Index != x.Index {
+					t.Fatalf("by leaf hash: %+v, %v", byHash, err)
+				}
+			}
+			for i := 1; i < len(all); i += 7 {
+				for j := i; j < len(all); j += 5 {
+					first, second := all[i].Checkpoint, all[j].Checkpoint
+					c, err := e.ledger.ConsistencyProof(ctx, e.log, first.Size, second.Size)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := proof.VerifyConsistency(rfc6962.DefaultHasher, first.Size, second.Size, c.Hashes, first.Root, second.Root); err != nil {
+						t.Fatalf("consistency %d→%d: %v", first.Size, second.Size, err)
+					}
+				}
+			}
+			// Refusals.
+			if _, err := e.ledger.InclusionProof(ctx, e.log, 41, 0); !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("index = size: %v", err)
+			}
+			if _, err := e.ledger.ConsistencyProof(ctx, e.log, 0, 41); !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("consistency from 0: %v", err)
+			}
+			if _, err := e.ledger.ConsistencyProof(ctx, e.log, 5, 3); !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("consistency backwards: %v", err)
+			}
+			if _, err := e.ledger.InclusionProof(ctx, e.log, 0, 1000); !errors.Is(err, ledger.ErrNoCheckpoint) {
+				t.Errorf("unsigned size: %v", err)
+			}
+			if _, err := e.ledger.InclusionProofByLeafHash(ctx, e.log, make([]byte, 32), 0); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("unknown leaf: %v", err)
+			}
+			got, err := e.ledger.Entry(ctx, e.log, 0)
+			if err != nil || !bytes.Equal(got.Record, record) || !bytes.Equal(got.Entry, a.Entry) {
+				t.Fatalf("entry 0: %+v, %v", got, err)
+			}
+			if _, err := e.ledger.Entry(ctx, e.log, 41); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("entry past the end: %v", err)
+			}
+			rep, err := e.ledger.Check(ctx, e.log, vkey)
+			if err != nil || rep.Problem != nil || rep.Size != 41 || rep.Origin != origin+"/t/acme" {
+				t.Fatalf("check: %+v %v, %v", rep, rep.Problem, err)
+			}
+		})
+	}
+}
+
+func TestRejectsBadEntries(t *testing.T) {
+	e := newEnv(t, "sqlite", ledger.Config{})
+	ctx := context.Background()
+	for _, bad := range []ledger.Entry{
+		{Kind: "", Record: []byte("x")},
+		{Kind: "Bad Kind", Record: []byte("x")},
+		{Kind: "decision", Subject: strings.Repeat("s", ledger.MaxSubject+1)},
+		{Kind: "decision", Record: make([]byte, ledger.MaxRecord+1)},
+		{Kind: "decision", Subject: "\xff\xfe"},
+	} {
+		if _, err := e.ledger.Append(ctx, e.log, bad); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Append(kind %q, %d-byte subject): %v, want ErrInvalid", bad.Kind, len(bad.Subject), err)
+		}
+	}
+	// A bad entry does not poison the batch of good ones.
+	if _, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "decision", Record: []byte("ok")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Many appenders: every entry gets a distinct index, batches form, and every
+// checkpoint handed out is consistent with every later one.
+func TestConcurrentAppendsGroupCommit(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			ctx := context.Background()
+			const appenders, each = 64, 8
+			results := make(chan ledger.Appended, appenders*each)
+			var wg sync.WaitGroup
+			for g := range appenders {
+				wg.Go(func() {
+					for i := range each {
+						a, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "test", Subject: fmt.Sprintf("%d/%d", g, i)})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						results <- a
+					}
+				})
+			}
+			wg.Wait()
+			close(results)
+			seen := map[uint64]bool{}
+			checkpoints := map[uint64]ledger.Checkpoint{}
+			for a := range results {
+				if seen[a.Index] {
+					t.Fatalf("index %d handed out twice", a.Index)
+				}
+				seen[a.Index] = true
+				if a.Index >= a.Checkpoint.Size {
+					t.Fatalf("entry %d acknowledged with checkpoint of size %d", a.Index, a.Checkpoint.Size)
+				}
+				checkpoints[a.Checkpoint.Size] = a.Checkpoint
+			}
+			if len(seen) != appenders*each {
+				t.Fatalf("%d entries, want %d", len(seen), appenders*each)
+			}
+			if len(checkpoints) >= appenders*each {
+				t.Errorf("no group commit: %d checkpoints for %d entries", len(checkpoints), appenders*each)
+			}
+			vkey, _ := e.ledger.VerifierKey(ctx, e.log)
+			newest, _ := e.ledger.LatestCheckpoint(ctx, e.log)
+			for size, cp := range checkpoints {
+				openNote(t, vkey, cp.Note)
+				if size == newest.Size {
+					continue
+				}
+				c, err := e.ledger.ConsistencyProof(ctx, e.log, size, newest.Size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := proof.VerifyConsistency(rfc6962.DefaultHasher, size, newest.Size, c.Hashes, cp.Root, newest.Root); err != nil {
+					t.Fatalf("checkpoint %d inconsistent with %d: %v", size, newest.Size, err)
+				}
+			}
+			if rep, err := e.ledger.Check(ctx, e.log, ""); err != nil || rep.Problem != nil {
+				t.Fatalf("check: %v, %v", rep.Problem, err)
+			}
+		})
+	}
+}
+
+// Two Ledgers on two stores (two pools, as two replicas would be) append to
+// one log at once: sequencing holds across them.
+func TestTwoLedgersOneLog(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			other := e.newLedger(t, e.another(t), ledger.Config{})
+			otherLog := other.TenantLog(e.tenant.ID, e.tenant.Slug)
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			seen := map[uint64]string{}
+			for i, l := range []*ledger.Ledger{e.ledger, other} {
+				lg := []ledger.Log{e.log, otherLog}[i]
+				for g := range 16 {
+					wg.Go(func() {
+						for j := range 10 {
+							a, err := l.Append(ctx, lg, ledger.Entry{Kind: "test", Subject: fmt.Sprintf("l%d-g%d-%d", i, g, j)})
+							if err != nil {
+								t.Error(err)
+								return
+							}
+							mu.Lock()
+							if prev, dup := seen[a.Index]; dup {
+								t.Errorf("index %d given to %s and l%d", a.Index, prev, i)
+							}
+							seen[a.Index] = fmt.Sprint("l", i)
+							mu.Unlock()
+						}
+					})
+				}
+			}
+			wg.Wait()
+			if len(seen) != 2*16*10 {
+				t.Fatalf("%d entries", len(seen))
+			}
+			if rep, err := e.ledger.Check(ctx, e.log, ""); err != nil || rep.Problem != nil || rep.Size != 320 {
+				t.Fatalf("check: %+v %v, %v", rep, rep.Problem, err)
+			}
+		})
+	}
+}
+
+func TestMaxWaitLingers(t *testing.T) {
+	e := newEnv(t, "sqlite", ledger.Config{MaxWait: 200 * time.Millisecond, MaxBatch: 4})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	sizes := make([]uint64, 4)
+	for i := range 4 {
+		wg.Go(func() {
+			a, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "test"})
+			if err != nil {
+				t.Error(err)
+			}
+			sizes[i] = a.Checkpoint.Size
+		})
+	}
+	wg.Wait()
+	for _, s := range sizes {
+		if s != 4 {
+			t.Fatalf("checkpoint sizes %v: lingering should have gathered all four into one batch", sizes)
+		}
+	}
+}
+
+func TestCancelledAppend(t *testing.T) {
+	e := newEnv(t, "sqlite", ledger.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "test"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled append: %v", err)
+	}
+	e.ledger.Close()
+	if _, err := e.ledger.Append(context.Background(), e.log, ledger.Entry{Kind: "test"}); !errors.Is(err, ledger.ErrClosed) {
+		t.Fatalf("append after close: %v", err)
+	}
+}
+
+func TestPlatformLogIsSeparate(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			ctx := context.Background()
+			pl := e.ledger.PlatformLog()
+			appendN(t, e, e.ledger, pl, 3, "p")
+			appendN(t, e, e.ledger, e.log, 5, "t")
+			pcp, err := e.ledger.LatestCheckpoint(ctx, pl)
+			if err != nil || pcp.Size != 3 {
+				t.Fatalf("platform checkpoint %+v, %v", pcp, err)
+			}
+			pkey, _ := e.ledger.VerifierKey(ctx, pl)
+			tkey, _ := e.ledger.VerifierKey(ctx, e.log)
+			if pkey == tkey || !strings.HasPrefix(pkey, origin+"/platform+") {
+				t.Fatalf("platform key %q, tenant key %q", pkey, tkey)
+			}
+			cp := openNote(t, pkey, pcp.Note)
+			if cp.Origin != origin+"/platform" {
+				t.Fatalf("platform origin %q", cp.Origin)
+			}
+			// The tenant's key does not verify the platform's checkpoint.
+			v, _ := note.NewVerifier(tkey)
+			if _, err := note.Open(pcp.Note, note.VerifierList(v)); err == nil {
+				t.Fatal("tenant key verifies the platform checkpoint")
+			}
+		})
+	}
+}

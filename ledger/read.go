@@ -1,0 +1,251 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// LatestCheckpoint returns the log's newest signed checkpoint; store.ErrNotFound
+// for a log with no entries.
+func (l *Ledger) LatestCheckpoint(ctx context.Context, lg Log) (Checkpoint, error) {
+	var cp store.LedgerCheckpoint
+	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+		var err error
+		cp, err = lt.LatestCheckpoint(ctx)
+		return err
+	})
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	return Checkpoint{Size: cp.Size, Root: cp.Root, Note: cp.Note}, nil
+}
+
+// Entry returns one stored entry with its record.
+func (l *Ledger) Entry(ctx context.Context, lg Log, index uint64) (store.LedgerEntry, error) {
+	var out store.LedgerEntry
+	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+		es, err := lt.Entries(ctx, index, index+1)
+		if err != nil {
+			return err
+		}
+		if len(es) == 0 {
+			return fmt.Errorf("%w: ledger entry %d", store.ErrNotFound, index)
+		}
+		out = es[0]
+		return nil
+	})
+	return out, err
+}
+
+// VerifierKey returns the log's public note verifier key.
+func (l *Ledger) VerifierKey(ctx context.Context, lg Log) (string, error) {
+	var vkey string
+	err := lg.in(ctx, func(ctx context.Context, _ store.LogTx, kt store.KeyTx) error {
+		var err error
+		vkey, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope)
+		return err
+	})
+	if errors.Is(err, signing.ErrNoLogKey) {
+		return "", fmt.Errorf("%w: %v", store.ErrNotFound, err)
+	}
+	return vkey, err
+}
+
+// InitLog creates the log's key if it has none: called when an
+// organization is created, so its verifier key is published before its
+// first entry.
+func (l *Ledger) InitLog(ctx context.Context, lg Log) (string, error) {
+	var vkey string
+	err := lg.in(ctx, func(ctx context.Context, _ store.LogTx, kt store.KeyTx) error {
+		k, err := l.cfg.Keys.LogKey(ctx, kt, lg.scope)
+		vkey = k.Verifier
+		return err
+	})
+	return vkey, err
+}
+
+// InclusionProof proves entry index is in the tree of treeSize, which must
+// be a signed checkpoint's size (0 means the newest).
+type InclusionProof struct {
+	Index      uint64
+	LeafHash   []byte
+	Hashes     [][]byte
+	Checkpoint Checkpoint
+}
+
+// InclusionProof builds the proof from stored hashes.
+func (l *Ledger) InclusionProof(ctx context.Context, lg Log, index, treeSize uint64) (InclusionProof, error) {
+	var out InclusionProof
+	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+		cp, err := checkpointAt(ctx, lt, treeSize)
+		if err != nil {
+			return err
+		}
+		if index >= cp.Size {
+			return fmt.Errorf("%w: index %d is not below tree size %d", store.ErrInvalid, index, cp.Size)
+		}
+		leaves, err := lt.LeafHashes(ctx, index, index+1)
+		if err != nil {
+			return err
+		}
+		if len(leaves) != 1 {
+			return fmt.Errorf("%w: ledger entry %d", store.ErrNotFound, index)
+		}
+		nodes, err := proof.Inclusion(index, cp.Size)
+		if err != nil {
+			return fmt.Errorf("%w: %v", store.ErrInvalid, err)
+		}
+		hashes, err := l.proofHashes(ctx, lg, lt, nodes, cp.Size)
+		if err != nil {
+			return err
+		}
+		out = InclusionProof{Index: index, LeafHash: leaves[0], Hashes: hashes,
+			Checkpoint: Checkpoint{Size: cp.Size, Root: cp.Root, Note: cp.Note}}
+		return nil
+	})
+	return out, err
+}
+
+// InclusionProofByLeafHash finds the entry with leafHash and proves it.
+func (l *Ledger) InclusionProofByLeafHash(ctx context.Context, lg Log, leafHash []byte, treeSize uint64) (InclusionProof, error) {
+	var index uint64
+	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+		e, err := lt.EntryByLeafHash(ctx, leafHash)
+		index = e.Index
+		return err
+	})
+	if err != nil {
+		return InclusionProof{}, err
+	}
+	return l.InclusionProof(ctx, lg, index, treeSize)
+}
+
+// ConsistencyProof proves the tree of size first is a prefix of the tree
+// of size second; both must be signed checkpoint sizes.
+type ConsistencyProof struct {
+	First, Second uint64
+	Hashes        [][]byte
+	Checkpoint    Checkpoint // of size Second
+}
+
+// ConsistencyProof builds the proof from stored hashes.
+func (l *Ledger) ConsistencyProof(ctx context.Context, lg Log, first, second uint64) (ConsistencyProof, error) {
+	var out ConsistencyProof
+	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+		if first == 0 || first > second {
+			return fmt.Errorf("%w: consistency needs 0 < first <= second", store.ErrInvalid)
+		}
+		if _, err := checkpointAt(ctx, lt, first); err != nil {
+			return err
+		}
+		cp, err := checkpointAt(ctx, lt, second)
+		if err != nil {
+			return err
+		}
+		nodes, err := proof.Consistency(first, second)
+		if err != nil {
+			return fmt.Errorf("%w: %v", store.ErrInvalid, err)
+		}
+		hashes, err := l.proofHashes(ctx, lg, lt, nodes, second)
+		if err != nil {
+			return err
+		}
+		out = ConsistencyProof{First: first, Second: second, Hashes: hashes,
+			Checkpoint: Checkpoint{Size: cp.Size, Root: cp.Root, Note: cp.Note}}
+		return nil
+	})
+	return out, err
+}
+
+func checkpointAt(ctx context.Context, lt store.LogTx, size uint64) (store.LedgerCheckpoint, error) {
+	if size == 0 {
+		return lt.LatestCheckpoint(ctx)
+	}
+	cp, err := lt.Checkpoint(ctx, size)
+	if errors.Is(err, store.ErrNotFound) {
+		return cp, fmt.Errorf("%w (%d)", ErrNoCheckpoint, size)
+	}
+	return cp, err
+}
+
+// proofHashes reads the hash of every node of a proof from stored tiles and
+// folds the ephemeral node, as transparency-dev/merkle prescribes.
+func (l *Ledger) proofHashes(ctx context.Context, lg Log, lt store.LogTx, nodes proof.Nodes, size uint64) ([][]byte, error) {
+	hashes := make([][]byte, len(nodes.IDs))
+	for i, id := range nodes.IDs {
+		h, err := l.nodeHash(ctx, lg, lt, id, size)
+		if err != nil {
+			return nil, err
+		}
+		hashes[i] = h
+	}
+	return nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren)
+}
+
+// nodeHash returns the hash of a complete node: read from the tile that
+// holds its level's base row (level 8·⌊level/8⌋) and hashed up the rest.
+func (l *Ledger) nodeHash(ctx context.Context, lg Log, lt store.LogTx, id compact.NodeID, size uint64) ([]byte, error) {
+	tileLevel := id.Level / 8
+	up := id.Level % 8
+	first := id.Index << up // first base-row index under the node
+	count := uint64(1) << up
+	tileIndex := first / 256
+	row, err := l.tileRow(ctx, lg, lt, tileLevel, tileIndex, size)
+	if err != nil {
+		return nil, err
+	}
+	off := first - tileIndex*256
+	if off+count > uint64(len(row)) {
+		return nil, fmt.Errorf("ledger: node (%d, %d) is not complete in the stored tree", id.Level, id.Index)
+	}
+	level := make([][]byte, count)
+	copy(level, row[off:off+count])
+	for len(level) > 1 {
+		next := make([][]byte, len(level)/2)
+		for i := range next {
+			next[i] = rfc6962.DefaultHasher.HashChildren(level[2*i], level[2*i+1])
+		}
+		level = next
+	}
+	return level[0], nil
+}
+
+// tileRow returns the stored hashes of tile (tileLevel, tileIndex) that are
+// complete in a tree of size; full tiles are cached (they never change).
+func (l *Ledger) tileRow(ctx context.Context, lg Log, lt store.LogTx, tileLevel uint, tileIndex uint64, size uint64) ([][]byte, error) {
+	if row, ok := l.tiles.get(lg.key, tileLevel, tileIndex); ok {
+		return row, nil
+	}
+	// Hashes at level 8·tileLevel that are complete in a tree of size.
+	available := size >> (8 * tileLevel)
+	from := tileIndex * 256
+	if from >= available {
+		return nil, fmt.Errorf("%w: tile %d/%d beyond tree size %d", store.ErrNotFound, tileLevel, tileIndex, size)
+	}
+	to := min(from+256, available)
+	var row [][]byte
+	var err error
+	if tileLevel == 0 {
+		row, err = lt.LeafHashes(ctx, from, to)
+	} else {
+		row, err = lt.Nodes(ctx, 8*tileLevel, from, to)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(row)) != to-from {
+		return nil, fmt.Errorf("ledger: tile %d/%d: %d stored hashes, want %d", tileLevel, tileIndex, len(row), to-from)
+	}
+	if len(row) == 256 {
+		l.tiles.put(lg.key, tileLevel, tileIndex, row)
+	}
+	return row, nil
+}
