@@ -1,0 +1,168 @@
+package ledger_test
+
+import (
+	"crypto/sha256"
+	"fmt"
+
+	"context"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+	"strings"
+	"testing"
+
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// Someone with write access to the database alters, deletes or reorders
+// rows behind the triggers' back; Check names the entry.
+func TestCheckFindsTampering(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			for _, tc := range []struct {
+				name  string
+				stmts []string
+				index uint64
+				want  string
+			}{
+				{"entry bytes replaced", []string{
+					`UPDATE ledger_entries SET entry = (SELECT entry FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 6) WHERE tenant_id = '%[1]s' AND idx = 5`,
+				}, 5, "says it is entry 6"},
+				{"leaf hash replaced", []string{
+					`UPDATE ledger_entries SET leaf_hash = (SELECT leaf_hash FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 6) WHERE tenant_id = '%[1]s' AND idx = 5`,
+				}, 5, "leaf hash"},
+				{"entry and leaf hash replaced together", []string{
+					`UPDATE ledger_entries SET entry = (SELECT entry FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 6),
+					 leaf_hash = (SELECT leaf_hash FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 6) WHERE tenant_id = '%[1]s' AND idx = 5`,
+				}, 5, "says it is entry 6"},
+				{"record altered", []string{
+					`UPDATE ledger_entries SET record = leaf_hash WHERE tenant_id = '%[1]s' AND idx = 7`,
+				}, 7, "record"},
+				{"entry deleted", []string{
+					`DELETE FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 4`,
+				}, 4, "missing"},
+				{"entries reordered", []string{
+					`UPDATE ledger_entries SET idx = 1000000 WHERE tenant_id = '%[1]s' AND idx = 3`,
+					`UPDATE ledger_entries SET idx = 3 WHERE tenant_id = '%[1]s' AND idx = 4`,
+					`UPDATE ledger_entries SET idx = 4 WHERE tenant_id = '%[1]s' AND idx = 1000000`,
+				}, 3, "says it is entry 4"},
+				{"last entry deleted", []string{
+					`DELETE FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 299`,
+				}, 299, "missing"},
+				{"entry planted past the end", []string{
+					`INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash, record, created_at)
+					 SELECT tenant_id, 300, entry, leaf_hash, record, created_at FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0`,
+				}, 300, "beyond"},
+				{"checkpoint root altered", []string{
+					`UPDATE ledger_checkpoints SET root = (SELECT leaf_hash FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0) WHERE tenant_id = '%[1]s' AND size = 300`,
+				}, 299, "disagrees with its signed note"},
+				{"tile node altered", []string{
+					`UPDATE ledger_nodes SET hash = (SELECT leaf_hash FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0) WHERE tenant_id = '%[1]s' AND level = 8 AND idx = 0`,
+				}, 0, "tree node"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					e := newEnv(t, kind, ledger.Config{})
+					ctx := context.Background()
+					// 300 entries, one checkpoint each: a full tile and more.
+					var entries []ledger.Entry
+					for i := range 300 {
+						entries = append(entries, ledger.Entry{Kind: "test", Subject: strings.Repeat("s", i%7), Record: []byte{byte(i)}})
+					}
+					appendAll(t, e, entries)
+					vkey, err := e.ledger.VerifierKey(ctx, e.log)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if rep, err := e.ledger.Check(ctx, e.log, vkey); err != nil || rep.Problem != nil || rep.Checkpoints != 300 {
+						t.Fatalf("before tampering: %+v %v, %v", rep, rep.Problem, err)
+					}
+					e.tamper(t, tc.stmts...)
+					rep, err := e.ledger.Check(ctx, e.log, vkey)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if rep.Problem == nil {
+						t.Fatal("tampering not detected")
+					}
+					if rep.Problem.Index != tc.index || !strings.Contains(rep.Problem.Reason, tc.want) {
+						t.Fatalf("reported %v; want entry %d (%q)", rep.Problem, tc.index, tc.want)
+					}
+				})
+			}
+		})
+	}
+}
+
+// A log key swapped in the database does not fool a check pinned to the
+// published key.
+func TestCheckPinnedKey(t *testing.T) {
+	e := newEnv(t, "sqlite", ledger.Config{})
+	appendAll(t, e, []ledger.Entry{{Kind: "test"}})
+	other := newEnv(t, "sqlite", ledger.Config{})
+	appendAll(t, other, []ledger.Entry{{Kind: "test"}})
+	foreign, _ := other.ledger.VerifierKey(context.Background(), other.log)
+	rep, err := e.ledger.Check(context.Background(), e.log, foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Problem == nil || !strings.Contains(rep.Problem.Reason, "does not verify") {
+		t.Fatalf("foreign key accepted: %+v", rep.Problem)
+	}
+}
+
+// appendAll appends entries one after another: one checkpoint each.
+func appendAll(t *testing.T, e *env, entries []ledger.Entry) {
+	t.Helper()
+	for _, en := range entries {
+		if _, err := e.ledger.Append(context.Background(), e.log, en); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The most careful forger rewrites entry 5 whole — a canonical entry with
+// the right index and prev, a matching leaf hash and record — and is caught
+// by entry 6's chain link.
+func TestCheckFindsForgedEntry(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			ctx := context.Background()
+			var entries []ledger.Entry
+			for i := range 10 {
+				entries = append(entries, ledger.Entry{Kind: "test", Record: []byte{byte(i)}})
+			}
+			appendAll(t, e, entries)
+			orig, err := e.ledger.Entry(ctx, e.log, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parsed, err := verify.ParseEntry(orig.Entry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			record := []byte("forged record")
+			digest := sha256.Sum256(record)
+			parsed.Digest = digest[:]
+			forged, err := parsed.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			lit := func(b []byte) string {
+				if kind == "sqlite" {
+					return fmt.Sprintf("X'%x'", b)
+				}
+				return fmt.Sprintf(`'\x%x'::bytea`, b)
+			}
+			e.tamper(t, fmt.Sprintf(`UPDATE ledger_entries SET entry = %s, leaf_hash = %s, record = %s WHERE tenant_id = '%%[1]s' AND idx = 5`,
+				lit(forged), lit(verify.LeafHash(forged)), lit(record)))
+			rep, err := e.ledger.Check(ctx, e.log, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Checkpoint 6 (covering entry 5) already disagrees; the first
+			// problem is reported at the batch that holds the forgery.
+			if rep.Problem == nil || rep.Problem.Index != 5 {
+				t.Fatalf("forgery not caught at entry 5: %v", rep.Problem)
+			}
+		})
+	}
+}
