@@ -1,0 +1,133 @@
+package ledger_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+)
+
+// fetcher serves the ledger's tiles by C2SP path, as the HTTP routes do.
+func fetcher(e *env) verify.FetchFunc {
+	return func(ctx context.Context, path string) ([]byte, error) {
+		level, index, width, err := verify.ParseTilePath(path)
+		if err != nil {
+			return nil, err
+		}
+		if level < 0 {
+			return e.ledger.EntryBundle(ctx, e.log, index, width)
+		}
+		return e.ledger.Tile(ctx, e.log, uint(level), index, width)
+	}
+}
+
+// growTo appends concurrently until the log has exactly size entries.
+func growTo(t *testing.T, e *env, size uint64) {
+	t.Helper()
+	cp, _ := e.ledger.LatestCheckpoint(context.Background(), e.log)
+	n := size - cp.Size
+	const workers = 64
+	var wg sync.WaitGroup
+	for w := range uint64(workers) {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				if _, err := e.ledger.Append(context.Background(), e.log, ledger.Entry{Kind: "test", Subject: fmt.Sprint(i)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// At tile boundaries, proofs built by a client from the served tiles equal
+// the server's own, and both verify with transparency-dev/merkle.
+func TestTilesAtBoundaries(t *testing.T) {
+	sizes := []uint64{1, 2, 255, 256, 257, 511, 512, 1000}
+	if !testing.Short() {
+		sizes = append(sizes, 65536, 65537)
+	}
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			ctx := context.Background()
+			vkey, _ := e.ledger.InitLog(ctx, e.log)
+			var prev *verify.Checkpoint
+			for _, size := range sizes {
+				growTo(t, e, size)
+				latest, err := e.ledger.LatestCheckpoint(ctx, e.log)
+				if err != nil || latest.Size != size {
+					t.Fatalf("grew to %d: %+v, %v", size, latest.Size, err)
+				}
+				cp, err := verify.VerifyCheckpoint(latest.Note, vkey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, index := range []uint64{0, size / 2, size - 1, min(255, size-1), min(256, size-1)} {
+					fromTiles, err := verify.InclusionProofFromTiles(ctx, cp, index, fetcher(e))
+					if err != nil {
+						t.Fatalf("size %d index %d: proof from tiles: %v", size, index, err)
+					}
+					served, err := e.ledger.InclusionProof(ctx, e.log, index, size)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(fromTiles) != len(served.Hashes) {
+						t.Fatalf("size %d index %d: %d hashes from tiles, %d served", size, index, len(fromTiles), len(served.Hashes))
+					}
+					for i := range fromTiles {
+						if !bytes.Equal(fromTiles[i], served.Hashes[i]) {
+							t.Fatalf("size %d index %d: hash %d differs", size, index, i)
+						}
+					}
+					if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, size, served.LeafHash, served.Hashes, cp.Hash()); err != nil {
+						t.Fatalf("size %d index %d: %v", size, index, err)
+					}
+				}
+				// Entry bundles carry the exact leaves.
+				w := verify.TileWidth(0, (size-1)/256, size)
+				bundle, err := e.ledger.EntryBundle(ctx, e.log, (size-1)/256, w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				leaves, err := verify.ParseEntryBundle(bundle)
+				if err != nil || uint64(len(leaves)) != w {
+					t.Fatalf("entry bundle: %d leaves, %v", len(leaves), err)
+				}
+				last, _ := e.ledger.Entry(ctx, e.log, size-1)
+				if !bytes.Equal(leaves[len(leaves)-1], last.Entry) {
+					t.Fatal("entry bundle's last leaf differs from the stored entry")
+				}
+				if prev != nil {
+					c, err := verify.ConsistencyProofFromTiles(ctx, prev, cp, fetcher(e))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := verify.VerifyConsistency(prev, cp, c); err != nil {
+						t.Fatalf("%d→%d from tiles: %v", prev.Size(), size, err)
+					}
+				}
+				prev = cp
+			}
+			// Beyond the tree: a tile that does not exist yet is not served.
+			size := sizes[len(sizes)-1]
+			if _, err := e.ledger.Tile(ctx, e.log, 0, size/256+1, 1); err == nil {
+				t.Error("tile beyond the tree served")
+			}
+			if _, err := e.ledger.Tile(ctx, e.log, 0, size/256, 256); err == nil && size%256 != 0 {
+				t.Error("full tile served for a partial one")
+			}
+			if _, err := e.ledger.EntryBundle(ctx, e.log, size/256, 256); err == nil && size%256 != 0 {
+				t.Error("full entry bundle served for a partial one")
+			}
+		})
+	}
+}
