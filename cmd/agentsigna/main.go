@@ -30,6 +30,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the tenant and platform planes", runServe},
 		{"migrate", "create or upgrade the store's schema (and PostgreSQL roles)", runMigrate},
+		{"ledger", "verify: re-read the store and check every log against its signed checkpoints", runLedger},
 	}
 }
 

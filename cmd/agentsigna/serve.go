@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,11 +14,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/server"
 )
 
 type serveFlags struct {
 	store         storeFlags
+	ledger        ledgerFlags
 	tenantAddr    string
 	platformAddr  string
 	tlsCert       string
@@ -34,6 +37,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs := newFlagSet("serve", stderr)
 	var f serveFlags
 	f.store.register(fs)
+	f.ledger.register(fs)
 	fs.StringVar(&f.tenantAddr, "tenant-addr", "127.0.0.1:8080", "tenant plane listen address")
 	fs.StringVar(&f.platformAddr, "platform-addr", "127.0.0.1:8081", "platform plane listen address")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM) for both planes")
@@ -53,7 +57,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
-	if err := checkExposure(f, tlsConfig != nil, log); err != nil {
+	exposed, err := checkExposure(f, tlsConfig != nil, log)
+	if err != nil {
 		return err
 	}
 
@@ -65,8 +70,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 	defer backend.Close()
-	if _, err := loadMasterKey(&f.store, env, log); err != nil {
+	l, err := openLedger(&f.store, &f.ledger, backend, env, log)
+	if err != nil {
 		return err
+	}
+	defer l.Close()
+	if len(exposed) > 0 {
+		// DESIGN §2: the justification is logged and written to the
+		// platform ledger.
+		record, _ := json.Marshal(map[string]any{"addrs": exposed, "justification": f.justification})
+		if _, err := l.Append(ctx, l.PlatformLog(), ledger.Entry{Kind: "platform.insecure_http", Subject: "serve", Record: record}); err != nil {
+			return fmt.Errorf("record the plain-HTTP justification in the platform ledger: %w", err)
+		}
 	}
 
 	planes, err := server.New(server.Config{
@@ -78,6 +93,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
+	// The ledger read side stays closed until the identity plane decides
+	// who may read which log; the log keys are public.
+	server.MountLedger(planes.Tenant, l, server.DenyLogAccess)
+	server.MountLogKeys(planes.Tenant, l, backend)
+	server.MountLedger(planes.Platform, l, server.DenyLogAccess)
 
 	lns := make([]net.Listener, 0, 2)
 	defer func() {
@@ -111,6 +131,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdown)
 	defer cancel()
 	shutdownErr := planes.Shutdown(sctx)
+	l.Close()
 	closeErr := backend.Close()
 	if err := errors.Join(shutdownErr, closeErr); err != nil {
 		return err
@@ -135,28 +156,28 @@ func (f *serveFlags) tlsConfig() (*tls.Config, error) {
 
 // checkExposure refuses plain HTTP beyond loopback unless an operator wrote
 // down why; the justification is logged.
-func checkExposure(f serveFlags, tlsOn bool, log *slog.Logger) error {
+func checkExposure(f serveFlags, tlsOn bool, log *slog.Logger) ([]string, error) {
 	if tlsOn {
-		return nil
+		return nil, nil
 	}
 	var exposed []string
 	for _, addr := range []string{f.tenantAddr, f.platformAddr} {
 		loop, err := isLoopback(addr)
 		if err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
 		}
 		if !loop {
 			exposed = append(exposed, addr)
 		}
 	}
 	if len(exposed) == 0 {
-		return nil
+		return nil, nil
 	}
 	if strings.TrimSpace(f.justification) == "" {
-		return fmt.Errorf("refusing plain HTTP on non-loopback %s: give --tls-cert/--tls-key, or --insecure-http-justification \"why\"", strings.Join(exposed, ", "))
+		return nil, fmt.Errorf("refusing plain HTTP on non-loopback %s: give --tls-cert/--tls-key, or --insecure-http-justification \"why\"", strings.Join(exposed, ", "))
 	}
 	log.Warn("serving plain HTTP beyond loopback", slog.Any("addrs", exposed), slog.String("justification", f.justification))
-	return nil
+	return exposed, nil
 }
 
 // isLoopback reports whether addr binds only loopback. A host name other

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// ledgerFlags name the deployment's log origin.
+type ledgerFlags struct {
+	publicURL string
+	logOrigin string
+}
+
+func (f *ledgerFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.publicURL, "public-url", "http://127.0.0.1:8080", "URL at which clients reach the tenant plane (receipt issuer prefix)")
+	fs.StringVar(&f.logOrigin, "log-origin", "", "prefix of every log origin, <log-origin>/t/<slug> (default: host of --public-url); fixed per log once its key exists")
+}
+
+// origin returns --log-origin, or the host[:port] of --public-url.
+func (f *ledgerFlags) origin() (string, error) {
+	if f.logOrigin != "" {
+		if strings.ContainsAny(f.logOrigin, " +\n\t") {
+			return "", fmt.Errorf("%w: --log-origin may not contain spaces or '+'", errUsage)
+		}
+		return strings.TrimSuffix(f.logOrigin, "/"), nil
+	}
+	u, err := url.Parse(f.publicURL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", fmt.Errorf("%w: --public-url must be an http(s) URL", errUsage)
+	}
+	return u.Host + strings.TrimSuffix(u.Path, "/"), nil
+}
+
+// openLedger opens the key ring and ledger over an open store.
+func openLedger(sf *storeFlags, lf *ledgerFlags, backend store.Backend, env env, log *slog.Logger) (*ledger.Ledger, error) {
+	origin, err := lf.origin()
+	if err != nil {
+		return nil, err
+	}
+	master, err := loadMasterKey(sf, env, log)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := signing.NewKeyring(master)
+	if err != nil {
+		return nil, err
+	}
+	return ledger.New(ledger.Config{Tenants: backend, Platform: backend, Keys: keys, Origin: origin, Logger: log})
+}
+
+// runLedger: `agentsigna ledger verify [--tenant SLUG] [--log-key KEY]`.
+func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	if len(args) == 0 || args[0] != "verify" {
+		return fmt.Errorf("%w: usage: agentsigna ledger verify [--tenant SLUG] [--platform] [--log-key KEY]", errUsage)
+	}
+	fs := newFlagSet("ledger verify", stderr)
+	var sf storeFlags
+	var lf ledgerFlags
+	sf.register(fs)
+	lf.register(fs)
+	tenant := fs.String("tenant", "", "verify only this organization's log (default: every log)")
+	platform := fs.Bool("platform", false, "verify only the platform log")
+	logKey := fs.String("log-key", "", "pin the log's verifier key (a key or a file holding one); default: the key stored with the log")
+	if err := parse(fs, args[1:], env); err != nil {
+		return err
+	}
+	if *logKey != "" && *tenant == "" && !*platform {
+		return fmt.Errorf("%w: --log-key pins one log: give --tenant or --platform", errUsage)
+	}
+	pinned, err := readKeyArg(*logKey)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	backend, err := openStore(ctx, &sf, log)
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	l, err := openLedger(&sf, &lf, backend, env, log)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
+	type target struct {
+		name string
+		log  ledger.Log
+	}
+	var targets []target
+	if !*platform {
+		var tenants []store.Tenant
+		err := backend.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+			var err error
+			tenants, err = tx.ListTenants(ctx)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, t := range tenants {
+			if *tenant == "" || t.Slug == *tenant {
+				targets = append(targets, target{t.Slug, l.TenantLog(t.ID, t.Slug)})
+			}
+		}
+		if *tenant != "" && len(targets) == 0 {
+			return fmt.Errorf("no organization %q", *tenant)
+		}
+	}
+	if *tenant == "" {
+		targets = append(targets, target{"platform", l.PlatformLog()})
+	}
+	failed := 0
+	for _, tg := range targets {
+		rep, err := l.Check(ctx, tg.log, pinned)
+		switch {
+		case errors.Is(err, signing.ErrNoLogKey):
+			fmt.Fprintf(stdout, "%s: empty (no key, no entries)\n", tg.name)
+		case err != nil:
+			failed++
+			fmt.Fprintf(stdout, "%s: could not check: %v\n", tg.name, err)
+		case rep.Problem != nil:
+			failed++
+			fmt.Fprintf(stdout, "%s: FAILED at entry %d: %s\n", tg.name, rep.Problem.Index, rep.Problem.Reason)
+		default:
+			fmt.Fprintf(stdout, "%s: OK: %d entries, %d signed checkpoints, origin %s\n", tg.name, rep.Size, rep.Checkpoints, rep.Origin)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d logs failed verification", failed, len(targets))
+	}
+	return nil
+}
+
+// readKeyArg accepts a note verifier key or the path of a file holding one.
+func readKeyArg(arg string) (string, error) {
+	if arg == "" {
+		return "", nil
+	}
+	if _, err := note.NewVerifier(arg); err == nil {
+		return arg, nil
+	}
+	b, err := os.ReadFile(arg)
+	if err != nil {
+		return "", fmt.Errorf("--log-key is neither a note verifier key nor a readable file")
+	}
+	key := strings.TrimSpace(string(b))
+	if _, err := note.NewVerifier(key); err != nil {
+		return "", fmt.Errorf("--log-key file does not hold a note verifier key")
+	}
+	return key, nil
+}

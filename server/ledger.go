@@ -1,0 +1,229 @@
+package server
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+)
+
+// LogAccess decides whether the request may read a log, and which one: it
+// returns the log, or an error (ErrUnauthorized, ErrForbidden…). It is the
+// only authorization of the ledger read routes.
+type LogAccess func(c *fiber.Ctx) (ledger.Log, error)
+
+// DenyLogAccess refuses every request: the ledger read side stays closed
+// until an identity plane provides a LogAccess.
+func DenyLogAccess(*fiber.Ctx) (ledger.Log, error) {
+	return ledger.Log{}, Problem(ErrUnauthorized, "Authentication is required to read the ledger.")
+}
+
+// MountLedger adds the read side of a transparency log (DESIGN §4) under
+// /v1/ledger on a plane: checkpoint, tlog-tiles, entries, proofs.
+func MountLedger(p *Plane, l *ledger.Ledger, access LogAccess) {
+	h := &ledgerHandlers{l: l, access: access}
+	g := p.app.Group("/v1/ledger")
+	g.Get("/checkpoint", h.checkpoint)
+	g.Get("/tile/*", h.tile)
+	g.Get("/entries/:index", h.entry)
+	g.Get("/proofs/inclusion", h.inclusion)
+	g.Get("/proofs/consistency", h.consistency)
+}
+
+// MountLogKeys publishes each organization's log verifier key at
+// /t/<slug>/.well-known/log-key: public, no authentication.
+func MountLogKeys(p *Plane, l *ledger.Ledger, tenants store.TenantStore) {
+	p.app.Get("/t/:slug/.well-known/log-key", func(c *fiber.Ctx) error {
+		slug := c.Params("slug")
+		ref, err := tenants.ResolveTenant(c.UserContext(), slug)
+		if errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) {
+			return Problem(ErrNotFound, "No such organization.")
+		}
+		if err != nil {
+			return err
+		}
+		vkey, err := l.VerifierKey(c.UserContext(), l.TenantLog(ref.ID, ref.Slug))
+		if errors.Is(err, store.ErrNotFound) {
+			return Problem(ErrNotFound, "This organization's log has no key yet.")
+		}
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderContentType, "text/plain; charset=utf-8")
+		return c.SendString(vkey + "\n")
+	})
+}
+
+type ledgerHandlers struct {
+	l      *ledger.Ledger
+	access LogAccess
+}
+
+// ledgerError turns the ledger's refusals into problems a client can act on.
+func ledgerError(err error) error {
+	switch {
+	case errors.Is(err, ledger.ErrNoCheckpoint):
+		return Problem(ErrNotFound, "No signed checkpoint has that tree size.")
+	case errors.Is(err, store.ErrNotFound):
+		return Problem(ErrNotFound, "Not in this log.")
+	case errors.Is(err, store.ErrInvalid):
+		return Problem(ErrBadRequest, "The index or tree sizes are out of range.")
+	}
+	return err
+}
+
+func (h *ledgerHandlers) checkpoint(c *fiber.Ctx) error {
+	lg, err := h.access(c)
+	if err != nil {
+		return err
+	}
+	cp, err := h.l.LatestCheckpoint(c.UserContext(), lg)
+	if errors.Is(err, store.ErrNotFound) {
+		return Problem(ErrNotFound, "The log is empty: no checkpoint yet.")
+	}
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, "text/plain; charset=utf-8")
+	return c.Send(cp.Note)
+}
+
+// tile serves c2sp.org/tlog-tiles paths: tile/<L>/<N>[.p/<W>] and
+// tile/entries/<N>[.p/<W>].
+func (h *ledgerHandlers) tile(c *fiber.Ctx) error {
+	lg, err := h.access(c)
+	if err != nil {
+		return err
+	}
+	level, index, width, err := verify.ParseTilePath("tile/" + c.Params("*"))
+	if err != nil {
+		return Problem(ErrNotFound, "Not a tlog-tiles path.")
+	}
+	var body []byte
+	if level < 0 {
+		body, err = h.l.EntryBundle(c.UserContext(), lg, index, width)
+	} else {
+		body, err = h.l.Tile(c.UserContext(), lg, uint(level), index, width)
+	}
+	if err != nil {
+		return ledgerError(err)
+	}
+	c.Set(fiber.HeaderContentType, "application/octet-stream")
+	return c.Send(body)
+}
+
+type entryJSON struct {
+	Index    uint64          `json:"index"`
+	Entry    []byte          `json:"entry"`     // base64 of the exact leaf bytes
+	LeafHash []byte          `json:"leaf_hash"` // base64
+	Record   json.RawMessage `json:"record"`
+}
+
+func (h *ledgerHandlers) entry(c *fiber.Ctx) error {
+	lg, err := h.access(c)
+	if err != nil {
+		return err
+	}
+	index, err := strconv.ParseUint(c.Params("index"), 10, 64)
+	if err != nil {
+		return Problem(ErrBadRequest, "The entry index must be a non-negative integer.")
+	}
+	e, err := h.l.Entry(c.UserContext(), lg, index)
+	if err != nil {
+		return ledgerError(err)
+	}
+	return c.JSON(entryJSON{Index: e.Index, Entry: e.Entry, LeafHash: e.LeafHash, Record: recordJSON(e.Record)})
+}
+
+// recordJSON embeds a JSON record as it is, and anything else (a compact
+// JWS…) as a JSON string.
+func recordJSON(rec []byte) json.RawMessage {
+	if json.Valid(rec) {
+		return rec
+	}
+	s, _ := json.Marshal(string(rec))
+	return s
+}
+
+func (h *ledgerHandlers) inclusion(c *fiber.Ctx) error {
+	lg, err := h.access(c)
+	if err != nil {
+		return err
+	}
+	treeSize, err := optionalUint(c, "tree_size")
+	if err != nil {
+		return err
+	}
+	var p ledger.InclusionProof
+	switch idx, lh := c.Query("index"), c.Query("leaf_hash"); {
+	case idx != "" && lh == "":
+		index, err := strconv.ParseUint(idx, 10, 64)
+		if err != nil {
+			return Problem(ErrBadRequest, "index must be a non-negative integer.")
+		}
+		p, err = h.l.InclusionProof(c.UserContext(), lg, index, treeSize)
+		if err != nil {
+			return ledgerError(err)
+		}
+	case lh != "" && idx == "":
+		hash, err := base64.StdEncoding.DecodeString(lh)
+		if err != nil || len(hash) != 32 {
+			return Problem(ErrBadRequest, "leaf_hash must be the standard base64 of 32 bytes.")
+		}
+		p, err = h.l.InclusionProofByLeafHash(c.UserContext(), lg, hash, treeSize)
+		if err != nil {
+			return ledgerError(err)
+		}
+	default:
+		return Problem(ErrBadRequest, "Give exactly one of index or leaf_hash.")
+	}
+	return c.JSON(verify.InclusionProofJSON{
+		Index: p.Index, TreeSize: p.Checkpoint.Size, LeafHash: p.LeafHash,
+		Hashes: nonNilHashes(p.Hashes), Checkpoint: string(p.Checkpoint.Note),
+	})
+}
+
+func (h *ledgerHandlers) consistency(c *fiber.Ctx) error {
+	lg, err := h.access(c)
+	if err != nil {
+		return err
+	}
+	first, err1 := strconv.ParseUint(c.Query("first"), 10, 64)
+	second, err2 := strconv.ParseUint(c.Query("second"), 10, 64)
+	if err1 != nil || err2 != nil {
+		return Problem(ErrBadRequest, "first and second must be non-negative integers.")
+	}
+	p, err := h.l.ConsistencyProof(c.UserContext(), lg, first, second)
+	if err != nil {
+		return ledgerError(err)
+	}
+	return c.JSON(verify.ConsistencyProofJSON{
+		First: p.First, Second: p.Second, Hashes: nonNilHashes(p.Hashes), Checkpoint: string(p.Checkpoint.Note),
+	})
+}
+
+func optionalUint(c *fiber.Ctx, name string) (uint64, error) {
+	v := c.Query(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	if err != nil || n == 0 {
+		return 0, Problem(ErrBadRequest, name+" must be a positive integer.")
+	}
+	return n, nil
+}
+
+func nonNilHashes(h [][]byte) [][]byte {
+	if h == nil {
+		return [][]byte{}
+	}
+	return h
+}

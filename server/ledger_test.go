@@ -1,0 +1,280 @@
+package server_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
+	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+	"github.com/agentsigna/agentsigna/server"
+)
+
+type ledgerEnv struct {
+	planes *server.Planes
+	ledger *ledger.Ledger
+	acme   store.Tenant
+	beta   store.Tenant
+	vkey   string
+}
+
+// testLogAccess is the explicit test hook: the header names the
+// organization whose log to read. Production wires DenyLogAccess until the
+// identity plane exists.
+func testLogAccess(l *ledger.Ledger, s store.TenantStore) server.LogAccess {
+	return func(c *fiber.Ctx) (ledger.Log, error) {
+		slug := c.Get("X-Test-Tenant")
+		if slug == "" {
+			return ledger.Log{}, server.Problem(server.ErrUnauthorized, "test hook: no tenant")
+		}
+		ref, err := s.ResolveTenant(c.UserContext(), slug)
+		if err != nil {
+			return ledger.Log{}, err
+		}
+		return l.TenantLog(ref.ID, ref.Slug), nil
+	}
+}
+
+func newLedgerEnv(t *testing.T, access func(*ledger.Ledger, store.TenantStore) server.LogAccess) *ledgerEnv {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), sqlite.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	master, _ := secrets.GenerateMasterKey()
+	kr, _ := signing.NewKeyring(master)
+	l, err := ledger.New(ledger.Config{Tenants: s, Platform: s, Keys: kr, Origin: "agentsigna.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	planes, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.MountLedger(planes.Tenant, l, access(l, s))
+	server.MountLogKeys(planes.Tenant, l, s)
+	server.MountLedger(planes.Platform, l, func(*fiber.Ctx) (ledger.Log, error) { return l.PlatformLog(), nil })
+	e := &ledgerEnv{planes: planes, ledger: l, acme: storetest.CreateTenant(t, s, "acme"), beta: storetest.CreateTenant(t, s, "beta")}
+	if e.vkey, err = l.InitLog(context.Background(), l.TenantLog(e.acme.ID, "acme")); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *ledgerEnv) get(t *testing.T, app *fiber.App, path, tenant string) (int, http.Header, []byte) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	if tenant != "" {
+		req.Header.Set("X-Test-Tenant", tenant)
+	}
+	resp, err := app.Test(req, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, body
+}
+
+func (e *ledgerEnv) append(t *testing.T, tenant store.Tenant, n int) {
+	t.Helper()
+	for i := range n {
+		rec := fmt.Sprintf(`{"n":%d}`, i)
+		if i%2 == 1 {
+			rec = "eyJhbGciOiJFZERTQSJ9.e30.c2ln" // not JSON: served as a string
+		}
+		if _, err := e.ledger.Append(context.Background(), e.ledger.TenantLog(tenant.ID, tenant.Slug), ledger.Entry{Kind: "test", Subject: fmt.Sprint(i), Record: []byte(rec)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestLedgerRoutesClosedByDefault(t *testing.T) {
+	e := newLedgerEnv(t, func(*ledger.Ledger, store.TenantStore) server.LogAccess { return server.DenyLogAccess })
+	e.append(t, e.acme, 3)
+	for _, path := range []string{
+		"/v1/ledger/checkpoint", "/v1/ledger/tile/0/000.p/3", "/v1/ledger/tile/entries/000.p/3", "/v1/ledger/entries/0",
+		"/v1/ledger/proofs/inclusion?index=0", "/v1/ledger/proofs/consistency?first=1&second=3",
+	} {
+		status, hdr, body := e.get(t, e.planes.Tenant.App(), path, "acme")
+		if status != http.StatusUnauthorized || hdr.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s %s", path, status, hdr.Get("Content-Type"), body)
+		}
+	}
+	// The verifier key stays public.
+	status, _, body := e.get(t, e.planes.Tenant.App(), "/t/acme/.well-known/log-key", "")
+	if status != 200 || strings.TrimSpace(string(body)) != e.vkey {
+		t.Fatalf("log key: %d %q", status, body)
+	}
+}
+
+func TestLedgerRoutes(t *testing.T) {
+	e := newLedgerEnv(t, testLogAccess)
+	e.append(t, e.acme, 300)
+	e.append(t, e.beta, 2)
+	app := e.planes.Tenant.App()
+
+	status, hdr, body := e.get(t, app, "/v1/ledger/checkpoint", "acme")
+	if status != 200 || hdr.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Fatalf("checkpoint: %d %s", status, hdr.Get("Content-Type"))
+	}
+	v, _ := note.NewVerifier(e.vkey)
+	if _, err := note.Open(body, note.VerifierList(v)); err != nil {
+		t.Fatalf("served checkpoint does not verify with x/mod/sumdb/note: %v", err)
+	}
+	cp, err := verify.VerifyCheckpoint(body, e.vkey)
+	if err != nil || cp.Size() != 300 || cp.Origin() != "agentsigna.test/t/acme" {
+		t.Fatalf("checkpoint %v, %v", cp, err)
+	}
+
+	// Entries, with JSON records embedded and others as strings.
+	for i, wantRecord := range map[int]string{4: `{"n":4}`, 5: `"eyJhbGciOiJFZERTQSJ9.e30.c2ln"`} {
+		status, _, body = e.get(t, app, fmt.Sprintf("/v1/ledger/entries/%d", i), "acme")
+		var got struct {
+			Index    uint64          `json:"index"`
+			Entry    []byte          `json:"entry"`
+			LeafHash []byte          `json:"leaf_hash"`
+			Record   json.RawMessage `json:"record"`
+		}
+		if status != 200 || json.Unmarshal(body, &got) != nil {
+			t.Fatalf("entry %d: %d %s", i, status, body)
+		}
+		parsed, err := verify.ParseEntry(got.Entry)
+		if err != nil || parsed.Index != uint64(i) || string(got.Record) != wantRecord ||
+			string(verify.LeafHash(got.Entry)) != string(got.LeafHash) {
+			t.Fatalf("entry %d: %+v %s, %v", i, parsed, got.Record, err)
+		}
+		// The proof the route serves verifies with our verifier and with
+		// transparency-dev/merkle directly.
+		status, _, body = e.get(t, app, fmt.Sprintf("/v1/ledger/proofs/inclusion?index=%d", i), "acme")
+		ip, err := verify.ParseInclusionJSON(body)
+		if status != 200 || err != nil {
+			t.Fatalf("inclusion %d: %d %s %v", i, status, body, err)
+		}
+		if _, err := ip.Verify(e.vkey, got.LeafHash); err != nil {
+			t.Fatalf("inclusion %d: %v", i, err)
+		}
+		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(i), cp.Size(), got.LeafHash, ip.Hashes, cp.Hash()); err != nil {
+			t.Fatalf("inclusion %d with transparency-dev/merkle: %v", i, err)
+		}
+		lh := base64.URLEncoding.EncodeToString(got.LeafHash)
+		lh = strings.NewReplacer("-", "%2B", "_", "%2F", "=", "%3D").Replace(lh) // standard base64, URL-escaped
+		status, _, body = e.get(t, app, "/v1/ledger/proofs/inclusion?leaf_hash="+lh+"&tree_size=300", "acme")
+		if byHash, err := verify.ParseInclusionJSON(body); status != 200 || err != nil || byHash.Index != uint64(i) {
+			t.Fatalf("inclusion by leaf hash: %d %s", status, body)
+		}
+	}
+
+	status, _, body = e.get(t, app, "/v1/ledger/proofs/consistency?first=10&second=300", "acme")
+	cj, err := verify.ParseConsistencyJSON(body)
+	if status != 200 || err != nil {
+		t.Fatalf("consistency: %d %s", status, body)
+	}
+	status, _, old := e.get(t, app, "/v1/ledger/proofs/inclusion?index=0&tree_size=10", "acme")
+	oldProof, _ := verify.ParseInclusionJSON(old)
+	older, err := verify.VerifyCheckpoint([]byte(oldProof.Checkpoint), e.vkey)
+	if status != 200 || err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cj.Verify(e.vkey, older); err != nil {
+		t.Fatalf("consistency 10→300: %v", err)
+	}
+
+	// Tiles through the routes, read by a tlog-tiles client.
+	fetch := func(ctx context.Context, path string) ([]byte, error) {
+		status, hdr, body := e.get(t, app, "/v1/ledger/"+path, "acme")
+		if status != 200 || hdr.Get("Content-Type") != "application/octet-stream" {
+			return nil, fmt.Errorf("%s: %d", path, status)
+		}
+		return body, nil
+	}
+	for _, index := range []uint64{0, 255, 256, 299} {
+		hashes, err := verify.InclusionProofFromTiles(context.Background(), cp, index, fetch)
+		if err != nil {
+			t.Fatalf("proof of %d from served tiles: %v", index, err)
+		}
+		entry, _ := e.ledger.Entry(context.Background(), e.ledger.TenantLog(e.acme.ID, "acme"), index)
+		if err := verify.VerifyInclusion(cp, index, entry.LeafHash, hashes); err != nil {
+			t.Fatalf("proof of %d from tiles: %v", index, err)
+		}
+	}
+
+	// Refusals.
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{"/v1/ledger/entries/300", 404},
+		{"/v1/ledger/entries/-1", 400},
+		{"/v1/ledger/entries/abc", 400},
+		{"/v1/ledger/proofs/inclusion?index=300", 400},
+		{"/v1/ledger/proofs/inclusion?index=1&tree_size=299000", 404},
+		{"/v1/ledger/proofs/inclusion?index=1&leaf_hash=AAAA", 400},
+		{"/v1/ledger/proofs/inclusion", 400},
+		{"/v1/ledger/proofs/inclusion?leaf_hash=not-base64!", 400},
+		{"/v1/ledger/proofs/inclusion?leaf_hash=" + strings.Repeat("A", 43) + "%3D", 404},
+		{"/v1/ledger/proofs/consistency?first=0&second=300", 400},
+		{"/v1/ledger/proofs/consistency?first=300&second=10", 400},
+		{"/v1/ledger/proofs/consistency?first=11&second=2000", 404},
+		{"/v1/ledger/tile/0/000", 200},
+		{"/v1/ledger/tile/0/001.p/44", 200},
+		{"/v1/ledger/tile/0/001.p/45", 404},
+		{"/v1/ledger/tile/0/001", 404},
+		{"/v1/ledger/tile/0/002.p/1", 404},
+		{"/v1/ledger/tile/0/2", 404},
+		{"/v1/ledger/tile/1/000.p/1", 200},
+		{"/v1/ledger/tile/entries/000", 200},
+		{"/v1/ledger/tile/entries/001.p/44", 200},
+		{"/v1/ledger/tile/entries/001", 404},
+		{"/v1/ledger/tile/entries/x001/000", 404},
+		{"/v1/ledger/tile/../../etc/passwd", 404},
+	} {
+		status, hdr, body := e.get(t, app, tc.path, "acme")
+		if status != tc.status {
+			t.Errorf("%s: %d, want %d (%s)", tc.path, status, tc.status, body)
+		}
+		if status >= 400 && hdr.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: error as %s", tc.path, hdr.Get("Content-Type"))
+		}
+	}
+
+	// Each organization reads its own log only: beta's checkpoint is beta's.
+	_, _, body = e.get(t, app, "/v1/ledger/checkpoint", "beta")
+	if _, err := verify.VerifyCheckpoint(body, e.vkey); err == nil {
+		t.Fatal("acme's key verifies beta's checkpoint")
+	}
+	if status, _, _ := e.get(t, app, "/v1/ledger/entries/5", "beta"); status != 404 {
+		t.Fatalf("beta reads acme's entry 5: %d", status)
+	}
+
+	// The platform plane serves the platform's own log; it is empty.
+	if status, _, _ := e.get(t, e.planes.Platform.App(), "/v1/ledger/checkpoint", ""); status != 404 {
+		t.Fatalf("platform checkpoint of an empty log: %d", status)
+	}
+	// Unknown organization's key.
+	if status, _, _ := e.get(t, app, "/t/nobody/.well-known/log-key", ""); status != 404 {
+		t.Fatalf("unknown org key: %d", status)
+	}
+	if status, _, _ := e.get(t, app, "/t/beta/.well-known/log-key", ""); status != 200 {
+		t.Fatalf("beta key: %d", status)
+	}
+}
