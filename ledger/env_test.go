@@ -28,21 +28,21 @@ type env struct {
 	log     ledger.Log
 	// tamper runs statements on the tenant's tables as someone who owns
 	// the database, triggers off. %[1]s in a statement is the tenant id.
-	tamper func(t *testing.T, stmts ...string)
+	tamper func(t testing.TB, stmts ...string)
 	// another opens a second store (a second process / pool) on the same data.
-	another func(t *testing.T) store.Backend
+	another func(t testing.TB) store.Backend
 }
 
 var kinds = []string{"sqlite", "postgres"}
 
-func newEnv(t *testing.T, kind string, cfg ledger.Config) *env {
+func newEnv(t testing.TB, kind string, cfg ledger.Config) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{kind: kind}
 	switch kind {
 	case "sqlite":
 		dir := t.TempDir()
-		open := func(t *testing.T) store.Backend {
+		open := func(t testing.TB) store.Backend {
 			s, err := sqlite.Open(ctx, sqlite.Config{DataDir: dir})
 			if err != nil {
 				t.Fatal(err)
@@ -52,7 +52,7 @@ func newEnv(t *testing.T, kind string, cfg ledger.Config) *env {
 		}
 		e.backend = open(t)
 		e.another = open
-		e.tamper = func(t *testing.T, stmts ...string) {
+		e.tamper = func(t testing.TB, stmts ...string) {
 			for i := range stmts {
 				stmts[i] = fmt.Sprintf(stmts[i], e.tenant.ID)
 			}
@@ -60,7 +60,7 @@ func newEnv(t *testing.T, kind string, cfg ledger.Config) *env {
 		}
 	case "postgres":
 		db := pgtest.New(t)
-		open := func(t *testing.T) store.Backend {
+		open := func(t testing.TB) store.Backend {
 			s, err := postgres.Open(ctx, postgres.Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
 			if err != nil {
 				t.Fatal(err)
@@ -70,7 +70,7 @@ func newEnv(t *testing.T, kind string, cfg ledger.Config) *env {
 		}
 		e.backend = open(t)
 		e.another = open
-		e.tamper = func(t *testing.T, stmts ...string) {
+		e.tamper = func(t testing.TB, stmts ...string) {
 			for i := range stmts {
 				stmts[i] = fmt.Sprintf(stmts[i], e.tenant.ID)
 			}
@@ -87,7 +87,7 @@ func newEnv(t *testing.T, kind string, cfg ledger.Config) *env {
 	return e
 }
 
-func (e *env) newLedger(t *testing.T, b store.Backend, cfg ledger.Config) *ledger.Ledger {
+func (e *env) newLedger(t testing.TB, b store.Backend, cfg ledger.Config) *ledger.Ledger {
 	t.Helper()
 	kr, err := signing.NewKeyring(e.master)
 	if err != nil {
@@ -101,3 +101,5 @@ func (e *env) newLedger(t *testing.T, b store.Backend, cfg ledger.Config) *ledge
 	t.Cleanup(l.Close)
 	return l
 }
+
+func newBenchEnv(b *testing.B, kind string) *env { return newEnv(b, kind, ledger.Config{}) }

@@ -51,14 +51,14 @@ func newBackend(t *testing.T, h Harness) store.Backend {
 	return b
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
 }
 
 // CreateTenant creates an organization through the platform plane.
-func CreateTenant(t *testing.T, b store.Backend, slug string) store.Tenant {
+func CreateTenant(t testing.TB, b store.Backend, slug string) store.Tenant {
 	t.Helper()
 	var out store.Tenant
 	err := b.InPlatformTx(ctx(t), func(ctx context.Context, tx store.PlatformTx) error {
