@@ -63,6 +63,8 @@ type TenantTx interface {
 	// Log is the organization's transparency log; Keys its signing keys.
 	Log() LogTx
 	Keys() KeyTx
+	// Policies are the organization's policy bundles and activations.
+	Policies() PolicyTx
 }
 
 // PlatformTx is one transaction on the platform plane's data.
@@ -106,6 +108,57 @@ type LogTx interface {
 	// Nodes returns the stored hashes at level (a multiple of 8) with
 	// from <= index < to.
 	Nodes(ctx context.Context, level uint, from, to uint64) ([][]byte, error)
+}
+
+// PolicyTx stores an organization's policy bundles. Bundles, activations
+// and verification keys are written once; the active revision is the newest
+// activation.
+type PolicyTx interface {
+	// InsertBundle stores an uploaded revision; ErrConflict if the
+	// revision exists.
+	InsertBundle(ctx context.Context, b PolicyBundle) error
+	// Bundle returns one revision, bytes included.
+	Bundle(ctx context.Context, revision string) (PolicyBundle, error)
+	// Bundles lists every revision, oldest first, without the bytes.
+	Bundles(ctx context.Context) ([]PolicyBundle, error)
+	// Activate appends an activation of a stored revision; its Seq is
+	// assigned (one past the newest).
+	Activate(ctx context.Context, a PolicyActivation) (PolicyActivation, error)
+	// Activations lists every activation, oldest first; the last is active.
+	Activations(ctx context.Context) ([]PolicyActivation, error)
+	// ActiveBundle returns the newest activation and its bundle;
+	// ErrNotFound if none was ever activated.
+	ActiveBundle(ctx context.Context) (PolicyActivation, PolicyBundle, error)
+	AddVerificationKey(ctx context.Context, k PolicyVerificationKey) error
+	VerificationKeys(ctx context.Context) ([]PolicyVerificationKey, error)
+}
+
+// PolicyBundle is one uploaded OPA bundle revision.
+type PolicyBundle struct {
+	Revision   string
+	Digest     []byte // SHA-256 of Bundle
+	Bundle     []byte // the tar.gz as uploaded; empty in Bundles()
+	Manifest   string // the bundle's .manifest, JSON
+	Signed     bool
+	UploadedBy string
+	UploadedAt time.Time
+}
+
+// PolicyActivation makes a revision the active one.
+type PolicyActivation struct {
+	Seq         uint64
+	Revision    string
+	Rollback    bool
+	ActivatedBy string // who asked
+	ApprovedBy  string // the second person (four eyes); may equal "" for local CLI use
+	ActivatedAt time.Time
+}
+
+// PolicyVerificationKey is a registered bundle-signing public key (PEM).
+type PolicyVerificationKey struct {
+	KID       string
+	PublicPEM string
+	CreatedAt time.Time
 }
 
 // KeyTx stores signing keys. Keys are retired, never deleted or changed.

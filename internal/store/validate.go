@@ -132,3 +132,16 @@ func SplitHashes(b []byte) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// CheckPolicyBundle validates a bundle row before it is stored.
+func CheckPolicyBundle(b PolicyBundle) error {
+	switch {
+	case b.Revision == "" || len(b.Revision) > 256:
+		return fmt.Errorf("%w: policy revision must be 1-256 bytes", ErrInvalid)
+	case len(b.Digest) != 32 || len(b.Bundle) == 0:
+		return fmt.Errorf("%w: policy bundle and its SHA-256 are required", ErrInvalid)
+	case b.UploadedBy == "":
+		return fmt.Errorf("%w: policy bundle uploader is required", ErrInvalid)
+	}
+	return nil
+}

@@ -39,6 +39,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Rollback", func(t *testing.T) { testRollback(t, h) })
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, h) })
 	t.Run("Logs", func(t *testing.T) { testLogs(t, h) })
+	t.Run("Policies", func(t *testing.T) { testPolicies(t, h) })
 	t.Run("AppendOnly", func(t *testing.T) { testAppendOnly(t, h) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, h) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, h) })
@@ -625,6 +626,126 @@ func testLogs(t *testing.T, h Harness) {
 				}
 			})
 		})
+	}
+}
+
+func testBundle(rev string) store.PolicyBundle {
+	raw := []byte("tar.gz of " + rev)
+	d := sha256.Sum256(raw)
+	return store.PolicyBundle{Revision: rev, Digest: d[:], Bundle: raw, Manifest: `{"revision":"` + rev + `","roots":["tenant"]}`, UploadedBy: "usr_author"}
+}
+
+func testPolicies(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	acme := CreateTenant(t, b, "acme")
+	beta := CreateTenant(t, b, "beta")
+	c := ctx(t)
+	steps := []struct {
+		name   string
+		tenant store.Tenant
+		fn     func(ctx context.Context, p store.PolicyTx) error
+	}{
+		{"nothing active yet", acme, func(ctx context.Context, p store.PolicyTx) error {
+			if _, _, err := p.ActiveBundle(ctx); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("active bundle of a new org: %v", err)
+			}
+			return nil
+		}},
+		{"upload two revisions", acme, func(ctx context.Context, p store.PolicyTx) error {
+			if err := p.InsertBundle(ctx, testBundle("v1")); err != nil {
+				return err
+			}
+			return p.InsertBundle(ctx, testBundle("v2"))
+		}},
+		{"same revision again", acme, func(ctx context.Context, p store.PolicyTx) error {
+			if err := p.InsertBundle(ctx, testBundle("v1")); !errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("duplicate revision: %v", err)
+			}
+			return errRollback
+		}},
+		{"invalid bundle", acme, func(ctx context.Context, p store.PolicyTx) error {
+			bad := testBundle("v3")
+			bad.Digest = nil
+			if err := p.InsertBundle(ctx, bad); !errors.Is(err, store.ErrInvalid) {
+				return fmt.Errorf("bundle without digest: %v", err)
+			}
+			return nil
+		}},
+		{"activate unknown revision", acme, func(ctx context.Context, p store.PolicyTx) error {
+			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v9", ActivatedBy: "usr_a"}); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("activate unknown: %v", err)
+			}
+			return errRollback
+		}},
+		{"activate, then roll back", acme, func(ctx context.Context, p store.PolicyTx) error {
+			for _, a := range []store.PolicyActivation{
+				{Revision: "v1", ActivatedBy: "usr_a", ApprovedBy: "usr_b"},
+				{Revision: "v2", ActivatedBy: "usr_a", ApprovedBy: "usr_b"},
+				{Revision: "v1", ActivatedBy: "usr_b", ApprovedBy: "usr_a", Rollback: true},
+			} {
+				if _, err := p.Activate(ctx, a); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"read back", acme, func(ctx context.Context, p store.PolicyTx) error {
+			act, bundle, err := p.ActiveBundle(ctx)
+			if err != nil || act.Seq != 3 || act.Revision != "v1" || !act.Rollback || string(bundle.Bundle) != "tar.gz of v1" {
+				return fmt.Errorf("active: %+v %q, %v", act, bundle.Bundle, err)
+			}
+			acts, err := p.Activations(ctx)
+			if err != nil || len(acts) != 3 || acts[1].Revision != "v2" || acts[0].ApprovedBy != "usr_b" || acts[0].ActivatedAt.IsZero() {
+				return fmt.Errorf("activations %+v, %v", acts, err)
+			}
+			list, err := p.Bundles(ctx)
+			if err != nil || len(list) != 2 || list[0].Bundle != nil || list[0].UploadedAt.IsZero() || len(list[0].Digest) != 32 {
+				return fmt.Errorf("bundles %+v, %v", list, err)
+			}
+			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "ci", PublicPEM: "-----BEGIN PUBLIC KEY-----"}); err != nil {
+				return err
+			}
+			ks, err := p.VerificationKeys(ctx)
+			if err != nil || len(ks) != 1 || ks[0].KID != "ci" {
+				return fmt.Errorf("verification keys %+v, %v", ks, err)
+			}
+			return nil
+		}},
+		{"another organization sees none of it", beta, func(ctx context.Context, p store.PolicyTx) error {
+			if _, _, err := p.ActiveBundle(ctx); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("beta sees an active bundle: %v", err)
+			}
+			if _, err := p.Bundle(ctx, "v1"); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("beta reads acme's bundle: %v", err)
+			}
+			if list, err := p.Bundles(ctx); err != nil || len(list) != 0 {
+				return fmt.Errorf("beta lists %d bundles, %v", len(list), err)
+			}
+			if ks, err := p.VerificationKeys(ctx); err != nil || len(ks) != 0 {
+				return fmt.Errorf("beta sees keys: %d, %v", len(ks), err)
+			}
+			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v1", ActivatedBy: "usr_x"}); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("beta activates acme's revision: %v", err)
+			}
+			return errRollback
+		}},
+	}
+	for _, st := range steps {
+		err := b.InTenantTx(c, st.tenant.ID, func(ctx context.Context, tx store.TenantTx) error { return st.fn(ctx, tx.Policies()) })
+		if err != nil && !errors.Is(err, errRollback) {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+	}
+	for _, stmt := range []string{
+		`UPDATE policy_bundles SET manifest = '{}'`,
+		`DELETE FROM policy_bundles`,
+		`UPDATE policy_activations SET revision = 'v2'`,
+		`DELETE FROM policy_activations`,
+		`UPDATE policy_verification_keys SET public_pem = 'evil'`,
+	} {
+		if n, err := h.RawTenantExec(c, b, acme.ID, stmt); err == nil {
+			t.Errorf("%s: accepted (%d rows)", stmt, n)
+		}
 	}
 }
 

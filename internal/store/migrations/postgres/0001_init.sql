@@ -158,6 +158,54 @@ CREATE TRIGGER signing_keys_no_truncate BEFORE TRUNCATE ON signing_keys
 GRANT SELECT, INSERT ON ledger_entries, ledger_nodes, ledger_checkpoints TO {{tenant_role}};
 GRANT SELECT, INSERT, UPDATE (status, retired_at) ON signing_keys TO {{tenant_role}};
 
+-- Policy bundles (DESIGN §3): every uploaded revision kept, written once;
+-- activations (and rollbacks) are an append-only sequence whose newest row
+-- is the active revision. Verification keys are added, not changed.
+CREATE TABLE policy_bundles (
+    tenant_id   uuid NOT NULL REFERENCES tenants (id),
+    revision    text NOT NULL CHECK (length(revision) BETWEEN 1 AND 256),
+    digest      bytea NOT NULL CHECK (octet_length(digest) = 32),
+    bundle      bytea NOT NULL,
+    manifest    text NOT NULL,
+    signed      boolean NOT NULL,
+    uploaded_by text NOT NULL,
+    uploaded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, revision)
+);
+CREATE TABLE policy_activations (
+    tenant_id    uuid NOT NULL REFERENCES tenants (id),
+    seq          bigint NOT NULL CHECK (seq > 0),
+    revision     text NOT NULL,
+    rollback     boolean NOT NULL,
+    activated_by text NOT NULL,
+    approved_by  text NOT NULL,
+    activated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, seq),
+    FOREIGN KEY (tenant_id, revision) REFERENCES policy_bundles (tenant_id, revision)
+);
+CREATE TABLE policy_verification_keys (
+    tenant_id  uuid NOT NULL REFERENCES tenants (id),
+    kid        text NOT NULL CHECK (length(kid) BETWEEN 1 AND 128),
+    public_pem text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, kid)
+);
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['policy_bundles', 'policy_activations', 'policy_verification_keys'] LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format($p$CREATE POLICY tenant_isolation ON %I
+            USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+            WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)$p$, t);
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW EXECUTE FUNCTION app_refuse_mutation()', t || '_append_only', t);
+        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION app_refuse_mutation()', t || '_no_truncate', t);
+    END LOOP;
+END
+$$;
+GRANT SELECT, INSERT ON policy_bundles, policy_activations, policy_verification_keys TO {{tenant_role}};
+
 -- ---------------------------------------------------------- platform log
 -- The platform plane's own log and keys: the same shapes without tenant_id,
 -- granted to the platform role only.

@@ -94,3 +94,46 @@ CREATE TRIGGER signing_keys_immutable BEFORE UPDATE OF tenant_id, kid, purpose, 
 BEGIN SELECT RAISE(ABORT, 'append-only: a signing key is only ever retired'); END;
 CREATE TRIGGER signing_keys_no_delete BEFORE DELETE ON signing_keys
 BEGIN SELECT RAISE(ABORT, 'append-only: signing keys are retired, not deleted'); END;
+
+-- Policy bundles (DESIGN §3): every uploaded revision is kept, written once;
+-- activations (and rollbacks) are an append-only sequence whose newest row
+-- is the active revision.
+CREATE TABLE policy_bundles (
+    tenant_id   TEXT NOT NULL,
+    revision    TEXT NOT NULL CHECK (length(revision) BETWEEN 1 AND 256),
+    digest      BLOB NOT NULL CHECK (length(digest) = 32),
+    bundle      BLOB NOT NULL,
+    manifest    TEXT NOT NULL,
+    signed      INTEGER NOT NULL CHECK (signed IN (0, 1)),
+    uploaded_by TEXT NOT NULL,
+    uploaded_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, revision)
+) STRICT;
+CREATE TABLE policy_activations (
+    tenant_id    TEXT NOT NULL,
+    seq          INTEGER NOT NULL CHECK (seq > 0),
+    revision     TEXT NOT NULL,
+    rollback     INTEGER NOT NULL CHECK (rollback IN (0, 1)),
+    activated_by TEXT NOT NULL,
+    approved_by  TEXT NOT NULL,
+    activated_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, seq),
+    FOREIGN KEY (tenant_id, revision) REFERENCES policy_bundles (tenant_id, revision)
+) STRICT;
+CREATE TABLE policy_verification_keys (
+    tenant_id  TEXT NOT NULL,
+    kid        TEXT NOT NULL CHECK (length(kid) BETWEEN 1 AND 128),
+    public_pem TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, kid)
+) STRICT;
+CREATE TRIGGER policy_bundles_no_update BEFORE UPDATE ON policy_bundles
+BEGIN SELECT RAISE(ABORT, 'append-only: policy_bundles'); END;
+CREATE TRIGGER policy_bundles_no_delete BEFORE DELETE ON policy_bundles
+BEGIN SELECT RAISE(ABORT, 'append-only: policy_bundles'); END;
+CREATE TRIGGER policy_activations_no_update BEFORE UPDATE ON policy_activations
+BEGIN SELECT RAISE(ABORT, 'append-only: policy_activations'); END;
+CREATE TRIGGER policy_activations_no_delete BEFORE DELETE ON policy_activations
+BEGIN SELECT RAISE(ABORT, 'append-only: policy_activations'); END;
+CREATE TRIGGER policy_verification_keys_no_update BEFORE UPDATE ON policy_verification_keys
+BEGIN SELECT RAISE(ABORT, 'append-only: policy_verification_keys'); END;

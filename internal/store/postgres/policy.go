@@ -1,0 +1,126 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+type policyTx struct {
+	tx       pgx.Tx
+	tenantID string
+}
+
+func (t *tenantTx) Policies() store.PolicyTx { return &policyTx{tx: t.tx, tenantID: t.tenantID} }
+
+func (p *policyTx) InsertBundle(ctx context.Context, b store.PolicyBundle) error {
+	if err := store.CheckPolicyBundle(b); err != nil {
+		return err
+	}
+	_, err := p.tx.Exec(ctx, `INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.tenantID, b.Revision, b.Digest, b.Bundle, b.Manifest, b.Signed, b.UploadedBy)
+	return mapErr(err)
+}
+
+const bundleColumns = `revision, digest, manifest, signed, uploaded_by, uploaded_at`
+
+func scanBundle(row pgx.Row, withBytes bool) (store.PolicyBundle, error) {
+	var b store.PolicyBundle
+	dest := []any{&b.Revision, &b.Digest, &b.Manifest, &b.Signed, &b.UploadedBy, &b.UploadedAt}
+	if withBytes {
+		dest = append(dest, &b.Bundle)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return store.PolicyBundle{}, mapErr(err)
+	}
+	b.UploadedAt = b.UploadedAt.UTC()
+	return b, nil
+}
+
+func (p *policyTx) Bundle(ctx context.Context, revision string) (store.PolicyBundle, error) {
+	return scanBundle(p.tx.QueryRow(ctx, `SELECT `+bundleColumns+`, bundle FROM policy_bundles WHERE tenant_id = $1 AND revision = $2`,
+		p.tenantID, revision), true)
+}
+
+func (p *policyTx) Bundles(ctx context.Context) ([]store.PolicyBundle, error) {
+	rows, err := p.tx.Query(ctx, `SELECT `+bundleColumns+` FROM policy_bundles WHERE tenant_id = $1 ORDER BY uploaded_at, revision`, p.tenantID)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.PolicyBundle, error) { return scanBundle(r, false) })
+	return out, mapErr(err)
+}
+
+func (p *policyTx) Activate(ctx context.Context, a store.PolicyActivation) (store.PolicyActivation, error) {
+	if a.Revision == "" || a.ActivatedBy == "" {
+		return a, fmt.Errorf("%w: activation needs a revision and who activated it", store.ErrInvalid)
+	}
+	var seq int64
+	err := p.tx.QueryRow(ctx, `INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by)
+		SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4, $5 FROM policy_activations WHERE tenant_id = $1
+		RETURNING seq, activated_at`, p.tenantID, a.Revision, a.Rollback, a.ActivatedBy, a.ApprovedBy).Scan(&seq, &a.ActivatedAt)
+	if err != nil {
+		return a, mapErr(err)
+	}
+	a.Seq, a.ActivatedAt = uint64(seq), a.ActivatedAt.UTC()
+	return a, nil
+}
+
+func scanActivation(row pgx.Row) (store.PolicyActivation, error) {
+	var a store.PolicyActivation
+	var seq int64
+	if err := row.Scan(&seq, &a.Revision, &a.Rollback, &a.ActivatedBy, &a.ApprovedBy, &a.ActivatedAt); err != nil {
+		return a, mapErr(err)
+	}
+	a.Seq, a.ActivatedAt = uint64(seq), a.ActivatedAt.UTC()
+	return a, nil
+}
+
+func (p *policyTx) Activations(ctx context.Context) ([]store.PolicyActivation, error) {
+	rows, err := p.tx.Query(ctx, `SELECT seq, revision, rollback, activated_by, approved_by, activated_at
+		FROM policy_activations WHERE tenant_id = $1 ORDER BY seq`, p.tenantID)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.PolicyActivation, error) { return scanActivation(r) })
+	return out, mapErr(err)
+}
+
+func (p *policyTx) ActiveBundle(ctx context.Context) (store.PolicyActivation, store.PolicyBundle, error) {
+	a, err := scanActivation(p.tx.QueryRow(ctx, `SELECT seq, revision, rollback, activated_by, approved_by, activated_at
+		FROM policy_activations WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`, p.tenantID))
+	if err != nil {
+		return a, store.PolicyBundle{}, err
+	}
+	b, err := p.Bundle(ctx, a.Revision)
+	if errors.Is(err, store.ErrNotFound) {
+		return a, b, fmt.Errorf("postgres: active revision %q has no bundle", a.Revision)
+	}
+	return a, b, err
+}
+
+func (p *policyTx) AddVerificationKey(ctx context.Context, k store.PolicyVerificationKey) error {
+	if k.KID == "" || len(k.KID) > 128 || k.PublicPEM == "" {
+		return fmt.Errorf("%w: verification key needs an id and a PEM", store.ErrInvalid)
+	}
+	_, err := p.tx.Exec(ctx, `INSERT INTO policy_verification_keys (tenant_id, kid, public_pem) VALUES ($1, $2, $3)`, p.tenantID, k.KID, k.PublicPEM)
+	return mapErr(err)
+}
+
+func (p *policyTx) VerificationKeys(ctx context.Context) ([]store.PolicyVerificationKey, error) {
+	rows, err := p.tx.Query(ctx, `SELECT kid, public_pem, created_at FROM policy_verification_keys WHERE tenant_id = $1 ORDER BY kid`, p.tenantID)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.PolicyVerificationKey, error) {
+		var k store.PolicyVerificationKey
+		err := r.Scan(&k.KID, &k.PublicPEM, &k.CreatedAt)
+		k.CreatedAt = k.CreatedAt.UTC()
+		return k, err
+	})
+	return out, mapErr(err)
+}
