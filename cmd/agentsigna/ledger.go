@@ -8,10 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"strings"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -80,9 +77,12 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if *logKey != "" && *tenant == "" && !*platform {
 		return fmt.Errorf("%w: --log-key pins one log: give --tenant or --platform", errUsage)
 	}
-	pinned, err := readKeyArg(*logKey)
-	if err != nil {
-		return err
+	var pinned string
+	if *logKey != "" {
+		var err error
+		if pinned, err = readLogKey(*logKey); err != nil {
+			return err
+		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	backend, err := openStore(ctx, &sf, log)
@@ -143,23 +143,4 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return fmt.Errorf("%d of %d logs failed verification", failed, len(targets))
 	}
 	return nil
-}
-
-// readKeyArg accepts a note verifier key or the path of a file holding one.
-func readKeyArg(arg string) (string, error) {
-	if arg == "" {
-		return "", nil
-	}
-	if _, err := note.NewVerifier(arg); err == nil {
-		return arg, nil
-	}
-	b, err := os.ReadFile(arg)
-	if err != nil {
-		return "", fmt.Errorf("--log-key is neither a note verifier key nor a readable file")
-	}
-	key := strings.TrimSpace(string(b))
-	if _, err := note.NewVerifier(key); err != nil {
-		return "", fmt.Errorf("--log-key file does not hold a note verifier key")
-	}
-	return key, nil
 }

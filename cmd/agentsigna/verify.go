@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/agentsigna/agentsigna/ledger/verify"
+	"golang.org/x/mod/sumdb/note"
+)
+
+const verifyUsage = `usage:
+  agentsigna verify inclusion PROOF --log-key KEY (--entry FILE | --leaf-hash B64)
+  agentsigna verify consistency PROOF --log-key KEY --old OLD_CHECKPOINT_FILE
+
+PROOF is a c2sp.org/tlog-proof@v1 file or the JSON of GET /v1/ledger/proofs/inclusion
+(inclusion), or the JSON of GET /v1/ledger/proofs/consistency (consistency).
+KEY is the log's note verifier key (GET /t/<slug>/.well-known/log-key) or a file holding it.`
+
+// runVerify checks ledger proofs offline, trusting only the log's public key.
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, verifyUsage)
+		return fmt.Errorf("%w: verify needs a subcommand: inclusion or consistency", errUsage)
+	}
+	switch args[0] {
+	case "inclusion":
+		return runVerifyInclusion(args[1:], stdout, stderr, env)
+	case "consistency":
+		return runVerifyConsistency(args[1:], stdout, stderr, env)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stderr, verifyUsage)
+		return flag.ErrHelp
+	}
+	return fmt.Errorf("%w: unknown verify subcommand %q (inclusion or consistency)", errUsage, args[0])
+}
+
+func runVerifyInclusion(args []string, stdout, stderr io.Writer, env env) error {
+	fs := newFlagSet("verify inclusion", stderr)
+	logKey := fs.String("log-key", "", "the log's note verifier key, or a file holding it")
+	entryFile := fs.String("entry", "", "file holding the entry's exact leaf bytes")
+	leafHashB64 := fs.String("leaf-hash", "", "the entry's base64 RFC 6962 leaf hash")
+	proofFile, err := parseWithOperand(fs, args, env)
+	if err != nil {
+		return err
+	}
+	if (*entryFile == "") == (*leafHashB64 == "") {
+		return fmt.Errorf("%w: give exactly one of --entry and --leaf-hash", errUsage)
+	}
+	vkey, err := readLogKey(*logKey)
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(proofFile)
+	if err != nil {
+		return err
+	}
+
+	var leafHash []byte
+	var entryIndex *uint64
+	if *entryFile != "" {
+		leaf, err := os.ReadFile(*entryFile)
+		if err != nil {
+			return err
+		}
+		e, err := verify.ParseEntry(leaf)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *entryFile, err)
+		}
+		leafHash, entryIndex = verify.LeafHash(leaf), &e.Index
+	} else if leafHash, err = base64.StdEncoding.Strict().DecodeString(*leafHashB64); err != nil || len(leafHash) != verify.HashSize {
+		return fmt.Errorf("%w: --leaf-hash is not the base64 of 32 bytes", errUsage)
+	}
+
+	var cp *verify.Checkpoint
+	var index uint64
+	switch proofFormat(raw) {
+	case "tlog-proof":
+		cp, index, err = verify.VerifyProof(raw, vkey, leafHash)
+	case "json":
+		var p *verify.InclusionProofJSON
+		if p, err = verify.ParseInclusionJSON(raw); err == nil {
+			index = p.Index
+			cp, err = p.Verify(vkey, leafHash)
+		}
+	default:
+		return fmt.Errorf("%s: neither a c2sp.org/tlog-proof@v1 file nor inclusion-proof JSON", proofFile)
+	}
+	if err != nil {
+		return err
+	}
+	// The entry names its own position; a proof for another position would
+	// prove that identical bytes sit elsewhere, which the chain forbids.
+	if entryIndex != nil && *entryIndex != index {
+		return fmt.Errorf("the entry says it is entry %d but the proof is for entry %d", *entryIndex, index)
+	}
+	fmt.Fprintf(stdout, "OK: entry %d is in log %s at size %d (root %s)\n", index, cp.Origin(), cp.Size(), b64(cp.Hash()))
+	return nil
+}
+
+func runVerifyConsistency(args []string, stdout, stderr io.Writer, env env) error {
+	fs := newFlagSet("verify consistency", stderr)
+	logKey := fs.String("log-key", "", "the log's note verifier key, or a file holding it")
+	oldFile := fs.String("old", "", "file holding an earlier signed checkpoint of the log")
+	proofFile, err := parseWithOperand(fs, args, env)
+	if err != nil {
+		return err
+	}
+	if *oldFile == "" {
+		return fmt.Errorf("%w: --old is required", errUsage)
+	}
+	vkey, err := readLogKey(*logKey)
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(proofFile)
+	if err != nil {
+		return err
+	}
+	oldNote, err := os.ReadFile(*oldFile)
+	if err != nil {
+		return err
+	}
+	older, err := verify.VerifyCheckpoint(oldNote, vkey)
+	if err != nil {
+		return fmt.Errorf("old checkpoint %s: %w", *oldFile, err)
+	}
+	if proofFormat(raw) != "json" {
+		return fmt.Errorf("%s: not consistency-proof JSON", proofFile)
+	}
+	p, err := verify.ParseConsistencyJSON(raw)
+	if err != nil {
+		return err
+	}
+	newer, err := p.Verify(vkey, older)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "OK: log %s at size %d (root %s) extends size %d (root %s)\n",
+		newer.Origin(), newer.Size(), b64(newer.Hash()), older.Size(), b64(older.Hash()))
+	return nil
+}
+
+// parseWithOperand parses flags that may come before or after the one
+// operand (the proof file): the flag package stops at the first operand,
+// and every flag of these commands takes a value.
+func parseWithOperand(fs *flag.FlagSet, args []string, env env) (string, error) {
+	var flags, operands []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			operands = append(operands, args[i+1:]...)
+			i = len(args)
+		case strings.HasPrefix(a, "-") && a != "-":
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(a, "=") && name != "h" && name != "help" && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+		default:
+			operands = append(operands, a)
+		}
+	}
+	if err := parse(fs, flags, env); err != nil {
+		return "", err
+	}
+	if len(operands) != 1 {
+		return "", fmt.Errorf("%w: want exactly one PROOF file, got %d arguments", errUsage, len(operands))
+	}
+	return operands[0], nil
+}
+
+// readLogKey accepts the verifier key itself or a file holding it.
+func readLogKey(s string) (string, error) {
+	if s == "" {
+		return "", fmt.Errorf("%w: --log-key is required", errUsage)
+	}
+	if _, err := note.NewVerifier(s); err == nil {
+		return s, nil
+	}
+	b, err := os.ReadFile(s)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("%w: --log-key is neither a note verifier key nor a file", errUsage)
+	}
+	if err != nil {
+		return "", err
+	}
+	key := strings.TrimSpace(string(b))
+	if _, err := note.NewVerifier(key); err != nil {
+		return "", fmt.Errorf("%s: %w", s, verify.ErrInvalidKey)
+	}
+	return key, nil
+}
+
+// proofFormat tells a c2sp.org/tlog-proof from JSON by the first bytes.
+func proofFormat(raw []byte) string {
+	switch {
+	case bytes.HasPrefix(raw, []byte("c2sp.org/tlog-proof@")):
+		return "tlog-proof"
+	case bytes.HasPrefix(bytes.TrimLeft(raw, " \t\r\n"), []byte("{")):
+		return "json"
+	}
+	return ""
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

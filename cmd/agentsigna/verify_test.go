@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentsigna/agentsigna/ledger/verify"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// testLedger is a log of real chained entries, built with compact.Range.
+type testLedger struct {
+	origin string
+	vkey   string
+	signer note.Signer
+	leaves [][]byte
+	nodes  map[compact.NodeID][]byte
+}
+
+func newTestLedger(t *testing.T, origin string, n int) *testLedger {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &testLedger{origin: origin, vkey: vkey, signer: signer, nodes: map[compact.NodeID][]byte{}}
+	rf := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	r := rf.NewEmptyRange(0)
+	prev := make([]byte, 32)
+	for i := 0; i < n; i++ {
+		digest := sha256.Sum256([]byte(fmt.Sprintf("record %d", i)))
+		leaf, err := verify.Entry{
+			V: 1, Index: uint64(i), Time: time.Date(2026, 3, 1, 12, 0, i, 0, time.UTC),
+			Kind: "decision", Subject: "agent:bot", Digest: digest[:], Prev: prev,
+		}.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := verify.LeafHash(leaf)
+		l.leaves = append(l.leaves, leaf)
+		l.nodes[compact.NewNodeID(0, uint64(i))] = h
+		if err := r.Append(h, func(id compact.NodeID, h []byte) { l.nodes[id] = h }); err != nil {
+			t.Fatal(err)
+		}
+		prev = h
+	}
+	return l
+}
+
+func (l *testLedger) hashes(t *testing.T, nodes proof.Nodes, err error) [][]byte {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := make([][]byte, len(nodes.IDs))
+	for i, id := range nodes.IDs {
+		hs[i] = bytes.Clone(l.nodes[id]) // callers tamper with them
+	}
+	hs, err = nodes.Rehash(hs, rfc6962.DefaultHasher.HashChildren)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hs
+}
+
+func (l *testLedger) checkpoint(t *testing.T, size uint64) []byte {
+	t.Helper()
+	rf := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	var hs [][]byte
+	for _, id := range compact.RangeNodes(0, size, nil) {
+		hs = append(hs, l.nodes[id])
+	}
+	r, err := rf.NewRange(0, size, hs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := r.GetRootHash(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := note.Sign(&note.Note{Text: fmt.Sprintf("%s\n%d\n%s\n", l.origin, size, base64.StdEncoding.EncodeToString(root))}, l.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg
+}
+
+func (l *testLedger) inclusionJSON(t *testing.T, index, size uint64) verify.InclusionProofJSON {
+	t.Helper()
+	nodes, err := proof.Inclusion(index, size)
+	return verify.InclusionProofJSON{
+		Index: index, TreeSize: size, LeafHash: verify.LeafHash(l.leaves[index]),
+		Hashes: l.hashes(t, nodes, err), Checkpoint: string(l.checkpoint(t, size)),
+	}
+}
+
+func (l *testLedger) consistencyJSON(t *testing.T, first, second uint64) verify.ConsistencyProofJSON {
+	t.Helper()
+	nodes, err := proof.Consistency(first, second)
+	return verify.ConsistencyProofJSON{First: first, Second: second, Hashes: l.hashes(t, nodes, err), Checkpoint: string(l.checkpoint(t, second))}
+}
+
+func writeFile(t *testing.T, dir, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestVerifyCommand(t *testing.T) {
+	dir := t.TempDir()
+	acme := newTestLedger(t, "agentsigna.test/t/acme", 42)
+	other := newTestLedger(t, "agentsigna.test/t/other", 42)
+
+	incl := acme.inclusionJSON(t, 41, 42)
+	tampered := acme.inclusionJSON(t, 41, 42)
+	tampered.Hashes[0][0] ^= 1
+	wrongIndex := acme.inclusionJSON(t, 41, 42)
+	wrongIndex.Index, wrongIndex.LeafHash = 40, nil
+	tlogProof := verify.Proof{Index: 41, Hashes: incl.Hashes, Checkpoint: []byte(incl.Checkpoint)}.Marshal()
+	cons := acme.consistencyJSON(t, 10, 42)
+	consTampered := acme.consistencyJSON(t, 10, 42)
+	consTampered.Hashes[1][5] ^= 0x40
+
+	files := map[string]string{
+		"incl.json":     writeFile(t, dir, "incl.json", mustJSON(t, incl)),
+		"tampered.json": writeFile(t, dir, "tampered.json", mustJSON(t, tampered)),
+		"wrongidx.json": writeFile(t, dir, "wrongidx.json", mustJSON(t, wrongIndex)),
+		"proof":         writeFile(t, dir, "41.tlog-proof", tlogProof),
+		"entry41":       writeFile(t, dir, "entry41.json", acme.leaves[41]),
+		"entry40":       writeFile(t, dir, "entry40.json", acme.leaves[40]),
+		"key":           writeFile(t, dir, "log-key", []byte(acme.vkey+"\n")),
+		"cons.json":     writeFile(t, dir, "cons.json", mustJSON(t, cons)),
+		"constamp.json": writeFile(t, dir, "constamp.json", mustJSON(t, consTampered)),
+		"old10":         writeFile(t, dir, "old10", acme.checkpoint(t, 10)),
+		"old11":         writeFile(t, dir, "old11", acme.checkpoint(t, 11)),
+		"otherold10":    writeFile(t, dir, "otherold10", other.checkpoint(t, 10)),
+		"garbage":       writeFile(t, dir, "garbage", []byte("hello")),
+	}
+	leafHash := base64.StdEncoding.EncodeToString(verify.LeafHash(acme.leaves[41]))
+
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantOut string // prefix of stdout on success
+		usage   bool   // a usage error
+	}{
+		{"tlog-proof with entry", []string{"inclusion", files["proof"], "--log-key", acme.vkey, "--entry", files["entry41"]},
+			"OK: entry 41 is in log agentsigna.test/t/acme at size 42 (root ", false},
+		{"JSON with leaf hash", []string{"inclusion", files["incl.json"], "--log-key", acme.vkey, "--leaf-hash", leafHash},
+			"OK: entry 41 is in log agentsigna.test/t/acme at size 42", false},
+		{"flags first, key file", []string{"inclusion", "--log-key", files["key"], "--entry=" + files["entry41"], files["incl.json"]},
+			"OK: entry 41", false},
+		{"consistency", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", files["old10"]},
+			"OK: log agentsigna.test/t/acme at size 42 (root ", false},
+
+		{"tampered hash", []string{"inclusion", files["tampered.json"], "--log-key", acme.vkey, "--entry", files["entry41"]}, "", false},
+		{"wrong key", []string{"inclusion", files["proof"], "--log-key", other.vkey, "--entry", files["entry41"]}, "", false},
+		{"wrong index", []string{"inclusion", files["wrongidx.json"], "--log-key", acme.vkey, "--leaf-hash", leafHash}, "", false},
+		{"other entry", []string{"inclusion", files["proof"], "--log-key", acme.vkey, "--entry", files["entry40"]}, "", false},
+		{"leaf_hash differs from entry", []string{"inclusion", files["incl.json"], "--log-key", acme.vkey, "--entry", files["entry40"]}, "", false},
+		{"not a proof", []string{"inclusion", files["garbage"], "--log-key", acme.vkey, "--entry", files["entry41"]}, "", false},
+		{"entry not canonical", []string{"inclusion", files["proof"], "--log-key", acme.vkey, "--entry", files["garbage"]}, "", false},
+		{"old checkpoint from another log", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", files["otherold10"]}, "", false},
+		{"old checkpoint of another size", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", files["old11"]}, "", false},
+		{"tampered consistency", []string{"consistency", files["constamp.json"], "--log-key", acme.vkey, "--old", files["old10"]}, "", false},
+		{"consistency with wrong key", []string{"consistency", files["cons.json"], "--log-key", other.vkey, "--old", files["old10"]}, "", false},
+
+		{"no subcommand", nil, "", true},
+		{"unknown subcommand", []string{"inconsistency"}, "", true},
+		{"both entry and leaf hash", []string{"inclusion", files["proof"], "--log-key", acme.vkey, "--entry", files["entry41"], "--leaf-hash", leafHash}, "", true},
+		{"neither entry nor leaf hash", []string{"inclusion", files["proof"], "--log-key", acme.vkey}, "", true},
+		{"no proof", []string{"inclusion", "--log-key", acme.vkey, "--leaf-hash", leafHash}, "", true},
+		{"two proofs", []string{"inclusion", files["proof"], files["proof"], "--log-key", acme.vkey, "--leaf-hash", leafHash}, "", true},
+		{"no log key", []string{"inclusion", files["proof"], "--leaf-hash", leafHash}, "", true},
+		{"log key neither key nor file", []string{"inclusion", files["proof"], "--log-key", "nope", "--leaf-hash", leafHash}, "", true},
+		{"bad leaf hash", []string{"inclusion", files["proof"], "--log-key", acme.vkey, "--leaf-hash", "AAAA"}, "", true},
+		{"no old", []string{"consistency", files["cons.json"], "--log-key", acme.vkey}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := runVerify(context.Background(), tc.args, &stdout, &stderr, envOf(nil))
+			switch {
+			case tc.wantOut != "":
+				if err != nil || !strings.HasPrefix(stdout.String(), tc.wantOut) || strings.Count(stdout.String(), "\n") != 1 {
+					t.Fatalf("runVerify = %v; stdout %q", err, stdout.String())
+				}
+			case tc.usage:
+				if !errors.Is(err, errUsage) {
+					t.Fatalf("runVerify = %v, want a usage error", err)
+				}
+			default:
+				if err == nil || errors.Is(err, errUsage) || stdout.Len() > 0 {
+					t.Fatalf("runVerify = %v; stdout %q; want a verification failure", err, stdout.String())
+				}
+				t.Logf("reason: %s", oneLine(err))
+			}
+		})
+	}
+}
+
+func TestVerifyCommandLogKeyFromEnvironment(t *testing.T) {
+	acme := newTestLedger(t, "agentsigna.test/t/acme", 3)
+	dir := t.TempDir()
+	proofFile := writeFile(t, dir, "p.json", mustJSON(t, acme.inclusionJSON(t, 2, 3)))
+	var stdout bytes.Buffer
+	err := runVerify(context.Background(), []string{"inclusion", proofFile, "--leaf-hash", base64.StdEncoding.EncodeToString(verify.LeafHash(acme.leaves[2]))},
+		&stdout, &bytes.Buffer{}, envOf(map[string]string{"AGENTSIGNA_LOG_KEY": acme.vkey}))
+	if err != nil || !strings.HasPrefix(stdout.String(), "OK: entry 2 ") {
+		t.Fatalf("runVerify = %v; stdout %q", err, stdout.String())
+	}
+}
