@@ -14,6 +14,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/tessera/api/layout"
+	"github.com/transparency-dev/tessera/client"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
@@ -216,6 +218,33 @@ func TestLedgerRoutes(t *testing.T) {
 		if err := verify.VerifyInclusion(cp, index, entry.LeafHash, hashes); err != nil {
 			t.Fatalf("proof of %d from tiles: %v", index, err)
 		}
+	}
+
+	// A public tlog-tiles client (tessera's) reading the same routes builds
+	// the same proofs.
+	tfetch := func(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+		return fetch(ctx, layout.TilePath(level, index, p))
+	}
+	pb, err := client.NewProofBuilder(context.Background(), cp.Size(), tfetch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, index := range []uint64{0, 7, 255, 256, 299} {
+		theirs, err := pb.InclusionProof(context.Background(), index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours, err := e.ledger.InclusionProof(context.Background(), e.ledger.TenantLog(e.acme.ID, "acme"), index, 300)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(theirs) != fmt.Sprint(ours.Hashes) {
+			t.Fatalf("index %d: tessera's proof from our tiles differs from ours", index)
+		}
+	}
+	theirs, err := pb.ConsistencyProof(context.Background(), 10, 300)
+	if err != nil || fmt.Sprint(theirs) != fmt.Sprint(cj.Hashes) {
+		t.Fatalf("tessera's consistency proof 10→300 differs: %v", err)
 	}
 
 	// Refusals.
