@@ -28,7 +28,7 @@ CREATE TABLE platform_ledger_entries (
     record     BLOB NOT NULL,
     created_at TEXT NOT NULL
 ) STRICT;
-CREATE INDEX platform_ledger_entries_by_leaf_hash ON platform_ledger_entries (leaf_hash);
+CREATE INDEX platform_ledger_entries_by_leaf_hash ON platform_ledger_entries (idx >> 12, leaf_hash);
 
 CREATE TABLE platform_ledger_nodes (
     level INTEGER NOT NULL CHECK (level > 0 AND level % 8 = 0 AND level < 64),

@@ -41,7 +41,7 @@ CREATE TABLE ledger_entries (
     created_at TEXT NOT NULL,
     PRIMARY KEY (tenant_id, idx)
 ) STRICT;
-CREATE INDEX ledger_entries_by_leaf_hash ON ledger_entries (tenant_id, leaf_hash);
+CREATE INDEX ledger_entries_by_leaf_hash ON ledger_entries (tenant_id, idx >> 12, leaf_hash);
 
 CREATE TABLE ledger_nodes (
     tenant_id TEXT NOT NULL,

@@ -1,0 +1,60 @@
+package sqlite
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
+)
+
+// The leaf-hash lookup must seek the epoch index, never scan the log.
+func TestLeafHashLookupUsesTheIndex(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		_, err := storetest.AppendBatch(ctx, tx.Log(), 10000, "acme")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, _ := s.tenantDB(ctx, acme.ID)
+	q, args := (&logTx{logScope: logScope{tenantID: acme.ID}}).leafHashQuery(10000, make([]byte, 32))
+	rows, err := db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	joined := strings.Join(plan, "\n")
+	if !strings.Contains(joined, "USING INDEX ledger_entries_by_leaf_hash") || strings.Contains(joined, "SCAN ledger_entries") {
+		t.Fatalf("plan:\n%s", joined)
+	}
+	// And it finds entries in later epochs.
+	err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		es, err := tx.Log().Entries(ctx, 9000, 9001)
+		if err != nil {
+			return err
+		}
+		got, err := tx.Log().EntryByLeafHash(ctx, es[0].LeafHash)
+		if err != nil || got.Index != 9000 {
+			t.Errorf("lookup in epoch 2: %d, %v", got.Index, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
