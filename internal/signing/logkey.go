@@ -42,6 +42,8 @@ type Keyring struct {
 
 	mu   sync.Mutex
 	logs map[string]LogKey // by tenant id ("" = platform)
+
+	receiptKeys *receiptCache // opened receipt signers, by tenant id
 }
 
 // NewKeyring returns a key ring sealing with master.
@@ -49,7 +51,8 @@ func NewKeyring(master *secrets.MasterKey) (*Keyring, error) {
 	if master == nil {
 		return nil, errors.New("signing: a master key is required")
 	}
-	return &Keyring{master: master, logs: map[string]LogKey{}}, nil
+	return &Keyring{master: master, logs: map[string]LogKey{},
+		receiptKeys: &receiptCache{byTenant: map[string]cachedReceiptSigner{}}}, nil
 }
 
 // LogKey is a log's checkpoint signer and its public verifier key.

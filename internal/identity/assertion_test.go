@@ -1,0 +1,327 @@
+package identity_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/agentsigna/agentsigna/internal/identity"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+const tokenEndpoint = "https://agentsigna.test/v1/oauth/token"
+
+// agents is a Lookup over a fixed directory that counts its calls.
+type agents struct {
+	byID    map[string]identity.AgentInfo
+	lookups int
+	outage  error
+}
+
+func (a *agents) lookup(agentID, _ string) (identity.AgentInfo, error) {
+	a.lookups++
+	if a.outage != nil {
+		return identity.AgentInfo{}, a.outage
+	}
+	info, ok := a.byID[agentID]
+	if !ok {
+		return identity.AgentInfo{}, fmt.Errorf("agent %s: %w", agentID, store.ErrNotFound)
+	}
+	return info, nil
+}
+
+type assertionFixture struct {
+	now      time.Time
+	ed       ed25519.PrivateKey // agt_ed's key, kid "ed-1"
+	ec       any                // agt_ec's *ecdsa.PrivateKey, kid "ec-1"
+	other    ed25519.PrivateKey // a key registered to nobody
+	dir      *agents
+	edPublic []byte // agt_ed's registered JWK
+}
+
+func newAssertionFixture(t *testing.T) *assertionFixture {
+	f := &assertionFixture{now: time.Now().Truncate(time.Second), ed: newEd25519(t), other: newEd25519(t)}
+	ec := newP256(t)
+	f.ec = ec
+	edKey, edRaw := publicJWK(t, f.ed.Public(), "ed-1")
+	f.edPublic = edRaw
+	ecKey, _ := publicJWK(t, &ec.PublicKey, "ec-1")
+	twoA, _ := publicJWK(t, newEd25519(t).Public(), "two-a")
+	twoB, _ := publicJWK(t, f.ed.Public(), "two-b")
+	f.dir = &agents{byID: map[string]identity.AgentInfo{
+		"agt_ed":        {ID: "agt_ed", Status: identity.AgentActive, Keys: []jwk.Key{edKey}},
+		"agt_ec":        {ID: "agt_ec", Status: identity.AgentActive, Keys: []jwk.Key{ecKey}},
+		"agt_two":       {ID: "agt_two", Status: identity.AgentActive, Keys: []jwk.Key{twoA, twoB}},
+		"agt_suspended": {ID: "agt_suspended", Status: "suspended", Keys: []jwk.Key{edKey}},
+		"agt_revoked":   {ID: "agt_revoked", Status: "revoked", Keys: []jwk.Key{edKey}},
+	}}
+	return f
+}
+
+func (f *assertionFixture) opts() identity.AssertionOptions {
+	return identity.AssertionOptions{Audience: tokenEndpoint, Now: f.now, Lookup: f.dir.lookup}
+}
+
+// claims are valid claims for agent, with overrides (nil deletes).
+func (f *assertionFixture) claims(agent string, kv ...any) map[string]any {
+	c := map[string]any{
+		"iss": agent, "sub": agent, "aud": tokenEndpoint,
+		"iat": f.now.Unix(), "exp": f.now.Add(time.Minute).Unix(), "jti": "jti-" + fmt.Sprint(time.Now().UnixNano()),
+	}
+	return with(c, kv...)
+}
+
+func hdr(alg, kid string, kv ...any) map[string]any {
+	h := map[string]any{"alg": alg}
+	if kid != "" {
+		h["kid"] = kid
+	}
+	return with(h, kv...)
+}
+
+func TestVerifyClientAssertionAccepts(t *testing.T) {
+	f := newAssertionFixture(t)
+	for _, tc := range []struct {
+		name, agent, kid string
+		assertion        string
+	}{
+		{"Ed25519", "agt_ed", "ed-1", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed"), f.ed)},
+		{"P-256", "agt_ec", "ec-1", forge(t, hdr("ES256", "ec-1"), f.claims("agt_ec"), f.ec)},
+		{"no kid, one key", "agt_ed", "ed-1", forge(t, hdr("EdDSA", ""), f.claims("agt_ed"), f.ed)},
+		{"kid picks the second key", "agt_two", "two-b", forge(t, hdr("EdDSA", "two-b"), f.claims("agt_two"), f.ed)},
+		{"typ JWT", "agt_ed", "ed-1", forge(t, hdr("EdDSA", "ed-1", "typ", "JWT"), f.claims("agt_ed"), f.ed)},
+		{"typ client-authentication+jwt", "agt_ed", "ed-1", forge(t, hdr("EdDSA", "ed-1", "typ", "client-authentication+jwt"), f.claims("agt_ed"), f.ed)},
+		{"aud array", "agt_ed", "ed-1", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "aud", []string{"https://other.example", tokenEndpoint}), f.ed)},
+		{"exp exactly 5 minutes ahead", "agt_ed", "ed-1", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", f.now.Add(5*time.Minute).Unix()), f.ed)},
+		{"iat and nbf within the skew", "agt_ed", "ed-1", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "iat", f.now.Add(20*time.Second).Unix(), "nbf", f.now.Add(20*time.Second).Unix()), f.ed)},
+		{"fractional NumericDate", "agt_ed", "ed-1", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", float64(f.now.Unix())+60.5), f.ed)},
+		{"jti of 256 bytes", "agt_ed", "ed-1", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "jti", strings.Repeat("j", 256)), f.ed)},
+		{"no iat", "agt_ed", "ed-1", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "iat", nil), f.ed)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := identity.VerifyClientAssertion(tc.assertion, f.opts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.AgentID != tc.agent || c.KeyID != tc.kid || len(c.JTISHA256) != sha256.Size || !c.Expiry.After(f.now) {
+				t.Fatalf("claims %+v", c)
+			}
+		})
+	}
+}
+
+// An agent uses whatever JOSE library it likes: one signed with go-jose
+// (with its own header conventions) verifies too.
+func TestVerifyClientAssertionFromAnotherLibrary(t *testing.T) {
+	f := newAssertionFixture(t)
+	for _, tc := range []struct {
+		agent, kid string
+		alg        jose.SignatureAlgorithm
+		key        any
+	}{{"agt_ed", "ed-1", jose.EdDSA, f.ed}, {"agt_ec", "ec-1", jose.ES256, f.ec}} {
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: tc.alg, Key: tc.key},
+			(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", tc.kid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := fmt.Sprintf(`{"iss":%q,"sub":%q,"aud":[%q],"exp":%d,"jti":"go-jose-1"}`,
+			tc.agent, tc.agent, tokenEndpoint, f.now.Add(2*time.Minute).Unix())
+		obj, err := signer.Sign([]byte(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		compact, err := obj.CompactSerialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := identity.VerifyClientAssertion(compact, f.opts())
+		if err != nil || c.AgentID != tc.agent {
+			t.Fatalf("%s: %+v, %v", tc.alg, c, err)
+		}
+		want := sha256.Sum256([]byte("go-jose-1"))
+		if string(c.JTISHA256) != string(want[:]) {
+			t.Errorf("jti digest is not SHA-256(jti)")
+		}
+	}
+}
+
+func TestVerifyClientAssertionRejects(t *testing.T) {
+	f := newAssertionFixture(t)
+	edPub := []byte(f.ed.Public().(ed25519.PublicKey))
+	valid := forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed"), f.ed)
+	parts := strings.Split(valid, ".")
+	tampered := parts[0] + "." + b64([]byte(`{"iss":"agt_ed","sub":"agt_ed","aud":"`+tokenEndpoint+`","exp":`+fmt.Sprint(f.now.Add(time.Minute).Unix())+`,"jti":"x"}`)) + "." + parts[2]
+	attackerJWK := jwkJSON(t, f.other.Public(), "ed-1")
+
+	for _, tc := range []struct {
+		name      string
+		assertion string
+		want      error
+		noLookup  bool // refused before the agent is looked up
+	}{
+		{"unknown agent", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_nobody"), f.ed), identity.ErrUnknownAgent, false},
+		{"suspended agent", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_suspended"), f.ed), identity.ErrAgentNotActive, false},
+		{"revoked agent", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_revoked"), f.ed), identity.ErrAgentNotActive, false},
+		{"wrong key under the agent's kid", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed"), f.other), identity.ErrAssertionSignature, false},
+		{"wrong key, no kid", forge(t, hdr("EdDSA", ""), f.claims("agt_ed"), f.other), identity.ErrAssertionSignature, false},
+		{"attacker's key in a jwk header", forge(t, hdr("EdDSA", "ed-1", "jwk", attackerJWK), f.claims("agt_ed"), f.other), identity.ErrAssertionSignature, false},
+		{"kid not registered", forge(t, hdr("EdDSA", "ed-9"), f.claims("agt_ed"), f.ed), identity.ErrUnknownKey, false},
+		{"kid of another agent's key", forge(t, hdr("ES256", "ec-1"), f.claims("agt_ed"), f.ec), identity.ErrUnknownKey, false},
+		{"no kid, two keys", forge(t, hdr("EdDSA", ""), f.claims("agt_two"), f.ed), identity.ErrUnknownKey, false},
+		{"tampered claims", tampered, identity.ErrAssertionSignature, false},
+		{"alg none", forge(t, hdr("none", "ed-1"), f.claims("agt_ed"), nil), identity.ErrAssertionAlgorithm, true},
+		{"alg none, no signature part", strings.TrimSuffix(forge(t, hdr("none", "ed-1"), f.claims("agt_ed"), nil), "."), identity.ErrAssertionMalformed, true},
+		{"HS256 keyed with the agent's public key", forge(t, hdr("HS256", "ed-1"), f.claims("agt_ed"), edPub), identity.ErrAssertionAlgorithm, true},
+		{"HS256 keyed with the registered JWK", forge(t, hdr("HS256", "ed-1"), f.claims("agt_ed"), f.edPublic), identity.ErrAssertionAlgorithm, true},
+		{"RS256", forge(t, hdr("RS256", "ed-1"), f.claims("agt_ed"), f.ed), identity.ErrAssertionAlgorithm, true},
+		{"ES384", forge(t, hdr("ES384", "ec-1"), f.claims("agt_ec"), f.ec), identity.ErrAssertionAlgorithm, true},
+		{"alg Ed25519", forge(t, hdr("Ed25519", "ed-1"), f.claims("agt_ed"), f.ed), identity.ErrAssertionAlgorithm, true},
+		{"ES256 header on an Ed25519 key", forge(t, hdr("ES256", "ed-1"), f.claims("agt_ed"), f.ec), identity.ErrAssertionAlgorithm, false},
+		{"EdDSA header on a P-256 key", forge(t, hdr("EdDSA", "ec-1"), f.claims("agt_ec"), f.ed), identity.ErrAssertionAlgorithm, false},
+		{"typ at+jwt", forge(t, hdr("EdDSA", "ed-1", "typ", "at+jwt"), f.claims("agt_ed"), f.ed), identity.ErrAssertionType, true},
+		{"typ of a receipt", forge(t, hdr("EdDSA", "ed-1", "typ", "agentsigna-receipt+jwt"), f.claims("agt_ed"), f.ed), identity.ErrAssertionType, true},
+		{"expired", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", f.now.Add(-time.Second).Unix()), f.ed), identity.ErrAssertionExpired, true},
+		{"exp is now", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", f.now.Unix()), f.ed), identity.ErrAssertionExpired, true},
+		{"exp too far ahead", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", f.now.Add(6*time.Minute).Unix()), f.ed), identity.ErrAssertionLifetime, true},
+		{"exp a year ahead", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", f.now.AddDate(1, 0, 0).Unix()), f.ed), identity.ErrAssertionLifetime, true},
+		{"no exp", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", nil), f.ed), identity.ErrAssertionMalformed, true},
+		{"exp a string", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", "tomorrow"), f.ed), identity.ErrAssertionMalformed, true},
+		{"no jti", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "jti", nil), f.ed), identity.ErrAssertionJTI, true},
+		{"empty jti", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "jti", ""), f.ed), identity.ErrAssertionJTI, true},
+		{"jti of 257 bytes", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "jti", strings.Repeat("j", 257)), f.ed), identity.ErrAssertionJTI, true},
+		{"wrong aud", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "aud", "https://agentsigna.test/"), f.ed), identity.ErrAssertionAudience, true},
+		{"aud with a trailing slash", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "aud", tokenEndpoint+"/"), f.ed), identity.ErrAssertionAudience, true},
+		{"aud of the access tokens", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "aud", identity.AccessTokenAudience), f.ed), identity.ErrAssertionAudience, true},
+		{"no aud", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "aud", nil), f.ed), identity.ErrAssertionAudience, true},
+		{"iss is not sub", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "iss", "agt_two"), f.ed), identity.ErrAssertionSubject, true},
+		{"no iss", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "iss", nil), f.ed), identity.ErrAssertionSubject, true},
+		{"empty iss and sub", forge(t, hdr("EdDSA", "ed-1"), f.claims("", "iss", ""), f.ed), identity.ErrAssertionSubject, true},
+		{"iat in the future", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "iat", f.now.Add(2*time.Minute).Unix()), f.ed), identity.ErrAssertionNotYetValid, true},
+		{"nbf in the future", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "nbf", f.now.Add(2*time.Minute).Unix()), f.ed), identity.ErrAssertionNotYetValid, true},
+		{"crit header", forge(t, hdr("EdDSA", "ed-1", "crit", []string{"exp"}), f.claims("agt_ed"), f.ed), identity.ErrAssertionMalformed, true},
+		{"claims not JSON", forge(t, hdr("EdDSA", "ed-1"), []byte("hi"), f.ed), identity.ErrAssertionMalformed, true},
+		{"JSON serialization", fmt.Sprintf(`{"protected":%q,"payload":%q,"signature":%q}`, parts[0], parts[1], parts[2]), identity.ErrAssertionMalformed, true},
+		{"not a JWS", "client-secret", identity.ErrAssertionMalformed, true},
+		{"huge", strings.Repeat("a", 9000) + ".b.c", identity.ErrAssertionMalformed, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.dir.lookups = 0
+			c, err := identity.VerifyClientAssertion(tc.assertion, f.opts())
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if c.AgentID != "" || c.JTISHA256 != nil {
+				t.Errorf("claims returned with an error: %+v", c)
+			}
+			if tc.noLookup && f.dir.lookups != 0 {
+				t.Errorf("agent looked up before a stateless refusal")
+			}
+			if code, _ := identity.OAuthError(err); code != identity.OAuthInvalidClient {
+				t.Errorf("OAuth code %q, want invalid_client", code)
+			}
+		})
+	}
+}
+
+func TestReplayedAssertionIsRefused(t *testing.T) {
+	f := newAssertionFixture(t)
+	jtis := identity.NewMemoryJTIStore(func() time.Time { return f.now })
+	ctx := context.Background()
+	// What the token endpoint does: verify, then remember the jti.
+	authenticate := func(assertion string) error {
+		c, err := identity.VerifyClientAssertion(assertion, f.opts())
+		if err != nil {
+			return err
+		}
+		return jtis.Remember(ctx, c.AgentID, c.JTISHA256, c.Expiry)
+	}
+	first := forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "jti", "once"), f.ed)
+	if err := authenticate(first); err != nil {
+		t.Fatal(err)
+	}
+	err := authenticate(first)
+	if !errors.Is(err, identity.ErrReplay) || !errors.Is(err, identity.ErrInvalidAssertion) {
+		t.Fatalf("replay: %v", err)
+	}
+	if code, desc := identity.OAuthError(err); code != identity.OAuthInvalidClient || !strings.Contains(desc, "already been used") {
+		t.Errorf("replay maps to %q %q", code, desc)
+	}
+	// The same jti in a new assertion (re-signed, new exp) is still a replay.
+	again := forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "jti", "once", "exp", f.now.Add(4*time.Minute).Unix()), f.ed)
+	if err := authenticate(again); !errors.Is(err, identity.ErrReplay) {
+		t.Fatalf("re-signed replay: %v", err)
+	}
+	// Another agent may use the same jti string: replay is per agent.
+	if err := authenticate(forge(t, hdr("ES256", "ec-1"), f.claims("agt_ec", "jti", "once"), f.ec)); err != nil {
+		t.Fatalf("another agent's jti: %v", err)
+	}
+}
+
+func TestVerifyClientAssertionLookupOutageIsNotTheClientsFault(t *testing.T) {
+	f := newAssertionFixture(t)
+	f.dir.outage = errors.New("database on fire")
+	_, err := identity.VerifyClientAssertion(forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed"), f.ed), f.opts())
+	if err == nil || errors.Is(err, identity.ErrInvalidAssertion) {
+		t.Fatalf("outage reported as %v", err)
+	}
+	if code, desc := identity.OAuthError(err); code != identity.OAuthServerError || strings.Contains(desc, "fire") {
+		t.Errorf("outage maps to %q %q", code, desc)
+	}
+	// A Lookup that answers ErrUnknownAgent itself is an unknown agent.
+	f.dir.outage = identity.ErrUnknownAgent
+	_, err = identity.VerifyClientAssertion(forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed"), f.ed), f.opts())
+	if !errors.Is(err, identity.ErrUnknownAgent) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestAssertionOptionsAreValidated(t *testing.T) {
+	f := newAssertionFixture(t)
+	a := forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed"), f.ed)
+	for name, o := range map[string]identity.AssertionOptions{
+		"no audience":       {Lookup: f.dir.lookup},
+		"no lookup":         {Audience: tokenEndpoint},
+		"negative lifetime": {Audience: tokenEndpoint, Lookup: f.dir.lookup, MaxLifetime: -time.Second},
+	} {
+		if _, err := identity.VerifyClientAssertion(a, o); err == nil || errors.Is(err, identity.ErrInvalidAssertion) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// Defaults: now and 5 minutes.
+	o := identity.AssertionOptions{Audience: tokenEndpoint, Lookup: f.dir.lookup}
+	late := forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", time.Now().Add(10*time.Minute).Unix()), f.ed)
+	if _, err := identity.VerifyClientAssertion(late, o); !errors.Is(err, identity.ErrAssertionLifetime) {
+		t.Errorf("default lifetime: %v", err)
+	}
+	o.MaxLifetime = 15 * time.Minute
+	if _, err := identity.VerifyClientAssertion(late, o); err != nil {
+		t.Errorf("longer lifetime: %v", err)
+	}
+}
+
+func TestOAuthErrorDescriptionsAreSafe(t *testing.T) {
+	// The refusals that depend on the agent's record read alike, so the
+	// endpoint is no oracle for which agent ids exist.
+	_, unknown := identity.OAuthError(fmt.Errorf("agent agt_secret: %w", identity.ErrUnknownAgent))
+	for _, err := range []error{identity.ErrAgentNotActive, identity.ErrUnknownKey, identity.ErrAssertionSignature} {
+		if _, d := identity.OAuthError(err); d != unknown {
+			t.Errorf("%v reads %q, unknown agent reads %q", err, d, unknown)
+		}
+	}
+	if strings.Contains(unknown, "agt_secret") {
+		t.Errorf("description repeats the error: %q", unknown)
+	}
+	for _, err := range []error{identity.ErrTokenExpired, identity.ErrTokenSignature, identity.ErrInvalidToken} {
+		if code, _ := identity.OAuthError(err); code != identity.OAuthInvalidToken {
+			t.Errorf("%v maps to %q", err, code)
+		}
+	}
+}

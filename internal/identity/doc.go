@@ -1,0 +1,24 @@
+// Package identity owns how an agent proves who it is on the tenant plane
+// (DESIGN §1): it validates the public JWKs agents register (RFC 7517),
+// verifies their private_key_jwt client assertions (RFC 7521, RFC 7523 §3),
+// and issues and verifies the 5-minute access tokens (RFC 9068) that the
+// token endpoint hands out. Tenant users, passwords, TOTP and refresh tokens
+// join it later.
+//
+// It must never:
+//   - accept a private key from an agent, or a key other than Ed25519 or P-256;
+//   - let a JWS choose its own algorithm: alg is checked against a fixed list
+//     (EdDSA, ES256) before any key is looked up, so "none", HMAC and RSA
+//     never reach a verifier;
+//   - take a key from a header (jwk, jku, x5u…): only the agent's registered
+//     keys, or the plane's own token key, verify anything;
+//   - keep a jti, assertion or token in the clear: replay memory gets the
+//     SHA-256 of the jti only (DESIGN §2);
+//   - put a token, an assertion or key material in an error or a log;
+//   - decide tenant authorization: Verify returns the token's tenant and the
+//     caller compares it with the organization the request is addressed to.
+//
+// It does no I/O of its own: agents are reached through
+// AssertionOptions.Lookup and replay memory through a JTIStore, so both
+// stores (and tests) plug in.
+package identity

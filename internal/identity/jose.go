@@ -1,0 +1,120 @@
+package identity
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"time"
+)
+
+// ClockSkew is how far in the future an iat or nbf may be (clocks of agents
+// and replicas differ a little).
+const ClockSkew = 30 * time.Second
+
+// maxJWSSize bounds what is parsed: assertions and tokens are a few hundred bytes.
+const maxJWSSize = 8 << 10
+
+// header holds the protected header members this package reads; Crit and
+// B64 only to refuse them.
+type header struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
+	Crit json.RawMessage `json:"crit"`
+	B64  json.RawMessage `json:"b64"`
+}
+
+var errMalformed = errors.New("malformed JWS")
+
+// splitJWS decodes the header and payload of a compact JWS (RFC 7515 §7.1)
+// without verifying anything: callers check alg before touching a key, and
+// use the payload only after jwx has verified the same bytes.
+func splitJWS(compact string) (header, []byte, error) {
+	var h header
+	if len(compact) > maxJWSSize {
+		return h, nil, errMalformed
+	}
+	parts := strings.Split(compact, ".")
+	if len(parts) != 3 {
+		return h, nil, errMalformed
+	}
+	rawHeader, err := base64.RawURLEncoding.Strict().DecodeString(parts[0])
+	if err != nil {
+		return h, nil, errMalformed
+	}
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
+	if err != nil {
+		return h, nil, errMalformed
+	}
+	if err := json.Unmarshal(rawHeader, &h); err != nil {
+		return h, nil, errMalformed
+	}
+	// We understand no critical extension, and b64=false would change what
+	// the signature covers (RFC 7797): refuse both rather than interpret them.
+	if h.Crit != nil || h.B64 != nil {
+		return h, nil, errMalformed
+	}
+	return h, payload, nil
+}
+
+// numericDate is a JWT time (RFC 7519 §2): seconds since the epoch, possibly
+// fractional. set tells a missing claim from the epoch.
+type numericDate struct {
+	time.Time
+	set bool
+}
+
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	f, err := n.Float64()
+	// Bounded so that no conversion overflows: year 0 to year ~36812.
+	if err != nil || math.IsNaN(f) || f < 0 || f > 1<<40 {
+		return errors.New("not a NumericDate")
+	}
+	sec, frac := math.Modf(f)
+	d.Time, d.set = time.Unix(int64(sec), int64(frac*1e9)).UTC(), true
+	return nil
+}
+
+// audience is the aud claim: one string or an array of strings (RFC 7519 §4.1.3).
+type audience struct {
+	values   []string
+	isString bool
+}
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		a.values, a.isString = []string{s}, true
+		return nil
+	}
+	return json.Unmarshal(b, &a.values)
+}
+
+func (a audience) contains(want string) bool {
+	for _, v := range a.values {
+		if v == want {
+			return true
+		}
+	}
+	return false
+}
+
+// mediaTypeIs compares a typ header with a media type the way RFC 7515
+// §4.1.9 asks: case-insensitively, "application/" optional.
+func mediaTypeIs(typ, want string) bool {
+	if len(typ) > len("application/") && strings.EqualFold(typ[:len("application/")], "application/") {
+		typ = typ[len("application/"):]
+	}
+	return strings.EqualFold(typ, want)
+}

@@ -1,0 +1,199 @@
+package identity
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+// SPEC: RFC 9068 (JWT profile for OAuth 2.0 access tokens), DESIGN §1.
+const (
+	// AccessTokenType is the typ header of access tokens (RFC 9068 §2.1).
+	AccessTokenType = "at+jwt"
+	// AccessTokenAudience is the aud of tenant-plane tokens. The platform
+	// plane's tokens carry another, so neither plane accepts the other's.
+	AccessTokenAudience = "agentsigna-tenant"
+	// AccessTokenLifetime is exp − iat of an agent access token.
+	AccessTokenLifetime = 5 * time.Minute
+	// TokenUseAgent is the token_use of agent tokens: a user token of the
+	// same plane is not an agent token.
+	TokenUseAgent = "agent"
+)
+
+// TokenIssuer issues and verifies the tenant plane's agent access tokens
+// with one Ed25519 key. It never prints its key: every fmt verb and slog
+// show the kid.
+type TokenIssuer struct {
+	// Behind a pointer so that a reflective printer shows an address.
+	key    *tokenKey
+	pub    ed25519.PublicKey
+	kid    string
+	issuer string
+}
+
+type tokenKey struct{ signer crypto.Signer }
+
+// NewTokenIssuer returns an issuer signing with signer (an Ed25519 key:
+// ed25519.PrivateKey or a crypto.Signer whose Public is an
+// ed25519.PublicKey), naming it kid, with iss = issuer (the tenant plane's
+// issuer URL).
+func NewTokenIssuer(signer crypto.Signer, kid, issuer string) (*TokenIssuer, error) {
+	if signer == nil {
+		return nil, errors.New("identity: token signer is required")
+	}
+	pub, ok := signer.Public().(ed25519.PublicKey)
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		return nil, errors.New("identity: token signer must be an Ed25519 key")
+	}
+	if !validKID(kid) || issuer == "" {
+		return nil, errors.New("identity: token kid and issuer are required")
+	}
+	return &TokenIssuer{key: &tokenKey{signer}, pub: pub, kid: kid, issuer: issuer}, nil
+}
+
+// accessClaimsJSON is the wire form (RFC 9068 §2.2 requires iss, exp, aud,
+// sub, client_id, iat and jti).
+type accessClaimsJSON struct {
+	Iss      string       `json:"iss"`
+	Aud      string       `json:"aud"`
+	Sub      string       `json:"sub"`
+	ClientID string       `json:"client_id"`
+	Tenant   string       `json:"tenant"`
+	Iat      int64        `json:"iat"`
+	Exp      int64        `json:"exp"`
+	JTI      string       `json:"jti"`
+	TokenUse string       `json:"token_use"`
+	Nbf      *numericDate `json:"nbf,omitempty"` // never issued; checked if present
+}
+
+// AccessClaims are a verified agent access token's claims.
+type AccessClaims struct {
+	Issuer   string
+	Subject  string // the agent id (also client_id)
+	Tenant   string // the organization the token was issued in
+	JTI      string
+	IssuedAt time.Time
+	Expiry   time.Time
+}
+
+// Issue returns a signed access token for agentID in tenantID, valid from
+// now for AccessTokenLifetime, and its expiry.
+func (ti *TokenIssuer) Issue(agentID, tenantID string, now time.Time) (token string, exp time.Time, err error) {
+	if agentID == "" || tenantID == "" {
+		return "", time.Time{}, errors.New("identity: a token needs an agent and a tenant")
+	}
+	var jti [16]byte
+	if _, err := io.ReadFull(rand.Reader, jti[:]); err != nil {
+		return "", time.Time{}, fmt.Errorf("identity: token id: %w", err)
+	}
+	iat := now.Truncate(time.Second)
+	exp = iat.Add(AccessTokenLifetime)
+	payload, err := json.Marshal(accessClaimsJSON{
+		Iss: ti.issuer, Aud: AccessTokenAudience, Sub: agentID, ClientID: agentID, Tenant: tenantID,
+		Iat: iat.Unix(), Exp: exp.Unix(), JTI: base64.RawURLEncoding.EncodeToString(jti[:]), TokenUse: TokenUseAgent,
+	})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	hdr := jws.NewHeaders()
+	if err := hdr.Set(jws.KeyIDKey, ti.kid); err != nil {
+		return "", time.Time{}, err
+	}
+	if err := hdr.Set(jws.TypeKey, AccessTokenType); err != nil {
+		return "", time.Time{}, err
+	}
+	out, err := jws.Sign(payload, jws.WithKey(jwa.EdDSA(), ti.key.signer, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("identity: sign access token: %w", err)
+	}
+	return string(out), exp, nil
+}
+
+// Verify checks an agent access token: alg EdDSA, typ at+jwt (RFC 9068
+// §4), kid and signature of this issuer's key, iss this issuer, aud exactly
+// AccessTokenAudience, token_use agent, sub = client_id, tenant and jti
+// present, now before exp, iat (and nbf) not beyond ClockSkew ahead.
+//
+// It does not know which organization the request addresses: the caller
+// MUST compare AccessClaims.Tenant with it and refuse a mismatch, or a
+// token from one organization would read another's data.
+func (ti *TokenIssuer) Verify(token string, now time.Time) (AccessClaims, error) {
+	hdr, _, err := splitJWS(token)
+	if err != nil {
+		return AccessClaims{}, ErrTokenMalformed
+	}
+	if hdr.Alg != "EdDSA" {
+		return AccessClaims{}, ErrTokenAlgorithm
+	}
+	if !mediaTypeIs(hdr.Typ, AccessTokenType) {
+		return AccessClaims{}, ErrTokenType
+	}
+	if hdr.Kid != ti.kid {
+		return AccessClaims{}, ErrTokenKey
+	}
+	payload, err := jws.Verify([]byte(token), jws.WithCompact(),
+		jws.WithKey(jwa.EdDSA(), ti.pub), jws.WithAlgorithmMatch(true))
+	if err != nil {
+		return AccessClaims{}, ErrTokenSignature
+	}
+	var c struct {
+		accessClaimsJSON
+		// Re-declared to tell a missing claim from zero, and aud to see
+		// its JSON type: only the string we issue is accepted.
+		Aud json.RawMessage `json:"aud"`
+		Iat *numericDate    `json:"iat"`
+		Exp *numericDate    `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return AccessClaims{}, ErrTokenMalformed
+	}
+	if c.Iss != ti.issuer {
+		return AccessClaims{}, ErrTokenIssuer
+	}
+	if string(c.Aud) != `"`+AccessTokenAudience+`"` {
+		return AccessClaims{}, ErrTokenAudience
+	}
+	if c.Sub == "" || c.ClientID != c.Sub || c.Tenant == "" || c.JTI == "" || c.TokenUse != TokenUseAgent ||
+		c.Iat == nil || c.Exp == nil {
+		return AccessClaims{}, ErrTokenClaims
+	}
+	if !now.Before(c.Exp.Time) {
+		return AccessClaims{}, ErrTokenExpired
+	}
+	horizon := now.Add(ClockSkew)
+	if c.Iat.After(horizon) || (c.Nbf != nil && c.Nbf.After(horizon)) {
+		return AccessClaims{}, ErrTokenNotYetValid
+	}
+	return AccessClaims{
+		Issuer: c.Iss, Subject: c.Sub, Tenant: c.Tenant, JTI: c.JTI,
+		IssuedAt: c.Iat.Time, Expiry: c.Exp.Time,
+	}, nil
+}
+
+// KID is the key id the issuer signs with.
+func (ti *TokenIssuer) KID() string { return ti.kid }
+
+// PublicKey is the issuer's verification key.
+func (ti *TokenIssuer) PublicKey() ed25519.PublicKey { return ti.pub }
+
+// String names the issuer by kid and iss only.
+func (ti *TokenIssuer) String() string { return "TokenIssuer(" + ti.kid + ", " + ti.issuer + ")" }
+
+// GoString is String, for %#v.
+func (ti *TokenIssuer) GoString() string { return ti.String() }
+
+// Format prints String for every verb and flag.
+func (ti *TokenIssuer) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, ti.String()) }
+
+// LogValue implements slog.LogValuer.
+func (ti *TokenIssuer) LogValue() slog.Value { return slog.StringValue(ti.String()) }

@@ -1,0 +1,239 @@
+package identity_test
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/agentsigna/agentsigna/internal/identity"
+)
+
+const tenantIssuer = "https://agentsigna.test"
+
+func newIssuer(t *testing.T, key ed25519.PrivateKey, kid, iss string) *identity.TokenIssuer {
+	t.Helper()
+	ti, err := identity.NewTokenIssuer(key, kid, iss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ti
+}
+
+func decodeSegment(t *testing.T, seg string) map[string]any {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestAccessTokenRoundTrip(t *testing.T) {
+	key := newEd25519(t)
+	ti := newIssuer(t, key, "tok-1", tenantIssuer)
+	now := time.Now().Truncate(time.Second)
+	token, exp, err := ti.Issue("agt_1", "tenant-a", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !exp.Equal(now.Add(5 * time.Minute)) {
+		t.Errorf("exp %v, want now + 5 minutes", exp)
+	}
+	parts := strings.Split(token, ".")
+	h := decodeSegment(t, parts[0])
+	if fmt.Sprint(h) != fmt.Sprint(map[string]any{"alg": "EdDSA", "kid": "tok-1", "typ": "at+jwt"}) {
+		t.Errorf("header %v", h)
+	}
+	// RFC 9068 §2.2's required claims, plus tenant and token_use.
+	c := decodeSegment(t, parts[1])
+	var names []string
+	for n := range c {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if want := []string{"aud", "client_id", "exp", "iat", "iss", "jti", "sub", "tenant", "token_use"}; !slices.Equal(names, want) {
+		t.Errorf("claims %v, want %v", names, want)
+	}
+	if c["aud"] != "agentsigna-tenant" || c["sub"] != "agt_1" || c["client_id"] != "agt_1" || c["tenant"] != "tenant-a" ||
+		c["iss"] != tenantIssuer || c["token_use"] != "agent" {
+		t.Errorf("claims %v", c)
+	}
+
+	got, err := ti.Verify(token, now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The caller compares Tenant with the organization in the URL.
+	if got.Tenant != "tenant-a" || got.Subject != "agt_1" || got.Issuer != tenantIssuer || !got.Expiry.Equal(exp) || got.JTI == "" {
+		t.Errorf("verified %+v", got)
+	}
+	// Two tokens never share a jti.
+	other, _, _ := ti.Issue("agt_1", "tenant-a", now)
+	if o, _ := ti.Verify(other, now); o.JTI == got.JTI {
+		t.Error("jti repeated")
+	}
+	// Standard: another library verifies it with the public key alone.
+	sig, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sig.Verify(key.Public()); err != nil {
+		t.Fatalf("go-jose: %v", err)
+	}
+}
+
+// The attacks a malicious agent (or a neighbour plane) would try.
+func TestAccessTokenRefuses(t *testing.T) {
+	key := newEd25519(t)
+	ti := newIssuer(t, key, "tok-1", tenantIssuer)
+	agentKey := newEd25519(t)
+	now := time.Now().Truncate(time.Second)
+	good := func(kv ...any) map[string]any {
+		return with(map[string]any{
+			"iss": tenantIssuer, "aud": "agentsigna-tenant", "sub": "agt_1", "client_id": "agt_1",
+			"tenant": "tenant-a", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+			"jti": "j1", "token_use": "agent",
+		}, kv...)
+	}
+	at := func(kv ...any) map[string]any { return hdr("EdDSA", "tok-1", append([]any{"typ", "at+jwt"}, kv...)...) }
+	platform, _, _ := newIssuer(t, newEd25519(t), "tok-platform", "https://agentsigna.test:8081").Issue("agt_1", "tenant-a", now)
+	otherKeySameKID, _, _ := newIssuer(t, newEd25519(t), "tok-1", tenantIssuer).Issue("agt_1", "tenant-a", now)
+	valid, _, _ := ti.Issue("agt_1", "tenant-a", now)
+	parts := strings.Split(valid, ".")
+
+	for _, tc := range []struct {
+		name  string
+		token string
+		want  error
+	}{
+		{"the agent's own client assertion", forge(t, hdr("EdDSA", "ed-1"), map[string]any{
+			"iss": "agt_1", "sub": "agt_1", "aud": tokenEndpoint, "exp": now.Add(time.Minute).Unix(), "jti": "a"}, agentKey), identity.ErrTokenType},
+		{"an assertion dressed as an access token", forge(t, at(), good(), agentKey), identity.ErrTokenSignature},
+		{"signed by the agent under its own kid", forge(t, hdr("EdDSA", "ed-1", "typ", "at+jwt"), good(), agentKey), identity.ErrTokenKey},
+		{"another issuer's token", platform, identity.ErrTokenKey},
+		{"another key under our kid", otherKeySameKID, identity.ErrTokenSignature},
+		{"platform audience", forge(t, at(), good("aud", "agentsigna-platform"), key), identity.ErrTokenAudience},
+		{"audience array", forge(t, at(), good("aud", []string{"agentsigna-tenant"}), key), identity.ErrTokenAudience},
+		{"audience array with both planes", forge(t, at(), good("aud", []string{"agentsigna-platform", "agentsigna-tenant"}), key), identity.ErrTokenAudience},
+		{"no audience", forge(t, at(), good("aud", nil), key), identity.ErrTokenAudience},
+		{"forged iss", forge(t, at(), good("iss", "https://agentsigna.test:8081"), key), identity.ErrTokenIssuer},
+		{"alg none", forge(t, at("alg", "none"), good(), nil), identity.ErrTokenAlgorithm},
+		{"HS256 keyed with the public key", forge(t, at("alg", "HS256"), good(), []byte(key.Public().(ed25519.PublicKey))), identity.ErrTokenAlgorithm},
+		{"ES256", forge(t, at("alg", "ES256"), good(), newP256(t)), identity.ErrTokenAlgorithm},
+		{"kid of another key", forge(t, at("kid", "tok-0"), good(), key), identity.ErrTokenKey},
+		{"no kid", forge(t, at("kid", nil), good(), key), identity.ErrTokenKey},
+		{"typ JWT", forge(t, hdr("EdDSA", "tok-1", "typ", "JWT"), good(), key), identity.ErrTokenType},
+		{"typ of a receipt", forge(t, hdr("EdDSA", "tok-1", "typ", "agentsigna-receipt+jwt"), good(), key), identity.ErrTokenType},
+		{"no typ", forge(t, hdr("EdDSA", "tok-1"), good(), key), identity.ErrTokenType},
+		{"expired", forge(t, at(), good("exp", now.Add(-time.Second).Unix()), key), identity.ErrTokenExpired},
+		{"exp is now", forge(t, at(), good("exp", now.Unix()), key), identity.ErrTokenExpired},
+		{"issued in the future", forge(t, at(), good("iat", now.Add(time.Minute).Unix(), "exp", now.Add(6*time.Minute).Unix()), key), identity.ErrTokenNotYetValid},
+		{"nbf in the future", forge(t, at(), good("nbf", now.Add(time.Minute).Unix()), key), identity.ErrTokenNotYetValid},
+		{"no tenant", forge(t, at(), good("tenant", nil), key), identity.ErrTokenClaims},
+		{"no sub", forge(t, at(), good("sub", nil, "client_id", nil), key), identity.ErrTokenClaims},
+		{"client_id is another agent", forge(t, at(), good("client_id", "agt_2"), key), identity.ErrTokenClaims},
+		{"a user token", forge(t, at(), good("token_use", "user"), key), identity.ErrTokenClaims},
+		{"no exp", forge(t, at(), good("exp", nil), key), identity.ErrTokenClaims},
+		{"tampered tenant", parts[0] + "." + b64([]byte(strings.Replace(string(mustDecode(t, parts[1])), "tenant-a", "tenant-b", 1))) + "." + parts[2], identity.ErrTokenSignature},
+		{"crit header", forge(t, at("crit", []string{"tenant"}), good(), key), identity.ErrTokenMalformed},
+		{"not a JWS", "Bearer", identity.ErrTokenMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ti.Verify(tc.token, now)
+			if !errors.Is(err, tc.want) || !errors.Is(err, identity.ErrInvalidToken) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if c != (identity.AccessClaims{}) {
+				t.Errorf("claims returned with an error: %+v", c)
+			}
+		})
+	}
+
+	// The controls.
+	if _, err := ti.Verify(forge(t, at("typ", "application/at+jwt"), good(), key), now); err != nil {
+		t.Errorf("RFC 9068 §4 allows typ application/at+jwt: %v", err)
+	}
+	if _, err := ti.Verify(forge(t, at(), good("iat", now.Add(20*time.Second).Unix()), key), now); err != nil {
+		t.Errorf("iat within the skew: %v", err)
+	}
+	if c, err := ti.Verify(valid, now); err != nil || c.Tenant != "tenant-a" {
+		t.Errorf("valid token: %+v %v", c, err)
+	}
+}
+
+func mustDecode(t *testing.T, seg string) []byte {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestNewTokenIssuerRefuses(t *testing.T) {
+	key := newEd25519(t)
+	for name, build := range map[string]func() (*identity.TokenIssuer, error){
+		"nil signer":  func() (*identity.TokenIssuer, error) { return identity.NewTokenIssuer(nil, "k", tenantIssuer) },
+		"P-256 key":   func() (*identity.TokenIssuer, error) { return identity.NewTokenIssuer(newP256(t), "k", tenantIssuer) },
+		"no kid":      func() (*identity.TokenIssuer, error) { return identity.NewTokenIssuer(key, "", tenantIssuer) },
+		"no issuer":   func() (*identity.TokenIssuer, error) { return identity.NewTokenIssuer(key, "k", "") },
+		"kid a space": func() (*identity.TokenIssuer, error) { return identity.NewTokenIssuer(key, "a b", tenantIssuer) },
+	} {
+		if ti, err := build(); err == nil || ti != nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	ti := newIssuer(t, key, "k", tenantIssuer)
+	if _, _, err := ti.Issue("", "tenant-a", time.Now()); err == nil {
+		t.Error("token without an agent")
+	}
+	if _, _, err := ti.Issue("agt_1", "", time.Now()); err == nil {
+		t.Error("token without a tenant")
+	}
+}
+
+func TestTokenIssuerPrintsNoKeyMaterial(t *testing.T) {
+	key := newEd25519(t)
+	ti := newIssuer(t, key, "tok-1", tenantIssuer)
+	seed := key.Seed()
+	var buf strings.Builder
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "issuer", ti)
+	wrapped := struct{ ti identity.TokenIssuer }{*ti}
+	out := fmt.Sprintf("%v %+v %#v %s %x %d | %v %+v %#v | %s", ti, ti, ti, ti, ti, ti, *ti, *ti, wrapped, buf.String())
+	for _, form := range []string{hex.EncodeToString(seed), b64(seed), base64.StdEncoding.EncodeToString(seed[:30]),
+		strings.Trim(fmt.Sprint(seed[:8]), "[]")} {
+		if strings.Contains(out, form) {
+			t.Fatalf("key material printed: %s", out)
+		}
+	}
+}
+
+func BenchmarkAccessTokenVerify(b *testing.B) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	ti, _ := identity.NewTokenIssuer(key, "tok-1", tenantIssuer)
+	now := time.Now()
+	token, _, err := ti.Issue("agt_1", "tenant-a", now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ti.Verify(token, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,218 @@
+package signing
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// publicJWK is the only shape a published key takes (RFC 7517 §4, RFC 8037
+// §2). It has no field for a private member, so none can be published.
+type publicJWK struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Kid string `json:"kid"`
+	Alg string `json:"alg"`
+	Use string `json:"use"`
+}
+
+type publicJWKS struct {
+	Keys []publicJWK `json:"keys"`
+}
+
+// JWKS returns the JSON Web Key Set (RFC 7517 §5) of every key of purpose
+// held by keys' organization — active first, then retired, which stay for
+// verification — with public members only. It never creates a key: an
+// organization without one gets {"keys":[]}.
+func JWKS(ctx context.Context, keys store.KeyTx, purpose store.KeyPurpose) ([]byte, error) {
+	if purpose != store.PurposeReceipt && purpose != store.PurposeToken {
+		return nil, fmt.Errorf("signing: %q keys are not JSON Web Keys", purpose)
+	}
+	ks, err := keys.SigningKeys(ctx, purpose)
+	if err != nil {
+		return nil, err
+	}
+	set := publicJWKS{Keys: make([]publicJWK, 0, len(ks))}
+	for _, status := range []store.KeyStatus{store.KeyActive, store.KeyRetired} {
+		for _, k := range ks {
+			if k.Status != status {
+				continue
+			}
+			// Refuse rather than publish something verifiers would misread.
+			if k.Algorithm != ReceiptAlgorithm || len(k.PublicKey) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("signing: key %s is not an Ed25519 JWS key", k.KID)
+			}
+			set.Keys = append(set.Keys, publicJWK{
+				Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(k.PublicKey),
+				Kid: k.KID, Alg: ReceiptAlgorithm, Use: "sig",
+			})
+		}
+	}
+	return json.Marshal(set)
+}
+
+// Errors of VerifyReceipt. Each wraps ErrInvalidReceipt; messages never
+// contain the receipt or key material.
+var (
+	ErrInvalidReceipt = errors.New("invalid receipt")
+	// ErrReceiptMalformed: not one compact JWS, an unsupported header
+	// (crit, b64), claims that do not decode or lack a required claim.
+	ErrReceiptMalformed = fmt.Errorf("%w: malformed", ErrInvalidReceipt)
+	// ErrReceiptAlgorithm: alg is not EdDSA (none, HS256, RS256, ES256…).
+	ErrReceiptAlgorithm = fmt.Errorf("%w: algorithm not accepted", ErrInvalidReceipt)
+	// ErrReceiptType: typ is not exactly ReceiptType.
+	ErrReceiptType = fmt.Errorf("%w: not a receipt (typ)", ErrInvalidReceipt)
+	// ErrReceiptUnknownKey: no kid, or no Ed25519 signature key with that kid in the JWKS.
+	ErrReceiptUnknownKey = fmt.Errorf("%w: unknown key", ErrInvalidReceipt)
+	// ErrReceiptSignature: the signature does not verify with the kid's key.
+	ErrReceiptSignature = fmt.Errorf("%w: bad signature", ErrInvalidReceipt)
+	// ErrReceiptExpired: now is past exp (beyond ReceiptSkew).
+	ErrReceiptExpired = fmt.Errorf("%w: expired", ErrInvalidReceipt)
+	// ErrReceiptNotYetValid: now is before nbf (beyond ReceiptSkew).
+	ErrReceiptNotYetValid = fmt.Errorf("%w: not yet valid", ErrInvalidReceipt)
+	// ErrReceiptActionDigest: action_sha256 is not the digest of action.
+	ErrReceiptActionDigest = fmt.Errorf("%w: action_sha256 does not match action", ErrInvalidReceipt)
+	// ErrInvalidJWKS: the key set given to verify with is not a JWKS.
+	ErrInvalidJWKS = errors.New("invalid JWKS")
+)
+
+// ReceiptSkew is the clock difference tolerated on exp and nbf: receipts are
+// checked by other machines than the one that signed them.
+const ReceiptSkew = 30 * time.Second
+
+// maxReceiptSize bounds what VerifyReceipt parses: an action is at most a
+// 64 KiB request, base64url grows it by a third.
+const maxReceiptSize = 256 << 10
+
+// VerifyReceipt checks a compact receipt against a JWKS alone — the way an
+// auditor or a downstream system does, offline: alg EdDSA only, typ exactly
+// ReceiptType, the signature by the JWKS key its kid names (active or
+// retired), nbf and exp at now with ReceiptSkew, and action_sha256 against
+// action. It returns the claims; checking iss, tenant, sub and what the
+// action says is the caller's business.
+func VerifyReceipt(compact string, jwks []byte, now time.Time) (*ReceiptClaims, error) {
+	if len(compact) > maxReceiptSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrReceiptMalformed, maxReceiptSize)
+	}
+	hdr, err := receiptHeader(compact)
+	if err != nil {
+		return nil, err
+	}
+	// alg first, before any key is touched: this is what defeats "none" and
+	// HMAC-with-the-public-key confusion.
+	if hdr.Alg != ReceiptAlgorithm {
+		return nil, ErrReceiptAlgorithm
+	}
+	if hdr.Typ != ReceiptType {
+		return nil, ErrReceiptType
+	}
+	if hdr.Kid == "" {
+		return nil, fmt.Errorf("%w: no kid", ErrReceiptUnknownKey)
+	}
+	pub, err := receiptKeyFromJWKS(jwks, hdr.Kid)
+	if err != nil {
+		return nil, err
+	}
+	// jwx re-reads the header; WithAlgorithmMatch makes it refuse any alg
+	// but the one checked above, whatever it reads.
+	payload, err := jws.Verify([]byte(compact), jws.WithCompact(),
+		jws.WithKey(jwa.EdDSA(), pub), jws.WithAlgorithmMatch(true))
+	if err != nil {
+		return nil, ErrReceiptSignature
+	}
+	var c ReceiptClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, fmt.Errorf("%w: claims do not decode", ErrReceiptMalformed)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrReceiptMalformed, err)
+	}
+	if now.Add(ReceiptSkew).Before(c.NotBefore) {
+		return nil, ErrReceiptNotYetValid
+	}
+	if !now.Add(-ReceiptSkew).Before(c.Expiry) {
+		return nil, ErrReceiptExpired
+	}
+	digest, err := ActionDigest(c.Action)
+	if err != nil || digest != c.ActionSHA256 {
+		return nil, ErrReceiptActionDigest
+	}
+	return &c, nil
+}
+
+// receiptHeaderFields are the protected header members VerifyReceipt reads;
+// Crit and B64 only to refuse them.
+type receiptHeaderFields struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
+	Crit json.RawMessage `json:"crit"`
+	B64  json.RawMessage `json:"b64"`
+}
+
+// receiptHeader decodes the protected header of a compact JWS (RFC 7515
+// §7.1) without trusting it: the caller checks alg before anything else.
+func receiptHeader(compact string) (receiptHeaderFields, error) {
+	var h receiptHeaderFields
+	parts := strings.Split(compact, ".")
+	if len(parts) != 3 {
+		return h, fmt.Errorf("%w: not a compact JWS", ErrReceiptMalformed)
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(parts[0])
+	if err != nil {
+		return h, fmt.Errorf("%w: header is not base64url", ErrReceiptMalformed)
+	}
+	// Duplicate members would let two JOSE libraries read two headers.
+	if err := checkJSONObject(raw); err != nil {
+		return h, fmt.Errorf("%w: header: %v", ErrReceiptMalformed, err)
+	}
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return h, fmt.Errorf("%w: header does not decode", ErrReceiptMalformed)
+	}
+	// We understand no critical extension, and b64=false would change what
+	// the signature covers (RFC 7797): refuse both rather than interpret them.
+	if h.Crit != nil || h.B64 != nil {
+		return h, fmt.Errorf("%w: unsupported header (crit or b64)", ErrReceiptMalformed)
+	}
+	return h, nil
+}
+
+// receiptKeyFromJWKS finds kid's key and accepts it only as an Ed25519
+// public key meant for EdDSA signatures.
+func receiptKeyFromJWKS(jwks []byte, kid string) (ed25519.PublicKey, error) {
+	set, err := jwk.Parse(jwks)
+	if err != nil {
+		return nil, ErrInvalidJWKS
+	}
+	key, ok := set.LookupKeyID(kid)
+	if !ok {
+		return nil, ErrReceiptUnknownKey
+	}
+	if alg, ok := key.Algorithm(); ok && alg.String() != ReceiptAlgorithm {
+		return nil, fmt.Errorf("%w: key is not for %s", ErrReceiptUnknownKey, ReceiptAlgorithm)
+	}
+	if use, ok := key.KeyUsage(); ok && use != string(jwk.ForSignature) {
+		return nil, fmt.Errorf("%w: key is not for signatures", ErrReceiptUnknownKey)
+	}
+	var raw any
+	if err := jwk.Export(key, &raw); err != nil {
+		return nil, fmt.Errorf("%w: key does not decode", ErrReceiptUnknownKey)
+	}
+	pub, ok := raw.(ed25519.PublicKey)
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: key is not an Ed25519 public key", ErrReceiptUnknownKey)
+	}
+	return pub, nil
+}

@@ -1,0 +1,516 @@
+package signing
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gowebpki/jcs"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// SPEC: DESIGN §3 "Receipt" — a compact JWS, alg EdDSA (Ed25519), header kid
+// and typ "agentsigna-receipt+jwt", signed with the organization's receipt key.
+const (
+	// ReceiptType is the receipt's JWS "typ" header (RFC 8725 §3.11: explicit
+	// typing, so a receipt cannot be passed off as another kind of JWT).
+	ReceiptType = "agentsigna-receipt+jwt"
+	// ReceiptAlgorithm is the only JWS "alg" a receipt is signed or verified with.
+	ReceiptAlgorithm = "EdDSA"
+	// DefaultReceiptLifetime is exp − iat when the caller leaves Expiry zero.
+	DefaultReceiptLifetime = 10 * time.Minute
+)
+
+// Receipt outcomes: only authorized actions get a receipt.
+const (
+	OutcomeAllow    = "allow"    // the policy allowed the action
+	OutcomeApproved = "approved" // an escalated case reached its approvals
+)
+
+// ReceiptClaims are the claims of a receipt, exactly as DESIGN §3 lists them.
+// iat, nbf and exp travel as NumericDate (RFC 7519 §2: whole seconds).
+type ReceiptClaims struct {
+	Issuer     string    `json:"iss"` // <public-url>/t/<tenant-slug>
+	Subject    string    `json:"sub"` // the agent id
+	ID         string    `json:"jti"` // the receipt id
+	IssuedAt   time.Time `json:"-"`
+	NotBefore  time.Time `json:"-"`
+	Expiry     time.Time `json:"-"`
+	Tenant     string    `json:"tenant"` // the organization id
+	DecisionID string    `json:"decision_id"`
+	Outcome    string    `json:"outcome"` // OutcomeAllow or OutcomeApproved
+	// Action is the action as the agent requested it (a JSON object).
+	Action json.RawMessage `json:"action"`
+	// ActionSHA256 is ActionDigest(Action); Sign fills it when empty.
+	ActionSHA256 string            `json:"action_sha256"`
+	Agent        ReceiptAgent      `json:"agent"`
+	Approvals    []ReceiptApproval `json:"approvals"`
+	Policy       ReceiptPolicy     `json:"policy"`
+}
+
+// ReceiptAgent is the agent the receipt authorizes.
+type ReceiptAgent struct {
+	ID       string `json:"id"`
+	Sponsor  string `json:"sponsor"`
+	RiskTier string `json:"risk_tier"`
+}
+
+// ReceiptApproval is one human approval of an escalated case (RFC 3339 time).
+type ReceiptApproval struct {
+	Approver string    `json:"approver"`
+	At       time.Time `json:"at"`
+}
+
+// ReceiptPolicy names the policy revisions that decided.
+type ReceiptPolicy struct {
+	BaseRevision       string `json:"base_revision"`
+	TenantRevision     string `json:"tenant_revision"`
+	TenantBundleSHA256 string `json:"tenant_bundle_sha256"`
+}
+
+// receiptClaimsJSON shadows the time fields of ReceiptClaims with their
+// NumericDate form; the embedded fields keep their own tags.
+type receiptClaimsJSON struct {
+	receiptClaimsFields
+	IssuedAt  int64 `json:"iat"`
+	NotBefore int64 `json:"nbf"`
+	Expiry    int64 `json:"exp"`
+}
+
+// receiptClaimsFields is ReceiptClaims without its methods (no recursion).
+type receiptClaimsFields ReceiptClaims
+
+// MarshalJSON writes the wire form: times as NumericDate, approvals as an
+// array even when there are none.
+func (c ReceiptClaims) MarshalJSON() ([]byte, error) {
+	if c.Approvals == nil {
+		c.Approvals = []ReceiptApproval{}
+	}
+	return json.Marshal(receiptClaimsJSON{
+		receiptClaimsFields: receiptClaimsFields(c),
+		IssuedAt:            c.IssuedAt.Unix(),
+		NotBefore:           c.NotBefore.Unix(),
+		Expiry:              c.Expiry.Unix(),
+	})
+}
+
+// UnmarshalJSON reads the wire form. Missing times stay zero, which
+// VerifyReceipt refuses.
+func (c *ReceiptClaims) UnmarshalJSON(b []byte) error {
+	var w struct {
+		receiptClaimsFields
+		IssuedAt  *int64 `json:"iat"`
+		NotBefore *int64 `json:"nbf"`
+		Expiry    *int64 `json:"exp"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*c = ReceiptClaims(w.receiptClaimsFields)
+	c.IssuedAt, c.NotBefore, c.Expiry = unixOrZero(w.IssuedAt), unixOrZero(w.NotBefore), unixOrZero(w.Expiry)
+	return nil
+}
+
+func unixOrZero(s *int64) time.Time {
+	if s == nil {
+		return time.Time{}
+	}
+	return time.Unix(*s, 0).UTC()
+}
+
+// ActionDigest returns action_sha256: base64url (no padding) of the SHA-256
+// of the RFC 8785 canonical JSON of action. action must be one JSON object
+// without duplicate member names (RFC 8785 §3.1 requires I-JSON, RFC 7493:
+// with duplicates, two readers could see two different actions under one digest).
+func ActionDigest(action json.RawMessage) (string, error) {
+	if err := checkActionObject(action); err != nil {
+		return "", err
+	}
+	canonical, err := jcs.Transform(action)
+	if err != nil {
+		return "", fmt.Errorf("signing: action is not canonicalizable JSON: %w", err)
+	}
+	sum := sha256.Sum256(canonical)
+	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
+}
+
+// checkActionObject accepts exactly one JSON object whose objects, at any
+// depth, have no duplicate member names.
+func checkActionObject(action []byte) error {
+	if err := checkJSONObject(action); err != nil {
+		return fmt.Errorf("signing: action: %w", err)
+	}
+	return nil
+}
+
+// checkJSONObject accepts exactly one JSON object whose objects, at any
+// depth, have no duplicate member names (RFC 7493 §2.3). Its errors quote
+// member names, never values.
+func checkJSONObject(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	if err := checkMembers(dec); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("not exactly one JSON object")
+	}
+	return nil
+}
+
+var errNotJSON = errors.New("not valid JSON")
+
+// checkMembers reads the rest of an object whose '{' was just read.
+func checkMembers(dec *json.Decoder) error {
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return errNotJSON
+		}
+		name, _ := tok.(string)
+		if seen[name] {
+			return fmt.Errorf("duplicate member %q", name)
+		}
+		seen[name] = true
+		if err := checkValue(dec); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return errNotJSON
+	}
+	return nil
+}
+
+func checkValue(dec *json.Decoder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return errNotJSON
+	}
+	switch tok {
+	case json.Delim('{'):
+		return checkMembers(dec)
+	case json.Delim('['):
+		for dec.More() {
+			if err := checkValue(dec); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return errNotJSON
+		}
+	}
+	return nil
+}
+
+// ReceiptSigner signs one organization's receipts with its active receipt
+// key. It never prints its private key: every fmt verb and slog show the kid.
+type ReceiptSigner struct {
+	tenantID string
+	kid      string
+	// Behind a pointer so that even a reflective printer that cannot call
+	// Format (a ReceiptSigner in an unexported field printed with %+v)
+	// shows an address, not the key.
+	key *receiptPrivateKey
+}
+
+type receiptPrivateKey struct{ k ed25519.PrivateKey }
+
+// KID is the key id the signer puts in each receipt's header.
+func (s *ReceiptSigner) KID() string { return s.kid }
+
+// PublicKey is the verification key published in the JWKS under KID.
+func (s *ReceiptSigner) PublicKey() ed25519.PublicKey {
+	return s.key.k.Public().(ed25519.PublicKey)
+}
+
+// String names the signer by kid only.
+func (s *ReceiptSigner) String() string { return "ReceiptSigner(" + s.kid + ")" }
+
+// GoString is String, for %#v.
+func (s *ReceiptSigner) GoString() string { return s.String() }
+
+// Format prints String for every verb and flag.
+func (s *ReceiptSigner) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
+
+// LogValue implements slog.LogValuer: a signer logged by mistake shows its kid.
+func (s *ReceiptSigner) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Sign returns the receipt as a compact JWS (header alg EdDSA, kid, typ
+// ReceiptType). Zero times default to: IssuedAt now, NotBefore IssuedAt,
+// Expiry IssuedAt + DefaultReceiptLifetime; times are truncated to seconds.
+// An empty Tenant is the signer's organization; ActionSHA256, when empty, is
+// computed, and when set must match Action.
+func (s *ReceiptSigner) Sign(c ReceiptClaims) (string, error) {
+	if c.IssuedAt.IsZero() {
+		c.IssuedAt = time.Now()
+	}
+	if c.NotBefore.IsZero() {
+		c.NotBefore = c.IssuedAt
+	}
+	if c.Expiry.IsZero() {
+		c.Expiry = c.IssuedAt.Add(DefaultReceiptLifetime)
+	}
+	if c.Tenant == "" {
+		c.Tenant = s.tenantID
+	}
+	// One organization's key must never vouch for another's decision.
+	if c.Tenant != s.tenantID {
+		return "", errors.New("signing: receipt names another organization than its key's")
+	}
+	digest, err := ActionDigest(c.Action)
+	if err != nil {
+		return "", err
+	}
+	switch c.ActionSHA256 {
+	case "":
+		c.ActionSHA256 = digest
+	case digest:
+	default:
+		return "", errors.New("signing: action_sha256 does not match action")
+	}
+	// A copy: the caller's slice is not ours to rewrite.
+	c.Approvals = slices.Clone(c.Approvals)
+	for i := range c.Approvals {
+		c.Approvals[i].At = c.Approvals[i].At.UTC()
+	}
+	if err := c.check(); err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("signing: encode receipt: %w", err)
+	}
+	hdr := jws.NewHeaders()
+	if err := hdr.Set(jws.KeyIDKey, s.kid); err != nil {
+		return "", err
+	}
+	if err := hdr.Set(jws.TypeKey, ReceiptType); err != nil {
+		return "", err
+	}
+	out, err := jws.Sign(payload, jws.WithKey(jwa.EdDSA(), s.key.k, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		return "", fmt.Errorf("signing: sign receipt: %w", err)
+	}
+	return string(out), nil
+}
+
+// check refuses a receipt missing a claim a verifier relies on. It runs on
+// both sides: Sign never issues what VerifyReceipt would refuse.
+func (c *ReceiptClaims) check() error {
+	switch {
+	case c.Issuer == "" || c.Subject == "" || c.ID == "" || c.Tenant == "" || c.DecisionID == "":
+		return errors.New("receipt lacks iss, sub, jti, tenant or decision_id")
+	case c.Outcome != OutcomeAllow && c.Outcome != OutcomeApproved:
+		return fmt.Errorf("receipt outcome %q is neither %q nor %q", c.Outcome, OutcomeAllow, OutcomeApproved)
+	case c.IssuedAt.IsZero() || c.NotBefore.IsZero() || c.Expiry.IsZero():
+		return errors.New("receipt lacks iat, nbf or exp")
+	case !c.Expiry.After(c.NotBefore):
+		return errors.New("receipt expires before it is valid")
+	case c.Agent.ID != c.Subject:
+		return errors.New("receipt agent.id differs from sub")
+	case len(c.Action) == 0 || c.ActionSHA256 == "":
+		return errors.New("receipt lacks action or action_sha256")
+	}
+	return nil
+}
+
+// newReceiptKey generates a receipt key pair. Its kid is the RFC 7638 JWK
+// thumbprint of the public key: unique without coordination between replicas,
+// and no kid can ever name two different keys.
+func newReceiptKey() (kid string, priv ed25519.PrivateKey, err error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", nil, fmt.Errorf("signing: generate receipt key: %w", err)
+	}
+	jk, err := jwk.Import(pub)
+	if err != nil {
+		return "", nil, fmt.Errorf("signing: receipt key as JWK: %w", err)
+	}
+	tp, err := jk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", nil, fmt.Errorf("signing: receipt key thumbprint: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(tp), priv, nil
+}
+
+// receiptKeyAlgorithm is what a receipt key's Algorithm column says: the JWS
+// alg it signs with (JWKS publishes it as the key's "alg").
+const receiptKeyAlgorithm = ReceiptAlgorithm
+
+// receiptCacheTTL bounds how long an opened receipt key is used without
+// re-reading the store: after another replica rotates the key, this one stops
+// signing with the retired key within this time (its receipts still verify:
+// retired keys stay in the JWKS).
+const receiptCacheTTL = time.Minute
+
+func receiptBinding(tenantID, kid string) secrets.Binding {
+	return secrets.Binding{Tenant: tenantID, Table: "signing_keys", Row: kid, Purpose: string(store.PurposeReceipt)}
+}
+
+// ReceiptSigner returns the organization's active receipt signer, creating
+// the key in keys' transaction when the organization has none. Call it once,
+// inside the transaction that records what the receipt authorizes.
+func (k *Keyring) ReceiptSigner(ctx context.Context, keys store.KeyTx, tenantID string) (*ReceiptSigner, error) {
+	if tenantID == "" {
+		return nil, errors.New("signing: receipts belong to an organization; tenant id is empty")
+	}
+	cache := k.receipts()
+	if s, ok := cache.get(tenantID); ok {
+		return s, nil
+	}
+	s, err := k.openReceiptKey(ctx, keys, tenantID)
+	switch {
+	case err == nil:
+		// Read from the store, so committed — unless this very transaction
+		// created it and asks twice, then rolls back: take the signer once
+		// per transaction. receiptCacheTTL bounds the damage otherwise.
+		cache.put(tenantID, s)
+		return s, nil
+	case errors.Is(err, errNoReceiptKey):
+		// Not cached: if the caller's transaction rolls back, the key never
+		// existed and nothing it signed was published (see LogKey).
+		return k.createReceiptKey(ctx, keys, tenantID)
+	}
+	return nil, err
+}
+
+// RotateReceiptKey creates a new active receipt key for the organization and
+// retires every key that was active, in keys' transaction. Retired keys stay
+// in the JWKS: receipts they signed keep verifying.
+func (k *Keyring) RotateReceiptKey(ctx context.Context, keys store.KeyTx, tenantID string) (newKID string, err error) {
+	if tenantID == "" {
+		return "", errors.New("signing: receipts belong to an organization; tenant id is empty")
+	}
+	// Dropped first and whatever happens next: a rolled-back rotation only
+	// costs a re-read.
+	k.receipts().drop(tenantID)
+	old, err := keys.SigningKeys(ctx, store.PurposeReceipt)
+	if err != nil {
+		return "", err
+	}
+	s, err := k.createReceiptKey(ctx, keys, tenantID)
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	for _, key := range old {
+		if key.Status == store.KeyActive {
+			if err := keys.RetireSigningKey(ctx, key.KID, now); err != nil {
+				return "", fmt.Errorf("signing: retire receipt key %s: %w", key.KID, err)
+			}
+		}
+	}
+	return s.kid, nil
+}
+
+var errNoReceiptKey = errors.New("organization has no receipt key")
+
+// openReceiptKey opens the newest active key. Two can be active only if two
+// transactions created the first key concurrently (PostgreSQL); both are
+// published, so either one's receipts verify.
+func (k *Keyring) openReceiptKey(ctx context.Context, keys store.KeyTx, tenantID string) (*ReceiptSigner, error) {
+	ks, err := keys.SigningKeys(ctx, store.PurposeReceipt)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(ks) - 1; i >= 0; i-- {
+		key := ks[i]
+		if key.Status != store.KeyActive {
+			continue
+		}
+		seed, err := k.master.Open(key.SealedPrivate, receiptBinding(tenantID, key.KID))
+		if err != nil {
+			return nil, fmt.Errorf("signing: open receipt key %s: %w", key.KID, err)
+		}
+		defer clear(seed)
+		if len(seed) != ed25519.SeedSize || key.Algorithm != receiptKeyAlgorithm {
+			return nil, fmt.Errorf("signing: receipt key %s is not an Ed25519 key", key.KID)
+		}
+		priv := ed25519.NewKeyFromSeed(seed)
+		// The public column is outside the sealed binding: refuse a row whose
+		// published key would not verify what this key signs.
+		if !bytes.Equal(priv.Public().(ed25519.PublicKey), key.PublicKey) {
+			return nil, fmt.Errorf("signing: receipt key %s: public half does not match", key.KID)
+		}
+		return &ReceiptSigner{tenantID: tenantID, kid: key.KID, key: &receiptPrivateKey{priv}}, nil
+	}
+	return nil, errNoReceiptKey
+}
+
+func (k *Keyring) createReceiptKey(ctx context.Context, keys store.KeyTx, tenantID string) (*ReceiptSigner, error) {
+	kid, priv, err := newReceiptKey()
+	if err != nil {
+		return nil, err
+	}
+	// The seed is the canonical private key (RFC 8032 §5.1.5).
+	sealed, err := k.master.Seal(priv.Seed(), receiptBinding(tenantID, kid))
+	if err != nil {
+		return nil, err
+	}
+	err = keys.InsertSigningKey(ctx, store.SigningKey{
+		KID: kid, Purpose: store.PurposeReceipt, Algorithm: receiptKeyAlgorithm,
+		PublicKey: priv.Public().(ed25519.PublicKey), SealedPrivate: sealed, Status: store.KeyActive,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ReceiptSigner{tenantID: tenantID, kid: kid, key: &receiptPrivateKey{priv}}, nil
+}
+
+// receiptCache holds a Keyring's opened receipt signers by organization.
+type receiptCache struct {
+	mu       sync.Mutex
+	byTenant map[string]cachedReceiptSigner
+}
+
+type cachedReceiptSigner struct {
+	signer   *ReceiptSigner
+	openedAt time.Time
+}
+
+func (c *receiptCache) get(tenantID string) (*ReceiptSigner, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byTenant[tenantID]
+	if !ok || time.Since(e.openedAt) > receiptCacheTTL {
+		return nil, false
+	}
+	return e.signer, true
+}
+
+func (c *receiptCache) put(tenantID string, s *ReceiptSigner) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byTenant[tenantID] = cachedReceiptSigner{signer: s, openedAt: time.Now()}
+}
+
+func (c *receiptCache) drop(tenantID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.byTenant, tenantID)
+}
+
+func (k *Keyring) receipts() *receiptCache { return k.receiptKeys }

@@ -1,0 +1,278 @@
+package signing
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
+)
+
+// twoReceiptKeys returns an organization's retired and active receipt
+// signers, and its JWKS holding both.
+func twoReceiptKeys(t *testing.T) (retired, active *ReceiptSigner, jwks []byte, tenantID string) {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), sqlite.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	master, err := secrets.GenerateMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, _ := NewKeyring(master)
+	acme := storetest.CreateTenant(t, s, "acme")
+	err = s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if retired, err = kr.ReceiptSigner(ctx, tx.Keys(), acme.ID); err != nil {
+			return err
+		}
+		if _, err = kr.RotateReceiptKey(ctx, tx.Keys(), acme.ID); err != nil {
+			return err
+		}
+		if active, err = kr.ReceiptSigner(ctx, tx.Keys(), acme.ID); err != nil {
+			return err
+		}
+		jwks, err = JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return retired, active, jwks, acme.ID
+}
+
+func testClaims(tenantID string, iat time.Time) ReceiptClaims {
+	return ReceiptClaims{
+		Issuer: "https://agentsigna.test/t/acme", Subject: "agt_1", ID: "rcpt_1", IssuedAt: iat,
+		Tenant: tenantID, DecisionID: "dec_1", Outcome: OutcomeAllow,
+		Action: json.RawMessage(`{"type":"payment.send","amount":{"value":"1250.00","currency":"EUR"}}`),
+		Agent:  ReceiptAgent{ID: "agt_1", Sponsor: "usr_1", RiskTier: "low"},
+	}
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// forge builds a compact JWS by hand, so a test can put in it what no
+// well-behaved signer would.
+func forge(t *testing.T, header map[string]any, payload []byte, sign func(input []byte) []byte) string {
+	t.Helper()
+	h, err := json.Marshal(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := b64(h) + "." + b64(payload)
+	return input + "." + b64(sign([]byte(input)))
+}
+
+// forgeRaw is forge with the header written out, duplicates and all.
+func forgeRaw(header string, payload []byte, sign func(input []byte) []byte) string {
+	input := b64([]byte(header)) + "." + b64(payload)
+	return input + "." + b64(sign([]byte(input)))
+}
+
+func payloadOf(t *testing.T, c ReceiptClaims) []byte {
+	t.Helper()
+	if c.NotBefore.IsZero() {
+		c.NotBefore = c.IssuedAt
+	}
+	if c.Expiry.IsZero() {
+		c.Expiry = c.IssuedAt.Add(DefaultReceiptLifetime)
+	}
+	if c.ActionSHA256 == "" {
+		c.ActionSHA256, _ = ActionDigest(c.Action)
+	}
+	p, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestVerifyReceiptRejects(t *testing.T) {
+	retired, active, jwks, tenantID := twoReceiptKeys(t)
+	now := time.Now().Truncate(time.Second)
+	edSign := func(s *ReceiptSigner) func([]byte) []byte {
+		return func(in []byte) []byte { return ed25519.Sign(s.key.k, in) }
+	}
+	hdr := func(alg, kid, typ string) map[string]any {
+		h := map[string]any{"alg": alg}
+		if kid != "" {
+			h["kid"] = kid
+		}
+		if typ != "" {
+			h["typ"] = typ
+		}
+		return h
+	}
+	good := payloadOf(t, testClaims(tenantID, now))
+	valid, err := active.Sign(testClaims(tenantID, now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(valid, ".")
+
+	// The classic confusion: HMAC keyed with the public key the verifier holds.
+	var set struct {
+		Keys []struct{ Kid, X string } `json:"keys"`
+	}
+	_ = json.Unmarshal(jwks, &set)
+	pubX := set.Keys[0].X
+	hmacWith := func(key []byte) func([]byte) []byte {
+		return func(in []byte) []byte { m := hmac.New(sha256.New, key); m.Write(in); return m.Sum(nil) }
+	}
+
+	tampered := testClaims(tenantID, now)
+	tampered.Action = json.RawMessage(`{"type":"payment.send","amount":{"value":"99999.00","currency":"EUR"}}`)
+
+	mismatch := testClaims(tenantID, now)
+	mismatch.ActionSHA256, _ = ActionDigest(json.RawMessage(`{"type":"payment.send"}`))
+
+	expired := testClaims(tenantID, now.Add(-time.Hour))
+	early := testClaims(tenantID, now)
+	early.NotBefore = now.Add(5 * time.Minute)
+	early.Expiry = now.Add(15 * time.Minute)
+	deny := testClaims(tenantID, now)
+	deny.Outcome = "deny"
+	noExp := func() []byte {
+		var m map[string]any
+		_ = json.Unmarshal(good, &m)
+		delete(m, "exp")
+		b, _ := json.Marshal(m)
+		return b
+	}()
+
+	for _, tc := range []struct {
+		name    string
+		receipt string
+		jwks    []byte
+		want    error
+	}{
+		{"tampered payload", parts[0] + "." + b64(payloadOf(t, tampered)) + "." + parts[2], nil, ErrReceiptSignature},
+		{"tampered signature", parts[0] + "." + parts[1] + "." + b64(make([]byte, 64)), nil, ErrReceiptSignature},
+		{"kid of another published key", forge(t, hdr("EdDSA", retired.kid, ReceiptType), good, edSign(active)), nil, ErrReceiptSignature},
+		{"unknown kid", forge(t, hdr("EdDSA", "nope", ReceiptType), good, edSign(active)), nil, ErrReceiptUnknownKey},
+		{"no kid", forge(t, hdr("EdDSA", "", ReceiptType), good, edSign(active)), nil, ErrReceiptUnknownKey},
+		{"alg none", forge(t, hdr("none", active.kid, ReceiptType), good, func([]byte) []byte { return nil }), nil, ErrReceiptAlgorithm},
+		{"alg None", forge(t, hdr("None", active.kid, ReceiptType), good, func([]byte) []byte { return nil }), nil, ErrReceiptAlgorithm},
+		{"HS256 keyed with the raw public key", forge(t, hdr("HS256", active.kid, ReceiptType), good, hmacWith(active.PublicKey())), nil, ErrReceiptAlgorithm},
+		{"HS256 keyed with the JWKS x", forge(t, hdr("HS256", active.kid, ReceiptType), good, hmacWith([]byte(pubX))), nil, ErrReceiptAlgorithm},
+		{"HS256 keyed with the JWKS", forge(t, hdr("HS256", active.kid, ReceiptType), good, hmacWith(jwks)), nil, ErrReceiptAlgorithm},
+		{"alg Ed25519 (fully specified, not ours)", forge(t, hdr("Ed25519", active.kid, ReceiptType), good, edSign(active)), nil, ErrReceiptAlgorithm},
+		{"alg ES256", forge(t, hdr("ES256", active.kid, ReceiptType), good, edSign(active)), nil, ErrReceiptAlgorithm},
+		{"alg RS256", forge(t, hdr("RS256", active.kid, ReceiptType), good, edSign(active)), nil, ErrReceiptAlgorithm},
+		{"no alg", forge(t, map[string]any{"kid": active.kid, "typ": ReceiptType}, good, edSign(active)), nil, ErrReceiptAlgorithm},
+		{"typ JWT", forge(t, hdr("EdDSA", active.kid, "JWT"), good, edSign(active)), nil, ErrReceiptType},
+		{"typ at+jwt", forge(t, hdr("EdDSA", active.kid, "at+jwt"), good, edSign(active)), nil, ErrReceiptType},
+		{"typ with media type prefix", forge(t, hdr("EdDSA", active.kid, "application/"+ReceiptType), good, edSign(active)), nil, ErrReceiptType},
+		{"no typ", forge(t, hdr("EdDSA", active.kid, ""), good, edSign(active)), nil, ErrReceiptType},
+		{"expired", forge(t, hdr("EdDSA", active.kid, ReceiptType), payloadOf(t, expired), edSign(active)), nil, ErrReceiptExpired},
+		{"not yet valid", forge(t, hdr("EdDSA", active.kid, ReceiptType), payloadOf(t, early), edSign(active)), nil, ErrReceiptNotYetValid},
+		{"action_sha256 of another action", forge(t, hdr("EdDSA", active.kid, ReceiptType), payloadOf(t, mismatch), edSign(active)), nil, ErrReceiptActionDigest},
+		{"outcome deny", forge(t, hdr("EdDSA", active.kid, ReceiptType), payloadOf(t, deny), edSign(active)), nil, ErrReceiptMalformed},
+		{"no exp", forge(t, hdr("EdDSA", active.kid, ReceiptType), noExp, edSign(active)), nil, ErrReceiptMalformed},
+		{"claims not JSON", forge(t, hdr("EdDSA", active.kid, ReceiptType), []byte("hello"), edSign(active)), nil, ErrReceiptMalformed},
+		{"crit header", forge(t, map[string]any{"alg": "EdDSA", "kid": active.kid, "typ": ReceiptType, "crit": []string{"exp"}, "exp": 1}, good, edSign(active)), nil, ErrReceiptMalformed},
+		{"b64 false", forge(t, map[string]any{"alg": "EdDSA", "kid": active.kid, "typ": ReceiptType, "b64": false, "crit": []string{"b64"}}, good, edSign(active)), nil, ErrReceiptMalformed},
+		{"duplicate header member", forgeRaw(`{"alg":"EdDSA","kid":"`+active.kid+`","typ":"`+ReceiptType+`","typ":"JWT"}`, good, edSign(active)), nil, ErrReceiptMalformed},
+		{"header not base64url", "e30=." + parts[1] + "." + parts[2], nil, ErrReceiptMalformed},
+		{"JSON serialization", fmt.Sprintf(`{"protected":%q,"payload":%q,"signature":%q}`, parts[0], parts[1], parts[2]), nil, ErrReceiptMalformed},
+		{"two parts", parts[0] + "." + parts[1], nil, ErrReceiptMalformed},
+		{"garbage", "not a receipt", nil, ErrReceiptMalformed},
+		{"huge", strings.Repeat("a", maxReceiptSize+1), nil, ErrReceiptMalformed},
+		{"JWKS without the key", valid, []byte(`{"keys":[]}`), ErrReceiptUnknownKey},
+		{"JWKS key of another type under the kid", valid, []byte(`{"keys":[{"kty":"EC","crv":"P-256","kid":"` + active.kid +
+			`","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`), ErrReceiptUnknownKey},
+		{"JWKS key for another alg", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"HS256","kid":"` + active.kid + `","x":"` + pubX + `"}]}`), ErrReceiptUnknownKey},
+		{"JWKS key for encryption", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","use":"enc","kid":"` + active.kid + `","x":"` + pubX + `"}]}`), ErrReceiptUnknownKey},
+		{"JWKS not JSON", valid, []byte(`nope`), ErrInvalidJWKS},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keys := jwks
+			if tc.jwks != nil {
+				keys = tc.jwks
+			}
+			c, err := VerifyReceipt(tc.receipt, keys, now)
+			if !errors.Is(err, tc.want) || c != nil {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if tc.want != ErrInvalidJWKS && !errors.Is(err, ErrInvalidReceipt) {
+				t.Errorf("%v does not wrap ErrInvalidReceipt", err)
+			}
+		})
+	}
+
+	// The controls: what is valid, including at the edges of the skew.
+	for name, at := range map[string]time.Time{
+		"now":                        now,
+		"just before exp plus skew":  now.Add(DefaultReceiptLifetime + ReceiptSkew - time.Second),
+		"just before nbf minus skew": now.Add(-ReceiptSkew),
+	} {
+		if _, err := VerifyReceipt(valid, jwks, at); err != nil {
+			t.Errorf("valid receipt at %s: %v", name, err)
+		}
+	}
+	if _, err := VerifyReceipt(valid, jwks, now.Add(DefaultReceiptLifetime+ReceiptSkew)); !errors.Is(err, ErrReceiptExpired) {
+		t.Errorf("at exp plus skew: %v", err)
+	}
+	// A retired key's receipt still verifies: retired keys are for verification.
+	old, err := retired.Sign(testClaims(tenantID, now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyReceipt(old, jwks, now); err != nil {
+		t.Errorf("retired key's receipt: %v", err)
+	}
+}
+
+func TestSignedReceiptHeader(t *testing.T) {
+	_, active, _, tenantID := twoReceiptKeys(t)
+	r, err := active.Sign(testClaims(tenantID, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := base64.RawURLEncoding.DecodeString(strings.Split(r, ".")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	_ = json.Unmarshal(h, &got)
+	want := map[string]any{"alg": "EdDSA", "kid": active.kid, "typ": ReceiptType}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("header %v, want exactly %v", got, want)
+	}
+}
+
+func TestReceiptSignerPrintsNoKeyMaterial(t *testing.T) {
+	_, active, _, _ := twoReceiptKeys(t)
+	seed := active.key.k.Seed()
+	forms := []string{hex.EncodeToString(seed), b64(seed), base64.StdEncoding.EncodeToString(seed[:30]),
+		strings.Trim(fmt.Sprint([]byte(seed[:8])), "[]")}
+	var buf strings.Builder
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "signer", active)
+	wrapped := struct{ s ReceiptSigner }{*active}
+	for _, out := range []string{
+		fmt.Sprintf("%v %+v %#v %s %x %q %d", active, active, active, active, active, active, active),
+		fmt.Sprintf("%v %+v %#v", *active, *active, wrapped),
+		buf.String(),
+	} {
+		for _, f := range forms {
+			if strings.Contains(out, f) {
+				t.Fatalf("key material printed: %q", out)
+			}
+		}
+	}
+}
