@@ -1,0 +1,130 @@
+package bundles
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// forbiddenBuiltins returns the builtins of OPA v1.22.3 that policies evaluated
+// here may not call, with the reason. Every other builtin of that version was
+// reviewed and stays (TestEveryBuiltinReviewed fails when an OPA upgrade adds
+// one, so that it is reviewed before a policy can use it).
+//
+// The rule (DESIGN §3): nothing may reach outside the process or the
+// request, because a policy is code written by an organization and run
+// inside our service, next to other organizations' data and our secrets.
+// Decisions must also be reproducible from their recorded input, for
+// `policy simulate` replays and auditors.
+//
+// Reviewed and kept, although OPA marks them non-deterministic or they touch
+// something besides their arguments:
+//   - time.now_ns: the clock, read-only; policies should prefer input.time,
+//     which the decision records.
+//   - io.jwt.decode_verify (checks exp/nbf against the clock),
+//     io.jwt.encode_sign and io.jwt.encode_sign_raw (randomized ECDSA/PSS
+//     signatures): pure crypto over their arguments, no key store, no fetch.
+//   - providers.aws.sign_req: computes a SigV4 signature; sends nothing.
+//   - crypto.x509.parse_and_verify_certificates(_with_options): may consult
+//     the system roots, read-only and public.
+//   - net.cidr_* other than lookups: arithmetic on addresses (cidr_expand
+//     checks for cancellation, so the timeout bounds it).
+//   - rego.parse_module, rego.metadata.*: parse text the policy holds.
+//   - trace and print: print is erased at compile time (print statements
+//     are not enabled), so a policy cannot write into our logs; trace only
+//     reaches an explain tracer, which the server never attaches.
+func forbiddenBuiltins() map[string]string {
+	return map[string]string{
+		"http.send":          "makes HTTP requests",
+		"net.lookup_ip_addr": "makes DNS queries",
+		"opa.runtime":        "reveals the server's environment variables and configuration",
+		// Both resolve "$ref"s in schemas: file:// references read the server's
+		// file system whatever allow_net says, http(s) ones fetch over the network.
+		"json.match_schema":  "resolves schema $refs from the file system and the network",
+		"json.verify_schema": "resolves schema $refs from the file system and the network",
+		// Randomness makes a decision impossible to replay from its input.
+		"rand.intn":    "is random, so decisions could not be replayed",
+		"uuid.rfc4122": "is random, so decisions could not be replayed",
+	}
+}
+
+// Capabilities returns the capabilities every policy is compiled and
+// evaluated with: OPA v1.22.3's, without the forbidden builtins, and with
+// allow_net empty (not absent: absent means any host) so that nothing left
+// can reach a host either. It returns a new value on each call.
+func Capabilities() *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	forbidden := forbiddenBuiltins()
+	caps.Builtins = slices.DeleteFunc(caps.Builtins, func(b *ast.Builtin) bool {
+		_, drop := forbidden[b.Name]
+		return drop
+	})
+	caps.AllowNet = []string{}
+	return caps
+}
+
+// ForbiddenBuiltin is a builtin organization policies may not call.
+type ForbiddenBuiltin struct {
+	Name string
+	Why  string
+}
+
+// ForbiddenBuiltins lists the builtins organization policies may not call,
+// sorted by name.
+func ForbiddenBuiltins() []ForbiddenBuiltin {
+	forbidden := forbiddenBuiltins()
+	out := make([]ForbiddenBuiltin, 0, len(forbidden))
+	for name, why := range forbidden {
+		out = append(out, ForbiddenBuiltin{Name: name, Why: why})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// findForbiddenCall returns an error naming the first call, in file order,
+// to a forbidden builtin in modules (sorted by path). The compiler would
+// reject these calls too ("undefined function"); this says why, and where.
+func findForbiddenCall(paths []string, modules map[string]*ast.Module) error {
+	forbidden := forbiddenBuiltins()
+	for _, p := range paths {
+		var found error
+		check := func(op ast.Ref, loc *ast.Location) {
+			if found != nil {
+				return
+			}
+			name := op.String()
+			if why, ok := forbidden[name]; ok {
+				found = fmt.Errorf("%w: %s: %s %s, which organization policies may not do", ErrForbiddenBuiltin, where(p, loc), name, why)
+			}
+		}
+		ast.NewGenericVisitor(func(x any) bool {
+			switch x := x.(type) {
+			case *ast.Expr:
+				if x.IsCall() {
+					check(x.Operator(), x.Location)
+				}
+			case ast.Call:
+				if len(x) > 0 {
+					if op, ok := x[0].Value.(ast.Ref); ok {
+						check(op, x[0].Location)
+					}
+				}
+			}
+			return found != nil
+		}).Walk(modules[p])
+		if found != nil {
+			return found
+		}
+	}
+	return nil
+}
+
+// where formats a position in a bundle file.
+func where(path string, loc *ast.Location) string {
+	if loc == nil {
+		return path
+	}
+	return fmt.Sprintf("%s:%d", path, loc.Row)
+}

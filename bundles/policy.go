@@ -1,0 +1,345 @@
+package bundles
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/agentsigna/agentsigna/policies"
+)
+
+// Verdict bounds: a verdict's reasons travel into receipts, cases and the
+// ledger, and its approvals into cases, so a policy cannot inflate them.
+const (
+	MaxReasons      = 32
+	MaxReasonLength = 200
+	MaxApprovals    = 10
+)
+
+// Policy is a compiled policy, base or organization: one prepared query,
+// safe for concurrent use. A Policy never changes; activating another
+// revision means building another Policy.
+type Policy struct {
+	revision string
+	digest   string
+	query    rego.PreparedEvalQuery
+	memo     *memo // nil: every input is evaluated
+}
+
+// Revision is the bundle's manifest revision (for the base policy, its
+// digest).
+func (p *Policy) Revision() string { return p.revision }
+
+// Digest is the hex SHA-256 of the bundle's tar.gz (for the base policy,
+// policies.BaseRevision()).
+func (p *Policy) Digest() string { return p.digest }
+
+// Compile compiles a bundle that passed Read into its Policy: modules
+// checked for forbidden builtins (ErrForbiddenBuiltin names the builtin and
+// file), compiled with Capabilities() in a compiler of their own, data
+// checked against rules (a data file may not sit where a rule does), and
+// DecisionQuery prepared over the bundle's data alone.
+func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
+	if b == nil || b.modules == nil {
+		return nil, errors.New("bundles: Compile needs a Bundle returned by Read")
+	}
+	if err := findForbiddenCall(b.modulePaths, b.modules); err != nil {
+		return nil, err
+	}
+	// The compiler calls exists for every rule path; a rule where data
+	// already is would be shadowed by, or shadow, that data.
+	var conflict []string
+	exists := func(p []string) (bool, error) {
+		if dataAt(b.data, p) {
+			if conflict == nil {
+				conflict = slices.Clone(p)
+			}
+			return true, nil
+		}
+		return false, nil
+	}
+	compiler := newCompiler().WithPathConflictsCheck(exists)
+	compiler.Compile(b.modules)
+	if compiler.Failed() {
+		if conflict != nil {
+			return nil, fmt.Errorf("%w: data.json sets /%s, where a rule is defined", ErrForbiddenData, strings.Join(conflict, "/"))
+		}
+		return nil, fmt.Errorf("%w: %s", ErrCompile, compileErrors(compiler.Errors))
+	}
+	if len(compiler.GetRules(ast.MustParseRef(DecisionQuery))) == 0 {
+		return nil, fmt.Errorf("%w: no rule defines it (write `package %s` and a rule named decision)", ErrNoDecision, TenantRoot)
+	}
+	store := inmem.NewFromObjectWithOpts(b.data,
+		inmem.OptRoundTripOnWrite(false),
+		// Hand the evaluator AST values, not Go values it would convert on
+		// every read of data.tenant.
+		inmem.OptReturnASTValuesOnRead(true))
+	q, err := prepare(ctx, compiler, DecisionQuery, rego.Store(store))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCompile, err)
+	}
+	return &Policy{revision: b.Revision, digest: b.Digest, query: q}, nil
+}
+
+// Load is Read then Compile: what an upload, an activation on a replica
+// and `agentsigna policy check` all do with a bundle's bytes.
+func Load(ctx context.Context, raw []byte, opts ReadOptions) (*Policy, *Bundle, error) {
+	b, err := Read(raw, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := Compile(ctx, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, b, nil
+}
+
+// CompileBase compiles the embedded base policy (policies.Base) into its
+// Policy, prepared once at start. Its revision and digest are
+// policies.BaseRevision().
+//
+// Its verdicts are memoized by the values of the few input paths it reads
+// (action type, agent status, tier and denial count, counterparty id and
+// status), which spares most decisions the interpreter's ~40 µs: the base's
+// modules are checked to read nothing else and to call no non-deterministic
+// builtin (memoPaths), or there is no memo. Organization policies are not
+// memoized: they read amounts and parameters, which rarely repeat.
+func CompileBase(ctx context.Context) (*Policy, error) {
+	files := policies.Base()
+	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, Capabilities: Capabilities(), ProcessAnnotation: true}
+	modules := make(map[string]*ast.Module, len(files))
+	for _, f := range files {
+		m, err := ast.ParseModuleWithOpts(f.Path, string(f.Content), popts)
+		if err != nil {
+			return nil, fmt.Errorf("bundles: base policy: %w", err)
+		}
+		modules[f.Path] = m
+	}
+	compiler := newCompiler()
+	if compiler.Compile(modules); compiler.Failed() {
+		return nil, fmt.Errorf("bundles: base policy: %w", compiler.Errors)
+	}
+	q, err := prepare(ctx, compiler, policies.BaseQuery)
+	if err != nil {
+		return nil, fmt.Errorf("bundles: base policy: %w", err)
+	}
+	rev := policies.Digest(files)
+	p := &Policy{revision: rev, digest: rev, query: q}
+	if paths, ok := memoPaths(compiler.Modules); ok {
+		p.memo = newMemo(paths)
+	}
+	return p, nil
+}
+
+// newCompiler returns the compiler every policy is compiled with. Print
+// statements stay disabled (print compiles to nothing), and schema
+// annotations are not used for type checking, since loading them could read
+// files named by a $ref.
+func newCompiler() *ast.Compiler {
+	return ast.NewCompiler().
+		WithCapabilities(Capabilities()).
+		WithDefaultRegoVersion(ast.RegoV1).
+		WithEnablePrintStatements(false).
+		WithUseTypeCheckAnnotations(false)
+}
+
+func prepare(ctx context.Context, compiler *ast.Compiler, query string, extra ...func(*rego.Rego)) (rego.PreparedEvalQuery, error) {
+	opts := append([]func(*rego.Rego){
+		rego.Query(query),
+		rego.Compiler(compiler),
+		// Evaluation sees the same capabilities (and empty allow_net).
+		rego.Capabilities(Capabilities()),
+	}, extra...)
+	return rego.New(opts...).PrepareForEval(ctx)
+}
+
+// compileErrors keeps a compile error message to a few lines.
+func compileErrors(errs ast.Errors) string {
+	const show = 5
+	var b strings.Builder
+	for i, e := range errs {
+		if i == show {
+			fmt.Fprintf(&b, "; and %d more", len(errs)-show)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// dataAt reports whether data is set at p, or a non-object sits above it.
+func dataAt(data map[string]any, p []string) bool {
+	node := data
+	for i, seg := range p {
+		v, ok := node[seg]
+		if !ok {
+			return false
+		}
+		if i == len(p)-1 {
+			return true
+		}
+		obj, isObj := v.(map[string]any)
+		if !isObj {
+			return true
+		}
+		node = obj
+	}
+	return false
+}
+
+// Input is a policy input, converted once to OPA's representation and
+// shared by the base and the organization evaluation.
+type Input struct {
+	value ast.Value
+}
+
+// NewInput converts doc, a JSON document of Go values (map[string]any,
+// []any, string, bool, nil, json.Number and Go integers or floats).
+func NewInput(doc map[string]any) (Input, error) {
+	v, err := ast.InterfaceToValue(doc)
+	if err != nil {
+		return Input{}, fmt.Errorf("bundles: policy input: %w", err)
+	}
+	return Input{value: v}, nil
+}
+
+// Verdict is what one policy said about one input (DESIGN §3): allow (the
+// organization's only), deny and escalate reasons (sorted, without
+// duplicates), and the approvals it requires.
+type Verdict struct {
+	Allow        bool     `json:"allow"`
+	Deny         []string `json:"deny"`
+	Escalate     []string `json:"escalate"`
+	MinApprovals int      `json:"min_approvals"`
+}
+
+// Evaluate evaluates the policy's query on in. The error wraps
+// ErrUndefined when there is no result, ErrEvalTimeout when ctx ended first,
+// and ErrEval when evaluation failed or the result is not a verdict. The
+// caller sets the deadline.
+func (p *Policy) Evaluate(ctx context.Context, in Input) (Verdict, error) {
+	if in.value == nil {
+		return Verdict{}, fmt.Errorf("%w: empty input", ErrEval)
+	}
+	if err := ctx.Err(); err != nil {
+		// Even a memoized answer is not given past the deadline: what a
+		// decision costs must not decide whether it times out.
+		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, err)
+	}
+	if p.memo == nil {
+		return p.evaluate(ctx, in)
+	}
+	key, h := p.memo.key(in.value)
+	if v, ok := p.memo.get(key, h); ok {
+		return v, nil
+	}
+	v, err := p.evaluate(ctx, in)
+	if err == nil {
+		p.memo.put(key, h, v)
+	}
+	return v, err
+}
+
+func (p *Policy) evaluate(ctx context.Context, in Input) (Verdict, error) {
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(in.value))
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctxErr)
+	}
+	if err != nil {
+		return Verdict{}, fmt.Errorf("%w: %v", ErrEval, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return Verdict{}, ErrUndefined
+	}
+	if len(rs) > 1 {
+		return Verdict{}, fmt.Errorf("%w: %d results", ErrEval, len(rs))
+	}
+	return parseVerdict(rs[0].Expressions[0].Value)
+}
+
+// parseVerdict reads a decision object strictly: a key it does not know,
+// or a value of the wrong type, fails closed (ErrEval, so the decision is
+// denied) rather than being ignored: a misspelt "escalte" must not turn an
+// escalation into an allow.
+func parseVerdict(v any) (Verdict, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return Verdict{}, fmt.Errorf("%w: the decision is a %T, not an object", ErrEval, v)
+	}
+	var out Verdict
+	for k, v := range obj {
+		switch k {
+		case "allow":
+			b, ok := v.(bool)
+			if !ok {
+				return Verdict{}, fmt.Errorf("%w: allow is a %T, not a boolean", ErrEval, v)
+			}
+			out.Allow = b
+		case "deny", "escalate":
+			reasons, err := parseReasons(k, v)
+			if err != nil {
+				return Verdict{}, err
+			}
+			if k == "deny" {
+				out.Deny = reasons
+			} else {
+				out.Escalate = reasons
+			}
+		case "min_approvals":
+			n, ok := v.(json.Number)
+			if !ok {
+				return Verdict{}, fmt.Errorf("%w: min_approvals is a %T, not a number", ErrEval, v)
+			}
+			i, err := n.Int64()
+			if err != nil || i < 0 || i > MaxApprovals {
+				return Verdict{}, fmt.Errorf("%w: min_approvals %s is not an integer from 0 to %d", ErrEval, n, MaxApprovals)
+			}
+			out.MinApprovals = int(i)
+		default:
+			return Verdict{}, fmt.Errorf("%w: unknown decision field %q (allowed: allow, deny, escalate, min_approvals)", ErrEval, printable(k))
+		}
+	}
+	return out, nil
+}
+
+func parseReasons(field string, v any) ([]string, error) {
+	list, ok := v.([]any) // sets and arrays both arrive as []any
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is a %T, not a set of strings", ErrEval, field, v)
+	}
+	if len(list) > MaxReasons {
+		return nil, fmt.Errorf("%w: %s has %d reasons, limit %d", ErrEval, field, len(list), MaxReasons)
+	}
+	out := make([]string, 0, len(list))
+	for _, r := range list {
+		s, ok := r.(string)
+		if !ok || s == "" || len(s) > MaxReasonLength || !validReason(s) {
+			return nil, fmt.Errorf("%w: %s reasons must be printable strings of 1 to %d bytes", ErrEval, field, MaxReasonLength)
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// validReason keeps reasons printable and single-line (they are shown to
+// approvers and written to logs).
+func validReason(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+	}
+	return strings.ToValidUTF8(s, "") == s
+}

@@ -1,0 +1,160 @@
+package decision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentsigna/agentsigna/bundles"
+)
+
+// DefaultTimeout bounds one decision's policy evaluation, base and
+// organization together (DESIGN §3: 100 ms).
+const DefaultTimeout = 100 * time.Millisecond
+
+// Options configure an Evaluator; the zero value is the default.
+type Options struct {
+	// Timeout bounds one evaluation (both policies); 0 means DefaultTimeout.
+	Timeout time.Duration
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Timeout < 0 {
+		return o, fmt.Errorf("decision: negative timeout %v", o.Timeout)
+	}
+	return o, nil
+}
+
+// Evaluator evaluates inputs against the base policy, compiled once when it
+// is built, and each organization's active policy from its Engine. It is
+// safe for concurrent use.
+type Evaluator struct {
+	base    *bundles.Policy
+	engine  *bundles.Engine
+	timeout time.Duration
+}
+
+// NewEvaluator compiles the base policy and returns an Evaluator that reads
+// organizations' active policies from engine.
+func NewEvaluator(ctx context.Context, engine *bundles.Engine, opts Options) (*Evaluator, error) {
+	if engine == nil {
+		return nil, errors.New("decision: NewEvaluator needs an engine")
+	}
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	base, err := bundles.CompileBase(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Evaluator{base: base, engine: engine, timeout: opts.Timeout}, nil
+}
+
+// BaseRevision is the revision of the base policy decisions are made under.
+func (e *Evaluator) BaseRevision() string { return e.base.Revision() }
+
+// PolicyRevisions says which policies made a decision (the receipt's
+// policy claim).
+type PolicyRevisions struct {
+	BaseRevision       string `json:"base_revision"`
+	TenantRevision     string `json:"tenant_revision,omitempty"`
+	TenantBundleSHA256 string `json:"tenant_bundle_sha256,omitempty"`
+}
+
+// Evaluation is a combined decision with what it was made of.
+type Evaluation struct {
+	Combined
+	Policy PolicyRevisions `json:"policy"`
+	// Base and Tenant are the two verdicts as they entered Combine, after
+	// failures were turned into deny reasons.
+	Base   bundles.Verdict `json:"base"`
+	Tenant bundles.Verdict `json:"tenant"`
+	// Errors are the evaluation failures behind a policy_error or
+	// policy_timeout, for operators and `policy simulate`. Their text may
+	// quote the policy or the input: never send them to an agent.
+	Errors []string `json:"-"`
+}
+
+// Evaluate decides in against the base policy and the active policy of the
+// organization in.Tenant.ID (none active: no authority).
+func (e *Evaluator) Evaluate(ctx context.Context, in Input) Evaluation {
+	return e.EvaluateWith(ctx, e.engine.Active(in.Tenant.ID), in)
+}
+
+// EvaluateWith decides in against the base policy and tenant, which need
+// not be active: `policy simulate` and replays evaluate a candidate
+// revision. tenant nil means no organization policy.
+//
+// Failures become verdicts before Combine sees them. A policy that errs,
+// returns something that is not a verdict, or runs out of time denies
+// (policy_error, policy_timeout): a broken policy is not routed to people.
+// An organization decision that is undefined said nothing, exactly like {}
+// or no policy at all: it grants nothing (no_authority), and the base's
+// escalations still go to people. The base always answers, so its silence
+// is a fault (policy_error). One deadline, Options.Timeout, covers both
+// evaluations.
+func (e *Evaluator) EvaluateWith(ctx context.Context, tenant *bundles.Policy, in Input) Evaluation {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+
+	ev := Evaluation{Policy: PolicyRevisions{BaseRevision: e.base.Revision()}}
+	if tenant != nil {
+		ev.Policy.TenantRevision = tenant.Revision()
+		ev.Policy.TenantBundleSHA256 = tenant.Digest()
+	}
+	pin, err := bundles.NewInput(in.Document())
+	if err != nil {
+		ev.Base = failed(err)
+		ev.Errors = append(ev.Errors, "input: "+err.Error())
+	} else {
+		v, err := e.base.Evaluate(ctx, pin)
+		if err != nil {
+			// The base always answers; silence from it is a fault, not
+			// the absence of authority.
+			v = failed(err)
+			ev.Errors = append(ev.Errors, "base policy: "+err.Error())
+		}
+		ev.Base = v
+		if tenant != nil {
+			v, err := tenant.Evaluate(ctx, pin)
+			switch {
+			case errors.Is(err, bundles.ErrUndefined):
+				v = bundles.Verdict{} // said nothing: no authority
+			case err != nil:
+				v = failed(err)
+				ev.Errors = append(ev.Errors, "organization policy: "+err.Error())
+			}
+			ev.Tenant = v
+		}
+	}
+	// The base grants nothing, whatever its rules say.
+	ev.Base.Allow = false
+	ev.Base, ev.Tenant = listsNotNull(ev.Base), listsNotNull(ev.Tenant)
+	ev.Combined = Combine(ev.Base, ev.Tenant)
+	return ev
+}
+
+// listsNotNull gives a verdict empty lists rather than nil ones, so that
+// its JSON says [] rather than null.
+func listsNotNull(v bundles.Verdict) bundles.Verdict {
+	if v.Deny == nil {
+		v.Deny = []string{}
+	}
+	if v.Escalate == nil {
+		v.Escalate = []string{}
+	}
+	return v
+}
+
+// failed is the verdict of a policy that could not answer: deny.
+func failed(err error) bundles.Verdict {
+	if errors.Is(err, bundles.ErrEvalTimeout) {
+		return bundles.Verdict{Deny: []string{ReasonPolicyTimeout}}
+	}
+	return bundles.Verdict{Deny: []string{ReasonPolicyError}}
+}
