@@ -31,6 +31,7 @@ func commands() []command {
 		{"serve", "run the tenant and platform planes", runServe},
 		{"migrate", "create or upgrade the store's schema (and PostgreSQL roles)", runMigrate},
 		{"ledger", "verify: re-read the store and check every log against its signed checkpoints", runLedger},
+		{"policy", "check, simulate, push or activate an organization's policy bundle", runPolicy},
 		{"verify", "inclusion|consistency: check a proof offline against a log's verifier key", runVerify},
 	}
 }

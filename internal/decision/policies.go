@@ -1,0 +1,242 @@
+package decision
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/agentsigna/agentsigna/bundles"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// ErrFourEyes: activating a revision needs a second person (DESIGN §3:
+// activation is itself a policy.* action).
+var ErrFourEyes = errors.New("activation needs a second person: the approver must differ from who activates")
+
+// Organization names the organization a policy operation is for.
+type Organization struct {
+	ID   string
+	Slug string
+}
+
+// Policies keeps organizations' policy bundles: uploads (checked the way
+// `agentsigna policy check` does, against the organization's registered
+// verification keys), activations and rollbacks — each recorded in the
+// organization's ledger — and the engine's active revision per organization.
+type Policies struct {
+	tenants store.TenantStore
+	ledger  *ledger.Ledger
+	engine  *bundles.Engine
+	limits  bundles.Limits
+}
+
+// NewPolicies returns the policy service. limits zero means
+// bundles.DefaultLimits.
+func NewPolicies(tenants store.TenantStore, l *ledger.Ledger, engine *bundles.Engine, limits bundles.Limits) *Policies {
+	if limits == (bundles.Limits{}) {
+		limits = bundles.DefaultLimits()
+	}
+	return &Policies{tenants: tenants, ledger: l, engine: engine, limits: limits}
+}
+
+// policyRecord is what the ledger entry of a policy change digests.
+type policyRecord struct {
+	Event       string `json:"event"` // upload | activate | rollback
+	Revision    string `json:"revision"`
+	BundleSHA   string `json:"bundle_sha256"`
+	SignedBy    string `json:"signed_by,omitempty"`
+	By          string `json:"by"`
+	ApprovedBy  string `json:"approved_by,omitempty"`
+	PreviousRev string `json:"previous_revision,omitempty"`
+}
+
+// Upload checks and stores a bundle revision, and records it in the
+// organization's ledger. Uploading the same bundle again is a no-op; the
+// same revision with other content is bundles.ErrRevisionConflict.
+func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, uploader string) (*bundles.Bundle, error) {
+	if uploader == "" {
+		return nil, fmt.Errorf("%w: an uploader is required", store.ErrInvalid)
+	}
+	var opts bundles.ReadOptions
+	var history []bundles.KnownRevision
+	err := p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if opts, err = p.readOptions(ctx, tx.Policies()); err != nil {
+			return err
+		}
+		history, err = knownRevisions(ctx, tx.Policies())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	_, b, err := bundles.Load(ctx, raw, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := bundles.CheckUpload(history, bundles.KnownRevision{Revision: b.Revision, Digest: b.Digest}); err != nil {
+		return nil, err
+	}
+	for _, h := range history {
+		if h.Revision == b.Revision {
+			return b, nil // the same bundle again
+		}
+	}
+	digest, _ := hex.DecodeString(b.Digest)
+	if err := p.record(ctx, org, "policy.upload", policyRecord{Event: "upload", Revision: b.Revision, BundleSHA: b.Digest, SignedBy: b.SignedBy, By: uploader}); err != nil {
+		return nil, err
+	}
+	err = p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.Policies().InsertBundle(ctx, store.PolicyBundle{
+			Revision: b.Revision, Digest: digest, Bundle: raw, Manifest: string(b.Manifest),
+			Signed: b.SignedBy != "", UploadedBy: uploader,
+		})
+	})
+	return b, err
+}
+
+// Activate makes a stored revision the organization's active policy. It
+// needs two people (activatedBy != approvedBy); going back to an older
+// revision needs rollback (and rollback is refused for anything else). The
+// change is written to the ledger before it takes effect, so no active
+// revision exists that the ledger does not show.
+func (p *Policies) Activate(ctx context.Context, org Organization, revision, activatedBy, approvedBy string, rollback bool) (store.PolicyActivation, error) {
+	if activatedBy == "" || approvedBy == "" || activatedBy == approvedBy {
+		return store.PolicyActivation{}, ErrFourEyes
+	}
+	var stored store.PolicyBundle
+	var history []bundles.KnownRevision
+	var active string
+	var opts bundles.ReadOptions
+	err := p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if stored, err = tx.Policies().Bundle(ctx, revision); err != nil {
+			return err
+		}
+		if history, err = knownRevisions(ctx, tx.Policies()); err != nil {
+			return err
+		}
+		if act, _, err := tx.Policies().ActiveBundle(ctx); err == nil {
+			active = act.Revision
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		opts, err = p.readOptions(ctx, tx.Policies())
+		return err
+	})
+	if err != nil {
+		return store.PolicyActivation{}, err
+	}
+	digest := hex.EncodeToString(stored.Digest)
+	if err := bundles.CheckActivation(history, active, bundles.KnownRevision{Revision: revision, Digest: digest}, rollback); err != nil {
+		return store.PolicyActivation{}, err
+	}
+	// Compiled again from the stored bytes, under today's keys and limits.
+	policy, _, err := bundles.Load(ctx, stored.Bundle, opts)
+	if err != nil {
+		return store.PolicyActivation{}, err
+	}
+	kind, event := "policy.activate", "activate"
+	if rollback {
+		kind, event = "policy.rollback", "rollback"
+	}
+	rec := policyRecord{Event: event, Revision: revision, BundleSHA: digest, By: activatedBy, ApprovedBy: approvedBy, PreviousRev: active}
+	if err := p.record(ctx, org, kind, rec); err != nil {
+		return store.PolicyActivation{}, err
+	}
+	var act store.PolicyActivation
+	err = p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		act, err = tx.Policies().Activate(ctx, store.PolicyActivation{Revision: revision, Rollback: rollback, ActivatedBy: activatedBy, ApprovedBy: approvedBy})
+		return err
+	})
+	if err != nil {
+		return act, err
+	}
+	p.engine.Activate(org.ID, policy)
+	return act, nil
+}
+
+// AddVerificationKey registers a PEM public key; from then on the
+// organization's bundles must be signed. It is a policy change, recorded.
+func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id string, pem []byte, by string) error {
+	if _, err := bundles.ParseVerificationKey(id, "", pem); err != nil {
+		return err
+	}
+	rec, _ := json.Marshal(map[string]string{"event": "verification_key", "kid": id, "public_pem": string(pem), "by": by})
+	if _, err := p.ledger.Append(ctx, p.ledger.TenantLog(org.ID, org.Slug), ledger.Entry{Kind: "policy.verification_key", Subject: id, Record: rec}); err != nil {
+		return err
+	}
+	return p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: id, PublicPEM: string(pem)})
+	})
+}
+
+// LoadActive compiles the organization's active revision into the engine
+// (at start, or on the first decision after a restart). No active revision
+// leaves the organization with none: every request is denied no_authority.
+func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
+	var stored store.PolicyBundle
+	var opts bundles.ReadOptions
+	err := p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if _, stored, err = tx.Policies().ActiveBundle(ctx); err != nil {
+			return err
+		}
+		opts, err = p.readOptions(ctx, tx.Policies())
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		p.engine.Activate(org.ID, nil)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	policy, _, err := bundles.Load(ctx, stored.Bundle, opts)
+	if err != nil {
+		return fmt.Errorf("load active revision %q: %w", stored.Revision, err)
+	}
+	p.engine.Activate(org.ID, policy)
+	return nil
+}
+
+func (p *Policies) record(ctx context.Context, org Organization, kind string, rec policyRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	_, err = p.ledger.Append(ctx, p.ledger.TenantLog(org.ID, org.Slug), ledger.Entry{Kind: kind, Subject: rec.Revision, Record: b})
+	return err
+}
+
+func (p *Policies) readOptions(ctx context.Context, ptx store.PolicyTx) (bundles.ReadOptions, error) {
+	keys, err := ptx.VerificationKeys(ctx)
+	if err != nil {
+		return bundles.ReadOptions{}, err
+	}
+	opts := bundles.ReadOptions{Limits: p.limits}
+	for _, k := range keys {
+		vk, err := bundles.ParseVerificationKey(k.KID, "", []byte(k.PublicPEM))
+		if err != nil {
+			return opts, fmt.Errorf("stored verification key %q: %w", k.KID, err)
+		}
+		opts.Keys = append(opts.Keys, vk)
+	}
+	return opts, nil
+}
+
+func knownRevisions(ctx context.Context, ptx store.PolicyTx) ([]bundles.KnownRevision, error) {
+	list, err := ptx.Bundles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bundles.KnownRevision, len(list))
+	for i, b := range list {
+		out[i] = bundles.KnownRevision{Revision: b.Revision, Digest: hex.EncodeToString(b.Digest)}
+	}
+	return out, nil
+}

@@ -1,0 +1,201 @@
+package decision_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io/fs"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/agentsigna/agentsigna/bundles"
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/postgres"
+	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
+	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+	"github.com/agentsigna/agentsigna/policies"
+)
+
+// exampleBundle packs the acme example with revision rev and, when extra
+// is set, a changed data file (same revision, other content).
+func exampleBundle(t *testing.T, rev string, extra bool) []byte {
+	t.Helper()
+	m := fstest.MapFS{}
+	err := fs.WalkDir(policies.ExampleACME(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(policies.ExampleACME(), path)
+		m[path] = &fstest.MapFile{Data: b}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m[".manifest"] = &fstest.MapFile{Data: []byte(`{"revision":"` + rev + `","roots":["tenant"],"rego_version":1}`)}
+	if extra {
+		m["tenant/extra/data.json"] = &fstest.MapFile{Data: []byte(`{"note":"changed"}`)}
+	}
+	raw, err := bundles.PackFS(m, bundles.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+type policyEnv struct {
+	backend  store.Backend
+	ledger   *ledger.Ledger
+	engine   *bundles.Engine
+	policies *decision.Policies
+	org      decision.Organization
+}
+
+func newPolicyEnv(t *testing.T, kind string) *policyEnv {
+	t.Helper()
+	ctx := context.Background()
+	var b store.Backend
+	switch kind {
+	case "sqlite":
+		s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = s
+	case "postgres":
+		db := pgtest.New(t)
+		s, err := postgres.Open(ctx, postgres.Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = s
+	}
+	t.Cleanup(func() { b.Close() })
+	master, _ := secrets.GenerateMasterKey()
+	kr, _ := signing.NewKeyring(master)
+	l, err := ledger.New(ledger.Config{Tenants: b, Platform: b, Keys: kr, Origin: "agentsigna.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	tn := storetest.CreateTenant(t, b, "acme")
+	engine := bundles.NewEngine()
+	return &policyEnv{backend: b, ledger: l, engine: engine, policies: decision.NewPolicies(b, l, engine, bundles.Limits{}),
+		org: decision.Organization{ID: tn.ID, Slug: tn.Slug}}
+}
+
+func TestPolicyLifecycle(t *testing.T) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			e := newPolicyEnv(t, kind)
+			ctx := context.Background()
+			p := e.policies
+			v1, v2 := exampleBundle(t, "v1", false), exampleBundle(t, "v2", false)
+			if _, err := p.Upload(ctx, e.org, v1, "usr_author"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Upload(ctx, e.org, v1, "usr_author"); err != nil {
+				t.Fatalf("same bundle again: %v", err)
+			}
+			if _, err := p.Upload(ctx, e.org, exampleBundle(t, "v1", true), "usr_author"); !errors.Is(err, bundles.ErrRevisionConflict) {
+				t.Fatalf("same revision, other content: %v", err)
+			}
+			if _, err := p.Upload(ctx, e.org, []byte("not a bundle"), "usr_author"); !errors.Is(err, bundles.ErrInvalidBundle) {
+				t.Fatalf("garbage: %v", err)
+			}
+			if _, err := p.Upload(ctx, e.org, v2, "usr_author"); err != nil {
+				t.Fatal(err)
+			}
+			for _, by := range [][2]string{{"usr_a", "usr_a"}, {"usr_a", ""}, {"", "usr_b"}} {
+				if _, err := p.Activate(ctx, e.org, "v1", by[0], by[1], false); !errors.Is(err, decision.ErrFourEyes) {
+					t.Fatalf("activation by %q approved by %q: %v", by[0], by[1], err)
+				}
+			}
+			if _, err := p.Activate(ctx, e.org, "v9", "usr_a", "usr_b", false); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("unknown revision: %v", err)
+			}
+			if _, err := p.Activate(ctx, e.org, "v1", "usr_a", "usr_b", true); !errors.Is(err, bundles.ErrNotRollback) {
+				t.Fatalf("rollback with nothing active: %v", err)
+			}
+			if _, err := p.Activate(ctx, e.org, "v1", "usr_a", "usr_b", false); err != nil {
+				t.Fatal(err)
+			}
+			if rev, _ := e.engine.ActiveRevision(e.org.ID); rev != "v1" {
+				t.Fatalf("engine runs %q", rev)
+			}
+			if _, err := p.Activate(ctx, e.org, "v2", "usr_a", "usr_b", false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Activate(ctx, e.org, "v1", "usr_a", "usr_b", false); !errors.Is(err, bundles.ErrRollbackRequired) {
+				t.Fatalf("going back without rollback: %v", err)
+			}
+			act, err := p.Activate(ctx, e.org, "v1", "usr_b", "usr_a", true)
+			if err != nil || act.Seq != 3 || !act.Rollback {
+				t.Fatalf("rollback: %+v, %v", act, err)
+			}
+			// A restarted process loads the active revision from the store.
+			fresh := bundles.NewEngine()
+			if err := decision.NewPolicies(e.backend, e.ledger, fresh, bundles.Limits{}).LoadActive(ctx, e.org); err != nil {
+				t.Fatal(err)
+			}
+			if rev, _ := fresh.ActiveRevision(e.org.ID); rev != "v1" {
+				t.Fatalf("reloaded engine runs %q", rev)
+			}
+			// Every change is in the ledger, in order.
+			lg := e.ledger.TenantLog(e.org.ID, e.org.Slug)
+			var kinds []string
+			for i := range uint64(5) {
+				en, err := e.ledger.Entry(ctx, lg, i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				parsed, _ := verify.ParseEntry(en.Entry)
+				kinds = append(kinds, parsed.Kind)
+				if i == 4 {
+					var rec map[string]string
+					_ = json.Unmarshal(en.Record, &rec)
+					if rec["revision"] != "v1" || rec["previous_revision"] != "v2" || rec["by"] != "usr_b" || rec["approved_by"] != "usr_a" {
+						t.Fatalf("rollback record %v", rec)
+					}
+				}
+			}
+			if got := strings.Join(kinds, ","); got != "policy.upload,policy.upload,policy.activate,policy.activate,policy.rollback" {
+				t.Fatalf("ledger kinds %s", got)
+			}
+			if rep, err := e.ledger.Check(ctx, lg, ""); err != nil || rep.Problem != nil {
+				t.Fatalf("ledger check: %v %v", rep.Problem, err)
+			}
+		})
+	}
+}
+
+// Once an organization registers a verification key, unsigned bundles are
+// refused at upload.
+func TestPolicyVerificationKeyRequiresSignedBundles(t *testing.T) {
+	e := newPolicyEnv(t, "sqlite")
+	ctx := context.Background()
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	if err := e.policies.AddVerificationKey(ctx, e.org, "ci", []byte("-----BEGIN "+"PRIVATE KEY-----\nAAAA\n-----END "+"PRIVATE KEY-----\n"), "usr_admin"); err == nil {
+		t.Fatal("a private key was registered as a verification key")
+	}
+	if err := e.policies.AddVerificationKey(ctx, e.org, "ci", pemKey, "usr_admin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.policies.Upload(ctx, e.org, exampleBundle(t, "v1", false), "usr_author"); !errors.Is(err, bundles.ErrUnsigned) {
+		t.Fatalf("unsigned bundle with a key registered: %v", err)
+	}
+}
