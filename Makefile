@@ -43,9 +43,18 @@ lint:
 vuln:
 	bash scripts/vuln.sh
 
+# Each fuzz target for FUZZTIME (seed corpora also run in make test).
 FUZZTIME ?= 30s
+FUZZ_TARGETS := ./server/strictjson:FuzzDecode ./bundles:FuzzRead ./internal/secrets:FuzzOpen \
+	./ledger/verify:FuzzInclusion ./ledger/verify:FuzzConsistency ./ledger/verify:FuzzParseEntry \
+	./ledger/verify:FuzzParseProof ./ledger/verify:FuzzParseTilePath ./ledger/verify:FuzzParseEntryBundle \
+	./ledger/verify:FuzzEntryJCS
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./server/strictjson
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn in $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg || exit 1; \
+	done
 
 clean:
 	rm -rf bin .bin
