@@ -9,6 +9,11 @@
 // transaction under FORCE ROW LEVEL SECURITY (PostgreSQL). Code outside this
 // package tree never sees SQL, a pool or a *sql.DB, and nothing here offers
 // an update or delete path for append-only records.
+//
+// Record ids (agents, counterparties, decisions, receipts, cases) are
+// generated here (NewID) and validated on every call (CheckID); every
+// argument is validated before it reaches a database, and refusals are
+// ErrInvalid with a message that quotes no value.
 package store
 
 import (
@@ -65,6 +70,17 @@ type TenantTx interface {
 	Keys() KeyTx
 	// Policies are the organization's policy bundles and activations.
 	Policies() PolicyTx
+
+	// Agents are the organization's machine actors and their public keys;
+	// AssertionJTIs the client assertions they have already used.
+	Agents() AgentTx
+	AssertionJTIs() JTITx
+	// Counterparties are the parties the organization's agents deal with.
+	Counterparties() CounterpartyTx
+	// Decisions, Receipts and Cases are the decision records (DESIGN §3).
+	Decisions() DecisionTx
+	Receipts() ReceiptTx
+	Cases() CaseTx
 }
 
 // PlatformTx is one transaction on the platform plane's data.

@@ -252,11 +252,33 @@ func TestRoleGrants(t *testing.T) {
 		{tenantConn, `DELETE FROM signing_keys`},
 		{tenantConn, `UPDATE ledger_checkpoints SET note = root`},
 		{tenantConn, `ALTER TABLE tenant_settings DISABLE ROW LEVEL SECURITY`},
+		{tenantConn, `UPDATE decisions SET outcome = 'allow'`},
+		{tenantConn, `DELETE FROM decisions`},
+		{tenantConn, `TRUNCATE decisions`},
+		{tenantConn, `UPDATE receipts SET jws = 'a.b.c'`},
+		{tenantConn, `DELETE FROM receipts`},
+		{tenantConn, `UPDATE agents SET name = 'x'`},
+		{tenantConn, `UPDATE agents SET sponsor = 'x'`},
+		{tenantConn, `DELETE FROM agents`},
+		{tenantConn, `UPDATE agent_keys SET public_jwk = '{}'`},
+		{tenantConn, `DELETE FROM agent_keys`},
+		{tenantConn, `UPDATE counterparties SET name = 'x'`},
+		{tenantConn, `DELETE FROM counterparties`},
+		{tenantConn, `UPDATE cases SET approvals_required = 1`},
+		{tenantConn, `DELETE FROM cases`},
+		{tenantConn, `TRUNCATE assertion_jtis`},
 		{tenantConn, `SET ROLE ` + Ident(db.Roles.Owner)},
 		{platformConn, `SELECT count(*) FROM tenant_settings`},
 		{platformConn, `SELECT count(*) FROM ledger_entries`},
 		{platformConn, `SELECT count(*) FROM ledger_checkpoints`},
 		{platformConn, `SELECT count(*) FROM signing_keys`},
+		{platformConn, `SELECT count(*) FROM agents`},
+		{platformConn, `SELECT count(*) FROM agent_keys`},
+		{platformConn, `SELECT count(*) FROM assertion_jtis`},
+		{platformConn, `SELECT count(*) FROM counterparties`},
+		{platformConn, `SELECT count(*) FROM decisions`},
+		{platformConn, `SELECT count(*) FROM receipts`},
+		{platformConn, `SELECT count(*) FROM cases`},
 		{platformConn, `UPDATE platform_ledger_entries SET entry = leaf_hash`},
 		{platformConn, `DELETE FROM platform_ledger_checkpoints`},
 		{platformConn, `INSERT INTO tenant_settings (tenant_id, key, value) VALUES ('` + acme.ID + `', 'k', 'v')`},
@@ -342,6 +364,53 @@ func TestAppendOnlyTriggerStopsOwner(t *testing.T) {
 		})
 		if !errors.Is(MapErr(err), store.ErrAppendOnly) {
 			t.Errorf("owner %s: %v, want the append-only trigger", stmt, err)
+		}
+	}
+}
+
+// The owner role is stopped by the record guards too: decisions and
+// receipts are written once, fixed columns stay fixed, and revocation,
+// retirement and closing a case are final.
+func TestRecordGuardsStopOwner(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	acme := storetest.CreateTenant(t, s, "acme")
+	storetest.SeedRecords(t, s, acme.ID)
+	ctx := context.Background()
+	conn := pgtest.Connect(t, db.AdminURL)
+	for _, stmt := range []string{
+		`UPDATE decisions SET outcome = 'allow'`,
+		`DELETE FROM decisions WHERE outcome = 'deny'`,
+		`UPDATE receipts SET jws = 'a.b.c'`,
+		`DELETE FROM receipts`,
+		`TRUNCATE receipts`,
+		`UPDATE agents SET name = 'Renamed'`,
+		`UPDATE agents SET tenant_id = gen_random_uuid()`,
+		`UPDATE agents SET status = 'active' WHERE status = 'revoked'`,
+		`DELETE FROM agents WHERE status = 'revoked'`,
+		`UPDATE agent_keys SET public_jwk = '{}'`,
+		`UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE status = 'retired'`,
+		`DELETE FROM agent_keys`,
+		`TRUNCATE agent_keys`,
+		`UPDATE counterparties SET name = 'Mallory Ltd'`,
+		`DELETE FROM counterparties`,
+		`UPDATE cases SET approvals_required = approvals_required + 1`,
+		`UPDATE cases SET status = 'pending' WHERE status <> 'pending'`,
+		`DELETE FROM cases`,
+		`TRUNCATE cases`,
+	} {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+Ident(db.Roles.Owner)); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, acme.ID); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, stmt)
+			return err
+		})
+		if !errors.Is(MapErr(err), store.ErrAppendOnly) {
+			t.Errorf("owner %s: %v, want the guard trigger", stmt, err)
 		}
 	}
 }

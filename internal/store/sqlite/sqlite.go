@@ -325,6 +325,10 @@ func mapErr(err error) error {
 			return fmt.Errorf("%w: %w", store.ErrConflict, err)
 		case sqlite3.SQLITE_CONSTRAINT_CHECK:
 			return fmt.Errorf("%w: %w", store.ErrInvalid, err)
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			// The row referred to (an agent, a decision…) does not
+			// exist in this organization — as PostgreSQL's 23503.
+			return fmt.Errorf("%w: %w", store.ErrNotFound, err)
 		}
 	}
 	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "database is closed") {

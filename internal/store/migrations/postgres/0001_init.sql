@@ -206,6 +206,212 @@ END
 $$;
 GRANT SELECT, INSERT ON policy_bundles, policy_activations, policy_verification_keys TO {{tenant_role}};
 
+-- Agents (DESIGN §1) and their public keys. An agent is suspended or
+-- revoked, never deleted; only status, risk_tier and updated_at change, and
+-- a revoked agent stays revoked. A key is retired once, never changed or
+-- deleted. Ids are <prefix>_ and 26 characters of [a-z2-7] (store.NewID).
+CREATE TABLE agents (
+    tenant_id  uuid NOT NULL REFERENCES tenants (id),
+    id         text NOT NULL CHECK (id ~ '^agt_[a-z2-7]{26}$'),
+    name       text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    sponsor    text NOT NULL CHECK (length(sponsor) BETWEEN 1 AND 200),
+    risk_tier  text NOT NULL CHECK (risk_tier IN ('low', 'medium', 'high', 'critical')),
+    status     text NOT NULL CHECK (status IN ('active', 'suspended', 'revoked')),
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE agent_keys (
+    tenant_id  uuid NOT NULL REFERENCES tenants (id),
+    agent_id   text NOT NULL,
+    kid        text NOT NULL CHECK (length(kid) BETWEEN 1 AND 128),
+    public_jwk text NOT NULL CHECK (length(public_jwk) BETWEEN 2 AND 4096),
+    status     text NOT NULL CHECK (status IN ('active', 'retired')),
+    created_at timestamptz NOT NULL,
+    retired_at timestamptz,
+    PRIMARY KEY (tenant_id, agent_id, kid),
+    FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id),
+    CHECK ((status = 'active') = (retired_at IS NULL))
+);
+
+-- Client assertions already used (RFC 7523 §3), by the SHA-256 of their
+-- jti, until they expire. Not a record: expired rows are taken over or
+-- pruned: the tenant role may delete from it.
+CREATE TABLE assertion_jtis (
+    tenant_id  uuid NOT NULL REFERENCES tenants (id),
+    jti_sha256 bytea NOT NULL CHECK (octet_length(jti_sha256) = 32),
+    agent_id   text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, jti_sha256),
+    FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id)
+);
+CREATE INDEX assertion_jtis_by_expiry ON assertion_jtis (tenant_id, expires_at);
+
+-- Counterparties: never deleted; only status, the sealed bank details
+-- (AES-256-GCM under the master key, bound to tenant, table, row and
+-- purpose — never clear text) and updated_at change.
+CREATE TABLE counterparties (
+    tenant_id           uuid NOT NULL REFERENCES tenants (id),
+    id                  text NOT NULL CHECK (id ~ '^cp_[a-z2-7]{26}$'),
+    name                text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    status              text NOT NULL CHECK (status IN ('new', 'verified', 'blocked')),
+    bank_details_sealed bytea CHECK (octet_length(bank_details_sealed) BETWEEN 1 AND 16384),
+    created_at          timestamptz NOT NULL,
+    updated_at          timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+
+-- Decisions (DESIGN §3) and the receipts of allowed (or approved) ones:
+-- written once.
+-- An Idempotency-Key (its SHA-256) is unique per agent.
+CREATE TABLE decisions (
+    tenant_id              uuid NOT NULL REFERENCES tenants (id),
+    id                     text NOT NULL CHECK (id ~ '^dec_[a-z2-7]{26}$'),
+    agent_id               text NOT NULL,
+    action                 text NOT NULL CHECK (length(action) > 0),
+    action_type            text NOT NULL CHECK (length(action_type) BETWEEN 1 AND 256),
+    counterparty_id        text,
+    reason                 text NOT NULL,
+    outcome                text NOT NULL CHECK (outcome IN ('allow', 'deny', 'escalate')),
+    reasons                text NOT NULL,
+    approvals_required     integer NOT NULL CHECK (approvals_required BETWEEN 0 AND 100),
+    base_revision          text NOT NULL,
+    tenant_revision        text NOT NULL,
+    tenant_bundle_sha256   text NOT NULL,
+    idempotency_key_sha256 bytea CHECK (octet_length(idempotency_key_sha256) = 32),
+    request_sha256         bytea NOT NULL CHECK (octet_length(request_sha256) = 32),
+    ledger_index           bigint NOT NULL CHECK (ledger_index >= 0),
+    response               text NOT NULL CHECK (length(response) > 0),
+    created_at             timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id),
+    FOREIGN KEY (tenant_id, counterparty_id) REFERENCES counterparties (tenant_id, id)
+);
+CREATE UNIQUE INDEX decisions_by_idempotency_key ON decisions (tenant_id, agent_id, idempotency_key_sha256)
+    WHERE idempotency_key_sha256 IS NOT NULL;
+CREATE INDEX decisions_by_agent_time ON decisions (tenant_id, agent_id, created_at);
+CREATE INDEX decisions_by_counterparty ON decisions (tenant_id, counterparty_id)
+    WHERE counterparty_id IS NOT NULL;
+
+CREATE TABLE receipts (
+    tenant_id    uuid NOT NULL REFERENCES tenants (id),
+    id           text NOT NULL CHECK (id ~ '^rct_[a-z2-7]{26}$'),
+    decision_id  text NOT NULL,
+    jws          text NOT NULL CHECK (length(jws) > 0),
+    ledger_index bigint NOT NULL CHECK (ledger_index >= 0),
+    created_at   timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, decision_id),
+    FOREIGN KEY (tenant_id, decision_id) REFERENCES decisions (tenant_id, id)
+);
+
+-- Cases: one per escalated decision. Created pending, closed once
+-- (approved, rejected or expired); a closed case never changes again, and
+-- only status and updated_at ever change.
+CREATE TABLE cases (
+    tenant_id          uuid NOT NULL REFERENCES tenants (id),
+    id                 text NOT NULL CHECK (id ~ '^case_[a-z2-7]{26}$'),
+    decision_id        text NOT NULL,
+    agent_id           text NOT NULL,
+    status             text NOT NULL CHECK (status IN ('pending', 'approved', 'rejected', 'expired')),
+    approvals_required integer NOT NULL CHECK (approvals_required BETWEEN 1 AND 100),
+    expires_at         timestamptz NOT NULL,
+    created_at         timestamptz NOT NULL,
+    updated_at         timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, decision_id),
+    FOREIGN KEY (tenant_id, decision_id) REFERENCES decisions (tenant_id, id),
+    FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id)
+);
+CREATE INDEX cases_pending_by_expiry ON cases (tenant_id, expires_at) WHERE status = 'pending';
+
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['agents', 'agent_keys', 'assertion_jtis', 'counterparties', 'decisions', 'receipts', 'cases'] LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format($p$CREATE POLICY tenant_isolation ON %I
+            USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+            WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)$p$, t);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['decisions', 'receipts'] LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW EXECUTE FUNCTION app_refuse_mutation()', t || '_append_only', t);
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['agents', 'agent_keys', 'counterparties', 'decisions', 'receipts', 'cases'] LOOP
+        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION app_refuse_mutation()', t || '_no_truncate', t);
+    END LOOP;
+END
+$$;
+
+-- Column guards: the grants below already limit the tenant role to the
+-- columns that may change; these stop the owner too, and enforce the
+-- one-way transitions (revoked, retired and closed are final).
+CREATE FUNCTION app_agents_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.id IS DISTINCT FROM OLD.id
+       OR NEW.name IS DISTINCT FROM OLD.name OR NEW.sponsor IS DISTINCT FROM OLD.sponsor
+       OR NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+        RAISE EXCEPTION 'append-only: an agent only changes status and risk tier' USING ERRCODE = 'AS001';
+    END IF;
+    IF OLD.status = 'revoked' AND NEW.status <> 'revoked' THEN
+        RAISE EXCEPTION 'append-only: a revoked agent stays revoked' USING ERRCODE = 'AS001';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE FUNCTION app_agent_keys_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.agent_id IS DISTINCT FROM OLD.agent_id
+       OR NEW.kid IS DISTINCT FROM OLD.kid OR NEW.public_jwk IS DISTINCT FROM OLD.public_jwk
+       OR NEW.created_at IS DISTINCT FROM OLD.created_at OR OLD.status = 'retired' THEN
+        RAISE EXCEPTION 'append-only: an agent key is only ever retired, once' USING ERRCODE = 'AS001';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE FUNCTION app_counterparties_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.id IS DISTINCT FROM OLD.id
+       OR NEW.name IS DISTINCT FROM OLD.name OR NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+        RAISE EXCEPTION 'append-only: a counterparty only changes status and bank details' USING ERRCODE = 'AS001';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE FUNCTION app_cases_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id OR NEW.id IS DISTINCT FROM OLD.id
+       OR NEW.decision_id IS DISTINCT FROM OLD.decision_id OR NEW.agent_id IS DISTINCT FROM OLD.agent_id
+       OR NEW.approvals_required IS DISTINCT FROM OLD.approvals_required
+       OR NEW.expires_at IS DISTINCT FROM OLD.expires_at OR NEW.created_at IS DISTINCT FROM OLD.created_at
+       OR OLD.status <> 'pending' THEN
+        RAISE EXCEPTION 'append-only: a case only leaves pending, once' USING ERRCODE = 'AS001';
+    END IF;
+    RETURN NEW;
+END
+$$;
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['agents', 'agent_keys', 'counterparties', 'cases'] LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %I() FROM PUBLIC', 'app_' || t || '_guard');
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW EXECUTE FUNCTION %I()', t || '_guard', t, 'app_' || t || '_guard');
+    END LOOP;
+END
+$$;
+
+GRANT SELECT, INSERT, UPDATE (status, risk_tier, updated_at) ON agents TO {{tenant_role}};
+GRANT SELECT, INSERT, UPDATE (status, retired_at) ON agent_keys TO {{tenant_role}};
+GRANT SELECT, INSERT, UPDATE (agent_id, expires_at), DELETE ON assertion_jtis TO {{tenant_role}};
+GRANT SELECT, INSERT, UPDATE (status, bank_details_sealed, updated_at) ON counterparties TO {{tenant_role}};
+GRANT SELECT, INSERT ON decisions, receipts TO {{tenant_role}};
+GRANT SELECT, INSERT, UPDATE (status, updated_at) ON cases TO {{tenant_role}};
+
 -- ---------------------------------------------------------- platform log
 -- The platform plane's own log and keys: the same shapes without tenant_id,
 -- granted to the platform role only.

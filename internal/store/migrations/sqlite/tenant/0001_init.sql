@@ -137,3 +137,156 @@ CREATE TRIGGER policy_activations_no_delete BEFORE DELETE ON policy_activations
 BEGIN SELECT RAISE(ABORT, 'append-only: policy_activations'); END;
 CREATE TRIGGER policy_verification_keys_no_update BEFORE UPDATE ON policy_verification_keys
 BEGIN SELECT RAISE(ABORT, 'append-only: policy_verification_keys'); END;
+CREATE TRIGGER policy_verification_keys_no_delete BEFORE DELETE ON policy_verification_keys
+BEGIN SELECT RAISE(ABORT, 'append-only: policy_verification_keys'); END;
+
+-- Agents (DESIGN §1) and their public keys. An agent is suspended or
+-- revoked, never deleted; only status, risk_tier and updated_at change, and
+-- a revoked agent stays revoked. A key is retired once, never changed or
+-- deleted. Ids are <prefix>_ and 26 characters of [a-z2-7] (store.NewID).
+CREATE TABLE agents (
+    tenant_id  TEXT NOT NULL,
+    id         TEXT NOT NULL CHECK (length(id) = 30 AND substr(id, 1, 4) = 'agt_' AND substr(id, 5) NOT GLOB '*[^a-z2-7]*'),
+    name       TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    sponsor    TEXT NOT NULL CHECK (length(sponsor) BETWEEN 1 AND 200),
+    risk_tier  TEXT NOT NULL CHECK (risk_tier IN ('low', 'medium', 'high', 'critical')),
+    status     TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'revoked')),
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) STRICT;
+CREATE TRIGGER agents_immutable BEFORE UPDATE OF tenant_id, id, name, sponsor, created_at ON agents
+BEGIN SELECT RAISE(ABORT, 'append-only: an agent only changes status and risk tier'); END;
+CREATE TRIGGER agents_revocation_is_final BEFORE UPDATE ON agents WHEN OLD.status = 'revoked' AND NEW.status <> 'revoked'
+BEGIN SELECT RAISE(ABORT, 'append-only: a revoked agent stays revoked'); END;
+CREATE TRIGGER agents_no_delete BEFORE DELETE ON agents
+BEGIN SELECT RAISE(ABORT, 'append-only: agents are revoked, not deleted'); END;
+
+CREATE TABLE agent_keys (
+    tenant_id  TEXT NOT NULL,
+    agent_id   TEXT NOT NULL,
+    kid        TEXT NOT NULL CHECK (length(kid) BETWEEN 1 AND 128),
+    public_jwk TEXT NOT NULL CHECK (length(public_jwk) BETWEEN 2 AND 4096),
+    status     TEXT NOT NULL CHECK (status IN ('active', 'retired')),
+    created_at TEXT NOT NULL,
+    retired_at TEXT,
+    PRIMARY KEY (tenant_id, agent_id, kid),
+    FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id),
+    CHECK ((status = 'active') = (retired_at IS NULL))
+) STRICT;
+CREATE TRIGGER agent_keys_immutable BEFORE UPDATE OF tenant_id, agent_id, kid, public_jwk, created_at ON agent_keys
+BEGIN SELECT RAISE(ABORT, 'append-only: an agent key is only ever retired'); END;
+CREATE TRIGGER agent_keys_retirement_is_final BEFORE UPDATE ON agent_keys WHEN OLD.status = 'retired'
+BEGIN SELECT RAISE(ABORT, 'append-only: a retired agent key stays retired'); END;
+CREATE TRIGGER agent_keys_no_delete BEFORE DELETE ON agent_keys
+BEGIN SELECT RAISE(ABORT, 'append-only: agent keys are retired, not deleted'); END;
+
+-- Client assertions already used (RFC 7523 §3), by the SHA-256 of their
+-- jti, until they expire. Not a record: expired rows are taken over or
+-- pruned.
+CREATE TABLE assertion_jtis (
+    tenant_id  TEXT NOT NULL,
+    jti_sha256 BLOB NOT NULL CHECK (length(jti_sha256) = 32),
+    agent_id   TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, jti_sha256),
+    FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id)
+) STRICT;
+CREATE INDEX assertion_jtis_by_expiry ON assertion_jtis (tenant_id, expires_at);
+
+-- Counterparties: never deleted; only status, the sealed bank details
+-- (AES-256-GCM under the master key, bound to tenant, table, row and
+-- purpose — never clear text) and updated_at change.
+CREATE TABLE counterparties (
+    tenant_id           TEXT NOT NULL,
+    id                  TEXT NOT NULL CHECK (length(id) = 29 AND substr(id, 1, 3) = 'cp_' AND substr(id, 4) NOT GLOB '*[^a-z2-7]*'),
+    name                TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    status              TEXT NOT NULL CHECK (status IN ('new', 'verified', 'blocked')),
+    bank_details_sealed BLOB CHECK (bank_details_sealed IS NULL OR length(bank_details_sealed) BETWEEN 1 AND 16384),
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) STRICT;
+CREATE TRIGGER counterparties_immutable BEFORE UPDATE OF tenant_id, id, name, created_at ON counterparties
+BEGIN SELECT RAISE(ABORT, 'append-only: a counterparty only changes status and bank details'); END;
+CREATE TRIGGER counterparties_no_delete BEFORE DELETE ON counterparties
+BEGIN SELECT RAISE(ABORT, 'append-only: counterparties are blocked, not deleted'); END;
+
+-- Decisions (DESIGN §3) and the receipts of allowed (or approved) ones:
+-- written once.
+-- An Idempotency-Key (its SHA-256) is unique per agent.
+CREATE TABLE decisions (
+    tenant_id              TEXT NOT NULL,
+    id                     TEXT NOT NULL CHECK (length(id) = 30 AND substr(id, 1, 4) = 'dec_' AND substr(id, 5) NOT GLOB '*[^a-z2-7]*'),
+    agent_id               TEXT NOT NULL,
+    action                 TEXT NOT NULL CHECK (length(action) > 0),
+    action_type            TEXT NOT NULL CHECK (length(action_type) BETWEEN 1 AND 256),
+    counterparty_id        TEXT,
+    reason                 TEXT NOT NULL,
+    outcome                TEXT NOT NULL CHECK (outcome IN ('allow', 'deny', 'escalate')),
+    reasons                TEXT NOT NULL,
+    approvals_required     INTEGER NOT NULL CHECK (approvals_required BETWEEN 0 AND 100),
+    base_revision          TEXT NOT NULL,
+    tenant_revision        TEXT NOT NULL,
+    tenant_bundle_sha256   TEXT NOT NULL,
+    idempotency_key_sha256 BLOB CHECK (idempotency_key_sha256 IS NULL OR length(idempotency_key_sha256) = 32),
+    request_sha256         BLOB NOT NULL CHECK (length(request_sha256) = 32),
+    ledger_index           INTEGER NOT NULL CHECK (ledger_index >= 0),
+    response               TEXT NOT NULL CHECK (length(response) > 0),
+    created_at             TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id),
+    FOREIGN KEY (tenant_id, counterparty_id) REFERENCES counterparties (tenant_id, id)
+) STRICT;
+CREATE UNIQUE INDEX decisions_by_idempotency_key ON decisions (tenant_id, agent_id, idempotency_key_sha256)
+    WHERE idempotency_key_sha256 IS NOT NULL;
+CREATE INDEX decisions_by_agent_time ON decisions (tenant_id, agent_id, created_at);
+CREATE INDEX decisions_by_counterparty ON decisions (tenant_id, counterparty_id)
+    WHERE counterparty_id IS NOT NULL;
+
+CREATE TABLE receipts (
+    tenant_id    TEXT NOT NULL,
+    id           TEXT NOT NULL CHECK (length(id) = 30 AND substr(id, 1, 4) = 'rct_' AND substr(id, 5) NOT GLOB '*[^a-z2-7]*'),
+    decision_id  TEXT NOT NULL,
+    jws          TEXT NOT NULL CHECK (length(jws) > 0),
+    ledger_index INTEGER NOT NULL CHECK (ledger_index >= 0),
+    created_at   TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, decision_id),
+    FOREIGN KEY (tenant_id, decision_id) REFERENCES decisions (tenant_id, id)
+) STRICT;
+
+CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+BEGIN SELECT RAISE(ABORT, 'append-only: decisions'); END;
+CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+BEGIN SELECT RAISE(ABORT, 'append-only: decisions'); END;
+CREATE TRIGGER receipts_no_update BEFORE UPDATE ON receipts
+BEGIN SELECT RAISE(ABORT, 'append-only: receipts'); END;
+CREATE TRIGGER receipts_no_delete BEFORE DELETE ON receipts
+BEGIN SELECT RAISE(ABORT, 'append-only: receipts'); END;
+
+-- Cases: one per escalated decision. Created pending, closed once
+-- (approved, rejected or expired); a closed case never changes again, and
+-- only status and updated_at ever change.
+CREATE TABLE cases (
+    tenant_id          TEXT NOT NULL,
+    id                 TEXT NOT NULL CHECK (length(id) = 31 AND substr(id, 1, 5) = 'case_' AND substr(id, 6) NOT GLOB '*[^a-z2-7]*'),
+    decision_id        TEXT NOT NULL,
+    agent_id           TEXT NOT NULL,
+    status             TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected', 'expired')),
+    approvals_required INTEGER NOT NULL CHECK (approvals_required BETWEEN 1 AND 100),
+    expires_at         TEXT NOT NULL,
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, decision_id),
+    FOREIGN KEY (tenant_id, decision_id) REFERENCES decisions (tenant_id, id),
+    FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id)
+) STRICT;
+CREATE INDEX cases_pending_by_expiry ON cases (tenant_id, expires_at) WHERE status = 'pending';
+CREATE TRIGGER cases_immutable BEFORE UPDATE OF tenant_id, id, decision_id, agent_id, approvals_required, expires_at, created_at ON cases
+BEGIN SELECT RAISE(ABORT, 'append-only: a case only changes status'); END;
+CREATE TRIGGER cases_closed_is_final BEFORE UPDATE ON cases WHEN OLD.status <> 'pending'
+BEGIN SELECT RAISE(ABORT, 'append-only: a closed case never changes'); END;
+CREATE TRIGGER cases_no_delete BEFORE DELETE ON cases
+BEGIN SELECT RAISE(ABORT, 'append-only: cases are closed, not deleted'); END;

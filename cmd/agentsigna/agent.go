@@ -1,0 +1,489 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/agentsigna/agentsigna/internal/identity"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+const agentUsage = `usage:
+  agentsigna agent register --tenant SLUG --name NAME --sponsor SPONSOR --risk-tier low|medium|high|critical
+                            (--public-jwk FILE | --generate-key OUT_FILE)
+  agentsigna agent suspend --tenant SLUG AGENT_ID
+  agentsigna agent rotate-key --tenant SLUG AGENT_ID (--public-jwk FILE | --generate-key OUT_FILE)
+  agentsigna agent list --tenant SLUG
+
+--public-jwk registers a public Ed25519 (OKP) or P-256 (EC) JWK; a key with private members
+is refused. Without a kid, its kid is the RFC 7638 thumbprint.
+--generate-key generates an Ed25519 key, writes the PRIVATE JWK to OUT_FILE (mode 0600, never
+overwriting a file) and registers its public half; the private key is printed nowhere else.
+rotate-key adds the new key and retires every other active key of the agent.`
+
+// runAgent manages an organization's agents locally, on the store the
+// flags select (DESIGN §5; the HTTP management API comes with identity).
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, agentUsage)
+		return fmt.Errorf("%w: agent needs a subcommand: register, suspend, rotate-key or list", errUsage)
+	}
+	switch args[0] {
+	case "register":
+		return runAgentRegister(ctx, args[1:], stdout, stderr, env)
+	case "suspend":
+		return runAgentSuspend(ctx, args[1:], stdout, stderr, env)
+	case "rotate-key":
+		return runAgentRotateKey(ctx, args[1:], stdout, stderr, env)
+	case "list":
+		return runAgentList(ctx, args[1:], stdout, stderr, env)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stderr, agentUsage)
+		return flag.ErrHelp
+	}
+	return fmt.Errorf("%w: unknown agent subcommand %q (register, suspend, rotate-key or list)", errUsage, args[0])
+}
+
+func runAgentRegister(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	fs := newFlagSet("agent register", stderr)
+	var tf tenantFlags
+	var kf agentKeyFlags
+	tf.register(fs)
+	kf.register(fs)
+	name := fs.String("name", "", "the agent's name (1-200 bytes)")
+	sponsor := fs.String("sponsor", "", "the tenant user accountable for the agent")
+	tier := fs.String("risk-tier", "", "low, medium, high or critical")
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	ag := store.Agent{ID: store.NewID(store.PrefixAgent), Name: *name, Sponsor: *sponsor, RiskTier: store.RiskTier(*tier), Status: store.AgentActive}
+	if err := store.CheckAgent(ag); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err := kf.check(); err != nil {
+		return err
+	}
+	log := cliLogger(stderr)
+	backend, ref, err := tf.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	key, err := kf.prepare()
+	if err != nil {
+		return err
+	}
+	err = backend.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if ag, err = tx.Agents().Create(ctx, ag); err != nil {
+			return err
+		}
+		_, err = tx.Agents().AddKey(ctx, store.AgentKey{AgentID: ag.ID, KID: key.kid, PublicJWK: key.public})
+		return err
+	})
+	if err != nil {
+		key.discard()
+		return fmt.Errorf("register agent: %w", err)
+	}
+	fmt.Fprintf(stdout, "%s\tregistered\tkid=%s%s\n", ag.ID, key.kid, key.note())
+	return nil
+}
+
+func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	fs := newFlagSet("agent suspend", stderr)
+	var tf tenantFlags
+	tf.register(fs)
+	id, err := parseAgentID(fs, args, env)
+	if err != nil {
+		return err
+	}
+	backend, ref, err := tf.open(ctx, cliLogger(stderr))
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	err = backend.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.Agents().SetStatus(ctx, id, store.AgentSuspended)
+	})
+	if err != nil {
+		return fmt.Errorf("suspend %s: %w", id, err)
+	}
+	fmt.Fprintf(stdout, "%s\tsuspended\n", id)
+	return nil
+}
+
+func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	fs := newFlagSet("agent rotate-key", stderr)
+	var tf tenantFlags
+	var kf agentKeyFlags
+	tf.register(fs)
+	kf.register(fs)
+	id, err := parseAgentID(fs, args, env)
+	if err != nil {
+		return err
+	}
+	if err := kf.check(); err != nil {
+		return err
+	}
+	backend, ref, err := tf.open(ctx, cliLogger(stderr))
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	key, err := kf.prepare()
+	if err != nil {
+		return err
+	}
+	retired := 0
+	err = backend.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+		agents := tx.Agents()
+		if _, err := agents.AddKey(ctx, store.AgentKey{AgentID: id, KID: key.kid, PublicJWK: key.public}); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("%w: the agent is revoked or already has key %s", err, key.kid)
+			}
+			return err
+		}
+		keys, err := agents.Keys(ctx, id)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if k.Status == store.KeyActive && k.KID != key.kid {
+				if err := agents.RetireKey(ctx, id, k.KID, key.added); err != nil {
+					return err
+				}
+				retired++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		key.discard()
+		return fmt.Errorf("rotate key of %s: %w", id, err)
+	}
+	fmt.Fprintf(stdout, "%s\tkey rotated\tkid=%s\tretired=%d%s\n", id, key.kid, retired, key.note())
+	return nil
+}
+
+func runAgentList(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	fs := newFlagSet("agent list", stderr)
+	var tf tenantFlags
+	tf.register(fs)
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	backend, ref, err := tf.open(ctx, cliLogger(stderr))
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	type row struct {
+		agent store.Agent
+		kids  []string
+	}
+	var rows []row
+	err = backend.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+		agents, err := tx.Agents().List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, ag := range agents {
+			keys, err := tx.Agents().Keys(ctx, ag.ID)
+			if err != nil {
+				return err
+			}
+			r := row{agent: ag}
+			for _, k := range keys {
+				if k.Status == store.KeyActive {
+					r.kids = append(r.kids, k.KID)
+				}
+			}
+			rows = append(rows, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list agents: %w", err)
+	}
+	for _, r := range rows {
+		fmt.Fprintf(stdout, "%s\t%s\t%s\tkeys=%s\tsponsor=%q\tname=%q\n", r.agent.ID, r.agent.Status, r.agent.RiskTier,
+			strings.Join(r.kids, ","), r.agent.Sponsor, r.agent.Name)
+	}
+	return nil
+}
+
+// tenantFlags are the store flags and the organization a local command
+// acts on.
+type tenantFlags struct {
+	sf     storeFlags
+	tenant string
+}
+
+func (f *tenantFlags) register(fs *flag.FlagSet) {
+	f.sf.register(fs)
+	fs.StringVar(&f.tenant, "tenant", "", "the organization's slug (required)")
+}
+
+// open opens the store and resolves the organization by slug.
+func (f *tenantFlags) open(ctx context.Context, log *slog.Logger) (store.Backend, store.TenantRef, error) {
+	if f.tenant == "" {
+		return nil, store.TenantRef{}, fmt.Errorf("%w: --tenant is required", errUsage)
+	}
+	if err := store.CheckSlug(f.tenant); err != nil {
+		return nil, store.TenantRef{}, fmt.Errorf("%w: --tenant: %v", errUsage, err)
+	}
+	backend, err := openStore(ctx, &f.sf, log)
+	if err != nil {
+		return nil, store.TenantRef{}, err
+	}
+	ref, err := backend.ResolveTenant(ctx, f.tenant)
+	if err != nil {
+		backend.Close()
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, store.TenantRef{}, fmt.Errorf("no organization %q", f.tenant)
+		}
+		return nil, store.TenantRef{}, err
+	}
+	return backend, ref, nil
+}
+
+func cliLogger(stderr io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// parseAgentID parses flags placed before or after the one AGENT_ID operand.
+func parseAgentID(fs *flag.FlagSet, args []string, env env) (string, error) {
+	var flags, operands []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			operands = append(operands, args[i+1:]...)
+			i = len(args)
+		case strings.HasPrefix(a, "-") && a != "-":
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			// Every flag of these commands takes a value.
+			if !strings.Contains(a, "=") && name != "h" && name != "help" && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+		default:
+			operands = append(operands, a)
+		}
+	}
+	if err := parse(fs, flags, env); err != nil {
+		return "", err
+	}
+	if len(operands) != 1 {
+		return "", fmt.Errorf("%w: want exactly one AGENT_ID, got %d arguments", errUsage, len(operands))
+	}
+	if err := store.CheckID(store.PrefixAgent, operands[0]); err != nil {
+		return "", fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return operands[0], nil
+}
+
+// agentKeyFlags choose where an agent's new key comes from.
+type agentKeyFlags struct {
+	publicJWK   string // a file holding a public JWK
+	generateKey string // where to write a generated private JWK
+}
+
+func (k *agentKeyFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&k.publicJWK, "public-jwk", "", "file holding the agent's public JWK (Ed25519 or P-256)")
+	fs.StringVar(&k.generateKey, "generate-key", "", "generate an Ed25519 key and write its private JWK to this new file (mode 0600)")
+}
+
+func (k *agentKeyFlags) check() error {
+	if (k.publicJWK == "") == (k.generateKey == "") {
+		return fmt.Errorf("%w: give exactly one of --public-jwk and --generate-key", errUsage)
+	}
+	return nil
+}
+
+// preparedKey is a public key ready to register and, for a generated one,
+// the file holding its private half.
+type preparedKey struct {
+	kid, public string
+	added       time.Time
+	file        string // the private JWK written by --generate-key; "" otherwise
+}
+
+// prepare reads and validates --public-jwk, or generates a key and writes
+// its private half to --generate-key.
+func (k *agentKeyFlags) prepare() (preparedKey, error) {
+	if k.publicJWK != "" {
+		raw, err := readFileAtMost(k.publicJWK, 16<<10)
+		if err != nil {
+			return preparedKey{}, err
+		}
+		kid, public, err := registrableJWK(raw)
+		if err != nil {
+			return preparedKey{}, fmt.Errorf("%s: %w", k.publicJWK, err)
+		}
+		return preparedKey{kid: kid, public: public, added: time.Now()}, nil
+	}
+	kid, public, private, err := generateAgentKey()
+	if err != nil {
+		return preparedKey{}, err
+	}
+	if err := writeSecretFile(k.generateKey, append(private, '\n')); err != nil {
+		return preparedKey{}, err
+	}
+	return preparedKey{kid: kid, public: public, added: time.Now(), file: k.generateKey}, nil
+}
+
+// discard removes a private key written for a registration that failed.
+func (p preparedKey) discard() {
+	if p.file != "" {
+		_ = os.Remove(p.file)
+	}
+}
+
+// note tells where the private key went, without its content.
+func (p preparedKey) note() string {
+	if p.file == "" {
+		return ""
+	}
+	return "\tprivate_jwk_file=" + p.file
+}
+
+// registrableJWK validates a public JWK offered for an agent and returns
+// its kid and the JSON to store. A JWK without a kid gets its RFC 7638
+// thumbprint; identity.ParseAgentJWK then refuses anything but a public
+// Ed25519 or P-256 key (private members included) before it is kept.
+func registrableJWK(raw []byte) (kid, public string, err error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
+		return "", "", fmt.Errorf("%w: not a JSON object", identity.ErrInvalidAgentKey)
+	}
+	if _, ok := members["kid"]; !ok {
+		key, err := jwk.ParseKey(raw)
+		if err != nil {
+			return "", "", fmt.Errorf("%w: not a JWK", identity.ErrInvalidAgentKey)
+		}
+		tp, err := key.Thumbprint(crypto.SHA256)
+		if err != nil {
+			return "", "", fmt.Errorf("%w: no thumbprint", identity.ErrInvalidAgentKey)
+		}
+		members["kid"], _ = json.Marshal(base64.RawURLEncoding.EncodeToString(tp))
+		if raw, err = json.Marshal(members); err != nil {
+			return "", "", err
+		}
+	}
+	key, err := identity.ParseAgentJWK(raw)
+	if err != nil {
+		return "", "", err
+	}
+	kid, _ = key.KeyID()
+	out, err := json.Marshal(key)
+	if err != nil {
+		return "", "", err
+	}
+	return kid, string(out), nil
+}
+
+// generateAgentKey makes an Ed25519 key pair for an agent and returns its
+// kid (the RFC 7638 thumbprint), the public JWK to register and the private
+// JWK for the agent alone.
+func generateAgentKey() (kid, public string, private []byte, err error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("generate agent key: %w", err)
+	}
+	privJWK, err := jwk.Import(priv)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("agent key as JWK: %w", err)
+	}
+	pubJWK, err := jwk.PublicKeyOf(privJWK)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("agent public key: %w", err)
+	}
+	tp, err := pubJWK.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("agent key thumbprint: %w", err)
+	}
+	kid = base64.RawURLEncoding.EncodeToString(tp)
+	for _, k := range []jwk.Key{privJWK, pubJWK} {
+		if err := k.Set(jwk.KeyIDKey, kid); err != nil {
+			return "", "", nil, err
+		}
+		if err := k.Set(jwk.AlgorithmKey, jwa.EdDSA()); err != nil {
+			return "", "", nil, err
+		}
+	}
+	pub, err := json.Marshal(pubJWK)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if private, err = json.Marshal(privJWK); err != nil {
+		return "", "", nil, err
+	}
+	// The same check as a key brought by the user: nothing private is stored.
+	if _, err := identity.ParseAgentJWK(pub); err != nil {
+		return "", "", nil, err
+	}
+	return kid, string(pub), private, nil
+}
+
+// writeSecretFile creates path with mode 0600 and writes b. It never
+// overwrites or follows an existing file: a secret goes only where nothing
+// was.
+func writeSecretFile(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s exists; choose a new file for the private key", path)
+		}
+		return err
+	}
+	// The umask may only have narrowed the mode; make it exactly 0600.
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(b)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// readFileAtMost reads a file of at most max bytes.
+func readFileAtMost(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return b, nil
+}

@@ -1,0 +1,293 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"time"
+	"unicode/utf8"
+)
+
+// DecisionTx stores an organization's decisions (DESIGN §3). Decisions are
+// written once: there is no update or delete method, and the database
+// refuses both.
+type DecisionTx interface {
+	// Insert stores a decision. An empty ID is generated (NewID
+	// PrefixDecision); a zero CreatedAt is now (tests and imports set it).
+	// ErrConflict if the id exists, or if the agent already used
+	// IdempotencyKeySHA256 (unique per agent, not per organization);
+	// ErrNotFound for an unknown agent or counterparty.
+	Insert(ctx context.Context, d Decision) (Decision, error)
+	// Get returns one decision; ErrNotFound if the organization has none
+	// by that id. Callers serving an agent compare AgentID themselves.
+	Get(ctx context.Context, id string) (Decision, error)
+	// ByIdempotencyKey returns the agent's decision made under that key
+	// (its SHA-256); ErrNotFound if there is none.
+	ByIdempotencyKey(ctx context.Context, agentID string, keySHA256 []byte) (Decision, error)
+	// AgentStats counts the agent's decisions made after now−1h and
+	// now−24h (a decision exactly at the window's start is outside it;
+	// one stamped after now, by a replica whose clock runs ahead, counts).
+	AgentStats(ctx context.Context, agentID string, now time.Time) (AgentStats, error)
+}
+
+// ReceiptTx stores the signed receipts of allowed or approved decisions:
+// at most one per decision, written once.
+type ReceiptTx interface {
+	// Insert stores a receipt. An empty ID is generated (NewID
+	// PrefixReceipt); a zero CreatedAt is now. Only an allowed decision, or
+	// one whose case was approved, has a receipt: ErrConflict otherwise, and
+	// if the decision already has one; ErrNotFound for an unknown decision.
+	Insert(ctx context.Context, r Receipt) (Receipt, error)
+	// ByDecision returns a decision's receipt; ErrNotFound if it has none.
+	ByDecision(ctx context.Context, decisionID string) (Receipt, error)
+}
+
+// CaseTx stores the cases escalated decisions open: at most one per
+// decision. A case is created pending and leaves pending once, to approved,
+// rejected or expired; nothing else of it ever changes.
+type CaseTx interface {
+	// Create stores a pending case (an empty Status is CasePending; any
+	// other is ErrInvalid). An empty ID is generated (NewID PrefixCase); a
+	// zero CreatedAt is now. The decision must be an escalation of
+	// AgentID: ErrConflict otherwise, and if it already has a case;
+	// ErrNotFound for an unknown decision.
+	Create(ctx context.Context, c Case) (Case, error)
+	// Get returns one case; ErrNotFound if the organization has none by
+	// that id. Callers serving an agent compare AgentID themselves.
+	Get(ctx context.Context, id string) (Case, error)
+	// SetStatus closes a pending case. ErrConflict if it is no longer
+	// pending (another approver, or the expiry, got there first);
+	// ErrInvalid for status pending.
+	SetStatus(ctx context.Context, id string, status CaseStatus) error
+}
+
+// Outcome is what a decision said.
+type Outcome string
+
+const (
+	OutcomeAllow    Outcome = "allow"
+	OutcomeDeny     Outcome = "deny"
+	OutcomeEscalate Outcome = "escalate"
+)
+
+// Decision is one answer to an agent's request, as recorded.
+type Decision struct {
+	ID      string // PrefixDecision id; generated when empty
+	AgentID string
+	// Action is the request's action object, JSON, as the agent sent it;
+	// ActionType is its type, kept apart for queries.
+	Action     string
+	ActionType string
+	// CounterpartyID is the counterparty the action names; "" for none.
+	CounterpartyID    string
+	Reason            string
+	Outcome           Outcome
+	Reasons           []string
+	ApprovalsRequired int
+	// The policies that decided (the receipt's policy claim). The tenant
+	// fields are "" when the organization has no active bundle.
+	BaseRevision       string
+	TenantRevision     string
+	TenantBundleSHA256 string
+	// IdempotencyKeySHA256 is the SHA-256 of the Idempotency-Key header,
+	// nil without one; RequestSHA256 the SHA-256 of the request, to tell a
+	// replay from a reuse of the key with another body.
+	IdempotencyKeySHA256 []byte
+	RequestSHA256        []byte
+	// LedgerIndex is the index of the decision's entry in the
+	// organization's log.
+	LedgerIndex uint64
+	// Response is the exact response body (JSON) to replay for the same
+	// Idempotency-Key.
+	Response  string
+	CreatedAt time.Time
+}
+
+// AgentStats are an agent's recent decision counts (the policy input's
+// agent.stats).
+type AgentStats struct {
+	Decisions1h  int
+	Denials1h    int
+	Decisions24h int
+}
+
+// Receipt is the signed receipt (compact JWS) of a decision.
+type Receipt struct {
+	ID          string // PrefixReceipt id (the receipt's jti); generated when empty
+	DecisionID  string
+	JWS         string
+	LedgerIndex uint64 // the receipt's entry in the organization's log
+	CreatedAt   time.Time
+}
+
+// CaseStatus is a case's state: pending until approved, rejected or
+// expired.
+type CaseStatus string
+
+const (
+	CasePending  CaseStatus = "pending"
+	CaseApproved CaseStatus = "approved"
+	CaseRejected CaseStatus = "rejected"
+	CaseExpired  CaseStatus = "expired"
+)
+
+// Case is an escalated decision waiting for, or closed by, people.
+type Case struct {
+	ID                string // PrefixCase id; generated when empty
+	DecisionID        string
+	AgentID           string
+	Status            CaseStatus
+	ApprovalsRequired int
+	ExpiresAt         time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+// Bounds of decision fields.
+const (
+	MaxAction       = 64 << 10 // the request body's own bound
+	MaxActionType   = 256
+	MaxReason       = 1024 // DESIGN §3: strings ≤ 1024 bytes
+	MaxReasons      = 64
+	MaxReasonText   = 1024
+	MaxApprovals    = 100
+	MaxRevision     = 256
+	MaxBundleDigest = 128
+	MaxResponse     = 1 << 20
+	MaxReceiptJWS   = 1 << 20
+	MaxCaseLifetime = 366 * 24 * time.Hour
+)
+
+const (
+	maxLedgerIndex = math.MaxInt64 // stored as a signed 64-bit integer
+	sha256Size     = 32
+)
+
+// actionTypePattern is DESIGN §3's action type.
+var actionTypePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){1,4}$`)
+
+// CheckOutcome reports ErrInvalid for an unknown outcome.
+func CheckOutcome(o Outcome) error {
+	switch o {
+	case OutcomeAllow, OutcomeDeny, OutcomeEscalate:
+		return nil
+	}
+	return fmt.Errorf("%w: outcome must be allow, deny or escalate", ErrInvalid)
+}
+
+// CheckDecision validates a decision before it is stored.
+func CheckDecision(d Decision) error {
+	if err := CheckID(PrefixDecision, d.ID); err != nil {
+		return err
+	}
+	if err := CheckID(PrefixAgent, d.AgentID); err != nil {
+		return err
+	}
+	if d.CounterpartyID != "" {
+		if err := CheckID(PrefixCounterparty, d.CounterpartyID); err != nil {
+			return err
+		}
+	}
+	switch {
+	case len(d.Action) == 0 || len(d.Action) > MaxAction || !json.Valid([]byte(d.Action)):
+		return fmt.Errorf("%w: decision action must be 1-%d bytes of JSON", ErrInvalid, MaxAction)
+	case len(d.ActionType) > MaxActionType || !actionTypePattern.MatchString(d.ActionType):
+		return fmt.Errorf("%w: decision action type is malformed", ErrInvalid)
+	case len(d.Reason) > MaxReason || !utf8.ValidString(d.Reason):
+		return fmt.Errorf("%w: decision reason must be at most %d bytes of UTF-8", ErrInvalid, MaxReason)
+	case len(d.Reasons) > MaxReasons:
+		return fmt.Errorf("%w: at most %d decision reasons", ErrInvalid, MaxReasons)
+	case d.ApprovalsRequired < 0 || d.ApprovalsRequired > MaxApprovals:
+		return fmt.Errorf("%w: approvals required must be 0-%d", ErrInvalid, MaxApprovals)
+	case d.IdempotencyKeySHA256 != nil && len(d.IdempotencyKeySHA256) != sha256Size:
+		return fmt.Errorf("%w: an idempotency key digest is 32 bytes", ErrInvalid)
+	case len(d.RequestSHA256) != sha256Size:
+		return fmt.Errorf("%w: a request digest is 32 bytes", ErrInvalid)
+	case d.LedgerIndex > maxLedgerIndex:
+		return fmt.Errorf("%w: ledger index out of range", ErrInvalid)
+	case len(d.Response) == 0 || len(d.Response) > MaxResponse || !json.Valid([]byte(d.Response)):
+		return fmt.Errorf("%w: decision response must be 1-%d bytes of JSON", ErrInvalid, MaxResponse)
+	}
+	if err := CheckOutcome(d.Outcome); err != nil {
+		return err
+	}
+	for _, r := range d.Reasons {
+		if r == "" || len(r) > MaxReasonText || !utf8.ValidString(r) {
+			return fmt.Errorf("%w: a decision reason must be 1-%d bytes of UTF-8", ErrInvalid, MaxReasonText)
+		}
+	}
+	if err := checkToken("base revision", d.BaseRevision, MaxRevision, false); err != nil {
+		return err
+	}
+	if err := checkToken("tenant revision", d.TenantRevision, MaxRevision, true); err != nil {
+		return err
+	}
+	return checkToken("tenant bundle digest", d.TenantBundleSHA256, MaxBundleDigest, true)
+}
+
+// CheckReceipt validates a receipt before it is stored.
+func CheckReceipt(r Receipt) error {
+	if err := CheckID(PrefixReceipt, r.ID); err != nil {
+		return err
+	}
+	if err := CheckID(PrefixDecision, r.DecisionID); err != nil {
+		return err
+	}
+	if len(r.JWS) > MaxReceiptJWS || !compactJWS(r.JWS) {
+		return fmt.Errorf("%w: a receipt is a compact JWS of at most %d bytes", ErrInvalid, MaxReceiptJWS)
+	}
+	if r.LedgerIndex > maxLedgerIndex {
+		return fmt.Errorf("%w: ledger index out of range", ErrInvalid)
+	}
+	return nil
+}
+
+// compactJWS reports whether s has the shape of a compact JWS (RFC 7515
+// §7.1): base64url header, payload and signature separated by two dots,
+// the header and signature non-empty.
+func compactJWS(s string) bool {
+	dots := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '.':
+			dots++
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return dots == 2 && s[0] != '.' && s[len(s)-1] != '.'
+}
+
+// CheckCaseStatus reports ErrInvalid for an unknown status.
+func CheckCaseStatus(s CaseStatus) error {
+	switch s {
+	case CasePending, CaseApproved, CaseRejected, CaseExpired:
+		return nil
+	}
+	return fmt.Errorf("%w: case status must be pending, approved, rejected or expired", ErrInvalid)
+}
+
+// CheckCase validates a new case before it is stored.
+func CheckCase(c Case) error {
+	if err := CheckID(PrefixCase, c.ID); err != nil {
+		return err
+	}
+	if err := CheckID(PrefixDecision, c.DecisionID); err != nil {
+		return err
+	}
+	if err := CheckID(PrefixAgent, c.AgentID); err != nil {
+		return err
+	}
+	switch {
+	case c.Status != CasePending:
+		return fmt.Errorf("%w: a case is created pending", ErrInvalid)
+	case c.ApprovalsRequired < 1 || c.ApprovalsRequired > MaxApprovals:
+		return fmt.Errorf("%w: a case needs 1-%d approvals", ErrInvalid, MaxApprovals)
+	case !c.ExpiresAt.After(c.CreatedAt) || c.ExpiresAt.Sub(c.CreatedAt) > MaxCaseLifetime:
+		return fmt.Errorf("%w: a case expires after it is created, within a year", ErrInvalid)
+	}
+	return nil
+}

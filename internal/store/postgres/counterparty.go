@@ -1,0 +1,125 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// counterpartyTx stores counterparties; bank details arrive sealed.
+type counterpartyTx struct {
+	tx       pgx.Tx
+	tenantID string
+}
+
+func (t *tenantTx) Counterparties() store.CounterpartyTx {
+	return &counterpartyTx{tx: t.tx, tenantID: t.tenantID}
+}
+
+func (c *counterpartyTx) Create(ctx context.Context, cp store.Counterparty) (store.Counterparty, error) {
+	if cp.ID == "" {
+		cp.ID = store.NewID(store.PrefixCounterparty)
+	}
+	if cp.Status == "" {
+		cp.Status = store.CounterpartyNew
+	}
+	if err := store.CheckCounterparty(cp); err != nil {
+		return store.Counterparty{}, err
+	}
+	cp.CreatedAt = store.StoredTime(time.Time{})
+	cp.UpdatedAt = cp.CreatedAt
+	_, err := c.tx.Exec(ctx, `INSERT INTO counterparties (tenant_id, id, name, status, bank_details_sealed, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, c.tenantID, cp.ID, cp.Name, string(cp.Status), cp.BankDetailsSealed,
+		cp.CreatedAt, cp.UpdatedAt)
+	if err != nil {
+		return store.Counterparty{}, mapErr(err)
+	}
+	return cp, nil
+}
+
+const counterpartyColumns = `id, name, status, created_at, updated_at`
+
+func scanCounterparty(row pgx.Row, withSealed bool) (store.Counterparty, error) {
+	var cp store.Counterparty
+	var status string
+	dest := []any{&cp.ID, &cp.Name, &status, &cp.CreatedAt, &cp.UpdatedAt}
+	if withSealed {
+		dest = append(dest, &cp.BankDetailsSealed)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return store.Counterparty{}, mapErr(err)
+	}
+	cp.Status = store.CounterpartyStatus(status)
+	cp.CreatedAt, cp.UpdatedAt = cp.CreatedAt.UTC(), cp.UpdatedAt.UTC()
+	return cp, nil
+}
+
+func (c *counterpartyTx) Get(ctx context.Context, id string) (store.Counterparty, error) {
+	if err := store.CheckID(store.PrefixCounterparty, id); err != nil {
+		return store.Counterparty{}, err
+	}
+	cp, err := scanCounterparty(c.tx.QueryRow(ctx, `SELECT `+counterpartyColumns+`, bank_details_sealed
+		FROM counterparties WHERE tenant_id = $1 AND id = $2`, c.tenantID, id), true)
+	if errors.Is(err, store.ErrNotFound) {
+		return cp, fmt.Errorf("%w: counterparty", store.ErrNotFound)
+	}
+	return cp, err
+}
+
+func (c *counterpartyTx) List(ctx context.Context) ([]store.Counterparty, error) {
+	rows, err := c.tx.Query(ctx, `SELECT `+counterpartyColumns+` FROM counterparties WHERE tenant_id = $1 ORDER BY created_at, id`, c.tenantID)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Counterparty, error) { return scanCounterparty(r, false) })
+	return out, mapErr(err)
+}
+
+func (c *counterpartyTx) SetStatus(ctx context.Context, id string, status store.CounterpartyStatus) error {
+	if err := store.CheckID(store.PrefixCounterparty, id); err != nil {
+		return err
+	}
+	if err := store.CheckCounterpartyStatus(status); err != nil {
+		return err
+	}
+	return c.update(ctx, id, `status = $1`, string(status))
+}
+
+func (c *counterpartyTx) SetBankDetails(ctx context.Context, id string, sealed []byte) error {
+	if err := store.CheckID(store.PrefixCounterparty, id); err != nil {
+		return err
+	}
+	if err := store.CheckSealedBankDetails(sealed, false); err != nil {
+		return err
+	}
+	return c.update(ctx, id, `bank_details_sealed = $1`, sealed)
+}
+
+// update sets one column (set is a constant "col = $1") and updated_at.
+func (c *counterpartyTx) update(ctx context.Context, id, set string, value any) error {
+	tag, err := c.tx.Exec(ctx, `UPDATE counterparties SET `+set+`, updated_at = $2 WHERE tenant_id = $3 AND id = $4`,
+		value, store.StoredTime(time.Time{}), c.tenantID, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: counterparty", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (c *counterpartyTx) PaymentsCount(ctx context.Context, counterpartyID string) (int, error) {
+	if err := store.CheckID(store.PrefixCounterparty, counterpartyID); err != nil {
+		return 0, err
+	}
+	var n int
+	err := c.tx.QueryRow(ctx, `SELECT count(*) FROM decisions
+		WHERE tenant_id = $1 AND counterparty_id = $2 AND outcome = 'allow' AND substr(action_type, 1, 8) = 'payment.'`,
+		c.tenantID, counterpartyID).Scan(&n)
+	return n, mapErr(err)
+}

@@ -1,0 +1,167 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// decisionTx stores decisions, written once.
+type decisionTx struct {
+	tx       pgx.Tx
+	tenantID string
+}
+
+func (t *tenantTx) Decisions() store.DecisionTx { return &decisionTx{tx: t.tx, tenantID: t.tenantID} }
+
+func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Decision, error) {
+	if dec.ID == "" {
+		dec.ID = store.NewID(store.PrefixDecision)
+	}
+	if dec.Reasons == nil {
+		dec.Reasons = []string{}
+	}
+	dec.CreatedAt = store.StoredTime(dec.CreatedAt)
+	if err := store.CheckDecision(dec); err != nil {
+		return store.Decision{}, err
+	}
+	reasons, err := json.Marshal(dec.Reasons)
+	if err != nil {
+		return store.Decision{}, err
+	}
+	var counterparty *string
+	if dec.CounterpartyID != "" {
+		counterparty = &dec.CounterpartyID
+	}
+	_, err = d.tx.Exec(ctx, `INSERT INTO decisions (tenant_id, id, agent_id, action, action_type, counterparty_id,
+		reason, outcome, reasons, approvals_required, base_revision, tenant_revision, tenant_bundle_sha256,
+		idempotency_key_sha256, request_sha256, ledger_index, response, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+		d.tenantID, dec.ID, dec.AgentID, dec.Action, dec.ActionType, counterparty,
+		dec.Reason, string(dec.Outcome), string(reasons), dec.ApprovalsRequired, dec.BaseRevision, dec.TenantRevision, dec.TenantBundleSHA256,
+		dec.IdempotencyKeySHA256, dec.RequestSHA256, int64(dec.LedgerIndex), dec.Response, dec.CreatedAt)
+	if err != nil {
+		return store.Decision{}, mapErr(err)
+	}
+	return dec, nil
+}
+
+const decisionColumns = `id, agent_id, action, action_type, counterparty_id, reason, outcome, reasons, approvals_required,
+	base_revision, tenant_revision, tenant_bundle_sha256, idempotency_key_sha256, request_sha256, ledger_index, response, created_at`
+
+func scanDecision(row pgx.Row) (store.Decision, error) {
+	var dec store.Decision
+	var counterparty *string
+	var outcome, reasons string
+	var index int64
+	err := row.Scan(&dec.ID, &dec.AgentID, &dec.Action, &dec.ActionType, &counterparty, &dec.Reason, &outcome, &reasons,
+		&dec.ApprovalsRequired, &dec.BaseRevision, &dec.TenantRevision, &dec.TenantBundleSHA256,
+		&dec.IdempotencyKeySHA256, &dec.RequestSHA256, &index, &dec.Response, &dec.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Decision{}, fmt.Errorf("%w: decision", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Decision{}, mapErr(err)
+	}
+	if counterparty != nil {
+		dec.CounterpartyID = *counterparty
+	}
+	dec.Outcome, dec.LedgerIndex, dec.CreatedAt = store.Outcome(outcome), uint64(index), dec.CreatedAt.UTC()
+	if err := json.Unmarshal([]byte(reasons), &dec.Reasons); err != nil {
+		return store.Decision{}, fmt.Errorf("postgres: stored decision reasons: %w", err)
+	}
+	return dec, nil
+}
+
+func (d *decisionTx) Get(ctx context.Context, id string) (store.Decision, error) {
+	if err := store.CheckID(store.PrefixDecision, id); err != nil {
+		return store.Decision{}, err
+	}
+	return scanDecision(d.tx.QueryRow(ctx, `SELECT `+decisionColumns+` FROM decisions WHERE tenant_id = $1 AND id = $2`, d.tenantID, id))
+}
+
+func (d *decisionTx) ByIdempotencyKey(ctx context.Context, agentID string, keySHA256 []byte) (store.Decision, error) {
+	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
+		return store.Decision{}, err
+	}
+	if len(keySHA256) != 32 {
+		return store.Decision{}, fmt.Errorf("%w: an idempotency key digest is 32 bytes", store.ErrInvalid)
+	}
+	return scanDecision(d.tx.QueryRow(ctx, `SELECT `+decisionColumns+` FROM decisions
+		WHERE tenant_id = $1 AND agent_id = $2 AND idempotency_key_sha256 = $3`, d.tenantID, agentID, keySHA256))
+}
+
+func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Time) (store.AgentStats, error) {
+	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
+		return store.AgentStats{}, err
+	}
+	now = store.StoredTime(now)
+	var s store.AgentStats
+	err := d.tx.QueryRow(ctx, `SELECT
+			count(*) FILTER (WHERE created_at > $1),
+			count(*) FILTER (WHERE created_at > $1 AND outcome = 'deny'),
+			count(*)
+		FROM decisions WHERE tenant_id = $2 AND agent_id = $3 AND created_at > $4`,
+		now.Add(-time.Hour), d.tenantID, agentID, now.Add(-24*time.Hour)).Scan(&s.Decisions1h, &s.Denials1h, &s.Decisions24h)
+	return s, mapErr(err)
+}
+
+// receiptable is the condition on decision d for it to have a receipt: it
+// was allowed, or its case was approved.
+const receiptable = `(d.outcome = 'allow' OR EXISTS (SELECT 1 FROM cases c
+	WHERE c.tenant_id = d.tenant_id AND c.decision_id = d.id AND c.status = 'approved'))`
+
+// receiptTx stores receipts, written once.
+type receiptTx struct {
+	tx       pgx.Tx
+	tenantID string
+}
+
+func (t *tenantTx) Receipts() store.ReceiptTx { return &receiptTx{tx: t.tx, tenantID: t.tenantID} }
+
+func (r *receiptTx) Insert(ctx context.Context, rc store.Receipt) (store.Receipt, error) {
+	if rc.ID == "" {
+		rc.ID = store.NewID(store.PrefixReceipt)
+	}
+	rc.CreatedAt = store.StoredTime(rc.CreatedAt)
+	if err := store.CheckReceipt(rc); err != nil {
+		return store.Receipt{}, err
+	}
+	// One statement checks the decision may have a receipt and writes it.
+	tag, err := r.tx.Exec(ctx, `INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at)
+		SELECT d.tenant_id, $2::text, d.id, $4::text, $5::bigint, $6::timestamptz FROM decisions d
+		WHERE d.tenant_id = $1 AND d.id = $3 AND `+receiptable,
+		r.tenantID, rc.ID, rc.DecisionID, rc.JWS, int64(rc.LedgerIndex), rc.CreatedAt)
+	if err != nil {
+		return store.Receipt{}, mapErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return store.Receipt{}, missingOr(ctx, r.tx, "decisions", r.tenantID, rc.DecisionID, "decision",
+			"a receipt is only for an allowed decision or an approved case")
+	}
+	return rc, nil
+}
+
+func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Receipt, error) {
+	if err := store.CheckID(store.PrefixDecision, decisionID); err != nil {
+		return store.Receipt{}, err
+	}
+	var rc store.Receipt
+	var index int64
+	err := r.tx.QueryRow(ctx, `SELECT id, decision_id, jws, ledger_index, created_at FROM receipts
+		WHERE tenant_id = $1 AND decision_id = $2`, r.tenantID, decisionID).Scan(&rc.ID, &rc.DecisionID, &rc.JWS, &index, &rc.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Receipt{}, fmt.Errorf("%w: receipt", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Receipt{}, mapErr(err)
+	}
+	rc.LedgerIndex, rc.CreatedAt = uint64(index), rc.CreatedAt.UTC()
+	return rc, nil
+}

@@ -1,0 +1,52 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// jtiTx is the replay memory of agent client assertions.
+type jtiTx struct {
+	tx       pgx.Tx
+	tenantID string
+}
+
+func (t *tenantTx) AssertionJTIs() store.JTITx { return &jtiTx{tx: t.tx, tenantID: t.tenantID} }
+
+// Remember inserts the digest, or takes over a row that has expired; a row
+// still live is left alone and no row changes — a replay. A concurrent
+// Remember of the same digest waits on the primary key, then sees the
+// winner's live row.
+func (j *jtiTx) Remember(ctx context.Context, agentID string, jtiSHA256 []byte, exp time.Time) error {
+	if err := store.CheckJTI(agentID, jtiSHA256, exp); err != nil {
+		return err
+	}
+	tag, err := j.tx.Exec(ctx, `INSERT INTO assertion_jtis (tenant_id, jti_sha256, agent_id, expires_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (tenant_id, jti_sha256) DO UPDATE SET agent_id = excluded.agent_id, expires_at = excluded.expires_at
+		WHERE assertion_jtis.expires_at <= $5`,
+		j.tenantID, jtiSHA256, agentID, store.StoredTime(exp), store.StoredTime(time.Time{}))
+	if err != nil {
+		return mapErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: jti already used", store.ErrConflict)
+	}
+	return nil
+}
+
+func (j *jtiTx) PruneJTIs(ctx context.Context, before time.Time) (int, error) {
+	if before.IsZero() {
+		return 0, fmt.Errorf("%w: prune needs a time", store.ErrInvalid)
+	}
+	tag, err := j.tx.Exec(ctx, `DELETE FROM assertion_jtis WHERE tenant_id = $1 AND expires_at <= $2`,
+		j.tenantID, store.StoredTime(before))
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	return int(tag.RowsAffected()), nil
+}

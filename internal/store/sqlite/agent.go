@@ -1,0 +1,216 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// agentTx stores agents and their keys in the organization's file.
+type agentTx struct {
+	tx       *sql.Tx
+	tenantID string
+}
+
+func (t *tenantTx) Agents() store.AgentTx { return &agentTx{tx: t.tx, tenantID: t.tenantID} }
+
+func (a *agentTx) Create(ctx context.Context, ag store.Agent) (store.Agent, error) {
+	if ag.ID == "" {
+		ag.ID = store.NewID(store.PrefixAgent)
+	}
+	if ag.Status == "" {
+		ag.Status = store.AgentActive
+	}
+	if err := store.CheckAgent(ag); err != nil {
+		return store.Agent{}, err
+	}
+	ag.CreatedAt = store.StoredTime(time.Time{})
+	ag.UpdatedAt = ag.CreatedAt
+	_, err := a.tx.ExecContext(ctx, `INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, a.tenantID, ag.ID, ag.Name, ag.Sponsor, string(ag.RiskTier), string(ag.Status),
+		formatTime(ag.CreatedAt), formatTime(ag.UpdatedAt))
+	if err != nil {
+		return store.Agent{}, mapErr(err)
+	}
+	return ag, nil
+}
+
+const agentColumns = `id, name, sponsor, risk_tier, status, created_at, updated_at`
+
+func scanAgent(row scanner) (store.Agent, error) {
+	var ag store.Agent
+	var tier, status, created, updated string
+	if err := row.Scan(&ag.ID, &ag.Name, &ag.Sponsor, &tier, &status, &created, &updated); err != nil {
+		return store.Agent{}, mapErr(err)
+	}
+	ag.RiskTier, ag.Status = store.RiskTier(tier), store.AgentStatus(status)
+	var err error
+	if ag.CreatedAt, err = parseTime(created); err != nil {
+		return store.Agent{}, err
+	}
+	ag.UpdatedAt, err = parseTime(updated)
+	return ag, err
+}
+
+func (a *agentTx) Get(ctx context.Context, id string) (store.Agent, error) {
+	if err := store.CheckID(store.PrefixAgent, id); err != nil {
+		return store.Agent{}, err
+	}
+	ag, err := scanAgent(a.tx.QueryRowContext(ctx, `SELECT `+agentColumns+` FROM agents WHERE tenant_id = ? AND id = ?`, a.tenantID, id))
+	if errors.Is(err, store.ErrNotFound) {
+		return ag, fmt.Errorf("%w: agent", store.ErrNotFound)
+	}
+	return ag, err
+}
+
+func (a *agentTx) List(ctx context.Context) ([]store.Agent, error) {
+	rows, err := a.tx.QueryContext(ctx, `SELECT `+agentColumns+` FROM agents WHERE tenant_id = ? ORDER BY created_at, id`, a.tenantID)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []store.Agent
+	for rows.Next() {
+		ag, err := scanAgent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ag)
+	}
+	return out, mapErr(rows.Err())
+}
+
+func (a *agentTx) SetStatus(ctx context.Context, id string, status store.AgentStatus) error {
+	if err := store.CheckID(store.PrefixAgent, id); err != nil {
+		return err
+	}
+	if err := store.CheckAgentStatus(status); err != nil {
+		return err
+	}
+	// The condition makes revocation final atomically; the trigger is the
+	// database's own copy of the rule.
+	res, err := a.tx.ExecContext(ctx, `UPDATE agents SET status = ?, updated_at = ?
+		WHERE tenant_id = ? AND id = ? AND (status <> 'revoked' OR ? = 'revoked')`,
+		string(status), formatTime(store.StoredTime(time.Time{})), a.tenantID, id, string(status))
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return missingOr(ctx, a.tx, "agents", a.tenantID, id, "agent", "a revoked agent stays revoked")
+	}
+	return nil
+}
+
+func (a *agentTx) SetRiskTier(ctx context.Context, id string, tier store.RiskTier) error {
+	if err := store.CheckID(store.PrefixAgent, id); err != nil {
+		return err
+	}
+	if err := store.CheckRiskTier(tier); err != nil {
+		return err
+	}
+	res, err := a.tx.ExecContext(ctx, `UPDATE agents SET risk_tier = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+		string(tier), formatTime(store.StoredTime(time.Time{})), a.tenantID, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: agent", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (a *agentTx) AddKey(ctx context.Context, k store.AgentKey) (store.AgentKey, error) {
+	if k.Status == "" {
+		k.Status = store.KeyActive
+	}
+	if k.Status != store.KeyActive {
+		return store.AgentKey{}, fmt.Errorf("%w: a key is added active", store.ErrInvalid)
+	}
+	if err := store.CheckAgentKey(k); err != nil {
+		return store.AgentKey{}, err
+	}
+	ag, err := a.Get(ctx, k.AgentID)
+	if err != nil {
+		return store.AgentKey{}, err
+	}
+	if ag.Status == store.AgentRevoked {
+		return store.AgentKey{}, fmt.Errorf("%w: a revoked agent gets no new key", store.ErrConflict)
+	}
+	k.CreatedAt, k.RetiredAt = store.StoredTime(time.Time{}), time.Time{}
+	_, err = a.tx.ExecContext(ctx, `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+		VALUES (?, ?, ?, ?, ?, ?)`, a.tenantID, k.AgentID, k.KID, k.PublicJWK, string(k.Status), formatTime(k.CreatedAt))
+	if err != nil {
+		return store.AgentKey{}, mapErr(err)
+	}
+	return k, nil
+}
+
+func (a *agentTx) Keys(ctx context.Context, agentID string) ([]store.AgentKey, error) {
+	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
+		return nil, err
+	}
+	rows, err := a.tx.QueryContext(ctx, `SELECT agent_id, kid, public_jwk, status, created_at, retired_at
+		FROM agent_keys WHERE tenant_id = ? AND agent_id = ? ORDER BY created_at, kid`, a.tenantID, agentID)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []store.AgentKey
+	for rows.Next() {
+		var k store.AgentKey
+		var status, created string
+		var retired sql.NullString
+		if err := rows.Scan(&k.AgentID, &k.KID, &k.PublicJWK, &status, &created, &retired); err != nil {
+			return nil, mapErr(err)
+		}
+		k.Status = store.KeyStatus(status)
+		if k.CreatedAt, err = parseTime(created); err != nil {
+			return nil, err
+		}
+		if retired.Valid {
+			if k.RetiredAt, err = parseTime(retired.String); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, k)
+	}
+	return out, mapErr(rows.Err())
+}
+
+func (a *agentTx) RetireKey(ctx context.Context, agentID, kid string, at time.Time) error {
+	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
+		return err
+	}
+	if err := store.CheckKID(kid); err != nil {
+		return err
+	}
+	res, err := a.tx.ExecContext(ctx, `UPDATE agent_keys SET status = 'retired', retired_at = ?
+		WHERE tenant_id = ? AND agent_id = ? AND kid = ? AND status = 'active'`,
+		formatTime(store.StoredTime(at)), a.tenantID, agentID, kid)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: active agent key", store.ErrNotFound)
+	}
+	return nil
+}
+
+// missingOr explains an UPDATE that matched no row: ErrNotFound when the
+// organization has no row with id in table (a constant), else ErrConflict
+// with why (the row's state forbids the change).
+func missingOr(ctx context.Context, tx *sql.Tx, table, tenantID, id, what, why string) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM `+table+` WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%w: %s", store.ErrNotFound, what)
+	case err != nil:
+		return mapErr(err)
+	}
+	return fmt.Errorf("%w: %s", store.ErrConflict, why)
+}

@@ -1,0 +1,144 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// counterpartyTx stores counterparties; bank details arrive sealed.
+type counterpartyTx struct {
+	tx       *sql.Tx
+	tenantID string
+}
+
+func (t *tenantTx) Counterparties() store.CounterpartyTx {
+	return &counterpartyTx{tx: t.tx, tenantID: t.tenantID}
+}
+
+func (c *counterpartyTx) Create(ctx context.Context, cp store.Counterparty) (store.Counterparty, error) {
+	if cp.ID == "" {
+		cp.ID = store.NewID(store.PrefixCounterparty)
+	}
+	if cp.Status == "" {
+		cp.Status = store.CounterpartyNew
+	}
+	if err := store.CheckCounterparty(cp); err != nil {
+		return store.Counterparty{}, err
+	}
+	cp.CreatedAt = store.StoredTime(time.Time{})
+	cp.UpdatedAt = cp.CreatedAt
+	_, err := c.tx.ExecContext(ctx, `INSERT INTO counterparties (tenant_id, id, name, status, bank_details_sealed, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, c.tenantID, cp.ID, cp.Name, string(cp.Status), nullBytes(cp.BankDetailsSealed),
+		formatTime(cp.CreatedAt), formatTime(cp.UpdatedAt))
+	if err != nil {
+		return store.Counterparty{}, mapErr(err)
+	}
+	return cp, nil
+}
+
+func scanCounterparty(row scanner, withSealed bool) (store.Counterparty, error) {
+	var cp store.Counterparty
+	var status, created, updated string
+	dest := []any{&cp.ID, &cp.Name, &status, &created, &updated}
+	if withSealed {
+		dest = append(dest, &cp.BankDetailsSealed)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return store.Counterparty{}, mapErr(err)
+	}
+	cp.Status = store.CounterpartyStatus(status)
+	var err error
+	if cp.CreatedAt, err = parseTime(created); err != nil {
+		return store.Counterparty{}, err
+	}
+	cp.UpdatedAt, err = parseTime(updated)
+	return cp, err
+}
+
+const counterpartyColumns = `id, name, status, created_at, updated_at`
+
+func (c *counterpartyTx) Get(ctx context.Context, id string) (store.Counterparty, error) {
+	if err := store.CheckID(store.PrefixCounterparty, id); err != nil {
+		return store.Counterparty{}, err
+	}
+	cp, err := scanCounterparty(c.tx.QueryRowContext(ctx, `SELECT `+counterpartyColumns+`, bank_details_sealed
+		FROM counterparties WHERE tenant_id = ? AND id = ?`, c.tenantID, id), true)
+	if errors.Is(err, store.ErrNotFound) {
+		return cp, fmt.Errorf("%w: counterparty", store.ErrNotFound)
+	}
+	return cp, err
+}
+
+func (c *counterpartyTx) List(ctx context.Context) ([]store.Counterparty, error) {
+	rows, err := c.tx.QueryContext(ctx, `SELECT `+counterpartyColumns+` FROM counterparties WHERE tenant_id = ? ORDER BY created_at, id`, c.tenantID)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []store.Counterparty
+	for rows.Next() {
+		cp, err := scanCounterparty(rows, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cp)
+	}
+	return out, mapErr(rows.Err())
+}
+
+func (c *counterpartyTx) SetStatus(ctx context.Context, id string, status store.CounterpartyStatus) error {
+	if err := store.CheckID(store.PrefixCounterparty, id); err != nil {
+		return err
+	}
+	if err := store.CheckCounterpartyStatus(status); err != nil {
+		return err
+	}
+	return c.update(ctx, id, `status = ?`, string(status))
+}
+
+func (c *counterpartyTx) SetBankDetails(ctx context.Context, id string, sealed []byte) error {
+	if err := store.CheckID(store.PrefixCounterparty, id); err != nil {
+		return err
+	}
+	if err := store.CheckSealedBankDetails(sealed, false); err != nil {
+		return err
+	}
+	return c.update(ctx, id, `bank_details_sealed = ?`, sealed)
+}
+
+// update sets one column (set is a constant "col = ?") and updated_at.
+func (c *counterpartyTx) update(ctx context.Context, id, set string, value any) error {
+	res, err := c.tx.ExecContext(ctx, `UPDATE counterparties SET `+set+`, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+		value, formatTime(store.StoredTime(time.Time{})), c.tenantID, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: counterparty", store.ErrNotFound)
+	}
+	return nil
+}
+
+func (c *counterpartyTx) PaymentsCount(ctx context.Context, counterpartyID string) (int, error) {
+	if err := store.CheckID(store.PrefixCounterparty, counterpartyID); err != nil {
+		return 0, err
+	}
+	var n int
+	err := c.tx.QueryRowContext(ctx, `SELECT count(*) FROM decisions
+		WHERE tenant_id = ? AND counterparty_id = ? AND outcome = 'allow' AND substr(action_type, 1, 8) = 'payment.'`,
+		c.tenantID, counterpartyID).Scan(&n)
+	return n, mapErr(err)
+}
+
+// nullBytes binds nil as SQL NULL rather than an empty blob.
+func nullBytes(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return b
+}

@@ -1,0 +1,167 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// decisionTx stores decisions, written once.
+type decisionTx struct {
+	tx       *sql.Tx
+	tenantID string
+}
+
+func (t *tenantTx) Decisions() store.DecisionTx { return &decisionTx{tx: t.tx, tenantID: t.tenantID} }
+
+func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Decision, error) {
+	if dec.ID == "" {
+		dec.ID = store.NewID(store.PrefixDecision)
+	}
+	if dec.Reasons == nil {
+		dec.Reasons = []string{}
+	}
+	dec.CreatedAt = store.StoredTime(dec.CreatedAt)
+	if err := store.CheckDecision(dec); err != nil {
+		return store.Decision{}, err
+	}
+	reasons, err := json.Marshal(dec.Reasons)
+	if err != nil {
+		return store.Decision{}, err
+	}
+	var counterparty any
+	if dec.CounterpartyID != "" {
+		counterparty = dec.CounterpartyID
+	}
+	_, err = d.tx.ExecContext(ctx, `INSERT INTO decisions (tenant_id, id, agent_id, action, action_type, counterparty_id,
+		reason, outcome, reasons, approvals_required, base_revision, tenant_revision, tenant_bundle_sha256,
+		idempotency_key_sha256, request_sha256, ledger_index, response, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		d.tenantID, dec.ID, dec.AgentID, dec.Action, dec.ActionType, counterparty,
+		dec.Reason, string(dec.Outcome), string(reasons), dec.ApprovalsRequired, dec.BaseRevision, dec.TenantRevision, dec.TenantBundleSHA256,
+		nullBytes(dec.IdempotencyKeySHA256), dec.RequestSHA256, int64(dec.LedgerIndex), dec.Response, formatTime(dec.CreatedAt))
+	if err != nil {
+		return store.Decision{}, mapErr(err)
+	}
+	return dec, nil
+}
+
+const decisionColumns = `id, agent_id, action, action_type, counterparty_id, reason, outcome, reasons, approvals_required,
+	base_revision, tenant_revision, tenant_bundle_sha256, idempotency_key_sha256, request_sha256, ledger_index, response, created_at`
+
+func scanDecision(row scanner) (store.Decision, error) {
+	var dec store.Decision
+	var counterparty sql.NullString
+	var outcome, reasons, created string
+	var index int64
+	err := row.Scan(&dec.ID, &dec.AgentID, &dec.Action, &dec.ActionType, &counterparty, &dec.Reason, &outcome, &reasons,
+		&dec.ApprovalsRequired, &dec.BaseRevision, &dec.TenantRevision, &dec.TenantBundleSHA256,
+		&dec.IdempotencyKeySHA256, &dec.RequestSHA256, &index, &dec.Response, &created)
+	if err != nil {
+		if errors.Is(mapErr(err), store.ErrNotFound) {
+			return store.Decision{}, fmt.Errorf("%w: decision", store.ErrNotFound)
+		}
+		return store.Decision{}, mapErr(err)
+	}
+	dec.CounterpartyID, dec.Outcome, dec.LedgerIndex = counterparty.String, store.Outcome(outcome), uint64(index)
+	if err := json.Unmarshal([]byte(reasons), &dec.Reasons); err != nil {
+		return store.Decision{}, fmt.Errorf("sqlite: stored decision reasons: %w", err)
+	}
+	dec.CreatedAt, err = parseTime(created)
+	return dec, err
+}
+
+func (d *decisionTx) Get(ctx context.Context, id string) (store.Decision, error) {
+	if err := store.CheckID(store.PrefixDecision, id); err != nil {
+		return store.Decision{}, err
+	}
+	return scanDecision(d.tx.QueryRowContext(ctx, `SELECT `+decisionColumns+` FROM decisions WHERE tenant_id = ? AND id = ?`, d.tenantID, id))
+}
+
+func (d *decisionTx) ByIdempotencyKey(ctx context.Context, agentID string, keySHA256 []byte) (store.Decision, error) {
+	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
+		return store.Decision{}, err
+	}
+	if len(keySHA256) != 32 {
+		return store.Decision{}, fmt.Errorf("%w: an idempotency key digest is 32 bytes", store.ErrInvalid)
+	}
+	return scanDecision(d.tx.QueryRowContext(ctx, `SELECT `+decisionColumns+` FROM decisions
+		WHERE tenant_id = ? AND agent_id = ? AND idempotency_key_sha256 = ?`, d.tenantID, agentID, keySHA256))
+}
+
+func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Time) (store.AgentStats, error) {
+	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
+		return store.AgentStats{}, err
+	}
+	now = store.StoredTime(now)
+	hour, day := formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour))
+	var s store.AgentStats
+	// Fixed-width UTC text (formatTime) compares in time order.
+	err := d.tx.QueryRowContext(ctx, `SELECT
+			count(*) FILTER (WHERE created_at > ?),
+			count(*) FILTER (WHERE created_at > ? AND outcome = 'deny'),
+			count(*)
+		FROM decisions WHERE tenant_id = ? AND agent_id = ? AND created_at > ?`,
+		hour, hour, d.tenantID, agentID, day).Scan(&s.Decisions1h, &s.Denials1h, &s.Decisions24h)
+	return s, mapErr(err)
+}
+
+// receiptable is the condition on decision d for it to have a receipt: it
+// was allowed, or its case was approved.
+const receiptable = `(d.outcome = 'allow' OR EXISTS (SELECT 1 FROM cases c
+	WHERE c.tenant_id = d.tenant_id AND c.decision_id = d.id AND c.status = 'approved'))`
+
+// receiptTx stores receipts, written once.
+type receiptTx struct {
+	tx       *sql.Tx
+	tenantID string
+}
+
+func (t *tenantTx) Receipts() store.ReceiptTx { return &receiptTx{tx: t.tx, tenantID: t.tenantID} }
+
+func (r *receiptTx) Insert(ctx context.Context, rc store.Receipt) (store.Receipt, error) {
+	if rc.ID == "" {
+		rc.ID = store.NewID(store.PrefixReceipt)
+	}
+	rc.CreatedAt = store.StoredTime(rc.CreatedAt)
+	if err := store.CheckReceipt(rc); err != nil {
+		return store.Receipt{}, err
+	}
+	// One statement checks the decision may have a receipt and writes it.
+	res, err := r.tx.ExecContext(ctx, `INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at)
+		SELECT d.tenant_id, ?, d.id, ?, ?, ? FROM decisions d WHERE d.tenant_id = ? AND d.id = ? AND `+receiptable,
+		rc.ID, rc.JWS, int64(rc.LedgerIndex), formatTime(rc.CreatedAt), r.tenantID, rc.DecisionID)
+	if err != nil {
+		return store.Receipt{}, mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.Receipt{}, missingOr(ctx, r.tx, "decisions", r.tenantID, rc.DecisionID, "decision",
+			"a receipt is only for an allowed decision or an approved case")
+	}
+	return rc, nil
+}
+
+func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Receipt, error) {
+	if err := store.CheckID(store.PrefixDecision, decisionID); err != nil {
+		return store.Receipt{}, err
+	}
+	var rc store.Receipt
+	var index int64
+	var created string
+	err := r.tx.QueryRowContext(ctx, `SELECT id, decision_id, jws, ledger_index, created_at FROM receipts
+		WHERE tenant_id = ? AND decision_id = ?`, r.tenantID, decisionID).Scan(&rc.ID, &rc.DecisionID, &rc.JWS, &index, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Receipt{}, fmt.Errorf("%w: receipt", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Receipt{}, mapErr(err)
+	}
+	rc.LedgerIndex = uint64(index)
+	rc.CreatedAt, err = parseTime(created)
+	return rc, err
+}

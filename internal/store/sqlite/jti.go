@@ -1,0 +1,50 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// jtiTx is the replay memory of agent client assertions.
+type jtiTx struct {
+	tx       *sql.Tx
+	tenantID string
+}
+
+func (t *tenantTx) AssertionJTIs() store.JTITx { return &jtiTx{tx: t.tx, tenantID: t.tenantID} }
+
+// Remember inserts the digest, or takes over a row that has expired; a row
+// still live is left alone and no row changes — a replay.
+func (j *jtiTx) Remember(ctx context.Context, agentID string, jtiSHA256 []byte, exp time.Time) error {
+	if err := store.CheckJTI(agentID, jtiSHA256, exp); err != nil {
+		return err
+	}
+	res, err := j.tx.ExecContext(ctx, `INSERT INTO assertion_jtis (tenant_id, jti_sha256, agent_id, expires_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (tenant_id, jti_sha256) DO UPDATE SET agent_id = excluded.agent_id, expires_at = excluded.expires_at
+		WHERE assertion_jtis.expires_at <= ?`,
+		j.tenantID, jtiSHA256, agentID, formatTime(store.StoredTime(exp)), formatTime(store.StoredTime(time.Time{})))
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: jti already used", store.ErrConflict)
+	}
+	return nil
+}
+
+func (j *jtiTx) PruneJTIs(ctx context.Context, before time.Time) (int, error) {
+	if before.IsZero() {
+		return 0, fmt.Errorf("%w: prune needs a time", store.ErrInvalid)
+	}
+	res, err := j.tx.ExecContext(ctx, `DELETE FROM assertion_jtis WHERE tenant_id = ? AND expires_at <= ?`,
+		j.tenantID, formatTime(store.StoredTime(before)))
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), mapErr(err)
+}

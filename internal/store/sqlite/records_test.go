@@ -1,0 +1,48 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
+)
+
+// The record guards are the triggers — not a foreign key or a CHECK that
+// happens to trip on the same statement.
+func TestRecordGuardsAreTheTriggers(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	storetest.SeedRecords(t, s, acme.ID)
+	ctx := context.Background()
+	db, err := s.tenantDB(ctx, acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`UPDATE decisions SET outcome = 'allow'`,
+		`DELETE FROM decisions WHERE outcome = 'deny'`,
+		`UPDATE receipts SET jws = 'a.b.c'`,
+		`DELETE FROM receipts`,
+		`UPDATE agents SET name = 'Renamed'`,
+		`UPDATE agents SET tenant_id = 'x'`,
+		`UPDATE agents SET status = 'active' WHERE status = 'revoked'`,
+		`DELETE FROM agents WHERE status = 'revoked'`,
+		`UPDATE agent_keys SET public_jwk = '{}'`,
+		`UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE status = 'retired'`,
+		`DELETE FROM agent_keys`,
+		`UPDATE counterparties SET name = 'Mallory Ltd'`,
+		`DELETE FROM counterparties`,
+		`UPDATE cases SET expires_at = created_at`,
+		`UPDATE cases SET status = 'pending' WHERE status <> 'pending'`,
+		`UPDATE cases SET updated_at = created_at WHERE status <> 'pending'`,
+		`DELETE FROM cases`,
+	} {
+		_, err := db.ExecContext(ctx, stmt)
+		if !errors.Is(mapErr(err), store.ErrAppendOnly) {
+			t.Errorf("%s: %v, want a trigger's refusal", stmt, err)
+		}
+	}
+}

@@ -1,0 +1,393 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// decisionFixture is an organization with two agents and a counterparty.
+type decisionFixture struct {
+	tenant       store.Tenant
+	a, b         store.Agent
+	counterparty store.Counterparty
+}
+
+func newDecisionFixture(t *testing.T, be store.Backend, slug string) decisionFixture {
+	t.Helper()
+	f := decisionFixture{tenant: CreateTenant(t, be, slug)}
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if f.a, err = tx.Agents().Create(ctx, newAgent("A")); err != nil {
+			return err
+		}
+		if f.b, err = tx.Agents().Create(ctx, newAgent("B")); err != nil {
+			return err
+		}
+		f.counterparty, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Payee", Status: store.CounterpartyVerified})
+		return err
+	})
+	return f
+}
+
+func testDecisions(t *testing.T, h Harness) {
+	be := newBackend(t, h)
+	f := newDecisionFixture(t, be, "acme")
+	key := digest("Idempotency-Key: 8e03978e")
+	var full, bare store.Decision
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		d := newDecision(f.a.ID, store.OutcomeEscalate, "payment.send", f.counterparty.ID)
+		d.Reasons = []string{"unverified_counterparty", "amount_above_limit"}
+		d.ApprovalsRequired = 2
+		d.TenantRevision, d.TenantBundleSHA256 = "2026-05-01", "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg"
+		d.IdempotencyKeySHA256, d.LedgerIndex = key, 41
+		var err error
+		if full, err = tx.Decisions().Insert(ctx, d); err != nil {
+			return err
+		}
+		if store.CheckID(store.PrefixDecision, full.ID) != nil || full.CreatedAt.IsZero() {
+			return fmt.Errorf("inserted %+v", full)
+		}
+		d = newDecision(f.a.ID, store.OutcomeDeny, "data.export_all", "")
+		d.Reasons = nil
+		if bare, err = tx.Decisions().Insert(ctx, d); err != nil {
+			return err
+		}
+		// NULL keys are not unique: any number of decisions without one.
+		_, err = tx.Decisions().Insert(ctx, newDecision(f.a.ID, store.OutcomeAllow, "invoice.approve", ""))
+		return err
+	})
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		decs := tx.Decisions()
+		got, err := decs.Get(ctx, full.ID)
+		if err != nil || !sameDecision(got, full) {
+			return fmt.Errorf("Get = %+v, %v;\ninserted %+v", got, err, full)
+		}
+		got, err = decs.Get(ctx, bare.ID)
+		if err != nil || got.CounterpartyID != "" || got.IdempotencyKeySHA256 != nil || got.Reasons == nil || len(got.Reasons) != 0 || !sameDecision(got, bare) {
+			return fmt.Errorf("Get(bare) = %+v, %v", got, err)
+		}
+		if got, err := decs.ByIdempotencyKey(ctx, f.a.ID, key); err != nil || got.ID != full.ID || got.Response != full.Response {
+			return fmt.Errorf("ByIdempotencyKey = %+v, %v", got, err)
+		}
+		if _, err := decs.ByIdempotencyKey(ctx, f.b.ID, key); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("another agent's key: %v", err)
+		}
+		if _, err := decs.ByIdempotencyKey(ctx, f.a.ID, digest("other")); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("unknown key: %v", err)
+		}
+		// The same key is the other agent's own.
+		d := newDecision(f.b.ID, store.OutcomeAllow, "payment.send", f.counterparty.ID)
+		d.IdempotencyKeySHA256 = key
+		if _, err := decs.Insert(ctx, d); err != nil {
+			return fmt.Errorf("same key, other agent: %w", err)
+		}
+		if got, err := decs.ByIdempotencyKey(ctx, f.b.ID, key); err != nil || got.AgentID != f.b.ID {
+			return fmt.Errorf("ByIdempotencyKey(b) = %+v, %v", got, err)
+		}
+		return nil
+	})
+
+	unknownAgent, unknownCP := store.NewID(store.PrefixAgent), store.NewID(store.PrefixCounterparty)
+	insert := func(mutate func(*store.Decision)) func(ctx context.Context, tx store.TenantTx) error {
+		return func(ctx context.Context, tx store.TenantTx) error {
+			d := newDecision(f.a.ID, store.OutcomeAllow, "payment.send", f.counterparty.ID)
+			mutate(&d)
+			_, err := tx.Decisions().Insert(ctx, d)
+			return err
+		}
+	}
+	expectRefusals(t, be, f.tenant.ID, []refusal{
+		{"same key, same agent", insert(func(d *store.Decision) { d.IdempotencyKeySHA256 = key }), store.ErrConflict},
+		{"duplicate id", insert(func(d *store.Decision) { d.ID = full.ID }), store.ErrConflict},
+		{"unknown agent", insert(func(d *store.Decision) { d.AgentID = unknownAgent }), store.ErrNotFound},
+		{"unknown counterparty", insert(func(d *store.Decision) { d.CounterpartyID = unknownCP }), store.ErrNotFound},
+		{"malformed id", insert(func(d *store.Decision) { d.ID = "dec_1" }), store.ErrInvalid},
+		{"malformed counterparty", insert(func(d *store.Decision) { d.CounterpartyID = "cp_1" }), store.ErrInvalid},
+		{"bad outcome", insert(func(d *store.Decision) { d.Outcome = "maybe" }), store.ErrInvalid},
+		{"no outcome", insert(func(d *store.Decision) { d.Outcome = "" }), store.ErrInvalid},
+		{"action not JSON", insert(func(d *store.Decision) { d.Action = `{"type":` }), store.ErrInvalid},
+		{"no action", insert(func(d *store.Decision) { d.Action = "" }), store.ErrInvalid},
+		{"oversized action", insert(func(d *store.Decision) { d.Action = `"` + strings.Repeat("a", store.MaxAction) + `"` }), store.ErrInvalid},
+		{"bad action type", insert(func(d *store.Decision) { d.ActionType = "Payment.Send" }), store.ErrInvalid},
+		{"one-part action type", insert(func(d *store.Decision) { d.ActionType = "payment" }), store.ErrInvalid},
+		{"long reason", insert(func(d *store.Decision) { d.Reason = strings.Repeat("r", store.MaxReason+1) }), store.ErrInvalid},
+		{"empty reason in reasons", insert(func(d *store.Decision) { d.Reasons = []string{""} }), store.ErrInvalid},
+		{"too many reasons", insert(func(d *store.Decision) { d.Reasons = make([]string, store.MaxReasons+1) }), store.ErrInvalid},
+		{"negative approvals", insert(func(d *store.Decision) { d.ApprovalsRequired = -1 }), store.ErrInvalid},
+		{"too many approvals", insert(func(d *store.Decision) { d.ApprovalsRequired = store.MaxApprovals + 1 }), store.ErrInvalid},
+		{"no base revision", insert(func(d *store.Decision) { d.BaseRevision = "" }), store.ErrInvalid},
+		{"revision with a newline", insert(func(d *store.Decision) { d.TenantRevision = "v1\nv2" }), store.ErrInvalid},
+		{"short idempotency digest", insert(func(d *store.Decision) { d.IdempotencyKeySHA256 = []byte("key") }), store.ErrInvalid},
+		{"no request digest", insert(func(d *store.Decision) { d.RequestSHA256 = nil }), store.ErrInvalid},
+		{"ledger index over int64", insert(func(d *store.Decision) { d.LedgerIndex = 1 << 63 }), store.ErrInvalid},
+		{"no response", insert(func(d *store.Decision) { d.Response = "" }), store.ErrInvalid},
+		{"response not JSON", insert(func(d *store.Decision) { d.Response = "ok" }), store.ErrInvalid},
+		{"get unknown", func(ctx context.Context, tx store.TenantTx) error {
+			_, err := tx.Decisions().Get(ctx, store.NewID(store.PrefixDecision))
+			return err
+		}, store.ErrNotFound},
+		{"get malformed", func(ctx context.Context, tx store.TenantTx) error {
+			_, err := tx.Decisions().Get(ctx, full.ID+"x")
+			return err
+		}, store.ErrInvalid},
+		{"key lookup with a short digest", func(ctx context.Context, tx store.TenantTx) error {
+			_, err := tx.Decisions().ByIdempotencyKey(ctx, f.a.ID, key[:16])
+			return err
+		}, store.ErrInvalid},
+	})
+}
+
+// PaymentsCount counts allowed payment.* decisions to one counterparty.
+func testPaymentsCount(t *testing.T, h Harness) {
+	be := newBackend(t, h)
+	f := newDecisionFixture(t, be, "acme")
+	var other store.Counterparty
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if other, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Other"}); err != nil {
+			return err
+		}
+		for _, d := range []store.Decision{
+			newDecision(f.a.ID, store.OutcomeAllow, "payment.send", f.counterparty.ID),
+			newDecision(f.b.ID, store.OutcomeAllow, "payment.refund.partial", f.counterparty.ID),
+			newDecision(f.a.ID, store.OutcomeDeny, "payment.send", f.counterparty.ID),
+			newDecision(f.a.ID, store.OutcomeEscalate, "payment.send", f.counterparty.ID),
+			newDecision(f.a.ID, store.OutcomeAllow, "funds.transfer", f.counterparty.ID),
+			newDecision(f.a.ID, store.OutcomeAllow, "payments.send", f.counterparty.ID),
+			newDecision(f.a.ID, store.OutcomeAllow, "payment.send", other.ID),
+			newDecision(f.a.ID, store.OutcomeAllow, "payment.send", ""),
+		} {
+			if _, err := tx.Decisions().Insert(ctx, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		for id, want := range map[string]int{f.counterparty.ID: 2, other.ID: 1, store.NewID(store.PrefixCounterparty): 0} {
+			if n, err := tx.Counterparties().PaymentsCount(ctx, id); err != nil || n != want {
+				return fmt.Errorf("PaymentsCount(%s) = %d, %v; want %d", id, n, err, want)
+			}
+		}
+		return nil
+	})
+}
+
+func testAgentStats(t *testing.T, h Harness) {
+	be := newBackend(t, h)
+	f := newDecisionFixture(t, be, "acme")
+	now := time.Now().UTC().Truncate(time.Second)
+	at := func(agent store.Agent, outcome store.Outcome, ago time.Duration) store.Decision {
+		d := newDecision(agent.ID, outcome, "invoice.approve", "")
+		d.CreatedAt = now.Add(-ago)
+		return d
+	}
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		for _, d := range []store.Decision{
+			at(f.a, store.OutcomeAllow, -time.Minute), // ahead of now (a replica's clock): counts
+			at(f.a, store.OutcomeAllow, 10*time.Minute),
+			at(f.a, store.OutcomeDeny, 30*time.Minute),
+			at(f.a, store.OutcomeEscalate, 45*time.Minute),
+			at(f.a, store.OutcomeDeny, 59*time.Minute+59*time.Second),
+			at(f.a, store.OutcomeDeny, time.Hour), // the 1h window's start: outside it
+			at(f.a, store.OutcomeDeny, 2*time.Hour),
+			at(f.a, store.OutcomeAllow, 23*time.Hour),
+			at(f.a, store.OutcomeAllow, 24*time.Hour), // the 24h window's start: outside it
+			at(f.a, store.OutcomeDeny, 25*time.Hour),
+			at(f.b, store.OutcomeDeny, 5*time.Minute), // another agent's
+		} {
+			got, err := tx.Decisions().Insert(ctx, d)
+			if err != nil {
+				return err
+			}
+			if !got.CreatedAt.Equal(d.CreatedAt) {
+				return fmt.Errorf("CreatedAt %v not honoured: %v", d.CreatedAt, got.CreatedAt)
+			}
+		}
+		return nil
+	})
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		for _, tc := range []struct {
+			agent string
+			now   time.Time
+			want  store.AgentStats
+		}{
+			{f.a.ID, now, store.AgentStats{Decisions1h: 5, Denials1h: 2, Decisions24h: 8}},
+			{f.b.ID, now, store.AgentStats{Decisions1h: 1, Denials1h: 1, Decisions24h: 1}},
+			{f.a.ID, now.Add(48 * time.Hour), store.AgentStats{}},
+			{store.NewID(store.PrefixAgent), now, store.AgentStats{}},
+		} {
+			if got, err := tx.Decisions().AgentStats(ctx, tc.agent, tc.now); err != nil || got != tc.want {
+				return fmt.Errorf("AgentStats(%s, %v) = %+v, %v; want %+v", tc.agent, tc.now, got, err, tc.want)
+			}
+		}
+		if _, err := tx.Decisions().AgentStats(ctx, "agt_?", now); !errors.Is(err, store.ErrInvalid) {
+			return fmt.Errorf("malformed agent: %v", err)
+		}
+		return nil
+	})
+}
+
+func testReceipts(t *testing.T, h Harness) {
+	be := newBackend(t, h)
+	f := newDecisionFixture(t, be, "acme")
+	var allowed, another, denied, escalated store.Decision
+	var pending store.Case
+	var rc store.Receipt
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		for _, d := range []struct {
+			dst     *store.Decision
+			outcome store.Outcome
+		}{{&allowed, store.OutcomeAllow}, {&another, store.OutcomeAllow}, {&denied, store.OutcomeDeny}, {&escalated, store.OutcomeEscalate}} {
+			if *d.dst, err = tx.Decisions().Insert(ctx, newDecision(f.a.ID, d.outcome, "payment.send", f.counterparty.ID)); err != nil {
+				return err
+			}
+		}
+		pending, err = tx.Cases().Create(ctx, store.Case{DecisionID: escalated.ID, AgentID: f.a.ID, ApprovalsRequired: 1, ExpiresAt: time.Now().Add(time.Hour)})
+		if err != nil {
+			return err
+		}
+		rc, err = tx.Receipts().Insert(ctx, store.Receipt{DecisionID: allowed.ID, JWS: fakeJWS, LedgerIndex: 7})
+		if err != nil || store.CheckID(store.PrefixReceipt, rc.ID) != nil || rc.CreatedAt.IsZero() {
+			return fmt.Errorf("Insert = %+v, %v", rc, err)
+		}
+		return nil
+	})
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		got, err := tx.Receipts().ByDecision(ctx, allowed.ID)
+		if err != nil || got.ID != rc.ID || got.DecisionID != allowed.ID || got.JWS != fakeJWS || got.LedgerIndex != 7 || !got.CreatedAt.Equal(rc.CreatedAt) {
+			return fmt.Errorf("ByDecision = %+v, %v", got, err)
+		}
+		if _, err := tx.Receipts().ByDecision(ctx, denied.ID); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("receipt of a denied decision: %v", err)
+		}
+		return nil
+	})
+	insert := func(r store.Receipt) func(ctx context.Context, tx store.TenantTx) error {
+		return func(ctx context.Context, tx store.TenantTx) error { _, err := tx.Receipts().Insert(ctx, r); return err }
+	}
+	expectRefusals(t, be, f.tenant.ID, []refusal{
+		{"second receipt for a decision", insert(store.Receipt{DecisionID: allowed.ID, JWS: fakeJWS}), store.ErrConflict},
+		{"duplicate id", insert(store.Receipt{ID: rc.ID, DecisionID: another.ID, JWS: fakeJWS}), store.ErrConflict},
+		{"denied decision", insert(store.Receipt{DecisionID: denied.ID, JWS: fakeJWS}), store.ErrConflict},
+		{"case still pending", insert(store.Receipt{DecisionID: escalated.ID, JWS: fakeJWS}), store.ErrConflict},
+		{"unknown decision", insert(store.Receipt{DecisionID: store.NewID(store.PrefixDecision), JWS: fakeJWS}), store.ErrNotFound},
+		{"malformed decision", insert(store.Receipt{DecisionID: "dec_", JWS: fakeJWS}), store.ErrInvalid},
+		{"malformed id", insert(store.Receipt{ID: "rct_x", DecisionID: denied.ID, JWS: fakeJWS}), store.ErrInvalid},
+		{"empty JWS", insert(store.Receipt{DecisionID: denied.ID}), store.ErrInvalid},
+		{"two parts", insert(store.Receipt{DecisionID: denied.ID, JWS: "a.b"}), store.ErrInvalid},
+		{"four parts", insert(store.Receipt{DecisionID: denied.ID, JWS: "a.b.c.d"}), store.ErrInvalid},
+		{"no signature", insert(store.Receipt{DecisionID: denied.ID, JWS: "a.b."}), store.ErrInvalid},
+		{"not base64url", insert(store.Receipt{DecisionID: denied.ID, JWS: "a+/.b.c"}), store.ErrInvalid},
+		{"JSON serialization", insert(store.Receipt{DecisionID: denied.ID, JWS: `{"payload":"x"}`}), store.ErrInvalid},
+		{"by malformed decision", func(ctx context.Context, tx store.TenantTx) error {
+			_, err := tx.Receipts().ByDecision(ctx, "rct_"+allowed.ID[4:])
+			return err
+		}, store.ErrInvalid},
+	})
+	// An escalation gets its receipt once its case is approved.
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if err := tx.Cases().SetStatus(ctx, pending.ID, store.CaseApproved); err != nil {
+			return err
+		}
+		_, err := tx.Receipts().Insert(ctx, store.Receipt{DecisionID: escalated.ID, JWS: fakeJWS, LedgerIndex: 9})
+		return err
+	})
+}
+
+func testCases(t *testing.T, h Harness) {
+	be := newBackend(t, h)
+	f := newDecisionFixture(t, be, "acme")
+	var escalated, spare, allowed store.Decision
+	var cs store.Case
+	created := time.Now().Add(-time.Minute)
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if escalated, err = tx.Decisions().Insert(ctx, newDecision(f.a.ID, store.OutcomeEscalate, "agent.rotate_key", "")); err != nil {
+			return err
+		}
+		if spare, err = tx.Decisions().Insert(ctx, newDecision(f.a.ID, store.OutcomeEscalate, "policy.activate", "")); err != nil {
+			return err
+		}
+		if allowed, err = tx.Decisions().Insert(ctx, newDecision(f.a.ID, store.OutcomeAllow, "invoice.approve", "")); err != nil {
+			return err
+		}
+		cs, err = tx.Cases().Create(ctx, store.Case{DecisionID: escalated.ID, AgentID: f.a.ID, ApprovalsRequired: 2,
+			CreatedAt: created, ExpiresAt: created.Add(24 * time.Hour)})
+		if err != nil || cs.Status != store.CasePending || store.CheckID(store.PrefixCase, cs.ID) != nil ||
+			!cs.CreatedAt.Equal(store.StoredTime(created)) || !cs.UpdatedAt.Equal(cs.CreatedAt) {
+			return fmt.Errorf("Create = %+v, %v", cs, err)
+		}
+		return nil
+	})
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		got, err := tx.Cases().Get(ctx, cs.ID)
+		if err != nil || got.DecisionID != escalated.ID || got.AgentID != f.a.ID || got.Status != store.CasePending || got.ApprovalsRequired != 2 ||
+			!got.ExpiresAt.Equal(cs.ExpiresAt) || !got.CreatedAt.Equal(cs.CreatedAt) || !got.UpdatedAt.Equal(cs.UpdatedAt) {
+			return fmt.Errorf("Get = %+v, %v; created %+v", got, err, cs)
+		}
+		if err := tx.Cases().SetStatus(ctx, cs.ID, store.CaseApproved); err != nil {
+			return err
+		}
+		// Closed once: a second vote, or the expiry, finds it closed.
+		for _, s := range []store.CaseStatus{store.CaseApproved, store.CaseRejected, store.CaseExpired} {
+			if err := tx.Cases().SetStatus(ctx, cs.ID, s); !errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("approved → %s: %v, want ErrConflict", s, err)
+			}
+		}
+		got, err = tx.Cases().Get(ctx, cs.ID)
+		if err != nil || got.Status != store.CaseApproved || got.UpdatedAt.Before(got.CreatedAt) || !got.ExpiresAt.Equal(cs.ExpiresAt) {
+			return fmt.Errorf("after approval: %+v, %v", got, err)
+		}
+		return nil
+	})
+	day := time.Now().Add(24 * time.Hour)
+	create := func(mutate func(*store.Case)) func(ctx context.Context, tx store.TenantTx) error {
+		return func(ctx context.Context, tx store.TenantTx) error {
+			c := store.Case{DecisionID: spare.ID, AgentID: f.a.ID, ApprovalsRequired: 1, ExpiresAt: day}
+			mutate(&c)
+			_, err := tx.Cases().Create(ctx, c)
+			return err
+		}
+	}
+	expectRefusals(t, be, f.tenant.ID, []refusal{
+		{"second case for a decision", create(func(c *store.Case) { c.DecisionID = escalated.ID }), store.ErrConflict},
+		{"duplicate id", create(func(c *store.Case) { c.ID = cs.ID }), store.ErrConflict},
+		{"unknown decision", create(func(c *store.Case) { c.DecisionID = store.NewID(store.PrefixDecision) }), store.ErrNotFound},
+		{"another agent's decision", create(func(c *store.Case) { c.AgentID = f.b.ID }), store.ErrConflict},
+		{"unknown agent", create(func(c *store.Case) { c.AgentID = store.NewID(store.PrefixAgent) }), store.ErrConflict},
+		{"allowed decision", create(func(c *store.Case) { c.DecisionID = allowed.ID }), store.ErrConflict},
+		{"created closed", create(func(c *store.Case) { c.Status = store.CaseApproved }), store.ErrInvalid},
+		{"bad status", create(func(c *store.Case) { c.Status = "open" }), store.ErrInvalid},
+		{"no approvals", create(func(c *store.Case) { c.ApprovalsRequired = 0 }), store.ErrInvalid},
+		{"too many approvals", create(func(c *store.Case) { c.ApprovalsRequired = store.MaxApprovals + 1 }), store.ErrInvalid},
+		{"no expiry", create(func(c *store.Case) { c.ExpiresAt = time.Time{} }), store.ErrInvalid},
+		{"expired at creation", create(func(c *store.Case) { c.ExpiresAt = time.Now().Add(-time.Second) }), store.ErrInvalid},
+		{"expiry beyond a year", create(func(c *store.Case) { c.ExpiresAt = time.Now().Add(store.MaxCaseLifetime + time.Hour) }), store.ErrInvalid},
+		{"malformed id", create(func(c *store.Case) { c.ID = "case_" }), store.ErrInvalid},
+		{"get unknown", func(ctx context.Context, tx store.TenantTx) error {
+			_, err := tx.Cases().Get(ctx, store.NewID(store.PrefixCase))
+			return err
+		}, store.ErrNotFound},
+		{"get malformed", func(ctx context.Context, tx store.TenantTx) error {
+			_, err := tx.Cases().Get(ctx, escalated.ID)
+			return err
+		}, store.ErrInvalid},
+		{"close unknown", func(ctx context.Context, tx store.TenantTx) error {
+			return tx.Cases().SetStatus(ctx, store.NewID(store.PrefixCase), store.CaseRejected)
+		}, store.ErrNotFound},
+		{"back to pending", func(ctx context.Context, tx store.TenantTx) error {
+			return tx.Cases().SetStatus(ctx, cs.ID, store.CasePending)
+		}, store.ErrInvalid},
+		{"unknown status", func(ctx context.Context, tx store.TenantTx) error {
+			return tx.Cases().SetStatus(ctx, cs.ID, "done")
+		}, store.ErrInvalid},
+	})
+}
