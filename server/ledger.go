@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,7 @@ func MountLedger(p *Plane, l *ledger.Ledger, access LogAccess) {
 	g.Get("/entries/:index", h.entry)
 	g.Get("/proofs/inclusion", h.inclusion)
 	g.Get("/proofs/consistency", h.consistency)
+	g.Get("/export", h.export)
 }
 
 // MountLogKeys publishes each organization's log verifier key at
@@ -226,4 +228,29 @@ func nonNilHashes(h [][]byte) [][]byte {
 		return [][]byte{}
 	}
 	return h
+}
+
+// export serves GET /v1/ledger/export?from=&to= (verify.ExportFormat).
+func (h *ledgerHandlers) export(c *fiber.Ctx) error {
+	lg, err := h.access(c)
+	if err != nil {
+		return err
+	}
+	from, err := optionalUint(c, "from")
+	if err != nil {
+		return err
+	}
+	to, err := optionalUint(c, "to")
+	if err != nil {
+		return err
+	}
+	// Buffered, not streamed: an error half-way must still become a
+	// problem response rather than a truncated archive.
+	var buf bytes.Buffer
+	if err := h.l.Export(c.UserContext(), lg, from, to, &buf); err != nil {
+		return ledgerError(err)
+	}
+	c.Set(fiber.HeaderContentType, "application/gzip")
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="ledger-export.tar.gz"`)
+	return c.Send(buf.Bytes())
 }

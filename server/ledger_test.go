@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -14,9 +15,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
-	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentsigna/agentsigna/internal/secrets"
@@ -247,6 +248,15 @@ func TestLedgerRoutes(t *testing.T) {
 		t.Fatalf("tessera's consistency proof 10→300 differs: %v", err)
 	}
 
+	// The export verifies offline with the pinned key.
+	status, hdr, body = e.get(t, app, "/v1/ledger/export?from=10", "acme")
+	if status != 200 || hdr.Get("Content-Type") != "application/gzip" {
+		t.Fatalf("export: %d %s", status, hdr.Get("Content-Type"))
+	}
+	if rep, err := verify.VerifyExport(bytes.NewReader(body), e.vkey, verify.ExportOptions{}); err != nil || rep.From != 10 || rep.To != 300 {
+		t.Fatalf("served export: %+v, %v", rep, err)
+	}
+
 	// Refusals.
 	for _, tc := range []struct {
 		path   string
@@ -276,6 +286,9 @@ func TestLedgerRoutes(t *testing.T) {
 		{"/v1/ledger/tile/entries/001", 404},
 		{"/v1/ledger/tile/entries/x001/000", 404},
 		{"/v1/ledger/tile/../../etc/passwd", 404},
+		{"/v1/ledger/export?to=299000", 404},
+		{"/v1/ledger/export?from=301", 400},
+		{"/v1/ledger/export?from=-1", 400},
 	} {
 		status, hdr, body := e.get(t, app, tc.path, "acme")
 		if status != tc.status {

@@ -31,7 +31,10 @@ func commands() []command {
 		{"serve", "run the tenant and platform planes", runServe},
 		{"migrate", "create or upgrade the store's schema (and PostgreSQL roles)", runMigrate},
 		{"ledger", "verify: re-read the store and check every log against its signed checkpoints", runLedger},
+		{"agent", "register, list, suspend or rotate-key: an organization's agents (local use)", runAgent},
+		{"counterparty", "add or list an organization's counterparties (local use)", runCounterparty},
 		{"policy", "check, simulate, push or activate an organization's policy bundle", runPolicy},
+		{"audit", "verify: check a ledger export offline (entries, chain, root, receipts)", runAudit},
 		{"verify", "inclusion|consistency: check a proof offline against a log's verifier key", runVerify},
 	}
 }

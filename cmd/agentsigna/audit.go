@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+)
+
+// runAudit: `agentsigna audit verify EXPORT --log-key KEY` checks a ledger
+// export offline: the checkpoint against the pinned key, every leaf, the
+// hash chain, the root, and every receipt against the export's JWKS.
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	if len(args) == 0 || args[0] != "verify" {
+		return fmt.Errorf("%w: usage: agentsigna audit verify EXPORT --log-key KEY", errUsage)
+	}
+	fs := newFlagSet("audit verify", stderr)
+	logKey := fs.String("log-key", "", "the log's note verifier key, or a file holding it (pin it: the export's own copy proves nothing)")
+	operands, err := parseWithOperand(fs, args[1:], env)
+	if err != nil {
+		return err
+	}
+	key, err := readLogKey(*logKey)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(operands)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rep, err := verify.VerifyExport(f, key, verify.ExportOptions{CheckRecord: checkReceiptRecord})
+	if err != nil {
+		return err
+	}
+	if rep.LogKey != key {
+		fmt.Fprintln(stderr, "note: the log key shipped in the export differs from the pinned one; the pinned key was used")
+	}
+	kinds := make([]string, 0, len(rep.Kinds))
+	for k, n := range rep.Kinds {
+		kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+	}
+	sort.Strings(kinds)
+	fmt.Fprintf(stdout, "OK: entries %d..%d of %s verify against its checkpoint (root %s); %s\n",
+		rep.From, rep.To, rep.Checkpoint.Origin(), b64(rep.Checkpoint.Hash()), strings.Join(kinds, " "))
+	return nil
+}
+
+// checkReceiptRecord verifies receipt entries: the record is the compact
+// JWS, checked against the export's JWKS as of the time it was logged.
+func checkReceiptRecord(e verify.Entry, record, jwks []byte) error {
+	if e.Kind != "receipt" {
+		return nil
+	}
+	claims, err := signing.VerifyReceipt(string(record), jwks, e.Time)
+	if err != nil {
+		return err
+	}
+	if claims.ID != e.Subject && claims.DecisionID != e.Subject {
+		return errors.New("receipt does not name the entry's subject")
+	}
+	return nil
+}

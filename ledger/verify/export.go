@@ -1,0 +1,190 @@
+package verify
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+)
+
+// ErrInvalidExport: an export archive is malformed or does not verify.
+var ErrInvalidExport = errors.New("invalid ledger export")
+
+// ExportFormat names the archive layout below.
+const ExportFormat = "agentsigna-export/v1"
+
+// Export archive (GET /v1/ledger/export, a tar.gz), in this order:
+//
+//	manifest.json  {"format", "origin", "from", "to", "range": [base64…]}
+//	checkpoint     the signed note of size "to"
+//	log-key        the log's note verifier key (informational: pin your own)
+//	jwks.json      the organization's receipt keys, current and retired
+//	entries.jsonl  one line per entry from..to-1:
+//	               {"index": n, "entry": "<base64 leaf>", "record": "<base64>"}
+//
+// "range" is the compact range of [0, from): the roots of the perfect
+// subtrees left of the first exported entry, so a partial export still
+// recomputes the signed root. A full export has from = 0 and no range.
+type ExportManifest struct {
+	Format string   `json:"format"`
+	Origin string   `json:"origin"`
+	From   uint64   `json:"from"`
+	To     uint64   `json:"to"`
+	Range  [][]byte `json:"range"`
+}
+
+// ExportLine is one line of entries.jsonl.
+type ExportLine struct {
+	Index  uint64 `json:"index"`
+	Entry  []byte `json:"entry"`
+	Record []byte `json:"record"`
+}
+
+// ExportOptions tune VerifyExport.
+type ExportOptions struct {
+	// CheckRecord, if set, is called for every entry after its digest
+	// matched: e.g. to verify receipts against the export's JWKS.
+	CheckRecord func(e Entry, record, jwks []byte) error
+	// MaxBytes bounds the decompressed archive; default 4 GiB.
+	MaxBytes int64
+}
+
+// ExportReport is what a verified export holds.
+type ExportReport struct {
+	Checkpoint *Checkpoint
+	From, To   uint64
+	Kinds      map[string]uint64 // entries per kind
+	LogKey     string            // as shipped in the archive
+	JWKS       []byte
+}
+
+// ExportError names the first entry that failed.
+type ExportError struct {
+	Index  uint64
+	Reason string
+}
+
+func (e *ExportError) Error() string { return fmt.Sprintf("entry %d: %s", e.Index, e.Reason) }
+func (e *ExportError) Unwrap() error { return ErrInvalidExport }
+
+// VerifyExport checks an export offline against a pinned log key: the
+// checkpoint's signature, every entry (canonical form, index, hash chain,
+// record digest, CheckRecord), and that the entries (with the range) give
+// the checkpoint's root.
+func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportReport, error) {
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 4 << 30
+	}
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not gzip: %v", ErrInvalidExport, err)
+	}
+	tr := tar.NewReader(io.LimitReader(gz, opts.MaxBytes))
+	small := func(name string) ([]byte, error) {
+		h, err := tr.Next()
+		if err != nil {
+			return nil, fmt.Errorf("%w: missing %s: %v", ErrInvalidExport, name, err)
+		}
+		if h.Name != name || h.Typeflag != tar.TypeReg || h.Size > 1<<20 {
+			return nil, fmt.Errorf("%w: expected %s, found %q", ErrInvalidExport, name, h.Name)
+		}
+		return io.ReadAll(tr)
+	}
+	rawManifest, err := small("manifest.json")
+	if err != nil {
+		return nil, err
+	}
+	var m ExportManifest
+	dec := json.NewDecoder(bytes.NewReader(rawManifest))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil || m.Format != ExportFormat || m.From > m.To {
+		return nil, fmt.Errorf("%w: bad manifest", ErrInvalidExport)
+	}
+	note, err := small("checkpoint")
+	if err != nil {
+		return nil, err
+	}
+	cp, err := VerifyCheckpoint(note, verifierKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidExport, err)
+	}
+	if cp.Size() != m.To || cp.Origin() != m.Origin {
+		return nil, fmt.Errorf("%w: the checkpoint is of size %d of %q, the manifest says %d of %q", ErrInvalidExport, cp.Size(), cp.Origin(), m.To, m.Origin)
+	}
+	logKey, err := small("log-key")
+	if err != nil {
+		return nil, err
+	}
+	jwks, err := small("jwks.json")
+	if err != nil {
+		return nil, err
+	}
+	h, err := tr.Next()
+	if err != nil || h.Name != "entries.jsonl" || h.Typeflag != tar.TypeReg {
+		return nil, fmt.Errorf("%w: missing entries.jsonl", ErrInvalidExport)
+	}
+	rep := &ExportReport{Checkpoint: cp, From: m.From, To: m.To, Kinds: map[string]uint64{}, LogKey: string(bytes.TrimSpace(logKey)), JWKS: jwks}
+	rng, err := (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewRange(0, m.From, m.Range)
+	if err != nil {
+		return nil, fmt.Errorf("%w: range: %v", ErrInvalidExport, err)
+	}
+	sc := bufio.NewScanner(tr)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var prev []byte
+	if m.From == 0 {
+		prev = make([]byte, HashSize)
+	}
+	next := m.From
+	for sc.Scan() {
+		if next >= m.To {
+			return nil, &ExportError{next, "more entries than the checkpoint covers"}
+		}
+		var line ExportLine
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || line.Index != next {
+			return nil, &ExportError{next, "missing or out of order"}
+		}
+		e, err := ParseEntry(line.Entry)
+		switch {
+		case err != nil:
+			return nil, &ExportError{next, err.Error()}
+		case e.Index != next:
+			return nil, &ExportError{next, fmt.Sprintf("entry says it is entry %d", e.Index)}
+		case prev != nil && !bytes.Equal(e.Prev, prev):
+			return nil, &ExportError{next, "chain link broken: prev is not the leaf hash of the entry before"}
+		}
+		if d := sha256.Sum256(line.Record); !bytes.Equal(d[:], e.Digest) {
+			return nil, &ExportError{next, "record does not match the entry's digest"}
+		}
+		if opts.CheckRecord != nil {
+			if err := opts.CheckRecord(e, line.Record, jwks); err != nil {
+				return nil, &ExportError{next, "record: " + err.Error()}
+			}
+		}
+		leafHash := LeafHash(line.Entry)
+		if err := rng.Append(leafHash, nil); err != nil {
+			return nil, err
+		}
+		prev = leafHash
+		rep.Kinds[e.Kind]++
+		next++
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: entries: %v", ErrInvalidExport, err)
+	}
+	if next != m.To {
+		return nil, &ExportError{next, fmt.Sprintf("export ends at %d, the checkpoint covers %d", next, m.To)}
+	}
+	root, err := rng.GetRootHash(nil)
+	if err != nil || !bytes.Equal(root, cp.Hash()) {
+		return nil, fmt.Errorf("%w: the entries do not give the checkpoint's root", ErrInvalidExport)
+	}
+	return rep, nil
+}
