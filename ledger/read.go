@@ -92,13 +92,13 @@ func (l *Ledger) InclusionProof(ctx context.Context, lg Log, index, treeSize uin
 		if index >= cp.Size {
 			return fmt.Errorf("%w: index %d is not below tree size %d", store.ErrInvalid, index, cp.Size)
 		}
-		leaves, err := lt.LeafHashes(ctx, index, index+1)
+		// The leaf hash is in the level-0 tile, usually cached: one round
+		// trip fewer than reading the entry.
+		row, err := l.tileRow(ctx, lg, lt, 0, index/256, cp.Size)
 		if err != nil {
 			return err
 		}
-		if len(leaves) != 1 {
-			return fmt.Errorf("%w: ledger entry %d", store.ErrNotFound, index)
-		}
+		leaf := row[index%256]
 		nodes, err := proof.Inclusion(index, cp.Size)
 		if err != nil {
 			return fmt.Errorf("%w: %v", store.ErrInvalid, err)
@@ -107,7 +107,7 @@ func (l *Ledger) InclusionProof(ctx context.Context, lg Log, index, treeSize uin
 		if err != nil {
 			return err
 		}
-		out = InclusionProof{Index: index, LeafHash: leaves[0], Hashes: hashes,
+		out = InclusionProof{Index: index, LeafHash: leaf, Hashes: hashes,
 			Checkpoint: Checkpoint{Size: cp.Size, Root: cp.Root, Note: cp.Note}}
 		return nil
 	})
