@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/ledger/verify"
@@ -60,6 +62,31 @@ func MountLogKeys(p *Plane, l *ledger.Ledger, tenants store.TenantStore) {
 		}
 		c.Set(fiber.HeaderContentType, "text/plain; charset=utf-8")
 		return c.SendString(vkey + "\n")
+	})
+}
+
+// MountJWKS publishes each organization's receipt keys, current and retired,
+// at /t/<slug>/.well-known/jwks.json: public, no authentication. Any JOSE
+// library verifies a receipt with this set alone.
+func MountJWKS(p *Plane, tenants store.TenantStore) {
+	p.app.Get("/t/:slug/.well-known/jwks.json", func(c *fiber.Ctx) error {
+		ref, err := tenants.ResolveTenant(c.UserContext(), c.Params("slug"))
+		if errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) {
+			return Problem(ErrNotFound, "No such organization.")
+		}
+		if err != nil {
+			return err
+		}
+		var jwks []byte
+		err = tenants.InTenantTx(c.UserContext(), ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+			jwks, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderContentType, "application/jwk-set+json")
+		return c.Send(jwks)
 	})
 }
 

@@ -75,6 +75,7 @@ func newLedgerEnv(t *testing.T, access func(*ledger.Ledger, store.TenantStore) s
 	}
 	server.MountLedger(planes.Tenant, l, access(l, s))
 	server.MountLogKeys(planes.Tenant, l, s)
+	server.MountJWKS(planes.Tenant, s)
 	server.MountLedger(planes.Platform, l, func(*fiber.Ctx) (ledger.Log, error) { return l.PlatformLog(), nil })
 	e := &ledgerEnv{planes: planes, ledger: l, acme: storetest.CreateTenant(t, s, "acme"), beta: storetest.CreateTenant(t, s, "beta")}
 	if e.vkey, err = l.InitLog(context.Background(), l.TenantLog(e.acme.ID, "acme")); err != nil {
@@ -318,5 +319,14 @@ func TestLedgerRoutes(t *testing.T) {
 	}
 	if status, _, _ := e.get(t, app, "/t/beta/.well-known/log-key", ""); status != 200 {
 		t.Fatalf("beta key: %d", status)
+	}
+	// The receipt JWKS is public; an organization without receipts has an
+	// empty set; private members never appear.
+	status, hdr, body = e.get(t, app, "/t/acme/.well-known/jwks.json", "")
+	if status != 200 || hdr.Get("Content-Type") != "application/jwk-set+json" || strings.TrimSpace(string(body)) != `{"keys":[]}` {
+		t.Fatalf("jwks: %d %s %s", status, hdr.Get("Content-Type"), body)
+	}
+	if status, _, _ := e.get(t, app, "/t/nobody/.well-known/jwks.json", ""); status != 404 {
+		t.Fatalf("unknown org jwks: %d", status)
 	}
 }

@@ -36,7 +36,8 @@ func commands() []command {
 		{"counterparty", "add or list an organization's counterparties (local use)", runCounterparty},
 		{"policy", "check, simulate, push or activate an organization's policy bundle", runPolicy},
 		{"audit", "verify: check a ledger export offline (entries, chain, root, receipts)", runAudit},
-		{"verify", "inclusion|consistency: check a proof offline against a log's verifier key", runVerify},
+		{"verify", "inclusion|consistency|receipt: check a proof or a receipt offline", runVerify},
+		{"keys", "rotate: give an organization a new receipt key (the old one stays published)", runKeys},
 	}
 }
 

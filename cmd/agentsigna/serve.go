@@ -97,6 +97,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	// who may read which log; the log keys are public.
 	server.MountLedger(planes.Tenant, l, server.DenyLogAccess)
 	server.MountLogKeys(planes.Tenant, l, backend)
+	server.MountJWKS(planes.Tenant, backend)
 	server.MountLedger(planes.Platform, l, server.DenyLogAccess)
 
 	lns := make([]net.Listener, 0, 2)

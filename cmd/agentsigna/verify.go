@@ -18,6 +18,7 @@ import (
 const verifyUsage = `usage:
   agentsigna verify inclusion PROOF --log-key KEY (--entry FILE | --leaf-hash B64)
   agentsigna verify consistency PROOF --log-key KEY --old OLD_CHECKPOINT_FILE
+  agentsigna verify receipt RECEIPT --jwks JWKS_FILE [--at RFC3339] [--tlog-proof P --entry LEAF --log-key KEY]
 
 PROOF is a c2sp.org/tlog-proof@v1 file or the JSON of GET /v1/ledger/proofs/inclusion
 (inclusion), or the JSON of GET /v1/ledger/proofs/consistency (consistency).
@@ -27,18 +28,20 @@ KEY is the log's note verifier key (GET /t/<slug>/.well-known/log-key) or a file
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, verifyUsage)
-		return fmt.Errorf("%w: verify needs a subcommand: inclusion or consistency", errUsage)
+		return fmt.Errorf("%w: verify needs a subcommand: inclusion, consistency or receipt", errUsage)
 	}
 	switch args[0] {
 	case "inclusion":
 		return runVerifyInclusion(args[1:], stdout, stderr, env)
 	case "consistency":
 		return runVerifyConsistency(args[1:], stdout, stderr, env)
+	case "receipt":
+		return runVerifyReceipt(args[1:], stdout, stderr, env)
 	case "-h", "--help", "help":
 		fmt.Fprintln(stderr, verifyUsage)
 		return flag.ErrHelp
 	}
-	return fmt.Errorf("%w: unknown verify subcommand %q (inclusion or consistency)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown verify subcommand %q (inclusion, consistency or receipt)", errUsage, args[0])
 }
 
 func runVerifyInclusion(args []string, stdout, stderr io.Writer, env env) error {

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+)
+
+// runVerifyReceipt: `agentsigna verify receipt RECEIPT --jwks JWKS
+// [--tlog-proof P --log-key K] [--at RFC3339]`. RECEIPT is the compact JWS
+// or a file holding it. It checks the signature, kid, typ, expiry (at --at,
+// default now) and action_sha256; with a tlog-proof, that the receipt's
+// SHA-256 is the record digest of an entry included in the log.
+func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
+	fs := newFlagSet("verify receipt", stderr)
+	jwksFile := fs.String("jwks", "", "the organization's JWKS (/t/<slug>/.well-known/jwks.json), a file")
+	proofFile := fs.String("tlog-proof", "", "a c2sp.org/tlog-proof@v1 file for the receipt's ledger entry")
+	entryFile := fs.String("entry", "", "the receipt's ledger entry (exact leaf bytes), needed with --tlog-proof")
+	logKey := fs.String("log-key", "", "the log's note verifier key (or a file), needed with --tlog-proof")
+	at := fs.String("at", "", "check expiry at this RFC 3339 time instead of now")
+	operand, err := parseWithOperand(fs, args, env)
+	if err != nil {
+		return err
+	}
+	if *jwksFile == "" {
+		return fmt.Errorf("%w: --jwks is required", errUsage)
+	}
+	compact := operand
+	if b, err := os.ReadFile(operand); err == nil {
+		compact = strings.TrimSpace(string(b))
+	}
+	jwks, err := os.ReadFile(*jwksFile)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if *at != "" {
+		if now, err = time.Parse(time.RFC3339, *at); err != nil {
+			return fmt.Errorf("%w: --at must be an RFC 3339 time", errUsage)
+		}
+	}
+	claims, err := signing.VerifyReceipt(compact, jwks, now)
+	if err != nil {
+		return err
+	}
+	suffix := ""
+	if *proofFile != "" {
+		if *entryFile == "" || *logKey == "" {
+			return fmt.Errorf("%w: --tlog-proof needs --entry and --log-key", errUsage)
+		}
+		key, err := readLogKey(*logKey)
+		if err != nil {
+			return err
+		}
+		leaf, err := os.ReadFile(*entryFile)
+		if err != nil {
+			return err
+		}
+		entry, err := verify.ParseEntry(leaf)
+		if err != nil {
+			return err
+		}
+		digest := sha256.Sum256([]byte(compact))
+		if entry.Kind != "receipt" || string(entry.Digest) != string(digest[:]) {
+			return errors.New("the ledger entry is not this receipt's: its digest differs")
+		}
+		raw, err := os.ReadFile(*proofFile)
+		if err != nil {
+			return err
+		}
+		cp, index, err := verify.VerifyProof(raw, key, verify.LeafHash(leaf))
+		if err != nil {
+			return err
+		}
+		if index != entry.Index {
+			return fmt.Errorf("the proof is for entry %d, the entry says %d", index, entry.Index)
+		}
+		suffix = fmt.Sprintf("; logged as entry %d of %s (size %d)", index, cp.Origin(), cp.Size())
+	}
+	fmt.Fprintf(stdout, "OK: receipt %s for decision %s (%s) by agent %s, issued by %s, valid until %s%s\n",
+		claims.ID, claims.DecisionID, claims.Outcome, claims.Subject, claims.Issuer, claims.Expiry.UTC().Format(time.RFC3339), suffix)
+	return nil
+}
+
+// runKeys: `agentsigna keys rotate --tenant SLUG --purpose receipt`. The
+// old key is retired, not deleted: it stays in the JWKS, so receipts it
+// signed keep verifying.
+func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	if len(args) == 0 || args[0] != "rotate" {
+		return fmt.Errorf("%w: usage: agentsigna keys rotate --tenant SLUG --purpose receipt", errUsage)
+	}
+	fs := newFlagSet("keys rotate", stderr)
+	var sf storeFlags
+	sf.register(fs)
+	tenant := fs.String("tenant", "", "organization slug")
+	purpose := fs.String("purpose", "receipt", "which key: receipt (log keys never rotate: a new key would be a new log)")
+	if err := parse(fs, args[1:], env); err != nil {
+		return err
+	}
+	if *purpose != string(store.PurposeReceipt) {
+		return fmt.Errorf("%w: only receipt keys rotate", errUsage)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	backend, err := openStore(ctx, &sf, log)
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	ref, err := backend.ResolveTenant(ctx, *tenant)
+	if err != nil {
+		return fmt.Errorf("no organization %q", *tenant)
+	}
+	master, err := loadMasterKey(&sf, env, log)
+	if err != nil {
+		return err
+	}
+	kr, err := signing.NewKeyring(master)
+	if err != nil {
+		return err
+	}
+	var kid string
+	err = backend.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+		kid, err = kr.RotateReceiptKey(ctx, tx.Keys(), ref.ID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: new receipt key %s; older keys retired (still published for verification)\n", ref.Slug, kid)
+	return nil
+}
