@@ -204,6 +204,22 @@ func (s *Store) ResolveTenant(ctx context.Context, slug string) (store.TenantRef
 	return ref, nil
 }
 
+// ResolveAgent reads the agent directory through app_agent_tenant, as the
+// tenant role.
+func (s *Store) ResolveAgent(ctx context.Context, agentID string) (store.TenantRef, error) {
+	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
+		return store.TenantRef{}, err
+	}
+	var ref store.TenantRef
+	var status string
+	err := s.tenant.QueryRow(ctx, `SELECT id::text, slug, status FROM app_agent_tenant($1)`, agentID).Scan(&ref.ID, &ref.Slug, &status)
+	if err != nil {
+		return store.TenantRef{}, mapErr(err)
+	}
+	ref.Status = store.TenantStatus(status)
+	return ref, nil
+}
+
 // inTx commits when fn returns nil and rolls back otherwise (also on panic).
 func inTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) (err error) {
 	tx, err := pool.Begin(ctx)

@@ -247,6 +247,10 @@ func TestRoleGrants(t *testing.T) {
 		{tenantConn, `TRUNCATE ledger_entries`},
 		{tenantConn, `CREATE TABLE mine (x int)`},
 		{tenantConn, `SELECT count(*) FROM platform_ledger_entries`},
+		{tenantConn, `SELECT count(*) FROM agent_directory`},
+		{tenantConn, `INSERT INTO agent_directory (agent_id, tenant_id) VALUES ('agt_x', '` + acme.ID + `')`},
+		{tenantConn, `SELECT app_register_agent('agt_zzzzzzzzzzzzzzzzzzzzzzzzzz')`},
+		{platformConn, `SELECT * FROM app_agent_tenant('agt_x')`},
 		{tenantConn, `SELECT count(*) FROM platform_signing_keys`},
 		{tenantConn, `UPDATE signing_keys SET sealed_private = public_key`},
 		{tenantConn, `DELETE FROM signing_keys`},
@@ -317,6 +321,12 @@ func TestEveryTenantTableHasRowSecurity(t *testing.T) {
 		var policies int
 		if err := rows.Scan(&name, &rls, &force, &policies, &owner); err != nil {
 			t.Fatal(err)
+		}
+		// Platform tables that name a tenant without holding its data:
+		// granted to the platform role only, read by the tenant role through
+		// SECURITY DEFINER functions. Each one is listed here on purpose.
+		if name == "agent_directory" {
+			continue
 		}
 		seen++
 		if !rls || !force || policies == 0 {

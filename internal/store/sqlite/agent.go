@@ -12,11 +12,14 @@ import (
 
 // agentTx stores agents and their keys in the organization's file.
 type agentTx struct {
+	platform *sql.DB // the agent directory
 	tx       *sql.Tx
 	tenantID string
 }
 
-func (t *tenantTx) Agents() store.AgentTx { return &agentTx{tx: t.tx, tenantID: t.tenantID} }
+func (t *tenantTx) Agents() store.AgentTx {
+	return &agentTx{tx: t.tx, tenantID: t.tenantID, platform: t.platform}
+}
 
 func (a *agentTx) Create(ctx context.Context, ag store.Agent) (store.Agent, error) {
 	if ag.ID == "" {
@@ -34,6 +37,14 @@ func (a *agentTx) Create(ctx context.Context, ag store.Agent) (store.Agent, erro
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, a.tenantID, ag.ID, ag.Name, ag.Sponsor, string(ag.RiskTier), string(ag.Status),
 		formatTime(ag.CreatedAt), formatTime(ag.UpdatedAt))
 	if err != nil {
+		return store.Agent{}, mapErr(err)
+	}
+	// platform.db is another file: this write is not part of the tenant's
+	// transaction. If that rolls back, the directory names an agent that
+	// does not exist, which resolves to an organization where it is not
+	// found — harmless.
+	if _, err := a.platform.ExecContext(ctx, `INSERT INTO agent_directory (agent_id, tenant_id, created_at) VALUES (?, ?, ?)`,
+		ag.ID, a.tenantID, formatTime(ag.CreatedAt)); err != nil {
 		return store.Agent{}, mapErr(err)
 	}
 	return ag, nil

@@ -177,7 +177,7 @@ func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context
 		return err
 	}
 	return inTx(ctx, db, func(tx *sql.Tx) error {
-		return fn(ctx, &tenantTx{tx: tx, tenantID: tenantID})
+		return fn(ctx, &tenantTx{tx: tx, tenantID: tenantID, platform: s.platform})
 	})
 }
 
@@ -193,6 +193,25 @@ func (s *Store) ResolveTenant(ctx context.Context, slug string) (store.TenantRef
 	var status string
 	err := s.platform.QueryRowContext(ctx,
 		`SELECT id, slug, status FROM tenants WHERE slug = ?`, slug).Scan(&ref.ID, &ref.Slug, &status)
+	if err != nil {
+		return store.TenantRef{}, mapErr(err)
+	}
+	ref.Status = store.TenantStatus(status)
+	return ref, nil
+}
+
+// ResolveAgent reads the agent directory in platform.db.
+func (s *Store) ResolveAgent(ctx context.Context, agentID string) (store.TenantRef, error) {
+	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
+		return store.TenantRef{}, err
+	}
+	if err := s.checkOpen(); err != nil {
+		return store.TenantRef{}, err
+	}
+	var ref store.TenantRef
+	var status string
+	err := s.platform.QueryRowContext(ctx, `SELECT t.id, t.slug, t.status FROM agent_directory d JOIN tenants t ON t.id = d.tenant_id
+		WHERE d.agent_id = ?`, agentID).Scan(&ref.ID, &ref.Slug, &status)
 	if err != nil {
 		return store.TenantRef{}, mapErr(err)
 	}

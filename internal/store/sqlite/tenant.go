@@ -15,6 +15,7 @@ import (
 type tenantTx struct {
 	tx       *sql.Tx
 	tenantID string
+	platform *sql.DB // for the agent directory, which lives in platform.db
 }
 
 func (t *tenantTx) TenantID() string { return t.tenantID }

@@ -276,3 +276,43 @@ func testJTIs(t *testing.T, h Harness) {
 		}, store.ErrInvalid},
 	})
 }
+
+// The token endpoint finds an agent's organization through the directory.
+func testAgentDirectory(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	acme := CreateTenant(t, b, "acme")
+	beta := CreateTenant(t, b, "beta")
+	c := ctx(t)
+	var ag store.Agent
+	err := b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		ag, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_s", RiskTier: store.RiskLow})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := b.ResolveAgent(c, ag.ID)
+	if err != nil || ref.ID != acme.ID || ref.Slug != "acme" || ref.Status != store.TenantActive {
+		t.Fatalf("ResolveAgent = %+v, %v", ref, err)
+	}
+	if _, err := b.ResolveAgent(c, store.NewID(store.PrefixAgent)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown agent: %v", err)
+	}
+	for _, bad := range []string{"", "agt_x' OR '1'='1", "cp_" + ag.ID[4:], strings.ToUpper(ag.ID)} {
+		if _, err := b.ResolveAgent(c, bad); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("ResolveAgent(%q): %v, want ErrInvalid", bad, err)
+		}
+	}
+	// Another organization cannot take the id over.
+	err = b.InTenantTx(c, beta.ID, func(ctx context.Context, tx store.TenantTx) error {
+		_, err := tx.Agents().Create(ctx, store.Agent{ID: ag.ID, Name: "impostor", Sponsor: "usr_x", RiskTier: store.RiskLow})
+		return err
+	})
+	if err == nil {
+		t.Fatal("beta registered acme's agent id")
+	}
+	if ref, err := b.ResolveAgent(c, ag.ID); err != nil || ref.ID != acme.ID {
+		t.Fatalf("after beta's attempt the agent resolves to %+v, %v", ref, err)
+	}
+}

@@ -43,6 +43,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("AppendOnly", func(t *testing.T) { testAppendOnly(t, h) })
 	t.Run("Agents", func(t *testing.T) { testAgents(t, h) })
 	t.Run("AgentKeys", func(t *testing.T) { testAgentKeys(t, h) })
+	t.Run("AgentDirectory", func(t *testing.T) { testAgentDirectory(t, h) })
 	t.Run("AssertionJTIs", func(t *testing.T) { testJTIs(t, h) })
 	t.Run("Counterparties", func(t *testing.T) { testCounterparties(t, h) })
 	t.Run("Decisions", func(t *testing.T) { testDecisions(t, h) })

@@ -53,6 +53,49 @@ $$;
 REVOKE ALL ON FUNCTION app_tenant_directory(text, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app_tenant_directory(text, uuid) TO {{tenant_role}};
 
+-- Which organization an agent id belongs to: the token endpoint learns the
+-- organization from the agent's assertion (iss = sub = agent id). The tenant
+-- role registers its own agents and reads the mapping only through these
+-- functions; it has no grant on the table.
+CREATE TABLE agent_directory (
+    agent_id   text PRIMARY KEY CHECK (length(agent_id) BETWEEN 1 AND 64),
+    tenant_id  uuid NOT NULL REFERENCES tenants (id),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TRIGGER agent_directory_append_only BEFORE UPDATE OR DELETE ON agent_directory
+    FOR EACH ROW EXECUTE FUNCTION app_refuse_mutation();
+CREATE TRIGGER agent_directory_no_truncate BEFORE TRUNCATE ON agent_directory
+    FOR EACH STATEMENT EXECUTE FUNCTION app_refuse_mutation();
+GRANT SELECT ON agent_directory TO {{platform_role}};
+
+-- Registers an agent id for the organization of the current transaction
+-- (app.tenant_id): a tenant can only ever claim ids for itself.
+CREATE FUNCTION app_register_agent(p_agent_id text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE t uuid := NULLIF(current_setting('app.tenant_id', true), '')::uuid;
+BEGIN
+    IF t IS NULL THEN
+        RAISE EXCEPTION 'no tenant in this transaction' USING ERRCODE = '42501';
+    END IF;
+    INSERT INTO public.agent_directory (agent_id, tenant_id) VALUES (p_agent_id, t);
+END
+$$;
+REVOKE ALL ON FUNCTION app_register_agent(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app_register_agent(text) TO {{tenant_role}};
+
+CREATE FUNCTION app_agent_tenant(p_agent_id text)
+RETURNS TABLE (id uuid, slug text, status text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.id, t.slug, t.status FROM public.agent_directory d JOIN public.tenants t ON t.id = d.tenant_id
+    WHERE d.agent_id = p_agent_id
+$$;
+REVOKE ALL ON FUNCTION app_agent_tenant(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app_agent_tenant(text) TO {{tenant_role}};
+
 -- ------------------------------------------------------------------ tenant
 -- Every tenant table: tenant_id, ENABLE + FORCE ROW LEVEL SECURITY, and one
 -- policy for every role on current_setting('app.tenant_id'). Unset (NULL) or

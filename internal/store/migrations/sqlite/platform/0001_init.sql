@@ -73,3 +73,16 @@ CREATE TRIGGER platform_signing_keys_immutable BEFORE UPDATE OF kid, purpose, al
 BEGIN SELECT RAISE(ABORT, 'append-only: a signing key is only ever retired'); END;
 CREATE TRIGGER platform_signing_keys_no_delete BEFORE DELETE ON platform_signing_keys
 BEGIN SELECT RAISE(ABORT, 'append-only: signing keys are retired, not deleted'); END;
+
+-- Which organization an agent id belongs to: the token endpoint learns the
+-- organization from the agent's assertion (iss = sub = agent id). Written
+-- when an agent is registered; never changed.
+CREATE TABLE agent_directory (
+    agent_id   TEXT PRIMARY KEY CHECK (length(agent_id) BETWEEN 1 AND 64),
+    tenant_id  TEXT NOT NULL REFERENCES tenants (id),
+    created_at TEXT NOT NULL
+) STRICT;
+CREATE TRIGGER agent_directory_no_update BEFORE UPDATE ON agent_directory
+BEGIN SELECT RAISE(ABORT, 'append-only: agent_directory'); END;
+CREATE TRIGGER agent_directory_no_delete BEFORE DELETE ON agent_directory
+BEGIN SELECT RAISE(ABORT, 'append-only: agent_directory'); END;
