@@ -43,7 +43,8 @@ type Keyring struct {
 	mu   sync.Mutex
 	logs map[string]LogKey // by tenant id ("" = platform)
 
-	receiptKeys *receiptCache // opened receipt signers, by tenant id
+	receiptKeys *receiptCache       // opened receipt signers, by tenant id
+	tokens      map[string]TokenKey // opened token keys, by tenant id; guarded by mu
 }
 
 // NewKeyring returns a key ring sealing with master.
@@ -51,7 +52,7 @@ func NewKeyring(master *secrets.MasterKey) (*Keyring, error) {
 	if master == nil {
 		return nil, errors.New("signing: a master key is required")
 	}
-	return &Keyring{master: master, logs: map[string]LogKey{},
+	return &Keyring{master: master, logs: map[string]LogKey{}, tokens: map[string]TokenKey{},
 		receiptKeys: &receiptCache{byTenant: map[string]cachedReceiptSigner{}}}, nil
 }
 

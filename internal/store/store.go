@@ -33,6 +33,8 @@ type TenantStore interface {
 	// entry (id, slug, status) — all the tenant plane may know of the
 	// platform's tenants table.
 	ResolveTenant(ctx context.Context, slug string) (TenantRef, error)
+	// ResolveTenantID is ResolveTenant by id.
+	ResolveTenantID(ctx context.Context, id string) (TenantRef, error)
 	// ResolveAgent returns the organization an agent id was registered
 	// in (ErrNotFound if none): how the token endpoint finds the tenant of
 	// an assertion before trusting anything in it.

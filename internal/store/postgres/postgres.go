@@ -204,6 +204,22 @@ func (s *Store) ResolveTenant(ctx context.Context, slug string) (store.TenantRef
 	return ref, nil
 }
 
+// ResolveTenantID is ResolveTenant by id, through the same function.
+func (s *Store) ResolveTenantID(ctx context.Context, id string) (store.TenantRef, error) {
+	if err := store.CheckTenantID(id); err != nil {
+		return store.TenantRef{}, err
+	}
+	var ref store.TenantRef
+	var status string
+	err := s.tenant.QueryRow(ctx, `SELECT id::text, slug, status FROM app_tenant_directory(NULL, $1::uuid)`, id).
+		Scan(&ref.ID, &ref.Slug, &status)
+	if err != nil {
+		return store.TenantRef{}, mapErr(err)
+	}
+	ref.Status = store.TenantStatus(status)
+	return ref, nil
+}
+
 // ResolveAgent reads the agent directory through app_agent_tenant, as the
 // tenant role.
 func (s *Store) ResolveAgent(ctx context.Context, agentID string) (store.TenantRef, error) {

@@ -200,6 +200,24 @@ func (s *Store) ResolveTenant(ctx context.Context, slug string) (store.TenantRef
 	return ref, nil
 }
 
+// ResolveTenantID returns the directory entry of the organization with id.
+func (s *Store) ResolveTenantID(ctx context.Context, id string) (store.TenantRef, error) {
+	if err := store.CheckTenantID(id); err != nil {
+		return store.TenantRef{}, err
+	}
+	if err := s.checkOpen(); err != nil {
+		return store.TenantRef{}, err
+	}
+	var ref store.TenantRef
+	var status string
+	err := s.platform.QueryRowContext(ctx, `SELECT id, slug, status FROM tenants WHERE id = ?`, id).Scan(&ref.ID, &ref.Slug, &status)
+	if err != nil {
+		return store.TenantRef{}, mapErr(err)
+	}
+	ref.Status = store.TenantStatus(status)
+	return ref, nil
+}
+
 // ResolveAgent reads the agent directory in platform.db.
 func (s *Store) ResolveAgent(ctx context.Context, agentID string) (store.TenantRef, error) {
 	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {

@@ -190,6 +190,14 @@ func testResolve(t *testing.T, h Harness) {
 	}
 	_, err = b.ResolveTenant(ctx(t), "nobody")
 	wantErr(t, "unknown slug", err, store.ErrNotFound)
+	byID, err := b.ResolveTenantID(ctx(t), acme.ID)
+	if err != nil || byID != ref {
+		t.Fatalf("ResolveTenantID = %+v, %v", byID, err)
+	}
+	_, err = b.ResolveTenantID(ctx(t), store.NewTenantID())
+	wantErr(t, "unknown id", err, store.ErrNotFound)
+	_, err = b.ResolveTenantID(ctx(t), "../platform")
+	wantErr(t, "malformed id", err, store.ErrInvalid)
 	_, err = b.ResolveTenant(ctx(t), "a' OR '1'='1")
 	wantErr(t, "injection slug", err, store.ErrInvalid)
 }

@@ -1,0 +1,123 @@
+package decision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// GetCase returns where one of the agent's own cases is (GET
+// /v1/cases/{id}): its status, and its receipt once approved. A pending case
+// read after its expiry is expired here and then — cases expire lazily, with
+// a "case.expired" ledger entry — so an agent never sees a stale pending.
+// Another agent's case, a malformed id and an unknown one are all
+// store.ErrNotFound.
+func (s *Service) GetCase(ctx context.Context, org Organization, agentID, caseID string) (CaseView, error) {
+	if store.CheckID(store.PrefixCase, caseID) != nil {
+		return CaseView{}, fmt.Errorf("%w: case", store.ErrNotFound)
+	}
+	v, err := s.readCase(ctx, org, agentID, caseID)
+	if err != nil || v.Status != store.CasePending || s.now().Before(v.ExpiresAt) {
+		return v, err
+	}
+	return s.expireCase(ctx, org, agentID, caseID)
+}
+
+// WaitCase is GetCase as a long poll (GET /v1/cases/{id}?wait=…): it
+// re-reads the case every Config.CasePollInterval until it leaves pending,
+// wait (at most MaxCaseWait) has passed, or ctx ends. It returns the case as
+// last read; a still-pending case after wait is not an error, an ended ctx
+// is.
+func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseID string, wait time.Duration) (CaseView, error) {
+	wait = min(wait, MaxCaseWait)
+	v, err := s.GetCase(ctx, org, agentID, caseID)
+	if err != nil || v.Status != store.CasePending || wait <= 0 {
+		return v, err
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(max(s.cfg.CasePollInterval, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return v, ctx.Err()
+		case <-deadline.C:
+			return v, nil
+		case <-tick.C:
+		}
+		if v, err = s.GetCase(ctx, org, agentID, caseID); err != nil || v.Status != store.CasePending {
+			return v, err
+		}
+	}
+}
+
+// readCase reads the agent's case and, once approved, its receipt.
+func (s *Service) readCase(ctx context.Context, org Organization, agentID, caseID string) (CaseView, error) {
+	var v CaseView
+	err := s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		c, err := tx.Cases().Get(ctx, caseID)
+		if err != nil {
+			return err
+		}
+		if c.AgentID != agentID {
+			return fmt.Errorf("%w: case", store.ErrNotFound)
+		}
+		v = CaseView{ID: c.ID, DecisionID: c.DecisionID, Status: c.Status, ApprovalsRequired: c.ApprovalsRequired, ExpiresAt: c.ExpiresAt}
+		if c.Status != store.CaseApproved {
+			return nil
+		}
+		r, err := tx.Receipts().ByDecision(ctx, c.DecisionID)
+		switch {
+		case err == nil:
+			v.Receipt = r.JWS
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		// Approved but its receipt not yet stored: shown without one, as
+		// the approval flow writes both.
+		return nil
+	})
+	return v, err
+}
+
+// expireCase moves a pending case past its expiry to expired. The ledger
+// entry comes first, as for every change of state (no state the log does
+// not show); the store's conditional update then decides the race with an
+// approver or another replica — losing it only means someone else closed
+// the case, which is re-read.
+func (s *Service) expireCase(ctx context.Context, org Organization, agentID, caseID string) (CaseView, error) {
+	unlock, err := s.inflight.lock(ctx, "case/"+org.ID+"/"+caseID)
+	if err != nil {
+		return CaseView{}, err
+	}
+	defer unlock()
+	// Re-read under the lock: a concurrent reader may have expired it.
+	v, err := s.readCase(ctx, org, agentID, caseID)
+	now := s.now()
+	if err != nil || v.Status != store.CasePending || now.Before(v.ExpiresAt) {
+		return v, err
+	}
+	rec, err := canonicalJSON(caseRecord{
+		CaseID: v.ID, DecisionID: v.DecisionID, AgentID: agentID, Status: store.CaseExpired,
+		ApprovalsRequired: v.ApprovalsRequired, ExpiresAt: v.ExpiresAt, Time: now,
+	})
+	if err != nil {
+		return CaseView{}, fmt.Errorf("decision: encode the case record: %w", err)
+	}
+	lg := s.cfg.Ledger.TenantLog(org.ID, org.Slug)
+	if _, err := s.cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: KindCaseExpired, Subject: v.ID, Record: rec}); err != nil {
+		return CaseView{}, fmt.Errorf("decision: append the case expiry to the ledger: %w", err)
+	}
+	err = s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.Cases().SetStatus(ctx, caseID, store.CaseExpired)
+	})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return CaseView{}, fmt.Errorf("decision: expire the case: %w", err)
+	}
+	return s.readCase(ctx, org, agentID, caseID)
+}

@@ -1,0 +1,122 @@
+package decision_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+func TestCaseExpiresWhenRead(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			e.activate(t, acmeBundle(t))
+			ctx := context.Background()
+			agent := e.agent(t, store.RiskLow)
+			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			resp := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
+
+			e.clock.Advance(decision.DefaultCaseLifetime - time.Minute)
+			if v, err := e.service.GetCase(ctx, e.org, agent.ID, resp.Case.ID); err != nil || v.Status != store.CasePending {
+				t.Fatalf("before expiry: %+v, %v", v, err)
+			}
+			size := e.ledgerSize(t)
+			e.clock.Advance(2 * time.Minute)
+			v, err := e.service.GetCase(ctx, e.org, agent.ID, resp.Case.ID)
+			if err != nil || v.Status != store.CaseExpired || v.Receipt != "" {
+				t.Fatalf("after expiry: %+v, %v", v, err)
+			}
+			if got := e.ledgerSize(t); got != size+1 {
+				t.Fatalf("expiry appended %d entries, want 1", got-size)
+			}
+			if got, _ := e.entryAt(t, size); got.Kind != decision.KindCaseExpired || got.Subject != resp.Case.ID {
+				t.Fatalf("expiry entry %+v", got)
+			}
+			// Read again: expired once, recorded once.
+			if v, err := e.service.WaitCase(ctx, e.org, agent.ID, resp.Case.ID, time.Second); err != nil || v.Status != store.CaseExpired {
+				t.Fatalf("read again: %+v, %v", v, err)
+			}
+			if got := e.ledgerSize(t); got != size+1 {
+				t.Fatal("a second read appended again")
+			}
+			// The decision as answered still shows the case as opened.
+			if d, err := e.service.GetDecision(ctx, e.org, agent.ID, resp.DecisionID); err != nil || d.Case.Status != store.CasePending {
+				t.Fatalf("GetDecision: %+v, %v", d, err)
+			}
+		})
+	}
+}
+
+func TestWaitCase(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			_, _, svc := e.newService(t, e.ledger, decision.Config{CasePollInterval: 10 * time.Millisecond})
+			e.activate(t, acmeBundle(t))
+			ctx := context.Background()
+			agent := e.agent(t, store.RiskLow)
+			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			resp, err := svc.Decide(ctx, e.org, agent.ID, payment("5000.00", payee.ID), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := resp.Case.ID
+
+			// Nobody acts: the poll ends after wait with the case pending.
+			start := time.Now()
+			v, err := svc.WaitCase(ctx, e.org, agent.ID, id, 100*time.Millisecond)
+			if err != nil || v.Status != store.CasePending || time.Since(start) < 100*time.Millisecond {
+				t.Fatalf("unanswered wait: %+v, %v after %v", v, err, time.Since(start))
+			}
+			// A caller who leaves ends the poll.
+			cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			if _, err := svc.WaitCase(cctx, e.org, agent.ID, id, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("ended context: %v", err)
+			}
+			// A rejection during the poll is seen at the next tick.
+			rejected := make(chan error, 1)
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				rejected <- e.backend.InTenantTx(ctx, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+					return tx.Cases().SetStatus(ctx, id, store.CaseRejected)
+				})
+			}()
+			v, err = svc.WaitCase(ctx, e.org, agent.ID, id, 10*time.Second)
+			if rerr := <-rejected; rerr != nil {
+				t.Fatal(rerr)
+			}
+			if err != nil || v.Status != store.CaseRejected {
+				t.Fatalf("rejected during the wait: %+v, %v", v, err)
+			}
+		})
+	}
+}
+
+// TestPolicyLoadedAfterRestart: a process that starts with an empty engine
+// loads the organization's active policy on its first decision.
+func TestPolicyLoadedAfterRestart(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			e.activate(t, acmeBundle(t))
+			agent := e.agent(t, store.RiskLow)
+			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			engine, _, restarted := e.newService(t, e.ledger, decision.Config{})
+			if engine.Active(e.org.ID) != nil {
+				t.Fatal("a fresh engine has a policy")
+			}
+			resp, err := restarted.Decide(context.Background(), e.org, agent.ID, payment("100.00", payee.ID), "")
+			if err != nil || resp.Outcome != decision.Allow {
+				t.Fatalf("first decision after a restart: %+v, %v", resp, err)
+			}
+			if rev, _ := engine.ActiveRevision(e.org.ID); rev != "acme-example-1" {
+				t.Fatalf("engine runs %q", rev)
+			}
+		})
+	}
+}

@@ -1,0 +1,191 @@
+package decision
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// Decide answers an agent's request (DESIGN §3), in this order:
+//
+//  1. validate the request (ErrInvalidRequest); with an Idempotency-Key, a
+//     decision the agent already made under it is replayed unchanged if
+//     the request is the same (RFC 8785 canonical JSON, SHA-256), and
+//     ErrIdempotencyMismatch if it is not;
+//  2. read, in one transaction, the agent (ErrUnknownAgent), the
+//     counterparty the action names (ErrInvalidRequest when the
+//     organization has none by that id), the agent's recent decision
+//     counts, and the organization's receipt signer;
+//  3. evaluate the input under the base and the organization's active
+//     policy;
+//  4. append the decision to the organization's ledger, then the receipt
+//     of an allowed action or the case an escalation opens;
+//  5. store the decision, receipt and case in one transaction, with the
+//     response that is returned now and replayed later.
+//
+// A suspended agent is not refused here: the base policy denies it
+// (agent_not_active), and that denial is recorded like any other.
+// idempotencyKey "" means none.
+func (s *Service) Decide(ctx context.Context, org Organization, agentID string, req DecisionRequest, idempotencyKey string) (Response, error) {
+	if store.CheckID(store.PrefixAgent, agentID) != nil {
+		return Response{}, ErrUnknownAgent
+	}
+	v, err := req.validate()
+	if err != nil {
+		return Response{}, err
+	}
+	keyHash, err := idempotencyKeyHash(idempotencyKey)
+	if err != nil {
+		return Response{}, err
+	}
+	if keyHash != nil {
+		// Two identical requests racing in this process: the second waits
+		// and replays the first, rather than both reaching the ledger.
+		unlock, err := s.inflight.lock(ctx, "decision/"+org.ID+"/"+agentID+"/"+string(keyHash))
+		if err != nil {
+			return Response{}, err
+		}
+		defer unlock()
+	}
+	now := s.now()
+	g, err := s.gather(ctx, org, agentID, v, keyHash, now)
+	if err != nil {
+		return Response{}, err
+	}
+	if g.previous != nil {
+		return replay(*g.previous, v.sha256)
+	}
+	if err := s.ensurePolicy(ctx, org); err != nil {
+		return Response{}, err
+	}
+	ev := s.cfg.Evaluator.Evaluate(ctx, g.input)
+	if len(ev.Errors) > 0 {
+		s.cfg.Logger.WarnContext(ctx, "decision: policy evaluation failed; the request is denied",
+			slog.String("tenant", org.ID), slog.String("agent", agentID), slog.Any("errors", ev.Errors))
+	}
+	return s.record(ctx, org, v, g, ev, keyHash, now)
+}
+
+// idempotencyKeyHash checks the Idempotency-Key header and returns the
+// SHA-256 it is stored as (DESIGN §2); nil for no key.
+func idempotencyKeyHash(key string) ([]byte, error) {
+	if key == "" {
+		return nil, nil
+	}
+	if len(key) > MaxIdempotencyKey {
+		return nil, invalid("Idempotency-Key is longer than %d bytes", MaxIdempotencyKey)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return nil, invalid("Idempotency-Key must be printable ASCII")
+		}
+	}
+	sum := sha256.Sum256([]byte(key))
+	return sum[:], nil
+}
+
+// gathered is what the store says about a request before it is evaluated.
+type gathered struct {
+	// previous is the decision the agent already made under the same
+	// Idempotency-Key; nothing else is read then.
+	previous *store.Decision
+	agent    store.Agent
+	input    Input
+	signer   *signing.ReceiptSigner
+}
+
+// gather reads the policy input in one transaction (step 2 of Decide).
+func (s *Service) gather(ctx context.Context, org Organization, agentID string, v *validRequest, keyHash []byte, now time.Time) (gathered, error) {
+	var g gathered
+	err := s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if keyHash != nil {
+			d, err := tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash)
+			if err == nil {
+				g.previous = &d
+				return nil
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		agent, err := tx.Agents().Get(ctx, agentID)
+		if errors.Is(err, store.ErrNotFound) {
+			return ErrUnknownAgent
+		}
+		if err != nil {
+			return err
+		}
+		stats, err := tx.Decisions().AgentStats(ctx, agentID, now)
+		if err != nil {
+			return err
+		}
+		g.agent = agent
+		g.input = Input{
+			Action: v.inputAction(),
+			Reason: v.Reason,
+			Agent: Agent{
+				ID: agent.ID, Name: agent.Name, Sponsor: agent.Sponsor,
+				RiskTier: string(agent.RiskTier), Status: string(agent.Status), CreatedAt: agent.CreatedAt,
+				Stats: AgentStats{Decisions1h: stats.Decisions1h, Denials1h: stats.Denials1h, Decisions24h: stats.Decisions24h},
+			},
+			Tenant: Tenant{ID: org.ID, Slug: org.Slug},
+			Time:   now,
+		}
+		if id := v.Action.Counterparty; id != "" {
+			cp, err := tx.Counterparties().Get(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				// Another organization's counterparty is not visible here:
+				// the same answer as one that never existed.
+				return invalid("action.counterparty: the organization has no such counterparty")
+			}
+			if err != nil {
+				return err
+			}
+			payments, err := tx.Counterparties().PaymentsCount(ctx, id)
+			if err != nil {
+				return err
+			}
+			// Status, age and history only: the sealed bank details stay
+			// in the store row and go nowhere.
+			g.input.Counterparty = &Counterparty{ID: cp.ID, Status: string(cp.Status), CreatedAt: cp.CreatedAt, PaymentsCount: payments}
+		}
+		// Taken in this transaction, which commits: a receipt key created
+		// here exists before anything is signed with it.
+		g.signer, err = s.cfg.Keyring.ReceiptSigner(ctx, tx.Keys(), org.ID)
+		return err
+	})
+	return g, err
+}
+
+// replay answers a request made again under the same Idempotency-Key.
+func replay(d store.Decision, requestSHA256 []byte) (Response, error) {
+	if !sameDigest(d.RequestSHA256, requestSHA256) {
+		return Response{}, ErrIdempotencyMismatch
+	}
+	return decodeResponse(d)
+}
+
+func sameDigest(a, b []byte) bool { return len(a) == len(b) && string(a) == string(b) }
+
+// replayAfterRace is the end of a request that lost the race for its
+// Idempotency-Key to another process: the winner's decision is the answer.
+// The loser's ledger entries stay: the log is append-only, and they are
+// what it decided, recorded (their decision id is never stored).
+func (s *Service) replayAfterRace(ctx context.Context, org Organization, agentID string, keyHash, requestSHA256 []byte) (Response, error) {
+	var d store.Decision
+	err := s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		d, err = tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash)
+		return err
+	})
+	if err != nil {
+		return Response{}, fmt.Errorf("decision: reread after an idempotency conflict: %w", err)
+	}
+	return replay(d, requestSHA256)
+}

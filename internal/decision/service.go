@@ -1,0 +1,177 @@
+package decision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// Errors of the decision service, beyond ErrInvalidRequest and the store's
+// sentinels (store.ErrNotFound for a decision or case the agent may not
+// see). The HTTP layer maps each to one status.
+var (
+	// ErrIdempotencyMismatch: the agent already used the Idempotency-Key
+	// with another request (DESIGN §3: 422).
+	ErrIdempotencyMismatch = errors.New("idempotency key already used with another request")
+	// ErrUnknownAgent: the organization has no agent by the id the caller
+	// authenticated (a token outliving its agent, or naming another
+	// organization's): the HTTP layer answers as for a bad token.
+	ErrUnknownAgent = errors.New("unknown agent")
+)
+
+// Defaults and bounds of Config.
+const (
+	DefaultReceiptLifetime  = signing.DefaultReceiptLifetime // DESIGN §3: 10 minutes
+	DefaultCaseLifetime     = 24 * time.Hour                 // DESIGN §3
+	DefaultCasePollInterval = 250 * time.Millisecond
+	// MaxCaseWait bounds one long poll of a case (DESIGN §3: ?wait=30s).
+	MaxCaseWait = 30 * time.Second
+	// MaxIdempotencyKey bounds the Idempotency-Key header.
+	MaxIdempotencyKey = 255
+)
+
+// Config wires a Service. Defaults fill zero values; NewService checks it.
+type Config struct {
+	Tenants   store.TenantStore
+	Ledger    *ledger.Ledger
+	Keyring   *signing.Keyring
+	Evaluator *Evaluator
+	// Policies loads an organization's active revision into the
+	// Evaluator's engine the first time this process decides for it.
+	Policies *Policies
+	// PublicURL is the tenant plane's external URL (scheme and host,
+	// optionally a path, no trailing slash needed): receipts are issued by
+	// "<PublicURL>/t/<slug>".
+	PublicURL string
+	// ReceiptLifetime is a receipt's exp − iat. Default 10 minutes.
+	ReceiptLifetime time.Duration
+	// CaseLifetime is how long a case stays pending before it expires.
+	// Default 24 hours; at most store.MaxCaseLifetime.
+	CaseLifetime time.Duration
+	// CasePollInterval is how often WaitCase re-reads a case. Default 250 ms.
+	CasePollInterval time.Duration
+	// Logger receives policy evaluation failures, for operators (never
+	// sent to an agent). Default: discard.
+	Logger *slog.Logger
+	// Now is the clock of decisions, receipts and cases. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Tenants == nil || c.Ledger == nil || c.Keyring == nil || c.Evaluator == nil || c.Policies == nil {
+		return c, errors.New("decision: Tenants, Ledger, Keyring, Evaluator and Policies are required")
+	}
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return c, errors.New("decision: PublicURL must be an absolute http(s) URL without query or fragment")
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.ReceiptLifetime == 0 {
+		c.ReceiptLifetime = DefaultReceiptLifetime
+	}
+	if c.CaseLifetime == 0 {
+		c.CaseLifetime = DefaultCaseLifetime
+	}
+	if c.CasePollInterval == 0 {
+		c.CasePollInterval = DefaultCasePollInterval
+	}
+	switch {
+	case c.ReceiptLifetime < time.Second:
+		// Receipt times are whole seconds (NumericDate).
+		return c, errors.New("decision: ReceiptLifetime must be at least a second")
+	case c.CaseLifetime < time.Second || c.CaseLifetime > store.MaxCaseLifetime:
+		return c, fmt.Errorf("decision: CaseLifetime must be from a second to %v", store.MaxCaseLifetime)
+	case c.CasePollInterval < 0:
+		return c, errors.New("decision: CasePollInterval must not be negative")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// Service answers agents' decision requests (DESIGN §3): it validates the
+// request, builds the policy input from the store, evaluates it, records
+// the decision in the organization's ledger and store, signs the receipt
+// of an allowed action or opens the case of an escalated one, and answers
+// with the ledger proof. It also serves an agent its own decisions and
+// cases. It has no HTTP: the tenant plane's handlers call it. Safe for
+// concurrent use.
+type Service struct {
+	cfg Config
+
+	// inflight serialises requests of one agent under one Idempotency-Key,
+	// and the lazy expiry of one case, within this process.
+	inflight keyedMutex
+
+	// loaded records the organizations whose active policy this process
+	// has loaded into the engine (or found there).
+	loadMu sync.Mutex
+	loaded map[string]bool
+	loads  keyedMutex
+}
+
+// NewService returns a Service.
+func NewService(cfg Config) (*Service, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, loaded: map[string]bool{}}, nil
+}
+
+// ensurePolicy loads the organization's active policy into the engine the
+// first time this process decides for it (after a restart the engine is
+// empty, and an empty slot would deny everything no_authority). It runs at
+// most once per organization per process, concurrent first requests
+// waiting for the one load; a failed load is retried by the next request.
+// Activations made through Policies update the engine themselves.
+func (s *Service) ensurePolicy(ctx context.Context, org Organization) error {
+	if s.isLoaded(org.ID) {
+		return nil
+	}
+	unlock, err := s.loads.lock(ctx, org.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if s.isLoaded(org.ID) {
+		return nil
+	}
+	// A policy activated through this process is already in the engine;
+	// loading it again would only compile it twice.
+	if s.cfg.Evaluator.engine.Active(org.ID) == nil {
+		if err := s.cfg.Policies.LoadActive(ctx, org); err != nil {
+			return fmt.Errorf("decision: load the organization's active policy: %w", err)
+		}
+	}
+	s.loadMu.Lock()
+	s.loaded[org.ID] = true
+	s.loadMu.Unlock()
+	return nil
+}
+
+func (s *Service) isLoaded(orgID string) bool {
+	s.loadMu.Lock()
+	defer s.loadMu.Unlock()
+	return s.loaded[orgID]
+}
+
+// issuer is the receipts' iss for an organization.
+func (s *Service) issuer(org Organization) string { return s.cfg.PublicURL + "/t/" + org.Slug }
+
+// now is the service clock, in UTC and at the store's precision, so that
+// what a response says equals what is read back later.
+func (s *Service) now() time.Time { return store.StoredTime(s.cfg.Now()) }

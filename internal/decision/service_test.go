@@ -1,0 +1,379 @@
+package decision_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+func TestDecideAllow(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			e.activate(t, acmeBundle(t))
+			ctx := context.Background()
+			agent := e.agent(t, store.RiskLow)
+			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			req := payment("100.00", payee.ID)
+
+			resp := e.decide(t, agent.ID, req, "")
+			if resp.Outcome != decision.Allow || len(resp.Reasons) != 0 || resp.Case != nil || resp.Receipt == "" {
+				t.Fatalf("response %+v", resp)
+			}
+			e.verifyLedger(t, resp)
+
+			// The receipt verifies with the published JWKS alone.
+			claims, err := signing.VerifyReceipt(resp.Receipt, e.jwks(t), e.clock.Now())
+			if err != nil {
+				t.Fatalf("receipt does not verify: %v", err)
+			}
+			var stored store.Receipt
+			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				stored, err = tx.Receipts().ByDecision(ctx, resp.DecisionID)
+				return err
+			})
+			wantAction := `{"amount":{"currency":"EUR","value":"100.00"},"counterparty":"` + payee.ID +
+				`","params":{"po":"PO-77"},"resource":"invoice:INV-2291","type":"payment.send"}`
+			switch {
+			case claims.Issuer != publicURL+"/t/acme", claims.Subject != agent.ID, claims.Tenant != e.org.ID,
+				claims.ID != stored.ID, stored.JWS != resp.Receipt,
+				claims.DecisionID != resp.DecisionID, claims.Outcome != signing.OutcomeAllow,
+				string(claims.Action) != wantAction,
+				claims.Agent != (signing.ReceiptAgent{ID: agent.ID, Sponsor: agent.Sponsor, RiskTier: "low"}),
+				len(claims.Approvals) != 0,
+				claims.Policy.TenantRevision != "acme-example-1" || claims.Policy.BaseRevision == "" || len(claims.Policy.TenantBundleSHA256) != 64,
+				claims.Expiry.Sub(claims.IssuedAt) != decision.DefaultReceiptLifetime:
+				t.Fatalf("receipt claims %+v (stored receipt %s)", claims, stored.ID)
+			}
+			// The receipt has its own ledger entry, whose record is the JWS.
+			got, rec := e.entryAt(t, stored.LedgerIndex)
+			if got.Kind != decision.KindReceipt || got.Subject != stored.ID || string(rec) != resp.Receipt {
+				t.Fatalf("receipt entry %+v", got)
+			}
+
+			// The JSON is DESIGN §3's: no case member for an allow.
+			var fields map[string]json.RawMessage
+			body, _ := json.Marshal(resp)
+			if err := json.Unmarshal(body, &fields); err != nil {
+				t.Fatal(err)
+			}
+			keys := slices.Sorted(func(yield func(string) bool) {
+				for k := range fields {
+					if !yield(k) {
+						return
+					}
+				}
+			})
+			if strings.Join(keys, ",") != "decision_id,ledger,outcome,reasons,receipt" || string(fields["reasons"]) != "[]" {
+				t.Fatalf("response JSON %s", body)
+			}
+
+			// The agent reads it back exactly as answered.
+			again, err := e.service.GetDecision(ctx, e.org, agent.ID, resp.DecisionID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := json.Marshal(again); string(b) != string(body) {
+				t.Fatalf("GetDecision =\n%s\nwant\n%s", b, body)
+			}
+
+			// The allowed payment counts for the counterparty's history.
+			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				n, err := tx.Counterparties().PaymentsCount(ctx, payee.ID)
+				if err == nil && n != 1 {
+					t.Errorf("payments_count = %d after one allowed payment", n)
+				}
+				return err
+			})
+		})
+	}
+}
+
+func TestDecideEscalate(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			e.activate(t, acmeBundle(t))
+			agent := e.agent(t, store.RiskLow)
+			verified := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			unverified := e.counterparty(t, e.org.ID, store.CounterpartyNew)
+			for _, tc := range []struct {
+				name      string
+				req       decision.DecisionRequest
+				reasons   []string
+				approvals int
+			}{
+				{"over 1,000 EUR", payment("1500.00", verified.ID), []string{"amount_above_limit"}, 1},
+				{"over 25,000 EUR", payment("30000", verified.ID), []string{"amount_above_limit"}, 2},
+				{"unverified counterparty", payment("100.00", unverified.ID), []string{"unverified_counterparty"}, 1},
+				{"bank details change", decision.DecisionRequest{Action: decision.RequestAction{
+					Type: "counterparty.bank_details.update", Counterparty: verified.ID}},
+					[]string{"high_risk_category:counterparty.bank_details"}, 2},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					before := e.clock.Now()
+					resp := e.decide(t, agent.ID, tc.req, "")
+					if resp.Outcome != decision.Escalate || !slices.Equal(resp.Reasons, tc.reasons) || resp.Receipt != "" || resp.Case == nil {
+						t.Fatalf("response %+v", resp)
+					}
+					c := resp.Case
+					if c.Status != store.CasePending || c.ApprovalsRequired != tc.approvals ||
+						c.ExpiresAt.Sub(before) < decision.DefaultCaseLifetime-time.Second || c.ExpiresAt.Sub(before) > decision.DefaultCaseLifetime+time.Minute {
+						t.Fatalf("case %+v", c)
+					}
+					e.verifyLedger(t, resp)
+					view, err := e.service.GetCase(context.Background(), e.org, agent.ID, c.ID)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if view != (decision.CaseView{ID: c.ID, DecisionID: resp.DecisionID, Status: store.CasePending, ApprovalsRequired: tc.approvals, ExpiresAt: c.ExpiresAt}) {
+						t.Fatalf("GetCase = %+v, response case %+v", view, c)
+					}
+					// The case opened has its entry right after the decision's.
+					got, _ := e.entryAt(t, resp.Ledger.Index+1)
+					if got.Kind != decision.KindCaseOpened || got.Subject != c.ID {
+						t.Fatalf("entry after the decision: %+v", got)
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestDecideDenyNoAuthority(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			e.activate(t, acmeBundle(t))
+			agent := e.agent(t, store.RiskLow)
+			resp := e.decide(t, agent.ID, action("inventory.reorder"), "")
+			if resp.Outcome != decision.Deny || !slices.Equal(resp.Reasons, []string{decision.ReasonNoAuthority}) || resp.Receipt != "" || resp.Case != nil {
+				t.Fatalf("response %+v", resp)
+			}
+			e.verifyLedger(t, resp)
+			if size := e.ledgerSize(t); size != resp.Ledger.Index+1 {
+				t.Fatalf("a deny appended %d entries", size-resp.Ledger.Index)
+			}
+		})
+	}
+}
+
+// TestBaseRules: each hard rule of DESIGN §3 holds against an organization
+// policy that allows everything.
+func TestBaseRules(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			e.activate(t, permissiveBundle(t))
+			low, high, critical := e.agent(t, store.RiskLow), e.agent(t, store.RiskHigh), e.agent(t, store.RiskCritical)
+			verified := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			fresh := e.counterparty(t, e.org.ID, store.CounterpartyNew)
+			blocked := e.counterparty(t, e.org.ID, store.CounterpartyBlocked)
+			suspended := e.agent(t, store.RiskLow)
+			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				return tx.Agents().SetStatus(ctx, suspended.ID, store.AgentSuspended)
+			})
+			withCP := func(r decision.DecisionRequest, cp string) decision.DecisionRequest {
+				r.Action.Counterparty = cp
+				return r
+			}
+			for _, tc := range []struct {
+				name      string
+				agent     store.Agent
+				req       decision.DecisionRequest
+				outcome   decision.Outcome
+				reasons   []string
+				approvals int
+			}{
+				{"allowed when nothing objects", low, payment("100.00", verified.ID), decision.Allow, []string{}, 0},
+				{"bank details", low, withCP(action("counterparty.bank_details.update"), verified.ID), decision.Escalate, []string{"high_risk_category:counterparty.bank_details"}, 2},
+				{"counterparty creation", low, action("counterparty.create"), decision.Escalate, []string{"high_risk_category:counterparty.create"}, 1},
+				{"agent identity", low, action("agent.credential.rotate"), decision.Escalate, []string{"high_risk_category:agent"}, 1},
+				{"agent tier", low, action("agent.tier.raise"), decision.Escalate, []string{"high_risk_category:agent"}, 1},
+				{"policy", low, action("policy.activate"), decision.Escalate, []string{"high_risk_category:policy"}, 2},
+				{"privilege grant", low, action("access.grant"), decision.Escalate, []string{"high_risk_category:access"}, 2},
+				{"data export", low, action("data.export_all"), decision.Escalate, []string{"high_risk_category:data.export"}, 1},
+				{"data delete", low, action("data.delete.records"), decision.Escalate, []string{"high_risk_category:data.delete"}, 1},
+				{"payment to an unverified counterparty", low, payment("10.00", fresh.ID), decision.Escalate, []string{"unverified_counterparty"}, 1},
+				{"payment without counterparty", low, payment("10.00", ""), decision.Escalate, []string{"no_counterparty"}, 1},
+				{"funds moved without counterparty", low, action("funds.transfer"), decision.Escalate, []string{"no_counterparty"}, 1},
+				{"payment by a high-tier agent", high, payment("10.00", verified.ID), decision.Escalate, []string{"high_tier_money_movement"}, 1},
+				{"funds moved by a critical-tier agent", critical, withCP(action("funds.transfer"), verified.ID), decision.Escalate, []string{"high_tier_money_movement"}, 1},
+				{"suspended agent", suspended, action("report.generate"), decision.Deny, []string{"agent_not_active"}, 0},
+				{"blocked counterparty", low, payment("10.00", blocked.ID), decision.Deny, []string{"counterparty_blocked"}, 0},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					resp := e.decide(t, tc.agent.ID, tc.req, "")
+					if resp.Outcome != tc.outcome || !slices.Equal(resp.Reasons, tc.reasons) {
+						t.Fatalf("got %s %v, want %s %v", resp.Outcome, resp.Reasons, tc.outcome, tc.reasons)
+					}
+					if tc.outcome == decision.Escalate && resp.Case.ApprovalsRequired != tc.approvals {
+						t.Fatalf("approvals %d, want %d", resp.Case.ApprovalsRequired, tc.approvals)
+					}
+					if (resp.Receipt != "") != (tc.outcome == decision.Allow) {
+						t.Fatalf("receipt %q for %s", resp.Receipt, resp.Outcome)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestRecentDenials: an agent's own record reaches its policy input — five
+// denials in the hour send everything it asks to people.
+func TestRecentDenials(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			e.activate(t, acmeBundle(t))
+			agent, other := e.agent(t, store.RiskLow), e.agent(t, store.RiskLow)
+			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			for i := range 5 {
+				if resp := e.decide(t, agent.ID, payment("100.00", payee.ID), ""); resp.Outcome != decision.Allow {
+					t.Fatalf("payment %d before the denials: %s %v", i, resp.Outcome, resp.Reasons)
+				}
+				if resp := e.decide(t, agent.ID, action("inventory.reorder"), ""); resp.Outcome != decision.Deny {
+					t.Fatalf("denial %d: %s", i, resp.Outcome)
+				}
+			}
+			resp := e.decide(t, agent.ID, payment("100.00", payee.ID), "")
+			if resp.Outcome != decision.Escalate || !slices.Equal(resp.Reasons, []string{"recent_denials"}) {
+				t.Fatalf("after 5 denials: %s %v", resp.Outcome, resp.Reasons)
+			}
+			// Another agent's record is its own.
+			if resp := e.decide(t, other.ID, payment("100.00", payee.ID), ""); resp.Outcome != decision.Allow {
+				t.Fatalf("another agent: %s %v", resp.Outcome, resp.Reasons)
+			}
+			// An hour later the denials have left the window.
+			e.clock.Advance(time.Hour + time.Second)
+			if resp := e.decide(t, agent.ID, payment("100.00", payee.ID), ""); resp.Outcome != decision.Allow {
+				t.Fatalf("an hour later: %s %v", resp.Outcome, resp.Reasons)
+			}
+		})
+	}
+}
+
+func TestDecideRefusals(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			e.activate(t, acmeBundle(t))
+			agent := e.agent(t, store.RiskLow)
+			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			globex := storeTenant(t, e, "globex")
+			foreign := e.counterparty(t, globex, store.CounterpartyVerified)
+			ctx := context.Background()
+
+			for _, tc := range []struct {
+				name string
+				req  decision.DecisionRequest
+			}{
+				{"bad type", action("Payment.Send")},
+				{"bad amount", payment("1,000.00", payee.ID)},
+				{"bad currency", func() decision.DecisionRequest {
+					r := payment("10.00", payee.ID)
+					r.Action.Amount.Currency = "EUX"
+					return r
+				}()},
+				{"long reason", func() decision.DecisionRequest {
+					r := payment("10.00", payee.ID)
+					r.Reason = strings.Repeat("x", 1025)
+					return r
+				}()},
+				{"params too deep", func() decision.DecisionRequest {
+					r := payment("10.00", payee.ID)
+					r.Action.Params = json.RawMessage(`{"a":{"b":{"c":{"d":{}}}}}`)
+					return r
+				}()},
+				{"duplicate params", func() decision.DecisionRequest {
+					r := payment("10.00", payee.ID)
+					r.Action.Params = json.RawMessage(`{"po":"PO-77","po":"PO-78"}`)
+					return r
+				}()},
+				{"unknown counterparty", payment("10.00", store.NewID(store.PrefixCounterparty))},
+				{"another organization's counterparty", payment("10.00", foreign.ID)},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					before := e.ledgerSize(t)
+					_, err := e.service.Decide(ctx, e.org, agent.ID, tc.req, "")
+					if !errors.Is(err, decision.ErrInvalidRequest) {
+						t.Fatalf("err = %v, want ErrInvalidRequest", err)
+					}
+					if strings.Contains(err.Error(), payee.ID) || strings.Contains(err.Error(), foreign.ID) {
+						t.Fatalf("error quotes the request: %v", err)
+					}
+					if after := e.ledgerSize(t); after != before {
+						t.Fatalf("a refused request appended %d entries", after-before)
+					}
+				})
+			}
+			if _, err := e.service.Decide(ctx, e.org, store.NewID(store.PrefixAgent), action("report.generate"), ""); !errors.Is(err, decision.ErrUnknownAgent) {
+				t.Fatalf("unknown agent: %v", err)
+			}
+			if _, err := e.service.Decide(ctx, e.org, agent.ID, action("report.generate"), "bad\nkey"); !errors.Is(err, decision.ErrInvalidRequest) {
+				t.Fatalf("control character in the Idempotency-Key: %v", err)
+			}
+		})
+	}
+}
+
+// storeTenant creates another organization and returns its id.
+func storeTenant(t *testing.T, e *serviceEnv, slug string) string {
+	t.Helper()
+	var id string
+	err := e.backend.InPlatformTx(context.Background(), func(ctx context.Context, tx store.PlatformTx) error {
+		tn, err := tx.CreateTenant(ctx, store.Tenant{Slug: slug, Name: "Org " + slug})
+		id = tn.ID
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestAgentsSeeOnlyTheirOwn: another agent of the same organization cannot
+// read a decision or a case, and cannot tell it from one that never existed.
+func TestAgentsSeeOnlyTheirOwn(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			e.activate(t, acmeBundle(t))
+			ctx := context.Background()
+			owner, other := e.agent(t, store.RiskLow), e.agent(t, store.RiskLow)
+			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			resp := e.decide(t, owner.ID, payment("5000.00", payee.ID), "")
+			if resp.Case == nil {
+				t.Fatalf("no case: %+v", resp)
+			}
+			if _, err := e.service.GetDecision(ctx, e.org, owner.ID, resp.DecisionID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.service.GetCase(ctx, e.org, owner.ID, resp.Case.ID); err != nil {
+				t.Fatal(err)
+			}
+			for name, err := range map[string]error{
+				"decision of another agent": second(e.service.GetDecision(ctx, e.org, other.ID, resp.DecisionID)),
+				"case of another agent":     second(e.service.GetCase(ctx, e.org, other.ID, resp.Case.ID)),
+				"wait on another's case":    second(e.service.WaitCase(ctx, e.org, other.ID, resp.Case.ID, time.Second)),
+				"unknown decision":          second(e.service.GetDecision(ctx, e.org, owner.ID, store.NewID(store.PrefixDecision))),
+				"malformed decision id":     second(e.service.GetDecision(ctx, e.org, owner.ID, "dec_../../x")),
+				"malformed case id":         second(e.service.GetCase(ctx, e.org, owner.ID, resp.DecisionID)),
+			} {
+				if !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("%s: %v, want ErrNotFound", name, err)
+				}
+			}
+		})
+	}
+}
+
+func second[T any](_ T, err error) error { return err }

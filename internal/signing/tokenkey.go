@@ -1,0 +1,101 @@
+package signing
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+
+	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// TokenKey is an organization's access-token signing key: the tenant plane
+// signs agents' access tokens with it. Each organization has its own, so a
+// token can only ever verify under the organization it names.
+type TokenKey struct {
+	KID     string
+	Private ed25519.PrivateKey
+}
+
+// String and friends never print the private key.
+func (k TokenKey) String() string { return "TokenKey(" + k.KID + ")" }
+
+func tokenBinding(tenantID, kid string) secrets.Binding {
+	return secrets.Binding{Tenant: tenantID, Table: "signing_keys", Row: kid, Purpose: string(store.PurposeToken)}
+}
+
+var errNoTokenKey = errors.New("organization has no token key")
+
+// TokenKey returns the organization's active token key, creating it in
+// keys' transaction when there is none. Keys read back from the store are
+// cached (they are committed); a key created in a transaction that rolls
+// back is never cached, and no token it signed was handed out.
+func (k *Keyring) TokenKey(ctx context.Context, keys store.KeyTx, tenantID string) (TokenKey, error) {
+	if tenantID == "" {
+		return TokenKey{}, errors.New("signing: token keys belong to an organization; tenant id is empty")
+	}
+	k.mu.Lock()
+	tk, ok := k.tokens[tenantID]
+	k.mu.Unlock()
+	if ok {
+		return tk, nil
+	}
+	tk, err := k.openTokenKey(ctx, keys, tenantID)
+	switch {
+	case err == nil:
+		k.mu.Lock()
+		k.tokens[tenantID] = tk
+		k.mu.Unlock()
+		return tk, nil
+	case !errors.Is(err, errNoTokenKey):
+		return TokenKey{}, err
+	}
+	kid, priv, err := newReceiptKey() // same kind of key: Ed25519, RFC 7638 kid
+	if err != nil {
+		return TokenKey{}, err
+	}
+	sealed, err := k.master.Seal(priv.Seed(), tokenBinding(tenantID, kid))
+	if err != nil {
+		return TokenKey{}, err
+	}
+	err = keys.InsertSigningKey(ctx, store.SigningKey{
+		KID: kid, Purpose: store.PurposeToken, Algorithm: ReceiptAlgorithm,
+		PublicKey: priv.Public().(ed25519.PublicKey), SealedPrivate: sealed, Status: store.KeyActive,
+	})
+	if err != nil {
+		return TokenKey{}, err
+	}
+	return TokenKey{KID: kid, Private: priv}, nil
+}
+
+func (k *Keyring) openTokenKey(ctx context.Context, keys store.KeyTx, tenantID string) (TokenKey, error) {
+	ks, err := keys.SigningKeys(ctx, store.PurposeToken)
+	if err != nil {
+		return TokenKey{}, err
+	}
+	for i := len(ks) - 1; i >= 0; i-- {
+		key := ks[i]
+		if key.Status != store.KeyActive {
+			continue
+		}
+		seed, err := k.master.Open(key.SealedPrivate, tokenBinding(tenantID, key.KID))
+		if err != nil {
+			return TokenKey{}, fmt.Errorf("signing: open token key %s: %w", key.KID, err)
+		}
+		defer clear(seed)
+		if len(seed) != ed25519.SeedSize {
+			return TokenKey{}, fmt.Errorf("signing: token key %s is not an Ed25519 key", key.KID)
+		}
+		priv := ed25519.NewKeyFromSeed(seed)
+		if !bytes.Equal(priv.Public().(ed25519.PublicKey), key.PublicKey) {
+			return TokenKey{}, fmt.Errorf("signing: token key %s: public half does not match", key.KID)
+		}
+		return TokenKey{KID: key.KID, Private: priv}, nil
+	}
+	return TokenKey{}, errNoTokenKey
+}
+
+// GoString keeps %#v from printing the private key.
+func (k TokenKey) GoString() string { return k.String() }
