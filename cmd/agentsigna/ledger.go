@@ -43,19 +43,25 @@ func (f *ledgerFlags) origin() (string, error) {
 
 // openLedger opens the key ring and ledger over an open store.
 func openLedger(sf *storeFlags, lf *ledgerFlags, backend store.Backend, env env, log *slog.Logger) (*ledger.Ledger, error) {
+	l, _, err := openLedgerAndKeys(sf, lf, backend, env, log)
+	return l, err
+}
+
+func openLedgerAndKeys(sf *storeFlags, lf *ledgerFlags, backend store.Backend, env env, log *slog.Logger) (*ledger.Ledger, *signing.Keyring, error) {
 	origin, err := lf.origin()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	master, err := loadMasterKey(sf, env, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	keys, err := signing.NewKeyring(master)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return ledger.New(ledger.Config{Tenants: backend, Platform: backend, Keys: keys, Origin: origin, Logger: log})
+	l, err := ledger.New(ledger.Config{Tenants: backend, Platform: backend, Keys: keys, Origin: origin, Logger: log})
+	return l, keys, err
 }
 
 // runLedger: `agentsigna ledger verify [--tenant SLUG] [--log-key KEY]`.

@@ -14,6 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentsigna/agentsigna/bundles"
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/server"
 )
@@ -70,7 +74,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 	defer backend.Close()
-	l, err := openLedger(&f.store, &f.ledger, backend, env, log)
+	l, keys, err := openLedgerAndKeys(&f.store, &f.ledger, backend, env, log)
 	if err != nil {
 		return err
 	}
@@ -99,6 +103,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	server.MountLogKeys(planes.Tenant, l, backend)
 	server.MountJWKS(planes.Tenant, backend)
 	server.MountLedger(planes.Platform, l, server.DenyLogAccess)
+	if err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, log); err != nil {
+		return err
+	}
 
 	lns := make([]net.Listener, 0, 2)
 	defer func() {
@@ -208,4 +215,28 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("%w: --log-format %q: want json or text", errUsage, format)
+}
+
+// mountAgentAPI wires the agent path: token endpoint, decisions, cases.
+func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Backend, l *ledger.Ledger, keys *signing.Keyring, publicURL string, log *slog.Logger) error {
+	engine := bundles.NewEngine()
+	evaluator, err := decision.NewEvaluator(ctx, engine, decision.Options{})
+	if err != nil {
+		return err
+	}
+	policies := decision.NewPolicies(backend, l, engine, bundles.Limits{})
+	svc, err := decision.NewService(decision.Config{
+		Tenants: backend, Ledger: l, Keyring: keys, Evaluator: evaluator, Policies: policies,
+		PublicURL: strings.TrimSuffix(publicURL, "/"), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	auth, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: backend, Ledger: l, Keys: keys, PublicURL: publicURL})
+	if err != nil {
+		return err
+	}
+	auth.MountTokenEndpoint(planes.Tenant)
+	server.MountDecisions(planes.Tenant, auth, svc)
+	return nil
 }

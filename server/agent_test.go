@@ -1,0 +1,434 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/gofiber/fiber/v2"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentsigna/agentsigna/bundles"
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
+	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/policies"
+	"github.com/agentsigna/agentsigna/server"
+)
+
+const testPublicURL = "http://agentsigna.test"
+
+type agentEnv struct {
+	app    *fiber.App
+	ledger *ledger.Ledger
+	orgs   map[string]store.Tenant
+	agents map[string]testAgent // by org slug
+	cps    map[string]string    // verified counterparty id by org slug
+}
+
+type testAgent struct {
+	id  string
+	key jwk.Key // private
+}
+
+func newAgentEnv(t *testing.T) *agentEnv {
+	t.Helper()
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	master, _ := secrets.GenerateMasterKey()
+	kr, _ := signing.NewKeyring(master)
+	l, _ := ledger.New(ledger.Config{Tenants: s, Platform: s, Keys: kr, Origin: "agentsigna.test"})
+	t.Cleanup(l.Close)
+	engine := bundles.NewEngine()
+	ev, err := decision.NewEvaluator(ctx, engine, decision.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := decision.NewPolicies(s, l, engine, bundles.Limits{})
+	svc, err := decision.NewService(decision.Config{Tenants: s, Ledger: l, Keyring: kr, Evaluator: ev, Policies: pol, PublicURL: testPublicURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: s, Ledger: l, Keys: kr, PublicURL: testPublicURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	planes, _ := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping})
+	auth.MountTokenEndpoint(planes.Tenant)
+	server.MountDecisions(planes.Tenant, auth, svc)
+	server.MountJWKS(planes.Tenant, s)
+	e := &agentEnv{app: planes.Tenant.App(), ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
+	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, slug := range []string{"acme", "beta"} {
+		tn := storetest.CreateTenant(t, s, slug)
+		e.orgs[slug] = tn
+		org := decision.Organization{ID: tn.ID, Slug: slug}
+		b, err := pol.Upload(ctx, org, raw, "usr_author")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pol.Activate(ctx, org, b.Revision, "usr_a", "usr_b", false); err != nil {
+			t.Fatal(err)
+		}
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		key, _ := jwk.Import(priv)
+		pub, _ := key.PublicKey()
+		tp, _ := pub.Thumbprint(0x5) // crypto.SHA256
+		kid := base64.RawURLEncoding.EncodeToString(tp)
+		_ = key.Set(jwk.KeyIDKey, kid)
+		_ = pub.Set(jwk.KeyIDKey, kid)
+		pubJSON, _ := json.Marshal(pub)
+		err = s.InTenantTx(ctx, tn.ID, func(ctx context.Context, tx store.TenantTx) error {
+			ag, err := tx.Agents().Create(ctx, store.Agent{Name: slug + " payer", Sponsor: "usr_sponsor", RiskTier: store.RiskLow})
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: ag.ID, KID: kid, PublicJWK: string(pubJSON)}); err != nil {
+				return err
+			}
+			cp, err := tx.Counterparties().Create(ctx, store.Counterparty{Name: "Vendor", Status: store.CounterpartyVerified})
+			e.agents[slug] = testAgent{id: ag.ID, key: key}
+			e.cps[slug] = cp.ID
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+// assertion signs an RFC 7523 client assertion; mutate adjusts the claims.
+func (e *agentEnv) assertion(t *testing.T, a testAgent, mutate func(b *jwt.Builder)) string {
+	t.Helper()
+	jti := make([]byte, 16)
+	_, _ = rand.Read(jti)
+	b := jwt.NewBuilder().Issuer(a.id).Subject(a.id).Audience([]string{testPublicURL + "/v1/oauth/token"}).
+		Expiration(time.Now().Add(2 * time.Minute)).IssuedAt(time.Now()).JwtID(hex.EncodeToString(jti))
+	if mutate != nil {
+		mutate(b)
+	}
+	tok, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.EdDSA(), a.key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(signed)
+}
+
+func (e *agentEnv) do(t *testing.T, req *http.Request) (int, http.Header, []byte) {
+	t.Helper()
+	resp, err := e.app.Test(req, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, body
+}
+
+func (e *agentEnv) tokenRequest(t *testing.T, assertion string) (int, map[string]any) {
+	t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}}
+	req := httptest.NewRequest(http.MethodPost, "/v1/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	status, _, body := e.do(t, req)
+	var out map[string]any
+	_ = json.Unmarshal(body, &out)
+	return status, out
+}
+
+func (e *agentEnv) token(t *testing.T, slug string) string {
+	t.Helper()
+	status, out := e.tokenRequest(t, e.assertion(t, e.agents[slug], nil))
+	if status != 200 || out["token_type"] != "Bearer" {
+		t.Fatalf("token for %s: %d %v", slug, status, out)
+	}
+	return out["access_token"].(string)
+}
+
+func (e *agentEnv) decide(t *testing.T, token, body string, hdr map[string]string) (int, http.Header, []byte) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/v1/decisions", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	return e.do(t, req)
+}
+
+func payment(cp, value string) string {
+	return fmt.Sprintf(`{"action":{"type":"payment.send","resource":"invoice:INV-1","counterparty":%q,"amount":{"value":%q,"currency":"EUR"}},"reason":"pay"}`, cp, value)
+}
+
+func TestTokenEndpointRefusals(t *testing.T) {
+	e := newAgentEnv(t)
+	acme := e.agents["acme"]
+	replayed := e.assertion(t, acme, nil)
+	if status, _ := e.tokenRequest(t, replayed); status != 200 {
+		t.Fatalf("first use: %d", status)
+	}
+	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
+	otherKey, _ := jwk.Import(otherPriv)
+	for _, tc := range []struct {
+		name      string
+		assertion string
+	}{
+		{"replayed jti", replayed},
+		{"wrong audience", e.assertion(t, acme, func(b *jwt.Builder) { b.Audience([]string{"http://evil.test/v1/oauth/token"}) })},
+		{"expired", e.assertion(t, acme, func(b *jwt.Builder) { b.Expiration(time.Now().Add(-time.Minute)) })},
+		{"lifetime too long", e.assertion(t, acme, func(b *jwt.Builder) { b.Expiration(time.Now().Add(time.Hour)) })},
+		{"iss is not sub", e.assertion(t, acme, func(b *jwt.Builder) { b.Issuer(e.agents["beta"].id) })},
+		{"signed by another key", e.assertion(t, testAgent{id: acme.id, key: otherKey}, nil)},
+		{"unknown agent", e.assertion(t, testAgent{id: store.NewID(store.PrefixAgent), key: acme.key}, nil)},
+		{"alg none", unsignedJWS(acme.id)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, out := e.tokenRequest(t, tc.assertion)
+			if status != 401 || out["error"] != "invalid_client" {
+				t.Fatalf("%d %v", status, out)
+			}
+		})
+	}
+	// Every issue and refusal is in a ledger: the organization's (issues,
+	// and refusals naming its agent) or the platform's (unknown agent).
+	ctx := context.Background()
+	acmeLog, _ := e.ledger.LatestCheckpoint(ctx, e.ledger.TenantLog(e.orgs["acme"].ID, "acme"))
+	platformLog, _ := e.ledger.LatestCheckpoint(ctx, e.ledger.PlatformLog())
+	if platformLog.Size < 1 || acmeLog.Size < 8 {
+		t.Fatalf("ledger sizes: acme %d, platform %d", acmeLog.Size, platformLog.Size)
+	}
+	// Wrong grant, content type and parameters.
+	req := httptest.NewRequest(http.MethodPost, "/v1/oauth/token", strings.NewReader("grant_type=password&username=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if status, _, body := e.do(t, req); status != 400 || !strings.Contains(string(body), "invalid_request") {
+		t.Fatalf("unknown parameter: %d %s", status, body)
+	}
+	req = httptest.NewRequest(http.MethodPost, "/v1/oauth/token", strings.NewReader(`{"grant_type":"client_credentials"}`))
+	req.Header.Set("Content-Type", "application/json")
+	if status, _, _ := e.do(t, req); status != 415 {
+		t.Fatalf("JSON to the token endpoint: %d", status)
+	}
+}
+
+func unsignedJWS(agentID string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	claims, _ := json.Marshal(map[string]any{"iss": agentID, "sub": agentID, "aud": testPublicURL + "/v1/oauth/token",
+		"exp": time.Now().Add(time.Minute).Unix(), "jti": "x1"})
+	return enc([]byte(`{"alg":"none"}`)) + "." + enc(claims) + "."
+}
+
+func TestDecisionsEndToEnd(t *testing.T) {
+	e := newAgentEnv(t)
+	tok := e.token(t, "acme")
+
+	// Allow, with a receipt that verifies with the JWKS alone, through a
+	// second JOSE implementation (go-jose).
+	status, _, body := e.decide(t, tok, payment(e.cps["acme"], "100.00"), map[string]string{"Idempotency-Key": "k1"})
+	var resp struct {
+		DecisionID string          `json:"decision_id"`
+		Outcome    string          `json:"outcome"`
+		Reasons    []string        `json:"reasons"`
+		Receipt    string          `json:"receipt"`
+		Case       *map[string]any `json:"case"`
+		Ledger     struct {
+			Index          uint64   `json:"index"`
+			LeafHash       []byte   `json:"leaf_hash"`
+			Checkpoint     string   `json:"checkpoint"`
+			InclusionProof [][]byte `json:"inclusion_proof"`
+		} `json:"ledger"`
+	}
+	if status != 200 || json.Unmarshal(body, &resp) != nil || resp.Outcome != "allow" || resp.Receipt == "" || resp.Case != nil {
+		t.Fatalf("allow: %d %s", status, body)
+	}
+	_, _, jwksBody := e.do(t, httptest.NewRequest(http.MethodGet, "/t/acme/.well-known/jwks.json", nil))
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(jwksBody, &set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("jwks %s: %v", jwksBody, err)
+	}
+	parsed, err := jose.ParseSigned(resp.Receipt, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := parsed.Verify(set.Keys[0])
+	if err != nil {
+		t.Fatalf("receipt does not verify with go-jose and the JWKS: %v", err)
+	}
+	if !bytes.Contains(payload, []byte(resp.DecisionID)) {
+		t.Fatalf("receipt payload %s", payload)
+	}
+	// The decision's inclusion proof against the checkpoint given.
+	vkey, _ := e.ledger.VerifierKey(context.Background(), e.ledger.TenantLog(e.orgs["acme"].ID, "acme"))
+	v, _ := note.NewVerifier(vkey)
+	n, err := note.Open([]byte(resp.Ledger.Checkpoint), note.VerifierList(v))
+	if err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
+	lines := strings.Split(n.Text, "\n")
+	var size uint64
+	fmt.Sscan(lines[1], &size)
+	root, _ := base64.StdEncoding.DecodeString(lines[2])
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, resp.Ledger.Index, size, resp.Ledger.LeafHash, resp.Ledger.InclusionProof, root); err != nil {
+		t.Fatalf("inclusion proof: %v", err)
+	}
+
+	// Idempotent replay, and the same key with another body.
+	status, _, again := e.decide(t, tok, payment(e.cps["acme"], "100.00"), map[string]string{"Idempotency-Key": "k1"})
+	if status != 200 || !bytes.Equal(again, body) {
+		t.Fatalf("replay: %d, same body %v", status, bytes.Equal(again, body))
+	}
+	if status, _, _ := e.decide(t, tok, payment(e.cps["acme"], "101.00"), map[string]string{"Idempotency-Key": "k1"}); status != 422 {
+		t.Fatalf("key reused with another body: %d", status)
+	}
+
+	// Escalate with a case; the case is the agent's own.
+	status, _, body = e.decide(t, tok, payment(e.cps["acme"], "1500.00"), nil)
+	var esc struct {
+		Outcome string `json:"outcome"`
+		Case    struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"case"`
+	}
+	if status != 200 || json.Unmarshal(body, &esc) != nil || esc.Outcome != "escalate" || esc.Case.Status != "pending" {
+		t.Fatalf("escalate: %d %s", status, body)
+	}
+	get := func(token, path string) int {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		status, _, _ := e.do(t, req)
+		return status
+	}
+	if s := get(tok, "/v1/cases/"+esc.Case.ID); s != 200 {
+		t.Fatalf("own case: %d", s)
+	}
+	if s := get(tok, "/v1/cases/"+esc.Case.ID+"?wait=1ms"); s != 200 {
+		t.Fatalf("own case, long poll: %d", s)
+	}
+	if s := get(tok, "/v1/cases/"+esc.Case.ID+"?wait=1h"); s != 400 {
+		t.Fatalf("wait beyond 30s: %d", s)
+	}
+
+	// Deny: an action the policy gives no authority for.
+	status, _, body = e.decide(t, tok, `{"action":{"type":"report.archive"}}`, nil)
+	if status != 200 || !strings.Contains(string(body), `"outcome":"deny"`) || !strings.Contains(string(body), "no_authority") {
+		t.Fatalf("deny: %d %s", status, body)
+	}
+
+	// Another organization's agent: its token never reaches acme's data,
+	// whatever headers it sends.
+	betaTok := e.token(t, "beta")
+	if s := get(betaTok, "/v1/decisions/"+resp.DecisionID); s != 404 {
+		t.Fatalf("beta reads acme's decision: %d", s)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/v1/cases/"+esc.Case.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+betaTok)
+	req.Header.Set("X-Tenant", "acme")
+	req.Header.Set("X-Forwarded-Host", "acme.agentsigna.test")
+	if status, _, _ := e.do(t, req); status != 404 {
+		t.Fatalf("beta reads acme's case with forged headers: %d", status)
+	}
+	// beta's counterparty id is unknown in acme.
+	if status, _, _ := e.decide(t, tok, payment(e.cps["beta"], "10.00"), nil); status != 400 {
+		t.Fatalf("another organization's counterparty: %d", status)
+	}
+
+	// A token signed with the agent's own key (its client assertion) is not
+	// an access token; no token, a garbage token: 401.
+	assertionAsToken := e.assertion(t, e.agents["acme"], nil)
+	for _, bad := range []string{assertionAsToken, "", "x.y.z"} {
+		status, hdr, _ := e.decide(t, bad, payment(e.cps["acme"], "1.00"), nil)
+		if status != 401 || hdr.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("token %q: %d", bad, status)
+		}
+	}
+	// An access token of acme with its tenant claim swapped to beta's id
+	// (re-signed with the agent's key) does not verify under beta's key.
+	forged := forgeTenant(t, tok, e.orgs["beta"].ID, e.agents["acme"].key)
+	if status, _, _ := e.decide(t, forged, payment(e.cps["beta"], "1.00"), nil); status != 401 {
+		t.Fatalf("forged tenant claim: %d", status)
+	}
+
+	// Boundary: unknown field, deep nesting, 70 KiB, wrong content type.
+	for _, tc := range []struct {
+		body, ctype string
+		status      int
+	}{
+		{`{"action":{"type":"report.generate","extra":1}}`, "application/json", 400},
+		{`{"action":{"type":"report.generate","params":{"a":{"b":{"c":{"d":{"e":1}}}}}}}`, "application/json", 400},
+		{`{"action":{"type":"report.generate","params":{"x":"` + strings.Repeat("a", 70<<10) + `"}}}`, "application/json", 413},
+		{`{"action":{"type":"report.generate"}}`, "text/plain", 415},
+		{`{"action":{"type":"Bad Type"}}`, "application/json", 400},
+		{`{"action":{"type":"payment.send","amount":{"value":"1e3","currency":"EUR"}}}`, "application/json", 400},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/v1/decisions", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", tc.ctype)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := e.app.Test(req, -1)
+		if err != nil {
+			// fasthttp answers 413 itself and app.Test reports it as an error.
+			if tc.status == 413 {
+				continue
+			}
+			t.Fatal(err)
+		}
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%.60s (%s): %d, want %d", tc.body, tc.ctype, resp.StatusCode, tc.status)
+		}
+	}
+}
+
+// forgeTenant rewrites the tenant claim of token and signs it with key.
+func forgeTenant(t *testing.T, token, tenantID string, key jwk.Key) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims map[string]any
+	_ = json.Unmarshal(payload, &claims)
+	claims["tenant"] = tenantID
+	b, _ := json.Marshal(claims)
+	hdrs := jws.NewHeaders()
+	_ = hdrs.Set("typ", "at+jwt")
+	signed, err := jws.Sign(b, jws.WithKey(jwa.EdDSA(), key, jws.WithProtectedHeaders(hdrs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(signed)
+}

@@ -1,0 +1,313 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/agentsigna/agentsigna/internal/identity"
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// AgentAuthConfig wires agent authentication on the tenant plane.
+type AgentAuthConfig struct {
+	Tenants store.TenantStore
+	Ledger  *ledger.Ledger
+	Keys    *signing.Keyring
+	// PublicURL is how agents reach the tenant plane: the access tokens'
+	// issuer, and PublicURL + "/v1/oauth/token" the assertions' audience.
+	PublicURL string
+	Now       func() time.Time
+}
+
+// AgentAuth issues access tokens to agents (RFC 7523 private_key_jwt) and
+// checks them on agent routes. Each organization signs its agents' tokens
+// with its own key, so a token verifies only under the organization it names.
+type AgentAuth struct {
+	cfg     AgentAuthConfig
+	issuers sync.Map // tenant id → *identity.TokenIssuer
+}
+
+// NewAgentAuth returns the agent authenticator.
+func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
+	if cfg.Tenants == nil || cfg.Ledger == nil || cfg.Keys == nil {
+		return nil, errors.New("server: agent auth needs Tenants, Ledger and Keys")
+	}
+	u, err := url.Parse(cfg.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("server: agent auth needs an http(s) PublicURL")
+	}
+	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &AgentAuth{cfg: cfg}, nil
+}
+
+// TokenEndpoint is the URL agents put in their assertions' aud.
+func (a *AgentAuth) TokenEndpoint() string { return a.cfg.PublicURL + "/v1/oauth/token" }
+
+// Agent is the authenticated caller of an agent route.
+type Agent struct {
+	ID     string
+	Tenant store.TenantRef
+}
+
+type agentKey struct{}
+
+// AgentFrom returns the agent Require authenticated.
+func AgentFrom(c *fiber.Ctx) (Agent, bool) {
+	a, ok := c.Locals(agentKey{}).(Agent)
+	return a, ok
+}
+
+// MountTokenEndpoint adds POST /v1/oauth/token to the tenant plane.
+func (a *AgentAuth) MountTokenEndpoint(p *Plane) {
+	p.app.Post("/v1/oauth/token", a.token)
+}
+
+// oauthError answers RFC 6749 §5.2 (not problem+json: OAuth clients expect
+// this shape).
+func oauthError(c *fiber.Ctx, status int, code, description string) error {
+	if status == fiber.StatusUnauthorized {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer error="`+code+`"`)
+	}
+	return c.Status(status).JSON(fiber.Map{"error": code, "error_description": description})
+}
+
+const (
+	grantClientCredentials = "client_credentials"
+	assertionTypeJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+)
+
+// token implements the client-credentials grant with a private_key_jwt
+// client assertion. Every issue and every refusal is a ledger entry: in the
+// organization's log when the agent is known, else in the platform's.
+func (a *AgentAuth) token(c *fiber.Ctx) error {
+	mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
+	if err != nil || mt != fiber.MIMEApplicationForm {
+		return Problem(ErrUnsupportedMediaType, "The token endpoint takes application/x-www-form-urlencoded.")
+	}
+	form, err := url.ParseQuery(string(c.Body()))
+	if err != nil {
+		return oauthError(c, fiber.StatusBadRequest, "invalid_request", "the form is malformed")
+	}
+	for k, v := range form {
+		switch k {
+		case "grant_type", "client_assertion_type", "client_assertion", "client_id", "scope":
+		default:
+			return oauthError(c, fiber.StatusBadRequest, "invalid_request", "unknown parameter")
+		}
+		if len(v) != 1 {
+			return oauthError(c, fiber.StatusBadRequest, "invalid_request", "repeated parameter")
+		}
+	}
+	if form.Get("grant_type") != grantClientCredentials {
+		return oauthError(c, fiber.StatusBadRequest, "unsupported_grant_type", "only client_credentials is supported")
+	}
+	if form.Get("client_assertion_type") != assertionTypeJWTBearer || form.Get("client_assertion") == "" {
+		return oauthError(c, fiber.StatusUnauthorized, identity.OAuthInvalidClient, "a jwt-bearer client assertion is required")
+	}
+	ctx := c.UserContext()
+	assertion := form.Get("client_assertion")
+	now := a.cfg.Now()
+
+	// Which organization? The directory, from the claimed agent id — only
+	// a routing hint until the signature verifies under that agent's key.
+	claimed := peekSubject(assertion)
+	ref, err := a.cfg.Tenants.ResolveAgent(ctx, claimed)
+	if err != nil || ref.Status != store.TenantActive {
+		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrInvalid) {
+			return err
+		}
+		a.refused(ctx, nil, claimed, "unknown_agent")
+		return oauthError(c, fiber.StatusUnauthorized, identity.OAuthInvalidClient, "client authentication failed")
+	}
+	var info identity.AgentInfo
+	err = a.cfg.Tenants.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+		ag, err := tx.Agents().Get(ctx, claimed)
+		if err != nil {
+			return err
+		}
+		keys, err := tx.Agents().Keys(ctx, claimed)
+		if err != nil {
+			return err
+		}
+		info = identity.AgentInfo{ID: ag.ID, Status: string(ag.Status)}
+		for _, k := range keys {
+			if k.Status != store.KeyActive {
+				continue
+			}
+			jk, err := identity.ParseAgentJWK([]byte(k.PublicJWK))
+			if err != nil {
+				return fmt.Errorf("stored key %s of %s: %w", k.KID, ag.ID, err)
+			}
+			info.Keys = append(info.Keys, jk)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	claims, err := identity.VerifyClientAssertion(assertion, identity.AssertionOptions{
+		Audience: a.TokenEndpoint(), Now: now,
+		Lookup: func(agentID, _ string) (identity.AgentInfo, error) {
+			if info.ID == "" || agentID != info.ID {
+				return identity.AgentInfo{}, identity.ErrUnknownAgent
+			}
+			return info, nil
+		},
+	})
+	if err == nil {
+		err = a.cfg.Tenants.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+			err := tx.AssertionJTIs().Remember(ctx, claims.AgentID, claims.JTISHA256, claims.Expiry)
+			if errors.Is(err, store.ErrConflict) {
+				return identity.ErrReplay
+			}
+			return err
+		})
+	}
+	if err != nil {
+		code, desc := identity.OAuthError(err)
+		if code == identity.OAuthServerError {
+			return err
+		}
+		a.refused(ctx, &ref, claimed, reasonOf(err))
+		return oauthError(c, fiber.StatusUnauthorized, code, desc)
+	}
+	issuer, err := a.issuer(ctx, ref.ID)
+	if err != nil {
+		return err
+	}
+	token, exp, err := issuer.Issue(claims.AgentID, ref.ID, now)
+	if err != nil {
+		return err
+	}
+	rec, _ := json.Marshal(map[string]any{
+		"event": "token_issued", "agent_id": claims.AgentID, "key_id": claims.KeyID,
+		"assertion_jti_sha256": claims.JTISHA256, "expires_at": exp.UTC().Format(time.RFC3339), "request_id": RequestID(c),
+	})
+	if _, err := a.cfg.Ledger.Append(ctx, a.cfg.Ledger.TenantLog(ref.ID, ref.Slug), ledger.Entry{Kind: "auth.token_issued", Subject: claims.AgentID, Record: rec}); err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"access_token": token, "token_type": "Bearer", "expires_in": int(time.Until(exp).Round(time.Second).Seconds())})
+}
+
+// refused writes a refusal to the organization's log, or the platform's
+// when no organization could be named. A failure to log is itself logged
+// by the ledger; the client's answer does not change.
+func (a *AgentAuth) refused(ctx context.Context, ref *store.TenantRef, claimed, reason string) {
+	if len(claimed) > 64 {
+		claimed = claimed[:64]
+	}
+	rec, _ := json.Marshal(map[string]string{"event": "token_refused", "claimed_agent": claimed, "reason": reason})
+	lg := a.cfg.Ledger.PlatformLog()
+	if ref != nil {
+		lg = a.cfg.Ledger.TenantLog(ref.ID, ref.Slug)
+	}
+	_, _ = a.cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: "auth.token_refused", Subject: claimed, Record: rec})
+}
+
+// reasonOf names a refusal for the ledger (never the assertion itself).
+func reasonOf(err error) string {
+	for _, r := range []struct {
+		err  error
+		name string
+	}{
+		{identity.ErrReplay, "replayed_jti"}, {identity.ErrUnknownAgent, "unknown_agent"}, {identity.ErrAgentNotActive, "agent_not_active"},
+		{identity.ErrUnknownKey, "unknown_key"}, {identity.ErrAssertionSignature, "bad_signature"}, {identity.ErrAssertionAlgorithm, "bad_algorithm"},
+		{identity.ErrAssertionAudience, "wrong_audience"}, {identity.ErrAssertionExpired, "expired"}, {identity.ErrAssertionLifetime, "lifetime_too_long"},
+		{identity.ErrAssertionSubject, "iss_sub_mismatch"}, {identity.ErrAssertionJTI, "bad_jti"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	return "invalid_assertion"
+}
+
+// issuer returns the organization's token issuer (its key, created on
+// first use).
+func (a *AgentAuth) issuer(ctx context.Context, tenantID string) (*identity.TokenIssuer, error) {
+	if v, ok := a.issuers.Load(tenantID); ok {
+		return v.(*identity.TokenIssuer), nil
+	}
+	var tk signing.TokenKey
+	err := a.cfg.Tenants.InTenantTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		tk, err = a.cfg.Keys.TokenKey(ctx, tx.Keys(), tenantID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	ti, err := identity.NewTokenIssuer(tk.Private, tk.KID, a.cfg.PublicURL)
+	if err != nil {
+		return nil, err
+	}
+	a.issuers.Store(tenantID, ti)
+	return ti, nil
+}
+
+// Require authenticates an agent route: a Bearer access token issued by
+// this plane, verified under the key of the organization it names. Nothing
+// the client sends besides the token (X-Tenant, X-Forwarded-*, a path)
+// changes which organization that is.
+func (a *AgentAuth) Require(c *fiber.Ctx) error {
+	auth := c.Get(fiber.HeaderAuthorization)
+	scheme, token, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return Problem(ErrUnauthorized, "An agent access token is required (Authorization: Bearer).")
+	}
+	tenantID := peekTenant(token)
+	if store.CheckTenantID(tenantID) != nil {
+		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
+	}
+	ref, err := a.cfg.Tenants.ResolveTenantID(c.UserContext(), tenantID)
+	if err != nil || ref.Status != store.TenantActive {
+		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
+	}
+	issuer, err := a.issuer(c.UserContext(), ref.ID)
+	if err != nil {
+		return err
+	}
+	claims, err := issuer.Verify(token, a.cfg.Now())
+	if err != nil || claims.Tenant != ref.ID {
+		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
+	}
+	c.Locals(agentKey{}, Agent{ID: claims.Subject, Tenant: ref})
+	return c.Next()
+}
+
+// peekSubject and peekTenant read one claim of a compact JWS without
+// verifying it: only to pick the key that will verify it.
+func peekSubject(jws string) string { return peekClaim(jws, "sub") }
+func peekTenant(jws string) string  { return peekClaim(jws, "tenant") }
+
+func peekClaim(jws, name string) string {
+	parts := strings.Split(jws, ".")
+	if len(parts) != 3 || len(parts[1]) > 16<<10 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var claims map[string]any
+	if json.Unmarshal(payload, &claims) != nil {
+		return ""
+	}
+	s, _ := claims[name].(string)
+	return s
+}

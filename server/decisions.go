@@ -1,0 +1,87 @@
+package server
+
+import (
+	"errors"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// MountDecisions adds the agent routes of DESIGN §3 to the tenant plane:
+// POST /v1/decisions, GET /v1/decisions/{id}, GET /v1/cases/{id}[?wait=].
+// Every one requires an agent access token; an agent sees only its own
+// decisions and cases (another agent's are 404, even in its organization).
+func MountDecisions(p *Plane, auth *AgentAuth, svc *decision.Service) {
+	h := &decisionHandlers{svc: svc}
+	p.app.Post("/v1/decisions", auth.Require, h.decide)
+	p.app.Get("/v1/decisions/:id", auth.Require, h.getDecision)
+	p.app.Get("/v1/cases/:id", auth.Require, h.getCase)
+}
+
+type decisionHandlers struct{ svc *decision.Service }
+
+func orgOf(a Agent) decision.Organization {
+	return decision.Organization{ID: a.Tenant.ID, Slug: a.Tenant.Slug}
+}
+
+// decisionError maps the service's refusals to problems.
+func decisionError(err error) error {
+	switch {
+	case errors.Is(err, decision.ErrInvalidRequest):
+		// The service's messages name the field, never the value.
+		return Problem(ErrBadRequest, err.Error())
+	case errors.Is(err, decision.ErrIdempotencyMismatch):
+		return Problem(ErrUnprocessable, "This Idempotency-Key was already used with another request.")
+	case errors.Is(err, decision.ErrUnknownAgent):
+		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
+	case errors.Is(err, store.ErrNotFound):
+		return Problem(ErrNotFound, "No such decision or case.")
+	}
+	return err
+}
+
+func (h *decisionHandlers) decide(c *fiber.Ctx) error {
+	agent, _ := AgentFrom(c)
+	var req decision.DecisionRequest
+	if err := DecodeJSON(c, &req); err != nil {
+		return err
+	}
+	resp, err := h.svc.Decide(c.UserContext(), orgOf(agent), agent.ID, req, c.Get("Idempotency-Key"))
+	if err != nil {
+		return decisionError(err)
+	}
+	return c.JSON(resp)
+}
+
+func (h *decisionHandlers) getDecision(c *fiber.Ctx) error {
+	agent, _ := AgentFrom(c)
+	resp, err := h.svc.GetDecision(c.UserContext(), orgOf(agent), agent.ID, c.Params("id"))
+	if err != nil {
+		return decisionError(err)
+	}
+	return c.JSON(resp)
+}
+
+// getCase answers at once, or with ?wait=30s long-polls until the case
+// leaves pending (at most decision.MaxCaseWait).
+func (h *decisionHandlers) getCase(c *fiber.Ctx) error {
+	agent, _ := AgentFrom(c)
+	var view decision.CaseView
+	var err error
+	if w := c.Query("wait"); w != "" {
+		d, perr := time.ParseDuration(w)
+		if perr != nil || d < 0 || d > decision.MaxCaseWait {
+			return Problem(ErrBadRequest, "wait must be a duration between 0s and 30s, e.g. wait=30s.")
+		}
+		view, err = h.svc.WaitCase(c.UserContext(), orgOf(agent), agent.ID, c.Params("id"), d)
+	} else {
+		view, err = h.svc.GetCase(c.UserContext(), orgOf(agent), agent.ID, c.Params("id"))
+	}
+	if err != nil {
+		return decisionError(err)
+	}
+	return c.JSON(view)
+}
