@@ -16,9 +16,10 @@ all: lint test
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/agentsigna
 
-# The service on the embedded SQLite store in ./agentsigna-data.
+# The service on the embedded SQLite store in ./agentsigna-data, seeded with
+# the demo organization acme (credentials in agentsigna-data/demo/).
 run: build
-	./$(BIN) serve --log-format text
+	./$(BIN) serve --demo --log-format text
 
 # Every test, with the race detector. PostgreSQL tests use
 # AGENTSIGNA_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)

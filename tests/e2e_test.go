@@ -87,7 +87,13 @@ func freeAddr(t *testing.T) string {
 // until both planes answer /healthz.
 func startServe(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	ta, pa := freeAddr(t), freeAddr(t)
+	return startServeAt(t, env, freeAddr(t), args...)
+}
+
+// startServeAt is startServe with the tenant plane on ta.
+func startServeAt(t *testing.T, env []string, ta string, args ...string) *proc {
+	t.Helper()
+	pa := freeAddr(t)
 	args = append([]string{"serve", "--tenant-addr", ta, "--platform-addr", pa, "--log-format", "json"}, args...)
 	p := &proc{cmd: exec.Command(agentsigna(t), args...), tenantURL: "http://" + ta, platformURL: "http://" + pa, done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)

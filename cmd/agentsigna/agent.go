@@ -29,6 +29,7 @@ const agentUsage = `usage:
   agentsigna agent suspend --tenant SLUG AGENT_ID
   agentsigna agent rotate-key --tenant SLUG AGENT_ID (--public-jwk FILE | --generate-key OUT_FILE)
   agentsigna agent list --tenant SLUG
+  agentsigna agent assertion [--credentials FILE] [--audience URL]   (print a client assertion, to try the API)
 
 --public-jwk registers a public Ed25519 (OKP) or P-256 (EC) JWK; a key with private members
 is refused. Without a kid, its kid is the RFC 7638 thumbprint.
@@ -52,6 +53,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return runAgentRotateKey(ctx, args[1:], stdout, stderr, env)
 	case "list":
 		return runAgentList(ctx, args[1:], stdout, stderr, env)
+	case "assertion":
+		return runAgentAssertion(args[1:], stdout, stderr, env)
 	case "-h", "--help", "help":
 		fmt.Fprintln(stderr, agentUsage)
 		return flag.ErrHelp

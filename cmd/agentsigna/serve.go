@@ -33,6 +33,7 @@ type serveFlags struct {
 	logLevel      string
 	logFormat     string
 	shutdown      time.Duration
+	demo          bool
 }
 
 // runServe starts both planes and blocks until SIGINT/SIGTERM, then lets
@@ -50,6 +51,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "json", "json or text")
 	fs.DurationVar(&f.shutdown, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown")
+	fs.BoolVar(&f.demo, "demo", false, "seed organization acme (example policy, an agent, two counterparties) on an empty embedded store; credentials to DATA_DIR/demo/credentials.json")
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
@@ -103,8 +105,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	server.MountLogKeys(planes.Tenant, l, backend)
 	server.MountJWKS(planes.Tenant, backend)
 	server.MountLedger(planes.Platform, l, server.DenyLogAccess)
-	if err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, log); err != nil {
+	pol, err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, log)
+	if err != nil {
 		return err
+	}
+	if f.demo {
+		if f.store.postgres() {
+			return fmt.Errorf("%w: --demo seeds the embedded store only", errUsage)
+		}
+		if err := seedDemo(ctx, backend, l, pol, f.store.dataDir, f.ledger.publicURL, "http://"+f.platformAddr, log); err != nil {
+			return err
+		}
 	}
 
 	lns := make([]net.Listener, 0, 2)
@@ -218,11 +229,11 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 }
 
 // mountAgentAPI wires the agent path: token endpoint, decisions, cases.
-func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Backend, l *ledger.Ledger, keys *signing.Keyring, publicURL string, log *slog.Logger) error {
+func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Backend, l *ledger.Ledger, keys *signing.Keyring, publicURL string, log *slog.Logger) (*decision.Policies, error) {
 	engine := bundles.NewEngine()
 	evaluator, err := decision.NewEvaluator(ctx, engine, decision.Options{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	policies := decision.NewPolicies(backend, l, engine, bundles.Limits{})
 	svc, err := decision.NewService(decision.Config{
@@ -230,13 +241,13 @@ func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Bac
 		PublicURL: strings.TrimSuffix(publicURL, "/"), Logger: log,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	auth, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: backend, Ledger: l, Keys: keys, PublicURL: publicURL})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc)
-	return nil
+	return policies, nil
 }
