@@ -271,35 +271,14 @@ func cliLogger(stderr io.Writer) *slog.Logger {
 
 // parseAgentID parses flags placed before or after the one AGENT_ID operand.
 func parseAgentID(fs *flag.FlagSet, args []string, env env) (string, error) {
-	var flags, operands []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			operands = append(operands, args[i+1:]...)
-			i = len(args)
-		case strings.HasPrefix(a, "-") && a != "-":
-			flags = append(flags, a)
-			name := strings.TrimLeft(a, "-")
-			// Every flag of these commands takes a value.
-			if !strings.Contains(a, "=") && name != "h" && name != "help" && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-		default:
-			operands = append(operands, a)
-		}
-	}
-	if err := parse(fs, flags, env); err != nil {
+	id, err := parseOne(fs, args, env, "AGENT_ID")
+	if err != nil {
 		return "", err
 	}
-	if len(operands) != 1 {
-		return "", fmt.Errorf("%w: want exactly one AGENT_ID, got %d arguments", errUsage, len(operands))
-	}
-	if err := store.CheckID(store.PrefixAgent, operands[0]); err != nil {
+	if err := store.CheckID(store.PrefixAgent, id); err != nil {
 		return "", fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return operands[0], nil
+	return id, nil
 }
 
 // agentKeyFlags choose where an agent's new key comes from.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -69,3 +70,38 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 }
 
 func (s *storeFlags) postgres() bool { return s.databaseURL != "" || s.platformDatabaseURL != "" }
+
+// parseInterspersed parses flags that may come before or after positional
+// arguments (`policy check bundle.tar.gz --verification-key k.pem`), then
+// fills unset flags from the environment like parse. It returns the
+// positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string, env env) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return positional, parse(fs, nil, env)
+}
+
+// parseOne is parseInterspersed for commands that take exactly one operand
+// (what names it in the error).
+func parseOne(fs *flag.FlagSet, args []string, env env, what string) (string, error) {
+	operands, err := parseInterspersed(fs, args, env)
+	if err != nil {
+		return "", err
+	}
+	if len(operands) != 1 {
+		return "", fmt.Errorf("%w: want exactly one %s, got %d arguments", errUsage, what, len(operands))
+	}
+	return operands[0], nil
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -264,26 +263,4 @@ func readBounded(name string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
 	}
 	return raw, nil
-}
-
-// parseInterspersed parses flags that may come before or after positional
-// arguments (`policy check bundle.tar.gz --verification-key k.pem`), then
-// fills unset flags from the environment like parse. It returns the
-// positional arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string, env env) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	return positional, parse(fs, nil, env)
 }

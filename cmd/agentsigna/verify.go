@@ -150,35 +150,10 @@ func runVerifyConsistency(args []string, stdout, stderr io.Writer, env env) erro
 	return nil
 }
 
-// parseWithOperand parses flags that may come before or after the one
-// operand (the proof file): the flag package stops at the first operand,
-// and every flag of these commands takes a value.
+// parseWithOperand parses a verify command's flags and its one PROOF
+// operand, in any order.
 func parseWithOperand(fs *flag.FlagSet, args []string, env env) (string, error) {
-	var flags, operands []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			operands = append(operands, args[i+1:]...)
-			i = len(args)
-		case strings.HasPrefix(a, "-") && a != "-":
-			flags = append(flags, a)
-			name := strings.TrimLeft(a, "-")
-			if !strings.Contains(a, "=") && name != "h" && name != "help" && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-		default:
-			operands = append(operands, a)
-		}
-	}
-	if err := parse(fs, flags, env); err != nil {
-		return "", err
-	}
-	if len(operands) != 1 {
-		return "", fmt.Errorf("%w: want exactly one PROOF file, got %d arguments", errUsage, len(operands))
-	}
-	return operands[0], nil
+	return parseOne(fs, args, env, "PROOF file")
 }
 
 // readLogKey accepts the verifier key itself or a file holding it.
