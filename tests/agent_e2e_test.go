@@ -2,6 +2,14 @@ package tests
 
 import (
 	"bytes"
+	"encoding/base64"
+	"strconv"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
 	"encoding/json"
 	"fmt"
 	"io"
@@ -58,21 +66,31 @@ func agentFlow(t *testing.T, p *proc, credsFile string, env []string) {
 	if tokenResp.StatusCode != 200 || json.Unmarshal(body, &tok) != nil || tok.AccessToken == "" {
 		t.Fatalf("token: %d %s", tokenResp.StatusCode, body)
 	}
-	decide := func(action string) map[string]any {
-		req, _ := http.NewRequest(http.MethodPost, p.tenantURL+"/v1/decisions", strings.NewReader(`{"action":`+action+`,"reason":"e2e"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	post := func(token, ctype, body string, hdr map[string]string) (int, string, []byte) {
+		req, _ := http.NewRequest(http.MethodPost, p.tenantURL+"/v1/decisions", strings.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		req.Header.Set("Authorization", "Bearer "+token)
+		// The server may refuse a body from its headers alone (413) and close
+		// the connection while a client is still sending: wait for its go.
+		req.Header.Set("Expect", "100-continue")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		var out map[string]any
-		if resp.StatusCode != 200 || json.Unmarshal(b, &out) != nil {
-			t.Fatalf("decision %s: %d %s", action, resp.StatusCode, b)
-		}
 		checkBoundary(t, resp)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), b
+	}
+	decide := func(action string) map[string]any {
+		status, _, b := post(tok.AccessToken, "application/json", `{"action":`+action+`,"reason":"e2e"}`, nil)
+		var out map[string]any
+		if status != 200 || json.Unmarshal(b, &out) != nil {
+			t.Fatalf("decision %s: %d %s", action, status, b)
+		}
 		return out
 	}
 	verified, fresh := creds.Counterparties[0].ID, creds.Counterparties[1].ID
@@ -102,6 +120,75 @@ func agentFlow(t *testing.T, p *proc, credsFile string, env []string) {
 	code, stderr := runBinary(t, nil, "verify", "receipt", filepath.Join(dir, "receipt"), "--jwks", filepath.Join(dir, "jwks.json"))
 	if code != 0 {
 		t.Fatalf("verify receipt: %d %s", code, stderr)
+	}
+	// ... and with a second JOSE implementation, from the JWKS alone.
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(jwks, &set); err != nil || len(set.Keys) == 0 {
+		t.Fatalf("JWKS for go-jose: %v", err)
+	}
+	sig, err := jose.ParseSigned(allow["receipt"].(string), []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sig.Verify(set.Key(sig.Signatures[0].Header.KeyID)[0]); err != nil {
+		t.Fatalf("receipt does not verify with go-jose: %v", err)
+	}
+	// The decision's own ledger entry: the inclusion proof in the response,
+	// checked with transparency-dev/merkle against the checkpoint opened
+	// with x/mod/sumdb/note and the published log key.
+	resp, err = http.Get(p.tenantURL + "/t/acme/.well-known/log-key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	verifier, err := note.NewVerifier(strings.TrimSpace(string(vkey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg := allow["ledger"].(map[string]any)
+	n, err := note.Open([]byte(lg["checkpoint"].(string)), note.VerifierList(verifier))
+	if err != nil {
+		t.Fatalf("checkpoint: %v", err)
+	}
+	lines := strings.Split(n.Text, "\n")
+	size, _ := strconv.ParseUint(lines[1], 10, 64)
+	root, _ := base64.StdEncoding.DecodeString(lines[2])
+	leaf, _ := base64.StdEncoding.DecodeString(lg["leaf_hash"].(string))
+	var hashes [][]byte
+	for _, h := range lg["inclusion_proof"].([]any) {
+		b, _ := base64.StdEncoding.DecodeString(h.(string))
+		hashes = append(hashes, b)
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(lg["index"].(float64)), size, leaf, hashes, root); err != nil {
+		t.Fatalf("inclusion proof: %v", err)
+	}
+
+	// Idempotent replay: same key and body, same answer, no new entry.
+	pay42 := fmt.Sprintf(`{"action":{"type":"payment.send","counterparty":%q,"amount":{"value":"42.00","currency":"EUR"}}}`, verified)
+	s1, _, first := post(tok.AccessToken, "application/json", pay42, map[string]string{"Idempotency-Key": "e2e-1"})
+	s2, _, second := post(tok.AccessToken, "application/json", pay42, map[string]string{"Idempotency-Key": "e2e-1"})
+	if s1 != 200 || s2 != 200 || !bytes.Equal(first, second) {
+		t.Fatalf("idempotent replay: %d %d, same %v", s1, s2, bytes.Equal(first, second))
+	}
+	if s, _, _ := post(tok.AccessToken, "application/json", strings.Replace(pay42, "42.00", "43.00", 1), map[string]string{"Idempotency-Key": "e2e-1"}); s != 422 {
+		t.Fatalf("key reused with another body: %d", s)
+	}
+	// The boundary refuses, as problem+json.
+	for _, tc := range []struct {
+		token, ctype, body string
+		status             int
+	}{
+		{tok.AccessToken, "application/json", `{"action":{"type":"report.generate","oops":1}}`, 400},
+		{tok.AccessToken, "application/json", `{"action":{"type":"report.generate","params":{"a":{"b":{"c":{"d":{"e":{}}}}}}}}`, 400},
+		{tok.AccessToken, "application/json", `{"action":{"type":"report.generate","params":{"x":"` + strings.Repeat("a", 70<<10) + `"}}}`, 413},
+		{tok.AccessToken, "text/plain", `{"action":{"type":"report.generate"}}`, 415},
+		{assertion(), "application/json", `{"action":{"type":"report.generate"}}`, 401}, // the agent's own signature is no access token
+	} {
+		status, ctype, b := post(tc.token, tc.ctype, tc.body, nil)
+		if status != tc.status || ctype != "application/problem+json" {
+			t.Errorf("%.50s: %d %s %.100s; want %d problem+json", tc.body, status, ctype, b, tc.status)
+		}
 	}
 }
 
