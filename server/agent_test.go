@@ -43,6 +43,7 @@ import (
 const testPublicURL = "http://agentsigna.test"
 
 type agentEnv struct {
+	store  store.Backend
 	app    *fiber.App
 	ledger *ledger.Ledger
 	orgs   map[string]store.Tenant
@@ -85,7 +86,7 @@ func newAgentEnv(t *testing.T) *agentEnv {
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc)
 	server.MountJWKS(planes.Tenant, s)
-	e := &agentEnv{app: planes.Tenant.App(), ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
+	e := &agentEnv{store: s, app: planes.Tenant.App(), ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
 	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -226,6 +227,21 @@ func TestTokenEndpointRefusals(t *testing.T) {
 				t.Fatalf("%d %v", status, out)
 			}
 		})
+	}
+	// A suspended agent gets no token, and its live token stops working.
+	tok := e.token(t, "acme")
+	err := e.store.InTenantTx(context.Background(), e.orgs["acme"].ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.Agents().SetStatus(ctx, acme.id, store.AgentSuspended)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, out := e.tokenRequest(t, e.assertion(t, acme, nil)); status != 401 || out["error"] != "invalid_client" {
+		t.Fatalf("suspended agent: %d %v", status, out)
+	}
+	status, _, body := e.decide(t, tok, payment(e.cps["acme"], "1.00"), nil)
+	if status != 200 || !strings.Contains(string(body), `"outcome":"deny"`) || !strings.Contains(string(body), "agent_not_active") {
+		t.Fatalf("suspended agent's decision: %d %s", status, body)
 	}
 	// Every issue and refusal is in a ledger: the organization's (issues,
 	// and refusals naming its agent) or the platform's (unknown agent).
