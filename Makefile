@@ -9,7 +9,7 @@ GO      ?= go
 BIN     := bin/agentsigna
 PKGS    := ./...
 
-.PHONY: all build run test test-short bench lint vuln fuzz clean
+.PHONY: all build run test test-short bench bench-load lint vuln fuzz clean
 
 all: lint test
 
@@ -31,9 +31,23 @@ test:
 test-short:
 	$(GO) test -count=1 $(PKGS)
 
-# Benchmarks beside the code; compare runs with benchstat.
+# Benchmarks beside the code (compare runs with benchstat), then the load
+# comparison with opa run --server.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 60m $(PKGS)
+	$(MAKE) bench-load
+
+# The allow path of POST /v1/decisions under load against `opa run --server`
+# on the same policy and input (issue 5 item 8): embedded store, then
+# PostgreSQL (skipped when AGENTSIGNA_TEST_DATABASE_URL is unreachable).
+LOAD_CONCURRENCY ?= 32
+LOAD_WARMUP      ?= 3s
+LOAD_DURATION    ?= 20s
+
+bench-load: build
+	$(GO) run ./tests/load -agentsigna $(BIN) -concurrency $(LOAD_CONCURRENCY) -warmup $(LOAD_WARMUP) -duration $(LOAD_DURATION)
+	$(GO) test -count=1 -v -timeout 15m -run '^TestLoadPostgres$$' ./tests/load -args \
+		-load.agentsigna=$(BIN) -load.concurrency=$(LOAD_CONCURRENCY) -load.warmup=$(LOAD_WARMUP) -load.duration=$(LOAD_DURATION)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

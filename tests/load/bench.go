@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync"
+)
+
+// Benchmark runs the comparison: it starts the servers it needs (the
+// AgentSigna demo unless o.TargetURL names a running service, and OPA),
+// checks that each answers the request with an allow, then measures, one
+// after the other, OPA and AgentSigna in a closed loop and AgentSigna at
+// a fixed arrival rate. It stops what it started before returning.
+func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, err error) {
+	if err := o.validate(); err != nil {
+		return Report{}, err
+	}
+	dir, err := os.MkdirTemp("", "agentsigna-load-")
+	if err != nil {
+		return Report{}, err
+	}
+	defer os.RemoveAll(dir)
+	client := newClient(o.Concurrency, o.RequestTimeout)
+	defer client.CloseIdleConnections()
+	stopLater := func(p *process) {
+		if serr := p.stop(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
+
+	tenantURL, credsFile, store := o.TargetURL, o.Credentials, o.Store
+	if tenantURL == "" {
+		fmt.Fprintln(progress, "load: starting agentsigna serve --demo on a fresh embedded store")
+		p, u, c, err := startDemo(ctx, o, client, dir)
+		if err != nil {
+			return Report{}, err
+		}
+		defer stopLater(p)
+		tenantURL, credsFile = u, c
+		if store == "" {
+			store = "embedded (SQLite)"
+		}
+	}
+	creds, err := readCredentials(credsFile)
+	if err != nil {
+		return Report{}, err
+	}
+	counterparty := o.Counterparty
+	if counterparty == "" {
+		if counterparty, err = creds.verifiedCounterparty(); err != nil {
+			return Report{}, err
+		}
+	}
+	tokens, err := newTokenSource(ctx, o.AgentSigna, credsFile, tenantURL, client)
+	if err != nil {
+		return Report{}, err
+	}
+	renewCtx, stopRenewing := context.WithCancel(ctx)
+	var renewing sync.WaitGroup
+	renewing.Go(func() { tokens.renew(renewCtx, progress) })
+	defer func() { stopRenewing(); renewing.Wait() }()
+	as, err := newAgentSignaTarget(client, tenantURL, tokens, counterparty)
+	if err != nil {
+		return Report{}, err
+	}
+	profile, err := as.probe(ctx)
+	if err != nil {
+		return Report{}, fmt.Errorf("agentsigna: %w", err)
+	}
+
+	opaBin := o.OPA
+	if opaBin == "" {
+		fmt.Fprintln(progress, "load: building opa")
+		if opaBin, err = buildOPA(ctx, dir); err != nil {
+			return Report{}, err
+		}
+	}
+	op, opaURL, err := startOPA(ctx, o, opaBin, client, dir)
+	if err != nil {
+		return Report{}, err
+	}
+	defer stopLater(op)
+	ot, err := newOPATarget(client, opaURL, profile, counterparty)
+	if err != nil {
+		return Report{}, err
+	}
+	if err := ot.Do(ctx); err != nil {
+		return Report{}, fmt.Errorf("opa: the first evaluation: %w", err)
+	}
+
+	rep = Report{Store: store, CPUs: runtime.NumCPU(), Options: o}
+	phase := func(what string) {
+		fmt.Fprintf(progress, "load: %s: %s warm-up, %s measured\n", what, o.Warmup, o.Duration)
+	}
+	phase("opa, closed loop")
+	rep.OPA = closedLoop(ctx, ot, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
+	phase("agentsigna, closed loop")
+	rep.AgentSigna = closedLoop(ctx, as, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
+	rate := o.OpenRate
+	if rate == 0 {
+		rate = rep.AgentSigna.Rate / 2
+	}
+	if rate > 0 && ctx.Err() == nil {
+		phase(fmt.Sprintf("agentsigna, open loop at %s", formatRate(rate)))
+		open := openLoop(ctx, as, rate, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
+		rep.Open = &open
+	}
+	return rep, ctx.Err()
+}

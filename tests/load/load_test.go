@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
+)
+
+// Short by default, so that `make test` keeps the harness working without
+// spending time on it; `make bench-load` passes the real figures:
+//
+//	go test -run '^TestLoadPostgres$' ./tests/load -args -load.duration=20s -load.warmup=3s
+var (
+	loadDuration    = flag.Duration("load.duration", time.Second, "measured length of each phase")
+	loadWarmup      = flag.Duration("load.warmup", 200*time.Millisecond, "warm-up before each phase")
+	loadConcurrency = flag.Int("load.concurrency", 32, "requests in flight")
+	loadAgentSigna  = flag.String("load.agentsigna", "", "agentsigna binary to measure, relative to the module root (default: build one as make build does)")
+)
+
+// The binaries are built once for the package, into a directory TestMain
+// owns. TestMain returns m.Run's result rather than exiting (only
+// cmd/agentsigna exits).
+var (
+	binDir    string
+	buildOnce sync.Once
+	built     struct{ agentsigna, opa string }
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "agentsigna-load-test")
+	if err == nil {
+		binDir = dir
+		defer os.RemoveAll(dir)
+	}
+	m.Run()
+}
+
+// binaries builds agentsigna as `make build` does (no race detector: the
+// harness measures it), unless -load.agentsigna names one, and opa at the
+// go.mod tool version.
+func binaries(t *testing.T) (agentsigna, opa string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir == "" {
+			buildErr = fmt.Errorf("no temporary directory")
+			return
+		}
+		if built.agentsigna = *loadAgentSigna; built.agentsigna != "" && !filepath.IsAbs(built.agentsigna) {
+			built.agentsigna = filepath.Join("..", "..", built.agentsigna)
+		}
+		if built.agentsigna == "" {
+			built.agentsigna = filepath.Join(binDir, "agentsigna")
+			out, err := exec.Command("go", "build", "-trimpath", "-o", built.agentsigna, "../../cmd/agentsigna").CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("go build agentsigna: %v\n%s", err, out)
+				return
+			}
+		}
+		built.opa, buildErr = buildOPA(context.Background(), binDir)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built.agentsigna, built.opa
+}
+
+func testOptions(t *testing.T) Options {
+	o := DefaultOptions()
+	o.AgentSigna, o.OPA = binaries(t)
+	o.Policies = filepath.Join("..", "..", "policies")
+	o.Concurrency, o.Warmup, o.Duration = *loadConcurrency, *loadWarmup, *loadDuration
+	return o
+}
+
+// checkReport asks only that every phase measured something and nothing
+// failed: figures depend on the machine, and are never asserted.
+func checkReport(t *testing.T, rep Report) {
+	t.Helper()
+	if err := rep.Err(); err != nil {
+		t.Fatal(err)
+	}
+	results := rep.Results()
+	if len(results) != 3 {
+		t.Fatalf("%d phases ran, want 3 (opa, agentsigna closed and open loop)", len(results))
+	}
+	for _, res := range results {
+		if res.Requests == 0 || res.Rate <= 0 || res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 {
+			t.Errorf("%s (%s): implausible figures %+v", res.Target, res.Load, res)
+		}
+	}
+	if rep.Ratio() <= 0 {
+		t.Errorf("ratio %v", rep.Ratio())
+	}
+}
+
+// TestHarnessEmbedded runs the harness as `go run ./tests/load` does:
+// serve --demo on the embedded store, then OPA, both driven briefly.
+func TestHarnessEmbedded(t *testing.T) {
+	o := testOptions(t)
+	rep, err := Benchmark(t.Context(), o, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Print(t.Output())
+	checkReport(t, rep)
+}
+
+// TestLoadPostgres is the comparison on PostgreSQL: a fresh database and
+// roles (pgtest; skipped when PostgreSQL is unreachable), the demo
+// organization set up with the local CLI as tests/agent_e2e_test.go does,
+// the service started on it, and the harness driving it against --target-url.
+func TestLoadPostgres(t *testing.T) {
+	db := pgtest.New(t)
+	o := testOptions(t)
+	prefix := strings.TrimSuffix(db.Roles.Owner, "_owner")
+	env := []string{
+		"AGENTSIGNA_MASTER_KEY=MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+		"AGENTSIGNA_DATABASE_URL=" + db.TenantURL, "AGENTSIGNA_PLATFORM_DATABASE_URL=" + db.PlatformURL,
+		"AGENTSIGNA_ROLE_PREFIX=" + prefix,
+	}
+	cli := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(o.AgentSigna, args...)
+		cmd.Env = append(os.Environ(), env...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("agentsigna %v: %v\n%s", args, err, errOut.String())
+		}
+		return out.String()
+	}
+	dir := t.TempDir()
+	cli("org", "create", "--slug", "acme", "--name", "Acme")
+	cli("policy", "push", "--tenant", "acme", "--by", "usr_author", filepath.Join(o.Policies, "examples", "acme"))
+	cli("policy", "activate", "--tenant", "acme", "--revision", "acme-example-1", "--by", "usr_author", "--approved-by", "usr_admin")
+	keyFile := filepath.Join(dir, "agent.jwk")
+	agentID := strings.Fields(cli("agent", "register", "--tenant", "acme", "--name", "invoice-payer",
+		"--sponsor", "usr_sponsor", "--risk-tier", "low", "--generate-key", keyFile))[0]
+	counterparty := strings.Fields(cli("counterparty", "add", "--tenant", "acme", "--name", "Northwind Supplies", "--status", "verified"))[0]
+	privateJWK, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, _ := json.Marshal(map[string]any{"tenant": "acme",
+		"agent":          map[string]any{"id": agentID, "private_jwk": json.RawMessage(privateJWK)},
+		"counterparties": []map[string]string{{"id": counterparty, "status": "verified"}}})
+	credsFile := filepath.Join(dir, "credentials.json")
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ta, err := freeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, err := freeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := startProcess("agentsigna serve", o.AgentSigna, []string{"serve", "--tenant-addr", ta, "--platform-addr", pa,
+		"--public-url", "http://" + ta, "--log-level", o.ServerLogLevel}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := p.waitHealthy(t.Context(), http.DefaultClient, "http://"+ta+"/healthz", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	o.TargetURL, o.Credentials, o.Counterparty = "http://"+ta, credsFile, counterparty
+	o.Store = "PostgreSQL"
+	if u, err := url.Parse(db.AdminURL); err == nil {
+		o.Store += " at " + u.Host
+	}
+	rep, err := Benchmark(t.Context(), o, t.Output())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Print(t.Output())
+	checkReport(t, rep)
+}
+
+func TestCheckLoopbackURL(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"http://127.0.0.1:8080", true},
+		{"http://localhost:8080/", true},
+		{"http://[::1]:8080", true},
+		{"http://127.1.2.3:80", true},
+		{"http://10.0.0.1:8080", false},
+		{"http://example.com:8080", false},
+		{"https://127.0.0.1:8080", false},
+		{"http://127.0.0.1:8080/v1", false},
+		{"127.0.0.1:8080", false},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			if err := checkLoopbackURL(tc.url); (err == nil) != tc.ok {
+				t.Errorf("checkLoopbackURL(%q) = %v, want ok=%v", tc.url, err, tc.ok)
+			}
+		})
+	}
+}
+
+// The client refuses to connect anywhere but loopback, whatever the URL.
+func TestClientRefusesNonLoopback(t *testing.T) {
+	client := newClient(1, 5*time.Second)
+	resp, err := client.Get("http://192.0.2.1:9/") // TEST-NET-1: never routed
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("connected to a non-loopback address")
+	}
+	if !strings.Contains(err.Error(), "not a loopback address") {
+		t.Fatalf("refused for another reason: %v", err)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ms := func(n ...int) []time.Duration {
+		out := make([]time.Duration, len(n))
+		for i, v := range n {
+			out[i] = time.Duration(v) * time.Millisecond
+		}
+		return out
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = i + 1
+	}
+	for _, tc := range []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 0.99, 0},
+		{"one", ms(7), 0.5, 7 * time.Millisecond},
+		{"median of four", ms(1, 2, 3, 4), 0.5, 2 * time.Millisecond},
+		{"p99 of 100", ms(hundred...), 0.99, 99 * time.Millisecond},
+		{"p99 of 4", ms(1, 2, 3, 4), 0.99, 4 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := percentile(tc.sorted, tc.p); got != tc.want {
+				t.Errorf("percentile(%v) = %v, want %v", tc.p, got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Goals of issue 5 ("Performance").
+const (
+	goalRatio     = 1.0
+	goalP99AtHalf = 5 * time.Millisecond
+)
+
+// Report is a whole run.
+type Report struct {
+	Options    Options
+	Store      string
+	CPUs       int
+	OPA        Result
+	AgentSigna Result
+	// Open is the open-loop phase; nil when skipped.
+	Open *Result
+}
+
+// Results lists the phases that ran.
+func (r Report) Results() []Result {
+	out := []Result{r.OPA, r.AgentSigna}
+	if r.Open != nil {
+		out = append(out, *r.Open)
+	}
+	return out
+}
+
+// Ratio is AgentSigna's closed-loop requests/s over OPA's.
+func (r Report) Ratio() float64 {
+	if r.OPA.Rate == 0 {
+		return 0
+	}
+	return r.AgentSigna.Rate / r.OPA.Rate
+}
+
+// Err reports a phase that had errors or answered nothing: its figures
+// would not mean what the table says.
+func (r Report) Err() error {
+	var errs []error
+	for _, res := range r.Results() {
+		switch {
+		case res.Errors > 0:
+			errs = append(errs, fmt.Errorf("%s (%s): %d errors; the first: %v", res.Target, res.Load, res.Errors, res.FirstErr))
+		case res.Requests == 0:
+			errs = append(errs, fmt.Errorf("%s (%s): no request answered within the window", res.Target, res.Load))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Print writes the table and the verdicts on the goals.
+func (r Report) Print(w io.Writer) {
+	o := r.Options
+	fmt.Fprintln(w, "AgentSigna allow path vs opa run --server: same base + acme example policy, same policy input")
+	fmt.Fprintf(w, "store %s · %d CPUs shared by both servers and the harness · %s measured after %s warm-up · server log level %s\n\n",
+		r.Store, r.CPUs, o.Duration, o.Warmup, o.ServerLogLevel)
+	rows := [][]string{{"target", "load", "requests", "req/s", "p50", "p99", "max", "errors"}}
+	for _, res := range r.Results() {
+		rows = append(rows, []string{res.Target, res.Load, strconv.Itoa(res.Requests), strconv.FormatFloat(res.Rate, 'f', 0, 64),
+			formatLatency(res.P50), formatLatency(res.P99), formatLatency(res.Max), strconv.Itoa(res.Errors)})
+	}
+	printTable(w, rows, 2)
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "agentsigna/opa requests/s: %.3f× (goal ≥ %.1f×: %s)\n", r.Ratio(), goalRatio, met(r.Ratio() >= goalRatio))
+	if r.Open != nil {
+		fmt.Fprintf(w, "agentsigna p99 at %s (%s): %s (goal ≤ %s at half the max rate: %s)\n",
+			formatRate(r.Open.OfferedRate), halfOrGiven(o), formatLatency(r.Open.P99), goalP99AtHalf,
+			met(r.Open.Requests > 0 && r.Open.P99 <= goalP99AtHalf))
+	}
+	fmt.Fprintln(w, "requests/s by quarter of each window:")
+	for _, res := range r.Results() {
+		q := make([]string, len(res.Quarters))
+		for i, n := range res.Quarters {
+			q[i] = strconv.FormatFloat(float64(n)/(res.Window.Seconds()/4), 'f', 0, 64)
+		}
+		fmt.Fprintf(w, "  %s (%s): %s\n", res.Target, res.Load, strings.Join(q, " → "))
+	}
+}
+
+// printTable aligns rows in columns: the first leftCols to the left (text),
+// the others to the right (figures).
+func printTable(w io.Writer, rows [][]string, leftCols int) {
+	widths := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, cell := range row {
+			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+		}
+	}
+	for _, row := range rows {
+		var b strings.Builder
+		for i, cell := range row {
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell))
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			if i < leftCols {
+				b.WriteString(cell + pad)
+			} else {
+				b.WriteString(pad + cell)
+			}
+		}
+		fmt.Fprintln(w, b.String())
+	}
+}
+
+func halfOrGiven(o Options) string {
+	if o.OpenRate == 0 {
+		return "half the closed-loop rate"
+	}
+	return "--open-rate"
+}
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+func formatLatency(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms"
+}
+
+func formatRate(r float64) string { return strconv.FormatFloat(r, 'f', 0, 64) + "/s" }
