@@ -219,11 +219,10 @@ func (l *Ledger) nodeHash(ctx context.Context, lg Log, lt store.LogTx, id compac
 }
 
 // tileRow returns the stored hashes of tile (tileLevel, tileIndex) that are
-// complete in a tree of size; full tiles are cached (they never change).
+// complete in a tree of size. Rows only ever grow (append-only), so a cached
+// row — full or partial — serves any request for a prefix of it; the
+// unfinished right-edge tile is read again only when it has grown.
 func (l *Ledger) tileRow(ctx context.Context, lg Log, lt store.LogTx, tileLevel uint, tileIndex uint64, size uint64) ([][]byte, error) {
-	if row, ok := l.tiles.get(lg.key, tileLevel, tileIndex); ok {
-		return row, nil
-	}
 	// Hashes at level 8·tileLevel that are complete in a tree of size.
 	available := size >> (8 * tileLevel)
 	from := tileIndex * 256
@@ -231,6 +230,10 @@ func (l *Ledger) tileRow(ctx context.Context, lg Log, lt store.LogTx, tileLevel 
 		return nil, fmt.Errorf("%w: tile %d/%d beyond tree size %d", store.ErrNotFound, tileLevel, tileIndex, size)
 	}
 	to := min(from+256, available)
+	need := int(to - from)
+	if row, ok := l.tiles.get(lg.key, tileLevel, tileIndex); ok && len(row) >= need {
+		return row[:need:need], nil
+	}
 	var row [][]byte
 	var err error
 	if tileLevel == 0 {
@@ -241,11 +244,9 @@ func (l *Ledger) tileRow(ctx context.Context, lg Log, lt store.LogTx, tileLevel 
 	if err != nil {
 		return nil, err
 	}
-	if uint64(len(row)) != to-from {
-		return nil, fmt.Errorf("ledger: tile %d/%d: %d stored hashes, want %d", tileLevel, tileIndex, len(row), to-from)
+	if len(row) != need {
+		return nil, fmt.Errorf("ledger: tile %d/%d: %d stored hashes, want %d", tileLevel, tileIndex, len(row), need)
 	}
-	if len(row) == 256 {
-		l.tiles.put(lg.key, tileLevel, tileIndex, row)
-	}
+	l.tiles.put(lg.key, tileLevel, tileIndex, row)
 	return row, nil
 }

@@ -67,7 +67,8 @@ func (l *Ledger) EntryBundle(ctx context.Context, lg Log, index uint64, width ui
 	return out, err
 }
 
-// tileCache keeps full tiles, which never change, per log.
+// tileCache keeps tile rows per log: full ones never change, partial ones
+// only grow, so the longest row seen serves every shorter request.
 type tileCache struct {
 	mu    sync.Mutex
 	max   int
@@ -92,13 +93,16 @@ func (c *tileCache) get(log string, level uint, index uint64) ([][]byte, bool) {
 	return row, ok
 }
 
-// put adds a full tile, evicting the oldest past max (FIFO is enough: the
-// hot tiles are the newest ones at the right edge).
+// put records a row, keeping the longest seen, and evicts the oldest past
+// max (FIFO is enough: the hot tiles are the newest, at the right edge).
 func (c *tileCache) put(log string, level uint, index uint64, row [][]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := tileKey{log, level, index}
-	if _, ok := c.tiles[k]; ok {
+	if old, ok := c.tiles[k]; ok {
+		if len(row) > len(old) {
+			c.tiles[k] = row
+		}
 		return
 	}
 	if len(c.order) >= c.max {
