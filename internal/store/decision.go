@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -290,4 +291,36 @@ func CheckCase(c Case) error {
 		return fmt.Errorf("%w: a case expires after it is created, within a year", ErrInvalid)
 	}
 	return nil
+}
+
+// ActivityMinute is the agent_activity bucket of a decision made at t: unix
+// minutes, floored.
+func ActivityMinute(t time.Time) int64 {
+	s := t.Unix()
+	if s < 0 && s%60 != 0 {
+		return s/60 - 1
+	}
+	return s / 60
+}
+
+// StatsWindow splits "created after start" into the minute buckets wholly
+// after start (minute > Bucket) and the rows of start's own minute that
+// come after it (start < created_at < PartialEnd), counted exactly: the
+// sum is exact at any precision, and costs at most one minute of rows.
+type StatsWindow struct {
+	Start      time.Time
+	Bucket     int64
+	PartialEnd time.Time
+}
+
+// NewStatsWindow returns the window of decisions made after start.
+func NewStatsWindow(start time.Time) StatsWindow {
+	m := ActivityMinute(start)
+	return StatsWindow{Start: start, Bucket: m, PartialEnd: time.Unix((m+1)*60, 0).UTC()}
+}
+
+// IsPayment reports whether an allowed decision counts as a payment to its
+// counterparty (counterparty.payments_count in the policy input).
+func IsPayment(d Decision) bool {
+	return d.Outcome == OutcomeAllow && d.CounterpartyID != "" && strings.HasPrefix(d.ActionType, "payment.")
 }

@@ -118,8 +118,8 @@ func (c *counterpartyTx) PaymentsCount(ctx context.Context, counterpartyID strin
 		return 0, err
 	}
 	var n int
-	err := c.tx.QueryRow(ctx, `SELECT count(*) FROM decisions
-		WHERE tenant_id = $1 AND counterparty_id = $2 AND outcome = 'allow' AND substr(action_type, 1, 8) = 'payment.'`,
-		c.tenantID, counterpartyID).Scan(&n)
+	// Kept by decisionTx.Insert (store.IsPayment); no row means none.
+	err := c.tx.QueryRow(ctx, `SELECT coalesce((SELECT payments FROM counterparty_payments
+		WHERE tenant_id = $1 AND counterparty_id = $2), 0)`, c.tenantID, counterpartyID).Scan(&n)
 	return n, mapErr(err)
 }

@@ -49,6 +49,23 @@ func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Deci
 	if err != nil {
 		return store.Decision{}, mapErr(err)
 	}
+	denials := 0
+	if dec.Outcome == store.OutcomeDeny {
+		denials = 1
+	}
+	if _, err := d.tx.Exec(ctx, `INSERT INTO agent_activity (tenant_id, agent_id, minute, decisions, denials) VALUES ($1, $2, $3, 1, $4)
+		ON CONFLICT (tenant_id, agent_id, minute) DO UPDATE
+		SET decisions = agent_activity.decisions + 1, denials = agent_activity.denials + excluded.denials`,
+		d.tenantID, dec.AgentID, store.ActivityMinute(dec.CreatedAt), denials); err != nil {
+		return store.Decision{}, mapErr(err)
+	}
+	if store.IsPayment(dec) {
+		if _, err := d.tx.Exec(ctx, `INSERT INTO counterparty_payments (tenant_id, counterparty_id, payments) VALUES ($1, $2, 1)
+			ON CONFLICT (tenant_id, counterparty_id) DO UPDATE SET payments = counterparty_payments.payments + 1`,
+			d.tenantID, dec.CounterpartyID); err != nil {
+			return store.Decision{}, mapErr(err)
+		}
+	}
 	return dec, nil
 }
 
@@ -102,13 +119,20 @@ func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Ti
 		return store.AgentStats{}, err
 	}
 	now = store.StoredTime(now)
+	hour, day := store.NewStatsWindow(now.Add(-time.Hour)), store.NewStatsWindow(now.Add(-24*time.Hour))
 	var s store.AgentStats
+	// Buckets wholly inside each window, plus the exact rows of the
+	// window's first minute (see store.StatsWindow): bounded work however
+	// many decisions the agent made.
 	err := d.tx.QueryRow(ctx, `SELECT
-			count(*) FILTER (WHERE created_at > $1),
-			count(*) FILTER (WHERE created_at > $1 AND outcome = 'deny'),
-			count(*)
-		FROM decisions WHERE tenant_id = $2 AND agent_id = $3 AND created_at > $4`,
-		now.Add(-time.Hour), d.tenantID, agentID, now.Add(-24*time.Hour)).Scan(&s.Decisions1h, &s.Denials1h, &s.Decisions24h)
+		(SELECT coalesce(sum(decisions), 0) FROM agent_activity WHERE tenant_id = $1 AND agent_id = $2 AND minute > $3)
+		+ (SELECT count(*) FROM decisions WHERE tenant_id = $1 AND agent_id = $2 AND created_at > $4 AND created_at < $5),
+		(SELECT coalesce(sum(denials), 0) FROM agent_activity WHERE tenant_id = $1 AND agent_id = $2 AND minute > $3)
+		+ (SELECT count(*) FROM decisions WHERE tenant_id = $1 AND agent_id = $2 AND created_at > $4 AND created_at < $5 AND outcome = 'deny'),
+		(SELECT coalesce(sum(decisions), 0) FROM agent_activity WHERE tenant_id = $1 AND agent_id = $2 AND minute > $6)
+		+ (SELECT count(*) FROM decisions WHERE tenant_id = $1 AND agent_id = $2 AND created_at > $7 AND created_at < $8)`,
+		d.tenantID, agentID, hour.Bucket, hour.Start, hour.PartialEnd, day.Bucket, day.Start, day.PartialEnd).
+		Scan(&s.Decisions1h, &s.Denials1h, &s.Decisions24h)
 	return s, mapErr(err)
 }
 

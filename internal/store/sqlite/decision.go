@@ -48,6 +48,21 @@ func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Deci
 	if err != nil {
 		return store.Decision{}, mapErr(err)
 	}
+	denials := 0
+	if dec.Outcome == store.OutcomeDeny {
+		denials = 1
+	}
+	if _, err := d.tx.ExecContext(ctx, `INSERT INTO agent_activity (tenant_id, agent_id, minute, decisions, denials) VALUES (?, ?, ?, 1, ?)
+		ON CONFLICT (tenant_id, agent_id, minute) DO UPDATE SET decisions = decisions + 1, denials = denials + excluded.denials`,
+		d.tenantID, dec.AgentID, store.ActivityMinute(dec.CreatedAt), denials); err != nil {
+		return store.Decision{}, mapErr(err)
+	}
+	if store.IsPayment(dec) {
+		if _, err := d.tx.ExecContext(ctx, `INSERT INTO counterparty_payments (tenant_id, counterparty_id, payments) VALUES (?, ?, 1)
+			ON CONFLICT (tenant_id, counterparty_id) DO UPDATE SET payments = payments + 1`, d.tenantID, dec.CounterpartyID); err != nil {
+			return store.Decision{}, mapErr(err)
+		}
+	}
 	return dec, nil
 }
 
@@ -99,15 +114,20 @@ func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Ti
 		return store.AgentStats{}, err
 	}
 	now = store.StoredTime(now)
-	hour, day := formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour))
+	hour, day := store.NewStatsWindow(now.Add(-time.Hour)), store.NewStatsWindow(now.Add(-24*time.Hour))
 	var s store.AgentStats
-	// Fixed-width UTC text (formatTime) compares in time order.
+	// Buckets wholly inside each window, plus the exact rows of the
+	// window's first minute (see store.StatsWindow): bounded work however
+	// many decisions the agent made.
 	err := d.tx.QueryRowContext(ctx, `SELECT
-			count(*) FILTER (WHERE created_at > ?),
-			count(*) FILTER (WHERE created_at > ? AND outcome = 'deny'),
-			count(*)
-		FROM decisions WHERE tenant_id = ? AND agent_id = ? AND created_at > ?`,
-		hour, hour, d.tenantID, agentID, day).Scan(&s.Decisions1h, &s.Denials1h, &s.Decisions24h)
+		(SELECT coalesce(sum(decisions), 0) FROM agent_activity WHERE tenant_id = ?1 AND agent_id = ?2 AND minute > ?3)
+		+ (SELECT count(*) FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND created_at > ?4 AND created_at < ?5),
+		(SELECT coalesce(sum(denials), 0) FROM agent_activity WHERE tenant_id = ?1 AND agent_id = ?2 AND minute > ?3)
+		+ (SELECT count(*) FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND created_at > ?4 AND created_at < ?5 AND outcome = 'deny'),
+		(SELECT coalesce(sum(decisions), 0) FROM agent_activity WHERE tenant_id = ?1 AND agent_id = ?2 AND minute > ?6)
+		+ (SELECT count(*) FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND created_at > ?7 AND created_at < ?8)`,
+		d.tenantID, agentID, hour.Bucket, formatTime(hour.Start), formatTime(hour.PartialEnd),
+		day.Bucket, formatTime(day.Start), formatTime(day.PartialEnd)).Scan(&s.Decisions1h, &s.Denials1h, &s.Decisions24h)
 	return s, mapErr(err)
 }
 

@@ -455,6 +455,39 @@ GRANT SELECT, INSERT, UPDATE (status, bank_details_sealed, updated_at) ON counte
 GRANT SELECT, INSERT ON decisions, receipts TO {{tenant_role}};
 GRANT SELECT, INSERT, UPDATE (status, updated_at) ON cases TO {{tenant_role}};
 
+-- Running counts that feed the policy input, kept in step with decisions
+-- (same transaction), so that building an input costs the same on the
+-- millionth decision as on the first. Derived data: they change, decisions
+-- do not.
+CREATE TABLE agent_activity (
+    tenant_id uuid NOT NULL REFERENCES tenants (id),
+    agent_id  text NOT NULL,
+    minute    bigint NOT NULL,
+    decisions bigint NOT NULL CHECK (decisions >= 0),
+    denials   bigint NOT NULL CHECK (denials >= 0),
+    PRIMARY KEY (tenant_id, agent_id, minute)
+);
+CREATE TABLE counterparty_payments (
+    tenant_id       uuid NOT NULL REFERENCES tenants (id),
+    counterparty_id text NOT NULL,
+    payments        bigint NOT NULL CHECK (payments >= 0),
+    PRIMARY KEY (tenant_id, counterparty_id)
+);
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['agent_activity', 'counterparty_payments'] LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format($p$CREATE POLICY tenant_isolation ON %I
+            USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+            WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)$p$, t);
+    END LOOP;
+END
+$$;
+GRANT SELECT, INSERT, UPDATE (decisions, denials) ON agent_activity TO {{tenant_role}};
+GRANT SELECT, INSERT, UPDATE (payments) ON counterparty_payments TO {{tenant_role}};
+
 -- ---------------------------------------------------------- platform log
 -- The platform plane's own log and keys: the same shapes without tenant_id,
 -- granted to the platform role only.

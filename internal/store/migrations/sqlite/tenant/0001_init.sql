@@ -290,3 +290,23 @@ CREATE TRIGGER cases_closed_is_final BEFORE UPDATE ON cases WHEN OLD.status <> '
 BEGIN SELECT RAISE(ABORT, 'append-only: a closed case never changes'); END;
 CREATE TRIGGER cases_no_delete BEFORE DELETE ON cases
 BEGIN SELECT RAISE(ABORT, 'append-only: cases are closed, not deleted'); END;
+
+-- Running counts that feed the policy input, kept in step with decisions
+-- (same transaction), so that building an input costs the same on the
+-- millionth decision as on the first. agent_activity buckets an agent's
+-- decisions by minute (unix seconds / 60); counterparty_payments counts
+-- allowed payment.* decisions. Derived data: they change, decisions do not.
+CREATE TABLE agent_activity (
+    tenant_id TEXT NOT NULL,
+    agent_id  TEXT NOT NULL,
+    minute    INTEGER NOT NULL,
+    decisions INTEGER NOT NULL CHECK (decisions >= 0),
+    denials   INTEGER NOT NULL CHECK (denials >= 0),
+    PRIMARY KEY (tenant_id, agent_id, minute)
+) STRICT;
+CREATE TABLE counterparty_payments (
+    tenant_id       TEXT NOT NULL,
+    counterparty_id TEXT NOT NULL,
+    payments        INTEGER NOT NULL CHECK (payments >= 0),
+    PRIMARY KEY (tenant_id, counterparty_id)
+) STRICT;
