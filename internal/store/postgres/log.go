@@ -217,8 +217,22 @@ func scanEntry(row pgx.Row) (store.LedgerEntry, error) {
 	return e, nil
 }
 
+// EntryByLeafHash probes each 4,096-entry epoch of the leaf-hash index,
+// keyed (idx >> 12) first so that appends do not scatter across it.
 func (l *logTx) EntryByLeafHash(ctx context.Context, leafHash []byte) (store.LedgerEntry, error) {
-	w, args := l.where("leaf_hash = ?", leafHash)
+	w, args := l.where("")
+	var size int64
+	if err := l.tx.QueryRow(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM `+l.table("ledger_entries")+w, args...).Scan(&size); err != nil {
+		return store.LedgerEntry{}, mapErr(err)
+	}
+	if size == 0 {
+		return store.LedgerEntry{}, store.ErrNotFound
+	}
+	epochs := make([]int64, (size-1)>>12+1)
+	for i := range epochs {
+		epochs[i] = int64(i)
+	}
+	w, args = l.where("(idx >> 12) = ANY(?::bigint[]) AND leaf_hash = ?", epochs, leafHash)
 	return scanEntry(l.tx.QueryRow(ctx, `SELECT idx, entry, leaf_hash, record, created_at FROM `+l.table("ledger_entries")+w+` ORDER BY idx LIMIT 1`, args...))
 }
 
