@@ -225,14 +225,9 @@ func TestDemoAgentDecision(t *testing.T) {
 	}
 }
 
-// The same agent path on PostgreSQL, set up with the local CLI.
-func TestPostgresAgentDecision(t *testing.T) {
-	db := pgtest.New(t)
-	prefix := strings.TrimSuffix(db.Roles.Owner, "_owner")
-	key := "AGENTSIGNA_MASTER_KEY=MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="
-	env := []string{key, "AGENTSIGNA_DATABASE_URL=" + db.TenantURL, "AGENTSIGNA_PLATFORM_DATABASE_URL=" + db.PlatformURL, "AGENTSIGNA_ROLE_PREFIX=" + prefix}
-	dir := t.TempDir()
-	run := func(args ...string) string {
+// cli runs agentsigna subcommands with env, failing the test on error.
+func cli(t *testing.T, env []string) func(args ...string) string {
+	return func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(agentsigna(t), args...)
 		cmd.Env = append(os.Environ(), env...)
@@ -243,24 +238,174 @@ func TestPostgresAgentDecision(t *testing.T) {
 		}
 		return out.String()
 	}
-	run("org", "create", "--slug", "acme", "--name", "Acme")
-	run("policy", "push", "--tenant", "acme", "--by", "usr_author", "../policies/examples/acme")
-	run("policy", "activate", "--tenant", "acme", "--revision", "acme-example-1", "--by", "usr_author", "--approved-by", "usr_admin")
+}
+
+// cliOrg sets up an organization with the local CLI: its policy (a
+// directory, activated by two people), an agent of tier with a generated
+// key, a verified and a new counterparty; it returns a credentials file in
+// the demo's shape.
+func cliOrg(t *testing.T, env []string, slug, policyDir, revision, tier string) string {
+	t.Helper()
+	run := cli(t, env)
+	dir := t.TempDir()
+	run("org", "create", "--slug", slug, "--name", "Org "+slug)
+	run("policy", "push", "--tenant", slug, "--by", "usr_author", policyDir)
+	run("policy", "activate", "--tenant", slug, "--revision", revision, "--by", "usr_author", "--approved-by", "usr_admin")
 	keyFile := filepath.Join(dir, "agent.jwk")
-	reg := run("agent", "register", "--tenant", "acme", "--name", "payer", "--sponsor", "usr_sponsor", "--risk-tier", "low", "--generate-key", keyFile)
+	reg := run("agent", "register", "--tenant", slug, "--name", "payer", "--sponsor", "usr_sponsor", "--risk-tier", tier, "--generate-key", keyFile)
 	agentID := strings.Fields(reg)[0]
 	var cps []string
 	for _, status := range []string{"verified", "new"} {
-		out := run("counterparty", "add", "--tenant", "acme", "--name", "Vendor "+status, "--status", status)
+		out := run("counterparty", "add", "--tenant", slug, "--name", "Vendor "+status, "--status", status)
 		cps = append(cps, strings.Fields(out)[0])
 	}
 	privateJWK, _ := os.ReadFile(keyFile)
-	creds, _ := json.Marshal(map[string]any{"tenant_url": "http://x", "tenant": "acme",
+	creds, _ := json.Marshal(map[string]any{"tenant_url": "http://x", "tenant": slug,
 		"agent":          map[string]any{"id": agentID, "private_jwk": json.RawMessage(privateJWK)},
 		"counterparties": []map[string]string{{"id": cps[0], "status": "verified"}, {"id": cps[1], "status": "new"}}})
 	credsFile := filepath.Join(dir, "creds.json")
-	_ = os.WriteFile(credsFile, creds, 0o600)
+	if err := os.WriteFile(credsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return credsFile
+}
 
+// agentClient gets a token for the credentials' agent and posts decisions.
+type agentClient struct {
+	t     *testing.T
+	p     *proc
+	token string
+	creds struct {
+		Agent struct {
+			ID string `json:"id"`
+		} `json:"agent"`
+		Counterparties []struct {
+			ID string `json:"id"`
+		} `json:"counterparties"`
+	}
+}
+
+func newAgentClient(t *testing.T, p *proc, credsFile string, env []string) *agentClient {
+	t.Helper()
+	c := &agentClient{t: t, p: p}
+	raw, _ := os.ReadFile(credsFile)
+	if err := json.Unmarshal(raw, &c.creds); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(agentsigna(t), "agent", "assertion", "--credentials", credsFile, "--audience", p.tenantURL+"/v1/oauth/token")
+	cmd.Env = append(os.Environ(), env...)
+	a, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.PostForm(p.tenantURL+"/v1/oauth/token", url.Values{"grant_type": {"client_credentials"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {strings.TrimSpace(string(a))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&tok) != nil || tok.AccessToken == "" {
+		t.Fatalf("token: %d", resp.StatusCode)
+	}
+	c.token = tok.AccessToken
+	return c
+}
+
+func (c *agentClient) do(method, path, body string) (int, map[string]any) {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.p.tenantURL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// Every base rule of DESIGN §3 forces escalation even when the
+// organization's policy allows everything; an organization's token never
+// reaches another's data. Through the real binary, on both stores.
+func TestBaseRulesOverrideAPermissivePolicy(t *testing.T) {
+	permissive := t.TempDir()
+	_ = os.MkdirAll(filepath.Join(permissive, "tenant"), 0o755)
+	_ = os.WriteFile(filepath.Join(permissive, ".manifest"), []byte(`{"revision":"allow-all-1","roots":["tenant"]}`), 0o644)
+	_ = os.WriteFile(filepath.Join(permissive, "tenant", "decision.rego"), []byte("package tenant\n\ndecision := {\"allow\": true}\n"), 0o644)
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			env := []string{"AGENTSIGNA_MASTER_KEY=MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}
+			if kind == "sqlite" {
+				env = append(env, "AGENTSIGNA_DATA_DIR="+filepath.Join(t.TempDir(), "data"))
+			} else {
+				db := pgtest.New(t)
+				env = append(env, "AGENTSIGNA_DATABASE_URL="+db.TenantURL, "AGENTSIGNA_PLATFORM_DATABASE_URL="+db.PlatformURL,
+					"AGENTSIGNA_ROLE_PREFIX="+strings.TrimSuffix(db.Roles.Owner, "_owner"))
+			}
+			lax := cliOrg(t, env, "lax", permissive, "allow-all-1", "low")
+			laxHigh := cliOrg(t, env, "laxhigh", permissive, "allow-all-1", "high")
+			other := cliOrg(t, env, "other", "../policies/examples/acme", "acme-example-1", "low")
+			ta := freeAddr(t)
+			p := startServeAt(t, env, ta, "--public-url", "http://"+ta)
+			c := newAgentClient(t, p, lax, env)
+			verified, fresh := c.creds.Counterparties[0].ID, c.creds.Counterparties[1].ID
+			if status, out := c.do("POST", "/v1/decisions", `{"action":{"type":"report.generate"}}`); status != 200 || out["outcome"] != "allow" {
+				t.Fatalf("the permissive policy allows a plain action: %d %v", status, out)
+			}
+			for _, tc := range []struct {
+				action    string
+				approvals float64
+			}{
+				{`{"type":"counterparty.bank_details.update","counterparty":"` + verified + `"}`, 2},
+				{`{"type":"counterparty.create"}`, 1},
+				{`{"type":"agent.credential.rotate"}`, 1},
+				{`{"type":"policy.activate"}`, 2},
+				{`{"type":"access.grant","resource":"role:admin"}`, 2},
+				{`{"type":"data.export_all"}`, 1},
+				{`{"type":"data.delete_records"}`, 1},
+				{`{"type":"payment.send","counterparty":"` + fresh + `","amount":{"value":"10.00","currency":"EUR"}}`, 1},
+				{`{"type":"payment.send","amount":{"value":"10.00","currency":"EUR"}}`, 1},
+				{`{"type":"funds.transfer","counterparty":"` + fresh + `","amount":{"value":"10.00","currency":"EUR"}}`, 1},
+			} {
+				status, out := c.do("POST", "/v1/decisions", `{"action":`+tc.action+`}`)
+				cs, _ := out["case"].(map[string]any)
+				if status != 200 || out["outcome"] != "escalate" || cs == nil || cs["approvals_required"] != tc.approvals {
+					t.Errorf("%s: %d %v; want escalate with %v approvals", tc.action, status, out, tc.approvals)
+				}
+			}
+			hc := newAgentClient(t, p, laxHigh, env)
+			hv := hc.creds.Counterparties[0].ID
+			if _, out := hc.do("POST", "/v1/decisions", `{"action":{"type":"payment.send","counterparty":"`+hv+`","amount":{"value":"1.00","currency":"EUR"}}}`); out["outcome"] != "escalate" {
+				t.Errorf("a high-tier agent's payment: %v", out)
+			}
+			// Cross-organization: other's token cannot read lax's decision,
+			// and lax's counterparty does not exist for other.
+			_, allowed := c.do("POST", "/v1/decisions", `{"action":{"type":"report.generate"}}`)
+			oc := newAgentClient(t, p, other, env)
+			if status, _ := oc.do("GET", "/v1/decisions/"+allowed["decision_id"].(string), ""); status != 404 {
+				t.Errorf("another organization reads the decision: %d", status)
+			}
+			if status, _ := oc.do("POST", "/v1/decisions", `{"action":{"type":"payment.send","counterparty":"`+verified+`","amount":{"value":"1.00","currency":"EUR"}}}`); status != 400 {
+				t.Errorf("another organization's counterparty: %d", status)
+			}
+			p.stop(t)
+		})
+	}
+}
+
+// The same agent path on PostgreSQL, set up with the local CLI.
+func TestPostgresAgentDecision(t *testing.T) {
+	db := pgtest.New(t)
+	env := []string{"AGENTSIGNA_MASTER_KEY=MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=", "AGENTSIGNA_DATABASE_URL=" + db.TenantURL,
+		"AGENTSIGNA_PLATFORM_DATABASE_URL=" + db.PlatformURL, "AGENTSIGNA_ROLE_PREFIX=" + strings.TrimSuffix(db.Roles.Owner, "_owner")}
+	credsFile := cliOrg(t, env, "acme", "../policies/examples/acme", "acme-example-1", "low")
 	ta := freeAddr(t)
 	p := startServeAt(t, env, ta, "--public-url", "http://"+ta)
 	agentFlow(t, p, credsFile, env)
