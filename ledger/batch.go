@@ -24,12 +24,12 @@ const commitTimeout = 30 * time.Second
 var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 
 type request struct {
-	ctx    context.Context
-	entry  Entry
-	digest [sha256.Size]byte
-	res    Appended
-	err    error
-	done   chan struct{}
+	ctx     context.Context
+	entries []Entry // committed consecutively, in one batch
+	digests [][sha256.Size]byte
+	res     []Appended
+	err     error
+	done    chan struct{}
 }
 
 // writer is one log's committer: a goroutine that takes whatever requests
@@ -115,25 +115,31 @@ func (l *Ledger) run(w *writer) {
 
 // gather takes the first request and whatever else is queued, up to
 // MaxBatch, lingering up to MaxWait for more when configured.
+//
+// A request's entries always go into the same batch, so a batch may exceed
+// MaxBatch by one request's worth; once MaxBatch entries are in, it closes.
 func (l *Ledger) gather(w *writer, first *request) []*request {
 	batch := []*request{first}
-	for len(batch) < l.cfg.MaxBatch {
+	n := len(first.entries)
+	for n < l.cfg.MaxBatch {
 		select {
 		case r := <-w.reqs:
 			batch = append(batch, r)
+			n += len(r.entries)
 			continue
 		default:
 		}
 		break
 	}
-	if l.cfg.MaxWait > 0 && len(batch) < l.cfg.MaxBatch {
+	if l.cfg.MaxWait > 0 && n < l.cfg.MaxBatch {
 		t := time.NewTimer(l.cfg.MaxWait)
 		defer t.Stop()
 	linger:
-		for len(batch) < l.cfg.MaxBatch {
+		for n < l.cfg.MaxBatch {
 			select {
 			case r := <-w.reqs:
 				batch = append(batch, r)
+				n += len(r.entries)
 			case <-t.C:
 				break linger
 			}
@@ -171,9 +177,11 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 	for _, r := range live {
 		if err != nil {
 			r.err = err
-			r.res = Appended{}
+			r.res = nil
 		} else {
-			r.res.Checkpoint = cp
+			for i := range r.res {
+				r.res[i].Checkpoint = cp
+			}
 		}
 		close(r.done)
 	}
@@ -203,7 +211,7 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 
 	now := l.cfg.Now().UTC()
 	prev := head.LastLeafHash
-	entries := make([]store.LedgerEntry, len(batch))
+	var entries []store.LedgerEntry
 	var nodes []store.LedgerNode
 	visit := func(id compact.NodeID, hash []byte) {
 		// Only levels 8, 16, … are stored: they are the tlog-tiles rows;
@@ -212,26 +220,30 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 			nodes = append(nodes, store.LedgerNode{Level: id.Level, Index: id.Index, Hash: hash})
 		}
 	}
-	for i, r := range batch {
-		idx := head.Size + uint64(i)
-		e := verify.Entry{V: 1, Index: idx, Time: now, Kind: r.entry.Kind, Subject: r.entry.Subject, Digest: r.digest[:], Prev: prev}
-		leaf, err := e.Marshal()
-		if err != nil {
-			return Checkpoint{}, fmt.Errorf("%w: %v", store.ErrInvalid, err)
+	idx := head.Size
+	for _, r := range batch {
+		r.res = make([]Appended, len(r.entries))
+		for i, en := range r.entries {
+			e := verify.Entry{V: 1, Index: idx, Time: now, Kind: en.Kind, Subject: en.Subject, Digest: r.digests[i][:], Prev: prev}
+			leaf, err := e.Marshal()
+			if err != nil {
+				return Checkpoint{}, fmt.Errorf("%w: %v", store.ErrInvalid, err)
+			}
+			lh := rfc6962.DefaultHasher.HashLeaf(leaf)
+			if err := rng.Append(lh, visit); err != nil {
+				return Checkpoint{}, err
+			}
+			entries = append(entries, store.LedgerEntry{Index: idx, Entry: leaf, LeafHash: lh, Record: en.Record})
+			r.res[i] = Appended{Index: idx, Entry: leaf, LeafHash: lh}
+			prev = lh
+			idx++
 		}
-		lh := rfc6962.DefaultHasher.HashLeaf(leaf)
-		if err := rng.Append(lh, visit); err != nil {
-			return Checkpoint{}, err
-		}
-		entries[i] = store.LedgerEntry{Index: idx, Entry: leaf, LeafHash: lh, Record: r.entry.Record}
-		r.res = Appended{Index: idx, Entry: leaf, LeafHash: lh}
-		prev = lh
 	}
 	root, err := rng.GetRootHash(nil)
 	if err != nil {
 		return Checkpoint{}, err
 	}
-	size := head.Size + uint64(len(batch))
+	size := idx
 	// SPEC: c2sp.org/tlog-checkpoint — origin, size, root; no extension
 	// lines (time lives in the entries). The note key name is the origin.
 	body := log.Checkpoint{Origin: key.Signer.Name(), Size: size, Hash: root}.Marshal()

@@ -176,27 +176,43 @@ type Appended struct {
 // durable, with the checkpoint signed for that batch. Many goroutines may
 // append at once: they are committed together.
 func (l *Ledger) Append(ctx context.Context, log Log, e Entry) (Appended, error) {
-	if err := e.check(); err != nil {
-		return Appended{}, err
-	}
-	r := &request{ctx: ctx, entry: e, digest: sha256.Sum256(e.Record), done: make(chan struct{})}
-	w, err := l.writerFor(log)
+	out, err := l.AppendAll(ctx, log, []Entry{e})
 	if err != nil {
 		return Appended{}, err
+	}
+	return out[0], nil
+}
+
+// AppendAll adds entries to a log consecutively, in one batch (one commit,
+// one checkpoint): e.g. a decision and its receipt.
+func (l *Ledger) AppendAll(ctx context.Context, log Log, entries []Entry) ([]Appended, error) {
+	if len(entries) == 0 || len(entries) > l.cfg.MaxBatch {
+		return nil, fmt.Errorf("%w: 1-%d entries per append", store.ErrInvalid, l.cfg.MaxBatch)
+	}
+	r := &request{ctx: ctx, entries: entries, digests: make([][sha256.Size]byte, len(entries)), done: make(chan struct{})}
+	for i, e := range entries {
+		if err := e.check(); err != nil {
+			return nil, err
+		}
+		r.digests[i] = sha256.Sum256(e.Record)
+	}
+	w, err := l.writerFor(log)
+	if err != nil {
+		return nil, err
 	}
 	select {
 	case w.reqs <- r:
 	case <-ctx.Done():
 		l.release(w, 1)
-		return Appended{}, ctx.Err()
+		return nil, ctx.Err()
 	}
 	select {
 	case <-r.done:
 		return r.res, r.err
 	case <-ctx.Done():
-		// The entry may still be committed with its batch; the caller
+		// The entries may still be committed with their batch; the caller
 		// learns nothing either way.
-		return Appended{}, ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 

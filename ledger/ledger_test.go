@@ -363,3 +363,54 @@ func TestPlatformLogIsSeparate(t *testing.T) {
 		})
 	}
 }
+
+// AppendAll places its entries consecutively in one batch, whatever else
+// is being appended at the same time.
+func TestAppendAllIsConsecutive(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{MaxBatch: 8})
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			for g := range 16 {
+				wg.Go(func() {
+					for i := range 10 {
+						if g%2 == 0 {
+							if _, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "single"}); err != nil {
+								t.Error(err)
+							}
+							continue
+						}
+						out, err := e.ledger.AppendAll(ctx, e.log, []ledger.Entry{
+							{Kind: "decision", Subject: fmt.Sprint(g, i)}, {Kind: "receipt", Subject: fmt.Sprint(g, i)}, {Kind: "case.opened"},
+						})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if out[1].Index != out[0].Index+1 || out[2].Index != out[1].Index+1 ||
+							out[0].Checkpoint.Size != out[2].Checkpoint.Size || out[2].Index >= out[2].Checkpoint.Size {
+							t.Errorf("AppendAll placed %d, %d, %d under checkpoints %d, %d", out[0].Index, out[1].Index, out[2].Index,
+								out[0].Checkpoint.Size, out[2].Checkpoint.Size)
+						}
+						p0, _ := verify.ParseEntry(out[0].Entry)
+						p1, _ := verify.ParseEntry(out[1].Entry)
+						if p0.Kind != "decision" || p1.Kind != "receipt" || !bytes.Equal(p1.Prev, out[0].LeafHash) {
+							t.Errorf("entries out of order: %s, %s", p0.Kind, p1.Kind)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if rep, err := e.ledger.Check(ctx, e.log, ""); err != nil || rep.Problem != nil || rep.Size != 8*10+8*10*3 {
+				t.Fatalf("check: %+v %v, %v", rep, rep.Problem, err)
+			}
+			if _, err := e.ledger.AppendAll(ctx, e.log, nil); !errors.Is(err, store.ErrInvalid) {
+				t.Fatalf("empty AppendAll: %v", err)
+			}
+			if _, err := e.ledger.AppendAll(ctx, e.log, []ledger.Entry{{Kind: "ok"}, {Kind: "Not OK"}}); !errors.Is(err, store.ErrInvalid) {
+				t.Fatalf("AppendAll with one bad entry: %v", err)
+			}
+		})
+	}
+}

@@ -45,25 +45,34 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	if err != nil {
 		return Response{}, fmt.Errorf("decision: encode the decision record: %w", err)
 	}
-	entry, err := s.cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: KindDecision, Subject: decisionID, Record: rec})
-	if err != nil {
-		return Response{}, fmt.Errorf("decision: append the decision to the ledger: %w", err)
-	}
-
+	// The decision and its receipt or case go into the ledger together:
+	// one batch, one commit, consecutive entries.
+	entries := []ledger.Entry{{Kind: KindDecision, Subject: decisionID, Record: rec}}
 	resp := Response{DecisionID: decisionID, Outcome: ev.Outcome, Reasons: reasons}
 	var receipt *store.Receipt
 	var opened *store.Case
 	switch ev.Outcome {
 	case Allow:
-		if receipt, err = s.issueReceipt(ctx, org, lg, v, g, ev, decisionID, actionSHA, now); err != nil {
+		if receipt, err = s.signReceipt(org, v, g, ev, decisionID, actionSHA, now); err != nil {
 			return Response{}, err
 		}
+		entries = append(entries, ledger.Entry{Kind: KindReceipt, Subject: receipt.ID, Record: []byte(receipt.JWS)})
 		resp.Receipt = receipt.JWS
 	case Escalate:
-		if opened, err = s.openCase(ctx, lg, g.agent.ID, decisionID, approvals, now); err != nil {
+		var caseRec []byte
+		if opened, caseRec, err = s.newCase(g.agent.ID, decisionID, approvals, now); err != nil {
 			return Response{}, err
 		}
+		entries = append(entries, ledger.Entry{Kind: KindCaseOpened, Subject: opened.ID, Record: caseRec})
 		resp.Case = &CaseSummary{ID: opened.ID, Status: opened.Status, ApprovalsRequired: opened.ApprovalsRequired, ExpiresAt: opened.ExpiresAt}
+	}
+	appended, err := s.cfg.Ledger.AppendAll(ctx, lg, entries)
+	if err != nil {
+		return Response{}, fmt.Errorf("decision: append the decision to the ledger: %w", err)
+	}
+	entry := appended[0]
+	if receipt != nil {
+		receipt.LedgerIndex = appended[1].Index
 	}
 
 	// The proof is against the checkpoint signed for the decision's own
@@ -117,10 +126,10 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	return resp, nil
 }
 
-// issueReceipt signs an allowed action's receipt (DESIGN §3 "Receipt") and
-// appends it to the ledger; the entry's record is the compact JWS itself,
-// so the log's digest is the SHA-256 of exactly what the agent holds.
-func (s *Service) issueReceipt(ctx context.Context, org Organization, lg ledger.Log, v *validRequest, g gathered, ev Evaluation, decisionID, actionSHA string, now time.Time) (*store.Receipt, error) {
+// signReceipt signs an allowed action's receipt (DESIGN §3 "Receipt"). Its
+// ledger entry's record is the compact JWS itself, so the log's digest is
+// the SHA-256 of exactly what the agent holds.
+func (s *Service) signReceipt(org Organization, v *validRequest, g gathered, ev Evaluation, decisionID, actionSHA string, now time.Time) (*store.Receipt, error) {
 	id := store.NewID(store.PrefixReceipt)
 	jws, err := g.signer.Sign(signing.ReceiptClaims{
 		Issuer: s.issuer(org), Subject: g.agent.ID, ID: id,
@@ -137,16 +146,13 @@ func (s *Service) issueReceipt(ctx context.Context, org Organization, lg ledger.
 	if err != nil {
 		return nil, fmt.Errorf("decision: sign the receipt: %w", err)
 	}
-	entry, err := s.cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: KindReceipt, Subject: id, Record: []byte(jws)})
-	if err != nil {
-		return nil, fmt.Errorf("decision: append the receipt to the ledger: %w", err)
-	}
-	return &store.Receipt{ID: id, DecisionID: decisionID, JWS: jws, LedgerIndex: entry.Index, CreatedAt: now}, nil
+	return &store.Receipt{ID: id, DecisionID: decisionID, JWS: jws, CreatedAt: now}, nil
 }
 
-// openCase opens the case of an escalated decision, pending until people
-// approve or reject it or it expires, and appends it to the ledger.
-func (s *Service) openCase(ctx context.Context, lg ledger.Log, agentID, decisionID string, approvals int, now time.Time) (*store.Case, error) {
+// newCase builds the case of an escalated decision, pending until people
+// approve or reject it or it expires, and the record its ledger entry
+// digests.
+func (s *Service) newCase(agentID, decisionID string, approvals int, now time.Time) (*store.Case, []byte, error) {
 	c := &store.Case{
 		ID: store.NewID(store.PrefixCase), DecisionID: decisionID, AgentID: agentID,
 		Status: store.CasePending, ApprovalsRequired: approvals,
@@ -157,10 +163,7 @@ func (s *Service) openCase(ctx context.Context, lg ledger.Log, agentID, decision
 		ApprovalsRequired: approvals, ExpiresAt: c.ExpiresAt, Time: now,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("decision: encode the case record: %w", err)
+		return nil, nil, fmt.Errorf("decision: encode the case record: %w", err)
 	}
-	if _, err := s.cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: KindCaseOpened, Subject: c.ID, Record: rec}); err != nil {
-		return nil, fmt.Errorf("decision: append the case to the ledger: %w", err)
-	}
-	return c, nil
+	return c, rec, nil
 }
