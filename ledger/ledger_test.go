@@ -300,7 +300,7 @@ func TestTwoLedgersOneLog(t *testing.T) {
 }
 
 func TestMaxWaitLingers(t *testing.T) {
-	e := newEnv(t, "sqlite", ledger.Config{MaxWait: 200 * time.Millisecond, MaxBatch: 4})
+	e := newEnv(t, "sqlite", ledger.Config{MaxWait: 5 * time.Second, MaxBatch: 4})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	sizes := make([]uint64, 4)
