@@ -36,6 +36,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
 	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 	"github.com/agentsigna/agentsigna/policies"
 	"github.com/agentsigna/agentsigna/server"
 )
@@ -84,7 +85,7 @@ func newAgentEnv(t *testing.T) *agentEnv {
 	}
 	planes, _ := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping})
 	auth.MountTokenEndpoint(planes.Tenant)
-	server.MountDecisions(planes.Tenant, auth, svc)
+	server.MountDecisions(planes.Tenant, auth, svc, l)
 	server.MountJWKS(planes.Tenant, s)
 	e := &agentEnv{store: s, app: planes.Tenant.App(), ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
 	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
@@ -325,6 +326,17 @@ func TestDecisionsEndToEnd(t *testing.T) {
 		t.Fatalf("inclusion proof: %v", err)
 	}
 
+	// The decision's tlog-proof bundle verifies offline with the log key.
+	req0 := httptest.NewRequest(http.MethodGet, "/v1/decisions/"+resp.DecisionID+"/tlog-proof", nil)
+	req0.Header.Set("Authorization", "Bearer "+tok)
+	status, hdr0, bundle := e.do(t, req0)
+	if status != 200 || hdr0.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Fatalf("tlog-proof: %d %s", status, bundle)
+	}
+	if _, index, err := verify.VerifyProof(bundle, vkey, resp.Ledger.LeafHash); err != nil || index != resp.Ledger.Index {
+		t.Fatalf("tlog-proof does not verify: %d, %v", index, err)
+	}
+
 	// Idempotent replay, and the same key with another body.
 	status, _, again := e.decide(t, tok, payment(e.cps["acme"], "100.00"), map[string]string{"Idempotency-Key": "k1"})
 	if status != 200 || !bytes.Equal(again, body) {
@@ -373,6 +385,9 @@ func TestDecisionsEndToEnd(t *testing.T) {
 	betaTok := e.token(t, "beta")
 	if s := get(betaTok, "/v1/decisions/"+resp.DecisionID); s != 404 {
 		t.Fatalf("beta reads acme's decision: %d", s)
+	}
+	if s := get(betaTok, "/v1/decisions/"+resp.DecisionID+"/tlog-proof"); s != 404 {
+		t.Fatalf("beta reads acme's tlog-proof: %d", s)
 	}
 	req := httptest.NewRequest(http.MethodGet, "/v1/cases/"+esc.Case.ID, nil)
 	req.Header.Set("Authorization", "Bearer "+betaTok)

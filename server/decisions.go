@@ -8,20 +8,44 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // MountDecisions adds the agent routes of DESIGN §3 to the tenant plane:
 // POST /v1/decisions, GET /v1/decisions/{id}, GET /v1/cases/{id}[?wait=].
 // Every one requires an agent access token; an agent sees only its own
 // decisions and cases (another agent's are 404, even in its organization).
-func MountDecisions(p *Plane, auth *AgentAuth, svc *decision.Service) {
-	h := &decisionHandlers{svc: svc}
+func MountDecisions(p *Plane, auth *AgentAuth, svc *decision.Service, l *ledger.Ledger) {
+	h := &decisionHandlers{svc: svc, ledger: l}
 	p.app.Post("/v1/decisions", auth.Require, h.decide)
 	p.app.Get("/v1/decisions/:id", auth.Require, h.getDecision)
+	p.app.Get("/v1/decisions/:id/tlog-proof", auth.Require, h.tlogProof)
 	p.app.Get("/v1/cases/:id", auth.Require, h.getCase)
 }
 
-type decisionHandlers struct{ svc *decision.Service }
+type decisionHandlers struct {
+	svc    *decision.Service
+	ledger *ledger.Ledger
+}
+
+// tlogProof serves the c2sp.org/tlog-proof@v1 bundle of the calling
+// agent's decision entry, against the log's newest checkpoint: what
+// `agentsigna verify inclusion` (or any tlog-proof verifier) checks offline.
+func (h *decisionHandlers) tlogProof(c *fiber.Ctx) error {
+	agent, _ := AgentFrom(c)
+	resp, err := h.svc.GetDecision(c.UserContext(), orgOf(agent), agent.ID, c.Params("id"))
+	if err != nil {
+		return decisionError(err)
+	}
+	lg := h.ledger.TenantLog(agent.Tenant.ID, agent.Tenant.Slug)
+	p, err := h.ledger.InclusionProof(c.UserContext(), lg, resp.Ledger.Index, 0)
+	if err != nil {
+		return ledgerError(err)
+	}
+	c.Set(fiber.HeaderContentType, "text/plain; charset=utf-8")
+	return c.Send(verify.Proof{Index: p.Index, Hashes: p.Hashes, Checkpoint: p.Checkpoint.Note}.Marshal())
+}
 
 func orgOf(a Agent) decision.Organization {
 	return decision.Organization{ID: a.Tenant.ID, Slug: a.Tenant.Slug}

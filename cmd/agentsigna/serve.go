@@ -248,6 +248,6 @@ func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Bac
 		return nil, err
 	}
 	auth.MountTokenEndpoint(planes.Tenant)
-	server.MountDecisions(planes.Tenant, auth, svc)
+	server.MountDecisions(planes.Tenant, auth, svc, l)
 	return policies, nil
 }
