@@ -118,6 +118,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		}
 	}
 
+	go sweepJTIs(ctx, backend, log)
+
 	lns := make([]net.Listener, 0, 2)
 	defer func() {
 		for _, ln := range lns {
