@@ -74,7 +74,8 @@ func (o AssertionOptions) valid() (AssertionOptions, error) {
 type AssertionClaims struct {
 	AgentID string
 	KeyID   string // the kid of the agent key that verified it
-	// JTISHA256 is the SHA-256 of the jti: what JTIStore.Remember takes.
+	// JTISHA256 is the SHA-256 of the jti: what the caller remembers to
+	// refuse replays (DESIGN §2 stores jtis as SHA-256 only).
 	// The jti itself is not kept (DESIGN §2).
 	JTISHA256 []byte
 	Expiry    time.Time // remember the jti until then
@@ -99,8 +100,8 @@ type assertionClaims struct {
 // and at most MaxLifetime (plus ClockSkew) ahead; iat and nbf, if present,
 // not beyond ClockSkew in the future; jti of 1 to 256 bytes.
 //
-// It does not check replay: the caller passes the result to
-// JTIStore.Remember in the transaction that issues the token. Errors wrap
+// It does not check replay: the caller remembers JTISHA256 until Expiry and
+// refuses a second use with ErrReplay. Errors wrap
 // ErrInvalidAssertion (see OAuthError), except configuration and Lookup
 // outages.
 func VerifyClientAssertion(assertion string, opts AssertionOptions) (AssertionClaims, error) {

@@ -1,7 +1,6 @@
 package identity_test
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
@@ -233,15 +232,20 @@ func TestVerifyClientAssertionRejects(t *testing.T) {
 
 func TestReplayedAssertionIsRefused(t *testing.T) {
 	f := newAssertionFixture(t)
-	jtis := identity.NewMemoryJTIStore(func() time.Time { return f.now })
-	ctx := context.Background()
-	// What the token endpoint does: verify, then remember the jti.
+	// What the token endpoint does: verify, then remember the jti's hash
+	// (there in the store's assertion_jtis; here a map).
+	seen := map[string]bool{}
 	authenticate := func(assertion string) error {
 		c, err := identity.VerifyClientAssertion(assertion, f.opts())
 		if err != nil {
 			return err
 		}
-		return jtis.Remember(ctx, c.AgentID, c.JTISHA256, c.Expiry)
+		k := c.AgentID + string(c.JTISHA256)
+		if seen[k] {
+			return identity.ErrReplay
+		}
+		seen[k] = true
+		return nil
 	}
 	first := forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "jti", "once"), f.ed)
 	if err := authenticate(first); err != nil {

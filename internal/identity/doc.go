@@ -19,6 +19,7 @@
 //     caller compares it with the organization the request is addressed to.
 //
 // It does no I/O of its own: agents are reached through
-// AssertionOptions.Lookup and replay memory through a JTIStore, so both
-// stores (and tests) plug in.
+// AssertionOptions.Lookup, and the caller remembers each assertion's
+// AssertionClaims.JTISHA256 (the store's assertion_jtis) to refuse replays
+// with ErrReplay.
 package identity
