@@ -417,14 +417,16 @@ func TestDecisionsEndToEnd(t *testing.T) {
 		t.Fatalf("forged tenant claim: %d", status)
 	}
 
-	// Boundary: unknown field, deep nesting, 70 KiB, wrong content type.
+	// Boundary: unknown field, deep nesting, wrong content type. (The 70 KiB
+	// body's 413 is answered by fasthttp before any handler, which app.Test
+	// reports as an error: it is checked on a live listener in
+	// boundary_test.go and through the real binary in tests/.)
 	for _, tc := range []struct {
 		body, ctype string
 		status      int
 	}{
 		{`{"action":{"type":"report.generate","extra":1}}`, "application/json", 400},
 		{`{"action":{"type":"report.generate","params":{"a":{"b":{"c":{"d":{"e":1}}}}}}}`, "application/json", 400},
-		{`{"action":{"type":"report.generate","params":{"x":"` + strings.Repeat("a", 70<<10) + `"}}}`, "application/json", 413},
 		{`{"action":{"type":"report.generate"}}`, "text/plain", 415},
 		{`{"action":{"type":"Bad Type"}}`, "application/json", 400},
 		{`{"action":{"type":"payment.send","amount":{"value":"1e3","currency":"EUR"}}}`, "application/json", 400},
@@ -434,10 +436,6 @@ func TestDecisionsEndToEnd(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := e.app.Test(req, -1)
 		if err != nil {
-			// fasthttp answers 413 itself and app.Test reports it as an error.
-			if tc.status == 413 {
-				continue
-			}
 			t.Fatal(err)
 		}
 		if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/problem+json" {

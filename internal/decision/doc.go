@@ -4,8 +4,10 @@
 // ([Combine]) — deny if anything denies, else escalate if anything
 // escalates, else allow only on the organization's explicit allow, else deny
 // with no_authority — which lives here, in Go, so that no policy can change
-// it. (Validation at the boundary, recording, receipts, the ledger, approvals
-// and cases join it as they are built.)
+// it. Around that core: request validation ([DecisionRequest]), the decision
+// service that records each decision, its receipt or case in the ledger and
+// the store ([Service]), and organizations' policy revisions ([Policies]).
+// Approvals of cases arrive with the tenant users.
 //
 // It must never let a policy failure allow anything: an error, a timeout or
 // a malformed result is a deny with a reason (policy_error, policy_timeout),

@@ -25,7 +25,7 @@ var (
 	ErrAssertionLifetime    = fmt.Errorf("%w: exp too far ahead", ErrInvalidAssertion)
 	ErrAssertionNotYetValid = fmt.Errorf("%w: iat or nbf in the future", ErrInvalidAssertion)
 	ErrAssertionJTI         = fmt.Errorf("%w: jti missing or longer than 256 bytes", ErrInvalidAssertion)
-	// ErrReplay: JTIStore.Remember saw this agent's jti before.
+	// ErrReplay: this agent's jti was used before (the caller remembers it).
 	ErrReplay = fmt.Errorf("%w: jti already used", ErrInvalidAssertion)
 )
 
