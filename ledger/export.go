@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -77,31 +78,22 @@ func (l *Ledger) Export(ctx context.Context, lg Log, from, to uint64, w io.Write
 			return err
 		}
 	}
-	// A tar member's size comes first: one pass sums the lines' lengths,
-	// a second streams them (entries never change between the two).
-	size, err := l.exportSize(ctx, lg, from, cp.Size)
-	if err != nil {
-		return err
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: "entries.jsonl", Mode: 0o644, Size: size, ModTime: now, Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
+	// A tar member's size comes first, so the lines are gathered before
+	// they are written (the HTTP handler buffers the archive anyway).
+	var lines bytes.Buffer
 	if err := l.exportEntries(ctx, lg, from, cp.Size, func(line []byte) error {
-		_, err := tw.Write(line)
+		_, err := lines.Write(line)
 		return err
 	}); err != nil {
+		return err
+	}
+	if err := file("entries.jsonl", lines.Bytes()); err != nil {
 		return err
 	}
 	if err := tw.Close(); err != nil {
 		return err
 	}
 	return gz.Close()
-}
-
-func (l *Ledger) exportSize(ctx context.Context, lg Log, from, to uint64) (int64, error) {
-	var n int64
-	err := l.exportEntries(ctx, lg, from, to, func(line []byte) error { n += int64(len(line)); return nil })
-	return n, err
 }
 
 // exportEntries calls emit with each entry's JSON line, reading in chunks.
