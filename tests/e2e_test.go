@@ -349,6 +349,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"serve", "--data-dir", "x", "extra"}, nil, 2, "unexpected argument"},
 		{[]string{"serve", "--database-url", "postgres://u:hunter2@127.0.0.1:1/x"}, nil, 2, "--platform-database-url"},
 		{[]string{"migrate", "--database-url", "postgres://u:hunter2@127.0.0.1:1/x"}, nil, 2, "--owner-database-url"},
+		{[]string{"serve", "--demo", "--database-url", "postgres://u:hunter2@127.0.0.1:1/x", "--platform-database-url", "postgres://p@127.0.0.1:1/x"}, nil, 2, "embedded store only"},
 		{[]string{"serve", "--data-dir", "x"}, []string{"AGENTSIGNA_SHUTDOWN_TIMEOUT=soon"}, 2, "AGENTSIGNA_SHUTDOWN_TIMEOUT"},
 	} {
 		code, stderr := runBinary(t, tc.env, tc.args...)

@@ -63,6 +63,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
+	if f.demo && f.store.postgres() {
+		return fmt.Errorf("%w: --demo seeds the embedded store only", errUsage)
+	}
 	exposed, err := checkExposure(f, tlsConfig != nil, log)
 	if err != nil {
 		return err
@@ -110,9 +113,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 	if f.demo {
-		if f.store.postgres() {
-			return fmt.Errorf("%w: --demo seeds the embedded store only", errUsage)
-		}
 		if err := seedDemo(ctx, backend, l, pol, f.store.dataDir, f.ledger.publicURL, "http://"+f.platformAddr, log); err != nil {
 			return err
 		}
