@@ -110,10 +110,11 @@ func (s *Store) openFile(ctx context.Context, path string, set migrations.Set) (
 		"_defensive=1", // no writable_schema: triggers cannot be switched off from SQL
 		"_txlock=immediate",
 	}, "&")
-	db, err := sql.Open("sqlite", dsn)
+	connector, err := newCachingConnector(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sqlite: %v", store.ErrUnavailable, err)
 	}
+	db := sql.OpenDB(connector)
 	// One connection per file: every transaction takes the write lock at
 	// BEGIN (immediate), so more connections would only spin in SQLite's
 	// busy handler; Go's pool queues them fairly instead.

@@ -1,0 +1,163 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+
+	"modernc.org/sqlite"
+)
+
+// maxCachedStmts bounds one connection's statement cache. The store's
+// queries are a fixed set of constant strings, well under this; a query past
+// the bound simply runs unprepared.
+const maxCachedStmts = 256
+
+// cachingConnector opens connections that keep their prepared statements.
+//
+// modernc's connection prepares (parses and plans) every statement it is
+// given through ExecContext or QueryContext and finalizes it afterwards;
+// under load that parsing was a quarter of the decision path's CPU. The
+// store issues a small fixed set of constant queries, so each connection
+// prepares a query the first time it sees it and reuses the statement after
+// that, as database/sql's own Stmt would — without the Stmt's need for a
+// connection outside the transaction, which with one connection per file
+// would deadlock.
+type cachingConnector struct {
+	driver.Connector
+}
+
+func newCachingConnector(dsn string) (driver.Connector, error) {
+	c, err := sqlite.NewConnector(dsn)
+	if err != nil {
+		return nil, err
+	}
+	return cachingConnector{c}, nil
+}
+
+// The interfaces of modernc's connection that database/sql uses.
+type sqliteConn interface {
+	driver.Conn
+	driver.ConnBeginTx
+	driver.ConnPrepareContext
+	driver.ExecerContext
+	driver.QueryerContext
+	driver.SessionResetter
+	driver.Validator
+	driver.Pinger
+}
+
+func (c cachingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	dc, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	inner, ok := dc.(sqliteConn)
+	if !ok {
+		_ = dc.Close()
+		return nil, fmt.Errorf("sqlite: driver connection %T lacks an interface the store needs", dc)
+	}
+	return &cachingConn{sqliteConn: inner, stmts: map[string]*cachedStmt{}}, nil
+}
+
+// cachingConn is one connection and its statements. database/sql uses a
+// connection from one goroutine at a time, so the cache needs no lock.
+type cachingConn struct {
+	sqliteConn
+	stmts map[string]*cachedStmt
+}
+
+type stmtRunner interface {
+	driver.Stmt
+	driver.StmtExecContext
+	driver.StmtQueryContext
+}
+
+type cachedStmt struct {
+	stmt stmtRunner
+	// busy while rows read from the statement are open: running it again
+	// then would reset it under them, so the query runs uncached instead.
+	busy bool
+}
+
+// cacheable: one statement, no script. Scripts (the migrations) and
+// anything else with a ';' run as before, unprepared.
+func cacheable(query string) bool { return !strings.Contains(query, ";") }
+
+// stmt returns the connection's prepared statement for query, preparing it
+// on first use; nil when query is not cached.
+func (c *cachingConn) stmt(ctx context.Context, query string) (*cachedStmt, error) {
+	if s, ok := c.stmts[query]; ok {
+		if s.busy {
+			return nil, nil
+		}
+		return s, nil
+	}
+	if len(c.stmts) >= maxCachedStmts || !cacheable(query) {
+		return nil, nil
+	}
+	ds, err := c.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	st, ok := ds.(stmtRunner)
+	if !ok {
+		_ = ds.Close()
+		return nil, nil
+	}
+	s := &cachedStmt{stmt: st}
+	c.stmts[query] = s
+	return s, nil
+}
+
+func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	s, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return c.sqliteConn.ExecContext(ctx, query, args)
+	}
+	return s.stmt.ExecContext(ctx, args)
+}
+
+func (c *cachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	s, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return c.sqliteConn.QueryContext(ctx, query, args)
+	}
+	rows, err := s.stmt.QueryContext(ctx, args)
+	if err != nil {
+		return nil, err
+	}
+	s.busy = true
+	return &cachedRows{Rows: rows, stmt: s}, nil
+}
+
+// Close finalizes the cached statements, then closes the connection.
+func (c *cachingConn) Close() error {
+	var errs []error
+	for q, s := range c.stmts {
+		errs = append(errs, s.stmt.Close())
+		delete(c.stmts, q)
+	}
+	errs = append(errs, c.sqliteConn.Close())
+	return errors.Join(errs...)
+}
+
+// cachedRows frees its statement for the next query when closed.
+type cachedRows struct {
+	driver.Rows
+	stmt *cachedStmt
+}
+
+func (r *cachedRows) Close() error {
+	err := r.Rows.Close()
+	r.stmt.busy = false
+	return err
+}

@@ -1,0 +1,172 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+// openCaching opens a scratch file through the caching connector, with one
+// connection as the store uses.
+func openCaching(t *testing.T) *sql.DB {
+	t.Helper()
+	c, err := newCachingConnector(filepath.Join(t.TempDir(), "t.db") + "?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// cachedQueries is the number of statements the pool's one connection holds.
+func cachedQueries(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	n := -1
+	if err := conn.Raw(func(dc any) error { n = len(dc.(*cachingConn).stmts); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestStmtCacheReusesStatements(t *testing.T) {
+	ctx := context.Background()
+	db := openCaching(t)
+	// A script runs unprepared and is not cached.
+	if _, err := db.ExecContext(ctx, `CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL); CREATE INDEX kv_v ON kv (v)`); err != nil {
+		t.Fatal(err)
+	}
+	if n := cachedQueries(t, db); n != 0 {
+		t.Fatalf("a script was cached: %d statements", n)
+	}
+	for i := range 50 {
+		if _, err := db.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES (?, ?)`, i, "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	for range 50 {
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM kv WHERE v = ?`, "v").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n != 50 {
+		t.Fatalf("count = %d, want 50", n)
+	}
+	if got := cachedQueries(t, db); got != 2 {
+		t.Fatalf("%d cached statements for 2 distinct queries", got)
+	}
+	// A constraint failure leaves the statement usable.
+	if _, err := db.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES (?, ?)`, 1, "dup"); err == nil {
+		t.Fatal("duplicate key accepted")
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES (?, ?)`, 100, "w"); err != nil {
+		t.Fatalf("the statement after a failure: %v", err)
+	}
+	// Bindings do not leak from one run to the next.
+	var v string
+	if err := db.QueryRowContext(ctx, `SELECT v FROM kv WHERE k = ?`, 100).Scan(&v); err != nil || v != "w" {
+		t.Fatalf("v = %q, %v", v, err)
+	}
+	if err := db.QueryRowContext(ctx, `SELECT v FROM kv WHERE k = ?`, 7).Scan(&v); err != nil || v != "v" {
+		t.Fatalf("v = %q, %v", v, err)
+	}
+}
+
+// The same query run again while its first rows are still open (a nested
+// read) must not reset the statement under them.
+func TestStmtCacheNestedSameQuery(t *testing.T) {
+	ctx := context.Background()
+	db := openCaching(t)
+	if _, err := db.ExecContext(ctx, `CREATE TABLE kv (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := db.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES (?, ?)`, i, i*10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	const q = `SELECT k, v FROM kv WHERE k >= ? ORDER BY k`
+	outer, err := tx.QueryContext(ctx, q, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ks []int
+	for outer.Next() {
+		var k, v int
+		if err := outer.Scan(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+		ks = append(ks, k)
+		// The same statement, inside the loop, with other arguments.
+		var inner int
+		if err := tx.QueryRowContext(ctx, q, 4).Scan(&inner, &v); err != nil || inner != 4 || v != 40 {
+			t.Fatalf("inner read = %d %d, %v", inner, v, err)
+		}
+	}
+	if err := outer.Err(); err != nil {
+		t.Fatal(err)
+	}
+	outer.Close()
+	if len(ks) != 5 || ks[4] != 4 {
+		t.Fatalf("outer rows = %v, want 0..4", ks)
+	}
+}
+
+// A statement prepared before the schema changed still runs: SQLite
+// re-prepares it.
+func TestStmtCacheAfterSchemaChange(t *testing.T) {
+	ctx := context.Background()
+	db := openCaching(t)
+	if _, err := db.ExecContext(ctx, `CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	const q = `SELECT * FROM kv WHERE k = ?`
+	if _, err := db.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES (1, 'a')`); err != nil {
+		t.Fatal(err)
+	}
+	var k int
+	var v string
+	if err := db.QueryRowContext(ctx, q, 1).Scan(&k, &v); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `ALTER TABLE kv ADD COLUMN w TEXT NOT NULL DEFAULT 'x'`); err != nil {
+		t.Fatal(err)
+	}
+	var w string
+	if err := db.QueryRowContext(ctx, q, 1).Scan(&k, &v, &w); err != nil || w != "x" {
+		t.Fatalf("after ALTER: w = %q, %v", w, err)
+	}
+}
+
+// A cancelled context still ends a cached statement's run.
+func TestStmtCacheHonoursContext(t *testing.T) {
+	db := openCaching(t)
+	const q = `SELECT ?`
+	var one int
+	if err := db.QueryRowContext(context.Background(), q, 1).Scan(&one); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := db.QueryRowContext(ctx, q, 1).Scan(&one)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled query: %v", err)
+	}
+	if err := db.QueryRowContext(context.Background(), q, 2).Scan(&one); err != nil || one != 2 {
+		t.Fatalf("after a cancel: %d, %v", one, err)
+	}
+}
