@@ -10,6 +10,7 @@ import (
 
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
@@ -213,7 +214,14 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 	prev := head.LastLeafHash
 	var entries []store.LedgerEntry
 	var nodes []store.LedgerNode
+	// Every node this batch can need for its own inclusion proofs: the
+	// compact range it starts from and every node it creates.
+	known := make(map[compact.NodeID][]byte, 4*len(batch)+len(head.RangeHashes))
+	for i, id := range compact.RangeNodes(0, head.Size, nil) {
+		known[id] = head.RangeHashes[i]
+	}
 	visit := func(id compact.NodeID, hash []byte) {
+		known[id] = hash
 		// Only levels 8, 16, … are stored: they are the tlog-tiles rows;
 		// everything between is recomputed from them.
 		if id.Level > 0 && id.Level%8 == 0 {
@@ -230,6 +238,7 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 				return Checkpoint{}, fmt.Errorf("%w: %v", store.ErrInvalid, err)
 			}
 			lh := rfc6962.DefaultHasher.HashLeaf(leaf)
+			known[compact.NewNodeID(0, idx)] = lh
 			if err := rng.Append(lh, visit); err != nil {
 				return Checkpoint{}, err
 			}
@@ -244,6 +253,11 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 		return Checkpoint{}, err
 	}
 	size := idx
+	for _, r := range batch {
+		for i := range r.res {
+			r.res[i].Proof = batchInclusionProof(known, r.res[i].Index, size)
+		}
+	}
 	// SPEC: c2sp.org/tlog-checkpoint — origin, size, root; no extension
 	// lines (time lives in the entries). The note key name is the origin.
 	body := log.Checkpoint{Origin: key.Signer.Name(), Size: size, Hash: root}.Marshal()
@@ -258,4 +272,34 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 		return Checkpoint{}, err
 	}
 	return Checkpoint{Size: size, Root: root, Note: signed}, nil
+}
+
+// batchInclusionProof is the RFC 6962 inclusion proof of the leaf at index
+// in the tree of size, from the nodes a batch knows: it holds every node
+// the proof of one of its own leaves against its own checkpoint needs (the
+// left siblings are nodes of the compact range the batch started from, or
+// were made by the batch; nothing lies to the right of the batch). Nil if
+// a node is missing, which would be a bug: the caller then reads the proof
+// from the store.
+func batchInclusionProof(known map[compact.NodeID][]byte, index, size uint64) [][]byte {
+	nodes, err := proof.Inclusion(index, size)
+	if err != nil {
+		return nil
+	}
+	hashes := make([][]byte, len(nodes.IDs))
+	for i, id := range nodes.IDs {
+		h, ok := known[id]
+		if !ok {
+			return nil
+		}
+		hashes[i] = h
+	}
+	hashes, err = nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren)
+	if err != nil {
+		return nil
+	}
+	if hashes == nil {
+		hashes = [][]byte{} // a one-entry tree: an empty proof, not none
+	}
+	return hashes
 }

@@ -170,6 +170,10 @@ type Appended struct {
 	Entry      []byte // the exact leaf bytes
 	LeafHash   []byte
 	Checkpoint Checkpoint // the checkpoint of the batch that included it
+	// Proof is the entry's inclusion proof in Checkpoint (RFC 6962 audit
+	// path, [] for a one-entry tree), computed as the batch committed; nil
+	// only if that failed, when InclusionProof reads it from the store.
+	Proof [][]byte
 }
 
 // Append adds one entry to a log and returns once the batch holding it is

@@ -414,3 +414,73 @@ func TestAppendAllIsConsecutive(t *testing.T) {
 		})
 	}
 }
+
+// The proof each append returns, computed in memory as its batch commits,
+// verifies against the batch's checkpoint and equals the proof read from
+// the store — over batches of every shape: first entries, batches crossing
+// powers of two and the 256-leaf tile edge, multi-entry requests.
+func TestAppendedProofs(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{MaxBatch: 64, MaxWait: time.Millisecond})
+			ctx := context.Background()
+			vkey, err := e.ledger.InitLog(ctx, e.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check := func(a ledger.Appended) {
+				t.Helper()
+				if a.Proof == nil {
+					t.Fatalf("entry %d of checkpoint %d came without a proof", a.Index, a.Checkpoint.Size)
+				}
+				cp := openNote(t, vkey, a.Checkpoint.Note)
+				if err := proof.VerifyInclusion(rfc6962.DefaultHasher, a.Index, cp.Size, a.LeafHash, a.Proof, cp.Hash); err != nil {
+					t.Fatalf("entry %d in tree %d: %v", a.Index, cp.Size, err)
+				}
+				stored, err := e.ledger.InclusionProof(ctx, e.log, a.Index, a.Checkpoint.Size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(stored.Hashes) != len(a.Proof) {
+					t.Fatalf("entry %d: %d proof hashes, the store's proof has %d", a.Index, len(a.Proof), len(stored.Hashes))
+				}
+				for i := range a.Proof {
+					if !bytes.Equal(a.Proof[i], stored.Hashes[i]) {
+						t.Fatalf("entry %d: proof hash %d differs from the store's", a.Index, i)
+					}
+				}
+			}
+			check(appendN(t, e, e.ledger, e.log, 1, "first")[0])
+			// Concurrent rounds of 1–3 entry requests: batches of varied
+			// sizes starting at varied offsets, past 256 entries.
+			for round := range 12 {
+				var mu sync.Mutex
+				var got []ledger.Appended
+				var wg sync.WaitGroup
+				for g := range 3 + round*2 {
+					wg.Go(func() {
+						entries := make([]ledger.Entry, 1+g%3)
+						for i := range entries {
+							entries[i] = ledger.Entry{Kind: "test.entry", Subject: fmt.Sprint(round, g, i)}
+						}
+						out, err := e.ledger.AppendAll(ctx, e.log, entries)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						got = append(got, out...)
+						mu.Unlock()
+					})
+				}
+				wg.Wait()
+				for _, a := range got {
+					check(a)
+				}
+			}
+			if cp, err := e.ledger.LatestCheckpoint(ctx, e.log); err != nil || cp.Size < 256 {
+				t.Fatalf("the log reached %d entries (%v): the tile edge was not crossed", cp.Size, err)
+			}
+		})
+	}
+}
