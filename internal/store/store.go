@@ -64,6 +64,10 @@ type TenantTx interface {
 	// TenantID is the organization every statement of this transaction is
 	// confined to.
 	TenantID() string
+	// Savepoint runs fn inside the transaction as a unit of its own: if fn
+	// fails, what it wrote is undone and the transaction goes on without
+	// it (SQL SAVEPOINT / ROLLBACK TO). fn's error is returned as is.
+	Savepoint(ctx context.Context, fn func(context.Context) error) error
 
 	// Settings: the organization's key/value settings (mutable).
 	PutSetting(ctx context.Context, key, value string) error

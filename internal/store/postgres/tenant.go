@@ -19,6 +19,31 @@ type tenantTx struct {
 
 func (t *tenantTx) TenantID() string { return t.tenantID }
 
+// Savepoint uses pgx's nested transaction, a SAVEPOINT: the statements of
+// fn run on the same transaction (t.tx is the outer one, and row security
+// and app.tenant_id, set for the whole transaction, hold inside it).
+func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error) (err error) {
+	sp, err := t.tx.Begin(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	defer func() {
+		p := recover()
+		if err != nil || p != nil {
+			if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil && err == nil {
+				err = mapErr(rerr)
+			}
+		}
+		if p != nil {
+			panic(p)
+		}
+	}()
+	if err := fn(ctx); err != nil {
+		return err
+	}
+	return mapErr(sp.Commit(ctx))
+}
+
 func (t *tenantTx) PutSetting(ctx context.Context, key, value string) error {
 	if err := store.CheckSetting(key, value); err != nil {
 		return err

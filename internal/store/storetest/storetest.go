@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Settings", func(t *testing.T) { testSettings(t, h) })
 	t.Run("TenantTxRejectsBadTenants", func(t *testing.T) { testBadTenants(t, h) })
 	t.Run("Rollback", func(t *testing.T) { testRollback(t, h) })
+	t.Run("Savepoint", func(t *testing.T) { testSavepoint(t, h) })
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, h) })
 	t.Run("Logs", func(t *testing.T) { testLogs(t, h) })
 	t.Run("Policies", func(t *testing.T) { testPolicies(t, h) })
@@ -275,6 +277,85 @@ func testBadTenants(t *testing.T, h Harness) {
 	}
 	if called {
 		t.Fatal("fn ran for a tenant that does not exist")
+	}
+}
+
+// A failed savepoint undoes its own writes only — also after a constraint
+// violation, which in PostgreSQL aborts the transaction unless rolled back
+// to the savepoint — and the transaction goes on and commits.
+func testSavepoint(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	acme := CreateTenant(t, b, "acme")
+	c := ctx(t)
+	boom := errors.New("boom")
+	cp := store.Counterparty{ID: store.NewID(store.PrefixCounterparty), Name: "Supplier"}
+	err := b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if err := tx.PutSetting(ctx, "before", "v"); err != nil {
+			return err
+		}
+		if _, err := tx.Counterparties().Create(ctx, cp); err != nil {
+			return err
+		}
+		err := tx.Savepoint(ctx, func(ctx context.Context) error {
+			if err := tx.PutSetting(ctx, "undone", "v"); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			return fmt.Errorf("failed savepoint returned %v, want its own error", err)
+		}
+		err = tx.Savepoint(ctx, func(ctx context.Context) error {
+			if err := tx.PutSetting(ctx, "undone-too", "v"); err != nil {
+				return err
+			}
+			_, err := tx.Counterparties().Create(ctx, cp)
+			return err
+		})
+		if !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("duplicate counterparty in a savepoint: %v, want ErrConflict", err)
+		}
+		// Nested: the inner one fails, the outer one keeps its write.
+		err = tx.Savepoint(ctx, func(ctx context.Context) error {
+			if err := tx.PutSetting(ctx, "outer", "v"); err != nil {
+				return err
+			}
+			if err := tx.Savepoint(ctx, func(ctx context.Context) error {
+				if err := tx.PutSetting(ctx, "inner", "v"); err != nil {
+					return err
+				}
+				return boom
+			}); !errors.Is(err, boom) {
+				return fmt.Errorf("inner savepoint: %v", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.PutSetting(ctx, "after", "v")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		list, err := tx.ListSettings(ctx)
+		if err != nil {
+			return err
+		}
+		var keys []string
+		for _, s := range list {
+			keys = append(keys, s.Key)
+		}
+		slices.Sort(keys)
+		if want := []string{"after", "before", "outer"}; !slices.Equal(keys, want) {
+			return fmt.Errorf("settings after the savepoints: %v, want %v", keys, want)
+		}
+		_, err = tx.Counterparties().Get(ctx, cp.ID)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
