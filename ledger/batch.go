@@ -27,6 +27,7 @@ var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildre
 type request struct {
 	ctx     context.Context
 	entries []Entry // committed consecutively, in one batch
+	write   Write   // nil: entries only
 	digests [][sha256.Size]byte
 	res     []Appended
 	err     error
@@ -166,12 +167,16 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	var cp Checkpoint
-	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
-		var err error
-		cp, err = l.appendBatch(ctx, lg, lt, kt, live)
-		return err
-	})
+	var err error
+	if lg.tenant != nil {
+		err = lg.tenant(ctx, func(ctx context.Context, tx store.TenantTx) error {
+			return l.appendBatch(ctx, lg, tx.Log(), tx.Keys(), tx, live)
+		})
+	} else {
+		err = lg.in(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
+			return l.appendBatch(ctx, lg, lt, kt, nil, live)
+		})
+	}
 	if err != nil {
 		l.cfg.Logger.Error("ledger batch failed", slog.String("log", lg.scope.Origin), slog.Int("entries", len(live)), slog.Any("error", err))
 	}
@@ -179,18 +184,39 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 		if err != nil {
 			r.err = err
 			r.res = nil
-		} else {
-			for i := range r.res {
-				r.res[i].Checkpoint = cp
-			}
 		}
 		close(r.done)
 	}
 }
 
 // appendBatch runs inside the batch transaction: lock the log, extend the
-// tree from the newest checkpoint, sign, store.
-func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, batch []*request) (Checkpoint, error) {
+// tree from the newest checkpoint, sign, store, then run the requests'
+// writes (tt is the organization's transaction; nil for the platform log).
+// A write's failure is its request's error, not the batch's.
+func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, tt store.TenantTx, batch []*request) error {
+	cp, err := l.appendEntries(ctx, lg, lt, kt, batch)
+	if err != nil {
+		return err
+	}
+	for _, r := range batch {
+		r.err = nil
+		for i := range r.res {
+			r.res[i].Checkpoint = cp
+		}
+		if r.write == nil {
+			continue
+		}
+		if tt == nil {
+			return fmt.Errorf("%w: a write on a log without an organization store", store.ErrInvalid)
+		}
+		r.err = tt.Savepoint(ctx, func(ctx context.Context) error { return r.write(ctx, tt, r.res) })
+	}
+	return nil
+}
+
+// appendEntries extends the tree from the newest checkpoint, signs and
+// stores the batch's entries.
+func (l *Ledger) appendEntries(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, batch []*request) (Checkpoint, error) {
 	if err := lt.LockLog(ctx); err != nil {
 		return Checkpoint{}, err
 	}
@@ -255,7 +281,9 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 	size := idx
 	for _, r := range batch {
 		for i := range r.res {
-			r.res[i].Proof = batchInclusionProof(known, r.res[i].Index, size)
+			if r.res[i].Proof, err = batchInclusionProof(known, r.res[i].Index, size); err != nil {
+				return Checkpoint{}, err
+			}
 		}
 	}
 	// SPEC: c2sp.org/tlog-checkpoint — origin, size, root; no extension
@@ -278,28 +306,26 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 // in the tree of size, from the nodes a batch knows: it holds every node
 // the proof of one of its own leaves against its own checkpoint needs (the
 // left siblings are nodes of the compact range the batch started from, or
-// were made by the batch; nothing lies to the right of the batch). Nil if
-// a node is missing, which would be a bug: the caller then reads the proof
-// from the store.
-func batchInclusionProof(known map[compact.NodeID][]byte, index, size uint64) [][]byte {
+// were made by the batch; nothing lies to the right of the batch). A
+// missing node would be a bug, and fails the batch.
+func batchInclusionProof(known map[compact.NodeID][]byte, index, size uint64) ([][]byte, error) {
 	nodes, err := proof.Inclusion(index, size)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	hashes := make([][]byte, len(nodes.IDs))
 	for i, id := range nodes.IDs {
 		h, ok := known[id]
 		if !ok {
-			return nil
+			return nil, fmt.Errorf("ledger: internal: node %+v of the proof of %d in %d is not in the batch", id, index, size)
 		}
 		hashes[i] = h
 	}
-	hashes, err = nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren)
-	if err != nil {
-		return nil
+	if hashes, err = nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren); err != nil {
+		return nil, err
 	}
 	if hashes == nil {
 		hashes = [][]byte{} // a one-entry tree: an empty proof, not none
 	}
-	return hashes
+	return hashes, nil
 }

@@ -107,19 +107,26 @@ type Log struct {
 	key   string // writer and cache key: tenant id, or "platform"
 	scope signing.LogScope
 	in    func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error
+	// tenant runs fn in a transaction of the organization's store, which
+	// holds the log; nil for the platform log.
+	tenant func(ctx context.Context, fn func(context.Context, store.TenantTx) error) error
 }
 
 // TenantLog is the organization's log. slug names it in the origin of a
 // log created now; an existing log keeps the origin its key was made with.
 func (l *Ledger) TenantLog(tenantID, slug string) Log {
+	tenant := func(ctx context.Context, fn func(context.Context, store.TenantTx) error) error {
+		return l.cfg.Tenants.InTenantTx(ctx, tenantID, fn)
+	}
 	return Log{
 		key:   tenantID,
 		scope: signing.LogScope{TenantID: tenantID, Origin: l.cfg.Origin + "/t/" + slug},
 		in: func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
-			return l.cfg.Tenants.InTenantTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+			return tenant(ctx, func(ctx context.Context, tx store.TenantTx) error {
 				return fn(ctx, tx.Log(), tx.Keys())
 			})
 		},
+		tenant: tenant,
 	}
 }
 
@@ -171,8 +178,7 @@ type Appended struct {
 	LeafHash   []byte
 	Checkpoint Checkpoint // the checkpoint of the batch that included it
 	// Proof is the entry's inclusion proof in Checkpoint (RFC 6962 audit
-	// path, [] for a one-entry tree), computed as the batch committed; nil
-	// only if that failed, when InclusionProof reads it from the store.
+	// path, [] for a one-entry tree), computed as the batch committed.
 	Proof [][]byte
 }
 
@@ -190,10 +196,33 @@ func (l *Ledger) Append(ctx context.Context, log Log, e Entry) (Appended, error)
 // AppendAll adds entries to a log consecutively, in one batch (one commit,
 // one checkpoint): e.g. a decision and its receipt.
 func (l *Ledger) AppendAll(ctx context.Context, log Log, entries []Entry) ([]Appended, error) {
+	return l.append(ctx, log, entries, nil)
+}
+
+// Write stores what a caller's entries are about, in the organization's
+// store, in the transaction that appends them. It sees where they landed:
+// indexes, the batch's checkpoint and their inclusion proofs.
+type Write func(ctx context.Context, tx store.TenantTx, appended []Appended) error
+
+// AppendAllAndWrite is AppendAll on an organization's log, with write run
+// in the batch's transaction once the entries are appended: the rows it
+// stores commit with the entries, or neither does. It runs in a savepoint
+// of its own, so a failing write fails its caller only: the entries stay
+// in the log (it is append-only, and they record what was decided), and
+// AppendAllAndWrite returns them with write's error. write runs while the
+// log is locked: it should only store rows.
+func (l *Ledger) AppendAllAndWrite(ctx context.Context, log Log, entries []Entry, write Write) ([]Appended, error) {
+	if log.tenant == nil || write == nil {
+		return nil, fmt.Errorf("%w: AppendAllAndWrite needs an organization's log and a write", store.ErrInvalid)
+	}
+	return l.append(ctx, log, entries, write)
+}
+
+func (l *Ledger) append(ctx context.Context, log Log, entries []Entry, write Write) ([]Appended, error) {
 	if len(entries) == 0 || len(entries) > l.cfg.MaxBatch {
 		return nil, fmt.Errorf("%w: 1-%d entries per append", store.ErrInvalid, l.cfg.MaxBatch)
 	}
-	r := &request{ctx: ctx, entries: entries, digests: make([][sha256.Size]byte, len(entries)), done: make(chan struct{})}
+	r := &request{ctx: ctx, entries: entries, write: write, digests: make([][sha256.Size]byte, len(entries)), done: make(chan struct{})}
 	for i, e := range entries {
 		if err := e.check(); err != nil {
 			return nil, err

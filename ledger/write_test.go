@@ -1,0 +1,102 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// AppendAllAndWrite stores rows in the batch's transaction. A write sees
+// where its entries landed; a failing write fails its own caller only —
+// its rows are undone, its entries stay — while batch-mates' rows commit.
+func TestAppendAllAndWrite(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{MaxBatch: 64, MaxWait: 5 * time.Millisecond})
+			ctx := context.Background()
+			vkey, err := e.ledger.InitLog(ctx, e.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			boom := errors.New("boom")
+			const n = 12
+			type result struct {
+				out []ledger.Appended
+				err error
+			}
+			results := make([]result, n)
+			var wg sync.WaitGroup
+			for g := range n {
+				wg.Go(func() {
+					entries := []ledger.Entry{{Kind: "decision", Subject: fmt.Sprint(g)}, {Kind: "receipt", Subject: fmt.Sprint(g)}}
+					out, err := e.ledger.AppendAllAndWrite(ctx, e.log, entries, func(ctx context.Context, tx store.TenantTx, got []ledger.Appended) error {
+						if len(got) != 2 || got[1].Index != got[0].Index+1 || got[0].Checkpoint.Size <= got[1].Index || got[0].Proof == nil {
+							return fmt.Errorf("write saw %+v", got)
+						}
+						if err := tx.PutSetting(ctx, fmt.Sprintf("row-%d", g), fmt.Sprint(got[0].Index)); err != nil {
+							return err
+						}
+						if g%3 == 0 {
+							return boom
+						}
+						return nil
+					})
+					results[g] = result{out, err}
+				})
+			}
+			wg.Wait()
+			for g, r := range results {
+				if g%3 == 0 {
+					if !errors.Is(r.err, boom) {
+						t.Errorf("request %d: the failing write returned %v", g, r.err)
+					}
+				} else if r.err != nil {
+					t.Errorf("request %d failed with its batch-mate's write: %v", g, r.err)
+				}
+				// Either way the entries are in the log, provably.
+				if len(r.out) != 2 {
+					t.Fatalf("request %d: %d entries returned", g, len(r.out))
+				}
+				a := r.out[0]
+				cp := openNote(t, vkey, a.Checkpoint.Note)
+				if err := proof.VerifyInclusion(rfc6962.DefaultHasher, a.Index, cp.Size, a.LeafHash, a.Proof, cp.Hash); err != nil {
+					t.Errorf("request %d: %v", g, err)
+				}
+			}
+			err = e.backend.InTenantTx(ctx, e.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+				for g, r := range results {
+					s, err := tx.GetSetting(ctx, fmt.Sprintf("row-%d", g))
+					switch {
+					case g%3 == 0 && !errors.Is(err, store.ErrNotFound):
+						return fmt.Errorf("row of the failed write %d: %+v, %v", g, s, err)
+					case g%3 != 0 && (err != nil || s.Value != fmt.Sprint(r.out[0].Index)):
+						return fmt.Errorf("row of write %d: %+v, %v", g, s, err)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := e.ledger.Check(ctx, e.log, ""); err != nil || rep.Problem != nil || rep.Size != 2*n {
+				t.Fatalf("check: %+v %v, %v", rep, rep.Problem, err)
+			}
+			if _, err := e.ledger.AppendAllAndWrite(ctx, e.ledger.PlatformLog(), []ledger.Entry{{Kind: "x"}},
+				func(context.Context, store.TenantTx, []ledger.Appended) error { return nil }); !errors.Is(err, store.ErrInvalid) {
+				t.Fatalf("a write on the platform log: %v", err)
+			}
+			if _, err := e.ledger.AppendAllAndWrite(ctx, e.log, []ledger.Entry{{Kind: "x"}}, nil); !errors.Is(err, store.ErrInvalid) {
+				t.Fatalf("a nil write: %v", err)
+			}
+		})
+	}
+}
