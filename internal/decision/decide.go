@@ -26,8 +26,8 @@ import (
 //     policy;
 //  4. append the decision to the organization's ledger, then the receipt
 //     of an allowed action or the case an escalation opens;
-//  5. store the decision, receipt and case in one transaction, with the
-//     response that is returned now and replayed later.
+//  5. in the ledger batch's transaction, store the decision, receipt and
+//     case, with the response that is returned now and replayed later.
 //
 // A suspended agent is not refused here: the base policy denies it
 // (agent_not_active), and that denial is recorded like any other.

@@ -12,14 +12,15 @@ import (
 	"github.com/agentsigna/agentsigna/ledger"
 )
 
-// record writes an evaluated decision down (steps 4–6 of Decide): its
-// ledger entry, the receipt or case and theirs, the inclusion proof of the
-// decision's entry, then the store rows, and returns the response.
+// record writes an evaluated decision down (steps 4–5 of Decide): its
+// ledger entry, the receipt or case and theirs, and in the same
+// transaction the store rows, whose response carries the entry's index,
+// checkpoint and inclusion proof; it returns that response.
 //
-// The ledger comes first because the rows carry their entries' indexes
-// and the response its proof. If storing fails afterwards, the entries
-// stay (the log is append-only) and the agent gets an error: the log then
-// shows a decision the store lacks, never the reverse.
+// The rows commit with the entries or not at all, except when storing
+// them fails on its own (the write's savepoint): the entries stay (the log
+// is append-only) and the agent gets an error — the log then shows a
+// decision the store lacks, never the reverse.
 func (s *Service) record(ctx context.Context, org Organization, v *validRequest, g gathered, ev Evaluation, keyHash []byte, now time.Time) (Response, error) {
 	lg := s.cfg.Ledger.TenantLog(org.ID, org.Slug)
 	decisionID := store.NewID(store.PrefixDecision)
@@ -66,40 +67,28 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 		entries = append(entries, ledger.Entry{Kind: KindCaseOpened, Subject: opened.ID, Record: caseRec})
 		resp.Case = &CaseSummary{ID: opened.ID, Status: opened.Status, ApprovalsRequired: opened.ApprovalsRequired, ExpiresAt: opened.ExpiresAt}
 	}
-	appended, err := s.cfg.Ledger.AppendAll(ctx, lg, entries)
-	if err != nil {
-		return Response{}, fmt.Errorf("decision: append the decision to the ledger: %w", err)
-	}
-	entry := appended[0]
-	if receipt != nil {
-		receipt.LedgerIndex = appended[1].Index
-	}
-
-	// The proof is against the checkpoint signed for the decision's own
-	// batch: the response's checkpoint and proof always go together.
-	proof, err := s.cfg.Ledger.InclusionProof(ctx, lg, entry.Index, entry.Checkpoint.Size)
-	if err != nil {
-		return Response{}, fmt.Errorf("decision: inclusion proof: %w", err)
-	}
-	hashes := proof.Hashes
-	if hashes == nil {
-		hashes = [][]byte{} // a one-entry tree: [] not null
-	}
-	resp.Ledger = LedgerProof{Index: entry.Index, LeafHash: entry.LeafHash, Checkpoint: string(entry.Checkpoint.Note), InclusionProof: hashes}
-	body, err := json.Marshal(resp)
-	if err != nil {
-		return Response{}, fmt.Errorf("decision: encode the response: %w", err)
-	}
-
-	row := store.Decision{
-		ID: decisionID, AgentID: g.agent.ID, Action: string(v.action), ActionType: v.Action.Type,
-		CounterpartyID: v.Action.Counterparty, Reason: v.Reason,
-		Outcome: store.Outcome(ev.Outcome), Reasons: reasons, ApprovalsRequired: approvals,
-		BaseRevision: ev.Policy.BaseRevision, TenantRevision: ev.Policy.TenantRevision, TenantBundleSHA256: ev.Policy.TenantBundleSHA256,
-		IdempotencyKeySHA256: keyHash, RequestSHA256: v.sha256,
-		LedgerIndex: entry.Index, Response: string(body), CreatedAt: now,
-	}
-	err = s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+	// The rows are stored in the batch's transaction, once the entries
+	// have their indexes and proof: the stored response is the one sent.
+	write := func(ctx context.Context, tx store.TenantTx, appended []ledger.Appended) error {
+		entry := appended[0]
+		if receipt != nil {
+			receipt.LedgerIndex = appended[1].Index
+		}
+		// The proof is against the checkpoint signed for the decision's
+		// own batch: the response's checkpoint and proof go together.
+		resp.Ledger = LedgerProof{Index: entry.Index, LeafHash: entry.LeafHash, Checkpoint: string(entry.Checkpoint.Note), InclusionProof: entry.Proof}
+		body, err := json.Marshal(resp)
+		if err != nil {
+			return fmt.Errorf("decision: encode the response: %w", err)
+		}
+		row := store.Decision{
+			ID: decisionID, AgentID: g.agent.ID, Action: string(v.action), ActionType: v.Action.Type,
+			CounterpartyID: v.Action.Counterparty, Reason: v.Reason,
+			Outcome: store.Outcome(ev.Outcome), Reasons: reasons, ApprovalsRequired: approvals,
+			BaseRevision: ev.Policy.BaseRevision, TenantRevision: ev.Policy.TenantRevision, TenantBundleSHA256: ev.Policy.TenantBundleSHA256,
+			IdempotencyKeySHA256: keyHash, RequestSHA256: v.sha256,
+			LedgerIndex: entry.Index, Response: string(body), CreatedAt: now,
+		}
 		if _, err := tx.Decisions().Insert(ctx, row); err != nil {
 			return err
 		}
@@ -114,14 +103,18 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 			}
 		}
 		return nil
-	})
-	if errors.Is(err, store.ErrConflict) && keyHash != nil {
+	}
+	appended, err := s.cfg.Ledger.AppendAllAndWrite(ctx, lg, entries, write)
+	if errors.Is(err, store.ErrConflict) && keyHash != nil && appended != nil {
 		// Another process stored a decision under this Idempotency-Key
 		// between our read and our write (the unique key refused ours).
 		return s.replayAfterRace(ctx, org, g.agent.ID, keyHash, v.sha256)
 	}
 	if err != nil {
-		return Response{}, fmt.Errorf("decision: store the decision: %w", err)
+		if appended != nil {
+			return Response{}, fmt.Errorf("decision: store the decision: %w", err)
+		}
+		return Response{}, fmt.Errorf("decision: append the decision to the ledger: %w", err)
 	}
 	return resp, nil
 }
