@@ -34,6 +34,7 @@ type serveFlags struct {
 	logFormat     string
 	shutdown      time.Duration
 	demo          bool
+	pprofAddr     string
 }
 
 // runServe starts both planes and blocks until SIGINT/SIGTERM, then lets
@@ -51,6 +52,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "json", "json or text")
 	fs.DurationVar(&f.shutdown, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this loopback address; off when empty")
 	fs.BoolVar(&f.demo, "demo", false, "seed organization acme (example policy, an agent, two counterparties) on an empty embedded store; credentials to DATA_DIR/demo/credentials.json")
 	if err := parse(fs, args, env); err != nil {
 		return err
@@ -73,6 +75,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if f.pprofAddr != "" {
+		if _, err := servePprof(ctx, f.pprofAddr, log); err != nil {
+			return err
+		}
+	}
 
 	backend, err := openStore(ctx, &f.store, log)
 	if err != nil {
