@@ -61,30 +61,71 @@ func (c credentials) verifiedCounterparty() (string, error) {
 }
 
 // startDemo runs `agentsigna serve --demo` on a fresh embedded store under
-// dir, on free loopback ports, and returns it with its tenant URL and the
-// credentials file it wrote.
-func startDemo(ctx context.Context, o Options, client *http.Client, dir string) (p *process, tenantURL, credsFile string, err error) {
+// dir, on free loopback ports, and returns it with its tenant URL, the
+// credentials file it wrote and, with o.CPUProfile, its pprof URL.
+func startDemo(ctx context.Context, o Options, client *http.Client, dir string) (p *process, tenantURL, credsFile, pprofURL string, err error) {
 	ta, err := freeLoopbackAddr()
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", "", "", err
 	}
 	pa, err := freeLoopbackAddr()
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", "", "", err
 	}
 	dataDir := filepath.Join(dir, "agentsigna-data")
 	tenantURL = "http://" + ta
-	p, err = startProcess("agentsigna serve --demo", o.AgentSigna, []string{"serve", "--demo",
+	args := []string{"serve", "--demo",
 		"--data-dir", dataDir, "--tenant-addr", ta, "--platform-addr", pa, "--public-url", tenantURL,
-		"--log-level", o.ServerLogLevel}, nil)
+		"--log-level", o.ServerLogLevel}
+	if o.CPUProfile != "" {
+		da, err := freeLoopbackAddr()
+		if err != nil {
+			return nil, "", "", "", err
+		}
+		args = append(args, "--pprof-addr", da)
+		pprofURL = "http://" + da
+	}
+	p, err = startProcess("agentsigna serve --demo", o.AgentSigna, args, nil)
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", "", "", err
 	}
 	if err := p.waitHealthy(ctx, client, tenantURL+"/healthz", time.Minute); err != nil {
 		_ = p.stop()
-		return nil, "", "", err
+		return nil, "", "", "", err
 	}
-	return p, tenantURL, filepath.Join(dataDir, "demo", "credentials.json"), nil
+	return p, tenantURL, filepath.Join(dataDir, "demo", "credentials.json"), pprofURL, nil
+}
+
+// captureCPUProfile waits out the warm-up, then asks the server for a CPU
+// profile of the measured window and writes it to file.
+func captureCPUProfile(ctx context.Context, pprofURL, file string, warmup, window time.Duration) error {
+	select {
+	case <-time.After(warmup):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	secs := max(int(window/time.Second), 1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", pprofURL, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: window + time.Minute}).Do(req)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("cpu profile: %s", resp.Status)
+	}
+	out, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		out.Close()
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	return out.Close()
 }
 
 // tokenSource holds the agent's current access token and renews it before

@@ -32,15 +32,15 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 		}
 	}
 
-	tenantURL, credsFile, store := o.TargetURL, o.Credentials, o.Store
+	tenantURL, credsFile, store, pprofURL := o.TargetURL, o.Credentials, o.Store, o.PprofURL
 	if tenantURL == "" {
 		fmt.Fprintln(progress, "load: starting agentsigna serve --demo on a fresh embedded store")
-		p, u, c, err := startDemo(ctx, o, client, dir)
+		p, u, c, d, err := startDemo(ctx, o, client, dir)
 		if err != nil {
 			return Report{}, err
 		}
 		defer stopLater(p)
-		tenantURL, credsFile = u, c
+		tenantURL, credsFile, pprofURL = u, c, d
 		if store == "" {
 			store = "embedded (SQLite)"
 		}
@@ -99,7 +99,19 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 	phase("opa, closed loop")
 	rep.OPA = closedLoop(ctx, ot, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
 	phase("agentsigna, closed loop")
+	var profiled sync.WaitGroup
+	var profileErr error
+	if o.CPUProfile != "" {
+		profiled.Go(func() { profileErr = captureCPUProfile(ctx, pprofURL, o.CPUProfile, o.Warmup, o.Duration) })
+	}
 	rep.AgentSigna = closedLoop(ctx, as, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
+	profiled.Wait()
+	if profileErr != nil {
+		return Report{}, profileErr
+	}
+	if o.CPUProfile != "" {
+		fmt.Fprintf(progress, "load: agentsigna CPU profile of the closed loop in %s\n", o.CPUProfile)
+	}
 	rate := o.OpenRate
 	if rate == 0 {
 		rate = rep.AgentSigna.Rate / 2

@@ -109,14 +109,54 @@ func checkReport(t *testing.T, rep Report) {
 
 // TestHarnessEmbedded runs the harness as `go run ./tests/load` does:
 // serve --demo on the embedded store, then OPA, both driven briefly.
+// It also takes the server's CPU profile of the closed loop.
 func TestHarnessEmbedded(t *testing.T) {
 	o := testOptions(t)
+	o.CPUProfile = filepath.Join(t.TempDir(), "cpu.pprof")
 	rep, err := Benchmark(t.Context(), o, t.Output())
 	if err != nil {
 		t.Fatal(err)
 	}
 	rep.Print(t.Output())
 	checkReport(t, rep)
+	prof, err := os.ReadFile(o.CPUProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A pprof profile is gzip-compressed protobuf.
+	if len(prof) < 100 || prof[0] != 0x1f || prof[1] != 0x8b {
+		t.Fatalf("the CPU profile is not one: %d bytes, % x…", len(prof), prof[:min(len(prof), 8)])
+	}
+}
+
+func TestProfileOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Options)
+		ok     bool
+	}{
+		{"profile of the demo", func(o *Options) { o.CPUProfile = "cpu.pprof" }, true},
+		{"profile of a running service", func(o *Options) {
+			o.TargetURL, o.Credentials, o.CPUProfile, o.PprofURL = "http://127.0.0.1:8080", "c.json", "cpu.pprof", "http://127.0.0.1:6060"
+		}, true},
+		{"running service without its pprof URL", func(o *Options) {
+			o.TargetURL, o.Credentials, o.CPUProfile = "http://127.0.0.1:8080", "c.json", "cpu.pprof"
+		}, false},
+		{"pprof URL without a profile", func(o *Options) {
+			o.TargetURL, o.Credentials, o.PprofURL = "http://127.0.0.1:8080", "c.json", "http://127.0.0.1:6060"
+		}, false},
+		{"pprof URL off loopback", func(o *Options) {
+			o.TargetURL, o.Credentials, o.CPUProfile, o.PprofURL = "http://127.0.0.1:8080", "c.json", "cpu.pprof", "http://10.0.0.1:6060"
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := DefaultOptions()
+			tc.mutate(&o)
+			if err := o.validate(); (err == nil) != tc.ok {
+				t.Errorf("validate() = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
 }
 
 // TestLoadPostgres is the comparison on PostgreSQL: a fresh database and

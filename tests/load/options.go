@@ -44,6 +44,11 @@ type Options struct {
 	// ServerLogLevel is given to both servers: info (both log every
 	// request by default) or error.
 	ServerLogLevel string
+	// CPUProfile, when set, is where the AgentSigna server's CPU profile
+	// of the measured closed-loop window is written (from its
+	// --pprof-addr listener; PprofURL names it with TargetURL).
+	CPUProfile string
+	PprofURL   string
 }
 
 // DefaultOptions are the figures the issue asks for: 32 requests in
@@ -74,6 +79,8 @@ func (o *Options) bind(fs *flag.FlagSet) {
 	fs.Float64Var(&o.OpenRate, "open-rate", o.OpenRate, "open-loop arrival rate, requests/s (0: half the measured max; <0: skip)")
 	fs.DurationVar(&o.RequestTimeout, "request-timeout", o.RequestTimeout, "timeout of one request")
 	fs.StringVar(&o.ServerLogLevel, "server-log-level", o.ServerLogLevel, "log level of both servers: info or error")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write the agentsigna server's CPU profile of the measured closed loop to this file")
+	fs.StringVar(&o.PprofURL, "pprof-url", o.PprofURL, "the running service's --pprof-addr listener, http://HOST:PORT (with --target-url and --cpuprofile)")
 }
 
 func (o Options) validate() error {
@@ -90,6 +97,16 @@ func (o Options) validate() error {
 		}
 	} else if o.Credentials != "" || o.Counterparty != "" {
 		errs = append(errs, errors.New("--credentials and --counterparty go with --target-url"))
+	}
+	if o.PprofURL != "" {
+		if err := checkLoopbackURL(o.PprofURL); err != nil {
+			errs = append(errs, fmt.Errorf("--pprof-url: %w", err))
+		}
+		if o.TargetURL == "" || o.CPUProfile == "" {
+			errs = append(errs, errors.New("--pprof-url goes with --target-url and --cpuprofile"))
+		}
+	} else if o.TargetURL != "" && o.CPUProfile != "" {
+		errs = append(errs, errors.New("--cpuprofile with --target-url needs --pprof-url"))
 	}
 	if o.Policies == "" {
 		errs = append(errs, errors.New("--policies is required"))
