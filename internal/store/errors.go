@@ -19,6 +19,8 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 	// ErrUnavailable: the database cannot be reached or is closed.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrReadOnly: a write in a read-only transaction (InTenantReadTx).
+	ErrReadOnly = errors.New("read-only transaction")
 	// ErrSchema: the database schema is older than this binary and the
 	// process may not migrate it (run `agentsigna migrate`).
 	ErrSchema = errors.New("schema out of date")

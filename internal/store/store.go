@@ -29,6 +29,11 @@ type TenantStore interface {
 	// method of tx fails, fn must return that error: the transaction may be
 	// spent (PostgreSQL aborts it) and committing it fails.
 	InTenantTx(ctx context.Context, tenantID string, fn func(ctx context.Context, tx TenantTx) error) error
+	// InTenantReadTx is InTenantTx for reading only: every write in it
+	// fails (ErrReadOnly), and it does not wait for, nor hold up, the
+	// organization's writers (a snapshot of what was committed when it
+	// began: SQLite's WAL readers, a READ ONLY PostgreSQL transaction).
+	InTenantReadTx(ctx context.Context, tenantID string, fn func(ctx context.Context, tx TenantTx) error) error
 	// ResolveTenant maps a slug to the organization's public directory
 	// entry (id, slug, status) — all the tenant plane may know of the
 	// platform's tenants table.

@@ -164,10 +164,20 @@ func (s *Store) Close() error {
 // same round trip checks that the organization exists, through the
 // directory function (the tenant role has no grant on tenants).
 func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	return s.inTenantTx(ctx, tenantID, pgx.TxOptions{}, fn)
+}
+
+// InTenantReadTx is InTenantTx in a READ ONLY transaction, which under
+// MVCC neither waits for nor holds up the organization's writers.
+func (s *Store) InTenantReadTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	return s.inTenantTx(ctx, tenantID, pgx.TxOptions{AccessMode: pgx.ReadOnly}, fn)
+}
+
+func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOptions, fn func(context.Context, store.TenantTx) error) error {
 	if err := store.CheckTenantID(tenantID); err != nil {
 		return err
 	}
-	return inTx(ctx, s.tenant, func(tx pgx.Tx) error {
+	return inTx(ctx, s.tenant, opts, func(tx pgx.Tx) error {
 		var found bool
 		err := tx.QueryRow(ctx, `SELECT set_config('app.tenant_id', $1::text, true) IS NOT NULL
 			AND EXISTS (SELECT 1 FROM app_tenant_directory(NULL, $1::uuid))`, tenantID).Scan(&found)
@@ -183,7 +193,7 @@ func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context
 
 // InPlatformTx runs fn as the platform role.
 func (s *Store) InPlatformTx(ctx context.Context, fn func(context.Context, store.PlatformTx) error) error {
-	return inTx(ctx, s.platform, func(tx pgx.Tx) error {
+	return inTx(ctx, s.platform, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		return fn(ctx, &platformTx{tx: tx})
 	})
 }
@@ -237,8 +247,8 @@ func (s *Store) ResolveAgent(ctx context.Context, agentID string) (store.TenantR
 }
 
 // inTx commits when fn returns nil and rolls back otherwise (also on panic).
-func inTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) (err error) {
-	tx, err := pool.Begin(ctx)
+func inTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
+	tx, err := pool.BeginTx(ctx, opts)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -280,6 +290,8 @@ func mapErr(err error) error {
 			return fmt.Errorf("%w: %w", store.ErrInvalid, err)
 		case "23503": // foreign_key_violation: the tenant does not exist
 			return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+		case "25006": // read_only_sql_transaction
+			return fmt.Errorf("%w: %w", store.ErrReadOnly, err)
 		}
 		return err
 	}

@@ -46,8 +46,13 @@ type Store struct {
 
 	mu      sync.Mutex
 	tenants map[string]*sql.DB // open tenant files, by tenant id
+	readers map[string]*sql.DB // their read-only pools (InTenantReadTx)
 	closed  bool
 }
+
+// maxReaders bounds each tenant file's read-only connections: WAL readers
+// run alongside each other and the one writer.
+const maxReaders = 4
 
 var _ store.Backend = (*Store)(nil)
 
@@ -75,7 +80,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: create data dir: %w", err)
 		}
 	}
-	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, log: cfg.Logger, tenants: map[string]*sql.DB{}}
+	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, log: cfg.Logger, tenants: map[string]*sql.DB{}, readers: map[string]*sql.DB{}}
 	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform)
 	if err != nil {
 		return nil, err
@@ -91,6 +96,22 @@ func (s *Store) DataDir() string { return s.dir }
 // -wal and -shm files the mode of the main file — then opens, configures
 // and migrates it.
 func (s *Store) openFile(ctx context.Context, path string, set migrations.Set) (*sql.DB, error) {
+	db, err := s.open(ctx, path, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrate(ctx, db, set); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// open creates path 0600 if needed and opens it: for writing, one
+// connection whose every transaction takes the write lock at BEGIN; read
+// only, up to maxReaders connections with PRAGMA query_only, whose
+// transactions read a snapshot and never wait for the writer (WAL).
+func (s *Store) open(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sqlite: open %s: %v", store.ErrUnavailable, filepath.Base(path), err)
@@ -101,31 +122,35 @@ func (s *Store) openFile(ctx context.Context, path string, set migrations.Set) (
 	if err := os.Chmod(path, 0o600); err != nil {
 		return nil, fmt.Errorf("sqlite: chmod %s: %w", filepath.Base(path), err)
 	}
-	dsn := path + "?" + strings.Join([]string{
+	params := []string{
 		fmt.Sprintf("_pragma=busy_timeout(%d)", s.busyTimeout.Milliseconds()),
 		"_pragma=journal_mode(WAL)",
 		"_pragma=synchronous(FULL)",
 		"_pragma=foreign_keys(1)",
 		"_pragma=trusted_schema(0)",
 		"_defensive=1", // no writable_schema: triggers cannot be switched off from SQL
-		"_txlock=immediate",
-	}, "&")
-	connector, err := newCachingConnector(dsn)
+	}
+	conns := 1
+	if readOnly {
+		// Deferred BEGIN: a read transaction takes no lock until it reads,
+		// then a WAL snapshot. query_only refuses every write.
+		params = append(params, "_pragma=query_only(1)")
+		conns = maxReaders
+	} else {
+		params = append(params, "_txlock=immediate")
+	}
+	connector, err := newCachingConnector(path + "?" + strings.Join(params, "&"))
 	if err != nil {
 		return nil, fmt.Errorf("%w: sqlite: %v", store.ErrUnavailable, err)
 	}
 	db := sql.OpenDB(connector)
-	// One connection per file: every transaction takes the write lock at
-	// BEGIN (immediate), so more connections would only spin in SQLite's
-	// busy handler; Go's pool queues them fairly instead.
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
+	// One writing connection per file: every transaction takes the write
+	// lock at BEGIN (immediate), so more connections would only spin in
+	// SQLite's busy handler; Go's pool queues them fairly instead.
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
 	db.SetConnMaxIdleTime(0)
 	db.SetConnMaxLifetime(0)
-	if err := migrate(ctx, db, set); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
 	return db, nil
 }
 
@@ -153,6 +178,10 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	var errs []error
+	for id, db := range s.readers {
+		errs = append(errs, db.Close())
+		delete(s.readers, id)
+	}
 	for id, db := range s.tenants {
 		errs = append(errs, db.Close())
 		delete(s.tenants, id)
@@ -174,6 +203,19 @@ func (s *Store) InPlatformTx(ctx context.Context, fn func(context.Context, store
 // InTenantTx runs fn in a transaction on the organization's own file.
 func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
 	db, err := s.tenantDB(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	return inTx(ctx, db, func(tx *sql.Tx) error {
+		return fn(ctx, &tenantTx{tx: tx, tenantID: tenantID, platform: s.platform})
+	})
+}
+
+// InTenantReadTx runs fn in a read-only transaction on the organization's
+// file, on one of its reading connections: it neither waits for nor holds
+// up the file's writer.
+func (s *Store) InTenantReadTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	db, err := s.tenantReadDB(ctx, tenantID)
 	if err != nil {
 		return err
 	}
@@ -282,6 +324,29 @@ func (s *Store) tenantDB(ctx context.Context, tenantID string) (*sql.DB, error) 
 	return db, nil
 }
 
+// tenantReadDB returns the read-only pool of a known organization's file,
+// opening the file for writing first if needed (which checks the id and
+// migrates and claims the file).
+func (s *Store) tenantReadDB(ctx context.Context, tenantID string) (*sql.DB, error) {
+	if _, err := s.tenantDB(ctx, tenantID); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("%w: closed", store.ErrUnavailable)
+	}
+	if db, ok := s.readers[tenantID]; ok {
+		return db, nil
+	}
+	db, err := s.open(ctx, s.TenantFile(tenantID), true)
+	if err != nil {
+		return nil, err
+	}
+	s.readers[tenantID] = db
+	return db, nil
+}
+
 // TenantFile is the path of an organization's database file.
 func (s *Store) TenantFile(tenantID string) string {
 	return filepath.Join(s.dir, "tenants", tenantID+".db")
@@ -355,6 +420,9 @@ func mapErr(err error) error {
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
+		if se.Code()&0xff == sqlite3.SQLITE_READONLY {
+			return fmt.Errorf("%w: %w", store.ErrReadOnly, err)
+		}
 		switch se.Code() {
 		case sqlite3.SQLITE_CONSTRAINT_TRIGGER:
 			// Only our triggers RAISE, and only to refuse a mutation.

@@ -39,6 +39,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("TenantTxRejectsBadTenants", func(t *testing.T) { testBadTenants(t, h) })
 	t.Run("Rollback", func(t *testing.T) { testRollback(t, h) })
 	t.Run("Savepoint", func(t *testing.T) { testSavepoint(t, h) })
+	t.Run("ReadTx", func(t *testing.T) { testReadTx(t, h) })
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, h) })
 	t.Run("Logs", func(t *testing.T) { testLogs(t, h) })
 	t.Run("Policies", func(t *testing.T) { testPolicies(t, h) })
@@ -356,6 +357,91 @@ func testSavepoint(t *testing.T, h Harness) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A read transaction sees what was committed, refuses every write, and
+// runs while a writer holds the organization's write transaction open —
+// without seeing its uncommitted rows.
+func testReadTx(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	acme := CreateTenant(t, b, "acme")
+	other := CreateTenant(t, b, "other")
+	c := ctx(t)
+	if err := b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.PutSetting(ctx, "committed", "v")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.InTenantTx(c, other.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.PutSetting(ctx, "other-org", "v")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	read := func(tenantID string) ([]string, error) {
+		var keys []string
+		err := b.InTenantReadTx(c, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+			list, err := tx.ListSettings(ctx)
+			for _, s := range list {
+				keys = append(keys, s.Key)
+			}
+			return err
+		})
+		return keys, err
+	}
+	if keys, err := read(acme.ID); err != nil || !slices.Equal(keys, []string{"committed"}) {
+		t.Fatalf("read tx: %v, %v", keys, err)
+	}
+	if keys, err := read(other.ID); err != nil || !slices.Equal(keys, []string{"other-org"}) {
+		t.Fatalf("read tx of the other organization: %v, %v", keys, err)
+	}
+	err := b.InTenantReadTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.PutSetting(ctx, "written", "v")
+	})
+	wantErr(t, "a write in a read transaction", err, store.ErrReadOnly)
+	err = b.InTenantReadTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		_, err := tx.Counterparties().Create(ctx, store.Counterparty{Name: "Sneaky"})
+		return err
+	})
+	wantErr(t, "an insert in a read transaction", err, store.ErrReadOnly)
+	wantErr(t, "a malformed tenant id", b.InTenantReadTx(c, "not-a-uuid", func(context.Context, store.TenantTx) error { return nil }), store.ErrInvalid)
+	wantErr(t, "an unknown tenant", b.InTenantReadTx(c, "8c2b7f0e-3c4d-4e5f-8a9b-0c1d2e3f4a5b", func(context.Context, store.TenantTx) error { return nil }), store.ErrNotFound)
+
+	// A writer holds its transaction open; reads go on beside it.
+	written, release, finished := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		finished <- b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+			if err := tx.PutSetting(ctx, "uncommitted", "v"); err != nil {
+				close(written)
+				return err
+			}
+			close(written)
+			<-release
+			return nil
+		})
+	}()
+	<-written
+	done := make(chan struct{})
+	var keys []string
+	go func() {
+		defer close(done)
+		keys, err = read(acme.ID)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("a read transaction waited for the writer")
+	}
+	close(release)
+	if werr := <-finished; werr != nil {
+		t.Fatal(werr)
+	}
+	if err != nil || !slices.Equal(keys, []string{"committed"}) {
+		t.Fatalf("read beside an open writer: %v, %v (want only the committed row)", keys, err)
+	}
+	if keys, err := read(acme.ID); err != nil || !slices.Equal(keys, []string{"committed", "uncommitted"}) {
+		t.Fatalf("read after the writer committed: %v, %v", keys, err)
 	}
 }
 
