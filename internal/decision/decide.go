@@ -18,10 +18,11 @@ import (
 //     decision the agent already made under it is replayed unchanged if
 //     the request is the same (RFC 8785 canonical JSON, SHA-256), and
 //     ErrIdempotencyMismatch if it is not;
-//  2. read, in one transaction, the agent (ErrUnknownAgent), the
+//  2. read, in one read-only transaction, the agent (ErrUnknownAgent), the
 //     counterparty the action names (ErrInvalidRequest when the
-//     organization has none by that id), the agent's recent decision
-//     counts, and the organization's receipt signer;
+//     organization has none by that id) and the agent's recent decision
+//     counts; and take the organization's receipt signer (cached; created
+//     in a transaction of its own the first time);
 //  3. evaluate the input under the base and the organization's active
 //     policy;
 //  4. append the decision to the organization's ledger, then the receipt
@@ -100,10 +101,12 @@ type gathered struct {
 	signer   *signing.ReceiptSigner
 }
 
-// gather reads the policy input in one transaction (step 2 of Decide).
+// gather reads the policy input in one read-only transaction, which does
+// not queue behind the ledger's batch transactions, and takes the receipt
+// signer (step 2 of Decide).
 func (s *Service) gather(ctx context.Context, org Organization, agentID string, v *validRequest, keyHash []byte, now time.Time) (gathered, error) {
 	var g gathered
-	err := s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		if keyHash != nil {
 			d, err := tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash)
 			if err == nil {
@@ -155,8 +158,19 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 			// in the store row and go nowhere.
 			g.input.Counterparty = &Counterparty{ID: cp.ID, Status: string(cp.Status), CreatedAt: cp.CreatedAt, PaymentsCount: payments}
 		}
-		// Taken in this transaction, which commits: a receipt key created
-		// here exists before anything is signed with it.
+		return nil
+	})
+	if err != nil || g.previous != nil {
+		return g, err
+	}
+	// The Keyring caches the signer; when it has to read or create the
+	// key, it does so in a transaction that commits before anything is
+	// signed with it.
+	if signer, ok := s.cfg.Keyring.CachedReceiptSigner(org.ID); ok {
+		g.signer = signer
+		return g, nil
+	}
+	err = s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		g.signer, err = s.cfg.Keyring.ReceiptSigner(ctx, tx.Keys(), org.ID)
 		return err
 	})

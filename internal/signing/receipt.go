@@ -370,6 +370,16 @@ func receiptBinding(tenantID, kid string) secrets.Binding {
 	return secrets.Binding{Tenant: tenantID, Table: "signing_keys", Row: kid, Purpose: string(store.PurposeReceipt)}
 }
 
+// CachedReceiptSigner returns the organization's receipt signer when this
+// Keyring holds it (read or created within receiptCacheTTL), without a
+// transaction; ReceiptSigner otherwise.
+func (k *Keyring) CachedReceiptSigner(tenantID string) (*ReceiptSigner, bool) {
+	if tenantID == "" {
+		return nil, false
+	}
+	return k.receipts().get(tenantID)
+}
+
 // ReceiptSigner returns the organization's active receipt signer, creating
 // the key in keys' transaction when the organization has none. Call it once,
 // inside the transaction that records what the receipt authorizes.

@@ -422,3 +422,33 @@ func BenchmarkVerifyReceipt(b *testing.B) {
 		}
 	}
 }
+
+// CachedReceiptSigner answers from memory only: nothing before the key has
+// been read through this Keyring, the same signer after, and nothing once
+// a rotation has dropped it.
+func TestCachedReceiptSigner(t *testing.T) {
+	s, kr, _ := setup(t)
+	acme := storetest.CreateTenant(t, s, "acme")
+	if _, ok := kr.CachedReceiptSigner(acme.ID); ok {
+		t.Fatal("a signer cached before any key exists")
+	}
+	created := receiptSigner(t, s, kr, acme.ID) // creates the key: not cached
+	if _, ok := kr.CachedReceiptSigner(acme.ID); ok {
+		t.Fatal("a key created in a transaction that might roll back was cached")
+	}
+	read := receiptSigner(t, s, kr, acme.ID) // reads the committed key
+	got, ok := kr.CachedReceiptSigner(acme.ID)
+	if !ok || got.KID() != read.KID() || got.KID() != created.KID() {
+		t.Fatalf("cached signer %v, %v; want kid %s", got, ok, created.KID())
+	}
+	if _, ok := kr.CachedReceiptSigner(""); ok {
+		t.Fatal("a signer for no organization")
+	}
+	inTx(t, s, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		_, err := kr.RotateReceiptKey(ctx, tx.Keys(), acme.ID)
+		return err
+	})
+	if _, ok := kr.CachedReceiptSigner(acme.ID); ok {
+		t.Fatal("the retired key's signer is still cached after a rotation")
+	}
+}
