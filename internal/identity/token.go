@@ -39,6 +39,8 @@ type TokenIssuer struct {
 	pub    ed25519.PublicKey
 	kid    string
 	issuer string
+	// verified remembers the tokens Verify accepted (verified.go).
+	verified *verifiedTokens
 }
 
 type tokenKey struct{ signer crypto.Signer }
@@ -58,7 +60,7 @@ func NewTokenIssuer(signer crypto.Signer, kid, issuer string) (*TokenIssuer, err
 	if !validKID(kid) || issuer == "" {
 		return nil, errors.New("identity: token kid and issuer are required")
 	}
-	return &TokenIssuer{key: &tokenKey{signer}, pub: pub, kid: kid, issuer: issuer}, nil
+	return &TokenIssuer{key: &tokenKey{signer}, pub: pub, kid: kid, issuer: issuer, verified: &verifiedTokens{}}, nil
 }
 
 // accessClaimsJSON is the wire form (RFC 9068 §2.2 requires iss, exp, aud,
@@ -127,7 +129,13 @@ func (ti *TokenIssuer) Issue(agentID, tenantID string, now time.Time) (token str
 // It does not know which organization the request addresses: the caller
 // MUST compare AccessClaims.Tenant with it and refuse a mismatch, or a
 // token from one organization would read another's data.
+//
+// A token verified once is remembered (up to maxVerifiedTokens): using it
+// again re-checks only its times.
 func (ti *TokenIssuer) Verify(token string, now time.Time) (AccessClaims, error) {
+	if v, ok := ti.verified.get(token); ok {
+		return v.checkTime(now)
+	}
 	hdr, _, err := splitJWS(token)
 	if err != nil {
 		return AccessClaims{}, ErrTokenMalformed
@@ -167,17 +175,19 @@ func (ti *TokenIssuer) Verify(token string, now time.Time) (AccessClaims, error)
 		c.Iat == nil || c.Exp == nil {
 		return AccessClaims{}, ErrTokenClaims
 	}
-	if !now.Before(c.Exp.Time) {
-		return AccessClaims{}, ErrTokenExpired
-	}
-	horizon := now.Add(ClockSkew)
-	if c.Iat.After(horizon) || (c.Nbf != nil && c.Nbf.After(horizon)) {
-		return AccessClaims{}, ErrTokenNotYetValid
-	}
-	return AccessClaims{
+	v := verifiedToken{claims: AccessClaims{
 		Issuer: c.Iss, Subject: c.Sub, Tenant: c.Tenant, JTI: c.JTI,
 		IssuedAt: c.Iat.Time, Expiry: c.Exp.Time,
-	}, nil
+	}}
+	if c.Nbf != nil {
+		v.nbf = c.Nbf.Time
+	}
+	claims, err := v.checkTime(now)
+	if err != nil {
+		return AccessClaims{}, err
+	}
+	ti.verified.put(token, v, now)
+	return claims, nil
 }
 
 // KID is the key id the issuer signs with.
