@@ -48,7 +48,19 @@ type Store struct {
 	tenants map[string]*sql.DB // open tenant files, by tenant id
 	readers map[string]*sql.DB // their read-only pools (InTenantReadTx)
 	closed  bool
+
+	stopCheckpoints chan struct{}
+	checkpoints     sync.WaitGroup
 }
+
+// checkpointEvery is how often the background checkpointer copies the
+// tenant files' WAL into the files (see checkpointLoop).
+const checkpointEvery = 250 * time.Millisecond
+
+// walBackstop is the WAL size in pages at which a committing writer
+// checkpoints itself, should the background checkpointer fall behind
+// (SQLite's default is 1000, about 4 MB).
+const walBackstop = 16384
 
 // maxReaders bounds each tenant file's read-only connections: WAL readers
 // run alongside each other and the one writer.
@@ -81,12 +93,52 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, log: cfg.Logger, tenants: map[string]*sql.DB{}, readers: map[string]*sql.DB{}}
-	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform)
+	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform, 1000)
 	if err != nil {
 		return nil, err
 	}
 	s.platform = db
+	s.stopCheckpoints = make(chan struct{})
+	s.checkpoints.Add(1)
+	go s.checkpointLoop()
 	return s, nil
+}
+
+// checkpointLoop copies each open tenant file's WAL back into the file,
+// from one of its reading connections, every checkpointEvery.
+//
+// SQLite's automatic checkpoint runs inside the commit that crosses the
+// WAL threshold, on the file's one writing connection: that commit — a
+// whole ledger batch of decisions — waits for pages to be copied and the
+// database file to be fsynced. A PASSIVE checkpoint from another
+// connection does the same work beside the writer, which then only
+// checkpoints itself past walBackstop pages.
+func (s *Store) checkpointLoop() {
+	defer s.checkpoints.Done()
+	tick := time.NewTicker(checkpointEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stopCheckpoints:
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		dbs := make(map[string]*sql.DB, len(s.readers))
+		for id, db := range s.readers {
+			dbs[id] = db
+		}
+		s.mu.Unlock()
+		for id, db := range dbs {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			var busy, frames, copied int
+			err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
+			cancel()
+			if err != nil {
+				s.log.Warn("sqlite: background checkpoint failed", slog.String("tenant", id), slog.Any("error", err))
+			}
+		}
+	}
 }
 
 // DataDir is the absolute data directory.
@@ -95,8 +147,12 @@ func (s *Store) DataDir() string { return s.dir }
 // openFile creates the file 0600 before SQLite sees it — SQLite gives the
 // -wal and -shm files the mode of the main file — then opens, configures
 // and migrates it.
-func (s *Store) openFile(ctx context.Context, path string, set migrations.Set) (*sql.DB, error) {
-	db, err := s.open(ctx, path, false)
+//
+// walPages is the WAL size at which a commit checkpoints: SQLite's default
+// 1000 for platform.db, walBackstop for the tenant files, which the
+// background checkpointer keeps short.
+func (s *Store) openFile(ctx context.Context, path string, set migrations.Set, walPages int) (*sql.DB, error) {
+	db, err := s.open(ctx, path, false, walPages)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +167,7 @@ func (s *Store) openFile(ctx context.Context, path string, set migrations.Set) (
 // connection whose every transaction takes the write lock at BEGIN; read
 // only, up to maxReaders connections with PRAGMA query_only, whose
 // transactions read a snapshot and never wait for the writer (WAL).
-func (s *Store) open(ctx context.Context, path string, readOnly bool) (*sql.DB, error) {
+func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages int) (*sql.DB, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sqlite: open %s: %v", store.ErrUnavailable, filepath.Base(path), err)
@@ -137,7 +193,7 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool) (*sql.DB, 
 		params = append(params, "_pragma=query_only(1)")
 		conns = maxReaders
 	} else {
-		params = append(params, "_txlock=immediate")
+		params = append(params, "_txlock=immediate", fmt.Sprintf("_pragma=wal_autocheckpoint(%d)", walPages))
 	}
 	connector, err := newCachingConnector(path + "?" + strings.Join(params, "&"))
 	if err != nil {
@@ -172,11 +228,17 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes every open file. database/sql waits for connections in use.
 func (s *Store) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
+	close(s.stopCheckpoints)
+	s.mu.Unlock()
+	// The checkpointer takes s.mu: wait for it with the lock released.
+	s.checkpoints.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var errs []error
 	for id, db := range s.readers {
 		errs = append(errs, db.Close())
@@ -312,7 +374,7 @@ func (s *Store) tenantDB(ctx context.Context, tenantID string) (*sql.DB, error) 
 		}
 		return nil, mapErr(err)
 	}
-	db, err := s.openFile(ctx, s.TenantFile(tenantID), migrations.SQLiteTenant)
+	db, err := s.openFile(ctx, s.TenantFile(tenantID), migrations.SQLiteTenant, walBackstop)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +401,7 @@ func (s *Store) tenantReadDB(ctx context.Context, tenantID string) (*sql.DB, err
 	if db, ok := s.readers[tenantID]; ok {
 		return db, nil
 	}
-	db, err := s.open(ctx, s.TenantFile(tenantID), true)
+	db, err := s.open(ctx, s.TenantFile(tenantID), true, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,12 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
@@ -189,5 +192,50 @@ func TestOpenRejectsBadDataDir(t *testing.T) {
 		if _, err := Open(context.Background(), Config{DataDir: dir}); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("Open(%q): %v, want ErrInvalid", dir, err)
 		}
+	}
+}
+
+// Committed pages reach the tenant file without a writer checkpointing:
+// the background checkpointer copies them from the WAL (a writer alone
+// would leave them there until walBackstop pages).
+func TestBackgroundCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	// Open the file and its readers, then note its size.
+	if err := s.InTenantReadTx(ctx, acme.ID, func(context.Context, store.TenantTx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * checkpointEvery)
+	before, err := os.Stat(s.TenantFile(acme.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 3000)
+	for i := range 100 {
+		if err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+			return tx.PutSetting(ctx, fmt.Sprintf("k%03d", i), big)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after, err := os.Stat(s.TenantFile(acme.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Size() >= before.Size()+100*3000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tenant file %d bytes after 300 kB committed (was %d): the WAL was not checkpointed", after.Size(), before.Size())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Close stops the checkpointer and returns.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
