@@ -210,7 +210,8 @@ type Write func(ctx context.Context, tx store.TenantTx, appended []Appended) err
 // of its own, so a failing write fails its caller only: the entries stay
 // in the log (it is append-only, and they record what was decided), and
 // AppendAllAndWrite returns them with write's error. write runs while the
-// log is locked: it should only store rows.
+// log is locked: it should only store rows. It may run twice, the first
+// run undone, when a batch-mate's write fails.
 func (l *Ledger) AppendAllAndWrite(ctx context.Context, log Log, entries []Entry, write Write) ([]Appended, error) {
 	if log.tenant == nil || write == nil {
 		return nil, fmt.Errorf("%w: AppendAllAndWrite needs an organization's log and a write", store.ErrInvalid)
