@@ -21,6 +21,14 @@ type DecisionTx interface {
 	// IdempotencyKeySHA256 (unique per agent, not per organization);
 	// ErrNotFound for an unknown agent or counterparty.
 	Insert(ctx context.Context, d Decision) (Decision, error)
+	// Record stores a new decision with what it produced — the receipt of
+	// an allowed action or the case an escalation opens — all or nothing,
+	// as Insert, ReceiptTx.Insert and CaseTx.Create would one after the
+	// other, in one round trip to PostgreSQL. Ids must be set; a zero
+	// time is the decision's, or now. ErrInvalid for a receipt or case that is
+	// not its decision's, a receipt of a decision not allowed or a case of
+	// one not escalated; otherwise Insert's errors.
+	Record(ctx context.Context, r DecisionRecord) error
 	// Get returns one decision; ErrNotFound if the organization has none
 	// by that id. Callers serving an agent compare AgentID themselves.
 	Get(ctx context.Context, id string) (Decision, error)
@@ -104,6 +112,63 @@ type Decision struct {
 	// Idempotency-Key.
 	Response  string
 	CreatedAt time.Time
+}
+
+// DecisionRecord is a decision with its receipt (allowed) or its case
+// (escalated); at most one of them.
+type DecisionRecord struct {
+	Decision Decision
+	Receipt  *Receipt
+	Case     *Case
+}
+
+// CheckRecord validates a record for DecisionTx.Record: each part, and
+// that the receipt or case is its decision's and fits its outcome. It
+// fills stored defaults in place: times at store precision (zero: the
+// decision's; the decision's zero: now), an empty Reasons, a case's
+// pending status.
+func CheckRecord(r *DecisionRecord) error {
+	d := &r.Decision
+	if d.Reasons == nil {
+		d.Reasons = []string{}
+	}
+	d.CreatedAt = StoredTime(d.CreatedAt)
+	if err := CheckDecision(*d); err != nil {
+		return err
+	}
+	if r.Receipt != nil && r.Case != nil {
+		return fmt.Errorf("%w: a decision has a receipt or a case, not both", ErrInvalid)
+	}
+	if rc := r.Receipt; rc != nil {
+		if rc.CreatedAt.IsZero() {
+			rc.CreatedAt = d.CreatedAt
+		}
+		rc.CreatedAt = StoredTime(rc.CreatedAt)
+		if err := CheckReceipt(*rc); err != nil {
+			return err
+		}
+		if rc.DecisionID != d.ID || d.Outcome != OutcomeAllow {
+			return fmt.Errorf("%w: a recorded receipt is its own allowed decision's", ErrInvalid)
+		}
+	}
+	if c := r.Case; c != nil {
+		if c.Status == "" {
+			c.Status = CasePending
+		}
+		if c.CreatedAt.IsZero() {
+			c.CreatedAt = d.CreatedAt
+		}
+		c.CreatedAt = StoredTime(c.CreatedAt)
+		c.UpdatedAt = c.CreatedAt
+		c.ExpiresAt = StoredTime(c.ExpiresAt)
+		if err := CheckCase(*c); err != nil {
+			return err
+		}
+		if c.DecisionID != d.ID || c.AgentID != d.AgentID || d.Outcome != OutcomeEscalate || c.Status != CasePending {
+			return fmt.Errorf("%w: a recorded case is its own escalated decision's, pending", ErrInvalid)
+		}
+	}
+	return nil
 }
 
 // AgentStats are an agent's recent decision counts (the policy input's

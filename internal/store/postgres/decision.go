@@ -31,42 +31,83 @@ func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Deci
 	if err := store.CheckDecision(dec); err != nil {
 		return store.Decision{}, err
 	}
+	b := &pgx.Batch{}
+	if err := queueDecision(b, d.tenantID, dec); err != nil {
+		return store.Decision{}, err
+	}
+	if err := d.tx.SendBatch(ctx, b).Close(); err != nil {
+		return store.Decision{}, mapErr(err)
+	}
+	return dec, nil
+}
+
+// queueDecision queues a decision's insert and its counters' updates: one
+// round trip with whatever else the batch holds, as every round trip
+// inside a ledger batch's transaction holds up the whole batch.
+func queueDecision(b *pgx.Batch, tenantID string, dec store.Decision) error {
 	reasons, err := json.Marshal(dec.Reasons)
 	if err != nil {
-		return store.Decision{}, err
+		return err
 	}
 	var counterparty *string
 	if dec.CounterpartyID != "" {
 		counterparty = &dec.CounterpartyID
 	}
-	_, err = d.tx.Exec(ctx, `INSERT INTO decisions (tenant_id, id, agent_id, action, action_type, counterparty_id,
-		reason, outcome, reasons, approvals_required, base_revision, tenant_revision, tenant_bundle_sha256,
-		idempotency_key_sha256, request_sha256, ledger_index, response, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
-		d.tenantID, dec.ID, dec.AgentID, dec.Action, dec.ActionType, counterparty,
-		dec.Reason, string(dec.Outcome), string(reasons), dec.ApprovalsRequired, dec.BaseRevision, dec.TenantRevision, dec.TenantBundleSHA256,
-		dec.IdempotencyKeySHA256, dec.RequestSHA256, int64(dec.LedgerIndex), dec.Response, dec.CreatedAt)
-	if err != nil {
-		return store.Decision{}, mapErr(err)
-	}
 	denials := 0
 	if dec.Outcome == store.OutcomeDeny {
 		denials = 1
 	}
-	if _, err := d.tx.Exec(ctx, `INSERT INTO agent_activity (tenant_id, agent_id, minute, decisions, denials) VALUES ($1, $2, $3, 1, $4)
+	b.Queue(`INSERT INTO decisions (tenant_id, id, agent_id, action, action_type, counterparty_id,
+		reason, outcome, reasons, approvals_required, base_revision, tenant_revision, tenant_bundle_sha256,
+		idempotency_key_sha256, request_sha256, ledger_index, response, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+		tenantID, dec.ID, dec.AgentID, dec.Action, dec.ActionType, counterparty,
+		dec.Reason, string(dec.Outcome), string(reasons), dec.ApprovalsRequired, dec.BaseRevision, dec.TenantRevision, dec.TenantBundleSHA256,
+		dec.IdempotencyKeySHA256, dec.RequestSHA256, int64(dec.LedgerIndex), dec.Response, dec.CreatedAt)
+	b.Queue(`INSERT INTO agent_activity (tenant_id, agent_id, minute, decisions, denials) VALUES ($1, $2, $3, 1, $4)
 		ON CONFLICT (tenant_id, agent_id, minute) DO UPDATE
 		SET decisions = agent_activity.decisions + 1, denials = agent_activity.denials + excluded.denials`,
-		d.tenantID, dec.AgentID, store.ActivityMinute(dec.CreatedAt), denials); err != nil {
-		return store.Decision{}, mapErr(err)
-	}
+		tenantID, dec.AgentID, store.ActivityMinute(dec.CreatedAt), denials)
 	if store.IsPayment(dec) {
-		if _, err := d.tx.Exec(ctx, `INSERT INTO counterparty_payments (tenant_id, counterparty_id, payments) VALUES ($1, $2, 1)
+		b.Queue(`INSERT INTO counterparty_payments (tenant_id, counterparty_id, payments) VALUES ($1, $2, 1)
 			ON CONFLICT (tenant_id, counterparty_id) DO UPDATE SET payments = counterparty_payments.payments + 1`,
-			d.tenantID, dec.CounterpartyID); err != nil {
-			return store.Decision{}, mapErr(err)
-		}
+			tenantID, dec.CounterpartyID)
 	}
-	return dec, nil
+	return nil
+}
+
+// Record pipelines the decision, its counters and its receipt or case
+// between a SAVEPOINT and its RELEASE: one round trip. CheckRecord has
+// tied the receipt or case to the decision and its outcome, so plain
+// inserts do (ReceiptTx.Insert and CaseTx.Create check that in SQL, for
+// decisions stored earlier). A failing statement aborts the rest, the
+// RELEASE included; ROLLBACK TO then undoes what went before.
+func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) (err error) {
+	if err := store.CheckRecord(&r); err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SAVEPOINT agentsigna_record`)
+	if err := queueDecision(b, d.tenantID, r.Decision); err != nil {
+		return err
+	}
+	if rc := r.Receipt; rc != nil {
+		b.Queue(`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			d.tenantID, rc.ID, rc.DecisionID, rc.JWS, int64(rc.LedgerIndex), rc.CreatedAt)
+	}
+	if c := r.Case; c != nil {
+		b.Queue(`INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			d.tenantID, c.ID, c.DecisionID, c.AgentID, string(c.Status), c.ApprovalsRequired, c.ExpiresAt, c.CreatedAt, c.UpdatedAt)
+	}
+	b.Queue(`RELEASE SAVEPOINT agentsigna_record`)
+	if err := d.tx.SendBatch(ctx, b).Close(); err != nil {
+		if _, rerr := d.tx.Exec(context.WithoutCancel(ctx), `ROLLBACK TO SAVEPOINT agentsigna_record`); rerr == nil {
+			_, _ = d.tx.Exec(context.WithoutCancel(ctx), `RELEASE SAVEPOINT agentsigna_record`)
+		}
+		return mapErr(err)
+	}
+	return nil
 }
 
 const decisionColumns = `id, agent_id, action, action_type, counterparty_id, reason, outcome, reasons, approvals_required,

@@ -66,6 +66,29 @@ func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Deci
 	return dec, nil
 }
 
+// Record runs Insert and the receipt's or case's insert in a savepoint.
+func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) error {
+	if err := store.CheckRecord(&r); err != nil {
+		return err
+	}
+	return savepoint(ctx, d.tx, func(ctx context.Context) error {
+		if _, err := d.Insert(ctx, r.Decision); err != nil {
+			return err
+		}
+		if r.Receipt != nil {
+			if _, err := (&receiptTx{tx: d.tx, tenantID: d.tenantID}).Insert(ctx, *r.Receipt); err != nil {
+				return err
+			}
+		}
+		if r.Case != nil {
+			if _, err := (&caseTx{tx: d.tx, tenantID: d.tenantID}).Create(ctx, *r.Case); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 const decisionColumns = `id, agent_id, action, action_type, counterparty_id, reason, outcome, reasons, approvals_required,
 	base_revision, tenant_revision, tenant_bundle_sha256, idempotency_key_sha256, request_sha256, ledger_index, response, created_at`
 

@@ -23,19 +23,23 @@ func (t *tenantTx) TenantID() string { return t.tenantID }
 // Savepoint nests under one fixed name: SQLite resolves a name to the most
 // recent savepoint that has it, so nesting works and the statements stay
 // cacheable.
-func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error) (err error) {
-	if _, err := t.tx.ExecContext(ctx, `SAVEPOINT agentsigna_sp`); err != nil {
+func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error) error {
+	return savepoint(ctx, t.tx, fn)
+}
+
+func savepoint(ctx context.Context, tx *sql.Tx, fn func(context.Context) error) (err error) {
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT agentsigna_sp`); err != nil {
 		return mapErr(err)
 	}
 	defer func() {
 		p := recover()
 		if err != nil || p != nil {
 			// Undo fn's writes; the savepoint itself still has to go.
-			if _, rerr := t.tx.ExecContext(context.WithoutCancel(ctx), `ROLLBACK TO agentsigna_sp`); rerr != nil && err == nil {
+			if _, rerr := tx.ExecContext(context.WithoutCancel(ctx), `ROLLBACK TO agentsigna_sp`); rerr != nil && err == nil {
 				err = mapErr(rerr)
 			}
 		}
-		if _, rerr := t.tx.ExecContext(context.WithoutCancel(ctx), `RELEASE agentsigna_sp`); rerr != nil && err == nil {
+		if _, rerr := tx.ExecContext(context.WithoutCancel(ctx), `RELEASE agentsigna_sp`); rerr != nil && err == nil {
 			err = mapErr(rerr)
 		}
 		if p != nil {

@@ -391,3 +391,97 @@ func testCases(t *testing.T, h Harness) {
 		}, store.ErrInvalid},
 	})
 }
+
+// testRecord: a decision with its receipt or case, all or nothing, and the
+// transaction goes on after a refused one.
+func testRecord(t *testing.T, h Harness) {
+	be := newBackend(t, h)
+	f := newDecisionFixture(t, be, "acme")
+	now := time.Now()
+	record := func(outcome store.Outcome) store.DecisionRecord {
+		d := newDecision(f.a.ID, outcome, "payment.send", f.counterparty.ID)
+		d.ID, d.CreatedAt = store.NewID(store.PrefixDecision), now
+		r := store.DecisionRecord{Decision: d}
+		switch outcome {
+		case store.OutcomeAllow:
+			r.Receipt = &store.Receipt{ID: store.NewID(store.PrefixReceipt), DecisionID: d.ID, JWS: "eyJhbGciOiJFZERTQSJ9.e30.c2ln", LedgerIndex: 8}
+		case store.OutcomeEscalate:
+			r.Case = &store.Case{ID: store.NewID(store.PrefixCase), DecisionID: d.ID, AgentID: d.AgentID,
+				ApprovalsRequired: 1, ExpiresAt: now.Add(time.Hour)}
+		}
+		return r
+	}
+	allowed, escalated, denied := record(store.OutcomeAllow), record(store.OutcomeEscalate), record(store.OutcomeDeny)
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		for _, r := range []store.DecisionRecord{allowed, escalated, denied} {
+			if err := tx.Decisions().Record(ctx, r); err != nil {
+				return fmt.Errorf("record %s: %w", r.Decision.Outcome, err)
+			}
+		}
+		return nil
+	})
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		for _, r := range []store.DecisionRecord{allowed, escalated, denied} {
+			if got, err := tx.Decisions().Get(ctx, r.Decision.ID); err != nil || got.Outcome != r.Decision.Outcome || got.Response != r.Decision.Response {
+				return fmt.Errorf("recorded decision %s: %+v, %v", r.Decision.Outcome, got, err)
+			}
+		}
+		if rc, err := tx.Receipts().ByDecision(ctx, allowed.Decision.ID); err != nil || rc.ID != allowed.Receipt.ID || rc.JWS != allowed.Receipt.JWS || rc.LedgerIndex != 8 {
+			return fmt.Errorf("recorded receipt: %+v, %v", rc, err)
+		}
+		if c, err := tx.Cases().Get(ctx, escalated.Case.ID); err != nil || c.Status != store.CasePending || c.DecisionID != escalated.Decision.ID {
+			return fmt.Errorf("recorded case: %+v, %v", c, err)
+		}
+		if n, err := tx.Counterparties().PaymentsCount(ctx, f.counterparty.ID); err != nil || n != 1 {
+			return fmt.Errorf("payments after one allowed payment: %d, %v", n, err)
+		}
+		stats, err := tx.Decisions().AgentStats(ctx, f.a.ID, now.Add(time.Second))
+		if err != nil || stats.Decisions1h != 3 || stats.Denials1h != 1 {
+			return fmt.Errorf("agent stats after three recorded decisions: %+v, %v", stats, err)
+		}
+		return nil
+	})
+
+	// Refused before the database: parts that do not belong together.
+	for name, mutate := range map[string]func(*store.DecisionRecord){
+		"receipt of a denial":     func(r *store.DecisionRecord) { r.Decision.Outcome = store.OutcomeDeny },
+		"receipt of another":      func(r *store.DecisionRecord) { r.Receipt.DecisionID = store.NewID(store.PrefixDecision) },
+		"case of an allowed one":  func(r *store.DecisionRecord) { r.Case = escalated.Case },
+		"case of another's agent": func(r *store.DecisionRecord) { *r = record(store.OutcomeEscalate); r.Case.AgentID = f.b.ID },
+		"case of another decision": func(r *store.DecisionRecord) {
+			*r = record(store.OutcomeEscalate)
+			r.Case.DecisionID = allowed.Decision.ID
+		},
+	} {
+		r := record(store.OutcomeAllow)
+		mutate(&r)
+		err := be.InTenantTx(ctx(t), f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+			return tx.Decisions().Record(ctx, r)
+		})
+		wantErr(t, name, err, store.ErrInvalid)
+	}
+
+	// Refused by the database after the decision went in: the receipt's id
+	// is taken. Nothing of it stays, and the transaction goes on.
+	dup := record(store.OutcomeAllow)
+	dup.Receipt.ID = allowed.Receipt.ID
+	later := record(store.OutcomeAllow)
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if err := tx.Decisions().Record(ctx, dup); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("a receipt id taken: %v, want ErrConflict", err)
+		}
+		if _, err := tx.Decisions().Get(ctx, dup.Decision.ID); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("the refused record's decision stayed: %v", err)
+		}
+		return tx.Decisions().Record(ctx, later)
+	})
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if _, err := tx.Decisions().Get(ctx, later.Decision.ID); err != nil {
+			return fmt.Errorf("the record after a refused one: %v", err)
+		}
+		if n, err := tx.Counterparties().PaymentsCount(ctx, f.counterparty.ID); err != nil || n != 2 {
+			return fmt.Errorf("payments: %d, %v; want 2 (the refused record's undone)", n, err)
+		}
+		return nil
+	})
+}

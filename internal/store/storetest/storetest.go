@@ -50,6 +50,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("AssertionJTIs", func(t *testing.T) { testJTIs(t, h) })
 	t.Run("Counterparties", func(t *testing.T) { testCounterparties(t, h) })
 	t.Run("Decisions", func(t *testing.T) { testDecisions(t, h) })
+	t.Run("Record", func(t *testing.T) { testRecord(t, h) })
 	t.Run("PaymentsCount", func(t *testing.T) { testPaymentsCount(t, h) })
 	t.Run("AgentStats", func(t *testing.T) { testAgentStats(t, h) })
 	t.Run("Receipts", func(t *testing.T) { testReceipts(t, h) })
