@@ -89,20 +89,7 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 			IdempotencyKeySHA256: keyHash, RequestSHA256: v.sha256,
 			LedgerIndex: entry.Index, Response: string(body), CreatedAt: now,
 		}
-		if _, err := tx.Decisions().Insert(ctx, row); err != nil {
-			return err
-		}
-		if receipt != nil {
-			if _, err := tx.Receipts().Insert(ctx, *receipt); err != nil {
-				return err
-			}
-		}
-		if opened != nil {
-			if _, err := tx.Cases().Create(ctx, *opened); err != nil {
-				return err
-			}
-		}
-		return nil
+		return tx.Decisions().Record(ctx, store.DecisionRecord{Decision: row, Receipt: receipt, Case: opened})
 	}
 	appended, err := s.cfg.Ledger.AppendAllAndWrite(ctx, lg, entries, write)
 	if errors.Is(err, store.ErrConflict) && keyHash != nil && appended != nil {

@@ -20,38 +20,54 @@ import (
 // counterparty b.N times would measure that growth rather than the path,
 // and ns/op would depend on -benchtime.
 func BenchmarkDecideAllow(b *testing.B) {
-	e, reqs := allowBench(b)
-	ctx := context.Background()
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		r := reqs[i%len(reqs)]
-		i++
-		resp, err := e.service.Decide(ctx, e.org, r.agent, r.req, "")
-		if err != nil || resp.Outcome != decision.Allow {
-			b.Fatalf("%+v, %v", resp, err)
-		}
+	for _, kind := range []string{"sqlite", "postgres"} {
+		b.Run(kind, func(b *testing.B) {
+			e, reqs := allowBench(b, kind, benchAgents)
+			ctx := context.Background()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := reqs[i%len(reqs)]
+				i++
+				resp, err := e.service.Decide(ctx, e.org, r.agent, r.req, "")
+				if err != nil || resp.Outcome != decision.Allow {
+					b.Fatalf("%+v, %v", resp, err)
+				}
+			}
+		})
 	}
 }
 
 // BenchmarkDecideAllowParallel is the same with many requests in flight, as
-// behind an HTTP server: what batching in the ledger can share.
+// behind an HTTP server: what batching in the ledger can share. "one-agent"
+// is the load harness's shape: every request from one agent paying one
+// counterparty, so every decision updates the same counter rows.
 func BenchmarkDecideAllowParallel(b *testing.B) {
-	e, reqs := allowBench(b)
-	ctx := context.Background()
-	var next atomic.Uint64
-	b.ReportAllocs()
-	b.SetParallelism(16)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			r := reqs[next.Add(1)%uint64(len(reqs))]
-			resp, err := e.service.Decide(ctx, e.org, r.agent, r.req, "")
-			if err != nil || resp.Outcome != decision.Allow {
-				b.Errorf("%+v, %v", resp, err)
-				return
+	for _, kind := range []string{"sqlite", "postgres"} {
+		for _, agents := range []int{benchAgents, 1} {
+			name := kind
+			if agents == 1 {
+				name += "/one-agent"
 			}
+			b.Run(name, func(b *testing.B) {
+				e, reqs := allowBench(b, kind, agents)
+				ctx := context.Background()
+				var next atomic.Uint64
+				b.ReportAllocs()
+				b.SetParallelism(16)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						r := reqs[next.Add(1)%uint64(len(reqs))]
+						resp, err := e.service.Decide(ctx, e.org, r.agent, r.req, "")
+						if err != nil || resp.Outcome != decision.Allow {
+							b.Errorf("%+v, %v", resp, err)
+							return
+						}
+					}
+				})
+			})
 		}
-	})
+	}
 }
 
 const benchAgents = 64
@@ -61,10 +77,10 @@ type benchRequest struct {
 	req   decision.DecisionRequest
 }
 
-func allowBench(b *testing.B) (*serviceEnv, []benchRequest) {
-	e := newServiceEnv(b, "sqlite")
+func allowBench(b *testing.B, kind string, agents int) (*serviceEnv, []benchRequest) {
+	e := newServiceEnv(b, kind)
 	e.activate(b, acmeBundle(b))
-	reqs := make([]benchRequest, benchAgents)
+	reqs := make([]benchRequest, agents)
 	for i := range reqs {
 		payee := e.counterparty(b, e.org.ID, store.CounterpartyVerified)
 		reqs[i] = benchRequest{agent: e.agent(b, store.RiskLow).ID, req: payment("100.00", payee.ID)}
