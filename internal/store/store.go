@@ -73,6 +73,14 @@ type TenantTx interface {
 	// fails, what it wrote is undone and the transaction goes on without
 	// it (SQL SAVEPOINT / ROLLBACK TO). fn's error is returned as is.
 	Savepoint(ctx context.Context, fn func(context.Context) error) error
+	// Pipeline runs fn with DecisionTx.Record deferred where that saves
+	// round trips: on PostgreSQL the records fn makes are checked and
+	// queued, and sent together, in one round trip, when fn returns;
+	// SQLite, in process, stores each at once. Other calls run at once.
+	// The first error of a queued record is Pipeline's, and the records
+	// around it may or may not be written: run it inside a Savepoint, and
+	// roll back on error.
+	Pipeline(ctx context.Context, fn func(context.Context) error) error
 
 	// Settings: the organization's key/value settings (mutable).
 	PutSetting(ctx context.Context, key, value string) error

@@ -16,9 +16,12 @@ import (
 type decisionTx struct {
 	tx       pgx.Tx
 	tenantID string
+	owner    *tenantTx // whose Pipeline, if running, Record queues into
 }
 
-func (t *tenantTx) Decisions() store.DecisionTx { return &decisionTx{tx: t.tx, tenantID: t.tenantID} }
+func (t *tenantTx) Decisions() store.DecisionTx {
+	return &decisionTx{tx: t.tx, tenantID: t.tenantID, owner: t}
+}
 
 func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Decision, error) {
 	if dec.ID == "" {
@@ -86,19 +89,15 @@ func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) (err er
 	if err := store.CheckRecord(&r); err != nil {
 		return err
 	}
+	if d.owner != nil && d.owner.pipe != nil {
+		// Inside Pipeline: queued, sent with the others; the caller's
+		// savepoint undoes them on error.
+		return queueRecord(d.owner.pipe, d.tenantID, r)
+	}
 	b := &pgx.Batch{}
 	b.Queue(`SAVEPOINT agentsigna_record`)
-	if err := queueDecision(b, d.tenantID, r.Decision); err != nil {
+	if err := queueRecord(b, d.tenantID, r); err != nil {
 		return err
-	}
-	if rc := r.Receipt; rc != nil {
-		b.Queue(`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-			d.tenantID, rc.ID, rc.DecisionID, rc.JWS, int64(rc.LedgerIndex), rc.CreatedAt)
-	}
-	if c := r.Case; c != nil {
-		b.Queue(`INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			d.tenantID, c.ID, c.DecisionID, c.AgentID, string(c.Status), c.ApprovalsRequired, c.ExpiresAt, c.CreatedAt, c.UpdatedAt)
 	}
 	b.Queue(`RELEASE SAVEPOINT agentsigna_record`)
 	if err := d.tx.SendBatch(ctx, b).Close(); err != nil {
@@ -106,6 +105,23 @@ func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) (err er
 			_, _ = d.tx.Exec(context.WithoutCancel(ctx), `RELEASE SAVEPOINT agentsigna_record`)
 		}
 		return mapErr(err)
+	}
+	return nil
+}
+
+// queueRecord queues a checked record's inserts.
+func queueRecord(b *pgx.Batch, tenantID string, r store.DecisionRecord) error {
+	if err := queueDecision(b, tenantID, r.Decision); err != nil {
+		return err
+	}
+	if rc := r.Receipt; rc != nil {
+		b.Queue(`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			tenantID, rc.ID, rc.DecisionID, rc.JWS, int64(rc.LedgerIndex), rc.CreatedAt)
+	}
+	if c := r.Case; c != nil {
+		b.Queue(`INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			tenantID, c.ID, c.DecisionID, c.AgentID, string(c.Status), c.ApprovalsRequired, c.ExpiresAt, c.CreatedAt, c.UpdatedAt)
 	}
 	return nil
 }

@@ -15,6 +15,25 @@ import (
 type tenantTx struct {
 	tx       pgx.Tx
 	tenantID string
+	// pipe queues DecisionTx.Record's statements inside Pipeline.
+	pipe *pgx.Batch
+}
+
+// Pipeline queues the records fn makes and sends them in one batch when
+// fn returns. Nested, the outermost one sends.
+func (t *tenantTx) Pipeline(ctx context.Context, fn func(context.Context) error) error {
+	if t.pipe != nil {
+		return fn(ctx)
+	}
+	t.pipe = &pgx.Batch{}
+	defer func() { t.pipe = nil }()
+	if err := fn(ctx); err != nil {
+		return err
+	}
+	if t.pipe.Len() == 0 {
+		return nil
+	}
+	return mapErr(t.tx.SendBatch(ctx, t.pipe).Close())
 }
 
 func (t *tenantTx) TenantID() string { return t.tenantID }

@@ -27,6 +27,11 @@ func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error
 	return savepoint(ctx, t.tx, fn)
 }
 
+// Pipeline runs fn: SQLite has no round trips to save.
+func (t *tenantTx) Pipeline(ctx context.Context, fn func(context.Context) error) error {
+	return fn(ctx)
+}
+
 func savepoint(ctx context.Context, tx *sql.Tx, fn func(context.Context) error) (err error) {
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT agentsigna_sp`); err != nil {
 		return mapErr(err)

@@ -484,4 +484,50 @@ func testRecord(t *testing.T, h Harness) {
 		}
 		return nil
 	})
+
+	// In a Pipeline, under a Savepoint: records go together, and one
+	// refused takes the others of its pipeline with it, nothing else.
+	p1, p2, p3, p4 := record(store.OutcomeAllow), record(store.OutcomeEscalate), record(store.OutcomeAllow), record(store.OutcomeDeny)
+	bad := record(store.OutcomeAllow)
+	bad.Receipt.ID = allowed.Receipt.ID
+	pipelined := func(ctx context.Context, tx store.TenantTx, rs ...store.DecisionRecord) error {
+		return tx.Savepoint(ctx, func(ctx context.Context) error {
+			return tx.Pipeline(ctx, func(ctx context.Context) error {
+				for _, r := range rs {
+					if err := tx.Decisions().Record(ctx, r); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+	}
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if err := pipelined(ctx, tx, p1, p2); err != nil {
+			return fmt.Errorf("a pipeline of two records: %w", err)
+		}
+		if err := pipelined(ctx, tx, p3, bad); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("a pipeline with a taken receipt id: %v, want ErrConflict", err)
+		}
+		if err := pipelined(ctx, tx, p4, store.DecisionRecord{Decision: store.Decision{}}); !errors.Is(err, store.ErrInvalid) {
+			return fmt.Errorf("a pipeline with an invalid record: %v, want ErrInvalid", err)
+		}
+		return nil
+	})
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		for _, r := range []store.DecisionRecord{p1, p2} {
+			if _, err := tx.Decisions().Get(ctx, r.Decision.ID); err != nil {
+				return fmt.Errorf("pipelined record: %v", err)
+			}
+		}
+		for _, r := range []store.DecisionRecord{p3, bad, p4} {
+			if _, err := tx.Decisions().Get(ctx, r.Decision.ID); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("a record of a refused pipeline stayed: %v", err)
+			}
+		}
+		if _, err := tx.Cases().Get(ctx, p2.Case.ID); err != nil {
+			return fmt.Errorf("pipelined case: %v", err)
+		}
+		return nil
+	})
 }
