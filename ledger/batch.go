@@ -215,17 +215,20 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 	if tt == nil {
 		return fmt.Errorf("%w: a write on a log without an organization store", store.ErrInvalid)
 	}
-	// All writes under one savepoint first: a savepoint each would cost
-	// two round trips per request on PostgreSQL, holding up the batch.
-	// Should one fail, that savepoint undoes them all, and they run again
-	// one savepoint each, so that only the failing one fails.
+	// All writes under one savepoint and pipelined first: a savepoint
+	// and a round trip each would cost PostgreSQL three round trips per
+	// request, holding up the batch. Should one fail, the savepoint undoes
+	// them all, and they run again one savepoint each, so that only the
+	// failing one fails.
 	err = tt.Savepoint(ctx, func(ctx context.Context) error {
-		for _, r := range writes {
-			if err := r.write(ctx, tt, r.res); err != nil {
-				return err
+		return tt.Pipeline(ctx, func(ctx context.Context) error {
+			for _, r := range writes {
+				if err := r.write(ctx, tt, r.res); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err == nil {
 		return nil
