@@ -334,7 +334,14 @@ CREATE TABLE decisions (
 );
 CREATE UNIQUE INDEX decisions_by_idempotency_key ON decisions (tenant_id, agent_id, idempotency_key_sha256)
     WHERE idempotency_key_sha256 IS NOT NULL;
-CREATE INDEX decisions_by_agent_time ON decisions (tenant_id, agent_id, created_at);
+-- Agent ids are unique across organizations, so this index does not lead
+-- with tenant_id: the primary key must be the only index a lookup by
+-- (tenant_id, id) can use. The foreign-key checks of receipts and cases
+-- plan that lookup once per connection, often before the table has been
+-- analyzed; with (tenant_id, agent_id, created_at) here the planner took
+-- this index at equal cost and filtered every decision of the
+-- organization by id — a receipt insert growing linearly with them.
+CREATE INDEX decisions_by_agent_time ON decisions (agent_id, created_at);
 CREATE INDEX decisions_by_counterparty ON decisions (tenant_id, counterparty_id)
     WHERE counterparty_id IS NOT NULL;
 
