@@ -43,6 +43,10 @@ type Store struct {
 	busyTimeout time.Duration
 	log         *slog.Logger
 	platform    *sql.DB
+	// platformRead reads platform.db beside its writer: the directory
+	// lookups every agent request makes (ResolveTenantID) do not queue
+	// behind the platform log's batches.
+	platformRead *sql.DB
 
 	mu      sync.Mutex
 	tenants map[string]*sql.DB // open tenant files, by tenant id
@@ -98,6 +102,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.platform = db
+	if s.platformRead, err = s.open(ctx, filepath.Join(dir, "platform.db"), true, 0); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	s.stopCheckpoints = make(chan struct{})
 	s.checkpoints.Add(1)
 	go s.checkpointLoop()
@@ -248,7 +256,7 @@ func (s *Store) Close() error {
 		errs = append(errs, db.Close())
 		delete(s.tenants, id)
 	}
-	errs = append(errs, s.platform.Close())
+	errs = append(errs, s.platformRead.Close(), s.platform.Close())
 	return errors.Join(errs...)
 }
 
@@ -296,7 +304,7 @@ func (s *Store) ResolveTenant(ctx context.Context, slug string) (store.TenantRef
 	}
 	var ref store.TenantRef
 	var status string
-	err := s.platform.QueryRowContext(ctx,
+	err := s.platformRead.QueryRowContext(ctx,
 		`SELECT id, slug, status FROM tenants WHERE slug = ?`, slug).Scan(&ref.ID, &ref.Slug, &status)
 	if err != nil {
 		return store.TenantRef{}, mapErr(err)
@@ -315,7 +323,7 @@ func (s *Store) ResolveTenantID(ctx context.Context, id string) (store.TenantRef
 	}
 	var ref store.TenantRef
 	var status string
-	err := s.platform.QueryRowContext(ctx, `SELECT id, slug, status FROM tenants WHERE id = ?`, id).Scan(&ref.ID, &ref.Slug, &status)
+	err := s.platformRead.QueryRowContext(ctx, `SELECT id, slug, status FROM tenants WHERE id = ?`, id).Scan(&ref.ID, &ref.Slug, &status)
 	if err != nil {
 		return store.TenantRef{}, mapErr(err)
 	}
@@ -333,7 +341,7 @@ func (s *Store) ResolveAgent(ctx context.Context, agentID string) (store.TenantR
 	}
 	var ref store.TenantRef
 	var status string
-	err := s.platform.QueryRowContext(ctx, `SELECT t.id, t.slug, t.status FROM agent_directory d JOIN tenants t ON t.id = d.tenant_id
+	err := s.platformRead.QueryRowContext(ctx, `SELECT t.id, t.slug, t.status FROM agent_directory d JOIN tenants t ON t.id = d.tenant_id
 		WHERE d.agent_id = ?`, agentID).Scan(&ref.ID, &ref.Slug, &status)
 	if err != nil {
 		return store.TenantRef{}, mapErr(err)
