@@ -34,10 +34,9 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 		// store's bound is the last word.
 		approvals = min(max(ev.ApprovalsRequired, 1), store.MaxApprovals)
 	}
-	actionSHA, err := signing.ActionDigest(v.action)
-	if err != nil {
-		return Response{}, fmt.Errorf("decision: action digest: %w", err)
-	}
+	// v.action is canonical, and one object without duplicate names
+	// (parseParams refuses them in params; the rest is a Go struct).
+	actionSHA := signing.CanonicalActionDigest(v.action)
 	rec, err := canonicalJSON(decisionRecord{
 		DecisionID: decisionID, AgentID: g.agent.ID, Action: v.action, ActionSHA256: actionSHA,
 		Reason: v.Reason, Outcome: ev.Outcome, Reasons: reasons, ApprovalsRequired: approvals,

@@ -151,6 +151,14 @@ func ActionDigest(action json.RawMessage) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
 }
 
+// CanonicalActionDigest is ActionDigest of an action already in RFC 8785
+// form, checked as ActionDigest checks it: the caller that canonicalized
+// it need not pay for parsing it again.
+func CanonicalActionDigest(canonical []byte) string {
+	sum := sha256.Sum256(canonical)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
 // checkActionObject accepts exactly one JSON object whose objects, at any
 // depth, have no duplicate member names.
 func checkActionObject(action []byte) error {
