@@ -292,22 +292,31 @@ func (a *AgentAuth) Require(c *fiber.Ctx) error {
 
 // peekSubject and peekTenant read one claim of a compact JWS without
 // verifying it: only to pick the key that will verify it.
-func peekSubject(jws string) string { return peekClaim(jws, "sub") }
-func peekTenant(jws string) string  { return peekClaim(jws, "tenant") }
+func peekSubject(jws string) string { sub, _ := peekClaims(jws); return sub }
+func peekTenant(jws string) string  { _, tenant := peekClaims(jws); return tenant }
 
-func peekClaim(jws, name string) string {
-	parts := strings.Split(jws, ".")
-	if len(parts) != 3 || len(parts[1]) > 16<<10 {
-		return ""
+// peekClaims decodes only sub and tenant (into a struct, not a map: this
+// runs on every agent request). A payload where either is not a string
+// gives neither.
+func peekClaims(jws string) (sub, tenant string) {
+	_, rest, ok := strings.Cut(jws, ".")
+	if !ok {
+		return "", ""
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	payload64, sig, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(sig, ".") || len(payload64) > 16<<10 {
+		return "", ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(payload64)
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	var claims map[string]any
+	var claims struct {
+		Sub    string `json:"sub"`
+		Tenant string `json:"tenant"`
+	}
 	if json.Unmarshal(payload, &claims) != nil {
-		return ""
+		return "", ""
 	}
-	s, _ := claims[name].(string)
-	return s
+	return claims.Sub, claims.Tenant
 }
