@@ -342,8 +342,6 @@ CREATE UNIQUE INDEX decisions_by_idempotency_key ON decisions (tenant_id, agent_
 -- this index at equal cost and filtered every decision of the
 -- organization by id — a receipt insert growing linearly with them.
 CREATE INDEX decisions_by_agent_time ON decisions (agent_id, created_at);
-CREATE INDEX decisions_by_counterparty ON decisions (tenant_id, counterparty_id)
-    WHERE counterparty_id IS NOT NULL;
 
 CREATE TABLE receipts (
     tenant_id    uuid NOT NULL REFERENCES tenants (id),

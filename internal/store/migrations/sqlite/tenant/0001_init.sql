@@ -241,8 +241,6 @@ CREATE TABLE decisions (
 CREATE UNIQUE INDEX decisions_by_idempotency_key ON decisions (tenant_id, agent_id, idempotency_key_sha256)
     WHERE idempotency_key_sha256 IS NOT NULL;
 CREATE INDEX decisions_by_agent_time ON decisions (tenant_id, agent_id, created_at);
-CREATE INDEX decisions_by_counterparty ON decisions (tenant_id, counterparty_id)
-    WHERE counterparty_id IS NOT NULL;
 
 CREATE TABLE receipts (
     tenant_id    TEXT NOT NULL,
