@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto/sha256"
 	"sync"
 	"time"
 )
@@ -11,13 +12,18 @@ import (
 const maxVerifiedTokens = 4096
 
 // verifiedTokens remembers access tokens whose signature and claims have
-// checked out, by their exact compact serialization, so that a token used
-// for many requests costs one Ed25519 verification instead of one each.
-// Only the time-dependent checks are run again on a hit: the same bytes
-// under the same key always verify the same way.
+// checked out, by the SHA-256 of their exact compact serialization, so that
+// a token used for many requests costs one Ed25519 verification instead of
+// one each. Only the time-dependent checks are run again on a hit: the same
+// bytes under the same key always verify the same way.
+//
+// The key is a digest, never the caller's string: an HTTP server may hand
+// Verify a string backed by a request buffer it reuses, and a map key
+// aliasing it would turn into the next request's token — a token that
+// would then match another agent's entry without being verified.
 type verifiedTokens struct {
 	mu sync.Mutex
-	m  map[string]verifiedToken
+	m  map[[sha256.Size]byte]verifiedToken
 }
 
 type verifiedToken struct {
@@ -38,9 +44,10 @@ func (v verifiedToken) checkTime(now time.Time) (AccessClaims, error) {
 }
 
 func (c *verifiedTokens) get(token string) (verifiedToken, bool) {
+	key := sha256.Sum256([]byte(token))
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v, ok := c.m[token]
+	v, ok := c.m[key]
 	return v, ok
 }
 
@@ -48,10 +55,11 @@ func (c *verifiedTokens) get(token string) (verifiedToken, bool) {
 // and if that is not enough, every other one: a forgotten token is only
 // verified again.
 func (c *verifiedTokens) put(token string, v verifiedToken, now time.Time) {
+	key := sha256.Sum256([]byte(token))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = make(map[string]verifiedToken)
+		c.m = make(map[[sha256.Size]byte]verifiedToken)
 	}
 	if len(c.m) >= maxVerifiedTokens {
 		for t, e := range c.m {
@@ -66,7 +74,7 @@ func (c *verifiedTokens) put(token string, v verifiedToken, now time.Time) {
 			delete(c.m, t)
 		}
 	}
-	c.m[token] = v
+	c.m[key] = v
 }
 
 func (c *verifiedTokens) len() int {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func newTestIssuer(t *testing.T) *TokenIssuer {
@@ -84,5 +85,53 @@ func TestVerifiedTokensBounded(t *testing.T) {
 	}
 	if _, ok := c.get(fmt.Sprint("token-", maxVerifiedTokens+499)); !ok {
 		t.Fatal("the newest token was not remembered")
+	}
+}
+
+// Verify may be given a string backed by a buffer its caller reuses (as
+// fasthttp does with request headers). Rewriting that buffer with another
+// token must not make the other token match the first one's entry.
+func TestVerifiedTokensDoNotAliasTheCallersBuffer(t *testing.T) {
+	ti := newTestIssuer(t)
+	now := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
+	const tenant = "8c2b7f0e-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+	a, _, err := ti.Issue("agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", tenant, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := ti.Issue("agt_bbbbbbbbbbbbbbbbbbbbbbbbbb", tenant, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != len(b) {
+		t.Fatalf("tokens of %d and %d bytes: the test needs equal lengths", len(a), len(b))
+	}
+	buf := []byte(a)
+	aliased := unsafe.String(&buf[0], len(buf)) // what a pooled request buffer gives
+	if c, err := ti.Verify(aliased, now); err != nil || c.Subject != "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa" {
+		t.Fatalf("agent a: %+v, %v", c, err)
+	}
+	// The next request on the same buffer: agent b's token. Other tokens
+	// verified meanwhile make the cache grow, which rehashes its keys.
+	copy(buf, b)
+	for i := range 100 {
+		other, _, err := ti.Issue(fmt.Sprintf("agt_%026d", i), tenant, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ti.Verify(other, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := ti.Verify(aliased, now); err != nil || c.Subject != "agt_bbbbbbbbbbbbbbbbbbbbbbbbbb" {
+		t.Fatalf("agent b's token on a reused buffer authenticated %q (%v)", c.Subject, err)
+	}
+	// And a forgery of the same length on that buffer is verified, and refused.
+	forged := []byte(b)
+	i := len(forged) - 10
+	forged[i] ^= 'A' ^ 'B'
+	copy(buf, forged)
+	if c, err := ti.Verify(aliased, now); err == nil {
+		t.Fatalf("a forged token on a reused buffer authenticated %q", c.Subject)
 	}
 }
