@@ -230,15 +230,21 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 			return nil
 		})
 	})
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil
-	}
-	if len(writes) == 1 {
+	case errors.Is(err, store.ErrTxAborted):
+		// The transaction is gone with the entries: the batch fails.
+		return err
+	case len(writes) == 1:
 		writes[0].err = err
 		return nil
 	}
 	for _, r := range writes {
 		r.err = tt.Savepoint(ctx, func(ctx context.Context) error { return r.write(ctx, tt, r.res) })
+		if errors.Is(r.err, store.ErrTxAborted) {
+			return r.err
+		}
 	}
 	return nil
 }

@@ -100,3 +100,51 @@ func TestAppendAllAndWrite(t *testing.T) {
 		})
 	}
 }
+
+// A write that finds its transaction gone (store.ErrTxAborted: SQLite
+// rolled it back on a full disk) fails its whole batch: no caller is told
+// of entries, checkpoints or rows that were not committed, and nothing of
+// the batch is in the log.
+func TestAppendAllAndWriteTransactionAborted(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{MaxBatch: 64, MaxWait: 50 * time.Millisecond})
+			ctx := context.Background()
+			if _, err := e.ledger.InitLog(ctx, e.log); err != nil {
+				t.Fatal(err)
+			}
+			const n = 6
+			results := make([][]ledger.Appended, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for g := range n {
+				wg.Go(func() {
+					results[g], errs[g] = e.ledger.AppendAllAndWrite(ctx, e.log, []ledger.Entry{{Kind: "decision", Subject: fmt.Sprint(g)}},
+						func(ctx context.Context, tx store.TenantTx, _ []ledger.Appended) error {
+							if g == 0 {
+								return fmt.Errorf("write: %w", store.ErrTxAborted)
+							}
+							return tx.PutSetting(ctx, fmt.Sprintf("row-%d", g), "v")
+						})
+				})
+			}
+			wg.Wait()
+			if errs[0] == nil || results[0] != nil {
+				t.Fatalf("the aborted write's caller got %+v, %v", results[0], errs[0])
+			}
+			committed := 0
+			for g := range n {
+				switch {
+				case errs[g] != nil && results[g] != nil:
+					t.Errorf("request %d: entries %+v with %v", g, results[g], errs[g])
+				case errs[g] == nil:
+					committed++
+				}
+			}
+			rep, err := e.ledger.Check(ctx, e.log, "")
+			if err != nil || rep.Problem != nil || rep.Size != uint64(committed) {
+				t.Fatalf("log of %d entries (%+v, %v); %d appends were answered as committed", rep.Size, rep.Problem, err, committed)
+			}
+		})
+	}
+}

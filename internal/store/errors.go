@@ -19,6 +19,11 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 	// ErrUnavailable: the database cannot be reached or is closed.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrTxAborted: the transaction ended under the caller — the database
+	// rolled it back (SQLite does on a full disk or an I/O error) or the
+	// connection failed — so nothing of it will commit, and nothing more
+	// may be run in it as if it were open.
+	ErrTxAborted = errors.New("transaction aborted")
 	// ErrReadOnly: a write in a read-only transaction (InTenantReadTx).
 	ErrReadOnly = errors.New("read-only transaction")
 	// ErrSchema: the database schema is older than this binary and the

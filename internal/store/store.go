@@ -71,7 +71,9 @@ type TenantTx interface {
 	TenantID() string
 	// Savepoint runs fn inside the transaction as a unit of its own: if fn
 	// fails, what it wrote is undone and the transaction goes on without
-	// it (SQL SAVEPOINT / ROLLBACK TO). fn's error is returned as is.
+	// it (SQL SAVEPOINT / ROLLBACK TO). fn's error is returned as is —
+	// unless the transaction itself ended under fn (ErrTxAborted): then
+	// the caller must give it up.
 	Savepoint(ctx context.Context, fn func(context.Context) error) error
 	// Pipeline runs fn with DecisionTx.Record deferred where that saves
 	// round trips: on PostgreSQL the records fn makes are checked and

@@ -101,8 +101,12 @@ func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) (err er
 	}
 	b.Queue(`RELEASE SAVEPOINT agentsigna_record`)
 	if err := d.tx.SendBatch(ctx, b).Close(); err != nil {
-		if _, rerr := d.tx.Exec(context.WithoutCancel(ctx), `ROLLBACK TO SAVEPOINT agentsigna_record`); rerr == nil {
-			_, _ = d.tx.Exec(context.WithoutCancel(ctx), `RELEASE SAVEPOINT agentsigna_record`)
+		bg := context.WithoutCancel(ctx)
+		if _, rerr := d.tx.Exec(bg, `ROLLBACK TO SAVEPOINT agentsigna_record`); rerr != nil {
+			return fmt.Errorf("%w: undo a record: %v (after: %v)", store.ErrTxAborted, rerr, err)
+		}
+		if _, rerr := d.tx.Exec(bg, `RELEASE SAVEPOINT agentsigna_record`); rerr != nil {
+			return fmt.Errorf("%w: undo a record: %v (after: %v)", store.ErrTxAborted, rerr, err)
 		}
 		return mapErr(err)
 	}

@@ -49,8 +49,8 @@ func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error
 	defer func() {
 		p := recover()
 		if err != nil || p != nil {
-			if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil && err == nil {
-				err = mapErr(rerr)
+			if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil {
+				err = fmt.Errorf("%w: undo a savepoint: %v (after: %v)", store.ErrTxAborted, rerr, err)
 			}
 		}
 		if p != nil {

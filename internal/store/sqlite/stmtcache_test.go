@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
+
+	"github.com/agentsigna/agentsigna/internal/store"
 )
 
 // openCaching opens a scratch file through the caching connector, with one
@@ -168,5 +171,55 @@ func TestStmtCacheHonoursContext(t *testing.T) {
 	}
 	if err := db.QueryRowContext(context.Background(), q, 2).Scan(&one); err != nil || one != 2 {
 		t.Fatalf("after a cancel: %d, %v", one, err)
+	}
+}
+
+// A full disk makes SQLite roll the whole transaction back under a
+// savepoint: savepoint says so (ErrTxAborted) instead of carrying on, and
+// nothing written before it in the transaction is committed by a later
+// SAVEPOINT/RELEASE pair opening a transaction of its own.
+func TestSavepointAfterTheTransactionRolledBack(t *testing.T) {
+	ctx := context.Background()
+	db := openCaching(t)
+	if _, err := db.ExecContext(ctx, `CREATE TABLE kv (k INTEGER PRIMARY KEY, v BLOB NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	var pages int
+	if err := db.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	// The pool's one connection: the limit holds in the transaction below.
+	if _, err := db.ExecContext(ctx, fmt.Sprintf(`PRAGMA max_page_count = %d`, pages+4)); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES (0, x'00')`); err != nil {
+		t.Fatal(err)
+	}
+	err = savepoint(ctx, tx, func(ctx context.Context) error {
+		for i := 1; ; i++ {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES (?, zeroblob(4000))`, i); err != nil {
+				return mapErr(err)
+			}
+			if i > 100 {
+				return errors.New("the page limit never bit")
+			}
+		}
+	})
+	if !errors.Is(err, store.ErrTxAborted) {
+		t.Fatalf("savepoint after SQLite rolled the transaction back: %v, want ErrTxAborted", err)
+	}
+	// What a caller that went on regardless would have done.
+	_ = tx.Commit()
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM kv`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d rows committed from a transaction SQLite rolled back", n)
 	}
 }

@@ -32,20 +32,28 @@ func (t *tenantTx) Pipeline(ctx context.Context, fn func(context.Context) error)
 	return fn(ctx)
 }
 
+// savepoint runs fn under a SAVEPOINT of tx (Savepoint, Record).
+//
+// SQLite rolls a whole transaction back by itself on some errors (a full
+// disk, an I/O error, no memory). ROLLBACK TO then fails, and the error is
+// ErrTxAborted: the caller must not go on, for a SAVEPOINT issued outside
+// a transaction opens a new one, and its RELEASE commits it.
 func savepoint(ctx context.Context, tx *sql.Tx, fn func(context.Context) error) (err error) {
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT agentsigna_sp`); err != nil {
 		return mapErr(err)
 	}
 	defer func() {
 		p := recover()
+		bg := context.WithoutCancel(ctx)
 		if err != nil || p != nil {
 			// Undo fn's writes; the savepoint itself still has to go.
-			if _, rerr := tx.ExecContext(context.WithoutCancel(ctx), `ROLLBACK TO agentsigna_sp`); rerr != nil && err == nil {
-				err = mapErr(rerr)
+			if _, rerr := tx.ExecContext(bg, `ROLLBACK TO agentsigna_sp`); rerr != nil {
+				err = fmt.Errorf("%w: undo a savepoint: %v (after: %v)", store.ErrTxAborted, rerr, err)
+			} else if _, rerr := tx.ExecContext(bg, `RELEASE agentsigna_sp`); rerr != nil {
+				err = fmt.Errorf("%w: release a savepoint: %v (after: %v)", store.ErrTxAborted, rerr, err)
 			}
-		}
-		if _, rerr := tx.ExecContext(context.WithoutCancel(ctx), `RELEASE agentsigna_sp`); rerr != nil && err == nil {
-			err = mapErr(rerr)
+		} else if _, rerr := tx.ExecContext(bg, `RELEASE agentsigna_sp`); rerr != nil {
+			err = fmt.Errorf("%w: release a savepoint: %v", store.ErrTxAborted, rerr)
 		}
 		if p != nil {
 			panic(p)
