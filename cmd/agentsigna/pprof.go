@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 )
 
@@ -24,9 +25,16 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) (net.Addr, e
 	if !loop {
 		return nil, fmt.Errorf("%w: --pprof-addr must be a loopback address, not %q", errUsage, addr)
 	}
+	// No /debug/pprof/cmdline: the command line may hold a database URL
+	// with its password.
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/debug/pprof/cmdline" {
+			http.NotFound(w, r)
+			return
+		}
+		pprof.Index(w, r)
+	})
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -34,7 +42,7 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) (net.Addr, e
 	if err != nil {
 		return nil, fmt.Errorf("pprof: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: loopbackHostOnly(mux), ReadHeaderTimeout: 5 * time.Second}
 	log.Info("pprof listening", slog.String("addr", ln.Addr().String()))
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -46,4 +54,22 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) (net.Addr, e
 		_ = srv.Close()
 	}()
 	return ln.Addr(), nil
+}
+
+// loopbackHostOnly refuses a request whose Host is not a loopback address
+// or localhost: a web page the operator visits could otherwise point a
+// name of its own at 127.0.0.1 (DNS rebinding) and read the profiles.
+func loopbackHostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		ip := net.ParseIP(strings.Trim(host, "[]"))
+		if !strings.EqualFold(host, "localhost") && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
