@@ -113,7 +113,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // checkpointLoop copies each open tenant file's WAL back into the file,
-// from one of its reading connections, every checkpointEvery.
+// from one of its reading connections (or its writer, when it has none),
+// every checkpointEvery.
 //
 // SQLite's automatic checkpoint runs inside the commit that crosses the
 // WAL threshold, on the file's one writing connection: that commit — a
@@ -123,26 +124,39 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // checkpoints itself past walBackstop pages.
 func (s *Store) checkpointLoop() {
 	defer s.checkpoints.Done()
+	// Ends a checkpoint under way when the store closes.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stopCheckpoints
+		cancel()
+	}()
 	tick := time.NewTicker(checkpointEvery)
 	defer tick.Stop()
 	for {
 		select {
-		case <-s.stopCheckpoints:
+		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
+		// Every open tenant file: from its readers when it has them, else
+		// on its writer — a file nobody reads through InTenantReadTx must
+		// not grow its WAL to walBackstop.
 		s.mu.Lock()
-		dbs := make(map[string]*sql.DB, len(s.readers))
-		for id, db := range s.readers {
+		dbs := make(map[string]*sql.DB, len(s.tenants))
+		for id, db := range s.tenants {
+			if r, ok := s.readers[id]; ok {
+				db = r
+			}
 			dbs[id] = db
 		}
 		s.mu.Unlock()
 		for id, db := range dbs {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			cctx, cancelOne := context.WithTimeout(ctx, 10*time.Second)
 			var busy, frames, copied int
-			err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
-			cancel()
-			if err != nil {
+			err := db.QueryRowContext(cctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
+			cancelOne()
+			if err != nil && ctx.Err() == nil {
 				s.log.Warn("sqlite: background checkpoint failed", slog.String("tenant", id), slog.Any("error", err))
 			}
 		}
@@ -490,7 +504,7 @@ func mapErr(err error) error {
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
-		if se.Code()&0xff == sqlite3.SQLITE_READONLY {
+		if se.Code() == sqlite3.SQLITE_READONLY { // query_only; not the READONLY_* variants
 			return fmt.Errorf("%w: %w", store.ErrReadOnly, err)
 		}
 		switch se.Code() {

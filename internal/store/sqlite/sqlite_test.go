@@ -199,12 +199,22 @@ func TestOpenRejectsBadDataDir(t *testing.T) {
 // the background checkpointer copies them from the WAL (a writer alone
 // would leave them there until walBackstop pages).
 func TestBackgroundCheckpoint(t *testing.T) {
+	t.Run("with readers", func(t *testing.T) { testBackgroundCheckpoint(t, true) })
+	// A file only ever written is checkpointed on its writer.
+	t.Run("writer only", func(t *testing.T) { testBackgroundCheckpoint(t, false) })
+}
+
+func testBackgroundCheckpoint(t *testing.T, readers bool) {
 	ctx := context.Background()
 	s := openTest(t, t.TempDir())
 	defer s.Close()
 	acme := storetest.CreateTenant(t, s, "acme")
-	// Open the file and its readers, then note its size.
-	if err := s.InTenantReadTx(ctx, acme.ID, func(context.Context, store.TenantTx) error { return nil }); err != nil {
+	// Open the file (and its readers), then note its size.
+	open := s.InTenantTx
+	if readers {
+		open = s.InTenantReadTx
+	}
+	if err := open(ctx, acme.ID, func(context.Context, store.TenantTx) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * checkpointEvery)
