@@ -51,6 +51,7 @@ type Store struct {
 	mu      sync.Mutex
 	tenants map[string]*sql.DB // open tenant files, by tenant id
 	readers map[string]*sql.DB // their read-only pools (InTenantReadTx)
+	dirty   map[string]bool    // files written since the last checkpoint pass
 	closed  bool
 
 	stopCheckpoints chan struct{}
@@ -67,8 +68,11 @@ const checkpointEvery = 250 * time.Millisecond
 const walBackstop = 16384
 
 // maxReaders bounds each tenant file's read-only connections: WAL readers
-// run alongside each other and the one writer.
+// run alongside each other and the one writer. readerIdle closes one left
+// unused that long.
 const maxReaders = 4
+
+var readerIdle = time.Minute // a variable for tests
 
 var _ store.Backend = (*Store)(nil)
 
@@ -96,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: create data dir: %w", err)
 		}
 	}
-	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, log: cfg.Logger, tenants: map[string]*sql.DB{}, readers: map[string]*sql.DB{}}
+	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, log: cfg.Logger, tenants: map[string]*sql.DB{}, readers: map[string]*sql.DB{}, dirty: map[string]bool{}}
 	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform, 1000)
 	if err != nil {
 		return nil, err
@@ -112,9 +116,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// checkpointLoop copies each open tenant file's WAL back into the file,
-// from one of its reading connections (or its writer, when it has none),
-// every checkpointEvery.
+// checkpointLoop copies the WAL of each tenant file written since its
+// last pass back into the file, from one of the file's reading connections
+// (or its writer, when it has none), every checkpointEvery.
 //
 // SQLite's automatic checkpoint runs inside the commit that crosses the
 // WAL threshold, on the file's one writing connection: that commit — a
@@ -139,17 +143,22 @@ func (s *Store) checkpointLoop() {
 			return
 		case <-tick.C:
 		}
-		// Every open tenant file: from its readers when it has them, else
-		// on its writer — a file nobody reads through InTenantReadTx must
-		// not grow its WAL to walBackstop.
+		// Every tenant file written since the last pass: from its readers
+		// when it has them, else on its writer — a file nobody reads
+		// through InTenantReadTx must not grow its WAL to walBackstop.
+		// Quiet files are left alone, and their readers may close.
 		s.mu.Lock()
-		dbs := make(map[string]*sql.DB, len(s.tenants))
-		for id, db := range s.tenants {
-			if r, ok := s.readers[id]; ok {
-				db = r
+		dbs := make(map[string]*sql.DB, len(s.dirty))
+		for id := range s.dirty {
+			db, ok := s.readers[id]
+			if !ok {
+				db = s.tenants[id]
 			}
-			dbs[id] = db
+			if db != nil {
+				dbs[id] = db
+			}
 		}
+		clear(s.dirty)
 		s.mu.Unlock()
 		for id, db := range dbs {
 			cctx, cancelOne := context.WithTimeout(ctx, 10*time.Second)
@@ -228,6 +237,12 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages i
 	db.SetMaxOpenConns(conns)
 	db.SetMaxIdleConns(conns)
 	db.SetConnMaxIdleTime(0)
+	if readOnly {
+		// Readers of an organization that has gone quiet are closed: with
+		// many organizations, file descriptors and statement caches would
+		// otherwise stay at their busiest for good.
+		db.SetConnMaxIdleTime(readerIdle)
+	}
 	db.SetConnMaxLifetime(0)
 	return db, nil
 }
@@ -290,9 +305,15 @@ func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context
 	if err != nil {
 		return err
 	}
-	return inTx(ctx, db, func(tx *sql.Tx) error {
+	err = inTx(ctx, db, func(tx *sql.Tx) error {
 		return fn(ctx, &tenantTx{tx: tx, tenantID: tenantID, platform: s.platform})
 	})
+	if err == nil {
+		s.mu.Lock()
+		s.dirty[tenantID] = true
+		s.mu.Unlock()
+	}
+	return err
 }
 
 // InTenantReadTx runs fn in a read-only transaction on the organization's

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,5 +248,46 @@ func testBackgroundCheckpoint(t *testing.T, readers bool) {
 	// Close stops the checkpointer and returns.
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An organization's readers are closed once it goes quiet.
+func TestIdleReadersClose(t *testing.T) {
+	defer func(d time.Duration) { readerIdle = d }(readerIdle)
+	readerIdle = 100 * time.Millisecond
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	// Several reads at once open several readers.
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for range maxReaders {
+		wg.Go(func() {
+			_ = s.InTenantReadTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+				_, err := tx.ListSettings(ctx)
+				<-release
+				return err
+			})
+		})
+	}
+	db, err := s.tenantReadDB(ctx, acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for db.Stats().OpenConnections < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if n := db.Stats().OpenConnections; n < 2 {
+		t.Fatalf("%d readers open under concurrent reads", n)
+	}
+	for db.Stats().OpenConnections > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d readers still open after the organization went quiet", db.Stats().OpenConnections)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
