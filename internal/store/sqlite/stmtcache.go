@@ -112,7 +112,35 @@ func (c *cachingConn) stmt(ctx context.Context, query string) (*cachedStmt, erro
 	return s, nil
 }
 
+// detach checks ctx, then drops its cancellation for the call into the
+// driver. modernc watches a cancellable context with a goroutine of its
+// own for every statement, to interrupt it mid-step: some ten goroutines
+// per decision, most on the ledger writer's critical path (an execution
+// trace under load showed them and the context cancels at a third of that
+// goroutine's scheduling delay). The store's statements are short and
+// local, so a context that ends is honoured between statements instead,
+// and by database/sql, which watches it per transaction and per rows; a
+// wait for another process's lock stays bounded by the busy timeout.
+func detach(ctx context.Context) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return context.WithoutCancel(ctx), nil
+}
+
+func (c *cachingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	ctx, err := detach(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.sqliteConn.BeginTx(ctx, opts)
+}
+
 func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	ctx, err := detach(ctx)
+	if err != nil {
+		return nil, err
+	}
 	s, err := c.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -124,6 +152,10 @@ func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driv
 }
 
 func (c *cachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	ctx, err := detach(ctx)
+	if err != nil {
+		return nil, err
+	}
 	s, err := c.stmt(ctx, query)
 	if err != nil {
 		return nil, err
