@@ -34,13 +34,18 @@ type Config struct {
 	// BusyTimeout bounds how long a statement waits for another process's
 	// lock on the same file. Default 5s.
 	BusyTimeout time.Duration
-	Logger      *slog.Logger
+	// ReaderIdle closes a tenant file's read-only connection left unused
+	// that long, so that quiet organizations hold no more than their
+	// writer. Default one minute.
+	ReaderIdle time.Duration
+	Logger     *slog.Logger
 }
 
 // Store is the SQLite backend. It implements store.Backend.
 type Store struct {
 	dir         string
 	busyTimeout time.Duration
+	readerIdle  time.Duration
 	log         *slog.Logger
 	platform    *sql.DB
 	// platformRead reads platform.db beside its writer: the directory
@@ -68,11 +73,8 @@ const checkpointEvery = 250 * time.Millisecond
 const walBackstop = 16384
 
 // maxReaders bounds each tenant file's read-only connections: WAL readers
-// run alongside each other and the one writer. readerIdle closes one left
-// unused that long.
+// run alongside each other and the one writer.
 const maxReaders = 4
-
-var readerIdle = time.Minute // a variable for tests
 
 var _ store.Backend = (*Store)(nil)
 
@@ -88,6 +90,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.BusyTimeout <= 0 {
 		cfg.BusyTimeout = 5 * time.Second
 	}
+	if cfg.ReaderIdle <= 0 {
+		cfg.ReaderIdle = time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -100,7 +105,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: create data dir: %w", err)
 		}
 	}
-	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, log: cfg.Logger, tenants: map[string]*sql.DB{}, readers: map[string]*sql.DB{}, dirty: map[string]bool{}}
+	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, readerIdle: cfg.ReaderIdle, log: cfg.Logger, tenants: map[string]*sql.DB{}, readers: map[string]*sql.DB{}, dirty: map[string]bool{}}
 	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform, 1000)
 	if err != nil {
 		return nil, err
@@ -241,7 +246,7 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages i
 		// Readers of an organization that has gone quiet are closed: with
 		// many organizations, file descriptors and statement caches would
 		// otherwise stay at their busiest for good.
-		db.SetConnMaxIdleTime(readerIdle)
+		db.SetConnMaxIdleTime(s.readerIdle)
 	}
 	db.SetConnMaxLifetime(0)
 	return db, nil

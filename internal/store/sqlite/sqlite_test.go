@@ -253,10 +253,11 @@ func testBackgroundCheckpoint(t *testing.T, readers bool) {
 
 // An organization's readers are closed once it goes quiet.
 func TestIdleReadersClose(t *testing.T) {
-	defer func(d time.Duration) { readerIdle = d }(readerIdle)
-	readerIdle = 100 * time.Millisecond
 	ctx := context.Background()
-	s := openTest(t, t.TempDir())
+	s, err := Open(ctx, Config{DataDir: t.TempDir(), ReaderIdle: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
 	acme := storetest.CreateTenant(t, s, "acme")
 	// Several reads at once open several readers.
