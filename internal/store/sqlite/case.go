@@ -33,21 +33,28 @@ func (c *caseTx) Create(ctx context.Context, cs store.Case) (store.Case, error) 
 	if err := store.CheckCase(cs); err != nil {
 		return store.Case{}, err
 	}
-	// One statement checks the decision is the agent's escalation and
-	// writes the case.
+	if err := c.insert(ctx, cs); err != nil {
+		return store.Case{}, err
+	}
+	return cs, nil
+}
+
+// insert writes a checked case. One statement checks the decision is the
+// agent's escalation and writes the case.
+func (c *caseTx) insert(ctx context.Context, cs store.Case) error {
 	res, err := c.tx.ExecContext(ctx, `INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
 		SELECT d.tenant_id, ?, d.id, d.agent_id, ?, ?, ?, ?, ? FROM decisions d
 		WHERE d.tenant_id = ? AND d.id = ? AND d.agent_id = ? AND d.outcome = 'escalate'`,
 		cs.ID, string(cs.Status), cs.ApprovalsRequired, formatTime(cs.ExpiresAt), formatTime(cs.CreatedAt), formatTime(cs.UpdatedAt),
 		c.tenantID, cs.DecisionID, cs.AgentID)
 	if err != nil {
-		return store.Case{}, mapErr(err)
+		return mapErr(err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return store.Case{}, missingOr(ctx, c.tx, "decisions", c.tenantID, cs.DecisionID, "decision",
+		return missingOr(ctx, c.tx, "decisions", c.tenantID, cs.DecisionID, "decision",
 			"a case is only for an escalated decision, of the same agent")
 	}
-	return cs, nil
+	return nil
 }
 
 func (c *caseTx) Get(ctx context.Context, id string) (store.Case, error) {

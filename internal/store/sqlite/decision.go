@@ -30,9 +30,17 @@ func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Deci
 	if err := store.CheckDecision(dec); err != nil {
 		return store.Decision{}, err
 	}
+	if err := d.insert(ctx, dec); err != nil {
+		return store.Decision{}, err
+	}
+	return dec, nil
+}
+
+// insert writes a checked decision and its counters.
+func (d *decisionTx) insert(ctx context.Context, dec store.Decision) error {
 	reasons, err := json.Marshal(dec.Reasons)
 	if err != nil {
-		return store.Decision{}, err
+		return err
 	}
 	var counterparty any
 	if dec.CounterpartyID != "" {
@@ -46,7 +54,7 @@ func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Deci
 		dec.Reason, string(dec.Outcome), string(reasons), dec.ApprovalsRequired, dec.BaseRevision, dec.TenantRevision, dec.TenantBundleSHA256,
 		nullBytes(dec.IdempotencyKeySHA256), dec.RequestSHA256, int64(dec.LedgerIndex), dec.Response, formatTime(dec.CreatedAt))
 	if err != nil {
-		return store.Decision{}, mapErr(err)
+		return mapErr(err)
 	}
 	denials := 0
 	if dec.Outcome == store.OutcomeDeny {
@@ -55,35 +63,35 @@ func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Deci
 	if _, err := d.tx.ExecContext(ctx, `INSERT INTO agent_activity (tenant_id, agent_id, minute, decisions, denials) VALUES (?, ?, ?, 1, ?)
 		ON CONFLICT (tenant_id, agent_id, minute) DO UPDATE SET decisions = decisions + 1, denials = denials + excluded.denials`,
 		d.tenantID, dec.AgentID, store.ActivityMinute(dec.CreatedAt), denials); err != nil {
-		return store.Decision{}, mapErr(err)
+		return mapErr(err)
 	}
 	if store.IsPayment(dec) {
 		if _, err := d.tx.ExecContext(ctx, `INSERT INTO counterparty_payments (tenant_id, counterparty_id, payments) VALUES (?, ?, 1)
 			ON CONFLICT (tenant_id, counterparty_id) DO UPDATE SET payments = payments + 1`, d.tenantID, dec.CounterpartyID); err != nil {
-			return store.Decision{}, mapErr(err)
+			return mapErr(err)
 		}
 	}
-	return dec, nil
+	return nil
 }
 
-// Record runs Insert and the receipt's or case's insert in a savepoint.
+// Record writes the checked parts in a savepoint, with the same statements
+// (and the same SQL guards) as Insert, ReceiptTx.Insert and CaseTx.Create.
 func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) error {
 	if err := store.CheckRecord(&r); err != nil {
 		return err
 	}
 	return savepoint(ctx, d.tx, func(ctx context.Context) error {
-		if _, err := d.Insert(ctx, r.Decision); err != nil {
+		// CheckRecord has checked every part: no second validation here.
+		if err := d.insert(ctx, r.Decision); err != nil {
 			return err
 		}
 		if r.Receipt != nil {
-			if _, err := (&receiptTx{tx: d.tx, tenantID: d.tenantID}).Insert(ctx, *r.Receipt); err != nil {
+			if err := (&receiptTx{tx: d.tx, tenantID: d.tenantID}).insert(ctx, *r.Receipt); err != nil {
 				return err
 			}
 		}
 		if r.Case != nil {
-			if _, err := (&caseTx{tx: d.tx, tenantID: d.tenantID}).Create(ctx, *r.Case); err != nil {
-				return err
-			}
+			return (&caseTx{tx: d.tx, tenantID: d.tenantID}).insert(ctx, *r.Case)
 		}
 		return nil
 	})
@@ -175,18 +183,26 @@ func (r *receiptTx) Insert(ctx context.Context, rc store.Receipt) (store.Receipt
 	if err := store.CheckReceipt(rc); err != nil {
 		return store.Receipt{}, err
 	}
-	// One statement checks the decision may have a receipt and writes it.
+	if err := r.insert(ctx, rc); err != nil {
+		return store.Receipt{}, err
+	}
+	return rc, nil
+}
+
+// insert writes a checked receipt. One statement checks the decision may
+// have a receipt and writes it.
+func (r *receiptTx) insert(ctx context.Context, rc store.Receipt) error {
 	res, err := r.tx.ExecContext(ctx, `INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at)
 		SELECT d.tenant_id, ?, d.id, ?, ?, ? FROM decisions d WHERE d.tenant_id = ? AND d.id = ? AND `+receiptable,
 		rc.ID, rc.JWS, int64(rc.LedgerIndex), formatTime(rc.CreatedAt), r.tenantID, rc.DecisionID)
 	if err != nil {
-		return store.Receipt{}, mapErr(err)
+		return mapErr(err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return store.Receipt{}, missingOr(ctx, r.tx, "decisions", r.tenantID, rc.DecisionID, "decision",
+		return missingOr(ctx, r.tx, "decisions", r.tenantID, rc.DecisionID, "decision",
 			"a receipt is only for an allowed decision or an approved case")
 	}
-	return rc, nil
+	return nil
 }
 
 func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Receipt, error) {
