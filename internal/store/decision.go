@@ -123,7 +123,9 @@ type DecisionRecord struct {
 }
 
 // CheckRecord validates a record for DecisionTx.Record: each part, and
-// that the receipt or case is its decision's and fits its outcome. It
+// that the receipt or case is its decision's and fits its outcome (so a
+// decision never has both: a receipt needs allow, a case escalate; and
+// CheckCase takes only a pending case). It
 // fills stored defaults in place: times at store precision (zero: the
 // decision's; the decision's zero: now), an empty Reasons, a case's
 // pending status.
@@ -135,9 +137,6 @@ func CheckRecord(r *DecisionRecord) error {
 	d.CreatedAt = StoredTime(d.CreatedAt)
 	if err := CheckDecision(*d); err != nil {
 		return err
-	}
-	if r.Receipt != nil && r.Case != nil {
-		return fmt.Errorf("%w: a decision has a receipt or a case, not both", ErrInvalid)
 	}
 	if rc := r.Receipt; rc != nil {
 		if rc.CreatedAt.IsZero() {
@@ -164,8 +163,8 @@ func CheckRecord(r *DecisionRecord) error {
 		if err := CheckCase(*c); err != nil {
 			return err
 		}
-		if c.DecisionID != d.ID || c.AgentID != d.AgentID || d.Outcome != OutcomeEscalate || c.Status != CasePending {
-			return fmt.Errorf("%w: a recorded case is its own escalated decision's, pending", ErrInvalid)
+		if c.DecisionID != d.ID || c.AgentID != d.AgentID || d.Outcome != OutcomeEscalate {
+			return fmt.Errorf("%w: a recorded case is its own escalated decision's", ErrInvalid)
 		}
 	}
 	return nil

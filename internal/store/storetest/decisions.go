@@ -452,6 +452,15 @@ func testRecord(t *testing.T, h Harness) {
 			*r = record(store.OutcomeEscalate)
 			r.Case.DecisionID = allowed.Decision.ID
 		},
+		"a receipt and a case": func(r *store.DecisionRecord) {
+			esc := record(store.OutcomeEscalate)
+			r.Case = esc.Case
+			r.Case.DecisionID, r.Case.AgentID = r.Decision.ID, r.Decision.AgentID
+		},
+		"a case already closed": func(r *store.DecisionRecord) {
+			*r = record(store.OutcomeEscalate)
+			r.Case.Status = store.CaseApproved
+		},
 	} {
 		r := record(store.OutcomeAllow)
 		mutate(&r)
@@ -503,8 +512,17 @@ func testRecord(t *testing.T, h Harness) {
 		})
 	}
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if err := pipelined(ctx, tx, p1, p2); err != nil {
-			return fmt.Errorf("a pipeline of two records: %w", err)
+		// Nested, the outer pipeline sends the inner one's records too.
+		err := tx.Savepoint(ctx, func(ctx context.Context) error {
+			return tx.Pipeline(ctx, func(ctx context.Context) error {
+				if err := tx.Decisions().Record(ctx, p1); err != nil {
+					return err
+				}
+				return pipelined(ctx, tx, p2)
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("a pipeline of two records, one nested: %w", err)
 		}
 		if err := pipelined(ctx, tx, p3, bad); !errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("a pipeline with a taken receipt id: %v, want ErrConflict", err)
