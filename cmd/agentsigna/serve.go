@@ -215,11 +215,16 @@ func isLoopback(addr string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("listen address %q: %v", addr, err)
 	}
-	if host == "localhost" {
-		return true, nil
+	return isLoopbackHost(host), nil
+}
+
+// isLoopbackHost: localhost or a loopback IP (IPv6 with or without brackets).
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback(), nil
+	ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
