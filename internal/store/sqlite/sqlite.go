@@ -220,6 +220,10 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages i
 		"_pragma=synchronous(FULL)",
 		"_pragma=foreign_keys(1)",
 		"_pragma=trusted_schema(0)",
+		// Statement and savepoint journals stay in memory: a decision batch
+		// opens a savepoint per request, whose journal would otherwise spill
+		// to a temporary file (a pwrite per page) past 64 KiB.
+		"_pragma=temp_store(MEMORY)",
 		"_defensive=1", // no writable_schema: triggers cannot be switched off from SQL
 	}
 	conns := 1

@@ -115,6 +115,12 @@ func TestFilesArePrivate(t *testing.T) {
 	if err := db.QueryRow(`PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
 		t.Errorf("synchronous = %d, %v; want 2 (FULL)", sync, err)
 	}
+	// Savepoint journals in memory: a decision batch's per-request
+	// savepoints would otherwise write every page twice, once to a temp file.
+	var temp int
+	if err := db.QueryRow(`PRAGMA temp_store`).Scan(&temp); err != nil || temp != 2 {
+		t.Errorf("temp_store = %d, %v; want 2 (MEMORY)", temp, err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
