@@ -137,32 +137,10 @@ func (l *logTx) AppendLog(ctx context.Context, entries []store.LedgerEntry, node
 	return mapErr(err)
 }
 
-// insertRows inserts rows with multi-row INSERT statements: one statement
-// per chunk instead of one round trip through database/sql per row, which
-// dominated a batch's time.
+// insertRows inserts rows, each with the tenant id first when scoped.
 func (l *logTx) insertRows(ctx context.Context, table, columns string, rows [][]any) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	names, ph, _ := l.cols(columns, make([]any, strings.Count(columns, ",")+1)...)
-	const chunk = 256 // well under SQLite's 32,766 bound parameters
-	for start := 0; start < len(rows); start += chunk {
-		part := rows[start:min(start+chunk, len(rows))]
-		var q strings.Builder
-		q.WriteString("INSERT INTO " + l.table(table) + " (" + names + ") VALUES ")
-		args := make([]any, 0, len(part)*len(part[0]))
-		for i, r := range part {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(" + ph + ")")
-			args = append(args, r...)
-		}
-		if _, err := l.tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return mapErr(err)
-		}
-	}
-	return nil
+	names, _, _ := l.cols(columns)
+	return insertRows(ctx, l.tx, l.table(table), names, rows, "")
 }
 
 func nonNil(b []byte) []byte {
