@@ -15,9 +15,12 @@ import (
 type decisionTx struct {
 	tx       *sql.Tx
 	tenantID string
+	owner    *tenantTx // whose Pipeline, if running, Record queues into
 }
 
-func (t *tenantTx) Decisions() store.DecisionTx { return &decisionTx{tx: t.tx, tenantID: t.tenantID} }
+func (t *tenantTx) Decisions() store.DecisionTx {
+	return &decisionTx{tx: t.tx, tenantID: t.tenantID, owner: t}
+}
 
 func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Decision, error) {
 	if dec.ID == "" {
@@ -79,6 +82,11 @@ func (d *decisionTx) insert(ctx context.Context, dec store.Decision) error {
 func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) error {
 	if err := store.CheckRecord(&r); err != nil {
 		return err
+	}
+	if d.owner != nil && d.owner.pipe != nil {
+		// Inside Pipeline: queued, written with the others; the caller's
+		// savepoint undoes them on error.
+		return d.owner.pipe.add(r)
 	}
 	return savepoint(ctx, d.tx, func(ctx context.Context) error {
 		// CheckRecord has checked every part: no second validation here.

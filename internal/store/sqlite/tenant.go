@@ -16,6 +16,8 @@ type tenantTx struct {
 	tx       *sql.Tx
 	tenantID string
 	platform *sql.DB // for the agent directory, which lives in platform.db
+	// pipe queues DecisionTx.Record's rows inside Pipeline.
+	pipe *recordQueue
 }
 
 func (t *tenantTx) TenantID() string { return t.tenantID }
@@ -27,9 +29,20 @@ func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error
 	return savepoint(ctx, t.tx, fn)
 }
 
-// Pipeline runs fn: SQLite has no round trips to save.
+// Pipeline queues the records fn makes and writes them when fn returns,
+// with one multi-row INSERT per table instead of six statements per
+// record (its savepoint, decision, counters and receipt or case). Nested,
+// the outermost one writes.
 func (t *tenantTx) Pipeline(ctx context.Context, fn func(context.Context) error) error {
-	return fn(ctx)
+	if t.pipe != nil {
+		return fn(ctx)
+	}
+	t.pipe = newRecordQueue(t.tenantID)
+	defer func() { t.pipe = nil }()
+	if err := fn(ctx); err != nil {
+		return err
+	}
+	return t.pipe.write(ctx, t.tx)
 }
 
 // savepoint runs fn under a SAVEPOINT of tx (Savepoint, Record).

@@ -497,6 +497,9 @@ func testRecord(t *testing.T, h Harness) {
 	// In a Pipeline, under a Savepoint: records go together, and one
 	// refused takes the others of its pipeline with it, nothing else.
 	p1, p2, p3, p4 := record(store.OutcomeAllow), record(store.OutcomeEscalate), record(store.OutcomeAllow), record(store.OutcomeDeny)
+	// Two more payments and a denial in p1's pipeline: its counters are
+	// summed per agent, minute and counterparty.
+	p1b, p1d := record(store.OutcomeAllow), record(store.OutcomeDeny)
 	bad := record(store.OutcomeAllow)
 	bad.Receipt.ID = allowed.Receipt.ID
 	pipelined := func(ctx context.Context, tx store.TenantTx, rs ...store.DecisionRecord) error {
@@ -515,8 +518,10 @@ func testRecord(t *testing.T, h Harness) {
 		// Nested, the outer pipeline sends the inner one's records too.
 		err := tx.Savepoint(ctx, func(ctx context.Context) error {
 			return tx.Pipeline(ctx, func(ctx context.Context) error {
-				if err := tx.Decisions().Record(ctx, p1); err != nil {
-					return err
+				for _, r := range []store.DecisionRecord{p1, p1b, p1d} {
+					if err := tx.Decisions().Record(ctx, r); err != nil {
+						return err
+					}
 				}
 				return pipelined(ctx, tx, p2)
 			})
@@ -533,10 +538,25 @@ func testRecord(t *testing.T, h Harness) {
 		return nil
 	})
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
-		for _, r := range []store.DecisionRecord{p1, p2} {
-			if _, err := tx.Decisions().Get(ctx, r.Decision.ID); err != nil {
-				return fmt.Errorf("pipelined record: %v", err)
+		for _, r := range []store.DecisionRecord{p1, p1b, p1d, p2} {
+			if got, err := tx.Decisions().Get(ctx, r.Decision.ID); err != nil || got.Outcome != r.Decision.Outcome ||
+				got.Response != r.Decision.Response || got.CounterpartyID != r.Decision.CounterpartyID {
+				return fmt.Errorf("pipelined record: %+v, %v", got, err)
 			}
+		}
+		for _, r := range []store.DecisionRecord{p1, p1b} {
+			if rc, err := tx.Receipts().ByDecision(ctx, r.Decision.ID); err != nil || rc.ID != r.Receipt.ID || rc.JWS != r.Receipt.JWS || rc.LedgerIndex != 8 {
+				return fmt.Errorf("pipelined receipt: %+v, %v", rc, err)
+			}
+		}
+		// Before the pipelines: 2 payments, 4 decisions, 1 denial; the
+		// refused pipelines count for nothing.
+		if n, err := tx.Counterparties().PaymentsCount(ctx, f.counterparty.ID); err != nil || n != 4 {
+			return fmt.Errorf("payments after two pipelined payments: %d, %v; want 4", n, err)
+		}
+		stats, err := tx.Decisions().AgentStats(ctx, f.a.ID, now.Add(time.Second))
+		if err != nil || stats.Decisions1h != 8 || stats.Denials1h != 2 {
+			return fmt.Errorf("agent stats after four pipelined decisions: %+v, %v; want 8 decisions, 2 denials", stats, err)
 		}
 		for _, r := range []store.DecisionRecord{p3, bad, p4} {
 			if _, err := tx.Decisions().Get(ctx, r.Decision.ID); !errors.Is(err, store.ErrNotFound) {
