@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -73,6 +74,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 
+	if tuneGC(env) {
+		log.Debug("garbage collector target set", slog.Int("gogc", defaultGCPercent))
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if f.pprofAddr != "" {
@@ -264,4 +268,23 @@ func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Bac
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
 	return policies, nil
+}
+
+// defaultGCPercent is the collector's target when GOGC is not set. The
+// service keeps a few MB live, so at Go's default of 100 a loaded server
+// collected some twenty times a second, and the collections and their
+// assists cost a fifth of the decision path's throughput (closed loop of
+// 32 on the embedded store: 1,129–1,151 decisions/s at 100, 1,359–1,457
+// at 400). A few MB more heap buys that back.
+const defaultGCPercent = 400
+
+// tuneGC sets the collector's target to defaultGCPercent unless the
+// operator has set GOGC; GOMEMLIMIT, when set, still bounds the heap.
+// It reports whether it changed the target.
+func tuneGC(env env) bool {
+	if _, set := env("GOGC"); set {
+		return false
+	}
+	debug.SetGCPercent(defaultGCPercent)
+	return true
 }
