@@ -388,3 +388,55 @@ func NewStatsWindow(start time.Time) StatsWindow {
 func IsPayment(d Decision) bool {
 	return d.Outcome == OutcomeAllow && d.CounterpartyID != "" && strings.HasPrefix(d.ActionType, "payment.")
 }
+
+// ActivityCount is one agent_activity increment: an agent's decisions and
+// denials in one minute.
+type ActivityCount struct {
+	AgentID            string
+	Minute             int64
+	Decisions, Denials int64
+}
+
+// PaymentCount is one counterparty_payments increment.
+type PaymentCount struct {
+	CounterpartyID string
+	Payments       int64
+}
+
+// SumCounters sums the counter increments of decisions written together:
+// one per agent and minute, one per counterparty paid, in order of first
+// appearance. A batch then updates each counter row once (PostgreSQL
+// refuses an upsert that touches a row twice in one statement).
+func SumCounters(decisions []Decision) ([]ActivityCount, []PaymentCount) {
+	type key struct {
+		agent  string
+		minute int64
+	}
+	var activity []ActivityCount
+	var payments []PaymentCount
+	at := map[key]int{}
+	pay := map[string]int{}
+	for _, d := range decisions {
+		k := key{d.AgentID, ActivityMinute(d.CreatedAt)}
+		i, ok := at[k]
+		if !ok {
+			i = len(activity)
+			at[k] = i
+			activity = append(activity, ActivityCount{AgentID: k.agent, Minute: k.minute})
+		}
+		activity[i].Decisions++
+		if d.Outcome == OutcomeDeny {
+			activity[i].Denials++
+		}
+		if IsPayment(d) {
+			j, ok := pay[d.CounterpartyID]
+			if !ok {
+				j = len(payments)
+				pay[d.CounterpartyID] = j
+				payments = append(payments, PaymentCount{CounterpartyID: d.CounterpartyID})
+			}
+			payments[j].Payments++
+		}
+	}
+	return activity, payments
+}
