@@ -92,7 +92,8 @@ func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) (err er
 	if d.owner != nil && d.owner.pipe != nil {
 		// Inside Pipeline: queued, sent with the others; the caller's
 		// savepoint undoes them on error.
-		return queueRecord(d.owner.pipe, d.tenantID, r)
+		d.owner.pipe.add(r)
+		return nil
 	}
 	b := &pgx.Batch{}
 	b.Queue(`SAVEPOINT agentsigna_record`)

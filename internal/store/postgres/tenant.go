@@ -15,25 +15,30 @@ import (
 type tenantTx struct {
 	tx       pgx.Tx
 	tenantID string
-	// pipe queues DecisionTx.Record's statements inside Pipeline.
-	pipe *pgx.Batch
+	// pipe queues DecisionTx.Record's records inside Pipeline.
+	pipe *recordQueue
 }
 
-// Pipeline queues the records fn makes and sends them in one batch when
-// fn returns. Nested, the outermost one sends.
+// Pipeline queues the records fn makes and sends them when fn returns: a
+// few array statements in one round trip (recordQueue.batch). Nested, the
+// outermost one sends.
 func (t *tenantTx) Pipeline(ctx context.Context, fn func(context.Context) error) error {
 	if t.pipe != nil {
 		return fn(ctx)
 	}
-	t.pipe = &pgx.Batch{}
+	t.pipe = &recordQueue{}
 	defer func() { t.pipe = nil }()
 	if err := fn(ctx); err != nil {
 		return err
 	}
-	if t.pipe.Len() == 0 {
+	if len(t.pipe.records) == 0 {
 		return nil
 	}
-	return mapErr(t.tx.SendBatch(ctx, t.pipe).Close())
+	b, err := t.pipe.batch(t.tenantID)
+	if err != nil {
+		return err
+	}
+	return mapErr(t.tx.SendBatch(ctx, b).Close())
 }
 
 func (t *tenantTx) TenantID() string { return t.tenantID }

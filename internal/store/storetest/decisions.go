@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -500,6 +501,8 @@ func testRecord(t *testing.T, h Harness) {
 	// Two more payments and a denial in p1's pipeline: its counters are
 	// summed per agent, minute and counterparty.
 	p1b, p1d := record(store.OutcomeAllow), record(store.OutcomeDeny)
+	p1key := sha256.Sum256([]byte("pipelined idempotency key"))
+	p1.Decision.IdempotencyKeySHA256 = p1key[:]
 	bad := record(store.OutcomeAllow)
 	bad.Receipt.ID = allowed.Receipt.ID
 	pipelined := func(ctx context.Context, tx store.TenantTx, rs ...store.DecisionRecord) error {
@@ -543,6 +546,9 @@ func testRecord(t *testing.T, h Harness) {
 				got.Response != r.Decision.Response || got.CounterpartyID != r.Decision.CounterpartyID {
 				return fmt.Errorf("pipelined record: %+v, %v", got, err)
 			}
+		}
+		if got, err := tx.Decisions().ByIdempotencyKey(ctx, f.a.ID, p1key[:]); err != nil || got.ID != p1.Decision.ID {
+			return fmt.Errorf("a pipelined record by its idempotency key: %+v, %v", got, err)
 		}
 		for _, r := range []store.DecisionRecord{p1, p1b} {
 			if rc, err := tx.Receipts().ByDecision(ctx, r.Decision.ID); err != nil || rc.ID != r.Receipt.ID || rc.JWS != r.Receipt.JWS || rc.LedgerIndex != 8 {

@@ -1,0 +1,119 @@
+package postgres
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// recordQueue holds the decision records made inside one Pipeline,
+// checked (store.CheckRecord), to send together when it ends.
+type recordQueue struct {
+	records []store.DecisionRecord
+}
+
+// add queues a checked record, with copies of its receipt and case: the
+// caller's are not read again after Record returns.
+func (q *recordQueue) add(r store.DecisionRecord) {
+	if r.Receipt != nil {
+		rc := *r.Receipt
+		r.Receipt = &rc
+	}
+	if r.Case != nil {
+		c := *r.Case
+		r.Case = &c
+	}
+	q.records = append(q.records, r)
+}
+
+// batch is the queued records as at most five statements: one array insert
+// per table (unnest, as AppendLog does for the log) and one upsert row per
+// counter (store.SumCounters), where one statement per record and counter
+// made a ledger batch of thirteen decisions some fifty statements, two of
+// them updates of the same counter row thirteen times over. The values are
+// those queueRecord sends one record at a time. Decisions go first, for
+// the receipts' and cases' foreign keys.
+func (q *recordQueue) batch(tenantID string) (*pgx.Batch, error) {
+	n := len(q.records)
+	// One array per decisions column, in decisionColumns' order.
+	strs := func() []string { return make([]string, n) }
+	ids, agents, actions, types, reasonTexts, outcomes, reasons := strs(), strs(), strs(), strs(), strs(), strs(), strs()
+	baseRevs, tenantRevs, bundles, responses := strs(), strs(), strs(), strs()
+	counterparties := make([]*string, n) // NULL when none
+	approvals := make([]int32, n)
+	keys, requests := make([][]byte, n), make([][]byte, n)
+	indexes := make([]int64, n)
+	created := make([]time.Time, n)
+	decisions := make([]store.Decision, n)
+	var rIDs, rDecisions, rJWS []string
+	var rIndexes []int64
+	var rCreated []time.Time
+	var cIDs, cDecisions, cAgents, cStatus []string
+	var cApprovals []int32
+	var cExpires, cCreated, cUpdated []time.Time
+	for i, r := range q.records {
+		d := r.Decision
+		decisions[i] = d
+		rs, err := json.Marshal(d.Reasons)
+		if err != nil {
+			return nil, err
+		}
+		ids[i], agents[i], actions[i], types[i], reasonTexts[i], outcomes[i], reasons[i] = d.ID, d.AgentID, d.Action, d.ActionType, d.Reason, string(d.Outcome), string(rs)
+		baseRevs[i], tenantRevs[i], bundles[i], responses[i] = d.BaseRevision, d.TenantRevision, d.TenantBundleSHA256, d.Response
+		if d.CounterpartyID != "" {
+			cp := d.CounterpartyID
+			counterparties[i] = &cp
+		}
+		approvals[i] = int32(d.ApprovalsRequired)
+		keys[i], requests[i], indexes[i], created[i] = d.IdempotencyKeySHA256, d.RequestSHA256, int64(d.LedgerIndex), d.CreatedAt
+		if rc := r.Receipt; rc != nil {
+			rIDs, rDecisions, rJWS = append(rIDs, rc.ID), append(rDecisions, rc.DecisionID), append(rJWS, rc.JWS)
+			rIndexes, rCreated = append(rIndexes, int64(rc.LedgerIndex)), append(rCreated, rc.CreatedAt)
+		}
+		if c := r.Case; c != nil {
+			cIDs, cDecisions, cAgents, cStatus = append(cIDs, c.ID), append(cDecisions, c.DecisionID), append(cAgents, c.AgentID), append(cStatus, string(c.Status))
+			cApprovals = append(cApprovals, int32(c.ApprovalsRequired))
+			cExpires, cCreated, cUpdated = append(cExpires, c.ExpiresAt), append(cCreated, c.CreatedAt), append(cUpdated, c.UpdatedAt)
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO decisions (tenant_id, `+decisionColumns+`)
+		SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+			$10::integer[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::bigint[], $17::text[], $18::timestamptz[])`,
+		tenantID, ids, agents, actions, types, counterparties, reasonTexts, outcomes, reasons,
+		approvals, baseRevs, tenantRevs, bundles, keys, requests, indexes, responses, created)
+	activity, payments := store.SumCounters(decisions)
+	aAgents, aMinutes, aDecisions, aDenials := make([]string, len(activity)), make([]int64, len(activity)), make([]int64, len(activity)), make([]int64, len(activity))
+	for i, a := range activity {
+		aAgents[i], aMinutes[i], aDecisions[i], aDenials[i] = a.AgentID, a.Minute, a.Decisions, a.Denials
+	}
+	b.Queue(`INSERT INTO agent_activity (tenant_id, agent_id, minute, decisions, denials)
+		SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+		ON CONFLICT (tenant_id, agent_id, minute) DO UPDATE
+		SET decisions = agent_activity.decisions + excluded.decisions, denials = agent_activity.denials + excluded.denials`,
+		tenantID, aAgents, aMinutes, aDecisions, aDenials)
+	if len(payments) > 0 {
+		pIDs, pCounts := make([]string, len(payments)), make([]int64, len(payments))
+		for i, p := range payments {
+			pIDs[i], pCounts[i] = p.CounterpartyID, p.Payments
+		}
+		b.Queue(`INSERT INTO counterparty_payments (tenant_id, counterparty_id, payments)
+			SELECT $1, * FROM unnest($2::text[], $3::bigint[])
+			ON CONFLICT (tenant_id, counterparty_id) DO UPDATE SET payments = counterparty_payments.payments + excluded.payments`,
+			tenantID, pIDs, pCounts)
+	}
+	if len(rIDs) > 0 {
+		b.Queue(`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at)
+			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])`,
+			tenantID, rIDs, rDecisions, rJWS, rIndexes, rCreated)
+	}
+	if len(cIDs) > 0 {
+		b.Queue(`INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
+			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])`,
+			tenantID, cIDs, cDecisions, cAgents, cStatus, cApprovals, cExpires, cCreated, cUpdated)
+	}
+	return b, nil
+}
