@@ -63,6 +63,7 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS := ./server/strictjson:FuzzDecode ./bundles:FuzzRead ./internal/secrets:FuzzOpen \
 	./ledger/verify:FuzzInclusion ./ledger/verify:FuzzConsistency ./ledger/verify:FuzzParseEntry \
 	./ledger/verify:FuzzParseProof ./ledger/verify:FuzzParseTilePath ./ledger/verify:FuzzParseEntryBundle \
+	./internal/signing:FuzzCanonicalMatchesJCS \
 	./ledger/verify:FuzzEntryJCS
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

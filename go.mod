@@ -1,6 +1,6 @@
 module github.com/agentsigna/agentsigna
 
-go 1.26.0
+go 1.27.0
 
 require (
 	github.com/go-jose/go-jose/v4 v4.1.4

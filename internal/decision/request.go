@@ -8,8 +8,7 @@ import (
 	"regexp"
 	"unicode/utf8"
 
-	"github.com/gowebpki/jcs"
-
+	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -183,7 +182,7 @@ func canonicalJSON(v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return jcs.Transform(b)
+	return signing.Canonical(b)
 }
 
 func invalid(format string, args ...any) error {

@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gowebpki/jcs"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -143,7 +142,7 @@ func ActionDigest(action json.RawMessage) (string, error) {
 	if err := checkActionObject(action); err != nil {
 		return "", err
 	}
-	canonical, err := jcs.Transform(action)
+	canonical, err := Canonical(action)
 	if err != nil {
 		return "", fmt.Errorf("signing: action is not canonicalizable JSON: %w", err)
 	}
