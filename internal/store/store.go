@@ -75,13 +75,15 @@ type TenantTx interface {
 	// unless the transaction itself ended under fn (ErrTxAborted): then
 	// the caller must give it up.
 	Savepoint(ctx context.Context, fn func(context.Context) error) error
-	// Pipeline runs fn with DecisionTx.Record deferred where that saves
-	// round trips: on PostgreSQL the records fn makes are checked and
-	// queued, and sent together, in one round trip, when fn returns;
-	// SQLite, in process, stores each at once. Other calls run at once.
-	// The first error of a queued record is Pipeline's, and the records
-	// around it may or may not be written: run it inside a Savepoint, and
-	// roll back on error.
+	// Pipeline runs fn with DecisionTx.Record deferred: the records fn
+	// makes are checked and queued, and written together when fn returns
+	// (a few multi-row statements; on PostgreSQL in one round trip).
+	// Other calls run at once, and do not see the queued records. A
+	// Savepoint inside fn that fails drops the records it queued, as it
+	// undoes its other writes. Nested, the outermost Pipeline writes. The
+	// first error of a queued record is Pipeline's, and the records around
+	// it may or may not be written: run it inside a Savepoint, and roll
+	// back on error.
 	Pipeline(ctx context.Context, fn func(context.Context) error) error
 
 	// Settings: the organization's key/value settings (mutable).

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,9 +16,13 @@ type recordQueue struct {
 	records []store.DecisionRecord
 }
 
-// add queues a checked record, with copies of its receipt and case: the
-// caller's are not read again after Record returns.
+// add queues a checked record, with copies of what it points to: the
+// caller's receipt, case and slices are not read after Record returns.
 func (q *recordQueue) add(r store.DecisionRecord) {
+	d := &r.Decision
+	d.Reasons = slices.Clone(d.Reasons)
+	d.IdempotencyKeySHA256 = slices.Clone(d.IdempotencyKeySHA256)
+	d.RequestSHA256 = slices.Clone(d.RequestSHA256)
 	if r.Receipt != nil {
 		rc := *r.Receipt
 		r.Receipt = &rc

@@ -46,7 +46,16 @@ func (t *tenantTx) TenantID() string { return t.tenantID }
 // Savepoint uses pgx's nested transaction, a SAVEPOINT: the statements of
 // fn run on the same transaction (t.tx is the outer one, and row security
 // and app.tenant_id, set for the whole transaction, hold inside it).
+// Inside a Pipeline, a failing savepoint also drops the records fn queued.
 func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error) (err error) {
+	if q := t.pipe; q != nil {
+		n := len(q.records)
+		defer func() {
+			if err != nil {
+				q.records = q.records[:n]
+			}
+		}()
+	}
 	sp, err := t.tx.Begin(ctx)
 	if err != nil {
 		return mapErr(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"slices"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 )
@@ -17,9 +18,13 @@ type recordQueue struct {
 
 func newRecordQueue(tenantID string) *recordQueue { return &recordQueue{tenantID: tenantID} }
 
-// add queues a checked record, with copies of its receipt and case: the
-// caller's are not read again after Record returns.
+// add queues a checked record, with copies of what it points to: the
+// caller's receipt, case and slices are not read after Record returns.
 func (q *recordQueue) add(r store.DecisionRecord) error {
+	d := &r.Decision
+	d.Reasons = slices.Clone(d.Reasons)
+	d.IdempotencyKeySHA256 = slices.Clone(d.IdempotencyKeySHA256)
+	d.RequestSHA256 = slices.Clone(d.RequestSHA256)
 	if r.Receipt != nil {
 		rc := *r.Receipt
 		r.Receipt = &rc

@@ -25,7 +25,17 @@ func (t *tenantTx) TenantID() string { return t.tenantID }
 // Savepoint nests under one fixed name: SQLite resolves a name to the most
 // recent savepoint that has it, so nesting works and the statements stay
 // cacheable.
-func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error) error {
+//
+// Inside a Pipeline, a failing savepoint also drops the records fn queued.
+func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error) (err error) {
+	if q := t.pipe; q != nil {
+		n := len(q.records)
+		defer func() {
+			if err != nil {
+				q.records = q.records[:n]
+			}
+		}()
+	}
 	return savepoint(ctx, t.tx, fn)
 }
 

@@ -501,6 +501,8 @@ func testRecord(t *testing.T, h Harness) {
 	// Two more payments and a denial in p1's pipeline: its counters are
 	// summed per agent, minute and counterparty.
 	p1b, p1d := record(store.OutcomeAllow), record(store.OutcomeDeny)
+	// p5 goes in a pipeline whose savepoint around undone fails.
+	p5, undone := record(store.OutcomeAllow), record(store.OutcomeAllow)
 	p1key := sha256.Sum256([]byte("pipelined idempotency key"))
 	p1.Decision.IdempotencyKeySHA256 = p1key[:]
 	bad := record(store.OutcomeAllow)
@@ -532,6 +534,29 @@ func testRecord(t *testing.T, h Harness) {
 		if err != nil {
 			return fmt.Errorf("a pipeline of two records, one nested: %w", err)
 		}
+		// A savepoint inside the pipeline that fails drops what it queued;
+		// queued records are not visible before the pipeline writes them.
+		err = tx.Pipeline(ctx, func(ctx context.Context) error {
+			if err := tx.Decisions().Record(ctx, p5); err != nil {
+				return err
+			}
+			if _, err := tx.Decisions().Get(ctx, p5.Decision.ID); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("a queued record read before its pipeline ended: %v, want ErrNotFound", err)
+			}
+			undo := errors.New("undo")
+			if err := tx.Savepoint(ctx, func(ctx context.Context) error {
+				if err := tx.Decisions().Record(ctx, undone); err != nil {
+					return err
+				}
+				return undo
+			}); !errors.Is(err, undo) {
+				return fmt.Errorf("a failing savepoint in a pipeline: %v", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("a pipeline with a failed savepoint: %w", err)
+		}
 		if err := pipelined(ctx, tx, p3, bad); !errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("a pipeline with a taken receipt id: %v, want ErrConflict", err)
 		}
@@ -556,15 +581,18 @@ func testRecord(t *testing.T, h Harness) {
 			}
 		}
 		// Before the pipelines: 2 payments, 4 decisions, 1 denial; the
-		// refused pipelines count for nothing.
-		if n, err := tx.Counterparties().PaymentsCount(ctx, f.counterparty.ID); err != nil || n != 4 {
-			return fmt.Errorf("payments after two pipelined payments: %d, %v; want 4", n, err)
+		// refused pipelines and the undone record count for nothing.
+		if n, err := tx.Counterparties().PaymentsCount(ctx, f.counterparty.ID); err != nil || n != 5 {
+			return fmt.Errorf("payments after three pipelined payments: %d, %v; want 5", n, err)
 		}
 		stats, err := tx.Decisions().AgentStats(ctx, f.a.ID, now.Add(time.Second))
-		if err != nil || stats.Decisions1h != 8 || stats.Denials1h != 2 {
-			return fmt.Errorf("agent stats after four pipelined decisions: %+v, %v; want 8 decisions, 2 denials", stats, err)
+		if err != nil || stats.Decisions1h != 9 || stats.Denials1h != 2 {
+			return fmt.Errorf("agent stats after five pipelined decisions: %+v, %v; want 9 decisions, 2 denials", stats, err)
 		}
-		for _, r := range []store.DecisionRecord{p3, bad, p4} {
+		if _, err := tx.Decisions().Get(ctx, p5.Decision.ID); err != nil {
+			return fmt.Errorf("the record before a failed savepoint in its pipeline: %v", err)
+		}
+		for _, r := range []store.DecisionRecord{p3, bad, p4, undone} {
 			if _, err := tx.Decisions().Get(ctx, r.Decision.ID); !errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("a record of a refused pipeline stayed: %v", err)
 			}
