@@ -310,3 +310,36 @@ func (t *agentSignaTarget) probe(ctx context.Context) (agentProfile, error) {
 	return agentProfile{TenantID: claims.Tenant, TenantSlug: slug, AgentID: claims.Agent.ID,
 		Sponsor: claims.Agent.Sponsor, RiskTier: claims.Agent.RiskTier}, nil
 }
+
+// healthzTarget is GET /healthz on the same listener: no store, no policy,
+// no signature. At the open loop's rate it measures the floor that the
+// harness, the HTTP stack and the machine put under any answer.
+type healthzTarget struct {
+	client *http.Client
+	url    string
+}
+
+func newHealthzTarget(client *http.Client, tenantURL string) *healthzTarget {
+	return &healthzTarget{client: client, url: tenantURL + "/healthz"}
+}
+
+func (t *healthzTarget) Name() string { return "agentsigna GET /healthz" }
+
+func (t *healthzTarget) Do(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse)); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthz: %d", resp.StatusCode)
+	}
+	return nil
+}

@@ -14,7 +14,8 @@ import (
 // AgentSigna demo unless o.TargetURL names a running service, and OPA),
 // checks that each answers the request with an allow, then measures, one
 // after the other, OPA and AgentSigna in a closed loop and AgentSigna at
-// a fixed arrival rate. It stops what it started before returning.
+// a fixed arrival rate, then GET /healthz at that rate (the floor under
+// any answer). It stops what it started before returning.
 func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, err error) {
 	if err := o.validate(); err != nil {
 		return Report{}, err
@@ -120,6 +121,11 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 		phase(fmt.Sprintf("agentsigna, open loop at %s", formatRate(rate)))
 		open := openLoop(ctx, as, rate, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
 		rep.Open = &open
+		if ctx.Err() == nil {
+			phase(fmt.Sprintf("floor: GET /healthz, open loop at %s", formatRate(rate)))
+			floor := openLoop(ctx, newHealthzTarget(client, tenantURL), rate, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
+			rep.Floor = &floor
+		}
 	}
 	return rep, ctx.Err()
 }

@@ -94,8 +94,11 @@ func checkReport(t *testing.T, rep Report) {
 		t.Fatal(err)
 	}
 	results := rep.Results()
-	if len(results) != 3 {
-		t.Fatalf("%d phases ran, want 3 (opa, agentsigna closed and open loop)", len(results))
+	if len(results) != 4 || rep.Floor == nil {
+		t.Fatalf("%d phases ran, want 4 (opa, agentsigna closed and open loop, the healthz floor)", len(results))
+	}
+	if rep.Floor.OfferedRate != rep.Open.OfferedRate {
+		t.Errorf("the floor ran at %v/s, the open loop at %v/s", rep.Floor.OfferedRate, rep.Open.OfferedRate)
 	}
 	for _, res := range results {
 		if res.Requests == 0 || res.Rate <= 0 || res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 {

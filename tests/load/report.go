@@ -25,6 +25,10 @@ type Report struct {
 	AgentSigna Result
 	// Open is the open-loop phase; nil when skipped.
 	Open *Result
+	// Floor is GET /healthz at the open loop's rate, through the same
+	// harness and listener: the latency that is not the decision's. Nil
+	// when the open loop was skipped.
+	Floor *Result
 }
 
 // Results lists the phases that ran.
@@ -32,6 +36,9 @@ func (r Report) Results() []Result {
 	out := []Result{r.OPA, r.AgentSigna}
 	if r.Open != nil {
 		out = append(out, *r.Open)
+	}
+	if r.Floor != nil {
+		out = append(out, *r.Floor)
 	}
 	return out
 }
@@ -77,6 +84,10 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "agentsigna p99 at %s (%s): %s (goal ≤ %s at half the max rate: %s)\n",
 			formatRate(r.Open.OfferedRate), halfOrGiven(o), formatLatency(r.Open.P99), goalP99AtHalf,
 			met(r.Open.Requests > 0 && r.Open.P99 <= goalP99AtHalf))
+	}
+	if r.Floor != nil {
+		fmt.Fprintf(w, "floor at %s, GET /healthz through the same harness and listener: p50 %s, p99 %s\n",
+			formatRate(r.Floor.OfferedRate), formatLatency(r.Floor.P50), formatLatency(r.Floor.P99))
 	}
 	fmt.Fprintln(w, "requests/s by quarter of each window:")
 	for _, res := range r.Results() {
