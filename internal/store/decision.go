@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -120,6 +121,25 @@ type DecisionRecord struct {
 	Decision Decision
 	Receipt  *Receipt
 	Case     *Case
+}
+
+// Clone is a copy that shares no memory with r: a store that queues a
+// record (TenantTx.Pipeline) keeps a clone, for the caller's record is not
+// read after Record returns.
+func (r DecisionRecord) Clone() DecisionRecord {
+	d := &r.Decision
+	d.Reasons = slices.Clone(d.Reasons)
+	d.IdempotencyKeySHA256 = slices.Clone(d.IdempotencyKeySHA256)
+	d.RequestSHA256 = slices.Clone(d.RequestSHA256)
+	if r.Receipt != nil {
+		rc := *r.Receipt
+		r.Receipt = &rc
+	}
+	if r.Case != nil {
+		c := *r.Case
+		r.Case = &c
+	}
+	return r
 }
 
 // CheckRecord validates a record for DecisionTx.Record: each part, and

@@ -35,48 +35,13 @@ func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Deci
 		return store.Decision{}, err
 	}
 	b := &pgx.Batch{}
-	if err := queueDecision(b, d.tenantID, dec); err != nil {
+	if err := queueDecisions(b, d.tenantID, []store.Decision{dec}); err != nil {
 		return store.Decision{}, err
 	}
 	if err := d.tx.SendBatch(ctx, b).Close(); err != nil {
 		return store.Decision{}, mapErr(err)
 	}
 	return dec, nil
-}
-
-// queueDecision queues a decision's insert and its counters' updates: one
-// round trip with whatever else the batch holds, as every round trip
-// inside a ledger batch's transaction holds up the whole batch.
-func queueDecision(b *pgx.Batch, tenantID string, dec store.Decision) error {
-	reasons, err := json.Marshal(dec.Reasons)
-	if err != nil {
-		return err
-	}
-	var counterparty *string
-	if dec.CounterpartyID != "" {
-		counterparty = &dec.CounterpartyID
-	}
-	denials := 0
-	if dec.Outcome == store.OutcomeDeny {
-		denials = 1
-	}
-	b.Queue(`INSERT INTO decisions (tenant_id, id, agent_id, action, action_type, counterparty_id,
-		reason, outcome, reasons, approvals_required, base_revision, tenant_revision, tenant_bundle_sha256,
-		idempotency_key_sha256, request_sha256, ledger_index, response, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
-		tenantID, dec.ID, dec.AgentID, dec.Action, dec.ActionType, counterparty,
-		dec.Reason, string(dec.Outcome), string(reasons), dec.ApprovalsRequired, dec.BaseRevision, dec.TenantRevision, dec.TenantBundleSHA256,
-		dec.IdempotencyKeySHA256, dec.RequestSHA256, int64(dec.LedgerIndex), dec.Response, dec.CreatedAt)
-	b.Queue(`INSERT INTO agent_activity (tenant_id, agent_id, minute, decisions, denials) VALUES ($1, $2, $3, 1, $4)
-		ON CONFLICT (tenant_id, agent_id, minute) DO UPDATE
-		SET decisions = agent_activity.decisions + 1, denials = agent_activity.denials + excluded.denials`,
-		tenantID, dec.AgentID, store.ActivityMinute(dec.CreatedAt), denials)
-	if store.IsPayment(dec) {
-		b.Queue(`INSERT INTO counterparty_payments (tenant_id, counterparty_id, payments) VALUES ($1, $2, 1)
-			ON CONFLICT (tenant_id, counterparty_id) DO UPDATE SET payments = counterparty_payments.payments + 1`,
-			tenantID, dec.CounterpartyID)
-	}
-	return nil
 }
 
 // Record pipelines the decision, its counters and its receipt or case
@@ -92,12 +57,12 @@ func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) (err er
 	if d.owner != nil && d.owner.pipe != nil {
 		// Inside Pipeline: queued, sent with the others; the caller's
 		// savepoint undoes them on error.
-		d.owner.pipe.add(r)
+		d.owner.pipe.records = append(d.owner.pipe.records, r.Clone())
 		return nil
 	}
 	b := &pgx.Batch{}
 	b.Queue(`SAVEPOINT agentsigna_record`)
-	if err := queueRecord(b, d.tenantID, r); err != nil {
+	if err := queueRecords(b, d.tenantID, []store.DecisionRecord{r}); err != nil {
 		return err
 	}
 	b.Queue(`RELEASE SAVEPOINT agentsigna_record`)
@@ -110,23 +75,6 @@ func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) (err er
 			return fmt.Errorf("%w: undo a record: %v (after: %v)", store.ErrTxAborted, rerr, err)
 		}
 		return mapErr(err)
-	}
-	return nil
-}
-
-// queueRecord queues a checked record's inserts.
-func queueRecord(b *pgx.Batch, tenantID string, r store.DecisionRecord) error {
-	if err := queueDecision(b, tenantID, r.Decision); err != nil {
-		return err
-	}
-	if rc := r.Receipt; rc != nil {
-		b.Queue(`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-			tenantID, rc.ID, rc.DecisionID, rc.JWS, int64(rc.LedgerIndex), rc.CreatedAt)
-	}
-	if c := r.Case; c != nil {
-		b.Queue(`INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			tenantID, c.ID, c.DecisionID, c.AgentID, string(c.Status), c.ApprovalsRequired, c.ExpiresAt, c.CreatedAt, c.UpdatedAt)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"encoding/json"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,69 +10,30 @@ import (
 )
 
 // recordQueue holds the decision records made inside one Pipeline,
-// checked (store.CheckRecord), to send together when it ends.
+// checked (store.CheckRecord) and cloned, to send together when it ends.
 type recordQueue struct {
 	records []store.DecisionRecord
 }
 
-// add queues a checked record, with copies of what it points to: the
-// caller's receipt, case and slices are not read after Record returns.
-func (q *recordQueue) add(r store.DecisionRecord) {
-	d := &r.Decision
-	d.Reasons = slices.Clone(d.Reasons)
-	d.IdempotencyKeySHA256 = slices.Clone(d.IdempotencyKeySHA256)
-	d.RequestSHA256 = slices.Clone(d.RequestSHA256)
-	if r.Receipt != nil {
-		rc := *r.Receipt
-		r.Receipt = &rc
-	}
-	if r.Case != nil {
-		c := *r.Case
-		r.Case = &c
-	}
-	q.records = append(q.records, r)
-}
-
-// batch is the queued records as at most five statements: one array insert
-// per table (unnest, as AppendLog does for the log) and one upsert row per
-// counter (store.SumCounters), where one statement per record and counter
-// made a ledger batch of thirteen decisions some fifty statements, two of
-// them updates of the same counter row thirteen times over. The values are
-// those queueRecord sends one record at a time. Decisions go first, for
-// the receipts' and cases' foreign keys.
-func (q *recordQueue) batch(tenantID string) (*pgx.Batch, error) {
-	n := len(q.records)
-	// One array per decisions column, in decisionColumns' order.
-	strs := func() []string { return make([]string, n) }
-	ids, agents, actions, types, reasonTexts, outcomes, reasons := strs(), strs(), strs(), strs(), strs(), strs(), strs()
-	baseRevs, tenantRevs, bundles, responses := strs(), strs(), strs(), strs()
-	counterparties := make([]*string, n) // NULL when none
-	approvals := make([]int32, n)
-	keys, requests := make([][]byte, n), make([][]byte, n)
-	indexes := make([]int64, n)
-	created := make([]time.Time, n)
-	decisions := make([]store.Decision, n)
+// queueRecords queues checked records as at most five statements: one
+// array insert per table (unnest, as AppendLog does for the log) and one
+// upsert row per counter (store.SumCounters), where one statement per
+// record and counter made a ledger batch of thirteen decisions some fifty
+// statements, two of them updates of the same counter row thirteen times
+// over. Decisions go first, for the receipts' and cases' foreign keys.
+// CheckRecord has tied each receipt or case to its own decision and
+// outcome, so plain inserts do (ReceiptTx.Insert and CaseTx.Create check
+// that in SQL, for decisions stored earlier).
+func queueRecords(b *pgx.Batch, tenantID string, records []store.DecisionRecord) error {
+	decisions := make([]store.Decision, len(records))
 	var rIDs, rDecisions, rJWS []string
 	var rIndexes []int64
 	var rCreated []time.Time
 	var cIDs, cDecisions, cAgents, cStatus []string
 	var cApprovals []int32
 	var cExpires, cCreated, cUpdated []time.Time
-	for i, r := range q.records {
-		d := r.Decision
-		decisions[i] = d
-		rs, err := json.Marshal(d.Reasons)
-		if err != nil {
-			return nil, err
-		}
-		ids[i], agents[i], actions[i], types[i], reasonTexts[i], outcomes[i], reasons[i] = d.ID, d.AgentID, d.Action, d.ActionType, d.Reason, string(d.Outcome), string(rs)
-		baseRevs[i], tenantRevs[i], bundles[i], responses[i] = d.BaseRevision, d.TenantRevision, d.TenantBundleSHA256, d.Response
-		if d.CounterpartyID != "" {
-			cp := d.CounterpartyID
-			counterparties[i] = &cp
-		}
-		approvals[i] = int32(d.ApprovalsRequired)
-		keys[i], requests[i], indexes[i], created[i] = d.IdempotencyKeySHA256, d.RequestSHA256, int64(d.LedgerIndex), d.CreatedAt
+	for i, r := range records {
+		decisions[i] = r.Decision
 		if rc := r.Receipt; rc != nil {
 			rIDs, rDecisions, rJWS = append(rIDs, rc.ID), append(rDecisions, rc.DecisionID), append(rJWS, rc.JWS)
 			rIndexes, rCreated = append(rIndexes, int64(rc.LedgerIndex)), append(rCreated, rc.CreatedAt)
@@ -84,7 +44,50 @@ func (q *recordQueue) batch(tenantID string) (*pgx.Batch, error) {
 			cExpires, cCreated, cUpdated = append(cExpires, c.ExpiresAt), append(cCreated, c.CreatedAt), append(cUpdated, c.UpdatedAt)
 		}
 	}
-	b := &pgx.Batch{}
+	if err := queueDecisions(b, tenantID, decisions); err != nil {
+		return err
+	}
+	if len(rIDs) > 0 {
+		b.Queue(`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at)
+			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])`,
+			tenantID, rIDs, rDecisions, rJWS, rIndexes, rCreated)
+	}
+	if len(cIDs) > 0 {
+		b.Queue(`INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
+			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])`,
+			tenantID, cIDs, cDecisions, cAgents, cStatus, cApprovals, cExpires, cCreated, cUpdated)
+	}
+	return nil
+}
+
+// queueDecisions queues checked decisions and their counters: one array
+// insert, and one upsert row per agent and minute and per counterparty
+// paid. Insert and Record send one this way, a pipeline all of its own.
+func queueDecisions(b *pgx.Batch, tenantID string, decisions []store.Decision) error {
+	n := len(decisions)
+	// One array per decisions column, in decisionColumns' order.
+	strs := func() []string { return make([]string, n) }
+	ids, agents, actions, types, reasonTexts, outcomes, reasons := strs(), strs(), strs(), strs(), strs(), strs(), strs()
+	baseRevs, tenantRevs, bundles, responses := strs(), strs(), strs(), strs()
+	counterparties := make([]*string, n) // NULL when none
+	approvals := make([]int32, n)
+	keys, requests := make([][]byte, n), make([][]byte, n)
+	indexes := make([]int64, n)
+	created := make([]time.Time, n)
+	for i, d := range decisions {
+		rs, err := json.Marshal(d.Reasons)
+		if err != nil {
+			return err
+		}
+		ids[i], agents[i], actions[i], types[i], reasonTexts[i], outcomes[i], reasons[i] = d.ID, d.AgentID, d.Action, d.ActionType, d.Reason, string(d.Outcome), string(rs)
+		baseRevs[i], tenantRevs[i], bundles[i], responses[i] = d.BaseRevision, d.TenantRevision, d.TenantBundleSHA256, d.Response
+		if d.CounterpartyID != "" {
+			cp := d.CounterpartyID
+			counterparties[i] = &cp
+		}
+		approvals[i] = int32(d.ApprovalsRequired)
+		keys[i], requests[i], indexes[i], created[i] = d.IdempotencyKeySHA256, d.RequestSHA256, int64(d.LedgerIndex), d.CreatedAt
+	}
 	b.Queue(`INSERT INTO decisions (tenant_id, `+decisionColumns+`)
 		SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
 			$10::integer[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::bigint[], $17::text[], $18::timestamptz[])`,
@@ -110,15 +113,5 @@ func (q *recordQueue) batch(tenantID string) (*pgx.Batch, error) {
 			ON CONFLICT (tenant_id, counterparty_id) DO UPDATE SET payments = counterparty_payments.payments + excluded.payments`,
 			tenantID, pIDs, pCounts)
 	}
-	if len(rIDs) > 0 {
-		b.Queue(`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at)
-			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])`,
-			tenantID, rIDs, rDecisions, rJWS, rIndexes, rCreated)
-	}
-	if len(cIDs) > 0 {
-		b.Queue(`INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
-			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::integer[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])`,
-			tenantID, cIDs, cDecisions, cAgents, cStatus, cApprovals, cExpires, cCreated, cUpdated)
-	}
-	return b, nil
+	return nil
 }

@@ -20,7 +20,7 @@ type tenantTx struct {
 }
 
 // Pipeline queues the records fn makes and sends them when fn returns: a
-// few array statements in one round trip (recordQueue.batch). Nested, the
+// few array statements in one round trip (queueRecords). Nested, the
 // outermost one sends.
 func (t *tenantTx) Pipeline(ctx context.Context, fn func(context.Context) error) error {
 	if t.pipe != nil {
@@ -34,8 +34,8 @@ func (t *tenantTx) Pipeline(ctx context.Context, fn func(context.Context) error)
 	if len(t.pipe.records) == 0 {
 		return nil
 	}
-	b, err := t.pipe.batch(t.tenantID)
-	if err != nil {
+	b := &pgx.Batch{}
+	if err := queueRecords(b, t.tenantID, t.pipe.records); err != nil {
 		return err
 	}
 	return mapErr(t.tx.SendBatch(ctx, b).Close())

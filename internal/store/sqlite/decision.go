@@ -41,40 +41,7 @@ func (d *decisionTx) Insert(ctx context.Context, dec store.Decision) (store.Deci
 
 // insert writes a checked decision and its counters.
 func (d *decisionTx) insert(ctx context.Context, dec store.Decision) error {
-	reasons, err := json.Marshal(dec.Reasons)
-	if err != nil {
-		return err
-	}
-	var counterparty any
-	if dec.CounterpartyID != "" {
-		counterparty = dec.CounterpartyID
-	}
-	_, err = d.tx.ExecContext(ctx, `INSERT INTO decisions (tenant_id, id, agent_id, action, action_type, counterparty_id,
-		reason, outcome, reasons, approvals_required, base_revision, tenant_revision, tenant_bundle_sha256,
-		idempotency_key_sha256, request_sha256, ledger_index, response, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		d.tenantID, dec.ID, dec.AgentID, dec.Action, dec.ActionType, counterparty,
-		dec.Reason, string(dec.Outcome), string(reasons), dec.ApprovalsRequired, dec.BaseRevision, dec.TenantRevision, dec.TenantBundleSHA256,
-		nullBytes(dec.IdempotencyKeySHA256), dec.RequestSHA256, int64(dec.LedgerIndex), dec.Response, formatTime(dec.CreatedAt))
-	if err != nil {
-		return mapErr(err)
-	}
-	denials := 0
-	if dec.Outcome == store.OutcomeDeny {
-		denials = 1
-	}
-	if _, err := d.tx.ExecContext(ctx, `INSERT INTO agent_activity (tenant_id, agent_id, minute, decisions, denials) VALUES (?, ?, ?, 1, ?)
-		ON CONFLICT (tenant_id, agent_id, minute) DO UPDATE SET decisions = decisions + 1, denials = denials + excluded.denials`,
-		d.tenantID, dec.AgentID, store.ActivityMinute(dec.CreatedAt), denials); err != nil {
-		return mapErr(err)
-	}
-	if store.IsPayment(dec) {
-		if _, err := d.tx.ExecContext(ctx, `INSERT INTO counterparty_payments (tenant_id, counterparty_id, payments) VALUES (?, ?, 1)
-			ON CONFLICT (tenant_id, counterparty_id) DO UPDATE SET payments = payments + 1`, d.tenantID, dec.CounterpartyID); err != nil {
-			return mapErr(err)
-		}
-	}
-	return nil
+	return insertDecisions(ctx, d.tx, d.tenantID, []store.Decision{dec})
 }
 
 // Record writes the checked parts in a savepoint, with the same statements
@@ -86,7 +53,8 @@ func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) error {
 	if d.owner != nil && d.owner.pipe != nil {
 		// Inside Pipeline: queued, written with the others; the caller's
 		// savepoint undoes them on error.
-		return d.owner.pipe.add(r)
+		d.owner.pipe.records = append(d.owner.pipe.records, r.Clone())
+		return nil
 	}
 	return savepoint(ctx, d.tx, func(ctx context.Context) error {
 		// CheckRecord has checked every part: no second validation here.

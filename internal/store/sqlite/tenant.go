@@ -47,7 +47,7 @@ func (t *tenantTx) Pipeline(ctx context.Context, fn func(context.Context) error)
 	if t.pipe != nil {
 		return fn(ctx)
 	}
-	t.pipe = newRecordQueue(t.tenantID)
+	t.pipe = &recordQueue{tenantID: t.tenantID}
 	defer func() { t.pipe = nil }()
 	if err := fn(ctx); err != nil {
 		return err
