@@ -413,6 +413,19 @@ func testRecord(t *testing.T, h Harness) {
 		return r
 	}
 	allowed, escalated, denied := record(store.OutcomeAllow), record(store.OutcomeEscalate), record(store.OutcomeDeny)
+	// counters checks the counterparty's payments and the agent's decisions
+	// and denials of the last hour, as the policy input will see them.
+	counters := func(ctx context.Context, tx store.TenantTx, what string, payments, decisions, denials int) error {
+		n, err := tx.Counterparties().PaymentsCount(ctx, f.counterparty.ID)
+		if err != nil || n != payments {
+			return fmt.Errorf("payments %s: %d, %v; want %d", what, n, err, payments)
+		}
+		stats, err := tx.Decisions().AgentStats(ctx, f.a.ID, now.Add(time.Second))
+		if err != nil || stats.Decisions1h != decisions || stats.Denials1h != denials {
+			return fmt.Errorf("agent stats %s: %+v, %v; want %d decisions, %d denials", what, stats, err, decisions, denials)
+		}
+		return nil
+	}
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		for _, r := range []store.DecisionRecord{allowed, escalated, denied} {
 			if err := tx.Decisions().Record(ctx, r); err != nil {
@@ -433,14 +446,7 @@ func testRecord(t *testing.T, h Harness) {
 		if c, err := tx.Cases().Get(ctx, escalated.Case.ID); err != nil || c.Status != store.CasePending || c.DecisionID != escalated.Decision.ID {
 			return fmt.Errorf("recorded case: %+v, %v", c, err)
 		}
-		if n, err := tx.Counterparties().PaymentsCount(ctx, f.counterparty.ID); err != nil || n != 1 {
-			return fmt.Errorf("payments after one allowed payment: %d, %v", n, err)
-		}
-		stats, err := tx.Decisions().AgentStats(ctx, f.a.ID, now.Add(time.Second))
-		if err != nil || stats.Decisions1h != 3 || stats.Denials1h != 1 {
-			return fmt.Errorf("agent stats after three recorded decisions: %+v, %v", stats, err)
-		}
-		return nil
+		return counters(ctx, tx, "after three recorded decisions", 1, 3, 1)
 	})
 
 	// Refused before the database: parts that do not belong together.
@@ -489,10 +495,7 @@ func testRecord(t *testing.T, h Harness) {
 		if _, err := tx.Decisions().Get(ctx, later.Decision.ID); err != nil {
 			return fmt.Errorf("the record after a refused one: %v", err)
 		}
-		if n, err := tx.Counterparties().PaymentsCount(ctx, f.counterparty.ID); err != nil || n != 2 {
-			return fmt.Errorf("payments: %d, %v; want 2 (the refused record's undone)", n, err)
-		}
-		return nil
+		return counters(ctx, tx, "with the refused record undone", 2, 4, 1)
 	})
 
 	// In a Pipeline, under a Savepoint: records go together, and one
@@ -582,12 +585,8 @@ func testRecord(t *testing.T, h Harness) {
 		}
 		// Before the pipelines: 2 payments, 4 decisions, 1 denial; the
 		// refused pipelines and the undone record count for nothing.
-		if n, err := tx.Counterparties().PaymentsCount(ctx, f.counterparty.ID); err != nil || n != 5 {
-			return fmt.Errorf("payments after three pipelined payments: %d, %v; want 5", n, err)
-		}
-		stats, err := tx.Decisions().AgentStats(ctx, f.a.ID, now.Add(time.Second))
-		if err != nil || stats.Decisions1h != 9 || stats.Denials1h != 2 {
-			return fmt.Errorf("agent stats after five pipelined decisions: %+v, %v; want 9 decisions, 2 denials", stats, err)
+		if err := counters(ctx, tx, "after five pipelined decisions", 5, 9, 2); err != nil {
+			return err
 		}
 		if _, err := tx.Decisions().Get(ctx, p5.Decision.ID); err != nil {
 			return fmt.Errorf("the record before a failed savepoint in its pipeline: %v", err)
