@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -274,6 +275,28 @@ func TestClientRefusesNonLoopback(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "not a loopback address") {
 		t.Fatalf("refused for another reason: %v", err)
+	}
+}
+
+// The floor counts only a 200 from /healthz: a refusal is an error, not a
+// fast answer.
+func TestHealthzTarget(t *testing.T) {
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" || r.Method != http.MethodGet {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(status)
+	}))
+	defer srv.Close()
+	target := newHealthzTarget(newClient(1, 5*time.Second), srv.URL)
+	if err := target.Do(t.Context()); err != nil {
+		t.Fatalf("a 200: %v", err)
+	}
+	status = http.StatusServiceUnavailable
+	if err := target.Do(t.Context()); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("a 503: %v, want an error naming it", err)
 	}
 }
 
