@@ -3,43 +3,51 @@ package store
 import (
 	"reflect"
 	"testing"
-	"time"
 )
 
-// SumCounters gives one increment per agent and minute and per
-// counterparty paid, in order of first appearance; denials count as
-// decisions too, and only allowed payment.* decisions with a counterparty
+// SumPayments gives one increment per counterparty paid, in order of
+// first appearance; only allowed payment.* decisions with a counterparty
 // are payments.
-func TestSumCounters(t *testing.T) {
-	t0 := time.Date(2026, 11, 26, 10, 0, 30, 0, time.UTC)
-	dec := func(agent string, at time.Time, outcome Outcome, actionType, counterparty string) Decision {
-		return Decision{AgentID: agent, CreatedAt: at, Outcome: outcome, ActionType: actionType, CounterpartyID: counterparty}
+func TestSumPayments(t *testing.T) {
+	dec := func(outcome Outcome, actionType, counterparty string) Decision {
+		return Decision{AgentID: "agt_a", Outcome: outcome, ActionType: actionType, CounterpartyID: counterparty}
 	}
-	activity, payments := SumCounters([]Decision{
-		dec("agt_a", t0, OutcomeAllow, "payment.send", "cp_1"),
-		dec("agt_b", t0, OutcomeDeny, "payment.send", "cp_1"),
-		dec("agt_a", t0.Add(20*time.Second), OutcomeAllow, "payment.send", "cp_2"),
-		dec("agt_a", t0.Add(29*time.Second), OutcomeDeny, "vendor.update", "cp_1"),
-		dec("agt_a", t0.Add(30*time.Second), OutcomeAllow, "payment.send", "cp_1"), // the next minute
-		dec("agt_b", t0, OutcomeEscalate, "payment.send", "cp_2"),
-		dec("agt_b", t0, OutcomeAllow, "access.grant", "cp_2"),
-		dec("agt_b", t0, OutcomeAllow, "payment.send", ""),
+	payments := SumPayments([]Decision{
+		dec(OutcomeAllow, "payment.send", "cp_1"),
+		dec(OutcomeDeny, "payment.send", "cp_1"),
+		dec(OutcomeAllow, "payment.send", "cp_2"),
+		dec(OutcomeAllow, "payment.send", "cp_1"),
+		dec(OutcomeEscalate, "payment.send", "cp_2"),
+		dec(OutcomeAllow, "access.grant", "cp_2"),
+		dec(OutcomeAllow, "payment.send", ""),
 	})
-	m := ActivityMinute(t0)
-	wantActivity := []ActivityCount{
-		{AgentID: "agt_a", Minute: m, Decisions: 3, Denials: 1},
-		{AgentID: "agt_b", Minute: m, Decisions: 4, Denials: 1},
-		{AgentID: "agt_a", Minute: m + 1, Decisions: 1},
+	want := []PaymentCount{{CounterpartyID: "cp_1", Payments: 2}, {CounterpartyID: "cp_2", Payments: 1}}
+	if !reflect.DeepEqual(payments, want) {
+		t.Errorf("payments = %+v\nwant %+v", payments, want)
 	}
-	wantPayments := []PaymentCount{{CounterpartyID: "cp_1", Payments: 2}, {CounterpartyID: "cp_2", Payments: 1}}
-	if !reflect.DeepEqual(activity, wantActivity) {
-		t.Errorf("activity = %+v\nwant %+v", activity, wantActivity)
+	if p := SumPayments(nil); p != nil {
+		t.Errorf("no decisions: %v", p)
 	}
-	if !reflect.DeepEqual(payments, wantPayments) {
-		t.Errorf("payments = %+v\nwant %+v", payments, wantPayments)
+}
+
+// A tally counts every decision and the denials among them; stats are the
+// differences of tallies.
+func TestAgentTally(t *testing.T) {
+	var tally AgentTally
+	var asOf []AgentTally
+	for _, o := range []Outcome{OutcomeAllow, OutcomeDeny, OutcomeEscalate, OutcomeDeny, OutcomeAllow} {
+		tally = tally.Add(o)
+		asOf = append(asOf, tally)
 	}
-	if a, p := SumCounters(nil); a != nil || p != nil {
-		t.Errorf("no decisions: %v, %v", a, p)
+	if tally != (AgentTally{Decisions: 5, Denials: 2}) {
+		t.Fatalf("tally = %+v", tally)
+	}
+	got := StatsFromTallies(tally, asOf[1], AgentTally{})
+	if want := (AgentStats{Decisions1h: 3, Denials1h: 1, Decisions24h: 5}); got != want {
+		t.Fatalf("stats = %+v, want %+v", got, want)
+	}
+	if got := StatsFromTallies(tally, tally, tally); got != (AgentStats{}) {
+		t.Fatalf("nothing since: %+v", got)
 	}
 }
 

@@ -38,7 +38,13 @@ type DecisionTx interface {
 	ByIdempotencyKey(ctx context.Context, agentID string, keySHA256 []byte) (Decision, error)
 	// AgentStats counts the agent's decisions made after now−1h and
 	// now−24h (a decision exactly at the window's start is outside it;
-	// one stamped after now, by a replica whose clock runs ahead, counts).
+	// one stamped after now, by a replica whose clock runs ahead, counts),
+	// at a cost that does not grow with them (AgentTally). The counts
+	// follow the order decisions were stored in: exact when that is the
+	// order of their times, as when the decision service records them;
+	// a decision stored after a later-stamped one of the same agent — a
+	// request that overtook it, a replica's clock — may count on the other
+	// side of a window's start, never twice and never lost from the total.
 	AgentStats(ctx context.Context, agentID string, now time.Time) (AgentStats, error)
 }
 
@@ -377,30 +383,32 @@ func CheckCase(c Case) error {
 	return nil
 }
 
-// ActivityMinute is the agent_activity bucket of a decision made at t: unix
-// minutes, floored.
-func ActivityMinute(t time.Time) int64 {
-	s := t.Unix()
-	if s < 0 && s%60 != 0 {
-		return s/60 - 1
+// AgentTally is an agent's running decision and denial counts as of one
+// of its decisions: each decision row stores its agent's tally including
+// itself (agent_seq, agent_denials). An agent's decisions after a moment
+// are then its latest tally less the tally of its newest decision at or
+// before that moment: two index seeks, however many decisions it made.
+type AgentTally struct {
+	Decisions, Denials int64
+}
+
+// Add is the tally after one more decision of the outcome.
+func (t AgentTally) Add(o Outcome) AgentTally {
+	t.Decisions++
+	if o == OutcomeDeny {
+		t.Denials++
 	}
-	return s / 60
+	return t
 }
 
-// StatsWindow splits "created after start" into the minute buckets wholly
-// after start (minute > Bucket) and the rows of start's own minute that
-// come after it (start < created_at < PartialEnd), counted exactly: the
-// sum is exact at any precision, and costs at most one minute of rows.
-type StatsWindow struct {
-	Start      time.Time
-	Bucket     int64
-	PartialEnd time.Time
-}
-
-// NewStatsWindow returns the window of decisions made after start.
-func NewStatsWindow(start time.Time) StatsWindow {
-	m := ActivityMinute(start)
-	return StatsWindow{Start: start, Bucket: m, PartialEnd: time.Unix((m+1)*60, 0).UTC()}
+// StatsFromTallies gives AgentStats from the agent's latest tally and its
+// tallies as of now−1h and now−24h (zero when it had no decision then).
+func StatsFromTallies(latest, hourAgo, dayAgo AgentTally) AgentStats {
+	return AgentStats{
+		Decisions1h:  int(latest.Decisions - hourAgo.Decisions),
+		Denials1h:    int(latest.Denials - hourAgo.Denials),
+		Decisions24h: int(latest.Decisions - dayAgo.Decisions),
+	}
 }
 
 // IsPayment reports whether an allowed decision counts as a payment to its
@@ -409,54 +417,30 @@ func IsPayment(d Decision) bool {
 	return d.Outcome == OutcomeAllow && d.CounterpartyID != "" && strings.HasPrefix(d.ActionType, "payment.")
 }
 
-// ActivityCount is one agent_activity increment: an agent's decisions and
-// denials in one minute.
-type ActivityCount struct {
-	AgentID            string
-	Minute             int64
-	Decisions, Denials int64
-}
-
 // PaymentCount is one counterparty_payments increment.
 type PaymentCount struct {
 	CounterpartyID string
 	Payments       int64
 }
 
-// SumCounters sums the counter increments of decisions written together:
-// one per agent and minute, one per counterparty paid, in order of first
+// SumPayments sums the counterparty_payments increments of decisions
+// written together: one per counterparty paid, in order of first
 // appearance. A batch then updates each counter row once (PostgreSQL
 // refuses an upsert that touches a row twice in one statement).
-func SumCounters(decisions []Decision) ([]ActivityCount, []PaymentCount) {
-	type key struct {
-		agent  string
-		minute int64
-	}
-	var activity []ActivityCount
+func SumPayments(decisions []Decision) []PaymentCount {
 	var payments []PaymentCount
-	at := map[key]int{}
 	pay := map[string]int{}
 	for _, d := range decisions {
-		k := key{d.AgentID, ActivityMinute(d.CreatedAt)}
-		i, ok := at[k]
+		if !IsPayment(d) {
+			continue
+		}
+		j, ok := pay[d.CounterpartyID]
 		if !ok {
-			i = len(activity)
-			at[k] = i
-			activity = append(activity, ActivityCount{AgentID: k.agent, Minute: k.minute})
+			j = len(payments)
+			pay[d.CounterpartyID] = j
+			payments = append(payments, PaymentCount{CounterpartyID: d.CounterpartyID})
 		}
-		activity[i].Decisions++
-		if d.Outcome == OutcomeDeny {
-			activity[i].Denials++
-		}
-		if IsPayment(d) {
-			j, ok := pay[d.CounterpartyID]
-			if !ok {
-				j = len(payments)
-				pay[d.CounterpartyID] = j
-				payments = append(payments, PaymentCount{CounterpartyID: d.CounterpartyID})
-			}
-			payments[j].Payments++
-		}
+		payments[j].Payments++
 	}
-	return activity, payments
+	return payments
 }

@@ -10,3 +10,6 @@ var (
 )
 
 func TenantPool(s *Store) *pgxpool.Pool { return s.tenant }
+
+// AgentStatsQuery is DecisionTx.AgentStats' statement, for its plan test.
+const AgentStatsQuery = agentStatsQuery

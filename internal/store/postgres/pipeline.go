@@ -15,9 +15,9 @@ type recordQueue struct {
 	records []store.DecisionRecord
 }
 
-// queueRecords queues checked records as at most five statements: one
+// queueRecords queues checked records as at most four statements: one
 // array insert per table (unnest, as AppendLog does for the log) and one
-// upsert row per counter (store.SumCounters), where one statement per
+// upsert row per counter (store.SumPayments), where one statement per
 // record and counter made a ledger batch of thirteen decisions some fifty
 // statements, two of them updates of the same counter row thirteen times
 // over. Decisions go first, for the receipts' and cases' foreign keys.
@@ -61,8 +61,12 @@ func queueRecords(b *pgx.Batch, tenantID string, records []store.DecisionRecord)
 }
 
 // queueDecisions queues checked decisions and their counters: one array
-// insert, and one upsert row per agent and minute and per counterparty
-// paid. Insert and Record send one this way, a pipeline all of its own.
+// insert, which gives each decision its agent's tally (store.AgentTally:
+// the agent's latest stored tally, one seek, plus a running count over the
+// batch), and one upsert row per counterparty paid. Insert and Record send
+// one this way, a pipeline all of its own. Ledger batches hold the log's
+// lock, so no two store tallies of one agent at once; anything else that
+// tried would fail on decisions_by_agent_seq, not count twice.
 func queueDecisions(b *pgx.Batch, tenantID string, decisions []store.Decision) error {
 	n := len(decisions)
 	// One array per decisions column, in decisionColumns' order.
@@ -88,21 +92,23 @@ func queueDecisions(b *pgx.Batch, tenantID string, decisions []store.Decision) e
 		approvals[i] = int32(d.ApprovalsRequired)
 		keys[i], requests[i], indexes[i], created[i] = d.IdempotencyKeySHA256, d.RequestSHA256, int64(d.LedgerIndex), d.CreatedAt
 	}
-	b.Queue(`INSERT INTO decisions (tenant_id, `+decisionColumns+`)
-		SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-			$10::integer[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::bigint[], $17::text[], $18::timestamptz[])`,
+	b.Queue(`INSERT INTO decisions (tenant_id, `+decisionColumns+`, agent_seq, agent_denials)
+		SELECT $1, u.id, u.agent_id, u.action, u.action_type, u.counterparty_id, u.reason, u.outcome, u.reasons, u.approvals_required,
+			u.base_revision, u.tenant_revision, u.tenant_bundle_sha256, u.idempotency_key_sha256, u.request_sha256, u.ledger_index,
+			u.response, u.created_at,
+			coalesce(l.seq, 0) + row_number() OVER w,
+			coalesce(l.denials, 0) + count(*) FILTER (WHERE u.outcome = 'deny') OVER w
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+			$10::integer[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::bigint[], $17::text[], $18::timestamptz[])
+			WITH ORDINALITY AS u(id, agent_id, action, action_type, counterparty_id, reason, outcome, reasons, approvals_required,
+				base_revision, tenant_revision, tenant_bundle_sha256, idempotency_key_sha256, request_sha256, ledger_index,
+				response, created_at, ord)
+		LEFT JOIN LATERAL (SELECT d.agent_seq AS seq, d.agent_denials AS denials FROM decisions d
+			WHERE d.tenant_id = $1 AND d.agent_id = u.agent_id ORDER BY d.agent_seq DESC LIMIT 1) AS l ON true
+		WINDOW w AS (PARTITION BY u.agent_id ORDER BY u.ord)`,
 		tenantID, ids, agents, actions, types, counterparties, reasonTexts, outcomes, reasons,
 		approvals, baseRevs, tenantRevs, bundles, keys, requests, indexes, responses, created)
-	activity, payments := store.SumCounters(decisions)
-	aAgents, aMinutes, aDecisions, aDenials := make([]string, len(activity)), make([]int64, len(activity)), make([]int64, len(activity)), make([]int64, len(activity))
-	for i, a := range activity {
-		aAgents[i], aMinutes[i], aDecisions[i], aDenials[i] = a.AgentID, a.Minute, a.Decisions, a.Denials
-	}
-	b.Queue(`INSERT INTO agent_activity (tenant_id, agent_id, minute, decisions, denials)
-		SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
-		ON CONFLICT (tenant_id, agent_id, minute) DO UPDATE
-		SET decisions = agent_activity.decisions + excluded.decisions, denials = agent_activity.denials + excluded.denials`,
-		tenantID, aAgents, aMinutes, aDecisions, aDenials)
+	payments := store.SumPayments(decisions)
 	if len(payments) > 0 {
 		pIDs, pCounts := make([]string, len(payments)), make([]int64, len(payments))
 		for i, p := range payments {

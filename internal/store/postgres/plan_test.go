@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/postgres"
 	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
 )
@@ -20,17 +21,62 @@ import (
 // filtered every decision of the organization by id.
 func TestDecisionLookupUsesThePrimaryKey(t *testing.T) {
 	db := pgtest.New(t)
-	s := openTest(t, db, 4)
+	acme, _, last := decisionsOfOneAgent(t, db, 300)
 	ctx := context.Background()
-	acme := storetest.CreateTenant(t, s, "acme")
-	var agent store.Agent
-	var last string
-	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+	conn := adminConn(t, db)
+	// The foreign-key check's query, as PostgreSQL's RI triggers write it,
+	// planned generically as a cached plan is.
+	for _, stmt := range []string{
+		`SET plan_cache_mode = force_generic_plan`,
+		`PREPARE fk AS SELECT 1 FROM ONLY public.decisions x WHERE tenant_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.=) $2 FOR KEY SHARE OF x`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan := explain(t, conn, `EXPLAIN EXECUTE fk('`+acme.ID+`', '`+last+`')`)
+	if !strings.Contains(plan, "decisions_pkey") {
+		t.Fatalf("the decision lookup of a foreign-key check does not use the primary key:\n%s", plan)
+	}
+}
+
+// An agent's stats are three index seeks, never a scan of its decisions
+// nor a sort: their cost does not grow with how many it made. Planned
+// generically, as the pool's prepared statement is.
+func TestAgentStatsSeeksTheIndexes(t *testing.T) {
+	db := pgtest.New(t)
+	acme, agent, _ := decisionsOfOneAgent(t, db, 300)
+	ctx := context.Background()
+	conn := adminConn(t, db)
+	for _, stmt := range []string{
+		`SET plan_cache_mode = force_generic_plan`,
+		`PREPARE stats(uuid, text, timestamptz, timestamptz) AS ` + postgres.AgentStatsQuery,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now().UTC()
+	plan := explain(t, conn, `EXPLAIN EXECUTE stats('`+acme.ID+`', '`+agent.ID+`', '`+
+		now.Add(-time.Hour).Format(time.RFC3339Nano)+`', '`+now.Add(-24*time.Hour).Format(time.RFC3339Nano)+`')`)
+	if strings.Count(plan, "decisions_by_agent_time") != 2 || strings.Count(plan, "decisions_by_agent_seq") != 1 ||
+		strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Sort") {
+		t.Fatalf("agent stats plan:\n%s", plan)
+	}
+}
+
+// decisionsOfOneAgent stores n decisions of one agent of a new
+// organization, and returns them with the last decision's id.
+func decisionsOfOneAgent(t *testing.T, db *pgtest.DB, n int) (acme store.Tenant, agent store.Agent, last string) {
+	t.Helper()
+	s := openTest(t, db, 4)
+	acme = storetest.CreateTenant(t, s, "acme")
+	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
 		if agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow}); err != nil {
 			return err
 		}
-		for i := range 300 {
+		for i := range n {
 			d, err := tx.Decisions().Insert(ctx, store.Decision{
 				AgentID: agent.ID, Action: `{"type":"invoice.approve"}`, ActionType: "invoice.approve",
 				Reason: "r", Outcome: store.OutcomeDeny, Reasons: []string{"no_authority"}, BaseRevision: "b",
@@ -46,22 +92,24 @@ func TestDecisionLookupUsesThePrimaryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, db.AdminURL)
+	return acme, agent, last
+}
+
+// adminConn is a connection as the database's owner, closed with the test.
+func adminConn(t *testing.T, db *pgtest.DB) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), db.AdminURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	// The foreign-key check's query, as PostgreSQL's RI triggers write it,
-	// planned generically as a cached plan is.
-	for _, stmt := range []string{
-		`SET plan_cache_mode = force_generic_plan`,
-		`PREPARE fk AS SELECT 1 FROM ONLY public.decisions x WHERE tenant_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.=) $2 FOR KEY SHARE OF x`,
-	} {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rows, err := conn.Query(ctx, `EXPLAIN EXECUTE fk('`+acme.ID+`', '`+last+`')`, pgx.QueryExecModeSimpleProtocol)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// explain runs an EXPLAIN and returns its plan, one node a line.
+func explain(t *testing.T, conn *pgx.Conn, q string) string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), q, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +117,5 @@ func TestDecisionLookupUsesThePrimaryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := strings.Join(lines, "\n")
-	if !strings.Contains(plan, "decisions_pkey") {
-		t.Fatalf("the decision lookup of a foreign-key check does not use the primary key:\n%s", plan)
-	}
+	return strings.Join(lines, "\n")
 }

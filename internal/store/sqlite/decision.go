@@ -121,22 +121,27 @@ func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Ti
 		return store.AgentStats{}, err
 	}
 	now = store.StoredTime(now)
-	hour, day := store.NewStatsWindow(now.Add(-time.Hour)), store.NewStatsWindow(now.Add(-24*time.Hour))
-	var s store.AgentStats
-	// Buckets wholly inside each window, plus the exact rows of the
-	// window's first minute (see store.StatsWindow): bounded work however
-	// many decisions the agent made.
-	err := d.tx.QueryRowContext(ctx, `SELECT
-		(SELECT coalesce(sum(decisions), 0) FROM agent_activity WHERE tenant_id = ?1 AND agent_id = ?2 AND minute > ?3)
-		+ (SELECT count(*) FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND created_at > ?4 AND created_at < ?5),
-		(SELECT coalesce(sum(denials), 0) FROM agent_activity WHERE tenant_id = ?1 AND agent_id = ?2 AND minute > ?3)
-		+ (SELECT count(*) FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND created_at > ?4 AND created_at < ?5 AND outcome = 'deny'),
-		(SELECT coalesce(sum(decisions), 0) FROM agent_activity WHERE tenant_id = ?1 AND agent_id = ?2 AND minute > ?6)
-		+ (SELECT count(*) FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND created_at > ?7 AND created_at < ?8)`,
-		d.tenantID, agentID, hour.Bucket, formatTime(hour.Start), formatTime(hour.PartialEnd),
-		day.Bucket, formatTime(day.Start), formatTime(day.PartialEnd)).Scan(&s.Decisions1h, &s.Denials1h, &s.Decisions24h)
-	return s, mapErr(err)
+	// The latest tally, and the tallies as of each window's start: three
+	// seeks (decisions_by_agent_seq, decisions_by_agent_time).
+	var latest, hourAgo, dayAgo store.AgentTally
+	err := d.tx.QueryRowContext(ctx, agentStatsQuery, d.tenantID, agentID, formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour))).
+		Scan(&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions)
+	if err != nil {
+		return store.AgentStats{}, mapErr(err)
+	}
+	return store.StatsFromTallies(latest, hourAgo, dayAgo), nil
 }
+
+// agentStatsQuery reads an agent's latest tally and its tallies as of two
+// moments (?3, ?4): the newest decision at or before each.
+const agentStatsQuery = `SELECT coalesce(l.s, 0), coalesce(l.d, 0), coalesce(h.s, 0), coalesce(h.d, 0), coalesce(y.s, 0)
+	FROM (SELECT 1)
+	LEFT JOIN (SELECT agent_seq AS s, agent_denials AS d FROM decisions
+		WHERE tenant_id = ?1 AND agent_id = ?2 ORDER BY agent_seq DESC LIMIT 1) AS l
+	LEFT JOIN (SELECT agent_seq AS s, agent_denials AS d FROM decisions
+		WHERE tenant_id = ?1 AND agent_id = ?2 AND created_at <= ?3 ORDER BY created_at DESC, agent_seq DESC LIMIT 1) AS h
+	LEFT JOIN (SELECT agent_seq AS s FROM decisions
+		WHERE tenant_id = ?1 AND agent_id = ?2 AND created_at <= ?4 ORDER BY created_at DESC, agent_seq DESC LIMIT 1) AS y`
 
 // receiptable is the condition on decision d for it to have a receipt: it
 // was allowed, or its case was approved.

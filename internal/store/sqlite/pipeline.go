@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 )
@@ -50,10 +51,15 @@ func (q *recordQueue) write(ctx context.Context, tx *sql.Tx) error {
 }
 
 // insertDecisions writes checked decisions and their counters: the
-// decisions in multi-row INSERTs, then one upsert row per agent and minute
-// and per counterparty paid (store.SumCounters). Insert and Record write
-// one this way, a pipeline all of its own.
+// decisions in multi-row INSERTs, each with its agent's tally
+// (store.AgentTally), then one upsert row per counterparty paid
+// (store.SumPayments). Insert and Record write one this way, a pipeline
+// all of its own.
 func insertDecisions(ctx context.Context, tx *sql.Tx, tenantID string, decisions []store.Decision) error {
+	tallies, err := nextTallies(ctx, tx, tenantID, decisions)
+	if err != nil {
+		return err
+	}
 	rows := make([][]any, len(decisions))
 	for i, dec := range decisions {
 		reasons, err := json.Marshal(dec.Reasons)
@@ -66,24 +72,38 @@ func insertDecisions(ctx context.Context, tx *sql.Tx, tenantID string, decisions
 		}
 		rows[i] = []any{tenantID, dec.ID, dec.AgentID, dec.Action, dec.ActionType, counterparty,
 			dec.Reason, string(dec.Outcome), string(reasons), dec.ApprovalsRequired, dec.BaseRevision, dec.TenantRevision, dec.TenantBundleSHA256,
-			nullBytes(dec.IdempotencyKeySHA256), dec.RequestSHA256, int64(dec.LedgerIndex), dec.Response, formatTime(dec.CreatedAt)}
+			nullBytes(dec.IdempotencyKeySHA256), dec.RequestSHA256, int64(dec.LedgerIndex), dec.Response, formatTime(dec.CreatedAt),
+			tallies[i].Decisions, tallies[i].Denials}
 	}
-	if err := insertRows(ctx, tx, "decisions", "tenant_id, "+decisionColumns, rows, ""); err != nil {
+	if err := insertRows(ctx, tx, "decisions", "tenant_id, "+decisionColumns+", agent_seq, agent_denials", rows, ""); err != nil {
 		return err
 	}
-	activity, payments := store.SumCounters(decisions)
-	rows = make([][]any, len(activity))
-	for i, a := range activity {
-		rows[i] = []any{tenantID, a.AgentID, a.Minute, a.Decisions, a.Denials}
-	}
-	if err := insertRows(ctx, tx, "agent_activity", "tenant_id, agent_id, minute, decisions, denials", rows,
-		`ON CONFLICT (tenant_id, agent_id, minute) DO UPDATE SET decisions = decisions + excluded.decisions, denials = denials + excluded.denials`); err != nil {
-		return err
-	}
+	payments := store.SumPayments(decisions)
 	rows = make([][]any, len(payments))
 	for i, p := range payments {
 		rows[i] = []any{tenantID, p.CounterpartyID, p.Payments}
 	}
 	return insertRows(ctx, tx, "counterparty_payments", "tenant_id, counterparty_id, payments", rows,
 		`ON CONFLICT (tenant_id, counterparty_id) DO UPDATE SET payments = payments + excluded.payments`)
+}
+
+// nextTallies gives each decision its agent's tally including it, in
+// order, from each agent's latest stored tally (one seek per agent). The
+// transaction holds the write lock: nobody stores a tally in between.
+func nextTallies(ctx context.Context, tx *sql.Tx, tenantID string, decisions []store.Decision) ([]store.AgentTally, error) {
+	latest := make(map[string]store.AgentTally, 1)
+	out := make([]store.AgentTally, len(decisions))
+	for i, d := range decisions {
+		t, ok := latest[d.AgentID]
+		if !ok {
+			err := tx.QueryRowContext(ctx, `SELECT agent_seq, agent_denials FROM decisions
+				WHERE tenant_id = ? AND agent_id = ? ORDER BY agent_seq DESC LIMIT 1`, tenantID, d.AgentID).Scan(&t.Decisions, &t.Denials)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return nil, mapErr(err)
+			}
+		}
+		t = t.Add(d.Outcome)
+		latest[d.AgentID], out[i] = t, t
+	}
+	return out, nil
 }

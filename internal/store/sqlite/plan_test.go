@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
@@ -24,21 +26,7 @@ func TestLeafHashLookupUsesTheIndex(t *testing.T) {
 	}
 	db, _ := s.tenantDB(ctx, acme.ID)
 	q, args := (&logTx{logScope: logScope{tenantID: acme.ID}}).leafHashQuery(10000, make([]byte, 32))
-	rows, err := db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	joined := strings.Join(plan, "\n")
+	joined := queryPlan(t, db, q, args...)
 	if !strings.Contains(joined, "USING INDEX ledger_entries_by_leaf_hash") || strings.Contains(joined, "SCAN ledger_entries") {
 		t.Fatalf("plan:\n%s", joined)
 	}
@@ -57,4 +45,48 @@ func TestLeafHashLookupUsesTheIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// An agent's stats are three index seeks, never a scan of its decisions
+// nor a sort: their cost does not grow with how many it made.
+func TestAgentStatsSeeksTheIndexes(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	db, err := s.tenantDB(ctx, acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	plan := queryPlan(t, db, agentStatsQuery, acme.ID, store.NewID(store.PrefixAgent),
+		formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour)))
+	if strings.Count(plan, "SEARCH decisions USING COVERING INDEX decisions_by_agent_time (tenant_id=? AND agent_id=? AND created_at<?)") != 2 ||
+		!strings.Contains(plan, "SEARCH decisions USING INDEX decisions_by_agent_seq (tenant_id=? AND agent_id=?)") ||
+		strings.Contains(plan, "SCAN decisions") || strings.Contains(plan, "TEMP B-TREE") {
+		t.Fatalf("plan:\n%s", plan)
+	}
+}
+
+// queryPlan is SQLite's EXPLAIN QUERY PLAN of q, one step a line.
+func queryPlan(t *testing.T, db *sql.DB, q string, args ...any) string {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(plan, "\n")
 }

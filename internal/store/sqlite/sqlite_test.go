@@ -15,7 +15,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
 )
 
-func openTest(t *testing.T, dir string) *Store {
+func openTest(t testing.TB, dir string) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Config{DataDir: dir})
 	if err != nil {

@@ -189,30 +189,36 @@ func testAgentStats(t *testing.T, h Harness) {
 		d.CreatedAt = now.Add(-ago)
 		return d
 	}
-	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
-		for _, d := range []store.Decision{
-			at(f.a, store.OutcomeAllow, -time.Minute), // ahead of now (a replica's clock): counts
-			at(f.a, store.OutcomeAllow, 10*time.Minute),
-			at(f.a, store.OutcomeDeny, 30*time.Minute),
-			at(f.a, store.OutcomeEscalate, 45*time.Minute),
-			at(f.a, store.OutcomeDeny, 59*time.Minute+59*time.Second),
-			at(f.a, store.OutcomeDeny, time.Hour), // the 1h window's start: outside it
-			at(f.a, store.OutcomeDeny, 2*time.Hour),
-			at(f.a, store.OutcomeAllow, 23*time.Hour),
-			at(f.a, store.OutcomeAllow, 24*time.Hour), // the 24h window's start: outside it
-			at(f.a, store.OutcomeDeny, 25*time.Hour),
-			at(f.b, store.OutcomeDeny, 5*time.Minute), // another agent's
-		} {
-			got, err := tx.Decisions().Insert(ctx, d)
-			if err != nil {
-				return err
+	insert := func(ds ...store.Decision) {
+		t.Helper()
+		inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+			for _, d := range ds {
+				got, err := tx.Decisions().Insert(ctx, d)
+				if err != nil {
+					return err
+				}
+				if !got.CreatedAt.Equal(d.CreatedAt) {
+					return fmt.Errorf("CreatedAt %v not honoured: %v", d.CreatedAt, got.CreatedAt)
+				}
 			}
-			if !got.CreatedAt.Equal(d.CreatedAt) {
-				return fmt.Errorf("CreatedAt %v not honoured: %v", d.CreatedAt, got.CreatedAt)
-			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
+	// Stored in the order of their times, as the decision service stores
+	// them: the counts are exact.
+	insert(
+		at(f.a, store.OutcomeDeny, 25*time.Hour),
+		at(f.a, store.OutcomeAllow, 24*time.Hour), // the 24h window's start: outside it
+		at(f.a, store.OutcomeAllow, 23*time.Hour),
+		at(f.a, store.OutcomeDeny, 2*time.Hour),
+		at(f.a, store.OutcomeDeny, time.Hour), // the 1h window's start: outside it
+		at(f.a, store.OutcomeDeny, 59*time.Minute+59*time.Second),
+		at(f.a, store.OutcomeEscalate, 45*time.Minute),
+		at(f.a, store.OutcomeDeny, 30*time.Minute),
+		at(f.b, store.OutcomeDeny, 5*time.Minute), // another agent's
+		at(f.a, store.OutcomeAllow, 10*time.Minute),
+		at(f.a, store.OutcomeAllow, -time.Minute), // ahead of now (a replica's clock): counts
+	)
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		for _, tc := range []struct {
 			agent string
@@ -230,6 +236,17 @@ func testAgentStats(t *testing.T, h Harness) {
 		}
 		if _, err := tx.Decisions().AgentStats(ctx, "agt_?", now); !errors.Is(err, store.ErrInvalid) {
 			return fmt.Errorf("malformed agent: %v", err)
+		}
+		return nil
+	})
+	// A decision stored after later-stamped ones (a request overtaken by
+	// others, a replica's clock) is counted, once: by the order it was
+	// stored in, it may fall on the near side of the 1h window's start.
+	insert(at(f.a, store.OutcomeDeny, 90*time.Minute))
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		got, err := tx.Decisions().AgentStats(ctx, f.a.ID, now)
+		if err != nil || got.Decisions24h != 9 || got.Decisions1h < 5 || got.Decisions1h > 6 || got.Denials1h != got.Decisions1h-3 {
+			return fmt.Errorf("after a decision stored late: %+v, %v; want 9 in 24h, 5 or 6 in 1h with 2 or 3 denials", got, err)
 		}
 		return nil
 	})

@@ -328,20 +328,29 @@ CREATE TABLE decisions (
     ledger_index           bigint NOT NULL CHECK (ledger_index >= 0),
     response               text NOT NULL CHECK (length(response) > 0),
     created_at             timestamptz NOT NULL,
+    -- The agent's running counts including this decision (store.AgentTally):
+    -- the policy input's agent.stats are differences of two of them.
+    agent_seq              bigint NOT NULL CHECK (agent_seq > 0),
+    agent_denials          bigint NOT NULL CHECK (agent_denials BETWEEN 0 AND agent_seq),
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id),
     FOREIGN KEY (tenant_id, counterparty_id) REFERENCES counterparties (tenant_id, id)
 );
 CREATE UNIQUE INDEX decisions_by_idempotency_key ON decisions (tenant_id, agent_id, idempotency_key_sha256)
     WHERE idempotency_key_sha256 IS NOT NULL;
--- Agent ids are unique across organizations, so this index does not lead
+-- The agent's latest tally, and its tally as of a moment: each a seek.
+-- Agent ids are unique across organizations, so these indexes do not lead
 -- with tenant_id: the primary key must be the only index a lookup by
 -- (tenant_id, id) can use. The foreign-key checks of receipts and cases
 -- plan that lookup once per connection, often before the table has been
 -- analyzed; with (tenant_id, agent_id, created_at) here the planner took
 -- this index at equal cost and filtered every decision of the
 -- organization by id — a receipt insert growing linearly with them.
-CREATE INDEX decisions_by_agent_time ON decisions (agent_id, created_at);
+-- The tally is unique per organization: a duplicate in another's rows would
+-- answer "conflict" where its foreign key answers "not found", telling an
+-- organization that an agent id exists elsewhere.
+CREATE UNIQUE INDEX decisions_by_agent_seq ON decisions (agent_id, tenant_id, agent_seq) INCLUDE (agent_denials);
+CREATE INDEX decisions_by_agent_time ON decisions (agent_id, created_at, agent_seq) INCLUDE (agent_denials, tenant_id);
 
 CREATE TABLE receipts (
     tenant_id    uuid NOT NULL REFERENCES tenants (id),
@@ -462,18 +471,10 @@ GRANT SELECT, INSERT, UPDATE (status, bank_details_sealed, updated_at) ON counte
 GRANT SELECT, INSERT ON decisions, receipts TO {{tenant_role}};
 GRANT SELECT, INSERT, UPDATE (status, updated_at) ON cases TO {{tenant_role}};
 
--- Running counts that feed the policy input, kept in step with decisions
+-- Running counts of payments per counterparty, kept in step with decisions
 -- (same transaction), so that building an input costs the same on the
 -- millionth decision as on the first. Derived data: they change, decisions
 -- do not.
-CREATE TABLE agent_activity (
-    tenant_id uuid NOT NULL REFERENCES tenants (id),
-    agent_id  text NOT NULL,
-    minute    bigint NOT NULL,
-    decisions bigint NOT NULL CHECK (decisions >= 0),
-    denials   bigint NOT NULL CHECK (denials >= 0),
-    PRIMARY KEY (tenant_id, agent_id, minute)
-);
 CREATE TABLE counterparty_payments (
     tenant_id       uuid NOT NULL REFERENCES tenants (id),
     counterparty_id text NOT NULL,
@@ -483,7 +484,7 @@ CREATE TABLE counterparty_payments (
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['agent_activity', 'counterparty_payments'] LOOP
+    FOREACH t IN ARRAY ARRAY['counterparty_payments'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
         EXECUTE format($p$CREATE POLICY tenant_isolation ON %I
@@ -492,7 +493,6 @@ BEGIN
     END LOOP;
 END
 $$;
-GRANT SELECT, INSERT, UPDATE (decisions, denials) ON agent_activity TO {{tenant_role}};
 GRANT SELECT, INSERT, UPDATE (payments) ON counterparty_payments TO {{tenant_role}};
 
 -- ---------------------------------------------------------- platform log

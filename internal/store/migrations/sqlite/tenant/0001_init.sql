@@ -234,13 +234,19 @@ CREATE TABLE decisions (
     ledger_index           INTEGER NOT NULL CHECK (ledger_index >= 0),
     response               TEXT NOT NULL CHECK (length(response) > 0),
     created_at             TEXT NOT NULL,
+    -- The agent's running counts including this decision (store.AgentTally):
+    -- the policy input's agent.stats are differences of two of them.
+    agent_seq              INTEGER NOT NULL CHECK (agent_seq > 0),
+    agent_denials          INTEGER NOT NULL CHECK (agent_denials BETWEEN 0 AND agent_seq),
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id),
     FOREIGN KEY (tenant_id, counterparty_id) REFERENCES counterparties (tenant_id, id)
 ) STRICT;
 CREATE UNIQUE INDEX decisions_by_idempotency_key ON decisions (tenant_id, agent_id, idempotency_key_sha256)
     WHERE idempotency_key_sha256 IS NOT NULL;
-CREATE INDEX decisions_by_agent_time ON decisions (tenant_id, agent_id, created_at);
+-- The agent's latest tally, and its tally as of a moment: each a seek.
+CREATE UNIQUE INDEX decisions_by_agent_seq ON decisions (tenant_id, agent_id, agent_seq);
+CREATE INDEX decisions_by_agent_time ON decisions (tenant_id, agent_id, created_at, agent_seq, agent_denials);
 
 CREATE TABLE receipts (
     tenant_id    TEXT NOT NULL,
@@ -289,19 +295,10 @@ BEGIN SELECT RAISE(ABORT, 'append-only: a closed case never changes'); END;
 CREATE TRIGGER cases_no_delete BEFORE DELETE ON cases
 BEGIN SELECT RAISE(ABORT, 'append-only: cases are closed, not deleted'); END;
 
--- Running counts that feed the policy input, kept in step with decisions
+-- Running counts of payments per counterparty, kept in step with decisions
 -- (same transaction), so that building an input costs the same on the
--- millionth decision as on the first. agent_activity buckets an agent's
--- decisions by minute (unix seconds / 60); counterparty_payments counts
--- allowed payment.* decisions. Derived data: they change, decisions do not.
-CREATE TABLE agent_activity (
-    tenant_id TEXT NOT NULL,
-    agent_id  TEXT NOT NULL,
-    minute    INTEGER NOT NULL,
-    decisions INTEGER NOT NULL CHECK (decisions >= 0),
-    denials   INTEGER NOT NULL CHECK (denials >= 0),
-    PRIMARY KEY (tenant_id, agent_id, minute)
-) STRICT;
+-- millionth decision as on the first. Derived data: they change, decisions
+-- do not.
 CREATE TABLE counterparty_payments (
     tenant_id       TEXT NOT NULL,
     counterparty_id TEXT NOT NULL,
