@@ -15,7 +15,8 @@ import (
 // checks that each answers the request with an allow, then measures, one
 // after the other, OPA and AgentSigna in a closed loop and AgentSigna at
 // a fixed arrival rate, then GET /healthz at that rate (the floor under
-// any answer). It stops what it started before returning.
+// any answer), then OPA at half its own rate (the latency goal applied to
+// the reference). It stops what it started before returning.
 func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, err error) {
 	if err := o.validate(); err != nil {
 		return Report{}, err
@@ -125,6 +126,15 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 			phase(fmt.Sprintf("floor: GET /healthz, open loop at %s", formatRate(rate)))
 			floor := openLoop(ctx, newHealthzTarget(client, tenantURL), rate, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
 			rep.Floor = &floor
+		}
+		opaRate := o.OpenRate
+		if opaRate == 0 {
+			opaRate = rep.OPA.Rate / 2
+		}
+		if ctx.Err() == nil && opaRate > 0 {
+			phase(fmt.Sprintf("opa, open loop at %s", formatRate(opaRate)))
+			opaOpen := openLoop(ctx, ot, opaRate, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
+			rep.OPAOpen = &opaOpen
 		}
 	}
 	return rep, ctx.Err()

@@ -95,11 +95,14 @@ func checkReport(t *testing.T, rep Report) {
 		t.Fatal(err)
 	}
 	results := rep.Results()
-	if len(results) != 4 || rep.Floor == nil {
-		t.Fatalf("%d phases ran, want 4 (opa, agentsigna closed and open loop, the healthz floor)", len(results))
+	if len(results) != 5 || rep.Floor == nil || rep.OPAOpen == nil {
+		t.Fatalf("%d phases ran, want 5 (opa and agentsigna closed and open loop, the healthz floor)", len(results))
 	}
 	if rep.Floor.OfferedRate != rep.Open.OfferedRate {
 		t.Errorf("the floor ran at %v/s, the open loop at %v/s", rep.Floor.OfferedRate, rep.Open.OfferedRate)
+	}
+	if want := rep.OPA.Rate / 2; rep.OPAOpen.OfferedRate != want || !strings.HasPrefix(rep.OPAOpen.Target, "opa ") {
+		t.Errorf("opa's open loop: %s at %v/s, want opa at half its closed-loop rate, %v/s", rep.OPAOpen.Target, rep.OPAOpen.OfferedRate, want)
 	}
 	for _, res := range results {
 		if res.Requests == 0 || res.Rate <= 0 || res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 {

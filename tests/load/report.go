@@ -29,6 +29,10 @@ type Report struct {
 	// harness and listener: the latency that is not the decision's. Nil
 	// when the open loop was skipped.
 	Floor *Result
+	// OPAOpen is OPA in an open loop at half its own closed-loop rate (or
+	// at --open-rate): the latency goal applied to the reference. Nil when
+	// the open loop was skipped.
+	OPAOpen *Result
 }
 
 // Results lists the phases that ran.
@@ -39,6 +43,9 @@ func (r Report) Results() []Result {
 	}
 	if r.Floor != nil {
 		out = append(out, *r.Floor)
+	}
+	if r.OPAOpen != nil {
+		out = append(out, *r.OPAOpen)
 	}
 	return out
 }
@@ -88,6 +95,11 @@ func (r Report) Print(w io.Writer) {
 	if r.Floor != nil {
 		fmt.Fprintf(w, "floor at %s, GET /healthz through the same harness and listener: p50 %s, p99 %s\n",
 			formatRate(r.Floor.OfferedRate), formatLatency(r.Floor.P50), formatLatency(r.Floor.P99))
+	}
+	if r.OPAOpen != nil {
+		fmt.Fprintf(w, "the same latency goal for opa, p99 at %s (%s): %s (%s)\n",
+			formatRate(r.OPAOpen.OfferedRate), strings.Replace(halfOrGiven(o), "the closed-loop", "its closed-loop", 1),
+			formatLatency(r.OPAOpen.P99), met(r.OPAOpen.Requests > 0 && r.OPAOpen.P99 <= goalP99AtHalf))
 	}
 	fmt.Fprintln(w, "requests/s by quarter of each window:")
 	for _, res := range r.Results() {
