@@ -39,12 +39,9 @@ type DecisionTx interface {
 	// AgentStats counts the agent's decisions made after now−1h and
 	// now−24h (a decision exactly at the window's start is outside it;
 	// one stamped after now, by a replica whose clock runs ahead, counts),
-	// at a cost that does not grow with them (AgentTally). The counts
-	// follow the order decisions were stored in: exact when that is the
-	// order of their times, as when the decision service records them;
-	// a decision stored after a later-stamped one of the same agent — a
-	// request that overtook it, a replica's clock — may count on the other
-	// side of a window's start, never twice and never lost from the total.
+	// at a cost that does not grow with them. A decision stored after a
+	// later-stamped one of the same agent counts as made at that one's
+	// time (AgentTally).
 	AgentStats(ctx context.Context, agentID string, now time.Time) (AgentStats, error)
 }
 
@@ -384,19 +381,32 @@ func CheckCase(c Case) error {
 }
 
 // AgentTally is an agent's running decision and denial counts as of one
-// of its decisions: each decision row stores its agent's tally including
-// itself (agent_seq, agent_denials). An agent's decisions after a moment
-// are then its latest tally less the tally of its newest decision at or
+// of its decisions, with the time they run to: each decision row stores
+// its agent's tally including itself (agent_seq, agent_denials,
+// agent_tally_at). An agent's decisions after a moment are then its latest
+// tally less the tally of its newest decision whose tally time is at or
 // before that moment: two index seeks, however many decisions it made.
+//
+// The tally time is the decision's time, or the previous tally's when
+// that is later: decisions are stored in the order their ledger batches
+// commit, which may differ from the order of their times (a request
+// overtaken by another of the same agent, replicas' clocks). Tally times
+// never go back, so a decision stored after a later-stamped one counts as
+// made at that one's time: it leaves a window that much later, and is
+// never counted twice nor lost.
 type AgentTally struct {
 	Decisions, Denials int64
+	At                 time.Time
 }
 
-// Add is the tally after one more decision of the outcome.
-func (t AgentTally) Add(o Outcome) AgentTally {
+// Add is the tally after one more decision, of outcome o, made at t.
+func (t AgentTally) Add(o Outcome, at time.Time) AgentTally {
 	t.Decisions++
 	if o == OutcomeDeny {
 		t.Denials++
+	}
+	if at.After(t.At) {
+		t.At = at
 	}
 	return t
 }

@@ -62,8 +62,9 @@ func queueRecords(b *pgx.Batch, tenantID string, records []store.DecisionRecord)
 
 // queueDecisions queues checked decisions and their counters: one array
 // insert, which gives each decision its agent's tally (store.AgentTally:
-// the agent's latest stored tally, one seek, plus a running count over the
-// batch), and one upsert row per counterparty paid. Insert and Record send
+// the agent's latest stored tally, one seek, plus running counts and the
+// running latest time over the batch; greatest ignores the NULL of an
+// agent's first decision), and one upsert row per counterparty paid. Insert and Record send
 // one this way, a pipeline all of its own. Ledger batches hold the log's
 // lock, so no two store tallies of one agent at once; anything else that
 // tried would fail on decisions_by_agent_seq, not count twice.
@@ -92,18 +93,19 @@ func queueDecisions(b *pgx.Batch, tenantID string, decisions []store.Decision) e
 		approvals[i] = int32(d.ApprovalsRequired)
 		keys[i], requests[i], indexes[i], created[i] = d.IdempotencyKeySHA256, d.RequestSHA256, int64(d.LedgerIndex), d.CreatedAt
 	}
-	b.Queue(`INSERT INTO decisions (tenant_id, `+decisionColumns+`, agent_seq, agent_denials)
+	b.Queue(`INSERT INTO decisions (tenant_id, `+decisionColumns+`, agent_seq, agent_denials, agent_tally_at)
 		SELECT $1, u.id, u.agent_id, u.action, u.action_type, u.counterparty_id, u.reason, u.outcome, u.reasons, u.approvals_required,
 			u.base_revision, u.tenant_revision, u.tenant_bundle_sha256, u.idempotency_key_sha256, u.request_sha256, u.ledger_index,
 			u.response, u.created_at,
 			coalesce(l.seq, 0) + row_number() OVER w,
-			coalesce(l.denials, 0) + count(*) FILTER (WHERE u.outcome = 'deny') OVER w
+			coalesce(l.denials, 0) + count(*) FILTER (WHERE u.outcome = 'deny') OVER w,
+			greatest(l.tally_at, max(u.created_at) OVER w)
 		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
 			$10::integer[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::bigint[], $17::text[], $18::timestamptz[])
 			WITH ORDINALITY AS u(id, agent_id, action, action_type, counterparty_id, reason, outcome, reasons, approvals_required,
 				base_revision, tenant_revision, tenant_bundle_sha256, idempotency_key_sha256, request_sha256, ledger_index,
 				response, created_at, ord)
-		LEFT JOIN LATERAL (SELECT d.agent_seq AS seq, d.agent_denials AS denials FROM decisions d
+		LEFT JOIN LATERAL (SELECT d.agent_seq AS seq, d.agent_denials AS denials, d.agent_tally_at AS tally_at FROM decisions d
 			WHERE d.tenant_id = $1 AND d.agent_id = u.agent_id ORDER BY d.agent_seq DESC LIMIT 1) AS l ON true
 		WINDOW w AS (PARTITION BY u.agent_id ORDER BY u.ord)`,
 		tenantID, ids, agents, actions, types, counterparties, reasonTexts, outcomes, reasons,

@@ -133,15 +133,16 @@ func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Ti
 }
 
 // agentStatsQuery reads an agent's latest tally and its tallies as of two
-// moments (?3, ?4): the newest decision at or before each.
+// moments (?3, ?4): the newest decision whose tally time is at or before
+// each.
 const agentStatsQuery = `SELECT coalesce(l.s, 0), coalesce(l.d, 0), coalesce(h.s, 0), coalesce(h.d, 0), coalesce(y.s, 0)
 	FROM (SELECT 1)
 	LEFT JOIN (SELECT agent_seq AS s, agent_denials AS d FROM decisions
 		WHERE tenant_id = ?1 AND agent_id = ?2 ORDER BY agent_seq DESC LIMIT 1) AS l
 	LEFT JOIN (SELECT agent_seq AS s, agent_denials AS d FROM decisions
-		WHERE tenant_id = ?1 AND agent_id = ?2 AND created_at <= ?3 ORDER BY created_at DESC, agent_seq DESC LIMIT 1) AS h
+		WHERE tenant_id = ?1 AND agent_id = ?2 AND agent_tally_at <= ?3 ORDER BY agent_tally_at DESC, agent_seq DESC LIMIT 1) AS h
 	LEFT JOIN (SELECT agent_seq AS s FROM decisions
-		WHERE tenant_id = ?1 AND agent_id = ?2 AND created_at <= ?4 ORDER BY created_at DESC, agent_seq DESC LIMIT 1) AS y`
+		WHERE tenant_id = ?1 AND agent_id = ?2 AND agent_tally_at <= ?4 ORDER BY agent_tally_at DESC, agent_seq DESC LIMIT 1) AS y`
 
 // receiptable is the condition on decision d for it to have a receipt: it
 // was allowed, or its case was approved.

@@ -73,9 +73,9 @@ func insertDecisions(ctx context.Context, tx *sql.Tx, tenantID string, decisions
 		rows[i] = []any{tenantID, dec.ID, dec.AgentID, dec.Action, dec.ActionType, counterparty,
 			dec.Reason, string(dec.Outcome), string(reasons), dec.ApprovalsRequired, dec.BaseRevision, dec.TenantRevision, dec.TenantBundleSHA256,
 			nullBytes(dec.IdempotencyKeySHA256), dec.RequestSHA256, int64(dec.LedgerIndex), dec.Response, formatTime(dec.CreatedAt),
-			tallies[i].Decisions, tallies[i].Denials}
+			tallies[i].Decisions, tallies[i].Denials, formatTime(tallies[i].At)}
 	}
-	if err := insertRows(ctx, tx, "decisions", "tenant_id, "+decisionColumns+", agent_seq, agent_denials", rows, ""); err != nil {
+	if err := insertRows(ctx, tx, "decisions", "tenant_id, "+decisionColumns+", agent_seq, agent_denials, agent_tally_at", rows, ""); err != nil {
 		return err
 	}
 	payments := store.SumPayments(decisions)
@@ -88,7 +88,8 @@ func insertDecisions(ctx context.Context, tx *sql.Tx, tenantID string, decisions
 }
 
 // nextTallies gives each decision its agent's tally including it, in
-// order, from each agent's latest stored tally (one seek per agent). The
+// order, from each agent's latest stored tally (one seek per agent; the
+// tally time never goes back, see store.AgentTally). The
 // transaction holds the write lock: nobody stores a tally in between.
 func nextTallies(ctx context.Context, tx *sql.Tx, tenantID string, decisions []store.Decision) ([]store.AgentTally, error) {
 	latest := make(map[string]store.AgentTally, 1)
@@ -96,13 +97,20 @@ func nextTallies(ctx context.Context, tx *sql.Tx, tenantID string, decisions []s
 	for i, d := range decisions {
 		t, ok := latest[d.AgentID]
 		if !ok {
-			err := tx.QueryRowContext(ctx, `SELECT agent_seq, agent_denials FROM decisions
-				WHERE tenant_id = ? AND agent_id = ? ORDER BY agent_seq DESC LIMIT 1`, tenantID, d.AgentID).Scan(&t.Decisions, &t.Denials)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			var at string
+			err := tx.QueryRowContext(ctx, `SELECT agent_seq, agent_denials, agent_tally_at FROM decisions
+				WHERE tenant_id = ? AND agent_id = ? ORDER BY agent_seq DESC LIMIT 1`, tenantID, d.AgentID).Scan(&t.Decisions, &t.Denials, &at)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
 				return nil, mapErr(err)
+			default:
+				if t.At, err = parseTime(at); err != nil {
+					return nil, err
+				}
 			}
 		}
-		t = t.Add(d.Outcome)
+		t = t.Add(d.Outcome, d.CreatedAt)
 		latest[d.AgentID], out[i] = t, t
 	}
 	return out, nil

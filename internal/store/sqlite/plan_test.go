@@ -61,7 +61,7 @@ func TestAgentStatsSeeksTheIndexes(t *testing.T) {
 	now := time.Now()
 	plan := queryPlan(t, db, agentStatsQuery, acme.ID, store.NewID(store.PrefixAgent),
 		formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour)))
-	if strings.Count(plan, "SEARCH decisions USING COVERING INDEX decisions_by_agent_time (tenant_id=? AND agent_id=? AND created_at<?)") != 2 ||
+	if strings.Count(plan, "SEARCH decisions USING COVERING INDEX decisions_by_agent_time (tenant_id=? AND agent_id=? AND agent_tally_at<?)") != 2 ||
 		!strings.Contains(plan, "SEARCH decisions USING INDEX decisions_by_agent_seq (tenant_id=? AND agent_id=?)") ||
 		strings.Contains(plan, "SCAN decisions") || strings.Contains(plan, "TEMP B-TREE") {
 		t.Fatalf("plan:\n%s", plan)

@@ -8,7 +8,7 @@ import (
 )
 
 // maxRowsPerInsert bounds one multi-row INSERT: 256 rows of the widest
-// table (decisions, 18 columns) stay far below SQLite's 32,766 bound
+// table (decisions, 21 columns) stay far below SQLite's 32,766 bound
 // parameters.
 const maxRowsPerInsert = 256
 

@@ -240,13 +240,41 @@ func testAgentStats(t *testing.T, h Harness) {
 		return nil
 	})
 	// A decision stored after later-stamped ones (a request overtaken by
-	// others, a replica's clock) is counted, once: by the order it was
-	// stored in, it may fall on the near side of the 1h window's start.
+	// others, a replica's clock) counts as made at the latest of them
+	// (store.AgentTally): once, in both windows now, and in none once the
+	// windows have passed it.
 	insert(at(f.a, store.OutcomeDeny, 90*time.Minute))
+	// The same within one pipeline (PostgreSQL's array insert): b's -4m
+	// decision is stored after its -3m one.
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
-		got, err := tx.Decisions().AgentStats(ctx, f.a.ID, now)
-		if err != nil || got.Decisions24h != 9 || got.Decisions1h < 5 || got.Decisions1h > 6 || got.Denials1h != got.Decisions1h-3 {
-			return fmt.Errorf("after a decision stored late: %+v, %v; want 9 in 24h, 5 or 6 in 1h with 2 or 3 denials", got, err)
+		return tx.Pipeline(ctx, func(ctx context.Context) error {
+			for _, ago := range []time.Duration{3 * time.Minute, 4 * time.Minute, 2 * time.Minute} {
+				d := at(f.b, store.OutcomeDeny, ago)
+				d.ID = store.NewID(store.PrefixDecision)
+				if err := tx.Decisions().Record(ctx, store.DecisionRecord{Decision: d}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		for _, tc := range []struct {
+			what  string
+			agent string
+			now   time.Time
+			want  store.AgentStats
+		}{
+			{"a, stored late", f.a.ID, now, store.AgentStats{Decisions1h: 6, Denials1h: 3, Decisions24h: 9}},
+			{"a, two days on", f.a.ID, now.Add(48 * time.Hour), store.AgentStats{}},
+			{"b, pipelined", f.b.ID, now, store.AgentStats{Decisions1h: 4, Denials1h: 4, Decisions24h: 4}},
+			// The window starts between -3m and -2m: only -2m is after it.
+			{"b, window past -3m", f.b.ID, now.Add(time.Hour - 3*time.Minute + time.Second), store.AgentStats{Decisions1h: 1, Denials1h: 1, Decisions24h: 4}},
+			{"b, two days on", f.b.ID, now.Add(48 * time.Hour), store.AgentStats{}},
+		} {
+			if got, err := tx.Decisions().AgentStats(ctx, tc.agent, tc.now); err != nil || got != tc.want {
+				return fmt.Errorf("%s: AgentStats = %+v, %v; want %+v", tc.what, got, err, tc.want)
+			}
 		}
 		return nil
 	})
@@ -518,8 +546,8 @@ func testRecord(t *testing.T, h Harness) {
 	// In a Pipeline, under a Savepoint: records go together, and one
 	// refused takes the others of its pipeline with it, nothing else.
 	p1, p2, p3, p4 := record(store.OutcomeAllow), record(store.OutcomeEscalate), record(store.OutcomeAllow), record(store.OutcomeDeny)
-	// Two more payments and a denial in p1's pipeline: its counters are
-	// summed per agent, minute and counterparty.
+	// Two more payments and a denial in p1's pipeline: the agent's tallies
+	// run on within it, and the counterparty's payments are summed.
 	p1b, p1d := record(store.OutcomeAllow), record(store.OutcomeDeny)
 	// p5 goes in a pipeline whose savepoint around undone fails.
 	p5, undone := record(store.OutcomeAllow), record(store.OutcomeAllow)

@@ -328,10 +328,12 @@ CREATE TABLE decisions (
     ledger_index           bigint NOT NULL CHECK (ledger_index >= 0),
     response               text NOT NULL CHECK (length(response) > 0),
     created_at             timestamptz NOT NULL,
-    -- The agent's running counts including this decision (store.AgentTally):
-    -- the policy input's agent.stats are differences of two of them.
+    -- The agent's running counts including this decision, and the time they
+    -- run to (store.AgentTally): the policy input's agent.stats are
+    -- differences of two of them.
     agent_seq              bigint NOT NULL CHECK (agent_seq > 0),
     agent_denials          bigint NOT NULL CHECK (agent_denials BETWEEN 0 AND agent_seq),
+    agent_tally_at         timestamptz NOT NULL CHECK (agent_tally_at >= created_at),
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id),
     FOREIGN KEY (tenant_id, counterparty_id) REFERENCES counterparties (tenant_id, id)
@@ -349,8 +351,8 @@ CREATE UNIQUE INDEX decisions_by_idempotency_key ON decisions (tenant_id, agent_
 -- The tally is unique per organization: a duplicate in another's rows would
 -- answer "conflict" where its foreign key answers "not found", telling an
 -- organization that an agent id exists elsewhere.
-CREATE UNIQUE INDEX decisions_by_agent_seq ON decisions (agent_id, tenant_id, agent_seq) INCLUDE (agent_denials);
-CREATE INDEX decisions_by_agent_time ON decisions (agent_id, created_at, agent_seq) INCLUDE (agent_denials, tenant_id);
+CREATE UNIQUE INDEX decisions_by_agent_seq ON decisions (agent_id, tenant_id, agent_seq) INCLUDE (agent_denials, agent_tally_at);
+CREATE INDEX decisions_by_agent_time ON decisions (agent_id, agent_tally_at, agent_seq) INCLUDE (agent_denials, tenant_id);
 
 CREATE TABLE receipts (
     tenant_id    uuid NOT NULL REFERENCES tenants (id),

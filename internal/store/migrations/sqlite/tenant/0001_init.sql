@@ -234,10 +234,12 @@ CREATE TABLE decisions (
     ledger_index           INTEGER NOT NULL CHECK (ledger_index >= 0),
     response               TEXT NOT NULL CHECK (length(response) > 0),
     created_at             TEXT NOT NULL,
-    -- The agent's running counts including this decision (store.AgentTally):
-    -- the policy input's agent.stats are differences of two of them.
+    -- The agent's running counts including this decision, and the time they
+    -- run to (store.AgentTally): the policy input's agent.stats are
+    -- differences of two of them.
     agent_seq              INTEGER NOT NULL CHECK (agent_seq > 0),
     agent_denials          INTEGER NOT NULL CHECK (agent_denials BETWEEN 0 AND agent_seq),
+    agent_tally_at         TEXT NOT NULL CHECK (agent_tally_at >= created_at),
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, agent_id) REFERENCES agents (tenant_id, id),
     FOREIGN KEY (tenant_id, counterparty_id) REFERENCES counterparties (tenant_id, id)
@@ -246,7 +248,7 @@ CREATE UNIQUE INDEX decisions_by_idempotency_key ON decisions (tenant_id, agent_
     WHERE idempotency_key_sha256 IS NOT NULL;
 -- The agent's latest tally, and its tally as of a moment: each a seek.
 CREATE UNIQUE INDEX decisions_by_agent_seq ON decisions (tenant_id, agent_id, agent_seq);
-CREATE INDEX decisions_by_agent_time ON decisions (tenant_id, agent_id, created_at, agent_seq, agent_denials);
+CREATE INDEX decisions_by_agent_time ON decisions (tenant_id, agent_id, agent_tally_at, agent_seq, agent_denials);
 
 CREATE TABLE receipts (
     tenant_id    TEXT NOT NULL,
