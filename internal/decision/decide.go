@@ -60,7 +60,7 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 		return Response{}, err
 	}
 	if g.previous != nil {
-		return replay(*g.previous, v.sha256)
+		return replay(*g.previous, g.answered, v.sha256)
 	}
 	if err := s.ensurePolicy(ctx, org); err != nil {
 		return Response{}, err
@@ -94,8 +94,9 @@ func idempotencyKeyHash(key string) ([]byte, error) {
 // gathered is what the store says about a request before it is evaluated.
 type gathered struct {
 	// previous is the decision the agent already made under the same
-	// Idempotency-Key; nothing else is read then.
+	// Idempotency-Key, answered with answered; nothing else is read then.
 	previous *store.Decision
+	answered Response
 	agent    store.Agent
 	input    Input
 	signer   *signing.ReceiptSigner
@@ -111,7 +112,8 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 			d, err := tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash)
 			if err == nil {
 				g.previous = &d
-				return nil
+				g.answered, err = readResponse(ctx, tx, d)
+				return err
 			}
 			if !errors.Is(err, store.ErrNotFound) {
 				return err
@@ -177,12 +179,13 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 	return g, err
 }
 
-// replay answers a request made again under the same Idempotency-Key.
-func replay(d store.Decision, requestSHA256 []byte) (Response, error) {
+// replay answers a request made again under the same Idempotency-Key
+// with the answer d was given.
+func replay(d store.Decision, answered Response, requestSHA256 []byte) (Response, error) {
 	if !sameDigest(d.RequestSHA256, requestSHA256) {
 		return Response{}, ErrIdempotencyMismatch
 	}
-	return decodeResponse(d)
+	return answered, nil
 }
 
 func sameDigest(a, b []byte) bool { return len(a) == len(b) && string(a) == string(b) }
@@ -193,13 +196,17 @@ func sameDigest(a, b []byte) bool { return len(a) == len(b) && string(a) == stri
 // what it decided, recorded (their decision id is never stored).
 func (s *Service) replayAfterRace(ctx context.Context, org Organization, agentID string, keyHash, requestSHA256 []byte) (Response, error) {
 	var d store.Decision
+	var answered Response
 	err := s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		d, err = tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash)
+		if d, err = tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash); err != nil {
+			return err
+		}
+		answered, err = readResponse(ctx, tx, d)
 		return err
 	})
 	if err != nil {
 		return Response{}, fmt.Errorf("decision: reread after an idempotency conflict: %w", err)
 	}
-	return replay(d, requestSHA256)
+	return replay(d, answered, requestSHA256)
 }

@@ -2,7 +2,6 @@ package decision
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -67,7 +66,8 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 		resp.Case = &CaseSummary{ID: opened.ID, Status: opened.Status, ApprovalsRequired: opened.ApprovalsRequired, ExpiresAt: opened.ExpiresAt}
 	}
 	// The rows are stored in the batch's transaction, once the entries
-	// have their indexes and proof: the stored response is the one sent.
+	// have their indexes and proof: the stored response is the one sent
+	// (its receipt kept in the receipt's row, see storedResponse).
 	write := func(ctx context.Context, tx store.TenantTx, appended []ledger.Appended) error {
 		entry := appended[0]
 		if receipt != nil {
@@ -76,7 +76,7 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 		// The proof is against the checkpoint signed for the decision's
 		// own batch: the response's checkpoint and proof go together.
 		resp.Ledger = LedgerProof{Index: entry.Index, LeafHash: entry.LeafHash, Checkpoint: string(entry.Checkpoint.Note), InclusionProof: entry.Proof}
-		body, err := json.Marshal(resp)
+		body, err := storedResponse(resp)
 		if err != nil {
 			return fmt.Errorf("decision: encode the response: %w", err)
 		}

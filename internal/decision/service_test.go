@@ -84,6 +84,15 @@ func TestDecideAllow(t *testing.T) {
 			if b, _ := json.Marshal(again); string(b) != string(body) {
 				t.Fatalf("GetDecision =\n%s\nwant\n%s", b, body)
 			}
+			// The JWS is stored once, in the receipt's row: the decision's
+			// row keeps the rest of the response.
+			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				d, err := tx.Decisions().Get(ctx, resp.DecisionID)
+				if err == nil && (strings.Contains(d.Response, `"receipt"`) || !strings.Contains(d.Response, `"ledger"`)) {
+					t.Errorf("stored response %s", d.Response)
+				}
+				return err
+			})
 
 			// The allowed payment counts for the counterparty's history.
 			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
@@ -371,6 +380,32 @@ func TestAgentsSeeOnlyTheirOwn(t *testing.T) {
 				if !errors.Is(err, store.ErrNotFound) {
 					t.Errorf("%s: %v, want ErrNotFound", name, err)
 				}
+			}
+		})
+	}
+}
+
+// An allowed decision whose receipt row is missing is a broken store: the
+// agent gets an error, not a response without its receipt, nor a "not
+// found" that would pass for an unknown decision.
+func TestAllowedDecisionWithoutReceipt(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			agent := e.agent(t, store.RiskLow)
+			var d store.Decision
+			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				var err error
+				d, err = tx.Decisions().Insert(ctx, store.Decision{
+					AgentID: agent.ID, Action: `{"type":"invoice.approve"}`, ActionType: "invoice.approve",
+					Reason: "r", Outcome: store.OutcomeAllow, BaseRevision: "b", RequestSHA256: make([]byte, 32),
+					Response: `{"decision_id":"x","outcome":"allow","reasons":[]}`,
+				})
+				return err
+			})
+			resp, err := e.service.GetDecision(context.Background(), e.org, agent.ID, d.ID)
+			if err == nil || errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("GetDecision = %+v, %v; want an internal error", resp, err)
 			}
 		})
 	}
