@@ -121,8 +121,7 @@ func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Ti
 		return store.AgentStats{}, err
 	}
 	now = store.StoredTime(now)
-	// The latest tally, and the tallies as of each window's start: three
-	// seeks (decisions_by_agent_seq, decisions_by_agent_time).
+	// The latest tally, and the tallies as of each window's start.
 	var latest, hourAgo, dayAgo store.AgentTally
 	err := d.tx.QueryRowContext(ctx, agentStatsQuery, d.tenantID, agentID, formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour))).
 		Scan(&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions)
@@ -133,16 +132,22 @@ func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Ti
 }
 
 // agentStatsQuery reads an agent's latest tally and its tallies as of two
-// moments (?3, ?4): the newest decision whose tally time is at or before
-// each.
-const agentStatsQuery = `SELECT coalesce(l.s, 0), coalesce(l.d, 0), coalesce(h.s, 0), coalesce(h.d, 0), coalesce(y.s, 0)
-	FROM (SELECT 1)
-	LEFT JOIN (SELECT agent_seq AS s, agent_denials AS d FROM decisions
-		WHERE tenant_id = ?1 AND agent_id = ?2 ORDER BY agent_seq DESC LIMIT 1) AS l
-	LEFT JOIN (SELECT agent_seq AS s, agent_denials AS d FROM decisions
-		WHERE tenant_id = ?1 AND agent_id = ?2 AND agent_tally_at <= ?3 ORDER BY agent_tally_at DESC, agent_seq DESC LIMIT 1) AS h
-	LEFT JOIN (SELECT agent_seq AS s FROM decisions
-		WHERE tenant_id = ?1 AND agent_id = ?2 AND agent_tally_at <= ?4 ORDER BY agent_tally_at DESC, agent_seq DESC LIMIT 1) AS y`
+// moments (?3, ?4): each the newest decision whose tally time is at or
+// before it, a seek of the covering decisions_by_agent_time (tally times
+// never go back, so the newest of all is the latest tally). Scalar
+// subqueries: joined subqueries were each materialized in a temporary
+// b-tree.
+const agentStatsQuery = `SELECT
+	coalesce((SELECT agent_seq FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2
+		ORDER BY agent_tally_at DESC, agent_seq DESC LIMIT 1), 0),
+	coalesce((SELECT agent_denials FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2
+		ORDER BY agent_tally_at DESC, agent_seq DESC LIMIT 1), 0),
+	coalesce((SELECT agent_seq FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND agent_tally_at <= ?3
+		ORDER BY agent_tally_at DESC, agent_seq DESC LIMIT 1), 0),
+	coalesce((SELECT agent_denials FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND agent_tally_at <= ?3
+		ORDER BY agent_tally_at DESC, agent_seq DESC LIMIT 1), 0),
+	coalesce((SELECT agent_seq FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND agent_tally_at <= ?4
+		ORDER BY agent_tally_at DESC, agent_seq DESC LIMIT 1), 0)`
 
 // receiptable is the condition on decision d for it to have a receipt: it
 // was allowed, or its case was approved.

@@ -99,7 +99,7 @@ func nextTallies(ctx context.Context, tx *sql.Tx, tenantID string, decisions []s
 		if !ok {
 			var at string
 			err := tx.QueryRowContext(ctx, `SELECT agent_seq, agent_denials, agent_tally_at FROM decisions
-				WHERE tenant_id = ? AND agent_id = ? ORDER BY agent_seq DESC LIMIT 1`, tenantID, d.AgentID).Scan(&t.Decisions, &t.Denials, &at)
+				WHERE tenant_id = ? AND agent_id = ? ORDER BY agent_tally_at DESC, agent_seq DESC LIMIT 1`, tenantID, d.AgentID).Scan(&t.Decisions, &t.Denials, &at)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 			case err != nil:
