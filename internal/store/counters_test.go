@@ -64,3 +64,27 @@ func TestAgentTally(t *testing.T) {
 		t.Fatalf("nothing since: %+v", got)
 	}
 }
+
+// A clone shares no memory with its record: what the caller changes after
+// Record returns does not reach a queued record.
+func TestDecisionRecordClone(t *testing.T) {
+	r := DecisionRecord{
+		Decision: Decision{ID: "dec_1", Reasons: []string{"a"}, IdempotencyKeySHA256: []byte{1}, RequestSHA256: []byte{2}},
+		Receipt:  &Receipt{ID: "rct_1"},
+		Case:     &Case{ID: "case_1"},
+	}
+	c := r.Clone()
+	r.Decision.Reasons[0], r.Decision.IdempotencyKeySHA256[0], r.Decision.RequestSHA256[0] = "changed", 9, 9
+	r.Receipt.ID, r.Case.ID = "rct_changed", "case_changed"
+	want := DecisionRecord{
+		Decision: Decision{ID: "dec_1", Reasons: []string{"a"}, IdempotencyKeySHA256: []byte{1}, RequestSHA256: []byte{2}},
+		Receipt:  &Receipt{ID: "rct_1"},
+		Case:     &Case{ID: "case_1"},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("clone after the original changed: %+v (receipt %+v, case %+v)", c, c.Receipt, c.Case)
+	}
+	if n := (DecisionRecord{}).Clone(); n.Decision.IdempotencyKeySHA256 != nil || n.Receipt != nil || n.Case != nil {
+		t.Fatalf("a clone of an empty record: %+v; nil stays nil (a NULL key)", n)
+	}
+}
