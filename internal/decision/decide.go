@@ -112,7 +112,10 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 			d, err := tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash)
 			if err == nil {
 				g.previous = &d
-				g.answered, err = readResponse(ctx, tx, d)
+				if sameDigest(d.RequestSHA256, v.sha256) {
+					// Otherwise replay refuses it: no answer to read.
+					g.answered, err = readResponse(ctx, tx, d)
+				}
 				return err
 			}
 			if !errors.Is(err, store.ErrNotFound) {
