@@ -393,7 +393,10 @@ func CheckCase(c Case) error {
 // overtaken by another of the same agent, replicas' clocks). Tally times
 // never go back, so a decision stored after a later-stamped one counts as
 // made at that one's time: it leaves a window that much later, and is
-// never counted twice nor lost.
+// never counted twice nor lost. The lag is the clocks' disorder: a
+// decision stamped by a clock running an hour ahead would hold the
+// agent's next decisions in the windows an hour longer — a skew that
+// would already break its five-minute access tokens.
 type AgentTally struct {
 	Decisions, Denials int64
 	At                 time.Time
