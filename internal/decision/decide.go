@@ -3,7 +3,6 @@ package decision
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -18,7 +17,7 @@ import (
 //     decision the agent already made under it is replayed unchanged if
 //     the request is the same (RFC 8785 canonical JSON, SHA-256), and
 //     ErrIdempotencyMismatch if it is not;
-//  2. read, in one read-only transaction, the agent (ErrUnknownAgent), the
+//  2. read, in one read (store.ReadDecisionInputs), the agent (ErrUnknownAgent), the
 //     counterparty the action names (ErrInvalidRequest when the
 //     organization has none by that id) and the agent's recent decision
 //     counts; and take the organization's receipt signer (cached; created
@@ -94,7 +93,7 @@ func idempotencyKeyHash(key string) ([]byte, error) {
 // gathered is what the store says about a request before it is evaluated.
 type gathered struct {
 	// previous is the decision the agent already made under the same
-	// Idempotency-Key, answered with answered; nothing else is read then.
+	// Idempotency-Key, answered with answered; nothing else is used then.
 	previous *store.Decision
 	answered Response
 	agent    store.Agent
@@ -102,71 +101,53 @@ type gathered struct {
 	signer   *signing.ReceiptSigner
 }
 
-// gather reads the policy input in one read-only transaction, which does
-// not queue behind the ledger's batch transactions, and takes the receipt
-// signer (step 2 of Decide).
+// gather reads the policy input in one read (store.ReadDecisionInputs: one
+// round trip on PostgreSQL), which does not queue behind the ledger's
+// batch transactions, and takes the receipt signer (step 2 of Decide).
 func (s *Service) gather(ctx context.Context, org Organization, agentID string, v *validRequest, keyHash []byte, now time.Time) (gathered, error) {
 	var g gathered
-	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if keyHash != nil {
-			d, err := tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash)
-			if err == nil {
-				g.previous = &d
-				if sameDigest(d.RequestSHA256, v.sha256) {
-					// Otherwise replay refuses it: no answer to read.
-					g.answered, err = readResponse(ctx, tx, d)
-				}
-				return err
-			}
-			if !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-		}
-		agent, err := tx.Agents().Get(ctx, agentID)
-		if errors.Is(err, store.ErrNotFound) {
-			return ErrUnknownAgent
-		}
-		if err != nil {
-			return err
-		}
-		stats, err := tx.Decisions().AgentStats(ctx, agentID, now)
-		if err != nil {
-			return err
-		}
-		g.agent = agent
-		g.input = Input{
-			Action: v.inputAction(),
-			Reason: v.Reason,
-			Agent: Agent{
-				ID: agent.ID, Name: agent.Name, Sponsor: agent.Sponsor,
-				RiskTier: string(agent.RiskTier), Status: string(agent.Status), CreatedAt: agent.CreatedAt,
-				Stats: AgentStats{Decisions1h: stats.Decisions1h, Denials1h: stats.Denials1h, Decisions24h: stats.Decisions24h},
-			},
-			Tenant: Tenant{ID: org.ID, Slug: org.Slug},
-			Time:   now,
-		}
-		if id := v.Action.Counterparty; id != "" {
-			cp, err := tx.Counterparties().Get(ctx, id)
-			if errors.Is(err, store.ErrNotFound) {
-				// Another organization's counterparty is not visible here:
-				// the same answer as one that never existed.
-				return invalid("action.counterparty: the organization has no such counterparty")
-			}
-			if err != nil {
-				return err
-			}
-			payments, err := tx.Counterparties().PaymentsCount(ctx, id)
-			if err != nil {
-				return err
-			}
-			// Status, age and history only: the sealed bank details stay
-			// in the store row and go nowhere.
-			g.input.Counterparty = &Counterparty{ID: cp.ID, Status: string(cp.Status), CreatedAt: cp.CreatedAt, PaymentsCount: payments}
-		}
-		return nil
+	in, err := s.cfg.Tenants.ReadDecisionInputs(ctx, org.ID, store.DecisionInputsQuery{
+		AgentID: agentID, IdempotencyKeySHA256: keyHash, CounterpartyID: v.Action.Counterparty, Now: now,
 	})
-	if err != nil || g.previous != nil {
+	switch {
+	case err != nil:
 		return g, err
+	case in.Previous != nil:
+		g.previous = in.Previous
+		if sameDigest(in.Previous.RequestSHA256, v.sha256) {
+			// Otherwise replay refuses it: no answer to read.
+			err = s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				var err error
+				g.answered, err = readResponse(ctx, tx, *in.Previous)
+				return err
+			})
+		}
+		return g, err
+	case in.Agent == nil:
+		return g, ErrUnknownAgent
+	}
+	agent := *in.Agent
+	g.agent = agent
+	g.input = Input{
+		Action: v.inputAction(),
+		Reason: v.Reason,
+		Agent: Agent{
+			ID: agent.ID, Name: agent.Name, Sponsor: agent.Sponsor,
+			RiskTier: string(agent.RiskTier), Status: string(agent.Status), CreatedAt: agent.CreatedAt,
+			Stats: AgentStats{Decisions1h: in.Stats.Decisions1h, Denials1h: in.Stats.Denials1h, Decisions24h: in.Stats.Decisions24h},
+		},
+		Tenant: Tenant{ID: org.ID, Slug: org.Slug},
+		Time:   now,
+	}
+	if id := v.Action.Counterparty; id != "" {
+		cp := in.Counterparty
+		if cp == nil {
+			// Another organization's counterparty is not visible here:
+			// the same answer as one that never existed.
+			return g, invalid("action.counterparty: the organization has no such counterparty")
+		}
+		// Status, age and history only: the bank details are not even read.
+		g.input.Counterparty = &Counterparty{ID: cp.ID, Status: string(cp.Status), CreatedAt: cp.CreatedAt, PaymentsCount: in.Payments}
 	}
 	// The Keyring caches the signer; when it has to read or create the
 	// key, it does so in a transaction that commits before anything is

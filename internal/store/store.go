@@ -34,6 +34,12 @@ type TenantStore interface {
 	// organization's writers (a snapshot of what was committed when it
 	// began: SQLite's WAL readers, a READ ONLY PostgreSQL transaction).
 	InTenantReadTx(ctx context.Context, tenantID string, fn func(ctx context.Context, tx TenantTx) error) error
+	// ReadDecisionInputs reads what the decision service needs about a
+	// request before it evaluates it, as InTenantReadTx would read it
+	// statement by statement (ReadDecisionInputsTx) — on PostgreSQL in
+	// one round trip instead of one per statement. An unknown tenant is
+	// ErrNotFound; a row it does not have is a nil field.
+	ReadDecisionInputs(ctx context.Context, tenantID string, q DecisionInputsQuery) (DecisionInputs, error)
 	// ResolveTenant maps a slug to the organization's public directory
 	// entry (id, slug, status) — all the tenant plane may know of the
 	// platform's tenants table.

@@ -46,6 +46,8 @@ func (a *agentTx) Create(ctx context.Context, ag store.Agent) (store.Agent, erro
 
 const agentColumns = `id, name, sponsor, risk_tier, status, created_at, updated_at`
 
+const agentByIDSQL = `SELECT ` + agentColumns + ` FROM agents WHERE tenant_id = $1 AND id = $2`
+
 func scanAgent(row pgx.Row) (store.Agent, error) {
 	var ag store.Agent
 	var tier, status string
@@ -61,7 +63,7 @@ func (a *agentTx) Get(ctx context.Context, id string) (store.Agent, error) {
 	if err := store.CheckID(store.PrefixAgent, id); err != nil {
 		return store.Agent{}, err
 	}
-	ag, err := scanAgent(a.tx.QueryRow(ctx, `SELECT `+agentColumns+` FROM agents WHERE tenant_id = $1 AND id = $2`, a.tenantID, id))
+	ag, err := scanAgent(a.tx.QueryRow(ctx, agentByIDSQL, a.tenantID, id))
 	if errors.Is(err, store.ErrNotFound) {
 		return ag, fmt.Errorf("%w: agent", store.ErrNotFound)
 	}

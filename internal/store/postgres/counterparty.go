@@ -44,6 +44,9 @@ func (c *counterpartyTx) Create(ctx context.Context, cp store.Counterparty) (sto
 
 const counterpartyColumns = `id, name, status, created_at, updated_at`
 
+const paymentsCountSQL = `SELECT coalesce((SELECT payments FROM counterparty_payments
+	WHERE tenant_id = $1 AND counterparty_id = $2), 0)`
+
 func scanCounterparty(row pgx.Row, withSealed bool) (store.Counterparty, error) {
 	var cp store.Counterparty
 	var status string
@@ -119,7 +122,6 @@ func (c *counterpartyTx) PaymentsCount(ctx context.Context, counterpartyID strin
 	}
 	var n int
 	// Kept by decisionTx.Insert (store.IsPayment); no row means none.
-	err := c.tx.QueryRow(ctx, `SELECT coalesce((SELECT payments FROM counterparty_payments
-		WHERE tenant_id = $1 AND counterparty_id = $2), 0)`, c.tenantID, counterpartyID).Scan(&n)
+	err := c.tx.QueryRow(ctx, paymentsCountSQL, c.tenantID, counterpartyID).Scan(&n)
 	return n, mapErr(err)
 }

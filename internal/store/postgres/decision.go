@@ -82,6 +82,9 @@ func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) (err er
 const decisionColumns = `id, agent_id, action, action_type, counterparty_id, reason, outcome, reasons, approvals_required,
 	base_revision, tenant_revision, tenant_bundle_sha256, idempotency_key_sha256, request_sha256, ledger_index, response, created_at`
 
+const decisionByKeySQL = `SELECT ` + decisionColumns + ` FROM decisions
+	WHERE tenant_id = $1 AND agent_id = $2 AND idempotency_key_sha256 = $3`
+
 func scanDecision(row pgx.Row) (store.Decision, error) {
 	var dec store.Decision
 	var counterparty *string
@@ -120,21 +123,28 @@ func (d *decisionTx) ByIdempotencyKey(ctx context.Context, agentID string, keySH
 	if len(keySHA256) != 32 {
 		return store.Decision{}, fmt.Errorf("%w: an idempotency key digest is 32 bytes", store.ErrInvalid)
 	}
-	return scanDecision(d.tx.QueryRow(ctx, `SELECT `+decisionColumns+` FROM decisions
-		WHERE tenant_id = $1 AND agent_id = $2 AND idempotency_key_sha256 = $3`, d.tenantID, agentID, keySHA256))
+	return scanDecision(d.tx.QueryRow(ctx, decisionByKeySQL, d.tenantID, agentID, keySHA256))
 }
 
 func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Time) (store.AgentStats, error) {
 	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
 		return store.AgentStats{}, err
 	}
+	return scanStats(d.tx.QueryRow(ctx, agentStatsQuery, agentStatsArgs(d.tenantID, agentID, now)...))
+}
+
+// agentStatsArgs are agentStatsQuery's arguments: the latest tally, and
+// the tallies as of each window's start (three seeks: decisions_by_agent_seq,
+// decisions_by_agent_time).
+func agentStatsArgs(tenantID, agentID string, now time.Time) []any {
 	now = store.StoredTime(now)
-	// The latest tally, and the tallies as of each window's start: three
-	// seeks (decisions_by_agent_seq, decisions_by_agent_time).
+	return []any{tenantID, agentID, now.Add(-time.Hour), now.Add(-24 * time.Hour)}
+}
+
+// scanStats reads agentStatsQuery's row.
+func scanStats(row pgx.Row) (store.AgentStats, error) {
 	var latest, hourAgo, dayAgo store.AgentTally
-	err := d.tx.QueryRow(ctx, agentStatsQuery, d.tenantID, agentID, now.Add(-time.Hour), now.Add(-24*time.Hour)).
-		Scan(&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions)
-	if err != nil {
+	if err := row.Scan(&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions); err != nil {
 		return store.AgentStats{}, mapErr(err)
 	}
 	return store.StatsFromTallies(latest, hourAgo, dayAgo), nil

@@ -173,14 +173,18 @@ func (s *Store) InTenantReadTx(ctx context.Context, tenantID string, fn func(con
 	return s.inTenantTx(ctx, tenantID, pgx.TxOptions{AccessMode: pgx.ReadOnly}, fn)
 }
 
+// setTenantSQL confines the rest of the transaction to organization $1 and
+// says whether it exists.
+const setTenantSQL = `SELECT set_config('app.tenant_id', $1::text, true) IS NOT NULL
+	AND EXISTS (SELECT 1 FROM app_tenant_directory(NULL, $1::uuid))`
+
 func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOptions, fn func(context.Context, store.TenantTx) error) error {
 	if err := store.CheckTenantID(tenantID); err != nil {
 		return err
 	}
 	return inTx(ctx, s.tenant, opts, func(tx pgx.Tx) error {
 		var found bool
-		err := tx.QueryRow(ctx, `SELECT set_config('app.tenant_id', $1::text, true) IS NOT NULL
-			AND EXISTS (SELECT 1 FROM app_tenant_directory(NULL, $1::uuid))`, tenantID).Scan(&found)
+		err := tx.QueryRow(ctx, setTenantSQL, tenantID).Scan(&found)
 		if err != nil {
 			return mapErr(err)
 		}

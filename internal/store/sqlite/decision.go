@@ -211,3 +211,15 @@ func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Re
 	rc.CreatedAt, err = parseTime(created)
 	return rc, err
 }
+
+// ReadDecisionInputs reads q in one read transaction; local statements
+// cost no round trips to save.
+func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store.DecisionInputsQuery) (store.DecisionInputs, error) {
+	var in store.DecisionInputs
+	err := s.InTenantReadTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		in, err = store.ReadDecisionInputsTx(ctx, tx, q)
+		return err
+	})
+	return in, err
+}

@@ -53,6 +53,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Record", func(t *testing.T) { testRecord(t, h) })
 	t.Run("PaymentsCount", func(t *testing.T) { testPaymentsCount(t, h) })
 	t.Run("AgentStats", func(t *testing.T) { testAgentStats(t, h) })
+	t.Run("DecisionInputs", func(t *testing.T) { testDecisionInputs(t, h) })
 	t.Run("Receipts", func(t *testing.T) { testReceipts(t, h) })
 	t.Run("Cases", func(t *testing.T) { testCases(t, h) })
 	t.Run("RecordIsolation", func(t *testing.T) { testRecordIsolation(t, h) })

@@ -1,0 +1,112 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// testDecisionInputs: ReadDecisionInputs reads what the same statements
+// read one by one in a read transaction (store.ReadDecisionInputsTx), rows
+// it lacks are nil, and another organization's rows are not there at all.
+func testDecisionInputs(t *testing.T, h Harness) {
+	be := newBackend(t, h)
+	f := newDecisionFixture(t, be, "acme")
+	bravo := newDecisionFixture(t, be, "bravo")
+	now := time.Now().UTC()
+	key := digest("Idempotency-Key: inputs")
+	var sealed store.Counterparty
+	var keyed store.Decision
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if sealed, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Sealed", Status: store.CounterpartyVerified,
+			BankDetailsSealed: []byte("sealed v1")}); err != nil {
+			return err
+		}
+		for i, o := range []store.Outcome{store.OutcomeAllow, store.OutcomeDeny, store.OutcomeAllow} {
+			d := newDecision(f.a.ID, o, "payment.send", sealed.ID)
+			d.CreatedAt = now.Add(time.Duration(i-10) * time.Minute)
+			if i == 2 {
+				d.IdempotencyKeySHA256 = key
+			}
+			if d, err = tx.Decisions().Insert(ctx, d); err != nil {
+				return err
+			}
+			keyed = d
+		}
+		return nil
+	})
+	read := func(tenantID string, q store.DecisionInputsQuery) (store.DecisionInputs, error) {
+		return be.ReadDecisionInputs(ctx(t), tenantID, q)
+	}
+	full := store.DecisionInputsQuery{AgentID: f.a.ID, IdempotencyKeySHA256: key, CounterpartyID: sealed.ID, Now: now}
+	got, err := read(f.tenant.ID, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Previous == nil || got.Previous.ID != keyed.ID || got.Previous.Response != keyed.Response ||
+		got.Agent == nil || !sameAgent(*got.Agent, f.a) ||
+		got.Stats != (store.AgentStats{Decisions1h: 3, Denials1h: 1, Decisions24h: 3}) ||
+		got.Counterparty == nil || got.Counterparty.ID != sealed.ID || got.Counterparty.Status != store.CounterpartyVerified ||
+		got.Counterparty.BankDetailsSealed != nil || got.Payments != 2 {
+		t.Fatalf("inputs %+v (previous %+v, agent %+v, counterparty %+v)", got, got.Previous, got.Agent, got.Counterparty)
+	}
+	// The same as the statements one by one, bank details aside.
+	err = be.InTenantReadTx(ctx(t), f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		want, err := store.ReadDecisionInputsTx(ctx, tx, full)
+		if err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got.Stats, want.Stats) || got.Payments != want.Payments || got.Previous.ID != want.Previous.ID ||
+			got.Agent.ID != want.Agent.ID || got.Counterparty.ID != want.Counterparty.ID || want.Counterparty.BankDetailsSealed != nil {
+			return fmt.Errorf("ReadDecisionInputs %+v; statement by statement %+v", got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Rows the organization lacks are nil; what was not asked is nil.
+	for _, tc := range []struct {
+		what   string
+		tenant string
+		q      store.DecisionInputsQuery
+	}{
+		{"nothing asked but the agent", f.tenant.ID, store.DecisionInputsQuery{AgentID: f.b.ID, Now: now}},
+		{"unknown agent, key, counterparty", f.tenant.ID, store.DecisionInputsQuery{AgentID: store.NewID(store.PrefixAgent),
+			IdempotencyKeySHA256: digest("other"), CounterpartyID: store.NewID(store.PrefixCounterparty), Now: now}},
+		// Another organization asking for acme's agent, key and
+		// counterparty sees none of them.
+		{"acme's rows, asked by bravo", bravo.tenant.ID, full},
+	} {
+		got, err := read(tc.tenant, tc.q)
+		wantAgent := tc.q.AgentID == f.b.ID
+		if err != nil || got.Previous != nil || (got.Agent != nil) != wantAgent || got.Stats != (store.AgentStats{}) ||
+			got.Counterparty != nil || got.Payments != 0 {
+			t.Errorf("%s: %+v, %v", tc.what, got, err)
+		}
+	}
+
+	for _, tc := range []struct {
+		what   string
+		tenant string
+		q      store.DecisionInputsQuery
+		want   error
+	}{
+		{"unknown tenant", "8a2b6f64-7c0e-4a53-9d55-2f1c9a0b7e41", full, store.ErrNotFound},
+		{"malformed tenant", "acme", full, store.ErrInvalid},
+		{"malformed agent", f.tenant.ID, store.DecisionInputsQuery{AgentID: "agt_../x", Now: now}, store.ErrInvalid},
+		{"malformed counterparty", f.tenant.ID, store.DecisionInputsQuery{AgentID: f.a.ID, CounterpartyID: "cp_?", Now: now}, store.ErrInvalid},
+		{"short key digest", f.tenant.ID, store.DecisionInputsQuery{AgentID: f.a.ID, IdempotencyKeySHA256: []byte{1}, Now: now}, store.ErrInvalid},
+	} {
+		if _, err := read(tc.tenant, tc.q); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.what, err, tc.want)
+		}
+	}
+}
