@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -452,6 +453,31 @@ func TestPoolDoesNotLeakTenant(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// ReadDecisionInputs' batch is one implicit transaction: its setting
+	// lapses with it, whether the tenant was found or not.
+	var agent store.Agent
+	err = s.InTenantTx(ctx, a.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tenant := range []string{a.ID, "8a2b6f64-7c0e-4a53-9d55-2f1c9a0b7e41"} {
+		in, err := s.ReadDecisionInputs(ctx, tenant, store.DecisionInputsQuery{AgentID: agent.ID, Now: time.Now()})
+		if tenant == a.ID && (err != nil || in.Agent == nil || in.Agent.ID != agent.ID) {
+			t.Fatalf("alpha reads its agent: %+v, %v", in, err)
+		}
+		var setting string
+		if err := TenantPool(s).QueryRow(ctx, `SELECT current_setting('app.tenant_id', true)`).Scan(&setting); err != nil || setting != "" {
+			t.Fatalf("after ReadDecisionInputs(%s) the connection keeps app.tenant_id %q, %v", tenant, setting, err)
+		}
+		if err := TenantPool(s).QueryRow(ctx, `SELECT count(*) FROM agents`).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("after ReadDecisionInputs(%s) the next borrower sees %d agents, %v", tenant, n, err)
+		}
 	}
 }
 
