@@ -114,8 +114,12 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 		return g, err
 	case in.Previous != nil:
 		g.previous = in.Previous
-		if sameDigest(in.Previous.RequestSHA256, v.sha256) {
-			// Otherwise replay refuses it: no answer to read.
+		switch {
+		case !sameDigest(in.Previous.RequestSHA256, v.sha256):
+			// replay refuses it: no answer to read.
+		case in.Previous.Outcome != store.OutcomeAllow:
+			g.answered, err = decodeResponse(*in.Previous)
+		default:
 			err = s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 				var err error
 				g.answered, err = readResponse(ctx, tx, *in.Previous)
@@ -146,7 +150,8 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 			// the same answer as one that never existed.
 			return g, invalid("action.counterparty: the organization has no such counterparty")
 		}
-		// Status, age and history only: the bank details are not even read.
+		// Status, age and history only: the bank details stay in the
+		// store (PostgreSQL does not even read them).
 		g.input.Counterparty = &Counterparty{ID: cp.ID, Status: string(cp.Status), CreatedAt: cp.CreatedAt, PaymentsCount: in.Payments}
 	}
 	// The Keyring caches the signer; when it has to read or create the
