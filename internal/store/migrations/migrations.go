@@ -4,7 +4,9 @@
 package migrations
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"path"
@@ -30,6 +32,12 @@ type Migration struct {
 	Version int
 	Name    string
 	SQL     string
+	// SHA256 is the hex SHA-256 of SQL. Stores record it with the version
+	// they applied and refuse to open a database whose recorded digest
+	// differs (Digests): a migration is never edited once applied, so a
+	// difference means the database was built by another schema — before
+	// a release, an earlier build that changed a migration in place.
+	SHA256 string
 }
 
 // List returns the migrations of a set in version order. File names are
@@ -56,7 +64,8 @@ func List(set Set) ([]Migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Migration{Version: v, Name: strings.TrimSuffix(name, ".sql"), SQL: string(body)})
+		sum := sha256.Sum256(body)
+		out = append(out, Migration{Version: v, Name: strings.TrimSuffix(name, ".sql"), SQL: string(body), SHA256: hex.EncodeToString(sum[:])})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	for i, m := range out {
@@ -74,4 +83,26 @@ func Latest(set Set) (int, error) {
 		return 0, err
 	}
 	return len(ms), nil
+}
+
+// CheckApplied compares the digests a database recorded for the versions
+// it applied (version -> digest; "" for a version recorded without one)
+// with this binary's, and describes the first that differs; nil if none.
+func CheckApplied(set Set, applied map[int]string) error {
+	list, err := List(set)
+	if err != nil {
+		return err
+	}
+	for _, m := range list {
+		got, ok := applied[m.Version]
+		if !ok {
+			continue
+		}
+		if got != m.SHA256 {
+			return fmt.Errorf("migration %s/%s was applied with a different text (sha256 %q, this binary's %s): "+
+				"the database was built by another schema — an earlier pre-release build, which changed it in place",
+				set, m.Name, got, m.SHA256)
+		}
+	}
+	return nil
 }

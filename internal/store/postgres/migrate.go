@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/migrations"
@@ -84,8 +85,29 @@ func Migrate(ctx context.Context, adminURL string, roles Roles) error {
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version    integer PRIMARY KEY,
 			name       text NOT NULL,
-			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			applied_at timestamptz NOT NULL DEFAULT now(),
+			sha256     text NOT NULL)`); err != nil {
 			return fmt.Errorf("postgres migrate: migrations table: %w", mapErr(err))
+		}
+		// A table from before digests were recorded: refused if versions
+		// were applied (another schema built them), else completed.
+		var hasDigest, applied bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name = 'schema_migrations' AND column_name = 'sha256'),
+			EXISTS (SELECT 1 FROM schema_migrations)`).Scan(&hasDigest, &applied); err != nil {
+			return mapErr(err)
+		}
+		if !hasDigest {
+			if applied {
+				return fmt.Errorf("%w: postgres: migrations were applied without digests, by an earlier pre-release build "+
+					"whose schema differs; recreate the database", store.ErrSchema)
+			}
+			if _, err := tx.Exec(ctx, `ALTER TABLE schema_migrations ADD COLUMN sha256 text NOT NULL DEFAULT ''`); err != nil {
+				return mapErr(err)
+			}
+		}
+		if err := checkApplied(ctx, tx); err != nil {
+			return err
 		}
 		// Both app roles read the version to refuse a stale schema.
 		if _, err := tx.Exec(ctx, `GRANT SELECT ON schema_migrations TO `+ident(roles.Tenant)+`, `+ident(roles.Platform)); err != nil {
@@ -107,7 +129,7 @@ func Migrate(ctx context.Context, adminURL string, roles Roles) error {
 			if _, err := tx.Exec(ctx, sql); err != nil {
 				return fmt.Errorf("postgres migrate: %s: %w", m.Name, err)
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, sha256) VALUES ($1, $2, $3)`, m.Version, m.Name, m.SHA256); err != nil {
 				return mapErr(err)
 			}
 		}
@@ -162,3 +184,29 @@ func ensureRoles(ctx context.Context, conn *pgx.Conn, roles Roles) error {
 }
 
 func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// checkApplied refuses a database whose applied migrations differ from
+// this binary's (migrations.CheckApplied).
+func checkApplied(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) error {
+	rows, err := q.Query(ctx, `SELECT version, sha256 FROM schema_migrations`)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42703" { // undefined_column: no digests recorded
+		return fmt.Errorf("%w: postgres: migrations were applied without digests, by an earlier pre-release build "+
+			"whose schema differs; recreate the database", store.ErrSchema)
+	}
+	if err != nil {
+		return mapErr(err)
+	}
+	applied := map[int]string{}
+	var v int
+	var sum string
+	if _, err := pgx.ForEachRow(rows, []any{&v, &sum}, func() error { applied[v] = sum; return nil }); err != nil {
+		return mapErr(err)
+	}
+	if err := migrations.CheckApplied(migrations.Postgres, applied); err != nil {
+		return fmt.Errorf("%w: postgres: %v; recreate the database", store.ErrSchema, err)
+	}
+	return nil
+}

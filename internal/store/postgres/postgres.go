@@ -142,7 +142,7 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	if have != want {
 		return fmt.Errorf("%w: database at version %d, this binary needs %d; run `agentsigna migrate`", store.ErrSchema, have, want)
 	}
-	return nil
+	return checkApplied(ctx, pool)
 }
 
 // Ping checks both pools.

@@ -532,6 +532,39 @@ func TestOpenRefusesStaleSchema(t *testing.T) {
 	s.Close()
 }
 
+// A database whose applied migration differs from this binary's — built
+// by an earlier pre-release schema, changed in place since — is refused
+// by both Migrate and Open with ErrSchema; so is one from before digests
+// were recorded.
+func TestRefusesAnotherSchema(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper string
+	}{
+		{"different digest", `UPDATE schema_migrations SET sha256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'`},
+		{"no digests recorded", `ALTER TABLE schema_migrations DROP COLUMN sha256`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := pgtest.New(t)
+			ctx := context.Background()
+			conn := pgtest.Connect(t, db.AdminURL)
+			if _, err := conn.Exec(ctx, tc.tamper); err != nil {
+				t.Fatal(err)
+			}
+			if err := Migrate(ctx, db.AdminURL, db.Roles); !errors.Is(err, store.ErrSchema) || !strings.Contains(err.Error(), "recreate the database") {
+				t.Fatalf("Migrate: %v, want ErrSchema naming the way out", err)
+			}
+			s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+			if err == nil {
+				s.Close()
+			}
+			if !errors.Is(err, store.ErrSchema) {
+				t.Fatalf("Open: %v, want ErrSchema", err)
+			}
+		})
+	}
+}
+
 func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	db := pgtest.NewEmpty(t)
 	ctx := context.Background()
