@@ -89,19 +89,15 @@ func Migrate(ctx context.Context, adminURL string, roles Roles) error {
 			sha256     text NOT NULL)`); err != nil {
 			return fmt.Errorf("postgres migrate: migrations table: %w", mapErr(err))
 		}
-		// A table from before digests were recorded: refused if versions
-		// were applied (another schema built them), else completed.
+		// A table from before digests were recorded gains the column if
+		// empty; with versions applied, checkApplied refuses it.
 		var hasDigest, applied bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
 			WHERE table_schema = current_schema() AND table_name = 'schema_migrations' AND column_name = 'sha256'),
 			EXISTS (SELECT 1 FROM schema_migrations)`).Scan(&hasDigest, &applied); err != nil {
 			return mapErr(err)
 		}
-		if !hasDigest {
-			if applied {
-				return fmt.Errorf("%w: postgres: migrations were applied without digests, by an earlier pre-release build "+
-					"whose schema differs; recreate the database", store.ErrSchema)
-			}
+		if !hasDigest && !applied {
 			if _, err := tx.Exec(ctx, `ALTER TABLE schema_migrations ADD COLUMN sha256 text NOT NULL DEFAULT ''`); err != nil {
 				return mapErr(err)
 			}

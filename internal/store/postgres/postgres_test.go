@@ -565,6 +565,29 @@ func TestRefusesAnotherSchema(t *testing.T) {
 	}
 }
 
+// An empty bookkeeping table from before digests (a first migrate cut
+// short) gains the column, and migrate goes on.
+func TestEmptyMigrationsTableGainsDigests(t *testing.T) {
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	conn := pgtest.Connect(t, db.AdminURL)
+	for _, stmt := range []string{
+		`CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+		`ALTER TABLE schema_migrations OWNER TO ` + Ident(db.Roles.Owner),
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	if err := Migrate(ctx, db.AdminURL, db.Roles); err != nil {
+		t.Fatal(err)
+	}
+	var sum string
+	if err := conn.QueryRow(ctx, `SELECT sha256 FROM schema_migrations WHERE version = 1`).Scan(&sum); err != nil || len(sum) != 64 {
+		t.Fatalf("recorded digest %q, %v", sum, err)
+	}
+}
+
 func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	db := pgtest.NewEmpty(t)
 	ctx := context.Background()
