@@ -26,7 +26,8 @@ var (
 	ErrTxAborted = errors.New("transaction aborted")
 	// ErrReadOnly: a write in a read-only transaction (InTenantReadTx).
 	ErrReadOnly = errors.New("read-only transaction")
-	// ErrSchema: the database schema is older than this binary and the
-	// process may not migrate it (run `agentsigna migrate`).
-	ErrSchema = errors.New("schema out of date")
+	// ErrSchema: the database schema is not this binary's: older, and the
+	// process may not migrate it (run `agentsigna migrate`), newer, or
+	// built from migrations whose text differs (recreate it).
+	ErrSchema = errors.New("schema mismatch")
 )

@@ -4,6 +4,7 @@
 package migrations
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -64,8 +65,7 @@ func List(set Set) ([]Migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		sum := sha256.Sum256(body)
-		out = append(out, Migration{Version: v, Name: strings.TrimSuffix(name, ".sql"), SQL: string(body), SHA256: hex.EncodeToString(sum[:])})
+		out = append(out, Migration{Version: v, Name: strings.TrimSuffix(name, ".sql"), SQL: string(body), SHA256: digest(body)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	for i, m := range out {
@@ -95,14 +95,24 @@ func CheckApplied(set Set, applied map[int]string) error {
 	}
 	for _, m := range list {
 		got, ok := applied[m.Version]
-		if !ok {
+		switch {
+		case !ok:
 			continue
-		}
-		if got != m.SHA256 {
+		case got == "":
+			return fmt.Errorf("migration %s/%s was applied without a digest: the database was built by an earlier "+
+				"pre-release build, whose schema may differ", set, m.Name)
+		case got != m.SHA256:
 			return fmt.Errorf("migration %s/%s was applied with a different text (sha256 %q, this binary's %s): "+
 				"the database was built by another schema — an earlier pre-release build, which changed it in place",
 				set, m.Name, got, m.SHA256)
 		}
 	}
 	return nil
+}
+
+// digest is a migration's SHA256. Line endings do not make another schema:
+// a checkout that turned them into CRLF accepts what an LF build applied.
+func digest(body []byte) string {
+	sum := sha256.Sum256(bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")))
+	return hex.EncodeToString(sum[:])
 }

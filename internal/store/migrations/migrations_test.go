@@ -42,6 +42,9 @@ func TestDigests(t *testing.T) {
 	if sum := sha256.Sum256([]byte(m.SQL)); m.SHA256 != hex.EncodeToString(sum[:]) {
 		t.Fatalf("%s: SHA256 %s is not the digest of its SQL", m.Name, m.SHA256)
 	}
+	if crlf := strings.ReplaceAll(m.SQL, "\n", "\r\n"); digest([]byte(crlf)) != m.SHA256 {
+		t.Fatal("a CRLF checkout of the same migration has another digest")
+	}
 	for _, tc := range []struct {
 		applied map[int]string
 		ok      bool

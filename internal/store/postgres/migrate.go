@@ -182,23 +182,25 @@ func ensureRoles(ctx context.Context, conn *pgx.Conn, roles Roles) error {
 func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
 
 // checkApplied refuses a database whose applied migrations differ from
-// this binary's (migrations.CheckApplied).
+// this binary's (migrations.CheckApplied). A table from before digests has
+// no sha256 column: the error may come from Query or, in some query
+// modes, from reading the rows.
 func checkApplied(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }) error {
+	applied := map[int]string{}
 	rows, err := q.Query(ctx, `SELECT version, sha256 FROM schema_migrations`)
+	if err == nil {
+		var v int
+		var sum string
+		_, err = pgx.ForEachRow(rows, []any{&v, &sum}, func() error { applied[v] = sum; return nil })
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42703" { // undefined_column: no digests recorded
 		return fmt.Errorf("%w: postgres: migrations were applied without digests, by an earlier pre-release build "+
-			"whose schema differs; recreate the database", store.ErrSchema)
+			"whose schema may differ; recreate the database", store.ErrSchema)
 	}
 	if err != nil {
-		return mapErr(err)
-	}
-	applied := map[int]string{}
-	var v int
-	var sum string
-	if _, err := pgx.ForEachRow(rows, []any{&v, &sum}, func() error { applied[v] = sum; return nil }); err != nil {
 		return mapErr(err)
 	}
 	if err := migrations.CheckApplied(migrations.Postgres, applied); err != nil {

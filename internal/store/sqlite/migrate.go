@@ -61,43 +61,46 @@ func migrate(ctx context.Context, db *sql.DB, set migrations.Set) error {
 }
 
 // checkApplied refuses a file whose applied migrations differ from this
-// binary's (migrations.CheckApplied). A bookkeeping table from before
-// digests were recorded has none to compare: with versions applied, that
-// file was built by an earlier pre-release schema; empty, it gains the
-// column.
+// binary's (migrations.CheckApplied), under the write lock: two processes
+// opening one file check, and complete an old table, one at a time. A
+// bookkeeping table from before digests were recorded has none to
+// compare: with versions applied, that file was built by an earlier
+// pre-release schema; empty, it gains the column.
 func checkApplied(ctx context.Context, db *sql.DB, set migrations.Set) error {
-	var hasDigest int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('schema_migrations') WHERE name = 'sha256'`).Scan(&hasDigest); err != nil {
-		return mapErr(err)
-	}
-	column := "sha256"
-	if hasDigest == 0 {
-		column = "''"
-	}
-	rows, err := db.QueryContext(ctx, `SELECT version, `+column+` FROM schema_migrations`)
-	if err != nil {
-		return mapErr(err)
-	}
-	defer rows.Close()
-	applied := map[int]string{}
-	for rows.Next() {
-		var v int
-		var sum string
-		if err := rows.Scan(&v, &sum); err != nil {
+	return inTx(ctx, db, func(tx *sql.Tx) error {
+		var hasDigest int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('schema_migrations') WHERE name = 'sha256'`).Scan(&hasDigest); err != nil {
 			return mapErr(err)
 		}
-		applied[v] = sum
-	}
-	if err := rows.Err(); err != nil {
-		return mapErr(err)
-	}
-	if err := migrations.CheckApplied(set, applied); err != nil {
-		return fmt.Errorf("%w: sqlite: %v; start from an empty data directory", store.ErrSchema, err)
-	}
-	if hasDigest == 0 {
-		if _, err := db.ExecContext(ctx, `ALTER TABLE schema_migrations ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''`); err != nil {
+		column := "sha256"
+		if hasDigest == 0 {
+			column = "''"
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT version, `+column+` FROM schema_migrations`)
+		if err != nil {
 			return mapErr(err)
 		}
-	}
-	return nil
+		defer rows.Close()
+		applied := map[int]string{}
+		for rows.Next() {
+			var v int
+			var sum string
+			if err := rows.Scan(&v, &sum); err != nil {
+				return mapErr(err)
+			}
+			applied[v] = sum
+		}
+		if err := rows.Err(); err != nil {
+			return mapErr(err)
+		}
+		if err := migrations.CheckApplied(set, applied); err != nil {
+			return fmt.Errorf("%w: sqlite: %v; start from an empty data directory", store.ErrSchema, err)
+		}
+		if hasDigest == 0 {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE schema_migrations ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''`); err != nil {
+				return mapErr(err)
+			}
+		}
+		return nil
+	})
 }
