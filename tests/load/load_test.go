@@ -98,6 +98,9 @@ func checkReport(t *testing.T, rep Report) {
 	if len(results) != 5 || rep.Floor == nil || rep.OPAOpen == nil {
 		t.Fatalf("%d phases ran, want 5 (opa and agentsigna closed and open loop, the healthz floor)", len(results))
 	}
+	if want := rep.Options.OpenRate; want == 0 && rep.Open.OfferedRate != rep.AgentSigna.Rate/2 || want > 0 && rep.Open.OfferedRate != want {
+		t.Errorf("the open loop ran at %v/s; --open-rate %v, closed loop %v/s", rep.Open.OfferedRate, want, rep.AgentSigna.Rate)
+	}
 	if rep.Floor.OfferedRate != rep.Open.OfferedRate {
 		t.Errorf("the floor ran at %v/s, the open loop at %v/s", rep.Floor.OfferedRate, rep.Open.OfferedRate)
 	}
@@ -120,6 +123,10 @@ func checkReport(t *testing.T, rep Report) {
 func TestHarnessEmbedded(t *testing.T) {
 	o := testOptions(t)
 	o.CPUProfile = filepath.Join(t.TempDir(), "cpu.pprof")
+	// A given open-loop rate (TestLoadPostgres takes the default, half the
+	// measured rate): AgentSigna and the floor run at it, OPA still at
+	// half its own.
+	o.OpenRate = 200
 	rep, err := Benchmark(t.Context(), o, t.Output())
 	if err != nil {
 		t.Fatal(err)

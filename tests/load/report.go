@@ -29,9 +29,9 @@ type Report struct {
 	// harness and listener: the latency that is not the decision's. Nil
 	// when the open loop was skipped.
 	Floor *Result
-	// OPAOpen is OPA in an open loop at half its own closed-loop rate (or
-	// at --open-rate): the latency goal applied to the reference. Nil when
-	// the open loop was skipped.
+	// OPAOpen is OPA in an open loop at half its own closed-loop rate: the
+	// latency goal applied to the reference. Nil when the open loop was
+	// skipped.
 	OPAOpen *Result
 }
 
@@ -97,9 +97,9 @@ func (r Report) Print(w io.Writer) {
 			formatRate(r.Floor.OfferedRate), formatLatency(r.Floor.P50), formatLatency(r.Floor.P99))
 	}
 	if r.OPAOpen != nil {
-		fmt.Fprintf(w, "the same latency goal for opa, p99 at %s (%s): %s (%s)\n",
-			formatRate(r.OPAOpen.OfferedRate), strings.Replace(halfOrGiven(o), "the closed-loop", "its closed-loop", 1),
-			formatLatency(r.OPAOpen.P99), met(r.OPAOpen.Requests > 0 && r.OPAOpen.P99 <= goalP99AtHalf))
+		fmt.Fprintf(w, "the same latency goal for opa, p99 at %s (half its closed-loop rate): %s (≤ %s: %s)\n",
+			formatRate(r.OPAOpen.OfferedRate), formatLatency(r.OPAOpen.P99), goalP99AtHalf,
+			met(r.OPAOpen.Requests > 0 && r.OPAOpen.P99 <= goalP99AtHalf))
 	}
 	fmt.Fprintln(w, "requests/s by quarter of each window:")
 	for _, res := range r.Results() {
