@@ -43,11 +43,16 @@ bench:
 LOAD_CONCURRENCY ?= 32
 LOAD_WARMUP      ?= 3s
 LOAD_DURATION    ?= 20s
+# The closed loops run in alternating rounds (OPA, AgentSigna, OPA, …),
+# pooled per server, so that a machine whose speed drifts during the run
+# drifts under both alike.
+LOAD_ROUNDS      ?= 4
 
 bench-load: build
-	$(GO) run ./tests/load -agentsigna $(BIN) -concurrency $(LOAD_CONCURRENCY) -warmup $(LOAD_WARMUP) -duration $(LOAD_DURATION)
+	$(GO) run ./tests/load -agentsigna $(BIN) -concurrency $(LOAD_CONCURRENCY) -warmup $(LOAD_WARMUP) -duration $(LOAD_DURATION) -rounds $(LOAD_ROUNDS)
 	$(GO) test -count=1 -v -timeout 15m -run '^TestLoadPostgres$$' ./tests/load -args \
-		-load.agentsigna=$(BIN) -load.concurrency=$(LOAD_CONCURRENCY) -load.warmup=$(LOAD_WARMUP) -load.duration=$(LOAD_DURATION)
+		-load.agentsigna=$(BIN) -load.concurrency=$(LOAD_CONCURRENCY) -load.warmup=$(LOAD_WARMUP) -load.duration=$(LOAD_DURATION) \
+		-load.rounds=$(LOAD_ROUNDS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

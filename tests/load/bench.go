@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // Benchmark runs the comparison: it starts the servers it needs (the
@@ -98,18 +99,38 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 	phase := func(what string) {
 		fmt.Fprintf(progress, "load: %s: %s warm-up, %s measured\n", what, o.Warmup, o.Duration)
 	}
-	phase("opa, closed loop")
-	rep.OPA = closedLoop(ctx, ot, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
-	phase("agentsigna, closed loop")
-	var profiled sync.WaitGroup
-	var profileErr error
-	if o.CPUProfile != "" {
-		profiled.Go(func() { profileErr = captureCPUProfile(ctx, pprofURL, o.CPUProfile, o.Warmup, o.Duration) })
-	}
-	rep.AgentSigna = closedLoop(ctx, as, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
-	profiled.Wait()
-	if profileErr != nil {
-		return Report{}, profileErr
+	if o.Rounds > 1 {
+		// Alternating slices, pooled per server (Options.Rounds).
+		slice := o.Duration / time.Duration(o.Rounds)
+		fmt.Fprintf(progress, "load: opa and agentsigna, closed loops in %d alternating rounds of %s, each after a warm-up (%s, then %s)\n",
+			o.Rounds, slice, o.Warmup, o.Warmup/10)
+		var opaRounds, asRounds []Result
+		for r := 0; r < o.Rounds && ctx.Err() == nil; r++ {
+			warmup := o.Warmup
+			if r > 0 {
+				warmup /= 10
+			}
+			opaRounds = append(opaRounds, closedLoop(ctx, ot, o.Concurrency, warmup, slice, o.RequestTimeout))
+			asRounds = append(asRounds, closedLoop(ctx, as, o.Concurrency, warmup, slice, o.RequestTimeout))
+		}
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+		rep.OPA, rep.AgentSigna = pool(opaRounds), pool(asRounds)
+	} else {
+		phase("opa, closed loop")
+		rep.OPA = closedLoop(ctx, ot, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
+		phase("agentsigna, closed loop")
+		var profiled sync.WaitGroup
+		var profileErr error
+		if o.CPUProfile != "" {
+			profiled.Go(func() { profileErr = captureCPUProfile(ctx, pprofURL, o.CPUProfile, o.Warmup, o.Duration) })
+		}
+		rep.AgentSigna = closedLoop(ctx, as, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
+		profiled.Wait()
+		if profileErr != nil {
+			return Report{}, profileErr
+		}
 	}
 	if o.CPUProfile != "" {
 		fmt.Fprintf(progress, "load: agentsigna CPU profile of the closed loop in %s\n", o.CPUProfile)

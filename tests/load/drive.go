@@ -47,6 +47,10 @@ type Result struct {
 	// Errors in the whole phase, warm-up included, and the first of them.
 	Errors   int
 	FirstErr error
+
+	// latencies (sorted) and answered are kept to pool rounds (pool).
+	latencies []time.Duration
+	answered  int
 }
 
 // recorder collects one worker's observations; workers merge theirs at
@@ -100,12 +104,44 @@ func summarize(name, load string, from, to time.Time, recs []*recorder) Result {
 		}
 	}
 	slices.Sort(all)
-	res.Requests = len(all)
-	res.Rate = float64(answered) / res.Window.Seconds()
-	res.P50, res.P99 = percentile(all, 0.50), percentile(all, 0.99)
-	if len(all) > 0 {
-		res.Max = all[len(all)-1]
+	res.latencies, res.answered = all, answered
+	res.fill()
+	return res
+}
+
+// fill derives the figures from the latencies and answers.
+func (res *Result) fill() {
+	res.Requests = len(res.latencies)
+	res.Rate = float64(res.answered) / res.Window.Seconds()
+	res.P50, res.P99 = percentile(res.latencies, 0.50), percentile(res.latencies, 0.99)
+	res.Max = 0
+	if len(res.latencies) > 0 {
+		res.Max = res.latencies[len(res.latencies)-1]
 	}
+}
+
+// pool merges the rounds of one server's closed loop: their windows,
+// answers and latencies add up, and Quarters counts each quarter of every
+// round's window.
+func pool(rounds []Result) Result {
+	if len(rounds) == 1 {
+		return rounds[0]
+	}
+	res := Result{Target: rounds[0].Target, Load: fmt.Sprintf("%s, %d rounds", rounds[0].Load, len(rounds))}
+	for _, r := range rounds {
+		res.Window += r.Window
+		res.answered += r.answered
+		res.latencies = append(res.latencies, r.latencies...)
+		for i, n := range r.Quarters {
+			res.Quarters[i] += n
+		}
+		res.Errors += r.Errors
+		if res.FirstErr == nil {
+			res.FirstErr = r.FirstErr
+		}
+	}
+	slices.Sort(res.latencies)
+	res.fill()
 	return res
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -28,6 +29,7 @@ var (
 	loadDuration    = flag.Duration("load.duration", time.Second, "measured length of each phase")
 	loadWarmup      = flag.Duration("load.warmup", 200*time.Millisecond, "warm-up before each phase")
 	loadConcurrency = flag.Int("load.concurrency", 32, "requests in flight")
+	loadRounds      = flag.Int("load.rounds", 2, "alternating rounds of the closed loops")
 	loadAgentSigna  = flag.String("load.agentsigna", "", "agentsigna binary to measure, relative to the module root (default: build one as make build does)")
 )
 
@@ -83,7 +85,7 @@ func testOptions(t *testing.T) Options {
 	o := DefaultOptions()
 	o.AgentSigna, o.OPA = binaries(t)
 	o.Policies = filepath.Join("..", "..", "policies")
-	o.Concurrency, o.Warmup, o.Duration = *loadConcurrency, *loadWarmup, *loadDuration
+	o.Concurrency, o.Warmup, o.Duration, o.Rounds = *loadConcurrency, *loadWarmup, *loadDuration, *loadRounds
 	return o
 }
 
@@ -104,6 +106,11 @@ func checkReport(t *testing.T, rep Report) {
 	if rep.Floor.OfferedRate != rep.Open.OfferedRate {
 		t.Errorf("the floor ran at %v/s, the open loop at %v/s", rep.Floor.OfferedRate, rep.Open.OfferedRate)
 	}
+	for _, res := range []Result{rep.OPA, rep.AgentSigna} {
+		if pooled := strings.Contains(res.Load, " rounds"); pooled != (rep.Options.Rounds > 1) || res.Window != rep.Options.Duration/time.Duration(rep.Options.Rounds)*time.Duration(rep.Options.Rounds) {
+			t.Errorf("%s: %q over %v, with %d rounds of %v", res.Target, res.Load, res.Window, rep.Options.Rounds, rep.Options.Duration)
+		}
+	}
 	if want := rep.OPA.Rate / 2; rep.OPAOpen.OfferedRate != want || !strings.HasPrefix(rep.OPAOpen.Target, "opa ") {
 		t.Errorf("opa's open loop: %s at %v/s, want opa at half its closed-loop rate, %v/s", rep.OPAOpen.Target, rep.OPAOpen.OfferedRate, want)
 	}
@@ -123,6 +130,7 @@ func checkReport(t *testing.T, rep Report) {
 func TestHarnessEmbedded(t *testing.T) {
 	o := testOptions(t)
 	o.CPUProfile = filepath.Join(t.TempDir(), "cpu.pprof")
+	o.Rounds = 1 // one window to profile; TestLoadPostgres takes rounds
 	// A given open-loop rate (TestLoadPostgres takes the default, half the
 	// measured rate): AgentSigna and the floor run at it, OPA still at
 	// half its own.
@@ -162,6 +170,10 @@ func TestProfileOptions(t *testing.T) {
 		{"pprof URL off loopback", func(o *Options) {
 			o.TargetURL, o.Credentials, o.CPUProfile, o.PprofURL = "http://127.0.0.1:8080", "c.json", "cpu.pprof", "http://10.0.0.1:6060"
 		}, false},
+		{"rounds", func(o *Options) { o.Rounds = 4 }, true},
+		{"no rounds", func(o *Options) { o.Rounds = 0 }, false},
+		{"rounds shorter than 100ms", func(o *Options) { o.Duration, o.Rounds = time.Second, 20 }, false},
+		{"a profile of rounds", func(o *Options) { o.Rounds, o.CPUProfile = 4, "cpu.pprof" }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := DefaultOptions()
@@ -339,5 +351,31 @@ func TestPercentile(t *testing.T) {
 				t.Errorf("percentile(%v) = %v, want %v", tc.p, got, tc.want)
 			}
 		})
+	}
+}
+
+// Pooled rounds add up windows, answers and latencies, and their
+// percentiles are the pooled latencies'.
+func TestPool(t *testing.T) {
+	ms := func(ds ...int) []time.Duration {
+		out := make([]time.Duration, len(ds))
+		for i, d := range ds {
+			out[i] = time.Duration(d) * time.Millisecond
+		}
+		return out
+	}
+	a := Result{Target: "x", Load: "closed, 2 in flight", Window: time.Second, answered: 3, latencies: ms(1, 2, 3), Quarters: [4]int{1, 1, 1, 0}}
+	b := Result{Target: "x", Load: "closed, 2 in flight", Window: time.Second, answered: 1, latencies: ms(10), Quarters: [4]int{0, 0, 0, 1},
+		Errors: 1, FirstErr: errors.New("boom")}
+	a.fill()
+	b.fill()
+	if got := pool([]Result{a}); got.Load != a.Load || got.Rate != 3 {
+		t.Fatalf("one round pooled: %+v", got)
+	}
+	got := pool([]Result{a, b})
+	if got.Load != "closed, 2 in flight, 2 rounds" || got.Window != 2*time.Second || got.Requests != 4 || got.Rate != 2 ||
+		got.P50 != 2*time.Millisecond || got.P99 != 10*time.Millisecond || got.Max != 10*time.Millisecond ||
+		got.Quarters != [4]int{1, 1, 1, 1} || got.Errors != 1 || got.FirstErr == nil {
+		t.Fatalf("pooled: %+v", got)
 	}
 }

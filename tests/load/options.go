@@ -35,6 +35,12 @@ type Options struct {
 	Concurrency int
 	Warmup      time.Duration
 	Duration    time.Duration
+	// Rounds splits the two closed loops into that many alternating
+	// slices (OPA, AgentSigna, OPA, …) of Duration/Rounds each, pooled
+	// per server: a machine whose speed drifts during the run then drifts
+	// under both alike, and the ratio compares like with like. The first
+	// slice of each warms up for Warmup, the others for a tenth of it.
+	Rounds int
 	// OpenRate is the arrival rate of the open-loop phase in requests/s;
 	// 0 means half of AgentSigna's measured maximum, and a negative value
 	// skips the phase.
@@ -58,6 +64,7 @@ func DefaultOptions() Options {
 		AgentSigna:     "bin/agentsigna",
 		Policies:       "policies",
 		Concurrency:    32,
+		Rounds:         1,
 		Warmup:         3 * time.Second,
 		Duration:       20 * time.Second,
 		RequestTimeout: 10 * time.Second,
@@ -76,6 +83,7 @@ func (o *Options) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "requests in flight (closed loop) and open-loop workers")
 	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "warm-up before each measured phase (not recorded)")
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "measured length of each phase")
+	fs.IntVar(&o.Rounds, "rounds", o.Rounds, "alternating slices the two closed loops are split into (1: one after the other)")
 	fs.Float64Var(&o.OpenRate, "open-rate", o.OpenRate, "open-loop arrival rate, requests/s (0: half the measured max; <0: skip)")
 	fs.DurationVar(&o.RequestTimeout, "request-timeout", o.RequestTimeout, "timeout of one request")
 	fs.StringVar(&o.ServerLogLevel, "server-log-level", o.ServerLogLevel, "log level of both servers: info or error")
@@ -116,6 +124,12 @@ func (o Options) validate() error {
 	}
 	if o.Warmup < 0 || o.Duration <= 0 || o.Warmup+o.Duration > time.Hour {
 		errs = append(errs, errors.New("--duration must be positive, --warmup not negative, and both together at most an hour"))
+	}
+	if o.Rounds < 1 || o.Rounds > 100 || (o.Rounds > 1 && o.Duration/time.Duration(o.Rounds) < 100*time.Millisecond) {
+		errs = append(errs, errors.New("--rounds must be between 1 and 100, each at least 100ms of --duration"))
+	}
+	if o.Rounds > 1 && o.CPUProfile != "" {
+		errs = append(errs, errors.New("--cpuprofile takes one window: use it with --rounds 1"))
 	}
 	if o.RequestTimeout <= 0 {
 		errs = append(errs, errors.New("--request-timeout must be positive"))

@@ -101,7 +101,10 @@ func (r Report) Print(w io.Writer) {
 			formatRate(r.OPAOpen.OfferedRate), formatLatency(r.OPAOpen.P99), goalP99AtHalf,
 			met(r.OPAOpen.Requests > 0 && r.OPAOpen.P99 <= goalP99AtHalf))
 	}
-	fmt.Fprintln(w, "requests/s by quarter of each window:")
+	if o.Rounds > 1 {
+		fmt.Fprintf(w, "closed loops: %d alternating rounds of %s each, pooled per server\n", o.Rounds, o.Duration/time.Duration(o.Rounds))
+	}
+	fmt.Fprintln(w, "requests/s by quarter of each window (of every round's, pooled):")
 	for _, res := range r.Results() {
 		q := make([]string, len(res.Quarters))
 		for i, n := range res.Quarters {
