@@ -59,7 +59,7 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 		return Response{}, err
 	}
 	if g.previous != nil {
-		return replay(*g.previous, g.answered, v.sha256)
+		return s.replay(ctx, org, *g.previous, v.sha256)
 	}
 	if err := s.ensurePolicy(ctx, org); err != nil {
 		return Response{}, err
@@ -93,9 +93,8 @@ func idempotencyKeyHash(key string) ([]byte, error) {
 // gathered is what the store says about a request before it is evaluated.
 type gathered struct {
 	// previous is the decision the agent already made under the same
-	// Idempotency-Key, answered with answered; nothing else is used then.
+	// Idempotency-Key; nothing else is used then.
 	previous *store.Decision
-	answered Response
 	agent    store.Agent
 	input    Input
 	signer   *signing.ReceiptSigner
@@ -114,19 +113,7 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 		return g, err
 	case in.Previous != nil:
 		g.previous = in.Previous
-		switch {
-		case !sameDigest(in.Previous.RequestSHA256, v.sha256):
-			// replay refuses it: no answer to read.
-		case in.Previous.Outcome != store.OutcomeAllow:
-			g.answered, err = decodeResponse(*in.Previous)
-		default:
-			err = s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
-				var err error
-				g.answered, err = readResponse(ctx, tx, *in.Previous)
-				return err
-			})
-		}
-		return g, err
+		return g, nil
 	case in.Agent == nil:
 		return g, ErrUnknownAgent
 	}
@@ -168,13 +155,21 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 	return g, err
 }
 
-// replay answers a request made again under the same Idempotency-Key
-// with the answer d was given.
-func replay(d store.Decision, answered Response, requestSHA256 []byte) (Response, error) {
+// replay answers a request made again under the same Idempotency-Key with
+// the answer decision d was given (its receipt read back from its row), or
+// ErrIdempotencyMismatch when the request differs. A rare path: it reads
+// in a transaction of its own.
+func (s *Service) replay(ctx context.Context, org Organization, d store.Decision, requestSHA256 []byte) (Response, error) {
 	if !sameDigest(d.RequestSHA256, requestSHA256) {
 		return Response{}, ErrIdempotencyMismatch
 	}
-	return answered, nil
+	var answered Response
+	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		answered, err = readResponse(ctx, tx, d)
+		return err
+	})
+	return answered, err
 }
 
 func sameDigest(a, b []byte) bool { return len(a) == len(b) && string(a) == string(b) }
@@ -185,17 +180,13 @@ func sameDigest(a, b []byte) bool { return len(a) == len(b) && string(a) == stri
 // what it decided, recorded (their decision id is never stored).
 func (s *Service) replayAfterRace(ctx context.Context, org Organization, agentID string, keyHash, requestSHA256 []byte) (Response, error) {
 	var d store.Decision
-	var answered Response
 	err := s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		if d, err = tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash); err != nil {
-			return err
-		}
-		answered, err = readResponse(ctx, tx, d)
+		d, err = tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash)
 		return err
 	})
 	if err != nil {
 		return Response{}, fmt.Errorf("decision: reread after an idempotency conflict: %w", err)
 	}
-	return replay(d, answered, requestSHA256)
+	return s.replay(ctx, org, d, requestSHA256)
 }

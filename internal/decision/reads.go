@@ -32,16 +32,6 @@ func (s *Service) GetDecision(ctx context.Context, org Organization, agentID, de
 	return answered, err
 }
 
-// decodeResponse is the response stored with d: all of the answer but for
-// an allowed action's receipt (readResponse).
-func decodeResponse(d store.Decision) (Response, error) {
-	var r Response
-	if err := json.Unmarshal([]byte(d.Response), &r); err != nil {
-		return Response{}, fmt.Errorf("decision: stored response of %s: %w", d.ID, err)
-	}
-	return r, nil
-}
-
 // storedResponse is what a decision's row keeps of its response: all of
 // it but an allowed action's receipt, which is stored once, in its own
 // row (and in the ledger), and put back by readResponse. The JWS was
@@ -52,11 +42,15 @@ func storedResponse(r Response) ([]byte, error) {
 	return json.Marshal(r)
 }
 
-// readResponse is the response decision d was answered with.
+// readResponse is the response decision d was answered with: the stored
+// one, and for an allowed action its receipt from the receipt's row.
 func readResponse(ctx context.Context, tx store.TenantTx, d store.Decision) (Response, error) {
-	r, err := decodeResponse(d)
-	if err != nil || d.Outcome != store.OutcomeAllow {
-		return r, err
+	var r Response
+	if err := json.Unmarshal([]byte(d.Response), &r); err != nil {
+		return Response{}, fmt.Errorf("decision: stored response of %s: %w", d.ID, err)
+	}
+	if d.Outcome != store.OutcomeAllow {
+		return r, nil
 	}
 	rc, err := tx.Receipts().ByDecision(ctx, d.ID)
 	if errors.Is(err, store.ErrNotFound) {
