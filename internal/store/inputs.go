@@ -56,25 +56,14 @@ func ReadDecisionInputsTx(ctx context.Context, tx TenantTx, q DecisionInputsQuer
 	if err := q.Check(); err != nil {
 		return in, err
 	}
-	found := func(err error) (bool, error) {
-		if errors.Is(err, ErrNotFound) {
-			return false, nil
-		}
-		return err == nil, err
-	}
+	var err error
 	if q.IdempotencyKeySHA256 != nil {
-		d, err := tx.Decisions().ByIdempotencyKey(ctx, q.AgentID, q.IdempotencyKeySHA256)
-		if ok, err := found(err); err != nil {
+		if in.Previous, err = Optional(tx.Decisions().ByIdempotencyKey(ctx, q.AgentID, q.IdempotencyKeySHA256)); err != nil {
 			return in, err
-		} else if ok {
-			in.Previous = &d
 		}
 	}
-	a, err := tx.Agents().Get(ctx, q.AgentID)
-	if ok, err := found(err); err != nil {
+	if in.Agent, err = Optional(tx.Agents().Get(ctx, q.AgentID)); err != nil {
 		return in, err
-	} else if ok {
-		in.Agent = &a
 	}
 	if in.Stats, err = tx.Decisions().AgentStats(ctx, q.AgentID, q.Now); err != nil {
 		return in, err
@@ -82,13 +71,24 @@ func ReadDecisionInputsTx(ctx context.Context, tx TenantTx, q DecisionInputsQuer
 	if q.CounterpartyID == "" {
 		return in, nil
 	}
-	cp, err := tx.Counterparties().Get(ctx, q.CounterpartyID)
-	if ok, err := found(err); err != nil {
+	if in.Counterparty, err = Optional(tx.Counterparties().Get(ctx, q.CounterpartyID)); err != nil {
 		return in, err
-	} else if ok {
-		cp.BankDetailsSealed = nil
-		in.Counterparty = &cp
+	}
+	if in.Counterparty != nil {
+		in.Counterparty.BankDetailsSealed = nil
 	}
 	in.Payments, err = tx.Counterparties().PaymentsCount(ctx, q.CounterpartyID)
 	return in, err
+}
+
+// Optional turns a lookup's ErrNotFound into a nil row: for reads where a
+// missing row is an answer, not a failure.
+func Optional[T any](v T, err error) (*T, error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	return &v, nil
 }

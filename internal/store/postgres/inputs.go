@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -57,20 +56,13 @@ func readInputs(br pgx.BatchResults, q store.DecisionInputsQuery, in *store.Deci
 	if !known {
 		return fmt.Errorf("%w: tenant", store.ErrNotFound)
 	}
+	var err error
 	if q.IdempotencyKeySHA256 != nil {
-		d, err := scanDecision(br.QueryRow())
-		switch {
-		case err == nil:
-			in.Previous = &d
-		case !errors.Is(err, store.ErrNotFound):
+		if in.Previous, err = store.Optional(scanDecision(br.QueryRow())); err != nil {
 			return err
 		}
 	}
-	a, err := scanAgent(br.QueryRow())
-	switch {
-	case err == nil:
-		in.Agent = &a
-	case !errors.Is(err, store.ErrNotFound):
+	if in.Agent, err = store.Optional(scanAgent(br.QueryRow())); err != nil {
 		return err
 	}
 	if in.Stats, err = scanStats(br.QueryRow()); err != nil {
@@ -79,11 +71,7 @@ func readInputs(br pgx.BatchResults, q store.DecisionInputsQuery, in *store.Deci
 	if q.CounterpartyID == "" {
 		return nil
 	}
-	cp, err := scanCounterparty(br.QueryRow(), false)
-	switch {
-	case err == nil:
-		in.Counterparty = &cp
-	case !errors.Is(err, store.ErrNotFound):
+	if in.Counterparty, err = store.Optional(scanCounterparty(br.QueryRow(), false)); err != nil {
 		return err
 	}
 	return mapErr(br.QueryRow().Scan(&in.Payments))
