@@ -322,14 +322,16 @@ func TestHealthzTarget(t *testing.T) {
 	}
 }
 
-func TestPercentile(t *testing.T) {
-	ms := func(n ...int) []time.Duration {
-		out := make([]time.Duration, len(n))
-		for i, v := range n {
-			out[i] = time.Duration(v) * time.Millisecond
-		}
-		return out
+// ms turns milliseconds into latencies.
+func ms(n ...int) []time.Duration {
+	out := make([]time.Duration, len(n))
+	for i, v := range n {
+		out[i] = time.Duration(v) * time.Millisecond
 	}
+	return out
+}
+
+func TestPercentile(t *testing.T) {
 	hundred := make([]int, 100)
 	for i := range hundred {
 		hundred[i] = i + 1
@@ -357,13 +359,6 @@ func TestPercentile(t *testing.T) {
 // Pooled rounds add up windows, answers and latencies, and their
 // percentiles are the pooled latencies'.
 func TestPool(t *testing.T) {
-	ms := func(ds ...int) []time.Duration {
-		out := make([]time.Duration, len(ds))
-		for i, d := range ds {
-			out[i] = time.Duration(d) * time.Millisecond
-		}
-		return out
-	}
 	a := Result{Target: "x", Load: "closed, 2 in flight", Window: time.Second, answered: 3, latencies: ms(1, 2, 3), Quarters: [4]int{1, 1, 1, 0}}
 	b := Result{Target: "x", Load: "closed, 2 in flight", Window: time.Second, answered: 1, latencies: ms(10), Quarters: [4]int{0, 0, 0, 1},
 		Errors: 1, FirstErr: errors.New("boom")}

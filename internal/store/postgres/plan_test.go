@@ -22,19 +22,10 @@ import (
 func TestDecisionLookupUsesThePrimaryKey(t *testing.T) {
 	db := pgtest.New(t)
 	acme, _, last := decisionsOfOneAgent(t, db, 300)
-	ctx := context.Background()
-	conn := adminConn(t, db)
-	// The foreign-key check's query, as PostgreSQL's RI triggers write it,
-	// planned generically as a cached plan is.
-	for _, stmt := range []string{
-		`SET plan_cache_mode = force_generic_plan`,
-		`PREPARE fk AS SELECT 1 FROM ONLY public.decisions x WHERE tenant_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.=) $2 FOR KEY SHARE OF x`,
-	} {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
-	plan := explain(t, conn, `EXPLAIN EXECUTE fk('`+acme.ID+`', '`+last+`')`)
+	// The foreign-key check's query, as PostgreSQL's RI triggers write it.
+	plan := genericPlan(t, adminConn(t, db),
+		`fk AS SELECT 1 FROM ONLY public.decisions x WHERE tenant_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.=) $2 FOR KEY SHARE OF x`,
+		`fk('`+acme.ID+`', '`+last+`')`)
 	if !strings.Contains(plan, "decisions_pkey") {
 		t.Fatalf("the decision lookup of a foreign-key check does not use the primary key:\n%s", plan)
 	}
@@ -46,19 +37,10 @@ func TestDecisionLookupUsesThePrimaryKey(t *testing.T) {
 func TestAgentStatsSeeksTheIndexes(t *testing.T) {
 	db := pgtest.New(t)
 	acme, agent, _ := decisionsOfOneAgent(t, db, 300)
-	ctx := context.Background()
-	conn := adminConn(t, db)
-	for _, stmt := range []string{
-		`SET plan_cache_mode = force_generic_plan`,
-		`PREPARE stats(uuid, text, timestamptz, timestamptz) AS ` + postgres.AgentStatsQuery,
-	} {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Fatal(err)
-		}
-	}
 	now := time.Now().UTC()
-	plan := explain(t, conn, `EXPLAIN EXECUTE stats('`+acme.ID+`', '`+agent.ID+`', '`+
-		now.Add(-time.Hour).Format(time.RFC3339Nano)+`', '`+now.Add(-24*time.Hour).Format(time.RFC3339Nano)+`')`)
+	plan := genericPlan(t, adminConn(t, db), `stats(uuid, text, timestamptz, timestamptz) AS `+postgres.AgentStatsQuery,
+		`stats('`+acme.ID+`', '`+agent.ID+`', '`+now.Add(-time.Hour).Format(time.RFC3339Nano)+`', '`+
+			now.Add(-24*time.Hour).Format(time.RFC3339Nano)+`')`)
 	if strings.Count(plan, "decisions_by_agent_time") != 2 || strings.Count(plan, "decisions_by_agent_seq") != 1 ||
 		strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Sort") {
 		t.Fatalf("agent stats plan:\n%s", plan)
@@ -106,10 +88,18 @@ func adminConn(t *testing.T, db *pgtest.DB) *pgx.Conn {
 	return conn
 }
 
-// explain runs an EXPLAIN and returns its plan, one node a line.
-func explain(t *testing.T, conn *pgx.Conn, q string) string {
+// genericPlan prepares `PREPARE <prepare>` and returns the plan of
+// `EXECUTE <execute>` as a cached plan would be made (generic, before any
+// statistics), one node a line.
+func genericPlan(t *testing.T, conn *pgx.Conn, prepare, execute string) string {
 	t.Helper()
-	rows, err := conn.Query(context.Background(), q, pgx.QueryExecModeSimpleProtocol)
+	ctx := context.Background()
+	for _, stmt := range []string{`SET plan_cache_mode = force_generic_plan`, `PREPARE ` + prepare} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	rows, err := conn.Query(ctx, `EXPLAIN EXECUTE `+execute, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		t.Fatal(err)
 	}
