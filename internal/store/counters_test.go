@@ -1,7 +1,9 @@
 package store
 
 import (
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -86,5 +88,32 @@ func TestDecisionRecordClone(t *testing.T) {
 	}
 	if n := (DecisionRecord{}).Clone(); n.Decision.IdempotencyKeySHA256 != nil || n.Receipt != nil || n.Case != nil {
 		t.Fatalf("a clone of an empty record: %+v; nil stays nil (a NULL key)", n)
+	}
+}
+
+// A queue keeps clones, and a failed savepoint drops what it queued and
+// nothing before it; a successful one keeps all.
+func TestRecordQueue(t *testing.T) {
+	var q RecordQueue
+	r := DecisionRecord{Decision: Decision{ID: "dec_1", Reasons: []string{"a"}}}
+	q.Add(r)
+	r.Decision.Reasons[0] = "changed"
+	savepoint := func(ids []string, fail error) (err error) {
+		defer q.DropOnError(len(q.Records()), &err)
+		for _, id := range ids {
+			q.Add(DecisionRecord{Decision: Decision{ID: id}})
+		}
+		return fail
+	}
+	if err := savepoint([]string{"dec_2", "dec_3"}, errors.New("refused")); err == nil {
+		t.Fatal("the failure was lost")
+	}
+	_ = savepoint([]string{"dec_4"}, nil)
+	var ids []string
+	for _, r := range q.Records() {
+		ids = append(ids, r.Decision.ID)
+	}
+	if got := strings.Join(ids, ","); got != "dec_1,dec_4" || q.Records()[0].Decision.Reasons[0] != "a" {
+		t.Fatalf("queued %s, first reasons %v", got, q.Records()[0].Decision.Reasons)
 	}
 }

@@ -145,6 +145,27 @@ func (r DecisionRecord) Clone() DecisionRecord {
 	return r
 }
 
+// RecordQueue holds the records a TenantTx.Pipeline defers: checked,
+// cloned, in the order they were made. Both stores queue into it.
+type RecordQueue struct {
+	records []DecisionRecord
+}
+
+// Add queues a clone of r (its caller may reuse r once Record returns).
+func (q *RecordQueue) Add(r DecisionRecord) { q.records = append(q.records, r.Clone()) }
+
+// Records are the records queued so far.
+func (q *RecordQueue) Records() []DecisionRecord { return q.records }
+
+// DropOnError, deferred by a Savepoint inside a Pipeline with the queue's
+// length when it began, drops what the savepoint queued if it fails (*err
+// set): its writes are undone, and so must its records be.
+func (q *RecordQueue) DropOnError(n int, err *error) {
+	if *err != nil {
+		q.records = q.records[:n]
+	}
+}
+
 // CheckRecord validates a record for DecisionTx.Record: each part, and
 // that the receipt or case is its decision's and fits its outcome (so a
 // decision never has both: a receipt needs allow, a case escalate; and

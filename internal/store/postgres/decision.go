@@ -57,7 +57,7 @@ func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) (err er
 	if d.owner != nil && d.owner.pipe != nil {
 		// Inside Pipeline: queued, sent with the others; the caller's
 		// savepoint undoes them on error.
-		d.owner.pipe.records = append(d.owner.pipe.records, r.Clone())
+		d.owner.pipe.Add(r)
 		return nil
 	}
 	b := &pgx.Batch{}

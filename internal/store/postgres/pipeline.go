@@ -9,12 +9,6 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
-// recordQueue holds the decision records made inside one Pipeline,
-// checked (store.CheckRecord) and cloned, to send together when it ends.
-type recordQueue struct {
-	records []store.DecisionRecord
-}
-
 // queueRecords queues checked records as at most four statements: one
 // array insert per table (unnest, as AppendLog does for the log) and one
 // upsert row per counter (store.SumPayments), where one statement per

@@ -16,7 +16,7 @@ type tenantTx struct {
 	tx       pgx.Tx
 	tenantID string
 	// pipe queues DecisionTx.Record's records inside Pipeline.
-	pipe *recordQueue
+	pipe *store.RecordQueue
 }
 
 // Pipeline queues the records fn makes and sends them when fn returns: a
@@ -26,16 +26,17 @@ func (t *tenantTx) Pipeline(ctx context.Context, fn func(context.Context) error)
 	if t.pipe != nil {
 		return fn(ctx)
 	}
-	t.pipe = &recordQueue{}
+	t.pipe = &store.RecordQueue{}
 	defer func() { t.pipe = nil }()
 	if err := fn(ctx); err != nil {
 		return err
 	}
-	if len(t.pipe.records) == 0 {
+	records := t.pipe.Records()
+	if len(records) == 0 {
 		return nil
 	}
 	b := &pgx.Batch{}
-	if err := queueRecords(b, t.tenantID, t.pipe.records); err != nil {
+	if err := queueRecords(b, t.tenantID, records); err != nil {
 		return err
 	}
 	return mapErr(t.tx.SendBatch(ctx, b).Close())
@@ -49,12 +50,7 @@ func (t *tenantTx) TenantID() string { return t.tenantID }
 // Inside a Pipeline, a failing savepoint also drops the records fn queued.
 func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error) (err error) {
 	if q := t.pipe; q != nil {
-		n := len(q.records)
-		defer func() {
-			if err != nil {
-				q.records = q.records[:n]
-			}
-		}()
+		defer q.DropOnError(len(q.Records()), &err)
 	}
 	sp, err := t.tx.Begin(ctx)
 	if err != nil {

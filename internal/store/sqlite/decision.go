@@ -53,7 +53,7 @@ func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) error {
 	if d.owner != nil && d.owner.pipe != nil {
 		// Inside Pipeline: queued, written with the others; the caller's
 		// savepoint undoes them on error.
-		d.owner.pipe.records = append(d.owner.pipe.records, r.Clone())
+		d.owner.pipe.Add(r)
 		return nil
 	}
 	return savepoint(ctx, d.tx, func(ctx context.Context) error {

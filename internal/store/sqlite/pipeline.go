@@ -9,29 +9,22 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
-// recordQueue holds the decision records made inside one Pipeline,
-// checked (store.CheckRecord) and cloned, to insert together when it ends.
-type recordQueue struct {
-	tenantID string
-	records  []store.DecisionRecord
-}
-
-// write inserts the queued records: one multi-row INSERT per table, and one
-// upsert row per counter. receiptTx.insert and caseTx.insert, which store
+// writeRecords inserts the records a Pipeline queued: one multi-row
+// INSERT per table, and one upsert row per counter. receiptTx.insert and caseTx.insert, which store
 // one at a time, check in SQL that the decision they hang on is stored and
 // receiptable; CheckRecord has already tied a recorded receipt or case to
 // its own decision and outcome, so plain rows do here, as on PostgreSQL.
 // Decisions go first, for the receipts' and cases' foreign keys. The first
 // error is the pipeline's; the caller's savepoint undoes whatever went in
 // before it.
-func (q *recordQueue) write(ctx context.Context, tx *sql.Tx) error {
-	if len(q.records) == 0 {
+func writeRecords(ctx context.Context, tx *sql.Tx, tenantID string, records []store.DecisionRecord) error {
+	t := tenantID
+	if len(records) == 0 {
 		return nil
 	}
-	t := q.tenantID
-	decisions := make([]store.Decision, len(q.records))
+	decisions := make([]store.Decision, len(records))
 	var receipts, cases [][]any
-	for i, r := range q.records {
+	for i, r := range records {
 		decisions[i] = r.Decision
 		if rc := r.Receipt; rc != nil {
 			receipts = append(receipts, []any{t, rc.ID, rc.DecisionID, rc.JWS, int64(rc.LedgerIndex), formatTime(rc.CreatedAt)})

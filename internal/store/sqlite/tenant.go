@@ -17,7 +17,7 @@ type tenantTx struct {
 	tenantID string
 	platform *sql.DB // for the agent directory, which lives in platform.db
 	// pipe queues DecisionTx.Record's rows inside Pipeline.
-	pipe *recordQueue
+	pipe *store.RecordQueue
 }
 
 func (t *tenantTx) TenantID() string { return t.tenantID }
@@ -29,12 +29,7 @@ func (t *tenantTx) TenantID() string { return t.tenantID }
 // Inside a Pipeline, a failing savepoint also drops the records fn queued.
 func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error) (err error) {
 	if q := t.pipe; q != nil {
-		n := len(q.records)
-		defer func() {
-			if err != nil {
-				q.records = q.records[:n]
-			}
-		}()
+		defer q.DropOnError(len(q.Records()), &err)
 	}
 	return savepoint(ctx, t.tx, fn)
 }
@@ -47,12 +42,12 @@ func (t *tenantTx) Pipeline(ctx context.Context, fn func(context.Context) error)
 	if t.pipe != nil {
 		return fn(ctx)
 	}
-	t.pipe = &recordQueue{tenantID: t.tenantID}
+	t.pipe = &store.RecordQueue{}
 	defer func() { t.pipe = nil }()
 	if err := fn(ctx); err != nil {
 		return err
 	}
-	return t.pipe.write(ctx, t.tx)
+	return writeRecords(ctx, t.tx, t.tenantID, t.pipe.Records())
 }
 
 // savepoint runs fn under a SAVEPOINT of tx (Savepoint, Record).
