@@ -13,8 +13,8 @@ import (
 
 // Benchmark runs the comparison: it starts the servers it needs (the
 // AgentSigna demo unless o.TargetURL names a running service, and OPA),
-// checks that each answers the request with an allow, then measures, one
-// after the other, OPA and AgentSigna in a closed loop and AgentSigna at
+// checks that each answers the request with an allow, then measures OPA
+// and AgentSigna in closed loops (alternating rounds) and AgentSigna at
 // a fixed arrival rate, then GET /healthz at that rate (the floor under
 // any answer), then OPA at half its own rate (the latency goal applied to
 // the reference). It stops what it started before returning.
@@ -99,39 +99,39 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 	phase := func(what string) {
 		fmt.Fprintf(progress, "load: %s: %s warm-up, %s measured\n", what, o.Warmup, o.Duration)
 	}
-	if o.Rounds > 1 {
-		// Alternating slices, pooled per server (Options.Rounds).
-		slice := o.Duration / time.Duration(o.Rounds)
-		fmt.Fprintf(progress, "load: opa and agentsigna, closed loops in %d alternating rounds of %s, each after a warm-up (%s, then %s)\n",
-			o.Rounds, slice, o.Warmup, o.Warmup/10)
-		var opaRounds, asRounds []Result
-		for r := 0; r < o.Rounds && ctx.Err() == nil; r++ {
-			warmup := o.Warmup
-			if r > 0 {
-				warmup /= 10
+	// The closed loops, in Options.Rounds alternating slices pooled per
+	// server (one round: OPA, then AgentSigna, whole).
+	slice := o.Duration / time.Duration(o.Rounds)
+	var opaRounds, asRounds []Result
+	for r := 0; r < o.Rounds && ctx.Err() == nil; r++ {
+		warmup := o.Warmup
+		if r > 0 {
+			warmup /= 10
+		}
+		phaseOf := func(what string) {
+			if o.Rounds > 1 {
+				what = fmt.Sprintf("%s, round %d of %d", what, r+1, o.Rounds)
 			}
-			opaRounds = append(opaRounds, closedLoop(ctx, ot, o.Concurrency, warmup, slice, o.RequestTimeout))
-			asRounds = append(asRounds, closedLoop(ctx, as, o.Concurrency, warmup, slice, o.RequestTimeout))
+			fmt.Fprintf(progress, "load: %s: %s warm-up, %s measured\n", what, warmup, slice)
 		}
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
-		}
-		rep.OPA, rep.AgentSigna = pool(opaRounds), pool(asRounds)
-	} else {
-		phase("opa, closed loop")
-		rep.OPA = closedLoop(ctx, ot, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
-		phase("agentsigna, closed loop")
+		phaseOf("opa, closed loop")
+		opaRounds = append(opaRounds, closedLoop(ctx, ot, o.Concurrency, warmup, slice, o.RequestTimeout))
+		phaseOf("agentsigna, closed loop")
 		var profiled sync.WaitGroup
 		var profileErr error
-		if o.CPUProfile != "" {
-			profiled.Go(func() { profileErr = captureCPUProfile(ctx, pprofURL, o.CPUProfile, o.Warmup, o.Duration) })
+		if o.CPUProfile != "" { // one round only (validate)
+			profiled.Go(func() { profileErr = captureCPUProfile(ctx, pprofURL, o.CPUProfile, warmup, slice) })
 		}
-		rep.AgentSigna = closedLoop(ctx, as, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
+		asRounds = append(asRounds, closedLoop(ctx, as, o.Concurrency, warmup, slice, o.RequestTimeout))
 		profiled.Wait()
 		if profileErr != nil {
 			return Report{}, profileErr
 		}
 	}
+	if ctx.Err() != nil {
+		return rep, ctx.Err()
+	}
+	rep.OPA, rep.AgentSigna = pool(opaRounds), pool(asRounds)
 	if o.CPUProfile != "" {
 		fmt.Fprintf(progress, "load: agentsigna CPU profile of the closed loop in %s\n", o.CPUProfile)
 	}

@@ -6,8 +6,10 @@
 // requests/s, p50 and p99 of each and their ratio. A last phase offers
 // AgentSigna half of its measured maximum rate at a fixed arrival rate
 // (open loop) and reports the p99 there: the issue's goal is p99 ≤ 5 ms.
-// GET /healthz at that same rate, last, shows the floor that the harness,
-// the HTTP stack and the machine put under any answer.
+// GET /healthz at that same rate shows the floor that the harness, the
+// HTTP stack and the machine put under any answer, and OPA at half its own
+// rate the same goal applied to the reference. With --rounds N the two
+// closed loops alternate in N slices, pooled per server.
 //
 // By default it starts `agentsigna serve --demo` itself on a fresh embedded
 // store in a temporary directory; with --target-url, --credentials and
