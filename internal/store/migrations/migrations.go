@@ -35,7 +35,7 @@ type Migration struct {
 	SQL     string
 	// SHA256 is the hex SHA-256 of SQL. Stores record it with the version
 	// they applied and refuse to open a database whose recorded digest
-	// differs (Digests): a migration is never edited once applied, so a
+	// differs (CheckApplied): a migration is never edited once applied, so a
 	// difference means the database was built by another schema — before
 	// a release, an earlier build that changed a migration in place.
 	SHA256 string
