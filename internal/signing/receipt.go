@@ -17,9 +17,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
 
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -241,6 +240,8 @@ type ReceiptSigner struct {
 	// Format (a ReceiptSigner in an unexported field printed with %+v)
 	// shows an address, not the key.
 	key *receiptPrivateKey
+	// signingPrefix is base64url(protected header) + ".".
+	signingPrefix []byte
 }
 
 type receiptPrivateKey struct{ k ed25519.PrivateKey }
@@ -310,18 +311,42 @@ func (s *ReceiptSigner) Sign(c ReceiptClaims) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("signing: encode receipt: %w", err)
 	}
-	hdr := jws.NewHeaders()
-	if err := hdr.Set(jws.KeyIDKey, s.kid); err != nil {
-		return "", err
-	}
-	if err := hdr.Set(jws.TypeKey, ReceiptType); err != nil {
-		return "", err
-	}
-	out, err := jws.Sign(payload, jws.WithKey(jwa.EdDSA(), s.key.k, jws.WithProtectedHeaders(hdr)))
+	// The compact serialization (RFC 7515 §7.1) with jwx's building
+	// blocks: the signer's encoded header, then the payload, signed as one
+	// signing input. jws.Sign would build, marshal and encode the same
+	// header again for every receipt.
+	out := make([]byte, 0, len(s.signingPrefix)+jwsBase64.EncodedLen(len(payload))+1+jwsBase64.EncodedLen(ed25519.SignatureSize))
+	out = append(out, s.signingPrefix...)
+	out = jwsBase64.AppendEncode(out, payload)
+	sig, err := jwsbb.SignEdDSA(s.key.k, out)
 	if err != nil {
 		return "", fmt.Errorf("signing: sign receipt: %w", err)
 	}
-	return string(out), nil
+	return string(jwsbb.AppendSignature(out, sig, jwsBase64)), nil
+}
+
+// jwsBase64 is JWS's base64url without padding (RFC 7515 §2).
+var jwsBase64 = base64.RawURLEncoding
+
+// protectedHeader is the JWS protected header a receipt is signed with
+// (DESIGN §3); receiptHeaderFields is how VerifyReceipt reads one.
+type protectedHeader struct {
+	Alg string `json:"alg"`
+	KID string `json:"kid"`
+	Typ string `json:"typ"`
+}
+
+// newReceiptSigner returns the signer of kid's key, with the encoded
+// protected header that starts every receipt's signing input.
+func newReceiptSigner(tenantID, kid string, priv ed25519.PrivateKey) (*ReceiptSigner, error) {
+	hdr, err := json.Marshal(protectedHeader{Alg: ReceiptAlgorithm, KID: kid, Typ: ReceiptType})
+	if err != nil {
+		return nil, fmt.Errorf("signing: receipt header: %w", err)
+	}
+	return &ReceiptSigner{
+		tenantID: tenantID, kid: kid, key: &receiptPrivateKey{priv},
+		signingPrefix: jwsbb.SigningPrefix(nil, hdr, jwsBase64),
+	}, nil
 }
 
 // check refuses a receipt missing a claim a verifier relies on. It runs on
@@ -472,7 +497,7 @@ func (k *Keyring) openReceiptKey(ctx context.Context, keys store.KeyTx, tenantID
 		if !bytes.Equal(priv.Public().(ed25519.PublicKey), key.PublicKey) {
 			return nil, fmt.Errorf("signing: receipt key %s: public half does not match", key.KID)
 		}
-		return &ReceiptSigner{tenantID: tenantID, kid: key.KID, key: &receiptPrivateKey{priv}}, nil
+		return newReceiptSigner(tenantID, key.KID, priv)
 	}
 	return nil, errNoReceiptKey
 }
@@ -494,7 +519,7 @@ func (k *Keyring) createReceiptKey(ctx context.Context, keys store.KeyTx, tenant
 	if err != nil {
 		return nil, err
 	}
-	return &ReceiptSigner{tenantID: tenantID, kid: kid, key: &receiptPrivateKey{priv}}, nil
+	return newReceiptSigner(tenantID, kid, priv)
 }
 
 // receiptCache holds a Keyring's opened receipt signers by organization.

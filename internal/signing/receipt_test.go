@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,7 +116,19 @@ func TestReceiptVerifiesWithTheJWKSAloneInTwoLibraries(t *testing.T) {
 	jwks := receiptJWKS(t, s, acme.ID)
 
 	got := verifyWithGoJOSE(t, receipt, jwks)
-	// DESIGN §3 "Receipt": exactly these claims.
+	// DESIGN §3 "Receipt": a protected header of exactly alg, kid and typ.
+	rawHeader, err := base64.RawURLEncoding.Strict().DecodeString(strings.Split(receipt, ".")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var header map[string]string
+	if err := json.Unmarshal(rawHeader, &header); err != nil {
+		t.Fatalf("header %s: %v", rawHeader, err)
+	}
+	if want := map[string]string{"alg": "EdDSA", "kid": receiptSigner(t, s, kr, acme.ID).KID(), "typ": signing.ReceiptType}; !maps.Equal(header, want) {
+		t.Errorf("protected header %v, want %v", header, want)
+	}
+	// and exactly these claims.
 	want := []string{"action", "action_sha256", "agent", "approvals", "decision_id", "exp", "iat",
 		"iss", "jti", "nbf", "outcome", "policy", "sub", "tenant"}
 	var names []string
