@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -47,38 +46,6 @@ type DecisionInputs struct {
 	// decision reads.
 	Counterparty *Counterparty
 	Payments     int
-}
-
-// ReadDecisionInputsTx reads q in tx, one statement at a time: the
-// embedded store's ReadDecisionInputs, and the reference for the others.
-func ReadDecisionInputsTx(ctx context.Context, tx TenantTx, q DecisionInputsQuery) (DecisionInputs, error) {
-	var in DecisionInputs
-	if err := q.Check(); err != nil {
-		return in, err
-	}
-	var err error
-	if q.IdempotencyKeySHA256 != nil {
-		if in.Previous, err = Optional(tx.Decisions().ByIdempotencyKey(ctx, q.AgentID, q.IdempotencyKeySHA256)); err != nil {
-			return in, err
-		}
-	}
-	if in.Agent, err = Optional(tx.Agents().Get(ctx, q.AgentID)); err != nil {
-		return in, err
-	}
-	if in.Stats, err = tx.Decisions().AgentStats(ctx, q.AgentID, q.Now); err != nil {
-		return in, err
-	}
-	if q.CounterpartyID == "" {
-		return in, nil
-	}
-	if in.Counterparty, err = Optional(tx.Counterparties().Get(ctx, q.CounterpartyID)); err != nil {
-		return in, err
-	}
-	if in.Counterparty != nil {
-		in.Counterparty.BankDetailsSealed = nil
-	}
-	in.Payments, err = tx.Counterparties().PaymentsCount(ctx, q.CounterpartyID)
-	return in, err
 }
 
 // Optional turns a lookup's ErrNotFound into a nil row: for reads where a

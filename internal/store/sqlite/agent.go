@@ -53,12 +53,16 @@ func (a *agentTx) Create(ctx context.Context, ag store.Agent) (store.Agent, erro
 const agentColumns = `id, name, sponsor, risk_tier, status, created_at, updated_at`
 
 func scanAgent(row scanner) (store.Agent, error) {
-	var ag store.Agent
-	var tier, status, created, updated string
-	if err := row.Scan(&ag.ID, &ag.Name, &ag.Sponsor, &tier, &status, &created, &updated); err != nil {
+	var id, name, sponsor, tier, status, created, updated string
+	if err := row.Scan(&id, &name, &sponsor, &tier, &status, &created, &updated); err != nil {
 		return store.Agent{}, mapErr(err)
 	}
-	ag.RiskTier, ag.Status = store.RiskTier(tier), store.AgentStatus(status)
+	return agentFromColumns(id, name, sponsor, tier, status, created, updated)
+}
+
+// agentFromColumns builds an agent from agentColumns' values.
+func agentFromColumns(id, name, sponsor, tier, status, created, updated string) (store.Agent, error) {
+	ag := store.Agent{ID: id, Name: name, Sponsor: sponsor, RiskTier: store.RiskTier(tier), Status: store.AgentStatus(status)}
 	var err error
 	if ag.CreatedAt, err = parseTime(created); err != nil {
 		return store.Agent{}, err

@@ -42,16 +42,24 @@ func (c *counterpartyTx) Create(ctx context.Context, cp store.Counterparty) (sto
 }
 
 func scanCounterparty(row scanner, withSealed bool) (store.Counterparty, error) {
-	var cp store.Counterparty
-	var status, created, updated string
-	dest := []any{&cp.ID, &cp.Name, &status, &created, &updated}
+	var id, name, status, created, updated string
+	var sealed []byte
+	dest := []any{&id, &name, &status, &created, &updated}
 	if withSealed {
-		dest = append(dest, &cp.BankDetailsSealed)
+		dest = append(dest, &sealed)
 	}
 	if err := row.Scan(dest...); err != nil {
 		return store.Counterparty{}, mapErr(err)
 	}
-	cp.Status = store.CounterpartyStatus(status)
+	cp, err := counterpartyFromColumns(id, name, status, created, updated)
+	cp.BankDetailsSealed = sealed
+	return cp, err
+}
+
+// counterpartyFromColumns builds a counterparty, without its sealed bank
+// details, from counterpartyColumns' values.
+func counterpartyFromColumns(id, name, status, created, updated string) (store.Counterparty, error) {
+	cp := store.Counterparty{ID: id, Name: name, Status: store.CounterpartyStatus(status)}
 	var err error
 	if cp.CreatedAt, err = parseTime(created); err != nil {
 		return store.Counterparty{}, err

@@ -137,7 +137,10 @@ func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Ti
 // never go back, so the newest of all is the latest tally). Scalar
 // subqueries: joined subqueries were each materialized in a temporary
 // b-tree.
-const agentStatsQuery = `SELECT
+const agentStatsQuery = `SELECT ` + agentTallyColumns
+
+// agentTallyColumns are agentStatsQuery's columns, parameters ?1 to ?4.
+const agentTallyColumns = `
 	coalesce((SELECT agent_seq FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2
 		ORDER BY agent_tally_at DESC, agent_seq DESC LIMIT 1), 0),
 	coalesce((SELECT agent_denials FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2
@@ -212,14 +215,78 @@ func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Re
 	return rc, err
 }
 
-// ReadDecisionInputs reads q in one read transaction; local statements
-// cost no round trips to save.
+// ReadDecisionInputs reads q with one statement (decisionInputsQuery) in
+// a read transaction, and a second only to load the decision an
+// Idempotency-Key names, when there is one. Each statement costs the
+// driver more than SQLite's seeks do: five statements were twice the
+// time of their work.
 func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store.DecisionInputsQuery) (store.DecisionInputs, error) {
 	var in store.DecisionInputs
-	err := s.InTenantReadTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+	if err := q.Check(); err != nil {
+		return in, err
+	}
+	err := s.InTenantReadTx(ctx, tenantID, func(ctx context.Context, tt store.TenantTx) error {
 		var err error
-		in, err = store.ReadDecisionInputsTx(ctx, tx, q)
+		in, err = readDecisionInputs(ctx, tt.(*tenantTx), q)
 		return err
 	})
 	return in, err
 }
+
+func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInputsQuery) (store.DecisionInputs, error) {
+	var in store.DecisionInputs
+	now := store.StoredTime(q.Now)
+	var previous, counterparty sql.NullString
+	var agent [7]sql.NullString
+	var cp [4]sql.NullString // name, status, created_at, updated_at
+	var latest, hourAgo, dayAgo store.AgentTally
+	err := tt.tx.QueryRowContext(ctx, decisionInputsQuery, tt.tenantID, q.AgentID,
+		formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour)),
+		nullBytes(q.IdempotencyKeySHA256), sql.NullString{String: q.CounterpartyID, Valid: q.CounterpartyID != ""},
+	).Scan(&previous,
+		&agent[0], &agent[1], &agent[2], &agent[3], &agent[4], &agent[5], &agent[6],
+		&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions,
+		&counterparty, &cp[0], &cp[1], &cp[2], &cp[3], &in.Payments)
+	if err != nil {
+		return in, mapErr(err)
+	}
+	if previous.Valid {
+		d, err := tt.Decisions().Get(ctx, previous.String)
+		if err != nil {
+			return in, err
+		}
+		in.Previous = &d
+	}
+	if agent[0].Valid {
+		a, err := agentFromColumns(agent[0].String, agent[1].String, agent[2].String, agent[3].String,
+			agent[4].String, agent[5].String, agent[6].String)
+		if err != nil {
+			return in, err
+		}
+		in.Agent = &a
+	}
+	in.Stats = store.StatsFromTallies(latest, hourAgo, dayAgo)
+	if counterparty.Valid {
+		c, err := counterpartyFromColumns(counterparty.String, cp[0].String, cp[1].String, cp[2].String, cp[3].String)
+		if err != nil {
+			return in, err
+		}
+		in.Counterparty = &c
+	}
+	return in, nil
+}
+
+// decisionInputsQuery reads, for agent ?2 of organization ?1: the id of
+// its decision under Idempotency-Key digest ?5 (NULL: none asked), the
+// agent, its stats tallies (agentStatsQuery's columns, windows from ?3 and
+// ?4), and counterparty ?6 (NULL: none asked) with its payments count.
+// A row the organization lacks reads as NULLs. Never the sealed bank details.
+const decisionInputsQuery = `SELECT
+	(SELECT id FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND idempotency_key_sha256 = ?5),
+	a.id, a.name, a.sponsor, a.risk_tier, a.status, a.created_at, a.updated_at,
+	` + agentTallyColumns + `,
+	c.id, c.name, c.status, c.created_at, c.updated_at,
+	coalesce((SELECT payments FROM counterparty_payments WHERE tenant_id = ?1 AND counterparty_id = ?6), 0)
+FROM (SELECT 1)
+LEFT JOIN agents a ON a.tenant_id = ?1 AND a.id = ?2
+LEFT JOIN counterparties c ON c.tenant_id = ?1 AND c.id = ?6`

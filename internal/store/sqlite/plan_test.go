@@ -94,3 +94,41 @@ func queryPlan(t *testing.T, db *sql.DB, q string, args ...any) string {
 	}
 	return strings.Join(plan, "\n")
 }
+
+// The decision's inputs are seeks: the key by its index, the agent and the
+// counterparty by their keys, the stats as agentStatsQuery reads them.
+func TestDecisionInputsSeekTheIndexes(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	db, err := s.tenantDB(ctx, acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	plan := queryPlan(t, db, decisionInputsQuery, acme.ID, store.NewID(store.PrefixAgent),
+		formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour)), make([]byte, 32), store.NewID(store.PrefixCounterparty))
+	for _, want := range []string{
+		"SEARCH decisions USING INDEX decisions_by_idempotency_key (tenant_id=? AND agent_id=? AND idempotency_key_sha256=?)",
+		"SEARCH a USING INDEX sqlite_autoindex_agents_1 (tenant_id=? AND id=?)",
+		"SEARCH c USING INDEX sqlite_autoindex_counterparties_1 (tenant_id=? AND id=?)",
+		"SEARCH counterparty_payments USING INDEX sqlite_autoindex_counterparty_payments_1 (tenant_id=? AND counterparty_id=?)",
+	} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("no %q in the plan", want)
+		}
+	}
+	const seek = "SEARCH decisions USING COVERING INDEX decisions_by_agent_time (tenant_id=? AND agent_id=?"
+	if strings.Count(plan, seek+")") != 2 || strings.Count(plan, seek+" AND agent_tally_at<?)") != 3 {
+		t.Error("the stats are not agentStatsQuery's five seeks")
+	}
+	for _, bad := range []string{"SCAN a", "SCAN c", "SCAN decisions", "SCAN counterparty", "TEMP B-TREE", "MATERIALIZE"} {
+		if strings.Contains(plan, bad) {
+			t.Errorf("%q in the plan", bad)
+		}
+	}
+	if t.Failed() {
+		t.Logf("plan:\n%s", plan)
+	}
+}
