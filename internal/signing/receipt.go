@@ -311,10 +311,10 @@ func (s *ReceiptSigner) Sign(c ReceiptClaims) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("signing: encode receipt: %w", err)
 	}
-	// The compact serialization (RFC 7515 §7.1) with jwx's building
-	// blocks: the signer's encoded header, then the payload, signed as one
-	// signing input. jws.Sign would build, marshal and encode the same
-	// header again for every receipt.
+	// The compact serialization (RFC 7515 §7.1): the signer's encoded
+	// header, then the payload, signed as one signing input with jwx's
+	// building block, then the signature. jws.Sign would build, marshal
+	// and encode the same header again for every receipt.
 	out := make([]byte, 0, len(s.signingPrefix)+jwsBase64.EncodedLen(len(payload))+1+jwsBase64.EncodedLen(ed25519.SignatureSize))
 	out = append(out, s.signingPrefix...)
 	out = jwsBase64.AppendEncode(out, payload)
@@ -322,7 +322,8 @@ func (s *ReceiptSigner) Sign(c ReceiptClaims) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("signing: sign receipt: %w", err)
 	}
-	return string(jwsbb.AppendSignature(out, sig, jwsBase64)), nil
+	out = append(out, '.')
+	return string(jwsBase64.AppendEncode(out, sig)), nil
 }
 
 // jwsBase64 is JWS's base64url without padding (RFC 7515 §2).
