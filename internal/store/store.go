@@ -36,10 +36,10 @@ type TenantStore interface {
 	InTenantReadTx(ctx context.Context, tenantID string, fn func(ctx context.Context, tx TenantTx) error) error
 	// ReadDecisionInputs reads what the decision service needs about a
 	// request before it evaluates it, as InTenantReadTx would read it
-	// statement by statement — on PostgreSQL in
-	// one round trip instead of one per statement, on SQLite in one
-	// statement. An unknown tenant is
-	// ErrNotFound; a row it does not have is a nil field.
+	// statement by statement: on PostgreSQL in one round trip, on SQLite
+	// in one statement (two when an Idempotency-Key names a decision).
+	// An unknown tenant is ErrNotFound; a row it does not have is a nil
+	// field.
 	ReadDecisionInputs(ctx context.Context, tenantID string, q DecisionInputsQuery) (DecisionInputs, error)
 	// ResolveTenant maps a slug to the organization's public directory
 	// entry (id, slug, status) — all the tenant plane may know of the

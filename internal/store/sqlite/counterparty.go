@@ -52,8 +52,11 @@ func scanCounterparty(row scanner, withSealed bool) (store.Counterparty, error) 
 		return store.Counterparty{}, mapErr(err)
 	}
 	cp, err := counterpartyFromColumns(id, name, status, created, updated)
+	if err != nil {
+		return store.Counterparty{}, err
+	}
 	cp.BankDetailsSealed = sealed
-	return cp, err
+	return cp, nil
 }
 
 // counterpartyFromColumns builds a counterparty, without its sealed bank

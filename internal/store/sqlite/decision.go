@@ -230,7 +230,10 @@ func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store
 		in, err = readDecisionInputs(ctx, tt.(*tenantTx), q)
 		return err
 	})
-	return in, err
+	if err != nil {
+		return store.DecisionInputs{}, err
+	}
+	return in, nil
 }
 
 func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInputsQuery) (store.DecisionInputs, error) {

@@ -97,6 +97,9 @@ func queryPlan(t *testing.T, db *sql.DB, q string, args ...any) string {
 
 // The decision's inputs are seeks: the key by its index, the agent and the
 // counterparty by their keys, the stats as agentStatsQuery reads them.
+// Every seek starts with tenant_id=?: on SQLite each organization has its
+// own file, so the conformance test's other-organization case passes even
+// without that condition, and this plan is what pins it.
 func TestDecisionInputsSeekTheIndexes(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	defer s.Close()

@@ -22,10 +22,23 @@ func testDecisionInputs(t *testing.T, h Harness) {
 	key := digest("Idempotency-Key: inputs")
 	var sealed store.Counterparty
 	var keyed store.Decision
+	var agentA store.Agent
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		if sealed, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Sealed", Status: store.CounterpartyVerified,
+		if sealed, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Sealed", Status: store.CounterpartyNew,
 			BankDetailsSealed: []byte("sealed v1")}); err != nil {
+			return err
+		}
+		// Changed after they were made, so that created_at and updated_at
+		// differ, and a read that swapped them would show.
+		time.Sleep(2 * time.Millisecond)
+		if err := tx.Counterparties().SetStatus(ctx, sealed.ID, store.CounterpartyVerified); err != nil {
+			return err
+		}
+		if err := tx.Agents().SetRiskTier(ctx, f.a.ID, store.RiskMedium); err != nil {
+			return err
+		}
+		if agentA, err = tx.Agents().Get(ctx, f.a.ID); err != nil {
 			return err
 		}
 		for i, o := range []store.Outcome{store.OutcomeAllow, store.OutcomeDeny, store.OutcomeAllow} {
@@ -50,7 +63,7 @@ func testDecisionInputs(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	if got.Previous == nil || got.Previous.ID != keyed.ID || got.Previous.Response != keyed.Response ||
-		got.Agent == nil || !sameAgent(*got.Agent, f.a) ||
+		got.Agent == nil || !sameAgent(*got.Agent, agentA) || agentA.RiskTier != store.RiskMedium ||
 		got.Stats != (store.AgentStats{Decisions1h: 3, Denials1h: 1, Decisions24h: 3}) ||
 		got.Counterparty == nil || got.Counterparty.ID != sealed.ID || got.Counterparty.Status != store.CounterpartyVerified ||
 		got.Counterparty.BankDetailsSealed != nil || got.Payments != 2 {
@@ -72,13 +85,16 @@ func testDecisionInputs(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 
-	// Rows the organization lacks are nil; what was not asked is nil.
+	// Rows the organization lacks are nil; what was not asked is nil; and
+	// each read is what the statements read one by one.
 	for _, tc := range []struct {
 		what   string
 		tenant string
 		q      store.DecisionInputsQuery
 	}{
 		{"nothing asked but the agent", f.tenant.ID, store.DecisionInputsQuery{AgentID: f.b.ID, Now: now}},
+		// The key is the agent's own: b has made no decision under a's.
+		{"another agent's key", f.tenant.ID, store.DecisionInputsQuery{AgentID: f.b.ID, IdempotencyKeySHA256: key, Now: now}},
 		{"unknown agent, key, counterparty", f.tenant.ID, store.DecisionInputsQuery{AgentID: store.NewID(store.PrefixAgent),
 			IdempotencyKeySHA256: digest("other"), CounterpartyID: store.NewID(store.PrefixCounterparty), Now: now}},
 		// Another organization asking for acme's agent, key and
@@ -90,6 +106,16 @@ func testDecisionInputs(t *testing.T, h Harness) {
 		if err != nil || got.Previous != nil || (got.Agent != nil) != wantAgent || got.Stats != (store.AgentStats{}) ||
 			got.Counterparty != nil || got.Payments != 0 {
 			t.Errorf("%s: %+v, %v", tc.what, got, err)
+		}
+		err = be.InTenantReadTx(ctx(t), tc.tenant, func(ctx context.Context, tx store.TenantTx) error {
+			want, err := readInputsOneByOne(ctx, tx, tc.q)
+			if err == nil && !reflect.DeepEqual(got, want) {
+				err = fmt.Errorf("%+v; statement by statement %+v", got, want)
+			}
+			return err
+		})
+		if err != nil {
+			t.Errorf("%s: %v", tc.what, err)
 		}
 	}
 
