@@ -36,6 +36,13 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 	}
 
 	tenantURL, credsFile, store, pprofURL := o.TargetURL, o.Credentials, o.Store, o.PprofURL
+	var asClocks serverClocks
+	if o.ServerPID > 0 {
+		asClocks.server = processCPU(o.ServerPID)
+	}
+	if o.DatabaseProcess != "" {
+		asClocks.database = processesNamed(o.DatabaseProcess)
+	}
 	if tenantURL == "" {
 		fmt.Fprintln(progress, "load: starting agentsigna serve --demo on a fresh embedded store")
 		p, u, c, d, err := startDemo(ctx, o, client, dir)
@@ -44,6 +51,7 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 		}
 		defer stopLater(p)
 		tenantURL, credsFile, pprofURL = u, c, d
+		asClocks.server = processCPU(p.cmd.Process.Pid)
 		if store == "" {
 			store = "embedded (SQLite)"
 		}
@@ -115,14 +123,14 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 			fmt.Fprintf(progress, "load: %s: %s warm-up, %s measured\n", what, warmup, slice)
 		}
 		phaseOf("opa, closed loop")
-		opaRounds = append(opaRounds, closedLoop(ctx, ot, o.Concurrency, warmup, slice, o.RequestTimeout))
+		opaRounds = append(opaRounds, closedLoop(ctx, ot, serverClocks{server: processCPU(op.cmd.Process.Pid)}, o.Concurrency, warmup, slice, o.RequestTimeout))
 		phaseOf("agentsigna, closed loop")
 		var profiled sync.WaitGroup
 		var profileErr error
 		if o.CPUProfile != "" { // one round only (validate)
 			profiled.Go(func() { profileErr = captureCPUProfile(ctx, pprofURL, o.CPUProfile, warmup, slice) })
 		}
-		asRounds = append(asRounds, closedLoop(ctx, as, o.Concurrency, warmup, slice, o.RequestTimeout))
+		asRounds = append(asRounds, closedLoop(ctx, as, asClocks, o.Concurrency, warmup, slice, o.RequestTimeout))
 		profiled.Wait()
 		if profileErr != nil {
 			return Report{}, profileErr

@@ -47,6 +47,10 @@ type Result struct {
 	// Errors in the whole phase, warm-up included, and the first of them.
 	Errors   int
 	FirstErr error
+	// CPU is the processor time the server's process used within the
+	// window, DatabaseCPU its database's (PostgreSQL on this machine); 0
+	// when not measured (an open loop, or a clock that could not be read).
+	CPU, DatabaseCPU time.Duration
 
 	// latencies (sorted) and answered are kept to pool rounds (pool).
 	latencies []time.Duration
@@ -139,6 +143,8 @@ func pool(rounds []Result) Result {
 		if res.FirstErr == nil {
 			res.FirstErr = r.FirstErr
 		}
+		res.CPU += r.CPU
+		res.DatabaseCPU += r.DatabaseCPU
 	}
 	slices.Sort(res.latencies)
 	res.fill()
@@ -156,10 +162,12 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 // closedLoop keeps concurrency requests in flight — each worker sends its
 // next request when the previous one is answered — for warmup, then for
-// the measured duration, then lets the requests in flight finish.
-func closedLoop(ctx context.Context, t target, concurrency int, warmup, duration, requestTimeout time.Duration) Result {
+// the measured duration, then lets the requests in flight finish. It reads
+// clocks at the start and end of the measured window.
+func closedLoop(ctx context.Context, t target, clocks serverClocks, concurrency int, warmup, duration, requestTimeout time.Duration) Result {
 	start := time.Now()
 	from, to := start.Add(warmup), start.Add(warmup+duration)
+	cpu := startCPUWindow(ctx, clocks, from, to)
 	ctx, cancel := context.WithDeadline(ctx, to.Add(requestTimeout))
 	defer cancel()
 	recs := make([]*recorder, concurrency)
@@ -179,7 +187,26 @@ func closedLoop(ctx context.Context, t target, concurrency int, warmup, duration
 		})
 	}
 	wg.Wait()
-	return summarize(t.Name(), fmt.Sprintf("closed, %d in flight", concurrency), from, to, recs)
+	res := summarize(t.Name(), fmt.Sprintf("closed, %d in flight", concurrency), from, to, recs)
+	res.CPU, res.DatabaseCPU = cpu.wait()
+	return res
+}
+
+// CPUPerRequest is the server's processor time per request answered
+// within the window (0 when not measured).
+func (res Result) CPUPerRequest() time.Duration {
+	if res.answered == 0 {
+		return 0
+	}
+	return res.CPU / time.Duration(res.answered)
+}
+
+// DatabaseCPUPerRequest is the same for the server's database.
+func (res Result) DatabaseCPUPerRequest() time.Duration {
+	if res.answered == 0 {
+		return 0
+	}
+	return res.DatabaseCPU / time.Duration(res.answered)
 }
 
 // openLoop offers requests at a fixed rate, whatever the answers: request

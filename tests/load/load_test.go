@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,6 +124,27 @@ func checkReport(t *testing.T, rep Report) {
 	if rep.Ratio() <= 0 {
 		t.Errorf("ratio %v", rep.Ratio())
 	}
+	// Both servers' processor time over their closed-loop windows: some,
+	// and no more than every CPU for the whole window.
+	for _, res := range []Result{rep.OPA, rep.AgentSigna} {
+		if most := res.Window * time.Duration(rep.CPUs); res.CPU <= 0 || res.CPU > most+time.Second {
+			t.Errorf("%s: %v of CPU time in %v on %d CPUs", res.Target, res.CPU, res.Window, rep.CPUs)
+		}
+	}
+	if (rep.AgentSigna.DatabaseCPU > 0) != (rep.Options.DatabaseProcess != "") {
+		t.Errorf("database CPU %v with --database-process %q", rep.AgentSigna.DatabaseCPU, rep.Options.DatabaseProcess)
+	}
+	var out strings.Builder
+	rep.Print(&out)
+	if !strings.Contains(out.String(), "processor time per request answered, closed loops: agentsigna ") {
+		t.Errorf("the table has no CPU time per request:\n%s", out.String())
+	}
+}
+
+// isLoopbackHost says whether host names this machine.
+func isLoopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return strings.EqualFold(host, "localhost") || ip != nil && ip.IsLoopback()
 }
 
 // TestHarnessEmbedded runs the harness as `go run ./tests/load` does:
@@ -174,6 +197,11 @@ func TestProfileOptions(t *testing.T) {
 		{"no rounds", func(o *Options) { o.Rounds = 0 }, false},
 		{"rounds shorter than 100ms", func(o *Options) { o.Duration, o.Rounds = time.Second, 20 }, false},
 		{"a profile of rounds", func(o *Options) { o.Rounds, o.CPUProfile = 4, "cpu.pprof" }, false},
+		{"the running service's process", func(o *Options) {
+			o.TargetURL, o.Credentials, o.ServerPID, o.DatabaseProcess = "http://127.0.0.1:8080", "c.json", 4242, "postgres"
+		}, true},
+		{"a process id without a running service", func(o *Options) { o.ServerPID = 4242 }, false},
+		{"a negative process id", func(o *Options) { o.TargetURL, o.Credentials, o.ServerPID = "http://127.0.0.1:8080", "c.json", -1 }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := DefaultOptions()
@@ -252,6 +280,10 @@ func TestLoadPostgres(t *testing.T) {
 	}
 
 	o.TargetURL, o.Credentials, o.Counterparty = "http://"+ta, credsFile, counterparty
+	o.ServerPID = p.cmd.Process.Pid
+	if u, err := url.Parse(db.AdminURL); err == nil && isLoopbackHost(u.Hostname()) {
+		o.DatabaseProcess = "postgres" // the database's time is the service's too
+	}
 	o.Store = "PostgreSQL"
 	if u, err := url.Parse(db.AdminURL); err == nil {
 		o.Store += " at " + u.Host
@@ -359,9 +391,10 @@ func TestPercentile(t *testing.T) {
 // Pooled rounds add up windows, answers and latencies, and their
 // percentiles are the pooled latencies'.
 func TestPool(t *testing.T) {
-	a := Result{Target: "x", Load: "closed, 2 in flight", Window: time.Second, answered: 3, latencies: ms(1, 2, 3), Quarters: [4]int{1, 1, 1, 0}}
+	a := Result{Target: "x", Load: "closed, 2 in flight", Window: time.Second, answered: 3, latencies: ms(1, 2, 3), Quarters: [4]int{1, 1, 1, 0},
+		CPU: 300 * time.Millisecond, DatabaseCPU: 30 * time.Millisecond}
 	b := Result{Target: "x", Load: "closed, 2 in flight", Window: time.Second, answered: 1, latencies: ms(10), Quarters: [4]int{0, 0, 0, 1},
-		Errors: 1, FirstErr: errors.New("boom")}
+		Errors: 1, FirstErr: errors.New("boom"), CPU: 500 * time.Millisecond, DatabaseCPU: 10 * time.Millisecond}
 	a.fill()
 	b.fill()
 	if got := pool([]Result{a}); got.Load != a.Load || got.Rate != 3 {
@@ -370,7 +403,99 @@ func TestPool(t *testing.T) {
 	got := pool([]Result{a, b})
 	if got.Load != "closed, 2 in flight, 2 rounds" || got.Window != 2*time.Second || got.Requests != 4 || got.Rate != 2 ||
 		got.P50 != 2*time.Millisecond || got.P99 != 10*time.Millisecond || got.Max != 10*time.Millisecond ||
-		got.Quarters != [4]int{1, 1, 1, 1} || got.Errors != 1 || got.FirstErr == nil {
+		got.Quarters != [4]int{1, 1, 1, 1} || got.Errors != 1 || got.FirstErr == nil ||
+		got.CPUPerRequest() != 200*time.Millisecond || got.DatabaseCPUPerRequest() != 10*time.Millisecond {
 		t.Fatalf("pooled: %+v", got)
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	// proc(5): the name may hold spaces and parentheses; utime and stime
+	// are fields 14 and 15.
+	line := []byte("4242 (post (gres) x) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 0 0 20 0 1 0 100 200000 300 18446744073709551615\n")
+	comm, cpu, err := parseStat(line)
+	if err != nil || comm != "post (gres) x" || cpu != 3250*time.Millisecond {
+		t.Fatalf("parseStat: %q, %v, %v", comm, cpu, err)
+	}
+	for _, bad := range []string{"", "4242 postgres S 1", "4242 (postgres) S 1 2 3", "4242 (postgres) S 1 4242 4242 0 -1 4194560 1234 0 0 0 x 75 0"} {
+		if _, _, err := parseStat([]byte(bad)); err == nil {
+			t.Errorf("parseStat(%q) accepted", bad)
+		}
+	}
+}
+
+// The clocks read this very process: its time grows with work done, and
+// a process that is not there is an error, not zero.
+func TestCPUClocks(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc on this system")
+	}
+	self := processCPU(os.Getpid())
+	before, err := self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		now, err := self()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now > before {
+			break
+		}
+		spin(time.Millisecond * 20)
+	}
+	if after, _ := self(); after <= before {
+		t.Fatalf("this process's CPU time stayed at %v", before)
+	}
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := processesNamed(strings.TrimSpace(string(comm)))(); err != nil || n <= 0 {
+		t.Errorf("processes named like this one: %v, %v", n, err)
+	}
+	if _, err := processesNamed("no-such-process-name")(); err == nil {
+		t.Error("a name no process has read as a time")
+	}
+	if _, err := processCPU(1 << 30)(); err == nil {
+		t.Error("a process id nothing has read as a time")
+	}
+}
+
+// spin burns processor time for d.
+func spin(d time.Duration) {
+	x := 0
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		x++
+	}
+	_ = x
+}
+
+// A CPU window is the difference of the readings at its two ends; a clock
+// failing at either end, or a run cancelled before the end, gives none.
+func TestCPUWindow(t *testing.T) {
+	var reads atomic.Int64
+	counting := func() (time.Duration, error) { return time.Duration(reads.Add(1)) * time.Second, nil }
+	failing := func() (time.Duration, error) { return 0, errors.New("gone") }
+	now := time.Now()
+	w := startCPUWindow(context.Background(), serverClocks{server: counting, database: failing}, now.Add(10*time.Millisecond), now.Add(30*time.Millisecond))
+	if server, database := w.wait(); server != time.Second || database != 0 {
+		t.Errorf("window: server %v, database %v; want 1s (two readings), 0 (no reading)", server, database)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w = startCPUWindow(ctx, serverClocks{server: counting}, now, now.Add(time.Hour))
+	cancel()
+	done := make(chan struct{})
+	go func() {
+		if server, _ := w.wait(); server != 0 {
+			t.Errorf("a cancelled window measured %v", server)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cancelled window is still waiting for its end")
 	}
 }

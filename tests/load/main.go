@@ -9,7 +9,10 @@
 // GET /healthz at that same rate shows the floor that the harness, the
 // HTTP stack and the machine put under any answer, and OPA at half its own
 // rate the same goal applied to the reference. With --rounds N the two
-// closed loops alternate in N slices, pooled per server.
+// closed loops alternate in N slices, pooled per server. Beside each
+// closed loop it shows the server's processor time per request answered
+// (from /proc; with --database-process, its database's too), which drifts
+// far less with the machine's speed than the rates do.
 //
 // By default it starts `agentsigna serve --demo` itself on a fresh embedded
 // store in a temporary directory; with --target-url, --credentials and

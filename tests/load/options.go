@@ -55,6 +55,13 @@ type Options struct {
 	// --pprof-addr listener; PprofURL names it with TargetURL).
 	CPUProfile string
 	PprofURL   string
+	// ServerPID is the process id of the service at TargetURL, on this
+	// machine, whose processor time per request the table then shows (the
+	// harness knows the processes it starts). DatabaseProcess names the
+	// processes of its database on this machine ("postgres"), whose time is
+	// shown beside it; "" for none.
+	ServerPID       int
+	DatabaseProcess string
 }
 
 // DefaultOptions are the figures the issue asks for: 32 requests in
@@ -89,6 +96,8 @@ func (o *Options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.ServerLogLevel, "server-log-level", o.ServerLogLevel, "log level of both servers: info or error")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write the agentsigna server's CPU profile of the measured closed loop to this file")
 	fs.StringVar(&o.PprofURL, "pprof-url", o.PprofURL, "the running service's --pprof-addr listener, http://HOST:PORT (with --target-url and --cpuprofile)")
+	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "process id of the running service (with --target-url), to show its CPU time per request")
+	fs.StringVar(&o.DatabaseProcess, "database-process", o.DatabaseProcess, "command name of the service's database processes on this machine (postgres), to show their CPU time per request")
 }
 
 func (o Options) validate() error {
@@ -115,6 +124,9 @@ func (o Options) validate() error {
 		}
 	} else if o.TargetURL != "" && o.CPUProfile != "" {
 		errs = append(errs, errors.New("--cpuprofile with --target-url needs --pprof-url"))
+	}
+	if o.ServerPID < 0 || (o.ServerPID > 0 && o.TargetURL == "") {
+		errs = append(errs, errors.New("--server-pid goes with --target-url (the harness knows the processes it starts)"))
 	}
 	if o.Policies == "" {
 		errs = append(errs, errors.New("--policies is required"))

@@ -79,14 +79,31 @@ func (r Report) Print(w io.Writer) {
 	fmt.Fprintln(w, "AgentSigna allow path vs opa run --server: same base + acme example policy, same policy input")
 	fmt.Fprintf(w, "store %s · %d CPUs shared by both servers and the harness · %s measured after %s warm-up · server log level %s\n\n",
 		r.Store, r.CPUs, o.Duration, o.Warmup, o.ServerLogLevel)
-	rows := [][]string{{"target", "load", "requests", "req/s", "p50", "p99", "max", "errors"}}
+	withDB := r.AgentSigna.DatabaseCPU > 0
+	header := []string{"target", "load", "requests", "req/s", "p50", "p99", "max", "errors", "cpu/req"}
+	if withDB {
+		header = append(header, "db cpu/req")
+	}
+	rows := [][]string{header}
 	for _, res := range r.Results() {
-		rows = append(rows, []string{res.Target, res.Load, strconv.Itoa(res.Requests), strconv.FormatFloat(res.Rate, 'f', 0, 64),
-			formatLatency(res.P50), formatLatency(res.P99), formatLatency(res.Max), strconv.Itoa(res.Errors)})
+		row := []string{res.Target, res.Load, strconv.Itoa(res.Requests), strconv.FormatFloat(res.Rate, 'f', 0, 64),
+			formatLatency(res.P50), formatLatency(res.P99), formatLatency(res.Max), strconv.Itoa(res.Errors), formatCPU(res.CPUPerRequest())}
+		if withDB {
+			row = append(row, formatCPU(res.DatabaseCPUPerRequest()))
+		}
+		rows = append(rows, row)
 	}
 	printTable(w, rows, 2)
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "agentsigna/opa requests/s: %.3f× (goal ≥ %.1f×: %s)\n", r.Ratio(), goalRatio, met(r.Ratio() >= goalRatio))
+	if as, opa := r.AgentSigna.CPUPerRequest()+r.AgentSigna.DatabaseCPUPerRequest(), r.OPA.CPUPerRequest(); as > 0 && opa > 0 {
+		db := ""
+		if withDB {
+			db = fmt.Sprintf(", of which its database %s", formatCPU(r.AgentSigna.DatabaseCPUPerRequest()))
+		}
+		fmt.Fprintf(w, "processor time per request answered, closed loops: agentsigna %s%s, opa %s: %.2f× opa's\n",
+			formatCPU(as), db, formatCPU(opa), float64(as)/float64(opa))
+	}
 	if r.Open != nil {
 		fmt.Fprintf(w, "agentsigna p99 at %s (%s): %s (goal ≤ %s at half the max rate: %s)\n",
 			formatRate(r.Open.OfferedRate), halfOrGiven(o), formatLatency(r.Open.P99), goalP99AtHalf,
@@ -156,6 +173,14 @@ func met(ok bool) string {
 
 func formatLatency(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms"
+}
+
+// formatCPU is a processor time per request; "-" when not measured.
+func formatCPU(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64) + "ms"
 }
 
 func formatRate(r float64) string { return strconv.FormatFloat(r, 'f', 0, 64) + "/s" }
