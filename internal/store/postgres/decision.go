@@ -183,20 +183,38 @@ func (r *receiptTx) Insert(ctx context.Context, rc store.Receipt) (store.Receipt
 	if err := store.CheckReceipt(rc); err != nil {
 		return store.Receipt{}, err
 	}
-	// One statement checks the decision may have a receipt and writes it.
-	tag, err := r.tx.Exec(ctx, `INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at)
-		SELECT d.tenant_id, $2::text, d.id, $4::text, $5::bigint, $6::timestamptz FROM decisions d
-		WHERE d.tenant_id = $1 AND d.id = $3 AND `+receiptable,
+	// One statement checks that the decision may have a receipt and that
+	// the ledger entry the receipt names holds its JWS (which is not
+	// stored again), and writes it; when it writes nothing, a second says
+	// which check failed.
+	tag, err := r.tx.Exec(ctx, `INSERT INTO receipts (tenant_id, id, decision_id, ledger_index, created_at)
+		SELECT d.tenant_id, $2::text, d.id, $5::bigint, $6::timestamptz FROM decisions d
+		WHERE d.tenant_id = $1 AND d.id = $3 AND `+receiptable+`
+		AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.tenant_id = $1 AND e.idx = $5 AND e.record = convert_to($4::text, 'UTF8'))`,
 		r.tenantID, rc.ID, rc.DecisionID, rc.JWS, int64(rc.LedgerIndex), rc.CreatedAt)
 	if err != nil {
 		return store.Receipt{}, mapErr(err)
 	}
-	if tag.RowsAffected() == 0 {
-		return store.Receipt{}, missingOr(ctx, r.tx, "decisions", r.tenantID, rc.DecisionID, "decision",
-			"a receipt is only for an allowed decision or an approved case")
+	if tag.RowsAffected() > 0 {
+		return rc, nil
 	}
-	return rc, nil
+	var ok bool
+	err = r.tx.QueryRow(ctx, `SELECT `+receiptable+` FROM decisions d WHERE d.tenant_id = $1 AND d.id = $2`,
+		r.tenantID, rc.DecisionID).Scan(&ok)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return store.Receipt{}, fmt.Errorf("%w: decision", store.ErrNotFound)
+	case err != nil:
+		return store.Receipt{}, mapErr(err)
+	case !ok:
+		return store.Receipt{}, fmt.Errorf("%w: a receipt is only for an allowed decision or an approved case", store.ErrConflict)
+	}
+	return store.Receipt{}, fmt.Errorf("%w: %s", store.ErrInvalid, errReceiptNotInLedger)
 }
+
+// errReceiptNotInLedger: a receipt names a ledger entry whose record is
+// not its JWS.
+const errReceiptNotInLedger = "a receipt's JWS is not the record of the ledger entry it names"
 
 func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Receipt, error) {
 	if err := store.CheckID(store.PrefixDecision, decisionID); err != nil {
@@ -204,8 +222,10 @@ func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Re
 	}
 	var rc store.Receipt
 	var index int64
-	err := r.tx.QueryRow(ctx, `SELECT id, decision_id, jws, ledger_index, created_at FROM receipts
-		WHERE tenant_id = $1 AND decision_id = $2`, r.tenantID, decisionID).Scan(&rc.ID, &rc.DecisionID, &rc.JWS, &index, &rc.CreatedAt)
+	// The JWS is the record of the receipt's ledger entry.
+	err := r.tx.QueryRow(ctx, `SELECT r.id, r.decision_id, convert_from(e.record, 'UTF8'), r.ledger_index, r.created_at FROM receipts r
+		JOIN ledger_entries e ON e.tenant_id = r.tenant_id AND e.idx = r.ledger_index
+		WHERE r.tenant_id = $1 AND r.decision_id = $2`, r.tenantID, decisionID).Scan(&rc.ID, &rc.DecisionID, &rc.JWS, &index, &rc.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Receipt{}, fmt.Errorf("%w: receipt", store.ErrNotFound)
 	}

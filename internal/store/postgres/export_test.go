@@ -7,9 +7,14 @@ import "github.com/jackc/pgx/v5/pgxpool"
 var (
 	MapErr = mapErr
 	Ident  = ident
+	// MigrateTo builds a database of an earlier version, to upgrade it.
+	MigrateTo = migrateTo
 )
 
 func TenantPool(s *Store) *pgxpool.Pool { return s.tenant }
 
 // AgentStatsQuery is DecisionTx.AgentStats' statement, for its plan test.
 const AgentStatsQuery = agentStatsQuery
+
+// InsertReceiptsSQL is the pipeline's receipt insert, for its plan test.
+const InsertReceiptsSQL = insertReceiptsSQL

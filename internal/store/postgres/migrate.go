@@ -51,6 +51,12 @@ const migrationLock = 0x4147_5349_474e_41
 // and repeatedly. The app roles are created LOGIN without a password: set
 // one (ALTER ROLE … PASSWORD) where the server is not on trusted local auth.
 func Migrate(ctx context.Context, adminURL string, roles Roles) error {
+	return migrateTo(ctx, adminURL, roles, 0)
+}
+
+// migrateTo is Migrate up to version upTo (0: all of them); tests build
+// databases of an earlier version with it, to upgrade them.
+func migrateTo(ctx context.Context, adminURL string, roles Roles, upTo int) error {
 	if err := roles.validate(); err != nil {
 		return err
 	}
@@ -75,6 +81,10 @@ func Migrate(ctx context.Context, adminURL string, roles Roles) error {
 	list, err := migrations.List(migrations.Postgres)
 	if err != nil {
 		return err
+	}
+	target := list
+	if upTo > 0 && upTo < len(list) {
+		target = list[:upTo]
 	}
 	owner := ident(roles.Owner)
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -116,7 +126,7 @@ func Migrate(ctx context.Context, adminURL string, roles Roles) error {
 		if have > len(list) {
 			return fmt.Errorf("%w: database at version %d is newer than this binary (%d)", store.ErrSchema, have, len(list))
 		}
-		for _, m := range list[have:] {
+		for _, m := range target[min(have, len(target)):] {
 			sql := strings.NewReplacer(
 				"{{owner_role}}", owner,
 				"{{tenant_role}}", ident(roles.Tenant),

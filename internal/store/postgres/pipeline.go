@@ -41,10 +41,11 @@ func queueRecords(b *pgx.Batch, tenantID string, records []store.DecisionRecord)
 	if err := queueDecisions(b, tenantID, decisions); err != nil {
 		return err
 	}
-	if len(rIDs) > 0 {
-		b.Queue(`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at)
-			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])`,
-			tenantID, rIDs, rDecisions, rJWS, rIndexes, rCreated)
+	if n := len(rIDs); n > 0 {
+		// Each only if the ledger entry it names holds its JWS, which is
+		// that record and not stored again (ReceiptTx.ByDecision reads it
+		// from the entry).
+		b.Queue(insertReceiptsSQL, tenantID, rIDs, rDecisions, rJWS, rIndexes, rCreated, n, errReceiptNotInLedger)
 	}
 	if len(cIDs) > 0 {
 		b.Queue(`INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
@@ -117,3 +118,18 @@ func queueDecisions(b *pgx.Batch, tenantID string, decisions []store.Decision) e
 	}
 	return nil
 }
+
+// insertReceiptsSQL stores receipts ($2…$6 arrays), each only if the
+// ledger entry it names holds its JWS; the server checks that all $7 went
+// in (app_assert), so that a pipeline carrying its own savepoint stops
+// before releasing it. The entry is a lateral seek of the primary key:
+// joined, a plan made before the table is analyzed hashed every entry of
+// the organization's log, each batch.
+const insertReceiptsSQL = `WITH stored AS (
+		INSERT INTO receipts (tenant_id, id, decision_id, ledger_index, created_at)
+		SELECT $1, u.id, u.decision_id, u.ledger_index, u.created_at
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[]) AS u(id, decision_id, jws, ledger_index, created_at)
+		CROSS JOIN LATERAL (SELECT FROM ledger_entries e
+			WHERE e.tenant_id = $1 AND e.idx = u.ledger_index AND e.record = convert_to(u.jws, 'UTF8') LIMIT 1) AS entry
+		RETURNING 1)
+	SELECT app_assert(count(*) = $7, $8) FROM stored`

@@ -47,6 +47,36 @@ func TestAgentStatsSeeksTheIndexes(t *testing.T) {
 	}
 }
 
+// A batch's receipts find the ledger entries that hold their JWS by the
+// primary key, one seek each, in the plan a pooled connection caches
+// before any statistics: a join once hashed the organization's whole log
+// there, and every batch slowed as the log grew.
+func TestReceiptInsertSeeksItsEntries(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 4)
+	acme := storetest.CreateTenant(t, s, "acme")
+	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		_, err := storetest.AppendBatch(ctx, tx.Log(), 3000, "acme")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := adminConn(t, db)
+	// As the tenant role, under its row security, as the store runs it.
+	for _, stmt := range []string{`SET ROLE ` + postgres.Ident(db.Roles.Tenant), `SELECT set_config('app.tenant_id', '` + acme.ID + `', false)`} {
+		if _, err := conn.Exec(context.Background(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	plan := genericPlan(t, conn, `receipts(uuid, text[], text[], text[], bigint[], timestamptz[], bigint, text) AS `+postgres.InsertReceiptsSQL,
+		`receipts('`+acme.ID+`', '{rct_1}', '{dec_1}', '{a.b.c}', '{5}', '{2026-11-26T00:00:00Z}', 1, 'not in the ledger')`)
+	if !strings.Contains(plan, "Index Scan using ledger_entries_pkey on ledger_entries") || strings.Contains(plan, "Hash") ||
+		strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Bitmap") {
+		t.Fatalf("receipt insert plan:\n%s", plan)
+	}
+}
+
 // decisionsOfOneAgent stores n decisions of one agent of a new
 // organization, and returns them with the last decision's id.
 func decisionsOfOneAgent(t *testing.T, db *pgtest.DB, n int) (acme store.Tenant, agent store.Agent, last string) {

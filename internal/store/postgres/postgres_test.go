@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/migrations"
 	. "github.com/agentsigna/agentsigna/internal/store/postgres"
 	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
@@ -260,7 +261,7 @@ func TestRoleGrants(t *testing.T) {
 		{tenantConn, `UPDATE decisions SET outcome = 'allow'`},
 		{tenantConn, `DELETE FROM decisions`},
 		{tenantConn, `TRUNCATE decisions`},
-		{tenantConn, `UPDATE receipts SET jws = 'a.b.c'`},
+		{tenantConn, `UPDATE receipts SET ledger_index = ledger_index + 1`},
 		{tenantConn, `DELETE FROM receipts`},
 		{tenantConn, `UPDATE agents SET name = 'x'`},
 		{tenantConn, `UPDATE agents SET sponsor = 'x'`},
@@ -392,7 +393,7 @@ func TestRecordGuardsStopOwner(t *testing.T) {
 	for _, stmt := range []string{
 		`UPDATE decisions SET outcome = 'allow'`,
 		`DELETE FROM decisions WHERE outcome = 'deny'`,
-		`UPDATE receipts SET jws = 'a.b.c'`,
+		`UPDATE receipts SET ledger_index = ledger_index + 1`,
 		`DELETE FROM receipts`,
 		`TRUNCATE receipts`,
 		`UPDATE agents SET name = 'Renamed'`,
@@ -608,7 +609,7 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	}
 	var n int
 	conn := pgtest.Connect(t, db.AdminURL)
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != 1 {
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != latestPostgres(t) {
 		t.Fatalf("schema_migrations has %d rows, %v", n, err)
 	}
 	bad := db.Roles
@@ -627,5 +628,97 @@ func TestMigrateRefusesPrivilegedAppRole(t *testing.T) {
 	}
 	if err := Migrate(ctx, db.AdminURL, db.Roles); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("Migrate with a BYPASSRLS tenant role: %v, want ErrInvalid", err)
+	}
+}
+
+// latestPostgres is the number of PostgreSQL migrations this binary has.
+func latestPostgres(t *testing.T) int {
+	t.Helper()
+	n, err := migrations.Latest(migrations.Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A database from before 0002 (receipts kept their JWS a second time)
+// upgrades: the column goes, and each receipt reads back the same JWS from
+// its ledger entry. A database where a receipt is not its entry's record
+// is refused and left at version 1, column and all — which also shows the
+// check sees the rows that forced row security hides from the owner.
+func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
+	const jws = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZ3QifQ.c2lnbmF0dXJl"
+	for _, tc := range []struct {
+		name   string
+		record string // of the receipt's ledger entry
+		ok     bool
+	}{
+		{"every receipt is its entry's record", jws, true},
+		{"a receipt is not its entry's record", jws + "x", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := pgtest.NewEmpty(t)
+			ctx := context.Background()
+			if err := MigrateTo(ctx, db.AdminURL, db.Roles, 1); err != nil {
+				t.Fatal(err)
+			}
+			admin := pgtest.Connect(t, db.AdminURL) // a superuser: row security does not apply
+			tenant := "5f0c2b1e-8a3d-4c6e-9b7a-1d2e3f405162"
+			agent, decision, receipt := store.NewID(store.PrefixAgent), store.NewID(store.PrefixDecision), store.NewID(store.PrefixReceipt)
+			for _, q := range []struct {
+				sql  string
+				args []any
+			}{
+				{`INSERT INTO tenants (id, slug, name, status) VALUES ($1, 'acme', 'Acme', 'active')`, []any{tenant}},
+				{`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+					VALUES ($1, $2, 'payer', 'usr_1', 'low', 'active', now(), now())`, []any{tenant, agent}},
+				{`INSERT INTO decisions (tenant_id, id, agent_id, action, action_type, reason, outcome, reasons, approvals_required,
+					base_revision, tenant_revision, tenant_bundle_sha256, request_sha256, ledger_index, response, created_at,
+					agent_seq, agent_denials, agent_tally_at)
+					VALUES ($1, $2, $3, '{}', 'payment.send', 'r', 'allow', '[]', 0, 'b', '', '', $4, 0, '{}', now(), 1, 0, now())`,
+					[]any{tenant, decision, agent, make([]byte, 32)}},
+				{`INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash, record) VALUES ($1, 1, 'entry', $2, convert_to($3, 'UTF8'))`,
+					[]any{tenant, make([]byte, 32), tc.record}},
+				{`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at) VALUES ($1, $2, $3, $4, 1, now())`,
+					[]any{tenant, receipt, decision, jws}},
+			} {
+				if _, err := admin.Exec(ctx, q.sql, q.args...); err != nil {
+					t.Fatalf("%s: %v", q.sql, err)
+				}
+			}
+
+			err := Migrate(ctx, db.AdminURL, db.Roles)
+			var version int
+			var jwsColumn bool
+			if qerr := admin.QueryRow(ctx, `SELECT max(version), EXISTS (SELECT 1 FROM information_schema.columns
+				WHERE table_name = 'receipts' AND column_name = 'jws') FROM schema_migrations`).Scan(&version, &jwsColumn); qerr != nil {
+				t.Fatal(qerr)
+			}
+			if !tc.ok {
+				var kept string
+				qerr := admin.QueryRow(ctx, `SELECT jws FROM receipts`).Scan(&kept)
+				if err == nil || version != 1 || !jwsColumn || kept != jws || qerr != nil {
+					t.Fatalf("a refused upgrade: %v; version %d, jws column %v, receipt %q (%v)", err, version, jwsColumn, kept, qerr)
+				}
+				return
+			}
+			if err != nil || version != latestPostgres(t) || jwsColumn {
+				t.Fatalf("the upgrade: %v; version %d, jws column %v", err, version, jwsColumn)
+			}
+			s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var got store.Receipt
+			err = s.InTenantReadTx(ctx, tenant, func(ctx context.Context, tx store.TenantTx) error {
+				var err error
+				got, err = tx.Receipts().ByDecision(ctx, decision)
+				return err
+			})
+			if err != nil || got.ID != receipt || got.JWS != jws || got.LedgerIndex != 1 {
+				t.Fatalf("the receipt after the upgrade: %+v, %v", got, err)
+			}
+		})
 	}
 }

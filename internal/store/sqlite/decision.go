@@ -179,20 +179,33 @@ func (r *receiptTx) Insert(ctx context.Context, rc store.Receipt) (store.Receipt
 	return rc, nil
 }
 
-// insert writes a checked receipt. One statement checks the decision may
-// have a receipt and writes it.
+// insert writes a checked receipt. One statement checks that the decision
+// may have a receipt and that the ledger entry the receipt names holds its
+// JWS (which is not stored again), and writes it; when it writes nothing,
+// a second says which check failed.
 func (r *receiptTx) insert(ctx context.Context, rc store.Receipt) error {
-	res, err := r.tx.ExecContext(ctx, `INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at)
-		SELECT d.tenant_id, ?, d.id, ?, ?, ? FROM decisions d WHERE d.tenant_id = ? AND d.id = ? AND `+receiptable,
-		rc.ID, rc.JWS, int64(rc.LedgerIndex), formatTime(rc.CreatedAt), r.tenantID, rc.DecisionID)
+	res, err := r.tx.ExecContext(ctx, `INSERT INTO receipts (tenant_id, id, decision_id, ledger_index, created_at)
+		SELECT d.tenant_id, ?, d.id, ?, ? FROM decisions d WHERE d.tenant_id = ? AND d.id = ? AND `+receiptable+`
+		AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.tenant_id = d.tenant_id AND e.idx = ? AND e.record = CAST(? AS BLOB))`,
+		rc.ID, int64(rc.LedgerIndex), formatTime(rc.CreatedAt), r.tenantID, rc.DecisionID, int64(rc.LedgerIndex), rc.JWS)
 	if err != nil {
 		return mapErr(err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return missingOr(ctx, r.tx, "decisions", r.tenantID, rc.DecisionID, "decision",
-			"a receipt is only for an allowed decision or an approved case")
+	if n, _ := res.RowsAffected(); n > 0 {
+		return nil
 	}
-	return nil
+	var ok bool
+	err = r.tx.QueryRowContext(ctx, `SELECT `+receiptable+` FROM decisions d WHERE d.tenant_id = ? AND d.id = ?`,
+		r.tenantID, rc.DecisionID).Scan(&ok)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%w: decision", store.ErrNotFound)
+	case err != nil:
+		return mapErr(err)
+	case !ok:
+		return fmt.Errorf("%w: a receipt is only for an allowed decision or an approved case", store.ErrConflict)
+	}
+	return fmt.Errorf("%w: %s", store.ErrInvalid, errReceiptNotInLedger)
 }
 
 func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Receipt, error) {
@@ -202,8 +215,10 @@ func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Re
 	var rc store.Receipt
 	var index int64
 	var created string
-	err := r.tx.QueryRowContext(ctx, `SELECT id, decision_id, jws, ledger_index, created_at FROM receipts
-		WHERE tenant_id = ? AND decision_id = ?`, r.tenantID, decisionID).Scan(&rc.ID, &rc.DecisionID, &rc.JWS, &index, &created)
+	// The JWS is the record of the receipt's ledger entry.
+	err := r.tx.QueryRowContext(ctx, `SELECT r.id, r.decision_id, e.record, r.ledger_index, r.created_at FROM receipts r
+		JOIN ledger_entries e ON e.tenant_id = r.tenant_id AND e.idx = r.ledger_index
+		WHERE r.tenant_id = ? AND r.decision_id = ?`, r.tenantID, decisionID).Scan(&rc.ID, &rc.DecisionID, &rc.JWS, &index, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Receipt{}, fmt.Errorf("%w: receipt", store.ErrNotFound)
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/migrations"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
 )
 
@@ -73,5 +75,103 @@ func tamper(t *testing.T, file, stmt string) {
 	defer db.Close()
 	if _, err := db.Exec(stmt); err != nil {
 		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
+// A tenant file from before 0002 (receipts kept their JWS a second time)
+// upgrades on first use: the column goes, and each receipt reads back the
+// same JWS from its ledger entry. A file where a receipt is not its
+// entry's record is refused and left as it was, column and all.
+func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
+	const jws = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZ3QifQ.c2lnbmF0dXJl"
+	for _, tc := range []struct {
+		name   string
+		record string // of the receipt's ledger entry
+		ok     bool
+	}{
+		{"every receipt is its entry's record", jws, true},
+		{"a receipt is not its entry's record", jws + "x", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTest(t, dir)
+			defer s.Close()
+			acme := storetest.CreateTenant(t, s, "acme")
+			decisionID, receiptID := store.NewID(store.PrefixDecision), store.NewID(store.PrefixReceipt)
+			oldTenantFile(t, s.TenantFile(acme.ID), acme.ID,
+				`INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash, record, created_at)
+					VALUES (?1, 0, CAST('entry' AS BLOB), zeroblob(32), CAST(?2 AS BLOB), '2026-11-26T00:00:00.000000Z')`, acme.ID, tc.record,
+				`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at)
+					VALUES (?1, ?2, ?3, ?4, 0, '2026-11-26T00:00:00.000000Z')`, acme.ID, receiptID, decisionID, jws)
+
+			var got store.Receipt
+			err := s.InTenantReadTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+				var err error
+				got, err = tx.Receipts().ByDecision(ctx, decisionID)
+				return err
+			})
+			db, derr := sql.Open("sqlite", s.TenantFile(acme.ID))
+			if derr != nil {
+				t.Fatal(derr)
+			}
+			defer db.Close()
+			var version, jwsColumn int
+			if err := db.QueryRow(`SELECT max(version), (SELECT count(*) FROM pragma_table_info('receipts') WHERE name = 'jws') FROM schema_migrations`).
+				Scan(&version, &jwsColumn); err != nil {
+				t.Fatal(err)
+			}
+			if tc.ok {
+				if err != nil || got.ID != receiptID || got.JWS != jws || version != 2 || jwsColumn != 0 {
+					t.Fatalf("after the upgrade: %+v, %v; version %d, jws column %d", got, err, version, jwsColumn)
+				}
+				return
+			}
+			var kept string
+			if qerr := db.QueryRow(`SELECT jws FROM receipts`).Scan(&kept); qerr != nil || err == nil || version != 1 || jwsColumn != 1 || kept != jws {
+				t.Fatalf("a refused upgrade: %v; version %d, jws column %d, receipt %q (%v)", err, version, jwsColumn, kept, qerr)
+			}
+		})
+	}
+}
+
+// oldTenantFile writes, where the store will look for tenantID's file, one
+// at version 1 (migration 0001 and its bookkeeping row), with its
+// tenant_meta and the rows of stmts (a statement, then its arguments, in
+// turn).
+func oldTenantFile(t *testing.T, path, tenantID string, stmts ...any) {
+	t.Helper()
+	list, err := migrations.List(migrations.SQLiteTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(list[0].SQL)
+	exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL, sha256 TEXT NOT NULL) STRICT`)
+	exec(`INSERT INTO schema_migrations VALUES (1, ?, '2026-11-26T00:00:00.000000Z', ?)`, list[0].Name, list[0].SHA256)
+	exec(`INSERT INTO tenant_meta (singleton, tenant_id, created_at) VALUES (1, ?, '2026-11-26T00:00:00.000000Z')`, tenantID)
+	for i := 0; i < len(stmts); {
+		q := stmts[i].(string)
+		j := i + 1
+		for j < len(stmts) {
+			if _, isStmt := stmts[j].(string); isStmt && strings.HasPrefix(strings.TrimSpace(stmts[j].(string)), "INSERT") {
+				break
+			}
+			j++
+		}
+		exec(q, stmts[i+1:j]...)
+		i = j
 	}
 }

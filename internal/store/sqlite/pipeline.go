@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/bits"
+	"strings"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 )
@@ -23,11 +26,12 @@ func writeRecords(ctx context.Context, tx *sql.Tx, tenantID string, records []st
 		return nil
 	}
 	decisions := make([]store.Decision, len(records))
-	var receipts, cases [][]any
+	var receipts []store.Receipt
+	var cases [][]any
 	for i, r := range records {
 		decisions[i] = r.Decision
 		if rc := r.Receipt; rc != nil {
-			receipts = append(receipts, []any{t, rc.ID, rc.DecisionID, rc.JWS, int64(rc.LedgerIndex), formatTime(rc.CreatedAt)})
+			receipts = append(receipts, *rc)
 		}
 		if c := r.Case; c != nil {
 			cases = append(cases, []any{t, c.ID, c.DecisionID, c.AgentID, string(c.Status), c.ApprovalsRequired,
@@ -37,7 +41,7 @@ func writeRecords(ctx context.Context, tx *sql.Tx, tenantID string, records []st
 	if err := insertDecisions(ctx, tx, t, decisions); err != nil {
 		return err
 	}
-	if err := insertRows(ctx, tx, "receipts", "tenant_id, id, decision_id, jws, ledger_index, created_at", receipts, ""); err != nil {
+	if err := insertReceipts(ctx, tx, t, receipts); err != nil {
 		return err
 	}
 	return insertRows(ctx, tx, "cases", "tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at", cases, "")
@@ -108,3 +112,43 @@ func nextTallies(ctx context.Context, tx *sql.Tx, tenantID string, decisions []s
 	}
 	return out, nil
 }
+
+// insertReceipts writes checked receipts, each only if the ledger entry it
+// names holds its JWS as record: the JWS is that record, not stored again
+// (ReceiptTx.ByDecision reads it back from the entry). A receipt whose
+// entry does not hold it fails them all (ErrInvalid).
+func insertReceipts(ctx context.Context, tx *sql.Tx, tenantID string, receipts []store.Receipt) error {
+	for len(receipts) > 0 {
+		// Powers of two, as insertRows: few statement texts to prepare.
+		n := min(maxRowsPerInsert, 1<<(bits.Len(uint(len(receipts)))-1))
+		part := receipts[:n]
+		receipts = receipts[n:]
+		args := make([]any, 0, 5*n+1)
+		for _, rc := range part {
+			args = append(args, rc.ID, rc.DecisionID, int64(rc.LedgerIndex), rc.JWS, formatTime(rc.CreatedAt))
+		}
+		args = append(args, tenantID)
+		res, err := tx.ExecContext(ctx, insertReceiptsSQL(n), args...)
+		if err != nil {
+			return mapErr(err)
+		}
+		if stored, _ := res.RowsAffected(); stored != int64(n) {
+			return fmt.Errorf("%w: %s", store.ErrInvalid, errReceiptNotInLedger)
+		}
+	}
+	return nil
+}
+
+// insertReceiptsSQL stores n receipts (id, decision_id, ledger_index,
+// jws, created_at each, then the tenant id) whose ledger entries, sought
+// by key, hold their JWS.
+func insertReceiptsSQL(n int) string {
+	return `INSERT INTO receipts (tenant_id, id, decision_id, ledger_index, created_at)
+		SELECT e.tenant_id, v.column1, v.column2, v.column3, v.column5
+		FROM (VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?), ", n), ", ") + `) AS v
+		JOIN ledger_entries e ON e.tenant_id = ? AND e.idx = v.column3 AND e.record = CAST(v.column4 AS BLOB)`
+}
+
+// errReceiptNotInLedger: a receipt names a ledger entry whose record is
+// not its JWS.
+const errReceiptNotInLedger = "a receipt's JWS is not the record of the ledger entry it names"

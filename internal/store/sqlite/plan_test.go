@@ -72,6 +72,32 @@ func TestAgentStatsSeeksTheIndexes(t *testing.T) {
 	}
 }
 
+// A batch's receipts find the ledger entries that hold their JWS by key,
+// one seek each, never a scan of the log.
+func TestReceiptInsertSeeksItsEntries(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		_, err := storetest.AppendBatch(ctx, tx.Log(), 3000, "acme")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := s.tenantDB(ctx, acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []any{"rct_1", "dec_1", 5, "a.b.c", "t", "rct_2", "dec_2", 6, "d.e.f", "t", acme.ID}
+	plan := queryPlan(t, db, insertReceiptsSQL(2), args...)
+	if !strings.Contains(plan, "SEARCH e USING INDEX sqlite_autoindex_ledger_entries_1 (tenant_id=? AND idx=?)") ||
+		strings.Contains(plan, "SCAN e") || strings.Contains(plan, "AUTOMATIC") {
+		t.Fatalf("plan:\n%s", plan)
+	}
+}
+
 // queryPlan is SQLite's EXPLAIN QUERY PLAN of q, one step a line.
 func queryPlan(t *testing.T, db *sql.DB, q string, args ...any) string {
 	t.Helper()

@@ -24,7 +24,7 @@ func TestRecordGuardsAreTheTriggers(t *testing.T) {
 	for _, stmt := range []string{
 		`UPDATE decisions SET outcome = 'allow'`,
 		`DELETE FROM decisions WHERE outcome = 'deny'`,
-		`UPDATE receipts SET jws = 'a.b.c'`,
+		`UPDATE receipts SET ledger_index = ledger_index + 1`,
 		`DELETE FROM receipts`,
 		`UPDATE agents SET name = 'Renamed'`,
 		`UPDATE agents SET tenant_id = 'x'`,

@@ -286,6 +286,7 @@ func testReceipts(t *testing.T, h Harness) {
 	var allowed, another, denied, escalated store.Decision
 	var pending store.Case
 	var rc store.Receipt
+	var jwsAt, otherAt uint64
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
 		for _, d := range []struct {
@@ -300,7 +301,18 @@ func testReceipts(t *testing.T, h Harness) {
 		if err != nil {
 			return err
 		}
-		rc, err = tx.Receipts().Insert(ctx, store.Receipt{DecisionID: allowed.ID, JWS: fakeJWS, LedgerIndex: 7})
+		// The receipt's JWS is the record of the ledger entry it names;
+		// other JWS records for the refusals below.
+		if _, err := AppendBatch(ctx, tx.Log(), 7, "before"); err != nil {
+			return err
+		}
+		if jwsAt, err = AppendRecord(ctx, tx.Log(), fakeJWS); err != nil {
+			return err
+		}
+		if otherAt, err = AppendRecord(ctx, tx.Log(), otherJWS); err != nil {
+			return err
+		}
+		rc, err = tx.Receipts().Insert(ctx, store.Receipt{DecisionID: allowed.ID, JWS: fakeJWS, LedgerIndex: jwsAt})
 		if err != nil || store.CheckID(store.PrefixReceipt, rc.ID) != nil || rc.CreatedAt.IsZero() {
 			return fmt.Errorf("Insert = %+v, %v", rc, err)
 		}
@@ -308,7 +320,7 @@ func testReceipts(t *testing.T, h Harness) {
 	})
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		got, err := tx.Receipts().ByDecision(ctx, allowed.ID)
-		if err != nil || got.ID != rc.ID || got.DecisionID != allowed.ID || got.JWS != fakeJWS || got.LedgerIndex != 7 || !got.CreatedAt.Equal(rc.CreatedAt) {
+		if err != nil || got.ID != rc.ID || got.DecisionID != allowed.ID || got.JWS != fakeJWS || got.LedgerIndex != jwsAt || !got.CreatedAt.Equal(rc.CreatedAt) {
 			return fmt.Errorf("ByDecision = %+v, %v", got, err)
 		}
 		if _, err := tx.Receipts().ByDecision(ctx, denied.ID); !errors.Is(err, store.ErrNotFound) {
@@ -316,10 +328,18 @@ func testReceipts(t *testing.T, h Harness) {
 		}
 		return nil
 	})
+	// Each refusal names the entry holding its JWS, so that the refusal is
+	// the one its name says (except where the entry is the point).
 	insert := func(r store.Receipt) func(ctx context.Context, tx store.TenantTx) error {
+		if r.LedgerIndex == 0 {
+			r.LedgerIndex = jwsAt
+		}
 		return func(ctx context.Context, tx store.TenantTx) error { _, err := tx.Receipts().Insert(ctx, r); return err }
 	}
 	expectRefusals(t, be, f.tenant.ID, []refusal{
+		{"JWS not the record of its entry", insert(store.Receipt{DecisionID: another.ID, JWS: fakeJWS, LedgerIndex: otherAt}), store.ErrInvalid},
+		{"another JWS than its entry's record", insert(store.Receipt{DecisionID: another.ID, JWS: otherJWS, LedgerIndex: jwsAt}), store.ErrInvalid},
+		{"entry past the log", insert(store.Receipt{DecisionID: another.ID, JWS: fakeJWS, LedgerIndex: otherAt + 100}), store.ErrInvalid},
 		{"second receipt for a decision", insert(store.Receipt{DecisionID: allowed.ID, JWS: fakeJWS}), store.ErrConflict},
 		{"duplicate id", insert(store.Receipt{ID: rc.ID, DecisionID: another.ID, JWS: fakeJWS}), store.ErrConflict},
 		{"denied decision", insert(store.Receipt{DecisionID: denied.ID, JWS: fakeJWS}), store.ErrConflict},
@@ -343,7 +363,11 @@ func testReceipts(t *testing.T, h Harness) {
 		if err := tx.Cases().SetStatus(ctx, pending.ID, store.CaseApproved); err != nil {
 			return err
 		}
-		_, err := tx.Receipts().Insert(ctx, store.Receipt{DecisionID: escalated.ID, JWS: fakeJWS, LedgerIndex: 9})
+		at, err := AppendRecord(ctx, tx.Log(), otherJWS)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Receipts().Insert(ctx, store.Receipt{DecisionID: escalated.ID, JWS: otherJWS, LedgerIndex: at})
 		return err
 	})
 }
@@ -444,13 +468,25 @@ func testRecord(t *testing.T, h Harness) {
 	be := newBackend(t, h)
 	f := newDecisionFixture(t, be, "acme")
 	now := time.Now()
+	// Every receipt below names ledger entry 8, which holds its JWS.
+	const receiptJWS = "eyJhbGciOiJFZERTQSJ9.e30.c2ln"
+	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if _, err := AppendBatch(ctx, tx.Log(), 8, "before"); err != nil {
+			return err
+		}
+		at, err := AppendRecord(ctx, tx.Log(), receiptJWS)
+		if err == nil && at != 8 {
+			err = fmt.Errorf("the receipt's entry went in at %d", at)
+		}
+		return err
+	})
 	record := func(outcome store.Outcome) store.DecisionRecord {
 		d := newDecision(f.a.ID, outcome, "payment.send", f.counterparty.ID)
 		d.ID, d.CreatedAt = store.NewID(store.PrefixDecision), now
 		r := store.DecisionRecord{Decision: d}
 		switch outcome {
 		case store.OutcomeAllow:
-			r.Receipt = &store.Receipt{ID: store.NewID(store.PrefixReceipt), DecisionID: d.ID, JWS: "eyJhbGciOiJFZERTQSJ9.e30.c2ln", LedgerIndex: 8}
+			r.Receipt = &store.Receipt{ID: store.NewID(store.PrefixReceipt), DecisionID: d.ID, JWS: receiptJWS, LedgerIndex: 8}
 		case store.OutcomeEscalate:
 			r.Case = &store.Case{ID: store.NewID(store.PrefixCase), DecisionID: d.ID, AgentID: d.AgentID,
 				ApprovalsRequired: 1, ExpiresAt: now.Add(time.Hour)}
@@ -542,6 +578,25 @@ func testRecord(t *testing.T, h Harness) {
 		}
 		return counters(ctx, tx, "with the refused record undone", 2, 4, 1)
 	})
+
+	// A receipt naming an entry that does not hold its JWS is refused, and
+	// its decision with it: the JWS is only ever kept as that record.
+	for name, mutate := range map[string]func(*store.DecisionRecord){
+		"receipt not its entry's record": func(r *store.DecisionRecord) { r.Receipt.LedgerIndex = 3 },
+		"receipt past the log":           func(r *store.DecisionRecord) { r.Receipt.LedgerIndex = 1000 },
+	} {
+		r := record(store.OutcomeAllow)
+		mutate(&r)
+		inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+			if err := tx.Decisions().Record(ctx, r); !errors.Is(err, store.ErrInvalid) {
+				return fmt.Errorf("%s: %v, want ErrInvalid", name, err)
+			}
+			if _, err := tx.Decisions().Get(ctx, r.Decision.ID); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("%s: its decision stayed: %v", name, err)
+			}
+			return nil
+		})
+	}
 
 	// In a Pipeline, under a Savepoint: records go together, and one
 	// refused takes the others of its pipeline with it, nothing else.

@@ -115,6 +115,9 @@ func sameDecision(a, b store.Decision) bool {
 // fakeJWS has the shape of a compact JWS.
 const fakeJWS = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZ3QifQ.c2lnbmF0dXJl"
 
+// otherJWS is another well-formed compact JWS.
+const otherJWS = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJvdGhlciJ9.b3RoZXI"
+
 // seeded names the rows seedRecords wrote.
 type seeded struct {
 	agent, revoked          store.Agent
@@ -169,7 +172,11 @@ func seedRecords(t *testing.T, b store.Backend, tenantID string) seeded {
 		if s.allowed, err = tx.Decisions().Insert(ctx, d); err != nil {
 			return err
 		}
-		if s.receipt, err = tx.Receipts().Insert(ctx, store.Receipt{DecisionID: s.allowed.ID, JWS: fakeJWS, LedgerIndex: 1}); err != nil {
+		at, err := AppendRecord(ctx, tx.Log(), fakeJWS)
+		if err != nil {
+			return err
+		}
+		if s.receipt, err = tx.Receipts().Insert(ctx, store.Receipt{DecisionID: s.allowed.ID, JWS: fakeJWS, LedgerIndex: at}); err != nil {
 			return err
 		}
 		if s.escalated, err = tx.Decisions().Insert(ctx, newDecision(s.agent.ID, store.OutcomeEscalate, "policy.activate", "")); err != nil {

@@ -145,7 +145,7 @@ func testRecordsAppendOnly(t *testing.T, h Harness) {
 		`UPDATE decisions SET idempotency_key_sha256 = NULL`,
 		`DELETE FROM decisions WHERE outcome = 'deny'`, // nothing refers to it: only the guard stops this
 		`DELETE FROM decisions`,
-		`UPDATE receipts SET jws = 'a.b.c'`,
+		`UPDATE receipts SET ledger_index = ledger_index + 1`,
 		`UPDATE receipts SET decision_id = '` + s.escalated.ID + `'`,
 		`DELETE FROM receipts`,
 		`UPDATE agents SET name = 'Renamed'`,

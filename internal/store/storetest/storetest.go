@@ -527,6 +527,17 @@ func batch(from uint64, n int, tag string) ([]store.LedgerEntry, []store.LedgerN
 // AppendBatch appends a batch the way the ledger does: lock, read the head,
 // write at the head.
 func AppendBatch(ctx context.Context, log store.LogTx, n int, tag string) (uint64, error) {
+	return appendBatch(ctx, log, n, tag, nil)
+}
+
+// AppendRecord appends one entry whose record is rec, as AppendBatch does,
+// and returns its index: a receipt names the entry that holds its JWS.
+func AppendRecord(ctx context.Context, log store.LogTx, rec string) (uint64, error) {
+	return appendBatch(ctx, log, 1, "record", []byte(rec))
+}
+
+// appendBatch is AppendBatch, with every record rec when it is not nil.
+func appendBatch(ctx context.Context, log store.LogTx, n int, tag string, rec []byte) (uint64, error) {
 	if err := log.LockLog(ctx); err != nil {
 		return 0, err
 	}
@@ -539,6 +550,11 @@ func AppendBatch(ctx context.Context, log store.LogTx, n int, tag string) (uint6
 		return 0, err
 	}
 	es, nodes, next := batch(size, n, tag)
+	if rec != nil {
+		for i := range es {
+			es[i].Record = rec
+		}
+	}
 	return size, log.AppendLog(ctx, es, nodes, next)
 }
 
