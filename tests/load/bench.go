@@ -83,6 +83,9 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 		return Report{}, fmt.Errorf("agentsigna: %w", err)
 	}
 
+	if err := asClocks.check(); err != nil {
+		return Report{}, fmt.Errorf("agentsigna: %w", err)
+	}
 	opaBin := o.OPA
 	if opaBin == "" {
 		fmt.Fprintln(progress, "load: building opa")

@@ -12,39 +12,62 @@ import (
 )
 
 // cpuClock reads the processor time (user and system) some processes have
-// used so far. Machines whose speed drifts change every rate the harness
-// measures; the time each server spends per request drifts much less, and
-// says where a difference in rate comes from.
-type cpuClock func() (time.Duration, error)
+// used so far. When other work on the machine takes cores from the
+// servers, every rate the harness measures moves; the time each server
+// spends per request moves much less (not so when the cores' own speed
+// changes), and says where a difference in rate comes from. Linux /proc
+// only, in ticks of 10 ms: a window of seconds measures to a few per cent.
+type cpuClock func() (cpuReading, error)
+
+// cpuReading is the processor time of each process a clock reads, by pid.
+type cpuReading struct{ byPID map[int]time.Duration }
+
+// since is the time used between an earlier reading and this one, by the
+// processes of this one: those that ended in between do not count, those
+// that started count whole.
+func (r cpuReading) since(earlier cpuReading) time.Duration {
+	var total time.Duration
+	for pid, t := range r.byPID {
+		if t0, ok := earlier.byPID[pid]; ok && t0 <= t {
+			t -= t0
+		}
+		total += t
+	}
+	return total
+}
 
 // clockTick is the unit of /proc/PID/stat's times: USER_HZ, 100 on every
 // Linux architecture Go supports.
 const clockTick = 10 * time.Millisecond
 
-// processCPU is the clock of one process (Linux /proc).
+// processCPU is the clock of one process.
 func processCPU(pid int) cpuClock {
-	return func() (time.Duration, error) {
+	return func() (cpuReading, error) {
 		stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 		if err != nil {
-			return 0, err
+			return cpuReading{}, err
 		}
 		_, t, err := parseStat(stat)
-		return t, err
+		if err != nil {
+			return cpuReading{}, err
+		}
+		return cpuReading{byPID: map[int]time.Duration{pid: t}}, nil
 	}
 }
 
-// processesNamed is the clock of every process whose command name is name,
-// summed: PostgreSQL's server and backends ("postgres") when it runs on
-// this machine. Processes that start or end between two readings make the
-// difference approximate, not wrong by more than their own time.
+// processesNamed is the clock of every process on this machine whose
+// command name is name (the kernel keeps 15 bytes of it): PostgreSQL's
+// server, backends and workers ("postgres"), whoever they work for. A
+// reading is the time of each such process, by pid; cpuWindow counts a
+// process that ends within the window for none of its time, and one that
+// starts within it for all of it.
 func processesNamed(name string) cpuClock {
-	return func() (time.Duration, error) {
+	return func() (cpuReading, error) {
 		stats, err := filepath.Glob("/proc/[0-9]*/stat")
 		if err != nil {
-			return 0, err
+			return cpuReading{}, err
 		}
-		var total time.Duration
-		found := false
+		r := cpuReading{byPID: map[int]time.Duration{}}
 		for _, path := range stats {
 			stat, err := os.ReadFile(path)
 			if err != nil {
@@ -54,13 +77,16 @@ func processesNamed(name string) cpuClock {
 			if err != nil || comm != name {
 				continue
 			}
-			total += t
-			found = true
+			pid, err := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+			if err != nil {
+				continue
+			}
+			r.byPID[pid] = t
 		}
-		if !found {
-			return 0, fmt.Errorf("no process named %q", name)
+		if len(r.byPID) == 0 {
+			return cpuReading{}, fmt.Errorf("no process named %q", name)
 		}
-		return total, nil
+		return r, nil
 	}
 }
 
@@ -93,27 +119,24 @@ type serverClocks struct {
 	server, database cpuClock
 }
 
-// cpuWindow reads clocks at from and at to and reports the differences;
-// wait blocks until both readings are in, or ctx ends (nothing then). A
-// clock that fails at either end reports nothing (0), rather than half a
-// window.
+// cpuWindow reads clocks at from and at to and reports the time used in
+// between; wait blocks until both readings are in, or ctx ends. A clock
+// not read at both ends (it failed, or the run was cancelled) measures
+// nothing: measured says so, rather than reporting part of a window.
 type cpuWindow struct {
-	done             chan struct{}
-	server, database time.Duration
+	done                       chan struct{}
+	server, database           time.Duration
+	serverMeasured, dbMeasured bool
 }
 
 func startCPUWindow(ctx context.Context, clocks serverClocks, from, to time.Time) *cpuWindow {
 	w := &cpuWindow{done: make(chan struct{})}
-	read := func() (s, d time.Duration, okS, okD bool) {
-		if clocks.server != nil {
-			v, err := clocks.server()
-			s, okS = v, err == nil
+	read := func(c cpuClock) (cpuReading, bool) {
+		if c == nil {
+			return cpuReading{}, false
 		}
-		if clocks.database != nil {
-			v, err := clocks.database()
-			d, okD = v, err == nil
-		}
-		return
+		r, err := c()
+		return r, err == nil
 	}
 	sleepUntil := func(t time.Time) bool {
 		timer := time.NewTimer(time.Until(t))
@@ -130,22 +153,38 @@ func startCPUWindow(ctx context.Context, clocks serverClocks, from, to time.Time
 		if !sleepUntil(from) {
 			return
 		}
-		s0, d0, okS0, okD0 := read()
+		s0, okS0 := read(clocks.server)
+		d0, okD0 := read(clocks.database)
 		if !sleepUntil(to) {
 			return
 		}
-		s1, d1, okS1, okD1 := read()
+		s1, okS1 := read(clocks.server)
+		d1, okD1 := read(clocks.database)
 		if okS0 && okS1 {
-			w.server = s1 - s0
+			w.server, w.serverMeasured = s1.since(s0), true
 		}
 		if okD0 && okD1 {
-			w.database = d1 - d0
+			w.database, w.dbMeasured = d1.since(d0), true
 		}
 	}()
 	return w
 }
 
-func (w *cpuWindow) wait() (server, database time.Duration) {
+func (w *cpuWindow) wait() *cpuWindow {
 	<-w.done
-	return w.server, w.database
+	return w
+}
+
+// check reads each clock once: a process id or name that reads nothing
+// fails the run before it starts, not as a column of dashes after it.
+func (c serverClocks) check() error {
+	for _, clock := range []cpuClock{c.server, c.database} {
+		if clock == nil {
+			continue
+		}
+		if _, err := clock(); err != nil {
+			return fmt.Errorf("processor time: %w", err)
+		}
+	}
+	return nil
 }

@@ -48,8 +48,9 @@ type Result struct {
 	Errors   int
 	FirstErr error
 	// CPU is the processor time the server's process used within the
-	// window, DatabaseCPU its database's (PostgreSQL on this machine); 0
-	// when not measured (an open loop, or a clock that could not be read).
+	// window, DatabaseCPU that of the database processes on this machine
+	// (PostgreSQL); 0 when not measured (an open loop, a clock that could
+	// not be read, or a round of a pool that was not measured).
 	CPU, DatabaseCPU time.Duration
 
 	// latencies (sorted) and answered are kept to pool rounds (pool).
@@ -146,6 +147,16 @@ func pool(rounds []Result) Result {
 		res.CPU += r.CPU
 		res.DatabaseCPU += r.DatabaseCPU
 	}
+	// A time is the pool's only if every round measured it: the answers of
+	// a round without one would dilute the others'.
+	for _, r := range rounds {
+		if r.CPU == 0 {
+			res.CPU = 0
+		}
+		if r.DatabaseCPU == 0 {
+			res.DatabaseCPU = 0
+		}
+	}
 	slices.Sort(res.latencies)
 	res.fill()
 	return res
@@ -188,7 +199,9 @@ func closedLoop(ctx context.Context, t target, clocks serverClocks, concurrency 
 	}
 	wg.Wait()
 	res := summarize(t.Name(), fmt.Sprintf("closed, %d in flight", concurrency), from, to, recs)
-	res.CPU, res.DatabaseCPU = cpu.wait()
+	if w := cpu.wait(); w.serverMeasured || w.dbMeasured {
+		res.CPU, res.DatabaseCPU = w.server, w.database
+	}
 	return res
 }
 

@@ -11,8 +11,9 @@
 // rate the same goal applied to the reference. With --rounds N the two
 // closed loops alternate in N slices, pooled per server. Beside each
 // closed loop it shows the server's processor time per request answered
-// (from /proc; with --database-process, its database's too), which drifts
-// far less with the machine's speed than the rates do.
+// (from /proc; for a running service with --server-pid, and with
+// --database-process that of every process of that name on the machine),
+// which moves far less than the rates when other work takes the cores.
 //
 // By default it starts `agentsigna serve --demo` itself on a fresh embedded
 // store in a temporary directory; with --target-url, --credentials and

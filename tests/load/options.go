@@ -57,9 +57,11 @@ type Options struct {
 	PprofURL   string
 	// ServerPID is the process id of the service at TargetURL, on this
 	// machine, whose processor time per request the table then shows (the
-	// harness knows the processes it starts). DatabaseProcess names the
-	// processes of its database on this machine ("postgres"), whose time is
-	// shown beside it; "" for none.
+	// harness knows the processes it starts). DatabaseProcess is the
+	// command name of its database's processes ("postgres"): the time of
+	// every process of that name on this machine is shown beside it, so
+	// nothing else should be using that database server during a run; ""
+	// for none.
 	ServerPID       int
 	DatabaseProcess string
 }
@@ -127,6 +129,9 @@ func (o Options) validate() error {
 	}
 	if o.ServerPID < 0 || (o.ServerPID > 0 && o.TargetURL == "") {
 		errs = append(errs, errors.New("--server-pid goes with --target-url (the harness knows the processes it starts)"))
+	}
+	if o.DatabaseProcess != "" && o.TargetURL == "" {
+		errs = append(errs, errors.New("--database-process goes with --target-url (the demo keeps its data in files)"))
 	}
 	if o.Policies == "" {
 		errs = append(errs, errors.New("--policies is required"))

@@ -99,7 +99,8 @@ func (r Report) Print(w io.Writer) {
 	if as, opa := r.AgentSigna.CPUPerRequest()+r.AgentSigna.DatabaseCPUPerRequest(), r.OPA.CPUPerRequest(); as > 0 && opa > 0 {
 		db := ""
 		if withDB {
-			db = fmt.Sprintf(", of which its database %s", formatCPU(r.AgentSigna.DatabaseCPUPerRequest()))
+			db = fmt.Sprintf(", of which %s in the database's processes (every %s process on this machine)",
+				formatCPU(r.AgentSigna.DatabaseCPUPerRequest()), r.Options.DatabaseProcess)
 		}
 		fmt.Fprintf(w, "processor time per request answered, closed loops: agentsigna %s%s, opa %s: %.2f× opa's\n",
 			formatCPU(as), db, formatCPU(opa), float64(as)/float64(opa))
@@ -175,12 +176,13 @@ func formatLatency(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms"
 }
 
-// formatCPU is a processor time per request; "-" when not measured.
+// formatCPU is a processor time per request; "-" when not measured. Two
+// decimals: /proc counts in 10 ms ticks.
 func formatCPU(d time.Duration) string {
 	if d <= 0 {
 		return "-"
 	}
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64) + "ms"
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms"
 }
 
 func formatRate(r float64) string { return strconv.FormatFloat(r, 'f', 0, 64) + "/s" }
