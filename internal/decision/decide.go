@@ -156,7 +156,7 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 }
 
 // replay answers a request made again under the same Idempotency-Key with
-// the answer decision d was given (its receipt read back from its row), or
+// the answer decision d was given (its receipt read back from the ledger), or
 // ErrIdempotencyMismatch when the request differs. A rare path: it reads
 // in a transaction of its own.
 func (s *Service) replay(ctx context.Context, org Organization, d store.Decision, requestSHA256 []byte) (Response, error) {

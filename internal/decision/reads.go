@@ -33,17 +33,18 @@ func (s *Service) GetDecision(ctx context.Context, org Organization, agentID, de
 }
 
 // storedResponse is what a decision's row keeps of its response: all of
-// it but an allowed action's receipt, which is stored once, in its own
-// row (and in the ledger), and put back by readResponse. The JWS was
-// over half of the row: a decision row now shares its database page with
-// others instead of filling one.
+// it but an allowed action's receipt, which is stored once, as the record
+// of its ledger entry, and put back by readResponse. The JWS was over half
+// of the row: a decision row now shares its database page with others
+// instead of filling one.
 func storedResponse(r Response) ([]byte, error) {
 	r.Receipt = ""
 	return json.Marshal(r)
 }
 
 // readResponse is the response decision d was answered with: the stored
-// one, and for an allowed action its receipt from the receipt's row.
+// one, and for an allowed action its receipt (ReceiptTx.ByDecision: the
+// record of its ledger entry).
 func readResponse(ctx context.Context, tx store.TenantTx, d store.Decision) (Response, error) {
 	var r Response
 	if err := json.Unmarshal([]byte(d.Response), &r); err != nil {

@@ -67,7 +67,7 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	}
 	// The rows are stored in the batch's transaction, once the entries
 	// have their indexes and proof: the stored response is the one sent
-	// (its receipt kept in the receipt's row, see storedResponse).
+	// (its receipt kept as its ledger entry's record, see storedResponse).
 	write := func(ctx context.Context, tx store.TenantTx, appended []ledger.Appended) error {
 		entry := appended[0]
 		if receipt != nil {

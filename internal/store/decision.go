@@ -53,8 +53,10 @@ type ReceiptTx interface {
 	// one whose case was approved, has a receipt: ErrConflict otherwise, and
 	// if the decision already has one; ErrNotFound for an unknown decision.
 	// The ledger entry at LedgerIndex must hold the JWS as its record
-	// (ErrInvalid otherwise): the JWS is kept there, not a second time with
-	// the receipt. DecisionTx.Record stores its receipt the same way.
+	// (ErrInvalid otherwise; an unknown or unreceiptable decision is
+	// refused as such first, a duplicate only once the entry matches): the
+	// JWS is kept there, not a second time with the receipt.
+	// DecisionTx.Record stores its receipt the same way.
 	Insert(ctx context.Context, r Receipt) (Receipt, error)
 	// ByDecision returns a decision's receipt, its JWS read from its
 	// ledger entry; ErrNotFound if it has none.

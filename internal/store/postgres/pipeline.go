@@ -16,8 +16,9 @@ import (
 // statements, two of them updates of the same counter row thirteen times
 // over. Decisions go first, for the receipts' and cases' foreign keys.
 // CheckRecord has tied each receipt or case to its own decision and
-// outcome, so plain inserts do (ReceiptTx.Insert and CaseTx.Create check
-// that in SQL, for decisions stored earlier).
+// outcome, so that is not checked again (ReceiptTx.Insert and
+// CaseTx.Create check it in SQL, for decisions stored earlier); a
+// receipt's ledger entry is (insertReceiptsSQL).
 func queueRecords(b *pgx.Batch, tenantID string, records []store.DecisionRecord) error {
 	decisions := make([]store.Decision, len(records))
 	var rIDs, rDecisions, rJWS []string

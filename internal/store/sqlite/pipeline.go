@@ -13,10 +13,12 @@ import (
 )
 
 // writeRecords inserts the records a Pipeline queued: one multi-row
-// INSERT per table, and one upsert row per counter. receiptTx.insert and caseTx.insert, which store
-// one at a time, check in SQL that the decision they hang on is stored and
-// receiptable; CheckRecord has already tied a recorded receipt or case to
-// its own decision and outcome, so plain rows do here, as on PostgreSQL.
+// INSERT per table, and one upsert row per counter. receiptTx.insert and
+// caseTx.insert, which store one at a time, check in SQL that the decision
+// they hang on is stored and receiptable; CheckRecord has already tied a
+// recorded receipt or case to its own decision and outcome, so that need
+// not be checked here, as on PostgreSQL. A receipt's ledger entry is
+// (insertReceipts).
 // Decisions go first, for the receipts' and cases' foreign keys. The first
 // error is the pipeline's; the caller's savepoint undoes whatever went in
 // before it.

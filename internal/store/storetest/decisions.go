@@ -580,22 +580,41 @@ func testRecord(t *testing.T, h Harness) {
 	})
 
 	// A receipt naming an entry that does not hold its JWS is refused, and
-	// its decision with it: the JWS is only ever kept as that record.
+	// its decision with it: the JWS is only ever kept as that record. So
+	// in a pipeline, as the ledger writes them, where a good record beside
+	// it goes too.
 	for name, mutate := range map[string]func(*store.DecisionRecord){
 		"receipt not its entry's record": func(r *store.DecisionRecord) { r.Receipt.LedgerIndex = 3 },
 		"receipt past the log":           func(r *store.DecisionRecord) { r.Receipt.LedgerIndex = 1000 },
 	} {
-		r := record(store.OutcomeAllow)
-		mutate(&r)
-		inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
-			if err := tx.Decisions().Record(ctx, r); !errors.Is(err, store.ErrInvalid) {
-				return fmt.Errorf("%s: %v, want ErrInvalid", name, err)
-			}
-			if _, err := tx.Decisions().Get(ctx, r.Decision.ID); !errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("%s: its decision stayed: %v", name, err)
-			}
-			return nil
-		})
+		for _, pipelined := range []bool{false, true} {
+			r, good := record(store.OutcomeAllow), record(store.OutcomeAllow)
+			mutate(&r)
+			inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+				var err error
+				if pipelined {
+					err = tx.Savepoint(ctx, func(ctx context.Context) error {
+						return tx.Pipeline(ctx, func(ctx context.Context) error {
+							if err := tx.Decisions().Record(ctx, good); err != nil {
+								return err
+							}
+							return tx.Decisions().Record(ctx, r)
+						})
+					})
+				} else {
+					err = tx.Decisions().Record(ctx, r)
+				}
+				if !errors.Is(err, store.ErrInvalid) {
+					return fmt.Errorf("%s (pipelined %v): %v, want ErrInvalid", name, pipelined, err)
+				}
+				for _, d := range []store.DecisionRecord{r, good} {
+					if _, err := tx.Decisions().Get(ctx, d.Decision.ID); !errors.Is(err, store.ErrNotFound) && (pipelined || d.Decision.ID == r.Decision.ID) {
+						return fmt.Errorf("%s (pipelined %v): decision %s stayed: %v", name, pipelined, d.Decision.ID, err)
+					}
+				}
+				return nil
+			})
+		}
 	}
 
 	// In a Pipeline, under a Savepoint: records go together, and one

@@ -4,6 +4,11 @@
 -- row now keeps the entry's index only; the JWS is read from the entry,
 -- and a receipt is only stored when its entry holds that JWS (store code).
 --
+-- DROP COLUMN does not rewrite the table: rows stored before keep their
+-- bytes until the table is rewritten (VACUUM FULL); new rows are smaller.
+-- The ALTERs lock receipts and ledger_entries for the migration's
+-- transaction, which reads every receipt once.
+--
 -- The column goes only if every stored receipt is its entry's record. Row
 -- security is forced on both tables, for the owner too: it is lifted for
 -- this check only, inside this migration's transaction.
