@@ -13,25 +13,15 @@ import (
 
 // The leaf-hash lookup must seek the epoch index, never scan the log.
 func TestLeafHashLookupUsesTheIndex(t *testing.T) {
-	s := openTest(t, t.TempDir())
-	defer s.Close()
-	acme := storetest.CreateTenant(t, s, "acme")
+	s, acme, db := withLog(t, 10000)
 	ctx := context.Background()
-	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		_, err := storetest.AppendBatch(ctx, tx.Log(), 10000, "acme")
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, _ := s.tenantDB(ctx, acme.ID)
 	q, args := (&logTx{logScope: logScope{tenantID: acme.ID}}).leafHashQuery(10000, make([]byte, 32))
 	joined := queryPlan(t, db, q, args...)
 	if !strings.Contains(joined, "USING INDEX ledger_entries_by_leaf_hash") || strings.Contains(joined, "SCAN ledger_entries") {
 		t.Fatalf("plan:\n%s", joined)
 	}
 	// And it finds entries in later epochs.
-	err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		es, err := tx.Log().Entries(ctx, 9000, 9001)
 		if err != nil {
 			return err
@@ -51,14 +41,7 @@ func TestLeafHashLookupUsesTheIndex(t *testing.T) {
 // its decisions, a sort or a temporary table: their cost does not grow
 // with how many it made.
 func TestAgentStatsSeeksTheIndexes(t *testing.T) {
-	s := openTest(t, t.TempDir())
-	defer s.Close()
-	acme := storetest.CreateTenant(t, s, "acme")
-	ctx := context.Background()
-	db, err := s.tenantDB(ctx, acme.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, acme, db := withLog(t, 0)
 	now := time.Now()
 	plan := queryPlan(t, db, agentStatsQuery, acme.ID, store.NewID(store.PrefixAgent),
 		formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour)))
@@ -75,27 +58,38 @@ func TestAgentStatsSeeksTheIndexes(t *testing.T) {
 // A batch's receipts find the ledger entries that hold their JWS by key,
 // one seek each, never a scan of the log.
 func TestReceiptInsertSeeksItsEntries(t *testing.T) {
-	s := openTest(t, t.TempDir())
-	defer s.Close()
-	acme := storetest.CreateTenant(t, s, "acme")
-	ctx := context.Background()
-	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		_, err := storetest.AppendBatch(ctx, tx.Log(), 3000, "acme")
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := s.tenantDB(ctx, acme.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, acme, db := withLog(t, 3000)
 	args := []any{"rct_1", "dec_1", 5, "a.b.c", "t", "rct_2", "dec_2", 6, "d.e.f", "t", acme.ID}
 	plan := queryPlan(t, db, insertReceiptsSQL(2), args...)
 	if !strings.Contains(plan, "SEARCH e USING INDEX sqlite_autoindex_ledger_entries_1 (tenant_id=? AND idx=?)") ||
 		strings.Contains(plan, "SCAN e") || strings.Contains(plan, "AUTOMATIC") {
 		t.Fatalf("plan:\n%s", plan)
 	}
+}
+
+// withLog opens a store (closed with the test) with organization acme,
+// whose log holds n entries (none: not even written to), and returns
+// acme's file.
+func withLog(t *testing.T, n int) (*Store, store.Tenant, *sql.DB) {
+	t.Helper()
+	s := openTest(t, t.TempDir())
+	t.Cleanup(func() { s.Close() })
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	if n > 0 {
+		err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+			_, err := storetest.AppendBatch(ctx, tx.Log(), n, "acme")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := s.tenantDB(ctx, acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, acme, db
 }
 
 // queryPlan is SQLite's EXPLAIN QUERY PLAN of q, one step a line.
@@ -127,14 +121,7 @@ func queryPlan(t *testing.T, db *sql.DB, q string, args ...any) string {
 // own file, so the conformance test's other-organization case passes even
 // without that condition, and this plan is what pins it.
 func TestDecisionInputsSeekTheIndexes(t *testing.T) {
-	s := openTest(t, t.TempDir())
-	defer s.Close()
-	acme := storetest.CreateTenant(t, s, "acme")
-	ctx := context.Background()
-	db, err := s.tenantDB(ctx, acme.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, acme, db := withLog(t, 0)
 	now := time.Now()
 	plan := queryPlan(t, db, decisionInputsQuery, acme.ID, store.NewID(store.PrefixAgent),
 		formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour)), make([]byte, 32), store.NewID(store.PrefixCounterparty))
