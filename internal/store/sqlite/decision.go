@@ -123,7 +123,8 @@ func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Ti
 	now = store.StoredTime(now)
 	// The latest tally, and the tallies as of each window's start.
 	var latest, hourAgo, dayAgo store.AgentTally
-	err := d.tx.QueryRowContext(ctx, agentStatsQuery, d.tenantID, agentID, formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour))).
+	hourStart, dayStart := windowStarts(now)
+	err := d.tx.QueryRowContext(ctx, agentStatsQuery, d.tenantID, agentID, hourStart, dayStart).
 		Scan(&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions)
 	if err != nil {
 		return store.AgentStats{}, mapErr(err)
@@ -138,6 +139,12 @@ func (d *decisionTx) AgentStats(ctx context.Context, agentID string, now time.Ti
 // subqueries: joined subqueries were each materialized in a temporary
 // b-tree.
 const agentStatsQuery = `SELECT ` + agentTallyColumns
+
+// windowStarts are the starts of the stats' windows ending at now, as
+// agentTallyColumns' ?3 and ?4 take them.
+func windowStarts(now time.Time) (hourAgo, dayAgo string) {
+	return formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24 * time.Hour))
+}
 
 // agentTallyColumns are agentStatsQuery's columns, parameters ?1 to ?4.
 const agentTallyColumns = `
@@ -258,8 +265,8 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 	var agent [7]sql.NullString
 	var cp [4]sql.NullString // name, status, created_at, updated_at
 	var latest, hourAgo, dayAgo store.AgentTally
-	err := tt.tx.QueryRowContext(ctx, decisionInputsQuery, tt.tenantID, q.AgentID,
-		formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour)),
+	hourStart, dayStart := windowStarts(now)
+	err := tt.tx.QueryRowContext(ctx, decisionInputsQuery, tt.tenantID, q.AgentID, hourStart, dayStart,
 		nullBytes(q.IdempotencyKeySHA256), sql.NullString{String: q.CounterpartyID, Valid: q.CounterpartyID != ""},
 	).Scan(&previous,
 		&agent[0], &agent[1], &agent[2], &agent[3], &agent[4], &agent[5], &agent[6],
