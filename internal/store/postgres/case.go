@@ -36,10 +36,7 @@ func (c *caseTx) Create(ctx context.Context, cs store.Case) (store.Case, error) 
 	}
 	// One statement checks the decision is the agent's escalation and
 	// writes the case.
-	tag, err := c.tx.Exec(ctx, `INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
-		SELECT d.tenant_id, $2::text, d.id, d.agent_id, $5::text, $6::integer, $7::timestamptz, $8::timestamptz, $9::timestamptz
-		FROM decisions d WHERE d.tenant_id = $1 AND d.id = $3 AND d.agent_id = $4 AND d.outcome = 'escalate'`,
-		c.tenantID, cs.ID, cs.DecisionID, cs.AgentID, string(cs.Status), cs.ApprovalsRequired, cs.ExpiresAt, cs.CreatedAt, cs.UpdatedAt)
+	tag, err := c.tx.Exec(ctx, insertCaseSQL, c.tenantID, cs.ID, cs.DecisionID, cs.AgentID, string(cs.Status), cs.ApprovalsRequired, cs.ExpiresAt, cs.CreatedAt, cs.UpdatedAt)
 	if err != nil {
 		return store.Case{}, mapErr(err)
 	}
@@ -49,6 +46,11 @@ func (c *caseTx) Create(ctx context.Context, cs store.Case) (store.Case, error) 
 	}
 	return cs, nil
 }
+
+// insertCaseSQL writes case $2 if decision $3 is agent $4's escalation.
+const insertCaseSQL = `INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
+	SELECT d.tenant_id, $2::text, d.id, d.agent_id, $5::text, $6::integer, $7::timestamptz, $8::timestamptz, $9::timestamptz
+	FROM decisions d WHERE d.tenant_id = $1 AND d.id = $3 AND d.agent_id = $4 AND d.outcome = 'escalate'`
 
 func (c *caseTx) Get(ctx context.Context, id string) (store.Case, error) {
 	if err := store.CheckID(store.PrefixCase, id); err != nil {
@@ -70,6 +72,9 @@ func (c *caseTx) Get(ctx context.Context, id string) (store.Case, error) {
 	return cs, nil
 }
 
+// closeCaseSQL closes case $4 with status $1 if it is pending.
+const closeCaseSQL = `UPDATE cases SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = 'pending'`
+
 func (c *caseTx) SetStatus(ctx context.Context, id string, status store.CaseStatus) error {
 	if err := store.CheckID(store.PrefixCase, id); err != nil {
 		return err
@@ -82,8 +87,7 @@ func (c *caseTx) SetStatus(ctx context.Context, id string, status store.CaseStat
 	}
 	// The row lock makes two approvers (or an approver and the expiry)
 	// racing on one case close it once: the second sees it closed.
-	tag, err := c.tx.Exec(ctx, `UPDATE cases SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = 'pending'`,
-		string(status), store.StoredTime(time.Time{}), c.tenantID, id)
+	tag, err := c.tx.Exec(ctx, closeCaseSQL, string(status), store.StoredTime(time.Time{}), c.tenantID, id)
 	if err != nil {
 		return mapErr(err)
 	}

@@ -18,3 +18,15 @@ const AgentStatsQuery = agentStatsQuery
 
 // InsertReceiptsSQL is the pipeline's receipt insert, for its plan test.
 const InsertReceiptsSQL = insertReceiptsSQL
+
+// InsertDecisionsSQL is the pipeline's decisions insert, for its plan test.
+const InsertDecisionsSQL = insertDecisionsSQL
+
+// DecisionByKeySQL is the Idempotency-Key lookup, for its plan test.
+const DecisionByKeySQL = decisionByKeySQL
+
+// InsertCaseSQL and CloseCaseSQL are CaseTx's writes, for their plan test.
+const (
+	InsertCaseSQL = insertCaseSQL
+	CloseCaseSQL  = closeCaseSQL
+)

@@ -89,21 +89,7 @@ func queueDecisions(b *pgx.Batch, tenantID string, decisions []store.Decision) e
 		approvals[i] = int32(d.ApprovalsRequired)
 		keys[i], requests[i], indexes[i], created[i] = d.IdempotencyKeySHA256, d.RequestSHA256, int64(d.LedgerIndex), d.CreatedAt
 	}
-	b.Queue(`INSERT INTO decisions (tenant_id, `+decisionColumns+`, agent_seq, agent_denials, agent_tally_at)
-		SELECT $1, u.id, u.agent_id, u.action, u.action_type, u.counterparty_id, u.reason, u.outcome, u.reasons, u.approvals_required,
-			u.base_revision, u.tenant_revision, u.tenant_bundle_sha256, u.idempotency_key_sha256, u.request_sha256, u.ledger_index,
-			u.response, u.created_at,
-			coalesce(l.seq, 0) + row_number() OVER w,
-			coalesce(l.denials, 0) + count(*) FILTER (WHERE u.outcome = 'deny') OVER w,
-			greatest(l.tally_at, max(u.created_at) OVER w)
-		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-			$10::integer[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::bigint[], $17::text[], $18::timestamptz[])
-			WITH ORDINALITY AS u(id, agent_id, action, action_type, counterparty_id, reason, outcome, reasons, approvals_required,
-				base_revision, tenant_revision, tenant_bundle_sha256, idempotency_key_sha256, request_sha256, ledger_index,
-				response, created_at, ord)
-		LEFT JOIN LATERAL (SELECT d.agent_seq AS seq, d.agent_denials AS denials, d.agent_tally_at AS tally_at FROM decisions d
-			WHERE d.tenant_id = $1 AND d.agent_id = u.agent_id ORDER BY d.agent_seq DESC LIMIT 1) AS l ON true
-		WINDOW w AS (PARTITION BY u.agent_id ORDER BY u.ord)`,
+	b.Queue(insertDecisionsSQL,
 		tenantID, ids, agents, actions, types, counterparties, reasonTexts, outcomes, reasons,
 		approvals, baseRevs, tenantRevs, bundles, keys, requests, indexes, responses, created)
 	payments := store.SumPayments(decisions)
@@ -119,6 +105,24 @@ func queueDecisions(b *pgx.Batch, tenantID string, decisions []store.Decision) e
 	}
 	return nil
 }
+
+// insertDecisionsSQL stores decisions ($2…$18 arrays, in decisionColumns'
+// order) with their agents' tallies.
+const insertDecisionsSQL = `INSERT INTO decisions (tenant_id, ` + decisionColumns + `, agent_seq, agent_denials, agent_tally_at)
+		SELECT $1, u.id, u.agent_id, u.action, u.action_type, u.counterparty_id, u.reason, u.outcome, u.reasons, u.approvals_required,
+			u.base_revision, u.tenant_revision, u.tenant_bundle_sha256, u.idempotency_key_sha256, u.request_sha256, u.ledger_index,
+			u.response, u.created_at,
+			coalesce(l.seq, 0) + row_number() OVER w,
+			coalesce(l.denials, 0) + count(*) FILTER (WHERE u.outcome = 'deny') OVER w,
+			greatest(l.tally_at, max(u.created_at) OVER w)
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+			$10::integer[], $11::text[], $12::text[], $13::text[], $14::bytea[], $15::bytea[], $16::bigint[], $17::text[], $18::timestamptz[])
+			WITH ORDINALITY AS u(id, agent_id, action, action_type, counterparty_id, reason, outcome, reasons, approvals_required,
+				base_revision, tenant_revision, tenant_bundle_sha256, idempotency_key_sha256, request_sha256, ledger_index,
+				response, created_at, ord)
+		LEFT JOIN LATERAL (SELECT d.agent_seq AS seq, d.agent_denials AS denials, d.agent_tally_at AS tally_at FROM decisions d
+			WHERE d.tenant_id = $1 AND d.agent_id = u.agent_id ORDER BY d.agent_seq DESC LIMIT 1) AS l ON true
+		WINDOW w AS (PARTITION BY u.agent_id ORDER BY u.ord)`
 
 // insertReceiptsSQL stores receipts ($2…$6 arrays), each only if the
 // ledger entry it names holds its JWS; the server checks that all $7 went
