@@ -58,12 +58,65 @@ func TestAgentStatsSeeksTheIndexes(t *testing.T) {
 	}
 }
 
+// The agent's latest tally, read by each decisions insert and by the
+// stats, is one backward seek of decisions_by_agent_seq at every size of
+// the table, in the plan a connection makes for its first executions and
+// in the generic one, as the tenant role and without statistics. With
+// the primary key led by tenant_id (before 0004), a connection planning
+// while the organization had about a hundred decisions took the key for
+// the organization's equality alone, read all its decisions and sorted
+// them, and kept that plan.
+func TestAgentTallyNeverScansTheOrganization(t *testing.T) {
+	db := pgtest.New(t)
+	withoutAutovacuum(t, db, "decisions")
+	s := openTest(t, db, 4)
+	acme, agent := oneAgent(t, s)
+	// Arrays of five decisions of the agent: a batch of the ledger writer.
+	five := func(v string) string { return `'{` + strings.Repeat(v+`,`, 4) + v + `}'` }
+	insert := `ins('` + acme.ID + `', '{dec_1,dec_2,dec_3,dec_4,dec_5}', ` + five(agent.ID) + `, ` + five("x") + `, ` + five("t") + `, ` +
+		five("NULL") + `, ` + five("r") + `, ` + five("allow") + `, ` + five("[]") + `, ` + five("0") + `, ` + five("b") + `, ` +
+		five("t") + `, ` + five("s") + `, ` + five("NULL") + `, ` + five(`"\\x00"`) + `, '{1,2,3,4,5}', ` + five("x") + `, ` +
+		five("2026-11-26T00:00:00Z") + `)`
+	stats := `stats('` + acme.ID + `', '` + agent.ID + `', '2026-11-26T00:00:00Z', '2026-11-25T00:00:00Z')`
+	key := `key('` + acme.ID + `', '` + agent.ID + `', '\x` + strings.Repeat("00", 32) + `')`
+	stored := 0
+	for _, size := range []int{0, 50, 100, 125, 150, 300, 1000} {
+		addDecisions(t, s, acme, agent, stored, size-stored)
+		stored = size
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			conn := tenantConn(t, db, acme.ID)
+			// The insert sorts its own rows (u) for the running counts, and
+			// nothing else.
+			plan := cachedPlan(t, conn, mode, `ins(uuid, text[], text[], text[], text[], text[], text[], text[], text[], integer[], text[], text[], text[], bytea[], bytea[], bigint[], text[], timestamptz[]) AS `+postgres.InsertDecisionsSQL, insert)
+			if strings.Count(plan, "Index Only Scan Backward using decisions_by_agent_seq") != 1 || strings.Count(plan, "Sort Key") != 1 ||
+				!strings.Contains(plan, "Sort Key: u.agent_id, u.ord") || strings.Contains(plan, "decisions_pkey") || strings.Contains(plan, "Seq Scan") {
+				t.Errorf("decisions insert at %d decisions, %s:\n%s", size, mode, plan)
+			}
+			plan = cachedPlan(t, conn, mode, `stats(uuid, text, timestamptz, timestamptz) AS `+postgres.AgentStatsQuery, stats)
+			if strings.Count(plan, "Index Only Scan Backward using decisions_by_agent_seq") != 1 ||
+				strings.Count(plan, "Index Only Scan Backward using decisions_by_agent_time") != 2 ||
+				strings.Contains(plan, "Sort") || strings.Contains(plan, "decisions_pkey") || strings.Contains(plan, "Seq Scan") {
+				t.Errorf("agent stats at %d decisions, %s:\n%s", size, mode, plan)
+			}
+			// The Idempotency-Key lookup: one seek of its own index, never
+			// a walk of the agent's decisions nor of the organization's.
+			plan = cachedPlan(t, conn, mode, `key(uuid, text, bytea) AS `+postgres.DecisionByKeySQL, key)
+			if !strings.Contains(plan, "decisions_by_idempotency_key") ||
+				strings.Contains(strings.ReplaceAll(plan, "One-Time Filter", ""), "Filter") {
+				t.Errorf("idempotency key lookup at %d decisions, %s:\n%s", size, mode, plan)
+			}
+			conn.Close(context.Background())
+		}
+	}
+}
+
 // A batch's receipts find the ledger entries that hold their JWS by the
 // primary key, one seek each, in the plan a pooled connection caches
 // before any statistics: a join once hashed the organization's whole log
 // there, and every batch slowed as the log grew.
 func TestReceiptInsertSeeksItsEntries(t *testing.T) {
 	db := pgtest.New(t)
+	withoutAutovacuum(t, db, "ledger_entries")
 	s := openTest(t, db, 4)
 	acme := storetest.CreateTenant(t, s, "acme")
 	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
@@ -92,18 +145,37 @@ func TestReceiptInsertSeeksItsEntries(t *testing.T) {
 // organization, and returns them with the last decision's id.
 func decisionsOfOneAgent(t *testing.T, db *pgtest.DB, n int) (acme store.Tenant, agent store.Agent, last string) {
 	t.Helper()
+	withoutAutovacuum(t, db, "decisions")
 	s := openTest(t, db, 4)
+	acme, agent = oneAgent(t, s)
+	return acme, agent, addDecisions(t, s, acme, agent, 0, n)
+}
+
+// oneAgent creates organization acme with one agent.
+func oneAgent(t *testing.T, s *postgres.Store) (acme store.Tenant, agent store.Agent) {
+	t.Helper()
 	acme = storetest.CreateTenant(t, s, "acme")
 	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		if agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow}); err != nil {
-			return err
-		}
+		agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acme, agent
+}
+
+// addDecisions stores n more decisions of agent, the first at ledger
+// index from, and returns the last one's id.
+func addDecisions(t *testing.T, s *postgres.Store, acme store.Tenant, agent store.Agent, from, n int) (last string) {
+	t.Helper()
+	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		for i := range n {
 			d, err := tx.Decisions().Insert(ctx, store.Decision{
 				AgentID: agent.ID, Action: `{"type":"invoice.approve"}`, ActionType: "invoice.approve",
 				Reason: "r", Outcome: store.OutcomeDeny, Reasons: []string{"no_authority"}, BaseRevision: "b",
-				RequestSHA256: make([]byte, 32), LedgerIndex: uint64(i), Response: "{}", CreatedAt: time.Now(),
+				RequestSHA256: make([]byte, 32), LedgerIndex: uint64(from + i), Response: "{}", CreatedAt: time.Now(),
 			})
 			if err != nil {
 				return err
@@ -115,7 +187,7 @@ func decisionsOfOneAgent(t *testing.T, db *pgtest.DB, n int) (acme store.Tenant,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return acme, agent, last
+	return last
 }
 
 // adminConn is a connection as the database's owner, closed with the test.
@@ -129,13 +201,48 @@ func adminConn(t *testing.T, db *pgtest.DB) *pgx.Conn {
 	return conn
 }
 
+// withoutAutovacuum keeps autovacuum from analyzing tables during a plan
+// test: the plans tested are those made without statistics, and a
+// cluster with autovacuum on would otherwise make them with some, at a
+// moment of its choosing.
+func withoutAutovacuum(t *testing.T, db *pgtest.DB, tables ...string) {
+	t.Helper()
+	conn := adminConn(t, db)
+	for _, table := range tables {
+		if _, err := conn.Exec(context.Background(), `ALTER TABLE `+postgres.Ident(table)+` SET (autovacuum_enabled = false)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tenantConn is a connection as the tenant role, confined to tenantID
+// under its row security, as the store runs; closed with the test.
+func tenantConn(t *testing.T, db *pgtest.DB, tenantID string) *pgx.Conn {
+	t.Helper()
+	conn := adminConn(t, db)
+	for _, stmt := range []string{`SET ROLE ` + postgres.Ident(db.Roles.Tenant), `SELECT set_config('app.tenant_id', '` + tenantID + `', false)`} {
+		if _, err := conn.Exec(context.Background(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	return conn
+}
+
 // genericPlan prepares `PREPARE <prepare>` and returns the plan of
 // `EXECUTE <execute>` as a cached plan would be made (generic, before any
 // statistics), one node a line.
 func genericPlan(t *testing.T, conn *pgx.Conn, prepare, execute string) string {
 	t.Helper()
+	return cachedPlan(t, conn, "force_generic_plan", prepare, execute)
+}
+
+// cachedPlan is genericPlan with the plan_cache_mode given: a connection
+// plans a prepared statement for its first executions' values
+// (force_custom_plan), then generically.
+func cachedPlan(t *testing.T, conn *pgx.Conn, mode, prepare, execute string) string {
+	t.Helper()
 	ctx := context.Background()
-	for _, stmt := range []string{`SET plan_cache_mode = force_generic_plan`, `PREPARE ` + prepare} {
+	for _, stmt := range []string{`SET plan_cache_mode = ` + mode, `PREPARE ` + prepare} {
 		if _, err := conn.Exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}

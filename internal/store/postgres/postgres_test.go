@@ -95,6 +95,15 @@ func sqlState(err error) string {
 	return ""
 }
 
+// violated is the constraint a foreign-key violation names, or "".
+func violated(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" {
+		return pgErr.ConstraintName
+	}
+	return ""
+}
+
 // Raw SQL as the tenant role, around the store: with app.tenant_id set to A,
 // unset, or garbage, none of B's rows are visible or writable.
 func TestRawSQLIsolation(t *testing.T) {
@@ -227,6 +236,83 @@ func TestRawSQLIsolation(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// A receipt or a case names a decision of its own organization: the
+// database refuses one naming another's, to the tenant role writing rows
+// itself, whatever the store's code checks first. The foreign keys that
+// say so were made again by 0004, with the decisions key.
+func TestReceiptsAndCasesNameOwnDecisions(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	ctx := context.Background()
+	type org struct {
+		tenant   store.Tenant
+		agent    store.Agent
+		decision store.Decision
+	}
+	var orgs []org
+	for _, slug := range []string{"alpha", "bravo"} {
+		o := org{tenant: storetest.CreateTenant(t, s, slug)}
+		err := s.InTenantTx(ctx, o.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+			var err error
+			if o.agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow}); err != nil {
+				return err
+			}
+			o.decision, err = tx.Decisions().Insert(ctx, store.Decision{
+				AgentID: o.agent.ID, Action: `{"type":"payment.send"}`, ActionType: "payment.send",
+				Reason: "r", Outcome: store.OutcomeEscalate, Reasons: []string{"new_counterparty"}, ApprovalsRequired: 1,
+				BaseRevision: "b", RequestSHA256: make([]byte, 32), Response: "{}", CreatedAt: time.Now(),
+			})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		orgs = append(orgs, o)
+	}
+	alpha, bravo := orgs[0], orgs[1]
+
+	conn := pgtest.Connect(t, db.TenantURL)
+	insert := func(decisionID string) (receiptErr, caseErr error) {
+		t.Helper()
+		for _, stmt := range []struct {
+			sql  string
+			args []any
+			err  *error
+		}{
+			{`INSERT INTO receipts (tenant_id, id, decision_id, ledger_index, created_at) VALUES ($1, $2, $3, 0, now())`,
+				[]any{alpha.tenant.ID, store.NewID(store.PrefixReceipt), decisionID}, &receiptErr},
+			{`INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, 'pending', 1, now() + interval '1 day', now(), now())`,
+				[]any{alpha.tenant.ID, store.NewID(store.PrefixCase), decisionID, alpha.agent.ID}, &caseErr},
+		} {
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, alpha.tenant.ID); err != nil {
+				t.Fatal(err)
+			}
+			_, *stmt.err = tx.Exec(ctx, stmt.sql, stmt.args...)
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return receiptErr, caseErr
+	}
+	// The same rows naming alpha's own decision go in: what refuses
+	// bravo's is the reference, not the rows' shape or the role's grants.
+	if rErr, cErr := insert(alpha.decision.ID); rErr != nil || cErr != nil {
+		t.Fatalf("alpha's receipt and case of its own decision: %v, %v", rErr, cErr)
+	}
+	rErr, cErr := insert(bravo.decision.ID)
+	if violated(rErr) != "receipts_tenant_id_decision_id_fkey" {
+		t.Errorf("alpha's receipt of bravo's decision: %v, want a violation of receipts_tenant_id_decision_id_fkey", rErr)
+	}
+	if violated(cErr) != "cases_tenant_id_decision_id_fkey" {
+		t.Errorf("alpha's case of bravo's decision: %v, want a violation of cases_tenant_id_decision_id_fkey", cErr)
+	}
 }
 
 // The plane roles are separated by grants, not by convention.
@@ -639,6 +725,65 @@ func latestPostgres(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// 0004 makes the decisions key again, and with it the foreign keys of
+// receipts and cases: made again, they check every stored row, under the
+// forced row security that would otherwise hide them all from the
+// migrating owner. A receipt naming no decision stops the upgrade.
+func TestDecisionsKeyMigrationChecksEveryReference(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		dangling bool // the receipt names a decision that is not stored
+	}{
+		{"every receipt names a stored decision", false},
+		{"a receipt names no decision", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := pgtest.NewEmpty(t)
+			ctx := context.Background()
+			if err := MigrateTo(ctx, db.AdminURL, db.Roles, 3); err != nil {
+				t.Fatal(err)
+			}
+			tenant := "5f0c2b1e-8a3d-4c6e-9b7a-1d2e3f405162"
+			agent, decision, receipt := store.NewID(store.PrefixAgent), store.NewID(store.PrefixDecision), store.NewID(store.PrefixReceipt)
+			named := decision
+			if tc.dangling {
+				named = store.NewID(store.PrefixDecision)
+			}
+			// As the superuser with triggers off: the only way such a row
+			// gets in under the old keys.
+			db.Tamper(t,
+				`INSERT INTO tenants (id, slug, name, status) VALUES ('`+tenant+`', 'acme', 'Acme', 'active')`,
+				`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+					VALUES ('`+tenant+`', '`+agent+`', 'payer', 'usr_1', 'low', 'active', now(), now())`,
+				`INSERT INTO decisions (tenant_id, id, agent_id, action, action_type, reason, outcome, reasons, approvals_required,
+					base_revision, tenant_revision, tenant_bundle_sha256, request_sha256, ledger_index, response, created_at,
+					agent_seq, agent_denials, agent_tally_at)
+					VALUES ('`+tenant+`', '`+decision+`', '`+agent+`', '{}', 'payment.send', 'r', 'allow', '[]', 0, 'b', '', '',
+					'\x`+strings.Repeat("00", 32)+`', 0, '{}', now(), 1, 0, now())`,
+				`INSERT INTO receipts (tenant_id, id, decision_id, ledger_index, created_at) VALUES ('`+tenant+`', '`+receipt+`', '`+named+`', 1, now())`,
+			)
+
+			err := Migrate(ctx, db.AdminURL, db.Roles)
+			admin := pgtest.Connect(t, db.AdminURL)
+			var version int
+			var key string
+			if qerr := admin.QueryRow(ctx, `SELECT (SELECT max(version) FROM schema_migrations),
+				(SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'decisions_pkey')`).Scan(&version, &key); qerr != nil {
+				t.Fatal(qerr)
+			}
+			if tc.dangling {
+				if violated(err) != "receipts_tenant_id_decision_id_fkey" || version != 3 || key != "PRIMARY KEY (tenant_id, id)" {
+					t.Fatalf("a refused upgrade: %v; version %d, %s", err, version, key)
+				}
+				return
+			}
+			if err != nil || version != latestPostgres(t) || key != "PRIMARY KEY (id, tenant_id)" {
+				t.Fatalf("the upgrade: %v; version %d, %s", err, version, key)
+			}
+		})
+	}
 }
 
 // A database from before 0002 (receipts kept their JWS a second time)
