@@ -110,6 +110,57 @@ func TestAgentTallyNeverScansTheOrganization(t *testing.T) {
 	}
 }
 
+// A case's writes find their one row by its key at every size, as the
+// tenant role without statistics: Create the escalated decision by the
+// decisions key, not by the agent's indexes (which match two of its
+// equalities, and would read the agent's history); closing a case the
+// case by the cases key, not by the pending cases' index (which its
+// status condition admits, matching the organization alone).
+func TestCaseWritesSeekTheirKeys(t *testing.T) {
+	db := pgtest.New(t)
+	withoutAutovacuum(t, db, "decisions", "cases")
+	s := openTest(t, db, 4)
+	acme, agent := oneAgent(t, s)
+	create := `mkcase('` + acme.ID + `', 'case_1', 'dec_1', '` + agent.ID + `', 'pending', 1, '2026-11-27T00:00:00Z', '2026-11-26T00:00:00Z', '2026-11-26T00:00:00Z')`
+	closeCase := `closecase('approved', '2026-11-26T00:00:00Z', '` + acme.ID + `', 'case_1')`
+	stored := 0
+	for _, size := range []int{0, 50, 100, 125, 150, 300, 1000} {
+		err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+			for i := stored; i < size; i++ {
+				d, err := tx.Decisions().Insert(ctx, store.Decision{
+					AgentID: agent.ID, Action: `{"type":"payment.send"}`, ActionType: "payment.send",
+					Reason: "r", Outcome: store.OutcomeEscalate, Reasons: []string{"new_counterparty"}, ApprovalsRequired: 1,
+					BaseRevision: "b", RequestSHA256: make([]byte, 32), LedgerIndex: uint64(i), Response: "{}", CreatedAt: time.Now(),
+				})
+				if err != nil {
+					return err
+				}
+				if _, err := tx.Cases().Create(ctx, store.Case{DecisionID: d.ID, AgentID: agent.ID, Status: store.CasePending,
+					ApprovalsRequired: 1, ExpiresAt: time.Now().Add(time.Hour), CreatedAt: time.Now()}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = size
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			conn := tenantConn(t, db, acme.ID)
+			plan := cachedPlan(t, conn, mode, `mkcase(uuid, text, text, text, text, integer, timestamptz, timestamptz, timestamptz) AS `+postgres.InsertCaseSQL, create)
+			if !strings.Contains(plan, "Index Scan using decisions_pkey") || strings.Contains(plan, "decisions_by_agent") {
+				t.Errorf("case insert at %d cases, %s:\n%s", size, mode, plan)
+			}
+			plan = cachedPlan(t, conn, mode, `closecase(text, timestamptz, uuid, text) AS `+postgres.CloseCaseSQL, closeCase)
+			if !strings.Contains(plan, "Index Scan using cases_pkey") || strings.Contains(plan, "cases_pending_by_expiry") {
+				t.Errorf("case close at %d cases, %s:\n%s", size, mode, plan)
+			}
+			conn.Close(context.Background())
+		}
+	}
+}
+
 // A batch's receipts find the ledger entries that hold their JWS by the
 // primary key, one seek each, in the plan a pooled connection caches
 // before any statistics: a join once hashed the organization's whole log
