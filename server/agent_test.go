@@ -272,6 +272,49 @@ func unsignedJWS(agentID string) string {
 	return enc([]byte(`{"alg":"none"}`)) + "." + enc(claims) + "."
 }
 
+// A suspended organization's agents are refused on agent routes at once,
+// with a token issued before the suspension, and get no new token;
+// another organization's are served; and they are served again once it is
+// active. (The directory is read on every agent request: a cache of it
+// saved no measurable time on either store, and would have let a
+// suspended organization's agents be served after the suspension.)
+func TestSuspendedOrganizationIsRefused(t *testing.T) {
+	e := newAgentEnv(t)
+	acmeToken, betaToken := e.token(t, "acme"), e.token(t, "beta")
+	decide := func(token, org string) int {
+		t.Helper()
+		status, _, _ := e.decide(t, token, payment(e.cps[org], "1.00"), nil)
+		return status
+	}
+	setStatus := func(status store.TenantStatus) {
+		t.Helper()
+		err := e.store.InPlatformTx(context.Background(), func(ctx context.Context, tx store.PlatformTx) error {
+			return tx.SetTenantStatus(ctx, e.orgs["acme"].ID, status)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := decide(acmeToken, "acme"); got != 200 {
+		t.Fatalf("acme before the suspension: %d", got)
+	}
+	setStatus(store.TenantSuspended)
+	status, hdr, body := e.decide(t, acmeToken, payment(e.cps["acme"], "1.00"), nil)
+	if status != 401 || hdr.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("suspended acme's decision: %d %s %s", status, hdr.Get("Content-Type"), body)
+	}
+	if status, out := e.tokenRequest(t, e.assertion(t, e.agents["acme"], nil)); status != 401 || out["error"] != "invalid_client" {
+		t.Fatalf("suspended acme's agent asks for a token: %d %v", status, out)
+	}
+	if got := decide(betaToken, "beta"); got != 200 {
+		t.Fatalf("beta while acme is suspended: %d", got)
+	}
+	setStatus(store.TenantActive)
+	if got := decide(acmeToken, "acme"); got != 200 {
+		t.Fatalf("acme active again: %d", got)
+	}
+}
+
 func TestDecisionsEndToEnd(t *testing.T) {
 	e := newAgentEnv(t)
 	tok := e.token(t, "acme")
