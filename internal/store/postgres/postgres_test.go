@@ -18,7 +18,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
 )
 
-func openTest(t *testing.T, db *pgtest.DB, maxConns int32) *Store {
+func openTest(t testing.TB, db *pgtest.DB, maxConns int32) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL, MaxConns: maxConns})
 	if err != nil {

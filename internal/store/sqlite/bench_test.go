@@ -71,36 +71,8 @@ func BenchmarkAgentStats(b *testing.B) {
 func BenchmarkReadDecisionInputs(b *testing.B) {
 	s := openTest(b, b.TempDir())
 	defer s.Close()
-	acme := storetest.CreateTenant(b, s, "acme")
+	acme, q := storetest.PaymentHistory(b, s, 100)
 	ctx := context.Background()
-	now := time.Now().UTC()
-	var agent store.Agent
-	var cp store.Counterparty
-	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		var err error
-		if agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow}); err != nil {
-			return err
-		}
-		if cp, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Acme Supplies", Status: store.CounterpartyVerified}); err != nil {
-			return err
-		}
-		for i := range 100 {
-			_, err := tx.Decisions().Insert(ctx, store.Decision{
-				AgentID: agent.ID, Action: `{"type":"payment.send"}`, ActionType: "payment.send", CounterpartyID: cp.ID,
-				Reason: "r", Outcome: store.OutcomeAllow, Reasons: []string{}, BaseRevision: "b",
-				RequestSHA256: make([]byte, 32), LedgerIndex: uint64(i), Response: "{}",
-				CreatedAt: now.Add(-time.Duration(100-i) * time.Second),
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	q := store.DecisionInputsQuery{AgentID: agent.ID, CounterpartyID: cp.ID, Now: now}
 	for b.Loop() {
 		in, err := s.ReadDecisionInputs(ctx, acme.ID, q)
 		if err != nil || in.Agent == nil || in.Counterparty == nil || in.Stats.Decisions1h != 100 || in.Payments != 100 {

@@ -168,3 +168,41 @@ func readInputsOneByOne(ctx context.Context, tx store.TenantTx, q store.Decision
 	in.Payments, err = tx.Counterparties().PaymentsCount(ctx, q.CounterpartyID)
 	return in, err
 }
+
+// PaymentHistory creates organization acme with an agent that made n
+// allowed payments to one verified counterparty in the last n seconds,
+// and returns the organization and the query of the agent's next payment
+// decision: what a store's ReadDecisionInputs benchmark reads.
+func PaymentHistory(tb testing.TB, be store.Backend, n int) (store.Tenant, store.DecisionInputsQuery) {
+	tb.Helper()
+	acme := CreateTenant(tb, be, "acme")
+	now := time.Now().UTC()
+	var q store.DecisionInputsQuery
+	err := be.InTenantTx(ctx(tb), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		agent, err := tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow})
+		if err != nil {
+			return err
+		}
+		cp, err := tx.Counterparties().Create(ctx, store.Counterparty{Name: "Acme Supplies", Status: store.CounterpartyVerified})
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			_, err := tx.Decisions().Insert(ctx, store.Decision{
+				AgentID: agent.ID, Action: `{"type":"payment.send"}`, ActionType: "payment.send", CounterpartyID: cp.ID,
+				Reason: "r", Outcome: store.OutcomeAllow, Reasons: []string{}, BaseRevision: "b",
+				RequestSHA256: make([]byte, 32), LedgerIndex: uint64(i), Response: "{}",
+				CreatedAt: now.Add(-time.Duration(n-i) * time.Second),
+			})
+			if err != nil {
+				return err
+			}
+		}
+		q = store.DecisionInputsQuery{AgentID: agent.ID, CounterpartyID: cp.ID, Now: now}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return acme, q
+}
