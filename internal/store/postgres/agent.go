@@ -49,14 +49,18 @@ const agentColumns = `id, name, sponsor, risk_tier, status, created_at, updated_
 const agentByIDSQL = `SELECT ` + agentColumns + ` FROM agents WHERE tenant_id = $1 AND id = $2`
 
 func scanAgent(row pgx.Row) (store.Agent, error) {
-	var ag store.Agent
-	var tier, status string
-	if err := row.Scan(&ag.ID, &ag.Name, &ag.Sponsor, &tier, &status, &ag.CreatedAt, &ag.UpdatedAt); err != nil {
+	var id, name, sponsor, tier, status string
+	var created, updated time.Time
+	if err := row.Scan(&id, &name, &sponsor, &tier, &status, &created, &updated); err != nil {
 		return store.Agent{}, mapErr(err)
 	}
-	ag.RiskTier, ag.Status = store.RiskTier(tier), store.AgentStatus(status)
-	ag.CreatedAt, ag.UpdatedAt = ag.CreatedAt.UTC(), ag.UpdatedAt.UTC()
-	return ag, nil
+	return agentFrom(id, name, sponsor, tier, status, created, updated), nil
+}
+
+// agentFrom builds an agent from agentColumns' values.
+func agentFrom(id, name, sponsor, tier, status string, created, updated time.Time) store.Agent {
+	return store.Agent{ID: id, Name: name, Sponsor: sponsor, RiskTier: store.RiskTier(tier), Status: store.AgentStatus(status),
+		CreatedAt: created.UTC(), UpdatedAt: updated.UTC()}
 }
 
 func (a *agentTx) Get(ctx context.Context, id string) (store.Agent, error) {

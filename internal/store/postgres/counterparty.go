@@ -48,18 +48,24 @@ const paymentsCountSQL = `SELECT coalesce((SELECT payments FROM counterparty_pay
 	WHERE tenant_id = $1 AND counterparty_id = $2), 0)`
 
 func scanCounterparty(row pgx.Row, withSealed bool) (store.Counterparty, error) {
-	var cp store.Counterparty
-	var status string
-	dest := []any{&cp.ID, &cp.Name, &status, &cp.CreatedAt, &cp.UpdatedAt}
+	var id, name, status string
+	var created, updated time.Time
+	var sealed []byte
+	dest := []any{&id, &name, &status, &created, &updated}
 	if withSealed {
-		dest = append(dest, &cp.BankDetailsSealed)
+		dest = append(dest, &sealed)
 	}
 	if err := row.Scan(dest...); err != nil {
 		return store.Counterparty{}, mapErr(err)
 	}
-	cp.Status = store.CounterpartyStatus(status)
-	cp.CreatedAt, cp.UpdatedAt = cp.CreatedAt.UTC(), cp.UpdatedAt.UTC()
+	cp := counterpartyFrom(id, name, status, created, updated)
+	cp.BankDetailsSealed = sealed
 	return cp, nil
+}
+
+// counterpartyFrom builds a counterparty from counterpartyColumns' values.
+func counterpartyFrom(id, name, status string, created, updated time.Time) store.Counterparty {
+	return store.Counterparty{ID: id, Name: name, Status: store.CounterpartyStatus(status), CreatedAt: created.UTC(), UpdatedAt: updated.UTC()}
 }
 
 func (c *counterpartyTx) Get(ctx context.Context, id string) (store.Counterparty, error) {

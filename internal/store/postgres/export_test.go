@@ -30,3 +30,6 @@ const (
 	InsertCaseSQL = insertCaseSQL
 	CloseCaseSQL  = closeCaseSQL
 )
+
+// DecisionInputsSQL is ReadDecisionInputs' statement, for its plan test.
+const DecisionInputsSQL = decisionInputsSQL

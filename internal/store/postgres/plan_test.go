@@ -68,7 +68,7 @@ func TestAgentStatsSeeksTheIndexes(t *testing.T) {
 // them, and kept that plan.
 func TestAgentTallyNeverScansTheOrganization(t *testing.T) {
 	db := pgtest.New(t)
-	withoutAutovacuum(t, db, "decisions")
+	withoutAutovacuum(t, db, "decisions", "agents", "counterparties", "counterparty_payments")
 	s := openTest(t, db, 4)
 	acme, agent := oneAgent(t, s)
 	// Arrays of five decisions of the agent: a batch of the ledger writer.
@@ -78,6 +78,7 @@ func TestAgentTallyNeverScansTheOrganization(t *testing.T) {
 		five("t") + `, ` + five("s") + `, ` + five("NULL") + `, ` + five(`"\\x00"`) + `, '{1,2,3,4,5}', ` + five("x") + `, ` +
 		five("2026-11-26T00:00:00Z") + `)`
 	stats := `stats('` + acme.ID + `', '` + agent.ID + `', '2026-11-26T00:00:00Z', '2026-11-25T00:00:00Z')`
+	inputs := `inputs('` + acme.ID + `', '` + agent.ID + `', '2026-11-26T00:00:00Z', '2026-11-25T00:00:00Z', 'cp_1')`
 	key := `key('` + acme.ID + `', '` + agent.ID + `', '\x` + strings.Repeat("00", 32) + `')`
 	stored := 0
 	for _, size := range []int{0, 50, 100, 125, 150, 300, 1000} {
@@ -97,6 +98,16 @@ func TestAgentTallyNeverScansTheOrganization(t *testing.T) {
 				strings.Count(plan, "Index Only Scan Backward using decisions_by_agent_time") != 2 ||
 				strings.Contains(plan, "Sort") || strings.Contains(plan, "decisions_pkey") || strings.Contains(plan, "Seq Scan") {
 				t.Errorf("agent stats at %d decisions, %s:\n%s", size, mode, plan)
+			}
+			// The decision's inputs: the same three stats seeks, and one
+			// key seek each for the agent, the counterparty and its count.
+			plan = cachedPlan(t, conn, mode, `inputs(uuid, text, timestamptz, timestamptz, text) AS `+postgres.DecisionInputsSQL, inputs)
+			if strings.Count(plan, "Index Only Scan Backward using decisions_by_agent_seq") != 1 ||
+				strings.Count(plan, "Index Only Scan Backward using decisions_by_agent_time") != 2 ||
+				!strings.Contains(plan, "Index Scan using agents_pkey") || !strings.Contains(plan, "Index Scan using counterparties_pkey") ||
+				!strings.Contains(plan, "Index Scan using counterparty_payments_pkey") ||
+				strings.Contains(plan, "Sort") || strings.Contains(plan, "decisions_pkey") || strings.Contains(plan, "Seq Scan") {
+				t.Errorf("decision inputs at %d decisions, %s:\n%s", size, mode, plan)
 			}
 			// The Idempotency-Key lookup: one seek of its own index, never
 			// a walk of the agent's decisions nor of the organization's.
