@@ -42,13 +42,7 @@ func TestAgentStatsSeeksTheIndexes(t *testing.T) {
 	db := pgtest.New(t)
 	acme, agent, _ := decisionsOfOneAgent(t, db, 4000)
 	now := time.Now().UTC()
-	conn := adminConn(t, db)
-	for _, stmt := range []string{`SET ROLE ` + postgres.Ident(db.Roles.Tenant), `SELECT set_config('app.tenant_id', '` + acme.ID + `', false)`} {
-		if _, err := conn.Exec(context.Background(), stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	plan := genericPlan(t, conn, `stats(uuid, text, timestamptz, timestamptz) AS `+postgres.AgentStatsQuery,
+	plan := genericPlan(t, tenantConn(t, db, acme.ID), `stats(uuid, text, timestamptz, timestamptz) AS `+postgres.AgentStatsQuery,
 		`stats('`+acme.ID+`', '`+agent.ID+`', '`+now.Add(-time.Hour).Format(time.RFC3339Nano)+`', '`+
 			now.Add(-24*time.Hour).Format(time.RFC3339Nano)+`')`)
 	if strings.Count(plan, "decisions_by_agent_time") != 2 || strings.Count(plan, "decisions_by_agent_seq") != 1 ||
@@ -82,7 +76,7 @@ func TestAgentTallyNeverScansTheOrganization(t *testing.T) {
 	key := `key('` + acme.ID + `', '` + agent.ID + `', '\x` + strings.Repeat("00", 32) + `')`
 	stored := 0
 	for _, size := range []int{0, 50, 100, 125, 150, 300, 1000} {
-		addDecisions(t, s, acme, agent, stored, size-stored)
+		addDecisions(t, s, acme, agent, stored, size-stored, nil)
 		stored = size
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			conn := tenantConn(t, db, acme.ID)
@@ -102,6 +96,11 @@ func TestAgentTallyNeverScansTheOrganization(t *testing.T) {
 			// The decision's inputs: the same three stats seeks, and one
 			// key seek each for the agent, the counterparty and its count.
 			plan = cachedPlan(t, conn, mode, `inputs(uuid, text, timestamptz, timestamptz, text) AS `+postgres.DecisionInputsSQL, inputs)
+			noCounterparty := cachedPlan(t, conn, mode, `inputs0(uuid, text, timestamptz, timestamptz, text) AS `+postgres.DecisionInputsSQL,
+				strings.Replace(strings.Replace(inputs, "'cp_1'", "NULL", 1), "inputs(", "inputs0(", 1))
+			if strings.Contains(noCounterparty, "Seq Scan") || strings.Contains(noCounterparty, "Sort") || strings.Contains(noCounterparty, "decisions_pkey") {
+				t.Errorf("decision inputs without a counterparty at %d decisions, %s:\n%s", size, mode, noCounterparty)
+			}
 			if strings.Count(plan, "Index Only Scan Backward using decisions_by_agent_seq") != 1 ||
 				strings.Count(plan, "Index Only Scan Backward using decisions_by_agent_time") != 2 ||
 				!strings.Contains(plan, "Index Scan using agents_pkey") || !strings.Contains(plan, "Index Scan using counterparties_pkey") ||
@@ -136,26 +135,11 @@ func TestCaseWritesSeekTheirKeys(t *testing.T) {
 	closeCase := `closecase('approved', '2026-11-26T00:00:00Z', '` + acme.ID + `', 'case_1')`
 	stored := 0
 	for _, size := range []int{0, 50, 100, 125, 150, 300, 1000} {
-		err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-			for i := stored; i < size; i++ {
-				d, err := tx.Decisions().Insert(ctx, store.Decision{
-					AgentID: agent.ID, Action: `{"type":"payment.send"}`, ActionType: "payment.send",
-					Reason: "r", Outcome: store.OutcomeEscalate, Reasons: []string{"new_counterparty"}, ApprovalsRequired: 1,
-					BaseRevision: "b", RequestSHA256: make([]byte, 32), LedgerIndex: uint64(i), Response: "{}", CreatedAt: time.Now(),
-				})
-				if err != nil {
-					return err
-				}
-				if _, err := tx.Cases().Create(ctx, store.Case{DecisionID: d.ID, AgentID: agent.ID, Status: store.CasePending,
-					ApprovalsRequired: 1, ExpiresAt: time.Now().Add(time.Hour), CreatedAt: time.Now()}); err != nil {
-					return err
-				}
-			}
-			return nil
+		addDecisions(t, s, acme, agent, stored, size-stored, func(ctx context.Context, tx store.TenantTx, d store.Decision) error {
+			_, err := tx.Cases().Create(ctx, store.Case{DecisionID: d.ID, AgentID: agent.ID, Status: store.CasePending,
+				ApprovalsRequired: 1, ExpiresAt: time.Now().Add(time.Hour), CreatedAt: time.Now()})
+			return err
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		stored = size
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			conn := tenantConn(t, db, acme.ID)
@@ -164,7 +148,8 @@ func TestCaseWritesSeekTheirKeys(t *testing.T) {
 				t.Errorf("case insert at %d cases, %s:\n%s", size, mode, plan)
 			}
 			plan = cachedPlan(t, conn, mode, `closecase(text, timestamptz, uuid, text) AS `+postgres.CloseCaseSQL, closeCase)
-			if !strings.Contains(plan, "Index Scan using cases_pkey") || strings.Contains(plan, "cases_pending_by_expiry") {
+			if !strings.Contains(plan, "Index Scan using cases_pkey") || !strings.Contains(plan, "Index Cond: ((tenant_id = $3) AND (id = $4))") &&
+				!strings.Contains(plan, "Index Cond: ((tenant_id = '"+acme.ID+"'::uuid) AND (id = 'case_1'::text))") {
 				t.Errorf("case close at %d cases, %s:\n%s", size, mode, plan)
 			}
 			conn.Close(context.Background())
@@ -188,14 +173,8 @@ func TestReceiptInsertSeeksItsEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := adminConn(t, db)
 	// As the tenant role, under its row security, as the store runs it.
-	for _, stmt := range []string{`SET ROLE ` + postgres.Ident(db.Roles.Tenant), `SELECT set_config('app.tenant_id', '` + acme.ID + `', false)`} {
-		if _, err := conn.Exec(context.Background(), stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	plan := genericPlan(t, conn, `receipts(uuid, text[], text[], text[], bigint[], timestamptz[], bigint, text) AS `+postgres.InsertReceiptsSQL,
+	plan := genericPlan(t, tenantConn(t, db, acme.ID), `receipts(uuid, text[], text[], text[], bigint[], timestamptz[], bigint, text) AS `+postgres.InsertReceiptsSQL,
 		`receipts('`+acme.ID+`', '{rct_1}', '{dec_1}', '{a.b.c}', '{5}', '{2026-11-26T00:00:00Z}', 1, 'not in the ledger')`)
 	if !strings.Contains(plan, "Index Scan using ledger_entries_pkey on ledger_entries") || strings.Contains(plan, "Hash") ||
 		strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Bitmap") {
@@ -210,7 +189,7 @@ func decisionsOfOneAgent(t *testing.T, db *pgtest.DB, n int) (acme store.Tenant,
 	withoutAutovacuum(t, db, "decisions")
 	s := openTest(t, db, 4)
 	acme, agent = oneAgent(t, s)
-	return acme, agent, addDecisions(t, s, acme, agent, 0, n)
+	return acme, agent, addDecisions(t, s, acme, agent, 0, n, nil)
 }
 
 // oneAgent creates organization acme with one agent.
@@ -229,18 +208,29 @@ func oneAgent(t *testing.T, s *postgres.Store) (acme store.Tenant, agent store.A
 }
 
 // addDecisions stores n more decisions of agent, the first at ledger
-// index from, and returns the last one's id.
-func addDecisions(t *testing.T, s *postgres.Store, acme store.Tenant, agent store.Agent, from, n int) (last string) {
+// index from, and returns the last one's id. Denials, or with escalated
+// escalations, each then passed to escalated in the same transaction.
+func addDecisions(t *testing.T, s *postgres.Store, acme store.Tenant, agent store.Agent, from, n int,
+	escalated func(context.Context, store.TenantTx, store.Decision) error) (last string) {
 	t.Helper()
 	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		for i := range n {
-			d, err := tx.Decisions().Insert(ctx, store.Decision{
+			d := store.Decision{
 				AgentID: agent.ID, Action: `{"type":"invoice.approve"}`, ActionType: "invoice.approve",
 				Reason: "r", Outcome: store.OutcomeDeny, Reasons: []string{"no_authority"}, BaseRevision: "b",
 				RequestSHA256: make([]byte, 32), LedgerIndex: uint64(from + i), Response: "{}", CreatedAt: time.Now(),
-			})
+			}
+			if escalated != nil {
+				d.Outcome, d.Reasons, d.ApprovalsRequired = store.OutcomeEscalate, []string{"new_counterparty"}, 1
+			}
+			d, err := tx.Decisions().Insert(ctx, d)
 			if err != nil {
 				return err
+			}
+			if escalated != nil {
+				if err := escalated(ctx, tx, d); err != nil {
+					return err
+				}
 			}
 			last = d.ID
 		}

@@ -730,14 +730,17 @@ func latestPostgres(t *testing.T) int {
 // 0004 makes the decisions key again, and with it the foreign keys of
 // receipts and cases: made again, they check every stored row, under the
 // forced row security that would otherwise hide them all from the
-// migrating owner. A receipt naming no decision stops the upgrade.
+// migrating owner. A receipt or a case naming no decision stops the
+// upgrade.
 func TestDecisionsKeyMigrationChecksEveryReference(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		dangling bool // the receipt names a decision that is not stored
+		dangling string // the table whose row names a decision that is not stored
+		violated string // the foreign key that stops the upgrade
 	}{
-		{"every receipt names a stored decision", false},
-		{"a receipt names no decision", true},
+		{"every receipt and case names a stored decision", "", ""},
+		{"a receipt names no decision", "receipts", "receipts_tenant_id_decision_id_fkey"},
+		{"a case names no decision", "cases", "cases_tenant_id_decision_id_fkey"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := pgtest.NewEmpty(t)
@@ -746,10 +749,17 @@ func TestDecisionsKeyMigrationChecksEveryReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			tenant := "5f0c2b1e-8a3d-4c6e-9b7a-1d2e3f405162"
-			agent, decision, receipt := store.NewID(store.PrefixAgent), store.NewID(store.PrefixDecision), store.NewID(store.PrefixReceipt)
-			named := decision
-			if tc.dangling {
-				named = store.NewID(store.PrefixDecision)
+			agent, allowed, escalated := store.NewID(store.PrefixAgent), store.NewID(store.PrefixDecision), store.NewID(store.PrefixDecision)
+			named := map[string]string{"receipts": allowed, "cases": escalated}
+			if tc.dangling != "" {
+				named[tc.dangling] = store.NewID(store.PrefixDecision)
+			}
+			decision := func(id, outcome string) string {
+				return `INSERT INTO decisions (tenant_id, id, agent_id, action, action_type, reason, outcome, reasons, approvals_required,
+					base_revision, tenant_revision, tenant_bundle_sha256, request_sha256, ledger_index, response, created_at,
+					agent_seq, agent_denials, agent_tally_at)
+					VALUES ('` + tenant + `', '` + id + `', '` + agent + `', '{}', 'payment.send', 'r', '` + outcome + `', '[]', 1, 'b', '', '',
+					'\x` + strings.Repeat("00", 32) + `', 0, '{}', now(), ` + map[string]string{"allow": "1", "escalate": "2"}[outcome] + `, 0, now())`
 			}
 			// As the superuser with triggers off: the only way such a row
 			// gets in under the old keys.
@@ -757,12 +767,11 @@ func TestDecisionsKeyMigrationChecksEveryReference(t *testing.T) {
 				`INSERT INTO tenants (id, slug, name, status) VALUES ('`+tenant+`', 'acme', 'Acme', 'active')`,
 				`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
 					VALUES ('`+tenant+`', '`+agent+`', 'payer', 'usr_1', 'low', 'active', now(), now())`,
-				`INSERT INTO decisions (tenant_id, id, agent_id, action, action_type, reason, outcome, reasons, approvals_required,
-					base_revision, tenant_revision, tenant_bundle_sha256, request_sha256, ledger_index, response, created_at,
-					agent_seq, agent_denials, agent_tally_at)
-					VALUES ('`+tenant+`', '`+decision+`', '`+agent+`', '{}', 'payment.send', 'r', 'allow', '[]', 0, 'b', '', '',
-					'\x`+strings.Repeat("00", 32)+`', 0, '{}', now(), 1, 0, now())`,
-				`INSERT INTO receipts (tenant_id, id, decision_id, ledger_index, created_at) VALUES ('`+tenant+`', '`+receipt+`', '`+named+`', 1, now())`,
+				decision(allowed, "allow"), decision(escalated, "escalate"),
+				`INSERT INTO receipts (tenant_id, id, decision_id, ledger_index, created_at)
+					VALUES ('`+tenant+`', '`+store.NewID(store.PrefixReceipt)+`', '`+named["receipts"]+`', 1, now())`,
+				`INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
+					VALUES ('`+tenant+`', '`+store.NewID(store.PrefixCase)+`', '`+named["cases"]+`', '`+agent+`', 'pending', 1, now() + interval '1 day', now(), now())`,
 			)
 
 			err := Migrate(ctx, db.AdminURL, db.Roles)
@@ -773,8 +782,8 @@ func TestDecisionsKeyMigrationChecksEveryReference(t *testing.T) {
 				(SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'decisions_pkey')`).Scan(&version, &key); qerr != nil {
 				t.Fatal(qerr)
 			}
-			if tc.dangling {
-				if violated(err) != "receipts_tenant_id_decision_id_fkey" || version != 3 || key != "PRIMARY KEY (tenant_id, id)" {
+			if tc.dangling != "" {
+				if violated(err) != tc.violated || version != 3 || key != "PRIMARY KEY (tenant_id, id)" {
 					t.Fatalf("a refused upgrade: %v; version %d, %s", err, version, key)
 				}
 				return
