@@ -71,12 +71,5 @@ func BenchmarkAgentStats(b *testing.B) {
 func BenchmarkReadDecisionInputs(b *testing.B) {
 	s := openTest(b, b.TempDir())
 	defer s.Close()
-	acme, q := storetest.PaymentHistory(b, s, 100)
-	ctx := context.Background()
-	for b.Loop() {
-		in, err := s.ReadDecisionInputs(ctx, acme.ID, q)
-		if err != nil || in.Agent == nil || in.Counterparty == nil || in.Stats.Decisions1h != 100 || in.Payments != 100 {
-			b.Fatalf("%+v, %v", in, err)
-		}
-	}
+	storetest.BenchReadDecisionInputs(b, s, 100)
 }

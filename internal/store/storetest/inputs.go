@@ -85,6 +85,13 @@ func testDecisionInputs(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 
+	// A counterparty never paid: there, with a count of 0.
+	unpaid := store.DecisionInputsQuery{AgentID: f.b.ID, CounterpartyID: f.counterparty.ID, Now: now}
+	if got, err := read(f.tenant.ID, unpaid); err != nil || got.Counterparty == nil || got.Counterparty.ID != f.counterparty.ID ||
+		got.Payments != 0 || got.Agent == nil || got.Agent.ID != f.b.ID {
+		t.Errorf("a counterparty never paid: %+v (counterparty %+v), %v", got, got.Counterparty, err)
+	}
+
 	// Rows the organization lacks are nil; what was not asked is nil; and
 	// each read is what the statements read one by one.
 	for _, tc := range []struct {
@@ -169,11 +176,11 @@ func readInputsOneByOne(ctx context.Context, tx store.TenantTx, q store.Decision
 	return in, err
 }
 
-// PaymentHistory creates organization acme with an agent that made n
+// paymentHistory creates organization acme with an agent that made n
 // allowed payments to one verified counterparty in the last n seconds,
 // and returns the organization and the query of the agent's next payment
-// decision: what a store's ReadDecisionInputs benchmark reads.
-func PaymentHistory(tb testing.TB, be store.Backend, n int) (store.Tenant, store.DecisionInputsQuery) {
+// decision.
+func paymentHistory(tb testing.TB, be store.Backend, n int) (store.Tenant, store.DecisionInputsQuery) {
 	tb.Helper()
 	acme := CreateTenant(tb, be, "acme")
 	now := time.Now().UTC()
@@ -205,4 +212,18 @@ func PaymentHistory(tb testing.TB, be store.Backend, n int) (store.Tenant, store
 		tb.Fatal(err)
 	}
 	return acme, q
+}
+
+// BenchReadDecisionInputs times a store's ReadDecisionInputs: what a
+// payment decision needs, for an agent with n allowed payments to one
+// verified counterparty in the last n seconds. Every read is checked.
+func BenchReadDecisionInputs(b *testing.B, be store.Backend, n int) {
+	b.Helper()
+	acme, q := paymentHistory(b, be, n)
+	for b.Loop() {
+		in, err := be.ReadDecisionInputs(context.Background(), acme.ID, q)
+		if err != nil || in.Agent == nil || in.Counterparty == nil || in.Stats.Decisions1h != n || in.Payments != n {
+			b.Fatalf("%+v, %v", in, err)
+		}
+	}
 }
