@@ -272,12 +272,9 @@ func unsignedJWS(agentID string) string {
 	return enc([]byte(`{"alg":"none"}`)) + "." + enc(claims) + "."
 }
 
-// A suspended organization's agents are refused on agent routes at once,
-// with a token issued before the suspension, and get no new token;
-// another organization's are served; and they are served again once it is
-// active. (The directory is read on every agent request: a cache of it
-// saved no measurable time on either store, and would have let a
-// suspended organization's agents be served after the suspension.)
+// A suspended organization's agents are refused decisions at once, with a
+// token issued before the suspension, and get no new token; another
+// organization's are served; and they are served again once it is active.
 func TestSuspendedOrganizationIsRefused(t *testing.T) {
 	e := newAgentEnv(t)
 	acmeToken, betaToken := e.token(t, "acme"), e.token(t, "beta")
