@@ -52,14 +52,17 @@ const insertCaseSQL = `INSERT INTO cases (tenant_id, id, decision_id, agent_id, 
 	SELECT d.tenant_id, $2::text, d.id, d.agent_id, $5::text, $6::integer, $7::timestamptz, $8::timestamptz, $9::timestamptz
 	FROM decisions d WHERE d.tenant_id = $1 AND d.id = $3 AND d.agent_id = $4 AND d.outcome = 'escalate'`
 
+// caseByIDSQL reads case $2.
+const caseByIDSQL = `SELECT id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at
+	FROM cases WHERE tenant_id = $1 AND id = $2`
+
 func (c *caseTx) Get(ctx context.Context, id string) (store.Case, error) {
 	if err := store.CheckID(store.PrefixCase, id); err != nil {
 		return store.Case{}, err
 	}
 	var cs store.Case
 	var status string
-	err := c.tx.QueryRow(ctx, `SELECT id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at
-		FROM cases WHERE tenant_id = $1 AND id = $2`, c.tenantID, id).
+	err := c.tx.QueryRow(ctx, caseByIDSQL, c.tenantID, id).
 		Scan(&cs.ID, &cs.DecisionID, &cs.AgentID, &status, &cs.ApprovalsRequired, &cs.ExpiresAt, &cs.CreatedAt, &cs.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Case{}, fmt.Errorf("%w: case", store.ErrNotFound)

@@ -216,6 +216,12 @@ func (r *receiptTx) Insert(ctx context.Context, rc store.Receipt) (store.Receipt
 // not its JWS.
 const errReceiptNotInLedger = "a receipt's JWS is not the record of the ledger entry it names"
 
+// receiptByDecisionSQL reads decision $2's receipt, its JWS from its
+// ledger entry.
+const receiptByDecisionSQL = `SELECT r.id, r.decision_id, convert_from(e.record, 'UTF8'), r.ledger_index, r.created_at FROM receipts r
+	JOIN ledger_entries e ON e.tenant_id = r.tenant_id AND e.idx = r.ledger_index
+	WHERE r.tenant_id = $1 AND r.decision_id = $2`
+
 func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Receipt, error) {
 	if err := store.CheckID(store.PrefixDecision, decisionID); err != nil {
 		return store.Receipt{}, err
@@ -223,9 +229,7 @@ func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Re
 	var rc store.Receipt
 	var index int64
 	// The JWS is the record of the receipt's ledger entry.
-	err := r.tx.QueryRow(ctx, `SELECT r.id, r.decision_id, convert_from(e.record, 'UTF8'), r.ledger_index, r.created_at FROM receipts r
-		JOIN ledger_entries e ON e.tenant_id = r.tenant_id AND e.idx = r.ledger_index
-		WHERE r.tenant_id = $1 AND r.decision_id = $2`, r.tenantID, decisionID).Scan(&rc.ID, &rc.DecisionID, &rc.JWS, &index, &rc.CreatedAt)
+	err := r.tx.QueryRow(ctx, receiptByDecisionSQL, r.tenantID, decisionID).Scan(&rc.ID, &rc.DecisionID, &rc.JWS, &index, &rc.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Receipt{}, fmt.Errorf("%w: receipt", store.ErrNotFound)
 	}

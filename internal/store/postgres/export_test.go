@@ -33,3 +33,10 @@ const (
 
 // DecisionInputsSQL is ReadDecisionInputs' statement, for its plan test.
 const DecisionInputsSQL = decisionInputsSQL
+
+// ReceiptByDecisionSQL and CaseByIDSQL are single-row reads, for their
+// plan test.
+const (
+	ReceiptByDecisionSQL = receiptByDecisionSQL
+	CaseByIDSQL          = caseByIDSQL
+)

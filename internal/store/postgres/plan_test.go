@@ -157,6 +157,57 @@ func TestCaseWritesSeekTheirKeys(t *testing.T) {
 	}
 }
 
+// A receipt found by its decision and a case by its id seek the index
+// that holds both columns, at every size, as the tenant role without
+// statistics; the other key of each table leads with tenant_id too, and
+// would read the organization's rows for that equality alone. The rows
+// are written behind the store's back (triggers and foreign keys off):
+// only their keys matter to the plans.
+func TestReceiptAndCaseLookupsSeekTheirKeys(t *testing.T) {
+	db := pgtest.New(t)
+	withoutAutovacuum(t, db, "receipts", "cases", "ledger_entries")
+	s := openTest(t, db, 4)
+	acme, agent := oneAgent(t, s)
+	admin := pgtest.Connect(t, db.AdminURL)
+	ctx := context.Background()
+	if _, err := admin.Exec(ctx, `SET session_replication_role = replica`); err != nil {
+		t.Fatal(err)
+	}
+	// Distinct ids of the right shape for row i: its digits mapped into
+	// the id alphabet, padded with a letter no digit maps to.
+	id := func(prefix, pad string) string {
+		return `'` + prefix + `_' || lpad(translate(i::text, '0189', 'abcd'), 26, '` + pad + `')`
+	}
+	stored := 0
+	for _, size := range []int{0, 25, 50, 75, 100, 125, 150, 200, 300, 500, 1000, 3000} {
+		_, err := admin.Exec(ctx, `INSERT INTO receipts (tenant_id, id, decision_id, ledger_index, created_at)
+			SELECT $1, `+id("rct", "z")+`, `+id("dec", "z")+`, i, now() FROM generate_series($2::bigint, $3::bigint) i`,
+			acme.ID, stored+1, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = admin.Exec(ctx, `INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)
+			SELECT $1, `+id("case", "z")+`, `+id("dec", "y")+`, $4, 'pending', 1, now(), now(), now() FROM generate_series($2::bigint, $3::bigint) i`,
+			acme.ID, stored+1, size, agent.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = size
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			conn := tenantConn(t, db, acme.ID)
+			plan := cachedPlan(t, conn, mode, `rcpt(uuid, text) AS `+postgres.ReceiptByDecisionSQL, `rcpt('`+acme.ID+`', 'dec_1')`)
+			if !strings.Contains(plan, "Index Scan using receipts_tenant_id_decision_id_key on receipts") || strings.Contains(plan, "receipts_pkey") {
+				t.Errorf("receipt by decision at %d receipts, %s:\n%s", size, mode, plan)
+			}
+			plan = cachedPlan(t, conn, mode, `getcase(uuid, text) AS `+postgres.CaseByIDSQL, `getcase('`+acme.ID+`', 'case_1')`)
+			if !strings.Contains(plan, "Index Scan using cases_pkey") || strings.Contains(plan, "cases_tenant_id_decision_id_key") {
+				t.Errorf("case by id at %d cases, %s:\n%s", size, mode, plan)
+			}
+			conn.Close(ctx)
+		}
+	}
+}
+
 // A batch's receipts find the ledger entries that hold their JWS by the
 // primary key, one seek each, in the plan a pooled connection caches
 // before any statistics: a join once hashed the organization's whole log
