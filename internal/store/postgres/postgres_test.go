@@ -801,16 +801,9 @@ func TestDecisionsKeyMigrationChecksEveryReference(t *testing.T) {
 // is refused and left at version 1, column and all — which also shows the
 // check sees the rows that forced row security hides from the owner.
 func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
-	const jws = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZ3QifQ.c2lnbmF0dXJl"
-	for _, tc := range []struct {
-		name   string
-		record string // of the receipt's ledger entry
-		ok     bool
-	}{
-		{"every receipt is its entry's record", jws, true},
-		{"a receipt is not its entry's record", jws + "x", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	const jws = storetest.FakeJWS
+	for _, tc := range storetest.ReceiptUpgrades {
+		t.Run(tc.Name, func(t *testing.T) {
 			db := pgtest.NewEmpty(t)
 			ctx := context.Background()
 			if err := MigrateTo(ctx, db.AdminURL, db.Roles, 1); err != nil {
@@ -832,7 +825,7 @@ func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
 					VALUES ($1, $2, $3, '{}', 'payment.send', 'r', 'allow', '[]', 0, 'b', '', '', $4, 0, '{}', now(), 1, 0, now())`,
 					[]any{tenant, decision, agent, make([]byte, 32)}},
 				{`INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash, record) VALUES ($1, 1, 'entry', $2, convert_to($3, 'UTF8'))`,
-					[]any{tenant, make([]byte, 32), tc.record}},
+					[]any{tenant, make([]byte, 32), tc.Record}},
 				{`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at) VALUES ($1, $2, $3, $4, 1, now())`,
 					[]any{tenant, receipt, decision, jws}},
 			} {
@@ -848,7 +841,7 @@ func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
 				WHERE table_name = 'receipts' AND column_name = 'jws') FROM schema_migrations`).Scan(&version, &jwsColumn); qerr != nil {
 				t.Fatal(qerr)
 			}
-			if !tc.ok {
+			if !tc.OK {
 				var kept string
 				qerr := admin.QueryRow(ctx, `SELECT jws FROM receipts`).Scan(&kept)
 				if err == nil || version != 1 || !jwsColumn || kept != jws || qerr != nil {

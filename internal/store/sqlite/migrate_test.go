@@ -83,16 +83,9 @@ func tamper(t *testing.T, file, stmt string) {
 // same JWS from its ledger entry. A file where a receipt is not its
 // entry's record is refused and left as it was, column and all.
 func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
-	const jws = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZ3QifQ.c2lnbmF0dXJl"
-	for _, tc := range []struct {
-		name   string
-		record string // of the receipt's ledger entry
-		ok     bool
-	}{
-		{"every receipt is its entry's record", jws, true},
-		{"a receipt is not its entry's record", jws + "x", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	const jws = storetest.FakeJWS
+	for _, tc := range storetest.ReceiptUpgrades {
+		t.Run(tc.Name, func(t *testing.T) {
 			dir := t.TempDir()
 			s := openTest(t, dir)
 			defer s.Close()
@@ -100,7 +93,7 @@ func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
 			decisionID, receiptID := store.NewID(store.PrefixDecision), store.NewID(store.PrefixReceipt)
 			oldTenantFile(t, s.TenantFile(acme.ID), acme.ID,
 				`INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash, record, created_at)
-					VALUES (?1, 0, CAST('entry' AS BLOB), zeroblob(32), CAST(?2 AS BLOB), '2026-11-26T00:00:00.000000Z')`, acme.ID, tc.record,
+					VALUES (?1, 0, CAST('entry' AS BLOB), zeroblob(32), CAST(?2 AS BLOB), '2026-11-26T00:00:00.000000Z')`, acme.ID, tc.Record,
 				`INSERT INTO receipts (tenant_id, id, decision_id, jws, ledger_index, created_at)
 					VALUES (?1, ?2, ?3, ?4, 0, '2026-11-26T00:00:00.000000Z')`, acme.ID, receiptID, decisionID, jws)
 
@@ -120,7 +113,7 @@ func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
 				Scan(&version, &jwsColumn); err != nil {
 				t.Fatal(err)
 			}
-			if tc.ok {
+			if tc.OK {
 				latest, lerr := migrations.Latest(migrations.SQLiteTenant)
 				if err != nil || lerr != nil || got.ID != receiptID || got.JWS != jws || version != latest || jwsColumn != 0 {
 					t.Fatalf("after the upgrade: %+v, %v; version %d, jws column %d", got, err, version, jwsColumn)

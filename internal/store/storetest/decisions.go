@@ -306,13 +306,13 @@ func testReceipts(t *testing.T, h Harness) {
 		if _, err := AppendBatch(ctx, tx.Log(), 7, "before"); err != nil {
 			return err
 		}
-		if jwsAt, err = AppendRecord(ctx, tx.Log(), fakeJWS); err != nil {
+		if jwsAt, err = AppendRecord(ctx, tx.Log(), FakeJWS); err != nil {
 			return err
 		}
 		if otherAt, err = AppendRecord(ctx, tx.Log(), otherJWS); err != nil {
 			return err
 		}
-		rc, err = tx.Receipts().Insert(ctx, store.Receipt{DecisionID: allowed.ID, JWS: fakeJWS, LedgerIndex: jwsAt})
+		rc, err = tx.Receipts().Insert(ctx, store.Receipt{DecisionID: allowed.ID, JWS: FakeJWS, LedgerIndex: jwsAt})
 		if err != nil || store.CheckID(store.PrefixReceipt, rc.ID) != nil || rc.CreatedAt.IsZero() {
 			return fmt.Errorf("Insert = %+v, %v", rc, err)
 		}
@@ -320,7 +320,7 @@ func testReceipts(t *testing.T, h Harness) {
 	})
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		got, err := tx.Receipts().ByDecision(ctx, allowed.ID)
-		if err != nil || got.ID != rc.ID || got.DecisionID != allowed.ID || got.JWS != fakeJWS || got.LedgerIndex != jwsAt || !got.CreatedAt.Equal(rc.CreatedAt) {
+		if err != nil || got.ID != rc.ID || got.DecisionID != allowed.ID || got.JWS != FakeJWS || got.LedgerIndex != jwsAt || !got.CreatedAt.Equal(rc.CreatedAt) {
 			return fmt.Errorf("ByDecision = %+v, %v", got, err)
 		}
 		if _, err := tx.Receipts().ByDecision(ctx, denied.ID); !errors.Is(err, store.ErrNotFound) {
@@ -337,16 +337,16 @@ func testReceipts(t *testing.T, h Harness) {
 		return func(ctx context.Context, tx store.TenantTx) error { _, err := tx.Receipts().Insert(ctx, r); return err }
 	}
 	expectRefusals(t, be, f.tenant.ID, []refusal{
-		{"JWS not the record of its entry", insert(store.Receipt{DecisionID: another.ID, JWS: fakeJWS, LedgerIndex: otherAt}), store.ErrInvalid},
+		{"JWS not the record of its entry", insert(store.Receipt{DecisionID: another.ID, JWS: FakeJWS, LedgerIndex: otherAt}), store.ErrInvalid},
 		{"another JWS than its entry's record", insert(store.Receipt{DecisionID: another.ID, JWS: otherJWS, LedgerIndex: jwsAt}), store.ErrInvalid},
-		{"entry past the log", insert(store.Receipt{DecisionID: another.ID, JWS: fakeJWS, LedgerIndex: otherAt + 100}), store.ErrInvalid},
-		{"second receipt for a decision", insert(store.Receipt{DecisionID: allowed.ID, JWS: fakeJWS}), store.ErrConflict},
-		{"duplicate id", insert(store.Receipt{ID: rc.ID, DecisionID: another.ID, JWS: fakeJWS}), store.ErrConflict},
-		{"denied decision", insert(store.Receipt{DecisionID: denied.ID, JWS: fakeJWS}), store.ErrConflict},
-		{"case still pending", insert(store.Receipt{DecisionID: escalated.ID, JWS: fakeJWS}), store.ErrConflict},
-		{"unknown decision", insert(store.Receipt{DecisionID: store.NewID(store.PrefixDecision), JWS: fakeJWS}), store.ErrNotFound},
-		{"malformed decision", insert(store.Receipt{DecisionID: "dec_", JWS: fakeJWS}), store.ErrInvalid},
-		{"malformed id", insert(store.Receipt{ID: "rct_x", DecisionID: denied.ID, JWS: fakeJWS}), store.ErrInvalid},
+		{"entry past the log", insert(store.Receipt{DecisionID: another.ID, JWS: FakeJWS, LedgerIndex: otherAt + 100}), store.ErrInvalid},
+		{"second receipt for a decision", insert(store.Receipt{DecisionID: allowed.ID, JWS: FakeJWS}), store.ErrConflict},
+		{"duplicate id", insert(store.Receipt{ID: rc.ID, DecisionID: another.ID, JWS: FakeJWS}), store.ErrConflict},
+		{"denied decision", insert(store.Receipt{DecisionID: denied.ID, JWS: FakeJWS}), store.ErrConflict},
+		{"case still pending", insert(store.Receipt{DecisionID: escalated.ID, JWS: FakeJWS}), store.ErrConflict},
+		{"unknown decision", insert(store.Receipt{DecisionID: store.NewID(store.PrefixDecision), JWS: FakeJWS}), store.ErrNotFound},
+		{"malformed decision", insert(store.Receipt{DecisionID: "dec_", JWS: FakeJWS}), store.ErrInvalid},
+		{"malformed id", insert(store.Receipt{ID: "rct_x", DecisionID: denied.ID, JWS: FakeJWS}), store.ErrInvalid},
 		{"empty JWS", insert(store.Receipt{DecisionID: denied.ID}), store.ErrInvalid},
 		{"two parts", insert(store.Receipt{DecisionID: denied.ID, JWS: "a.b"}), store.ErrInvalid},
 		{"four parts", insert(store.Receipt{DecisionID: denied.ID, JWS: "a.b.c.d"}), store.ErrInvalid},

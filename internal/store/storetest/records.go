@@ -112,8 +112,20 @@ func sameDecision(a, b store.Decision) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// fakeJWS has the shape of a compact JWS.
-const fakeJWS = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZ3QifQ.c2lnbmF0dXJl"
+// FakeJWS has the shape of a compact JWS.
+const FakeJWS = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhZ3QifQ.c2lnbmF0dXJl"
+
+// ReceiptUpgrades are the cases of both stores' tests of migration 0002,
+// which keeps a receipt's JWS only as its ledger entry's record: the
+// record of the entry a stored receipt (FakeJWS) names, and whether the
+// upgrade goes through.
+var ReceiptUpgrades = []struct {
+	Name, Record string
+	OK           bool
+}{
+	{"every receipt is its entry's record", FakeJWS, true},
+	{"a receipt is not its entry's record", FakeJWS + "x", false},
+}
 
 // otherJWS is another well-formed compact JWS.
 const otherJWS = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJvdGhlciJ9.b3RoZXI"
@@ -172,11 +184,11 @@ func seedRecords(t *testing.T, b store.Backend, tenantID string) seeded {
 		if s.allowed, err = tx.Decisions().Insert(ctx, d); err != nil {
 			return err
 		}
-		at, err := AppendRecord(ctx, tx.Log(), fakeJWS)
+		at, err := AppendRecord(ctx, tx.Log(), FakeJWS)
 		if err != nil {
 			return err
 		}
-		if s.receipt, err = tx.Receipts().Insert(ctx, store.Receipt{DecisionID: s.allowed.ID, JWS: fakeJWS, LedgerIndex: at}); err != nil {
+		if s.receipt, err = tx.Receipts().Insert(ctx, store.Receipt{DecisionID: s.allowed.ID, JWS: FakeJWS, LedgerIndex: at}); err != nil {
 			return err
 		}
 		if s.escalated, err = tx.Decisions().Insert(ctx, newDecision(s.agent.ID, store.OutcomeEscalate, "policy.activate", "")); err != nil {
@@ -237,7 +249,7 @@ func checkSeeded(t *testing.T, b store.Backend, tenantID string, s seeded) {
 				t.Errorf("decision %s now %+v, %v", want.ID, got, err)
 			}
 		}
-		if rc, err := tx.Receipts().ByDecision(ctx, s.allowed.ID); err != nil || rc.JWS != fakeJWS || rc.ID != s.receipt.ID {
+		if rc, err := tx.Receipts().ByDecision(ctx, s.allowed.ID); err != nil || rc.JWS != FakeJWS || rc.ID != s.receipt.ID {
 			t.Errorf("receipt now %+v, %v", rc, err)
 		}
 		for want, id := range map[store.CaseStatus]string{store.CasePending: s.pendingCase.ID, store.CaseRejected: s.closedCase.ID} {

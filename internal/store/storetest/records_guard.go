@@ -99,7 +99,7 @@ func testRecordIsolation(t *testing.T, h Harness) {
 			return err
 		}, store.ErrNotFound},
 		{"receipt for alpha's decision", func(ctx context.Context, tx store.TenantTx) error {
-			_, err := tx.Receipts().Insert(ctx, store.Receipt{DecisionID: s.escalated.ID, JWS: fakeJWS})
+			_, err := tx.Receipts().Insert(ctx, store.Receipt{DecisionID: s.escalated.ID, JWS: FakeJWS})
 			return err
 		}, store.ErrNotFound},
 		{"get case", func(ctx context.Context, tx store.TenantTx) error {
