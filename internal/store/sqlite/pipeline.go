@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/bits"
 	"strings"
 
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -122,7 +121,7 @@ func nextTallies(ctx context.Context, tx *sql.Tx, tenantID string, decisions []s
 func insertReceipts(ctx context.Context, tx *sql.Tx, tenantID string, receipts []store.Receipt) error {
 	for len(receipts) > 0 {
 		// Powers of two, as insertRows: few statement texts to prepare.
-		n := min(maxRowsPerInsert, 1<<(bits.Len(uint(len(receipts)))-1))
+		n := chunkRows(len(receipts))
 		part := receipts[:n]
 		receipts = receipts[n:]
 		args := make([]any, 0, 5*n+1)

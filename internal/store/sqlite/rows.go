@@ -27,7 +27,7 @@ func insertRows(ctx context.Context, tx *sql.Tx, table, columns string, rows [][
 	}
 	ph := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(rows[0])), ", ") + ")"
 	for len(rows) > 0 {
-		n := min(maxRowsPerInsert, 1<<(bits.Len(uint(len(rows)))-1))
+		n := chunkRows(len(rows))
 		part := rows[:n]
 		rows = rows[n:]
 		var q strings.Builder
@@ -48,4 +48,11 @@ func insertRows(ctx context.Context, tx *sql.Tx, table, columns string, rows [][
 		}
 	}
 	return nil
+}
+
+// chunkRows is how many of remaining rows the next multi-row statement
+// takes: the largest power of two not above them, at most
+// maxRowsPerInsert.
+func chunkRows(remaining int) int {
+	return min(maxRowsPerInsert, 1<<(bits.Len(uint(remaining))-1))
 }
