@@ -342,6 +342,10 @@ func CheckDecision(d Decision) error {
 	return checkToken("tenant bundle digest", d.TenantBundleSHA256, MaxBundleDigest, true)
 }
 
+// ReceiptNotInLedger is why a store refuses (ErrInvalid) a receipt whose
+// ledger entry's record is not its JWS: the JWS is kept only there.
+const ReceiptNotInLedger = "a receipt's JWS is not the record of the ledger entry it names"
+
 // CheckReceipt validates a receipt before it is stored.
 func CheckReceipt(r Receipt) error {
 	if err := CheckID(PrefixReceipt, r.ID); err != nil {

@@ -209,12 +209,8 @@ func (r *receiptTx) Insert(ctx context.Context, rc store.Receipt) (store.Receipt
 	case !ok:
 		return store.Receipt{}, fmt.Errorf("%w: a receipt is only for an allowed decision or an approved case", store.ErrConflict)
 	}
-	return store.Receipt{}, fmt.Errorf("%w: %s", store.ErrInvalid, errReceiptNotInLedger)
+	return store.Receipt{}, fmt.Errorf("%w: %s", store.ErrInvalid, store.ReceiptNotInLedger)
 }
-
-// errReceiptNotInLedger: a receipt names a ledger entry whose record is
-// not its JWS.
-const errReceiptNotInLedger = "a receipt's JWS is not the record of the ledger entry it names"
 
 // receiptByDecisionSQL reads decision $2's receipt, its JWS from its
 // ledger entry.

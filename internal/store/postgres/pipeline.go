@@ -46,7 +46,7 @@ func queueRecords(b *pgx.Batch, tenantID string, records []store.DecisionRecord)
 		// Each only if the ledger entry it names holds its JWS, which is
 		// that record and not stored again (ReceiptTx.ByDecision reads it
 		// from the entry).
-		b.Queue(insertReceiptsSQL, tenantID, rIDs, rDecisions, rJWS, rIndexes, rCreated, n, errReceiptNotInLedger)
+		b.Queue(insertReceiptsSQL, tenantID, rIDs, rDecisions, rJWS, rIndexes, rCreated, n, store.ReceiptNotInLedger)
 	}
 	if len(cIDs) > 0 {
 		b.Queue(`INSERT INTO cases (tenant_id, id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at)

@@ -212,7 +212,7 @@ func (r *receiptTx) insert(ctx context.Context, rc store.Receipt) error {
 	case !ok:
 		return fmt.Errorf("%w: a receipt is only for an allowed decision or an approved case", store.ErrConflict)
 	}
-	return fmt.Errorf("%w: %s", store.ErrInvalid, errReceiptNotInLedger)
+	return fmt.Errorf("%w: %s", store.ErrInvalid, store.ReceiptNotInLedger)
 }
 
 func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Receipt, error) {

@@ -134,7 +134,7 @@ func insertReceipts(ctx context.Context, tx *sql.Tx, tenantID string, receipts [
 			return mapErr(err)
 		}
 		if stored, _ := res.RowsAffected(); stored != int64(n) {
-			return fmt.Errorf("%w: %s", store.ErrInvalid, errReceiptNotInLedger)
+			return fmt.Errorf("%w: %s", store.ErrInvalid, store.ReceiptNotInLedger)
 		}
 	}
 	return nil
@@ -149,7 +149,3 @@ func insertReceiptsSQL(n int) string {
 		FROM (VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?), ", n), ", ") + `) AS v
 		JOIN ledger_entries e ON e.tenant_id = ? AND e.idx = v.column3 AND e.record = CAST(v.column4 AS BLOB)`
 }
-
-// errReceiptNotInLedger: a receipt names a ledger entry whose record is
-// not its JWS.
-const errReceiptNotInLedger = "a receipt's JWS is not the record of the ledger entry it names"
