@@ -51,7 +51,9 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 		}
 		defer stopLater(p)
 		tenantURL, credsFile, pprofURL = u, c, d
-		asClocks.server = processCPU(p.cmd.Process.Pid)
+		if haveProc() {
+			asClocks.server = processCPU(p.cmd.Process.Pid)
+		}
 		if store == "" {
 			store = "embedded (SQLite)"
 		}

@@ -133,6 +133,7 @@ func pool(rounds []Result) Result {
 		return rounds[0]
 	}
 	res := Result{Target: rounds[0].Target, Load: fmt.Sprintf("%s, %d rounds", rounds[0].Load, len(rounds))}
+	allCPU, allDatabaseCPU := true, true
 	for _, r := range rounds {
 		res.Window += r.Window
 		res.answered += r.answered
@@ -146,16 +147,15 @@ func pool(rounds []Result) Result {
 		}
 		res.CPU += r.CPU
 		res.DatabaseCPU += r.DatabaseCPU
+		allCPU, allDatabaseCPU = allCPU && r.CPU != 0, allDatabaseCPU && r.DatabaseCPU != 0
 	}
 	// A time is the pool's only if every round measured it: the answers of
 	// a round without one would dilute the others'.
-	for _, r := range rounds {
-		if r.CPU == 0 {
-			res.CPU = 0
-		}
-		if r.DatabaseCPU == 0 {
-			res.DatabaseCPU = 0
-		}
+	if !allCPU {
+		res.CPU = 0
+	}
+	if !allDatabaseCPU {
+		res.DatabaseCPU = 0
 	}
 	slices.Sort(res.latencies)
 	res.fill()
@@ -206,19 +206,17 @@ func closedLoop(ctx context.Context, t target, clocks serverClocks, concurrency 
 
 // CPUPerRequest is the server's processor time per request answered
 // within the window (0 when not measured).
-func (res Result) CPUPerRequest() time.Duration {
-	if res.answered == 0 {
-		return 0
-	}
-	return res.CPU / time.Duration(res.answered)
-}
+func (res Result) CPUPerRequest() time.Duration { return res.perAnswer(res.CPU) }
 
 // DatabaseCPUPerRequest is the same for the server's database.
-func (res Result) DatabaseCPUPerRequest() time.Duration {
+func (res Result) DatabaseCPUPerRequest() time.Duration { return res.perAnswer(res.DatabaseCPU) }
+
+// perAnswer is d per request answered within the window.
+func (res Result) perAnswer(d time.Duration) time.Duration {
 	if res.answered == 0 {
 		return 0
 	}
-	return res.DatabaseCPU / time.Duration(res.answered)
+	return d / time.Duration(res.answered)
 }
 
 // openLoop offers requests at a fixed rate, whatever the answers: request

@@ -170,12 +170,14 @@ func checkLoopbackURL(raw string) error {
 	if u.Scheme != "http" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
 		return errors.New("want http://HOST:PORT")
 	}
-	host := u.Hostname()
-	if strings.EqualFold(host, "localhost") {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+	if host := u.Hostname(); !isLoopbackHost(host) {
 		return fmt.Errorf("%s is not a loopback address", host)
 	}
 	return nil
+}
+
+// isLoopbackHost says whether host names this machine.
+func isLoopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return strings.EqualFold(host, "localhost") || ip != nil && ip.IsLoopback()
 }

@@ -182,7 +182,7 @@ func formatCPU(d time.Duration) string {
 	if d <= 0 {
 		return "-"
 	}
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms"
+	return formatLatency(d)
 }
 
 func formatRate(r float64) string { return strconv.FormatFloat(r, 'f', 0, 64) + "/s" }
