@@ -121,7 +121,8 @@ func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
 				return
 			}
 			var kept string
-			if qerr := db.QueryRow(`SELECT jws FROM receipts`).Scan(&kept); qerr != nil || err == nil || version != 1 || jwsColumn != 1 || kept != jws {
+			if qerr := db.QueryRow(`SELECT jws FROM receipts`).Scan(&kept); qerr != nil || err == nil || !strings.Contains(err.Error(), "receipts_not_in_ledger") ||
+				version != 1 || jwsColumn != 1 || kept != jws {
 				t.Fatalf("a refused upgrade: %v; version %d, jws column %d, receipt %q (%v)", err, version, jwsColumn, kept, qerr)
 			}
 		})

@@ -42,9 +42,8 @@ func TestLeafHashLookupUsesTheIndex(t *testing.T) {
 // with how many it made.
 func TestAgentStatsSeeksTheIndexes(t *testing.T) {
 	_, acme, db := withLog(t, 0)
-	now := time.Now()
-	plan := queryPlan(t, db, agentStatsQuery, acme.ID, store.NewID(store.PrefixAgent),
-		formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour)))
+	hourStart, dayStart := windowStarts(time.Now())
+	plan := queryPlan(t, db, agentStatsQuery, acme.ID, store.NewID(store.PrefixAgent), hourStart, dayStart)
 	// Two seeks to the newest row, three to the newest at or before a
 	// window's start: a range bounded by the time, not a walk back
 	// through the agent's rows.
@@ -122,9 +121,9 @@ func queryPlan(t *testing.T, db *sql.DB, q string, args ...any) string {
 // without that condition, and this plan is what pins it.
 func TestDecisionInputsSeekTheIndexes(t *testing.T) {
 	_, acme, db := withLog(t, 0)
-	now := time.Now()
+	hourStart, dayStart := windowStarts(time.Now())
 	plan := queryPlan(t, db, decisionInputsQuery, acme.ID, store.NewID(store.PrefixAgent),
-		formatTime(now.Add(-time.Hour)), formatTime(now.Add(-24*time.Hour)), make([]byte, 32), store.NewID(store.PrefixCounterparty))
+		hourStart, dayStart, make([]byte, 32), store.NewID(store.PrefixCounterparty))
 	for _, want := range []string{
 		"SEARCH decisions USING INDEX decisions_by_idempotency_key (tenant_id=? AND agent_id=? AND idempotency_key_sha256=?)",
 		"SEARCH a USING INDEX sqlite_autoindex_agents_1 (tenant_id=? AND id=?)",

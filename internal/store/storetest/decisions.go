@@ -306,10 +306,10 @@ func testReceipts(t *testing.T, h Harness) {
 		if _, err := AppendBatch(ctx, tx.Log(), 7, "before"); err != nil {
 			return err
 		}
-		if jwsAt, err = AppendRecord(ctx, tx.Log(), FakeJWS); err != nil {
+		if jwsAt, err = appendRecord(ctx, tx.Log(), FakeJWS); err != nil {
 			return err
 		}
-		if otherAt, err = AppendRecord(ctx, tx.Log(), otherJWS); err != nil {
+		if otherAt, err = appendRecord(ctx, tx.Log(), otherJWS); err != nil {
 			return err
 		}
 		rc, err = tx.Receipts().Insert(ctx, store.Receipt{DecisionID: allowed.ID, JWS: FakeJWS, LedgerIndex: jwsAt})
@@ -345,6 +345,11 @@ func testReceipts(t *testing.T, h Harness) {
 		{"denied decision", insert(store.Receipt{DecisionID: denied.ID, JWS: FakeJWS}), store.ErrConflict},
 		{"case still pending", insert(store.Receipt{DecisionID: escalated.ID, JWS: FakeJWS}), store.ErrConflict},
 		{"unknown decision", insert(store.Receipt{DecisionID: store.NewID(store.PrefixDecision), JWS: FakeJWS}), store.ErrNotFound},
+		// The order of the refusals when the entry does not match either:
+		// the decision's first, a duplicate's only once the entry matches.
+		{"unknown decision, entry not holding the JWS", insert(store.Receipt{DecisionID: store.NewID(store.PrefixDecision), JWS: FakeJWS, LedgerIndex: otherAt}), store.ErrNotFound},
+		{"denied decision, entry not holding the JWS", insert(store.Receipt{DecisionID: denied.ID, JWS: FakeJWS, LedgerIndex: otherAt}), store.ErrConflict},
+		{"second receipt, entry not holding the JWS", insert(store.Receipt{DecisionID: allowed.ID, JWS: FakeJWS, LedgerIndex: otherAt}), store.ErrInvalid},
 		{"malformed decision", insert(store.Receipt{DecisionID: "dec_", JWS: FakeJWS}), store.ErrInvalid},
 		{"malformed id", insert(store.Receipt{ID: "rct_x", DecisionID: denied.ID, JWS: FakeJWS}), store.ErrInvalid},
 		{"empty JWS", insert(store.Receipt{DecisionID: denied.ID}), store.ErrInvalid},
@@ -363,7 +368,7 @@ func testReceipts(t *testing.T, h Harness) {
 		if err := tx.Cases().SetStatus(ctx, pending.ID, store.CaseApproved); err != nil {
 			return err
 		}
-		at, err := AppendRecord(ctx, tx.Log(), otherJWS)
+		at, err := appendRecord(ctx, tx.Log(), otherJWS)
 		if err != nil {
 			return err
 		}
@@ -474,7 +479,7 @@ func testRecord(t *testing.T, h Harness) {
 		if _, err := AppendBatch(ctx, tx.Log(), 8, "before"); err != nil {
 			return err
 		}
-		at, err := AppendRecord(ctx, tx.Log(), receiptJWS)
+		at, err := appendRecord(ctx, tx.Log(), receiptJWS)
 		if err == nil && at != 8 {
 			err = fmt.Errorf("the receipt's entry went in at %d", at)
 		}

@@ -184,7 +184,7 @@ func seedRecords(t *testing.T, b store.Backend, tenantID string) seeded {
 		if s.allowed, err = tx.Decisions().Insert(ctx, d); err != nil {
 			return err
 		}
-		at, err := AppendRecord(ctx, tx.Log(), FakeJWS)
+		at, err := appendRecord(ctx, tx.Log(), FakeJWS)
 		if err != nil {
 			return err
 		}

@@ -530,9 +530,9 @@ func AppendBatch(ctx context.Context, log store.LogTx, n int, tag string) (uint6
 	return appendBatch(ctx, log, n, tag, nil)
 }
 
-// AppendRecord appends one entry whose record is rec, as AppendBatch does,
+// appendRecord appends one entry whose record is rec, as AppendBatch does,
 // and returns its index: a receipt names the entry that holds its JWS.
-func AppendRecord(ctx context.Context, log store.LogTx, rec string) (uint64, error) {
+func appendRecord(ctx context.Context, log store.LogTx, rec string) (uint64, error) {
 	return appendBatch(ctx, log, 1, "record", []byte(rec))
 }
 
