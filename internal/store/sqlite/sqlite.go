@@ -235,7 +235,7 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages i
 	} else {
 		params = append(params, "_txlock=immediate", fmt.Sprintf("_pragma=wal_autocheckpoint(%d)", walPages))
 	}
-	connector, err := newCachingConnector(path + "?" + strings.Join(params, "&"))
+	connector, err := newCachingConnector(path+"?"+strings.Join(params, "&"), s.busyTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sqlite: %v", store.ErrUnavailable, err)
 	}

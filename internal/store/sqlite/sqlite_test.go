@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -159,6 +160,108 @@ func TestReopenKeepsData(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Two processes sharing a data directory may open an organization's file
+// for the first time at once. The one that finds the file still empty
+// while the other writes its WAL header is refused by SQLite at once,
+// without its busy handler (it holds a read lock and wants the write
+// lock); opening it waits, as a statement would, and both processes then
+// work on the one file.
+func TestTwoStoresCreateOneTenantFile(t *testing.T) {
+	dir := t.TempDir()
+	first, second := openTest(t, dir), openTest(t, dir)
+	defer first.Close()
+	defer second.Close()
+	ctx := context.Background()
+	for i := range 40 {
+		org := storetest.CreateTenant(t, first, fmt.Sprintf("org-%d", i))
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for n, s := range []*Store{first, second} {
+			wg.Go(func() {
+				<-start
+				err := s.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+					return tx.PutSetting(ctx, fmt.Sprint("store-", n), "here")
+				})
+				if err != nil {
+					t.Errorf("store %d, first open of %s: %v", n, org.Slug, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		for _, s := range []*Store{first, second} {
+			err := s.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				for n := range 2 {
+					if got, err := tx.GetSetting(ctx, fmt.Sprint("store-", n)); err != nil || got.Value != "here" {
+						t.Errorf("%s: store %d's write: %+v, %v", org.Slug, n, got, err)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// The wait for a file being created is bounded: by the busy timeout, and
+// by the caller's context.
+func TestOpeningAFileBeingCreatedGivesUp(t *testing.T) {
+	dir := t.TempDir()
+	const timeout = 300 * time.Millisecond
+	s, err := Open(context.Background(), Config{DataDir: dir, BusyTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	org := storetest.CreateTenant(t, s, "acme")
+	// Another process has created the file and holds the write lock on it
+	// before it has written anything.
+	if err := os.WriteFile(s.TenantFile(org.ID), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	creator, err := sql.Open("sqlite", s.TenantFile(org.ID)+"?_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer creator.Close()
+	tx, err := creator.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(ctx context.Context) error {
+		return s.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+			return tx.PutSetting(ctx, "k", "v")
+		})
+	}
+
+	began := time.Now()
+	err = put(context.Background())
+	if waited := time.Since(began); err == nil || waited < timeout {
+		t.Fatalf("open under another's write lock: %v after %v, want a refusal after the busy timeout (%v)", err, waited, timeout)
+	}
+	if !strings.Contains(err.Error(), "SQLITE_BUSY") {
+		t.Errorf("refusal %q does not say the file is locked", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := put(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("open with a context that ends first: %v, want its deadline", err)
+	}
+
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(context.Background()); err != nil {
+		t.Fatalf("open once the lock is released: %v", err)
 	}
 }
 

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // maxCachedStmts bounds one connection's statement cache. The store's
@@ -27,14 +29,17 @@ const maxCachedStmts = 256
 // would deadlock.
 type cachingConnector struct {
 	driver.Connector
+	// busyTimeout bounds how long Connect waits out a file that another
+	// process is creating (see Connect).
+	busyTimeout time.Duration
 }
 
-func newCachingConnector(dsn string) (driver.Connector, error) {
+func newCachingConnector(dsn string, busyTimeout time.Duration) (driver.Connector, error) {
 	c, err := sqlite.NewConnector(dsn)
 	if err != nil {
 		return nil, err
 	}
-	return cachingConnector{c}, nil
+	return cachingConnector{c, busyTimeout}, nil
 }
 
 // The interfaces of modernc's connection that database/sql uses.
@@ -49,8 +54,34 @@ type sqliteConn interface {
 	driver.Pinger
 }
 
+// Connect opens a connection, waiting out a file that another process is
+// creating.
+//
+// Opening runs PRAGMA journal_mode=WAL. On a file another process has just
+// created, still empty, that pragma reads it under a shared lock and then
+// needs the write lock to write the header; while the other process holds
+// that lock, SQLite refuses with SQLITE_BUSY at once, without calling the
+// busy handler, since waiting while holding a read lock could deadlock.
+// Once the header is written the refusal cannot recur, so Connect retries
+// it on SQLite's own busy schedule for up to the busy timeout, as a
+// statement would wait.
 func (c cachingConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	dc, err := c.Connector.Connect(ctx)
+	deadline := time.Now().Add(c.busyTimeout)
+	for delay := time.Millisecond; isBusy(err); delay = min(2*delay, 100*time.Millisecond) {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		t := time.NewTimer(min(delay, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		dc, err = c.Connector.Connect(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -60,6 +91,14 @@ func (c cachingConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, fmt.Errorf("sqlite: driver connection %T lacks an interface the store needs", dc)
 	}
 	return &cachingConn{sqliteConn: inner, stmts: map[string]*cachedStmt{}}, nil
+}
+
+// isBusy reports SQLite's refusal to take a lock (SQLITE_BUSY), not one of
+// its extended codes (BUSY_SNAPSHOT, BUSY_RECOVERY…), which mean other
+// things.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_BUSY
 }
 
 // cachingConn is one connection and its statements. database/sql uses a

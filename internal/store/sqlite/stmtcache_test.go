@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 )
@@ -15,7 +16,7 @@ import (
 // connection as the store uses.
 func openCaching(t *testing.T) *sql.DB {
 	t.Helper()
-	c, err := newCachingConnector(filepath.Join(t.TempDir(), "t.db") + "?_pragma=journal_mode(WAL)")
+	c, err := newCachingConnector(filepath.Join(t.TempDir(), "t.db")+"?_pragma=journal_mode(WAL)", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
