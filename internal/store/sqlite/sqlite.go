@@ -32,7 +32,8 @@ type Config struct {
 	// DataDir holds platform.db and tenants/. Created 0700 if missing.
 	DataDir string
 	// BusyTimeout bounds how long a statement waits for another process's
-	// lock on the same file. Default 5s.
+	// lock on the same file, and how long opening a connection waits for
+	// another process creating the file. Default 5s.
 	BusyTimeout time.Duration
 	// ReaderIdle closes a tenant file's read-only connection left unused
 	// that long, so that quiet organizations hold no more than their

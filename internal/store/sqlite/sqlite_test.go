@@ -211,8 +211,8 @@ func TestTwoStoresCreateOneTenantFile(t *testing.T) {
 	}
 }
 
-// The wait for a file being created is bounded: by the busy timeout, and
-// by the caller's context.
+// The wait for a file being created is bounded, by the busy timeout and
+// by the caller's context, and ends when the other process lets go.
 func TestOpeningAFileBeingCreatedGivesUp(t *testing.T) {
 	dir := t.TempDir()
 	const timeout = 300 * time.Millisecond
@@ -236,11 +236,12 @@ func TestOpeningAFileBeingCreatedGivesUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put := func(ctx context.Context) error {
+	putIn := func(ctx context.Context, s *Store) error {
 		return s.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 			return tx.PutSetting(ctx, "k", "v")
 		})
 	}
+	put := func(ctx context.Context) error { return putIn(ctx, s) }
 
 	began := time.Now()
 	err = put(context.Background())
@@ -257,7 +258,22 @@ func TestOpeningAFileBeingCreatedGivesUp(t *testing.T) {
 		t.Errorf("open with a context that ends first: %v, want its deadline", err)
 	}
 
-	if err := tx.Rollback(); err != nil {
+	// A store that waits longer gets the file once the other process
+	// lets go of it during the wait.
+	patient, err := Open(context.Background(), Config{DataDir: dir, BusyTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer patient.Close()
+	released := make(chan error, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		released <- tx.Rollback()
+	}()
+	if err := putIn(context.Background(), patient); err != nil {
+		t.Fatalf("open while the lock is released: %v", err)
+	}
+	if err := <-released; err != nil {
 		t.Fatal(err)
 	}
 	if err := put(context.Background()); err != nil {

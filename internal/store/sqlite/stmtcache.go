@@ -63,11 +63,13 @@ type sqliteConn interface {
 // that lock, SQLite refuses with SQLITE_BUSY at once, without calling the
 // busy handler, since waiting while holding a read lock could deadlock.
 // Once the header is written the refusal cannot recur, so Connect retries
-// it on SQLite's own busy schedule for up to the busy timeout, as a
-// statement would wait.
+// it, on a doubling schedule, until the busy timeout has passed since the
+// first attempt or ctx is done, as a statement would wait. An attempt may
+// itself wait in SQLite's busy handler (for a lock other than this one),
+// so the whole can take longer than the busy timeout, not more than twice.
 func (c cachingConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	dc, err := c.Connector.Connect(ctx)
 	deadline := time.Now().Add(c.busyTimeout)
+	dc, err := c.Connector.Connect(ctx)
 	for delay := time.Millisecond; isBusy(err); delay = min(2*delay, 100*time.Millisecond) {
 		left := time.Until(deadline)
 		if left <= 0 {
