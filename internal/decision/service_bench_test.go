@@ -2,11 +2,15 @@ package decision_test
 
 import (
 	"context"
+	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 )
 
 // BenchmarkDecideAllow is the whole allow path on the embedded store: a
@@ -53,6 +57,7 @@ func BenchmarkDecideAllowParallel(b *testing.B) {
 				e, reqs := allowBench(b, kind, agents)
 				ctx := context.Background()
 				var next atomic.Uint64
+				written := bytesWritten()
 				b.ReportAllocs()
 				b.SetParallelism(16)
 				b.RunParallel(func(pb *testing.PB) {
@@ -65,6 +70,10 @@ func BenchmarkDecideAllowParallel(b *testing.B) {
 						}
 					}
 				})
+				b.StopTimer()
+				if kind == "sqlite" {
+					reportStorage(b, e, written)
+				}
 			})
 		}
 	}
@@ -89,4 +98,45 @@ func allowBench(b *testing.B, kind string, agents int) (*serviceEnv, []benchRequ
 	// running server.
 	e.decide(b, reqs[0].agent, reqs[0].req, "")
 	return e, reqs
+}
+
+// reportStorage adds the embedded store's file size per decision
+// (file-B/op: the organization's file once closing the store has copied
+// its WAL back, over b.N; the schema and the setup's rows are in it too,
+// a share that a large -benchtime, e.g. 20000x, makes negligible) and
+// what the process passed to write calls per decision (written-B/op: WAL
+// frames and their copies into the file, the last ones made by closing;
+// from written, bytesWritten before the loop).
+func reportStorage(b *testing.B, e *serviceEnv, written int64) {
+	b.Helper()
+	e.ledger.Close()
+	s := e.backend.(*sqlite.Store)
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if after := bytesWritten(); written >= 0 && after >= 0 {
+		b.ReportMetric(float64(after-written)/float64(b.N), "written-B/op")
+	}
+	st, err := os.Stat(s.TenantFile(e.org.ID))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(st.Size())/float64(b.N), "file-B/op")
+}
+
+// bytesWritten is the bytes this process has passed to write calls
+// (/proc/self/io wchar), or -1 where that is not known.
+func bytesWritten() int64 {
+	raw, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
 }
