@@ -69,9 +69,23 @@ type Store struct {
 const checkpointEvery = 250 * time.Millisecond
 
 // walBackstop is the WAL size in pages at which a committing writer
-// checkpoints itself, should the background checkpointer fall behind
-// (SQLite's default is 1000, about 4 MB).
-const walBackstop = 16384
+// checkpoints itself, should the background checkpointer fall behind:
+// 64 MiB of pageSize pages (32 MiB in a file created with 4 KiB pages).
+const walBackstop = 64 << 20 / pageSize
+
+// platformWALPages is platform.db's: about 4 MB, as SQLite's default of
+// 1000 pages is at 4 KiB.
+const platformWALPages = 4 << 20 / pageSize
+
+// pageSize is the page size of the files this store creates; a file keeps
+// the size it was created with. A decision's rows are mostly its two
+// ledger entries and its own row, of 1-1.5 KB each: SQLite's default
+// 4 KiB pages hold two of them and stay a third empty. With 8 KiB pages
+// an allowed decision takes 5.4 KB of file instead of 7.1 (-23%), for
+// 19-30% more bytes written through the WAL, at the same speed
+// (BenchmarkDecideAllowParallel/sqlite: file-B/op, written-B/op, ns/op).
+// 16 KiB pages saved 25% of file for 66% more written.
+const pageSize = 8192
 
 // maxReaders bounds each tenant file's read-only connections: WAL readers
 // run alongside each other and the one writer.
@@ -107,7 +121,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, readerIdle: cfg.ReaderIdle, log: cfg.Logger, tenants: map[string]*sql.DB{}, readers: map[string]*sql.DB{}, dirty: map[string]bool{}}
-	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform, 1000)
+	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform, platformWALPages)
 	if err != nil {
 		return nil, err
 	}
@@ -185,9 +199,9 @@ func (s *Store) DataDir() string { return s.dir }
 // -wal and -shm files the mode of the main file — then opens, configures
 // and migrates it.
 //
-// walPages is the WAL size at which a commit checkpoints: SQLite's default
-// 1000 for platform.db, walBackstop for the tenant files, which the
-// background checkpointer keeps short.
+// walPages is the WAL size at which a commit checkpoints: platformWALPages
+// for platform.db, walBackstop for the tenant files, which the background
+// checkpointer keeps short.
 func (s *Store) openFile(ctx context.Context, path string, set migrations.Set, walPages int) (*sql.DB, error) {
 	db, err := s.open(ctx, path, false, walPages)
 	if err != nil {
@@ -217,7 +231,11 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages i
 	}
 	params := []string{
 		fmt.Sprintf("_pragma=busy_timeout(%d)", s.busyTimeout.Milliseconds()),
-		"_pragma=journal_mode(WAL)",
+		// The page size counts only on a new file, and only until the WAL
+		// switch writes its header: the driver applies the _journal_mode
+		// key after every _pragma.
+		fmt.Sprintf("_pragma=page_size(%d)", pageSize),
+		"_journal_mode=WAL",
 		"_pragma=synchronous(FULL)",
 		"_pragma=foreign_keys(1)",
 		"_pragma=trusted_schema(0)",

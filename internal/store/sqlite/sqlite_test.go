@@ -163,6 +163,64 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 }
 
+// Files the store creates have pageSize pages and are in WAL mode; a file
+// created with other pages keeps them, is switched to WAL, and serves as
+// before.
+func TestPageSizeOfFiles(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	ctx := context.Background()
+	layout := func(db *sql.DB) (size int, mode string) {
+		t.Helper()
+		if err := db.QueryRowContext(ctx, `SELECT page_size, journal_mode FROM pragma_page_size, pragma_journal_mode`).Scan(&size, &mode); err != nil {
+			t.Fatal(err)
+		}
+		return size, mode
+	}
+	fresh, old := storetest.CreateTenant(t, s, "fresh"), storetest.CreateTenant(t, s, "old")
+	oldTenantFile(t, s.TenantFile(old.ID), old.ID)
+	raw, err := sql.Open("sqlite", s.TenantFile(old.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	oldSize, _ := layout(raw)
+	raw.Close()
+	if oldSize == pageSize {
+		t.Fatalf("the old file was made with %d-byte pages, the store's own size", oldSize)
+	}
+
+	want := map[string]int{"platform.db": pageSize, fresh.Slug: pageSize, old.Slug: oldSize}
+	if size, mode := layout(s.platform); size != want["platform.db"] || mode != "wal" {
+		t.Errorf("platform.db: %d-byte pages, journal mode %s", size, mode)
+	}
+	for _, org := range []store.Tenant{fresh, old} {
+		err := s.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+			return tx.PutSetting(ctx, "k", org.Slug)
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", org.Slug, err)
+		}
+		err = s.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+			got, err := tx.GetSetting(ctx, "k")
+			if err != nil || got.Value != org.Slug {
+				t.Errorf("%s: read back %+v, %v", org.Slug, got, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := s.tenantDB(ctx, org.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if size, mode := layout(db); size != want[org.Slug] || mode != "wal" {
+			t.Errorf("%s: %d-byte pages, journal mode %s; want %d and wal", org.Slug, size, mode, want[org.Slug])
+		}
+	}
+}
+
 // Two processes sharing a data directory may open an organization's file
 // for the first time at once. The one that finds the file still empty
 // while the other writes its WAL header is refused by SQLite at once,
