@@ -85,33 +85,41 @@ type InclusionProof struct {
 func (l *Ledger) InclusionProof(ctx context.Context, lg Log, index, treeSize uint64) (InclusionProof, error) {
 	var out InclusionProof
 	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
-		cp, err := checkpointAt(ctx, lt, treeSize)
-		if err != nil {
-			return err
-		}
-		if index >= cp.Size {
-			return fmt.Errorf("%w: index %d is not below tree size %d", store.ErrInvalid, index, cp.Size)
-		}
-		// The leaf hash is in the level-0 tile, usually cached: one round
-		// trip fewer than reading the entry.
-		row, err := l.tileRow(ctx, lg, lt, 0, index/256, cp.Size)
-		if err != nil {
-			return err
-		}
-		leaf := row[index%256]
-		nodes, err := proof.Inclusion(index, cp.Size)
-		if err != nil {
-			return fmt.Errorf("%w: %v", store.ErrInvalid, err)
-		}
-		hashes, err := l.proofHashes(ctx, lg, lt, nodes, cp.Size)
-		if err != nil {
-			return err
-		}
-		out = InclusionProof{Index: index, LeafHash: leaf, Hashes: hashes,
-			Checkpoint: Checkpoint{Size: cp.Size, Root: cp.Root, Note: cp.Note}}
-		return nil
+		var err error
+		out, err = l.InclusionProofIn(ctx, lg, lt, index, treeSize)
+		return err
 	})
 	return out, err
+}
+
+// InclusionProofIn is InclusionProof in the caller's transaction on lg's
+// store, lt: an organization's read transaction will do (the log is only
+// read, and a snapshot that holds a checkpoint holds its tree).
+func (l *Ledger) InclusionProofIn(ctx context.Context, lg Log, lt store.LogTx, index, treeSize uint64) (InclusionProof, error) {
+	cp, err := checkpointAt(ctx, lt, treeSize)
+	if err != nil {
+		return InclusionProof{}, err
+	}
+	if index >= cp.Size {
+		return InclusionProof{}, fmt.Errorf("%w: index %d is not below tree size %d", store.ErrInvalid, index, cp.Size)
+	}
+	// The leaf hash is in the level-0 tile, usually cached: one round
+	// trip fewer than reading the entry.
+	row, err := l.tileRow(ctx, lg, lt, 0, index/256, cp.Size)
+	if err != nil {
+		return InclusionProof{}, err
+	}
+	leaf := row[index%256]
+	nodes, err := proof.Inclusion(index, cp.Size)
+	if err != nil {
+		return InclusionProof{}, fmt.Errorf("%w: %v", store.ErrInvalid, err)
+	}
+	hashes, err := l.proofHashes(ctx, lg, lt, nodes, cp.Size)
+	if err != nil {
+		return InclusionProof{}, err
+	}
+	return InclusionProof{Index: index, LeafHash: leaf, Hashes: hashes,
+		Checkpoint: Checkpoint{Size: cp.Size, Root: cp.Root, Note: cp.Note}}, nil
 }
 
 // InclusionProofByLeafHash finds the entry with leafHash and proves it.
