@@ -156,9 +156,9 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 }
 
 // replay answers a request made again under the same Idempotency-Key with
-// the answer decision d was given (its receipt read back from the ledger), or
-// ErrIdempotencyMismatch when the request differs. A rare path: it reads
-// in a transaction of its own.
+// the answer decision d was given (readResponse), or ErrIdempotencyMismatch
+// when the request differs. A rare path: it reads in a transaction of its
+// own.
 func (s *Service) replay(ctx context.Context, org Organization, d store.Decision, requestSHA256 []byte) (Response, error) {
 	if !sameDigest(d.RequestSHA256, requestSHA256) {
 		return Response{}, ErrIdempotencyMismatch
@@ -166,7 +166,7 @@ func (s *Service) replay(ctx context.Context, org Organization, d store.Decision
 	var answered Response
 	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		answered, err = readResponse(ctx, tx, d)
+		answered, err = s.readResponse(ctx, org, tx, d)
 		return err
 	})
 	return answered, err

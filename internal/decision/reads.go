@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,42 +27,74 @@ func (s *Service) GetDecision(ctx context.Context, org Organization, agentID, de
 		if d.AgentID != agentID {
 			return fmt.Errorf("%w: decision", store.ErrNotFound)
 		}
-		answered, err = readResponse(ctx, tx, d)
+		answered, err = s.readResponse(ctx, org, tx, d)
 		return err
 	})
 	return answered, err
 }
 
-// storedResponse is what a decision's row keeps of its response: all of
-// it but an allowed action's receipt, which is stored once, as the record
-// of its ledger entry, and put back by readResponse. The JWS was over half
-// of the row: a decision row now shares its database page with others
-// instead of filling one.
-func storedResponse(r Response) ([]byte, error) {
-	r.Receipt = ""
-	return json.Marshal(r)
+// storedBody is what a decision's row keeps of its response: all of it but
+// what the ledger holds. An allowed action's receipt is the record of its
+// ledger entry (ReceiptTx.ByDecision); the entry's checkpoint and
+// inclusion proof are those of the tree at TreeSize, the size of the batch
+// that included it, and rebuilt from it. They were most of the row, and
+// the proof grows with the log.
+//
+// Rows stored before TreeSize (0) keep their checkpoint and proof.
+type storedBody struct {
+	Response
+	TreeSize uint64 `json:"tree_size,omitempty"`
 }
 
-// readResponse is the response decision d was answered with: the stored
-// one, and for an allowed action its receipt (ReceiptTx.ByDecision: the
-// record of its ledger entry).
-func readResponse(ctx context.Context, tx store.TenantTx, d store.Decision) (Response, error) {
-	var r Response
-	if err := json.Unmarshal([]byte(d.Response), &r); err != nil {
+// storedResponse is r as its decision's row keeps it; treeSize is its
+// checkpoint's.
+func storedResponse(r Response, treeSize uint64) ([]byte, error) {
+	r.Receipt = ""
+	r.Ledger.Checkpoint, r.Ledger.InclusionProof = "", nil
+	return json.Marshal(storedBody{Response: r, TreeSize: treeSize})
+}
+
+// readResponse is the response decision d was answered with, read in tx:
+// the stored one, for an allowed action with its receipt, and with its
+// entry's checkpoint and inclusion proof rebuilt from the log.
+func (s *Service) readResponse(ctx context.Context, org Organization, tx store.TenantTx, d store.Decision) (Response, error) {
+	var b storedBody
+	if err := json.Unmarshal([]byte(d.Response), &b); err != nil {
 		return Response{}, fmt.Errorf("decision: stored response of %s: %w", d.ID, err)
 	}
-	if d.Outcome != store.OutcomeAllow {
+	r := b.Response
+	if d.Outcome == store.OutcomeAllow {
+		rc, err := tx.Receipts().ByDecision(ctx, d.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			// Stored with the decision, all or nothing: a broken store, not
+			// an unknown decision.
+			return Response{}, fmt.Errorf("decision: internal: allowed decision %s has no stored receipt", d.ID)
+		}
+		if err != nil {
+			return Response{}, err
+		}
+		r.Receipt = rc.JWS
+	}
+	if b.TreeSize == 0 {
 		return r, nil
 	}
-	rc, err := tx.Receipts().ByDecision(ctx, d.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		// Stored with the decision, all or nothing: a broken store, not
-		// an unknown decision.
-		return Response{}, fmt.Errorf("decision: internal: allowed decision %s has no stored receipt", d.ID)
-	}
+	p, err := s.cfg.Ledger.InclusionProofIn(ctx, s.cfg.Ledger.TenantLog(org.ID, org.Slug), tx.Log(), r.Ledger.Index, b.TreeSize)
 	if err != nil {
-		return Response{}, err
+		if ctx.Err() != nil {
+			return Response{}, err
+		}
+		// Not a not-found: the decision exists, and the log does not hold
+		// what its row names — a broken store.
+		return Response{}, fmt.Errorf("decision: internal: inclusion proof of %s: %v", d.ID, err)
 	}
-	r.Receipt = rc.JWS
+	if !bytes.Equal(p.LeafHash, r.Ledger.LeafHash) {
+		// The row names an entry that is not its own: a broken store.
+		return Response{}, fmt.Errorf("decision: internal: ledger entry %d is not decision %s's", r.Ledger.Index, d.ID)
+	}
+	r.Ledger.Checkpoint = string(p.Checkpoint.Note)
+	r.Ledger.InclusionProof = p.Hashes
+	if r.Ledger.InclusionProof == nil {
+		r.Ledger.InclusionProof = [][]byte{}
+	}
 	return r, nil
 }

@@ -67,7 +67,7 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	}
 	// The rows are stored in the batch's transaction, once the entries
 	// have their indexes and proof: the stored response is the one sent
-	// (its receipt kept as its ledger entry's record, see storedResponse).
+	// (less what the ledger keeps, see storedBody).
 	write := func(ctx context.Context, tx store.TenantTx, appended []ledger.Appended) error {
 		entry := appended[0]
 		if receipt != nil {
@@ -76,7 +76,7 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 		// The proof is against the checkpoint signed for the decision's
 		// own batch: the response's checkpoint and proof go together.
 		resp.Ledger = LedgerProof{Index: entry.Index, LeafHash: entry.LeafHash, Checkpoint: string(entry.Checkpoint.Note), InclusionProof: entry.Proof}
-		body, err := storedResponse(resp)
+		body, err := storedResponse(resp, entry.Checkpoint.Size)
 		if err != nil {
 			return fmt.Errorf("decision: encode the response: %w", err)
 		}

@@ -8,9 +8,9 @@ import (
 
 // Response is the answer to POST /v1/decisions and GET /v1/decisions/{id},
 // exactly DESIGN §3 "Response": the HTTP layer marshals it as is. It is
-// stored as JSON with the decision and replayed byte for byte (an
-// Idempotency-Key replay, a later GET), so every field survives a JSON
-// round trip unchanged.
+// stored as JSON with the decision, less what the ledger holds (storedBody),
+// and replayed byte for byte (an Idempotency-Key replay, a later GET), so
+// every field survives a JSON round trip unchanged.
 type Response struct {
 	DecisionID string   `json:"decision_id"`
 	Outcome    Outcome  `json:"outcome"`

@@ -1,9 +1,12 @@
 package decision_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -84,11 +87,14 @@ func TestDecideAllow(t *testing.T) {
 			if b, _ := json.Marshal(again); string(b) != string(body) {
 				t.Fatalf("GetDecision =\n%s\nwant\n%s", b, body)
 			}
-			// The JWS is stored once, in the receipt's row: the decision's
-			// row keeps the rest of the response.
+			// The JWS is stored once, in the receipt's row, and the
+			// checkpoint and proof are the log's: the decision's row keeps
+			// the rest of the response, and the tree size to prove it in.
 			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
 				d, err := tx.Decisions().Get(ctx, resp.DecisionID)
-				if err == nil && (strings.Contains(d.Response, `"receipt"`) || !strings.Contains(d.Response, `"ledger"`)) {
+				origin, _, _ := strings.Cut(resp.Ledger.Checkpoint, "\n")
+				if err == nil && (strings.Contains(d.Response, `"receipt"`) || !strings.Contains(d.Response, `"ledger"`) ||
+					strings.Contains(d.Response, origin) || !strings.Contains(d.Response, `"tree_size":`)) {
 					t.Errorf("stored response %s", d.Response)
 				}
 				return err
@@ -406,6 +412,62 @@ func TestAllowedDecisionWithoutReceipt(t *testing.T) {
 			resp, err := e.service.GetDecision(context.Background(), e.org, agent.ID, d.ID)
 			if err == nil || errors.Is(err, store.ErrNotFound) || !strings.Contains(err.Error(), "has no stored receipt") {
 				t.Fatalf("GetDecision = %+v, %v; want the internal error of a missing receipt", resp, err)
+			}
+		})
+	}
+}
+
+// A decision's row names its ledger entry and the size of the tree its
+// proof is in; reading it back rebuilds the checkpoint and proof from the
+// log. A row stored before that (no tree size) keeps its own. A row that
+// names what the log does not hold is a broken store: an internal error,
+// not a "not found" that would pass for an unknown decision.
+func TestStoredResponseProofFromTheLog(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			e.activate(t, acmeBundle(t))
+			agent := e.agent(t, store.RiskLow)
+			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			sent := e.decide(t, agent.ID, payment("100.00", payee.ID), "")
+			size := strings.Split(sent.Ledger.Checkpoint, "\n")[1]
+			leaf := base64.StdEncoding.EncodeToString(sent.Ledger.LeafHash)
+			index, next := fmt.Sprint(sent.Ledger.Index), fmt.Sprint(sent.Ledger.Index+1)
+			// Denials: no receipt to read back.
+			stored := func(ledger string) string {
+				var d store.Decision
+				e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+					var err error
+					d, err = tx.Decisions().Insert(ctx, store.Decision{
+						AgentID: agent.ID, Action: `{"type":"invoice.approve"}`, ActionType: "invoice.approve",
+						Reason: "r", Outcome: store.OutcomeDeny, Reasons: []string{"no_authority"}, BaseRevision: "b",
+						RequestSHA256: make([]byte, 32), LedgerIndex: sent.Ledger.Index,
+						Response: `{"decision_id":"x","outcome":"deny","reasons":["no_authority"],` + ledger + `}`,
+					})
+					return err
+				})
+				return d.ID
+			}
+			get := func(id string) (decision.Response, error) {
+				return e.service.GetDecision(context.Background(), e.org, agent.ID, id)
+			}
+
+			got, err := get(stored(`"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":` + size))
+			if err != nil || got.Ledger.Checkpoint != sent.Ledger.Checkpoint || !slices.EqualFunc(got.Ledger.InclusionProof, sent.Ledger.InclusionProof, bytes.Equal) {
+				t.Errorf("rebuilt: %+v, %v; want the checkpoint and proof sent with %+v", got.Ledger, err, sent.Ledger)
+			}
+			got, err = get(stored(`"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"an older row's","inclusion_proof":["AAAA"]}`))
+			if err != nil || got.Ledger.Checkpoint != "an older row's" || len(got.Ledger.InclusionProof) != 1 || !bytes.Equal(got.Ledger.InclusionProof[0], []byte{0, 0, 0}) {
+				t.Errorf("an older row: %+v, %v; want its own checkpoint and proof", got.Ledger, err)
+			}
+			for name, ledger := range map[string]string{
+				"another entry's leaf hash": `"ledger":{"index":` + next + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":` + size,
+				"a tree size never signed":  `"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":99999`,
+			} {
+				got, err := get(stored(ledger))
+				if err == nil || errors.Is(err, store.ErrNotFound) || !strings.Contains(err.Error(), "internal") {
+					t.Errorf("%s: %+v, %v; want an internal error", name, got, err)
+				}
 			}
 		})
 	}
