@@ -34,12 +34,12 @@ type decisionHandlers struct {
 // `agentsigna verify inclusion` (or any tlog-proof verifier) checks offline.
 func (h *decisionHandlers) tlogProof(c *fiber.Ctx) error {
 	agent, _ := AgentFrom(c)
-	resp, err := h.svc.GetDecision(c.UserContext(), orgOf(agent), agent.ID, c.Params("id"))
+	index, err := h.svc.DecisionIndex(c.UserContext(), orgOf(agent), agent.ID, c.Params("id"))
 	if err != nil {
 		return decisionError(err)
 	}
 	lg := h.ledger.TenantLog(agent.Tenant.ID, agent.Tenant.Slug)
-	p, err := h.ledger.InclusionProof(c.UserContext(), lg, resp.Ledger.Index, 0)
+	p, err := h.ledger.InclusionProof(c.UserContext(), lg, index, 0)
 	if err != nil {
 		return ledgerError(err)
 	}

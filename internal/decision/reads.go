@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
 )
 
 // GetDecision returns one of the agent's own decisions, as it was answered
@@ -15,11 +16,33 @@ import (
 // organization, a malformed id and an unknown one are all store.ErrNotFound:
 // an agent cannot tell them apart.
 func (s *Service) GetDecision(ctx context.Context, org Organization, agentID, decisionID string) (Response, error) {
-	if store.CheckID(store.PrefixDecision, decisionID) != nil {
-		return Response{}, fmt.Errorf("%w: decision", store.ErrNotFound)
-	}
 	var answered Response
-	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+	err := s.ownDecision(ctx, org, agentID, decisionID, func(ctx context.Context, tx store.TenantTx, d store.Decision) error {
+		var err error
+		answered, err = s.readResponse(ctx, org, tx, d)
+		return err
+	})
+	return answered, err
+}
+
+// DecisionIndex returns the index of the ledger entry of one of the
+// agent's own decisions, refused as GetDecision refuses.
+func (s *Service) DecisionIndex(ctx context.Context, org Organization, agentID, decisionID string) (uint64, error) {
+	var index uint64
+	err := s.ownDecision(ctx, org, agentID, decisionID, func(_ context.Context, _ store.TenantTx, d store.Decision) error {
+		index = d.LedgerIndex
+		return nil
+	})
+	return index, err
+}
+
+// ownDecision runs fn, in a read transaction, with one of the agent's own
+// decisions.
+func (s *Service) ownDecision(ctx context.Context, org Organization, agentID, decisionID string, fn func(context.Context, store.TenantTx, store.Decision) error) error {
+	if store.CheckID(store.PrefixDecision, decisionID) != nil {
+		return fmt.Errorf("%w: decision", store.ErrNotFound)
+	}
+	return s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		d, err := tx.Decisions().Get(ctx, decisionID)
 		if err != nil {
 			return err
@@ -27,10 +50,8 @@ func (s *Service) GetDecision(ctx context.Context, org Organization, agentID, de
 		if d.AgentID != agentID {
 			return fmt.Errorf("%w: decision", store.ErrNotFound)
 		}
-		answered, err = s.readResponse(ctx, org, tx, d)
-		return err
+		return fn(ctx, tx, d)
 	})
-	return answered, err
 }
 
 // storedBody is what a decision's row keeps of its response: all of it but
@@ -76,25 +97,24 @@ func (s *Service) readResponse(ctx context.Context, org Organization, tx store.T
 		r.Receipt = rc.JWS
 	}
 	if b.TreeSize == 0 {
-		return r, nil
+		if r.Ledger.Checkpoint == "" {
+			return Response{}, fmt.Errorf("decision: internal: stored response of %s has neither a checkpoint nor a tree size", d.ID)
+		}
+		return r, nil // stored before tree_size, with its checkpoint and proof
 	}
 	p, err := s.cfg.Ledger.InclusionProofIn(ctx, s.cfg.Ledger.TenantLog(org.ID, org.Slug), tx.Log(), r.Ledger.Index, b.TreeSize)
-	if err != nil {
-		if ctx.Err() != nil {
-			return Response{}, err
-		}
-		// Not a not-found: the decision exists, and the log does not hold
-		// what its row names — a broken store.
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid), errors.Is(err, ledger.ErrNoCheckpoint):
+		// The decision exists and the log does not hold what its row
+		// names: a broken store, not an unknown decision nor a bad request.
 		return Response{}, fmt.Errorf("decision: internal: inclusion proof of %s: %v", d.ID, err)
+	case err != nil:
+		return Response{}, fmt.Errorf("decision: inclusion proof of %s: %w", d.ID, err)
 	}
 	if !bytes.Equal(p.LeafHash, r.Ledger.LeafHash) {
-		// The row names an entry that is not its own: a broken store.
-		return Response{}, fmt.Errorf("decision: internal: ledger entry %d is not decision %s's", r.Ledger.Index, d.ID)
+		return Response{}, fmt.Errorf("decision: internal: ledger entry %d does not have the leaf hash decision %s's row names", r.Ledger.Index, d.ID)
 	}
 	r.Ledger.Checkpoint = string(p.Checkpoint.Note)
 	r.Ledger.InclusionProof = p.Hashes
-	if r.Ledger.InclusionProof == nil {
-		r.Ledger.InclusionProof = [][]byte{}
-	}
 	return r, nil
 }

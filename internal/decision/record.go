@@ -13,8 +13,9 @@ import (
 
 // record writes an evaluated decision down (steps 4–5 of Decide): its
 // ledger entry, the receipt or case and theirs, and in the same
-// transaction the store rows, whose response carries the entry's index,
-// checkpoint and inclusion proof; it returns that response.
+// transaction the store rows; it returns the response, which carries the
+// entry's index, checkpoint and inclusion proof (the row keeps what the
+// ledger does not hold, see storedBody).
 //
 // The rows commit with the entries or not at all, except when storing
 // them fails on its own (the write's savepoint): the entries stay (the log

@@ -94,7 +94,8 @@ func TestDecideAllow(t *testing.T) {
 				d, err := tx.Decisions().Get(ctx, resp.DecisionID)
 				origin, _, _ := strings.Cut(resp.Ledger.Checkpoint, "\n")
 				if err == nil && (strings.Contains(d.Response, `"receipt"`) || !strings.Contains(d.Response, `"ledger"`) ||
-					strings.Contains(d.Response, origin) || !strings.Contains(d.Response, `"tree_size":`)) {
+					strings.Contains(d.Response, origin) || !strings.Contains(d.Response, `"inclusion_proof":null`) ||
+					!strings.Contains(d.Response, `"tree_size":`)) {
 					t.Errorf("stored response %s", d.Response)
 				}
 				return err
@@ -429,7 +430,24 @@ func TestStoredResponseProofFromTheLog(t *testing.T) {
 			e.activate(t, acmeBundle(t))
 			agent := e.agent(t, store.RiskLow)
 			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
-			sent := e.decide(t, agent.ID, payment("100.00", payee.ID), "")
+			req := payment("100.00", payee.ID)
+			sent := e.decide(t, agent.ID, req, "key-1")
+			if sent.Outcome != decision.Allow {
+				t.Fatalf("decision %+v, want an allow (its receipt is the entry after its own)", sent)
+			}
+			sentJSON, _ := json.Marshal(sent)
+			// The log grows past the decision's checkpoint: a later read and
+			// a replay still answer with the checkpoint and proof sent.
+			for range 3 {
+				e.decide(t, agent.ID, payment("100.00", payee.ID), "")
+			}
+			later, err := e.service.GetDecision(context.Background(), e.org, agent.ID, sent.DecisionID)
+			if b, _ := json.Marshal(later); err != nil || string(b) != string(sentJSON) {
+				t.Errorf("GetDecision after the log grew =\n%s, %v\nwant\n%s", b, err, sentJSON)
+			}
+			if b, _ := json.Marshal(e.decide(t, agent.ID, req, "key-1")); string(b) != string(sentJSON) {
+				t.Errorf("replay after the log grew =\n%s\nwant\n%s", b, sentJSON)
+			}
 			size := strings.Split(sent.Ledger.Checkpoint, "\n")[1]
 			leaf := base64.StdEncoding.EncodeToString(sent.Ledger.LeafHash)
 			index, next := fmt.Sprint(sent.Ledger.Index), fmt.Sprint(sent.Ledger.Index+1)
@@ -461,8 +479,10 @@ func TestStoredResponseProofFromTheLog(t *testing.T) {
 				t.Errorf("an older row: %+v, %v; want its own checkpoint and proof", got.Ledger, err)
 			}
 			for name, ledger := range map[string]string{
-				"another entry's leaf hash": `"ledger":{"index":` + next + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":` + size,
-				"a tree size never signed":  `"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":99999`,
+				"another entry's index":           `"ledger":{"index":` + next + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":` + size,
+				"a tree size never signed":        `"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":99999`,
+				"an index beyond its tree":        `"ledger":{"index":99999,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":` + size,
+				"neither a checkpoint nor a size": `"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null}`,
 			} {
 				got, err := get(stored(ledger))
 				if err == nil || errors.Is(err, store.ErrNotFound) || !strings.Contains(err.Error(), "internal") {

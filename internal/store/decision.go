@@ -118,8 +118,9 @@ type Decision struct {
 	// LedgerIndex is the index of the decision's entry in the
 	// organization's log.
 	LedgerIndex uint64
-	// Response is the exact response body (JSON) to replay for the same
-	// Idempotency-Key.
+	// Response is the response body (JSON) to replay for the same
+	// Idempotency-Key and to answer a later read with, as the decision
+	// service stores it (less what the ledger holds).
 	Response  string
 	CreatedAt time.Time
 }

@@ -81,10 +81,10 @@ const platformWALPages = 4 << 20 / pageSize
 // the size it was created with. A decision's rows are mostly its two
 // ledger entries and its own row, of 1-1.5 KB each: SQLite's default
 // 4 KiB pages hold two of them and stay a third empty. With 8 KiB pages
-// an allowed decision takes 5.4 KB of file instead of 7.1 (-23%), for
-// 19-30% more bytes written through the WAL, at the same speed
-// (BenchmarkDecideAllowParallel/sqlite: file-B/op, written-B/op, ns/op).
-// 16 KiB pages saved 25% of file for 66% more written.
+// an allowed decision took 23% less file, for 19-30% more bytes written
+// through the WAL, at the same speed (BenchmarkDecideAllowParallel/sqlite:
+// file-B/op, written-B/op, ns/op). 16 KiB pages saved 25% of file for 66%
+// more written.
 const pageSize = 8192
 
 // maxReaders bounds each tenant file's read-only connections: WAL readers
