@@ -102,10 +102,7 @@ func TestWaitCase(t *testing.T) {
 func TestPolicyLoadedAfterRestart(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e := newServiceEnv(t, kind)
-			e.activate(t, acmeBundle(t))
-			agent := e.agent(t, store.RiskLow)
-			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			e, agent, payee := payingEnv(t, kind)
 			engine, _, restarted := e.newService(t, e.ledger, decision.Config{})
 			if engine.Active(e.org.ID) != nil {
 				t.Fatal("a fresh engine has a policy")

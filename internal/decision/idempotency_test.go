@@ -67,10 +67,7 @@ func TestIdempotencyKey(t *testing.T) {
 func TestIdempotencyConcurrent(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e := newServiceEnv(t, kind)
-			e.activate(t, acmeBundle(t))
-			agent := e.agent(t, store.RiskLow)
-			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			e, agent, payee := payingEnv(t, kind)
 			req := payment("100.00", payee.ID)
 
 			t.Run("one process", func(t *testing.T) {

@@ -199,6 +199,15 @@ func (e *serviceEnv) agent(t testing.TB, tier store.RiskTier) store.Agent {
 	return a
 }
 
+// payingEnv is a service over kind's store with the acme example policy
+// active, a low-risk agent, and a verified counterparty it may pay.
+func payingEnv(t testing.TB, kind string) (e *serviceEnv, agent store.Agent, payee store.Counterparty) {
+	t.Helper()
+	e = newServiceEnv(t, kind)
+	e.activate(t, acmeBundle(t))
+	return e, e.agent(t, store.RiskLow), e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+}
+
 func (e *serviceEnv) counterparty(t testing.TB, tenantID string, status store.CounterpartyStatus) store.Counterparty {
 	t.Helper()
 	var c store.Counterparty

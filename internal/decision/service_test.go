@@ -116,10 +116,7 @@ func TestDecideAllow(t *testing.T) {
 func TestDecideEscalate(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e := newServiceEnv(t, kind)
-			e.activate(t, acmeBundle(t))
-			agent := e.agent(t, store.RiskLow)
-			verified := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			e, agent, verified := payingEnv(t, kind)
 			unverified := e.counterparty(t, e.org.ID, store.CounterpartyNew)
 			for _, tc := range []struct {
 				name      string
@@ -280,10 +277,7 @@ func TestRecentDenials(t *testing.T) {
 func TestDecideRefusals(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e := newServiceEnv(t, kind)
-			e.activate(t, acmeBundle(t))
-			agent := e.agent(t, store.RiskLow)
-			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			e, agent, payee := payingEnv(t, kind)
 			globex := storeTenant(t, e, "globex")
 			foreign := e.counterparty(t, globex, store.CounterpartyVerified)
 			ctx := context.Background()
@@ -426,10 +420,7 @@ func TestAllowedDecisionWithoutReceipt(t *testing.T) {
 func TestStoredResponseProofFromTheLog(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e := newServiceEnv(t, kind)
-			e.activate(t, acmeBundle(t))
-			agent := e.agent(t, store.RiskLow)
-			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			e, agent, payee := payingEnv(t, kind)
 			req := payment("100.00", payee.ID)
 			sent := e.decide(t, agent.ID, req, "key-1")
 			if sent.Outcome != decision.Allow {
