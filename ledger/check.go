@@ -39,7 +39,7 @@ const checkChunk = 4096
 // key stored with the log (an operator's self-check, not an audit).
 func (l *Ledger) Check(ctx context.Context, lg Log, verifierKey string) (Report, error) {
 	var rep Report
-	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
 		if verifierKey == "" {
 			var err error
 			if verifierKey, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope); err != nil {

@@ -28,7 +28,7 @@ func (l *Ledger) Export(ctx context.Context, lg Log, from, to uint64, w io.Write
 	var rangeHashes [][]byte
 	var vkey string
 	var jwks []byte
-	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
 		var err error
 		if cp, err = checkpointAt(ctx, lt, to); err != nil {
 			return err
@@ -101,7 +101,7 @@ func (l *Ledger) exportEntries(ctx context.Context, lg Log, from, to uint64, emi
 	for start := from; start < to; start += exportChunk {
 		end := min(start+exportChunk, to)
 		var es []store.LedgerEntry
-		err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+		err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 			var err error
 			es, err = lt.Entries(ctx, start, end)
 			return err

@@ -107,6 +107,10 @@ type Log struct {
 	key   string // writer and cache key: tenant id, or "platform"
 	scope signing.LogScope
 	in    func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error
+	// read is in for reading only: an organization's read transaction,
+	// which on the embedded store does not queue for the file's one
+	// writing connection behind the batches; the platform log's is in.
+	read func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error
 	// tenant runs fn in a transaction of the organization's store, which
 	// holds the log; nil for the platform log.
 	tenant func(ctx context.Context, fn func(context.Context, store.TenantTx) error) error
@@ -126,20 +130,27 @@ func (l *Ledger) TenantLog(tenantID, slug string) Log {
 				return fn(ctx, tx.Log(), tx.Keys())
 			})
 		},
+		read: func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
+			return l.cfg.Tenants.InTenantReadTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+				return fn(ctx, tx.Log(), tx.Keys())
+			})
+		},
 		tenant: tenant,
 	}
 }
 
 // PlatformLog is the platform plane's log.
 func (l *Ledger) PlatformLog() Log {
+	in := func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
+		return l.cfg.Platform.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+			return fn(ctx, tx.Log(), tx.Keys())
+		})
+	}
 	return Log{
 		key:   "platform",
 		scope: signing.LogScope{Origin: l.cfg.Origin + "/platform"},
-		in: func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
-			return l.cfg.Platform.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
-				return fn(ctx, tx.Log(), tx.Keys())
-			})
-		},
+		in:    in,
+		read:  in,
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -480,6 +481,71 @@ func TestAppendedProofs(t *testing.T) {
 			}
 			if cp, err := e.ledger.LatestCheckpoint(ctx, e.log); err != nil || cp.Size < 256 {
 				t.Fatalf("the log reached %d entries (%v): the tile edge was not crossed", cp.Size, err)
+			}
+		})
+	}
+}
+
+// Reading an organization's log does not queue behind a transaction that
+// holds its store for writing: on the embedded store, the file's one
+// writing connection, which the ledger's batches hold while they commit.
+// Every read the ledger offers completes while such a transaction waits.
+func TestReadsDoNotWaitForTheWriter(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			ctx := context.Background()
+			var first ledger.Appended
+			for i := range 3 {
+				a, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "test", Subject: fmt.Sprint("e", i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					first = a
+				}
+			}
+			held, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+			go func() {
+				done <- e.backend.InTenantTx(ctx, e.tenant.ID, func(context.Context, store.TenantTx) error {
+					close(held)
+					<-release
+					return nil
+				})
+			}()
+			<-held
+			defer func() {
+				close(release)
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			}()
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			for name, read := range map[string]func() error{
+				"latest checkpoint": func() error { _, err := e.ledger.LatestCheckpoint(rctx, e.log); return err },
+				"entry":             func() error { _, err := e.ledger.Entry(rctx, e.log, 0); return err },
+				"verifier key":      func() error { _, err := e.ledger.VerifierKey(rctx, e.log); return err },
+				"inclusion proof":   func() error { _, err := e.ledger.InclusionProof(rctx, e.log, 0, 0); return err },
+				"proof by leaf hash": func() error {
+					_, err := e.ledger.InclusionProofByLeafHash(rctx, e.log, first.LeafHash, 0)
+					return err
+				},
+				"consistency proof": func() error { _, err := e.ledger.ConsistencyProof(rctx, e.log, 1, 3); return err },
+				"tile":              func() error { _, err := e.ledger.Tile(rctx, e.log, 0, 0, 3); return err },
+				"entry bundle":      func() error { _, err := e.ledger.EntryBundle(rctx, e.log, 0, 3); return err },
+				"export":            func() error { return e.ledger.Export(rctx, e.log, 0, 0, io.Discard) },
+				"check": func() error {
+					rep, err := e.ledger.Check(rctx, e.log, "")
+					if err == nil && rep.Problem != nil {
+						err = rep.Problem
+					}
+					return err
+				},
+			} {
+				if err := read(); err != nil {
+					t.Errorf("%s while a writer holds the store: %v", name, err)
+				}
 			}
 		})
 	}

@@ -17,7 +17,7 @@ import (
 // for a log with no entries.
 func (l *Ledger) LatestCheckpoint(ctx context.Context, lg Log) (Checkpoint, error) {
 	var cp store.LedgerCheckpoint
-	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 		var err error
 		cp, err = lt.LatestCheckpoint(ctx)
 		return err
@@ -31,7 +31,7 @@ func (l *Ledger) LatestCheckpoint(ctx context.Context, lg Log) (Checkpoint, erro
 // Entry returns one stored entry with its record.
 func (l *Ledger) Entry(ctx context.Context, lg Log, index uint64) (store.LedgerEntry, error) {
 	var out store.LedgerEntry
-	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 		es, err := lt.Entries(ctx, index, index+1)
 		if err != nil {
 			return err
@@ -48,7 +48,7 @@ func (l *Ledger) Entry(ctx context.Context, lg Log, index uint64) (store.LedgerE
 // VerifierKey returns the log's public note verifier key.
 func (l *Ledger) VerifierKey(ctx context.Context, lg Log) (string, error) {
 	var vkey string
-	err := lg.in(ctx, func(ctx context.Context, _ store.LogTx, kt store.KeyTx) error {
+	err := lg.read(ctx, func(ctx context.Context, _ store.LogTx, kt store.KeyTx) error {
 		var err error
 		vkey, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope)
 		return err
@@ -84,7 +84,7 @@ type InclusionProof struct {
 // InclusionProof builds the proof from stored hashes.
 func (l *Ledger) InclusionProof(ctx context.Context, lg Log, index, treeSize uint64) (InclusionProof, error) {
 	var out InclusionProof
-	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 		var err error
 		out, err = l.InclusionProofIn(ctx, lg, lt, index, treeSize)
 		return err
@@ -125,7 +125,7 @@ func (l *Ledger) InclusionProofIn(ctx context.Context, lg Log, lt store.LogTx, i
 // InclusionProofByLeafHash finds the entry with leafHash and proves it.
 func (l *Ledger) InclusionProofByLeafHash(ctx context.Context, lg Log, leafHash []byte, treeSize uint64) (InclusionProof, error) {
 	var index uint64
-	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 		e, err := lt.EntryByLeafHash(ctx, leafHash)
 		index = e.Index
 		return err
@@ -147,7 +147,7 @@ type ConsistencyProof struct {
 // ConsistencyProof builds the proof from stored hashes.
 func (l *Ledger) ConsistencyProof(ctx context.Context, lg Log, first, second uint64) (ConsistencyProof, error) {
 	var out ConsistencyProof
-	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 		if first == 0 || first > second {
 			return fmt.Errorf("%w: consistency needs 0 < first <= second", store.ErrInvalid)
 		}

@@ -17,7 +17,7 @@ func (l *Ledger) Tile(ctx context.Context, lg Log, level uint, index uint64, wid
 		return nil, fmt.Errorf("%w: tile width 1-256, level below 8", store.ErrInvalid)
 	}
 	var out []byte
-	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 		cp, err := lt.LatestCheckpoint(ctx)
 		if err != nil {
 			return err
@@ -41,7 +41,7 @@ func (l *Ledger) EntryBundle(ctx context.Context, lg Log, index uint64, width ui
 		return nil, fmt.Errorf("%w: entry bundle width 1-256", store.ErrInvalid)
 	}
 	var out []byte
-	err := lg.in(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 		cp, err := lt.LatestCheckpoint(ctx)
 		if err != nil {
 			return err
