@@ -31,8 +31,9 @@ type TenantStore interface {
 	InTenantTx(ctx context.Context, tenantID string, fn func(ctx context.Context, tx TenantTx) error) error
 	// InTenantReadTx is InTenantTx for reading only: every write in it
 	// fails (ErrReadOnly), and it does not wait for, nor hold up, the
-	// organization's writers (a snapshot of what was committed when it
-	// began: SQLite's WAL readers, a READ ONLY PostgreSQL transaction).
+	// organization's writers. It reads one snapshot throughout, of what was
+	// committed when it first read: SQLite's WAL readers, a REPEATABLE
+	// READ, READ ONLY PostgreSQL transaction.
 	InTenantReadTx(ctx context.Context, tenantID string, fn func(ctx context.Context, tx TenantTx) error) error
 	// ReadDecisionInputs reads what the decision service needs about a
 	// request before it evaluates it, as InTenantReadTx would read it

@@ -168,9 +168,14 @@ func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context
 }
 
 // InTenantReadTx is InTenantTx in a READ ONLY transaction, which under
-// MVCC neither waits for nor holds up the organization's writers.
+// MVCC neither waits for nor holds up the organization's writers. It is
+// REPEATABLE READ: every statement sees the one snapshot taken by the
+// first, as store.TenantStore promises (READ COMMITTED took one per
+// statement, and a ledger check that read the checkpoints and then the
+// entries saw entries a batch had committed in between). A read-only
+// transaction never fails to serialize.
 func (s *Store) InTenantReadTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
-	return s.inTenantTx(ctx, tenantID, pgx.TxOptions{AccessMode: pgx.ReadOnly}, fn)
+	return s.inTenantTx(ctx, tenantID, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
 }
 
 // setTenantSQL confines the rest of the transaction to organization $1 and
