@@ -107,9 +107,11 @@ type Log struct {
 	key   string // writer and cache key: tenant id, or "platform"
 	scope signing.LogScope
 	in    func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error
-	// read is in for reading only: an organization's read transaction,
-	// which on the embedded store does not queue for the file's one
-	// writing connection behind the batches; the platform log's is in.
+	// read is in for reading only (a write in fn fails, store.ErrReadOnly):
+	// an organization's read transaction, which on the embedded store does
+	// not queue for the file's one writing connection behind the batches.
+	// The platform store has no read transaction: the platform log's read
+	// is in.
 	read func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error
 	// tenant runs fn in a transaction of the organization's store, which
 	// holds the log; nil for the platform log.
