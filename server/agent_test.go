@@ -501,3 +501,72 @@ func forgeTenant(t *testing.T, token, tenantID string, key jwk.Key) string {
 	}
 	return string(signed)
 }
+
+// What an agent or a verifier reads of an organization — its receipt
+// keys, a decision, a case, a decision's tlog-proof — is served while a
+// transaction holds the organization's store for writing and its log's
+// lock, as a ledger batch does while it commits: on the embedded store
+// such a transaction holds the file's one writing connection, and reads
+// that queued for it waited for every batch.
+func TestReadsAreServedWhileTheWriterIsHeld(t *testing.T) {
+	e := newAgentEnv(t)
+	tok := e.token(t, "acme")
+	status, _, body := e.decide(t, tok, payment(e.cps["acme"], "100.00"), nil)
+	var allowed struct {
+		DecisionID string `json:"decision_id"`
+	}
+	if status != 200 || json.Unmarshal(body, &allowed) != nil {
+		t.Fatalf("allow: %d %s", status, body)
+	}
+	status, _, body = e.decide(t, tok, payment(e.cps["acme"], "1500.00"), nil)
+	var esc struct {
+		Case struct {
+			ID string `json:"id"`
+		} `json:"case"`
+	}
+	if status != 200 || json.Unmarshal(body, &esc) != nil || esc.Case.ID == "" {
+		t.Fatalf("escalate: %d %s", status, body)
+	}
+
+	ctx := context.Background()
+	held, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- e.store.InTenantTx(ctx, e.orgs["acme"].ID, func(ctx context.Context, tx store.TenantTx) error {
+			if err := tx.Log().LockLog(ctx); err != nil {
+				return err
+			}
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	select {
+	case <-held:
+	case err := <-done:
+		t.Fatalf("holding the store: %v", err)
+	}
+	defer func() {
+		close(release)
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, path := range []string{
+		"/t/acme/.well-known/jwks.json",
+		"/v1/decisions/" + allowed.DecisionID,
+		"/v1/decisions/" + allowed.DecisionID + "/tlog-proof",
+		"/v1/cases/" + esc.Case.ID,
+	} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := e.app.Test(req, 5000)
+		if err != nil {
+			t.Errorf("GET %s while the writer is held: %v", path, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s while the writer is held: %d", path, resp.StatusCode)
+		}
+	}
+}

@@ -135,7 +135,7 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		return oauthError(c, fiber.StatusUnauthorized, identity.OAuthInvalidClient, "client authentication failed")
 	}
 	var info identity.AgentInfo
-	err = a.cfg.Tenants.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+	err = a.cfg.Tenants.InTenantReadTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
 		ag, err := tx.Agents().Get(ctx, claimed)
 		if err != nil {
 			return err

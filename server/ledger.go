@@ -78,7 +78,7 @@ func MountJWKS(p *Plane, tenants store.TenantStore) {
 			return err
 		}
 		var jwks []byte
-		err = tenants.InTenantTx(c.UserContext(), ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+		err = tenants.InTenantReadTx(c.UserContext(), ref.ID, func(ctx context.Context, tx store.TenantTx) error {
 			jwks, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
 			return err
 		})

@@ -59,7 +59,7 @@ func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseI
 // readCase reads the agent's case and, once approved, its receipt.
 func (s *Service) readCase(ctx context.Context, org Organization, agentID, caseID string) (CaseView, error) {
 	var v CaseView
-	err := s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		c, err := tx.Cases().Get(ctx, caseID)
 		if err != nil {
 			return err
