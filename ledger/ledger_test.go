@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
@@ -506,28 +507,7 @@ func TestReadsDoNotWaitForTheWriter(t *testing.T) {
 					first = a
 				}
 			}
-			held, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
-			go func() {
-				done <- e.backend.InTenantTx(ctx, e.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
-					if err := tx.Log().LockLog(ctx); err != nil {
-						return err
-					}
-					close(held)
-					<-release
-					return nil
-				})
-			}()
-			select {
-			case <-held:
-			case err := <-done:
-				t.Fatalf("holding the store: %v", err)
-			}
-			defer func() {
-				close(release)
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-			}()
+			defer storetest.HoldWriter(t, e.backend, e.tenant.ID)()
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			for name, read := range map[string]func() error{

@@ -528,29 +528,7 @@ func TestReadsAreServedWhileTheWriterIsHeld(t *testing.T) {
 		t.Fatalf("escalate: %d %s", status, body)
 	}
 
-	ctx := context.Background()
-	held, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
-	go func() {
-		done <- e.store.InTenantTx(ctx, e.orgs["acme"].ID, func(ctx context.Context, tx store.TenantTx) error {
-			if err := tx.Log().LockLog(ctx); err != nil {
-				return err
-			}
-			close(held)
-			<-release
-			return nil
-		})
-	}()
-	select {
-	case <-held:
-	case err := <-done:
-		t.Fatalf("holding the store: %v", err)
-	}
-	defer func() {
-		close(release)
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer storetest.HoldWriter(t, e.store, e.orgs["acme"].ID)()
 	for _, path := range []string{
 		"/t/acme/.well-known/jwks.json",
 		"/v1/decisions/" + allowed.DecisionID,

@@ -1114,3 +1114,33 @@ func testClosed(t *testing.T, h Harness) {
 	wantErr(t, "InPlatformTx after Close", err, store.ErrUnavailable)
 	wantErr(t, "Ping after Close", b.Ping(c), store.ErrUnavailable)
 }
+
+// HoldWriter holds tenantID's store for writing, with its log's lock, as a
+// ledger batch does while it commits, until the test calls the returned
+// release (which waits for the transaction to end). On the embedded store
+// that is the file's one writing connection.
+func HoldWriter(t testing.TB, b store.TenantStore, tenantID string) (release func()) {
+	t.Helper()
+	held, stop, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- b.InTenantTx(context.Background(), tenantID, func(ctx context.Context, tx store.TenantTx) error {
+			if err := tx.Log().LockLog(ctx); err != nil {
+				return err
+			}
+			close(held)
+			<-stop
+			return nil
+		})
+	}()
+	select {
+	case <-held:
+	case err := <-done:
+		t.Fatalf("holding the store for writing: %v", err)
+	}
+	return func() {
+		close(stop)
+		if err := <-done; err != nil {
+			t.Errorf("holding the store for writing: %v", err)
+		}
+	}
+}
