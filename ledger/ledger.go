@@ -108,10 +108,9 @@ type Log struct {
 	scope signing.LogScope
 	in    func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error
 	// read is in for reading only (a write in fn fails, store.ErrReadOnly):
-	// an organization's read transaction, which on the embedded store does
-	// not queue for the file's one writing connection behind the batches.
-	// The platform store has no read transaction: the platform log's read
-	// is in.
+	// a read transaction, which reads one snapshot and on the embedded
+	// store does not queue for the file's one writing connection behind
+	// the batches.
 	read func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error
 	// tenant runs fn in a transaction of the organization's store, which
 	// holds the log; nil for the platform log.
@@ -143,16 +142,19 @@ func (l *Ledger) TenantLog(tenantID, slug string) Log {
 
 // PlatformLog is the platform plane's log.
 func (l *Ledger) PlatformLog() Log {
-	in := func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
-		return l.cfg.Platform.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
-			return fn(ctx, tx.Log(), tx.Keys())
-		})
-	}
 	return Log{
 		key:   "platform",
 		scope: signing.LogScope{Origin: l.cfg.Origin + "/platform"},
-		in:    in,
-		read:  in,
+		in: func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
+			return l.cfg.Platform.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+				return fn(ctx, tx.Log(), tx.Keys())
+			})
+		},
+		read: func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
+			return l.cfg.Platform.InPlatformReadTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+				return fn(ctx, tx.Log(), tx.Keys())
+			})
+		},
 	}
 }
 

@@ -539,39 +539,44 @@ func TestReadsDoNotWaitForTheWriter(t *testing.T) {
 	}
 }
 
-// Check reads one state of the log while batches keep committing: it
-// never reports entries beyond the newest signed checkpoint that its own
-// read of the checkpoints did not see.
+// Check reads one state of a log while batches keep committing: it never
+// reports entries beyond the newest signed checkpoint that its own read
+// of the checkpoints did not see. An organization's log and the
+// platform's.
 func TestCheckWhileAppending(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			e := newEnv(t, kind, ledger.Config{})
-			ctx := context.Background()
-			if _, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "test", Subject: "first"}); err != nil {
-				t.Fatal(err)
-			}
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
+			for name, lg := range map[string]ledger.Log{"organization": e.log, "platform": e.ledger.PlatformLog()} {
+				t.Run(name, func(t *testing.T) {
+					ctx := context.Background()
+					if _, err := e.ledger.Append(ctx, lg, ledger.Entry{Kind: "test", Subject: "first"}); err != nil {
+						t.Fatal(err)
 					}
-					if _, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "test", Subject: fmt.Sprint("e", i)}); err != nil {
-						t.Error(err)
-						return
+					stop := make(chan struct{})
+					var wg sync.WaitGroup
+					wg.Go(func() {
+						for i := 0; ; i++ {
+							select {
+							case <-stop:
+								return
+							default:
+							}
+							if _, err := e.ledger.Append(ctx, lg, ledger.Entry{Kind: "test", Subject: fmt.Sprint("e", i)}); err != nil {
+								t.Error(err)
+								return
+							}
+						}
+					})
+					defer wg.Wait()
+					defer close(stop)
+					for range 20 {
+						rep, err := e.ledger.Check(ctx, lg, "")
+						if err != nil || rep.Problem != nil {
+							t.Fatalf("check while appending: %+v, %v, %v", rep, rep.Problem, err)
+						}
 					}
-				}
-			})
-			defer wg.Wait()
-			defer close(stop)
-			for range 20 {
-				rep, err := e.ledger.Check(ctx, e.log, "")
-				if err != nil || rep.Problem != nil {
-					t.Fatalf("check while appending: %+v, %v, %v", rep, rep.Problem, err)
-				}
+				})
 			}
 		})
 	}

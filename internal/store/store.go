@@ -59,6 +59,10 @@ type TenantStore interface {
 // business data.
 type PlatformStore interface {
 	InPlatformTx(ctx context.Context, fn func(ctx context.Context, tx PlatformTx) error) error
+	// InPlatformReadTx is InPlatformTx for reading only, as InTenantReadTx
+	// is InTenantTx's: every write fails (ErrReadOnly), it does not wait
+	// for the platform's writers, and it reads one snapshot throughout.
+	InPlatformReadTx(ctx context.Context, fn func(ctx context.Context, tx PlatformTx) error) error
 	Ping(ctx context.Context) error
 }
 

@@ -207,6 +207,14 @@ func (s *Store) InPlatformTx(ctx context.Context, fn func(context.Context, store
 	})
 }
 
+// InPlatformReadTx is InPlatformTx in a REPEATABLE READ, READ ONLY
+// transaction, as InTenantReadTx is InTenantTx's.
+func (s *Store) InPlatformReadTx(ctx context.Context, fn func(context.Context, store.PlatformTx) error) error {
+	return inTx(ctx, s.platform, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		return fn(ctx, &platformTx{tx: tx})
+	})
+}
+
 // ResolveTenant reads one organization's directory entry as the tenant role.
 func (s *Store) ResolveTenant(ctx context.Context, slug string) (store.TenantRef, error) {
 	if err := store.CheckSlug(slug); err != nil {

@@ -327,6 +327,17 @@ func (s *Store) InPlatformTx(ctx context.Context, fn func(context.Context, store
 	})
 }
 
+// InPlatformReadTx runs fn in a read transaction on platform.db, from its
+// query_only connections: one WAL snapshot, beside the writer.
+func (s *Store) InPlatformReadTx(ctx context.Context, fn func(context.Context, store.PlatformTx) error) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	return inTx(ctx, s.platformRead, func(tx *sql.Tx) error {
+		return fn(ctx, &platformTx{tx: tx})
+	})
+}
+
 // InTenantTx runs fn in a transaction on the organization's own file.
 func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
 	db, err := s.tenantDB(ctx, tenantID)
