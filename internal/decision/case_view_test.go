@@ -13,11 +13,8 @@ import (
 func TestCaseExpiresWhenRead(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e := newServiceEnv(t, kind)
-			e.activate(t, acmeBundle(t))
+			e, agent, payee := payingEnv(t, kind)
 			ctx := context.Background()
-			agent := e.agent(t, store.RiskLow)
-			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
 			resp := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
 
 			e.clock.Advance(decision.DefaultCaseLifetime - time.Minute)

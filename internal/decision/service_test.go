@@ -20,11 +20,8 @@ import (
 func TestDecideAllow(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e := newServiceEnv(t, kind)
-			e.activate(t, acmeBundle(t))
+			e, agent, payee := payingEnv(t, kind)
 			ctx := context.Background()
-			agent := e.agent(t, store.RiskLow)
-			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
 			req := payment("100.00", payee.ID)
 
 			resp := e.decide(t, agent.ID, req, "")
