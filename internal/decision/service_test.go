@@ -367,13 +367,18 @@ func TestAgentsSeeOnlyTheirOwn(t *testing.T) {
 			if _, err := e.service.GetCase(ctx, e.org, owner.ID, resp.Case.ID); err != nil {
 				t.Fatal(err)
 			}
+			if index, err := e.service.DecisionIndex(ctx, e.org, owner.ID, resp.DecisionID); err != nil || index != resp.Ledger.Index {
+				t.Fatalf("DecisionIndex = %d, %v; want %d", index, err, resp.Ledger.Index)
+			}
 			for name, err := range map[string]error{
-				"decision of another agent": second(e.service.GetDecision(ctx, e.org, other.ID, resp.DecisionID)),
-				"case of another agent":     second(e.service.GetCase(ctx, e.org, other.ID, resp.Case.ID)),
-				"wait on another's case":    second(e.service.WaitCase(ctx, e.org, other.ID, resp.Case.ID, time.Second)),
-				"unknown decision":          second(e.service.GetDecision(ctx, e.org, owner.ID, store.NewID(store.PrefixDecision))),
-				"malformed decision id":     second(e.service.GetDecision(ctx, e.org, owner.ID, "dec_../../x")),
-				"malformed case id":         second(e.service.GetCase(ctx, e.org, owner.ID, resp.DecisionID)),
+				"decision of another agent":   second(e.service.GetDecision(ctx, e.org, other.ID, resp.DecisionID)),
+				"index of another's decision": second(e.service.DecisionIndex(ctx, e.org, other.ID, resp.DecisionID)),
+				"index of a malformed id":     second(e.service.DecisionIndex(ctx, e.org, owner.ID, "dec_../../x")),
+				"case of another agent":       second(e.service.GetCase(ctx, e.org, other.ID, resp.Case.ID)),
+				"wait on another's case":      second(e.service.WaitCase(ctx, e.org, other.ID, resp.Case.ID, time.Second)),
+				"unknown decision":            second(e.service.GetDecision(ctx, e.org, owner.ID, store.NewID(store.PrefixDecision))),
+				"malformed decision id":       second(e.service.GetDecision(ctx, e.org, owner.ID, "dec_../../x")),
+				"malformed case id":           second(e.service.GetCase(ctx, e.org, owner.ID, resp.DecisionID)),
 			} {
 				if !errors.Is(err, store.ErrNotFound) {
 					t.Errorf("%s: %v, want ErrNotFound", name, err)
