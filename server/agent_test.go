@@ -44,6 +44,7 @@ import (
 const testPublicURL = "http://agentsigna.test"
 
 type agentEnv struct {
+	auth   *server.AgentAuth
 	store  store.Backend
 	app    *fiber.App
 	ledger *ledger.Ledger
@@ -57,7 +58,9 @@ type testAgent struct {
 	key jwk.Key // private
 }
 
-func newAgentEnv(t *testing.T) *agentEnv {
+// newAgentEnv serves two organizations' agents; configure adjusts the
+// agent authenticator's configuration.
+func newAgentEnv(t *testing.T, configure ...func(*server.AgentAuthConfig)) *agentEnv {
 	t.Helper()
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
@@ -79,15 +82,20 @@ func newAgentEnv(t *testing.T) *agentEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: s, Ledger: l, Keys: kr, PublicURL: testPublicURL})
+	cfg := server.AgentAuthConfig{Tenants: s, Ledger: l, Keys: kr, PublicURL: testPublicURL}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	auth, err := server.NewAgentAuth(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = auth.Close(context.Background()) }) // before the ledger's
 	planes, _ := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping})
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
 	server.MountJWKS(planes.Tenant, s)
-	e := &agentEnv{store: s, app: planes.Tenant.App(), ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
+	e := &agentEnv{auth: auth, store: s, app: planes.Tenant.App(), ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
 	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
 	if err != nil {
 		t.Fatal(err)

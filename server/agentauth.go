@@ -29,14 +29,20 @@ type AgentAuthConfig struct {
 	// issuer, and PublicURL + "/v1/oauth/token" the assertions' audience.
 	PublicURL string
 	Now       func() time.Time
+	// RefusalsPerWindow refusals in each RefusalWindow (default 60 a
+	// minute) are recorded in a log one by one; further ones are counted
+	// and recorded as one summary when the window ends.
+	RefusalsPerWindow int
+	RefusalWindow     time.Duration
 }
 
 // AgentAuth issues access tokens to agents (RFC 7523 private_key_jwt) and
 // checks them on agent routes. Each organization signs its agents' tokens
 // with its own key, so a token verifies only under the organization it names.
 type AgentAuth struct {
-	cfg     AgentAuthConfig
-	issuers sync.Map // tenant id → *identity.TokenIssuer
+	cfg      AgentAuthConfig
+	issuers  sync.Map // tenant id → *identity.TokenIssuer
+	refusals *refusalGate
 }
 
 // NewAgentAuth returns the agent authenticator.
@@ -52,8 +58,27 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &AgentAuth{cfg: cfg}, nil
+	if cfg.RefusalsPerWindow < 0 || cfg.RefusalWindow < 0 {
+		return nil, errors.New("server: agent auth's refusal bound cannot be negative")
+	}
+	if cfg.RefusalsPerWindow == 0 {
+		cfg.RefusalsPerWindow = defaultRefusalsPerWindow
+	}
+	if cfg.RefusalWindow == 0 {
+		cfg.RefusalWindow = defaultRefusalWindow
+	}
+	a := &AgentAuth{cfg: cfg}
+	a.refusals = newRefusalGate(cfg.RefusalsPerWindow, cfg.RefusalWindow, cfg.Now, func(ctx context.Context, lg ledger.Log, rec []byte) error {
+		_, err := cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: "auth.token_refusals_suppressed", Subject: "token_endpoint", Record: rec})
+		return err
+	})
+	return a, nil
 }
+
+// Close records the refusals counted but not yet summarized (see
+// AgentAuthConfig.RefusalsPerWindow). Call it after the planes have
+// stopped serving and before the ledger closes.
+func (a *AgentAuth) Close(ctx context.Context) error { return a.refusals.close(ctx) }
 
 // TokenEndpoint is the URL agents put in their assertions' aud.
 func (a *AgentAuth) TokenEndpoint() string { return a.cfg.PublicURL + "/v1/oauth/token" }
@@ -205,17 +230,21 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 }
 
 // refused writes a refusal to the organization's log, or the platform's
-// when no organization could be named. A failure to log is itself logged
-// by the ledger; the client's answer does not change.
+// when no organization could be named; past the log's bound for the
+// window it is counted in the window's summary instead. A failure to log
+// is itself logged by the ledger; the client's answer does not change.
 func (a *AgentAuth) refused(ctx context.Context, ref *store.TenantRef, claimed, reason string) {
 	if len(claimed) > 64 {
 		claimed = claimed[:64]
 	}
-	rec, _ := json.Marshal(map[string]string{"event": "token_refused", "claimed_agent": claimed, "reason": reason})
-	lg := a.cfg.Ledger.PlatformLog()
+	lg, key := a.cfg.Ledger.PlatformLog(), ""
 	if ref != nil {
-		lg = a.cfg.Ledger.TenantLog(ref.ID, ref.Slug)
+		lg, key = a.cfg.Ledger.TenantLog(ref.ID, ref.Slug), ref.ID
 	}
+	if !a.refusals.admit(key, lg, claimed, reason) {
+		return
+	}
+	rec, _ := json.Marshal(map[string]string{"event": "token_refused", "claimed_agent": claimed, "reason": reason})
 	_, _ = a.cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: "auth.token_refused", Subject: claimed, Record: rec})
 }
 

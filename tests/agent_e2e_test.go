@@ -3,6 +3,7 @@ package tests
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"net"
 	"net/http/httputil"
@@ -24,7 +25,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 )
 
 // agentFlow runs what an agent does against a running service: a client
@@ -443,5 +446,67 @@ func TestPostgresAgentDecision(t *testing.T) {
 	code, out := runBinary(t, env, "ledger", "verify", "--tenant", "acme")
 	if code != 0 {
 		t.Fatalf("ledger verify after the flow: %d %s", code, out)
+	}
+}
+
+// Refusals past the token endpoint's bound for the window are counted,
+// and a server stopped before the window ends still records their
+// summary in the platform's log.
+func TestStopRecordsSuppressedRefusals(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	p := startServe(t, nil, "--data-dir", dataDir)
+	const sent = 70 // the bound is 60 a minute
+	enc := base64.RawURLEncoding.EncodeToString
+	for i := range sent {
+		claims := fmt.Sprintf(`{"iss":"agt_nobody%d","sub":"agt_nobody%d","aud":"x","exp":1,"jti":"j"}`, i, i)
+		resp, err := http.PostForm(p.tenantURL+"/v1/oauth/token", url.Values{"grant_type": {"client_credentials"},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion":      {enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(claims)) + "."}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("refusal %d: %d", i, resp.StatusCode)
+		}
+	}
+	p.stop(t)
+
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var entries []store.LedgerEntry
+	err = s.InPlatformReadTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+		cp, err := tx.Log().LatestCheckpoint(ctx)
+		if err != nil {
+			return err
+		}
+		entries, err = tx.Log().Entries(ctx, 0, cp.Size)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	var summary struct {
+		Recorded, Suppressed int
+	}
+	for _, e := range entries {
+		var entry struct{ Kind string }
+		if err := json.Unmarshal(e.Entry, &entry); err != nil {
+			t.Fatal(err)
+		}
+		kinds[entry.Kind]++
+		if entry.Kind == "auth.token_refusals_suppressed" {
+			if err := json.Unmarshal(e.Record, &summary); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if kinds["auth.token_refused"] != 60 || kinds["auth.token_refusals_suppressed"] != 1 || summary.Recorded != 60 || summary.Suppressed != sent-60 {
+		t.Fatalf("the platform's log holds %v; summary %+v", kinds, summary)
 	}
 }

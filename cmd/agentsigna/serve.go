@@ -119,7 +119,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	server.MountLogKeys(planes.Tenant, l, backend)
 	server.MountJWKS(planes.Tenant, backend)
 	server.MountLedger(planes.Platform, l, server.DenyLogAccess)
-	pol, err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, log)
+	pol, auth, err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, log)
 	if err != nil {
 		return err
 	}
@@ -163,9 +163,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdown)
 	defer cancel()
 	shutdownErr := planes.Shutdown(sctx)
+	authErr := auth.Close(sctx)
 	l.Close()
 	closeErr := backend.Close()
-	if err := errors.Join(shutdownErr, closeErr); err != nil {
+	if err := errors.Join(shutdownErr, authErr, closeErr); err != nil {
 		return err
 	}
 	log.Info("stopped")
@@ -247,11 +248,12 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 }
 
 // mountAgentAPI wires the agent path: token endpoint, decisions, cases.
-func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Backend, l *ledger.Ledger, keys *signing.Keyring, publicURL string, log *slog.Logger) (*decision.Policies, error) {
+// The agent authenticator it returns must be closed before the ledger.
+func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Backend, l *ledger.Ledger, keys *signing.Keyring, publicURL string, log *slog.Logger) (*decision.Policies, *server.AgentAuth, error) {
 	engine := bundles.NewEngine()
 	evaluator, err := decision.NewEvaluator(ctx, engine, decision.Options{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	policies := decision.NewPolicies(backend, l, engine, bundles.Limits{})
 	svc, err := decision.NewService(decision.Config{
@@ -259,15 +261,15 @@ func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Bac
 		PublicURL: strings.TrimSuffix(publicURL, "/"), Logger: log,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	auth, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: backend, Ledger: l, Keys: keys, PublicURL: publicURL})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
-	return policies, nil
+	return policies, auth, nil
 }
 
 // defaultGCPercent is the collector's target when GOGC is not set. The
