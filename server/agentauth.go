@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -31,18 +33,20 @@ type AgentAuthConfig struct {
 	Now       func() time.Time
 	// RefusalsPerWindow refusals in each RefusalWindow (default 60 a
 	// minute) are recorded in a log one by one; further ones are counted
-	// and recorded as one summary when the window ends.
+	// and recorded as one summary when the window ends (see refusalGate).
 	RefusalsPerWindow int
 	RefusalWindow     time.Duration
+	Logger            *slog.Logger // default: discard
 }
 
 // AgentAuth issues access tokens to agents (RFC 7523 private_key_jwt) and
 // checks them on agent routes. Each organization signs its agents' tokens
 // with its own key, so a token verifies only under the organization it names.
 type AgentAuth struct {
-	cfg      AgentAuthConfig
-	issuers  sync.Map // tenant id → *identity.TokenIssuer
-	refusals *refusalGate
+	cfg           AgentAuthConfig
+	issuers       sync.Map // tenant id → *identity.TokenIssuer
+	refusals      *refusalGate
+	recordRefusal recordRefusal
 }
 
 // NewAgentAuth returns the agent authenticator.
@@ -67,11 +71,16 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 	if cfg.RefusalWindow == 0 {
 		cfg.RefusalWindow = defaultRefusalWindow
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	a := &AgentAuth{cfg: cfg}
-	a.refusals = newRefusalGate(cfg.RefusalsPerWindow, cfg.RefusalWindow, cfg.Now, func(ctx context.Context, lg ledger.Log, rec []byte) error {
+	a.refusals = newRefusalGate(cfg.RefusalsPerWindow, cfg.RefusalWindow, cfg.Now, cfg.Logger, func(ctx context.Context, lg ledger.Log, rec []byte) error {
+		// The subject is the endpoint: a summary is about many claimed agents.
 		_, err := cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: "auth.token_refusals_suppressed", Subject: "token_endpoint", Record: rec})
 		return err
 	})
+	a.recordRefusal = a.refusals.bound(a.appendRefusal)
 	return a, nil
 }
 
@@ -117,8 +126,9 @@ const (
 )
 
 // token implements the client-credentials grant with a private_key_jwt
-// client assertion. Every issue and every refusal is a ledger entry: in the
-// organization's log when the agent is known, else in the platform's.
+// client assertion. Every issue and every refusal is in a ledger, in the
+// organization's log when the agent is known, else in the platform's: as
+// an entry of its own, or, past a log's bound, counted in a summary.
 func (a *AgentAuth) token(c *fiber.Ctx) error {
 	mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
 	if err != nil || mt != fiber.MIMEApplicationForm {
@@ -229,23 +239,35 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"access_token": token, "token_type": "Bearer", "expires_in": int(time.Until(exp).Round(time.Second).Seconds())})
 }
 
-// refused writes a refusal to the organization's log, or the platform's
-// when no organization could be named; past the log's bound for the
-// window it is counted in the window's summary instead. A failure to log
-// is itself logged by the ledger; the client's answer does not change.
+// refused records a refusal in the organization's log, or the platform's
+// when no organization could be named. A failure to record it is logged;
+// the client's answer does not change.
 func (a *AgentAuth) refused(ctx context.Context, ref *store.TenantRef, claimed, reason string) {
-	if len(claimed) > 64 {
-		claimed = claimed[:64]
-	}
-	lg, key := a.cfg.Ledger.PlatformLog(), ""
+	r := refusal{log: a.cfg.Ledger.PlatformLog(), claimed: cutUTF8(claimed, 64), reason: reason}
 	if ref != nil {
-		lg, key = a.cfg.Ledger.TenantLog(ref.ID, ref.Slug), ref.ID
+		r.key, r.log = ref.ID, a.cfg.Ledger.TenantLog(ref.ID, ref.Slug)
 	}
-	if !a.refusals.admit(key, lg, claimed, reason) {
-		return
+	if err := a.recordRefusal(ctx, r); err != nil {
+		a.cfg.Logger.Error("token refusal not recorded", slog.String("reason", reason), slog.Any("error", err))
 	}
-	rec, _ := json.Marshal(map[string]string{"event": "token_refused", "claimed_agent": claimed, "reason": reason})
-	_, _ = a.cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: "auth.token_refused", Subject: claimed, Record: rec})
+}
+
+// appendRefusal writes a refusal as an entry of its own.
+func (a *AgentAuth) appendRefusal(ctx context.Context, r refusal) error {
+	rec, _ := json.Marshal(map[string]string{"event": "token_refused", "claimed_agent": r.claimed, "reason": r.reason})
+	_, err := a.cfg.Ledger.Append(ctx, r.log, ledger.Entry{Kind: "auth.token_refused", Subject: r.claimed, Record: rec})
+	return err
+}
+
+// cutUTF8 cuts s to at most n bytes without splitting a character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // reasonOf names a refusal for the ledger (never the assertion itself).

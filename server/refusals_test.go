@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/server"
 )
@@ -32,6 +34,83 @@ func (c *clock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// timers are timers that fire only when the test says.
+type timers struct {
+	mu  sync.Mutex
+	all []*timer
+}
+
+type timer struct {
+	in             *timers
+	d              time.Duration
+	f              func()
+	stopped, fired bool
+}
+
+func (ts *timers) after(d time.Duration, f func()) interface{ Stop() bool } {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t := &timer{in: ts, d: d, f: f}
+	ts.all = append(ts.all, t)
+	return t
+}
+
+func (t *timer) Stop() bool {
+	t.in.mu.Lock()
+	defer t.in.mu.Unlock()
+	if t.stopped || t.fired {
+		return false
+	}
+	t.stopped = true
+	return true
+}
+
+// count is how many timers were set.
+func (ts *timers) count() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return len(ts.all)
+}
+
+// last is the newest timer.
+func (ts *timers) last(tb testing.TB) *timer {
+	tb.Helper()
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if len(ts.all) == 0 {
+		tb.Fatal("no timer was set")
+	}
+	return ts.all[len(ts.all)-1]
+}
+
+// fire runs t's function, as its end would; fireAsync starts it.
+func (t *timer) fire(tb testing.TB) { t.claim(tb)() }
+
+func (t *timer) fireAsync(tb testing.TB) { go t.claim(tb)() }
+
+// claim marks t fired and returns its function.
+func (t *timer) claim(tb testing.TB) func() {
+	tb.Helper()
+	t.in.mu.Lock()
+	defer t.in.mu.Unlock()
+	if t.stopped || t.fired {
+		tb.Fatal("firing a timer that was stopped or has fired")
+	}
+	t.fired = true
+	return t.f
+}
+
+// refusalEnv is an agent environment whose token refusal windows follow
+// a test's clock and timers.
+func refusalEnv(t *testing.T, limit int, window time.Duration) (*agentEnv, *clock, *timers) {
+	clk, ts := &clock{t: time.Now()}, &timers{} // assertions are checked against the clock too
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
+		c.RefusalsPerWindow, c.RefusalWindow, c.Now = limit, window, clk.now
+	})
+	server.SetRefusalTimers(e.auth, ts.after)
+	return e, clk, ts
+}
+
 // logSize is the size of lg's newest checkpoint (0 for a log not begun).
 func logSize(t *testing.T, l *ledger.Ledger, lg ledger.Log) uint64 {
 	t.Helper()
@@ -43,6 +122,17 @@ func logSize(t *testing.T, l *ledger.Ledger, lg ledger.Log) uint64 {
 		t.Fatal(err)
 	}
 	return cp.Size
+}
+
+// kindsFrom counts the kinds of lg's entries from index from on.
+func kindsFrom(t *testing.T, l *ledger.Ledger, lg ledger.Log, from uint64) map[string]int {
+	t.Helper()
+	kinds := map[string]int{}
+	for i := from; i < logSize(t, l, lg); i++ {
+		kind, _ := entryAt(t, l, lg, i)
+		kinds[kind]++
+	}
+	return kinds
 }
 
 // entryAt reads entry i of lg: its kind and its record.
@@ -62,16 +152,17 @@ func entryAt(t *testing.T, l *ledger.Ledger, lg ledger.Log, i uint64) (string, [
 }
 
 type refusalSummary struct {
-	Event         string         `json:"event"`
-	WindowStart   time.Time      `json:"window_start"`
-	WindowEnd     time.Time      `json:"window_end"`
-	Recorded      int            `json:"recorded"`
-	Suppressed    int            `json:"suppressed"`
-	Reasons       map[string]int `json:"reasons"`
-	ClaimedAgents map[string]int `json:"claimed_agents"`
-	OtherAgents   int            `json:"other_agents"`
+	Event         string                    `json:"event"`
+	WindowStart   time.Time                 `json:"window_start"`
+	WindowEnd     time.Time                 `json:"window_end"`
+	Recorded      int                       `json:"recorded"`
+	Suppressed    int                       `json:"suppressed"`
+	Reasons       map[string]int            `json:"reasons"`
+	ClaimedAgents map[string]map[string]int `json:"claimed_agents"`
+	OtherAgents   int                       `json:"other_agents"`
 }
 
+// summaryAt reads entry i of lg, which must be a summary of refusals.
 func summaryAt(t *testing.T, l *ledger.Ledger, lg ledger.Log, i uint64) refusalSummary {
 	t.Helper()
 	kind, rec := entryAt(t, l, lg, i)
@@ -85,127 +176,230 @@ func summaryAt(t *testing.T, l *ledger.Ledger, lg ledger.Log, i uint64) refusalS
 	return s
 }
 
+// forger signs assertions for any agent id with a key no agent has.
+func forger(t *testing.T, e *agentEnv) func(agentID string) string {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	key, _ := jwk.Import(priv)
+	return func(agentID string) string { return e.assertion(t, testAgent{id: agentID, key: key}, nil) }
+}
+
+// refuse sends assertion to the token endpoint, which must refuse it.
+func refuse(t *testing.T, e *agentEnv, assertion string) {
+	t.Helper()
+	if status, out := e.tokenRequest(t, assertion); status != 401 || out["error"] != "invalid_client" {
+		t.Fatalf("%d %v", status, out)
+	}
+}
+
 // An attacker who knows an agent id floods the token endpoint with
 // assertions it cannot sign. Every one is refused, the agent itself still
 // gets its token, and the organization's log records only the window's
 // first refusals one by one and then one summary that counts the rest; so
 // does the platform's log for agents nobody knows.
 func TestTokenRefusalsAreBoundedPerLog(t *testing.T) {
-	clk := &clock{t: time.Now()}
 	const limit = 5
-	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
-		c.RefusalsPerWindow, c.RefusalWindow, c.Now = limit, time.Hour, clk.now
-	})
+	e, _, _ := refusalEnv(t, limit, time.Hour)
 	ctx := context.Background()
 	acme := e.agents["acme"]
 	acmeLog, platformLog := e.ledger.TenantLog(e.orgs["acme"].ID, "acme"), e.ledger.PlatformLog()
-	e.token(t, "acme") // creates the token key; counted in acmeFrom
+	e.token(t, "acme") // creates the token key before the count starts
 	acmeFrom, platformFrom := logSize(t, e.ledger, acmeLog), logSize(t, e.ledger, platformLog)
+	forge := forger(t, e)
 
-	_, forgerPriv, _ := ed25519.GenerateKey(rand.Reader)
-	forger, _ := jwk.Import(forgerPriv)
 	const forged = 40
 	for i := range forged {
-		if status, out := e.tokenRequest(t, e.assertion(t, testAgent{id: acme.id, key: forger}, nil)); status != 401 || out["error"] != "invalid_client" {
-			t.Fatalf("forged assertion %d: %d %v", i, status, out)
-		}
+		refuse(t, e, forge(acme.id))
 		if i == forged/2 {
 			// The agent whose id is abused is not locked out.
 			e.token(t, "acme")
 		}
 	}
+	// One of acme's own refusals during the flood: counted apart.
+	refuse(t, e, e.assertion(t, acme, func(b *jwt.Builder) { b.Expiration(time.Now().Add(-time.Minute)) }))
 	const unknown = 30
-	for i := range unknown {
-		stranger := testAgent{id: store.NewID(store.PrefixAgent), key: forger}
-		if status, out := e.tokenRequest(t, e.assertion(t, stranger, nil)); status != 401 || out["error"] != "invalid_client" {
-			t.Fatalf("unknown agent %d: %d %v", i, status, out)
-		}
+	for range unknown {
+		refuse(t, e, forge(store.NewID(store.PrefixAgent)))
 	}
+	refuse(t, e, unsignedJWS("not an agent id"))
 	// Each log holds the first refusals (and acme's the token issued), no more.
-	if got, want := logSize(t, e.ledger, acmeLog), acmeFrom+limit+1; got != want {
-		t.Fatalf("acme's log grew to %d entries during the flood, want %d", got, want)
+	if got, want := kindsFrom(t, e.ledger, acmeLog, acmeFrom), (map[string]int{"auth.token_refused": limit, "auth.token_issued": 1}); !equalCounts(got, want) {
+		t.Fatalf("acme's log during the flood: %v, want %v", got, want)
 	}
-	if got, want := logSize(t, e.ledger, platformLog), platformFrom+limit; got != want {
-		t.Fatalf("the platform's log grew to %d entries during the flood, want %d", got, want)
+	if got, want := kindsFrom(t, e.ledger, platformLog, platformFrom), (map[string]int{"auth.token_refused": limit}); !equalCounts(got, want) {
+		t.Fatalf("the platform's log during the flood: %v, want %v", got, want)
 	}
-	for i := acmeFrom; i < acmeFrom+limit; i++ {
-		if kind, _ := entryAt(t, e.ledger, acmeLog, i); kind != "auth.token_refused" {
-			t.Fatalf("acme entry %d: %s", i, kind)
+
+	// Closing writes the summaries the windows owe, once.
+	for range 2 {
+		if err := e.auth.Close(ctx); err != nil {
+			t.Fatal(err)
 		}
 	}
-
-	// A new window records refusals one by one again.
-	clk.add(time.Hour)
-	if status, _ := e.tokenRequest(t, e.assertion(t, testAgent{id: acme.id, key: forger}, nil)); status != 401 {
-		t.Fatalf("forged assertion in the next window: %d", status)
+	acmeSize := logSize(t, e.ledger, acmeLog)
+	if acmeSize != acmeFrom+limit+2 {
+		t.Fatalf("acme's log after close: %d entries, want %d", acmeSize, acmeFrom+limit+2)
 	}
-	if kind, rec := entryAt(t, e.ledger, acmeLog, acmeFrom+limit+1); kind != "auth.token_refused" {
-		t.Fatalf("first refusal of the next window: %s %s", kind, rec)
-	}
-
-	// Closing writes the summaries the windows still owe.
-	if err := e.auth.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := logSize(t, e.ledger, acmeLog), acmeFrom+limit+3; got != want {
-		t.Fatalf("acme's log after close: %d entries, want %d", got, want)
-	}
-	s := summaryAt(t, e.ledger, acmeLog, acmeFrom+limit+2)
-	if s.Event != "token_refusals_suppressed" || s.Recorded != limit || s.Suppressed != forged-limit ||
-		s.Reasons["bad_signature"] != forged-limit || len(s.Reasons) != 1 ||
-		s.ClaimedAgents[acme.id] != forged-limit || len(s.ClaimedAgents) != 1 || s.OtherAgents != 0 ||
-		s.WindowEnd.Sub(s.WindowStart) != time.Hour {
+	s := summaryAt(t, e.ledger, acmeLog, acmeSize-1)
+	if s.Event != "token_refusals_suppressed" || s.Recorded != limit || s.Suppressed != forged+1-limit ||
+		s.Reasons["bad_signature"] != forged-limit || s.Reasons["expired"] != 1 || len(s.Reasons) != 2 ||
+		s.ClaimedAgents[acme.id]["bad_signature"] != forged-limit || s.ClaimedAgents[acme.id]["expired"] != 1 ||
+		len(s.ClaimedAgents) != 1 || s.OtherAgents != 0 {
 		t.Fatalf("acme's summary: %+v", s)
 	}
-	if got, want := logSize(t, e.ledger, platformLog), platformFrom+limit+1; got != want {
-		t.Fatalf("the platform's log after close: %d entries, want %d", got, want)
+	// Closed before its end, the window says when counting stopped.
+	if !s.WindowEnd.Equal(s.WindowStart) {
+		t.Fatalf("acme's summary: a window closed at %v, before its end, reads %v–%v", s.WindowStart, s.WindowStart, s.WindowEnd)
 	}
-	s = summaryAt(t, e.ledger, platformLog, platformFrom+limit)
-	named := 0
-	for id, n := range s.ClaimedAgents {
-		if len(id) != len(acme.id) || n != 1 {
-			t.Fatalf("platform summary names %q %d times", id, n)
+	platformSize := logSize(t, e.ledger, platformLog)
+	if platformSize != platformFrom+limit+1 {
+		t.Fatalf("the platform's log after close: %d entries, want %d", platformSize, platformFrom+limit+1)
+	}
+	s = summaryAt(t, e.ledger, platformLog, platformSize-1)
+	for id, byReason := range s.ClaimedAgents {
+		if store.CheckID(store.PrefixAgent, id) != nil || byReason["unknown_agent"] != 1 || len(byReason) != 1 {
+			t.Fatalf("platform summary names %q: %v", id, byReason)
 		}
-		named += n
 	}
-	if s.Suppressed != unknown-limit || s.Reasons["unknown_agent"] != unknown-limit || len(s.ClaimedAgents) != 16 || named+s.OtherAgents != unknown-limit {
+	// 16 named; the rest, and the malformed id, counted.
+	if s.Suppressed != unknown+1-limit || s.Reasons["unknown_agent"] != unknown+1-limit || len(s.ClaimedAgents) != 16 || s.OtherAgents != unknown+1-limit-16 {
 		t.Fatalf("platform summary: %+v", s)
-	}
-	// Closing again writes nothing more.
-	if err := e.auth.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := logSize(t, e.ledger, acmeLog), acmeFrom+limit+3; got != want {
-		t.Fatalf("acme's log after a second close: %d entries, want %d", got, want)
 	}
 }
 
-// The summary is written when its window ends, without waiting for a
-// close.
-func TestTokenRefusalSummaryWhenTheWindowEnds(t *testing.T) {
-	const limit, window = 2, 300 * time.Millisecond
-	e := newAgentEnv(t, func(c *server.AgentAuthConfig) { c.RefusalsPerWindow, c.RefusalWindow = limit, window })
-	platformLog := e.ledger.PlatformLog()
-	from := logSize(t, e.ledger, platformLog)
-	start := time.Now()
-	for range 6 {
-		e.tokenRequest(t, unsignedJWS(store.NewID(store.PrefixAgent)))
+func equalCounts(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
 	}
-	if time.Since(start) >= window {
-		t.Skip("the refusals took longer than the window; nothing to check")
-	}
-	if got := logSize(t, e.ledger, platformLog); got != from+limit {
-		t.Fatalf("during the window: %d entries, want %d", got, from+limit)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for logSize(t, e.ledger, platformLog) < from+limit+1 {
-		if time.Now().After(deadline) {
-			t.Fatal("no summary 10 s after the window ended")
+	for k, v := range a {
+		if b[k] != v {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	if s := summaryAt(t, e.ledger, platformLog, from+limit); s.Suppressed != 4 || s.Recorded != limit {
+	return true
+}
+
+// A window's summary is written when it ends; while windows keep ending
+// with refusals only counted, each is twice as long as the last, and
+// after a quiet spell they are short again.
+func TestTokenRefusalWindows(t *testing.T) {
+	const limit, window = 2, time.Minute
+	e, clk, ts := refusalEnv(t, limit, window)
+	lg := e.ledger.PlatformLog()
+	stranger := func() string { return unsignedJWS(store.NewID(store.PrefixAgent)) }
+	from := logSize(t, e.ledger, lg)
+	for _, tc := range []struct {
+		name string
+		wait time.Duration // before the window's first refusal
+		span time.Duration
+	}{
+		{"first", 0, window},
+		{"flood goes on", 0, 2 * window},
+		{"and on", 0, 4 * window},
+		{"after a quiet spell", 20 * window, window},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk.add(tc.wait)
+			start := clk.now()
+			timersBefore := ts.count()
+			for range limit + 3 {
+				refuse(t, e, stranger())
+			}
+			tm, n := ts.last(t), ts.count()
+			if n != timersBefore+1 || tm.d != tc.span {
+				t.Fatalf("timers: %d, the last for %v; want %d for %v", n, tm.d, timersBefore+1, tc.span)
+			}
+			if got := logSize(t, e.ledger, lg); got != from+limit {
+				t.Fatalf("during the window: %d entries, want %d", got, from+limit)
+			}
+			clk.add(tc.span)
+			tm.fire(t)
+			s := summaryAt(t, e.ledger, lg, from+limit)
+			if s.Suppressed != 3 || s.Recorded != limit || !s.WindowStart.Equal(start) || !s.WindowEnd.Equal(start.Add(tc.span)) {
+				t.Fatalf("summary: %+v", s)
+			}
+			from += limit + 1
+		})
+		if t.Failed() {
+			return
+		}
+	}
+	// A window whose timer fired before the clock reached its end is over:
+	// the next refusal starts a new one, and is recorded.
+	t.Run("timer before the clock", func(t *testing.T) {
+		for range limit + 1 {
+			refuse(t, e, stranger())
+		}
+		ts.last(t).fire(t)
+		refuse(t, e, stranger())
+		if got, want := kindsFrom(t, e.ledger, lg, from), (map[string]int{"auth.token_refused": limit + 1, "auth.token_refusals_suppressed": 1}); !equalCounts(got, want) {
+			t.Fatalf("%v, want %v", got, want)
+		}
+	})
+}
+
+// Refusals sent at once are each recorded or counted, exactly once.
+func TestTokenRefusalsInParallel(t *testing.T) {
+	const limit, senders, each = 5, 20, 5
+	e, _, _ := refusalEnv(t, limit, time.Hour)
+	lg := e.ledger.PlatformLog()
+	from := logSize(t, e.ledger, lg)
+	assertions := make([]string, senders*each)
+	for i := range assertions {
+		assertions[i] = unsignedJWS(store.NewID(store.PrefixAgent))
+	}
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for _, a := range assertions[s*each : (s+1)*each] {
+				if status, _ := e.tokenRequest(t, a); status != 401 {
+					t.Errorf("status %d", status)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := e.auth.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := kindsFrom(t, e.ledger, lg, from), (map[string]int{"auth.token_refused": limit, "auth.token_refusals_suppressed": 1}); !equalCounts(got, want) {
+		t.Fatalf("%v, want %v", got, want)
+	}
+	if s := summaryAt(t, e.ledger, lg, logSize(t, e.ledger, lg)-1); s.Recorded != limit || s.Suppressed != senders*each-limit {
 		t.Fatalf("summary: %+v", s)
+	}
+}
+
+// Close gives up when its context ends, even with a summary stuck behind
+// the log's writer: the one its window's end began, and the one it writes
+// itself.
+func TestTokenRefusalsCloseGivesUp(t *testing.T) {
+	const limit = 1
+	e, _, ts := refusalEnv(t, limit, time.Hour)
+	forge := forger(t, e)
+	acme, beta := e.agents["acme"], e.agents["beta"]
+	for range limit + 1 {
+		refuse(t, e, forge(acme.id))
+		refuse(t, e, forge(beta.id))
+	}
+	release := storetest.HoldWriter(t, e.store, e.orgs["acme"].ID)
+	defer release()
+	releaseBeta := storetest.HoldWriter(t, e.store, e.orgs["beta"].ID)
+	defer releaseBeta()
+	if ts.count() != 2 {
+		t.Fatalf("%d windows counting refusals, want 2", ts.count())
+	}
+	ts.last(t).fireAsync(t) // one summary begun by its window's end
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.auth.Close(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Close with the writers held: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return 10 s after its context ended")
 	}
 }
 
@@ -213,14 +407,19 @@ func TestAgentAuthRefusesANegativeBound(t *testing.T) {
 	e := newAgentEnv(t)
 	master, _ := secrets.GenerateMasterKey()
 	kr, _ := signing.NewKeyring(master)
-	for _, bad := range []func(*server.AgentAuthConfig){
-		func(c *server.AgentAuthConfig) { c.RefusalsPerWindow = -1 },
-		func(c *server.AgentAuthConfig) { c.RefusalWindow = -time.Second },
+	for _, tc := range []struct {
+		name string
+		bad  func(*server.AgentAuthConfig)
+	}{
+		{"refusals per window", func(c *server.AgentAuthConfig) { c.RefusalsPerWindow = -1 }},
+		{"window", func(c *server.AgentAuthConfig) { c.RefusalWindow = -time.Second }},
 	} {
-		cfg := server.AgentAuthConfig{Tenants: e.store, Ledger: e.ledger, Keys: kr, PublicURL: testPublicURL}
-		bad(&cfg)
-		if _, err := server.NewAgentAuth(cfg); err == nil {
-			t.Fatalf("accepted %+v", cfg)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := server.AgentAuthConfig{Tenants: e.store, Ledger: e.ledger, Keys: kr, PublicURL: testPublicURL}
+			tc.bad(&cfg)
+			if _, err := server.NewAgentAuth(cfg); err == nil {
+				t.Fatalf("accepted %+v", cfg)
+			}
+		})
 	}
 }

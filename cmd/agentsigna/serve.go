@@ -123,6 +123,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
+	// Before the ledger closes (defers run last first); after a clean stop
+	// this second close writes nothing.
+	defer closeAgentAuth(ctx, auth)
 	if f.demo {
 		if err := seedDemo(ctx, backend, l, pol, f.store.dataDir, f.ledger.publicURL, "http://"+f.platformAddr, log); err != nil {
 			return err
@@ -163,7 +166,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdown)
 	defer cancel()
 	shutdownErr := planes.Shutdown(sctx)
-	authErr := auth.Close(sctx)
+	authErr := closeAgentAuth(ctx, auth)
 	l.Close()
 	closeErr := backend.Close()
 	if err := errors.Join(shutdownErr, authErr, closeErr); err != nil {
@@ -263,13 +266,24 @@ func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Bac
 	if err != nil {
 		return nil, nil, err
 	}
-	auth, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: backend, Ledger: l, Keys: keys, PublicURL: publicURL})
+	auth, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: backend, Ledger: l, Keys: keys, PublicURL: publicURL, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
 	return policies, auth, nil
+}
+
+// agentAuthCloseTimeout bounds the writing of the token refusals' last
+// summaries at a stop; they have a budget of their own, since the planes'
+// shutdown may have used the whole --shutdown-timeout.
+const agentAuthCloseTimeout = 10 * time.Second
+
+func closeAgentAuth(ctx context.Context, auth *server.AgentAuth) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentAuthCloseTimeout)
+	defer cancel()
+	return auth.Close(ctx)
 }
 
 // defaultGCPercent is the collector's target when GOGC is not set. The
