@@ -31,12 +31,13 @@ type AgentAuthConfig struct {
 	// issuer, and PublicURL + "/v1/oauth/token" the assertions' audience.
 	PublicURL string
 	Now       func() time.Time
-	// RefusalsPerWindow refusals in each RefusalWindow (default 60 a
-	// minute) are recorded in a log one by one; further ones are counted
-	// and recorded as one summary when the window ends (see refusalGate).
-	RefusalsPerWindow int
-	RefusalWindow     time.Duration
-	Logger            *slog.Logger // default: discard
+	// RefusalBudget (default 60) is how many refusals a log records as
+	// entries of their own at once, and again each hour; the others are
+	// counted, and recorded as one summary when their window ends, after
+	// RefusalWindow (default a minute) or longer (see refusalGate).
+	RefusalBudget int
+	RefusalWindow time.Duration
+	Logger        *slog.Logger // default: discard
 }
 
 // AgentAuth issues access tokens to agents (RFC 7523 private_key_jwt) and
@@ -62,11 +63,11 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.RefusalsPerWindow < 0 || cfg.RefusalWindow < 0 {
+	if cfg.RefusalBudget < 0 || cfg.RefusalWindow < 0 {
 		return nil, errors.New("server: agent auth's refusal bound cannot be negative")
 	}
-	if cfg.RefusalsPerWindow == 0 {
-		cfg.RefusalsPerWindow = defaultRefusalsPerWindow
+	if cfg.RefusalBudget == 0 {
+		cfg.RefusalBudget = defaultRefusalBudget
 	}
 	if cfg.RefusalWindow == 0 {
 		cfg.RefusalWindow = defaultRefusalWindow
@@ -75,7 +76,7 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &AgentAuth{cfg: cfg}
-	a.refusals = newRefusalGate(cfg.RefusalsPerWindow, cfg.RefusalWindow, cfg.Now, cfg.Logger, func(ctx context.Context, lg ledger.Log, rec []byte) error {
+	a.refusals = newRefusalGate(cfg.RefusalBudget, cfg.RefusalWindow, cfg.Now, cfg.Logger, func(ctx context.Context, lg ledger.Log, rec []byte) error {
 		// The subject is the endpoint: a summary is about many claimed agents.
 		_, err := cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: "auth.token_refusals_suppressed", Subject: "token_endpoint", Record: rec})
 		return err
@@ -85,7 +86,7 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 }
 
 // Close records the refusals counted but not yet summarized (see
-// AgentAuthConfig.RefusalsPerWindow). Call it after the planes have
+// AgentAuthConfig.RefusalBudget). Call it after the planes have
 // stopped serving and before the ledger closes.
 func (a *AgentAuth) Close(ctx context.Context) error { return a.refusals.close(ctx) }
 
@@ -248,7 +249,8 @@ func (a *AgentAuth) refused(ctx context.Context, ref *store.TenantRef, claimed, 
 		r.key, r.log = ref.ID, a.cfg.Ledger.TenantLog(ref.ID, ref.Slug)
 	}
 	if err := a.recordRefusal(ctx, r); err != nil {
-		a.cfg.Logger.Error("token refusal not recorded", slog.String("reason", reason), slog.Any("error", err))
+		a.cfg.Logger.Error("token refusal not recorded (counted in its log's next summary)", slog.String("log", r.logName()),
+			slog.String("reason", reason), slog.Any("error", err))
 	}
 }
 

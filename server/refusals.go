@@ -8,138 +8,182 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
 )
 
 // Defaults of AgentAuthConfig's refusal bound.
 const (
-	defaultRefusalsPerWindow = 60
-	defaultRefusalWindow     = time.Minute
-	// maxRefusalWindow is as long as a window grows while every window
-	// ends with refusals it only counted.
-	maxRefusalWindow = time.Hour
+	defaultRefusalBudget = 60
+	defaultRefusalWindow = time.Minute
+	// budgetRefill is how long a spent budget takes to refill; and the
+	// longest a summary's window grows while refusals keep being counted.
+	budgetRefill = time.Hour
 	// summaryAgents bounds the claimed agents a summary names.
 	summaryAgents = 16
 	// summaryTimeout bounds the append of a summary when its window ends.
 	summaryTimeout = 30 * time.Second
 )
 
-// A refusal is one refused client assertion, to be recorded in log (key
-// names that log: a tenant id, or "" for the platform's).
+// A refusal is one refused client assertion, to be recorded in log.
 type refusal struct {
-	key     string
+	key     string // names log: a tenant id, or "" for the platform's
 	log     ledger.Log
-	claimed string // the assertion's sub, cut to 64 bytes
+	claimed string // the assertion's sub: at most 64 bytes, cut at a character boundary
 	reason  string
+}
+
+// logName names key's log in the service's own log.
+func (r refusal) logName() string {
+	if r.key == "" {
+		return "platform"
+	}
+	return r.key
 }
 
 // recordRefusal records a refusal.
 type recordRefusal func(ctx context.Context, r refusal) error
 
+// stopper is a timer that ends a window.
+type stopper interface{ Stop() bool }
+
 // refusalGate bounds how many refusals a log records one by one. A refusal
 // needs no credentials, so without a bound anyone who knows an agent id
 // (receipts name it) could grow that organization's log, and load its
-// writer, as fast as they can send requests. In each window a log records
-// its first `limit` refusals as entries; the rest are counted, and when
-// the window ends one auth.token_refusals_suppressed entry in the same log
-// says how many there were, for which claimed agents and reasons. While
-// windows keep ending with counted refusals each is twice as long as the
-// one before, up to maxRefusalWindow, so a sustained flood adds `limit`+1
-// entries an hour. The refusals themselves are not changed: the gate
-// decides only what is written.
+// writer, as fast as they can send requests.
+//
+// Each log has a budget of `budget` entries of their own, refilled at
+// `budget` an hour (a token bucket). A refusal the budget cannot pay for
+// is counted in the log's open window instead, and when that window ends
+// one auth.token_refusals_suppressed entry in the same log says how many
+// there were, for which claimed agents and reasons. A window opens at the
+// first refusal it counts and lasts `window`; while each new window opens
+// within one length of the last one's end it is twice as long, up to an
+// hour. So however a sender paces them, a log gains at most `budget`
+// entries of their own an hour after the first `budget`, and in a
+// sustained flood about one summary an hour. The refusals themselves are
+// not changed: the gate decides only what is written.
 type refusalGate struct {
-	limit  int
+	budget int
 	window time.Duration
 	now    func() time.Time
-	// after runs f after d; the timers that end windows (a test sets it).
-	after  func(d time.Duration, f func()) interface{ Stop() bool }
+	// after runs f after d: the timers that end windows (a test sets it).
+	after  func(d time.Duration, f func()) stopper
 	record func(ctx context.Context, lg ledger.Log, rec []byte) error // appends a summary
 	logger *slog.Logger
 
-	// base bounds the summaries written when windows end; close cancels it
-	// when its own context ends first.
+	// base bounds the summaries written when windows end; close cancels it.
 	base   context.Context
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	windows map[string]*refusalWindow   // the current ones, by refusal key
-	armed   map[*refusalWindow]struct{} // summaries not yet written, of current windows or not
+	logs    map[string]*logRefusals     // by refusal key
+	armed   map[*refusalWindow]struct{} // windows whose summary is not yet written
 	closed  bool
 	pending sync.WaitGroup // one for each timer armed and not yet stopped or run
 }
 
+// logRefusals is one log's budget and windows.
+type logRefusals struct {
+	budget *rate.Limiter
+	open   *refusalWindow // the newest window: counting now, unless written or ended
+}
+
 // refusalWindow counts one log's refusals in one window.
 type refusalWindow struct {
+	name     string // the log's, for the service's own log
 	log      ledger.Log
 	start    time.Time
 	span     time.Duration
-	recorded int // refusals written as entries of their own
+	recorded int // refusals admitted in the window whose entry was written before its summary
 	// What was counted, not recorded; summarized once, at the window's end.
 	suppressed int
 	reasons    map[string]int
 	agents     map[string]map[string]int // claimed agent → reason → count
-	others     int                       // suppressed refusals of a claimed agent not named in agents
-	timer      interface{ Stop() bool }
+	others     int                       // counted refusals of a claimed agent not named in agents
+	timer      stopper
 	written    bool
 }
 
-func newRefusalGate(limit int, window time.Duration, now func() time.Time, logger *slog.Logger,
+func newRefusalGate(budget int, window time.Duration, now func() time.Time, logger *slog.Logger,
 	record func(context.Context, ledger.Log, []byte) error) *refusalGate {
 	base, cancel := context.WithCancel(context.Background())
-	return &refusalGate{limit: limit, window: window, now: now, logger: logger, record: record,
-		after: func(d time.Duration, f func()) interface{ Stop() bool } { return time.AfterFunc(d, f) },
-		base:  base, cancel: cancel, windows: map[string]*refusalWindow{}, armed: map[*refusalWindow]struct{}{}}
+	return &refusalGate{budget: budget, window: window, now: now, logger: logger, record: record,
+		after: func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) },
+		base:  base, cancel: cancel, logs: map[string]*logRefusals{}, armed: map[*refusalWindow]struct{}{}}
 }
 
-// bound decorates next: it records the refusals the window still admits
-// and counts the others.
+// bound decorates next: it records the refusals the log's budget pays for
+// and counts the others, and those whose recording failed.
 func (g *refusalGate) bound(next recordRefusal) recordRefusal {
 	return func(ctx context.Context, r refusal) error {
-		w := g.admit(r)
-		if w == nil {
+		paid, w := g.admit(r)
+		if !paid {
 			return nil
 		}
 		err := next(ctx, r)
+		g.mu.Lock()
+		defer g.mu.Unlock()
 		if err != nil {
-			g.mu.Lock()
-			w.recorded--
-			g.mu.Unlock()
+			// Its budget stays spent: a failing store must not invite
+			// more attempts than a working one.
+			g.count(r, g.now())
+		} else if w != nil && !w.written {
+			w.recorded++
 		}
 		return err
 	}
 }
 
-// admit returns the window that records r as an entry of its own, or nil
-// when r is only counted.
-func (g *refusalGate) admit(r refusal) *refusalWindow {
+// admit reports whether r's log's budget pays for an entry of its own,
+// with the window open then; if not, r is counted in the open window.
+func (g *refusalGate) admit(r refusal) (paid bool, open *refusalWindow) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.now()
-	w := g.windows[r.key]
-	if w == nil || w.written || !now.Before(w.start.Add(w.span)) {
-		span := g.window
-		if w != nil && w.suppressed > 0 && now.Before(w.start.Add(2*w.span)) {
-			// The flood goes on: a longer window, so fewer entries.
-			span = min(2*w.span, max(maxRefusalWindow, g.window))
-		}
-		w = &refusalWindow{log: r.log, start: now, span: span}
-		g.windows[r.key] = w
+	lr := g.logs[r.key]
+	if lr == nil {
+		lr = &logRefusals{budget: rate.NewLimiter(rate.Every(budgetRefill/time.Duration(g.budget)), g.budget)}
+		g.logs[r.key] = lr
 	}
-	if w.recorded < g.limit {
-		w.recorded++
+	if lr.budget.AllowN(now, 1) {
+		return true, lr.current(now)
+	}
+	g.count(r, now)
+	return false, nil
+}
+
+// current is the log's open window at now, or nil.
+func (lr *logRefusals) current(now time.Time) *refusalWindow {
+	if w := lr.open; w != nil && !w.written && now.Before(w.start.Add(w.span)) {
 		return w
 	}
-	if w.suppressed == 0 {
-		w.reasons, w.agents = map[string]int{}, map[string]map[string]int{}
+	return nil
+}
+
+// count adds r to its log's open window, opening one if needed (g.mu held).
+func (g *refusalGate) count(r refusal, now time.Time) {
+	lr := g.logs[r.key]
+	w := lr.current(now)
+	if w == nil {
+		span := g.window
+		if last := lr.open; last != nil && now.Before(last.start.Add(2*last.span)) {
+			// Refusals go on being counted: a longer window, fewer summaries.
+			span = min(2*last.span, max(budgetRefill, g.window))
+		}
+		w = &refusalWindow{name: r.logName(), log: r.log, start: now, span: span,
+			reasons: map[string]int{}, agents: map[string]map[string]int{}}
+		lr.open = w
 		if !g.closed {
 			g.armed[w] = struct{}{}
 			g.pending.Add(1)
-			w.timer = g.after(w.start.Add(w.span).Sub(now), func() {
+			w.timer = g.after(span, func() {
 				defer g.pending.Done()
 				ctx, cancel := context.WithTimeout(g.base, summaryTimeout)
 				defer cancel()
-				g.write(ctx, w)
+				_ = g.write(ctx, w)
 			})
 		}
 	}
@@ -157,7 +201,6 @@ func (g *refusalGate) admit(r refusal) *refusalWindow {
 	} else {
 		w.others++
 	}
-	return nil
 }
 
 // refusalSummary is the record of an auth.token_refusals_suppressed entry.
@@ -167,8 +210,8 @@ type refusalSummary struct {
 	// WindowEnd is when counting stopped: the window's end, or the
 	// server's stop when that came first.
 	WindowEnd string `json:"window_end"`
-	// Recorded refusals of the window have entries of their own;
-	// Suppressed ones only this summary.
+	// Suppressed refusals are only in this summary. Recorded ones, of the
+	// same window, have entries of their own.
 	Recorded      int                       `json:"recorded"`
 	Suppressed    int                       `json:"suppressed"`
 	Reasons       map[string]int            `json:"reasons"`
@@ -200,17 +243,19 @@ func (g *refusalGate) write(ctx context.Context, w *refusalWindow) error {
 		err = g.record(ctx, w.log, rec)
 	}
 	if err != nil {
-		g.logger.Error("token refusals counted but not recorded", slog.Int("suppressed", w.suppressed),
+		g.logger.Error("token refusals counted but not recorded", slog.String("log", w.name), slog.Int("suppressed", w.suppressed),
 			slog.String("window_start", w.start.UTC().Format(time.RFC3339)), slog.Any("error", err))
 	}
 	return err
 }
 
 // close writes every summary whose window has not ended yet, and waits
-// for those being written, until ctx ends. Refusals counted after it are
+// for those being written, until ctx ends (then they give up: a ledger
+// append returns when its context ends). Refusals counted after it are
 // not summarized: close runs once the planes have stopped serving. It may
 // be called again, and then writes nothing.
 func (g *refusalGate) close(ctx context.Context) error {
+	defer g.cancel()
 	g.mu.Lock()
 	g.closed = true
 	var due []*refusalWindow
@@ -234,7 +279,7 @@ func (g *refusalGate) close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		g.cancel() // the summaries still being written give up
+		g.cancel() // the summaries being written give up
 		<-done
 		errs = append(errs, ctx.Err())
 	}

@@ -34,8 +34,10 @@ func (c *clock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// timers are timers that fire only when the test says.
+// timers are timers on the test's clock that fire only when the test
+// says.
 type timers struct {
+	clk *clock
 	mu  sync.Mutex
 	all []*timer
 }
@@ -43,6 +45,7 @@ type timers struct {
 type timer struct {
 	in             *timers
 	d              time.Duration
+	due            time.Time
 	f              func()
 	stopped, fired bool
 }
@@ -50,9 +53,28 @@ type timer struct {
 func (ts *timers) after(d time.Duration, f func()) interface{ Stop() bool } {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	t := &timer{in: ts, d: d, f: f}
+	t := &timer{in: ts, d: d, due: ts.clk.now().Add(d), f: f}
 	ts.all = append(ts.all, t)
 	return t
+}
+
+// fireDue fires, in order, the timers due by the clock.
+func (ts *timers) fireDue(tb testing.TB) {
+	tb.Helper()
+	for {
+		ts.mu.Lock()
+		var next *timer
+		for _, t := range ts.all {
+			if !t.stopped && !t.fired && !t.due.After(ts.clk.now()) && (next == nil || t.due.Before(next.due)) {
+				next = t
+			}
+		}
+		ts.mu.Unlock()
+		if next == nil {
+			return
+		}
+		next.fire(tb)
+	}
 }
 
 func (t *timer) Stop() bool {
@@ -86,7 +108,9 @@ func (ts *timers) last(tb testing.TB) *timer {
 // fire runs t's function, as its end would; fireAsync starts it.
 func (t *timer) fire(tb testing.TB) { t.claim(tb)() }
 
-func (t *timer) fireAsync(tb testing.TB) { go t.claim(tb)() }
+// fireAsync claims t here, so that a Stop racing it loses, and runs its
+// function in another goroutine.
+func (t *timer) fireAsync(tb testing.TB) { f := t.claim(tb); go f() }
 
 // claim marks t fired and returns its function.
 func (t *timer) claim(tb testing.TB) func() {
@@ -102,10 +126,11 @@ func (t *timer) claim(tb testing.TB) func() {
 
 // refusalEnv is an agent environment whose token refusal windows follow
 // a test's clock and timers.
-func refusalEnv(t *testing.T, limit int, window time.Duration) (*agentEnv, *clock, *timers) {
-	clk, ts := &clock{t: time.Now()}, &timers{} // assertions are checked against the clock too
+func refusalEnv(t *testing.T, budget int, window time.Duration) (*agentEnv, *clock, *timers) {
+	clk := &clock{t: time.Now()} // assertions are checked against the clock too
+	ts := &timers{clk: clk}
 	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
-		c.RefusalsPerWindow, c.RefusalWindow, c.Now = limit, window, clk.now
+		c.RefusalBudget, c.RefusalWindow, c.Now = budget, window, clk.now
 	})
 	server.SetRefusalTimers(e.auth, ts.after)
 	return e, clk, ts
@@ -193,11 +218,11 @@ func refuse(t *testing.T, e *agentEnv, assertion string) {
 
 // An attacker who knows an agent id floods the token endpoint with
 // assertions it cannot sign. Every one is refused, the agent itself still
-// gets its token, and the organization's log records only the window's
-// first refusals one by one and then one summary that counts the rest; so
-// does the platform's log for agents nobody knows.
+// gets its token, and the organization's log records only the refusals
+// its budget pays for one by one and then one summary that counts the
+// rest; so does the platform's log for agents nobody knows.
 func TestTokenRefusalsAreBoundedPerLog(t *testing.T) {
-	const limit = 5
+	const limit = 5 // the budget; the clock stands still, so it does not refill
 	e, _, _ := refusalEnv(t, limit, time.Hour)
 	ctx := context.Background()
 	acme := e.agents["acme"]
@@ -240,7 +265,7 @@ func TestTokenRefusalsAreBoundedPerLog(t *testing.T) {
 		t.Fatalf("acme's log after close: %d entries, want %d", acmeSize, acmeFrom+limit+2)
 	}
 	s := summaryAt(t, e.ledger, acmeLog, acmeSize-1)
-	if s.Event != "token_refusals_suppressed" || s.Recorded != limit || s.Suppressed != forged+1-limit ||
+	if s.Event != "token_refusals_suppressed" || s.Recorded != 0 || s.Suppressed != forged+1-limit ||
 		s.Reasons["bad_signature"] != forged-limit || s.Reasons["expired"] != 1 || len(s.Reasons) != 2 ||
 		s.ClaimedAgents[acme.id]["bad_signature"] != forged-limit || s.ClaimedAgents[acme.id]["expired"] != 1 ||
 		len(s.ClaimedAgents) != 1 || s.OtherAgents != 0 {
@@ -266,75 +291,138 @@ func TestTokenRefusalsAreBoundedPerLog(t *testing.T) {
 	}
 }
 
+// equalCounts compares counts; a key missing counts 0.
 func equalCounts(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
 	for k, v := range a {
 		if b[k] != v {
+			return false
+		}
+	}
+	for k, v := range b {
+		if a[k] != v {
 			return false
 		}
 	}
 	return true
 }
 
-// A window's summary is written when it ends; while windows keep ending
-// with refusals only counted, each is twice as long as the last, and
-// after a quiet spell they are short again.
+// Windows of a sustained flood double up to an hour; after a quiet spell
+// the budget is whole again and windows are short again. Each summary is
+// written at its window's end and covers exactly that window.
 func TestTokenRefusalWindows(t *testing.T) {
-	const limit, window = 2, time.Minute
-	e, clk, ts := refusalEnv(t, limit, window)
+	const budget, window = 2, time.Minute
+	e, clk, ts := refusalEnv(t, budget, window)
 	lg := e.ledger.PlatformLog()
 	stranger := func() string { return unsignedJWS(store.NewID(store.PrefixAgent)) }
 	from := logSize(t, e.ledger, lg)
-	for _, tc := range []struct {
-		name string
-		wait time.Duration // before the window's first refusal
+	for i, tc := range []struct {
+		wait time.Duration // before the window's refusals
+		own  int           // refusals recorded as entries of their own
 		span time.Duration
 	}{
-		{"first", 0, window},
-		{"flood goes on", 0, 2 * window},
-		{"and on", 0, 4 * window},
-		{"after a quiet spell", 20 * window, window},
+		{0, budget, window},
+		{0, 0, 2 * window},
+		{0, 0, 4 * window},
+		{0, 0, 8 * window},
+		{0, 0, 16 * window},
+		{0, 1, 32 * window}, // half an hour refills one
+		{0, 1, time.Hour},
+		{0, 2, time.Hour},
+		{3 * time.Hour, budget, window}, // after a quiet spell
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			clk.add(tc.wait)
-			start := clk.now()
-			timersBefore := ts.count()
-			for range limit + 3 {
-				refuse(t, e, stranger())
-			}
-			tm, n := ts.last(t), ts.count()
-			if n != timersBefore+1 || tm.d != tc.span {
-				t.Fatalf("timers: %d, the last for %v; want %d for %v", n, tm.d, timersBefore+1, tc.span)
-			}
-			if got := logSize(t, e.ledger, lg); got != from+limit {
-				t.Fatalf("during the window: %d entries, want %d", got, from+limit)
-			}
-			clk.add(tc.span)
-			tm.fire(t)
-			s := summaryAt(t, e.ledger, lg, from+limit)
-			if s.Suppressed != 3 || s.Recorded != limit || !s.WindowStart.Equal(start) || !s.WindowEnd.Equal(start.Add(tc.span)) {
-				t.Fatalf("summary: %+v", s)
-			}
-			from += limit + 1
-		})
-		if t.Failed() {
-			return
-		}
-	}
-	// A window whose timer fired before the clock reached its end is over:
-	// the next refusal starts a new one, and is recorded.
-	t.Run("timer before the clock", func(t *testing.T) {
-		for range limit + 1 {
+		clk.add(tc.wait)
+		start, timersBefore := clk.now(), ts.count()
+		for range budget + 3 {
 			refuse(t, e, stranger())
 		}
-		ts.last(t).fire(t)
-		refuse(t, e, stranger())
-		if got, want := kindsFrom(t, e.ledger, lg, from), (map[string]int{"auth.token_refused": limit + 1, "auth.token_refusals_suppressed": 1}); !equalCounts(got, want) {
-			t.Fatalf("%v, want %v", got, want)
+		if n, tm := ts.count(), ts.last(t); n != timersBefore+1 || tm.d != tc.span {
+			t.Fatalf("window %d: %d timers, the last for %v; want %d for %v", i, n, tm.d, timersBefore+1, tc.span)
 		}
+		if got := kindsFrom(t, e.ledger, lg, from); !equalCounts(got, map[string]int{"auth.token_refused": tc.own}) {
+			t.Fatalf("window %d: %v, want %d refusals of their own", i, got, tc.own)
+		}
+		clk.add(tc.span)
+		ts.fireDue(t)
+		s := summaryAt(t, e.ledger, lg, from+uint64(tc.own))
+		if s.Suppressed != budget+3-tc.own || !s.WindowStart.Equal(start) || !s.WindowEnd.Equal(start.Add(tc.span)) {
+			t.Fatalf("window %d: summary %+v", i, s)
+		}
+		from += uint64(tc.own) + 1
+	}
+	// A window whose timer fired before the clock reached its end is over:
+	// the next refusal is counted in a new one.
+	refuse(t, e, stranger())
+	ts.last(t).fire(t)
+	before := ts.count()
+	refuse(t, e, stranger())
+	if ts.count() != before+1 {
+		t.Fatal("a refusal after its window's summary was counted in that window")
+	}
+}
+
+// A sender who paces refusals below any per-window limit still gets only
+// the budget's entries of their own: 5, and 5 an hour after that. The rest
+// are counted, none lost, in a summary per window.
+func TestTokenRefusalsPacedUnderTheBudget(t *testing.T) {
+	const budget, minutes = 5, 180
+	e, clk, ts := refusalEnv(t, budget, time.Minute)
+	lg := e.ledger.PlatformLog()
+	from := logSize(t, e.ledger, lg)
+	for range minutes + 1 {
+		refuse(t, e, unsignedJWS(store.NewID(store.PrefixAgent)))
+		clk.add(time.Minute)
+		ts.fireDue(t)
+	}
+	if err := e.auth.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	own, summaries, suppressed := 0, 0, 0
+	for i := from; i < logSize(t, e.ledger, lg); i++ {
+		switch kind, _ := entryAt(t, e.ledger, lg, i); kind {
+		case "auth.token_refused":
+			own++
+		case "auth.token_refusals_suppressed":
+			summaries++
+			suppressed += summaryAt(t, e.ledger, lg, i).Suppressed
+		default:
+			t.Fatalf("entry %d: %s", i, kind)
+		}
+	}
+	// Windows of 1, 2, 4, … 32 minutes, then hours: 8 in three hours.
+	if own > budget+budget*minutes/60 || own < budget || summaries > 8 || own+suppressed != minutes+1 {
+		t.Fatalf("%d refusals in %d minutes: %d of their own, %d counted in %d summaries", minutes+1, minutes, own, suppressed, summaries)
+	}
+}
+
+// A refusal whose entry cannot be written spends the budget all the same,
+// so a failing store gets no more attempts than a working one, and it is
+// counted in the summary.
+func TestTokenRefusalsWhenRecordingFails(t *testing.T) {
+	const budget = 5
+	e, _, _ := refusalEnv(t, budget, time.Hour)
+	var attempts int
+	var mu sync.Mutex
+	server.SetRefusalAppend(e.auth, func(context.Context, string, string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts++
+		return errors.New("the store is failing")
 	})
+	lg := e.ledger.PlatformLog()
+	from := logSize(t, e.ledger, lg)
+	const sent = 30
+	for range sent {
+		refuse(t, e, unsignedJWS(store.NewID(store.PrefixAgent)))
+	}
+	if attempts != budget {
+		t.Fatalf("%d attempts to record %d refusals, want %d (the budget)", attempts, sent, budget)
+	}
+	if err := e.auth.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := summaryAt(t, e.ledger, lg, from); s.Suppressed != sent || s.Recorded != 0 {
+		t.Fatalf("summary: %+v", s)
+	}
 }
 
 // Refusals sent at once are each recorded or counted, exactly once.
@@ -364,7 +452,7 @@ func TestTokenRefusalsInParallel(t *testing.T) {
 	if got, want := kindsFrom(t, e.ledger, lg, from), (map[string]int{"auth.token_refused": limit, "auth.token_refusals_suppressed": 1}); !equalCounts(got, want) {
 		t.Fatalf("%v, want %v", got, want)
 	}
-	if s := summaryAt(t, e.ledger, lg, logSize(t, e.ledger, lg)-1); s.Recorded != limit || s.Suppressed != senders*each-limit {
+	if s := summaryAt(t, e.ledger, lg, logSize(t, e.ledger, lg)-1); s.Suppressed != senders*each-limit {
 		t.Fatalf("summary: %+v", s)
 	}
 }
@@ -373,11 +461,11 @@ func TestTokenRefusalsInParallel(t *testing.T) {
 // the log's writer: the one its window's end began, and the one it writes
 // itself.
 func TestTokenRefusalsCloseGivesUp(t *testing.T) {
-	const limit = 1
-	e, _, ts := refusalEnv(t, limit, time.Hour)
+	const budget = 1
+	e, _, ts := refusalEnv(t, budget, time.Hour)
 	forge := forger(t, e)
 	acme, beta := e.agents["acme"], e.agents["beta"]
-	for range limit + 1 {
+	for range budget + 1 {
 		refuse(t, e, forge(acme.id))
 		refuse(t, e, forge(beta.id))
 	}
@@ -389,17 +477,10 @@ func TestTokenRefusalsCloseGivesUp(t *testing.T) {
 		t.Fatalf("%d windows counting refusals, want 2", ts.count())
 	}
 	ts.last(t).fireAsync(t) // one summary begun by its window's end
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- e.auth.Close(ctx) }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Close with the writers held: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not return 10 s after its context ended")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.auth.Close(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close with the writers held: %v", err)
 	}
 }
 
@@ -411,7 +492,7 @@ func TestAgentAuthRefusesANegativeBound(t *testing.T) {
 		name string
 		bad  func(*server.AgentAuthConfig)
 	}{
-		{"refusals per window", func(c *server.AgentAuthConfig) { c.RefusalsPerWindow = -1 }},
+		{"budget", func(c *server.AgentAuthConfig) { c.RefusalBudget = -1 }},
 		{"window", func(c *server.AgentAuthConfig) { c.RefusalWindow = -time.Second }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -52,7 +52,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs.StringVar(&f.justification, "insecure-http-justification", "", "why plain HTTP on a non-loopback address is acceptable (logged)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "json", "json or text")
-	fs.DurationVar(&f.shutdown, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown")
+	fs.DurationVar(&f.shutdown, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown (the last ledger summaries then get up to 5s more)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this loopback address; off when empty")
 	fs.BoolVar(&f.demo, "demo", false, "seed organization acme (example policy, an agent, two counterparties) on an empty embedded store; credentials to DATA_DIR/demo/credentials.json")
 	if err := parse(fs, args, env); err != nil {
@@ -276,10 +276,12 @@ func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Bac
 }
 
 // agentAuthCloseTimeout bounds the writing of the token refusals' last
-// summaries at a stop; they have a budget of their own, since the planes'
-// shutdown may have used the whole --shutdown-timeout.
-const agentAuthCloseTimeout = 10 * time.Second
+// summaries at a stop. It comes after --shutdown-timeout, which the
+// planes' shutdown may have used whole.
+const agentAuthCloseTimeout = 5 * time.Second
 
+// closeAgentAuth writes the token refusals' last summaries (see
+// server.AgentAuth.Close).
 func closeAgentAuth(ctx context.Context, auth *server.AgentAuth) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), agentAuthCloseTimeout)
 	defer cancel()
