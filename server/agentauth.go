@@ -249,7 +249,7 @@ func (a *AgentAuth) refused(ctx context.Context, ref *store.TenantRef, claimed, 
 		r.key, r.log = ref.ID, a.cfg.Ledger.TenantLog(ref.ID, ref.Slug)
 	}
 	if err := a.recordRefusal(ctx, r); err != nil {
-		a.cfg.Logger.Error("token refusal not recorded (counted in its log's next summary)", slog.String("log", r.logName()),
+		a.cfg.Logger.Error("token refusal's entry may not be recorded; counted for its log's summary", slog.String("log", r.logName()),
 			slog.String("reason", reason), slog.Any("error", err))
 	}
 }

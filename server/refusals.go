@@ -59,12 +59,12 @@ type stopper interface{ Stop() bool }
 // is counted in the log's open window instead, and when that window ends
 // one auth.token_refusals_suppressed entry in the same log says how many
 // there were, for which claimed agents and reasons. A window opens at the
-// first refusal it counts and lasts `window`; while each new window opens
-// within one length of the last one's end it is twice as long, up to an
-// hour. So however a sender paces them, a log gains at most `budget`
-// entries of their own an hour after the first `budget`, and in a
-// sustained flood about one summary an hour. The refusals themselves are
-// not changed: the gate decides only what is written.
+// first refusal it counts and lasts `window`; until the log has gone an
+// hour without counting one, each new window is twice as long as the
+// last, up to an hour. So however a sender paces them, a log gains at
+// most `budget` entries of their own an hour after the first `budget`,
+// and, after a few short windows, one summary an hour. The refusals
+// themselves are not changed: the gate decides only what is written.
 type refusalGate struct {
 	budget int
 	window time.Duration
@@ -78,11 +78,13 @@ type refusalGate struct {
 	base   context.Context
 	cancel context.CancelFunc
 
+	// mu guards what follows, and orders the clock's readings: each
+	// budget sees time go forward.
 	mu      sync.Mutex
 	logs    map[string]*logRefusals     // by refusal key
-	armed   map[*refusalWindow]struct{} // windows whose summary is not yet written
+	armed   map[*refusalWindow]struct{} // windows with a timer whose summary is not yet written
 	closed  bool
-	pending sync.WaitGroup // one for each timer armed and not yet stopped or run
+	pending sync.WaitGroup // one for each timer armed, until its summary's write returns
 }
 
 // logRefusals is one log's budget and windows.
@@ -93,13 +95,13 @@ type logRefusals struct {
 
 // refusalWindow counts one log's refusals in one window.
 type refusalWindow struct {
-	name     string // the log's, for the service's own log
-	log      ledger.Log
-	start    time.Time
-	span     time.Duration
-	recorded int // refusals admitted in the window whose entry was written before its summary
+	name  string // the log's, for the service's own log
+	log   ledger.Log
+	start time.Time
+	span  time.Duration
 	// What was counted, not recorded; summarized once, at the window's end.
 	suppressed int
+	failed     int // of suppressed: refusals the budget paid for whose entry could not be written
 	reasons    map[string]int
 	agents     map[string]map[string]int // claimed agent → reason → count
 	others     int                       // counted refusals of a claimed agent not named in agents
@@ -119,27 +121,24 @@ func newRefusalGate(budget int, window time.Duration, now func() time.Time, logg
 // and counts the others, and those whose recording failed.
 func (g *refusalGate) bound(next recordRefusal) recordRefusal {
 	return func(ctx context.Context, r refusal) error {
-		paid, w := g.admit(r)
-		if !paid {
+		if !g.admit(r) {
 			return nil
 		}
 		err := next(ctx, r)
-		g.mu.Lock()
-		defer g.mu.Unlock()
 		if err != nil {
 			// Its budget stays spent: a failing store must not invite
 			// more attempts than a working one.
-			g.count(r, g.now())
-		} else if w != nil && !w.written {
-			w.recorded++
+			g.mu.Lock()
+			g.count(r, g.now()).failed++
+			g.mu.Unlock()
 		}
 		return err
 	}
 }
 
-// admit reports whether r's log's budget pays for an entry of its own,
-// with the window open then; if not, r is counted in the open window.
-func (g *refusalGate) admit(r refusal) (paid bool, open *refusalWindow) {
+// admit reports whether r's log's budget pays for an entry of its own; if
+// not, r is counted in the log's open window.
+func (g *refusalGate) admit(r refusal) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.now()
@@ -149,10 +148,10 @@ func (g *refusalGate) admit(r refusal) (paid bool, open *refusalWindow) {
 		g.logs[r.key] = lr
 	}
 	if lr.budget.AllowN(now, 1) {
-		return true, lr.current(now)
+		return true
 	}
 	g.count(r, now)
-	return false, nil
+	return false
 }
 
 // current is the log's open window at now, or nil.
@@ -163,14 +162,16 @@ func (lr *logRefusals) current(now time.Time) *refusalWindow {
 	return nil
 }
 
-// count adds r to its log's open window, opening one if needed (g.mu held).
-func (g *refusalGate) count(r refusal, now time.Time) {
+// count adds r to its log's open window, opening one if needed, and
+// returns that window (g.mu held).
+func (g *refusalGate) count(r refusal, now time.Time) *refusalWindow {
 	lr := g.logs[r.key]
 	w := lr.current(now)
 	if w == nil {
 		span := g.window
-		if last := lr.open; last != nil && now.Before(last.start.Add(2*last.span)) {
-			// Refusals go on being counted: a longer window, fewer summaries.
+		if last := lr.open; last != nil && now.Before(last.start.Add(last.span+budgetRefill)) {
+			// Refusals were counted within the hour: a longer window,
+			// fewer summaries.
 			span = min(2*last.span, max(budgetRefill, g.window))
 		}
 		w = &refusalWindow{name: r.logName(), log: r.log, start: now, span: span,
@@ -201,6 +202,7 @@ func (g *refusalGate) count(r refusal, now time.Time) {
 	} else {
 		w.others++
 	}
+	return w
 }
 
 // refusalSummary is the record of an auth.token_refusals_suppressed entry.
@@ -210,10 +212,10 @@ type refusalSummary struct {
 	// WindowEnd is when counting stopped: the window's end, or the
 	// server's stop when that came first.
 	WindowEnd string `json:"window_end"`
-	// Suppressed refusals are only in this summary. Recorded ones, of the
-	// same window, have entries of their own.
-	Recorded      int                       `json:"recorded"`
+	// Suppressed refusals are only in this summary; of them, WriteFailed
+	// were to have entries of their own, whose writing failed.
 	Suppressed    int                       `json:"suppressed"`
+	WriteFailed   int                       `json:"write_failed"`
 	Reasons       map[string]int            `json:"reasons"`
 	ClaimedAgents map[string]map[string]int `json:"claimed_agents"`
 	OtherAgents   int                       `json:"other_agents"`
@@ -234,7 +236,7 @@ func (g *refusalGate) write(ctx context.Context, w *refusalWindow) error {
 		end = now
 	}
 	rec, err := json.Marshal(refusalSummary{
-		Event: "token_refusals_suppressed", Recorded: w.recorded, Suppressed: w.suppressed,
+		Event: "token_refusals_suppressed", Suppressed: w.suppressed, WriteFailed: w.failed,
 		WindowStart: w.start.UTC().Format(time.RFC3339Nano), WindowEnd: end.UTC().Format(time.RFC3339Nano),
 		Reasons: w.reasons, ClaimedAgents: w.agents, OtherAgents: w.others,
 	})
@@ -243,7 +245,7 @@ func (g *refusalGate) write(ctx context.Context, w *refusalWindow) error {
 		err = g.record(ctx, w.log, rec)
 	}
 	if err != nil {
-		g.logger.Error("token refusals counted but not recorded", slog.String("log", w.name), slog.Int("suppressed", w.suppressed),
+		g.logger.Error("summary of token refusals may not be recorded", slog.String("log", w.name), slog.Int("suppressed", w.suppressed),
 			slog.String("window_start", w.start.UTC().Format(time.RFC3339)), slog.Any("error", err))
 	}
 	return err

@@ -1,11 +1,14 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,6 +135,7 @@ func refusalEnv(t *testing.T, budget int, window time.Duration) (*agentEnv, *clo
 	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
 		c.RefusalBudget, c.RefusalWindow, c.Now = budget, window, clk.now
 	})
+	clk.t = time.Now() // after the setup, which may be slow
 	server.SetRefusalTimers(e.auth, ts.after)
 	return e, clk, ts
 }
@@ -180,8 +184,8 @@ type refusalSummary struct {
 	Event         string                    `json:"event"`
 	WindowStart   time.Time                 `json:"window_start"`
 	WindowEnd     time.Time                 `json:"window_end"`
-	Recorded      int                       `json:"recorded"`
 	Suppressed    int                       `json:"suppressed"`
+	WriteFailed   int                       `json:"write_failed"`
 	Reasons       map[string]int            `json:"reasons"`
 	ClaimedAgents map[string]map[string]int `json:"claimed_agents"`
 	OtherAgents   int                       `json:"other_agents"`
@@ -222,14 +226,15 @@ func refuse(t *testing.T, e *agentEnv, assertion string) {
 // its budget pays for one by one and then one summary that counts the
 // rest; so does the platform's log for agents nobody knows.
 func TestTokenRefusalsAreBoundedPerLog(t *testing.T) {
-	const limit = 5 // the budget; the clock stands still, so it does not refill
-	e, _, _ := refusalEnv(t, limit, time.Hour)
+	const budget = 5 // the budget; the clock stands still until the end, so it does not refill
+	e, clk, _ := refusalEnv(t, budget, time.Hour)
 	ctx := context.Background()
 	acme := e.agents["acme"]
 	acmeLog, platformLog := e.ledger.TenantLog(e.orgs["acme"].ID, "acme"), e.ledger.PlatformLog()
 	e.token(t, "acme") // creates the token key before the count starts
 	acmeFrom, platformFrom := logSize(t, e.ledger, acmeLog), logSize(t, e.ledger, platformLog)
 	forge := forger(t, e)
+	start := clk.now()
 
 	const forged = 40
 	for i := range forged {
@@ -247,37 +252,38 @@ func TestTokenRefusalsAreBoundedPerLog(t *testing.T) {
 	}
 	refuse(t, e, unsignedJWS("not an agent id"))
 	// Each log holds the first refusals (and acme's the token issued), no more.
-	if got, want := kindsFrom(t, e.ledger, acmeLog, acmeFrom), (map[string]int{"auth.token_refused": limit, "auth.token_issued": 1}); !equalCounts(got, want) {
+	if got, want := kindsFrom(t, e.ledger, acmeLog, acmeFrom), (map[string]int{"auth.token_refused": budget, "auth.token_issued": 1}); !equalCounts(got, want) {
 		t.Fatalf("acme's log during the flood: %v, want %v", got, want)
 	}
-	if got, want := kindsFrom(t, e.ledger, platformLog, platformFrom), (map[string]int{"auth.token_refused": limit}); !equalCounts(got, want) {
+	if got, want := kindsFrom(t, e.ledger, platformLog, platformFrom), (map[string]int{"auth.token_refused": budget}); !equalCounts(got, want) {
 		t.Fatalf("the platform's log during the flood: %v, want %v", got, want)
 	}
 
 	// Closing writes the summaries the windows owe, once.
+	clk.add(10 * time.Minute)
 	for range 2 {
 		if err := e.auth.Close(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
 	acmeSize := logSize(t, e.ledger, acmeLog)
-	if acmeSize != acmeFrom+limit+2 {
-		t.Fatalf("acme's log after close: %d entries, want %d", acmeSize, acmeFrom+limit+2)
+	if acmeSize != acmeFrom+budget+2 {
+		t.Fatalf("acme's log after close: %d entries, want %d", acmeSize, acmeFrom+budget+2)
 	}
 	s := summaryAt(t, e.ledger, acmeLog, acmeSize-1)
-	if s.Event != "token_refusals_suppressed" || s.Recorded != 0 || s.Suppressed != forged+1-limit ||
-		s.Reasons["bad_signature"] != forged-limit || s.Reasons["expired"] != 1 || len(s.Reasons) != 2 ||
-		s.ClaimedAgents[acme.id]["bad_signature"] != forged-limit || s.ClaimedAgents[acme.id]["expired"] != 1 ||
+	if s.Event != "token_refusals_suppressed" || s.WriteFailed != 0 || s.Suppressed != forged+1-budget ||
+		s.Reasons["bad_signature"] != forged-budget || s.Reasons["expired"] != 1 || len(s.Reasons) != 2 ||
+		s.ClaimedAgents[acme.id]["bad_signature"] != forged-budget || s.ClaimedAgents[acme.id]["expired"] != 1 ||
 		len(s.ClaimedAgents) != 1 || s.OtherAgents != 0 {
 		t.Fatalf("acme's summary: %+v", s)
 	}
 	// Closed before its end, the window says when counting stopped.
-	if !s.WindowEnd.Equal(s.WindowStart) {
-		t.Fatalf("acme's summary: a window closed at %v, before its end, reads %v–%v", s.WindowStart, s.WindowStart, s.WindowEnd)
+	if !s.WindowStart.Equal(start) || !s.WindowEnd.Equal(start.Add(10*time.Minute)) {
+		t.Fatalf("acme's summary: a window from %v closed 10 minutes in reads %v–%v", start, s.WindowStart, s.WindowEnd)
 	}
 	platformSize := logSize(t, e.ledger, platformLog)
-	if platformSize != platformFrom+limit+1 {
-		t.Fatalf("the platform's log after close: %d entries, want %d", platformSize, platformFrom+limit+1)
+	if platformSize != platformFrom+budget+1 {
+		t.Fatalf("the platform's log after close: %d entries, want %d", platformSize, platformFrom+budget+1)
 	}
 	s = summaryAt(t, e.ledger, platformLog, platformSize-1)
 	for id, byReason := range s.ClaimedAgents {
@@ -286,7 +292,7 @@ func TestTokenRefusalsAreBoundedPerLog(t *testing.T) {
 		}
 	}
 	// 16 named; the rest, and the malformed id, counted.
-	if s.Suppressed != unknown+1-limit || s.Reasons["unknown_agent"] != unknown+1-limit || len(s.ClaimedAgents) != 16 || s.OtherAgents != unknown+1-limit-16 {
+	if s.Suppressed != unknown+1-budget || s.Reasons["unknown_agent"] != unknown+1-budget || len(s.ClaimedAgents) != 16 || s.OtherAgents != unknown+1-budget-16 {
 		t.Fatalf("platform summary: %+v", s)
 	}
 }
@@ -360,37 +366,82 @@ func TestTokenRefusalWindows(t *testing.T) {
 	}
 }
 
-// A sender who paces refusals below any per-window limit still gets only
-// the budget's entries of their own: 5, and 5 an hour after that. The rest
-// are counted, none lost, in a summary per window.
-func TestTokenRefusalsPacedUnderTheBudget(t *testing.T) {
+// However a sender paces refusals, a log gets only the budget's entries
+// of their own (5, and 5 an hour after that) and, after a few short
+// windows, one summary an hour; no refusal is lost.
+func TestTokenRefusalsPaced(t *testing.T) {
 	const budget, minutes = 5, 180
-	e, clk, ts := refusalEnv(t, budget, time.Minute)
+	for _, tc := range []struct {
+		name         string
+		every        time.Duration
+		burst        int
+		maxSummaries int // windows of 1, 2, 4, … 32 minutes, then hours
+	}{
+		{"one a minute", time.Minute, 1, 8},
+		{"bursts every two minutes", 2 * time.Minute, 3, 9},
+		{"bursts every ten minutes", 10 * time.Minute, 8, 9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, clk, ts := refusalEnv(t, budget, time.Minute)
+			lg := e.ledger.PlatformLog()
+			from, sent := logSize(t, e.ledger, lg), 0
+			for range minutes/int(tc.every/time.Minute) + 1 {
+				for range tc.burst {
+					refuse(t, e, unsignedJWS(store.NewID(store.PrefixAgent)))
+					sent++
+				}
+				clk.add(tc.every)
+				ts.fireDue(t)
+			}
+			if err := e.auth.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			own, summaries, suppressed := 0, 0, 0
+			for i := from; i < logSize(t, e.ledger, lg); i++ {
+				switch kind, _ := entryAt(t, e.ledger, lg, i); kind {
+				case "auth.token_refused":
+					own++
+				case "auth.token_refusals_suppressed":
+					summaries++
+					suppressed += summaryAt(t, e.ledger, lg, i).Suppressed
+				default:
+					t.Fatalf("entry %d: %s", i, kind)
+				}
+			}
+			if own > budget+budget*minutes/60 || own < budget || summaries > tc.maxSummaries || own+suppressed != sent {
+				t.Fatalf("%d refusals in %d minutes: %d of their own, %d counted in %d summaries", sent, minutes, own, suppressed, summaries)
+			}
+		})
+	}
+}
+
+// With the service's own timers, a window's summary is written when it
+// ends (here after a millisecond), without a close.
+func TestTokenRefusalSummaryOnItsOwn(t *testing.T) {
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) { c.RefusalBudget, c.RefusalWindow = 1, time.Millisecond })
 	lg := e.ledger.PlatformLog()
 	from := logSize(t, e.ledger, lg)
-	for range minutes + 1 {
+	const sent = 4
+	for range sent {
 		refuse(t, e, unsignedJWS(store.NewID(store.PrefixAgent)))
-		clk.add(time.Minute)
-		ts.fireDue(t)
 	}
-	if err := e.auth.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	own, summaries, suppressed := 0, 0, 0
-	for i := from; i < logSize(t, e.ledger, lg); i++ {
-		switch kind, _ := entryAt(t, e.ledger, lg, i); kind {
-		case "auth.token_refused":
-			own++
-		case "auth.token_refusals_suppressed":
-			summaries++
-			suppressed += summaryAt(t, e.ledger, lg, i).Suppressed
-		default:
-			t.Fatalf("entry %d: %s", i, kind)
+	// The budget pays for one; the other three are in one or more
+	// summaries, written by the timers.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		own, suppressed := 0, 0
+		for i := from; i < logSize(t, e.ledger, lg); i++ {
+			if kind, _ := entryAt(t, e.ledger, lg, i); kind == "auth.token_refused" {
+				own++
+			} else {
+				suppressed += summaryAt(t, e.ledger, lg, i).Suppressed
+			}
 		}
-	}
-	// Windows of 1, 2, 4, … 32 minutes, then hours: 8 in three hours.
-	if own > budget+budget*minutes/60 || own < budget || summaries > 8 || own+suppressed != minutes+1 {
-		t.Fatalf("%d refusals in %d minutes: %d of their own, %d counted in %d summaries", minutes+1, minutes, own, suppressed, summaries)
+		if own == 1 && suppressed == sent-1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s on: %d refusals of their own, %d in summaries", own, suppressed)
+		}
 	}
 }
 
@@ -420,15 +471,15 @@ func TestTokenRefusalsWhenRecordingFails(t *testing.T) {
 	if err := e.auth.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if s := summaryAt(t, e.ledger, lg, from); s.Suppressed != sent || s.Recorded != 0 {
+	if s := summaryAt(t, e.ledger, lg, from); s.Suppressed != sent || s.WriteFailed != budget {
 		t.Fatalf("summary: %+v", s)
 	}
 }
 
 // Refusals sent at once are each recorded or counted, exactly once.
 func TestTokenRefusalsInParallel(t *testing.T) {
-	const limit, senders, each = 5, 20, 5
-	e, _, _ := refusalEnv(t, limit, time.Hour)
+	const budget, senders, each = 5, 20, 5
+	e, _, _ := refusalEnv(t, budget, time.Hour)
 	lg := e.ledger.PlatformLog()
 	from := logSize(t, e.ledger, lg)
 	assertions := make([]string, senders*each)
@@ -449,10 +500,10 @@ func TestTokenRefusalsInParallel(t *testing.T) {
 	if err := e.auth.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := kindsFrom(t, e.ledger, lg, from), (map[string]int{"auth.token_refused": limit, "auth.token_refusals_suppressed": 1}); !equalCounts(got, want) {
+	if got, want := kindsFrom(t, e.ledger, lg, from), (map[string]int{"auth.token_refused": budget, "auth.token_refusals_suppressed": 1}); !equalCounts(got, want) {
 		t.Fatalf("%v, want %v", got, want)
 	}
-	if s := summaryAt(t, e.ledger, lg, logSize(t, e.ledger, lg)-1); s.Suppressed != senders*each-limit {
+	if s := summaryAt(t, e.ledger, lg, logSize(t, e.ledger, lg)-1); s.Suppressed != senders*each-budget {
 		t.Fatalf("summary: %+v", s)
 	}
 }
@@ -463,6 +514,8 @@ func TestTokenRefusalsInParallel(t *testing.T) {
 func TestTokenRefusalsCloseGivesUp(t *testing.T) {
 	const budget = 1
 	e, _, ts := refusalEnv(t, budget, time.Hour)
+	var logs lockedBuffer
+	server.SetRefusalLogger(e.auth, slog.New(slog.NewJSONHandler(&logs, nil)))
 	forge := forger(t, e)
 	acme, beta := e.agents["acme"], e.agents["beta"]
 	for range budget + 1 {
@@ -482,6 +535,35 @@ func TestTokenRefusalsCloseGivesUp(t *testing.T) {
 	if err := e.auth.Close(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Close with the writers held: %v", err)
 	}
+	// The summary its window's end began gave up when Close did (not at
+	// its own timeout, much later).
+	var gaveUp bool
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var l struct{ Log, Error string }
+		_ = json.Unmarshal([]byte(line), &l)
+		gaveUp = gaveUp || (l.Log == e.orgs["beta"].ID && l.Error == context.Canceled.Error())
+	}
+	if !gaveUp {
+		t.Fatalf("no summary of beta's gave up with Close; the service logged:\n%s", logs.String())
+	}
+}
+
+// lockedBuffer is a buffer that goroutines write to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestAgentAuthRefusesANegativeBound(t *testing.T) {
