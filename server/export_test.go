@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"log/slog"
 	"time"
 )
 
@@ -16,11 +15,4 @@ func SetRefusalTimers(a *AgentAuth, after func(d time.Duration, f func()) interf
 // SetRefusalAppend replaces how a gets a refusal into its own entry.
 func SetRefusalAppend(a *AgentAuth, appendRefusal func(ctx context.Context, claimed, reason string) error) {
 	a.recordRefusal = a.refusals.bound(func(ctx context.Context, r refusal) error { return appendRefusal(ctx, r.claimed, r.reason) })
-}
-
-// SetRefusalLogger replaces the logger of a's refusal summaries.
-func SetRefusalLogger(a *AgentAuth, l *slog.Logger) {
-	a.refusals.mu.Lock()
-	defer a.refusals.mu.Unlock()
-	a.refusals.logger = l
 }

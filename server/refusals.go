@@ -3,9 +3,10 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -63,8 +64,10 @@ type stopper interface{ Stop() bool }
 // hour without counting one, each new window is twice as long as the
 // last, up to an hour. So however a sender paces them, a log gains at
 // most `budget` entries of their own an hour after the first `budget`,
-// and, after a few short windows, one summary an hour. The refusals
-// themselves are not changed: the gate decides only what is written.
+// and at most about four summaries an hour (one an hour while refusals
+// keep coming: a sender has to stop for an hour to get short windows
+// back). The refusals themselves are not changed: the gate decides only
+// what is written.
 type refusalGate struct {
 	budget int
 	window time.Duration
@@ -91,6 +94,8 @@ type refusalGate struct {
 type logRefusals struct {
 	budget *rate.Limiter
 	open   *refusalWindow // the newest window: counting now, unless written or ended
+	// counted is when the log last counted a refusal.
+	counted time.Time
 }
 
 // refusalWindow counts one log's refusals in one window.
@@ -99,12 +104,13 @@ type refusalWindow struct {
 	log   ledger.Log
 	start time.Time
 	span  time.Duration
-	// What was counted, not recorded; summarized once, at the window's end.
+	// What was counted instead of recorded; summarized once, at the
+	// window's end.
 	suppressed int
-	failed     int // of suppressed: refusals the budget paid for whose entry could not be written
+	failed     int // of suppressed: refusals the budget paid for whose entry's write failed
 	reasons    map[string]int
 	agents     map[string]map[string]int // claimed agent → reason → count
-	others     int                       // counted refusals of a claimed agent not named in agents
+	others     int                       // counted refusals of claimed agents not named in agents
 	timer      stopper
 	written    bool
 }
@@ -169,15 +175,17 @@ func (g *refusalGate) count(r refusal, now time.Time) *refusalWindow {
 	w := lr.current(now)
 	if w == nil {
 		span := g.window
-		if last := lr.open; last != nil && now.Before(last.start.Add(last.span+budgetRefill)) {
-			// Refusals were counted within the hour: a longer window,
+		if last := lr.open; last != nil && now.Before(lr.counted.Add(budgetRefill)) {
+			// A refusal was counted within the hour: a longer window,
 			// fewer summaries.
 			span = min(2*last.span, max(budgetRefill, g.window))
 		}
 		w = &refusalWindow{name: r.logName(), log: r.log, start: now, span: span,
 			reasons: map[string]int{}, agents: map[string]map[string]int{}}
 		lr.open = w
-		if !g.closed {
+		if g.closed {
+			g.logger.Warn("token refusals counted after the server began to stop are in no summary", slog.String("log", w.name))
+		} else {
 			g.armed[w] = struct{}{}
 			g.pending.Add(1)
 			w.timer = g.after(span, func() {
@@ -188,6 +196,7 @@ func (g *refusalGate) count(r refusal, now time.Time) *refusalWindow {
 			})
 		}
 	}
+	lr.counted = now
 	w.suppressed++
 	w.reasons[r.reason]++
 	byReason, named := w.agents[r.claimed]
@@ -212,13 +221,15 @@ type refusalSummary struct {
 	// WindowEnd is when counting stopped: the window's end, or the
 	// server's stop when that came first.
 	WindowEnd string `json:"window_end"`
-	// Suppressed refusals are only in this summary; of them, WriteFailed
-	// were to have entries of their own, whose writing failed.
+	// Suppressed refusals are in this summary, not in entries of their
+	// own. Of them, WriteFailed were to have such an entry and its write
+	// failed; an entry whose write ran out of time may be in the log all
+	// the same.
 	Suppressed    int                       `json:"suppressed"`
 	WriteFailed   int                       `json:"write_failed"`
 	Reasons       map[string]int            `json:"reasons"`
 	ClaimedAgents map[string]map[string]int `json:"claimed_agents"`
-	OtherAgents   int                       `json:"other_agents"`
+	OtherAgents   int                       `json:"other_agents_refusals"` // refusals of claimed agents not named
 }
 
 // write appends w's summary, once; a failure is logged, and the count is
@@ -267,12 +278,14 @@ func (g *refusalGate) close(ctx context.Context) error {
 		}
 	}
 	g.mu.Unlock()
-	errs := make([]error, len(due))
+	var failed atomic.Int32
 	var writes sync.WaitGroup
-	for i, w := range due {
+	for _, w := range due {
 		writes.Go(func() {
 			defer g.pending.Done()
-			errs[i] = g.write(ctx, w)
+			if g.write(ctx, w) != nil { // logged by write
+				failed.Add(1)
+			}
 		})
 	}
 	writes.Wait()
@@ -283,7 +296,10 @@ func (g *refusalGate) close(ctx context.Context) error {
 	case <-ctx.Done():
 		g.cancel() // the summaries being written give up
 		<-done
-		errs = append(errs, ctx.Err())
+		return fmt.Errorf("the last summaries of token refusals may not be recorded: %w", ctx.Err())
 	}
-	return errors.Join(errs...)
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("%d of the last %d summaries of token refusals may not be recorded (see the log)", n, len(due))
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +31,8 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 func (c *clock) add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -129,15 +131,16 @@ func (t *timer) claim(tb testing.TB) func() {
 
 // refusalEnv is an agent environment whose token refusal windows follow
 // a test's clock and timers.
-func refusalEnv(t *testing.T, budget int, window time.Duration) (*agentEnv, *clock, *timers) {
-	clk := &clock{t: time.Now()} // assertions are checked against the clock too
+func refusalEnv(t *testing.T, budget int, window time.Duration) (*agentEnv, *clock, *timers, *lockedBuffer) {
+	clk, logs := &clock{t: time.Now()}, &lockedBuffer{} // assertions are checked against the clock too
 	ts := &timers{clk: clk}
 	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
 		c.RefusalBudget, c.RefusalWindow, c.Now = budget, window, clk.now
+		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	})
-	clk.t = time.Now() // after the setup, which may be slow
+	clk.set(time.Now()) // after the setup, which may be slow
 	server.SetRefusalTimers(e.auth, ts.after)
-	return e, clk, ts
+	return e, clk, ts, logs
 }
 
 // logSize is the size of lg's newest checkpoint (0 for a log not begun).
@@ -188,7 +191,7 @@ type refusalSummary struct {
 	WriteFailed   int                       `json:"write_failed"`
 	Reasons       map[string]int            `json:"reasons"`
 	ClaimedAgents map[string]map[string]int `json:"claimed_agents"`
-	OtherAgents   int                       `json:"other_agents"`
+	OtherAgents   int                       `json:"other_agents_refusals"`
 }
 
 // summaryAt reads entry i of lg, which must be a summary of refusals.
@@ -227,7 +230,7 @@ func refuse(t *testing.T, e *agentEnv, assertion string) {
 // rest; so does the platform's log for agents nobody knows.
 func TestTokenRefusalsAreBoundedPerLog(t *testing.T) {
 	const budget = 5 // the budget; the clock stands still until the end, so it does not refill
-	e, clk, _ := refusalEnv(t, budget, time.Hour)
+	e, clk, _, _ := refusalEnv(t, budget, time.Hour)
 	ctx := context.Background()
 	acme := e.agents["acme"]
 	acmeLog, platformLog := e.ledger.TenantLog(e.orgs["acme"].ID, "acme"), e.ledger.PlatformLog()
@@ -317,7 +320,7 @@ func equalCounts(a, b map[string]int) bool {
 // written at its window's end and covers exactly that window.
 func TestTokenRefusalWindows(t *testing.T) {
 	const budget, window = 2, time.Minute
-	e, clk, ts := refusalEnv(t, budget, window)
+	e, clk, ts, _ := refusalEnv(t, budget, window)
 	lg := e.ledger.PlatformLog()
 	stranger := func() string { return unsignedJWS(store.NewID(store.PrefixAgent)) }
 	from := logSize(t, e.ledger, lg)
@@ -333,8 +336,12 @@ func TestTokenRefusalWindows(t *testing.T) {
 		{0, 0, 16 * window},
 		{0, 1, 32 * window}, // half an hour refills one
 		{0, 1, time.Hour},
-		{0, 2, time.Hour},
-		{3 * time.Hour, budget, window}, // after a quiet spell
+		// The hour-long window's refusals all came at its start: the log
+		// has gone an hour without counting one.
+		{0, 2, window},
+		{3 * time.Hour, budget, window},    // after a quiet spell
+		{58 * time.Minute, 1, 2 * window},  // 59 minutes after the last refusal counted
+		{59 * time.Minute, budget, window}, // 61 minutes after it
 	} {
 		clk.add(tc.wait)
 		start, timersBefore := clk.now(), ts.count()
@@ -367,30 +374,35 @@ func TestTokenRefusalWindows(t *testing.T) {
 }
 
 // However a sender paces refusals, a log gets only the budget's entries
-// of their own (5, and 5 an hour after that) and, after a few short
-// windows, one summary an hour; no refusal is lost.
+// of their own (5, and 5 an hour after that) and at most four summaries
+// an hour, one an hour while refusals keep coming; no refusal is lost.
 func TestTokenRefusalsPaced(t *testing.T) {
-	const budget, minutes = 5, 180
+	const budget, minutes = 5, 368
 	for _, tc := range []struct {
-		name         string
-		every        time.Duration
-		burst        int
-		maxSummaries int // windows of 1, 2, 4, … 32 minutes, then hours
+		name      string
+		cycle     int   // minutes
+		at        []int // minutes into each cycle that a burst is sent
+		burst     int
+		sustained bool // refusals keep coming: windows of 1, 2, … 32 minutes, then hours
 	}{
-		{"one a minute", time.Minute, 1, 8},
-		{"bursts every two minutes", 2 * time.Minute, 3, 9},
-		{"bursts every ten minutes", 10 * time.Minute, 8, 9},
+		{"one a minute", 1, []int{0}, 1, true},
+		{"bursts every two minutes", 2, []int{0}, 3, true},
+		{"bursts every ten minutes", 10, []int{0}, 8, true},
+		// Short windows, then an hour's pause to get short windows back.
+		{"bursts, then a pause", 92, []int{0, 1, 3, 7, 15, 31}, budget + 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, clk, ts := refusalEnv(t, budget, time.Minute)
+			e, clk, ts, _ := refusalEnv(t, budget, time.Minute)
 			lg := e.ledger.PlatformLog()
 			from, sent := logSize(t, e.ledger, lg), 0
-			for range minutes/int(tc.every/time.Minute) + 1 {
-				for range tc.burst {
-					refuse(t, e, unsignedJWS(store.NewID(store.PrefixAgent)))
-					sent++
+			for m := range minutes + 1 {
+				if slices.Contains(tc.at, m%tc.cycle) {
+					for range tc.burst {
+						refuse(t, e, unsignedJWS(store.NewID(store.PrefixAgent)))
+						sent++
+					}
 				}
-				clk.add(tc.every)
+				clk.add(time.Minute)
 				ts.fireDue(t)
 			}
 			if err := e.auth.Close(context.Background()); err != nil {
@@ -408,8 +420,13 @@ func TestTokenRefusalsPaced(t *testing.T) {
 					t.Fatalf("entry %d: %s", i, kind)
 				}
 			}
-			if own > budget+budget*minutes/60 || own < budget || summaries > tc.maxSummaries || own+suppressed != sent {
-				t.Fatalf("%d refusals in %d minutes: %d of their own, %d counted in %d summaries", sent, minutes, own, suppressed, summaries)
+			maxSummaries := 4*minutes/60 + 1 // and the window open at the end
+			if tc.sustained {
+				maxSummaries = 6 + (minutes-63)/60 + 1
+			}
+			if own > budget+budget*minutes/60 || own < budget || summaries > maxSummaries || own+suppressed != sent {
+				t.Fatalf("%d refusals in %d minutes: %d of their own, %d counted in %d summaries (at most %d)",
+					sent, minutes, own, suppressed, summaries, maxSummaries)
 			}
 		})
 	}
@@ -450,7 +467,7 @@ func TestTokenRefusalSummaryOnItsOwn(t *testing.T) {
 // counted in the summary.
 func TestTokenRefusalsWhenRecordingFails(t *testing.T) {
 	const budget = 5
-	e, _, _ := refusalEnv(t, budget, time.Hour)
+	e, _, _, logs := refusalEnv(t, budget, time.Hour)
 	var attempts int
 	var mu sync.Mutex
 	server.SetRefusalAppend(e.auth, func(context.Context, string, string) error {
@@ -465,8 +482,13 @@ func TestTokenRefusalsWhenRecordingFails(t *testing.T) {
 	for range sent {
 		refuse(t, e, unsignedJWS(store.NewID(store.PrefixAgent)))
 	}
+	mu.Lock()
 	if attempts != budget {
 		t.Fatalf("%d attempts to record %d refusals, want %d (the budget)", attempts, sent, budget)
+	}
+	mu.Unlock()
+	if n := strings.Count(logs.String(), "the store is failing"); n != budget {
+		t.Fatalf("%d failed writes logged, want %d:\n%s", n, budget, logs.String())
 	}
 	if err := e.auth.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -479,7 +501,7 @@ func TestTokenRefusalsWhenRecordingFails(t *testing.T) {
 // Refusals sent at once are each recorded or counted, exactly once.
 func TestTokenRefusalsInParallel(t *testing.T) {
 	const budget, senders, each = 5, 20, 5
-	e, _, _ := refusalEnv(t, budget, time.Hour)
+	e, _, _, _ := refusalEnv(t, budget, time.Hour)
 	lg := e.ledger.PlatformLog()
 	from := logSize(t, e.ledger, lg)
 	assertions := make([]string, senders*each)
@@ -513,9 +535,7 @@ func TestTokenRefusalsInParallel(t *testing.T) {
 // itself.
 func TestTokenRefusalsCloseGivesUp(t *testing.T) {
 	const budget = 1
-	e, _, ts := refusalEnv(t, budget, time.Hour)
-	var logs lockedBuffer
-	server.SetRefusalLogger(e.auth, slog.New(slog.NewJSONHandler(&logs, nil)))
+	e, _, ts, logs := refusalEnv(t, budget, time.Hour)
 	forge := forger(t, e)
 	acme, beta := e.agents["acme"], e.agents["beta"]
 	for range budget + 1 {
