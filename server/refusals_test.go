@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -131,8 +130,8 @@ func (t *timer) claim(tb testing.TB) func() {
 
 // refusalEnv is an agent environment whose token refusal windows follow
 // a test's clock and timers.
-func refusalEnv(t *testing.T, budget int, window time.Duration) (*agentEnv, *clock, *timers, *lockedBuffer) {
-	clk, logs := &clock{t: time.Now()}, &lockedBuffer{} // assertions are checked against the clock too
+func refusalEnv(t *testing.T, budget int, window time.Duration) (*agentEnv, *clock, *timers, *syncBuffer) {
+	clk, logs := &clock{t: time.Now()}, &syncBuffer{} // assertions are checked against the clock too
 	ts := &timers{clk: clk}
 	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
 		c.RefusalBudget, c.RefusalWindow, c.Now = budget, window, clk.now
@@ -566,24 +565,6 @@ func TestTokenRefusalsCloseGivesUp(t *testing.T) {
 	if !gaveUp {
 		t.Fatalf("no summary of beta's gave up with Close; the service logged:\n%s", logs.String())
 	}
-}
-
-// lockedBuffer is a buffer that goroutines write to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestAgentAuthRefusesANegativeBound(t *testing.T) {
