@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -259,17 +258,6 @@ func (a *AgentAuth) appendRefusal(ctx context.Context, r refusal) error {
 	rec, _ := json.Marshal(map[string]string{"event": "token_refused", "claimed_agent": r.claimed, "reason": r.reason})
 	_, err := a.cfg.Ledger.Append(ctx, r.log, ledger.Entry{Kind: "auth.token_refused", Subject: r.claimed, Record: rec})
 	return err
-}
-
-// cutUTF8 cuts s to at most n bytes without splitting a character.
-func cutUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // reasonOf names a refusal for the ledger (never the assertion itself).

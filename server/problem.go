@@ -60,14 +60,18 @@ const maxDetailBytes = 512
 //
 //	return server.Problem(server.ErrUnprocessable, "the idempotency key was used with another body")
 func Problem(kind error, detail string) error {
-	if len(detail) > maxDetailBytes {
-		n := maxDetailBytes
-		for n > 0 && !utf8.RuneStart(detail[n]) {
-			n--
-		}
-		detail = detail[:n]
+	return &ProblemError{kind: kind, detail: cutUTF8(detail, maxDetailBytes)}
+}
+
+// cutUTF8 cuts s to at most n bytes without splitting a character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return &ProblemError{kind: kind, detail: detail}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func (e *ProblemError) Error() string { return e.kind.Error() + ": " + e.detail }
