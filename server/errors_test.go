@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -97,9 +98,10 @@ func TestInternalErrorNotLeaked(t *testing.T) {
 }
 
 func TestProblemDetailIsBounded(t *testing.T) {
-	err := server.Problem(server.ErrBadRequest, strings.Repeat("é", 1000))
+	// Two-byte characters after one byte: byte 512 falls inside one.
+	err := server.Problem(server.ErrBadRequest, "a"+strings.Repeat("é", 1000))
 	var pe *server.ProblemError
-	if !errors.As(err, &pe) || len(pe.Detail()) > 512 || !errors.Is(err, server.ErrBadRequest) {
+	if !errors.As(err, &pe) || len(pe.Detail()) != 511 || !utf8.ValidString(pe.Detail()) || !errors.Is(err, server.ErrBadRequest) {
 		t.Fatalf("Problem = %v (detail %d bytes)", err, len(pe.Detail()))
 	}
 }
