@@ -94,7 +94,8 @@ func (l *Ledger) InclusionProof(ctx context.Context, lg Log, index, treeSize uin
 
 // InclusionProofIn is InclusionProof in the caller's transaction on lg's
 // store, lt: an organization's read transaction will do (the log is only
-// read, and a snapshot that holds a checkpoint holds its tree).
+// read, and a snapshot that holds a checkpoint holds its tree). lt must be
+// lg's: lg keys the tiles it reads in the ledger's shared cache.
 func (l *Ledger) InclusionProofIn(ctx context.Context, lg Log, lt store.LogTx, index, treeSize uint64) (InclusionProof, error) {
 	cp, err := checkpointAt(ctx, lt, treeSize)
 	if err != nil {
@@ -124,16 +125,16 @@ func (l *Ledger) InclusionProofIn(ctx context.Context, lg Log, lt store.LogTx, i
 
 // InclusionProofByLeafHash finds the entry with leafHash and proves it.
 func (l *Ledger) InclusionProofByLeafHash(ctx context.Context, lg Log, leafHash []byte, treeSize uint64) (InclusionProof, error) {
-	var index uint64
+	var out InclusionProof
 	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 		e, err := lt.EntryByLeafHash(ctx, leafHash)
-		index = e.Index
+		if err != nil {
+			return err
+		}
+		out, err = l.InclusionProofIn(ctx, lg, lt, e.Index, treeSize)
 		return err
 	})
-	if err != nil {
-		return InclusionProof{}, err
-	}
-	return l.InclusionProof(ctx, lg, index, treeSize)
+	return out, err
 }
 
 // ConsistencyProof proves the tree of size first is a prefix of the tree
