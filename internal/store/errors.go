@@ -24,7 +24,8 @@ var (
 	// connection failed — so nothing of it will commit, and nothing more
 	// may be run in it as if it were open.
 	ErrTxAborted = errors.New("transaction aborted")
-	// ErrReadOnly: a write in a read-only transaction (InTenantReadTx).
+	// ErrReadOnly: a write in a read-only transaction (InTenantReadTx,
+	// InPlatformReadTx).
 	ErrReadOnly = errors.New("read-only transaction")
 	// ErrSchema: the database schema is not this binary's: older, and the
 	// process may not migrate it (run `agentsigna migrate`), newer, or

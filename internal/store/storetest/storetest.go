@@ -40,6 +40,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Rollback", func(t *testing.T) { testRollback(t, h) })
 	t.Run("Savepoint", func(t *testing.T) { testSavepoint(t, h) })
 	t.Run("ReadTx", func(t *testing.T) { testReadTx(t, h) })
+	t.Run("PlatformReadTx", func(t *testing.T) { testPlatformReadTx(t, h) })
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, h) })
 	t.Run("Logs", func(t *testing.T) { testLogs(t, h) })
 	t.Run("Policies", func(t *testing.T) { testPolicies(t, h) })
@@ -444,6 +445,76 @@ func testReadTx(t *testing.T, h Harness) {
 	}
 	if keys, err := read(acme.ID); err != nil || !slices.Equal(keys, []string{"committed", "uncommitted"}) {
 		t.Fatalf("read after the writer committed: %v, %v", keys, err)
+	}
+}
+
+// The platform's read transaction likewise sees what was committed,
+// refuses every write, and runs beside an open platform writer without
+// seeing its uncommitted rows.
+func testPlatformReadTx(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	CreateTenant(t, b, "acme")
+	c := ctx(t)
+	read := func() ([]string, error) {
+		var slugs []string
+		err := b.InPlatformReadTx(c, func(ctx context.Context, tx store.PlatformTx) error {
+			list, err := tx.ListTenants(ctx)
+			for _, tn := range list {
+				slugs = append(slugs, tn.Slug)
+			}
+			return err
+		})
+		slices.Sort(slugs)
+		return slugs, err
+	}
+	if slugs, err := read(); err != nil || !slices.Equal(slugs, []string{"acme"}) {
+		t.Fatalf("platform read tx: %v, %v", slugs, err)
+	}
+	err := b.InPlatformReadTx(c, func(ctx context.Context, tx store.PlatformTx) error {
+		_, err := tx.CreateTenant(ctx, store.Tenant{Slug: "sneaky", Name: "Sneaky"})
+		return err
+	})
+	wantErr(t, "a write in a platform read transaction", err, store.ErrReadOnly)
+
+	written, release, finished := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		finished <- b.InPlatformTx(c, func(ctx context.Context, tx store.PlatformTx) error {
+			defer close(written)
+			if err := tx.Log().LockLog(ctx); err != nil {
+				return err
+			}
+			if _, err := tx.CreateTenant(ctx, store.Tenant{Slug: "beta", Name: "Org beta"}); err != nil {
+				return err
+			}
+			written <- struct{}{}
+			<-release
+			return nil
+		})
+	}()
+	if _, ok := <-written; !ok {
+		t.Fatal(<-finished)
+	}
+	done := make(chan struct{})
+	var slugs []string
+	go func() {
+		defer close(done)
+		slugs, err = read()
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("a platform read transaction waited for the writer")
+	}
+	close(release)
+	if werr := <-finished; werr != nil {
+		t.Fatal(werr)
+	}
+	if err != nil || !slices.Equal(slugs, []string{"acme"}) {
+		t.Fatalf("platform read beside an open writer: %v, %v (want only the committed tenant)", slugs, err)
+	}
+	if slugs, err := read(); err != nil || !slices.Equal(slugs, []string{"acme", "beta"}) {
+		t.Fatalf("platform read after the writer committed: %v, %v", slugs, err)
 	}
 }
 
@@ -1112,6 +1183,10 @@ func testClosed(t *testing.T, h Harness) {
 	wantErr(t, "InTenantTx after Close", err, store.ErrUnavailable)
 	err = b.InPlatformTx(c, func(context.Context, store.PlatformTx) error { return nil })
 	wantErr(t, "InPlatformTx after Close", err, store.ErrUnavailable)
+	err = b.InTenantReadTx(c, acme.ID, func(context.Context, store.TenantTx) error { return nil })
+	wantErr(t, "InTenantReadTx after Close", err, store.ErrUnavailable)
+	err = b.InPlatformReadTx(c, func(context.Context, store.PlatformTx) error { return nil })
+	wantErr(t, "InPlatformReadTx after Close", err, store.ErrUnavailable)
 	wantErr(t, "Ping after Close", b.Ping(c), store.ErrUnavailable)
 }
 
