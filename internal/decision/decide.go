@@ -156,20 +156,24 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 }
 
 // replay answers a request made again under the same Idempotency-Key with
-// the answer decision d was given (readResponse), or ErrIdempotencyMismatch
-// when the request differs. A rare path: it reads in a transaction of its
-// own.
+// the answer decision d was given, or ErrIdempotencyMismatch when the
+// request differs. A rare path: it reads in a transaction of its own.
 func (s *Service) replay(ctx context.Context, org Organization, d store.Decision, requestSHA256 []byte) (Response, error) {
-	if !sameDigest(d.RequestSHA256, requestSHA256) {
-		return Response{}, ErrIdempotencyMismatch
-	}
 	var answered Response
 	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		answered, err = s.readResponse(ctx, org, tx, d)
+		answered, err = s.replayIn(ctx, org, tx, d, requestSHA256)
 		return err
 	})
 	return answered, err
+}
+
+// replayIn is replay in tx.
+func (s *Service) replayIn(ctx context.Context, org Organization, tx store.TenantTx, d store.Decision, requestSHA256 []byte) (Response, error) {
+	if !sameDigest(d.RequestSHA256, requestSHA256) {
+		return Response{}, ErrIdempotencyMismatch
+	}
+	return s.readResponse(ctx, org, tx, d)
 }
 
 func sameDigest(a, b []byte) bool { return len(a) == len(b) && string(a) == string(b) }
@@ -179,14 +183,14 @@ func sameDigest(a, b []byte) bool { return len(a) == len(b) && string(a) == stri
 // The loser's ledger entries stay: the log is append-only, and they are
 // what it decided, recorded (their decision id is never stored).
 func (s *Service) replayAfterRace(ctx context.Context, org Organization, agentID string, keyHash, requestSHA256 []byte) (Response, error) {
-	var d store.Decision
-	err := s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		var err error
-		d, err = tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash)
+	var answered Response
+	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		d, err := tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash)
+		if err != nil {
+			return fmt.Errorf("decision: reread after an idempotency conflict: %w", err)
+		}
+		answered, err = s.replayIn(ctx, org, tx, d, requestSHA256)
 		return err
 	})
-	if err != nil {
-		return Response{}, fmt.Errorf("decision: reread after an idempotency conflict: %w", err)
-	}
-	return s.replay(ctx, org, d, requestSHA256)
+	return answered, err
 }
