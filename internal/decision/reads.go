@@ -84,6 +84,9 @@ func (s *Service) readResponse(ctx context.Context, org Organization, tx store.T
 		return Response{}, fmt.Errorf("decision: stored response of %s: %w", d.ID, err)
 	}
 	r := b.Response
+	if r.Ledger.Index != d.LedgerIndex {
+		return Response{}, fmt.Errorf("decision: internal: decision %s's row names ledger entry %d, its response %d", d.ID, d.LedgerIndex, r.Ledger.Index)
+	}
 	if d.Outcome == store.OutcomeAllow {
 		rc, err := tx.Receipts().ByDecision(ctx, d.ID)
 		if errors.Is(err, store.ErrNotFound) {

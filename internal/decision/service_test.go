@@ -444,15 +444,20 @@ func TestStoredResponseProofFromTheLog(t *testing.T) {
 			size := strings.Split(sent.Ledger.Checkpoint, "\n")[1]
 			leaf := base64.StdEncoding.EncodeToString(sent.Ledger.LeafHash)
 			index, next := fmt.Sprint(sent.Ledger.Index), fmt.Sprint(sent.Ledger.Index+1)
+			receiptEntry, err := e.ledger.Entry(context.Background(), e.log(), sent.Ledger.Index+1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nextLeaf := base64.StdEncoding.EncodeToString(receiptEntry.LeafHash)
 			// Denials: no receipt to read back.
-			stored := func(ledger string) string {
+			stored := func(column uint64, ledger string) string {
 				var d store.Decision
 				e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
 					var err error
 					d, err = tx.Decisions().Insert(ctx, store.Decision{
 						AgentID: agent.ID, Action: `{"type":"invoice.approve"}`, ActionType: "invoice.approve",
 						Reason: "r", Outcome: store.OutcomeDeny, Reasons: []string{"no_authority"}, BaseRevision: "b",
-						RequestSHA256: make([]byte, 32), LedgerIndex: sent.Ledger.Index,
+						RequestSHA256: make([]byte, 32), LedgerIndex: column,
 						Response: `{"decision_id":"x","outcome":"deny","reasons":["no_authority"],` + ledger + `}`,
 					})
 					return err
@@ -463,23 +468,31 @@ func TestStoredResponseProofFromTheLog(t *testing.T) {
 				return e.service.GetDecision(context.Background(), e.org, agent.ID, id)
 			}
 
-			got, err := get(stored(`"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":` + size))
+			at := sent.Ledger.Index
+			got, err := get(stored(at, `"ledger":{"index":`+index+`,"leaf_hash":"`+leaf+`","checkpoint":"","inclusion_proof":null},"tree_size":`+size))
 			if err != nil || got.Ledger.Checkpoint != sent.Ledger.Checkpoint || !slices.EqualFunc(got.Ledger.InclusionProof, sent.Ledger.InclusionProof, bytes.Equal) {
 				t.Errorf("rebuilt: %+v, %v; want the checkpoint and proof sent with %+v", got.Ledger, err, sent.Ledger)
 			}
-			got, err = get(stored(`"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"an older row's","inclusion_proof":["AAAA"]}`))
+			got, err = get(stored(at, `"ledger":{"index":`+index+`,"leaf_hash":"`+leaf+`","checkpoint":"an older row's","inclusion_proof":["AAAA"]}`))
 			if err != nil || got.Ledger.Checkpoint != "an older row's" || len(got.Ledger.InclusionProof) != 1 || !bytes.Equal(got.Ledger.InclusionProof[0], []byte{0, 0, 0}) {
 				t.Errorf("an older row: %+v, %v; want its own checkpoint and proof", got.Ledger, err)
 			}
-			for name, ledger := range map[string]string{
-				"another entry's index":           `"ledger":{"index":` + next + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":` + size,
-				"a tree size never signed":        `"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":99999`,
-				"an index beyond its tree":        `"ledger":{"index":99999,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":` + size,
-				"neither a checkpoint nor a size": `"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null}`,
+			for _, tc := range []struct {
+				name   string
+				column uint64 // the row's ledger_index
+				ledger string
+			}{
+				{"another entry's index", at + 1, `"ledger":{"index":` + next + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":` + size},
+				// The next entry, proved as it stands: only the row's column
+				// says it is not this decision's.
+				{"an index the row's column does not name", at, `"ledger":{"index":` + next + `,"leaf_hash":"` + nextLeaf + `","checkpoint":"","inclusion_proof":null},"tree_size":` + size},
+				{"a tree size never signed", at, `"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":99999`},
+				{"an index beyond its tree", 99999, `"ledger":{"index":99999,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null},"tree_size":` + size},
+				{"neither a checkpoint nor a size", at, `"ledger":{"index":` + index + `,"leaf_hash":"` + leaf + `","checkpoint":"","inclusion_proof":null}`},
 			} {
-				got, err := get(stored(ledger))
+				got, err := get(stored(tc.column, tc.ledger))
 				if err == nil || errors.Is(err, store.ErrNotFound) || !strings.Contains(err.Error(), "internal") {
-					t.Errorf("%s: %+v, %v; want an internal error", name, got, err)
+					t.Errorf("%s: %+v, %v; want an internal error", tc.name, got, err)
 				}
 			}
 		})
