@@ -36,9 +36,12 @@ type TenantStore interface {
 	// READ, READ ONLY PostgreSQL transaction.
 	InTenantReadTx(ctx context.Context, tenantID string, fn func(ctx context.Context, tx TenantTx) error) error
 	// ReadDecisionInputs reads what the decision service needs about a
-	// request before it evaluates it, as InTenantReadTx would read it
-	// statement by statement: on PostgreSQL in one round trip, on SQLite
-	// in one statement (two when an Idempotency-Key names a decision).
+	// request before it evaluates it, committed data only and no write:
+	// on PostgreSQL in one round trip, each statement on its own READ
+	// COMMITTED snapshot (the Idempotency-Key lookup may see a commit the
+	// rest does not; the key's unique index settles such a race), on
+	// SQLite in one statement (two when an Idempotency-Key names a
+	// decision) on one snapshot.
 	// An unknown tenant is ErrNotFound; a row it does not have is a nil
 	// field.
 	ReadDecisionInputs(ctx context.Context, tenantID string, q DecisionInputsQuery) (DecisionInputs, error)

@@ -407,6 +407,34 @@ func testReadTx(t *testing.T, h Harness) {
 		return err
 	})
 	wantErr(t, "an insert in a read transaction", err, store.ErrReadOnly)
+	// One snapshot throughout: a commit between two reads is not seen.
+	err = b.InTenantReadTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		for i := range 2 {
+			list, err := tx.ListSettings(ctx)
+			if err != nil {
+				return err
+			}
+			if len(list) != 1 || list[0].Key != "committed" {
+				return fmt.Errorf("read %d of one read transaction: %v", i+1, list)
+			}
+			if i == 0 {
+				if err := b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+					return tx.PutSetting(ctx, "meanwhile", "v")
+				}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("a read transaction beside a commit: %v", err)
+	}
+	if err := b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.DeleteSetting(ctx, "meanwhile")
+	}); err != nil {
+		t.Fatal(err)
+	}
 	wantErr(t, "a malformed tenant id", b.InTenantReadTx(c, "not-a-uuid", func(context.Context, store.TenantTx) error { return nil }), store.ErrInvalid)
 	wantErr(t, "an unknown tenant", b.InTenantReadTx(c, "8c2b7f0e-3c4d-4e5f-8a9b-0c1d2e3f4a5b", func(context.Context, store.TenantTx) error { return nil }), store.ErrNotFound)
 
@@ -475,6 +503,25 @@ func testPlatformReadTx(t *testing.T, h Harness) {
 		return err
 	})
 	wantErr(t, "a write in a platform read transaction", err, store.ErrReadOnly)
+	// One snapshot throughout: a commit between two reads is not seen.
+	err = b.InPlatformReadTx(c, func(ctx context.Context, tx store.PlatformTx) error {
+		for i := range 2 {
+			list, err := tx.ListTenants(ctx)
+			if err != nil {
+				return err
+			}
+			if len(list) != 1 {
+				return fmt.Errorf("read %d of one platform read transaction: %v", i+1, list)
+			}
+			if i == 0 {
+				CreateTenant(t, b, "gamma")
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("a platform read transaction beside a commit: %v", err)
+	}
 
 	written, release, finished := make(chan struct{}), make(chan struct{}), make(chan error, 1)
 	go func() {
@@ -510,10 +557,10 @@ func testPlatformReadTx(t *testing.T, h Harness) {
 	if werr := <-finished; werr != nil {
 		t.Fatal(werr)
 	}
-	if err != nil || !slices.Equal(slugs, []string{"acme"}) {
+	if err != nil || !slices.Equal(slugs, []string{"acme", "gamma"}) {
 		t.Fatalf("platform read beside an open writer: %v, %v (want only the committed tenant)", slugs, err)
 	}
-	if slugs, err := read(); err != nil || !slices.Equal(slugs, []string{"acme", "beta"}) {
+	if slugs, err := read(); err != nil || !slices.Equal(slugs, []string{"acme", "beta", "gamma"}) {
 		t.Fatalf("platform read after the writer committed: %v, %v", slugs, err)
 	}
 }
