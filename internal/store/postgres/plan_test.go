@@ -23,7 +23,7 @@ func TestDecisionLookupUsesThePrimaryKey(t *testing.T) {
 	db := pgtest.New(t)
 	acme, _, last := decisionsOfOneAgent(t, db, 300)
 	// The foreign-key check's query, as PostgreSQL's RI triggers write it.
-	plan := genericPlan(t, adminConn(t, db),
+	plan := genericPlan(t, pgtest.Connect(t, db.AdminURL),
 		`fk AS SELECT 1 FROM ONLY public.decisions x WHERE tenant_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.=) $2 FOR KEY SHARE OF x`,
 		`fk('`+acme.ID+`', '`+last+`')`)
 	if !strings.Contains(plan, "decisions_pkey") {
@@ -296,24 +296,13 @@ func addDecisions(t *testing.T, s *postgres.Store, acme store.Tenant, agent stor
 	return last
 }
 
-// adminConn is a connection as the database's owner, closed with the test.
-func adminConn(t *testing.T, db *pgtest.DB) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), db.AdminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
 // withoutAutovacuum keeps autovacuum from analyzing tables during a plan
 // test: the plans tested are those made without statistics, and a
 // cluster with autovacuum on would otherwise make them with some, at a
 // moment of its choosing.
 func withoutAutovacuum(t *testing.T, db *pgtest.DB, tables ...string) {
 	t.Helper()
-	conn := adminConn(t, db)
+	conn := pgtest.Connect(t, db.AdminURL)
 	for _, table := range tables {
 		if _, err := conn.Exec(context.Background(), `ALTER TABLE `+postgres.Ident(table)+` SET (autovacuum_enabled = false)`); err != nil {
 			t.Fatal(err)
@@ -325,7 +314,7 @@ func withoutAutovacuum(t *testing.T, db *pgtest.DB, tables ...string) {
 // under its row security, as the store runs; closed with the test.
 func tenantConn(t *testing.T, db *pgtest.DB, tenantID string) *pgx.Conn {
 	t.Helper()
-	conn := adminConn(t, db)
+	conn := pgtest.Connect(t, db.AdminURL)
 	for _, stmt := range []string{`SET ROLE ` + postgres.Ident(db.Roles.Tenant), `SELECT set_config('app.tenant_id', '` + tenantID + `', false)`} {
 		if _, err := conn.Exec(context.Background(), stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
