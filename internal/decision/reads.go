@@ -64,15 +64,24 @@ func (s *Service) ownDecision(ctx context.Context, org Organization, agentID, de
 // Rows stored before TreeSize (0) keep their checkpoint and proof.
 type storedBody struct {
 	Response
-	TreeSize uint64 `json:"tree_size,omitempty"`
+	Ledger   storedLedger `json:"ledger"` // in place of Response's
+	TreeSize uint64       `json:"tree_size,omitempty"`
+}
+
+// storedLedger is LedgerProof as a row keeps it: without checkpoint and
+// proof since TreeSize.
+type storedLedger struct {
+	Index          uint64   `json:"index"`
+	LeafHash       []byte   `json:"leaf_hash"`
+	Checkpoint     string   `json:"checkpoint,omitempty"`
+	InclusionProof [][]byte `json:"inclusion_proof,omitempty"`
 }
 
 // storedResponse is r as its decision's row keeps it; treeSize is its
 // checkpoint's.
 func storedResponse(r Response, treeSize uint64) ([]byte, error) {
 	r.Receipt = ""
-	r.Ledger.Checkpoint, r.Ledger.InclusionProof = "", nil
-	return json.Marshal(storedBody{Response: r, TreeSize: treeSize})
+	return json.Marshal(storedBody{Response: r, Ledger: storedLedger{Index: r.Ledger.Index, LeafHash: r.Ledger.LeafHash}, TreeSize: treeSize})
 }
 
 // readResponse is the response decision d was answered with, read in tx:
@@ -84,6 +93,7 @@ func (s *Service) readResponse(ctx context.Context, org Organization, tx store.T
 		return Response{}, fmt.Errorf("decision: stored response of %s: %w", d.ID, err)
 	}
 	r := b.Response
+	r.Ledger = LedgerProof(b.Ledger)
 	if r.Ledger.Index != d.LedgerIndex {
 		return Response{}, fmt.Errorf("decision: internal: decision %s's row names ledger entry %d, its response %d", d.ID, d.LedgerIndex, r.Ledger.Index)
 	}
