@@ -496,46 +496,63 @@ func TestReadsDoNotWaitForTheWriter(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			e := newEnv(t, kind, ledger.Config{})
-			ctx := context.Background()
-			var first ledger.Appended
-			for i := range 3 {
-				a, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "test", Subject: fmt.Sprint("e", i)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if i == 0 {
-					first = a
-				}
-			}
-			defer storetest.HoldWriter(t, e.backend, e.tenant.ID)()
-			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			for name, read := range map[string]func() error{
-				"latest checkpoint": func() error { _, err := e.ledger.LatestCheckpoint(rctx, e.log); return err },
-				"entry":             func() error { _, err := e.ledger.Entry(rctx, e.log, 0); return err },
-				"verifier key":      func() error { _, err := e.ledger.VerifierKey(rctx, e.log); return err },
-				"inclusion proof":   func() error { _, err := e.ledger.InclusionProof(rctx, e.log, 0, 0); return err },
-				"proof by leaf hash": func() error {
-					_, err := e.ledger.InclusionProofByLeafHash(rctx, e.log, first.LeafHash, 0)
-					return err
-				},
-				"consistency proof": func() error { _, err := e.ledger.ConsistencyProof(rctx, e.log, 1, 3); return err },
-				"tile":              func() error { _, err := e.ledger.Tile(rctx, e.log, 0, 0, 3); return err },
-				"entry bundle":      func() error { _, err := e.ledger.EntryBundle(rctx, e.log, 0, 3); return err },
-				"export":            func() error { return e.ledger.Export(rctx, e.log, 0, 0, io.Discard) },
-				"check": func() error {
-					rep, err := e.ledger.Check(rctx, e.log, "")
-					if err == nil && rep.Problem != nil {
-						err = rep.Problem
-					}
-					return err
-				},
+			for _, lc := range []struct {
+				name string
+				log  ledger.Log
+				hold func() (release func())
+			}{
+				{"organization", e.log, func() func() { return storetest.HoldWriter(t, e.backend, e.tenant.ID) }},
+				{"platform", e.ledger.PlatformLog(), func() func() { return storetest.HoldPlatformWriter(t, e.backend) }},
 			} {
-				if err := read(); err != nil {
-					t.Errorf("%s while a writer holds the store: %v", name, err)
-				}
+				t.Run(lc.name, func(t *testing.T) {
+					readsBesideTheWriter(t, e.ledger, lc.log, lc.hold)
+				})
 			}
 		})
+	}
+}
+
+// readsBesideTheWriter appends to lg, holds its store for writing, and
+// requires every read of the log to complete.
+func readsBesideTheWriter(t *testing.T, l *ledger.Ledger, lg ledger.Log, hold func() (release func())) {
+	ctx := context.Background()
+	var first ledger.Appended
+	for i := range 3 {
+		a, err := l.Append(ctx, lg, ledger.Entry{Kind: "test", Subject: fmt.Sprint("e", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = a
+		}
+	}
+	defer hold()()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for name, read := range map[string]func() error{
+		"latest checkpoint": func() error { _, err := l.LatestCheckpoint(rctx, lg); return err },
+		"entry":             func() error { _, err := l.Entry(rctx, lg, first.Index); return err },
+		"verifier key":      func() error { _, err := l.VerifierKey(rctx, lg); return err },
+		"inclusion proof":   func() error { _, err := l.InclusionProof(rctx, lg, first.Index, 0); return err },
+		"proof by leaf hash": func() error {
+			_, err := l.InclusionProofByLeafHash(rctx, lg, first.LeafHash, 0)
+			return err
+		},
+		"consistency proof": func() error { _, err := l.ConsistencyProof(rctx, lg, first.Index+1, first.Index+3); return err },
+		"tile":              func() error { _, err := l.Tile(rctx, lg, 0, 0, first.Index+3); return err },
+		"entry bundle":      func() error { _, err := l.EntryBundle(rctx, lg, 0, first.Index+3); return err },
+		"export":            func() error { return l.Export(rctx, lg, 0, 0, io.Discard) },
+		"check": func() error {
+			rep, err := l.Check(rctx, lg, "")
+			if err == nil && rep.Problem != nil {
+				err = rep.Problem
+			}
+			return err
+		},
+	} {
+		if err := read(); err != nil {
+			t.Errorf("%s while a writer holds the store: %v", name, err)
+		}
 	}
 }
 

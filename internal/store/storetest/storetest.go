@@ -1243,10 +1243,31 @@ func testClosed(t *testing.T, h Harness) {
 // that is the file's one writing connection.
 func HoldWriter(t testing.TB, b store.TenantStore, tenantID string) (release func()) {
 	t.Helper()
+	return hold(t, func(fn func(context.Context, store.LogTx) error) error {
+		return b.InTenantTx(context.Background(), tenantID, func(ctx context.Context, tx store.TenantTx) error {
+			return fn(ctx, tx.Log())
+		})
+	})
+}
+
+// HoldPlatformWriter is HoldWriter for the platform's store and log.
+func HoldPlatformWriter(t testing.TB, b store.PlatformStore) (release func()) {
+	t.Helper()
+	return hold(t, func(fn func(context.Context, store.LogTx) error) error {
+		return b.InPlatformTx(context.Background(), func(ctx context.Context, tx store.PlatformTx) error {
+			return fn(ctx, tx.Log())
+		})
+	})
+}
+
+// hold runs a write transaction (in) that locks its log and waits for
+// release.
+func hold(t testing.TB, in func(fn func(context.Context, store.LogTx) error) error) (release func()) {
+	t.Helper()
 	held, stop, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
 	go func() {
-		done <- b.InTenantTx(context.Background(), tenantID, func(ctx context.Context, tx store.TenantTx) error {
-			if err := tx.Log().LockLog(ctx); err != nil {
+		done <- in(func(ctx context.Context, lt store.LogTx) error {
+			if err := lt.LockLog(ctx); err != nil {
 				return err
 			}
 			close(held)
