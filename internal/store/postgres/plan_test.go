@@ -72,7 +72,9 @@ func TestAgentTallyNeverScansTheOrganization(t *testing.T) {
 		five("t") + `, ` + five("s") + `, ` + five("NULL") + `, ` + five(`"\\x00"`) + `, '{1,2,3,4,5}', ` + five("x") + `, ` +
 		five("2026-11-26T00:00:00Z") + `)`
 	stats := `stats('` + acme.ID + `', '` + agent.ID + `', '2026-11-26T00:00:00Z', '2026-11-25T00:00:00Z')`
-	inputs := `inputs('` + acme.ID + `', '` + agent.ID + `', '2026-11-26T00:00:00Z', '2026-11-25T00:00:00Z', 'cp_1')`
+	inputsCall := func(name, counterparty string) string {
+		return name + `('` + acme.ID + `', '` + agent.ID + `', '2026-11-26T00:00:00Z', '2026-11-25T00:00:00Z', ` + counterparty + `)`
+	}
 	key := `key('` + acme.ID + `', '` + agent.ID + `', '\x` + strings.Repeat("00", 32) + `')`
 	stored := 0
 	for _, size := range []int{0, 50, 100, 125, 150, 300, 1000} {
@@ -95,9 +97,9 @@ func TestAgentTallyNeverScansTheOrganization(t *testing.T) {
 			}
 			// The decision's inputs: the same three stats seeks, and one
 			// key seek each for the agent, the counterparty and its count.
-			plan = cachedPlan(t, conn, mode, `inputs(uuid, text, timestamptz, timestamptz, text) AS `+postgres.DecisionInputsSQL, inputs)
+			plan = cachedPlan(t, conn, mode, `inputs(uuid, text, timestamptz, timestamptz, text) AS `+postgres.DecisionInputsSQL, inputsCall("inputs", "'cp_1'"))
 			noCounterparty := cachedPlan(t, conn, mode, `inputs0(uuid, text, timestamptz, timestamptz, text) AS `+postgres.DecisionInputsSQL,
-				strings.Replace(strings.Replace(inputs, "'cp_1'", "NULL", 1), "inputs(", "inputs0(", 1))
+				inputsCall("inputs0", "NULL"))
 			if strings.Contains(noCounterparty, "Seq Scan") || strings.Contains(noCounterparty, "Sort") || strings.Contains(noCounterparty, "decisions_pkey") {
 				t.Errorf("decision inputs without a counterparty at %d decisions, %s:\n%s", size, mode, noCounterparty)
 			}
