@@ -439,35 +439,15 @@ func testReadTx(t *testing.T, h Harness) {
 	wantErr(t, "an unknown tenant", b.InTenantReadTx(c, "8c2b7f0e-3c4d-4e5f-8a9b-0c1d2e3f4a5b", func(context.Context, store.TenantTx) error { return nil }), store.ErrNotFound)
 
 	// A writer holds its transaction open; reads go on beside it.
-	written, release, finished := make(chan struct{}), make(chan struct{}), make(chan error, 1)
-	go func() {
-		finished <- b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+	keys, err := readBesideWriter(t, "a read transaction", func(wrote func()) error {
+		return b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 			if err := tx.PutSetting(ctx, "uncommitted", "v"); err != nil {
-				close(written)
 				return err
 			}
-			close(written)
-			<-release
+			wrote()
 			return nil
 		})
-	}()
-	<-written
-	done := make(chan struct{})
-	var keys []string
-	go func() {
-		defer close(done)
-		keys, err = read(acme.ID)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		close(release)
-		t.Fatal("a read transaction waited for the writer")
-	}
-	close(release)
-	if werr := <-finished; werr != nil {
-		t.Fatal(werr)
-	}
+	}, func() ([]string, error) { return read(acme.ID) })
 	if err != nil || !slices.Equal(keys, []string{"committed"}) {
 		t.Fatalf("read beside an open writer: %v, %v (want only the committed row)", keys, err)
 	}
@@ -523,46 +503,57 @@ func testPlatformReadTx(t *testing.T, h Harness) {
 		t.Fatalf("a platform read transaction beside a commit: %v", err)
 	}
 
-	written, release, finished := make(chan struct{}), make(chan struct{}), make(chan error, 1)
-	go func() {
-		finished <- b.InPlatformTx(c, func(ctx context.Context, tx store.PlatformTx) error {
-			defer close(written)
+	slugs, err := readBesideWriter(t, "a platform read transaction", func(wrote func()) error {
+		return b.InPlatformTx(c, func(ctx context.Context, tx store.PlatformTx) error {
 			if err := tx.Log().LockLog(ctx); err != nil {
 				return err
 			}
 			if _, err := tx.CreateTenant(ctx, store.Tenant{Slug: "beta", Name: "Org beta"}); err != nil {
 				return err
 			}
-			written <- struct{}{}
-			<-release
+			wrote()
 			return nil
 		})
-	}()
-	if _, ok := <-written; !ok {
-		t.Fatal(<-finished)
-	}
-	done := make(chan struct{})
-	var slugs []string
-	go func() {
-		defer close(done)
-		slugs, err = read()
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		close(release)
-		t.Fatal("a platform read transaction waited for the writer")
-	}
-	close(release)
-	if werr := <-finished; werr != nil {
-		t.Fatal(werr)
-	}
+	}, read)
 	if err != nil || !slices.Equal(slugs, []string{"acme", "gamma"}) {
 		t.Fatalf("platform read beside an open writer: %v, %v (want only the committed tenant)", slugs, err)
 	}
 	if slugs, err := read(); err != nil || !slices.Equal(slugs, []string{"acme", "beta", "gamma"}) {
 		t.Fatalf("platform read after the writer committed: %v, %v", slugs, err)
 	}
+}
+
+// readBesideWriter runs write, which calls wrote once it has written and
+// before it commits, and meanwhile read, which must not wait for it; then
+// lets the writer commit, and returns what read saw.
+func readBesideWriter(t *testing.T, what string, write func(wrote func()) error, read func() ([]string, error)) ([]string, error) {
+	t.Helper()
+	written, release, finished := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		var once sync.Once
+		signal := func() { once.Do(func() { close(written) }) }
+		defer signal() // a write that fails before wrote
+		finished <- write(func() { signal(); <-release })
+	}()
+	<-written
+	done := make(chan struct{})
+	var got []string
+	var err error
+	go func() {
+		defer close(done)
+		got, err = read()
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatalf("%s waited for the writer", what)
+	}
+	close(release)
+	if werr := <-finished; werr != nil {
+		t.Fatal(werr)
+	}
+	return got, err
 }
 
 func testRollback(t *testing.T, h Harness) {
