@@ -23,7 +23,8 @@ import (
 //     counts; and take the organization's receipt signer (cached; created
 //     in a transaction of its own the first time);
 //  3. evaluate the input under the base and the organization's active
-//     policy;
+//     policy (loaded again first when the inputs show an activation newer
+//     than the engine's: one made by another process or replica);
 //  4. append the decision to the organization's ledger, then the receipt
 //     of an allowed action or the case an escalation opens;
 //  5. in the ledger batch's transaction, store the decision, receipt and
@@ -61,7 +62,7 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 	if g.previous != nil {
 		return s.replay(ctx, org, *g.previous, v.sha256)
 	}
-	if err := s.ensurePolicy(ctx, org); err != nil {
+	if err := s.ensurePolicy(ctx, org, g.policySeq); err != nil {
 		return Response{}, err
 	}
 	ev := s.cfg.Evaluator.Evaluate(ctx, g.input)
@@ -98,6 +99,9 @@ type gathered struct {
 	agent    store.Agent
 	input    Input
 	signer   *signing.ReceiptSigner
+	// policySeq is the organization's newest policy activation as the
+	// inputs were read: the engine must hold it, or a newer one.
+	policySeq uint64
 }
 
 // gather reads the policy input in one read (store.ReadDecisionInputs: one
@@ -119,6 +123,7 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 	}
 	agent := *in.Agent
 	g.agent = agent
+	g.policySeq = in.PolicySeq
 	g.input = Input{
 		Action: v.inputAction(),
 		Reason: v.Reason,

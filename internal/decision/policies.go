@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -31,6 +32,14 @@ type Policies struct {
 	ledger  *ledger.Ledger
 	engine  *bundles.Engine
 	limits  bundles.Limits
+
+	// installed is, per organization, the seq of the activation whose
+	// policy the engine holds (0: none activated); absent until this
+	// process has loaded or activated one. Guarded by mu, which also
+	// orders the engine's updates, so that an older load finishing late
+	// never replaces a newer activation.
+	mu        sync.Mutex
+	installed map[string]uint64
 }
 
 // NewPolicies returns the policy service. limits zero means
@@ -39,7 +48,28 @@ func NewPolicies(tenants store.TenantStore, l *ledger.Ledger, engine *bundles.En
 	if limits == (bundles.Limits{}) {
 		limits = bundles.DefaultLimits()
 	}
-	return &Policies{tenants: tenants, ledger: l, engine: engine, limits: limits}
+	return &Policies{tenants: tenants, ledger: l, engine: engine, limits: limits, installed: map[string]uint64{}}
+}
+
+// install puts the policy of activation seq into the engine, unless the
+// engine already holds a newer activation's.
+func (p *Policies) install(orgID string, seq uint64, policy *bundles.Policy) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur, ok := p.installed[orgID]; ok && cur > seq {
+		return
+	}
+	p.installed[orgID] = seq
+	p.engine.Activate(orgID, policy)
+}
+
+// Current reports whether the engine holds the organization's activation
+// seq, or a newer one.
+func (p *Policies) Current(orgID string, seq uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur, ok := p.installed[orgID]
+	return ok && cur >= seq
 }
 
 // policyRecord is what the ledger entry of a policy change digests.
@@ -156,7 +186,7 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	if err != nil {
 		return act, err
 	}
-	p.engine.Activate(org.ID, policy)
+	p.install(org.ID, act.Seq, policy)
 	return act, nil
 }
 
@@ -175,22 +205,25 @@ func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id 
 	})
 }
 
-// LoadActive compiles the organization's active revision into the engine
-// (at start, or on the first decision after a restart). No active revision
+// LoadActive compiles the organization's active revision into the engine:
+// on the first decision after a (re)start, and whenever a decision reads a
+// newer activation than the engine holds (made by another process, such
+// as `agentsigna policy activate`, or another replica). No active revision
 // leaves the organization with none: every request is denied no_authority.
 func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
+	var act store.PolicyActivation
 	var stored store.PolicyBundle
 	var opts bundles.ReadOptions
-	err := p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+	err := p.tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		if _, stored, err = tx.Policies().ActiveBundle(ctx); err != nil {
+		if act, stored, err = tx.Policies().ActiveBundle(ctx); err != nil {
 			return err
 		}
 		opts, err = p.readOptions(ctx, tx.Policies())
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		p.engine.Activate(org.ID, nil)
+		p.install(org.ID, 0, nil)
 		return nil
 	}
 	if err != nil {
@@ -200,7 +233,7 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 	if err != nil {
 		return fmt.Errorf("load active revision %q: %w", stored.Revision, err)
 	}
-	p.engine.Activate(org.ID, policy)
+	p.install(org.ID, act.Seq, policy)
 	return nil
 }
 

@@ -199,3 +199,52 @@ func TestPolicyVerificationKeyRequiresSignedBundles(t *testing.T) {
 		t.Fatalf("unsigned bundle with a key registered: %v", err)
 	}
 }
+
+// TestPolicyActivatedByAnotherProcess: a serving process decides under the
+// activation another process made after it had loaded its policy (the
+// `policy activate` command, or another replica), and under a rollback
+// made there too — not under the revision it happened to load first.
+func TestPolicyActivatedByAnotherProcess(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e, agent, payee := payingEnv(t, kind)
+			ctx := context.Background()
+			revisionOf := func(resp decision.Response) string {
+				t.Helper()
+				claims, err := signing.VerifyReceipt(resp.Receipt, e.jwks(t), e.clock.Now())
+				if err != nil {
+					t.Fatalf("receipt of %+v: %v", resp, err)
+				}
+				return claims.Policy.TenantRevision
+			}
+			if rev := revisionOf(e.decide(t, agent.ID, payment("100.00", payee.ID), "")); rev != "acme-example-1" {
+				t.Fatalf("first decision under %q", rev)
+			}
+			// Another process, with an engine of its own, activates.
+			otherEngine, other, _ := e.newService(t, e.ledger, decision.Config{})
+			b, err := other.Upload(ctx, e.org, permissiveBundle(t), "usr_author")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := other.Activate(ctx, e.org, b.Revision, "usr_author", "usr_reviewer", false); err != nil {
+				t.Fatal(err)
+			}
+			if rev, _ := otherEngine.ActiveRevision(e.org.ID); rev != "permissive-1" {
+				t.Fatalf("the activating process runs %q", rev)
+			}
+			if rev := revisionOf(e.decide(t, agent.ID, payment("100.00", payee.ID), "")); rev != "permissive-1" {
+				t.Fatalf("after another process activated permissive-1, the server decided under %q", rev)
+			}
+			if rev, _ := e.engine.ActiveRevision(e.org.ID); rev != "permissive-1" {
+				t.Fatalf("the serving engine runs %q", rev)
+			}
+			// And the emergency rollback, made there too.
+			if _, err := other.Activate(ctx, e.org, "acme-example-1", "usr_reviewer", "usr_author", true); err != nil {
+				t.Fatal(err)
+			}
+			if rev := revisionOf(e.decide(t, agent.ID, payment("100.00", payee.ID), "")); rev != "acme-example-1" {
+				t.Fatalf("after another process rolled back, the server decided under %q", rev)
+			}
+		})
+	}
+}

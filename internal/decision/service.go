@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/agentsigna/agentsigna/internal/signing"
@@ -116,11 +115,8 @@ type Service struct {
 	// and the lazy expiry of one case, within this process.
 	inflight keyedMutex
 
-	// loaded records the organizations whose active policy this process
-	// has loaded into the engine (or found there).
-	loadMu sync.Mutex
-	loaded map[string]bool
-	loads  keyedMutex
+	// loads serialises loading one organization's active policy.
+	loads keyedMutex
 }
 
 // NewService returns a Service.
@@ -129,17 +125,19 @@ func NewService(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, loaded: map[string]bool{}}, nil
+	return &Service{cfg: cfg}, nil
 }
 
-// ensurePolicy loads the organization's active policy into the engine the
-// first time this process decides for it (after a restart the engine is
-// empty, and an empty slot would deny everything no_authority). It runs at
-// most once per organization per process, concurrent first requests
-// waiting for the one load; a failed load is retried by the next request.
-// Activations made through Policies update the engine themselves.
-func (s *Service) ensurePolicy(ctx context.Context, org Organization) error {
-	if s.isLoaded(org.ID) {
+// ensurePolicy makes sure the engine holds the organization's activation
+// seq (as the decision's inputs read it) or a newer one, loading the
+// active policy when it does not: after a restart the engine is empty (an
+// empty slot would deny everything no_authority), and another process or
+// replica may have activated or rolled back since this one last loaded.
+// Concurrent requests wait for one load; a failed load is retried by the
+// next request. Activations made through this process's Policies update
+// the engine themselves.
+func (s *Service) ensurePolicy(ctx context.Context, org Organization, seq uint64) error {
+	if s.cfg.Policies.Current(org.ID, seq) {
 		return nil
 	}
 	unlock, err := s.loads.lock(ctx, org.ID)
@@ -147,26 +145,13 @@ func (s *Service) ensurePolicy(ctx context.Context, org Organization) error {
 		return err
 	}
 	defer unlock()
-	if s.isLoaded(org.ID) {
+	if s.cfg.Policies.Current(org.ID, seq) {
 		return nil
 	}
-	// A policy activated through this process is already in the engine;
-	// loading it again would only compile it twice.
-	if s.cfg.Evaluator.engine.Active(org.ID) == nil {
-		if err := s.cfg.Policies.LoadActive(ctx, org); err != nil {
-			return fmt.Errorf("decision: load the organization's active policy: %w", err)
-		}
+	if err := s.cfg.Policies.LoadActive(ctx, org); err != nil {
+		return fmt.Errorf("decision: load the organization's active policy: %w", err)
 	}
-	s.loadMu.Lock()
-	s.loaded[org.ID] = true
-	s.loadMu.Unlock()
 	return nil
-}
-
-func (s *Service) isLoaded(orgID string) bool {
-	s.loadMu.Lock()
-	defer s.loadMu.Unlock()
-	return s.loaded[orgID]
 }
 
 // issuer is the receipts' iss for an organization.

@@ -46,6 +46,11 @@ type DecisionInputs struct {
 	// decision reads.
 	Counterparty *Counterparty
 	Payments     int
+	// PolicySeq is the seq of the organization's newest policy activation
+	// (0: none): a process whose engine holds an older one must load the
+	// active policy again before it evaluates (another process, or another
+	// replica, activated or rolled back).
+	PolicySeq uint64
 }
 
 // Optional turns a lookup's ErrNotFound into a nil row: for reads where a

@@ -48,14 +48,15 @@ func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store
 }
 
 // decisionInputsSQL reads, for agent $2 of organization $1: the agent, its
-// stats tallies (agentStatsQuery, windows from $3 and $4), and counterparty
-// $5 (NULL: none asked) with its payments count. A row the organization
-// lacks reads as NULLs. Never the sealed bank details. One statement where
-// there were four: each cost the server and the driver more than its
-// seek did.
+// stats tallies (agentStatsQuery, windows from $3 and $4), counterparty $5
+// (NULL: none asked) with its payments count, and the seq of the newest
+// policy activation (0: none). A row the organization lacks reads as
+// NULLs. Never the sealed bank details. One statement where there were
+// four: each cost the server and the driver more than its seek did.
 const decisionInputsSQL = `SELECT a.id, a.name, a.sponsor, a.risk_tier, a.status, a.created_at, a.updated_at,
 	s.decisions, s.denials, s.hour_decisions, s.hour_denials, s.day_decisions,
-	c.id, c.name, c.status, c.created_at, c.updated_at, coalesce(p.payments, 0)
+	c.id, c.name, c.status, c.created_at, c.updated_at, coalesce(p.payments, 0),
+	coalesce((SELECT max(seq) FROM policy_activations WHERE tenant_id = $1), 0)
 	FROM (` + agentStatsQuery + `) AS s (decisions, denials, hour_decisions, hour_denials, day_decisions)
 	LEFT JOIN agents a ON a.tenant_id = $1 AND a.id = $2
 	LEFT JOIN counterparties c ON c.tenant_id = $1 AND c.id = $5
@@ -85,9 +86,10 @@ func readInputs(br pgx.BatchResults, q store.DecisionInputsQuery, in *store.Deci
 		created, updated *time.Time
 	}
 	var latest, hourAgo, dayAgo store.AgentTally
+	var policySeq int64
 	err := br.QueryRow().Scan(&agent.id, &agent.name, &agent.sponsor, &agent.tier, &agent.status, &agent.created, &agent.updated,
 		&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions,
-		&cp.id, &cp.name, &cp.status, &cp.created, &cp.updated, &in.Payments)
+		&cp.id, &cp.name, &cp.status, &cp.created, &cp.updated, &in.Payments, &policySeq)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -96,6 +98,7 @@ func readInputs(br pgx.BatchResults, q store.DecisionInputsQuery, in *store.Deci
 		in.Agent = &a
 	}
 	in.Stats = store.StatsFromTallies(latest, hourAgo, dayAgo)
+	in.PolicySeq = uint64(policySeq)
 	if cp.id != nil {
 		c := counterpartyFrom(*cp.id, *cp.name, *cp.status, *cp.created, *cp.updated)
 		in.Counterparty = &c

@@ -265,13 +265,14 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 	var agent [7]sql.NullString
 	var cp [4]sql.NullString // name, status, created_at, updated_at
 	var latest, hourAgo, dayAgo store.AgentTally
+	var policySeq int64
 	hourStart, dayStart := windowStarts(now)
 	err := tt.tx.QueryRowContext(ctx, decisionInputsQuery, tt.tenantID, q.AgentID, hourStart, dayStart,
 		nullBytes(q.IdempotencyKeySHA256), sql.NullString{String: q.CounterpartyID, Valid: q.CounterpartyID != ""},
 	).Scan(&previous,
 		&agent[0], &agent[1], &agent[2], &agent[3], &agent[4], &agent[5], &agent[6],
 		&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions,
-		&counterparty, &cp[0], &cp[1], &cp[2], &cp[3], &in.Payments)
+		&counterparty, &cp[0], &cp[1], &cp[2], &cp[3], &in.Payments, &policySeq)
 	if err != nil {
 		return in, mapErr(err)
 	}
@@ -291,6 +292,7 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 		in.Agent = &a
 	}
 	in.Stats = store.StatsFromTallies(latest, hourAgo, dayAgo)
+	in.PolicySeq = uint64(policySeq)
 	if counterparty.Valid {
 		c, err := counterpartyFromColumns(counterparty.String, cp[0].String, cp[1].String, cp[2].String, cp[3].String)
 		if err != nil {
@@ -304,14 +306,16 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 // decisionInputsQuery reads, for agent ?2 of organization ?1: the id of
 // its decision under Idempotency-Key digest ?5 (NULL: none asked), the
 // agent, its stats tallies (agentStatsQuery's columns, windows from ?3 and
-// ?4), and counterparty ?6 (NULL: none asked) with its payments count.
-// A row the organization lacks reads as NULLs. Never the sealed bank details.
+// ?4), counterparty ?6 (NULL: none asked) with its payments count, and
+// the seq of the newest policy activation (0: none). A row the
+// organization lacks reads as NULLs. Never the sealed bank details.
 const decisionInputsQuery = `SELECT
 	(SELECT id FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND idempotency_key_sha256 = ?5),
 	a.id, a.name, a.sponsor, a.risk_tier, a.status, a.created_at, a.updated_at,
 	` + agentTallyColumns + `,
 	c.id, c.name, c.status, c.created_at, c.updated_at,
-	coalesce((SELECT payments FROM counterparty_payments WHERE tenant_id = ?1 AND counterparty_id = ?6), 0)
+	coalesce((SELECT payments FROM counterparty_payments WHERE tenant_id = ?1 AND counterparty_id = ?6), 0),
+	coalesce((SELECT max(seq) FROM policy_activations WHERE tenant_id = ?1), 0)
 FROM (SELECT 1)
 LEFT JOIN agents a ON a.tenant_id = ?1 AND a.id = ?2
 LEFT JOIN counterparties c ON c.tenant_id = ?1 AND c.id = ?6`

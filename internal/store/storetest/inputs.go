@@ -13,7 +13,8 @@ import (
 
 // testDecisionInputs: ReadDecisionInputs reads what the same statements
 // read one by one in a read transaction (readInputsOneByOne), rows
-// it lacks are nil, and another organization's rows are not there at all.
+// it lacks are nil, and another organization's rows (its policy
+// activations included) are not there at all.
 func testDecisionInputs(t *testing.T, h Harness) {
 	be := newBackend(t, h)
 	f := newDecisionFixture(t, be, "acme")
@@ -41,6 +42,15 @@ func testDecisionInputs(t *testing.T, h Harness) {
 		if agentA, err = tx.Agents().Get(ctx, f.a.ID); err != nil {
 			return err
 		}
+		// Two activations: the newest one's seq is read.
+		for _, rev := range []string{"v1", "v2"} {
+			if err := tx.Policies().InsertBundle(ctx, testBundle(rev)); err != nil {
+				return err
+			}
+			if _, err := tx.Policies().Activate(ctx, store.PolicyActivation{Revision: rev, ActivatedBy: "usr_a", ApprovedBy: "usr_b"}); err != nil {
+				return err
+			}
+		}
 		for i, o := range []store.Outcome{store.OutcomeAllow, store.OutcomeDeny, store.OutcomeAllow} {
 			d := newDecision(f.a.ID, o, "payment.send", sealed.ID)
 			d.CreatedAt = now.Add(time.Duration(i-10) * time.Minute)
@@ -66,7 +76,7 @@ func testDecisionInputs(t *testing.T, h Harness) {
 		got.Agent == nil || !sameAgent(*got.Agent, agentA) || agentA.RiskTier != store.RiskMedium ||
 		got.Stats != (store.AgentStats{Decisions1h: 3, Denials1h: 1, Decisions24h: 3}) ||
 		got.Counterparty == nil || got.Counterparty.ID != sealed.ID || got.Counterparty.Status != store.CounterpartyVerified ||
-		got.Counterparty.BankDetailsSealed != nil || got.Payments != 2 {
+		got.Counterparty.BankDetailsSealed != nil || got.Payments != 2 || got.PolicySeq != 2 {
 		t.Fatalf("inputs %+v (previous %+v, agent %+v, counterparty %+v)", got, got.Previous, got.Agent, got.Counterparty)
 	}
 	// The same as the statements one by one, field for field.
@@ -110,8 +120,9 @@ func testDecisionInputs(t *testing.T, h Harness) {
 	} {
 		got, err := read(tc.tenant, tc.q)
 		wantAgent := tc.q.AgentID == f.b.ID
+		wantSeq := map[string]uint64{f.tenant.ID: 2, bravo.tenant.ID: 0}[tc.tenant]
 		if err != nil || got.Previous != nil || (got.Agent != nil) != wantAgent || got.Stats != (store.AgentStats{}) ||
-			got.Counterparty != nil || got.Payments != 0 {
+			got.Counterparty != nil || got.Payments != 0 || got.PolicySeq != wantSeq {
 			t.Errorf("%s: %+v, %v", tc.what, got, err)
 		}
 		err = be.InTenantReadTx(ctx(t), tc.tenant, func(ctx context.Context, tx store.TenantTx) error {
@@ -161,6 +172,12 @@ func readInputsOneByOne(ctx context.Context, tx store.TenantTx, q store.Decision
 		return in, err
 	}
 	if in.Stats, err = tx.Decisions().AgentStats(ctx, q.AgentID, q.Now); err != nil {
+		return in, err
+	}
+	switch act, _, err := tx.Policies().ActiveBundle(ctx); {
+	case err == nil:
+		in.PolicySeq = act.Seq
+	case !errors.Is(err, store.ErrNotFound):
 		return in, err
 	}
 	if q.CounterpartyID == "" {
