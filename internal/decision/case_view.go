@@ -15,7 +15,7 @@ import (
 // read after its expiry is expired here and then — cases expire lazily, with
 // a "case.expired" ledger entry — so an agent never sees a stale pending.
 // Another agent's case, a malformed id and an unknown one are all
-// store.ErrNotFound.
+// store.ErrNotFound; an agent no longer active gets ErrUnknownAgent.
 func (s *Service) GetCase(ctx context.Context, org Organization, agentID, caseID string) (CaseView, error) {
 	if store.CheckID(store.PrefixCase, caseID) != nil {
 		return CaseView{}, fmt.Errorf("%w: case", store.ErrNotFound)
@@ -60,6 +60,9 @@ func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseI
 func (s *Service) readCase(ctx context.Context, org Organization, agentID, caseID string) (CaseView, error) {
 	var v CaseView
 	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if err := checkActive(ctx, tx, agentID); err != nil {
+			return err
+		}
 		c, err := tx.Cases().Get(ctx, caseID)
 		if err != nil {
 			return err

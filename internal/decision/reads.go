@@ -14,7 +14,8 @@ import (
 // GetDecision returns one of the agent's own decisions, as it was answered
 // (GET /v1/decisions/{id}). Another agent's decision, even of the same
 // organization, a malformed id and an unknown one are all store.ErrNotFound:
-// an agent cannot tell them apart.
+// an agent cannot tell them apart. An agent no longer active gets
+// ErrUnknownAgent.
 func (s *Service) GetDecision(ctx context.Context, org Organization, agentID, decisionID string) (Response, error) {
 	var answered Response
 	err := s.ownDecision(ctx, org, agentID, decisionID, func(ctx context.Context, tx store.TenantTx, d store.Decision) error {
@@ -43,6 +44,9 @@ func (s *Service) ownDecision(ctx context.Context, org Organization, agentID, de
 		return fmt.Errorf("%w: decision", store.ErrNotFound)
 	}
 	return s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if err := checkActive(ctx, tx, agentID); err != nil {
+			return err
+		}
 		d, err := tx.Decisions().Get(ctx, decisionID)
 		if err != nil {
 			return err
@@ -52,6 +56,25 @@ func (s *Service) ownDecision(ctx context.Context, org Organization, agentID, de
 		}
 		return fn(ctx, tx, d)
 	})
+}
+
+// checkActive refuses an agent that is not active (ErrUnknownAgent), for
+// the read routes: suspending or revoking an agent takes effect at once,
+// not when its access tokens expire — it no longer collects a receipt, of
+// an earlier decision or of a case approved since. (Its decision requests
+// are not refused: the base policy denies them, and the denial is
+// recorded.)
+func checkActive(ctx context.Context, tx store.TenantTx, agentID string) error {
+	a, err := tx.Agents().Get(ctx, agentID)
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+		return ErrUnknownAgent
+	case err != nil:
+		return err
+	case a.Status != store.AgentActive:
+		return fmt.Errorf("%w: agent is %s", ErrUnknownAgent, a.Status)
+	}
+	return nil
 }
 
 // storedBody is what a decision's row keeps of its response: all of it but

@@ -23,7 +23,8 @@ var (
 	ErrIdempotencyMismatch = errors.New("idempotency key already used with another request")
 	// ErrUnknownAgent: the organization has no agent by the id the caller
 	// authenticated (a token outliving its agent, or naming another
-	// organization's): the HTTP layer answers as for a bad token.
+	// organization's), or, on the read routes, no active one: the HTTP
+	// layer answers as for a bad token.
 	ErrUnknownAgent = errors.New("unknown agent")
 )
 

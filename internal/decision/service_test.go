@@ -388,6 +388,68 @@ func TestAgentsSeeOnlyTheirOwn(t *testing.T) {
 	}
 }
 
+// TestInactiveAgentReadsNothing: once an agent is suspended or revoked, its
+// still-valid access token reads none of its decisions, proofs or cases —
+// no receipt leaves, not even one of an earlier allow — and a long poll
+// in progress ends.
+func TestInactiveAgentReadsNothing(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e, agent, payee := payingEnv(t, kind)
+			_, _, svc := e.newService(t, e.ledger, decision.Config{CasePollInterval: 10 * time.Millisecond})
+			ctx := context.Background()
+			allowed := e.decide(t, agent.ID, payment("100.00", payee.ID), "")
+			escalated := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
+			if allowed.Receipt == "" || escalated.Case == nil {
+				t.Fatalf("setup: %+v, %+v", allowed, escalated)
+			}
+			setStatus := func(status store.AgentStatus) {
+				t.Helper()
+				e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+					return tx.Agents().SetStatus(ctx, agent.ID, status)
+				})
+			}
+			// Suspended while waiting on its case: the poll ends refused.
+			waited := make(chan error, 1)
+			go func() {
+				_, err := svc.WaitCase(ctx, e.org, agent.ID, escalated.Case.ID, 10*time.Second)
+				waited <- err
+			}()
+			time.Sleep(50 * time.Millisecond)
+			setStatus(store.AgentSuspended)
+			select {
+			case err := <-waited:
+				if !errors.Is(err, decision.ErrUnknownAgent) {
+					t.Fatalf("wait of an agent suspended meanwhile: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the wait of a suspended agent went on")
+			}
+			// Suspended, then active again (it all reads as before), then
+			// revoked (final).
+			for _, status := range []store.AgentStatus{store.AgentSuspended, store.AgentActive, store.AgentRevoked} {
+				setStatus(status)
+				if status == store.AgentActive {
+					if got, err := svc.GetDecision(ctx, e.org, agent.ID, allowed.DecisionID); err != nil || got.Receipt != allowed.Receipt {
+						t.Fatalf("reactivated agent: %+v, %v", got, err)
+					}
+					continue
+				}
+				for name, err := range map[string]error{
+					"its allowed decision": second(svc.GetDecision(ctx, e.org, agent.ID, allowed.DecisionID)),
+					"its decision's index": second(svc.DecisionIndex(ctx, e.org, agent.ID, allowed.DecisionID)),
+					"its case":             second(svc.GetCase(ctx, e.org, agent.ID, escalated.Case.ID)),
+					"a wait on its case":   second(svc.WaitCase(ctx, e.org, agent.ID, escalated.Case.ID, time.Second)),
+				} {
+					if !errors.Is(err, decision.ErrUnknownAgent) {
+						t.Errorf("%s agent, %s: %v, want ErrUnknownAgent", status, name, err)
+					}
+				}
+			}
+		})
+	}
+}
+
 // An allowed decision whose receipt row is missing is a broken store: the
 // agent gets an error, not a response without its receipt, nor a "not
 // found" that would pass for an unknown decision.
