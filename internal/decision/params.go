@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/agentsigna/agentsigna/internal/signing"
 )
 
 // parseParams checks an action's params and returns them as the Go values
@@ -22,9 +24,11 @@ import (
 //     as RFC 8785 sorts them);
 //   - every string, member names included, valid UTF-8 of at most
 //     MaxRequestString bytes;
-//   - every number a finite IEEE 754 double, and every integer within
-//     ±2^53: RFC 8785 canonicalizes numbers as doubles, so two larger
-//     integers could share one digest.
+//   - every number a finite IEEE 754 double, every integer within ±2^53,
+//     and every number exactly the value of its RFC 8785 form: RFC 8785
+//     writes numbers as doubles, so 9.9999999999999999 would be judged
+//     by the policy as less than 10 and signed in the receipt as 10, and
+//     two different numbers could share one digest.
 //
 // Errors never quote a member name or a value: the names are the agent's data.
 func parseParams(raw json.RawMessage) (map[string]any, error) {
@@ -153,5 +157,58 @@ func checkNumber(n json.Number) error {
 			return invalid("action.params has an integer beyond ±(2^53−1) (RFC 7493); send it as a string")
 		}
 	}
+	// The policy reads the number as written; the receipt, the ledger and
+	// the request digest carry its RFC 8785 form. Both must be one value.
+	canonical, err := signing.Canonical([]byte(n))
+	if err != nil {
+		return invalid("action.params has a number beyond the range of a double (RFC 7493)")
+	}
+	if !sameDecimal(string(n), string(canonical)) {
+		return invalid("action.params has a number with more precision than a double holds (RFC 7493); send it as a string")
+	}
 	return nil
+}
+
+// sameDecimal reports whether two JSON numbers are the same decimal value
+// (1.50, 15e-1 and 1.5 are; 0.10000000000000001 and 0.1 are not),
+// comparing their digits and exponents as text: no arithmetic on an
+// exponent a sender chose.
+func sameDecimal(a, b string) bool {
+	an, ad, ae, aok := decimalParts(a)
+	bn, bd, be, bok := decimalParts(b)
+	return aok && bok && ad == bd && (ad == "" || an == bn && ae == be)
+}
+
+// decimalParts splits a JSON number into its sign, its significant digits
+// (no leading or trailing zeros; "" for zero) and the power of ten they
+// are scaled by. ok is false for what is not a JSON number, or an
+// exponent of more than 9 digits.
+func decimalParts(s string) (neg bool, digits string, exp int, ok bool) {
+	neg = strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	mant, e, hasExp := strings.Cut(strings.ToLower(s), "e")
+	if hasExp {
+		e = strings.TrimPrefix(e, "+")
+		if len(strings.TrimPrefix(e, "-")) > 9 {
+			return false, "", 0, false
+		}
+		var err error
+		if exp, err = strconv.Atoi(e); err != nil {
+			return false, "", 0, false
+		}
+	}
+	whole, frac, _ := strings.Cut(mant, ".")
+	digits = strings.TrimLeft(whole+frac, "0")
+	exp -= len(frac)
+	trimmed := strings.TrimRight(digits, "0")
+	exp += len(digits) - len(trimmed)
+	if trimmed == "" {
+		return neg, "", 0, true
+	}
+	for _, c := range trimmed {
+		if c < '0' || c > '9' {
+			return false, "", 0, false
+		}
+	}
+	return neg, trimmed, exp, true
 }

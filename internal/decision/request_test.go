@@ -28,6 +28,8 @@ func TestValidate(t *testing.T) {
 		{"params depth 4", `{"action":{"type":"a.b","params":{"a":{"b":{"c":{"d":1}}}}}}`, true},
 		{"params depth 4 in arrays", `{"action":{"type":"a.b","params":{"a":[[[1]]]}}}`, true},
 		{"params of every kind", `{"action":{"type":"a.b","params":{"s":"x","n":-1.5e3,"i":-9007199254740991,"t":true,"f":false,"z":null,"l":[],"o":{}}}}`, true},
+		// Written otherwise than RFC 8785 writes them, but the same value.
+		{"numbers a double holds", `{"action":{"type":"a.b","params":{"a":0.1,"b":1.50,"c":15E-1,"d":-0,"e":0.0e10,"f":1e21,"g":5e-324,"h":1.7976931348623157e308,"i":9007199254740992.0,"j":100e-2}}}`, true},
 		{"same name in two objects", `{"action":{"type":"a.b","params":{"x":{"k":1},"y":{"k":1}}}}`, true},
 		{"empty params", `{"action":{"type":"a.b","params":{}}}`, true},
 		{"string of 1024 bytes", `{"action":{"type":"a.b","resource":"` + strings.Repeat("r", 1024) + `"}}`, true},
@@ -66,6 +68,14 @@ func TestValidate(t *testing.T) {
 		{"integer beyond 2^53", `{"action":{"type":"a.b","params":{"n":9007199254740993}}}`, false},
 		{"integer 2^53", `{"action":{"type":"a.b","params":{"n":-9007199254740992}}}`, false},
 		{"number beyond a double", `{"action":{"type":"a.b","params":{"n":1e400}}}`, false},
+		// RFC 8785 would write these as another number than the policy read.
+		{"more digits than a double", `{"action":{"type":"a.b","params":{"n":9.9999999999999999}}}`, false},
+		{"0.1 and then some", `{"action":{"type":"a.b","params":{"n":0.10000000000000001}}}`, false},
+		{"2^53+1 as a decimal", `{"action":{"type":"a.b","params":{"n":9007199254740993.0}}}`, false},
+		{"2^53+1 with an exponent", `{"action":{"type":"a.b","params":{"n":9007199254740993e0}}}`, false},
+		{"below a double's least", `{"action":{"type":"a.b","params":{"n":1e-400}}}`, false},
+		{"deep in params", `{"action":{"type":"a.b","params":{"l":[{"n":[1.00000000000000001]}]}}}`, false},
+		{"exponent of ten digits", `{"action":{"type":"a.b","params":{"n":1e-1000000000}}}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var req decision.DecisionRequest
