@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/transparency-dev/formats/log"
@@ -32,6 +33,10 @@ type request struct {
 	res     []Appended
 	err     error
 	done    chan struct{}
+	// claimed is set once by whichever comes first: the writer taking the
+	// request into a commit (it then answers it on done), or its caller
+	// giving up before that (the writer then drops it unanswered).
+	claimed atomic.Bool
 }
 
 // writer is one log's committer: a goroutine that takes whatever requests
@@ -154,8 +159,11 @@ func (l *Ledger) gather(w *writer, first *request) []*request {
 func (l *Ledger) commit(lg Log, batch []*request) {
 	live := batch[:0:0]
 	for _, r := range batch {
+		if !r.claimed.CompareAndSwap(false, true) {
+			continue // its caller gave up before the writer took it
+		}
 		if r.ctx.Err() != nil {
-			// Its caller has gone: do not log what nobody will learn of.
+			// Its caller is going: do not log what nobody will learn of.
 			r.err = r.ctx.Err()
 			close(r.done)
 			continue

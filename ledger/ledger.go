@@ -200,6 +200,12 @@ type Appended struct {
 // Append adds one entry to a log and returns once the batch holding it is
 // durable, with the checkpoint signed for that batch. Many goroutines may
 // append at once: they are committed together.
+//
+// ctx bounds the wait for the writer to take the entries: if it ends
+// first, nothing is appended and its error is returned. Once the writer
+// has taken them, Append waits for their batch (bounded by the ledger's
+// own commit timeout) and reports what happened to it, so a caller is
+// never told of a failure for entries that are in the log.
 func (l *Ledger) Append(ctx context.Context, log Log, e Entry) (Appended, error) {
 	out, err := l.AppendAll(ctx, log, []Entry{e})
 	if err != nil {
@@ -257,12 +263,19 @@ func (l *Ledger) append(ctx context.Context, log Log, entries []Entry, write Wri
 	}
 	select {
 	case <-r.done:
-		return r.res, r.err
 	case <-ctx.Done():
-		// The entries may still be committed with their batch; the caller
-		// learns nothing either way.
-		return nil, ctx.Err()
+		if r.claimed.CompareAndSwap(false, true) {
+			// The writer has not taken the request: it will drop it,
+			// and nothing of it is logged.
+			return nil, ctx.Err()
+		}
+		// The writer has taken it: its batch may commit, so wait for
+		// the answer rather than report a failure for entries (and
+		// rows) that become durable. The commit is bounded by
+		// commitTimeout, not by this context.
+		<-r.done
 	}
+	return r.res, r.err
 }
 
 // Close stops accepting appends and waits for batches in flight.

@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -144,6 +145,88 @@ func TestAppendAllAndWriteTransactionAborted(t *testing.T) {
 			rep, err := e.ledger.Check(ctx, e.log, "")
 			if err != nil || rep.Problem != nil || rep.Size != uint64(committed) {
 				t.Fatalf("log of %d entries (%+v, %v); %d appends were answered as committed", rep.Size, rep.Problem, err, committed)
+			}
+		})
+	}
+}
+
+// A caller whose context ends while its batch is committing is answered
+// with the batch's outcome, not its context's error: the entries and the
+// write's rows commit, so "context canceled" would be a lie. A caller
+// whose context ends while its request still waits for the writer is
+// answered at once, and its entries are dropped.
+func TestCancelledWhileCommitting(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			inTx, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			write := func(ctx context.Context, tx store.TenantTx, got []ledger.Appended) error {
+				if err := tx.PutSetting(ctx, "row", fmt.Sprint(got[0].Index)); err != nil {
+					return err
+				}
+				once.Do(func() { close(inTx) })
+				<-release
+				return nil
+			}
+			type result struct {
+				out []ledger.Appended
+				err error
+			}
+			committing, queued := make(chan result, 1), make(chan result, 1)
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				out, err := e.ledger.AppendAllAndWrite(ctx, e.log, []ledger.Entry{{Kind: "decision", Subject: "d"}, {Kind: "receipt", Subject: "d"}}, write)
+				committing <- result{out, err}
+			}()
+			<-inTx
+			// The next request queues behind the batch held in write.
+			qctx, qcancel := context.WithCancel(context.Background())
+			go func() {
+				out, err := e.ledger.Append(qctx, e.log, ledger.Entry{Kind: "test", Subject: "queued"})
+				queued <- result{[]ledger.Appended{out}, err}
+			}()
+			// Time to queue; a request cancelled before it is sent must
+			// be answered the same way.
+			time.Sleep(50 * time.Millisecond)
+			cancel()
+			qcancel()
+			select {
+			case r := <-queued:
+				if !errors.Is(r.err, context.Canceled) {
+					t.Errorf("queued append cancelled: %v", r.err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("a queued append whose context ended waits for the batch ahead of it")
+			}
+			close(release)
+			r := <-committing
+			if r.err != nil || len(r.out) != 2 {
+				t.Fatalf("cancelled while its batch committed: %+v, %v", r.out, r.err)
+			}
+			ctx = context.Background()
+			for i, a := range r.out {
+				got, err := e.ledger.Entry(ctx, e.log, a.Index)
+				if err != nil || !bytes.Equal(got.Entry, a.Entry) {
+					t.Errorf("entry %d answered as %d: stored %q, %v", i, a.Index, got.Entry, err)
+				}
+			}
+			err := e.backend.InTenantReadTx(ctx, e.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+				s, err := tx.GetSetting(ctx, "row")
+				if err != nil || s.Value != fmt.Sprint(r.out[0].Index) {
+					return fmt.Errorf("the write's row: %+v, %v", s, err)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			// Nothing of the dropped request was logged.
+			if _, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "test", Subject: "after"}); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := e.ledger.Check(ctx, e.log, ""); err != nil || rep.Problem != nil || rep.Size != 3 {
+				t.Fatalf("check: %+v %v, %v", rep, rep.Problem, err)
 			}
 		})
 	}
