@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -30,6 +31,10 @@ func (l *Ledger) LatestCheckpoint(ctx context.Context, lg Log) (Checkpoint, erro
 
 // Entry returns one stored entry with its record.
 func (l *Ledger) Entry(ctx context.Context, lg Log, index uint64) (store.LedgerEntry, error) {
+	if index == math.MaxUint64 {
+		// No tree holds it (sizes are uint64), and index+1 would wrap.
+		return store.LedgerEntry{}, fmt.Errorf("%w: ledger entry %d", store.ErrNotFound, index)
+	}
 	var out store.LedgerEntry
 	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 		es, err := lt.Entries(ctx, index, index+1)
@@ -232,6 +237,12 @@ func (l *Ledger) nodeHash(ctx context.Context, lg Log, lt store.LogTx, id compac
 // row — full or partial — serves any request for a prefix of it; the
 // unfinished right-edge tile is read again only when it has grown.
 func (l *Ledger) tileRow(ctx context.Context, lg Log, lt store.LogTx, tileLevel uint, tileIndex uint64, size uint64) ([][]byte, error) {
+	// The tile covers leaves from tileIndex·256^(tileLevel+1): where that
+	// overflows, no tree has the tile, and tileIndex*256 below would wrap
+	// onto an existing one.
+	if tileIndex > math.MaxUint64>>(8*(tileLevel+1)) {
+		return nil, fmt.Errorf("%w: tile %d/%d beyond any tree", store.ErrNotFound, tileLevel, tileIndex)
+	}
 	// Hashes at level 8·tileLevel that are complete in a tree of size.
 	available := size >> (8 * tileLevel)
 	from := tileIndex * 256

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -11,10 +12,16 @@ import (
 
 // Tile returns tile (level, index) of width hashes (256 = full), as C2SP
 // tlog-tiles serves it: the concatenated hashes at tree level 8·level. A
-// tile is served only if that many hashes exist in the newest signed tree.
+// tile is served only if that many hashes exist in the newest signed tree;
+// any other, including one no tree of 2^64 leaves can hold (level 8 and
+// above, or an index whose first leaf is past 2^64), is store.ErrNotFound.
+// SPEC: c2sp.org/tlog-tiles — empty tiles MUST NOT be served.
 func (l *Ledger) Tile(ctx context.Context, lg Log, level uint, index uint64, width uint64) ([]byte, error) {
-	if width == 0 || width > 256 || level >= 8 {
-		return nil, fmt.Errorf("%w: tile width 1-256, level below 8", store.ErrInvalid)
+	if width == 0 || width > 256 {
+		return nil, fmt.Errorf("%w: tile width 1-256", store.ErrInvalid)
+	}
+	if level >= 8 {
+		return nil, fmt.Errorf("%w: tile level %d: a tree of 2^64 leaves has levels 0-7", store.ErrNotFound, level)
 	}
 	var out []byte
 	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
@@ -46,8 +53,9 @@ func (l *Ledger) EntryBundle(ctx context.Context, lg Log, index uint64, width ui
 		if err != nil {
 			return err
 		}
+		// from+width <= size, put so that neither side can wrap.
 		from := index * 256
-		if from+width > cp.Size || from/256 != index {
+		if index > math.MaxUint64/256 || width > cp.Size || from > cp.Size-width {
 			return fmt.Errorf("%w: entry bundle %d beyond tree size %d", store.ErrNotFound, index, cp.Size)
 		}
 		es, err := lt.Entries(ctx, from, from+width)

@@ -3,13 +3,16 @@ package ledger_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
@@ -127,6 +130,65 @@ func TestTilesAtBoundaries(t *testing.T) {
 			}
 			if _, err := e.ledger.EntryBundle(ctx, e.log, size/256, 256); err == nil && size%256 != 0 {
 				t.Error("full entry bundle served for a partial one")
+			}
+		})
+	}
+}
+
+// A tile, entry bundle or entry that no tree can hold is not found — not
+// an existing one its index wraps onto (SPEC: c2sp.org/tlog-tiles, empty
+// tiles MUST NOT be served), and not a bad request: the URL is well formed.
+func TestTilesPastAnyTree(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			ctx := context.Background()
+			growTo(t, e, 300)
+			// Tile 0/2^56, by the path a client would ask for.
+			level, index, width, err := verify.ParseTilePath("tile/0/x072/x057/x594/x037/x927/936")
+			if err != nil || level != 0 || index != 1<<56 || width != 256 {
+				t.Fatalf("tile path: %d %d %d, %v", level, index, width, err)
+			}
+			for _, tc := range []struct {
+				name string
+				read func() ([]byte, error)
+			}{
+				{"tile 0/2^56", func() ([]byte, error) { return e.ledger.Tile(ctx, e.log, 0, 1<<56, 256) }},
+				{"partial tile 0/2^56", func() ([]byte, error) { return e.ledger.Tile(ctx, e.log, 0, 1<<56, 44) }},
+				{"tile 1/2^56", func() ([]byte, error) { return e.ledger.Tile(ctx, e.log, 1, 1<<56, 1) }},
+				{"tile 1/2^48", func() ([]byte, error) { return e.ledger.Tile(ctx, e.log, 1, 1<<48, 1) }},
+				{"tile 7/1", func() ([]byte, error) { return e.ledger.Tile(ctx, e.log, 7, 1, 1) }},
+				{"tile 8/0", func() ([]byte, error) { return e.ledger.Tile(ctx, e.log, 8, 0, 1) }},
+				{"tile 63/0", func() ([]byte, error) { return e.ledger.Tile(ctx, e.log, 63, 0, 1) }},
+				{"entry bundle 2^56-1", func() ([]byte, error) { return e.ledger.EntryBundle(ctx, e.log, 1<<56-1, 256) }},
+				{"entry bundle 2^56", func() ([]byte, error) { return e.ledger.EntryBundle(ctx, e.log, 1<<56, 1) }},
+				{"entry 2^64-1", func() ([]byte, error) {
+					en, err := e.ledger.Entry(ctx, e.log, math.MaxUint64)
+					return en.Entry, err
+				}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					if got, err := tc.read(); !errors.Is(err, store.ErrNotFound) {
+						t.Errorf("%d bytes, %v; want store.ErrNotFound", len(got), err)
+					}
+				})
+			}
+			// Still refused as malformed: widths outside 1-256.
+			if _, err := e.ledger.Tile(ctx, e.log, 0, 0, 0); !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("tile of width 0: %v", err)
+			}
+			if _, err := e.ledger.EntryBundle(ctx, e.log, 0, 257); !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("entry bundle of width 257: %v", err)
+			}
+			// The tiles that exist are still served.
+			if _, err := e.ledger.Tile(ctx, e.log, 0, 1, 44); err != nil {
+				t.Error(err)
+			}
+			if _, err := e.ledger.EntryBundle(ctx, e.log, 1, 44); err != nil {
+				t.Error(err)
+			}
+			if _, err := e.ledger.Entry(ctx, e.log, 299); err != nil {
+				t.Error(err)
 			}
 		})
 	}
