@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -487,6 +488,59 @@ func TestAppendedProofs(t *testing.T) {
 	}
 }
 
+// EntryInclusionProof returns an entry's exact leaf bytes with its proof:
+// a receipt's entry, found by index, verifies against the newest signed
+// checkpoint (or an older one) with nothing else in hand. A stored entry
+// that no longer hashes to its leaf gets no proof.
+func TestEntryInclusionProof(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			ctx := context.Background()
+			vkey, err := e.ledger.InitLog(ctx, e.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pair, err := e.ledger.AppendAll(ctx, e.log, []ledger.Entry{
+				{Kind: "decision", Subject: "dec_1", Record: []byte(`{"decision":"dec_1"}`)},
+				{Kind: "receipt", Subject: "dec_1", Record: []byte("a.receipt.jws")},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			appendN(t, e, e.ledger, e.log, 5, "after")
+			receipt := pair[1]
+			for _, size := range []uint64{0, receipt.Checkpoint.Size} {
+				p, err := e.ledger.EntryInclusionProof(ctx, e.log, receipt.Index, size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Index != receipt.Index || !bytes.Equal(p.Entry, receipt.Entry) || !bytes.Equal(p.LeafHash, receipt.LeafHash) {
+					t.Fatalf("size %d: entry %d %q, want %d %q", size, p.Index, p.Entry, receipt.Index, receipt.Entry)
+				}
+				cp := openNote(t, vkey, p.Checkpoint.Note)
+				if want := cmp.Or(size, 7); cp.Size != want {
+					t.Fatalf("asked for size %d, proved against %d", size, cp.Size)
+				}
+				leaf := rfc6962.DefaultHasher.HashLeaf(p.Entry)
+				if err := proof.VerifyInclusion(rfc6962.DefaultHasher, p.Index, cp.Size, leaf, p.Hashes, cp.Hash); err != nil {
+					t.Fatalf("size %d: %v", size, err)
+				}
+			}
+			if _, err := e.ledger.EntryInclusionProof(ctx, e.log, 7, 0); !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("index = size: %v", err)
+			}
+			if _, err := e.ledger.EntryInclusionProof(ctx, e.log, 0, 1000); !errors.Is(err, ledger.ErrNoCheckpoint) {
+				t.Errorf("unsigned size: %v", err)
+			}
+			e.tamper(t, `UPDATE ledger_entries SET entry = (SELECT entry FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0) WHERE tenant_id = '%[1]s' AND idx = 1`)
+			if p, err := e.ledger.EntryInclusionProof(ctx, e.log, receipt.Index, 0); err == nil {
+				t.Fatalf("altered entry proved: %q", p.Entry)
+			}
+		})
+	}
+}
+
 // Reading an organization's log does not queue behind a transaction that
 // holds its store for writing and the log's lock, as a batch does while it
 // commits: on the embedded store, the file's one writing connection (the
@@ -530,10 +584,11 @@ func readsBesideTheWriter(t *testing.T, l *ledger.Ledger, lg ledger.Log, hold fu
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	for name, read := range map[string]func() error{
-		"latest checkpoint": func() error { _, err := l.LatestCheckpoint(rctx, lg); return err },
-		"entry":             func() error { _, err := l.Entry(rctx, lg, first.Index); return err },
-		"verifier key":      func() error { _, err := l.VerifierKey(rctx, lg); return err },
-		"inclusion proof":   func() error { _, err := l.InclusionProof(rctx, lg, first.Index, 0); return err },
+		"latest checkpoint":     func() error { _, err := l.LatestCheckpoint(rctx, lg); return err },
+		"entry":                 func() error { _, err := l.Entry(rctx, lg, first.Index); return err },
+		"verifier key":          func() error { _, err := l.VerifierKey(rctx, lg); return err },
+		"inclusion proof":       func() error { _, err := l.InclusionProof(rctx, lg, first.Index, 0); return err },
+		"entry inclusion proof": func() error { _, err := l.EntryInclusionProof(rctx, lg, first.Index, 0); return err },
 		"proof by leaf hash": func() error {
 			_, err := l.InclusionProofByLeafHash(rctx, lg, first.LeafHash, 0)
 			return err

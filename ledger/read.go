@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -126,6 +127,46 @@ func (l *Ledger) InclusionProofIn(ctx context.Context, lg Log, lt store.LogTx, i
 	}
 	return InclusionProof{Index: index, LeafHash: leaf, Hashes: hashes,
 		Checkpoint: Checkpoint{Size: cp.Size, Root: cp.Root, Note: cp.Note}}, nil
+}
+
+// EntryInclusionProof is an entry's exact leaf bytes with its inclusion
+// proof, read from one snapshot of the log.
+type EntryInclusionProof struct {
+	InclusionProof
+	// Entry is the exact leaf bytes at Index: LeafHash is their RFC 6962
+	// leaf hash.
+	Entry []byte
+}
+
+// EntryInclusionProof proves entry index in the tree of treeSize, a signed
+// checkpoint's size (0: the newest), as InclusionProof does, and returns
+// the entry's leaf bytes with the proof, both read in one transaction.
+// It is what a c2sp.org/tlog-proof bundle carrying the entry in its extra
+// line is made of, for a verifier that holds only the record (a receipt)
+// and must find its entry to check that the log has it.
+func (l *Ledger) EntryInclusionProof(ctx context.Context, lg Log, index, treeSize uint64) (EntryInclusionProof, error) {
+	var out EntryInclusionProof
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+		p, err := l.InclusionProofIn(ctx, lg, lt, index, treeSize)
+		if err != nil {
+			return err
+		}
+		// index is below a checkpoint's size: index+1 does not wrap.
+		es, err := lt.Entries(ctx, index, index+1)
+		if err != nil {
+			return err
+		}
+		if len(es) != 1 {
+			return fmt.Errorf("ledger: entry %d is missing below tree size %d", index, p.Checkpoint.Size)
+		}
+		if !bytes.Equal(rfc6962.DefaultHasher.HashLeaf(es[0].Entry), p.LeafHash) {
+			// A stored row altered: serve no proof that cannot verify.
+			return fmt.Errorf("ledger: entry %d does not hash to its stored leaf hash", index)
+		}
+		out = EntryInclusionProof{InclusionProof: p, Entry: es[0].Entry}
+		return nil
+	})
+	return out, err
 }
 
 // InclusionProofByLeafHash finds the entry with leafHash and proves it.
