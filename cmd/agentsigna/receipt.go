@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -17,15 +18,24 @@ import (
 )
 
 // runVerifyReceipt: `agentsigna verify receipt RECEIPT --jwks JWKS
-// [--tlog-proof P --log-key K] [--at RFC3339]`. RECEIPT is the compact JWS
-// or a file holding it. It checks the signature, kid, typ, expiry (at --at,
-// default now) and action_sha256; with a tlog-proof, that the receipt's
-// SHA-256 is the record digest of an entry included in the log.
+// [--tlog-proof P --log-key K [--entry LEAF]] [--at RFC3339]`. RECEIPT is
+// the compact JWS or a file holding it. It checks the signature, kid, typ,
+// expiry (at --at, default now) and action_sha256; with a tlog-proof, that
+// the receipt's SHA-256 is the record digest of an entry included in the
+// log.
+//
+// The entry's exact leaf bytes come from --entry or, without it, from the
+// proof's extra line, where GET /v1/decisions/{id}/tlog-proof?entry=receipt
+// puts them. Either way they are unauthenticated until checked: they must
+// parse as a receipt entry for this receipt, at the proof's index, and
+// hash to a leaf the proof includes under a checkpoint signed by --log-key.
+// Given both, --entry must equal the extra line: a proof that carries one
+// entry while the caller vouches for another is refused, not resolved.
 func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 	fs := newFlagSet("verify receipt", stderr)
 	jwksFile := fs.String("jwks", "", "the organization's JWKS (/t/<slug>/.well-known/jwks.json), a file")
-	proofFile := fs.String("tlog-proof", "", "a c2sp.org/tlog-proof@v1 file for the receipt's ledger entry")
-	entryFile := fs.String("entry", "", "the receipt's ledger entry (exact leaf bytes), needed with --tlog-proof")
+	proofFile := fs.String("tlog-proof", "", "a c2sp.org/tlog-proof@v1 file for the receipt's ledger entry (GET /v1/decisions/{id}/tlog-proof?entry=receipt)")
+	entryFile := fs.String("entry", "", "the receipt's ledger entry (exact leaf bytes), a file; with --tlog-proof, needed only if the proof has no extra line carrying it")
 	logKey := fs.String("log-key", "", "the log's note verifier key (or a file), needed with --tlog-proof")
 	at := fs.String("at", "", "check expiry at this RFC 3339 time instead of now")
 	operand, err := parseWithOperand(fs, args, env)
@@ -55,37 +65,56 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 	}
 	suffix := ""
 	if *proofFile != "" {
-		if *entryFile == "" || *logKey == "" {
-			return fmt.Errorf("%w: --tlog-proof needs --entry and --log-key", errUsage)
+		if *logKey == "" {
+			return fmt.Errorf("%w: --tlog-proof needs --log-key", errUsage)
 		}
 		key, err := readLogKey(*logKey)
 		if err != nil {
 			return err
 		}
-		leaf, err := os.ReadFile(*entryFile)
+		raw, err := os.ReadFile(*proofFile)
 		if err != nil {
 			return err
+		}
+		p, err := verify.ParseProof(raw)
+		if err != nil {
+			return err
+		}
+		leaf := p.Extra
+		if *entryFile != "" {
+			given, err := os.ReadFile(*entryFile)
+			if err != nil {
+				return err
+			}
+			if leaf != nil && !bytes.Equal(given, leaf) {
+				return errors.New("--entry differs from the entry the proof carries")
+			}
+			leaf = given
+		}
+		if leaf == nil {
+			return fmt.Errorf("%w: the proof carries no entry (no extra line): give --entry", errUsage)
 		}
 		entry, err := verify.ParseEntry(leaf)
 		if err != nil {
 			return err
 		}
 		digest := sha256.Sum256([]byte(compact))
-		if entry.Kind != "receipt" || string(entry.Digest) != string(digest[:]) {
+		switch {
+		case entry.Kind != "receipt":
+			return fmt.Errorf("the ledger entry is a %q entry, not this receipt's", entry.Kind)
+		case !bytes.Equal(entry.Digest, digest[:]):
 			return errors.New("the ledger entry is not this receipt's: its digest differs")
+		case entry.Index != p.Index:
+			return fmt.Errorf("the proof is for entry %d, the entry says %d", p.Index, entry.Index)
 		}
-		raw, err := os.ReadFile(*proofFile)
+		cp, err := verify.VerifyCheckpoint(p.Checkpoint, key)
 		if err != nil {
 			return err
 		}
-		cp, index, err := verify.VerifyProof(raw, key, verify.LeafHash(leaf))
-		if err != nil {
+		if err := verify.VerifyInclusion(cp, p.Index, verify.LeafHash(leaf), p.Hashes); err != nil {
 			return err
 		}
-		if index != entry.Index {
-			return fmt.Errorf("the proof is for entry %d, the entry says %d", index, entry.Index)
-		}
-		suffix = fmt.Sprintf("; logged as entry %d of %s (size %d)", index, cp.Origin(), cp.Size())
+		suffix = fmt.Sprintf("; logged as entry %d of %s (size %d)", p.Index, cp.Origin(), cp.Size())
 	}
 	fmt.Fprintf(stdout, "OK: receipt %s for decision %s (%s) by agent %s, issued by %s, valid until %s%s\n",
 		claims.ID, claims.DecisionID, claims.Outcome, claims.Subject, claims.Issuer, claims.Expiry.UTC().Format(time.RFC3339), suffix)

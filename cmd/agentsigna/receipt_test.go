@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,63 +21,115 @@ import (
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
-func TestVerifyReceiptAndRotate(t *testing.T) {
+// loggedReceipts is an organization's data dir holding receipts logged as
+// the service logs them: each decision's entry, then its receipt's, in one
+// append.
+type loggedReceipts struct {
+	dir      string // with the master key the CLI loads
+	tenantID string
+	jwks     []byte
+	vkey     string
+	receipts []string // compact JWS, for decisions dec_1, dec_2, …
+	// entries holds each decision's [decision, receipt] entries, with
+	// their proofs against the log's newest checkpoint.
+	entries [][2]ledger.EntryInclusionProof
+}
+
+func logReceipts(t *testing.T, n int) loggedReceipts {
+	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: dir})
+	out := loggedReceipts{dir: t.TempDir()}
+	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: out.dir})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
 	acme := storetest.CreateTenant(t, s, "acme")
-	// The same master key the CLI will load from the data dir.
-	master, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: dir})
+	out.tenantID = acme.ID
+	master, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: out.dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	kr, _ := signing.NewKeyring(master)
 	l, _ := ledger.New(ledger.Config{Tenants: s, Platform: s, Keys: kr, Origin: "agentsigna.test"})
+	defer l.Close()
 	lg := l.TenantLog(acme.ID, "acme")
-	var jws string
-	var jwks []byte
-	err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		rs, err := kr.ReceiptSigner(ctx, tx.Keys(), acme.ID)
-		if err != nil {
+	var indexes [][2]uint64
+	for i := range n {
+		id := fmt.Sprintf("dec_%d", i+1)
+		var jws string
+		err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+			rs, err := kr.ReceiptSigner(ctx, tx.Keys(), acme.ID)
+			if err != nil {
+				return err
+			}
+			jws, err = rs.Sign(signing.ReceiptClaims{Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_" + id, DecisionID: id,
+				Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`), Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "s", RiskTier: "low"}})
 			return err
-		}
-		jws, err = rs.Sign(signing.ReceiptClaims{Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_1", DecisionID: "dec_1",
-			Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`), Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "s", RiskTier: "low"}})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := l.Append(ctx, lg, ledger.Entry{Kind: "receipt", Subject: "rct_1", Record: []byte(jws)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	proof, _ := l.InclusionProof(ctx, lg, a.Index, 0)
-	vkey, _ := l.VerifierKey(ctx, lg)
-	l.Close()
-	_ = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		jwks, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
-		return err
-	})
-	s.Close()
-	write := func(name string, b []byte) string {
-		p := filepath.Join(t.TempDir(), name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
-		return p
+		a, err := l.AppendAll(ctx, lg, []ledger.Entry{
+			{Kind: "decision", Subject: id, Record: []byte(`{"decision_id":"` + id + `"}`)},
+			{Kind: "receipt", Subject: id, Record: []byte(jws)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.receipts = append(out.receipts, jws)
+		indexes = append(indexes, [2]uint64{a[0].Index, a[1].Index})
 	}
-	jwksFile, entryFile := write("jwks.json", jwks), write("entry", a.Entry)
-	proofFile := write("p.tlog-proof", verify.Proof{Index: a.Index, Hashes: proof.Hashes, Checkpoint: proof.Checkpoint.Note}.Marshal())
-	run := func(args ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		err := runVerify(ctx, append([]string{"receipt"}, args...), &out, &errOut, envOf(nil))
-		return out.String(), err
+	for _, pair := range indexes {
+		var proofs [2]ledger.EntryInclusionProof
+		for i, index := range pair {
+			if proofs[i], err = l.EntryInclusionProof(ctx, lg, index, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out.entries = append(out.entries, proofs)
 	}
-	if out, err := run(jws, "--jwks", jwksFile, "--tlog-proof", proofFile, "--entry", entryFile, "--log-key", vkey); err != nil || !strings.Contains(out, "logged as entry 0") {
+	if out.vkey, err = l.VerifierKey(ctx, lg); err != nil {
+		t.Fatal(err)
+	}
+	err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		out.jwks, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// tlogProof is p as a c2sp.org/tlog-proof@v1 file, carrying extra.
+func tlogProof(p ledger.EntryInclusionProof, extra []byte) []byte {
+	return verify.Proof{Extra: extra, Index: p.Index, Hashes: p.Hashes, Checkpoint: p.Checkpoint.Note}.Marshal()
+}
+
+func writeTemp(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runVerifyReceiptArgs(args ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	err := runVerify(context.Background(), append([]string{"receipt"}, args...), &out, &errOut, envOf(nil))
+	return out.String(), err
+}
+
+func TestVerifyReceiptAndRotate(t *testing.T) {
+	ctx := context.Background()
+	rl := logReceipts(t, 1)
+	jws, receipt := rl.receipts[0], rl.entries[0][1]
+	jwksFile, entryFile := writeTemp(t, "jwks.json", rl.jwks), writeTemp(t, "entry", receipt.Entry)
+	proofFile := writeTemp(t, "p.tlog-proof", tlogProof(receipt, nil))
+	run := runVerifyReceiptArgs
+	if out, err := run(jws, "--jwks", jwksFile, "--tlog-proof", proofFile, "--entry", entryFile, "--log-key", rl.vkey); err != nil || !strings.Contains(out, "logged as entry 1") {
 		t.Fatalf("receipt with proof: %q, %v", out, err)
 	}
 	if _, err := run(jws, "--jwks", jwksFile, "--at", time.Now().Add(time.Hour).Format(time.RFC3339)); err == nil {
@@ -85,19 +139,21 @@ func TestVerifyReceiptAndRotate(t *testing.T) {
 	if _, err := run(tampered, "--jwks", jwksFile); err == nil {
 		t.Fatal("tampered receipt accepted")
 	}
-	other := write("other-entry", []byte(strings.Replace(string(a.Entry), `"kind":"receipt"`, `"kind":"decision"`, 1)))
-	if _, err := run(jws, "--jwks", jwksFile, "--tlog-proof", proofFile, "--entry", other, "--log-key", vkey); err == nil {
+	other := writeTemp(t, "other-entry", []byte(strings.Replace(string(receipt.Entry), `"kind":"receipt"`, `"kind":"decision"`, 1)))
+	if _, err := run(jws, "--jwks", jwksFile, "--tlog-proof", proofFile, "--entry", other, "--log-key", rl.vkey); err == nil {
 		t.Fatal("a proof for another entry accepted")
 	}
 
 	// Rotation: a new key, the old one stays published, old receipts verify.
 	var out, errOut bytes.Buffer
-	if err := runKeys(ctx, []string{"rotate", "--tenant", "acme", "--data-dir", dir}, &out, &errOut, envOf(nil)); err != nil || !strings.Contains(out.String(), "new receipt key") {
+	if err := runKeys(ctx, []string{"rotate", "--tenant", "acme", "--data-dir", rl.dir}, &out, &errOut, envOf(nil)); err != nil || !strings.Contains(out.String(), "new receipt key") {
 		t.Fatalf("rotate: %q %q, %v", out.String(), errOut.String(), err)
 	}
-	s, _ = sqlite.Open(ctx, sqlite.Config{DataDir: dir})
+	s, _ := sqlite.Open(ctx, sqlite.Config{DataDir: rl.dir})
 	defer s.Close()
-	_ = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+	var jwks []byte
+	_ = s.InTenantTx(ctx, rl.tenantID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
 		jwks, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
 		return err
 	})
@@ -105,7 +161,55 @@ func TestVerifyReceiptAndRotate(t *testing.T) {
 	if json.Unmarshal(jwks, &set); len(set.Keys) != 2 {
 		t.Fatalf("after rotation the JWKS has %d keys", len(set.Keys))
 	}
-	if _, err := run(jws, "--jwks", write("jwks2.json", jwks)); err != nil {
+	if _, err := run(jws, "--jwks", writeTemp(t, "jwks2.json", jwks)); err != nil {
 		t.Fatalf("old receipt after rotation: %v", err)
+	}
+}
+
+// A tlog-proof that carries the receipt's entry in its extra line, as
+// GET /v1/decisions/{id}/tlog-proof?entry=receipt serves it, verifies the
+// receipt without --entry. The extra line is unauthenticated: an entry
+// there that is not this receipt's is refused, whatever its proof.
+func TestVerifyReceiptEntryFromProof(t *testing.T) {
+	rl := logReceipts(t, 2)
+	jws := rl.receipts[0]
+	decision, receipt, otherReceipt := rl.entries[0][0], rl.entries[0][1], rl.entries[1][1]
+	jwksFile := writeTemp(t, "jwks.json", rl.jwks)
+	proofWith := func(p ledger.EntryInclusionProof, extra []byte) string {
+		return writeTemp(t, "p.tlog-proof", tlogProof(p, extra))
+	}
+	carrying := proofWith(receipt, receipt.Entry)
+
+	if out, err := runVerifyReceiptArgs(jws, "--jwks", jwksFile, "--tlog-proof", carrying, "--log-key", rl.vkey); err != nil || !strings.Contains(out, "logged as entry 1 of agentsigna.test/t/acme") {
+		t.Fatalf("proof carrying the entry: %q, %v", out, err)
+	}
+	// --entry agreeing with the extra line is fine.
+	if _, err := runVerifyReceiptArgs(jws, "--jwks", jwksFile, "--tlog-proof", carrying, "--entry", writeTemp(t, "entry", receipt.Entry), "--log-key", rl.vkey); err != nil {
+		t.Fatalf("--entry equal to the proof's: %v", err)
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		usage bool // a usage error, not a failed check
+		want  string
+	}{
+		{"no extra line, no --entry", []string{"--tlog-proof", proofWith(receipt, nil)}, true, "give --entry"},
+		{"the decision's entry and proof", []string{"--tlog-proof", proofWith(decision, decision.Entry)}, false, `"decision" entry`},
+		{"the decision's entry, the receipt's proof", []string{"--tlog-proof", proofWith(receipt, decision.Entry)}, false, `"decision" entry`},
+		{"another receipt's entry and proof", []string{"--tlog-proof", proofWith(otherReceipt, otherReceipt.Entry)}, false, "digest differs"},
+		{"another receipt's entry, this receipt's proof", []string{"--tlog-proof", proofWith(receipt, otherReceipt.Entry)}, false, "digest differs"},
+		{"--entry differing from the extra line", []string{"--tlog-proof", carrying, "--entry", writeTemp(t, "other", otherReceipt.Entry)}, false, "differs from the entry the proof carries"},
+		{"not an entry", []string{"--tlog-proof", proofWith(receipt, []byte("not json"))}, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{jws, "--jwks", jwksFile, "--log-key", rl.vkey}, tc.args...)
+			out, err := runVerifyReceiptArgs(args...)
+			if err == nil {
+				t.Fatalf("accepted: %q", out)
+			}
+			if errors.Is(err, errUsage) != tc.usage || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q (usage %v); want one line with %q (usage %v)", err, errors.Is(err, errUsage), tc.want, tc.usage)
+			}
+		})
 	}
 }
