@@ -129,6 +129,12 @@ const (
 // client assertion. Every issue and every refusal is in a ledger, in the
 // organization's log when the agent is known, else in the platform's: as
 // an entry of its own, or, past a log's bound, counted in a summary.
+//
+// The assertion's own checks (shape, alg, typ, aud, times, iss = sub,
+// jti) run before anything is read: the agent and its keys are read only
+// for an assertion that passed them (in Lookup). Every refusal before the
+// signature has verified under the agent's key reads the same to the
+// client, whether the agent exists or not; the ledger names the reason.
 func (a *AgentAuth) token(c *fiber.Ctx) error {
 	mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
 	if err != nil || mt != fiber.MIMEApplicationForm {
@@ -158,50 +164,22 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	assertion := form.Get("client_assertion")
 	now := a.cfg.Now()
 
-	// Which organization? The directory, from the claimed agent id — only
-	// a routing hint until the signature verifies under that agent's key.
-	claimed := peekSubject(assertion)
-	ref, err := a.cfg.Tenants.ResolveAgent(ctx, claimed)
-	if err != nil || ref.Status != store.TenantActive {
-		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrInvalid) {
-			return err
-		}
-		a.refused(ctx, nil, claimed, "unknown_agent")
-		return oauthError(c, fiber.StatusUnauthorized, identity.OAuthInvalidClient, "client authentication failed")
-	}
-	var info identity.AgentInfo
-	err = a.cfg.Tenants.InTenantReadTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
-		ag, err := tx.Agents().Get(ctx, claimed)
-		if err != nil {
-			return err
-		}
-		keys, err := tx.Agents().Keys(ctx, claimed)
-		if err != nil {
-			return err
-		}
-		info = identity.AgentInfo{ID: ag.ID, Status: string(ag.Status)}
-		for _, k := range keys {
-			if k.Status != store.KeyActive {
-				continue
-			}
-			jk, err := identity.ParseAgentJWK([]byte(k.PublicJWK))
-			if err != nil {
-				return fmt.Errorf("stored key %s of %s: %w", k.KID, ag.ID, err)
-			}
-			info.Keys = append(info.Keys, jk)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
+	// ref is the claimed agent's organization, once Lookup has found it:
+	// the directory names it from the agent id, only a routing hint until
+	// the signature verifies under that agent's key.
+	var (
+		ref    *store.TenantRef
+		looked bool
+	)
 	claims, err := identity.VerifyClientAssertion(assertion, identity.AssertionOptions{
 		Audience: a.TokenEndpoint(), Now: now,
 		Lookup: func(agentID, _ string) (identity.AgentInfo, error) {
-			if info.ID == "" || agentID != info.ID {
-				return identity.AgentInfo{}, identity.ErrUnknownAgent
+			looked = true
+			r, info, err := a.lookupAgent(ctx, agentID)
+			if r.ID != "" {
+				ref = &r
 			}
-			return info, nil
+			return info, err
 		},
 	})
 	if err == nil {
@@ -218,7 +196,19 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		if code == identity.OAuthServerError {
 			return err
 		}
-		a.refused(ctx, &ref, claimed, reasonOf(err))
+		claimed := peekSubject(assertion)
+		if !looked {
+			// Refused on the assertion alone: the directory is read only
+			// now, to file the refusal in the claimed agent's organization.
+			r, err := a.resolveAgent(ctx, claimed)
+			if err != nil {
+				return err
+			}
+			if r.ID != "" {
+				ref = &r
+			}
+		}
+		a.refused(ctx, ref, claimed, reasonOf(err))
 		return oauthError(c, fiber.StatusUnauthorized, code, desc)
 	}
 	issuer, err := a.issuer(ctx, ref.ID)
@@ -237,6 +227,61 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(fiber.Map{"access_token": token, "token_type": "Bearer", "expires_in": int(time.Until(exp).Round(time.Second).Seconds())})
+}
+
+// resolveAgent returns the active organization agentID was registered in,
+// or a zero TenantRef when there is none (unknown agent, malformed id,
+// organization not active). Other errors are outages.
+func (a *AgentAuth) resolveAgent(ctx context.Context, agentID string) (store.TenantRef, error) {
+	ref, err := a.cfg.Tenants.ResolveAgent(ctx, agentID)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+		return store.TenantRef{}, nil
+	case err != nil:
+		return store.TenantRef{}, err
+	case ref.Status != store.TenantActive:
+		return store.TenantRef{}, nil
+	}
+	return ref, nil
+}
+
+// lookupAgent reads the agent and its active keys for
+// VerifyClientAssertion, and the organization it belongs to (zero when
+// the agent is unknown there).
+func (a *AgentAuth) lookupAgent(ctx context.Context, agentID string) (store.TenantRef, identity.AgentInfo, error) {
+	ref, err := a.resolveAgent(ctx, agentID)
+	if err != nil || ref.ID == "" {
+		if err == nil {
+			err = identity.ErrUnknownAgent
+		}
+		return ref, identity.AgentInfo{}, err
+	}
+	var info identity.AgentInfo
+	err = a.cfg.Tenants.InTenantReadTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+		ag, err := tx.Agents().Get(ctx, agentID)
+		if err != nil {
+			return err
+		}
+		keys, err := tx.Agents().Keys(ctx, agentID)
+		if err != nil {
+			return err
+		}
+		info = identity.AgentInfo{ID: ag.ID, Status: string(ag.Status)}
+		for _, k := range keys {
+			if k.Status != store.KeyActive {
+				continue
+			}
+			jk, err := identity.ParseAgentJWK([]byte(k.PublicJWK))
+			if err != nil {
+				return fmt.Errorf("stored key %s of %s: %w", k.KID, ag.ID, err)
+			}
+			info.Keys = append(info.Keys, jk)
+		}
+		return nil
+	})
+	// store.ErrNotFound: the directory names an organization that does not
+	// have the agent; VerifyClientAssertion treats it as unknown.
+	return ref, info, err
 }
 
 // refused records a refusal in the organization's log, or the platform's

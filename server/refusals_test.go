@@ -293,8 +293,10 @@ func TestTokenRefusalsAreBoundedPerLog(t *testing.T) {
 			t.Fatalf("platform summary names %q: %v", id, byReason)
 		}
 	}
-	// 16 named; the rest, and the malformed id, counted.
-	if s.Suppressed != unknown+1-budget || s.Reasons["unknown_agent"] != unknown+1-budget || len(s.ClaimedAgents) != 16 || s.OtherAgents != unknown+1-budget-16 {
+	// 16 named; the rest, and the malformed id, counted. The unsigned
+	// assertion is refused for its alg before any agent is looked up.
+	if s.Suppressed != unknown+1-budget || s.Reasons["unknown_agent"] != unknown-budget || s.Reasons["bad_algorithm"] != 1 ||
+		len(s.ClaimedAgents) != 16 || s.OtherAgents != unknown+1-budget-16 {
 		t.Fatalf("platform summary: %+v", s)
 	}
 }

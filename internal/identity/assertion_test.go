@@ -312,10 +312,17 @@ func TestAssertionOptionsAreValidated(t *testing.T) {
 }
 
 func TestOAuthErrorDescriptionsAreSafe(t *testing.T) {
-	// The refusals that depend on the agent's record read alike, so the
-	// endpoint is no oracle for which agent ids exist.
+	// Every refusal before the signature has verified reads alike, so the
+	// endpoint is no oracle for which agent ids exist: an assertion for an
+	// existing agent that fails a check of its own must not read
+	// otherwise than one naming nobody.
 	_, unknown := identity.OAuthError(fmt.Errorf("agent agt_secret: %w", identity.ErrUnknownAgent))
-	for _, err := range []error{identity.ErrAgentNotActive, identity.ErrUnknownKey, identity.ErrAssertionSignature} {
+	for _, err := range []error{
+		identity.ErrAgentNotActive, identity.ErrUnknownKey, identity.ErrAssertionSignature,
+		identity.ErrAssertionMalformed, identity.ErrAssertionAlgorithm, identity.ErrAssertionType,
+		identity.ErrAssertionSubject, identity.ErrAssertionAudience, identity.ErrAssertionExpired,
+		identity.ErrAssertionLifetime, identity.ErrAssertionNotYetValid, identity.ErrAssertionJTI,
+	} {
 		if _, d := identity.OAuthError(err); d != unknown {
 			t.Errorf("%v reads %q, unknown agent reads %q", err, d, unknown)
 		}

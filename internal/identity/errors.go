@@ -58,29 +58,14 @@ const (
 	OAuthServerError   = "server_error"
 )
 
-// oauthDescriptions are what a client may be told. The refusals that depend
-// on the agent's record (unknown, suspended, wrong key, bad signature) share
-// one description, so the endpoint does not reveal which agent ids exist or
-// what state they are in.
-var oauthDescriptions = []struct {
-	err  error
-	desc string
-}{
-	{ErrUnknownAgent, "client authentication failed"},
-	{ErrAgentNotActive, "client authentication failed"},
-	{ErrUnknownKey, "client authentication failed"},
-	{ErrAssertionSignature, "client authentication failed"},
-	{ErrAssertionMalformed, "client_assertion must be a compact JWS whose claims include iss, sub, aud, exp and jti (RFC 7523 §3)"},
-	{ErrAssertionAlgorithm, "client_assertion alg must be EdDSA or ES256, matching the registered key"},
-	{ErrAssertionType, "client_assertion typ must be absent, JWT or client-authentication+jwt"},
-	{ErrAssertionSubject, "client_assertion iss and sub must both be the agent id"},
-	{ErrAssertionAudience, "client_assertion aud must contain the token endpoint URL"},
-	{ErrAssertionExpired, "client_assertion has expired"},
-	{ErrAssertionLifetime, "client_assertion exp is too far in the future"},
-	{ErrAssertionNotYetValid, "client_assertion iat or nbf is in the future"},
-	{ErrAssertionJTI, "client_assertion jti must be 1 to 256 bytes"},
-	{ErrReplay, "client_assertion jti has already been used"},
-}
+// assertionRefused is what a client is told of every refused client
+// assertion but a replay. Until the signature has verified under the
+// agent's key the sender is anonymous: one description for every check
+// (shape, alg, aud, times, agent, key, signature) keeps the endpoint from
+// saying which agent ids exist, what state they are in, or how far an
+// assertion crafted for one got. The caller's ledger names the reason,
+// for the organization's auditors.
+const assertionRefused = "client authentication failed"
 
 // OAuthError maps an error of this package to an OAuth error code and a
 // description safe to send to the client.
@@ -93,13 +78,12 @@ var oauthDescriptions = []struct {
 // server_error with no detail: it is not the client's fault.
 func OAuthError(err error) (code, description string) {
 	switch {
+	case errors.Is(err, ErrReplay):
+		// Only the holder of the agent's key can make an assertion whose
+		// jti is remembered: the signature verified before the replay check.
+		return OAuthInvalidClient, "client_assertion jti has already been used"
 	case errors.Is(err, ErrInvalidAssertion):
-		for _, d := range oauthDescriptions {
-			if errors.Is(err, d.err) {
-				return OAuthInvalidClient, d.desc
-			}
-		}
-		return OAuthInvalidClient, "client authentication failed"
+		return OAuthInvalidClient, assertionRefused
 	case errors.Is(err, ErrInvalidToken):
 		return OAuthInvalidToken, "the access token is invalid or expired"
 	}

@@ -1,0 +1,190 @@
+package server_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/server"
+)
+
+// countingTenants counts what the agent authenticator asks of the store.
+type countingTenants struct {
+	store.TenantStore
+	resolves atomic.Int64 // ResolveAgent: the directory
+	txs      atomic.Int64 // InTenantTx and InTenantReadTx: an organization's data
+}
+
+func (c *countingTenants) ResolveAgent(ctx context.Context, agentID string) (store.TenantRef, error) {
+	c.resolves.Add(1)
+	return c.TenantStore.ResolveAgent(ctx, agentID)
+}
+
+func (c *countingTenants) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	c.txs.Add(1)
+	return c.TenantStore.InTenantTx(ctx, tenantID, fn)
+}
+
+func (c *countingTenants) InTenantReadTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	c.txs.Add(1)
+	return c.TenantStore.InTenantReadTx(ctx, tenantID, fn)
+}
+
+// postToken sends form to the token endpoint and returns the raw answer.
+func (e *agentEnv) postToken(t *testing.T, form url.Values) (int, http.Header, []byte) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/v1/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return e.do(t, req)
+}
+
+func assertionForm(assertion string) url.Values {
+	return url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}}
+}
+
+// attackerKey is a key no agent registered.
+func attackerKey(t *testing.T) jwk.Key {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	key, err := jwk.Import(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// forgeries are assertions an anonymous sender can make for any agent id,
+// each refused before a signature verifies under the agent's key.
+func forgeries(t *testing.T, e *agentEnv) []struct {
+	name   string
+	reason string // what the organization's ledger records
+	make   func(agentID string) string
+} {
+	key := attackerKey(t)
+	signed := func(mutate func(*jwt.Builder)) func(string) string {
+		return func(id string) string { return e.assertion(t, testAgent{id: id, key: key}, mutate) }
+	}
+	return []struct {
+		name   string
+		reason string
+		make   func(agentID string) string
+	}{
+		{"alg none", "bad_algorithm", unsignedJWS},
+		{"wrong audience", "wrong_audience", signed(func(b *jwt.Builder) { b.Audience([]string{"http://evil.test/v1/oauth/token"}) })},
+		{"expired", "expired", signed(func(b *jwt.Builder) { b.Expiration(time.Now().Add(-time.Minute)) })},
+		{"lifetime too long", "lifetime_too_long", signed(func(b *jwt.Builder) { b.Expiration(time.Now().Add(time.Hour)) })},
+		{"iss is not sub", "iss_sub_mismatch", signed(func(b *jwt.Builder) { b.Issuer("agt_someone_else") })},
+		{"no jti", "bad_jti", signed(func(b *jwt.Builder) { b.JwtID("") })},
+		{"signed by another key", "bad_signature", signed(nil)},
+	}
+}
+
+// An anonymous sender learns nothing of which agent ids exist: the same
+// forged assertion naming an existing agent and one naming nobody gets
+// the same answer, byte for byte. The refusal is still filed where it
+// was: the organization's log for its agent, the platform's for nobody.
+func TestTokenRefusalsDoNotRevealWhichAgentsExist(t *testing.T) {
+	e := newAgentEnv(t)
+	ctx := context.Background()
+	acme := e.agents["acme"]
+	acmeLog, platformLog := e.ledger.TenantLog(e.orgs["acme"].ID, "acme"), e.ledger.PlatformLog()
+	for _, tc := range forgeries(t, e) {
+		t.Run(tc.name, func(t *testing.T) {
+			acmeFrom, platformFrom := logSize(t, e.ledger, acmeLog), logSize(t, e.ledger, platformLog)
+			knownStatus, knownHdr, known := e.postToken(t, assertionForm(tc.make(acme.id)))
+			unknownStatus, unknownHdr, unknown := e.postToken(t, assertionForm(tc.make(store.NewID(store.PrefixAgent))))
+			if knownStatus != 401 || unknownStatus != 401 {
+				t.Fatalf("statuses %d and %d, want 401", knownStatus, unknownStatus)
+			}
+			if string(known) != string(unknown) {
+				t.Errorf("existing agent: %s\nno such agent: %s", known, unknown)
+			}
+			if knownHdr.Get("WWW-Authenticate") != unknownHdr.Get("WWW-Authenticate") {
+				t.Errorf("WWW-Authenticate %q and %q", knownHdr.Get("WWW-Authenticate"), unknownHdr.Get("WWW-Authenticate"))
+			}
+			var out map[string]string
+			if err := json.Unmarshal(known, &out); err != nil || out["error"] != "invalid_client" {
+				t.Fatalf("%s: %v", known, err)
+			}
+			// Filed: one entry in acme's log naming the reason, one in the
+			// platform's.
+			if got := kindsFrom(t, e.ledger, acmeLog, acmeFrom); got["auth.token_refused"] != 1 || len(got) != 1 {
+				t.Fatalf("acme's log gained %v", got)
+			}
+			_, rec := entryAt(t, e.ledger, acmeLog, acmeFrom)
+			var r map[string]string
+			if err := json.Unmarshal(rec, &r); err != nil || r["reason"] != tc.reason || r["claimed_agent"] != acme.id {
+				t.Errorf("acme's refusal %s, want reason %s", rec, tc.reason)
+			}
+			if got := kindsFrom(t, e.ledger, platformLog, platformFrom); got["auth.token_refused"] != 1 || len(got) != 1 {
+				t.Fatalf("the platform's log gained %v", got)
+			}
+		})
+	}
+	// A suspended agent's own, well-signed assertion reads as nobody's too.
+	_, _, nobody := e.postToken(t, assertionForm(e.assertion(t, testAgent{id: store.NewID(store.PrefixAgent), key: acme.key}, nil)))
+	err := e.store.InTenantTx(ctx, e.orgs["acme"].ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.Agents().SetStatus(ctx, acme.id, store.AgentSuspended)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, suspended := e.postToken(t, assertionForm(e.assertion(t, acme, nil))); string(suspended) != string(nobody) {
+		t.Errorf("suspended agent: %s\nno such agent: %s", suspended, nobody)
+	}
+}
+
+// An assertion that fails a check of its own (shape, alg, aud, times,
+// iss = sub, jti) is refused before the agent or its keys are read: junk
+// opens no transaction in any organization. Only the directory is asked
+// once, to file the refusal in the claimed agent's organization's log.
+func TestStructurallyBadAssertionsReadNoAgent(t *testing.T) {
+	var counts *countingTenants
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
+		counts = &countingTenants{TenantStore: c.Tenants}
+		c.Tenants = counts
+	})
+	acme := e.agents["acme"]
+	for _, tc := range forgeries(t, e) {
+		for _, who := range []struct{ name, id string }{{"existing agent", acme.id}, {"no such agent", store.NewID(store.PrefixAgent)}} {
+			t.Run(tc.name+", "+who.name, func(t *testing.T) {
+				txs, resolves := counts.txs.Load(), counts.resolves.Load()
+				if status, _, body := e.postToken(t, assertionForm(tc.make(who.id))); status != 401 {
+					t.Fatalf("%d %s", status, body)
+				}
+				gotTxs, gotResolves := counts.txs.Load()-txs, counts.resolves.Load()-resolves
+				if tc.reason == "bad_signature" {
+					// The control: a well-formed assertion is checked
+					// against the agent's keys, which takes a read.
+					if who.id == acme.id && gotTxs != 1 {
+						t.Errorf("%d transactions to read the agent's keys, want 1", gotTxs)
+					}
+					return
+				}
+				if gotTxs != 0 || gotResolves > 1 {
+					t.Errorf("%d transactions and %d directory reads, want none and at most one", gotTxs, gotResolves)
+				}
+			})
+		}
+	}
+	// Not even a JWS.
+	txs, resolves := counts.txs.Load(), counts.resolves.Load()
+	if status, _, _ := e.postToken(t, assertionForm("client-secret")); status != 401 {
+		t.Fatalf("junk: %d", status)
+	}
+	if gotTxs, gotResolves := counts.txs.Load()-txs, counts.resolves.Load()-resolves; gotTxs != 0 || gotResolves > 1 {
+		t.Errorf("junk: %d transactions and %d directory reads", gotTxs, gotResolves)
+	}
+}
