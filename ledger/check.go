@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"time"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -35,8 +36,10 @@ const checkChunk = 4096
 
 // Check re-reads a whole log from the store and reports the first entry
 // whose bytes, leaf hash, chain link, record digest or tree does not match
-// the signed checkpoints. verifierKey pins the log key; empty trusts the
-// key stored with the log (an operator's self-check, not an audit).
+// the signed checkpoints, or whose batch's checkpoint is gone (as far as
+// entry times show where batches ended). verifierKey pins the log key;
+// empty trusts the key stored with the log (an operator's self-check, not
+// an audit).
 func (l *Ledger) Check(ctx context.Context, lg Log, verifierKey string) (Report, error) {
 	var rep Report
 	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
@@ -80,6 +83,7 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 		}
 	}
 	prev := make([]byte, 32)
+	var prevTime time.Time
 	next := 0 // index into sizes of the next checkpoint to meet
 	batchStart := uint64(0)
 	for from := uint64(0); from < rep.Size; from += checkChunk {
@@ -108,6 +112,14 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 			if d := sha256.Sum256(e.Record); !bytes.Equal(d[:], parsed.Digest) {
 				return &Problem{i, "stored record does not match the entry's digest"}, nil
 			}
+			// A batch gives all its entries one time and stores one
+			// checkpoint, at its end: where the time changes, a batch
+			// ended, and its checkpoint must be there. (Batches sharing
+			// a time leave no such trace.)
+			if i > 0 && batchStart != i && !parsed.Time.Equal(prevTime) {
+				return &Problem{batchStart, fmt.Sprintf("no signed checkpoint of size %d, where a batch ended (entries %d and %d have different times)", i, i-1, i)}, nil
+			}
+			prevTime = parsed.Time
 			if err := rng.Append(e.LeafHash, visit); err != nil {
 				return nil, err
 			}

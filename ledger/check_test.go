@@ -54,6 +54,12 @@ func TestCheckFindsTampering(t *testing.T) {
 				{"checkpoint root altered", []string{
 					`UPDATE ledger_checkpoints SET root = (SELECT leaf_hash FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0) WHERE tenant_id = '%[1]s' AND size = 300`,
 				}, 299, "disagrees with its signed note"},
+				{"intermediate checkpoint deleted", []string{
+					`DELETE FROM ledger_checkpoints WHERE tenant_id = '%[1]s' AND size = 150`,
+				}, 149, "no signed checkpoint of size 150"},
+				{"first checkpoint deleted", []string{
+					`DELETE FROM ledger_checkpoints WHERE tenant_id = '%[1]s' AND size = 1`,
+				}, 0, "no signed checkpoint of size 1"},
 				{"tile node altered", []string{
 					`UPDATE ledger_nodes SET hash = (SELECT leaf_hash FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0) WHERE tenant_id = '%[1]s' AND level = 8 AND idx = 0`,
 				}, 0, "tree node"},
