@@ -46,6 +46,7 @@ const testPublicURL = "http://agentsigna.test"
 type agentEnv struct {
 	auth   *server.AgentAuth
 	store  store.Backend
+	master *secrets.MasterKey // another replica's keyring opens the same keys
 	app    *fiber.App
 	ledger *ledger.Ledger
 	orgs   map[string]store.Tenant
@@ -95,7 +96,7 @@ func newAgentEnv(t *testing.T, configure ...func(*server.AgentAuthConfig)) *agen
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
 	server.MountJWKS(planes.Tenant, s)
-	e := &agentEnv{auth: auth, store: s, app: planes.Tenant.App(), ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
+	e := &agentEnv{auth: auth, store: s, master: master, app: planes.Tenant.App(), ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
 	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
 	if err != nil {
 		t.Fatal(err)

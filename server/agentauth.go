@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -45,8 +47,22 @@ type AgentAuthConfig struct {
 type AgentAuth struct {
 	cfg           AgentAuthConfig
 	issuers       sync.Map // tenant id → *identity.TokenIssuer
+	verifiers     sync.Map // tenant id → *tokenKeys
 	refusals      *refusalGate
 	recordRefusal recordRefusal
+}
+
+// tokenKeysReread is how often a token whose kid is not among the
+// organization's known token keys may have them read again: a key another
+// replica made is found within about that long, and forged kids cost at
+// most one read an organization per period.
+const tokenKeysReread = time.Second
+
+// tokenKeys is what this process knows of one organization's token keys.
+type tokenKeys struct {
+	verifier atomic.Pointer[identity.TokenVerifier] // nil: no key known
+	mu       sync.Mutex                             // orders the changes of verifier, and guards readAt
+	readAt   time.Time                              // of the last read from the store; zero: never
 }
 
 // NewAgentAuth returns the agent authenticator.
@@ -324,7 +340,8 @@ func reasonOf(err error) string {
 }
 
 // issuer returns the organization's token issuer (its key, created on
-// first use).
+// first use). Only the token endpoint calls it, for an agent whose
+// assertion verified: nothing else may create a key.
 func (a *AgentAuth) issuer(ctx context.Context, tenantID string) (*identity.TokenIssuer, error) {
 	if v, ok := a.issuers.Load(tenantID); ok {
 		return v.(*identity.TokenIssuer), nil
@@ -342,8 +359,88 @@ func (a *AgentAuth) issuer(ctx context.Context, tenantID string) (*identity.Toke
 	if err != nil {
 		return nil, err
 	}
+	// The tokens this process signs verify here without a read.
+	if err := a.knowTokenKey(tenantID, ti.KID(), ti.PublicKey()); err != nil {
+		return nil, err
+	}
 	a.issuers.Store(tenantID, ti)
 	return ti, nil
+}
+
+func (a *AgentAuth) tokenKeysOf(tenantID string) *tokenKeys {
+	v, _ := a.verifiers.LoadOrStore(tenantID, &tokenKeys{})
+	return v.(*tokenKeys)
+}
+
+// knowTokenKey adds a key this process issues with to the organization's
+// verifier.
+func (a *AgentAuth) knowTokenKey(tenantID, kid string, pub ed25519.PublicKey) error {
+	tk := a.tokenKeysOf(tenantID)
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	old := tk.verifier.Load()
+	keys := map[string]ed25519.PublicKey{}
+	if old != nil {
+		keys = old.Keys()
+	}
+	keys[kid] = pub
+	v, err := a.newVerifier(old, keys)
+	if err != nil {
+		return err
+	}
+	tk.verifier.Store(v)
+	return nil
+}
+
+// verifier returns the organization's token verifier, or nil when it has
+// no token key: then no token of it can be valid. It only reads: a
+// request that presents a token never creates a key. The keys are read
+// once and kept; stale (the token's kid is not among them) reads them
+// again, at most once per tokenKeysReread.
+func (a *AgentAuth) verifier(ctx context.Context, tenantID string, stale bool) (*identity.TokenVerifier, error) {
+	tk := a.tokenKeysOf(tenantID)
+	if v := tk.verifier.Load(); v != nil && !stale {
+		return v, nil
+	}
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	old := tk.verifier.Load()
+	if old != nil && !stale {
+		return old, nil // read meanwhile
+	}
+	now := a.cfg.Now()
+	if since := now.Sub(tk.readAt); !tk.readAt.IsZero() && since >= 0 && since < tokenKeysReread {
+		return old, nil
+	}
+	var keys map[string]ed25519.PublicKey
+	err := a.cfg.Tenants.InTenantReadTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		keys, err = signing.TokenPublicKeys(ctx, tx.Keys())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	tk.readAt = now
+	if len(keys) == 0 {
+		tk.verifier.Store(nil)
+		return nil, nil
+	}
+	v, err := a.newVerifier(old, keys)
+	if err != nil {
+		return nil, err
+	}
+	tk.verifier.Store(v)
+	return v, nil
+}
+
+// newVerifier is a verifier for keys, keeping what old remembered when it
+// can (see identity.TokenVerifier.Rekeyed).
+func (a *AgentAuth) newVerifier(old *identity.TokenVerifier, keys map[string]ed25519.PublicKey) (*identity.TokenVerifier, error) {
+	if old != nil {
+		return old.Rekeyed(keys)
+	}
+	return identity.NewTokenVerifier(keys, a.cfg.PublicURL)
 }
 
 // Require authenticates an agent route: a Bearer access token issued by
@@ -364,11 +461,25 @@ func (a *AgentAuth) Require(c *fiber.Ctx) error {
 	if err != nil || ref.Status != store.TenantActive {
 		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
 	}
-	issuer, err := a.issuer(c.UserContext(), ref.ID)
+	v, err := a.verifier(c.UserContext(), ref.ID, false)
 	if err != nil {
 		return err
 	}
-	claims, err := issuer.Verify(token, a.cfg.Now())
+	if v == nil {
+		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
+	}
+	now := a.cfg.Now()
+	claims, err := v.Verify(token, now)
+	if errors.Is(err, identity.ErrTokenKey) {
+		// Perhaps a key another replica made since the keys were read.
+		fresh, ferr := a.verifier(c.UserContext(), ref.ID, true)
+		if ferr != nil {
+			return ferr
+		}
+		if fresh != nil && fresh != v {
+			claims, err = fresh.Verify(token, now)
+		}
+	}
 	if err != nil || claims.Tenant != ref.ID {
 		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
 	}

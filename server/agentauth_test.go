@@ -4,18 +4,26 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
+	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/server"
 )
@@ -186,5 +194,193 @@ func TestStructurallyBadAssertionsReadNoAgent(t *testing.T) {
 	}
 	if gotTxs, gotResolves := counts.txs.Load()-txs, counts.resolves.Load()-resolves; gotTxs != 0 || gotResolves > 1 {
 		t.Errorf("junk: %d transactions and %d directory reads", gotTxs, gotResolves)
+	}
+}
+
+// tokenKeyCount is how many token keys tenantID has (active or not).
+func (e *agentEnv) tokenKeyCount(t *testing.T, tenantID string) int {
+	t.Helper()
+	var n int
+	err := e.store.InTenantReadTx(context.Background(), tenantID, func(ctx context.Context, tx store.TenantTx) error {
+		ks, err := tx.Keys().SigningKeys(ctx, store.PurposeToken)
+		n = len(ks)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// forgeAccessToken makes a token shaped like an access token of tenantID,
+// under kid, signed by a key that is no organization's.
+func forgeAccessToken(t *testing.T, tenantID, kid string) string {
+	t.Helper()
+	now := time.Now()
+	claims, _ := json.Marshal(map[string]any{"iss": testPublicURL, "aud": "agentsigna-tenant", "sub": "agt_x", "client_id": "agt_x",
+		"tenant": tenantID, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": kid, "token_use": "agent"})
+	hdrs := jws.NewHeaders()
+	_ = hdrs.Set(jws.TypeKey, "at+jwt")
+	_ = hdrs.Set(jws.KeyIDKey, kid)
+	signed, err := jws.Sign(claims, jws.WithKey(jwa.EdDSA(), attackerKey(t), jws.WithProtectedHeaders(hdrs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(signed)
+}
+
+// A token presented on an agent route never makes the service write: a
+// forged one naming an organization that has no token key yet (its id is
+// public, in receipts) is refused and leaves it without one. Its agent's
+// first token then works at once.
+func TestForgedTokenCreatesNoTokenKey(t *testing.T) {
+	e := newAgentEnv(t)
+	beta := e.orgs["beta"].ID
+	enc := base64.RawURLEncoding.EncodeToString
+	unsigned := enc([]byte(`{"alg":"EdDSA","typ":"at+jwt","kid":"x"}`)) + "." + enc([]byte(`{"tenant":"`+beta+`"}`)) + ".AAAA"
+	for _, forged := range []string{unsigned, forgeAccessToken(t, beta, "tok-1"), forgeAccessToken(t, beta, "")} {
+		status, hdr, body := e.decide(t, forged, payment(e.cps["beta"], "1.00"), nil)
+		if status != 401 || hdr.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("forged token: %d %s", status, body)
+		}
+	}
+	if n := e.tokenKeyCount(t, beta); n != 0 {
+		t.Fatalf("forged tokens left beta with %d token keys", n)
+	}
+	if status, _, body := e.decide(t, e.token(t, "beta"), payment(e.cps["beta"], "1.00"), nil); status != 200 {
+		t.Fatalf("beta's first token: %d %s", status, body)
+	}
+}
+
+// racingReplica is a replica whose first use of an organization's token
+// key raced another's: on PostgreSQL (READ COMMITTED, nothing unique about
+// the active token key) neither transaction sees the key the other is
+// inserting, so each makes one. Its write transactions see no token key.
+type racingReplica struct{ store.TenantStore }
+
+func (r racingReplica) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	return r.TenantStore.InTenantTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error { return fn(ctx, blindTx{tx}) })
+}
+
+type blindTx struct{ store.TenantTx }
+
+func (b blindTx) Keys() store.KeyTx { return blindKeys{b.TenantTx.Keys()} }
+
+type blindKeys struct{ store.KeyTx }
+
+func (b blindKeys) SigningKeys(ctx context.Context, purpose store.KeyPurpose) ([]store.SigningKey, error) {
+	if purpose == store.PurposeToken {
+		return nil, nil
+	}
+	return b.KeyTx.SigningKeys(ctx, purpose)
+}
+
+// mountWhoAmI adds an agent route that answers the authenticated agent's id.
+func mountWhoAmI(app *fiber.App, auth *server.AgentAuth) {
+	app.Get("/v1/test/whoami", auth.Require, func(c *fiber.Ctx) error {
+		a, _ := server.AgentFrom(c)
+		return c.SendString(a.ID + " " + a.Tenant.ID)
+	})
+}
+
+// Two replicas (two keyrings, one store) give an organization's agents
+// their first tokens at the same time, each with a token key of its own:
+// each replica accepts the other's tokens.
+func TestReplicasVerifyEachOthersTokens(t *testing.T) {
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) { c.Tenants = racingReplica{c.Tenants} })
+	mountWhoAmI(e.app, e.auth)
+	kr, err := signing.NewKeyring(e.master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: racingReplica{e.store}, Ledger: e.ledger, Keys: kr, PublicURL: testPublicURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close(context.Background()) })
+	planes, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: e.store.Ping, PlatformReady: e.store.Ping})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.MountTokenEndpoint(planes.Tenant)
+	mountWhoAmI(planes.Tenant.App(), other)
+	replicas := []*agentEnv{e, {app: planes.Tenant.App()}}
+
+	acme := e.agents["acme"]
+	tokens := make([]string, len(replicas))
+	var wg sync.WaitGroup
+	for i, r := range replicas {
+		assertion := e.assertion(t, acme, nil)
+		wg.Go(func() {
+			status, _, body := r.postToken(t, assertionForm(assertion))
+			var out struct {
+				AccessToken string `json:"access_token"`
+			}
+			if status != 200 || json.Unmarshal(body, &out) != nil {
+				t.Errorf("replica %d's token: %d %s", i, status, body)
+			}
+			tokens[i] = out.AccessToken
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	if n := e.tokenKeyCount(t, e.orgs["acme"].ID); n != 2 {
+		t.Fatalf("acme has %d token keys; the race should have left 2", n)
+	}
+	for i, r := range replicas {
+		for j, tok := range tokens {
+			req := httptest.NewRequest(http.MethodGet, "/v1/test/whoami", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			if status, _, body := r.do(t, req); status != 200 || string(body) != acme.id+" "+e.orgs["acme"].ID {
+				t.Errorf("replica %d with replica %d's token: %d %s", i, j, status, body)
+			}
+		}
+	}
+}
+
+// Tokens under kids the organization does not have make the service read
+// its keys again at most once a second: forged kids cannot turn every
+// request into a store read. The organization's own tokens need none.
+func TestUnknownTokenKidsAreReadAtMostOncePerSecond(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	var counts *countingTenants
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
+		counts = &countingTenants{TenantStore: c.Tenants}
+		c.Tenants, c.Now = counts, clk.now
+	})
+	mountWhoAmI(e.app, e.auth)
+	acmeID := e.orgs["acme"].ID
+	clk.set(time.Now())
+	tok := e.token(t, "acme")
+	whoami := func(token string) int {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodGet, "/v1/test/whoami", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		status, _, _ := e.do(t, req)
+		return status
+	}
+	reads := func() int64 { return counts.txs.Load() }
+
+	from := reads()
+	for i := range 20 {
+		if s := whoami(forgeAccessToken(t, acmeID, fmt.Sprint("kid-", i))); s != 401 {
+			t.Fatalf("forged kid: %d", s)
+		}
+		if s := whoami(tok); s != 200 {
+			t.Fatalf("acme's token among forged ones: %d", s)
+		}
+	}
+	if got := reads() - from; got > 1 {
+		t.Fatalf("20 forged kids within a second: %d reads of acme's keys, want at most 1", got)
+	}
+	clk.add(time.Second)
+	from = reads()
+	for i := range 5 {
+		whoami(forgeAccessToken(t, acmeID, fmt.Sprint("later-", i)))
+	}
+	if got := reads() - from; got != 1 {
+		t.Fatalf("a second later: %d reads, want 1", got)
 	}
 }

@@ -39,7 +39,7 @@ var (
 	ErrTokenMalformed   = fmt.Errorf("%w: malformed", ErrInvalidToken)
 	ErrTokenAlgorithm   = fmt.Errorf("%w: alg must be EdDSA", ErrInvalidToken)
 	ErrTokenType        = fmt.Errorf("%w: typ is not at+jwt", ErrInvalidToken)
-	ErrTokenKey         = fmt.Errorf("%w: kid is not the token key", ErrInvalidToken)
+	ErrTokenKey         = fmt.Errorf("%w: kid names no token key", ErrInvalidToken)
 	ErrTokenSignature   = fmt.Errorf("%w: bad signature", ErrInvalidToken)
 	ErrTokenIssuer      = fmt.Errorf("%w: wrong issuer", ErrInvalidToken)
 	ErrTokenAudience    = fmt.Errorf("%w: aud is not "+AccessTokenAudience, ErrInvalidToken)

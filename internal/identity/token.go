@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -39,8 +40,8 @@ type TokenIssuer struct {
 	pub    ed25519.PublicKey
 	kid    string
 	issuer string
-	// verified remembers the tokens Verify accepted (verified.go).
-	verified *verifiedTokens
+	// verifier verifies under this issuer's key alone.
+	verifier *TokenVerifier
 }
 
 type tokenKey struct{ signer crypto.Signer }
@@ -60,7 +61,66 @@ func NewTokenIssuer(signer crypto.Signer, kid, issuer string) (*TokenIssuer, err
 	if !validKID(kid) || issuer == "" {
 		return nil, errors.New("identity: token kid and issuer are required")
 	}
-	return &TokenIssuer{key: &tokenKey{signer}, pub: pub, kid: kid, issuer: issuer, verified: &verifiedTokens{}}, nil
+	v, err := NewTokenVerifier(map[string]ed25519.PublicKey{kid: pub}, issuer)
+	if err != nil {
+		return nil, err
+	}
+	return &TokenIssuer{key: &tokenKey{signer}, pub: pub, kid: kid, issuer: issuer, verifier: v}, nil
+}
+
+// TokenVerifier verifies the tenant plane's agent access tokens under a set
+// of token keys: an organization's active ones. An organization may have
+// more than one (replicas that used it first at the same time each made
+// one), so the token's kid picks the key. Safe for concurrent use.
+type TokenVerifier struct {
+	keys   map[string]ed25519.PublicKey // by kid; never changed
+	issuer string
+	// verified remembers the tokens Verify accepted (verified.go).
+	verified *verifiedTokens
+}
+
+// NewTokenVerifier returns a verifier accepting tokens with iss = issuer
+// signed by one of keys (kid → Ed25519 public key; at least one).
+func NewTokenVerifier(keys map[string]ed25519.PublicKey, issuer string) (*TokenVerifier, error) {
+	if len(keys) == 0 || issuer == "" {
+		return nil, errors.New("identity: a token verifier needs a key and an issuer")
+	}
+	own := make(map[string]ed25519.PublicKey, len(keys))
+	for kid, pub := range keys {
+		if !validKID(kid) || len(pub) != ed25519.PublicKeySize {
+			return nil, errors.New("identity: token keys need a kid and an Ed25519 public key")
+		}
+		own[kid] = bytes.Clone(pub)
+	}
+	return &TokenVerifier{keys: own, issuer: issuer, verified: &verifiedTokens{}}, nil
+}
+
+// Rekeyed returns a verifier with the same issuer and keys instead of v's.
+// It keeps the tokens v remembered as verified when keys still holds every
+// key of v's: a token verified under a key that has gone is verified again
+// (and refused).
+func (v *TokenVerifier) Rekeyed(keys map[string]ed25519.PublicKey) (*TokenVerifier, error) {
+	w, err := NewTokenVerifier(keys, v.issuer)
+	if err != nil {
+		return nil, err
+	}
+	kept := true
+	for kid, pub := range v.keys {
+		kept = kept && bytes.Equal(w.keys[kid], pub)
+	}
+	if kept {
+		w.verified = v.verified
+	}
+	return w, nil
+}
+
+// Keys returns a copy of the verifier's keys, by kid.
+func (v *TokenVerifier) Keys() map[string]ed25519.PublicKey {
+	out := make(map[string]ed25519.PublicKey, len(v.keys))
+	for kid, pub := range v.keys {
+		out[kid] = bytes.Clone(pub)
+	}
+	return out
 }
 
 // accessClaimsJSON is the wire form (RFC 9068 §2.2 requires iss, exp, aud,
@@ -121,10 +181,16 @@ func (ti *TokenIssuer) Issue(agentID, tenantID string, now time.Time) (token str
 	return string(out), exp, nil
 }
 
+// Verify is TokenVerifier.Verify under this issuer's key alone.
+func (ti *TokenIssuer) Verify(token string, now time.Time) (AccessClaims, error) {
+	return ti.verifier.Verify(token, now)
+}
+
 // Verify checks an agent access token: alg EdDSA, typ at+jwt (RFC 9068
-// §4), kid and signature of this issuer's key, iss this issuer, aud exactly
-// AccessTokenAudience, token_use agent, sub = client_id, tenant and jti
-// present, now before exp, iat (and nbf) not beyond ClockSkew ahead.
+// §4), a kid naming one of the verifier's keys and that key's signature,
+// iss the verifier's issuer, aud exactly AccessTokenAudience, token_use
+// agent, sub = client_id, tenant and jti present, now before exp, iat (and
+// nbf) not beyond ClockSkew ahead. A kid it does not hold is ErrTokenKey.
 //
 // It does not know which organization the request addresses: the caller
 // MUST compare AccessClaims.Tenant with it and refuse a mismatch, or a
@@ -132,8 +198,8 @@ func (ti *TokenIssuer) Issue(agentID, tenantID string, now time.Time) (token str
 //
 // A token verified once is remembered (up to maxVerifiedTokens): using it
 // again re-checks only its times.
-func (ti *TokenIssuer) Verify(token string, now time.Time) (AccessClaims, error) {
-	if v, ok := ti.verified.get(token); ok {
+func (tv *TokenVerifier) Verify(token string, now time.Time) (AccessClaims, error) {
+	if v, ok := tv.verified.get(token); ok {
 		return v.checkTime(now)
 	}
 	hdr, _, err := splitJWS(token)
@@ -146,11 +212,12 @@ func (ti *TokenIssuer) Verify(token string, now time.Time) (AccessClaims, error)
 	if !mediaTypeIs(hdr.Typ, AccessTokenType) {
 		return AccessClaims{}, ErrTokenType
 	}
-	if hdr.Kid != ti.kid {
+	pub, ok := tv.keys[hdr.Kid]
+	if !ok {
 		return AccessClaims{}, ErrTokenKey
 	}
 	payload, err := jws.Verify([]byte(token), jws.WithCompact(),
-		jws.WithKey(jwa.EdDSA(), ti.pub), jws.WithAlgorithmMatch(true))
+		jws.WithKey(jwa.EdDSA(), pub), jws.WithAlgorithmMatch(true))
 	if err != nil {
 		return AccessClaims{}, ErrTokenSignature
 	}
@@ -165,7 +232,7 @@ func (ti *TokenIssuer) Verify(token string, now time.Time) (AccessClaims, error)
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return AccessClaims{}, ErrTokenMalformed
 	}
-	if c.Iss != ti.issuer {
+	if c.Iss != tv.issuer {
 		return AccessClaims{}, ErrTokenIssuer
 	}
 	if string(c.Aud) != `"`+AccessTokenAudience+`"` {
@@ -186,7 +253,7 @@ func (ti *TokenIssuer) Verify(token string, now time.Time) (AccessClaims, error)
 	if err != nil {
 		return AccessClaims{}, err
 	}
-	ti.verified.put(token, v, now)
+	tv.verified.put(token, v, now)
 	return claims, nil
 }
 

@@ -237,3 +237,51 @@ func BenchmarkAccessTokenVerify(b *testing.B) {
 		}
 	}
 }
+
+// An organization may have several active token keys (replicas that used
+// it first at once each made one): the token's kid picks the key, and a
+// kid the verifier does not hold, or the wrong key under a kid it holds,
+// is refused.
+func TestTokenVerifierPicksTheKeyByKid(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	keyA, keyB := newEd25519(t), newEd25519(t)
+	a, b := newIssuer(t, keyA, "tok-a", tenantIssuer), newIssuer(t, keyB, "tok-b", tenantIssuer)
+	both, err := identity.NewTokenVerifier(map[string]ed25519.PublicKey{"tok-a": a.PublicKey(), "tok-b": b.PublicKey()}, tenantIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyA, err := identity.NewTokenVerifier(map[string]ed25519.PublicKey{"tok-a": a.PublicKey()}, tenantIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokA, _, _ := a.Issue("agt_1", "tenant-a", now)
+	tokB, _, _ := b.Issue("agt_2", "tenant-a", now)
+	for _, tc := range []struct {
+		tok  string
+		want string
+	}{{tokA, "agt_1"}, {tokB, "agt_2"}} {
+		if c, err := both.Verify(tc.tok, now); err != nil || c.Subject != tc.want {
+			t.Errorf("verifier of both keys: %+v, %v", c, err)
+		}
+	}
+	if _, err := onlyA.Verify(tokB, now); !errors.Is(err, identity.ErrTokenKey) {
+		t.Errorf("a kid the verifier does not hold: %v", err)
+	}
+	bUnderA, _, _ := newIssuer(t, keyB, "tok-a", tenantIssuer).Issue("agt_2", "tenant-a", now)
+	if _, err := both.Verify(bUnderA, now); !errors.Is(err, identity.ErrTokenSignature) {
+		t.Errorf("key b under kid tok-a: %v", err)
+	}
+	for name, keys := range map[string]map[string]ed25519.PublicKey{
+		"no key":           {},
+		"empty kid":        {"": a.PublicKey()},
+		"short key":        {"tok-a": a.PublicKey()[:31]},
+		"kid with a space": {"tok a": a.PublicKey()},
+	} {
+		if _, err := identity.NewTokenVerifier(keys, tenantIssuer); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := identity.NewTokenVerifier(map[string]ed25519.PublicKey{"tok-a": a.PublicKey()}, ""); err == nil {
+		t.Error("no issuer: accepted")
+	}
+}

@@ -36,8 +36,8 @@ func TestVerifiedTokensRecheckTimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ti.verified.len() != 1 {
-		t.Fatalf("%d tokens remembered after one verification", ti.verified.len())
+	if ti.verifier.verified.len() != 1 {
+		t.Fatalf("%d tokens remembered after one verification", ti.verifier.verified.len())
 	}
 	again, err := ti.Verify(token, now.Add(time.Minute))
 	if err != nil || again != first {
@@ -61,8 +61,8 @@ func TestVerifiedTokensRecheckTimes(t *testing.T) {
 	if _, err := ti.Verify(tampered, now); err == nil {
 		t.Fatal("a tampered token verified")
 	}
-	if ti.verified.len() != 1 {
-		t.Fatalf("%d tokens remembered: a refused one was kept", ti.verified.len())
+	if ti.verifier.verified.len() != 1 {
+		t.Fatalf("%d tokens remembered: a refused one was kept", ti.verifier.verified.len())
 	}
 	// Another issuer's cache is its own: the token is not accepted there.
 	if _, err := newTestIssuer(t).Verify(token, now); err == nil {
@@ -133,5 +133,41 @@ func TestVerifiedTokensDoNotAliasTheCallersBuffer(t *testing.T) {
 	copy(buf, forged)
 	if c, err := ti.Verify(aliased, now); err == nil {
 		t.Fatalf("a forged token on a reused buffer authenticated %q", c.Subject)
+	}
+}
+
+// A verifier for a new key set keeps the tokens remembered as verified
+// while every old key is still there; once a key has gone, a token it
+// signed is verified again, and refused, remembered or not.
+func TestRekeyedVerifierForgetsTokensOfAKeyThatWent(t *testing.T) {
+	now := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
+	ti := newTestIssuer(t)
+	token, _, err := ti.Issue("agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "8c2b7f0e-3c4d-4e5f-8a9b-0c1d2e3f4a5b", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := ti.verifier
+	if _, err := v.Verify(token, now); err != nil {
+		t.Fatal(err)
+	}
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	more := v.Keys()
+	more["tok-2"] = other.Public().(ed25519.PublicKey)
+	grown, err := v.Rekeyed(more)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grown.verified.len() != 1 {
+		t.Errorf("a key added: %d tokens remembered, want the 1 verified before", grown.verified.len())
+	}
+	if _, err := grown.Verify(token, now); err != nil {
+		t.Errorf("a key added: %v", err)
+	}
+	gone, err := grown.Rekeyed(map[string]ed25519.PublicKey{"tok-2": more["tok-2"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gone.Verify(token, now); !errors.Is(err, ErrTokenKey) {
+		t.Fatalf("the token's key gone: %v", err)
 	}
 }

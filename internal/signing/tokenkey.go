@@ -70,6 +70,31 @@ func (k *Keyring) TokenKey(ctx context.Context, keys store.KeyTx, tenantID strin
 	return TokenKey{KID: kid, Private: priv}, nil
 }
 
+// TokenPublicKeys returns the public halves of the organization's active
+// token keys, by kid: what verifies its access tokens. It only reads, and
+// opens no private key, so a request that merely presents a token never
+// makes the service create or unseal a key. There may be more than one:
+// replicas that used the organization first at the same moment each make
+// one (nothing in the store makes the active token key unique), and tokens
+// signed by each must verify on every replica. None is an empty map.
+func TokenPublicKeys(ctx context.Context, keys store.KeyTx) (map[string]ed25519.PublicKey, error) {
+	ks, err := keys.SigningKeys(ctx, store.PurposeToken)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]ed25519.PublicKey, len(ks))
+	for _, key := range ks {
+		if key.Status != store.KeyActive {
+			continue
+		}
+		if key.Algorithm != ReceiptAlgorithm || len(key.PublicKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("signing: token key %s is not an Ed25519 key", key.KID)
+		}
+		out[key.KID] = ed25519.PublicKey(bytes.Clone(key.PublicKey))
+	}
+	return out, nil
+}
+
 func (k *Keyring) openTokenKey(ctx context.Context, keys store.KeyTx, tenantID string) (TokenKey, error) {
 	ks, err := keys.SigningKeys(ctx, store.PurposeToken)
 	if err != nil {
