@@ -18,7 +18,7 @@ import (
 const verifyUsage = `usage:
   agentsigna verify inclusion PROOF --log-key KEY (--entry FILE | --leaf-hash B64)
   agentsigna verify consistency PROOF --log-key KEY --old OLD_CHECKPOINT_FILE
-  agentsigna verify receipt RECEIPT --jwks JWKS_FILE [--at RFC3339] [--tlog-proof P --entry LEAF --log-key KEY]
+  agentsigna verify receipt RECEIPT --jwks JWKS_FILE [--at RFC3339] [--tlog-proof P --log-key KEY [--entry LEAF]]
 
 PROOF is a c2sp.org/tlog-proof@v1 file or the JSON of GET /v1/ledger/proofs/inclusion
 (inclusion), or the JSON of GET /v1/ledger/proofs/consistency (consistency).
