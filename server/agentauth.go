@@ -146,8 +146,8 @@ const (
 // organization's log when the agent is known, else in the platform's: as
 // an entry of its own, or, past a log's bound, counted in a summary.
 //
-// The assertion's own checks (shape, alg, typ, aud, times, iss = sub,
-// jti) run before anything is read: the agent and its keys are read only
+// The assertion's own checks (shape, alg, typ, aud, times, iss = sub =
+// client_id if sent, jti) run before anything is read: the agent and its keys are read only
 // for an assertion that passed them (in Lookup). Every refusal before the
 // signature has verified under the agent's key reads the same to the
 // client, whether the agent exists or not; the ledger names the reason.
@@ -176,6 +176,12 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	if form.Get("client_assertion_type") != assertionTypeJWTBearer || form.Get("client_assertion") == "" {
 		return oauthError(c, fiber.StatusUnauthorized, identity.OAuthInvalidClient, "a jwt-bearer client assertion is required")
 	}
+	// client_id is optional; sent, it must name the assertion's agent (RFC
+	// 7521 §4.2), which VerifyClientAssertion checks with the claims.
+	clientID, sentClientID := form.Get("client_id"), form.Has("client_id")
+	if sentClientID && clientID == "" {
+		return oauthError(c, fiber.StatusBadRequest, "invalid_request", "client_id is empty")
+	}
 	ctx := c.UserContext()
 	assertion := form.Get("client_assertion")
 	now := a.cfg.Now()
@@ -188,7 +194,7 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		looked bool
 	)
 	claims, err := identity.VerifyClientAssertion(assertion, identity.AssertionOptions{
-		Audience: a.TokenEndpoint(), Now: now,
+		Audience: a.TokenEndpoint(), Now: now, ClientID: clientID,
 		Lookup: func(agentID, _ string) (identity.AgentInfo, error) {
 			looked = true
 			r, info, err := a.lookupAgent(ctx, agentID)
@@ -330,7 +336,7 @@ func reasonOf(err error) string {
 		{identity.ErrReplay, "replayed_jti"}, {identity.ErrUnknownAgent, "unknown_agent"}, {identity.ErrAgentNotActive, "agent_not_active"},
 		{identity.ErrUnknownKey, "unknown_key"}, {identity.ErrAssertionSignature, "bad_signature"}, {identity.ErrAssertionAlgorithm, "bad_algorithm"},
 		{identity.ErrAssertionAudience, "wrong_audience"}, {identity.ErrAssertionExpired, "expired"}, {identity.ErrAssertionLifetime, "lifetime_too_long"},
-		{identity.ErrAssertionSubject, "iss_sub_mismatch"}, {identity.ErrAssertionJTI, "bad_jti"},
+		{identity.ErrAssertionSubject, "iss_sub_mismatch"}, {identity.ErrAssertionClientID, "client_id_mismatch"}, {identity.ErrAssertionJTI, "bad_jti"},
 	} {
 		if errors.Is(err, r.err) {
 			return r.name

@@ -384,3 +384,36 @@ func TestUnknownTokenKidsAreReadAtMostOncePerSecond(t *testing.T) {
 		t.Fatalf("a second later: %d reads, want 1", got)
 	}
 }
+
+// client_id, when sent, must name the agent the assertion authenticates
+// (RFC 7521 §4.2): acme's agent cannot present itself as beta's. The
+// refusal reads like any other and is filed in acme's log.
+func TestTokenEndpointRefusesAnotherClientID(t *testing.T) {
+	e := newAgentEnv(t)
+	acme, beta := e.agents["acme"], e.agents["beta"]
+	acmeLog := e.ledger.TenantLog(e.orgs["acme"].ID, "acme")
+	_, _, generic := e.postToken(t, assertionForm(unsignedJWS(store.NewID(store.PrefixAgent))))
+
+	from := logSize(t, e.ledger, acmeLog)
+	assertion := e.assertion(t, acme, nil)
+	form := assertionForm(assertion)
+	form.Set("client_id", beta.id)
+	status, _, body := e.postToken(t, form)
+	if status != 401 || string(body) != string(generic) {
+		t.Fatalf("client_id of another agent: %d %s, want 401 %s", status, body, generic)
+	}
+	if _, rec := entryAt(t, e.ledger, acmeLog, from); !strings.Contains(string(rec), `"reason":"client_id_mismatch"`) {
+		t.Errorf("acme's log: %s", rec)
+	}
+	// The same assertion with its own client_id: the refusal did not use
+	// up its jti.
+	form.Set("client_id", acme.id)
+	if status, _, body := e.postToken(t, form); status != 200 || !strings.Contains(string(body), `"access_token"`) {
+		t.Fatalf("client_id of the assertion's agent: %d %s", status, body)
+	}
+	form = assertionForm(e.assertion(t, acme, nil))
+	form.Set("client_id", "")
+	if status, _, body := e.postToken(t, form); status != 400 || !strings.Contains(string(body), "invalid_request") {
+		t.Fatalf("empty client_id: %d %s", status, body)
+	}
+}

@@ -44,6 +44,10 @@ type AssertionOptions struct {
 	Now time.Time
 	// MaxLifetime bounds exp − now; zero means DefaultAssertionLifetime.
 	MaxLifetime time.Duration
+	// ClientID is the request's client_id, "" when it sent none. When
+	// present it must name the client the assertion authenticates (RFC
+	// 7521 §4.2): iss = sub = ClientID.
+	ClientID string
 	// Lookup returns the agent named by the assertion's sub, with its keys;
 	// kid is the header's kid ("" when absent), a hint for a store that
 	// loads one key. It returns ErrUnknownAgent (or store.ErrNotFound) for
@@ -96,7 +100,7 @@ type assertionClaims struct {
 // (RFC 7523 §3): a compact JWS, alg EdDSA or ES256 fitting the key (checked
 // before any lookup), signed by one of the agent's registered keys (the
 // header's kid picks it; without kid, an agent with exactly one key uses
-// it); iss = sub = agent id; aud containing opts.Audience; exp after now
+// it); iss = sub = agent id (= opts.ClientID, if set); aud containing opts.Audience; exp after now
 // and at most MaxLifetime (plus ClockSkew) ahead; iat and nbf, if present,
 // not beyond ClockSkew in the future; jti of 1 to 256 bytes.
 //
@@ -172,6 +176,9 @@ func (c *assertionClaims) check(opts AssertionOptions) (string, error) {
 	// §3 items 1-2: the client is both issuer and subject.
 	if c.Iss == nil || c.Sub == nil || *c.Iss == "" || *c.Iss != *c.Sub || len(*c.Sub) > 256 {
 		return "", ErrAssertionSubject
+	}
+	if opts.ClientID != "" && opts.ClientID != *c.Sub {
+		return "", ErrAssertionClientID
 	}
 	if !c.Exp.set {
 		return "", ErrAssertionMalformed

@@ -320,7 +320,7 @@ func TestOAuthErrorDescriptionsAreSafe(t *testing.T) {
 	for _, err := range []error{
 		identity.ErrAgentNotActive, identity.ErrUnknownKey, identity.ErrAssertionSignature,
 		identity.ErrAssertionMalformed, identity.ErrAssertionAlgorithm, identity.ErrAssertionType,
-		identity.ErrAssertionSubject, identity.ErrAssertionAudience, identity.ErrAssertionExpired,
+		identity.ErrAssertionSubject, identity.ErrAssertionClientID, identity.ErrAssertionAudience, identity.ErrAssertionExpired,
 		identity.ErrAssertionLifetime, identity.ErrAssertionNotYetValid, identity.ErrAssertionJTI,
 	} {
 		if _, d := identity.OAuthError(err); d != unknown {

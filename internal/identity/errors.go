@@ -20,6 +20,7 @@ var (
 	ErrUnknownKey           = fmt.Errorf("%w: no registered key of the agent matches", ErrInvalidAssertion)
 	ErrAssertionSignature   = fmt.Errorf("%w: bad signature", ErrInvalidAssertion)
 	ErrAssertionSubject     = fmt.Errorf("%w: iss and sub must both be the agent id", ErrInvalidAssertion)
+	ErrAssertionClientID    = fmt.Errorf("%w: client_id is not the assertion's agent", ErrInvalidAssertion)
 	ErrAssertionAudience    = fmt.Errorf("%w: aud does not contain the token endpoint", ErrInvalidAssertion)
 	ErrAssertionExpired     = fmt.Errorf("%w: expired", ErrInvalidAssertion)
 	ErrAssertionLifetime    = fmt.Errorf("%w: exp too far ahead", ErrInvalidAssertion)
