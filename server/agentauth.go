@@ -128,12 +128,25 @@ func (a *AgentAuth) MountTokenEndpoint(p *Plane) {
 }
 
 // oauthError answers RFC 6749 §5.2 (not problem+json: OAuth clients expect
-// this shape).
+// this shape). A 401 carries no WWW-Authenticate: the client authenticated
+// with a client assertion in the body, not an Authorization header, and
+// invalid_client is no Bearer error code (RFC 6750 §3.1).
 func oauthError(c *fiber.Ctx, status int, code, description string) error {
-	if status == fiber.StatusUnauthorized {
-		c.Set(fiber.HeaderWWWAuthenticate, `Bearer error="`+code+`"`)
-	}
 	return c.Status(status).JSON(fiber.Map{"error": code, "error_description": description})
+}
+
+// Challenges of agent routes' 401s (RFC 6750 §3): a request without a
+// token is told the scheme; one whose token does not authenticate is told
+// the token is the problem.
+const (
+	challengeBearer       = "Bearer"
+	challengeInvalidToken = `Bearer error="invalid_token"`
+)
+
+// invalidToken refuses a request whose bearer token does not authenticate.
+func invalidToken(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderWWWAuthenticate, challengeInvalidToken)
+	return Problem(ErrUnauthorized, "The access token is invalid or expired.")
 }
 
 const (
@@ -152,6 +165,10 @@ const (
 // signature has verified under the agent's key reads the same to the
 // client, whether the agent exists or not; the ledger names the reason.
 func (a *AgentAuth) token(c *fiber.Ctx) error {
+	// Every answer, a token or a refusal, is for this client only (RFC 6749
+	// §5.1; Pragma for HTTP/1.0 caches).
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Set(fiber.HeaderPragma, "no-cache")
 	mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
 	if err != nil || mt != fiber.MIMEApplicationForm {
 		return Problem(ErrUnsupportedMediaType, "The token endpoint takes application/x-www-form-urlencoded.")
@@ -457,22 +474,23 @@ func (a *AgentAuth) Require(c *fiber.Ctx) error {
 	auth := c.Get(fiber.HeaderAuthorization)
 	scheme, token, ok := strings.Cut(auth, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		c.Set(fiber.HeaderWWWAuthenticate, challengeBearer)
 		return Problem(ErrUnauthorized, "An agent access token is required (Authorization: Bearer).")
 	}
 	tenantID := peekTenant(token)
 	if store.CheckTenantID(tenantID) != nil {
-		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
+		return invalidToken(c)
 	}
 	ref, err := a.cfg.Tenants.ResolveTenantID(c.UserContext(), tenantID)
 	if err != nil || ref.Status != store.TenantActive {
-		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
+		return invalidToken(c)
 	}
 	v, err := a.verifier(c.UserContext(), ref.ID, false)
 	if err != nil {
 		return err
 	}
 	if v == nil {
-		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
+		return invalidToken(c)
 	}
 	now := a.cfg.Now()
 	claims, err := v.Verify(token, now)
@@ -487,10 +505,16 @@ func (a *AgentAuth) Require(c *fiber.Ctx) error {
 		}
 	}
 	if err != nil || claims.Tenant != ref.ID {
-		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
+		return invalidToken(c)
 	}
 	c.Locals(agentKey{}, Agent{ID: claims.Subject, Tenant: ref})
-	return c.Next()
+	err = c.Next()
+	if errors.Is(err, ErrUnauthorized) {
+		// The route refused the token's agent (gone since the token was
+		// issued): the token is what no longer authenticates.
+		c.Set(fiber.HeaderWWWAuthenticate, challengeInvalidToken)
+	}
+	return err
 }
 
 // peekSubject and peekTenant read one claim of a compact JWS without

@@ -417,3 +417,73 @@ func TestTokenEndpointRefusesAnotherClientID(t *testing.T) {
 		t.Fatalf("empty client_id: %d %s", status, body)
 	}
 }
+
+// The token endpoint's answers, a token or a refusal, are never cached
+// (RFC 6749 §5.1: Cache-Control no-store and Pragma no-cache), and its
+// 401s carry no Bearer challenge: the client authenticated with an
+// assertion, not an Authorization header, and invalid_client is no Bearer
+// error (RFC 6750 §3.1).
+func TestTokenEndpointHeaders(t *testing.T) {
+	e := newAgentEnv(t)
+	acme := e.agents["acme"]
+	badGrant := assertionForm(e.assertion(t, acme, nil))
+	badGrant.Set("grant_type", "password")
+	for _, tc := range []struct {
+		name   string
+		form   url.Values
+		status int
+	}{
+		{"token", assertionForm(e.assertion(t, acme, nil)), 200},
+		{"forged assertion", assertionForm(unsignedJWS(acme.id)), 401},
+		{"no assertion", url.Values{"grant_type": {"client_credentials"}}, 401},
+		{"another grant", badGrant, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, hdr, body := e.postToken(t, tc.form)
+			if status != tc.status {
+				t.Fatalf("%d %s, want %d", status, body, tc.status)
+			}
+			if hdr.Get("Cache-Control") != "no-store" || hdr.Get("Pragma") != "no-cache" {
+				t.Errorf("Cache-Control %q, Pragma %q", hdr.Get("Cache-Control"), hdr.Get("Pragma"))
+			}
+			if v, ok := hdr["Www-Authenticate"]; ok {
+				t.Errorf("WWW-Authenticate %q", v)
+			}
+		})
+	}
+}
+
+// Agent routes' 401s challenge as RFC 6750 §3 says: without a token, the
+// scheme alone; with a token that does not authenticate, invalid_token —
+// also when the route refuses the token's agent after Require let it in.
+func TestAgentRoutesChallenge(t *testing.T) {
+	e := newAgentEnv(t)
+	e.app.Get("/v1/test/refuse", e.auth.Require, func(*fiber.Ctx) error {
+		return server.Problem(server.ErrUnauthorized, "The access token is invalid or expired.")
+	})
+	tok := e.token(t, "acme")
+	// acme's token with its tenant claim swapped, re-signed by another key.
+	swapped := forgeTenant(t, tok, e.orgs["beta"].ID, e.agents["acme"].key)
+	for _, tc := range []struct {
+		name, path, authorization, want string
+	}{
+		{"no Authorization", "/v1/decisions/dec_x", "", "Bearer"},
+		{"another scheme", "/v1/decisions/dec_x", "Basic YWdlbnQ6c2VjcmV0", "Bearer"},
+		{"garbage token", "/v1/decisions/dec_x", "Bearer x.y.z", `Bearer error="invalid_token"`},
+		{"unsigned token", "/v1/decisions/dec_x", "Bearer " + unsignedJWS(e.agents["acme"].id), `Bearer error="invalid_token"`},
+		{"tenant claim swapped", "/v1/decisions/dec_x", "Bearer " + swapped, `Bearer error="invalid_token"`},
+		{"forged kid", "/v1/decisions/dec_x", "Bearer " + forgeAccessToken(t, e.orgs["acme"].ID, "tok-x"), `Bearer error="invalid_token"`},
+		{"route refuses the agent", "/v1/test/refuse", "Bearer " + tok, `Bearer error="invalid_token"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+			if tc.authorization != "" {
+				req.Header.Set("Authorization", tc.authorization)
+			}
+			status, hdr, body := e.do(t, req)
+			if status != 401 || hdr.Get("WWW-Authenticate") != tc.want {
+				t.Fatalf("%d WWW-Authenticate %q, want 401 %q (%s)", status, hdr.Get("WWW-Authenticate"), tc.want, body)
+			}
+		})
+	}
+}
