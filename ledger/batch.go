@@ -28,6 +28,7 @@ var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildre
 type request struct {
 	ctx     context.Context
 	entries []Entry // committed consecutively, in one batch
+	check   Check   // nil: none
 	write   Write   // nil: entries only
 	digests [][sha256.Size]byte
 	res     []Appended
@@ -203,13 +204,19 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 // A write's failure is its request's error, not the batch's. A write may
 // run twice (the second time after its first run was rolled back).
 func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, tt store.TenantTx, batch []*request) error {
+	if err := lt.LockLog(ctx); err != nil {
+		return err
+	}
+	batch, err := l.runChecks(ctx, tt, batch)
+	if err != nil || len(batch) == 0 {
+		return err
+	}
 	cp, err := l.appendEntries(ctx, lg, lt, kt, batch)
 	if err != nil {
 		return err
 	}
 	var writes []*request
 	for _, r := range batch {
-		r.err = nil
 		for i := range r.res {
 			r.res[i].Checkpoint = cp
 		}
@@ -257,12 +264,36 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 	return nil
 }
 
-// appendEntries extends the tree from the newest checkpoint, signs and
-// stores the batch's entries.
-func (l *Ledger) appendEntries(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, batch []*request) (Checkpoint, error) {
-	if err := lt.LockLog(ctx); err != nil {
-		return Checkpoint{}, err
+// runChecks answers (from a clean slate: the transaction may be a retry)
+// which requests go into the log: those without a check, and those whose
+// check passes, each in a savepoint of its own. A failed check is its
+// request's error, with no entries; the batch fails only with its
+// transaction.
+func (l *Ledger) runChecks(ctx context.Context, tt store.TenantTx, batch []*request) ([]*request, error) {
+	in := batch[:0:0]
+	for _, r := range batch {
+		r.err, r.res = nil, nil
+		if r.check == nil {
+			in = append(in, r)
+			continue
+		}
+		if tt == nil {
+			return nil, fmt.Errorf("%w: a check on a log without an organization store", store.ErrInvalid)
+		}
+		r.err = tt.Savepoint(ctx, func(ctx context.Context) error { return r.check(ctx, tt) })
+		if errors.Is(r.err, store.ErrTxAborted) {
+			return nil, r.err
+		}
+		if r.err == nil {
+			in = append(in, r)
+		}
 	}
+	return in, nil
+}
+
+// appendEntries extends the tree from the newest checkpoint, signs and
+// stores the batch's entries (the log is locked).
+func (l *Ledger) appendEntries(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, batch []*request) (Checkpoint, error) {
 	head, err := lt.LatestCheckpoint(ctx)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -217,7 +217,7 @@ func (l *Ledger) Append(ctx context.Context, log Log, e Entry) (Appended, error)
 // AppendAll adds entries to a log consecutively, in one batch (one commit,
 // one checkpoint): e.g. a decision and its receipt.
 func (l *Ledger) AppendAll(ctx context.Context, log Log, entries []Entry) ([]Appended, error) {
-	return l.append(ctx, log, entries, nil)
+	return l.append(ctx, log, entries, nil, nil)
 }
 
 // Write stores what a caller's entries are about, in the organization's
@@ -234,17 +234,33 @@ type Write func(ctx context.Context, tx store.TenantTx, appended []Appended) err
 // log is locked: it should only store rows. It may run twice, the first
 // run undone, when a batch-mate's write fails.
 func (l *Ledger) AppendAllAndWrite(ctx context.Context, log Log, entries []Entry, write Write) ([]Appended, error) {
+	return l.AppendAllAndWriteIf(ctx, log, entries, nil, write)
+}
+
+// Check decides, in the batch's transaction, whether a caller's entries go
+// into the log at all. It only reads.
+type Check func(ctx context.Context, tx store.TenantTx) error
+
+// AppendAllAndWriteIf is AppendAllAndWrite with a precondition: check (nil:
+// none) runs first, in the batch's transaction with the log locked, before
+// the entries are given indexes. If it fails, nothing of the request is in
+// the log, write does not run, and check's error is returned with no
+// entries. Every batch locks its log, in every process and on every
+// replica, so check sees whatever any earlier batch of the log committed:
+// e.g. that another replica already stored a decision under the same
+// Idempotency-Key, which must not reach the log a second time.
+func (l *Ledger) AppendAllAndWriteIf(ctx context.Context, log Log, entries []Entry, check Check, write Write) ([]Appended, error) {
 	if log.tenant == nil || write == nil {
 		return nil, fmt.Errorf("%w: AppendAllAndWrite needs an organization's log and a write", store.ErrInvalid)
 	}
-	return l.append(ctx, log, entries, write)
+	return l.append(ctx, log, entries, check, write)
 }
 
-func (l *Ledger) append(ctx context.Context, log Log, entries []Entry, write Write) ([]Appended, error) {
+func (l *Ledger) append(ctx context.Context, log Log, entries []Entry, check Check, write Write) ([]Appended, error) {
 	if len(entries) == 0 || len(entries) > l.cfg.MaxBatch {
 		return nil, fmt.Errorf("%w: 1-%d entries per append", store.ErrInvalid, l.cfg.MaxBatch)
 	}
-	r := &request{ctx: ctx, entries: entries, write: write, digests: make([][sha256.Size]byte, len(entries)), done: make(chan struct{})}
+	r := &request{ctx: ctx, entries: entries, check: check, write: write, digests: make([][sha256.Size]byte, len(entries)), done: make(chan struct{})}
 	for i, e := range entries {
 		if err := e.check(); err != nil {
 			return nil, err

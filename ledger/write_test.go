@@ -13,6 +13,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
 	"github.com/agentsigna/agentsigna/ledger"
 )
 
@@ -227,6 +228,128 @@ func TestCancelledWhileCommitting(t *testing.T) {
 			}
 			if rep, err := e.ledger.Check(ctx, e.log, ""); err != nil || rep.Problem != nil || rep.Size != 3 {
 				t.Fatalf("check: %+v %v, %v", rep, rep.Problem, err)
+			}
+		})
+	}
+}
+
+// TestAppendAllAndWriteIf: a failed check keeps its request out of the log
+// (no entries, no write) and fails that request only; and since every
+// batch locks its log, of two processes claiming one key at once exactly
+// one reaches the log.
+func TestAppendAllAndWriteIf(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{MaxBatch: 64, MaxWait: 5 * time.Millisecond})
+			ctx := context.Background()
+			if _, err := e.ledger.InitLog(ctx, e.log); err != nil {
+				t.Fatal(err)
+			}
+			claim := func(key string) ledger.Check {
+				return func(ctx context.Context, tx store.TenantTx) error {
+					_, err := tx.GetSetting(ctx, key)
+					switch {
+					case err == nil:
+						return fmt.Errorf("%w: %s is claimed", store.ErrConflict, key)
+					case errors.Is(err, store.ErrNotFound):
+						return nil
+					}
+					return err
+				}
+			}
+			put := func(key string) ledger.Write {
+				return func(ctx context.Context, tx store.TenantTx, _ []ledger.Appended) error {
+					return tx.PutSetting(ctx, key, "claimed")
+				}
+			}
+			size := func() uint64 {
+				t.Helper()
+				cp, err := e.ledger.LatestCheckpoint(ctx, e.log)
+				if errors.Is(err, store.ErrNotFound) {
+					return 0
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				return cp.Size
+			}
+			// Batch-mates, half of whose keys are claimed already.
+			const n = 8
+			err := e.backend.InTenantTx(ctx, e.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+				for g := 0; g < n; g += 2 {
+					if err := tx.PutSetting(ctx, fmt.Sprintf("key-%d", g), "earlier"); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := size()
+			results := make([]error, n)
+			var wg sync.WaitGroup
+			for g := range n {
+				wg.Go(func() {
+					key := fmt.Sprintf("key-%d", g)
+					out, err := e.ledger.AppendAllAndWriteIf(ctx, e.log, []ledger.Entry{{Kind: "decision", Subject: key}}, claim(key), put(key))
+					if err == nil && len(out) != 1 || err != nil && out != nil {
+						err = fmt.Errorf("returned %d entries with %v", len(out), err)
+					}
+					results[g] = err
+				})
+			}
+			wg.Wait()
+			for g, err := range results {
+				if claimed := g%2 == 0; claimed != errors.Is(err, store.ErrConflict) || !claimed && err != nil {
+					t.Errorf("request %d: %v", g, err)
+				}
+			}
+			if got := size(); got != before+n/2 {
+				t.Fatalf("the log grew by %d, want %d: only the unclaimed keys' entries", got-before, n/2)
+			}
+			err = e.backend.InTenantReadTx(ctx, e.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+				for g := range n {
+					want := map[bool]string{true: "earlier", false: "claimed"}[g%2 == 0]
+					if got, err := tx.GetSetting(ctx, fmt.Sprintf("key-%d", g)); err != nil || got.Value != want {
+						return fmt.Errorf("key-%d = %q, %v; want %q", g, got.Value, err, want)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// Two processes, each with its own writer, claim one key at
+			// once: both are queued before either batch commits.
+			other := e.newLedger(t, e.another(t), ledger.Config{})
+			logs := []struct {
+				l   *ledger.Ledger
+				log ledger.Log
+			}{{e.ledger, e.log}, {other, other.TenantLog(e.tenant.ID, e.tenant.Slug)}}
+			before = size()
+			release := storetest.HoldWriter(t, e.backend, e.tenant.ID)
+			raced := make([]error, len(logs))
+			for i, p := range logs {
+				wg.Go(func() {
+					_, raced[i] = p.l.AppendAllAndWriteIf(ctx, p.log, []ledger.Entry{{Kind: "decision", Subject: "race"}}, claim("race"), put("race"))
+				})
+			}
+			time.Sleep(200 * time.Millisecond)
+			release()
+			wg.Wait()
+			won := 0
+			for i, err := range raced {
+				switch {
+				case err == nil:
+					won++
+				case !errors.Is(err, store.ErrConflict):
+					t.Errorf("process %d: %v", i, err)
+				}
+			}
+			if won != 1 || size() != before+1 {
+				t.Fatalf("%d processes won the key (%v); the log grew by %d, want 1", won, raced, size()-before)
 			}
 		})
 	}
