@@ -3,6 +3,7 @@ package decision
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -185,12 +186,18 @@ func sameDigest(a, b []byte) bool { return len(a) == len(b) && string(a) == stri
 
 // replayAfterRace is the end of a request that lost the race for its
 // Idempotency-Key to another process: the winner's decision is the answer.
-// The loser's ledger entries stay: the log is append-only, and they are
-// what it decided, recorded (their decision id is never stored).
+// The batch's check keeps the loser's entries out of the log; were they
+// in (a store whose batches were not serialized), they would stay: the
+// log is append-only (their decision id is never stored).
 func (s *Service) replayAfterRace(ctx context.Context, org Organization, agentID string, keyHash, requestSHA256 []byte) (Response, error) {
 	var answered Response
 	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		d, err := tx.Decisions().ByIdempotencyKey(ctx, agentID, keyHash)
+		if errors.Is(err, store.ErrNotFound) {
+			// A conflict with no winner: not the agent's "no such
+			// decision" (404), a fault of ours.
+			return fmt.Errorf("decision: internal: an idempotency conflict, but no decision under the key: %v", err)
+		}
 		if err != nil {
 			return fmt.Errorf("decision: reread after an idempotency conflict: %w", err)
 		}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
 )
 
 func TestIdempotencyKey(t *testing.T) {
@@ -86,9 +88,41 @@ func TestIdempotencyConcurrent(t *testing.T) {
 				// service over the same store.
 				_, _, second := e.newService(t, e.newLedger(t), decision.Config{})
 				services := []*decision.Service{e.service, second}
+				size := e.ledgerSize(t)
 				ids := race(t, 8, func(i int) *decision.Service { return services[i%2] }, e, agent.ID, req, "two-processes")
 				if len(ids) != 1 {
 					t.Fatalf("%d decisions for one key: %v", len(ids), ids)
+				}
+				if got := e.ledgerSize(t); got != size+2 {
+					t.Fatalf("ledger grew by %d, want 2", got-size)
+				}
+			})
+			t.Run("two processes past their reads", func(t *testing.T) {
+				// Both have read that nothing is stored under the key
+				// before either batch commits: the second batch's check
+				// finds the first's decision, and no second decision or
+				// receipt reaches the log.
+				_, _, second := e.newService(t, e.newLedger(t), decision.Config{})
+				size := e.ledgerSize(t)
+				release := storetest.HoldWriter(t, e.backend, e.org.ID)
+				var wg sync.WaitGroup
+				answers := make([]decision.Response, 2)
+				for i, svc := range []*decision.Service{e.service, second} {
+					wg.Go(func() {
+						var err error
+						if answers[i], err = svc.Decide(context.Background(), e.org, agent.ID, req, "past-their-reads"); err != nil {
+							t.Errorf("process %d: %v", i, err)
+						}
+					})
+				}
+				time.Sleep(300 * time.Millisecond) // both reach their ledger writer
+				release()
+				wg.Wait()
+				if answers[0].DecisionID == "" || answers[0].DecisionID != answers[1].DecisionID || answers[0].Receipt != answers[1].Receipt {
+					t.Fatalf("answers %+v and %+v", answers[0], answers[1])
+				}
+				if got := e.ledgerSize(t); got != size+2 {
+					t.Fatalf("ledger grew by %d, want 2: one decision and one receipt", got-size)
 				}
 			})
 		})

@@ -91,10 +91,28 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 		}
 		return tx.Decisions().Record(ctx, store.DecisionRecord{Decision: row, Receipt: receipt, Case: opened})
 	}
-	appended, err := s.cfg.Ledger.AppendAllAndWrite(ctx, lg, entries, write)
-	if errors.Is(err, store.ErrConflict) && keyHash != nil && appended != nil {
+	// Under an Idempotency-Key, the batch first checks (the log locked,
+	// so in order with every other process's batches) that no decision
+	// was stored under it since our read: the one another process or
+	// replica stored wins, and ours never reaches the log.
+	var check ledger.Check
+	if keyHash != nil {
+		check = func(ctx context.Context, tx store.TenantTx) error {
+			_, err := tx.Decisions().ByIdempotencyKey(ctx, g.agent.ID, keyHash)
+			switch {
+			case err == nil:
+				return fmt.Errorf("%w: a decision is stored under this Idempotency-Key", store.ErrConflict)
+			case errors.Is(err, store.ErrNotFound):
+				return nil
+			}
+			return err
+		}
+	}
+	appended, err := s.cfg.Ledger.AppendAllAndWriteIf(ctx, lg, entries, check, write)
+	if errors.Is(err, store.ErrConflict) && keyHash != nil {
 		// Another process stored a decision under this Idempotency-Key
-		// between our read and our write (the unique key refused ours).
+		// between our read and our batch: found by the check, or, should
+		// a store not serialize batches, refused by the unique key.
 		return s.replayAfterRace(ctx, org, g.agent.ID, keyHash, v.sha256)
 	}
 	if err != nil {
