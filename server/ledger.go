@@ -145,8 +145,21 @@ func (h *ledgerHandlers) tile(c *fiber.Ctx) error {
 		return ledgerError(err)
 	}
 	c.Set(fiber.HeaderContentType, "application/octet-stream")
+	if width == verify.FullTileWidth {
+		// SPEC: c2sp.org/tlog-tiles — a full tile or entry bundle never
+		// changes, so its caching SHOULD be long-lived; a partial one (and
+		// the checkpoint) keeps the boundary's no-store. private: the
+		// routes are authenticated, and which log a path names depends on
+		// the caller, so a cache keeps it per credential.
+		c.Set(fiber.HeaderCacheControl, immutableCacheControl)
+		c.Vary(fiber.HeaderAuthorization, fiber.HeaderCookie)
+	}
 	return c.Send(body)
 }
+
+// immutableCacheControl is the Cache-Control of full tiles and entry
+// bundles: a year, and never revalidated.
+const immutableCacheControl = "private, max-age=31536000, immutable"
 
 type entryJSON struct {
 	Index    uint64          `json:"index"`

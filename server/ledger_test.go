@@ -330,3 +330,36 @@ func TestLedgerRoutes(t *testing.T) {
 		t.Fatalf("unknown org jwks: %d", status)
 	}
 }
+
+// Full tiles and entry bundles never change (c2sp.org/tlog-tiles: their
+// caching SHOULD be long-lived): a client may keep them a year, privately
+// and per credential. Partial ones, the checkpoint and refusals are not
+// kept at all.
+func TestLedgerTileCaching(t *testing.T) {
+	e := newLedgerEnv(t, testLogAccess)
+	e.append(t, e.acme, 300)
+	app := e.planes.Tenant.App()
+	for _, tc := range []struct {
+		path         string
+		status       int
+		cacheControl string
+	}{
+		{"/v1/ledger/tile/0/000", 200, "private, max-age=31536000, immutable"},
+		{"/v1/ledger/tile/entries/000", 200, "private, max-age=31536000, immutable"},
+		{"/v1/ledger/tile/0/001.p/44", 200, "no-store"},
+		{"/v1/ledger/tile/1/000.p/1", 200, "no-store"},
+		{"/v1/ledger/tile/entries/001.p/44", 200, "no-store"},
+		{"/v1/ledger/tile/0/001", 404, "no-store"},
+		{"/v1/ledger/tile/entries/001", 404, "no-store"},
+		{"/v1/ledger/checkpoint", 200, "no-store"},
+	} {
+		status, hdr, _ := e.get(t, app, tc.path, "acme")
+		if status != tc.status || hdr.Get("Cache-Control") != tc.cacheControl {
+			t.Errorf("%s: %d Cache-Control %q, want %d %q", tc.path, status, hdr.Get("Cache-Control"), tc.status, tc.cacheControl)
+		}
+		if vary := strings.Join(hdr.Values("Vary"), ","); tc.status == 200 && tc.cacheControl != "no-store" &&
+			(!strings.Contains(vary, "Authorization") || !strings.Contains(vary, "Cookie")) {
+			t.Errorf("%s: Vary %q: a cache would give one caller's log to another", tc.path, vary)
+		}
+	}
+}
