@@ -263,6 +263,19 @@ func optionalUint(c *fiber.Ctx, name string) (uint64, error) {
 	return n, nil
 }
 
+// optionalIndex is an optional non-negative integer (0 when absent).
+func optionalIndex(c *fiber.Ctx, name string) (uint64, error) {
+	v := c.Query(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		return 0, Problem(ErrBadRequest, name+" must be a non-negative integer.")
+	}
+	return n, nil
+}
+
 func nonNilHashes(h [][]byte) [][]byte {
 	if h == nil {
 		return [][]byte{}
@@ -276,7 +289,8 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	from, err := optionalUint(c, "from")
+	// from is an index: 0, the first entry, is as good as absent.
+	from, err := optionalIndex(c, "from")
 	if err != nil {
 		return err
 	}

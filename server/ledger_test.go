@@ -363,3 +363,21 @@ func TestLedgerTileCaching(t *testing.T) {
 		}
 	}
 }
+
+// An export may start at the first entry, index 0, said explicitly.
+func TestLedgerExportFromZero(t *testing.T) {
+	e := newLedgerEnv(t, testLogAccess)
+	e.append(t, e.acme, 5)
+	for _, path := range []string{"/v1/ledger/export?from=0", "/v1/ledger/export?from=0&to=5"} {
+		status, _, body := e.get(t, e.planes.Tenant.App(), path, "acme")
+		if status != 200 {
+			t.Fatalf("%s: %d %s", path, status, body)
+		}
+		if rep, err := verify.VerifyExport(bytes.NewReader(body), e.vkey, verify.ExportOptions{}); err != nil || rep.From != 0 || rep.To != 5 {
+			t.Fatalf("%s: %+v, %v", path, rep, err)
+		}
+	}
+	if status, _, _ := e.get(t, e.planes.Tenant.App(), "/v1/ledger/export?from=x", "acme"); status != 400 {
+		t.Fatalf("from=x: %d", status)
+	}
+}
