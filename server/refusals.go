@@ -263,12 +263,13 @@ func (g *refusalGate) write(ctx context.Context, w *refusalWindow) error {
 }
 
 // close writes every summary whose window has not ended yet, and waits
-// for those being written, until ctx ends (then they give up: a ledger
-// append returns when its context ends). Refusals counted after it are
-// not summarized: close runs once the planes have stopped serving. It may
-// be called again, and then writes nothing.
+// for those being written, until ctx ends. Then it returns at once: a
+// summary its ledger writer has not taken yet gives up, one already taken
+// ends with its batch (committed or not; ledger.Close waits for it), and a
+// summary not recorded is logged either way. Refusals counted after close
+// are not summarized: close runs once the planes have stopped serving. It
+// may be called again, and then writes nothing.
 func (g *refusalGate) close(ctx context.Context) error {
-	defer g.cancel()
 	g.mu.Lock()
 	g.closed = true
 	var due []*refusalWindow
@@ -279,23 +280,26 @@ func (g *refusalGate) close(ctx context.Context) error {
 	}
 	g.mu.Unlock()
 	var failed atomic.Int32
-	var writes sync.WaitGroup
-	for _, w := range due {
-		writes.Go(func() {
-			defer g.pending.Done()
-			if g.write(ctx, w) != nil { // logged by write
-				failed.Add(1)
-			}
-		})
-	}
-	writes.Wait()
-	done := make(chan struct{})
-	go func() { g.pending.Wait(); close(done) }()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		var writes sync.WaitGroup
+		for _, w := range due {
+			writes.Go(func() {
+				defer g.pending.Done()
+				if g.write(ctx, w) != nil { // logged by write
+					failed.Add(1)
+				}
+			})
+		}
+		writes.Wait()
+		g.pending.Wait()
+	}()
 	select {
-	case <-done:
+	case <-finished:
+		g.cancel()
 	case <-ctx.Done():
-		g.cancel() // the summaries being written give up
-		<-done
+		g.cancel() // the summaries being written give up, if they still can
 		return fmt.Errorf("the last summaries of token refusals may not be recorded: %w", ctx.Err())
 	}
 	if n := failed.Load(); n > 0 {
