@@ -240,6 +240,14 @@ func TestTokenEndpointRefusals(t *testing.T) {
 	}
 	// A suspended agent gets no token, and its live token stops working.
 	tok := e.token(t, "acme")
+	status, _, body := e.decide(t, tok, payment(e.cps["acme"], "1.00"), nil)
+	var allowed struct {
+		DecisionID string `json:"decision_id"`
+		Receipt    string `json:"receipt"`
+	}
+	if err := json.Unmarshal(body, &allowed); status != 200 || err != nil || allowed.Receipt == "" {
+		t.Fatalf("an allow before the suspension: %d %s", status, body)
+	}
 	err := e.store.InTenantTx(context.Background(), e.orgs["acme"].ID, func(ctx context.Context, tx store.TenantTx) error {
 		return tx.Agents().SetStatus(ctx, acme.id, store.AgentSuspended)
 	})
@@ -249,9 +257,21 @@ func TestTokenEndpointRefusals(t *testing.T) {
 	if status, out := e.tokenRequest(t, e.assertion(t, acme, nil)); status != 401 || out["error"] != "invalid_client" {
 		t.Fatalf("suspended agent: %d %v", status, out)
 	}
-	status, _, body := e.decide(t, tok, payment(e.cps["acme"], "1.00"), nil)
+	status, _, body = e.decide(t, tok, payment(e.cps["acme"], "1.00"), nil)
 	if status != 200 || !strings.Contains(string(body), `"outcome":"deny"`) || !strings.Contains(string(body), "agent_not_active") {
 		t.Fatalf("suspended agent's decision: %d %s", status, body)
+	}
+	// It reads none of its decisions (no earlier allow's receipt leaves).
+	var denied struct {
+		DecisionID string `json:"decision_id"`
+	}
+	_ = json.Unmarshal(body, &denied)
+	for _, path := range []string{"/v1/decisions/" + allowed.DecisionID, "/v1/decisions/" + allowed.DecisionID + "/tlog-proof", "/v1/decisions/" + denied.DecisionID} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if status, hdr, body := e.do(t, req); status != 401 || strings.Contains(string(body), "eyJ") || !strings.Contains(hdr.Get("WWW-Authenticate"), `error="invalid_token"`) {
+			t.Fatalf("suspended agent reads %s: %d %v %s", path, status, hdr, body)
+		}
 	}
 	// Every issue and refusal is in a ledger: the organization's (issues,
 	// and refusals naming its agent) or the platform's (unknown agent).
@@ -557,3 +577,4 @@ func TestReadsAreServedWhileTheWriterIsHeld(t *testing.T) {
 		}
 	}
 }
+
