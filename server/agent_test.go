@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -48,6 +49,7 @@ type agentEnv struct {
 	store  store.Backend
 	master *secrets.MasterKey // another replica's keyring opens the same keys
 	app    *fiber.App
+	tenant *server.Plane // the plane app belongs to
 	ledger *ledger.Ledger
 	orgs   map[string]store.Tenant
 	agents map[string]testAgent // by org slug
@@ -96,7 +98,7 @@ func newAgentEnv(t *testing.T, configure ...func(*server.AgentAuthConfig)) *agen
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
 	server.MountJWKS(planes.Tenant, s)
-	e := &agentEnv{auth: auth, store: s, master: master, app: planes.Tenant.App(), ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
+	e := &agentEnv{auth: auth, store: s, master: master, app: planes.Tenant.App(), tenant: planes.Tenant, ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
 	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -578,3 +580,66 @@ func TestReadsAreServedWhileTheWriterIsHeld(t *testing.T) {
 	}
 }
 
+// TestCaseLongPolls: an agent's long polls are bounded (the next one is
+// 429), and stopping the server waits for none of them: each is answered
+// with its case as it stands, and Shutdown returns well before the polls'
+// 30 s.
+func TestCaseLongPolls(t *testing.T) {
+	e := newAgentEnv(t)
+	tok := e.token(t, "acme")
+	status, _, body := e.decide(t, tok, payment(e.cps["acme"], "5000.00"), nil)
+	var escalated struct {
+		Case struct{ ID string } `json:"case"`
+	}
+	if err := json.Unmarshal(body, &escalated); status != 200 || err != nil || escalated.Case.ID == "" {
+		t.Fatalf("escalation: %d %s", status, body)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- e.tenant.Serve(ln) }()
+	poll := func() (int, []byte, error) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/v1/cases/"+escalated.Case.ID+"?wait=30s", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, err
+	}
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	answers := make(chan answer, decision.DefaultMaxCaseWaits)
+	for range decision.DefaultMaxCaseWaits {
+		go func() {
+			status, body, err := poll()
+			answers <- answer{status, body, err}
+		}()
+	}
+	// Once every place is taken, the next poll is refused.
+	time.Sleep(500 * time.Millisecond) // the polls above reach their wait
+	if status, body, err := poll(); status != 429 || !strings.Contains(string(body), "too-many-requests") || err != nil {
+		t.Fatalf("a poll beyond the bound: %d %s %v", status, body, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.tenant.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with long polls open: %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	for range decision.DefaultMaxCaseWaits {
+		a := <-answers
+		if a.err != nil || a.status != 200 || !strings.Contains(string(a.body), `"status":"pending"`) {
+			t.Fatalf("a poll open at shutdown: %d %s %v", a.status, a.body, a.err)
+		}
+	}
+}

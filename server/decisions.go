@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -61,6 +62,8 @@ func decisionError(err error) error {
 		return Problem(ErrUnprocessable, "This Idempotency-Key was already used with another request.")
 	case errors.Is(err, decision.ErrUnknownAgent):
 		return Problem(ErrUnauthorized, "The access token is invalid or expired.")
+	case errors.Is(err, decision.ErrTooManyWaits):
+		return Problem(ErrTooManyRequests, "This agent has too many long polls open at once; wait for one to end.")
 	case errors.Is(err, store.ErrNotFound):
 		return Problem(ErrNotFound, "No such decision or case.")
 	}
@@ -100,7 +103,13 @@ func (h *decisionHandlers) getCase(c *fiber.Ctx) error {
 		if perr != nil || d < 0 || d > decision.MaxCaseWait {
 			return Problem(ErrBadRequest, "wait must be a duration between 0s and 30s, e.g. wait=30s.")
 		}
-		view, err = h.svc.WaitCase(c.UserContext(), orgOf(agent), agent.ID, c.Params("id"), d)
+		// The request's context ends when the server begins to stop: the
+		// poll then answers with the case as it stands, so that stopping
+		// waits for no poll (the agent polls again, elsewhere).
+		view, err = h.svc.WaitCase(c.Context(), orgOf(agent), agent.ID, c.Params("id"), d)
+		if errors.Is(err, context.Canceled) && c.Context().Err() != nil && view.ID != "" {
+			err = nil
+		}
 	} else {
 		view, err = h.svc.GetCase(c.UserContext(), orgOf(agent), agent.ID, c.Params("id"))
 	}

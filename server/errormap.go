@@ -27,6 +27,7 @@ func statusOfSentinel(err error) int {
 		{413, []error{ErrPayloadTooLarge}},
 		{415, []error{ErrUnsupportedMediaType}},
 		{422, []error{ErrUnprocessable}},
+		{429, []error{ErrTooManyRequests}},
 	} {
 		for _, kind := range row.kinds {
 			if errors.Is(err, kind) {

@@ -38,6 +38,7 @@ func TestErrorMapping(t *testing.T) {
 		{"payload", server.ErrPayloadTooLarge, 413, "payload-too-large", ""},
 		{"media", server.ErrUnsupportedMediaType, 415, "unsupported-media-type", ""},
 		{"unprocessable", server.ErrUnprocessable, 422, "unprocessable", ""},
+		{"too-many", server.ErrTooManyRequests, 429, "too-many-requests", ""},
 		{"unavailable", server.ErrUnavailable, 503, "unavailable", ""},
 		{"problem-detail", server.Problem(server.ErrForbidden, "Only an approver may vote."), 403, "forbidden", "Only an approver may vote."},
 		{"problem-wrapped", fmt.Errorf("vote: %w", server.Problem(server.ErrUnprocessable, "The idempotency key was used with another body.")), 422, "unprocessable", "The idempotency key was used with another body."},

@@ -19,6 +19,7 @@ var (
 	ErrPayloadTooLarge      = errors.New("payload too large")
 	ErrUnsupportedMediaType = errors.New("unsupported media type")
 	ErrUnprocessable        = errors.New("unprocessable content")
+	ErrTooManyRequests      = errors.New("too many requests")
 	ErrUnavailable          = errors.New("service unavailable")
 )
 
@@ -117,6 +118,8 @@ func classForStatus(status int) problemClass {
 		return problemClass{"unsupported-media-type", 415, "Unsupported Media Type", "The request body's media type or content coding is not supported."}
 	case 422:
 		return problemClass{"unprocessable", 422, "Unprocessable Content", "The request is well-formed but cannot be processed."}
+	case 429:
+		return problemClass{"too-many-requests", 429, "Too Many Requests", "Too many requests at once; try again later."}
 	case 431:
 		return problemClass{"request-header-fields-too-large", 431, "Request Header Fields Too Large", "The request headers are too large."}
 	case 501:

@@ -31,13 +31,19 @@ func (s *Service) GetCase(ctx context.Context, org Organization, agentID, caseID
 // re-reads the case every Config.CasePollInterval until it leaves pending,
 // wait (at most MaxCaseWait) has passed, or ctx ends. It returns the case as
 // last read; a still-pending case after wait is not an error, an ended ctx
-// is.
+// is. An agent with Config.MaxCaseWaits polls already open gets
+// ErrTooManyWaits.
 func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseID string, wait time.Duration) (CaseView, error) {
 	wait = min(wait, MaxCaseWait)
 	v, err := s.GetCase(ctx, org, agentID, caseID)
 	if err != nil || v.Status != store.CasePending || wait <= 0 {
 		return v, err
 	}
+	done, ok := s.startWait(org.ID + "/" + agentID)
+	if !ok {
+		return CaseView{}, ErrTooManyWaits
+	}
+	defer done()
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(max(s.cfg.CasePollInterval, time.Millisecond))
@@ -54,6 +60,24 @@ func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseI
 			return v, err
 		}
 	}
+}
+
+// startWait counts one more open poll for key, unless it has
+// MaxCaseWaits already; done uncounts it.
+func (s *Service) startWait(key string) (done func(), ok bool) {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	if s.waits[key] >= s.cfg.MaxCaseWaits {
+		return nil, false
+	}
+	s.waits[key]++
+	return func() {
+		s.waitMu.Lock()
+		defer s.waitMu.Unlock()
+		if s.waits[key]--; s.waits[key] == 0 {
+			delete(s.waits, key)
+		}
+	}, true
 }
 
 // readCase reads the agent's case and, once approved, its receipt.

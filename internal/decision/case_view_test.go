@@ -114,3 +114,61 @@ func TestPolicyLoadedAfterRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestCaseWaitsPerAgentAreBounded: an agent cannot hold more than
+// MaxCaseWaits long polls open (each re-reads its case on every tick);
+// another agent is not held back by it, and a poll that ends frees its
+// place.
+func TestCaseWaitsPerAgentAreBounded(t *testing.T) {
+	e := newServiceEnv(t, "sqlite")
+	_, _, svc := e.newService(t, e.ledger, decision.Config{CasePollInterval: 10 * time.Millisecond, MaxCaseWaits: 2})
+	e.activate(t, acmeBundle(t))
+	ctx := context.Background()
+	payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+	pending := func(agentID string) string {
+		t.Helper()
+		resp, err := svc.Decide(ctx, e.org, agentID, payment("5000.00", payee.ID), "")
+		if err != nil || resp.Case == nil {
+			t.Fatalf("escalation: %+v, %v", resp, err)
+		}
+		return resp.Case.ID
+	}
+	busy, other := e.agent(t, store.RiskLow), e.agent(t, store.RiskLow)
+	busyCase, otherCase := pending(busy.ID), pending(other.ID)
+
+	wctx, stop := context.WithCancel(ctx)
+	ended := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := svc.WaitCase(wctx, e.org, busy.ID, busyCase, time.Minute)
+			ended <- err
+		}()
+	}
+	// Once both hold their places, a third is refused.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, time.Millisecond)
+		if errors.Is(err, decision.ErrTooManyWaits) {
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("third wait: %v", err)
+		}
+	}
+	// Answering at once needs no place.
+	if v, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, 0); err != nil || v.Status != store.CasePending {
+		t.Fatalf("a read without waiting: %+v, %v", v, err)
+	}
+	if v, err := svc.WaitCase(ctx, e.org, other.ID, otherCase, 20*time.Millisecond); err != nil || v.Status != store.CasePending {
+		t.Fatalf("another agent's wait: %+v, %v", v, err)
+	}
+	stop()
+	for range 2 {
+		if err := <-ended; !errors.Is(err, context.Canceled) {
+			t.Fatalf("a cancelled wait: %v", err)
+		}
+	}
+	if v, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, 20*time.Millisecond); err != nil || v.Status != store.CasePending {
+		t.Fatalf("a wait once the others ended: %+v, %v", v, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agentsigna/agentsigna/internal/signing"
@@ -26,6 +27,9 @@ var (
 	// organization's), or, on the read routes, no active one: the HTTP
 	// layer answers as for a bad token.
 	ErrUnknownAgent = errors.New("unknown agent")
+	// ErrTooManyWaits: the agent already has Config.MaxCaseWaits long
+	// polls open (429).
+	ErrTooManyWaits = errors.New("too many long polls open at once")
 )
 
 // Defaults and bounds of Config.
@@ -35,6 +39,9 @@ const (
 	DefaultCasePollInterval = 250 * time.Millisecond
 	// MaxCaseWait bounds one long poll of a case (DESIGN §3: ?wait=30s).
 	MaxCaseWait = 30 * time.Second
+	// DefaultMaxCaseWaits bounds the long polls one agent has open at once
+	// in a process: each re-reads its case every CasePollInterval.
+	DefaultMaxCaseWaits = 8
 	// MaxIdempotencyKey bounds the Idempotency-Key header.
 	MaxIdempotencyKey = 255
 )
@@ -59,6 +66,9 @@ type Config struct {
 	CaseLifetime time.Duration
 	// CasePollInterval is how often WaitCase re-reads a case. Default 250 ms.
 	CasePollInterval time.Duration
+	// MaxCaseWaits is how many WaitCase calls one agent may have open at
+	// once; more get ErrTooManyWaits. Default DefaultMaxCaseWaits.
+	MaxCaseWaits int
 	// Logger receives policy evaluation failures, for operators (never
 	// sent to an agent). Default: discard.
 	Logger *slog.Logger
@@ -84,6 +94,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CasePollInterval == 0 {
 		c.CasePollInterval = DefaultCasePollInterval
 	}
+	if c.MaxCaseWaits == 0 {
+		c.MaxCaseWaits = DefaultMaxCaseWaits
+	}
 	switch {
 	case c.ReceiptLifetime < time.Second:
 		// Receipt times are whole seconds (NumericDate).
@@ -92,6 +105,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("decision: CaseLifetime must be from a second to %v", store.MaxCaseLifetime)
 	case c.CasePollInterval < 0:
 		return c, errors.New("decision: CasePollInterval must not be negative")
+	case c.MaxCaseWaits < 0:
+		return c, errors.New("decision: MaxCaseWaits must not be negative")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -118,6 +133,10 @@ type Service struct {
 
 	// loads serialises loading one organization's active policy.
 	loads keyedMutex
+
+	// waits counts each agent's open WaitCase calls (key: org/agent).
+	waitMu sync.Mutex
+	waits  map[string]int
 }
 
 // NewService returns a Service.
@@ -126,7 +145,7 @@ func NewService(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg}, nil
+	return &Service{cfg: cfg, waits: map[string]int{}}, nil
 }
 
 // ensurePolicy makes sure the engine holds the organization's activation
