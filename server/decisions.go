@@ -33,19 +33,35 @@ type decisionHandlers struct {
 // tlogProof serves the c2sp.org/tlog-proof@v1 bundle of the calling
 // agent's decision entry, against the log's newest checkpoint: what
 // `agentsigna verify inclusion` (or any tlog-proof verifier) checks offline.
+// With ?entry=receipt it proves the entry of the decision's receipt
+// instead, with that entry's exact leaf bytes in the bundle's extra line:
+// what `agentsigna verify receipt --tlog-proof` needs besides the receipt
+// (404 when the decision has no receipt).
 func (h *decisionHandlers) tlogProof(c *fiber.Ctx) error {
 	agent, _ := AgentFrom(c)
-	index, err := h.svc.DecisionIndex(c.UserContext(), orgOf(agent), agent.ID, c.Params("id"))
+	indexOf := h.svc.DecisionIndex
+	switch c.Query("entry") {
+	case "", "decision":
+	case "receipt":
+		indexOf = h.svc.ReceiptIndex
+	default:
+		return Problem(ErrBadRequest, "entry must be decision or receipt.")
+	}
+	index, err := indexOf(c.UserContext(), orgOf(agent), agent.ID, c.Params("id"))
 	if err != nil {
 		return decisionError(err)
 	}
 	lg := h.ledger.TenantLog(agent.Tenant.ID, agent.Tenant.Slug)
-	p, err := h.ledger.InclusionProof(c.UserContext(), lg, index, 0)
+	p, err := h.ledger.EntryInclusionProof(c.UserContext(), lg, index, 0)
 	if err != nil {
 		return ledgerError(err)
 	}
+	out := verify.Proof{Index: p.Index, Hashes: p.Hashes, Checkpoint: p.Checkpoint.Note}
+	if c.Query("entry") == "receipt" {
+		out.Extra = p.Entry
+	}
 	c.Set(fiber.HeaderContentType, "text/plain; charset=utf-8")
-	return c.Send(verify.Proof{Index: p.Index, Hashes: p.Hashes, Checkpoint: p.Checkpoint.Note}.Marshal())
+	return c.Send(out.Marshal())
 }
 
 func orgOf(a Agent) decision.Organization {

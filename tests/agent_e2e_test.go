@@ -172,6 +172,41 @@ func agentFlow(t *testing.T, p *proc, credsFile string, env []string) {
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(lg["index"].(float64)), size, leaf, hashes, root); err != nil {
 		t.Fatalf("inclusion proof: %v", err)
 	}
+	// The receipt is in the log: its entry's tlog-proof, from the
+	// service, verified offline with the receipt, the JWKS and the log key.
+	getProof := func(decisionID, entry string) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, p.tenantURL+"/v1/decisions/"+decisionID+"/tlog-proof?entry="+entry, nil)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	status, receiptProof := getProof(allow["decision_id"].(string), "receipt")
+	if status != 200 {
+		t.Fatalf("the receipt's tlog-proof: %d %s", status, receiptProof)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "receipt.tlog-proof"), receiptProof, 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "log-key"), vkey, 0o600)
+	code, stderr = runBinary(t, nil, "verify", "receipt", filepath.Join(dir, "receipt"), "--jwks", filepath.Join(dir, "jwks.json"),
+		"--tlog-proof", filepath.Join(dir, "receipt.tlog-proof"), "--log-key", filepath.Join(dir, "log-key"))
+	if code != 0 {
+		t.Fatalf("verify receipt --tlog-proof: %d %s", code, stderr)
+	}
+	// The decision's own proof is no proof of the receipt.
+	_, decisionProof := getProof(allow["decision_id"].(string), "decision")
+	_ = os.WriteFile(filepath.Join(dir, "decision.tlog-proof"), decisionProof, 0o600)
+	code, stderr = runBinary(t, nil, "verify", "receipt", filepath.Join(dir, "receipt"), "--jwks", filepath.Join(dir, "jwks.json"),
+		"--tlog-proof", filepath.Join(dir, "decision.tlog-proof"), "--log-key", filepath.Join(dir, "log-key"))
+	if code == 0 {
+		t.Fatalf("verify receipt accepted the decision entry's proof: %s", stderr)
+	}
+	if status, b := getProof(allow["decision_id"].(string), "everything"); status != 400 {
+		t.Fatalf("tlog-proof?entry=everything: %d %s", status, b)
+	}
 
 	// Idempotent replay: same key and body, same answer, no new entry.
 	pay42 := fmt.Sprintf(`{"action":{"type":"payment.send","counterparty":%q,"amount":{"value":"42.00","currency":"EUR"}}}`, verified)

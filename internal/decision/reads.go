@@ -37,6 +37,23 @@ func (s *Service) DecisionIndex(ctx context.Context, org Organization, agentID, 
 	return index, err
 }
 
+// ReceiptIndex returns the index of the ledger entry of the receipt of one
+// of the agent's own decisions, refused as GetDecision refuses;
+// store.ErrNotFound when the decision has no receipt (it was not allowed,
+// or its case is not approved).
+func (s *Service) ReceiptIndex(ctx context.Context, org Organization, agentID, decisionID string) (uint64, error) {
+	var index uint64
+	err := s.ownDecision(ctx, org, agentID, decisionID, func(ctx context.Context, tx store.TenantTx, d store.Decision) error {
+		r, err := tx.Receipts().ByDecision(ctx, d.ID)
+		if err != nil {
+			return err
+		}
+		index = r.LedgerIndex
+		return nil
+	})
+	return index, err
+}
+
 // ownDecision runs fn, in a read transaction, with one of the agent's own
 // decisions.
 func (s *Service) ownDecision(ctx context.Context, org Organization, agentID, decisionID string, fn func(context.Context, store.TenantTx, store.Decision) error) error {
