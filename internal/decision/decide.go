@@ -116,6 +116,11 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 	switch {
 	case err != nil:
 		return g, err
+	case in.Previous != nil && (in.Agent == nil || in.Agent.Status != store.AgentActive):
+		// A replay hands out the stored answer, an allow's receipt
+		// included: refused, as the read routes refuse, to an agent no
+		// longer active.
+		return g, ErrUnknownAgent
 	case in.Previous != nil:
 		g.previous = in.Previous
 		return g, nil

@@ -389,16 +389,16 @@ func TestAgentsSeeOnlyTheirOwn(t *testing.T) {
 }
 
 // TestInactiveAgentReadsNothing: once an agent is suspended or revoked, its
-// still-valid access token reads none of its decisions, proofs or cases —
-// no receipt leaves, not even one of an earlier allow — and a long poll
-// in progress ends.
+// still-valid access token reads none of its decisions, proofs or cases,
+// nor replays a request under its Idempotency-Key — no receipt leaves, not
+// even one of an earlier allow — and a long poll in progress ends.
 func TestInactiveAgentReadsNothing(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
 			e, agent, payee := payingEnv(t, kind)
 			_, _, svc := e.newService(t, e.ledger, decision.Config{CasePollInterval: 10 * time.Millisecond})
 			ctx := context.Background()
-			allowed := e.decide(t, agent.ID, payment("100.00", payee.ID), "")
+			allowed := e.decide(t, agent.ID, payment("100.00", payee.ID), "before")
 			escalated := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
 			if allowed.Receipt == "" || escalated.Case == nil {
 				t.Fatalf("setup: %+v, %+v", allowed, escalated)
@@ -440,6 +440,8 @@ func TestInactiveAgentReadsNothing(t *testing.T) {
 					"its decision's index": second(svc.DecisionIndex(ctx, e.org, agent.ID, allowed.DecisionID)),
 					"its case":             second(svc.GetCase(ctx, e.org, agent.ID, escalated.Case.ID)),
 					"a wait on its case":   second(svc.WaitCase(ctx, e.org, agent.ID, escalated.Case.ID, time.Second)),
+					// A replay would hand out the stored receipt.
+					"a replay of its allow": second(svc.Decide(ctx, e.org, agent.ID, payment("100.00", payee.ID), "before")),
 				} {
 					if !errors.Is(err, decision.ErrUnknownAgent) {
 						t.Errorf("%s agent, %s: %v, want ErrUnknownAgent", status, name, err)
