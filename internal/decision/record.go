@@ -101,7 +101,7 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 			_, err := tx.Decisions().ByIdempotencyKey(ctx, g.agent.ID, keyHash)
 			switch {
 			case err == nil:
-				return fmt.Errorf("%w: a decision is stored under this Idempotency-Key", store.ErrConflict)
+				return errKeyTaken
 			case errors.Is(err, store.ErrNotFound):
 				return nil
 			}
@@ -109,7 +109,7 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 		}
 	}
 	appended, err := s.cfg.Ledger.AppendAllAndWriteIf(ctx, lg, entries, check, write)
-	if errors.Is(err, store.ErrConflict) && keyHash != nil {
+	if errors.Is(err, errKeyTaken) || errors.Is(err, store.ErrConflict) && keyHash != nil && appended != nil {
 		// Another process stored a decision under this Idempotency-Key
 		// between our read and our batch: found by the check, or, should
 		// a store not serialize batches, refused by the unique key.
@@ -123,6 +123,10 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	}
 	return resp, nil
 }
+
+// errKeyTaken: the batch's check found a decision already stored under
+// the request's Idempotency-Key.
+var errKeyTaken = fmt.Errorf("%w: a decision is stored under this Idempotency-Key", store.ErrConflict)
 
 // signReceipt signs an allowed action's receipt (DESIGN §3 "Receipt"). Its
 // ledger entry's record is the compact JWS itself, so the log's digest is
