@@ -56,8 +56,15 @@ func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseI
 			return v, nil
 		case <-tick.C:
 		}
-		if v, err = s.GetCase(ctx, org, agentID, caseID); err != nil || v.Status != store.CasePending {
-			return v, err
+		next, err := s.GetCase(ctx, org, agentID, caseID)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return v, ctx.Err() // the case as last read
+		case err != nil:
+			return CaseView{}, err
+		}
+		if v = next; v.Status != store.CasePending {
+			return v, nil
 		}
 	}
 }
@@ -112,11 +119,10 @@ func (s *Service) readCase(ctx context.Context, org Organization, agentID, caseI
 	return v, err
 }
 
-// expireCase moves a pending case past its expiry to expired. The ledger
-// entry comes first, as for every change of state (no state the log does
-// not show); the store's conditional update then decides the race with an
-// approver or another replica — losing it only means someone else closed
-// the case, which is re-read.
+// expireCase moves a pending case past its expiry to expired: its ledger
+// entry and the state change in one batch, whose check (the log locked)
+// decides the race with an approver or another replica — losing it only
+// means someone else closed the case, which is re-read.
 func (s *Service) expireCase(ctx context.Context, org Organization, agentID, caseID string) (CaseView, error) {
 	unlock, err := s.inflight.lock(ctx, "case/"+org.ID+"/"+caseID)
 	if err != nil {
@@ -136,15 +142,27 @@ func (s *Service) expireCase(ctx context.Context, org Organization, agentID, cas
 	if err != nil {
 		return CaseView{}, fmt.Errorf("decision: encode the case record: %w", err)
 	}
-	lg := s.cfg.Ledger.TenantLog(org.ID, org.Slug)
-	if _, err := s.cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: KindCaseExpired, Subject: v.ID, Record: rec}); err != nil {
-		return CaseView{}, fmt.Errorf("decision: append the case expiry to the ledger: %w", err)
+	// The entry and the state change commit together, and only while
+	// the case is still pending as the log's batches see it: another
+	// process or an approver closing it first leaves no entry, and a
+	// caller that gives up leaves neither or both.
+	still := func(ctx context.Context, tx store.TenantTx) error {
+		c, err := tx.Cases().Get(ctx, caseID)
+		if err == nil && c.Status != store.CasePending {
+			return errCaseClosed
+		}
+		return err
 	}
-	err = s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+	expire := func(ctx context.Context, tx store.TenantTx, _ []ledger.Appended) error {
 		return tx.Cases().SetStatus(ctx, caseID, store.CaseExpired)
-	})
-	if err != nil && !errors.Is(err, store.ErrConflict) {
+	}
+	lg := s.cfg.Ledger.TenantLog(org.ID, org.Slug)
+	_, err = s.cfg.Ledger.AppendAllAndWriteIf(ctx, lg, []ledger.Entry{{Kind: KindCaseExpired, Subject: v.ID, Record: rec}}, still, expire)
+	if err != nil && !errors.Is(err, errCaseClosed) {
 		return CaseView{}, fmt.Errorf("decision: expire the case: %w", err)
 	}
 	return s.readCase(ctx, org, agentID, caseID)
 }
+
+// errCaseClosed: the case left pending before its expiry was recorded.
+var errCaseClosed = errors.New("case no longer pending")
