@@ -240,7 +240,9 @@ func (l *Ledger) AppendAllAndWrite(ctx context.Context, log Log, entries []Entry
 // Check decides, in the batch's transaction, whether a caller's entries go
 // into the log at all. It only reads; a statement of it that fails the
 // transaction fails the whole batch. It does not see the writes of its
-// batch-mates (they run after every check).
+// batch-mates (they run after every check): two requests of one process
+// that must exclude each other must not be in flight at once (the decision
+// service holds a lock per Idempotency-Key).
 type Check func(ctx context.Context, tx store.TenantTx) error
 
 // AppendAllAndWriteIf is AppendAllAndWrite with a precondition: check (nil:
