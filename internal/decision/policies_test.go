@@ -1,6 +1,7 @@
 package decision_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,9 +11,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
@@ -247,4 +251,76 @@ func TestPolicyActivatedByAnotherProcess(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPolicyThatDoesNotLoad: a process that cannot load the organization's
+// active policy (here a build whose limits its bundle exceeds) fails its
+// decisions — never deciding under another policy — and, for
+// PolicyLoadRetry, without compiling the bundle again for each; a newer
+// activation is tried at once.
+func TestPolicyThatDoesNotLoad(t *testing.T) {
+	e, agent, payee := payingEnv(t, "sqlite")
+	ctx := context.Background()
+	kr, err := signing.NewKeyring(e.master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := bundles.NewEngine()
+	ev, err := decision.NewEvaluator(ctx, engine, decision.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tight := bundles.DefaultLimits()
+	tight.MaxCompressedBytes = 16
+	logs := &lockedBuffer{}
+	svc, err := decision.NewService(decision.Config{
+		Tenants: e.backend, Ledger: e.ledger, Keyring: kr, Evaluator: ev, PublicURL: publicURL, Now: e.clock.Now,
+		Policies: decision.NewPolicies(e.backend, e.ledger, engine, tight),
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loads := func() int { return strings.Count(logs.String(), "does not load") }
+	decide := func() {
+		t.Helper()
+		if resp, err := svc.Decide(ctx, e.org, agent.ID, payment("100.00", payee.ID), ""); err == nil {
+			t.Fatalf("decided without its organization's active policy: %+v", resp)
+		}
+	}
+	for range 3 {
+		decide()
+	}
+	if n := loads(); n != 1 {
+		t.Fatalf("%d loads tried for 3 decisions within the retry delay, want 1", n)
+	}
+	e.clock.Advance(decision.PolicyLoadRetry)
+	decide()
+	if n := loads(); n != 2 {
+		t.Fatalf("%d loads tried once the delay passed, want 2", n)
+	}
+	// Another activation: tried at once, delay or not.
+	e.activate(t, permissiveBundle(t))
+	decide()
+	if n := loads(); n != 3 {
+		t.Fatalf("%d loads tried after a newer activation, want 3", n)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

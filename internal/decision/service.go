@@ -44,6 +44,9 @@ const (
 	DefaultMaxCaseWaits = 8
 	// MaxIdempotencyKey bounds the Idempotency-Key header.
 	MaxIdempotencyKey = 255
+	// PolicyLoadRetry is how long an organization's decisions fail with a
+	// failed load's error before its active policy is loaded again.
+	PolicyLoadRetry = 10 * time.Second
 )
 
 // Config wires a Service. Defaults fill zero values; NewService checks it.
@@ -133,6 +136,12 @@ type Service struct {
 
 	// loads serialises loading one organization's active policy.
 	loads keyedMutex
+	// failed remembers, per organization, the last load that failed, so
+	// that until PolicyLoadRetry has passed (or a newer activation
+	// appears) decisions fail at once rather than each compiling the
+	// bundle again. Guarded by failMu.
+	failMu sync.Mutex
+	failed map[string]loadFailure
 
 	// waits counts each agent's open WaitCase calls (key: org/agent).
 	waitMu sync.Mutex
@@ -145,7 +154,7 @@ func NewService(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, waits: map[string]int{}}, nil
+	return &Service{cfg: cfg, waits: map[string]int{}, failed: map[string]loadFailure{}}, nil
 }
 
 // ensurePolicy makes sure the engine holds the organization's activation
@@ -153,12 +162,18 @@ func NewService(cfg Config) (*Service, error) {
 // active policy when it does not: after a restart the engine is empty (an
 // empty slot would deny everything no_authority), and another process or
 // replica may have activated or rolled back since this one last loaded.
-// Concurrent requests wait for one load; a failed load is retried by the
-// next request. Activations made through this process's Policies update
-// the engine themselves.
+// Concurrent requests wait for one load. A load that fails (a bundle this
+// build cannot compile, the store down) fails the organization's
+// decisions — they are never decided under an older policy than the
+// active one — at once, without compiling again, for PolicyLoadRetry or
+// until a newer activation. Activations made through this process's
+// Policies update the engine themselves.
 func (s *Service) ensurePolicy(ctx context.Context, org Organization, seq uint64) error {
 	if s.cfg.Policies.Current(org.ID, seq) {
 		return nil
+	}
+	if err := s.recentFailure(org.ID, seq); err != nil {
+		return err
 	}
 	unlock, err := s.loads.lock(ctx, org.ID)
 	if err != nil {
@@ -168,10 +183,41 @@ func (s *Service) ensurePolicy(ctx context.Context, org Organization, seq uint64
 	if s.cfg.Policies.Current(org.ID, seq) {
 		return nil
 	}
-	if err := s.cfg.Policies.LoadActive(ctx, org); err != nil {
-		return fmt.Errorf("decision: load the organization's active policy: %w", err)
+	if err := s.recentFailure(org.ID, seq); err != nil {
+		return err
 	}
+	err = s.cfg.Policies.LoadActive(ctx, org)
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("decision: load the organization's active policy: %w", err)
+		s.failed[org.ID] = loadFailure{seq: seq, err: err, at: s.cfg.Now()}
+		s.cfg.Logger.ErrorContext(ctx, "decision: the organization's active policy does not load; its decisions fail until it does",
+			slog.String("tenant", org.ID), slog.Uint64("activation", seq), slog.Duration("retry_in", PolicyLoadRetry), slog.Any("error", err))
+		return err
+	}
+	delete(s.failed, org.ID)
 	return nil
+}
+
+// loadFailure is a failed load of an organization's active policy.
+type loadFailure struct {
+	seq uint64 // the activation the decision needed
+	err error
+	at  time.Time
+}
+
+// recentFailure is the error of the organization's last failed load, if
+// it was for activation seq or a newer one and PolicyLoadRetry has not
+// passed since.
+func (s *Service) recentFailure(orgID string, seq uint64) error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	f, ok := s.failed[orgID]
+	if !ok || f.seq < seq || s.cfg.Now().Sub(f.at) >= PolicyLoadRetry {
+		return nil
+	}
+	return f.err
 }
 
 // issuer is the receipts' iss for an organization.
