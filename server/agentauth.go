@@ -345,6 +345,9 @@ func (a *AgentAuth) appendRefusal(ctx context.Context, r refusal) error {
 }
 
 // reasonOf names a refusal for the ledger (never the assertion itself).
+// The client is told only "client authentication failed" (see
+// identity.OAuthError): this name is all the organization's auditors
+// learn, so every assertion error has one of its own.
 func reasonOf(err error) string {
 	for _, r := range []struct {
 		err  error
@@ -352,7 +355,9 @@ func reasonOf(err error) string {
 	}{
 		{identity.ErrReplay, "replayed_jti"}, {identity.ErrUnknownAgent, "unknown_agent"}, {identity.ErrAgentNotActive, "agent_not_active"},
 		{identity.ErrUnknownKey, "unknown_key"}, {identity.ErrAssertionSignature, "bad_signature"}, {identity.ErrAssertionAlgorithm, "bad_algorithm"},
+		{identity.ErrAssertionType, "bad_type"}, {identity.ErrAssertionMalformed, "malformed"},
 		{identity.ErrAssertionAudience, "wrong_audience"}, {identity.ErrAssertionExpired, "expired"}, {identity.ErrAssertionLifetime, "lifetime_too_long"},
+		{identity.ErrAssertionNotYetValid, "not_yet_valid"},
 		{identity.ErrAssertionSubject, "iss_sub_mismatch"}, {identity.ErrAssertionClientID, "client_id_mismatch"}, {identity.ErrAssertionJTI, "bad_jti"},
 	} {
 		if errors.Is(err, r.err) {

@@ -84,6 +84,27 @@ func forgeries(t *testing.T, e *agentEnv) []struct {
 	signed := func(mutate func(*jwt.Builder)) func(string) string {
 		return func(id string) string { return e.assertion(t, testAgent{id: id, key: key}, mutate) }
 	}
+	// typed is a well-formed assertion under another kind of token's typ.
+	typed := func(typ string) func(string) string {
+		return func(id string) string {
+			claims, _ := json.Marshal(map[string]any{"iss": id, "sub": id, "aud": testPublicURL + "/v1/oauth/token",
+				"exp": time.Now().Add(time.Minute).Unix(), "jti": "typed-1"})
+			hdrs := jws.NewHeaders()
+			_ = hdrs.Set(jws.TypeKey, typ)
+			out, err := jws.Sign(claims, jws.WithKey(jwa.EdDSA(), key, jws.WithProtectedHeaders(hdrs)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(out)
+		}
+	}
+	// malformed has claims naming the agent under a header that is no JSON.
+	malformed := func(id string) string {
+		enc := base64.RawURLEncoding.EncodeToString
+		claims, _ := json.Marshal(map[string]any{"iss": id, "sub": id, "aud": testPublicURL + "/v1/oauth/token",
+			"exp": time.Now().Add(time.Minute).Unix(), "jti": "malformed-1"})
+		return enc([]byte(`{"alg":"EdDSA"`)) + "." + enc(claims) + ".AAAA"
+	}
 	return []struct {
 		name   string
 		reason string
@@ -95,6 +116,10 @@ func forgeries(t *testing.T, e *agentEnv) []struct {
 		{"lifetime too long", "lifetime_too_long", signed(func(b *jwt.Builder) { b.Expiration(time.Now().Add(time.Hour)) })},
 		{"iss is not sub", "iss_sub_mismatch", signed(func(b *jwt.Builder) { b.Issuer("agt_someone_else") })},
 		{"no jti", "bad_jti", signed(func(b *jwt.Builder) { b.JwtID("") })},
+		{"access token's typ", "bad_type", typed("at+jwt")},
+		{"iat in the future", "not_yet_valid", signed(func(b *jwt.Builder) { b.IssuedAt(time.Now().Add(time.Minute)) })},
+		{"nbf in the future", "not_yet_valid", signed(func(b *jwt.Builder) { b.NotBefore(time.Now().Add(time.Minute)) })},
+		{"malformed JWS", "malformed", malformed},
 		{"signed by another key", "bad_signature", signed(nil)},
 	}
 }
