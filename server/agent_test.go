@@ -235,7 +235,7 @@ func TestTokenEndpointRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, out := e.tokenRequest(t, tc.assertion)
-			if status != 401 || out["error"] != "invalid_client" {
+			if status != 400 || out["error"] != "invalid_client" {
 				t.Fatalf("%d %v", status, out)
 			}
 		})
@@ -256,7 +256,7 @@ func TestTokenEndpointRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, out := e.tokenRequest(t, e.assertion(t, acme, nil)); status != 401 || out["error"] != "invalid_client" {
+	if status, out := e.tokenRequest(t, e.assertion(t, acme, nil)); status != 400 || out["error"] != "invalid_client" {
 		t.Fatalf("suspended agent: %d %v", status, out)
 	}
 	status, _, body = e.decide(t, tok, payment(e.cps["acme"], "1.00"), nil)
@@ -331,7 +331,7 @@ func TestSuspendedOrganizationIsRefused(t *testing.T) {
 	if status != 401 || hdr.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("suspended acme's decision: %d %s %s", status, hdr.Get("Content-Type"), body)
 	}
-	if status, out := e.tokenRequest(t, e.assertion(t, e.agents["acme"], nil)); status != 401 || out["error"] != "invalid_client" {
+	if status, out := e.tokenRequest(t, e.assertion(t, e.agents["acme"], nil)); status != 400 || out["error"] != "invalid_client" {
 		t.Fatalf("suspended acme's agent asks for a token: %d %v", status, out)
 	}
 	if got := decide(betaToken, "beta"); got != 200 {

@@ -128,11 +128,14 @@ func (a *AgentAuth) MountTokenEndpoint(p *Plane) {
 }
 
 // oauthError answers RFC 6749 §5.2 (not problem+json: OAuth clients expect
-// this shape). A 401 carries no WWW-Authenticate: the client authenticated
-// with a client assertion in the body, not an Authorization header, and
-// invalid_client is no Bearer error code (RFC 6750 §3.1).
-func oauthError(c *fiber.Ctx, status int, code, description string) error {
-	return c.Status(status).JSON(fiber.Map{"error": code, "error_description": description})
+// this shape). Every error is a 400, invalid_client included: §5.2 allows
+// 401 only to a client that authenticated through the Authorization
+// header, with the challenge of its scheme (a 401 must carry
+// WWW-Authenticate, RFC 9110 §15.5.2). Agents authenticate with a client
+// assertion in the body (private_key_jwt), for which there is no scheme
+// to challenge, and invalid_client is no Bearer error code (RFC 6750 §3.1).
+func oauthError(c *fiber.Ctx, code, description string) error {
+	return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": code, "error_description": description})
 }
 
 // Challenges of agent routes' 401s (RFC 6750 §3): a request without a
@@ -175,29 +178,29 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	}
 	form, err := url.ParseQuery(string(c.Body()))
 	if err != nil {
-		return oauthError(c, fiber.StatusBadRequest, "invalid_request", "the form is malformed")
+		return oauthError(c, "invalid_request", "the form is malformed")
 	}
 	for k, v := range form {
 		switch k {
 		case "grant_type", "client_assertion_type", "client_assertion", "client_id", "scope":
 		default:
-			return oauthError(c, fiber.StatusBadRequest, "invalid_request", "unknown parameter")
+			return oauthError(c, "invalid_request", "unknown parameter")
 		}
 		if len(v) != 1 {
-			return oauthError(c, fiber.StatusBadRequest, "invalid_request", "repeated parameter")
+			return oauthError(c, "invalid_request", "repeated parameter")
 		}
 	}
 	if form.Get("grant_type") != grantClientCredentials {
-		return oauthError(c, fiber.StatusBadRequest, "unsupported_grant_type", "only client_credentials is supported")
+		return oauthError(c, "unsupported_grant_type", "only client_credentials is supported")
 	}
 	if form.Get("client_assertion_type") != assertionTypeJWTBearer || form.Get("client_assertion") == "" {
-		return oauthError(c, fiber.StatusUnauthorized, identity.OAuthInvalidClient, "a jwt-bearer client assertion is required")
+		return oauthError(c, identity.OAuthInvalidClient, "a jwt-bearer client assertion is required")
 	}
 	// client_id is optional; sent, it must name the assertion's agent (RFC
 	// 7521 §4.2), which VerifyClientAssertion checks with the claims.
 	clientID, sentClientID := form.Get("client_id"), form.Has("client_id")
 	if sentClientID && clientID == "" {
-		return oauthError(c, fiber.StatusBadRequest, "invalid_request", "client_id is empty")
+		return oauthError(c, "invalid_request", "client_id is empty")
 	}
 	ctx := c.UserContext()
 	assertion := form.Get("client_assertion")
@@ -248,7 +251,7 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 			}
 		}
 		a.refused(ctx, ref, claimed, reasonOf(err))
-		return oauthError(c, fiber.StatusUnauthorized, code, desc)
+		return oauthError(c, code, desc)
 	}
 	issuer, err := a.issuer(ctx, ref.ID)
 	if err != nil {

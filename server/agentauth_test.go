@@ -138,8 +138,8 @@ func TestTokenRefusalsDoNotRevealWhichAgentsExist(t *testing.T) {
 			acmeFrom, platformFrom := logSize(t, e.ledger, acmeLog), logSize(t, e.ledger, platformLog)
 			knownStatus, knownHdr, known := e.postToken(t, assertionForm(tc.make(acme.id)))
 			unknownStatus, unknownHdr, unknown := e.postToken(t, assertionForm(tc.make(store.NewID(store.PrefixAgent))))
-			if knownStatus != 401 || unknownStatus != 401 {
-				t.Fatalf("statuses %d and %d, want 401", knownStatus, unknownStatus)
+			if knownStatus != 400 || unknownStatus != 400 {
+				t.Fatalf("statuses %d and %d, want 400", knownStatus, unknownStatus)
 			}
 			if string(known) != string(unknown) {
 				t.Errorf("existing agent: %s\nno such agent: %s", known, unknown)
@@ -194,7 +194,7 @@ func TestStructurallyBadAssertionsReadNoAgent(t *testing.T) {
 		for _, who := range []struct{ name, id string }{{"existing agent", acme.id}, {"no such agent", store.NewID(store.PrefixAgent)}} {
 			t.Run(tc.name+", "+who.name, func(t *testing.T) {
 				txs, resolves := counts.txs.Load(), counts.resolves.Load()
-				if status, _, body := e.postToken(t, assertionForm(tc.make(who.id))); status != 401 {
+				if status, _, body := e.postToken(t, assertionForm(tc.make(who.id))); status != 400 {
 					t.Fatalf("%d %s", status, body)
 				}
 				gotTxs, gotResolves := counts.txs.Load()-txs, counts.resolves.Load()-resolves
@@ -214,7 +214,7 @@ func TestStructurallyBadAssertionsReadNoAgent(t *testing.T) {
 	}
 	// Not even a JWS.
 	txs, resolves := counts.txs.Load(), counts.resolves.Load()
-	if status, _, _ := e.postToken(t, assertionForm("client-secret")); status != 401 {
+	if status, _, _ := e.postToken(t, assertionForm("client-secret")); status != 400 {
 		t.Fatalf("junk: %d", status)
 	}
 	if gotTxs, gotResolves := counts.txs.Load()-txs, counts.resolves.Load()-resolves; gotTxs != 0 || gotResolves > 1 {
@@ -424,8 +424,8 @@ func TestTokenEndpointRefusesAnotherClientID(t *testing.T) {
 	form := assertionForm(assertion)
 	form.Set("client_id", beta.id)
 	status, _, body := e.postToken(t, form)
-	if status != 401 || string(body) != string(generic) {
-		t.Fatalf("client_id of another agent: %d %s, want 401 %s", status, body, generic)
+	if status != 400 || string(body) != string(generic) {
+		t.Fatalf("client_id of another agent: %d %s, want 400 %s", status, body, generic)
 	}
 	if _, rec := entryAt(t, e.ledger, acmeLog, from); !strings.Contains(string(rec), `"reason":"client_id_mismatch"`) {
 		t.Errorf("acme's log: %s", rec)
@@ -444,29 +444,43 @@ func TestTokenEndpointRefusesAnotherClientID(t *testing.T) {
 }
 
 // The token endpoint's answers, a token or a refusal, are never cached
-// (RFC 6749 §5.1: Cache-Control no-store and Pragma no-cache), and its
-// 401s carry no Bearer challenge: the client authenticated with an
-// assertion, not an Authorization header, and invalid_client is no Bearer
-// error (RFC 6750 §3.1).
+// (RFC 6749 §5.1: Cache-Control no-store and Pragma no-cache), and it
+// refuses a client with 400 invalid_client, never 401: the client
+// authenticated with an assertion in the body, not an Authorization
+// header, so there is no scheme to challenge (RFC 6749 §5.2), and a 401
+// without WWW-Authenticate is no valid answer (RFC 9110 §15.5.2).
 func TestTokenEndpointHeaders(t *testing.T) {
 	e := newAgentEnv(t)
 	acme := e.agents["acme"]
 	badGrant := assertionForm(e.assertion(t, acme, nil))
 	badGrant.Set("grant_type", "password")
+	replayed := assertionForm(e.assertion(t, acme, nil))
+	if status, _, body := e.postToken(t, replayed); status != 200 {
+		t.Fatalf("first use: %d %s", status, body)
+	}
 	for _, tc := range []struct {
 		name   string
 		form   url.Values
 		status int
+		error  string // the OAuth error code; "" for a token
 	}{
-		{"token", assertionForm(e.assertion(t, acme, nil)), 200},
-		{"forged assertion", assertionForm(unsignedJWS(acme.id)), 401},
-		{"no assertion", url.Values{"grant_type": {"client_credentials"}}, 401},
-		{"another grant", badGrant, 400},
+		{"token", assertionForm(e.assertion(t, acme, nil)), 200, ""},
+		{"forged assertion", assertionForm(unsignedJWS(acme.id)), 400, "invalid_client"},
+		{"replayed assertion", replayed, 400, "invalid_client"},
+		{"no assertion", url.Values{"grant_type": {"client_credentials"}}, 400, "invalid_client"},
+		{"another grant", badGrant, 400, "unsupported_grant_type"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, hdr, body := e.postToken(t, tc.form)
 			if status != tc.status {
 				t.Fatalf("%d %s, want %d", status, body, tc.status)
+			}
+			var out map[string]any
+			if hdr.Get("Content-Type") != "application/json" || json.Unmarshal(body, &out) != nil {
+				t.Fatalf("Content-Type %q: %s", hdr.Get("Content-Type"), body)
+			}
+			if got, _ := out["error"].(string); got != tc.error {
+				t.Errorf("error %q, want %q (%s)", got, tc.error, body)
 			}
 			if hdr.Get("Cache-Control") != "no-store" || hdr.Get("Pragma") != "no-cache" {
 				t.Errorf("Cache-Control %q, Pragma %q", hdr.Get("Cache-Control"), hdr.Get("Pragma"))

@@ -217,7 +217,7 @@ func forger(t *testing.T, e *agentEnv) func(agentID string) string {
 // refuse sends assertion to the token endpoint, which must refuse it.
 func refuse(t *testing.T, e *agentEnv, assertion string) {
 	t.Helper()
-	if status, out := e.tokenRequest(t, assertion); status != 401 || out["error"] != "invalid_client" {
+	if status, out := e.tokenRequest(t, assertion); status != 400 || out["error"] != "invalid_client" {
 		t.Fatalf("%d %v", status, out)
 	}
 }
@@ -513,7 +513,7 @@ func TestTokenRefusalsInParallel(t *testing.T) {
 	for s := range senders {
 		wg.Go(func() {
 			for _, a := range assertions[s*each : (s+1)*each] {
-				if status, _ := e.tokenRequest(t, a); status != 401 {
+				if status, _ := e.tokenRequest(t, a); status != 400 {
 					t.Errorf("status %d", status)
 				}
 			}

@@ -500,7 +500,7 @@ func TestStopRecordsSuppressedRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
+		if resp.StatusCode != http.StatusBadRequest {
 			t.Fatalf("refusal %d: %d", i, resp.StatusCode)
 		}
 	}
