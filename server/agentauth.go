@@ -45,8 +45,12 @@ type AgentAuthConfig struct {
 // checks them on agent routes. Each organization signs its agents' tokens
 // with its own key, so a token verifies only under the organization it names.
 type AgentAuth struct {
-	cfg           AgentAuthConfig
-	issuers       sync.Map // tenant id → *identity.TokenIssuer
+	cfg     AgentAuthConfig
+	issuers sync.Map // tenant id → *identity.TokenIssuer
+	// creating holds, by tenant id, a semaphore (chan struct{}, capacity
+	// 1) that the one request making or opening the organization's token
+	// issuer holds; the others wait for it and take its issuer.
+	creating      sync.Map
 	verifiers     sync.Map // tenant id → *tokenKeys
 	refusals      *refusalGate
 	recordRefusal recordRefusal
@@ -373,9 +377,25 @@ func reasonOf(err error) string {
 // issuer returns the organization's token issuer (its key, created on
 // first use). Only the token endpoint calls it, for an agent whose
 // assertion verified: nothing else may create a key.
+//
+// One request at a time per organization reads or creates the key: on
+// PostgreSQL (READ COMMITTED, nothing unique about the active token key)
+// concurrent first requests would not see each other's uncommitted key,
+// and each would make one. Replicas still may (see
+// signing.TokenPublicKeys); one process makes at most one.
 func (a *AgentAuth) issuer(ctx context.Context, tenantID string) (*identity.TokenIssuer, error) {
 	if v, ok := a.issuers.Load(tenantID); ok {
 		return v.(*identity.TokenIssuer), nil
+	}
+	sem, _ := a.creating.LoadOrStore(tenantID, make(chan struct{}, 1))
+	select {
+	case sem.(chan struct{}) <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-sem.(chan struct{}) }()
+	if v, ok := a.issuers.Load(tenantID); ok {
+		return v.(*identity.TokenIssuer), nil // made while this request waited
 	}
 	var tk signing.TokenKey
 	err := a.cfg.Tenants.InTenantTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -362,6 +363,76 @@ func TestReplicasVerifyEachOthersTokens(t *testing.T) {
 				t.Errorf("replica %d with replica %d's token: %d %s", i, j, status, body)
 			}
 		}
+	}
+}
+
+// firstTokenRace is a racingReplica that holds each token request, once
+// its assertion's jti is remembered, until n requests have got that far:
+// then all of them want the organization's token key before any has it.
+type firstTokenRace struct {
+	store.TenantStore
+	all   chan struct{} // closed when n have arrived
+	n     int
+	count atomic.Int64
+}
+
+func newFirstTokenRace(s store.TenantStore, n int) *firstTokenRace {
+	return &firstTokenRace{TenantStore: s, all: make(chan struct{}), n: n}
+}
+
+func (r *firstTokenRace) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	var remembered bool
+	err := r.TenantStore.InTenantTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+		return fn(ctx, jtiSpyTx{blindTx{tx}, &remembered})
+	})
+	if remembered {
+		// After the commit: the held requests keep no transaction open.
+		if r.count.Add(1) == int64(r.n) {
+			close(r.all)
+		}
+		select {
+		case <-r.all:
+		case <-time.After(time.Minute): // a request failed before: fail, not hang
+			return errors.New("fewer token requests than expected remembered their jti")
+		}
+	}
+	return err
+}
+
+// jtiSpyTx notes that its transaction remembers an assertion's jti.
+type jtiSpyTx struct {
+	blindTx
+	remembered *bool
+}
+
+func (s jtiSpyTx) AssertionJTIs() store.JTITx { *s.remembered = true; return s.blindTx.AssertionJTIs() }
+
+// One process makes an organization one token key, however many of its
+// agents' first token requests arrive at once: on PostgreSQL their
+// transactions would not see each other's key, so each would make one.
+func TestConcurrentFirstTokensMakeOneTokenKey(t *testing.T) {
+	const n = 8
+	var race *firstTokenRace
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
+		race = newFirstTokenRace(c.Tenants, n)
+		c.Tenants = race
+	})
+	beta := e.agents["beta"]
+	assertions := make([]string, n)
+	for i := range assertions {
+		assertions[i] = e.assertion(t, beta, nil)
+	}
+	var wg sync.WaitGroup
+	for _, a := range assertions {
+		wg.Go(func() {
+			if status, out := e.tokenRequest(t, a); status != 200 {
+				t.Errorf("first token: %d %v", status, out)
+			}
+		})
+	}
+	wg.Wait()
+	if n := e.tokenKeyCount(t, e.orgs["beta"].ID); n != 1 {
+		t.Fatalf("%d concurrent first tokens left beta with %d token keys, want 1", len(assertions), n)
 	}
 }
 
