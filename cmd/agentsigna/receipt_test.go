@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
@@ -179,6 +182,29 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 		return writeTemp(t, "p.tlog-proof", tlogProof(p, extra))
 	}
 	carrying := proofWith(receipt, receipt.Entry)
+	// This receipt's entry — right kind, digest and index — with another
+	// time or prev: it passes every check on the entry itself, so only the
+	// inclusion proof can refuse it, its leaf hash not being in the tree.
+	mine, err := verify.ParseEntry(receipt.Entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	retimed, rechained := mine, mine
+	retimed.Time = mine.Time.Add(time.Second)
+	rechained.Prev = verify.LeafHash(otherReceipt.Entry)
+	marshal := func(e verify.Entry) []byte {
+		b, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// Another log's key under this log's name: only the signature tells
+	// the logs apart.
+	_, foreignKey, err := note.GenerateKey(rand.Reader, "agentsigna.test/t/acme")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	if out, err := runVerifyReceiptArgs(jws, "--jwks", jwksFile, "--tlog-proof", carrying, "--log-key", rl.vkey); err != nil || !strings.Contains(out, "logged as entry 1 of agentsigna.test/t/acme") {
 		t.Fatalf("proof carrying the entry: %q, %v", out, err)
@@ -188,21 +214,29 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 		t.Fatalf("--entry equal to the proof's: %v", err)
 	}
 	for _, tc := range []struct {
-		name  string
-		args  []string
-		usage bool // a usage error, not a failed check
-		want  string
+		name   string
+		args   []string
+		usage  bool // a usage error, not a failed check
+		want   string
+		logKey string // default rl.vkey, this log's
 	}{
-		{"no extra line, no --entry", []string{"--tlog-proof", proofWith(receipt, nil)}, true, "give --entry"},
-		{"the decision's entry and proof", []string{"--tlog-proof", proofWith(decision, decision.Entry)}, false, `"decision" entry`},
-		{"the decision's entry, the receipt's proof", []string{"--tlog-proof", proofWith(receipt, decision.Entry)}, false, `"decision" entry`},
-		{"another receipt's entry and proof", []string{"--tlog-proof", proofWith(otherReceipt, otherReceipt.Entry)}, false, "digest differs"},
-		{"another receipt's entry, this receipt's proof", []string{"--tlog-proof", proofWith(receipt, otherReceipt.Entry)}, false, "digest differs"},
-		{"--entry differing from the extra line", []string{"--tlog-proof", carrying, "--entry", writeTemp(t, "other", otherReceipt.Entry)}, false, "differs from the entry the proof carries"},
-		{"not an entry", []string{"--tlog-proof", proofWith(receipt, []byte("not json"))}, false, ""},
+		{"no extra line, no --entry", []string{"--tlog-proof", proofWith(receipt, nil)}, true, "give --entry", ""},
+		{"the decision's entry and proof", []string{"--tlog-proof", proofWith(decision, decision.Entry)}, false, `"decision" entry`, ""},
+		{"the decision's entry, the receipt's proof", []string{"--tlog-proof", proofWith(receipt, decision.Entry)}, false, `"decision" entry`, ""},
+		{"another receipt's entry and proof", []string{"--tlog-proof", proofWith(otherReceipt, otherReceipt.Entry)}, false, "digest differs", ""},
+		{"another receipt's entry, this receipt's proof", []string{"--tlog-proof", proofWith(receipt, otherReceipt.Entry)}, false, "digest differs", ""},
+		{"--entry differing from the extra line", []string{"--tlog-proof", carrying, "--entry", writeTemp(t, "other", otherReceipt.Entry)}, false, "differs from the entry the proof carries", ""},
+		{"not an entry", []string{"--tlog-proof", proofWith(receipt, []byte("not json"))}, false, "", ""},
+		{"this receipt's entry with another time", []string{"--tlog-proof", proofWith(receipt, marshal(retimed))}, false, "entry 1 is not in", ""},
+		{"this receipt's entry with another prev", []string{"--tlog-proof", proofWith(receipt, marshal(rechained))}, false, "entry 1 is not in", ""},
+		{"another log's key", []string{"--tlog-proof", carrying}, false, "no signature by key", foreignKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{jws, "--jwks", jwksFile, "--log-key", rl.vkey}, tc.args...)
+			logKey := rl.vkey
+			if tc.logKey != "" {
+				logKey = tc.logKey
+			}
+			args := append([]string{jws, "--jwks", jwksFile, "--log-key", logKey}, tc.args...)
 			out, err := runVerifyReceiptArgs(args...)
 			if err == nil {
 				t.Fatalf("accepted: %q", out)
