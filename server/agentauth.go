@@ -65,8 +65,9 @@ const tokenKeysReread = time.Second
 // tokenKeys is what this process knows of one organization's token keys.
 type tokenKeys struct {
 	verifier atomic.Pointer[identity.TokenVerifier] // nil: no key known
-	mu       sync.Mutex                             // orders the changes of verifier, and guards readAt
-	readAt   time.Time                              // of the last read from the store; zero: never
+	mu       sync.Mutex                             // orders the changes of verifier, and guards readAt and readErr
+	readAt   time.Time                              // of the last read from the store, failed or not; zero: never
+	readErr  error                                  // of that read
 }
 
 // NewAgentAuth returns the agent authenticator.
@@ -461,18 +462,26 @@ func (a *AgentAuth) verifier(ctx context.Context, tenantID string, stale bool) (
 	}
 	now := a.cfg.Now()
 	if since := now.Sub(tk.readAt); !tk.readAt.IsZero() && since >= 0 && since < tokenKeysReread {
+		if old == nil && tk.readErr != nil {
+			// No key known because the read failed: an outage, not a
+			// token that cannot be valid.
+			return nil, tk.readErr
+		}
 		return old, nil
 	}
+	// Before the read: while the store fails, forged kids still cost at
+	// most one read a period.
+	tk.readAt = now
 	var keys map[string]ed25519.PublicKey
 	err := a.cfg.Tenants.InTenantReadTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
 		keys, err = signing.TokenPublicKeys(ctx, tx.Keys())
 		return err
 	})
+	tk.readErr = err
 	if err != nil {
 		return nil, err
 	}
-	tk.readAt = now
 	if len(keys) == 0 {
 		tk.verifier.Store(nil)
 		return nil, nil

@@ -481,6 +481,76 @@ func TestUnknownTokenKidsAreReadAtMostOncePerSecond(t *testing.T) {
 	}
 }
 
+// failingReads is a store whose read transactions fail while fail is set;
+// reads counts them.
+type failingReads struct {
+	store.TenantStore
+	fail  atomic.Bool
+	reads atomic.Int64
+}
+
+func (f *failingReads) InTenantReadTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	f.reads.Add(1)
+	if f.fail.Load() {
+		return errors.New("connection refused")
+	}
+	return f.TenantStore.InTenantReadTx(ctx, tenantID, fn)
+}
+
+// The once-a-second bound on reads for unknown kids holds while the store
+// fails: a failed read counts. A request that meets the failure is told
+// of an outage, and so is one within the second for an organization
+// whose keys were never read, not that its token is invalid.
+func TestUnknownTokenKidsWhileTheStoreFails(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	var fr *failingReads
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
+		fr = &failingReads{TenantStore: c.Tenants}
+		c.Tenants, c.Now = fr, clk.now
+	})
+	mountWhoAmI(e.app, e.auth)
+	acmeID, betaID := e.orgs["acme"].ID, e.orgs["beta"].ID
+	tok := e.token(t, "acme")
+	whoami := func(token string) int {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodGet, "/v1/test/whoami", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		status, _, _ := e.do(t, req)
+		return status
+	}
+	fr.fail.Store(true)
+
+	from := fr.reads.Load()
+	if s := whoami(forgeAccessToken(t, acmeID, "kid-1")); s != 500 {
+		t.Fatalf("forged kid, the store failing: %d, want 500", s)
+	}
+	if s := whoami(forgeAccessToken(t, acmeID, "kid-2")); s != 401 {
+		t.Fatalf("another forged kid within the second: %d, want 401", s)
+	}
+	if s := whoami(tok); s != 200 {
+		t.Fatalf("acme's token: %d", s)
+	}
+	if got := fr.reads.Load() - from; got != 1 {
+		t.Fatalf("two forged kids within a second, the store failing: %d reads, want 1", got)
+	}
+
+	// beta's keys were never read: nothing says its tokens are invalid.
+	from = fr.reads.Load()
+	for i := range 2 {
+		if s := whoami(forgeAccessToken(t, betaID, fmt.Sprint("beta-", i))); s != 500 {
+			t.Fatalf("beta's token %d, the store failing: %d, want 500", i, s)
+		}
+	}
+	if got := fr.reads.Load() - from; got != 1 {
+		t.Fatalf("two tokens of beta within a second, the store failing: %d reads, want 1", got)
+	}
+	fr.fail.Store(false)
+	clk.add(time.Second)
+	if s := whoami(forgeAccessToken(t, betaID, "beta-later")); s != 401 {
+		t.Fatalf("beta's forged token, the store back: %d, want 401", s)
+	}
+}
+
 // client_id, when sent, must name the agent the assertion authenticates
 // (RFC 7521 §4.2): acme's agent cannot present itself as beta's. The
 // refusal reads like any other and is filed in acme's log.
