@@ -199,7 +199,7 @@ func (h *ledgerHandlers) inclusion(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	treeSize, err := optionalUint(c, "tree_size")
+	treeSize, err := optionalUint(c, "tree_size", false)
 	if err != nil {
 		return err
 	}
@@ -251,29 +251,22 @@ func (h *ledgerHandlers) consistency(c *fiber.Ctx) error {
 	})
 }
 
-func optionalUint(c *fiber.Ctx, name string) (uint64, error) {
+// optionalUint is an optional integer query parameter, 0 when absent. A
+// size must be positive when given (allowZero false); an index may be 0.
+func optionalUint(c *fiber.Ctx, name string, allowZero bool) (uint64, error) {
 	v := c.Query(name)
 	if v == "" {
 		return 0, nil
 	}
 	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-	if err != nil || n == 0 {
-		return 0, Problem(ErrBadRequest, name+" must be a positive integer.")
+	if err == nil && (n > 0 || allowZero) {
+		return n, nil
 	}
-	return n, nil
-}
-
-// optionalIndex is an optional non-negative integer (0 when absent).
-func optionalIndex(c *fiber.Ctx, name string) (uint64, error) {
-	v := c.Query(name)
-	if v == "" {
-		return 0, nil
+	want := "a positive integer"
+	if allowZero {
+		want = "a non-negative integer"
 	}
-	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-	if err != nil {
-		return 0, Problem(ErrBadRequest, name+" must be a non-negative integer.")
-	}
-	return n, nil
+	return 0, Problem(ErrBadRequest, name+" must be "+want+".")
 }
 
 func nonNilHashes(h [][]byte) [][]byte {
@@ -290,11 +283,11 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 		return err
 	}
 	// from is an index: 0, the first entry, is as good as absent.
-	from, err := optionalIndex(c, "from")
+	from, err := optionalUint(c, "from", true)
 	if err != nil {
 		return err
 	}
-	to, err := optionalUint(c, "to")
+	to, err := optionalUint(c, "to", false)
 	if err != nil {
 		return err
 	}
