@@ -38,8 +38,12 @@ func securityHeaders(c *fiber.Ctx, tls bool) {
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	h.Set("Permissions-Policy", permissionsPolicy)
-	// Responses carry tenant data or tokens: no cache may keep them. A
-	// handler serving static portal assets may override this.
+	// Responses carry tenant data or tokens: none is cached unless its
+	// handler says otherwise, and only a response that never changes may:
+	// full ledger tiles and entry bundles are "private, immutable" with
+	// Vary: Authorization, Cookie (ledger.go), so only the caller's own
+	// cache keeps them, per credential. An error response is set here
+	// again, so it is never cached.
 	h.Set("Cache-Control", "no-store")
 	if tls {
 		h.Set("Strict-Transport-Security", hstsValue)
