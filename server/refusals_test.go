@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,13 +131,13 @@ func (t *timer) claim(tb testing.TB) func() {
 
 // refusalEnv is an agent environment whose token refusal windows follow
 // a test's clock and timers.
-func refusalEnv(t *testing.T, budget int, window time.Duration) (*agentEnv, *clock, *timers, *syncBuffer) {
+func refusalEnv(t *testing.T, budget int, window time.Duration, configure ...func(*server.AgentAuthConfig)) (*agentEnv, *clock, *timers, *syncBuffer) {
 	clk, logs := &clock{t: time.Now()}, &syncBuffer{} // assertions are checked against the clock too
 	ts := &timers{clk: clk}
-	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
+	e := newAgentEnv(t, append([]func(*server.AgentAuthConfig){func(c *server.AgentAuthConfig) {
 		c.RefusalBudget, c.RefusalWindow, c.Now = budget, window, clk.now
 		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
-	})
+	}}, configure...)...)
 	clk.set(time.Now()) // after the setup, which may be slow
 	server.SetRefusalTimers(e.auth, ts.after)
 	return e, clk, ts, logs
@@ -531,12 +532,40 @@ func TestTokenRefusalsInParallel(t *testing.T) {
 	}
 }
 
+// batchBegun is the store of a ledger that says when a batch of the
+// watched organization's log begins its transaction: the ledger's writer
+// has taken the batch's entries by then.
+type batchBegun struct {
+	store.TenantStore
+	watched atomic.Pointer[string] // tenant id
+	begun   chan struct{}
+	once    sync.Once
+}
+
+func (b *batchBegun) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	if w := b.watched.Load(); w != nil && *w == tenantID {
+		b.once.Do(func() { close(b.begun) })
+	}
+	return b.TenantStore.InTenantTx(ctx, tenantID, fn)
+}
+
 // Close gives up when its context ends, even with a summary stuck behind
 // the log's writer: the one its window's end began, and the one it writes
 // itself.
 func TestTokenRefusalsCloseGivesUp(t *testing.T) {
 	const budget = 1
-	e, _, ts, logs := refusalEnv(t, budget, time.Hour)
+	begun := &batchBegun{begun: make(chan struct{})}
+	var l *ledger.Ledger // the authenticator's: its store is begun
+	e, _, ts, logs := refusalEnv(t, budget, time.Hour, func(c *server.AgentAuthConfig) {
+		begun.TenantStore = c.Tenants
+		var err error
+		l, err = ledger.New(ledger.Config{Tenants: begun, Platform: c.Tenants.(store.PlatformStore), Keys: c.Keys, Origin: "agentsigna.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(l.Close)
+		c.Ledger = l
+	})
 	forge := forger(t, e)
 	acme, beta := e.agents["acme"], e.agents["beta"]
 	for range budget + 1 {
@@ -550,10 +579,16 @@ func TestTokenRefusalsCloseGivesUp(t *testing.T) {
 	if ts.count() != 2 {
 		t.Fatalf("%d windows counting refusals, want 2", ts.count())
 	}
-	ts.last(t).fireAsync(t) // one summary begun by its window's end
-	// Time for it to reach beta's ledger writer, which takes it and waits
-	// for the held store: from then on, only its batch can end it.
-	time.Sleep(200 * time.Millisecond)
+	betaID := e.orgs["beta"].ID
+	begun.watched.Store(&betaID)
+	ts.last(t).fireAsync(t) // one summary begun by its window's end: beta's
+	// Await its batch at beta's ledger writer, which has taken it and
+	// waits for the held store: from then on, only its batch can end it.
+	select {
+	case <-begun.begun:
+	case <-time.After(10 * time.Second):
+		t.Fatal("beta's summary never reached its ledger writer")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	closed := make(chan error, 1)
@@ -571,7 +606,14 @@ func TestTokenRefusalsCloseGivesUp(t *testing.T) {
 	// its log, or the service said it may not be.
 	release()
 	releaseBeta()
-	e.ledger.Close() // waits for the batches in flight
+	l.Close() // waits for the batches in flight
+	// The summaries' writes go on after the first Close returned; a
+	// second one returns when they have (each logged its failure first).
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.auth.Close(ctx); err != nil {
+		t.Fatalf("Close again, the writers released: %v", err)
+	}
 	for _, org := range []string{"acme", "beta"} {
 		lg := e.ledger.TenantLog(e.orgs[org].ID, org)
 		if kindsFrom(t, e.ledger, lg, 0)["auth.token_refusals_suppressed"] == 1 {
