@@ -67,17 +67,24 @@ func TestCheckFindsTampering(t *testing.T) {
 				t.Run(tc.name, func(t *testing.T) {
 					e := newEnv(t, kind, ledger.Config{})
 					ctx := context.Background()
-					// 300 entries, one checkpoint each: a full tile and more.
-					var entries []ledger.Entry
-					for i := range 300 {
-						entries = append(entries, ledger.Entry{Kind: "test", Subject: strings.Repeat("s", i%7), Record: []byte{byte(i)}})
+					// 300 entries (a full tile and more) in five batches,
+					// whose checkpoints the cases need: 1 and 150 to
+					// delete, 300 to alter, reported at its batch's first
+					// entry, 299, as a deleted 150 is at 149.
+					for _, batch := range [][2]int{{0, 1}, {1, 149}, {149, 150}, {150, 299}, {299, 300}} {
+						var entries []ledger.Entry
+						for i := batch[0]; i < batch[1]; i++ {
+							entries = append(entries, ledger.Entry{Kind: "test", Subject: strings.Repeat("s", i%7), Record: []byte{byte(i)}})
+						}
+						if _, err := e.ledger.AppendAll(ctx, e.log, entries); err != nil {
+							t.Fatal(err)
+						}
 					}
-					appendAll(t, e, entries)
 					vkey, err := e.ledger.VerifierKey(ctx, e.log)
 					if err != nil {
 						t.Fatal(err)
 					}
-					if rep, err := e.ledger.Check(ctx, e.log, vkey); err != nil || rep.Problem != nil || rep.Checkpoints != 300 {
+					if rep, err := e.ledger.Check(ctx, e.log, vkey); err != nil || rep.Problem != nil || rep.Checkpoints != 5 {
 						t.Fatalf("before tampering: %+v %v, %v", rep, rep.Problem, err)
 					}
 					e.tamper(t, tc.stmts...)
