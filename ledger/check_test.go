@@ -1,15 +1,16 @@
 package ledger_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
-
-	"context"
-	"github.com/agentsigna/agentsigna/ledger/verify"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // Someone with write access to the database alters, deletes or reorders
@@ -65,7 +66,13 @@ func TestCheckFindsTampering(t *testing.T) {
 				}, 0, "tree node"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
-					e := newEnv(t, kind, ledger.Config{})
+					// Check finds where a batch ended by its entries' time
+					// changing, and the deletion cases need every batch's
+					// end found: each batch gets a later time than the
+					// last, which the wall clock does not promise.
+					var batches atomic.Int64
+					now := func() time.Time { return time.Unix(1_800_000_000+batches.Add(1), 0) }
+					e := newEnv(t, kind, ledger.Config{Now: now})
 					ctx := context.Background()
 					// 300 entries (a full tile and more) in five batches,
 					// whose checkpoints the cases need: 1 and 150 to
