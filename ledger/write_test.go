@@ -154,8 +154,16 @@ func TestAppendAllAndWriteTransactionAborted(t *testing.T) {
 // A caller whose context ends while its batch is committing is answered
 // with the batch's outcome, not its context's error: the entries and the
 // write's rows commit, so "context canceled" would be a lie. A caller
-// whose context ends while its request still waits for the writer is
-// answered at once, and its entries are dropped.
+// whose context ends while its request still waits in the writer's queue
+// is answered at once, and its entries are dropped.
+//
+// Both halves are deterministic: the batch is held inside its write, and
+// the second request is cancelled only once it is in the queue. The first
+// half fails without d335367 (the caller was told "context canceled").
+// The second held before d335367 too; it keeps that fix from waiting for
+// every request once sent, which would hold the queued caller until the
+// batch ahead of it commits. A request cancelled before it reaches the
+// queue is not covered here.
 func TestCancelledWhileCommitting(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
@@ -187,9 +195,9 @@ func TestCancelledWhileCommitting(t *testing.T) {
 				out, err := e.ledger.Append(qctx, e.log, ledger.Entry{Kind: "test", Subject: "queued"})
 				queued <- result{[]ledger.Appended{out}, err}
 			}()
-			// Time to queue; a request cancelled before it is sent must
-			// be answered the same way.
-			time.Sleep(50 * time.Millisecond)
+			for e.ledger.QueuedRequests(e.log) == 0 {
+				time.Sleep(time.Millisecond)
+			}
 			cancel()
 			qcancel()
 			select {
