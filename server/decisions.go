@@ -108,6 +108,26 @@ func (h *decisionHandlers) getDecision(c *fiber.Ctx) error {
 	return c.JSON(resp)
 }
 
+// untilStopping is c's user context, also ended when the server begins to
+// stop. It is not fasthttp's RequestCtx, whose Done is that signal: a
+// context derived from RequestCtx watches it from a goroutine of its own
+// that may call its Value after the handler has returned and fasthttp
+// has reset it for another request (a data race). Only the Done channel,
+// the server's, is taken here, while the handler runs.
+func untilStopping(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(c.UserContext())
+	if stopping := c.Context().Done(); stopping != nil {
+		go func() {
+			select {
+			case <-stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, cancel
+}
+
 // getCase answers at once, or with ?wait=30s long-polls until the case
 // leaves pending (at most decision.MaxCaseWait).
 func (h *decisionHandlers) getCase(c *fiber.Ctx) error {
@@ -119,11 +139,13 @@ func (h *decisionHandlers) getCase(c *fiber.Ctx) error {
 		if perr != nil || d < 0 || d > decision.MaxCaseWait {
 			return Problem(ErrBadRequest, "wait must be a duration between 0s and 30s, e.g. wait=30s.")
 		}
-		// The request's context ends when the server begins to stop: the
+		// The poll's context ends when the server begins to stop: the
 		// poll then answers with the case as it stands, so that stopping
 		// waits for no poll (the agent polls again, elsewhere).
-		view, err = h.svc.WaitCase(c.Context(), orgOf(agent), agent.ID, c.Params("id"), d)
-		if errors.Is(err, context.Canceled) && c.Context().Err() != nil && view.ID != "" {
+		ctx, cancel := untilStopping(c)
+		defer cancel()
+		view, err = h.svc.WaitCase(ctx, orgOf(agent), agent.ID, c.Params("id"), d)
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil && view.ID != "" {
 			err = nil
 		}
 	} else {
