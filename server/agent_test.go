@@ -616,17 +616,18 @@ func TestCaseLongPolls(t *testing.T) {
 		body   []byte
 		err    error
 	}
-	answers := make(chan answer, decision.DefaultMaxCaseWaits)
-	for range decision.DefaultMaxCaseWaits {
+	// One poll more than the bound, all at once. None that gets a place
+	// ends before shutdown (30 s), so whichever reaches its wait last is
+	// refused, and first answered, however the nine arrive.
+	answers := make(chan answer, decision.DefaultMaxCaseWaits+1)
+	for range decision.DefaultMaxCaseWaits + 1 {
 		go func() {
 			status, body, err := poll()
 			answers <- answer{status, body, err}
 		}()
 	}
-	// Once every place is taken, the next poll is refused.
-	time.Sleep(500 * time.Millisecond) // the polls above reach their wait
-	if status, body, err := poll(); status != 429 || !strings.Contains(string(body), "too-many-requests") || err != nil {
-		t.Fatalf("a poll beyond the bound: %d %s %v", status, body, err)
+	if a := <-answers; a.status != 429 || !strings.Contains(string(a.body), "too-many-requests") || a.err != nil {
+		t.Fatalf("a poll beyond the bound: %d %s %v", a.status, a.body, a.err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
