@@ -195,8 +195,11 @@ func TestCancelledWhileCommitting(t *testing.T) {
 				out, err := e.ledger.Append(qctx, e.log, ledger.Entry{Kind: "test", Subject: "queued"})
 				queued <- result{[]ledger.Appended{out}, err}
 			}()
-			for e.ledger.QueuedRequests(e.log) == 0 {
-				time.Sleep(time.Millisecond)
+			for deadline := time.Now().Add(10 * time.Second); e.ledger.QueuedRequests(e.log) == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					close(release)
+					t.Fatal("the second append never reached the writer's queue")
+				}
 			}
 			cancel()
 			qcancel()

@@ -1,0 +1,128 @@
+package ledger_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+)
+
+// rewrite applies fn to each member of an export archive.
+func rewrite(t *testing.T, archive []byte, fn func(name string, body []byte) []byte) []byte {
+	t.Helper()
+	gz, err := gzip.NewReader(bytes.NewReader(archive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var out bytes.Buffer
+	gw := gzip.NewWriter(&out)
+	tw := tar.NewWriter(gw)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(tr)
+		body = fn(h.Name, body)
+		h.Size = int64(len(body))
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(body)
+	}
+	tw.Close()
+	gw.Close()
+	return out.Bytes()
+}
+
+func TestExportVerifiesOffline(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			ctx := context.Background()
+			appendN(t, e, e.ledger, e.log, 300, "x")
+			vkey, _ := e.ledger.VerifierKey(ctx, e.log)
+
+			for _, from := range []uint64{0, 1, 255, 256, 299} {
+				var buf bytes.Buffer
+				if err := e.ledger.Export(ctx, e.log, from, 0, &buf); err != nil {
+					t.Fatal(err)
+				}
+				rep, err := verify.VerifyExport(bytes.NewReader(buf.Bytes()), vkey, verify.ExportOptions{})
+				if err != nil {
+					t.Fatalf("export from %d: %v", from, err)
+				}
+				if rep.From != from || rep.To != 300 || rep.Kinds["test.entry"] != 300-from || rep.LogKey != vkey {
+					t.Fatalf("report %+v", rep)
+				}
+			}
+			var full bytes.Buffer
+			if err := e.ledger.Export(ctx, e.log, 0, 100, &full); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := verify.VerifyExport(bytes.NewReader(full.Bytes()), vkey, verify.ExportOptions{}); err != nil || rep.To != 100 {
+				t.Fatalf("export to the checkpoint of size 100: %v", err)
+			}
+			// Tampering is caught, with the entry named where possible.
+			for _, tc := range []struct {
+				name string
+				fn   func(name string, body []byte) []byte
+				want string
+			}{
+				{"record changed", func(name string, b []byte) []byte {
+					if name != "entries.jsonl" {
+						return b
+					}
+					lines := bytes.Split(b, []byte("\n"))
+					lines[7] = bytes.Replace(lines[7], []byte(`"record":"`), []byte(`"record":"AAAA`), 1)
+					return bytes.Join(lines, []byte("\n"))
+				}, "entry 7: record"},
+				{"entry dropped", func(name string, b []byte) []byte {
+					if name != "entries.jsonl" {
+						return b
+					}
+					lines := bytes.Split(b, []byte("\n"))
+					return bytes.Join(append(lines[:3:3], lines[4:]...), []byte("\n"))
+				}, "entry 3"},
+				{"checkpoint swapped for another log's", func(name string, b []byte) []byte {
+					if name != "checkpoint" {
+						return b
+					}
+					return bytes.Replace(b, []byte("100\n"), []byte("101\n"), 1)
+				}, "checkpoint"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					bad := rewrite(t, full.Bytes(), tc.fn)
+					_, err := verify.VerifyExport(bytes.NewReader(bad), vkey, verify.ExportOptions{})
+					if err == nil || !strings.Contains(err.Error(), tc.want) {
+						t.Fatalf("got %v, want an error about %q", err, tc.want)
+					}
+				})
+			}
+			// Another log's key does not verify it.
+			other := newEnv(t, "sqlite", ledger.Config{})
+			otherKey, _ := other.ledger.InitLog(ctx, other.log)
+			if _, err := verify.VerifyExport(bytes.NewReader(full.Bytes()), otherKey, verify.ExportOptions{}); err == nil {
+				t.Fatal("export verified with another log's key")
+			}
+			if err := e.ledger.Export(ctx, e.log, 0, 301, io.Discard); !errors.Is(err, ledger.ErrNoCheckpoint) {
+				t.Fatalf("export to an unsigned size: %v", err)
+			}
+			if err := e.ledger.Export(ctx, e.log, 200, 100, io.Discard); !errors.Is(err, store.ErrInvalid) {
+				t.Fatalf("export from beyond to: %v", err)
+			}
+		})
+	}
+}
