@@ -145,15 +145,13 @@ func TestCaseWaitsPerAgentAreBounded(t *testing.T) {
 		}()
 	}
 	// Once both hold their places, a third is refused.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, time.Millisecond)
-		if errors.Is(err, decision.ErrTooManyWaits) {
-			break
+	for deadline := time.Now().Add(10 * time.Second); svc.OpenWaits(e.org.ID, busy.ID) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waits hold a place, want 2", svc.OpenWaits(e.org.ID, busy.ID))
 		}
-		if err != nil || time.Now().After(deadline) {
-			t.Fatalf("third wait: %v", err)
-		}
+	}
+	if _, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, time.Minute); !errors.Is(err, decision.ErrTooManyWaits) {
+		t.Fatalf("third wait: %v", err)
 	}
 	// Answering at once needs no place.
 	if v, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, 0); err != nil || v.Status != store.CasePending {
@@ -167,6 +165,9 @@ func TestCaseWaitsPerAgentAreBounded(t *testing.T) {
 		if err := <-ended; !errors.Is(err, context.Canceled) {
 			t.Fatalf("a cancelled wait: %v", err)
 		}
+	}
+	if n := svc.OpenWaits(e.org.ID, busy.ID); n != 0 {
+		t.Fatalf("%d places still held once the waits ended", n)
 	}
 	if v, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, 20*time.Millisecond); err != nil || v.Status != store.CasePending {
 		t.Fatalf("a wait once the others ended: %+v, %v", v, err)

@@ -1,0 +1,9 @@
+package decision
+
+// OpenWaits is how many WaitCase calls of the agent hold a place: a test
+// that must fill an agent's places waits for them instead of sleeping.
+func (s *Service) OpenWaits(orgID, agentID string) int {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	return s.waits[orgID+"/"+agentID]
+}
