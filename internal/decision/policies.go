@@ -231,11 +231,16 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 	}
 	policy, _, err := bundles.Load(ctx, stored.Bundle, opts)
 	if err != nil {
-		return fmt.Errorf("load active revision %q: %w", stored.Revision, err)
+		return fmt.Errorf("%w: active revision %q: %w", errBundleDoesNotLoad, stored.Revision, err)
 	}
 	p.install(org.ID, act.Seq, policy)
 	return nil
 }
+
+// errBundleDoesNotLoad: the active revision's stored bundle does not read
+// or compile in this process (unlike a store error, it will not go away
+// by itself).
+var errBundleDoesNotLoad = errors.New("the bundle does not load")
 
 func (p *Policies) record(ctx context.Context, org Organization, kind string, rec policyRecord) error {
 	b, err := json.Marshal(rec)

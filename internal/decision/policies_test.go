@@ -281,7 +281,7 @@ func TestPolicyThatDoesNotLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	loads := func() int { return strings.Count(logs.String(), "does not load") }
+	loads := func() int { return strings.Count(logs.String(), "its decisions fail until it does") }
 	decide := func() {
 		t.Helper()
 		if resp, err := svc.Decide(ctx, e.org, agent.ID, payment("100.00", payee.ID), ""); err == nil {

@@ -162,11 +162,12 @@ func NewService(cfg Config) (*Service, error) {
 // active policy when it does not: after a restart the engine is empty (an
 // empty slot would deny everything no_authority), and another process or
 // replica may have activated or rolled back since this one last loaded.
-// Concurrent requests wait for one load. A load that fails (a bundle this
-// build cannot compile, the store down) fails the organization's
-// decisions — they are never decided under an older policy than the
-// active one — at once, without compiling again, for PolicyLoadRetry or
-// until a newer activation. Activations made through this process's
+// Concurrent requests wait for one load. A load that fails fails the
+// decision: none is decided under an older policy than the active one.
+// When the bundle itself does not load (a revision this build cannot
+// compile), the organization's decisions fail at once, without compiling
+// again, for PolicyLoadRetry or until a newer activation; a store error
+// is tried again by the next request. Activations made through this process's
 // Policies update the engine themselves.
 func (s *Service) ensurePolicy(ctx context.Context, org Organization, seq uint64) error {
 	if s.cfg.Policies.Current(org.ID, seq) {
@@ -189,6 +190,10 @@ func (s *Service) ensurePolicy(ctx context.Context, org Organization, seq uint64
 	err = s.cfg.Policies.LoadActive(ctx, org)
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
+	if err != nil && !errors.Is(err, errBundleDoesNotLoad) {
+		// The store, or the caller's context: the next request tries again.
+		return fmt.Errorf("decision: load the organization's active policy: %w", err)
+	}
 	if err != nil {
 		err = fmt.Errorf("decision: load the organization's active policy: %w", err)
 		s.failed[org.ID] = loadFailure{seq: seq, err: err, at: s.cfg.Now()}
