@@ -133,12 +133,15 @@ func (a *AgentAuth) MountTokenEndpoint(p *Plane) {
 }
 
 // oauthError answers RFC 6749 §5.2 (not problem+json: OAuth clients expect
-// this shape). Every error is a 400, invalid_client included: §5.2 allows
-// 401 only to a client that authenticated through the Authorization
-// header, with the challenge of its scheme (a 401 must carry
-// WWW-Authenticate, RFC 9110 §15.5.2). Agents authenticate with a client
-// assertion in the body (private_key_jwt), for which there is no scheme
-// to challenge, and invalid_client is no Bearer error code (RFC 6750 §3.1).
+// this shape). Every error is a 400, invalid_client included. §5.2 lets a
+// server answer invalid_client with 401 to name the HTTP authentication
+// schemes it supports, and requires 401 with that scheme's challenge when
+// the client authenticated through the Authorization header (a 401 must
+// carry WWW-Authenticate, RFC 9110 §15.5.2). Agents authenticate with a
+// client assertion in the body (private_key_jwt, RFC 7523 §2.2), which no
+// HTTP scheme names, and this endpoint supports no Authorization-header
+// scheme (a request using one still gets 400), so there is no challenge
+// to send; invalid_client is no Bearer error code (RFC 6750 §3.1).
 func oauthError(c *fiber.Ctx, code, description string) error {
 	return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": code, "error_description": description})
 }
@@ -354,7 +357,8 @@ func (a *AgentAuth) appendRefusal(ctx context.Context, r refusal) error {
 
 // reasonOf names a refusal for the ledger (never the assertion itself).
 // The client is told only "client authentication failed" (see
-// identity.OAuthError): this name is all the organization's auditors
+// identity.OAuthError), but for a replayed jti, which it learns only once
+// its signature verified: this name is all the organization's auditors
 // learn, so every assertion error has one of its own.
 func reasonOf(err error) string {
 	for _, r := range []struct {
@@ -388,6 +392,11 @@ func (a *AgentAuth) issuer(ctx context.Context, tenantID string) (*identity.Toke
 	if v, ok := a.issuers.Load(tenantID); ok {
 		return v.(*identity.TokenIssuer), nil
 	}
+	// ctx is the request's user context (context.Background under fiber
+	// today): a request holding the place while its transaction hangs
+	// holds up the organization's other first requests until the store's
+	// own timeouts end it. Only first requests wait: a cached issuer is
+	// returned above.
 	sem, _ := a.creating.LoadOrStore(tenantID, make(chan struct{}, 1))
 	select {
 	case sem.(chan struct{}) <- struct{}{}:
