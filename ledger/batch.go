@@ -27,9 +27,9 @@ var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildre
 
 type request struct {
 	ctx     context.Context
-	entries []Entry // committed consecutively, in one batch
-	check   Check   // nil: none
-	write   Write   // nil: entries only
+	entries []Entry      // committed consecutively, in one batch
+	check   Precondition // nil: none
+	write   Write        // nil: entries only
 	digests [][sha256.Size]byte
 	res     []Appended
 	err     error

@@ -237,13 +237,13 @@ func (l *Ledger) AppendAllAndWrite(ctx context.Context, log Log, entries []Entry
 	return l.AppendAllAndWriteIf(ctx, log, entries, nil, write)
 }
 
-// Check decides, in the batch's transaction, whether a caller's entries go
+// Precondition decides, in the batch's transaction, whether a caller's entries go
 // into the log at all. It only reads; a statement of it that fails the
 // transaction fails the whole batch. It does not see the writes of its
 // batch-mates (they run after every check): two requests of one process
 // that must exclude each other must not be in flight at once (the decision
 // service holds a lock per Idempotency-Key).
-type Check func(ctx context.Context, tx store.TenantTx) error
+type Precondition func(ctx context.Context, tx store.TenantTx) error
 
 // AppendAllAndWriteIf is AppendAllAndWrite with a precondition: check (nil:
 // none) runs first, in the batch's transaction with the log locked, before
@@ -253,14 +253,14 @@ type Check func(ctx context.Context, tx store.TenantTx) error
 // replica, so check sees whatever any earlier batch of the log committed:
 // e.g. that another replica already stored a decision under the same
 // Idempotency-Key, which must not reach the log a second time.
-func (l *Ledger) AppendAllAndWriteIf(ctx context.Context, log Log, entries []Entry, check Check, write Write) ([]Appended, error) {
+func (l *Ledger) AppendAllAndWriteIf(ctx context.Context, log Log, entries []Entry, check Precondition, write Write) ([]Appended, error) {
 	if log.tenant == nil || write == nil {
 		return nil, fmt.Errorf("%w: AppendAllAndWrite needs an organization's log and a write", store.ErrInvalid)
 	}
 	return l.append(ctx, log, entries, check, write)
 }
 
-func (l *Ledger) append(ctx context.Context, log Log, entries []Entry, check Check, write Write) ([]Appended, error) {
+func (l *Ledger) append(ctx context.Context, log Log, entries []Entry, check Precondition, write Write) ([]Appended, error) {
 	if len(entries) == 0 || len(entries) > l.cfg.MaxBatch {
 		return nil, fmt.Errorf("%w: 1-%d entries per append", store.ErrInvalid, l.cfg.MaxBatch)
 	}

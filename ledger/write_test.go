@@ -256,7 +256,7 @@ func TestAppendAllAndWriteIf(t *testing.T) {
 			if _, err := e.ledger.InitLog(ctx, e.log); err != nil {
 				t.Fatal(err)
 			}
-			claim := func(key string) ledger.Check {
+			claim := func(key string) ledger.Precondition {
 				return func(ctx context.Context, tx store.TenantTx) error {
 					_, err := tx.GetSetting(ctx, key)
 					switch {

@@ -95,7 +95,7 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	// so in order with every other process's batches) that no decision
 	// was stored under it since our read: the one another process or
 	// replica stored wins, and ours never reaches the log.
-	var check ledger.Check
+	var check ledger.Precondition
 	if keyHash != nil {
 		check = func(ctx context.Context, tx store.TenantTx) error {
 			_, err := tx.Decisions().ByIdempotencyKey(ctx, g.agent.ID, keyHash)
