@@ -10,10 +10,12 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -323,4 +325,48 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// A load that fails on the store (not on the bundle) is not remembered:
+// the next decision loads and decides.
+func TestPolicyLoadAfterAStoreError(t *testing.T) {
+	e, agent, payee := payingEnv(t, "sqlite")
+	ctx := context.Background()
+	kr, err := signing.NewKeyring(e.master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := bundles.NewEngine()
+	ev, err := decision.NewEvaluator(ctx, engine, decision.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaky := &failReadsOnce{Backend: e.backend}
+	svc, err := decision.NewService(decision.Config{
+		Tenants: flaky, Ledger: e.ledger, Keyring: kr, Evaluator: ev, PublicURL: publicURL, Now: e.clock.Now,
+		Policies: decision.NewPolicies(flaky, e.ledger, engine, bundles.Limits{}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaky.armed.Store(true) // the policy's read fails once
+	if _, err := svc.Decide(ctx, e.org, agent.ID, payment("100.00", payee.ID), ""); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("decision while the store fails: %v", err)
+	}
+	if resp, err := svc.Decide(ctx, e.org, agent.ID, payment("100.00", payee.ID), ""); err != nil || resp.Outcome != decision.Allow {
+		t.Fatalf("the next decision, the store back: %+v, %v", resp, err)
+	}
+}
+
+// failReadsOnce fails the first read transaction after it is armed.
+type failReadsOnce struct {
+	store.Backend
+	armed atomic.Bool
+}
+
+func (f *failReadsOnce) InTenantReadTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	if f.armed.CompareAndSwap(true, false) {
+		return fmt.Errorf("%w: test outage", store.ErrUnavailable)
+	}
+	return f.Backend.InTenantReadTx(ctx, tenantID, fn)
 }

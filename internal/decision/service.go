@@ -190,8 +190,9 @@ func (s *Service) ensurePolicy(ctx context.Context, org Organization, seq uint64
 	err = s.cfg.Policies.LoadActive(ctx, org)
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
-	if err != nil && !errors.Is(err, errBundleDoesNotLoad) {
-		// The store, or the caller's context: the next request tries again.
+	if err != nil && (!errors.Is(err, errBundleDoesNotLoad) || ctx.Err() != nil) {
+		// The store, or the caller's context (compiling takes it too):
+		// the next request tries again.
 		return fmt.Errorf("decision: load the organization's active policy: %w", err)
 	}
 	if err != nil {
