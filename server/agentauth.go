@@ -140,8 +140,9 @@ func (a *AgentAuth) MountTokenEndpoint(p *Plane) {
 // carry WWW-Authenticate, RFC 9110 §15.5.2). Agents authenticate with a
 // client assertion in the body (private_key_jwt, RFC 7523 §2.2), which no
 // HTTP scheme names, and this endpoint supports no Authorization-header
-// scheme (a request using one still gets 400), so there is no challenge
-// to send; invalid_client is no Bearer error code (RFC 6750 §3.1).
+// scheme (a request sending one is refused as invalid_request, 400), so
+// there is no challenge to send; invalid_client is no Bearer error code
+// (RFC 6750 §3.1).
 func oauthError(c *fiber.Ctx, code, description string) error {
 	return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": code, "error_description": description})
 }
@@ -183,6 +184,11 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
 	if err != nil || mt != fiber.MIMEApplicationForm {
 		return Problem(ErrUnsupportedMediaType, "The token endpoint takes application/x-www-form-urlencoded.")
+	}
+	if c.Get(fiber.HeaderAuthorization) != "" {
+		// No Authorization-header scheme is supported here, and a client
+		// must not use two methods at once (RFC 6749 §2.3).
+		return oauthError(c, "invalid_request", "authenticate with a client assertion only, not the Authorization header")
 	}
 	form, err := url.ParseQuery(string(c.Body()))
 	if err != nil {

@@ -604,15 +604,25 @@ func TestTokenEndpointHeaders(t *testing.T) {
 		form   url.Values
 		status int
 		error  string // the OAuth error code; "" for a token
+		basic  bool   // send Authorization: Basic too
 	}{
-		{"token", assertionForm(e.assertion(t, acme, nil)), 200, ""},
-		{"forged assertion", assertionForm(unsignedJWS(acme.id)), 400, "invalid_client"},
-		{"replayed assertion", replayed, 400, "invalid_client"},
-		{"no assertion", url.Values{"grant_type": {"client_credentials"}}, 400, "invalid_client"},
-		{"another grant", badGrant, 400, "unsupported_grant_type"},
+		{"token", assertionForm(e.assertion(t, acme, nil)), 200, "", false},
+		{"forged assertion", assertionForm(unsignedJWS(acme.id)), 400, "invalid_client", false},
+		{"replayed assertion", replayed, 400, "invalid_client", false},
+		{"no assertion", url.Values{"grant_type": {"client_credentials"}}, 400, "invalid_client", false},
+		{"another grant", badGrant, 400, "unsupported_grant_type", false},
+		// RFC 6749 §2.3: one client authentication method per request; no
+		// Authorization-header scheme is supported.
+		{"basic besides the assertion", assertionForm(e.assertion(t, acme, nil)), 400, "invalid_request", true},
+		{"basic alone", url.Values{"grant_type": {"client_credentials"}}, 400, "invalid_request", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, hdr, body := e.postToken(t, tc.form)
+			req := httptest.NewRequest(http.MethodPost, "/v1/oauth/token", strings.NewReader(tc.form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tc.basic {
+				req.SetBasicAuth("agt_someone", "a-secret")
+			}
+			status, hdr, body := e.do(t, req)
 			if status != tc.status {
 				t.Fatalf("%d %s, want %d", status, body, tc.status)
 			}
