@@ -394,14 +394,18 @@ func reasonOf(err error) string {
 // concurrent first requests would not see each other's uncommitted key,
 // and each would make one. Replicas still may (see
 // signing.TokenPublicKeys); one process makes at most one.
+// tokenKeyTimeout bounds reading or creating an organization's token key
+// while its other first requests wait.
+const tokenKeyTimeout = 10 * time.Second
+
 func (a *AgentAuth) issuer(ctx context.Context, tenantID string) (*identity.TokenIssuer, error) {
 	if v, ok := a.issuers.Load(tenantID); ok {
 		return v.(*identity.TokenIssuer), nil
 	}
 	// ctx is the request's user context (context.Background under fiber
-	// today): a request holding the place while its transaction hangs
-	// holds up the organization's other first requests until the store's
-	// own timeouts end it. Only first requests wait: a cached issuer is
+	// today), so the key's read or creation is bounded below: a hung
+	// transaction must not hold up the organization's other first
+	// requests for ever. Only first requests wait: a cached issuer is
 	// returned above.
 	sem, _ := a.creating.LoadOrStore(tenantID, make(chan struct{}, 1))
 	select {
@@ -414,7 +418,9 @@ func (a *AgentAuth) issuer(ctx context.Context, tenantID string) (*identity.Toke
 		return v.(*identity.TokenIssuer), nil // made while this request waited
 	}
 	var tk signing.TokenKey
-	err := a.cfg.Tenants.InTenantTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+	tctx, cancel := context.WithTimeout(ctx, tokenKeyTimeout)
+	defer cancel()
+	err := a.cfg.Tenants.InTenantTx(tctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
 		tk, err = a.cfg.Keys.TokenKey(ctx, tx.Keys(), tenantID)
 		return err
