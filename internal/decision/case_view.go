@@ -39,7 +39,7 @@ func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseI
 	if err != nil || v.Status != store.CasePending || wait <= 0 {
 		return v, err
 	}
-	done, ok := s.startWait(org.ID + "/" + agentID)
+	done, ok := s.startWait(waitKey(org.ID, agentID))
 	if !ok {
 		return CaseView{}, ErrTooManyWaits
 	}
@@ -68,6 +68,9 @@ func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseI
 		}
 	}
 }
+
+// waitKey names an agent's open polls in Service.waits.
+func waitKey(orgID, agentID string) string { return orgID + "/" + agentID }
 
 // startWait counts one more open poll for key, unless it has
 // MaxCaseWaits already; done uncounts it.

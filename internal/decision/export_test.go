@@ -5,5 +5,5 @@ package decision
 func (s *Service) OpenWaits(orgID, agentID string) int {
 	s.waitMu.Lock()
 	defer s.waitMu.Unlock()
-	return s.waits[orgID+"/"+agentID]
+	return s.waits[waitKey(orgID, agentID)]
 }
