@@ -96,7 +96,7 @@ func TestExportVerifiesOffline(t *testing.T) {
 					lines := bytes.Split(b, []byte("\n"))
 					return bytes.Join(append(lines[:3:3], lines[4:]...), []byte("\n"))
 				}, "entry 3"},
-				{"checkpoint swapped for another log's", func(name string, b []byte) []byte {
+				{"checkpoint's size altered", func(name string, b []byte) []byte {
 					if name != "checkpoint" {
 						return b
 					}
