@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
@@ -263,26 +262,10 @@ func TestPolicyActivatedByAnotherProcess(t *testing.T) {
 func TestPolicyThatDoesNotLoad(t *testing.T) {
 	e, agent, payee := payingEnv(t, "sqlite")
 	ctx := context.Background()
-	kr, err := signing.NewKeyring(e.master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine := bundles.NewEngine()
-	ev, err := decision.NewEvaluator(ctx, engine, decision.Options{Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	tight := bundles.DefaultLimits()
 	tight.MaxCompressedBytes = 16
 	logs := &lockedBuffer{}
-	svc, err := decision.NewService(decision.Config{
-		Tenants: e.backend, Ledger: e.ledger, Keyring: kr, Evaluator: ev, PublicURL: publicURL, Now: e.clock.Now,
-		Policies: decision.NewPolicies(e.backend, e.ledger, engine, tight),
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, svc := e.newServiceOver(t, e.ledger, e.backend, tight, decision.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	loads := func() int { return strings.Count(logs.String(), "its decisions fail until it does") }
 	decide := func() {
 		t.Helper()
@@ -332,23 +315,8 @@ func (l *lockedBuffer) String() string {
 func TestPolicyLoadAfterAStoreError(t *testing.T) {
 	e, agent, payee := payingEnv(t, "sqlite")
 	ctx := context.Background()
-	kr, err := signing.NewKeyring(e.master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine := bundles.NewEngine()
-	ev, err := decision.NewEvaluator(ctx, engine, decision.Options{Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	flaky := &failReadsOnce{Backend: e.backend}
-	svc, err := decision.NewService(decision.Config{
-		Tenants: flaky, Ledger: e.ledger, Keyring: kr, Evaluator: ev, PublicURL: publicURL, Now: e.clock.Now,
-		Policies: decision.NewPolicies(flaky, e.ledger, engine, bundles.Limits{}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, svc := e.newServiceOver(t, e.ledger, flaky, bundles.Limits{}, decision.Config{})
 	flaky.armed.Store(true) // the policy's read fails once
 	if _, err := svc.Decide(ctx, e.org, agent.ID, payment("100.00", payee.ID), ""); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("decision while the store fails: %v", err)

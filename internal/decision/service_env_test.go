@@ -122,6 +122,13 @@ func (e *serviceEnv) newLedger(t testing.TB) *ledger.Ledger {
 // fields are filled.
 func (e *serviceEnv) newService(t testing.TB, l *ledger.Ledger, cfg decision.Config) (*bundles.Engine, *decision.Policies, *decision.Service) {
 	t.Helper()
+	return e.newServiceOver(t, l, e.backend, bundles.Limits{}, cfg)
+}
+
+// newServiceOver is newService over tenants, with the bundle limits of its
+// build (zero: the defaults).
+func (e *serviceEnv) newServiceOver(t testing.TB, l *ledger.Ledger, tenants store.Backend, limits bundles.Limits, cfg decision.Config) (*bundles.Engine, *decision.Policies, *decision.Service) {
+	t.Helper()
 	kr, err := signing.NewKeyring(e.master)
 	if err != nil {
 		t.Fatal(err)
@@ -131,8 +138,8 @@ func (e *serviceEnv) newService(t testing.TB, l *ledger.Ledger, cfg decision.Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	pols := decision.NewPolicies(e.backend, l, engine, bundles.Limits{})
-	cfg.Tenants, cfg.Ledger, cfg.Keyring, cfg.Evaluator, cfg.Policies = e.backend, l, kr, ev, pols
+	pols := decision.NewPolicies(tenants, l, engine, limits)
+	cfg.Tenants, cfg.Ledger, cfg.Keyring, cfg.Evaluator, cfg.Policies = tenants, l, kr, ev, pols
 	cfg.PublicURL = publicURL
 	if cfg.Now == nil {
 		cfg.Now = e.clock.Now
