@@ -76,8 +76,7 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 		if err != nil {
 			return err
 		}
-		// Parsed here only to read the extra line and index, neither
-		// trusted until VerifyProof below.
+		// The extra line and index are not trusted until p.Verify below.
 		p, err := verify.ParseProof(raw)
 		if err != nil {
 			return err
@@ -109,14 +108,12 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 		case entry.Index != p.Index:
 			return fmt.Errorf("the proof is for entry %d, the entry says %d", p.Index, entry.Index)
 		}
-		// The proof's own checks (its checkpoint signed by key, the leaf
-		// included at its index) are VerifyProof's; it parses raw again,
-		// which is nothing next to checking a signature.
-		cp, index, err := verify.VerifyProof(raw, key, verify.LeafHash(leaf))
+		// Its checkpoint signed by key, the leaf included at its index.
+		cp, err := p.Verify(key, verify.LeafHash(leaf))
 		if err != nil {
 			return err
 		}
-		suffix = fmt.Sprintf("; logged as entry %d of %s (size %d)", index, cp.Origin(), cp.Size())
+		suffix = fmt.Sprintf("; logged as entry %d of %s (size %d)", p.Index, cp.Origin(), cp.Size())
 	}
 	fmt.Fprintf(stdout, "OK: receipt %s for decision %s (%s) by agent %s, issued by %s, valid until %s%s\n",
 		claims.ID, claims.DecisionID, claims.Outcome, claims.Subject, claims.Issuer, claims.Expiry.UTC().Format(time.RFC3339), suffix)

@@ -124,12 +124,22 @@ func VerifyProof(raw []byte, verifierKey string, leafHash []byte) (*Checkpoint, 
 	if err != nil {
 		return nil, 0, err
 	}
-	cp, err := VerifyCheckpoint(p.Checkpoint, verifierKey)
+	cp, err := p.Verify(verifierKey, leafHash)
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := VerifyInclusion(cp, p.Index, leafHash, p.Hashes); err != nil {
-		return nil, 0, err
-	}
 	return cp, p.Index, nil
+}
+
+// Verify verifies a parsed proof: its checkpoint against verifierKey and
+// its inclusion proof for leafHash at p.Index. p.Extra stays unauthenticated.
+func (p *Proof) Verify(verifierKey string, leafHash []byte) (*Checkpoint, error) {
+	cp, err := VerifyCheckpoint(p.Checkpoint, verifierKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := VerifyInclusion(cp, p.Index, leafHash, p.Hashes); err != nil {
+		return nil, err
+	}
+	return cp, nil
 }
