@@ -116,7 +116,7 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 			// checkpoint, at its end: where the time changes, a batch
 			// ended, and its checkpoint must be there. (Batches sharing
 			// a time leave no such trace.)
-			if i > 0 && batchStart != i && !parsed.Time.Equal(prevTime) {
+			if batchStart != i && !parsed.Time.Equal(prevTime) {
 				return &Problem{batchStart, fmt.Sprintf("no signed checkpoint of size %d, where a batch ended (entries %d and %d have different times)", i, i-1, i)}, nil
 			}
 			prevTime = parsed.Time
