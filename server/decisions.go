@@ -39,8 +39,9 @@ type decisionHandlers struct {
 // (404 when the decision has no receipt).
 func (h *decisionHandlers) tlogProof(c *fiber.Ctx) error {
 	agent, _ := AgentFrom(c)
+	entry := c.Query("entry")
 	indexOf := h.svc.DecisionIndex
-	switch c.Query("entry") {
+	switch entry {
 	case "", "decision":
 	case "receipt":
 		indexOf = h.svc.ReceiptIndex
@@ -52,13 +53,19 @@ func (h *decisionHandlers) tlogProof(c *fiber.Ctx) error {
 		return decisionError(err)
 	}
 	lg := h.ledger.TenantLog(agent.Tenant.ID, agent.Tenant.Slug)
-	p, err := h.ledger.EntryInclusionProof(c.UserContext(), lg, index, 0)
-	if err != nil {
-		return ledgerError(err)
-	}
-	out := verify.Proof{Index: p.Index, Hashes: p.Hashes, Checkpoint: p.Checkpoint.Note}
-	if c.Query("entry") == "receipt" {
-		out.Extra = p.Entry
+	var out verify.Proof
+	if entry == "receipt" {
+		p, err := h.ledger.EntryInclusionProof(c.UserContext(), lg, index, 0)
+		if err != nil {
+			return ledgerError(err)
+		}
+		out = verify.Proof{Extra: p.Entry, Index: p.Index, Hashes: p.Hashes, Checkpoint: p.Checkpoint.Note}
+	} else {
+		p, err := h.ledger.InclusionProof(c.UserContext(), lg, index, 0)
+		if err != nil {
+			return ledgerError(err)
+		}
+		out = verify.Proof{Index: p.Index, Hashes: p.Hashes, Checkpoint: p.Checkpoint.Note}
 	}
 	c.Set(fiber.HeaderContentType, "text/plain; charset=utf-8")
 	return c.Send(out.Marshal())
