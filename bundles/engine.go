@@ -42,8 +42,8 @@ func (e *Engine) Active(tenantID string) *Policy {
 }
 
 // ActiveRevision returns the revision and bundle digest of tenantID's active
-// policy, or empty strings. A replica compares them with the store's to
-// know whether to load another revision.
+// policy, or empty strings. (Whether to load another revision is decided
+// by activation seq, in internal/decision's Policies.)
 func (e *Engine) ActiveRevision(tenantID string) (revision, digest string) {
 	if p := e.Active(tenantID); p != nil {
 		return p.revision, p.digest

@@ -37,8 +37,8 @@ type Policies struct {
 	// policy the engine holds (0: none activated); absent until this
 	// process has loaded or activated one. Guarded by mu, which also
 	// orders the engine's updates, so that an older load finishing late
-	// never replaces a newer activation.
-	mu        sync.Mutex
+	// never replaces a newer activation; every decision reads it (shared).
+	mu        sync.RWMutex
 	installed map[string]uint64
 }
 
@@ -66,8 +66,8 @@ func (p *Policies) install(orgID string, seq uint64, policy *bundles.Policy) {
 // Current reports whether the engine holds the organization's activation
 // seq, or a newer one.
 func (p *Policies) Current(orgID string, seq uint64) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
 	cur, ok := p.installed[orgID]
 	return ok && cur >= seq
 }
