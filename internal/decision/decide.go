@@ -116,7 +116,7 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 	switch {
 	case err != nil:
 		return g, err
-	case in.Previous != nil && (in.Agent == nil || in.Agent.Status != store.AgentActive):
+	case in.Previous != nil && !isActive(in.Agent):
 		// A replay hands out the stored answer, an allow's receipt
 		// included: refused, as the read routes refuse, to an agent no
 		// longer active.
@@ -170,6 +170,9 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 // the answer decision d was given, or ErrIdempotencyMismatch when the
 // request differs. A rare path: it reads in a transaction of its own.
 func (s *Service) replay(ctx context.Context, org Organization, d store.Decision, requestSHA256 []byte) (Response, error) {
+	if !sameDigest(d.RequestSHA256, requestSHA256) {
+		return Response{}, ErrIdempotencyMismatch // no transaction to tell
+	}
 	var answered Response
 	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error

@@ -82,17 +82,20 @@ func (s *Service) ownDecision(ctx context.Context, org Organization, agentID, de
 // are not refused: the base policy denies them, and the denial is
 // recorded.)
 func checkActive(ctx context.Context, tx store.TenantTx, agentID string) error {
-	a, err := tx.Agents().Get(ctx, agentID)
+	a, err := store.Optional(tx.Agents().Get(ctx, agentID))
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+	case errors.Is(err, store.ErrInvalid):
 		return ErrUnknownAgent
 	case err != nil:
 		return err
-	case a.Status != store.AgentActive:
-		return fmt.Errorf("%w: agent is %s", ErrUnknownAgent, a.Status)
+	case !isActive(a):
+		return ErrUnknownAgent
 	}
 	return nil
 }
+
+// isActive reports whether a (nil: no such agent) is an active agent.
+func isActive(a *store.Agent) bool { return a != nil && a.Status == store.AgentActive }
 
 // storedBody is what a decision's row keeps of its response: all of it but
 // what the ledger holds. An allowed action's receipt is the record of its
