@@ -441,6 +441,9 @@ func (a *AgentAuth) issuer(ctx context.Context, tenantID string) (*identity.Toke
 }
 
 func (a *AgentAuth) tokenKeysOf(tenantID string) *tokenKeys {
+	if v, ok := a.verifiers.Load(tenantID); ok {
+		return v.(*tokenKeys) // every agent request: no allocation
+	}
 	v, _ := a.verifiers.LoadOrStore(tenantID, &tokenKeys{})
 	return v.(*tokenKeys)
 }
