@@ -283,16 +283,14 @@ func (g *refusalGate) close(ctx context.Context) error {
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		var writes sync.WaitGroup
 		for _, w := range due {
-			writes.Go(func() {
-				defer g.pending.Done()
+			go func() {
+				defer g.pending.Done()      // the window's, taken when it was armed
 				if g.write(ctx, w) != nil { // logged by write
 					failed.Add(1)
 				}
-			})
+			}()
 		}
-		writes.Wait()
 		g.pending.Wait()
 	}()
 	select {
