@@ -611,6 +611,10 @@ func TestTokenEndpointHeaders(t *testing.T) {
 		{"replayed assertion", replayed, 400, "invalid_client", false},
 		{"no assertion", url.Values{"grant_type": {"client_credentials"}}, 400, "invalid_client", false},
 		{"another grant", badGrant, 400, "unsupported_grant_type", false},
+		{"repeated parameter", url.Values{"grant_type": {"client_credentials", "client_credentials"}}, 400, "invalid_request", false},
+		{"unknown parameter", url.Values{"grant_type": {"client_credentials"}, "username": {"x"}}, 400, "invalid_request", false},
+		{"another assertion type", url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:saml2-bearer"},
+			"client_assertion": {e.assertion(t, acme, nil)}}, 400, "invalid_client", false},
 		// RFC 6749 §2.3: one client authentication method per request; no
 		// Authorization-header scheme is supported.
 		{"basic besides the assertion", assertionForm(e.assertion(t, acme, nil)), 400, "invalid_request", true},
@@ -663,6 +667,7 @@ func TestAgentRoutesChallenge(t *testing.T) {
 		{"unsigned token", "/v1/decisions/dec_x", "Bearer " + unsignedJWS(e.agents["acme"].id), `Bearer error="invalid_token"`},
 		{"tenant claim swapped", "/v1/decisions/dec_x", "Bearer " + swapped, `Bearer error="invalid_token"`},
 		{"forged kid", "/v1/decisions/dec_x", "Bearer " + forgeAccessToken(t, e.orgs["acme"].ID, "tok-x"), `Bearer error="invalid_token"`},
+		{"no such organization", "/v1/decisions/dec_x", "Bearer " + forgeTenant(t, tok, "8a2b6f64-7c0e-4a53-9d55-2f1c9a0b7e41", e.agents["acme"].key), `Bearer error="invalid_token"`},
 		{"route refuses the agent", "/v1/test/refuse", "Bearer " + tok, `Bearer error="invalid_token"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
