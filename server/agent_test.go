@@ -644,3 +644,45 @@ func TestCaseLongPolls(t *testing.T) {
 		}
 	}
 }
+
+// The agent read routes' refusals of a request's own form: a receipt's
+// proof for a decision without a receipt, an entry that is neither, and a
+// wait that is no duration in range.
+func TestAgentReadRefusals(t *testing.T) {
+	e := newAgentEnv(t)
+	tok := e.token(t, "acme")
+	ids := map[string]string{}
+	for name, amount := range map[string]string{"allowed": "1.00", "escalated": "5000.00"} {
+		status, _, body := e.decide(t, tok, payment(e.cps["acme"], amount), nil)
+		var out struct {
+			DecisionID string `json:"decision_id"`
+			Case       *struct{ ID string }
+		}
+		if err := json.Unmarshal(body, &out); status != 200 || err != nil {
+			t.Fatalf("%s: %d %s", name, status, body)
+		}
+		ids[name] = out.DecisionID
+		if out.Case != nil {
+			ids["case"] = out.Case.ID
+		}
+	}
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{"/v1/decisions/" + ids["allowed"] + "/tlog-proof?entry=receipt", 200},
+		{"/v1/decisions/" + ids["escalated"] + "/tlog-proof?entry=receipt", 404}, // no receipt (yet)
+		{"/v1/decisions/" + ids["allowed"] + "/tlog-proof?entry=case", 400},
+		{"/v1/cases/" + ids["case"] + "?wait=0s", 200},
+		{"/v1/cases/" + ids["case"] + "?wait=-1s", 400},
+		{"/v1/cases/" + ids["case"] + "?wait=soon", 400},
+		{"/v1/cases/" + ids["case"] + "?wait=31s", 400},
+	} {
+		req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		status, hdr, body := e.do(t, req)
+		if status != tc.status || status != 200 && hdr.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s %s, want %d", tc.path, status, hdr.Get("Content-Type"), body, tc.status)
+		}
+	}
+}
