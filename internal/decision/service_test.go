@@ -564,3 +564,34 @@ func TestStoredResponseProofFromTheLog(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// NewService refuses a configuration it cannot honour.
+func TestServiceConfigRefusals(t *testing.T) {
+	e := newServiceEnv(t, "sqlite")
+	kr, err := signing.NewKeyring(e.master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := decision.NewEvaluator(context.Background(), e.engine, decision.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := decision.Config{Tenants: e.backend, Ledger: e.ledger, Keyring: kr, Evaluator: ev, Policies: e.policies, PublicURL: publicURL}
+	if _, err := decision.NewService(valid); err != nil {
+		t.Fatalf("a valid configuration: %v", err)
+	}
+	for name, change := range map[string]func(*decision.Config){
+		"no store":                    func(c *decision.Config) { c.Tenants = nil },
+		"relative public URL":         func(c *decision.Config) { c.PublicURL = "/t" },
+		"receipt lifetime under 1 s":  func(c *decision.Config) { c.ReceiptLifetime = time.Millisecond },
+		"case lifetime over the max":  func(c *decision.Config) { c.CaseLifetime = store.MaxCaseLifetime + time.Second },
+		"negative case poll interval": func(c *decision.Config) { c.CasePollInterval = -time.Second },
+		"negative long polls":         func(c *decision.Config) { c.MaxCaseWaits = -1 },
+	} {
+		cfg := valid
+		change(&cfg)
+		if _, err := decision.NewService(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
