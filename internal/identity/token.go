@@ -95,11 +95,19 @@ func NewTokenVerifier(keys map[string]ed25519.PublicKey, issuer string) (*TokenV
 	return &TokenVerifier{keys: own, issuer: issuer, verified: &verifiedTokens{}}, nil
 }
 
-// Rekeyed returns a verifier with the same issuer and keys instead of v's.
-// It keeps the tokens v remembered as verified when keys still holds every
+// Rekeyed returns a verifier with the same issuer and keys instead of v's:
+// v itself when keys are v's (so a caller can tell nothing changed). It
+// keeps the tokens v remembered as verified when keys still holds every
 // key of v's: a token verified under a key that has gone is verified again
 // (and refused).
 func (v *TokenVerifier) Rekeyed(keys map[string]ed25519.PublicKey) (*TokenVerifier, error) {
+	same := len(keys) == len(v.keys)
+	for kid, pub := range v.keys {
+		same = same && bytes.Equal(keys[kid], pub)
+	}
+	if same {
+		return v, nil
+	}
 	w, err := NewTokenVerifier(keys, v.issuer)
 	if err != nil {
 		return nil, err

@@ -150,6 +150,11 @@ func TestRekeyedVerifierForgetsTokensOfAKeyThatWent(t *testing.T) {
 	if _, err := v.Verify(token, now); err != nil {
 		t.Fatal(err)
 	}
+	// The same keys read again: the same verifier, so a caller sees that
+	// nothing changed and does not verify the token a second time.
+	if again, err := v.Rekeyed(v.Keys()); err != nil || again != v {
+		t.Fatalf("rekeyed with its own keys: a new verifier (%v)", err)
+	}
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
 	more := v.Keys()
 	more["tok-2"] = other.Public().(ed25519.PublicKey)
