@@ -189,8 +189,9 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	retimed, rechained := mine, mine
+	retimed, rechained, moved := mine, mine, mine
 	retimed.Time = mine.Time.Add(time.Second)
+	moved.Index = mine.Index + 5
 	rechained.Prev = verify.LeafHash(otherReceipt.Entry)
 	marshal := func(e verify.Entry) []byte {
 		b, err := e.Marshal()
@@ -230,6 +231,7 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 		{"this receipt's entry with another time", []string{"--tlog-proof", proofWith(receipt, marshal(retimed))}, false, "entry 1 is not in", ""},
 		{"this receipt's entry with another prev", []string{"--tlog-proof", proofWith(receipt, marshal(rechained))}, false, "entry 1 is not in", ""},
 		{"another log's key", []string{"--tlog-proof", carrying}, false, "no signature by key", foreignKey},
+		{"this receipt's entry claiming another index", []string{"--tlog-proof", proofWith(receipt, marshal(moved))}, false, "the proof is for entry 1, the entry says 6", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logKey := rl.vkey
