@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,6 +140,77 @@ func TestPreconditionAbortFailsTheBatch(t *testing.T) {
 			)
 			nothingLogged(t, e, before, got)
 			noRows(t, e, "checked-before", "aborts", "checked-after")
+		})
+	}
+}
+
+// A write that finds its transaction gone (store.ErrTxAborted) fails its
+// whole batch wherever it finds it: alone in its batch, among its
+// batch-mates' writes run together, or run again on its own after a
+// batch-mate's write failed. Once the transaction is gone no write runs
+// again. TestAppendAllAndWriteTransactionAborted does not tell these
+// apart: its batches are whatever its goroutines make, and each of the
+// two checks stands in for the other when its batch has several writes.
+func TestWriteAbortFailsTheBatch(t *testing.T) {
+	boom := errors.New("boom")
+	aborted := fmt.Errorf("%w: the database rolled the transaction back", store.ErrTxAborted)
+	// request is one append of a batch: with a write (which stores its
+	// row, then returns fails) or without.
+	type request struct {
+		write bool
+		fails error
+		runs  int32 // how often its write must have run
+	}
+	for _, tc := range []struct {
+		name  string
+		batch []request
+	}{
+		{"a lone write", []request{{write: true, fails: aborted, runs: 1}}},
+		// The writes run together, and the second one's abort ends the
+		// batch: the first is not run again in a savepoint of its own.
+		{"among the batch's writes", []request{{write: true, runs: 1}, {write: true, fails: aborted, runs: 1}, {write: false}}},
+		// The first write fails as writes may: both run again, one
+		// savepoint each, and the second, which never ran with the first,
+		// aborts on its own.
+		{"run again on its own", []request{{write: true, fails: boom, runs: 2}, {write: true, fails: aborted, runs: 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, kind := range kinds {
+				t.Run(kind, func(t *testing.T) {
+					e := newEnv(t, kind, ledger.Config{})
+					runs := make([]atomic.Int32, len(tc.batch))
+					keys := make([]string, len(tc.batch))
+					appends := make([]func(context.Context) ([]ledger.Appended, error), len(tc.batch))
+					for i, r := range tc.batch {
+						keys[i] = fmt.Sprint("row-", i)
+						entries := []ledger.Entry{{Kind: "decision", Subject: keys[i]}}
+						if !r.write {
+							appends[i] = func(ctx context.Context) ([]ledger.Appended, error) {
+								return e.ledger.AppendAll(ctx, e.log, entries)
+							}
+							continue
+						}
+						write := func(ctx context.Context, tx store.TenantTx, _ []ledger.Appended) error {
+							runs[i].Add(1)
+							if err := tx.PutSetting(ctx, keys[i], "stored"); err != nil {
+								return err
+							}
+							return r.fails
+						}
+						appends[i] = func(ctx context.Context) ([]ledger.Appended, error) {
+							return e.ledger.AppendAllAndWrite(ctx, e.log, entries, write)
+						}
+					}
+					before, got := oneBatch(t, e, appends...)
+					for i, r := range tc.batch {
+						if n := runs[i].Load(); n != r.runs {
+							t.Errorf("request %d's write ran %d times, want %d", i, n, r.runs)
+						}
+					}
+					nothingLogged(t, e, before, got)
+					noRows(t, e, keys...)
+				})
+			}
 		})
 	}
 }
