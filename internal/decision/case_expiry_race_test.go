@@ -1,0 +1,118 @@
+package decision_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// beforeNextBatch is the store a ledger writes through, on which fn, once
+// set, runs just before the ledger's next transaction begins: what another
+// process does in between, committed before the batch takes the log's
+// lock.
+type beforeNextBatch struct {
+	store.TenantStore
+	mu  sync.Mutex
+	fn  func(context.Context) error
+	ran bool
+}
+
+func (s *beforeNextBatch) set(fn func(context.Context) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fn, s.ran = fn, false
+}
+
+func (s *beforeNextBatch) hasRun() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ran
+}
+
+func (s *beforeNextBatch) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	s.mu.Lock()
+	before := s.fn
+	s.fn = nil
+	s.mu.Unlock()
+	if before != nil {
+		if err := before(ctx); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.ran = true
+		s.mu.Unlock()
+	}
+	return s.TenantStore.InTenantTx(ctx, tenantID, fn)
+}
+
+// A pending case read past its expiry, but closed by someone else after
+// the read saw it pending and before the expiry's batch runs, is not
+// expired: the batch's precondition finds it closed, no "case.expired"
+// entry is appended, and the read answers, without an error, with the case
+// as it now stands.
+func TestCaseClosedBeforeItsExpiryIsRecorded(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e, agent, payee := payingEnv(t, kind)
+			ctx := context.Background()
+			resp := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
+			if resp.Case == nil {
+				t.Fatalf("no case opened: %+v", resp)
+			}
+			id := resp.Case.ID
+
+			// The reader is a process whose ledger writes through tenants.
+			tenants := &beforeNextBatch{TenantStore: e.backend}
+			kr, err := signing.NewKeyring(e.master)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := ledger.New(ledger.Config{Tenants: tenants, Platform: e.backend, Keys: kr, Origin: logOrigin})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(l.Close)
+			_, _, reader := e.newService(t, l, decision.Config{})
+
+			e.clock.Advance(decision.DefaultCaseLifetime + time.Minute)
+			size := e.ledgerSize(t)
+			// An approver rejects the case once the reader has seen it
+			// pending and gone to record its expiry.
+			tenants.set(func(ctx context.Context) error {
+				return e.backend.InTenantTx(ctx, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+					return tx.Cases().SetStatus(ctx, id, store.CaseRejected)
+				})
+			})
+			v, err := reader.GetCase(ctx, e.org, agent.ID, id)
+			if !tenants.hasRun() {
+				t.Fatalf("the reader never went to record the expiry (%+v, %v)", v, err)
+			}
+			if err != nil || v.ID != id || v.Status != store.CaseRejected || v.Receipt != "" {
+				t.Errorf("read while the case was closed: %+v, %v; want it rejected, no error", v, err)
+			}
+			if got := e.ledgerSize(t); got != size {
+				t.Fatalf("the log grew by %d entries, want none", got-size)
+			}
+			for i := range size {
+				if got, _ := e.entryAt(t, i); got.Kind == decision.KindCaseExpired {
+					t.Fatalf("entry %d records the closed case's expiry: %+v", i, got)
+				}
+			}
+			// It stays as it was closed, for this reader and the other.
+			for name, s := range map[string]*decision.Service{"reader": reader, "other": e.service} {
+				if v, err := s.GetCase(ctx, e.org, agent.ID, id); err != nil || v.Status != store.CaseRejected {
+					t.Fatalf("%s reads again: %+v, %v", name, v, err)
+				}
+			}
+			if got := e.ledgerSize(t); got != size {
+				t.Fatalf("reading again grew the log by %d entries", got-size)
+			}
+		})
+	}
+}
