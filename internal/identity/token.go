@@ -69,9 +69,9 @@ func NewTokenIssuer(signer crypto.Signer, kid, issuer string) (*TokenIssuer, err
 }
 
 // TokenVerifier verifies the tenant plane's agent access tokens under a set
-// of token keys: an organization's active ones. An organization may have
-// more than one (replicas that used it first at the same time each made
-// one), so the token's kid picks the key. Safe for concurrent use.
+// of token keys, by kid: an organization's active one (the store keeps
+// one), and any other its holder still trusts. The token's kid picks the
+// key. Safe for concurrent use.
 type TokenVerifier struct {
 	keys   map[string]ed25519.PublicKey // by kid; never changed
 	issuer string

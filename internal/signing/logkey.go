@@ -72,20 +72,26 @@ func (k *Keyring) LogKey(ctx context.Context, keys store.KeyTx, scope LogScope) 
 		return lk, nil
 	}
 	lk, err := k.openLogKey(ctx, keys, scope)
-	switch {
-	case err == nil:
-		// Read from the store, so committed: safe to cache.
-		k.mu.Lock()
-		k.logs[scope.TenantID] = lk
-		k.mu.Unlock()
-		return lk, nil
-	case errors.Is(err, ErrNoLogKey):
+	if errors.Is(err, ErrNoLogKey) {
 		// Not cached: if the caller's transaction rolls back, the key
 		// never existed and nothing it signed was published. The next
 		// call reads the committed key.
-		return k.createLogKey(ctx, keys, scope)
+		lk, err = k.createLogKey(ctx, keys, scope)
+		if !errors.Is(err, store.ErrConflict) {
+			return lk, err
+		}
+		// Another transaction made the key and committed it (callers
+		// hold the log's lock, so only one that did not could).
+		lk, err = k.openLogKey(ctx, keys, scope)
 	}
-	return LogKey{}, err
+	if err != nil {
+		return LogKey{}, err
+	}
+	// Read from the store, so committed: safe to cache.
+	k.mu.Lock()
+	k.logs[scope.TenantID] = lk
+	k.mu.Unlock()
+	return lk, nil
 }
 
 // LogVerifier returns the log's public verifier key; ErrNoLogKey if it has none.

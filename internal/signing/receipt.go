@@ -423,24 +423,33 @@ func (k *Keyring) ReceiptSigner(ctx context.Context, keys store.KeyTx, tenantID 
 		return s, nil
 	}
 	s, err := k.openReceiptKey(ctx, keys, tenantID)
-	switch {
-	case err == nil:
-		// Read from the store, so committed — unless this very transaction
-		// created it and asks twice, then rolls back: take the signer once
-		// per transaction. receiptCacheTTL bounds the damage otherwise.
-		cache.put(tenantID, s)
-		return s, nil
-	case errors.Is(err, errNoReceiptKey):
+	if errors.Is(err, errNoReceiptKey) {
 		// Not cached: if the caller's transaction rolls back, the key never
 		// existed and nothing it signed was published (see LogKey).
-		return k.createReceiptKey(ctx, keys, tenantID)
+		s, err = k.createReceiptKey(ctx, keys, tenantID)
+		if !errors.Is(err, store.ErrConflict) {
+			return s, err
+		}
+		// Another transaction made the key and committed it: the store
+		// refuses a second active key only once the first's transaction
+		// has ended.
+		s, err = k.openReceiptKey(ctx, keys, tenantID)
 	}
-	return nil, err
+	if err != nil {
+		return nil, err
+	}
+	// Read from the store, so committed — unless this very transaction
+	// created it and asks twice, then rolls back: take the signer once
+	// per transaction. receiptCacheTTL bounds the damage otherwise.
+	cache.put(tenantID, s)
+	return s, nil
 }
 
-// RotateReceiptKey creates a new active receipt key for the organization and
-// retires every key that was active, in keys' transaction. Retired keys stay
-// in the JWKS: receipts they signed keep verifying.
+// RotateReceiptKey retires the organization's active receipt key and
+// creates its successor, in keys' transaction. Retired keys stay in the
+// JWKS: receipts they signed keep verifying. A rotation that meets another
+// one, or a first key being created, fails with store.ErrConflict and
+// changes nothing (the transaction must roll back).
 func (k *Keyring) RotateReceiptKey(ctx context.Context, keys store.KeyTx, tenantID string) (newKID string, err error) {
 	if tenantID == "" {
 		return "", errors.New("signing: receipts belong to an organization; tenant id is empty")
@@ -452,10 +461,7 @@ func (k *Keyring) RotateReceiptKey(ctx context.Context, keys store.KeyTx, tenant
 	if err != nil {
 		return "", err
 	}
-	s, err := k.createReceiptKey(ctx, keys, tenantID)
-	if err != nil {
-		return "", err
-	}
+	// Retired first: the store keeps one active key a purpose.
 	now := time.Now()
 	for _, key := range old {
 		if key.Status == store.KeyActive {
@@ -464,14 +470,17 @@ func (k *Keyring) RotateReceiptKey(ctx context.Context, keys store.KeyTx, tenant
 			}
 		}
 	}
+	s, err := k.createReceiptKey(ctx, keys, tenantID)
+	if err != nil {
+		return "", err
+	}
 	return s.kid, nil
 }
 
 var errNoReceiptKey = errors.New("organization has no receipt key")
 
-// openReceiptKey opens the newest active key. Two can be active only if two
-// transactions created the first key concurrently (PostgreSQL); both are
-// published, so either one's receipts verify.
+// openReceiptKey opens the active key (the store keeps at most one; the
+// newest, should a database from before that hold two).
 func (k *Keyring) openReceiptKey(ctx context.Context, keys store.KeyTx, tenantID string) (*ReceiptSigner, error) {
 	ks, err := keys.SigningKeys(ctx, store.PurposeReceipt)
 	if err != nil {

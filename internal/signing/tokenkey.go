@@ -31,7 +31,9 @@ var errNoTokenKey = errors.New("organization has no token key")
 // TokenKey returns the organization's active token key, creating it in
 // keys' transaction when there is none. Keys read back from the store are
 // cached (they are committed); a key created in a transaction that rolls
-// back is never cached, and no token it signed was handed out.
+// back is never cached, and no token it signed was handed out. When
+// another transaction creates the key first, this one reads and returns
+// that key: an organization has one active token key.
 func (k *Keyring) TokenKey(ctx context.Context, keys store.KeyTx, tenantID string) (TokenKey, error) {
 	if tenantID == "" {
 		return TokenKey{}, errors.New("signing: token keys belong to an organization; tenant id is empty")
@@ -43,15 +45,25 @@ func (k *Keyring) TokenKey(ctx context.Context, keys store.KeyTx, tenantID strin
 		return tk, nil
 	}
 	tk, err := k.openTokenKey(ctx, keys, tenantID)
-	switch {
-	case err == nil:
-		k.mu.Lock()
-		k.tokens[tenantID] = tk
-		k.mu.Unlock()
-		return tk, nil
-	case !errors.Is(err, errNoTokenKey):
+	if errors.Is(err, errNoTokenKey) {
+		tk, err = k.createTokenKey(ctx, keys, tenantID)
+		if !errors.Is(err, store.ErrConflict) {
+			return tk, err // created: not cached
+		}
+		// Another transaction made the key and committed it (see
+		// ReceiptSigner).
+		tk, err = k.openTokenKey(ctx, keys, tenantID)
+	}
+	if err != nil {
 		return TokenKey{}, err
 	}
+	k.mu.Lock()
+	k.tokens[tenantID] = tk
+	k.mu.Unlock()
+	return tk, nil
+}
+
+func (k *Keyring) createTokenKey(ctx context.Context, keys store.KeyTx, tenantID string) (TokenKey, error) {
 	kid, priv, err := newReceiptKey() // same kind of key: Ed25519, RFC 7638 kid
 	if err != nil {
 		return TokenKey{}, err
@@ -73,10 +85,8 @@ func (k *Keyring) TokenKey(ctx context.Context, keys store.KeyTx, tenantID strin
 // TokenPublicKeys returns the public halves of the organization's active
 // token keys, by kid: what verifies its access tokens. It only reads, and
 // opens no private key, so a request that merely presents a token never
-// makes the service create or unseal a key. There may be more than one:
-// replicas that used the organization first at the same moment each make
-// one (nothing in the store makes the active token key unique), and tokens
-// signed by each must verify on every replica. None is an empty map.
+// makes the service create or unseal a key. The store keeps at most one
+// active token key an organization; none is an empty map.
 func TokenPublicKeys(ctx context.Context, keys store.KeyTx) (map[string]ed25519.PublicKey, error) {
 	ks, err := keys.SigningKeys(ctx, store.PurposeToken)
 	if err != nil {

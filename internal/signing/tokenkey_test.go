@@ -13,10 +13,10 @@ import (
 )
 
 // TokenPublicKeys lists what verifies an organization's access tokens:
-// every active token key, however many there are, and no retired one; an
-// organization with none gets none, and nothing is created.
+// its active token key and no retired one; an organization with none gets
+// none, and nothing is created.
 func TestTokenPublicKeys(t *testing.T) {
-	s, _, master := setup(t)
+	s, kr, _ := setup(t)
 	acme := storetest.CreateTenant(t, s, "acme")
 	ctx := context.Background()
 	read := func() map[string]ed25519.PublicKey {
@@ -35,47 +35,98 @@ func TestTokenPublicKeys(t *testing.T) {
 	if keys := read(); len(keys) != 0 {
 		t.Fatalf("no token key yet: %d keys", len(keys))
 	}
-	// Two keyrings (two replicas) each make one, as when their first uses
-	// race; a third is retired.
-	var made []signing.TokenKey
-	for range 3 {
-		other, err := signing.NewKeyring(master)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-			tk, err := other.TokenKey(ctx, hideTokenKeys{tx.Keys()}, acme.ID)
-			made = append(made, tk)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	var tk signing.TokenKey
 	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		return tx.Keys().RetireSigningKey(ctx, made[2].KID, time.Now())
+		var err error
+		tk, err = kr.TokenKey(ctx, tx.Keys(), acme.ID)
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := read()
-	if len(keys) != 2 {
-		t.Fatalf("%d keys, want the 2 active ones", len(keys))
+	if keys := read(); len(keys) != 1 || !bytes.Equal(keys[tk.KID], tk.Private.Public().(ed25519.PublicKey)) {
+		t.Fatalf("keys %v, want only %s's public half", keys, tk.KID)
 	}
-	for _, tk := range made[:2] {
-		if !bytes.Equal(keys[tk.KID], tk.Private.Public().(ed25519.PublicKey)) {
-			t.Errorf("key %s: missing or not its public half", tk.KID)
-		}
+	err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.Keys().RetireSigningKey(ctx, tk.KID, time.Now())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := read(); len(keys) != 0 {
+		t.Fatalf("a retired key verifies tokens: %v", keys)
 	}
 }
 
-// hideTokenKeys is a transaction that does not see the token keys others
-// made (READ COMMITTED, before their commit).
-type hideTokenKeys struct{ store.KeyTx }
+// Two keyrings (two replicas) whose first uses of an organization race:
+// the second's transaction looked before the first's key committed, so it
+// makes a key of its own, which the store refuses; it then takes the
+// first's. Each kind of key, the same way: one key signs.
+func TestFirstKeysRace(t *testing.T) {
+	for _, tc := range []struct {
+		purpose store.KeyPurpose
+		key     func(ctx context.Context, kr *signing.Keyring, keys store.KeyTx, tenantID string) (string, error) // a public identity
+	}{
+		{store.PurposeToken, func(ctx context.Context, kr *signing.Keyring, keys store.KeyTx, tenantID string) (string, error) {
+			tk, err := kr.TokenKey(ctx, keys, tenantID)
+			return tk.KID + string(tk.Private.Public().(ed25519.PublicKey)), err
+		}},
+		{store.PurposeReceipt, func(ctx context.Context, kr *signing.Keyring, keys store.KeyTx, tenantID string) (string, error) {
+			rs, err := kr.ReceiptSigner(ctx, keys, tenantID)
+			if err != nil {
+				return "", err
+			}
+			return rs.KID() + string(rs.PublicKey()), nil
+		}},
+		{store.PurposeLog, func(ctx context.Context, kr *signing.Keyring, keys store.KeyTx, tenantID string) (string, error) {
+			lk, err := kr.LogKey(ctx, keys, signing.LogScope{TenantID: tenantID, Origin: "example.test/t/acme"})
+			return lk.Verifier, err
+		}},
+	} {
+		t.Run(string(tc.purpose), func(t *testing.T) {
+			s, _, master := setup(t)
+			acme := storetest.CreateTenant(t, s, "acme")
+			ctx := context.Background()
+			var got []string
+			for range 2 {
+				kr, err := signing.NewKeyring(master)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+					id, err := tc.key(ctx, kr, &staleFirstRead{KeyTx: tx.Keys(), purpose: tc.purpose}, acme.ID)
+					got = append(got, id)
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			var ks []store.SigningKey
+			err := s.InTenantReadTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+				var err error
+				ks, err = tx.Keys().SigningKeys(ctx, tc.purpose)
+				return err
+			})
+			if err != nil || len(ks) != 1 || got[0] == "" || got[1] != got[0] {
+				t.Fatalf("keys stored: %d (%v); the second keyring's key is the first's: %v", len(ks), err, got[1] == got[0])
+			}
+		})
+	}
+}
 
-func (h hideTokenKeys) SigningKeys(ctx context.Context, p store.KeyPurpose) ([]store.SigningKey, error) {
-	if p == store.PurposeToken {
+// staleFirstRead is a transaction whose first look at the keys of purpose
+// came before another's key committed (PostgreSQL, READ COMMITTED).
+type staleFirstRead struct {
+	store.KeyTx
+	purpose store.KeyPurpose
+	looked  bool
+}
+
+func (s *staleFirstRead) SigningKeys(ctx context.Context, p store.KeyPurpose) ([]store.SigningKey, error) {
+	if p == s.purpose && !s.looked {
+		s.looked = true
 		return nil, nil
 	}
-	return h.KeyTx.SigningKeys(ctx, p)
+	return s.KeyTx.SigningKeys(ctx, p)
 }

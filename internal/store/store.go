@@ -221,6 +221,13 @@ type PolicyVerificationKey struct {
 
 // KeyTx stores signing keys. Keys are retired, never deleted or changed.
 type KeyTx interface {
+	// InsertSigningKey stores a key. A log, an organization's receipts
+	// and its access tokens each have at most one active key: a second
+	// active key of a purpose is ErrConflict, as is a kid already taken.
+	// That refusal leaves the transaction usable, so that a caller that
+	// lost a race to create a first key can read the one that won (on
+	// PostgreSQL the insert waits for that key's transaction to end).
+	// Retire the active key before inserting its successor.
 	InsertSigningKey(ctx context.Context, k SigningKey) error
 	// SigningKeys lists the keys of a purpose, oldest first.
 	SigningKeys(ctx context.Context, purpose KeyPurpose) ([]SigningKey, error)

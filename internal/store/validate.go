@@ -97,6 +97,12 @@ func CheckLogBatch(entries []LedgerEntry, nodes []LedgerNode, cp LedgerCheckpoin
 	return nil
 }
 
+// SigningKeyConflict is InsertSigningKey's refusal of k: its kid is taken,
+// or an active key of its purpose exists.
+func SigningKeyConflict(k SigningKey) error {
+	return fmt.Errorf("%w: signing key %s: the kid is taken or an active %s key exists", ErrConflict, k.KID, k.Purpose)
+}
+
 // CheckSigningKey validates a key before it is stored.
 func CheckSigningKey(k SigningKey) error {
 	switch {

@@ -287,8 +287,18 @@ func (k *keyTx) InsertSigningKey(ctx context.Context, key store.SigningKey) erro
 		cols, ph = "tenant_id, "+cols, "$9, "+ph
 		args = append(args, k.tenantID)
 	}
-	_, err := k.tx.Exec(ctx, `INSERT INTO `+k.table("signing_keys")+` (`+cols+`) VALUES (`+ph+`)`, args...)
-	return mapErr(err)
+	// DO NOTHING, not an error: the transaction stays usable, so a caller
+	// that lost a race to create the first key can read the winner's.
+	// Against a concurrent, uncommitted insert of an active key of the
+	// purpose, this waits for that transaction's end.
+	tag, err := k.tx.Exec(ctx, `INSERT INTO `+k.table("signing_keys")+` (`+cols+`) VALUES (`+ph+`) ON CONFLICT DO NOTHING`, args...)
+	if err != nil {
+		return mapErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return store.SigningKeyConflict(key)
+	}
+	return nil
 }
 
 func (k *keyTx) SigningKeys(ctx context.Context, purpose store.KeyPurpose) ([]store.SigningKey, error) {

@@ -870,3 +870,90 @@ func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
 		})
 	}
 }
+
+// A database from before 0006 (nothing kept a purpose's active signing key
+// unique) upgrades: of doubled receipt or token keys the newest stays
+// active and the others are retired, still listed — rows the migrating
+// owner sees although row security is forced. Two active log keys — which
+// is the log? — are refused, and the database is left at version 5.
+func TestOneActiveKeyMigration(t *testing.T) {
+	type key struct {
+		kid, purpose, status, created string
+	}
+	const t1, t2 = "2026-11-26T00:00:01Z", "2026-11-26T00:00:02Z"
+	for _, tc := range []struct {
+		name   string
+		keys   []key
+		active map[string]string // purpose → the kid active after the upgrade; nil: refused
+	}{
+		{"doubled receipt and token keys", []key{
+			{"log-1", "log", "active", t1},
+			{"r-retired", "receipt", "retired", t1},
+			{"r-old", "receipt", "active", t1}, {"r-new", "receipt", "active", t2},
+			// One instant: the greater kid is the newer, as SigningKeys orders them.
+			{"t-a", "token", "active", t1}, {"t-b", "token", "active", t1},
+		}, map[string]string{"log": "log-1", "receipt": "r-new", "token": "t-b"}},
+		{"two active log keys", []key{{"log-1", "log", "active", t1}, {"log-2", "log", "active", t2}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := pgtest.NewEmpty(t)
+			ctx := context.Background()
+			if err := MigrateTo(ctx, db.AdminURL, db.Roles, 5); err != nil {
+				t.Fatal(err)
+			}
+			admin := pgtest.Connect(t, db.AdminURL) // a superuser: row security does not apply
+			tenant := "5f0c2b1e-8a3d-4c6e-9b7a-1d2e3f405162"
+			if _, err := admin.Exec(ctx, `INSERT INTO tenants (id, slug, name, status) VALUES ($1, 'acme', 'Acme', 'active')`, tenant); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range tc.keys {
+				if _, err := admin.Exec(ctx, `INSERT INTO signing_keys (tenant_id, kid, purpose, algorithm, public_key, sealed_private, status, created_at, retired_at)
+					VALUES ($1, $2, $3, 'Ed25519', 'public', 'sealed', $4, $5, CASE WHEN $4 = 'retired' THEN $5::timestamptz END)`,
+					tenant, k.kid, k.purpose, k.status, k.created); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			err := Migrate(ctx, db.AdminURL, db.Roles)
+			var version, activeRows int
+			if qerr := admin.QueryRow(ctx, `SELECT (SELECT max(version) FROM schema_migrations),
+				(SELECT count(*) FROM signing_keys WHERE status = 'active')`).Scan(&version, &activeRows); qerr != nil {
+				t.Fatal(qerr)
+			}
+			if tc.active == nil {
+				if err == nil || !strings.Contains(err.Error(), "signing_keys_one_active") || version != 5 || activeRows != 2 {
+					t.Fatalf("a refused upgrade: %v; version %d, %d active keys", err, version, activeRows)
+				}
+				return
+			}
+			if err != nil || version != latestPostgres(t) {
+				t.Fatalf("the upgrade: %v; version %d", err, version)
+			}
+			s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			n := 0
+			err = s.InTenantReadTx(ctx, tenant, func(ctx context.Context, tx store.TenantTx) error {
+				for _, p := range []store.KeyPurpose{store.PurposeLog, store.PurposeReceipt, store.PurposeToken} {
+					ks, err := tx.Keys().SigningKeys(ctx, p)
+					if err != nil {
+						return err
+					}
+					for _, k := range ks {
+						n++
+						wantActive := tc.active[string(p)] == k.KID
+						if (k.Status == store.KeyActive) != wantActive || (k.Status == store.KeyRetired) == k.RetiredAt.IsZero() {
+							t.Errorf("%s key %s after the upgrade: %s, retired at %v", p, k.KID, k.Status, k.RetiredAt)
+						}
+					}
+				}
+				return nil
+			})
+			if err != nil || n != len(tc.keys) {
+				t.Fatalf("%d keys listed after the upgrade, want all %d: %v", n, len(tc.keys), err)
+			}
+		})
+	}
+}

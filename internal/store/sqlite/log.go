@@ -281,8 +281,16 @@ func (k *keyTx) InsertSigningKey(ctx context.Context, key store.SigningKey) erro
 	}
 	names, ph, vals := k.cols(keyColumns, key.KID, string(key.Purpose), key.Algorithm, key.PublicKey, key.SealedPrivate,
 		string(key.Status), formatTime(key.CreatedAt), retired)
-	_, err := k.tx.ExecContext(ctx, `INSERT INTO `+k.table("signing_keys")+` (`+names+`) VALUES (`+ph+`)`, vals...)
-	return mapErr(err)
+	// DO NOTHING, not an error, as on PostgreSQL (where it keeps the
+	// transaction usable).
+	res, err := k.tx.ExecContext(ctx, `INSERT INTO `+k.table("signing_keys")+` (`+names+`) VALUES (`+ph+`) ON CONFLICT DO NOTHING`, vals...)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.SigningKeyConflict(key)
+	}
+	return nil
 }
 
 func (k *keyTx) SigningKeys(ctx context.Context, purpose store.KeyPurpose) ([]store.SigningKey, error) {

@@ -170,3 +170,91 @@ func oldTenantFile(t *testing.T, path, tenantID string, stmts ...any) {
 		i = j
 	}
 }
+
+// A tenant file from before 0003 (nothing kept a purpose's active signing
+// key unique) upgrades on first use: of doubled receipt or token keys the
+// newest stays active and the others are retired, still listed. Two active
+// log keys — which is the log? — are refused, and the file is left at the
+// version before, its keys as they were.
+func TestOneActiveKeyMigration(t *testing.T) {
+	key := func(kid, purpose, status, created string) []any {
+		return []any{`INSERT INTO signing_keys (tenant_id, kid, purpose, algorithm, public_key, sealed_private, status, created_at, retired_at)
+			VALUES (?1, ?2, ?3, 'Ed25519', CAST('public' AS BLOB), CAST('sealed' AS BLOB), ?4, ?5, CASE ?4 WHEN 'retired' THEN ?5 END)`,
+			kid, purpose, status, created}
+	}
+	const t1, t2 = "2026-11-26T00:00:01.000000000Z", "2026-11-26T00:00:02.000000000Z"
+	for _, tc := range []struct {
+		name   string
+		keys   [][]any
+		active map[string]string // purpose → the kid active after the upgrade; nil: refused
+	}{
+		{"doubled receipt and token keys", [][]any{
+			key("log-1", "log", "active", t1),
+			key("r-retired", "receipt", "retired", t1),
+			key("r-old", "receipt", "active", t1), key("r-new", "receipt", "active", t2),
+			// One instant: the greater kid is the newer, as SigningKeys orders them.
+			key("t-a", "token", "active", t1), key("t-b", "token", "active", t1),
+		}, map[string]string{"log": "log-1", "receipt": "r-new", "token": "t-b"}},
+		{"two active log keys", [][]any{
+			key("log-1", "log", "active", t1), key("log-2", "log", "active", t2),
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTest(t, dir)
+			defer s.Close()
+			acme := storetest.CreateTenant(t, s, "acme")
+			var stmts []any
+			for _, k := range tc.keys {
+				stmts = append(stmts, k[0], acme.ID)
+				stmts = append(stmts, k[1:]...)
+			}
+			oldTenantFile(t, s.TenantFile(acme.ID), acme.ID, stmts...)
+
+			got := map[store.KeyPurpose][]store.SigningKey{}
+			err := s.InTenantReadTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+				for _, p := range []store.KeyPurpose{store.PurposeLog, store.PurposeReceipt, store.PurposeToken} {
+					ks, err := tx.Keys().SigningKeys(ctx, p)
+					if err != nil {
+						return err
+					}
+					got[p] = ks
+				}
+				return nil
+			})
+			db, derr := sql.Open("sqlite", s.TenantFile(acme.ID))
+			if derr != nil {
+				t.Fatal(derr)
+			}
+			defer db.Close()
+			var version, activeRows int
+			if err := db.QueryRow(`SELECT max(version), (SELECT count(*) FROM signing_keys WHERE status = 'active') FROM schema_migrations`).
+				Scan(&version, &activeRows); err != nil {
+				t.Fatal(err)
+			}
+			if tc.active == nil {
+				if err == nil || !strings.Contains(err.Error(), "UNIQUE") || version != 2 || activeRows != 2 {
+					t.Fatalf("a refused upgrade: %v; version %d, %d active keys", err, version, activeRows)
+				}
+				return
+			}
+			latest, lerr := migrations.Latest(migrations.SQLiteTenant)
+			if err != nil || lerr != nil || version != latest {
+				t.Fatalf("the upgrade: %v; version %d", err, version)
+			}
+			n := 0
+			for purpose, ks := range got {
+				for _, k := range ks {
+					n++
+					wantActive := tc.active[string(purpose)] == k.KID
+					if (k.Status == store.KeyActive) != wantActive || (k.Status == store.KeyRetired) == k.RetiredAt.IsZero() {
+						t.Errorf("%s key %s after the upgrade: %s, retired at %v", purpose, k.KID, k.Status, k.RetiredAt)
+					}
+				}
+			}
+			if n != len(tc.keys) {
+				t.Errorf("%d keys listed after the upgrade, want all %d", n, len(tc.keys))
+			}
+		})
+	}
+}

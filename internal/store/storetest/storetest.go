@@ -932,12 +932,97 @@ func testLogs(t *testing.T, h Harness) {
 						}
 						return nil
 					}},
+					{"one active key a purpose", func(ctx context.Context, keys store.KeyTx) error {
+						if err := keys.InsertSigningKey(ctx, testKey("k4")); err != nil {
+							return fmt.Errorf("the retired key's successor: %w", err)
+						}
+						if err := keys.InsertSigningKey(ctx, testKey("k5")); !errors.Is(err, store.ErrConflict) {
+							return fmt.Errorf("a second active log key: %v", err)
+						}
+						retired := testKey("k6")
+						retired.Status, retired.RetiredAt = store.KeyRetired, time.Now()
+						if err := keys.InsertSigningKey(ctx, retired); err != nil {
+							return fmt.Errorf("a retired key beside the active one: %w", err)
+						}
+						token := testKey("k7")
+						token.Purpose = store.PurposeToken
+						if err := keys.InsertSigningKey(ctx, token); err != nil {
+							return fmt.Errorf("an active key of another purpose: %w", err)
+						}
+						// The refusal left the transaction usable.
+						ks, err := keys.SigningKeys(ctx, store.PurposeLog)
+						if err != nil || len(ks) != 3 || ks[0].KID != "k1" || ks[1].KID != "k4" || ks[1].Status != store.KeyActive || ks[2].KID != "k6" {
+							return fmt.Errorf("log keys after a refused second active one: %+v, %v", ks, err)
+						}
+						return nil
+					}},
+					{"retire, then the successor", func(ctx context.Context, keys store.KeyTx) error {
+						if err := keys.RetireSigningKey(ctx, "k4", time.Now()); err != nil {
+							return err
+						}
+						if err := keys.InsertSigningKey(ctx, testKey("k5")); err != nil {
+							return fmt.Errorf("the successor: %w", err)
+						}
+						ks, err := keys.SigningKeys(ctx, store.PurposeLog)
+						var active []string
+						for _, k := range ks {
+							if k.Status == store.KeyActive {
+								active = append(active, k.KID)
+							}
+						}
+						if err != nil || len(ks) != 4 || !slices.Equal(active, []string{"k5"}) {
+							return fmt.Errorf("after a rotation: %+v, %v", ks, err)
+						}
+						return nil
+					}},
 				}
 				for _, step := range steps {
 					err := lg.in(c, func(ctx context.Context, _ store.LogTx, keys store.KeyTx) error { return step.fn(ctx, keys) })
 					if err != nil && !errors.Is(err, errRollback) {
 						t.Fatalf("%s: %v", step.name, err)
 					}
+				}
+			})
+			t.Run("first keys at once", func(t *testing.T) {
+				// Two transactions each create the first receipt key. The
+				// second is refused once the first commits (on PostgreSQL
+				// its insert waits for that; SQLite's BEGIN IMMEDIATE
+				// waits), and then reads the first's key.
+				receiptKey := func(kid string) store.SigningKey {
+					k := testKey(kid)
+					k.Purpose = store.PurposeReceipt
+					return k
+				}
+				// The receipt key of step "insert" above goes first.
+				if err := lg.in(c, func(ctx context.Context, _ store.LogTx, keys store.KeyTx) error {
+					return keys.RetireSigningKey(ctx, "k2", time.Now())
+				}); err != nil {
+					t.Fatal(err)
+				}
+				inserted, commit, first := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+				go func() {
+					first <- lg.in(c, func(ctx context.Context, _ store.LogTx, keys store.KeyTx) error {
+						defer func() { <-commit }()
+						defer close(inserted)
+						return keys.InsertSigningKey(ctx, receiptKey("first"))
+					})
+				}()
+				<-inserted
+				time.AfterFunc(100*time.Millisecond, func() { close(commit) })
+				var ks []store.SigningKey
+				err := lg.in(c, func(ctx context.Context, _ store.LogTx, keys store.KeyTx) error {
+					if err := keys.InsertSigningKey(ctx, receiptKey("second")); !errors.Is(err, store.ErrConflict) {
+						return fmt.Errorf("the second first key: %v", err)
+					}
+					var err error
+					ks, err = keys.SigningKeys(ctx, store.PurposeReceipt)
+					return err
+				})
+				if ferr := <-first; ferr != nil {
+					t.Fatalf("the first key: %v", ferr)
+				}
+				if err != nil || len(ks) != 2 || ks[1].KID != "first" || ks[1].Status != store.KeyActive {
+					t.Fatalf("the second transaction: %v; it read %+v", err, ks)
 				}
 			})
 		})
