@@ -45,12 +45,8 @@ type AgentAuthConfig struct {
 // checks them on agent routes. Each organization signs its agents' tokens
 // with its own key, so a token verifies only under the organization it names.
 type AgentAuth struct {
-	cfg     AgentAuthConfig
-	issuers sync.Map // tenant id → *identity.TokenIssuer
-	// creating holds, by tenant id, a semaphore (chan struct{}, capacity
-	// 1) that the one request making or opening the organization's token
-	// issuer holds; the others wait for it and take its issuer.
-	creating      sync.Map
+	cfg           AgentAuthConfig
+	issuers       sync.Map // tenant id → *identity.TokenIssuer
 	verifiers     sync.Map // tenant id → *tokenKeys
 	refusals      *refusalGate
 	recordRefusal recordRefusal
@@ -385,38 +381,23 @@ func reasonOf(err error) string {
 	return "invalid_assertion"
 }
 
+// tokenKeyTimeout bounds reading or creating an organization's token key.
+const tokenKeyTimeout = 10 * time.Second
+
 // issuer returns the organization's token issuer (its key, created on
 // first use). Only the token endpoint calls it, for an agent whose
 // assertion verified: nothing else may create a key.
 //
-// One request at a time per organization reads or creates the key: on
-// PostgreSQL (READ COMMITTED, nothing unique about the active token key)
-// concurrent first requests would not see each other's uncommitted key,
-// and each would make one. Replicas still may (see
-// signing.TokenPublicKeys); one process makes at most one.
-// tokenKeyTimeout bounds reading or creating an organization's token key
-// while its other first requests wait.
-const tokenKeyTimeout = 10 * time.Second
-
+// First requests at the same moment (here or on other replicas) may each
+// try to create the key; the store keeps one active token key an
+// organization, and the losers take the winner's (signing.TokenKey).
 func (a *AgentAuth) issuer(ctx context.Context, tenantID string) (*identity.TokenIssuer, error) {
 	if v, ok := a.issuers.Load(tenantID); ok {
 		return v.(*identity.TokenIssuer), nil
 	}
 	// ctx is the request's user context (context.Background under fiber
-	// today), so the key's read or creation is bounded below: a hung
-	// transaction must not hold up the organization's other first
-	// requests for ever. Only first requests wait: a cached issuer is
-	// returned above.
-	sem, _ := a.creating.LoadOrStore(tenantID, make(chan struct{}, 1))
-	select {
-	case sem.(chan struct{}) <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-sem.(chan struct{}) }()
-	if v, ok := a.issuers.Load(tenantID); ok {
-		return v.(*identity.TokenIssuer), nil // made while this request waited
-	}
+	// today), so the key's read or creation is bounded below: on
+	// PostgreSQL a creation waits for a concurrent one's transaction.
 	var tk signing.TokenKey
 	tctx, cancel := context.WithTimeout(ctx, tokenKeyTimeout)
 	defer cancel()
@@ -436,8 +417,8 @@ func (a *AgentAuth) issuer(ctx context.Context, tenantID string) (*identity.Toke
 	if err := a.knowTokenKey(tenantID, ti.KID(), ti.PublicKey()); err != nil {
 		return nil, err
 	}
-	a.issuers.Store(tenantID, ti)
-	return ti, nil
+	v, _ := a.issuers.LoadOrStore(tenantID, ti)
+	return v.(*identity.TokenIssuer), nil
 }
 
 func (a *AgentAuth) tokenKeysOf(tenantID string) *tokenKeys {
