@@ -524,7 +524,14 @@ func (a *AgentAuth) Require(c *fiber.Ctx) error {
 		return invalidToken(c)
 	}
 	ref, err := a.cfg.Tenants.ResolveTenantID(c.UserContext(), tenantID)
-	if err != nil || ref.Status != store.TenantActive {
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+		return invalidToken(c)
+	case err != nil:
+		// An outage, not a token that cannot be valid: a client told 401
+		// would only ask for another token.
+		return err
+	case ref.Status != store.TenantActive:
 		return invalidToken(c)
 	}
 	v, err := a.verifier(c.UserContext(), ref.ID, false)

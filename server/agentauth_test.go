@@ -564,6 +564,51 @@ func TestUnknownTokenKidsWhileTheStoreFails(t *testing.T) {
 	}
 }
 
+// A store that cannot say which organization a token names is an outage
+// (503), not an invalid token: the client keeps its token. An organization
+// the store does not have is the token's fault (401).
+func TestRequireWhileTheDirectoryFails(t *testing.T) {
+	var fd *failingDirectory
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
+		fd = &failingDirectory{TenantStore: c.Tenants}
+		c.Tenants = fd
+	})
+	mountWhoAmI(e.app, e.auth)
+	tok := e.token(t, "acme")
+	whoami := func(token string) (int, http.Header) {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodGet, "/v1/test/whoami", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		status, h, _ := e.do(t, req)
+		return status, h
+	}
+	fd.err = fmt.Errorf("%w: connection refused", store.ErrUnavailable)
+	if s, h := whoami(tok); s != 503 || h.Get("WWW-Authenticate") != "" {
+		t.Fatalf("acme's token, the directory failing: %d (WWW-Authenticate %q), want 503 without a challenge", s, h.Get("WWW-Authenticate"))
+	}
+	fd.err = fmt.Errorf("%w: tenant", store.ErrNotFound)
+	if s, h := whoami(tok); s != 401 || !strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("a token naming an organization the store does not have: %d (WWW-Authenticate %q), want 401 invalid_token", s, h.Get("WWW-Authenticate"))
+	}
+	fd.err = nil
+	if s, _ := whoami(tok); s != 200 {
+		t.Fatalf("acme's token, the directory back: %d", s)
+	}
+}
+
+// failingDirectory fails ResolveTenantID with err, when set.
+type failingDirectory struct {
+	store.TenantStore
+	err error
+}
+
+func (f *failingDirectory) ResolveTenantID(ctx context.Context, id string) (store.TenantRef, error) {
+	if f.err != nil {
+		return store.TenantRef{}, f.err
+	}
+	return f.TenantStore.ResolveTenantID(ctx, id)
+}
+
 // client_id, when sent, must name the agent the assertion authenticates
 // (RFC 7521 §4.2): acme's agent cannot present itself as beta's. The
 // refusal reads like any other and is filed in acme's log.
