@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -17,17 +16,47 @@ import (
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
-// exportChunk is how many entries Export reads per transaction.
-const exportChunk = 1024
+// exportChunk is how many entries Export reads per transaction: about what
+// it holds in memory at once.
+var exportChunk uint64 = 1024
 
 // Export writes entries [from, to) of a log as a verify.ExportFormat tar.gz:
 // to must be a signed checkpoint's size (0 means the newest). The archive
 // carries the log's receipt key set (JWKS), so receipts verify offline.
+// It is PrepareExport, then PreparedExport.Write.
 func (l *Ledger) Export(ctx context.Context, lg Log, from, to uint64, w io.Writer) error {
+	x, err := l.PrepareExport(ctx, lg, from, to)
+	if err != nil {
+		return err
+	}
+	return x.Write(ctx, w)
+}
+
+// PreparedExport is an export whose checkpoint, keys and size are settled:
+// what can refuse it has been checked, and Write streams it.
+type PreparedExport struct {
+	l        *Ledger
+	lg       Log
+	from, to uint64 // to: the checkpoint's size
+	manifest []byte
+	note     []byte
+	vkey     string
+	jwks     []byte
+	// linesSize is entries.jsonl's length: a tar member's size comes
+	// before its bytes, so the entries are read twice, to size the member
+	// and to write it, rather than held in memory. They are immutable below
+	// a checkpoint, so both reads see the same bytes.
+	linesSize int64
+}
+
+// PrepareExport checks and sizes the export of entries [from, to) (see
+// Export), reading every entry once. Its errors are the request's:
+// ErrNoCheckpoint for a to no checkpoint has, store.ErrInvalid for a from
+// beyond it.
+func (l *Ledger) PrepareExport(ctx context.Context, lg Log, from, to uint64) (*PreparedExport, error) {
 	var cp store.LedgerCheckpoint
 	var rangeHashes [][]byte
-	var vkey string
-	var jwks []byte
+	x := &PreparedExport{l: l, lg: lg, from: from}
 	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
 		var err error
 		if cp, err = checkpointAt(ctx, lt, to); err != nil {
@@ -36,10 +65,10 @@ func (l *Ledger) Export(ctx context.Context, lg Log, from, to uint64, w io.Write
 		if from > cp.Size {
 			return fmt.Errorf("%w: from %d is beyond the tree size %d", store.ErrInvalid, from, cp.Size)
 		}
-		if vkey, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope); err != nil {
+		if x.vkey, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope); err != nil {
 			return err
 		}
-		if jwks, err = signing.JWKS(ctx, kt, store.PurposeReceipt); err != nil {
+		if x.jwks, err = signing.JWKS(ctx, kt, store.PurposeReceipt); err != nil {
 			return err
 		}
 		// The roots of the perfect subtrees left of from.
@@ -53,41 +82,52 @@ func (l *Ledger) Export(ctx context.Context, lg Log, from, to uint64, w io.Write
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	x.to, x.note = cp.Size, cp.Note
 	origin, _, _ := cutLine(cp.Note)
-	manifest, err := json.Marshal(verify.ExportManifest{Format: verify.ExportFormat, Origin: origin, From: from, To: cp.Size, Range: nonNil(rangeHashes)})
-	if err != nil {
-		return err
+	if x.manifest, err = json.Marshal(verify.ExportManifest{Format: verify.ExportFormat, Origin: origin, From: from, To: cp.Size, Range: nonNil(rangeHashes)}); err != nil {
+		return nil, err
 	}
+	err = l.exportEntries(ctx, lg, from, cp.Size, func(line []byte) error {
+		x.linesSize += int64(len(line))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// Write writes the archive to w, reading the entries again, a chunk at a
+// time. An error part-way leaves w with a truncated gzip stream, which no
+// reader takes for a whole archive.
+func (x *PreparedExport) Write(ctx context.Context, w io.Writer) error {
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
 	now := time.Now().UTC()
-	file := func(name string, body []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err := tw.Write(body)
-		return err
+	header := func(name string, size int64) error {
+		return tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: now, Typeflag: tar.TypeReg})
 	}
 	for _, f := range []struct {
 		name string
 		body []byte
-	}{{"manifest.json", manifest}, {"checkpoint", cp.Note}, {"log-key", []byte(vkey + "\n")}, {"jwks.json", jwks}} {
-		if err := file(f.name, f.body); err != nil {
+	}{{"manifest.json", x.manifest}, {"checkpoint", x.note}, {"log-key", []byte(x.vkey + "\n")}, {"jwks.json", x.jwks}} {
+		if err := header(f.name, int64(len(f.body))); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.body); err != nil {
 			return err
 		}
 	}
-	// A tar member's size comes first, so the lines are gathered before
-	// they are written (the HTTP handler buffers the archive anyway).
-	var lines bytes.Buffer
-	if err := l.exportEntries(ctx, lg, from, cp.Size, func(line []byte) error {
-		_, err := lines.Write(line)
-		return err
-	}); err != nil {
+	if err := header("entries.jsonl", x.linesSize); err != nil {
 		return err
 	}
-	if err := file("entries.jsonl", lines.Bytes()); err != nil {
+	err := x.l.exportEntries(ctx, x.lg, x.from, x.to, func(line []byte) error {
+		_, err := tw.Write(line) // more than linesSize is an error here, fewer at Close
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	if err := tw.Close(); err != nil {

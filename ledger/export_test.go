@@ -11,3 +11,11 @@ func (l *Ledger) QueuedRequests(lg Log) int {
 	}
 	return 0
 }
+
+// SetExportChunk makes Export read n entries per transaction, until restore:
+// a test of what it holds in memory need not write thousands of entries.
+func SetExportChunk(n uint64) (restore func()) {
+	old := exportChunk
+	exportChunk = n
+	return func() { exportChunk = old }
+}

@@ -1,11 +1,12 @@
 package server
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 
@@ -31,7 +32,7 @@ func DenyLogAccess(*fiber.Ctx) (ledger.Log, error) {
 // MountLedger adds the read side of a transparency log (DESIGN §4) under
 // /v1/ledger on a plane: checkpoint, tlog-tiles, entries, proofs.
 func MountLedger(p *Plane, l *ledger.Ledger, access LogAccess) {
-	h := &ledgerHandlers{l: l, access: access}
+	h := &ledgerHandlers{l: l, access: access, log: p.log}
 	g := p.app.Group("/v1/ledger")
 	g.Get("/checkpoint", h.checkpoint)
 	g.Get("/tile/*", h.tile)
@@ -93,6 +94,7 @@ func MountJWKS(p *Plane, tenants store.TenantStore) {
 type ledgerHandlers struct {
 	l      *ledger.Ledger
 	access LogAccess
+	log    *slog.Logger
 }
 
 // ledgerError turns the ledger's refusals into problems a client can act on.
@@ -291,13 +293,27 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	// Buffered, not streamed: an error half-way must still become a
-	// problem response rather than a truncated archive.
-	var buf bytes.Buffer
-	if err := h.l.Export(c.UserContext(), lg, from, to, &buf); err != nil {
+	// Checked and sized first, so that what can refuse the request is a
+	// problem response; then streamed, a chunk of entries at a time, not
+	// held in memory. A failure part-way (the store gone) truncates the
+	// gzip stream, which no reader takes for a whole archive.
+	x, err := h.l.PrepareExport(c.UserContext(), lg, from, to)
+	if err != nil {
 		return ledgerError(err)
 	}
 	c.Set(fiber.HeaderContentType, "application/gzip")
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="ledger-export.tar.gz"`)
-	return c.Send(buf.Bytes())
+	// fasthttp runs the writer after the handler has returned, on a
+	// goroutine of its own: it takes nothing from c.
+	log := h.log
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		if err := x.Write(context.Background(), w); err != nil {
+			log.Error("ledger export failed part-way; the archive was cut short", slog.Any("error", err))
+			return
+		}
+		if err := w.Flush(); err != nil {
+			log.Info("ledger export not delivered", slog.Any("error", err))
+		}
+	})
+	return nil
 }

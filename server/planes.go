@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 
@@ -15,6 +16,7 @@ import (
 type Plane struct {
 	name string
 	app  *fiber.App
+	log  *slog.Logger
 }
 
 // Planes are the two apps. They share nothing but the Config they were
@@ -69,7 +71,7 @@ func newPlane(name string, cfg Config, ready ReadinessCheck) *Plane {
 	app.Use(b.middleware)
 	app.Get("/healthz", healthz)
 	app.Get("/readyz", readyz(ready, cfg.ReadinessTimeout, log))
-	return &Plane{name: name, app: app}
+	return &Plane{name: name, app: app, log: log}
 }
 
 // Name is "tenant" or "platform".
