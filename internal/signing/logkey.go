@@ -71,27 +71,39 @@ func (k *Keyring) LogKey(ctx context.Context, keys store.KeyTx, scope LogScope) 
 	if ok {
 		return lk, nil
 	}
-	lk, err := k.openLogKey(ctx, keys, scope)
-	if errors.Is(err, ErrNoLogKey) {
-		// Not cached: if the caller's transaction rolls back, the key
-		// never existed and nothing it signed was published. The next
-		// call reads the committed key.
-		lk, err = k.createLogKey(ctx, keys, scope)
-		if !errors.Is(err, store.ErrConflict) {
-			return lk, err
-		}
-		// Another transaction made the key and committed it (callers
-		// hold the log's lock, so only one that did not could).
-		lk, err = k.openLogKey(ctx, keys, scope)
+	// Callers hold the log's lock, so only a transaction that did not
+	// could have made the key first.
+	lk, created, err := openOrCreate(ErrNoLogKey,
+		func() (LogKey, error) { return k.openLogKey(ctx, keys, scope) },
+		func() (LogKey, error) { return k.createLogKey(ctx, keys, scope) })
+	if err != nil || created {
+		// A created key is not cached: if the caller's transaction rolls
+		// back, the key never existed and nothing it signed was
+		// published. The next call reads the committed key.
+		return lk, err
 	}
-	if err != nil {
-		return LogKey{}, err
-	}
-	// Read from the store, so committed: safe to cache.
 	k.mu.Lock()
 	k.logs[scope.TenantID] = lk
 	k.mu.Unlock()
 	return lk, nil
+}
+
+// openOrCreate opens a key, creating it when open finds none (errNone).
+// created says the key is the caller's transaction's own, not yet
+// committed. The store keeps one active key a purpose: when another
+// transaction made it first, this one's is refused (store.ErrConflict)
+// once that one has committed, and the committed key is opened.
+func openOrCreate[K any](errNone error, open, create func() (K, error)) (key K, created bool, err error) {
+	key, err = open()
+	if !errors.Is(err, errNone) {
+		return key, false, err
+	}
+	key, err = create()
+	if !errors.Is(err, store.ErrConflict) {
+		return key, err == nil, err
+	}
+	key, err = open()
+	return key, false, err
 }
 
 // LogVerifier returns the log's public verifier key; ErrNoLogKey if it has none.

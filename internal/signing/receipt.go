@@ -422,21 +422,11 @@ func (k *Keyring) ReceiptSigner(ctx context.Context, keys store.KeyTx, tenantID 
 	if s, ok := cache.get(tenantID); ok {
 		return s, nil
 	}
-	s, err := k.openReceiptKey(ctx, keys, tenantID)
-	if errors.Is(err, errNoReceiptKey) {
-		// Not cached: if the caller's transaction rolls back, the key never
-		// existed and nothing it signed was published (see LogKey).
-		s, err = k.createReceiptKey(ctx, keys, tenantID)
-		if !errors.Is(err, store.ErrConflict) {
-			return s, err
-		}
-		// Another transaction made the key and committed it: the store
-		// refuses a second active key only once the first's transaction
-		// has ended.
-		s, err = k.openReceiptKey(ctx, keys, tenantID)
-	}
-	if err != nil {
-		return nil, err
+	s, created, err := openOrCreate(errNoReceiptKey,
+		func() (*ReceiptSigner, error) { return k.openReceiptKey(ctx, keys, tenantID) },
+		func() (*ReceiptSigner, error) { return k.createReceiptKey(ctx, keys, tenantID) })
+	if err != nil || created {
+		return s, err // a created key is not cached (see LogKey)
 	}
 	// Read from the store, so committed — unless this very transaction
 	// created it and asks twice, then rolls back: take the signer once

@@ -44,18 +44,11 @@ func (k *Keyring) TokenKey(ctx context.Context, keys store.KeyTx, tenantID strin
 	if ok {
 		return tk, nil
 	}
-	tk, err := k.openTokenKey(ctx, keys, tenantID)
-	if errors.Is(err, errNoTokenKey) {
-		tk, err = k.createTokenKey(ctx, keys, tenantID)
-		if !errors.Is(err, store.ErrConflict) {
-			return tk, err // created: not cached
-		}
-		// Another transaction made the key and committed it (see
-		// ReceiptSigner).
-		tk, err = k.openTokenKey(ctx, keys, tenantID)
-	}
-	if err != nil {
-		return TokenKey{}, err
+	tk, created, err := openOrCreate(errNoTokenKey,
+		func() (TokenKey, error) { return k.openTokenKey(ctx, keys, tenantID) },
+		func() (TokenKey, error) { return k.createTokenKey(ctx, keys, tenantID) })
+	if err != nil || created {
+		return tk, err // a created key is not cached (see LogKey)
 	}
 	k.mu.Lock()
 	k.tokens[tenantID] = tk
