@@ -69,7 +69,10 @@ func TestFirstKeysRace(t *testing.T) {
 	}{
 		{store.PurposeToken, func(ctx context.Context, kr *signing.Keyring, keys store.KeyTx, tenantID string) (string, error) {
 			tk, err := kr.TokenKey(ctx, keys, tenantID)
-			return tk.KID + string(tk.Private.Public().(ed25519.PublicKey)), err
+			if err != nil {
+				return "", err
+			}
+			return tk.KID + string(tk.Private.Public().(ed25519.PublicKey)), nil
 		}},
 		{store.PurposeReceipt, func(ctx context.Context, kr *signing.Keyring, keys store.KeyTx, tenantID string) (string, error) {
 			rs, err := kr.ReceiptSigner(ctx, keys, tenantID)
