@@ -160,11 +160,21 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// writeTx is every read-write transaction's: READ COMMITTED, said rather
+// than left to the server's or role's default_transaction_isolation. The
+// writes rely on it: a batch that takes the log's lock then reads the
+// newest checkpoint must see what the batch before it committed, and a
+// signing key's creator that lost to another transaction must see the
+// winner's key when it reads again. Under REPEATABLE READ or SERIALIZABLE
+// (some PostgreSQL-compatible databases' default) both would read a
+// snapshot from before.
+var writeTx = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
+
 // InTenantTx runs fn with app.tenant_id set for this transaction only. The
 // same round trip checks that the organization exists, through the
 // directory function (the tenant role has no grant on tenants).
 func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
-	return s.inTenantTx(ctx, tenantID, pgx.TxOptions{}, fn)
+	return s.inTenantTx(ctx, tenantID, writeTx, fn)
 }
 
 // InTenantReadTx is InTenantTx in a READ ONLY transaction, which under
@@ -202,7 +212,7 @@ func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOpti
 
 // InPlatformTx runs fn as the platform role.
 func (s *Store) InPlatformTx(ctx context.Context, fn func(context.Context, store.PlatformTx) error) error {
-	return inTx(ctx, s.platform, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	return inTx(ctx, s.platform, writeTx, func(tx pgx.Tx) error {
 		return fn(ctx, &platformTx{tx: tx})
 	})
 }

@@ -957,3 +957,62 @@ func TestOneActiveKeyMigration(t *testing.T) {
 		})
 	}
 }
+
+// Read-write transactions are READ COMMITTED whatever the roles' default
+// says (some PostgreSQL-compatible databases default to SERIALIZABLE): a
+// signing key's losing creator, and a log batch after its lock, read what
+// others committed after their transaction began.
+func TestWritesAreReadCommitted(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	admin := pgtest.Connect(t, db.AdminURL)
+	for _, role := range []string{db.Roles.Tenant, db.Roles.Platform} {
+		if _, err := admin.Exec(ctx, `ALTER ROLE `+Ident(role)+` IN DATABASE `+Ident(db.Name)+` SET default_transaction_isolation = 'serializable'`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var def string
+	if err := pgtest.Connect(t, db.TenantURL).QueryRow(ctx, `SHOW default_transaction_isolation`).Scan(&def); err != nil || def != "serializable" {
+		t.Fatalf("the tenant role's default: %q, %v", def, err)
+	}
+	s := openTest(t, db, 0)
+	acme := storetest.CreateTenant(t, s, "acme")
+	for _, kind := range []struct {
+		name string
+		in   func(fn func(context.Context, store.KeyTx) error) error
+	}{
+		{"tenant", func(fn func(context.Context, store.KeyTx) error) error {
+			return s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error { return fn(ctx, tx.Keys()) })
+		}},
+		{"platform", func(fn func(context.Context, store.KeyTx) error) error {
+			return s.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error { return fn(ctx, tx.Keys()) })
+		}},
+	} {
+		t.Run(kind.name, func(t *testing.T) {
+			looked, committed := make(chan struct{}), make(chan error, 1)
+			go func() {
+				<-looked
+				committed <- kind.in(func(ctx context.Context, keys store.KeyTx) error {
+					return keys.InsertSigningKey(ctx, store.SigningKey{KID: "r1", Purpose: store.PurposeReceipt, Algorithm: "Ed25519",
+						PublicKey: []byte("public"), SealedPrivate: []byte("sealed"), Status: store.KeyActive})
+				})
+			}()
+			var before, after []store.SigningKey
+			err := kind.in(func(ctx context.Context, keys store.KeyTx) error {
+				var err error
+				if before, err = keys.SigningKeys(ctx, store.PurposeReceipt); err != nil {
+					return err
+				}
+				close(looked)
+				if err := <-committed; err != nil {
+					return err
+				}
+				after, err = keys.SigningKeys(ctx, store.PurposeReceipt)
+				return err
+			})
+			if err != nil || len(before) != 0 || len(after) != 1 {
+				t.Fatalf("keys seen before another transaction committed one: %d, after: %d (%v)", len(before), len(after), err)
+			}
+		})
+	}
+}
