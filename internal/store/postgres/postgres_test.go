@@ -892,6 +892,9 @@ func TestOneActiveKeyMigration(t *testing.T) {
 			{"r-old", "receipt", "active", t1}, {"r-new", "receipt", "active", t2},
 			// One instant: the greater kid is the newer, as SigningKeys orders them.
 			{"t-a", "token", "active", t1}, {"t-b", "token", "active", t1},
+			// A retired key newer than the active ones (clocks differ)
+			// retires none of them.
+			{"t-retired", "token", "retired", t2},
 		}, map[string]string{"log": "log-1", "receipt": "r-new", "token": "t-b"}},
 		{"two active log keys", []key{{"log-1", "log", "active", t1}, {"log-2", "log", "active", t2}}, nil},
 	} {
@@ -921,7 +924,7 @@ func TestOneActiveKeyMigration(t *testing.T) {
 				t.Fatal(qerr)
 			}
 			if tc.active == nil {
-				if err == nil || !strings.Contains(err.Error(), "signing_keys_one_active") || version != 5 || activeRows != 2 {
+				if err == nil || !strings.Contains(err.Error(), "two active log keys") || version != 5 || activeRows != 2 {
 					t.Fatalf("a refused upgrade: %v; version %d, %d active keys", err, version, activeRows)
 				}
 				return

@@ -10,13 +10,31 @@
 -- Receipt and token keys already doubled keep the newest active one, the
 -- one the service opens; the others are retired: they stay published, so
 -- what they signed still verifies (an access token they signed is refused,
--- and its agent asks for another). Two active log keys are not resolved
--- here: which one is the log's identity is an operator's question, so the
--- index fails the migration and changes nothing.
+-- and its agent asks for another). Stop every replica of an older build
+-- before this runs: one still signing with a key it retires would hand out
+-- tokens nobody accepts, and an older build's plain INSERT of a first key
+-- now fails.
+--
+-- Two active log keys are not resolved here: which one is the log's
+-- identity is an operator's question, so they fail the migration, which
+-- changes nothing.
 --
 -- Row security is forced on signing_keys, for the owner too: it is lifted
--- for the update only, inside this migration's transaction.
+-- for this migration's reads and update only, inside its transaction.
 ALTER TABLE signing_keys NO FORCE ROW LEVEL SECURITY;
+DO $$
+DECLARE t uuid;
+BEGIN
+    SELECT tenant_id INTO t FROM signing_keys WHERE purpose = 'log' AND status = 'active'
+        GROUP BY tenant_id HAVING count(*) > 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'organization % has two active log keys: retire the one that is not its log''s', t;
+    END IF;
+    IF (SELECT count(*) FROM platform_signing_keys WHERE purpose = 'log' AND status = 'active') > 1 THEN
+        RAISE EXCEPTION 'the platform has two active log keys: retire the one that is not its log''s';
+    END IF;
+END
+$$;
 UPDATE signing_keys SET status = 'retired', retired_at = now()
 WHERE status = 'active' AND purpose IN ('receipt', 'token') AND EXISTS (
     SELECT 1 FROM signing_keys AS newer
@@ -24,7 +42,4 @@ WHERE status = 'active' AND purpose IN ('receipt', 'token') AND EXISTS (
       AND newer.status = 'active' AND (newer.created_at, newer.kid) > (signing_keys.created_at, signing_keys.kid));
 ALTER TABLE signing_keys FORCE ROW LEVEL SECURITY;
 CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (tenant_id, purpose) WHERE status = 'active';
-
--- The platform has only its log key, whose creation the log's lock
--- serializes: nothing to resolve.
 CREATE UNIQUE INDEX platform_signing_keys_one_active ON platform_signing_keys (purpose) WHERE status = 'active';

@@ -10,10 +10,21 @@
 -- Receipt and token keys already doubled keep the newest active one, the
 -- one the service opens; the others are retired: they stay published, so
 -- what they signed still verifies (an access token they signed is refused,
--- and its agent asks for another). Two active log keys are not resolved
--- here: which one is the log's identity is an operator's question, so the
--- index fails the migration and changes nothing.
-UPDATE signing_keys SET status = 'retired', retired_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+-- and its agent asks for another). Stop every process of an older build
+-- before this runs: one still signing with a key it retires would hand out
+-- tokens nobody accepts.
+--
+-- Two active log keys are not resolved here: which one is the log's
+-- identity is an operator's question. The CHECK below fails the migration,
+-- and changes nothing, if the file holds them.
+CREATE TEMP TABLE migration_0003_check (
+    two_active_log_keys INTEGER NOT NULL CHECK (two_active_log_keys = 0)
+);
+INSERT INTO migration_0003_check
+SELECT count(*) > 1 FROM signing_keys WHERE purpose = 'log' AND status = 'active';
+DROP TABLE migration_0003_check;
+
+UPDATE signing_keys SET status = 'retired', retired_at = strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000000Z'
 WHERE status = 'active' AND purpose IN ('receipt', 'token') AND EXISTS (
     SELECT 1 FROM signing_keys AS newer
     WHERE newer.tenant_id = signing_keys.tenant_id AND newer.purpose = signing_keys.purpose
