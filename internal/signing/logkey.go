@@ -71,8 +71,8 @@ func (k *Keyring) LogKey(ctx context.Context, keys store.KeyTx, scope LogScope) 
 	if ok {
 		return lk, nil
 	}
-	// Callers hold the log's lock, so only a transaction that did not
-	// could have made the key first.
+	// A batch creates the key under the log's lock; InitLog does not, so
+	// either may lose to the other, and then takes its key.
 	lk, created, err := openOrCreate(ErrNoLogKey,
 		func() (LogKey, error) { return k.openLogKey(ctx, keys, scope) },
 		func() (LogKey, error) { return k.createLogKey(ctx, keys, scope) })

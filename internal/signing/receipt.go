@@ -454,10 +454,17 @@ func (k *Keyring) RotateReceiptKey(ctx context.Context, keys store.KeyTx, tenant
 	// Retired first: the store keeps one active key a purpose.
 	now := time.Now()
 	for _, key := range old {
-		if key.Status == store.KeyActive {
-			if err := keys.RetireSigningKey(ctx, key.KID, now); err != nil {
-				return "", fmt.Errorf("signing: retire receipt key %s: %w", key.KID, err)
-			}
+		if key.Status != store.KeyActive {
+			continue
+		}
+		err := keys.RetireSigningKey(ctx, key.KID, now)
+		if errors.Is(err, store.ErrNotFound) {
+			// Read active, retired since: another rotation got there
+			// first (on PostgreSQL this one waited for it).
+			err = fmt.Errorf("%w: another rotation retired it", store.ErrConflict)
+		}
+		if err != nil {
+			return "", fmt.Errorf("signing: retire receipt key %s: %w", key.KID, err)
 		}
 	}
 	s, err := k.createReceiptKey(ctx, keys, tenantID)

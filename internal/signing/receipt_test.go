@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -465,4 +466,32 @@ func TestCachedReceiptSigner(t *testing.T) {
 	if _, ok := kr.CachedReceiptSigner(acme.ID); ok {
 		t.Fatal("the retired key's signer is still cached after a rotation")
 	}
+}
+
+// Two rotations at once: the second read the key as active, and finds it
+// retired when it retires it (on PostgreSQL its UPDATE waited for the
+// first). It fails as a conflict, not as a missing key, and its caller's
+// transaction rolls back with nothing changed.
+func TestConcurrentRotationConflicts(t *testing.T) {
+	s, kr, _ := setup(t)
+	acme := storetest.CreateTenant(t, s, "acme")
+	first := receiptSigner(t, s, kr, acme.ID)
+	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		_, err := kr.RotateReceiptKey(ctx, retiredMeanwhile{tx.Keys()}, acme.ID)
+		return err
+	})
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a rotation that lost to another: %v, want ErrConflict", err)
+	}
+	if again := receiptSigner(t, s, kr, acme.ID); again.KID() != first.KID() {
+		t.Fatalf("after a failed rotation the key is %s, want %s still", again.KID(), first.KID())
+	}
+}
+
+// retiredMeanwhile is a transaction in which every key read as active has
+// been retired by another by the time it retires it.
+type retiredMeanwhile struct{ store.KeyTx }
+
+func (retiredMeanwhile) RetireSigningKey(context.Context, string, time.Time) error {
+	return fmt.Errorf("%w: active signing key", store.ErrNotFound)
 }
