@@ -1000,6 +1000,7 @@ func testLogs(t *testing.T, h Harness) {
 					t.Fatal(err)
 				}
 				inserted, commit, first := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+				var rollback chan struct{}
 				go func() {
 					first <- lg.in(c, func(ctx context.Context, _ store.LogTx, keys store.KeyTx) error {
 						defer func() { <-commit }()
@@ -1023,6 +1024,42 @@ func testLogs(t *testing.T, h Harness) {
 				}
 				if err != nil || len(ks) != 2 || ks[1].KID != "first" || ks[1].Status != store.KeyActive {
 					t.Fatalf("the second transaction: %v; it read %+v", err, ks)
+				}
+
+				// A first key whose transaction rolls back leaves room: the
+				// other creator's key is stored.
+				if err := lg.in(c, func(ctx context.Context, _ store.LogTx, keys store.KeyTx) error {
+					return keys.RetireSigningKey(ctx, "first", time.Now())
+				}); err != nil {
+					t.Fatal(err)
+				}
+				inserted, rollback, first = make(chan struct{}), make(chan struct{}), make(chan error, 1)
+				go func() {
+					first <- lg.in(c, func(ctx context.Context, _ store.LogTx, keys store.KeyTx) error {
+						err := keys.InsertSigningKey(ctx, receiptKey("rolled-back"))
+						close(inserted)
+						<-rollback
+						if err != nil {
+							return err
+						}
+						return errRollback
+					})
+				}()
+				<-inserted
+				time.AfterFunc(100*time.Millisecond, func() { close(rollback) })
+				err = lg.in(c, func(ctx context.Context, _ store.LogTx, keys store.KeyTx) error {
+					if err := keys.InsertSigningKey(ctx, receiptKey("after")); err != nil {
+						return fmt.Errorf("the key after a rolled-back one: %w", err)
+					}
+					var err error
+					ks, err = keys.SigningKeys(ctx, store.PurposeReceipt)
+					return err
+				})
+				if ferr := <-first; !errors.Is(ferr, errRollback) {
+					t.Fatalf("the rolled-back key: %v", ferr)
+				}
+				if err != nil || len(ks) != 3 || ks[2].KID != "after" || ks[2].Status != store.KeyActive {
+					t.Fatalf("after a rolled-back first key: %v; read %+v", err, ks)
 				}
 			})
 		})
