@@ -6,9 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -295,25 +297,44 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 	}
 	// Checked and sized first, so that what can refuse the request is a
 	// problem response; then streamed, a chunk of entries at a time, not
-	// held in memory. A failure part-way (the store gone) truncates the
-	// gzip stream, which no reader takes for a whole archive.
+	// held in memory.
 	x, err := h.l.PrepareExport(c.UserContext(), lg, from, to)
 	if err != nil {
 		return ledgerError(err)
 	}
 	c.Set(fiber.HeaderContentType, "application/gzip")
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="ledger-export.tar.gz"`)
-	// fasthttp runs the writer after the handler has returned, on a
-	// goroutine of its own: it takes nothing from c.
-	log := h.log
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		if err := x.Write(context.Background(), w); err != nil {
-			log.Error("ledger export failed part-way; the archive was cut short", slog.Any("error", err))
-			return
+	if c.Method() == fiber.MethodHead {
+		return nil
+	}
+	// The archive is made while it is sent, so the connection's write
+	// deadline covers reading and compressing the log, not only sending
+	// it: a longer one than other responses get. Best effort: a
+	// connection that cannot take it keeps the plane's WriteTimeout.
+	_ = c.Context().SetWriteDeadline(time.Now().Add(exportWriteTimeout))
+	// A failure part-way closes the pipe with its error: fasthttp then
+	// drops the connection without the chunked body's last chunk, so no
+	// HTTP client takes the cut-short archive for a whole one. A client
+	// that goes away closes the pipe from its end, and Write stops.
+	pr, pw := io.Pipe()
+	log := h.log.With(slog.String("request_id", RequestID(c)))
+	go func() {
+		bw := bufio.NewWriterSize(pw, 64<<10)
+		err := x.Write(context.Background(), bw)
+		if err == nil {
+			err = bw.Flush()
 		}
-		if err := w.Flush(); err != nil {
-			log.Info("ledger export not delivered", slog.Any("error", err))
+		pw.CloseWithError(err)
+		switch {
+		case errors.Is(err, io.ErrClosedPipe):
+			log.Info("ledger export not delivered: the connection closed first")
+		case err != nil:
+			log.Error("ledger export failed part-way; the connection was dropped", slog.Any("error", err))
 		}
-	})
+	}()
+	c.Context().SetBodyStream(pr, -1)
 	return nil
 }
+
+// exportWriteTimeout bounds how long an export may take to make and send.
+const exportWriteTimeout = 15 * time.Minute

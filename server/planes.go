@@ -93,7 +93,8 @@ func (p *Plane) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops accepting connections, lets in-flight requests finish and
-// returns when they have, or when ctx is done (then closing what remains).
+// returns when they have, or with an error when ctx is done: connections
+// still open then are not closed here, and end with the process.
 func (p *Plane) Shutdown(ctx context.Context) error {
 	if err := p.app.ShutdownWithContext(ctx); err != nil {
 		return fmt.Errorf("server: %s plane shutdown: %w", p.name, err)

@@ -1,0 +1,155 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
+	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+	"github.com/agentsigna/agentsigna/server"
+)
+
+// An export is streamed (chunked, no Content-Length) over a real
+// connection, and verifies. When the store fails part-way, after the 200
+// went out, the client's read fails: the connection drops without the
+// chunked body's end, so no HTTP client takes the archive for a whole one.
+func TestExportStreamsOverHTTP(t *testing.T) {
+	s, err := sqlite.Open(context.Background(), sqlite.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	master, _ := secrets.GenerateMasterKey()
+	kr, _ := signing.NewKeyring(master)
+	fe := &failingEntries{TenantStore: s}
+	l, err := ledger.New(ledger.Config{Tenants: fe, Platform: s, Keys: kr, Origin: "agentsigna.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	planes, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.MountLedger(planes.Tenant, l, testLogAccess(l, s))
+	acme := storetest.CreateTenant(t, s, "acme")
+	lg := l.TenantLog(acme.ID, acme.Slug)
+	// More than one read's worth (1024 entries), of records gzip cannot
+	// shrink: the first read's part of the archive is sent before the
+	// second read.
+	const n = 1100
+	for from := 0; from < n; from += 550 {
+		var es []ledger.Entry
+		for i := from; i < from+550; i++ {
+			r := make([]byte, 150)
+			_, _ = rand.Read(r)
+			es = append(es, ledger.Entry{Kind: "test", Subject: fmt.Sprint(i), Record: []byte(fmt.Sprintf(`{"r":"%x"}`, r))})
+		}
+		if _, err := l.AppendAll(context.Background(), lg, es); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vkey, err := l.VerifierKey(context.Background(), lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, planes.Tenant)
+	// A connection each: Go retries a GET whose reused connection closed
+	// before any response arrived.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func() (*http.Response, []byte, error) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/ledger/export", nil)
+		req.Header.Set("X-Test-Tenant", "acme")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp, body, err
+	}
+
+	resp, body, err := get()
+	if err != nil || resp.StatusCode != 200 || resp.ContentLength != -1 || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("export: %d, length %d, transfer encoding %v, %v", resp.StatusCode, resp.ContentLength, resp.TransferEncoding, err)
+	}
+	if rep, err := verify.VerifyExport(bytes.NewReader(body), vkey, verify.ExportOptions{}); err != nil || rep.To != n {
+		t.Fatalf("the streamed export: %+v, %v", rep, err)
+	}
+
+	// The sizing pass reads the entries in two reads, as does the pass
+	// that sends them; its second read fails.
+	fe.failAt.Store(fe.calls.Load() + 4)
+	resp, body, err = get()
+	if resp.StatusCode != 200 || err == nil || len(body) < 64<<10 {
+		t.Fatalf("an export whose store failed part-way: %d, %d bytes, read error %v; want the read to fail", resp.StatusCode, len(body), err)
+	}
+
+	// Making the archive counts against the connection's write deadline
+	// (it is made while sent), so an export gets longer than the plane's
+	// WriteTimeout: here 300 ms, while its four reads take 600 ms.
+	fe.failAt.Store(0)
+	fe.delay.Store(int64(150 * time.Millisecond))
+	slow, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping, WriteTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.MountLedger(slow.Tenant, l, testLogAccess(l, s))
+	addr = serve(t, slow.Tenant)
+	resp, body, err = get()
+	fe.delay.Store(0)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("an export slower than the WriteTimeout: %d, %v", resp.StatusCode, err)
+	}
+	if rep, err := verify.VerifyExport(bytes.NewReader(body), vkey, verify.ExportOptions{}); err != nil || rep.To != n {
+		t.Fatalf("an export slower than the WriteTimeout: %+v, %v", rep, err)
+	}
+}
+
+// failingEntries fails the failAt-th read of ledger entries and those
+// after it (0: none), and makes each read take delay.
+type failingEntries struct {
+	store.TenantStore
+	calls, failAt atomic.Int64
+	delay         atomic.Int64 // before each read
+}
+
+func (f *failingEntries) InTenantReadTx(ctx context.Context, id string, fn func(context.Context, store.TenantTx) error) error {
+	return f.TenantStore.InTenantReadTx(ctx, id, func(ctx context.Context, tx store.TenantTx) error {
+		return fn(ctx, entriesTx{tx, f})
+	})
+}
+
+type entriesTx struct {
+	store.TenantTx
+	f *failingEntries
+}
+
+func (t entriesTx) Log() store.LogTx { return entriesLog{t.TenantTx.Log(), t.f} }
+
+type entriesLog struct {
+	store.LogTx
+	f *failingEntries
+}
+
+func (l entriesLog) Entries(ctx context.Context, from, to uint64) ([]store.LedgerEntry, error) {
+	time.Sleep(time.Duration(l.f.delay.Load()))
+	if n, at := l.f.calls.Add(1), l.f.failAt.Load(); at > 0 && n >= at {
+		return nil, fmt.Errorf("%w: the disk is gone", store.ErrUnavailable)
+	}
+	return l.LogTx.Entries(ctx, from, to)
+}
