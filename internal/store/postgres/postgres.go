@@ -306,8 +306,16 @@ func mapErr(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	// Before the server's error codes: a connection the server refused
+	// (too many connections, shutting down) is a ConnectError around one.
+	if isConnErr(err) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
+		if outage(pgErr.Code) {
+			return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
 		switch pgErr.Code {
 		case "AS001": // raised by app_refuse_mutation
 			return fmt.Errorf("%w: %w", store.ErrAppendOnly, err)
@@ -322,10 +330,19 @@ func mapErr(err error) error {
 		}
 		return err
 	}
-	if pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxClosed) || isConnErr(err) {
+	if pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxClosed) {
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return err
+}
+
+// outage reports whether a server error code says the database, not the
+// request, is at fault: connection exceptions (class 08), insufficient
+// resources (53: too many connections, a full disk) and the server shutting
+// down or restarting (57P01-57P03).
+func outage(code string) bool {
+	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "53") ||
+		code == "57P01" || code == "57P02" || code == "57P03"
 }
 
 func isConnErr(err error) bool {

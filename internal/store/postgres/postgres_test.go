@@ -1019,3 +1019,48 @@ func TestWritesAreReadCommitted(t *testing.T) {
 		})
 	}
 }
+
+// Outages are ErrUnavailable (a 503), not errors of the request: a
+// session the server terminated, a connection it refused for want of
+// slots, and the other codes that say the database is at fault.
+func TestOutagesAreUnavailable(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	ctx := context.Background()
+	admin := pgtest.Connect(t, db.AdminURL)
+
+	conn, err := TenantPool(s).Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	var pid int
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `SELECT 1`)
+	if !errors.Is(MapErr(err), store.ErrUnavailable) {
+		t.Errorf("a terminated session: %v (%s), want ErrUnavailable", err, sqlState(err))
+	}
+
+	if _, err := admin.Exec(ctx, `ALTER ROLE `+Ident(db.Roles.Tenant)+` CONNECTION LIMIT 0`); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Exec(ctx, `ALTER ROLE `+Ident(db.Roles.Tenant)+` CONNECTION LIMIT -1`)
+	_, err = pgx.Connect(ctx, db.TenantURL)
+	if !errors.Is(MapErr(err), store.ErrUnavailable) {
+		t.Errorf("a connection refused for want of slots: %v (%s), want ErrUnavailable", err, sqlState(err))
+	}
+
+	for _, code := range []string{"08006", "53100", "57P03"} {
+		if err := MapErr(&pgconn.PgError{Code: code}); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("SQLSTATE %s: %v, want ErrUnavailable", code, err)
+		}
+	}
+	if err := MapErr(&pgconn.PgError{Code: "23505"}); !errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("a unique violation: %v, want ErrConflict only", err)
+	}
+}
