@@ -308,7 +308,8 @@ func mapErr(err error) error {
 	}
 	// Before the server's error codes: a connection the server refused
 	// (too many connections, shutting down) is a ConnectError around one.
-	if isConnErr(err) {
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	var pgErr *pgconn.PgError
@@ -330,18 +331,19 @@ func mapErr(err error) error {
 		}
 		return err
 	}
-	if pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxClosed) {
+	if pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxClosed) || isConnErr(err) {
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return err
 }
 
 // outage reports whether a server error code says the database, not the
-// request, is at fault: connection exceptions (class 08), insufficient
-// resources (53: too many connections, a full disk) and the server shutting
-// down or restarting (57P01-57P03).
+// request, is at fault: connection exceptions (class 08, but for a
+// protocol violation, which is this code's), insufficient resources (53:
+// too many connections, a full disk) and the server shutting down or
+// restarting (57P01-57P03).
 func outage(code string) bool {
-	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "53") ||
+	return strings.HasPrefix(code, "08") && code != "08P01" || strings.HasPrefix(code, "53") ||
 		code == "57P01" || code == "57P02" || code == "57P03"
 }
 

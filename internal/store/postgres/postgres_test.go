@@ -1060,7 +1060,11 @@ func TestOutagesAreUnavailable(t *testing.T) {
 			t.Errorf("SQLSTATE %s: %v, want ErrUnavailable", code, err)
 		}
 	}
-	if err := MapErr(&pgconn.PgError{Code: "23505"}); !errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
+	// The request's faults stay the request's, whatever their text says.
+	if err := MapErr(&pgconn.PgError{Code: "23505", Message: "closed pool"}); !errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("a unique violation: %v, want ErrConflict only", err)
+	}
+	if err := MapErr(&pgconn.PgError{Code: "08P01"}); errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("a protocol violation (ours): %v, not an outage", err)
 	}
 }
