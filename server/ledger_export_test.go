@@ -101,7 +101,8 @@ func TestExportStreamsOverHTTP(t *testing.T) {
 
 	// Making the archive counts against the connection's write deadline
 	// (it is made while sent), so an export gets longer than the plane's
-	// WriteTimeout: here 300 ms, while its four reads take 600 ms.
+	// WriteTimeout: here 300 ms, while the pass that sends it reads for
+	// 300 ms and compresses besides.
 	fe.failAt.Store(0)
 	fe.delay.Store(int64(150 * time.Millisecond))
 	slow, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping, WriteTimeout: 300 * time.Millisecond})
