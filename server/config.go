@@ -22,6 +22,9 @@ const (
 	DefaultWriteTimeout     = 60 * time.Second
 	DefaultIdleTimeout      = 60 * time.Second
 	DefaultReadinessTimeout = 2 * time.Second
+	// DefaultExportTimeout bounds making and sending a ledger export,
+	// which is made while it is sent.
+	DefaultExportTimeout = 15 * time.Minute
 )
 
 // Config configures both planes. Zero durations and limits take the defaults
@@ -46,6 +49,9 @@ type Config struct {
 	IdleTimeout  time.Duration
 	// ReadinessTimeout bounds one readiness check.
 	ReadinessTimeout time.Duration
+	// ExportTimeout replaces WriteTimeout for GET /v1/ledger/export: the
+	// archive's reads and compression happen while it is sent.
+	ExportTimeout time.Duration
 }
 
 // withDefaults validates c once and fills its zero fields.
@@ -60,7 +66,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BodyLimit < 0 || c.MaxJSONDepth < 0 {
 		errs = append(errs, errors.New("body limit and JSON depth must not be negative"))
 	}
-	if c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 || c.ReadinessTimeout < 0 {
+	if c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 || c.ReadinessTimeout < 0 || c.ExportTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -72,6 +78,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&c.ReadinessTimeout, DefaultReadinessTimeout)
+	setDefault(&c.ExportTimeout, DefaultExportTimeout)
 	return c, nil
 }
 

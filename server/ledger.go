@@ -34,7 +34,7 @@ func DenyLogAccess(*fiber.Ctx) (ledger.Log, error) {
 // MountLedger adds the read side of a transparency log (DESIGN §4) under
 // /v1/ledger on a plane: checkpoint, tlog-tiles, entries, proofs.
 func MountLedger(p *Plane, l *ledger.Ledger, access LogAccess) {
-	h := &ledgerHandlers{l: l, access: access, log: p.log}
+	h := &ledgerHandlers{l: l, access: access, log: p.log, exportTimeout: p.exportTimeout}
 	g := p.app.Group("/v1/ledger")
 	g.Get("/checkpoint", h.checkpoint)
 	g.Get("/tile/*", h.tile)
@@ -94,9 +94,10 @@ func MountJWKS(p *Plane, tenants store.TenantStore) {
 }
 
 type ledgerHandlers struct {
-	l      *ledger.Ledger
-	access LogAccess
-	log    *slog.Logger
+	l             *ledger.Ledger
+	access        LogAccess
+	log           *slog.Logger
+	exportTimeout time.Duration
 }
 
 // ledgerError turns the ledger's refusals into problems a client can act on.
@@ -309,9 +310,9 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 	}
 	// The archive is made while it is sent, so the connection's write
 	// deadline covers reading and compressing the log, not only sending
-	// it: a longer one than other responses get. Best effort: a
+	// it: Config.ExportTimeout, not WriteTimeout. Best effort: a
 	// connection that cannot take it keeps the plane's WriteTimeout.
-	_ = c.Context().SetWriteDeadline(time.Now().Add(exportWriteTimeout))
+	_ = c.Context().SetWriteDeadline(time.Now().Add(h.exportTimeout))
 	// A failure part-way closes the pipe with its error: fasthttp then
 	// drops the connection without the chunked body's last chunk, so no
 	// HTTP client takes the cut-short archive for a whole one. A client
@@ -335,6 +336,3 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 	c.Context().SetBodyStream(pr, -1)
 	return nil
 }
-
-// exportWriteTimeout bounds how long an export may take to make and send.
-const exportWriteTimeout = 15 * time.Minute

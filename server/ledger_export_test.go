@@ -76,7 +76,7 @@ func TestExportStreamsOverHTTP(t *testing.T) {
 		req.Header.Set("X-Test-Tenant", "acme")
 		resp, err := client.Do(req)
 		if err != nil {
-			t.Fatal(err)
+			return &http.Response{}, nil, err // no response at all
 		}
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
@@ -112,12 +112,26 @@ func TestExportStreamsOverHTTP(t *testing.T) {
 	server.MountLedger(slow.Tenant, l, testLogAccess(l, s))
 	addr = serve(t, slow.Tenant)
 	resp, body, err = get()
-	fe.delay.Store(0)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("an export slower than the WriteTimeout: %d, %v", resp.StatusCode, err)
 	}
 	if rep, err := verify.VerifyExport(bytes.NewReader(body), vkey, verify.ExportOptions{}); err != nil || rep.To != n {
 		t.Fatalf("an export slower than the WriteTimeout: %+v, %v", rep, err)
+	}
+
+	// ExportTimeout is the export's bound: one shorter than the export
+	// cuts it.
+	short, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping,
+		WriteTimeout: time.Minute, ExportTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.MountLedger(short.Tenant, l, testLogAccess(l, s))
+	addr = serve(t, short.Tenant)
+	resp, body, err = get()
+	fe.delay.Store(0)
+	if err == nil {
+		t.Fatalf("an export slower than its ExportTimeout: %d, %d bytes, no error", resp.StatusCode, len(body))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 )
@@ -14,9 +15,10 @@ import (
 // Plane is one Fiber app behind the boundary: the tenant or the platform
 // plane. Register routes on App() before calling Serve.
 type Plane struct {
-	name string
-	app  *fiber.App
-	log  *slog.Logger
+	name          string
+	app           *fiber.App
+	log           *slog.Logger
+	exportTimeout time.Duration
 }
 
 // Planes are the two apps. They share nothing but the Config they were
@@ -71,7 +73,7 @@ func newPlane(name string, cfg Config, ready ReadinessCheck) *Plane {
 	app.Use(b.middleware)
 	app.Get("/healthz", healthz)
 	app.Get("/readyz", readyz(ready, cfg.ReadinessTimeout, log))
-	return &Plane{name: name, app: app, log: log}
+	return &Plane{name: name, app: app, log: log, exportTimeout: cfg.ExportTimeout}
 }
 
 // Name is "tenant" or "platform".

@@ -27,6 +27,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"no platform readiness", server.Config{Logger: logger, TenantReady: ok}},
 		{"negative body limit", server.Config{Logger: logger, TenantReady: ok, PlatformReady: ok, BodyLimit: -1}},
 		{"negative timeout", server.Config{Logger: logger, TenantReady: ok, PlatformReady: ok, WriteTimeout: -time.Second}},
+		{"negative export timeout", server.Config{Logger: logger, TenantReady: ok, PlatformReady: ok, ExportTimeout: -time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := server.New(tc.cfg); err == nil {
