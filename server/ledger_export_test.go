@@ -6,17 +6,12 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/agentsigna/agentsigna/internal/secrets"
-	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
-	"github.com/agentsigna/agentsigna/internal/store/sqlite"
-	"github.com/agentsigna/agentsigna/internal/store/storetest"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 	"github.com/agentsigna/agentsigna/server"
@@ -27,26 +22,13 @@ import (
 // went out, the client's read fails: the connection drops without the
 // chunked body's end, so no HTTP client takes the archive for a whole one.
 func TestExportStreamsOverHTTP(t *testing.T) {
-	s, err := sqlite.Open(context.Background(), sqlite.Config{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	master, _ := secrets.GenerateMasterKey()
-	kr, _ := signing.NewKeyring(master)
-	fe := &failingEntries{TenantStore: s}
-	l, err := ledger.New(ledger.Config{Tenants: fe, Platform: s, Keys: kr, Origin: "agentsigna.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
-	planes, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping})
-	if err != nil {
-		t.Fatal(err)
-	}
-	server.MountLedger(planes.Tenant, l, testLogAccess(l, s))
-	acme := storetest.CreateTenant(t, s, "acme")
-	lg := l.TenantLog(acme.ID, acme.Slug)
+	var fe *failingEntries
+	e := newLedgerEnvOver(t, testLogAccess, func(s store.TenantStore) store.TenantStore {
+		fe = &failingEntries{TenantStore: s}
+		return fe
+	})
+	l := e.ledger
+	lg := l.TenantLog(e.acme.ID, e.acme.Slug)
 	// More than one read's worth (1024 entries), of records gzip cannot
 	// shrink: the first read's part of the archive is sent before the
 	// second read.
@@ -66,7 +48,7 @@ func TestExportStreamsOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serve(t, planes.Tenant)
+	addr := serve(t, e.planes.Tenant)
 	// A connection each: Go retries a GET whose reused connection closed
 	// before any response arrived.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
@@ -105,11 +87,7 @@ func TestExportStreamsOverHTTP(t *testing.T) {
 	// 300 ms and compresses besides.
 	fe.failAt.Store(0)
 	fe.delay.Store(int64(150 * time.Millisecond))
-	slow, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping, WriteTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	server.MountLedger(slow.Tenant, l, testLogAccess(l, s))
+	slow := e.newPlanes(t, server.Config{WriteTimeout: 300 * time.Millisecond})
 	addr = serve(t, slow.Tenant)
 	resp, body, err = get()
 	if err != nil || resp.StatusCode != 200 {
@@ -121,12 +99,7 @@ func TestExportStreamsOverHTTP(t *testing.T) {
 
 	// ExportTimeout is the export's bound: one shorter than the export
 	// cuts it.
-	short, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping,
-		WriteTimeout: time.Minute, ExportTimeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	server.MountLedger(short.Tenant, l, testLogAccess(l, s))
+	short := e.newPlanes(t, server.Config{WriteTimeout: time.Minute, ExportTimeout: 100 * time.Millisecond})
 	addr = serve(t, short.Tenant)
 	resp, body, err = get()
 	fe.delay.Store(0)

@@ -31,8 +31,10 @@ import (
 )
 
 type ledgerEnv struct {
+	store  *sqlite.Store
 	planes *server.Planes
 	ledger *ledger.Ledger
+	access server.LogAccess // the tenant plane's
 	acme   store.Tenant
 	beta   store.Tenant
 	vkey   string
@@ -56,6 +58,12 @@ func testLogAccess(l *ledger.Ledger, s store.TenantStore) server.LogAccess {
 }
 
 func newLedgerEnv(t *testing.T, access func(*ledger.Ledger, store.TenantStore) server.LogAccess) *ledgerEnv {
+	return newLedgerEnvOver(t, access, nil)
+}
+
+// newLedgerEnvOver is newLedgerEnv with the ledger reading and writing
+// organizations' data through wrap(store) (nil: the store itself).
+func newLedgerEnvOver(t *testing.T, access func(*ledger.Ledger, store.TenantStore) server.LogAccess, wrap func(store.TenantStore) store.TenantStore) *ledgerEnv {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), sqlite.Config{DataDir: t.TempDir()})
 	if err != nil {
@@ -64,24 +72,38 @@ func newLedgerEnv(t *testing.T, access func(*ledger.Ledger, store.TenantStore) s
 	t.Cleanup(func() { s.Close() })
 	master, _ := secrets.GenerateMasterKey()
 	kr, _ := signing.NewKeyring(master)
-	l, err := ledger.New(ledger.Config{Tenants: s, Platform: s, Keys: kr, Origin: "agentsigna.test"})
+	var tenants store.TenantStore = s
+	if wrap != nil {
+		tenants = wrap(s)
+	}
+	l, err := ledger.New(ledger.Config{Tenants: tenants, Platform: s, Keys: kr, Origin: "agentsigna.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
-	planes, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping})
-	if err != nil {
-		t.Fatal(err)
-	}
-	server.MountLedger(planes.Tenant, l, access(l, s))
-	server.MountLogKeys(planes.Tenant, l, s)
-	server.MountJWKS(planes.Tenant, s)
-	server.MountLedger(planes.Platform, l, func(*fiber.Ctx) (ledger.Log, error) { return l.PlatformLog(), nil })
-	e := &ledgerEnv{planes: planes, ledger: l, acme: storetest.CreateTenant(t, s, "acme"), beta: storetest.CreateTenant(t, s, "beta")}
+	e := &ledgerEnv{store: s, ledger: l, access: access(l, s)}
+	e.planes = e.newPlanes(t, server.Config{})
+	server.MountLogKeys(e.planes.Tenant, l, s)
+	server.MountJWKS(e.planes.Tenant, s)
+	server.MountLedger(e.planes.Platform, l, func(*fiber.Ctx) (ledger.Log, error) { return l.PlatformLog(), nil })
+	e.acme, e.beta = storetest.CreateTenant(t, s, "acme"), storetest.CreateTenant(t, s, "beta")
 	if e.vkey, err = l.InitLog(context.Background(), l.TenantLog(e.acme.ID, "acme")); err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// newPlanes builds planes from cfg (logger and readiness filled in) with
+// the ledger's read side on the tenant plane.
+func (e *ledgerEnv) newPlanes(t *testing.T, cfg server.Config) *server.Planes {
+	t.Helper()
+	cfg.Logger, cfg.TenantReady, cfg.PlatformReady = slog.New(slog.DiscardHandler), e.store.Ping, e.store.Ping
+	planes, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.MountLedger(planes.Tenant, e.ledger, e.access)
+	return planes
 }
 
 func (e *ledgerEnv) get(t *testing.T, app *fiber.App, path, tenant string) (int, http.Header, []byte) {
