@@ -313,6 +313,14 @@ func (b blindKeys) SigningKeys(ctx context.Context, purpose store.KeyPurpose) ([
 	return b.KeyTx.SigningKeys(ctx, purpose)
 }
 
+// whoami asks mountWhoAmI's route with token as the Bearer access token.
+func (e *agentEnv) whoami(t *testing.T, token string) (int, http.Header, []byte) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/v1/test/whoami", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	return e.do(t, req)
+}
+
 // mountWhoAmI adds an agent route that answers the authenticated agent's id.
 func mountWhoAmI(app *fiber.App, auth *server.AgentAuth) {
 	app.Get("/v1/test/whoami", auth.Require, func(c *fiber.Ctx) error {
@@ -370,9 +378,7 @@ func TestReplicasVerifyEachOthersTokens(t *testing.T) {
 	}
 	for i, r := range replicas {
 		for j, tok := range tokens {
-			req := httptest.NewRequest(http.MethodGet, "/v1/test/whoami", nil)
-			req.Header.Set("Authorization", "Bearer "+tok)
-			if status, _, body := r.do(t, req); status != 200 || string(body) != acme.id+" "+e.orgs["acme"].ID {
+			if status, _, body := r.whoami(t, tok); status != 200 || string(body) != acme.id+" "+e.orgs["acme"].ID {
 				t.Errorf("replica %d with replica %d's token: %d %s", i, j, status, body)
 			}
 		}
@@ -465,9 +471,7 @@ func TestUnknownTokenKidsAreReadAtMostOncePerSecond(t *testing.T) {
 	tok := e.token(t, "acme")
 	whoami := func(token string) int {
 		t.Helper()
-		req := httptest.NewRequest(http.MethodGet, "/v1/test/whoami", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		status, _, _ := e.do(t, req)
+		status, _, _ := e.whoami(t, token)
 		return status
 	}
 	reads := func() int64 { return counts.txs.Load() }
@@ -526,9 +530,7 @@ func TestUnknownTokenKidsWhileTheStoreFails(t *testing.T) {
 	tok := e.token(t, "acme")
 	whoami := func(token string) int {
 		t.Helper()
-		req := httptest.NewRequest(http.MethodGet, "/v1/test/whoami", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		status, _, _ := e.do(t, req)
+		status, _, _ := e.whoami(t, token)
 		return status
 	}
 	fr.fail.Store(true)
@@ -577,9 +579,7 @@ func TestRequireWhileTheDirectoryFails(t *testing.T) {
 	tok := e.token(t, "acme")
 	whoami := func(token string) (int, http.Header) {
 		t.Helper()
-		req := httptest.NewRequest(http.MethodGet, "/v1/test/whoami", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		status, h, _ := e.do(t, req)
+		status, h, _ := e.whoami(t, token)
 		return status, h
 	}
 	fd.err = fmt.Errorf("%w: connection refused", store.ErrUnavailable)
