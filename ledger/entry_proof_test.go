@@ -8,45 +8,9 @@ import (
 	"testing"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
 	"github.com/agentsigna/agentsigna/ledger"
 )
-
-// entriesAltered is a store whose read transactions return the log's
-// entries through alter: a row gone or changed below a signed checkpoint,
-// which the store's triggers otherwise forbid. Everything else, the tree's
-// hashes included, is the store's.
-type entriesAltered struct {
-	store.Backend
-	alter func([]store.LedgerEntry) []store.LedgerEntry
-	reads atomic.Int32 // Entries calls answered
-}
-
-func (s *entriesAltered) InTenantReadTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
-	return s.Backend.InTenantReadTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
-		return fn(ctx, entriesAlteredTx{tx, s})
-	})
-}
-
-type entriesAlteredTx struct {
-	store.TenantTx
-	s *entriesAltered
-}
-
-func (tx entriesAlteredTx) Log() store.LogTx { return entriesAlteredLog{tx.TenantTx.Log(), tx.s} }
-
-type entriesAlteredLog struct {
-	store.LogTx
-	s *entriesAltered
-}
-
-func (l entriesAlteredLog) Entries(ctx context.Context, from, to uint64) ([]store.LedgerEntry, error) {
-	es, err := l.LogTx.Entries(ctx, from, to)
-	if err != nil {
-		return nil, err
-	}
-	l.s.reads.Add(1)
-	return l.s.alter(es), nil
-}
 
 // EntryInclusionProof serves no proof when the entry it reads does not
 // stand for the leaf it proves: no row at an index below the checkpoint's
@@ -77,10 +41,17 @@ func TestEntryInclusionProofRefusesABadRow(t *testing.T) {
 				}},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
-					s := &entriesAltered{Backend: e.backend, alter: tc.alter}
+					var reads atomic.Int32 // Entries calls answered
+					s := &storetest.EntriesThrough{Backend: e.backend, Through: func(es []store.LedgerEntry, err error) ([]store.LedgerEntry, error) {
+						if err != nil {
+							return nil, err
+						}
+						reads.Add(1)
+						return tc.alter(es), nil
+					}}
 					l := e.newLedger(t, s, ledger.Config{})
 					p, err := l.EntryInclusionProof(ctx, l.TenantLog(e.tenant.ID, e.tenant.Slug), index, 0)
-					if s.reads.Load() == 0 {
+					if reads.Load() == 0 {
 						t.Fatalf("the entry was never read (%v): the proof failed before it", err)
 					}
 					if err == nil || !reflect.ValueOf(p).IsZero() {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 	"github.com/agentsigna/agentsigna/server"
@@ -22,10 +23,9 @@ import (
 // went out, the client's read fails: the connection drops without the
 // chunked body's end, so no HTTP client takes the archive for a whole one.
 func TestExportStreamsOverHTTP(t *testing.T) {
-	var fe *failingEntries
-	e := newLedgerEnvOver(t, testLogAccess, func(s store.TenantStore) store.TenantStore {
-		fe = &failingEntries{TenantStore: s}
-		return fe
+	fe := &failingEntries{}
+	e := newLedgerEnvOver(t, testLogAccess, func(s store.Backend) store.TenantStore {
+		return &storetest.EntriesThrough{Backend: s, Through: fe.through}
 	})
 	l := e.ledger
 	lg := l.TenantLog(e.acme.ID, e.acme.Slug)
@@ -111,33 +111,14 @@ func TestExportStreamsOverHTTP(t *testing.T) {
 // failingEntries fails the failAt-th read of ledger entries and those
 // after it (0: none), and makes each read take delay.
 type failingEntries struct {
-	store.TenantStore
 	calls, failAt atomic.Int64
-	delay         atomic.Int64 // before each read
+	delay         atomic.Int64
 }
 
-func (f *failingEntries) InTenantReadTx(ctx context.Context, id string, fn func(context.Context, store.TenantTx) error) error {
-	return f.TenantStore.InTenantReadTx(ctx, id, func(ctx context.Context, tx store.TenantTx) error {
-		return fn(ctx, entriesTx{tx, f})
-	})
-}
-
-type entriesTx struct {
-	store.TenantTx
-	f *failingEntries
-}
-
-func (t entriesTx) Log() store.LogTx { return entriesLog{t.TenantTx.Log(), t.f} }
-
-type entriesLog struct {
-	store.LogTx
-	f *failingEntries
-}
-
-func (l entriesLog) Entries(ctx context.Context, from, to uint64) ([]store.LedgerEntry, error) {
-	time.Sleep(time.Duration(l.f.delay.Load()))
-	if n, at := l.f.calls.Add(1), l.f.failAt.Load(); at > 0 && n >= at {
+func (f *failingEntries) through(es []store.LedgerEntry, err error) ([]store.LedgerEntry, error) {
+	time.Sleep(time.Duration(f.delay.Load()))
+	if n, at := f.calls.Add(1), f.failAt.Load(); at > 0 && n >= at {
 		return nil, fmt.Errorf("%w: the disk is gone", store.ErrUnavailable)
 	}
-	return l.LogTx.Entries(ctx, from, to)
+	return es, err
 }

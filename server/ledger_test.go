@@ -63,7 +63,7 @@ func newLedgerEnv(t *testing.T, access func(*ledger.Ledger, store.TenantStore) s
 
 // newLedgerEnvOver is newLedgerEnv with the ledger reading and writing
 // organizations' data through wrap(store) (nil: the store itself).
-func newLedgerEnvOver(t *testing.T, access func(*ledger.Ledger, store.TenantStore) server.LogAccess, wrap func(store.TenantStore) store.TenantStore) *ledgerEnv {
+func newLedgerEnvOver(t *testing.T, access func(*ledger.Ledger, store.TenantStore) server.LogAccess, wrap func(store.Backend) store.TenantStore) *ledgerEnv {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), sqlite.Config{DataDir: t.TempDir()})
 	if err != nil {
