@@ -52,10 +52,10 @@ type AgentAuth struct {
 	recordRefusal recordRefusal
 }
 
-// tokenKeysReread is how often a token whose kid is not among the
-// organization's known token keys may have them read again: a key another
-// replica made is found within about that long, and forged kids cost at
-// most one read an organization per period.
+// tokenKeysReread is how often the token key of an organization this
+// process knows none of may be read again: one another replica makes is
+// found within about that long, and tokens naming such an organization
+// cost at most one read an organization per period.
 const tokenKeysReread = time.Second
 
 // tokenKeys is what this process knows of one organization's token keys.
@@ -429,19 +429,17 @@ func (a *AgentAuth) tokenKeysOf(tenantID string) *tokenKeys {
 	return v.(*tokenKeys)
 }
 
-// knowTokenKey adds a key this process issues with to the organization's
-// verifier.
+// knowTokenKey makes the key this process issues with the organization's
+// verifier, unless it has one: the store keeps one active token key, so a
+// verifier read from it holds this same key.
 func (a *AgentAuth) knowTokenKey(tenantID, kid string, pub ed25519.PublicKey) error {
 	tk := a.tokenKeysOf(tenantID)
 	tk.mu.Lock()
 	defer tk.mu.Unlock()
-	old := tk.verifier.Load()
-	keys := map[string]ed25519.PublicKey{}
-	if old != nil {
-		keys = old.Keys()
+	if tk.verifier.Load() != nil {
+		return nil
 	}
-	keys[kid] = pub
-	v, err := a.newVerifier(old, keys)
+	v, err := identity.NewTokenVerifier(map[string]ed25519.PublicKey{kid: pub}, a.cfg.PublicURL)
 	if err != nil {
 		return err
 	}
@@ -451,31 +449,27 @@ func (a *AgentAuth) knowTokenKey(tenantID, kid string, pub ed25519.PublicKey) er
 
 // verifier returns the organization's token verifier, or nil when it has
 // no token key: then no token of it can be valid. It only reads: a
-// request that presents a token never creates a key. The keys are read
-// once and kept; stale (the token's kid is not among them) reads them
-// again, at most once per tokenKeysReread.
-func (a *AgentAuth) verifier(ctx context.Context, tenantID string, stale bool) (*identity.TokenVerifier, error) {
+// request that presents a token never creates a key. The key is read
+// once and kept; while the organization has none (or the read failed),
+// it is read again at most once per tokenKeysReread.
+func (a *AgentAuth) verifier(ctx context.Context, tenantID string) (*identity.TokenVerifier, error) {
 	tk := a.tokenKeysOf(tenantID)
-	if v := tk.verifier.Load(); v != nil && !stale {
+	if v := tk.verifier.Load(); v != nil {
 		return v, nil
 	}
 	tk.mu.Lock()
 	defer tk.mu.Unlock()
-	old := tk.verifier.Load()
-	if old != nil && !stale {
-		return old, nil // read meanwhile
+	if v := tk.verifier.Load(); v != nil {
+		return v, nil // read meanwhile
 	}
 	now := a.cfg.Now()
 	if since := now.Sub(tk.readAt); !tk.readAt.IsZero() && since >= 0 && since < tokenKeysReread {
-		if old == nil && tk.readErr != nil {
-			// No key known because the read failed: an outage, not a
-			// token that cannot be valid.
-			return nil, tk.readErr
-		}
-		return old, nil
+		// No key known because the read failed: an outage, not a token
+		// that cannot be valid. nil, nil: the organization had none.
+		return nil, tk.readErr
 	}
-	// Before the read: while the store fails, forged kids still cost at
-	// most one read a period.
+	// Before the read: while the store fails, tokens of the organization
+	// still cost at most one read a period.
 	tk.readAt = now
 	var keys map[string]ed25519.PublicKey
 	err := a.cfg.Tenants.InTenantReadTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
@@ -484,28 +478,15 @@ func (a *AgentAuth) verifier(ctx context.Context, tenantID string, stale bool) (
 		return err
 	})
 	tk.readErr = err
-	if err != nil {
+	if err != nil || len(keys) == 0 {
 		return nil, err
 	}
-	if len(keys) == 0 {
-		tk.verifier.Store(nil)
-		return nil, nil
-	}
-	v, err := a.newVerifier(old, keys)
+	v, err := identity.NewTokenVerifier(keys, a.cfg.PublicURL)
 	if err != nil {
 		return nil, err
 	}
 	tk.verifier.Store(v)
 	return v, nil
-}
-
-// newVerifier is a verifier for keys, keeping what old remembered when it
-// can (see identity.TokenVerifier.Rekeyed).
-func (a *AgentAuth) newVerifier(old *identity.TokenVerifier, keys map[string]ed25519.PublicKey) (*identity.TokenVerifier, error) {
-	if old != nil {
-		return old.Rekeyed(keys)
-	}
-	return identity.NewTokenVerifier(keys, a.cfg.PublicURL)
 }
 
 // Require authenticates an agent route: a Bearer access token issued by
@@ -534,25 +515,14 @@ func (a *AgentAuth) Require(c *fiber.Ctx) error {
 	case ref.Status != store.TenantActive:
 		return invalidToken(c)
 	}
-	v, err := a.verifier(c.UserContext(), ref.ID, false)
+	v, err := a.verifier(c.UserContext(), ref.ID)
 	if err != nil {
 		return err
 	}
 	if v == nil {
 		return invalidToken(c)
 	}
-	now := a.cfg.Now()
-	claims, err := v.Verify(token, now)
-	if errors.Is(err, identity.ErrTokenKey) {
-		// Perhaps a key another replica made since the keys were read.
-		fresh, ferr := a.verifier(c.UserContext(), ref.ID, true)
-		if ferr != nil {
-			return ferr
-		}
-		if fresh != nil && fresh != v {
-			claims, err = fresh.Verify(token, now)
-		}
-	}
+	claims, err := v.Verify(token, a.cfg.Now())
 	if err != nil || claims.Tenant != ref.ID {
 		return invalidToken(c)
 	}

@@ -70,8 +70,7 @@ func NewTokenIssuer(signer crypto.Signer, kid, issuer string) (*TokenIssuer, err
 
 // TokenVerifier verifies the tenant plane's agent access tokens under a set
 // of token keys, by kid: an organization's active one (the store keeps
-// one), and any other its holder still trusts. The token's kid picks the
-// key. Safe for concurrent use.
+// one). The token's kid picks the key. Safe for concurrent use.
 type TokenVerifier struct {
 	keys   map[string]ed25519.PublicKey // by kid; never changed
 	issuer string
@@ -93,42 +92,6 @@ func NewTokenVerifier(keys map[string]ed25519.PublicKey, issuer string) (*TokenV
 		own[kid] = bytes.Clone(pub)
 	}
 	return &TokenVerifier{keys: own, issuer: issuer, verified: &verifiedTokens{}}, nil
-}
-
-// Rekeyed returns a verifier with the same issuer and keys instead of v's:
-// v itself when keys are v's (so a caller can tell nothing changed). It
-// keeps the tokens v remembered as verified when keys still holds every
-// key of v's: a token verified under a key that has gone is verified again
-// (and refused).
-func (v *TokenVerifier) Rekeyed(keys map[string]ed25519.PublicKey) (*TokenVerifier, error) {
-	same := len(keys) == len(v.keys)
-	for kid, pub := range v.keys {
-		same = same && bytes.Equal(keys[kid], pub)
-	}
-	if same {
-		return v, nil
-	}
-	w, err := NewTokenVerifier(keys, v.issuer)
-	if err != nil {
-		return nil, err
-	}
-	kept := true
-	for kid, pub := range v.keys {
-		kept = kept && bytes.Equal(w.keys[kid], pub)
-	}
-	if kept {
-		w.verified = v.verified
-	}
-	return w, nil
-}
-
-// Keys returns a copy of the verifier's keys, by kid.
-func (v *TokenVerifier) Keys() map[string]ed25519.PublicKey {
-	out := make(map[string]ed25519.PublicKey, len(v.keys))
-	for kid, pub := range v.keys {
-		out[kid] = bytes.Clone(pub)
-	}
-	return out
 }
 
 // accessClaimsJSON is the wire form (RFC 9068 §2.2 requires iss, exp, aud,

@@ -238,10 +238,8 @@ func BenchmarkAccessTokenVerify(b *testing.B) {
 	}
 }
 
-// An organization may have several active token keys (replicas that used
-// it first at once each made one): the token's kid picks the key, and a
-// kid the verifier does not hold, or the wrong key under a kid it holds,
-// is refused.
+// A verifier given several keys picks one by the token's kid, and a kid
+// it does not hold, or the wrong key under a kid it holds, is refused.
 func TestTokenVerifierPicksTheKeyByKid(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	keyA, keyB := newEd25519(t), newEd25519(t)

@@ -476,8 +476,7 @@ func (k *Keyring) RotateReceiptKey(ctx context.Context, keys store.KeyTx, tenant
 
 var errNoReceiptKey = errors.New("organization has no receipt key")
 
-// openReceiptKey opens the active key (the store keeps at most one; the
-// newest, should a database from before that hold two).
+// openReceiptKey opens the active key (the store keeps at most one).
 func (k *Keyring) openReceiptKey(ctx context.Context, keys store.KeyTx, tenantID string) (*ReceiptSigner, error) {
 	ks, err := keys.SigningKeys(ctx, store.PurposeReceipt)
 	if err != nil {
