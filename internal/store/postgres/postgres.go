@@ -347,8 +347,9 @@ func outage(code string) bool {
 		code == "57P01" || code == "57P02" || code == "57P03"
 }
 
+// isConnErr reports the client-side outages mapErr meets after the
+// server's codes (a ConnectError is taken before them).
 func isConnErr(err error) bool {
-	var connErr *pgconn.ConnectError
 	// puddle's ErrClosedPool is not re-exported by pgxpool.
-	return errors.As(err, &connErr) || pgconn.Timeout(err) || strings.Contains(err.Error(), "closed pool")
+	return pgconn.Timeout(err) || strings.Contains(err.Error(), "closed pool")
 }
