@@ -319,9 +319,14 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 	// that goes away closes the pipe from its end, and Write stops.
 	pr, pw := io.Pipe()
 	log := h.log.With(slog.String("request_id", RequestID(c)))
+	timeout := h.exportTimeout
 	go func() {
+		// The write deadline stops the socket, not a store read that
+		// hangs: the reads get the same bound.
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
 		bw := bufio.NewWriterSize(pw, 64<<10)
-		err := x.Write(context.Background(), bw)
+		err := x.Write(ctx, bw)
 		if err == nil {
 			err = bw.Flush()
 		}
