@@ -897,6 +897,7 @@ func TestOneActiveKeyMigration(t *testing.T) {
 			{"t-retired", "token", "retired", t2},
 		}, map[string]string{"log": "log-1", "receipt": "r-new", "token": "t-b"}},
 		{"two active log keys", []key{{"log-1", "log", "active", t1}, {"log-2", "log", "active", t2}}, nil},
+		{"two active platform log keys", []key{{"platform-1", "log", "active", t1}, {"platform-2", "log", "active", t2}}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := pgtest.NewEmpty(t)
@@ -909,10 +910,18 @@ func TestOneActiveKeyMigration(t *testing.T) {
 			if _, err := admin.Exec(ctx, `INSERT INTO tenants (id, slug, name, status) VALUES ($1, 'acme', 'Acme', 'active')`, tenant); err != nil {
 				t.Fatal(err)
 			}
+			table := "signing_keys"
 			for _, k := range tc.keys {
-				if _, err := admin.Exec(ctx, `INSERT INTO signing_keys (tenant_id, kid, purpose, algorithm, public_key, sealed_private, status, created_at, retired_at)
-					VALUES ($1, $2, $3, 'Ed25519', 'public', 'sealed', $4, $5, CASE WHEN $4 = 'retired' THEN $5::timestamptz END)`,
-					tenant, k.kid, k.purpose, k.status, k.created); err != nil {
+				q := `INSERT INTO signing_keys (tenant_id, kid, purpose, algorithm, public_key, sealed_private, status, created_at, retired_at)
+					VALUES ($1, $2, $3, 'Ed25519', 'public', 'sealed', $4, $5, CASE WHEN $4 = 'retired' THEN $5::timestamptz END)`
+				args := []any{tenant, k.kid, k.purpose, k.status, k.created}
+				if strings.HasPrefix(k.kid, "platform-") {
+					table = "platform_signing_keys"
+					q = `INSERT INTO platform_signing_keys (kid, purpose, algorithm, public_key, sealed_private, status, created_at)
+						VALUES ($1, $2, 'Ed25519', 'public', 'sealed', $3, $4)`
+					args = []any{k.kid, k.purpose, k.status, k.created}
+				}
+				if _, err := admin.Exec(ctx, q, args...); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -920,7 +929,7 @@ func TestOneActiveKeyMigration(t *testing.T) {
 			err := Migrate(ctx, db.AdminURL, db.Roles)
 			var version, activeRows int
 			if qerr := admin.QueryRow(ctx, `SELECT (SELECT max(version) FROM schema_migrations),
-				(SELECT count(*) FROM signing_keys WHERE status = 'active')`).Scan(&version, &activeRows); qerr != nil {
+				(SELECT count(*) FROM `+table+` WHERE status = 'active')`).Scan(&version, &activeRows); qerr != nil {
 				t.Fatal(qerr)
 			}
 			if tc.active == nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/migrations"
@@ -245,6 +246,15 @@ func TestOneActiveKeyMigration(t *testing.T) {
 			if err != nil || lerr != nil || version != latest {
 				t.Fatalf("the upgrade: %v; version %d", err, version)
 			}
+			// A time the migration wrote reads as every stored time: the
+			// store's own layout, nine fractional digits.
+			var retired string
+			if err := db.QueryRow(`SELECT retired_at FROM signing_keys WHERE kid = 'r-old'`).Scan(&retired); err != nil {
+				t.Fatal(err)
+			}
+			if at, err := time.Parse(timeLayout, retired); err != nil || formatTime(at) != retired {
+				t.Errorf("retired_at %q is not in the store's layout %s (%v)", retired, timeLayout, err)
+			}
 			n := 0
 			for purpose, ks := range got {
 				for _, k := range ks {
@@ -259,5 +269,41 @@ func TestOneActiveKeyMigration(t *testing.T) {
 				t.Errorf("%d keys listed after the upgrade, want all %d", n, len(tc.keys))
 			}
 		})
+	}
+}
+
+// platform.db from before platform migration 0002 holding two active log
+// keys is refused at open, naming them, and left at version 1.
+func TestTwoPlatformLogKeysRefused(t *testing.T) {
+	dir := t.TempDir()
+	list, err := migrations.List(migrations.SQLitePlatform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "platform.db")
+	for _, stmt := range []string{
+		list[0].SQL,
+		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL, sha256 TEXT NOT NULL) STRICT`,
+		`INSERT INTO schema_migrations VALUES (1, '` + list[0].Name + `', '2026-11-26T00:00:00.000000000Z', '` + list[0].SHA256 + `')`,
+		`INSERT INTO platform_signing_keys (kid, purpose, algorithm, public_key, sealed_private, status, created_at)
+			VALUES ('log-1', 'log', 'Ed25519', x'00', x'00', 'active', '2026-11-26T00:00:01.000000000Z'),
+			       ('log-2', 'log', 'Ed25519', x'00', x'00', 'active', '2026-11-26T00:00:02.000000000Z')`,
+	} {
+		tamper(t, path, stmt)
+	}
+	if s, err := Open(context.Background(), Config{DataDir: dir}); err == nil || !strings.Contains(err.Error(), "two_active_log_keys") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("open with two active platform log keys: %v, want the migration refused", err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var version, active int
+	if err := db.QueryRow(`SELECT max(version), (SELECT count(*) FROM platform_signing_keys WHERE status = 'active') FROM schema_migrations`).Scan(&version, &active); err != nil || version != 1 || active != 2 {
+		t.Fatalf("after the refusal: version %d, %d active keys (%v)", version, active, err)
 	}
 }
