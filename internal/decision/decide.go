@@ -194,9 +194,7 @@ func sameDigest(a, b []byte) bool { return len(a) == len(b) && string(a) == stri
 
 // replayAfterRace is the end of a request that lost the race for its
 // Idempotency-Key to another process: the winner's decision is the answer.
-// The batch's check keeps the loser's entries out of the log; were they
-// in (a store whose batches were not serialized), they would stay: the
-// log is append-only (their decision id is never stored).
+// The batch's check kept the loser's entries out of the log.
 func (s *Service) replayAfterRace(ctx context.Context, org Organization, agentID string, keyHash, requestSHA256 []byte) (Response, error) {
 	var answered Response
 	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {

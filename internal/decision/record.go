@@ -109,10 +109,9 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 		}
 	}
 	appended, err := s.cfg.Ledger.AppendAllAndWriteIf(ctx, lg, entries, check, write)
-	if errors.Is(err, errKeyTaken) || errors.Is(err, store.ErrConflict) && keyHash != nil && appended != nil {
+	if errors.Is(err, errKeyTaken) {
 		// Another process stored a decision under this Idempotency-Key
-		// between our read and our batch: found by the check, or, should
-		// a store not serialize batches, refused by the unique key.
+		// between our read and our batch; the batch's check found it.
 		return s.replayAfterRace(ctx, org, g.agent.ID, keyHash, v.sha256)
 	}
 	if err != nil {
