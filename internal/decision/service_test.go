@@ -415,7 +415,13 @@ func TestInactiveAgentReadsNothing(t *testing.T) {
 				_, err := svc.WaitCase(ctx, e.org, agent.ID, escalated.Case.ID, 10*time.Second)
 				waited <- err
 			}()
-			time.Sleep(50 * time.Millisecond)
+			// A place is held once the first read found the case pending:
+			// the poll is under way when the agent is suspended.
+			for deadline := time.Now().Add(10 * time.Second); svc.OpenWaits(e.org.ID, agent.ID) < 1; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the wait never started polling")
+				}
+			}
 			setStatus(store.AgentSuspended)
 			select {
 			case err := <-waited:
