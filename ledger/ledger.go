@@ -255,7 +255,7 @@ type Precondition func(ctx context.Context, tx store.TenantTx) error
 // Idempotency-Key, which must not reach the log a second time.
 func (l *Ledger) AppendAllAndWriteIf(ctx context.Context, log Log, entries []Entry, check Precondition, write Write) ([]Appended, error) {
 	if log.tenant == nil || write == nil {
-		return nil, fmt.Errorf("%w: AppendAllAndWrite needs an organization's log and a write", store.ErrInvalid)
+		return nil, fmt.Errorf("%w: AppendAllAndWriteIf needs an organization's log and a write", store.ErrInvalid)
 	}
 	return l.append(ctx, log, entries, check, write)
 }

@@ -167,6 +167,8 @@ func TestTilesPastAnyTree(t *testing.T) {
 				{"tile 63/0", func() ([]byte, error) { return e.ledger.Tile(ctx, e.log, 63, 0, 1) }},
 				// Its end, 2^64, wraps to 0.
 				{"entry bundle 2^56-1", func() ([]byte, error) { return e.ledger.EntryBundle(ctx, e.log, 1<<56-1, 256) }},
+				// Its first index, 2^64, wraps to 0: a partial bundle 0.
+				{"entry bundle 2^56", func() ([]byte, error) { return e.ledger.EntryBundle(ctx, e.log, 1<<56, 44) }},
 				{"entry 2^64-1", func() ([]byte, error) {
 					en, err := e.ledger.Entry(ctx, e.log, math.MaxUint64)
 					return en.Entry, err
