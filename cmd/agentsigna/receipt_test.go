@@ -219,7 +219,7 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 		args   []string
 		usage  bool // a usage error, not a failed check
 		want   string
-		logKey string // default rl.vkey, this log's
+		logKey string // default rl.vkey, this log's; "-": none given
 	}{
 		{"no extra line, no --entry", []string{"--tlog-proof", proofWith(receipt, nil)}, true, "give --entry", ""},
 		{"the decision's entry and proof", []string{"--tlog-proof", proofWith(decision, decision.Entry)}, false, `"decision" entry`, ""},
@@ -227,18 +227,22 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 		{"another receipt's entry and proof", []string{"--tlog-proof", proofWith(otherReceipt, otherReceipt.Entry)}, false, "digest differs", ""},
 		{"another receipt's entry, this receipt's proof", []string{"--tlog-proof", proofWith(receipt, otherReceipt.Entry)}, false, "digest differs", ""},
 		{"--entry differing from the extra line", []string{"--tlog-proof", carrying, "--entry", writeTemp(t, "other", otherReceipt.Entry)}, false, "differs from the entry the proof carries", ""},
-		{"not an entry", []string{"--tlog-proof", proofWith(receipt, []byte("not json"))}, false, "", ""},
+		{"not an entry", []string{"--tlog-proof", proofWith(receipt, []byte("not json"))}, false, "invalid ledger entry", ""},
 		{"this receipt's entry with another time", []string{"--tlog-proof", proofWith(receipt, marshal(retimed))}, false, "entry 1 is not in", ""},
 		{"this receipt's entry with another prev", []string{"--tlog-proof", proofWith(receipt, marshal(rechained))}, false, "entry 1 is not in", ""},
 		{"another log's key", []string{"--tlog-proof", carrying}, false, "no signature by key", foreignKey},
 		{"this receipt's entry claiming another index", []string{"--tlog-proof", proofWith(receipt, marshal(moved))}, false, "the proof is for entry 1, the entry says 6", ""},
+		{"a proof without a log key to check it", []string{"--tlog-proof", carrying}, true, "--tlog-proof needs --log-key", "-"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logKey := rl.vkey
 			if tc.logKey != "" {
 				logKey = tc.logKey
 			}
-			args := append([]string{jws, "--jwks", jwksFile, "--log-key", logKey}, tc.args...)
+			args := append([]string{jws, "--jwks", jwksFile}, tc.args...)
+			if logKey != "-" {
+				args = append(args, "--log-key", logKey)
+			}
 			out, err := runVerifyReceiptArgs(args...)
 			if err == nil {
 				t.Fatalf("accepted: %q", out)
