@@ -37,9 +37,10 @@ type TenantStore interface {
 	InTenantReadTx(ctx context.Context, tenantID string, fn func(ctx context.Context, tx TenantTx) error) error
 	// ReadDecisionInputs reads what the decision service needs about a
 	// request before it evaluates it, committed data only and no write:
-	// on PostgreSQL in one round trip, each statement on its own READ
-	// COMMITTED snapshot (the Idempotency-Key lookup may see a commit the
-	// rest does not; the key's unique index settles such a race), on
+	// on PostgreSQL in one round trip, each statement on its own
+	// snapshot under the default READ COMMITTED (the Idempotency-Key
+	// lookup may see a commit the rest does not; the batch's check under
+	// the log's lock settles such a race), on
 	// SQLite in one statement (two when an Idempotency-Key names a
 	// decision) on one snapshot.
 	// An unknown tenant is ErrNotFound; a row it does not have is a nil
