@@ -49,8 +49,10 @@ type Config struct {
 	IdleTimeout  time.Duration
 	// ReadinessTimeout bounds one readiness check.
 	ReadinessTimeout time.Duration
-	// ExportTimeout replaces WriteTimeout for GET /v1/ledger/export: the
-	// archive's reads and compression happen while it is sent.
+	// ExportTimeout bounds GET /v1/ledger/export as a whole: the
+	// archive's reads and compression happen while it is sent. Within it,
+	// WriteTimeout bounds each piece of the archive, so a client that
+	// stops reading is dropped after WriteTimeout.
 	ExportTimeout time.Duration
 }
 

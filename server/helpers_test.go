@@ -142,10 +142,21 @@ func postJSON(path, body string) *http.Request {
 // serve runs p on a loopback listener until the test ends.
 func serve(t *testing.T, p *server.Plane) string {
 	t.Helper()
+	return serveOn(t, p, listen(t))
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln
+}
+
+// serveOn serves p on ln until the test ends.
+func serveOn(t *testing.T, p *server.Plane, ln net.Listener) string {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ln) }()
 	t.Cleanup(func() {

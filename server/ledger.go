@@ -34,7 +34,7 @@ func DenyLogAccess(*fiber.Ctx) (ledger.Log, error) {
 // MountLedger adds the read side of a transparency log (DESIGN §4) under
 // /v1/ledger on a plane: checkpoint, tlog-tiles, entries, proofs.
 func MountLedger(p *Plane, l *ledger.Ledger, access LogAccess) {
-	h := &ledgerHandlers{l: l, access: access, log: p.log, exportTimeout: p.exportTimeout}
+	h := &ledgerHandlers{l: l, access: access, log: p.log, writeTimeout: p.writeTimeout, exportTimeout: p.exportTimeout}
 	g := p.app.Group("/v1/ledger")
 	g.Get("/checkpoint", h.checkpoint)
 	g.Get("/tile/*", h.tile)
@@ -97,6 +97,7 @@ type ledgerHandlers struct {
 	l             *ledger.Ledger
 	access        LogAccess
 	log           *slog.Logger
+	writeTimeout  time.Duration
 	exportTimeout time.Duration
 }
 
@@ -309,23 +310,36 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 		return nil
 	}
 	// The archive is made while it is sent, so the connection's write
-	// deadline covers reading and compressing the log, not only sending
-	// it: Config.ExportTimeout, not WriteTimeout. Best effort: a
-	// connection that cannot take it keeps the plane's WriteTimeout.
-	_ = c.Context().SetWriteDeadline(time.Now().Add(h.exportTimeout))
+	// deadline cannot be the plane's WriteTimeout from the start: it
+	// would cover reading and compressing the whole log. Instead each
+	// piece handed to the connection gets WriteTimeout to leave, so a
+	// client that stops reading is dropped after WriteTimeout, and the
+	// whole export gets at most ExportTimeout. Best effort: a connection
+	// that cannot take deadlines keeps the plane's WriteTimeout.
+	//
+	// The goroutine below holds the connection, never the request's
+	// fasthttp context, which is reused once the response ends (a
+	// deadline set on a closed connection does nothing). The first
+	// deadline goes through the context, so that fasthttp leaves it be.
+	end := time.Now().Add(h.exportTimeout)
+	_ = c.Context().SetWriteDeadline(earliest(time.Now().Add(h.writeTimeout), end))
+	conn := c.Context().Conn()
+	deadline := func() { _ = conn.SetWriteDeadline(earliest(time.Now().Add(h.writeTimeout), end)) }
 	// A failure part-way closes the pipe with its error: fasthttp then
 	// drops the connection without the chunked body's last chunk, so no
 	// HTTP client takes the cut-short archive for a whole one. A client
 	// that goes away closes the pipe from its end, and Write stops.
 	pr, pw := io.Pipe()
 	log := h.log.With(slog.String("request_id", RequestID(c)))
-	timeout := h.exportTimeout
 	go func() {
 		// The write deadline stops the socket, not a store read that
 		// hangs: the reads get the same bound.
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		ctx, cancel := context.WithDeadline(context.Background(), end)
 		defer cancel()
-		bw := bufio.NewWriterSize(pw, 64<<10)
+		// The deadline moves only before a write into the pipe, while the
+		// response is still being sent: never after the pipe closed, when
+		// the connection may serve the next request.
+		bw := bufio.NewWriterSize(paced{pw, deadline}, 64<<10)
 		err := x.Write(ctx, bw)
 		if err == nil {
 			err = bw.Flush()
@@ -340,4 +354,22 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 	}()
 	c.Context().SetBodyStream(pr, -1)
 	return nil
+}
+
+// paced calls before each write, to move the connection's write deadline.
+type paced struct {
+	w      io.Writer
+	before func()
+}
+
+func (p paced) Write(b []byte) (int, error) {
+	p.before()
+	return p.w.Write(b)
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -1,12 +1,16 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -106,6 +110,50 @@ func TestExportStreamsOverHTTP(t *testing.T) {
 	if err == nil {
 		t.Fatalf("an export slower than its ExportTimeout: %d, %d bytes, no error", resp.StatusCode, len(body))
 	}
+
+	// A client that stops reading is dropped after WriteTimeout without
+	// progress, not held until ExportTimeout. Small socket buffers on both
+	// ends, so that the archive cannot all wait in them.
+	logs := &syncBuffer{}
+	stalled := e.newPlanes(t, server.Config{Logger: slog.New(slog.NewJSONHandler(logs, nil)), WriteTimeout: 200 * time.Millisecond, ExportTimeout: time.Minute})
+	addr = serveOn(t, stalled.Tenant, smallSendBuffers{listen(t)})
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, "GET /v1/ledger/export HTTP/1.1\r\nHost: test\r\nX-Test-Tenant: acme\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The server gives up by itself while nothing is read.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "ledger export not delivered"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("an export whose client stopped reading was still being sent after 50 times the WriteTimeout")
+		}
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err = http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if body, err = io.ReadAll(resp.Body); err == nil {
+		t.Fatalf("an export whose client stopped reading: %d bytes and no error; want the connection dropped", len(body))
+	}
+}
+
+// smallSendBuffers gives every connection it accepts a small send buffer.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
 }
 
 // failingEntries fails the failAt-th read of ledger entries and those

@@ -97,7 +97,10 @@ func newLedgerEnvOver(t *testing.T, access func(*ledger.Ledger, store.TenantStor
 // the ledger's read side on the tenant plane.
 func (e *ledgerEnv) newPlanes(t *testing.T, cfg server.Config) *server.Planes {
 	t.Helper()
-	cfg.Logger, cfg.TenantReady, cfg.PlatformReady = slog.New(slog.DiscardHandler), e.store.Ping, e.store.Ping
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.TenantReady, cfg.PlatformReady = e.store.Ping, e.store.Ping
 	planes, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)

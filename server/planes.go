@@ -18,6 +18,7 @@ type Plane struct {
 	name          string
 	app           *fiber.App
 	log           *slog.Logger
+	writeTimeout  time.Duration
 	exportTimeout time.Duration
 }
 
@@ -73,7 +74,7 @@ func newPlane(name string, cfg Config, ready ReadinessCheck) *Plane {
 	app.Use(b.middleware)
 	app.Get("/healthz", healthz)
 	app.Get("/readyz", readyz(ready, cfg.ReadinessTimeout, log))
-	return &Plane{name: name, app: app, log: log, exportTimeout: cfg.ExportTimeout}
+	return &Plane{name: name, app: app, log: log, writeTimeout: cfg.WriteTimeout, exportTimeout: cfg.ExportTimeout}
 }
 
 // Name is "tenant" or "platform".
