@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"io"
 	"log/slog"
@@ -168,10 +170,10 @@ func (h *ledgerHandlers) tile(c *fiber.Ctx) error {
 const immutableCacheControl = "private, max-age=31536000, immutable"
 
 type entryJSON struct {
-	Index    uint64          `json:"index"`
-	Entry    []byte          `json:"entry"`     // base64 of the exact leaf bytes
-	LeafHash []byte          `json:"leaf_hash"` // base64
-	Record   json.RawMessage `json:"record"`
+	Index    uint64         `json:"index"`
+	Entry    []byte         `json:"entry"`     // base64 of the exact leaf bytes
+	LeafHash []byte         `json:"leaf_hash"` // base64
+	Record   jsontext.Value `json:"record"`
 }
 
 func (h *ledgerHandlers) entry(c *fiber.Ctx) error {
@@ -187,12 +189,20 @@ func (h *ledgerHandlers) entry(c *fiber.Ctx) error {
 	if err != nil {
 		return ledgerError(err)
 	}
-	return c.JSON(entryJSON{Index: e.Index, Entry: e.Entry, LeafHash: e.LeafHash, Record: recordJSON(e.Record)})
+	// Not c.JSON: encoding/json escapes <, > and & (and U+2028/9) even
+	// inside a RawMessage, and the record must be served byte for byte,
+	// so that its SHA-256 is the entry's digest. json/v2 escapes none.
+	b, err := jsonv2.Marshal(entryJSON{Index: e.Index, Entry: e.Entry, LeafHash: e.LeafHash, Record: recordJSON(e.Record)})
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(b)
 }
 
 // recordJSON embeds a JSON record as it is, and anything else (a compact
 // JWS…) as a JSON string.
-func recordJSON(rec []byte) json.RawMessage {
+func recordJSON(rec []byte) jsontext.Value {
 	if json.Valid(rec) {
 		return rec
 	}
