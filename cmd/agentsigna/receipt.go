@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ import (
 // hash to a leaf the proof includes under a checkpoint signed by --log-key.
 // Given both, --entry must equal the extra line: a proof that carries one
 // entry while the caller vouches for another is refused, not resolved.
+// compactJWS is the shape of a compact JWS: three base64url parts.
+var compactJWS = regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$`)
+
 func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 	fs := newFlagSet("verify receipt", stderr)
 	jwksFile := fs.String("jwks", "", "the organization's JWKS (/t/<slug>/.well-known/jwks.json), a file")
@@ -45,9 +49,16 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 	if *jwksFile == "" {
 		return fmt.Errorf("%w: --jwks is required", errUsage)
 	}
+	// Ignored, they would let an OK read as a check of the log.
+	if *proofFile == "" && (*logKey != "" || *entryFile != "") {
+		return fmt.Errorf("%w: --log-key and --entry check the receipt's ledger entry, which needs --tlog-proof", errUsage)
+	}
 	compact := operand
-	if b, err := os.ReadFile(operand); err == nil {
+	switch b, err := os.ReadFile(operand); {
+	case err == nil:
 		compact = strings.TrimSpace(string(b))
+	case !compactJWS.MatchString(operand):
+		return fmt.Errorf("%w: RECEIPT is neither a compact JWS nor a file that can be read: %v", errUsage, err)
 	}
 	jwks, err := os.ReadFile(*jwksFile)
 	if err != nil {

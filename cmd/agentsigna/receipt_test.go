@@ -138,6 +138,14 @@ func TestVerifyReceiptAndRotate(t *testing.T) {
 	if _, err := run(jws, "--jwks", jwksFile, "--at", time.Now().Add(time.Hour).Format(time.RFC3339)); err == nil {
 		t.Fatal("expired receipt accepted")
 	}
+	// RECEIPT is the JWS or a file holding it; a file that cannot be read
+	// is named as such, not parsed as a JWS.
+	if out, err := run(writeTemp(t, "receipt.jws", []byte(jws+"\n")), "--jwks", jwksFile); err != nil || !strings.HasPrefix(out, "OK: receipt") {
+		t.Fatalf("receipt from a file: %q, %v", out, err)
+	}
+	if _, err := run(filepath.Join(t.TempDir(), "missing.jws"), "--jwks", jwksFile); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("a receipt file that does not exist: %v", err)
+	}
 	tampered := jws[:len(jws)-4] + "AAAA"
 	if _, err := run(tampered, "--jwks", jwksFile); err == nil {
 		t.Fatal("tampered receipt accepted")
@@ -233,6 +241,8 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 		{"another log's key", []string{"--tlog-proof", carrying}, false, "no signature by key", foreignKey},
 		{"this receipt's entry claiming another index", []string{"--tlog-proof", proofWith(receipt, marshal(moved))}, false, "the proof is for entry 1, the entry says 6", ""},
 		{"a proof without a log key to check it", []string{"--tlog-proof", carrying}, true, "--tlog-proof needs --log-key", "-"},
+		{"a log key without a proof", nil, true, "needs --tlog-proof", ""},
+		{"an entry without a proof", []string{"--entry", writeTemp(t, "entry", receipt.Entry)}, true, "needs --tlog-proof", "-"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logKey := rl.vkey
