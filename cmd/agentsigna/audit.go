@@ -13,15 +13,17 @@ import (
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
-// runAudit: `agentsigna audit verify EXPORT --log-key KEY` checks a ledger
-// export offline: the checkpoint against the pinned key, every leaf, the
-// hash chain, the root, and every receipt against the export's JWKS.
+// runAudit: `agentsigna audit verify EXPORT --log-key KEY [--jwks JWKS]`
+// checks a ledger export offline: the checkpoint against the pinned key,
+// every leaf, the hash chain, the root, and every receipt against the
+// pinned JWKS or, without one, the export's own.
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 || args[0] != "verify" {
-		return fmt.Errorf("%w: usage: agentsigna audit verify EXPORT --log-key KEY", errUsage)
+		return fmt.Errorf("%w: usage: agentsigna audit verify EXPORT --log-key KEY [--jwks JWKS]", errUsage)
 	}
 	fs := newFlagSet("audit verify", stderr)
 	logKey := fs.String("log-key", "", "the log's note verifier key, or a file holding it (pin it: the export's own copy proves nothing)")
+	jwksFile := fs.String("jwks", "", "the organization's published JWKS (/t/<slug>/.well-known/jwks.json), a file: receipts are checked against it rather than the export's own copy, which the log does not sign")
 	operands, err := parseWithOperand(fs, args[1:], env)
 	if err != nil {
 		return err
@@ -30,17 +32,29 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
+	check, against := checkReceiptRecord, "the export's own JWKS (pin the published one with --jwks)"
+	if *jwksFile != "" {
+		pinned, err := os.ReadFile(*jwksFile)
+		if err != nil {
+			return err
+		}
+		check = func(e verify.Entry, record, _ []byte) error { return checkReceiptRecord(e, record, pinned) }
+		against = "the pinned JWKS"
+	}
 	f, err := os.Open(operands)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	rep, err := verify.VerifyExport(f, key, verify.ExportOptions{CheckRecord: checkReceiptRecord})
+	rep, err := verify.VerifyExport(f, key, verify.ExportOptions{CheckRecord: check})
 	if err != nil {
 		return err
 	}
 	if rep.LogKey != key {
 		fmt.Fprintln(stderr, "note: the log key shipped in the export differs from the pinned one; the pinned key was used")
+	}
+	if rep.Kinds["receipt"] > 0 {
+		fmt.Fprintf(stderr, "note: receipts were checked against %s\n", against)
 	}
 	kinds := make([]string, 0, len(rep.Kinds))
 	for k, n := range rep.Kinds {
@@ -53,7 +67,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 }
 
 // checkReceiptRecord verifies receipt entries: the record is the compact
-// JWS, checked against the export's JWKS as of the time it was logged.
+// JWS, checked against jwks as of the time it was logged.
 func checkReceiptRecord(e verify.Entry, record, jwks []byte) error {
 	if e.Kind != "receipt" {
 		return nil

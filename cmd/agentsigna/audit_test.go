@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,8 +86,33 @@ func TestAuditVerifyExport(t *testing.T) {
 	if out, err := run("verify", export("good.tar.gz"), "--log-key", vkey); err != nil || !strings.Contains(out, "OK: entries 0..2") || !strings.Contains(out, "receipt=1") {
 		t.Fatalf("good export: %q, %v", out, err)
 	}
-	// A receipt signed by a key the organization never published.
+	// --jwks pins the published key set: the export's own copy is not
+	// signed by the log, so receipts are checked against the pinned one.
 	other := storetest.CreateTenant(t, s, "other")
+	_ = sign(kr, other.ID) // gives the other organization a receipt key
+	published := func(tenant string) string {
+		var jwks []byte
+		if err := s.InTenantTx(ctx, tenant, func(ctx context.Context, tx store.TenantTx) error {
+			var err error
+			jwks, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, tenant+".jwks.json")
+		if err := os.WriteFile(p, jwks, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var stderr bytes.Buffer
+	if err := runAudit(ctx, []string{"verify", filepath.Join(dir, "good.tar.gz"), "--log-key", vkey, "--jwks", published(acme.ID)}, io.Discard, &stderr, envOf(nil)); err != nil || !strings.Contains(stderr.String(), "against the pinned JWKS") {
+		t.Fatalf("good export, the published JWKS pinned: %q, %v", stderr.String(), err)
+	}
+	if _, err := run("verify", filepath.Join(dir, "good.tar.gz"), "--log-key", vkey, "--jwks", published(other.ID)); err == nil || !strings.Contains(err.Error(), "entry 1: record") {
+		t.Fatalf("receipts whose key the pinned JWKS lacks: %v", err)
+	}
+	// A receipt signed by a key the organization never published.
 	forged := sign(kr, other.ID)
 	if _, err := l.Append(ctx, lg, ledger.Entry{Kind: "receipt", Subject: "rct_1", Record: []byte(forged)}); err != nil {
 		t.Fatal(err)
