@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 	"strings"
@@ -155,12 +157,15 @@ func VerifyReceipt(compact string, jwks []byte, now time.Time) (*ReceiptClaims, 
 // receiptHeaderFields are the protected header members VerifyReceipt reads;
 // Crit and B64 only to refuse them.
 type receiptHeaderFields struct {
-	Alg  string          `json:"alg"`
-	Kid  string          `json:"kid"`
-	Typ  string          `json:"typ"`
-	Crit json.RawMessage `json:"crit"`
-	B64  json.RawMessage `json:"b64"`
+	Alg  string         `json:"alg"`
+	Kid  string         `json:"kid"`
+	Typ  string         `json:"typ"`
+	Crit jsontext.Value `json:"crit"`
+	B64  jsontext.Value `json:"b64"`
 }
+
+// receiptHeaderMembers are the names receiptHeaderFields reads.
+var receiptHeaderMembers = jsonMembers{"alg": nil, "kid": nil, "typ": nil, "crit": nil, "b64": nil}
 
 // receiptHeader decodes the protected header of a compact JWS (RFC 7515
 // §7.1) without trusting it: the caller checks alg before anything else.
@@ -174,11 +179,13 @@ func receiptHeader(compact string) (receiptHeaderFields, error) {
 	if err != nil {
 		return h, fmt.Errorf("%w: header is not base64url", ErrReceiptMalformed)
 	}
-	// Duplicate members would let two JOSE libraries read two headers.
-	if err := checkJSONObject(raw); err != nil {
+	// A duplicate, or a case variant of a member read here ("KID", "Typ"),
+	// would let two JOSE readers read two headers. Other members are
+	// ignored (RFC 7515 §4), and jsonv2 matches names exactly.
+	if err := checkMemberNames(raw, receiptHeaderMembers); err != nil {
 		return h, fmt.Errorf("%w: header: %v", ErrReceiptMalformed, err)
 	}
-	if err := json.Unmarshal(raw, &h); err != nil {
+	if err := jsonv2.Unmarshal(raw, &h); err != nil {
 		return h, fmt.Errorf("%w: header does not decode", ErrReceiptMalformed)
 	}
 	// We understand no critical extension, and b64=false would change what

@@ -276,3 +276,48 @@ func TestReceiptSignerPrintsNoKeyMaterial(t *testing.T) {
 		}
 	}
 }
+
+// RFC 7515 §4: header parameter names are case-sensitive, and jwx reads
+// {"KID":…,"TYP":…} as a header with neither kid nor typ. A reader that
+// folds case (encoding/json v1 into a struct) reads both: such a header,
+// and one with a duplicate, has two readings, and is refused. A member
+// VerifyReceipt does not read is ignored, as RFC 7515 §4 says.
+func TestVerifyReceiptReadsHeaderMembersByExactName(t *testing.T) {
+	_, active, jwks, tenantID := twoReceiptKeys(t)
+	now := time.Now().Truncate(time.Second)
+	good := payloadOf(t, testClaims(tenantID, now))
+	sign := func(in []byte) []byte { return ed25519.Sign(active.key.k, in) }
+	kid := `"` + active.kid + `"`
+	typ := `"` + ReceiptType + `"`
+	for _, tc := range []struct{ name, header string }{
+		{"KID and TYP", `{"alg":"EdDSA","KID":` + kid + `,"TYP":` + typ + `}`},
+		{"Typ beside typ JWT", `{"alg":"EdDSA","kid":` + kid + `,"Typ":` + typ + `,"typ":"JWT"}`},
+		{"typ JWT beside Typ", `{"alg":"EdDSA","kid":` + kid + `,"typ":"JWT","Typ":` + typ + `}`},
+		{"typ beside TYP JWT", `{"alg":"EdDSA","kid":` + kid + `,"typ":` + typ + `,"TYP":"JWT"}`},
+		{"Kid beside kid", `{"alg":"EdDSA","kid":` + kid + `,"Kid":"another","typ":` + typ + `}`},
+		{"Kid with a Kelvin sign", `{"alg":"EdDSA","\u212Aid":` + kid + `,"typ":` + typ + `}`},
+		{"ALG none beside alg", `{"alg":"EdDSA","ALG":"none","kid":` + kid + `,"typ":` + typ + `}`},
+		{"Typ_ alone", `{"alg":"EdDSA","kid":` + kid + `,"Typ_":` + typ + `}`},
+		{"Crit", `{"alg":"EdDSA","kid":` + kid + `,"typ":` + typ + `,"Crit":["exp"],"exp":1}`},
+		{"B64", `{"alg":"EdDSA","kid":` + kid + `,"typ":` + typ + `,"B64":false}`},
+		{"duplicate kid", `{"alg":"EdDSA","kid":` + kid + `,"kid":"another","typ":` + typ + `}`},
+		{"crit null", `{"alg":"EdDSA","kid":` + kid + `,"typ":` + typ + `,"crit":null}`},
+		{"duplicate in an unread member", `{"alg":"EdDSA","kid":` + kid + `,"typ":` + typ + `,"x":{"a":1,"a":2}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := VerifyReceipt(forgeRaw(tc.header, good, sign), jwks, now)
+			if !errors.Is(err, ErrReceiptMalformed) || c != nil {
+				t.Fatalf("got %v, want %v", err, ErrReceiptMalformed)
+			}
+		})
+	}
+	// Members VerifyReceipt does not read are ignored, whatever their case.
+	for _, header := range []string{
+		`{"alg":"EdDSA","kid":` + kid + `,"typ":` + typ + `,"cty":"JSON","x-request":{"ID":1,"id":2}}`,
+		`{"typ":` + typ + `,"kid":` + kid + `,"alg":"EdDSA","kid2":"another","type":null}`,
+	} {
+		if _, err := VerifyReceipt(forgeRaw(header, good, sign), jwks, now); err != nil {
+			t.Errorf("header %s: %v", header, err)
+		}
+	}
+}

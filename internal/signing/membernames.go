@@ -1,0 +1,137 @@
+package signing
+
+import (
+	"bytes"
+	"encoding/json/jsontext"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode"
+)
+
+// jsonMembers names the members a reader interprets in a JSON object. Each
+// name maps to the members interpreted in its value when that is an object,
+// or an array of objects; to nil when the value is read whole or not at all.
+type jsonMembers map[string]jsonMembers
+
+// checkMemberNames accepts exactly one JSON object, in valid UTF-8, in
+// which no object has two members of one name and no object that known
+// describes has a member whose name is not one of known's but folds to one.
+//
+// SPEC: RFC 7515 §4 and RFC 7519 §4 — member names are case-sensitive,
+// and a JOSE library (jwx, go-jose) reads {"KID":…} as a header without a
+// kid. encoding/json v1 matches a struct field's name case-insensitively,
+// and v2's MatchCaseInsensitiveNames also ignores '_' and '-': such readers
+// take "KID" for "kid" and "Decision-ID" for "decision_id". A JSON text
+// with such a name, or with a duplicate, is read two ways: it is refused
+// rather than read one of them. Errors quote member names, never values.
+func checkMemberNames(b []byte, known jsonMembers) error {
+	dec := jsontext.NewDecoder(bytes.NewReader(b))
+	if dec.PeekKind() != '{' {
+		return errors.New("not a JSON object")
+	}
+	if err := checkValueNames(dec, known); err != nil {
+		return err
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return errors.New("not exactly one JSON object")
+	}
+	return nil
+}
+
+// checkValueNames reads the next value, checking the names of its members
+// against known when it is an object, and of its elements' when an array.
+// The decoder refuses duplicate names and invalid UTF-8 at any depth.
+func checkValueNames(dec *jsontext.Decoder, known jsonMembers) error {
+	if known == nil {
+		return jsonError(dec.SkipValue())
+	}
+	switch dec.PeekKind() {
+	case '[':
+		if _, err := dec.ReadToken(); err != nil {
+			return jsonError(err)
+		}
+		for dec.PeekKind() != ']' {
+			if err := checkValueNames(dec, known); err != nil {
+				return err
+			}
+		}
+		_, err := dec.ReadToken()
+		return jsonError(err)
+	case '{':
+	default:
+		return jsonError(dec.SkipValue())
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return jsonError(err)
+	}
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return jsonError(err)
+		}
+		name := tok.String()
+		inner, ok := known[name]
+		if !ok {
+			if exact, folds := foldsToMember(name, known); folds {
+				return fmt.Errorf("member %q is not %q", name, exact)
+			}
+		}
+		if err := checkValueNames(dec, inner); err != nil {
+			return err
+		}
+	}
+	_, err := dec.ReadToken()
+	return jsonError(err)
+}
+
+// jsonError names a duplicate member; any other error is errNotJSON, whose
+// text quotes nothing from the input.
+func jsonError(err error) error {
+	var se *jsontext.SyntacticError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jsontext.ErrDuplicateName) && errors.As(err, &se):
+		return fmt.Errorf("duplicate member %q", se.JSONPointer.LastToken())
+	}
+	return errNotJSON
+}
+
+// foldsToMember reports the name in known that name is not, but that a
+// case-insensitive reader matches it to.
+func foldsToMember(name string, known jsonMembers) (string, bool) {
+	folded := foldName(name)
+	for exact := range known {
+		if foldName(exact) == folded {
+			return exact, true
+		}
+	}
+	return "", false
+}
+
+// foldName is name as encoding/json/v2 matches it case-insensitively
+// (v1 matches a subset): Unicode simple case folding, so the Kelvin sign
+// 'K' is 'k', without '_' and '-'.
+func foldName(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		if r == '_' || r == '-' {
+			continue
+		}
+		b.WriteRune(foldRune(r))
+	}
+	return b.String()
+}
+
+// foldRune returns the smallest rune of r's case-folding orbit.
+func foldRune(r rune) rune {
+	for {
+		next := unicode.SimpleFold(r)
+		if next <= r {
+			return next
+		}
+		r = next
+	}
+}
