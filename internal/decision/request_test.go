@@ -120,6 +120,33 @@ func TestValidateWhatTheBoundaryCatches(t *testing.T) {
 	}
 }
 
+// Text shown to approvers holds no control character but line breaks and
+// tabs, and no bidirectional embedding, override or isolate; the marks
+// right-to-left text needs are fine.
+func TestValidateControlCharacters(t *testing.T) {
+	for s, ok := range map[string]bool{
+		"Pay INV-2291\n\tsee the thread\r\n": true,
+		"שלם חשבונית\u200f INV-2291":         true,
+		"\u200e\u061c":                       true,
+		"pay\x00invoice":                     false, // PostgreSQL's text refuses U+0000
+		"pay\x1binvoice":                     false,
+		"pay\x7finvoice":                     false,
+		"pay\u0085invoice":                   false,
+		"pay \u202eeciovni":                  false, // reads "pay invoice" backwards
+		"pay \u2066x\u2069":                  false,
+		"pay \u202ax":                        false,
+	} {
+		for _, req := range []decision.DecisionRequest{
+			{Action: decision.RequestAction{Type: "a.b"}, Reason: s},
+			{Action: decision.RequestAction{Type: "a.b", Resource: s}},
+		} {
+			if err := req.Validate(); (err == nil) != ok || (err != nil && !errors.Is(err, decision.ErrInvalidRequest)) {
+				t.Errorf("Validate(%+q) = %v, want ok %v", s, err, ok)
+			}
+		}
+	}
+}
+
 func TestIsCurrency(t *testing.T) {
 	for code, want := range map[string]bool{
 		"EUR": true, "USD": true, "JPY": true, "CHF": true, "XCG": true, "ZWG": true, "SLE": true, "XAU": true, "CLF": true,

@@ -295,6 +295,14 @@ func TestDecideRefusals(t *testing.T) {
 					r.Reason = strings.Repeat("x", 1025)
 					return r
 				}()},
+				// PostgreSQL's text refuses U+0000: once the entries were
+				// in the log, storing the row failed (a 500, and entries
+				// without a row at every retry).
+				{"NUL in the reason", func() decision.DecisionRequest {
+					r := payment("10.00", payee.ID)
+					r.Reason = "pay\x00invoice"
+					return r
+				}()},
 				{"params too deep", func() decision.DecisionRequest {
 					r := payment("10.00", payee.ID)
 					r.Action.Params = json.RawMessage(`{"a":{"b":{"c":{"d":{}}}}}`)
