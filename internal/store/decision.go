@@ -311,8 +311,8 @@ func CheckDecision(d Decision) error {
 		return fmt.Errorf("%w: decision action must be 1-%d bytes of JSON", ErrInvalid, MaxAction)
 	case len(d.ActionType) > MaxActionType || !actionTypePattern.MatchString(d.ActionType):
 		return fmt.Errorf("%w: decision action type is malformed", ErrInvalid)
-	case len(d.Reason) > MaxReason || !utf8.ValidString(d.Reason):
-		return fmt.Errorf("%w: decision reason must be at most %d bytes of UTF-8", ErrInvalid, MaxReason)
+	case len(d.Reason) > MaxReason || !utf8.ValidString(d.Reason) || strings.IndexByte(d.Reason, 0) >= 0:
+		return fmt.Errorf("%w: decision reason must be at most %d bytes of UTF-8 without U+0000", ErrInvalid, MaxReason)
 	case len(d.Reasons) > MaxReasons:
 		return fmt.Errorf("%w: at most %d decision reasons", ErrInvalid, MaxReasons)
 	case d.ApprovalsRequired < 0 || d.ApprovalsRequired > MaxApprovals:

@@ -118,6 +118,9 @@ func testDecisions(t *testing.T, h Harness) {
 		{"bad action type", insert(func(d *store.Decision) { d.ActionType = "Payment.Send" }), store.ErrInvalid},
 		{"one-part action type", insert(func(d *store.Decision) { d.ActionType = "payment" }), store.ErrInvalid},
 		{"long reason", insert(func(d *store.Decision) { d.Reason = strings.Repeat("r", store.MaxReason+1) }), store.ErrInvalid},
+		// PostgreSQL's text refuses U+0000 with an SQL error: both stores
+		// refuse it alike, as invalid.
+		{"NUL in the reason", insert(func(d *store.Decision) { d.Reason = "pay\x00invoice" }), store.ErrInvalid},
 		{"empty reason in reasons", insert(func(d *store.Decision) { d.Reasons = []string{""} }), store.ErrInvalid},
 		{"too many reasons", insert(func(d *store.Decision) { d.Reasons = make([]string, store.MaxReasons+1) }), store.ErrInvalid},
 		{"negative approvals", insert(func(d *store.Decision) { d.ApprovalsRequired = -1 }), store.ErrInvalid},
