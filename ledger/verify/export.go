@@ -21,7 +21,8 @@ var ErrInvalidExport = errors.New("invalid ledger export")
 // ExportFormat names the archive layout below.
 const ExportFormat = "agentsigna-export/v1"
 
-// Export archive (GET /v1/ledger/export, a tar.gz), in this order:
+// Export archive (GET /v1/ledger/export, a tar.gz: one gzip stream), these
+// members in this order and nothing after them:
 //
 //	manifest.json  {"format", "origin", "from", "to", "range": [base64…]}
 //	checkpoint     the signed note of size "to"
@@ -76,18 +77,24 @@ func (e *ExportError) Error() string { return fmt.Sprintf("entry %d: %s", e.Inde
 func (e *ExportError) Unwrap() error { return ErrInvalidExport }
 
 // VerifyExport checks an export offline against a pinned log key: the
-// checkpoint's signature, every entry (canonical form, index, hash chain,
-// record digest, CheckRecord), and that the entries (with the range) give
-// the checkpoint's root.
+// archive (one gzip stream whose trailer matches, holding the five members
+// in order and nothing after them), the checkpoint's signature, every entry
+// (canonical form, index, hash chain, record digest, CheckRecord), and that
+// the entries (with the range) give the checkpoint's root.
 func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportReport, error) {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = 4 << 30
 	}
-	gz, err := gzip.NewReader(r)
+	// gzip.Reader reads an io.ByteReader no further than its stream's end,
+	// so br tells whether anything follows it.
+	br := bufio.NewReader(r)
+	gz, err := gzip.NewReader(br)
 	if err != nil {
 		return nil, fmt.Errorf("%w: not gzip: %v", ErrInvalidExport, err)
 	}
-	tr := tar.NewReader(io.LimitReader(gz, opts.MaxBytes))
+	gz.Multistream(false)
+	lr := &io.LimitedReader{R: gz, N: opts.MaxBytes}
+	tr := tar.NewReader(lr)
 	small := func(name string) ([]byte, error) {
 		h, err := tr.Next()
 		if err != nil {
@@ -179,6 +186,9 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%w: entries: %v", ErrInvalidExport, err)
 	}
+	if err := checkArchiveEnd(tr, lr, gz, br, opts.MaxBytes); err != nil {
+		return nil, err
+	}
 	if next != m.To {
 		return nil, &ExportError{next, fmt.Sprintf("export ends at %d, the checkpoint covers %d", next, m.To)}
 	}
@@ -187,4 +197,49 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 		return nil, fmt.Errorf("%w: the entries do not give the checkpoint's root", ErrInvalidExport)
 	}
 	return rep, nil
+}
+
+// checkArchiveEnd checks that nothing follows entries.jsonl: no tar member,
+// only zeros up to the gzip stream's end (the end-of-archive blocks may be
+// padded to a record size), a gzip trailer that matches (gzip.Reader checks
+// the CRC-32 and size when it reaches the stream's end), and no byte after
+// the gzip stream. tar -xzf and Python's tarfile would read what follows:
+// a second entries.jsonl replaces the verified one when extracted.
+func checkArchiveEnd(tr *tar.Reader, lr *io.LimitedReader, gz *gzip.Reader, br *bufio.Reader, maxBytes int64) error {
+	h, err := tr.Next()
+	if err == nil {
+		return fmt.Errorf("%w: member %q after entries.jsonl", ErrInvalidExport, h.Name)
+	}
+	if err != io.EOF {
+		return fmt.Errorf("%w: after entries.jsonl: %v", ErrInvalidExport, err)
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := lr.Read(buf)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return fmt.Errorf("%w: data after the tar archive's end", ErrInvalidExport)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%w: after entries.jsonl: %v", ErrInvalidExport, err)
+		}
+	}
+	// lr also ends at maxBytes: only gz says whether its stream did.
+	switch _, err := io.ReadFull(gz, buf[:1]); {
+	case err == nil:
+		return fmt.Errorf("%w: more than %d bytes decompressed", ErrInvalidExport, maxBytes)
+	case err != io.EOF:
+		return fmt.Errorf("%w: after entries.jsonl: %v", ErrInvalidExport, err)
+	}
+	switch _, err := br.ReadByte(); {
+	case err == nil:
+		return fmt.Errorf("%w: data after the gzip stream", ErrInvalidExport)
+	case err != io.EOF:
+		return fmt.Errorf("%w: %v", ErrInvalidExport, err)
+	}
+	return nil
 }

@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,9 +85,14 @@ func (x testExport) archive(t testing.TB) []byte {
 
 func tarGz(t testing.TB, members []exportMember) []byte {
 	t.Helper()
+	return gzipOf(t, tarOf(t, members))
+}
+
+func gzipOf(t testing.TB, b []byte) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
-	if _, err := gz.Write(tarOf(t, members)); err != nil {
+	if _, err := gz.Write(b); err != nil {
 		t.Fatal(err)
 	}
 	if err := gz.Close(); err != nil {
@@ -140,6 +148,89 @@ func TestVerifyExport(t *testing.T) {
 				t.Fatalf("report %+v", rep)
 			}
 		})
+	}
+}
+
+// forgeRecord returns lines with line i's record changed.
+func forgeRecord(t testing.TB, lines []byte, i int) []byte {
+	t.Helper()
+	split := bytes.SplitAfter(lines, []byte("\n"))
+	var line ExportLine
+	if err := json.Unmarshal(split[i], &line); err != nil {
+		t.Fatal(err)
+	}
+	line.Record = []byte("forged")
+	b, err := json.Marshal(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	split[i] = append(b, '\n')
+	return bytes.Join(split, nil)
+}
+
+// After entries.jsonl only the tar stream's end may follow: a member
+// more (a second entries.jsonl is the one `tar -xzf` and Python's tarfile
+// hand over), a gzip stream whose trailer does not match, or any byte
+// after the gzip stream is refused.
+func TestVerifyExportRefusesWhatFollowsEntries(t *testing.T) {
+	x := newTestExport(t, 20, 0)
+	good := x.archive(t)
+	forgedLines := forgeRecord(t, x.member("entries.jsonl").body, 7)
+	withMember := func(m exportMember) []byte { return tarGz(t, append(x.members[:len(x.members):len(x.members)], m)) }
+	withByte := func(i int, b byte) []byte { bad := bytes.Clone(good); bad[i] ^= b; return bad }
+	tarBytes := tarOf(t, x.members)
+	for _, tc := range []struct {
+		name    string
+		archive []byte
+		want    string
+	}{
+		{"a second entries.jsonl", withMember(exportMember{name: "entries.jsonl", body: forgedLines}), `member "entries.jsonl" after entries.jsonl`},
+		{"a path-traversal member", withMember(exportMember{name: "../../etc/evil", body: []byte("x")}), `member "../../etc/evil" after entries.jsonl`},
+		{"an empty member", withMember(exportMember{name: "README"}), `member "README" after entries.jsonl`},
+		{"a symlink member", withMember(exportMember{name: "link", typeflag: tar.TypeSymlink}), `member "link" after entries.jsonl`},
+		{"a member after the end-of-archive blocks", gzipOf(t, append(bytes.Clone(tarBytes), tarOf(t, []exportMember{{name: "entries.jsonl", body: forgedLines}})...)), "after the tar archive's end"},
+		{"a byte after the end-of-archive blocks", gzipOf(t, append(bytes.Clone(tarBytes), 1)), "after the tar archive's end"},
+		{"bytes after the gzip stream", append(bytes.Clone(good), "garbage"...), "after the gzip stream"},
+		{"a zero byte after the gzip stream", append(bytes.Clone(good), 0), "after the gzip stream"},
+		{"a second gzip stream", append(bytes.Clone(good), tarGz(t, []exportMember{{name: "entries.jsonl", body: forgedLines}})...), "after the gzip stream"},
+		{"an empty second gzip stream", append(bytes.Clone(good), gzipOf(t, nil)...), "after the gzip stream"},
+		{"a wrong CRC-32", withByte(len(good)-8, 1), "checksum"},
+		{"a wrong size", withByte(len(good)-4, 1), "checksum"},
+		{"no gzip trailer", good[:len(good)-8], "unexpected EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := VerifyExport(bytes.NewReader(tc.archive), x.key.vkey, ExportOptions{})
+			if !errors.Is(err, ErrInvalidExport) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+	// GNU tar pads an archive to its 10,240-byte record size with zeros
+	// inside the gzip stream: that still verifies.
+	padded := append(bytes.Clone(tarBytes), make([]byte, 10240-len(tarBytes)%10240)...)
+	if _, err := VerifyExport(bytes.NewReader(gzipOf(t, padded)), x.key.vkey, ExportOptions{}); err != nil {
+		t.Fatalf("a padded archive: %v", err)
+	}
+	// MaxBytes bounds the padding too.
+	for _, tc := range []struct {
+		archive  []byte
+		maxBytes int
+		ok       bool
+	}{
+		{good, len(tarBytes), true},
+		{good, len(tarBytes) - 1, false},
+		{gzipOf(t, padded), len(padded), true},
+		{gzipOf(t, padded), len(tarBytes), false},
+	} {
+		_, err := VerifyExport(bytes.NewReader(tc.archive), x.key.vkey, ExportOptions{MaxBytes: int64(tc.maxBytes)})
+		if (err == nil) != tc.ok {
+			t.Errorf("%d bytes with MaxBytes %d: %v", len(tc.archive), tc.maxBytes, err)
+		}
+	}
+	// A reader that is not an io.ByteReader is read no further than the
+	// archive's end either.
+	if _, err := VerifyExport(io.MultiReader(bytes.NewReader(good), strings.NewReader("x")), x.key.vkey, ExportOptions{}); err == nil {
+		t.Fatal("bytes after the gzip stream of a plain io.Reader accepted")
 	}
 }
 
