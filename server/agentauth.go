@@ -177,43 +177,57 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	// §5.1; Pragma for HTTP/1.0 caches).
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set(fiber.HeaderPragma, "no-cache")
+	ctx := c.UserContext()
+	// A request refused for its form is recorded too, in the organization
+	// of the agent its assertion names, if any (unverified: only where the
+	// refusal is filed).
+	var assertion string
+	refuse := func(answer error, reason string) error {
+		ref, claimed, err := a.claimedOrganization(ctx, assertion)
+		if err != nil {
+			return err
+		}
+		a.refused(ctx, ref, claimed, reason)
+		return answer
+	}
 	mt, _, err := mime.ParseMediaType(c.Get(fiber.HeaderContentType))
 	if err != nil || mt != fiber.MIMEApplicationForm {
-		return Problem(ErrUnsupportedMediaType, "The token endpoint takes application/x-www-form-urlencoded.")
+		return refuse(Problem(ErrUnsupportedMediaType, "The token endpoint takes application/x-www-form-urlencoded."), "unsupported_media_type")
+	}
+	form, err := url.ParseQuery(string(c.Body()))
+	if err != nil {
+		return refuse(oauthError(c, "invalid_request", "the form is malformed"), "malformed_form")
+	}
+	if v := form["client_assertion"]; len(v) > 0 {
+		assertion = v[0]
 	}
 	if c.Get(fiber.HeaderAuthorization) != "" {
 		// No Authorization-header scheme is supported here, and a client
 		// must not use two methods at once (RFC 6749 §2.3).
-		return oauthError(c, "invalid_request", "authenticate with a client assertion only, not the Authorization header")
-	}
-	form, err := url.ParseQuery(string(c.Body()))
-	if err != nil {
-		return oauthError(c, "invalid_request", "the form is malformed")
+		return refuse(oauthError(c, "invalid_request", "authenticate with a client assertion only, not the Authorization header"), "authorization_header")
 	}
 	for k, v := range form {
 		switch k {
 		case "grant_type", "client_assertion_type", "client_assertion", "client_id", "scope":
 		default:
-			return oauthError(c, "invalid_request", "unknown parameter")
+			return refuse(oauthError(c, "invalid_request", "unknown parameter"), "unknown_parameter")
 		}
 		if len(v) != 1 {
-			return oauthError(c, "invalid_request", "repeated parameter")
+			return refuse(oauthError(c, "invalid_request", "repeated parameter"), "repeated_parameter")
 		}
 	}
 	if form.Get("grant_type") != grantClientCredentials {
-		return oauthError(c, "unsupported_grant_type", "only client_credentials is supported")
+		return refuse(oauthError(c, "unsupported_grant_type", "only client_credentials is supported"), "unsupported_grant_type")
 	}
-	if form.Get("client_assertion_type") != assertionTypeJWTBearer || form.Get("client_assertion") == "" {
-		return oauthError(c, identity.OAuthInvalidClient, "a jwt-bearer client assertion is required")
+	if form.Get("client_assertion_type") != assertionTypeJWTBearer || assertion == "" {
+		return refuse(oauthError(c, identity.OAuthInvalidClient, "a jwt-bearer client assertion is required"), "no_client_assertion")
 	}
 	// client_id is optional; sent, it must name the assertion's agent (RFC
 	// 7521 §4.2), which VerifyClientAssertion checks with the claims.
 	clientID, sentClientID := form.Get("client_id"), form.Has("client_id")
 	if sentClientID && clientID == "" {
-		return oauthError(c, "invalid_request", "client_id is empty")
+		return refuse(oauthError(c, "invalid_request", "client_id is empty"), "empty_client_id")
 	}
-	ctx := c.UserContext()
-	assertion := form.Get("client_assertion")
 	now := a.cfg.Now()
 
 	// ref is the claimed agent's organization, once Lookup has found it:
@@ -248,19 +262,12 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		if code == identity.OAuthServerError {
 			return err
 		}
-		claimed := peekSubject(assertion)
 		if !looked {
 			// Refused on the assertion alone: the directory is read only
 			// now, to file the refusal in the claimed agent's organization.
-			r, err := a.resolveAgent(ctx, claimed)
-			if err != nil {
-				return err
-			}
-			if r.ID != "" {
-				ref = &r
-			}
+			return refuse(oauthError(c, code, desc), reasonOf(err))
 		}
-		a.refused(ctx, ref, claimed, reasonOf(err))
+		a.refused(ctx, ref, peekSubject(assertion), reasonOf(err))
 		return oauthError(c, code, desc)
 	}
 	issuer, err := a.issuer(ctx, ref.ID)
@@ -279,6 +286,21 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(fiber.Map{"access_token": token, "token_type": "Bearer", "expires_in": int(time.Until(exp).Round(time.Second).Seconds())})
+}
+
+// claimedOrganization is the active organization of the agent an
+// unverified assertion names (nil when none), and that name: where a
+// refusal is filed.
+func (a *AgentAuth) claimedOrganization(ctx context.Context, assertion string) (*store.TenantRef, string, error) {
+	claimed := peekSubject(assertion)
+	if claimed == "" {
+		return nil, "", nil
+	}
+	r, err := a.resolveAgent(ctx, claimed)
+	if err != nil || r.ID == "" {
+		return nil, claimed, err
+	}
+	return &r, claimed, nil
 }
 
 // resolveAgent returns the active organization agentID was registered in,

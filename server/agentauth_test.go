@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -709,6 +710,64 @@ func TestTokenEndpointHeaders(t *testing.T) {
 			}
 			if v, ok := hdr["Www-Authenticate"]; ok {
 				t.Errorf("WWW-Authenticate %q", v)
+			}
+		})
+	}
+}
+
+// A request refused for its form is a ledger entry too, naming the
+// reason: in the log of the organization whose agent its assertion
+// names, else in the platform's.
+func TestTokenFormRefusalsAreRecorded(t *testing.T) {
+	e := newAgentEnv(t)
+	acme := e.agents["acme"]
+	acmeLog, platformLog := e.ledger.TenantLog(e.orgs["acme"].ID, "acme"), e.ledger.PlatformLog()
+	with := func(edit func(url.Values)) string {
+		f := assertionForm(e.assertion(t, acme, nil))
+		edit(f)
+		return f.Encode()
+	}
+	for _, tc := range []struct {
+		name, body, contentType, authorization string
+		reason                                 string
+		inAcme                                 bool // else in the platform's log
+	}{
+		{"another content type", with(func(url.Values) {}), "text/plain", "", "unsupported_media_type", false},
+		{"a malformed form", "grant_type=%zz", "", "", "malformed_form", false},
+		{"an Authorization header", with(func(url.Values) {}), "", "Basic YWdlbnQ6c2VjcmV0", "authorization_header", true},
+		{"an unknown parameter", with(func(f url.Values) { f.Set("username", "x") }), "", "", "unknown_parameter", true},
+		{"a repeated parameter", with(func(f url.Values) { f.Add("grant_type", "client_credentials") }), "", "", "repeated_parameter", true},
+		{"another grant", with(func(f url.Values) { f.Set("grant_type", "password") }), "", "", "unsupported_grant_type", true},
+		{"another assertion type", with(func(f url.Values) {
+			f.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:saml2-bearer")
+		}), "", "", "no_client_assertion", true},
+		{"no assertion", "grant_type=client_credentials", "", "", "no_client_assertion", false},
+		{"an empty client_id", with(func(f url.Values) { f.Set("client_id", "") }), "", "", "empty_client_id", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			acmeFrom, platformFrom := logSize(t, e.ledger, acmeLog), logSize(t, e.ledger, platformLog)
+			req := httptest.NewRequest(http.MethodPost, "/v1/oauth/token", strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", cmp.Or(tc.contentType, "application/x-www-form-urlencoded"))
+			if tc.authorization != "" {
+				req.Header.Set("Authorization", tc.authorization)
+			}
+			if status, _, body := e.do(t, req); status < 400 {
+				t.Fatalf("%d %s", status, body)
+			}
+			lg, from, other, otherFrom := platformLog, platformFrom, acmeLog, acmeFrom
+			if tc.inAcme {
+				lg, from, other, otherFrom = acmeLog, acmeFrom, platformLog, platformFrom
+			}
+			if got := kindsFrom(t, e.ledger, lg, from); got["auth.token_refused"] != 1 || len(got) != 1 {
+				t.Fatalf("the log gained %v, want one refusal", got)
+			}
+			if got := kindsFrom(t, e.ledger, other, otherFrom); len(got) != 0 {
+				t.Fatalf("the other log gained %v", got)
+			}
+			_, rec := entryAt(t, e.ledger, lg, from)
+			var r map[string]string
+			if err := json.Unmarshal(rec, &r); err != nil || r["reason"] != tc.reason {
+				t.Errorf("refusal %s, want reason %s", rec, tc.reason)
 			}
 		})
 	}
