@@ -135,7 +135,7 @@ func VerifyReceipt(compact string, jwks []byte, now time.Time) (*ReceiptClaims, 
 		return nil, ErrReceiptSignature
 	}
 	var c ReceiptClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
+	if err := c.UnmarshalJSON(payload); err != nil {
 		return nil, fmt.Errorf("%w: claims do not decode", ErrReceiptMalformed)
 	}
 	if err := c.check(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 	"io"
@@ -109,16 +110,32 @@ func (c ReceiptClaims) MarshalJSON() ([]byte, error) {
 	})
 }
 
+// receiptClaimMembers are the claims ReceiptClaims reads, and their members.
+var receiptClaimMembers = jsonMembers{
+	"iss": nil, "sub": nil, "jti": nil, "iat": nil, "nbf": nil, "exp": nil,
+	"tenant": nil, "decision_id": nil, "outcome": nil, "action": nil, "action_sha256": nil,
+	"agent":     {"id": nil, "sponsor": nil, "risk_tier": nil},
+	"approvals": {"approver": nil, "at": nil},
+	"policy":    {"base_revision": nil, "tenant_revision": nil, "tenant_bundle_sha256": nil},
+}
+
 // UnmarshalJSON reads the wire form. Missing times stay zero, which
-// VerifyReceipt refuses.
+// VerifyReceipt refuses. Claim names are case-sensitive (RFC 7519 §4): a
+// duplicate, or a case variant of a claim read here ("OUTCOME"), is
+// refused, since encoding/json v1 would read it where a JOSE library does
+// not; other claims are ignored, and action is read whole.
 func (c *ReceiptClaims) UnmarshalJSON(b []byte) error {
+	if err := checkMemberNames(b, receiptClaimMembers); err != nil {
+		return fmt.Errorf("signing: receipt claims: %w", err)
+	}
 	var w struct {
 		receiptClaimsFields
 		IssuedAt  *int64 `json:"iat"`
 		NotBefore *int64 `json:"nbf"`
 		Expiry    *int64 `json:"exp"`
 	}
-	if err := json.Unmarshal(b, &w); err != nil {
+	// jsonv2 matches names exactly, where encoding/json folds case.
+	if err := jsonv2.Unmarshal(b, &w); err != nil {
 		return err
 	}
 	*c = ReceiptClaims(w.receiptClaimsFields)

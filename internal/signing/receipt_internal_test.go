@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -319,5 +320,112 @@ func TestVerifyReceiptReadsHeaderMembersByExactName(t *testing.T) {
 		if _, err := VerifyReceipt(forgeRaw(header, good, sign), jwks, now); err != nil {
 			t.Errorf("header %s: %v", header, err)
 		}
+	}
+}
+
+// RFC 7519 §4: claim names are case-sensitive. A payload with "OUTCOME"
+// beside "outcome", or a duplicate, reads one way to a JOSE library and
+// another to encoding/json v1: it is refused, at any depth VerifyReceipt
+// reads. Claims it does not read are ignored (RFC 7519 §4), and the action
+// is read whole, its member names as they are.
+func TestVerifyReceiptReadsClaimsByExactName(t *testing.T) {
+	_, active, jwks, tenantID := twoReceiptKeys(t)
+	now := time.Now().Truncate(time.Second)
+	claims := testClaims(tenantID, now)
+	claims.Outcome = OutcomeApproved
+	claims.Approvals = []ReceiptApproval{{Approver: "usr_2", At: now.Add(-time.Minute)}}
+	claims.Policy = ReceiptPolicy{BaseRevision: "base-1", TenantRevision: "r7", TenantBundleSHA256: "q1w2"}
+	good := string(payloadOf(t, claims))
+	// with writes good with old, which it must hold once, replaced by new.
+	with := func(old, new string) []byte {
+		t.Helper()
+		if strings.Count(good, old) != 1 {
+			t.Fatalf("%s is not once in %s", old, good)
+		}
+		return []byte(strings.Replace(good, old, new, 1))
+	}
+	sign := func(payload []byte) string {
+		h, _ := json.Marshal(protectedHeader{Alg: ReceiptAlgorithm, KID: active.kid, Typ: ReceiptType})
+		return forgeRaw(string(h), payload, func(in []byte) []byte { return ed25519.Sign(active.key.k, in) })
+	}
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+	}{
+		{"OUTCOME beside outcome", with(`"outcome":"approved"`, `"outcome":"allow","OUTCOME":"approved"`)},
+		{"outcome twice", with(`"outcome":"approved"`, `"outcome":"allow","outcome":"approved"`)},
+		{"EXP after exp", []byte(strings.TrimSuffix(good, "}") + `,"EXP":99999999999}`)},
+		{"Decision-ID beside decision_id", with(`"decision_id":`, `"Decision-ID":"dec_2","decision_id":`)},
+		{"Approvals beside approvals", with(`"approvals":`, `"Approvals":[],"approvals":`)},
+		{"agent.RISK_TIER beside risk_tier", with(`"risk_tier":"low"`, `"risk_tier":"low","RISK_TIER":"critical"`)},
+		{"approvals[0].Approver beside approver", with(`"approver":"usr_2"`, `"approver":"usr_2","Approver":"usr_9"`)},
+		{"policy.tenant_revision twice", with(`"tenant_revision":"r7"`, `"tenant_revision":"r7","tenant_revision":"r8"`)},
+		{"a duplicate in action", with(`"type":"payment.send"`, `"type":"payment.send","type":"payment.refund"`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := VerifyReceipt(sign(tc.payload), jwks, now)
+			if c != nil {
+				t.Fatalf("verified: outcome %q, exp %v, decision %q", c.Outcome, c.Expiry, c.DecisionID)
+			}
+			if !errors.Is(err, ErrReceiptMalformed) {
+				t.Fatalf("got %v, want %v", err, ErrReceiptMalformed)
+			}
+			// The claims refuse it themselves, whoever decodes them.
+			var direct ReceiptClaims
+			if err := json.Unmarshal(tc.payload, &direct); err == nil {
+				t.Errorf("json.Unmarshal read outcome %q", direct.Outcome)
+			}
+		})
+	}
+
+	// Claims VerifyReceipt does not read are ignored, whatever their case.
+	extra := with(`"outcome":"approved"`, `"outcome":"approved","scope":"pay","Scope":"all","x-request":{"ID":1,"id":2}`)
+	c, err := VerifyReceipt(sign(extra), jwks, now)
+	if err != nil || c.Outcome != OutcomeApproved {
+		t.Errorf("unknown claims: %+v, %v", c, err)
+	}
+	// And the action's member names are the agent's, in any case.
+	mixed := claims
+	mixed.Action = json.RawMessage(`{"type":"payment.send","Type":"payment.refund","amount":{"value":"1.00","Value":"2.00"}}`)
+	c, err = VerifyReceipt(sign(payloadOf(t, mixed)), jwks, now)
+	if err != nil || string(c.Action) != string(mixed.Action) {
+		t.Errorf("action with case-variant members: %+v, %v", c, err)
+	}
+}
+
+// receiptClaimMembers must name every member Sign writes, at every depth,
+// and nothing else: a claim it missed would be read case-insensitively.
+func TestReceiptClaimMembersAreWhatSignWrites(t *testing.T) {
+	c := testClaims("org_1", time.Now())
+	c.Approvals = []ReceiptApproval{{Approver: "usr_2", At: time.Now()}}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	// membersOf is the names of v's objects, or of its first element's.
+	var membersOf func(v any) jsonMembers
+	membersOf = func(v any) jsonMembers {
+		switch v := v.(type) {
+		case map[string]any:
+			m := jsonMembers{}
+			for name, value := range v {
+				m[name] = membersOf(value)
+			}
+			return m
+		case []any:
+			if len(v) > 0 {
+				return membersOf(v[0])
+			}
+		}
+		return nil
+	}
+	written := membersOf(v)
+	written["action"] = nil // read whole
+	if !reflect.DeepEqual(written, receiptClaimMembers) {
+		t.Errorf("Sign writes %v, receiptClaimMembers names %v", written, receiptClaimMembers)
 	}
 }
