@@ -9,6 +9,7 @@ import (
 	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -86,7 +87,8 @@ var (
 	ErrReceiptNotYetValid = fmt.Errorf("%w: not yet valid", ErrInvalidReceipt)
 	// ErrReceiptActionDigest: action_sha256 is not the digest of action.
 	ErrReceiptActionDigest = fmt.Errorf("%w: action_sha256 does not match action", ErrInvalidReceipt)
-	// ErrInvalidJWKS: the key set given to verify with is not a JWKS.
+	// ErrInvalidJWKS: the key set given to verify with is not a JWKS, or
+	// has a duplicate member or a case variant of a JWK member's name.
 	ErrInvalidJWKS = errors.New("invalid JWKS")
 )
 
@@ -196,9 +198,31 @@ func receiptHeader(compact string) (receiptHeaderFields, error) {
 	return h, nil
 }
 
+// jwkMembers are the names a JOSE library reads in a JWK (RFC 7517 §4,
+// and RFC 8037 §2 for an OKP key).
+var jwkMembers = jsonMembers{
+	"kty": nil, "use": nil, "key_ops": nil, "alg": nil, "kid": nil,
+	"x5u": nil, "x5c": nil, "x5t": nil, "x5t#S256": nil, "crv": nil, "x": nil, "d": nil,
+}
+
+// jwksMembers are those of a JWKS (RFC 7517 §5), or of a bare JWK, which
+// jwk.Parse reads as a set of one.
+var jwksMembers = func() jsonMembers {
+	m := jsonMembers{"keys": jwkMembers}
+	maps.Copy(m, jwkMembers)
+	return m
+}()
+
 // receiptKeyFromJWKS finds kid's key and accepts it only as an Ed25519
 // public key meant for EdDSA signatures.
 func receiptKeyFromJWKS(jwks []byte, kid string) (ed25519.PublicKey, error) {
+	// jwx's key probe reads "KTY" as kty, and jwx keeps the last of two
+	// "x" and the first of two "keys", where go-jose and encoding/json read
+	// otherwise or refuse: a JWKS with a duplicate, or a case variant of a
+	// member they read, has no one reading.
+	if err := checkMemberNames(jwks, jwksMembers); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidJWKS, err)
+	}
 	set, err := jwk.Parse(jwks)
 	if err != nil {
 		return nil, ErrInvalidJWKS

@@ -429,3 +429,50 @@ func TestReceiptClaimMembersAreWhatSignWrites(t *testing.T) {
 		t.Errorf("Sign writes %v, receiptClaimMembers names %v", written, receiptClaimMembers)
 	}
 }
+
+// A JWKS with a duplicate member, or a case variant of a JWK member, is
+// read one way by jwx (whose probe reads "KTY" as kty, and which keeps the
+// last of two "x" and the first of two "keys") and another by go-jose or
+// encoding/json: it is refused, whichever key the receipt names.
+func TestVerifyReceiptRefusesAmbiguousJWKS(t *testing.T) {
+	retired, active, jwks, tenantID := twoReceiptKeys(t)
+	now := time.Now().Truncate(time.Second)
+	receipt, err := active.Sign(testClaims(tenantID, now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, x, otherX := `"`+active.kid+`"`, `"`+b64(active.PublicKey())+`"`, `"`+b64(retired.PublicKey())+`"`
+	key := func(members string) string { return `{"kty":"OKP","crv":"Ed25519",` + members + `}` }
+	for _, tc := range []struct{ name, jwks string }{
+		{"KTY for kty", `{"keys":[{"KTY":"OKP","crv":"Ed25519","kid":` + kid + `,"x":` + x + `}]}`},
+		{"x twice", `{"keys":[` + key(`"kid":`+kid+`,"x":`+otherX+`,"x":`+x) + `]}`},
+		{"X beside x", `{"keys":[` + key(`"kid":`+kid+`,"x":`+x+`,"X":`+otherX) + `]}`},
+		{"keys twice", `{"keys":[` + key(`"kid":`+kid+`,"x":`+x) + `],"keys":[]}`},
+		{"Keys beside keys", `{"keys":[` + key(`"kid":`+kid+`,"x":`+x) + `],"Keys":[]}`},
+		{"Kid beside kid", `{"keys":[` + key(`"kid":`+kid+`,"Kid":"another","x":`+x) + `]}`},
+		{"USE enc", `{"keys":[` + key(`"kid":`+kid+`,"x":`+x+`,"USE":"enc"`) + `]}`},
+		{"use twice", `{"keys":[` + key(`"kid":`+kid+`,"x":`+x+`,"use":"enc","use":"sig"`) + `]}`},
+		{"key_ops as Key-Ops", `{"keys":[` + key(`"kid":`+kid+`,"x":`+x+`,"Key-Ops":["encrypt"]`) + `]}`},
+		{"a bare JWK with KTY", `{"KTY":"OKP","crv":"Ed25519","kid":` + kid + `,"x":` + x + `}`},
+		{"a duplicate in another key", `{"keys":[` + key(`"kid":`+kid+`,"x":`+x) + `,` + key(`"kid":"k2","kid":"k3","x":`+otherX) + `]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := VerifyReceipt(receipt, []byte(tc.jwks), now)
+			if !errors.Is(err, ErrInvalidJWKS) || c != nil {
+				t.Fatalf("got %v, want %v", err, ErrInvalidJWKS)
+			}
+		})
+	}
+	// Members no JWK reader interprets are ignored, whatever their case.
+	extra := `{"keys":[` + key(`"kid":`+kid+`,"x":`+x+`,"use":"sig","ext":true,"Ext":false,"meta":{"ID":1,"id":2}`) + `],"next":null}`
+	if _, err := VerifyReceipt(receipt, []byte(extra), now); err != nil {
+		t.Errorf("JWKS with unknown members: %v", err)
+	}
+	if _, err := VerifyReceipt(receipt, jwks, now); err != nil {
+		t.Errorf("the published JWKS: %v", err)
+	}
+	// jwk.Parse reads a bare JWK as a set of one.
+	if _, err := VerifyReceipt(receipt, []byte(key(`"kid":`+kid+`,"x":`+x)), now); err != nil {
+		t.Errorf("a bare JWK: %v", err)
+	}
+}
