@@ -71,7 +71,9 @@ func JWKS(ctx context.Context, keys store.KeyTx, purpose store.KeyPurpose) ([]by
 var (
 	ErrInvalidReceipt = errors.New("invalid receipt")
 	// ErrReceiptMalformed: not one compact JWS, an unsupported header
-	// (crit, b64), claims that do not decode or lack a required claim.
+	// (crit, b64), a header or claims with a duplicate member or a case
+	// variant of a member's name, claims that do not decode or lack a
+	// required claim.
 	ErrReceiptMalformed = fmt.Errorf("%w: malformed", ErrInvalidReceipt)
 	// ErrReceiptAlgorithm: alg is not EdDSA (none, HS256, RS256, ES256…).
 	ErrReceiptAlgorithm = fmt.Errorf("%w: algorithm not accepted", ErrInvalidReceipt)
@@ -105,7 +107,9 @@ const maxReceiptSize = 256 << 10
 // ReceiptType, the signature by the JWKS key its kid names (active or
 // retired), nbf and exp at now with ReceiptSkew, and action_sha256 against
 // action. It returns the claims; checking iss, tenant, sub and what the
-// action says is the caller's business.
+// action says is the caller's business. Header, claims and JWKS are read
+// by exact member name, as JOSE libraries read them; one that another
+// reader could read otherwise (a duplicate member, "KID" for kid) is refused.
 func VerifyReceipt(compact string, jwks []byte, now time.Time) (*ReceiptClaims, error) {
 	if len(compact) > maxReceiptSize {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrReceiptMalformed, maxReceiptSize)
