@@ -104,7 +104,8 @@ type assertionClaims struct {
 // and at most MaxLifetime (plus ClockSkew) ahead; iat and nbf, if present,
 // not beyond ClockSkew in the future; jti of 1 to 256 bytes.
 //
-// It does not check replay: the caller remembers JTISHA256 until Expiry and
+// It does not check replay: the caller remembers JTISHA256, per agent (a
+// jti is unique per issuer, RFC 7519 §4.1.7), until Expiry and
 // refuses a second use with ErrReplay. Errors wrap
 // ErrInvalidAssertion (see OAuthError), except configuration and Lookup
 // outages.

@@ -18,16 +18,17 @@ type jtiTx struct {
 
 func (t *tenantTx) AssertionJTIs() store.JTITx { return &jtiTx{tx: t.tx, tenantID: t.tenantID} }
 
-// Remember inserts the digest, or takes over a row that has expired; a row
-// still live is left alone and no row changes — a replay. A concurrent
-// Remember of the same digest waits on the primary key, then sees the
+// Remember inserts the agent's digest, or takes over its row that has
+// expired; a row still live is left alone and no row changes — a replay.
+// Each agent has its own jtis: another agent's same jti is no replay. A
+// concurrent Remember of the same digest waits on the primary key, then sees the
 // winner's live row.
 func (j *jtiTx) Remember(ctx context.Context, agentID string, jtiSHA256 []byte, exp time.Time) error {
 	if err := store.CheckJTI(agentID, jtiSHA256, exp); err != nil {
 		return err
 	}
 	tag, err := j.tx.Exec(ctx, `INSERT INTO assertion_jtis (tenant_id, jti_sha256, agent_id, expires_at) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (tenant_id, jti_sha256) DO UPDATE SET agent_id = excluded.agent_id, expires_at = excluded.expires_at
+		ON CONFLICT (tenant_id, agent_id, jti_sha256) DO UPDATE SET expires_at = excluded.expires_at
 		WHERE assertion_jtis.expires_at <= $5`,
 		j.tenantID, jtiSHA256, agentID, store.StoredTime(exp), store.StoredTime(time.Time{}))
 	if err != nil {

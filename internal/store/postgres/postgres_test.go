@@ -2,7 +2,9 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -967,6 +969,52 @@ func TestOneActiveKeyMigration(t *testing.T) {
 				t.Fatalf("%d keys listed after the upgrade, want all %d: %v", n, len(tc.keys), err)
 			}
 		})
+	}
+}
+
+// A database from before 0007 (one jti namespace per organization) keeps
+// its remembered jtis: a replay of one is still refused, while another
+// agent may now use the same jti.
+func TestJTIsPerAgentMigration(t *testing.T) {
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	if err := MigrateTo(ctx, db.AdminURL, db.Roles, 6); err != nil {
+		t.Fatal(err)
+	}
+	admin := pgtest.Connect(t, db.AdminURL) // a superuser: row security does not apply
+	tenant := "5f0c2b1e-8a3d-4c6e-9b7a-1d2e3f405162"
+	one, two := store.NewID(store.PrefixAgent), store.NewID(store.PrefixAgent)
+	digest := sha256.Sum256([]byte("job-42"))
+	later := time.Now().Add(5 * time.Minute)
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO tenants (id, slug, name, status) VALUES ($1, 'acme', 'Acme', 'active')`, []any{tenant}},
+		{`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at) VALUES ($1, $2, 'One', 'usr_s', 'low', 'active', now(), now())`, []any{tenant, one}},
+		{`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at) VALUES ($1, $2, 'Two', 'usr_s', 'low', 'active', now(), now())`, []any{tenant, two}},
+		{`INSERT INTO assertion_jtis (tenant_id, jti_sha256, agent_id, expires_at) VALUES ($1, $2, $3, $4)`, []any{tenant, digest[:], one, later}},
+	} {
+		if _, err := admin.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Migrate(ctx, db.AdminURL, db.Roles); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.InTenantTx(ctx, tenant, func(ctx context.Context, tx store.TenantTx) error {
+		if err := tx.AssertionJTIs().Remember(ctx, one, digest[:], later); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("a replay of a jti remembered before the upgrade: %v, want ErrConflict", err)
+		}
+		return tx.AssertionJTIs().Remember(ctx, two, digest[:], later)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

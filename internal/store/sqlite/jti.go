@@ -17,14 +17,15 @@ type jtiTx struct {
 
 func (t *tenantTx) AssertionJTIs() store.JTITx { return &jtiTx{tx: t.tx, tenantID: t.tenantID} }
 
-// Remember inserts the digest, or takes over a row that has expired; a row
-// still live is left alone and no row changes — a replay.
+// Remember inserts the agent's digest, or takes over its row that has
+// expired; a row still live is left alone and no row changes — a replay.
+// Each agent has its own jtis: another agent's same jti is no replay.
 func (j *jtiTx) Remember(ctx context.Context, agentID string, jtiSHA256 []byte, exp time.Time) error {
 	if err := store.CheckJTI(agentID, jtiSHA256, exp); err != nil {
 		return err
 	}
 	res, err := j.tx.ExecContext(ctx, `INSERT INTO assertion_jtis (tenant_id, jti_sha256, agent_id, expires_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (tenant_id, jti_sha256) DO UPDATE SET agent_id = excluded.agent_id, expires_at = excluded.expires_at
+		ON CONFLICT (tenant_id, agent_id, jti_sha256) DO UPDATE SET expires_at = excluded.expires_at
 		WHERE assertion_jtis.expires_at <= ?`,
 		j.tenantID, jtiSHA256, agentID, formatTime(store.StoredTime(exp)), formatTime(store.StoredTime(time.Time{})))
 	if err != nil {

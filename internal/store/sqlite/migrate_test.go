@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -305,5 +307,33 @@ func TestTwoPlatformLogKeysRefused(t *testing.T) {
 	var version, active int
 	if err := db.QueryRow(`SELECT max(version), (SELECT count(*) FROM platform_signing_keys WHERE status = 'active') FROM schema_migrations`).Scan(&version, &active); err != nil || version != 1 || active != 2 {
 		t.Fatalf("after the refusal: version %d, %d active keys (%v)", version, active, err)
+	}
+}
+
+// A tenant file from before 0004 (one jti namespace per organization)
+// keeps its remembered jtis: a replay of one is still refused, while
+// another agent may now use the same jti.
+func TestJTIsPerAgentMigration(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	one, two := store.NewID(store.PrefixAgent), store.NewID(store.PrefixAgent)
+	const agent = `INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+		VALUES (?1, ?2, 'Agent', 'usr_sponsor', 'low', 'active', '2026-11-26T00:00:00.000000Z', '2026-11-26T00:00:00.000000Z')`
+	digest := sha256.Sum256([]byte("job-42"))
+	later := time.Now().Add(5 * time.Minute)
+	oldTenantFile(t, s.TenantFile(acme.ID), acme.ID,
+		agent, acme.ID, one,
+		agent, acme.ID, two,
+		`INSERT INTO assertion_jtis (tenant_id, jti_sha256, agent_id, expires_at) VALUES (?1, ?2, ?3, ?4)`,
+		acme.ID, digest[:], one, formatTime(store.StoredTime(later)))
+	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if err := tx.AssertionJTIs().Remember(ctx, one, digest[:], later); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("a replay of a jti remembered before the upgrade: %v, want ErrConflict", err)
+		}
+		return tx.AssertionJTIs().Remember(ctx, two, digest[:], later)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

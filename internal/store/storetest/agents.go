@@ -228,8 +228,13 @@ func testJTIs(t *testing.T, h Harness) {
 		if err := jtis.Remember(ctx, a1.ID, live, later); !errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("replay: %v, want ErrConflict", err)
 		}
+		// Each agent has its own jtis (RFC 7519 §4.1.7: unique per
+		// issuer): another agent's same jti is no replay; its replay is.
+		if err := jtis.Remember(ctx, a2.ID, live, later); err != nil {
+			return fmt.Errorf("same jti from another agent: %v, want it accepted", err)
+		}
 		if err := jtis.Remember(ctx, a2.ID, live, later); !errors.Is(err, store.ErrConflict) {
-			return fmt.Errorf("same jti from another agent: %v, want ErrConflict", err)
+			return fmt.Errorf("the other agent's replay: %v, want ErrConflict", err)
 		}
 		for _, d := range [][]byte{lapsed, stale} {
 			if err := jtis.Remember(ctx, a1.ID, d, time.Now().Add(-time.Second)); err != nil {
@@ -241,7 +246,7 @@ func testJTIs(t *testing.T, h Harness) {
 	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		jtis := tx.AssertionJTIs()
 		// Expired: free again, and then live again.
-		if err := jtis.Remember(ctx, a2.ID, lapsed, later); err != nil {
+		if err := jtis.Remember(ctx, a1.ID, lapsed, later); err != nil {
 			return fmt.Errorf("expired jti: %v, want it free", err)
 		}
 		if err := jtis.Remember(ctx, a1.ID, lapsed, later); !errors.Is(err, store.ErrConflict) {
