@@ -6,7 +6,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
-	"encoding/json"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +34,10 @@ const ExportFormat = "agentsigna-export/v1"
 // "range" is the compact range of [0, from): the roots of the perfect
 // subtrees left of the first exported entry, so a partial export still
 // recomputes the signed root. A full export has from = 0 and no range.
+//
+// manifest.json and each line of entries.jsonl are one JSON object whose
+// member names are exactly these (case included), each at most once, with
+// nothing after it: bytes every JSON reader takes for the same values.
 type ExportManifest struct {
 	Format string   `json:"format"`
 	Origin string   `json:"origin"`
@@ -109,10 +113,13 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 	if err != nil {
 		return nil, err
 	}
+	// encoding/json (v1) matches member names case-insensitively, keeps
+	// the last of duplicates and, in a Decoder, ignores what follows.
 	var m ExportManifest
-	dec := json.NewDecoder(bytes.NewReader(rawManifest))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil || m.Format != ExportFormat || m.From > m.To {
+	if err := jsonv2.Unmarshal(rawManifest, &m, jsonv2.RejectUnknownMembers(true)); err != nil {
+		return nil, fmt.Errorf("%w: bad manifest: %v", ErrInvalidExport, err)
+	}
+	if m.Format != ExportFormat || m.From > m.To {
 		return nil, fmt.Errorf("%w: bad manifest", ErrInvalidExport)
 	}
 	note, err := small("checkpoint")
@@ -155,7 +162,10 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 			return nil, &ExportError{next, "more entries than the checkpoint covers"}
 		}
 		var line ExportLine
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || line.Index != next {
+		if err := jsonv2.Unmarshal(sc.Bytes(), &line, jsonv2.RejectUnknownMembers(true)); err != nil {
+			return nil, &ExportError{next, "line: " + err.Error()}
+		}
+		if line.Index != next {
 			return nil, &ExportError{next, "missing or out of order"}
 		}
 		e, err := ParseEntry(line.Entry)

@@ -234,6 +234,59 @@ func TestVerifyExportRefusesWhatFollowsEntries(t *testing.T) {
 	}
 }
 
+// manifest.json and the lines of entries.jsonl are read as encoding/json/v2
+// reads them: member names exactly as written, no unknown or duplicate
+// member, nothing after the value. encoding/json (v1) would take "INDEX"
+// for "index" and the last of two "record"s, where other tools read the
+// first or refuse.
+func TestVerifyExportRefusesLenientJSON(t *testing.T) {
+	line3 := func(fn func(string) string) func(testExport) {
+		return func(x testExport) {
+			m := x.member("entries.jsonl")
+			lines := strings.SplitAfter(string(m.body), "\n")
+			lines[3] = fn(lines[3])
+			m.body = []byte(strings.Join(lines, ""))
+		}
+	}
+	replace := func(old, new string) func(string) string {
+		return func(s string) string {
+			if !strings.Contains(s, old) {
+				t.Fatalf("no %q in %s", old, s)
+			}
+			return strings.Replace(s, old, new, 1)
+		}
+	}
+	manifest := func(fn func(string) string) func(testExport) {
+		return func(x testExport) { m := x.member("manifest.json"); m.body = []byte(fn(string(m.body))) }
+	}
+	for _, tc := range []struct {
+		name  string
+		alter func(testExport)
+		want  string
+	}{
+		{"line: a name in capitals", line3(replace(`"index":`, `"INDEX":`)), "entry 3: "},
+		{"line: a name in mixed case", line3(replace(`"record":`, `"Record":`)), "entry 3: "},
+		{"line: a duplicate record", line3(replace(`"record":`, `"record":"RVZJTA==","record":`)), "entry 3: "},
+		{"line: a duplicate index", line3(replace(`"index":3,`, `"index":4,"index":3,`)), "entry 3: "},
+		{"line: an unknown member", line3(replace(`{"index":`, `{"note":"x","index":`)), "entry 3: "},
+		{"line: a second value", line3(replace("}\n", "} {}\n")), "entry 3: "},
+		{"manifest: a name in capitals", manifest(replace(`"format":`, `"FORMAT":`)), "manifest"},
+		{"manifest: a duplicate to", manifest(replace(`{"format":`, `{"to":99,"format":`)), "manifest"},
+		{"manifest: an unknown member", manifest(replace(`{"format":`, `{"note":"x","format":`)), "manifest"},
+		{"manifest: a second value", manifest(func(s string) string { return s + `{"format":"x"}` }), "manifest"},
+		{"manifest: trailing bytes", manifest(func(s string) string { return s + "x" }), "manifest"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newTestExport(t, 20, 0)
+			tc.alter(x)
+			_, err := VerifyExport(bytes.NewReader(x.archive(t)), x.key.vkey, ExportOptions{})
+			if !errors.Is(err, ErrInvalidExport) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+}
+
 // BenchmarkVerifyExport: an export of 10,000 entries with 600-byte
 // records, verified from memory.
 func BenchmarkVerifyExport(b *testing.B) {
