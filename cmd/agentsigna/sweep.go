@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -32,7 +33,9 @@ func sweepJTIs(ctx context.Context, backend store.Backend, log *slog.Logger) {
 }
 
 // pruneJTIs forgets, in every organization, the jtis whose assertions
-// expired before now, and says how many.
+// expired more than identity.ClockSkew before now, and says how many. The
+// margin is for replicas: one whose clock runs ahead must not forget a jti
+// whose assertion another, behind it, still takes for unexpired.
 func pruneJTIs(ctx context.Context, backend store.Backend, now time.Time) (int, error) {
 	var tenants []store.Tenant
 	err := backend.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
@@ -46,7 +49,7 @@ func pruneJTIs(ctx context.Context, backend store.Backend, now time.Time) (int, 
 	total := 0
 	for _, t := range tenants {
 		err := backend.InTenantTx(ctx, t.ID, func(ctx context.Context, tx store.TenantTx) error {
-			n, err := tx.AssertionJTIs().PruneJTIs(ctx, now)
+			n, err := tx.AssertionJTIs().PruneJTIs(ctx, now.Add(-identity.ClockSkew))
 			total += n
 			return err
 		})
