@@ -171,7 +171,8 @@ const (
 // client_id if sent, jti) run before anything is read: the agent and its keys are read only
 // for an assertion that passed them (in Lookup). Every refusal before the
 // signature has verified under the agent's key reads the same to the
-// client, whether the agent exists or not; the ledger names the reason.
+// client, whether the agent exists or not (its timing does not: see
+// identity's assertionRefused); the ledger names the reason.
 func (a *AgentAuth) token(c *fiber.Ctx) error {
 	// Every answer, a token or a refusal, is for this client only (RFC 6749
 	// §5.1; Pragma for HTTP/1.0 caches).

@@ -62,10 +62,14 @@ const (
 // assertionRefused is what a client is told of every refused client
 // assertion but a replay. Until the signature has verified under the
 // agent's key the sender is anonymous: one description for every check
-// (shape, alg, aud, times, agent, key, signature) keeps the endpoint from
+// (shape, alg, aud, times, agent, key, signature) keeps the answer from
 // saying which agent ids exist, what state they are in, or how far an
-// assertion crafted for one got. The caller's ledger names the reason,
-// for the organization's auditors.
+// assertion crafted for one got. The answer's time still differs: an
+// existing agent's keys are read and a signature checked, and the refusal
+// is filed in its organization's log, so a sender timing many requests
+// can tell a live agent id from an unknown one (ids carry 80 random bits:
+// this confirms a leaked id, it finds none). The caller's ledger names the
+// reason, for the organization's auditors.
 const assertionRefused = "client authentication failed"
 
 // OAuthError maps an error of this package to an OAuth error code and a
