@@ -53,6 +53,15 @@ type ExportLine struct {
 	Record []byte `json:"record"`
 }
 
+const (
+	// maxExportMember bounds manifest.json, checkpoint, log-key and
+	// jwks.json.
+	maxExportMember = 1 << 20
+	// maxExportLine bounds a line of entries.jsonl: an entry (at most
+	// MaxEntrySize) and its record, in base64.
+	maxExportLine = 4 << 20
+)
+
 // ExportOptions tune VerifyExport.
 type ExportOptions struct {
 	// CheckRecord, if set, is called for every entry after its digest
@@ -99,13 +108,27 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 	gz.Multistream(false)
 	lr := &io.LimitedReader{R: gz, N: opts.MaxBytes}
 	tr := tar.NewReader(lr)
-	small := func(name string) ([]byte, error) {
+	// member reads the next member's header: it must be name, a regular
+	// file.
+	member := func(name string) (*tar.Header, error) {
 		h, err := tr.Next()
-		if err != nil {
+		switch {
+		case err != nil:
 			return nil, fmt.Errorf("%w: missing %s: %v", ErrInvalidExport, name, err)
-		}
-		if h.Name != name || h.Typeflag != tar.TypeReg || h.Size > 1<<20 {
+		case h.Name != name:
 			return nil, fmt.Errorf("%w: expected %s, found %q", ErrInvalidExport, name, h.Name)
+		case h.Typeflag != tar.TypeReg:
+			return nil, fmt.Errorf("%w: %s is not a regular file (tar type %q)", ErrInvalidExport, name, h.Typeflag)
+		}
+		return h, nil
+	}
+	small := func(name string) ([]byte, error) {
+		h, err := member(name)
+		if err != nil {
+			return nil, err
+		}
+		if h.Size > maxExportMember {
+			return nil, fmt.Errorf("%w: %s is too large: %d bytes, more than %d", ErrInvalidExport, name, h.Size, maxExportMember)
 		}
 		return io.ReadAll(tr)
 	}
@@ -141,9 +164,8 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 	if err != nil {
 		return nil, err
 	}
-	h, err := tr.Next()
-	if err != nil || h.Name != "entries.jsonl" || h.Typeflag != tar.TypeReg {
-		return nil, fmt.Errorf("%w: missing entries.jsonl", ErrInvalidExport)
+	if _, err := member("entries.jsonl"); err != nil {
+		return nil, err
 	}
 	rep := &ExportReport{Checkpoint: cp, From: m.From, To: m.To, Kinds: map[string]uint64{}, LogKey: string(bytes.TrimSpace(logKey)), JWKS: jwks}
 	rng, err := (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewRange(0, m.From, m.Range)
@@ -151,7 +173,7 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 		return nil, fmt.Errorf("%w: range: %v", ErrInvalidExport, err)
 	}
 	sc := bufio.NewScanner(tr)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	sc.Buffer(make([]byte, 64<<10), maxExportLine)
 	var prev []byte
 	if m.From == 0 {
 		prev = make([]byte, HashSize)
@@ -193,7 +215,10 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 		rep.Kinds[e.Kind]++
 		next++
 	}
-	if err := sc.Err(); err != nil {
+	switch err := sc.Err(); {
+	case errors.Is(err, bufio.ErrTooLong):
+		return nil, &ExportError{next, fmt.Sprintf("line longer than %d bytes", maxExportLine)}
+	case err != nil:
 		return nil, fmt.Errorf("%w: entries: %v", ErrInvalidExport, err)
 	}
 	if err := checkArchiveEnd(tr, lr, gz, br, opts.MaxBytes); err != nil {

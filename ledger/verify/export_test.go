@@ -287,6 +287,44 @@ func TestVerifyExportRefusesLenientJSON(t *testing.T) {
 	}
 }
 
+// A member in the wrong place, too large or not a regular file, and a line
+// over the limit are each named for what they are.
+func TestVerifyExportSaysWhatIsWrong(t *testing.T) {
+	longLine := fmt.Sprintf(`{"index":5,"entry":"","record":"%s"}`+"\n", strings.Repeat("A", 4<<20))
+	for _, tc := range []struct {
+		name  string
+		alter func(x *testExport)
+		want  string
+	}{
+		{"a member out of order", func(x *testExport) { x.members[0], x.members[1] = x.members[1], x.members[0] },
+			`expected manifest.json, found "checkpoint"`},
+		{"a member missing", func(x *testExport) { x.members = x.members[:3] }, "missing jwks.json: EOF"},
+		{"entries.jsonl renamed", func(x *testExport) { x.member("entries.jsonl").name = "entries.json" },
+			`expected entries.jsonl, found "entries.json"`},
+		{"a large checkpoint", func(x *testExport) { x.member("checkpoint").body = make([]byte, 1<<20+1) },
+			"checkpoint is too large: 1048577 bytes, more than 1048576"},
+		{"a symlink for jwks.json", func(x *testExport) { x.member("jwks.json").typeflag = tar.TypeSymlink },
+			"jwks.json is not a regular file"},
+		{"a symlink for entries.jsonl", func(x *testExport) { x.member("entries.jsonl").typeflag = tar.TypeSymlink },
+			"entries.jsonl is not a regular file"},
+		{"a long line", func(x *testExport) {
+			m := x.member("entries.jsonl")
+			lines := strings.SplitAfter(string(m.body), "\n")
+			lines[5] = longLine
+			m.body = []byte(strings.Join(lines, ""))
+		}, "entry 5: line longer than 4194304 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newTestExport(t, 20, 0)
+			tc.alter(&x)
+			_, err := VerifyExport(bytes.NewReader(x.archive(t)), x.key.vkey, ExportOptions{})
+			if !errors.Is(err, ErrInvalidExport) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+}
+
 // BenchmarkVerifyExport: an export of 10,000 entries with 600-byte
 // records, verified from memory.
 func BenchmarkVerifyExport(b *testing.B) {
