@@ -27,7 +27,8 @@ type jsonMembers map[string]jsonMembers
 // with such a name, or with a duplicate, is read two ways: it is refused
 // rather than read one of them. Errors quote member names, never values.
 func checkMemberNames(b []byte, known jsonMembers) error {
-	dec := jsontext.NewDecoder(bytes.NewReader(b))
+	// A bytes.Buffer is parsed in place, not copied.
+	dec := jsontext.NewDecoder(bytes.NewBuffer(b))
 	if dec.PeekKind() != '{' {
 		return errors.New("not a JSON object")
 	}
@@ -67,14 +68,19 @@ func checkValueNames(dec *jsontext.Decoder, known jsonMembers) error {
 		return jsonError(err)
 	}
 	for dec.PeekKind() != '}' {
-		tok, err := dec.ReadToken()
+		quoted, err := dec.ReadValue() // valid until the next read
 		if err != nil {
 			return jsonError(err)
 		}
-		name := tok.String()
-		inner, ok := known[name]
+		name := quoted[1 : len(quoted)-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			if name, err = jsontext.AppendUnquote(nil, quoted); err != nil {
+				return errNotJSON
+			}
+		}
+		inner, ok := known[string(name)]
 		if !ok {
-			if exact, folds := foldsToMember(name, known); folds {
+			if exact, folds := foldsToMember(string(name), known); folds {
 				return fmt.Errorf("member %q is not %q", name, exact)
 			}
 		}
@@ -89,11 +95,10 @@ func checkValueNames(dec *jsontext.Decoder, known jsonMembers) error {
 // jsonError names a duplicate member; any other error is errNotJSON, whose
 // text quotes nothing from the input.
 func jsonError(err error) error {
-	var se *jsontext.SyntacticError
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.Is(err, jsontext.ErrDuplicateName) && errors.As(err, &se):
+	}
+	if se, ok := errors.AsType[*jsontext.SyntacticError](err); ok && errors.Is(err, jsontext.ErrDuplicateName) {
 		return fmt.Errorf("duplicate member %q", se.JSONPointer.LastToken())
 	}
 	return errNotJSON
