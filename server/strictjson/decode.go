@@ -41,9 +41,18 @@ func (o Options) withDefaults() Options {
 // interface{} become json.Number, so no amount is rounded through float64.
 // On error v may be partly filled and must be discarded; the error is an
 // *Error wrapping one of the package's sentinels.
+//
+// Member names are checked against v's type, not its value: a struct that
+// an interface field of v already points to (encoding/json decodes into it)
+// is matched up to case. Decode into zero values.
 func Decode(data []byte, v any, opts Options) error {
 	opts = opts.withDefaults()
-	if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return newError(ErrInvalidTarget, "", -1)
+	}
+	root, err := shapeOf(rv.Type())
+	if err != nil {
 		return newError(ErrInvalidTarget, "", -1)
 	}
 	switch {
@@ -55,9 +64,12 @@ func Decode(data []byte, v any, opts Options) error {
 		// encoding/json would replace bad bytes with U+FFFD and carry on.
 		return newError(ErrInvalidUTF8, "", int64(firstInvalidUTF8(data)))
 	}
-	pre := scanner{data: data, maxDepth: opts.MaxDepth}
+	pre := scanner{data: data, maxDepth: opts.MaxDepth, root: root}
 	if err := pre.run(); err != nil {
 		return err
+	}
+	if pre.unknown != nil {
+		return pre.unknown
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -3,8 +3,11 @@
 // It owns the one definition of "acceptable JSON" for every handler of both
 // planes: a single top-level object, valid UTF-8 with no lone surrogate
 // escapes, bounded size and nesting depth, no duplicate object keys (compared
-// exactly and case-insensitively, because encoding/json matches struct fields
-// case-insensitively), no unknown struct fields and nothing after the value.
+// exactly and up to case), no unknown struct fields and nothing after the
+// value. A member of an object that decodes into a struct must be named as
+// one of its fields byte for byte: encoding/json would also fill the field
+// "type" from "Type", "TYPE" or "ty\u017fe", a name a reader of the body that
+// compares names exactly does not take for it.
 //
 // It must never echo client data in an error: messages name the JSON path of
 // the problem (keys truncated and escaped) and the byte offset, never a value.

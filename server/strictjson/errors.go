@@ -26,7 +26,8 @@ var (
 	ErrDuplicateKey = errors.New("duplicate key")
 	// ErrTrailingData: something other than whitespace follows the value.
 	ErrTrailingData = errors.New("trailing data after the value")
-	// ErrUnknownField: a key has no matching field in the target struct.
+	// ErrUnknownField: a key of an object that decodes into a struct is
+	// not, byte for byte, the JSON name of one of its fields.
 	ErrUnknownField = errors.New("unknown field")
 	// ErrType: a value has the wrong JSON type for its field.
 	ErrType = errors.New("wrong type")
@@ -34,7 +35,8 @@ var (
 	// refused the value.
 	ErrInvalidValue = errors.New("invalid value")
 	// ErrInvalidTarget: Decode was given something it cannot decode into
-	// (nil, not a pointer). A programming error, not a client error.
+	// (nil, not a pointer, a struct whose field names it cannot tell as
+	// encoding/json does). A programming error, not a client error.
 	ErrInvalidTarget = errors.New("invalid decode target")
 )
 

@@ -3,6 +3,7 @@ package strictjson
 import (
 	"bytes"
 	"encoding/json"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ func FuzzDecode(f *testing.F) {
 		`{"a":1,"a":2}`,
 		`{"Type":1,"type":2}`,
 		`{"k":1,"\u212a":2}`,
+		`{"action":{"Type":"a.b"},"rea\u017fon":"r"}`,
 		`{"a":[[[[[[[[1]]]]]]]]}`,
 		`{"a":{"b":{"c":{"d":{"e":{"f":{"g":{}}}}}}}}`,
 		`{} {}`,
@@ -70,12 +72,26 @@ func FuzzDecode(f *testing.F) {
 		// A struct target only adds rules (unknown fields, types): it may
 		// reject what the map accepted, never the reverse.
 		var r request
-		if serr := Decode(data, &r, fuzzOpts); serr == nil && !accepted {
+		serr := Decode(data, &r, fuzzOpts)
+		if serr == nil && !accepted {
 			t.Fatalf("struct target accepted %q that the map target rejected: %v", data, err)
 		} else if serr != nil {
 			assertSafeMessage(t, serr.Error())
 		}
+		// Names are matched exactly: encoding/json told to match them so
+		// finds no unknown field in what Decode accepted.
+		if serr == nil && exactUnknownField(data) {
+			t.Fatalf("accepted %q, which has a name that is no field's exactly", data)
+		}
 	})
+}
+
+// exactUnknownField reports whether encoding/json, with v1 semantics but
+// names matched exactly, finds an unknown field of request in data.
+func exactUnknownField(data []byte) bool {
+	err := jsonv2.Unmarshal(data, &request{}, json.DefaultOptionsV1(),
+		jsonv2.MatchCaseInsensitiveNames(false), jsonv2.RejectUnknownMembers(true))
+	return err != nil && strings.HasPrefix(err.Error(), "json: unknown field ")
 }
 
 func isSentinel(err error) bool {
