@@ -46,7 +46,7 @@ type assertionFixture struct {
 	edPublic []byte // agt_ed's registered JWK
 }
 
-func newAssertionFixture(t *testing.T) *assertionFixture {
+func newAssertionFixture(t testing.TB) *assertionFixture {
 	f := &assertionFixture{now: time.Now().Truncate(time.Second), ed: newEd25519(t), other: newEd25519(t)}
 	ec := newP256(t)
 	f.ec = ec
@@ -227,6 +227,18 @@ func TestVerifyClientAssertionRejects(t *testing.T) {
 				t.Errorf("OAuth code %q, want invalid_client", code)
 			}
 		})
+	}
+}
+
+func BenchmarkVerifyClientAssertion(b *testing.B) {
+	f := newAssertionFixture(b)
+	assertion := forge(b, hdr("EdDSA", "ed-1", "typ", "JWT"), f.claims("agt_ed"), f.ed)
+	opts := f.opts()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := identity.VerifyClientAssertion(assertion, opts); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

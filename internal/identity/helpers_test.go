@@ -21,7 +21,7 @@ func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 // forge builds a compact JWS by hand so that a test can put in it what no
 // well-behaved library would. key decides the signature: an Ed25519 or
 // ECDSA private key signs, []byte is an HMAC-SHA256 key, nil signs nothing.
-func forge(t *testing.T, header map[string]any, claims any, key any) string {
+func forge(t testing.TB, header map[string]any, claims any, key any) string {
 	t.Helper()
 	h, err := json.Marshal(header)
 	if err != nil {
@@ -60,7 +60,7 @@ func forge(t *testing.T, header map[string]any, claims any, key any) string {
 }
 
 // publicJWK returns pub as a registered agent key would be stored.
-func publicJWK(t *testing.T, pub any, kid string) (jwk.Key, []byte) {
+func publicJWK(t testing.TB, pub any, kid string) (jwk.Key, []byte) {
 	t.Helper()
 	k, err := jwk.Import(pub)
 	if err != nil {
@@ -80,7 +80,7 @@ func publicJWK(t *testing.T, pub any, kid string) (jwk.Key, []byte) {
 	return parsed, raw
 }
 
-func newEd25519(t *testing.T) ed25519.PrivateKey {
+func newEd25519(t testing.TB) ed25519.PrivateKey {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -89,7 +89,7 @@ func newEd25519(t *testing.T) ed25519.PrivateKey {
 	return priv
 }
 
-func newP256(t *testing.T) *ecdsa.PrivateKey {
+func newP256(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
