@@ -92,6 +92,8 @@ func checkValueNames(dec *jsontext.Decoder, known jsonMembers) error {
 	return jsonError(err)
 }
 
+var errNotJSON = errors.New("not valid JSON")
+
 // jsonError names a duplicate member; any other error is errNotJSON, whose
 // text quotes nothing from the input.
 func jsonError(err error) error {
