@@ -230,6 +230,55 @@ func TestVerifyClientAssertionRejects(t *testing.T) {
 	}
 }
 
+// RFC 7515 §4: header parameter names are case-sensitive, and jwx or
+// go-jose read {"Alg":"EdDSA"} as a header without alg, which RFC 7515
+// §4.1.1 requires. A reader that folds case (encoding/json v1) reads it as
+// alg: such a header, and one with a duplicate, has two readings, and is
+// refused before any lookup. Members not read here are ignored.
+func TestVerifyClientAssertionReadsHeaderByExactName(t *testing.T) {
+	f := newAssertionFixture(t)
+	claims := f.claims("agt_ed")
+	for _, tc := range []struct{ name, header string }{
+		{"Alg, no alg", `{"Alg":"EdDSA","kid":"ed-1"}`},
+		{"ALG none beside alg", `{"alg":"EdDSA","ALG":"none","kid":"ed-1"}`},
+		{"KID, no kid", `{"alg":"EdDSA","KID":"ed-1"}`},
+		{"Kid beside kid", `{"alg":"EdDSA","kid":"ed-1","Kid":"ed-9"}`},
+		{"kid with a Kelvin sign", `{"alg":"EdDSA","\u212Aid":"ed-1"}`},
+		{"Ki_d", `{"alg":"EdDSA","Ki_d":"ed-1"}`},
+		{"Typ", `{"alg":"EdDSA","kid":"ed-1","Typ":"JWT"}`},
+		{"TYP at+jwt beside typ JWT", `{"alg":"EdDSA","kid":"ed-1","typ":"JWT","TYP":"at+jwt"}`},
+		{"Crit", `{"alg":"EdDSA","kid":"ed-1","Crit":["exp"]}`},
+		{"B64", `{"alg":"EdDSA","kid":"ed-1","B64":false}`},
+		{"alg twice", `{"alg":"EdDSA","alg":"EdDSA","kid":"ed-1"}`},
+		{"kid twice", `{"alg":"EdDSA","kid":"ed-1","kid":"ed-9"}`},
+		{"kid twice, one escaped", `{"alg":"EdDSA","kid":"ed-1","\u006bid":"ed-1"}`},
+		{"a duplicate in a member not read", `{"alg":"EdDSA","kid":"ed-1","x":{"a":1,"a":2}}`},
+		{"crit null", `{"alg":"EdDSA","kid":"ed-1","crit":null}`},
+		{"two objects", `{"alg":"EdDSA","kid":"ed-1"}{}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.dir.lookups = 0
+			c, err := identity.VerifyClientAssertion(forge(t, []byte(tc.header), claims, f.ed), f.opts())
+			if !errors.Is(err, identity.ErrAssertionMalformed) {
+				t.Fatalf("got %+v, %v, want %v", c, err, identity.ErrAssertionMalformed)
+			}
+			if f.dir.lookups != 0 {
+				t.Errorf("agent looked up")
+			}
+		})
+	}
+	// Exact names, escaped or not, and members not read, in any case.
+	for _, header := range []string{
+		`{"alg":"EdDSA","kid":"ed-1","typ":"JWT"}`,
+		`{"\u0061lg":"EdDSA","ki\u0064":"ed-1"}`,
+		`{"typ":"JWT","kid":"ed-1","alg":"EdDSA","cty":"JWT","x-request":{"ID":1,"id":2},"type":null,"kid2":"ed-9"}`,
+	} {
+		if c, err := identity.VerifyClientAssertion(forge(t, []byte(header), f.claims("agt_ed"), f.ed), f.opts()); err != nil || c.KeyID != "ed-1" {
+			t.Errorf("header %s: %+v, %v", header, c, err)
+		}
+	}
+}
+
 func BenchmarkVerifyClientAssertion(b *testing.B) {
 	f := newAssertionFixture(b)
 	assertion := forge(b, hdr("EdDSA", "ed-1", "typ", "JWT"), f.claims("agt_ed"), f.ed)

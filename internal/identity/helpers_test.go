@@ -19,13 +19,17 @@ import (
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // forge builds a compact JWS by hand so that a test can put in it what no
-// well-behaved library would. key decides the signature: an Ed25519 or
-// ECDSA private key signs, []byte is an HMAC-SHA256 key, nil signs nothing.
-func forge(t testing.TB, header map[string]any, claims any, key any) string {
+// well-behaved library would. header and claims are marshaled, but for a
+// []byte, taken as it is. key decides the signature: an Ed25519 or ECDSA
+// private key signs, []byte is an HMAC-SHA256 key, nil signs nothing.
+func forge(t testing.TB, header any, claims any, key any) string {
 	t.Helper()
-	h, err := json.Marshal(header)
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	h, ok := header.([]byte)
+	if !ok {
+		if h, err = json.Marshal(header); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p, ok := claims.([]byte)
 	if !ok {

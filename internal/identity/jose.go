@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"math"
 	"strings"
@@ -20,18 +22,23 @@ const maxJWSSize = 8 << 10
 // header holds the protected header members this package reads; Crit and
 // B64 only to refuse them.
 type header struct {
-	Alg  string          `json:"alg"`
-	Kid  string          `json:"kid"`
-	Typ  string          `json:"typ"`
-	Crit json.RawMessage `json:"crit"`
-	B64  json.RawMessage `json:"b64"`
+	Alg  string         `json:"alg"`
+	Kid  string         `json:"kid"`
+	Typ  string         `json:"typ"`
+	Crit jsontext.Value `json:"crit"`
+	B64  jsontext.Value `json:"b64"`
 }
+
+// headerMembers are the names header reads.
+var headerMembers = newMemberNames("alg", "kid", "typ", "crit", "b64")
 
 var errMalformed = errors.New("malformed JWS")
 
 // splitJWS decodes the header and payload of a compact JWS (RFC 7515 §7.1)
 // without verifying anything: callers check alg before touching a key, and
-// use the payload only after jwx has verified the same bytes.
+// use the payload only after jwx has verified the same bytes. Header
+// members are read by exact name: a duplicate, or a case variant of one
+// read, is errMalformed.
 func splitJWS(compact string) (header, []byte, error) {
 	var h header
 	if len(compact) > maxJWSSize {
@@ -49,7 +56,13 @@ func splitJWS(compact string) (header, []byte, error) {
 	if err != nil {
 		return h, nil, errMalformed
 	}
-	if err := json.Unmarshal(rawHeader, &h); err != nil {
+	// A duplicate, or a case variant of a member read here ("KID", "Alg"),
+	// would let two JOSE readers read two headers. Other members are
+	// ignored (RFC 7515 §4), and jsonv2 matches names exactly.
+	if err := checkMemberNames(rawHeader, headerMembers); err != nil {
+		return h, nil, errMalformed
+	}
+	if err := jsonv2.Unmarshal(rawHeader, &h); err != nil {
 		return h, nil, errMalformed
 	}
 	// We understand no critical extension, and b64=false would change what

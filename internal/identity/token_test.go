@@ -175,6 +175,43 @@ func TestAccessTokenRefuses(t *testing.T) {
 	}
 }
 
+// RFC 7515 §4: header parameter names are case-sensitive. A token whose
+// header has "Alg" for alg, "KID" beside or for kid, or a duplicate, reads
+// one way to a JOSE library and another to encoding/json v1: it is
+// refused as malformed, even under our own key.
+func TestAccessTokenReadsHeaderByExactName(t *testing.T) {
+	key := newEd25519(t)
+	ti := newIssuer(t, key, "tok-1", tenantIssuer)
+	now := time.Now().Truncate(time.Second)
+	valid, _, _ := ti.Issue("agt_1", "tenant-a", now)
+	claims := mustDecode(t, strings.Split(valid, ".")[1])
+	for _, tc := range []struct{ name, header string }{
+		{"Alg, no alg", `{"Alg":"EdDSA","kid":"tok-1","typ":"at+jwt"}`},
+		{"KID, no kid", `{"alg":"EdDSA","KID":"tok-1","typ":"at+jwt"}`},
+		{"KID beside kid", `{"alg":"EdDSA","kid":"tok-1","KID":"tok-0","typ":"at+jwt"}`},
+		{"Typ, no typ", `{"alg":"EdDSA","kid":"tok-1","Typ":"at+jwt"}`},
+		{"Typ beside typ JWT", `{"alg":"EdDSA","kid":"tok-1","typ":"JWT","Typ":"at+jwt"}`},
+		{"CRIT", `{"alg":"EdDSA","kid":"tok-1","typ":"at+jwt","CRIT":["tenant"]}`},
+		{"typ twice", `{"alg":"EdDSA","kid":"tok-1","typ":"at+jwt","typ":"at+jwt"}`},
+		{"kid twice", `{"alg":"EdDSA","kid":"tok-0","kid":"tok-1","typ":"at+jwt"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ti.Verify(forge(t, []byte(tc.header), claims, key), now)
+			if !errors.Is(err, identity.ErrTokenMalformed) {
+				t.Fatalf("got %+v, %v, want %v", c, err, identity.ErrTokenMalformed)
+			}
+		})
+	}
+	for _, header := range []string{
+		`{"alg":"EdDSA","kid":"tok-1","typ":"at+jwt"}`,
+		`{"typ":"at+jwt","\u006bid":"tok-1","alg":"EdDSA","Cty":"JWT","kid-2":"tok-0"}`,
+	} {
+		if c, err := ti.Verify(forge(t, []byte(header), claims, key), now); err != nil || c.Tenant != "tenant-a" {
+			t.Errorf("header %s: %+v, %v", header, c, err)
+		}
+	}
+}
+
 func mustDecode(t *testing.T, seg string) []byte {
 	t.Helper()
 	b, err := base64.RawURLEncoding.DecodeString(seg)
