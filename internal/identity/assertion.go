@@ -3,7 +3,7 @@ package identity
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/json"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 	"time"
@@ -96,6 +96,9 @@ type assertionClaims struct {
 	JTI *string     `json:"jti"`
 }
 
+// assertionClaimMembers are the names assertionClaims reads.
+var assertionClaimMembers = newMemberNames("iss", "sub", "aud", "exp", "iat", "nbf", "jti")
+
 // VerifyClientAssertion authenticates an agent by its client assertion
 // (RFC 7523 §3): a compact JWS, alg EdDSA or ES256 fitting the key (checked
 // before any lookup), signed by one of the agent's registered keys (the
@@ -133,8 +136,15 @@ func VerifyClientAssertion(assertion string, opts AssertionOptions) (AssertionCl
 	if hdr.Typ != "" && !mediaTypeIs(hdr.Typ, "JWT") && !mediaTypeIs(hdr.Typ, "client-authentication+jwt") {
 		return AssertionClaims{}, ErrAssertionType
 	}
+	// Claim names are case-sensitive (RFC 7519 §4): a duplicate, or a case
+	// variant of a claim read here ("SUB", "Aud"), would be read by one
+	// reader and not another. Other claims are ignored, and jsonv2 matches
+	// names exactly.
+	if err := checkMemberNames(payload, assertionClaimMembers); err != nil {
+		return AssertionClaims{}, ErrAssertionMalformed
+	}
 	var c assertionClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
+	if err := jsonv2.Unmarshal(payload, &c); err != nil {
 		return AssertionClaims{}, ErrAssertionMalformed
 	}
 	// The stateless checks come before the lookup, so that junk costs no

@@ -279,6 +279,71 @@ func TestVerifyClientAssertionReadsHeaderByExactName(t *testing.T) {
 	}
 }
 
+// RFC 7519 §4: claim names are case-sensitive. Claims with "SUB" for sub,
+// "EXP" beside exp, or jti twice, read one way to a JOSE library and
+// another to encoding/json v1: they are refused before any lookup, even
+// under the agent's key. Claims not read here are ignored.
+func TestVerifyClientAssertionReadsClaimsByExactName(t *testing.T) {
+	f := newAssertionFixture(t)
+	// claims writes valid claims for agt_ed, members rewritten by kv
+	// (old, new, …), each old once in them.
+	claims := func(kv ...string) []byte {
+		t.Helper()
+		c := fmt.Sprintf(`{"iss":"agt_ed","sub":"agt_ed","aud":%q,"iat":%d,"exp":%d,"jti":"j-%d"}`,
+			tokenEndpoint, f.now.Unix(), f.now.Add(time.Minute).Unix(), time.Now().UnixNano())
+		for i := 0; i < len(kv); i += 2 {
+			if strings.Count(c, kv[i]) != 1 {
+				t.Fatalf("%s is not once in %s", kv[i], c)
+			}
+			c = strings.Replace(c, kv[i], kv[i+1], 1)
+		}
+		return []byte(c)
+	}
+	far := fmt.Sprint(f.now.AddDate(1, 0, 0).Unix())
+	for _, tc := range []struct {
+		name   string
+		claims []byte
+	}{
+		{"ISS", claims(`"iss":`, `"ISS":`)},
+		{"SUB", claims(`"sub":`, `"SUB":`)},
+		{"Sub beside sub", claims(`"sub":"agt_ed"`, `"sub":"agt_ed","Sub":"agt_two"`)},
+		{"sub with a long s", claims(`"sub":`, `"\u017Fub":`)},
+		{"Aud", claims(`"aud":`, `"Aud":`)},
+		{"AUD beside aud", claims(`"aud":`, `"AUD":"https://other.example","aud":`)},
+		{"EXP", claims(`"exp":`, `"EXP":`)},
+		{"EXP a year ahead after exp", claims(`,"jti"`, `,"EXP":`+far+`,"jti"`)},
+		{"Iat", claims(`"iat":`, `"Iat":`)},
+		{"NBF", claims(`"iat":`, `"NBF":1,"iat":`)},
+		{"JTI", claims(`"jti":`, `"JTI":`)},
+		{"J-TI beside jti", claims(`"jti":`, `"J-TI":"other","jti":`)},
+		{"jti twice", claims(`"jti":`, `"jti":"other","jti":`)},
+		{"sub twice", claims(`"sub":"agt_ed"`, `"sub":"agt_ed","sub":"agt_ed"`)},
+		{"exp twice", claims(`,"jti"`, `,"exp":`+far+`,"jti"`)},
+		{"a duplicate in a claim not read", claims(`"jti":`, `"cnf":{"jkt":"a","jkt":"b"},"jti":`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.dir.lookups = 0
+			c, err := identity.VerifyClientAssertion(forge(t, hdr("EdDSA", "ed-1"), tc.claims, f.ed), f.opts())
+			if !errors.Is(err, identity.ErrAssertionMalformed) {
+				t.Fatalf("got %+v, %v, want %v", c, err, identity.ErrAssertionMalformed)
+			}
+			if f.dir.lookups != 0 {
+				t.Errorf("agent looked up")
+			}
+		})
+	}
+	// Exact names, escaped or not, and claims not read, in any case.
+	for _, c := range [][]byte{
+		claims(),
+		claims(`"sub":`, `"\u0073ub":`, `"jti":`, `"j\u0074i":`),
+		claims(`"jti":`, `"scope":"a","Scope":"b","x-data":{"ID":1,"id":2},"subject":"agt_two","jti":`),
+	} {
+		if v, err := identity.VerifyClientAssertion(forge(t, hdr("EdDSA", "ed-1"), c, f.ed), f.opts()); err != nil || v.AgentID != "agt_ed" {
+			t.Errorf("claims %s: %+v, %v", c, v, err)
+		}
+	}
+}
+
 func BenchmarkVerifyClientAssertion(b *testing.B) {
 	f := newAssertionFixture(b)
 	assertion := forge(b, hdr("EdDSA", "ed-1", "typ", "JWT"), f.claims("agt_ed"), f.ed)

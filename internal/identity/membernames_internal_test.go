@@ -69,6 +69,7 @@ func TestMemberNamesAreWhatIsRead(t *testing.T) {
 		names memberNames
 	}{
 		{header{}, headerMembers},
+		{assertionClaims{}, assertionClaimMembers},
 	} {
 		got := slices.Sorted(slices.Values(tc.names.names))
 		if want := jsonNames(reflect.TypeOf(tc.v)); !slices.Equal(got, want) {
