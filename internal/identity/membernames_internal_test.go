@@ -70,6 +70,7 @@ func TestMemberNamesAreWhatIsRead(t *testing.T) {
 	}{
 		{header{}, headerMembers},
 		{assertionClaims{}, assertionClaimMembers},
+		{verifiedClaimsJSON{}, accessClaimMembers},
 	} {
 		got := slices.Sorted(slices.Values(tc.names.names))
 		if want := jsonNames(reflect.TypeOf(tc.v)); !slices.Equal(got, want) {

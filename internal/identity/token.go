@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 	"io"
@@ -109,6 +111,19 @@ type accessClaimsJSON struct {
 	Nbf      *numericDate `json:"nbf,omitempty"` // never issued; checked if present
 }
 
+// verifiedClaimsJSON is what Verify reads: the wire form, with iat and exp
+// re-declared to tell a missing claim from zero, and aud to see its JSON
+// type: only the string we issue is accepted.
+type verifiedClaimsJSON struct {
+	accessClaimsJSON
+	Aud jsontext.Value `json:"aud"`
+	Iat *numericDate   `json:"iat"`
+	Exp *numericDate   `json:"exp"`
+}
+
+// accessClaimMembers are the names verifiedClaimsJSON reads.
+var accessClaimMembers = newMemberNames("iss", "aud", "sub", "client_id", "tenant", "iat", "exp", "jti", "token_use", "nbf")
+
 // AccessClaims are a verified agent access token's claims.
 type AccessClaims struct {
 	Issuer   string
@@ -192,15 +207,15 @@ func (tv *TokenVerifier) Verify(token string, now time.Time) (AccessClaims, erro
 	if err != nil {
 		return AccessClaims{}, ErrTokenSignature
 	}
-	var c struct {
-		accessClaimsJSON
-		// Re-declared to tell a missing claim from zero, and aud to see
-		// its JSON type: only the string we issue is accepted.
-		Aud json.RawMessage `json:"aud"`
-		Iat *numericDate    `json:"iat"`
-		Exp *numericDate    `json:"exp"`
+	// Claim names are case-sensitive (RFC 7519 §4): a duplicate, or a case
+	// variant of a claim read here ("TENANT"), would be read by one reader
+	// and not another. Other claims are ignored, and jsonv2 matches names
+	// exactly.
+	if err := checkMemberNames(payload, accessClaimMembers); err != nil {
+		return AccessClaims{}, ErrTokenMalformed
 	}
-	if err := json.Unmarshal(payload, &c); err != nil {
+	var c verifiedClaimsJSON
+	if err := jsonv2.Unmarshal(payload, &c); err != nil {
 		return AccessClaims{}, ErrTokenMalformed
 	}
 	if c.Iss != tv.issuer {

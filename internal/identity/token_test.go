@@ -212,6 +212,71 @@ func TestAccessTokenReadsHeaderByExactName(t *testing.T) {
 	}
 }
 
+// RFC 7519 §4: claim names are case-sensitive. Claims with "TENANT"
+// beside tenant, "SUB" for sub or jti twice read one way to a JOSE library
+// and another to encoding/json v1: they are refused as malformed, even
+// under our own key. Claims not read are ignored.
+func TestAccessTokenReadsClaimsByExactName(t *testing.T) {
+	key := newEd25519(t)
+	ti := newIssuer(t, key, "tok-1", tenantIssuer)
+	now := time.Now().Truncate(time.Second)
+	valid, _, _ := ti.Issue("agt_1", "tenant-a", now)
+	good := string(mustDecode(t, strings.Split(valid, ".")[1]))
+	// claims are good's, members rewritten by kv (old, new, …), each old
+	// once in them.
+	claims := func(kv ...string) []byte {
+		t.Helper()
+		c := good
+		for i := 0; i < len(kv); i += 2 {
+			if strings.Count(c, kv[i]) != 1 {
+				t.Fatalf("%s is not once in %s", kv[i], c)
+			}
+			c = strings.Replace(c, kv[i], kv[i+1], 1)
+		}
+		return []byte(c)
+	}
+	far := fmt.Sprint(now.AddDate(1, 0, 0).Unix())
+	header := hdr("EdDSA", "tok-1", "typ", "at+jwt")
+	for _, tc := range []struct {
+		name   string
+		claims []byte
+	}{
+		{"Iss", claims(`"iss":`, `"Iss":`)},
+		{"Aud", claims(`"aud":`, `"Aud":`)},
+		{"SUB", claims(`"sub":`, `"SUB":`)},
+		{"Sub beside sub", claims(`"sub":"agt_1"`, `"sub":"agt_1","Sub":"agt_2"`)},
+		{"Client-ID", claims(`"client_id":`, `"Client-ID":`)},
+		{"TENANT beside tenant", claims(`"tenant":"tenant-a"`, `"tenant":"tenant-a","TENANT":"tenant-b"`)},
+		{"Tenant", claims(`"tenant":`, `"Tenant":`)},
+		{"EXP", claims(`"exp":`, `"EXP":`)},
+		{"EXP a year ahead after exp", claims(`"jti":`, `"EXP":`+far+`,"jti":`)},
+		{"IAT", claims(`"iat":`, `"IAT":`)},
+		{"Nbf", claims(`"jti":`, `"Nbf":`+far+`,"jti":`)},
+		{"JTI", claims(`"jti":`, `"JTI":`)},
+		{"Token_Use", claims(`"token_use":`, `"Token_Use":`)},
+		{"tenant twice", claims(`"tenant":"tenant-a"`, `"tenant":"tenant-b","tenant":"tenant-a"`)},
+		{"jti twice", claims(`"jti":`, `"jti":"j0","jti":`)},
+		{"a duplicate in a claim not read", claims(`"jti":`, `"cnf":{"jkt":"a","jkt":"b"},"jti":`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ti.Verify(forge(t, header, tc.claims, key), now)
+			if !errors.Is(err, identity.ErrTokenMalformed) {
+				t.Fatalf("got %+v, %v, want %v", c, err, identity.ErrTokenMalformed)
+			}
+		})
+	}
+	// Exact names, escaped or not, and claims not read, in any case.
+	for _, c := range [][]byte{
+		claims(),
+		claims(`"tenant":`, `"t\u0065nant":`, `"client_id":`, `"client\u005fid":`),
+		claims(`"jti":`, `"scope":"a","Scope":"b","x-data":{"ID":1,"id":2},"tenants":"tenant-b","jti":`),
+	} {
+		if v, err := ti.Verify(forge(t, header, c, key), now); err != nil || v.Tenant != "tenant-a" || v.Subject != "agt_1" {
+			t.Errorf("claims %s: %+v, %v", c, v, err)
+		}
+	}
+}
+
 func mustDecode(t *testing.T, seg string) []byte {
 	t.Helper()
 	b, err := base64.RawURLEncoding.DecodeString(seg)
