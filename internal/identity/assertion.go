@@ -105,7 +105,10 @@ var assertionClaimMembers = newMemberNames("iss", "sub", "aud", "exp", "iat", "n
 // header's kid picks it; without kid, an agent with exactly one key uses
 // it); iss = sub = agent id (= opts.ClientID, if set); aud containing opts.Audience; exp after now
 // and at most MaxLifetime (plus ClockSkew) ahead; iat and nbf, if present,
-// not beyond ClockSkew in the future; jti of 1 to 256 bytes.
+// not beyond ClockSkew in the future; jti of 1 to 256 bytes. Header and
+// claim names are read exactly (RFC 7515 §4, RFC 7519 §4): a duplicate
+// member, or one whose name only folds to one read ("SUB", "Kid"), is
+// ErrAssertionMalformed.
 //
 // It does not check replay: the caller remembers JTISHA256, per agent (a
 // jti is unique per issuer, RFC 7519 §4.1.7), until Expiry and

@@ -12,6 +12,10 @@
 //     never reach a verifier;
 //   - take a key from a header (jwk, jku, x5u…): only the agent's registered
 //     keys, or the plane's own token key, verify anything;
+//   - read a header or claims set otherwise than a JOSE library does: member
+//     names are compared exactly (RFC 7515 §4, RFC 7519 §4), and one that
+//     differs from a member read only by case, '_' or '-', or a duplicate,
+//     makes the JWS malformed;
 //   - keep a jti, assertion or token in the clear: replay memory gets the
 //     SHA-256 of the jti only (DESIGN §2);
 //   - put a token, an assertion or key material in an error or a log;

@@ -177,6 +177,9 @@ func (ti *TokenIssuer) Verify(token string, now time.Time) (AccessClaims, error)
 // iss the verifier's issuer, aud exactly AccessTokenAudience, token_use
 // agent, sub = client_id, tenant and jti present, now before exp, iat (and
 // nbf) not beyond ClockSkew ahead. A kid it does not hold is ErrTokenKey.
+// Header and claim names are read exactly: a duplicate member, or one
+// whose name only folds to one read ("TENANT", "Kid"), is
+// ErrTokenMalformed.
 //
 // It does not know which organization the request addresses: the caller
 // MUST compare AccessClaims.Tenant with it and refuse a mismatch, or a
