@@ -111,7 +111,7 @@ func jsonError(err error) error {
 
 // foldName is name as encoding/json/v2 matches it case-insensitively
 // (v1 matches a subset): Unicode simple case folding, so the Kelvin sign
-// 'K' is 'k', without '_' and '-'.
+// U+212A is 'k', without '_' and '-'.
 func foldName(name string) string {
 	var b strings.Builder
 	for _, r := range name {
