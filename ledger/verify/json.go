@@ -2,8 +2,12 @@ package verify
 
 import (
 	"bytes"
-	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 )
 
 // InclusionProofJSON is the body of GET /v1/ledger/proofs/inclusion. Byte
@@ -28,8 +32,9 @@ type ConsistencyProofJSON struct {
 	Checkpoint string `json:"checkpoint"`
 }
 
-// ParseInclusionJSON decodes an InclusionProofJSON strictly: unknown or
-// missing members (leaf_hash is optional), trailing data and hashes that are
+// ParseInclusionJSON decodes an InclusionProofJSON strictly: a member name
+// other than a field's exact name (case included), a duplicate, a missing
+// member (leaf_hash is optional), a null, trailing data and hashes that are
 // not 32 bytes are rejected (ErrInvalidProof).
 func ParseInclusionJSON(b []byte) (*InclusionProofJSON, error) {
 	var p InclusionProofJSON
@@ -103,14 +108,30 @@ func (p *ConsistencyProofJSON) Verify(verifierKey string, older *Checkpoint) (*C
 	return newer, nil
 }
 
-// decodeStrict decodes one JSON object into v, rejecting unknown members,
-// trailing data and a missing required member.
+// decodeStrict decodes one JSON object into v, a pointer to a struct. Its
+// member names must be v's exactly (case included, after unescaping), each at
+// most once, and nothing may follow the object (nor may it hold invalid
+// UTF-8): bytes that every JSON reader takes for the same values. Each
+// required member must be present, and no member may be null (the server
+// writes none; encoding/json would read it as the zero value).
 func decodeStrict(b []byte, v any, required ...string) error {
 	if len(b) > MaxProofSize {
 		return fmt.Errorf("%w: %d bytes exceeds %d", ErrInvalidProof, len(b), MaxProofSize)
 	}
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(b, &members); err != nil {
+	// encoding/json (v1) matches member names case-insensitively and under
+	// Unicode folding, keeps the last of duplicates and reads null as zero.
+	// v2 refuses duplicate names, including in a map, and trailing data.
+	if !bytes.HasPrefix(bytes.TrimLeft(b, " \t\r\n"), []byte("{")) {
+		return fmt.Errorf("%w: not a JSON object", ErrInvalidProof)
+	}
+	var members map[string]jsontext.Value
+	if err := jsonv2.Unmarshal(b, &members); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidProof, err)
+	}
+	if err := jsonv2.Unmarshal(b, v, jsonv2.RejectUnknownMembers(true)); err != nil {
+		if serr, ok := errors.AsType[*jsonv2.SemanticError](err); ok && serr.Err == jsonv2.ErrUnknownName {
+			return fmt.Errorf("%w: unknown member %q", ErrInvalidProof, serr.JSONPointer.LastToken())
+		}
 		return fmt.Errorf("%w: %v", ErrInvalidProof, err)
 	}
 	for _, name := range required {
@@ -118,10 +139,10 @@ func decodeStrict(b []byte, v any, required ...string) error {
 			return fmt.Errorf("%w: missing member %q", ErrInvalidProof, name)
 		}
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidProof, err)
+	for _, name := range slices.Sorted(maps.Keys(members)) {
+		if members[name].Kind() == 'n' {
+			return fmt.Errorf("%w: member %q is null", ErrInvalidProof, name)
+		}
 	}
 	return nil
 }
