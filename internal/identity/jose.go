@@ -10,6 +10,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/agentsigna/agentsigna/internal/jsonnames"
 )
 
 // ClockSkew is how far in the future an iat or nbf may be (clocks of agents
@@ -30,7 +32,7 @@ type header struct {
 }
 
 // headerMembers are the names header reads.
-var headerMembers = newMemberNames("alg", "kid", "typ", "crit", "b64")
+var headerMembers = jsonnames.Flat("alg", "kid", "typ", "crit", "b64")
 
 var errMalformed = errors.New("malformed JWS")
 
@@ -59,7 +61,7 @@ func splitJWS(compact string) (header, []byte, error) {
 	// A duplicate, or a case variant of a member read here ("KID", "Alg"),
 	// would let two JOSE readers read two headers. Other members are
 	// ignored (RFC 7515 §4), and jsonv2 matches names exactly.
-	if err := checkMemberNames(rawHeader, headerMembers); err != nil {
+	if err := jsonnames.Check(rawHeader, headerMembers); err != nil {
 		return h, nil, errMalformed
 	}
 	if err := jsonv2.Unmarshal(rawHeader, &h); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	"github.com/agentsigna/agentsigna/internal/jsonnames"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -171,7 +172,7 @@ type receiptHeaderFields struct {
 }
 
 // receiptHeaderMembers are the names receiptHeaderFields reads.
-var receiptHeaderMembers = jsonMembers{"alg": nil, "kid": nil, "typ": nil, "crit": nil, "b64": nil}
+var receiptHeaderMembers = jsonnames.Flat("alg", "kid", "typ", "crit", "b64")
 
 // receiptHeader decodes the protected header of a compact JWS (RFC 7515
 // §7.1) without trusting it: the caller checks alg before anything else.
@@ -188,7 +189,7 @@ func receiptHeader(compact string) (receiptHeaderFields, error) {
 	// A duplicate, or a case variant of a member read here ("KID", "Typ"),
 	// would let two JOSE readers read two headers. Other members are
 	// ignored (RFC 7515 §4), and jsonv2 matches names exactly.
-	if err := checkMemberNames(raw, receiptHeaderMembers); err != nil {
+	if err := jsonnames.Check(raw, receiptHeaderMembers); err != nil {
 		return h, fmt.Errorf("%w: header: %v", ErrReceiptMalformed, err)
 	}
 	if err := jsonv2.Unmarshal(raw, &h); err != nil {
@@ -204,15 +205,15 @@ func receiptHeader(compact string) (receiptHeaderFields, error) {
 
 // jwkMembers are the names a JOSE library reads in a JWK (RFC 7517 §4,
 // and RFC 8037 §2 for an OKP key).
-var jwkMembers = jsonMembers{
+var jwkMembers = jsonnames.Members{
 	"kty": nil, "use": nil, "key_ops": nil, "alg": nil, "kid": nil,
 	"x5u": nil, "x5c": nil, "x5t": nil, "x5t#S256": nil, "crv": nil, "x": nil, "d": nil,
 }
 
 // jwksMembers are those of a JWKS (RFC 7517 §5), or of a bare JWK, which
 // jwk.Parse reads as a set of one.
-var jwksMembers = func() jsonMembers {
-	m := jsonMembers{"keys": jwkMembers}
+var jwksMembers = func() jsonnames.Members {
+	m := jsonnames.Members{"keys": jwkMembers}
 	maps.Copy(m, jwkMembers)
 	return m
 }()
@@ -224,7 +225,7 @@ func receiptKeyFromJWKS(jwks []byte, kid string) (ed25519.PublicKey, error) {
 	// "x" and the first of two "keys", where go-jose and encoding/json read
 	// otherwise or refuse: a JWKS with a duplicate, or a case variant of a
 	// member they read, has no one reading.
-	if err := checkMemberNames(jwks, jwksMembers); err != nil {
+	if err := jsonnames.Check(jwks, jwksMembers); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidJWKS, err)
 	}
 	set, err := jwk.Parse(jwks)

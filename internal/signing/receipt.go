@@ -21,6 +21,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
 
+	"github.com/agentsigna/agentsigna/internal/jsonnames"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
@@ -111,7 +112,7 @@ func (c ReceiptClaims) MarshalJSON() ([]byte, error) {
 }
 
 // receiptClaimMembers are the claims ReceiptClaims reads, and their members.
-var receiptClaimMembers = jsonMembers{
+var receiptClaimMembers = jsonnames.Members{
 	"iss": nil, "sub": nil, "jti": nil, "iat": nil, "nbf": nil, "exp": nil,
 	"tenant": nil, "decision_id": nil, "outcome": nil, "action": nil, "action_sha256": nil,
 	"agent":     {"id": nil, "sponsor": nil, "risk_tier": nil},
@@ -125,7 +126,7 @@ var receiptClaimMembers = jsonMembers{
 // refused, since encoding/json v1 would read it where a JOSE library does
 // not; other claims are ignored, and action is read whole.
 func (c *ReceiptClaims) UnmarshalJSON(b []byte) error {
-	if err := checkMemberNames(b, receiptClaimMembers); err != nil {
+	if err := jsonnames.Check(b, receiptClaimMembers); err != nil {
 		return fmt.Errorf("signing: receipt claims: %w", err)
 	}
 	var w struct {
@@ -179,7 +180,7 @@ func CanonicalActionDigest(canonical []byte) string {
 // member names, never values.
 func checkActionObject(action []byte) error {
 	// No names to compare: the agent's action is read whole.
-	if err := checkMemberNames(action, nil); err != nil {
+	if err := jsonnames.Check(action, nil); err != nil {
 		return fmt.Errorf("signing: action: %w", err)
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentsigna/agentsigna/internal/jsonnames"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
@@ -407,11 +408,11 @@ func TestReceiptClaimMembersAreWhatSignWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	// membersOf is the names of v's objects, or of its first element's.
-	var membersOf func(v any) jsonMembers
-	membersOf = func(v any) jsonMembers {
+	var membersOf func(v any) jsonnames.Members
+	membersOf = func(v any) jsonnames.Members {
 		switch v := v.(type) {
 		case map[string]any:
-			m := jsonMembers{}
+			m := jsonnames.Members{}
 			for name, value := range v {
 				m[name] = membersOf(value)
 			}

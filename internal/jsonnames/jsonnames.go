@@ -1,4 +1,15 @@
-package signing
+// Package jsonnames refuses JSON texts that readers read differently for
+// their member names: a duplicate name, or a name that is not one a reader
+// interprets but that a case-insensitive reader takes for it.
+//
+// SPEC: RFC 7515 §4 and RFC 7519 §4 — JOSE member names are
+// case-sensitive, and a JOSE library (jwx, go-jose) reads {"KID":…} as a
+// header without a kid. encoding/json v1 matches a struct field's name
+// case-insensitively, and v2's MatchCaseInsensitiveNames also ignores '_'
+// and '-': such readers take "KID" for "kid" and "Decision-ID" for
+// "decision_id". A text with such a name, or with a duplicate, is read two
+// ways: Check refuses it rather than have it read one of them.
+package jsonnames
 
 import (
 	"bytes"
@@ -10,23 +21,26 @@ import (
 	"unicode"
 )
 
-// jsonMembers names the members a reader interprets in a JSON object. Each
+// Members names the members a reader interprets in a JSON object. Each
 // name maps to the members interpreted in its value when that is an object,
 // or an array of objects; to nil when the value is read whole or not at all.
-type jsonMembers map[string]jsonMembers
+type Members map[string]Members
 
-// checkMemberNames accepts exactly one JSON object, in valid UTF-8, in
-// which no object has two members of one name and no object that known
-// describes has a member whose name is not one of known's but folds to one.
-//
-// SPEC: RFC 7515 §4 and RFC 7519 §4 — member names are case-sensitive,
-// and a JOSE library (jwx, go-jose) reads {"KID":…} as a header without a
-// kid. encoding/json v1 matches a struct field's name case-insensitively,
-// and v2's MatchCaseInsensitiveNames also ignores '_' and '-': such readers
-// take "KID" for "kid" and "Decision-ID" for "decision_id". A JSON text
-// with such a name, or with a duplicate, is read two ways: it is refused
-// rather than read one of them. Errors quote member names, never values.
-func checkMemberNames(b []byte, known jsonMembers) error {
+// Flat is the Members of an object whose members' values are read whole.
+func Flat(names ...string) Members {
+	m := make(Members, len(names))
+	for _, n := range names {
+		m[n] = nil
+	}
+	return m
+}
+
+// Check accepts exactly one JSON object, in valid UTF-8, in which no
+// object has two members of one name and no object that known describes
+// has a member whose name is not one of known's but folds to one (see the
+// package doc). Members known does not describe are not looked at (RFC
+// 7515 §4, RFC 7519 §4: ignored). Errors quote member names, never values.
+func Check(b []byte, known Members) error {
 	// A bytes.Buffer is parsed in place, not copied.
 	dec := jsontext.NewDecoder(bytes.NewBuffer(b))
 	if dec.PeekKind() != '{' {
@@ -44,7 +58,7 @@ func checkMemberNames(b []byte, known jsonMembers) error {
 // checkValueNames reads the next value, checking the names of its members
 // against known when it is an object, and of its elements' when an array.
 // The decoder refuses duplicate names and invalid UTF-8 at any depth.
-func checkValueNames(dec *jsontext.Decoder, known jsonMembers) error {
+func checkValueNames(dec *jsontext.Decoder, known Members) error {
 	if known == nil {
 		return jsonError(dec.SkipValue())
 	}
@@ -75,7 +89,7 @@ func checkValueNames(dec *jsontext.Decoder, known jsonMembers) error {
 		name := quoted[1 : len(quoted)-1]
 		if bytes.IndexByte(name, '\\') >= 0 {
 			if name, err = jsontext.AppendUnquote(nil, quoted); err != nil {
-				return errNotJSON
+				return ErrNotJSON
 			}
 		}
 		inner, ok := known[string(name)]
@@ -92,10 +106,11 @@ func checkValueNames(dec *jsontext.Decoder, known jsonMembers) error {
 	return jsonError(err)
 }
 
-var errNotJSON = errors.New("not valid JSON")
+// ErrNotJSON: the text is not valid JSON. Its text quotes nothing from
+// the input.
+var ErrNotJSON = errors.New("not valid JSON")
 
-// jsonError names a duplicate member; any other error is errNotJSON, whose
-// text quotes nothing from the input.
+// jsonError names a duplicate member; any other error is ErrNotJSON.
 func jsonError(err error) error {
 	if err == nil {
 		return nil
@@ -103,12 +118,12 @@ func jsonError(err error) error {
 	if se, ok := errors.AsType[*jsontext.SyntacticError](err); ok && errors.Is(err, jsontext.ErrDuplicateName) {
 		return fmt.Errorf("duplicate member %q", se.JSONPointer.LastToken())
 	}
-	return errNotJSON
+	return ErrNotJSON
 }
 
 // foldsToMember reports the name in known that name is not, but that a
 // case-insensitive reader matches it to.
-func foldsToMember(name string, known jsonMembers) (string, bool) {
+func foldsToMember(name string, known Members) (string, bool) {
 	folded := foldName(name)
 	for exact := range known {
 		if foldName(exact) == folded {
