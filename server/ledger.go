@@ -189,10 +189,16 @@ func (h *ledgerHandlers) entry(c *fiber.Ctx) error {
 	if err != nil {
 		return ledgerError(err)
 	}
-	// Not c.JSON: encoding/json escapes <, > and & (and U+2028/9) even
-	// inside a RawMessage, and the record must be served byte for byte,
-	// so that its SHA-256 is the entry's digest. json/v2 escapes none.
-	b, err := jsonv2.Marshal(entryJSON{Index: e.Index, Entry: e.Entry, LeafHash: e.LeafHash, Record: recordJSON(e.Record)})
+	// The record is served byte for byte, so that its SHA-256 is the
+	// entry's digest. Not c.JSON: encoding/json escapes <, > and & (and
+	// U+2028/9) even inside a RawMessage, where a canonical record has
+	// them bare. Nor json/v2 as it is: it rewrites a raw value's strings
+	// in its own escaping, where a record encoding/json wrote has
+	// \u003c. Preserved, with duplicates and invalid UTF-8 let through
+	// as json.Valid lets them, a record only loses whitespace (there is
+	// none: records are compact).
+	b, err := jsonv2.Marshal(entryJSON{Index: e.Index, Entry: e.Entry, LeafHash: e.LeafHash, Record: recordJSON(e.Record)},
+		jsontext.PreserveRawStrings(true), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	if err != nil {
 		return err
 	}
@@ -347,8 +353,10 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 		ctx, cancel := context.WithDeadline(context.Background(), end)
 		defer cancel()
 		// The deadline moves only before a write into the pipe, while the
-		// response is still being sent: never after the pipe closed, when
-		// the connection may serve the next request.
+		// response is still being sent, never after this goroutine closed
+		// the pipe, when the connection may serve the next request. (A
+		// write the client's end already closed moves the deadline of a
+		// connection that is closing: harmless.)
 		bw := bufio.NewWriterSize(paced{pw, deadline}, 64<<10)
 		err := x.Write(ctx, bw)
 		if err == nil {
