@@ -18,6 +18,11 @@ import (
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
+// compactJWS is the shape of a compact JWS: three base64url parts, the
+// first a JSON object's ({" is eyJ), so that a file name such as
+// receipt.2026.jws is not taken for one.
+var compactJWS = regexp.MustCompile(`^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$`)
+
 // runVerifyReceipt: `agentsigna verify receipt RECEIPT --jwks JWKS
 // [--tlog-proof P --log-key K [--entry LEAF]] [--at RFC3339]`. RECEIPT is
 // the compact JWS or a file holding it. It checks the signature, kid, typ,
@@ -32,9 +37,6 @@ import (
 // hash to a leaf the proof includes under a checkpoint signed by --log-key.
 // Given both, --entry must equal the extra line: a proof that carries one
 // entry while the caller vouches for another is refused, not resolved.
-// compactJWS is the shape of a compact JWS: three base64url parts.
-var compactJWS = regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$`)
-
 func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 	fs := newFlagSet("verify receipt", stderr)
 	jwksFile := fs.String("jwks", "", "the organization's JWKS (/t/<slug>/.well-known/jwks.json), a file")

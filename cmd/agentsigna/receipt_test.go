@@ -143,8 +143,10 @@ func TestVerifyReceiptAndRotate(t *testing.T) {
 	if out, err := run(writeTemp(t, "receipt.jws", []byte(jws+"\n")), "--jwks", jwksFile); err != nil || !strings.HasPrefix(out, "OK: receipt") {
 		t.Fatalf("receipt from a file: %q, %v", out, err)
 	}
-	if _, err := run(filepath.Join(t.TempDir(), "missing.jws"), "--jwks", jwksFile); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no such file") {
-		t.Fatalf("a receipt file that does not exist: %v", err)
+	for _, missing := range []string{filepath.Join(t.TempDir(), "missing.jws"), "receipt.2026-11.jws"} {
+		if _, err := run(missing, "--jwks", jwksFile); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no such file") {
+			t.Fatalf("a receipt file that does not exist, %s: %v", missing, err)
+		}
 	}
 	tampered := jws[:len(jws)-4] + "AAAA"
 	if _, err := run(tampered, "--jwks", jwksFile); err == nil {
