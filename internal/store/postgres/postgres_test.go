@@ -1002,6 +1002,13 @@ func TestJTIsPerAgentMigration(t *testing.T) {
 	if err := Migrate(ctx, db.AdminURL, db.Roles); err != nil {
 		t.Fatal(err)
 	}
+	// A row is taken over by its own agent only: the tenant role may no
+	// longer change agent_id, still expires_at.
+	var agentID, expiresAt bool
+	if err := admin.QueryRow(ctx, `SELECT has_column_privilege($1, 'assertion_jtis', 'agent_id', 'UPDATE'),
+		has_column_privilege($1, 'assertion_jtis', 'expires_at', 'UPDATE')`, db.Roles.Tenant).Scan(&agentID, &expiresAt); err != nil || agentID || !expiresAt {
+		t.Fatalf("the tenant role may update agent_id %v, expires_at %v (%v)", agentID, expiresAt, err)
+	}
 	s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
 	if err != nil {
 		t.Fatal(err)

@@ -8,3 +8,5 @@
 ALTER TABLE assertion_jtis
     DROP CONSTRAINT assertion_jtis_pkey,
     ADD PRIMARY KEY (tenant_id, agent_id, jti_sha256);
+-- A row is taken over only by its own agent now: agent_id never changes.
+REVOKE UPDATE (agent_id) ON assertion_jtis FROM {{tenant_role}};

@@ -4,7 +4,7 @@
 -- could predict another's jtis (a counter, a time-based UUID) could use
 -- them first and have that agent's own assertions refused as replays.
 -- SQLite cannot change a primary key in place: the table is made again
--- and its live rows copied.
+-- and its rows copied.
 CREATE TABLE assertion_jtis_0004 (
     tenant_id  TEXT NOT NULL,
     jti_sha256 BLOB NOT NULL CHECK (length(jti_sha256) = 32),
