@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // ledgerFlags name the deployment's log origin.
@@ -64,10 +66,16 @@ func openLedgerAndKeys(sf *storeFlags, lf *ledgerFlags, backend store.Backend, e
 	return l, keys, err
 }
 
-// runLedger: `agentsigna ledger verify [--tenant SLUG] [--log-key KEY]`.
+// runLedger: `agentsigna ledger verify [--tenant SLUG | --platform]
+// [--log-key KEY] [--checkpoint FILE]`.
+//
+// A log re-read on its own shows any entry or checkpoint altered or
+// deleted but the newest: a log cut back to an earlier batch checks like
+// a log that never grew. --checkpoint gives a checkpoint kept from before
+// (GET /v1/ledger/checkpoint), which the stored log must still extend.
 func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 || args[0] != "verify" {
-		return fmt.Errorf("%w: usage: agentsigna ledger verify [--tenant SLUG] [--platform] [--log-key KEY]", errUsage)
+		return fmt.Errorf("%w: usage: agentsigna ledger verify [--tenant SLUG | --platform] [--log-key KEY] [--checkpoint FILE]", errUsage)
 	}
 	fs := newFlagSet("ledger verify", stderr)
 	var sf storeFlags
@@ -77,11 +85,22 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	tenant := fs.String("tenant", "", "verify only this organization's log (default: every log)")
 	platform := fs.Bool("platform", false, "verify only the platform log")
 	logKey := fs.String("log-key", "", "pin the log's verifier key (a key or a file holding one); default: the key stored with the log")
+	keptFile := fs.String("checkpoint", "", "a checkpoint of the log kept from earlier, a file: the stored log must extend it (a log cut back is otherwise undetectable)")
 	if err := parse(fs, args[1:], env); err != nil {
 		return err
 	}
 	if *logKey != "" && *tenant == "" && !*platform {
 		return fmt.Errorf("%w: --log-key pins one log: give --tenant or --platform", errUsage)
+	}
+	if *keptFile != "" && *tenant == "" && !*platform {
+		return fmt.Errorf("%w: --checkpoint is one log's: give --tenant or --platform", errUsage)
+	}
+	var kept []byte
+	if *keptFile != "" {
+		var err error
+		if kept, err = os.ReadFile(*keptFile); err != nil {
+			return err
+		}
 	}
 	var pinned string
 	if *logKey != "" {
@@ -132,6 +151,9 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	failed := 0
 	for _, tg := range targets {
 		rep, err := l.Check(ctx, tg.log, pinned)
+		if err == nil && rep.Problem == nil && kept != nil {
+			rep.Problem, err = extendsKept(ctx, l, tg.log, pinned, kept, rep.Size)
+		}
 		switch {
 		case errors.Is(err, signing.ErrNoLogKey):
 			fmt.Fprintf(stdout, "%s: empty (no key, no entries)\n", tg.name)
@@ -149,4 +171,43 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return fmt.Errorf("%d of %d logs failed verification", failed, len(targets))
 	}
 	return nil
+}
+
+// extendsKept reports a Problem unless the stored log, of size (its newest
+// checkpoint's), extends the kept checkpoint: same log, signed by the
+// log's key (pinned, else stored), of a size the store still has a signed
+// checkpoint of, consistent with the newest.
+func extendsKept(ctx context.Context, l *ledger.Ledger, lg ledger.Log, pinned string, kept []byte, size uint64) (*ledger.Problem, error) {
+	key := pinned
+	if key == "" {
+		var err error
+		if key, err = l.VerifierKey(ctx, lg); err != nil {
+			return nil, err
+		}
+	}
+	older, err := verify.VerifyCheckpoint(kept, key)
+	if err != nil {
+		return nil, fmt.Errorf("the kept checkpoint: %w", err)
+	}
+	switch {
+	case older.Size() == 0:
+		return nil, nil // every log extends the empty tree
+	case older.Size() > size:
+		return &ledger.Problem{Index: size, Reason: fmt.Sprintf("the log holds %d entries, fewer than the kept checkpoint's %d: its newest were deleted", size, older.Size())}, nil
+	}
+	p, err := l.ConsistencyProof(ctx, lg, older.Size(), size)
+	if errors.Is(err, ledger.ErrNoCheckpoint) {
+		return &ledger.Problem{Index: older.Size() - 1, Reason: fmt.Sprintf("no signed checkpoint of the kept size %d is stored", older.Size())}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	newer, err := verify.VerifyCheckpoint(p.Checkpoint.Note, key)
+	if err != nil {
+		return &ledger.Problem{Index: size - 1, Reason: fmt.Sprintf("the newest checkpoint: %v", err)}, nil
+	}
+	if err := verify.VerifyConsistency(older, newer, p.Hashes); err != nil {
+		return &ledger.Problem{Index: older.Size() - 1, Reason: fmt.Sprintf("the log does not extend the kept checkpoint: %v", err)}, nil
+	}
+	return nil, nil
 }
