@@ -12,7 +12,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
-	"github.com/agentsigna/agentsigna/internal/jsonnames"
+	"github.com/agentsigna/agentsigna/internal/jose"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -98,7 +98,7 @@ type assertionClaims struct {
 }
 
 // assertionClaimMembers are the names assertionClaims reads.
-var assertionClaimMembers = jsonnames.Flat("iss", "sub", "aud", "exp", "iat", "nbf", "jti")
+var assertionClaimMembers = jose.Flat("iss", "sub", "aud", "exp", "iat", "nbf", "jti")
 
 // VerifyClientAssertion authenticates an agent by its client assertion
 // (RFC 7523 §3): a compact JWS, alg EdDSA or ES256 fitting the key (checked
@@ -144,7 +144,7 @@ func VerifyClientAssertion(assertion string, opts AssertionOptions) (AssertionCl
 	// variant of a claim read here ("SUB", "Aud"), would be read by one
 	// reader and not another. Other claims are ignored, and jsonv2 matches
 	// names exactly.
-	if err := jsonnames.Check(payload, assertionClaimMembers); err != nil {
+	if err := jose.Check(payload, assertionClaimMembers); err != nil {
 		return AssertionClaims{}, ErrAssertionMalformed
 	}
 	var c assertionClaims

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/json/jsontext"
-	jsonv2 "encoding/json/v2"
 	"errors"
 	"math"
 	"strings"
 	"time"
 
-	"github.com/agentsigna/agentsigna/internal/jsonnames"
+	"github.com/agentsigna/agentsigna/internal/jose"
 )
 
 // ClockSkew is how far in the future an iat or nbf may be (clocks of agents
@@ -21,19 +19,6 @@ const ClockSkew = 30 * time.Second
 // maxJWSSize bounds what is parsed: assertions and tokens are a few hundred bytes.
 const maxJWSSize = 8 << 10
 
-// header holds the protected header members this package reads; Crit and
-// B64 only to refuse them.
-type header struct {
-	Alg  string         `json:"alg"`
-	Kid  string         `json:"kid"`
-	Typ  string         `json:"typ"`
-	Crit jsontext.Value `json:"crit"`
-	B64  jsontext.Value `json:"b64"`
-}
-
-// headerMembers are the names header reads.
-var headerMembers = jsonnames.Flat("alg", "kid", "typ", "crit", "b64")
-
 var errMalformed = errors.New("malformed JWS")
 
 // splitJWS decodes the header and payload of a compact JWS (RFC 7515 §7.1)
@@ -41,8 +26,8 @@ var errMalformed = errors.New("malformed JWS")
 // use the payload only after jwx has verified the same bytes. Header
 // members are read by exact name: a duplicate, or a case variant of one
 // read, is errMalformed.
-func splitJWS(compact string) (header, []byte, error) {
-	var h header
+func splitJWS(compact string) (jose.Header, []byte, error) {
+	var h jose.Header
 	if len(compact) > maxJWSSize {
 		return h, nil, errMalformed
 	}
@@ -58,18 +43,7 @@ func splitJWS(compact string) (header, []byte, error) {
 	if err != nil {
 		return h, nil, errMalformed
 	}
-	// A duplicate, or a case variant of a member read here ("KID", "Alg"),
-	// would let two JOSE readers read two headers. Other members are
-	// ignored (RFC 7515 §4), and jsonv2 matches names exactly.
-	if err := jsonnames.Check(rawHeader, headerMembers); err != nil {
-		return h, nil, errMalformed
-	}
-	if err := jsonv2.Unmarshal(rawHeader, &h); err != nil {
-		return h, nil, errMalformed
-	}
-	// We understand no critical extension, and b64=false would change what
-	// the signature covers (RFC 7797): refuse both rather than interpret them.
-	if h.Crit != nil || h.B64 != nil {
+	if h, err = jose.ParseHeader(rawHeader); err != nil {
 		return h, nil, errMalformed
 	}
 	return h, payload, nil

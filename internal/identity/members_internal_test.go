@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentsigna/agentsigna/internal/jsonnames"
+	"github.com/agentsigna/agentsigna/internal/jose"
 )
 
 // jsonNames are the member names encoding/json reads into a struct of type
@@ -36,9 +36,9 @@ func jsonNames(t reflect.Type) []string {
 func TestMemberNamesAreWhatIsRead(t *testing.T) {
 	for _, tc := range []struct {
 		v     any
-		names jsonnames.Members
+		names jose.Members
 	}{
-		{header{}, headerMembers},
+		{jose.Header{}, jose.HeaderMembers},
 		{assertionClaims{}, assertionClaimMembers},
 		{verifiedClaimsJSON{}, accessClaimMembers},
 	} {

@@ -18,7 +18,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
-	"github.com/agentsigna/agentsigna/internal/jsonnames"
+	"github.com/agentsigna/agentsigna/internal/jose"
 )
 
 // SPEC: RFC 9068 (JWT profile for OAuth 2.0 access tokens), DESIGN §1.
@@ -124,7 +124,7 @@ type verifiedClaimsJSON struct {
 }
 
 // accessClaimMembers are the names verifiedClaimsJSON reads.
-var accessClaimMembers = jsonnames.Flat("iss", "aud", "sub", "client_id", "tenant", "iat", "exp", "jti", "token_use", "nbf")
+var accessClaimMembers = jose.Flat("iss", "aud", "sub", "client_id", "tenant", "iat", "exp", "jti", "token_use", "nbf")
 
 // AccessClaims are a verified agent access token's claims.
 type AccessClaims struct {
@@ -216,7 +216,7 @@ func (tv *TokenVerifier) Verify(token string, now time.Time) (AccessClaims, erro
 	// variant of a claim read here ("TENANT"), would be read by one reader
 	// and not another. Other claims are ignored, and jsonv2 matches names
 	// exactly.
-	if err := jsonnames.Check(payload, accessClaimMembers); err != nil {
+	if err := jose.Check(payload, accessClaimMembers); err != nil {
 		return AccessClaims{}, ErrTokenMalformed
 	}
 	var c verifiedClaimsJSON

@@ -5,8 +5,6 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/json/jsontext"
-	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 	"maps"
@@ -17,7 +15,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
-	"github.com/agentsigna/agentsigna/internal/jsonnames"
+	"github.com/agentsigna/agentsigna/internal/jose"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -161,23 +159,10 @@ func VerifyReceipt(compact string, jwks []byte, now time.Time) (*ReceiptClaims, 
 	return &c, nil
 }
 
-// receiptHeaderFields are the protected header members VerifyReceipt reads;
-// Crit and B64 only to refuse them.
-type receiptHeaderFields struct {
-	Alg  string         `json:"alg"`
-	Kid  string         `json:"kid"`
-	Typ  string         `json:"typ"`
-	Crit jsontext.Value `json:"crit"`
-	B64  jsontext.Value `json:"b64"`
-}
-
-// receiptHeaderMembers are the names receiptHeaderFields reads.
-var receiptHeaderMembers = jsonnames.Flat("alg", "kid", "typ", "crit", "b64")
-
 // receiptHeader decodes the protected header of a compact JWS (RFC 7515
 // §7.1) without trusting it: the caller checks alg before anything else.
-func receiptHeader(compact string) (receiptHeaderFields, error) {
-	var h receiptHeaderFields
+func receiptHeader(compact string) (jose.Header, error) {
+	var h jose.Header
 	parts := strings.Split(compact, ".")
 	if len(parts) != 3 {
 		return h, fmt.Errorf("%w: not a compact JWS", ErrReceiptMalformed)
@@ -186,34 +171,23 @@ func receiptHeader(compact string) (receiptHeaderFields, error) {
 	if err != nil {
 		return h, fmt.Errorf("%w: header is not base64url", ErrReceiptMalformed)
 	}
-	// A duplicate, or a case variant of a member read here ("KID", "Typ"),
-	// would let two JOSE readers read two headers. Other members are
-	// ignored (RFC 7515 §4), and jsonv2 matches names exactly.
-	if err := jsonnames.Check(raw, receiptHeaderMembers); err != nil {
+	if h, err = jose.ParseHeader(raw); err != nil {
 		return h, fmt.Errorf("%w: header: %v", ErrReceiptMalformed, err)
-	}
-	if err := jsonv2.Unmarshal(raw, &h); err != nil {
-		return h, fmt.Errorf("%w: header does not decode", ErrReceiptMalformed)
-	}
-	// We understand no critical extension, and b64=false would change what
-	// the signature covers (RFC 7797): refuse both rather than interpret them.
-	if h.Crit != nil || h.B64 != nil {
-		return h, fmt.Errorf("%w: unsupported header (crit or b64)", ErrReceiptMalformed)
 	}
 	return h, nil
 }
 
 // jwkMembers are the names a JOSE library reads in a JWK (RFC 7517 §4,
 // and RFC 8037 §2 for an OKP key).
-var jwkMembers = jsonnames.Members{
+var jwkMembers = jose.Members{
 	"kty": nil, "use": nil, "key_ops": nil, "alg": nil, "kid": nil,
 	"x5u": nil, "x5c": nil, "x5t": nil, "x5t#S256": nil, "crv": nil, "x": nil, "d": nil,
 }
 
 // jwksMembers are those of a JWKS (RFC 7517 §5), or of a bare JWK, which
 // jwk.Parse reads as a set of one.
-var jwksMembers = func() jsonnames.Members {
-	m := jsonnames.Members{"keys": jwkMembers}
+var jwksMembers = func() jose.Members {
+	m := jose.Members{"keys": jwkMembers}
 	maps.Copy(m, jwkMembers)
 	return m
 }()
@@ -225,7 +199,7 @@ func receiptKeyFromJWKS(jwks []byte, kid string) (ed25519.PublicKey, error) {
 	// "x" and the first of two "keys", where go-jose and encoding/json read
 	// otherwise or refuse: a JWKS with a duplicate, or a case variant of a
 	// member they read, has no one reading.
-	if err := jsonnames.Check(jwks, jwksMembers); err != nil {
+	if err := jose.Check(jwks, jwksMembers); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidJWKS, err)
 	}
 	set, err := jwk.Parse(jwks)

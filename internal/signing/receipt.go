@@ -21,7 +21,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws/jwsbb"
 
-	"github.com/agentsigna/agentsigna/internal/jsonnames"
+	"github.com/agentsigna/agentsigna/internal/jose"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
@@ -112,7 +112,7 @@ func (c ReceiptClaims) MarshalJSON() ([]byte, error) {
 }
 
 // receiptClaimMembers are the claims ReceiptClaims reads, and their members.
-var receiptClaimMembers = jsonnames.Members{
+var receiptClaimMembers = jose.Members{
 	"iss": nil, "sub": nil, "jti": nil, "iat": nil, "nbf": nil, "exp": nil,
 	"tenant": nil, "decision_id": nil, "outcome": nil, "action": nil, "action_sha256": nil,
 	"agent":     {"id": nil, "sponsor": nil, "risk_tier": nil},
@@ -126,7 +126,7 @@ var receiptClaimMembers = jsonnames.Members{
 // refused, since encoding/json v1 would read it where a JOSE library does
 // not; other claims are ignored, and action is read whole.
 func (c *ReceiptClaims) UnmarshalJSON(b []byte) error {
-	if err := jsonnames.Check(b, receiptClaimMembers); err != nil {
+	if err := jose.Check(b, receiptClaimMembers); err != nil {
 		return fmt.Errorf("signing: receipt claims: %w", err)
 	}
 	var w struct {
@@ -180,7 +180,7 @@ func CanonicalActionDigest(canonical []byte) string {
 // member names, never values.
 func checkActionObject(action []byte) error {
 	// No names to compare: the agent's action is read whole.
-	if err := jsonnames.Check(action, nil); err != nil {
+	if err := jose.Check(action, nil); err != nil {
 		return fmt.Errorf("signing: action: %w", err)
 	}
 	return nil
@@ -283,7 +283,7 @@ func (s *ReceiptSigner) Sign(c ReceiptClaims) (string, error) {
 var jwsBase64 = base64.RawURLEncoding
 
 // protectedHeader is the JWS protected header a receipt is signed with
-// (DESIGN §3); receiptHeaderFields is how VerifyReceipt reads one.
+// (DESIGN §3); jose.Header is how VerifyReceipt reads one.
 type protectedHeader struct {
 	Alg string `json:"alg"`
 	KID string `json:"kid"`

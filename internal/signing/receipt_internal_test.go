@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentsigna/agentsigna/internal/jsonnames"
+	"github.com/agentsigna/agentsigna/internal/jose"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
@@ -408,11 +408,11 @@ func TestReceiptClaimMembersAreWhatSignWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	// membersOf is the names of v's objects, or of its first element's.
-	var membersOf func(v any) jsonnames.Members
-	membersOf = func(v any) jsonnames.Members {
+	var membersOf func(v any) jose.Members
+	membersOf = func(v any) jose.Members {
 		switch v := v.(type) {
 		case map[string]any:
-			m := jsonnames.Members{}
+			m := jose.Members{}
 			for name, value := range v {
 				m[name] = membersOf(value)
 			}

@@ -1,4 +1,4 @@
-package jsonnames
+package jose
 
 import (
 	"strings"

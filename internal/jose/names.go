@@ -9,7 +9,7 @@
 // and '-': such readers take "KID" for "kid" and "Decision-ID" for
 // "decision_id". A text with such a name, or with a duplicate, is read two
 // ways: Check refuses it rather than have it read one of them.
-package jsonnames
+package jose
 
 import (
 	"bytes"
