@@ -745,12 +745,9 @@ func TestDecisionsKeyMigrationChecksEveryReference(t *testing.T) {
 		{"a case names no decision", "cases", "cases_tenant_id_decision_id_fkey"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := pgtest.NewEmpty(t)
+			db := migratedTo(t, 3)
 			ctx := context.Background()
-			if err := MigrateTo(ctx, db.AdminURL, db.Roles, 3); err != nil {
-				t.Fatal(err)
-			}
-			tenant := "5f0c2b1e-8a3d-4c6e-9b7a-1d2e3f405162"
+			tenant := oldTenant
 			agent, allowed, escalated := store.NewID(store.PrefixAgent), store.NewID(store.PrefixDecision), store.NewID(store.PrefixDecision)
 			named := map[string]string{"receipts": allowed, "cases": escalated}
 			if tc.dangling != "" {
@@ -806,13 +803,10 @@ func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
 	const jws = storetest.FakeJWS
 	for _, tc := range storetest.ReceiptUpgrades {
 		t.Run(tc.Name, func(t *testing.T) {
-			db := pgtest.NewEmpty(t)
+			db := migratedTo(t, 1)
 			ctx := context.Background()
-			if err := MigrateTo(ctx, db.AdminURL, db.Roles, 1); err != nil {
-				t.Fatal(err)
-			}
 			admin := pgtest.Connect(t, db.AdminURL) // a superuser: row security does not apply
-			tenant := "5f0c2b1e-8a3d-4c6e-9b7a-1d2e3f405162"
+			tenant := oldTenant
 			agent, decision, receipt := store.NewID(store.PrefixAgent), store.NewID(store.PrefixDecision), store.NewID(store.PrefixReceipt)
 			for _, q := range []struct {
 				sql  string
@@ -902,13 +896,10 @@ func TestOneActiveKeyMigration(t *testing.T) {
 		{"two active platform log keys", []key{{"platform-1", "log", "active", t1}, {"platform-2", "log", "active", t2}}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := pgtest.NewEmpty(t)
+			db := migratedTo(t, 5)
 			ctx := context.Background()
-			if err := MigrateTo(ctx, db.AdminURL, db.Roles, 5); err != nil {
-				t.Fatal(err)
-			}
 			admin := pgtest.Connect(t, db.AdminURL) // a superuser: row security does not apply
-			tenant := "5f0c2b1e-8a3d-4c6e-9b7a-1d2e3f405162"
+			tenant := oldTenant
 			if _, err := admin.Exec(ctx, `INSERT INTO tenants (id, slug, name, status) VALUES ($1, 'acme', 'Acme', 'active')`, tenant); err != nil {
 				t.Fatal(err)
 			}
@@ -976,13 +967,10 @@ func TestOneActiveKeyMigration(t *testing.T) {
 // its remembered jtis: a replay of one is still refused, while another
 // agent may now use the same jti.
 func TestJTIsPerAgentMigration(t *testing.T) {
-	db := pgtest.NewEmpty(t)
+	db := migratedTo(t, 6)
 	ctx := context.Background()
-	if err := MigrateTo(ctx, db.AdminURL, db.Roles, 6); err != nil {
-		t.Fatal(err)
-	}
 	admin := pgtest.Connect(t, db.AdminURL) // a superuser: row security does not apply
-	tenant := "5f0c2b1e-8a3d-4c6e-9b7a-1d2e3f405162"
+	tenant := oldTenant
 	one, two := store.NewID(store.PrefixAgent), store.NewID(store.PrefixAgent)
 	digest := sha256.Sum256([]byte("job-42"))
 	later := time.Now().Add(5 * time.Minute)
@@ -1132,3 +1120,19 @@ func TestOutagesAreUnavailable(t *testing.T) {
 		t.Errorf("a protocol violation (ours): %v, not an outage", err)
 	}
 }
+
+// migratedTo is an empty database migrated to version only: a database an
+// earlier release left, for a migration test to put old rows in (as the
+// superuser, pgtest.Connect(t, db.AdminURL): row security does not apply)
+// before Migrate upgrades it.
+func migratedTo(t *testing.T, version int) *pgtest.DB {
+	t.Helper()
+	db := pgtest.NewEmpty(t)
+	if err := MigrateTo(context.Background(), db.AdminURL, db.Roles, version); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// oldTenant is the organization migration tests write old rows for.
+const oldTenant = "5f0c2b1e-8a3d-4c6e-9b7a-1d2e3f405162"
