@@ -1,6 +1,8 @@
-// Package jsonnames refuses JSON texts that readers read differently for
-// their member names: a duplicate name, or a name that is not one a reader
-// interprets but that a case-insensitive reader takes for it.
+// Package jose reads JOSE JSON (RFC 7515, RFC 7519) as every JOSE reader
+// reads it. Check refuses texts that readers read differently for their
+// member names: a duplicate name, or a name that is not one a reader
+// interprets but that a case-insensitive reader takes for it. ParseHeader
+// reads a compact JWS's protected header by exact name.
 //
 // SPEC: RFC 7515 §4 and RFC 7519 §4 — JOSE member names are
 // case-sensitive, and a JOSE library (jwx, go-jose) reads {"KID":…} as a
