@@ -181,7 +181,10 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	// A request refused for its form is recorded too, in the organization
 	// of the agent its assertion names, if any (unverified: only where the
-	// refusal is filed).
+	// refusal is filed), else in the platform's log: so are those refused
+	// before the form is read (its content type, a malformed form). If the
+	// directory cannot say, the answer is the outage: nothing goes
+	// unrecorded.
 	var assertion string
 	refuse := func(answer error, reason string) error {
 		ref, claimed, err := a.claimedOrganization(ctx, assertion)

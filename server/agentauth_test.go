@@ -596,6 +596,13 @@ func TestRequireWhileTheDirectoryFails(t *testing.T) {
 	if s, h := whoami(tok); s != 503 || h.Get("WWW-Authenticate") != "" {
 		t.Fatalf("acme's token, the directory failing: %d (WWW-Authenticate %q), want 503 without a challenge", s, h.Get("WWW-Authenticate"))
 	}
+	// A token request refused for its form cannot be filed where its
+	// assertion's agent belongs: an outage, not an unrecorded 400.
+	badGrant := assertionForm(e.assertion(t, e.agents["acme"], nil))
+	badGrant.Set("grant_type", "password")
+	if s, _, body := e.postToken(t, badGrant); s != 503 {
+		t.Fatalf("a refused token request, the directory failing: %d %s, want 503", s, body)
+	}
 	fd.err = fmt.Errorf("%w: tenant", store.ErrNotFound)
 	if s, h := whoami(tok); s != 401 || !strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`) {
 		t.Fatalf("a token naming an organization the store does not have: %d (WWW-Authenticate %q), want 401 invalid_token", s, h.Get("WWW-Authenticate"))
@@ -606,7 +613,8 @@ func TestRequireWhileTheDirectoryFails(t *testing.T) {
 	}
 }
 
-// failingDirectory fails ResolveTenantID with err, when set.
+// failingDirectory fails ResolveTenantID and ResolveAgent with err, when
+// set.
 type failingDirectory struct {
 	store.TenantStore
 	err error
@@ -617,6 +625,13 @@ func (f *failingDirectory) ResolveTenantID(ctx context.Context, id string) (stor
 		return store.TenantRef{}, f.err
 	}
 	return f.TenantStore.ResolveTenantID(ctx, id)
+}
+
+func (f *failingDirectory) ResolveAgent(ctx context.Context, agentID string) (store.TenantRef, error) {
+	if f.err != nil {
+		return store.TenantRef{}, f.err
+	}
+	return f.TenantStore.ResolveAgent(ctx, agentID)
 }
 
 // client_id, when sent, must name the agent the assertion authenticates
