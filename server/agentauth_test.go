@@ -385,6 +385,23 @@ func TestReplicasVerifyEachOthersTokens(t *testing.T) {
 			}
 		}
 	}
+	// A replica that issued nothing reads the organization's token key
+	// from the store when a token first names it.
+	verifier, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: e.store, Ledger: e.ledger, Keys: kr, PublicURL: testPublicURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = verifier.Close(context.Background()) })
+	third, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: e.store.Ping, PlatformReady: e.store.Ping})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mountWhoAmI(third.Tenant.App(), verifier)
+	for j, tok := range tokens {
+		if status, _, body := (&agentEnv{app: third.Tenant.App()}).whoami(t, tok); status != 200 || string(body) != acme.id+" "+e.orgs["acme"].ID {
+			t.Errorf("a replica that issued nothing, with replica %d's token: %d %s", j, status, body)
+		}
+	}
 }
 
 // firstTokenRace is a racingReplica that holds each token request, once
