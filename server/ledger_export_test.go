@@ -77,6 +77,27 @@ func TestExportStreamsOverHTTP(t *testing.T) {
 		t.Fatalf("the streamed export: %+v, %v", rep, err)
 	}
 
+	// HEAD answers the headers a GET would, refusals included, and sends
+	// no archive: the entries are read for the sizing pass only (two
+	// reads), not again to send them.
+	before := fe.calls.Load()
+	req, _ := http.NewRequest(http.MethodHead, "http://"+addr+"/v1/ledger/export", nil)
+	req.Header.Set("X-Test-Tenant", "acme")
+	head, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != 200 || head.Header.Get("Content-Type") != "application/gzip" || fe.calls.Load()-before != 2 {
+		t.Fatalf("HEAD: %d %q, %d reads of the entries, want 200 application/gzip and the sizing pass's 2", head.StatusCode, head.Header.Get("Content-Type"), fe.calls.Load()-before)
+	}
+	req, _ = http.NewRequest(http.MethodHead, "http://"+addr+"/v1/ledger/export?to=999999", nil)
+	req.Header.Set("X-Test-Tenant", "acme")
+	if head, err = client.Do(req); err != nil || head.StatusCode != 404 {
+		t.Fatalf("HEAD of an export to a size never signed: %v, %v", head, err)
+	}
+	head.Body.Close()
+
 	// The sizing pass reads the entries in two reads, as does the pass
 	// that sends them; its second read fails.
 	fe.failAt.Store(fe.calls.Load() + 4)
