@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding"
 	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"reflect"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -42,17 +43,13 @@ func (o Options) withDefaults() Options {
 // On error v may be partly filled and must be discarded; the error is an
 // *Error wrapping one of the package's sentinels.
 //
-// Member names are checked against v's type, not its value: a struct that
-// an interface field of v already points to (encoding/json decodes into it)
-// is matched up to case. Decode into zero values.
+// The decoding is encoding/json/v2's, which matches member names to struct
+// fields exactly (a field tagged case:ignore opts out) and refuses the
+// others here; a struct type it cannot decode is ErrInvalidTarget once the
+// body reaches it. Decode into zero values.
 func Decode(data []byte, v any, opts Options) error {
 	opts = opts.withDefaults()
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return newError(ErrInvalidTarget, "", -1)
-	}
-	root, err := shapeOf(rv.Type())
-	if err != nil {
+	if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return newError(ErrInvalidTarget, "", -1)
 	}
 	switch {
@@ -61,87 +58,160 @@ func Decode(data []byte, v any, opts Options) error {
 	case len(data) > opts.MaxBytes:
 		return newError(ErrTooLarge, "", -1)
 	case !utf8.Valid(data):
-		// encoding/json would replace bad bytes with U+FFFD and carry on.
 		return newError(ErrInvalidUTF8, "", int64(firstInvalidUTF8(data)))
 	}
-	pre := scanner{data: data, maxDepth: opts.MaxDepth, root: root}
+	pre := scanner{data: data, maxDepth: opts.MaxDepth}
 	if err := pre.run(); err != nil {
 		return err
 	}
-	if pre.unknown != nil {
-		return pre.unknown
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return decodeError(err, data, opts)
+	if err := jsonv2.Unmarshal(data, v, decodeOptions); err != nil {
+		return decodeError(err, data)
 	}
 	return nil
 }
 
-// decodeError turns an encoding/json error, whose text names Go types and
-// quotes client values, into an *Error that does neither.
-func decodeError(err error, data []byte, opts Options) error {
-	var typeErr *json.UnmarshalTypeError
-	var syn *json.SyntaxError
-	switch {
-	case errors.As(err, &typeErr):
-		// A Go 1.27+ (json/v2-backed) type error may wrap the error of a
-		// field's own UnmarshalJSON/UnmarshalText: the value, not its type,
-		// was wrong.
-		e := newError(ErrInvalidValue, fieldPath(typeErr.Field), typeErr.Offset)
-		if errors.Unwrap(typeErr) == nil {
-			e.Kind, e.expected = ErrType, jsonKind(typeErr.Type)
+var decodeOptions = jsonv2.JoinOptions(
+	jsonv2.RejectUnknownMembers(true),
+	jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, v *any) error {
+		var err error
+		*v, err = anyValue(dec)
+		return err
+	})),
+)
+
+// anyValue reads the next value as json/v2 would into an interface{}, but
+// with numbers as json.Number: json/v2 has no UseNumber.
+func anyValue(dec *jsontext.Decoder) (any, error) {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case '{':
+		m := make(map[string]any)
+		for dec.PeekKind() != '}' {
+			name, err := dec.ReadToken()
+			if err != nil {
+				return nil, err
+			}
+			key := name.String() // before the next read voids name
+			if m[key], err = anyValue(dec); err != nil {
+				return nil, err
+			}
 		}
-		return e
-	case errors.As(err, &syn):
-		return newError(ErrSyntax, "", syn.Offset)
-	}
-	var target *json.InvalidUnmarshalError
-	if errors.As(err, &target) {
-		return newError(ErrInvalidTarget, "", -1)
-	}
-	// encoding/json reports an unknown field only as text:
-	// `json: unknown field "name"`.
-	if quoted, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		e := newError(ErrUnknownField, "", -1)
-		if name, uerr := strconv.Unquote(quoted); uerr == nil {
-			e.Path = unknownFieldPath(data, name, opts)
+		_, err = dec.ReadToken()
+		return m, err
+	case '[':
+		l := []any{}
+		for dec.PeekKind() != ']' {
+			e, err := anyValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			l = append(l, e)
 		}
-		return e
+		_, err = dec.ReadToken()
+		return l, err
+	case '0':
+		return json.Number(tok.String()), nil
+	case '"':
+		return tok.String(), nil
+	case 't', 'f':
+		return tok.Bool(), nil
+	default: // 'n'
+		return nil, nil
 	}
-	return newError(ErrInvalidValue, "", -1)
 }
 
-// fieldPath turns UnmarshalTypeError.Field ("action.list.1.value") into a
-// JSON path. Since Go 1.27 the field holds map keys too, so every segment is
-// escaped and truncated like any client key. A key holding a "." is split:
-// the path is then approximate, never unsafe.
-func fieldPath(field string) string {
-	if field == "" {
-		return ""
+// decodeError turns a json/v2 error, whose text names Go types and quotes
+// client values, into an *Error that does neither.
+func decodeError(err error, data []byte) error {
+	var sem *jsonv2.SemanticError
+	if !errors.As(err, &sem) {
+		// The pre-pass has refused every syntax error already.
+		return newError(ErrSyntax, "", -1)
 	}
-	parts := strings.Split(field, ".")
-	segs := make([]segment, 0, len(parts))
-	for _, p := range parts {
-		if n, err := strconv.Atoi(p); err == nil && n >= 0 && p == strconv.Itoa(n) {
+	path := pointerPath(data, sem.JSONPointer)
+	switch {
+	case errors.Is(sem.Err, jsonv2.ErrUnknownName):
+		return newError(ErrUnknownField, path, -1)
+	case sem.GoType == nil:
+		return newError(ErrInvalidValue, path, sem.ByteOffset)
+	case sem.Err != nil && hasDecoder(sem.GoType):
+		// The field's own UnmarshalJSON/UnmarshalText refused the value.
+		return newError(ErrInvalidValue, path, sem.ByteOffset)
+	case sem.Err != nil && sem.GoType.Kind() == reflect.Struct:
+		// Only the type itself fails a struct with an error of its own
+		// (a tag json/v2 refuses): a handler bug, not the client's.
+		return newError(ErrInvalidTarget, "", -1)
+	}
+	e := newError(ErrType, path, sem.ByteOffset)
+	e.expected = jsonKind(sem.GoType)
+	return e
+}
+
+// pointerPath renders a JSON Pointer into data as a path. A pointer cannot
+// tell an array index from a member named by digits, so data says which
+// each step is; where it cannot, the path stops there.
+func pointerPath(data []byte, ptr jsontext.Pointer) string {
+	dec := jsontext.NewDecoder(bytes.NewReader(data))
+	var segs []segment
+	for tok := range ptr.Tokens() {
+		switch dec.PeekKind() {
+		case '{':
+			if _, err := dec.ReadToken(); err != nil {
+				return formatPath(segs)
+			}
+			for {
+				if dec.PeekKind() != '"' {
+					return formatPath(segs)
+				}
+				name, err := dec.ReadToken()
+				if err != nil {
+					return formatPath(segs)
+				}
+				if name.String() == tok {
+					break
+				}
+				if dec.SkipValue() != nil {
+					return formatPath(segs)
+				}
+			}
+			segs = append(segs, segment{key: tok})
+		case '[':
+			n, err := strconv.Atoi(tok)
+			if err != nil || n < 0 {
+				return formatPath(segs)
+			}
+			if _, err := dec.ReadToken(); err != nil {
+				return formatPath(segs)
+			}
+			for range n {
+				if dec.SkipValue() != nil {
+					return formatPath(segs)
+				}
+			}
 			segs = append(segs, segment{index: n, isIndex: true})
-			continue
+		default:
+			return formatPath(segs)
 		}
-		segs = append(segs, segment{key: p})
 	}
 	return formatPath(segs)
 }
 
-// unknownFieldPath finds where the key name occurs; when it occurs in more
-// than one place the path is not told, rather than guessed.
-func unknownFieldPath(data []byte, name string, opts Options) string {
-	s := scanner{data: data, maxDepth: opts.MaxDepth, findKey: name}
-	if s.run() != nil || len(s.found) != 1 {
-		return ""
+// hasDecoder reports whether values of t are decoded by a method of their
+// own (json/v2 calls it before it looks at t's kind).
+func hasDecoder(t reflect.Type) bool {
+	for _, iface := range []reflect.Type{
+		reflect.TypeFor[json.Unmarshaler](),
+		reflect.TypeFor[jsonv2.UnmarshalerFrom](),
+		reflect.TypeFor[encoding.TextUnmarshaler](),
+	} {
+		if t.Implements(iface) || reflect.PointerTo(t).Implements(iface) {
+			return true
+		}
 	}
-	return s.found[0]
+	return false
 }
 
 // jsonKind names the JSON type a Go type decodes from.

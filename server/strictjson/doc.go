@@ -7,7 +7,9 @@
 // value. A member of an object that decodes into a struct must be named as
 // one of its fields byte for byte: encoding/json would also fill the field
 // "type" from "Type", "TYPE" or "ty\u017fe", a name a reader of the body that
-// compares names exactly does not take for it.
+// compares names exactly does not take for it. A token pre-pass checks the
+// rules json/v2 does not (depth, keys repeated up to case); encoding/json/v2,
+// which matches names exactly, decodes.
 //
 // It must never echo client data in an error: messages name the JSON path of
 // the problem (keys truncated and escaped) and the byte offset, never a value.

@@ -18,29 +18,16 @@ type frame struct {
 	index   int    // array: the index of the element being read
 	exact   map[string]struct{}
 	folded  map[string]struct{}
-	// shape is the Go type the container decodes into, nil when its member
-	// names are not checked; child is the shape of the value being read.
-	shape, child *shape
 }
 
-// scanner is the token pre-pass. encoding/json's Decode keeps the last of
-// duplicate keys, has no depth limit, ignores what follows the value and
-// matches member names to fields up to case, so those rules are checked
-// here, on tokens, before anything is decoded.
+// scanner is the token pre-pass: the depth limit, keys that repeat up to
+// case, lone surrogate escapes, a top level that is not one object, and
+// anything after it are refused here, on tokens, before anything is
+// decoded, each with its path.
 type scanner struct {
 	data     []byte
 	maxDepth int
 	stack    []*frame
-	// root is the shape of the decode target; nil checks no names.
-	root *shape
-	// unknown is the first member whose name is not a field's, reported
-	// once the scan found nothing else wrong (as when encoding/json, which
-	// runs after the scan, found it).
-	unknown *Error
-	// findKey, when set, makes the scan record in found the path of every
-	// key equal to it (used to locate an unknown field).
-	findKey string
-	found   []string
 }
 
 func (s *scanner) run() error {
@@ -82,21 +69,7 @@ func (s *scanner) delim(d json.Delim, start int64) error {
 		if len(s.stack) >= s.maxDepth {
 			return newError(ErrTooDeep, s.path(), start)
 		}
-		f := &frame{object: d == '{', wantKey: d == '{', shape: s.root}
-		if n := len(s.stack); n > 0 {
-			f.shape = s.stack[n-1].child
-		}
-		switch {
-		case f.shape == nil:
-		case f.object && (f.shape.kind == shapeStruct || f.shape.kind == shapeMap):
-		case !f.object && f.shape.kind == shapeList:
-			f.child = f.shape.elem
-		default:
-			// A type error for the decoder; nothing inside is a name of
-			// the target's.
-			f.shape = nil
-		}
-		s.stack = append(s.stack, f)
+		s.stack = append(s.stack, &frame{object: d == '{', wantKey: d == '{'})
 	default: // '}' or ']': Token has already checked that it matches.
 		s.stack = s.stack[:len(s.stack)-1]
 		s.valueDone()
@@ -126,21 +99,6 @@ func (s *scanner) str(v string, start, end int64) error {
 		return newError(ErrDuplicateKey, s.path(), start)
 	}
 	top.exact[v], top.folded[f] = struct{}{}, struct{}{}
-	if s.findKey != "" && v == s.findKey {
-		s.found = append(s.found, s.path())
-	}
-	if sh := top.shape; sh != nil {
-		if sh.kind == shapeMap {
-			top.child = sh.elem
-		} else {
-			child, known := sh.fields[v]
-			if !known && s.unknown == nil {
-				// No offset, as for an unknown field the decoder finds.
-				s.unknown = newError(ErrUnknownField, s.path(), -1)
-			}
-			top.child = child
-		}
-	}
 	return nil
 }
 
