@@ -186,6 +186,10 @@ func TestPathEscapesKeys(t *testing.T) {
 		{[]segment{{key: ""}}, `$[""]`},
 		{[]segment{{key: "1abc"}}, `$["1abc"]`},
 		{[]segment{{key: strings.Repeat("x", 40)}}, `$["` + strings.Repeat("x", 32) + `..."]`},
+		// Escaping makes a key up to four times longer: the path is cut
+		// before the segment that would pass the bound.
+		{[]segment{{key: strings.Repeat("\x01", 32)}, {key: strings.Repeat("\x01", 32)}, {key: "a"}},
+			`$["` + strings.Repeat(`\x01`, 32) + `"]...`},
 	} {
 		if got := formatPath(tc.segs); got != tc.want {
 			t.Errorf("formatPath(%v) = %s, want %s", tc.segs, got, tc.want)

@@ -21,40 +21,37 @@ type segment struct {
 	isIndex bool
 }
 
-// formatPath renders segments as "$.a.b[2][\"odd key\"]".
+// formatPath renders segments as "$.a.b[2][\"odd key\"]", cut short with
+// "..." before a segment that would take it past maxPathBytes.
 func formatPath(segs []segment) string {
 	var b strings.Builder
 	b.WriteString("$")
 	for _, s := range segs {
-		if b.Len() >= maxPathBytes {
+		var seg string
+		if s.isIndex {
+			seg = "[" + strconv.Itoa(s.index) + "]"
+		} else {
+			seg = keySegment(s.key)
+		}
+		if b.Len()+len(seg) > maxPathBytes {
 			b.WriteString("...")
 			break
 		}
-		if s.isIndex {
-			b.WriteString("[")
-			b.WriteString(strconv.Itoa(s.index))
-			b.WriteString("]")
-			continue
-		}
-		writeKey(&b, s.key)
+		b.WriteString(seg)
 	}
 	return b.String()
 }
 
-func writeKey(b *strings.Builder, key string) {
+func keySegment(key string) string {
 	short, truncated := truncate(key, maxKeyBytes)
 	if !truncated && isIdentifier(short) {
-		b.WriteString(".")
-		b.WriteString(short)
-		return
+		return "." + short
 	}
 	quoted := strconv.QuoteToASCII(short)
 	if truncated {
 		quoted = quoted[:len(quoted)-1] + `..."`
 	}
-	b.WriteString("[")
-	b.WriteString(quoted)
-	b.WriteString("]")
+	return "[" + quoted + "]"
 }
 
 // truncate cuts s to at most n bytes on a rune boundary.
