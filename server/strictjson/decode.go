@@ -44,12 +44,13 @@ func (o Options) withDefaults() Options {
 // *Error wrapping one of the package's sentinels.
 //
 // The decoding is encoding/json/v2's, which matches member names to struct
-// fields exactly (a field tagged case:ignore opts out) and refuses the
-// others here; a struct type it cannot decode is ErrInvalidTarget once the
-// body reaches it. Decode into zero values.
+// fields exactly and refuses the others. A target type with a way around
+// that (a catch-all field, case:ignore, a named interface type) or that
+// json/v2 cannot decode is ErrInvalidTarget whatever the body. Decode into
+// zero values.
 func Decode(data []byte, v any, opts Options) error {
 	opts = opts.withDefaults()
-	if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() {
+	if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() || checkTarget(rv.Type()) != nil {
 		return newError(ErrInvalidTarget, "", -1)
 	}
 	switch {
@@ -126,24 +127,28 @@ func anyValue(dec *jsontext.Decoder) (any, error) {
 // decodeError turns a json/v2 error, whose text names Go types and quotes
 // client values, into an *Error that does neither.
 func decodeError(err error, data []byte) error {
+	var syn *jsontext.SyntacticError
+	if errors.As(err, &syn) {
+		// The pre-pass has refused every syntax error; json/v2 still finds
+		// two map keys that convert to one ("0" and "-0" into map[int]T).
+		if errors.Is(syn.Err, jsontext.ErrDuplicateName) {
+			return newError(ErrDuplicateKey, pointerPath(data, syn.JSONPointer), syn.ByteOffset)
+		}
+		return newError(ErrSyntax, "", syn.ByteOffset)
+	}
 	var sem *jsonv2.SemanticError
 	if !errors.As(err, &sem) {
-		// The pre-pass has refused every syntax error already.
-		return newError(ErrSyntax, "", -1)
+		return newError(ErrInvalidValue, "", -1)
 	}
 	path := pointerPath(data, sem.JSONPointer)
 	switch {
 	case errors.Is(sem.Err, jsonv2.ErrUnknownName):
 		return newError(ErrUnknownField, path, -1)
-	case sem.GoType == nil:
+	case sem.Err != nil:
+		// json/v2 gives a cause when the value's JSON type was right and
+		// the value was not: out of range, a map key that is no number, an
+		// array of another length, the field's own decoder refusing it.
 		return newError(ErrInvalidValue, path, sem.ByteOffset)
-	case sem.Err != nil && hasDecoder(sem.GoType):
-		// The field's own UnmarshalJSON/UnmarshalText refused the value.
-		return newError(ErrInvalidValue, path, sem.ByteOffset)
-	case sem.Err != nil && sem.GoType.Kind() == reflect.Struct:
-		// Only the type itself fails a struct with an error of its own
-		// (a tag json/v2 refuses): a handler bug, not the client's.
-		return newError(ErrInvalidTarget, "", -1)
 	}
 	e := newError(ErrType, path, sem.ByteOffset)
 	e.expected = jsonKind(sem.GoType)
@@ -199,21 +204,6 @@ func pointerPath(data []byte, ptr jsontext.Pointer) string {
 	return formatPath(segs)
 }
 
-// hasDecoder reports whether values of t are decoded by a method of their
-// own (json/v2 calls it before it looks at t's kind).
-func hasDecoder(t reflect.Type) bool {
-	for _, iface := range []reflect.Type{
-		reflect.TypeFor[json.Unmarshaler](),
-		reflect.TypeFor[jsonv2.UnmarshalerFrom](),
-		reflect.TypeFor[encoding.TextUnmarshaler](),
-	} {
-		if t.Implements(iface) || reflect.PointerTo(t).Implements(iface) {
-			return true
-		}
-	}
-	return false
-}
-
 // jsonKind names the JSON type a Go type decodes from.
 func jsonKind(t reflect.Type) string {
 	if t == nil {
@@ -238,6 +228,9 @@ func jsonKind(t reflect.Type) string {
 		reflect.Float32, reflect.Float64:
 		return "number"
 	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 && !hasDecoder(t.Elem()) {
+			return "string" // base64, as json/v2 reads bytes
+		}
 		return "array"
 	case reflect.Struct, reflect.Map:
 		return "object"

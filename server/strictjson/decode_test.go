@@ -126,7 +126,8 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "string for number", in: `{"action":{"count":"SECRET-VALUE"}}`, want: ErrType, wantPath: "$.action.count"},
 		{name: "number for string", in: `{"reason":12345}`, want: ErrType, wantPath: "$.reason"},
 		{name: "object for string", in: `{"reason":{}}`, want: ErrType, wantPath: "$.reason"},
-		{name: "number too large for int", in: `{"action":{"count":1e400}}`, want: ErrType},
+		{name: "number too large for int", in: `{"action":{"count":1e400}}`, want: ErrInvalidValue, wantPath: "$.action.count"},
+		{name: "fraction for int", in: `{"action":{"count":1.5}}`, want: ErrInvalidValue, wantPath: "$.action.count"},
 		{name: "wrong element type", in: `{"action":{"tags":["a",1]}}`, want: ErrType},
 		{name: "bad time", in: `{"action":{"at":"yesterday-SECRET"}}`, want: ErrInvalidValue},
 	} {

@@ -31,12 +31,15 @@ var (
 	ErrUnknownField = errors.New("unknown field")
 	// ErrType: a value has the wrong JSON type for its field.
 	ErrType = errors.New("wrong type")
-	// ErrInvalidValue: a field's own decoder (UnmarshalJSON/UnmarshalText)
-	// refused the value.
+	// ErrInvalidValue: a value of the right JSON type that its field
+	// refused: out of range, an array of another length, a map key that
+	// its key type does not parse, or the field's own decoder
+	// (UnmarshalJSON/UnmarshalText) said no.
 	ErrInvalidValue = errors.New("invalid value")
 	// ErrInvalidTarget: Decode was given something it cannot decode into
-	// (nil, not a pointer, a struct whose field names it cannot tell as
-	// encoding/json does). A programming error, not a client error.
+	// (nil, not a pointer, a type that lets member names other than its
+	// fields' through or that json/v2 refuses). A programming error, not
+	// a client error.
 	ErrInvalidTarget = errors.New("invalid decode target")
 )
 

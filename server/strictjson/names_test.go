@@ -2,6 +2,7 @@ package strictjson
 
 import (
 	"encoding/json"
+	"encoding/json/jsontext"
 	"errors"
 	"reflect"
 	"strings"
@@ -190,15 +191,76 @@ func TestDecodeErrorPaths(t *testing.T) {
 	}
 }
 
-// TestDecodeRefusesTargetsItCannotDecode: a struct json/v2 refuses is a
-// programming error (a 500 in the handler), never a client's 400.
+// Value is a named empty interface: json/v2 would decode its numbers as
+// float64, out of reach of the json.Number unmarshaler for interface{}.
+type Value any
+
+// TestDecodeRefusesTargetsItCannotDecode: a target with a way around exact
+// names or unknown members, or one json/v2 refuses, is a programming error
+// (a 500 in the handler) whatever the body, never a body decoded with
+// names unchecked or a 400 for the client.
 func TestDecodeRefusesTargetsItCannotDecode(t *testing.T) {
-	var v struct {
-		A struct {
+	for name, v := range map[string]any{
+		"inline map fallback": &struct {
+			A     int            `json:"a"`
+			Extra map[string]any `json:",inline"`
+		}{},
+		"unknown fallback": &struct {
+			Rest jsontext.Value `json:",unknown"`
+		}{},
+		"case:ignore": &struct {
+			A int `json:"a_b,case:ignore"`
+		}{},
+		"nocase": &struct {
+			A int `json:"a,nocase"`
+		}{},
+		"named empty interface": &struct {
+			V Value `json:"v"`
+		}{},
+		"non-empty interface": &struct {
+			E error `json:"e"`
+		}{},
+		"v1's dash-comma": &struct {
+			D int `json:"-,"`
+		}{},
+		"format option": &struct {
 			B int `json:"b,format:xyz"`
-		} `json:"a"`
+		}{},
+		"nested, unreachable by {}": &struct {
+			L []map[string]*struct {
+				A int `json:"a,case:ignore"`
+			} `json:"l"`
+		}{},
+		"malformed quoted name": &struct {
+			A int `json:"'a"`
+		}{},
+		"a channel": &struct {
+			C chan int `json:"c"`
+		}{},
+	} {
+		if err := Decode([]byte(`{}`), v, Options{}); !errors.Is(err, ErrInvalidTarget) {
+			t.Errorf("%s: Decode = %v, want ErrInvalidTarget", name, err)
+		}
 	}
-	if err := Decode([]byte(`{"a":{"b":1}}`), &v, Options{}); !errors.Is(err, ErrInvalidTarget) {
-		t.Fatalf("Decode = %v, want ErrInvalidTarget", err)
+}
+
+// TestDecodeErrorKinds: each refusal json/v2 makes is told as what it is.
+func TestDecodeErrorKinds(t *testing.T) {
+	var v struct {
+		M map[int]string `json:"m"`
+		A [2]int         `json:"a"`
+		B []byte         `json:"b"`
+	}
+	for in, want := range map[string]string{
+		`{"m":{"0":"x","-0":"y"}}`: `duplicate key at $.m["-0"]`,
+		`{"a":[1,2,3]}`:            `invalid value at $.a`,
+		`{"b":"!!"}`:               `invalid value at $.b`,
+		`{"b":[1,2]}`:              `wrong type (expected string) at $.b`,
+		`{"m":{"x":"y"}}`:          `invalid value at $.m.x`,
+	} {
+		err := Decode([]byte(in), &v, Options{})
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("Decode(%s) = %v, want %q", in, err, want)
+		}
 	}
 }
