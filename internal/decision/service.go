@@ -133,6 +133,8 @@ type Service struct {
 	// inflight serialises requests of one agent under one Idempotency-Key,
 	// and the lazy expiry of one case, within this process.
 	inflight keyedMutex
+	// turns orders each agent's requests in this process (see turns).
+	turns turns
 
 	// loads serialises loading one organization's active policy.
 	loads keyedMutex
