@@ -47,9 +47,11 @@ const migrationLock = 0x4147_5349_474e_41
 
 // Migrate creates the roles if missing and applies pending migrations as the
 // owner role. adminURL must connect as a superuser, or as a role with
-// CREATEROLE that is a member of the owner role. Safe to run concurrently
-// and repeatedly. The app roles are created LOGIN without a password: set
-// one (ALTER ROLE … PASSWORD) where the server is not on trusted local auth.
+// CREATEROLE that is a member of the owner role (which Open refuses as an
+// app role). Existing app roles that Open would refuse are refused here
+// too, before any migration. Safe to run concurrently and repeatedly. The
+// app roles are created LOGIN without a password: set one (ALTER ROLE …
+// PASSWORD) where the server is not on trusted local auth.
 func Migrate(ctx context.Context, adminURL string, roles Roles) error {
 	return migrateTo(ctx, adminURL, roles, 0)
 }
@@ -144,7 +146,11 @@ func migrateTo(ctx context.Context, adminURL string, roles Roles, upTo int) erro
 }
 
 // ensureRoles creates missing roles with the least attributes and refuses
-// existing ones that could bypass row security.
+// existing ones that could bypass row security: an owner role that is a
+// superuser or BYPASSRLS, and app roles appRoleProblems finds unsafe (a
+// member of any role, an owner of anything here — the database included —
+// and the rest). It grants no role membership: the app roles belong to
+// none.
 func ensureRoles(ctx context.Context, conn *pgx.Conn, roles Roles) error {
 	for _, r := range []struct {
 		name  string
@@ -184,6 +190,18 @@ func ensureRoles(ctx context.Context, conn *pgx.Conn, roles Roles) error {
 	} {
 		if _, err := conn.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("postgres migrate: grants: %w", err)
+		}
+	}
+	// The app roles, found or made above, must be what Open will accept.
+	// Checked after the grants, which take CREATE on public from PUBLIC
+	// where an older database still gives it.
+	for _, name := range []string{roles.Tenant, roles.Platform} {
+		problems, err := appRoleProblems(ctx, conn, name)
+		if err != nil {
+			return fmt.Errorf("postgres migrate: read roles: %w", err)
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("%w: role %q %s; it may not serve AgentSigna", store.ErrInvalid, name, strings.Join(problems, "; "))
 		}
 	}
 	return nil

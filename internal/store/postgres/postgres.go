@@ -5,11 +5,13 @@
 // set_config(…, true), which lasts only until the transaction ends, so a
 // pooled connection never carries one tenant into the next borrower.
 //
-// The process connects as two roles that own nothing and cannot bypass row
-// security: a tenant role (no grant on platform tables) and a platform role
-// (no grant on tenant tables). Open refuses a superuser, a BYPASSRLS role or
-// one role for both planes. Schema changes happen only in Migrate, as a
-// separate owner role.
+// The process connects as two roles that own nothing, belong to no role and
+// cannot bypass row security: a tenant role (no grant on platform tables)
+// and a platform role (no grant on tenant tables). Open refuses a superuser,
+// a BYPASSRLS role, a member of any role (the owner role, the other plane's,
+// pg_database_owner, pg_read_all_data…), an owner of anything in the
+// database, a role set on connect over another login, or one role for both
+// planes. Schema changes happen only in Migrate, as a separate owner role.
 package postgres
 
 import (
@@ -17,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -97,30 +100,145 @@ func newPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	return pool, nil
 }
 
-// checkRoles refuses to serve as a role that would make row security
-// decorative: a superuser or BYPASSRLS role, an owner of the tables, or the
-// same role on both planes.
+// checkRoles refuses to serve as a role that would make row security or
+// the split between the planes decorative: a connection whose current
+// role is not the role it logged in as (a superuser URL with
+// options=-c role=…, where RESET ROLE gives the superuser back), a role
+// appRoleProblems finds unsafe, or the same role on both planes.
 func (s *Store) checkRoles(ctx context.Context) error {
 	var names [2]string
-	for i, pool := range []*pgxpool.Pool{s.tenant, s.platform} {
-		var name string
-		var super, bypass bool
-		var owns int
-		err := pool.QueryRow(ctx, `SELECT r.rolname, r.rolsuper, r.rolbypassrls,
-			(SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid AND c.relnamespace = 'public'::regnamespace)
-			FROM pg_roles r WHERE r.rolname = current_user`).Scan(&name, &super, &bypass, &owns)
+	for i, plane := range []struct {
+		name string
+		pool *pgxpool.Pool
+	}{{"tenant", s.tenant}, {"platform", s.platform}} {
+		var session, current string
+		var sessionPrivileged bool
+		err := plane.pool.QueryRow(ctx, `SELECT session_user, current_user,
+			(SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = session_user)`).
+			Scan(&session, &current, &sessionPrivileged)
 		if err != nil {
 			return mapErr(err)
 		}
-		if super || bypass || owns > 0 {
-			return fmt.Errorf("%w: postgres: role %q is a superuser, bypasses row security or owns tables; connect as the app roles created by `agentsigna migrate`", store.ErrInvalid, name)
+		// When they are one role, appRoleProblems below judges it.
+		if session != current {
+			login := "role"
+			if sessionPrivileged {
+				login = "superuser or BYPASSRLS role"
+			}
+			return fmt.Errorf("%w: postgres: the %s plane logs in as %s %q but acts as %q (a role set on connect, "+
+				"which RESET ROLE undoes); log in as the app role itself", store.ErrInvalid, plane.name, login, session, current)
 		}
-		names[i] = name
+		problems, err := appRoleProblems(ctx, plane.pool, current)
+		if err != nil {
+			return err
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("%w: postgres: the %s plane's role %q %s; connect as the app roles created by `agentsigna migrate`",
+				store.ErrInvalid, plane.name, current, strings.Join(problems, "; "))
+		}
+		names[i] = current
 	}
 	if names[0] == names[1] {
 		return fmt.Errorf("%w: postgres: the tenant and platform planes must use different roles (both are %q)", store.ErrInvalid, names[0])
 	}
 	return nil
+}
+
+// appRoleProblemsSQL reads what appRoleProblems judges, for role $1 in the
+// current database. Membership is pg_has_role's: direct, through other
+// roles, and pg_database_owner's for the database's owner. Ownership is
+// pg_shdepend's, which records every object a role owns (tables, schemas,
+// functions, types, the database itself), bar temporary tables another
+// session of the role may hold.
+const appRoleProblemsSQL = `SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolreplication,
+	ARRAY(SELECT m.rolname::text FROM pg_roles m
+		WHERE m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER') ORDER BY 1),
+	ARRAY(SELECT pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_shdepend d
+		WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = r.oid AND d.deptype = 'o'
+		AND (d.dbid = db.oid OR d.classid = 'pg_database'::regclass AND d.objid = db.oid)
+		AND NOT EXISTS (SELECT 1 FROM pg_class c
+			WHERE d.classid = 'pg_class'::regclass AND c.oid = d.objid AND c.relpersistence = 't')
+		ORDER BY 1),
+	ARRAY(SELECT n.nspname::text FROM pg_namespace n WHERE has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1)
+	FROM pg_roles r, pg_database db
+	WHERE r.rolname = $1 AND db.datname = current_database()`
+
+// appRoleProblems says what would let app role name get around row
+// security, the append-only triggers or the split between the planes;
+// nothing for the roles Migrate creates, which have no attributes, belong
+// to no role, own nothing and create nothing. Open checks the role each
+// plane acts as; Migrate checks the app roles it is given.
+//
+// A member of any role is refused, not only of the dangerous ones: a
+// member may SET ROLE to it, and every role worth joining is one — the
+// owner role or pg_database_owner (drop or alter the tables), the other
+// plane's role, pg_read_all_data / pg_write_all_data (past row security).
+// CREATEROLE lets a role grant itself the owner role; REPLICATION lets it
+// read every organization's changes from the WAL; CREATE on a schema lets
+// it plant a function or table the other plane's queries would resolve to.
+func appRoleProblems(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, name string) ([]string, error) {
+	var super, bypass, createRole, replication bool
+	var memberOf, owns, createIn []string
+	err := q.QueryRow(ctx, appRoleProblemsSQL, name).
+		Scan(&super, &bypass, &createRole, &replication, &memberOf, &owns, &createIn)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	if super {
+		// A superuser is a member of every role and may do anything.
+		return []string{"is a superuser"}, nil
+	}
+	var problems []string
+	if bypass {
+		problems = append(problems, "bypasses row security (BYPASSRLS)")
+	}
+	if createRole {
+		problems = append(problems, "has CREATEROLE, so it may grant itself the owner role")
+	}
+	if replication {
+		problems = append(problems, "has REPLICATION, so it may read every change from the WAL")
+	}
+	if len(memberOf) > 0 {
+		them := "them"
+		if len(memberOf) == 1 {
+			them = "it"
+		}
+		p := "is a member of " + listed("role", memberOf) + ", so it may SET ROLE to " + them
+		if slices.Contains(memberOf, "pg_database_owner") {
+			p += " (pg_database_owner: it owns the database or belongs to its owner)"
+		}
+		problems = append(problems, p)
+	}
+	if len(owns) > 0 {
+		problems = append(problems, "owns "+listed("", owns))
+	}
+	if len(createIn) > 0 {
+		problems = append(problems, "may create objects in "+listed("schema", createIn))
+	}
+	return problems, nil
+}
+
+// listed names at most a few of things, each after kind, quoted when kind
+// is set (pg_describe_object's descriptions carry their own).
+func listed(kind string, things []string) string {
+	const most = 4
+	var b strings.Builder
+	for i, t := range things[:min(len(things), most)] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if kind != "" {
+			fmt.Fprintf(&b, "%s %q", kind, t)
+		} else {
+			b.WriteString(t)
+		}
+	}
+	if len(things) > most {
+		fmt.Fprintf(&b, " and %d more", len(things)-most)
+	}
+	return b.String()
 }
 
 // checkSchema fails with ErrSchema unless the database is at this binary's

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -570,20 +571,115 @@ func TestPoolDoesNotLeakTenant(t *testing.T) {
 	}
 }
 
+// Each case is a role Open once accepted and the role then got around row
+// security or the split between the planes (a security review's proofs),
+// or a near relative. Each gets its own database; setup runs as the
+// superuser before Open and returns the URLs to open (the app roles' when
+// nil). The refusal is ErrInvalid, names the problem and carries no
+// password.
 func TestOpenRefusesUnsafeRoles(t *testing.T) {
-	db := pgtest.New(t)
 	ctx := context.Background()
+	both := func(t *testing.T, db *pgtest.DB) (string, string) { return db.TenantURL, db.PlatformURL }
 	for _, tc := range []struct {
-		name             string
-		tenant, platform string
+		name  string
+		stmts []string // as the superuser; see roleSQL
+		urls  func(t *testing.T, db *pgtest.DB) (tenant, platform string)
+		want  []string // in the error, after roleSQL
 	}{
-		{"superuser for both", db.AdminURL, db.AdminURL},
-		{"superuser tenant plane", db.AdminURL, db.PlatformURL},
-		{"same role on both planes", db.TenantURL, db.TenantURL},
-		{"missing platform URL", db.TenantURL, ""},
+		{name: "superuser for both",
+			urls: func(t *testing.T, db *pgtest.DB) (string, string) { return db.AdminURL, db.AdminURL },
+			want: []string{"superuser"}},
+		{name: "superuser tenant plane",
+			urls: func(t *testing.T, db *pgtest.DB) (string, string) { return db.AdminURL, db.PlatformURL },
+			want: []string{"superuser"}},
+		{name: "same role on both planes",
+			urls: func(t *testing.T, db *pgtest.DB) (string, string) { return db.TenantURL, db.TenantURL },
+			want: []string{"different roles"}},
+		{name: "missing platform URL",
+			urls: func(t *testing.T, db *pgtest.DB) (string, string) { return db.TenantURL, "" },
+			want: []string{"both"}},
+		{name: "tenant role has BYPASSRLS",
+			stmts: []string{`ALTER ROLE {tenant} BYPASSRLS`},
+			want:  []string{`"{tenant}"`, "BYPASSRLS"}},
+		// SET ROLE pg_database_owner, then DROP TABLE ledger_entries.
+		{name: "tenant role owns the database",
+			stmts: []string{`ALTER DATABASE {db} OWNER TO {tenant}`},
+			want:  []string{`"{tenant}"`, `role "pg_database_owner"`, "database {db}"}},
+		// The admin Migrate's doc describes, given as --database-url: it
+		// read tenants, lifted FORCE ROW LEVEL SECURITY and the append-only
+		// trigger, and rewrote ledger rows.
+		{name: "migration admin as the tenant plane",
+			urls: func(t *testing.T, db *pgtest.DB) (string, string) {
+				admin := db.Role(t, "admin", "LOGIN CREATEROLE NOSUPERUSER NOBYPASSRLS")
+				roleSQL(t, db, `GRANT {owner} TO `+Ident(admin), `ALTER DATABASE {db} OWNER TO `+Ident(admin))
+				adminURL := db.Login(t, admin)
+				if err := Migrate(ctx, adminURL, db.Roles); err != nil {
+					t.Fatalf("Migrate as the admin its doc describes: %v", err)
+				}
+				return adminURL, db.PlatformURL
+			},
+			want: []string{"CREATEROLE", `role "{owner}"`, `role "pg_database_owner"`, "database {db}"}},
+		// SET LOCAL ROLE owner, then DISABLE TRIGGER and DELETE the ledger.
+		{name: "tenant role a member of the owner role",
+			stmts: []string{`GRANT {owner} TO {tenant}`},
+			want:  []string{`"{tenant}"`, `role "{owner}"`}},
+		{name: "tenant role a member of the owner role through another",
+			stmts: []string{`CREATE ROLE {prefix}_mid NOLOGIN`, `GRANT {owner} TO {prefix}_mid`, `GRANT {prefix}_mid TO {tenant}`},
+			want:  []string{`"{tenant}"`, `role "{owner}"`, `role "{prefix}_mid"`}},
+		// SET ROLE platform, then read tenants.
+		{name: "tenant role a member of the platform role",
+			stmts: []string{`GRANT {platform} TO {tenant}`},
+			want:  []string{`"{tenant}"`, `role "{platform}"`}},
+		{name: "platform role a member of the tenant role",
+			stmts: []string{`GRANT {tenant} TO {platform}`},
+			want:  []string{`"{platform}"`, `role "{tenant}"`}},
+		// SET ROLE pg_read_all_data, then read tenant_settings.
+		{name: "platform role a member of pg_read_all_data",
+			stmts: []string{`GRANT pg_read_all_data TO {platform}`},
+			want:  []string{`"{platform}"`, `role "pg_read_all_data"`}},
+		{name: "platform role a member of pg_write_all_data",
+			stmts: []string{`GRANT pg_write_all_data TO {platform}`},
+			want:  []string{`"{platform}"`, `role "pg_write_all_data"`}},
+		// current_user was the tenant role, session_user the superuser:
+		// SET ROLE NONE, then every organization's rows.
+		{name: "superuser logs in and sets the tenant role on connect",
+			urls: func(t *testing.T, db *pgtest.DB) (string, string) {
+				u, err := url.Parse(db.AdminURL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				u.RawQuery = url.Values{"options": {"-c role=" + db.Roles.Tenant}}.Encode()
+				return strings.ReplaceAll(u.String(), "+", "%20"), db.PlatformURL
+			},
+			want: []string{`acts as "{tenant}"`}},
+		{name: "tenant role owns a schema ahead of public on its search_path",
+			stmts: []string{`CREATE SCHEMA {tenant} AUTHORIZATION {tenant}`},
+			want:  []string{`"{tenant}"`, "schema {tenant}"}},
+		{name: "platform role owns a function the tenant role calls",
+			stmts: []string{`ALTER FUNCTION app_agent_tenant(text) OWNER TO {platform}`},
+			want:  []string{`"{platform}"`, "function app_agent_tenant(text)"}},
+		{name: "platform role owns a table",
+			stmts: []string{`ALTER TABLE tenants OWNER TO {platform}`},
+			want:  []string{`"{platform}"`, "table tenants"}},
+		{name: "tenant role may create in public",
+			stmts: []string{`GRANT CREATE ON SCHEMA public TO {tenant}`},
+			want:  []string{`"{tenant}"`, `schema "public"`}},
+		{name: "tenant role has CREATEROLE",
+			stmts: []string{`ALTER ROLE {tenant} CREATEROLE`},
+			want:  []string{`"{tenant}"`, "CREATEROLE"}},
+		{name: "platform role has REPLICATION",
+			stmts: []string{`ALTER ROLE {platform} REPLICATION`},
+			want:  []string{`"{platform}"`, "REPLICATION"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := Open(ctx, Config{TenantURL: tc.tenant, PlatformURL: tc.platform})
+			db := pgtest.New(t)
+			roleSQL(t, db, tc.stmts...)
+			urls := tc.urls
+			if urls == nil {
+				urls = both
+			}
+			tenant, platform := urls(t, db)
+			s, err := Open(ctx, Config{TenantURL: tenant, PlatformURL: platform})
 			if err == nil {
 				s.Close()
 				t.Fatal("opened")
@@ -591,12 +687,81 @@ func TestOpenRefusesUnsafeRoles(t *testing.T) {
 			if !errors.Is(err, store.ErrInvalid) {
 				t.Fatalf("got %v, want ErrInvalid", err)
 			}
+			t.Logf("refused: %v", err)
+			for _, w := range tc.want {
+				if w = roleReplacer(db).Replace(w); !strings.Contains(err.Error(), w) {
+					t.Errorf("got %v, want it to say %s", err, w)
+				}
+			}
+			for _, raw := range []string{tenant, platform} {
+				if u, _ := url.Parse(raw); u != nil {
+					if pw, ok := u.User.Password(); ok && strings.Contains(err.Error(), pw) {
+						t.Errorf("the refusal carries a password: %v", err)
+					}
+				}
+			}
 		})
 	}
+	db := pgtest.New(t)
 	_, err := Open(ctx, Config{TenantURL: "postgres://u:hunter2@[bad", PlatformURL: db.PlatformURL})
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("bad URL error leaks or passes: %v", err)
 	}
+}
+
+// roleReplacer fills in {db}, {prefix}, {owner}, {tenant} and {platform}
+// with db's names, quoted as identifiers where they are (all are plain
+// lower-case names, which need no quotes, so one replacement fits both
+// SQL and error text).
+func roleReplacer(db *pgtest.DB) *strings.Replacer {
+	return strings.NewReplacer(
+		"{db}", db.Name,
+		"{prefix}", strings.TrimSuffix(db.Roles.Owner, "_owner"),
+		"{owner}", db.Roles.Owner,
+		"{tenant}", db.Roles.Tenant,
+		"{platform}", db.Roles.Platform,
+	)
+}
+
+// roleSQL runs stmts as the superuser in db, after roleReplacer. A role
+// named {prefix}_x is dropped with db's.
+func roleSQL(t *testing.T, db *pgtest.DB, stmts ...string) {
+	t.Helper()
+	conn := pgtest.Connect(t, db.AdminURL)
+	for _, stmt := range stmts {
+		if strings.HasPrefix(stmt, "CREATE ROLE {prefix}_") {
+			suffix, _, _ := strings.Cut(strings.TrimPrefix(stmt, "CREATE ROLE {prefix}_"), " ")
+			db.Role(t, suffix, "")
+		}
+		stmt = roleReplacer(db).Replace(stmt)
+		if _, err := conn.Exec(context.Background(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+}
+
+// The roles Migrate makes belong to no role and have nothing Open
+// refuses: Open accepts them as made.
+func TestMigrateMakesRolesOpenAccepts(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewEmpty(t)
+	roles := Roles{Owner: db.Role(t, "new_owner", ""), Tenant: db.Role(t, "new_tenant", ""), Platform: db.Role(t, "new_platform", "")}
+	if err := Migrate(ctx, db.AdminURL, roles); err != nil {
+		t.Fatal(err)
+	}
+	conn := pgtest.Connect(t, db.AdminURL)
+	var members int
+	err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_roles r, pg_roles m
+		WHERE r.rolname = ANY($1) AND m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER')`,
+		[]string{roles.Owner, roles.Tenant, roles.Platform}).Scan(&members)
+	if err != nil || members != 0 {
+		t.Fatalf("the roles Migrate made belong to %d roles, %v", members, err)
+	}
+	s, err := Open(ctx, Config{TenantURL: db.Login(t, roles.Tenant), PlatformURL: db.Login(t, roles.Platform)})
+	if err != nil {
+		t.Fatalf("Open as the roles Migrate made: %v", err)
+	}
+	s.Close()
 }
 
 func TestOpenRefusesStaleSchema(t *testing.T) {
@@ -707,15 +872,41 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	}
 }
 
+// Migrate refuses app roles that exist already and Open would refuse,
+// before it migrates anything.
 func TestMigrateRefusesPrivilegedAppRole(t *testing.T) {
-	db := pgtest.NewEmpty(t)
-	ctx := context.Background()
-	conn := pgtest.Connect(t, db.AdminURL)
-	if _, err := conn.Exec(ctx, `ALTER ROLE `+Ident(db.Roles.Tenant)+` BYPASSRLS`); err != nil {
-		t.Fatal(err)
-	}
-	if err := Migrate(ctx, db.AdminURL, db.Roles); !errors.Is(err, store.ErrInvalid) {
-		t.Fatalf("Migrate with a BYPASSRLS tenant role: %v, want ErrInvalid", err)
+	for _, tc := range []struct {
+		name  string
+		stmts []string // as the superuser; see roleSQL
+		want  []string // in the error, after roleSQL
+	}{
+		{"tenant role has BYPASSRLS", []string{`ALTER ROLE {tenant} BYPASSRLS`}, []string{`"{tenant}"`}},
+		{"tenant role owns the database", []string{`ALTER DATABASE {db} OWNER TO {tenant}`},
+			[]string{`"{tenant}"`, `role "pg_database_owner"`, "database {db}"}},
+		{"tenant role a member of the owner role", []string{`GRANT {owner} TO {tenant}`}, []string{`"{tenant}"`, `role "{owner}"`}},
+		{"tenant role a member of the platform role", []string{`GRANT {platform} TO {tenant}`}, []string{`"{tenant}"`, `role "{platform}"`}},
+		{"platform role a member of pg_read_all_data", []string{`GRANT pg_read_all_data TO {platform}`},
+			[]string{`"{platform}"`, `role "pg_read_all_data"`}},
+		{"tenant role has CREATEROLE", []string{`ALTER ROLE {tenant} CREATEROLE`}, []string{`"{tenant}"`, "CREATEROLE"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := pgtest.NewEmpty(t)
+			ctx := context.Background()
+			roleSQL(t, db, tc.stmts...)
+			err := Migrate(ctx, db.AdminURL, db.Roles)
+			if !errors.Is(err, store.ErrInvalid) {
+				t.Fatalf("Migrate: %v, want ErrInvalid", err)
+			}
+			for _, w := range tc.want {
+				if w = roleReplacer(db).Replace(w); !strings.Contains(err.Error(), w) {
+					t.Errorf("got %v, want it to say %s", err, w)
+				}
+			}
+			var migrated bool
+			if err := pgtest.Connect(t, db.AdminURL).QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&migrated); err != nil || migrated {
+				t.Errorf("Migrate refused but made schema_migrations (%v, %v)", migrated, err)
+			}
+		})
 	}
 }
 

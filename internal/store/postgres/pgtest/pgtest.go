@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,10 @@ type DB struct {
 	AdminURL    string // the superuser, connected to this database
 	TenantURL   string // the tenant role
 	PlatformURL string // the platform role
+
+	base     string   // the server's URL, for roles made after NewEmpty
+	password string   // the one password of every role pgtest logs in as
+	extra    []string // more roles to drop, after the database
 }
 
 // New creates a randomly named database and role set, migrates it, and drops
@@ -72,6 +77,7 @@ func NewEmpty(t testing.TB) *DB {
 	t.Cleanup(func() { db.drop(t, base) })
 
 	password := randomHex(t, 16)
+	db.base, db.password = base, password
 	// Roles are created here, with a password, so the URLs work whatever
 	// the server's auth method; Migrate finds them and keeps them.
 	for _, r := range []struct {
@@ -104,10 +110,46 @@ func (db *DB) drop(t testing.TB, base string) {
 	if _, err := admin.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{db.Name}.Sanitize()+` WITH (FORCE)`); err != nil {
 		t.Errorf("pgtest: drop database: %v", err)
 	}
-	for _, r := range []string{db.Roles.Tenant, db.Roles.Platform, db.Roles.Owner} {
+	for _, r := range append([]string{db.Roles.Tenant, db.Roles.Platform, db.Roles.Owner}, db.extra...) {
 		if _, err := admin.Exec(ctx, `DROP ROLE IF EXISTS `+pgx.Identifier{r}.Sanitize()); err != nil {
 			t.Errorf("pgtest: drop role %s: %v", r, err)
 		}
+	}
+}
+
+// Role names one more role for this database (the role set's prefix, then
+// "_" and suffix) and drops it with the others, after the database. With
+// attrs it also creates the role (Login then gives it a password);
+// without, the test or Migrate creates it.
+func (db *DB) Role(t testing.TB, suffix, attrs string) string {
+	t.Helper()
+	name := strings.TrimSuffix(db.Roles.Owner, "_owner") + "_" + suffix
+	db.extra = append(db.extra, name)
+	if attrs != "" {
+		db.exec(t, `CREATE ROLE `+pgx.Identifier{name}.Sanitize()+` `+attrs)
+	}
+	return name
+}
+
+// Login gives role name the password pgtest gives its roles and returns a
+// URL that logs in to this database as it.
+func (db *DB) Login(t testing.TB, name string) string {
+	t.Helper()
+	db.exec(t, `ALTER ROLE `+pgx.Identifier{name}.Sanitize()+` PASSWORD '`+db.password+`'`)
+	return withDB(t, db.base, db.Name, url.UserPassword(name, db.password))
+}
+
+func (db *DB) exec(t testing.TB, stmt string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, db.AdminURL)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, stmt); err != nil {
+		t.Fatalf("pgtest: %v", err)
 	}
 }
 
