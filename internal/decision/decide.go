@@ -55,27 +55,25 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 		}
 		defer unlock()
 	}
-	// The agent's requests take turns until each knows its outcome, which
-	// then counts in the next ones' input until its batch commits (see
-	// turns).
-	tn, err := s.turns.take(ctx, org.ID+"/"+agentID)
-	if err != nil {
-		return Response{}, err
-	}
+	// The agent's requests take turns to evaluate, each counting the
+	// outcomes before it that the store did not have yet (see turns).
+	tn := s.turns.join(org.ID+"/"+agentID, v.Action.Counterparty)
 	defer tn.settle()
-	decided, denied, paid := tn.uncommitted(v.Action.Counterparty)
 	now := s.now()
 	g, err := s.gather(ctx, org, agentID, v, keyHash, now)
 	if err != nil {
 		return Response{}, err
 	}
 	if g.previous != nil {
-		tn.release()
 		return s.replay(ctx, org, *g.previous, v.sha256)
 	}
 	if err := s.ensurePolicy(ctx, org, g.policySeq); err != nil {
 		return Response{}, err
 	}
+	if err := tn.take(ctx); err != nil {
+		return Response{}, err
+	}
+	decided, denied, paid := tn.uncommitted()
 	stats := &g.input.Agent.Stats
 	stats.Decisions1h, stats.Denials1h, stats.Decisions24h = stats.Decisions1h+decided, stats.Denials1h+denied, stats.Decisions24h+decided
 	if g.input.Counterparty != nil {
@@ -86,7 +84,7 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 		s.cfg.Logger.WarnContext(ctx, "decision: policy evaluation failed; the request is denied",
 			slog.String("tenant", org.ID), slog.String("agent", agentID), slog.Any("errors", ev.Errors))
 	}
-	tn.decide(ev.Outcome, v.Action.Counterparty, store.IsPayment(store.Decision{
+	tn.decide(ev.Outcome, store.IsPayment(store.Decision{
 		Outcome: store.Outcome(ev.Outcome), CounterpartyID: v.Action.Counterparty, ActionType: v.Action.Type,
 	}))
 	return s.record(ctx, org, v, g, ev, keyHash, now)

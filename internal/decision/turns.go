@@ -13,50 +13,72 @@ import (
 // of requests would all read the same counts and each be judged as if it
 // were the agent's only one.
 //
-// turns closes that gap inside this process: each agent's requests take
-// turns from reading their input to knowing their outcome, and an outcome
-// counts in the input of the agent's later requests from then until its
-// batch has committed, when the store has it. The counts a request sees
-// are never lower than the committed decisions that precede it; for the
-// moment between a commit and its caller's return they may count a
-// decision twice, which only errs towards the stricter answer. Requests to
-// two replicas at once are not ordered by this.
+// turns closes that gap inside this process. Each agent's requests take
+// turns to evaluate, and every outcome decided before a request's turn
+// counts in its input unless the store read already had it: the request
+// notes how many of the agent's outcomes had settled (committed, or
+// failed for good) before its read, and counts every outcome decided since
+// beyond those. The counts are so never lower than the decisions that
+// precede it; an outcome that committed just as the read began may count
+// twice, which only errs towards the stricter answer. The read itself
+// runs outside the turn; only the evaluation is ordered. Requests to two
+// replicas at once are not ordered by this.
 type turns struct {
 	mu     sync.Mutex
 	agents map[string]*agentTurns
 }
 
-// agentTurns is one agent's turn and its decided-but-uncommitted outcomes.
+// agentTurns is one agent's turn and its running totals of outcomes, kept
+// while any of its requests is in progress.
 type agentTurns struct {
-	slot chan struct{} // holds a token while a request has the turn
-	refs int           // requests holding, waiting for or owing a settle
-	pending
+	slot             chan struct{} // holds a token while a request has the turn
+	refs             int           // requests in progress
+	decided, settled tally
 }
 
-// pending counts outcomes decided and not yet known to be committed.
-type pending struct {
+// tally counts outcomes: decisions, denials, and allowed payments by
+// counterparty id.
+type tally struct {
 	decisions, denials int
-	payments           map[string]int // by counterparty id: allowed payments
+	payments           map[string]int
 }
 
-// turn is one request's place in its agent's order.
-type turn struct {
-	t       *turns
-	key     string
-	a       *agentTurns
-	holding bool
-	counted *counted // what decide added; settle takes it away
-	settled bool
+func (t *tally) add(o counted) {
+	t.decisions++
+	if o.denial {
+		t.denials++
+	}
+	if o.paid != "" {
+		if t.payments == nil {
+			t.payments = map[string]int{}
+		}
+		t.payments[o.paid]++
+	}
 }
 
+// counted is what one outcome adds to a tally.
 type counted struct {
-	denial       bool
-	counterparty string // paid, or ""
+	denial bool
+	paid   string // the counterparty of an allowed payment, or ""
 }
 
-// take waits for the agent's turn, or gives up when ctx ends.
-func (t *turns) take(ctx context.Context, key string) (*turn, error) {
+// turn is one request's place among its agent's requests.
+type turn struct {
+	t            *turns
+	key          string
+	a            *agentTurns
+	counterparty string
+	// base is the settled totals before the request read the store.
+	base    struct{ decisions, denials, payments int }
+	holding bool
+	outcome *counted // set by decide
+	done    bool
+}
+
+// join enters a request of the agent key, before it reads the store.
+func (t *turns) join(key, counterparty string) *turn {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.agents == nil {
 		t.agents = map[string]*agentTurns{}
 	}
@@ -66,50 +88,49 @@ func (t *turns) take(ctx context.Context, key string) (*turn, error) {
 		t.agents[key] = a
 	}
 	a.refs++
-	t.mu.Unlock()
+	tn := &turn{t: t, key: key, a: a, counterparty: counterparty}
+	tn.base.decisions, tn.base.denials, tn.base.payments = a.settled.decisions, a.settled.denials, a.settled.payments[counterparty]
+	return tn
+}
+
+// take waits for the request's turn to evaluate, or gives up when ctx
+// ends.
+func (tn *turn) take(ctx context.Context) error {
 	select {
-	case a.slot <- struct{}{}:
-		return &turn{t: t, key: key, a: a, holding: true}, nil
+	case tn.a.slot <- struct{}{}:
+		tn.holding = true
+		return nil
 	case <-ctx.Done():
-		t.drop(key, a)
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 }
 
-// uncommitted returns the outcomes decided before this turn that are not
-// yet known committed. Read it before the store, so that a decision that
-// leaves it has already committed when the store is read.
-func (tn *turn) uncommitted(counterparty string) (decisions, denials, payments int) {
+// uncommitted returns what to add to the store's counts: the outcomes
+// decided before this turn that had not settled before the store read.
+func (tn *turn) uncommitted() (decisions, denials, payments int) {
 	tn.t.mu.Lock()
 	defer tn.t.mu.Unlock()
-	return tn.a.decisions, tn.a.denials, tn.a.payments[counterparty]
+	d := &tn.a.decided
+	return d.decisions - tn.base.decisions, d.denials - tn.base.denials, d.payments[tn.counterparty] - tn.base.payments
 }
 
-// decide records the request's outcome as pending and hands the turn to
-// the agent's next request. Call settle once the outcome is committed, or
-// will never be.
-func (tn *turn) decide(outcome Outcome, counterparty string, payment bool) {
-	c := &counted{denial: outcome == Deny}
+// decide counts the request's outcome for the agent's later requests and
+// hands the turn on. Call settle once the outcome is committed, or will
+// never be.
+func (tn *turn) decide(outcome Outcome, payment bool) {
+	o := counted{denial: outcome == Deny}
 	if payment {
-		c.counterparty = counterparty
+		o.paid = tn.counterparty
 	}
 	tn.t.mu.Lock()
-	tn.a.decisions++
-	if c.denial {
-		tn.a.denials++
-	}
-	if c.counterparty != "" {
-		if tn.a.payments == nil {
-			tn.a.payments = map[string]int{}
-		}
-		tn.a.payments[c.counterparty]++
-	}
-	tn.counted = c
+	tn.a.decided.add(o)
+	tn.outcome = &o
 	tn.t.mu.Unlock()
 	tn.release()
 }
 
-// release hands the turn on without deciding (the request ended early).
+// release hands the turn on without deciding (the request is a replay, or
+// ended early).
 func (tn *turn) release() {
 	if tn.holding {
 		tn.holding = false
@@ -117,35 +138,20 @@ func (tn *turn) release() {
 	}
 }
 
-// settle ends the turn: the turn is handed on if still held, and what
-// decide counted no longer counts (the store has it, or never will).
+// settle ends the request: the turn is handed on if still held, and a
+// decided outcome is settled (the store has it, or never will). Once only.
 func (tn *turn) settle() {
-	if tn.settled {
+	if tn.done {
 		return
 	}
-	tn.settled = true
+	tn.done = true
 	tn.release()
-	if c := tn.counted; c != nil {
-		tn.counted = nil
-		tn.t.mu.Lock()
-		tn.a.decisions--
-		if c.denial {
-			tn.a.denials--
-		}
-		if c.counterparty != "" {
-			if tn.a.payments[c.counterparty]--; tn.a.payments[c.counterparty] == 0 {
-				delete(tn.a.payments, c.counterparty)
-			}
-		}
-		tn.t.mu.Unlock()
+	tn.t.mu.Lock()
+	defer tn.t.mu.Unlock()
+	if tn.outcome != nil {
+		tn.a.settled.add(*tn.outcome)
 	}
-	tn.t.drop(tn.key, tn.a)
-}
-
-func (t *turns) drop(key string, a *agentTurns) {
-	t.mu.Lock()
-	if a.refs--; a.refs == 0 {
-		delete(t.agents, key)
+	if tn.a.refs--; tn.a.refs == 0 {
+		delete(tn.t.agents, tn.key)
 	}
-	t.mu.Unlock()
 }

@@ -7,55 +7,71 @@ import (
 	"time"
 )
 
-// TestTurns: one agent's requests take turns; a decided outcome counts for
-// the agent's later requests until it is settled; nothing is kept once
-// every request has settled.
+// TestTurns: one agent's requests take turns to evaluate; an outcome
+// decided before a request's turn counts for it unless it had settled
+// before the request read the store; nothing is kept once every request
+// has settled.
 func TestTurns(t *testing.T) {
 	var ts turns
 	ctx := context.Background()
-	first, err := ts.take(ctx, "org/agt_a")
-	if err != nil {
+	first := ts.join("org/agt_a", "cp_1")
+	second := ts.join("org/agt_a", "cp_1") // reads the store now, with first undecided
+	if err := first.take(ctx); err != nil {
 		t.Fatal(err)
 	}
 
 	// The agent's next request waits for the turn; another agent's does not.
-	other, err := ts.take(ctx, "org/agt_b")
-	if err != nil {
+	other := ts.join("org/agt_b", "cp_1")
+	if err := other.take(ctx); err != nil {
 		t.Fatal(err)
 	}
 	other.settle()
 	waiting, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if _, err := ts.take(waiting, "org/agt_a"); !errors.Is(err, context.DeadlineExceeded) {
+	if err := second.take(waiting); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("take while the turn is held = %v, want the context's error", err)
 	}
 
-	first.decide(Deny, "cp_1", false)
-	second, err := ts.take(ctx, "org/agt_a") // handed on by decide
-	if err != nil {
+	first.decide(Deny, false)
+	if err := second.take(ctx); err != nil { // handed on by decide
 		t.Fatal(err)
 	}
-	if d, n, p := second.uncommitted("cp_1"); d != 1 || n != 1 || p != 0 {
+	if d, n, p := second.uncommitted(); d != 1 || n != 1 || p != 0 {
 		t.Fatalf("uncommitted = %d decisions, %d denials, %d payments; want 1, 1, 0", d, n, p)
 	}
-	second.decide(Allow, "cp_1", true)
-	third, err := ts.take(ctx, "org/agt_a")
-	if err != nil {
+	second.decide(Allow, true)
+	third := ts.join("org/agt_a", "cp_1")
+	other2 := ts.join("org/agt_a", "cp_2")
+	first.settle() // after third and other2 read the store
+	if err := third.take(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if d, n, p := third.uncommitted("cp_1"); d != 2 || n != 1 || p != 1 {
+	// first settled after third joined: it may be in third's read or not,
+	// so it still counts (the stricter side); second has not settled.
+	if d, n, p := third.uncommitted(); d != 2 || n != 1 || p != 1 {
 		t.Fatalf("uncommitted = %d, %d, %d; want 2, 1, 1", d, n, p)
 	}
-	if _, _, p := third.uncommitted("cp_2"); p != 0 {
+	third.release()
+	if err := other2.take(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, p := other2.uncommitted(); p != 0 {
 		t.Fatalf("payments to another counterparty = %d, want 0", p)
 	}
-	first.settle()
+	other2.settle()
 	second.settle()
 	second.settle() // twice is once
-	if d, n, p := third.uncommitted("cp_1"); d != 0 || n != 0 || p != 0 {
+
+	// A request that joins after both settled finds them in the store.
+	fourth := ts.join("org/agt_a", "cp_1")
+	if err := fourth.take(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d, n, p := fourth.uncommitted(); d != 0 || n != 0 || p != 0 {
 		t.Fatalf("after settling: %d, %d, %d; want nothing", d, n, p)
 	}
-	third.settle() // never decided: hands the turn on
+	fourth.settle()
+	third.settle()
 	if len(ts.agents) != 0 {
 		t.Fatalf("%d agents still tracked after every request settled", len(ts.agents))
 	}
