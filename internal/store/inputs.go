@@ -18,6 +18,10 @@ type DecisionInputsQuery struct {
 	CounterpartyID string
 	// Now is the time the agent's stats are counted to.
 	Now time.Time
+	// BeforeRead, when set, is called once, with the connection in hand,
+	// just before the statement whose snapshot the inputs come from: what
+	// the caller learned before the call, the read does not predate.
+	BeforeRead func()
 }
 
 // Check refuses malformed ids and a key digest of the wrong size.

@@ -36,8 +36,18 @@ func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store
 		counterparty = &q.CounterpartyID
 	}
 	b.Queue(decisionInputsSQL, append(agentStatsArgs(tenantID, q.AgentID, q.Now), counterparty)...)
-	br := s.tenant.SendBatch(ctx, b)
-	err := readInputs(br, q, &in)
+	conn, err := s.tenant.Acquire(ctx)
+	if err != nil {
+		return store.DecisionInputs{}, mapErr(err)
+	}
+	defer conn.Release()
+	if q.BeforeRead != nil {
+		// Each statement of the batch reads a snapshot taken when it
+		// starts, after this.
+		q.BeforeRead()
+	}
+	br := conn.SendBatch(ctx, b)
+	err = readInputs(br, q, &in)
 	if cerr := br.Close(); err == nil {
 		err = mapErr(cerr)
 	}

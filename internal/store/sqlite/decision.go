@@ -267,6 +267,11 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 	var latest, hourAgo, dayAgo store.AgentTally
 	var policySeq int64
 	hourStart, dayStart := windowStarts(now)
+	if q.BeforeRead != nil {
+		// The read transaction (deferred) takes its snapshot at this
+		// statement: nothing before it in the transaction read.
+		q.BeforeRead()
+	}
 	err := tt.tx.QueryRowContext(ctx, decisionInputsQuery, tt.tenantID, q.AgentID, hourStart, dayStart,
 		nullBytes(q.IdempotencyKeySHA256), sql.NullString{String: q.CounterpartyID, Valid: q.CounterpartyID != ""},
 	).Scan(&previous,

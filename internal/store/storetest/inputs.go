@@ -153,6 +153,21 @@ func testDecisionInputs(t *testing.T, h Harness) {
 			t.Errorf("%s: %v, want %v", tc.what, err, tc.want)
 		}
 	}
+
+	// BeforeRead runs once, before the read's snapshot: a decision another
+	// transaction commits in it is in the read (the decision service
+	// counts on that to count each outcome at least once).
+	calls := 0
+	late := store.DecisionInputsQuery{AgentID: f.b.ID, Now: time.Now().UTC().Add(time.Minute), BeforeRead: func() {
+		calls++
+		inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+			_, err := tx.Decisions().Insert(ctx, newDecision(f.b.ID, store.OutcomeDeny, "report.archive", ""))
+			return err
+		})
+	}}
+	if got, err := read(f.tenant.ID, late); err != nil || calls != 1 || got.Stats != (store.AgentStats{Decisions1h: 1, Denials1h: 1, Decisions24h: 1}) {
+		t.Errorf("a decision committed in BeforeRead (called %d times): stats %+v, %v; want it read", calls, got.Stats, err)
+	}
 }
 
 // readInputsOneByOne reads q in tx, one statement at a time: the
