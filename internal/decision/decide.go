@@ -58,9 +58,10 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 	// The agent's requests take turns to evaluate, each counting the
 	// outcomes before it that the store did not have yet (see turns).
 	tn := s.turns.join(org.ID+"/"+agentID, v.Action.Counterparty)
-	defer tn.settle()
+	stored := false
+	defer func() { tn.settle(stored) }()
 	now := s.now()
-	g, err := s.gather(ctx, org, agentID, v, keyHash, now)
+	g, err := s.gather(ctx, org, agentID, v, keyHash, now, tn.reading)
 	if err != nil {
 		return Response{}, err
 	}
@@ -87,7 +88,9 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 	tn.decide(ev.Outcome, store.IsPayment(store.Decision{
 		Outcome: store.Outcome(ev.Outcome), CounterpartyID: v.Action.Counterparty, ActionType: v.Action.Type,
 	}))
-	return s.record(ctx, org, v, g, ev, keyHash, now)
+	var resp Response
+	resp, stored, err = s.record(ctx, org, v, g, ev, keyHash, now)
+	return resp, err
 }
 
 // idempotencyKeyHash checks the Idempotency-Key header and returns the
@@ -124,10 +127,13 @@ type gathered struct {
 // gather reads the policy input in one read (store.ReadDecisionInputs: one
 // round trip on PostgreSQL), which does not queue behind the ledger's
 // batch transactions, and takes the receipt signer (step 2 of Decide).
-func (s *Service) gather(ctx context.Context, org Organization, agentID string, v *validRequest, keyHash []byte, now time.Time) (gathered, error) {
+//
+// beforeRead is called just before the store read takes its snapshot.
+func (s *Service) gather(ctx context.Context, org Organization, agentID string, v *validRequest, keyHash []byte, now time.Time, beforeRead func()) (gathered, error) {
 	var g gathered
 	in, err := s.cfg.Tenants.ReadDecisionInputs(ctx, org.ID, store.DecisionInputsQuery{
 		AgentID: agentID, IdempotencyKeySHA256: keyHash, CounterpartyID: v.Action.Counterparty, Now: now,
+		BeforeRead: beforeRead,
 	})
 	switch {
 	case err != nil:

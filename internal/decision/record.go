@@ -21,7 +21,12 @@ import (
 // them fails on its own (the write's savepoint): the entries stay (the log
 // is append-only) and the agent gets an error — the log then shows a
 // decision the store lacks, never the reverse.
-func (s *Service) record(ctx context.Context, org Organization, v *validRequest, g gathered, ev Evaluation, keyHash []byte, now time.Time) (Response, error) {
+//
+// stored is false when the decision's row is certainly not in the store:
+// it failed before the ledger, its Idempotency-Key was taken, or its write
+// failed. A batch that failed may still have committed (a lost COMMIT
+// answer), so that is stored.
+func (s *Service) record(ctx context.Context, org Organization, v *validRequest, g gathered, ev Evaluation, keyHash []byte, now time.Time) (_ Response, stored bool, _ error) {
 	lg := s.cfg.Ledger.TenantLog(org.ID, org.Slug)
 	decisionID := store.NewID(store.PrefixDecision)
 	reasons := ev.Reasons
@@ -43,7 +48,7 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 		Policy: ev.Policy, Time: now,
 	})
 	if err != nil {
-		return Response{}, fmt.Errorf("decision: encode the decision record: %w", err)
+		return Response{}, false, fmt.Errorf("decision: encode the decision record: %w", err)
 	}
 	// The decision and its receipt or case go into the ledger together:
 	// one batch, one commit, consecutive entries.
@@ -54,14 +59,14 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	switch ev.Outcome {
 	case Allow:
 		if receipt, err = s.signReceipt(org, v, g, ev, decisionID, actionSHA, now); err != nil {
-			return Response{}, err
+			return Response{}, false, err
 		}
 		entries = append(entries, ledger.Entry{Kind: KindReceipt, Subject: receipt.ID, Record: []byte(receipt.JWS)})
 		resp.Receipt = receipt.JWS
 	case Escalate:
 		var caseRec []byte
 		if opened, caseRec, err = s.newCase(g.agent.ID, decisionID, approvals, now); err != nil {
-			return Response{}, err
+			return Response{}, false, err
 		}
 		entries = append(entries, ledger.Entry{Kind: KindCaseOpened, Subject: opened.ID, Record: caseRec})
 		resp.Case = &CaseSummary{ID: opened.ID, Status: opened.Status, ApprovalsRequired: opened.ApprovalsRequired, ExpiresAt: opened.ExpiresAt}
@@ -112,15 +117,16 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	if errors.Is(err, errKeyTaken) {
 		// Another process stored a decision under this Idempotency-Key
 		// between our read and our batch; the batch's check found it.
-		return s.replayAfterRace(ctx, org, g.agent.ID, keyHash, v.sha256)
+		resp, err := s.replayAfterRace(ctx, org, g.agent.ID, keyHash, v.sha256)
+		return resp, false, err
 	}
 	if err != nil {
 		if appended != nil {
-			return Response{}, fmt.Errorf("decision: store the decision: %w", err)
+			return Response{}, false, fmt.Errorf("decision: store the decision: %w", err)
 		}
-		return Response{}, fmt.Errorf("decision: append the decision to the ledger: %w", err)
+		return Response{}, true, fmt.Errorf("decision: append the decision to the ledger: %w", err)
 	}
-	return resp, nil
+	return resp, true, nil
 }
 
 // errKeyTaken: the batch's check found a decision already stored under

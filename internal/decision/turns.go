@@ -16,13 +16,16 @@ import (
 // turns closes that gap inside this process. Each agent's requests take
 // turns to evaluate, and every outcome decided before a request's turn
 // counts in its input unless the store read already had it: the request
-// notes how many of the agent's outcomes had settled (committed, or
-// failed for good) before its read, and counts every outcome decided since
-// beyond those. The counts are so never lower than the decisions that
-// precede it; an outcome that committed just as the read began may count
-// twice, which only errs towards the stricter answer. The read itself
-// runs outside the turn; only the evaluation is ordered. Requests to two
-// replicas at once are not ordered by this.
+// notes how many of the agent's outcomes had settled (committed) just
+// before its read's statement started (store.DecisionInputsQuery.
+// BeforeRead), and counts every outcome decided since beyond those. The
+// counts are so never lower than the decisions that precede it. An outcome
+// that committed between that note and the statement's snapshot counts
+// twice, which only errs towards the stricter answer; so does one whose
+// commit failed in a way that leaves it unknown. An outcome certainly not
+// stored stops counting when its request ends. The read itself runs
+// outside the turn; only the evaluation is ordered, one request at a time
+// per agent. Requests to two replicas at once are not ordered by this.
 type turns struct {
 	mu     sync.Mutex
 	agents map[string]*agentTurns
@@ -43,16 +46,18 @@ type tally struct {
 	payments           map[string]int
 }
 
-func (t *tally) add(o counted) {
-	t.decisions++
+func (t *tally) add(o counted, n int) {
+	t.decisions += n
 	if o.denial {
-		t.denials++
+		t.denials += n
 	}
 	if o.paid != "" {
 		if t.payments == nil {
 			t.payments = map[string]int{}
 		}
-		t.payments[o.paid]++
+		if t.payments[o.paid] += n; t.payments[o.paid] == 0 {
+			delete(t.payments, o.paid)
+		}
 	}
 }
 
@@ -89,8 +94,21 @@ func (t *turns) join(key, counterparty string) *turn {
 	}
 	a.refs++
 	tn := &turn{t: t, key: key, a: a, counterparty: counterparty}
-	tn.base.decisions, tn.base.denials, tn.base.payments = a.settled.decisions, a.settled.denials, a.settled.payments[counterparty]
+	tn.noteSettled()
 	return tn
+}
+
+// reading notes again what has settled, just before the store read takes
+// its snapshot (later is tighter; join noted it once already).
+func (tn *turn) reading() {
+	tn.t.mu.Lock()
+	defer tn.t.mu.Unlock()
+	tn.noteSettled()
+}
+
+func (tn *turn) noteSettled() {
+	s := &tn.a.settled
+	tn.base.decisions, tn.base.denials, tn.base.payments = s.decisions, s.denials, s.payments[tn.counterparty]
 }
 
 // take waits for the request's turn to evaluate, or gives up when ctx
@@ -123,7 +141,7 @@ func (tn *turn) decide(outcome Outcome, payment bool) {
 		o.paid = tn.counterparty
 	}
 	tn.t.mu.Lock()
-	tn.a.decided.add(o)
+	tn.a.decided.add(o, 1)
 	tn.outcome = &o
 	tn.t.mu.Unlock()
 	tn.release()
@@ -139,8 +157,10 @@ func (tn *turn) release() {
 }
 
 // settle ends the request: the turn is handed on if still held, and a
-// decided outcome is settled (the store has it, or never will). Once only.
-func (tn *turn) settle() {
+// decided outcome settles: stored (in the store, or perhaps: it keeps
+// counting for requests that read before this) or not (it stops counting).
+// Once only.
+func (tn *turn) settle(stored bool) {
 	if tn.done {
 		return
 	}
@@ -148,8 +168,12 @@ func (tn *turn) settle() {
 	tn.release()
 	tn.t.mu.Lock()
 	defer tn.t.mu.Unlock()
-	if tn.outcome != nil {
-		tn.a.settled.add(*tn.outcome)
+	switch {
+	case tn.outcome == nil:
+	case stored:
+		tn.a.settled.add(*tn.outcome, 1)
+	default:
+		tn.a.decided.add(*tn.outcome, -1)
 	}
 	if tn.a.refs--; tn.a.refs == 0 {
 		delete(tn.t.agents, tn.key)
