@@ -88,7 +88,7 @@ func TestDecodeExactNames(t *testing.T) {
 	}
 
 	var s nested
-	in = `{"list":[{"name":"a"}],"byKey":{"K":{"name":"b"}},"ptr":{"name":"c"},"inner":"d","raw":{"Any":{"NAME":1}},"any":{"Name":[{"X":1}]}}`
+	in = `{"list":[{"name":"a"}],"byKey":{"K":{"name":"b"}},"ptr":{"name":"c"},"inner":"d","raw":{"Any":{"NAME":1}},"any":{"Name":[{"X":1},true,false,null,"s"]}}`
 	if err := Decode([]byte(in), &s, Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestDecodeExactNames(t *testing.T) {
 		Ptr:      &named{"c"},
 		embedded: embedded{"d"},
 		Raw:      json.RawMessage(`{"Any":{"NAME":1}}`),
-		Any:      map[string]any{"Name": []any{map[string]any{"X": json.Number("1")}}},
+		Any:      map[string]any{"Name": []any{map[string]any{"X": json.Number("1")}, true, false, nil, "s"}},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("decoded %+v, want %+v", s, want)
@@ -233,6 +233,14 @@ func TestDecodeRefusesTargetsItCannotDecode(t *testing.T) {
 		}{},
 		"malformed quoted name": &struct {
 			A int `json:"'a"`
+		}{},
+		"embedded RawMessage": &struct {
+			json.RawMessage
+			A int `json:"a"`
+		}{},
+		"embedded unexported pointer": &struct {
+			*fcInner
+			Z int `json:"z"`
 		}{},
 		"a channel": &struct {
 			C chan int `json:"c"`

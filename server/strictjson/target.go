@@ -14,9 +14,12 @@ import (
 // json/v2 matches names exactly and refuses unknown members, but a struct
 // can opt out of both: a field tagged `inline` or `unknown` catches every
 // other name, one tagged `case:ignore` (or `nocase`) matches up to case,
-// `_` and `-`. And a named empty interface type is decoded with float64
-// numbers, which the unmarshaler for `any` cannot reach. So every type a
-// body could reach is checked once, before the first body is decoded.
+// `_` and `-`, and an embedded json.RawMessage lends the struct its
+// decoder. A named empty interface type is decoded with float64 numbers,
+// which the unmarshaler for `any` cannot reach. So every type a body could
+// reach is checked once, before the first body is decoded, for those and
+// for what json/v2 refuses of an empty object. (The cache is per type, as
+// encoding/json's own is.)
 
 // targets caches checkTarget's answer for each type Decode was given.
 var targets sync.Map // reflect.Type → targetResult
@@ -46,6 +49,9 @@ func (c *targetChecker) check(t reflect.Type) {
 	for c.err == nil && !c.seen[t] {
 		c.seen[t] = true
 		if hasDecoder(t) {
+			if promotesDecoder(t) {
+				c.err = fmt.Errorf("%v: a decoder promoted from an embedded field reads the whole struct", t)
+			}
 			return // the type's own method reads its value
 		}
 		switch t.Kind() {
@@ -69,8 +75,33 @@ func (c *targetChecker) check(t reflect.Type) {
 	}
 }
 
-// allowedOptions are the json tag options that leave member names alone.
-var allowedOptions = map[string]bool{"omitempty": true, "omitzero": true, "string": true}
+// allowedOption reports whether a json tag option leaves member names
+// alone.
+func allowedOption(opt string) bool {
+	switch opt {
+	case "omitempty", "omitzero", "string":
+		return true
+	}
+	return false
+}
+
+// promotesDecoder reports whether struct t has its decoder only because an
+// embedded field's is promoted (an embedded json.RawMessage would take
+// the whole object, unknown members and all).
+func promotesDecoder(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return false
+	}
+	for i := range t.NumField() {
+		if f := t.Field(i); f.Anonymous && hasDecoder(f.Type) {
+			return true
+		}
+	}
+	return false
+}
 
 func (c *targetChecker) checkStruct(t reflect.Type) {
 	for i := range t.NumField() {
@@ -79,9 +110,15 @@ func (c *targetChecker) checkStruct(t reflect.Type) {
 		if tag == "-" || (!f.IsExported() && !f.Anonymous) {
 			continue // json/v2 neither reads nor writes it
 		}
+		if !f.IsExported() && f.Type.Kind() == reflect.Pointer {
+			// json/v2 cannot allocate it: a member meant for it would be
+			// refused as the client's error.
+			c.err = fmt.Errorf("%v.%s: an embedded unexported pointer cannot be decoded into", t, f.Name)
+			return
+		}
 		if _, opts, ok := strings.Cut(tag, ","); ok {
 			for opt := range strings.SplitSeq(opts, ",") {
-				if !allowedOptions[opt] {
+				if !allowedOption(opt) {
 					c.err = fmt.Errorf("%v.%s: json tag option %q would let other names through", t, f.Name, opt)
 					return
 				}
