@@ -147,8 +147,8 @@ func (tn *turn) decide(outcome Outcome, payment bool) {
 	tn.release()
 }
 
-// release hands the turn on without deciding (the request is a replay, or
-// ended early).
+// release hands the turn on if this request holds it (decide and settle
+// call it).
 func (tn *turn) release() {
 	if tn.holding {
 		tn.holding = false

@@ -8,10 +8,10 @@
 // The process connects as two roles that own nothing, belong to no role and
 // cannot bypass row security: a tenant role (no grant on platform tables)
 // and a platform role (no grant on tenant tables). Open refuses a superuser,
-// a BYPASSRLS role, a member of any role (the owner role, the other plane's,
-// pg_database_owner, pg_read_all_data…), an owner of anything in the
-// database, a role set on connect over another login, or one role for both
-// planes. Schema changes happen only in Migrate, as a separate owner role.
+// a BYPASSRLS, CREATEROLE or REPLICATION role, a member of any role (the
+// owner role, the other plane's, pg_database_owner, pg_read_all_data…), an
+// owner of anything in the database, a role that may CREATE in a schema, a
+// role set on connect over another login, or one role for both planes. Schema changes happen only in Migrate, as a separate owner role.
 package postgres
 
 import (
@@ -205,7 +205,7 @@ func appRoleProblems(ctx context.Context, q interface {
 		if len(memberOf) == 1 {
 			them = "it"
 		}
-		p := "is a member of " + listed("role", memberOf) + ", so it may SET ROLE to " + them
+		p := "is a member of " + listed("role", memberOf) + ", so it may act as " + them
 		if slices.Contains(memberOf, "pg_database_owner") {
 			p += " (pg_database_owner: it owns the database or belongs to its owner)"
 		}
