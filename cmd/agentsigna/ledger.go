@@ -155,6 +155,10 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			rep.Problem, err = extendsKept(ctx, l, tg.log, pinned, kept, rep.Size)
 		}
 		switch {
+		case errors.Is(err, signing.ErrNoLogKey) && kept != nil:
+			// Checkpoints are of sizes > 0: the kept one had entries.
+			failed++
+			fmt.Fprintf(stdout, "%s: FAILED: the log has no key and no entries, but a checkpoint of it was kept: they were deleted\n", tg.name)
 		case errors.Is(err, signing.ErrNoLogKey):
 			fmt.Fprintf(stdout, "%s: empty (no key, no entries)\n", tg.name)
 		case err != nil:

@@ -35,9 +35,10 @@ func TestLedgerVerifyKeptCheckpoint(t *testing.T) {
 	tenantFile := s.TenantFile(acme.ID)
 	s.Close()
 
-	// appendAll appends one batch per record and returns the newest
-	// checkpoint, through the ledger `ledger verify` opens.
-	appendAll := func(records ...string) []byte {
+	// appendBatches appends each batch of records in one transaction and
+	// returns the newest checkpoint, through the ledger `ledger verify`
+	// opens; appendAll appends one batch per record.
+	appendBatches := func(batches ...[]string) []byte {
 		t.Helper()
 		fs := newFlagSet("test", io.Discard)
 		var sf storeFlags
@@ -59,8 +60,12 @@ func TestLedgerVerifyKeptCheckpoint(t *testing.T) {
 		}
 		defer l.Close()
 		lg := l.TenantLog(acme.ID, "acme")
-		for _, r := range records {
-			if _, err := l.Append(ctx, lg, ledger.Entry{Kind: "test", Subject: r, Record: []byte(`{"r":"` + r + `"}`)}); err != nil {
+		for _, records := range batches {
+			var entries []ledger.Entry
+			for _, r := range records {
+				entries = append(entries, ledger.Entry{Kind: "test", Subject: r, Record: []byte(`{"r":"` + r + `"}`)})
+			}
+			if _, err := l.AppendAll(ctx, lg, entries); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -69,6 +74,13 @@ func TestLedgerVerifyKeptCheckpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		return cp.Note
+	}
+	appendAll := func(records ...string) []byte {
+		var batches [][]string
+		for _, r := range records {
+			batches = append(batches, []string{r})
+		}
+		return appendBatches(batches...)
 	}
 	verifyLog := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
@@ -125,5 +137,32 @@ func TestLedgerVerifyKeptCheckpoint(t *testing.T) {
 	}
 	if _, err := verifyLog("--checkpoint", kept); !errors.Is(err, errUsage) {
 		t.Fatalf("--checkpoint without a log: %v", err)
+	}
+
+	// Cut back to size 2 again and grown in one batch to 5: no signed
+	// checkpoint of the kept size is left to compare with.
+	sqlitetest.Tamper(t, tenantFile,
+		fmt.Sprintf(`DELETE FROM ledger_entries WHERE tenant_id = '%s' AND idx >= 2`, acme.ID),
+		fmt.Sprintf(`DELETE FROM ledger_checkpoints WHERE tenant_id = '%s' AND size > 2`, acme.ID))
+	appendBatches([]string{"p", "q", "r"})
+	if out, err := verifyLog("--tenant", "acme"); err != nil || !strings.Contains(out, "acme: OK: 5 entries") {
+		t.Fatalf("the log regrown in one batch, on its own: %q, %v", out, err)
+	}
+	if out, err := verifyLog("--tenant", "acme", "--checkpoint", kept); err == nil || !strings.Contains(out, "no signed checkpoint of the kept size 4") {
+		t.Fatalf("the log regrown in one batch against the kept checkpoint: %q, %v", out, err)
+	}
+
+	// Every entry, checkpoint and the log's key deleted: on its own an
+	// empty log, against a kept checkpoint a deleted one.
+	sqlitetest.Tamper(t, tenantFile,
+		fmt.Sprintf(`DELETE FROM ledger_entries WHERE tenant_id = '%s'`, acme.ID),
+		fmt.Sprintf(`DELETE FROM ledger_nodes WHERE tenant_id = '%s'`, acme.ID),
+		fmt.Sprintf(`DELETE FROM ledger_checkpoints WHERE tenant_id = '%s'`, acme.ID),
+		fmt.Sprintf(`DELETE FROM signing_keys WHERE tenant_id = '%s' AND purpose = 'log'`, acme.ID))
+	if out, err := verifyLog("--tenant", "acme"); err != nil || !strings.Contains(out, "acme: empty") {
+		t.Fatalf("the emptied log, on its own: %q, %v", out, err)
+	}
+	if out, err := verifyLog("--tenant", "acme", "--checkpoint", kept); err == nil || !strings.Contains(out, "acme: FAILED: the log has no key and no entries") {
+		t.Fatalf("the emptied log against the kept checkpoint: %q, %v", out, err)
 	}
 }
