@@ -93,20 +93,15 @@ func (t *turns) join(key, counterparty string) *turn {
 		t.agents[key] = a
 	}
 	a.refs++
-	tn := &turn{t: t, key: key, a: a, counterparty: counterparty}
-	tn.noteSettled()
-	return tn
+	return &turn{t: t, key: key, a: a, counterparty: counterparty}
 }
 
-// reading notes again what has settled, just before the store read takes
-// its snapshot (later is tighter; join noted it once already).
+// reading notes what has settled, just before the store read takes its
+// snapshot (store.DecisionInputsQuery.BeforeRead). A request that never
+// read never takes its turn.
 func (tn *turn) reading() {
 	tn.t.mu.Lock()
 	defer tn.t.mu.Unlock()
-	tn.noteSettled()
-}
-
-func (tn *turn) noteSettled() {
 	s := &tn.a.settled
 	tn.base.decisions, tn.base.denials, tn.base.payments = s.decisions, s.denials, s.payments[tn.counterparty]
 }
