@@ -313,6 +313,20 @@ func TestVerifyExportSaysWhatIsWrong(t *testing.T) {
 			lines[5] = longLine
 			m.body = []byte(strings.Join(lines, ""))
 		}, "entry 5: line longer than 4194304 bytes"},
+		{"two lines swapped", func(x *testExport) {
+			m := x.member("entries.jsonl")
+			lines := strings.SplitAfter(string(m.body), "\n")
+			lines[5], lines[6] = lines[6], lines[5]
+			m.body = []byte(strings.Join(lines, ""))
+		}, "entry 5: missing or out of order"},
+		{"a manifest of another format", func(x *testExport) {
+			m := x.member("manifest.json")
+			m.body = bytes.Replace(m.body, []byte(`"format":"`+ExportFormat+`"`), []byte(`"format":"agentsigna-export/v2"`), 1)
+		}, "bad manifest"},
+		{"a manifest from after its end", func(x *testExport) {
+			m := x.member("manifest.json")
+			m.body = bytes.Replace(m.body, []byte(`"from":0,`), []byte(`"from":30,`), 1)
+		}, "bad manifest"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			x := newTestExport(t, 20, 0)
