@@ -257,6 +257,8 @@ func TestAccessTokenReadsClaimsByExactName(t *testing.T) {
 		{"tenant twice", claims(`"tenant":"tenant-a"`, `"tenant":"tenant-b","tenant":"tenant-a"`)},
 		{"jti twice", claims(`"jti":`, `"jti":"j0","jti":`)},
 		{"a duplicate in a claim not read", claims(`"jti":`, `"cnf":{"jkt":"a","jkt":"b"},"jti":`)},
+		// Exact names, but a value of another type: the decode refuses it.
+		{"tenant a number", claims(`"tenant":"tenant-a"`, `"tenant":5`)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ti.Verify(forge(t, header, tc.claims, key), now)

@@ -362,6 +362,8 @@ func TestVerifyReceiptReadsClaimsByExactName(t *testing.T) {
 		{"approvals[0].Approver beside approver", with(`"approver":"usr_2"`, `"approver":"usr_2","Approver":"usr_9"`)},
 		{"policy.tenant_revision twice", with(`"tenant_revision":"r7"`, `"tenant_revision":"r7","tenant_revision":"r8"`)},
 		{"a duplicate in action", with(`"type":"payment.send"`, `"type":"payment.send","type":"payment.refund"`)},
+		// Exact names, but a value of another type: the decode refuses it.
+		{"outcome a number", with(`"outcome":"approved"`, `"outcome":1`)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := VerifyReceipt(sign(tc.payload), jwks, now)
