@@ -2,7 +2,6 @@ package identity
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"math"
@@ -23,27 +22,16 @@ var errMalformed = errors.New("malformed JWS")
 
 // splitJWS decodes the header and payload of a compact JWS (RFC 7515 §7.1)
 // without verifying anything: callers check alg before touching a key, and
-// use the payload only after jwx has verified the same bytes. Header
-// members are read by exact name: a duplicate, or a case variant of one
-// read, is errMalformed.
+// use the payload only after jwx has verified the same bytes. Each part
+// must be spelled canonically (jose.SplitCompact), so that one token has
+// one string. Header members are read by exact name: a duplicate, or a
+// case variant of one read, is errMalformed.
 func splitJWS(compact string) (jose.Header, []byte, error) {
-	var h jose.Header
 	if len(compact) > maxJWSSize {
-		return h, nil, errMalformed
+		return jose.Header{}, nil, errMalformed
 	}
-	parts := strings.Split(compact, ".")
-	if len(parts) != 3 {
-		return h, nil, errMalformed
-	}
-	rawHeader, err := base64.RawURLEncoding.Strict().DecodeString(parts[0])
+	h, payload, err := jose.SplitCompact(compact)
 	if err != nil {
-		return h, nil, errMalformed
-	}
-	payload, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
-	if err != nil {
-		return h, nil, errMalformed
-	}
-	if h, err = jose.ParseHeader(rawHeader); err != nil {
 		return h, nil, errMalformed
 	}
 	return h, payload, nil

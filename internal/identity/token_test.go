@@ -151,6 +151,11 @@ func TestAccessTokenRefuses(t *testing.T) {
 		{"tampered tenant", parts[0] + "." + b64([]byte(strings.Replace(string(mustDecode(t, parts[1])), "tenant-a", "tenant-b", 1))) + "." + parts[2], identity.ErrTokenSignature},
 		{"crit header", forge(t, at("crit", []string{"tenant"}), good(), key), identity.ErrTokenMalformed},
 		{"not a JWS", "Bearer", identity.ErrTokenMalformed},
+		// The valid token spelled otherwise: one token has one string.
+		{"signature padded", valid + "==", identity.ErrTokenMalformed},
+		// The signature's last character carries 2 bits and 4 zero bits
+		// (A, Q, g or w); the next character sets one of those.
+		{"signature with trailing bits", valid[:len(valid)-1] + string(valid[len(valid)-1]+1), identity.ErrTokenMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ti.Verify(tc.token, now)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -161,18 +160,14 @@ func VerifyReceipt(compact string, jwks []byte, now time.Time) (*ReceiptClaims, 
 
 // receiptHeader decodes the protected header of a compact JWS (RFC 7515
 // §7.1) without trusting it: the caller checks alg before anything else.
+// Each part must be spelled canonically (jose.SplitCompact): jwx decodes
+// leniently, and would verify a padded, standard-alphabet or trailing-bit
+// variant of a receipt as the same receipt under another SHA-256, the
+// digest its ledger entry names.
 func receiptHeader(compact string) (jose.Header, error) {
-	var h jose.Header
-	parts := strings.Split(compact, ".")
-	if len(parts) != 3 {
-		return h, fmt.Errorf("%w: not a compact JWS", ErrReceiptMalformed)
-	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(parts[0])
+	h, _, err := jose.SplitCompact(compact)
 	if err != nil {
-		return h, fmt.Errorf("%w: header is not base64url", ErrReceiptMalformed)
-	}
-	if h, err = jose.ParseHeader(raw); err != nil {
-		return h, fmt.Errorf("%w: header: %v", ErrReceiptMalformed, err)
+		return h, fmt.Errorf("%w: %v", ErrReceiptMalformed, err)
 	}
 	return h, nil
 }

@@ -68,6 +68,26 @@ func testClaims(tenantID string, iat time.Time) ReceiptClaims {
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
+// withTrailingBit sets a bit of an unpadded base64url string's last
+// character that lies past its last byte (s must not be a multiple of 4
+// characters long): lenient decoders read the same bytes.
+func withTrailingBit(s string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, s[len(s)-1])
+	return s[:len(s)-1] + string(alphabet[i|1])
+}
+
+// stdAlphabet is s in base64's standard alphabet (RFC 4648 §4); s must
+// hold '-' or '_'.
+func stdAlphabet(t *testing.T, s string) string {
+	t.Helper()
+	std := strings.NewReplacer("-", "+", "_", "/").Replace(s)
+	if std == s {
+		t.Fatal("nothing to respell")
+	}
+	return std
+}
+
 // forge builds a compact JWS by hand, so a test can put in it what no
 // well-behaved signer would.
 func forge(t *testing.T, header map[string]any, payload []byte, sign func(input []byte) []byte) string {
@@ -122,6 +142,11 @@ func TestVerifyReceiptRejects(t *testing.T) {
 	}
 	good := payloadOf(t, testClaims(tenantID, now))
 	valid, err := active.Sign(testClaims(tenantID, now))
+	for i := 1; err == nil && !strings.ContainsAny(valid[strings.LastIndexByte(valid, '.'):], "-_"); i++ {
+		// A signature with a character the standard alphabet spells
+		// otherwise, for the case below.
+		valid, err = active.Sign(testClaims(tenantID, now.Add(time.Duration(i)*time.Second)))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,6 +220,13 @@ func TestVerifyReceiptRejects(t *testing.T) {
 		{"two parts", parts[0] + "." + parts[1], nil, ErrReceiptMalformed},
 		{"garbage", "not a receipt", nil, ErrReceiptMalformed},
 		{"huge", strings.Repeat("a", maxReceiptSize+1), nil, ErrReceiptMalformed},
+		// Other spellings of the valid receipt's bytes, which jwx decodes
+		// as the same receipt: one receipt has one string, and so one
+		// SHA-256 (its ledger entry's digest).
+		{"signature padded", valid + "==", nil, ErrReceiptMalformed},
+		{"signature with trailing bits", parts[0] + "." + parts[1] + "." + withTrailingBit(parts[2]), nil, ErrReceiptMalformed},
+		{"signature in the standard alphabet", parts[0] + "." + parts[1] + "." + stdAlphabet(t, parts[2]), nil, ErrReceiptMalformed},
+		{"line break in the signature", parts[0] + "." + parts[1] + "." + parts[2][:40] + "\n" + parts[2][40:], nil, ErrReceiptMalformed},
 		{"JWKS without the key", valid, []byte(`{"keys":[]}`), ErrReceiptUnknownKey},
 		{"JWKS key of another type under the kid", valid, []byte(`{"keys":[{"kty":"EC","crv":"P-256","kid":"` + active.kid +
 			`","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`), ErrReceiptUnknownKey},
