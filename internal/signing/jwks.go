@@ -87,8 +87,9 @@ var (
 	ErrReceiptNotYetValid = fmt.Errorf("%w: not yet valid", ErrInvalidReceipt)
 	// ErrReceiptActionDigest: action_sha256 is not the digest of action.
 	ErrReceiptActionDigest = fmt.Errorf("%w: action_sha256 does not match action", ErrInvalidReceipt)
-	// ErrInvalidJWKS: the key set given to verify with is not a JWKS, or
-	// has a duplicate member or a case variant of a JWK member's name.
+	// ErrInvalidJWKS: the key set given to verify with is not a JWKS,
+	// has a duplicate member or a case variant of a JWK member's name, or
+	// holds a private or symmetric key.
 	ErrInvalidJWKS = errors.New("invalid JWKS")
 )
 
@@ -200,6 +201,15 @@ func receiptKeyFromJWKS(jwks []byte, kid string) (ed25519.PublicKey, error) {
 	set, err := jwk.Parse(jwks)
 	if err != nil {
 		return nil, ErrInvalidJWKS
+	}
+	// A published key set holds public keys only (DESIGN §3). One with a
+	// private or symmetric key, under any kid, has leaked what lets anyone
+	// sign: the auditor is told, not shown a receipt that verifies.
+	for i := range set.Len() {
+		k, _ := set.Key(i)
+		if private, err := jwk.IsPrivateKey(k); err != nil || private {
+			return nil, fmt.Errorf("%w: it holds a private or secret key", ErrInvalidJWKS)
+		}
 	}
 	key, ok := set.LookupKeyID(kid)
 	if !ok {

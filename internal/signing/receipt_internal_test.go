@@ -158,6 +158,7 @@ func TestVerifyReceiptRejects(t *testing.T) {
 	}
 	_ = json.Unmarshal(jwks, &set)
 	pubX := set.Keys[0].X
+	activeX, privD := b64(active.PublicKey()), b64(active.key.k.Seed())
 	hmacWith := func(key []byte) func([]byte) []byte {
 		return func(in []byte) []byte { m := hmac.New(sha256.New, key); m.Write(in); return m.Sum(nil) }
 	}
@@ -233,6 +234,12 @@ func TestVerifyReceiptRejects(t *testing.T) {
 		{"JWKS key for another alg", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"HS256","kid":"` + active.kid + `","x":"` + pubX + `"}]}`), ErrReceiptUnknownKey},
 		{"JWKS key for encryption", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","use":"enc","kid":"` + active.kid + `","x":"` + pubX + `"}]}`), ErrReceiptUnknownKey},
 		{"JWKS not JSON", valid, []byte(`nope`), ErrInvalidJWKS},
+		// A key set that publishes what signs: refused whole, wherever.
+		{"JWKS with the private key", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + activeX + `","d":"` + privD + `"}]}`), ErrInvalidJWKS},
+		{"JWKS with a private key under another kid", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + activeX +
+			`"},{"kty":"OKP","crv":"Ed25519","kid":"other","x":"` + activeX + `","d":"` + privD + `"}]}`), ErrInvalidJWKS},
+		{"JWKS with a symmetric key", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + activeX +
+			`"},{"kty":"oct","kid":"hmac","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQ"}]}`), ErrInvalidJWKS},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			keys := jwks
