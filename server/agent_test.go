@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -643,6 +644,76 @@ func TestCaseLongPolls(t *testing.T) {
 			t.Fatalf("a poll open at shutdown: %d %s %v", a.status, a.body, a.err)
 		}
 	}
+}
+
+// TestCaseLongPollOfAGoneClient: a long poll whose client has closed its
+// connection ends, and frees its place among the agent's bounded polls:
+// an agent whose client crashed mid-poll is not refused (429) for the
+// rest of the polls' 30 s.
+func TestCaseLongPollOfAGoneClient(t *testing.T) {
+	e := newAgentEnv(t)
+	tok := e.token(t, "acme")
+	status, _, body := e.decide(t, tok, payment(e.cps["acme"], "5000.00"), nil)
+	var escalated struct {
+		Case struct{ ID string } `json:"case"`
+	}
+	if err := json.Unmarshal(body, &escalated); status != 200 || err != nil || escalated.Case.ID == "" {
+		t.Fatalf("escalation: %d %s", status, body)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.tenant.Serve(ln)
+	t.Cleanup(func() { e.tenant.Shutdown(context.Background()) })
+	path := "/v1/cases/" + escalated.Case.ID
+	poll := func(wait string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+path+"?wait="+wait, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// One poll more than the bound, sent at once on connections of our
+	// own: the one refused (429) shows the other eight hold every place.
+	conns := make([]net.Conn, decision.DefaultMaxCaseWaits+1)
+	for i := range conns {
+		if conns[i], err = net.Dial("tcp", ln.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conns[i], "GET %s?wait=30s HTTP/1.1\r\nHost: agentsigna.test\r\nAuthorization: Bearer %s\r\n\r\n", path, tok)
+	}
+	refused := make(chan int, len(conns))
+	for i, c := range conns {
+		go func() {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if line, _ := bufio.NewReader(c).ReadString('\n'); strings.HasPrefix(line, "HTTP/1.1 429 ") {
+				refused <- i
+			}
+		}()
+	}
+	var holding []net.Conn
+	select {
+	case i := <-refused:
+		holding = append(conns[:i:i], conns[i+1:]...)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no poll refused beyond the bound")
+	}
+	// Their clients leave without a word.
+	for _, c := range holding {
+		c.Close()
+	}
+	// Within a few checks of the connections, the agent polls again.
+	got := 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if got = poll("100ms"); got == 200 {
+			return
+		}
+	}
+	t.Fatalf("a poll after the clients left: %d, want 200", got)
 }
 
 // The agent read routes' refusals of a request's own form: a receipt's

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"net"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -115,25 +116,57 @@ func (h *decisionHandlers) getDecision(c *fiber.Ctx) error {
 	return c.JSON(resp)
 }
 
-// untilStopping is c's user context, also ended when the server begins to
-// stop. It is not fasthttp's RequestCtx, whose Done is that signal: a
-// context derived from RequestCtx watches it from a goroutine of its own
-// that may call its Value after the handler has returned and fasthttp
-// has reset it for another request (a data race). Only the Done channel,
-// the server's, is taken here, while the handler runs.
-func untilStopping(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+// untilStoppingOrGone is c's user context, also ended when the server
+// begins to stop, and once the client has closed its connection as a
+// check every interval finds (see peerGone): fasthttp does not tell a
+// handler that its client left. It is not derived from fasthttp's
+// RequestCtx, whose Done is the stop signal: such a context watches it
+// from a goroutine of its own that may call its Value after the handler
+// has returned and fasthttp has reset it for another request (a data
+// race). Only the Done channel, the server's, and the connection are
+// taken here, while the handler runs. The returned cancel waits for the
+// watch to end: call it before the handler returns, after which fasthttp
+// may read the connection again.
+func untilStoppingOrGone(c *fiber.Ctx, interval time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(c.UserContext())
-	if stopping := c.Context().Done(); stopping != nil {
-		go func() {
+	stopping := c.Context().Done()
+	var conn net.Conn
+	if interval > 0 {
+		conn = c.Context().Conn()
+	}
+	if stopping == nil && conn == nil {
+		return ctx, cancel
+	}
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		var tick <-chan time.Time
+		if conn != nil {
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			tick = t.C
+		}
+		for {
 			select {
 			case <-stopping:
 				cancel()
+				return
+			case <-tick:
+				if peerGone(conn) {
+					cancel()
+					return
+				}
 			case <-ctx.Done():
+				return
 			}
-		}()
-	}
-	return ctx, cancel
+		}
+	}()
+	return ctx, func() { cancel(); <-ended }
 }
+
+// clientCheckInterval is how often a long poll checks that its client is
+// still connected.
+const clientCheckInterval = 500 * time.Millisecond
 
 // getCase answers at once, or with ?wait=30s long-polls until the case
 // leaves pending (at most decision.MaxCaseWait).
@@ -148,8 +181,10 @@ func (h *decisionHandlers) getCase(c *fiber.Ctx) error {
 		}
 		// The poll's context ends when the server begins to stop: the
 		// poll then answers with the case as it stands, so that stopping
-		// waits for no poll (the agent polls again, elsewhere).
-		ctx, cancel := untilStopping(c)
+		// waits for no poll (the agent polls again, elsewhere). It ends
+		// too when the client has left, so that the agent's place among
+		// its bounded polls (decision.Config.MaxCaseWaits) is free again.
+		ctx, cancel := untilStoppingOrGone(c, clientCheckInterval)
 		defer cancel()
 		view, err = h.svc.WaitCase(ctx, orgOf(agent), agent.ID, c.Params("id"), d)
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil && view.ID != "" {
