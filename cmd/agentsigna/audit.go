@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,13 +33,14 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
-	check, against := checkReceiptRecord, "the export's own JWKS (pin the published one with --jwks)"
+	receipts := &receiptChecker{}
+	check, against := receipts.check, "the export's own JWKS (pin the published one with --jwks)"
 	if *jwksFile != "" {
 		pinned, err := os.ReadFile(*jwksFile)
 		if err != nil {
 			return err
 		}
-		check = func(e verify.Entry, record, _ []byte) error { return checkReceiptRecord(e, record, pinned) }
+		check = func(e verify.Entry, record, _ []byte) error { return receipts.check(e, record, pinned) }
 		against = "the pinned JWKS"
 	}
 	f, err := os.Open(operands)
@@ -66,13 +68,27 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	return nil
 }
 
-// checkReceiptRecord verifies receipt entries: the record is the compact
-// JWS, checked against jwks as of the time it was logged.
-func checkReceiptRecord(e verify.Entry, record, jwks []byte) error {
+// receiptChecker verifies receipt entries: the record is the compact JWS,
+// checked against a JWKS as of the time it was logged. The JWKS is read
+// once, not for every receipt, while it stays the same.
+type receiptChecker struct {
+	jwks     []byte
+	verifier *signing.ReceiptVerifier
+	err      error
+}
+
+func (r *receiptChecker) check(e verify.Entry, record, jwks []byte) error {
 	if e.Kind != "receipt" {
 		return nil
 	}
-	claims, err := signing.VerifyReceipt(string(record), jwks, e.Time)
+	if r.jwks == nil || !bytes.Equal(r.jwks, jwks) {
+		r.jwks = bytes.Clone(jwks)
+		r.verifier, r.err = signing.NewReceiptVerifier(jwks)
+	}
+	if r.err != nil {
+		return r.err
+	}
+	claims, err := r.verifier.Verify(string(record), e.Time)
 	if err != nil {
 		return err
 	}

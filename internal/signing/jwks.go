@@ -110,25 +110,54 @@ const maxReceiptSize = 256 << 10
 // by exact member name, as JOSE libraries read them; one that another
 // reader could read otherwise (a duplicate member, "KID" for kid) is refused.
 func VerifyReceipt(compact string, jwks []byte, now time.Time) (*ReceiptClaims, error) {
-	if len(compact) > maxReceiptSize {
-		return nil, fmt.Errorf("%w: larger than %d bytes", ErrReceiptMalformed, maxReceiptSize)
+	// The header first: its alg is checked before any key is read.
+	if _, err := checkReceiptHeader(compact); err != nil {
+		return nil, err
 	}
-	hdr, err := receiptHeader(compact)
+	v, err := NewReceiptVerifier(jwks)
 	if err != nil {
 		return nil, err
 	}
-	// alg first, before any key is touched: this is what defeats "none" and
-	// HMAC-with-the-public-key confusion.
-	if hdr.Alg != ReceiptAlgorithm {
-		return nil, ErrReceiptAlgorithm
+	return v.Verify(compact, now)
+}
+
+// ReceiptVerifier is VerifyReceipt with its JWKS read once: for checking
+// many receipts against one key set (an export's).
+type ReceiptVerifier struct{ set jwk.Set }
+
+// NewReceiptVerifier reads a JWKS as VerifyReceipt does: ErrInvalidJWKS
+// for one VerifyReceipt would refuse.
+func NewReceiptVerifier(jwks []byte) (*ReceiptVerifier, error) {
+	// jwx's key probe reads "KTY" as kty, and jwx keeps the last of two
+	// "x" and the first of two "keys", where go-jose and encoding/json read
+	// otherwise or refuse: a JWKS with a duplicate, or a case variant of a
+	// member they read, has no one reading.
+	if err := jose.Check(jwks, jwksMembers); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidJWKS, err)
 	}
-	if hdr.Typ != ReceiptType {
-		return nil, ErrReceiptType
+	set, err := jwk.Parse(jwks)
+	if err != nil {
+		return nil, ErrInvalidJWKS
 	}
-	if hdr.Kid == "" {
-		return nil, fmt.Errorf("%w: no kid", ErrReceiptUnknownKey)
+	// A published key set holds public keys only (DESIGN §3). One with a
+	// private or symmetric key, under any kid, has leaked what lets anyone
+	// sign: the auditor is told, not shown a receipt that verifies.
+	for i := range set.Len() {
+		k, _ := set.Key(i)
+		if private, err := jwk.IsPrivateKey(k); err != nil || private {
+			return nil, fmt.Errorf("%w: it holds a private or secret key", ErrInvalidJWKS)
+		}
 	}
-	pub, err := receiptKeyFromJWKS(jwks, hdr.Kid)
+	return &ReceiptVerifier{set: set}, nil
+}
+
+// Verify is VerifyReceipt against the verifier's JWKS.
+func (v *ReceiptVerifier) Verify(compact string, now time.Time) (*ReceiptClaims, error) {
+	hdr, err := checkReceiptHeader(compact)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := v.key(hdr.Kid)
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +186,27 @@ func VerifyReceipt(compact string, jwks []byte, now time.Time) (*ReceiptClaims, 
 		return nil, ErrReceiptActionDigest
 	}
 	return &c, nil
+}
+
+// checkReceiptHeader reads a receipt's header and checks alg, typ and
+// kid, before any key is touched: alg first is what defeats "none" and
+// HMAC-with-the-public-key confusion.
+func checkReceiptHeader(compact string) (jose.Header, error) {
+	if len(compact) > maxReceiptSize {
+		return jose.Header{}, fmt.Errorf("%w: larger than %d bytes", ErrReceiptMalformed, maxReceiptSize)
+	}
+	hdr, err := receiptHeader(compact)
+	switch {
+	case err != nil:
+		return hdr, err
+	case hdr.Alg != ReceiptAlgorithm:
+		return hdr, ErrReceiptAlgorithm
+	case hdr.Typ != ReceiptType:
+		return hdr, ErrReceiptType
+	case hdr.Kid == "":
+		return hdr, fmt.Errorf("%w: no kid", ErrReceiptUnknownKey)
+	}
+	return hdr, nil
 }
 
 // receiptHeader decodes the protected header of a compact JWS (RFC 7515
@@ -188,30 +238,10 @@ var jwksMembers = func() jose.Members {
 	return m
 }()
 
-// receiptKeyFromJWKS finds kid's key and accepts it only as an Ed25519
-// public key meant for EdDSA signatures.
-func receiptKeyFromJWKS(jwks []byte, kid string) (ed25519.PublicKey, error) {
-	// jwx's key probe reads "KTY" as kty, and jwx keeps the last of two
-	// "x" and the first of two "keys", where go-jose and encoding/json read
-	// otherwise or refuse: a JWKS with a duplicate, or a case variant of a
-	// member they read, has no one reading.
-	if err := jose.Check(jwks, jwksMembers); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidJWKS, err)
-	}
-	set, err := jwk.Parse(jwks)
-	if err != nil {
-		return nil, ErrInvalidJWKS
-	}
-	// A published key set holds public keys only (DESIGN §3). One with a
-	// private or symmetric key, under any kid, has leaked what lets anyone
-	// sign: the auditor is told, not shown a receipt that verifies.
-	for i := range set.Len() {
-		k, _ := set.Key(i)
-		if private, err := jwk.IsPrivateKey(k); err != nil || private {
-			return nil, fmt.Errorf("%w: it holds a private or secret key", ErrInvalidJWKS)
-		}
-	}
-	key, ok := set.LookupKeyID(kid)
+// key finds kid's key and accepts it only as an Ed25519 public key meant
+// for EdDSA signatures.
+func (v *ReceiptVerifier) key(kid string) (ed25519.PublicKey, error) {
+	key, ok := v.set.LookupKeyID(kid)
 	if !ok {
 		return nil, ErrReceiptUnknownKey
 	}

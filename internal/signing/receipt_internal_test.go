@@ -476,6 +476,42 @@ func TestReceiptClaimMembersAreWhatSignWrites(t *testing.T) {
 // read one way by jwx (whose probe reads "KTY" as kty, and which keeps the
 // last of two "x" and the first of two "keys") and another by go-jose or
 // encoding/json: it is refused, whichever key the receipt names.
+// One ReceiptVerifier checks receipts of every key its JWKS holds, and
+// refuses what VerifyReceipt refuses; a JWKS VerifyReceipt refuses gives
+// no verifier.
+func TestReceiptVerifier(t *testing.T) {
+	retired, active, jwks, tenantID := twoReceiptKeys(t)
+	now := time.Now().Truncate(time.Second)
+	v, err := NewReceiptVerifier(jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*ReceiptSigner{retired, active, retired} {
+		r, err := s.Sign(testClaims(tenantID, now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := v.Verify(r, now); err != nil || c.Tenant != tenantID {
+			t.Fatalf("receipt of %s: %+v, %v", s.kid, c, err)
+		}
+		tampered := r[:len(r)-2] + "AA"
+		if _, err := v.Verify(tampered, now); !errors.Is(err, ErrReceiptSignature) {
+			t.Errorf("a tampered receipt of %s: %v", s.kid, err)
+		}
+	}
+	other, _, _, otherTenant := twoReceiptKeys(t)
+	r, err := other.Sign(testClaims(otherTenant, now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(r, now); !errors.Is(err, ErrReceiptUnknownKey) {
+		t.Errorf("a receipt of a key not in the JWKS: %v", err)
+	}
+	if _, err := NewReceiptVerifier([]byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`)); !errors.Is(err, ErrInvalidJWKS) {
+		t.Errorf("a JWKS with a secret key: %v", err)
+	}
+}
+
 func TestVerifyReceiptRefusesAmbiguousJWKS(t *testing.T) {
 	retired, active, jwks, tenantID := twoReceiptKeys(t)
 	now := time.Now().Truncate(time.Second)
