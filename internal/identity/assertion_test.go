@@ -193,6 +193,9 @@ func TestVerifyClientAssertionRejects(t *testing.T) {
 		{"exp a year ahead", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", f.now.AddDate(1, 0, 0).Unix()), f.ed), identity.ErrAssertionLifetime, true},
 		{"no exp", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", nil), f.ed), identity.ErrAssertionMalformed, true},
 		{"exp a string", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", "tomorrow"), f.ed), identity.ErrAssertionMalformed, true},
+		// A NumericDate is a JSON number (RFC 7519 §2), not a string of one.
+		{"exp a string of digits", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "exp", fmt.Sprint(f.now.Add(time.Minute).Unix())), f.ed), identity.ErrAssertionMalformed, true},
+		{"iat a string of digits", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "iat", fmt.Sprint(f.now.Unix())), f.ed), identity.ErrAssertionMalformed, true},
 		{"no jti", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "jti", nil), f.ed), identity.ErrAssertionJTI, true},
 		{"empty jti", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "jti", ""), f.ed), identity.ErrAssertionJTI, true},
 		{"jti of 257 bytes", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "jti", strings.Repeat("j", 257)), f.ed), identity.ErrAssertionJTI, true},

@@ -45,6 +45,10 @@ type numericDate struct {
 }
 
 func (d *numericDate) UnmarshalJSON(b []byte) error {
+	// A JSON number, not a string: json.Number would take "1700000000".
+	if b = bytes.TrimSpace(b); len(b) == 0 || b[0] == '"' {
+		return errors.New("not a NumericDate")
+	}
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err != nil {
 		return err
