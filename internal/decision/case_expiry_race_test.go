@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"github.com/agentsigna/agentsigna/internal/decision"
-	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
-	"github.com/agentsigna/agentsigna/ledger"
 )
 
 // beforeNextBatch is the store a ledger writes through, on which fn, once
@@ -69,16 +67,7 @@ func TestCaseClosedBeforeItsExpiryIsRecorded(t *testing.T) {
 
 			// The reader is a process whose ledger writes through tenants.
 			tenants := &beforeNextBatch{TenantStore: e.backend}
-			kr, err := signing.NewKeyring(e.master)
-			if err != nil {
-				t.Fatal(err)
-			}
-			l, err := ledger.New(ledger.Config{Tenants: tenants, Platform: e.backend, Keys: kr, Origin: logOrigin})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(l.Close)
-			_, _, reader := e.newService(t, l, decision.Config{})
+			_, _, reader := e.newService(t, e.newLedgerOver(t, tenants), decision.Config{})
 
 			e.clock.Advance(decision.DefaultCaseLifetime + time.Minute)
 			size := e.ledgerSize(t)

@@ -105,11 +105,18 @@ func newServiceEnv(t testing.TB, kind string) *serviceEnv {
 
 func (e *serviceEnv) newLedger(t testing.TB) *ledger.Ledger {
 	t.Helper()
+	return e.newLedgerOver(t, e.backend)
+}
+
+// newLedgerOver is a ledger (another process's) whose batches go through
+// tenants.
+func (e *serviceEnv) newLedgerOver(t testing.TB, tenants store.TenantStore) *ledger.Ledger {
+	t.Helper()
 	kr, err := signing.NewKeyring(e.master)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := ledger.New(ledger.Config{Tenants: e.backend, Platform: e.backend, Keys: kr, Origin: logOrigin})
+	l, err := ledger.New(ledger.Config{Tenants: tenants, Platform: e.backend, Keys: kr, Origin: logOrigin})
 	if err != nil {
 		t.Fatal(err)
 	}

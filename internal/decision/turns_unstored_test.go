@@ -13,9 +13,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
-	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
-	"github.com/agentsigna/agentsigna/ledger"
 )
 
 // An outcome whose decision is certainly not stored stops counting for
@@ -122,16 +120,7 @@ decision := {"deny": [sprintf("seen_%d", [input.agent.stats.decisions_1h])]}
 // serviceOverStalling is a service whose store and ledger go through s.
 func (e *serviceEnv) serviceOverStalling(t *testing.T, s *stallingBackend) *decision.Service {
 	t.Helper()
-	kr, err := signing.NewKeyring(e.master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.New(ledger.Config{Tenants: s, Platform: e.backend, Keys: kr, Origin: logOrigin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
-	_, _, svc := e.newServiceOver(t, l, s, bundles.Limits{}, decision.Config{})
+	_, _, svc := e.newServiceOver(t, e.newLedgerOver(t, s), s, bundles.Limits{}, decision.Config{})
 	return svc
 }
 
