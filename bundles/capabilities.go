@@ -31,7 +31,13 @@ import (
 //     the system roots, read-only and public.
 //   - net.cidr_* other than lookups: arithmetic on addresses (cidr_expand
 //     checks for cancellation, so the timeout bounds it).
-//   - rego.parse_module, rego.metadata.*: parse text the policy holds.
+//   - rego.metadata.*: read the policy's own annotations.
+//
+// A builtin runs to its end once called: OPA checks for cancellation
+// between evaluation steps, not inside one. Those whose one call can work
+// without bound on what the policy builds (a loop, a parser) are
+// forbidden, or a single decision would hold the CPU and gigabytes of
+// memory for seconds past the evaluation timeout.
 //   - trace and print: print is erased at compile time (print statements
 //     are not enabled), so a policy cannot write into our logs; trace only
 //     reaches an explain tracer, which the server never attaches.
@@ -44,6 +50,11 @@ func forbiddenBuiltins() map[string]string {
 		// file system whatever allow_net says, http(s) ones fetch over the network.
 		"json.match_schema":  "resolves schema $refs from the file system and the network",
 		"json.verify_schema": "resolves schema $refs from the file system and the network",
+		// One call ignores the evaluation timeout: "{{range 300000000}}" is
+		// 7 s and 2 GB; a parse of megabytes the policy concatenated, 8 s
+		// and 4.6 GB.
+		"strings.render_template": "runs a template, whose loops the evaluation timeout cannot stop",
+		"rego.parse_module":       "parses Rego of any size in one call, which the evaluation timeout cannot stop",
 		// Randomness makes a decision impossible to replay from its input.
 		"rand.intn":    "is random, so decisions could not be replayed",
 		"uuid.rfc4122": "is random, so decisions could not be replayed",
