@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/agentsigna/agentsigna/bundles"
@@ -17,6 +19,10 @@ const DefaultTimeout = 100 * time.Millisecond
 type Options struct {
 	// Timeout bounds one evaluation (both policies); 0 means DefaultTimeout.
 	Timeout time.Duration
+	// OrganizationEvaluations bounds how many evaluations of one
+	// organization's policy run at once in this process; 0 means half the
+	// processors (GOMAXPROCS), at least 1.
+	OrganizationEvaluations int
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -25,6 +31,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Timeout < 0 {
 		return o, fmt.Errorf("decision: negative timeout %v", o.Timeout)
+	}
+	if o.OrganizationEvaluations == 0 {
+		o.OrganizationEvaluations = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	if o.OrganizationEvaluations < 0 {
+		return o, fmt.Errorf("decision: negative OrganizationEvaluations %d", o.OrganizationEvaluations)
 	}
 	return o, nil
 }
@@ -36,6 +48,11 @@ type Evaluator struct {
 	base    *bundles.Policy
 	engine  *bundles.Engine
 	timeout time.Duration
+	// perOrganization is Options.OrganizationEvaluations; places holds, by
+	// organization id, a channel of that capacity with a token per
+	// evaluation of its policy running.
+	perOrganization int
+	places          sync.Map
 }
 
 // NewEvaluator compiles the base policy and returns an Evaluator that reads
@@ -52,7 +69,7 @@ func NewEvaluator(ctx context.Context, engine *bundles.Engine, opts Options) (*E
 	if err != nil {
 		return nil, err
 	}
-	return &Evaluator{base: base, engine: engine, timeout: opts.Timeout}, nil
+	return &Evaluator{base: base, engine: engine, timeout: opts.Timeout, perOrganization: opts.OrganizationEvaluations}, nil
 }
 
 // BaseRevision is the revision of the base policy decisions are made under.
@@ -121,7 +138,7 @@ func (e *Evaluator) EvaluateWith(ctx context.Context, tenant *bundles.Policy, in
 		}
 		ev.Base = v
 		if tenant != nil {
-			v, err := tenant.Evaluate(ctx, pin)
+			v, err := e.evaluateOrganization(ctx, in.Tenant.ID, tenant, pin)
 			switch {
 			case errors.Is(err, bundles.ErrUndefined):
 				v = bundles.Verdict{} // said nothing: no authority
@@ -137,6 +154,35 @@ func (e *Evaluator) EvaluateWith(ctx context.Context, tenant *bundles.Policy, in
 	ev.Base, ev.Tenant = listsNotNull(ev.Base), listsNotNull(ev.Tenant)
 	ev.Combined = Combine(ev.Base, ev.Tenant)
 	return ev
+}
+
+// evaluateOrganization evaluates an organization's policy once one of the
+// organization's places is free (Options.OrganizationEvaluations). A
+// builtin's call runs to its end whatever the deadline (OPA checks for
+// cancellation between evaluation steps): a policy that overruns keeps a
+// core and its memory past the timeout. The places bound how much of the
+// process one organization's policy holds so; its other requests wait for
+// a place within their own timeout, and deny (policy_timeout) rather than
+// start another.
+func (e *Evaluator) evaluateOrganization(ctx context.Context, orgID string, p *bundles.Policy, in bundles.Input) (bundles.Verdict, error) {
+	slots := e.placesOf(orgID)
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return bundles.Verdict{}, fmt.Errorf("%w: waiting for the organization's other evaluations to end", bundles.ErrEvalTimeout)
+	}
+	defer func() { <-slots }()
+	return p.Evaluate(ctx, in)
+}
+
+// placesOf is the organization's places: a token in it per evaluation of
+// its policy running.
+func (e *Evaluator) placesOf(orgID string) chan struct{} {
+	places, ok := e.places.Load(orgID)
+	if !ok {
+		places, _ = e.places.LoadOrStore(orgID, make(chan struct{}, e.perOrganization))
+	}
+	return places.(chan struct{})
 }
 
 // listsNotNull gives a verdict empty lists rather than nil ones, so that

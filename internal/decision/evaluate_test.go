@@ -3,6 +3,7 @@ package decision
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -106,6 +107,43 @@ func TestEvaluateTimeoutOption(t *testing.T) {
 	}
 }
 
+// One organization's evaluations run at most Options.OrganizationEvaluations
+// at once: with its places held (by calls past their deadline, which run
+// on), its next request waits within its own timeout and denies
+// (policy_timeout), while another organization's evaluates as usual.
+func TestOrganizationEvaluationsBounded(t *testing.T) {
+	ev, engine := newEvaluator(t, Options{Timeout: 50 * time.Millisecond, OrganizationEvaluations: 2})
+	engine.Activate("t_1", acmePolicy(t))
+	engine.Activate("t_2", acmePolicy(t))
+	ctx := context.Background()
+	of := func(org string) Input {
+		in := defaultInput()
+		in.Tenant.ID = org
+		return in
+	}
+	places := ev.placesOf("t_1")
+	places <- struct{}{}
+	if got := ev.Evaluate(ctx, of("t_1")); got.Outcome != Allow {
+		t.Fatalf("with a place left: %s %q %q", got.Outcome, got.Reasons, got.Errors)
+	}
+	places <- struct{}{}
+	got := ev.Evaluate(ctx, of("t_1"))
+	if got.Outcome != Deny || strings.Join(got.Reasons, ",") != ReasonPolicyTimeout ||
+		len(got.Errors) != 1 || !strings.Contains(got.Errors[0], "waiting for the organization's other evaluations") {
+		t.Fatalf("with every place held: %s %q %q", got.Outcome, got.Reasons, got.Errors)
+	}
+	if got := ev.Evaluate(ctx, of("t_2")); got.Outcome != Allow {
+		t.Errorf("another organization: %s %q %q", got.Outcome, got.Reasons, got.Errors)
+	}
+	<-places
+	if got := ev.Evaluate(ctx, of("t_1")); got.Outcome != Allow {
+		t.Errorf("a place freed: %s %q %q", got.Outcome, got.Reasons, got.Errors)
+	}
+	if n := len(places); n != 1 {
+		t.Errorf("%d places held after the evaluations ended, want 1 (the test's)", n)
+	}
+}
+
 func (c *decisionCase) withLoop(t testing.TB) []byte {
 	c.Tenant = &struct {
 		Files map[string]json.RawMessage `json:"files"`
@@ -130,9 +168,15 @@ func TestNewEvaluatorOptions(t *testing.T) {
 	if _, err := NewEvaluator(context.Background(), bundles.NewEngine(), Options{Timeout: -1}); err == nil {
 		t.Error("negative timeout accepted")
 	}
+	if _, err := NewEvaluator(context.Background(), bundles.NewEngine(), Options{OrganizationEvaluations: -1}); err == nil {
+		t.Error("negative OrganizationEvaluations accepted")
+	}
 	ev, _ := newEvaluator(t, Options{})
 	if ev.timeout != DefaultTimeout || ev.BaseRevision() != policies.BaseRevision() {
 		t.Errorf("timeout %v base %q", ev.timeout, ev.BaseRevision())
+	}
+	if want := max(1, runtime.GOMAXPROCS(0)/2); ev.perOrganization != want {
+		t.Errorf("evaluations per organization %d, want %d", ev.perOrganization, want)
 	}
 }
 
