@@ -106,7 +106,9 @@ func openOrCreate[K any](errNone error, open, create func() (K, error)) (key K, 
 	return key, false, err
 }
 
-// LogVerifier returns the log's public verifier key; ErrNoLogKey if it has none.
+// LogVerifier returns the log's public verifier key; ErrNoLogKey if it has
+// none. It is the stored one once checked against the sealed private key
+// (openLogKey), as auditors pin it.
 func (k *Keyring) LogVerifier(ctx context.Context, keys store.KeyTx, scope LogScope) (string, error) {
 	k.mu.Lock()
 	lk, ok := k.logs[scope.TenantID]
@@ -114,16 +116,8 @@ func (k *Keyring) LogVerifier(ctx context.Context, keys store.KeyTx, scope LogSc
 	if ok {
 		return lk.Verifier, nil
 	}
-	ks, err := keys.SigningKeys(ctx, store.PurposeLog)
-	if err != nil {
-		return "", err
-	}
-	for _, key := range ks {
-		if key.Status == store.KeyActive {
-			return string(key.PublicKey), nil
-		}
-	}
-	return "", ErrNoLogKey
+	lk, err := k.openLogKey(ctx, keys, scope)
+	return lk.Verifier, err
 }
 
 func (k *Keyring) openLogKey(ctx context.Context, keys store.KeyTx, scope LogScope) (LogKey, error) {
@@ -143,9 +137,30 @@ func (k *Keyring) openLogKey(ctx context.Context, keys store.KeyTx, scope LogSco
 		if err != nil {
 			return LogKey{}, fmt.Errorf("signing: log key %s is not a note signer", key.KID)
 		}
+		// The stored public half is what auditors are given to pin: it
+		// must be the sealed key's, or they would pin another.
+		if !verifies(signer, string(key.PublicKey)) {
+			return LogKey{}, fmt.Errorf("signing: log key %s: public half does not match", key.KID)
+		}
 		return LogKey{Signer: signer, Verifier: string(key.PublicKey)}, nil
 	}
 	return LogKey{}, ErrNoLogKey
+}
+
+// verifies tells whether vkey is signer's note verifier key: the same
+// name and key hash, and a note signed by signer opens under it (the key
+// hash alone is 32 bits).
+func verifies(signer note.Signer, vkey string) bool {
+	v, err := note.NewVerifier(vkey)
+	if err != nil || v.Name() != signer.Name() || v.KeyHash() != signer.KeyHash() {
+		return false
+	}
+	msg, err := note.Sign(&note.Note{Text: "agentsigna: log key check\n"}, signer)
+	if err != nil {
+		return false
+	}
+	_, err = note.Open(msg, note.VerifierList(v))
+	return err == nil
 }
 
 func (k *Keyring) createLogKey(ctx context.Context, keys store.KeyTx, scope LogScope) (LogKey, error) {

@@ -2,7 +2,9 @@ package signing_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -151,6 +153,65 @@ func TestLogKeyBoundToItsTenant(t *testing.T) {
 	})
 	if !errors.Is(err, secrets.ErrDecrypt) {
 		t.Fatalf("alpha's key opened as bravo's: %v", err)
+	}
+}
+
+// A log key row whose public half is not its sealed key's is refused, by
+// LogKey and LogVerifier alike: auditors would otherwise be handed another
+// key to pin (the row is written once, but a database attacker writes
+// what it likes).
+func TestLogKeyPublicHalfMustMatch(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		match bool
+	}{{"its own public half", true}, {"another key's public half", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _, master := setup(t)
+			org := storetest.CreateTenant(t, s, "acme")
+			skey, vkey, err := note.GenerateKey(rand.Reader, "x/t/acme")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.match {
+				_, vkey, _ = note.GenerateKey(rand.Reader, "x/t/acme")
+			}
+			signer, _ := note.NewSigner(skey)
+			kid := fmt.Sprintf("log-%08x", signer.KeyHash())
+			sealed, err := master.Seal([]byte(skey), secrets.Binding{Tenant: org.ID, Table: "signing_keys", Row: kid, Purpose: string(store.PurposeLog)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			scope := signing.LogScope{TenantID: org.ID, Origin: "x/t/acme"}
+			var gotKey signing.LogKey
+			var keyErr, verifierErr error
+			var verifier string
+			err = s.InTenantTx(context.Background(), org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				if err := tx.Keys().InsertSigningKey(ctx, store.SigningKey{
+					KID: kid, Purpose: store.PurposeLog, Algorithm: "Ed25519 (C2SP signed-note)",
+					PublicKey: []byte(vkey), SealedPrivate: sealed, Status: store.KeyActive,
+				}); err != nil {
+					return err
+				}
+				fresh, _ := signing.NewKeyring(master)
+				verifier, verifierErr = fresh.LogVerifier(ctx, tx.Keys(), scope)
+				gotKey, keyErr = fresh.LogKey(ctx, tx.Keys(), scope)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.match {
+				if keyErr != nil || verifierErr != nil || verifier != vkey || gotKey.Verifier != vkey {
+					t.Fatalf("LogKey %v, LogVerifier %q %v", keyErr, verifier, verifierErr)
+				}
+				return
+			}
+			for name, err := range map[string]error{"LogKey": keyErr, "LogVerifier": verifierErr} {
+				if err == nil || !strings.Contains(err.Error(), "public half does not match") {
+					t.Errorf("%s: %v, want a refusal", name, err)
+				}
+			}
+		})
 	}
 }
 
