@@ -435,7 +435,7 @@ func (a *AgentAuth) issuer(ctx context.Context, tenantID string) (*identity.Toke
 	if err != nil {
 		return nil, err
 	}
-	ti, err := identity.NewTokenIssuer(tk.Private, tk.KID, a.cfg.PublicURL)
+	ti, err := identity.NewTokenIssuer(tk.Signer(), tk.KID, a.cfg.PublicURL)
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,12 @@ package signing
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -13,14 +16,33 @@ import (
 
 // TokenKey is an organization's access-token signing key: the tenant plane
 // signs agents' access tokens with it. Each organization has its own, so a
-// token can only ever verify under the organization it names.
+// token can only ever verify under the organization it names. It never
+// prints or marshals its private key: every fmt verb and slog show the
+// kid, and JSON has no member for it.
 type TokenKey struct {
-	KID     string
-	Private ed25519.PrivateKey
+	KID string
+	// Behind a pointer, as ReceiptSigner's: a printer that cannot call
+	// Format (a TokenKey in an unexported field) shows an address.
+	key *receiptPrivateKey
 }
 
-// String and friends never print the private key.
+// Signer signs with the private key (identity.NewTokenIssuer takes it).
+func (k TokenKey) Signer() crypto.Signer { return k.key.k }
+
+// PublicKey is the key tokens verify under.
+func (k TokenKey) PublicKey() ed25519.PublicKey { return k.key.k.Public().(ed25519.PublicKey) }
+
+// String names the key by kid only.
 func (k TokenKey) String() string { return "TokenKey(" + k.KID + ")" }
+
+// GoString is String, for %#v.
+func (k TokenKey) GoString() string { return k.String() }
+
+// Format prints String for every verb and flag.
+func (k TokenKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, k.String()) }
+
+// LogValue implements slog.LogValuer: a key logged by mistake shows its kid.
+func (k TokenKey) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 func tokenBinding(tenantID, kid string) secrets.Binding {
 	return secrets.Binding{Tenant: tenantID, Table: "signing_keys", Row: kid, Purpose: string(store.PurposeToken)}
@@ -72,7 +94,7 @@ func (k *Keyring) createTokenKey(ctx context.Context, keys store.KeyTx, tenantID
 	if err != nil {
 		return TokenKey{}, err
 	}
-	return TokenKey{KID: kid, Private: priv}, nil
+	return TokenKey{KID: kid, key: &receiptPrivateKey{priv}}, nil
 }
 
 // TokenPublicKeys returns the public halves of the organization's active
@@ -120,10 +142,8 @@ func (k *Keyring) openTokenKey(ctx context.Context, keys store.KeyTx, tenantID s
 		if !bytes.Equal(priv.Public().(ed25519.PublicKey), key.PublicKey) {
 			return TokenKey{}, fmt.Errorf("signing: token key %s: public half does not match", key.KID)
 		}
-		return TokenKey{KID: key.KID, Private: priv}, nil
+		return TokenKey{KID: key.KID, key: &receiptPrivateKey{priv}}, nil
 	}
 	return TokenKey{}, errNoTokenKey
 }
 
-// GoString keeps %#v from printing the private key.
-func (k TokenKey) GoString() string { return k.String() }

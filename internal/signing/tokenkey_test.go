@@ -4,6 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +50,7 @@ func TestTokenPublicKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if keys := read(); len(keys) != 1 || !bytes.Equal(keys[tk.KID], tk.Private.Public().(ed25519.PublicKey)) {
+	if keys := read(); len(keys) != 1 || !bytes.Equal(keys[tk.KID], tk.PublicKey()) {
 		t.Fatalf("keys %v, want only %s's public half", keys, tk.KID)
 	}
 	err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
@@ -72,7 +78,7 @@ func TestFirstKeysRace(t *testing.T) {
 			if err != nil {
 				return "", err
 			}
-			return tk.KID + string(tk.Private.Public().(ed25519.PublicKey)), nil
+			return tk.KID + string(tk.PublicKey()), nil
 		}},
 		{store.PurposeReceipt, func(ctx context.Context, kr *signing.Keyring, keys store.KeyTx, tenantID string) (string, error) {
 			rs, err := kr.ReceiptSigner(ctx, keys, tenantID)
@@ -132,4 +138,45 @@ func (s *staleFirstRead) SigningKeys(ctx context.Context, p store.KeyPurpose) ([
 		return nil, nil
 	}
 	return s.KeyTx.SigningKeys(ctx, p)
+}
+
+// A TokenKey shows its kid and nothing of its private key, however it is
+// printed, logged or marshalled.
+func TestTokenKeyPrintsNoKeyMaterial(t *testing.T) {
+	s, kr, _ := setup(t)
+	acme := storetest.CreateTenant(t, s, "acme")
+	var tk signing.TokenKey
+	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		tk, err = kr.TokenKey(ctx, tx.Keys(), acme.ID)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := tk.Signer().(ed25519.PrivateKey).Seed()
+	forms := []string{hex.EncodeToString(seed), base64.RawURLEncoding.EncodeToString(seed[:30]),
+		base64.StdEncoding.EncodeToString(seed[:30]), strings.Trim(fmt.Sprint(seed[:8]), "[]")}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "key", tk)
+	marshalled, err := json.Marshal(struct{ Key signing.TokenKey }{tk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := struct{ k signing.TokenKey }{tk}
+	for _, out := range []string{
+		fmt.Sprintf("%v %+v %#v %s %x %q %d", tk, tk, tk, tk, tk, tk, tk),
+		fmt.Sprintf("%v %+v %#v", &tk, wrapped, &wrapped),
+		logged.String(),
+		string(marshalled),
+	} {
+		if !strings.Contains(out, tk.KID) && !strings.Contains(out, "0x") {
+			t.Errorf("neither the kid nor an address shown: %q", out)
+		}
+		for _, f := range forms {
+			if strings.Contains(out, f) {
+				t.Fatalf("key material printed: %q", out)
+			}
+		}
+	}
 }
