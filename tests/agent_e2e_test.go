@@ -269,6 +269,47 @@ func TestDemoAgentDecision(t *testing.T) {
 	}
 }
 
+// A credentials file that is not the store's stops --demo before it seeds
+// anything (the agent key it would generate would be lost), and a demo
+// directory others may enter is made 0700.
+func TestDemoRefusesAForeignCredentialsFile(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	demoDir := filepath.Join(dataDir, "demo")
+	if err := os.MkdirAll(demoDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(demoDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	credsFile := filepath.Join(demoDir, "credentials.json")
+	if err := os.WriteFile(credsFile, []byte(`{"planted":true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr := runBinary(t, nil, "serve", "--data-dir", dataDir, "--demo", "--tenant-addr", freeAddr(t), "--platform-addr", freeAddr(t))
+	if code == 0 || !strings.Contains(stderr, "is not this store's credentials") {
+		t.Fatalf("serve --demo beside a foreign credentials file: exit %d\n%s", code, stderr)
+	}
+	if b, _ := os.ReadFile(credsFile); string(b) != `{"planted":true}` {
+		t.Fatalf("the foreign file was changed: %s", b)
+	}
+	// Nothing was seeded: with the file moved away, --demo seeds acme.
+	if err := os.Remove(credsFile); err != nil {
+		t.Fatal(err)
+	}
+	p := startServe(t, nil, "--data-dir", dataDir, "--demo")
+	p.stop(t)
+	if strings.Contains(p.Logs(), "not seeding again") {
+		t.Fatalf("the refused run seeded acme:\n%s", p.Logs())
+	}
+	fi, err := os.Stat(demoDir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("demo directory: %v %v, want mode 0700", fi, err)
+	}
+	if fi, err := os.Stat(credsFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("credentials file: %v %v", fi, err)
+	}
+}
+
 // rawPost writes req on its own connection while reading the answer, so an
 // early refusal (413) is read even if the server stops reading the body.
 func rawPost(t *testing.T, addr string, req *http.Request) (int, string, []byte) {

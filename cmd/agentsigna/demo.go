@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -56,8 +57,14 @@ func seedDemo(ctx context.Context, backend store.Backend, l *ledger.Ledger, pol 
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
+	// Before anything is seeded: a run that could not write the
+	// credentials would leave an organization whose agent key is lost.
+	path, err := demoCredentialsPath(dataDir)
+	if err != nil {
+		return err
+	}
 	var tenant store.Tenant
-	err := backend.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+	err = backend.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
 		var err error
 		tenant, err = tx.CreateTenant(ctx, store.Tenant{Slug: "acme", Name: "Acme Corp (demo)"})
 		return err
@@ -115,18 +122,46 @@ func seedDemo(ctx context.Context, backend store.Backend, l *ledger.Ledger, pol 
 	if err != nil {
 		return fmt.Errorf("demo: seed acme: %w", err)
 	}
-	dir := filepath.Join(dataDir, "demo")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
 	out, err := json.MarshalIndent(creds, "", "  ")
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, "credentials.json")
 	if err := writeSecretFile(path, append(out, '\n')); err != nil {
 		return err
 	}
 	log.Warn("demo: seeded organization acme; credentials (private agent key) written with mode 0600", slog.String("path", path))
 	return nil
+}
+
+// demoCredentialsPath makes DATA_DIR/demo a directory only its owner can
+// enter (0700, tightened if it exists looser; a symlink or a file there is
+// refused) and returns where the credentials go. A credentials file
+// already there is refused: the store has no acme, so the file is not
+// this store's, and seeding would leave an organization whose agent key
+// is nowhere.
+func demoCredentialsPath(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, "demo")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return "", err
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("demo: %s is not a directory", dir)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return "", fmt.Errorf("demo: %s is mode %v and cannot be made 0700: %w", dir, fi.Mode().Perm(), err)
+		}
+	}
+	path := filepath.Join(dir, "credentials.json")
+	switch _, err := os.Lstat(path); {
+	case err == nil:
+		return "", fmt.Errorf("demo: %s exists, but this store has no organization acme: it is not this store's credentials; move it away to seed the demo", path)
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", err
+	}
+	return path, nil
 }
