@@ -146,4 +146,3 @@ func (k *Keyring) openTokenKey(ctx context.Context, keys store.KeyTx, tenantID s
 	}
 	return TokenKey{}, errNoTokenKey
 }
-
