@@ -6,7 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -87,8 +92,8 @@ type policyRecord struct {
 // organization's ledger. Uploading the same bundle again is a no-op; the
 // same revision with other content is bundles.ErrRevisionConflict.
 func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, uploader string) (*bundles.Bundle, error) {
-	if uploader == "" {
-		return nil, fmt.Errorf("%w: an uploader is required", store.ErrInvalid)
+	if err := checkActor("uploader", uploader); err != nil {
+		return nil, err
 	}
 	var opts bundles.ReadOptions
 	var history []bundles.KnownRevision
@@ -129,13 +134,13 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 }
 
 // Activate makes a stored revision the organization's active policy. It
-// needs two people (activatedBy != approvedBy); going back to an older
+// needs two people (fourEyes); going back to an older
 // revision needs rollback (and rollback is refused for anything else). The
 // change is written to the ledger before it takes effect, so no active
 // revision exists that the ledger does not show.
 func (p *Policies) Activate(ctx context.Context, org Organization, revision, activatedBy, approvedBy string, rollback bool) (store.PolicyActivation, error) {
-	if activatedBy == "" || approvedBy == "" || activatedBy == approvedBy {
-		return store.PolicyActivation{}, ErrFourEyes
+	if err := fourEyes(activatedBy, approvedBy); err != nil {
+		return store.PolicyActivation{}, err
 	}
 	var stored store.PolicyBundle
 	var history []bundles.KnownRevision
@@ -193,6 +198,9 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 // AddVerificationKey registers a PEM public key; from then on the
 // organization's bundles must be signed. It is a policy change, recorded.
 func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id string, pem []byte, by string) error {
+	if err := checkActor("by", by); err != nil {
+		return err
+	}
 	if _, err := bundles.ParseVerificationKey(id, "", pem); err != nil {
 		return err
 	}
@@ -203,6 +211,42 @@ func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id 
 	return p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: id, PublicPEM: string(pem)})
 	})
+}
+
+// maxActor bounds who a policy change names.
+const maxActor = 256
+
+// checkActor checks who a policy change names: 1 to maxActor bytes of
+// UTF-8, not blank, no control or bidirectional-control character (it is
+// recorded in the ledger and shown to auditors).
+func checkActor(field, name string) error {
+	if strings.TrimSpace(name) == "" || len(name) > maxActor || !utf8.ValidString(name) {
+		return fmt.Errorf("%w: %s must name someone (1-%d bytes of UTF-8)", store.ErrInvalid, field, maxActor)
+	}
+	for _, r := range name {
+		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r) {
+			return fmt.Errorf("%w: %s holds the control character %U", store.ErrInvalid, field, r)
+		}
+	}
+	return nil
+}
+
+// fourEyes checks that an activation names two people: both valid names
+// (checkActor), and not one name spelled two ways: compared without
+// surrounding space, in Unicode NFKC (full-width and other compatibility
+// forms fold to the plain letter) and case-folded.
+func fourEyes(activatedBy, approvedBy string) error {
+	if err := checkActor("activated by", activatedBy); err != nil {
+		return fmt.Errorf("%w (%w)", ErrFourEyes, err)
+	}
+	if err := checkActor("approved by", approvedBy); err != nil {
+		return fmt.Errorf("%w (%w)", ErrFourEyes, err)
+	}
+	same := func(s string) string { return norm.NFKC.String(strings.TrimSpace(s)) }
+	if strings.EqualFold(same(activatedBy), same(approvedBy)) {
+		return ErrFourEyes
+	}
+	return nil
 }
 
 // LoadActive compiles the organization's active revision into the engine:

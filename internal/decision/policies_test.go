@@ -338,3 +338,49 @@ func (f *failReadsOnce) InTenantReadTx(ctx context.Context, tenantID string, fn 
 	}
 	return f.Backend.InTenantReadTx(ctx, tenantID, fn)
 }
+
+// policyEntries lists the kind and record of each entry of the
+// organization's log.
+func (e *policyEnv) policyEntries(t *testing.T) (kinds []string, records []map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	lg := e.ledger.TenantLog(e.org.ID, e.org.Slug)
+	cp, err := e.ledger.LatestCheckpoint(ctx, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range cp.Size {
+		en, err := e.ledger.Entry(ctx, lg, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed, _ := verify.ParseEntry(en.Entry)
+		var rec map[string]string
+		_ = json.Unmarshal(en.Record, &rec)
+		kinds, records = append(kinds, parsed.Kind), append(records, rec)
+	}
+	return kinds, records
+}
+
+// Four eyes are two people, not one name spelled two ways.
+func TestFourEyesNamesTwoPeople(t *testing.T) {
+	e := newPolicyEnv(t, "sqlite")
+	ctx := context.Background()
+	if _, err := e.policies.Upload(ctx, e.org, exampleBundle(t, "v1", false), "usr_author"); err != nil {
+		t.Fatal(err)
+	}
+	for _, by := range [][2]string{
+		{"alice", "Alice"}, {"alice", "alice "}, {"alice", "\u00a0alice"}, {"alice", "ａｌｉｃｅ"}, {"ALICE", "alice"},
+		{" ", "  "}, {"alice", ""}, {"alice", "bob\x00"}, {"alice", "bob\u202e"}, {strings.Repeat("a", 257), "bob"},
+	} {
+		if _, err := e.policies.Activate(ctx, e.org, "v1", by[0], by[1], false); !errors.Is(err, decision.ErrFourEyes) {
+			t.Errorf("activated by %q, approved by %q: %v, want ErrFourEyes", by[0], by[1], err)
+		}
+	}
+	if kinds, _ := e.policyEntries(t); len(kinds) != 1 {
+		t.Fatalf("ledger %v, want the upload alone", kinds)
+	}
+	if _, err := e.policies.Activate(ctx, e.org, "v1", "alice", "bob", false); err != nil {
+		t.Fatalf("two people: %v", err)
+	}
+}
