@@ -45,6 +45,10 @@ type Policies struct {
 	// never replaces a newer activation; every decision reads it (shared).
 	mu        sync.RWMutex
 	installed map[string]uint64
+
+	// changeMu takes this process's policy changes one at a time: a ledger
+	// batch's check does not see its batch-mates' writes (see change).
+	changeMu sync.Mutex
 }
 
 // NewPolicies returns the policy service. limits zero means
@@ -89,8 +93,10 @@ type policyRecord struct {
 }
 
 // Upload checks and stores a bundle revision, and records it in the
-// organization's ledger. Uploading the same bundle again is a no-op; the
-// same revision with other content is bundles.ErrRevisionConflict.
+// organization's ledger: the entry and the stored bundle commit together
+// (see change). Uploading the same bundle again is a no-op; the same
+// revision with other content is bundles.ErrRevisionConflict, even when
+// the other was uploaded a moment before, elsewhere.
 func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, uploader string) (*bundles.Bundle, error) {
 	if err := checkActor("uploader", uploader); err != nil {
 		return nil, err
@@ -112,32 +118,65 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 	if err != nil {
 		return nil, err
 	}
-	if err := bundles.CheckUpload(history, bundles.KnownRevision{Revision: b.Revision, Digest: b.Digest}); err != nil {
-		return nil, err
-	}
-	for _, h := range history {
-		if h.Revision == b.Revision {
-			return b, nil // the same bundle again
+	candidate := bundles.KnownRevision{Revision: b.Revision, Digest: b.Digest}
+	// What the batch checks again, with the log locked: the revision is
+	// new (or this very bundle), and the bundle was read under the keys
+	// the organization still has.
+	isNew := func(history []bundles.KnownRevision) error {
+		if err := bundles.CheckUpload(history, candidate); err != nil {
+			return err
 		}
+		for _, h := range history {
+			if h.Revision == b.Revision {
+				return errSameBundle
+			}
+		}
+		return nil
+	}
+	if err := isNew(history); err != nil {
+		if errors.Is(err, errSameBundle) {
+			return b, nil
+		}
+		return nil, err
 	}
 	digest, _ := hex.DecodeString(b.Digest)
-	if err := p.record(ctx, org, "policy.upload", policyRecord{Event: "upload", Revision: b.Revision, BundleSHA: b.Digest, SignedBy: b.SignedBy, By: uploader}); err != nil {
+	err = p.change(ctx, org, "policy.upload", policyRecord{Event: "upload", Revision: b.Revision, BundleSHA: b.Digest, SignedBy: b.SignedBy, By: uploader},
+		func(ctx context.Context, tx store.TenantTx) error {
+			if err := sameKeys(ctx, tx.Policies(), opts); err != nil {
+				return err
+			}
+			history, err := knownRevisions(ctx, tx.Policies())
+			if err != nil {
+				return err
+			}
+			return isNew(history)
+		},
+		func(ctx context.Context, tx store.TenantTx) error {
+			return tx.Policies().InsertBundle(ctx, store.PolicyBundle{
+				Revision: b.Revision, Digest: digest, Bundle: raw, Manifest: string(b.Manifest),
+				Signed: b.SignedBy != "", UploadedBy: uploader,
+			})
+		})
+	if errors.Is(err, errSameBundle) {
+		return b, nil // uploaded meanwhile, by another process
+	}
+	if err != nil {
 		return nil, err
 	}
-	err = p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		return tx.Policies().InsertBundle(ctx, store.PolicyBundle{
-			Revision: b.Revision, Digest: digest, Bundle: raw, Manifest: string(b.Manifest),
-			Signed: b.SignedBy != "", UploadedBy: uploader,
-		})
-	})
-	return b, err
+	return b, nil
 }
 
+// errSameBundle: the bundle uploaded is stored already.
+var errSameBundle = errors.New("the same bundle is stored already")
+
 // Activate makes a stored revision the organization's active policy. It
-// needs two people (fourEyes); going back to an older
-// revision needs rollback (and rollback is refused for anything else). The
-// change is written to the ledger before it takes effect, so no active
-// revision exists that the ledger does not show.
+// needs two people: activatedBy and approvedBy named, and not the same
+// name (compared trimmed, NFKC-normalized and case-folded). Going back
+// to an older revision needs rollback (and rollback is refused for
+// anything else). The ledger entry and the activation commit together
+// (see change), and only if the active revision is still the one the
+// decision to activate was made against: two activations at once cannot
+// both pass the rollback rule, or record a stale previous revision.
 func (p *Policies) Activate(ctx context.Context, org Organization, revision, activatedBy, approvedBy string, rollback bool) (store.PolicyActivation, error) {
 	if err := fourEyes(activatedBy, approvedBy); err != nil {
 		return store.PolicyActivation{}, err
@@ -154,9 +193,7 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 		if history, err = knownRevisions(ctx, tx.Policies()); err != nil {
 			return err
 		}
-		if act, _, err := tx.Policies().ActiveBundle(ctx); err == nil {
-			active = act.Revision
-		} else if !errors.Is(err, store.ErrNotFound) {
+		if active, err = activeRevision(ctx, tx.Policies()); err != nil {
 			return err
 		}
 		opts, err = p.readOptions(ctx, tx.Policies())
@@ -179,15 +216,23 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 		kind, event = "policy.rollback", "rollback"
 	}
 	rec := policyRecord{Event: event, Revision: revision, BundleSHA: digest, By: activatedBy, ApprovedBy: approvedBy, PreviousRev: active}
-	if err := p.record(ctx, org, kind, rec); err != nil {
-		return store.PolicyActivation{}, err
-	}
 	var act store.PolicyActivation
-	err = p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		var err error
-		act, err = tx.Policies().Activate(ctx, store.PolicyActivation{Revision: revision, Rollback: rollback, ActivatedBy: activatedBy, ApprovedBy: approvedBy})
-		return err
-	})
+	err = p.change(ctx, org, kind, rec,
+		func(ctx context.Context, tx store.TenantTx) error {
+			now, err := activeRevision(ctx, tx.Policies())
+			switch {
+			case err != nil:
+				return err
+			case now != active:
+				return fmt.Errorf("%w: the active revision changed to %q meanwhile; decide again", store.ErrConflict, now)
+			}
+			return sameKeys(ctx, tx.Policies(), opts)
+		},
+		func(ctx context.Context, tx store.TenantTx) error {
+			var err error
+			act, err = tx.Policies().Activate(ctx, store.PolicyActivation{Revision: revision, Rollback: rollback, ActivatedBy: activatedBy, ApprovedBy: approvedBy})
+			return err
+		})
 	if err != nil {
 		return act, err
 	}
@@ -195,8 +240,22 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	return act, nil
 }
 
+// activeRevision is the organization's active revision, "" for none.
+func activeRevision(ctx context.Context, ptx store.PolicyTx) (string, error) {
+	act, _, err := ptx.ActiveBundle(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	}
+	return act.Revision, nil
+}
+
 // AddVerificationKey registers a PEM public key; from then on the
-// organization's bundles must be signed. It is a policy change, recorded.
+// organization's bundles must be signed. It is a policy change, recorded:
+// the entry and the key commit together (see change), and an id already
+// registered is store.ErrConflict, with nothing in the ledger.
 func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id string, pem []byte, by string) error {
 	if err := checkActor("by", by); err != nil {
 		return err
@@ -205,12 +264,65 @@ func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id 
 		return err
 	}
 	rec, _ := json.Marshal(map[string]string{"event": "verification_key", "kid": id, "public_pem": string(pem), "by": by})
-	if _, err := p.ledger.Append(ctx, p.ledger.TenantLog(org.ID, org.Slug), ledger.Entry{Kind: "policy.verification_key", Subject: id, Record: rec}); err != nil {
+	return p.changeRecord(ctx, org, "policy.verification_key", id, rec,
+		func(ctx context.Context, tx store.TenantTx) error {
+			keys, err := tx.Policies().VerificationKeys(ctx)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if k.KID == id {
+					return fmt.Errorf("%w: verification key %q is registered already", store.ErrConflict, id)
+				}
+			}
+			return nil
+		},
+		func(ctx context.Context, tx store.TenantTx) error {
+			return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: id, PublicPEM: string(pem)})
+		})
+}
+
+// change records a policy change in the organization's ledger and stores
+// it, in one ledger batch: the log locked (in every process and replica),
+// check reads whether the change still applies, then the entry is
+// appended and write stores the change in the same transaction. The entry
+// and the rows commit together; a check that fails leaves nothing in the
+// log. In this process, changes go one at a time (changeMu): a batch's
+// check does not see its batch-mates' writes.
+func (p *Policies) change(ctx context.Context, org Organization, kind string, rec policyRecord, check, write func(context.Context, store.TenantTx) error) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
 		return err
 	}
-	return p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: id, PublicPEM: string(pem)})
-	})
+	return p.changeRecord(ctx, org, kind, rec.Revision, b, check, write)
+}
+
+// changeRecord is change with the entry's subject and record as given.
+func (p *Policies) changeRecord(ctx context.Context, org Organization, kind, subject string, rec []byte, check, write func(context.Context, store.TenantTx) error) error {
+	p.changeMu.Lock()
+	defer p.changeMu.Unlock()
+	_, err := p.ledger.AppendAllAndWriteIf(ctx, p.ledger.TenantLog(org.ID, org.Slug),
+		[]ledger.Entry{{Kind: kind, Subject: subject, Record: rec}}, check,
+		func(ctx context.Context, tx store.TenantTx, _ []ledger.Appended) error { return write(ctx, tx) })
+	return err
+}
+
+// sameKeys checks that the organization's verification keys are still
+// those opts was read with: a bundle checked under the old set is not
+// stored or activated under a new one.
+func sameKeys(ctx context.Context, ptx store.PolicyTx, opts bundles.ReadOptions) error {
+	keys, err := ptx.VerificationKeys(ctx)
+	if err != nil {
+		return err
+	}
+	same := len(keys) == len(opts.Keys)
+	for i := 0; same && i < len(keys); i++ {
+		same = keys[i].KID == opts.Keys[i].ID() // both in kid order
+	}
+	if !same {
+		return fmt.Errorf("%w: the organization's bundle verification keys changed meanwhile; try again", store.ErrConflict)
+	}
+	return nil
 }
 
 // maxActor bounds who a policy change names.
@@ -285,15 +397,6 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 // or compile in this process (unlike a store error, it will not go away
 // by itself).
 var errBundleDoesNotLoad = errors.New("the bundle does not load")
-
-func (p *Policies) record(ctx context.Context, org Organization, kind string, rec policyRecord) error {
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	_, err = p.ledger.Append(ctx, p.ledger.TenantLog(org.ID, org.Slug), ledger.Entry{Kind: kind, Subject: rec.Revision, Record: b})
-	return err
-}
 
 func (p *Policies) readOptions(ctx context.Context, ptx store.PolicyTx) (bundles.ReadOptions, error) {
 	keys, err := ptx.VerificationKeys(ctx)
