@@ -105,6 +105,13 @@ func TestPortalGetsItsOwnPolicy(t *testing.T) {
 			t.Errorf("%s: CSP = %q, want %q", tc.path, got, tc.want)
 		}
 	}
+	// A path that climbs out of the portal gets the portal's policy, but is
+	// routed under the portal as well: no document of another route is
+	// served under the portal's policy.
+	resp, body := do(t, app, get("/portal/../healthz"))
+	if resp.StatusCode != 404 || strings.Contains(string(body), "ok") {
+		t.Errorf("/portal/../healthz: %d %s, want 404", resp.StatusCode, body)
+	}
 }
 
 func TestRequestID(t *testing.T) {

@@ -56,9 +56,11 @@ func securityHeaders(c *fiber.Ctx, tls bool) {
 }
 
 // cspFor picks the policy by path: the portal is the only place that serves
-// documents. c.Path() is fasthttp's normalized path, so "/x/../portal/" is
-// already "/portal/"; a case variant such as "/Portal/" gets the stricter API
-// policy, and routing is case-sensitive anyway.
+// documents. c.Path() is the path as it is routed, dot segments included:
+// "/portal/../healthz" gets the portal's policy, but it is routed as
+// itself too, under the portal, where nothing answers it (404). A case
+// variant such as "/Portal/" gets the stricter API policy, and routing is
+// case-sensitive anyway.
 func cspFor(path string) string {
 	if path == portalPrefix || strings.HasPrefix(path, portalPrefix+"/") {
 		return portalCSP
