@@ -61,6 +61,22 @@ func TestPolicyChangesRacingAnotherProcess(t *testing.T) {
 					t.Errorf("the stored bundle again: %v", err)
 				}
 			})
+			t.Run("upload of the bundle uploaded meanwhile", func(t *testing.T) {
+				e := newPolicyEnv(t, kind)
+				same := exampleBundle(t, "v1", false)
+				racing := &afterFirstTx{Backend: e.backend, after: func() {
+					if _, err := e.policies.Upload(ctx, e.org, same, "usr_bob"); err != nil {
+						t.Error(err)
+					}
+				}}
+				p := decision.NewPolicies(racing, e.ledger, bundles.NewEngine(), bundles.Limits{})
+				if b, err := p.Upload(ctx, e.org, same, "usr_alice"); err != nil || b.Revision != "v1" {
+					t.Fatalf("upload: %v, %v; want the stored bundle", b, err)
+				}
+				if kinds, recs := e.policyEntries(t); len(kinds) != 1 || recs[0]["by"] != "usr_bob" {
+					t.Fatalf("ledger %v %v, want bob's upload alone", kinds, recs)
+				}
+			})
 			t.Run("activation after another activation", func(t *testing.T) {
 				e := newPolicyEnv(t, kind)
 				for _, rev := range []string{"r23", "r24", "r25"} {
