@@ -581,13 +581,13 @@ func TestReadsAreServedWhileTheWriterIsHeld(t *testing.T) {
 	}
 }
 
-// TestCaseLongPolls: an agent's long polls are bounded (the next one is
-// 429), and stopping the server waits for none of them: each is answered
-// with its case as it stands, and Shutdown returns well before the polls'
-// 30 s.
-func TestCaseLongPolls(t *testing.T) {
-	e := newAgentEnv(t)
-	tok := e.token(t, "acme")
+// escalatedCaseServed is an agent env whose acme agent (token tok) has an
+// escalation pending as case caseID, and a loopback listener for its
+// tenant plane to serve.
+func escalatedCaseServed(t *testing.T) (e *agentEnv, tok, caseID string, ln net.Listener) {
+	t.Helper()
+	e = newAgentEnv(t)
+	tok = e.token(t, "acme")
 	status, _, body := e.decide(t, tok, payment(e.cps["acme"], "5000.00"), nil)
 	var escalated struct {
 		Case struct{ ID string } `json:"case"`
@@ -599,10 +599,19 @@ func TestCaseLongPolls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e, tok, escalated.Case.ID, ln
+}
+
+// TestCaseLongPolls: an agent's long polls are bounded (the next one is
+// 429), and stopping the server waits for none of them: each is answered
+// with its case as it stands, and Shutdown returns well before the polls'
+// 30 s.
+func TestCaseLongPolls(t *testing.T) {
+	e, tok, caseID, ln := escalatedCaseServed(t)
 	served := make(chan error, 1)
 	go func() { served <- e.tenant.Serve(ln) }()
 	poll := func() (int, []byte, error) {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/v1/cases/"+escalated.Case.ID+"?wait=30s", nil)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/v1/cases/"+caseID+"?wait=30s", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
 		if err != nil {
@@ -651,22 +660,10 @@ func TestCaseLongPolls(t *testing.T) {
 // an agent whose client crashed mid-poll is not refused (429) for the
 // rest of the polls' 30 s.
 func TestCaseLongPollOfAGoneClient(t *testing.T) {
-	e := newAgentEnv(t)
-	tok := e.token(t, "acme")
-	status, _, body := e.decide(t, tok, payment(e.cps["acme"], "5000.00"), nil)
-	var escalated struct {
-		Case struct{ ID string } `json:"case"`
-	}
-	if err := json.Unmarshal(body, &escalated); status != 200 || err != nil || escalated.Case.ID == "" {
-		t.Fatalf("escalation: %d %s", status, body)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, tok, caseID, ln := escalatedCaseServed(t)
 	go e.tenant.Serve(ln)
 	t.Cleanup(func() { e.tenant.Shutdown(context.Background()) })
-	path := "/v1/cases/" + escalated.Case.ID
+	path := "/v1/cases/" + caseID
 	poll := func(wait string) int {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+path+"?wait="+wait, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -681,6 +678,7 @@ func TestCaseLongPollOfAGoneClient(t *testing.T) {
 	// own: the one refused (429) shows the other eight hold every place.
 	conns := make([]net.Conn, decision.DefaultMaxCaseWaits+1)
 	for i := range conns {
+		var err error
 		if conns[i], err = net.Dial("tcp", ln.Addr().String()); err != nil {
 			t.Fatal(err)
 		}
