@@ -72,6 +72,20 @@ func TestPeerGone(t *testing.T) {
 			t.Fatal("not gone")
 		}
 	})
+	t.Run("a client that closed after the read deadline passed is gone", func(t *testing.T) {
+		// fasthttp's ReadTimeout stays set while a handler runs: a long
+		// poll outlives it.
+		server, client := tcpPair(t)
+		server.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		time.Sleep(30 * time.Millisecond)
+		if peerGone(server) {
+			t.Fatal("gone before the client left")
+		}
+		client.Close()
+		if !eventuallyGone(server) {
+			t.Fatal("not gone")
+		}
+	})
 	t.Run("a wrapped connection is unwrapped", func(t *testing.T) {
 		server, client := tcpPair(t)
 		client.Close()

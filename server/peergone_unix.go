@@ -32,7 +32,10 @@ func peerGone(conn net.Conn) bool {
 	}
 	gone := false
 	var b [1]byte
-	err = raw.Read(func(fd uintptr) bool {
+	// Control, not Read: Read checks the connection's read deadline first,
+	// and fasthttp's (ReadTimeout) stays set while the handler runs, so
+	// past it Read would never look. The peek does not block.
+	err = raw.Control(func(fd uintptr) {
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
 		case err == nil:
@@ -41,7 +44,6 @@ func peerGone(conn net.Conn) bool {
 		default:
 			gone = true // ECONNRESET and the like
 		}
-		return true // never wait for the socket to be readable
 	})
 	return err == nil && gone
 }
