@@ -32,15 +32,18 @@ import (
 //   - net.cidr_* other than lookups: arithmetic on addresses (cidr_expand
 //     checks for cancellation, so the timeout bounds it).
 //   - rego.metadata.*: read the policy's own annotations.
+//   - trace and print: print is erased at compile time (print statements
+//     are not enabled), so a policy cannot write into our logs; trace only
+//     reaches an explain tracer, which the server never attaches.
 //
 // A builtin runs to its end once called: OPA checks for cancellation
 // between evaluation steps, not inside one. Those whose one call can work
 // without bound on what the policy builds (a loop, a parser) are
 // forbidden, or a single decision would hold the CPU and gigabytes of
-// memory for seconds past the evaluation timeout.
-//   - trace and print: print is erased at compile time (print statements
-//     are not enabled), so a policy cannot write into our logs; trace only
-//     reaches an explain tracer, which the server never attaches.
+// memory for seconds past the evaluation timeout. Those that work in
+// proportion to their input (json.unmarshal, yaml.unmarshal, regex.*)
+// stay; the decision package bounds how many of one organization's
+// evaluations run at once.
 func forbiddenBuiltins() map[string]string {
 	return map[string]string{
 		"http.send":          "makes HTTP requests",
