@@ -13,6 +13,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -119,6 +120,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("sqlite: create data dir: %w", err)
 		}
+		// One that existed with a looser mode is tightened, as files are:
+		// the tenants directory's names are the organizations' ids.
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, fmt.Errorf("sqlite: data dir: %w", err)
+		}
 	}
 	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, readerIdle: cfg.ReaderIdle, log: cfg.Logger, tenants: map[string]*sql.DB{}, readers: map[string]*sql.DB{}, dirty: map[string]bool{}}
 	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform, platformWALPages)
@@ -219,15 +225,16 @@ func (s *Store) openFile(ctx context.Context, path string, set migrations.Set, w
 // only, up to maxReaders connections with PRAGMA query_only, whose
 // transactions read a snapshot and never wait for the writer (WAL).
 func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages int) (*sql.DB, error) {
+	// Errors name the file, not the data dir (pathless): they reach logs.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("%w: sqlite: open %s: %v", store.ErrUnavailable, filepath.Base(path), err)
+		return nil, fmt.Errorf("%w: sqlite: open %s: %v", store.ErrUnavailable, filepath.Base(path), pathless(err))
 	}
 	_ = f.Close()
 	// A file created by an earlier release or by hand with a looser mode is
 	// tightened: it holds encrypted keys and the log.
 	if err := os.Chmod(path, 0o600); err != nil {
-		return nil, fmt.Errorf("sqlite: chmod %s: %w", filepath.Base(path), err)
+		return nil, fmt.Errorf("sqlite: chmod %s: %w", filepath.Base(path), pathless(err))
 	}
 	params := []string{
 		fmt.Sprintf("_pragma=busy_timeout(%d)", s.busyTimeout.Milliseconds()),
@@ -583,6 +590,14 @@ func mapErr(err error) error {
 	}
 	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "database is closed") {
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return err
+}
+
+// pathless is a file operation's error without the path it names.
+func pathless(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
 	}
 	return err
 }

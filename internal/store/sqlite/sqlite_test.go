@@ -80,6 +80,15 @@ func TestAppendOnlyIsTheTriggers(t *testing.T) {
 
 func TestFilesArePrivate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
+	// Directories made by hand, open to everyone: tightened.
+	if err := os.MkdirAll(filepath.Join(dir, "tenants"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "tenants")} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s := openTest(t, dir)
 	acme := storetest.CreateTenant(t, s, "acme")
 	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
@@ -368,6 +377,28 @@ func TestSwappedTenantFileRefused(t *testing.T) {
 	})
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("swapped file: %v, want ErrUnavailable", err)
+	}
+}
+
+// A tenant file that cannot be opened is an outage whose error names the
+// file, not where the data dir is: it reaches logs.
+func TestTenantFileErrorNamesNoPath(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	a := storetest.CreateTenant(t, s, "alpha")
+	s.Close()
+	file := s.TenantFile(a.ID)
+	for _, f := range []string{file, file + "-wal", file + "-shm"} {
+		_ = os.Remove(f)
+	}
+	if err := os.Mkdir(file, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	defer s.Close()
+	err := s.InTenantTx(context.Background(), a.ID, func(context.Context, store.TenantTx) error { return nil })
+	if !errors.Is(err, store.ErrUnavailable) || strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), filepath.Base(file)) {
+		t.Fatalf("error %v: want ErrUnavailable naming %s and not %s", err, filepath.Base(file), dir)
 	}
 }
 
