@@ -587,6 +587,14 @@ func mapErr(err error) error {
 			// exist in this organization — as PostgreSQL's 23503.
 			return fmt.Errorf("%w: %w", store.ErrNotFound, err)
 		}
+		switch se.Code() & 0xff { // the primary result code
+		case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_BUSY:
+			// SQLite may have rolled the whole transaction back by itself
+			// (even after a read): the statements after it would run one
+			// by one in autocommit, each committing alone. The caller must
+			// give the transaction up (a ledger batch fails whole).
+			return fmt.Errorf("%w: %w: %w", store.ErrUnavailable, store.ErrTxAborted, err)
+		}
 	}
 	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "database is closed") {
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)

@@ -506,3 +506,41 @@ func TestIdleReadersClose(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// An error after which SQLite may have rolled the whole transaction back
+// by itself (a full disk here; an I/O error, no memory, a lock refused)
+// is ErrTxAborted, so that no caller runs more statements as if the
+// transaction were open: they would each commit alone. A constraint is
+// its statement's failure alone.
+func TestErrorsThatEndTheTransaction(t *testing.T) {
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "full.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE t (b BLOB, x INTEGER CHECK (x > 0))`); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA max_page_count = 4`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, `INSERT INTO t VALUES (NULL, 0)`)
+	if mapped := mapErr(err); errors.Is(mapped, store.ErrTxAborted) || !errors.Is(mapped, store.ErrInvalid) {
+		t.Errorf("a CHECK: %v, want ErrInvalid alone", mapped)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO t VALUES (zeroblob(1 << 20), 1)`)
+	if mapped := mapErr(err); !errors.Is(mapped, store.ErrTxAborted) || !errors.Is(mapped, store.ErrUnavailable) {
+		t.Fatalf("database full: %v, want ErrTxAborted and ErrUnavailable", mapped)
+	}
+}
