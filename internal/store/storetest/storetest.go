@@ -1190,8 +1190,18 @@ func testAppendOnly(t *testing.T, h Harness) {
 	b := newBackend(t, h)
 	acme := CreateTenant(t, b, "acme")
 	c := ctx(t)
+	// Each store also has a retired receipt key, the only one of its
+	// purpose: nothing but its retirement being final keeps it retired.
+	retired := testKey("r")
+	retired.Purpose = store.PurposeReceipt
 	err := b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		if err := tx.Keys().InsertSigningKey(ctx, testKey("k")); err != nil {
+			return err
+		}
+		if err := tx.Keys().InsertSigningKey(ctx, retired); err != nil {
+			return err
+		}
+		if err := tx.Keys().RetireSigningKey(ctx, "r", time.Now()); err != nil {
 			return err
 		}
 		_, err := AppendBatch(ctx, tx.Log(), 256, "acme")
@@ -1202,6 +1212,12 @@ func testAppendOnly(t *testing.T, h Harness) {
 	}
 	err = b.InPlatformTx(c, func(ctx context.Context, tx store.PlatformTx) error {
 		if err := tx.Keys().InsertSigningKey(ctx, testKey("k")); err != nil {
+			return err
+		}
+		if err := tx.Keys().InsertSigningKey(ctx, retired); err != nil {
+			return err
+		}
+		if err := tx.Keys().RetireSigningKey(ctx, "r", time.Now()); err != nil {
 			return err
 		}
 		_, err := AppendBatch(ctx, tx.Log(), 256, "platform")
@@ -1222,6 +1238,7 @@ func testAppendOnly(t *testing.T, h Harness) {
 		`DELETE FROM %sledger_checkpoints`,
 		`UPDATE %ssigning_keys SET public_key = sealed_private`,
 		`UPDATE %ssigning_keys SET kid = 'other'`,
+		`UPDATE %ssigning_keys SET status = 'active', retired_at = NULL WHERE status = 'retired'`,
 		`DELETE FROM %ssigning_keys`,
 	}
 	for _, stmt := range tamper {
