@@ -20,6 +20,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/agentsigna/agentsigna/internal/identity"
+	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -453,19 +454,14 @@ func writeSecretFile(path string, b []byte) error {
 	return nil
 }
 
-// readFileAtMost reads a file of at most max bytes.
-func readFileAtMost(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
-	}
-	return b, nil
-}
+// readFileAtMost reads a regular file of at most max bytes: a FIFO, a
+// device or a huge file named by mistake is one line of error.
+func readFileAtMost(path string, max int64) ([]byte, error) { return osfile.ReadAtMost(path, max) }
+
+// Bounds of the files the verify commands read: keys, checkpoints,
+// proofs and entries are a few KB; a JWKS, a receipt, or a TLS PEM file
+// at most some hundreds.
+const (
+	maxSmallFile = 64 << 10
+	maxLargeFile = 1 << 20
+)

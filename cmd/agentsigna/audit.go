@@ -36,7 +36,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	receipts := &receiptChecker{}
 	check, against := receipts.check, "the export's own JWKS (pin the published one with --jwks)"
 	if *jwksFile != "" {
-		pinned, err := os.ReadFile(*jwksFile)
+		pinned, err := readFileAtMost(*jwksFile, maxLargeFile)
 		if err != nil {
 			return err
 		}

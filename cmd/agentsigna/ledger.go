@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/agentsigna/agentsigna/internal/signing"
@@ -98,7 +97,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	var kept []byte
 	if *keptFile != "" {
 		var err error
-		if kept, err = os.ReadFile(*keptFile); err != nil {
+		if kept, err = readFileAtMost(*keptFile, maxSmallFile); err != nil {
 			return err
 		}
 	}

@@ -96,7 +96,7 @@ func (k *keyFlags) load() (bundles.ReadOptions, error) {
 	if k.file == "" {
 		return bundles.ReadOptions{}, nil
 	}
-	pemBytes, err := readBounded(k.file, maxKeyFileBytes)
+	pemBytes, err := readFileAtMost(k.file, maxKeyFileBytes)
 	if err != nil {
 		return bundles.ReadOptions{}, fmt.Errorf("--verification-key: %w", err)
 	}
@@ -212,7 +212,7 @@ func readBundle(target string) ([]byte, string, error) {
 		return raw, "directory, packed as a bundle", nil
 	}
 	// One byte over the limit is enough for Read to say it is too large.
-	raw, err := readBounded(target, limits.MaxCompressedBytes+1)
+	raw, err := readFileAtMost(target, limits.MaxCompressedBytes+1)
 	return raw, "bundle file", err
 }
 
@@ -227,7 +227,7 @@ func readPolicyInput(name string) (decision.Input, error) {
 			err = fmt.Errorf("standard input is larger than %d bytes", maxPolicyInputBytes)
 		}
 	} else {
-		raw, err = readBounded(name, maxPolicyInputBytes)
+		raw, err = readFileAtMost(name, maxPolicyInputBytes)
 	}
 	if err != nil {
 		return decision.Input{}, fmt.Errorf("--input: %w", err)
@@ -246,21 +246,4 @@ func readPolicyInput(name string) (decision.Input, error) {
 		in.Time = time.Now().UTC()
 	}
 	return in, nil
-}
-
-// readBounded reads a file of at most limit bytes.
-func readBounded(name string, limit int64) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(raw)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
-	}
-	return raw, nil
 }

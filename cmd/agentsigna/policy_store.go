@@ -138,7 +138,7 @@ func runPolicyKey(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if len(operands) != 1 || *by == "" {
 		return fmt.Errorf("%w: usage: agentsigna policy add-key --tenant SLUG --id ID --by USER PUBLIC_KEY.pem", errUsage)
 	}
-	pem, err := readBounded(operands[0], maxKeyFileBytes)
+	pem, err := readFileAtMost(operands[0], maxKeyFileBytes)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -56,13 +55,13 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 		return fmt.Errorf("%w: --log-key and --entry check the receipt's ledger entry, which needs --tlog-proof", errUsage)
 	}
 	compact := operand
-	switch b, err := os.ReadFile(operand); {
+	switch b, err := readFileAtMost(operand, maxLargeFile); {
 	case err == nil:
 		compact = strings.TrimSpace(string(b))
 	case !compactJWS.MatchString(operand):
 		return fmt.Errorf("%w: RECEIPT is neither a compact JWS nor a file that can be read: %v", errUsage, err)
 	}
-	jwks, err := os.ReadFile(*jwksFile)
+	jwks, err := readFileAtMost(*jwksFile, maxLargeFile)
 	if err != nil {
 		return err
 	}
@@ -85,7 +84,7 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 		if err != nil {
 			return err
 		}
-		raw, err := os.ReadFile(*proofFile)
+		raw, err := readFileAtMost(*proofFile, maxSmallFile)
 		if err != nil {
 			return err
 		}
@@ -96,7 +95,7 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 		}
 		leaf := p.Extra
 		if *entryFile != "" {
-			given, err := os.ReadFile(*entryFile)
+			given, err := readFileAtMost(*entryFile, maxSmallFile)
 			if err != nil {
 				return err
 			}

@@ -183,7 +183,16 @@ func (f *serveFlags) tlsConfig() (*tls.Config, error) {
 	if f.tlsCert == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	certPEM, err := readFileAtMost(f.tlsCert, maxLargeFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS key pair: %w", err)
+	}
+	keyPEM, err := readFileAtMost(f.tlsKey, maxLargeFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS key pair: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	clear(keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("load TLS key pair: %w", err)
 	}

@@ -60,7 +60,7 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer, env env) error 
 	if err != nil {
 		return err
 	}
-	raw, err := os.ReadFile(proofFile)
+	raw, err := readFileAtMost(proofFile, maxSmallFile)
 	if err != nil {
 		return err
 	}
@@ -68,7 +68,7 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer, env env) error 
 	var leafHash []byte
 	var entryIndex *uint64
 	if *entryFile != "" {
-		leaf, err := os.ReadFile(*entryFile)
+		leaf, err := readFileAtMost(*entryFile, maxSmallFile)
 		if err != nil {
 			return err
 		}
@@ -122,11 +122,11 @@ func runVerifyConsistency(args []string, stdout, stderr io.Writer, env env) erro
 	if err != nil {
 		return err
 	}
-	raw, err := os.ReadFile(proofFile)
+	raw, err := readFileAtMost(proofFile, maxSmallFile)
 	if err != nil {
 		return err
 	}
-	oldNote, err := os.ReadFile(*oldFile)
+	oldNote, err := readFileAtMost(*oldFile, maxSmallFile)
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func readLogKey(s string) (string, error) {
 	if _, err := note.NewVerifier(s); err == nil {
 		return s, nil
 	}
-	b, err := os.ReadFile(s)
+	b, err := readFileAtMost(s, maxSmallFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("%w: --log-key is neither a note verifier key nor a file", errUsage)
 	}

@@ -165,6 +165,7 @@ func TestVerifyCommand(t *testing.T) {
 		"old11":         writeFile(t, dir, "old11", acme.checkpoint(t, 11)),
 		"otherold10":    writeFile(t, dir, "otherold10", other.checkpoint(t, 10)),
 		"garbage":       writeFile(t, dir, "garbage", []byte("hello")),
+		"huge":          writeFile(t, dir, "huge", bytes.Repeat([]byte("{"), maxSmallFile+1)),
 	}
 	leafHash := base64.StdEncoding.EncodeToString(verify.LeafHash(acme.leaves[41]))
 
@@ -193,6 +194,11 @@ func TestVerifyCommand(t *testing.T) {
 		{"old checkpoint from another log", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", files["otherold10"]}, "", false},
 		{"old checkpoint of another size", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", files["old11"]}, "", false},
 		{"tampered consistency", []string{"consistency", files["constamp.json"], "--log-key", acme.vkey, "--old", files["old10"]}, "", false},
+		// Files that are no files, or too large: one line each, at once.
+		{"proof from a device", []string{"inclusion", "/dev/zero", "--log-key", acme.vkey, "--leaf-hash", leafHash}, "", false},
+		{"log key from a device", []string{"inclusion", files["proof"], "--log-key", "/dev/zero", "--leaf-hash", leafHash}, "", false},
+		{"old checkpoint from a device", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", "/dev/zero"}, "", false},
+		{"proof larger than any", []string{"inclusion", files["huge"], "--log-key", acme.vkey, "--leaf-hash", leafHash}, "", false},
 		{"consistency with wrong key", []string{"consistency", files["cons.json"], "--log-key", other.vkey, "--old", files["old10"]}, "", false},
 
 		{"no subcommand", nil, "", true},

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"github.com/agentsigna/agentsigna/internal/osfile"
 )
 
 // DefaultKeyFileName is the key file the embedded default creates in the data dir.
@@ -97,7 +99,11 @@ func LoadMasterKey(opts LoadOptions) (*MasterKey, LoadInfo, error) {
 // readKeyFile reads and checks a key file. The checks are made on the opened
 // file, not the path, so that the file checked is the file read.
 func readKeyFile(path string) (*MasterKey, error) {
-	f, err := os.Open(path)
+	// Not a plain open: on a FIFO it would wait for a writer forever.
+	f, err := osfile.OpenRegular(path)
+	if errors.Is(err, osfile.ErrNotRegular) {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInsecureKeyFile, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("master key file: %w", err) // *PathError: op, path, errno
 	}
@@ -105,9 +111,6 @@ func readKeyFile(path string) (*MasterKey, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("master key file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInsecureKeyFile, path)
 	}
 	// Unix permission bits mean nothing on Windows, where ACLs decide.
 	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
