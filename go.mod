@@ -3,6 +3,7 @@ module github.com/agentsigna/agentsigna
 go 1.27.0
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/go-jose/go-jose/v4 v4.1.4
 	github.com/gofiber/fiber/v2 v2.52.15
 	github.com/google/uuid v1.6.0

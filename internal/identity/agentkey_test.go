@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -93,6 +94,13 @@ func TestParseAgentJWK(t *testing.T) {
 		{"use enc", with(edPub, "use", "enc")},
 		{"key_ops sign", with(edPub, "key_ops", []string{"sign", "verify"})},
 		{"short x", with(edPub, "x", b64(make([]byte, 31)))},
+		// Ed25519 points of small order: under them a signature verifies
+		// for anyone (crypto/ed25519 checks without the cofactor).
+		{"Ed25519 identity point", with(edPub, "x", b64(mustHex(t, "0100000000000000000000000000000000000000000000000000000000000000")))},
+		{"Ed25519 all-zero x (order 4)", with(edPub, "x", b64(make([]byte, 32)))},
+		{"Ed25519 point of order 2", with(edPub, "x", b64(mustHex(t, "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")))},
+		{"Ed25519 point of order 8", with(edPub, "x", b64(mustHex(t, "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")))},
+		{"Ed25519 identity, not canonical", with(edPub, "x", b64(mustHex(t, "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")))},
 		{"point off the curve", offCurve},
 		{"no x", with(edPub, "x", nil)},
 		{"a JWKS", map[string]any{"keys": []any{edPub}}},
@@ -145,4 +153,13 @@ func TestParsedAgentKeyIsTheSameKey(t *testing.T) {
 	if !ec.PublicKey.Equal(raw) {
 		t.Fatal("registered key differs from the agent's")
 	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -3,6 +3,7 @@ package identity_test
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -463,5 +464,35 @@ func TestOAuthErrorDescriptionsAreSafe(t *testing.T) {
 		if code, _ := identity.OAuthError(err); code != identity.OAuthInvalidToken {
 			t.Errorf("%v maps to %q", err, code)
 		}
+	}
+}
+
+// An agent whose stored key is an Ed25519 point of small order (stored
+// before registration refused such keys) gets no token from a signature
+// anyone can make: with the identity point as key, R = the identity and
+// S = 0 verify for every message under crypto/ed25519's cofactorless
+// check.
+func TestAssertionUnderASmallOrderKeyIsRefused(t *testing.T) {
+	f := newAssertionFixture(t)
+	identityPoint := make([]byte, 32)
+	identityPoint[0] = 1
+	k, err := jwk.Import(ed25519.PublicKey(identityPoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Set(jwk.KeyIDKey, "weak"); err != nil {
+		t.Fatal(err)
+	}
+	f.dir.byID["agt_weak"] = identity.AgentInfo{ID: "agt_weak", Status: identity.AgentActive, Keys: []jwk.Key{k}}
+	h, _ := json.Marshal(hdr("EdDSA", "weak"))
+	c, _ := json.Marshal(f.claims("agt_weak"))
+	input := b64(h) + "." + b64(c)
+	forged := append(append([]byte(nil), identityPoint...), make([]byte, 32)...) // R ‖ S, S = 0
+	if !ed25519.Verify(identityPoint, []byte(input), forged) {
+		t.Fatal("the forgery does not verify under crypto/ed25519: the test proves nothing")
+	}
+	_, err = identity.VerifyClientAssertion(input+"."+b64(forged), f.opts())
+	if !errors.Is(err, identity.ErrUnknownKey) {
+		t.Fatalf("a forged assertion under a small-order key: %v, want ErrUnknownKey", err)
 	}
 }
