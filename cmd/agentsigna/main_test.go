@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 )
@@ -85,5 +86,40 @@ func TestExitStatus(t *testing.T) {
 		if got := run(ctx, tc.args, &stdout, &stderr, envOf(nil)); got != tc.code {
 			t.Errorf("run(%v) = %d, want %d (stderr %q)", tc.args, got, tc.code, stderr.String())
 		}
+	}
+}
+
+// Without --public-url (or its environment twin), the tenant plane is
+// announced where it listens when that is a loopback address with a fixed
+// port; otherwise the flag's default or the given URL stands.
+func TestDefaultPublicURL(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		tls  bool
+		want string
+	}{
+		{"default address", nil, nil, false, "http://127.0.0.1:8080"},
+		{"moved on loopback", []string{"--tenant-addr", "127.0.0.1:18180"}, nil, false, "http://127.0.0.1:18180"},
+		{"moved, with TLS", []string{"--tenant-addr", "localhost:8443"}, nil, true, "https://localhost:8443"},
+		{"given on the command line", []string{"--tenant-addr", "127.0.0.1:18180", "--public-url", "https://agentsigna.example"}, nil, false, "https://agentsigna.example"},
+		{"given in the environment", []string{"--tenant-addr", "127.0.0.1:18180"}, map[string]string{"AGENTSIGNA_PUBLIC_URL": "https://agentsigna.example"}, false, "https://agentsigna.example"},
+		{"all interfaces", []string{"--tenant-addr", "0.0.0.0:18180"}, nil, false, "http://127.0.0.1:8080"},
+		{"a port chosen at listen", []string{"--tenant-addr", "127.0.0.1:0"}, nil, false, "http://127.0.0.1:8080"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFlagSet("serve", io.Discard)
+			var f serveFlags
+			f.ledger.register(fs)
+			fs.StringVar(&f.tenantAddr, "tenant-addr", "127.0.0.1:8080", "")
+			if err := parse(fs, tc.args, envOf(tc.env)); err != nil {
+				t.Fatal(err)
+			}
+			defaultPublicURL(fs, &f, tc.tls)
+			if f.ledger.publicURL != tc.want {
+				t.Errorf("public URL %q, want %q", f.ledger.publicURL, tc.want)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -69,6 +70,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if f.demo && f.store.postgres() {
 		return fmt.Errorf("%w: --demo seeds the embedded store only", errUsage)
 	}
+	defaultPublicURL(fs, &f, tlsConfig != nil)
 	exposed, err := checkExposure(f, tlsConfig != nil, log)
 	if err != nil {
 		return err
@@ -197,6 +199,29 @@ func (f *serveFlags) tlsConfig() (*tls.Config, error) {
 		return nil, fmt.Errorf("load TLS key pair: %w", err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// defaultPublicURL makes --public-url, when neither it nor its
+// environment twin is given, the URL of --tenant-addr if that is a
+// loopback address with a fixed port: a tenant plane moved to
+// 127.0.0.1:18180 is not announced, in tokens, receipts and the demo's
+// credentials, at 127.0.0.1:8080 where nothing listens. Any other address
+// keeps the flag's default: the URL clients use is not the one bound.
+func defaultPublicURL(fs *flag.FlagSet, f *serveFlags, tlsOn bool) {
+	given := false
+	fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == "public-url" })
+	_, port, err := net.SplitHostPort(f.tenantAddr)
+	if given || err != nil || port == "0" {
+		return
+	}
+	if loop, _ := isLoopback(f.tenantAddr); !loop {
+		return
+	}
+	scheme := "http"
+	if tlsOn {
+		scheme = "https"
+	}
+	f.ledger.publicURL = scheme + "://" + f.tenantAddr
 }
 
 // checkExposure refuses plain HTTP beyond loopback unless an operator wrote
