@@ -1,6 +1,6 @@
 // Package osfile opens the files an operator names on the command line:
-// regular files only, opened without blocking on a FIFO or a device, and
-// read within a bound. A file that is not one says so in one line,
+// opened without blocking on a FIFO, regular files only (or, to read, a
+// pipe), and read within a bound. A file that is not one says so in one line,
 // rather than hanging the process or exhausting its memory.
 package osfile
 
@@ -34,13 +34,24 @@ func OpenRegular(path string) (*os.File, error) {
 	return f, nil
 }
 
-// ReadAtMost reads the regular file at path, of at most max bytes.
+// ReadAtMost reads the file at path, of at most max bytes: a regular file,
+// or a pipe (`--jwks <(curl …)`, /dev/stdin at the end of a pipeline),
+// which is read until its writer closes it, or until max; a pipe without
+// a writer reads as empty, at once. Anything else (a device, a directory,
+// a socket) is ErrNotRegular.
 func ReadAtMost(path string, max int64) ([]byte, error) {
-	f, err := OpenRegular(path)
+	f, err := openNonBlocking(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeNamedPipe == 0 {
+		return nil, fmt.Errorf("%s: %w", path, ErrNotRegular)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,7 +39,37 @@ func TestReadAtMost(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for name, path := range map[string]string{"a FIFO without a writer": fifo, "a directory": dir, "a device": "/dev/zero"} {
+	// A pipe is read to its end, within the bound; one without a writer
+	// reads as empty at once.
+	done := make(chan error, 1)
+	go func() {
+		b, err := ReadAtMost(fifo, 1<<20)
+		if err == nil && len(b) != 0 {
+			err = errors.New("read " + string(b))
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("a FIFO without a writer: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a FIFO without a writer: the read blocked")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { w.Write([]byte("piped")); w.Close() }()
+	if b, err := ReadAtMost("/dev/fd/"+strconv.Itoa(int(r.Fd())), 5); err != nil || string(b) != "piped" {
+		t.Fatalf("a pipe with a writer: %q, %v", b, err)
+	}
+	r.Close()
+	if _, err := OpenRegular(fifo); !errors.Is(err, ErrNotRegular) {
+		t.Fatalf("OpenRegular of a FIFO: %v, want ErrNotRegular", err)
+	}
+	for name, path := range map[string]string{"a directory": dir, "a device": "/dev/zero"} {
 		done := make(chan error, 1)
 		go func() { _, err := ReadAtMost(path, 1<<20); done <- err }()
 		select {
