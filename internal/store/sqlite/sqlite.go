@@ -120,11 +120,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("sqlite: create data dir: %w", err)
 		}
-		// One that existed with a looser mode is tightened, as files are:
-		// the tenants directory's names are the organizations' ids.
-		if err := os.Chmod(d, 0o700); err != nil {
-			return nil, fmt.Errorf("sqlite: data dir: %w", err)
-		}
+		tightenDir(d, cfg.Logger)
 	}
 	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, readerIdle: cfg.ReaderIdle, log: cfg.Logger, tenants: map[string]*sql.DB{}, readers: map[string]*sql.DB{}, dirty: map[string]bool{}}
 	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform, platformWALPages)
@@ -600,6 +596,23 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return err
+}
+
+// tightenDir makes a data directory that existed with a looser mode 0700,
+// as files are made 0600: the tenants directory's names are the
+// organizations' ids. Its setgid bit stays. A directory the process may
+// write in but not chmod (a volume root owned by another user, which a
+// group grants) is left as it is, with a warning: the files in it are
+// 0600 all the same.
+func tightenDir(d string, log *slog.Logger) {
+	fi, err := os.Stat(d)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	if err := os.Chmod(d, 0o700|fi.Mode()&os.ModeSetgid); err != nil {
+		log.Warn("sqlite: a data directory is open beyond its owner and cannot be tightened; its file names (organization ids) are visible",
+			slog.String("dir", filepath.Base(d)), slog.String("mode", fi.Mode().Perm().String()), slog.Any("error", pathless(err)))
+	}
 }
 
 // pathless is a file operation's error without the path it names.

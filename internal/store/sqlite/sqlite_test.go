@@ -89,7 +89,14 @@ func TestFilesArePrivate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A setgid directory (a volume shared through its group) stays so.
+	if err := os.Chmod(filepath.Join(dir, "tenants"), 0o755|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
 	s := openTest(t, dir)
+	if fi, err := os.Stat(filepath.Join(dir, "tenants")); err != nil || fi.Mode()&os.ModeSetgid == 0 {
+		t.Errorf("tenants: mode %v, %v; want its setgid bit kept", fi.Mode(), err)
+	}
 	acme := storetest.CreateTenant(t, s, "acme")
 	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		return tx.PutSetting(ctx, "k", "v")
