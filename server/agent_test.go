@@ -755,3 +755,41 @@ func TestAgentReadRefusals(t *testing.T) {
 		}
 	}
 }
+
+// An agent key stored before registration refused it (an Ed25519 point of
+// small order, under which anyone's signature verifies) verifies nothing,
+// and does not lock its agent out: the agent's own key still gets tokens,
+// and an assertion forged under the weak key is the client's error
+// (invalid_client), not the server's.
+func TestStoredWeakAgentKey(t *testing.T) {
+	e := newAgentEnv(t)
+	a := e.agents["acme"]
+	identityPoint := make([]byte, 32)
+	identityPoint[0] = 1
+	weak := `{"kty":"OKP","crv":"Ed25519","kid":"weak","x":"` + base64.RawURLEncoding.EncodeToString(identityPoint) + `"}`
+	// Written behind registration's back, as an older build would have.
+	err := e.store.InTenantTx(context.Background(), e.orgs["acme"].ID, func(ctx context.Context, tx store.TenantTx) error {
+		_, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: a.id, KID: "weak", PublicJWK: weak})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, out := e.tokenRequest(t, e.assertion(t, a, nil)); status != 200 || out["access_token"] == nil {
+		t.Fatalf("the agent's own key: %d %v", status, out)
+	}
+	header, _ := json.Marshal(map[string]string{"alg": "EdDSA", "kid": "weak", "typ": "JWT"})
+	jti := make([]byte, 16)
+	_, _ = rand.Read(jti)
+	claims, _ := json.Marshal(map[string]any{"iss": a.id, "sub": a.id, "aud": testPublicURL + "/v1/oauth/token",
+		"exp": time.Now().Add(time.Minute).Unix(), "jti": hex.EncodeToString(jti)})
+	input := base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(claims)
+	forged := append(append([]byte(nil), identityPoint...), make([]byte, 32)...) // R = the identity, S = 0
+	if !ed25519.Verify(identityPoint, []byte(input), forged) {
+		t.Fatal("the forgery does not verify under crypto/ed25519: the test proves nothing")
+	}
+	status, out := e.tokenRequest(t, input+"."+base64.RawURLEncoding.EncodeToString(forged))
+	if status == 200 || status >= 500 || out["error"] != "invalid_client" {
+		t.Fatalf("an assertion forged under the stored weak key: %d %v, want invalid_client", status, out)
+	}
+}

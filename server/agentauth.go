@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"mime"
 	"net/url"
@@ -351,7 +350,13 @@ func (a *AgentAuth) lookupAgent(ctx context.Context, agentID string) (store.Tena
 			}
 			jk, err := identity.ParseAgentJWK([]byte(k.PublicJWK))
 			if err != nil {
-				return fmt.Errorf("stored key %s of %s: %w", k.KID, ag.ID, err)
+				// Stored before a rule refused it (an Ed25519 point of
+				// small order): it verifies nothing, and the agent's
+				// other keys still do. An assertion naming it is refused
+				// as one under an unknown key.
+				a.cfg.Logger.WarnContext(ctx, "agent auth: a stored agent key is no longer accepted; it verifies nothing",
+					slog.String("agent", ag.ID), slog.String("kid", k.KID), slog.Any("reason", err))
+				continue
 			}
 			info.Keys = append(info.Keys, jk)
 		}

@@ -467,11 +467,11 @@ func TestOAuthErrorDescriptionsAreSafe(t *testing.T) {
 	}
 }
 
-// An agent whose stored key is an Ed25519 point of small order (stored
-// before registration refused such keys) gets no token from a signature
-// anyone can make: with the identity point as key, R = the identity and
-// S = 0 verify for every message under crypto/ed25519's cofactorless
-// check.
+// A Lookup that hands back an Ed25519 key of small order (the server's
+// skips stored ones, see TestStoredWeakAgentKey) gets no assertion
+// through with a signature anyone can make: with the identity point as
+// key, R = the identity and S = 0 verify for every message under
+// crypto/ed25519's cofactorless check.
 func TestAssertionUnderASmallOrderKeyIsRefused(t *testing.T) {
 	f := newAssertionFixture(t)
 	identityPoint := make([]byte, 32)
