@@ -43,9 +43,9 @@ bench:
 LOAD_CONCURRENCY ?= 32
 LOAD_WARMUP      ?= 3s
 LOAD_DURATION    ?= 20s
-# The closed loops run in alternating rounds (OPA, AgentSigna, OPA, …),
-# pooled per server, so that a machine whose speed drifts during the run
-# drifts under both alike.
+# The closed loops run in rounds whose order alternates (OPA, AgentSigna,
+# AgentSigna, OPA, …), pooled per server, so that a machine whose speed
+# drifts during the run drifts under both alike.
 LOAD_ROUNDS      ?= 4
 
 bench-load: build

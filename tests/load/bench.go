@@ -112,8 +112,8 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 	phase := func(what string) {
 		fmt.Fprintf(progress, "load: %s: %s warm-up, %s measured\n", what, o.Warmup, o.Duration)
 	}
-	// The closed loops, in Options.Rounds alternating slices pooled per
-	// server (one round: OPA, then AgentSigna, whole).
+	// The closed loops, in Options.Rounds slices pooled per server, each
+	// round both servers in turn (one round: OPA, then AgentSigna, whole).
 	slice := o.Duration / time.Duration(o.Rounds)
 	var opaRounds, asRounds []Result
 	for r := 0; r < o.Rounds && ctx.Err() == nil; r++ {
@@ -127,18 +127,33 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 			}
 			fmt.Fprintf(progress, "load: %s: %s warm-up, %s measured\n", what, warmup, slice)
 		}
-		phaseOf("opa, closed loop")
-		opaRounds = append(opaRounds, closedLoop(ctx, ot, serverClocks{server: processCPU(op.cmd.Process.Pid)}, o.Concurrency, warmup, slice, o.RequestTimeout))
-		phaseOf("agentsigna, closed loop")
-		var profiled sync.WaitGroup
-		var profileErr error
-		if o.CPUProfile != "" { // one round only (validate)
-			profiled.Go(func() { profileErr = captureCPUProfile(ctx, pprofURL, o.CPUProfile, warmup, slice) })
+		runOPA := func() {
+			phaseOf("opa, closed loop")
+			opaRounds = append(opaRounds, closedLoop(ctx, ot, serverClocks{server: processCPU(op.cmd.Process.Pid)}, o.Concurrency, warmup, slice, o.RequestTimeout))
 		}
-		asRounds = append(asRounds, closedLoop(ctx, as, asClocks, o.Concurrency, warmup, slice, o.RequestTimeout))
-		profiled.Wait()
-		if profileErr != nil {
-			return Report{}, profileErr
+		runAgentSigna := func() error {
+			phaseOf("agentsigna, closed loop")
+			var profiled sync.WaitGroup
+			var profileErr error
+			if o.CPUProfile != "" { // one round only (validate)
+				profiled.Go(func() { profileErr = captureCPUProfile(ctx, pprofURL, o.CPUProfile, warmup, slice) })
+			}
+			asRounds = append(asRounds, closedLoop(ctx, as, asClocks, o.Concurrency, warmup, slice, o.RequestTimeout))
+			profiled.Wait()
+			return profileErr
+		}
+		// ABBA: which server goes first alternates, so that a machine
+		// drifting steadily over the run drifts under both alike.
+		var err error
+		if r%2 == 0 {
+			runOPA()
+			err = runAgentSigna()
+		} else {
+			err = runAgentSigna()
+			runOPA()
+		}
+		if err != nil {
+			return Report{}, err
 		}
 	}
 	if ctx.Err() != nil {

@@ -532,3 +532,31 @@ func TestCPUWindow(t *testing.T) {
 		t.Fatal("a cancelled window is still waiting for its end")
 	}
 }
+
+// OPA gets the service's collector target unless GOGC is set for both or
+// --opa-gc go asks for OPA as it ships; the header says which.
+func TestOPAGC(t *testing.T) {
+	t.Setenv("GOGC", "") // restored after the test
+	os.Unsetenv("GOGC")
+	if got := gcEnv("service"); len(got) != 1 || got[0] != "GOGC="+serviceGOGC {
+		t.Errorf("GOGC unset, service: %q", got)
+	}
+	if got := gcEnv("go"); got != nil {
+		t.Errorf("GOGC unset, go: %q", got)
+	}
+	if s := gcSetting("go"); !strings.Contains(s, "Go's default (100) for opa") {
+		t.Errorf("setting %q", s)
+	}
+	t.Setenv("GOGC", "200")
+	if got := gcEnv("service"); got != nil {
+		t.Errorf("GOGC set: %q, want OPA to inherit it", got)
+	}
+	if s := gcSetting("service"); !strings.HasPrefix(s, "200 for both") {
+		t.Errorf("setting %q", s)
+	}
+	o := DefaultOptions()
+	o.OPAGC = "fast"
+	if err := o.validate(); err == nil || !strings.Contains(err.Error(), "--opa-gc") {
+		t.Errorf("validate: %v", err)
+	}
+}

@@ -55,7 +55,7 @@ func startOPA(ctx context.Context, o Options, bin string, client *http.Client, d
 	}
 	p, err := startProcess("opa run --server", bin, []string{"run", "--server", "--addr", addr,
 		"--skip-version-check", "--log-level", o.ServerLogLevel, "--ignore", "*_test.rego",
-		filepath.Join(o.Policies, "base"), filepath.Join(o.Policies, "examples", "acme"), wrapper}, nil)
+		filepath.Join(o.Policies, "base"), filepath.Join(o.Policies, "examples", "acme"), wrapper}, gcEnv(o.OPAGC))
 	if err != nil {
 		return nil, "", err
 	}
@@ -65,6 +65,31 @@ func startOPA(ctx context.Context, o Options, bin string, client *http.Client, d
 		return nil, "", err
 	}
 	return p, u, nil
+}
+
+// serviceGOGC is the collector target `agentsigna serve` sets when GOGC
+// is not (cmd/agentsigna's defaultGCPercent). OPA is given the same, so
+// that neither server gets a cheaper collector than the other.
+const serviceGOGC = "400"
+
+// gcEnv is OPA's environment for its collector: nothing when GOGC is set
+// (both servers inherit it) or opaGC is "go", else the service's target.
+func gcEnv(opaGC string) []string {
+	if _, set := os.LookupEnv("GOGC"); set || opaGC == "go" {
+		return nil
+	}
+	return []string{"GOGC=" + serviceGOGC}
+}
+
+// gcSetting says what GOGC each server runs with.
+func gcSetting(opaGC string) string {
+	if v, set := os.LookupEnv("GOGC"); set {
+		return v + " for both (from the environment)"
+	}
+	if opaGC == "go" {
+		return serviceGOGC + " for agentsigna, Go's default (100) for opa, each as it ships"
+	}
+	return serviceGOGC + " for both (the service's default)"
 }
 
 // opaTarget asks OPA for both verdicts on the policy input AgentSigna

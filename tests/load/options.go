@@ -35,8 +35,9 @@ type Options struct {
 	Concurrency int
 	Warmup      time.Duration
 	Duration    time.Duration
-	// Rounds splits the two closed loops into that many alternating
-	// slices (OPA, AgentSigna, OPA, …) of Duration/Rounds each, pooled
+	// Rounds splits the two closed loops into that many rounds of a slice
+	// each, whose order alternates (OPA, AgentSigna, AgentSigna, OPA, …),
+	// of Duration/Rounds each, pooled
 	// per server: a machine whose speed drifts during the run then drifts
 	// under both alike, and the ratio compares like with like. The first
 	// slice of each warms up for Warmup, the others for a tenth of it.
@@ -50,6 +51,11 @@ type Options struct {
 	// ServerLogLevel is given to both servers: info (both log every
 	// request by default) or error.
 	ServerLogLevel string
+	// OPAGC is OPA's garbage-collector target when GOGC is not set for
+	// both: "service" (the default) gives it the one `agentsigna serve`
+	// sets itself (400), so that neither server has a cheaper collector;
+	// "go" leaves it at Go's default (100), OPA as it ships.
+	OPAGC string
 	// CPUProfile, when set, is where the AgentSigna server's CPU profile
 	// of the measured closed-loop window is written (from its
 	// --pprof-addr listener; PprofURL names it with TargetURL).
@@ -78,6 +84,7 @@ func DefaultOptions() Options {
 		Duration:       20 * time.Second,
 		RequestTimeout: 10 * time.Second,
 		ServerLogLevel: "info",
+		OPAGC:          "service",
 	}
 }
 
@@ -96,6 +103,7 @@ func (o *Options) bind(fs *flag.FlagSet) {
 	fs.Float64Var(&o.OpenRate, "open-rate", o.OpenRate, "open-loop arrival rate, requests/s (0: half the measured max; <0: skip)")
 	fs.DurationVar(&o.RequestTimeout, "request-timeout", o.RequestTimeout, "timeout of one request")
 	fs.StringVar(&o.ServerLogLevel, "server-log-level", o.ServerLogLevel, "log level of both servers: info or error")
+	fs.StringVar(&o.OPAGC, "opa-gc", o.OPAGC, "OPA's GOGC when GOGC is not set: service (the service's own, 400) or go (Go's default, as OPA ships)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write the agentsigna server's CPU profile of the measured closed loop to this file")
 	fs.StringVar(&o.PprofURL, "pprof-url", o.PprofURL, "the running service's --pprof-addr listener, http://HOST:PORT (with --target-url and --cpuprofile)")
 	fs.IntVar(&o.ServerPID, "server-pid", o.ServerPID, "process id of the running service (with --target-url), to show its CPU time per request")
@@ -156,6 +164,9 @@ func (o Options) validate() error {
 	}
 	if o.ServerLogLevel != "info" && o.ServerLogLevel != "error" {
 		errs = append(errs, errors.New("--server-log-level is info or error"))
+	}
+	if o.OPAGC != "service" && o.OPAGC != "go" {
+		errs = append(errs, errors.New("--opa-gc is service or go"))
 	}
 	return errors.Join(errs...)
 }

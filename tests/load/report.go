@@ -77,8 +77,8 @@ func (r Report) Err() error {
 func (r Report) Print(w io.Writer) {
 	o := r.Options
 	fmt.Fprintln(w, "AgentSigna allow path vs opa run --server: same base + acme example policy, same policy input")
-	fmt.Fprintf(w, "store %s · %d CPUs shared by both servers and the harness · %s measured after %s warm-up · server log level %s\n\n",
-		r.Store, r.CPUs, o.Duration, o.Warmup, o.ServerLogLevel)
+	fmt.Fprintf(w, "store %s · %d CPUs shared by both servers and the harness · %s measured after %s warm-up · server log level %s · GOGC %s\n\n",
+		r.Store, r.CPUs, o.Duration, o.Warmup, o.ServerLogLevel, gcSetting(o.OPAGC))
 	withDB := r.AgentSigna.DatabaseCPU > 0
 	header := []string{"target", "load", "requests", "req/s", "p50", "p99", "max", "errors", "cpu/req"}
 	if withDB {
@@ -95,7 +95,8 @@ func (r Report) Print(w io.Writer) {
 	}
 	printTable(w, rows, 2)
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "agentsigna/opa requests/s: %.3f× (goal ≥ %.1f×: %s)\n", r.Ratio(), goalRatio, met(r.Ratio() >= goalRatio))
+	fmt.Fprintf(w, "agentsigna/opa requests/s: %.3f× (goal ≥ %.1f×: %s)\n", r.Ratio(), goalRatio,
+		met(r.Ratio() >= goalRatio && r.AgentSigna.Errors == 0 && r.OPA.Errors == 0))
 	if as, opa := r.AgentSigna.CPUPerRequest()+r.AgentSigna.DatabaseCPUPerRequest(), r.OPA.CPUPerRequest(); as > 0 && opa > 0 {
 		db := ""
 		if withDB {
@@ -108,7 +109,7 @@ func (r Report) Print(w io.Writer) {
 	if r.Open != nil {
 		fmt.Fprintf(w, "agentsigna p99 at %s (%s): %s (goal ≤ %s at half the max rate: %s)\n",
 			formatRate(r.Open.OfferedRate), halfOrGiven(o), formatLatency(r.Open.P99), goalP99AtHalf,
-			met(r.Open.Requests > 0 && r.Open.P99 <= goalP99AtHalf))
+			met(r.Open.Requests > 0 && r.Open.Errors == 0 && r.Open.P99 <= goalP99AtHalf))
 	}
 	if r.Floor != nil {
 		fmt.Fprintf(w, "floor at %s, GET /healthz through the same harness and listener: p50 %s, p99 %s\n",
@@ -117,10 +118,10 @@ func (r Report) Print(w io.Writer) {
 	if r.OPAOpen != nil {
 		fmt.Fprintf(w, "the same latency goal for opa, p99 at %s (half its closed-loop rate): %s (≤ %s: %s)\n",
 			formatRate(r.OPAOpen.OfferedRate), formatLatency(r.OPAOpen.P99), goalP99AtHalf,
-			met(r.OPAOpen.Requests > 0 && r.OPAOpen.P99 <= goalP99AtHalf))
+			met(r.OPAOpen.Requests > 0 && r.OPAOpen.Errors == 0 && r.OPAOpen.P99 <= goalP99AtHalf))
 	}
 	if o.Rounds > 1 {
-		fmt.Fprintf(w, "closed loops: %d alternating rounds of %s each, pooled per server\n", o.Rounds, o.Duration/time.Duration(o.Rounds))
+		fmt.Fprintf(w, "closed loops: %d rounds of %s each, pooled per server, OPA first in odd rounds and AgentSigna first in even ones\n", o.Rounds, o.Duration/time.Duration(o.Rounds))
 	}
 	fmt.Fprintln(w, "requests/s by quarter of each window (of every round's, pooled):")
 	for _, res := range r.Results() {
