@@ -32,6 +32,12 @@ func (a *afterFirstTx) InTenantTx(ctx context.Context, tenantID string, fn func(
 	return err
 }
 
+// overtakenBy is a Policies of another process whose first read is
+// followed, before its ledger batch, by after.
+func (e *policyEnv) overtakenBy(after func()) *decision.Policies {
+	return decision.NewPolicies(&afterFirstTx{Backend: e.backend, after: after}, e.ledger, bundles.NewEngine(), bundles.Limits{})
+}
+
 // A policy change whose read another process's change has overtaken is
 // refused with nothing in the ledger: the entry and the stored change
 // commit together, under the log's lock, only if the change still
@@ -44,12 +50,11 @@ func TestPolicyChangesRacingAnotherProcess(t *testing.T) {
 			t.Run("upload of a revision uploaded meanwhile with other content", func(t *testing.T) {
 				e := newPolicyEnv(t, kind)
 				other := exampleBundle(t, "v1", true)
-				racing := &afterFirstTx{Backend: e.backend, after: func() {
+				p := e.overtakenBy(func() {
 					if _, err := e.policies.Upload(ctx, e.org, other, "usr_bob"); err != nil {
 						t.Error(err)
 					}
-				}}
-				p := decision.NewPolicies(racing, e.ledger, bundles.NewEngine(), bundles.Limits{})
+				})
 				if _, err := p.Upload(ctx, e.org, exampleBundle(t, "v1", false), "usr_alice"); !errors.Is(err, bundles.ErrRevisionConflict) {
 					t.Fatalf("upload: %v, want ErrRevisionConflict", err)
 				}
@@ -64,12 +69,11 @@ func TestPolicyChangesRacingAnotherProcess(t *testing.T) {
 			t.Run("upload of the bundle uploaded meanwhile", func(t *testing.T) {
 				e := newPolicyEnv(t, kind)
 				same := exampleBundle(t, "v1", false)
-				racing := &afterFirstTx{Backend: e.backend, after: func() {
+				p := e.overtakenBy(func() {
 					if _, err := e.policies.Upload(ctx, e.org, same, "usr_bob"); err != nil {
 						t.Error(err)
 					}
-				}}
-				p := decision.NewPolicies(racing, e.ledger, bundles.NewEngine(), bundles.Limits{})
+				})
 				if b, err := p.Upload(ctx, e.org, same, "usr_alice"); err != nil || b.Revision != "v1" {
 					t.Fatalf("upload: %v, %v; want the stored bundle", b, err)
 				}
@@ -90,12 +94,11 @@ func TestPolicyChangesRacingAnotherProcess(t *testing.T) {
 				// Both decided against r23 active: r25 is newer, and so was
 				// r24 then. Whichever lands second must not pass for an
 				// activation made against r23.
-				racing := &afterFirstTx{Backend: e.backend, after: func() {
+				p := e.overtakenBy(func() {
 					if _, err := e.policies.Activate(ctx, e.org, "r24", "usr_carol", "usr_dave", false); err != nil {
 						t.Error(err)
 					}
-				}}
-				p := decision.NewPolicies(racing, e.ledger, bundles.NewEngine(), bundles.Limits{})
+				})
 				if _, err := p.Activate(ctx, e.org, "r25", "usr_alice", "usr_bob", false); !errors.Is(err, store.ErrConflict) {
 					t.Fatalf("activation: %v, want ErrConflict", err)
 				}
@@ -115,12 +118,11 @@ func TestPolicyChangesRacingAnotherProcess(t *testing.T) {
 			})
 			t.Run("unsigned upload after a verification key was registered", func(t *testing.T) {
 				e := newPolicyEnv(t, kind)
-				racing := &afterFirstTx{Backend: e.backend, after: func() {
+				p := e.overtakenBy(func() {
 					if err := e.policies.AddVerificationKey(ctx, e.org, "ci", newPEMKey(t), "usr_admin"); err != nil {
 						t.Error(err)
 					}
-				}}
-				p := decision.NewPolicies(racing, e.ledger, bundles.NewEngine(), bundles.Limits{})
+				})
 				if _, err := p.Upload(ctx, e.org, exampleBundle(t, "v1", false), "usr_alice"); !errors.Is(err, store.ErrConflict) {
 					t.Fatalf("upload checked under no key: %v, want ErrConflict", err)
 				}
