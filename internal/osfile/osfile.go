@@ -1,7 +1,9 @@
 // Package osfile opens the files an operator names on the command line:
 // opened without blocking on a FIFO, regular files only (or, to read, a
-// pipe), and read within a bound. A file that is not one says so in one line,
-// rather than hanging the process or exhausting its memory.
+// pipe), and read within a bound. A file that is not one says so in one
+// line, rather than hanging the process or exhausting its memory. A pipe
+// is read as cat reads it: until its writer closes it (a writer that
+// never writes is waited for).
 package osfile
 
 import (
@@ -51,6 +53,13 @@ func ReadAtMost(path string, max int64) ([]byte, error) {
 	}
 	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeNamedPipe == 0 {
 		return nil, fmt.Errorf("%s: %w", path, ErrNotRegular)
+	}
+	if fi.Mode()&os.ModeNamedPipe != 0 {
+		// Reads wait for the writer, as cat's do: Go does not poll a
+		// FIFO on every platform (not on darwin), and a non-blocking
+		// read there fails with EAGAIN before the writer has written.
+		// Fd puts the descriptor in blocking mode.
+		_ = f.Fd()
 	}
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
