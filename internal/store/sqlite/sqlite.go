@@ -598,7 +598,7 @@ func mapErr(err error) error {
 	return err
 }
 
-// tightenDir makes a data directory that existed with a looser mode 0700,
+// tightenDir makes a data directory that existed with another mode 0700,
 // as files are made 0600: the tenants directory's names are the
 // organizations' ids. Its setgid bit stays. A directory the process may
 // write in but not chmod (a volume root owned by another user, which a
@@ -606,7 +606,7 @@ func mapErr(err error) error {
 // 0600 all the same.
 func tightenDir(d string, log *slog.Logger) {
 	fi, err := os.Stat(d)
-	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+	if err != nil || fi.Mode().Perm() == 0o700 {
 		return
 	}
 	if err := os.Chmod(d, 0o700|fi.Mode()&os.ModeSetgid); err != nil {
