@@ -544,17 +544,23 @@ func TestOPAGC(t *testing.T) {
 	if got := gcEnv("go"); got != nil {
 		t.Errorf("GOGC unset, go: %q", got)
 	}
-	if s := gcSetting("go"); !strings.Contains(s, "Go's default (100) for opa") {
+	o := DefaultOptions()
+	o.OPAGC = "go"
+	if s := gcSetting(o); s != "opa Go's default, 100, as it ships; agentsigna 400, its default" {
 		t.Errorf("setting %q", s)
+	}
+	o.TargetURL = "http://127.0.0.1:8080"
+	if s := gcSetting(o); !strings.HasSuffix(s, "agentsigna as the running service was started") {
+		t.Errorf("setting with a running service %q", s)
 	}
 	t.Setenv("GOGC", "200")
 	if got := gcEnv("service"); got != nil {
 		t.Errorf("GOGC set: %q, want OPA to inherit it", got)
 	}
-	if s := gcSetting("service"); !strings.HasPrefix(s, "200 for both") {
+	if s := gcSetting(DefaultOptions()); s != "opa 200 (from the environment); agentsigna 200 (from the environment)" {
 		t.Errorf("setting %q", s)
 	}
-	o := DefaultOptions()
+	o = DefaultOptions()
 	o.OPAGC = "fast"
 	if err := o.validate(); err == nil || !strings.Contains(err.Error(), "--opa-gc") {
 		t.Errorf("validate: %v", err)

@@ -81,15 +81,22 @@ func gcEnv(opaGC string) []string {
 	return []string{"GOGC=" + serviceGOGC}
 }
 
-// gcSetting says what GOGC each server runs with.
-func gcSetting(opaGC string) string {
-	if v, set := os.LookupEnv("GOGC"); set {
-		return v + " for both (from the environment)"
+// gcSetting says what GOGC each server runs with. A service the harness
+// did not start (TargetURL) runs with what it was started with.
+func gcSetting(o Options) string {
+	var opa, as string
+	switch v, set := os.LookupEnv("GOGC"); {
+	case set:
+		opa, as = v+" (from the environment)", v+" (from the environment)"
+	case o.OPAGC == "go":
+		opa, as = "Go's default, 100, as it ships", serviceGOGC+", its default"
+	default:
+		opa, as = serviceGOGC+", the service's default", serviceGOGC+", its default"
 	}
-	if opaGC == "go" {
-		return serviceGOGC + " for agentsigna, Go's default (100) for opa, each as it ships"
+	if o.TargetURL != "" {
+		as = "as the running service was started"
 	}
-	return serviceGOGC + " for both (the service's default)"
+	return "opa " + opa + "; agentsigna " + as
 }
 
 // opaTarget asks OPA for both verdicts on the policy input AgentSigna

@@ -77,8 +77,8 @@ func (r Report) Err() error {
 func (r Report) Print(w io.Writer) {
 	o := r.Options
 	fmt.Fprintln(w, "AgentSigna allow path vs opa run --server: same base + acme example policy, same policy input")
-	fmt.Fprintf(w, "store %s · %d CPUs shared by both servers and the harness · %s measured after %s warm-up · server log level %s · GOGC %s\n\n",
-		r.Store, r.CPUs, o.Duration, o.Warmup, o.ServerLogLevel, gcSetting(o.OPAGC))
+	fmt.Fprintf(w, "store %s · %d CPUs shared by both servers and the harness · %s measured after %s warm-up · server log level %s · GOGC: %s\n\n",
+		r.Store, r.CPUs, o.Duration, o.Warmup, o.ServerLogLevel, gcSetting(o))
 	withDB := r.AgentSigna.DatabaseCPU > 0
 	header := []string{"target", "load", "requests", "req/s", "p50", "p99", "max", "errors", "cpu/req"}
 	if withDB {
