@@ -105,3 +105,33 @@ func TestCaseClosedBeforeItsExpiryIsRecorded(t *testing.T) {
 		})
 	}
 }
+
+// A read whose caller gives up while the case's expiry is being recorded
+// (a long poll whose client left, or whose server began to stop) answers
+// with the case as the expiry left it, not the pending case it read
+// before: the ledger writer had taken the expiry, which committed.
+func TestCaseExpiryRecordedAsItsReaderLeaves(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e, agent, payee := payingEnv(t, kind)
+			resp := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
+			if resp.Case == nil {
+				t.Fatalf("no case opened: %+v", resp)
+			}
+			tenants := &beforeNextBatch{TenantStore: e.backend}
+			_, _, reader := e.newService(t, e.newLedgerOver(t, tenants), decision.Config{})
+			e.clock.Advance(decision.DefaultCaseLifetime + time.Minute)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			// The caller leaves as the expiry's batch begins.
+			tenants.set(func(context.Context) error { cancel(); return nil })
+			v, err := reader.GetCase(ctx, e.org, agent.ID, resp.Case.ID)
+			if !tenants.hasRun() {
+				t.Fatalf("the reader never went to record the expiry (%+v, %v)", v, err)
+			}
+			if err != nil || v.Status != store.CaseExpired {
+				t.Fatalf("read as its caller left: %+v, %v; want the case expired", v, err)
+			}
+		})
+	}
+}

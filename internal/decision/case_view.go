@@ -164,7 +164,10 @@ func (s *Service) expireCase(ctx context.Context, org Organization, agentID, cas
 	if err != nil && !errors.Is(err, errCaseClosed) {
 		return CaseView{}, fmt.Errorf("decision: expire the case: %w", err)
 	}
-	return s.readCase(ctx, org, agentID, caseID)
+	// Read even if ctx has ended meanwhile (a long poll whose client left
+	// or whose server stops): the expiry is stored, and the answer must
+	// not be the pending case read before it.
+	return s.readCase(context.WithoutCancel(ctx), org, agentID, caseID)
 }
 
 // errCaseClosed: the case left pending before its expiry was recorded.
