@@ -313,10 +313,21 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	// ExportTimeout bounds the export as a whole, from here: the sizing
+	// pass reads every entry of the range too.
+	end := time.Now().Add(h.exportTimeout)
 	// Checked and sized first, so that what can refuse the request is a
 	// problem response; then streamed, a chunk of entries at a time, not
 	// held in memory.
-	x, err := h.l.PrepareExport(c.UserContext(), lg, from, to)
+	prepCtx, cancelPrep := context.WithDeadline(c.UserContext(), end)
+	x, err := h.l.PrepareExport(prepCtx, lg, from, to)
+	// Past the deadline the store may say so in its own words (a
+	// transaction database/sql rolled back): the context tells.
+	timedOut := err != nil && errors.Is(prepCtx.Err(), context.DeadlineExceeded)
+	cancelPrep()
+	if timedOut {
+		return Problem(ErrUnavailable, "The export did not finish within its time; ask for a shorter range (from, to).")
+	}
 	if err != nil {
 		return ledgerError(err)
 	}
@@ -337,7 +348,6 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 	// fasthttp context, which is reused once the response ends (a
 	// deadline set on a closed connection does nothing). The first
 	// deadline goes through the context, so that fasthttp leaves it be.
-	end := time.Now().Add(h.exportTimeout)
 	_ = c.Context().SetWriteDeadline(earliest(time.Now().Add(h.writeTimeout), end))
 	conn := c.Context().Conn()
 	deadline := func() { _ = conn.SetWriteDeadline(earliest(time.Now().Add(h.writeTimeout), end)) }

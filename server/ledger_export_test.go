@@ -123,13 +123,24 @@ func TestExportStreamsOverHTTP(t *testing.T) {
 	}
 
 	// ExportTimeout is the export's bound: one shorter than the export
-	// cuts it.
-	short := e.newPlanes(t, server.Config{WriteTimeout: time.Minute, ExportTimeout: 100 * time.Millisecond})
+	// cuts it (or, when the sizing pass already outlasts it, refuses it):
+	// it is never delivered whole.
+	short := e.newPlanes(t, server.Config{WriteTimeout: time.Minute, ExportTimeout: 450 * time.Millisecond})
 	addr = serve(t, short.Tenant)
 	resp, body, err = get()
 	fe.delay.Store(0)
-	if err == nil {
+	if err == nil && resp.StatusCode == 200 {
 		t.Fatalf("an export slower than its ExportTimeout: %d, %d bytes, no error", resp.StatusCode, len(body))
+	}
+	// The pass that sizes the archive counts against it too: one whose
+	// sizing alone outlasts ExportTimeout is refused before any byte.
+	fe.delay.Store(int64(300 * time.Millisecond))
+	sizing := e.newPlanes(t, server.Config{WriteTimeout: time.Minute, ExportTimeout: 400 * time.Millisecond})
+	addr = serve(t, sizing.Tenant)
+	resp, body, _ = get()
+	fe.delay.Store(0)
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "did not finish within its time") {
+		t.Fatalf("an export whose sizing outlasts its ExportTimeout: %d %.200s; want 503", resp.StatusCode, body)
 	}
 
 	// A client that stops reading is dropped after WriteTimeout without
