@@ -107,7 +107,9 @@ in_namespace(t, ns) if startswith(t, concat("", [ns, "."]))
 # type falls in.
 high_risk_categories contains "counterparty.bank_details" if in_namespace(input.action.type, "counterparty.bank_details")
 
-high_risk_categories contains "counterparty.create" if input.action.type == "counterparty.create"
+# counterparty.create and the actions under it (counterparty.create.bulk):
+# a sub-type must not be a way around the creation's escalation.
+high_risk_categories contains "counterparty.create" if in_namespace(input.action.type, "counterparty.create")
 
 high_risk_categories contains "agent" if startswith(input.action.type, "agent.")
 

@@ -104,6 +104,14 @@ test_escalate_counterparty_create if {
 	"high_risk_category:counterparty.create" in base.escalate with input as with_action_type("counterparty.create")
 }
 
+test_escalate_counterparty_create_subtypes if {
+	"high_risk_category:counterparty.create" in base.escalate with input as with_action_type("counterparty.create.bulk")
+}
+
+test_counterparty_create_lookalike_not_create if {
+	not "high_risk_category:counterparty.create" in base.escalate with input as with_action_type("counterparty.created_report")
+}
+
 test_counterparty_read_not_escalated if {
 	d := base.decision with input as with_action_type("counterparty.read")
 	d.escalate == set()
