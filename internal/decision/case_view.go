@@ -166,9 +166,16 @@ func (s *Service) expireCase(ctx context.Context, org Organization, agentID, cas
 	}
 	// Read even if ctx has ended meanwhile (a long poll whose client left
 	// or whose server stops): the expiry is stored, and the answer must
-	// not be the pending case read before it.
-	return s.readCase(context.WithoutCancel(ctx), org, agentID, caseID)
+	// not be the pending case read before it. Bounded all the same: a
+	// store that hangs must not hold the case's lock for ever.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), expiredReadTimeout)
+	defer cancel()
+	return s.readCase(rctx, org, agentID, caseID)
 }
+
+// expiredReadTimeout bounds the read of a case just expired, which its
+// caller's cancellation does not stop.
+const expiredReadTimeout = 5 * time.Second
 
 // errCaseClosed: the case left pending before its expiry was recorded.
 var errCaseClosed = errors.New("case no longer pending")
