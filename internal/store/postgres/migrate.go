@@ -166,9 +166,17 @@ func ensureRoles(ctx context.Context, conn *pgx.Conn, roles Roles) error {
 			}
 			if _, err := conn.Exec(ctx, `CREATE ROLE `+ident(r.name)+` `+login+
 				` NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION`); err != nil {
-				// A concurrent migrator may have won the race.
-				if !strings.Contains(err.Error(), "already exists") {
+				if !createdElsewhere(err) {
 					return fmt.Errorf("postgres migrate: create role %s: %w", r.name, err)
+				}
+				// Another migrator (of this database, or of another on the
+				// same server: roles are the server's) made it first: its
+				// role passes the same check as one found.
+				if err := conn.QueryRow(ctx, `SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1`, r.name).Scan(&super, &bypass); err != nil {
+					return fmt.Errorf("postgres migrate: read roles: %w", mapErr(err))
+				}
+				if super || bypass {
+					return fmt.Errorf("%w: role %q is a superuser or bypasses row security; it may not serve AgentSigna", store.ErrInvalid, r.name)
 				}
 			}
 		case err != nil:
@@ -235,4 +243,14 @@ func checkApplied(ctx context.Context, q interface {
 		return fmt.Errorf("%w: postgres: %v; recreate the database", store.ErrSchema, err)
 	}
 	return nil
+}
+
+// createdElsewhere tells a CREATE ROLE that lost to a concurrent one: the
+// role was there by the time it ran (42710 duplicate_object), or was being
+// created by a transaction that committed while it waited on the catalog's
+// unique index (23505 unique_violation; "already exists" is then only in
+// the error's detail).
+func createdElsewhere(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "42710" || pe.Code == "23505")
 }

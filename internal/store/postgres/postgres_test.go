@@ -872,6 +872,48 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	}
 }
 
+// Roles are the server's, so a migrator of another database can create
+// one of ours while Migrate runs: its CREATE ROLE then waits on the
+// catalog and fails with a unique violation, which Migrate takes as the
+// role made elsewhere (checked all the same), not as its own failure.
+func TestMigrateLosingTheRoleRace(t *testing.T) {
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	roles := db.Roles
+	roles.Owner = db.Role(t, "racing_owner", "") // a name nobody has made yet
+	other := pgtest.Connect(t, db.AdminURL)
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `CREATE ROLE `+pgx.Identifier{roles.Owner}.Sanitize()+` NOLOGIN NOSUPERUSER NOBYPASSRLS`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- Migrate(ctx, db.AdminURL, roles) }()
+	// Migrate does not see the uncommitted role: its CREATE ROLE waits.
+	watch := pgtest.Connect(t, db.AdminURL)
+	waiting := false
+	for deadline := time.Now().Add(10 * time.Second); !waiting && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var n int
+		if err := watch.QueryRow(ctx,
+			`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'CREATE ROLE%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		waiting = n > 0
+	}
+	if !waiting {
+		t.Fatal("Migrate's CREATE ROLE never waited on the other transaction's")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Migrate after losing the race for a role: %v", err)
+	}
+}
+
 // Migrate refuses app roles that exist already and Open would refuse,
 // before it migrates anything.
 func TestMigrateRefusesPrivilegedAppRole(t *testing.T) {
