@@ -6,6 +6,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/server/strictjson"
 )
 
@@ -17,7 +18,9 @@ func statusOfSentinel(err error) int {
 		status int
 		kinds  []error
 	}{
-		{503, []error{store.ErrUnavailable, store.ErrSchema, ErrUnavailable}},
+		// ledger.ErrClosed: the process is stopping (a request that outlived
+		// the shutdown timeout); another replica can answer.
+		{503, []error{store.ErrUnavailable, store.ErrSchema, ErrUnavailable, ledger.ErrClosed}},
 		{400, []error{ErrBadRequest, store.ErrInvalid}},
 		{401, []error{ErrUnauthorized}},
 		{403, []error{ErrForbidden}},

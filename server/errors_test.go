@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/server"
 	"github.com/agentsigna/agentsigna/server/strictjson"
 )
@@ -29,6 +30,7 @@ func TestErrorMapping(t *testing.T) {
 		{"store-unavailable", fmt.Errorf("ping: %w", store.ErrUnavailable), 503, "unavailable", ""},
 		{"store-append-only", fmt.Errorf("update ledger: %w", store.ErrAppendOnly), 409, "conflict", ""},
 		{"store-schema", fmt.Errorf("open: %w", store.ErrSchema), 503, "unavailable", ""},
+		{"ledger-closed", fmt.Errorf("decision: append: %w", ledger.ErrClosed), 503, "unavailable", ""},
 		{"bad-request", server.ErrBadRequest, 400, "bad-request", ""},
 		{"unauthorized", fmt.Errorf("token: %w", server.ErrUnauthorized), 401, "unauthorized", ""},
 		{"forbidden", server.ErrForbidden, 403, "forbidden", ""},
