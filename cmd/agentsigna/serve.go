@@ -161,7 +161,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down: finishing in-flight requests", slog.Duration("timeout", f.shutdown))
+		// A second signal stops the process at once, as the default
+		// action does: an operator who does not want to wait for
+		// in-flight requests need not. (Batches are durable or not
+		// there: a log cut mid-batch verifies.)
+		stop()
+		log.Info("shutting down: finishing in-flight requests (a second signal stops at once)", slog.Duration("timeout", f.shutdown))
 	case err := <-serveErr:
 		log.Error("a plane stopped serving; shutting down", slog.Any("error", err))
 	}
