@@ -56,6 +56,15 @@ func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseI
 			return v, nil
 		case <-tick.C:
 		}
+		// The organization may have been suspended since the poll began:
+		// its agents' requests are refused from then on, this one too.
+		// (The agent's own status is checked by every read of the case.)
+		if err := s.checkOrganizationActive(ctx, org); err != nil {
+			if ctx.Err() != nil {
+				return v, ctx.Err()
+			}
+			return CaseView{}, err
+		}
 		next, err := s.GetCase(ctx, org, agentID, caseID)
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -67,6 +76,21 @@ func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseI
 			return v, nil
 		}
 	}
+}
+
+// checkOrganizationActive refuses an organization that is no longer
+// active as an agent no longer active is refused (ErrUnknownAgent).
+func (s *Service) checkOrganizationActive(ctx context.Context, org Organization) error {
+	ref, err := s.cfg.Tenants.ResolveTenantID(ctx, org.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return ErrUnknownAgent
+	case err != nil:
+		return err
+	case ref.Status != store.TenantActive:
+		return ErrUnknownAgent
+	}
+	return nil
 }
 
 // waitKey names an agent's open polls in Service.waits.

@@ -90,6 +90,27 @@ func TestWaitCase(t *testing.T) {
 			if err != nil || v.Status != store.CaseRejected {
 				t.Fatalf("rejected during the wait: %+v, %v", v, err)
 			}
+			// The organization suspended during a poll ends it, refused as
+			// its agents' new requests are.
+			resp, err = svc.Decide(ctx, e.org, agent.ID, payment("5000.00", payee.ID), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			suspended := make(chan error, 1)
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				suspended <- e.backend.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+					return tx.SetTenantStatus(ctx, e.org.ID, store.TenantSuspended)
+				})
+			}()
+			start = time.Now()
+			v, err = svc.WaitCase(ctx, e.org, agent.ID, resp.Case.ID, 10*time.Second)
+			if serr := <-suspended; serr != nil {
+				t.Fatal(serr)
+			}
+			if !errors.Is(err, decision.ErrUnknownAgent) || time.Since(start) > 5*time.Second {
+				t.Fatalf("the organization suspended during the wait: %+v, %v after %v", v, err, time.Since(start))
+			}
 		})
 	}
 }
