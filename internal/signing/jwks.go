@@ -111,14 +111,15 @@ const maxReceiptSize = 256 << 10
 // reader could read otherwise (a duplicate member, "KID" for kid) is refused.
 func VerifyReceipt(compact string, jwks []byte, now time.Time) (*ReceiptClaims, error) {
 	// The header first: its alg is checked before any key is read.
-	if _, err := checkReceiptHeader(compact); err != nil {
+	hdr, err := checkReceiptHeader(compact)
+	if err != nil {
 		return nil, err
 	}
 	v, err := NewReceiptVerifier(jwks)
 	if err != nil {
 		return nil, err
 	}
-	return v.Verify(compact, now)
+	return v.verify(compact, hdr, now)
 }
 
 // ReceiptVerifier is VerifyReceipt with its JWKS read once: for checking
@@ -157,6 +158,11 @@ func (v *ReceiptVerifier) Verify(compact string, now time.Time) (*ReceiptClaims,
 	if err != nil {
 		return nil, err
 	}
+	return v.verify(compact, hdr, now)
+}
+
+// verify is Verify of a receipt whose header checkReceiptHeader passed.
+func (v *ReceiptVerifier) verify(compact string, hdr jose.Header, now time.Time) (*ReceiptClaims, error) {
 	pub, err := v.key(hdr.Kid)
 	if err != nil {
 		return nil, err
@@ -188,17 +194,21 @@ func (v *ReceiptVerifier) Verify(compact string, now time.Time) (*ReceiptClaims,
 	return &c, nil
 }
 
-// checkReceiptHeader reads a receipt's header and checks alg, typ and
-// kid, before any key is touched: alg first is what defeats "none" and
-// HMAC-with-the-public-key confusion.
+// checkReceiptHeader reads a receipt's protected header (RFC 7515 §7.1)
+// without trusting it, and checks alg, typ and kid before any key is
+// touched: alg first is what defeats "none" and HMAC-with-the-public-key
+// confusion. Each part must be spelled canonically (jose.SplitCompact):
+// jwx decodes leniently, and would verify a padded, standard-alphabet or
+// trailing-bit variant of a receipt as the same receipt under another
+// SHA-256, the digest its ledger entry names.
 func checkReceiptHeader(compact string) (jose.Header, error) {
 	if len(compact) > maxReceiptSize {
 		return jose.Header{}, fmt.Errorf("%w: larger than %d bytes", ErrReceiptMalformed, maxReceiptSize)
 	}
-	hdr, err := receiptHeader(compact)
+	hdr, _, err := jose.SplitCompact(compact)
 	switch {
 	case err != nil:
-		return hdr, err
+		return hdr, fmt.Errorf("%w: %v", ErrReceiptMalformed, err)
 	case hdr.Alg != ReceiptAlgorithm:
 		return hdr, ErrReceiptAlgorithm
 	case hdr.Typ != ReceiptType:
@@ -207,20 +217,6 @@ func checkReceiptHeader(compact string) (jose.Header, error) {
 		return hdr, fmt.Errorf("%w: no kid", ErrReceiptUnknownKey)
 	}
 	return hdr, nil
-}
-
-// receiptHeader decodes the protected header of a compact JWS (RFC 7515
-// §7.1) without trusting it: the caller checks alg before anything else.
-// Each part must be spelled canonically (jose.SplitCompact): jwx decodes
-// leniently, and would verify a padded, standard-alphabet or trailing-bit
-// variant of a receipt as the same receipt under another SHA-256, the
-// digest its ledger entry names.
-func receiptHeader(compact string) (jose.Header, error) {
-	h, _, err := jose.SplitCompact(compact)
-	if err != nil {
-		return h, fmt.Errorf("%w: %v", ErrReceiptMalformed, err)
-	}
-	return h, nil
 }
 
 // jwkMembers are the names a JOSE library reads in a JWK (RFC 7517 §4,
