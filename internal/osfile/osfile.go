@@ -21,19 +21,8 @@ var ErrNotRegular = errors.New("not a regular file")
 // symlinks). The check is made on the opened file, so the file checked is
 // the file read; the open itself does not wait for a FIFO's writer.
 func OpenRegular(path string) (*os.File, error) {
-	f, err := openNonBlocking(path)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = fmt.Errorf("%s: %w", path, ErrNotRegular)
-	}
-	if err != nil {
-		_ = f.Close()
-		return nil, err
-	}
-	return f, nil
+	f, _, err := open(path, false)
+	return f, err
 }
 
 // ReadAtMost reads the file at path, of at most max bytes: a regular file,
@@ -42,19 +31,12 @@ func OpenRegular(path string) (*os.File, error) {
 // a writer reads as empty, at once. Anything else (a device, a directory,
 // a socket) is ErrNotRegular.
 func ReadAtMost(path string, max int64) ([]byte, error) {
-	f, err := openNonBlocking(path)
+	f, pipe, err := open(path, true)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeNamedPipe == 0 {
-		return nil, fmt.Errorf("%s: %w", path, ErrNotRegular)
-	}
-	if fi.Mode()&os.ModeNamedPipe != 0 {
+	if pipe {
 		// Reads wait for the writer, as cat's do: Go does not poll a
 		// FIFO on every platform (not on darwin), and a non-blocking
 		// read there fails with EAGAIN before the writer has written.
@@ -69,4 +51,24 @@ func ReadAtMost(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
 	}
 	return b, nil
+}
+
+// open opens path without blocking and keeps it only if the opened file is
+// a regular file, or a pipe when pipes is set (pipe says which).
+func open(path string, pipes bool) (f *os.File, pipe bool, err error) {
+	if f, err = openNonBlocking(path); err != nil {
+		return nil, false, err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		pipe = fi.Mode()&os.ModeNamedPipe != 0
+		if !fi.Mode().IsRegular() && !(pipes && pipe) {
+			err = fmt.Errorf("%s: %w", path, ErrNotRegular)
+		}
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, false, err
+	}
+	return f, pipe, nil
 }
