@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"net"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -117,9 +116,9 @@ func (h *decisionHandlers) getDecision(c *fiber.Ctx) error {
 }
 
 // untilStoppingOrGone is c's user context, also ended when the server
-// begins to stop, and once the client has closed its connection as a
-// check every interval finds (see peerGone): fasthttp does not tell a
-// handler that its client left. It is not derived from fasthttp's
+// begins to stop, and once the client has closed its connection, as a
+// check every clientCheckInterval finds (see peerGone): fasthttp does not
+// tell a handler that its client left. It is not derived from fasthttp's
 // RequestCtx, whose Done is the stop signal: such a context watches it
 // from a goroutine of its own that may call its Value after the handler
 // has returned and fasthttp has reset it for another request (a data
@@ -127,13 +126,9 @@ func (h *decisionHandlers) getDecision(c *fiber.Ctx) error {
 // taken here, while the handler runs. The returned cancel waits for the
 // watch to end: call it before the handler returns, after which fasthttp
 // may read the connection again.
-func untilStoppingOrGone(c *fiber.Ctx, interval time.Duration) (context.Context, context.CancelFunc) {
+func untilStoppingOrGone(c *fiber.Ctx) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(c.UserContext())
-	stopping := c.Context().Done()
-	var conn net.Conn
-	if interval > 0 {
-		conn = c.Context().Conn()
-	}
+	stopping, conn := c.Context().Done(), c.Context().Conn()
 	if stopping == nil && conn == nil {
 		return ctx, cancel
 	}
@@ -142,7 +137,7 @@ func untilStoppingOrGone(c *fiber.Ctx, interval time.Duration) (context.Context,
 		defer close(ended)
 		var tick <-chan time.Time
 		if conn != nil {
-			t := time.NewTicker(interval)
+			t := time.NewTicker(clientCheckInterval)
 			defer t.Stop()
 			tick = t.C
 		}
@@ -184,7 +179,7 @@ func (h *decisionHandlers) getCase(c *fiber.Ctx) error {
 		// waits for no poll (the agent polls again, elsewhere). It ends
 		// too when the client has left, so that the agent's place among
 		// its bounded polls (decision.Config.MaxCaseWaits) is free again.
-		ctx, cancel := untilStoppingOrGone(c, clientCheckInterval)
+		ctx, cancel := untilStoppingOrGone(c)
 		defer cancel()
 		view, err = h.svc.WaitCase(ctx, orgOf(agent), agent.ID, c.Params("id"), d)
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil && view.ID != "" {
