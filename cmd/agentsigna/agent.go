@@ -312,7 +312,7 @@ type preparedKey struct {
 // its private half to --generate-key.
 func (k *agentKeyFlags) prepare() (preparedKey, error) {
 	if k.publicJWK != "" {
-		raw, err := readFileAtMost(k.publicJWK, 16<<10)
+		raw, err := osfile.ReadAtMost(k.publicJWK, 16<<10)
 		if err != nil {
 			return preparedKey{}, err
 		}
@@ -454,11 +454,7 @@ func writeSecretFile(path string, b []byte) error {
 	return nil
 }
 
-// readFileAtMost reads a regular file of at most max bytes: a FIFO, a
-// device or a huge file named by mistake is one line of error.
-func readFileAtMost(path string, max int64) ([]byte, error) { return osfile.ReadAtMost(path, max) }
-
-// Bounds of the files the verify commands read: keys, checkpoints,
+// Bounds of the files the commands read (osfile.ReadAtMost): keys, checkpoints,
 // proofs and entries are a few KB; a JWKS, a receipt, or a TLS PEM file
 // at most some hundreds.
 const (

@@ -12,6 +12,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/agentsigna/agentsigna/internal/osfile"
 )
 
 // runAgentAssertion prints a fresh RFC 7523 client assertion for the agent
@@ -27,7 +29,7 @@ func runAgentAssertion(args []string, stdout, stderr io.Writer, env env) error {
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
-	raw, err := readFileAtMost(*credsFile, 1<<20)
+	raw, err := osfile.ReadAtMost(*credsFile, 1<<20)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
@@ -36,7 +37,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	receipts := &receiptChecker{}
 	check, against := receipts.check, "the export's own JWKS (pin the published one with --jwks)"
 	if *jwksFile != "" {
-		pinned, err := readFileAtMost(*jwksFile, maxLargeFile)
+		pinned, err := osfile.ReadAtMost(*jwksFile, maxLargeFile)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
@@ -59,7 +60,7 @@ func runCounterpartyAdd(ctx context.Context, args []string, stdout, stderr io.Wr
 	var details []byte
 	if *bankFile != "" {
 		var err error
-		if details, err = readFileAtMost(*bankFile, maxBankDetails); err != nil {
+		if details, err = osfile.ReadAtMost(*bankFile, maxBankDetails); err != nil {
 			return err
 		}
 		defer clear(details)

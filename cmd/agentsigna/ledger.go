@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
@@ -97,7 +98,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	var kept []byte
 	if *keptFile != "" {
 		var err error
-		if kept, err = readFileAtMost(*keptFile, maxSmallFile); err != nil {
+		if kept, err = osfile.ReadAtMost(*keptFile, maxSmallFile); err != nil {
 			return err
 		}
 	}

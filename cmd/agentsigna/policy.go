@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/osfile"
 )
 
 // maxPolicyInputBytes bounds a simulate input file, as the API bounds a
@@ -96,7 +97,7 @@ func (k *keyFlags) load() (bundles.ReadOptions, error) {
 	if k.file == "" {
 		return bundles.ReadOptions{}, nil
 	}
-	pemBytes, err := readFileAtMost(k.file, maxKeyFileBytes)
+	pemBytes, err := osfile.ReadAtMost(k.file, maxKeyFileBytes)
 	if err != nil {
 		return bundles.ReadOptions{}, fmt.Errorf("--verification-key: %w", err)
 	}
@@ -212,7 +213,7 @@ func readBundle(target string) ([]byte, string, error) {
 		return raw, "directory, packed as a bundle", nil
 	}
 	// One byte over the limit is enough for Read to say it is too large.
-	raw, err := readFileAtMost(target, limits.MaxCompressedBytes+1)
+	raw, err := osfile.ReadAtMost(target, limits.MaxCompressedBytes+1)
 	return raw, "bundle file", err
 }
 
@@ -227,7 +228,7 @@ func readPolicyInput(name string) (decision.Input, error) {
 			err = fmt.Errorf("standard input is larger than %d bytes", maxPolicyInputBytes)
 		}
 	} else {
-		raw, err = readFileAtMost(name, maxPolicyInputBytes)
+		raw, err = osfile.ReadAtMost(name, maxPolicyInputBytes)
 	}
 	if err != nil {
 		return decision.Input{}, fmt.Errorf("--input: %w", err)

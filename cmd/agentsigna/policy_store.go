@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -138,7 +139,7 @@ func runPolicyKey(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if len(operands) != 1 || *by == "" {
 		return fmt.Errorf("%w: usage: agentsigna policy add-key --tenant SLUG --id ID --by USER PUBLIC_KEY.pem", errUsage)
 	}
-	pem, err := readFileAtMost(operands[0], maxKeyFileBytes)
+	pem, err := osfile.ReadAtMost(operands[0], maxKeyFileBytes)
 	if err != nil {
 		return err
 	}

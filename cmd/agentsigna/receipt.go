@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger/verify"
@@ -55,13 +56,13 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 		return fmt.Errorf("%w: --log-key and --entry check the receipt's ledger entry, which needs --tlog-proof", errUsage)
 	}
 	compact := operand
-	switch b, err := readFileAtMost(operand, maxLargeFile); {
+	switch b, err := osfile.ReadAtMost(operand, maxLargeFile); {
 	case err == nil:
 		compact = strings.TrimSpace(string(b))
 	case !compactJWS.MatchString(operand):
 		return fmt.Errorf("%w: RECEIPT is neither a compact JWS nor a file that can be read: %v", errUsage, err)
 	}
-	jwks, err := readFileAtMost(*jwksFile, maxLargeFile)
+	jwks, err := osfile.ReadAtMost(*jwksFile, maxLargeFile)
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 		if err != nil {
 			return err
 		}
-		raw, err := readFileAtMost(*proofFile, maxSmallFile)
+		raw, err := osfile.ReadAtMost(*proofFile, maxSmallFile)
 		if err != nil {
 			return err
 		}
@@ -95,7 +96,7 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 		}
 		leaf := p.Extra
 		if *entryFile != "" {
-			given, err := readFileAtMost(*entryFile, maxSmallFile)
+			given, err := osfile.ReadAtMost(*entryFile, maxSmallFile)
 			if err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
@@ -190,11 +191,11 @@ func (f *serveFlags) tlsConfig() (*tls.Config, error) {
 	if f.tlsCert == "" {
 		return nil, nil
 	}
-	certPEM, err := readFileAtMost(f.tlsCert, maxLargeFile)
+	certPEM, err := osfile.ReadAtMost(f.tlsCert, maxLargeFile)
 	if err != nil {
 		return nil, fmt.Errorf("load TLS key pair: %w", err)
 	}
-	keyPEM, err := readFileAtMost(f.tlsKey, maxLargeFile)
+	keyPEM, err := osfile.ReadAtMost(f.tlsKey, maxLargeFile)
 	if err != nil {
 		return nil, fmt.Errorf("load TLS key pair: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -60,7 +61,7 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer, env env) error 
 	if err != nil {
 		return err
 	}
-	raw, err := readFileAtMost(proofFile, maxSmallFile)
+	raw, err := osfile.ReadAtMost(proofFile, maxSmallFile)
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer, env env) error 
 	var leafHash []byte
 	var entryIndex *uint64
 	if *entryFile != "" {
-		leaf, err := readFileAtMost(*entryFile, maxSmallFile)
+		leaf, err := osfile.ReadAtMost(*entryFile, maxSmallFile)
 		if err != nil {
 			return err
 		}
@@ -122,11 +123,11 @@ func runVerifyConsistency(args []string, stdout, stderr io.Writer, env env) erro
 	if err != nil {
 		return err
 	}
-	raw, err := readFileAtMost(proofFile, maxSmallFile)
+	raw, err := osfile.ReadAtMost(proofFile, maxSmallFile)
 	if err != nil {
 		return err
 	}
-	oldNote, err := readFileAtMost(*oldFile, maxSmallFile)
+	oldNote, err := osfile.ReadAtMost(*oldFile, maxSmallFile)
 	if err != nil {
 		return err
 	}
@@ -164,7 +165,7 @@ func readLogKey(s string) (string, error) {
 	if _, err := note.NewVerifier(s); err == nil {
 		return s, nil
 	}
-	b, err := readFileAtMost(s, maxSmallFile)
+	b, err := osfile.ReadAtMost(s, maxSmallFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("%w: --log-key is neither a note verifier key nor a file", errUsage)
 	}
