@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,7 +166,6 @@ func TestVerifyCommand(t *testing.T) {
 		"old11":         writeFile(t, dir, "old11", acme.checkpoint(t, 11)),
 		"otherold10":    writeFile(t, dir, "otherold10", other.checkpoint(t, 10)),
 		"garbage":       writeFile(t, dir, "garbage", []byte("hello")),
-		"huge":          writeFile(t, dir, "huge", bytes.Repeat([]byte("{"), maxSmallFile+1)),
 	}
 	leafHash := base64.StdEncoding.EncodeToString(verify.LeafHash(acme.leaves[41]))
 
@@ -194,11 +194,6 @@ func TestVerifyCommand(t *testing.T) {
 		{"old checkpoint from another log", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", files["otherold10"]}, "", false},
 		{"old checkpoint of another size", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", files["old11"]}, "", false},
 		{"tampered consistency", []string{"consistency", files["constamp.json"], "--log-key", acme.vkey, "--old", files["old10"]}, "", false},
-		// Files that are no files, or too large: one line each, at once.
-		{"proof from a device", []string{"inclusion", "/dev/zero", "--log-key", acme.vkey, "--leaf-hash", leafHash}, "", false},
-		{"log key from a device", []string{"inclusion", files["proof"], "--log-key", "/dev/zero", "--leaf-hash", leafHash}, "", false},
-		{"old checkpoint from a device", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", "/dev/zero"}, "", false},
-		{"proof larger than any", []string{"inclusion", files["huge"], "--log-key", acme.vkey, "--leaf-hash", leafHash}, "", false},
 		{"consistency with wrong key", []string{"consistency", files["cons.json"], "--log-key", other.vkey, "--old", files["old10"]}, "", false},
 
 		{"no subcommand", nil, "", true},
@@ -243,5 +238,48 @@ func TestVerifyCommandLogKeyFromEnvironment(t *testing.T) {
 		&stdout, &bytes.Buffer{}, envOf(map[string]string{"AGENTSIGNA_LOG_KEY": acme.vkey}))
 	if err != nil || !strings.HasPrefix(stdout.String(), "OK: entry 2 ") {
 		t.Fatalf("runVerify = %v; stdout %q", err, stdout.String())
+	}
+}
+
+// The files the verify and audit commands read are files, and bounded: a
+// device named by mistake (or by a server feeding an auditor) is refused
+// at once, not read until memory runs out, and a file past its bound is
+// refused as such.
+func TestVerifyCommandsReadFilesWithinBounds(t *testing.T) {
+	acme := newTestLedger(t, "agentsigna.test/t/acme", 3)
+	dir := t.TempDir()
+	proof := writeFile(t, dir, "proof", mustJSON(t, acme.inclusionJSON(t, 1, 3)))
+	huge := writeFile(t, dir, "huge", bytes.Repeat([]byte(" "), maxSmallFile+1))
+	leafHash := base64.StdEncoding.EncodeToString(verify.LeafHash(acme.leaves[1]))
+	const receipt = "eyJhbGciOiJFZERTQSJ9.eyJhIjoxfQ.AAAA"
+	for _, tc := range []struct {
+		name string
+		run  func() error
+		want string
+	}{
+		{"proof from a device", func() error {
+			return runVerify(context.Background(), []string{"inclusion", "/dev/zero", "--log-key", acme.vkey, "--leaf-hash", leafHash}, io.Discard, io.Discard, envOf(nil))
+		}, "/dev/zero: not a regular file"},
+		{"log key from a device", func() error {
+			return runVerify(context.Background(), []string{"inclusion", proof, "--log-key", "/dev/zero", "--leaf-hash", leafHash}, io.Discard, io.Discard, envOf(nil))
+		}, "/dev/zero: not a regular file"},
+		{"old checkpoint from a device", func() error {
+			return runVerify(context.Background(), []string{"consistency", proof, "--log-key", acme.vkey, "--old", "/dev/zero"}, io.Discard, io.Discard, envOf(nil))
+		}, "/dev/zero: not a regular file"},
+		{"proof past its bound", func() error {
+			return runVerify(context.Background(), []string{"inclusion", huge, "--log-key", acme.vkey, "--leaf-hash", leafHash}, io.Discard, io.Discard, envOf(nil))
+		}, fmt.Sprintf("is larger than %d bytes", maxSmallFile)},
+		{"receipt's JWKS from a device", func() error {
+			return runVerify(context.Background(), []string{"receipt", receipt, "--jwks", "/dev/zero"}, io.Discard, io.Discard, envOf(nil))
+		}, "/dev/zero: not a regular file"},
+		{"audit's JWKS from a device", func() error {
+			return runAudit(context.Background(), []string{"verify", proof, "--log-key", acme.vkey, "--jwks", "/dev/zero"}, io.Discard, io.Discard, envOf(nil))
+		}, "/dev/zero: not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.run(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one saying %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -112,7 +112,9 @@ func TestEvaluateTimeoutOption(t *testing.T) {
 // on), its next request waits within its own timeout and denies
 // (policy_timeout), while another organization's evaluates as usual.
 func TestOrganizationEvaluationsBounded(t *testing.T) {
-	ev, engine := newEvaluator(t, Options{Timeout: 50 * time.Millisecond, OrganizationEvaluations: 2})
+	// A timeout long enough for a slow evaluation under -race: only the
+	// request that waits for a place waits it out.
+	ev, engine := newEvaluator(t, Options{Timeout: time.Second, OrganizationEvaluations: 2})
 	engine.Activate("t_1", acmePolicy(t))
 	engine.Activate("t_2", acmePolicy(t))
 	ctx := context.Background()

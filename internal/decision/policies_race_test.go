@@ -133,6 +133,23 @@ func TestPolicyChangesRacingAnotherProcess(t *testing.T) {
 					t.Fatalf("ledger %v, want the key alone", kinds)
 				}
 			})
+			t.Run("activation after a verification key was registered", func(t *testing.T) {
+				e := newPolicyEnv(t, kind)
+				if _, err := e.policies.Upload(ctx, e.org, exampleBundle(t, "v1", false), "usr_author"); err != nil {
+					t.Fatal(err)
+				}
+				p := e.overtakenBy(func() {
+					if err := e.policies.AddVerificationKey(ctx, e.org, "ci", newPEMKey(t), "usr_admin"); err != nil {
+						t.Error(err)
+					}
+				})
+				if _, err := p.Activate(ctx, e.org, "v1", "usr_alice", "usr_bob", false); !errors.Is(err, store.ErrConflict) {
+					t.Fatalf("activation decided under no key: %v, want ErrConflict", err)
+				}
+				if kinds, _ := e.policyEntries(t); strings.Contains(strings.Join(kinds, ","), "policy.activate") {
+					t.Fatalf("ledger %v: the refused activation is in it", kinds)
+				}
+			})
 			t.Run("verification key id registered already", func(t *testing.T) {
 				e := newPolicyEnv(t, kind)
 				if err := e.policies.AddVerificationKey(ctx, e.org, "k", newPEMKey(t), "usr_alice"); err != nil {

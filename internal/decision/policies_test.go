@@ -377,6 +377,11 @@ func TestFourEyesNamesTwoPeople(t *testing.T) {
 			t.Errorf("activated by %q, approved by %q: %v, want ErrFourEyes", by[0], by[1], err)
 		}
 	}
+	for _, uploader := range []string{"", " ", "\xff", "usr\u202e"} {
+		if _, err := e.policies.Upload(ctx, e.org, exampleBundle(t, "v2", false), uploader); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("uploaded by %q: %v, want ErrInvalid", uploader, err)
+		}
+	}
 	if kinds, _ := e.policyEntries(t); len(kinds) != 1 {
 		t.Fatalf("ledger %v, want the upload alone", kinds)
 	}

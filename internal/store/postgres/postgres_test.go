@@ -877,40 +877,55 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 // catalog and fails with a unique violation, which Migrate takes as the
 // role made elsewhere (checked all the same), not as its own failure.
 func TestMigrateLosingTheRoleRace(t *testing.T) {
-	db := pgtest.NewEmpty(t)
-	ctx := context.Background()
-	roles := db.Roles
-	roles.Owner = db.Role(t, "racing_owner", "") // a name nobody has made yet
-	other := pgtest.Connect(t, db.AdminURL)
-	tx, err := other.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `CREATE ROLE `+pgx.Identifier{roles.Owner}.Sanitize()+` NOLOGIN NOSUPERUSER NOBYPASSRLS`); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- Migrate(ctx, db.AdminURL, roles) }()
-	// Migrate does not see the uncommitted role: its CREATE ROLE waits.
-	watch := pgtest.Connect(t, db.AdminURL)
-	waiting := false
-	for deadline := time.Now().Add(10 * time.Second); !waiting && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		var n int
-		if err := watch.QueryRow(ctx,
-			`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'CREATE ROLE%'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		waiting = n > 0
-	}
-	if !waiting {
-		t.Fatal("Migrate's CREATE ROLE never waited on the other transaction's")
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("Migrate after losing the race for a role: %v", err)
+	for _, tc := range []struct {
+		name, attrs string
+		refused     bool
+	}{
+		{"to a role like its own", "NOLOGIN NOSUPERUSER NOBYPASSRLS", false},
+		// The winner's role is checked as a role found would be.
+		{"to a role that bypasses row security", "NOLOGIN NOSUPERUSER BYPASSRLS", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := pgtest.NewEmpty(t)
+			ctx := context.Background()
+			roles := db.Roles
+			roles.Owner = db.Role(t, "racing_owner", "") // a name nobody has made yet
+			other := pgtest.Connect(t, db.AdminURL)
+			tx, err := other.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, `CREATE ROLE `+pgx.Identifier{roles.Owner}.Sanitize()+` `+tc.attrs); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- Migrate(ctx, db.AdminURL, roles) }()
+			// Migrate does not see the uncommitted role: its CREATE ROLE waits.
+			watch := pgtest.Connect(t, db.AdminURL)
+			waiting := false
+			for deadline := time.Now().Add(10 * time.Second); !waiting && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				var n int
+				if err := watch.QueryRow(ctx,
+					`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'CREATE ROLE%'`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				waiting = n > 0
+			}
+			if !waiting {
+				t.Fatal("Migrate's CREATE ROLE never waited on the other transaction's")
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			err = <-done
+			switch {
+			case tc.refused && !errors.Is(err, store.ErrInvalid):
+				t.Fatalf("Migrate after losing the race to a privileged role: %v, want ErrInvalid", err)
+			case !tc.refused && err != nil:
+				t.Fatalf("Migrate after losing the race for a role: %v", err)
+			}
+		})
 	}
 }
 
