@@ -288,7 +288,9 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	if _, err := a.cfg.Ledger.Append(ctx, a.cfg.Ledger.TenantLog(ref.ID, ref.Slug), ledger.Entry{Kind: "auth.token_issued", Subject: claims.AgentID, Record: rec}); err != nil {
 		return err
 	}
-	return c.JSON(fiber.Map{"access_token": token, "token_type": "Bearer", "expires_in": int(time.Until(exp).Round(time.Second).Seconds())})
+	// The lifetime issued (RFC 6749 §5.1), on the clock that set exp: exp
+	// counts from now truncated to the second, so the seconds are rounded up.
+	return c.JSON(fiber.Map{"access_token": token, "token_type": "Bearer", "expires_in": int((exp.Sub(now) + time.Second - 1) / time.Second)})
 }
 
 // claimedOrganization is the active organization of the agent an

@@ -25,6 +25,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/server"
@@ -744,6 +745,22 @@ func TestTokenEndpointHeaders(t *testing.T) {
 				t.Errorf("WWW-Authenticate %q", v)
 			}
 		})
+	}
+}
+
+// expires_in is the lifetime of the token issued (RFC 6749 §5.1): its exp
+// less the service clock's now, not the wall clock's, which a service
+// clock ahead of it would stretch.
+func TestTokenExpiresInIsTheIssuedLifetime(t *testing.T) {
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
+		c.Now = func() time.Time { return time.Now().Add(time.Minute) }
+	})
+	status, out := e.tokenRequest(t, e.assertion(t, e.agents["acme"], nil))
+	if status != 200 {
+		t.Fatalf("%d %v", status, out)
+	}
+	if got, want := out["expires_in"], float64(identity.AccessTokenLifetime/time.Second); got != want {
+		t.Errorf("expires_in %v, want %v", got, want)
 	}
 }
 
