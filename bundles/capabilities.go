@@ -58,6 +58,11 @@ func forbiddenBuiltins() map[string]string {
 		// and 4.6 GB.
 		"strings.render_template": "runs a template, whose loops the evaluation timeout cannot stop",
 		"rego.parse_module":       "parses Rego of any size in one call, which the evaluation timeout cannot stop",
+		// bits.lsh(1, 40000000) is one call of 10.6 s (a 40-million-bit
+		// number, then its decimal string); its second argument alone sets
+		// the size, where other arithmetic grows at most by squaring, step
+		// by step.
+		"bits.lsh": "shifts by any number of bits in one call, which the evaluation timeout cannot stop",
 		// Randomness makes a decision impossible to replay from its input.
 		"rand.intn":    "is random, so decisions could not be replayed",
 		"uuid.rfc4122": "is random, so decisions could not be replayed",

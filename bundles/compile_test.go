@@ -80,6 +80,8 @@ func TestCompileRejects(t *testing.T) {
 			ErrForbiddenBuiltin, "tenant/p.rego:3: strings.render_template runs a template"},
 		{"rego.parse_module", map[string]string{"tenant/p.rego": "package tenant\n\nm := rego.parse_module(\"p.rego\", concat(\"\", [\"package p\\n\", input.reason]))\n\ndecision := {\"allow\": m != null}\n"},
 			ErrForbiddenBuiltin, "tenant/p.rego:3: rego.parse_module parses"},
+		{"bits.lsh", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": bits.lsh(1, 40000000) > 0}\n"},
+			ErrForbiddenBuiltin, "tenant/p.rego:3: bits.lsh shifts"},
 		{"net.lookup_ip_addr nested", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(net.lookup_ip_addr(\"example.com\")) > 0}\n"},
 			ErrForbiddenBuiltin, "net.lookup_ip_addr"},
 		{"json.match_schema", map[string]string{"tenant/p.rego": "package tenant\n\nok := json.match_schema(input, {\"$ref\": \"file:///etc/passwd\"})\n"},
