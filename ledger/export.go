@@ -11,7 +11,6 @@ import (
 
 	"github.com/transparency-dev/merkle/compact"
 
-	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
@@ -68,7 +67,7 @@ func (l *Ledger) PrepareExport(ctx context.Context, lg Log, from, to uint64) (*P
 		if x.vkey, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope); err != nil {
 			return err
 		}
-		if x.jwks, err = signing.JWKS(ctx, kt, store.PurposeReceipt); err != nil {
+		if x.jwks, err = l.cfg.Keys.JWKS(ctx, kt, lg.scope.TenantID, store.PurposeReceipt); err != nil {
 			return err
 		}
 		// The roots of the perfect subtrees left of from.

@@ -98,7 +98,7 @@ func newAgentEnv(t *testing.T, configure ...func(*server.AgentAuthConfig)) *agen
 	planes, _ := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping})
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
-	server.MountJWKS(planes.Tenant, s)
+	server.MountJWKS(planes.Tenant, s, kr)
 	e := &agentEnv{auth: auth, store: s, master: master, app: planes.Tenant.App(), tenant: planes.Tenant, ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
 	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
 	if err != nil {

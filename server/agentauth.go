@@ -507,7 +507,7 @@ func (a *AgentAuth) verifier(ctx context.Context, tenantID string) (*identity.To
 	var keys map[string]ed25519.PublicKey
 	err := a.cfg.Tenants.InTenantReadTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		keys, err = signing.TokenPublicKeys(ctx, tx.Keys())
+		keys, err = a.cfg.Keys.TokenPublicKeys(ctx, tx.Keys(), tenantID)
 		return err
 	})
 	tk.readErr = err

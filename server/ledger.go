@@ -73,7 +73,7 @@ func MountLogKeys(p *Plane, l *ledger.Ledger, tenants store.TenantStore) {
 // MountJWKS publishes each organization's receipt keys, current and retired,
 // at /t/<slug>/.well-known/jwks.json: public, no authentication. Any JOSE
 // library verifies a receipt with this set alone.
-func MountJWKS(p *Plane, tenants store.TenantStore) {
+func MountJWKS(p *Plane, tenants store.TenantStore, keys *signing.Keyring) {
 	p.app.Get("/t/:slug/.well-known/jwks.json", func(c *fiber.Ctx) error {
 		ref, err := tenants.ResolveTenant(c.UserContext(), c.Params("slug"))
 		if errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) {
@@ -84,7 +84,7 @@ func MountJWKS(p *Plane, tenants store.TenantStore) {
 		}
 		var jwks []byte
 		err = tenants.InTenantReadTx(c.UserContext(), ref.ID, func(ctx context.Context, tx store.TenantTx) error {
-			jwks, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+			jwks, err = keys.JWKS(ctx, tx.Keys(), ref.ID, store.PurposeReceipt)
 			return err
 		})
 		if err != nil {

@@ -85,7 +85,7 @@ func newLedgerEnvOver(t *testing.T, access func(*ledger.Ledger, store.TenantStor
 	e := &ledgerEnv{store: s, ledger: l, access: access(l, s)}
 	e.planes = e.newPlanes(t, server.Config{})
 	server.MountLogKeys(e.planes.Tenant, l, s)
-	server.MountJWKS(e.planes.Tenant, s)
+	server.MountJWKS(e.planes.Tenant, s, kr)
 	server.MountLedger(e.planes.Platform, l, func(*fiber.Ctx) (ledger.Log, error) { return l.PlatformLog(), nil })
 	e.acme, e.beta = storetest.CreateTenant(t, s, "acme"), storetest.CreateTenant(t, s, "beta")
 	if e.vkey, err = l.InitLog(context.Background(), l.TenantLog(e.acme.ID, "acme")); err != nil {

@@ -94,7 +94,7 @@ func TestAuditVerifyExport(t *testing.T) {
 		var jwks []byte
 		if err := s.InTenantTx(ctx, tenant, func(ctx context.Context, tx store.TenantTx) error {
 			var err error
-			jwks, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+			jwks, err = kr.JWKS(ctx, tx.Keys(), tenant, store.PurposeReceipt)
 			return err
 		}); err != nil {
 			t.Fatal(err)

@@ -96,7 +96,7 @@ func logReceipts(t *testing.T, n int) loggedReceipts {
 		t.Fatal(err)
 	}
 	err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		out.jwks, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+		out.jwks, err = kr.JWKS(ctx, tx.Keys(), acme.ID, store.PurposeReceipt)
 		return err
 	})
 	if err != nil {
@@ -164,10 +164,15 @@ func TestVerifyReceiptAndRotate(t *testing.T) {
 	}
 	s, _ := sqlite.Open(ctx, sqlite.Config{DataDir: rl.dir})
 	defer s.Close()
+	master, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: rl.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, _ := signing.NewKeyring(master)
 	var jwks []byte
 	_ = s.InTenantTx(ctx, rl.tenantID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		jwks, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+		jwks, err = kr.JWKS(ctx, tx.Keys(), rl.tenantID, store.PurposeReceipt)
 		return err
 	})
 	var set struct{ Keys []map[string]any }

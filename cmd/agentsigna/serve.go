@@ -120,7 +120,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	// who may read which log; the log keys are public.
 	server.MountLedger(planes.Tenant, l, server.DenyLogAccess)
 	server.MountLogKeys(planes.Tenant, l, backend)
-	server.MountJWKS(planes.Tenant, backend)
+	server.MountJWKS(planes.Tenant, backend, keys)
 	server.MountLedger(planes.Platform, l, server.DenyLogAccess)
 	pol, auth, err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, log)
 	if err != nil {

@@ -346,10 +346,14 @@ func (e *serviceEnv) verifyLedger(t testing.TB, resp decision.Response) {
 // jwks is the organization's receipt JWKS, as served publicly.
 func (e *serviceEnv) jwks(t testing.TB) []byte {
 	t.Helper()
+	kr, err := signing.NewKeyring(e.master)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var set []byte
 	e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		set, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+		set, err = kr.JWKS(ctx, tx.Keys(), e.org.ID, store.PurposeReceipt)
 		return err
 	})
 	return set

@@ -1,13 +1,16 @@
 package signing
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -15,6 +18,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/agentsigna/agentsigna/internal/jose"
+	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -34,10 +38,12 @@ type publicJWKS struct {
 }
 
 // JWKS returns the JSON Web Key Set (RFC 7517 §5) of every key of purpose
-// held by keys' organization — active first, then retired, which stay for
-// verification — with public members only. It never creates a key: an
-// organization without one gets {"keys":[]}.
-func JWKS(ctx context.Context, keys store.KeyTx, purpose store.KeyPurpose) ([]byte, error) {
+// held by organization tenantID — active first, then retired, which stay
+// for verification — with public members only. It never creates a key: an
+// organization without one gets {"keys":[]}. Each key's public half is
+// published only once its sealed private half is seen to derive it
+// (publicHalf): a row whose halves disagree fails the set.
+func (k *Keyring) JWKS(ctx context.Context, keys store.KeyTx, tenantID string, purpose store.KeyPurpose) ([]byte, error) {
 	if purpose != store.PurposeReceipt && purpose != store.PurposeToken {
 		return nil, fmt.Errorf("signing: %q keys are not JSON Web Keys", purpose)
 	}
@@ -47,21 +53,66 @@ func JWKS(ctx context.Context, keys store.KeyTx, purpose store.KeyPurpose) ([]by
 	}
 	set := publicJWKS{Keys: make([]publicJWK, 0, len(ks))}
 	for _, status := range []store.KeyStatus{store.KeyActive, store.KeyRetired} {
-		for _, k := range ks {
-			if k.Status != status {
+		for _, key := range ks {
+			if key.Status != status {
 				continue
 			}
-			// Refuse rather than publish something verifiers would misread.
-			if k.Algorithm != ReceiptAlgorithm || len(k.PublicKey) != ed25519.PublicKeySize {
-				return nil, fmt.Errorf("signing: key %s is not an Ed25519 JWS key", k.KID)
+			// Refuse rather than publish something verifiers would misread,
+			// or a key the service never held.
+			pub, err := k.publicHalf(tenantID, key)
+			if err != nil {
+				return nil, err
 			}
 			set.Keys = append(set.Keys, publicJWK{
-				Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(k.PublicKey),
-				Kid: k.KID, Alg: ReceiptAlgorithm, Use: "sig",
+				Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(pub),
+				Kid: key.KID, Alg: ReceiptAlgorithm, Use: "sig",
 			})
 		}
 	}
 	return json.Marshal(set)
+}
+
+// publicHalf returns the public half of organization tenantID's receipt or
+// token key once the key's sealed private half, opened under the binding
+// of its organization, kid and purpose, derives it. The public column is
+// outside that binding: without this, anyone who could add a row — with a
+// public key of their own, or of small order, and junk for the sealed half
+// — would have it published or trusted to verify, and sign receipts or
+// tokens without the master key. A row found good is remembered by its
+// contents, so each is opened once; a bad one fails at every use.
+func (k *Keyring) publicHalf(tenantID string, key store.SigningKey) (ed25519.PublicKey, error) {
+	if key.Algorithm != ReceiptAlgorithm || len(key.PublicKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("signing: key %s is not an Ed25519 JWS key", key.KID)
+	}
+	var binding secrets.Binding
+	switch key.Purpose {
+	case store.PurposeReceipt:
+		binding = receiptBinding(tenantID, key.KID)
+	case store.PurposeToken:
+		binding = tokenBinding(tenantID, key.KID)
+	default:
+		return nil, fmt.Errorf("signing: %q keys are not JSON Web Keys", key.Purpose)
+	}
+	sealed := sha256.Sum256(key.SealedPrivate)
+	checked := strings.Join([]string{tenantID, string(key.Purpose), key.KID, string(key.PublicKey), string(sealed[:])}, "\x00")
+	if _, ok := k.checked.Load(checked); ok {
+		return bytes.Clone(key.PublicKey), nil
+	}
+	seed, err := k.master.Open(key.SealedPrivate, binding)
+	if err != nil {
+		return nil, fmt.Errorf("signing: %s key %s: sealed private half: %w", key.Purpose, key.KID, err)
+	}
+	defer clear(seed)
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("signing: %s key %s is not an Ed25519 key", key.Purpose, key.KID)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	defer clear(priv)
+	if !bytes.Equal(priv.Public().(ed25519.PublicKey), key.PublicKey) {
+		return nil, fmt.Errorf("signing: %s key %s: public half does not match", key.Purpose, key.KID)
+	}
+	k.checked.Store(checked, struct{}{})
+	return bytes.Clone(key.PublicKey), nil
 }
 
 // Errors of VerifyReceipt. Each wraps ErrInvalidReceipt; messages never

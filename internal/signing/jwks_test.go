@@ -3,14 +3,18 @@ package signing_test
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
+	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
@@ -26,7 +30,7 @@ func TestJWKSPublishesPublicMembersOnly(t *testing.T) {
 		second, err = kr.RotateReceiptKey(ctx, tx.Keys(), acme.ID)
 		return err
 	})
-	raw := receiptJWKS(t, s, acme.ID)
+	raw := receiptJWKS(t, s, kr, acme.ID)
 
 	// Member by member: RFC 7517 §4 plus RFC 8037's crv and x, and no other
 	// (in particular no "d", RFC 8037 §2's private member).
@@ -88,11 +92,11 @@ func TestJWKSPublishesPublicMembersOnly(t *testing.T) {
 }
 
 func TestJWKSReadsNeverCreate(t *testing.T) {
-	s, _, _ := setup(t)
+	s, kr, _ := setup(t)
 	acme := storetest.CreateTenant(t, s, "acme")
 	for _, purpose := range []store.KeyPurpose{store.PurposeReceipt, store.PurposeToken} {
 		inTx(t, s, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-			got, err := signing.JWKS(ctx, tx.Keys(), purpose)
+			got, err := kr.JWKS(ctx, tx.Keys(), acme.ID, purpose)
 			if err != nil || string(got) != `{"keys":[]}` {
 				t.Errorf("%s: %s, %v", purpose, got, err)
 			}
@@ -100,7 +104,7 @@ func TestJWKSReadsNeverCreate(t *testing.T) {
 		})
 	}
 	inTx(t, s, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if _, err := signing.JWKS(ctx, tx.Keys(), store.PurposeLog); err == nil {
+		if _, err := kr.JWKS(ctx, tx.Keys(), acme.ID, store.PurposeLog); err == nil {
 			t.Error("log keys published as a JWKS")
 		}
 		return nil
@@ -108,7 +112,7 @@ func TestJWKSReadsNeverCreate(t *testing.T) {
 }
 
 func TestJWKSRefusesAKeyItCannotDescribe(t *testing.T) {
-	s, _, _ := setup(t)
+	s, kr, _ := setup(t)
 	acme := storetest.CreateTenant(t, s, "acme")
 	inTx(t, s, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		return tx.Keys().InsertSigningKey(ctx, store.SigningKey{
@@ -117,9 +121,87 @@ func TestJWKSRefusesAKeyItCannotDescribe(t *testing.T) {
 		})
 	})
 	inTx(t, s, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if got, err := signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt); err == nil {
+		if got, err := kr.JWKS(ctx, tx.Keys(), acme.ID, store.PurposeReceipt); err == nil {
 			t.Errorf("published %s", got)
 		}
 		return nil
 	})
+}
+
+// A key row's public column is outside its sealed half's binding. One
+// added by someone who can write rows but does not hold the master key —
+// their own public key beside junk, or beside another key's seed, or
+// another organization's row copied — is neither published nor trusted to
+// verify tokens: what they sign would verify otherwise.
+func TestKeysWhoseSealedHalfDoesNotDeriveThemAreRefused(t *testing.T) {
+	s, kr, master := setup(t)
+	beta := storetest.CreateTenant(t, s, "beta")
+	betaKeys := map[store.KeyPurpose]store.SigningKey{}
+	inTx(t, s, beta.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if _, err := kr.ReceiptSigner(ctx, tx.Keys(), beta.ID); err != nil {
+			return err
+		}
+		if _, err := kr.TokenKey(ctx, tx.Keys(), beta.ID); err != nil {
+			return err
+		}
+		for _, purpose := range []store.KeyPurpose{store.PurposeReceipt, store.PurposeToken} {
+			ks, err := tx.Keys().SigningKeys(ctx, purpose)
+			if err != nil {
+				return err
+			}
+			betaKeys[purpose] = ks[0]
+		}
+		return nil
+	})
+	attacker, _, _ := ed25519.GenerateKey(rand.Reader)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	orgs := 0
+	for _, purpose := range []store.KeyPurpose{store.PurposeReceipt, store.PurposeToken} {
+		for _, tc := range []struct {
+			name string
+			row  func(tenantID string) store.SigningKey
+		}{
+			{"junk for the sealed half", func(string) store.SigningKey {
+				return store.SigningKey{KID: "forged", PublicKey: attacker, SealedPrivate: []byte("junk, not sealed")}
+			}},
+			{"another key's seed sealed for the row", func(tenantID string) store.SigningKey {
+				sealed, err := master.Seal(other.Seed(), secrets.Binding{Tenant: tenantID, Table: "signing_keys", Row: "forged", Purpose: string(purpose)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return store.SigningKey{KID: "forged", PublicKey: attacker, SealedPrivate: sealed}
+			}},
+			{"another organization's row copied", func(string) store.SigningKey {
+				k := betaKeys[purpose]
+				return store.SigningKey{KID: k.KID, PublicKey: k.PublicKey, SealedPrivate: k.SealedPrivate}
+			}},
+		} {
+			t.Run(string(purpose)+", "+tc.name, func(t *testing.T) {
+				orgs++
+				org := storetest.CreateTenant(t, s, fmt.Sprintf("org%d", orgs))
+				row := tc.row(org.ID)
+				row.Purpose, row.Algorithm, row.Status = purpose, signing.ReceiptAlgorithm, store.KeyActive
+				if purpose == store.PurposeReceipt {
+					// Beside the organization's real key, as a retired one.
+					receiptSigner(t, s, kr, org.ID)
+					row.Status = store.KeyRetired
+				}
+				inTx(t, s, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+					return tx.Keys().InsertSigningKey(ctx, row)
+				})
+				inTx(t, s, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+					if purpose == store.PurposeToken {
+						if keys, err := kr.TokenPublicKeys(ctx, tx.Keys(), org.ID); err == nil {
+							t.Errorf("trusted to verify tokens: %v", keys)
+						}
+						return nil
+					}
+					if got, err := kr.JWKS(ctx, tx.Keys(), org.ID, purpose); err == nil {
+						t.Errorf("published %s", got)
+					}
+					return nil
+				})
+			})
+		}
+	}
 }

@@ -45,6 +45,10 @@ type Keyring struct {
 
 	receiptKeys *receiptCache       // opened receipt signers, by tenant id
 	tokens      map[string]TokenKey // opened token keys, by tenant id; guarded by mu
+
+	// checked holds the receipt and token key rows whose sealed private
+	// half derives their public half (publicHalf), by their contents.
+	checked sync.Map
 }
 
 // NewKeyring returns a key ring sealing with master.

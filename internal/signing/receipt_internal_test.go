@@ -48,7 +48,7 @@ func twoReceiptKeys(t *testing.T) (retired, active *ReceiptSigner, jwks []byte, 
 		if active, err = kr.ReceiptSigner(ctx, tx.Keys(), acme.ID); err != nil {
 			return err
 		}
-		jwks, err = JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+		jwks, err = kr.JWKS(ctx, tx.Keys(), acme.ID, store.PurposeReceipt)
 		return err
 	})
 	if err != nil {

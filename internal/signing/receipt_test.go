@@ -61,12 +61,12 @@ func receiptSigner(t *testing.T, s *sqlite.Store, kr *signing.Keyring, tenantID 
 	return rs
 }
 
-func receiptJWKS(t *testing.T, s *sqlite.Store, tenantID string) []byte {
+func receiptJWKS(t *testing.T, s *sqlite.Store, kr *signing.Keyring, tenantID string) []byte {
 	t.Helper()
 	var out []byte
 	inTx(t, s, tenantID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		out, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+		out, err = kr.JWKS(ctx, tx.Keys(), tenantID, store.PurposeReceipt)
 		return err
 	})
 	return out
@@ -114,7 +114,7 @@ func TestReceiptVerifiesWithTheJWKSAloneInTwoLibraries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks := receiptJWKS(t, s, acme.ID)
+	jwks := receiptJWKS(t, s, kr, acme.ID)
 
 	got := verifyWithGoJOSE(t, receipt, jwks)
 	// DESIGN §3 "Receipt": a protected header of exactly alg, kid and typ.
@@ -232,7 +232,7 @@ func TestRotationKeepsOldReceiptsVerifiable(t *testing.T) {
 		return nil
 	})
 
-	jwks := receiptJWKS(t, s, acme.ID)
+	jwks := receiptJWKS(t, s, kr, acme.ID)
 	for name, r := range map[string]string{"retired key's receipt": old, "new key's receipt": fresh} {
 		if _, err := signing.VerifyReceipt(r, jwks, now); err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -331,7 +331,7 @@ func TestSignRefusesWhatVerifiersWouldMisread(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := signing.VerifyReceipt(r, receiptJWKS(t, s, acme.ID), now)
+	v, err := signing.VerifyReceipt(r, receiptJWKS(t, s, kr, acme.ID), now)
 	if err != nil || v.Tenant != acme.ID {
 		t.Fatalf("tenant %q, %v", v.Tenant, err)
 	}
@@ -341,7 +341,7 @@ func TestReceiptSignerConcurrentUse(t *testing.T) {
 	s, kr, _ := setup(t)
 	acme := storetest.CreateTenant(t, s, "acme")
 	want := receiptSigner(t, s, kr, acme.ID).KID()
-	jwks := receiptJWKS(t, s, acme.ID)
+	jwks := receiptJWKS(t, s, kr, acme.ID)
 	now := time.Now()
 	errs := make(chan error, 8)
 	for range 8 {
@@ -403,7 +403,7 @@ func benchReceipts(b *testing.B) (*signing.ReceiptSigner, []byte, string) {
 		if rs, err = kr.ReceiptSigner(ctx, tx.Keys(), acme.ID); err != nil {
 			return err
 		}
-		jwks, err = signing.JWKS(ctx, tx.Keys(), store.PurposeReceipt)
+		jwks, err = kr.JWKS(ctx, tx.Keys(), acme.ID, store.PurposeReceipt)
 		return err
 	})
 	if err != nil {

@@ -97,12 +97,14 @@ func (k *Keyring) createTokenKey(ctx context.Context, keys store.KeyTx, tenantID
 	return TokenKey{KID: kid, key: &receiptPrivateKey{priv}}, nil
 }
 
-// TokenPublicKeys returns the public halves of the organization's active
-// token keys, by kid: what verifies its access tokens. It only reads, and
-// opens no private key, so a request that merely presents a token never
-// makes the service create or unseal a key. The store keeps at most one
-// active token key an organization; none is an empty map.
-func TokenPublicKeys(ctx context.Context, keys store.KeyTx) (map[string]ed25519.PublicKey, error) {
+// TokenPublicKeys returns the public halves of organization tenantID's
+// active token keys, by kid: what verifies its access tokens. It never
+// creates a key, so a request that merely presents a token never makes the
+// service make one; it opens each key's sealed half once, to see that it
+// derives the public half (publicHalf), and fails on one that does not.
+// The store keeps at most one active token key an organization; none is an
+// empty map.
+func (k *Keyring) TokenPublicKeys(ctx context.Context, keys store.KeyTx, tenantID string) (map[string]ed25519.PublicKey, error) {
 	ks, err := keys.SigningKeys(ctx, store.PurposeToken)
 	if err != nil {
 		return nil, err
@@ -112,10 +114,11 @@ func TokenPublicKeys(ctx context.Context, keys store.KeyTx) (map[string]ed25519.
 		if key.Status != store.KeyActive {
 			continue
 		}
-		if key.Algorithm != ReceiptAlgorithm || len(key.PublicKey) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("signing: token key %s is not an Ed25519 key", key.KID)
+		pub, err := k.publicHalf(tenantID, key)
+		if err != nil {
+			return nil, err
 		}
-		out[key.KID] = ed25519.PublicKey(bytes.Clone(key.PublicKey))
+		out[key.KID] = pub
 	}
 	return out, nil
 }

@@ -30,7 +30,7 @@ func TestTokenPublicKeys(t *testing.T) {
 		var keys map[string]ed25519.PublicKey
 		err := s.InTenantReadTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 			var err error
-			keys, err = signing.TokenPublicKeys(ctx, tx.Keys())
+			keys, err = kr.TokenPublicKeys(ctx, tx.Keys(), acme.ID)
 			return err
 		})
 		if err != nil {
