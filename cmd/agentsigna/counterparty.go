@@ -75,7 +75,7 @@ func runCounterpartyAdd(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	defer backend.Close()
 	if details != nil {
-		master, err := loadMasterKey(&tf.sf, env, log)
+		master, err := loadMasterKey(ctx, &tf.sf, backend, env, log)
 		if err != nil {
 			return err
 		}

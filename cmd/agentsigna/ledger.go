@@ -44,17 +44,17 @@ func (f *ledgerFlags) origin() (string, error) {
 }
 
 // openLedger opens the key ring and ledger over an open store.
-func openLedger(sf *storeFlags, lf *ledgerFlags, backend store.Backend, env env, log *slog.Logger) (*ledger.Ledger, error) {
-	l, _, err := openLedgerAndKeys(sf, lf, backend, env, log)
+func openLedger(ctx context.Context, sf *storeFlags, lf *ledgerFlags, backend store.Backend, env env, log *slog.Logger) (*ledger.Ledger, error) {
+	l, _, err := openLedgerAndKeys(ctx, sf, lf, backend, env, log)
 	return l, err
 }
 
-func openLedgerAndKeys(sf *storeFlags, lf *ledgerFlags, backend store.Backend, env env, log *slog.Logger) (*ledger.Ledger, *signing.Keyring, error) {
+func openLedgerAndKeys(ctx context.Context, sf *storeFlags, lf *ledgerFlags, backend store.Backend, env env, log *slog.Logger) (*ledger.Ledger, *signing.Keyring, error) {
 	origin, err := lf.origin()
 	if err != nil {
 		return nil, nil, err
 	}
-	master, err := loadMasterKey(sf, env, log)
+	master, err := loadMasterKey(ctx, sf, backend, env, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -115,7 +115,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		return err
 	}
 	defer backend.Close()
-	l, err := openLedger(&sf, &lf, backend, env, log)
+	l, err := openLedger(ctx, &sf, &lf, backend, env, log)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
@@ -34,6 +35,10 @@ func TestLedgerVerifyKeptCheckpoint(t *testing.T) {
 	acme := storetest.CreateTenant(t, s, "acme")
 	tenantFile := s.TenantFile(acme.ID)
 	s.Close()
+	// The key serve or org create made with the organization.
+	if _, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: dir}); err != nil {
+		t.Fatal(err)
+	}
 
 	// appendBatches appends each batch of records in one transaction and
 	// returns the newest checkpoint, through the ledger `ledger verify`
@@ -54,7 +59,7 @@ func TestLedgerVerifyKeptCheckpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer backend.Close()
-		l, err := openLedger(&sf, &lf, backend, envOf(nil), log)
+		l, err := openLedger(context.Background(), &sf, &lf, backend, envOf(nil), log)
 		if err != nil {
 			t.Fatal(err)
 		}

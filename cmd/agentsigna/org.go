@@ -47,7 +47,7 @@ func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer, env en
 	if *slug == "" || *name == "" {
 		return fmt.Errorf("%w: --slug and --name are required", errUsage)
 	}
-	l, err := openLedger(&sf, &lf, backend, env, log)
+	l, err := openLedger(ctx, &sf, &lf, backend, env, log)
 	if err != nil {
 		return err
 	}

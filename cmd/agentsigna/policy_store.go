@@ -39,7 +39,7 @@ func openPolicyService(ctx context.Context, sf *storeFlags, lf *ledgerFlags, slu
 		}
 		return nil, err
 	}
-	l, err := openLedger(sf, lf, backend, env, log)
+	l, err := openLedger(ctx, sf, lf, backend, env, log)
 	if err != nil {
 		backend.Close()
 		return nil, err

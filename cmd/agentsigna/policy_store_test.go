@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
 )
@@ -20,6 +21,10 @@ func TestPolicyPushActivateRollback(t *testing.T) {
 	}
 	storetest.CreateTenant(t, s, "acme")
 	s.Close()
+	// The key serve or org create made with the organization.
+	if _, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: dir}); err != nil {
+		t.Fatal(err)
+	}
 	example := filepath.Join("..", "..", "policies", "examples", "acme")
 	ctx := context.Background()
 	env := envOf(nil)

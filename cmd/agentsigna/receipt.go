@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"regexp"
 	"strings"
 	"time"
@@ -141,9 +140,8 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, env e
 		return fmt.Errorf("%w: usage: agentsigna keys rotate --tenant SLUG --purpose receipt", errUsage)
 	}
 	fs := newFlagSet("keys rotate", stderr)
-	var sf storeFlags
-	sf.register(fs)
-	tenant := fs.String("tenant", "", "organization slug")
+	var tf tenantFlags
+	tf.register(fs)
 	purpose := fs.String("purpose", "receipt", "which key: receipt (log keys never rotate: a new key would be a new log)")
 	if err := parse(fs, args[1:], env); err != nil {
 		return err
@@ -151,17 +149,13 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, env e
 	if *purpose != string(store.PurposeReceipt) {
 		return fmt.Errorf("%w: only receipt keys rotate", errUsage)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	backend, err := openStore(ctx, &sf, log)
+	log := cliLogger(stderr)
+	backend, ref, err := tf.open(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer backend.Close()
-	ref, err := backend.ResolveTenant(ctx, *tenant)
-	if err != nil {
-		return fmt.Errorf("no organization %q", *tenant)
-	}
-	master, err := loadMasterKey(&sf, env, log)
+	master, err := loadMasterKey(ctx, &tf.sf, backend, env, log)
 	if err != nil {
 		return err
 	}

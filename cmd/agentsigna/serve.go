@@ -93,7 +93,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 	defer backend.Close()
-	l, keys, err := openLedgerAndKeys(&f.store, &f.ledger, backend, env, log)
+	l, keys, err := openLedgerAndKeys(ctx, &f.store, &f.ledger, backend, env, log)
 	if err != nil {
 		return err
 	}

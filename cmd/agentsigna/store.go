@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -38,13 +42,25 @@ func openStore(ctx context.Context, sf *storeFlags, log *slog.Logger) (store.Bac
 }
 
 // loadMasterKey loads the key that encrypts secrets at rest. Only the
-// embedded default may create one (in the data dir); PostgreSQL replicas
-// must share a configured key.
-func loadMasterKey(sf *storeFlags, env env, log *slog.Logger) (*secrets.MasterKey, error) {
+// embedded default may create one (DATA_DIR/master.key), and only for a
+// store that holds nothing sealed yet: no organization and no platform log
+// key. PostgreSQL replicas must share a configured key.
+//
+// A store that already holds sealed secrets, with no master.key beside it
+// and no key configured, was sealed under a key this process was not given
+// (the --master-key-file or AGENTSIGNA_MASTER_KEY that serve uses): a new
+// key would seal what comes next — a rotated receipt key, an
+// organization's log key, bank details — where nothing else opens it.
+func loadMasterKey(ctx context.Context, sf *storeFlags, backend store.Backend, env env, log *slog.Logger) (*secrets.MasterKey, error) {
 	opts := secrets.LoadOptions{KeyFile: sf.masterKeyFile}
 	opts.EnvValue, _ = env("AGENTSIGNA_MASTER_KEY")
 	if !sf.postgres() {
 		opts.DataDir = sf.dataDir
+		if opts.EnvValue == "" && opts.KeyFile == "" {
+			if err := mayCreateMasterKey(ctx, sf.dataDir, backend); err != nil {
+				return nil, err
+			}
+		}
 	}
 	key, info, err := secrets.LoadMasterKey(opts)
 	if err != nil {
@@ -55,4 +71,31 @@ func loadMasterKey(sf *storeFlags, env env, log *slog.Logger) (*secrets.MasterKe
 			slog.String("path", info.Path))
 	}
 	return key, nil
+}
+
+// mayCreateMasterKey refuses when DATA_DIR/master.key is missing from a
+// store that already holds secrets sealed under some master key.
+func mayCreateMasterKey(ctx context.Context, dataDir string, backend store.Backend) error {
+	path := filepath.Join(dataDir, secrets.DefaultKeyFileName)
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		return nil // there is one to load (or a reason LoadMasterKey will give)
+	}
+	var sealed bool
+	err := backend.InPlatformReadTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+		tenants, err := tx.ListTenants(ctx)
+		if err != nil {
+			return err
+		}
+		logKeys, err := tx.Keys().SigningKeys(ctx, store.PurposeLog)
+		sealed = len(tenants) > 0 || len(logKeys) > 0
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	if sealed {
+		return fmt.Errorf("%w: %s does not exist, and the store already holds secrets sealed under a master key; "+
+			"give the key serve uses (--master-key-file or AGENTSIGNA_MASTER_KEY)", secrets.ErrNoMasterKey, path)
+	}
+	return nil
 }

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentsigna/agentsigna/internal/secrets"
+)
+
+// A store whose secrets are sealed under a configured key (serve's
+// --master-key-file), and a command run without it: refused, rather than
+// making DATA_DIR/master.key and sealing what comes next under that — a
+// rotated receipt key serve cannot open, which fails every decision, or
+// an organization whose log key nothing else opens. A fresh store may
+// still get its key made (TestOrgCreateAndList).
+func TestCommandsRefuseToMakeASecondMasterKey(t *testing.T) {
+	ctx := context.Background()
+	keyDir, dir := t.TempDir(), t.TempDir()
+	if _, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: keyDir}); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(keyDir, secrets.DefaultKeyFileName)
+	run := func(fn subcommand, args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := fn(ctx, append(args, "--data-dir", dir), &out, &errOut, envOf(nil))
+		return out.String() + errOut.String(), err
+	}
+	withKey := func(args ...string) []string { return append(args, "--master-key-file", keyFile) }
+	if out, err := run(runOrg, withKey("create", "--slug", "acme", "--name", "Acme")...); err != nil {
+		t.Fatalf("org create: %q, %v", out, err)
+	}
+	if out, err := run(runKeys, withKey("rotate", "--tenant", "acme")...); err != nil {
+		t.Fatalf("keys rotate: %q, %v", out, err)
+	}
+	bank := writeFile(t, t.TempDir(), "bank.txt", []byte("IBAN DE89 3704 0044 0532 0130 00"))
+	for _, tc := range []struct {
+		name string
+		fn   subcommand
+		args []string
+	}{
+		{"keys rotate", runKeys, []string{"rotate", "--tenant", "acme"}},
+		{"org create", runOrg, []string{"create", "--slug", "beta", "--name", "Beta"}},
+		{"policy push", runPolicy, []string{"push", "--tenant", "acme", "--by", "usr_author", filepath.Join("..", "..", "policies", "examples", "acme")}},
+		{"counterparty add with bank details", runCounterparty, []string{"add", "--tenant", "acme", "--name", "Initech", "--bank-details-file", bank}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if out, err := run(tc.fn, tc.args...); !errors.Is(err, secrets.ErrNoMasterKey) || !strings.Contains(err.Error(), "--master-key-file") {
+				t.Fatalf("%q, %v; want a refusal naming the key to give", out, err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, secrets.DefaultKeyFileName)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("a second master key was made: %v", err)
+			}
+		})
+	}
+	// Nothing was written by the refused commands: one organization, no
+	// counterparty, and the one receipt key rotation of the set-up.
+	if out, err := run(runOrg, "list"); err != nil || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "acme\t") {
+		t.Fatalf("org list: %q, %v", out, err)
+	}
+	if out, err := run(runCounterparty, "list", "--tenant", "acme"); err != nil || out != "" {
+		t.Fatalf("counterparty list: %q, %v", out, err)
+	}
+	// With the key, the same rotation works.
+	if out, err := run(runKeys, withKey("rotate", "--tenant", "acme")...); err != nil || !strings.Contains(out, "new receipt key") {
+		t.Fatalf("keys rotate with the key: %q, %v", out, err)
+	}
+}
