@@ -52,6 +52,14 @@ func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer, env en
 		return err
 	}
 	defer l.Close()
+	// The organization, its log key and the platform's entry are three
+	// writes (two files on the embedded store). The platform log's key is
+	// opened (or made) first, so that a wrong master key fails before the
+	// organization exists, rather than leaving one whose creation is in no
+	// log and whose slug cannot be taken again.
+	if _, err := l.InitLog(ctx, l.PlatformLog()); err != nil {
+		return err
+	}
 	var t store.Tenant
 	err = backend.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
 		t, err = tx.CreateTenant(ctx, store.Tenant{Slug: *slug, Name: *name})

@@ -70,3 +70,34 @@ func TestCommandsRefuseToMakeASecondMasterKey(t *testing.T) {
 		t.Fatalf("keys rotate with the key: %q, %v", out, err)
 	}
 }
+
+// org create with the wrong master key fails before the organization
+// exists: otherwise it would hold a slug that cannot be taken again, with
+// its creation in no log.
+func TestOrgCreateWithTheWrongKeyCreatesNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	other := t.TempDir()
+	if _, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: other}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := runOrg(ctx, append(args, "--data-dir", dir), &out, &errOut, envOf(nil))
+		return out.String(), err
+	}
+	if out, err := run("create", "--slug", "acme", "--name", "Acme"); err != nil {
+		t.Fatalf("create: %q, %v", out, err)
+	}
+	wrong := filepath.Join(other, secrets.DefaultKeyFileName)
+	if out, err := run("create", "--slug", "beta", "--name", "Beta", "--master-key-file", wrong); !errors.Is(err, secrets.ErrDecrypt) {
+		t.Fatalf("create with the wrong key: %q, %v", out, err)
+	}
+	if out, err := run("list"); err != nil || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "acme\t") {
+		t.Fatalf("list: %q, %v", out, err)
+	}
+	// With the right key, beta can still be made.
+	if out, err := run("create", "--slug", "beta", "--name", "Beta"); err != nil {
+		t.Fatalf("create beta: %q, %v", out, err)
+	}
+}
