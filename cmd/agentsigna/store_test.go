@@ -101,3 +101,29 @@ func TestOrgCreateWithTheWrongKeyCreatesNothing(t *testing.T) {
 		t.Fatalf("create beta: %q, %v", out, err)
 	}
 }
+
+// A command on an organization names an existing store: a mistyped
+// --data-dir is refused, and leaves no new, empty store behind.
+func TestOrganizationCommandsNeedAnExistingStore(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "agentsigna-dta")
+	for _, tc := range []struct {
+		name string
+		fn   subcommand
+		args []string
+	}{
+		{"agent list", runAgent, []string{"list", "--tenant", "acme"}},
+		{"keys rotate", runKeys, []string{"rotate", "--tenant", "acme"}},
+		{"counterparty list", runCounterparty, []string{"list", "--tenant", "acme"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := tc.fn(context.Background(), append(tc.args, "--data-dir", missing), &out, &errOut, envOf(nil))
+			if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no embedded store at "+missing) {
+				t.Fatalf("%v", err)
+			}
+			if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("a store was made at the mistyped path: %v", err)
+			}
+		})
+	}
+}
