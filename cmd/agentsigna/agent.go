@@ -22,6 +22,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
 )
 
 const agentUsage = `usage:
@@ -66,8 +67,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 func runAgentRegister(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	fs := newFlagSet("agent register", stderr)
 	var tf tenantFlags
+	var lf ledgerFlags
 	var kf agentKeyFlags
 	tf.register(fs)
+	lf.register(fs)
 	kf.register(fs)
 	name := fs.String("name", "", "the agent's name (1-200 bytes)")
 	sponsor := fs.String("sponsor", "", "the tenant user accountable for the agent")
@@ -88,19 +91,16 @@ func runAgentRegister(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	defer backend.Close()
+	l, err := openLedger(ctx, &tf.sf, &lf, backend, env, log)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
 	key, err := kf.prepare()
 	if err != nil {
 		return err
 	}
-	err = backend.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
-		var err error
-		if ag, err = tx.Agents().Create(ctx, ag); err != nil {
-			return err
-		}
-		_, err = tx.Agents().AddKey(ctx, store.AgentKey{AgentID: ag.ID, KID: key.kid, PublicJWK: key.public})
-		return err
-	})
-	if err != nil {
+	if err := registerAgent(ctx, l, ref, ag, key.kid, key.public); err != nil {
 		key.discard()
 		return fmt.Errorf("register agent: %w", err)
 	}
@@ -108,20 +108,75 @@ func runAgentRegister(ctx context.Context, args []string, stdout, stderr io.Writ
 	return nil
 }
 
+// Ledger entries of agent changes: each is appended in the batch whose
+// transaction makes the change, so that the log holds every change made
+// and only those (the public keys an agent signs with, who sponsors it,
+// when it stopped being trusted).
+const (
+	kindAgentRegistered = "agent.registered"
+	kindAgentKeyRotated = "agent.key_rotated"
+	kindAgentSuspended  = "agent.suspended"
+)
+
+// registerAgent stores ag (its ID set) with its first key, and logs it.
+func registerAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, ag store.Agent, kid, publicJWK string) error {
+	record := map[string]any{
+		"event": "agent_registered", "agent_id": ag.ID, "name": ag.Name, "sponsor": ag.Sponsor,
+		"risk_tier": ag.RiskTier, "key_id": kid, "public_jwk": json.RawMessage(publicJWK),
+	}
+	return changeAgent(ctx, l, ref, kindAgentRegistered, ag.ID, record, nil, func(ctx context.Context, tx store.TenantTx) error {
+		if _, err := tx.Agents().Create(ctx, ag); err != nil {
+			return err
+		}
+		_, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: ag.ID, KID: kid, PublicJWK: publicJWK})
+		return err
+	})
+}
+
+// changeAgent makes an agent change (write) in the transaction of the
+// ledger batch holding its entry: both commit or neither. check (nil:
+// none) refuses the change before anything is logged; it runs with the
+// log locked.
+func changeAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, kind, agentID string, record map[string]any, check ledger.Precondition, write func(context.Context, store.TenantTx) error) error {
+	rec, err := json.Marshal(record)
+	if err != nil {
+		return err
+	}
+	_, err = l.AppendAllAndWriteIf(ctx, l.TenantLog(ref.ID, ref.Slug), []ledger.Entry{{Kind: kind, Subject: agentID, Record: rec}}, check,
+		func(ctx context.Context, tx store.TenantTx, _ []ledger.Appended) error { return write(ctx, tx) })
+	return err
+}
+
 func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	fs := newFlagSet("agent suspend", stderr)
 	var tf tenantFlags
+	var lf ledgerFlags
 	tf.register(fs)
+	lf.register(fs)
 	id, err := parseAgentID(fs, args, env)
 	if err != nil {
 		return err
 	}
-	backend, ref, err := tf.open(ctx, cliLogger(stderr))
+	log := cliLogger(stderr)
+	backend, ref, err := tf.open(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer backend.Close()
-	err = backend.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+	l, err := openLedger(ctx, &tf.sf, &lf, backend, env, log)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	record := map[string]any{"event": "agent_suspended", "agent_id": id}
+	err = changeAgent(ctx, l, ref, kindAgentSuspended, id, record, func(ctx context.Context, tx store.TenantTx) error {
+		// What SetStatus would refuse, refused before it is logged.
+		ag, err := tx.Agents().Get(ctx, id)
+		if err == nil && ag.Status == store.AgentRevoked {
+			err = fmt.Errorf("%w: the agent is revoked", store.ErrConflict)
+		}
+		return err
+	}, func(ctx context.Context, tx store.TenantTx) error {
 		return tx.Agents().SetStatus(ctx, id, store.AgentSuspended)
 	})
 	if err != nil {
@@ -134,8 +189,10 @@ func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Write
 func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	fs := newFlagSet("agent rotate-key", stderr)
 	var tf tenantFlags
+	var lf ledgerFlags
 	var kf agentKeyFlags
 	tf.register(fs)
+	lf.register(fs)
 	kf.register(fs)
 	id, err := parseAgentID(fs, args, env)
 	if err != nil {
@@ -144,28 +201,54 @@ func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err := kf.check(); err != nil {
 		return err
 	}
-	backend, ref, err := tf.open(ctx, cliLogger(stderr))
+	log := cliLogger(stderr)
+	backend, ref, err := tf.open(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer backend.Close()
+	l, err := openLedger(ctx, &tf.sf, &lf, backend, env, log)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
 	key, err := kf.prepare()
 	if err != nil {
 		return err
 	}
+	// The entry says the new key is the agent's only active one: every
+	// other is retired in the same transaction.
+	record := map[string]any{"event": "agent_key_rotated", "agent_id": id, "key_id": key.kid, "public_jwk": json.RawMessage(key.public)}
 	retired := 0
-	err = backend.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+	err = changeAgent(ctx, l, ref, kindAgentKeyRotated, id, record, func(ctx context.Context, tx store.TenantTx) error {
+		// What AddKey would refuse, refused before it is logged.
+		ag, err := tx.Agents().Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ag.Status == store.AgentRevoked {
+			return fmt.Errorf("%w: the agent is revoked", store.ErrConflict)
+		}
+		keys, err := tx.Agents().Keys(ctx, id)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if k.KID == key.kid {
+				return fmt.Errorf("%w: the agent already has key %s", store.ErrConflict, key.kid)
+			}
+		}
+		return nil
+	}, func(ctx context.Context, tx store.TenantTx) error {
 		agents := tx.Agents()
 		if _, err := agents.AddKey(ctx, store.AgentKey{AgentID: id, KID: key.kid, PublicJWK: key.public}); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return fmt.Errorf("%w: the agent is revoked or already has key %s", err, key.kid)
-			}
 			return err
 		}
 		keys, err := agents.Keys(ctx, id)
 		if err != nil {
 			return err
 		}
+		retired = 0 // the write may run twice
 		for _, k := range keys {
 			if k.Status == store.KeyActive && k.KID != key.kid {
 				if err := agents.RetireKey(ctx, id, k.KID, key.added); err != nil {

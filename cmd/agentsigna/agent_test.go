@@ -21,6 +21,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/agentsigna/agentsigna/internal/identity"
+	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
@@ -41,7 +42,12 @@ func newTestOrg(t *testing.T) testOrg {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	return testOrg{dir: dir, tenantID: storetest.CreateTenant(t, s, "acme").ID}
+	o := testOrg{dir: dir, tenantID: storetest.CreateTenant(t, s, "acme").ID}
+	// The key org create (or serve) made with the organization.
+	if _, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 // run runs a subcommand against the org's data dir (given by environment,
@@ -302,6 +308,54 @@ func TestAgentSuspendRotateList(t *testing.T) {
 	}
 	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("key file of a failed rotation: %v", err)
+	}
+
+	// Each change is in the organization's log, and no refused one: not
+	// the rotation to the active key, nor those of an unknown agent.
+	type logged struct {
+		kind, subject string
+		record        map[string]any
+	}
+	var got []logged
+	o.in(t, func(ctx context.Context, tx store.TenantTx) error {
+		entries, err := tx.Log().Entries(ctx, 0, 1<<20)
+		for _, e := range entries {
+			var head struct{ Kind, Subject string }
+			var record map[string]any
+			if err := json.Unmarshal(e.Entry, &head); err != nil {
+				return err
+			}
+			if err := json.Unmarshal(e.Record, &record); err != nil {
+				return err
+			}
+			got = append(got, logged{head.Kind, head.Subject, record})
+		}
+		return err
+	})
+	want := []struct{ kind, subject, event, kid string }{
+		{"agent.registered", id, "agent_registered", oldKID},
+		{"agent.registered", other, "agent_registered", ""},
+		{"agent.key_rotated", id, "agent_key_rotated", newKID},
+		{"agent.suspended", id, "agent_suspended", ""},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("logged %+v, want %d entries", got, len(want))
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.kind != w.kind || g.subject != w.subject || g.record["event"] != w.event || g.record["agent_id"] != w.subject {
+			t.Errorf("entry %d: %s %s %v, want %s %s", i, g.kind, g.subject, g.record, w.kind, w.subject)
+		}
+		if w.kid == "" {
+			continue
+		}
+		jwkOf, _ := g.record["public_jwk"].(map[string]any)
+		if g.record["key_id"] != w.kid || jwkOf["kid"] != w.kid || jwkOf["d"] != nil {
+			t.Errorf("entry %d: key %v, public JWK %v; want %s, public members only", i, g.record["key_id"], jwkOf, w.kid)
+		}
+	}
+	if r := got[0].record; r["sponsor"] != "usr_alice" || r["risk_tier"] != "low" || r["name"] != "Payments bot" {
+		t.Errorf("registration logged %v", r)
 	}
 }
 

@@ -98,15 +98,12 @@ func seedDemo(ctx context.Context, backend store.Backend, l *ledger.Ledger, pol 
 	}
 	defer clear(private)
 	creds := demoCredentials{TenantURL: tenantURL, PlatformURL: platformURL, Tenant: "acme", Users: []demoUser{}}
+	ag := store.Agent{ID: store.NewID(store.PrefixAgent), Name: "invoice-payer", Sponsor: "demo-sponsor", RiskTier: store.RiskLow, Status: store.AgentActive}
+	if err := registerAgent(ctx, l, store.TenantRef{ID: tenant.ID, Slug: tenant.Slug}, ag, kid, public); err != nil {
+		return fmt.Errorf("demo: register the agent: %w", err)
+	}
+	creds.Agent = demoAgent{ID: ag.ID, PrivateJWK: append(json.RawMessage(nil), private...)}
 	err = backend.InTenantTx(ctx, tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
-		ag, err := tx.Agents().Create(ctx, store.Agent{Name: "invoice-payer", Sponsor: "demo-sponsor", RiskTier: store.RiskLow})
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: ag.ID, KID: kid, PublicJWK: public}); err != nil {
-			return err
-		}
-		creds.Agent = demoAgent{ID: ag.ID, PrivateJWK: append(json.RawMessage(nil), private...)}
 		for _, cp := range []store.Counterparty{
 			{Name: "Northwind Supplies", Status: store.CounterpartyVerified},
 			{Name: "Freshly Registered GmbH", Status: store.CounterpartyNew},

@@ -58,12 +58,16 @@ func TestCommandsRefuseToMakeASecondMasterKey(t *testing.T) {
 		})
 	}
 	// Nothing was written by the refused commands: one organization, no
-	// counterparty, and the one receipt key rotation of the set-up.
+	// counterparty.
 	if out, err := run(runOrg, "list"); err != nil || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "acme\t") {
 		t.Fatalf("org list: %q, %v", out, err)
 	}
 	if out, err := run(runCounterparty, "list", "--tenant", "acme"); err != nil || out != "" {
 		t.Fatalf("counterparty list: %q, %v", out, err)
+	}
+	// What seals nothing needs no key: a counterparty without bank details.
+	if out, err := run(runCounterparty, "add", "--tenant", "acme", "--name", "Initech"); err != nil || !strings.Contains(out, "bank_details=none") {
+		t.Fatalf("counterparty add without bank details: %q, %v", out, err)
 	}
 	// With the key, the same rotation works.
 	if out, err := run(runKeys, withKey("rotate", "--tenant", "acme")...); err != nil || !strings.Contains(out, "new receipt key") {
