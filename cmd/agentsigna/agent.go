@@ -43,7 +43,6 @@ rotate-key adds the new key and retires every other active key of the agent.`
 // flags select (DESIGN §5; the HTTP management API comes with identity).
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, agentUsage)
 		return fmt.Errorf("%w: agent needs a subcommand: register, suspend, rotate-key or list", errUsage)
 	}
 	switch args[0] {

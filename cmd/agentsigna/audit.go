@@ -21,12 +21,12 @@ import (
 // pinned JWKS or, without one, the export's own.
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 || args[0] != "verify" {
-		return fmt.Errorf("%w: usage: agentsigna audit verify EXPORT --log-key KEY [--jwks JWKS]", errUsage)
+		return fmt.Errorf("%w: agentsigna audit verify EXPORT --log-key KEY [--jwks JWKS]", errUsage)
 	}
 	fs := newFlagSet("audit verify", stderr)
 	logKey := fs.String("log-key", "", "the log's note verifier key, or a file holding it (pin it: the export's own copy proves nothing)")
 	jwksFile := fs.String("jwks", "", "the organization's published JWKS (/t/<slug>/.well-known/jwks.json), a file: receipts are checked against it rather than the export's own copy, which the log does not sign")
-	operands, err := parseWithOperand(fs, args[1:], env)
+	operands, err := parseOne(fs, args[1:], env, "EXPORT file")
 	if err != nil {
 		return err
 	}

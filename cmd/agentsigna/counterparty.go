@@ -25,7 +25,6 @@ const maxBankDetails = 8 << 10
 // runCounterparty manages an organization's counterparties locally.
 func runCounterparty(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, counterpartyUsage)
 		return fmt.Errorf("%w: counterparty needs a subcommand: add or list", errUsage)
 	}
 	switch args[0] {

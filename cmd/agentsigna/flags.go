@@ -15,10 +15,25 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags is fs.Parse with the flag package silent: a mistake is the
+// one line run prints (DESIGN §5), and the flags are listed only when
+// -h or --help asks for them.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(out, "usage of %s:\n", fs.Name())
+		fs.PrintDefaults()
+	}
+	return err
+}
+
 // parse parses args, then fills every flag not given on the command line
 // from AGENTSIGNA_<FLAG_NAME>. Command line beats environment beats default.
 func parse(fs *flag.FlagSet, args []string, env env) error {
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		if err == flag.ErrHelp {
 			return err
 		}
@@ -78,7 +93,7 @@ func (s *storeFlags) postgres() bool { return s.databaseURL != "" || s.platformD
 func parseInterspersed(fs *flag.FlagSet, args []string, env env) ([]string, error) {
 	var positional []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}

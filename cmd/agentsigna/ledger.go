@@ -75,7 +75,7 @@ func openLedgerAndKeys(ctx context.Context, sf *storeFlags, lf *ledgerFlags, bac
 // (GET /v1/ledger/checkpoint), which the stored log must still extend.
 func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 || args[0] != "verify" {
-		return fmt.Errorf("%w: usage: agentsigna ledger verify [--tenant SLUG | --platform] [--log-key KEY] [--checkpoint FILE]", errUsage)
+		return fmt.Errorf("%w: agentsigna ledger verify [--tenant SLUG | --platform] [--log-key KEY] [--checkpoint FILE]", errUsage)
 	}
 	fs := newFlagSet("ledger verify", stderr)
 	var sf storeFlags

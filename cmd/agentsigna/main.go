@@ -44,14 +44,16 @@ func commands() []command {
 // errUsage marks a command-line mistake: exit status 2.
 var errUsage = errors.New("usage")
 
-// run returns the exit status: 0 on success, 2 for a usage error, 1 for
-// anything else, with one line on stderr saying what went wrong.
+// run returns the exit status: 0 on success (help included), 2 for a
+// usage error, 1 for anything else, with one line on stderr saying what
+// went wrong (DESIGN §5); only help prints more.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, env env) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "agentsigna: a command is required (run 'agentsigna help')")
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
 		return 0
 	}
 	for _, c := range commands() {

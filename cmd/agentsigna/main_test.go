@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -70,21 +71,46 @@ func TestIsLoopback(t *testing.T) {
 	}
 }
 
+// Exit status 0 is success (help included); anything else prints one
+// line a person understands, on standard error (DESIGN §5): no flag
+// list, no usage block, no "usage: usage:".
 func TestExitStatus(t *testing.T) {
 	ctx := context.Background()
+	missing := filepath.Join(t.TempDir(), "missing")
 	for _, tc := range []struct {
 		args []string
 		code int
+		says string // in the one line; "" for help
 	}{
-		{nil, 2},
-		{[]string{"help"}, 0},
-		{[]string{"nope"}, 2},
-		{[]string{"serve", "--bogus"}, 2},
-		{[]string{"serve", "--help"}, 0},
+		{nil, 2, "a command is required"},
+		{[]string{"help"}, 0, ""},
+		{[]string{"nope"}, 2, `unknown command "nope"`},
+		{[]string{"serve", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"serve", "--help"}, 0, ""},
+		{[]string{"agent"}, 2, "agent needs a subcommand"},
+		{[]string{"agent", "suspend", "--bogus"}, 2, "-bogus"},
+		{[]string{"counterparty"}, 2, "counterparty needs a subcommand"},
+		{[]string{"verify"}, 2, "verify needs a subcommand"},
+		{[]string{"verify", "receipt"}, 2, "want exactly one RECEIPT"},
+		{[]string{"audit", "verify"}, 2, "want exactly one EXPORT file"},
+		{[]string{"ledger"}, 2, "agentsigna ledger: usage: agentsigna ledger verify"},
+		{[]string{"keys"}, 2, "agentsigna keys: usage: agentsigna keys rotate"},
+		{[]string{"agent", "list", "--tenant", "acme", "--data-dir", missing}, 2, "no embedded store at"},
+		{[]string{"verify", "inclusion", missing, "--log-key", "k", "--leaf-hash", "x"}, 2, "--log-key is neither a note verifier key nor a file"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if got := run(ctx, tc.args, &stdout, &stderr, envOf(nil)); got != tc.code {
+		got := run(ctx, tc.args, &stdout, &stderr, envOf(nil))
+		if got != tc.code {
 			t.Errorf("run(%v) = %d, want %d (stderr %q)", tc.args, got, tc.code, stderr.String())
+		}
+		if tc.says == "" {
+			if !strings.Contains(stderr.String(), "usage") {
+				t.Errorf("run(%v): help printed %q", tc.args, stderr.String())
+			}
+			continue
+		}
+		if lines := strings.Count(stderr.String(), "\n"); lines != 1 || !strings.Contains(stderr.String(), tc.says) || strings.Contains(stderr.String(), "usage: usage") {
+			t.Errorf("run(%v): stderr %q, want one line saying %q", tc.args, stderr.String(), tc.says)
 		}
 	}
 }

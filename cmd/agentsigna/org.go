@@ -17,7 +17,7 @@ import (
 // its first entry) and records the creation in the platform ledger.
 func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 || (args[0] != "create" && args[0] != "list") {
-		return fmt.Errorf("%w: usage: agentsigna org create --slug SLUG --name NAME | agentsigna org list", errUsage)
+		return fmt.Errorf("%w: agentsigna org create --slug SLUG --name NAME | agentsigna org list", errUsage)
 	}
 	fs := newFlagSet("org "+args[0], stderr)
 	var sf storeFlags

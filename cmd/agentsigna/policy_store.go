@@ -66,7 +66,7 @@ func runPolicyPush(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return err
 	}
 	if len(operands) != 1 || *by == "" {
-		return fmt.Errorf("%w: usage: agentsigna policy push --tenant SLUG --by USER BUNDLE|DIR", errUsage)
+		return fmt.Errorf("%w: agentsigna policy push --tenant SLUG --by USER BUNDLE|DIR", errUsage)
 	}
 	raw, _, err := readBundle(operands[0])
 	if err != nil {
@@ -137,7 +137,7 @@ func runPolicyKey(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return err
 	}
 	if len(operands) != 1 || *by == "" {
-		return fmt.Errorf("%w: usage: agentsigna policy add-key --tenant SLUG --id ID --by USER PUBLIC_KEY.pem", errUsage)
+		return fmt.Errorf("%w: agentsigna policy add-key --tenant SLUG --id ID --by USER PUBLIC_KEY.pem", errUsage)
 	}
 	pem, err := osfile.ReadAtMost(operands[0], maxKeyFileBytes)
 	if err != nil {

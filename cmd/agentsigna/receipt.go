@@ -43,7 +43,7 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 	entryFile := fs.String("entry", "", "the receipt's ledger entry (exact leaf bytes), a file; with --tlog-proof, needed only if the proof has no extra line carrying it")
 	logKey := fs.String("log-key", "", "the log's note verifier key (or a file), needed with --tlog-proof")
 	at := fs.String("at", "", "check expiry at this RFC 3339 time instead of now")
-	operand, err := parseWithOperand(fs, args, env)
+	operand, err := parseOne(fs, args, env, "RECEIPT")
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 // signed keep verifying.
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 || args[0] != "rotate" {
-		return fmt.Errorf("%w: usage: agentsigna keys rotate --tenant SLUG --purpose receipt", errUsage)
+		return fmt.Errorf("%w: agentsigna keys rotate --tenant SLUG --purpose receipt", errUsage)
 	}
 	fs := newFlagSet("keys rotate", stderr)
 	var tf tenantFlags

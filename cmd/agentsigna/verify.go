@@ -28,7 +28,6 @@ KEY is the log's note verifier key (GET /t/<slug>/.well-known/log-key) or a file
 // runVerify checks ledger proofs offline, trusting only the log's public key.
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, verifyUsage)
 		return fmt.Errorf("%w: verify needs a subcommand: inclusion, consistency or receipt", errUsage)
 	}
 	switch args[0] {
@@ -50,7 +49,7 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer, env env) error 
 	logKey := fs.String("log-key", "", "the log's note verifier key, or a file holding it")
 	entryFile := fs.String("entry", "", "file holding the entry's exact leaf bytes")
 	leafHashB64 := fs.String("leaf-hash", "", "the entry's base64 RFC 6962 leaf hash")
-	proofFile, err := parseWithOperand(fs, args, env)
+	proofFile, err := parseOne(fs, args, env, "PROOF file")
 	if err != nil {
 		return err
 	}
@@ -112,7 +111,7 @@ func runVerifyConsistency(args []string, stdout, stderr io.Writer, env env) erro
 	fs := newFlagSet("verify consistency", stderr)
 	logKey := fs.String("log-key", "", "the log's note verifier key, or a file holding it")
 	oldFile := fs.String("old", "", "file holding an earlier signed checkpoint of the log")
-	proofFile, err := parseWithOperand(fs, args, env)
+	proofFile, err := parseOne(fs, args, env, "PROOF file")
 	if err != nil {
 		return err
 	}
@@ -149,12 +148,6 @@ func runVerifyConsistency(args []string, stdout, stderr io.Writer, env env) erro
 	fmt.Fprintf(stdout, "OK: log %s at size %d (root %s) extends size %d (root %s)\n",
 		newer.Origin(), newer.Size(), b64(newer.Hash()), older.Size(), b64(older.Hash()))
 	return nil
-}
-
-// parseWithOperand parses a verify command's flags and its one PROOF
-// operand, in any order.
-func parseWithOperand(fs *flag.FlagSet, args []string, env env) (string, error) {
-	return parseOne(fs, args, env, "PROOF file")
 }
 
 // readLogKey accepts the verifier key itself or a file holding it.
