@@ -151,7 +151,13 @@ func TestKeysWhoseSealedHalfDoesNotDeriveThemAreRefused(t *testing.T) {
 			}
 			betaKeys[purpose] = ks[0]
 		}
-		return nil
+		// Checked good where they belong, so that the copies below meet
+		// them in the keyring's memory of good rows.
+		if _, err := kr.JWKS(ctx, tx.Keys(), beta.ID, store.PurposeReceipt); err != nil {
+			return err
+		}
+		_, err := kr.TokenPublicKeys(ctx, tx.Keys(), beta.ID)
+		return err
 	})
 	attacker, _, _ := ed25519.GenerateKey(rand.Reader)
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
