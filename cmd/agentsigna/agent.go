@@ -333,14 +333,7 @@ func (f *tenantFlags) open(ctx context.Context, log *slog.Logger) (store.Backend
 	if err := store.CheckSlug(f.tenant); err != nil {
 		return nil, store.TenantRef{}, fmt.Errorf("%w: --tenant: %v", errUsage, err)
 	}
-	if !f.sf.postgres() {
-		// An organization lives in an existing store: a mistyped --data-dir
-		// must not leave a new, empty one behind.
-		if _, err := os.Stat(f.sf.dataDir); errors.Is(err, os.ErrNotExist) {
-			return nil, store.TenantRef{}, fmt.Errorf("%w: no embedded store at %s (--data-dir)", errUsage, f.sf.dataDir)
-		}
-	}
-	backend, err := openStore(ctx, &f.sf, log)
+	backend, err := openExistingStore(ctx, &f.sf, log)
 	if err != nil {
 		return nil, store.TenantRef{}, err
 	}

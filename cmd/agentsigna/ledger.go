@@ -110,7 +110,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	backend, err := openStore(ctx, &sf, log)
+	backend, err := openExistingStore(ctx, &sf, log)
 	if err != nil {
 		return err
 	}

@@ -168,7 +168,10 @@ func TestVerifyReceiptAndRotate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr, _ := signing.NewKeyring(master)
+	kr, err := signing.NewKeyring(master)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var jwks []byte
 	_ = s.InTenantTx(ctx, rl.tenantID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error

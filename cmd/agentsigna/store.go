@@ -41,6 +41,18 @@ func openStore(ctx context.Context, sf *storeFlags, log *slog.Logger) (store.Bac
 	return s, nil
 }
 
+// openExistingStore is openStore for a command that reads or changes what
+// a store holds (an organization, a log): on the embedded store a mistyped
+// --data-dir is refused rather than left behind as a new, empty store.
+func openExistingStore(ctx context.Context, sf *storeFlags, log *slog.Logger) (store.Backend, error) {
+	if !sf.postgres() {
+		if _, err := os.Stat(sf.dataDir); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: no embedded store at %s (--data-dir)", errUsage, sf.dataDir)
+		}
+	}
+	return openStore(ctx, sf, log)
+}
+
 // loadMasterKey loads the key that encrypts secrets at rest. Only the
 // embedded default may create one (DATA_DIR/master.key), and only for a
 // store that holds nothing sealed yet: no organization and no platform log
@@ -95,7 +107,7 @@ func mayCreateMasterKey(ctx context.Context, dataDir string, backend store.Backe
 	}
 	if sealed {
 		return fmt.Errorf("%w: %s does not exist, and the store already holds secrets sealed under a master key; "+
-			"give the key serve uses (--master-key-file or AGENTSIGNA_MASTER_KEY)", secrets.ErrNoMasterKey, path)
+			"give that key (--master-key-file or AGENTSIGNA_MASTER_KEY)", secrets.ErrNoMasterKey, path)
 	}
 	return nil
 }

@@ -118,6 +118,9 @@ func TestOrganizationCommandsNeedAnExistingStore(t *testing.T) {
 		{"agent list", runAgent, []string{"list", "--tenant", "acme"}},
 		{"keys rotate", runKeys, []string{"rotate", "--tenant", "acme"}},
 		{"counterparty list", runCounterparty, []string{"list", "--tenant", "acme"}},
+		{"policy push", runPolicy, []string{"push", "--tenant", "acme", "--by", "usr_author", filepath.Join("..", "..", "policies", "examples", "acme")}},
+		{"policy activate", runPolicy, []string{"activate", "--tenant", "acme", "--revision", "r1", "--by", "usr_a", "--approved-by", "usr_b"}},
+		{"ledger verify", runLedger, []string{"verify", "--tenant", "acme"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
