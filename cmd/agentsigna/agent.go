@@ -109,13 +109,16 @@ func runAgentRegister(ctx context.Context, args []string, stdout, stderr io.Writ
 
 // Ledger entries of agent changes: each is appended in the batch whose
 // transaction makes the change, so that the log holds every change made
-// and only those (the public keys an agent signs with, who sponsors it,
-// when it stopped being trusted).
+// (the public keys an agent signs with, who sponsors it, when it stopped
+// being trusted).
 const (
 	kindAgentRegistered = "agent.registered"
 	kindAgentKeyRotated = "agent.key_rotated"
 	kindAgentSuspended  = "agent.suspended"
 )
+
+// errAlreadySuspended: a suspension that would change nothing, not logged.
+var errAlreadySuspended = errors.New("the agent is already suspended")
 
 // registerAgent stores ag (its ID set) with its first key, and logs it.
 func registerAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, ag store.Agent, kid, publicJWK string) error {
@@ -133,9 +136,11 @@ func registerAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, a
 }
 
 // changeAgent makes an agent change (write) in the transaction of the
-// ledger batch holding its entry: both commit or neither. check (nil:
-// none) refuses the change before anything is logged; it runs with the
-// log locked.
+// ledger batch holding its entry. check (nil: none) refuses, with the log
+// locked, what the store would refuse, before anything is logged. Should
+// the write still fail, the entry stays (the log is append-only) and the
+// change fails: the log may show a change the store lacks, never a change
+// it does not show.
 func changeAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, kind, agentID string, record map[string]any, check ledger.Precondition, write func(context.Context, store.TenantTx) error) error {
 	rec, err := json.Marshal(record)
 	if err != nil {
@@ -169,15 +174,25 @@ func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Write
 	defer l.Close()
 	record := map[string]any{"event": "agent_suspended", "agent_id": id}
 	err = changeAgent(ctx, l, ref, kindAgentSuspended, id, record, func(ctx context.Context, tx store.TenantTx) error {
-		// What SetStatus would refuse, refused before it is logged.
+		// What SetStatus would refuse, and what would change nothing,
+		// refused before it is logged.
 		ag, err := tx.Agents().Get(ctx, id)
-		if err == nil && ag.Status == store.AgentRevoked {
-			err = fmt.Errorf("%w: the agent is revoked", store.ErrConflict)
+		switch {
+		case err != nil:
+			return err
+		case ag.Status == store.AgentRevoked:
+			return fmt.Errorf("%w: the agent is revoked", store.ErrConflict)
+		case ag.Status == store.AgentSuspended:
+			return errAlreadySuspended
 		}
-		return err
+		return nil
 	}, func(ctx context.Context, tx store.TenantTx) error {
 		return tx.Agents().SetStatus(ctx, id, store.AgentSuspended)
 	})
+	if errors.Is(err, errAlreadySuspended) {
+		fmt.Fprintf(stdout, "%s\talready suspended\n", id)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("suspend %s: %w", id, err)
 	}

@@ -275,6 +275,10 @@ func TestAgentSuspendRotateList(t *testing.T) {
 	}
 
 	o.must(t, runAgent, "suspend", "--tenant", "acme", id)
+	// Again: nothing changes, and nothing more is logged (below).
+	if again := o.must(t, runAgent, "suspend", "--tenant", "acme", id); again[1] != "already suspended" {
+		t.Fatalf("second suspend printed %v", again)
+	}
 	out, _, err := o.run(runAgent, "list", "--tenant", "acme")
 	if err != nil {
 		t.Fatal(err)
