@@ -171,6 +171,6 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, env e
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: new receipt key %s; older keys retired (still published for verification)\n", ref.Slug, kid)
+	fmt.Fprintf(stdout, "%s: new receipt key %s; older keys retired (still published for verification); a running server signs with the new key within a minute\n", ref.Slug, kid)
 	return nil
 }
