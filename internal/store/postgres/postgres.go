@@ -436,6 +436,14 @@ func mapErr(err error) error {
 			return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 		}
 		switch pgErr.Code {
+		case "40001", "40P01", "55P03", "57014":
+			// serialization_failure, deadlock_detected, lock_not_available,
+			// query_canceled (a statement timeout; a cancelled context is
+			// returned above): contention, which a retry may not meet,
+			// and the transaction is gone — as SQLite's BUSY.
+			return fmt.Errorf("%w: %w: %w", store.ErrUnavailable, store.ErrTxAborted, err)
+		case "25P02": // in_failed_sql_transaction: an earlier statement failed it
+			return fmt.Errorf("%w: %w", store.ErrTxAborted, err)
 		case "AS001": // raised by app_refuse_mutation
 			return fmt.Errorf("%w: %w", store.ErrAppendOnly, err)
 		case "23505": // unique_violation
@@ -448,6 +456,10 @@ func mapErr(err error) error {
 			return fmt.Errorf("%w: %w", store.ErrReadOnly, err)
 		}
 		return err
+	}
+	if errors.Is(err, pgx.ErrTxCommitRollback) {
+		// COMMIT answered ROLLBACK: the transaction had failed.
+		return fmt.Errorf("%w: %w: %w", store.ErrUnavailable, store.ErrTxAborted, err)
 	}
 	if pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxClosed) || isConnErr(err) {
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)

@@ -1369,6 +1369,57 @@ func TestOutagesAreUnavailable(t *testing.T) {
 	}
 }
 
+// Contention (a deadlock, a serialization failure, a lock or statement
+// timeout) is the store's passing state, not the request's fault: 503, and
+// the transaction is gone (ErrTxAborted), as SQLite's BUSY. A real
+// deadlock between two organization transactions, then each code.
+func TestContentionIsUnavailable(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 4)
+	ten := storetest.CreateTenant(t, s, "alpha").ID
+	ctx := context.Background()
+	for _, k := range []string{"a", "b"} {
+		if err := s.InTenantTx(ctx, ten, func(ctx context.Context, tx store.TenantTx) error { return tx.PutSetting(ctx, k, "0") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each holds one row, then both wait for the other's: one is chosen.
+	var wg sync.WaitGroup
+	holding := make(chan struct{}, 2)
+	errs := make([]error, 2)
+	for i, order := range [][2]string{{"a", "b"}, {"b", "a"}} {
+		wg.Go(func() {
+			errs[i] = s.InTenantTx(ctx, ten, func(ctx context.Context, tx store.TenantTx) error {
+				if err := tx.PutSetting(ctx, order[0], "1"); err != nil {
+					return err
+				}
+				holding <- struct{}{}
+				for len(holding) < 2 {
+					time.Sleep(time.Millisecond)
+				}
+				return tx.PutSetting(ctx, order[1], "1")
+			})
+		})
+	}
+	wg.Wait()
+	if failed := errors.Join(errs...); !errors.Is(failed, store.ErrUnavailable) || !errors.Is(failed, store.ErrTxAborted) || sqlState(failed) != "40P01" {
+		t.Errorf("deadlock: %v (%s), want ErrUnavailable and ErrTxAborted", failed, sqlState(failed))
+	}
+	for _, code := range []string{"40001", "40P01", "55P03", "57014"} {
+		if err := MapErr(&pgconn.PgError{Code: code}); !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, store.ErrTxAborted) {
+			t.Errorf("SQLSTATE %s: %v, want ErrUnavailable and ErrTxAborted", code, err)
+		}
+	}
+	if err := MapErr(pgx.ErrTxCommitRollback); !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, store.ErrTxAborted) {
+		t.Errorf("a COMMIT that rolled back: %v, want ErrUnavailable and ErrTxAborted", err)
+	}
+	// A statement after a failed one: the transaction is gone, but the
+	// failure was the first statement's, not the database's.
+	if err := MapErr(&pgconn.PgError{Code: "25P02"}); !errors.Is(err, store.ErrTxAborted) || errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("SQLSTATE 25P02: %v, want ErrTxAborted only", err)
+	}
+}
+
 // migratedTo is an empty database migrated to version only: a database an
 // earlier release left, for a migration test to put old rows in (as the
 // superuser, pgtest.Connect(t, db.AdminURL): row security does not apply)
