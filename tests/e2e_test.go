@@ -343,7 +343,7 @@ func TestCommandLineErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"bogus"}, nil, 2, "unknown command"},
-		{[]string{}, nil, 2, "usage"},
+		{[]string{}, nil, 2, "a command is required"},
 		{[]string{"serve", "--no-such-flag"}, nil, 2, "no-such-flag"},
 		{[]string{"serve", "--log-level", "loud"}, nil, 2, "--log-level"},
 		{[]string{"serve", "--data-dir", "x", "extra"}, nil, 2, "unexpected argument"},
@@ -353,8 +353,9 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"serve", "--data-dir", "x"}, []string{"AGENTSIGNA_SHUTDOWN_TIMEOUT=soon"}, 2, "AGENTSIGNA_SHUTDOWN_TIMEOUT"},
 	} {
 		code, stderr := runBinary(t, tc.env, tc.args...)
-		if code != tc.code || !strings.Contains(stderr, tc.want) {
-			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, stderr, tc.code, tc.want)
+		// DESIGN §5: anything but success prints one line.
+		if code != tc.code || !strings.Contains(stderr, tc.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d, one line mentioning %q", tc.args, code, stderr, tc.code, tc.want)
 		}
 		if strings.Contains(stderr, "hunter2") {
 			t.Errorf("%v: password in error output: %q", tc.args, stderr)
