@@ -238,8 +238,8 @@ func (l *Ledger) AppendAllAndWrite(ctx context.Context, log Log, entries []Entry
 }
 
 // Precondition decides, in the batch's transaction, whether a caller's entries go
-// into the log at all. It only reads; a statement of it that fails the
-// transaction fails the whole batch. It does not see the writes of its
+// into the log at all. It only reads (but for AppendAllAndChange's change);
+// a statement of it that fails the transaction fails the whole batch. It does not see the writes of its
 // batch-mates (they run after every check): two requests of one process
 // that must exclude each other must not be in flight at once (the decision
 // service holds a lock per Idempotency-Key).
@@ -258,6 +258,26 @@ func (l *Ledger) AppendAllAndWriteIf(ctx context.Context, log Log, entries []Ent
 		return nil, fmt.Errorf("%w: AppendAllAndWriteIf needs an organization's log and a write", store.ErrInvalid)
 	}
 	return l.append(ctx, log, entries, check, write)
+}
+
+// AppendAllAndChange appends entries that record a change to an
+// organization's rows together with the change itself: both commit or
+// neither. A write (AppendAllAndWriteIf) that fails after its check passed
+// leaves its entries in the log, which is append-only; change instead
+// runs where a check does — in the batch's transaction, the log locked,
+// before the entries have indexes — under a savepoint of its own, and its
+// error is the request's, with no entries and none of its statements.
+// It decides as a check does (a conditional update that finds nothing to
+// change fails the request), and, unlike a write, cannot know the
+// entries' indexes. It sees its batch-mates' changes, not their writes.
+func (l *Ledger) AppendAllAndChange(ctx context.Context, log Log, entries []Entry, change Precondition) ([]Appended, error) {
+	if change == nil {
+		return nil, fmt.Errorf("%w: AppendAllAndChange needs a change", store.ErrInvalid)
+	}
+	inSavepoint := func(ctx context.Context, tx store.TenantTx) error {
+		return tx.Savepoint(ctx, func(ctx context.Context) error { return change(ctx, tx) })
+	}
+	return l.AppendAllAndWriteIf(ctx, log, entries, inSavepoint, func(context.Context, store.TenantTx, []Appended) error { return nil })
 }
 
 func (l *Ledger) append(ctx context.Context, log Log, entries []Entry, check Precondition, write Write) ([]Appended, error) {

@@ -365,3 +365,93 @@ func TestAppendAllAndWriteIf(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendAllAndChange: a change and its entries commit together or not
+// at all, batch-mates alike. A change that fails after one of its
+// statements leaves neither that statement nor an entry, and fails its
+// request only; one that finds nothing to change is refused the same way.
+func TestAppendAllAndChange(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{MaxBatch: 64, MaxWait: 5 * time.Millisecond})
+			ctx := context.Background()
+			if _, err := e.ledger.InitLog(ctx, e.log); err != nil {
+				t.Fatal(err)
+			}
+			errHalfway := errors.New("failed after its first statement")
+			change := func(key string, fail bool) ledger.Precondition {
+				return func(ctx context.Context, tx store.TenantTx) error {
+					if _, err := tx.GetSetting(ctx, key); err == nil {
+						return fmt.Errorf("%w: nothing to change, %s is set", store.ErrConflict, key)
+					}
+					if err := tx.PutSetting(ctx, key, "changed"); err != nil {
+						return err
+					}
+					if fail {
+						return errHalfway
+					}
+					return tx.PutSetting(ctx, key+"-second", "changed")
+				}
+			}
+			if err := e.backend.InTenantTx(ctx, e.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+				return tx.PutSetting(ctx, "key-set", "earlier")
+			}); err != nil {
+				t.Fatal(err)
+			}
+			before, err := e.ledger.LatestCheckpoint(ctx, e.log)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				t.Fatal(err)
+			}
+			// Batch-mates: two changes, one failing halfway, one with
+			// nothing to change.
+			requests := []struct {
+				key  string
+				fail bool
+				want error
+			}{{"key-a", false, nil}, {"key-b", true, errHalfway}, {"key-set", false, store.ErrConflict}, {"key-c", false, nil}}
+			results := make([]error, len(requests))
+			var wg sync.WaitGroup
+			for i, r := range requests {
+				wg.Go(func() {
+					out, err := e.ledger.AppendAllAndChange(ctx, e.log, []ledger.Entry{{Kind: "decision", Subject: r.key}}, change(r.key, r.fail))
+					if err == nil && len(out) != 1 || err != nil && out != nil {
+						err = fmt.Errorf("returned %d entries with %v", len(out), err)
+					}
+					results[i] = err
+				})
+			}
+			wg.Wait()
+			for i, r := range requests {
+				if r.want == nil && results[i] != nil || r.want != nil && !errors.Is(results[i], r.want) {
+					t.Errorf("%s: %v, want %v", r.key, results[i], r.want)
+				}
+			}
+			after, err := e.ledger.LatestCheckpoint(ctx, e.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Size != before.Size+2 {
+				t.Fatalf("the log grew by %d, want 2: the two changes made", after.Size-before.Size)
+			}
+			err = e.backend.InTenantReadTx(ctx, e.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+				for key, want := range map[string]string{"key-a": "changed", "key-a-second": "changed", "key-c": "changed", "key-c-second": "changed", "key-set": "earlier"} {
+					if got, err := tx.GetSetting(ctx, key); err != nil || got.Value != want {
+						return fmt.Errorf("%s = %q, %v; want %q", key, got.Value, err, want)
+					}
+				}
+				for _, key := range []string{"key-b", "key-b-second"} {
+					if got, err := tx.GetSetting(ctx, key); !errors.Is(err, store.ErrNotFound) {
+						return fmt.Errorf("%s of the failed change = %q, %v; want none", key, got.Value, err)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := e.ledger.Check(ctx, e.log, ""); err != nil || rep.Problem != nil {
+				t.Fatalf("check: %+v %v, %v", rep, rep.Problem, err)
+			}
+		})
+	}
+}
