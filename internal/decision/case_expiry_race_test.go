@@ -2,6 +2,7 @@ package decision_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -133,5 +134,126 @@ func TestCaseExpiryRecordedAsItsReaderLeaves(t *testing.T) {
 				t.Fatalf("read as its caller left: %+v, %v; want the case expired", v, err)
 			}
 		})
+	}
+}
+
+// closingCases is the store a ledger writes through, whose case closes
+// call before, once set, and fail while failures remain.
+type closingCases struct {
+	store.TenantStore
+	mu       sync.Mutex
+	failures int
+	before   func()
+}
+
+func (s *closingCases) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	return s.TenantStore.InTenantTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+		return fn(ctx, closingTx{tx, s})
+	})
+}
+
+type closingTx struct {
+	store.TenantTx
+	s *closingCases
+}
+
+func (t closingTx) Cases() store.CaseTx { return closingCaseTx{t.TenantTx.Cases(), t.s} }
+
+type closingCaseTx struct {
+	store.CaseTx
+	s *closingCases
+}
+
+func (c closingCaseTx) SetStatus(ctx context.Context, id string, status store.CaseStatus) error {
+	c.s.mu.Lock()
+	before, fail := c.s.before, c.s.failures > 0
+	c.s.before = nil
+	if fail {
+		c.s.failures--
+	}
+	c.s.mu.Unlock()
+	if before != nil {
+		before()
+	}
+	if fail {
+		return errors.New("injected: the store failed the close")
+	}
+	return c.CaseTx.SetStatus(ctx, id, status)
+}
+
+// expiredEntries counts case.expired entries of caseID from index from.
+func (e *serviceEnv) expiredEntries(t *testing.T, from uint64, caseID string) int {
+	t.Helper()
+	n := 0
+	for i := from; i < e.ledgerSize(t); i++ {
+		if got, _ := e.entryAt(t, i); got.Kind == decision.KindCaseExpired && got.Subject == caseID {
+			n++
+		}
+	}
+	return n
+}
+
+// An expiry whose close the store fails logs nothing: the case stays
+// pending, and the next read expires it, once. (Its entry used to stay
+// while the store kept the case pending, and the next read logged a
+// second expiry.)
+func TestCaseExpiryThatFailsLogsNothing(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e, agent, payee := payingEnv(t, kind)
+			ctx := context.Background()
+			resp := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
+			if resp.Case == nil {
+				t.Fatalf("no case: %+v", resp)
+			}
+			cs := &closingCases{TenantStore: e.backend, failures: 1}
+			_, _, reader := e.newService(t, e.newLedgerOver(t, cs), decision.Config{})
+			e.clock.Advance(decision.DefaultCaseLifetime + time.Minute)
+			from := e.ledgerSize(t)
+			if v, err := reader.GetCase(ctx, e.org, agent.ID, resp.Case.ID); err == nil {
+				t.Fatalf("a failed expiry answered %+v", v)
+			}
+			if n := e.expiredEntries(t, from, resp.Case.ID); n != 0 {
+				t.Fatalf("a failed expiry logged %d entries", n)
+			}
+			v, err := reader.GetCase(ctx, e.org, agent.ID, resp.Case.ID)
+			if err != nil || v.Status != store.CaseExpired {
+				t.Fatalf("read again: %+v, %v", v, err)
+			}
+			if n := e.expiredEntries(t, from, resp.Case.ID); n != 1 {
+				t.Fatalf("%d case.expired entries, want 1", n)
+			}
+		})
+	}
+}
+
+// On PostgreSQL another transaction may close the case (an approver's
+// rejection) after the expiry's batch took the log's lock: the expiry's
+// close then finds it closed, logs nothing, and answers the case as the
+// approver left it. (Its entry used to stay, saying "expired" of a case
+// the store says "rejected".) On SQLite the batch holds the file's write
+// lock: nobody closes a case in between.
+func TestCaseExpiryLosesToACloseInItsBatch(t *testing.T) {
+	e, agent, payee := payingEnv(t, "postgres")
+	ctx := context.Background()
+	resp := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
+	cs := &closingCases{TenantStore: e.backend}
+	cs.before = func() {
+		err := e.backend.InTenantTx(ctx, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+			return tx.Cases().SetStatus(ctx, resp.Case.ID, store.CaseRejected)
+		})
+		if err != nil {
+			t.Errorf("the approver's rejection: %v", err)
+		}
+	}
+	_, _, reader := e.newService(t, e.newLedgerOver(t, cs), decision.Config{})
+	e.clock.Advance(decision.DefaultCaseLifetime + time.Minute)
+	from := e.ledgerSize(t)
+	v, err := reader.GetCase(ctx, e.org, agent.ID, resp.Case.ID)
+	if err != nil || v.Status != store.CaseRejected {
+		t.Fatalf("read: %+v, %v; want the rejected case", v, err)
+	}
+	if n := e.expiredEntries(t, from, resp.Case.ID); n != 0 {
+		t.Fatalf("%d case.expired entries of a rejected case", n)
 	}
 }

@@ -169,22 +169,20 @@ func (s *Service) expireCase(ctx context.Context, org Organization, agentID, cas
 	if err != nil {
 		return CaseView{}, fmt.Errorf("decision: encode the case record: %w", err)
 	}
-	// The entry and the state change commit together, and only while
-	// the case is still pending as the log's batches see it: another
-	// process or an approver closing it first leaves no entry, and a
-	// caller that gives up leaves neither or both.
-	still := func(ctx context.Context, tx store.TenantTx) error {
-		c, err := tx.Cases().Get(ctx, caseID)
-		if err == nil && c.Status != store.CasePending {
+	// The entry and the state change commit together, or neither: the
+	// change (a close of a case still pending, which takes its row on
+	// PostgreSQL) decides with the log locked. Another process or an
+	// approver closing it first leaves no entry, as does a failing close,
+	// and a caller that gives up leaves neither or both.
+	expire := func(ctx context.Context, tx store.TenantTx) error {
+		err := tx.Cases().SetStatus(ctx, caseID, store.CaseExpired)
+		if errors.Is(err, store.ErrConflict) {
 			return errCaseClosed
 		}
 		return err
 	}
-	expire := func(ctx context.Context, tx store.TenantTx, _ []ledger.Appended) error {
-		return tx.Cases().SetStatus(ctx, caseID, store.CaseExpired)
-	}
 	lg := s.cfg.Ledger.TenantLog(org.ID, org.Slug)
-	_, err = s.cfg.Ledger.AppendAllAndWriteIf(ctx, lg, []ledger.Entry{{Kind: KindCaseExpired, Subject: v.ID, Record: rec}}, still, expire)
+	_, err = s.cfg.Ledger.AppendAllAndChange(ctx, lg, []ledger.Entry{{Kind: KindCaseExpired, Subject: v.ID, Record: rec}}, expire)
 	if err != nil && !errors.Is(err, errCaseClosed) {
 		return CaseView{}, fmt.Errorf("decision: expire the case: %w", err)
 	}
