@@ -126,7 +126,7 @@ func registerAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, a
 		"event": "agent_registered", "agent_id": ag.ID, "name": ag.Name, "sponsor": ag.Sponsor,
 		"risk_tier": ag.RiskTier, "key_id": kid, "public_jwk": json.RawMessage(publicJWK),
 	}
-	return changeAgent(ctx, l, ref, kindAgentRegistered, ag.ID, record, nil, func(ctx context.Context, tx store.TenantTx) error {
+	return changeAgent(ctx, l, ref, kindAgentRegistered, ag.ID, record, func(ctx context.Context, tx store.TenantTx) error {
 		if _, err := tx.Agents().Create(ctx, ag); err != nil {
 			return err
 		}
@@ -135,19 +135,16 @@ func registerAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, a
 	})
 }
 
-// changeAgent makes an agent change (write) in the transaction of the
-// ledger batch holding its entry. check (nil: none) refuses, with the log
-// locked, what the store would refuse, before anything is logged. Should
-// the write still fail, the entry stays (the log is append-only) and the
-// change fails: the log may show a change the store lacks, never a change
-// it does not show.
-func changeAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, kind, agentID string, record map[string]any, check ledger.Precondition, write func(context.Context, store.TenantTx) error) error {
+// changeAgent makes an agent change and appends its entry, in the ledger
+// batch's transaction with the log locked: both commit or neither
+// (ledger.AppendAllAndChange). A change that fails, or finds nothing to
+// change, logs nothing.
+func changeAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, kind, agentID string, record map[string]any, change ledger.Precondition) error {
 	rec, err := json.Marshal(record)
 	if err != nil {
 		return err
 	}
-	_, err = l.AppendAllAndWriteIf(ctx, l.TenantLog(ref.ID, ref.Slug), []ledger.Entry{{Kind: kind, Subject: agentID, Record: rec}}, check,
-		func(ctx context.Context, tx store.TenantTx, _ []ledger.Appended) error { return write(ctx, tx) })
+	_, err = l.AppendAllAndChange(ctx, l.TenantLog(ref.ID, ref.Slug), []ledger.Entry{{Kind: kind, Subject: agentID, Record: rec}}, change)
 	return err
 }
 
@@ -174,8 +171,7 @@ func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Write
 	defer l.Close()
 	record := map[string]any{"event": "agent_suspended", "agent_id": id}
 	err = changeAgent(ctx, l, ref, kindAgentSuspended, id, record, func(ctx context.Context, tx store.TenantTx) error {
-		// What SetStatus would refuse, and what would change nothing,
-		// refused before it is logged.
+		// What would change nothing is not logged either.
 		ag, err := tx.Agents().Get(ctx, id)
 		switch {
 		case err != nil:
@@ -185,8 +181,6 @@ func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Write
 		case ag.Status == store.AgentSuspended:
 			return errAlreadySuspended
 		}
-		return nil
-	}, func(ctx context.Context, tx store.TenantTx) error {
 		return tx.Agents().SetStatus(ctx, id, store.AgentSuspended)
 	})
 	if errors.Is(err, errAlreadySuspended) {
@@ -235,34 +229,18 @@ func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Wri
 	record := map[string]any{"event": "agent_key_rotated", "agent_id": id, "key_id": key.kid, "public_jwk": json.RawMessage(key.public)}
 	retired := 0
 	err = changeAgent(ctx, l, ref, kindAgentKeyRotated, id, record, func(ctx context.Context, tx store.TenantTx) error {
-		// What AddKey would refuse, refused before it is logged.
-		ag, err := tx.Agents().Get(ctx, id)
-		if err != nil {
-			return err
-		}
-		if ag.Status == store.AgentRevoked {
-			return fmt.Errorf("%w: the agent is revoked", store.ErrConflict)
-		}
-		keys, err := tx.Agents().Keys(ctx, id)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if k.KID == key.kid {
-				return fmt.Errorf("%w: the agent already has key %s", store.ErrConflict, key.kid)
-			}
-		}
-		return nil
-	}, func(ctx context.Context, tx store.TenantTx) error {
 		agents := tx.Agents()
 		if _, err := agents.AddKey(ctx, store.AgentKey{AgentID: id, KID: key.kid, PublicJWK: key.public}); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("%w: the agent is revoked or already has key %s", err, key.kid)
+			}
 			return err
 		}
 		keys, err := agents.Keys(ctx, id)
 		if err != nil {
 			return err
 		}
-		retired = 0 // the write may run twice
+		retired = 0 // the batch may run it twice
 		for _, k := range keys {
 			if k.Status == store.KeyActive && k.KID != key.kid {
 				if err := agents.RetireKey(ctx, id, k.KID, key.added); err != nil {
