@@ -15,8 +15,8 @@ import (
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
-// exportChunk is how many entries Export reads per transaction: about what
-// it holds in memory at once.
+// exportChunk is the most entries Export reads per transaction; fewer when
+// they are large (chunker).
 var exportChunk uint64 = 1024
 
 // Export writes entries [from, to) of a log as a verify.ExportFormat tar.gz:
@@ -137,8 +137,9 @@ func (x *PreparedExport) Write(ctx context.Context, w io.Writer) error {
 
 // exportEntries calls emit with each entry's JSON line, reading in chunks.
 func (l *Ledger) exportEntries(ctx context.Context, lg Log, from, to uint64, emit func([]byte) error) error {
-	for start := from; start < to; start += exportChunk {
-		end := min(start+exportChunk, to)
+	chunks := chunker{max: exportChunk}
+	for start, end := from, from; start < to; start = end {
+		end = min(start+chunks.next(), to)
 		var es []store.LedgerEntry
 		err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 			var err error
@@ -151,6 +152,7 @@ func (l *Ledger) exportEntries(ctx context.Context, lg Log, from, to uint64, emi
 		if uint64(len(es)) != end-start {
 			return fmt.Errorf("ledger: export: %d entries stored in [%d, %d)", len(es), start, end)
 		}
+		chunks.saw(es)
 		for _, e := range es {
 			line, err := json.Marshal(verify.ExportLine{Index: e.Index, Entry: e.Entry, Record: e.Record})
 			if err != nil {
