@@ -58,13 +58,8 @@ func (s *beforeNextBatch) InTenantTx(ctx context.Context, tenantID string, fn fu
 func TestCaseClosedBeforeItsExpiryIsRecorded(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e, agent, payee := payingEnv(t, kind)
+			e, agent, id := escalatedCase(t, kind)
 			ctx := context.Background()
-			resp := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
-			if resp.Case == nil {
-				t.Fatalf("no case opened: %+v", resp)
-			}
-			id := resp.Case.ID
 
 			// The reader is a process whose ledger writes through tenants.
 			tenants := &beforeNextBatch{TenantStore: e.backend}
@@ -114,11 +109,7 @@ func TestCaseClosedBeforeItsExpiryIsRecorded(t *testing.T) {
 func TestCaseExpiryRecordedAsItsReaderLeaves(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e, agent, payee := payingEnv(t, kind)
-			resp := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
-			if resp.Case == nil {
-				t.Fatalf("no case opened: %+v", resp)
-			}
+			e, agent, id := escalatedCase(t, kind)
 			tenants := &beforeNextBatch{TenantStore: e.backend}
 			_, _, reader := e.newService(t, e.newLedgerOver(t, tenants), decision.Config{})
 			e.clock.Advance(decision.DefaultCaseLifetime + time.Minute)
@@ -126,7 +117,7 @@ func TestCaseExpiryRecordedAsItsReaderLeaves(t *testing.T) {
 			defer cancel()
 			// The caller leaves as the expiry's batch begins.
 			tenants.set(func(context.Context) error { cancel(); return nil })
-			v, err := reader.GetCase(ctx, e.org, agent.ID, resp.Case.ID)
+			v, err := reader.GetCase(ctx, e.org, agent.ID, id)
 			if !tenants.hasRun() {
 				t.Fatalf("the reader never went to record the expiry (%+v, %v)", v, err)
 			}
@@ -181,6 +172,17 @@ func (c closingCaseTx) SetStatus(ctx context.Context, id string, status store.Ca
 	return c.CaseTx.SetStatus(ctx, id, status)
 }
 
+// escalatedCase is a payment that opened a case, by agent of e.
+func escalatedCase(t *testing.T, kind string) (e *serviceEnv, agent store.Agent, caseID string) {
+	t.Helper()
+	e, agent, payee := payingEnv(t, kind)
+	resp := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
+	if resp.Case == nil {
+		t.Fatalf("no case opened: %+v", resp)
+	}
+	return e, agent, resp.Case.ID
+}
+
 // expiredEntries counts case.expired entries of caseID from index from.
 func (e *serviceEnv) expiredEntries(t *testing.T, from uint64, caseID string) int {
 	t.Helper()
@@ -200,27 +202,23 @@ func (e *serviceEnv) expiredEntries(t *testing.T, from uint64, caseID string) in
 func TestCaseExpiryThatFailsLogsNothing(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e, agent, payee := payingEnv(t, kind)
+			e, agent, id := escalatedCase(t, kind)
 			ctx := context.Background()
-			resp := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
-			if resp.Case == nil {
-				t.Fatalf("no case: %+v", resp)
-			}
 			cs := &closingCases{TenantStore: e.backend, failures: 1}
 			_, _, reader := e.newService(t, e.newLedgerOver(t, cs), decision.Config{})
 			e.clock.Advance(decision.DefaultCaseLifetime + time.Minute)
 			from := e.ledgerSize(t)
-			if v, err := reader.GetCase(ctx, e.org, agent.ID, resp.Case.ID); err == nil {
+			if v, err := reader.GetCase(ctx, e.org, agent.ID, id); err == nil {
 				t.Fatalf("a failed expiry answered %+v", v)
 			}
-			if n := e.expiredEntries(t, from, resp.Case.ID); n != 0 {
+			if n := e.expiredEntries(t, from, id); n != 0 {
 				t.Fatalf("a failed expiry logged %d entries", n)
 			}
-			v, err := reader.GetCase(ctx, e.org, agent.ID, resp.Case.ID)
+			v, err := reader.GetCase(ctx, e.org, agent.ID, id)
 			if err != nil || v.Status != store.CaseExpired {
 				t.Fatalf("read again: %+v, %v", v, err)
 			}
-			if n := e.expiredEntries(t, from, resp.Case.ID); n != 1 {
+			if n := e.expiredEntries(t, from, id); n != 1 {
 				t.Fatalf("%d case.expired entries, want 1", n)
 			}
 		})
@@ -234,13 +232,12 @@ func TestCaseExpiryThatFailsLogsNothing(t *testing.T) {
 // the store says "rejected".) On SQLite the batch holds the file's write
 // lock: nobody closes a case in between.
 func TestCaseExpiryLosesToACloseInItsBatch(t *testing.T) {
-	e, agent, payee := payingEnv(t, "postgres")
+	e, agent, id := escalatedCase(t, "postgres")
 	ctx := context.Background()
-	resp := e.decide(t, agent.ID, payment("5000.00", payee.ID), "")
 	cs := &closingCases{TenantStore: e.backend}
 	cs.before = func() {
 		err := e.backend.InTenantTx(ctx, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
-			return tx.Cases().SetStatus(ctx, resp.Case.ID, store.CaseRejected)
+			return tx.Cases().SetStatus(ctx, id, store.CaseRejected)
 		})
 		if err != nil {
 			t.Errorf("the approver's rejection: %v", err)
@@ -249,11 +246,11 @@ func TestCaseExpiryLosesToACloseInItsBatch(t *testing.T) {
 	_, _, reader := e.newService(t, e.newLedgerOver(t, cs), decision.Config{})
 	e.clock.Advance(decision.DefaultCaseLifetime + time.Minute)
 	from := e.ledgerSize(t)
-	v, err := reader.GetCase(ctx, e.org, agent.ID, resp.Case.ID)
+	v, err := reader.GetCase(ctx, e.org, agent.ID, id)
 	if err != nil || v.Status != store.CaseRejected {
 		t.Fatalf("read: %+v, %v; want the rejected case", v, err)
 	}
-	if n := e.expiredEntries(t, from, resp.Case.ID); n != 0 {
+	if n := e.expiredEntries(t, from, id); n != 0 {
 		t.Fatalf("%d case.expired entries of a rejected case", n)
 	}
 }
