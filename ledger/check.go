@@ -32,7 +32,7 @@ type Problem struct {
 func (p *Problem) Error() string { return fmt.Sprintf("entry %d: %s", p.Index, p.Reason) }
 
 // checkChunk is the most entries Check reads at a time; fewer when they
-// are large (chunker).
+// reach chunkBytes first.
 const checkChunk = 4096
 
 // Check re-reads a whole log from the store and reports the first entry
@@ -87,14 +87,15 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 	var prevTime time.Time
 	next := 0 // index into sizes of the next checkpoint to meet
 	batchStart := uint64(0)
-	chunks := chunker{max: checkChunk}
 	for from, to := uint64(0), uint64(0); from < rep.Size; from = to {
-		to = min(from+chunks.next(), rep.Size)
-		es, err := lt.Entries(ctx, from, to)
+		to = min(from+checkChunk, rep.Size)
+		es, err := lt.EntriesWithin(ctx, from, to, chunkBytes)
 		if err != nil {
 			return nil, err
 		}
-		chunks.saw(es)
+		if len(es) > 0 && entryBytes(es) >= chunkBytes && es[len(es)-1].Index+1 < to {
+			to = es[len(es)-1].Index + 1 // the read stopped at its bound
+		}
 		for k, i := 0, from; i < to; i++ {
 			if k >= len(es) || es[k].Index != i {
 				return &Problem{i, "entry is missing"}, nil

@@ -16,8 +16,14 @@ import (
 )
 
 // exportChunk is the most entries Export reads per transaction; fewer when
-// they are large (chunker).
+// they reach chunkBytes first.
 var exportChunk uint64 = 1024
+
+// chunkBytes bounds what one read of a whole-log pass (Export, Check)
+// holds, entries and records together, give or take its last entry: an
+// entry may be 64 KiB and its record 1 MiB, so a count alone may be a
+// gigabyte.
+const chunkBytes = 16 << 20
 
 // Export writes entries [from, to) of a log as a verify.ExportFormat tar.gz:
 // to must be a signed checkpoint's size (0 means the newest). The archive
@@ -137,22 +143,23 @@ func (x *PreparedExport) Write(ctx context.Context, w io.Writer) error {
 
 // exportEntries calls emit with each entry's JSON line, reading in chunks.
 func (l *Ledger) exportEntries(ctx context.Context, lg Log, from, to uint64, emit func([]byte) error) error {
-	chunks := chunker{max: exportChunk}
 	for start, end := from, from; start < to; start = end {
-		end = min(start+chunks.next(), to)
+		end = min(start+exportChunk, to)
 		var es []store.LedgerEntry
 		err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
 			var err error
-			es, err = lt.Entries(ctx, start, end)
+			es, err = lt.EntriesWithin(ctx, start, end, chunkBytes)
 			return err
 		})
 		if err != nil {
 			return err
 		}
-		if uint64(len(es)) != end-start {
+		if len(es) > 0 && uint64(len(es)) < end-start && entryBytes(es) >= chunkBytes {
+			end = start + uint64(len(es)) // the read stopped at its bound
+		}
+		if uint64(len(es)) != end-start || len(es) > 0 && es[len(es)-1].Index != end-1 {
 			return fmt.Errorf("ledger: export: %d entries stored in [%d, %d)", len(es), start, end)
 		}
-		chunks.saw(es)
 		for _, e := range es {
 			line, err := json.Marshal(verify.ExportLine{Index: e.Index, Entry: e.Entry, Record: e.Record})
 			if err != nil {
@@ -164,6 +171,15 @@ func (l *Ledger) exportEntries(ctx context.Context, lg Log, from, to uint64, emi
 		}
 	}
 	return nil
+}
+
+// entryBytes is what es holds, as EntriesWithin counts it.
+func entryBytes(es []store.LedgerEntry) int {
+	n := 0
+	for _, e := range es {
+		n += len(e.Entry) + len(e.Record)
+	}
+	return n
 }
 
 func cutLine(b []byte) (string, []byte, bool) {

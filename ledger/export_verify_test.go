@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -122,6 +123,40 @@ func TestExportVerifiesOffline(t *testing.T) {
 			}
 			if err := e.ledger.Export(ctx, e.log, 200, 100, io.Discard); !errors.Is(err, store.ErrInvalid) {
 				t.Fatalf("export from beyond to: %v", err)
+			}
+		})
+	}
+}
+
+// A log whose records are large is read a bounded number of bytes at a
+// time (EntriesWithin), not a fixed count of entries: reads that stop at
+// the bound, then go on, still export and check every entry once, in
+// order. 20 records of 1 MiB after small entries: more than one bound's
+// worth.
+func TestWholeLogReadsOfLargeRecords(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			ctx := context.Background()
+			appendN(t, e, e.ledger, e.log, 10, "small")
+			big := bytes.Repeat([]byte("r"), ledger.MaxRecord)
+			for i := range 20 {
+				if _, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "test.large", Subject: fmt.Sprint(i), Record: big}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			appendN(t, e, e.ledger, e.log, 5, "small again")
+			vkey, _ := e.ledger.VerifierKey(ctx, e.log)
+			var buf bytes.Buffer
+			if err := e.ledger.Export(ctx, e.log, 0, 0, &buf); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := verify.VerifyExport(bytes.NewReader(buf.Bytes()), vkey, verify.ExportOptions{})
+			if err != nil || rep.To != 35 || rep.Kinds["test.large"] != 20 || rep.Kinds["test.entry"] != 15 {
+				t.Fatalf("export: %+v, %v", rep, err)
+			}
+			if rep, err := e.ledger.Check(ctx, e.log, ""); err != nil || rep.Problem != nil || rep.Size != 35 {
+				t.Fatalf("check: %+v, %v", rep, err)
 			}
 		})
 	}

@@ -160,6 +160,11 @@ type LogTx interface {
 	AppendLog(ctx context.Context, entries []LedgerEntry, nodes []LedgerNode, cp LedgerCheckpoint) error
 	// Entries returns the entries with from <= index < to, in order.
 	Entries(ctx context.Context, from, to uint64) ([]LedgerEntry, error)
+	// EntriesWithin is Entries that stops after the first entry to bring
+	// the bytes of the entries and records it returns to maxBytes or more:
+	// at least one entry when [from, to) holds any. A reader of a whole
+	// log goes on after the last one returned.
+	EntriesWithin(ctx context.Context, from, to uint64, maxBytes int) ([]LedgerEntry, error)
 	// EntryByLeafHash finds the first entry with that leaf hash.
 	EntryByLeafHash(ctx context.Context, leafHash []byte) (LedgerEntry, error)
 	// LeafHashes returns the leaf hashes of entries [from, to).

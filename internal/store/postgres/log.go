@@ -193,6 +193,10 @@ func clampRange(from, to uint64) (int64, int64, error) {
 }
 
 func (l *logTx) Entries(ctx context.Context, from, to uint64) ([]store.LedgerEntry, error) {
+	return l.EntriesWithin(ctx, from, to, math.MaxInt)
+}
+
+func (l *logTx) EntriesWithin(ctx context.Context, from, to uint64, maxBytes int) ([]store.LedgerEntry, error) {
 	f, t, err := clampRange(from, to)
 	if err != nil {
 		return nil, err
@@ -202,8 +206,17 @@ func (l *logTx) Entries(ctx context.Context, from, to uint64) ([]store.LedgerEnt
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.LedgerEntry, error) { return scanEntry(r) })
-	return out, mapErr(err)
+	defer rows.Close()
+	var out []store.LedgerEntry
+	for n := 0; n < maxBytes && rows.Next(); {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+		n += len(e.Entry) + len(e.Record)
+	}
+	return out, mapErr(rows.Err())
 }
 
 func scanEntry(row pgx.Row) (store.LedgerEntry, error) {

@@ -161,6 +161,10 @@ func clampRange(from, to uint64) (int64, int64, error) {
 }
 
 func (l *logTx) Entries(ctx context.Context, from, to uint64) ([]store.LedgerEntry, error) {
+	return l.EntriesWithin(ctx, from, to, math.MaxInt)
+}
+
+func (l *logTx) EntriesWithin(ctx context.Context, from, to uint64, maxBytes int) ([]store.LedgerEntry, error) {
 	f, t, err := clampRange(from, to)
 	if err != nil {
 		return nil, err
@@ -172,12 +176,13 @@ func (l *logTx) Entries(ctx context.Context, from, to uint64) ([]store.LedgerEnt
 	}
 	defer rows.Close()
 	var out []store.LedgerEntry
-	for rows.Next() {
+	for n := 0; n < maxBytes && rows.Next(); {
 		e, err := scanEntry(rows)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, e)
+		n += len(e.Entry) + len(e.Record)
 	}
 	return out, mapErr(rows.Err())
 }

@@ -37,3 +37,7 @@ type entriesThroughLog struct {
 func (l entriesThroughLog) Entries(ctx context.Context, from, to uint64) ([]store.LedgerEntry, error) {
 	return l.through(l.LogTx.Entries(ctx, from, to))
 }
+
+func (l entriesThroughLog) EntriesWithin(ctx context.Context, from, to uint64, maxBytes int) ([]store.LedgerEntry, error) {
+	return l.through(l.LogTx.EntriesWithin(ctx, from, to, maxBytes))
+}

@@ -829,6 +829,21 @@ func testLogs(t *testing.T, h Harness) {
 				if es, err := log.Entries(ctx, 257, ^uint64(0)); err != nil || len(es) != 0 {
 					return fmt.Errorf("entries past the end: %d, %v", len(es), err)
 				}
+				// EntriesWithin stops after the entry that reaches its bound,
+				// and returns one at least.
+				size := len(es[0].Entry) + len(es[0].Record) // entry 254: those of [100, 200) are its size
+				for _, tc := range []struct {
+					maxBytes int
+					want     int
+				}{{1, 1}, {size, 1}, {size + 1, 2}, {5*size + 1, 6}, {1 << 30, 100}} {
+					got, err := log.EntriesWithin(ctx, 100, 200, tc.maxBytes)
+					if err != nil || len(got) != tc.want || got[0].Index != 100 || got[len(got)-1].Index != uint64(99+tc.want) {
+						return fmt.Errorf("entries [100,200) within %d bytes: %d, %v; want %d", tc.maxBytes, len(got), err, tc.want)
+					}
+				}
+				if es, err := log.EntriesWithin(ctx, 257, 300, 1); err != nil || len(es) != 0 {
+					return fmt.Errorf("entries past the end within a bound: %d, %v", len(es), err)
+				}
 				if _, err := log.Entries(ctx, 5, 4); !errors.Is(err, store.ErrInvalid) {
 					return fmt.Errorf("inverted range: %v", err)
 				}
