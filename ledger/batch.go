@@ -270,7 +270,8 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 // Checks only read, so they run without a savepoint each (three round
 // trips on PostgreSQL where the read is one, with the log locked): a
 // statement that fails the transaction fails the batch, as any other
-// statement of the batch would.
+// statement of the batch would. An AppendAllAndChange's change runs here
+// too, under the savepoint it brings.
 func (l *Ledger) runChecks(ctx context.Context, tt store.TenantTx, batch []*request) ([]*request, error) {
 	in := batch[:0:0]
 	for _, r := range batch {

@@ -238,8 +238,8 @@ func (l *Ledger) AppendAllAndWrite(ctx context.Context, log Log, entries []Entry
 }
 
 // Precondition decides, in the batch's transaction, whether a caller's entries go
-// into the log at all. It only reads (but for AppendAllAndChange's change);
-// a statement of it that fails the transaction fails the whole batch. It does not see the writes of its
+// into the log at all. It only reads; a statement of it that fails the
+// transaction fails the whole batch. It does not see the writes of its
 // batch-mates (they run after every check): two requests of one process
 // that must exclude each other must not be in flight at once (the decision
 // service holds a lock per Idempotency-Key).
@@ -269,16 +269,22 @@ func (l *Ledger) AppendAllAndWriteIf(ctx context.Context, log Log, entries []Ent
 // error is the request's, with no entries and none of its statements.
 // It decides as a check does (a conditional update that finds nothing to
 // change fails the request), and, unlike a write, cannot know the
-// entries' indexes. It sees its batch-mates' changes, not their writes.
-func (l *Ledger) AppendAllAndChange(ctx context.Context, log Log, entries []Entry, change Precondition) ([]Appended, error) {
-	if change == nil {
-		return nil, fmt.Errorf("%w: AppendAllAndChange needs a change", store.ErrInvalid)
+// entries' indexes. Checks and changes run in their requests' order: one
+// sees the changes of the batch-mates before it, no batch-mate's write.
+func (l *Ledger) AppendAllAndChange(ctx context.Context, log Log, entries []Entry, change Change) ([]Appended, error) {
+	if log.tenant == nil || change == nil {
+		return nil, fmt.Errorf("%w: AppendAllAndChange needs an organization's log and a change", store.ErrInvalid)
 	}
 	inSavepoint := func(ctx context.Context, tx store.TenantTx) error {
 		return tx.Savepoint(ctx, func(ctx context.Context) error { return change(ctx, tx) })
 	}
-	return l.AppendAllAndWriteIf(ctx, log, entries, inSavepoint, func(context.Context, store.TenantTx, []Appended) error { return nil })
+	return l.append(ctx, log, entries, inSavepoint, nil)
 }
+
+// Change makes the change an AppendAllAndChange's entries record, in the
+// batch's transaction: nil only having made it, an error only having made
+// none.
+type Change func(ctx context.Context, tx store.TenantTx) error
 
 func (l *Ledger) append(ctx context.Context, log Log, entries []Entry, check Precondition, write Write) ([]Appended, error) {
 	if len(entries) == 0 || len(entries) > l.cfg.MaxBatch {

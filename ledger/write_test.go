@@ -379,7 +379,7 @@ func TestAppendAllAndChange(t *testing.T) {
 				t.Fatal(err)
 			}
 			errHalfway := errors.New("failed after its first statement")
-			change := func(key string, fail bool) ledger.Precondition {
+			change := func(key string, fail bool) ledger.Change {
 				return func(ctx context.Context, tx store.TenantTx) error {
 					if _, err := tx.GetSetting(ctx, key); err == nil {
 						return fmt.Errorf("%w: nothing to change, %s is set", store.ErrConflict, key)
@@ -451,6 +451,16 @@ func TestAppendAllAndChange(t *testing.T) {
 			}
 			if rep, err := e.ledger.Check(ctx, e.log, ""); err != nil || rep.Problem != nil {
 				t.Fatalf("check: %+v %v, %v", rep, rep.Problem, err)
+			}
+			// A change is required, and a log of an organization.
+			if out, err := e.ledger.AppendAllAndChange(ctx, e.log, []ledger.Entry{{Kind: "decision", Subject: "none"}}, nil); !errors.Is(err, store.ErrInvalid) || out != nil {
+				t.Errorf("no change: %v, %v", out, err)
+			}
+			if out, err := e.ledger.AppendAllAndChange(ctx, e.ledger.PlatformLog(), []ledger.Entry{{Kind: "decision", Subject: "platform"}}, change("key-p", false)); !errors.Is(err, store.ErrInvalid) || out != nil {
+				t.Errorf("a change on the platform log: %v, %v", out, err)
+			}
+			if again, err := e.ledger.LatestCheckpoint(ctx, e.log); err != nil || again.Size != after.Size {
+				t.Errorf("refused appends logged: size %d, want %d (%v)", again.Size, after.Size, err)
 			}
 		})
 	}

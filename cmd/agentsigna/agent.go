@@ -139,7 +139,7 @@ func registerAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, a
 // batch's transaction with the log locked: both commit or neither
 // (ledger.AppendAllAndChange). A change that fails, or finds nothing to
 // change, logs nothing.
-func changeAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, kind, agentID string, record map[string]any, change ledger.Precondition) error {
+func changeAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, kind, agentID string, record map[string]any, change ledger.Change) error {
 	rec, err := json.Marshal(record)
 	if err != nil {
 		return err
@@ -171,15 +171,14 @@ func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Write
 	defer l.Close()
 	record := map[string]any{"event": "agent_suspended", "agent_id": id}
 	err = changeAgent(ctx, l, ref, kindAgentSuspended, id, record, func(ctx context.Context, tx store.TenantTx) error {
-		// What would change nothing is not logged either.
+		// What would change nothing is not logged either; SetStatus
+		// refuses a revoked agent.
 		ag, err := tx.Agents().Get(ctx, id)
-		switch {
-		case err != nil:
-			return err
-		case ag.Status == store.AgentRevoked:
-			return fmt.Errorf("%w: the agent is revoked", store.ErrConflict)
-		case ag.Status == store.AgentSuspended:
+		if err == nil && ag.Status == store.AgentSuspended {
 			return errAlreadySuspended
+		}
+		if err != nil {
+			return err
 		}
 		return tx.Agents().SetStatus(ctx, id, store.AgentSuspended)
 	})
@@ -240,7 +239,6 @@ func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Wri
 		if err != nil {
 			return err
 		}
-		retired = 0 // the batch may run it twice
 		for _, k := range keys {
 			if k.Status == store.KeyActive && k.KID != key.kid {
 				if err := agents.RetireKey(ctx, id, k.KID, key.added); err != nil {

@@ -147,7 +147,7 @@ func (s *Service) readCase(ctx context.Context, org Organization, agentID, caseI
 }
 
 // expireCase moves a pending case past its expiry to expired: its ledger
-// entry and the state change in one batch, whose check (the log locked)
+// entry and the state change in one batch, whose change (the log locked)
 // decides the race with an approver or another replica — losing it only
 // means someone else closed the case, which is re-read.
 func (s *Service) expireCase(ctx context.Context, org Organization, agentID, caseID string) (CaseView, error) {
