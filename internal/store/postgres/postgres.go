@@ -458,8 +458,9 @@ func mapErr(err error) error {
 		return err
 	}
 	if errors.Is(err, pgx.ErrTxCommitRollback) {
-		// COMMIT answered ROLLBACK: the transaction had failed.
-		return fmt.Errorf("%w: %w: %w", store.ErrUnavailable, store.ErrTxAborted, err)
+		// COMMIT answered ROLLBACK: a statement had failed the transaction
+		// and its error was not heeded, as with 25P02.
+		return fmt.Errorf("%w: %w", store.ErrTxAborted, err)
 	}
 	if pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxClosed) || isConnErr(err) {
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)

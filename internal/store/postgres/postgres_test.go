@@ -1383,25 +1383,35 @@ func TestContentionIsUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Each holds one row, then both wait for the other's: one is chosen.
+	// Each holds one row, then both wait for the other's: one is chosen,
+	// the other commits.
 	var wg sync.WaitGroup
-	holding := make(chan struct{}, 2)
+	var holding sync.WaitGroup
+	holding.Add(2)
 	errs := make([]error, 2)
 	for i, order := range [][2]string{{"a", "b"}, {"b", "a"}} {
 		wg.Go(func() {
+			held := false
+			defer func() {
+				if !held {
+					holding.Done() // failed before: the other must not wait
+				}
+			}()
 			errs[i] = s.InTenantTx(ctx, ten, func(ctx context.Context, tx store.TenantTx) error {
 				if err := tx.PutSetting(ctx, order[0], "1"); err != nil {
 					return err
 				}
-				holding <- struct{}{}
-				for len(holding) < 2 {
-					time.Sleep(time.Millisecond)
-				}
+				held = true
+				holding.Done()
+				holding.Wait()
 				return tx.PutSetting(ctx, order[1], "1")
 			})
 		})
 	}
 	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("deadlock: %v and %v; want one chosen, the other committed", errs[0], errs[1])
+	}
 	if failed := errors.Join(errs...); !errors.Is(failed, store.ErrUnavailable) || !errors.Is(failed, store.ErrTxAborted) || sqlState(failed) != "40P01" {
 		t.Errorf("deadlock: %v (%s), want ErrUnavailable and ErrTxAborted", failed, sqlState(failed))
 	}
@@ -1410,13 +1420,14 @@ func TestContentionIsUnavailable(t *testing.T) {
 			t.Errorf("SQLSTATE %s: %v, want ErrUnavailable and ErrTxAborted", code, err)
 		}
 	}
-	if err := MapErr(pgx.ErrTxCommitRollback); !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, store.ErrTxAborted) {
-		t.Errorf("a COMMIT that rolled back: %v, want ErrUnavailable and ErrTxAborted", err)
-	}
-	// A statement after a failed one: the transaction is gone, but the
-	// failure was the first statement's, not the database's.
+	// A statement after a failed one, or a COMMIT that rolled back: the
+	// transaction is gone, but the failure was an earlier statement's,
+	// not the database's.
 	if err := MapErr(&pgconn.PgError{Code: "25P02"}); !errors.Is(err, store.ErrTxAborted) || errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("SQLSTATE 25P02: %v, want ErrTxAborted only", err)
+	}
+	if err := MapErr(pgx.ErrTxCommitRollback); !errors.Is(err, store.ErrTxAborted) || errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("a COMMIT that rolled back: %v, want ErrTxAborted only", err)
 	}
 }
 
