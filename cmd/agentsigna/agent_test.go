@@ -302,6 +302,17 @@ func TestAgentSuspendRotateList(t *testing.T) {
 			t.Errorf("list line %q", l)
 		}
 	}
+	// A revoked agent (revoked in the store: there is no command yet)
+	// gets neither a key nor a suspension, and nothing is logged (below).
+	o.in(t, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.Agents().SetStatus(ctx, other, store.AgentRevoked)
+	})
+	if _, _, err := o.run(runAgent, "rotate-key", "--tenant", "acme", other, "--generate-key", filepath.Join(dir, "revoked.jwk")); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("rotate the key of a revoked agent: %v, want ErrConflict", err)
+	}
+	if _, _, err := o.run(runAgent, "suspend", "--tenant", "acme", other); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("suspend a revoked agent: %v, want ErrConflict", err)
+	}
 	if _, _, err := o.run(runAgent, "suspend", "--tenant", "acme", store.NewID(store.PrefixAgent)); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("suspend unknown agent: %v", err)
 	}

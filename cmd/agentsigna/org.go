@@ -30,7 +30,11 @@ func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer, env en
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	backend, err := openStore(ctx, &sf, log)
+	open := openStore // org create may make the store
+	if args[0] == "list" {
+		open = openExistingStore
+	}
+	backend, err := open(ctx, &sf, log)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +39,32 @@ func TestCommandsRefuseToMakeASecondMasterKey(t *testing.T) {
 		t.Fatalf("keys rotate: %q, %v", out, err)
 	}
 	bank := writeFile(t, t.TempDir(), "bank.txt", []byte("IBAN DE89 3704 0044 0532 0130 00"))
+
+	// A store that holds only the platform log's key, sealed under the
+	// configured key: what serve leaves before any organization exists.
+	fresh := t.TempDir()
+	sf := storeFlags{dataDir: fresh, masterKeyFile: keyFile}
+	backend, err := openStore(ctx, &sf, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := openLedger(ctx, &sf, &ledgerFlags{publicURL: "http://127.0.0.1:8080"}, backend, envOf(nil), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.InitLog(ctx, l.PlatformLog()); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	backend.Close()
+	var out, errOut bytes.Buffer
+	if err := runOrg(ctx, []string{"create", "--slug", "gamma", "--name", "Gamma", "--data-dir", fresh}, &out, &errOut, envOf(nil)); !errors.Is(err, secrets.ErrNoMasterKey) {
+		t.Fatalf("org create beside a platform log key and no master key: %v (%s)", err, errOut.String())
+	}
+	if _, err := os.Stat(filepath.Join(fresh, secrets.DefaultKeyFileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a second master key was made beside the platform log's key: %v", err)
+	}
+
 	for _, tc := range []struct {
 		name string
 		fn   subcommand
@@ -121,6 +148,7 @@ func TestOrganizationCommandsNeedAnExistingStore(t *testing.T) {
 		{"policy push", runPolicy, []string{"push", "--tenant", "acme", "--by", "usr_author", filepath.Join("..", "..", "policies", "examples", "acme")}},
 		{"policy activate", runPolicy, []string{"activate", "--tenant", "acme", "--revision", "r1", "--by", "usr_a", "--approved-by", "usr_b"}},
 		{"ledger verify", runLedger, []string{"verify", "--tenant", "acme"}},
+		{"org list", runOrg, []string{"list"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
