@@ -84,6 +84,26 @@ func (k *Keyring) publicHalf(tenantID string, key store.SigningKey) (ed25519.Pub
 	if key.Algorithm != ReceiptAlgorithm || len(key.PublicKey) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("signing: key %s is not an Ed25519 JWS key", key.KID)
 	}
+	sealed := sha256.Sum256(key.SealedPrivate)
+	checked := strings.Join([]string{tenantID, string(key.Purpose), key.KID, string(key.PublicKey), string(sealed[:])}, "\x00")
+	if _, ok := k.checked.Load(checked); ok {
+		return bytes.Clone(key.PublicKey), nil
+	}
+	priv, err := k.openJWSKey(tenantID, key)
+	if err != nil {
+		return nil, err
+	}
+	clear(priv)
+	k.checked.Store(checked, struct{}{})
+	return bytes.Clone(key.PublicKey), nil
+}
+
+// openJWSKey opens organization tenantID's receipt or token key row: its
+// sealed private half, under the binding of its organization, kid and
+// purpose, must be an Ed25519 seed whose public key is the row's public
+// column, which is outside that binding (the key is refused otherwise:
+// what is published or trusted to verify would not be what signs).
+func (k *Keyring) openJWSKey(tenantID string, key store.SigningKey) (ed25519.PrivateKey, error) {
 	var binding secrets.Binding
 	switch key.Purpose {
 	case store.PurposeReceipt:
@@ -93,26 +113,20 @@ func (k *Keyring) publicHalf(tenantID string, key store.SigningKey) (ed25519.Pub
 	default:
 		return nil, fmt.Errorf("signing: %q keys are not JSON Web Keys", key.Purpose)
 	}
-	sealed := sha256.Sum256(key.SealedPrivate)
-	checked := strings.Join([]string{tenantID, string(key.Purpose), key.KID, string(key.PublicKey), string(sealed[:])}, "\x00")
-	if _, ok := k.checked.Load(checked); ok {
-		return bytes.Clone(key.PublicKey), nil
-	}
 	seed, err := k.master.Open(key.SealedPrivate, binding)
 	if err != nil {
-		return nil, fmt.Errorf("signing: %s key %s: sealed private half: %w", key.Purpose, key.KID, err)
+		return nil, fmt.Errorf("signing: open %s key %s: %w", key.Purpose, key.KID, err)
 	}
 	defer clear(seed)
-	if len(seed) != ed25519.SeedSize {
+	if len(seed) != ed25519.SeedSize || key.Algorithm != ReceiptAlgorithm {
 		return nil, fmt.Errorf("signing: %s key %s is not an Ed25519 key", key.Purpose, key.KID)
 	}
 	priv := ed25519.NewKeyFromSeed(seed)
-	defer clear(priv)
 	if !bytes.Equal(priv.Public().(ed25519.PublicKey), key.PublicKey) {
+		clear(priv)
 		return nil, fmt.Errorf("signing: %s key %s: public half does not match", key.Purpose, key.KID)
 	}
-	k.checked.Store(checked, struct{}{})
-	return bytes.Clone(key.PublicKey), nil
+	return priv, nil
 }
 
 // Errors of VerifyReceipt. Each wraps ErrInvalidReceipt; messages never

@@ -1,7 +1,6 @@
 package signing
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -433,19 +432,9 @@ func (k *Keyring) openReceiptKey(ctx context.Context, keys store.KeyTx, tenantID
 		if key.Status != store.KeyActive {
 			continue
 		}
-		seed, err := k.master.Open(key.SealedPrivate, receiptBinding(tenantID, key.KID))
+		priv, err := k.openJWSKey(tenantID, key)
 		if err != nil {
-			return nil, fmt.Errorf("signing: open receipt key %s: %w", key.KID, err)
-		}
-		defer clear(seed)
-		if len(seed) != ed25519.SeedSize || key.Algorithm != receiptKeyAlgorithm {
-			return nil, fmt.Errorf("signing: receipt key %s is not an Ed25519 key", key.KID)
-		}
-		priv := ed25519.NewKeyFromSeed(seed)
-		// The public column is outside the sealed binding: refuse a row whose
-		// published key would not verify what this key signs.
-		if !bytes.Equal(priv.Public().(ed25519.PublicKey), key.PublicKey) {
-			return nil, fmt.Errorf("signing: receipt key %s: public half does not match", key.KID)
+			return nil, err
 		}
 		return newReceiptSigner(tenantID, key.KID, priv)
 	}

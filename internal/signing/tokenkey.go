@@ -1,7 +1,6 @@
 package signing
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -133,17 +132,9 @@ func (k *Keyring) openTokenKey(ctx context.Context, keys store.KeyTx, tenantID s
 		if key.Status != store.KeyActive {
 			continue
 		}
-		seed, err := k.master.Open(key.SealedPrivate, tokenBinding(tenantID, key.KID))
+		priv, err := k.openJWSKey(tenantID, key)
 		if err != nil {
-			return TokenKey{}, fmt.Errorf("signing: open token key %s: %w", key.KID, err)
-		}
-		defer clear(seed)
-		if len(seed) != ed25519.SeedSize {
-			return TokenKey{}, fmt.Errorf("signing: token key %s is not an Ed25519 key", key.KID)
-		}
-		priv := ed25519.NewKeyFromSeed(seed)
-		if !bytes.Equal(priv.Public().(ed25519.PublicKey), key.PublicKey) {
-			return TokenKey{}, fmt.Errorf("signing: token key %s: public half does not match", key.KID)
+			return TokenKey{}, err
 		}
 		return TokenKey{KID: key.KID, key: &receiptPrivateKey{priv}}, nil
 	}
