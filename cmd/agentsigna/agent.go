@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -223,10 +224,24 @@ func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	// The entry says the new key is the agent's only active one: every
-	// other is retired in the same transaction.
-	record := map[string]any{"event": "agent_key_rotated", "agent_id": id, "key_id": key.kid, "public_jwk": json.RawMessage(key.public)}
-	retired := 0
+	// The entry names the new key and the keys it retires, read first: the
+	// change retires exactly those, or refuses if they changed meanwhile.
+	var retiring []string
+	err = backend.InTenantReadTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+		keys, err := tx.Agents().Keys(ctx, id)
+		for _, k := range keys {
+			if k.Status == store.KeyActive {
+				retiring = append(retiring, k.KID)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		key.discard()
+		return fmt.Errorf("rotate key of %s: %w", id, err)
+	}
+	record := map[string]any{"event": "agent_key_rotated", "agent_id": id, "key_id": key.kid, "public_jwk": json.RawMessage(key.public),
+		"retired_key_ids": append([]string{}, retiring...)}
 	err = changeAgent(ctx, l, ref, kindAgentKeyRotated, id, record, func(ctx context.Context, tx store.TenantTx) error {
 		agents := tx.Agents()
 		if _, err := agents.AddKey(ctx, store.AgentKey{AgentID: id, KID: key.kid, PublicJWK: key.public}); err != nil {
@@ -239,12 +254,18 @@ func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Wri
 		if err != nil {
 			return err
 		}
+		var active []string
 		for _, k := range keys {
 			if k.Status == store.KeyActive && k.KID != key.kid {
-				if err := agents.RetireKey(ctx, id, k.KID, key.added); err != nil {
-					return err
-				}
-				retired++
+				active = append(active, k.KID)
+			}
+		}
+		if !slices.Equal(active, retiring) {
+			return fmt.Errorf("%w: the agent's keys changed meanwhile; run it again", store.ErrConflict)
+		}
+		for _, kid := range active {
+			if err := agents.RetireKey(ctx, id, kid, key.added); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -253,7 +274,7 @@ func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Wri
 		key.discard()
 		return fmt.Errorf("rotate key of %s: %w", id, err)
 	}
-	fmt.Fprintf(stdout, "%s\tkey rotated\tkid=%s\tretired=%d%s\n", id, key.kid, retired, key.note())
+	fmt.Fprintf(stdout, "%s\tkey rotated\tkid=%s\tretired=%d%s\n", id, key.kid, len(retiring), key.note())
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -371,6 +372,9 @@ func TestAgentSuspendRotateList(t *testing.T) {
 	}
 	if r := got[0].record; r["sponsor"] != "usr_alice" || r["risk_tier"] != "low" || r["name"] != "Payments bot" {
 		t.Errorf("registration logged %v", r)
+	}
+	if r := got[2].record; fmt.Sprint(r["retired_key_ids"]) != "["+oldKID+"]" {
+		t.Errorf("rotation logged %v, want the key it retired, %s", r["retired_key_ids"], oldKID)
 	}
 }
 
