@@ -154,11 +154,12 @@ func (l *Ledger) exportEntries(ctx context.Context, lg Log, from, to uint64, emi
 		if err != nil {
 			return err
 		}
+		asked := end
 		if len(es) > 0 && uint64(len(es)) < end-start && entryBytes(es) >= chunkBytes {
 			end = start + uint64(len(es)) // the read stopped at its bound
 		}
 		if uint64(len(es)) != end-start || len(es) > 0 && es[len(es)-1].Index != end-1 {
-			return fmt.Errorf("ledger: export: %d entries stored in [%d, %d)", len(es), start, end)
+			return fmt.Errorf("ledger: export: entries missing from [%d, %d): %d read", start, asked, len(es))
 		}
 		for _, e := range es {
 			line, err := json.Marshal(verify.ExportLine{Index: e.Index, Entry: e.Entry, Record: e.Record})

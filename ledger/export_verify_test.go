@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/storetest"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
@@ -147,17 +149,50 @@ func TestWholeLogReadsOfLargeRecords(t *testing.T) {
 			}
 			appendN(t, e, e.ledger, e.log, 5, "small again")
 			vkey, _ := e.ledger.VerifierKey(ctx, e.log)
+			// Another process's ledger, whose reads are weighed.
+			var mu sync.Mutex
+			var reads []int // bytes of each read of entries
+			weighed := &storetest.EntriesThrough{Backend: e.backend, Through: func(es []store.LedgerEntry, err error) ([]store.LedgerEntry, error) {
+				n := 0
+				for _, e := range es {
+					n += len(e.Entry) + len(e.Record)
+				}
+				mu.Lock()
+				reads = append(reads, n)
+				mu.Unlock()
+				return es, err
+			}}
+			l := e.newLedger(t, weighed, ledger.Config{})
+			lg := l.TenantLog(e.tenant.ID, e.tenant.Slug)
+			weigh := func(what string, passes int) {
+				t.Helper()
+				mu.Lock()
+				defer mu.Unlock()
+				// 20 MiB in all: two reads a pass at least, none much
+				// above the bound.
+				if len(reads) < 2*passes {
+					t.Errorf("%s: %d reads of entries, want at least %d", what, len(reads), 2*passes)
+				}
+				for _, n := range reads {
+					if n > 16<<20+ledger.MaxRecord+verify.MaxEntrySize {
+						t.Errorf("%s: a read of %d bytes", what, n)
+					}
+				}
+				reads = nil
+			}
 			var buf bytes.Buffer
-			if err := e.ledger.Export(ctx, e.log, 0, 0, &buf); err != nil {
+			if err := l.Export(ctx, lg, 0, 0, &buf); err != nil {
 				t.Fatal(err)
 			}
+			weigh("export", 2) // the sizing pass, then the one sending
 			rep, err := verify.VerifyExport(bytes.NewReader(buf.Bytes()), vkey, verify.ExportOptions{})
 			if err != nil || rep.To != 35 || rep.Kinds["test.large"] != 20 || rep.Kinds["test.entry"] != 15 {
 				t.Fatalf("export: %+v, %v", rep, err)
 			}
-			if rep, err := e.ledger.Check(ctx, e.log, ""); err != nil || rep.Problem != nil || rep.Size != 35 {
+			if rep, err := l.Check(ctx, lg, ""); err != nil || rep.Problem != nil || rep.Size != 35 {
 				t.Fatalf("check: %+v, %v", rep, err)
 			}
+			weigh("check", 1)
 		})
 	}
 }

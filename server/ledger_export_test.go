@@ -33,9 +33,9 @@ func TestExportStreamsOverHTTP(t *testing.T) {
 	})
 	l := e.ledger
 	lg := l.TenantLog(e.acme.ID, e.acme.Slug)
-	// More than one read's worth (at most 1024 entries, the first 16), of
-	// records gzip cannot shrink: the first read's part of the archive is
-	// sent before the second read.
+	// More than one read's worth (1024 entries; their bytes are far below
+	// a read's 16 MiB bound), of records gzip cannot shrink: the first
+	// read's part of the archive is sent before the second read.
 	const n = 1100
 	for from := 0; from < n; from += 550 {
 		var es []ledger.Entry

@@ -202,13 +202,25 @@ func (l *logTx) EntriesWithin(ctx context.Context, from, to uint64, maxBytes int
 		return nil, err
 	}
 	w, args := l.where("idx >= ? AND idx < ?", f, t)
-	rows, err := l.tx.Query(ctx, `SELECT idx, entry, leaf_hash, record, created_at FROM `+l.table("ledger_entries")+w+` ORDER BY idx`, args...)
+	q := `SELECT idx, entry, leaf_hash, record, created_at FROM ` + l.table("ledger_entries") + w + ` ORDER BY idx`
+	if maxBytes < math.MaxInt {
+		// The bound in SQL too: closing the rows early would still have
+		// the server send, and pgx read, the whole range. octet_length
+		// reads a stored value's size, not the value.
+		args = append(args, int64(max(maxBytes, 1)))
+		q = `SELECT idx, entry, leaf_hash, record, created_at FROM (
+			SELECT idx, entry, leaf_hash, record, created_at, sum(octet_length(entry) + octet_length(record)) OVER (ORDER BY idx)
+				- (octet_length(entry) + octet_length(record)) AS before
+			FROM ` + l.table("ledger_entries") + w + `) e
+			WHERE before < $` + strconv.Itoa(len(args)) + ` ORDER BY idx`
+	}
+	rows, err := l.tx.Query(ctx, q, args...)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	defer rows.Close()
 	var out []store.LedgerEntry
-	for n := 0; n < maxBytes && rows.Next(); {
+	for n := 0; (len(out) == 0 || n < maxBytes) && rows.Next(); {
 		e, err := scanEntry(rows)
 		if err != nil {
 			return nil, err

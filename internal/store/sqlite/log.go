@@ -176,7 +176,7 @@ func (l *logTx) EntriesWithin(ctx context.Context, from, to uint64, maxBytes int
 	}
 	defer rows.Close()
 	var out []store.LedgerEntry
-	for n := 0; n < maxBytes && rows.Next(); {
+	for n := 0; (len(out) == 0 || n < maxBytes) && rows.Next(); {
 		e, err := scanEntry(rows)
 		if err != nil {
 			return nil, err

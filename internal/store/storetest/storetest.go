@@ -835,7 +835,7 @@ func testLogs(t *testing.T, h Harness) {
 				for _, tc := range []struct {
 					maxBytes int
 					want     int
-				}{{1, 1}, {size, 1}, {size + 1, 2}, {5*size + 1, 6}, {1 << 30, 100}} {
+				}{{0, 1}, {1, 1}, {size, 1}, {size + 1, 2}, {5*size + 1, 6}, {1 << 30, 100}} {
 					got, err := log.EntriesWithin(ctx, 100, 200, tc.maxBytes)
 					if err != nil || len(got) != tc.want || got[0].Index != 100 || got[len(got)-1].Index != uint64(99+tc.want) {
 						return fmt.Errorf("entries [100,200) within %d bytes: %d, %v; want %d", tc.maxBytes, len(got), err, tc.want)
