@@ -93,8 +93,10 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 		if err != nil {
 			return nil, err
 		}
-		if len(es) > 0 && entryBytes(es) >= chunkBytes && es[len(es)-1].Index+1 < to {
-			to = es[len(es)-1].Index + 1 // the read stopped at its bound
+		if n := len(es); n > 0 && es[n-1].Index+1 < to {
+			// Stopped at its byte bound, or entries are missing after it:
+			// the next read goes on after its last entry, and finds out.
+			to = es[n-1].Index + 1
 		}
 		for k, i := 0, from; i < to; i++ {
 			if k >= len(es) || es[k].Index != i {

@@ -204,9 +204,10 @@ func (l *logTx) EntriesWithin(ctx context.Context, from, to uint64, maxBytes int
 	w, args := l.where("idx >= ? AND idx < ?", f, t)
 	q := `SELECT idx, entry, leaf_hash, record, created_at FROM ` + l.table("ledger_entries") + w + ` ORDER BY idx`
 	if maxBytes < math.MaxInt {
-		// The bound in SQL too: closing the rows early would still have
-		// the server send, and pgx read, the whole range. octet_length
-		// reads a stored value's size, not the value.
+		// The bound in SQL: closing the rows early would still have the
+		// server send, and pgx read, the whole range. octet_length reads a
+		// stored value's size, not the value. The first row has nothing
+		// before it: one at least.
 		args = append(args, int64(max(maxBytes, 1)))
 		q = `SELECT idx, entry, leaf_hash, record, created_at FROM (
 			SELECT idx, entry, leaf_hash, record, created_at, sum(octet_length(entry) + octet_length(record)) OVER (ORDER BY idx)
@@ -218,17 +219,8 @@ func (l *logTx) EntriesWithin(ctx context.Context, from, to uint64, maxBytes int
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	defer rows.Close()
-	var out []store.LedgerEntry
-	for n := 0; (len(out) == 0 || n < maxBytes) && rows.Next(); {
-		e, err := scanEntry(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-		n += len(e.Entry) + len(e.Record)
-	}
-	return out, mapErr(rows.Err())
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.LedgerEntry, error) { return scanEntry(r) })
+	return out, mapErr(err)
 }
 
 func scanEntry(row pgx.Row) (store.LedgerEntry, error) {
