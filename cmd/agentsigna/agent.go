@@ -86,16 +86,11 @@ func runAgentRegister(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	log := cliLogger(stderr)
-	backend, ref, err := tf.open(ctx, log)
+	_, ref, l, closeAll, err := tf.openWithLedger(ctx, &lf, env, log)
 	if err != nil {
 		return err
 	}
-	defer backend.Close()
-	l, err := openLedger(ctx, &tf.sf, &lf, backend, env, log)
-	if err != nil {
-		return err
-	}
-	defer l.Close()
+	defer closeAll()
 	key, err := kf.prepare()
 	if err != nil {
 		return err
@@ -160,16 +155,11 @@ func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	log := cliLogger(stderr)
-	backend, ref, err := tf.open(ctx, log)
+	_, ref, l, closeAll, err := tf.openWithLedger(ctx, &lf, env, log)
 	if err != nil {
 		return err
 	}
-	defer backend.Close()
-	l, err := openLedger(ctx, &tf.sf, &lf, backend, env, log)
-	if err != nil {
-		return err
-	}
-	defer l.Close()
+	defer closeAll()
 	record := map[string]any{"event": "agent_suspended", "agent_id": id}
 	err = changeAgent(ctx, l, ref, kindAgentSuspended, id, record, func(ctx context.Context, tx store.TenantTx) error {
 		// What would change nothing is not logged either; SetStatus
@@ -210,16 +200,11 @@ func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	log := cliLogger(stderr)
-	backend, ref, err := tf.open(ctx, log)
+	backend, ref, l, closeAll, err := tf.openWithLedger(ctx, &lf, env, log)
 	if err != nil {
 		return err
 	}
-	defer backend.Close()
-	l, err := openLedger(ctx, &tf.sf, &lf, backend, env, log)
-	if err != nil {
-		return err
-	}
-	defer l.Close()
+	defer closeAll()
 	key, err := kf.prepare()
 	if err != nil {
 		return err
@@ -358,6 +343,21 @@ func (f *tenantFlags) open(ctx context.Context, log *slog.Logger) (store.Backend
 		return nil, store.TenantRef{}, err
 	}
 	return backend, ref, nil
+}
+
+// openWithLedger is open, with the ledger over the store: what a change
+// that is logged needs. closeAll closes both.
+func (f *tenantFlags) openWithLedger(ctx context.Context, lf *ledgerFlags, env env, log *slog.Logger) (_ store.Backend, _ store.TenantRef, _ *ledger.Ledger, closeAll func(), _ error) {
+	backend, ref, err := f.open(ctx, log)
+	if err != nil {
+		return nil, store.TenantRef{}, nil, nil, err
+	}
+	l, err := openLedger(ctx, &f.sf, lf, backend, env, log)
+	if err != nil {
+		backend.Close()
+		return nil, store.TenantRef{}, nil, nil, err
+	}
+	return backend, ref, l, func() { l.Close(); backend.Close() }, nil
 }
 
 func cliLogger(stderr io.Writer) *slog.Logger {
