@@ -240,7 +240,8 @@ func (l *Ledger) AppendAllAndWrite(ctx context.Context, log Log, entries []Entry
 // Precondition decides, in the batch's transaction, whether a caller's entries go
 // into the log at all. It only reads; a statement of it that fails the
 // transaction fails the whole batch. It does not see the writes of its
-// batch-mates (they run after every check): two requests of one process
+// batch-mates (they run after every check), only the changes
+// (AppendAllAndChange) of those before it: two requests of one process
 // that must exclude each other must not be in flight at once (the decision
 // service holds a lock per Idempotency-Key).
 type Precondition func(ctx context.Context, tx store.TenantTx) error
