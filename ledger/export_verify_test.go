@@ -196,3 +196,27 @@ func TestWholeLogReadsOfLargeRecords(t *testing.T) {
 		})
 	}
 }
+
+// An entry missing from a read, in the middle of a range or at its end,
+// fails the export rather than yielding an archive without it.
+func TestExportRefusesMissingEntries(t *testing.T) {
+	e := newEnv(t, "sqlite", ledger.Config{})
+	ctx := context.Background()
+	appendN(t, e, e.ledger, e.log, 10, "x")
+	for _, drop := range []uint64{0, 4, 9} {
+		dropping := &storetest.EntriesThrough{Backend: e.backend, Through: func(es []store.LedgerEntry, err error) ([]store.LedgerEntry, error) {
+			out := es[:0:0]
+			for _, e := range es {
+				if e.Index != drop {
+					out = append(out, e)
+				}
+			}
+			return out, err
+		}}
+		l := e.newLedger(t, dropping, ledger.Config{})
+		err := l.Export(ctx, l.TenantLog(e.tenant.ID, e.tenant.Slug), 0, 0, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "entries missing") {
+			t.Errorf("entry %d missing: %v, want the export refused", drop, err)
+		}
+	}
+}
