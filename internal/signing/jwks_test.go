@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -208,6 +209,36 @@ func TestKeysWhoseSealedHalfDoesNotDeriveThemAreRefused(t *testing.T) {
 					return nil
 				})
 			})
+		}
+	}
+}
+
+// A receipt or token key row whose sealed seed and public half agree, but
+// whose algorithm is not EdDSA, signs nothing: the row says verifiers
+// should read it as another kind of key.
+func TestKeysOfAnotherAlgorithmDoNotSign(t *testing.T) {
+	s, kr, master := setup(t)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	for _, purpose := range []store.KeyPurpose{store.PurposeReceipt, store.PurposeToken} {
+		org := storetest.CreateTenant(t, s, "es-"+string(purpose))
+		sealed, err := master.Seal(priv.Seed(), secrets.Binding{Tenant: org.ID, Table: "signing_keys", Row: "es256", Purpose: string(purpose)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inTx(t, s, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+			return tx.Keys().InsertSigningKey(ctx, store.SigningKey{KID: "es256", Purpose: purpose, Algorithm: "ES256",
+				PublicKey: priv.Public().(ed25519.PublicKey), SealedPrivate: sealed, Status: store.KeyActive})
+		})
+		err = s.InTenantTx(context.Background(), org.ID, func(ctx context.Context, tx store.TenantTx) error {
+			if purpose == store.PurposeReceipt {
+				_, err := kr.ReceiptSigner(ctx, tx.Keys(), org.ID)
+				return err
+			}
+			_, err := kr.TokenKey(ctx, tx.Keys(), org.ID)
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), "not an Ed25519 key") {
+			t.Errorf("%s key of algorithm ES256: %v, want it refused", purpose, err)
 		}
 	}
 }
