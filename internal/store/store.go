@@ -50,7 +50,10 @@ type TenantStore interface {
 	// entry (id, slug, status) — all the tenant plane may know of the
 	// platform's tenants table.
 	ResolveTenant(ctx context.Context, slug string) (TenantRef, error)
-	// ResolveTenantID is ResolveTenant by id.
+	// ResolveTenantID is ResolveTenant by id. Every agent request makes
+	// it, so the answer is remembered (store.TenantRefs): a change the
+	// store's own InPlatformTx commits is seen at once, one made by
+	// another process or replica within TenantRefLifetime.
 	ResolveTenantID(ctx context.Context, id string) (TenantRef, error)
 	// ResolveAgent returns the organization an agent id was registered
 	// in (ErrNotFound if none): how the token endpoint finds the tenant of

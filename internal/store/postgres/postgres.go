@@ -46,6 +46,9 @@ type Store struct {
 	tenant   *pgxpool.Pool
 	platform *pgxpool.Pool
 	log      *slog.Logger
+	// tenantRefs remembers ResolveTenantID's answers; InPlatformTx
+	// invalidates it.
+	tenantRefs *store.TenantRefs
 }
 
 var _ store.Backend = (*Store)(nil)
@@ -68,7 +71,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		tenant.Close()
 		return nil, fmt.Errorf("postgres: platform pool: %w", err)
 	}
-	s := &Store{tenant: tenant, platform: platform, log: cfg.Logger}
+	s := &Store{tenant: tenant, platform: platform, log: cfg.Logger, tenantRefs: store.NewTenantRefs(store.TenantRefLifetime, nil)}
 	if err := s.checkRoles(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -330,6 +333,8 @@ func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOpti
 
 // InPlatformTx runs fn as the platform role.
 func (s *Store) InPlatformTx(ctx context.Context, fn func(context.Context, store.PlatformTx) error) error {
+	// Even a failed commit may have changed the directory.
+	defer s.tenantRefs.Invalidate()
 	return inTx(ctx, s.platform, writeTx, func(tx pgx.Tx) error {
 		return fn(ctx, &platformTx{tx: tx})
 	})
@@ -359,11 +364,16 @@ func (s *Store) ResolveTenant(ctx context.Context, slug string) (store.TenantRef
 	return ref, nil
 }
 
-// ResolveTenantID is ResolveTenant by id, through the same function.
+// ResolveTenantID is ResolveTenant by id, through the same function,
+// remembered for up to store.TenantRefLifetime (see store.TenantRefs).
 func (s *Store) ResolveTenantID(ctx context.Context, id string) (store.TenantRef, error) {
 	if err := store.CheckTenantID(id); err != nil {
 		return store.TenantRef{}, err
 	}
+	return s.tenantRefs.Resolve(ctx, id, s.readTenantID)
+}
+
+func (s *Store) readTenantID(ctx context.Context, id string) (store.TenantRef, error) {
 	var ref store.TenantRef
 	var status string
 	err := s.tenant.QueryRow(ctx, `SELECT id::text, slug, status FROM app_tenant_directory(NULL, $1::uuid)`, id).

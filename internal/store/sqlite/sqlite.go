@@ -54,6 +54,9 @@ type Store struct {
 	// lookups every agent request makes (ResolveTenantID) do not queue
 	// behind the platform log's batches.
 	platformRead *sql.DB
+	// tenantRefs remembers ResolveTenantID's answers; InPlatformTx
+	// invalidates it.
+	tenantRefs *store.TenantRefs
 
 	mu      sync.Mutex
 	tenants map[string]*sql.DB // open tenant files, by tenant id
@@ -122,7 +125,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		tightenDir(d, cfg.Logger)
 	}
-	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, readerIdle: cfg.ReaderIdle, log: cfg.Logger, tenants: map[string]*sql.DB{}, readers: map[string]*sql.DB{}, dirty: map[string]bool{}}
+	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, readerIdle: cfg.ReaderIdle, log: cfg.Logger,
+		tenantRefs: store.NewTenantRefs(store.TenantRefLifetime, nil),
+		tenants:    map[string]*sql.DB{}, readers: map[string]*sql.DB{}, dirty: map[string]bool{}}
 	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform, platformWALPages)
 	if err != nil {
 		return nil, err
@@ -325,6 +330,8 @@ func (s *Store) InPlatformTx(ctx context.Context, fn func(context.Context, store
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
+	// Even a failed commit may have changed the directory.
+	defer s.tenantRefs.Invalidate()
 	return inTx(ctx, s.platform, func(tx *sql.Tx) error {
 		return fn(ctx, &platformTx{tx: tx})
 	})
@@ -390,7 +397,8 @@ func (s *Store) ResolveTenant(ctx context.Context, slug string) (store.TenantRef
 	return ref, nil
 }
 
-// ResolveTenantID returns the directory entry of the organization with id.
+// ResolveTenantID returns the directory entry of the organization with id,
+// remembered for up to store.TenantRefLifetime (see store.TenantRefs).
 func (s *Store) ResolveTenantID(ctx context.Context, id string) (store.TenantRef, error) {
 	if err := store.CheckTenantID(id); err != nil {
 		return store.TenantRef{}, err
@@ -398,6 +406,10 @@ func (s *Store) ResolveTenantID(ctx context.Context, id string) (store.TenantRef
 	if err := s.checkOpen(); err != nil {
 		return store.TenantRef{}, err
 	}
+	return s.tenantRefs.Resolve(ctx, id, s.readTenantID)
+}
+
+func (s *Store) readTenantID(ctx context.Context, id string) (store.TenantRef, error) {
 	var ref store.TenantRef
 	var status string
 	err := s.platformRead.QueryRowContext(ctx, `SELECT id, slug, status FROM tenants WHERE id = ?`, id).Scan(&ref.ID, &ref.Slug, &status)

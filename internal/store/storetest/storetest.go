@@ -206,6 +206,48 @@ func testResolve(t *testing.T, h Harness) {
 	wantErr(t, "malformed id", err, store.ErrInvalid)
 	_, err = b.ResolveTenant(ctx(t), "a' OR '1'='1")
 	wantErr(t, "injection slug", err, store.ErrInvalid)
+
+	// The store remembers entries by id (store.TenantRefs): a status it
+	// changes itself is seen at once, even just after a read.
+	setStatus := func(status store.TenantStatus) {
+		t.Helper()
+		if _, err := b.ResolveTenantID(ctx(t), acme.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.InPlatformTx(ctx(t), func(ctx context.Context, tx store.PlatformTx) error {
+			return tx.SetTenantStatus(ctx, acme.ID, status)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := b.ResolveTenantID(ctx(t), acme.ID); err != nil || got.Status != status {
+			t.Fatalf("ResolveTenantID right after setting %s = %+v, %v", status, got, err)
+		}
+	}
+	setStatus(store.TenantSuspended)
+	setStatus(store.TenantActive)
+
+	// A change made elsewhere (another process or replica) is seen within
+	// store.TenantRefLifetime.
+	if _, err := b.ResolveTenantID(ctx(t), acme.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := h.RawPlatformExec(ctx(t), b, `UPDATE tenants SET status = 'suspended' WHERE slug = 'acme'`); err != nil || n != 1 {
+		t.Fatalf("suspend acme elsewhere: %d rows, %v", n, err)
+	}
+	deadline := time.Now().Add(store.TenantRefLifetime + time.Second)
+	for {
+		got, err := b.ResolveTenantID(ctx(t), acme.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status == store.TenantSuspended {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a suspension made elsewhere not seen after %v: %+v", store.TenantRefLifetime+time.Second, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func testSettings(t *testing.T, h Harness) {
