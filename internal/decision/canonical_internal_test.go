@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/agentsigna/agentsigna/internal/signing"
 )
@@ -44,4 +45,88 @@ func TestCanonicalShortcuts(t *testing.T) {
 			t.Errorf("action digest %s, ActionDigest says %s", got, digest)
 		}
 	}
+}
+
+// The decision record written directly is exactly what canonicalizing its
+// JSON gives, for every member and the strings RFC 8785 escapes; a member
+// added to the struct but not to canonical fails here.
+func TestDecisionRecordCanonical(t *testing.T) {
+	at := time.Date(2026, 11, 27, 9, 30, 15, 123456789, time.UTC)
+	full := decisionRecord{
+		DecisionID: "dec_aaaaaaaaaaaaaaaaaaaaaaaaaa", AgentID: "agt_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+		Action:       json.RawMessage(`{"amount":{"currency":"EUR","value":"1250.00"},"params":{"a":[1.5,"é"],"z":1},"type":"payment.send"}`),
+		ActionSHA256: "Yg3o0YjsQbG-ZGWLrW5BFlm2m9wEKQ1zJtdF1YpfBxA",
+		Reason:       "quote \" backslash \\ tab \t line\r\n <&> \u2028 \u007f \u0001 é 😀",
+		Outcome:      Escalate, Reasons: []string{"amount_over_limit", "new_counterparty <&>"}, ApprovalsRequired: 2,
+		Policy: PolicyRevisions{BaseRevision: "base-1", TenantRevision: "acme-7", TenantBundleSHA256: "c2hh"},
+		Time:   at,
+	}
+	for name, r := range map[string]decisionRecord{
+		"every member": full,
+		"no tenant policy": func() decisionRecord {
+			r := full
+			r.Policy = PolicyRevisions{BaseRevision: "base-1"}
+			return r
+		}(),
+		"allow, nothing optional": func() decisionRecord {
+			r := full
+			r.Action, r.Reason, r.Outcome, r.Reasons, r.ApprovalsRequired = json.RawMessage(`{"type":"payment.send"}`), "", Allow, []string{}, 0
+			return r
+		}(),
+		"nil reasons": func() decisionRecord {
+			r := full
+			r.Reasons = nil
+			return r
+		}(),
+		"time in another zone": func() decisionRecord {
+			r := full
+			r.Time = at.In(time.FixedZone("x", 3600)).Truncate(time.Second)
+			return r
+		}(),
+	} {
+		want, err := canonicalJSON(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.canonical()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
+		}
+	}
+	bad := full
+	bad.Reason = "not UTF-8 \xff"
+	if _, err := bad.canonical(); err == nil {
+		t.Error("a record holding invalid UTF-8 was written")
+	}
+}
+
+// BenchmarkDecisionRecord compares the record written directly with the
+// record marshalled and canonicalized.
+func BenchmarkDecisionRecord(b *testing.B) {
+	r := decisionRecord{
+		DecisionID: "dec_aaaaaaaaaaaaaaaaaaaaaaaaaa", AgentID: "agt_bbbbbbbbbbbbbbbbbbbbbbbbbb",
+		Action:       json.RawMessage(`{"amount":{"currency":"EUR","value":"1250.00"},"counterparty":"cp_cccccccccccccccccccccccccc","resource":"invoice:INV-1","type":"payment.send"}`),
+		ActionSHA256: "Yg3o0YjsQbG-ZGWLrW5BFlm2m9wEKQ1zJtdF1YpfBxA", Reason: "pay invoice INV-1",
+		Outcome: Allow, Reasons: []string{}, Policy: PolicyRevisions{BaseRevision: "base-1", TenantRevision: "acme-7", TenantBundleSHA256: "c2hh"},
+		Time: time.Now().UTC(),
+	}
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := r.canonical(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("marshal+canonicalize", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := canonicalJSON(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

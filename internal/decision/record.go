@@ -42,11 +42,11 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	// v.action is canonical, and one object without duplicate names
 	// (parseParams refuses them in params; the rest is a Go struct).
 	actionSHA := signing.CanonicalActionDigest(v.action)
-	rec, err := canonicalJSON(decisionRecord{
+	rec, err := (&decisionRecord{
 		DecisionID: decisionID, AgentID: g.agent.ID, Action: v.action, ActionSHA256: actionSHA,
 		Reason: v.Reason, Outcome: ev.Outcome, Reasons: reasons, ApprovalsRequired: approvals,
 		Policy: ev.Policy, Time: now,
-	})
+	}).canonical()
 	if err != nil {
 		return Response{}, false, fmt.Errorf("decision: encode the decision record: %w", err)
 	}
