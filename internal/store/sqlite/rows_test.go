@@ -18,6 +18,10 @@ func TestInsertRowsChunks(t *testing.T) {
 	if _, err := db.Exec(`CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
+	// A first transaction caches BEGIN and COMMIT (cachingConn.BeginTx).
+	if err := inTx(ctx, db, func(*sql.Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
 	before := cachedQueries(t, db)
 	next := 0
 	sizes := []int{0, 255, 256, 257, 600}

@@ -262,7 +262,7 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages i
 	} else {
 		params = append(params, "_txlock=immediate", fmt.Sprintf("_pragma=wal_autocheckpoint(%d)", walPages))
 	}
-	connector, err := newCachingConnector(path+"?"+strings.Join(params, "&"), s.busyTimeout)
+	connector, err := newCachingConnector(path+"?"+strings.Join(params, "&"), s.busyTimeout, !readOnly)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sqlite: %v", store.ErrUnavailable, err)
 	}

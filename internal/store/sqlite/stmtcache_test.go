@@ -16,7 +16,7 @@ import (
 // connection as the store uses.
 func openCaching(t *testing.T) *sql.DB {
 	t.Helper()
-	c, err := newCachingConnector(filepath.Join(t.TempDir(), "t.db")+"?_pragma=journal_mode(WAL)", time.Second)
+	c, err := newCachingConnector(filepath.Join(t.TempDir(), "t.db")+"?_pragma=journal_mode(WAL)", time.Second, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,5 +222,100 @@ func TestSavepointAfterTheTransactionRolledBack(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("%d rows committed from a transaction SQLite rolled back", n)
+	}
+}
+
+// openCachingAt opens path through the caching connector, one connection,
+// write transactions immediate unless readOnly.
+func openCachingAt(t *testing.T, path string, readOnly bool) *sql.DB {
+	t.Helper()
+	c, err := newCachingConnector(path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(50)&_pragma=foreign_keys(1)", time.Second, !readOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// The connection's own BEGIN, COMMIT and ROLLBACK (cachingConn.BeginTx)
+// behave as the driver's: a write transaction holds the write lock from
+// BEGIN, a read-only one takes none, and a COMMIT that fails leaves the
+// connection out of the transaction, its writes undone.
+func TestStmtCacheTransactions(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "t.db")
+	a, b := openCachingAt(t, path, false), openCachingAt(t, path, false)
+	if _, err := a.ExecContext(ctx, `CREATE TABLE parent (id INTEGER PRIMARY KEY);
+		CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)`); err != nil {
+		t.Fatal(err)
+	}
+
+	// BEGIN IMMEDIATE: b cannot begin while a's empty transaction is open.
+	ta, err := a.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.BeginTx(ctx, nil); !isBusy(err) {
+		t.Fatalf("a second writer began while the first held its transaction: %v", err)
+	}
+	// A read-only transaction begins beside it, and reads.
+	tr, err := b.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("a read-only transaction beside a writer: %v", err)
+	}
+	var n int
+	if err := tr.QueryRowContext(ctx, `SELECT count(*) FROM parent`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("read beside the writer: %d, %v", n, err)
+	}
+	if err := tr.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ta.ExecContext(ctx, `INSERT INTO parent (id) VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A COMMIT refused by a deferred foreign key: the writes are undone and
+	// the connection begins again.
+	tx, err := a.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO child (id, parent) VALUES (1, 99)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err == nil {
+		t.Fatal("a COMMIT breaking a deferred foreign key succeeded")
+	}
+	if err := a.QueryRowContext(ctx, `SELECT count(*) FROM child`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("after the failed COMMIT: %d child rows, %v", n, err)
+	}
+	// b can take the write lock: a's connection is out of its transaction.
+	if _, err := b.ExecContext(ctx, `INSERT INTO parent (id) VALUES (2)`); err != nil {
+		t.Fatalf("another writer after the failed COMMIT: %v", err)
+	}
+	if err := inTx(ctx, a, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO child (id, parent) VALUES (2, 2)`)
+		return err
+	}); err != nil {
+		t.Fatalf("a transaction after the failed COMMIT: %v", err)
+	}
+	// Rollback undoes.
+	tx, err = a.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO parent (id) VALUES (3)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.QueryRowContext(ctx, `SELECT count(*) FROM parent`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("after a rollback: %d parents, %v", n, err)
 	}
 }
