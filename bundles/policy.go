@@ -214,6 +214,9 @@ func NewInput(doc map[string]any) (Input, error) {
 	return Input{value: v}, nil
 }
 
+// InputOf is NewInput for a document already in OPA's representation.
+func InputOf(v ast.Value) Input { return Input{value: v} }
+
 // Verdict is what one policy said about one input (DESIGN §3): allow (the
 // organization's only), deny and escalate reasons (sorted, without
 // duplicates), and the approvals it requires.

@@ -124,7 +124,8 @@ func (e *Evaluator) EvaluateWith(ctx context.Context, tenant *bundles.Policy, in
 		ev.Policy.TenantRevision = tenant.Revision()
 		ev.Policy.TenantBundleSHA256 = tenant.Digest()
 	}
-	pin, err := bundles.NewInput(in.Document())
+	value, err := in.value()
+	pin := bundles.InputOf(value)
 	if err != nil {
 		ev.Base = failed(err)
 		ev.Errors = append(ev.Errors, "input: "+err.Error())

@@ -2,6 +2,8 @@ package decision
 
 import (
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Input is the policy input, what Rego sees as `input` (DESIGN §3 "Policy
@@ -65,9 +67,9 @@ type Tenant struct {
 	Slug string `json:"slug"`
 }
 
-// Document returns the input as the JSON document Rego sees, built directly
-// from Go values (the policy engine converts maps, slices and scalars
-// without a JSON round trip). Times are RFC 3339 in UTC.
+// Document returns the input as the JSON document Rego sees. Times are
+// RFC 3339 in UTC. The evaluator builds the same document as OPA's value
+// directly (value); the load harness sends this one to opa run.
 func (in *Input) Document() map[string]any {
 	action := map[string]any{"type": in.Action.Type}
 	if in.Action.Resource != "" {
@@ -113,3 +115,89 @@ func (in *Input) Document() map[string]any {
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// inputTerms are the input's member names, and the words its enumerations
+// take: one shared term each, not one per request. Terms are not changed
+// once built (OPA shares its interned ones the same way).
+var inputTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, s := range []string{
+		"action", "type", "resource", "counterparty", "amount", "value", "currency", "params",
+		"reason", "agent", "id", "name", "sponsor", "risk_tier", "status", "created_at",
+		"stats", "decisions_1h", "denials_1h", "decisions_24h", "tenant", "slug", "time",
+		"payments_count", "low", "medium", "high", "critical", "active", "suspended",
+		"revoked", "new", "verified", "blocked",
+	} {
+		m[s] = ast.StringTerm(s)
+	}
+	return m
+}()
+
+// term is s's shared term, or a new one.
+func term(s string) *ast.Term {
+	if t, ok := inputTerms[s]; ok {
+		return t
+	}
+	return ast.StringTerm(s)
+}
+
+// value is Document as the policy engine's value, built directly: half the
+// time and allocations of converting Document's maps (BenchmarkInputValue).
+// TestInputValueIsDocument holds it to ast.InterfaceToValue(Document()).
+func (in *Input) value() (ast.Value, error) {
+	str := term
+	action := make([][2]*ast.Term, 0, 5)
+	action = append(action, ast.Item(str("type"), ast.StringTerm(in.Action.Type)))
+	if in.Action.Resource != "" {
+		action = append(action, ast.Item(str("resource"), ast.StringTerm(in.Action.Resource)))
+	}
+	if in.Action.Counterparty != "" {
+		action = append(action, ast.Item(str("counterparty"), ast.StringTerm(in.Action.Counterparty)))
+	}
+	if a := in.Action.Amount; a != nil {
+		action = append(action, ast.Item(str("amount"), ast.ObjectTerm(
+			ast.Item(str("value"), ast.StringTerm(a.Value)),
+			ast.Item(str("currency"), str(a.Currency)),
+		)))
+	}
+	if in.Action.Params != nil {
+		params, err := ast.InterfaceToValue(in.Action.Params)
+		if err != nil {
+			return nil, err
+		}
+		action = append(action, ast.Item(str("params"), ast.NewTerm(params)))
+	}
+	a := &in.Agent
+	doc := make([][2]*ast.Term, 0, 6)
+	doc = append(doc,
+		ast.Item(str("action"), ast.ObjectTerm(action...)),
+		ast.Item(str("reason"), ast.StringTerm(in.Reason)),
+		ast.Item(str("agent"), ast.ObjectTerm(
+			ast.Item(str("id"), ast.StringTerm(a.ID)),
+			ast.Item(str("name"), ast.StringTerm(a.Name)),
+			ast.Item(str("sponsor"), ast.StringTerm(a.Sponsor)),
+			ast.Item(str("risk_tier"), str(a.RiskTier)),
+			ast.Item(str("status"), str(a.Status)),
+			ast.Item(str("created_at"), ast.StringTerm(rfc3339(a.CreatedAt))),
+			ast.Item(str("stats"), ast.ObjectTerm(
+				ast.Item(str("decisions_1h"), ast.InternedTerm(a.Stats.Decisions1h)),
+				ast.Item(str("denials_1h"), ast.InternedTerm(a.Stats.Denials1h)),
+				ast.Item(str("decisions_24h"), ast.InternedTerm(a.Stats.Decisions24h)),
+			)),
+		)),
+		ast.Item(str("tenant"), ast.ObjectTerm(
+			ast.Item(str("id"), ast.StringTerm(in.Tenant.ID)),
+			ast.Item(str("slug"), ast.StringTerm(in.Tenant.Slug)),
+		)),
+		ast.Item(str("time"), ast.StringTerm(rfc3339(in.Time))),
+	)
+	if c := in.Counterparty; c != nil {
+		doc = append(doc, ast.Item(str("counterparty"), ast.ObjectTerm(
+			ast.Item(str("id"), ast.StringTerm(c.ID)),
+			ast.Item(str("status"), str(c.Status)),
+			ast.Item(str("created_at"), ast.StringTerm(rfc3339(c.CreatedAt))),
+			ast.Item(str("payments_count"), ast.InternedTerm(c.PaymentsCount)),
+		)))
+	}
+	return ast.NewObject(doc...), nil
+}
