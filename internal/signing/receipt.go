@@ -252,7 +252,8 @@ func (s *ReceiptSigner) Sign(c ReceiptClaims) (string, error) {
 	if err := c.check(); err != nil {
 		return "", err
 	}
-	payload, err := json.Marshal(c)
+	// MarshalJSON itself: json.Marshal would scan its output again.
+	payload, err := c.MarshalJSON()
 	if err != nil {
 		return "", fmt.Errorf("signing: encode receipt: %w", err)
 	}
