@@ -21,10 +21,11 @@ const maxTenantRefs = 4096
 // names, and whether it is active.
 //
 // An entry is remembered for at most its lifetime from the moment its
-// read began. A store calls Invalidate after each platform transaction
-// ends, whether it committed or not: what was remembered is forgotten,
-// and a read that was in flight meanwhile is not remembered, as it may
-// have seen the directory before the change. A failed read (an unknown
+// read began. A store calls Invalidate after each of its platform
+// transactions that changed an organization's status ends, whether it
+// committed or not: what was remembered is forgotten, and a read that was
+// in flight meanwhile is not remembered, as it may have seen the directory
+// before the change. (An organization's id and slug never change.) A failed read (an unknown
 // organization among them) is never remembered.
 type TenantRefs struct {
 	lifetime time.Duration

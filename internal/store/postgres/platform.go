@@ -11,7 +11,13 @@ import (
 )
 
 // platformTx runs as the platform role: tenants table only.
-type platformTx struct{ tx pgx.Tx }
+type platformTx struct {
+	tx pgx.Tx
+	// tenantsChanged: SetTenantStatus ran (successfully or not), so the
+	// store's remembered directory entries are forgotten when the
+	// transaction ends.
+	tenantsChanged bool
+}
 
 var platformScope = logScope{prefix: "platform_"}
 
@@ -84,6 +90,7 @@ func (p *platformTx) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 }
 
 func (p *platformTx) SetTenantStatus(ctx context.Context, id string, status store.TenantStatus) error {
+	p.tenantsChanged = true
 	if err := store.CheckTenantID(id); err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -46,9 +47,11 @@ type Store struct {
 	tenant   *pgxpool.Pool
 	platform *pgxpool.Pool
 	log      *slog.Logger
-	// tenantRefs remembers ResolveTenantID's answers; InPlatformTx
-	// invalidates it.
+	// tenantRefs remembers ResolveTenantID's answers; a platform
+	// transaction that changed a tenant's status invalidates it.
 	tenantRefs *store.TenantRefs
+	// closed: Close was called; the remembered answers are not given out.
+	closed atomic.Bool
 }
 
 var _ store.Backend = (*Store)(nil)
@@ -276,6 +279,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes both pools, waiting for connections in use.
 func (s *Store) Close() error {
+	s.closed.Store(true)
 	s.tenant.Close()
 	s.platform.Close()
 	return nil
@@ -333,10 +337,16 @@ func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOpti
 
 // InPlatformTx runs fn as the platform role.
 func (s *Store) InPlatformTx(ctx context.Context, fn func(context.Context, store.PlatformTx) error) error {
-	// Even a failed commit may have changed the directory.
-	defer s.tenantRefs.Invalidate()
+	p := &platformTx{}
+	defer func() {
+		// Even a failed commit may have changed the directory.
+		if p.tenantsChanged {
+			s.tenantRefs.Invalidate()
+		}
+	}()
 	return inTx(ctx, s.platform, writeTx, func(tx pgx.Tx) error {
-		return fn(ctx, &platformTx{tx: tx})
+		p.tx = tx
+		return fn(ctx, p)
 	})
 }
 
@@ -369,6 +379,9 @@ func (s *Store) ResolveTenant(ctx context.Context, slug string) (store.TenantRef
 func (s *Store) ResolveTenantID(ctx context.Context, id string) (store.TenantRef, error) {
 	if err := store.CheckTenantID(id); err != nil {
 		return store.TenantRef{}, err
+	}
+	if s.closed.Load() {
+		return store.TenantRef{}, fmt.Errorf("%w: postgres: the store is closed", store.ErrUnavailable)
 	}
 	return s.tenantRefs.Resolve(ctx, id, s.readTenantID)
 }

@@ -10,7 +10,13 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
-type platformTx struct{ tx *sql.Tx }
+type platformTx struct {
+	tx *sql.Tx
+	// tenantsChanged: SetTenantStatus ran (successfully or not), so the
+	// store's remembered directory entries are forgotten when the
+	// transaction ends.
+	tenantsChanged bool
+}
 
 var platformScope = logScope{prefix: "platform_"}
 
@@ -83,6 +89,7 @@ func (p *platformTx) ListTenants(ctx context.Context) ([]store.Tenant, error) {
 }
 
 func (p *platformTx) SetTenantStatus(ctx context.Context, id string, status store.TenantStatus) error {
+	p.tenantsChanged = true
 	if err := store.CheckTenantID(id); err != nil {
 		return err
 	}

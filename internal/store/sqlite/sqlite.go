@@ -54,8 +54,8 @@ type Store struct {
 	// lookups every agent request makes (ResolveTenantID) do not queue
 	// behind the platform log's batches.
 	platformRead *sql.DB
-	// tenantRefs remembers ResolveTenantID's answers; InPlatformTx
-	// invalidates it.
+	// tenantRefs remembers ResolveTenantID's answers; a platform
+	// transaction that changed a tenant's status invalidates it.
 	tenantRefs *store.TenantRefs
 
 	mu      sync.Mutex
@@ -330,10 +330,16 @@ func (s *Store) InPlatformTx(ctx context.Context, fn func(context.Context, store
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
-	// Even a failed commit may have changed the directory.
-	defer s.tenantRefs.Invalidate()
+	p := &platformTx{}
+	defer func() {
+		// Even a failed commit may have changed the directory.
+		if p.tenantsChanged {
+			s.tenantRefs.Invalidate()
+		}
+	}()
 	return inTx(ctx, s.platform, func(tx *sql.Tx) error {
-		return fn(ctx, &platformTx{tx: tx})
+		p.tx = tx
+		return fn(ctx, p)
 	})
 }
 

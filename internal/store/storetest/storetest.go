@@ -1409,10 +1409,16 @@ func testConcurrent(t *testing.T, h Harness) {
 func testClosed(t *testing.T, h Harness) {
 	b := h.New(t)
 	acme := CreateTenant(t, b, "acme")
+	// Remembered (store.TenantRefs), yet not given out once closed.
+	if _, err := b.ResolveTenantID(ctx(t), acme.ID); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	c := ctx(t)
+	_, err0 := b.ResolveTenantID(c, acme.ID)
+	wantErr(t, "ResolveTenantID after Close", err0, store.ErrUnavailable)
 	err := b.InTenantTx(c, acme.ID, func(context.Context, store.TenantTx) error { return nil })
 	wantErr(t, "InTenantTx after Close", err, store.ErrUnavailable)
 	err = b.InPlatformTx(c, func(context.Context, store.PlatformTx) error { return nil })
