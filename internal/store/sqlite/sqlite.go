@@ -260,7 +260,10 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages i
 		params = append(params, "_pragma=query_only(1)")
 		conns = maxReaders
 	} else {
-		params = append(params, "_txlock=immediate", fmt.Sprintf("_pragma=wal_autocheckpoint(%d)", walPages))
+		// Write transactions take the write lock at BEGIN (BEGIN
+		// IMMEDIATE): cachingConn.BeginTx, told so below, not the
+		// driver's _txlock, which it bypasses.
+		params = append(params, fmt.Sprintf("_pragma=wal_autocheckpoint(%d)", walPages))
 	}
 	connector, err := newCachingConnector(path+"?"+strings.Join(params, "&"), s.busyTimeout, !readOnly)
 	if err != nil {

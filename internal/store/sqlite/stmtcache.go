@@ -36,7 +36,8 @@ type cachingConnector struct {
 	immediate bool
 }
 
-// immediate: dsn has _txlock=immediate (see cachingConn.BeginTx).
+// immediate: write transactions begin with BEGIN IMMEDIATE (see
+// cachingConn.BeginTx; the driver's _txlock is not used).
 func newCachingConnector(dsn string, busyTimeout time.Duration, immediate bool) (driver.Connector, error) {
 	c, err := sqlite.NewConnector(dsn)
 	if err != nil {
@@ -112,7 +113,7 @@ type cachingConn struct {
 	sqliteConn
 	stmts map[string]*cachedStmt
 	// immediate: the connection's write transactions take the write lock
-	// at BEGIN (the DSN's _txlock=immediate).
+	// at BEGIN.
 	immediate bool
 }
 
@@ -178,9 +179,9 @@ func detach(ctx context.Context) (context.Context, error) {
 // BeginTx begins a transaction with the connection's own prepared BEGIN,
 // as modernc's BeginTx would but without preparing BEGIN and COMMIT again
 // for every transaction (2% of the decision path's CPU under load): BEGIN
-// IMMEDIATE on a connection opened with _txlock=immediate unless the
-// transaction is read-only, BEGIN otherwise. SQLite has no isolation
-// levels to choose; modernc ignores them too.
+// IMMEDIATE on a writing connection (newCachingConnector's immediate)
+// unless the transaction is read-only, BEGIN otherwise. SQLite has no
+// isolation levels to choose; modernc ignores them too.
 func (c *cachingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	ctx, err := detach(ctx)
 	if err != nil {
@@ -200,9 +201,12 @@ func (c *cachingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (drive
 type cachedTx struct{ c *cachingConn }
 
 // Commit commits. A COMMIT that fails may leave the transaction open (a
-// lock it waited for in vain); database/sql expects the connection to be
-// out of it after Commit, so it is rolled back then, as modernc's Commit
-// does; the ROLLBACK's own error (none active) is not the caller's.
+// lock it waited for in vain, a deferred constraint); database/sql expects
+// the connection to be out of it after Commit, so a ROLLBACK follows every
+// failed COMMIT. Where SQLite had already rolled back (an I/O error), that
+// ROLLBACK fails with no transaction active, and its error is not the
+// caller's. modernc's Commit asks sqlite3_get_autocommit first, to the
+// same end.
 func (t cachedTx) Commit() error {
 	_, err := t.c.ExecContext(context.Background(), "COMMIT", nil)
 	if err != nil {
