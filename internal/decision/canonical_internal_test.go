@@ -17,6 +17,9 @@ func TestCanonicalShortcuts(t *testing.T) {
 		`{"action":{"type":"payment.send","resource":"invoice:INV-1","counterparty":"cp_aaaaaaaaaaaaaaaaaaaaaaaaaa","amount":{"value":"1250.00","currency":"EUR"},"params":{"z":1,"a":[1.50,"\u00e9",{"y":null,"b":true}],"po":"PO-77"}},"reason":"pay it"}`,
 		`{"action":{"type":"grant.access","params":{"e":1e3,"unicode":"\ud83d\ude00 <&> \u2028 control \u0001"}},"reason":"quote \" backslash \\ tab \t line\r\n \u00e9"}`,
 		`{"action":{"type":"vendor.update_bank"},"reason":""}`,
+		`{"action":{"type":"payment.send","amount":{"currency":"JPY","value":"0"},"params":{}}}`,
+		`{"action":{"type":"payment.send","resource":"a\tb\r\n \"q\" \\ <&> \u2028 é","counterparty":"cp_aaaaaaaaaaaaaaaaaaaaaaaaaa"}}`,
+		`{"action":{"type":"grant.access","params":{"b":{"z":[1e-7,-0,1.5e300,0.1]},"a":"\u00e9\ud83d\ude00"}}}`,
 	} {
 		var r DecisionRequest
 		if err := json.Unmarshal([]byte(body), &r); err != nil {
@@ -25,6 +28,13 @@ func TestCanonicalShortcuts(t *testing.T) {
 		v, err := r.validate()
 		if err != nil {
 			t.Fatalf("%s: %v", body, err)
+		}
+		action, err := canonicalJSON(r.Action)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(v.action, action) {
+			t.Errorf("canonical action\n got %s\nwant %s", v.action, action)
 		}
 		whole, err := canonicalJSON(r)
 		if err != nil {
@@ -125,6 +135,31 @@ func BenchmarkDecisionRecord(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := canonicalJSON(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkCanonicalAction compares the action written directly with the
+// action marshalled and canonicalized.
+func BenchmarkCanonicalAction(b *testing.B) {
+	a := RequestAction{
+		Type: "payment.send", Resource: "invoice:INV-1", Counterparty: "cp_cccccccccccccccccccccccccc",
+		Amount: &Amount{Value: "1250.00", Currency: "EUR"}, Params: json.RawMessage(`{"po":"PO-77"}`),
+	}
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := canonicalAction(&a); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("marshal+canonicalize", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := canonicalJSON(a); err != nil {
 				b.Fatal(err)
 			}
 		}
