@@ -145,19 +145,18 @@ func term(s string) *ast.Term {
 // time and allocations of converting Document's maps (BenchmarkInputValue).
 // TestInputValueIsDocument holds it to ast.InterfaceToValue(Document()).
 func (in *Input) value() (ast.Value, error) {
-	str := term
 	action := make([][2]*ast.Term, 0, 5)
-	action = append(action, ast.Item(str("type"), ast.StringTerm(in.Action.Type)))
+	action = append(action, ast.Item(term("type"), ast.StringTerm(in.Action.Type)))
 	if in.Action.Resource != "" {
-		action = append(action, ast.Item(str("resource"), ast.StringTerm(in.Action.Resource)))
+		action = append(action, ast.Item(term("resource"), ast.StringTerm(in.Action.Resource)))
 	}
 	if in.Action.Counterparty != "" {
-		action = append(action, ast.Item(str("counterparty"), ast.StringTerm(in.Action.Counterparty)))
+		action = append(action, ast.Item(term("counterparty"), ast.StringTerm(in.Action.Counterparty)))
 	}
 	if a := in.Action.Amount; a != nil {
-		action = append(action, ast.Item(str("amount"), ast.ObjectTerm(
-			ast.Item(str("value"), ast.StringTerm(a.Value)),
-			ast.Item(str("currency"), str(a.Currency)),
+		action = append(action, ast.Item(term("amount"), ast.ObjectTerm(
+			ast.Item(term("value"), ast.StringTerm(a.Value)),
+			ast.Item(term("currency"), term(a.Currency)),
 		)))
 	}
 	if in.Action.Params != nil {
@@ -165,38 +164,38 @@ func (in *Input) value() (ast.Value, error) {
 		if err != nil {
 			return nil, err
 		}
-		action = append(action, ast.Item(str("params"), ast.NewTerm(params)))
+		action = append(action, ast.Item(term("params"), ast.NewTerm(params)))
 	}
 	a := &in.Agent
 	doc := make([][2]*ast.Term, 0, 6)
 	doc = append(doc,
-		ast.Item(str("action"), ast.ObjectTerm(action...)),
-		ast.Item(str("reason"), ast.StringTerm(in.Reason)),
-		ast.Item(str("agent"), ast.ObjectTerm(
-			ast.Item(str("id"), ast.StringTerm(a.ID)),
-			ast.Item(str("name"), ast.StringTerm(a.Name)),
-			ast.Item(str("sponsor"), ast.StringTerm(a.Sponsor)),
-			ast.Item(str("risk_tier"), str(a.RiskTier)),
-			ast.Item(str("status"), str(a.Status)),
-			ast.Item(str("created_at"), ast.StringTerm(rfc3339(a.CreatedAt))),
-			ast.Item(str("stats"), ast.ObjectTerm(
-				ast.Item(str("decisions_1h"), ast.InternedTerm(a.Stats.Decisions1h)),
-				ast.Item(str("denials_1h"), ast.InternedTerm(a.Stats.Denials1h)),
-				ast.Item(str("decisions_24h"), ast.InternedTerm(a.Stats.Decisions24h)),
+		ast.Item(term("action"), ast.ObjectTerm(action...)),
+		ast.Item(term("reason"), ast.StringTerm(in.Reason)),
+		ast.Item(term("agent"), ast.ObjectTerm(
+			ast.Item(term("id"), ast.StringTerm(a.ID)),
+			ast.Item(term("name"), ast.StringTerm(a.Name)),
+			ast.Item(term("sponsor"), ast.StringTerm(a.Sponsor)),
+			ast.Item(term("risk_tier"), term(a.RiskTier)),
+			ast.Item(term("status"), term(a.Status)),
+			ast.Item(term("created_at"), ast.StringTerm(rfc3339(a.CreatedAt))),
+			ast.Item(term("stats"), ast.ObjectTerm(
+				ast.Item(term("decisions_1h"), ast.InternedTerm(a.Stats.Decisions1h)),
+				ast.Item(term("denials_1h"), ast.InternedTerm(a.Stats.Denials1h)),
+				ast.Item(term("decisions_24h"), ast.InternedTerm(a.Stats.Decisions24h)),
 			)),
 		)),
-		ast.Item(str("tenant"), ast.ObjectTerm(
-			ast.Item(str("id"), ast.StringTerm(in.Tenant.ID)),
-			ast.Item(str("slug"), ast.StringTerm(in.Tenant.Slug)),
+		ast.Item(term("tenant"), ast.ObjectTerm(
+			ast.Item(term("id"), ast.StringTerm(in.Tenant.ID)),
+			ast.Item(term("slug"), ast.StringTerm(in.Tenant.Slug)),
 		)),
-		ast.Item(str("time"), ast.StringTerm(rfc3339(in.Time))),
+		ast.Item(term("time"), ast.StringTerm(rfc3339(in.Time))),
 	)
 	if c := in.Counterparty; c != nil {
-		doc = append(doc, ast.Item(str("counterparty"), ast.ObjectTerm(
-			ast.Item(str("id"), ast.StringTerm(c.ID)),
-			ast.Item(str("status"), str(c.Status)),
-			ast.Item(str("created_at"), ast.StringTerm(rfc3339(c.CreatedAt))),
-			ast.Item(str("payments_count"), ast.InternedTerm(c.PaymentsCount)),
+		doc = append(doc, ast.Item(term("counterparty"), ast.ObjectTerm(
+			ast.Item(term("id"), ast.StringTerm(c.ID)),
+			ast.Item(term("status"), term(c.Status)),
+			ast.Item(term("created_at"), ast.StringTerm(rfc3339(c.CreatedAt))),
+			ast.Item(term("payments_count"), ast.InternedTerm(c.PaymentsCount)),
 		)))
 	}
 	return ast.NewObject(doc...), nil
