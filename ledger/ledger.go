@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"sync"
 	"time"
 
@@ -29,8 +28,6 @@ const (
 	MaxSubject = 1024
 	MaxRecord  = 1 << 20
 )
-
-var kindPattern = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
 
 // Config configures a Ledger. Defaults fill zero values.
 type Config struct {
@@ -167,7 +164,7 @@ type Entry struct {
 }
 
 func (e Entry) check() error {
-	if len(e.Kind) == 0 || len(e.Kind) > 64 || !kindPattern.MatchString(e.Kind) {
+	if len(e.Kind) == 0 || len(e.Kind) > 64 || !store.IsDottedName(e.Kind, 1, 0) {
 		return fmt.Errorf("%w: ledger entry kind %q", store.ErrInvalid, e.Kind)
 	}
 	if len(e.Subject) > MaxSubject {

@@ -61,8 +61,6 @@ const (
 )
 
 var (
-	// actionTypePattern is DESIGN §3's action type.
-	actionTypePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){1,4}$`)
 	// amountPattern: amount.value is a non-negative decimal string — at
 	// most 15 integer digits without leading zeros, at most 6 decimals, a
 	// dot as separator, no sign, exponent or spaces. 15+6 digits stay exact
@@ -106,7 +104,7 @@ func (r *DecisionRequest) validate() (*validRequest, error) {
 	switch {
 	case a.Type == "":
 		return nil, invalid("action.type is required")
-	case len(a.Type) > MaxActionType || !actionTypePattern.MatchString(a.Type):
+	case len(a.Type) > MaxActionType || !store.IsDottedName(a.Type, 2, 5):
 		return nil, invalid("action.type must match ^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){1,4}$ and be at most %d bytes", MaxActionType)
 	}
 	if err := checkString("action.resource", a.Resource); err != nil {

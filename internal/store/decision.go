@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -281,9 +280,6 @@ const (
 	sha256Size     = 32
 )
 
-// actionTypePattern is DESIGN §3's action type.
-var actionTypePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){1,4}$`)
-
 // CheckOutcome reports ErrInvalid for an unknown outcome.
 func CheckOutcome(o Outcome) error {
 	switch o {
@@ -309,7 +305,7 @@ func CheckDecision(d Decision) error {
 	switch {
 	case len(d.Action) == 0 || len(d.Action) > MaxAction || !json.Valid([]byte(d.Action)):
 		return fmt.Errorf("%w: decision action must be 1-%d bytes of JSON", ErrInvalid, MaxAction)
-	case len(d.ActionType) > MaxActionType || !actionTypePattern.MatchString(d.ActionType):
+	case len(d.ActionType) > MaxActionType || !IsDottedName(d.ActionType, 2, 5):
 		return fmt.Errorf("%w: decision action type is malformed", ErrInvalid)
 	case len(d.Reason) > MaxReason || !utf8.ValidString(d.Reason) || strings.IndexByte(d.Reason, 0) >= 0:
 		return fmt.Errorf("%w: decision reason must be at most %d bytes of UTF-8 without U+0000", ErrInvalid, MaxReason)
