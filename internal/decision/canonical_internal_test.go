@@ -165,3 +165,27 @@ func BenchmarkCanonicalAction(b *testing.B) {
 		}
 	})
 }
+
+// canonicalObject's own edges, which the records do not reach: empty
+// objects, a nil list, and a string that is not UTF-8.
+func TestCanonicalObjectEdges(t *testing.T) {
+	o := newCanonicalObject(0)
+	if b, err := o.end(); err != nil || string(b) != `{}` {
+		t.Errorf("empty object: %s, %v", b, err)
+	}
+	o = newCanonicalObject(0)
+	o.open("a")
+	o.close()
+	o.strings("b", nil)
+	o.strings("c", []string{})
+	o.int("d", -7)
+	if b, err := o.end(); err != nil || string(b) != `{"a":{},"b":null,"c":[],"d":-7}` {
+		t.Errorf("edges: %s, %v", b, err)
+	}
+	o = newCanonicalObject(0)
+	o.strings("a", []string{"ok", "\xff"})
+	o.string("b", "fine")
+	if b, err := o.end(); err == nil {
+		t.Errorf("invalid UTF-8 written: %s", b)
+	}
+}

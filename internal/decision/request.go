@@ -3,7 +3,6 @@ package decision
 import (
 	"crypto/sha256"
 	"encoding/json"
-	"encoding/json/jsontext"
 	"errors"
 	"fmt"
 	"regexp"
@@ -198,51 +197,28 @@ func canonicalRequest(action json.RawMessage, reason string) ([]byte, error) {
 // only params, the agent's own JSON, canonicalized. TestCanonicalShortcuts
 // holds it to canonicalJSON(a).
 func canonicalAction(a *RequestAction) ([]byte, error) {
-	var quoteErr error // the first string that is not valid UTF-8
-	quote := func(b []byte, v string) []byte {
-		b, err := jsontext.AppendQuote(b, v)
-		if err != nil && quoteErr == nil {
-			quoteErr = err
-		}
-		return b
-	}
-	b := make([]byte, 0, 192+len(a.Params)+len(a.Resource))
-	sep := byte('{')
-	member := func(name string) {
-		b = append(b, sep, '"')
-		b = append(b, name...)
-		b = append(b, '"', ':')
-		sep = ','
-	}
+	o := newCanonicalObject(192 + len(a.Params) + len(a.Resource))
 	if m := a.Amount; m != nil {
-		member("amount")
-		b = append(b, `{"currency":`...)
-		b = quote(b, m.Currency)
-		b = append(b, `,"value":`...)
-		b = append(quote(b, m.Value), '}')
+		o.open("amount")
+		o.string("currency", m.Currency)
+		o.string("value", m.Value)
+		o.close()
 	}
 	if a.Counterparty != "" {
-		member("counterparty")
-		b = quote(b, a.Counterparty)
+		o.string("counterparty", a.Counterparty)
 	}
 	if len(a.Params) > 0 {
 		params, err := signing.Canonical(a.Params)
 		if err != nil {
 			return nil, err
 		}
-		member("params")
-		b = append(b, params...)
+		o.raw("params", params)
 	}
 	if a.Resource != "" {
-		member("resource")
-		b = quote(b, a.Resource)
+		o.string("resource", a.Resource)
 	}
-	member("type")
-	b = quote(b, a.Type)
-	if quoteErr != nil {
-		return nil, quoteErr
-	}
-	return append(b, '}'), nil
+	o.string("type", a.Type)
+	return o.end()
 }
 
 // canonicalJSON is the RFC 8785 form of v's JSON.
