@@ -16,7 +16,14 @@ import (
 // connection as the store uses.
 func openCaching(t *testing.T) *sql.DB {
 	t.Helper()
-	c, err := newCachingConnector(filepath.Join(t.TempDir(), "t.db")+"?_pragma=journal_mode(WAL)", time.Second, false)
+	return openCachingDSN(t, filepath.Join(t.TempDir(), "t.db")+"?_pragma=journal_mode(WAL)", false)
+}
+
+// openCachingDSN opens dsn through the caching connector, one connection,
+// write transactions immediate if so.
+func openCachingDSN(t *testing.T, dsn string, immediate bool) *sql.DB {
+	t.Helper()
+	c, err := newCachingConnector(dsn, time.Second, immediate)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,18 +232,11 @@ func TestSavepointAfterTheTransactionRolledBack(t *testing.T) {
 	}
 }
 
-// openCachingAt opens path through the caching connector, one connection,
-// write transactions immediate unless readOnly.
-func openCachingAt(t *testing.T, path string, readOnly bool) *sql.DB {
+// openWriterAt opens path through the caching connector as a store's
+// writing connection: one connection, write transactions immediate.
+func openWriterAt(t *testing.T, path string) *sql.DB {
 	t.Helper()
-	c, err := newCachingConnector(path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(50)&_pragma=foreign_keys(1)", time.Second, !readOnly)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(c)
-	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { _ = db.Close() })
-	return db
+	return openCachingDSN(t, path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(50)&_pragma=foreign_keys(1)", true)
 }
 
 // The connection's own BEGIN, COMMIT and ROLLBACK (cachingConn.BeginTx)
@@ -246,7 +246,7 @@ func openCachingAt(t *testing.T, path string, readOnly bool) *sql.DB {
 func TestStmtCacheTransactions(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "t.db")
-	a, b := openCachingAt(t, path, false), openCachingAt(t, path, false)
+	a, b := openWriterAt(t, path), openWriterAt(t, path)
 	if _, err := a.ExecContext(ctx, `CREATE TABLE parent (id INTEGER PRIMARY KEY);
 		CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)`); err != nil {
 		t.Fatal(err)
