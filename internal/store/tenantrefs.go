@@ -25,8 +25,8 @@ const maxTenantRefs = 4096
 // transactions that changed an organization's status ends, whether it
 // committed or not: what was remembered is forgotten, and a read that was
 // in flight meanwhile is not remembered, as it may have seen the directory
-// before the change. (An organization's id and slug never change.) A failed read (an unknown
-// organization among them) is never remembered.
+// before the change. (An organization's id and slug never change.) A
+// failed read, an unknown organization among them, is never remembered.
 type TenantRefs struct {
 	lifetime time.Duration
 	now      func() time.Time
