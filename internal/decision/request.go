@@ -176,18 +176,12 @@ func checkString(field, s string) error {
 // reason omitted when empty, as DecisionRequest marshals), the action
 // spliced in rather than parsed again.
 func canonicalRequest(action json.RawMessage, reason string) ([]byte, error) {
-	out := make([]byte, 0, len(action)+len(reason)+32)
-	out = append(out, `{"action":`...)
-	out = append(out, action...)
+	o := newCanonicalObject(len(action) + len(reason) + 32)
+	o.raw("action", action)
 	if reason != "" {
-		r, err := canonicalJSON(reason)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, `,"reason":`...)
-		out = append(out, r...)
+		o.string("reason", reason)
 	}
-	return append(out, '}'), nil
+	return o.end()
 }
 
 // canonicalAction is the RFC 8785 form of a's JSON, written directly
