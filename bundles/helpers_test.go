@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // entry is one tar entry of a hand-built archive: a header (Name,
@@ -140,7 +142,7 @@ func policyFrom(t testing.TB, files map[string]string) (*Policy, error) {
 // payment is a policy input for evaluation tests.
 func payment(t testing.TB) Input {
 	t.Helper()
-	in, err := NewInput(map[string]any{
+	in, err := inputOf(map[string]any{
 		"action": map[string]any{
 			"type":   "payment.send",
 			"amount": map[string]any{"value": "120.00", "currency": "EUR"},
@@ -154,4 +156,10 @@ func payment(t testing.TB) Input {
 		t.Fatal(err)
 	}
 	return in
+}
+
+// inputOf converts a policy input given as Go values.
+func inputOf(doc map[string]any) (Input, error) {
+	v, err := ast.InterfaceToValue(doc)
+	return NewInput(v), err
 }

@@ -94,7 +94,7 @@ func TestMemoMatchesEvaluation(t *testing.T) {
 		default:
 			doc["counterparty"] = map[string]any{"id": pick("cp_1", "cp_2"), "status": pick("new", "verified", "blocked")}
 		}
-		in, err := NewInput(doc)
+		in, err := inputOf(doc)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -204,18 +204,9 @@ type Input struct {
 	value ast.Value
 }
 
-// NewInput converts doc, a JSON document of Go values (map[string]any,
-// []any, string, bool, nil, json.Number and Go integers or floats).
-func NewInput(doc map[string]any) (Input, error) {
-	v, err := ast.InterfaceToValue(doc)
-	if err != nil {
-		return Input{}, fmt.Errorf("bundles: policy input: %w", err)
-	}
-	return Input{value: v}, nil
-}
-
-// InputOf is NewInput for a document already in OPA's representation.
-func InputOf(v ast.Value) Input { return Input{value: v} }
+// NewInput wraps a policy input already in OPA's representation (the
+// decision service builds it directly, without converting Go maps).
+func NewInput(v ast.Value) Input { return Input{value: v} }
 
 // Verdict is what one policy said about one input (DESIGN §3): allow (the
 // organization's only), deny and escalate reasons (sorted, without

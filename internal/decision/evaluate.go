@@ -125,7 +125,7 @@ func (e *Evaluator) EvaluateWith(ctx context.Context, tenant *bundles.Policy, in
 		ev.Policy.TenantBundleSHA256 = tenant.Digest()
 	}
 	value, err := in.value()
-	pin := bundles.InputOf(value)
+	pin := bundles.NewInput(value)
 	if err != nil {
 		ev.Base = failed(err)
 		ev.Errors = append(ev.Errors, "input: "+err.Error())
