@@ -184,6 +184,42 @@ func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Write
 	return nil
 }
 
+// rotateKey is the change of a key rotation: key is added and the agent's
+// other active keys retired at retiredAt. Those must be exactly retiring,
+// the keys the ledger entry names, read before the batch: a key added or
+// retired since refuses the change, so that the entry never says other
+// than what was done.
+func rotateKey(key store.AgentKey, retiring []string, retiredAt time.Time) ledger.Change {
+	return func(ctx context.Context, tx store.TenantTx) error {
+		agents := tx.Agents()
+		if _, err := agents.AddKey(ctx, key); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("%w: the agent is revoked or already has key %s", err, key.KID)
+			}
+			return err
+		}
+		keys, err := agents.Keys(ctx, key.AgentID)
+		if err != nil {
+			return err
+		}
+		var active []string
+		for _, k := range keys {
+			if k.Status == store.KeyActive && k.KID != key.KID {
+				active = append(active, k.KID)
+			}
+		}
+		if !slices.Equal(active, retiring) {
+			return fmt.Errorf("%w: the agent's keys changed meanwhile; run it again", store.ErrConflict)
+		}
+		for _, kid := range active {
+			if err := agents.RetireKey(ctx, key.AgentID, kid, retiredAt); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	fs := newFlagSet("agent rotate-key", stderr)
 	var tf tenantFlags
@@ -227,34 +263,8 @@ func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	record := map[string]any{"event": "agent_key_rotated", "agent_id": id, "key_id": key.kid, "public_jwk": json.RawMessage(key.public),
 		"retired_key_ids": append([]string{}, retiring...)}
-	err = changeAgent(ctx, l, ref, kindAgentKeyRotated, id, record, func(ctx context.Context, tx store.TenantTx) error {
-		agents := tx.Agents()
-		if _, err := agents.AddKey(ctx, store.AgentKey{AgentID: id, KID: key.kid, PublicJWK: key.public}); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return fmt.Errorf("%w: the agent is revoked or already has key %s", err, key.kid)
-			}
-			return err
-		}
-		keys, err := agents.Keys(ctx, id)
-		if err != nil {
-			return err
-		}
-		var active []string
-		for _, k := range keys {
-			if k.Status == store.KeyActive && k.KID != key.kid {
-				active = append(active, k.KID)
-			}
-		}
-		if !slices.Equal(active, retiring) {
-			return fmt.Errorf("%w: the agent's keys changed meanwhile; run it again", store.ErrConflict)
-		}
-		for _, kid := range active {
-			if err := agents.RetireKey(ctx, id, kid, key.added); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err = changeAgent(ctx, l, ref, kindAgentKeyRotated, id, record,
+		rotateKey(store.AgentKey{AgentID: id, KID: key.kid, PublicJWK: key.public}, retiring, key.added))
 	if err != nil {
 		key.discard()
 		return fmt.Errorf("rotate key of %s: %w", id, err)
