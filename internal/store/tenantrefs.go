@@ -69,7 +69,7 @@ func (c *TenantRefs) Resolve(ctx context.Context, id string, read func(context.C
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen == gen {
-		if _, ok := c.entries[id]; !ok && len(c.entries) >= maxTenantRefs {
+		if len(c.entries) >= maxTenantRefs {
 			clear(c.entries)
 		}
 		c.entries[id] = tenantRefEntry{ref: ref, until: start.Add(c.lifetime)}

@@ -92,25 +92,43 @@ func TestTenantRefs(t *testing.T) {
 		resolve(t, c, d, active, 3)
 	})
 
+	t.Run("lives from when its read began", func(t *testing.T) {
+		c := store.NewTenantRefs(time.Second, clock)
+		d := &directory{refs: map[string]store.TenantRef{id: active}}
+		d.during = func() { now = now.Add(time.Second) } // a read as slow as the lifetime
+		resolve(t, c, d, active, 1)
+		d.during = nil
+		resolve(t, c, d, active, 2)
+	})
+
 	t.Run("bounded", func(t *testing.T) {
 		c := store.NewTenantRefs(time.Minute, clock)
 		d := &directory{refs: map[string]store.TenantRef{}}
-		ids := make([]string, 5000)
+		ids := make([]string, store.MaxTenantRefs+1)
 		for i := range ids {
 			ids[i] = store.NewTenantID()
 			d.refs[ids[i]] = store.TenantRef{ID: ids[i], Slug: "org", Status: store.TenantActive}
-			if _, err := c.Resolve(ctx, ids[i], d.read); err != nil {
+		}
+		again := func(id string, wantRead bool) {
+			t.Helper()
+			reads := d.reads
+			if _, err := c.Resolve(ctx, id, d.read); err != nil {
 				t.Fatal(err)
 			}
+			if read := d.reads > reads; read != wantRead {
+				t.Fatalf("read again: %v, want %v", read, wantRead)
+			}
 		}
-		// The first ones were forgotten when the cache filled; the last
-		// one is still remembered.
-		reads := d.reads
-		if _, err := c.Resolve(ctx, ids[len(ids)-1], d.read); err != nil || d.reads != reads {
-			t.Fatalf("the newest entry was read again (%d reads, want %d): %v", d.reads, reads, err)
+		for _, id := range ids[:store.MaxTenantRefs] {
+			again(id, true)
 		}
-		if _, err := c.Resolve(ctx, ids[0], d.read); err != nil || d.reads != reads+1 {
-			t.Fatalf("the oldest entry was still remembered past the bound (%d reads, want %d): %v", d.reads, reads+1, err)
-		}
+		// Full: one remembered already is read from memory and forgets
+		// nothing; the first and the last still are.
+		again(ids[store.MaxTenantRefs-1], false)
+		again(ids[0], false)
+		// One more than the bound forgets the rest.
+		again(ids[store.MaxTenantRefs], true)
+		again(ids[store.MaxTenantRefs], false)
+		again(ids[0], true)
 	})
 }

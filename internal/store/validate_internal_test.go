@@ -41,6 +41,7 @@ func TestNameChecksMatchTheirPatterns(t *testing.T) {
 		NewTenantID(), strings.ToUpper(NewTenantID()), "{" + NewTenantID() + "}", NewTenantID() + "\n",
 		"00000000-0000-0000-0000-000000000000", "00000000-0000-0000-0000-00000000000g",
 		"00000000-0000-0000-00000000-00000000", "00000000000000000000000000000000----",
+		NewTenantID() + "a", NewTenantID() + "-", NewTenantID()[:35], "-" + NewTenantID(),
 	} {
 		check(s)
 	}

@@ -1,0 +1,4 @@
+package store
+
+// MaxTenantRefs is maxTenantRefs, for the external tests.
+const MaxTenantRefs = maxTenantRefs
