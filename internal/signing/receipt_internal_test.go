@@ -563,3 +563,35 @@ func TestVerifyReceiptRefusesAmbiguousJWKS(t *testing.T) {
 		t.Errorf("a bare JWK: %v", err)
 	}
 }
+
+// The keyring remembers rows it found good by their whole contents, the
+// sealed half included: a row of the same organization, kid, purpose and
+// public key whose sealed half is another seed is checked, and refused,
+// however often the good one was seen.
+func TestCheckedRowsAreRememberedWithTheirSealedHalf(t *testing.T) {
+	master, err := secrets.GenerateMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, _ := NewKeyring(master)
+	tenantID := store.NewTenantID()
+	row := func(seed []byte, public ed25519.PublicKey) store.SigningKey {
+		sealed, err := master.Seal(seed, receiptBinding(tenantID, "k1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.SigningKey{KID: "k1", Purpose: store.PurposeReceipt, Algorithm: ReceiptAlgorithm,
+			PublicKey: public, SealedPrivate: sealed, Status: store.KeyActive}
+	}
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	_, other, _ := ed25519.GenerateKey(nil)
+	good := row(priv.Seed(), pub)
+	for range 2 {
+		if got, err := kr.publicHalf(tenantID, good); err != nil || !pub.Equal(got) {
+			t.Fatalf("the good row: %x, %v", got, err)
+		}
+	}
+	if _, err := kr.publicHalf(tenantID, row(other.Seed(), pub)); err == nil {
+		t.Fatal("a row sealing another seed under the good row's kid and public key was trusted")
+	}
+}
