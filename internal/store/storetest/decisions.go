@@ -61,7 +61,14 @@ func testDecisions(t *testing.T, h Harness) {
 		}
 		// NULL keys are not unique: any number of decisions without one.
 		_, err = tx.Decisions().Insert(ctx, newDecision(f.a.ID, store.OutcomeAllow, "invoice.approve", ""))
-		return err
+		if err != nil {
+			return err
+		}
+		// Five parts, the most an action type has (DESIGN §3).
+		if _, err = tx.Decisions().Insert(ctx, newDecision(f.a.ID, store.OutcomeDeny, "a.b.c.d.e", "")); err != nil {
+			return fmt.Errorf("a five-part action type: %w", err)
+		}
+		return nil
 	})
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		decs := tx.Decisions()
@@ -117,6 +124,7 @@ func testDecisions(t *testing.T, h Harness) {
 		{"oversized action", insert(func(d *store.Decision) { d.Action = `"` + strings.Repeat("a", store.MaxAction) + `"` }), store.ErrInvalid},
 		{"bad action type", insert(func(d *store.Decision) { d.ActionType = "Payment.Send" }), store.ErrInvalid},
 		{"one-part action type", insert(func(d *store.Decision) { d.ActionType = "payment" }), store.ErrInvalid},
+		{"six-part action type", insert(func(d *store.Decision) { d.ActionType = "a.b.c.d.e.f" }), store.ErrInvalid},
 		{"long reason", insert(func(d *store.Decision) { d.Reason = strings.Repeat("r", store.MaxReason+1) }), store.ErrInvalid},
 		// PostgreSQL's text refuses U+0000 with an SQL error: both stores
 		// refuse it alike, as invalid.
