@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -31,17 +32,29 @@ func fetcher(e *env) verify.FetchFunc {
 	}
 }
 
-// growTo appends concurrently until the log has exactly size entries.
+// growTo appends concurrently until the log has exactly size entries:
+// workers each append runs of up to growRun consecutive entries, so that
+// batches hold several requests and the log grows to 65,537 entries in a
+// few hundred batches rather than thousands (each signs a checkpoint).
 func growTo(t *testing.T, e *env, size uint64) {
 	t.Helper()
 	cp, _ := e.ledger.LatestCheckpoint(context.Background(), e.log)
-	n := size - cp.Size
-	const workers = 64
+	const workers, growRun = 8, 64
+	var next atomic.Uint64
+	next.Store(cp.Size)
 	var wg sync.WaitGroup
-	for w := range uint64(workers) {
+	for range workers {
 		wg.Go(func() {
-			for i := w; i < n; i += workers {
-				if _, err := e.ledger.Append(context.Background(), e.log, ledger.Entry{Kind: "test", Subject: fmt.Sprint(i)}); err != nil {
+			for {
+				from := next.Add(growRun) - growRun
+				if from >= size {
+					return
+				}
+				run := make([]ledger.Entry, min(growRun, size-from))
+				for i := range run {
+					run[i] = ledger.Entry{Kind: "test", Subject: fmt.Sprint(from + uint64(i))}
+				}
+				if _, err := e.ledger.AppendAll(context.Background(), e.log, run); err != nil {
 					t.Error(err)
 					return
 				}
