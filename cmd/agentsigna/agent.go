@@ -2,23 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"time"
-
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/osfile"
@@ -86,62 +77,25 @@ func runAgentRegister(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	log := cliLogger(stderr)
-	_, ref, l, closeAll, err := tf.openWithLedger(ctx, &lf, env, log)
+	backend, ref, l, closeAll, err := tf.openWithLedger(ctx, &lf, env, log)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
+	agents, err := identity.NewAgents(l, backend)
+	if err != nil {
+		return err
+	}
 	key, err := kf.prepare()
 	if err != nil {
 		return err
 	}
-	if err := registerAgent(ctx, l, ref, ag, key.kid, key.public); err != nil {
+	if _, err := agents.Register(ctx, ref, ag, store.AgentKey{KID: key.kid, PublicJWK: key.public}); err != nil {
 		key.discard()
 		return fmt.Errorf("register agent: %w", err)
 	}
 	fmt.Fprintf(stdout, "%s\tregistered\tkid=%s%s\n", ag.ID, key.kid, key.note())
 	return nil
-}
-
-// Ledger entries of agent changes: each is appended in the batch whose
-// transaction makes the change, so that the log holds every change made
-// (the public keys an agent signs with, who sponsors it, when it stopped
-// being trusted).
-const (
-	kindAgentRegistered = "agent.registered"
-	kindAgentKeyRotated = "agent.key_rotated"
-	kindAgentSuspended  = "agent.suspended"
-)
-
-// errAlreadySuspended: a suspension that would change nothing, not logged.
-var errAlreadySuspended = errors.New("the agent is already suspended")
-
-// registerAgent stores ag (its ID set) with its first key, and logs it.
-func registerAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, ag store.Agent, kid, publicJWK string) error {
-	record := map[string]any{
-		"event": "agent_registered", "agent_id": ag.ID, "name": ag.Name, "sponsor": ag.Sponsor,
-		"risk_tier": ag.RiskTier, "key_id": kid, "public_jwk": json.RawMessage(publicJWK),
-	}
-	return changeAgent(ctx, l, ref, kindAgentRegistered, ag.ID, record, func(ctx context.Context, tx store.TenantTx) error {
-		if _, err := tx.Agents().Create(ctx, ag); err != nil {
-			return err
-		}
-		_, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: ag.ID, KID: kid, PublicJWK: publicJWK})
-		return err
-	})
-}
-
-// changeAgent makes an agent change and appends its entry, in the ledger
-// batch's transaction with the log locked: both commit or neither
-// (ledger.AppendAllAndChange). A change that fails, or finds nothing to
-// change, logs nothing.
-func changeAgent(ctx context.Context, l *ledger.Ledger, ref store.TenantRef, kind, agentID string, record map[string]any, change ledger.Change) error {
-	rec, err := json.Marshal(record)
-	if err != nil {
-		return err
-	}
-	_, err = l.AppendAllAndChange(ctx, l.TenantLog(ref.ID, ref.Slug), []ledger.Entry{{Kind: kind, Subject: agentID, Record: rec}}, change)
-	return err
 }
 
 func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
@@ -155,25 +109,17 @@ func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	log := cliLogger(stderr)
-	_, ref, l, closeAll, err := tf.openWithLedger(ctx, &lf, env, log)
+	backend, ref, l, closeAll, err := tf.openWithLedger(ctx, &lf, env, log)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
-	record := map[string]any{"event": "agent_suspended", "agent_id": id}
-	err = changeAgent(ctx, l, ref, kindAgentSuspended, id, record, func(ctx context.Context, tx store.TenantTx) error {
-		// What would change nothing is not logged either; SetStatus
-		// refuses a revoked agent.
-		ag, err := tx.Agents().Get(ctx, id)
-		if err == nil && ag.Status == store.AgentSuspended {
-			return errAlreadySuspended
-		}
-		if err != nil {
-			return err
-		}
-		return tx.Agents().SetStatus(ctx, id, store.AgentSuspended)
-	})
-	if errors.Is(err, errAlreadySuspended) {
+	agents, err := identity.NewAgents(l, backend)
+	if err != nil {
+		return err
+	}
+	err = agents.Suspend(ctx, ref, id)
+	if errors.Is(err, identity.ErrAgentAlreadySuspended) {
 		fmt.Fprintf(stdout, "%s\talready suspended\n", id)
 		return nil
 	}
@@ -182,42 +128,6 @@ func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	fmt.Fprintf(stdout, "%s\tsuspended\n", id)
 	return nil
-}
-
-// rotateKey is the change of a key rotation: key is added and the agent's
-// other active keys retired at retiredAt. Those must be exactly retiring,
-// the keys the ledger entry names, read before the batch: a key added or
-// retired since refuses the change, so that the entry never says other
-// than what was done.
-func rotateKey(key store.AgentKey, retiring []string, retiredAt time.Time) ledger.Change {
-	return func(ctx context.Context, tx store.TenantTx) error {
-		agents := tx.Agents()
-		if _, err := agents.AddKey(ctx, key); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return fmt.Errorf("%w: the agent is revoked or already has key %s", err, key.KID)
-			}
-			return err
-		}
-		keys, err := agents.Keys(ctx, key.AgentID)
-		if err != nil {
-			return err
-		}
-		var active []string
-		for _, k := range keys {
-			if k.Status == store.KeyActive && k.KID != key.KID {
-				active = append(active, k.KID)
-			}
-		}
-		if !slices.Equal(active, retiring) {
-			return fmt.Errorf("%w: the agent's keys changed meanwhile; run it again", store.ErrConflict)
-		}
-		for _, kid := range active {
-			if err := agents.RetireKey(ctx, key.AgentID, kid, retiredAt); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 }
 
 func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
@@ -241,35 +151,20 @@ func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	defer closeAll()
+	agents, err := identity.NewAgents(l, backend)
+	if err != nil {
+		return err
+	}
 	key, err := kf.prepare()
 	if err != nil {
 		return err
 	}
-	// The entry names the new key and the keys it retires, read first: the
-	// change retires exactly those, or refuses if they changed meanwhile.
-	var retiring []string
-	err = backend.InTenantReadTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
-		keys, err := tx.Agents().Keys(ctx, id)
-		for _, k := range keys {
-			if k.Status == store.KeyActive {
-				retiring = append(retiring, k.KID)
-			}
-		}
-		return err
-	})
+	retired, err := agents.RotateKey(ctx, ref, store.AgentKey{AgentID: id, KID: key.kid, PublicJWK: key.public})
 	if err != nil {
 		key.discard()
 		return fmt.Errorf("rotate key of %s: %w", id, err)
 	}
-	record := map[string]any{"event": "agent_key_rotated", "agent_id": id, "key_id": key.kid, "public_jwk": json.RawMessage(key.public),
-		"retired_key_ids": append([]string{}, retiring...)}
-	err = changeAgent(ctx, l, ref, kindAgentKeyRotated, id, record,
-		rotateKey(store.AgentKey{AgentID: id, KID: key.kid, PublicJWK: key.public}, retiring, key.added))
-	if err != nil {
-		key.discard()
-		return fmt.Errorf("rotate key of %s: %w", id, err)
-	}
-	fmt.Fprintf(stdout, "%s\tkey rotated\tkid=%s\tretired=%d%s\n", id, key.kid, len(retiring), key.note())
+	fmt.Fprintf(stdout, "%s\tkey rotated\tkid=%s\tretired=%d%s\n", id, key.kid, len(retired), key.note())
 	return nil
 }
 
@@ -420,13 +315,13 @@ func (k *agentKeyFlags) prepare() (preparedKey, error) {
 		if err != nil {
 			return preparedKey{}, err
 		}
-		kid, public, err := registrableJWK(raw)
+		kid, public, err := identity.RegistrableJWK(raw)
 		if err != nil {
 			return preparedKey{}, fmt.Errorf("%s: %w", k.publicJWK, err)
 		}
 		return preparedKey{kid: kid, public: public, added: time.Now()}, nil
 	}
-	kid, public, private, err := generateAgentKey()
+	kid, public, private, err := identity.GenerateAgentKey()
 	if err != nil {
 		return preparedKey{}, err
 	}
@@ -449,84 +344,6 @@ func (p preparedKey) note() string {
 		return ""
 	}
 	return "\tprivate_jwk_file=" + p.file
-}
-
-// registrableJWK validates a public JWK offered for an agent and returns
-// its kid and the JSON to store. A JWK without a kid gets its RFC 7638
-// thumbprint; identity.ParseAgentJWK then refuses anything but a public
-// Ed25519 or P-256 key (private members included) before it is kept.
-func registrableJWK(raw []byte) (kid, public string, err error) {
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
-		return "", "", fmt.Errorf("%w: not a JSON object", identity.ErrInvalidAgentKey)
-	}
-	if _, ok := members["kid"]; !ok {
-		key, err := jwk.ParseKey(raw)
-		if err != nil {
-			return "", "", fmt.Errorf("%w: not a JWK", identity.ErrInvalidAgentKey)
-		}
-		tp, err := key.Thumbprint(crypto.SHA256)
-		if err != nil {
-			return "", "", fmt.Errorf("%w: no thumbprint", identity.ErrInvalidAgentKey)
-		}
-		members["kid"], _ = json.Marshal(base64.RawURLEncoding.EncodeToString(tp))
-		if raw, err = json.Marshal(members); err != nil {
-			return "", "", err
-		}
-	}
-	key, err := identity.ParseAgentJWK(raw)
-	if err != nil {
-		return "", "", err
-	}
-	kid, _ = key.KeyID()
-	out, err := json.Marshal(key)
-	if err != nil {
-		return "", "", err
-	}
-	return kid, string(out), nil
-}
-
-// generateAgentKey makes an Ed25519 key pair for an agent and returns its
-// kid (the RFC 7638 thumbprint), the public JWK to register and the private
-// JWK for the agent alone.
-func generateAgentKey() (kid, public string, private []byte, err error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("generate agent key: %w", err)
-	}
-	privJWK, err := jwk.Import(priv)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("agent key as JWK: %w", err)
-	}
-	pubJWK, err := jwk.PublicKeyOf(privJWK)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("agent public key: %w", err)
-	}
-	tp, err := pubJWK.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("agent key thumbprint: %w", err)
-	}
-	kid = base64.RawURLEncoding.EncodeToString(tp)
-	for _, k := range []jwk.Key{privJWK, pubJWK} {
-		if err := k.Set(jwk.KeyIDKey, kid); err != nil {
-			return "", "", nil, err
-		}
-		if err := k.Set(jwk.AlgorithmKey, jwa.EdDSA()); err != nil {
-			return "", "", nil, err
-		}
-	}
-	pub, err := json.Marshal(pubJWK)
-	if err != nil {
-		return "", "", nil, err
-	}
-	if private, err = json.Marshal(privJWK); err != nil {
-		return "", "", nil, err
-	}
-	// The same check as a key brought by the user: nothing private is stored.
-	if _, err := identity.ParseAgentJWK(pub); err != nil {
-		return "", "", nil, err
-	}
-	return kid, string(pub), private, nil
 }
 
 // writeSecretFile creates path with mode 0600 and writes b. It never

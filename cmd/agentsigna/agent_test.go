@@ -16,10 +16,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
@@ -431,44 +429,4 @@ func statusOf(keys []store.AgentKey, kid string) store.KeyStatus {
 		}
 	}
 	return ""
-}
-
-// A rotation retires exactly the keys its ledger entry names, read before
-// its batch: a key added or retired since refuses it, and it changes
-// nothing.
-func TestRotateKeyRefusesKeysChangedMeanwhile(t *testing.T) {
-	o := newTestOrg(t)
-	dir := t.TempDir()
-	id := register1(t, o, filepath.Join(dir, "k1.jwk"))
-	_, keys := o.agents(t)
-	first := keys[id][0].KID
-	// Another process rotated to k2 after this one read [first].
-	o.must(t, runAgent, "rotate-key", "--tenant", "acme", id, "--generate-key", filepath.Join(dir, "k2.jwk"))
-	_, keys = o.agents(t)
-
-	now := time.Now()
-	for name, retiring := range map[string][]string{
-		"read before another rotation":    {first},
-		"read before the agent had a key": nil,
-	} {
-		kid, public, _, err := generateAgentKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.in(t, func(ctx context.Context, tx store.TenantTx) error {
-			// As AppendAllAndChange runs it: under a savepoint, undone
-			// when it fails.
-			err = tx.Savepoint(ctx, func(ctx context.Context) error {
-				return rotateKey(store.AgentKey{AgentID: id, KID: kid, PublicJWK: public}, retiring, now)(ctx, tx)
-			})
-			return nil
-		})
-		if !errors.Is(err, store.ErrConflict) {
-			t.Errorf("%s: %v, want ErrConflict", name, err)
-		}
-	}
-	_, after := o.agents(t)
-	if !slices.EqualFunc(after[id], keys[id], func(a, b store.AgentKey) bool { return a.KID == b.KID && a.Status == b.Status }) {
-		t.Fatalf("a refused rotation changed the keys: %+v, were %+v", after[id], keys[id])
-	}
 }

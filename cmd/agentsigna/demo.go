@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/policies"
@@ -92,14 +93,18 @@ func seedDemo(ctx context.Context, backend store.Backend, l *ledger.Ledger, pol 
 	if _, err := pol.Activate(ctx, org, b.Revision, "demo-policy-author", "demo-admin", false); err != nil {
 		return fmt.Errorf("demo: activate the example policy: %w", err)
 	}
-	kid, public, private, err := generateAgentKey()
+	kid, public, private, err := identity.GenerateAgentKey()
 	if err != nil {
 		return err
 	}
 	defer clear(private)
 	creds := demoCredentials{TenantURL: tenantURL, PlatformURL: platformURL, Tenant: "acme", Users: []demoUser{}}
 	ag := store.Agent{ID: store.NewID(store.PrefixAgent), Name: "invoice-payer", Sponsor: "demo-sponsor", RiskTier: store.RiskLow, Status: store.AgentActive}
-	if err := registerAgent(ctx, l, store.TenantRef{ID: tenant.ID, Slug: tenant.Slug}, ag, kid, public); err != nil {
+	agents, err := identity.NewAgents(l, backend)
+	if err != nil {
+		return err
+	}
+	if _, err := agents.Register(ctx, store.TenantRef{ID: tenant.ID, Slug: tenant.Slug}, ag, store.AgentKey{KID: kid, PublicJWK: public}); err != nil {
 		return fmt.Errorf("demo: register the agent: %w", err)
 	}
 	creds.Agent = demoAgent{ID: ag.ID, PrivateJWK: append(json.RawMessage(nil), private...)}

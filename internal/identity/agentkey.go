@@ -2,14 +2,18 @@ package identity
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
 
 	"filippo.io/edwards25519"
+	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
@@ -136,4 +140,82 @@ func usableEd25519(pub ed25519.PublicKey) bool {
 		return false // not a point, or not its canonical encoding
 	}
 	return new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 0
+}
+
+// RegistrableJWK validates a public JWK offered for an agent and returns
+// its kid and the JSON to store. A JWK without a kid gets its RFC 7638
+// thumbprint; ParseAgentJWK then refuses anything but a public
+// Ed25519 or P-256 key (private members included) before it is kept.
+func RegistrableJWK(raw []byte) (kid, public string, err error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
+		return "", "", fmt.Errorf("%w: not a JSON object", ErrInvalidAgentKey)
+	}
+	if _, ok := members["kid"]; !ok {
+		key, err := jwk.ParseKey(raw)
+		if err != nil {
+			return "", "", fmt.Errorf("%w: not a JWK", ErrInvalidAgentKey)
+		}
+		tp, err := key.Thumbprint(crypto.SHA256)
+		if err != nil {
+			return "", "", fmt.Errorf("%w: no thumbprint", ErrInvalidAgentKey)
+		}
+		members["kid"], _ = json.Marshal(base64.RawURLEncoding.EncodeToString(tp))
+		if raw, err = json.Marshal(members); err != nil {
+			return "", "", err
+		}
+	}
+	key, err := ParseAgentJWK(raw)
+	if err != nil {
+		return "", "", err
+	}
+	kid, _ = key.KeyID()
+	out, err := json.Marshal(key)
+	if err != nil {
+		return "", "", err
+	}
+	return kid, string(out), nil
+}
+
+// GenerateAgentKey makes an Ed25519 key pair for an agent and returns its
+// kid (the RFC 7638 thumbprint), the public JWK to register and the private
+// JWK for the agent alone.
+func GenerateAgentKey() (kid, public string, private []byte, err error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("generate agent key: %w", err)
+	}
+	privJWK, err := jwk.Import(priv)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("agent key as JWK: %w", err)
+	}
+	pubJWK, err := jwk.PublicKeyOf(privJWK)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("agent public key: %w", err)
+	}
+	tp, err := pubJWK.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("agent key thumbprint: %w", err)
+	}
+	kid = base64.RawURLEncoding.EncodeToString(tp)
+	for _, k := range []jwk.Key{privJWK, pubJWK} {
+		if err := k.Set(jwk.KeyIDKey, kid); err != nil {
+			return "", "", nil, err
+		}
+		if err := k.Set(jwk.AlgorithmKey, jwa.EdDSA()); err != nil {
+			return "", "", nil, err
+		}
+	}
+	pub, err := json.Marshal(pubJWK)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if private, err = json.Marshal(privJWK); err != nil {
+		return "", "", nil, err
+	}
+	// The same check as a key brought by the user: nothing private is stored.
+	if _, err := ParseAgentJWK(pub); err != nil {
+		return "", "", nil, err
+	}
+	return kid, string(pub), private, nil
 }

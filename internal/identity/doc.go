@@ -22,8 +22,10 @@
 //   - decide tenant authorization: Verify returns the token's tenant and the
 //     caller compares it with the organization the request is addressed to.
 //
-// It does no I/O of its own: agents are reached through
+// Its verifiers do no I/O of their own: agents are reached through
 // AssertionOptions.Lookup, and the caller remembers each assertion's
 // AssertionClaims.JTISHA256 (the store's assertion_jtis) to refuse replays
-// with ErrReplay.
+// with ErrReplay. Agents registers and changes agents through the store and
+// the organization's ledger: every change is logged with the transaction
+// that makes it (the CLI uses it now, the management API will).
 package identity

@@ -1,0 +1,5 @@
+package identity
+
+// SetBeforeChange has a run fn between RotateKey's read of the keys and
+// its batch.
+func SetBeforeChange(a *Agents, fn func()) { a.beforeChange = fn }
