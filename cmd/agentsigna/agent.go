@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/osfile"
@@ -303,7 +302,6 @@ func (k *agentKeyFlags) check() error {
 // the file holding its private half.
 type preparedKey struct {
 	kid, public string
-	added       time.Time
 	file        string // the private JWK written by --generate-key; "" otherwise
 }
 
@@ -319,7 +317,7 @@ func (k *agentKeyFlags) prepare() (preparedKey, error) {
 		if err != nil {
 			return preparedKey{}, fmt.Errorf("%s: %w", k.publicJWK, err)
 		}
-		return preparedKey{kid: kid, public: public, added: time.Now()}, nil
+		return preparedKey{kid: kid, public: public}, nil
 	}
 	kid, public, private, err := identity.GenerateAgentKey()
 	if err != nil {
@@ -328,7 +326,7 @@ func (k *agentKeyFlags) prepare() (preparedKey, error) {
 	if err := writeSecretFile(k.generateKey, append(private, '\n')); err != nil {
 		return preparedKey{}, err
 	}
-	return preparedKey{kid: kid, public: public, added: time.Now(), file: k.generateKey}, nil
+	return preparedKey{kid: kid, public: public, file: k.generateKey}, nil
 }
 
 // discard removes a private key written for a registration that failed.

@@ -48,11 +48,20 @@ func NewAgents(l *ledger.Ledger, tenants store.TenantStore) (*Agents, error) {
 	return &Agents{ledger: l, tenants: tenants}, nil
 }
 
-// Register stores ag with its first key, active, and logs both. ag.ID is
-// generated when empty; the stored agent is returned.
+// Register stores ag, active, with its first key, and logs both. ag.ID is
+// generated when empty; the stored agent is returned. An agent is
+// registered active (an empty Status means so): its suspension or
+// revocation is a change of its own, logged as such.
 func (a *Agents) Register(ctx context.Context, org store.TenantRef, ag store.Agent, key store.AgentKey) (store.Agent, error) {
 	if ag.ID == "" {
 		ag.ID = store.NewID(store.PrefixAgent)
+	}
+	switch ag.Status {
+	case "":
+		ag.Status = store.AgentActive
+	case store.AgentActive:
+	default:
+		return store.Agent{}, fmt.Errorf("%w: an agent is registered active; suspend it afterwards", store.ErrInvalid)
 	}
 	key.AgentID = ag.ID
 	if err := checkRegistrable(key); err != nil {

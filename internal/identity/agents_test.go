@@ -180,9 +180,10 @@ func TestAgentChangesAreLogged(t *testing.T) {
 	}
 }
 
-// A key the registration rules refuse, or registered under another kid,
-// stores no agent and logs nothing.
-func TestRefusedKeysAreNotRegistered(t *testing.T) {
+// A key the registration rules refuse, or one registered under another
+// kid, is neither registered nor rotated to: nothing stored, nothing
+// logged. Nor is an agent registered other than active.
+func TestRefusedRegistrationsAndRotations(t *testing.T) {
 	e := newAgentsEnv(t, "sqlite")
 	ctx := context.Background()
 	k := newKey(t)
@@ -192,62 +193,112 @@ func TestRefusedKeysAreNotRegistered(t *testing.T) {
 	}
 	withPrivate["d"] = "AAAA"
 	priv, _ := json.Marshal(withPrivate)
-	for name, key := range map[string]store.AgentKey{
+	refused := map[string]store.AgentKey{
 		"private member": {KID: k.KID, PublicJWK: string(priv)},
 		"another kid":    {KID: "not-" + k.KID, PublicJWK: k.PublicJWK},
-		"not a JWK":      {KID: k.KID, PublicJWK: `{"kty":"oct","k":"c2VjcmV0"}`},
+		"not a JWK":      {KID: "k", PublicJWK: `{"kty":"OKP","crv":"Ed25519","x":"!!","kid":"k"}`},
 		"empty":          {KID: k.KID},
-	} {
+	}
+	for name, key := range refused {
 		if _, err := e.agents.Register(ctx, e.org, agentInput(), key); !errors.Is(err, identity.ErrInvalidAgentKey) {
-			t.Errorf("%s: %v, want ErrInvalidAgentKey", name, err)
+			t.Errorf("register, %s: %v, want ErrInvalidAgentKey", name, err)
 		}
+	}
+	for _, status := range []store.AgentStatus{store.AgentSuspended, store.AgentRevoked} {
+		ag := agentInput()
+		ag.Status = status
+		if _, err := e.agents.Register(ctx, e.org, ag, newKey(t)); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("registered %s: %v, want ErrInvalid", status, err)
+		}
+	}
+	var count int
+	err := e.backend.InTenantReadTx(ctx, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		list, err := tx.Agents().List(ctx)
+		count = len(list)
+		return err
+	})
+	if err != nil || count != 0 {
+		t.Fatalf("refused registrations stored %d agents, %v", count, err)
 	}
 	if kinds, _ := e.entries(t); len(kinds) != 0 {
 		t.Fatalf("refused registrations logged %v", kinds)
 	}
-	err := e.backend.InTenantReadTx(ctx, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		list, err := tx.Agents().List(ctx)
-		if err == nil && len(list) != 0 {
-			t.Errorf("refused registrations stored %d agents", len(list))
-		}
-		return err
-	})
+
+	first := newKey(t)
+	ag, err := e.agents.Register(ctx, e.org, agentInput(), first)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for name, key := range refused {
+		key.AgentID = ag.ID
+		if _, err := e.agents.RotateKey(ctx, e.org, key); !errors.Is(err, identity.ErrInvalidAgentKey) {
+			t.Errorf("rotate, %s: %v, want ErrInvalidAgentKey", name, err)
+		}
+	}
+	if got := e.keys(t, ag.ID); len(got) != 1 || got[first.KID] != store.KeyActive {
+		t.Fatalf("keys after refused rotations: %v", got)
+	}
+	if kinds, _ := e.entries(t); !slices.Equal(kinds, []string{identity.KindAgentRegistered}) {
+		t.Fatalf("refused rotations logged %v", kinds)
 	}
 }
 
 // A rotation retires exactly the keys its ledger entry names, read before
-// its batch: keys rotated by another process since refuse it, and it
-// changes nothing and logs nothing.
+// its batch: keys added or retired by another process since refuse it,
+// and it changes nothing and logs nothing.
 func TestRotateKeyRefusesKeysChangedMeanwhile(t *testing.T) {
-	e := newAgentsEnv(t, "sqlite")
-	ctx := context.Background()
-	k1 := newKey(t)
-	ag, err := e.agents.Register(ctx, e.org, agentInput(), k1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k2, k3 := newKey(t), newKey(t)
-	k2.AgentID, k3.AgentID = ag.ID, ag.ID
-	// Another process rotates to k2 after this one read [k1].
-	other, err := identity.NewAgents(e.ledger, e.backend)
-	if err != nil {
-		t.Fatal(err)
-	}
-	identity.SetBeforeChange(e.agents, func() {
-		if _, err := other.RotateKey(ctx, e.org, k2); err != nil {
-			t.Error(err)
-		}
-	})
-	if _, err := e.agents.RotateKey(ctx, e.org, k3); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("rotation over keys changed meanwhile: %v, want ErrConflict", err)
-	}
-	if got := e.keys(t, ag.ID); len(got) != 2 || got[k1.KID] != store.KeyRetired || got[k2.KID] != store.KeyActive {
-		t.Fatalf("keys after the refused rotation: %v", got)
-	}
-	if kinds, _ := e.entries(t); !slices.Equal(kinds, []string{identity.KindAgentRegistered, identity.KindAgentKeyRotated}) {
-		t.Fatalf("logged %v", kinds)
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			e := newAgentsEnv(t, kind)
+			ctx := context.Background()
+			other, err := identity.NewAgents(e.ledger, e.backend)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k1 := newKey(t)
+			ag, err := e.agents.Register(ctx, e.org, agentInput(), k1)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// Read [k1]; another process rotates to k2 before the batch.
+			k2, k3 := newKey(t), newKey(t)
+			k2.AgentID, k3.AgentID = ag.ID, ag.ID
+			identity.SetBeforeChange(e.agents, func() {
+				if _, err := other.RotateKey(ctx, e.org, k2); err != nil {
+					t.Error(err)
+				}
+			})
+			if _, err := e.agents.RotateKey(ctx, e.org, k3); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("rotation over keys rotated meanwhile: %v, want ErrConflict", err)
+			}
+			if got := e.keys(t, ag.ID); len(got) != 2 || got[k1.KID] != store.KeyRetired || got[k2.KID] != store.KeyActive {
+				t.Fatalf("keys after the refused rotation: %v", got)
+			}
+
+			// Read no keys (no such agent yet); the agent is registered
+			// with a key before the batch.
+			late := agentInput()
+			late.ID = store.NewID(store.PrefixAgent)
+			k4, k5 := newKey(t), newKey(t)
+			k5.AgentID = late.ID
+			identity.SetBeforeChange(e.agents, func() {
+				if _, err := other.Register(ctx, e.org, late, k4); err != nil {
+					t.Error(err)
+				}
+			})
+			if _, err := e.agents.RotateKey(ctx, e.org, k5); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("rotation of an agent whose keys were read before it had any: %v, want ErrConflict", err)
+			}
+			if got := e.keys(t, late.ID); len(got) != 1 || got[k4.KID] != store.KeyActive {
+				t.Fatalf("keys after the refused rotation: %v", got)
+			}
+
+			want := []string{identity.KindAgentRegistered, identity.KindAgentKeyRotated, identity.KindAgentRegistered}
+			if kinds, _ := e.entries(t); !slices.Equal(kinds, want) {
+				t.Fatalf("logged %v, want %v", kinds, want)
+			}
+		})
 	}
 }
 
