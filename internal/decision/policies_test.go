@@ -24,10 +24,8 @@ import (
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
-	"github.com/agentsigna/agentsigna/internal/store/postgres"
-	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
-	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
+	"github.com/agentsigna/agentsigna/internal/store/teststore"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 	"github.com/agentsigna/agentsigna/policies"
@@ -70,24 +68,7 @@ type policyEnv struct {
 
 func newPolicyEnv(t *testing.T, kind string) *policyEnv {
 	t.Helper()
-	ctx := context.Background()
-	var b store.Backend
-	switch kind {
-	case "sqlite":
-		s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = s
-	case "postgres":
-		db := pgtest.New(t)
-		s, err := postgres.Open(ctx, postgres.Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = s
-	}
-	t.Cleanup(func() { b.Close() })
+	b := teststore.Open(t, kind)
 	master, _ := secrets.GenerateMasterKey()
 	kr, _ := signing.NewKeyring(master)
 	l, err := ledger.New(ledger.Config{Tenants: b, Platform: b, Keys: kr, Origin: "agentsigna.test"})

@@ -22,10 +22,8 @@ import (
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
-	"github.com/agentsigna/agentsigna/internal/store/postgres"
-	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
-	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
+	"github.com/agentsigna/agentsigna/internal/store/teststore"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/policies"
 )
@@ -71,26 +69,7 @@ func (c *testClock) Advance(d time.Duration) {
 
 func newServiceEnv(t testing.TB, kind string) *serviceEnv {
 	t.Helper()
-	ctx := context.Background()
-	var b store.Backend
-	switch kind {
-	case "sqlite":
-		s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = s
-	case "postgres":
-		db := pgtest.New(t)
-		s, err := postgres.Open(ctx, postgres.Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = s
-	default:
-		t.Fatalf("unknown store %q", kind)
-	}
-	t.Cleanup(func() { b.Close() })
+	b := teststore.Open(t, kind)
 	master, err := secrets.GenerateMasterKey()
 	if err != nil {
 		t.Fatal(err)

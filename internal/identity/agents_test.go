@@ -11,10 +11,8 @@ import (
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
-	"github.com/agentsigna/agentsigna/internal/store/postgres"
-	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
-	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
+	"github.com/agentsigna/agentsigna/internal/store/teststore"
 	"github.com/agentsigna/agentsigna/ledger"
 )
 
@@ -28,24 +26,7 @@ type agentsEnv struct {
 
 func newAgentsEnv(t *testing.T, kind string) *agentsEnv {
 	t.Helper()
-	ctx := context.Background()
-	var b store.Backend
-	switch kind {
-	case "sqlite":
-		s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = s
-	case "postgres":
-		db := pgtest.New(t)
-		s, err := postgres.Open(ctx, postgres.Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = s
-	}
-	t.Cleanup(func() { b.Close() })
+	b := teststore.Open(t, kind)
 	master, err := secrets.GenerateMasterKey()
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +112,7 @@ func agentInput() store.Agent {
 // Each change is stored with the ledger entry that records it; a change
 // refused, or one that would change nothing, stores and logs nothing.
 func TestAgentChangesAreLogged(t *testing.T) {
-	for _, kind := range []string{"sqlite", "postgres"} {
+	for _, kind := range teststore.Kinds {
 		t.Run(kind, func(t *testing.T) {
 			e := newAgentsEnv(t, kind)
 			ctx := context.Background()
@@ -247,7 +228,7 @@ func TestRefusedRegistrationsAndRotations(t *testing.T) {
 // its batch: keys added or retired by another process since refuse it,
 // and it changes nothing and logs nothing.
 func TestRotateKeyRefusesKeysChangedMeanwhile(t *testing.T) {
-	for _, kind := range []string{"sqlite", "postgres"} {
+	for _, kind := range teststore.Kinds {
 		t.Run(kind, func(t *testing.T) {
 			e := newAgentsEnv(t, kind)
 			ctx := context.Background()

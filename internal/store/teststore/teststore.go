@@ -1,0 +1,45 @@
+// Package teststore opens a fresh store of either kind for a test: the
+// same Backend behind an embedded data directory or a PostgreSQL database
+// of its own. Test-only.
+package teststore
+
+import (
+	"context"
+	"testing"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/postgres"
+	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+)
+
+// Kinds are the stores, in the order tests run them.
+var Kinds = []string{"sqlite", "postgres"}
+
+// Open returns a fresh, empty store of kind ("sqlite": in a temporary data
+// directory; "postgres": in a database and roles of its own, see pgtest,
+// which skips or fails the test without PostgreSQL), closed with the test.
+func Open(t testing.TB, kind string) store.Backend {
+	t.Helper()
+	ctx := context.Background()
+	var b store.Backend
+	switch kind {
+	case "sqlite":
+		s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = s
+	case "postgres":
+		db := pgtest.New(t)
+		s, err := postgres.Open(ctx, postgres.Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = s
+	default:
+		t.Fatalf("teststore: unknown store %q", kind)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
