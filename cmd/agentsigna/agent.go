@@ -13,7 +13,6 @@ import (
 	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/store"
-	"github.com/agentsigna/agentsigna/ledger"
 )
 
 const agentUsage = `usage:
@@ -76,15 +75,11 @@ func runAgentRegister(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	log := cliLogger(stderr)
-	backend, ref, l, closeAll, err := tf.openWithLedger(ctx, &lf, env, log)
+	agents, ref, closeAll, err := tf.openAgents(ctx, &lf, env, log)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
-	agents, err := identity.NewAgents(l, backend)
-	if err != nil {
-		return err
-	}
 	key, err := kf.prepare()
 	if err != nil {
 		return err
@@ -108,15 +103,11 @@ func runAgentSuspend(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	log := cliLogger(stderr)
-	backend, ref, l, closeAll, err := tf.openWithLedger(ctx, &lf, env, log)
+	agents, ref, closeAll, err := tf.openAgents(ctx, &lf, env, log)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
-	agents, err := identity.NewAgents(l, backend)
-	if err != nil {
-		return err
-	}
 	err = agents.Suspend(ctx, ref, id)
 	if errors.Is(err, identity.ErrAgentAlreadySuspended) {
 		fmt.Fprintf(stdout, "%s\talready suspended\n", id)
@@ -145,15 +136,11 @@ func runAgentRotateKey(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	log := cliLogger(stderr)
-	backend, ref, l, closeAll, err := tf.openWithLedger(ctx, &lf, env, log)
+	agents, ref, closeAll, err := tf.openAgents(ctx, &lf, env, log)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
-	agents, err := identity.NewAgents(l, backend)
-	if err != nil {
-		return err
-	}
 	key, err := kf.prepare()
 	if err != nil {
 		return err
@@ -249,19 +236,26 @@ func (f *tenantFlags) open(ctx context.Context, log *slog.Logger) (store.Backend
 	return backend, ref, nil
 }
 
-// openWithLedger is open, with the ledger over the store: what a change
-// that is logged needs. closeAll closes both.
-func (f *tenantFlags) openWithLedger(ctx context.Context, lf *ledgerFlags, env env, log *slog.Logger) (_ store.Backend, _ store.TenantRef, _ *ledger.Ledger, closeAll func(), _ error) {
+// openAgents is open, with the organization's agent changes over the
+// store and its ledger: what a change that is logged needs. closeAll
+// closes both.
+func (f *tenantFlags) openAgents(ctx context.Context, lf *ledgerFlags, env env, log *slog.Logger) (_ *identity.Agents, _ store.TenantRef, closeAll func(), _ error) {
 	backend, ref, err := f.open(ctx, log)
 	if err != nil {
-		return nil, store.TenantRef{}, nil, nil, err
+		return nil, store.TenantRef{}, nil, err
 	}
 	l, err := openLedger(ctx, &f.sf, lf, backend, env, log)
 	if err != nil {
 		backend.Close()
-		return nil, store.TenantRef{}, nil, nil, err
+		return nil, store.TenantRef{}, nil, err
 	}
-	return backend, ref, l, func() { l.Close(); backend.Close() }, nil
+	closeAll = func() { l.Close(); backend.Close() }
+	agents, err := identity.NewAgents(l, backend)
+	if err != nil {
+		closeAll()
+		return nil, store.TenantRef{}, nil, err
+	}
+	return agents, ref, closeAll, nil
 }
 
 func cliLogger(stderr io.Writer) *slog.Logger {

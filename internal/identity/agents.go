@@ -105,9 +105,9 @@ func (a *Agents) Suspend(ctx context.Context, org store.TenantRef, agentID strin
 
 // RotateKey adds key (key.AgentID's new key), retires the agent's other
 // active keys, and logs it with the ids of the keys it retired, which it
-// returns. The entry names the keys it read
-// before the batch; should they have changed meanwhile, the rotation is
-// refused (store.ErrConflict) and changes nothing.
+// returns. The entry names the keys read before the batch; should they
+// have changed meanwhile, the rotation is refused (store.ErrConflict) and
+// changes nothing.
 func (a *Agents) RotateKey(ctx context.Context, org store.TenantRef, key store.AgentKey) ([]string, error) {
 	if err := checkRegistrable(key); err != nil {
 		return nil, err
