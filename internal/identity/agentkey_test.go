@@ -163,3 +163,35 @@ func mustHex(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// A public JWK registered without a kid gets its RFC 7638 thumbprint
+// (RFC 8037 §A.3's vector, not the library's own answer); a kid given is
+// kept; what is not one JSON object, or not a JWK, is refused.
+func TestRegistrableJWK(t *testing.T) {
+	const x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+	kid, public, err := identity.RegistrableJWK([]byte(`{"kty":"OKP","crv":"Ed25519","x":"` + x + `"}`))
+	if err != nil || kid != "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k" {
+		t.Fatalf("kid-less key: kid %q, %v", kid, err)
+	}
+	if k, err := identity.ParseAgentJWK([]byte(public)); err != nil {
+		t.Fatalf("stored JWK %s: %v", public, err)
+	} else if got, _ := k.KeyID(); got != kid {
+		t.Fatalf("stored JWK's kid %q, returned %q", got, kid)
+	}
+	if kid, _, err := identity.RegistrableJWK([]byte(`{"kty":"OKP","crv":"Ed25519","x":"` + x + `","kid":"ed-1"}`)); err != nil || kid != "ed-1" {
+		t.Fatalf("kid given: %q, %v", kid, err)
+	}
+	for name, raw := range map[string]string{
+		"array":                 `[]`,
+		"null":                  `null`,
+		"not JSON":              `-----BEGIN PUBLIC KEY-----`,
+		"kid-less, not a JWK":   `{"kty":"OKP","crv":"Ed25519","x":"!!"}`,
+		"kid-less, private":     `{"kty":"OKP","crv":"Ed25519","x":"` + x + `","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}`,
+		"kid-less, no key type": `{"x":"` + x + `"}`,
+		"kid given, not a JWK":  `{"kty":"OKP","crv":"Ed25519","x":"!!","kid":"k"}`,
+	} {
+		if _, _, err := identity.RegistrableJWK([]byte(raw)); !errors.Is(err, identity.ErrInvalidAgentKey) {
+			t.Errorf("%s: %v, want ErrInvalidAgentKey", name, err)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
 	"github.com/agentsigna/agentsigna/internal/store/teststore"
 	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // agentsEnv is an organization acme in a fresh store, with its ledger.
@@ -58,7 +59,8 @@ func newKey(t *testing.T) store.AgentKey {
 	return store.AgentKey{KID: kid, PublicJWK: public}
 }
 
-// entries returns the kinds and records of the organization's log.
+// entries returns the kinds and records of the organization's log; each
+// entry's subject must be its record's agent.
 func (e *agentsEnv) entries(t *testing.T) (kinds []string, records []map[string]any) {
 	t.Helper()
 	ctx := context.Background()
@@ -79,9 +81,12 @@ func (e *agentsEnv) entries(t *testing.T) (kinds []string, records []map[string]
 		if err := json.Unmarshal(en.Record, &rec); err != nil {
 			t.Fatal(err)
 		}
-		var leaf struct{ Kind string }
-		if err := json.Unmarshal(en.Entry, &leaf); err != nil {
+		leaf, err := verify.ParseEntry(en.Entry)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if leaf.Subject != rec["agent_id"] {
+			t.Errorf("entry %d: subject %q, its record's agent %v", i, leaf.Subject, rec["agent_id"])
 		}
 		kinds, records = append(kinds, leaf.Kind), append(records, rec)
 	}
