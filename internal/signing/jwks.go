@@ -208,10 +208,20 @@ func NewReceiptVerifier(jwks []byte) (*ReceiptVerifier, error) {
 	// A published key set holds public keys only (DESIGN §3). One with a
 	// private or symmetric key, under any kid, has leaked what lets anyone
 	// sign: the auditor is told, not shown a receipt that verifies.
+	// Two keys under one kid are read differently too: jwx takes the
+	// first, go-jose hands back both and tries each, so a receipt's
+	// verdict would hang on the library and the keys' order.
+	kids := make(map[string]bool, set.Len())
 	for i := range set.Len() {
 		k, _ := set.Key(i)
 		if private, err := jwk.IsPrivateKey(k); err != nil || private {
 			return nil, fmt.Errorf("%w: it holds a private or secret key", ErrInvalidJWKS)
+		}
+		if kid, ok := k.KeyID(); ok {
+			if kids[kid] {
+				return nil, fmt.Errorf("%w: two keys have kid %q", ErrInvalidJWKS, kid)
+			}
+			kids[kid] = true
 		}
 	}
 	return &ReceiptVerifier{set: set}, nil

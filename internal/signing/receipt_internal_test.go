@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -162,6 +163,8 @@ func TestVerifyReceiptRejects(t *testing.T) {
 	_ = json.Unmarshal(jwks, &set)
 	pubX := set.Keys[0].X
 	activeX, privD := b64(active.PublicKey()), b64(active.key.k.Seed())
+	otherPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	otherX := b64(otherPub)
 	hmacWith := func(key []byte) func([]byte) []byte {
 		return func(in []byte) []byte { m := hmac.New(sha256.New, key); m.Write(in); return m.Sum(nil) }
 	}
@@ -243,6 +246,17 @@ func TestVerifyReceiptRejects(t *testing.T) {
 			`"},{"kty":"OKP","crv":"Ed25519","kid":"other","x":"` + activeX + `","d":"` + privD + `"}]}`), ErrInvalidJWKS},
 		{"JWKS with a symmetric key", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + activeX +
 			`"},{"kty":"oct","kid":"hmac","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQ"}]}`), ErrInvalidJWKS},
+		// Two keys under one kid: refused whatever their order, the right
+		// key first included (go-jose would try both, jwx only the first).
+		{"JWKS with the key twice under its kid", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + activeX +
+			`"},{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + activeX + `"}]}`), ErrInvalidJWKS},
+		{"JWKS with the key first and another under its kid", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + activeX +
+			`"},{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + otherX + `"}]}`), ErrInvalidJWKS},
+		{"JWKS with another key first under the kid", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + pubX +
+			`"},{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + activeX + `"}]}`), ErrInvalidJWKS},
+		{"JWKS with an EC key first under the kid", valid, []byte(`{"keys":[{"kty":"EC","crv":"P-256","kid":"` + active.kid +
+			`","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},{"kty":"OKP","crv":"Ed25519","kid":"` +
+			active.kid + `","x":"` + activeX + `"}]}`), ErrInvalidJWKS},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			keys := jwks
