@@ -20,8 +20,9 @@ const (
 // vocabulary of policies/base, and as stable.
 const (
 	// ReasonNoAuthority: nothing denied or escalated, and the organization's
-	// policy did not allow (or said nothing): every request starts with no
-	// authority.
+	// policy did not allow (or answered {}): every request starts with no
+	// authority. Also the deny of an organization decision that is
+	// undefined, whatever the base escalates.
 	ReasonNoAuthority = "no_authority"
 	// ReasonPolicyError: a policy failed to evaluate or returned something
 	// that is not a verdict.

@@ -110,11 +110,13 @@ func (e *Evaluator) Evaluate(ctx context.Context, in Input) Evaluation {
 // Failures become verdicts before Combine sees them. A policy that errs,
 // returns something that is not a verdict, or runs out of time denies
 // (policy_error, policy_timeout): a broken policy is not routed to people.
-// An organization decision that is undefined said nothing, exactly like {}
-// or no policy at all: it grants nothing (no_authority), and the base's
-// escalations still go to people. The base always answers, so its silence
-// is a fault (policy_error). One deadline, Options.Timeout, covers both
-// evaluations.
+// An organization decision that is undefined denies too (no_authority,
+// DESIGN §3 "undefined results deny"): a policy whose every branch missed,
+// a typo in an input path say, is not routed to people either. A policy
+// that answers {} (`default decision := {}`) and an organization with no
+// policy grant nothing, and the base's escalations go to people. The base
+// always answers, so its silence is a fault (policy_error). One deadline,
+// Options.Timeout, covers both evaluations.
 func (e *Evaluator) EvaluateWith(ctx context.Context, tenant *bundles.Policy, in Input) Evaluation {
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
@@ -142,7 +144,7 @@ func (e *Evaluator) EvaluateWith(ctx context.Context, tenant *bundles.Policy, in
 			v, err := e.evaluateOrganization(ctx, in.Tenant.ID, tenant, pin)
 			switch {
 			case errors.Is(err, bundles.ErrUndefined):
-				v = bundles.Verdict{} // said nothing: no authority
+				v = bundles.Verdict{Deny: []string{ReasonNoAuthority}}
 			case err != nil:
 				v = failed(err)
 				ev.Errors = append(ev.Errors, "organization policy: "+err.Error())
