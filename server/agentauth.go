@@ -182,8 +182,11 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	// of the agent its assertion names, if any (unverified: only where the
 	// refusal is filed), else in the platform's log: so are those refused
 	// before the form is read (its content type, a malformed form). If the
-	// directory cannot say, the answer is the outage: nothing goes
-	// unrecorded.
+	// directory cannot say, the answer is the outage: nothing that reaches
+	// this handler goes unrecorded. What the boundary refuses before any
+	// handler runs, a compressed body (415) or one over the body limit
+	// (413), is never read, so names no agent: it is in the request log
+	// only.
 	var assertion string
 	refuse := func(answer error, reason string) error {
 		ref, claimed, err := a.claimedOrganization(ctx, assertion)
@@ -209,17 +212,23 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		// must not use two methods at once (RFC 6749 §2.3).
 		return refuse(oauthError(c, "invalid_request", "authenticate with a client assertion only, not the Authorization header"), "authorization_header")
 	}
-	for k, v := range form {
-		switch k {
-		case "grant_type", "client_assertion_type", "client_assertion", "client_id", "scope":
-		default:
-			return refuse(oauthError(c, "invalid_request", "unknown parameter"), "unknown_parameter")
-		}
+	// RFC 6749 §3.2: no parameter more than once, one sent without a value
+	// is as if omitted, and unrecognized ones are ignored (a client's
+	// library may add RFC 8707's resource, say). A client secret is
+	// recognized: a second authentication method, refused (§2.3).
+	for _, v := range form {
 		if len(v) != 1 {
 			return refuse(oauthError(c, "invalid_request", "repeated parameter"), "repeated_parameter")
 		}
 	}
-	if form.Get("grant_type") != grantClientCredentials {
+	if form.Get("client_secret") != "" {
+		return refuse(oauthError(c, "invalid_request", "authenticate with a client assertion only, not a client secret"), "client_secret")
+	}
+	switch form.Get("grant_type") {
+	case grantClientCredentials:
+	case "":
+		return refuse(oauthError(c, "invalid_request", "grant_type is required"), "no_grant_type")
+	default:
 		return refuse(oauthError(c, "unsupported_grant_type", "only client_credentials is supported"), "unsupported_grant_type")
 	}
 	if form.Get("client_assertion_type") != assertionTypeJWTBearer || assertion == "" {
@@ -227,10 +236,7 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	}
 	// client_id is optional; sent, it must name the assertion's agent (RFC
 	// 7521 §4.2), which VerifyClientAssertion checks with the claims.
-	clientID, sentClientID := form.Get("client_id"), form.Has("client_id")
-	if sentClientID && clientID == "" {
-		return refuse(oauthError(c, "invalid_request", "client_id is empty"), "empty_client_id")
-	}
+	clientID := form.Get("client_id")
 	now := a.cfg.Now()
 
 	// ref is the claimed agent's organization, once Lookup has found it:

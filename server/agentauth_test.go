@@ -678,10 +678,46 @@ func TestTokenEndpointRefusesAnotherClientID(t *testing.T) {
 	if status, _, body := e.postToken(t, form); status != 200 || !strings.Contains(string(body), `"access_token"`) {
 		t.Fatalf("client_id of the assertion's agent: %d %s", status, body)
 	}
+	// RFC 6749 §3.2: a parameter sent without a value is as if omitted.
 	form = assertionForm(e.assertion(t, acme, nil))
 	form.Set("client_id", "")
-	if status, _, body := e.postToken(t, form); status != 400 || !strings.Contains(string(body), "invalid_request") {
+	if status, _, body := e.postToken(t, form); status != 200 || !strings.Contains(string(body), `"access_token"`) {
 		t.Fatalf("empty client_id: %d %s", status, body)
+	}
+}
+
+// RFC 6749 §3.2: the token endpoint ignores parameters it does not know,
+// which a client's OAuth library may add, and treats one sent without a
+// value as omitted; it still refuses any parameter sent twice, known or
+// not.
+func TestTokenEndpointIgnoresUnknownParameters(t *testing.T) {
+	e := newAgentEnv(t)
+	acme := e.agents["acme"]
+	post := func(f url.Values) (int, map[string]any) {
+		status, _, body := e.postToken(t, f)
+		var out map[string]any
+		_ = json.Unmarshal(body, &out)
+		return status, out
+	}
+	for name, edit := range map[string]func(url.Values){
+		"resource (RFC 8707)":    func(f url.Values) { f.Set("resource", "https://pay.example") },
+		"audience and username":  func(f url.Values) { f.Set("audience", "x"); f.Set("username", "x") },
+		"an empty scope":         func(f url.Values) { f.Set("scope", "") },
+		"an empty client_secret": func(f url.Values) { f.Set("client_secret", "") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := assertionForm(e.assertion(t, acme, nil))
+			edit(f)
+			status, out := post(f)
+			if status != 200 || out["access_token"] == nil {
+				t.Fatalf("%d %v", status, out)
+			}
+		})
+	}
+	f := assertionForm(e.assertion(t, acme, nil))
+	f["resource"] = []string{"a", "b"}
+	if status, out := post(f); status != 400 || out["error"] != "invalid_request" {
+		t.Errorf("an unknown parameter twice: %d %v", status, out)
 	}
 }
 
@@ -696,6 +732,8 @@ func TestTokenEndpointHeaders(t *testing.T) {
 	acme := e.agents["acme"]
 	badGrant := assertionForm(e.assertion(t, acme, nil))
 	badGrant.Set("grant_type", "password")
+	withSecret := assertionForm(e.assertion(t, acme, nil))
+	withSecret.Set("client_secret", "a-secret")
 	replayed := assertionForm(e.assertion(t, acme, nil))
 	if status, _, body := e.postToken(t, replayed); status != 200 {
 		t.Fatalf("first use: %d %s", status, body)
@@ -713,7 +751,11 @@ func TestTokenEndpointHeaders(t *testing.T) {
 		{"no assertion", url.Values{"grant_type": {"client_credentials"}}, 400, "invalid_client", false},
 		{"another grant", badGrant, 400, "unsupported_grant_type", false},
 		{"repeated parameter", url.Values{"grant_type": {"client_credentials", "client_credentials"}}, 400, "invalid_request", false},
-		{"unknown parameter", url.Values{"grant_type": {"client_credentials"}, "username": {"x"}}, 400, "invalid_request", false},
+		{"no grant_type", url.Values{"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion": {e.assertion(t, acme, nil)}}, 400, "invalid_request", false},
+		{"an empty grant_type", url.Values{"grant_type": {""}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion": {e.assertion(t, acme, nil)}}, 400, "invalid_request", false},
+		{"a client secret besides the assertion", withSecret, 400, "invalid_request", false},
 		{"another assertion type", url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:saml2-bearer"},
 			"client_assertion": {e.assertion(t, acme, nil)}}, 400, "invalid_client", false},
 		// RFC 6749 §2.3: one client authentication method per request; no
@@ -784,14 +826,14 @@ func TestTokenFormRefusalsAreRecorded(t *testing.T) {
 		{"another content type", with(func(url.Values) {}), "text/plain", "", "unsupported_media_type", false},
 		{"a malformed form", "grant_type=%zz", "", "", "malformed_form", false},
 		{"an Authorization header", with(func(url.Values) {}), "", "Basic YWdlbnQ6c2VjcmV0", "authorization_header", true},
-		{"an unknown parameter", with(func(f url.Values) { f.Set("username", "x") }), "", "", "unknown_parameter", true},
+		{"a client secret", with(func(f url.Values) { f.Set("client_secret", "x") }), "", "", "client_secret", true},
+		{"no grant_type", with(func(f url.Values) { f.Del("grant_type") }), "", "", "no_grant_type", true},
 		{"a repeated parameter", with(func(f url.Values) { f.Add("grant_type", "client_credentials") }), "", "", "repeated_parameter", true},
 		{"another grant", with(func(f url.Values) { f.Set("grant_type", "password") }), "", "", "unsupported_grant_type", true},
 		{"another assertion type", with(func(f url.Values) {
 			f.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:saml2-bearer")
 		}), "", "", "no_client_assertion", true},
 		{"no assertion", "grant_type=client_credentials", "", "", "no_client_assertion", false},
-		{"an empty client_id", with(func(f url.Values) { f.Set("client_id", "") }), "", "", "empty_client_id", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			acmeFrom, platformFrom := logSize(t, e.ledger, acmeLog), logSize(t, e.ledger, platformLog)
