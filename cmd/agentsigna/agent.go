@@ -367,9 +367,11 @@ func writeSecretFile(path string, b []byte) error {
 	return nil
 }
 
-// Bounds of the files the commands read (osfile.ReadAtMost): keys, checkpoints,
-// proofs and entries are a few KB; a JWKS, a receipt, or a TLS PEM file
-// at most some hundreds.
+// Bounds of the files the commands read (osfile.ReadAtMost): keys and
+// entries are a few KB (an entry at most verify.MaxEntrySize); a JWKS, a
+// receipt, or a TLS PEM file at most some hundreds. Checkpoints and proofs
+// are read to the verifier's own bounds (verify.MaxCheckpointSize,
+// MaxProofSize), which leave room for witnesses' cosignatures.
 const (
 	maxSmallFile = 64 << 10
 	maxLargeFile = 1 << 20

@@ -98,7 +98,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	var kept []byte
 	if *keptFile != "" {
 		var err error
-		if kept, err = osfile.ReadAtMost(*keptFile, maxSmallFile); err != nil {
+		if kept, err = osfile.ReadAtMost(*keptFile, verify.MaxCheckpointSize); err != nil {
 			return err
 		}
 	}

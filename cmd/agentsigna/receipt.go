@@ -84,7 +84,7 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 		if err != nil {
 			return err
 		}
-		raw, err := osfile.ReadAtMost(*proofFile, maxSmallFile)
+		raw, err := osfile.ReadAtMost(*proofFile, verify.MaxProofSize)
 		if err != nil {
 			return err
 		}

@@ -135,6 +135,12 @@ func TestVerifyReceiptAndRotate(t *testing.T) {
 	if out, err := run(jws, "--jwks", jwksFile, "--tlog-proof", proofFile, "--entry", entryFile, "--log-key", rl.vkey); err != nil || !strings.Contains(out, "logged as entry 1") {
 		t.Fatalf("receipt with proof: %q, %v", out, err)
 	}
+	// A proof whose checkpoint carries large cosignatures, past 64 KiB.
+	cosigned := writeTemp(t, "cosigned.tlog-proof", verify.Proof{Index: receipt.Index, Hashes: receipt.Hashes,
+		Checkpoint: withCosignatures(receipt.Checkpoint.Note)}.Marshal())
+	if out, err := run(jws, "--jwks", jwksFile, "--tlog-proof", cosigned, "--entry", entryFile, "--log-key", rl.vkey); err != nil || !strings.Contains(out, "logged as entry 1") {
+		t.Fatalf("receipt with a cosigned checkpoint's proof: %q, %v", out, err)
+	}
 	if _, err := run(jws, "--jwks", jwksFile, "--at", time.Now().Add(time.Hour).Format(time.RFC3339)); err == nil {
 		t.Fatal("expired receipt accepted")
 	}

@@ -60,7 +60,7 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer, env env) error 
 	if err != nil {
 		return err
 	}
-	raw, err := osfile.ReadAtMost(proofFile, maxSmallFile)
+	raw, err := osfile.ReadAtMost(proofFile, verify.MaxProofSize)
 	if err != nil {
 		return err
 	}
@@ -122,11 +122,11 @@ func runVerifyConsistency(args []string, stdout, stderr io.Writer, env env) erro
 	if err != nil {
 		return err
 	}
-	raw, err := osfile.ReadAtMost(proofFile, maxSmallFile)
+	raw, err := osfile.ReadAtMost(proofFile, verify.MaxProofSize)
 	if err != nil {
 		return err
 	}
-	oldNote, err := osfile.ReadAtMost(*oldFile, maxSmallFile)
+	oldNote, err := osfile.ReadAtMost(*oldFile, verify.MaxCheckpointSize)
 	if err != nil {
 		return err
 	}

@@ -229,6 +229,47 @@ func TestVerifyCommand(t *testing.T) {
 	}
 }
 
+// A checkpoint may carry witnesses' cosignatures (c2sp.org/tlog-cosignature),
+// some large: the commands read checkpoints and proofs as far as the
+// verifier's own bounds, not the few KB of a bare checkpoint.
+func TestVerifyCommandsTakeCosignedCheckpoints(t *testing.T) {
+	acme := newTestLedger(t, "agentsigna.test/t/acme", 42)
+	dir := t.TempDir()
+	incl := acme.inclusionJSON(t, 41, 42)
+	cp := withCosignatures(acme.checkpoint(t, 42))
+	if len(cp) <= 64<<10 || len(cp) > verify.MaxCheckpointSize {
+		t.Fatalf("checkpoint of %d bytes: want it past 64 KiB and within %d", len(cp), verify.MaxCheckpointSize)
+	}
+	tlogProof := writeFile(t, dir, "41.tlog-proof", verify.Proof{Index: 41, Hashes: incl.Hashes, Checkpoint: cp}.Marshal())
+	entry := writeFile(t, dir, "entry41", acme.leaves[41])
+	cons := acme.consistencyJSON(t, 10, 42)
+	cons.Checkpoint = string(cp)
+	consFile := writeFile(t, dir, "cons.json", mustJSON(t, cons))
+	old := writeFile(t, dir, "old10", withCosignatures(acme.checkpoint(t, 10)))
+	for _, args := range [][]string{
+		{"inclusion", tlogProof, "--log-key", acme.vkey, "--entry", entry},
+		{"consistency", consFile, "--log-key", acme.vkey, "--old", old},
+	} {
+		var stdout bytes.Buffer
+		if err := runVerify(context.Background(), args, &stdout, io.Discard, envOf(nil)); err != nil || !strings.HasPrefix(stdout.String(), "OK: ") {
+			t.Errorf("verify %s = %v; stdout %q", args[0], err, stdout.String())
+		}
+	}
+}
+
+// withCosignatures is checkpoint with 20 signature lines of witnesses the
+// verifier does not know, 4 KB each (a post-quantum signature's size),
+// which a verifier skips (c2sp.org/signed-note): some 80 KB in all.
+func withCosignatures(checkpoint []byte) []byte {
+	cp := bytes.Clone(checkpoint)
+	for i := range 20 {
+		blob := make([]byte, 3000)
+		_, _ = rand.Read(blob)
+		cp = fmt.Appendf(cp, "— witness%d.example %s\n", i, base64.StdEncoding.EncodeToString(blob))
+	}
+	return cp
+}
+
 func TestVerifyCommandLogKeyFromEnvironment(t *testing.T) {
 	acme := newTestLedger(t, "agentsigna.test/t/acme", 3)
 	dir := t.TempDir()
@@ -249,7 +290,7 @@ func TestVerifyCommandsReadFilesWithinBounds(t *testing.T) {
 	acme := newTestLedger(t, "agentsigna.test/t/acme", 3)
 	dir := t.TempDir()
 	proof := writeFile(t, dir, "proof", mustJSON(t, acme.inclusionJSON(t, 1, 3)))
-	huge := writeFile(t, dir, "huge", bytes.Repeat([]byte(" "), maxSmallFile+1))
+	huge := writeFile(t, dir, "huge", bytes.Repeat([]byte(" "), verify.MaxProofSize+1))
 	leafHash := base64.StdEncoding.EncodeToString(verify.LeafHash(acme.leaves[1]))
 	const receipt = "eyJhbGciOiJFZERTQSJ9.eyJhIjoxfQ.AAAA"
 	for _, tc := range []struct {
@@ -268,7 +309,7 @@ func TestVerifyCommandsReadFilesWithinBounds(t *testing.T) {
 		}, "/dev/zero: not a regular file"},
 		{"proof past its bound", func() error {
 			return runVerify(context.Background(), []string{"inclusion", huge, "--log-key", acme.vkey, "--leaf-hash", leafHash}, io.Discard, io.Discard, envOf(nil))
-		}, fmt.Sprintf("is larger than %d bytes", maxSmallFile)},
+		}, fmt.Sprintf("is larger than %d bytes", verify.MaxProofSize)},
 		{"receipt's JWKS from a device", func() error {
 			return runVerify(context.Background(), []string{"receipt", receipt, "--jwks", "/dev/zero"}, io.Discard, io.Discard, envOf(nil))
 		}, "/dev/zero: not a regular file"},
