@@ -192,6 +192,12 @@ func ensureRoles(ctx context.Context, conn *pgx.Conn, roles Roles) error {
 	apps := ident(roles.Tenant) + ", " + ident(roles.Platform)
 	for _, stmt := range []string{
 		`GRANT CONNECT ON DATABASE ` + ident(db) + ` TO ` + apps,
+		// A temporary table shadows public's of the same name for the
+		// rest of its session (pg_temp comes first on the search_path),
+		// and a pooled connection outlives the transaction that made it:
+		// the next organization's queries would read and write it. The
+		// service makes none; PUBLIC has TEMPORARY by default.
+		`REVOKE TEMPORARY ON DATABASE ` + ident(db) + ` FROM PUBLIC, ` + apps,
 		`REVOKE CREATE ON SCHEMA public FROM PUBLIC`,
 		`GRANT USAGE, CREATE ON SCHEMA public TO ` + ident(roles.Owner),
 		`GRANT USAGE ON SCHEMA public TO ` + apps,

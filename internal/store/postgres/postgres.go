@@ -75,11 +75,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("postgres: platform pool: %w", err)
 	}
 	s := &Store{tenant: tenant, platform: platform, log: cfg.Logger, tenantRefs: store.NewTenantRefs(store.TenantRefLifetime, nil)}
-	if err := s.checkRoles(ctx); err != nil {
+	// The schema first: a database an older binary migrated says "run
+	// migrate", which also settles what older migrations left to the roles
+	// (TEMPORARY, for one); then the roles, which must pass either way.
+	if err := checkSchema(ctx, tenant); err != nil {
 		s.Close()
 		return nil, err
 	}
-	if err := checkSchema(ctx, tenant); err != nil {
+	if err := s.checkRoles(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -165,7 +168,8 @@ const appRoleProblemsSQL = `SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, 
 		AND NOT EXISTS (SELECT 1 FROM pg_class c
 			WHERE d.classid = 'pg_class'::regclass AND c.oid = d.objid AND c.relpersistence = 't')
 		ORDER BY 1),
-	ARRAY(SELECT n.nspname::text FROM pg_namespace n WHERE has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1)
+	ARRAY(SELECT n.nspname::text FROM pg_namespace n WHERE has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1),
+	has_database_privilege(r.oid, db.oid, 'TEMPORARY')
 	FROM pg_roles r, pg_database db
 	WHERE r.rolname = $1 AND db.datname = current_database()`
 
@@ -181,14 +185,17 @@ const appRoleProblemsSQL = `SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, 
 // plane's role, pg_read_all_data / pg_write_all_data (past row security).
 // CREATEROLE lets a role grant itself the owner role; REPLICATION lets it
 // read every organization's changes from the WAL; CREATE on a schema lets
-// it plant a function or table the other plane's queries would resolve to.
+// it plant a function or table the other plane's queries would resolve to;
+// TEMPORARY lets it plant a temporary table that the next organization's
+// queries on the same pooled connection would resolve to (pg_temp is
+// searched first), entries and checkpoints included.
 func appRoleProblems(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, name string) ([]string, error) {
-	var super, bypass, createRole, replication bool
+	var super, bypass, createRole, replication, temporary bool
 	var memberOf, owns, createIn []string
 	err := q.QueryRow(ctx, appRoleProblemsSQL, name).
-		Scan(&super, &bypass, &createRole, &replication, &memberOf, &owns, &createIn)
+		Scan(&super, &bypass, &createRole, &replication, &memberOf, &owns, &createIn, &temporary)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -222,6 +229,9 @@ func appRoleProblems(ctx context.Context, q interface {
 	}
 	if len(createIn) > 0 {
 		problems = append(problems, "may create objects in "+listed("schema", createIn))
+	}
+	if temporary {
+		problems = append(problems, "may create temporary tables (TEMPORARY on the database), which would shadow the service's own on a pooled connection")
 	}
 	return problems, nil
 }

@@ -381,6 +381,8 @@ func TestRoleGrants(t *testing.T) {
 		{platformConn, `UPDATE tenants SET slug = 'renamed'`},
 		{platformConn, `SELECT * FROM app_tenant_directory('acme', NULL)`},
 		{platformConn, `CREATE TABLE mine (x int)`},
+		{tenantConn, `CREATE TEMP TABLE ledger_entries (LIKE public.ledger_entries)`},
+		{platformConn, `CREATE TEMP TABLE platform_ledger_entries (LIKE public.platform_ledger_entries)`},
 	} {
 		_, err := tc.conn.Exec(ctx, tc.stmt)
 		if code := sqlState(err); code != "42501" {
@@ -664,6 +666,14 @@ func TestOpenRefusesUnsafeRoles(t *testing.T) {
 		{name: "tenant role may create in public",
 			stmts: []string{`GRANT CREATE ON SCHEMA public TO {tenant}`},
 			want:  []string{`"{tenant}"`, `schema "public"`}},
+		// CREATE TEMP TABLE ledger_entries (LIKE public.ledger_entries):
+		// the next organization on the connection appends to it.
+		{name: "tenant role may create temporary tables",
+			stmts: []string{`GRANT TEMPORARY ON DATABASE {db} TO {tenant}`},
+			want:  []string{`"{tenant}"`, "temporary tables"}},
+		{name: "every role may create temporary tables, as by default",
+			stmts: []string{`GRANT TEMPORARY ON DATABASE {db} TO PUBLIC`},
+			want:  []string{"temporary tables"}},
 		{name: "tenant role has CREATEROLE",
 			stmts: []string{`ALTER ROLE {tenant} CREATEROLE`},
 			want:  []string{`"{tenant}"`, "CREATEROLE"}},
