@@ -381,6 +381,7 @@ func TestRoleGrants(t *testing.T) {
 		{platformConn, `UPDATE tenants SET slug = 'renamed'`},
 		{platformConn, `SELECT * FROM app_tenant_directory('acme', NULL)`},
 		{platformConn, `CREATE TABLE mine (x int)`},
+		{platformConn, `SELECT count(*) FROM agent_directory`},
 		{tenantConn, `CREATE TEMP TABLE ledger_entries (LIKE public.ledger_entries)`},
 		{platformConn, `CREATE TEMP TABLE platform_ledger_entries (LIKE public.platform_ledger_entries)`},
 	} {
