@@ -17,6 +17,48 @@ import (
 // ErrNoLogKey: the log has no key yet (reads never create one).
 var ErrNoLogKey = errors.New("log has no signing key")
 
+// ErrWrongMasterKey: the master key does not open the keys the store
+// already holds for an organization, so it is not the one they were sealed
+// under. Nothing is sealed under it there: a key sealed under the wrong
+// master key could never be opened by the right one, and a signing key is
+// written once.
+var ErrWrongMasterKey = errors.New("signing: the master key does not open this organization's keys; it is not the one they were sealed with")
+
+// CheckMasterKey fails with ErrWrongMasterKey when organization tenantID
+// holds a sealed key (its log, receipt or token keys, tried in that order)
+// that the key ring's master key does not open; nil when it opens one, or
+// when the organization holds none yet. Call it, in the organization's
+// transaction, before sealing anything new for it.
+func (k *Keyring) CheckMasterKey(ctx context.Context, keys store.KeyTx, tenantID string) error {
+	if tenantID == "" {
+		return errors.New("signing: CheckMasterKey checks an organization's keys; tenant id is empty")
+	}
+	for _, purpose := range []store.KeyPurpose{store.PurposeLog, store.PurposeReceipt, store.PurposeToken} {
+		ks, err := keys.SigningKeys(ctx, purpose)
+		if err != nil {
+			return err
+		}
+		if len(ks) == 0 {
+			continue
+		}
+		key := ks[0]
+		if purpose == store.PurposeLog {
+			var plain []byte
+			plain, err = k.master.Open(key.SealedPrivate, LogScope{TenantID: tenantID}.binding(key.KID))
+			clear(plain)
+		} else {
+			var priv []byte
+			priv, err = k.openJWSKey(tenantID, key)
+			clear(priv)
+		}
+		if errors.Is(err, secrets.ErrDecrypt) {
+			return fmt.Errorf("%w (%s key %s)", ErrWrongMasterKey, purpose, key.KID)
+		}
+		return err
+	}
+	return nil
+}
+
 // LogScope names one log: an organization's (TenantID set) or the
 // platform's (TenantID empty).
 type LogScope struct {
@@ -180,6 +222,11 @@ func (k *Keyring) createLogKey(ctx context.Context, keys store.KeyTx, scope LogS
 		return LogKey{}, err
 	}
 	kid := fmt.Sprintf("log-%08x", signer.KeyHash())
+	if scope.TenantID != "" {
+		if err := k.CheckMasterKey(ctx, keys, scope.TenantID); err != nil {
+			return LogKey{}, err
+		}
+	}
 	sealed, err := k.master.Seal([]byte(skey), scope.binding(kid))
 	if err != nil {
 		return LogKey{}, err

@@ -397,6 +397,11 @@ func (k *Keyring) RotateReceiptKey(ctx context.Context, keys store.KeyTx, tenant
 	if err != nil {
 		return "", err
 	}
+	// Nothing is retired for a successor the right master key could not
+	// open (createReceiptKey checks again, past the retirement: cheap).
+	if err := k.CheckMasterKey(ctx, keys, tenantID); err != nil {
+		return "", err
+	}
 	// Retired first: the store keeps one active key a purpose.
 	now := time.Now()
 	for _, key := range old {
@@ -443,6 +448,9 @@ func (k *Keyring) openReceiptKey(ctx context.Context, keys store.KeyTx, tenantID
 }
 
 func (k *Keyring) createReceiptKey(ctx context.Context, keys store.KeyTx, tenantID string) (*ReceiptSigner, error) {
+	if err := k.CheckMasterKey(ctx, keys, tenantID); err != nil {
+		return nil, err
+	}
 	kid, priv, err := newReceiptKey()
 	if err != nil {
 		return nil, err

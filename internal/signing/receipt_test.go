@@ -1,6 +1,7 @@
 package signing_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -515,4 +516,105 @@ type retiredMeanwhile struct{ store.KeyTx }
 
 func (retiredMeanwhile) RetireSigningKey(context.Context, string, time.Time) error {
 	return fmt.Errorf("%w: active signing key", store.ErrNotFound)
+}
+
+// A key ring whose master key is not the one an organization's keys were
+// sealed under seals nothing new for it: a key the right master key could
+// never open would break its JWKS, or its tokens, for good (signing keys
+// are written once), and every receipt it ever issued with them.
+func TestWrongMasterKeySealsNothing(t *testing.T) {
+	s, good, _ := setup(t)
+	wrongMaster, err := secrets.GenerateMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := signing.NewKeyring(wrongMaster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	acme := storetest.CreateTenant(t, s, "acme")
+	bravo := storetest.CreateTenant(t, s, "bravo")
+	charlie := storetest.CreateTenant(t, s, "charlie")
+	// acme: a log key and a receipt key; bravo: a log key only; charlie:
+	// a receipt key only.
+	for _, id := range []string{acme.ID, bravo.ID} {
+		inTx(t, s, id, func(ctx context.Context, tx store.TenantTx) error {
+			_, err := good.LogKey(ctx, tx.Keys(), signing.LogScope{TenantID: id, Origin: "agentsigna.test/t/" + id})
+			return err
+		})
+	}
+	first := receiptSigner(t, s, good, acme.ID)
+	receiptSigner(t, s, good, charlie.ID)
+	jwks := receiptJWKS(t, s, good, acme.ID)
+
+	keysOf := func(id string) map[store.KeyPurpose]int {
+		n := map[store.KeyPurpose]int{}
+		inTx(t, s, id, func(ctx context.Context, tx store.TenantTx) error {
+			for _, p := range []store.KeyPurpose{store.PurposeLog, store.PurposeReceipt, store.PurposeToken} {
+				ks, err := tx.Keys().SigningKeys(ctx, p)
+				if err != nil {
+					return err
+				}
+				for _, k := range ks {
+					if k.Status == store.KeyActive {
+						n[p]++
+					}
+				}
+			}
+			return nil
+		})
+		return n
+	}
+	before := map[string]map[store.KeyPurpose]int{acme.ID: keysOf(acme.ID), bravo.ID: keysOf(bravo.ID), charlie.ID: keysOf(charlie.ID)}
+	for _, tc := range []struct {
+		name, tenant string
+		do           func(ctx context.Context, tx store.TenantTx) error
+	}{
+		{"rotate acme's receipt key", acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+			_, err := wrong.RotateReceiptKey(ctx, tx.Keys(), acme.ID)
+			return err
+		}},
+		{"acme's first token key", acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+			_, err := wrong.TokenKey(ctx, tx.Keys(), acme.ID)
+			return err
+		}},
+		{"bravo's first receipt key", bravo.ID, func(ctx context.Context, tx store.TenantTx) error {
+			_, err := wrong.ReceiptSigner(ctx, tx.Keys(), bravo.ID)
+			return err
+		}},
+		{"charlie's log key", charlie.ID, func(ctx context.Context, tx store.TenantTx) error {
+			_, err := wrong.LogKey(ctx, tx.Keys(), signing.LogScope{TenantID: charlie.ID, Origin: "agentsigna.test/t/charlie"})
+			return err
+		}},
+		{"check acme", acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+			return wrong.CheckMasterKey(ctx, tx.Keys(), acme.ID)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The caller commits what the call did not refuse.
+			err := s.InTenantTx(ctx, tc.tenant, tc.do)
+			if !errors.Is(err, signing.ErrWrongMasterKey) {
+				t.Fatalf("got %v, want ErrWrongMasterKey", err)
+			}
+			if got := keysOf(tc.tenant); !maps.Equal(got, before[tc.tenant]) {
+				t.Errorf("active keys %v, want %v as before", got, before[tc.tenant])
+			}
+		})
+	}
+	// The right master key still signs with, and publishes, what it had.
+	if again := receiptSigner(t, s, good, acme.ID); again.KID() != first.KID() {
+		t.Errorf("acme signs with %s, want %s", again.KID(), first.KID())
+	}
+	if got := receiptJWKS(t, s, good, acme.ID); !bytes.Equal(got, jwks) {
+		t.Errorf("acme's JWKS changed:\n%s\nwant\n%s", got, jwks)
+	}
+	inTx(t, s, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return good.CheckMasterKey(ctx, tx.Keys(), acme.ID)
+	})
+	// An organization with no key yet has nothing to check against.
+	delta := storetest.CreateTenant(t, s, "delta")
+	inTx(t, s, delta.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return wrong.CheckMasterKey(ctx, tx.Keys(), delta.ID)
+	})
 }

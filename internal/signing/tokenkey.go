@@ -78,6 +78,9 @@ func (k *Keyring) TokenKey(ctx context.Context, keys store.KeyTx, tenantID strin
 }
 
 func (k *Keyring) createTokenKey(ctx context.Context, keys store.KeyTx, tenantID string) (TokenKey, error) {
+	if err := k.CheckMasterKey(ctx, keys, tenantID); err != nil {
+		return TokenKey{}, err
+	}
 	kid, priv, err := newReceiptKey() // same kind of key: Ed25519, RFC 7638 kid
 	if err != nil {
 		return TokenKey{}, err
