@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -73,9 +74,13 @@ func runCounterpartyAdd(ctx context.Context, args []string, stdout, stderr io.Wr
 		return err
 	}
 	defer backend.Close()
+	var keys *signing.Keyring
 	if details != nil {
 		master, err := loadMasterKey(ctx, &tf.sf, backend, env, log)
 		if err != nil {
+			return err
+		}
+		if keys, err = signing.NewKeyring(master); err != nil {
 			return err
 		}
 		// SPEC: DESIGN §2 — the associated data binds the ciphertext to its
@@ -88,6 +93,13 @@ func runCounterpartyAdd(ctx context.Context, args []string, stdout, stderr io.Wr
 		}
 	}
 	err = backend.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if keys != nil {
+			// Details sealed under a master key that is not the store's
+			// could never be opened again: refused, as for signing keys.
+			if err := keys.CheckMasterKey(ctx, tx.Keys(), ref.ID); err != nil {
+				return err
+			}
+		}
 		var err error
 		cp, err = tx.Counterparties().Create(ctx, cp)
 		return err

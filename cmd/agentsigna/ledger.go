@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/agentsigna/agentsigna/internal/osfile"
+	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
@@ -64,6 +65,25 @@ func openLedgerAndKeys(ctx context.Context, sf *storeFlags, lf *ledgerFlags, bac
 	}
 	l, err := ledger.New(ledger.Config{Tenants: backend, Platform: backend, Keys: keys, Origin: origin, Logger: log})
 	return l, keys, err
+}
+
+// checkPlatformLogKey opens the platform log's key, when it has one: a
+// server started with a master key that is not the store's stops here,
+// before it creates any organization's first receipt or token key (which
+// signing refuses too, for an organization that has a key to check) or
+// answers a request it cannot record.
+func checkPlatformLogKey(ctx context.Context, backend store.Backend, keys *signing.Keyring) error {
+	err := backend.InPlatformReadTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+		_, err := keys.LogVerifier(ctx, tx.Keys(), signing.LogScope{})
+		return err
+	})
+	switch {
+	case errors.Is(err, signing.ErrNoLogKey):
+		return nil
+	case errors.Is(err, secrets.ErrDecrypt):
+		return fmt.Errorf("master key: it does not open the platform log's key, so it is not the one this store was sealed with: %w", err)
+	}
+	return err
 }
 
 // runLedger: `agentsigna ledger verify [--tenant SLUG | --platform]

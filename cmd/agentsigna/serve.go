@@ -98,6 +98,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 	defer l.Close()
+	if err := checkPlatformLogKey(ctx, backend, keys); err != nil {
+		return err
+	}
 	if len(exposed) > 0 {
 		// DESIGN §2: the justification is logged and written to the
 		// platform ledger.

@@ -9,8 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 )
 
 // A store whose secrets are sealed under a configured key (serve's
@@ -104,8 +108,9 @@ func TestCommandsRefuseToMakeASecondMasterKey(t *testing.T) {
 
 // org create with the wrong master key fails before the organization
 // exists: otherwise it would hold a slug that cannot be taken again, with
-// its creation in no log.
-func TestOrgCreateWithTheWrongKeyCreatesNothing(t *testing.T) {
+// its creation in no log. keys rotate, counterparty add and serve with it
+// fail too, having sealed nothing the right key could not open.
+func TestWrongMasterKeyCreatesNothing(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	other := t.TempDir()
@@ -130,6 +135,60 @@ func TestOrgCreateWithTheWrongKeyCreatesNothing(t *testing.T) {
 	// With the right key, beta can still be made.
 	if out, err := run("create", "--slug", "beta", "--name", "Beta"); err != nil {
 		t.Fatalf("create beta: %q, %v", out, err)
+	}
+
+	// Nor is anything sealed for acme under the wrong key: a receipt key
+	// (rotate makes acme's first), bank details, or, for the whole store,
+	// a server's first keys.
+	cmd := func(fn subcommand, args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := fn(ctx, append(args, "--data-dir", dir, "--master-key-file", wrong), &out, &errOut, envOf(nil))
+		return out.String() + errOut.String(), err
+	}
+	if out, err := cmd(runKeys, "rotate", "--tenant", "acme"); !errors.Is(err, signing.ErrWrongMasterKey) {
+		t.Errorf("keys rotate with the wrong key: %q, %v", out, err)
+	}
+	bank := writeFile(t, t.TempDir(), "bank.txt", []byte("IBAN DE89 3704 0044 0532 0130 00"))
+	if out, err := cmd(runCounterparty, "add", "--tenant", "acme", "--name", "Vendor", "--bank-details-file", bank); !errors.Is(err, signing.ErrWrongMasterKey) {
+		t.Errorf("counterparty add with the wrong key: %q, %v", out, err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var serveOut bytes.Buffer
+	err := runServe(sctx, []string{"--data-dir", dir, "--master-key-file", wrong,
+		"--tenant-addr", "127.0.0.1:0", "--platform-addr", "127.0.0.1:0"}, &serveOut, &serveOut, envOf(nil))
+	if !errors.Is(err, secrets.ErrDecrypt) || sctx.Err() != nil {
+		t.Errorf("serve with the wrong key: %v (%s)", err, serveOut.String())
+	}
+	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var acmeID string
+	if err := s.InPlatformReadTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+		ts, err := tx.ListTenants(ctx)
+		for _, tn := range ts {
+			if tn.Slug == "acme" {
+				acmeID = tn.ID
+			}
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InTenantReadTx(ctx, acmeID, func(ctx context.Context, tx store.TenantTx) error {
+		receiptKeys, err := tx.Keys().SigningKeys(ctx, store.PurposeReceipt)
+		if err != nil {
+			return err
+		}
+		cps, err := tx.Counterparties().List(ctx)
+		if len(receiptKeys) != 0 || len(cps) != 0 {
+			t.Errorf("acme holds %d receipt keys and %d counterparties, want none", len(receiptKeys), len(cps))
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
