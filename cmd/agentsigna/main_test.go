@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,6 +71,40 @@ func TestIsLoopback(t *testing.T) {
 		t.Error("address without a port accepted")
 	}
 }
+
+// A listener whose name (say, localhost in a hosts file) led it to another
+// interface is refused and closed; one on a loopback IP is kept.
+func TestBoundToLoopback(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := boundToLoopback(ln); err != nil {
+		t.Fatalf("127.0.0.1: %v", err)
+	}
+	for _, ip := range []string{"192.0.2.10", "0.0.0.0", "::", "2001:db8::1"} {
+		inner, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fake := &boundElsewhere{Listener: inner, addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 8080}}
+		if err := boundToLoopback(fake); err == nil || !strings.Contains(err.Error(), "not a loopback address") {
+			t.Errorf("%s: %v", ip, err)
+		}
+		if _, err := inner.Accept(); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("%s: the listener was left open (%v)", ip, err)
+		}
+	}
+}
+
+// boundElsewhere is a listener that says it listens on addr.
+type boundElsewhere struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (b *boundElsewhere) Addr() net.Addr { return b.addr }
 
 // Exit status 0 is success (help included); anything else prints one
 // line a person understands, on standard error (DESIGN §5): no flag

@@ -41,6 +41,9 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) (net.Addr, e
 	if err != nil {
 		return nil, fmt.Errorf("pprof: %w", err)
 	}
+	if err := boundToLoopback(ln); err != nil {
+		return nil, fmt.Errorf("pprof: %w", err)
+	}
 	srv := &http.Server{Handler: loopbackHostOnly(mux), ReadHeaderTimeout: 5 * time.Second}
 	log.Info("pprof listening", slog.String("addr", ln.Addr().String()))
 	go func() {

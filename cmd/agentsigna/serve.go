@@ -12,6 +12,7 @@ import (
 	"net"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -155,6 +156,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		if err != nil {
 			return fmt.Errorf("%s plane: %w", p.plane.Name(), err)
 		}
+		if tlsConfig == nil && !slices.Contains(exposed, p.addr) {
+			// Plain HTTP was allowed because the address is loopback:
+			// hold the bound address to it.
+			if err := boundToLoopback(ln); err != nil {
+				return fmt.Errorf("%s plane: %w", p.plane.Name(), err)
+			}
+		}
 		if tlsConfig != nil {
 			ln = tls.NewListener(ln, tlsConfig)
 		}
@@ -267,6 +275,19 @@ func isLoopback(addr string) (bool, error) {
 		return false, fmt.Errorf("listen address %q: %v", addr, err)
 	}
 	return isLoopbackHost(host), nil
+}
+
+// boundToLoopback closes ln and fails unless it listens on a loopback IP.
+// isLoopback takes "localhost" at its word, and the system resolves it
+// (the hosts file, then DNS): a name that led to another interface would
+// serve, in plain HTTP or a profiler, beyond the machine.
+func boundToLoopback(ln net.Listener) error {
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
+		return nil
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return fmt.Errorf("listening on %s, which is not a loopback address: give a loopback IP (127.0.0.1, [::1]), or TLS", addr)
 }
 
 // isLoopbackHost: localhost or a loopback IP (IPv6 with or without brackets).
