@@ -1,10 +1,25 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/agentsigna/agentsigna/bundles"
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/ledger"
 )
 
 // demoCredentialsPath refuses, before anything is seeded, a demo path that
@@ -39,4 +54,106 @@ func TestDemoCredentialsPathRefuses(t *testing.T) {
 			t.Fatalf("demo directory: %v, %v; want 0700", fi, err)
 		}
 	})
+}
+
+// --demo seeds an empty store and only that: a store holding another
+// organization, or an acme whose seeding stopped before the credentials
+// were written (its agent key lost), is refused, and left as it was.
+func TestDemoSeedsOnlyAnEmptyStore(t *testing.T) {
+	ctx := context.Background()
+	serve := func(ctx context.Context, dir string) error {
+		return runServe(ctx, []string{"--data-dir", dir, "--demo", "--log-level", "error",
+			"--tenant-addr", "127.0.0.1:0", "--platform-addr", "127.0.0.1:0"}, io.Discard, io.Discard, envOf(nil))
+	}
+	orgs := func(dir string) string {
+		var out bytes.Buffer
+		if err := runOrg(ctx, []string{"list", "--data-dir", dir}, &out, io.Discard, envOf(nil)); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	for _, tc := range []struct{ name, slug, want string }{
+		{"another organization", "prod", "seeds an empty store"},
+		{"acme without its credentials", "acme", "stopped part way"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := runOrg(ctx, []string{"create", "--slug", tc.slug, "--name", "Existing", "--data-dir", dir}, io.Discard, io.Discard, envOf(nil)); err != nil {
+				t.Fatal(err)
+			}
+			before := orgs(dir)
+			sctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if err := serve(sctx, dir); err == nil || !strings.Contains(err.Error(), tc.want) || sctx.Err() != nil {
+				t.Fatalf("serve --demo: %v, want a refusal saying %q", err, tc.want)
+			}
+			if after := orgs(dir); after != before {
+				t.Errorf("organizations %q, want %q as before", after, before)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "demo", "credentials.json")); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("credentials written: %v", err)
+			}
+		})
+	}
+}
+
+// A signal during seeding does not cut it part way: the demo seeds to the
+// end, credentials included, on a context already cancelled (the next
+// --demo start then finds it seeded: TestDemoAgentDecision).
+func TestDemoSeedingOutlivesASignal(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	backend, err := sqlite.Open(ctx, sqlite.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	master, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := signing.NewKeyring(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.New(ledger.Config{Tenants: backend, Platform: backend, Keys: keys, Origin: "agentsigna.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := decision.NewPolicies(backend, l, bundles.NewEngine(), bundles.Limits{})
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel() // as if SIGTERM came as seeding began
+	err = seedDemo(cancelled, backend, l, pol, dir, "http://127.0.0.1:8080", "http://127.0.0.1:8081", slog.New(slog.DiscardHandler))
+	l.Close()
+	backend.Close()
+	if err != nil {
+		t.Fatalf("seedDemo on a cancelled context: %v", err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "demo", "credentials.json"))
+	var creds demoCredentials
+	if err != nil || json.Unmarshal(raw, &creds) != nil || creds.Agent.ID == "" || len(creds.Counterparties) != 2 {
+		t.Fatalf("credentials: %v %s", err, raw)
+	}
+}
+
+func TestLocalURL(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		tls  bool
+		want string
+	}{
+		{"127.0.0.1:8081", false, "http://127.0.0.1:8081"},
+		{"127.0.0.1:8081", true, "https://127.0.0.1:8081"},
+		{":8081", false, "http://127.0.0.1:8081"},
+		{"0.0.0.0:8081", true, "https://127.0.0.1:8081"},
+		{"[::]:8081", false, "http://[::1]:8081"},
+		{"[::1]:8081", true, "https://[::1]:8081"},
+		{"localhost:8081", false, "http://localhost:8081"},
+		{"127.0.0.1:0", false, ""},
+		{"no-port", false, ""},
+	} {
+		if got := localURL(tc.addr, tc.tls); got != tc.want {
+			t.Errorf("localURL(%q, %v) = %q, want %q", tc.addr, tc.tls, got, tc.want)
+		}
+	}
 }

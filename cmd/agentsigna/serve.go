@@ -134,7 +134,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	// this second close writes nothing.
 	defer closeAgentAuth(ctx, auth)
 	if f.demo {
-		if err := seedDemo(ctx, backend, l, pol, f.store.dataDir, f.ledger.publicURL, "http://"+f.platformAddr, log); err != nil {
+		if err := seedDemo(ctx, backend, l, pol, f.store.dataDir, f.ledger.publicURL, localURL(f.platformAddr, tlsConfig != nil), log); err != nil {
 			return err
 		}
 	}
@@ -239,6 +239,28 @@ func defaultPublicURL(fs *flag.FlagSet, f *serveFlags, tlsOn bool) {
 		scheme = "https"
 	}
 	f.ledger.publicURL = scheme + "://" + f.tenantAddr
+}
+
+// localURL is the URL a local client reaches listen address addr at: the
+// scheme follows TLS, and a host left empty or unspecified (every
+// interface) is loopback's. Empty when the port is not known until the
+// listener is made (0) or addr does not parse.
+func localURL(addr string, tlsOn bool) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "0" || port == "" {
+		return ""
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "" || ip != nil && ip.Equal(net.IPv4zero):
+		host = "127.0.0.1"
+	case ip != nil && ip.Equal(net.IPv6unspecified):
+		host = "::1"
+	}
+	scheme := "http"
+	if tlsOn {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // checkExposure refuses plain HTTP beyond loopback unless an operator wrote
