@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -169,6 +170,12 @@ func (e Entry) check() error {
 	}
 	if len(e.Subject) > MaxSubject {
 		return fmt.Errorf("%w: ledger entry subject over %d bytes", store.ErrInvalid, MaxSubject)
+	}
+	// Checked here, before the entry joins a batch, not only when the
+	// batch encodes it: a subject the encoding refuses there fails the
+	// whole batch, every other caller's entries with it.
+	if !utf8.ValidString(e.Subject) {
+		return fmt.Errorf("%w: ledger entry subject is not valid UTF-8", store.ErrInvalid)
 	}
 	if len(e.Record) > MaxRecord {
 		return fmt.Errorf("%w: ledger record over %d bytes", store.ErrInvalid, MaxRecord)

@@ -188,6 +188,14 @@ func TestRejectsBadEntries(t *testing.T) {
 		if _, err := e.ledger.Append(ctx, e.log, bad); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("Append(kind %q, %d-byte subject): %v, want ErrInvalid", bad.Kind, len(bad.Subject), err)
 		}
+		// Refused before it is queued (a context already done would stop
+		// it there): a bad entry never shares a batch, so never fails one
+		// with other callers' entries in it.
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := e.ledger.Append(cancelled, e.log, bad); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Append(kind %q, %d-byte subject) on a done context: %v, want ErrInvalid before queueing", bad.Kind, len(bad.Subject), err)
+		}
 	}
 	// A bad entry does not poison the batch of good ones.
 	if _, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "decision", Record: []byte("ok")}); err != nil {
