@@ -154,6 +154,10 @@ func readArchive(raw []byte, limits Limits) ([]File, error) {
 	var files []File
 	seen := map[string]bool{}
 	entries := 0
+	// The sizes entries claim, summed: what reading them would hold. The
+	// stream budget (counted) alone does not bound it, for archive/tar
+	// fills a sparse entry's holes with zeros it never reads.
+	var claimed int64
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -188,11 +192,19 @@ func readArchive(raw []byte, limits Limits) ([]File, error) {
 			return nil, fmt.Errorf("%w: %s", ErrDuplicatePath, name)
 		}
 		seen[name] = true
-		// Refuse before reading: a header may claim any size, and sparse
-		// entries expand past what the compressed stream holds.
-		if hdr.Size < 0 || hdr.Size > counted.left {
-			return nil, fmt.Errorf("%w: %s claims %d bytes, limit %d", ErrDecompressionLimit, name, hdr.Size, limits.MaxDecompressedBytes)
+		// A sparse file (GNU's PAX encoding, which archive/tar reads as a
+		// regular file) is made of holes no bundle needs: its bytes are
+		// not in the stream.
+		for k := range hdr.PAXRecords {
+			if strings.HasPrefix(k, "GNU.sparse.") {
+				return nil, fmt.Errorf("%w: %q is a sparse file", ErrNonRegularEntry, name)
+			}
 		}
+		// Refuse before reading: a header may claim any size.
+		if hdr.Size < 0 || hdr.Size > counted.left || hdr.Size > limits.MaxDecompressedBytes-claimed {
+			return nil, fmt.Errorf("%w: %s claims %d bytes, limit %d in all", ErrDecompressionLimit, name, hdr.Size, limits.MaxDecompressedBytes)
+		}
+		claimed += hdr.Size
 		content := make([]byte, hdr.Size)
 		if _, err := io.ReadFull(tr, content); err != nil {
 			return nil, malformed(err)
