@@ -1,6 +1,7 @@
 package bundles
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -63,6 +64,12 @@ func forbiddenBuiltins() map[string]string {
 		// the size, where other arithmetic grows at most by squaring, step
 		// by step.
 		"bits.lsh": "shifts by any number of bits in one call, which the evaluation timeout cannot stop",
+		// A layered graph of 2 nodes a layer written as a literal: 20
+		// layers are 3.1 s and 1.2 GiB, each layer doubling both.
+		"graph.reachable_paths": "lists every path, exponentially many, in one call, which the evaluation timeout cannot stop",
+		// An indent of 1 MiB (20 doublings) over 400 numbers: 11.8 s and
+		// 2 GiB in one call. json.marshal stays.
+		"json.marshal_with_options": "repeats an indent or prefix of any length on every line in one call, which the evaluation timeout cannot stop",
 		// Randomness makes a decision impossible to replay from its input.
 		"rand.intn":    "is random, so decisions could not be replayed",
 		"uuid.rfc4122": "is random, so decisions could not be replayed",
@@ -103,38 +110,98 @@ func ForbiddenBuiltins() []ForbiddenBuiltin {
 }
 
 // findForbiddenCall returns an error naming the first call, in file order,
-// to a forbidden builtin in modules (sorted by path). The compiler would
-// reject these calls too ("undefined function"); this says why, and where.
+// to a forbidden builtin in modules (sorted by path), or to sprintf with a
+// format checkSprintfFormat refuses. The compiler would reject calls to a
+// forbidden builtin too ("undefined function"); this says why, and where.
 func findForbiddenCall(paths []string, modules map[string]*ast.Module) error {
 	forbidden := forbiddenBuiltins()
 	for _, p := range paths {
 		var found error
-		check := func(op ast.Ref, loc *ast.Location) {
+		check := func(op ast.Ref, args []*ast.Term, loc *ast.Location) {
 			if found != nil {
 				return
 			}
 			name := op.String()
 			if why, ok := forbidden[name]; ok {
 				found = fmt.Errorf("%w: %s: %s %s, which organization policies may not do", ErrForbiddenBuiltin, where(p, loc), name, why)
+				return
+			}
+			if name == sprintfName {
+				if err := checkSprintfFormat(args); err != nil {
+					found = fmt.Errorf("%w: %s: sprintf %v", ErrForbiddenBuiltin, where(p, loc), err)
+				}
 			}
 		}
 		ast.NewGenericVisitor(func(x any) bool {
 			switch x := x.(type) {
 			case *ast.Expr:
 				if x.IsCall() {
-					check(x.Operator(), x.Location)
+					check(x.Operator(), x.Operands(), x.Location)
 				}
 			case ast.Call:
 				if len(x) > 0 {
 					if op, ok := x[0].Value.(ast.Ref); ok {
-						check(op, x[0].Location)
+						check(op, x[1:], x[0].Location)
 					}
+				}
+			case *ast.With:
+				// `f(…) with f as sprintf` calls sprintf with whatever
+				// f was given: no format this check could read.
+				// Parsed, the name is a Var; a dotted one would be a Ref.
+				if x.Value.String() == sprintfName && found == nil {
+					found = fmt.Errorf("%w: %s: sprintf may not stand in for another function (with … as sprintf)", ErrForbiddenBuiltin, where(p, x.Location))
 				}
 			}
 			return found != nil
 		}).Walk(modules[p])
 		if found != nil {
 			return found
+		}
+	}
+	return nil
+}
+
+const sprintfName = "sprintf"
+
+// maxSprintfDigits bounds a width or precision in a sprintf format to 999.
+const maxSprintfDigits = 3
+
+// checkSprintfFormat refuses a sprintf whose output one call could make
+// any size: Go's fmt pads to any width up to a million, and prints a float
+// to any precision, per verb. "%*d" twice a thousand times, widths taken
+// from the arguments, was 16.5 s and 4.1 GiB in one call. The format must
+// be a string literal, and its verbs may not take a width or precision
+// from the arguments (*) nor give one over 999; what is printed is then at
+// most 999 bytes a verb more than the arguments themselves.
+func checkSprintfFormat(args []*ast.Term) error {
+	if len(args) == 0 {
+		return nil // the compiler refuses the arity
+	}
+	format, ok := args[0].Value.(ast.String)
+	if !ok {
+		return errors.New("takes its format as a string literal only")
+	}
+	f := string(format)
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
+		}
+		digits := 0
+		for i++; i < len(f); i++ {
+			c := f[i]
+			switch {
+			case c == '*':
+				return fmt.Errorf("format %q takes a width or precision from its arguments (*)", f)
+			case c >= '0' && c <= '9':
+				if digits++; digits > maxSprintfDigits {
+					return fmt.Errorf("format %q has a width or precision over %d digits", f, maxSprintfDigits)
+				}
+				continue
+			case c == '.' || c == '[' || c == ']' || c == '+' || c == '-' || c == '#' || c == ' ':
+				digits = 0
+				continue
+			}
+			break // the verb, or %%
 		}
 	}
 	return nil

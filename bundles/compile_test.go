@@ -88,6 +88,23 @@ func TestCompileRejects(t *testing.T) {
 			ErrForbiddenBuiltin, "json.match_schema"},
 		{"rand.intn", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": rand.intn(\"x\", 2) == 1}\n"},
 			ErrForbiddenBuiltin, "rand.intn"},
+		{"graph.reachable_paths", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(graph.reachable_paths({\"a\": [\"b\"], \"b\": []}, {\"a\"})) > 0}\n"},
+			ErrForbiddenBuiltin, "tenant/p.rego:3: graph.reachable_paths lists every path"},
+		{"json.marshal_with_options", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(json.marshal_with_options([1, 2], {\"pretty\": true, \"indent\": input.reason})) > 0}\n"},
+			ErrForbiddenBuiltin, "tenant/p.rego:3: json.marshal_with_options repeats"},
+		// sprintf stays, with a format that bounds what one call prints.
+		{"sprintf with a format from a variable", map[string]string{"tenant/p.rego": "package tenant\n\nf := concat(\"\", [\"%\", \"*d\"])\n\ndecision := {\"allow\": count(sprintf(f, [1000000, 1])) > 0}\n"},
+			ErrForbiddenBuiltin, "tenant/p.rego:5: sprintf takes its format as a string literal only"},
+		{"sprintf with a width from the arguments", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"%*d\", [1000000, 1])) > 0}\n"},
+			ErrForbiddenBuiltin, "takes a width or precision from its arguments"},
+		{"sprintf with a precision from the arguments", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"%.*f\", [1000000, 1])) > 0}\n"},
+			ErrForbiddenBuiltin, "takes a width or precision from its arguments"},
+		{"sprintf with a four-digit width", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"%s%1000d\", [\"x\", 1])) > 0}\n"},
+			ErrForbiddenBuiltin, "over 3 digits"},
+		{"sprintf with a four-digit precision", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"%.1000f\", [1])) > 0}\n"},
+			ErrForbiddenBuiltin, "over 3 digits"},
+		{"sprintf standing in for another function", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(x) > 0} if {\n\tx := concat(\"%s\", [\"a\"]) with concat as sprintf\n}\n"},
+			ErrForbiddenBuiltin, "tenant/p.rego:4: sprintf may not stand in"},
 		{"undefined function", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": no_such.fn(1)}\n"},
 			ErrCompile, "no_such.fn"},
 		{"unsafe variable", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": x}\n"},
@@ -127,6 +144,7 @@ allow if {
 	print("print compiles to nothing")
 	trace("so does trace, without a tracer")
 	units.parse_bytes("1KiB") == 1024
+	sprintf("%s: %05.2f %d%% %[1]q %-999v", ["a", 1.5, 7, "b"]) != ""
 }
 `})
 	if err != nil {
