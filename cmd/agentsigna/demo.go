@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/agentsigna/agentsigna/bundles"
@@ -51,11 +52,12 @@ type demoCounterparty struct {
 // seedDemo seeds organization acme on an empty store: the example policy
 // (active), an agent of tier low with a generated key, a verified and a new
 // counterparty; the credentials go to DATA_DIR/demo/credentials.json (0600),
-// never to the log, and last. On a store an earlier run seeded (acme alone,
-// its credentials written) it does nothing. It refuses any other store that
-// holds an organization: seeding one in use (a stray --demo) would add an
-// organization with an active agent whose private key sits in a file, and
-// acme without its credentials is a seeding that stopped part way, whose
+// never to the log, and last. On a store an earlier run seeded (acme there,
+// its credentials written: organizations made since, as the README's local
+// administration does, are fine) it does nothing. It refuses any other store
+// that holds an organization: seeding one in use (a stray --demo) would add
+// an organization with an active agent whose private key sits in a file,
+// and acme without its credentials is a seeding that stopped part way, whose
 // agent key is lost. It runs to its end, or a minute, whatever becomes of
 // ctx: a signal (Ctrl-C on the first `make run`) must not cut it part way.
 func seedDemo(ctx context.Context, backend store.Backend, l *ledger.Ledger, pol *decision.Policies, dataDir, tenantURL, platformURL string, log *slog.Logger) error {
@@ -74,7 +76,7 @@ func seedDemo(ctx context.Context, backend store.Backend, l *ledger.Ledger, pol 
 		credentials := filepath.Join(dataDir, "demo", "credentials.json")
 		fi, err := os.Lstat(credentials)
 		switch {
-		case len(tenants) > 1 || tenants[0].Slug != "acme":
+		case !slices.ContainsFunc(tenants, func(t store.Tenant) bool { return t.Slug == "acme" }):
 			return fmt.Errorf("demo: --demo seeds an empty store, and this one holds %d organizations; serve it without --demo", len(tenants))
 		case errors.Is(err, fs.ErrNotExist):
 			return fmt.Errorf("demo: organization acme exists but %s does not: an earlier seeding stopped part way; remove the data dir to seed the demo again", credentials)

@@ -134,6 +134,18 @@ func TestDemoSeedingOutlivesASignal(t *testing.T) {
 	if err != nil || json.Unmarshal(raw, &creds) != nil || creds.Agent.ID == "" || len(creds.Counterparties) != 2 {
 		t.Fatalf("credentials: %v %s", err, raw)
 	}
+
+	// An organization made since (the README's local administration) does
+	// not make the seeded store one --demo refuses: the next start serves.
+	if err := runOrg(ctx, []string{"create", "--slug", "globex", "--name", "Globex", "--data-dir", dir}, io.Discard, io.Discard, envOf(nil)); err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithTimeout(ctx, time.Minute)
+	defer stop()
+	logs := &stopOnLine{line: "listening", stop: stop} // once it serves
+	if err := runServe(sctx, []string{"--data-dir", dir, "--demo", "--tenant-addr", "127.0.0.1:0", "--platform-addr", "127.0.0.1:0"}, io.Discard, logs, envOf(nil)); err != nil || !strings.Contains(logs.String(), "not seeding again") {
+		t.Fatalf("serve --demo after org create: %v\n%s", err, logs.String())
+	}
 }
 
 func TestLocalURL(t *testing.T) {
@@ -156,4 +168,19 @@ func TestLocalURL(t *testing.T) {
 			t.Errorf("localURL(%q, %v) = %q, want %q", tc.addr, tc.tls, got, tc.want)
 		}
 	}
+}
+
+// stopOnLine collects a server's log and calls stop once it holds line.
+type stopOnLine struct {
+	bytes.Buffer
+	line string
+	stop func()
+}
+
+func (w *stopOnLine) Write(p []byte) (int, error) {
+	n, err := w.Buffer.Write(p)
+	if strings.Contains(w.String(), w.line) {
+		w.stop()
+	}
+	return n, err
 }
