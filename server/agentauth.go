@@ -213,11 +213,12 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		return refuse(oauthError(c, "invalid_request", "authenticate with a client assertion only, not the Authorization header"), "authorization_header")
 	}
 	// RFC 6749 §3.2: no parameter more than once, one sent without a value
-	// is as if omitted, and unrecognized ones are ignored (a client's
-	// library may add RFC 8707's resource, say). A client secret is
-	// recognized: a second authentication method, refused (§2.3).
-	for _, v := range form {
-		if len(v) != 1 {
+	// is as if omitted, and unrecognized ones are ignored, repeats
+	// included (a client's library may add RFC 8707's resource, which may
+	// be repeated). A client secret is recognized: a second authentication
+	// method, refused (§2.3).
+	for _, k := range []string{"grant_type", "client_assertion_type", "client_assertion", "client_id", "scope", "client_secret"} {
+		if len(form[k]) > 1 {
 			return refuse(oauthError(c, "invalid_request", "repeated parameter"), "repeated_parameter")
 		}
 	}

@@ -714,10 +714,20 @@ func TestTokenEndpointIgnoresUnknownParameters(t *testing.T) {
 			}
 		})
 	}
+	// RFC 8707 §2: resource may be repeated, one per target; a parameter
+	// the endpoint reads may not.
 	f := assertionForm(e.assertion(t, acme, nil))
-	f["resource"] = []string{"a", "b"}
-	if status, out := post(f); status != 400 || out["error"] != "invalid_request" {
-		t.Errorf("an unknown parameter twice: %d %v", status, out)
+	f["resource"] = []string{"https://a.example", "https://b.example"}
+	if status, out := post(f); status != 200 || out["access_token"] == nil {
+		t.Errorf("two resource parameters: %d %v", status, out)
+	}
+	for _, k := range []string{"grant_type", "client_assertion_type", "client_assertion", "client_id", "scope", "client_secret"} {
+		f := assertionForm(e.assertion(t, acme, nil))
+		v := cmp.Or(f.Get(k), "x") // the same value twice, or "x" twice
+		f[k] = []string{v, v}
+		if status, out := post(f); status != 400 || out["error"] != "invalid_request" {
+			t.Errorf("%s twice: %d %v", k, status, out)
+		}
 	}
 }
 
