@@ -101,9 +101,14 @@ func TestLedgerVerifyKeptCheckpoint(t *testing.T) {
 	}
 
 	appendAll("a", "b")
-	kept := keep(appendAll("c", "d")) // size 4
+	keptNote := appendAll("c", "d") // size 4
+	kept := keep(keptNote)
 	if out, err := verifyLog("--tenant", "acme", "--checkpoint", kept); err != nil || !strings.Contains(out, "acme: OK: 4 entries") {
 		t.Fatalf("the log that extends the kept checkpoint: %q, %v", out, err)
+	}
+	// Kept with witnesses' cosignatures, past 64 KiB.
+	if out, err := verifyLog("--tenant", "acme", "--checkpoint", keep(withCosignatures(keptNote))); err != nil || !strings.Contains(out, "acme: OK: 4 entries") {
+		t.Fatalf("a kept checkpoint carrying cosignatures: %q, %v", out, err)
 	}
 
 	// Cut back to size 2: the entries and checkpoints of the last two
