@@ -28,7 +28,7 @@ const policyUsage = `usage:
   agentsigna policy simulate [--bundle BUNDLE|DIR] --input INPUT.json [--verification-key PEM ...]
   agentsigna policy push --tenant SLUG --by USER BUNDLE|DIR
   agentsigna policy activate --tenant SLUG --revision REV --by USER --approved-by OTHER [--rollback]
-  agentsigna policy add-key --tenant SLUG --id ID --by USER PUBLIC_KEY.pem
+  agentsigna policy add-key --tenant SLUG --id ID [--signing-alg ALG] --by USER PUBLIC_KEY.pem
 
 check runs an organization's bundle through the same intake and compilation
 as an upload to the server: limits, paths, manifest (revision, roots under

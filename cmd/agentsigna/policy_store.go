@@ -131,13 +131,14 @@ func runPolicyKey(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	lf.register(fs)
 	tenant := fs.String("tenant", "", "organization slug")
 	id := fs.String("id", bundles.DefaultKeyID, "key id the bundle signatures name")
+	alg := fs.String("signing-alg", "", "signature algorithm of the key: RS256…RS512, PS256…PS512, ES256…ES512 (default RS256 for RSA keys, ES* by curve)")
 	by := fs.String("by", "", "who registers the key")
 	operands, err := parseInterspersed(fs, args, env)
 	if err != nil {
 		return err
 	}
 	if len(operands) != 1 || *by == "" {
-		return fmt.Errorf("%w: agentsigna policy add-key --tenant SLUG --id ID --by USER PUBLIC_KEY.pem", errUsage)
+		return fmt.Errorf("%w: agentsigna policy add-key --tenant SLUG --id ID [--signing-alg ALG] --by USER PUBLIC_KEY.pem", errUsage)
 	}
 	pem, err := osfile.ReadAtMost(operands[0], maxKeyFileBytes)
 	if err != nil {
@@ -148,7 +149,7 @@ func runPolicyKey(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return err
 	}
 	defer svc.close()
-	if err := svc.policies.AddVerificationKey(ctx, svc.org, *id, pem, *by); err != nil {
+	if err := svc.policies.AddVerificationKey(ctx, svc.org, *id, *alg, pem, *by); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s now accepts only bundles signed by a registered key (added %q)\n", svc.org.Slug, *id)

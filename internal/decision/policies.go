@@ -252,18 +252,21 @@ func activeRevision(ctx context.Context, ptx store.PolicyTx) (string, error) {
 	return act.Revision, nil
 }
 
-// AddVerificationKey registers a PEM public key; from then on the
+// AddVerificationKey registers a PEM public key for signature algorithm
+// algorithm (bundles.ParseVerificationKey: "" picks RS256 for an RSA key,
+// the curve's for an ECDSA key; the one picked is stored); from then on the
 // organization's bundles must be signed. It is a policy change, recorded:
 // the entry and the key commit together (see change), and an id already
 // registered is store.ErrConflict, with nothing in the ledger.
-func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id string, pem []byte, by string) error {
+func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id, algorithm string, pem []byte, by string) error {
 	if err := checkActor("by", by); err != nil {
 		return err
 	}
-	if _, err := bundles.ParseVerificationKey(id, "", pem); err != nil {
+	vk, err := bundles.ParseVerificationKey(id, algorithm, pem)
+	if err != nil {
 		return err
 	}
-	rec, _ := json.Marshal(map[string]string{"event": "verification_key", "kid": id, "public_pem": string(pem), "by": by})
+	rec, _ := json.Marshal(map[string]string{"event": "verification_key", "kid": id, "algorithm": vk.Algorithm(), "public_pem": string(pem), "by": by})
 	return p.changeRecord(ctx, org, "policy.verification_key", id, rec,
 		func(ctx context.Context, tx store.TenantTx) error {
 			keys, err := tx.Policies().VerificationKeys(ctx)
@@ -278,7 +281,7 @@ func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id 
 			return nil
 		},
 		func(ctx context.Context, tx store.TenantTx) error {
-			return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: id, PublicPEM: string(pem)})
+			return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: id, PublicPEM: string(pem), Algorithm: vk.Algorithm()})
 		})
 }
 
@@ -405,7 +408,7 @@ func (p *Policies) readOptions(ctx context.Context, ptx store.PolicyTx) (bundles
 	}
 	opts := bundles.ReadOptions{Limits: p.limits}
 	for _, k := range keys {
-		vk, err := bundles.ParseVerificationKey(k.KID, "", []byte(k.PublicPEM))
+		vk, err := bundles.ParseVerificationKey(k.KID, k.Algorithm, []byte(k.PublicPEM))
 		if err != nil {
 			return opts, fmt.Errorf("stored verification key %q: %w", k.KID, err)
 		}

@@ -119,7 +119,7 @@ func TestPolicyChangesRacingAnotherProcess(t *testing.T) {
 			t.Run("unsigned upload after a verification key was registered", func(t *testing.T) {
 				e := newPolicyEnv(t, kind)
 				p := e.overtakenBy(func() {
-					if err := e.policies.AddVerificationKey(ctx, e.org, "ci", newPEMKey(t), "usr_admin"); err != nil {
+					if err := e.policies.AddVerificationKey(ctx, e.org, "ci", "", newPEMKey(t), "usr_admin"); err != nil {
 						t.Error(err)
 					}
 				})
@@ -139,7 +139,7 @@ func TestPolicyChangesRacingAnotherProcess(t *testing.T) {
 					t.Fatal(err)
 				}
 				p := e.overtakenBy(func() {
-					if err := e.policies.AddVerificationKey(ctx, e.org, "ci", newPEMKey(t), "usr_admin"); err != nil {
+					if err := e.policies.AddVerificationKey(ctx, e.org, "ci", "", newPEMKey(t), "usr_admin"); err != nil {
 						t.Error(err)
 					}
 				})
@@ -152,16 +152,16 @@ func TestPolicyChangesRacingAnotherProcess(t *testing.T) {
 			})
 			t.Run("verification key id registered already", func(t *testing.T) {
 				e := newPolicyEnv(t, kind)
-				if err := e.policies.AddVerificationKey(ctx, e.org, "k", newPEMKey(t), "usr_alice"); err != nil {
+				if err := e.policies.AddVerificationKey(ctx, e.org, "k", "", newPEMKey(t), "usr_alice"); err != nil {
 					t.Fatal(err)
 				}
-				if err := e.policies.AddVerificationKey(ctx, e.org, "k", newPEMKey(t), "usr_mallory"); !errors.Is(err, store.ErrConflict) {
+				if err := e.policies.AddVerificationKey(ctx, e.org, "k", "", newPEMKey(t), "usr_mallory"); !errors.Is(err, store.ErrConflict) {
 					t.Fatalf("the same id again: %v, want ErrConflict", err)
 				}
 				if kinds, recs := e.policyEntries(t); len(kinds) != 1 || recs[0]["by"] != "usr_alice" {
 					t.Fatalf("ledger %v %v, want alice's key alone", kinds, recs)
 				}
-				if err := e.policies.AddVerificationKey(ctx, e.org, "k2", newPEMKey(t), " "); !errors.Is(err, store.ErrInvalid) {
+				if err := e.policies.AddVerificationKey(ctx, e.org, "k2", "", newPEMKey(t), " "); !errors.Is(err, store.ErrInvalid) {
 					t.Fatalf("by nobody: %v, want ErrInvalid", err)
 				}
 			})

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -18,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
+
+	opabundle "github.com/open-policy-agent/opa/v1/bundle"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
@@ -175,10 +178,10 @@ func TestPolicyVerificationKeyRequiresSignedBundles(t *testing.T) {
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
 	pemKey := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-	if err := e.policies.AddVerificationKey(ctx, e.org, "ci", []byte("-----BEGIN "+"PRIVATE KEY-----\nAAAA\n-----END "+"PRIVATE KEY-----\n"), "usr_admin"); err == nil {
+	if err := e.policies.AddVerificationKey(ctx, e.org, "ci", "", []byte("-----BEGIN "+"PRIVATE KEY-----\nAAAA\n-----END "+"PRIVATE KEY-----\n"), "usr_admin"); err == nil {
 		t.Fatal("a private key was registered as a verification key")
 	}
-	if err := e.policies.AddVerificationKey(ctx, e.org, "ci", pemKey, "usr_admin"); err != nil {
+	if err := e.policies.AddVerificationKey(ctx, e.org, "ci", "", pemKey, "usr_admin"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.policies.Upload(ctx, e.org, exampleBundle(t, "v1", false), "usr_author"); !errors.Is(err, bundles.ErrUnsigned) {
@@ -368,5 +371,56 @@ func TestFourEyesNamesTwoPeople(t *testing.T) {
 	}
 	if _, err := e.policies.Activate(ctx, e.org, "v1", "alice", "bob", false); err != nil {
 		t.Fatalf("two people: %v", err)
+	}
+}
+
+// A key is registered for one signature algorithm, kept with it: an RSA
+// key registered for PS256 takes bundles OPA signed with PS256, and one
+// registered without an algorithm (RS256, OPA's default) refuses them.
+func TestPolicyVerificationKeyKeepsItsAlgorithm(t *testing.T) {
+	ctx := context.Background()
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	privDER, _ := x509.MarshalPKCS8PrivateKey(priv)
+	privPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})
+	// Signed as `opa build --signing-alg PS256` signs, by OPA's own code.
+	b, err := opabundle.NewReader(bytes.NewReader(exampleBundle(t, "v1", false))).Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.GenerateSignature(opabundle.NewSigningConfig(string(privPEM), "PS256", ""), bundles.DefaultKeyID, false); err != nil {
+		t.Fatal(err)
+	}
+	var signed bytes.Buffer
+	if err := opabundle.NewWriter(&signed).Write(b); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		alg, stored string
+		accepted    bool
+	}{{"PS256", "PS256", true}, {"", "RS256", false}} {
+		t.Run(tc.stored, func(t *testing.T) {
+			e := newPolicyEnv(t, "sqlite")
+			if err := e.policies.AddVerificationKey(ctx, e.org, bundles.DefaultKeyID, tc.alg, pubPEM, "usr_admin"); err != nil {
+				t.Fatal(err)
+			}
+			_, err := e.policies.Upload(ctx, e.org, signed.Bytes(), "usr_author")
+			if (err == nil) != tc.accepted {
+				t.Fatalf("upload of a PS256 bundle under a key registered for %q: %v", tc.stored, err)
+			}
+			if err := e.backend.InTenantReadTx(ctx, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				ks, err := tx.Policies().VerificationKeys(ctx)
+				if err == nil && (len(ks) != 1 || ks[0].Algorithm != tc.stored) {
+					t.Errorf("stored keys %+v, want one for %s", ks, tc.stored)
+				}
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

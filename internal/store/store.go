@@ -225,6 +225,10 @@ type PolicyActivation struct {
 type PolicyVerificationKey struct {
 	KID       string
 	PublicPEM string
+	// Algorithm is the signature algorithm the key verifies (RS256…RS512,
+	// PS256…PS512, ES256…ES512); "" for a key registered before it was
+	// kept: RS256 for an RSA key, the curve's for an ECDSA key.
+	Algorithm string
 	CreatedAt time.Time
 }
 

@@ -131,13 +131,13 @@ func (p *policyTx) AddVerificationKey(ctx context.Context, k store.PolicyVerific
 	if k.KID == "" || len(k.KID) > 128 || k.PublicPEM == "" {
 		return fmt.Errorf("%w: verification key needs an id and a PEM", store.ErrInvalid)
 	}
-	_, err := p.tx.ExecContext(ctx, `INSERT INTO policy_verification_keys (tenant_id, kid, public_pem, created_at) VALUES (?, ?, ?, ?)`,
-		p.tenantID, k.KID, k.PublicPEM, formatTime(time.Now()))
+	_, err := p.tx.ExecContext(ctx, `INSERT INTO policy_verification_keys (tenant_id, kid, public_pem, algorithm, created_at) VALUES (?, ?, ?, ?, ?)`,
+		p.tenantID, k.KID, k.PublicPEM, k.Algorithm, formatTime(time.Now()))
 	return mapErr(err)
 }
 
 func (p *policyTx) VerificationKeys(ctx context.Context) ([]store.PolicyVerificationKey, error) {
-	rows, err := p.tx.QueryContext(ctx, `SELECT kid, public_pem, created_at FROM policy_verification_keys WHERE tenant_id = ? ORDER BY kid`, p.tenantID)
+	rows, err := p.tx.QueryContext(ctx, `SELECT kid, public_pem, algorithm, created_at FROM policy_verification_keys WHERE tenant_id = ? ORDER BY kid`, p.tenantID)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -146,7 +146,7 @@ func (p *policyTx) VerificationKeys(ctx context.Context) ([]store.PolicyVerifica
 	for rows.Next() {
 		var k store.PolicyVerificationKey
 		var at string
-		if err := rows.Scan(&k.KID, &k.PublicPEM, &at); err != nil {
+		if err := rows.Scan(&k.KID, &k.PublicPEM, &k.Algorithm, &at); err != nil {
 			return nil, mapErr(err)
 		}
 		if k.CreatedAt, err = parseTime(at); err != nil {

@@ -1196,14 +1196,25 @@ func testPolicies(t *testing.T, h Harness) {
 			if err != nil || len(list) != 2 || list[0].Bundle != nil || list[0].UploadedAt.IsZero() || len(list[0].Digest) != 32 {
 				return fmt.Errorf("bundles %+v, %v", list, err)
 			}
-			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "ci", PublicPEM: "-----BEGIN PUBLIC KEY-----"}); err != nil {
+			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "ci", PublicPEM: "-----BEGIN PUBLIC KEY-----", Algorithm: "PS256"}); err != nil {
+				return err
+			}
+			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "old", PublicPEM: "-----BEGIN PUBLIC KEY-----"}); err != nil {
 				return err
 			}
 			ks, err := p.VerificationKeys(ctx)
-			if err != nil || len(ks) != 1 || ks[0].KID != "ci" {
+			if err != nil || len(ks) != 2 || ks[0].KID != "ci" || ks[0].Algorithm != "PS256" || ks[1].KID != "old" || ks[1].Algorithm != "" {
 				return fmt.Errorf("verification keys %+v, %v", ks, err)
 			}
+
 			return nil
+		}},
+		// Only the algorithms a bundle signature may use.
+		{"a key for HS256 is refused", acme, func(ctx context.Context, p store.PolicyTx) error {
+			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "hmac", PublicPEM: "x", Algorithm: "HS256"}); err == nil {
+				return errors.New("a key for HS256 was stored")
+			}
+			return errRollback
 		}},
 		{"another organization sees none of it", beta, func(ctx context.Context, p store.PolicyTx) error {
 			if _, _, err := p.ActiveBundle(ctx); !errors.Is(err, store.ErrNotFound) {
