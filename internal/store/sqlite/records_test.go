@@ -39,6 +39,11 @@ func TestRecordGuardsAreTheTriggers(t *testing.T) {
 		`UPDATE cases SET status = 'pending' WHERE status <> 'pending'`,
 		`UPDATE cases SET updated_at = created_at WHERE status <> 'pending'`,
 		`DELETE FROM cases`,
+		// REPLACE deletes the row it conflicts with: the delete guard fires.
+		`REPLACE INTO decisions SELECT * FROM decisions`,
+		`REPLACE INTO receipts SELECT * FROM receipts`,
+		`INSERT OR REPLACE INTO agent_keys SELECT * FROM agent_keys`,
+		`REPLACE INTO counterparties SELECT * FROM counterparties`,
 	} {
 		_, err := db.ExecContext(ctx, stmt)
 		if !errors.Is(mapErr(err), store.ErrAppendOnly) {

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -133,7 +134,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.platform = db
-	if s.platformRead, err = s.open(ctx, filepath.Join(dir, "platform.db"), true, 0); err != nil {
+	if s.platformRead, err = s.open(ctx, filepath.Join(dir, "platform.db"), true, 0, nil); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -210,11 +211,16 @@ func (s *Store) DataDir() string { return s.dir }
 // for platform.db, walBackstop for the tenant files, which the background
 // checkpointer keeps short.
 func (s *Store) openFile(ctx context.Context, path string, set migrations.Set, walPages int) (*sql.DB, error) {
-	db, err := s.open(ctx, path, false, walPages)
+	schema := new(atomic.Bool)
+	db, err := s.open(ctx, path, false, walPages, schema)
 	if err != nil {
 		return nil, err
 	}
-	if err := migrate(ctx, db, set); err != nil {
+	// The migrations alone change the schema (see authorize).
+	schema.Store(true)
+	err = migrate(ctx, db, set)
+	schema.Store(false)
+	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -225,7 +231,7 @@ func (s *Store) openFile(ctx context.Context, path string, set migrations.Set, w
 // connection whose every transaction takes the write lock at BEGIN; read
 // only, up to maxReaders connections with PRAGMA query_only, whose
 // transactions read a snapshot and never wait for the writer (WAL).
-func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages int) (*sql.DB, error) {
+func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages int, schema *atomic.Bool) (*sql.DB, error) {
 	// Errors name the file, not the data dir (pathless): they reach logs.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -251,6 +257,11 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages i
 		// opens a savepoint per request, whose journal would otherwise spill
 		// to a temporary file (a pwrite per page) past 64 KiB.
 		"_pragma=temp_store(MEMORY)",
+		// REPLACE deletes the row it conflicts with, and fires delete
+		// triggers only with recursive triggers on: without, INSERT OR
+		// REPLACE rewrote an entry, a decision or a key past the
+		// append-only guards.
+		"_pragma=recursive_triggers(1)",
 		"_defensive=1", // no writable_schema: triggers cannot be switched off from SQL
 	}
 	conns := 1
@@ -265,7 +276,7 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages i
 		// driver's _txlock, which it bypasses.
 		params = append(params, fmt.Sprintf("_pragma=wal_autocheckpoint(%d)", walPages))
 	}
-	connector, err := newCachingConnector(path+"?"+strings.Join(params, "&"), s.busyTimeout, !readOnly)
+	connector, err := newCachingConnector(path+"?"+strings.Join(params, "&"), s.busyTimeout, !readOnly, schema)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sqlite: %v", store.ErrUnavailable, err)
 	}
@@ -507,7 +518,7 @@ func (s *Store) tenantReadDB(ctx context.Context, tenantID string) (*sql.DB, err
 	if db, ok := s.readers[tenantID]; ok {
 		return db, nil
 	}
-	db, err := s.open(ctx, s.TenantFile(tenantID), true, 0)
+	db, err := s.open(ctx, s.TenantFile(tenantID), true, 0, nil)
 	if err != nil {
 		return nil, err
 	}

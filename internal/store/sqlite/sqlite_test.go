@@ -68,13 +68,52 @@ func TestAppendOnlyIsTheTriggers(t *testing.T) {
 			t.Errorf("%s: %v, want ErrAppendOnly", stmt, err)
 		}
 	}
-	// Defensive mode: the schema cannot be made writable to drop the triggers
-	// behind SQLite's back.
-	if _, err := db.ExecContext(ctx, `PRAGMA writable_schema = ON`); err != nil {
+	// Nor can SQL on the app's own connection get around them: REPLACE
+	// deletes the row it conflicts with (the delete trigger fires:
+	// recursive triggers are on), the triggers cannot be dropped or the
+	// schema made writable (the authorizer, and defensive mode), and no
+	// other file can be attached — another organization's, or platform.db.
+	other := storetest.CreateTenant(t, s, "other")
+	if _, err := s.tenantDB(ctx, other.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.ExecContext(ctx, `DELETE FROM sqlite_schema WHERE type = 'trigger'`); err == nil {
-		t.Fatal("triggers deleted through writable_schema")
+	for _, stmt := range []string{
+		`REPLACE INTO ledger_entries SELECT * FROM ledger_entries`,
+		`INSERT OR REPLACE INTO ledger_entries SELECT * FROM ledger_entries`,
+		`REPLACE INTO tenant_meta SELECT * FROM tenant_meta`,
+		`DROP TRIGGER ledger_entries_no_delete`,
+		`PRAGMA recursive_triggers = OFF`,
+		`PRAGMA writable_schema = ON`,
+		`DELETE FROM sqlite_schema WHERE type = 'trigger'`,
+		`ATTACH DATABASE '` + s.TenantFile(other.ID) + `' AS other`,
+		`ATTACH DATABASE '` + filepath.Join(s.DataDir(), "platform.db") + `' AS platform`,
+		`CREATE TABLE mine (x)`,
+		`CREATE TEMP TRIGGER t BEFORE INSERT ON ledger_entries BEGIN SELECT 1; END`,
+		`ALTER TABLE ledger_entries RENAME TO old_entries`,
+		`DROP TABLE assertion_jtis`,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err == nil {
+			t.Errorf("%s: accepted", stmt)
+		}
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM ledger_entries WHERE entry = x'01'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the entry after the attempts: %d, %v", n, err)
+	}
+	// The platform file's own connection too.
+	if _, err := s.platform.ExecContext(ctx, `INSERT INTO agent_directory (agent_id, tenant_id, created_at) VALUES (?, ?, ?)`,
+		store.NewID(store.PrefixAgent), acme.ID, "2026-01-01T00:00:00Z"); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`REPLACE INTO tenants SELECT * FROM tenants`,
+		`REPLACE INTO agent_directory SELECT * FROM agent_directory`,
+		`ATTACH DATABASE '` + s.TenantFile(acme.ID) + `' AS acme`,
+		`DROP TRIGGER tenants_no_delete`,
+	} {
+		if _, err := s.platform.ExecContext(ctx, stmt); err == nil {
+			t.Errorf("platform: %s: accepted", stmt)
+		}
 	}
 }
 
@@ -150,6 +189,7 @@ func TestFilesArePrivate(t *testing.T) {
 	if fi, _ := os.Stat(filepath.Join(dir, "platform.db")); fi.Mode().Perm() != 0o600 {
 		t.Errorf("platform.db not tightened: %v", fi.Mode().Perm())
 	}
+
 }
 
 func TestReopenKeepsData(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -34,16 +35,54 @@ type cachingConnector struct {
 	busyTimeout time.Duration
 	// immediate: write transactions begin with BEGIN IMMEDIATE.
 	immediate bool
+	// schema, while true, lets the connections change the schema (see
+	// authorize); nil: never.
+	schema *atomic.Bool
 }
 
 // immediate: write transactions begin with BEGIN IMMEDIATE (see
-// cachingConn.BeginTx; the driver's _txlock is not used).
-func newCachingConnector(dsn string, busyTimeout time.Duration, immediate bool) (driver.Connector, error) {
+// cachingConn.BeginTx; the driver's _txlock is not used). schema: see
+// authorize.
+func newCachingConnector(dsn string, busyTimeout time.Duration, immediate bool, schema *atomic.Bool) (driver.Connector, error) {
 	c, err := sqlite.NewConnector(dsn)
 	if err != nil {
 		return nil, err
 	}
-	return cachingConnector{c, busyTimeout, immediate}, nil
+	return cachingConnector{c, busyTimeout, immediate, schema}, nil
+}
+
+// authorize is every connection's SQLite authorizer, for what SQL on the
+// app's own connections could otherwise do past the triggers and the
+// file-per-organization split: ATTACH another organization's file or
+// platform.db (refused always), drop or create a trigger, table, index or
+// view, alter a table, or set a PRAGMA (recursive_triggers off, say, which
+// REPLACE needs to fire the delete guards). Schema changes and setting a
+// pragma are allowed only while schema is true, which the store sets for
+// its migrations alone; the connection's own pragmas run before the
+// authorizer is installed. Reading a pragma (no value given), and PRAGMA
+// wal_checkpoint, the background checkpointer's, are always allowed.
+func authorize(schema *atomic.Bool) sqlite.AuthorizerFn {
+	return func(action sqlite.AuthorizerActionCode, arg1, arg2, _, _ string) sqlite.AuthorizerReturnCode {
+		switch action {
+		case sqlite.AuthAttach, sqlite.AuthDetach:
+			return sqlite.AuthorizerDeny
+		case sqlite.AuthPragma:
+			if arg2 == "" || strings.EqualFold(arg1, "wal_checkpoint") {
+				return sqlite.AuthorizerOK
+			}
+		case sqlite.AuthCreateIndex, sqlite.AuthCreateTable, sqlite.AuthCreateTrigger, sqlite.AuthCreateView,
+			sqlite.AuthCreateTempIndex, sqlite.AuthCreateTempTable, sqlite.AuthCreateTempTrigger, sqlite.AuthCreateTempView,
+			sqlite.AuthDropIndex, sqlite.AuthDropTable, sqlite.AuthDropTrigger, sqlite.AuthDropView,
+			sqlite.AuthDropTempIndex, sqlite.AuthDropTempTable, sqlite.AuthDropTempTrigger, sqlite.AuthDropTempView,
+			sqlite.AuthAlterTable, sqlite.AuthCreateVTable, sqlite.AuthDropVTable:
+		default:
+			return sqlite.AuthorizerOK
+		}
+		if schema != nil && schema.Load() {
+			return sqlite.AuthorizerOK
+		}
+		return sqlite.AuthorizerDeny
+	}
 }
 
 // The interfaces of modernc's connection that database/sql uses.
@@ -92,9 +131,14 @@ func (c cachingConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, err
 	}
 	inner, ok := dc.(sqliteConn)
-	if !ok {
+	authz, ok2 := dc.(sqlite.AuthorizerRegisterer)
+	if !ok || !ok2 {
 		_ = dc.Close()
 		return nil, fmt.Errorf("sqlite: driver connection %T lacks an interface the store needs", dc)
+	}
+	if err := authz.RegisterAuthorizer(authorize(c.schema)); err != nil {
+		_ = dc.Close()
+		return nil, err
 	}
 	return &cachingConn{sqliteConn: inner, stmts: map[string]*cachedStmt{}, immediate: c.immediate}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +24,9 @@ func openCaching(t *testing.T) *sql.DB {
 // write transactions immediate if so.
 func openCachingDSN(t *testing.T, dsn string, immediate bool) *sql.DB {
 	t.Helper()
-	c, err := newCachingConnector(dsn, time.Second, immediate)
+	schema := new(atomic.Bool) // scratch files: the tests make their tables
+	schema.Store(true)
+	c, err := newCachingConnector(dsn, time.Second, immediate, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
