@@ -243,6 +243,23 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages i
 	if err := os.Chmod(path, 0o600); err != nil {
 		return nil, fmt.Errorf("sqlite: chmod %s: %w", filepath.Base(path), pathless(err))
 	}
+	// So is a WAL (and its index) a crash left: SQLite goes on writing to
+	// the one it finds, with whatever mode it has.
+	for _, side := range []string{path + "-wal", path + "-shm"} {
+		fi, err := os.Lstat(side)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("%w: sqlite: %s: %v", store.ErrUnavailable, filepath.Base(side), pathless(err))
+		case !fi.Mode().IsRegular():
+			return nil, fmt.Errorf("sqlite: %s is not a regular file", filepath.Base(side))
+		case fi.Mode().Perm() != 0o600:
+			if err := os.Chmod(side, 0o600); err != nil {
+				return nil, fmt.Errorf("sqlite: chmod %s: %w", filepath.Base(side), pathless(err))
+			}
+		}
+	}
 	params := []string{
 		fmt.Sprintf("_pragma=busy_timeout(%d)", s.busyTimeout.Milliseconds()),
 		// The page size counts only on a new file, and only until the WAL

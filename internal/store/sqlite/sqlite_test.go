@@ -190,6 +190,36 @@ func TestFilesArePrivate(t *testing.T) {
 		t.Errorf("platform.db not tightened: %v", fi.Mode().Perm())
 	}
 
+	// So is that of a WAL and its index left beside it, as a crash (or a
+	// copy of a live store) leaves them: SQLite writes on in the WAL it
+	// finds, whatever its mode.
+	storetest.CreateTenant(t, s, "beta")
+	crashed := t.TempDir()
+	for _, f := range []string{"platform.db", "platform.db-wal", "platform.db-shm"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(crashed, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(crashed, f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(crashed, "platform.db-wal")); err != nil || fi.Size() == 0 {
+		t.Fatalf("no WAL to leave behind: %v, %v", fi, err)
+	}
+	c := openTest(t, crashed)
+	defer c.Close()
+	if _, err := c.ResolveTenant(context.Background(), "beta"); err != nil {
+		t.Fatalf("the copy lost what its WAL held: %v", err)
+	}
+	for _, f := range []string{"platform.db", "platform.db-wal", "platform.db-shm"} {
+		if fi, err := os.Stat(filepath.Join(crashed, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s not tightened: %v, %v", f, fi, err)
+		}
+	}
 }
 
 func TestReopenKeepsData(t *testing.T) {
