@@ -103,6 +103,8 @@ func TestCompileRejects(t *testing.T) {
 			ErrForbiddenBuiltin, "over 3 digits"},
 		{"sprintf with a four-digit precision", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"%.1000f\", [1])) > 0}\n"},
 			ErrForbiddenBuiltin, "over 3 digits"},
+		{"sprintf with widths of more than 4096 in all", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"" + strings.Repeat("%999[1]d", 5) + "\", [1])) > 0}\n"},
+			ErrForbiddenBuiltin, "more than 4096 in all"},
 		{"sprintf standing in for another function", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(x) > 0} if {\n\tx := concat(\"%s\", [\"a\"]) with concat as sprintf\n}\n"},
 			ErrForbiddenBuiltin, "tenant/p.rego:4: sprintf may not stand in"},
 		{"undefined function", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": no_such.fn(1)}\n"},
@@ -144,7 +146,7 @@ allow if {
 	print("print compiles to nothing")
 	trace("so does trace, without a tracer")
 	units.parse_bytes("1KiB") == 1024
-	sprintf("%s: %05.2f %d%% %[1]q %-999v", ["a", 1.5, 7, "b"]) != ""
+	sprintf("%s: %05.2f %d%% %[1]q %-999v %999[1]s %999[1]s %999[1]s", ["a", 1.5, 7, "b"]) != ""
 }
 `})
 	if err != nil {
