@@ -3,6 +3,7 @@ package server_test
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -907,5 +908,46 @@ func TestAgentRoutesChallenge(t *testing.T) {
 				t.Fatalf("%d WWW-Authenticate %q, want 401 %q (%s)", status, hdr.Get("WWW-Authenticate"), tc.want, body)
 			}
 		})
+	}
+}
+
+// A key the agent's rotation retired gets no token: the store keeps
+// retired keys (for the record), and only the endpoint's reading of the
+// active ones stops a leaked, rotated-out key. The refusal is logged in the
+// organization's log; the new key is taken.
+func TestRetiredAgentKeyGetsNoToken(t *testing.T) {
+	e := newAgentEnv(t)
+	ctx := context.Background()
+	acme := e.agents["acme"]
+	ref := store.TenantRef{ID: e.orgs["acme"].ID, Slug: "acme"}
+	if status, out := e.tokenRequest(t, e.assertion(t, acme, nil)); status != 200 {
+		t.Fatalf("the first key before rotation: %d %v", status, out)
+	}
+	priv := attackerKey(t) // a fresh key, now the agent's own
+	pub, _ := priv.PublicKey()
+	tp, _ := pub.Thumbprint(crypto.SHA256)
+	kid := base64.RawURLEncoding.EncodeToString(tp)
+	_ = priv.Set(jwk.KeyIDKey, kid)
+	_ = pub.Set(jwk.KeyIDKey, kid)
+	pubJSON, _ := json.Marshal(pub)
+	agents, err := identity.NewAgents(e.ledger, e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	retired, err := agents.RotateKey(ctx, ref, store.AgentKey{AgentID: acme.id, KID: kid, PublicJWK: string(pubJSON)})
+	if err != nil || len(retired) != 1 {
+		t.Fatalf("rotate: %v, %v", retired, err)
+	}
+	acmeLog := e.ledger.TenantLog(ref.ID, "acme")
+	from := logSize(t, e.ledger, acmeLog)
+	status, out := e.tokenRequest(t, e.assertion(t, acme, nil))
+	if status != 400 || out["error"] != "invalid_client" {
+		t.Fatalf("the retired key: %d %v, want 400 invalid_client", status, out)
+	}
+	if _, rec := entryAt(t, e.ledger, acmeLog, from); !strings.Contains(string(rec), `"reason":"unknown_key"`) {
+		t.Errorf("acme's log after the refusal: %s", rec)
+	}
+	if status, out := e.tokenRequest(t, e.assertion(t, testAgent{id: acme.id, key: priv}, nil)); status != 200 || out["access_token"] == nil {
+		t.Fatalf("the new key: %d %v", status, out)
 	}
 }
