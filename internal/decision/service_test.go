@@ -336,6 +336,18 @@ func TestDecideRefusals(t *testing.T) {
 			if _, err := e.service.Decide(ctx, e.org, agent.ID, action("report.generate"), "bad\nkey"); !errors.Is(err, decision.ErrInvalidRequest) {
 				t.Fatalf("control character in the Idempotency-Key: %v", err)
 			}
+			// An Idempotency-Key of the longest length is taken, one byte
+			// more refused before anything is logged.
+			before := e.ledgerSize(t)
+			if _, err := e.service.Decide(ctx, e.org, agent.ID, action("report.generate"), strings.Repeat("k", decision.MaxIdempotencyKey+1)); !errors.Is(err, decision.ErrInvalidRequest) {
+				t.Fatalf("an Idempotency-Key of %d bytes: %v", decision.MaxIdempotencyKey+1, err)
+			}
+			if after := e.ledgerSize(t); after != before {
+				t.Fatalf("a refused Idempotency-Key appended %d entries", after-before)
+			}
+			if _, err := e.service.Decide(ctx, e.org, agent.ID, action("report.generate"), strings.Repeat("k", decision.MaxIdempotencyKey)); err != nil {
+				t.Fatalf("an Idempotency-Key of %d bytes: %v", decision.MaxIdempotencyKey, err)
+			}
 		})
 	}
 }
