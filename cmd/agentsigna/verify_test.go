@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,9 +43,7 @@ func newTestLedger(t *testing.T, origin string, n int) *testLedger {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &testLedger{origin: origin, vkey: vkey, signer: signer, nodes: map[compact.NodeID][]byte{}}
-	rf := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
-	r := rf.NewEmptyRange(0)
+	var leaves [][]byte
 	prev := make([]byte, 32)
 	for i := 0; i < n; i++ {
 		digest := sha256.Sum256([]byte(fmt.Sprintf("record %d", i)))
@@ -55,13 +54,25 @@ func newTestLedger(t *testing.T, origin string, n int) *testLedger {
 		if err != nil {
 			t.Fatal(err)
 		}
+		leaves = append(leaves, leaf)
+		prev = verify.LeafHash(leaf)
+	}
+	return testLedgerOf(t, origin, vkey, signer, leaves)
+}
+
+// testLedgerOf is a log of the leaves given, whatever they say, signed by
+// signer.
+func testLedgerOf(t *testing.T, origin, vkey string, signer note.Signer, leaves [][]byte) *testLedger {
+	t.Helper()
+	l := &testLedger{origin: origin, vkey: vkey, signer: signer, nodes: map[compact.NodeID][]byte{}, leaves: leaves}
+	rf := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	r := rf.NewEmptyRange(0)
+	for i, leaf := range leaves {
 		h := verify.LeafHash(leaf)
-		l.leaves = append(l.leaves, leaf)
 		l.nodes[compact.NewNodeID(0, uint64(i))] = h
 		if err := r.Append(h, func(id compact.NodeID, h []byte) { l.nodes[id] = h }); err != nil {
 			t.Fatal(err)
 		}
-		prev = h
 	}
 	return l
 }
@@ -148,6 +159,13 @@ func TestVerifyCommand(t *testing.T) {
 	wrongIndex := acme.inclusionJSON(t, 41, 42)
 	wrongIndex.Index, wrongIndex.LeafHash = 40, nil
 	tlogProof := verify.Proof{Index: 41, Hashes: incl.Hashes, Checkpoint: []byte(incl.Checkpoint)}.Marshal()
+	// A dishonest log (its own key signs) holding entry 41's bytes at 40
+	// too: a true proof for position 40, which the entry's own index
+	// contradicts.
+	twice := testLedgerOf(t, acme.origin, acme.vkey, acme.signer,
+		append(slices.Clone(acme.leaves[:40]), acme.leaves[41], acme.leaves[41]))
+	twiceIncl := twice.inclusionJSON(t, 40, 42)
+	twiceProof := verify.Proof{Index: 40, Hashes: twiceIncl.Hashes, Checkpoint: []byte(twiceIncl.Checkpoint)}.Marshal()
 	cons := acme.consistencyJSON(t, 10, 42)
 	consTampered := acme.consistencyJSON(t, 10, 42)
 	consTampered.Hashes[1][5] ^= 0x40
@@ -166,6 +184,7 @@ func TestVerifyCommand(t *testing.T) {
 		"old11":         writeFile(t, dir, "old11", acme.checkpoint(t, 11)),
 		"otherold10":    writeFile(t, dir, "otherold10", other.checkpoint(t, 10)),
 		"garbage":       writeFile(t, dir, "garbage", []byte("hello")),
+		"twice":         writeFile(t, dir, "twice.tlog-proof", twiceProof),
 	}
 	leafHash := base64.StdEncoding.EncodeToString(verify.LeafHash(acme.leaves[41]))
 
@@ -188,6 +207,7 @@ func TestVerifyCommand(t *testing.T) {
 		{"wrong key", []string{"inclusion", files["proof"], "--log-key", other.vkey, "--entry", files["entry41"]}, "", false},
 		{"wrong index", []string{"inclusion", files["wrongidx.json"], "--log-key", acme.vkey, "--leaf-hash", leafHash}, "", false},
 		{"other entry", []string{"inclusion", files["proof"], "--log-key", acme.vkey, "--entry", files["entry40"]}, "", false},
+		{"entry's bytes at another index", []string{"inclusion", files["twice"], "--log-key", acme.vkey, "--entry", files["entry41"]}, "", false},
 		{"leaf_hash differs from entry", []string{"inclusion", files["incl.json"], "--log-key", acme.vkey, "--entry", files["entry40"]}, "", false},
 		{"not a proof", []string{"inclusion", files["garbage"], "--log-key", acme.vkey, "--entry", files["entry41"]}, "", false},
 		{"entry not canonical", []string{"inclusion", files["proof"], "--log-key", acme.vkey, "--entry", files["garbage"]}, "", false},
