@@ -207,6 +207,7 @@ func TestVerifyClientAssertionRejects(t *testing.T) {
 		{"iss is not sub", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "iss", "agt_two"), f.ed), identity.ErrAssertionSubject, true},
 		{"no iss", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "iss", nil), f.ed), identity.ErrAssertionSubject, true},
 		{"empty iss and sub", forge(t, hdr("EdDSA", "ed-1"), f.claims("", "iss", ""), f.ed), identity.ErrAssertionSubject, true},
+		{"iss and sub of 257 bytes", forge(t, hdr("EdDSA", "ed-1"), f.claims(strings.Repeat("a", 257)), f.ed), identity.ErrAssertionSubject, true},
 		{"iat in the future", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "iat", f.now.Add(2*time.Minute).Unix()), f.ed), identity.ErrAssertionNotYetValid, true},
 		{"nbf in the future", forge(t, hdr("EdDSA", "ed-1"), f.claims("agt_ed", "nbf", f.now.Add(2*time.Minute).Unix()), f.ed), identity.ErrAssertionNotYetValid, true},
 		{"crit header", forge(t, hdr("EdDSA", "ed-1", "crit", []string{"exp"}), f.claims("agt_ed"), f.ed), identity.ErrAssertionMalformed, true},
