@@ -500,13 +500,23 @@ func (s *Store) tenantDB(ctx context.Context, tenantID string) (*sql.DB, error) 
 	if db, ok := s.tenants[tenantID]; ok {
 		return db, nil
 	}
-	var exists int
-	err := s.platform.QueryRowContext(ctx, `SELECT 1 FROM tenants WHERE id = ?`, tenantID).Scan(&exists)
+	var made int
+	err := s.platform.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM tenant_files WHERE tenant_id = t.id) FROM tenants t WHERE t.id = ?`,
+		tenantID).Scan(&made)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("%w: tenant", store.ErrNotFound)
 		}
 		return nil, mapErr(err)
+	}
+	// A file the store made and cannot find (a volume not mounted, a
+	// partial restore) is not made again empty: that would start the
+	// organization's log over under its origin.
+	if made == 1 {
+		if _, err := os.Lstat(s.TenantFile(tenantID)); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: sqlite: the organization's database file %s is missing; restore it (a new, empty one would restart its log)",
+				store.ErrUnavailable, filepath.Base(s.TenantFile(tenantID)))
+		}
 	}
 	db, err := s.openFile(ctx, s.TenantFile(tenantID), migrations.SQLiteTenant, walBackstop)
 	if err != nil {
@@ -515,6 +525,15 @@ func (s *Store) tenantDB(ctx context.Context, tenantID string) (*sql.DB, error) 
 	if err := claimTenantFile(ctx, db, tenantID); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if made == 0 {
+		// Recorded once claimed; a file made before tenant_files existed
+		// is recorded now.
+		if _, err := s.platform.ExecContext(ctx, `INSERT INTO tenant_files (tenant_id, created_at) VALUES (?, ?) ON CONFLICT (tenant_id) DO NOTHING`,
+			tenantID, formatTime(time.Now())); err != nil {
+			_ = db.Close()
+			return nil, mapErr(err)
+		}
 	}
 	s.tenants[tenantID] = db
 	return db, nil

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -619,5 +620,50 @@ func TestErrorsThatEndTheTransaction(t *testing.T) {
 	_, err = tx.ExecContext(ctx, `INSERT INTO t VALUES (zeroblob(1 << 20), 1)`)
 	if mapped := mapErr(err); !errors.Is(mapped, store.ErrTxAborted) || !errors.Is(mapped, store.ErrUnavailable) {
 		t.Fatalf("database full: %v, want ErrTxAborted and ErrUnavailable", mapped)
+	}
+}
+
+// An organization's file the store made and can no longer find (a volume
+// not mounted, a partial restore) is refused, not made again empty: an
+// empty file would start the organization's log over under its origin.
+// A file made before the store recorded them is recorded when opened.
+func TestMissingTenantFileIsNotRemade(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s := openTest(t, dir)
+	acme := storetest.CreateTenant(t, s, "acme")
+	put := func(s *Store) error {
+		return s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+			return tx.PutSetting(ctx, "k", "v")
+		})
+	}
+	if err := put(s); err != nil {
+		t.Fatal(err)
+	}
+	var recorded int
+	if err := s.platform.QueryRowContext(ctx, `SELECT count(*) FROM tenant_files WHERE tenant_id = ?`, acme.ID).Scan(&recorded); err != nil || recorded != 1 {
+		t.Fatalf("tenant_files rows for acme: %d, %v", recorded, err)
+	}
+	path := s.TenantFile(acme.ID)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	s = openTest(t, dir)
+	defer s.Close()
+	if err := put(s); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("acme's file gone: %v, want ErrUnavailable saying it is missing", err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a new file was made: %v", err)
+	}
+	// Another organization, never opened, gets its file as before.
+	beta := storetest.CreateTenant(t, s, "beta")
+	if err := s.InTenantTx(ctx, beta.ID, func(ctx context.Context, tx store.TenantTx) error { return tx.PutSetting(ctx, "k", "v") }); err != nil {
+		t.Fatalf("beta's first file: %v", err)
 	}
 }
