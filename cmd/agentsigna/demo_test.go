@@ -16,10 +16,6 @@ import (
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
-	"github.com/agentsigna/agentsigna/internal/secrets"
-	"github.com/agentsigna/agentsigna/internal/signing"
-	"github.com/agentsigna/agentsigna/internal/store/sqlite"
-	"github.com/agentsigna/agentsigna/ledger"
 )
 
 // demoCredentialsPath refuses, before anything is seeded, a demo path that
@@ -103,27 +99,29 @@ func TestDemoSeedsOnlyAnEmptyStore(t *testing.T) {
 func TestDemoSeedingOutlivesASignal(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	backend, err := sqlite.Open(ctx, sqlite.Config{DataDir: dir})
+	// The store, master key and ledger serve opens, through its own code.
+	fs := newFlagSet("test", io.Discard)
+	var sf storeFlags
+	var lf ledgerFlags
+	sf.register(fs)
+	lf.register(fs)
+	if err := parse(fs, []string{"--data-dir", dir}, envOf(nil)); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	backend, err := openStore(ctx, &sf, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer backend.Close()
-	master, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := signing.NewKeyring(master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := ledger.New(ledger.Config{Tenants: backend, Platform: backend, Keys: keys, Origin: "agentsigna.test"})
+	l, err := openLedger(ctx, &sf, &lf, backend, envOf(nil), log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pol := decision.NewPolicies(backend, l, bundles.NewEngine(), bundles.Limits{})
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel() // as if SIGTERM came as seeding began
-	err = seedDemo(cancelled, backend, l, pol, dir, "http://127.0.0.1:8080", "http://127.0.0.1:8081", slog.New(slog.DiscardHandler))
+	err = seedDemo(cancelled, backend, l, pol, dir, "http://127.0.0.1:8080", "http://127.0.0.1:8081", log)
 	l.Close()
 	backend.Close()
 	if err != nil {
