@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -163,22 +164,19 @@ func findForbiddenCall(paths []string, modules map[string]*ast.Module) error {
 
 const sprintfName = "sprintf"
 
-// maxSprintfDigits bounds a width or precision in a sprintf format to 999,
-// and maxSprintfPadding the sum of all a format gives.
-const (
-	maxSprintfDigits  = 3
-	maxSprintfPadding = 4096
-)
+// maxSprintfPadding bounds the sum of the widths and precisions a sprintf
+// format gives.
+const maxSprintfPadding = 4096
 
 // checkSprintfFormat refuses a sprintf whose format alone could make one
 // call's output any size: Go's fmt pads to any width up to a million, and
 // prints a float to any precision, per verb. "%*d" twice a thousand times,
 // widths taken from the arguments, was 16.5 s and 4.1 GiB in one call; a
 // literal of 800 KB of "%999[1]d", 2.2 s. The format must be a string
-// literal, its verbs may take no width or precision from the arguments (*),
-// none over 999, and at most 4096 in all. It does not bound what printing
-// the arguments costs: a value the policy built from shared parts prints
-// in full (the README's "Known limits of that bound").
+// literal, its verbs may take no width or precision from the arguments
+// (*), and those it gives may sum to 4096 at most. It does not bound what
+// printing the arguments costs: a value the policy built from shared parts
+// prints in full (the README's "Known limits of that bound").
 func checkSprintfFormat(args []*ast.Term) error {
 	if len(args) == 0 {
 		return nil // the compiler refuses the arity
@@ -192,31 +190,32 @@ func checkSprintfFormat(args []*ast.Term) error {
 	if len(shown) > 40 {
 		shown = shown[:40] + "…"
 	}
+	// Every run of digits in a verb counts (an argument index too, which
+	// only errs on the safe side).
 	padding := 0
 	for i := 0; i < len(f); i++ {
 		if f[i] != '%' {
 			continue
 		}
-		digits, n := 0, 0
 		for i++; i < len(f); i++ {
 			c := f[i]
-			switch {
-			case c == '*':
+			if c == '*' {
 				return fmt.Errorf("format %q takes a width or precision from its arguments (*)", shown)
-			case c >= '0' && c <= '9':
-				if digits++; digits > maxSprintfDigits {
-					return fmt.Errorf("format %q has a width or precision over %d digits", shown, maxSprintfDigits)
+			}
+			if c >= '0' && c <= '9' {
+				n := 0
+				for ; i < len(f) && f[i] >= '0' && f[i] <= '9'; i++ {
+					if n = 10*n + int(f[i]-'0'); padding+n > maxSprintfPadding {
+						return fmt.Errorf("format %q gives widths and precisions of more than %d in all", shown, maxSprintfPadding)
+					}
 				}
-				n = 10*n + int(c-'0')
-				continue
-			case c == '.' || c == '[' || c == ']' || c == '+' || c == '-' || c == '#' || c == ' ':
-				padding, digits, n = padding+n, 0, 0
+				padding += n
+				i--
 				continue
 			}
-			break // the verb, or %%
-		}
-		if padding += n; padding > maxSprintfPadding {
-			return fmt.Errorf("format %q gives widths and precisions of more than %d in all", shown, maxSprintfPadding)
+			if !strings.ContainsRune(".[]+-# ", rune(c)) {
+				break // the verb, or %%
+			}
 		}
 	}
 	return nil

@@ -99,10 +99,12 @@ func TestCompileRejects(t *testing.T) {
 			ErrForbiddenBuiltin, "takes a width or precision from its arguments"},
 		{"sprintf with a precision from the arguments", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"%.*f\", [1000000, 1])) > 0}\n"},
 			ErrForbiddenBuiltin, "takes a width or precision from its arguments"},
-		{"sprintf with a four-digit width", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"%s%1000d\", [\"x\", 1])) > 0}\n"},
-			ErrForbiddenBuiltin, "over 3 digits"},
-		{"sprintf with a four-digit precision", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"%.1000f\", [1])) > 0}\n"},
-			ErrForbiddenBuiltin, "over 3 digits"},
+		{"sprintf with a width of 4097", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"%s%4097d\", [\"x\", 1])) > 0}\n"},
+			ErrForbiddenBuiltin, "more than 4096 in all"},
+		{"sprintf with a precision of a million", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"%.1000000f\", [1])) > 0}\n"},
+			ErrForbiddenBuiltin, "more than 4096 in all"},
+		{"sprintf with a width of twenty digits", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"%99999999999999999999d\", [1])) > 0}\n"},
+			ErrForbiddenBuiltin, "more than 4096 in all"},
 		{"sprintf with widths of more than 4096 in all", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(sprintf(\"" + strings.Repeat("%999[1]d", 5) + "\", [1])) > 0}\n"},
 			ErrForbiddenBuiltin, "more than 4096 in all"},
 		{"sprintf standing in for another function", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(x) > 0} if {\n\tx := concat(\"%s\", [\"a\"]) with concat as sprintf\n}\n"},
@@ -146,7 +148,7 @@ allow if {
 	print("print compiles to nothing")
 	trace("so does trace, without a tracer")
 	units.parse_bytes("1KiB") == 1024
-	sprintf("%s: %05.2f %d%% %[1]q %-999v %999[1]s %999[1]s %999[1]s", ["a", 1.5, 7, "b"]) != ""
+	sprintf("%s: %05.2f %d%% %[1]q %-999v %999[1]s %999[1]s %1000[1]s", ["a", 1.5, 7, "b"]) != ""
 }
 `})
 	if err != nil {
