@@ -97,6 +97,16 @@ func TestAppendOnlyIsTheTriggers(t *testing.T) {
 			t.Errorf("%s: accepted", stmt)
 		}
 	}
+	// What the store itself runs on them stays allowed: the background
+	// checkpointer's pragma, and reading one.
+	var busy, frames, copied int
+	if err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+		t.Errorf("wal_checkpoint refused: %v", err)
+	}
+	var fk int
+	if err := db.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("reading foreign_keys: %d, %v", fk, err)
+	}
 	var n int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM ledger_entries WHERE entry = x'01'`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("the entry after the attempts: %d, %v", n, err)
@@ -220,6 +230,17 @@ func TestFilesArePrivate(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(crashed, f)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s not tightened: %v, %v", f, fi, err)
 		}
+	}
+	// A WAL that is not a file (a symlink, to anywhere) is refused.
+	linked := t.TempDir()
+	if err := os.Symlink(filepath.Join(t.TempDir(), "elsewhere"), filepath.Join(linked, "platform.db-wal")); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := Open(context.Background(), Config{DataDir: linked}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		if err == nil {
+			l.Close()
+		}
+		t.Errorf("a symlinked WAL: %v, want a refusal", err)
 	}
 }
 
