@@ -68,14 +68,23 @@ func TestDemoSeedsOnlyAnEmptyStore(t *testing.T) {
 		}
 		return out.String()
 	}
-	for _, tc := range []struct{ name, slug, want string }{
-		{"another organization", "prod", "seeds an empty store"},
-		{"acme without its credentials", "acme", "stopped part way"},
+	for _, tc := range []struct {
+		name, slug, want string
+		credsDir         bool // a directory where the credentials go
+	}{
+		{"another organization", "prod", "seeds an empty store", false},
+		{"acme without its credentials", "acme", "stopped part way", false},
+		{"acme with a directory for credentials", "acme", "not a regular file", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			if err := runOrg(ctx, []string{"create", "--slug", tc.slug, "--name", "Existing", "--data-dir", dir}, io.Discard, io.Discard, envOf(nil)); err != nil {
 				t.Fatal(err)
+			}
+			if tc.credsDir {
+				if err := os.MkdirAll(filepath.Join(dir, "demo", "credentials.json"), 0o700); err != nil {
+					t.Fatal(err)
+				}
 			}
 			before := orgs(dir)
 			sctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -86,7 +95,7 @@ func TestDemoSeedsOnlyAnEmptyStore(t *testing.T) {
 			if after := orgs(dir); after != before {
 				t.Errorf("organizations %q, want %q as before", after, before)
 			}
-			if _, err := os.Stat(filepath.Join(dir, "demo", "credentials.json")); !errors.Is(err, fs.ErrNotExist) {
+			if fi, err := os.Stat(filepath.Join(dir, "demo", "credentials.json")); !errors.Is(err, fs.ErrNotExist) && !(tc.credsDir && fi.IsDir()) {
 				t.Errorf("credentials written: %v", err)
 			}
 		})
