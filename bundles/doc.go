@@ -21,5 +21,8 @@
 // organization's modules and data never share a compiler or a store with the
 // base policy or with another organization), or combine verdicts: the
 // combination of base and tenant verdicts is internal/decision's, in Go. It
-// keeps no state outside the values it returns.
+// keeps no state outside the values it returns, but for one process-wide
+// change made when it is loaded: OPA's builtins that print a value are
+// bounded by [MaxPrintedSize] (bounded.go), for every evaluation in the
+// process.
 package bundles

@@ -246,7 +246,7 @@ func (p *Policy) Evaluate(ctx context.Context, in Input) (Verdict, error) {
 }
 
 func (p *Policy) evaluate(ctx context.Context, in Input) (Verdict, error) {
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(in.value))
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(in.value), rego.EvalGenerateJSON(boundedResult))
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctxErr)
 	}
