@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp/syntax"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,88 @@ func TestWithinPrinted(t *testing.T) {
 	}
 	if withinPrinted(v, MaxPrintedSize) >= 0 {
 		t.Error("a value of 2^40 arrays measured within the bound")
+	}
+}
+
+// TestRegexBounded: a regex builtin whose pattern compiles to more than
+// MaxRegexInstructions, or whose pattern and text are more than
+// MaxRegexWork together, halts the evaluation before OPA compiles or runs
+// it; within the bounds, each works as before.
+func TestRegexBounded(t *testing.T) {
+	big := strings.Repeat("[a-z]{1000}", 17) // 17,000 instructions
+	slow := "[ab]{1000}c"                    // 1,003 instructions
+	text := func(n int) string {
+		return fmt.Sprintf(`concat("", array.concat([], [s | some _ in numbers.range(1, %d); s := "ab"]))`, n/2)
+	}
+	for _, tc := range []struct {
+		name, expr string
+		refused    string // "" when the call must work
+	}{
+		{"match", `regex.match("^[a-z]+$", "abc")`, ""},
+		{"match large pattern", fmt.Sprintf(`regex.match(%q, "abc")`, big), "compiles to about"},
+		{"match too much work", fmt.Sprintf(`regex.match(%q, %s)`, slow, text(10000)), "more work"},
+		{"match within the work", fmt.Sprintf(`regex.match(%q, %s) == false`, slow, text(4000)), ""},
+		{"split", fmt.Sprintf(`count(regex.split(%q, %s)) > 0`, slow, text(10000)), "more work"},
+		{"find_n", fmt.Sprintf(`count(regex.find_n(%q, "abc", 1)) >= 0`, big), "compiles to about"},
+		{"find_all_string_submatch_n", fmt.Sprintf(`count(regex.find_all_string_submatch_n(%q, %s, -1)) >= 0`, slow, text(10000)), "more work"},
+		{"replace", `regex.replace("abc", "b", "x") == "axc"`, ""},
+		{"replace large pattern", fmt.Sprintf(`regex.replace("abc", %q, "x") != ""`, big), "compiles to about"},
+		{"replace too much work", fmt.Sprintf(`regex.replace(%s, %q, "x") != ""`, text(10000), slow), "more work"},
+		{"template_match", `regex.template_match("urn:foo:{.*}", "urn:foo:bar:baz", "{", "}")`, ""},
+		// The templates do not parse as patterns themselves ("(" is
+		// outside the delimiters, so it is quoted).
+		{"template_match large part", fmt.Sprintf(`regex.template_match("(urn:<%s>", "(urn:abc", "<", ">")`, big), "compiles to about"},
+		{"template_match too much work", fmt.Sprintf(`regex.template_match("(<%s>", concat("", ["(", %s]), "<", ">")`, slow, text(10000)), "more work"},
+		{"pattern longer than parsed", fmt.Sprintf(`regex.match(%q, "a")`, strings.Repeat("a", maxRegexPatternBytes+1)), "compiles to about"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := policyFrom(t, map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": " + tc.expr + "}\n"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := p.Evaluate(context.Background(), payment(t))
+			if tc.refused == "" {
+				if err != nil || !v.Allow {
+					t.Fatalf("verdict %+v, err %v; want an allow", v, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), tc.refused) {
+				t.Fatalf("verdict %+v, err %v; want ErrEval saying %q", v, err, tc.refused)
+			}
+		})
+	}
+}
+
+// TestRegexInvalidLeftToOPA: a pattern that does not parse is OPA's to
+// report (a builtin error: the call is undefined).
+func TestRegexInvalidLeftToOPA(t *testing.T) {
+	p, err := policyFrom(t, map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": regex.match(\"(\", \"a\")}\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Evaluate(context.Background(), payment(t)); !errors.Is(err, ErrUndefined) {
+		t.Fatalf("err %v, want ErrUndefined", err)
+	}
+}
+
+// TestProgSize: the estimate is never below the instructions Go compiles,
+// so the bounds hold.
+func TestProgSize(t *testing.T) {
+	for _, p := range []string{
+		"a", "abc", "^[a-z0-9-]{1,64}$", "(a|bc|d)*x+y?", "[ab]{1000}c", "(?:a{10,20}){5}",
+		"(?i)hello", `\pL{100}`, "^DE[0-9]{20}$", "(a*)*", "x{0,5}", "x{3,}", ".",
+	} {
+		re, err := syntax.Parse(p, syntax.Perl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prog, err := syntax.Compile(re.Simplify())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := progSize(re); got < int64(len(prog.Inst))-3 || got > 2*int64(len(prog.Inst))+8 {
+			t.Errorf("%s: estimated %d instructions, Go compiles %d", p, got, len(prog.Inst))
+		}
 	}
 }

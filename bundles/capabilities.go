@@ -42,10 +42,11 @@ import (
 // between evaluation steps, not inside one. Those whose one call can work
 // without bound on what the policy builds (a loop, a parser) are
 // forbidden, or a single decision would hold the CPU and gigabytes of
-// memory for seconds past the evaluation timeout. Those that work in
-// proportion to their input (json.unmarshal, yaml.unmarshal, regex.*)
-// stay; the decision package bounds how many of one organization's
-// evaluations run at once.
+// memory for seconds past the evaluation timeout. Those that print a
+// value, and the regex builtins, stay with a bound on one call
+// (bounded.go, boundedregex.go). Those that work in proportion to their
+// input (json.unmarshal, yaml.unmarshal) stay; the decision package bounds
+// how many of one organization's evaluations run at once.
 func forbiddenBuiltins() map[string]string {
 	return map[string]string{
 		"http.send":          "makes HTTP requests",
