@@ -203,3 +203,47 @@ func TestProgSize(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluatePanicFails: OPA panics comparing a number of more than a
+// million fraction digits; the evaluation fails (ErrEval) instead of the
+// panic reaching the caller, and the policy still answers after.
+func TestEvaluatePanicFails(t *testing.T) {
+	p, err := policyFrom(t, map[string]string{"tenant/p.rego": `package tenant
+
+d0 := "1234567890123456"
+d1 := concat("", [d0, d0])
+d2 := concat("", [d1, d1])
+d3 := concat("", [d2, d2])
+d4 := concat("", [d3, d3])
+d5 := concat("", [d4, d4])
+d6 := concat("", [d5, d5])
+d7 := concat("", [d6, d6])
+d8 := concat("", [d7, d7])
+d9 := concat("", [d8, d8])
+d10 := concat("", [d9, d9])
+d11 := concat("", [d10, d10])
+d12 := concat("", [d11, d11])
+d13 := concat("", [d12, d12])
+d14 := concat("", [d13, d13])
+d15 := concat("", [d14, d14])
+d16 := concat("", [d15, d15])
+
+decision := {"allow": true} if input.action.type == "payment.send"
+
+decision := {"allow": to_number(concat("", ["0.", d16])) < 1} if input.action.type == "boom"
+`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom, err := inputOf(map[string]any{"action": map[string]any{"type": "boom"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Evaluate(context.Background(), boom)
+	if !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("err %v, want ErrEval for a panic", err)
+	}
+	if v, err := p.Evaluate(context.Background(), payment(t)); err != nil || !v.Allow {
+		t.Fatalf("after the panic: verdict %+v, err %v; want an allow", v, err)
+	}
+}

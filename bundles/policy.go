@@ -245,7 +245,20 @@ func (p *Policy) Evaluate(ctx context.Context, in Input) (Verdict, error) {
 	return v, err
 }
 
-func (p *Policy) evaluate(ctx context.Context, in Input) (Verdict, error) {
+func (p *Policy) evaluate(ctx context.Context, in Input) (v Verdict, err error) {
+	// OPA panics on some values a policy can build (a comparison of a
+	// number of more than a million fraction digits: "illegal value"), and
+	// the caller may not be a goroutine that recovers. The evaluation's
+	// state is its own, so a panic fails it and nothing else.
+	defer func() {
+		if r := recover(); r != nil {
+			msg := fmt.Sprint(r)
+			if len(msg) > 200 {
+				msg = msg[:200] + "…"
+			}
+			v, err = Verdict{}, fmt.Errorf("%w: the evaluation panicked: %s", ErrEval, strings.ToValidUTF8(msg, "?"))
+		}
+	}()
 	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(in.value), rego.EvalGenerateJSON(boundedResult))
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctxErr)
