@@ -8,64 +8,126 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
-// MaxPrintedSize bounds, in bytes, what one call of a builtin that prints
-// a value (sprintf, json.marshal, …) may print, and the decision object an
-// evaluation may return. A policy input is at most a 64 KiB request and
-// what the service adds to it, so printing the whole input fits many times
-// over.
-const MaxPrintedSize = 1 << 20
+// Bounds on one call of a builtin whose cost is not proportional to what
+// a policy can build in its evaluation time. OPA checks the evaluation
+// timeout between steps, never inside a builtin, so without them one call
+// holds a core and gigabytes for seconds (figures in each comment, measured
+// on the 2-core machine this was written on).
+const (
+	// MaxPrintedSize bounds, in bytes, what one call of a builtin that
+	// prints, serialises or walks a whole value may be given, and the
+	// decision object an evaluation may return. A policy input is at most
+	// a 64 KiB request and what the service adds to it, so printing the
+	// whole input fits many times over.
+	MaxPrintedSize = 1 << 20
+	// maxYAMLPrintedSize is MaxPrintedSize for yaml.marshal, which costs
+	// about a microsecond a byte: 2^16 copies of a small object were 2.45 s
+	// and 580 MiB.
+	maxYAMLPrintedSize = 1 << 16
+	// maxStringWork bounds |text| × |other| for the string builtins whose
+	// cost is their product: indexof over non-ASCII text (a 256 KB text and
+	// a 128 KB needle, 1.24 s), trim with a non-ASCII cutset, and
+	// strings.replace_n's generic replacer (1.50 s at 512 KB × 256 KB).
+	maxStringWork = 1 << 28
+	// maxCIDRPairs bounds net.cidr_contains_matches: its result set of
+	// pairs hashes alike, so it costs the square of their number (128 × 128
+	// CIDRs, 5.6 s).
+	maxCIDRPairs = 2048
+	// maxFilterKeys bounds the keys or paths object.filter, object.remove,
+	// json.filter and json.remove are given: numbers in [1, 2) all hash
+	// alike, so 8192 of them were 5.4 s in one object.filter.
+	maxFilterKeys = 1024
+	// maxGlobPattern bounds a glob.match pattern, in bytes: a nested one
+	// recurses once per level (about 7 MB of "{a," was 2.1 s and 790 MiB).
+	maxGlobPattern = 4096
+)
 
-// printingBuiltins are the builtins that print or serialise every value
-// they are given, in one call: those the evaluation timeout cannot stop
-// while they work through a value built from shared parts. A rule holding
-// the last one twice doubles a value's printed size at almost no cost, so
-// 24 rules make a value of a few hundred bytes in memory that prints to
-// gigabytes (one sprintf of it was 3.5 s and 1.3 GiB, one json.marshal
-// 41 s and 3.3 GiB).
-var printingBuiltins = []string{
-	ast.Sprintf.Name,
-	ast.JSONMarshal.Name,
-	ast.YAMLMarshal.Name,
-	ast.InternalTemplateString.Name, // $"…{x}…"
-	ast.JWTEncodeSign.Name,          // marshals its header and payload objects
+// bound checks a builtin's operands before OPA runs it: nil, or what is
+// too large.
+type bound func(operands []*ast.Term) error
+
+// bounds returns the builtins that are bounded, with their check. Those
+// that print a value are there because a value a policy builds from shared
+// parts (a rule holding the last one twice) is small in memory but prints
+// in full: 24 doublings were 3.5 s and 1.3 GiB in one sprintf, 41 s and
+// 3.3 GiB in one json.marshal.
+func bounds() map[string]bound {
+	printed := printedWithin(MaxPrintedSize)
+	b := map[string]bound{
+		ast.Sprintf.Name:                printed,
+		ast.JSONMarshal.Name:            printed,
+		ast.YAMLMarshal.Name:            printedWithin(maxYAMLPrintedSize),
+		ast.InternalTemplateString.Name: printed, // $"…{x}…"
+		ast.JWTEncodeSign.Name:          printed, // marshals its header and payload
+		ast.ProvidersAWSSignReqObj.Name: printed, // marshals the request body
+		ast.URLQueryEncodeObject.Name:   printed, // converts to JSON first
+		ast.ObjectUnion.Name:            printed, // merges recursively
+		ast.ObjectUnionN.Name:           printed, // copies every object
+		ast.JSONPatch.Name:              printed, // a failed "test" prints both values
+		ast.IndexOf.Name:                stringProduct(0, 1),
+		ast.IndexOfN.Name:               stringProduct(0, 1),
+		ast.Trim.Name:                   stringProduct(0, 1),
+		ast.TrimLeft.Name:               stringProduct(0, 1),
+		ast.TrimRight.Name:              stringProduct(0, 1),
+		ast.ReplaceN.Name:               replaceWork,
+		ast.NetCIDRContainsMatches.Name: cidrPairs,
+		ast.ObjectFilter.Name:           keysWithin(1),
+		ast.ObjectRemove.Name:           keysWithin(1),
+		ast.JSONFilter.Name:             keysWithin(1),
+		ast.JSONRemove.Name:             keysWithin(1),
+		ast.GlobMatch.Name:              globPattern,
+	}
+	for name, call := range regexBuiltins {
+		b[name] = call.check(name == ast.RegexTemplateMatch.Name)
+	}
+	return b
 }
 
-// init bounds the printing builtins for every evaluation in the process,
-// base and organization policies alike: each call first measures what its
-// arguments would print, stopping as soon as the measure passes
-// MaxPrintedSize, and halts the evaluation (the decision denies,
-// policy_error) instead of printing more. OPA looks a builtin up in one
+// init replaces OPA's implementation of each bounded builtin, for every
+// evaluation in the process (base and organization policies alike), with
+// one that checks its operands first and halts the evaluation when a check
+// fails: the decision denies (policy_error). OPA looks a builtin up in one
 // process-wide table, so there is no per-query way to do this.
 func init() {
-	for _, name := range printingBuiltins {
+	for name, check := range bounds() {
 		impl := topdown.GetBuiltin(name)
 		if impl == nil {
 			panic("bundles: OPA has no implementation of " + name)
 		}
-		topdown.RegisterBuiltinFunc(name, boundPrinted(name, impl))
+		topdown.RegisterBuiltinFunc(name, bounded(name, check, impl))
 	}
 }
 
-func boundPrinted(name string, impl topdown.BuiltinFunc) topdown.BuiltinFunc {
+func bounded(name string, check bound, impl topdown.BuiltinFunc) topdown.BuiltinFunc {
 	return func(bctx topdown.BuiltinContext, operands []*ast.Term, iter func(*ast.Term) error) error {
-		budget := MaxPrintedSize
-		for _, t := range operands {
-			if budget = withinPrinted(t.Value, budget); budget < 0 {
-				return topdown.Halt{Err: &topdown.Error{
-					Code:     topdown.BuiltinErr,
-					Message:  fmt.Sprintf("%s: its arguments would print to more than %d bytes", name, MaxPrintedSize),
-					Location: bctx.Location,
-				}}
-			}
+		if err := check(operands); err != nil {
+			return topdown.Halt{Err: &topdown.Error{
+				Code:     topdown.BuiltinErr,
+				Message:  name + ": " + err.Error(),
+				Location: bctx.Location,
+			}}
 		}
 		return impl(bctx, operands, iter)
 	}
 }
 
+// printedWithin bounds what all of a builtin's operands print to together.
+func printedWithin(limit int) bound {
+	return func(operands []*ast.Term) error {
+		budget := limit
+		for _, t := range operands {
+			if budget = withinPrinted(t.Value, budget); budget < 0 {
+				return fmt.Errorf("its arguments would print to more than %d bytes", limit)
+			}
+		}
+		return nil
+	}
+}
+
 // withinPrinted returns budget less about as many bytes as v prints to in
-// JSON (a separator more per element), or a negative number as soon as that passes budget. Every value
-// costs at least one byte, so it visits at most budget values, however
-// many times v holds the same parts.
+// JSON (a separator more per element), or a negative number as soon as
+// that passes budget. Every value costs at least one byte, so it visits at
+// most budget values, however many times v holds the same parts.
 func withinPrinted(v ast.Value, budget int) int {
 	switch v := v.(type) {
 	case ast.String:
@@ -108,6 +170,81 @@ func withinPrinted(v ast.Value, budget int) int {
 		// their text.
 		return budget - len(v.String())
 	}
+}
+
+// stringProduct bounds the product of the lengths of two string operands.
+// Operands of other types are left to OPA's type errors.
+func stringProduct(i, j int) bound {
+	return func(operands []*ast.Term) error {
+		a, ok1 := operands[i].Value.(ast.String)
+		b, ok2 := operands[j].Value.(ast.String)
+		if ok1 && ok2 && int64(len(a))*int64(len(b)) > maxStringWork {
+			return fmt.Errorf("strings of %d and %d bytes are more work than one call may do (their product may be %d)", len(a), len(b), maxStringWork)
+		}
+		return nil
+	}
+}
+
+// replaceWork bounds strings.replace_n(patterns, value): the length of
+// value times the length of all the patterns' keys.
+func replaceWork(operands []*ast.Term) error {
+	patterns, ok1 := operands[0].Value.(ast.Object)
+	value, ok2 := operands[1].Value.(ast.String)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	keys := int64(0)
+	patterns.Foreach(func(k, _ *ast.Term) {
+		if s, ok := k.Value.(ast.String); ok {
+			keys += int64(len(s))
+		}
+	})
+	if keys*int64(len(value)) > maxStringWork {
+		return fmt.Errorf("patterns of %d bytes over a string of %d bytes are more work than one call may do (their product may be %d)", keys, len(value), maxStringWork)
+	}
+	return nil
+}
+
+// cidrPairs bounds net.cidr_contains_matches(cidrs, cidrs_or_ips): each is
+// a string or a collection of them.
+func cidrPairs(operands []*ast.Term) error {
+	if pairs := int64(collectionLen(operands[0].Value)) * int64(collectionLen(operands[1].Value)); pairs > maxCIDRPairs {
+		return fmt.Errorf("%d pairs of addresses are more than one call may compare (%d)", pairs, maxCIDRPairs)
+	}
+	return nil
+}
+
+// keysWithin bounds the number of keys or paths in operand i.
+func keysWithin(i int) bound {
+	return func(operands []*ast.Term) error {
+		if n := collectionLen(operands[i].Value); n > maxFilterKeys {
+			return fmt.Errorf("%d keys or paths are more than one call may take (%d)", n, maxFilterKeys)
+		}
+		return nil
+	}
+}
+
+// collectionLen is the number of elements of an array, set or object, and
+// 1 for any other value.
+func collectionLen(v ast.Value) int {
+	switch v := v.(type) {
+	case *ast.Array:
+		return v.Len()
+	case ast.Set:
+		return v.Len()
+	case ast.Object:
+		return v.Len()
+	default:
+		return 1
+	}
+}
+
+// globPattern bounds glob.match's pattern.
+func globPattern(operands []*ast.Term) error {
+	if p, ok := operands[0].Value.(ast.String); ok && len(p) > maxGlobPattern {
+		return fmt.Errorf("a pattern of %d bytes is longer than one call may take (%d)", len(p), maxGlobPattern)
+	}
+	return nil
 }
 
 // boundedResult converts a query result to Go as rego does, but refuses a

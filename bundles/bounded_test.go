@@ -24,49 +24,116 @@ func sharedValue(n int) string {
 	return b.String()
 }
 
-// TestPrintingBuiltinsBounded: a builtin that prints a value a policy
-// built from shared parts halts the evaluation (ErrEval, so the decision
-// denies with policy_error) before it prints more than MaxPrintedSize,
-// while printing a value within the bound works as before.
+// TestPrintingBuiltinsBounded: a builtin that prints or walks a whole
+// value a policy built from shared parts halts the evaluation (ErrEval, so
+// the decision denies with policy_error) before it prints more than its
+// bound, while a value within the bound is not refused.
 func TestPrintingBuiltinsBounded(t *testing.T) {
-	// 2^17 copies of a 30-byte array print to about 4 MiB; 2^14, to
-	// about 512 KiB.
-	const over, under = 17, 14
-	for _, tc := range []struct{ name, expr string }{
-		{"sprintf", `sprintf("%v", [X])`},
-		{"sprintf extra argument", `sprintf("%d", [1, X])`},
-		{"json.marshal", `json.marshal(X)`},
-		{"yaml.marshal", `yaml.marshal(X)`},
-		{"template string", `$"{X}"`},
-		{"io.jwt.encode_sign", `io.jwt.encode_sign({"alg": "HS256"}, {"v": X}, {"kty": "oct", "k": "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"})`},
-		{"io.jwt.encode_sign header", `io.jwt.encode_sign({"alg": "HS256", "x": X}, {}, {"kty": "oct", "k": "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"})`},
+	// 2^n copies of a 30-byte array print to about 2^n × 32 bytes: 2^14
+	// to 512 KiB and 2^17 to 4 MiB against MaxPrintedSize, 2^10 to 32 KiB
+	// and 2^13 to 256 KiB against yaml.marshal's 64 KiB.
+	const key = `{"kty": "oct", "k": "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"}`
+	const aws = `{"aws_access_key": "AKIDEXAMPLE", "aws_secret_access_key": "secret", "aws_service": "s3", "aws_region": "eu-west-1"}`
+	for _, tc := range []struct {
+		name, expr  string
+		under, over int
+		limit       int
+	}{
+		{"sprintf", `sprintf("%v", [X])`, 14, 17, MaxPrintedSize},
+		{"sprintf extra argument", `sprintf("%d", [1, X])`, 14, 17, MaxPrintedSize},
+		{"json.marshal", `json.marshal(X)`, 14, 17, MaxPrintedSize},
+		{"yaml.marshal", `yaml.marshal(X)`, 10, 13, maxYAMLPrintedSize},
+		{"template string", `$"{X}"`, 14, 17, MaxPrintedSize},
+		{"io.jwt.encode_sign", `io.jwt.encode_sign({"alg": "HS256"}, {"v": X}, ` + key + `)`, 14, 17, MaxPrintedSize},
+		{"io.jwt.encode_sign header", `io.jwt.encode_sign({"alg": "HS256", "x": X}, {}, ` + key + `)`, 14, 17, MaxPrintedSize},
+		{"providers.aws.sign_req", `providers.aws.sign_req({"method": "POST", "url": "https://example.com/", "body": X}, ` + aws + `, 0)`, 14, 17, MaxPrintedSize},
+		// encode_object refuses nested arrays, but only after converting
+		// them: under the bound the call is undefined, not refused.
+		{"urlquery.encode_object", `urlquery.encode_object({"k": object.get({"k": X}, "k", "")})`, 14, 17, MaxPrintedSize},
+		{"object.union", `object.union({"a": X}, {"b": 1})`, 14, 17, MaxPrintedSize},
+		{"object.union_n", `object.union_n([{"a": 1}, {"b": X}])`, 14, 17, MaxPrintedSize},
+		{"json.patch", `json.patch({"a": X}, [{"op": "add", "path": "/b", "value": 1}])`, 14, 17, MaxPrintedSize},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			policy := func(n int) string {
 				return "package tenant\n\n" + sharedValue(n) +
 					"\ndecision := {\"allow\": count(" + strings.ReplaceAll(tc.expr, "X", fmt.Sprintf("x%d", n)) + ") > 0}\n"
 			}
-			p, err := policyFrom(t, map[string]string{"tenant/p.rego": policy(under)})
+			refused := fmt.Sprintf("would print to more than %d bytes", tc.limit)
+			p, err := policyFrom(t, map[string]string{"tenant/p.rego": policy(tc.under)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v, err := p.Evaluate(context.Background(), payment(t)); err != nil || !v.Allow {
-				t.Fatalf("printing %d copies: verdict %+v, err %v; want an allow", 1<<under, v, err)
+			v, err := p.Evaluate(context.Background(), payment(t))
+			if err != nil && strings.Contains(err.Error(), refused) || err == nil && !v.Allow {
+				t.Fatalf("printing %d copies: verdict %+v, err %v; want it not refused", 1<<tc.under, v, err)
 			}
 
-			p, err = policyFrom(t, map[string]string{"tenant/p.rego": policy(over)})
+			p, err = policyFrom(t, map[string]string{"tenant/p.rego": policy(tc.over)})
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			_, err = p.Evaluate(ctx, payment(t))
-			if !errors.Is(err, ErrEval) || errors.Is(err, ErrEvalTimeout) {
-				t.Fatalf("printing %d copies: err %v, want ErrEval", 1<<over, err)
+			if !errors.Is(err, ErrEval) || errors.Is(err, ErrEvalTimeout) || !strings.Contains(err.Error(), refused) {
+				t.Fatalf("printing %d copies: err %v, want ErrEval saying %q", 1<<tc.over, err, refused)
 			}
-			want := fmt.Sprintf("would print to more than %d bytes", MaxPrintedSize)
-			if !strings.Contains(err.Error(), want) {
-				t.Errorf("err %q does not say %q", err, want)
+		})
+	}
+}
+
+// TestWorkBounded: the builtins whose one call costs the product of their
+// operands' sizes, or the square of a count, halt the evaluation past
+// their bound, and work as before within it.
+func TestWorkBounded(t *testing.T) {
+	// str(n, c) is a string of n copies of c, built in the policy.
+	str := func(n int, c string) string {
+		return fmt.Sprintf(`concat("", [c | some _ in numbers.range(1, %d); c := %q])`, n, c)
+	}
+	// list(n, s) is n copies of s.
+	list := func(n int, s string) string {
+		return fmt.Sprintf(`[c | some _ in numbers.range(1, %d); c := %q]`, n, s)
+	}
+	keys := func(n int) string { return fmt.Sprintf(`[format_int(i, 10) | some i in numbers.range(1, %d)]`, n) }
+	for _, tc := range []struct {
+		name, expr string
+		refused    string // "" when the call must not be refused
+	}{
+		{"indexof", `indexof(` + str(20000, "é") + `, ` + str(10000, "é") + `) >= -1`, "more work"},
+		{"indexof within", `indexof(` + str(1000, "é") + `, ` + str(100, "é") + `) >= -1`, ""},
+		{"indexof_n", `count(indexof_n(` + str(20000, "a") + `, ` + str(20000, "a") + `)) >= 0`, "more work"},
+		{"trim", `trim(` + str(20000, "é") + `, ` + str(20000, "è") + `) != "x"`, "more work"},
+		{"trim within", `trim(` + str(1000, "é") + `, ` + str(100, "è") + `) != "x"`, ""},
+		{"trim_left", `trim_left(` + str(20000, "é") + `, ` + str(20000, "è") + `) != "x"`, "more work"},
+		{"trim_right", `trim_right(` + str(20000, "é") + `, ` + str(20000, "è") + `) != "x"`, "more work"},
+		{"strings.replace_n", `strings.replace_n({` + str(20000, "ab") + `: "x", "c": "d"}, ` + str(10000, "a") + `) != "x"`, "more work"},
+		{"strings.replace_n within", `strings.replace_n({"b": "x"}, "abc") == "axc"`, ""},
+		{"net.cidr_contains_matches", `count(net.cidr_contains_matches(` + list(64, "10.0.0.0/8") + `, ` + list(64, "10.1.2.3") + `)) >= 0`, "pairs of addresses"},
+		{"net.cidr_contains_matches within", `count(net.cidr_contains_matches(` + list(32, "10.0.0.0/8") + `, ` + list(32, "10.1.2.3") + `)) > 0`, ""},
+		{"object.filter", `count(object.filter({"1": 1}, ` + keys(maxFilterKeys+1) + `)) >= 0`, "keys or paths"},
+		{"object.filter within", `count(object.filter({"1": 1}, ` + keys(maxFilterKeys) + `)) == 1`, ""},
+		{"object.remove", `count(object.remove({"1": 1}, ` + keys(maxFilterKeys+1) + `)) >= 0`, "keys or paths"},
+		{"json.filter", `count(json.filter({"1": 1}, ` + keys(maxFilterKeys+1) + `)) >= 0`, "keys or paths"},
+		{"json.remove", `count(json.remove({"1": 1}, ` + keys(maxFilterKeys+1) + `)) >= 0`, "keys or paths"},
+		{"json.remove within", `count(json.remove({"1": 1}, ` + keys(maxFilterKeys) + `)) == 0`, ""},
+		{"glob.match", `glob.match(` + str(maxGlobPattern+1, "a") + `, [], "a") == false`, "longer than"},
+		{"glob.match within", `glob.match(` + str(maxGlobPattern, "a") + `, [], "a") == false`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := policyFrom(t, map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": " + tc.expr + "}\n"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := p.Evaluate(context.Background(), payment(t))
+			if tc.refused == "" {
+				if err != nil || !v.Allow {
+					t.Fatalf("verdict %+v, err %v; want an allow", v, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), tc.refused) {
+				t.Fatalf("verdict %+v, err %v; want ErrEval saying %q", v, err, tc.refused)
 			}
 		})
 	}

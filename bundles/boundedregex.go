@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // Bounds on one call of a regex builtin. Go's regular expressions run in
@@ -38,44 +37,28 @@ var regexBuiltins = map[string]regexCall{
 	ast.RegexTemplateMatch.Name:         {0, 1}, // the pattern is a template
 }
 
-func init() {
-	for name, call := range regexBuiltins {
-		impl := topdown.GetBuiltin(name)
-		if impl == nil {
-			panic("bundles: OPA has no implementation of " + name)
-		}
-		topdown.RegisterBuiltinFunc(name, boundRegex(name, call, impl))
-	}
-}
-
-// boundRegex checks, before OPA compiles the pattern, that the program it
-// compiles to and the work of running it on the text are within the
-// bounds, and halts the evaluation otherwise. Operands that are not
-// strings, or a pattern that does not parse, are left to OPA's own errors.
-func boundRegex(name string, call regexCall, impl topdown.BuiltinFunc) topdown.BuiltinFunc {
-	template := name == ast.RegexTemplateMatch.Name
-	return func(bctx topdown.BuiltinContext, operands []*ast.Term, iter func(*ast.Term) error) error {
+// check returns the bound of a regex builtin: before OPA compiles the
+// pattern, the program it compiles to and the work of running it on the
+// text must be within the bounds. Operands that are not strings, or a
+// pattern that does not parse, are left to OPA's own errors.
+func (call regexCall) check(template bool) bound {
+	return func(operands []*ast.Term) error {
 		pattern, ok1 := operands[call.pattern].Value.(ast.String)
 		text, ok2 := operands[call.text].Value.(ast.String)
-		if ok1 && ok2 {
-			var size int64
-			var ok bool
-			if template {
-				size, ok = templateSize(operands, string(pattern))
-			} else {
-				size, ok = patternSize(string(pattern))
-			}
-			if ok {
-				if err := checkRegexCost(size, len(text)); err != nil {
-					return topdown.Halt{Err: &topdown.Error{
-						Code:     topdown.BuiltinErr,
-						Message:  name + ": " + err.Error(),
-						Location: bctx.Location,
-					}}
-				}
-			}
+		if !ok1 || !ok2 {
+			return nil
 		}
-		return impl(bctx, operands, iter)
+		var size int64
+		var ok bool
+		if template {
+			size, ok = templateSize(operands, string(pattern))
+		} else {
+			size, ok = patternSize(string(pattern))
+		}
+		if !ok {
+			return nil
+		}
+		return checkRegexCost(size, len(text))
 	}
 }
 
