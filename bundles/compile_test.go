@@ -92,6 +92,10 @@ func TestCompileRejects(t *testing.T) {
 			ErrForbiddenBuiltin, "tenant/p.rego:3: graph.reachable_paths lists every path"},
 		{"json.marshal_with_options", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(json.marshal_with_options([1, 2], {\"pretty\": true, \"indent\": input.reason})) > 0}\n"},
 			ErrForbiddenBuiltin, "tenant/p.rego:3: json.marshal_with_options repeats"},
+		{"graphql.is_valid", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": graphql.is_valid(input.reason, \"type Query { a: String }\")}\n"},
+			ErrForbiddenBuiltin, "tenant/p.rego:3: graphql.is_valid validates a query in time quadratic"},
+		{"graphql.schema_is_valid", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": graphql.schema_is_valid(input.schema)}\n"},
+			ErrForbiddenBuiltin, "tenant/p.rego:3: graphql.schema_is_valid converts"},
 		// sprintf stays, with a format that bounds what one call prints.
 		{"sprintf with a format from a variable", map[string]string{"tenant/p.rego": "package tenant\n\nf := concat(\"\", [\"%\", \"*d\"])\n\ndecision := {\"allow\": count(sprintf(f, [1000000, 1])) > 0}\n"},
 			ErrForbiddenBuiltin, "tenant/p.rego:5: sprintf takes its format as a string literal only"},
