@@ -96,6 +96,12 @@ func TestCompileRejects(t *testing.T) {
 			ErrForbiddenBuiltin, "tenant/p.rego:3: graphql.is_valid validates a query in time quadratic"},
 		{"graphql.schema_is_valid", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": graphql.schema_is_valid(input.schema)}\n"},
 			ErrForbiddenBuiltin, "tenant/p.rego:3: graphql.schema_is_valid converts"},
+		{"regex.globs_match", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": regex.globs_match(\"a.*\", \"ab*\")}\n"},
+			ErrForbiddenBuiltin, "tenant/p.rego:3: regex.globs_match intersects"},
+		// Deprecated builtins cannot be called in v1, nor stand in for
+		// another (re_match would run regex.match unbounded).
+		{"with … as a deprecated builtin", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": m} if {\n\tm := regex.match(\"a\", \"a\") with regex.match as re_match\n}\n"},
+			ErrCompile, "re_match"},
 		// sprintf stays, with a format that bounds what one call prints.
 		{"sprintf with a format from a variable", map[string]string{"tenant/p.rego": "package tenant\n\nf := concat(\"\", [\"%\", \"*d\"])\n\ndecision := {\"allow\": count(sprintf(f, [1000000, 1])) > 0}\n"},
 			ErrForbiddenBuiltin, "tenant/p.rego:5: sprintf takes its format as a string literal only"},
@@ -160,15 +166,27 @@ allow if {
 	}
 }
 
-// Capabilities must leave out every forbidden builtin, keep the rest of
-// OPA's, and forbid all hosts.
+// Capabilities must leave out every forbidden builtin and every deprecated
+// one, keep the rest of OPA's, and forbid all hosts.
 func TestCapabilities(t *testing.T) {
 	caps := Capabilities()
 	if caps.AllowNet == nil || len(caps.AllowNet) != 0 {
 		t.Errorf("AllowNet = %#v, want empty and non-nil", caps.AllowNet)
 	}
 	all := ast.CapabilitiesForThisVersion()
-	if got, want := len(caps.Builtins), len(all.Builtins)-len(ForbiddenBuiltins()); got != want {
+	deprecated := 0
+	for _, b := range all.Builtins {
+		if b.Deprecated {
+			deprecated++
+			if caps.ContainsBuiltin(b.Name) {
+				t.Errorf("deprecated %s is still available", b.Name)
+			}
+		}
+	}
+	if deprecated == 0 {
+		t.Error("OPA declares no deprecated builtin: is the check still needed?")
+	}
+	if got, want := len(caps.Builtins), len(all.Builtins)-len(ForbiddenBuiltins())-deprecated; got != want {
 		t.Errorf("%d builtins, want %d", got, want)
 	}
 	for _, f := range ForbiddenBuiltins() {
