@@ -22,17 +22,19 @@ const (
 	MaxPrintedSize = 1 << 20
 	// maxYAMLPrintedSize is MaxPrintedSize for yaml.marshal, which costs
 	// about a microsecond a byte: 2^16 copies of a small object were 2.45 s
-	// and 580 MiB.
-	maxYAMLPrintedSize = 1 << 16
+	// and 580 MiB. Twice the largest request fits.
+	maxYAMLPrintedSize = 1 << 17
 	// maxStringWork bounds |text| × |other| for the string builtins whose
 	// cost is their product: indexof over non-ASCII text (a 256 KB text and
 	// a 128 KB needle, 1.24 s), trim with a non-ASCII cutset, and
 	// strings.replace_n's generic replacer (1.50 s at 512 KB × 256 KB).
 	maxStringWork = 1 << 28
-	// maxCIDRPairs bounds net.cidr_contains_matches: its result set of
-	// pairs hashes alike, so it costs the square of their number (128 × 128
-	// CIDRs, 5.6 s).
-	maxCIDRPairs = 2048
+	// maxCIDRWork bounds net.cidr_contains_matches(a, b) by |a| × |b| ×
+	// min(|a|, |b|): the pairs of its result hash alike along a diagonal,
+	// so a square costs about the cube of its side (128 × 128 CIDRs, 5.6 s),
+	// while a blocklist of thousands against one address costs
+	// milliseconds (8192 against one, 11 ms).
+	maxCIDRWork = 1 << 16
 	// maxFilterKeys bounds the keys or paths object.filter, object.remove,
 	// json.filter and json.remove are given: numbers in [1, 2) all hash
 	// alike, so 8192 of them were 5.4 s in one object.filter.
@@ -40,6 +42,21 @@ const (
 	// maxGlobPattern bounds a glob.match pattern, in bytes: a nested one
 	// recurses once per level (about 7 MB of "{a," was 2.1 s and 790 MiB).
 	maxGlobPattern = 4096
+	// maxGraphEdges bounds the edges graph.reachable is given: it walks a
+	// node's edges again each time it reaches it (512 nodes all linked:
+	// 2.1 s; 1024: 26 s).
+	maxGraphEdges = 1 << 14
+	// maxFlattened bounds the elements array.flatten returns: arrays
+	// holding the same array print to their product (2^12 × 2^14: 2.9 s,
+	// 1 GiB).
+	maxFlattened = 1 << 16
+	// maxSubsetPairs bounds object.subset of two arrays, a search
+	// quadratic in their lengths (2^17 and 2^16: 8.1 s).
+	maxSubsetPairs = 1 << 22
+	// maxProductDigits bounds the digits of the numbers product
+	// multiplies, which its result reaches (2^16 numbers of 16 digits:
+	// 3.8 s, 2.3 GiB).
+	maxProductDigits = 4096
 )
 
 // bound checks a builtin's operands before OPA runs it: nil, or what is
@@ -57,13 +74,13 @@ func bounds() map[string]bound {
 		ast.Sprintf.Name:                printed,
 		ast.JSONMarshal.Name:            printed,
 		ast.YAMLMarshal.Name:            printedWithin(maxYAMLPrintedSize),
-		ast.InternalTemplateString.Name: printed, // $"…{x}…"
-		ast.JWTEncodeSign.Name:          printed, // marshals its header and payload
-		ast.ProvidersAWSSignReqObj.Name: printed, // marshals the request body
-		ast.URLQueryEncodeObject.Name:   printed, // converts to JSON first
-		ast.ObjectUnion.Name:            printed, // merges recursively
-		ast.ObjectUnionN.Name:           printed, // copies every object
-		ast.JSONPatch.Name:              printed, // a failed "test" prints both values
+		ast.InternalTemplateString.Name: printed,           // $"…{x}…"
+		ast.JWTEncodeSign.Name:          printed,           // marshals its header and payload
+		ast.ProvidersAWSSignReqObj.Name: printed,           // marshals the request body
+		ast.URLQueryEncodeObject.Name:   printed,           // converts to JSON first
+		ast.ObjectUnion.Name:            printed,           // merges recursively
+		ast.ObjectUnionN.Name:           printed,           // copies every object
+		ast.JSONPatch.Name:              patchOps(printed), // a failed "test" prints both values
 		ast.IndexOf.Name:                stringProduct(0, 1),
 		ast.IndexOfN.Name:               stringProduct(0, 1),
 		ast.Trim.Name:                   stringProduct(0, 1),
@@ -76,9 +93,13 @@ func bounds() map[string]bound {
 		ast.JSONFilter.Name:             keysWithin(1),
 		ast.JSONRemove.Name:             keysWithin(1),
 		ast.GlobMatch.Name:              globPattern,
+		ast.ReachableBuiltin.Name:       graphEdges,
+		ast.ArrayFlatten.Name:           flattened,
+		ast.ObjectSubset.Name:           subset(printed),
+		ast.Product.Name:                productDigits,
 	}
 	for name, call := range regexBuiltins {
-		b[name] = call.check(name == ast.RegexTemplateMatch.Name)
+		b[name] = call.check(name)
 	}
 	return b
 }
@@ -208,8 +229,9 @@ func replaceWork(operands []*ast.Term) error {
 // cidrPairs bounds net.cidr_contains_matches(cidrs, cidrs_or_ips): each is
 // a string or a collection of them.
 func cidrPairs(operands []*ast.Term) error {
-	if pairs := int64(collectionLen(operands[0].Value)) * int64(collectionLen(operands[1].Value)); pairs > maxCIDRPairs {
-		return fmt.Errorf("%d pairs of addresses are more than one call may compare (%d)", pairs, maxCIDRPairs)
+	a, b := int64(collectionLen(operands[0].Value)), int64(collectionLen(operands[1].Value))
+	if work := a * b * min(a, b); work > maxCIDRWork {
+		return fmt.Errorf("%d × %d pairs of addresses are more than one call may compare (%d × %d × %d may be %d)", a, b, a, b, min(a, b), maxCIDRWork)
 	}
 	return nil
 }
@@ -243,6 +265,94 @@ func collectionLen(v ast.Value) int {
 func globPattern(operands []*ast.Term) error {
 	if p, ok := operands[0].Value.(ast.String); ok && len(p) > maxGlobPattern {
 		return fmt.Errorf("a pattern of %d bytes is longer than one call may take (%d)", len(p), maxGlobPattern)
+	}
+	return nil
+}
+
+// patchOps refuses json.patch "copy" operations (each can double what a
+// later one copies: 24 levels of two copies made a 5 KB patch print 1.5 GiB
+// in its "test" error), then checks the operands with then.
+func patchOps(then bound) bound {
+	return func(operands []*ast.Term) error {
+		if ops, ok := operands[1].Value.(*ast.Array); ok {
+			for i := range ops.Len() {
+				if op, ok := ops.Elem(i).Value.(ast.Object); ok {
+					if v := op.Get(ast.InternedTerm("op")); v != nil && v.Value.Compare(ast.String("copy")) == 0 {
+						return fmt.Errorf("operation %d is a copy, which organization policies may not use (each copy can double what the next copies)", i)
+					}
+				}
+			}
+		}
+		return then(operands)
+	}
+}
+
+// graphEdges bounds graph.reachable's graph: an object of nodes to arrays
+// or sets of nodes.
+func graphEdges(operands []*ast.Term) error {
+	g, ok := operands[0].Value.(ast.Object)
+	if !ok {
+		return nil
+	}
+	edges := 0
+	g.Foreach(func(_, to *ast.Term) {
+		edges += collectionLen(to.Value)
+	})
+	if edges > maxGraphEdges {
+		return fmt.Errorf("a graph of %d edges is more than one call may walk (%d)", edges, maxGraphEdges)
+	}
+	return nil
+}
+
+// flattened bounds what array.flatten returns (it flattens one level).
+func flattened(operands []*ast.Term) error {
+	a, ok := operands[0].Value.(*ast.Array)
+	if !ok {
+		return nil
+	}
+	n := 0
+	for i := range a.Len() {
+		if nested, ok := a.Elem(i).Value.(*ast.Array); ok {
+			n += nested.Len()
+		} else {
+			n++
+		}
+	}
+	if n > maxFlattened {
+		return fmt.Errorf("it would return %d elements, more than one call may (%d)", n, maxFlattened)
+	}
+	return nil
+}
+
+// subset bounds object.subset: two arrays by the product of their lengths,
+// then (any operands) by then.
+func subset(then bound) bound {
+	return func(operands []*ast.Term) error {
+		a, ok1 := operands[0].Value.(*ast.Array)
+		b, ok2 := operands[1].Value.(*ast.Array)
+		if ok1 && ok2 && int64(a.Len())*int64(b.Len()) > maxSubsetPairs {
+			return fmt.Errorf("arrays of %d and %d elements are more work than one call may do (their product may be %d)", a.Len(), b.Len(), maxSubsetPairs)
+		}
+		return then(operands)
+	}
+}
+
+// productDigits bounds the digits product multiplies.
+func productDigits(operands []*ast.Term) error {
+	digits := 0
+	count := func(t *ast.Term) {
+		if n, ok := t.Value.(ast.Number); ok {
+			digits += len(n)
+		}
+	}
+	switch c := operands[0].Value.(type) {
+	case *ast.Array:
+		c.Foreach(count)
+	case ast.Set:
+		c.Foreach(count)
+	}
+	if digits > maxProductDigits {
+		return fmt.Errorf("numbers of %d digits in all are more than one call may multiply (%d)", digits, maxProductDigits)
 	}
 	return nil
 }

@@ -113,6 +113,8 @@ func TestWorkBounded(t *testing.T) {
 		{"strings.replace_n within", `strings.replace_n({"b": "x"}, "abc") == "axc"`, ""},
 		{"net.cidr_contains_matches", `count(net.cidr_contains_matches(` + list(64, "10.0.0.0/8") + `, ` + list(64, "10.1.2.3") + `)) >= 0`, "pairs of addresses"},
 		{"net.cidr_contains_matches within", `count(net.cidr_contains_matches(` + list(32, "10.0.0.0/8") + `, ` + list(32, "10.1.2.3") + `)) > 0`, ""},
+		{"net.cidr_contains_matches blocklist", `count(net.cidr_contains_matches(` + list(8192, "10.0.0.0/8") + `, "10.1.2.3")) > 0`, ""},
+		{"net.cidr_contains_matches long blocklist", `count(net.cidr_contains_matches(` + list(maxCIDRWork+1, "10.0.0.0/8") + `, "10.1.2.3")) > 0`, "pairs of addresses"},
 		{"object.filter", `count(object.filter({"1": 1}, ` + keys(maxFilterKeys+1) + `)) >= 0`, "keys or paths"},
 		{"object.filter within", `count(object.filter({"1": 1}, ` + keys(maxFilterKeys) + `)) == 1`, ""},
 		{"object.remove", `count(object.remove({"1": 1}, ` + keys(maxFilterKeys+1) + `)) >= 0`, "keys or paths"},
@@ -121,6 +123,19 @@ func TestWorkBounded(t *testing.T) {
 		{"json.remove within", `count(json.remove({"1": 1}, ` + keys(maxFilterKeys) + `)) == 0`, ""},
 		{"glob.match", `glob.match(` + str(maxGlobPattern+1, "a") + `, [], "a") == false`, "longer than"},
 		{"glob.match within", `glob.match(` + str(maxGlobPattern, "a") + `, [], "a") == false`, ""},
+		// Every node linked to every other: 129 × 128 edges.
+		{"graph.reachable", `count(graph.reachable({k: ks | ks := numbers.range(1, 129); some k in ks}, [1])) > 0`, "edges"},
+		{"graph.reachable within", `count(graph.reachable({k: ks | ks := numbers.range(1, 100); some k in ks}, [1])) == 100`, ""},
+		{"array.flatten", `count(array.flatten([numbers.range(1, 40000), numbers.range(1, 40000)])) > 0`, "elements"},
+		{"array.flatten within", `count(array.flatten([numbers.range(1, 30000), numbers.range(1, 30000), 1])) == 60001`, ""},
+		{"object.subset of arrays", `object.subset(numbers.range(1, 4096), numbers.range(1, 1025)) == true`, "product"},
+		{"object.subset within", `object.subset(numbers.range(1, 4096), numbers.range(1, 1024)) == true`, ""},
+		{"json.patch copy", `count(json.patch({"a": 1}, [{"op": "copy", "from": "/a", "path": "/b"}])) > 0`, "is a copy"},
+		{"json.patch move", `count(json.patch({"a": 1}, [{"op": "move", "from": "/a", "path": "/b"}])) == 1`, ""},
+		// 16 digits each: 257 of them are 4112 digits.
+		{"product", `product([n | some _ in numbers.range(1, 257); n := 9999999999999999]) > 0`, "digits"},
+		{"product within", `product([n | some _ in numbers.range(1, 256); n := 9999999999999999]) > 0`, ""},
+		{"product of a set", `product({n | some i in numbers.range(1000000000000000, 1000000000000256); n := i}) > 0`, "digits"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := policyFrom(t, map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": " + tc.expr + "}\n"})
@@ -220,6 +235,23 @@ func TestRegexBounded(t *testing.T) {
 		{"template_match large part", fmt.Sprintf(`regex.template_match("(urn:<%s>", "(urn:abc", "<", ">")`, big), "compiles to about"},
 		{"template_match too much work", fmt.Sprintf(`regex.template_match("(<%s>", concat("", ["(", %s]), "<", ">")`, slow, text(10000)), "more work"},
 		{"pattern longer than parsed", fmt.Sprintf(`regex.match(%q, "a")`, strings.Repeat("a", maxRegexPatternBytes+1)), "compiles to about"},
+		{"pattern within the length parsed", fmt.Sprintf(`regex.match(%q, "a") == false`, strings.Repeat("a", maxRegexPatternBytes)), ""},
+		// Every match is a value: the text itself is bounded.
+		{"find_n long text", fmt.Sprintf(`count(regex.find_n("", %s, -1)) > 0`, text(maxRegexText+2)), "longer than"},
+		{"split long text", fmt.Sprintf(`count(regex.split("x", %s)) > 0`, text(maxRegexText+2)), "longer than"},
+		{"match long text", fmt.Sprintf(`regex.match("x", %s) == false`, text(maxRegexText+2)), ""},
+		// Go copies every capture group on every step.
+		{"submatches of many groups", fmt.Sprintf(`count(regex.find_all_string_submatch_n(%q, %s, -1)) >= 0`, strings.Repeat("(.)", 1000), text(2000)), "groups"},
+		{"match of many groups", fmt.Sprintf(`regex.match(%q, %s) == false`, strings.Repeat("(.)", 1000)+"x", text(2000)), ""},
+		{"replace expanding $1", fmt.Sprintf(`regex.replace(%s, "(.*)", %s) != ""`, text(65536), strings.ReplaceAll(text(2048), `"ab"`, `"$1"`)), "could build more"},
+		{"replace expanding $1 within", `regex.replace("abc", "(b)", "<$1>") == "a<b>c"`, ""},
+		// A class holds its ranges: \pL about 700.
+		{"classes' ranges", fmt.Sprintf(`regex.match(%q, "a")`, strings.Repeat(`\pL`, 200)), "ranges"},
+		{"classes' ranges within", `regex.match("^\\pL{1,64}$", "abc")`, ""},
+		// OPA compiles each part alone first, as ^part$; a part that does
+		// not parse alone ("\\" at its end) still compiles so.
+		{"template part measured as OPA compiles it", fmt.Sprintf(`regex.template_match("<%s\\>", "a", "<", ">")`, big), "compiles to about"},
+		{"template whole failing after a part", fmt.Sprintf(`regex.template_match("<%s><\\Qx>", "a", "<", ">")`, big), "compiles to about"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := policyFrom(t, map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": " + tc.expr + "}\n"})
@@ -252,8 +284,9 @@ func TestRegexInvalidLeftToOPA(t *testing.T) {
 	}
 }
 
-// TestProgSize: the estimate is never below the instructions Go compiles,
-// so the bounds hold.
+// TestProgSize: the estimates are never below what Go compiles (its
+// instructions, and the ranges of their character classes), so the bounds
+// hold.
 func TestProgSize(t *testing.T) {
 	for _, p := range []string{
 		"a", "abc", "^[a-z0-9-]{1,64}$", "(a|bc|d)*x+y?", "[ab]{1000}c", "(?:a{10,20}){5}",
@@ -267,8 +300,19 @@ func TestProgSize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := progSize(re); got < int64(len(prog.Inst))-3 || got > 2*int64(len(prog.Inst))+8 {
-			t.Errorf("%s: estimated %d instructions, Go compiles %d", p, got, len(prog.Inst))
+		insts := int64(len(prog.Inst))
+		var ranges int64
+		for _, inst := range prog.Inst {
+			if inst.Op == syntax.InstRune {
+				ranges += int64(len(inst.Rune) / 2)
+			}
+		}
+		size, gotRanges := progSize(re)
+		if size < insts-3 || size > 2*insts+8 {
+			t.Errorf("%s: estimated %d instructions, Go compiles %d", p, size, insts)
+		}
+		if gotRanges < ranges || gotRanges > 2*ranges+8 {
+			t.Errorf("%s: estimated %d class ranges, Go's program holds %d", p, gotRanges, ranges)
 		}
 	}
 }
