@@ -142,15 +142,13 @@ func CompileBase(ctx context.Context) (*Policy, error) {
 // newCompiler returns the compiler every policy is compiled with. Print
 // statements stay disabled (print compiles to nothing), and schema
 // annotations are not used for type checking, since loading them could read
-// files named by a $ref. Before the type checker, checkTypeWork bounds what
-// it would walk.
+// files named by a $ref.
 func newCompiler() *ast.Compiler {
 	return ast.NewCompiler().
 		WithCapabilities(Capabilities()).
 		WithDefaultRegoVersion(ast.RegoV1).
 		WithEnablePrintStatements(false).
-		WithUseTypeCheckAnnotations(false).
-		WithStageAfterID(ast.StageCheckRecursion, typeWorkStage())
+		WithUseTypeCheckAnnotations(false)
 }
 
 func prepare(ctx context.Context, compiler *ast.Compiler, query string, extra ...func(*rego.Rego)) (rego.PreparedEvalQuery, error) {
