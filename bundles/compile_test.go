@@ -96,6 +96,10 @@ func TestCompileRejects(t *testing.T) {
 			ErrForbiddenBuiltin, "tenant/p.rego:3: graphql.is_valid validates a query in time quadratic"},
 		{"graphql.schema_is_valid", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": graphql.schema_is_valid(input.schema)}\n"},
 			ErrForbiddenBuiltin, "tenant/p.rego:3: graphql.schema_is_valid converts"},
+		{"graph.reachable", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": count(graph.reachable({\"a\": [\"b\"]}, [\"a\"])) > 0}\n"},
+			ErrForbiddenBuiltin, "tenant/p.rego:3: graph.reachable walks"},
+		{"object.subset", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": object.subset({\"a\": 1}, {\"a\": 1})}\n"},
+			ErrForbiddenBuiltin, "tenant/p.rego:3: object.subset compares"},
 		{"regex.globs_match", map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": regex.globs_match(\"a.*\", \"ab*\")}\n"},
 			ErrForbiddenBuiltin, "tenant/p.rego:3: regex.globs_match intersects"},
 		// Deprecated builtins cannot be called in v1, nor stand in for
