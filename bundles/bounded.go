@@ -2,6 +2,9 @@ package bundles
 
 import (
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -29,12 +32,13 @@ const (
 	// a 128 KB needle, 1.24 s), trim with a non-ASCII cutset, and
 	// strings.replace_n's generic replacer (1.50 s at 512 KB × 256 KB).
 	maxStringWork = 1 << 28
-	// maxCIDRWork bounds net.cidr_contains_matches(a, b) by |a| × |b| ×
-	// min(|a|, |b|): the pairs of its result hash alike along a diagonal,
-	// so a square costs about the cube of its side (128 × 128 CIDRs, 5.6 s),
-	// while a blocklist of thousands against one address costs
-	// milliseconds (8192 against one, 11 ms).
-	maxCIDRWork = 1 << 16
+	// maxCIDRPairs bounds net.cidr_contains_matches(a, b) when both
+	// hold more than one address: the pairs [i, j] of its result hash to
+	// i + j, so they collide (128 × 128 CIDRs, 5.6 s; 16,384 against two
+	// addresses, 17 s). Against a single address the pairs hash apart,
+	// and maxCIDRs bounds the list (8192 against one: 11 ms).
+	maxCIDRPairs = 2048
+	maxCIDRs     = 1 << 16
 	// maxFilterKeys bounds the keys or paths object.filter, object.remove,
 	// json.filter and json.remove are given: numbers in [1, 2) all hash
 	// alike, so 8192 of them were 5.4 s in one object.filter.
@@ -42,21 +46,22 @@ const (
 	// maxGlobPattern bounds a glob.match pattern, in bytes: a nested one
 	// recurses once per level (about 7 MB of "{a," was 2.1 s and 790 MiB).
 	maxGlobPattern = 4096
-	// maxGraphEdges bounds the edges graph.reachable is given: it walks a
-	// node's edges again each time it reaches it (512 nodes all linked:
-	// 2.1 s; 1024: 26 s).
-	maxGraphEdges = 1 << 14
 	// maxFlattened bounds the elements array.flatten returns: arrays
 	// holding the same array print to their product (2^12 × 2^14: 2.9 s,
 	// 1 GiB).
 	maxFlattened = 1 << 16
-	// maxSubsetPairs bounds object.subset of two arrays, a search
-	// quadratic in their lengths (2^17 and 2^16: 8.1 s).
-	maxSubsetPairs = 1 << 22
 	// maxProductDigits bounds the digits of the numbers product
 	// multiplies, which its result reaches (2^16 numbers of 16 digits:
-	// 3.8 s, 2.3 GiB).
+	// 3.8 s, 2.3 GiB). A number's digits count its exponent: OPA makes
+	// 1e30000 an exact integer of 30,001 digits.
 	maxProductDigits = 4096
+	// maxSumDigits bounds the digits of the numbers sum adds, each made
+	// exact first (2^16 × 1e30000: 8.4 s, 5.2 GiB).
+	maxSumDigits = 1 << 20
+	// maxFlattenedBytes bounds the bytes of the strings array.flatten
+	// returns: building the array hashes each string whole (2^16 copies of
+	// a 1 MiB string: 5.8 s).
+	maxFlattenedBytes = 1 << 24
 )
 
 // bound checks a builtin's operands before OPA runs it: nil, or what is
@@ -93,10 +98,10 @@ func bounds() map[string]bound {
 		ast.JSONFilter.Name:             keysWithin(1),
 		ast.JSONRemove.Name:             keysWithin(1),
 		ast.GlobMatch.Name:              globPattern,
-		ast.ReachableBuiltin.Name:       graphEdges,
 		ast.ArrayFlatten.Name:           flattened,
-		ast.ObjectSubset.Name:           subset(printed),
-		ast.Product.Name:                productDigits,
+		ast.Product.Name:                digitsWithin(maxProductDigits),
+		ast.Sum.Name:                    digitsWithin(maxSumDigits),
+		ast.RegexIsValid.Name:           regexPatternBytes,
 	}
 	for name, call := range regexBuiltins {
 		b[name] = call.check(name)
@@ -229,9 +234,12 @@ func replaceWork(operands []*ast.Term) error {
 // cidrPairs bounds net.cidr_contains_matches(cidrs, cidrs_or_ips): each is
 // a string or a collection of them.
 func cidrPairs(operands []*ast.Term) error {
-	a, b := int64(collectionLen(operands[0].Value)), int64(collectionLen(operands[1].Value))
-	if work := a * b * min(a, b); work > maxCIDRWork {
-		return fmt.Errorf("%d × %d pairs of addresses are more than one call may compare (%d × %d × %d may be %d)", a, b, a, b, min(a, b), maxCIDRWork)
+	a, b := collectionLen(operands[0].Value), collectionLen(operands[1].Value)
+	if min(a, b) > 1 && a*b > maxCIDRPairs {
+		return fmt.Errorf("%d × %d pairs of addresses are more than one call may compare (%d)", a, b, maxCIDRPairs)
+	}
+	if max(a, b) > maxCIDRs {
+		return fmt.Errorf("%d addresses are more than one call may compare (%d)", max(a, b), maxCIDRs)
 	}
 	return nil
 }
@@ -287,72 +295,78 @@ func patchOps(then bound) bound {
 	}
 }
 
-// graphEdges bounds graph.reachable's graph: an object of nodes to arrays
-// or sets of nodes.
-func graphEdges(operands []*ast.Term) error {
-	g, ok := operands[0].Value.(ast.Object)
-	if !ok {
-		return nil
-	}
-	edges := 0
-	g.Foreach(func(_, to *ast.Term) {
-		edges += collectionLen(to.Value)
-	})
-	if edges > maxGraphEdges {
-		return fmt.Errorf("a graph of %d edges is more than one call may walk (%d)", edges, maxGraphEdges)
-	}
-	return nil
-}
-
-// flattened bounds what array.flatten returns (it flattens one level).
+// flattened bounds what array.flatten returns (it flattens one level):
+// its elements, and the bytes of its strings.
 func flattened(operands []*ast.Term) error {
 	a, ok := operands[0].Value.(*ast.Array)
 	if !ok {
 		return nil
 	}
-	n := 0
-	for i := range a.Len() {
-		if nested, ok := a.Elem(i).Value.(*ast.Array); ok {
-			n += nested.Len()
-		} else {
-			n++
+	n, bytes := 0, 0
+	add := func(t *ast.Term) {
+		n++
+		if s, ok := t.Value.(ast.String); ok {
+			bytes += len(s)
 		}
 	}
-	if n > maxFlattened {
-		return fmt.Errorf("it would return %d elements, more than one call may (%d)", n, maxFlattened)
+	for i := range a.Len() {
+		if nested, ok := a.Elem(i).Value.(*ast.Array); ok {
+			nested.Foreach(add)
+		} else {
+			add(a.Elem(i))
+		}
+		if n > maxFlattened || bytes > maxFlattenedBytes {
+			return fmt.Errorf("it would return more than %d elements or %d bytes of strings, more than one call may", maxFlattened, maxFlattenedBytes)
+		}
 	}
 	return nil
 }
 
-// subset bounds object.subset: two arrays by the product of their lengths,
-// then (any operands) by then.
-func subset(then bound) bound {
+// digitsWithin bounds the digits of the numbers in a collection, a
+// number's exponent counted as digits.
+func digitsWithin(limit int) bound {
 	return func(operands []*ast.Term) error {
-		a, ok1 := operands[0].Value.(*ast.Array)
-		b, ok2 := operands[1].Value.(*ast.Array)
-		if ok1 && ok2 && int64(a.Len())*int64(b.Len()) > maxSubsetPairs {
-			return fmt.Errorf("arrays of %d and %d elements are more work than one call may do (their product may be %d)", a.Len(), b.Len(), maxSubsetPairs)
+		digits := 0
+		count := func(t *ast.Term) {
+			if n, ok := t.Value.(ast.Number); ok {
+				digits += numberDigits(n)
+			}
 		}
-		return then(operands)
+		switch c := operands[0].Value.(type) {
+		case *ast.Array:
+			c.Foreach(count)
+		case ast.Set:
+			c.Foreach(count)
+		}
+		if digits > limit {
+			return fmt.Errorf("numbers of %d digits in all, exponents counted, are more than one call may take (%d)", digits, limit)
+		}
+		return nil
 	}
 }
 
-// productDigits bounds the digits product multiplies.
-func productDigits(operands []*ast.Term) error {
-	digits := 0
-	count := func(t *ast.Term) {
-		if n, ok := t.Value.(ast.Number); ok {
-			digits += len(n)
-		}
+// numberDigits is about the number of digits of n written out without an
+// exponent: its length, plus the exponent's value when it has one.
+func numberDigits(n ast.Number) int {
+	s := string(n)
+	i := strings.IndexAny(s, "eE")
+	if i < 0 {
+		return len(s)
 	}
-	switch c := operands[0].Value.(type) {
-	case *ast.Array:
-		c.Foreach(count)
-	case ast.Set:
-		c.Foreach(count)
+	exp, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+"))
+	if err != nil {
+		return math.MaxInt32 // an exponent that does not fit an int
 	}
-	if digits > maxProductDigits {
-		return fmt.Errorf("numbers of %d digits in all are more than one call may multiply (%d)", digits, maxProductDigits)
+	if exp < 0 {
+		exp = -exp
+	}
+	return i + exp
+}
+
+// regexPatternBytes bounds regex.is_valid's pattern, which it parses.
+func regexPatternBytes(operands []*ast.Term) error {
+	if p, ok := operands[0].Value.(ast.String); ok && len(p) > maxRegexPatternBytes {
+		return fmt.Errorf("a pattern of %d bytes is longer than one call may parse (%d)", len(p), maxRegexPatternBytes)
 	}
 	return nil
 }

@@ -16,10 +16,11 @@ import (
 // MaxRegexWork is about 80 ms), times the capture groups when the builtin
 // asks for submatches (Go copies them on every step). Compiling costs
 // about 450 bytes per instruction (a 33 KB pattern of "[a-z]{1000}"
-// compiles to 3 million instructions: 1.3 s and 1.3 GiB), and a character
-// class keeps its ranges (16,000 "\pL" were 654 MiB), and OPA keeps the
-// last 100 patterns compiled: MaxRegexInstructions, counting a class's
-// ranges, keeps each to a few milliseconds and about a megabyte. The
+// compiles to 3 million instructions: 1.3 s and 1.3 GiB), a character
+// class keeps its ranges (16,000 "\pL" were 654 MiB; a one-pass program
+// copies them, up to 32 bytes a range), and OPA keeps the last 100 patterns
+// compiled: MaxRegexInstructions and maxRegexRanges keep each to a few
+// milliseconds and at most 4 MiB. The
 // builtins that return every match, split or replacement build one value
 // per match, so their text is bounded too (an empty pattern over 8 MB:
 // 2.5 GiB), and a replacement's output (`$1` expanded 16,384 times over
@@ -31,7 +32,7 @@ const (
 	maxRegexText         = 1 << 16 // for the builtins that return every match
 	maxRegexOutput       = 1 << 26 // regex.replace: (text + 1) × (replacement + 1)
 	maxRegexPatternBytes = 1 << 12 // refused before it is parsed
-	maxRegexRanges       = 1 << 17 // character class ranges, 8 bytes each
+	maxRegexRanges       = 1 << 17 // character class ranges, each repetition counted
 )
 
 // regexCall says which operands of a regex builtin are the pattern and
@@ -93,10 +94,17 @@ func (call regexCall) check(name string) bound {
 }
 
 // regexMeasure is what a pattern costs: the instructions it compiles to,
-// its capture groups, and the ranges its character classes hold.
-type regexMeasure struct{ size, captures, ranges int64 }
+// its capture groups, and the ranges its character classes hold; or that
+// it is longer than maxRegexPatternBytes, unparsed.
+type regexMeasure struct {
+	size, captures, ranges int64
+	tooLong                bool
+}
 
 func checkRegexCost(m regexMeasure, textBytes int) error {
+	if m.tooLong {
+		return fmt.Errorf("the pattern is longer than %d bytes", maxRegexPatternBytes)
+	}
 	if m.size > MaxRegexInstructions {
 		return fmt.Errorf("the pattern compiles to about %d instructions, more than %d", m.size, MaxRegexInstructions)
 	}
@@ -124,8 +132,14 @@ const patternMeasuresKept = 1024
 // as too large without being parsed.
 func patternMeasure(pattern string) (regexMeasure, bool) {
 	if len(pattern) > maxRegexPatternBytes {
-		return regexMeasure{size: MaxRegexInstructions + 1}, true
+		return regexMeasure{tooLong: true}, true
 	}
+	return measurePattern(pattern)
+}
+
+// measurePattern is patternMeasure without the bound on the pattern's
+// length (for the patterns a template builds, whose template is bounded).
+func measurePattern(pattern string) (regexMeasure, bool) {
 	patternMeasures.Lock()
 	m, ok := patternMeasures.m[pattern]
 	patternMeasures.Unlock()
@@ -190,11 +204,12 @@ func progSize(re *syntax.Regexp) (size, ranges int64) {
 
 // templateMeasure measures what regex.template_match compiles from a
 // template (OPA's generateRegexTemplate, forked from gorilla/mux): each
-// part inside the delimiters on its own, as "^part$", then the whole, the
-// text outside the delimiters quoted and each part a group. OPA compiles
-// the parts in order and stops at the first that does not parse, so the
-// parts measured before a failure still count. Delimiters that are not one
-// byte each are left to OPA's errors.
+// part inside the delimiters on its own, as "^part$", on every call, then
+// the whole, the text outside the delimiters quoted and each part a group.
+// OPA compiles the parts in order and stops at the first that does not
+// parse, so the parts measured before a failure still count. Delimiters
+// that are not one byte each, or do not balance, are left to OPA's errors
+// (it checks them before compiling anything).
 func templateMeasure(operands []*ast.Term, template string) (regexMeasure, bool) {
 	start, ok1 := operands[2].Value.(ast.String)
 	end, ok2 := operands[3].Value.(ast.String)
@@ -202,11 +217,11 @@ func templateMeasure(operands []*ast.Term, template string) (regexMeasure, bool)
 		return regexMeasure{}, false
 	}
 	if len(template) > maxRegexPatternBytes {
-		return regexMeasure{size: MaxRegexInstructions + 1}, true
+		return regexMeasure{tooLong: true}, true
 	}
-	var largest regexMeasure
+	var parts regexMeasure // what compiling every part costs, together
 	measured := false
-	failed := func() (regexMeasure, bool) { return largest, measured }
+	failed := func() (regexMeasure, bool) { return parts, measured }
 	var pattern strings.Builder
 	pattern.WriteString("^")
 	level, open, last := 0, 0, 0
@@ -223,11 +238,11 @@ func templateMeasure(operands []*ast.Term, template string) (regexMeasure, bool)
 			if level == 0 {
 				part := template[open+1 : i]
 				fmt.Fprintf(&pattern, "%s(%s)", regexp.QuoteMeta(template[last:open]), part)
-				m, ok := patternMeasure("^" + part + "$")
+				m, ok := measurePattern("^" + part + "$")
 				if !ok {
 					return failed()
 				}
-				largest.size, largest.ranges, measured = max(largest.size, m.size), max(largest.ranges, m.ranges), true
+				parts.size, parts.ranges, measured = parts.size+m.size, parts.ranges+m.ranges, true
 				last = i + 1
 			}
 		}
@@ -237,9 +252,9 @@ func templateMeasure(operands []*ast.Term, template string) (regexMeasure, bool)
 	}
 	pattern.WriteString(regexp.QuoteMeta(template[last:]))
 	pattern.WriteString("$")
-	m, ok := patternMeasure(pattern.String())
+	m, ok := measurePattern(pattern.String())
 	if !ok {
 		return failed()
 	}
-	return regexMeasure{size: max(m.size, largest.size), ranges: max(m.ranges, largest.ranges)}, true
+	return regexMeasure{size: m.size + parts.size, ranges: m.ranges + parts.ranges}, true
 }
