@@ -22,7 +22,7 @@
 // base policy or with another organization), or combine verdicts: the
 // combination of base and tenant verdicts is internal/decision's, in Go. It
 // keeps no state outside the values it returns, but for one process-wide
-// change made when it is loaded: OPA's builtins that print a value are
-// bounded by [MaxPrintedSize] (bounded.go), for every evaluation in the
-// process.
+// change made when it is loaded: the OPA builtins one call of which could
+// outgrow what a policy builds in its evaluation time check their operands
+// first (bounded.go, boundedregex.go), for every evaluation in the process.
 package bundles
