@@ -56,6 +56,7 @@ func newPlane(name string, cfg Config, ready ReadinessCheck) *Plane {
 		ReadTimeout:           cfg.ReadTimeout,
 		WriteTimeout:          cfg.WriteTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
+		Concurrency:           cfg.MaxConnections,
 		StrictRouting:         true,
 		CaseSensitive:         true,
 		// Left at their zero values on purpose:

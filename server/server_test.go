@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +30,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"negative body limit", server.Config{Logger: logger, TenantReady: ok, PlatformReady: ok, BodyLimit: -1}},
 		{"negative timeout", server.Config{Logger: logger, TenantReady: ok, PlatformReady: ok, WriteTimeout: -time.Second}},
 		{"negative export timeout", server.Config{Logger: logger, TenantReady: ok, PlatformReady: ok, ExportTimeout: -time.Second}},
+		{"negative connections", server.Config{Logger: logger, TenantReady: ok, PlatformReady: ok, MaxConnections: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := server.New(tc.cfg); err == nil {
@@ -42,7 +45,8 @@ func TestNewAppliesDefaults(t *testing.T) {
 	for _, p := range env.bothPlanes() {
 		cfg := p.App().Config()
 		if cfg.BodyLimit != server.DefaultBodyLimit || cfg.ReadTimeout != server.DefaultReadTimeout ||
-			cfg.WriteTimeout != server.DefaultWriteTimeout || cfg.IdleTimeout != server.DefaultIdleTimeout {
+			cfg.WriteTimeout != server.DefaultWriteTimeout || cfg.IdleTimeout != server.DefaultIdleTimeout ||
+			cfg.Concurrency != server.DefaultMaxConnections {
 			t.Errorf("%s: defaults not applied: %+v", p.Name(), cfg)
 		}
 		if !cfg.StrictRouting || !cfg.CaseSensitive || cfg.ServerHeader != "" || cfg.ProxyHeader != "" ||
@@ -164,5 +168,58 @@ func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("Serve: %v", err)
+	}
+}
+
+// TestMaxConnections: a plane holds at most MaxConnections connections
+// open at once; the next is answered 503 and closed, and once one closes a
+// new connection is served again.
+func TestMaxConnections(t *testing.T) {
+	env := newEnv(t, func(c *server.Config) { c.MaxConnections = 2 })
+	addr := serve(t, env.planes.Tenant)
+	// open makes a connection and has one request answered on it, which
+	// keeps it open (keep-alive) and counted.
+	open := func() (net.Conn, string) {
+		t.Helper()
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return conn, resp.Status
+	}
+	first, status := open()
+	if !strings.HasPrefix(status, "200") {
+		t.Fatalf("first connection: %s", status)
+	}
+	if _, status := open(); !strings.HasPrefix(status, "200") {
+		t.Fatalf("second connection: %s", status)
+	}
+	if _, status := open(); !strings.HasPrefix(status, "503") {
+		t.Fatalf("third connection: %s, want 503", status)
+	}
+	first.Close()
+	// The server notices the close when its read returns.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, status := open()
+		if strings.HasPrefix(status, "200") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a connection closed: %s, want 200", status)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
