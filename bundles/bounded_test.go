@@ -136,6 +136,12 @@ func TestWorkBounded(t *testing.T) {
 		{"product of an exponent", `product([2, 1e30000]) > 0`, "digits"},
 		{"sum of exponents", `sum([n | some _ in numbers.range(1, 40); n := 1e30000]) > 0`, "digits"},
 		{"sum within", `sum([1e3000, 2]) > 0`, ""},
+		// Short numbers take OPA's fast paths and do not count.
+		{"sum of many short numbers", `sum(numbers.range(1, 200000)) > 0`, ""},
+		// An exponent past what an int holds counts as huge, not as a
+		// negative number that would cancel the long ones before it.
+		{"product past an overflowing exponent", `product(array.concat([x | some _ in numbers.range(1, 256); x := 1e30000], json.unmarshal("[1, 1e9223372036854775807]"))) > 0`, "digits"},
+		{"sum past an overflowing exponent", `sum(array.concat([1e30000], json.unmarshal("[1e9223372036854775807, 1e9223372036854775807]"))) > 0`, "digits"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkBound(t, tc.expr, tc.refused) })
 	}
