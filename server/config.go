@@ -28,7 +28,7 @@ const (
 	// DefaultMaxConnections bounds the connections one plane holds open
 	// at once. Each holds a goroutine and its buffers (about 16 KiB idle),
 	// so the default bounds what a flood of idle connections costs to
-	// about 256 MiB a plane, where fiber's own default (262,144) is 4 GiB.
+	// about 256 MiB a plane, where fiber's own limit (262,144) is 4 GiB.
 	DefaultMaxConnections = 16384
 )
 
@@ -55,7 +55,7 @@ type Config struct {
 	// ReadinessTimeout bounds one readiness check.
 	ReadinessTimeout time.Duration
 	// MaxConnections bounds the connections each plane serves at once;
-	// past it, a new connection is answered 503 and closed.
+	// past it, a new connection waits to be accepted until one closes.
 	MaxConnections int
 	// ExportTimeout bounds GET /v1/ledger/export as a whole: the
 	// archive's reads and compression happen while it is sent. Within it,

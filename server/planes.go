@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"golang.org/x/net/netutil"
 )
 
 // Plane is one Fiber app behind the boundary: the tenant or the platform
@@ -20,6 +21,7 @@ type Plane struct {
 	log           *slog.Logger
 	writeTimeout  time.Duration
 	exportTimeout time.Duration
+	maxConns      int
 }
 
 // Planes are the two apps. They share nothing but the Config they were
@@ -56,7 +58,6 @@ func newPlane(name string, cfg Config, ready ReadinessCheck) *Plane {
 		ReadTimeout:           cfg.ReadTimeout,
 		WriteTimeout:          cfg.WriteTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
-		Concurrency:           cfg.MaxConnections,
 		StrictRouting:         true,
 		CaseSensitive:         true,
 		// Left at their zero values on purpose:
@@ -75,7 +76,7 @@ func newPlane(name string, cfg Config, ready ReadinessCheck) *Plane {
 	app.Use(b.middleware)
 	app.Get("/healthz", healthz)
 	app.Get("/readyz", readyz(ready, cfg.ReadinessTimeout, log))
-	return &Plane{name: name, app: app, log: log, writeTimeout: cfg.WriteTimeout, exportTimeout: cfg.ExportTimeout}
+	return &Plane{name: name, app: app, log: log, writeTimeout: cfg.WriteTimeout, exportTimeout: cfg.ExportTimeout, maxConns: cfg.MaxConnections}
 }
 
 // Name is "tenant" or "platform".
@@ -90,7 +91,11 @@ func (p *Plane) App() *fiber.App { return p.app }
 // Serve serves the plane on ln until Shutdown; wrap ln with tls.NewListener
 // to serve TLS (and set Config.TLS). Routes must be registered before.
 func (p *Plane) Serve(ln net.Listener) error {
-	if err := p.app.Listener(ln); err != nil {
+	// At most maxConns connections are accepted at once; the next waits in
+	// the listener's backlog until one closes. fasthttp's own Concurrency
+	// limit would answer it 503 itself, outside the boundary (text/plain,
+	// a Server header, none of the security headers).
+	if err := p.app.Listener(netutil.LimitListener(ln, p.maxConns)); err != nil {
 		return fmt.Errorf("server: %s plane: %w", p.name, err)
 	}
 	return nil
