@@ -109,28 +109,13 @@ func TestDemoSeedingOutlivesASignal(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	// The store, master key and ledger serve opens, through its own code.
-	fs := newFlagSet("test", io.Discard)
-	var sf storeFlags
-	var lf ledgerFlags
-	sf.register(fs)
-	lf.register(fs)
-	if err := parse(fs, []string{"--data-dir", dir}, envOf(nil)); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	backend, err := openStore(ctx, &sf, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	backend, l := openServeLedger(t, ctx, dir)
 	defer backend.Close()
-	l, err := openLedger(ctx, &sf, &lf, backend, envOf(nil), log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := slog.New(slog.DiscardHandler)
 	pol := decision.NewPolicies(backend, l, bundles.NewEngine(), bundles.Limits{})
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel() // as if SIGTERM came as seeding began
-	err = seedDemo(cancelled, backend, l, pol, dir, "http://127.0.0.1:8080", "http://127.0.0.1:8081", log)
+	err := seedDemo(cancelled, backend, l, pol, dir, "http://127.0.0.1:8080", "http://127.0.0.1:8081", log)
 	l.Close()
 	backend.Close()
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
@@ -45,24 +46,8 @@ func TestLedgerVerifyKeptCheckpoint(t *testing.T) {
 	// opens; appendAll appends one batch per record.
 	appendBatches := func(batches ...[]string) []byte {
 		t.Helper()
-		fs := newFlagSet("test", io.Discard)
-		var sf storeFlags
-		var lf ledgerFlags
-		sf.register(fs)
-		lf.register(fs)
-		if err := parse(fs, []string{"--data-dir", dir}, envOf(nil)); err != nil {
-			t.Fatal(err)
-		}
-		log := slog.New(slog.DiscardHandler)
-		backend, err := openStore(ctx, &sf, log)
-		if err != nil {
-			t.Fatal(err)
-		}
+		backend, l := openServeLedger(t, ctx, dir)
 		defer backend.Close()
-		l, err := openLedger(context.Background(), &sf, &lf, backend, envOf(nil), log)
-		if err != nil {
-			t.Fatal(err)
-		}
 		defer l.Close()
 		lg := l.TenantLog(acme.ID, "acme")
 		for _, records := range batches {
@@ -175,4 +160,30 @@ func TestLedgerVerifyKeptCheckpoint(t *testing.T) {
 	if out, err := verifyLog("--tenant", "acme", "--checkpoint", kept); err == nil || !strings.Contains(out, "acme: FAILED: the log has no key and no entries") {
 		t.Fatalf("the emptied log against the kept checkpoint: %q, %v", out, err)
 	}
+}
+
+// openServeLedger opens the embedded store in dir and its ledger as serve
+// does, through serve's own flags and code (openStore, openLedger). The
+// caller closes both, the ledger first.
+func openServeLedger(t *testing.T, ctx context.Context, dir string) (store.Backend, *ledger.Ledger) {
+	t.Helper()
+	fs := newFlagSet("test", io.Discard)
+	var sf storeFlags
+	var lf ledgerFlags
+	sf.register(fs)
+	lf.register(fs)
+	if err := parse(fs, []string{"--data-dir", dir}, envOf(nil)); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	backend, err := openStore(ctx, &sf, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := openLedger(ctx, &sf, &lf, backend, envOf(nil), log)
+	if err != nil {
+		backend.Close()
+		t.Fatal(err)
+	}
+	return backend, l
 }
