@@ -16,13 +16,13 @@ import (
 // holds a core and gigabytes for seconds (figures in each comment, measured
 // on the 2-core machine this was written on).
 const (
-	// MaxPrintedSize bounds, in bytes, what one call of a builtin that
+	// maxPrintedSize bounds, in bytes, what one call of a builtin that
 	// prints, serialises or walks a whole value may be given, and the
 	// decision object an evaluation may return. A policy input is at most
 	// a 64 KiB request and what the service adds to it, so printing the
 	// whole input fits many times over.
-	MaxPrintedSize = 1 << 20
-	// maxYAMLPrintedSize is MaxPrintedSize for yaml.marshal, which costs
+	maxPrintedSize = 1 << 20
+	// maxYAMLPrintedSize is maxPrintedSize for yaml.marshal, which costs
 	// about a microsecond a byte: 2^16 copies of a small object were 2.45 s
 	// and 580 MiB. Twice the largest request fits.
 	maxYAMLPrintedSize = 1 << 17
@@ -75,7 +75,7 @@ type bound func(operands []*ast.Term) error
 // in full: 24 doublings were 3.5 s and 1.3 GiB in one sprintf, 41 s and
 // 3.3 GiB in one json.marshal.
 func bounds() map[string]bound {
-	printed := printedWithin(MaxPrintedSize)
+	printed := printedWithin(maxPrintedSize)
 	b := map[string]bound{
 		ast.Sprintf.Name:                printed,
 		ast.JSONMarshal.Name:            printed,
@@ -98,11 +98,11 @@ func bounds() map[string]bound {
 		ast.ObjectRemove.Name:           keysWithin(1),
 		ast.JSONFilter.Name:             keysWithin(1),
 		ast.JSONRemove.Name:             keysWithin(1),
-		ast.GlobMatch.Name:              globPattern,
+		ast.GlobMatch.Name:              patternWithin(maxGlobPattern),
 		ast.ArrayFlatten.Name:           flattened,
 		ast.Product.Name:                digitsWithin(maxProductDigits, 0),
 		ast.Sum.Name:                    digitsWithin(maxSumDigits, shortNumber),
-		ast.RegexIsValid.Name:           regexPatternBytes,
+		ast.RegexIsValid.Name:           patternWithin(maxRegexPatternBytes), // it parses the pattern
 	}
 	for name, call := range regexBuiltins {
 		b[name] = call.check(name)
@@ -270,12 +270,14 @@ func collectionLen(v ast.Value) int {
 	}
 }
 
-// globPattern bounds glob.match's pattern.
-func globPattern(operands []*ast.Term) error {
-	if p, ok := operands[0].Value.(ast.String); ok && len(p) > maxGlobPattern {
-		return fmt.Errorf("a pattern of %d bytes is longer than one call may take (%d)", len(p), maxGlobPattern)
+// patternWithin bounds the bytes of a pattern given as the first operand.
+func patternWithin(limit int) bound {
+	return func(operands []*ast.Term) error {
+		if p, ok := operands[0].Value.(ast.String); ok && len(p) > limit {
+			return fmt.Errorf("a pattern of %d bytes is longer than one call may take (%d)", len(p), limit)
+		}
+		return nil
 	}
-	return nil
 }
 
 // patchOps refuses json.patch "copy" operations (each can double what a
@@ -371,20 +373,12 @@ func numberDigits(n ast.Number) int {
 	return min(i+exp, hugeNumber)
 }
 
-// regexPatternBytes bounds regex.is_valid's pattern, which it parses.
-func regexPatternBytes(operands []*ast.Term) error {
-	if p, ok := operands[0].Value.(ast.String); ok && len(p) > maxRegexPatternBytes {
-		return fmt.Errorf("a pattern of %d bytes is longer than one call may parse (%d)", len(p), maxRegexPatternBytes)
-	}
-	return nil
-}
-
 // boundedResult converts a query result to Go as rego does, but refuses a
-// result that would print to more than MaxPrintedSize: the conversion
+// result that would print to more than maxPrintedSize: the conversion
 // builds every part of a value as many times as the value holds it.
 func boundedResult(t *ast.Term, _ *rego.EvalContext) (any, error) {
-	if withinPrinted(t.Value, MaxPrintedSize) < 0 {
-		return nil, fmt.Errorf("the result would print to more than %d bytes", MaxPrintedSize)
+	if withinPrinted(t.Value, maxPrintedSize) < 0 {
+		return nil, fmt.Errorf("the result would print to more than %d bytes", maxPrintedSize)
 	}
 	return ast.JSON(t.Value)
 }

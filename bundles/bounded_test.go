@@ -30,7 +30,7 @@ func sharedValue(n int) string {
 // bound, while a value within the bound is not refused.
 func TestPrintingBuiltinsBounded(t *testing.T) {
 	// 2^n copies of a 30-byte array print to about 2^n × 32 bytes: 2^14
-	// to 512 KiB and 2^17 to 4 MiB against MaxPrintedSize, 2^10 to 32 KiB
+	// to 512 KiB and 2^17 to 4 MiB against maxPrintedSize, 2^10 to 32 KiB
 	// and 2^13 to 256 KiB against yaml.marshal's 64 KiB.
 	const key = `{"kty": "oct", "k": "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"}`
 	const aws = `{"aws_access_key": "AKIDEXAMPLE", "aws_secret_access_key": "secret", "aws_service": "s3", "aws_region": "eu-west-1"}`
@@ -39,20 +39,20 @@ func TestPrintingBuiltinsBounded(t *testing.T) {
 		under, over int
 		limit       int
 	}{
-		{"sprintf", `sprintf("%v", [X])`, 14, 17, MaxPrintedSize},
-		{"sprintf extra argument", `sprintf("%d", [1, X])`, 14, 17, MaxPrintedSize},
-		{"json.marshal", `json.marshal(X)`, 14, 17, MaxPrintedSize},
+		{"sprintf", `sprintf("%v", [X])`, 14, 17, maxPrintedSize},
+		{"sprintf extra argument", `sprintf("%d", [1, X])`, 14, 17, maxPrintedSize},
+		{"json.marshal", `json.marshal(X)`, 14, 17, maxPrintedSize},
 		{"yaml.marshal", `yaml.marshal(X)`, 10, 13, maxYAMLPrintedSize},
-		{"template string", `$"{X}"`, 14, 17, MaxPrintedSize},
-		{"io.jwt.encode_sign", `io.jwt.encode_sign({"alg": "HS256"}, {"v": X}, ` + key + `)`, 14, 17, MaxPrintedSize},
-		{"io.jwt.encode_sign header", `io.jwt.encode_sign({"alg": "HS256", "x": X}, {}, ` + key + `)`, 14, 17, MaxPrintedSize},
-		{"providers.aws.sign_req", `providers.aws.sign_req({"method": "POST", "url": "https://example.com/", "body": X}, ` + aws + `, 0)`, 14, 17, MaxPrintedSize},
+		{"template string", `$"{X}"`, 14, 17, maxPrintedSize},
+		{"io.jwt.encode_sign", `io.jwt.encode_sign({"alg": "HS256"}, {"v": X}, ` + key + `)`, 14, 17, maxPrintedSize},
+		{"io.jwt.encode_sign header", `io.jwt.encode_sign({"alg": "HS256", "x": X}, {}, ` + key + `)`, 14, 17, maxPrintedSize},
+		{"providers.aws.sign_req", `providers.aws.sign_req({"method": "POST", "url": "https://example.com/", "body": X}, ` + aws + `, 0)`, 14, 17, maxPrintedSize},
 		// encode_object refuses nested arrays, but only after converting
 		// them: under the bound the call is undefined, not refused.
-		{"urlquery.encode_object", `urlquery.encode_object({"k": object.get({"k": X}, "k", "")})`, 14, 17, MaxPrintedSize},
-		{"object.union", `object.union({"a": X}, {"b": 1})`, 14, 17, MaxPrintedSize},
-		{"object.union_n", `object.union_n([{"a": 1}, {"b": X}])`, 14, 17, MaxPrintedSize},
-		{"json.patch", `json.patch({"a": X}, [{"op": "add", "path": "/b", "value": 1}])`, 14, 17, MaxPrintedSize},
+		{"urlquery.encode_object", `urlquery.encode_object({"k": object.get({"k": X}, "k", "")})`, 14, 17, maxPrintedSize},
+		{"object.union", `object.union({"a": X}, {"b": 1})`, 14, 17, maxPrintedSize},
+		{"object.union_n", `object.union_n([{"a": 1}, {"b": X}])`, 14, 17, maxPrintedSize},
+		{"json.patch", `json.patch({"a": X}, [{"op": "add", "path": "/b", "value": 1}])`, 14, 17, maxPrintedSize},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			policy := func(n int) string {
@@ -197,7 +197,7 @@ s4 := concat("", [s3, s3, s3, s3, s3, s3, s3, s3, s3, s3, s3, s3, s3, s3, s3, s3
 }
 
 // TestDecisionResultBounded: a decision object that would print to more
-// than MaxPrintedSize is refused before rego converts it to Go, which
+// than maxPrintedSize is refused before rego converts it to Go, which
 // would build every shared part once per place it appears.
 func TestDecisionResultBounded(t *testing.T) {
 	p, err := policyFrom(t, map[string]string{"tenant/p.rego": "package tenant\n\n" + sharedValue(17) +
@@ -240,14 +240,14 @@ func TestWithinPrinted(t *testing.T) {
 	for range 40 {
 		v = ast.NewArray(ast.NewTerm(v), ast.NewTerm(v))
 	}
-	if withinPrinted(v, MaxPrintedSize) >= 0 {
+	if withinPrinted(v, maxPrintedSize) >= 0 {
 		t.Error("a value of 2^40 arrays measured within the bound")
 	}
 }
 
 // TestRegexBounded: a regex builtin whose pattern compiles to more than
-// MaxRegexInstructions, or whose pattern and text are more than
-// MaxRegexWork together, halts the evaluation before OPA compiles or runs
+// maxRegexInstructions, or whose pattern and text are more than
+// maxRegexWork together, halts the evaluation before OPA compiles or runs
 // it; within the bounds, each works as before.
 func TestRegexBounded(t *testing.T) {
 	big := strings.Repeat("[a-z]{1000}", 17) // 17,000 instructions

@@ -13,13 +13,13 @@ import (
 // Bounds on one call of a regex builtin. Go's regular expressions run in
 // time linear in the text, times the size of the compiled program (about
 // 10 ns per instruction and byte at worst on a 2-core machine, so
-// MaxRegexWork is about 80 ms), times the capture groups when the builtin
+// maxRegexWork is about 80 ms), times the capture groups when the builtin
 // asks for submatches (Go copies them on every step). Compiling costs
 // about 450 bytes per instruction (a 33 KB pattern of "[a-z]{1000}"
 // compiles to 3 million instructions: 1.3 s and 1.3 GiB), a character
 // class keeps its ranges (16,000 "\pL" were 654 MiB; a one-pass program
 // copies them, up to 32 bytes a range), and OPA keeps the last 100 patterns
-// compiled: MaxRegexInstructions and maxRegexRanges keep each to a few
+// compiled: maxRegexInstructions and maxRegexRanges keep each to a few
 // milliseconds and at most 4 MiB. The
 // builtins that return every match, split or replacement build one value
 // per match, so their text is bounded too (an empty pattern over 8 MB:
@@ -27,8 +27,8 @@ import (
 // 64 KiB: 5.3 GiB). A pattern that checks an identifier, an IBAN or an
 // e-mail address is tens to hundreds of instructions.
 const (
-	MaxRegexInstructions = 1 << 14
-	MaxRegexWork         = 1 << 23 // instructions × (capture groups + 1) × (text bytes + 1)
+	maxRegexInstructions = 1 << 14
+	maxRegexWork         = 1 << 23 // instructions × (capture groups + 1) × (text bytes + 1)
 	maxRegexText         = 1 << 16 // for the builtins that return every match
 	maxRegexOutput       = 1 << 26 // regex.replace: (text + 1) × (replacement + 1)
 	maxRegexPatternBytes = 1 << 12 // refused before it is parsed
@@ -105,14 +105,14 @@ func checkRegexCost(m regexMeasure, textBytes int) error {
 	if m.tooLong {
 		return fmt.Errorf("the pattern is longer than %d bytes", maxRegexPatternBytes)
 	}
-	if m.size > MaxRegexInstructions {
-		return fmt.Errorf("the pattern compiles to about %d instructions, more than %d", m.size, MaxRegexInstructions)
+	if m.size > maxRegexInstructions {
+		return fmt.Errorf("the pattern compiles to about %d instructions, more than %d", m.size, maxRegexInstructions)
 	}
 	if m.ranges > maxRegexRanges {
 		return fmt.Errorf("the pattern's character classes hold about %d ranges, more than %d", m.ranges, maxRegexRanges)
 	}
-	if work := m.size * (m.captures + 1) * int64(textBytes+1); work > MaxRegexWork {
-		return fmt.Errorf("a pattern of about %d instructions and %d groups over %d bytes of text is more work (%d) than one call may do (%d)", m.size, m.captures, textBytes, work, MaxRegexWork)
+	if work := m.size * (m.captures + 1) * int64(textBytes+1); work > maxRegexWork {
+		return fmt.Errorf("a pattern of about %d instructions and %d groups over %d bytes of text is more work (%d) than one call may do (%d)", m.size, m.captures, textBytes, work, maxRegexWork)
 	}
 	return nil
 }
