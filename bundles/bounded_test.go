@@ -302,15 +302,48 @@ func TestRegexBounded(t *testing.T) {
 	}
 }
 
-// TestRegexInvalidLeftToOPA: a pattern that does not parse is OPA's to
-// report (a builtin error: the call is undefined).
+// TestRegexInvalidLeftToOPA: a pattern that does not parse, or a template
+// whose delimiters are not one byte each or do not balance, is OPA's to
+// report (a builtin error: the call is undefined), not a bound's.
 func TestRegexInvalidLeftToOPA(t *testing.T) {
-	p, err := policyFrom(t, map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": regex.match(\"(\", \"a\")}\n"})
-	if err != nil {
-		t.Fatal(err)
+	for _, expr := range []string{
+		`regex.match("(", "a")`,
+		`regex.template_match("urn:<a", "urn:a", "<", ">")`,
+		`regex.template_match("urn:a>", "urn:a", "<", ">")`,
+		// Too large a part to compile, were OPA to take these delimiters.
+		`regex.template_match("urn:<<` + strings.Repeat("[a-z]{1000}", 17) + `>>", "urn:a", "<<", ">>")`,
+	} {
+		p, err := policyFrom(t, map[string]string{"tenant/p.rego": "package tenant\n\ndecision := {\"allow\": " + expr + "}\n"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Evaluate(context.Background(), payment(t)); !errors.Is(err, ErrUndefined) {
+			t.Errorf("%s: err %v, want ErrUndefined", expr, err)
+		}
 	}
-	if _, err := p.Evaluate(context.Background(), payment(t)); !errors.Is(err, ErrUndefined) {
-		t.Fatalf("err %v, want ErrUndefined", err)
+}
+
+// TestNumberDigits: a number's digits count its exponent, and an exponent
+// too large for an int counts as huge, never as a negative number.
+func TestNumberDigits(t *testing.T) {
+	for _, tc := range []struct {
+		n    string
+		want int
+	}{
+		{"12", 2},
+		{"-1.25", 5},
+		{"1e5", 6},
+		{"1E+5", 6},
+		{"-1.5e-3", 7},
+		{"1e30000", 30001},
+		{"1e1073741825", hugeNumber},
+		{"1e-1073741825", hugeNumber},
+		{"1e9223372036854775807", hugeNumber},
+		{"1e99999999999999999999", hugeNumber},
+	} {
+		if got := numberDigits(ast.Number(tc.n)); got != tc.want {
+			t.Errorf("numberDigits(%s) = %d, want %d", tc.n, got, tc.want)
+		}
 	}
 }
 
