@@ -32,6 +32,7 @@ var (
 	loadConcurrency = flag.Int("load.concurrency", 32, "requests in flight")
 	loadRounds      = flag.Int("load.rounds", 2, "alternating rounds of the closed loops")
 	loadAgentSigna  = flag.String("load.agentsigna", "", "agentsigna binary to measure, relative to the module root (default: build one as make build does)")
+	loadCPUProfile  = flag.String("load.cpuprofile", "", "TestLoadPostgres: write the server's CPU profile of the measured closed loop to this file (with -load.rounds=1)")
 )
 
 // The binaries are built once for the package, into a directory TestMain
@@ -262,8 +263,16 @@ func TestLoadPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := startProcess("agentsigna serve", o.AgentSigna, []string{"serve", "--tenant-addr", ta, "--platform-addr", pa,
-		"--public-url", "http://" + ta, "--log-level", o.ServerLogLevel}, env)
+	args := []string{"serve", "--tenant-addr", ta, "--platform-addr", pa, "--public-url", "http://" + ta, "--log-level", o.ServerLogLevel}
+	if *loadCPUProfile != "" {
+		pprofAddr, err := freeLoopbackAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--pprof-addr", pprofAddr)
+		o.CPUProfile, o.PprofURL = *loadCPUProfile, "http://"+pprofAddr
+	}
+	p, err := startProcess("agentsigna serve", o.AgentSigna, args, env)
 	if err != nil {
 		t.Fatal(err)
 	}
