@@ -40,7 +40,7 @@ func TestAuditVerifyExport(t *testing.T) {
 	sign := func(kr *signing.Keyring, tenant string) string {
 		var jws string
 		err := s.InTenantTx(ctx, tenant, func(ctx context.Context, tx store.TenantTx) error {
-			rs, err := kr.ReceiptSigner(ctx, tx.Keys(), tenant)
+			rs, err := firstReceiptSigner(ctx, kr, tx.Keys(), tenant)
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -141,7 +142,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, env e
 	}
 	fs := newFlagSet("keys rotate", stderr)
 	var tf tenantFlags
+	var lf ledgerFlags
 	tf.register(fs)
+	lf.register(fs)
 	purpose := fs.String("purpose", "receipt", "which key: receipt (log keys never rotate: a new key would be a new log)")
 	if err := parse(fs, args[1:], env); err != nil {
 		return err
@@ -155,19 +158,17 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, env e
 		return err
 	}
 	defer backend.Close()
-	master, err := loadMasterKey(ctx, &tf.sf, backend, env, log)
+	l, kr, err := openLedgerAndKeys(ctx, &tf.sf, &lf, backend, env, log)
 	if err != nil {
 		return err
 	}
-	kr, err := signing.NewKeyring(master)
+	defer l.Close()
+	rk, err := decision.NewReceiptKeys(backend, l, kr)
 	if err != nil {
 		return err
 	}
-	var kid string
-	err = backend.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
-		kid, err = kr.RotateReceiptKey(ctx, tx.Keys(), ref.ID)
-		return err
-	})
+	// The new key and the ledger entry naming it commit together.
+	kid, _, err := rk.Rotate(ctx, decision.Organization{ID: ref.ID, Slug: ref.Slug})
 	if err != nil {
 		return err
 	}

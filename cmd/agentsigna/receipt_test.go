@@ -62,7 +62,7 @@ func logReceipts(t *testing.T, n int) loggedReceipts {
 		id := fmt.Sprintf("dec_%d", i+1)
 		var jws string
 		err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-			rs, err := kr.ReceiptSigner(ctx, tx.Keys(), acme.ID)
+			rs, err := firstReceiptSigner(ctx, kr, tx.Keys(), acme.ID)
 			if err != nil {
 				return err
 			}
@@ -278,4 +278,23 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 			}
 		})
 	}
+}
+
+// firstReceiptSigner is the organization's receipt signer, installing a
+// first key in the caller's transaction when it has none — without the
+// ledger entry the service writes (decision.ReceiptKeys): tests that sign
+// receipts of their own.
+func firstReceiptSigner(ctx context.Context, kr *signing.Keyring, keys store.KeyTx, tenantID string) (*signing.ReceiptSigner, error) {
+	rs, err := kr.ReceiptSigner(ctx, keys, tenantID)
+	if !errors.Is(err, signing.ErrNoReceiptKey) {
+		return rs, err
+	}
+	nk, err := kr.NewReceiptKey(tenantID)
+	if err != nil {
+		return nil, err
+	}
+	if err := kr.InstallReceiptKey(ctx, keys, nk, nil); err != nil {
+		return nil, err
+	}
+	return kr.ReceiptSigner(ctx, keys, tenantID)
 }

@@ -174,17 +174,10 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 		// store (PostgreSQL does not even read them).
 		g.input.Counterparty = &Counterparty{ID: cp.ID, Status: string(cp.Status), CreatedAt: cp.CreatedAt, PaymentsCount: in.Payments}
 	}
-	// The Keyring caches the signer; when it has to read or create the
-	// key, it does so in a transaction that commits before anything is
-	// signed with it.
-	if signer, ok := s.cfg.Keyring.CachedReceiptSigner(org.ID); ok {
-		g.signer = signer
-		return g, nil
-	}
-	err = s.cfg.Tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		g.signer, err = s.cfg.Keyring.ReceiptSigner(ctx, tx.Keys(), org.ID)
-		return err
-	})
+	// The Keyring caches the signer; when it has to read the key, or the
+	// organization's first key has to be made (and logged), that commits
+	// before anything is signed with it.
+	g.signer, err = s.receiptKeys.Signer(ctx, org)
 	return g, err
 }
 

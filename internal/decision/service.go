@@ -130,6 +130,9 @@ func (c Config) withDefaults() (Config, error) {
 type Service struct {
 	cfg Config
 
+	// receiptKeys gives an organization its first receipt key, logged.
+	receiptKeys *ReceiptKeys
+
 	// inflight serialises requests of one agent under one Idempotency-Key,
 	// and the lazy expiry of one case, within this process.
 	inflight keyedMutex
@@ -156,7 +159,11 @@ func NewService(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, waits: map[string]int{}, failed: map[string]loadFailure{}}, nil
+	rk, err := NewReceiptKeys(cfg.Tenants, cfg.Ledger, cfg.Keyring)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, receiptKeys: rk, waits: map[string]int{}, failed: map[string]loadFailure{}}, nil
 }
 
 // ensurePolicy makes sure the engine holds the organization's activation

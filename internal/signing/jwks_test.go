@@ -139,7 +139,7 @@ func TestKeysWhoseSealedHalfDoesNotDeriveThemAreRefused(t *testing.T) {
 	beta := storetest.CreateTenant(t, s, "beta")
 	betaKeys := map[store.KeyPurpose]store.SigningKey{}
 	inTx(t, s, beta.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if _, err := kr.ReceiptSigner(ctx, tx.Keys(), beta.ID); err != nil {
+		if _, err := kr.FirstReceiptSigner(ctx, tx.Keys(), beta.ID); err != nil {
 			return err
 		}
 		if _, err := kr.TokenKey(ctx, tx.Keys(), beta.ID); err != nil {
@@ -231,7 +231,7 @@ func TestKeysOfAnotherAlgorithmDoNotSign(t *testing.T) {
 		})
 		err = s.InTenantTx(context.Background(), org.ID, func(ctx context.Context, tx store.TenantTx) error {
 			if purpose == store.PurposeReceipt {
-				_, err := kr.ReceiptSigner(ctx, tx.Keys(), org.ID)
+				_, err := kr.FirstReceiptSigner(ctx, tx.Keys(), org.ID)
 				return err
 			}
 			_, err := kr.TokenKey(ctx, tx.Keys(), org.ID)

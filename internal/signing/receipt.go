@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -348,7 +349,7 @@ func receiptBinding(tenantID, kid string) secrets.Binding {
 }
 
 // CachedReceiptSigner returns the organization's receipt signer when this
-// Keyring holds it (read or created within receiptCacheTTL), without a
+// Keyring holds it (read within receiptCacheTTL), without a
 // transaction; ReceiptSigner otherwise.
 func (k *Keyring) CachedReceiptSigner(tenantID string) (*ReceiptSigner, bool) {
 	if tenantID == "" {
@@ -357,9 +358,10 @@ func (k *Keyring) CachedReceiptSigner(tenantID string) (*ReceiptSigner, bool) {
 	return k.receipts().get(tenantID)
 }
 
-// ReceiptSigner returns the organization's active receipt signer, creating
-// the key in keys' transaction when the organization has none. Call it once,
-// inside the transaction that records what the receipt authorizes.
+// ReceiptSigner returns the organization's active receipt signer;
+// ErrNoReceiptKey when it has none. It never creates a key: a receipt key
+// comes into being only through InstallReceiptKey, which the service calls
+// in the ledger batch that records it (decision.ReceiptKeys).
 func (k *Keyring) ReceiptSigner(ctx context.Context, keys store.KeyTx, tenantID string) (*ReceiptSigner, error) {
 	if tenantID == "" {
 		return nil, errors.New("signing: receipts belong to an organization; tenant id is empty")
@@ -368,61 +370,135 @@ func (k *Keyring) ReceiptSigner(ctx context.Context, keys store.KeyTx, tenantID 
 	if s, ok := cache.get(tenantID); ok {
 		return s, nil
 	}
-	s, created, err := openOrCreate(errNoReceiptKey,
-		func() (*ReceiptSigner, error) { return k.openReceiptKey(ctx, keys, tenantID) },
-		func() (*ReceiptSigner, error) { return k.createReceiptKey(ctx, keys, tenantID) })
-	if err != nil || created {
-		return s, err // a created key is not cached (see LogKey)
+	s, err := k.openReceiptKey(ctx, keys, tenantID)
+	if err != nil {
+		return nil, err
 	}
 	// Read from the store, so committed — unless this very transaction
-	// created it and asks twice, then rolls back: take the signer once
-	// per transaction. receiptCacheTTL bounds the damage otherwise.
+	// installed it, and may yet roll back: take the signer in a
+	// transaction of its own after the one that installs the key.
 	cache.put(tenantID, s)
 	return s, nil
 }
 
-// RotateReceiptKey retires the organization's active receipt key and
-// creates its successor, in keys' transaction. Retired keys stay in the
-// JWKS: receipts they signed keep verifying. A rotation that meets another
-// one, or a first key being created, fails with store.ErrConflict, and one
-// under a master key that does not open the organization's keys with
-// ErrWrongMasterKey (createReceiptKey); either changes nothing (the
-// transaction must roll back).
-func (k *Keyring) RotateReceiptKey(ctx context.Context, keys store.KeyTx, tenantID string) (newKID string, err error) {
+// ErrNoReceiptKey: the organization has no active receipt key yet.
+var ErrNoReceiptKey = errors.New("signing: the organization has no receipt key")
+
+// ReceiptKey is a new receipt key, made and sealed but not stored, so that
+// the ledger entry recording it can name it (KID, PublicJWK) in the batch
+// whose transaction stores it (InstallReceiptKey). It never prints its
+// private half: every fmt verb and slog show the kid.
+type ReceiptKey struct {
+	tenantID string
+	kid      string
+	public   ed25519.PublicKey
+	sealed   []byte
+	key      *receiptPrivateKey
+}
+
+// KID is the new key's id: its RFC 7638 thumbprint, as in the JWKS.
+func (r *ReceiptKey) KID() string { return r.kid }
+
+// PublicJWK is the new key as the JWKS will publish it.
+func (r *ReceiptKey) PublicJWK() json.RawMessage {
+	b, _ := json.Marshal(publicJWK{
+		Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(r.public),
+		Kid: r.kid, Alg: ReceiptAlgorithm, Use: "sig",
+	})
+	return b
+}
+
+// String names the key by kid only.
+func (r *ReceiptKey) String() string { return "ReceiptKey(" + r.kid + ")" }
+
+// GoString is String, for %#v.
+func (r *ReceiptKey) GoString() string { return r.String() }
+
+// Format prints String for every verb and flag.
+func (r *ReceiptKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, r.String()) }
+
+// LogValue implements slog.LogValuer: the kid only.
+func (r *ReceiptKey) LogValue() slog.Value { return slog.StringValue(r.String()) }
+
+// NewReceiptKey makes organization tenantID a new receipt key, sealed
+// under the master key and bound to the organization and kid. Nothing is
+// stored until InstallReceiptKey.
+func (k *Keyring) NewReceiptKey(tenantID string) (*ReceiptKey, error) {
 	if tenantID == "" {
-		return "", errors.New("signing: receipts belong to an organization; tenant id is empty")
+		return nil, errors.New("signing: receipts belong to an organization; tenant id is empty")
 	}
-	// Dropped first and whatever happens next: a rolled-back rotation only
-	// costs a re-read.
-	k.receipts().drop(tenantID)
-	old, err := keys.SigningKeys(ctx, store.PurposeReceipt)
+	kid, priv, err := newReceiptKey()
 	if err != nil {
-		return "", err
+		return nil, err
+	}
+	// The seed is the canonical private key (RFC 8032 §5.1.5).
+	sealed, err := k.master.Seal(priv.Seed(), receiptBinding(tenantID, kid))
+	if err != nil {
+		return nil, err
+	}
+	return &ReceiptKey{
+		tenantID: tenantID, kid: kid, public: priv.Public().(ed25519.PublicKey),
+		sealed: sealed, key: &receiptPrivateKey{priv},
+	}, nil
+}
+
+// InstallReceiptKey makes key its organization's active receipt key in
+// keys' transaction, retiring the active keys — which must be exactly
+// retiring (none, for an organization's first key), the keys the caller
+// read and recorded: a key added or retired since fails with
+// store.ErrConflict, so that what records the change never says other than
+// what was done. Retired keys stay in the JWKS: receipts they signed keep
+// verifying. Under a master key that does not open the organization's
+// keys it fails with ErrWrongMasterKey, as key was sealed under it. On
+// error nothing must commit (the transaction rolls back).
+func (k *Keyring) InstallReceiptKey(ctx context.Context, keys store.KeyTx, key *ReceiptKey, retiring []string) error {
+	if key == nil || key.tenantID == "" {
+		return errors.New("signing: InstallReceiptKey needs a key made by NewReceiptKey")
+	}
+	// Dropped first and whatever happens next: a rolled-back change only
+	// costs a re-read.
+	k.receipts().drop(key.tenantID)
+	if err := k.CheckMasterKey(ctx, keys, key.tenantID); err != nil {
+		return err
+	}
+	ks, err := keys.SigningKeys(ctx, store.PurposeReceipt)
+	if err != nil {
+		return err
+	}
+	var active []string
+	for _, old := range ks {
+		if old.Status == store.KeyActive {
+			active = append(active, old.KID)
+		}
+	}
+	if !sameKIDs(active, retiring) {
+		return fmt.Errorf("%w: the organization's receipt keys changed meanwhile", store.ErrConflict)
 	}
 	// Retired first: the store keeps one active key a purpose.
 	now := time.Now()
-	for _, key := range old {
-		if key.Status != store.KeyActive {
-			continue
-		}
-		err := keys.RetireSigningKey(ctx, key.KID, now)
+	for _, kid := range active {
+		err := keys.RetireSigningKey(ctx, kid, now)
 		if errors.Is(err, store.ErrNotFound) {
-			// Read active, retired since: another rotation got there
-			// first (on PostgreSQL this one waited for it).
-			err = fmt.Errorf("%w: another rotation retired it", store.ErrConflict)
+			// Read active, retired since by another transaction.
+			err = fmt.Errorf("%w: another change retired it", store.ErrConflict)
 		}
 		if err != nil {
-			return "", fmt.Errorf("signing: retire receipt key %s: %w", key.KID, err)
+			return fmt.Errorf("signing: retire receipt key %s: %w", kid, err)
 		}
 	}
-	s, err := k.createReceiptKey(ctx, keys, tenantID)
-	if err != nil {
-		return "", err
-	}
-	return s.kid, nil
+	return keys.InsertSigningKey(ctx, store.SigningKey{
+		KID: key.kid, Purpose: store.PurposeReceipt, Algorithm: receiptKeyAlgorithm,
+		PublicKey: bytes.Clone(key.public), SealedPrivate: key.sealed, Status: store.KeyActive,
+	})
 }
 
-var errNoReceiptKey = errors.New("organization has no receipt key")
+// sameKIDs reports whether a and b hold the same kids, in any order.
+func sameKIDs(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
 
 // openReceiptKey opens the active key (the store keeps at most one).
 func (k *Keyring) openReceiptKey(ctx context.Context, keys store.KeyTx, tenantID string) (*ReceiptSigner, error) {
@@ -441,30 +517,7 @@ func (k *Keyring) openReceiptKey(ctx context.Context, keys store.KeyTx, tenantID
 		}
 		return newReceiptSigner(tenantID, key.KID, priv)
 	}
-	return nil, errNoReceiptKey
-}
-
-func (k *Keyring) createReceiptKey(ctx context.Context, keys store.KeyTx, tenantID string) (*ReceiptSigner, error) {
-	if err := k.CheckMasterKey(ctx, keys, tenantID); err != nil {
-		return nil, err
-	}
-	kid, priv, err := newReceiptKey()
-	if err != nil {
-		return nil, err
-	}
-	// The seed is the canonical private key (RFC 8032 §5.1.5).
-	sealed, err := k.master.Seal(priv.Seed(), receiptBinding(tenantID, kid))
-	if err != nil {
-		return nil, err
-	}
-	err = keys.InsertSigningKey(ctx, store.SigningKey{
-		KID: kid, Purpose: store.PurposeReceipt, Algorithm: receiptKeyAlgorithm,
-		PublicKey: priv.Public().(ed25519.PublicKey), SealedPrivate: sealed, Status: store.KeyActive,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return newReceiptSigner(tenantID, kid, priv)
+	return nil, ErrNoReceiptKey
 }
 
 // receiptCache holds a Keyring's opened receipt signers by organization.

@@ -40,13 +40,13 @@ func twoReceiptKeys(t *testing.T) (retired, active *ReceiptSigner, jwks []byte, 
 	kr, _ := NewKeyring(master)
 	acme := storetest.CreateTenant(t, s, "acme")
 	err = s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if retired, err = kr.ReceiptSigner(ctx, tx.Keys(), acme.ID); err != nil {
+		if retired, err = kr.FirstReceiptSigner(ctx, tx.Keys(), acme.ID); err != nil {
 			return err
 		}
 		if _, err = kr.RotateReceiptKey(ctx, tx.Keys(), acme.ID); err != nil {
 			return err
 		}
-		if active, err = kr.ReceiptSigner(ctx, tx.Keys(), acme.ID); err != nil {
+		if active, err = kr.FirstReceiptSigner(ctx, tx.Keys(), acme.ID); err != nil {
 			return err
 		}
 		jwks, err = kr.JWKS(ctx, tx.Keys(), acme.ID, store.PurposeReceipt)
@@ -607,5 +607,38 @@ func TestCheckedRowsAreRememberedWithTheirSealedHalf(t *testing.T) {
 	}
 	if _, err := kr.publicHalf(tenantID, row(other.Seed(), pub)); err == nil {
 		t.Fatal("a row sealing another seed under the good row's kid and public key was trusted")
+	}
+}
+
+// A key made but not yet installed prints its kid, never its private half.
+func TestReceiptKeyPrintsNoKeyMaterial(t *testing.T) {
+	master, err := secrets.GenerateMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, _ := NewKeyring(master)
+	nk, err := kr.NewReceiptKey("00000000-0000-4000-8000-000000000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := nk.key.k.Seed()
+	forms := []string{hex.EncodeToString(seed), b64(seed), base64.StdEncoding.EncodeToString(seed[:30]),
+		strings.Trim(fmt.Sprint([]byte(seed[:8])), "[]")}
+	var buf strings.Builder
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "key", nk)
+	wrapped := struct{ k ReceiptKey }{*nk}
+	for _, out := range []string{
+		fmt.Sprintf("%v %+v %#v %s %x %q %d", nk, nk, nk, nk, nk, nk, nk),
+		fmt.Sprintf("%v %+v %#v", *nk, *nk, wrapped),
+		buf.String(), string(nk.PublicJWK()),
+	} {
+		for _, f := range forms {
+			if strings.Contains(out, f) {
+				t.Fatalf("key material printed: %q", out)
+			}
+		}
+	}
+	if !strings.Contains(fmt.Sprint(nk), nk.KID()) {
+		t.Fatalf("%v does not name kid %s", nk, nk.KID())
 	}
 }

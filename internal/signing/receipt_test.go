@@ -56,7 +56,7 @@ func receiptSigner(t *testing.T, s *sqlite.Store, kr *signing.Keyring, tenantID 
 	var rs *signing.ReceiptSigner
 	inTx(t, s, tenantID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		rs, err = kr.ReceiptSigner(ctx, tx.Keys(), tenantID)
+		rs, err = kr.FirstReceiptSigner(ctx, tx.Keys(), tenantID)
 		return err
 	})
 	return rs
@@ -247,7 +247,7 @@ func TestReceiptKeyRollbackLeavesNoKey(t *testing.T) {
 	acme := storetest.CreateTenant(t, s, "acme")
 	var rolledBack *signing.ReceiptSigner
 	_ = s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		rolledBack, _ = kr.ReceiptSigner(ctx, tx.Keys(), acme.ID)
+		rolledBack, _ = kr.FirstReceiptSigner(ctx, tx.Keys(), acme.ID)
 		return errors.New("boom")
 	})
 	if rolledBack == nil {
@@ -278,7 +278,7 @@ func TestReceiptKeyBoundToItsTenant(t *testing.T) {
 	})
 	fresh, _ := signing.NewKeyring(master)
 	err := s.InTenantTx(context.Background(), b.ID, func(ctx context.Context, tx store.TenantTx) error {
-		_, err := fresh.ReceiptSigner(ctx, tx.Keys(), b.ID)
+		_, err := fresh.FirstReceiptSigner(ctx, tx.Keys(), b.ID)
 		return err
 	})
 	if !errors.Is(err, secrets.ErrDecrypt) {
@@ -288,7 +288,7 @@ func TestReceiptKeyBoundToItsTenant(t *testing.T) {
 	other, _ := secrets.GenerateMasterKey()
 	kr2, _ := signing.NewKeyring(other)
 	err = s.InTenantTx(context.Background(), a.ID, func(ctx context.Context, tx store.TenantTx) error {
-		_, err := kr2.ReceiptSigner(ctx, tx.Keys(), a.ID)
+		_, err := kr2.FirstReceiptSigner(ctx, tx.Keys(), a.ID)
 		return err
 	})
 	if !errors.Is(err, secrets.ErrDecrypt) {
@@ -348,7 +348,7 @@ func TestReceiptSignerConcurrentUse(t *testing.T) {
 	for range 8 {
 		go func() {
 			errs <- s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-				rs, err := kr.ReceiptSigner(ctx, tx.Keys(), acme.ID)
+				rs, err := kr.FirstReceiptSigner(ctx, tx.Keys(), acme.ID)
 				if err != nil {
 					return err
 				}
@@ -401,7 +401,7 @@ func benchReceipts(b *testing.B) (*signing.ReceiptSigner, []byte, string) {
 	var rs *signing.ReceiptSigner
 	var jwks []byte
 	err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if rs, err = kr.ReceiptSigner(ctx, tx.Keys(), acme.ID); err != nil {
+		if rs, err = kr.FirstReceiptSigner(ctx, tx.Keys(), acme.ID); err != nil {
 			return err
 		}
 		jwks, err = kr.JWKS(ctx, tx.Keys(), acme.ID, store.PurposeReceipt)
@@ -580,7 +580,7 @@ func TestWrongMasterKeySealsNothing(t *testing.T) {
 			return err
 		}},
 		{"bravo's first receipt key", bravo.ID, func(ctx context.Context, tx store.TenantTx) error {
-			_, err := wrong.ReceiptSigner(ctx, tx.Keys(), bravo.ID)
+			_, err := wrong.FirstReceiptSigner(ctx, tx.Keys(), bravo.ID)
 			return err
 		}},
 		{"charlie's log key", charlie.ID, func(ctx context.Context, tx store.TenantTx) error {
@@ -616,5 +616,26 @@ func TestWrongMasterKeySealsNothing(t *testing.T) {
 	delta := storetest.CreateTenant(t, s, "delta")
 	inTx(t, s, delta.ID, func(ctx context.Context, tx store.TenantTx) error {
 		return wrong.CheckMasterKey(ctx, tx.Keys(), delta.ID)
+	})
+}
+
+// ReceiptSigner only opens: an organization without a receipt key gets
+// ErrNoReceiptKey and still has none, since a key must come with the
+// ledger entry recording it (decision.ReceiptKeys installs it).
+func TestReceiptSignerCreatesNoKey(t *testing.T) {
+	s, kr, _ := setup(t)
+	acme := storetest.CreateTenant(t, s, "acme")
+	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		_, err := kr.ReceiptSigner(ctx, tx.Keys(), acme.ID)
+		return err
+	})
+	if !errors.Is(err, signing.ErrNoReceiptKey) {
+		t.Fatalf("ReceiptSigner of an organization without a key: %v, want ErrNoReceiptKey", err)
+	}
+	inTx(t, s, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if ks, err := tx.Keys().SigningKeys(ctx, store.PurposeReceipt); err != nil || len(ks) != 0 {
+			t.Fatalf("keys after ReceiptSigner: %v, %v", ks, err)
+		}
+		return nil
 	})
 }

@@ -81,7 +81,7 @@ func TestFirstKeysRace(t *testing.T) {
 			return tk.KID + string(tk.PublicKey()), nil
 		}},
 		{store.PurposeReceipt, func(ctx context.Context, kr *signing.Keyring, keys store.KeyTx, tenantID string) (string, error) {
-			rs, err := kr.ReceiptSigner(ctx, keys, tenantID)
+			rs, err := kr.FirstReceiptSigner(ctx, keys, tenantID)
 			if err != nil {
 				return "", err
 			}

@@ -1,0 +1,130 @@
+package decision
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// Ledger entry kinds of receipt key changes. A receipt key is what
+// downstream systems trust offline, so each one an organization gets is
+// in its log before it signs anything: an auditor holding the log knows
+// every kid the JWKS may publish, and when each was made and retired.
+const (
+	KindReceiptKeyCreated = "receipt_key.created" // an organization's first
+	KindReceiptKeyRotated = "receipt_key.rotated" // one replacing the active keys
+)
+
+// receiptKeyRecord is the record of a receipt key change.
+type receiptKeyRecord struct {
+	Event     string          `json:"event"` // receipt_key_created or receipt_key_rotated
+	KID       string          `json:"kid"`
+	PublicJWK json.RawMessage `json:"public_jwk"` // as the JWKS publishes it
+	Retired   []string        `json:"retired_kids"`
+}
+
+// ReceiptKeys gives organizations their receipt keys, each key stored by
+// the ledger batch that records it (ledger.AppendAllAndChange): a key is
+// in the store only with its entry in the log. signing.Keyring makes and
+// stores keys; this is the only caller that stores them.
+type ReceiptKeys struct {
+	tenants store.TenantStore
+	ledger  *ledger.Ledger
+	keys    *signing.Keyring
+}
+
+// NewReceiptKeys returns the receipt key changes of tenants'
+// organizations, logged in l.
+func NewReceiptKeys(tenants store.TenantStore, l *ledger.Ledger, kr *signing.Keyring) (*ReceiptKeys, error) {
+	if tenants == nil || l == nil || kr == nil {
+		return nil, errors.New("decision: NewReceiptKeys needs a tenant store, a ledger and a key ring")
+	}
+	return &ReceiptKeys{tenants: tenants, ledger: l, keys: kr}, nil
+}
+
+// Signer returns the organization's active receipt signer, giving it its
+// first key (logged) when it has none. The signer is read in a
+// transaction of its own, after the key's batch committed.
+func (r *ReceiptKeys) Signer(ctx context.Context, org Organization) (*signing.ReceiptSigner, error) {
+	if s, ok := r.keys.CachedReceiptSigner(org.ID); ok {
+		return s, nil
+	}
+	s, err := r.open(ctx, org)
+	if !errors.Is(err, signing.ErrNoReceiptKey) {
+		return s, err
+	}
+	_, err = r.change(ctx, org, nil)
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return nil, err
+	}
+	// Ours, or one another request or replica made first.
+	return r.open(ctx, org)
+}
+
+// Rotate gives the organization a new receipt key in place of its active
+// one (if any), and returns the new kid and the retired ones. A key made
+// or retired meanwhile refuses it (store.ErrConflict), changing nothing.
+func (r *ReceiptKeys) Rotate(ctx context.Context, org Organization) (kid string, retired []string, err error) {
+	err = r.tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		ks, err := tx.Keys().SigningKeys(ctx, store.PurposeReceipt)
+		for _, k := range ks {
+			if k.Status == store.KeyActive {
+				retired = append(retired, k.KID)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if retired == nil {
+		retired = []string{}
+	}
+	kid, err = r.change(ctx, org, retired)
+	if err != nil {
+		return "", nil, err
+	}
+	return kid, retired, nil
+}
+
+// change makes a new key and stores it in place of retiring (nil: the
+// organization's first key) in the ledger batch that records it.
+func (r *ReceiptKeys) change(ctx context.Context, org Organization, retiring []string) (string, error) {
+	nk, err := r.keys.NewReceiptKey(org.ID)
+	if err != nil {
+		return "", err
+	}
+	rec := receiptKeyRecord{Event: "receipt_key_created", KID: nk.KID(), PublicJWK: nk.PublicJWK(), Retired: []string{}}
+	kind := KindReceiptKeyCreated
+	if retiring != nil {
+		rec.Event, rec.Retired, kind = "receipt_key_rotated", retiring, KindReceiptKeyRotated
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return "", err
+	}
+	entry := ledger.Entry{Kind: kind, Subject: nk.KID(), Record: b}
+	_, err = r.ledger.AppendAllAndChange(ctx, r.ledger.TenantLog(org.ID, org.Slug), []ledger.Entry{entry},
+		func(ctx context.Context, tx store.TenantTx) error {
+			return r.keys.InstallReceiptKey(ctx, tx.Keys(), nk, retiring)
+		})
+	if err != nil {
+		return "", fmt.Errorf("decision: receipt key: %w", err)
+	}
+	return nk.KID(), nil
+}
+
+func (r *ReceiptKeys) open(ctx context.Context, org Organization) (*signing.ReceiptSigner, error) {
+	var s *signing.ReceiptSigner
+	err := r.tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		s, err = r.keys.ReceiptSigner(ctx, tx.Keys(), org.ID)
+		return err
+	})
+	return s, err
+}

@@ -1,0 +1,255 @@
+package decision_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// receiptKeyEntry is a receipt key change's ledger record.
+type receiptKeyEntry struct {
+	Event     string          `json:"event"`
+	KID       string          `json:"kid"`
+	PublicJWK json.RawMessage `json:"public_jwk"`
+	Retired   []string        `json:"retired_kids"`
+}
+
+// receiptKeyEntries reads every receipt key change in the organization's
+// log, in order.
+func (e *serviceEnv) receiptKeyEntries(t *testing.T) []receiptKeyEntry {
+	t.Helper()
+	var out []receiptKeyEntry
+	for i := range e.ledgerSize(t) {
+		got, rec := e.entryAt(t, i)
+		if got.Kind != decision.KindReceiptKeyCreated && got.Kind != decision.KindReceiptKeyRotated {
+			continue
+		}
+		var r receiptKeyEntry
+		if err := json.Unmarshal(rec, &r); err != nil {
+			t.Fatal(err)
+		}
+		if got.Subject != r.KID || (got.Kind == decision.KindReceiptKeyCreated) != (r.Event == "receipt_key_created") {
+			t.Fatalf("entry %d: %s of %s records %+v", i, got.Kind, got.Subject, r)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// jwksKeys is the organization's published receipt keys, by kid.
+func (e *serviceEnv) jwksKeys(t *testing.T) map[string]json.RawMessage {
+	t.Helper()
+	kr, err := signing.NewKeyring(e.master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw []byte
+	e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		raw, err = kr.JWKS(ctx, tx.Keys(), e.org.ID, store.PurposeReceipt)
+		return err
+	})
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &set); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]json.RawMessage{}
+	for _, k := range set.Keys {
+		var kid struct {
+			KID string `json:"kid"`
+		}
+		if err := json.Unmarshal(k, &kid); err != nil {
+			t.Fatal(err)
+		}
+		out[kid.KID] = k
+	}
+	return out
+}
+
+// Every receipt key an organization gets is in its log, with its public
+// key as the JWKS publishes it, before anything is signed with it: the
+// first, made by the organization's first decision, and each rotation's,
+// naming the keys it retired. An auditor holding the log knows every kid
+// the JWKS may show.
+func TestReceiptKeysAreLogged(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e, agent, payee := payingEnv(t, kind)
+			ctx := context.Background()
+			if got := e.receiptKeyEntries(t); len(got) != 0 {
+				t.Fatalf("receipt keys logged before any decision: %+v", got)
+			}
+			first := e.decide(t, agent.ID, payment("100.00", payee.ID), "")
+			firstKID := receiptKID(t, first.Receipt)
+			logged := e.receiptKeyEntries(t)
+			if len(logged) != 1 || logged[0].Event != "receipt_key_created" || logged[0].KID != firstKID || len(logged[0].Retired) != 0 {
+				t.Fatalf("after the first receipt (kid %s) the log holds %+v", firstKID, logged)
+			}
+			firstEntry, _ := e.entryAt(t, first.Ledger.Index)
+			if keyIndex := e.indexOf(t, decision.KindReceiptKeyCreated); keyIndex >= first.Ledger.Index {
+				t.Fatalf("the key's entry is at %d, after the decision signed with it (%d, %s)", keyIndex, first.Ledger.Index, firstEntry.Kind)
+			}
+			// A second decision uses the key: nothing more is logged.
+			e.decide(t, agent.ID, payment("100.00", payee.ID), "")
+			if got := e.receiptKeyEntries(t); len(got) != 1 {
+				t.Fatalf("a second decision logged a key again: %+v", got)
+			}
+
+			rk, err := decision.NewReceiptKeys(e.backend, e.ledger, mustKeyring(t, e))
+			if err != nil {
+				t.Fatal(err)
+			}
+			kid, retired, err := rk.Rotate(ctx, e.org)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(retired, []string{firstKID}) || kid == firstKID {
+				t.Fatalf("rotation: new %s, retired %v; the active key was %s", kid, retired, firstKID)
+			}
+			logged = e.receiptKeyEntries(t)
+			if len(logged) != 2 || logged[1].Event != "receipt_key_rotated" || logged[1].KID != kid || !slices.Equal(logged[1].Retired, []string{firstKID}) {
+				t.Fatalf("after the rotation the log holds %+v", logged)
+			}
+			// Every published key is one the log introduced, exactly as
+			// published.
+			published := e.jwksKeys(t)
+			if len(published) != 2 {
+				t.Fatalf("JWKS holds %d keys, want the retired and the new one", len(published))
+			}
+			for _, l := range logged {
+				var a, b map[string]any
+				if err := json.Unmarshal(l.PublicJWK, &a); err != nil {
+					t.Fatal(err)
+				}
+				if err := json.Unmarshal(published[l.KID], &b); err != nil {
+					t.Fatalf("logged key %s is not in the JWKS: %v", l.KID, err)
+				}
+				if len(a) != 6 || !reflect.DeepEqual(a, b) {
+					t.Errorf("key %s: logged %s, published %s", l.KID, l.PublicJWK, published[l.KID])
+				}
+			}
+			// A service started after the rotation signs with the new key.
+			_, _, restarted := e.newService(t, e.ledger, decision.Config{})
+			resp, err := restarted.Decide(ctx, e.org, agent.ID, payment("100.00", payee.ID), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := receiptKID(t, resp.Receipt); got != kid {
+				t.Fatalf("after the rotation a fresh service signs with %s, want %s", got, kid)
+			}
+		})
+	}
+}
+
+// A rotation that meets a change of the keys since it read them (another
+// rotation, here a key installed behind its back) is refused and logs
+// nothing; so is one under a master key that does not open the
+// organization's keys.
+func TestReceiptKeyRotationRefusals(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e, agent, payee := payingEnv(t, kind)
+			ctx := context.Background()
+			e.decide(t, agent.ID, payment("100.00", payee.ID), "")
+			size := e.ledgerSize(t)
+
+			// Keys read as [first]; one more rotation lands before ours
+			// installs (InstallReceiptKey with the stale list).
+			kr := mustKeyring(t, e)
+			stale, err := kr.NewReceiptKey(e.org.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rk, err := decision.NewReceiptKeys(e.backend, e.ledger, kr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := rk.Rotate(ctx, e.org); err != nil {
+				t.Fatal(err)
+			}
+			size++
+			err = e.backend.InTenantTx(ctx, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				return kr.InstallReceiptKey(ctx, tx.Keys(), stale, nil)
+			})
+			if !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("installing over keys that changed: %v, want ErrConflict", err)
+			}
+
+			other, err := signing.NewKeyring(mustOtherMaster(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wrong, err := decision.NewReceiptKeys(e.backend, e.ledger, other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := wrong.Rotate(ctx, e.org); !errors.Is(err, signing.ErrWrongMasterKey) {
+				t.Fatalf("rotation under another master key: %v, want ErrWrongMasterKey", err)
+			}
+			if got := e.ledgerSize(t); got != size {
+				t.Fatalf("refused rotations grew the log by %d", got-size)
+			}
+			if got := e.receiptKeyEntries(t); len(got) != 2 {
+				t.Fatalf("receipt key entries %+v, want the first and one rotation", got)
+			}
+		})
+	}
+}
+
+// receiptKID is the kid in a compact JWS's protected header.
+func receiptKID(t *testing.T, jws string) string {
+	t.Helper()
+	h64, _, _ := strings.Cut(jws, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(h64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		KID string `json:"kid"`
+	}
+	if err := json.Unmarshal(raw, &h); err != nil || h.KID == "" {
+		t.Fatalf("receipt header %s: %v", raw, err)
+	}
+	return h.KID
+}
+
+// indexOf is the index of the log's first entry of kind.
+func (e *serviceEnv) indexOf(t *testing.T, kind string) uint64 {
+	t.Helper()
+	for i := range e.ledgerSize(t) {
+		if got, _ := e.entryAt(t, i); got.Kind == kind {
+			return i
+		}
+	}
+	t.Fatalf("no %s entry", kind)
+	return 0
+}
+
+func mustKeyring(t *testing.T, e *serviceEnv) *signing.Keyring {
+	t.Helper()
+	kr, err := signing.NewKeyring(e.master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+func mustOtherMaster(t *testing.T) *secrets.MasterKey {
+	t.Helper()
+	m, err := secrets.GenerateMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
