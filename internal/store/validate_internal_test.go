@@ -56,3 +56,41 @@ func TestNameChecksMatchTheirPatterns(t *testing.T) {
 		check(string(b))
 	}
 }
+
+// compactJWS accepts exactly what this pattern accepts: three base64url
+// parts, the header and signature non-empty, the payload possibly empty
+// (RFC 7797 detached content).
+func TestCompactJWSMatchesItsPattern(t *testing.T) {
+	pattern := regexp.MustCompile(`^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$`)
+	r := rand.New(rand.NewPCG(3, 4))
+	check := func(s string) {
+		t.Helper()
+		if got, want := compactJWS(s), pattern.MatchString(s); got != want {
+			t.Errorf("compactJWS(%q) = %v, the pattern says %v", s, got, want)
+		}
+	}
+	for _, s := range []string{
+		"", ".", "..", "a.b.c", "a..c", ".b.c", "a.b.", "a.b", "a.b.c.d", "eyJ.eyJ.sig", "a.b.c\n",
+		"a+b.c.d", "a/b.c.d", "a=.b.c", "a.b.c=", "a b.c.d", "a.b.\x00", "é.b.c", "a.b.\xff",
+		"AZaz09-_.AZaz09-_.AZaz09-_",
+	} {
+		check(s)
+	}
+	alphabet := "aZ09-_.+/= \x00\x80\xff"
+	for range 50000 {
+		var b strings.Builder
+		for range r.IntN(12) {
+			b.WriteByte(alphabet[r.IntN(len(alphabet))])
+		}
+		check(b.String())
+	}
+}
+
+func BenchmarkCompactJWS(b *testing.B) {
+	jws := strings.Repeat("eyJhbGciOiJFZERTQSJ9", 20) + "." + strings.Repeat("eyJhY3Rpb24iOnsi", 50) + "." + strings.Repeat("c2lnbmF0dXJl", 8)
+	for b.Loop() {
+		if !compactJWS(jws) {
+			b.Fatal("not a JWS")
+		}
+	}
+}
