@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/ledger/verify"
@@ -34,7 +36,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
-	receipts := &receiptChecker{}
+	receipts := newReceiptChecker()
 	check, against := receipts.check, "the export's own JWKS (pin the published one with --jwks)"
 	if *jwksFile != "" {
 		pinned, err := osfile.ReadAtMost(*jwksFile, maxLargeFile)
@@ -57,7 +59,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		fmt.Fprintln(stderr, "note: the log key shipped in the export differs from the pinned one; the pinned key was used")
 	}
 	if rep.Kinds["receipt"] > 0 {
-		fmt.Fprintf(stderr, "note: receipts were checked against %s\n", against)
+		fmt.Fprintf(stderr, "note: receipts were checked against %s, and against the keys the log introduced\n", against)
+	}
+	if receipts.beforeExport > 0 {
+		fmt.Fprintf(stderr, "note: %d receipts are signed with keys introduced before entry %d, where the export starts: those were checked against the JWKS only\n", receipts.beforeExport, rep.From)
 	}
 	kinds := make([]string, 0, len(rep.Kinds))
 	for k, n := range rep.Kinds {
@@ -71,15 +76,35 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 
 // receiptChecker verifies receipt entries: the record is the compact JWS,
 // checked against a JWKS as of the time it was logged. The JWKS is read
-// once, not for every receipt, while it stays the same.
+// once, not for every receipt, while it stays the same. Each receipt must
+// also verify under the key the log itself introduced under its kid
+// (decision.KindReceiptKeyCreated or …Rotated, earlier in the log): a key
+// the JWKS publishes that the log never recorded signs nothing an audit
+// accepts. An export that starts after entry 0 may lack the entry that
+// introduced a key; such receipts are counted (beforeExport), not failed.
 type receiptChecker struct {
 	jwks     []byte
 	verifier *signing.ReceiptVerifier
 	err      error
+
+	first        int64                               // the first entry's index; -1 before any
+	logged       map[string]*signing.ReceiptVerifier // kid → its key as the log introduced it
+	beforeExport int
+}
+
+func newReceiptChecker() *receiptChecker {
+	return &receiptChecker{first: -1, logged: map[string]*signing.ReceiptVerifier{}}
 }
 
 func (r *receiptChecker) check(e verify.Entry, record, jwks []byte) error {
-	if e.Kind != "receipt" {
+	if r.first < 0 {
+		r.first = int64(e.Index)
+	}
+	switch e.Kind {
+	case decision.KindReceiptKeyCreated, decision.KindReceiptKeyRotated:
+		return r.introduce(e, record)
+	case "receipt":
+	default:
 		return nil
 	}
 	if r.jwks == nil || !bytes.Equal(r.jwks, jwks) {
@@ -96,5 +121,50 @@ func (r *receiptChecker) check(e verify.Entry, record, jwks []byte) error {
 	if claims.ID != e.Subject && claims.DecisionID != e.Subject {
 		return errors.New("receipt does not name the entry's subject")
 	}
+	kid, err := signing.ReceiptKID(string(record))
+	if err != nil {
+		return err
+	}
+	logged, ok := r.logged[kid]
+	switch {
+	case !ok && r.first == 0:
+		return fmt.Errorf("receipt signed with key %s, which no receipt key entry before it introduced", kid)
+	case !ok:
+		r.beforeExport++
+		return nil
+	}
+	if _, err := logged.Verify(string(record), e.Time); err != nil {
+		return fmt.Errorf("receipt does not verify under the key the log introduced as %s: %w", kid, err)
+	}
+	return nil
+}
+
+// introduce reads a receipt key entry: the key it names, as a set of one.
+func (r *receiptChecker) introduce(e verify.Entry, record []byte) error {
+	var rec struct {
+		KID       string          `json:"kid"`
+		PublicJWK json.RawMessage `json:"public_jwk"`
+	}
+	if err := json.Unmarshal(record, &rec); err != nil || rec.KID == "" || rec.KID != e.Subject {
+		return errors.New("a receipt key entry that does not name its key")
+	}
+	var key struct {
+		KID string `json:"kid"`
+	}
+	if err := json.Unmarshal(rec.PublicJWK, &key); err != nil || key.KID != rec.KID {
+		return fmt.Errorf("receipt key entry for %s carries a key whose kid is not %s", rec.KID, rec.KID)
+	}
+	if _, dup := r.logged[rec.KID]; dup {
+		return fmt.Errorf("receipt key %s introduced twice", rec.KID)
+	}
+	set, err := json.Marshal(map[string][]json.RawMessage{"keys": {rec.PublicJWK}})
+	if err != nil {
+		return err
+	}
+	v, err := signing.NewReceiptVerifier(set)
+	if err != nil {
+		return fmt.Errorf("receipt key %s: %w", rec.KID, err)
+	}
+	r.logged[rec.KID] = v
 	return nil
 }

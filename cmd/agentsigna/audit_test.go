@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -37,26 +38,30 @@ func TestAuditVerifyExport(t *testing.T) {
 	defer l.Close()
 	lg := l.TenantLog(acme.ID, "acme")
 
-	sign := func(kr *signing.Keyring, tenant string) string {
-		var jws string
-		err := s.InTenantTx(ctx, tenant, func(ctx context.Context, tx store.TenantTx) error {
-			rs, err := firstReceiptSigner(ctx, kr, tx.Keys(), tenant)
-			if err != nil {
-				return err
-			}
-			jws, err = rs.Sign(signing.ReceiptClaims{
-				Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_1", Tenant: tenant, DecisionID: "dec_1",
-				Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`),
-				Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "usr_s", RiskTier: "low"},
-			})
-			return err
+	// Keys as the service makes them: each in its organization's log.
+	rk, err := decision.NewReceiptKeys(s, l, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signWith := func(rs *signing.ReceiptSigner, tenant string) string {
+		jws, err := rs.Sign(signing.ReceiptClaims{
+			Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_1", Tenant: tenant, DecisionID: "dec_1",
+			Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`),
+			Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "usr_s", RiskTier: "low"},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return jws
 	}
-	good := sign(kr, acme.ID)
+	sign := func(kr *signing.Keyring, tenant, slug string) string {
+		rs, err := rk.Signer(ctx, decision.Organization{ID: tenant, Slug: slug})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signWith(rs, tenant)
+	}
+	good := sign(kr, acme.ID, "acme")
 	for _, e := range []ledger.Entry{
 		{Kind: "decision", Subject: "dec_1", Record: []byte(`{"decision_id":"dec_1"}`)},
 		{Kind: "receipt", Subject: "rct_1", Record: []byte(good)},
@@ -83,13 +88,14 @@ func TestAuditVerifyExport(t *testing.T) {
 		err := runAudit(ctx, args, &out, &errOut, envOf(nil))
 		return out.String(), err
 	}
-	if out, err := run("verify", export("good.tar.gz"), "--log-key", vkey); err != nil || !strings.Contains(out, "OK: entries 0..2") || !strings.Contains(out, "receipt=1") {
+	if out, err := run("verify", export("good.tar.gz"), "--log-key", vkey); err != nil || !strings.Contains(out, "OK: entries 0..3") ||
+		!strings.Contains(out, "receipt=1") || !strings.Contains(out, "receipt_key.created=1") {
 		t.Fatalf("good export: %q, %v", out, err)
 	}
 	// --jwks pins the published key set: the export's own copy is not
 	// signed by the log, so receipts are checked against the pinned one.
 	other := storetest.CreateTenant(t, s, "other")
-	_ = sign(kr, other.ID) // gives the other organization a receipt key
+	_ = sign(kr, other.ID, "other") // gives the other organization a receipt key
 	published := func(tenant string) string {
 		var jwks []byte
 		if err := s.InTenantTx(ctx, tenant, func(ctx context.Context, tx store.TenantTx) error {
@@ -109,18 +115,157 @@ func TestAuditVerifyExport(t *testing.T) {
 	if err := runAudit(ctx, []string{"verify", filepath.Join(dir, "good.tar.gz"), "--log-key", vkey, "--jwks", published(acme.ID)}, io.Discard, &stderr, envOf(nil)); err != nil || !strings.Contains(stderr.String(), "against the pinned JWKS") {
 		t.Fatalf("good export, the published JWKS pinned: %q, %v", stderr.String(), err)
 	}
-	if _, err := run("verify", filepath.Join(dir, "good.tar.gz"), "--log-key", vkey, "--jwks", published(other.ID)); err == nil || !strings.Contains(err.Error(), "entry 1: record") {
+	if _, err := run("verify", filepath.Join(dir, "good.tar.gz"), "--log-key", vkey, "--jwks", published(other.ID)); err == nil || !strings.Contains(err.Error(), "entry 2: record") {
 		t.Fatalf("receipts whose key the pinned JWKS lacks: %v", err)
 	}
 	// A receipt signed by a key the organization never published.
-	forged := sign(kr, other.ID)
+	forged := sign(kr, other.ID, "other")
 	if _, err := l.Append(ctx, lg, ledger.Entry{Kind: "receipt", Subject: "rct_1", Record: []byte(forged)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run("verify", export("forged.tar.gz"), "--log-key", vkey); err == nil || !strings.Contains(err.Error(), "entry 2: record") {
+	if _, err := run("verify", export("forged.tar.gz"), "--log-key", vkey); err == nil || !strings.Contains(err.Error(), "entry 3: record") {
 		t.Fatalf("forged receipt: %v", err)
 	}
 	if _, err := run("verify", filepath.Join(dir, "good.tar.gz")); err == nil {
 		t.Fatal("verified without a pinned key")
 	}
+}
+
+// A receipt key the log never introduced — put in the store behind the
+// service's back, by someone holding the master key — is published in the
+// JWKS, so its receipts verify against it; audit verify refuses them all
+// the same. An export starting after a key's entry says so instead.
+func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	master, _ := secrets.GenerateMasterKey()
+	kr, _ := signing.NewKeyring(master)
+	l, err := ledger.New(ledger.Config{Tenants: s, Platform: s, Keys: kr, Origin: "agentsigna.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	lg := l.TenantLog(acme.ID, "acme")
+	rk, err := decision.NewReceiptKeys(s, l, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	org := decision.Organization{ID: acme.ID, Slug: "acme"}
+	receipt := func(rs *signing.ReceiptSigner, id string) ledger.Entry {
+		jws, err := rs.Sign(signing.ReceiptClaims{
+			Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_" + id, DecisionID: "dec_" + id,
+			Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`),
+			Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "usr_s", RiskTier: "low"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ledger.Entry{Kind: "receipt", Subject: "rct_" + id, Record: []byte(jws)}
+	}
+	logged, err := rk.Signer(ctx, org) // entry 0: receipt_key.created
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, lg, receipt(logged, "1")); err != nil { // entry 1
+		t.Fatal(err)
+	}
+	vkey, _ := l.VerifierKey(ctx, lg)
+	dir := t.TempDir()
+	run := func(name string, from uint64) (string, error) {
+		var buf bytes.Buffer
+		if err := l.Export(ctx, lg, from, 0, &buf); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut bytes.Buffer
+		err := runAudit(ctx, []string{"verify", p, "--log-key", vkey}, &out, &errOut, envOf(nil))
+		return out.String() + errOut.String(), err
+	}
+	if out, err := run("logged.tar.gz", 0); err != nil || !strings.Contains(out, "against the keys the log introduced") {
+		t.Fatalf("a receipt of a logged key: %q, %v", out, err)
+	}
+	// From entry 1 on, the key's entry is not in the export.
+	if out, err := run("partial.tar.gz", 1); err != nil || !strings.Contains(out, "1 receipts are signed with keys introduced before entry 1") {
+		t.Fatalf("an export after the key's entry: %q, %v", out, err)
+	}
+
+	// The unlogged key: installed in place of the logged one, directly.
+	var unlogged *signing.ReceiptSigner
+	if err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		nk, err := kr.NewReceiptKey(acme.ID)
+		if err != nil {
+			return err
+		}
+		if err := kr.InstallReceiptKey(ctx, tx.Keys(), nk, []string{logged.KID()}); err != nil {
+			return err
+		}
+		unlogged, err = kr.ReceiptSigner(ctx, tx.Keys(), acme.ID)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, lg, receipt(unlogged, "2")); err != nil { // entry 2
+		t.Fatal(err)
+	}
+	if out, err := run("unlogged.tar.gz", 0); err == nil || !strings.Contains(err.Error(), "entry 2: record: receipt signed with key "+unlogged.KID()+", which no receipt key entry before it introduced") {
+		t.Fatalf("a receipt of a key the log never introduced: %q, %v", out, err)
+	}
+
+	// Entries that name the key but carry another's public key: as it is
+	// (its own kid), and relabelled with the named kid.
+	other := publicJWKOf(t, s, kr, acme.ID, logged.KID())
+	keyEntry := func(jwk []byte) ledger.Entry {
+		rec, err := json.Marshal(map[string]any{"event": "receipt_key_rotated", "kid": unlogged.KID(),
+			"public_jwk": json.RawMessage(jwk), "retired_kids": []string{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ledger.Entry{Kind: decision.KindReceiptKeyRotated, Subject: unlogged.KID(), Record: rec}
+	}
+	relabelled := bytes.Replace(other, []byte(logged.KID()), []byte(unlogged.KID()), 1)
+	for _, e := range []ledger.Entry{keyEntry(other), keyEntry(relabelled), receipt(unlogged, "3")} {
+		if _, err := l.Append(ctx, lg, e); err != nil { // entries 3, 4, 5
+			t.Fatal(err)
+		}
+	}
+	if out, err := run("mislabelled.tar.gz", 3); err == nil || !strings.Contains(err.Error(), "entry 3: record: receipt key entry for "+unlogged.KID()+" carries a key whose kid is not") {
+		t.Fatalf("a key entry whose key has another kid: %q, %v", out, err)
+	}
+	if out, err := run("mislogged.tar.gz", 4); err == nil || !strings.Contains(err.Error(), "entry 5: record: receipt does not verify under the key the log introduced as "+unlogged.KID()) {
+		t.Fatalf("a receipt whose kid the log introduced with another key: %q, %v", out, err)
+	}
+}
+
+// publicJWKOf is the JWKS's entry for kid.
+func publicJWKOf(t *testing.T, s *sqlite.Store, kr *signing.Keyring, tenantID, kid string) []byte {
+	t.Helper()
+	var jwks []byte
+	if err := s.InTenantReadTx(context.Background(), tenantID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		jwks, err = kr.JWKS(ctx, tx.Keys(), tenantID, store.PurposeReceipt)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(jwks, &set); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range set.Keys {
+		if bytes.Contains(k, []byte(`"kid":"`+kid+`"`)) {
+			return k
+		}
+	}
+	t.Fatalf("no key %s in %s", kid, jwks)
+	return nil
 }

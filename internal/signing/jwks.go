@@ -276,6 +276,14 @@ func (v *ReceiptVerifier) verify(compact string, hdr jose.Header, now time.Time)
 // jwx decodes leniently, and would verify a padded, standard-alphabet or
 // trailing-bit variant of a receipt as the same receipt under another
 // SHA-256, the digest its ledger entry names.
+// ReceiptKID returns the kid a receipt names, once its protected header
+// passes the checks VerifyReceipt makes of it (alg, typ, a kid). It does
+// not verify the signature.
+func ReceiptKID(compact string) (string, error) {
+	hdr, err := checkReceiptHeader(compact)
+	return hdr.Kid, err
+}
+
 func checkReceiptHeader(compact string) (jose.Header, error) {
 	if len(compact) > maxReceiptSize {
 		return jose.Header{}, fmt.Errorf("%w: larger than %d bytes", ErrReceiptMalformed, maxReceiptSize)
