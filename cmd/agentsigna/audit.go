@@ -62,7 +62,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		fmt.Fprintf(stderr, "note: receipts were checked against %s, and against the keys the log introduced\n", against)
 	}
 	if receipts.beforeExport > 0 {
-		fmt.Fprintf(stderr, "note: %d receipts are signed with keys introduced before entry %d, where the export starts: those were checked against the JWKS only\n", receipts.beforeExport, rep.From)
+		fmt.Fprintf(stderr, "note: %d receipts are signed with keys this export does not introduce (it starts at entry %d): those were checked against the JWKS only\n", receipts.beforeExport, rep.From)
 	}
 	kinds := make([]string, 0, len(rep.Kinds))
 	for k, n := range rep.Kinds {
@@ -87,13 +87,17 @@ type receiptChecker struct {
 	verifier *signing.ReceiptVerifier
 	err      error
 
-	first        int64                               // the first entry's index; -1 before any
-	logged       map[string]*signing.ReceiptVerifier // kid → its key as the log introduced it
+	first  int64                               // the first entry's index; -1 before any
+	logged map[string]*signing.ReceiptVerifier // kid → its key as the log introduced it
+	// unintroduced: kid → the first receipt of an export starting after
+	// entry 0 signed with a key the export had not introduced: one it
+	// introduces later was not introduced before that receipt.
+	unintroduced map[string]uint64
 	beforeExport int
 }
 
 func newReceiptChecker() *receiptChecker {
-	return &receiptChecker{first: -1, logged: map[string]*signing.ReceiptVerifier{}}
+	return &receiptChecker{first: -1, logged: map[string]*signing.ReceiptVerifier{}, unintroduced: map[string]uint64{}}
 }
 
 func (r *receiptChecker) check(e verify.Entry, record, jwks []byte) error {
@@ -131,6 +135,9 @@ func (r *receiptChecker) check(e verify.Entry, record, jwks []byte) error {
 		return fmt.Errorf("receipt signed with key %s, which no receipt key entry before it introduced", kid)
 	case !ok:
 		r.beforeExport++
+		if _, seen := r.unintroduced[kid]; !seen {
+			r.unintroduced[kid] = e.Index
+		}
 		return nil
 	}
 	if _, err := logged.Verify(string(record), e.Time); err != nil {
@@ -147,6 +154,9 @@ func (r *receiptChecker) introduce(e verify.Entry, record []byte) error {
 	}
 	if err := json.Unmarshal(record, &rec); err != nil || rec.KID == "" || rec.KID != e.Subject {
 		return errors.New("a receipt key entry that does not name its key")
+	}
+	if at, signed := r.unintroduced[rec.KID]; signed {
+		return fmt.Errorf("receipt key %s is introduced after the receipt of entry %d it signed", rec.KID, at)
 	}
 	var key struct {
 		KID string `json:"kid"`

@@ -193,7 +193,7 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 		t.Fatalf("a receipt of a logged key: %q, %v", out, err)
 	}
 	// From entry 1 on, the key's entry is not in the export.
-	if out, err := run("partial.tar.gz", 1); err != nil || !strings.Contains(out, "1 receipts are signed with keys introduced before entry 1") {
+	if out, err := run("partial.tar.gz", 1); err != nil || !strings.Contains(out, "1 receipts are signed with keys this export does not introduce (it starts at entry 1)") {
 		t.Fatalf("an export after the key's entry: %q, %v", out, err)
 	}
 
@@ -241,6 +241,11 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 	}
 	if out, err := run("mislogged.tar.gz", 4); err == nil || !strings.Contains(err.Error(), "entry 5: record: receipt does not verify under the key the log introduced as "+unlogged.KID()) {
 		t.Fatalf("a receipt whose kid the log introduced with another key: %q, %v", out, err)
+	}
+	// Its receipt of entry 2 came before any entry introduced its key:
+	// an export starting after entry 0 that holds both says so.
+	if out, err := run("late.tar.gz", 1); err == nil || !strings.Contains(err.Error(), "entry 3: record: receipt key "+unlogged.KID()+" is introduced after the receipt of entry 2 it signed") {
+		t.Fatalf("a key introduced after a receipt it signed: %q, %v", out, err)
 	}
 }
 

@@ -7,3 +7,6 @@ func (s *Service) OpenWaits(orgID, agentID string) int {
 	defer s.waitMu.Unlock()
 	return s.waits[waitKey(orgID, agentID)]
 }
+
+// SetBeforeChange runs fn between Rotate's read of the keys and its batch.
+func (r *ReceiptKeys) SetBeforeChange(fn func()) { r.beforeChange = fn }

@@ -36,6 +36,9 @@ type ReceiptKeys struct {
 	tenants store.TenantStore
 	ledger  *ledger.Ledger
 	keys    *signing.Keyring
+	// beforeChange, when set, runs between Rotate's read of the keys and
+	// its batch (tests).
+	beforeChange func()
 }
 
 // NewReceiptKeys returns the receipt key changes of tenants'
@@ -84,6 +87,9 @@ func (r *ReceiptKeys) Rotate(ctx context.Context, org Organization) (kid string,
 	}
 	if retired == nil {
 		retired = []string{}
+	}
+	if r.beforeChange != nil {
+		r.beforeChange()
 	}
 	kid, err = r.change(ctx, org, retired)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/agentsigna/agentsigna/internal/decision"
@@ -153,32 +154,52 @@ func TestReceiptKeysAreLogged(t *testing.T) {
 }
 
 // A rotation that meets a change of the keys since it read them (another
-// rotation, here a key installed behind its back) is refused and logs
-// nothing; so is one under a master key that does not open the
-// organization's keys.
+// rotation, through the ledger, between its read and its batch) is
+// refused and logs nothing; so is one under a master key that does not
+// open the organization's keys, and an install over keys other than the
+// ones it names.
 func TestReceiptKeyRotationRefusals(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
 			e, agent, payee := payingEnv(t, kind)
 			ctx := context.Background()
 			e.decide(t, agent.ID, payment("100.00", payee.ID), "")
-			size := e.ledgerSize(t)
-
-			// Keys read as [first]; one more rotation lands before ours
-			// installs (InstallReceiptKey with the stale list).
 			kr := mustKeyring(t, e)
-			stale, err := kr.NewReceiptKey(e.org.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
 			rk, err := decision.NewReceiptKeys(e.backend, e.ledger, kr)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := rk.Rotate(ctx, e.org); err != nil {
+			other, err := decision.NewReceiptKeys(e.backend, e.newLedger(t), mustKeyring(t, e)) // another process
+			if err != nil {
 				t.Fatal(err)
 			}
-			size++
+			var won string
+			rk.SetBeforeChange(func() {
+				if won, _, err = other.Rotate(ctx, e.org); err != nil {
+					t.Error(err)
+				}
+			})
+			size := e.ledgerSize(t)
+			if _, _, err := rk.Rotate(ctx, e.org); !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "run it again") {
+				t.Fatalf("a rotation overtaken by another: %v, want ErrConflict", err)
+			}
+			rk.SetBeforeChange(nil)
+			if got := e.ledgerSize(t); got != size+1 {
+				t.Fatalf("the log grew by %d, want the winning rotation's entry only", got-size)
+			}
+			logged := e.receiptKeyEntries(t)
+			if len(logged) != 2 || logged[1].KID != won {
+				t.Fatalf("receipt key entries %+v, want the first and %s's", logged, won)
+			}
+			if keys := e.jwksKeys(t); len(keys) != 2 {
+				t.Fatalf("the refused rotation left %d keys published, want 2", len(keys))
+			}
+
+			// Installed directly over a list of keys that is not the active one.
+			stale, err := kr.NewReceiptKey(e.org.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
 			err = e.backend.InTenantTx(ctx, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
 				return kr.InstallReceiptKey(ctx, tx.Keys(), stale, nil)
 			})
@@ -186,22 +207,62 @@ func TestReceiptKeyRotationRefusals(t *testing.T) {
 				t.Fatalf("installing over keys that changed: %v, want ErrConflict", err)
 			}
 
-			other, err := signing.NewKeyring(mustOtherMaster(t))
+			wrongKR, err := signing.NewKeyring(mustOtherMaster(t))
 			if err != nil {
 				t.Fatal(err)
 			}
-			wrong, err := decision.NewReceiptKeys(e.backend, e.ledger, other)
+			wrong, err := decision.NewReceiptKeys(e.backend, e.ledger, wrongKR)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, _, err := wrong.Rotate(ctx, e.org); !errors.Is(err, signing.ErrWrongMasterKey) {
 				t.Fatalf("rotation under another master key: %v, want ErrWrongMasterKey", err)
 			}
-			if got := e.ledgerSize(t); got != size {
-				t.Fatalf("refused rotations grew the log by %d", got-size)
+			if got := e.ledgerSize(t); got != size+1 {
+				t.Fatalf("refused changes grew the log by %d", got-size-1)
 			}
-			if got := e.receiptKeyEntries(t); len(got) != 2 {
-				t.Fatalf("receipt key entries %+v, want the first and one rotation", got)
+			if keys := e.jwksKeys(t); len(keys) != 2 {
+				t.Fatalf("refused changes left %d keys published, want 2", len(keys))
+			}
+		})
+	}
+}
+
+// An organization's first decisions, racing in two processes (each its own
+// ledger writer and key ring over one store), give it one receipt key,
+// logged once, and every receipt is signed with it: the requests that lost
+// the race take the winner's key.
+func TestFirstReceiptKeyRace(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e, agent, payee := payingEnv(t, kind)
+			_, _, second := e.newService(t, e.newLedger(t), decision.Config{})
+			services := []*decision.Service{e.service, second}
+			const n = 8
+			kids := make([]string, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					resp, err := services[i%2].Decide(context.Background(), e.org, agent.ID, payment("10.00", payee.ID), "")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					kids[i] = receiptKID(t, resp.Receipt)
+				})
+			}
+			wg.Wait()
+			logged := e.receiptKeyEntries(t)
+			if len(logged) != 1 {
+				t.Fatalf("%d receipt key entries, want 1: %+v", len(logged), logged)
+			}
+			for i, kid := range kids {
+				if kid != logged[0].KID {
+					t.Errorf("receipt %d signed with %q, want the logged key %s", i, kid, logged[0].KID)
+				}
+			}
+			if keys := e.jwksKeys(t); len(keys) != 1 {
+				t.Fatalf("%d receipt keys stored, want 1", len(keys))
 			}
 		})
 	}

@@ -269,13 +269,6 @@ func (v *ReceiptVerifier) verify(compact string, hdr jose.Header, now time.Time)
 	return &c, nil
 }
 
-// checkReceiptHeader reads a receipt's protected header (RFC 7515 §7.1)
-// without trusting it, and checks alg, typ and kid before any key is
-// touched: alg first is what defeats "none" and HMAC-with-the-public-key
-// confusion. Each part must be spelled canonically (jose.SplitCompact):
-// jwx decodes leniently, and would verify a padded, standard-alphabet or
-// trailing-bit variant of a receipt as the same receipt under another
-// SHA-256, the digest its ledger entry names.
 // ReceiptKID returns the kid a receipt names, once its protected header
 // passes the checks VerifyReceipt makes of it (alg, typ, a kid). It does
 // not verify the signature.
@@ -284,6 +277,13 @@ func ReceiptKID(compact string) (string, error) {
 	return hdr.Kid, err
 }
 
+// checkReceiptHeader reads a receipt's protected header (RFC 7515 §7.1)
+// without trusting it, and checks alg, typ and kid before any key is
+// touched: alg first is what defeats "none" and HMAC-with-the-public-key
+// confusion. Each part must be spelled canonically (jose.SplitCompact):
+// jwx decodes leniently, and would verify a padded, standard-alphabet or
+// trailing-bit variant of a receipt as the same receipt under another
+// SHA-256, the digest its ledger entry names.
 func checkReceiptHeader(compact string) (jose.Header, error) {
 	if len(compact) > maxReceiptSize {
 		return jose.Header{}, fmt.Errorf("%w: larger than %d bytes", ErrReceiptMalformed, maxReceiptSize)

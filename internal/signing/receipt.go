@@ -472,7 +472,7 @@ func (k *Keyring) InstallReceiptKey(ctx context.Context, keys store.KeyTx, key *
 		}
 	}
 	if !sameKIDs(active, retiring) {
-		return fmt.Errorf("%w: the organization's receipt keys changed meanwhile", store.ErrConflict)
+		return fmt.Errorf("%w: the organization's receipt keys changed meanwhile; run it again", store.ErrConflict)
 	}
 	// Retired first: the store keeps one active key a purpose.
 	now := time.Now()
