@@ -21,6 +21,22 @@ type Report struct {
 	Checkpoints int
 	// Problem is the first mismatch, nil when the log is intact.
 	Problem *Problem
+	// KeysProblem is what CheckOptions.Keys found, "" when nothing (or
+	// when it did not run: it runs only on an intact log).
+	KeysProblem string
+}
+
+// CheckOptions adds checks of what a log's entries record to Check.
+type CheckOptions struct {
+	// Record sees each entry, with its record, once the entry's bytes,
+	// leaf hash, chain link and record digest check out; a non-empty
+	// answer is that entry's problem.
+	Record func(e verify.Entry, record []byte) string
+	// Keys runs in the same read transaction once every entry and
+	// checkpoint checked out, with the log's store's keys: e.g. that
+	// every receipt key stored was introduced by an entry. A non-empty
+	// answer is Report.KeysProblem.
+	Keys func(ctx context.Context, keys store.KeyTx) (string, error)
 }
 
 // Problem names the first entry that does not match.
@@ -42,6 +58,11 @@ const checkChunk = 4096
 // empty trusts the key stored with the log (an operator's self-check, not
 // an audit).
 func (l *Ledger) Check(ctx context.Context, lg Log, verifierKey string) (Report, error) {
+	return l.CheckWith(ctx, lg, verifierKey, CheckOptions{})
+}
+
+// CheckWith is Check with the checks of opts.
+func (l *Ledger) CheckWith(ctx context.Context, lg Log, verifierKey string, opts CheckOptions) (Report, error) {
 	var rep Report
 	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
 		if verifierKey == "" {
@@ -69,13 +90,17 @@ func (l *Ledger) Check(ctx context.Context, lg Log, verifierKey string) (Report,
 		}
 		origin, _, _ := bytes.Cut(newest.Note, []byte("\n"))
 		rep.Origin = string(origin)
-		rep.Problem, err = l.checkEntries(ctx, lt, verifierKey, sizes, &rep)
+		rep.Problem, err = l.checkEntries(ctx, lt, verifierKey, sizes, &rep, opts.Record)
+		if err != nil || rep.Problem != nil || opts.Keys == nil {
+			return err
+		}
+		rep.KeysProblem, err = opts.Keys(ctx, kt)
 		return err
 	})
 	return rep, err
 }
 
-func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, sizes []uint64, rep *Report) (*Problem, error) {
+func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, sizes []uint64, rep *Report, record func(verify.Entry, []byte) string) (*Problem, error) {
 	rng := rangeFactory.NewEmptyRange(0)
 	computed := map[compact.NodeID][]byte{}
 	visit := func(id compact.NodeID, hash []byte) {
@@ -117,6 +142,11 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 			}
 			if d := sha256.Sum256(e.Record); !bytes.Equal(d[:], parsed.Digest) {
 				return &Problem{i, "stored record does not match the entry's digest"}, nil
+			}
+			if record != nil {
+				if reason := record(parsed, e.Record); reason != "" {
+					return &Problem{i, reason}, nil
+				}
 			}
 			// A batch gives all its entries one time and stores one
 			// checkpoint, at its end: where the time changes, a batch

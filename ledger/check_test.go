@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
@@ -182,6 +183,63 @@ func TestCheckFindsForgedEntry(t *testing.T) {
 			// problem is reported at the batch that holds the forgery.
 			if rep.Problem == nil || rep.Problem.Index != 5 {
 				t.Fatalf("forgery not caught at entry 5: %v", rep.Problem)
+			}
+		})
+	}
+}
+
+// CheckWith shows each checked entry to opts.Record in order, whose
+// answer is that entry's problem, and runs opts.Keys in the same read, on
+// an intact log only, with the store's keys.
+func TestCheckWithOptions(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			ctx := context.Background()
+			for i := range 4 {
+				if _, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "test", Subject: fmt.Sprint(i), Record: []byte(fmt.Sprintf(`{"i":%d}`, i))}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var seen []string
+			keysRan := 0
+			opts := ledger.CheckOptions{
+				Record: func(v verify.Entry, record []byte) string {
+					seen = append(seen, fmt.Sprintf("%d:%s:%s", v.Index, v.Subject, record))
+					if v.Subject == "2" {
+						return "entry 2 refused by the caller"
+					}
+					return ""
+				},
+				Keys: func(ctx context.Context, keys store.KeyTx) (string, error) {
+					keysRan++
+					ks, err := keys.SigningKeys(ctx, store.PurposeLog)
+					if err != nil || len(ks) != 1 {
+						return "", fmt.Errorf("the log's own keys: %v, %v", ks, err)
+					}
+					return "the keys disagree", nil
+				},
+			}
+			rep, err := e.ledger.CheckWith(ctx, e.log, "", opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Problem == nil || rep.Problem.Index != 2 || rep.Problem.Reason != "entry 2 refused by the caller" || keysRan != 0 || rep.KeysProblem != "" {
+				t.Fatalf("a record the caller refuses: %+v, %q, Keys ran %d times", rep.Problem, rep.KeysProblem, keysRan)
+			}
+			if want := []string{`0:0:{"i":0}`, `1:1:{"i":1}`, `2:2:{"i":2}`}; fmt.Sprint(seen) != fmt.Sprint(want) {
+				t.Fatalf("Record saw %v, want %v", seen, want)
+			}
+			opts.Record = func(verify.Entry, []byte) string { return "" }
+			rep, err = e.ledger.CheckWith(ctx, e.log, "", opts)
+			if err != nil || rep.Problem != nil || rep.KeysProblem != "the keys disagree" || keysRan != 1 || rep.Size != 4 {
+				t.Fatalf("an intact log: %+v, %v, Keys ran %d times", rep, err, keysRan)
+			}
+			// A tampered log: Keys does not run.
+			e.tamper(t, `DELETE FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 1`)
+			rep, err = e.ledger.CheckWith(ctx, e.log, "", opts)
+			if err != nil || rep.Problem == nil || rep.Problem.Index != 1 || keysRan != 1 {
+				t.Fatalf("a tampered log: %+v, %v, Keys ran %d times", rep, err, keysRan)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
@@ -142,8 +143,9 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	defer l.Close()
 
 	type target struct {
-		name string
-		log  ledger.Log
+		name   string
+		log    ledger.Log
+		tenant bool
 	}
 	var targets []target
 	if !*platform {
@@ -158,7 +160,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 		for _, t := range tenants {
 			if *tenant == "" || t.Slug == *tenant {
-				targets = append(targets, target{t.Slug, l.TenantLog(t.ID, t.Slug)})
+				targets = append(targets, target{t.Slug, l.TenantLog(t.ID, t.Slug), true})
 			}
 		}
 		if *tenant != "" && len(targets) == 0 {
@@ -166,11 +168,19 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 	}
 	if *tenant == "" {
-		targets = append(targets, target{"platform", l.PlatformLog()})
+		targets = append(targets, target{"platform", l.PlatformLog(), false})
 	}
 	failed := 0
 	for _, tg := range targets {
-		rep, err := l.Check(ctx, tg.log, pinned)
+		var opts ledger.CheckOptions
+		if tg.tenant {
+			// Every receipt key the organization holds came with its
+			// entry (decision.ReceiptKeys).
+			keys := decision.NewReceiptKeyLog()
+			opts.Record = func(e verify.Entry, record []byte) string { return keys.Entry(e.Kind, e.Subject, record) }
+			opts.Keys = keys.Keys
+		}
+		rep, err := l.CheckWith(ctx, tg.log, pinned, opts)
 		if err == nil && rep.Problem == nil && kept != nil {
 			rep.Problem, err = extendsKept(ctx, l, tg.log, pinned, kept, rep.Size)
 		}
@@ -187,6 +197,9 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		case rep.Problem != nil:
 			failed++
 			fmt.Fprintf(stdout, "%s: FAILED at entry %d: %s\n", tg.name, rep.Problem.Index, rep.Problem.Reason)
+		case rep.KeysProblem != "":
+			failed++
+			fmt.Fprintf(stdout, "%s: FAILED: %s\n", tg.name, rep.KeysProblem)
 		default:
 			fmt.Fprintf(stdout, "%s: OK: %d entries, %d signed checkpoints, origin %s\n", tg.name, rep.Size, rep.Checkpoints, rep.Origin)
 		}

@@ -15,7 +15,9 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/secrets"
+	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
@@ -186,4 +188,87 @@ func openServeLedger(t *testing.T, ctx context.Context, dir string) (store.Backe
 		t.Fatal(err)
 	}
 	return backend, l
+}
+
+// ledger verify holds an organization's receipt keys to its log: each key
+// stored, active or retired, was introduced by an entry with that public
+// key, and each key an entry introduced is still stored. A key put in the
+// store behind the service's back, one whose public half was changed, or
+// one deleted, fails the log.
+func TestLedgerVerifyReceiptKeys(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme := storetest.CreateTenant(t, s, "acme")
+	tenantFile := s.TenantFile(acme.ID)
+	s.Close()
+	master, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyLog := func() (string, error) {
+		var out, errOut bytes.Buffer
+		err := runLedger(ctx, []string{"verify", "--data-dir", dir, "--tenant", "acme"}, &out, &errOut, envOf(nil))
+		return out.String(), err
+	}
+	var first, unlogged string
+	func() {
+		backend, l := openServeLedger(t, ctx, dir)
+		defer backend.Close()
+		defer l.Close()
+		kr, err := signing.NewKeyring(master)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rk, err := decision.NewReceiptKeys(backend, l, kr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		org := decision.Organization{ID: acme.ID, Slug: "acme"}
+		rs, err := rk.Signer(ctx, org)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first = rs.KID()
+		if _, _, err := rk.Rotate(ctx, org); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 2 entries") {
+			t.Fatalf("a log with its receipt keys' entries: %q, %v", out, err)
+		}
+		// Installed directly, without its entry, in place of the active key.
+		err = backend.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+			ks, err := tx.Keys().SigningKeys(ctx, store.PurposeReceipt)
+			if err != nil {
+				return err
+			}
+			nk, err := kr.NewReceiptKey(acme.ID)
+			if err != nil {
+				return err
+			}
+			unlogged = nk.KID()
+			return kr.InstallReceiptKey(ctx, tx.Keys(), nk, []string{ks[len(ks)-1].KID})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+unlogged+" is stored, but no entry of the log introduced it") {
+		t.Fatalf("a receipt key no entry introduced: %q, %v", out, err)
+	}
+	sqlitetest.Tamper(t, tenantFile, fmt.Sprintf(`DELETE FROM signing_keys WHERE kid = '%s'`, unlogged))
+	if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK") {
+		t.Fatalf("the unlogged key removed: %q, %v", out, err)
+	}
+	sqlitetest.Tamper(t, tenantFile, fmt.Sprintf(`UPDATE signing_keys SET public_key = zeroblob(32) WHERE kid = '%s'`, first))
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+first+" is stored with another public key than its entry logged") {
+		t.Fatalf("a logged key whose public half changed: %q, %v", out, err)
+	}
+	sqlitetest.Tamper(t, tenantFile, fmt.Sprintf(`DELETE FROM signing_keys WHERE kid = '%s'`, first))
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+first+" was introduced by an entry, but the store no longer holds it") {
+		t.Fatalf("a logged key deleted: %q, %v", out, err)
+	}
 }

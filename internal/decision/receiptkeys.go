@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -133,4 +134,71 @@ func (r *ReceiptKeys) open(ctx context.Context, org Organization) (*signing.Rece
 		return err
 	})
 	return s, err
+}
+
+// ReceiptKeyLog checks a log's receipt key entries against the keys its
+// store holds (agentsigna ledger verify): each entry names its key (the
+// entry's subject is the kid its public JWK carries) and introduces it
+// once, and every receipt key stored — active or retired — is one an
+// entry introduced, with the public key the entry logged. A key in the
+// store that no entry introduced was put there behind the service's back.
+// Feed it every entry in order (Entry), then the store's keys (Keys).
+type ReceiptKeyLog struct {
+	logged map[string]string // kid → base64url public key, as logged
+}
+
+// NewReceiptKeyLog returns an empty ReceiptKeyLog.
+func NewReceiptKeyLog() *ReceiptKeyLog {
+	return &ReceiptKeyLog{logged: map[string]string{}}
+}
+
+// Entry reads one entry; a non-empty answer is what is wrong with it.
+func (a *ReceiptKeyLog) Entry(kind, subject string, record []byte) string {
+	if kind != KindReceiptKeyCreated && kind != KindReceiptKeyRotated {
+		return ""
+	}
+	var rec struct {
+		KID       string `json:"kid"`
+		PublicJWK struct {
+			Kty string `json:"kty"`
+			Crv string `json:"crv"`
+			X   string `json:"x"`
+			Kid string `json:"kid"`
+		} `json:"public_jwk"`
+	}
+	if err := json.Unmarshal(record, &rec); err != nil || rec.KID == "" || rec.KID != subject ||
+		rec.PublicJWK.Kid != rec.KID || rec.PublicJWK.Kty != "OKP" || rec.PublicJWK.Crv != "Ed25519" || rec.PublicJWK.X == "" {
+		return "a receipt key entry that does not name its Ed25519 key"
+	}
+	if _, dup := a.logged[rec.KID]; dup {
+		return fmt.Sprintf("receipt key %s introduced twice", rec.KID)
+	}
+	a.logged[rec.KID] = rec.PublicJWK.X
+	return ""
+}
+
+// Keys checks the store's receipt keys against the entries read: a
+// non-empty answer is what does not match.
+func (a *ReceiptKeyLog) Keys(ctx context.Context, keys store.KeyTx) (string, error) {
+	ks, err := keys.SigningKeys(ctx, store.PurposeReceipt)
+	if err != nil {
+		return "", err
+	}
+	stored := map[string]bool{}
+	for _, k := range ks {
+		stored[k.KID] = true
+		x, ok := a.logged[k.KID]
+		switch {
+		case !ok:
+			return fmt.Sprintf("receipt key %s is stored, but no entry of the log introduced it", k.KID), nil
+		case x != base64.RawURLEncoding.EncodeToString(k.PublicKey):
+			return fmt.Sprintf("receipt key %s is stored with another public key than its entry logged", k.KID), nil
+		}
+	}
+	for kid := range a.logged {
+		if !stored[kid] {
+			return fmt.Sprintf("receipt key %s was introduced by an entry, but the store no longer holds it", kid), nil
+		}
+	}
+	return "", nil
 }
