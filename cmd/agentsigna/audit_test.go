@@ -23,26 +23,9 @@ import (
 // whose key is not in the export's JWKS fails it.
 func TestAuditVerifyExport(t *testing.T) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	acme := storetest.CreateTenant(t, s, "acme")
-	master, _ := secrets.GenerateMasterKey()
-	kr, _ := signing.NewKeyring(master)
-	l, err := ledger.New(ledger.Config{Tenants: s, Platform: s, Keys: kr, Origin: "agentsigna.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	lg := l.TenantLog(acme.ID, "acme")
-
 	// Keys as the service makes them: each in its organization's log.
-	rk, err := decision.NewReceiptKeys(s, l, kr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, acme, kr, l, rk := acmeLedger(t)
+	lg := l.TenantLog(acme.ID, "acme")
 	signWith := func(rs *signing.ReceiptSigner, tenant string) string {
 		jws, err := rs.Sign(signing.ReceiptClaims{
 			Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_1", Tenant: tenant, DecisionID: "dec_1",
@@ -137,24 +120,8 @@ func TestAuditVerifyExport(t *testing.T) {
 // the same. An export starting after a key's entry says so instead.
 func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	acme := storetest.CreateTenant(t, s, "acme")
-	master, _ := secrets.GenerateMasterKey()
-	kr, _ := signing.NewKeyring(master)
-	l, err := ledger.New(ledger.Config{Tenants: s, Platform: s, Keys: kr, Origin: "agentsigna.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	s, acme, kr, l, rk := acmeLedger(t)
 	lg := l.TenantLog(acme.ID, "acme")
-	rk, err := decision.NewReceiptKeys(s, l, kr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	org := decision.Organization{ID: acme.ID, Slug: "acme"}
 	receipt := func(rs *signing.ReceiptSigner, id string) ledger.Entry {
 		jws, err := rs.Sign(signing.ReceiptClaims{
@@ -273,4 +240,42 @@ func publicJWKOf(t *testing.T, s *sqlite.Store, kr *signing.Keyring, tenantID, k
 	}
 	t.Fatalf("no key %s in %s", kid, jwks)
 	return nil
+}
+
+// acmeStore is an embedded store in a new directory holding organization
+// acme, closed when the test ends.
+func acmeStore(t *testing.T) (*sqlite.Store, store.Tenant) {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), sqlite.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, storetest.CreateTenant(t, s, "acme")
+}
+
+// acmeLedger is acmeStore with a key ring under a new master key, a
+// ledger over both (closed when the test ends), and the receipt keys the
+// service makes through them.
+func acmeLedger(t *testing.T) (*sqlite.Store, store.Tenant, *signing.Keyring, *ledger.Ledger, *decision.ReceiptKeys) {
+	t.Helper()
+	s, acme := acmeStore(t)
+	master, err := secrets.GenerateMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := signing.NewKeyring(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.New(ledger.Config{Tenants: s, Platform: s, Keys: kr, Origin: "agentsigna.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	rk, err := decision.NewReceiptKeys(s, l, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, acme, kr, l, rk
 }

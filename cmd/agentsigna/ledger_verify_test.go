@@ -30,18 +30,7 @@ import (
 // log that then grew again otherwise (a fork).
 func TestLedgerVerifyKeptCheckpoint(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acme := storetest.CreateTenant(t, s, "acme")
-	tenantFile := s.TenantFile(acme.ID)
-	s.Close()
-	// The key serve or org create made with the organization.
-	if _, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: dir}); err != nil {
-		t.Fatal(err)
-	}
+	dir, acme, tenantFile, _ := acmeDataDir(t)
 
 	// appendBatches appends each batch of records in one transaction and
 	// returns the newest checkpoint, through the ledger `ledger verify`
@@ -197,18 +186,7 @@ func openServeLedger(t *testing.T, ctx context.Context, dir string) (store.Backe
 // one deleted, fails the log.
 func TestLedgerVerifyReceiptKeys(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acme := storetest.CreateTenant(t, s, "acme")
-	tenantFile := s.TenantFile(acme.ID)
-	s.Close()
-	master, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, acme, tenantFile, master := acmeDataDir(t)
 	verifyLog := func() (string, error) {
 		var out, errOut bytes.Buffer
 		err := runLedger(ctx, []string{"verify", "--data-dir", dir, "--tenant", "acme"}, &out, &errOut, envOf(nil))
@@ -271,4 +249,23 @@ func TestLedgerVerifyReceiptKeys(t *testing.T) {
 	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+first+" was introduced by an entry, but the store no longer holds it") {
 		t.Fatalf("a logged key deleted: %q, %v", out, err)
 	}
+}
+
+// acmeDataDir is a data directory holding organization acme (whose
+// store file is tenantFile) and the master key serve or org create makes
+// with it; nothing is left open.
+func acmeDataDir(t *testing.T) (dir string, acme store.Tenant, tenantFile string, master *secrets.MasterKey) {
+	t.Helper()
+	dir = t.TempDir()
+	s, err := sqlite.Open(context.Background(), sqlite.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme = storetest.CreateTenant(t, s, "acme")
+	tenantFile = s.TenantFile(acme.ID)
+	s.Close()
+	if master, _, err = secrets.LoadMasterKey(secrets.LoadOptions{DataDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	return dir, acme, tenantFile, master
 }

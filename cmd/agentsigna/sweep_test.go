@@ -9,24 +9,17 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/store"
-	"github.com/agentsigna/agentsigna/internal/store/sqlite"
-	"github.com/agentsigna/agentsigna/internal/store/storetest"
 )
 
 func TestPruneJTIs(t *testing.T) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	acme := storetest.CreateTenant(t, s, "acme")
+	s, acme := acmeStore(t)
 	now := time.Now()
 	old, live := sha256.Sum256([]byte("old")), sha256.Sum256([]byte("live"))
 	// Expired, but by less than the clock skew replicas may have between
 	// them: one behind this one may still take its assertion.
 	lately := sha256.Sum256([]byte("lately"))
-	err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		ag, err := tx.Agents().Create(ctx, store.Agent{Name: "a", Sponsor: "s", RiskTier: store.RiskLow})
 		if err != nil {
 			return err
