@@ -30,12 +30,13 @@ type Report struct {
 type CheckOptions struct {
 	// Record sees each entry, with its record, once the entry's bytes,
 	// leaf hash, chain link and record digest check out; a non-empty
-	// answer is that entry's problem.
+	// answer is that entry's problem, reported once the checkpoint of its
+	// batch checks out (a problem before it, or with it, comes first).
 	Record func(e verify.Entry, record []byte) string
 	// Keys runs in the same read transaction once every entry and
-	// checkpoint checked out, with the log's store's keys: e.g. that
-	// every receipt key stored was introduced by an entry. A non-empty
-	// answer is Report.KeysProblem.
+	// checkpoint checked out (or on a log without entries), with the
+	// log's store's keys: e.g. that every receipt key stored was
+	// introduced by an entry. A non-empty answer is Report.KeysProblem.
 	Keys func(ctx context.Context, keys store.KeyTx) (string, error)
 }
 
@@ -65,12 +66,6 @@ func (l *Ledger) Check(ctx context.Context, lg Log, verifierKey string) (Report,
 func (l *Ledger) CheckWith(ctx context.Context, lg Log, verifierKey string, opts CheckOptions) (Report, error) {
 	var rep Report
 	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
-		if verifierKey == "" {
-			var err error
-			if verifierKey, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope); err != nil {
-				return err
-			}
-		}
 		sizes, err := lt.CheckpointSizes(ctx)
 		if err != nil {
 			return err
@@ -78,10 +73,28 @@ func (l *Ledger) CheckWith(ctx context.Context, lg Log, verifierKey string, opts
 		rep.Checkpoints = len(sizes)
 		if len(sizes) == 0 {
 			es, err := lt.Entries(ctx, 0, 1)
-			if err == nil && len(es) > 0 {
-				rep.Problem = &Problem{0, "entries exist but no checkpoint signs them"}
+			if err != nil {
+				return err
 			}
-			return err
+			if len(es) > 0 {
+				rep.Problem = &Problem{0, "entries exist but no checkpoint signs them"}
+				return nil
+			}
+			// An empty log still answers for the store's keys: what it
+			// should hold for a log without entries (e.g. none).
+			if opts.Keys != nil {
+				if rep.KeysProblem, err = opts.Keys(ctx, kt); err != nil || rep.KeysProblem != "" {
+					return err
+				}
+			}
+		}
+		if verifierKey == "" {
+			if verifierKey, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope); err != nil {
+				return err
+			}
+		}
+		if len(sizes) == 0 {
+			return nil
 		}
 		rep.Size = sizes[len(sizes)-1]
 		newest, err := lt.Checkpoint(ctx, rep.Size)
@@ -110,6 +123,10 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 	}
 	prev := make([]byte, 32)
 	var prevTime time.Time
+	// recordProblem is record's first answer, held until the checkpoint of
+	// its batch checks out: a forged entry is reported as such, not as
+	// what its forged record says.
+	var recordProblem *Problem
 	next := 0 // index into sizes of the next checkpoint to meet
 	batchStart := uint64(0)
 	for from, to := uint64(0), uint64(0); from < rep.Size; from = to {
@@ -143,9 +160,9 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 			if d := sha256.Sum256(e.Record); !bytes.Equal(d[:], parsed.Digest) {
 				return &Problem{i, "stored record does not match the entry's digest"}, nil
 			}
-			if record != nil {
+			if record != nil && recordProblem == nil {
 				if reason := record(parsed, e.Record); reason != "" {
-					return &Problem{i, reason}, nil
+					recordProblem = &Problem{i, reason}
 				}
 			}
 			// A batch gives all its entries one time and stores one
@@ -163,6 +180,9 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 			if size := i + 1; next < len(sizes) && sizes[next] == size {
 				if p, err := checkCheckpoint(ctx, lt, vkey, rng, size, batchStart, prev); p != nil || err != nil {
 					return p, err
+				}
+				if recordProblem != nil {
+					return recordProblem, nil
 				}
 				next++
 				batchStart = size

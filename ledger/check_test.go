@@ -235,6 +235,19 @@ func TestCheckWithOptions(t *testing.T) {
 			if err != nil || rep.Problem != nil || rep.KeysProblem != "the keys disagree" || keysRan != 1 || rep.Size != 4 {
 				t.Fatalf("an intact log: %+v, %v, Keys ran %d times", rep, err, keysRan)
 			}
+			// A record the caller refuses in a batch whose checkpoint is
+			// forged: the forgery is what is reported.
+			opts.Record = func(v verify.Entry, _ []byte) string {
+				if v.Index == 2 {
+					return "entry 2 refused by the caller"
+				}
+				return ""
+			}
+			e.tamper(t, `UPDATE ledger_checkpoints SET root = (SELECT leaf_hash FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0) WHERE tenant_id = '%[1]s' AND size = 3`)
+			rep, err = e.ledger.CheckWith(ctx, e.log, "", opts)
+			if err != nil || rep.Problem == nil || rep.Problem.Index != 2 || !strings.Contains(rep.Problem.Reason, "disagrees with its signed note") {
+				t.Fatalf("a refused record under a forged checkpoint: %+v, %v", rep.Problem, err)
+			}
 			// A tampered log: Keys does not run.
 			e.tamper(t, `DELETE FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 1`)
 			rep, err = e.ledger.CheckWith(ctx, e.log, "", opts)

@@ -214,6 +214,22 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 	if out, err := run("late.tar.gz", 1); err == nil || !strings.Contains(err.Error(), "entry 3: record: receipt key "+unlogged.KID()+" is introduced after the receipt of entry 2 it signed") {
 		t.Fatalf("a key introduced after a receipt it signed: %q, %v", out, err)
 	}
+	// A key introduced twice (entries 6 and 7), and an entry that names
+	// no key (8).
+	for range 2 {
+		if _, err := l.Append(ctx, lg, keyEntry(relabelled)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := run("twice.tar.gz", 6); err == nil || !strings.Contains(err.Error(), "entry 7: record: receipt key "+unlogged.KID()+" introduced twice") {
+		t.Fatalf("a key introduced twice: %q, %v", out, err)
+	}
+	if _, err := l.Append(ctx, lg, ledger.Entry{Kind: decision.KindReceiptKeyCreated, Subject: "k", Record: []byte(`{"kid":"other"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run("nameless.tar.gz", 8); err == nil || !strings.Contains(err.Error(), "entry 8: record: a receipt key entry that does not name its key") {
+		t.Fatalf("a key entry naming no key: %q, %v", out, err)
+	}
 }
 
 // publicJWKOf is the JWKS's entry for kid.

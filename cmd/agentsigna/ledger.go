@@ -177,7 +177,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			// Every receipt key the organization holds came with its
 			// entry (decision.ReceiptKeys).
 			keys := decision.NewReceiptKeyLog()
-			opts.Record = func(e verify.Entry, record []byte) string { return keys.Entry(e.Kind, e.Subject, record) }
+			opts.Record = func(e verify.Entry, record []byte) string { return keys.Entry(e.Index, e.Kind, e.Subject, record) }
 			opts.Keys = keys.Keys
 		}
 		rep, err := l.CheckWith(ctx, tg.log, pinned, opts)

@@ -181,9 +181,11 @@ func openServeLedger(t *testing.T, ctx context.Context, dir string) (store.Backe
 
 // ledger verify holds an organization's receipt keys to its log: each key
 // stored, active or retired, was introduced by an entry with that public
-// key, and each key an entry introduced is still stored. A key put in the
-// store behind the service's back, one whose public half was changed, or
-// one deleted, fails the log.
+// key, each key an entry introduced is still stored, and a key is retired
+// exactly when an entry retired it. A key put in the store behind the
+// service's back — even into an organization whose log is still empty —
+// one whose public half was changed, a retired key made active again, or
+// a key deleted, fails the log.
 func TestLedgerVerifyReceiptKeys(t *testing.T) {
 	ctx := context.Background()
 	dir, acme, tenantFile, master := acmeDataDir(t)
@@ -192,61 +194,96 @@ func TestLedgerVerifyReceiptKeys(t *testing.T) {
 		err := runLedger(ctx, []string{"verify", "--data-dir", dir, "--tenant", "acme"}, &out, &errOut, envOf(nil))
 		return out.String(), err
 	}
-	var first, unlogged string
-	func() {
-		backend, l := openServeLedger(t, ctx, dir)
-		defer backend.Close()
-		defer l.Close()
-		kr, err := signing.NewKeyring(master)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rk, err := decision.NewReceiptKeys(backend, l, kr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		org := decision.Organization{ID: acme.ID, Slug: "acme"}
-		rs, err := rk.Signer(ctx, org)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first = rs.KID()
-		if _, _, err := rk.Rotate(ctx, org); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 2 entries") {
-			t.Fatalf("a log with its receipt keys' entries: %q, %v", out, err)
-		}
-		// Installed directly, without its entry, in place of the active key.
-		err = backend.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+	kr, err := signing.NewKeyring(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// install puts a new key in place of the active ones without an entry,
+	// as someone holding the master key and the store could.
+	install := func(backend store.Backend) string {
+		var kid string
+		err := backend.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 			ks, err := tx.Keys().SigningKeys(ctx, store.PurposeReceipt)
 			if err != nil {
 				return err
+			}
+			var active []string
+			for _, k := range ks {
+				if k.Status == store.KeyActive {
+					active = append(active, k.KID)
+				}
 			}
 			nk, err := kr.NewReceiptKey(acme.ID)
 			if err != nil {
 				return err
 			}
-			unlogged = nk.KID()
-			return kr.InstallReceiptKey(ctx, tx.Keys(), nk, []string{ks[len(ks)-1].KID})
+			kid = nk.KID()
+			return kr.InstallReceiptKey(ctx, tx.Keys(), nk, active)
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
+		return kid
+	}
+	tamper := func(format string, args ...any) {
+		sqlitetest.Tamper(t, tenantFile, fmt.Sprintf(format, args...))
+	}
+
+	var first, second, unlogged string
+	func() {
+		backend, l := openServeLedger(t, ctx, dir)
+		defer backend.Close()
+		defer l.Close()
+		// Into an organization whose log has no entry yet.
+		planted := install(backend)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+planted+" is stored, but no entry of the log introduced it") {
+			t.Fatalf("a receipt key planted in an empty log's store: %q, %v", out, err)
+		}
+		tamper(`DELETE FROM signing_keys WHERE kid = '%s'`, planted)
+
+		rk, err := decision.NewReceiptKeys(backend, l, kr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		org := decision.Organization{ID: acme.ID, Slug: "acme"}
+		rs, err := rk.Signer(ctx, org) // entry 0
+		if err != nil {
+			t.Fatal(err)
+		}
+		first = rs.KID()
+		if second, _, err = rk.Rotate(ctx, org); err != nil { // entry 1, retiring first
+			t.Fatal(err)
+		}
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 2 entries") {
+			t.Fatalf("a log with its receipt keys' entries: %q, %v", out, err)
+		}
+		unlogged = install(backend)
 	}()
 	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+unlogged+" is stored, but no entry of the log introduced it") {
 		t.Fatalf("a receipt key no entry introduced: %q, %v", out, err)
 	}
-	sqlitetest.Tamper(t, tenantFile, fmt.Sprintf(`DELETE FROM signing_keys WHERE kid = '%s'`, unlogged))
-	if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK") {
-		t.Fatalf("the unlogged key removed: %q, %v", out, err)
+	tamper(`DELETE FROM signing_keys WHERE kid = '%s'`, unlogged)
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+second+" is retired, but no entry retired it") {
+		t.Fatalf("a key retired without an entry: %q, %v", out, err)
 	}
-	sqlitetest.Tamper(t, tenantFile, fmt.Sprintf(`UPDATE signing_keys SET public_key = zeroblob(32) WHERE kid = '%s'`, first))
-	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+first+" is stored with another public key than its entry logged") {
+	tamper(`UPDATE signing_keys SET status = 'active', retired_at = NULL WHERE kid = '%s'`, second)
+	if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 2 entries") {
+		t.Fatalf("the store as the log says again: %q, %v", out, err)
+	}
+	// The key the rotation retired (a leaked one, say) made active again.
+	tamper(`UPDATE signing_keys SET status = 'retired', retired_at = created_at WHERE kid = '%s'`, second)
+	tamper(`UPDATE signing_keys SET status = 'active', retired_at = NULL WHERE kid = '%s'`, first)
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+first+" is active, but entry 1 retired it") {
+		t.Fatalf("a retired key made active again: %q, %v", out, err)
+	}
+	tamper(`UPDATE signing_keys SET status = 'retired', retired_at = created_at WHERE kid = '%s'`, first)
+	tamper(`UPDATE signing_keys SET status = 'active', retired_at = NULL WHERE kid = '%s'`, second)
+	tamper(`UPDATE signing_keys SET public_key = zeroblob(32) WHERE kid = '%s'`, first)
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+first+" is stored with another public key than entry 0 logged") {
 		t.Fatalf("a logged key whose public half changed: %q, %v", out, err)
 	}
-	sqlitetest.Tamper(t, tenantFile, fmt.Sprintf(`DELETE FROM signing_keys WHERE kid = '%s'`, first))
-	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+first+" was introduced by an entry, but the store no longer holds it") {
+	tamper(`DELETE FROM signing_keys WHERE kid = '%s'`, first)
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+first+" was introduced by entry 0, but the store no longer holds it") {
 		t.Fatalf("a logged key deleted: %q, %v", out, err)
 	}
 }

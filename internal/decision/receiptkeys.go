@@ -139,21 +139,31 @@ func (r *ReceiptKeys) open(ctx context.Context, org Organization) (*signing.Rece
 // ReceiptKeyLog checks a log's receipt key entries against the keys its
 // store holds (agentsigna ledger verify): each entry names its key (the
 // entry's subject is the kid its public JWK carries) and introduces it
-// once, and every receipt key stored — active or retired — is one an
-// entry introduced, with the public key the entry logged. A key in the
-// store that no entry introduced was put there behind the service's back.
-// Feed it every entry in order (Entry), then the store's keys (Keys).
+// once; every receipt key stored was introduced by an entry, with the
+// public key the entry logged, and every key an entry introduced is
+// stored; the one active key is the newest introduced, and a key is
+// retired exactly when a rotation's entry retired it. A key in the store
+// that no entry introduced, or a retired key made active again, was put
+// there behind the service's back. Feed it every entry in order (Entry),
+// then the store's keys (Keys).
 type ReceiptKeyLog struct {
-	logged map[string]string // kid → base64url public key, as logged
+	kids    []string // in the order the log introduced them
+	logged  map[string]loggedReceiptKey
+	retired map[string]uint64 // kid → the entry of the rotation that retired it
+}
+
+type loggedReceiptKey struct {
+	index uint64
+	x     string // base64url public key, as logged
 }
 
 // NewReceiptKeyLog returns an empty ReceiptKeyLog.
 func NewReceiptKeyLog() *ReceiptKeyLog {
-	return &ReceiptKeyLog{logged: map[string]string{}}
+	return &ReceiptKeyLog{logged: map[string]loggedReceiptKey{}, retired: map[string]uint64{}}
 }
 
-// Entry reads one entry; a non-empty answer is what is wrong with it.
-func (a *ReceiptKeyLog) Entry(kind, subject string, record []byte) string {
+// Entry reads entry index; a non-empty answer is what is wrong with it.
+func (a *ReceiptKeyLog) Entry(index uint64, kind, subject string, record []byte) string {
 	if kind != KindReceiptKeyCreated && kind != KindReceiptKeyRotated {
 		return ""
 	}
@@ -165,39 +175,59 @@ func (a *ReceiptKeyLog) Entry(kind, subject string, record []byte) string {
 			X   string `json:"x"`
 			Kid string `json:"kid"`
 		} `json:"public_jwk"`
+		Retired []string `json:"retired_kids"`
 	}
 	if err := json.Unmarshal(record, &rec); err != nil || rec.KID == "" || rec.KID != subject ||
 		rec.PublicJWK.Kid != rec.KID || rec.PublicJWK.Kty != "OKP" || rec.PublicJWK.Crv != "Ed25519" || rec.PublicJWK.X == "" {
 		return "a receipt key entry that does not name its Ed25519 key"
 	}
-	if _, dup := a.logged[rec.KID]; dup {
-		return fmt.Sprintf("receipt key %s introduced twice", rec.KID)
+	if first, dup := a.logged[rec.KID]; dup {
+		return fmt.Sprintf("receipt key %s introduced again (first by entry %d)", rec.KID, first.index)
 	}
-	a.logged[rec.KID] = rec.PublicJWK.X
+	for _, kid := range rec.Retired {
+		if _, ok := a.logged[kid]; !ok {
+			return fmt.Sprintf("the entry retires receipt key %s, which no entry before it introduced", kid)
+		}
+		a.retired[kid] = index
+	}
+	a.kids = append(a.kids, rec.KID)
+	a.logged[rec.KID] = loggedReceiptKey{index: index, x: rec.PublicJWK.X}
 	return ""
 }
 
 // Keys checks the store's receipt keys against the entries read: a
-// non-empty answer is what does not match.
+// non-empty answer is the first thing that does not match.
 func (a *ReceiptKeyLog) Keys(ctx context.Context, keys store.KeyTx) (string, error) {
 	ks, err := keys.SigningKeys(ctx, store.PurposeReceipt)
 	if err != nil {
 		return "", err
 	}
+	// The worst first: a key no entry introduced, then one whose public
+	// half differs, then one whose status does.
 	stored := map[string]bool{}
 	for _, k := range ks {
 		stored[k.KID] = true
-		x, ok := a.logged[k.KID]
-		switch {
-		case !ok:
+		if _, ok := a.logged[k.KID]; !ok {
 			return fmt.Sprintf("receipt key %s is stored, but no entry of the log introduced it", k.KID), nil
-		case x != base64.RawURLEncoding.EncodeToString(k.PublicKey):
-			return fmt.Sprintf("receipt key %s is stored with another public key than its entry logged", k.KID), nil
 		}
 	}
-	for kid := range a.logged {
+	for _, k := range ks {
+		if l := a.logged[k.KID]; l.x != base64.RawURLEncoding.EncodeToString(k.PublicKey) {
+			return fmt.Sprintf("receipt key %s is stored with another public key than entry %d logged", k.KID, l.index), nil
+		}
+	}
+	for _, k := range ks {
+		at, retired := a.retired[k.KID]
+		switch {
+		case k.Status == store.KeyActive && retired:
+			return fmt.Sprintf("receipt key %s is active, but entry %d retired it", k.KID, at), nil
+		case k.Status != store.KeyActive && !retired:
+			return fmt.Sprintf("receipt key %s is retired, but no entry retired it", k.KID), nil
+		}
+	}
+	for _, kid := range a.kids {
 		if !stored[kid] {
-			return fmt.Sprintf("receipt key %s was introduced by an entry, but the store no longer holds it", kid), nil
+			return fmt.Sprintf("receipt key %s was introduced by entry %d, but the store no longer holds it", kid, a.logged[kid].index), nil
 		}
 	}
 	return "", nil

@@ -314,3 +314,44 @@ func mustOtherMaster(t *testing.T) *secrets.MasterKey {
 	}
 	return m
 }
+
+// ReceiptKeyLog refuses a receipt key entry that does not name its own
+// Ed25519 key, one that introduces a kid again, and one that retires a
+// key no entry before it introduced; it ignores other kinds.
+func TestReceiptKeyLogEntries(t *testing.T) {
+	jwk := func(kid, kty, crv, x string) string {
+		return `{"kty":"` + kty + `","crv":"` + crv + `","x":"` + x + `","kid":"` + kid + `","alg":"EdDSA","use":"sig"}`
+	}
+	rec := func(kid, key, retired string) []byte {
+		return []byte(`{"event":"receipt_key_rotated","kid":"` + kid + `","public_jwk":` + key + `,"retired_kids":[` + retired + `]}`)
+	}
+	const x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+	for _, tc := range []struct {
+		name, kind, subject string
+		record              []byte
+		want                string
+	}{
+		{"subject is not the kid", decision.KindReceiptKeyCreated, "k2", rec("k1", jwk("k1", "OKP", "Ed25519", x), ""), "does not name its Ed25519 key"},
+		{"the key's kid differs", decision.KindReceiptKeyCreated, "k1", rec("k1", jwk("k9", "OKP", "Ed25519", x), ""), "does not name its Ed25519 key"},
+		{"not an OKP key", decision.KindReceiptKeyCreated, "k1", rec("k1", jwk("k1", "EC", "Ed25519", x), ""), "does not name its Ed25519 key"},
+		{"not Ed25519", decision.KindReceiptKeyCreated, "k1", rec("k1", jwk("k1", "OKP", "X25519", x), ""), "does not name its Ed25519 key"},
+		{"no public key", decision.KindReceiptKeyRotated, "k1", rec("k1", jwk("k1", "OKP", "Ed25519", ""), ""), "does not name its Ed25519 key"},
+		{"not JSON", decision.KindReceiptKeyRotated, "k1", []byte(`{"kid":`), "does not name its Ed25519 key"},
+		{"retires an unknown key", decision.KindReceiptKeyRotated, "k1", rec("k1", jwk("k1", "OKP", "Ed25519", x), `"k0"`), "retires receipt key k0, which no entry before it introduced"},
+		{"another kind", "decision", "dec_1", []byte(`{"anything":1}`), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := decision.NewReceiptKeyLog().Entry(7, tc.kind, tc.subject, tc.record)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("Entry: %q, want %q", got, tc.want)
+			}
+		})
+	}
+	l := decision.NewReceiptKeyLog()
+	if got := l.Entry(3, decision.KindReceiptKeyCreated, "k1", rec("k1", jwk("k1", "OKP", "Ed25519", x), "")); got != "" {
+		t.Fatalf("a well-formed first key: %q", got)
+	}
+	if got := l.Entry(8, decision.KindReceiptKeyRotated, "k1", rec("k1", jwk("k1", "OKP", "Ed25519", x), `"k1"`)); got != "receipt key k1 introduced again (first by entry 3)" {
+		t.Fatalf("a kid introduced again: %q", got)
+	}
+}
