@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,24 +22,29 @@ type Report struct {
 	Checkpoints int
 	// Problem is the first mismatch, nil when the log is intact.
 	Problem *Problem
-	// KeysProblem is what CheckOptions.Keys found, "" when nothing (or
-	// when it did not run: it runs only on an intact log).
+	// KeysProblem is the mismatch CheckOptions.CheckKeys found, "" when
+	// none (or when it did not run: it runs only on an intact log).
 	KeysProblem string
 }
 
 // CheckOptions adds checks of what a log's entries record to Check.
 type CheckOptions struct {
-	// Record sees each entry, with its record, once the entry's bytes,
-	// leaf hash, chain link and record digest check out; a non-empty
-	// answer is that entry's problem, reported once the checkpoint of its
+	// CheckRecord, if set, sees each entry, with its record, once the
+	// entry's bytes, leaf hash, chain link and record digest check out; an
+	// error is that entry's problem, reported once the checkpoint of its
 	// batch checks out (a problem before it, or with it, comes first).
-	Record func(e verify.Entry, record []byte) string
-	// Keys runs in the same read transaction once every entry and
-	// checkpoint checked out (or on a log without entries), with the
-	// log's store's keys: e.g. that every receipt key stored was
-	// introduced by an entry. A non-empty answer is Report.KeysProblem.
-	Keys func(ctx context.Context, keys store.KeyTx) (string, error)
+	CheckRecord func(e verify.Entry, record []byte) error
+	// CheckKeys, if set, runs in the same read transaction once every
+	// entry and checkpoint checked out (or on a log without entries),
+	// with the log's store's keys: e.g. that every receipt key stored was
+	// introduced by an entry. An error wrapping ErrKeysMismatch is
+	// Report.KeysProblem; any other fails the check.
+	CheckKeys func(ctx context.Context, keys store.KeyTx) error
 }
+
+// ErrKeysMismatch: the store's keys are not what the log says of them
+// (CheckOptions.CheckKeys).
+var ErrKeysMismatch = errors.New("the store's keys do not match the log")
 
 // Problem names the first entry that does not match.
 type Problem struct {
@@ -82,10 +88,8 @@ func (l *Ledger) CheckWith(ctx context.Context, lg Log, verifierKey string, opts
 			}
 			// An empty log still answers for the store's keys: what it
 			// should hold for a log without entries (e.g. none).
-			if opts.Keys != nil {
-				if rep.KeysProblem, err = opts.Keys(ctx, kt); err != nil || rep.KeysProblem != "" {
-					return err
-				}
+			if done, err := checkKeys(ctx, opts, kt, &rep); done || err != nil {
+				return err
 			}
 		}
 		if verifierKey == "" {
@@ -103,17 +107,31 @@ func (l *Ledger) CheckWith(ctx context.Context, lg Log, verifierKey string, opts
 		}
 		origin, _, _ := bytes.Cut(newest.Note, []byte("\n"))
 		rep.Origin = string(origin)
-		rep.Problem, err = l.checkEntries(ctx, lt, verifierKey, sizes, &rep, opts.Record)
-		if err != nil || rep.Problem != nil || opts.Keys == nil {
+		rep.Problem, err = l.checkEntries(ctx, lt, verifierKey, sizes, &rep, opts.CheckRecord)
+		if err != nil || rep.Problem != nil {
 			return err
 		}
-		rep.KeysProblem, err = opts.Keys(ctx, kt)
+		_, err = checkKeys(ctx, opts, kt, &rep)
 		return err
 	})
 	return rep, err
 }
 
-func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, sizes []uint64, rep *Report, record func(verify.Entry, []byte) string) (*Problem, error) {
+// checkKeys runs opts.CheckKeys, if set: a mismatch is rep.KeysProblem
+// (found true), another error Check's.
+func checkKeys(ctx context.Context, opts CheckOptions, kt store.KeyTx, rep *Report) (found bool, err error) {
+	if opts.CheckKeys == nil {
+		return false, nil
+	}
+	err = opts.CheckKeys(ctx, kt)
+	if errors.Is(err, ErrKeysMismatch) {
+		rep.KeysProblem = err.Error()
+		return true, nil
+	}
+	return false, err
+}
+
+func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, sizes []uint64, rep *Report, checkRecord func(verify.Entry, []byte) error) (*Problem, error) {
 	rng := rangeFactory.NewEmptyRange(0)
 	computed := map[compact.NodeID][]byte{}
 	visit := func(id compact.NodeID, hash []byte) {
@@ -123,7 +141,7 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 	}
 	prev := make([]byte, 32)
 	var prevTime time.Time
-	// recordProblem is record's first answer, held until the checkpoint of
+	// recordProblem is checkRecord's first error, held until the checkpoint of
 	// its batch checks out: a forged entry is reported as such, not as
 	// what its forged record says.
 	var recordProblem *Problem
@@ -160,9 +178,9 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 			if d := sha256.Sum256(e.Record); !bytes.Equal(d[:], parsed.Digest) {
 				return &Problem{i, "stored record does not match the entry's digest"}, nil
 			}
-			if record != nil && recordProblem == nil {
-				if reason := record(parsed, e.Record); reason != "" {
-					recordProblem = &Problem{i, reason}
+			if checkRecord != nil && recordProblem == nil {
+				if err := checkRecord(parsed, e.Record); err != nil {
+					recordProblem = &Problem{i, err.Error()}
 				}
 			}
 			// A batch gives all its entries one time and stores one

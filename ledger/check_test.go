@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -204,20 +205,20 @@ func TestCheckWithOptions(t *testing.T) {
 			var seen []string
 			keysRan := 0
 			opts := ledger.CheckOptions{
-				Record: func(v verify.Entry, record []byte) string {
+				CheckRecord: func(v verify.Entry, record []byte) error {
 					seen = append(seen, fmt.Sprintf("%d:%s:%s", v.Index, v.Subject, record))
 					if v.Subject == "2" {
-						return "entry 2 refused by the caller"
+						return errors.New("entry 2 refused by the caller")
 					}
-					return ""
+					return nil
 				},
-				Keys: func(ctx context.Context, keys store.KeyTx) (string, error) {
+				CheckKeys: func(ctx context.Context, keys store.KeyTx) error {
 					keysRan++
 					ks, err := keys.SigningKeys(ctx, store.PurposeLog)
 					if err != nil || len(ks) != 1 {
-						return "", fmt.Errorf("the log's own keys: %v, %v", ks, err)
+						return fmt.Errorf("the log's own keys: %v, %v", ks, err)
 					}
-					return "the keys disagree", nil
+					return fmt.Errorf("%w: the keys disagree", ledger.ErrKeysMismatch)
 				},
 			}
 			rep, err := e.ledger.CheckWith(ctx, e.log, "", opts)
@@ -230,18 +231,24 @@ func TestCheckWithOptions(t *testing.T) {
 			if want := []string{`0:0:{"i":0}`, `1:1:{"i":1}`, `2:2:{"i":2}`}; fmt.Sprint(seen) != fmt.Sprint(want) {
 				t.Fatalf("Record saw %v, want %v", seen, want)
 			}
-			opts.Record = func(verify.Entry, []byte) string { return "" }
+			opts.CheckRecord = func(verify.Entry, []byte) error { return nil }
 			rep, err = e.ledger.CheckWith(ctx, e.log, "", opts)
-			if err != nil || rep.Problem != nil || rep.KeysProblem != "the keys disagree" || keysRan != 1 || rep.Size != 4 {
+			if err != nil || rep.Problem != nil || rep.KeysProblem != "the store's keys do not match the log: the keys disagree" || keysRan != 1 || rep.Size != 4 {
 				t.Fatalf("an intact log: %+v, %v, Keys ran %d times", rep, err, keysRan)
+			}
+			// An error that is no mismatch fails the check.
+			failing := opts
+			failing.CheckKeys = func(context.Context, store.KeyTx) error { return errors.New("the store is down") }
+			if rep, err := e.ledger.CheckWith(ctx, e.log, "", failing); err == nil || err.Error() != "the store is down" || rep.KeysProblem != "" {
+				t.Fatalf("a failing key check: %+v, %v", rep, err)
 			}
 			// A record the caller refuses in a batch whose checkpoint is
 			// forged: the forgery is what is reported.
-			opts.Record = func(v verify.Entry, _ []byte) string {
+			opts.CheckRecord = func(v verify.Entry, _ []byte) error {
 				if v.Index == 2 {
-					return "entry 2 refused by the caller"
+					return errors.New("entry 2 refused by the caller")
 				}
-				return ""
+				return nil
 			}
 			e.tamper(t, `UPDATE ledger_checkpoints SET root = (SELECT leaf_hash FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0) WHERE tenant_id = '%[1]s' AND size = 3`)
 			rep, err = e.ledger.CheckWith(ctx, e.log, "", opts)

@@ -148,21 +148,12 @@ func (r *receiptChecker) check(e verify.Entry, record, jwks []byte) error {
 
 // introduce reads a receipt key entry: the key it names, as a set of one.
 func (r *receiptChecker) introduce(e verify.Entry, record []byte) error {
-	var rec struct {
-		KID       string          `json:"kid"`
-		PublicJWK json.RawMessage `json:"public_jwk"`
-	}
-	if err := json.Unmarshal(record, &rec); err != nil || rec.KID == "" || rec.KID != e.Subject {
-		return errors.New("a receipt key entry that does not name its key")
+	rec, _, err := decision.ParseReceiptKeyRecord(e.Subject, record)
+	if err != nil {
+		return err
 	}
 	if at, signed := r.unintroduced[rec.KID]; signed {
 		return fmt.Errorf("receipt key %s is introduced after the receipt of entry %d it signed", rec.KID, at)
-	}
-	var key struct {
-		KID string `json:"kid"`
-	}
-	if err := json.Unmarshal(rec.PublicJWK, &key); err != nil || key.KID != rec.KID {
-		return fmt.Errorf("receipt key entry for %s carries a key whose kid is not %s", rec.KID, rec.KID)
 	}
 	if _, dup := r.logged[rec.KID]; dup {
 		return fmt.Errorf("receipt key %s introduced twice", rec.KID)

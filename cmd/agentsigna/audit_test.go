@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"os"
@@ -187,7 +190,8 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 	}
 
 	// Entries that name the key but carry another's public key: as it is
-	// (its own kid), and relabelled with the named kid.
+	// (another kid), and relabelled with the named kid (whose thumbprint
+	// it then is not).
 	other := publicJWKOf(t, s, kr, acme.ID, logged.KID())
 	keyEntry := func(jwk []byte) ledger.Entry {
 		rec, err := json.Marshal(map[string]any{"event": "receipt_key_rotated", "kid": unlogged.KID(),
@@ -198,37 +202,90 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 		return ledger.Entry{Kind: decision.KindReceiptKeyRotated, Subject: unlogged.KID(), Record: rec}
 	}
 	relabelled := bytes.Replace(other, []byte(logged.KID()), []byte(unlogged.KID()), 1)
-	for _, e := range []ledger.Entry{keyEntry(other), keyEntry(relabelled), receipt(unlogged, "3")} {
-		if _, err := l.Append(ctx, lg, e); err != nil { // entries 3, 4, 5
+	for _, e := range []ledger.Entry{keyEntry(other), keyEntry(relabelled)} {
+		if _, err := l.Append(ctx, lg, e); err != nil { // entries 3, 4
 			t.Fatal(err)
 		}
 	}
-	if out, err := run("mislabelled.tar.gz", 3); err == nil || !strings.Contains(err.Error(), "entry 3: record: receipt key entry for "+unlogged.KID()+" carries a key whose kid is not") {
+	if out, err := run("mislabelled.tar.gz", 3); err == nil || !strings.Contains(err.Error(), "entry 3: record: a receipt key entry that does not name its Ed25519 key") {
 		t.Fatalf("a key entry whose key has another kid: %q, %v", out, err)
 	}
-	if out, err := run("mislogged.tar.gz", 4); err == nil || !strings.Contains(err.Error(), "entry 5: record: receipt does not verify under the key the log introduced as "+unlogged.KID()) {
-		t.Fatalf("a receipt whose kid the log introduced with another key: %q, %v", out, err)
+	if out, err := run("relabelled.tar.gz", 4); err == nil || !strings.Contains(err.Error(), "entry 4: record: receipt key entry for "+unlogged.KID()+": the kid is not its key's thumbprint") {
+		t.Fatalf("a key entry relabelled with another kid: %q, %v", out, err)
 	}
-	// Its receipt of entry 2 came before any entry introduced its key:
-	// an export starting after entry 0 that holds both says so.
-	if out, err := run("late.tar.gz", 1); err == nil || !strings.Contains(err.Error(), "entry 3: record: receipt key "+unlogged.KID()+" is introduced after the receipt of entry 2 it signed") {
-		t.Fatalf("a key introduced after a receipt it signed: %q, %v", out, err)
-	}
-	// A key introduced twice (entries 6 and 7), and an entry that names
-	// no key (8).
-	for range 2 {
-		if _, err := l.Append(ctx, lg, keyEntry(relabelled)); err != nil {
+	// Its key introduced properly, twice (entries 5 and 6); after a
+	// receipt it signed (entries 7 and 8: an export starting after entry 0
+	// that holds both says so); and an entry that names no key (9).
+	real := publicJWKOf(t, s, kr, acme.ID, unlogged.KID())
+	for _, e := range []ledger.Entry{keyEntry(real), keyEntry(real), receipt(unlogged, "4"), keyEntry(real),
+		{Kind: decision.KindReceiptKeyCreated, Subject: "k", Record: []byte(`{"kid":"other"}`)}} {
+		if _, err := l.Append(ctx, lg, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if out, err := run("twice.tar.gz", 6); err == nil || !strings.Contains(err.Error(), "entry 7: record: receipt key "+unlogged.KID()+" introduced twice") {
+	if out, err := run("twice.tar.gz", 5); err == nil || !strings.Contains(err.Error(), "entry 6: record: receipt key "+unlogged.KID()+" introduced twice") {
 		t.Fatalf("a key introduced twice: %q, %v", out, err)
 	}
-	if _, err := l.Append(ctx, lg, ledger.Entry{Kind: decision.KindReceiptKeyCreated, Subject: "k", Record: []byte(`{"kid":"other"}`)}); err != nil {
+	if out, err := run("after.tar.gz", 7); err == nil || !strings.Contains(err.Error(), "entry 8: record: receipt key "+unlogged.KID()+" is introduced after the receipt of entry 7 it signed") {
+		t.Fatalf("a key introduced after a receipt it signed: %q, %v", out, err)
+	}
+	if out, err := run("nameless.tar.gz", 9); err == nil || !strings.Contains(err.Error(), "entry 9: record: a receipt key entry that does not name its Ed25519 key") {
+		t.Fatalf("a key entry naming no key: %q, %v", out, err)
+	}
+}
+
+// A published key set that gives a logged kid another key (someone's
+// own) verifies receipts that key signed under that kid; audit verify,
+// given that JWKS pinned, refuses them: they do not verify under the key
+// the log introduced as that kid.
+func TestAuditVerifyPinnedJWKSAgainstTheLog(t *testing.T) {
+	ctx := context.Background()
+	_, acme, _, l, rk := acmeLedger(t)
+	lg := l.TenantLog(acme.ID, "acme")
+	rs, err := rk.Signer(ctx, decision.Organization{ID: acme.ID, Slug: "acme"}) // entry 0
+	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run("nameless.tar.gz", 8); err == nil || !strings.Contains(err.Error(), "entry 8: record: a receipt key entry that does not name its key") {
-		t.Fatalf("a key entry naming no key: %q, %v", out, err)
+	genuine, err := rs.Sign(signing.ReceiptClaims{
+		Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_1", DecisionID: "dec_1",
+		Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`),
+		Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "usr_s", RiskTier: "low"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same header and claims, signed by another key.
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, payload, _ := strings.Cut(genuine, ".")
+	payload, _, _ = strings.Cut(payload, ".")
+	input := header + "." + payload
+	forged := input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(priv, []byte(input)))
+	for _, e := range []ledger.Entry{{Kind: "receipt", Subject: "rct_1", Record: []byte(forged)}} { // entry 1
+		if _, err := l.Append(ctx, lg, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	jwks := filepath.Join(dir, "jwks.json")
+	set := `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + base64.RawURLEncoding.EncodeToString(pub) + `","kid":"` + rs.KID() + `","alg":"EdDSA","use":"sig"}]}`
+	if err := os.WriteFile(jwks, []byte(set), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := l.Export(ctx, lg, 0, 0, &buf); err != nil {
+		t.Fatal(err)
+	}
+	export := filepath.Join(dir, "export.tar.gz")
+	if err := os.WriteFile(export, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vkey, _ := l.VerifierKey(ctx, lg)
+	err = runAudit(ctx, []string{"verify", export, "--log-key", vkey, "--jwks", jwks}, io.Discard, io.Discard, envOf(nil))
+	if err == nil || !strings.Contains(err.Error(), "entry 1: record: receipt does not verify under the key the log introduced as "+rs.KID()) {
+		t.Fatalf("a receipt the pinned JWKS vouches for under a logged kid: %v", err)
 	}
 }
 
@@ -294,4 +351,47 @@ func acmeLedger(t *testing.T) (*sqlite.Store, store.Tenant, *signing.Keyring, *l
 		t.Fatal(err)
 	}
 	return s, acme, kr, l, rk
+}
+
+// A server keeps signing with its cached key for up to a minute after a
+// rotation elsewhere: a receipt of the retired key, logged after the
+// rotation, passes the audit (the key was introduced, and stays
+// published).
+func TestAuditVerifyReceiptOfARetiredKey(t *testing.T) {
+	ctx := context.Background()
+	_, acme, _, l, rk := acmeLedger(t)
+	lg := l.TenantLog(acme.ID, "acme")
+	org := decision.Organization{ID: acme.ID, Slug: "acme"}
+	old, err := rk.Signer(ctx, org) // entry 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rk.Rotate(ctx, org); err != nil { // entry 1
+		t.Fatal(err)
+	}
+	jws, err := old.Sign(signing.ReceiptClaims{
+		Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_1", DecisionID: "dec_1",
+		Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`),
+		Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "usr_s", RiskTier: "low"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, lg, ledger.Entry{Kind: "receipt", Subject: "rct_1", Record: []byte(jws)}); err != nil { // entry 2
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := l.Export(ctx, lg, 0, 0, &buf); err != nil {
+		t.Fatal(err)
+	}
+	export := filepath.Join(t.TempDir(), "export.tar.gz")
+	if err := os.WriteFile(export, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vkey, _ := l.VerifierKey(ctx, lg)
+	var out bytes.Buffer
+	if err := runAudit(ctx, []string{"verify", export, "--log-key", vkey}, &out, io.Discard, envOf(nil)); err != nil ||
+		!strings.Contains(out.String(), "receipt=1 receipt_key.created=1 receipt_key.rotated=1") {
+		t.Fatalf("a receipt of a retired, logged key: %q, %v", out.String(), err)
+	}
 }

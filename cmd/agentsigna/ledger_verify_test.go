@@ -236,7 +236,7 @@ func TestLedgerVerifyReceiptKeys(t *testing.T) {
 		defer l.Close()
 		// Into an organization whose log has no entry yet.
 		planted := install(backend)
-		if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+planted+" is stored, but no entry of the log introduced it") {
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: the store's keys do not match the log: receipt key "+planted+" is stored, but no entry of the log introduced it") {
 			t.Fatalf("a receipt key planted in an empty log's store: %q, %v", out, err)
 		}
 		tamper(`DELETE FROM signing_keys WHERE kid = '%s'`, planted)
@@ -259,11 +259,11 @@ func TestLedgerVerifyReceiptKeys(t *testing.T) {
 		}
 		unlogged = install(backend)
 	}()
-	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+unlogged+" is stored, but no entry of the log introduced it") {
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: the store's keys do not match the log: receipt key "+unlogged+" is stored, but no entry of the log introduced it") {
 		t.Fatalf("a receipt key no entry introduced: %q, %v", out, err)
 	}
 	tamper(`DELETE FROM signing_keys WHERE kid = '%s'`, unlogged)
-	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+second+" is retired, but no entry retired it") {
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: the store's keys do not match the log: receipt key "+second+" is retired, but no entry retired it") {
 		t.Fatalf("a key retired without an entry: %q, %v", out, err)
 	}
 	tamper(`UPDATE signing_keys SET status = 'active', retired_at = NULL WHERE kid = '%s'`, second)
@@ -273,17 +273,17 @@ func TestLedgerVerifyReceiptKeys(t *testing.T) {
 	// The key the rotation retired (a leaked one, say) made active again.
 	tamper(`UPDATE signing_keys SET status = 'retired', retired_at = created_at WHERE kid = '%s'`, second)
 	tamper(`UPDATE signing_keys SET status = 'active', retired_at = NULL WHERE kid = '%s'`, first)
-	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+first+" is active, but entry 1 retired it") {
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: the store's keys do not match the log: receipt key "+first+" is active, but entry 1 retired it") {
 		t.Fatalf("a retired key made active again: %q, %v", out, err)
 	}
 	tamper(`UPDATE signing_keys SET status = 'retired', retired_at = created_at WHERE kid = '%s'`, first)
 	tamper(`UPDATE signing_keys SET status = 'active', retired_at = NULL WHERE kid = '%s'`, second)
 	tamper(`UPDATE signing_keys SET public_key = zeroblob(32) WHERE kid = '%s'`, first)
-	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+first+" is stored with another public key than entry 0 logged") {
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: the store's keys do not match the log: receipt key "+first+" is stored with another public key than entry 0 logged") {
 		t.Fatalf("a logged key whose public half changed: %q, %v", out, err)
 	}
 	tamper(`DELETE FROM signing_keys WHERE kid = '%s'`, first)
-	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: receipt key "+first+" was introduced by entry 0, but the store no longer holds it") {
+	if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: the store's keys do not match the log: receipt key "+first+" was introduced by entry 0, but the store no longer holds it") {
 		t.Fatalf("a logged key deleted: %q, %v", out, err)
 	}
 }

@@ -21,8 +21,9 @@ import (
 //  2. read, in one read (store.ReadDecisionInputs), the agent (ErrUnknownAgent), the
 //     counterparty the action names (ErrInvalidRequest when the
 //     organization has none by that id) and the agent's recent decision
-//     counts; and take the organization's receipt signer (cached; created
-//     in a transaction of its own the first time);
+//     counts; and take the organization's receipt signer (cached; the
+//     first time, made and logged in a ledger batch of its own,
+//     ReceiptKeys);
 //  3. evaluate the input under the base and the organization's active
 //     policy (loaded again first when the inputs show an activation newer
 //     than the engine's: one made by another process or replica);

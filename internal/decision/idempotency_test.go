@@ -71,6 +71,11 @@ func TestIdempotencyConcurrent(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			e, agent, payee := payingEnv(t, kind)
 			req := payment("100.00", payee.ID)
+			// The organization's first receipt key (an entry of its own)
+			// before any subtest counts entries: each may run alone.
+			if _, err := e.service.Decide(context.Background(), e.org, agent.ID, action("report.generate"), ""); err != nil {
+				t.Fatal(err)
+			}
 
 			t.Run("one process", func(t *testing.T) {
 				size := e.ledgerSize(t)
@@ -78,10 +83,9 @@ func TestIdempotencyConcurrent(t *testing.T) {
 				if len(ids) != 1 {
 					t.Fatalf("%d decisions for one key: %v", len(ids), ids)
 				}
-				// The organization's first receipt key, then one decision
-				// entry and its receipt's: the waiters replayed.
-				if got := e.ledgerSize(t); got != size+3 {
-					t.Fatalf("ledger grew by %d, want 3", got-size)
+				// One decision entry and its receipt's: the waiters replayed.
+				if got := e.ledgerSize(t); got != size+2 {
+					t.Fatalf("ledger grew by %d, want 2", got-size)
 				}
 			})
 			t.Run("two processes", func(t *testing.T) {

@@ -1,9 +1,13 @@
 package decision
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 
@@ -21,12 +25,45 @@ const (
 	KindReceiptKeyRotated = "receipt_key.rotated" // one replacing the active keys
 )
 
-// receiptKeyRecord is the record of a receipt key change.
-type receiptKeyRecord struct {
+// ReceiptKeyRecord is the record of a receipt key entry.
+type ReceiptKeyRecord struct {
 	Event     string          `json:"event"` // receipt_key_created or receipt_key_rotated
 	KID       string          `json:"kid"`
 	PublicJWK json.RawMessage `json:"public_jwk"` // as the JWKS publishes it
 	Retired   []string        `json:"retired_kids"`
+}
+
+// ParseReceiptKeyRecord reads the record of a receipt key entry whose
+// subject is subject, and returns it with its public key. The record must
+// name its own key: the entry's subject is its kid, which is the kid of
+// its JWK and that key's RFC 7638 thumbprint, and the JWK is an Ed25519
+// public key as the JWKS publishes one (kty OKP, crv Ed25519, alg EdDSA,
+// use sig). Member names are matched exactly.
+func ParseReceiptKeyRecord(subject string, record []byte) (ReceiptKeyRecord, ed25519.PublicKey, error) {
+	var rec ReceiptKeyRecord
+	var jwk struct {
+		Kty string `json:"kty"`
+		Crv string `json:"crv"`
+		X   string `json:"x"`
+		Kid string `json:"kid"`
+		Alg string `json:"alg"`
+		Use string `json:"use"`
+	}
+	errNotItsKey := errors.New("a receipt key entry that does not name its Ed25519 key")
+	if jsonv2.Unmarshal(record, &rec) != nil || rec.KID == "" || rec.KID != subject || jsonv2.Unmarshal(rec.PublicJWK, &jwk) != nil ||
+		jwk.Kid != rec.KID || jwk.Kty != "OKP" || jwk.Crv != "Ed25519" || jwk.Alg != signing.ReceiptAlgorithm || jwk.Use != "sig" {
+		return rec, nil, errNotItsKey
+	}
+	pub, err := base64.RawURLEncoding.Strict().DecodeString(jwk.X)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return rec, nil, errNotItsKey
+	}
+	// RFC 7638 §3.2, with RFC 8037 §2's required members of an OKP key.
+	tp := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + jwk.X + `"}`))
+	if base64.RawURLEncoding.EncodeToString(tp[:]) != rec.KID {
+		return rec, nil, fmt.Errorf("receipt key entry for %s: the kid is not its key's thumbprint", rec.KID)
+	}
+	return rec, pub, nil
 }
 
 // ReceiptKeys gives organizations their receipt keys, each key stored by
@@ -71,8 +108,9 @@ func (r *ReceiptKeys) Signer(ctx context.Context, org Organization) (*signing.Re
 }
 
 // Rotate gives the organization a new receipt key in place of its active
-// one (if any), and returns the new kid and the retired ones. A key made
-// or retired meanwhile refuses it (store.ErrConflict), changing nothing.
+// one, and returns the new kid and the retired ones; an organization
+// without a key gets its first (logged as created). A key made or retired
+// meanwhile refuses it (store.ErrConflict), changing nothing.
 func (r *ReceiptKeys) Rotate(ctx context.Context, org Organization) (kid string, retired []string, err error) {
 	err = r.tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		ks, err := tx.Keys().SigningKeys(ctx, store.PurposeReceipt)
@@ -99,16 +137,17 @@ func (r *ReceiptKeys) Rotate(ctx context.Context, org Organization) (kid string,
 	return kid, retired, nil
 }
 
-// change makes a new key and stores it in place of retiring (nil: the
-// organization's first key) in the ledger batch that records it.
+// change makes a new key and stores it in place of retiring (none: the
+// organization's first key, logged as created) in the ledger batch that
+// records it.
 func (r *ReceiptKeys) change(ctx context.Context, org Organization, retiring []string) (string, error) {
 	nk, err := r.keys.NewReceiptKey(org.ID)
 	if err != nil {
 		return "", err
 	}
-	rec := receiptKeyRecord{Event: "receipt_key_created", KID: nk.KID(), PublicJWK: nk.PublicJWK(), Retired: []string{}}
+	rec := ReceiptKeyRecord{Event: "receipt_key_created", KID: nk.KID(), PublicJWK: nk.PublicJWK(), Retired: []string{}}
 	kind := KindReceiptKeyCreated
-	if retiring != nil {
+	if len(retiring) > 0 {
 		rec.Event, rec.Retired, kind = "receipt_key_rotated", retiring, KindReceiptKeyRotated
 	}
 	b, err := json.Marshal(rec)
@@ -153,8 +192,8 @@ type ReceiptKeyLog struct {
 }
 
 type loggedReceiptKey struct {
-	index uint64
-	x     string // base64url public key, as logged
+	index  uint64
+	public ed25519.PublicKey // as logged
 }
 
 // NewReceiptKeyLog returns an empty ReceiptKeyLog.
@@ -162,45 +201,36 @@ func NewReceiptKeyLog() *ReceiptKeyLog {
 	return &ReceiptKeyLog{logged: map[string]loggedReceiptKey{}, retired: map[string]uint64{}}
 }
 
-// Entry reads entry index; a non-empty answer is what is wrong with it.
-func (a *ReceiptKeyLog) Entry(index uint64, kind, subject string, record []byte) string {
+// Entry reads entry index; an error is what is wrong with it.
+func (a *ReceiptKeyLog) Entry(index uint64, kind, subject string, record []byte) error {
 	if kind != KindReceiptKeyCreated && kind != KindReceiptKeyRotated {
-		return ""
+		return nil
 	}
-	var rec struct {
-		KID       string `json:"kid"`
-		PublicJWK struct {
-			Kty string `json:"kty"`
-			Crv string `json:"crv"`
-			X   string `json:"x"`
-			Kid string `json:"kid"`
-		} `json:"public_jwk"`
-		Retired []string `json:"retired_kids"`
-	}
-	if err := json.Unmarshal(record, &rec); err != nil || rec.KID == "" || rec.KID != subject ||
-		rec.PublicJWK.Kid != rec.KID || rec.PublicJWK.Kty != "OKP" || rec.PublicJWK.Crv != "Ed25519" || rec.PublicJWK.X == "" {
-		return "a receipt key entry that does not name its Ed25519 key"
+	rec, pub, err := ParseReceiptKeyRecord(subject, record)
+	if err != nil {
+		return err
 	}
 	if first, dup := a.logged[rec.KID]; dup {
-		return fmt.Sprintf("receipt key %s introduced again (first by entry %d)", rec.KID, first.index)
+		return fmt.Errorf("receipt key %s introduced again (first by entry %d)", rec.KID, first.index)
 	}
 	for _, kid := range rec.Retired {
 		if _, ok := a.logged[kid]; !ok {
-			return fmt.Sprintf("the entry retires receipt key %s, which no entry before it introduced", kid)
+			return fmt.Errorf("the entry retires receipt key %s, which no entry before it introduced", kid)
 		}
 		a.retired[kid] = index
 	}
 	a.kids = append(a.kids, rec.KID)
-	a.logged[rec.KID] = loggedReceiptKey{index: index, x: rec.PublicJWK.X}
-	return ""
+	a.logged[rec.KID] = loggedReceiptKey{index: index, public: pub}
+	return nil
 }
 
-// Keys checks the store's receipt keys against the entries read: a
-// non-empty answer is the first thing that does not match.
-func (a *ReceiptKeyLog) Keys(ctx context.Context, keys store.KeyTx) (string, error) {
+// Keys checks the store's receipt keys against the entries read: the
+// first thing that does not match is an error wrapping
+// ledger.ErrKeysMismatch.
+func (a *ReceiptKeyLog) Keys(ctx context.Context, keys store.KeyTx) error {
 	ks, err := keys.SigningKeys(ctx, store.PurposeReceipt)
 	if err != nil {
-		return "", err
+		return err
 	}
 	// The worst first: a key no entry introduced, then one whose public
 	// half differs, then one whose status does.
@@ -208,27 +238,27 @@ func (a *ReceiptKeyLog) Keys(ctx context.Context, keys store.KeyTx) (string, err
 	for _, k := range ks {
 		stored[k.KID] = true
 		if _, ok := a.logged[k.KID]; !ok {
-			return fmt.Sprintf("receipt key %s is stored, but no entry of the log introduced it", k.KID), nil
+			return fmt.Errorf("%w: receipt key %s is stored, but no entry of the log introduced it", ledger.ErrKeysMismatch, k.KID)
 		}
 	}
 	for _, k := range ks {
-		if l := a.logged[k.KID]; l.x != base64.RawURLEncoding.EncodeToString(k.PublicKey) {
-			return fmt.Sprintf("receipt key %s is stored with another public key than entry %d logged", k.KID, l.index), nil
+		if l := a.logged[k.KID]; !bytes.Equal(l.public, k.PublicKey) {
+			return fmt.Errorf("%w: receipt key %s is stored with another public key than entry %d logged", ledger.ErrKeysMismatch, k.KID, l.index)
 		}
 	}
 	for _, k := range ks {
 		at, retired := a.retired[k.KID]
 		switch {
 		case k.Status == store.KeyActive && retired:
-			return fmt.Sprintf("receipt key %s is active, but entry %d retired it", k.KID, at), nil
+			return fmt.Errorf("%w: receipt key %s is active, but entry %d retired it", ledger.ErrKeysMismatch, k.KID, at)
 		case k.Status != store.KeyActive && !retired:
-			return fmt.Sprintf("receipt key %s is retired, but no entry retired it", k.KID), nil
+			return fmt.Errorf("%w: receipt key %s is retired, but no entry retired it", ledger.ErrKeysMismatch, k.KID)
 		}
 	}
 	for _, kid := range a.kids {
 		if !stored[kid] {
-			return fmt.Sprintf("receipt key %s was introduced by entry %d, but the store no longer holds it", kid, a.logged[kid].index), nil
+			return fmt.Errorf("%w: receipt key %s was introduced by entry %d, but the store no longer holds it", ledger.ErrKeysMismatch, kid, a.logged[kid].index)
 		}
 	}
-	return "", nil
+	return nil
 }

@@ -1,10 +1,12 @@
 package decision_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -239,7 +241,7 @@ func TestFirstReceiptKeyRace(t *testing.T) {
 			_, _, second := e.newService(t, e.newLedger(t), decision.Config{})
 			services := []*decision.Service{e.service, second}
 			const n = 8
-			kids := make([]string, n)
+			receipts := make([]string, n)
 			var wg sync.WaitGroup
 			for i := range n {
 				wg.Go(func() {
@@ -248,10 +250,17 @@ func TestFirstReceiptKeyRace(t *testing.T) {
 						t.Error(err)
 						return
 					}
-					kids[i] = receiptKID(t, resp.Receipt)
+					receipts[i] = resp.Receipt
 				})
 			}
 			wg.Wait()
+			if t.Failed() {
+				return
+			}
+			kids := make([]string, n)
+			for i, r := range receipts {
+				kids[i] = receiptKID(t, r)
+			}
 			logged := e.receiptKeyEntries(t)
 			if len(logged) != 1 {
 				t.Fatalf("%d receipt key entries, want 1: %+v", len(logged), logged)
@@ -315,43 +324,111 @@ func mustOtherMaster(t *testing.T) *secrets.MasterKey {
 	return m
 }
 
-// ReceiptKeyLog refuses a receipt key entry that does not name its own
-// Ed25519 key, one that introduces a kid again, and one that retires a
-// key no entry before it introduced; it ignores other kinds.
+// ParseReceiptKeyRecord, and so ReceiptKeyLog and audit verify, refuse a
+// receipt key entry that does not name its own Ed25519 key as the JWKS
+// publishes it; ReceiptKeyLog also one that introduces a kid again or
+// retires a key no entry before it introduced, and ignores other kinds.
 func TestReceiptKeyLogEntries(t *testing.T) {
-	jwk := func(kid, kty, crv, x string) string {
-		return `{"kty":"` + kty + `","crv":"` + crv + `","x":"` + x + `","kid":"` + kid + `","alg":"EdDSA","use":"sig"}`
+	nk, err := mustKeyringOf(t).NewReceiptKey("00000000-0000-4000-8000-000000000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid := nk.KID()
+	var good map[string]string
+	if err := json.Unmarshal(nk.PublicJWK(), &good); err != nil {
+		t.Fatal(err)
+	}
+	jwk := func(change func(m map[string]string)) string {
+		m := maps.Clone(good)
+		if change != nil {
+			change(m)
+		}
+		b, _ := json.Marshal(m)
+		return string(b)
 	}
 	rec := func(kid, key, retired string) []byte {
 		return []byte(`{"event":"receipt_key_rotated","kid":"` + kid + `","public_jwk":` + key + `,"retired_kids":[` + retired + `]}`)
 	}
-	const x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+	// Another key's public half, 32 bytes: the kid is not its thumbprint.
+	otherX := base64.RawURLEncoding.EncodeToString(make([]byte, 32))
 	for _, tc := range []struct {
 		name, kind, subject string
 		record              []byte
 		want                string
 	}{
-		{"subject is not the kid", decision.KindReceiptKeyCreated, "k2", rec("k1", jwk("k1", "OKP", "Ed25519", x), ""), "does not name its Ed25519 key"},
-		{"the key's kid differs", decision.KindReceiptKeyCreated, "k1", rec("k1", jwk("k9", "OKP", "Ed25519", x), ""), "does not name its Ed25519 key"},
-		{"not an OKP key", decision.KindReceiptKeyCreated, "k1", rec("k1", jwk("k1", "EC", "Ed25519", x), ""), "does not name its Ed25519 key"},
-		{"not Ed25519", decision.KindReceiptKeyCreated, "k1", rec("k1", jwk("k1", "OKP", "X25519", x), ""), "does not name its Ed25519 key"},
-		{"no public key", decision.KindReceiptKeyRotated, "k1", rec("k1", jwk("k1", "OKP", "Ed25519", ""), ""), "does not name its Ed25519 key"},
-		{"not JSON", decision.KindReceiptKeyRotated, "k1", []byte(`{"kid":`), "does not name its Ed25519 key"},
-		{"retires an unknown key", decision.KindReceiptKeyRotated, "k1", rec("k1", jwk("k1", "OKP", "Ed25519", x), `"k0"`), "retires receipt key k0, which no entry before it introduced"},
+		{"subject is not the kid", decision.KindReceiptKeyCreated, "k2", rec(kid, jwk(nil), ""), "does not name its Ed25519 key"},
+		{"the key's kid differs", decision.KindReceiptKeyCreated, kid, rec(kid, jwk(func(m map[string]string) { m["kid"] = "k9" }), ""), "does not name its Ed25519 key"},
+		{"not an OKP key", decision.KindReceiptKeyCreated, kid, rec(kid, jwk(func(m map[string]string) { m["kty"] = "EC" }), ""), "does not name its Ed25519 key"},
+		{"not Ed25519", decision.KindReceiptKeyCreated, kid, rec(kid, jwk(func(m map[string]string) { m["crv"] = "X25519" }), ""), "does not name its Ed25519 key"},
+		{"not for EdDSA", decision.KindReceiptKeyCreated, kid, rec(kid, jwk(func(m map[string]string) { m["alg"] = "ES256" }), ""), "does not name its Ed25519 key"},
+		{"not for signing", decision.KindReceiptKeyCreated, kid, rec(kid, jwk(func(m map[string]string) { m["use"] = "enc" }), ""), "does not name its Ed25519 key"},
+		{"no public key", decision.KindReceiptKeyRotated, kid, rec(kid, jwk(func(m map[string]string) { m["x"] = "" }), ""), "does not name its Ed25519 key"},
+		{"a short public key", decision.KindReceiptKeyRotated, kid, rec(kid, jwk(func(m map[string]string) { m["x"] = "AAAA" }), ""), "does not name its Ed25519 key"},
+		{"padded base64", decision.KindReceiptKeyRotated, kid, rec(kid, jwk(func(m map[string]string) { m["x"] += "=" }), ""), "does not name its Ed25519 key"},
+		{"a member named in another case", decision.KindReceiptKeyRotated, kid, bytes.Replace(rec(kid, jwk(nil), ""), []byte(`"kid":"`+kid+`","public_jwk"`), []byte(`"KID":"`+kid+`","public_jwk"`), 1), "does not name its Ed25519 key"},
+		{"another key under the kid", decision.KindReceiptKeyRotated, kid, rec(kid, jwk(func(m map[string]string) { m["x"] = otherX }), ""), "the kid is not its key's thumbprint"},
+		{"not JSON", decision.KindReceiptKeyRotated, kid, []byte(`{"kid":`), "does not name its Ed25519 key"},
+		{"retires an unknown key", decision.KindReceiptKeyRotated, kid, rec(kid, jwk(nil), `"k0"`), "retires receipt key k0, which no entry before it introduced"},
 		{"another kind", "decision", "dec_1", []byte(`{"anything":1}`), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := decision.NewReceiptKeyLog().Entry(7, tc.kind, tc.subject, tc.record)
-			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
-				t.Fatalf("Entry: %q, want %q", got, tc.want)
+			err := decision.NewReceiptKeyLog().Entry(7, tc.kind, tc.subject, tc.record)
+			if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Entry: %v, want %q", err, tc.want)
 			}
 		})
 	}
 	l := decision.NewReceiptKeyLog()
-	if got := l.Entry(3, decision.KindReceiptKeyCreated, "k1", rec("k1", jwk("k1", "OKP", "Ed25519", x), "")); got != "" {
-		t.Fatalf("a well-formed first key: %q", got)
+	if err := l.Entry(3, decision.KindReceiptKeyCreated, kid, rec(kid, string(nk.PublicJWK()), "")); err != nil {
+		t.Fatalf("a well-formed first key: %v", err)
 	}
-	if got := l.Entry(8, decision.KindReceiptKeyRotated, "k1", rec("k1", jwk("k1", "OKP", "Ed25519", x), `"k1"`)); got != "receipt key k1 introduced again (first by entry 3)" {
-		t.Fatalf("a kid introduced again: %q", got)
+	if err := l.Entry(8, decision.KindReceiptKeyRotated, kid, rec(kid, string(nk.PublicJWK()), `"`+kid+`"`)); err == nil || err.Error() != "receipt key "+kid+" introduced again (first by entry 3)" {
+		t.Fatalf("a kid introduced again: %v", err)
+	}
+}
+
+func mustKeyringOf(t *testing.T) *signing.Keyring {
+	t.Helper()
+	kr, err := signing.NewKeyring(mustOtherMaster(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+// An organization without a receipt key that is rotated gets its first,
+// logged as created; a key made by another Keyring (another master key)
+// is not installed.
+func TestReceiptKeyRotateFirstAndForeignKeys(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			ctx := context.Background()
+			rk, err := decision.NewReceiptKeys(e.backend, e.ledger, mustKeyring(t, e))
+			if err != nil {
+				t.Fatal(err)
+			}
+			kid, retired, err := rk.Rotate(ctx, e.org)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logged := e.receiptKeyEntries(t)
+			if len(retired) != 0 || len(logged) != 1 || logged[0].Event != "receipt_key_created" || logged[0].KID != kid {
+				t.Fatalf("the first rotation retired %v and logged %+v", retired, logged)
+			}
+			foreign, err := mustKeyringOf(t).NewReceiptKey(e.org.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = e.backend.InTenantTx(ctx, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				return mustKeyring(t, e).InstallReceiptKey(ctx, tx.Keys(), foreign, []string{kid})
+			})
+			if err == nil || !strings.Contains(err.Error(), "needs a key this Keyring made") {
+				t.Fatalf("installing another Keyring's key: %v", err)
+			}
+			if keys := e.jwksKeys(t); len(keys) != 1 {
+				t.Fatalf("%d keys after the refused install, want 1", len(keys))
+			}
+		})
 	}
 }

@@ -274,7 +274,10 @@ func (v *ReceiptVerifier) verify(compact string, hdr jose.Header, now time.Time)
 // not verify the signature.
 func ReceiptKID(compact string) (string, error) {
 	hdr, err := checkReceiptHeader(compact)
-	return hdr.Kid, err
+	if err != nil {
+		return "", err
+	}
+	return hdr.Kid, nil
 }
 
 // checkReceiptHeader reads a receipt's protected header (RFC 7515 §7.1)

@@ -387,8 +387,10 @@ var ErrNoReceiptKey = errors.New("signing: the organization has no receipt key")
 // ReceiptKey is a new receipt key, made and sealed but not stored, so that
 // the ledger entry recording it can name it (KID, PublicJWK) in the batch
 // whose transaction stores it (InstallReceiptKey). It never prints its
-// private half: every fmt verb and slog show the kid.
+// private half: a *ReceiptKey shows its kid under every fmt verb and slog,
+// and a copied value its kid, public and sealed halves and a pointer.
 type ReceiptKey struct {
+	keyring  *Keyring // the one that sealed it
 	tenantID string
 	kid      string
 	public   ed25519.PublicKey
@@ -437,7 +439,7 @@ func (k *Keyring) NewReceiptKey(tenantID string) (*ReceiptKey, error) {
 		return nil, err
 	}
 	return &ReceiptKey{
-		tenantID: tenantID, kid: kid, public: priv.Public().(ed25519.PublicKey),
+		keyring: k, tenantID: tenantID, kid: kid, public: priv.Public().(ed25519.PublicKey),
 		sealed: sealed, key: &receiptPrivateKey{priv},
 	}, nil
 }
@@ -452,8 +454,8 @@ func (k *Keyring) NewReceiptKey(tenantID string) (*ReceiptKey, error) {
 // keys it fails with ErrWrongMasterKey, as key was sealed under it. On
 // error nothing must commit (the transaction rolls back).
 func (k *Keyring) InstallReceiptKey(ctx context.Context, keys store.KeyTx, key *ReceiptKey, retiring []string) error {
-	if key == nil || key.tenantID == "" {
-		return errors.New("signing: InstallReceiptKey needs a key made by NewReceiptKey")
+	if key == nil || key.keyring != k {
+		return errors.New("signing: InstallReceiptKey needs a key this Keyring made (NewReceiptKey)")
 	}
 	// Dropped first and whatever happens next: a rolled-back change only
 	// costs a re-read.
