@@ -17,6 +17,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
 )
 
 // receiptKeyEntry is a receipt key change's ledger record.
@@ -109,11 +110,7 @@ func TestReceiptKeysAreLogged(t *testing.T) {
 				t.Fatalf("a second decision logged a key again: %+v", got)
 			}
 
-			rk, err := decision.NewReceiptKeys(e.backend, e.ledger, mustKeyring(t, e))
-			if err != nil {
-				t.Fatal(err)
-			}
-			kid, retired, err := rk.Rotate(ctx, e.org)
+			kid, retired, err := e.receiptKeys(t, e.ledger, mustKeyring(t, e)).Rotate(ctx, e.org)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,16 +164,11 @@ func TestReceiptKeyRotationRefusals(t *testing.T) {
 			ctx := context.Background()
 			e.decide(t, agent.ID, payment("100.00", payee.ID), "")
 			kr := mustKeyring(t, e)
-			rk, err := decision.NewReceiptKeys(e.backend, e.ledger, kr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			other, err := decision.NewReceiptKeys(e.backend, e.newLedger(t), mustKeyring(t, e)) // another process
-			if err != nil {
-				t.Fatal(err)
-			}
+			rk := e.receiptKeys(t, e.ledger, kr)
+			other := e.receiptKeys(t, e.newLedger(t), mustKeyring(t, e)) // another process
 			var won string
 			rk.SetBeforeChange(func() {
+				var err error
 				if won, _, err = other.Rotate(ctx, e.org); err != nil {
 					t.Error(err)
 				}
@@ -213,10 +205,7 @@ func TestReceiptKeyRotationRefusals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wrong, err := decision.NewReceiptKeys(e.backend, e.ledger, wrongKR)
-			if err != nil {
-				t.Fatal(err)
-			}
+			wrong := e.receiptKeys(t, e.ledger, wrongKR)
 			if _, _, err := wrong.Rotate(ctx, e.org); !errors.Is(err, signing.ErrWrongMasterKey) {
 				t.Fatalf("rotation under another master key: %v, want ErrWrongMasterKey", err)
 			}
@@ -304,6 +293,17 @@ func (e *serviceEnv) indexOf(t *testing.T, kind string) uint64 {
 	}
 	t.Fatalf("no %s entry", kind)
 	return 0
+}
+
+// receiptKeys is the env's organizations' receipt keys, logged in l,
+// made with kr.
+func (e *serviceEnv) receiptKeys(t *testing.T, l *ledger.Ledger, kr *signing.Keyring) *decision.ReceiptKeys {
+	t.Helper()
+	rk, err := decision.NewReceiptKeys(e.backend, l, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rk
 }
 
 func mustKeyring(t *testing.T, e *serviceEnv) *signing.Keyring {
@@ -404,11 +404,7 @@ func TestReceiptKeyRotateFirstAndForeignKeys(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			e := newServiceEnv(t, kind)
 			ctx := context.Background()
-			rk, err := decision.NewReceiptKeys(e.backend, e.ledger, mustKeyring(t, e))
-			if err != nil {
-				t.Fatal(err)
-			}
-			kid, retired, err := rk.Rotate(ctx, e.org)
+			kid, retired, err := e.receiptKeys(t, e.ledger, mustKeyring(t, e)).Rotate(ctx, e.org)
 			if err != nil {
 				t.Fatal(err)
 			}
