@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -57,19 +58,20 @@ func logReceipts(t *testing.T, n int) loggedReceipts {
 	l, _ := ledger.New(ledger.Config{Tenants: s, Platform: s, Keys: kr, Origin: "agentsigna.test"})
 	defer l.Close()
 	lg := l.TenantLog(acme.ID, "acme")
+	// The receipt key as the service makes it: logged (entry 0).
+	rk, err := decision.NewReceiptKeys(s, l, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rk.Signer(ctx, decision.Organization{ID: acme.ID, Slug: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var indexes [][2]uint64
 	for i := range n {
 		id := fmt.Sprintf("dec_%d", i+1)
-		var jws string
-		err = s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-			rs, err := firstReceiptSigner(ctx, kr, tx.Keys(), acme.ID)
-			if err != nil {
-				return err
-			}
-			jws, err = rs.Sign(signing.ReceiptClaims{Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_" + id, DecisionID: id,
-				Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`), Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "s", RiskTier: "low"}})
-			return err
-		})
+		jws, err := rs.Sign(signing.ReceiptClaims{Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_" + id, DecisionID: id,
+			Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`), Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "s", RiskTier: "low"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,13 +134,13 @@ func TestVerifyReceiptAndRotate(t *testing.T) {
 	jwksFile, entryFile := writeTemp(t, "jwks.json", rl.jwks), writeTemp(t, "entry", receipt.Entry)
 	proofFile := writeTemp(t, "p.tlog-proof", tlogProof(receipt, nil))
 	run := runVerifyReceiptArgs
-	if out, err := run(jws, "--jwks", jwksFile, "--tlog-proof", proofFile, "--entry", entryFile, "--log-key", rl.vkey); err != nil || !strings.Contains(out, "logged as entry 1") {
+	if out, err := run(jws, "--jwks", jwksFile, "--tlog-proof", proofFile, "--entry", entryFile, "--log-key", rl.vkey); err != nil || !strings.Contains(out, "logged as entry 2") {
 		t.Fatalf("receipt with proof: %q, %v", out, err)
 	}
 	// A proof whose checkpoint carries large cosignatures, past 64 KiB.
 	cosigned := writeTemp(t, "cosigned.tlog-proof", verify.Proof{Index: receipt.Index, Hashes: receipt.Hashes,
 		Checkpoint: withCosignatures(receipt.Checkpoint.Note)}.Marshal())
-	if out, err := run(jws, "--jwks", jwksFile, "--tlog-proof", cosigned, "--entry", entryFile, "--log-key", rl.vkey); err != nil || !strings.Contains(out, "logged as entry 1") {
+	if out, err := run(jws, "--jwks", jwksFile, "--tlog-proof", cosigned, "--entry", entryFile, "--log-key", rl.vkey); err != nil || !strings.Contains(out, "logged as entry 2") {
 		t.Fatalf("receipt with a cosigned checkpoint's proof: %q, %v", out, err)
 	}
 	if _, err := run(jws, "--jwks", jwksFile, "--at", time.Now().Add(time.Hour).Format(time.RFC3339)); err == nil {
@@ -231,7 +233,7 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if out, err := runVerifyReceiptArgs(jws, "--jwks", jwksFile, "--tlog-proof", carrying, "--log-key", rl.vkey); err != nil || !strings.Contains(out, "logged as entry 1 of agentsigna.test/t/acme") {
+	if out, err := runVerifyReceiptArgs(jws, "--jwks", jwksFile, "--tlog-proof", carrying, "--log-key", rl.vkey); err != nil || !strings.Contains(out, "logged as entry 2 of agentsigna.test/t/acme") {
 		t.Fatalf("proof carrying the entry: %q, %v", out, err)
 	}
 	// --entry agreeing with the extra line is fine.
@@ -252,10 +254,10 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 		{"another receipt's entry, this receipt's proof", []string{"--tlog-proof", proofWith(receipt, otherReceipt.Entry)}, false, "digest differs", ""},
 		{"--entry differing from the extra line", []string{"--tlog-proof", carrying, "--entry", writeTemp(t, "other", otherReceipt.Entry)}, false, "differs from the entry the proof carries", ""},
 		{"not an entry", []string{"--tlog-proof", proofWith(receipt, []byte("not json"))}, false, "invalid ledger entry", ""},
-		{"this receipt's entry with another time", []string{"--tlog-proof", proofWith(receipt, marshal(retimed))}, false, "entry 1 is not in", ""},
-		{"this receipt's entry with another prev", []string{"--tlog-proof", proofWith(receipt, marshal(rechained))}, false, "entry 1 is not in", ""},
+		{"this receipt's entry with another time", []string{"--tlog-proof", proofWith(receipt, marshal(retimed))}, false, "entry 2 is not in", ""},
+		{"this receipt's entry with another prev", []string{"--tlog-proof", proofWith(receipt, marshal(rechained))}, false, "entry 2 is not in", ""},
 		{"another log's key", []string{"--tlog-proof", carrying}, false, "no signature by key", foreignKey},
-		{"this receipt's entry claiming another index", []string{"--tlog-proof", proofWith(receipt, marshal(moved))}, false, "the proof is for entry 1, the entry says 6", ""},
+		{"this receipt's entry claiming another index", []string{"--tlog-proof", proofWith(receipt, marshal(moved))}, false, "the proof is for entry 2, the entry says 7", ""},
 		{"a proof without a log key to check it", []string{"--tlog-proof", carrying}, true, "--tlog-proof needs --log-key", "-"},
 		{"a log key without a proof", nil, true, "needs --tlog-proof", ""},
 		{"an entry without a proof", []string{"--entry", writeTemp(t, "entry", receipt.Entry)}, true, "needs --tlog-proof", "-"},
@@ -278,23 +280,4 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 			}
 		})
 	}
-}
-
-// firstReceiptSigner is the organization's receipt signer, installing a
-// first key in the caller's transaction when it has none — without the
-// ledger entry the service writes (decision.ReceiptKeys): tests that sign
-// receipts of their own.
-func firstReceiptSigner(ctx context.Context, kr *signing.Keyring, keys store.KeyTx, tenantID string) (*signing.ReceiptSigner, error) {
-	rs, err := kr.ReceiptSigner(ctx, keys, tenantID)
-	if !errors.Is(err, signing.ErrNoReceiptKey) {
-		return rs, err
-	}
-	nk, err := kr.NewReceiptKey(tenantID)
-	if err != nil {
-		return nil, err
-	}
-	if err := kr.InstallReceiptKey(ctx, keys, nk, nil); err != nil {
-		return nil, err
-	}
-	return kr.ReceiptSigner(ctx, keys, tenantID)
 }
