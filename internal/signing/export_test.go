@@ -53,5 +53,5 @@ func (k *Keyring) FirstReceiptSigner(ctx context.Context, keys store.KeyTx, tena
 	case err != nil:
 		return nil, err
 	}
-	return newReceiptSigner(tenantID, nk.kid, nk.key.k)
+	return k.openReceiptKey(ctx, keys, tenantID)
 }

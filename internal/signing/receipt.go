@@ -386,16 +386,15 @@ var ErrNoReceiptKey = errors.New("signing: the organization has no receipt key")
 
 // ReceiptKey is a new receipt key, made and sealed but not stored, so that
 // the ledger entry recording it can name it (KID, PublicJWK) in the batch
-// whose transaction stores it (InstallReceiptKey). It never prints its
-// private half: a *ReceiptKey shows its kid under every fmt verb and slog,
-// and a copied value its kid, public and sealed halves and a pointer.
+// whose transaction stores it (InstallReceiptKey). It holds its private
+// half only sealed; a *ReceiptKey prints as its kid under every fmt verb
+// and slog.
 type ReceiptKey struct {
 	keyring  *Keyring // the one that sealed it
 	tenantID string
 	kid      string
 	public   ed25519.PublicKey
 	sealed   []byte
-	key      *receiptPrivateKey
 }
 
 // KID is the new key's id: its RFC 7638 thumbprint, as in the JWKS.
@@ -433,14 +432,15 @@ func (k *Keyring) NewReceiptKey(tenantID string) (*ReceiptKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer clear(priv)
 	// The seed is the canonical private key (RFC 8032 §5.1.5).
 	sealed, err := k.master.Seal(priv.Seed(), receiptBinding(tenantID, kid))
 	if err != nil {
 		return nil, err
 	}
 	return &ReceiptKey{
-		keyring: k, tenantID: tenantID, kid: kid, public: priv.Public().(ed25519.PublicKey),
-		sealed: sealed, key: &receiptPrivateKey{priv},
+		keyring: k, tenantID: tenantID, kid: kid,
+		public: bytes.Clone(priv.Public().(ed25519.PublicKey)), sealed: sealed,
 	}, nil
 }
 

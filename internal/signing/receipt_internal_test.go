@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
@@ -316,17 +317,22 @@ func TestSignedReceiptHeader(t *testing.T) {
 
 func TestReceiptSignerPrintsNoKeyMaterial(t *testing.T) {
 	_, active, _, _ := twoReceiptKeys(t)
-	seed := active.key.k.Seed()
-	forms := []string{hex.EncodeToString(seed), b64(seed), base64.StdEncoding.EncodeToString(seed[:30]),
-		strings.Trim(fmt.Sprint([]byte(seed[:8])), "[]")}
 	var buf strings.Builder
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "signer", active)
 	wrapped := struct{ s ReceiptSigner }{*active}
-	for _, out := range []string{
+	checkNoKeyMaterial(t, active.key.k.Seed(),
 		fmt.Sprintf("%v %+v %#v %s %x %q %d", active, active, active, active, active, active, active),
 		fmt.Sprintf("%v %+v %#v", *active, *active, wrapped),
-		buf.String(),
-	} {
+		buf.String())
+}
+
+// checkNoKeyMaterial fails if any of outs shows seed in a form a printer
+// would use.
+func checkNoKeyMaterial(t *testing.T, seed []byte, outs ...string) {
+	t.Helper()
+	forms := []string{hex.EncodeToString(seed), b64(seed), base64.StdEncoding.EncodeToString(seed[:30]),
+		strings.Trim(fmt.Sprint(seed[:8]), "[]")}
+	for _, out := range outs {
 		for _, f := range forms {
 			if strings.Contains(out, f) {
 				t.Fatalf("key material printed: %q", out)
@@ -610,35 +616,34 @@ func TestCheckedRowsAreRememberedWithTheirSealedHalf(t *testing.T) {
 	}
 }
 
-// A key made but not yet installed prints its kid, never its private half.
+// A key made but not yet installed holds its private half only sealed,
+// and prints as its kid.
 func TestReceiptKeyPrintsNoKeyMaterial(t *testing.T) {
 	master, err := secrets.GenerateMasterKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	kr, _ := NewKeyring(master)
-	nk, err := kr.NewReceiptKey("00000000-0000-4000-8000-000000000001")
+	const tenant = "00000000-0000-4000-8000-000000000001"
+	nk, err := kr.NewReceiptKey(tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed := nk.key.k.Seed()
-	forms := []string{hex.EncodeToString(seed), b64(seed), base64.StdEncoding.EncodeToString(seed[:30]),
-		strings.Trim(fmt.Sprint([]byte(seed[:8])), "[]")}
+	seed, err := master.Open(nk.sealed, receiptBinding(tenant, nk.KID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey), nk.public) {
+		t.Fatal("the sealed half is not the key's")
+	}
 	var buf strings.Builder
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "key", nk)
 	wrapped := struct{ k ReceiptKey }{*nk}
-	for _, out := range []string{
+	checkNoKeyMaterial(t, seed,
 		fmt.Sprintf("%v %+v %#v %s %x %q %d", nk, nk, nk, nk, nk, nk, nk),
 		fmt.Sprintf("%v %+v %#v", *nk, *nk, wrapped),
-		buf.String(), string(nk.PublicJWK()),
-	} {
-		for _, f := range forms {
-			if strings.Contains(out, f) {
-				t.Fatalf("key material printed: %q", out)
-			}
-		}
-	}
-	if !strings.Contains(fmt.Sprint(nk), nk.KID()) {
-		t.Fatalf("%v does not name kid %s", nk, nk.KID())
+		buf.String(), string(nk.PublicJWK()))
+	if got, want := fmt.Sprintf("%v %+v %#v", nk, nk, nk), strings.Repeat("ReceiptKey("+nk.KID()+") ", 3); got+" " != want {
+		t.Fatalf("printed %q, want %q", got, want)
 	}
 }
