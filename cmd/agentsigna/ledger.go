@@ -177,8 +177,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			// Every receipt key the organization holds came with its
 			// entry (decision.ReceiptKeys).
 			keys := decision.NewReceiptKeyLog()
-			opts.CheckRecord = func(e verify.Entry, record []byte) error { return keys.Entry(e.Index, e.Kind, e.Subject, record) }
-			opts.CheckKeys = keys.Keys
+			opts.CheckRecord, opts.CheckKeys = keys.Entry, keys.Keys
 		}
 		rep, err := l.CheckWith(ctx, tg.log, pinned, opts)
 		if err == nil && rep.Problem == nil && kept != nil {

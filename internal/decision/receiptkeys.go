@@ -14,6 +14,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // Ledger entry kinds of receipt key changes. A receipt key is what
@@ -201,12 +202,13 @@ func NewReceiptKeyLog() *ReceiptKeyLog {
 	return &ReceiptKeyLog{logged: map[string]loggedReceiptKey{}, retired: map[string]uint64{}}
 }
 
-// Entry reads entry index; an error is what is wrong with it.
-func (a *ReceiptKeyLog) Entry(index uint64, kind, subject string, record []byte) error {
-	if kind != KindReceiptKeyCreated && kind != KindReceiptKeyRotated {
+// Entry reads entry e and its record (ledger.CheckOptions.CheckRecord);
+// an error is what is wrong with it.
+func (a *ReceiptKeyLog) Entry(e verify.Entry, record []byte) error {
+	if e.Kind != KindReceiptKeyCreated && e.Kind != KindReceiptKeyRotated {
 		return nil
 	}
-	rec, pub, err := ParseReceiptKeyRecord(subject, record)
+	rec, pub, err := ParseReceiptKeyRecord(e.Subject, record)
 	if err != nil {
 		return err
 	}
@@ -217,16 +219,16 @@ func (a *ReceiptKeyLog) Entry(index uint64, kind, subject string, record []byte)
 		if _, ok := a.logged[kid]; !ok {
 			return fmt.Errorf("the entry retires receipt key %s, which no entry before it introduced", kid)
 		}
-		a.retired[kid] = index
+		a.retired[kid] = e.Index
 	}
 	a.kids = append(a.kids, rec.KID)
-	a.logged[rec.KID] = loggedReceiptKey{index: index, public: pub}
+	a.logged[rec.KID] = loggedReceiptKey{index: e.Index, public: pub}
 	return nil
 }
 
-// Keys checks the store's receipt keys against the entries read: the
-// first thing that does not match is an error wrapping
-// ledger.ErrKeysMismatch.
+// Keys checks the store's receipt keys against the entries read
+// (ledger.CheckOptions.CheckKeys): the first thing that does not match is
+// an error wrapping ledger.ErrKeysMismatch.
 func (a *ReceiptKeyLog) Keys(ctx context.Context, keys store.KeyTx) error {
 	ks, err := keys.SigningKeys(ctx, store.PurposeReceipt)
 	if err != nil {

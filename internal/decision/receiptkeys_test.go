@@ -18,6 +18,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // receiptKeyEntry is a receipt key change's ledger record.
@@ -372,17 +373,17 @@ func TestReceiptKeyLogEntries(t *testing.T) {
 		{"another kind", "decision", "dec_1", []byte(`{"anything":1}`), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := decision.NewReceiptKeyLog().Entry(7, tc.kind, tc.subject, tc.record)
+			err := decision.NewReceiptKeyLog().Entry(verify.Entry{Index: 7, Kind: tc.kind, Subject: tc.subject}, tc.record)
 			if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Entry: %v, want %q", err, tc.want)
 			}
 		})
 	}
 	l := decision.NewReceiptKeyLog()
-	if err := l.Entry(3, decision.KindReceiptKeyCreated, kid, rec(kid, string(nk.PublicJWK()), "")); err != nil {
+	if err := l.Entry(verify.Entry{Index: 3, Kind: decision.KindReceiptKeyCreated, Subject: kid}, rec(kid, string(nk.PublicJWK()), "")); err != nil {
 		t.Fatalf("a well-formed first key: %v", err)
 	}
-	if err := l.Entry(8, decision.KindReceiptKeyRotated, kid, rec(kid, string(nk.PublicJWK()), `"`+kid+`"`)); err == nil || err.Error() != "receipt key "+kid+" introduced again (first by entry 3)" {
+	if err := l.Entry(verify.Entry{Index: 8, Kind: decision.KindReceiptKeyRotated, Subject: kid}, rec(kid, string(nk.PublicJWK()), `"`+kid+`"`)); err == nil || err.Error() != "receipt key "+kid+" introduced again (first by entry 3)" {
 		t.Fatalf("a kid introduced again: %v", err)
 	}
 }

@@ -238,7 +238,7 @@ func (v *ReceiptVerifier) Verify(compact string, now time.Time) (*ReceiptClaims,
 
 // verify is Verify of a receipt whose header checkReceiptHeader passed.
 func (v *ReceiptVerifier) verify(compact string, hdr jose.Header, now time.Time) (*ReceiptClaims, error) {
-	pub, err := v.key(hdr.Kid)
+	pub, err := v.PublicKey(hdr.Kid)
 	if err != nil {
 		return nil, err
 	}
@@ -320,9 +320,9 @@ var jwksMembers = func() jose.Members {
 	return m
 }()
 
-// key finds kid's key and accepts it only as an Ed25519 public key meant
-// for EdDSA signatures.
-func (v *ReceiptVerifier) key(kid string) (ed25519.PublicKey, error) {
+// PublicKey is the key the set gives kid, as Verify takes it: only an
+// Ed25519 public key meant for EdDSA signatures.
+func (v *ReceiptVerifier) PublicKey(kid string) (ed25519.PublicKey, error) {
 	key, ok := v.set.LookupKeyID(kid)
 	if !ok {
 		return nil, ErrReceiptUnknownKey
