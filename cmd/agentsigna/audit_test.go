@@ -29,23 +29,12 @@ func TestAuditVerifyExport(t *testing.T) {
 	// Keys as the service makes them: each in its organization's log.
 	s, acme, kr, l, rk := acmeLedger(t)
 	lg := l.TenantLog(acme.ID, "acme")
-	signWith := func(rs *signing.ReceiptSigner, tenant string) string {
-		jws, err := rs.Sign(signing.ReceiptClaims{
-			Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_1", Tenant: tenant, DecisionID: "dec_1",
-			Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`),
-			Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "usr_s", RiskTier: "low"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return jws
-	}
 	sign := func(kr *signing.Keyring, tenant, slug string) string {
 		rs, err := rk.Signer(ctx, decision.Organization{ID: tenant, Slug: slug})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return signWith(rs, tenant)
+		return testReceipt(t, rs, "1")
 	}
 	good := sign(kr, acme.ID, "acme")
 	for _, e := range []ledger.Entry{
@@ -58,14 +47,8 @@ func TestAuditVerifyExport(t *testing.T) {
 	}
 	dir := t.TempDir()
 	export := func(name string) string {
-		var buf bytes.Buffer
-		if err := l.Export(ctx, lg, 0, 0, &buf); err != nil {
-			t.Fatal(err)
-		}
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeExport(t, l, lg, 0, p)
 		return p
 	}
 	vkey, _ := l.VerifierKey(ctx, lg)
@@ -127,15 +110,7 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 	lg := l.TenantLog(acme.ID, "acme")
 	org := decision.Organization{ID: acme.ID, Slug: "acme"}
 	receipt := func(rs *signing.ReceiptSigner, id string) ledger.Entry {
-		jws, err := rs.Sign(signing.ReceiptClaims{
-			Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_" + id, DecisionID: "dec_" + id,
-			Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`),
-			Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "usr_s", RiskTier: "low"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ledger.Entry{Kind: "receipt", Subject: "rct_" + id, Record: []byte(jws)}
+		return ledger.Entry{Kind: "receipt", Subject: "rct_" + id, Record: []byte(testReceipt(t, rs, id))}
 	}
 	logged, err := rk.Signer(ctx, org) // entry 0: receipt_key.created
 	if err != nil {
@@ -147,14 +122,8 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 	vkey, _ := l.VerifierKey(ctx, lg)
 	dir := t.TempDir()
 	run := func(name string, from uint64) (string, error) {
-		var buf bytes.Buffer
-		if err := l.Export(ctx, lg, from, 0, &buf); err != nil {
-			t.Fatal(err)
-		}
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeExport(t, l, lg, from, p)
 		var out, errOut bytes.Buffer
 		err := runAudit(ctx, []string{"verify", p, "--log-key", vkey}, &out, &errOut, envOf(nil))
 		return out.String() + errOut.String(), err
@@ -246,14 +215,7 @@ func TestAuditVerifyPinnedJWKSAgainstTheLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	genuine, err := rs.Sign(signing.ReceiptClaims{
-		Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_1", DecisionID: "dec_1",
-		Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`),
-		Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "usr_s", RiskTier: "low"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	genuine := testReceipt(t, rs, "1")
 	// The same header and claims, signed by another key.
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -274,14 +236,8 @@ func TestAuditVerifyPinnedJWKSAgainstTheLog(t *testing.T) {
 	if err := os.WriteFile(jwks, []byte(set), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	if err := l.Export(ctx, lg, 0, 0, &buf); err != nil {
-		t.Fatal(err)
-	}
 	export := filepath.Join(dir, "export.tar.gz")
-	if err := os.WriteFile(export, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeExport(t, l, lg, 0, export)
 	vkey, _ := l.VerifierKey(ctx, lg)
 	err = runAudit(ctx, []string{"verify", export, "--log-key", vkey, "--jwks", jwks}, io.Discard, io.Discard, envOf(nil))
 	if err == nil || !strings.Contains(err.Error(), "entry 1: record: receipt is signed with another key than the log introduced as "+rs.KID()) {
@@ -369,29 +325,44 @@ func TestAuditVerifyReceiptOfARetiredKey(t *testing.T) {
 	if _, _, err := rk.Rotate(ctx, org); err != nil { // entry 1
 		t.Fatal(err)
 	}
-	jws, err := old.Sign(signing.ReceiptClaims{
-		Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_1", DecisionID: "dec_1",
-		Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`),
-		Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "usr_s", RiskTier: "low"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	jws := testReceipt(t, old, "1")
 	if _, err := l.Append(ctx, lg, ledger.Entry{Kind: "receipt", Subject: "rct_1", Record: []byte(jws)}); err != nil { // entry 2
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	if err := l.Export(ctx, lg, 0, 0, &buf); err != nil {
-		t.Fatal(err)
-	}
 	export := filepath.Join(t.TempDir(), "export.tar.gz")
-	if err := os.WriteFile(export, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeExport(t, l, lg, 0, export)
 	vkey, _ := l.VerifierKey(ctx, lg)
 	var out bytes.Buffer
 	if err := runAudit(ctx, []string{"verify", export, "--log-key", vkey}, &out, io.Discard, envOf(nil)); err != nil ||
 		!strings.Contains(out.String(), "receipt=1 receipt_key.created=1 receipt_key.rotated=1") {
 		t.Fatalf("a receipt of a retired, logged key: %q, %v", out.String(), err)
 	}
+}
+
+// writeExport writes lg's export of entries from on, to its newest
+// checkpoint, to the file path.
+func writeExport(t *testing.T, l *ledger.Ledger, lg ledger.Log, from uint64, path string) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := l.Export(context.Background(), lg, from, 0, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testReceipt is a receipt rs signs for decision dec_<id>, receipt
+// rct_<id>, of acme's agent agt_x.
+func testReceipt(t *testing.T, rs *signing.ReceiptSigner, id string) string {
+	t.Helper()
+	jws, err := rs.Sign(signing.ReceiptClaims{
+		Issuer: "http://127.0.0.1:8080/t/acme", Subject: "agt_x", ID: "rct_" + id, DecisionID: "dec_" + id,
+		Outcome: signing.OutcomeAllow, Action: json.RawMessage(`{"type":"report.generate"}`),
+		Agent: signing.ReceiptAgent{ID: "agt_x", Sponsor: "usr_s", RiskTier: "low"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jws
 }
