@@ -88,17 +88,17 @@ func (l *Ledger) CheckWith(ctx context.Context, lg Log, verifierKey string, opts
 			}
 			// An empty log still answers for the store's keys: what it
 			// should hold for a log without entries (e.g. none).
-			if done, err := checkKeys(ctx, opts, kt, &rep); done || err != nil {
+			if found, err := checkKeys(ctx, opts, kt, &rep); found || err != nil || verifierKey != "" {
 				return err
 			}
+			// Without a key either, ErrNoLogKey: the log was never begun.
+			_, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope)
+			return err
 		}
 		if verifierKey == "" {
 			if verifierKey, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope); err != nil {
 				return err
 			}
-		}
-		if len(sizes) == 0 {
-			return nil
 		}
 		rep.Size = sizes[len(sizes)-1]
 		newest, err := lt.Checkpoint(ctx, rep.Size)
@@ -141,9 +141,9 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 	}
 	prev := make([]byte, 32)
 	var prevTime time.Time
-	// recordProblem is checkRecord's first error, held until the checkpoint of
-	// its batch checks out: a forged entry is reported as such, not as
-	// what its forged record says.
+	// recordProblem is checkRecord's first error, held until the
+	// checkpoint of its batch checks out: a forged entry is reported as
+	// such, not as what its forged record says.
 	var recordProblem *Problem
 	next := 0 // index into sizes of the next checkpoint to meet
 	batchStart := uint64(0)
