@@ -366,3 +366,25 @@ func testReceipt(t *testing.T, rs *signing.ReceiptSigner, id string) string {
 	}
 	return jws
 }
+
+// A receipt entry must name its receipt or its decision: one logged under
+// another's subject fails the audit.
+func TestAuditVerifyReceiptUnderAnotherSubject(t *testing.T) {
+	ctx := context.Background()
+	_, acme, _, l, rk := acmeLedger(t)
+	lg := l.TenantLog(acme.ID, "acme")
+	rs, err := rk.Signer(ctx, decision.Organization{ID: acme.ID, Slug: "acme"}) // entry 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, lg, ledger.Entry{Kind: "receipt", Subject: "rct_2", Record: []byte(testReceipt(t, rs, "1"))}); err != nil { // entry 1
+		t.Fatal(err)
+	}
+	export := filepath.Join(t.TempDir(), "export.tar.gz")
+	writeExport(t, l, lg, 0, export)
+	vkey, _ := l.VerifierKey(ctx, lg)
+	err = runAudit(ctx, []string{"verify", export, "--log-key", vkey}, io.Discard, io.Discard, envOf(nil))
+	if err == nil || !strings.Contains(err.Error(), "entry 1: record: receipt does not name the entry's subject") {
+		t.Fatalf("a receipt logged under another subject: %v", err)
+	}
+}
