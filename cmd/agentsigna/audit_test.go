@@ -209,12 +209,7 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 // the log introduced as that kid.
 func TestAuditVerifyPinnedJWKSAgainstTheLog(t *testing.T) {
 	ctx := context.Background()
-	_, acme, _, l, rk := acmeLedger(t)
-	lg := l.TenantLog(acme.ID, "acme")
-	rs, err := rk.Signer(ctx, decision.Organization{ID: acme.ID, Slug: "acme"}) // entry 0
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, lg, _, _, rs := acmeSigned(t) // entry 0: the key
 	genuine := testReceipt(t, rs, "1")
 	// The same header and claims, signed by another key.
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -236,10 +231,7 @@ func TestAuditVerifyPinnedJWKSAgainstTheLog(t *testing.T) {
 	if err := os.WriteFile(jwks, []byte(set), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	export := filepath.Join(dir, "export.tar.gz")
-	writeExport(t, l, lg, 0, export)
-	vkey, _ := l.VerifierKey(ctx, lg)
-	err = runAudit(ctx, []string{"verify", export, "--log-key", vkey, "--jwks", jwks}, io.Discard, io.Discard, envOf(nil))
+	_, err = auditWholeLog(t, l, lg, "--jwks", jwks)
 	if err == nil || !strings.Contains(err.Error(), "entry 1: record: receipt is signed with another key than the log introduced as "+rs.KID()) {
 		t.Fatalf("a receipt the pinned JWKS vouches for under a logged kid: %v", err)
 	}
@@ -315,13 +307,7 @@ func acmeLedger(t *testing.T) (*sqlite.Store, store.Tenant, *signing.Keyring, *l
 // published).
 func TestAuditVerifyReceiptOfARetiredKey(t *testing.T) {
 	ctx := context.Background()
-	_, acme, _, l, rk := acmeLedger(t)
-	lg := l.TenantLog(acme.ID, "acme")
-	org := decision.Organization{ID: acme.ID, Slug: "acme"}
-	old, err := rk.Signer(ctx, org) // entry 0
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, lg, org, rk, old := acmeSigned(t)              // entry 0: the key
 	if _, _, err := rk.Rotate(ctx, org); err != nil { // entry 1
 		t.Fatal(err)
 	}
@@ -329,13 +315,8 @@ func TestAuditVerifyReceiptOfARetiredKey(t *testing.T) {
 	if _, err := l.Append(ctx, lg, ledger.Entry{Kind: "receipt", Subject: "rct_1", Record: []byte(jws)}); err != nil { // entry 2
 		t.Fatal(err)
 	}
-	export := filepath.Join(t.TempDir(), "export.tar.gz")
-	writeExport(t, l, lg, 0, export)
-	vkey, _ := l.VerifierKey(ctx, lg)
-	var out bytes.Buffer
-	if err := runAudit(ctx, []string{"verify", export, "--log-key", vkey}, &out, io.Discard, envOf(nil)); err != nil ||
-		!strings.Contains(out.String(), "receipt=1 receipt_key.created=1 receipt_key.rotated=1") {
-		t.Fatalf("a receipt of a retired, logged key: %q, %v", out.String(), err)
+	if out, err := auditWholeLog(t, l, lg); err != nil || !strings.Contains(out, "receipt=1 receipt_key.created=1 receipt_key.rotated=1") {
+		t.Fatalf("a receipt of a retired, logged key: %q, %v", out, err)
 	}
 }
 
@@ -371,20 +352,40 @@ func testReceipt(t *testing.T, rs *signing.ReceiptSigner, id string) string {
 // another's subject fails the audit.
 func TestAuditVerifyReceiptUnderAnotherSubject(t *testing.T) {
 	ctx := context.Background()
-	_, acme, _, l, rk := acmeLedger(t)
-	lg := l.TenantLog(acme.ID, "acme")
-	rs, err := rk.Signer(ctx, decision.Organization{ID: acme.ID, Slug: "acme"}) // entry 0
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, lg, _, _, rs := acmeSigned(t)                                                                                                       // entry 0: the key
 	if _, err := l.Append(ctx, lg, ledger.Entry{Kind: "receipt", Subject: "rct_2", Record: []byte(testReceipt(t, rs, "1"))}); err != nil { // entry 1
 		t.Fatal(err)
 	}
-	export := filepath.Join(t.TempDir(), "export.tar.gz")
-	writeExport(t, l, lg, 0, export)
-	vkey, _ := l.VerifierKey(ctx, lg)
-	err = runAudit(ctx, []string{"verify", export, "--log-key", vkey}, io.Discard, io.Discard, envOf(nil))
-	if err == nil || !strings.Contains(err.Error(), "entry 1: record: receipt does not name the entry's subject") {
+	if _, err := auditWholeLog(t, l, lg); err == nil || !strings.Contains(err.Error(), "entry 1: record: receipt does not name the entry's subject") {
 		t.Fatalf("a receipt logged under another subject: %v", err)
 	}
+}
+
+// auditWholeLog runs audit verify, with extra arguments, on lg's export
+// from entry 0, pinned to the log's key, and returns what it printed on
+// standard output.
+func auditWholeLog(t *testing.T, l *ledger.Ledger, lg ledger.Log, extra ...string) (string, error) {
+	t.Helper()
+	export := filepath.Join(t.TempDir(), "export.tar.gz")
+	writeExport(t, l, lg, 0, export)
+	vkey, err := l.VerifierKey(context.Background(), lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = runAudit(context.Background(), append([]string{"verify", export, "--log-key", vkey}, extra...), &out, io.Discard, envOf(nil))
+	return out.String(), err
+}
+
+// acmeSigned is acmeLedger's log of acme, whose first receipt key (entry
+// 0) its receipt keys made, and that key's signer.
+func acmeSigned(t *testing.T) (*ledger.Ledger, ledger.Log, decision.Organization, *decision.ReceiptKeys, *signing.ReceiptSigner) {
+	t.Helper()
+	_, acme, _, l, rk := acmeLedger(t)
+	org := decision.Organization{ID: acme.ID, Slug: "acme"}
+	rs, err := rk.Signer(context.Background(), org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, l.TenantLog(acme.ID, "acme"), org, rk, rs
 }
