@@ -30,7 +30,8 @@ type Policy struct {
 	revision string
 	digest   string
 	query    rego.PreparedEvalQuery
-	memo     *memo // nil: every input is evaluated
+	memo     *memo   // nil: every input is evaluated
+	remote   *remote // non-nil: the policy evaluates in a worker (Workers.Load), and query is unset
 }
 
 // Revision is the bundle's manifest revision (for the base policy, its
@@ -245,7 +246,21 @@ func (p *Policy) Evaluate(ctx context.Context, in Input) (Verdict, error) {
 	return v, err
 }
 
+// Close releases what the policy holds outside this process: a policy
+// Workers.Load returned stops its worker once evaluations that already
+// hold the policy have had the time to end (WorkerOptions.KillAfter);
+// evaluating it after that fails. Close does nothing to a policy compiled
+// in this process, and may be called more than once.
+func (p *Policy) Close() {
+	if p != nil && p.remote != nil {
+		p.remote.close(p.remote.ws.opts.KillAfter)
+	}
+}
+
 func (p *Policy) evaluate(ctx context.Context, in Input) (v Verdict, err error) {
+	if p.remote != nil {
+		return p.remote.evaluate(ctx, in)
+	}
 	// OPA panics on some values a policy can build (a comparison of a
 	// number of more than a million fraction digits: "illegal value"), and
 	// the caller may not be a goroutine that recovers. The evaluation's
@@ -318,6 +333,32 @@ func parseVerdict(v any) (Verdict, error) {
 		}
 	}
 	return out, nil
+}
+
+// check checks a verdict that crossed from a worker as parseVerdict
+// checked it there: the worker runs policy code, so the service does not
+// take its word.
+func (v Verdict) check() error {
+	for _, l := range []struct {
+		field   string
+		reasons []string
+	}{{"deny", v.Deny}, {"escalate", v.Escalate}} {
+		if len(l.reasons) > MaxReasons {
+			return fmt.Errorf("%w: %s has %d reasons, limit %d", ErrEval, l.field, len(l.reasons), MaxReasons)
+		}
+		for _, r := range l.reasons {
+			if r == "" || len(r) > MaxReasonLength || !validReason(r) {
+				return fmt.Errorf("%w: %s reasons must be printable strings of 1 to %d bytes", ErrEval, l.field, MaxReasonLength)
+			}
+		}
+		if !slices.IsSorted(l.reasons) || len(slices.Compact(slices.Clone(l.reasons))) != len(l.reasons) {
+			return fmt.Errorf("%w: %s reasons are not sorted and distinct", ErrEval, l.field)
+		}
+	}
+	if v.MinApprovals < 0 || v.MinApprovals > MaxApprovals {
+		return fmt.Errorf("%w: min_approvals %d is not an integer from 0 to %d", ErrEval, v.MinApprovals, MaxApprovals)
+	}
+	return nil
 }
 
 func parseReasons(field string, v any) ([]string, error) {

@@ -102,10 +102,17 @@ func Read(raw []byte, opts ReadOptions) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	if int64(len(raw)) > opts.Limits.MaxCompressedBytes {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), opts.Limits.MaxCompressedBytes)
+	return read(raw, opts.Limits, func(b *Bundle) error { return b.verify(opts.Keys) })
+}
+
+// read is Read with its signature check given as verify. A policy worker
+// reads a bundle whose signature the service checked before sending it
+// (readVerified), and has no keys to check it with.
+func read(raw []byte, limits Limits, verify func(*Bundle) error) (*Bundle, error) {
+	if int64(len(raw)) > limits.MaxCompressedBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), limits.MaxCompressedBytes)
 	}
-	files, err := readArchive(raw, opts.Limits)
+	files, err := readArchive(raw, limits)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +125,7 @@ func Read(raw []byte, opts ReadOptions) (*Bundle, error) {
 	if err := b.classify(); err != nil {
 		return nil, err
 	}
-	if err := b.verify(opts.Keys); err != nil {
+	if err := verify(b); err != nil {
 		return nil, err
 	}
 	if err := b.readManifest(); err != nil {

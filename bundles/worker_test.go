@@ -1,0 +1,470 @@
+package bundles
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// newWorkers returns Workers for a test, closed at its end.
+func newWorkers(t *testing.T, opts WorkerOptions) *Workers {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	ws, err := NewWorkers(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ws.Close)
+	return ws
+}
+
+// workerPolicy loads the organization policy rego (package tenant) in a
+// worker of ws.
+func workerPolicy(t *testing.T, ws *Workers, rego string) *Policy {
+	t.Helper()
+	raw := tarGz(t, file("/.manifest", okManifest), file("/tenant/p.rego", rego))
+	p, _, err := ws.Load(context.Background(), raw, ReadOptions{})
+	if err != nil {
+		t.Fatalf("Workers.Load: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// evaluateWithin evaluates in under a deadline of d.
+func evaluateWithin(p *Policy, d time.Duration, in Input) (Verdict, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return p.Evaluate(ctx, in)
+}
+
+// currentWorker is the worker p evaluates in now, or nil.
+func currentWorker(p *Policy) *worker {
+	p.remote.mu.Lock()
+	defer p.remote.mu.Unlock()
+	return p.remote.w
+}
+
+// shared builds, in Rego, a value of 2^levels leaves from shared halves:
+// small to build, huge to walk.
+func shared(levels int) string {
+	var b strings.Builder
+	b.WriteString("x0 := {\"a\": 1, \"b\": 2}\n")
+	for i := 1; i <= levels; i++ {
+		fmt.Fprintf(&b, "x%d := {k: x%d | some k in [\"a\", \"b\"]}\n", i, i-1)
+	}
+	return b.String()
+}
+
+// A policy evaluated in a worker answers as it does in the service: the
+// verdict, its normalization and every error kind cross the pipe intact.
+func TestWorkerEvaluates(t *testing.T) {
+	ws := newWorkers(t, WorkerOptions{})
+	ctx := context.Background()
+	rego := `package tenant
+
+decision := {"allow": allow, "escalate": escalate, "deny": ["b", "a", "b"], "min_approvals": 2}
+
+default allow := false
+
+allow if to_number(input.action.amount.value) <= 1000
+
+escalate contains "big" if to_number(input.action.amount.value) > 1000
+`
+	in := payment(t)
+	local, err := policyFrom(t, map[string]string{"tenant/p.rego": rego})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := local.Evaluate(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := workerPolicy(t, ws, rego)
+	if p.Revision() != "r1" || p.Digest() != local.Digest() {
+		t.Errorf("revision %q digest %q, want r1 %q", p.Revision(), p.Digest(), local.Digest())
+	}
+	got, err := evaluateWithin(p, time.Second, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
+		t.Errorf("in a worker: %#v\nin process: %#v", got, want)
+	}
+
+	for _, tc := range []struct {
+		name string
+		rule string
+		want error
+	}{
+		{"undefined", `decision := {"allow": true} if input.nothing`, ErrUndefined},
+		{"not a verdict", `decision := {"allow": true, "escalte": {"x"}}`, ErrEval},
+		{"too many reasons", `decision := {"escalate": {sprintf("r%d", [i]) | some i in numbers.range(1, 40)}}`, ErrEval},
+		{"bound of a builtin", `decision := {"allow": regex.match(concat("", [s | some _ in numbers.range(1, 5000); s := "a"]), "a")}`, ErrEval},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := workerPolicy(t, ws, "package tenant\n\n"+tc.rule+"\n")
+			_, err := evaluateWithin(p, time.Second, in)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			// The worker's message comes through, not just its kind.
+			lp, lerr := policyFrom(t, map[string]string{"tenant/p.rego": "package tenant\n\n" + tc.rule + "\n"})
+			if lerr != nil {
+				t.Fatal(lerr)
+			}
+			if _, lerr = lp.Evaluate(ctx, in); lerr == nil || err.Error() != lerr.Error() {
+				t.Errorf("message %q, in process %v", err, lerr)
+			}
+		})
+	}
+
+	t.Run("deadline", func(t *testing.T) {
+		p := workerPolicy(t, ws, `package tenant
+
+decision := {"allow": true} if {
+	some a in numbers.range(1, 100000)
+	some b in numbers.range(1, 100000)
+	a + b < 0
+}
+`)
+		w := currentWorker(p)
+		if _, err := evaluateWithin(p, 50*time.Millisecond, in); !errors.Is(err, ErrEvalTimeout) {
+			t.Fatalf("err = %v, want ErrEvalTimeout", err)
+		}
+		// The worker stops the evaluation when told its deadline passed,
+		// well within KillAfter, and is still the one serving.
+		if _, err := evaluateWithin(p, 50*time.Millisecond, in); !errors.Is(err, ErrEvalTimeout) {
+			t.Fatalf("second evaluation: err = %v, want ErrEvalTimeout", err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if currentWorker(p) != w {
+			t.Fatalf("the worker was replaced: %v", p.remote.down)
+		}
+	})
+}
+
+// The reason for workers: a 22-line policy whose evaluation overflows the
+// goroutine stack ends its process, which Go cannot recover from. In a
+// worker it ends the worker: the evaluation fails (ErrEval, saying why),
+// another organization's worker and this process go on, and the worker is
+// started again after the pause.
+func TestWorkerCrashIsContained(t *testing.T) {
+	var logs syncBuffer
+	ws := newWorkers(t, WorkerOptions{
+		StackBytes:      32 << 20,
+		RestartAfter:    200 * time.Millisecond,
+		MaxRestartAfter: 400 * time.Millisecond,
+		Logger:          slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	boom := workerPolicy(t, ws, "package tenant\n\n"+shared(19)+`
+decision := {"allow": true} if input.action.type != "boom"
+decision := {"allow": true} if {
+	input.action.type == "boom"
+	x19 = x19
+}
+`)
+	other := workerPolicy(t, ws, "package tenant\n\ndecision := {\"allow\": true}\n")
+	in := payment(t)
+	kaboom, err := inputOf(map[string]any{"action": map[string]any{"type": "boom"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := evaluateWithin(boom, time.Second, in); err != nil || !v.Allow {
+		t.Fatalf("before: %+v, %v", v, err)
+	}
+	_, err = evaluateWithin(boom, 5*time.Second, kaboom)
+	if !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), "stack overflow") {
+		t.Fatalf("err = %v, want ErrEval saying stack overflow", err)
+	}
+	if v, err := evaluateWithin(other, time.Second, in); err != nil || !v.Allow {
+		t.Fatalf("the other organization's policy: %+v, %v", v, err)
+	}
+	// In the pause, evaluations fail at once rather than start a worker
+	// each.
+	start := time.Now()
+	_, err = evaluateWithin(boom, time.Second, in)
+	if !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), "restarts in 200ms") {
+		t.Fatalf("in the pause: err = %v", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("an evaluation in the pause took %v", d)
+	}
+	if !strings.Contains(logs.String(), "policy worker exited") || !strings.Contains(logs.String(), "stack overflow") {
+		t.Errorf("log: %s", logs.String())
+	}
+	waitFor(t, 5*time.Second, func() bool { _, err := evaluateWithin(boom, time.Second, in); return err == nil })
+
+	// A second crash doubles the pause.
+	if _, err := evaluateWithin(boom, 5*time.Second, kaboom); !errors.Is(err, ErrEval) {
+		t.Fatalf("second crash: %v", err)
+	}
+	if _, err := evaluateWithin(boom, time.Second, in); err == nil || !strings.Contains(err.Error(), "restarts in 400ms") {
+		t.Fatalf("after the second crash: err = %v", err)
+	}
+}
+
+// An evaluation stuck in one step past its deadline plus KillAfter gets
+// its worker killed: OPA cannot stop it, so its core is taken back.
+func TestWorkerOverrunIsKilled(t *testing.T) {
+	var logs syncBuffer
+	ws := newWorkers(t, WorkerOptions{
+		KillAfter:       100 * time.Millisecond,
+		RestartAfter:    time.Hour,
+		MaxRestartAfter: time.Hour,
+		Logger:          slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	// One call of equal compares 2^24 leaves of two values built apart:
+	// seconds in one step.
+	other := strings.ReplaceAll(shared(24), "x", "y")
+	p := workerPolicy(t, ws, "package tenant\n\n"+shared(24)+other+"\ndecision := {\"allow\": equal(x24, y24)}\n")
+	w := currentWorker(p)
+	start := time.Now()
+	if _, err := evaluateWithin(p, 50*time.Millisecond, payment(t)); !errors.Is(err, ErrEvalTimeout) {
+		t.Fatalf("err = %v, want ErrEvalTimeout", err)
+	}
+	select {
+	case <-w.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker was not killed")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("killed after %v", d)
+	}
+	if !strings.Contains(w.exit.Error(), "killed: an evaluation ran 100ms past its deadline") {
+		t.Errorf("exit: %v", w.exit)
+	}
+	if _, err := evaluateWithin(p, time.Second, payment(t)); !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("after the kill: %v", err)
+	}
+}
+
+// Compilation runs in the worker: its errors come back as the sentinels
+// Compile returns, and one that runs past CompileTimeout is killed.
+func TestWorkerLoadRejects(t *testing.T) {
+	ws := newWorkers(t, WorkerOptions{})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, rego string
+		want       error
+	}{
+		{"no decision", "package tenant\n\nx := 1\n", ErrNoDecision},
+		{"forbidden builtin", "package tenant\n\ndecision := {\"allow\": count(http.send({\"method\": \"get\", \"url\": \"http://127.0.0.1\"})) > 0}\n", ErrForbiddenBuiltin},
+		{"does not compile", "package tenant\n\ndecision := {\"allow\": y}\n", ErrCompile},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := tarGz(t, file("/.manifest", okManifest), file("/tenant/p.rego", tc.rego))
+			_, lerr := policyFrom(t, map[string]string{"tenant/p.rego": tc.rego})
+			p, _, err := ws.Load(ctx, raw, ReadOptions{})
+			if p != nil || !errors.Is(err, tc.want) || !errors.Is(err, ErrInvalidBundle) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if lerr == nil || err.Error() != lerr.Error() {
+				t.Errorf("message %q, in process %v", err, lerr)
+			}
+		})
+	}
+	t.Run("signature checked here", func(t *testing.T) {
+		raw := tarGz(t, file("/.manifest", okManifest), file("/tenant/p.rego", allowAll), file("/.signatures.json", `{"signatures":["x.y.z"]}`))
+		if _, _, err := ws.Load(ctx, raw, ReadOptions{}); !errors.Is(err, ErrSignedWithoutKey) {
+			t.Fatalf("err = %v, want ErrSignedWithoutKey", err)
+		}
+	})
+	t.Run("compile timeout", func(t *testing.T) {
+		slow := newWorkers(t, WorkerOptions{CompileTimeout: time.Nanosecond})
+		_, _, err := slow.Load(ctx, okBundle(t), ReadOptions{})
+		if !errors.Is(err, ErrCompile) || !strings.Contains(err.Error(), "compiling took longer than 1ns") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+// A worker runs policy code, so it gets nothing of the service's
+// environment (a master key passed in one, say) and the limits it was
+// given.
+func TestWorkerEnvironmentAndLimits(t *testing.T) {
+	if _, err := os.Stat("/proc/self/environ"); err != nil {
+		t.Skip("no /proc here:", err)
+	}
+	t.Setenv("AGENTSIGNA_MASTER_KEY", "a-secret-the-worker-must-not-see")
+	ws := newWorkers(t, WorkerOptions{MemoryBytes: 768 << 20})
+	p := workerPolicy(t, ws, allowAll)
+	pid := currentWorker(p).cmd.Process.Pid
+	environ, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSuffix(string(environ), "\x00"), "\x00")
+	if want := []string{workerEnv + "=" + workerProtocol, "GOMAXPROCS=1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("worker environment %q, want %q", got, want)
+	}
+	limits, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(limits))
+	found := false
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) > 4 && strings.HasPrefix(sc.Text(), "Max data size") {
+			found = true
+			if f[3] != strconv.Itoa(768<<20) {
+				t.Errorf("data limit %s, want %d", f[3], 768<<20)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no data size line in %s", limits)
+	}
+}
+
+// Close stops the worker once evaluations holding the policy have had
+// KillAfter to end; Workers.Close stops every worker at once.
+func TestWorkerClose(t *testing.T) {
+	ws := newWorkers(t, WorkerOptions{KillAfter: 500 * time.Millisecond})
+	p := workerPolicy(t, ws, allowAll)
+	w := currentWorker(p)
+	p.Close()
+	// Within the drain it still answers; after it, it does not.
+	if _, err := evaluateWithin(p, time.Second, payment(t)); err != nil {
+		t.Errorf("within the drain: %v", err)
+	}
+	select {
+	case <-w.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the worker did not stop after Close")
+	}
+	if _, err := evaluateWithin(p, time.Second, payment(t)); !errors.Is(err, ErrEval) {
+		t.Errorf("after Close: err = %v, want ErrEval", err)
+	}
+
+	q := workerPolicy(t, ws, allowAll)
+	wq := currentWorker(q)
+	ws.Close()
+	select {
+	case <-wq.done:
+	default:
+		t.Fatal("Workers.Close returned with a worker running")
+	}
+	if _, _, err := ws.Load(context.Background(), okBundle(t), ReadOptions{}); err == nil {
+		t.Error("Load after Close succeeded")
+	}
+}
+
+func TestWorkerFrames(t *testing.T) {
+	var buf bytes.Buffer
+	w := bufio.NewWriter(&buf)
+	if err := writeFrame(w, opResult, 7, []byte{0}, []byte(`{"allow":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := readFrame(bufio.NewReader(bytes.NewReader(buf.Bytes())), maxResultFrame)
+	if err != nil || f.op != opResult || f.id != 7 || string(f.payload) != "\x00{\"allow\":true}" {
+		t.Fatalf("frame %+v, %v", f, err)
+	}
+	if _, err := readFrame(bufio.NewReader(bytes.NewReader(buf.Bytes())), 10); !errors.Is(err, errFrame) {
+		t.Errorf("oversized: err = %v, want errFrame", err)
+	}
+	if _, err := readFrame(bufio.NewReader(bytes.NewReader(buf.Bytes()[:frameHeader+3])), maxResultFrame); err == nil {
+		t.Error("a cut frame was read")
+	}
+	for _, code := range []byte{0, byte(len(resultErrors) + 1), 255} {
+		if err := resultError(code, nil); !errors.Is(err, errFrame) {
+			t.Errorf("code %d: %v", code, err)
+		}
+	}
+	if err := resultError(1, bytes.Repeat([]byte("é"), maxResultMessage)); len(err.Error()) > maxResultMessage+8 || !errors.Is(err, ErrUndefined) {
+		t.Errorf("long message: %d bytes, %v", len(err.Error()), errors.Is(err, ErrUndefined))
+	}
+	if resultCode(errors.New("other")) != 3 || resultErrors[2] != ErrEval {
+		t.Error("an unknown error is not ErrEval")
+	}
+}
+
+// A verdict from a worker is checked again in the service.
+func TestWorkerVerdictChecked(t *testing.T) {
+	many := make([]string, MaxReasons+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("r%02d", i)
+	}
+	for name, body := range map[string]string{
+		"not JSON":            `{`,
+		"too many reasons":    `{"deny":["` + strings.Join(many, `","`) + `"]}`,
+		"empty reason":        `{"deny":[""]}`,
+		"control character":   `{"escalate":["a\nb"]}`,
+		"unsorted":            `{"deny":["b","a"]}`,
+		"duplicate":           `{"escalate":["a","a"]}`,
+		"too many approvals":  `{"min_approvals":11}`,
+		"negative approvals":  `{"min_approvals":-1}`,
+		"reason too long":     `{"deny":["` + strings.Repeat("a", MaxReasonLength+1) + `"]}`,
+		"allow not a boolean": `{"allow":"yes"}`,
+	} {
+		if r := parseResult(append([]byte{0}, body...), false); !errors.Is(r.err, ErrEval) {
+			t.Errorf("%s: %+v", name, r)
+		}
+	}
+	if r := parseResult([]byte("\x00{\"allow\":true,\"deny\":[\"a\",\"b\"],\"min_approvals\":10}"), false); r.err != nil || !r.verdict.Allow {
+		t.Errorf("a valid verdict: %+v", r)
+	}
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A policy that takes more memory than MemoryBytes ends its worker, not
+// the service.
+func TestWorkerMemoryLimit(t *testing.T) {
+	if _, err := os.Stat("/proc/self/limits"); err != nil {
+		t.Skip("RLIMIT_DATA is set on Linux only:", err)
+	}
+	limit := uint64(256 << 20)
+	if raceEnabled {
+		limit = 768 << 20
+	}
+	ws := newWorkers(t, WorkerOptions{MemoryBytes: limit, RestartAfter: time.Hour, MaxRestartAfter: time.Hour})
+	p := workerPolicy(t, ws, "package tenant\n\ndecision := {\"allow\": count({[i, \"a pad to make each element bigger\"] | some i in numbers.range(1, 4000000)}) > 0}\n")
+	_, err := evaluateWithin(p, 30*time.Second, payment(t))
+	says := "fatal error: runtime: cannot allocate memory"
+	if raceEnabled {
+		says = "ThreadSanitizer failed to allocate"
+	}
+	if !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), says) {
+		t.Fatalf("err = %v, want ErrEval saying the worker could not allocate memory", err)
+	}
+}

@@ -1,0 +1,180 @@
+package bundles
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// workerEnv is set, to workerProtocol, in the environment of a process
+// Workers starts; a binary's main asks IsWorker before anything else.
+const (
+	workerEnv      = "AGENTSIGNA_POLICY_WORKER"
+	workerProtocol = "1"
+)
+
+// IsWorker reports whether this process was started by Workers to serve
+// one organization policy: its main must then call ServeWorker and nothing
+// else.
+func IsWorker() bool { return os.Getenv(workerEnv) == workerProtocol }
+
+// workerConfig is what a worker is told before it reads the bundle: the
+// limits it puts on itself and the bundle's intake limits.
+type workerConfig struct {
+	Limits      Limits `json:"limits"`
+	StackBytes  int    `json:"stack_bytes"`
+	MemoryBytes uint64 `json:"memory_bytes"`
+}
+
+// ServeWorker serves one organization policy over the process's stdin and
+// stdout until stdin ends. Nothing else may write to stdout: os.Stdout is
+// pointed at stderr first.
+func ServeWorker() error {
+	out := os.Stdout
+	os.Stdout = os.Stderr
+	return serveWorker(os.Stdin, out)
+}
+
+// serveWorker serves one organization policy over in and out, the
+// protocol of workerframe.go, until in ends: it reads the bundle, limits
+// its own stack and memory, compiles the bundle and evaluates
+// inputs, each in its own goroutine under the deadline the service sent.
+//
+// What the policy does may still end this process (a stack or memory
+// limit reached ends a Go program, and no recover stops it): that is the
+// point of a worker. The service sees its output end and fails the
+// organization's evaluations in flight, and nobody else's.
+func serveWorker(in io.Reader, out io.Writer) error {
+	r := bufio.NewReaderSize(in, 64<<10)
+	s := &workerServer{w: bufio.NewWriterSize(out, 4<<10), cancels: map[uint64]context.CancelFunc{}}
+
+	f, err := readFrame(r, maxRequestFrame)
+	if err != nil {
+		return fmt.Errorf("bundles: worker: reading the bundle: %w", err)
+	}
+	if f.op != opLoad || len(f.payload) < 4 {
+		return fmt.Errorf("%w: the first frame is not a load", errFrame)
+	}
+	n := binary.BigEndian.Uint32(f.payload)
+	if uint64(n) > uint64(len(f.payload)-4) {
+		return fmt.Errorf("%w: the load's config overruns it", errFrame)
+	}
+	var cfg workerConfig
+	if err := json.Unmarshal(f.payload[4:4+n], &cfg); err != nil {
+		return fmt.Errorf("%w: the load's config: %v", errFrame, err)
+	}
+	if cfg.StackBytes > 0 {
+		debug.SetMaxStack(cfg.StackBytes)
+	}
+	if cfg.MemoryBytes > 0 {
+		if err := limitMemory(cfg.MemoryBytes); err != nil {
+			return fmt.Errorf("bundles: worker: %w", err)
+		}
+	}
+	p, err := loadVerified(f.payload[4+n:], cfg.Limits)
+	if err := s.result(f.id, err, nil); err != nil {
+		return err
+	}
+	if err != nil {
+		return nil
+	}
+	s.policy = p
+
+	for {
+		f, err := readFrame(r, maxRequestFrame)
+		if errors.Is(err, io.EOF) {
+			return nil // the service closed our input: stop
+		}
+		if err != nil {
+			return fmt.Errorf("bundles: worker: %w", err)
+		}
+		switch f.op {
+		case opEval:
+			if len(f.payload) < 8 {
+				return fmt.Errorf("%w: an evaluation without its deadline", errFrame)
+			}
+			left := time.Duration(binary.BigEndian.Uint64(f.payload))
+			ctx, cancel := context.WithTimeout(context.Background(), left)
+			s.mu.Lock()
+			s.cancels[f.id] = cancel
+			s.mu.Unlock()
+			go s.evaluate(ctx, f.id, f.payload[8:])
+		case opCancel:
+			s.mu.Lock()
+			if cancel := s.cancels[f.id]; cancel != nil {
+				cancel()
+			}
+			s.mu.Unlock()
+		default:
+			return fmt.Errorf("%w: op %q", errFrame, f.op)
+		}
+	}
+}
+
+// loadVerified reads and compiles a bundle the service has read and
+// verified already (its signature checked against the organization's keys,
+// which the worker does not hold).
+func loadVerified(raw []byte, limits Limits) (*Policy, error) {
+	if err := limits.validate(); err != nil {
+		return nil, err
+	}
+	b, err := read(raw, limits, func(*Bundle) error { return nil })
+	if err != nil {
+		return nil, err
+	}
+	return Compile(context.Background(), b)
+}
+
+type workerServer struct {
+	policy *Policy
+
+	wmu sync.Mutex // one frame at a time on w
+	w   *bufio.Writer
+
+	mu      sync.Mutex
+	cancels map[uint64]context.CancelFunc
+}
+
+func (s *workerServer) evaluate(ctx context.Context, id uint64, input []byte) {
+	defer func() {
+		s.mu.Lock()
+		s.cancels[id]()
+		delete(s.cancels, id)
+		s.mu.Unlock()
+	}()
+	var v Verdict
+	value, err := ast.ValueFromReader(bytes.NewReader(input))
+	if err != nil {
+		err = fmt.Errorf("%w: the input is not JSON: %v", ErrEval, err)
+	} else {
+		v, err = s.policy.Evaluate(ctx, NewInput(value))
+	}
+	var verdict []byte
+	if err == nil {
+		verdict, err = json.Marshal(v)
+	}
+	// A write that fails means the service has gone; the read loop ends.
+	_ = s.result(id, err, verdict)
+}
+
+// result sends the result of request id: err, or success with payload.
+func (s *workerServer) result(id uint64, err error, payload []byte) error {
+	code := resultCode(err)
+	if err != nil {
+		payload = []byte(err.Error())
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return writeFrame(s.w, opResult, id, []byte{code}, payload)
+}
