@@ -81,7 +81,7 @@ func newAgentEnv(t *testing.T, configure ...func(*server.AgentAuthConfig)) *agen
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol := decision.NewPolicies(s, l, engine, bundles.Limits{})
+	pol := decision.NewPolicies(s, l, engine, decision.PoliciesOptions{})
 	svc, err := decision.NewService(decision.Config{Tenants: s, Ledger: l, Keyring: kr, Evaluator: ev, Policies: pol, PublicURL: testPublicURL})
 	if err != nil {
 		t.Fatal(err)

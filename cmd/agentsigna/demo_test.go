@@ -112,7 +112,7 @@ func TestDemoSeedingOutlivesASignal(t *testing.T) {
 	backend, l := openServeLedger(t, ctx, dir)
 	defer backend.Close()
 	log := slog.New(slog.DiscardHandler)
-	pol := decision.NewPolicies(backend, l, bundles.NewEngine(), bundles.Limits{})
+	pol := decision.NewPolicies(backend, l, bundles.NewEngine(), decision.PoliciesOptions{})
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel() // as if SIGTERM came as seeding began
 	err := seedDemo(cancelled, backend, l, pol, dir, "http://127.0.0.1:8080", "http://127.0.0.1:8081", log)

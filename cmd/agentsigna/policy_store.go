@@ -46,7 +46,7 @@ func openPolicyService(ctx context.Context, sf *storeFlags, lf *ledgerFlags, slu
 	}
 	return &policyService{
 		backend:  backend,
-		policies: decision.NewPolicies(backend, l, bundles.NewEngine(), bundles.Limits{}),
+		policies: decision.NewPolicies(backend, l, bundles.NewEngine(), decision.PoliciesOptions{}),
 		org:      decision.Organization{ID: ref.ID, Slug: ref.Slug},
 		close:    func() { l.Close(); backend.Close() },
 	}, nil

@@ -37,6 +37,7 @@ type Policies struct {
 	ledger  *ledger.Ledger
 	engine  *bundles.Engine
 	limits  bundles.Limits
+	workers *bundles.Workers // nil: compile and evaluate in this process
 
 	// installed is, per organization, the seq of the activation whose
 	// policy the engine holds (0: none activated); absent until this
@@ -51,25 +52,51 @@ type Policies struct {
 	changeMu sync.Mutex
 }
 
-// NewPolicies returns the policy service. limits zero means
-// bundles.DefaultLimits.
-func NewPolicies(tenants store.TenantStore, l *ledger.Ledger, engine *bundles.Engine, limits bundles.Limits) *Policies {
-	if limits == (bundles.Limits{}) {
-		limits = bundles.DefaultLimits()
+// PoliciesOptions configure Policies; the zero value is the default.
+type PoliciesOptions struct {
+	// Limits bound a bundle's intake; the zero value means
+	// bundles.DefaultLimits().
+	Limits bundles.Limits
+	// Workers, when set, compile organization policies, and evaluate the
+	// ones the engine holds, in worker processes: what a policy does can
+	// then end its worker but not this process. The service sets it. Nil
+	// compiles and evaluates in this process, as the operator's own tools
+	// (policy push, activate) do.
+	Workers *bundles.Workers
+}
+
+// NewPolicies returns the policy service.
+func NewPolicies(tenants store.TenantStore, l *ledger.Ledger, engine *bundles.Engine, opts PoliciesOptions) *Policies {
+	if opts.Limits == (bundles.Limits{}) {
+		opts.Limits = bundles.DefaultLimits()
 	}
-	return &Policies{tenants: tenants, ledger: l, engine: engine, limits: limits, installed: map[string]uint64{}}
+	return &Policies{tenants: tenants, ledger: l, engine: engine, limits: opts.Limits, workers: opts.Workers, installed: map[string]uint64{}}
+}
+
+// load reads and compiles a bundle: in a worker when the service has
+// Workers, else in this process.
+func (p *Policies) load(ctx context.Context, raw []byte, opts bundles.ReadOptions) (*bundles.Policy, *bundles.Bundle, error) {
+	if p.workers != nil {
+		return p.workers.Load(ctx, raw, opts)
+	}
+	return bundles.Load(ctx, raw, opts)
 }
 
 // install puts the policy of activation seq into the engine, unless the
-// engine already holds a newer activation's.
+// engine already holds a newer activation's. The policy that leaves (the
+// one replaced, or this one when it is not installed) is closed: its
+// worker, if it has one, stops once decisions holding it have ended.
 func (p *Policies) install(orgID string, seq uint64, policy *bundles.Policy) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if cur, ok := p.installed[orgID]; ok && cur > seq {
+		policy.Close()
 		return
 	}
 	p.installed[orgID] = seq
-	p.engine.Activate(orgID, policy)
+	if previous := p.engine.Activate(orgID, policy); previous != policy {
+		previous.Close()
+	}
 }
 
 // Current reports whether the engine holds the organization's activation
@@ -114,10 +141,11 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 	if err != nil {
 		return nil, err
 	}
-	_, b, err := bundles.Load(ctx, raw, opts)
+	checked, b, err := p.load(ctx, raw, opts)
 	if err != nil {
 		return nil, err
 	}
+	checked.Close() // compiled to check it; Activate compiles it again
 	candidate := bundles.KnownRevision{Revision: b.Revision, Digest: b.Digest}
 	// What the batch checks again, with the log locked: the revision is
 	// new (or this very bundle), and the bundle was read under the keys
@@ -207,7 +235,7 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 		return store.PolicyActivation{}, err
 	}
 	// Compiled again from the stored bytes, under today's keys and limits.
-	policy, _, err := bundles.Load(ctx, stored.Bundle, opts)
+	policy, _, err := p.load(ctx, stored.Bundle, opts)
 	if err != nil {
 		return store.PolicyActivation{}, err
 	}
@@ -234,6 +262,7 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 			return err
 		})
 	if err != nil {
+		policy.Close()
 		return act, err
 	}
 	p.install(org.ID, act.Seq, policy)
@@ -388,7 +417,7 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 	if err != nil {
 		return err
 	}
-	policy, _, err := bundles.Load(ctx, stored.Bundle, opts)
+	policy, _, err := p.load(ctx, stored.Bundle, opts)
 	if err != nil {
 		return fmt.Errorf("%w: active revision %q: %w", errBundleDoesNotLoad, stored.Revision, err)
 	}

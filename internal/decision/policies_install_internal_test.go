@@ -15,7 +15,7 @@ import (
 // it) does replace what the engine holds.
 func TestInstallKeepsTheNewerActivation(t *testing.T) {
 	ev, engine := newEvaluator(t, Options{})
-	p := NewPolicies(nil, nil, engine, bundles.Limits{})
+	p := NewPolicies(nil, nil, engine, PoliciesOptions{})
 	const org = "t_1" // defaultInput's tenant
 	ctx := context.Background()
 	in := defaultInput()

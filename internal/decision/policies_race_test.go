@@ -35,7 +35,7 @@ func (a *afterFirstTx) InTenantTx(ctx context.Context, tenantID string, fn func(
 // overtakenBy is a Policies of another process whose first read is
 // followed, before its ledger batch, by after.
 func (e *policyEnv) overtakenBy(after func()) *decision.Policies {
-	return decision.NewPolicies(&afterFirstTx{Backend: e.backend, after: after}, e.ledger, bundles.NewEngine(), bundles.Limits{})
+	return decision.NewPolicies(&afterFirstTx{Backend: e.backend, after: after}, e.ledger, bundles.NewEngine(), decision.PoliciesOptions{})
 }
 
 // A policy change whose read another process's change has overtaken is

@@ -81,7 +81,7 @@ func newPolicyEnv(t *testing.T, kind string) *policyEnv {
 	t.Cleanup(l.Close)
 	tn := storetest.CreateTenant(t, b, "acme")
 	engine := bundles.NewEngine()
-	return &policyEnv{backend: b, ledger: l, engine: engine, policies: decision.NewPolicies(b, l, engine, bundles.Limits{}),
+	return &policyEnv{backend: b, ledger: l, engine: engine, policies: decision.NewPolicies(b, l, engine, decision.PoliciesOptions{}),
 		org: decision.Organization{ID: tn.ID, Slug: tn.Slug}}
 }
 
@@ -136,7 +136,7 @@ func TestPolicyLifecycle(t *testing.T) {
 			}
 			// A restarted process loads the active revision from the store.
 			fresh := bundles.NewEngine()
-			if err := decision.NewPolicies(e.backend, e.ledger, fresh, bundles.Limits{}).LoadActive(ctx, e.org); err != nil {
+			if err := decision.NewPolicies(e.backend, e.ledger, fresh, decision.PoliciesOptions{}).LoadActive(ctx, e.org); err != nil {
 				t.Fatal(err)
 			}
 			if rev, _ := fresh.ActiveRevision(e.org.ID); rev != "v1" {

@@ -46,6 +46,9 @@ type serviceEnv struct {
 	service  *decision.Service
 	org      decision.Organization
 	clock    *testClock
+	// workers, when set, is what services built from now on compile and
+	// evaluate organization policies in (as the service does).
+	workers *bundles.Workers
 }
 
 // testClock is the Service's clock; it runs with real time from an offset
@@ -124,7 +127,7 @@ func (e *serviceEnv) newServiceOver(t testing.TB, l *ledger.Ledger, tenants stor
 	if err != nil {
 		t.Fatal(err)
 	}
-	pols := decision.NewPolicies(tenants, l, engine, limits)
+	pols := decision.NewPolicies(tenants, l, engine, decision.PoliciesOptions{Limits: limits, Workers: e.workers})
 	cfg.Tenants, cfg.Ledger, cfg.Keyring, cfg.Evaluator, cfg.Policies = tenants, l, kr, ev, pols
 	cfg.PublicURL = publicURL
 	if cfg.Now == nil {
