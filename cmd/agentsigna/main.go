@@ -11,9 +11,20 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/agentsigna/agentsigna/bundles"
 )
 
 func main() {
+	if bundles.IsWorker() {
+		// Started by the service to serve one organization policy
+		// (bundles.Workers); no flags, no commands.
+		if err := bundles.ServeWorker(); err != nil {
+			fmt.Fprintln(os.Stderr, "agentsigna policy worker:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
 }
 

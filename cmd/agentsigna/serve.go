@@ -126,13 +126,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	server.MountLogKeys(planes.Tenant, l, backend)
 	server.MountJWKS(planes.Tenant, backend, keys)
 	server.MountLedger(planes.Platform, l, server.DenyLogAccess)
-	pol, auth, err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, log)
+	pol, auth, workers, err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, log)
 	if err != nil {
 		return err
 	}
 	// Before the ledger closes (defers run last first); after a clean stop
 	// this second close writes nothing.
 	defer closeAgentAuth(ctx, auth)
+	defer workers.Close()
 	if f.demo {
 		if err := seedDemo(ctx, backend, l, pol, f.store.dataDir, f.ledger.publicURL, localURL(f.platformAddr, tlsConfig != nil), log); err != nil {
 			return err
@@ -185,6 +186,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdown)
 	defer cancel()
 	shutdownErr := planes.Shutdown(sctx)
+	workers.Close()
 	authErr := closeAgentAuth(ctx, auth)
 	l.Close()
 	closeErr := backend.Close()
@@ -337,28 +339,36 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 }
 
 // mountAgentAPI wires the agent path: token endpoint, decisions, cases.
-// The agent authenticator it returns must be closed before the ledger.
-func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Backend, l *ledger.Ledger, keys *signing.Keyring, publicURL string, log *slog.Logger) (*decision.Policies, *server.AgentAuth, error) {
+// The agent authenticator it returns must be closed before the ledger,
+// and the policy workers once the planes have stopped.
+func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Backend, l *ledger.Ledger, keys *signing.Keyring, publicURL string, log *slog.Logger) (*decision.Policies, *server.AgentAuth, *bundles.Workers, error) {
 	engine := bundles.NewEngine()
 	evaluator, err := decision.NewEvaluator(ctx, engine, decision.Options{})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	policies := decision.NewPolicies(backend, l, engine, bundles.Limits{})
+	// Organization policies compile and evaluate in worker processes
+	// (this executable, see main): a policy can end its worker, never
+	// the service.
+	workers, err := bundles.NewWorkers(bundles.WorkerOptions{Logger: log})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	policies := decision.NewPolicies(backend, l, engine, decision.PoliciesOptions{Workers: workers})
 	svc, err := decision.NewService(decision.Config{
 		Tenants: backend, Ledger: l, Keyring: keys, Evaluator: evaluator, Policies: policies,
 		PublicURL: strings.TrimSuffix(publicURL, "/"), Logger: log,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	auth, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: backend, Ledger: l, Keys: keys, PublicURL: publicURL, Logger: log})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
-	return policies, auth, nil
+	return policies, auth, workers, nil
 }
 
 // agentAuthCloseTimeout bounds the writing of the token refusals' last
