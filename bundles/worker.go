@@ -296,7 +296,7 @@ func (r *remote) exited(w *worker) {
 		r.pause = r.ws.opts.RestartAfter
 	}
 	r.down = fmt.Errorf("the organization's policy worker exited (%v); it restarts in %v", w.exit, r.pause)
-	r.ws.opts.Logger.Warn("policy worker exited", "revision", r.revision, "error", w.exit, "restart_in", r.pause)
+	r.ws.opts.Logger.Warn("policy worker exited", "revision", r.revision, "error", w.exit, "restart_in", r.pause.String())
 	time.AfterFunc(r.pause, r.restart)
 	r.pause = min(2*r.pause, r.ws.opts.MaxRestartAfter)
 }
@@ -319,7 +319,7 @@ func (r *remote) restart() {
 	}
 	if err != nil {
 		r.down = fmt.Errorf("the organization's policy worker does not start again (%v); it is tried again in %v", err, r.pause)
-		r.ws.opts.Logger.Warn("policy worker does not restart", "revision", r.revision, "error", err, "retry_in", r.pause)
+		r.ws.opts.Logger.Warn("policy worker does not restart", "revision", r.revision, "error", err, "retry_in", r.pause.String())
 		time.AfterFunc(r.pause, r.restart)
 		r.pause = min(2*r.pause, r.ws.opts.MaxRestartAfter)
 		return
