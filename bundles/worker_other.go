@@ -2,6 +2,13 @@
 
 package bundles
 
+import "os"
+
 // limitMemory does nothing off Linux: a worker there is bounded by
 // its stack limit and its deadline only.
 func limitMemory(uint64) error { return nil }
+
+// pollable returns the descriptor fd as a file.
+func pollable(fd int, name string) (*os.File, error) {
+	return os.NewFile(uintptr(fd), name), nil
+}

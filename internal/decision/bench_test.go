@@ -5,6 +5,9 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/agentsigna/agentsigna/bundles"
+	"github.com/agentsigna/agentsigna/policies"
 )
 
 // benchOptions: the machine may be shared (parallel builds); a scheduling
@@ -38,6 +41,36 @@ func BenchmarkEvaluateCombined(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkEvaluateCombinedInWorker is BenchmarkEvaluateCombined/allow
+// with the organization policy in a worker process, as the service runs
+// it: the difference is what isolation costs a decision (the input's
+// JSON, a pipe round trip each way, the worker's parse of the input).
+func BenchmarkEvaluateCombinedInWorker(b *testing.B) {
+	ws, err := bundles.NewWorkers(bundles.WorkerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(ws.Close)
+	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, _, err := ws.Load(context.Background(), raw, bundles.ReadOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev, engine := newEvaluator(b, benchOptions())
+	engine.Activate("t_1", p)
+	in := defaultInput()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if got := ev.Evaluate(ctx, in); got.Outcome != Allow {
+			b.Fatal(got.Outcome, got.Errors)
+		}
 	}
 }
 
