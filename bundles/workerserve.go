@@ -63,7 +63,7 @@ func ServeWorker() error {
 // organization's evaluations in flight, and nobody else's.
 func serveWorker(in io.Reader, out io.Writer) error {
 	r := bufio.NewReaderSize(in, 64<<10)
-	s := &workerServer{w: bufio.NewWriterSize(out, 4<<10), cancels: map[uint64]context.CancelFunc{}}
+	s := &workerServer{w: bufio.NewWriterSize(out, 4<<10), cancels: map[uint64]context.CancelFunc{}, jobs: make(chan evaluation)}
 
 	f, err := readFrame(r, maxRequestFrame)
 	if err != nil {
@@ -115,7 +115,7 @@ func serveWorker(in io.Reader, out io.Writer) error {
 			s.mu.Lock()
 			s.cancels[f.id] = cancel
 			s.mu.Unlock()
-			go s.evaluate(ctx, f.id, f.payload[8:])
+			s.start(evaluation{ctx: ctx, id: f.id, input: f.payload[8:]})
 		case opCancel:
 			s.mu.Lock()
 			if cancel := s.cancels[f.id]; cancel != nil {
@@ -145,11 +145,51 @@ func loadVerified(raw []byte, limits Limits) (*Policy, error) {
 type workerServer struct {
 	policy *Policy
 
+	// Evaluations run on long-lived goroutines: OPA's evaluation grows a
+	// goroutine's stack to tens of kilobytes, and a goroutine per request
+	// would grow (copy) a fresh stack each time. evaluators counts them;
+	// the idle ones wait on jobs.
+	jobs       chan evaluation
+	evaluators int
+
 	wmu sync.Mutex // one frame at a time on w
 	w   *bufio.Writer
 
 	mu      sync.Mutex
 	cancels map[uint64]context.CancelFunc
+}
+
+// maxEvaluators bounds a worker's evaluation goroutines; past it an
+// evaluation waits for one to be free (its deadline runs meanwhile).
+const maxEvaluators = 64
+
+type evaluation struct {
+	ctx   context.Context
+	id    uint64
+	input []byte
+}
+
+// start hands e to an idle evaluator, or to a new one while there are
+// fewer than maxEvaluators, or waits for one. Only the read loop calls it.
+func (s *workerServer) start(e evaluation) {
+	select {
+	case s.jobs <- e:
+		return
+	default:
+	}
+	if s.evaluators < maxEvaluators {
+		s.evaluators++
+		go s.evaluator(e)
+		return
+	}
+	s.jobs <- e
+}
+
+func (s *workerServer) evaluator(e evaluation) {
+	for {
+		s.evaluate(e.ctx, e.id, e.input)
+		e = <-s.jobs
+	}
 }
 
 func (s *workerServer) evaluate(ctx context.Context, id uint64, input []byte) {
