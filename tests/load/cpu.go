@@ -48,19 +48,49 @@ func (r cpuReading) since(earlier cpuReading) time.Duration {
 // Linux architecture Go supports.
 const clockTick = 10 * time.Millisecond
 
-// processCPU is the clock of one process.
+// processCPU is the clock of one process and its children: the service
+// and the policy workers it starts (one per organization policy loaded),
+// which evaluate every decision's organization policy.
 func processCPU(pid int) cpuClock {
 	return func() (cpuReading, error) {
-		stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		r := cpuReading{byPID: map[int]time.Duration{}}
+		err := eachProcess(func(p int, st procStat) {
+			if p == pid || st.ppid == pid {
+				r.byPID[p] = st.cpu
+			}
+		})
 		if err != nil {
 			return cpuReading{}, err
 		}
-		_, t, err := parseStat(stat)
-		if err != nil {
-			return cpuReading{}, err
+		if _, ok := r.byPID[pid]; !ok {
+			return cpuReading{}, fmt.Errorf("no process %d", pid)
 		}
-		return cpuReading{byPID: map[int]time.Duration{pid: t}}, nil
+		return r, nil
 	}
+}
+
+// eachProcess calls fn with every process of /proc that can be read.
+func eachProcess(fn func(pid int, st procStat)) error {
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return err
+	}
+	for _, path := range stats {
+		stat, err := os.ReadFile(path)
+		if err != nil {
+			continue // gone since the glob
+		}
+		st, err := parseStat(stat)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		if err != nil {
+			continue
+		}
+		fn(pid, st)
+	}
+	return nil
 }
 
 // processesNamed is the clock of every process on this machine whose
@@ -71,25 +101,14 @@ func processCPU(pid int) cpuClock {
 // starts within it for all of it.
 func processesNamed(name string) cpuClock {
 	return func() (cpuReading, error) {
-		stats, err := filepath.Glob("/proc/[0-9]*/stat")
+		r := cpuReading{byPID: map[int]time.Duration{}}
+		err := eachProcess(func(pid int, st procStat) {
+			if st.comm == name {
+				r.byPID[pid] = st.cpu
+			}
+		})
 		if err != nil {
 			return cpuReading{}, err
-		}
-		r := cpuReading{byPID: map[int]time.Duration{}}
-		for _, path := range stats {
-			stat, err := os.ReadFile(path)
-			if err != nil {
-				continue // gone since the glob
-			}
-			comm, t, err := parseStat(stat)
-			if err != nil || comm != name {
-				continue
-			}
-			pid, err := strconv.Atoi(filepath.Base(filepath.Dir(path)))
-			if err != nil {
-				continue
-			}
-			r.byPID[pid] = t
 		}
 		if len(r.byPID) == 0 {
 			return cpuReading{}, fmt.Errorf("no process named %q", name)
@@ -98,25 +117,33 @@ func processesNamed(name string) cpuClock {
 	}
 }
 
-// parseStat reads the command name and utime+stime of a /proc/PID/stat
-// line (proc(5)). The name is between the first '(' and the last ')', and
-// may itself hold spaces and parentheses.
-func parseStat(stat []byte) (comm string, cpu time.Duration, err error) {
+// procStat is what the clocks read of a /proc/PID/stat line.
+type procStat struct {
+	comm string
+	ppid int
+	cpu  time.Duration // utime + stime
+}
+
+// parseStat reads the command name, parent and utime+stime of a
+// /proc/PID/stat line (proc(5)). The name is between the first '(' and the
+// last ')', and may itself hold spaces and parentheses.
+func parseStat(stat []byte) (procStat, error) {
 	open, end := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
 	if open < 0 || end < open {
-		return "", 0, errors.New("proc stat: no (comm)")
+		return procStat{}, errors.New("proc stat: no (comm)")
 	}
-	// After the name: state (field 3), ppid, …, utime (14), stime (15).
+	// After the name: state (field 3), ppid (4), …, utime (14), stime (15).
 	fields := bytes.Fields(stat[end+1:])
 	if len(fields) < 13 {
-		return "", 0, errors.New("proc stat: too few fields")
+		return procStat{}, errors.New("proc stat: too few fields")
 	}
+	ppid, err0 := strconv.Atoi(string(fields[1]))
 	utime, err1 := strconv.ParseUint(string(fields[11]), 10, 64)
 	stime, err2 := strconv.ParseUint(string(fields[12]), 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return "", 0, fmt.Errorf("proc stat: %w", err)
+	if err := errors.Join(err0, err1, err2); err != nil {
+		return procStat{}, fmt.Errorf("proc stat: %w", err)
 	}
-	return string(stat[open+1 : end]), time.Duration(utime+stime) * clockTick, nil
+	return procStat{comm: string(stat[open+1 : end]), ppid: ppid, cpu: time.Duration(utime+stime) * clockTick}, nil
 }
 
 // serverClocks are what a closed loop reads at the start and end of its

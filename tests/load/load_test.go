@@ -427,12 +427,13 @@ func TestParseStat(t *testing.T) {
 	// proc(5): the name may hold spaces and parentheses; utime and stime
 	// are fields 14 and 15.
 	line := []byte("4242 (post (gres) x) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 0 0 20 0 1 0 100 200000 300 18446744073709551615\n")
-	comm, cpu, err := parseStat(line)
-	if err != nil || comm != "post (gres) x" || cpu != 3250*time.Millisecond {
-		t.Fatalf("parseStat: %q, %v, %v", comm, cpu, err)
+	st, err := parseStat(line)
+	if err != nil || st.comm != "post (gres) x" || st.ppid != 1 || st.cpu != 3250*time.Millisecond {
+		t.Fatalf("parseStat: %+v, %v", st, err)
 	}
-	for _, bad := range []string{"", "4242 postgres S 1", "4242 (postgres) S 1 2 3", "4242 (postgres) S 1 4242 4242 0 -1 4194560 1234 0 0 0 x 75 0"} {
-		if _, _, err := parseStat([]byte(bad)); err == nil {
+	for _, bad := range []string{"", "4242 postgres S 1", "4242 (postgres) S 1 2 3", "4242 (postgres) S 1 4242 4242 0 -1 4194560 1234 0 0 0 x 75 0",
+		"4242 (postgres) S x 4242 4242 0 -1 4194560 1234 0 0 0 250 75 0"} {
+		if _, err := parseStat([]byte(bad)); err == nil {
 			t.Errorf("parseStat(%q) accepted", bad)
 		}
 	}
@@ -471,6 +472,17 @@ func TestCPUClocks(t *testing.T) {
 	}
 	if _, err := processesNamed("no-such-process")(); err == nil {
 		t.Error("a name no process has read as a time")
+	}
+	// A process's clock counts its children: the service's policy workers.
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	if r, err := self(); err != nil || len(r.byPID) < 2 {
+		t.Errorf("this process and its children: %v, %v", r, err)
+	} else if _, ok := r.byPID[child.Process.Pid]; !ok {
+		t.Errorf("the child %d is not counted: %v", child.Process.Pid, r)
 	}
 	if _, err := processCPU(1 << 30)(); err == nil {
 		t.Error("a process id nothing has read as a time")
