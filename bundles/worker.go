@@ -15,8 +15,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // WorkerOptions configure Workers; the zero value is the default.
@@ -246,11 +244,7 @@ func (r *remote) evaluate(ctx context.Context, in Input) (Verdict, error) {
 	if w == nil {
 		return Verdict{}, fmt.Errorf("%w: %v", ErrEval, down)
 	}
-	doc, err := ast.JSON(in.value)
-	if err != nil {
-		return Verdict{}, fmt.Errorf("%w: the input: %v", ErrEval, err)
-	}
-	payload, err := json.Marshal(doc)
+	payload, err := appendValue(nil, in.value)
 	if err != nil {
 		return Verdict{}, fmt.Errorf("%w: the input: %v", ErrEval, err)
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // newWorkers returns Workers for a test, closed at its end.
@@ -468,5 +470,49 @@ func TestWorkerMemoryLimit(t *testing.T) {
 	}
 	if !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), says) || !strings.Contains(err.Error(), "memory") {
 		t.Fatalf("err = %v, want ErrEval saying the worker could not allocate memory", err)
+	}
+}
+
+// The input's binary form gives back the value it encoded, and the
+// decoder refuses what the encoder never writes.
+func TestWorkerValueForm(t *testing.T) {
+	for _, src := range []string{
+		`null`, `true`, `false`, `0`, `-0.5`, `1e400`, `"é\u0000\n"`, `[]`, `{}`,
+		`{"action": {"type": "payment.send", "amount": {"value": "120.00", "currency": "EUR"}, "params": {"n": [1, 2.5, [true, null]]}}}`,
+		`{"a", "b", 3}`, `{1: "x", [2]: {"y": set()}}`,
+	} {
+		v := ast.MustParseTerm(src).Value
+		b, err := appendValue(nil, v)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		got, err := decodeValue(b)
+		if err != nil || got.Compare(v) != 0 {
+			t.Errorf("%s: decoded %v, %v", src, got, err)
+		}
+	}
+	if _, err := appendValue(nil, ast.Var("x")); !errors.Is(err, errValue) {
+		t.Errorf("a variable encoded: %v", err)
+	}
+	deep := []byte{}
+	for range maxValueDepth + 2 {
+		deep = append(deep, 'a', 1)
+	}
+	deep = append(deep, 'n')
+	for name, b := range map[string][]byte{
+		"empty":          {},
+		"unknown tag":    []byte("x"),
+		"cut string":     {'s', 5, 'a'},
+		"huge count":     {'a', 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"bad varint":     {'s', 0x80},
+		"trailing bytes": {'n', 'n'},
+		"not a number":   {'d', 3, '1', 'e', 'x'},
+		"number text":    {'d', 2, '1', ' '},
+		"cut object":     {'o', 1, 's', 1, 'k'},
+		"too deep":       deep,
+	} {
+		if _, err := decodeValue(b); !errors.Is(err, errValue) {
+			t.Errorf("%s: err = %v", name, err)
+		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 //	opLoad   service → worker, once, id 0: config length (4 bytes), the
 //	         config (workerConfig, JSON), then the bundle's tar.gz.
 //	opEval   service → worker: the time left to the deadline in
-//	         nanoseconds (8 bytes), then the input as JSON.
+//	         nanoseconds (8 bytes), then the input (workervalue.go).
 //	opCancel service → worker: the evaluation id ended (its deadline
 //	         passed in the service); no payload.
 //	opResult worker → service, one per opLoad and opEval: a result code

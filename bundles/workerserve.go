@@ -2,7 +2,6 @@ package bundles
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -13,8 +12,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
-
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // workerEnv is set, to workerProtocol, in the environment of a process
@@ -200,9 +197,9 @@ func (s *workerServer) evaluate(ctx context.Context, id uint64, input []byte) {
 		s.mu.Unlock()
 	}()
 	var v Verdict
-	value, err := ast.ValueFromReader(bytes.NewReader(input))
+	value, err := decodeValue(input)
 	if err != nil {
-		err = fmt.Errorf("%w: the input is not JSON: %v", ErrEval, err)
+		err = fmt.Errorf("%w: %v", ErrEval, err)
 	} else {
 		v, err = s.policy.Evaluate(ctx, NewInput(value))
 	}
