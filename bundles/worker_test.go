@@ -308,7 +308,7 @@ func TestWorkerEnvironmentAndLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Split(strings.TrimSuffix(string(environ), "\x00"), "\x00")
-	if want := []string{workerEnv + "=" + workerProtocol, "GOMAXPROCS=1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{workerEnv + "=" + workerProtocol, "GOMAXPROCS=1", "GOGC=400"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("worker environment %q, want %q", got, want)
 	}
 	limits, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
