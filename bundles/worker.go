@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -21,7 +22,10 @@ import (
 type WorkerOptions struct {
 	// Executable is the program a worker runs: a binary whose main calls
 	// ServeWorker when IsWorker reports true. "" means this process's own
-	// executable (os.Executable).
+	// executable: on Linux /proc/self/exe, which stays the binary this
+	// process runs even once an upgrade has replaced the file (a worker of
+	// another build would not speak its protocol), elsewhere
+	// os.Executable.
 	Executable string
 	// CompileTimeout bounds a worker's start: reading and compiling the
 	// bundle (OPA's compiler has no deadline of its own). 0 means 10 s.
@@ -54,6 +58,11 @@ type WorkerOptions struct {
 }
 
 func (o WorkerOptions) withDefaults() (WorkerOptions, error) {
+	if o.Executable == "" && runtime.GOOS == "linux" {
+		if _, err := os.Stat(selfExe); err == nil {
+			o.Executable = selfExe
+		}
+	}
 	if o.Executable == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -101,6 +110,8 @@ func (o WorkerOptions) withDefaults() (WorkerOptions, error) {
 	}
 	return o, nil
 }
+
+const selfExe = "/proc/self/exe"
 
 // Workers compiles and evaluates organization policies in worker
 // processes, one per loaded revision, so that what a policy does to its

@@ -330,6 +330,23 @@ func TestWorkerEnvironmentAndLimits(t *testing.T) {
 	}
 }
 
+// On Linux a worker runs /proc/self/exe: the binary this process runs,
+// even once an upgrade has replaced or removed its file.
+func TestWorkerExecutable(t *testing.T) {
+	ws := newWorkers(t, WorkerOptions{})
+	if _, err := os.Stat(selfExe); err == nil && ws.opts.Executable != selfExe {
+		t.Errorf("executable %q, want %s", ws.opts.Executable, selfExe)
+	}
+	if _, err := NewWorkers(WorkerOptions{RestartAfter: time.Minute, MaxRestartAfter: time.Second}); err == nil {
+		t.Error("a maximum pause shorter than the first was accepted")
+	}
+	for _, bad := range []WorkerOptions{{KillAfter: -1}, {StackBytes: -1}, {GCPercent: -1}, {Procs: -1}} {
+		if _, err := NewWorkers(bad); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
 // Close stops the worker once evaluations holding the policy have had
 // KillAfter to end; Workers.Close stops every worker at once.
 func TestWorkerClose(t *testing.T) {
