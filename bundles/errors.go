@@ -53,6 +53,11 @@ var (
 // PEM public key, an HMAC algorithm, or a key that does not fit its algorithm.
 var ErrVerificationKey = errors.New("unusable bundle verification key")
 
+// ErrWorker: no policy worker could be started (the system refused a
+// process or pipe, or Workers is closed). Unlike ErrInvalidBundle, it
+// says nothing about the bundle, and may pass.
+var ErrWorker = errors.New("policy worker unavailable")
+
 // Activation order errors (CheckUpload, CheckActivation).
 var (
 	ErrRevisionConflict = errors.New("revision already uploaded with different content")

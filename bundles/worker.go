@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -47,8 +46,9 @@ type WorkerOptions struct {
 	// so often that isolation cost a third more processor time.
 	GCPercent int
 	// RestartAfter is the pause before a worker that exited is started
-	// again; it doubles with each exit, up to MaxRestartAfter, and starts
-	// over once a worker has lived MaxRestartAfter. 0 means 1 s.
+	// again (the organization's decisions deny meanwhile); it doubles with
+	// each exit, up to MaxRestartAfter, and starts over once a worker has
+	// lived MaxRestartAfter. 0 means 100 ms.
 	RestartAfter time.Duration
 	// MaxRestartAfter: 0 means 1 min.
 	MaxRestartAfter time.Duration
@@ -97,7 +97,7 @@ func (o WorkerOptions) withDefaults() (WorkerOptions, error) {
 		o.GCPercent = 400
 	}
 	if o.RestartAfter == 0 {
-		o.RestartAfter = time.Second
+		o.RestartAfter = 100 * time.Millisecond
 	}
 	if o.MaxRestartAfter == 0 {
 		o.MaxRestartAfter = time.Minute
@@ -138,6 +138,7 @@ func NewWorkers(opts WorkerOptions) (*Workers, error) {
 	if err != nil {
 		return nil, err
 	}
+	closeInheritedOnExec()
 	return &Workers{opts: opts, live: map[*remote]struct{}{}}, nil
 }
 
@@ -159,8 +160,8 @@ func (ws *Workers) Load(ctx context.Context, raw []byte, opts ReadOptions) (*Pol
 	ws.mu.Lock()
 	if ws.closed {
 		ws.mu.Unlock()
-		w.stop()
-		return nil, nil, errors.New("bundles: Workers is closed")
+		w.end("")
+		return nil, nil, fmt.Errorf("%w: Workers is closed", ErrWorker)
 	}
 	ws.live[r] = struct{}{}
 	ws.mu.Unlock()
@@ -176,9 +177,11 @@ func (ws *Workers) Close() {
 	live := ws.live
 	ws.live = map[*remote]struct{}{}
 	ws.mu.Unlock()
+	var wg sync.WaitGroup
 	for r := range live {
-		r.close(0)
+		wg.Go(func() { r.close(0) })
 	}
+	wg.Wait()
 }
 
 // start starts a worker for r and waits for its bundle to compile.
@@ -193,50 +196,54 @@ func (ws *Workers) start(ctx context.Context, r *remote) (*worker, error) {
 	// trust).
 	cmd.Env = []string{workerEnv + "=" + workerProtocol, "GOMAXPROCS=" + strconv.Itoa(ws.opts.Procs), "GOGC=" + strconv.Itoa(ws.opts.GCPercent)}
 	cmd.Dir = os.TempDir()
-	w := &worker{r: r, cmd: cmd, pending: map[uint64]chan result{}, done: make(chan struct{}), started: time.Now()}
+	cmd.SysProcAttr = workerProcAttr()
+	w := &worker{r: r, cmd: cmd, turn: make(chan struct{}, 1), done: make(chan struct{}), started: time.Now()}
 	cmd.Stderr = &w.stderr
-	stdin, err := cmd.StdinPipe()
+	// Pipes of our own rather than exec's: these are served by Go's
+	// poller, so reads and writes take deadlines.
+	inR, inW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrWorker, err)
 	}
-	stdout, err := cmd.StdoutPipe()
+	outR, outW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		inR.Close()
+		inW.Close()
+		return nil, fmt.Errorf("%w: %v", ErrWorker, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bundles: starting a policy worker: %w", err)
+	cmd.Stdin, cmd.Stdout = inR, outW
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		return nil, fmt.Errorf("%w: starting one: %v", ErrWorker, err)
 	}
-	w.stdin = stdin
-	w.in = bufio.NewWriterSize(stdin, 4<<10)
-	loaded := make(chan result, 1)
-	w.pending[0] = loaded
-	w.next = 1
-	go w.read(bufio.NewReaderSize(stdout, 4<<10))
+	w.stdin, w.stdout = inW, outR
+	w.in = bufio.NewWriterSize(inW, 4<<10)
+	w.out = bufio.NewReaderSize(outR, 4<<10)
 
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(cfg)))
-	if err := w.send(opLoad, 0, n[:], cfg, r.raw); err != nil {
-		w.kill("it did not take its bundle")
-		<-w.done
-		return nil, fmt.Errorf("%w: the policy worker did not take the bundle: %v", ErrCompile, w.exit)
-	}
-	timer := time.NewTimer(ws.opts.CompileTimeout)
-	defer timer.Stop()
-	select {
-	case res := <-loaded:
-		if res.err != nil {
-			w.stop()
-			return nil, res.err
-		}
+	w.turn <- struct{}{}
+	res, err := w.request(ctx, time.Now().Add(ws.opts.CompileTimeout), opLoad, n[:], cfg, r.raw)
+	switch {
+	case err == nil && res.err == nil:
+		<-w.turn
 		return w, nil
-	case <-w.done:
-		return nil, fmt.Errorf("%w: the policy worker exited while compiling it: %v", ErrCompile, w.exit)
-	case <-timer.C:
-		w.kill("compiling ran past its deadline")
+	case err == nil:
+		w.end("") // it refused the bundle, and exits
+		return nil, res.err
+	case ctx.Err() != nil:
+		w.end("its start was cancelled")
+		return nil, fmt.Errorf("%w: its start was cancelled: %w", ErrWorker, ctx.Err())
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errNotReading):
+		w.end("compiling ran past its deadline")
 		return nil, fmt.Errorf("%w: compiling took longer than %v", ErrCompile, ws.opts.CompileTimeout)
-	case <-ctx.Done():
-		w.kill("its start was cancelled")
-		return nil, fmt.Errorf("bundles: starting a policy worker: %w", ctx.Err())
+	default:
+		w.end(violation(err))
+		return nil, fmt.Errorf("%w: the policy worker exited while compiling it: %v", ErrCompile, w.exit)
 	}
 }
 
@@ -278,6 +285,7 @@ func (r *remote) close(drain time.Duration) {
 		return
 	}
 	r.closed = true
+	r.down = errors.New("the policy was replaced or closed")
 	w := r.w
 	r.mu.Unlock()
 	r.ws.mu.Lock()
@@ -287,13 +295,13 @@ func (r *remote) close(drain time.Duration) {
 		return
 	}
 	if drain == 0 {
-		w.stop()
+		w.end("")
 		return
 	}
-	time.AfterFunc(drain, w.stop)
+	time.AfterFunc(drain, func() { w.end("") })
 }
 
-// exited is told by a worker's reader that the worker has exited.
+// exited is told by a worker that it has exited.
 func (r *remote) exited(w *worker) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -322,35 +330,31 @@ func (r *remote) restart() {
 	}
 	w, err := r.ws.start(context.Background(), r)
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		if w != nil {
-			w.stop()
-		}
-		return
-	}
-	if err != nil {
+	if err != nil && !r.closed {
 		r.down = fmt.Errorf("the organization's policy worker does not start again (%v); it is tried again in %v", err, r.pause)
 		r.ws.opts.Logger.Warn("policy worker does not restart", "revision", r.revision, "error", err, "retry_in", r.pause.String())
 		time.AfterFunc(r.pause, r.restart)
 		r.pause = min(2*r.pause, r.ws.opts.MaxRestartAfter)
-		return
 	}
-	r.w, r.down = w, nil
-	select {
-	case <-w.done: // it exited before it was installed: exited did nothing
-		go r.exited(w)
-	default:
+	r.mu.Unlock()
+	if err == nil {
+		r.install(w)
 	}
 }
 
-// install makes w, started, the remote's worker.
+// install makes w, started, the remote's worker, unless the remote has
+// been closed meanwhile (then w is stopped).
 func (r *remote) install(w *worker) {
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		w.end("")
+		return
+	}
 	r.w, r.down = w, nil
 	r.mu.Unlock()
 	select {
-	case <-w.done: // it exited before it was installed: exited did nothing
+	case <-w.done: // it ended before it was installed: exited did nothing
 		r.exited(w)
 	default:
 	}
@@ -362,178 +366,211 @@ type result struct {
 	err     error
 }
 
-// worker is one worker process.
+// worker is one worker process. It answers one request at a time, in
+// order: the request holding the turn writes its frame and reads the
+// answer itself (a goroutine between the pipe and the caller would cost
+// each decision another wake-up).
 type worker struct {
 	r       *remote
 	cmd     *exec.Cmd
 	started time.Time
 	stderr  headBuffer
 
-	wmu   sync.Mutex // one frame at a time on in
-	stdin io.Closer
-	in    *bufio.Writer
+	// turn is held (a token in it) by the request in progress, and by a
+	// drain after a request's caller has gone.
+	turn   chan struct{}
+	next   uint64 // the next request id; guarded by turn
+	stdin  *os.File
+	in     *bufio.Writer
+	stdout *os.File
+	out    *bufio.Reader
 
-	mu      sync.Mutex
-	pending map[uint64]chan result
-	next    uint64
-	// killed is why the service killed the worker, if it did.
-	killed string
-
+	once sync.Once
 	// done is closed once the process has exited and exit says how.
 	done chan struct{}
 	exit error
 }
 
-func (w *worker) send(op byte, id uint64, parts ...[]byte) error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	return writeFrame(w.in, op, id, parts...)
-}
-
-// evaluate sends input to the worker and waits for its verdict until ctx
-// ends. An evaluation that outlives its deadline is cancelled in the
-// worker, and if it has not ended WorkerOptions.KillAfter later either,
-// the worker is killed: it is stuck in one step.
+// evaluate sends input to the worker and reads its verdict, until ctx
+// ends. The worker stops an evaluation at the same deadline; if it has
+// not answered KillAfter later, it is stuck in one step and is killed.
 func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		return Verdict{}, fmt.Errorf("%w: an evaluation in a worker needs a deadline", ErrEval)
 	}
+	select {
+	case w.turn <- struct{}{}:
+	case <-ctx.Done():
+		return Verdict{}, fmt.Errorf("%w: waiting for the organization's policy worker: %w", ErrEvalTimeout, ctx.Err())
+	case <-w.done:
+		return Verdict{}, w.exitError()
+	}
 	left := time.Until(deadline)
 	if left <= 0 {
+		<-w.turn
 		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, context.DeadlineExceeded)
 	}
-	ch := make(chan result, 1)
-	w.mu.Lock()
-	if w.pending == nil {
-		w.mu.Unlock()
-		<-w.done
-		return Verdict{}, fmt.Errorf("%w: the organization's policy worker exited (%v)", ErrEval, w.exit)
-	}
-	id := w.next
-	w.next++
-	w.pending[id] = ch
-	w.mu.Unlock()
 	var l [8]byte
 	binary.BigEndian.PutUint64(l[:], uint64(left))
-	if err := w.send(opEval, id, l[:], input); err != nil {
-		// The reader fails every pending request once the process is gone.
-		<-w.done
-		return Verdict{}, fmt.Errorf("%w: the organization's policy worker exited (%v)", ErrEval, w.exit)
-	}
-	select {
-	case res := <-ch:
-		return res.verdict, res.err
-	case <-w.done:
-		return Verdict{}, fmt.Errorf("%w: the organization's policy worker exited (%v)", ErrEval, w.exit)
-	case <-ctx.Done():
-		_ = w.send(opCancel, id)
-		go w.overrun(ch)
-		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctx.Err())
-	}
-}
-
-// overrun kills the worker if an evaluation past its deadline does not
-// end within KillAfter.
-func (w *worker) overrun(ch chan result) {
-	t := time.NewTimer(w.r.ws.opts.KillAfter)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-w.done:
-	case <-t.C:
-		w.kill(fmt.Sprintf("an evaluation ran %v past its deadline", w.r.ws.opts.KillAfter))
-	}
-}
-
-// read reads the worker's results until its output ends, then waits for
-// the process, fails what is pending and tells the remote.
-func (w *worker) read(out *bufio.Reader) {
-	err := w.readResults(out)
-	if err != nil && !errors.Is(err, io.EOF) {
-		// The worker broke the protocol: it is not ours to trust.
-		w.kill(err.Error())
-	}
-	waitErr := w.cmd.Wait()
-	w.mu.Lock()
+	res, err := w.request(ctx, deadline, opEval, l[:], input)
 	switch {
-	case w.killed != "":
-		w.exit = fmt.Errorf("killed: %s", w.killed)
-	case waitErr != nil:
-		w.exit = fmt.Errorf("%v: %s", waitErr, w.stderr.reason())
+	case err == nil:
+		<-w.turn
+		if ctx.Err() != nil {
+			// As in the service: no answer is given past the deadline.
+			return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctx.Err())
+		}
+		return res.verdict, res.err
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		go w.drain()
+		if ctx.Err() == nil {
+			return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, context.DeadlineExceeded)
+		}
+		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctx.Err())
 	default:
-		w.exit = errors.New("it ended")
+		w.end(violation(err))
+		return Verdict{}, w.exitError()
 	}
-	w.pending = nil
-	w.mu.Unlock()
-	close(w.done)
+}
+
+// errNotReading: a request's frame was not taken by its deadline.
+var errNotReading = fmt.Errorf("%w: the worker does not read its input", errFrame)
+
+// violation is why a worker whose request failed with err is killed: it
+// broke the protocol; or "" when its pipes failed, which means it is
+// exiting on its own (and its exit status says why).
+func violation(err error) string {
+	if errors.Is(err, errFrame) {
+		return err.Error()
+	}
+	return ""
+}
+
+func (w *worker) exitError() error {
+	return fmt.Errorf("%w: the organization's policy worker exited (%v)", ErrEval, w.exit)
+}
+
+// request writes one request and reads its result, by deadline or until
+// ctx ends (the error then is os.ErrDeadlineExceeded). The caller holds
+// the turn. Any other error means the worker is gone or broke the
+// protocol.
+func (w *worker) request(ctx context.Context, deadline time.Time, op byte, parts ...[]byte) (result, error) {
+	id := w.next
+	w.next++
+	// A request's frame is small (the input) or read at once (the load):
+	// a worker that does not take it within the deadline is stuck.
+	_ = w.stdin.SetWriteDeadline(deadline)
+	if err := writeFrame(w.in, op, id, parts...); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Half a frame may be written: the stream is lost.
+			return result{}, errNotReading
+		}
+		return result{}, fmt.Errorf("writing to the worker: %w", err)
+	}
+	_ = w.stdout.SetReadDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = w.stdout.SetReadDeadline(time.Now()) })
+	defer stop()
+	// Wait for the answer's first byte by the deadline; the rest of the
+	// frame follows at once, so it gets KillAfter, not the deadline: a
+	// frame cut by a deadline could not be read again.
+	if _, err := w.out.Peek(1); err != nil {
+		return result{}, err
+	}
+	if !stop() {
+		return result{}, os.ErrDeadlineExceeded // ctx ended as the answer came
+	}
+	return w.readResult(id, op == opLoad)
+}
+
+// readResult reads the result of request id, the first byte of which is
+// waiting.
+func (w *worker) readResult(id uint64, load bool) (result, error) {
+	_ = w.stdout.SetReadDeadline(time.Now().Add(w.r.ws.opts.KillAfter))
+	f, err := readFrame(w.out, maxResultFrame)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w: a result cut short", errFrame)
+		}
+		return result{}, err
+	}
+	if f.op != opResult || f.id != id || len(f.payload) < 1 {
+		return result{}, fmt.Errorf("%w: op %q for request %d, want a result for %d", errFrame, f.op, f.id, id)
+	}
+	return parseResult(f.payload, load)
+}
+
+// drain reads the answer to a request whose caller has gone, holding the
+// turn, and kills the worker if it does not come within KillAfter.
+func (w *worker) drain() {
+	id := w.next - 1
+	_ = w.stdout.SetReadDeadline(time.Now().Add(w.r.ws.opts.KillAfter))
+	if _, err := w.out.Peek(1); err != nil {
+		why := violation(err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			why = fmt.Sprintf("an evaluation ran %v past its deadline", w.r.ws.opts.KillAfter)
+		}
+		w.end(why)
+		return
+	}
+	if _, err := w.readResult(id, false); err != nil {
+		w.end(violation(err))
+		return
+	}
+	<-w.turn
+}
+
+// end ends the worker, once: killed when why says why, else asked to
+// stop by closing its input (and killed if it has not a second later).
+// It waits for the process, records how it exited, and tells the remote.
+func (w *worker) end(why string) {
+	w.once.Do(func() {
+		if why != "" {
+			_ = w.cmd.Process.Kill()
+		}
+		_ = w.stdin.Close()
+		slow := time.AfterFunc(time.Second, func() { _ = w.cmd.Process.Kill() })
+		waitErr := w.cmd.Wait()
+		slow.Stop()
+		_ = w.stdout.Close()
+		switch {
+		case why != "":
+			w.exit = fmt.Errorf("killed: %s", why)
+		case waitErr != nil:
+			w.exit = fmt.Errorf("%v: %s", waitErr, w.stderr.reason())
+		default:
+			w.exit = errors.New("it ended")
+		}
+		close(w.done)
+	})
+	<-w.done
 	w.r.exited(w)
 }
 
-func (w *worker) readResults(out *bufio.Reader) error {
-	for {
-		f, err := readFrame(out, maxResultFrame)
-		if err != nil {
-			return err
-		}
-		if f.op != opResult || len(f.payload) < 1 {
-			return fmt.Errorf("%w: op %q", errFrame, f.op)
-		}
-		w.mu.Lock()
-		ch := w.pending[f.id]
-		delete(w.pending, f.id)
-		w.mu.Unlock()
-		if ch == nil {
-			return fmt.Errorf("%w: a result for request %d, which is not pending", errFrame, f.id)
-		}
-		ch <- parseResult(f.payload, f.id == 0)
-	}
-}
-
-// parseResult reads a result frame's payload. A worker runs policy code,
-// so its verdict is checked again here as the worker checked it.
-func parseResult(p []byte, load bool) result {
+// parseResult reads a result frame's payload; an error is the worker
+// breaking the protocol. A worker runs policy code, so its verdict is
+// checked again here as the worker checked it (one that fails denies, as
+// in the service).
+func parseResult(p []byte, load bool) (result, error) {
 	code, body := p[0], p[1:]
 	if code != 0 {
-		return result{err: resultError(code, body)}
+		err := resultError(code, body)
+		if errors.Is(err, errFrame) {
+			return result{}, err
+		}
+		return result{err: err}, nil
 	}
 	if load {
-		return result{}
+		return result{}, nil
 	}
 	var v Verdict
 	if err := json.Unmarshal(body, &v); err != nil {
-		return result{err: fmt.Errorf("%w: the worker's verdict: %v", ErrEval, err)}
+		return result{err: fmt.Errorf("%w: the worker's verdict: %v", ErrEval, err)}, nil
 	}
 	if err := v.check(); err != nil {
-		return result{err: err}
+		return result{err: err}, nil
 	}
-	return result{verdict: v}
-}
-
-// kill ends the worker now, saying why.
-func (w *worker) kill(why string) {
-	w.mu.Lock()
-	if w.killed == "" {
-		w.killed = why
-	}
-	w.mu.Unlock()
-	_ = w.cmd.Process.Kill()
-}
-
-// stop asks the worker to end (its input closes) and kills it if it has
-// not within a second.
-func (w *worker) stop() {
-	w.wmu.Lock()
-	_ = w.stdin.Close()
-	w.wmu.Unlock()
-	t := time.NewTimer(time.Second)
-	defer t.Stop()
-	select {
-	case <-w.done:
-	case <-t.C:
-		w.kill("it did not stop when asked")
-		<-w.done
-	}
+	return result{verdict: v}, nil
 }
 
 // headBuffer keeps the first bytes a worker writes to its stderr: a Go

@@ -3,6 +3,7 @@ package bundles
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"syscall"
 )
 
@@ -28,4 +29,33 @@ func pollable(fd int, name string) (*os.File, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return os.NewFile(uintptr(fd), name), nil
+}
+
+// workerProcAttr kills a worker when the service's thread that started
+// it ends (with the service, in practice: the Go runtime does not end its
+// threads), so that no worker stuck in one long step outlives it. Should
+// the thread end alone, the worker dies and is started again.
+func workerProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+// offerToOOMKiller makes this worker the kernel's first choice when the
+// machine runs out of memory, before the service.
+func offerToOOMKiller() {
+	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
+}
+
+// closeInheritedOnExec marks every descriptor this process holds
+// close-on-exec: Go opens its own so, but one inherited from whatever
+// started the service would otherwise pass to every worker.
+func closeInheritedOnExec() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }

@@ -2,7 +2,10 @@
 
 package bundles
 
-import "os"
+import (
+	"os"
+	"syscall"
+)
 
 // limitMemory does nothing off Linux: a worker there is bounded by
 // its stack limit and its deadline only.
@@ -12,3 +15,9 @@ func limitMemory(uint64) error { return nil }
 func pollable(fd int, name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
+
+func workerProcAttr() *syscall.SysProcAttr { return nil }
+
+func offerToOOMKiller() {}
+
+func closeInheritedOnExec() {}

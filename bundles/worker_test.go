@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -167,7 +169,7 @@ func TestWorkerCrashIsContained(t *testing.T) {
 	ws := newWorkers(t, WorkerOptions{
 		StackBytes:      32 << 20,
 		RestartAfter:    200 * time.Millisecond,
-		MaxRestartAfter: 400 * time.Millisecond,
+		MaxRestartAfter: 10 * time.Second,
 		Logger:          slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	boom := workerPolicy(t, ws, "package tenant\n\n"+shared(19)+`
@@ -300,9 +302,26 @@ func TestWorkerEnvironmentAndLimits(t *testing.T) {
 		t.Skip("no /proc here:", err)
 	}
 	t.Setenv("AGENTSIGNA_MASTER_KEY", "a-secret-the-worker-must-not-see")
+	// A descriptor opened without close-on-exec, as one inherited from
+	// whatever started the service would be.
+	secretFile := filepath.Join(t.TempDir(), "inherited")
+	if err := os.WriteFile(secretFile, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Open(secretFile, syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
 	ws := newWorkers(t, WorkerOptions{MemoryBytes: 768 << 20})
 	p := workerPolicy(t, ws, allowAll)
 	pid := currentWorker(p).cmd.Process.Pid
+	if target, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + strconv.Itoa(fd)); err == nil && target == secretFile {
+		t.Errorf("the worker inherited descriptor %d (%s)", fd, target)
+	}
+	if adj, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/oom_score_adj"); err != nil || strings.TrimSpace(string(adj)) != "1000" {
+		t.Errorf("the worker's oom_score_adj: %q, %v; want 1000, the OOM killer's first choice", adj, err)
+	}
 	environ, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 	if err != nil {
 		t.Fatal(err)
@@ -427,12 +446,16 @@ func TestWorkerVerdictChecked(t *testing.T) {
 		"reason too long":     `{"deny":["` + strings.Repeat("a", MaxReasonLength+1) + `"]}`,
 		"allow not a boolean": `{"allow":"yes"}`,
 	} {
-		if r := parseResult(append([]byte{0}, body...), false); !errors.Is(r.err, ErrEval) {
-			t.Errorf("%s: %+v", name, r)
+		if r, err := parseResult(append([]byte{0}, body...), false); err != nil || !errors.Is(r.err, ErrEval) {
+			t.Errorf("%s: %+v, %v", name, r, err)
 		}
 	}
-	if r := parseResult([]byte("\x00{\"allow\":true,\"deny\":[\"a\",\"b\"],\"min_approvals\":10}"), false); r.err != nil || !r.verdict.Allow {
-		t.Errorf("a valid verdict: %+v", r)
+	if r, err := parseResult([]byte("\x00{\"allow\":true,\"deny\":[\"a\",\"b\"],\"min_approvals\":10}"), false); err != nil || r.err != nil || !r.verdict.Allow {
+		t.Errorf("a valid verdict: %+v, %v", r, err)
+	}
+	// A result code the protocol does not have is the worker breaking it.
+	if _, err := parseResult([]byte{byte(len(resultErrors) + 1)}, false); !errors.Is(err, errFrame) {
+		t.Errorf("an unknown result code: %v", err)
 	}
 }
 
@@ -480,12 +503,15 @@ func TestWorkerMemoryLimit(t *testing.T) {
 	p := workerPolicy(t, ws, "package tenant\n\ndecision := {\"allow\": count({[i, \"a pad to make each element bigger\"] | some i in numbers.range(1, 4000000)}) > 0}\n")
 	_, err := evaluateWithin(p, 30*time.Second, payment(t))
 	// The runtime says "out of memory" or "cannot allocate memory",
-	// depending on which allocation failed.
-	says := "fatal error: runtime: "
-	if raceEnabled {
-		says = "ThreadSanitizer failed to allocate"
+	// depending on which allocation failed; under the race detector its
+	// own allocation may fail first.
+	msg := ""
+	if err != nil {
+		msg = err.Error()
 	}
-	if !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), says) || !strings.Contains(err.Error(), "memory") {
+	says := strings.Contains(msg, "fatal error: runtime: ") && strings.Contains(msg, "memory") ||
+		raceEnabled && strings.Contains(msg, "ThreadSanitizer failed to allocate")
+	if !errors.Is(err, ErrEval) || !says {
 		t.Fatalf("err = %v, want ErrEval saying the worker could not allocate memory", err)
 	}
 }
@@ -532,4 +558,100 @@ func TestWorkerValueForm(t *testing.T) {
 			t.Errorf("%s: err = %v", name, err)
 		}
 	}
+}
+
+// fakeWorker writes a script that runs this test binary as a worker that
+// breaks the protocol as mode says (serveFakeWorker).
+func fakeWorker(t *testing.T, mode string) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(t.TempDir(), "worker.sh")
+	body := "#!/bin/sh\n" + fakeWorkerEnv + "=" + mode + " exec '" + exe + "'\n"
+	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return script
+}
+
+// A worker runs policy code, so the service trusts nothing it writes: a
+// worker that stops reading, answers another request or sends a frame
+// too large is killed, and its organization's evaluations fail or time
+// out, never hang; Close does not wait on it either.
+func TestWorkerBreakingTheProtocol(t *testing.T) {
+	big, err := inputOf(map[string]any{"action": map[string]any{"params": map[string]any{"blob": strings.Repeat("x", 256<<10)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mode   string
+		in     Input
+		want   error
+		killed string
+	}{
+		{"stall", payment(t), ErrEvalTimeout, "an evaluation ran 200ms past its deadline"},
+		{"stall", big, ErrEval, "the worker does not read its input"},
+		{"wrong-id", payment(t), ErrEval, "want a result for 1"},
+		{"oversized", payment(t), ErrEval, "a payload of 4294967295 bytes"},
+		{"bad-code", payment(t), ErrEval, "result code 200"},
+	} {
+		t.Run(tc.mode+"/"+tc.killed, func(t *testing.T) {
+			ws := newWorkers(t, WorkerOptions{Executable: fakeWorker(t, tc.mode), KillAfter: 200 * time.Millisecond, RestartAfter: time.Hour, MaxRestartAfter: time.Hour})
+			p := workerPolicy(t, ws, allowAll)
+			w := currentWorker(p)
+			// Another evaluation waits for the worker meanwhile: it
+			// times out by its own deadline, whatever the worker does.
+			var wg sync.WaitGroup
+			var waitErr error
+			var waited time.Duration
+			wg.Go(func() {
+				time.Sleep(20 * time.Millisecond)
+				start := time.Now()
+				_, waitErr = evaluateWithin(p, 150*time.Millisecond, payment(t))
+				waited = time.Since(start)
+			})
+			start := time.Now()
+			_, err := evaluateWithin(p, 300*time.Millisecond, tc.in)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("the evaluation returned after %v", d)
+			}
+			wg.Wait()
+			if waitErr == nil || waited > 2*time.Second {
+				t.Errorf("the other evaluation: %v after %v", waitErr, waited)
+			}
+			select {
+			case <-w.done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the worker was not killed")
+			}
+			if !strings.Contains(w.exit.Error(), "killed: ") || !strings.Contains(w.exit.Error(), tc.killed) {
+				t.Errorf("exit: %v, want it killed: %s", w.exit, tc.killed)
+			}
+		})
+	}
+	t.Run("close", func(t *testing.T) {
+		ws, err := NewWorkers(WorkerOptions{Executable: fakeWorker(t, "stall"), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := workerPolicy(t, ws, allowAll)
+		w := currentWorker(p)
+		go func() { _, _ = evaluateWithin(p, 10*time.Second, big) }()
+		time.Sleep(50 * time.Millisecond)
+		start := time.Now()
+		ws.Close()
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("Close took %v", d)
+		}
+		select {
+		case <-w.done:
+		default:
+			t.Error("Close returned with the worker running")
+		}
+	})
 }

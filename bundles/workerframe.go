@@ -10,22 +10,20 @@ import (
 )
 
 // The worker protocol: frames over the worker's stdin (from the service)
-// and stdout (to it). A frame is an op byte, a request id (8 bytes, big
+// and stdout (to it), one request at a time, each answered before the
+// next is sent. A frame is an op byte, a request id (8 bytes, big
 // endian), a payload length (4 bytes) and the payload.
 //
 //	opLoad   service → worker, once, id 0: config length (4 bytes), the
 //	         config (workerConfig, JSON), then the bundle's tar.gz.
 //	opEval   service → worker: the time left to the deadline in
 //	         nanoseconds (8 bytes), then the input (workervalue.go).
-//	opCancel service → worker: the evaluation id ended (its deadline
-//	         passed in the service); no payload.
 //	opResult worker → service, one per opLoad and opEval: a result code
 //	         (1 byte: 0 success, else 1 + an index into resultErrors), then
 //	         the verdict as JSON (success of opEval) or the error message.
 const (
 	opLoad   byte = 'L'
 	opEval   byte = 'E'
-	opCancel byte = 'C'
 	opResult byte = 'R'
 )
 

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
-	"sync"
 	"time"
 )
 
@@ -51,8 +50,8 @@ func ServeWorker() error {
 
 // serveWorker serves one organization policy over in and out, the
 // protocol of workerframe.go, until in ends: it reads the bundle, limits
-// its own stack and memory, compiles the bundle and evaluates
-// inputs, each in its own goroutine under the deadline the service sent.
+// its own stack and memory, compiles the bundle and evaluates inputs one
+// at a time, each under the deadline the service sent.
 //
 // What the policy does may still end this process (a stack or memory
 // limit reached ends a Go program, and no recover stops it): that is the
@@ -60,7 +59,7 @@ func ServeWorker() error {
 // organization's evaluations in flight, and nobody else's.
 func serveWorker(in io.Reader, out io.Writer) error {
 	r := bufio.NewReaderSize(in, 64<<10)
-	s := &workerServer{w: bufio.NewWriterSize(out, 4<<10), cancels: map[uint64]context.CancelFunc{}, jobs: make(chan evaluation)}
+	s := &workerServer{w: bufio.NewWriterSize(out, 4<<10)}
 
 	f, err := readFrame(r, maxRequestFrame)
 	if err != nil {
@@ -77,6 +76,7 @@ func serveWorker(in io.Reader, out io.Writer) error {
 	if err := json.Unmarshal(f.payload[4:4+n], &cfg); err != nil {
 		return fmt.Errorf("%w: the load's config: %v", errFrame, err)
 	}
+	offerToOOMKiller()
 	if cfg.StackBytes > 0 {
 		debug.SetMaxStack(cfg.StackBytes)
 	}
@@ -94,6 +94,9 @@ func serveWorker(in io.Reader, out io.Writer) error {
 	}
 	s.policy = p
 
+	// One evaluation at a time, on this goroutine: the service sends the
+	// next request once it has this one's answer, and a goroutine that
+	// lives on keeps the stack OPA's evaluation has grown.
 	for {
 		f, err := readFrame(r, maxRequestFrame)
 		if errors.Is(err, io.EOF) {
@@ -102,25 +105,15 @@ func serveWorker(in io.Reader, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("bundles: worker: %w", err)
 		}
-		switch f.op {
-		case opEval:
-			if len(f.payload) < 8 {
-				return fmt.Errorf("%w: an evaluation without its deadline", errFrame)
-			}
-			left := time.Duration(binary.BigEndian.Uint64(f.payload))
-			ctx, cancel := context.WithTimeout(context.Background(), left)
-			s.mu.Lock()
-			s.cancels[f.id] = cancel
-			s.mu.Unlock()
-			s.start(evaluation{ctx: ctx, id: f.id, input: f.payload[8:]})
-		case opCancel:
-			s.mu.Lock()
-			if cancel := s.cancels[f.id]; cancel != nil {
-				cancel()
-			}
-			s.mu.Unlock()
-		default:
-			return fmt.Errorf("%w: op %q", errFrame, f.op)
+		if f.op != opEval || len(f.payload) < 8 {
+			return fmt.Errorf("%w: op %q, want an evaluation and its deadline", errFrame, f.op)
+		}
+		left := time.Duration(binary.BigEndian.Uint64(f.payload))
+		ctx, cancel := context.WithTimeout(context.Background(), left)
+		err = s.evaluate(ctx, f.id, f.payload[8:])
+		cancel()
+		if err != nil {
+			return fmt.Errorf("bundles: worker: %w", err)
 		}
 	}
 }
@@ -141,61 +134,11 @@ func loadVerified(raw []byte, limits Limits) (*Policy, error) {
 
 type workerServer struct {
 	policy *Policy
-
-	// Evaluations run on long-lived goroutines: OPA's evaluation grows a
-	// goroutine's stack to tens of kilobytes, and a goroutine per request
-	// would grow (copy) a fresh stack each time. evaluators counts them;
-	// the idle ones wait on jobs.
-	jobs       chan evaluation
-	evaluators int
-
-	wmu sync.Mutex // one frame at a time on w
-	w   *bufio.Writer
-
-	mu      sync.Mutex
-	cancels map[uint64]context.CancelFunc
+	w      *bufio.Writer
 }
 
-// maxEvaluators bounds a worker's evaluation goroutines; past it an
-// evaluation waits for one to be free (its deadline runs meanwhile).
-const maxEvaluators = 64
-
-type evaluation struct {
-	ctx   context.Context
-	id    uint64
-	input []byte
-}
-
-// start hands e to an idle evaluator, or to a new one while there are
-// fewer than maxEvaluators, or waits for one. Only the read loop calls it.
-func (s *workerServer) start(e evaluation) {
-	select {
-	case s.jobs <- e:
-		return
-	default:
-	}
-	if s.evaluators < maxEvaluators {
-		s.evaluators++
-		go s.evaluator(e)
-		return
-	}
-	s.jobs <- e
-}
-
-func (s *workerServer) evaluator(e evaluation) {
-	for {
-		s.evaluate(e.ctx, e.id, e.input)
-		e = <-s.jobs
-	}
-}
-
-func (s *workerServer) evaluate(ctx context.Context, id uint64, input []byte) {
-	defer func() {
-		s.mu.Lock()
-		s.cancels[id]()
-		delete(s.cancels, id)
-		s.mu.Unlock()
-	}()
+// evaluate evaluates one input and sends its result.
+func (s *workerServer) evaluate(ctx context.Context, id uint64, input []byte) error {
 	var v Verdict
 	value, err := decodeValue(input)
 	if err != nil {
@@ -207,8 +150,7 @@ func (s *workerServer) evaluate(ctx context.Context, id uint64, input []byte) {
 	if err == nil {
 		verdict, err = json.Marshal(v)
 	}
-	// A write that fails means the service has gone; the read loop ends.
-	_ = s.result(id, err, verdict)
+	return s.result(id, err, verdict)
 }
 
 // result sends the result of request id: err, or success with payload.
@@ -217,7 +159,5 @@ func (s *workerServer) result(id uint64, err error, payload []byte) error {
 	if err != nil {
 		payload = []byte(err.Error())
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
 	return writeFrame(s.w, opResult, id, []byte{code}, payload)
 }
