@@ -77,7 +77,9 @@ func NewPolicies(tenants store.TenantStore, l *ledger.Ledger, engine *bundles.En
 // Workers, else in this process.
 func (p *Policies) load(ctx context.Context, raw []byte, opts bundles.ReadOptions) (*bundles.Policy, *bundles.Bundle, error) {
 	if p.workers != nil {
-		return p.workers.Load(ctx, raw, opts)
+		// A caller that leaves does not stop the compilation (the next
+		// decision would start it over); CompileTimeout bounds it.
+		return p.workers.Load(context.WithoutCancel(ctx), raw, opts)
 	}
 	return bundles.Load(ctx, raw, opts)
 }
@@ -418,6 +420,11 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 		return err
 	}
 	policy, _, err := p.load(ctx, stored.Bundle, opts)
+	if errors.Is(err, bundles.ErrWorker) {
+		// No worker to compile it in: nothing is known of the bundle,
+		// and the next decision tries again.
+		return fmt.Errorf("active revision %q: %w", stored.Revision, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: active revision %q: %w", errBundleDoesNotLoad, stored.Revision, err)
 	}

@@ -2,9 +2,13 @@ package decision_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -124,5 +128,112 @@ func TestDecisionsSurviveAPolicyThatEndsItsProcess(t *testing.T) {
 			}
 			betaDecides()
 		})
+	}
+}
+
+// workerPIDs lists this test process's children: the policy workers its
+// services started.
+func workerPIDs(t *testing.T) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skip("no /proc here:", err)
+	}
+	var pids []int
+	for _, e := range entries {
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(os.Getpid()) {
+			pid, _ := strconv.Atoi(e.Name())
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// A policy that leaves the engine stops its worker: the one an upload
+// compiles to check the bundle, and the one an activation replaces. A
+// worker per activation would otherwise pile up.
+func TestReplacedPoliciesStopTheirWorkers(t *testing.T) {
+	e := newServiceEnv(t, "sqlite")
+	ws, err := bundles.NewWorkers(bundles.WorkerOptions{KillAfter: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ws.Close)
+	e.workers = ws
+	e.engine, e.policies, e.service = e.newService(t, e.ledger, decision.Config{})
+	settled := func(n int) []int {
+		t.Helper()
+		var pids []int
+		waitUntil(t, 5*time.Second, func() bool { pids = workerPIDs(t); return len(pids) == n })
+		return pids
+	}
+	e.activate(t, permissiveBundle(t))
+	first := settled(1)
+	raw, err := bundles.PackFS(fstest.MapFS{
+		".manifest":            {Data: []byte(`{"revision":"permissive-2","roots":["tenant"],"rego_version":1}`)},
+		"tenant/decision.rego": {Data: []byte("package tenant\n\ndecision := {\"allow\": true}\n")},
+	}, bundles.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.activate(t, raw)
+	if second := settled(1); second[0] == first[0] {
+		t.Errorf("the worker of the first revision, %d, still serves", first[0])
+	}
+	agent := e.agent(t, store.RiskLow)
+	if resp := e.decide(t, agent.ID, action("inventory.reorder"), ""); resp.Outcome != decision.Allow {
+		t.Fatalf("decision under the second revision: %+v", resp)
+	}
+	ws.Close()
+	settled(0)
+}
+
+// When no worker can be started (the executable is not there, the
+// system refuses a process), nothing is learnt about the bundle: the
+// next decision tries again, rather than the organization's decisions
+// failing for PolicyLoadRetry as for a bundle that does not compile.
+func TestNoWorkerIsNotABundleThatDoesNotLoad(t *testing.T) {
+	e := newServiceEnv(t, "sqlite")
+	e.activate(t, permissiveBundle(t))
+	exe := filepath.Join(t.TempDir(), "agentsigna")
+	ws, err := bundles.NewWorkers(bundles.WorkerOptions{Executable: exe, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ws.Close)
+	e.workers = ws
+	e.engine, e.policies, e.service = e.newService(t, e.ledger, decision.Config{})
+	agent := e.agent(t, store.RiskLow)
+	ctx := context.Background()
+	if _, err := e.service.Decide(ctx, e.org, agent.ID, action("inventory.reorder"), ""); !errors.Is(err, bundles.ErrWorker) {
+		t.Fatalf("without an executable: err = %v, want ErrWorker", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(self, exe); err != nil {
+		t.Fatal(err)
+	}
+	if resp := e.decide(t, agent.ID, action("inventory.reorder"), ""); resp.Outcome != decision.Allow {
+		t.Fatalf("once the executable is there: %+v", resp)
+	}
+}
+
+// waitUntil polls cond until it holds or d passes.
+func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v", d)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
