@@ -10,40 +10,41 @@ import (
 
 // TestMain lets this test binary be a policy worker (Workers starts this
 // executable, as the service starts its own), or a worker that breaks the
-// protocol (fakeWorkerEnv, set by fakeWorker's script).
+// protocol (fakeWorkerEnv, set by fakeWorker's script). A worker returns
+// without running the tests.
 func TestMain(m *testing.M) {
-	if IsWorker() {
-		if mode := os.Getenv(fakeWorkerEnv); mode != "" {
-			os.Exit(serveFakeWorker(mode))
-		}
-		if err := ServeWorker(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+	if !IsWorker() {
+		m.Run()
+		return
 	}
-	os.Exit(m.Run())
+	if mode := os.Getenv(fakeWorkerEnv); mode != "" {
+		serveFakeWorker(mode)
+		return
+	}
+	if err := ServeWorker(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
 }
 
 const fakeWorkerEnv = "AGENTSIGNA_TEST_FAKE_WORKER"
 
 // serveFakeWorker takes the bundle as a worker does, then misbehaves as
 // mode says.
-func serveFakeWorker(mode string) int {
+func serveFakeWorker(mode string) {
 	r, w := bufio.NewReader(os.Stdin), bufio.NewWriter(os.Stdout)
 	if _, err := readFrame(r, maxRequestFrame); err != nil {
-		return 1
+		return
 	}
 	if writeFrame(w, opResult, 0, []byte{0}) != nil {
-		return 1
+		return
 	}
 	if mode == "stall" { // never reads again
 		time.Sleep(time.Hour)
-		return 0
+		return
 	}
 	f, err := readFrame(r, maxRequestFrame)
 	if err != nil {
-		return 1
+		return
 	}
 	switch mode {
 	case "wrong-id":
@@ -55,5 +56,4 @@ func serveFakeWorker(mode string) int {
 		_ = writeFrame(w, opResult, f.id, []byte{200}, []byte("?"))
 	}
 	time.Sleep(time.Hour)
-	return 0
 }

@@ -135,24 +135,38 @@ escalate contains "big" if to_number(input.action.amount.value) > 1000
 	}
 
 	t.Run("deadline", func(t *testing.T) {
+		// Small steps, many of them: the worker stops at the deadline,
+		// well within KillAfter (generous here: a step under -race on a
+		// busy machine is slow, and a kill would fail this test).
+		ws := newWorkers(t, WorkerOptions{KillAfter: 10 * time.Second})
 		p := workerPolicy(t, ws, `package tenant
 
 decision := {"allow": true} if {
-	some a in numbers.range(1, 100000)
-	some b in numbers.range(1, 100000)
-	a + b < 0
+	some a in numbers.range(1, 2000)
+	some b in numbers.range(1, 2000)
+	some c in numbers.range(1, 2000)
+	a + b + c < 0
 }
 `)
 		w := currentWorker(p)
 		if _, err := evaluateWithin(p, 50*time.Millisecond, in); !errors.Is(err, ErrEvalTimeout) {
 			t.Fatalf("err = %v, want ErrEvalTimeout", err)
 		}
-		// The worker stops the evaluation when told its deadline passed,
-		// well within KillAfter, and is still the one serving.
 		if _, err := evaluateWithin(p, 50*time.Millisecond, in); !errors.Is(err, ErrEvalTimeout) {
 			t.Fatalf("second evaluation: err = %v, want ErrEvalTimeout", err)
 		}
-		time.Sleep(1500 * time.Millisecond)
+		// The worker stops each evaluation at the deadline it was sent,
+		// and answers: its turn is free again long before KillAfter, and
+		// it is still the one serving.
+		waitFor(t, 5*time.Second, func() bool {
+			select {
+			case w.turn <- struct{}{}:
+				<-w.turn
+				return true
+			default:
+				return false
+			}
+		})
 		if currentWorker(p) != w {
 			t.Fatalf("the worker was replaced: %v", p.remote.down)
 		}
