@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentsigna/agentsigna/internal/proctest"
 )
 
 // writePolicy writes a bundle directory of one module under revision.
@@ -28,30 +30,14 @@ func writePolicy(t *testing.T, revision, rego string) string {
 	return dir
 }
 
-// childrenOf lists the processes whose parent is pid (Linux /proc).
+// childrenOf lists the processes whose parent is pid.
 func childrenOf(t *testing.T, pid int) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	pids, err := proctest.Children(pid)
 	if err != nil {
 		t.Skip("no /proc here:", err)
 	}
-	var out []int
-	for _, e := range entries {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// pid (comm) state ppid …; comm may hold spaces, so cut after ")".
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
-			out = append(out, n)
-		}
-	}
-	return out
+	return pids
 }
 
 // An organization's policy that ends the process evaluating it (22 lines:
@@ -120,7 +106,7 @@ decision := {"allow": true} if {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// evil decides again once its worker is back (after a 1 s pause).
+	// evil decides again once its worker is back (after a pause).
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, out := ec.do("POST", "/v1/decisions", `{"action":{"type":"report.generate"}}`); out["outcome"] == "allow" {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/proctest"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -135,22 +135,9 @@ func TestDecisionsSurviveAPolicyThatEndsItsProcess(t *testing.T) {
 // services started.
 func workerPIDs(t *testing.T) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
+	pids, err := proctest.Children(os.Getpid())
 	if err != nil {
 		t.Skip("no /proc here:", err)
-	}
-	var pids []int
-	for _, e := range entries {
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(fields) > 1 && fields[1] == strconv.Itoa(os.Getpid()) {
-			pid, _ := strconv.Atoi(e.Name())
-			pids = append(pids, pid)
-		}
 	}
 	return pids
 }
