@@ -126,6 +126,9 @@ const selfExe = "/proc/self/exe"
 // (WorkerOptions.RestartAfter); evaluations in the pause fail at once.
 type Workers struct {
 	opts WorkerOptions
+	// starting holds a token per worker compiling: each may take its
+	// memory limit for CompileTimeout.
+	starting chan struct{}
 
 	mu     sync.Mutex
 	live   map[*remote]struct{}
@@ -139,21 +142,27 @@ func NewWorkers(opts WorkerOptions) (*Workers, error) {
 		return nil, err
 	}
 	closeInheritedOnExec()
-	return &Workers{opts: opts, live: map[*remote]struct{}{}}, nil
+	return &Workers{opts: opts, starting: make(chan struct{}, runtime.GOMAXPROCS(0)), live: map[*remote]struct{}{}}, nil
 }
 
 // Load is bundles.Load with the compilation, and every later evaluation,
 // in a worker: the bundle is read and verified here (intake is bounded by
 // opts.Limits), then compiled in a new worker within
-// WorkerOptions.CompileTimeout.
-func (ws *Workers) Load(ctx context.Context, raw []byte, opts ReadOptions) (*Policy, *Bundle, error) {
+// WorkerOptions.CompileTimeout, which bounds it rather than ctx (a caller
+// that leaves would otherwise leave nobody with the compiled policy).
+// At most GOMAXPROCS workers compile at once; a start that waits longer
+// than CompileTimeout for its turn fails with ErrWorker.
+func (ws *Workers) Load(_ context.Context, raw []byte, opts ReadOptions) (*Policy, *Bundle, error) {
 	b, err := Read(raw, opts)
 	if err != nil {
 		return nil, nil, err
 	}
+	if len(raw) > maxRequestFrame-64<<10 {
+		return nil, nil, fmt.Errorf("%w: %d bytes, more than a policy worker takes", ErrTooLarge, len(raw))
+	}
 	opts, _ = opts.withDefaults()
 	r := &remote{ws: ws, raw: raw, limits: opts.Limits, revision: b.Revision, pause: ws.opts.RestartAfter}
-	w, err := ws.start(ctx, r)
+	w, err := ws.start(r)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -169,8 +178,11 @@ func (ws *Workers) Load(ctx context.Context, raw []byte, opts ReadOptions) (*Pol
 	return &Policy{revision: b.Revision, digest: b.Digest, remote: r}, b, nil
 }
 
-// Close stops every worker at once, evaluations in flight included (they
-// fail), and refuses further loads: for the service's shutdown.
+// Close stops every worker, concurrently, and refuses further loads: for
+// the service's shutdown, once requests have stopped. A worker is asked
+// to stop (its input closes) and killed if it has not a second later; an
+// evaluation still in flight then fails. Policies closed before (and
+// draining) stop on their own schedule, KillAfter after their Close.
 func (ws *Workers) Close() {
 	ws.mu.Lock()
 	ws.closed = true
@@ -185,7 +197,19 @@ func (ws *Workers) Close() {
 }
 
 // start starts a worker for r and waits for its bundle to compile.
-func (ws *Workers) start(ctx context.Context, r *remote) (*worker, error) {
+func (ws *Workers) start(r *remote) (*worker, error) {
+	select {
+	case ws.starting <- struct{}{}:
+	default:
+		wait := time.NewTimer(ws.opts.CompileTimeout)
+		defer wait.Stop()
+		select {
+		case ws.starting <- struct{}{}:
+		case <-wait.C:
+			return nil, fmt.Errorf("%w: %d others were compiling for %v", ErrWorker, cap(ws.starting), ws.opts.CompileTimeout)
+		}
+	}
+	defer func() { <-ws.starting }()
 	cfg, err := json.Marshal(workerConfig{Limits: r.limits, StackBytes: ws.opts.StackBytes, MemoryBytes: ws.opts.MemoryBytes})
 	if err != nil {
 		return nil, err
@@ -194,10 +218,13 @@ func (ws *Workers) start(ctx context.Context, r *remote) (*worker, error) {
 	// The worker gets nothing of the service's environment: no master key,
 	// no database URL, no credentials (it runs code the service does not
 	// trust).
-	cmd.Env = []string{workerEnv + "=" + workerProtocol, "GOMAXPROCS=" + strconv.Itoa(ws.opts.Procs), "GOGC=" + strconv.Itoa(ws.opts.GCPercent)}
+	cmd.Env = []string{workerEnv + "=" + workerProtocol, "GOMAXPROCS=" + strconv.Itoa(ws.opts.Procs), "GOGC=" + strconv.Itoa(ws.opts.GCPercent),
+		// Collect harder as the heap nears the memory limit, rather than
+		// die at GOGC's target of five times what is alive.
+		"GOMEMLIMIT=" + strconv.FormatUint(ws.opts.MemoryBytes/10*8, 10)}
 	cmd.Dir = os.TempDir()
 	cmd.SysProcAttr = workerProcAttr()
-	w := &worker{r: r, cmd: cmd, turn: make(chan struct{}, 1), done: make(chan struct{}), started: time.Now()}
+	w := &worker{r: r, cmd: cmd, turn: make(chan struct{}, 1), waited: make(chan struct{}), done: make(chan struct{}), started: time.Now()}
 	cmd.Stderr = &w.stderr
 	// Pipes of our own rather than exec's: these are served by Go's
 	// poller, so reads and writes take deadlines.
@@ -223,11 +250,19 @@ func (ws *Workers) start(ctx context.Context, r *remote) (*worker, error) {
 	w.stdin, w.stdout = inW, outR
 	w.in = bufio.NewWriterSize(inW, 4<<10)
 	w.out = bufio.NewReaderSize(outR, 4<<10)
+	go func() {
+		w.waitErr = cmd.Wait()
+		close(w.waited)
+		// A worker that exits while idle (the OOM killer, an operator) is
+		// reaped, and restarted, now rather than at its next request.
+		w.end("")
+	}()
 
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(cfg)))
 	w.turn <- struct{}{}
-	res, err := w.request(ctx, time.Now().Add(ws.opts.CompileTimeout), opLoad, n[:], cfg, r.raw)
+	by := time.Now().Add(ws.opts.CompileTimeout)
+	res, err := w.request(by, by, opLoad, n[:], cfg, r.raw)
 	switch {
 	case err == nil && res.err == nil:
 		<-w.turn
@@ -235,9 +270,6 @@ func (ws *Workers) start(ctx context.Context, r *remote) (*worker, error) {
 	case err == nil:
 		w.end("") // it refused the bundle, and exits
 		return nil, res.err
-	case ctx.Err() != nil:
-		w.end("its start was cancelled")
-		return nil, fmt.Errorf("%w: its start was cancelled: %w", ErrWorker, ctx.Err())
 	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errNotReading):
 		w.end("compiling ran past its deadline")
 		return nil, fmt.Errorf("%w: compiling took longer than %v", ErrCompile, ws.opts.CompileTimeout)
@@ -328,7 +360,7 @@ func (r *remote) restart() {
 	if closed {
 		return
 	}
-	w, err := r.ws.start(context.Background(), r)
+	w, err := r.ws.start(r)
 	r.mu.Lock()
 	if err != nil && !r.closed {
 		r.down = fmt.Errorf("the organization's policy worker does not start again (%v); it is tried again in %v", err, r.pause)
@@ -385,8 +417,12 @@ type worker struct {
 	stdout *os.File
 	out    *bufio.Reader
 
+	// waited is closed once the process has exited, waitErr saying how.
+	waited  chan struct{}
+	waitErr error
+
 	once sync.Once
-	// done is closed once the process has exited and exit says how.
+	// done is closed once the worker has ended and exit says how.
 	done chan struct{}
 	exit error
 }
@@ -413,7 +449,7 @@ func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
 	}
 	var l [8]byte
 	binary.BigEndian.PutUint64(l[:], uint64(left))
-	res, err := w.request(ctx, deadline, opEval, l[:], input)
+	res, err := w.request(time.Now().Add(w.r.ws.opts.KillAfter), deadline, opEval, l[:], input)
 	switch {
 	case err == nil:
 		<-w.turn
@@ -424,10 +460,7 @@ func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
 		return res.verdict, res.err
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		go w.drain()
-		if ctx.Err() == nil {
-			return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, context.DeadlineExceeded)
-		}
-		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctx.Err())
+		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, context.DeadlineExceeded)
 	default:
 		w.end(violation(err))
 		return Verdict{}, w.exitError()
@@ -451,16 +484,15 @@ func (w *worker) exitError() error {
 	return fmt.Errorf("%w: the organization's policy worker exited (%v)", ErrEval, w.exit)
 }
 
-// request writes one request and reads its result, by deadline or until
-// ctx ends (the error then is os.ErrDeadlineExceeded). The caller holds
-// the turn. Any other error means the worker is gone or broke the
-// protocol.
-func (w *worker) request(ctx context.Context, deadline time.Time, op byte, parts ...[]byte) (result, error) {
+// request writes one request and reads its result by deadline (the
+// error then is os.ErrDeadlineExceeded). The caller holds the turn. Any
+// other error means the worker is gone or broke the protocol.
+func (w *worker) request(writeBy, deadline time.Time, op byte, parts ...[]byte) (result, error) {
 	id := w.next
 	w.next++
-	// A request's frame is small (the input) or read at once (the load):
-	// a worker that does not take it within the deadline is stuck.
-	_ = w.stdin.SetWriteDeadline(deadline)
+	// The worker is idle, reading, when it is sent a request: one that
+	// does not take the frame by writeBy is stuck.
+	_ = w.stdin.SetWriteDeadline(writeBy)
 	if err := writeFrame(w.in, op, id, parts...); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// Half a frame may be written: the stream is lost.
@@ -468,17 +500,14 @@ func (w *worker) request(ctx context.Context, deadline time.Time, op byte, parts
 		}
 		return result{}, fmt.Errorf("writing to the worker: %w", err)
 	}
+	// Wait for the answer's first byte by the deadline (a caller that
+	// leaves earlier is not watched for: the worker evaluates to the
+	// deadline all the same); the rest of the frame follows at once, so
+	// it gets KillAfter, not the deadline: a frame cut by a deadline
+	// could not be read again.
 	_ = w.stdout.SetReadDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = w.stdout.SetReadDeadline(time.Now()) })
-	defer stop()
-	// Wait for the answer's first byte by the deadline; the rest of the
-	// frame follows at once, so it gets KillAfter, not the deadline: a
-	// frame cut by a deadline could not be read again.
 	if _, err := w.out.Peek(1); err != nil {
 		return result{}, err
-	}
-	if !stop() {
-		return result{}, os.ErrDeadlineExceeded // ctx ended as the answer came
 	}
 	return w.readResult(id, op == opLoad)
 }
@@ -530,14 +559,14 @@ func (w *worker) end(why string) {
 		}
 		_ = w.stdin.Close()
 		slow := time.AfterFunc(time.Second, func() { _ = w.cmd.Process.Kill() })
-		waitErr := w.cmd.Wait()
+		<-w.waited
 		slow.Stop()
 		_ = w.stdout.Close()
 		switch {
 		case why != "":
 			w.exit = fmt.Errorf("killed: %s", why)
-		case waitErr != nil:
-			w.exit = fmt.Errorf("%v: %s", waitErr, w.stderr.reason())
+		case w.waitErr != nil:
+			w.exit = fmt.Errorf("%v: %s", w.waitErr, w.stderr.reason())
 		default:
 			w.exit = errors.New("it ended")
 		}

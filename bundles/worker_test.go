@@ -341,7 +341,7 @@ func TestWorkerEnvironmentAndLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Split(strings.TrimSuffix(string(environ), "\x00"), "\x00")
-	if want := []string{workerEnv + "=" + workerProtocol, "GOMAXPROCS=1", "GOGC=400"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{workerEnv + "=" + workerProtocol, "GOMAXPROCS=1", "GOGC=400", "GOMEMLIMIT=" + strconv.Itoa(768<<20/10*8)}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("worker environment %q, want %q", got, want)
 	}
 	limits, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
@@ -668,4 +668,40 @@ func TestWorkerBreakingTheProtocol(t *testing.T) {
 			t.Error("Close returned with the worker running")
 		}
 	})
+}
+
+// A worker that dies while idle (the OOM killer, an operator's kill) is
+// reaped and started again at once, not at its organization's next
+// decision, which would otherwise fail.
+func TestWorkerDeadWhileIdleRestarts(t *testing.T) {
+	ws := newWorkers(t, WorkerOptions{RestartAfter: 50 * time.Millisecond})
+	p := workerPolicy(t, ws, allowAll)
+	w := currentWorker(p)
+	if err := w.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { n := currentWorker(p); return n != nil && n != w })
+	if v, err := evaluateWithin(p, time.Second, payment(t)); err != nil || !v.Allow {
+		t.Fatalf("after the restart: %+v, %v", v, err)
+	}
+}
+
+// At most GOMAXPROCS workers compile at once: each may take its memory
+// limit for CompileTimeout. A start that cannot get its turn in time
+// fails with ErrWorker, which says nothing of the bundle.
+func TestWorkerCompilesAreBounded(t *testing.T) {
+	ws := newWorkers(t, WorkerOptions{CompileTimeout: 100 * time.Millisecond})
+	for range cap(ws.starting) {
+		ws.starting <- struct{}{}
+	}
+	_, _, err := ws.Load(context.Background(), okBundle(t), ReadOptions{})
+	if !errors.Is(err, ErrWorker) || errors.Is(err, ErrInvalidBundle) {
+		t.Fatalf("with every compile slot taken: err = %v, want ErrWorker", err)
+	}
+	<-ws.starting
+	p, _, err := ws.Load(context.Background(), okBundle(t), ReadOptions{})
+	if err != nil {
+		t.Fatalf("with a slot free: %v", err)
+	}
+	p.Close()
 }

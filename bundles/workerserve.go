@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 )
 
@@ -157,7 +158,14 @@ func (s *workerServer) evaluate(ctx context.Context, id uint64, input []byte) er
 func (s *workerServer) result(id uint64, err error, payload []byte) error {
 	code := resultCode(err)
 	if err != nil {
-		payload = []byte(err.Error())
+		// The service keeps maxResultMessage bytes and refuses a frame
+		// past maxResultFrame: a long compiler error must not read as a
+		// broken worker.
+		msg := err.Error()
+		if len(msg) > maxResultMessage {
+			msg = strings.ToValidUTF8(msg[:maxResultMessage], "")
+		}
+		payload = []byte(msg)
 	}
 	return writeFrame(s.w, opResult, id, []byte{code}, payload)
 }
