@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/agentsigna/agentsigna/internal/proctest"
 )
 
 // newWorkers returns Workers for a test, closed at its end.
@@ -158,7 +160,7 @@ decision := {"allow": true} if {
 		// The worker stops each evaluation at the deadline it was sent,
 		// and answers: its turn is free again long before KillAfter, and
 		// it is still the one serving.
-		waitFor(t, 5*time.Second, func() bool {
+		proctest.WaitUntil(t, 5*time.Second, func() bool {
 			select {
 			case w.turn <- struct{}{}:
 				<-w.turn
@@ -222,7 +224,7 @@ decision := {"allow": true} if {
 	if !strings.Contains(logs.String(), "policy worker exited") || !strings.Contains(logs.String(), "stack overflow") {
 		t.Errorf("log: %s", logs.String())
 	}
-	waitFor(t, 5*time.Second, func() bool { _, err := evaluateWithin(boom, time.Second, in); return err == nil })
+	proctest.WaitUntil(t, 5*time.Second, func() bool { _, err := evaluateWithin(boom, time.Second, in); return err == nil })
 
 	// A second crash doubles the pause.
 	if _, err := evaluateWithin(boom, 5*time.Second, kaboom); !errors.Is(err, ErrEval) {
@@ -473,18 +475,6 @@ func TestWorkerVerdictChecked(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v", d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // syncBuffer is a bytes.Buffer safe for a logger and a test to share.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -680,7 +670,7 @@ func TestWorkerDeadWhileIdleRestarts(t *testing.T) {
 	if err := w.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { n := currentWorker(p); return n != nil && n != w })
+	proctest.WaitUntil(t, 5*time.Second, func() bool { n := currentWorker(p); return n != nil && n != w })
 	if v, err := evaluateWithin(p, time.Second, payment(t)); err != nil || !v.Allow {
 		t.Fatalf("after the restart: %+v, %v", v, err)
 	}

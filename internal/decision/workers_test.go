@@ -157,7 +157,7 @@ func TestReplacedPoliciesStopTheirWorkers(t *testing.T) {
 	settled := func(n int) []int {
 		t.Helper()
 		var pids []int
-		waitUntil(t, 5*time.Second, func() bool { pids = workerPIDs(t); return len(pids) == n })
+		proctest.WaitUntil(t, 5*time.Second, func() bool { pids = workerPIDs(t); return len(pids) == n })
 		return pids
 	}
 	e.activate(t, permissiveBundle(t))
@@ -210,17 +210,5 @@ func TestNoWorkerIsNotABundleThatDoesNotLoad(t *testing.T) {
 	}
 	if resp := e.decide(t, agent.ID, action("inventory.reorder"), ""); resp.Outcome != decision.Allow {
 		t.Fatalf("once the executable is there: %+v", resp)
-	}
-}
-
-// waitUntil polls cond until it holds or d passes.
-func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v", d)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

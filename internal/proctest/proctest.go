@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"testing"
+	"time"
 )
 
 // Children lists the processes whose parent is pid. It fails where there
@@ -34,4 +36,18 @@ func Children(pid int) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// WaitUntil polls cond every 20 ms until it holds, and fails the test if
+// it does not within d: processes start, exit and restart on their own
+// time.
+func WaitUntil(t testing.TB, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
