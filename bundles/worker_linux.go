@@ -19,18 +19,6 @@ func limitMemory(bytes uint64) error {
 	return nil
 }
 
-// pollable returns the descriptor fd (a pipe from the service) as a file
-// that Go's network poller serves. A blocking pipe would be read in a
-// system call holding the worker's one processor, so the evaluation that
-// a read starts would wait for the runtime to take that processor back:
-// hundreds of microseconds a decision.
-func pollable(fd int, name string) (*os.File, error) {
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return os.NewFile(uintptr(fd), name), nil
-}
-
 // workerProcAttr kills a worker when the service's thread that started
 // it ends (with the service, in practice: the Go runtime does not end its
 // threads), so that no worker stuck in one long step outlives it. Should

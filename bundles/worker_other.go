@@ -2,19 +2,11 @@
 
 package bundles
 
-import (
-	"os"
-	"syscall"
-)
+import "syscall"
 
 // limitMemory does nothing off Linux: a worker there is bounded by
 // its stack limit and its deadline only.
 func limitMemory(uint64) error { return nil }
-
-// pollable returns the descriptor fd as a file.
-func pollable(fd int, name string) (*os.File, error) {
-	return os.NewFile(uintptr(fd), name), nil
-}
 
 func workerProcAttr() *syscall.SysProcAttr { return nil }
 

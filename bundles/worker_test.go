@@ -695,3 +695,54 @@ func TestWorkerCompilesAreBounded(t *testing.T) {
 	}
 	p.Close()
 }
+
+// A worker refuses a stream that is not the protocol: it serves only what
+// the service sends, and stops on anything else.
+func TestServeWorkerRefuses(t *testing.T) {
+	frame := func(op byte, id uint64, parts ...[]byte) []byte {
+		var b bytes.Buffer
+		w := bufio.NewWriter(&b)
+		if err := writeFrame(w, op, id, parts...); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	load := func(cfg string, raw []byte) []byte {
+		n := []byte{0, 0, 0, byte(len(cfg))}
+		return frame(opLoad, 0, n, []byte(cfg), raw)
+	}
+	okLoad := load(`{"limits":{"MaxCompressedBytes":4194304,"MaxDecompressedBytes":16777216,"MaxEntries":1024,"MaxPathLength":256}}`, okBundle(t))
+	for name, stream := range map[string][]byte{
+		"nothing":              nil,
+		"not a load first":     frame(opEval, 1, make([]byte, 8)),
+		"a load without size":  frame(opLoad, 0, []byte{0, 0}),
+		"config overruns load": frame(opLoad, 0, []byte{0, 0, 1, 0}, []byte("{}")),
+		"config not JSON":      load(`{`, okBundle(t)),
+		"load after load":      append(append([]byte{}, okLoad...), okLoad...),
+		"eval without time":    append(append([]byte{}, okLoad...), frame(opEval, 1, []byte{1, 2})...),
+		"a cut frame":          append(append([]byte{}, okLoad...), frame(opEval, 1, make([]byte, 8))[:frameHeader+2]...),
+	} {
+		var out bytes.Buffer
+		if err := serveWorker(bytes.NewReader(stream), &out); err == nil {
+			t.Errorf("%s: served", name)
+		}
+	}
+	// The same stream, ended cleanly after an evaluation, is served: one
+	// answer to the load, one to the evaluation.
+	in, err := appendValue(nil, payment(t).value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	stream := append(append([]byte{}, okLoad...), frame(opEval, 1, []byte{0, 0, 0, 0, 0x3b, 0x9a, 0xca, 0x00}, in)...)
+	if err := serveWorker(bytes.NewReader(stream), &out); err != nil {
+		t.Fatalf("a well-formed stream: %v", err)
+	}
+	r := bufio.NewReader(&out)
+	for _, id := range []uint64{0, 1} {
+		f, err := readFrame(r, maxResultFrame)
+		if err != nil || f.op != opResult || f.id != id || f.payload[0] != 0 {
+			t.Fatalf("answer %d: %+v, %v", id, f, err)
+		}
+	}
+}

@@ -38,15 +38,10 @@ type workerConfig struct {
 // stdout until stdin ends. Nothing else may write to stdout: os.Stdout is
 // pointed at stderr first.
 func ServeWorker() error {
-	// os.Stdin stays as it is: were its *os.File collected, its
-	// finalizer would close descriptor 0 under in.
-	in, err := pollable(0, "stdin")
-	if err != nil {
-		return err
-	}
+	offerToOOMKiller()
 	out := os.Stdout
 	os.Stdout = os.Stderr
-	return serveWorker(in, out)
+	return serveWorker(os.Stdin, out)
 }
 
 // serveWorker serves one organization policy over in and out, the
@@ -77,7 +72,6 @@ func serveWorker(in io.Reader, out io.Writer) error {
 	if err := json.Unmarshal(f.payload[4:4+n], &cfg); err != nil {
 		return fmt.Errorf("%w: the load's config: %v", errFrame, err)
 	}
-	offerToOOMKiller()
 	if cfg.StackBytes > 0 {
 		debug.SetMaxStack(cfg.StackBytes)
 	}
