@@ -78,8 +78,9 @@ func NewPolicies(tenants store.TenantStore, l *ledger.Ledger, engine *bundles.En
 func (p *Policies) load(ctx context.Context, raw []byte, opts bundles.ReadOptions) (*bundles.Policy, *bundles.Bundle, error) {
 	if p.workers != nil {
 		// A caller that leaves does not stop the compilation (the next
-		// decision would start it over); CompileTimeout bounds it.
-		return p.workers.Load(context.WithoutCancel(ctx), raw, opts)
+		// decision would start it over): Workers bounds it by
+		// CompileTimeout, not ctx.
+		return p.workers.Load(ctx, raw, opts)
 	}
 	return bundles.Load(ctx, raw, opts)
 }
