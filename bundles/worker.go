@@ -153,14 +153,17 @@ func NewWorkers(opts WorkerOptions) (*Workers, error) {
 // At most GOMAXPROCS workers compile at once; a start that waits longer
 // than CompileTimeout for its turn fails with ErrWorker.
 func (ws *Workers) Load(_ context.Context, raw []byte, opts ReadOptions) (*Policy, *Bundle, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, nil, err
+	}
+	if opts.Limits.MaxCompressedBytes > maxBundleFrame {
+		return nil, nil, fmt.Errorf("bundles: MaxCompressedBytes %d is more than a policy worker takes (%d)", opts.Limits.MaxCompressedBytes, maxBundleFrame)
+	}
 	b, err := Read(raw, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(raw) > maxRequestFrame-64<<10 {
-		return nil, nil, fmt.Errorf("%w: %d bytes, more than a policy worker takes", ErrTooLarge, len(raw))
-	}
-	opts, _ = opts.withDefaults()
 	r := &remote{ws: ws, raw: raw, limits: opts.Limits, revision: b.Revision, pause: ws.opts.RestartAfter}
 	w, err := ws.start(r)
 	if err != nil {
@@ -349,6 +352,12 @@ func (r *remote) exited(w *worker) {
 	}
 	r.down = fmt.Errorf("the organization's policy worker exited (%v); it restarts in %v", w.exit, r.pause)
 	r.ws.opts.Logger.Warn("policy worker exited", "revision", r.revision, "error", w.exit, "restart_in", r.pause.String())
+	r.restartLater()
+}
+
+// restartLater starts a worker again after the pause, and doubles the
+// next pause. r.mu is held.
+func (r *remote) restartLater() {
 	time.AfterFunc(r.pause, r.restart)
 	r.pause = min(2*r.pause, r.ws.opts.MaxRestartAfter)
 }
@@ -365,8 +374,7 @@ func (r *remote) restart() {
 	if err != nil && !r.closed {
 		r.down = fmt.Errorf("the organization's policy worker does not start again (%v); it is tried again in %v", err, r.pause)
 		r.ws.opts.Logger.Warn("policy worker does not restart", "revision", r.revision, "error", err, "retry_in", r.pause.String())
-		time.AfterFunc(r.pause, r.restart)
-		r.pause = min(2*r.pause, r.ws.opts.MaxRestartAfter)
+		r.restartLater()
 	}
 	r.mu.Unlock()
 	if err == nil {
@@ -466,6 +474,10 @@ func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
 		return Verdict{}, w.exitError()
 	}
 }
+
+// maxBundleFrame is the largest bundle a load frame carries, its
+// config beside it.
+const maxBundleFrame = maxRequestFrame - 64<<10
 
 // errNotReading: a request's frame was not taken by its deadline.
 var errNotReading = fmt.Errorf("%w: the worker does not read its input", errFrame)

@@ -301,6 +301,19 @@ func TestWorkerLoadRejects(t *testing.T) {
 			t.Fatalf("err = %v, want ErrSignedWithoutKey", err)
 		}
 	})
+	t.Run("limits past a frame", func(t *testing.T) {
+		big := DefaultLimits()
+		big.MaxCompressedBytes = maxBundleFrame + 1
+		if _, _, err := ws.Load(ctx, okBundle(t), ReadOptions{Limits: big}); err == nil || !strings.Contains(err.Error(), "more than a policy worker takes") {
+			t.Fatalf("err = %v", err)
+		}
+		big.MaxCompressedBytes = maxBundleFrame
+		p, _, err := ws.Load(ctx, okBundle(t), ReadOptions{Limits: big})
+		if err != nil {
+			t.Fatalf("at the bound: %v", err)
+		}
+		p.Close()
+	})
 	t.Run("compile timeout", func(t *testing.T) {
 		slow := newWorkers(t, WorkerOptions{CompileTimeout: time.Nanosecond})
 		_, _, err := slow.Load(ctx, okBundle(t), ReadOptions{})
