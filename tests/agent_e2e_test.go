@@ -444,10 +444,7 @@ func (c *agentClient) do(method, path, body string) (int, map[string]any) {
 // organization's policy allows everything; an organization's token never
 // reaches another's data. Through the real binary, on both stores.
 func TestBaseRulesOverrideAPermissivePolicy(t *testing.T) {
-	permissive := t.TempDir()
-	_ = os.MkdirAll(filepath.Join(permissive, "tenant"), 0o755)
-	_ = os.WriteFile(filepath.Join(permissive, ".manifest"), []byte(`{"revision":"allow-all-1","roots":["tenant"]}`), 0o644)
-	_ = os.WriteFile(filepath.Join(permissive, "tenant", "decision.rego"), []byte("package tenant\n\ndecision := {\"allow\": true}\n"), 0o644)
+	permissive := writePolicy(t, "allow-all-1", "package tenant\n\ndecision := {\"allow\": true}\n")
 	for _, kind := range []string{"sqlite", "postgres"} {
 		t.Run(kind, func(t *testing.T) {
 			env := []string{"AGENTSIGNA_MASTER_KEY=MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}
