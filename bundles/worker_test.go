@@ -108,6 +108,10 @@ escalate contains "big" if to_number(input.action.amount.value) > 1000
 	if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
 		t.Errorf("in a worker: %#v\nin process: %#v", got, want)
 	}
+	// Without a deadline nothing would bound the wait for the worker.
+	if _, err := p.Evaluate(ctx, in); !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), "needs a deadline") {
+		t.Errorf("without a deadline: %v", err)
+	}
 
 	for _, tc := range []struct {
 		name string
