@@ -2,7 +2,10 @@
 
 package bundles
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // limitMemory does nothing off Linux: a worker there is bounded by
 // its stack limit and its deadline only.
@@ -13,3 +16,8 @@ func workerProcAttr() *syscall.SysProcAttr { return nil }
 func offerToOOMKiller() {}
 
 func closeInheritedOnExec() {}
+
+// pollable returns descriptor fd as a file.
+func pollable(fd int, name string) (*os.File, error) {
+	return os.NewFile(uintptr(fd), name), nil
+}

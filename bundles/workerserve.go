@@ -39,9 +39,15 @@ type workerConfig struct {
 // pointed at stderr first.
 func ServeWorker() error {
 	offerToOOMKiller()
+	// os.Stdin stays as it is, referenced: were its *os.File collected,
+	// its finalizer would close descriptor 0 under in.
+	in, err := pollable(0, "stdin")
+	if err != nil {
+		return err
+	}
 	out := os.Stdout
 	os.Stdout = os.Stderr
-	return serveWorker(os.Stdin, out)
+	return serveWorker(in, out)
 }
 
 // serveWorker serves one organization policy over in and out, the
