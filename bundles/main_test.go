@@ -42,6 +42,9 @@ func serveFakeWorker(mode string) {
 		time.Sleep(time.Hour)
 		return
 	}
+	if mode == "unasked" {
+		_ = writeFrame(w, opResult, 99, []byte{0}, []byte(`{"allow":true}`))
+	}
 	f, err := readFrame(r, maxRequestFrame)
 	if err != nil {
 		return

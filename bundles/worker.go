@@ -227,7 +227,7 @@ func (ws *Workers) start(r *remote) (*worker, error) {
 		"GOMEMLIMIT=" + strconv.FormatUint(ws.opts.MemoryBytes/10*8, 10)}
 	cmd.Dir = os.TempDir()
 	cmd.SysProcAttr = workerProcAttr()
-	w := &worker{r: r, cmd: cmd, turn: make(chan struct{}, 1), waited: make(chan struct{}), done: make(chan struct{}), started: time.Now()}
+	w := &worker{r: r, cmd: cmd, sending: make(chan struct{}, 1), waited: make(chan struct{}), done: make(chan struct{}), started: time.Now()}
 	cmd.Stderr = &w.stderr
 	// Pipes of our own rather than exec's: these are served by Go's
 	// poller, so reads and writes take deadlines.
@@ -261,25 +261,33 @@ func (ws *Workers) start(r *remote) (*worker, error) {
 		w.end("")
 	}()
 
+	go w.read()
+
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(cfg)))
-	w.turn <- struct{}{}
-	by := time.Now().Add(ws.opts.CompileTimeout)
-	res, err := w.request(by, by, opLoad, n[:], cfg, r.raw)
-	switch {
-	case err == nil && res.err == nil:
-		<-w.turn
-		return w, nil
-	case err == nil:
+	w.sending <- struct{}{}
+	c, err := w.write(time.Now().Add(ws.opts.CompileTimeout), true, opLoad, n[:], cfg, r.raw)
+	<-w.sending
+	if err != nil {
+		w.end(violation(err))
+	}
+	var res result
+	select {
+	case res = <-c.res:
+	case <-w.done:
+		// The reader gives a compile that took too long its answer
+		// before it ends the worker.
+		select {
+		case res = <-c.res:
+		default:
+			return nil, fmt.Errorf("%w: the policy worker exited while compiling it: %v", ErrCompile, w.exit)
+		}
+	}
+	if res.err != nil {
 		w.end("") // it refused the bundle, and exits
 		return nil, res.err
-	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, errNotReading):
-		w.end("compiling ran past its deadline")
-		return nil, fmt.Errorf("%w: compiling took longer than %v", ErrCompile, ws.opts.CompileTimeout)
-	default:
-		w.end(violation(err))
-		return nil, fmt.Errorf("%w: the policy worker exited while compiling it: %v", ErrCompile, w.exit)
 	}
+	return w, nil
 }
 
 // remote is a loaded revision's side of its worker: the worker running
@@ -406,24 +414,32 @@ type result struct {
 	err     error
 }
 
-// worker is one worker process. It answers one request at a time, in
-// order: the request holding the turn writes its frame and reads the
-// answer itself (a goroutine between the pipe and the caller would cost
-// each decision another wake-up).
+// worker is one worker process. Requests are pipelined: each caller
+// writes its frame as soon as the previous one is written, and one reader
+// goroutine per worker takes the answers, which come in order, and hands
+// each to its caller. A worker that is busy thus finds its next input
+// waiting rather than sleeping until it is sent (waking another process
+// is what a request cost most, on a virtualized processor).
 type worker struct {
 	r       *remote
 	cmd     *exec.Cmd
 	started time.Time
 	stderr  headBuffer
 
-	// turn is held (a token in it) by the request in progress, and by a
-	// drain after a request's caller has gone.
-	turn   chan struct{}
-	next   uint64 // the next request id; guarded by turn
-	stdin  *os.File
-	in     *bufio.Writer
+	// sending is held (a token in it) by the request writing its frame:
+	// frames are written whole, one after another, in the order of sent.
+	sending chan struct{}
+	next    uint64 // the next request id; guarded by sending
+	stdin   *os.File
+	in      *bufio.Writer // guarded by sending
+
+	// mu guards sent, the requests written (or being written) and not yet
+	// answered, oldest first, and stdout's read deadline, which is the
+	// oldest's killAt (none when no request is waiting).
+	mu     sync.Mutex
+	sent   []*call
 	stdout *os.File
-	out    *bufio.Reader
+	out    *bufio.Reader // the reader's
 
 	// waited is closed once the process has exited, waitErr saying how.
 	waited  chan struct{}
@@ -435,7 +451,20 @@ type worker struct {
 	exit error
 }
 
-// evaluate sends input to the worker and reads its verdict, until ctx
+// call is one request in flight.
+type call struct {
+	id   uint64
+	load bool
+	// killAt: if the worker has not answered by then, it is stuck (in one
+	// step of an evaluation, or compiling) and is killed.
+	killAt time.Time
+	// written is set once the whole frame is in the pipe; guarded by mu.
+	written bool
+	// res receives the answer; it is given before the worker ends.
+	res chan result
+}
+
+// evaluate sends input to the worker and waits for its verdict until ctx
 // ends. The worker stops an evaluation at the same deadline; if it has
 // not answered KillAfter later, it is stuck in one step and is killed.
 func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
@@ -444,7 +473,7 @@ func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
 		return Verdict{}, fmt.Errorf("%w: an evaluation in a worker needs a deadline", ErrEval)
 	}
 	select {
-	case w.turn <- struct{}{}:
+	case w.sending <- struct{}{}:
 	case <-ctx.Done():
 		return Verdict{}, fmt.Errorf("%w: waiting for the organization's policy worker: %w", ErrEvalTimeout, ctx.Err())
 	case <-w.done:
@@ -452,25 +481,34 @@ func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
 	}
 	left := time.Until(deadline)
 	if left <= 0 {
-		<-w.turn
+		<-w.sending
 		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, context.DeadlineExceeded)
 	}
-	var l [8]byte
-	binary.BigEndian.PutUint64(l[:], uint64(left))
-	res, err := w.request(time.Now().Add(w.r.ws.opts.KillAfter), deadline, opEval, l[:], input)
-	switch {
-	case err == nil:
-		<-w.turn
+	// The worker evaluates requests one after another, so this one may
+	// wait in the pipe: the deadline goes as a point in time (wall clock,
+	// the only one two processes share in Go), and the time left, which
+	// bounds it should the clock be set back meanwhile.
+	var d [16]byte
+	binary.BigEndian.PutUint64(d[:8], uint64(left))
+	binary.BigEndian.PutUint64(d[8:], uint64(deadline.UnixNano()))
+	c, err := w.write(deadline.Add(w.r.ws.opts.KillAfter), false, opEval, d[:], input)
+	<-w.sending
+	if err != nil {
+		w.end(violation(err))
+		return Verdict{}, w.exitError()
+	}
+	select {
+	case res := <-c.res:
 		if ctx.Err() != nil {
 			// As in the service: no answer is given past the deadline.
 			return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctx.Err())
 		}
 		return res.verdict, res.err
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		go w.drain()
-		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, context.DeadlineExceeded)
-	default:
-		w.end(violation(err))
+	case <-ctx.Done():
+		// The reader takes the answer when it comes, or kills the
+		// worker at killAt.
+		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctx.Err())
+	case <-w.done:
 		return Verdict{}, w.exitError()
 	}
 }
@@ -496,69 +534,112 @@ func (w *worker) exitError() error {
 	return fmt.Errorf("%w: the organization's policy worker exited (%v)", ErrEval, w.exit)
 }
 
-// request writes one request and reads its result by deadline (the
-// error then is os.ErrDeadlineExceeded). The caller holds the turn. Any
-// other error means the worker is gone or broke the protocol.
-func (w *worker) request(writeBy, deadline time.Time, op byte, parts ...[]byte) (result, error) {
-	id := w.next
+// write writes one request; the caller holds sending. The write has no
+// deadline of its own: it waits only while the pipe is full, that is
+// while the worker is busy with earlier requests, and the reader kills a
+// worker that has not answered the oldest by its killAt (which ends the
+// write). A write cut short would leave half a frame in the stream.
+func (w *worker) write(killAt time.Time, load bool, op byte, parts ...[]byte) (*call, error) {
+	c := &call{id: w.next, load: load, killAt: killAt, res: make(chan result, 1)}
 	w.next++
-	// The worker is idle, reading, when it is sent a request: one that
-	// does not take the frame by writeBy is stuck.
-	_ = w.stdin.SetWriteDeadline(writeBy)
-	if err := writeFrame(w.in, op, id, parts...); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// Half a frame may be written: the stream is lost.
-			return result{}, errNotReading
-		}
-		return result{}, fmt.Errorf("writing to the worker: %w", err)
+	w.mu.Lock()
+	w.sent = append(w.sent, c)
+	if len(w.sent) == 1 {
+		_ = w.stdout.SetReadDeadline(killAt)
 	}
-	// Wait for the answer's first byte by the deadline (a caller that
-	// leaves earlier is not watched for: the worker evaluates to the
-	// deadline all the same); the rest of the frame follows at once, so
-	// it gets KillAfter, not the deadline: a frame cut by a deadline
-	// could not be read again.
-	_ = w.stdout.SetReadDeadline(deadline)
-	if _, err := w.out.Peek(1); err != nil {
-		return result{}, err
-	}
-	return w.readResult(id, op == opLoad)
-}
-
-// readResult reads the result of request id, the first byte of which is
-// waiting.
-func (w *worker) readResult(id uint64, load bool) (result, error) {
-	_ = w.stdout.SetReadDeadline(time.Now().Add(w.r.ws.opts.KillAfter))
-	f, err := readFrame(w.out, maxResultFrame)
+	w.mu.Unlock()
+	err := writeFrame(w.in, op, c.id, parts...)
+	w.mu.Lock()
+	c.written = err == nil
+	w.mu.Unlock()
 	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			err = fmt.Errorf("%w: a result cut short", errFrame)
-		}
-		return result{}, err
+		return c, fmt.Errorf("writing to the worker: %w", err)
 	}
-	if f.op != opResult || f.id != id || len(f.payload) < 1 {
-		return result{}, fmt.Errorf("%w: op %q for request %d, want a result for %d", errFrame, f.op, f.id, id)
-	}
-	return parseResult(f.payload, load)
+	return c, nil
 }
 
-// drain reads the answer to a request whose caller has gone, holding the
-// turn, and kills the worker if it does not come within KillAfter.
-func (w *worker) drain() {
-	id := w.next - 1
-	_ = w.stdout.SetReadDeadline(time.Now().Add(w.r.ws.opts.KillAfter))
-	if _, err := w.out.Peek(1); err != nil {
-		why := violation(err)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			why = fmt.Sprintf("an evaluation ran %v past its deadline", w.r.ws.opts.KillAfter)
+// read takes the worker's answers, in order, and gives each to its call,
+// until the worker ends: it exits, breaks the protocol, or has not
+// answered a request by its killAt (then it is killed).
+func (w *worker) read() {
+	for {
+		// Wait for an answer's first byte by the oldest request's killAt
+		// (the deadline mu guards); the rest of the frame follows at
+		// once, so it gets KillAfter: a frame cut by a deadline could not
+		// be read again.
+		_, err := w.out.Peek(1)
+		if err == nil {
+			w.mu.Lock()
+			_ = w.stdout.SetReadDeadline(time.Now().Add(w.r.ws.opts.KillAfter))
+			w.mu.Unlock()
+			var f frame
+			if f, err = readFrame(w.out, maxResultFrame); errors.Is(err, os.ErrDeadlineExceeded) {
+				err = fmt.Errorf("%w: a result cut short", errFrame)
+			}
+			if err == nil {
+				err = w.answer(f)
+			}
 		}
-		w.end(why)
-		return
+		if err != nil {
+			why := violation(err)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				why = w.overran()
+			}
+			w.end(why)
+			return
+		}
 	}
-	if _, err := w.readResult(id, false); err != nil {
-		w.end(violation(err))
-		return
+}
+
+// answer gives a result frame to the oldest call, which it must answer,
+// and moves the read deadline on to the next.
+func (w *worker) answer(f frame) error {
+	w.mu.Lock()
+	if len(w.sent) == 0 {
+		w.mu.Unlock()
+		return fmt.Errorf("%w: op %q for request %d, and no request is waiting", errFrame, f.op, f.id)
 	}
-	<-w.turn
+	c := w.sent[0]
+	w.sent[0] = nil
+	w.sent = w.sent[1:]
+	next := time.Time{}
+	if len(w.sent) > 0 {
+		next = w.sent[0].killAt
+	}
+	_ = w.stdout.SetReadDeadline(next)
+	w.mu.Unlock()
+	if f.op != opResult || f.id != c.id || len(f.payload) < 1 {
+		return fmt.Errorf("%w: op %q for request %d, want a result for %d", errFrame, f.op, f.id, c.id)
+	}
+	res, err := parseResult(f.payload, c.load)
+	if err != nil {
+		return err
+	}
+	c.res <- res
+	return nil
+}
+
+// overran says why a worker that has not answered its oldest request by
+// that request's killAt is killed; a compile's caller is told here that
+// it took too long.
+func (w *worker) overran() string {
+	w.mu.Lock()
+	var c *call
+	if len(w.sent) > 0 {
+		c = w.sent[0]
+	}
+	written := c != nil && c.written
+	w.mu.Unlock()
+	switch {
+	case c == nil:
+		return "" // no deadline is set without a request waiting
+	case c.load:
+		c.res <- result{err: fmt.Errorf("%w: compiling took longer than %v", ErrCompile, w.r.ws.opts.CompileTimeout)}
+		return "compiling ran past its deadline"
+	case !written:
+		return errNotReading.Error()
+	}
+	return fmt.Sprintf("an evaluation ran %v past its deadline", w.r.ws.opts.KillAfter)
 }
 
 // end ends the worker, once: killed when why says why, else asked to

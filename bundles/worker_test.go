@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,21 +164,49 @@ decision := {"allow": true} if {
 			t.Fatalf("second evaluation: err = %v, want ErrEvalTimeout", err)
 		}
 		// The worker stops each evaluation at the deadline it was sent,
-		// and answers: its turn is free again long before KillAfter, and
-		// it is still the one serving.
+		// and answers: both are answered long before KillAfter, and it is
+		// still the one serving.
 		proctest.WaitUntil(t, 5*time.Second, func() bool {
-			select {
-			case w.turn <- struct{}{}:
-				<-w.turn
-				return true
-			default:
-				return false
-			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return len(w.sent) == 0
 		})
 		if currentWorker(p) != w {
 			t.Fatalf("the worker was replaced: %v", p.remote.down)
 		}
 	})
+}
+
+// Requests to a worker are pipelined: evaluations started together are
+// all in its queue at once, and each caller gets its own verdict back.
+func TestWorkerPipelines(t *testing.T) {
+	ws := newWorkers(t, WorkerOptions{})
+	p := workerPolicy(t, ws, "package tenant\n\ndecision := {\"escalate\": {sprintf(\"n%s\", [input.n])}}\n")
+	const n = 64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			in, err := inputOf(map[string]any{"n": strconv.Itoa(i)})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			<-start
+			v, err := evaluateWithin(p, 10*time.Second, in)
+			if want := []string{"n" + strconv.Itoa(i)}; err != nil || !slices.Equal(v.Escalate, want) {
+				t.Errorf("evaluation %d: %+v, %v; want %v", i, v.Escalate, err, want)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	w := currentWorker(p)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.sent) != 0 || w.next != n+1 {
+		t.Errorf("%d requests unanswered, %d sent; want 0 and %d (the load and each evaluation)", len(w.sent), w.next, n+1)
+	}
 }
 
 // The reason for workers: a 22-line policy whose evaluation overflows the
@@ -617,6 +647,9 @@ func TestWorkerBreakingTheProtocol(t *testing.T) {
 		{"wrong-id", payment(t), ErrEval, "want a result for 1"},
 		{"oversized", payment(t), ErrEval, "a payload of 4294967295 bytes"},
 		{"bad-code", payment(t), ErrEval, "result code 200"},
+		// An answer nobody asked for: whether it comes before the
+		// evaluation is sent or after, it answers no request.
+		{"unasked", payment(t), ErrEval, "op 'R' for request 99"},
 	} {
 		t.Run(tc.mode+"/"+tc.killed, func(t *testing.T) {
 			ws := newWorkers(t, WorkerOptions{Executable: fakeWorker(t, tc.mode), KillAfter: 200 * time.Millisecond, RestartAfter: time.Hour, MaxRestartAfter: time.Hour})
@@ -751,7 +784,10 @@ func TestServeWorkerRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	stream := append(append([]byte{}, okLoad...), frame(opEval, 1, []byte{0, 0, 0, 0, 0x3b, 0x9a, 0xca, 0x00}, in)...)
+	var deadline [16]byte
+	binary.BigEndian.PutUint64(deadline[:8], uint64(time.Minute))
+	binary.BigEndian.PutUint64(deadline[8:], uint64(time.Now().Add(time.Minute).UnixNano()))
+	stream := append(append([]byte{}, okLoad...), frame(opEval, 1, deadline[:], in)...)
 	if err := serveWorker(bytes.NewReader(stream), &out); err != nil {
 		t.Fatalf("a well-formed stream: %v", err)
 	}
@@ -760,6 +796,33 @@ func TestServeWorkerRefuses(t *testing.T) {
 		f, err := readFrame(r, maxResultFrame)
 		if err != nil || f.op != opResult || f.id != id || f.payload[0] != 0 {
 			t.Fatalf("answer %d: %+v, %v", id, f, err)
+		}
+	}
+
+	// A request whose deadline passed while it waited behind others is
+	// answered at once, a timeout, and not evaluated. So is one whose time
+	// left, when it was sent, has run out, whatever the clock says.
+	out.Reset()
+	binary.BigEndian.PutUint64(deadline[8:], uint64(time.Now().Add(-time.Millisecond).UnixNano()))
+	var sentLong [16]byte
+	binary.BigEndian.PutUint64(sentLong[:8], 0)
+	binary.BigEndian.PutUint64(sentLong[8:], uint64(time.Now().Add(time.Hour).UnixNano()))
+	stream = append(append(append([]byte{}, okLoad...), frame(opEval, 1, deadline[:], in)...), frame(opEval, 2, sentLong[:], in)...)
+	if err := serveWorker(bytes.NewReader(stream), &out); err != nil {
+		t.Fatalf("expired evaluations: %v", err)
+	}
+	r = bufio.NewReader(&out)
+	if _, err := readFrame(r, maxResultFrame); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []uint64{1, 2} {
+		f, err := readFrame(r, maxResultFrame)
+		if err != nil || f.id != id {
+			t.Fatalf("answer %d: %+v, %v", id, f, err)
+		}
+		res, err := parseResult(f.payload, false)
+		if err != nil || !errors.Is(res.err, ErrEvalTimeout) || !strings.Contains(res.err.Error(), "before the evaluation began") {
+			t.Errorf("answer %d: %v, %v; want a timeout before evaluating", id, res.err, err)
 		}
 	}
 }

@@ -10,13 +10,16 @@ import (
 )
 
 // The worker protocol: frames over the worker's stdin (from the service)
-// and stdout (to it), one request at a time, each answered before the
-// next is sent. A frame is an op byte, a request id (8 bytes, big
-// endian), a payload length (4 bytes) and the payload.
+// and stdout (to it). The service sends requests without waiting for the
+// answers (ids count up from 0); the worker answers each, in order, before
+// it reads the next. A frame is an op byte, a request id (8 bytes, big
+// endian), a payload length (4 bytes) and the payload; numbers are big
+// endian.
 //
-//	opLoad   service → worker, once, id 0: config length (4 bytes), the
+//	opLoad   service → worker, first, id 0: config length (4 bytes), the
 //	         config (workerConfig, JSON), then the bundle's tar.gz.
-//	opEval   service → worker: the time left to the deadline in
+//	opEval   service → worker: the time left to the deadline when it was
+//	         sent, in nanoseconds (8 bytes), the deadline in Unix
 //	         nanoseconds (8 bytes), then the input (workervalue.go).
 //	opResult worker → service, one per opLoad and opEval: a result code
 //	         (1 byte: 0 success, else 1 + an index into resultErrors), then

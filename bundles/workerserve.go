@@ -95,9 +95,10 @@ func serveWorker(in io.Reader, out io.Writer) error {
 	}
 	s.policy = p
 
-	// One evaluation at a time, on this goroutine: the service sends the
-	// next request once it has this one's answer, and a goroutine that
-	// lives on keeps the stack OPA's evaluation has grown.
+	// One evaluation at a time, on this goroutine (one that lives on
+	// keeps the stack OPA's evaluation has grown). The service pipelines
+	// its requests: the next may be waiting already, and its deadline may
+	// have passed while it waited.
 	for {
 		f, err := readFrame(r, maxRequestFrame)
 		if errors.Is(err, io.EOF) {
@@ -106,13 +107,17 @@ func serveWorker(in io.Reader, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("bundles: worker: %w", err)
 		}
-		if f.op != opEval || len(f.payload) < 8 {
+		if f.op != opEval || len(f.payload) < 16 {
 			return fmt.Errorf("%w: op %q, want an evaluation and its deadline", errFrame, f.op)
 		}
-		left := time.Duration(binary.BigEndian.Uint64(f.payload))
-		ctx, cancel := context.WithTimeout(context.Background(), left)
-		err = s.evaluate(ctx, f.id, f.payload[8:])
-		cancel()
+		left := min(time.Duration(binary.BigEndian.Uint64(f.payload)), time.Until(time.Unix(0, int64(binary.BigEndian.Uint64(f.payload[8:])))))
+		if left <= 0 {
+			err = s.result(f.id, fmt.Errorf("%w: the deadline passed before the evaluation began", ErrEvalTimeout), nil)
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), left)
+			err = s.evaluate(ctx, f.id, f.payload[16:])
+			cancel()
+		}
 		if err != nil {
 			return fmt.Errorf("bundles: worker: %w", err)
 		}
