@@ -730,7 +730,9 @@ func TestWorkerDeadWhileIdleRestarts(t *testing.T) {
 // limit for CompileTimeout. A start that cannot get its turn in time
 // fails with ErrWorker, which says nothing of the bundle.
 func TestWorkerCompilesAreBounded(t *testing.T) {
-	ws := newWorkers(t, WorkerOptions{CompileTimeout: 100 * time.Millisecond})
+	// A second: a worker of the race-instrumented test binary can take a
+	// good part of it to start and compile while other tests run.
+	ws := newWorkers(t, WorkerOptions{CompileTimeout: time.Second})
 	for range cap(ws.starting) {
 		ws.starting <- struct{}{}
 	}
