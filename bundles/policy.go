@@ -38,6 +38,10 @@ type Policy struct {
 // digest).
 func (p *Policy) Revision() string { return p.revision }
 
+// Isolated reports whether the policy evaluates in a worker process
+// (Workers.Load) rather than in this one.
+func (p *Policy) Isolated() bool { return p.remote != nil }
+
 // Digest is the hex SHA-256 of the bundle's tar.gz (for the base policy,
 // policies.BaseRevision()).
 func (p *Policy) Digest() string { return p.digest }

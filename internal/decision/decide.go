@@ -56,9 +56,11 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 		}
 		defer unlock()
 	}
-	// The agent's requests take turns to evaluate, each counting the
-	// outcomes before it that the store did not have yet (see turns).
-	tn := s.turns.join(org.ID+"/"+agentID, v.Action.Counterparty)
+	// The agent's requests are judged in turn, each counting the outcomes
+	// before it that the store did not have yet (see turns).
+	tn := s.turns.join(org.ID+"/"+agentID, v.Action.Counterparty, store.IsPayment(store.Decision{
+		Outcome: store.OutcomeAllow, CounterpartyID: v.Action.Counterparty, ActionType: v.Action.Type,
+	}))
 	stored := false
 	defer func() { tn.settle(stored) }()
 	now := s.now()
@@ -72,16 +74,32 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 	if err := s.ensurePolicy(ctx, org, g.policySeq); err != nil {
 		return Response{}, err
 	}
-	if err := tn.take(ctx); err != nil {
+	used, err := tn.take(ctx)
+	if err != nil {
 		return Response{}, err
 	}
-	decided, denied, paid := tn.uncommitted()
-	stats := &g.input.Agent.Stats
-	stats.Decisions1h, stats.Denials1h, stats.Decisions24h = stats.Decisions1h+decided, stats.Denials1h+denied, stats.Decisions24h+decided
+	read, readPayments := g.input.Agent.Stats, 0
 	if g.input.Counterparty != nil {
-		g.input.Counterparty.PaymentsCount += paid
+		readPayments = g.input.Counterparty.PaymentsCount
 	}
-	ev := s.cfg.Evaluator.Evaluate(ctx, g.input)
+	evaluate := func(c counts) Evaluation {
+		stats := &g.input.Agent.Stats
+		stats.Decisions1h, stats.Denials1h, stats.Decisions24h = read.Decisions1h+c.decisions, read.Denials1h+c.denials, read.Decisions24h+c.decisions
+		if g.input.Counterparty != nil {
+			g.input.Counterparty.PaymentsCount = readPayments + c.payments
+		}
+		return s.cfg.Evaluator.Evaluate(ctx, g.input)
+	}
+	ev := evaluate(used)
+	exact, same, err := tn.judge(ctx, used)
+	if err != nil {
+		return Response{}, err
+	}
+	if !same {
+		// A request ahead decided otherwise than this one assumed: it is
+		// judged on what they decided, before any request behind it.
+		ev = evaluate(exact)
+	}
 	if len(ev.Errors) > 0 {
 		s.cfg.Logger.WarnContext(ctx, "decision: policy evaluation failed; the request is denied",
 			slog.String("tenant", org.ID), slog.String("agent", agentID), slog.Any("errors", ev.Errors))

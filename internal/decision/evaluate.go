@@ -166,8 +166,13 @@ func (e *Evaluator) EvaluateWith(ctx context.Context, tenant *bundles.Policy, in
 // core and its memory past the timeout. The places bound how much of the
 // process one organization's policy holds so; its other requests wait for
 // a place within their own timeout, and deny (policy_timeout) rather than
-// start another.
+// start another. A policy in a worker process needs no places: what it
+// holds is its worker's, one processor at most, and its requests wait in
+// the worker's queue within their own timeout.
 func (e *Evaluator) evaluateOrganization(ctx context.Context, orgID string, p *bundles.Policy, in bundles.Input) (bundles.Verdict, error) {
+	if p.Isolated() {
+		return p.Evaluate(ctx, in)
+	}
 	slots := e.placesOf(orgID)
 	select {
 	case slots <- struct{}{}:

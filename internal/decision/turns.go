@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -13,29 +14,47 @@ import (
 // of requests would all read the same counts and each be judged as if it
 // were the agent's only one.
 //
-// turns closes that gap inside this process. Each agent's requests take
-// turns to evaluate, and every outcome decided before a request's turn
-// counts in its input unless the store read already had it: the request
-// notes how many of the agent's outcomes had settled (committed) just
-// before its read's statement started (store.DecisionInputsQuery.
-// BeforeRead), and counts every outcome decided since beyond those. The
-// counts are so never lower than the decisions that precede it. An outcome
-// that committed between that note and the statement's snapshot counts
-// twice, which only errs towards the stricter answer; so does one whose
-// commit failed in a way that leaves it unknown. An outcome certainly not
-// stored stops counting when its request ends. The read itself runs
-// outside the turn; only the evaluation is ordered, one request at a time
-// per agent. Requests to two replicas at once are not ordered by this.
+// turns closes that gap inside this process. Each agent's requests are
+// judged in turn, and every outcome decided before a request's turn counts
+// in its input unless the store read already had it: the request notes how
+// many of the agent's outcomes had settled (committed) just before its
+// read's statement started (store.DecisionInputsQuery.BeforeRead), and
+// counts every outcome decided since beyond those. The counts are so never
+// lower than the decisions that precede it. An outcome that committed
+// between that note and the statement's snapshot counts twice, which only
+// errs towards the stricter answer; so does one whose commit failed in a
+// way that leaves it unknown. An outcome certainly not stored stops
+// counting when its request ends. The read itself runs outside the turn.
+// Requests to two replicas at once are not ordered by this.
+//
+// Judged in turn, not evaluated in turn: waiting for each evaluation
+// before starting the next bounded one agent to one evaluation at a time,
+// and an evaluation in a policy worker is a round trip to another process.
+// So up to maxEvaluating of an agent's requests evaluate at once, each
+// assuming that the requests ahead of it decide as the agent's last
+// decision did (a burst is mostly alike). A request then waits for those
+// ahead to decide; if its counts differ from what they decided, it is
+// evaluated again with the counts as they now are, before any request
+// behind it decides. What a request decides is therefore what it would
+// have decided one after another; a wrong guess costs an evaluation.
 type turns struct {
 	mu     sync.Mutex
 	agents map[string]*agentTurns
 }
 
-// agentTurns is one agent's turn and its running totals of outcomes, kept
-// while any of its requests is in progress.
+// maxEvaluating bounds how many of one agent's requests evaluate at once:
+// how many evaluations a run of wrong guesses can waste.
+const maxEvaluating = 8
+
+// agentTurns is one agent's turns and its running totals of outcomes,
+// kept while any of its requests is in progress.
 type agentTurns struct {
-	slot             chan struct{} // holds a token while a request has the turn
-	refs             int           // requests in progress
+	slots chan struct{} // holds a token per request between take and decide
+	// ahead holds the requests that have taken their turn and not decided
+	// (or left), in order of take: the first is judged next.
+	ahead            []*turn
+	last             Outcome // the agent's last outcome decided here: the guess
+	refs             int     // requests in progress
 	decided, settled tally
 }
 
@@ -67,21 +86,30 @@ type counted struct {
 	paid   string // the counterparty of an allowed payment, or ""
 }
 
+// counts are what a request adds to the store's counts: decisions,
+// denials, and payments to its counterparty.
+type counts struct{ decisions, denials, payments int }
+
 // turn is one request's place among its agent's requests.
 type turn struct {
 	t            *turns
 	key          string
 	a            *agentTurns
 	counterparty string
+	payment      bool // allowed, the request is a payment to counterparty
 	// base is the settled totals before the request read the store.
-	base    struct{ decisions, denials, payments int }
-	holding bool
-	outcome *counted // set by decide
+	base    counts
+	holding bool          // a slot, from take to decide or settle
+	next    chan struct{} // closed once no request is ahead of this one
+	guess   counted       // what requests behind assume this one adds
+	outcome *counted      // set by decide
 	done    bool
 }
 
 // join enters a request of the agent key, before it reads the store.
-func (t *turns) join(key, counterparty string) *turn {
+// payment says whether the request, allowed, pays counterparty
+// (store.IsPayment).
+func (t *turns) join(key, counterparty string, payment bool) *turn {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.agents == nil {
@@ -89,11 +117,11 @@ func (t *turns) join(key, counterparty string) *turn {
 	}
 	a := t.agents[key]
 	if a == nil {
-		a = &agentTurns{slot: make(chan struct{}, 1)}
+		a = &agentTurns{slots: make(chan struct{}, maxEvaluating), last: Allow}
 		t.agents[key] = a
 	}
 	a.refs++
-	return &turn{t: t, key: key, a: a, counterparty: counterparty}
+	return &turn{t: t, key: key, a: a, counterparty: counterparty, payment: payment}
 }
 
 // reading notes what has settled, just before the store read takes its
@@ -103,28 +131,72 @@ func (tn *turn) reading() {
 	tn.t.mu.Lock()
 	defer tn.t.mu.Unlock()
 	s := &tn.a.settled
-	tn.base.decisions, tn.base.denials, tn.base.payments = s.decisions, s.denials, s.payments[tn.counterparty]
+	tn.base = counts{s.decisions, s.denials, s.payments[tn.counterparty]}
 }
 
-// take waits for the request's turn to evaluate, or gives up when ctx
-// ends.
-func (tn *turn) take(ctx context.Context) error {
+// take waits for room among the agent's requests evaluating, or gives up
+// when ctx ends. It returns the counts to evaluate with: the outcomes
+// decided and not yet settled before the store read, and a guess for each
+// request ahead (what the agent's last outcome would add).
+func (tn *turn) take(ctx context.Context) (counts, error) {
 	select {
-	case tn.a.slot <- struct{}{}:
+	case tn.a.slots <- struct{}{}:
 		tn.holding = true
-		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return counts{}, ctx.Err()
+	}
+	tn.t.mu.Lock()
+	defer tn.t.mu.Unlock()
+	a := tn.a
+	c := tn.uncommitted()
+	for _, ahead := range a.ahead {
+		c.add(ahead.guess, tn.counterparty)
+	}
+	tn.guess = counted{denial: a.last == Deny}
+	if a.last == Allow && tn.payment {
+		tn.guess.paid = tn.counterparty
+	}
+	tn.next = make(chan struct{})
+	if a.ahead = append(a.ahead, tn); len(a.ahead) == 1 {
+		close(tn.next)
+	}
+	return c, nil
+}
+
+// add counts o, an outcome of the same agent, for a request paying
+// counterparty.
+func (c *counts) add(o counted, counterparty string) {
+	c.decisions++
+	if o.denial {
+		c.denials++
+	}
+	if o.paid != "" && o.paid == counterparty {
+		c.payments++
 	}
 }
 
-// uncommitted returns what to add to the store's counts: the outcomes
-// decided before this turn that had not settled before the store read.
-func (tn *turn) uncommitted() (decisions, denials, payments int) {
+// uncommitted is what to add to the store's counts now: the outcomes
+// decided before that had not settled before the store read. t.mu is
+// held.
+func (tn *turn) uncommitted() counts {
+	d := &tn.a.decided
+	return counts{d.decisions - tn.base.decisions, d.denials - tn.base.denials, d.payments[tn.counterparty] - tn.base.payments}
+}
+
+// judge waits until every request ahead has decided or left, and returns
+// the counts as they are then, and whether they are the counts used (what
+// take returned): if not, a request ahead decided otherwise than guessed,
+// and the request must be evaluated again with these before it decides.
+func (tn *turn) judge(ctx context.Context, used counts) (counts, bool, error) {
+	select {
+	case <-tn.next:
+	case <-ctx.Done():
+		return counts{}, false, ctx.Err()
+	}
 	tn.t.mu.Lock()
 	defer tn.t.mu.Unlock()
-	d := &tn.a.decided
-	return d.decisions - tn.base.decisions, d.denials - tn.base.denials, d.payments[tn.counterparty] - tn.base.payments
+	c := tn.uncommitted()
+	return c, c == used, nil
 }
 
 // decide counts the request's outcome for the agent's later requests and
@@ -137,22 +209,38 @@ func (tn *turn) decide(outcome Outcome, payment bool) {
 	}
 	tn.t.mu.Lock()
 	tn.a.decided.add(o, 1)
+	tn.a.last = outcome
 	tn.outcome = &o
+	tn.leave()
 	tn.t.mu.Unlock()
 	tn.release()
 }
 
-// release hands the turn on if this request holds it (decide and settle
-// call it).
-func (tn *turn) release() {
-	if tn.holding {
-		tn.holding = false
-		<-tn.a.slot
+// leave takes the request out of those ahead, the next one's turn coming
+// if it was first. t.mu is held.
+func (tn *turn) leave() {
+	a := tn.a
+	i := slices.Index(a.ahead, tn)
+	if i < 0 {
+		return
+	}
+	a.ahead = slices.Delete(a.ahead, i, i+1)
+	if i == 0 && len(a.ahead) > 0 {
+		close(a.ahead[0].next)
 	}
 }
 
-// settle ends the request: the turn is handed on if still held, and a
-// decided outcome settles: stored (in the store, or perhaps: it keeps
+// release gives the request's slot back if it holds one (decide and
+// settle call it).
+func (tn *turn) release() {
+	if tn.holding {
+		tn.holding = false
+		<-tn.a.slots
+	}
+}
+
+// settle ends the request: it leaves the turns if it had not decided, and
+// a decided outcome settles: stored (in the store, or perhaps: it keeps
 // counting for requests that read before this) or not (it stops counting).
 // Once only.
 func (tn *turn) settle(stored bool) {
@@ -163,6 +251,7 @@ func (tn *turn) settle(stored bool) {
 	tn.release()
 	tn.t.mu.Lock()
 	defer tn.t.mu.Unlock()
+	tn.leave()
 	switch {
 	case tn.outcome == nil:
 	case stored:
