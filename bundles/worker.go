@@ -227,7 +227,7 @@ func (ws *Workers) start(r *remote) (*worker, error) {
 		"GOMEMLIMIT=" + strconv.FormatUint(ws.opts.MemoryBytes/10*8, 10)}
 	cmd.Dir = os.TempDir()
 	cmd.SysProcAttr = workerProcAttr()
-	w := &worker{r: r, cmd: cmd, sending: make(chan struct{}, 1), waited: make(chan struct{}), done: make(chan struct{}), started: time.Now()}
+	w := &worker{r: r, cmd: cmd, wake: make(chan struct{}, 1), waited: make(chan struct{}), done: make(chan struct{}), started: time.Now()}
 	cmd.Stderr = &w.stderr
 	// Pipes of our own rather than exec's: these are served by Go's
 	// poller, so reads and writes take deadlines.
@@ -262,15 +262,11 @@ func (ws *Workers) start(r *remote) (*worker, error) {
 	}()
 
 	go w.read()
+	go w.write()
 
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(cfg)))
-	w.sending <- struct{}{}
-	c, err := w.write(time.Now().Add(ws.opts.CompileTimeout), true, opLoad, n[:], cfg, r.raw)
-	<-w.sending
-	if err != nil {
-		w.end(violation(err))
-	}
+	c := w.send(time.Now().Add(ws.opts.CompileTimeout), true, opLoad, n[:], cfg, r.raw)
 	var res result
 	select {
 	case res = <-c.res:
@@ -414,30 +410,33 @@ type result struct {
 	err     error
 }
 
-// worker is one worker process. Requests are pipelined: each caller
-// writes its frame as soon as the previous one is written, and one reader
-// goroutine per worker takes the answers, which come in order, and hands
-// each to its caller. A worker that is busy thus finds its next input
-// waiting rather than sleeping until it is sent (waking another process
-// is what a request cost most, on a virtualized processor).
+// worker is one worker process. Requests are pipelined: a caller queues
+// its request and waits for the answer; one writer goroutine per worker
+// writes the queued frames, and one reader goroutine takes the answers,
+// which come in order, and hands each to its caller. A worker with more
+// work waiting finds it in its pipe rather than sleeping until it is sent
+// (waking another process is most of what a round trip costs, on a
+// virtualized processor), and no caller waits on the pipe: one whose
+// deadline passes leaves, whatever the worker is doing.
 type worker struct {
 	r       *remote
 	cmd     *exec.Cmd
 	started time.Time
 	stderr  headBuffer
 
-	// sending is held (a token in it) by the request writing its frame:
-	// frames are written whole, one after another, in the order of sent.
-	sending chan struct{}
-	next    uint64 // the next request id; guarded by sending
-	stdin   *os.File
-	in      *bufio.Writer // guarded by sending
-
-	// mu guards sent, the requests written (or being written) and not yet
-	// answered, oldest first, and stdout's read deadline, which is the
-	// oldest's killAt (none when no request is waiting).
-	mu     sync.Mutex
-	sent   []*call
+	// mu guards the requests: next, the next id; sent, those queued and
+	// not yet answered, oldest first (a worker answers in order);
+	// unwritten, those the writer has yet to write, in the same order;
+	// and stdout's read deadline, which is when the oldest must be
+	// answered by (none when no request is waiting).
+	mu        sync.Mutex
+	next      uint64
+	sent      []*call
+	unwritten []*call
+	// wake has a token when unwritten may be non-empty.
+	wake   chan struct{}
+	stdin  *os.File
+	in     *bufio.Writer // the writer's
 	stdout *os.File
 	out    *bufio.Reader // the reader's
 
@@ -453,10 +452,14 @@ type worker struct {
 
 // call is one request in flight.
 type call struct {
-	id   uint64
-	load bool
+	id    uint64
+	load  bool
+	op    byte
+	parts [][]byte // the frame's payload, until written
 	// killAt: if the worker has not answered by then, it is stuck (in one
-	// step of an evaluation, or compiling) and is killed.
+	// step of an evaluation, or compiling) and is killed. A request that
+	// waited behind others gets at least KillAfter from when its turn
+	// comes (answer).
 	killAt time.Time
 	// written is set once the whole frame is in the pipe; guarded by mu.
 	written bool
@@ -472,17 +475,14 @@ func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
 	if !ok {
 		return Verdict{}, fmt.Errorf("%w: an evaluation in a worker needs a deadline", ErrEval)
 	}
-	select {
-	case w.sending <- struct{}{}:
-	case <-ctx.Done():
-		return Verdict{}, fmt.Errorf("%w: waiting for the organization's policy worker: %w", ErrEvalTimeout, ctx.Err())
-	case <-w.done:
-		return Verdict{}, w.exitError()
-	}
 	left := time.Until(deadline)
 	if left <= 0 {
-		<-w.sending
 		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, context.DeadlineExceeded)
+	}
+	select {
+	case <-w.done:
+		return Verdict{}, w.exitError()
+	default:
 	}
 	// The worker evaluates requests one after another, so this one may
 	// wait in the pipe: the deadline goes as a point in time (wall clock,
@@ -491,12 +491,7 @@ func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
 	var d [16]byte
 	binary.BigEndian.PutUint64(d[:8], uint64(left))
 	binary.BigEndian.PutUint64(d[8:], uint64(deadline.UnixNano()))
-	c, err := w.write(deadline.Add(w.r.ws.opts.KillAfter), false, opEval, d[:], input)
-	<-w.sending
-	if err != nil {
-		w.end(violation(err))
-		return Verdict{}, w.exitError()
-	}
+	c := w.send(deadline.Add(w.r.ws.opts.KillAfter), false, opEval, d[:], input)
 	select {
 	case res := <-c.res:
 		if ctx.Err() != nil {
@@ -506,10 +501,16 @@ func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
 		return res.verdict, res.err
 	case <-ctx.Done():
 		// The reader takes the answer when it comes, or kills the
-		// worker at killAt.
+		// worker when it does not.
 		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctx.Err())
 	case <-w.done:
-		return Verdict{}, w.exitError()
+		// An answer given just before the worker ended is the answer.
+		select {
+		case res := <-c.res:
+			return res.verdict, res.err
+		default:
+			return Verdict{}, w.exitError()
+		}
 	}
 }
 
@@ -534,28 +535,62 @@ func (w *worker) exitError() error {
 	return fmt.Errorf("%w: the organization's policy worker exited (%v)", ErrEval, w.exit)
 }
 
-// write writes one request; the caller holds sending. The write has no
-// deadline of its own: it waits only while the pipe is full, that is
-// while the worker is busy with earlier requests, and the reader kills a
-// worker that has not answered the oldest by its killAt (which ends the
-// write). A write cut short would leave half a frame in the stream.
-func (w *worker) write(killAt time.Time, load bool, op byte, parts ...[]byte) (*call, error) {
-	c := &call{id: w.next, load: load, killAt: killAt, res: make(chan result, 1)}
-	w.next++
+// send queues a request for the writer and returns its call. It never
+// waits: should the worker have ended, the call is never answered, and
+// its caller sees done.
+func (w *worker) send(killAt time.Time, load bool, op byte, parts ...[]byte) *call {
+	c := &call{load: load, op: op, parts: parts, killAt: killAt, res: make(chan result, 1)}
 	w.mu.Lock()
+	c.id = w.next
+	w.next++
 	w.sent = append(w.sent, c)
+	w.unwritten = append(w.unwritten, c)
 	if len(w.sent) == 1 {
 		_ = w.stdout.SetReadDeadline(killAt)
 	}
 	w.mu.Unlock()
-	err := writeFrame(w.in, op, c.id, parts...)
-	w.mu.Lock()
-	c.written = err == nil
-	w.mu.Unlock()
-	if err != nil {
-		return c, fmt.Errorf("writing to the worker: %w", err)
+	select {
+	case w.wake <- struct{}{}:
+	default: // the writer is awake already
 	}
-	return c, nil
+	return c
+}
+
+// write writes the queued requests, as many at once as are waiting, until
+// the worker ends. A write has no deadline: it waits only while the pipe
+// is full, that is while the worker works through earlier requests, and
+// the reader kills a worker that has not answered the oldest in time,
+// which ends the write (a write cut short would leave half a frame).
+func (w *worker) write() {
+	for {
+		select {
+		case <-w.wake:
+		case <-w.done:
+			return
+		}
+		w.mu.Lock()
+		batch := w.unwritten
+		w.unwritten = nil
+		w.mu.Unlock()
+		var err error
+		for _, c := range batch {
+			if err = bufferFrame(w.in, c.op, c.id, c.parts...); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = w.in.Flush()
+		}
+		if err != nil {
+			w.end("")
+			return
+		}
+		w.mu.Lock()
+		for _, c := range batch {
+			c.written, c.parts = true, nil
+		}
+		w.mu.Unlock()
+	}
 }
 
 // read takes the worker's answers, in order, and gives each to its call,
@@ -604,7 +639,11 @@ func (w *worker) answer(f frame) error {
 	w.sent = w.sent[1:]
 	next := time.Time{}
 	if len(w.sent) > 0 {
-		next = w.sent[0].killAt
+		// Its turn comes now: however long it waited behind others, the
+		// worker gets KillAfter for it.
+		o := w.sent[0]
+		o.killAt = later(o.killAt, time.Now().Add(w.r.ws.opts.KillAfter))
+		next = o.killAt
 	}
 	_ = w.stdout.SetReadDeadline(next)
 	w.mu.Unlock()
@@ -731,4 +770,11 @@ func (h *headBuffer) reason() string {
 		return printable(string(lines[0]))
 	}
 	return "no message"
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

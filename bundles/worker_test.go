@@ -147,15 +147,7 @@ escalate contains "big" if to_number(input.action.amount.value) > 1000
 		// well within KillAfter (generous here: a step under -race on a
 		// busy machine is slow, and a kill would fail this test).
 		ws := newWorkers(t, WorkerOptions{KillAfter: 10 * time.Second})
-		p := workerPolicy(t, ws, `package tenant
-
-decision := {"allow": true} if {
-	some a in numbers.range(1, 2000)
-	some b in numbers.range(1, 2000)
-	some c in numbers.range(1, 2000)
-	a + b + c < 0
-}
-`)
+		p := workerPolicy(t, ws, slowPolicy)
 		w := currentWorker(p)
 		if _, err := evaluateWithin(p, 50*time.Millisecond, in); !errors.Is(err, ErrEvalTimeout) {
 			t.Fatalf("err = %v, want ErrEvalTimeout", err)
@@ -177,11 +169,24 @@ decision := {"allow": true} if {
 	})
 }
 
+// slowPolicy evaluates in small steps until its deadline: OPA stops it
+// there, and the worker answers a timeout.
+const slowPolicy = `package tenant
+
+decision := {"allow": true} if {
+	some a in numbers.range(1, 2000)
+	some b in numbers.range(1, 2000)
+	some c in numbers.range(1, 2000)
+	a + b + c < 0
+}
+`
+
 // Requests to a worker are pipelined: evaluations started together are
-// all in its queue at once, and each caller gets its own verdict back.
+// in its queue at once, and each caller gets its own verdict back.
 func TestWorkerPipelines(t *testing.T) {
 	ws := newWorkers(t, WorkerOptions{})
 	p := workerPolicy(t, ws, "package tenant\n\ndecision := {\"escalate\": {sprintf(\"n%s\", [input.n])}}\n")
+	w := currentWorker(p)
 	const n = 64
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -199,13 +204,91 @@ func TestWorkerPipelines(t *testing.T) {
 			}
 		})
 	}
+	// How many are in the worker's queue at once, seen from outside.
+	stop, most := make(chan struct{}), make(chan int)
+	go func() {
+		m := 0
+		for {
+			select {
+			case <-stop:
+				most <- m
+				return
+			default:
+			}
+			w.mu.Lock()
+			m = max(m, len(w.sent))
+			w.mu.Unlock()
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
 	close(start)
 	wg.Wait()
-	w := currentWorker(p)
+	close(stop)
+	if m := <-most; m < 2 {
+		t.Errorf("at most %d request in the worker's queue at once; want them pipelined", m)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.sent) != 0 || w.next != n+1 {
 		t.Errorf("%d requests unanswered, %d sent; want 0 and %d (the load and each evaluation)", len(w.sent), w.next, n+1)
+	}
+}
+
+// A request queued behind a long one is not held to its own deadline
+// plus KillAfter while the worker is still on the one ahead: when its turn
+// comes, the worker answers it (a timeout, at once) and is not killed as
+// stuck. Found by review: the worker was killed.
+func TestWorkerQueuedBehindALongOne(t *testing.T) {
+	ws := newWorkers(t, WorkerOptions{KillAfter: 300 * time.Millisecond, RestartAfter: time.Hour, MaxRestartAfter: time.Hour})
+	p := workerPolicy(t, ws, slowPolicy)
+	w := currentWorker(p)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if _, err := evaluateWithin(p, 1500*time.Millisecond, payment(t)); !errors.Is(err, ErrEvalTimeout) {
+			t.Errorf("the long one: %v, want ErrEvalTimeout", err)
+		}
+	})
+	time.Sleep(50 * time.Millisecond)
+	for range 20 {
+		wg.Go(func() {
+			if _, err := evaluateWithin(p, 100*time.Millisecond, payment(t)); !errors.Is(err, ErrEvalTimeout) {
+				t.Errorf("a short one: %v, want ErrEvalTimeout", err)
+			}
+		})
+	}
+	wg.Wait()
+	proctest.WaitUntil(t, 5*time.Second, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.sent) == 0
+	})
+	select {
+	case <-w.done:
+		t.Fatalf("a worker that answered everything was killed: %v", w.exit)
+	default:
+	}
+}
+
+// A caller does not wait on the pipe: with the pipe full behind a long
+// evaluation, a request with a large input still returns by its deadline.
+// Found by review: it returned when the evaluation ahead ended.
+func TestWorkerCallerLeavesAFullPipe(t *testing.T) {
+	ws := newWorkers(t, WorkerOptions{KillAfter: 10 * time.Second})
+	p := workerPolicy(t, ws, slowPolicy)
+	big, err := inputOf(map[string]any{"action": map[string]any{"params": map[string]any{"blob": strings.Repeat("x", 512<<10)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = evaluateWithin(p, 2*time.Second, payment(t)) })
+	defer wg.Wait()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if _, err := evaluateWithin(p, 100*time.Millisecond, big); !errors.Is(err, ErrEvalTimeout) {
+		t.Errorf("err = %v, want ErrEvalTimeout", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("a 100 ms evaluation returned after %v", d)
 	}
 }
 
@@ -643,7 +726,7 @@ func TestWorkerBreakingTheProtocol(t *testing.T) {
 		killed string
 	}{
 		{"stall", payment(t), ErrEvalTimeout, "an evaluation ran 200ms past its deadline"},
-		{"stall", big, ErrEval, "the worker does not read its input"},
+		{"stall", big, ErrEvalTimeout, "the worker does not read its input"},
 		{"wrong-id", payment(t), ErrEval, "want a result for 1"},
 		{"oversized", payment(t), ErrEval, "a payload of 4294967295 bytes"},
 		{"bad-code", payment(t), ErrEval, "result code 200"},

@@ -51,7 +51,17 @@ type frame struct {
 // protocol, and the connection ends.
 var errFrame = errors.New("malformed worker frame")
 
+// writeFrame writes a frame and flushes it.
 func writeFrame(w *bufio.Writer, op byte, id uint64, parts ...[]byte) error {
+	if err := bufferFrame(w, op, id, parts...); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// bufferFrame writes a frame to w's buffer (which writes through to the
+// pipe as it fills) without flushing the end.
+func bufferFrame(w *bufio.Writer, op byte, id uint64, parts ...[]byte) error {
 	n := 0
 	for _, p := range parts {
 		n += len(p)
@@ -68,7 +78,7 @@ func writeFrame(w *bufio.Writer, op byte, id uint64, parts ...[]byte) error {
 			return err
 		}
 	}
-	return w.Flush()
+	return nil
 }
 
 func readFrame(r *bufio.Reader, maxPayload int) (frame, error) {

@@ -18,7 +18,7 @@ import (
 // Workers starts; a binary's main asks IsWorker before anything else.
 const (
 	workerEnv      = "AGENTSIGNA_POLICY_WORKER"
-	workerProtocol = "1"
+	workerProtocol = "2"
 )
 
 // IsWorker reports whether this process was started by Workers to serve
