@@ -190,8 +190,12 @@ func (tn *turn) uncommitted() counts {
 func (tn *turn) judge(ctx context.Context, used counts) (counts, bool, error) {
 	select {
 	case <-tn.next:
-	case <-ctx.Done():
-		return counts{}, false, ctx.Err()
+	default:
+		select {
+		case <-tn.next:
+		case <-ctx.Done():
+			return counts{}, false, ctx.Err()
+		}
 	}
 	tn.t.mu.Lock()
 	defer tn.t.mu.Unlock()
@@ -248,10 +252,12 @@ func (tn *turn) settle(stored bool) {
 		return
 	}
 	tn.done = true
-	tn.release()
 	tn.t.mu.Lock()
 	defer tn.t.mu.Unlock()
+	// Out of the turns before the slot is free: a request taking it must
+	// not count this one as ahead of it.
 	tn.leave()
+	tn.release()
 	switch {
 	case tn.outcome == nil:
 	case stored:
