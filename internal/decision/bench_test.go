@@ -46,9 +46,44 @@ func BenchmarkEvaluateCombined(b *testing.B) {
 
 // BenchmarkEvaluateCombinedInWorker is BenchmarkEvaluateCombined/allow
 // with the organization policy in a worker process, as the service runs
-// it: the difference is what isolation costs a decision (the input's
-// JSON, a pipe round trip each way, the worker's parse of the input).
+// it, one evaluation at a time: the difference is what isolation costs a
+// decision (the input's encoding, a pipe round trip each way, the
+// worker's decoding of the input).
 func BenchmarkEvaluateCombinedInWorker(b *testing.B) {
+	ev := workerEvaluator(b)
+	in := defaultInput()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if got := ev.Evaluate(ctx, in); got.Outcome != Allow {
+			b.Fatal(got.Outcome, got.Errors)
+		}
+	}
+}
+
+// BenchmarkEvaluateCombinedInWorkerParallel is the same with 8
+// evaluations per processor in flight, pipelined to the one worker, as an
+// agent's burst and an organization's agents send them.
+func BenchmarkEvaluateCombinedInWorkerParallel(b *testing.B) {
+	ev := workerEvaluator(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		in := defaultInput()
+		for pb.Next() {
+			if got := ev.Evaluate(ctx, in); got.Outcome != Allow {
+				b.Error(got.Outcome, got.Errors)
+				return
+			}
+		}
+	})
+}
+
+// workerEvaluator is an Evaluator whose organization t_1 has the example
+// policy active in a worker.
+func workerEvaluator(b *testing.B) *Evaluator {
+	b.Helper()
 	ws, err := bundles.NewWorkers(bundles.WorkerOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -64,14 +99,7 @@ func BenchmarkEvaluateCombinedInWorker(b *testing.B) {
 	}
 	ev, engine := newEvaluator(b, benchOptions())
 	engine.Activate("t_1", p)
-	in := defaultInput()
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if got := ev.Evaluate(ctx, in); got.Outcome != Allow {
-			b.Fatal(got.Outcome, got.Errors)
-		}
-	}
+	return ev
 }
 
 // BenchmarkEvaluateCombinedBaseMiss is the worst case for the base memo:
