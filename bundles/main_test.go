@@ -50,6 +50,9 @@ func serveFakeWorker(mode string) {
 		return
 	}
 	switch mode {
+	case "answer-then-exit":
+		_ = writeFrame(w, opResult, f.id, []byte{0}, []byte(`{"allow":true}`))
+		return
 	case "wrong-id":
 		_ = writeFrame(w, opResult, f.id+7, []byte{0}, []byte(`{"allow":true}`))
 	case "oversized":

@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -227,7 +229,7 @@ func (ws *Workers) start(r *remote) (*worker, error) {
 		"GOMEMLIMIT=" + strconv.FormatUint(ws.opts.MemoryBytes/10*8, 10)}
 	cmd.Dir = os.TempDir()
 	cmd.SysProcAttr = workerProcAttr()
-	w := &worker{r: r, cmd: cmd, wake: make(chan struct{}, 1), waited: make(chan struct{}), done: make(chan struct{}), started: time.Now()}
+	w := &worker{r: r, cmd: cmd, wake: make(chan struct{}, 1), readerDone: make(chan struct{}), waited: make(chan struct{}), done: make(chan struct{}), started: time.Now()}
 	cmd.Stderr = &w.stderr
 	// Pipes of our own rather than exec's: these are served by Go's
 	// poller, so reads and writes take deadlines.
@@ -251,7 +253,8 @@ func (ws *Workers) start(r *remote) (*worker, error) {
 		return nil, fmt.Errorf("%w: starting one: %v", ErrWorker, err)
 	}
 	w.stdin, w.stdout = inW, outR
-	w.in = bufio.NewWriterSize(inW, 4<<10)
+	w.piped = &countingWriter{w: inW}
+	w.in = bufio.NewWriterSize(w.piped, 4<<10)
 	w.out = bufio.NewReaderSize(outR, 4<<10)
 	go func() {
 		w.waitErr = cmd.Wait()
@@ -437,8 +440,13 @@ type worker struct {
 	wake   chan struct{}
 	stdin  *os.File
 	in     *bufio.Writer // the writer's
+	queued int64         // bytes given to in; the writer's
+	piped  *countingWriter
 	stdout *os.File
 	out    *bufio.Reader // the reader's
+	// readerDone is closed when the reader has stopped: it has read
+	// every answer the worker wrote, or is killing the worker.
+	readerDone chan struct{}
 
 	// waited is closed once the process has exited, waitErr saying how.
 	waited  chan struct{}
@@ -461,8 +469,10 @@ type call struct {
 	// waited behind others gets at least KillAfter from when its turn
 	// comes (answer).
 	killAt time.Time
-	// written is set once the whole frame is in the pipe; guarded by mu.
-	written bool
+	// end is where the frame ends in the stream to the worker, once the
+	// writer has taken it (0 before); the frame is in the pipe once
+	// piped has counted that far. Guarded by mu.
+	end int64
 	// res receives the answer; it is given before the worker ends.
 	res chan result
 }
@@ -504,9 +514,13 @@ func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
 		// worker when it does not.
 		return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctx.Err())
 	case <-w.done:
-		// An answer given just before the worker ended is the answer.
+		// An answer given before the worker ended is the answer, if it
+		// is in time.
 		select {
 		case res := <-c.res:
+			if ctx.Err() != nil {
+				return Verdict{}, fmt.Errorf("%w: %w", ErrEvalTimeout, ctx.Err())
+			}
 			return res.verdict, res.err
 		default:
 			return Verdict{}, w.exitError()
@@ -571,12 +585,20 @@ func (w *worker) write() {
 		w.mu.Lock()
 		batch := w.unwritten
 		w.unwritten = nil
+		for _, c := range batch {
+			w.queued += frameHeader
+			for _, p := range c.parts {
+				w.queued += int64(len(p))
+			}
+			c.end = w.queued
+		}
 		w.mu.Unlock()
 		var err error
 		for _, c := range batch {
 			if err = bufferFrame(w.in, c.op, c.id, c.parts...); err != nil {
 				break
 			}
+			c.parts = nil
 		}
 		if err == nil {
 			err = w.in.Flush()
@@ -585,12 +607,19 @@ func (w *worker) write() {
 			w.end("")
 			return
 		}
-		w.mu.Lock()
-		for _, c := range batch {
-			c.written, c.parts = true, nil
-		}
-		w.mu.Unlock()
 	}
+}
+
+// countingWriter counts the bytes the pipe has taken.
+type countingWriter struct {
+	w io.Writer
+	n atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // read takes the worker's answers, in order, and gives each to its call,
@@ -603,6 +632,14 @@ func (w *worker) read() {
 		// once, so it gets KillAfter: a frame cut by a deadline could not
 		// be read again.
 		_, err := w.out.Peek(1)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// A reader late to run fails a read whose deadline has passed
+			// without trying it: look once more before killing.
+			w.mu.Lock()
+			_ = w.stdout.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+			w.mu.Unlock()
+			_, err = w.out.Peek(1)
+		}
 		if err == nil {
 			w.mu.Lock()
 			_ = w.stdout.SetReadDeadline(time.Now().Add(w.r.ws.opts.KillAfter))
@@ -620,6 +657,7 @@ func (w *worker) read() {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				why = w.overran()
 			}
+			close(w.readerDone)
 			w.end(why)
 			return
 		}
@@ -667,7 +705,7 @@ func (w *worker) overran() string {
 	if len(w.sent) > 0 {
 		c = w.sent[0]
 	}
-	written := c != nil && c.written
+	written := c != nil && c.end != 0 && w.piped.n.Load() >= c.end
 	w.mu.Unlock()
 	switch {
 	case c == nil:
@@ -693,6 +731,10 @@ func (w *worker) end(why string) {
 		slow := time.AfterFunc(time.Second, func() { _ = w.cmd.Process.Kill() })
 		<-w.waited
 		slow.Stop()
+		// The answers the worker wrote before it exited are given: the
+		// reader reads to the end of its output (which the exit ends),
+		// unless it is the one ending the worker.
+		<-w.readerDone
 		_ = w.stdout.Close()
 		switch {
 		case why != "":

@@ -367,7 +367,21 @@ func TestWorkerOverrunIsKilled(t *testing.T) {
 	other := strings.ReplaceAll(shared(24), "x", "y")
 	p := workerPolicy(t, ws, "package tenant\n\n"+shared(24)+other+"\ndecision := {\"allow\": equal(x24, y24)}\n")
 	w := currentWorker(p)
+	// A large input queued behind fills the pipe the worker no longer
+	// reads: the worker is still killed for the evaluation it is stuck
+	// in, not as one that does not read (review: it was, when both went
+	// out in one write).
+	big, err := inputOf(map[string]any{"action": map[string]any{"params": map[string]any{"blob": strings.Repeat("x", 1<<20)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	start := time.Now()
+	wg.Go(func() {
+		time.Sleep(time.Millisecond)
+		_, _ = evaluateWithin(p, 50*time.Millisecond, big)
+	})
 	if _, err := evaluateWithin(p, 50*time.Millisecond, payment(t)); !errors.Is(err, ErrEvalTimeout) {
 		t.Fatalf("err = %v, want ErrEvalTimeout", err)
 	}
@@ -791,6 +805,23 @@ func TestWorkerBreakingTheProtocol(t *testing.T) {
 			t.Error("Close returned with the worker running")
 		}
 	})
+}
+
+// What a worker answered before it exited is given to its callers, not
+// lost with the process (review: the service closed the pipe once the
+// process had exited, before reading it to the end).
+func TestWorkerAnswersBeforeItsExitAreGiven(t *testing.T) {
+	ws := newWorkers(t, WorkerOptions{Executable: fakeWorker(t, "answer-then-exit"), RestartAfter: time.Hour, MaxRestartAfter: time.Hour})
+	p := workerPolicy(t, ws, allowAll)
+	w := currentWorker(p)
+	v, err := evaluateWithin(p, 5*time.Second, payment(t))
+	if err != nil || !v.Allow {
+		t.Fatalf("the answer given before the exit: %+v, %v", v, err)
+	}
+	<-w.done
+	if _, err := evaluateWithin(p, time.Second, payment(t)); !errors.Is(err, ErrEval) {
+		t.Errorf("after the exit: %v, want ErrEval", err)
+	}
 }
 
 // A worker that dies while idle (the OOM killer, an operator's kill) is
