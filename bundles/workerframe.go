@@ -12,9 +12,8 @@ import (
 // The worker protocol: frames over the worker's stdin (from the service)
 // and stdout (to it). The service sends requests without waiting for the
 // answers (ids count up from 0); the worker answers each, in order, before
-// it reads the next. A frame is an op byte, a request id (8 bytes, big
-// endian), a payload length (4 bytes) and the payload; numbers are big
-// endian.
+// it reads the next. A frame is an op byte, a request id (8 bytes), a
+// payload length (4 bytes) and the payload; numbers are big endian.
 //
 //	opLoad   service → worker, first, id 0: config length (4 bytes), the
 //	         config (workerConfig, JSON), then the bundle's tar.gz.

@@ -21,7 +21,8 @@ type Options struct {
 	Timeout time.Duration
 	// OrganizationEvaluations bounds how many evaluations of one
 	// organization's policy run at once in this process; 0 means half the
-	// processors (GOMAXPROCS), at least 1.
+	// processors (GOMAXPROCS), at least 1. A policy in a worker process
+	// is not counted: its worker evaluates one at a time.
 	OrganizationEvaluations int
 }
 

@@ -144,6 +144,27 @@ func TestOrganizationEvaluationsBounded(t *testing.T) {
 	if n := len(places); n != 1 {
 		t.Errorf("%d places held after the evaluations ended, want 1 (the test's)", n)
 	}
+
+	// A policy in a worker takes no place: it holds its worker's
+	// processor, not this process's, and its requests queue there.
+	ws, err := bundles.NewWorkers(bundles.WorkerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ws.Close)
+	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	isolated, _, err := ws.Load(ctx, raw, bundles.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine.Activate("t_1", isolated)
+	places <- struct{}{}
+	if got := ev.Evaluate(ctx, of("t_1")); got.Outcome != Allow {
+		t.Errorf("in a worker, with every place held: %s %q %q", got.Outcome, got.Reasons, got.Errors)
+	}
 }
 
 func (c *decisionCase) withLoop(t testing.TB) []byte {
