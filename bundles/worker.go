@@ -137,10 +137,16 @@ type Workers struct {
 	closed bool
 }
 
-// NewWorkers returns Workers with opts (validated here, once).
+// NewWorkers returns Workers with opts (validated here, once). It makes
+// this process non-dumpable on Linux (no worker, which runs as the same
+// user, may read its memory or environment) and marks the descriptors it
+// inherited close-on-exec.
 func NewWorkers(opts WorkerOptions) (*Workers, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
+		return nil, err
+	}
+	if err := nonDumpable(); err != nil {
 		return nil, err
 	}
 	closeInheritedOnExec()

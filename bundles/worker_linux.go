@@ -60,3 +60,17 @@ func pollable(fd int, name string) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), name), nil
 }
+
+// nonDumpable makes this process non-dumpable: its /proc files (environ,
+// mem) are then root's, and a process of the same user may not ptrace it
+// (which is open where Yama does not restrict it). Workers run as the
+// service's user and run policy code: a flaw in OPA that let that code run
+// code of its own could otherwise read the master key from the service's
+// environment or memory, or another organization's inputs from its
+// worker. It also stops core dumps, which would hold the same secrets.
+func nonDumpable() error {
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0); errno != 0 {
+		return fmt.Errorf("bundles: making this process non-dumpable: %w", errno)
+	}
+	return nil
+}

@@ -21,3 +21,6 @@ func closeInheritedOnExec() {}
 func pollable(fd int, name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
+
+// nonDumpable does nothing off Linux.
+func nonDumpable() error { return nil }

@@ -39,6 +39,11 @@ type workerConfig struct {
 // pointed at stderr first.
 func ServeWorker() error {
 	offerToOOMKiller()
+	// Exec made this process dumpable again: another organization's
+	// worker, the same user, must not read this one's inputs.
+	if err := nonDumpable(); err != nil {
+		return err
+	}
 	// os.Stdin stays as it is, referenced: were its *os.File collected,
 	// its finalizer would close descriptor 0 under in.
 	in, err := pollable(0, "stdin")
