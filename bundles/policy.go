@@ -328,7 +328,7 @@ func parseVerdict(v any) (Verdict, error) {
 				return Verdict{}, fmt.Errorf("%w: min_approvals is a %T, not a number", ErrEval, v)
 			}
 			i, err := n.Int64()
-			if err != nil || i < 0 || i > MaxApprovals {
+			if err != nil || checkApprovals(i) != nil {
 				return Verdict{}, fmt.Errorf("%w: min_approvals %s is not an integer from 0 to %d", ErrEval, n, MaxApprovals)
 			}
 			out.MinApprovals = int(i)
@@ -347,22 +347,14 @@ func (v Verdict) check() error {
 		field   string
 		reasons []string
 	}{{"deny", v.Deny}, {"escalate", v.Escalate}} {
-		if len(l.reasons) > MaxReasons {
-			return fmt.Errorf("%w: %s has %d reasons, limit %d", ErrEval, l.field, len(l.reasons), MaxReasons)
-		}
-		for _, r := range l.reasons {
-			if r == "" || len(r) > MaxReasonLength || !validReason(r) {
-				return fmt.Errorf("%w: %s reasons must be printable strings of 1 to %d bytes", ErrEval, l.field, MaxReasonLength)
-			}
+		if err := checkReasons(l.field, l.reasons); err != nil {
+			return err
 		}
 		if !slices.IsSorted(l.reasons) || len(slices.Compact(slices.Clone(l.reasons))) != len(l.reasons) {
 			return fmt.Errorf("%w: %s reasons are not sorted and distinct", ErrEval, l.field)
 		}
 	}
-	if v.MinApprovals < 0 || v.MinApprovals > MaxApprovals {
-		return fmt.Errorf("%w: min_approvals %d is not an integer from 0 to %d", ErrEval, v.MinApprovals, MaxApprovals)
-	}
-	return nil
+	return checkApprovals(int64(v.MinApprovals))
 }
 
 func parseReasons(field string, v any) ([]string, error) {
@@ -370,23 +362,47 @@ func parseReasons(field string, v any) ([]string, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s is a %T, not a set of strings", ErrEval, field, v)
 	}
-	if len(list) > MaxReasons {
-		return nil, fmt.Errorf("%w: %s has %d reasons, limit %d", ErrEval, field, len(list), MaxReasons)
-	}
-	out := make([]string, 0, len(list))
+	out := make([]string, 0, min(len(list), MaxReasons+1))
 	for _, r := range list {
 		s, ok := r.(string)
-		if !ok || s == "" || len(s) > MaxReasonLength || !validReason(s) {
-			return nil, fmt.Errorf("%w: %s reasons must be printable strings of 1 to %d bytes", ErrEval, field, MaxReasonLength)
+		if !ok {
+			return nil, errReasons(field)
 		}
 		out = append(out, s)
+	}
+	if err := checkReasons(field, out); err != nil {
+		return nil, err
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
 }
 
-// validReason keeps reasons printable and single-line (they are shown to
-// approvers and written to logs).
+// checkReasons checks a deny or escalate list: at most MaxReasons
+// reasons, each a printable string of 1 to MaxReasonLength bytes.
+func checkReasons(field string, reasons []string) error {
+	if len(reasons) > MaxReasons {
+		return fmt.Errorf("%w: %s has %d reasons, limit %d", ErrEval, field, len(reasons), MaxReasons)
+	}
+	for _, r := range reasons {
+		if r == "" || len(r) > MaxReasonLength || !validReason(r) {
+			return errReasons(field)
+		}
+	}
+	return nil
+}
+
+func errReasons(field string) error {
+	return fmt.Errorf("%w: %s reasons must be printable strings of 1 to %d bytes", ErrEval, field, MaxReasonLength)
+}
+
+// checkApprovals checks min_approvals: an integer from 0 to MaxApprovals.
+func checkApprovals(n int64) error {
+	if n < 0 || n > MaxApprovals {
+		return fmt.Errorf("%w: min_approvals %d is not an integer from 0 to %d", ErrEval, n, MaxApprovals)
+	}
+	return nil
+}
+
 func validReason(s string) bool {
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' {
