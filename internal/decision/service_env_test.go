@@ -173,10 +173,16 @@ func acmeBundle(t testing.TB) []byte {
 // permissiveBundle allows everything: what the base policy still escalates
 // or denies is then the base's doing alone.
 func permissiveBundle(t testing.TB) []byte {
+	return regoBundle(t, "permissive-1", "package tenant\n\ndecision := {\"allow\": true}\n")
+}
+
+// regoBundle packs an organization bundle of revision holding one policy
+// file, rego.
+func regoBundle(t testing.TB, revision, rego string) []byte {
 	t.Helper()
 	raw, err := bundles.PackFS(fstest.MapFS{
-		".manifest":            {Data: []byte(`{"revision":"permissive-1","roots":["tenant"],"rego_version":1}`)},
-		"tenant/decision.rego": {Data: []byte("package tenant\n\ndecision := {\"allow\": true}\n")},
+		".manifest":            {Data: []byte(`{"revision":"` + revision + `","roots":["tenant"],"rego_version":1}`)},
+		"tenant/decision.rego": {Data: []byte(rego)},
 	}, bundles.Limits{})
 	if err != nil {
 		t.Fatal(err)

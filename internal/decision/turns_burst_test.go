@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"testing/fstest"
 
-	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
@@ -51,9 +49,7 @@ func TestBurstSeesEarlierOutcomes(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
 			e := newServiceEnv(t, kind)
-			raw, err := bundles.PackFS(fstest.MapFS{
-				".manifest": {Data: []byte(`{"revision":"limits-1","roots":["tenant"],"rego_version":1}`)},
-				"tenant/decision.rego": {Data: []byte(`package tenant
+			e.activate(t, regoBundle(t, "limits-1", `package tenant
 
 default decision := {}
 
@@ -66,12 +62,7 @@ decision := {"allow": true} if {
 	input.action.type == "payment.wire"
 	input.counterparty.payments_count < 2
 }
-`)},
-			}, bundles.Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.activate(t, raw)
+`))
 			const n = 24
 			// Counts may run ahead of the truth for a moment (turns), never
 			// behind it: at most this many, and some.

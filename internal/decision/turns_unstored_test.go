@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"testing/fstest"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
@@ -77,17 +76,10 @@ func TestUnstoredOutcomeStopsCounting(t *testing.T) {
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					e := newServiceEnv(t, kind)
-					raw, err := bundles.PackFS(fstest.MapFS{
-						".manifest": {Data: []byte(`{"revision":"count-1","roots":["tenant"],"rego_version":1}`)},
-						"tenant/decision.rego": {Data: []byte(`package tenant
+					e.activate(t, regoBundle(t, "count-1", `package tenant
 
 decision := {"deny": [sprintf("seen_%d", [input.agent.stats.decisions_1h])]}
-`)},
-					}, bundles.Limits{})
-					if err != nil {
-						t.Fatal(err)
-					}
-					e.activate(t, raw)
+`))
 					agent := e.agent(t, store.RiskLow)
 					s := &stallingBackend{Backend: e.backend, bRead: make(chan struct{}), aDone: make(chan struct{})}
 					svc := e.serviceOverStalling(t, s)

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -39,14 +38,7 @@ decision := {"allow": true} if {
 	x19 = x19
 }
 `)
-	raw, err := bundles.PackFS(fstest.MapFS{
-		".manifest":            {Data: []byte(`{"revision":"crash-1","roots":["tenant"],"rego_version":1}`)},
-		"tenant/decision.rego": {Data: []byte(rego.String())},
-	}, bundles.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
+	return regoBundle(t, "crash-1", rego.String())
 }
 
 // A malicious organization's policy ends its worker, not the service: its
@@ -162,14 +154,7 @@ func TestReplacedPoliciesStopTheirWorkers(t *testing.T) {
 	}
 	e.activate(t, permissiveBundle(t))
 	first := settled(1)
-	raw, err := bundles.PackFS(fstest.MapFS{
-		".manifest":            {Data: []byte(`{"revision":"permissive-2","roots":["tenant"],"rego_version":1}`)},
-		"tenant/decision.rego": {Data: []byte("package tenant\n\ndecision := {\"allow\": true}\n")},
-	}, bundles.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.activate(t, raw)
+	e.activate(t, regoBundle(t, "permissive-2", "package tenant\n\ndecision := {\"allow\": true}\n"))
 	if second := settled(1); second[0] == first[0] {
 		t.Errorf("the worker of the first revision, %d, still serves", first[0])
 	}
