@@ -107,7 +107,7 @@ func Read(raw []byte, opts ReadOptions) (*Bundle, error) {
 
 // read is Read with its signature check given as verify. A policy worker
 // reads a bundle whose signature the service checked before sending it
-// (readVerified), and has no keys to check it with.
+// (loadVerified), and has no keys to check it with.
 func read(raw []byte, limits Limits, verify func(*Bundle) error) (*Bundle, error) {
 	if int64(len(raw)) > limits.MaxCompressedBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), limits.MaxCompressedBytes)

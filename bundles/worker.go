@@ -538,9 +538,6 @@ func (w *worker) evaluate(ctx context.Context, input []byte) (Verdict, error) {
 // config beside it.
 const maxBundleFrame = maxRequestFrame - 64<<10
 
-// errNotReading: a request's frame was not taken by its deadline.
-var errNotReading = fmt.Errorf("%w: the worker does not read its input", errFrame)
-
 // violation is why a worker whose request failed with err is killed: it
 // broke the protocol; or "" when its pipes failed, which means it is
 // exiting on its own (and its exit status says why).
@@ -720,7 +717,7 @@ func (w *worker) overran() string {
 		c.res <- result{err: fmt.Errorf("%w: compiling took longer than %v", ErrCompile, w.r.ws.opts.CompileTimeout)}
 		return "compiling ran past its deadline"
 	case !written:
-		return errNotReading.Error()
+		return "the worker does not read its input"
 	}
 	return fmt.Sprintf("an evaluation ran %v past its deadline", w.r.ws.opts.KillAfter)
 }
