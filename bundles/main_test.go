@@ -58,6 +58,9 @@ func serveFakeWorker(mode string) {
 	case "oversized":
 		_, _ = w.Write([]byte{opResult, 0, 0, 0, 0, 0, 0, 0, byte(f.id), 0xff, 0xff, 0xff, 0xff})
 		_ = w.Flush()
+	case "cut": // a header promising more than ever comes
+		_, _ = w.Write([]byte{opResult, 0, 0, 0, 0, 0, 0, 0, byte(f.id), 0, 0, 0, 100, 0})
+		_ = w.Flush()
 	case "bad-code":
 		_ = writeFrame(w, opResult, f.id, []byte{200}, []byte("?"))
 	}

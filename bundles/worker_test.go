@@ -744,6 +744,7 @@ func TestWorkerBreakingTheProtocol(t *testing.T) {
 		{"wrong-id", payment(t), ErrEval, "want a result for 1"},
 		{"oversized", payment(t), ErrEval, "a payload of 4294967295 bytes"},
 		{"bad-code", payment(t), ErrEval, "result code 200"},
+		{"cut", payment(t), ErrEval, "a result cut short"},
 		// An answer nobody asked for: whether it comes before the
 		// evaluation is sent or after, it answers no request.
 		{"unasked", payment(t), ErrEval, "op 'R' for request 99"},
