@@ -5,9 +5,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/agentsigna/agentsigna/bundles"
-	"github.com/agentsigna/agentsigna/policies"
 )
 
 // benchOptions: the machine may be shared (parallel builds); a scheduling
@@ -84,21 +81,8 @@ func BenchmarkEvaluateCombinedInWorkerParallel(b *testing.B) {
 // policy active in a worker.
 func workerEvaluator(b *testing.B) *Evaluator {
 	b.Helper()
-	ws, err := bundles.NewWorkers(bundles.WorkerOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(ws.Close)
-	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, _, err := ws.Load(context.Background(), raw, bundles.ReadOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
 	ev, engine := newEvaluator(b, benchOptions())
-	engine.Activate("t_1", p)
+	engine.Activate("t_1", acmeInWorker(b))
 	return ev
 }
 

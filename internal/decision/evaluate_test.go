@@ -40,6 +40,26 @@ func acmePolicy(t testing.TB) *bundles.Policy {
 	return p
 }
 
+// acmeInWorker loads the example organization repository in a worker
+// process, as the service does.
+func acmeInWorker(t testing.TB) *bundles.Policy {
+	t.Helper()
+	ws, err := bundles.NewWorkers(bundles.WorkerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ws.Close)
+	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := ws.Load(context.Background(), raw, bundles.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestEvaluateWithExamplePolicy(t *testing.T) {
 	ev, engine := newEvaluator(t, Options{})
 	engine.Activate("t_1", acmePolicy(t))
@@ -147,20 +167,7 @@ func TestOrganizationEvaluationsBounded(t *testing.T) {
 
 	// A policy in a worker takes no place: it holds its worker's
 	// processor, not this process's, and its requests queue there.
-	ws, err := bundles.NewWorkers(bundles.WorkerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ws.Close)
-	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	isolated, _, err := ws.Load(ctx, raw, bundles.ReadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine.Activate("t_1", isolated)
+	engine.Activate("t_1", acmeInWorker(t))
 	places <- struct{}{}
 	if got := ev.Evaluate(ctx, of("t_1")); got.Outcome != Allow {
 		t.Errorf("in a worker, with every place held: %s %q %q", got.Outcome, got.Reasons, got.Errors)
