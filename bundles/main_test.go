@@ -13,6 +13,10 @@ import (
 // protocol (fakeWorkerEnv, set by fakeWorker's script). A worker returns
 // without running the tests.
 func TestMain(m *testing.M) {
+	if sandboxProbe != nil && os.Getenv(sandboxProbeEnv) != "" {
+		sandboxProbe()
+		return
+	}
 	if !IsWorker() {
 		m.Run()
 		return
@@ -27,6 +31,14 @@ func TestMain(m *testing.M) {
 }
 
 const fakeWorkerEnv = "AGENTSIGNA_TEST_FAKE_WORKER"
+
+// sandboxProbeEnv makes this test binary a sandbox probe, where the
+// sandbox is tested (sandboxProbe is set): it enters the sandbox as a
+// worker does, tries what a policy that broke out of OPA would try, and
+// prints what each attempt returned.
+const sandboxProbeEnv = "AGENTSIGNA_TEST_SANDBOX_PROBE"
+
+var sandboxProbe func()
 
 // serveFakeWorker takes the bundle as a worker does, then misbehaves as
 // mode says.

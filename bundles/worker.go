@@ -150,6 +150,11 @@ func NewWorkers(opts WorkerOptions) (*Workers, error) {
 		return nil, err
 	}
 	closeInheritedOnExec()
+	if desc, ok := sandboxSupport(); ok {
+		opts.Logger.Info(desc)
+	} else {
+		opts.Logger.Warn(desc)
+	}
 	return &Workers{opts: opts, starting: make(chan struct{}, runtime.GOMAXPROCS(0)), live: map[*remote]struct{}{}}, nil
 }
 

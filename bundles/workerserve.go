@@ -19,6 +19,9 @@ import (
 const (
 	workerEnv      = "AGENTSIGNA_POLICY_WORKER"
 	workerProtocol = "2"
+	// sandboxEnv is set, to "1", when a worker executes itself again
+	// inside its sandbox (enterSandbox).
+	sandboxEnv = "AGENTSIGNA_POLICY_WORKER_SANDBOXED"
 )
 
 // IsWorker reports whether this process was started by Workers to serve
@@ -38,7 +41,14 @@ type workerConfig struct {
 // stdout until stdin ends. Nothing else may write to stdout: os.Stdout is
 // pointed at stderr first.
 func ServeWorker() error {
-	offerToOOMKiller()
+	if !inSandbox() {
+		offerToOOMKiller()
+		// On Linux this executes the worker again, confined, and returns
+		// only an error.
+		if err := enterSandbox(); err != nil {
+			return err
+		}
+	}
 	// Exec made this process dumpable again: another organization's
 	// worker, the same user, must not read this one's inputs.
 	if err := nonDumpable(); err != nil {

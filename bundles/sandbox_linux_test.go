@@ -1,0 +1,196 @@
+package bundles
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func init() { sandboxProbe = probeSandbox }
+
+// probeRequest is what the test asks the probe to try.
+type probeRequest struct {
+	Dir      string // a directory of the test's, holding "secret"
+	TCPAddr  string // a loopback listener of the test's
+	ParentID int    // the test process
+}
+
+// probeSandbox runs as the probe: enterSandbox executes it again, inside,
+// where it prints each attempt's error ("" when it succeeded) as JSON.
+func probeSandbox() {
+	if !inSandbox() {
+		if err := enterSandbox(); err != nil {
+			os.Stderr.WriteString("entering the sandbox: " + err.Error() + "\n")
+		}
+		return
+	}
+	var req probeRequest
+	if err := json.Unmarshal([]byte(os.Getenv(sandboxProbeEnv)), &req); err != nil {
+		os.Stderr.WriteString("the probe's request: " + err.Error() + "\n")
+		return
+	}
+	errText := func(err error) string {
+		if err == nil {
+			return ""
+		}
+		return err.Error()
+	}
+	socket := func(domain, typ, proto int) error {
+		fd, err := unix.Socket(domain, typ, proto)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}
+	got := map[string]string{}
+	_, err := os.ReadFile(filepath.Join(req.Dir, "secret"))
+	got["read a file"] = errText(err)
+	_, err = os.ReadDir(req.Dir)
+	got["list a directory"] = errText(err)
+	got["write a file"] = errText(os.WriteFile(filepath.Join(req.Dir, "planted"), []byte("x"), 0o600))
+	f, err := os.CreateTemp("", "probe")
+	if err == nil {
+		f.Close()
+		os.Remove(f.Name())
+	}
+	got["create a temporary file"] = errText(err)
+	_, err = os.ReadFile("/proc/" + strconv.Itoa(req.ParentID) + "/environ")
+	got["read the service's environment"] = errText(err)
+	sh := exec.Command("/bin/sh", "-c", "true")
+	sh.Stdin, sh.Stdout, sh.Stderr = os.Stdin, os.Stderr, os.Stderr // no /dev/null to open
+	got["run a shell"] = errText(sh.Run())
+	c, err := net.DialTimeout("tcp", req.TCPAddr, time.Second)
+	if err == nil {
+		c.Close()
+	}
+	got["connect over TCP"] = errText(err)
+	got["open a Multipath TCP socket"] = errText(socket(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_MPTCP))
+	got["open a UDP socket"] = errText(socket(unix.AF_INET, unix.SOCK_DGRAM, 0))
+	got["open a UNIX socket"] = errText(socket(unix.AF_UNIX, unix.SOCK_STREAM, 0))
+	var params [120]byte // struct io_uring_params
+	if _, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params)), 0); errno != 0 {
+		got["set up an io_uring"] = errno.Error()
+	} else {
+		got["set up an io_uring"] = ""
+	}
+	got["signal the service"] = errText(syscall.Kill(req.ParentID, 0))
+	_, err = time.LoadLocation("America/New_York")
+	got["load a time zone"] = errText(err)
+	pool, err := x509.SystemCertPool()
+	if err == nil && pool.Equal(x509.NewCertPool()) {
+		err = errors.New("empty")
+	}
+	got["load the system's certificate roots"] = errText(err)
+	out, _ := json.Marshal(got)
+	os.Stdout.Write(out)
+}
+
+// A worker is confined: what a policy that escaped OPA's evaluator would
+// try first (the data dir, the service's environment, a shell, the network,
+// a signal to the service) fails, and what a policy may use (time zones,
+// certificate roots) still works.
+func TestWorkerSandbox(t *testing.T) {
+	abi, arch := landlockABI(), seccompArch()
+	if abi == 0 && arch == 0 {
+		t.Skip("no Landlock and no seccomp filter here: workers are not sandboxed")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte("master key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	req, _ := json.Marshal(probeRequest{Dir: dir, TCPAddr: ln.Addr().String(), ParentID: os.Getpid()})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), sandboxProbeEnv+"="+string(req))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var got map[string]string
+	if err != nil || json.Unmarshal(out, &got) != nil {
+		t.Fatalf("probe: %v: %q, stderr %q", err, out, stderr.String())
+	}
+
+	const eacces, eperm = "permission denied", "operation not permitted"
+	want := map[string]string{}
+	if abi > 0 {
+		for _, what := range []string{"read a file", "list a directory", "write a file", "create a temporary file", "read the service's environment", "run a shell"} {
+			want[what] = eacces
+		}
+	}
+	if arch != 0 {
+		for _, what := range []string{"connect over TCP", "open a Multipath TCP socket", "open a UDP socket", "open a UNIX socket", "set up an io_uring"} {
+			want[what] = eperm
+		}
+	}
+	if abi >= 6 {
+		want["signal the service"] = eperm
+	}
+	// Allowed inside exactly when allowed here.
+	want["load a time zone"] = ""
+	if pool, err := x509.SystemCertPool(); err == nil && !pool.Equal(x509.NewCertPool()) {
+		want["load the system's certificate roots"] = ""
+	}
+	for what, w := range want {
+		g, ok := got[what]
+		switch {
+		case !ok:
+			t.Errorf("%s: the probe did not try", what)
+		case w == "" && g != "":
+			t.Errorf("%s: %s; want it allowed", what, g)
+		case w != "" && !strings.Contains(g, w):
+			t.Errorf("%s: %q; want %q", what, g, w)
+		}
+	}
+	if planted, err := os.ReadFile(filepath.Join(dir, "planted")); err == nil {
+		t.Errorf("the probe wrote %q into the test's directory", planted)
+	}
+}
+
+// A worker Workers starts runs inside the sandbox: without new privileges,
+// under the seccomp filter.
+func TestWorkerRunsSandboxed(t *testing.T) {
+	if landlockABI() == 0 && seccompArch() == 0 {
+		t.Skip("no Landlock and no seccomp filter here: workers are not sandboxed")
+	}
+	ws := newWorkers(t, WorkerOptions{})
+	p := workerPolicy(t, ws, allowAll)
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(currentWorker(p).cmd.Process.Pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"NoNewPrivs:\t1"}
+	if seccompArch() != 0 {
+		want = append(want, "Seccomp:\t2")
+	}
+	for _, w := range want {
+		if !bytes.Contains(status, []byte(w+"\n")) {
+			t.Errorf("the worker's status lacks %q:\n%s", w, status)
+		}
+	}
+}

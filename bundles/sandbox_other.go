@@ -1,0 +1,13 @@
+//go:build !linux
+
+package bundles
+
+// Off Linux a worker is not sandboxed.
+
+func inSandbox() bool { return false }
+
+func enterSandbox() error { return nil }
+
+func sandboxSupport() (desc string, ok bool) {
+	return "policy workers are not sandboxed off Linux", false
+}
