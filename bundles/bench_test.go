@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -112,4 +113,23 @@ func BenchmarkEvaluateBase(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkWorkerStart is what starting an organization's worker costs, at
+// each activation and restart: the process (on Linux it executes itself
+// again inside its sandbox), then a one-rule bundle sent and compiled.
+func BenchmarkWorkerStart(b *testing.B) {
+	ws, err := NewWorkers(WorkerOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ws.Close()
+	raw := tarGz(b, file("/.manifest", okManifest), file("/tenant/p.rego", allowAll))
+	for b.Loop() {
+		p, _, err := ws.Load(context.Background(), raw, ReadOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Close()
+	}
 }
