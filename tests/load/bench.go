@@ -16,7 +16,8 @@ import (
 // checks that each answers the request with an allow, then measures OPA
 // and AgentSigna in closed loops (alternating rounds) and AgentSigna at
 // a fixed arrival rate, then GET /healthz at that rate (the floor under
-// any answer), then OPA at half its own rate (the latency goal applied to
+// any answer) and a write and fsync at that rate (the floor under a
+// durable answer), then OPA at half its own rate (the latency goal applied to
 // the reference). It stops what it started before returning.
 func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, err error) {
 	if err := o.validate(); err != nil {
@@ -175,6 +176,18 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 			phase(fmt.Sprintf("floor: GET /healthz, open loop at %s", formatRate(rate)))
 			floor := openLoop(ctx, newHealthzTarget(client, tenantURL), rate, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
 			rep.Floor = &floor
+		}
+		if ctx.Err() == nil {
+			disk, err := newSyncTarget(dir)
+			if err != nil {
+				return rep, err
+			}
+			phase(fmt.Sprintf("floor: %s, open loop at %s", disk.Name(), formatRate(rate)))
+			floor := openLoop(ctx, disk, rate, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
+			rep.DiskFloor = &floor
+			if err := disk.Close(); err != nil {
+				return rep, err
+			}
 		}
 		// Half OPA's own rate, whatever --open-rate chose for AgentSigna:
 		// a rate above what OPA serves would fail the run, not measure it.

@@ -99,14 +99,14 @@ func checkReport(t *testing.T, rep Report) {
 		t.Fatal(err)
 	}
 	results := rep.Results()
-	if len(results) != 5 || rep.Floor == nil || rep.OPAOpen == nil {
-		t.Fatalf("%d phases ran, want 5 (opa and agentsigna closed and open loop, the healthz floor)", len(results))
+	if len(results) != 6 || rep.Floor == nil || rep.DiskFloor == nil || rep.OPAOpen == nil {
+		t.Fatalf("%d phases ran, want 6 (opa and agentsigna closed and open loop, the healthz and disk floors)", len(results))
 	}
 	if want := rep.Options.OpenRate; want == 0 && rep.Open.OfferedRate != rep.AgentSigna.Rate/2 || want > 0 && rep.Open.OfferedRate != want {
 		t.Errorf("the open loop ran at %v/s; --open-rate %v, closed loop %v/s", rep.Open.OfferedRate, want, rep.AgentSigna.Rate)
 	}
-	if rep.Floor.OfferedRate != rep.Open.OfferedRate {
-		t.Errorf("the floor ran at %v/s, the open loop at %v/s", rep.Floor.OfferedRate, rep.Open.OfferedRate)
+	if rep.Floor.OfferedRate != rep.Open.OfferedRate || rep.DiskFloor.OfferedRate != rep.Open.OfferedRate {
+		t.Errorf("the floors ran at %v/s and %v/s, the open loop at %v/s", rep.Floor.OfferedRate, rep.DiskFloor.OfferedRate, rep.Open.OfferedRate)
 	}
 	for _, res := range []Result{rep.OPA, rep.AgentSigna} {
 		if pooled := strings.Contains(res.Load, " rounds"); pooled != (rep.Options.Rounds > 1) || res.Window != rep.Options.Duration/time.Duration(rep.Options.Rounds)*time.Duration(rep.Options.Rounds) {

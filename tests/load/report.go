@@ -29,6 +29,11 @@ type Report struct {
 	// harness and listener: the latency that is not the decision's. Nil
 	// when the open loop was skipped.
 	Floor *Result
+	// DiskFloor is a write and fsync at the open loop's rate, in the
+	// harness's temporary directory, each request waiting for one that
+	// began after it arrived: the latency of the durable write alone (see
+	// syncTarget). Nil when the open loop was skipped.
+	DiskFloor *Result
 	// OPAOpen is OPA in an open loop at half its own closed-loop rate: the
 	// latency goal applied to the reference. Nil when the open loop was
 	// skipped.
@@ -43,6 +48,9 @@ func (r Report) Results() []Result {
 	}
 	if r.Floor != nil {
 		out = append(out, *r.Floor)
+	}
+	if r.DiskFloor != nil {
+		out = append(out, *r.DiskFloor)
 	}
 	if r.OPAOpen != nil {
 		out = append(out, *r.OPAOpen)
@@ -114,6 +122,10 @@ func (r Report) Print(w io.Writer) {
 	if r.Floor != nil {
 		fmt.Fprintf(w, "floor at %s, GET /healthz through the same harness and listener: p50 %s, p99 %s\n",
 			formatRate(r.Floor.OfferedRate), formatLatency(r.Floor.P50), formatLatency(r.Floor.P99))
+	}
+	if r.DiskFloor != nil {
+		fmt.Fprintf(w, "durable floor at %s, %s in the harness's temporary directory, requests sharing each as decisions share a commit: p50 %s, p99 %s, max %s\n",
+			formatRate(r.DiskFloor.OfferedRate), r.DiskFloor.Target, formatLatency(r.DiskFloor.P50), formatLatency(r.DiskFloor.P99), formatLatency(r.DiskFloor.Max))
 	}
 	if r.OPAOpen != nil {
 		fmt.Fprintf(w, "the same latency goal for opa, p99 at %s (half its closed-loop rate): %s (≤ %s: %s)\n",
