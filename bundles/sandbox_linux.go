@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -18,15 +20,18 @@ import (
 // would let that code do more: it confines the worker to what it needs,
 // which is its pipes, its memory and read-only system files.
 //
-// Landlock (Linux 5.13 on) confines the file system: nothing may be
-// written, and nothing read but the shared libraries, time zones and
-// certificate roots below; so no data dir, master key or other
-// organization's file. From its ABI 4, no TCP bind or connect; from ABI 6,
-// no signal to a process outside the sandbox (the service, another
-// worker) and no abstract UNIX socket outside it. A seccomp filter refuses
-// socket(2) and io_uring_setup(2) (whose requests make sockets without
-// socket(2)): Landlock does not cover UDP, or TCP when asked for as
-// Multipath TCP, and a worker has no use for a socket.
+//   - No capability, even when the service runs as root, and no new
+//     privileges.
+//   - Landlock (Linux 5.13 on) confines the file system: nothing may be
+//     written, and nothing read but the files the process had mapped
+//     (itself, its libraries), time zones and certificate roots; so no data
+//     dir, master key or other organization's file. From its ABI 4, no TCP
+//     bind or connect; from ABI 6, no signal to a process outside the
+//     sandbox and no abstract UNIX socket outside it.
+//   - A seccomp filter (amd64, arm64) refuses what Landlock leaves open:
+//     sockets, a file's metadata, another process's limits, scheduling and
+//     signals (seccomp_linux.go). Once the sandboxed image runs, a second
+//     refuses execve.
 //
 // Landlock confines the thread that asks and what it executes, not the
 // other threads of a Go process; so the worker confines one thread and
@@ -34,14 +39,13 @@ import (
 // from the service. The new image and every thread it starts are
 // confined.
 
-// sandboxReadable are read-only to a worker, where they exist: the dynamic
-// loader's cache and the libraries it loads, time zones, certificate
+// sandboxReadable are read-only to a worker, where they exist, beside the
+// files it had mapped: the dynamic loader's cache, time zones, certificate
 // roots (crypto.x509.parse_and_verify_certificates may use them). Symbolic
 // links resolve to their targets, which a rule must cover.
 var sandboxReadable = []string{
 	"/etc/ld.so.cache",
-	"/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/lib32",
-	"/usr/share/zoneinfo",
+	"/etc/localtime", "/usr/share/zoneinfo",
 	"/etc/ssl", "/etc/pki", "/usr/share/ca-certificates", "/usr/local/share/ca-certificates",
 }
 
@@ -93,64 +97,31 @@ func landlockRuleset(abi int) unix.LandlockRulesetAttr {
 	return attr
 }
 
-// seccompArch is the seccomp audit architecture of this build, 0 where the
-// filter is not built (a filter must check it: a system call number means
-// another call on another architecture).
-func seccompArch() uint32 {
-	switch runtime.GOARCH {
-	case "amd64":
-		return unix.AUDIT_ARCH_X86_64
-	case "arm64":
-		return unix.AUDIT_ARCH_AARCH64
-	}
-	return 0
-}
-
-// seccompFilter refuses socket(2) and io_uring_setup(2) with EPERM and
-// allows every other call of arch; a call of another ABI (x32 on amd64,
-// another architecture) kills the process.
-func seccompFilter(arch uint32) []unix.SockFilter {
-	const (
-		ld     = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
-		jeq    = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
-		jge    = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
-		ret    = unix.BPF_RET | unix.BPF_K
-		x32    = 0x40000000 // __X32_SYSCALL_BIT
-		nrAt   = 0          // offsetof(struct seccomp_data, nr)
-		archAt = 4          // offsetof(struct seccomp_data, arch)
-	)
-	return []unix.SockFilter{
-		{Code: ld, K: archAt},
-		{Code: jeq, K: arch, Jt: 1},
-		{Code: ret, K: unix.SECCOMP_RET_KILL_PROCESS},
-		{Code: ld, K: nrAt},
-		{Code: jge, K: x32, Jt: 3},
-		{Code: jeq, K: unix.SYS_SOCKET, Jt: 3},
-		{Code: jeq, K: unix.SYS_IO_URING_SETUP, Jt: 2},
-		{Code: ret, K: unix.SECCOMP_RET_ALLOW},
-		{Code: ret, K: unix.SECCOMP_RET_KILL_PROCESS},
-		{Code: ret, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
-	}
-}
+// canSandbox reports whether this machine has anything to confine a
+// worker with.
+func canSandbox() bool { return landlockABI() > 0 || seccompArch() != 0 }
 
 // inSandbox reports whether this worker is the image enterSandbox
 // executed.
 func inSandbox() bool { return os.Getenv(sandboxEnv) == "1" }
 
-// enterSandbox confines the calling thread (no new privileges, the
-// Landlock ruleset the kernel supports, the seccomp filter) and executes
-// this binary again from it, with sandboxEnv set. It returns only on
-// failure: the worker then exits, and its organization's evaluations fail
-// closed. With neither Landlock nor the filter to apply, it returns nil
-// and the worker runs unconfined (the service logs so, sandboxSupport).
+// enterSandbox confines the calling thread (no capability, no new
+// privileges, the Landlock ruleset the kernel supports, the seccomp
+// filter) and executes this binary again from it, with sandboxEnv set. It
+// returns only on failure, when the worker exits and its organization's
+// evaluations fail closed, or with nil where there is nothing to confine
+// it with (the service logs so, sandboxSupport).
 func enterSandbox() error {
-	abi, arch := landlockABI(), seccompArch()
-	if abi == 0 && arch == 0 {
+	if !canSandbox() {
 		return nil
 	}
+	abi := landlockABI()
 	// The thread that confines itself must be the one that executes; it
 	// never runs anything else.
 	runtime.LockOSThread()
+	if err := dropCapabilities(); err != nil {
+		return fmt.Errorf("bundles: worker sandbox: %w", err)
+	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("bundles: worker sandbox: no_new_privs: %w", err)
 	}
@@ -159,23 +130,57 @@ func enterSandbox() error {
 			return fmt.Errorf("bundles: worker sandbox: landlock: %w", err)
 		}
 	}
-	if arch != 0 {
-		filter := seccompFilter(arch)
-		prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-		if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
-			return fmt.Errorf("bundles: worker sandbox: seccomp: %w", err)
-		}
+	if err := confineCalls(); err != nil {
+		return fmt.Errorf("bundles: worker sandbox: seccomp: %w", err)
 	}
-	env := append(os.Environ(), sandboxEnv+"=1")
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, sandboxEnv+"=") })
+	env = append(env, sandboxEnv+"=1")
 	// /proc/self/exe, not a path: it is the image running, even when the
 	// file was replaced or removed since.
 	err := syscall.Exec(selfExe, os.Args, env)
 	return fmt.Errorf("bundles: worker sandbox: executing the worker again: %w", err)
 }
 
+// sealSandbox, in the sandboxed image, refuses execve to every thread.
+func sealSandbox() error {
+	if err := refuseExec(); err != nil {
+		return fmt.Errorf("bundles: worker sandbox: seccomp: %w", err)
+	}
+	return nil
+}
+
+// dropCapabilities leaves the calling thread, and what it executes, no
+// capability: a service running as root would otherwise give root's to
+// its workers (no_new_privs stops gaining capabilities from a file, not
+// keeping root's). It empties the bounding set, which an executed image
+// of root's gets back, unless the thread lacks CAP_SETPCAP: then only a
+// process not of root may go on.
+func dropCapabilities() error {
+	_ = unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) // EINVAL before Linux 4.3: none to clear
+	for c := 0; c < 64; c++ {
+		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if errors.Is(err, unix.EINVAL) { // past the kernel's last capability
+			break
+		}
+		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("dropping capability %d from the bounding set (run the service as a user other than root, or give it CAP_SETPCAP): %w", c, err)
+		}
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var none [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &none[0]); err != nil {
+		return fmt.Errorf("clearing capabilities: %w", err)
+	}
+	return nil
+}
+
 // restrictFiles applies to the calling thread a Landlock ruleset of abi
-// that grants reading sandboxReadable and executing this binary and its
-// ELF interpreter, and nothing else.
+// that grants reading the files this process has mapped and
+// sandboxReadable, and executing this binary and its ELF interpreter, and
+// nothing else.
 func restrictFiles(abi int) error {
 	attr := landlockRuleset(abi)
 	fd, _, errno := syscall.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr), 0)
@@ -184,7 +189,11 @@ func restrictFiles(abi int) error {
 	}
 	ruleset := int(fd)
 	defer unix.Close(ruleset)
-	for _, p := range sandboxReadable {
+	mapped, err := mappedFiles()
+	if err != nil {
+		return err
+	}
+	for _, p := range append(mapped, sandboxReadable...) {
 		if err := allowPath(ruleset, p, fsReadFile|fsReadDir); err != nil {
 			return err
 		}
@@ -232,6 +241,25 @@ func allowPath(ruleset int, path string, access uint64) error {
 	return nil
 }
 
+// mappedFiles are the files this process has mapped: its binary, its
+// loader and libraries (where a cgo build finds them, which is not
+// everywhere below /usr/lib), which its next image maps again.
+func mappedFiles() ([]string, error) {
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return nil, fmt.Errorf("listing the mapped files: %w", err)
+	}
+	var files []string
+	for line := range strings.Lines(string(maps)) {
+		// address perms offset dev inode path
+		f := strings.Fields(line)
+		if len(f) == 6 && strings.HasPrefix(f[5], "/") && !slices.Contains(files, f[5]) {
+			files = append(files, f[5])
+		}
+	}
+	return files, nil
+}
+
 // elfInterpreter is the program interpreter an ELF executable names (the
 // dynamic loader, which execve opens and runs), "" for a static one.
 func elfInterpreter(path string) (string, error) {
@@ -257,18 +285,26 @@ func elfInterpreter(path string) (string, error) {
 }
 
 // sandboxSupport says how workers are confined on this machine, for the
-// service's log; ok is false when they are not confined at all.
-func sandboxSupport() (desc string, ok bool) {
+// service's log; whole is false when a part is missing.
+func sandboxSupport() (desc string, whole bool) {
 	abi, arch := landlockABI(), seccompArch()
+	var missing []string
+	switch {
+	case abi == 0:
+		missing = append(missing, "no Landlock in this kernel, so they may read and write what the service's user may")
+	case abi < 3:
+		missing = append(missing, fmt.Sprintf("Landlock ABI %d, so they may truncate that user's files where seccomp does not refuse it", abi))
+	case abi < 6:
+		missing = append(missing, fmt.Sprintf("Landlock ABI %d, so they may signal that user's processes where seccomp does not refuse it", abi))
+	}
+	if arch == 0 {
+		missing = append(missing, "no seccomp filter for "+runtime.GOARCH+", so they may open sockets, change files' metadata and other processes' limits")
+	}
 	switch {
 	case abi == 0 && arch == 0:
-		return "no Landlock in this kernel and no seccomp filter for " + runtime.GOARCH + ": policy workers are not sandboxed", false
-	case abi == 0:
-		return "no Landlock in this kernel: policy workers may read and write what the service's user may; they have no sockets (seccomp)", true
-	case arch == 0:
-		return fmt.Sprintf("policy workers are confined by Landlock ABI %d; no seccomp filter for %s, so they may open sockets", abi, runtime.GOARCH), true
-	case abi < 6:
-		return fmt.Sprintf("policy workers are confined by Landlock ABI %d and seccomp; below ABI 6 they may signal the service's user's processes", abi), true
+		return "policy workers are not sandboxed: " + strings.Join(missing, "; "), false
+	case len(missing) > 0:
+		return fmt.Sprintf("policy workers are sandboxed in part (Landlock ABI %d, seccomp %t): %s", abi, arch != 0, strings.Join(missing, "; ")), false
 	}
-	return fmt.Sprintf("policy workers are confined by Landlock ABI %d and seccomp", abi), true
+	return fmt.Sprintf("policy workers are sandboxed: Landlock ABI %d and seccomp", abi), true
 }

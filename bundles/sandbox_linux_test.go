@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -35,6 +36,10 @@ func probeSandbox() {
 		if err := enterSandbox(); err != nil {
 			os.Stderr.WriteString("entering the sandbox: " + err.Error() + "\n")
 		}
+		return
+	}
+	if err := sealSandbox(); err != nil {
+		os.Stderr.WriteString("sealing the sandbox: " + err.Error() + "\n")
 		return
 	}
 	var req probeRequest
@@ -87,6 +92,32 @@ func probeSandbox() {
 		got["set up an io_uring"] = ""
 	}
 	got["signal the service"] = errText(syscall.Kill(req.ParentID, 0))
+	got["signal the process group"] = errText(syscall.Kill(0, 0))
+	// Each of these, allowed, would change nothing: a limit read, the
+	// nice value and processors the service has, the file's own mode,
+	// owner and times.
+	var limit unix.Rlimit
+	got["limit the service's processor time"] = errText(unix.Prlimit(req.ParentID, unix.RLIMIT_CPU, nil, &limit))
+	got["renice the service"] = errText(unix.Setpriority(unix.PRIO_PROCESS, req.ParentID, 0))
+	var cpus unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &cpus); err == nil {
+		got["pin the service to processors"] = errText(unix.SchedSetaffinity(req.ParentID, &cpus))
+	}
+	secret := filepath.Join(req.Dir, "secret")
+	got["change a file's mode"] = errText(os.Chmod(secret, 0o644))
+	got["change a file's owner"] = errText(os.Chown(secret, os.Getuid(), os.Getgid()))
+	got["change a file's times"] = errText(os.Chtimes(secret, time.Unix(1, 0), time.Unix(1, 0)))
+	got["set a file's extended attribute"] = errText(unix.Setxattr(secret, "user.planted", []byte("x"), 0))
+	got["truncate a file"] = errText(os.Truncate(secret, 0))
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var caps [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &caps[0]); err != nil {
+		got["hold no capability"] = err.Error()
+	} else if caps != [2]unix.CapUserData{} {
+		got["hold no capability"] = fmt.Sprintf("holds %+v", caps)
+	} else {
+		got["hold no capability"] = ""
+	}
 	_, err = time.LoadLocation("America/New_York")
 	got["load a time zone"] = errText(err)
 	pool, err := x509.SystemCertPool()
@@ -137,22 +168,29 @@ func TestWorkerSandbox(t *testing.T) {
 	}
 
 	const eacces, eperm = "permission denied", "operation not permitted"
-	want := map[string]string{}
+	want := map[string]string{"hold no capability": ""}
 	if abi > 0 {
-		for _, what := range []string{"read a file", "list a directory", "write a file", "create a temporary file", "read the service's environment", "run a shell"} {
+		for _, what := range []string{"read a file", "list a directory", "write a file", "create a temporary file", "read the service's environment"} {
 			want[what] = eacces
 		}
 	}
 	if arch != 0 {
-		for _, what := range []string{"connect over TCP", "open a Multipath TCP socket", "open a UDP socket", "open a UNIX socket", "set up an io_uring"} {
+		for _, what := range []string{
+			"connect over TCP", "open a Multipath TCP socket", "open a UDP socket", "open a UNIX socket", "set up an io_uring",
+			"change a file's mode", "change a file's owner", "change a file's times", "set a file's extended attribute", "truncate a file",
+			"limit the service's processor time", "renice the service", "pin the service to processors",
+			"signal the service", "signal the process group", "run a shell",
+		} {
 			want[what] = eperm
 		}
-	}
-	if abi >= 6 {
+	} else if abi >= 6 {
 		want["signal the service"] = eperm
+		want["signal the process group"] = eperm
 	}
-	// Allowed inside exactly when allowed here.
-	want["load a time zone"] = ""
+	// Allowed inside when allowed here.
+	if _, err := time.LoadLocation("America/New_York"); err == nil {
+		want["load a time zone"] = ""
+	}
 	if pool, err := x509.SystemCertPool(); err == nil && !pool.Equal(x509.NewCertPool()) {
 		want["load the system's certificate roots"] = ""
 	}
@@ -170,10 +208,13 @@ func TestWorkerSandbox(t *testing.T) {
 	if planted, err := os.ReadFile(filepath.Join(dir, "planted")); err == nil {
 		t.Errorf("the probe wrote %q into the test's directory", planted)
 	}
+	if fi, err := os.Stat(filepath.Join(dir, "secret")); err != nil || fi.Size() != int64(len("master key")) || fi.Mode().Perm() != 0o644 || fi.ModTime().Unix() < 2 {
+		t.Errorf("the probe changed the test's file: %v, %v", fi, err)
+	}
 }
 
-// A worker Workers starts runs inside the sandbox: without new privileges,
-// under the seccomp filter.
+// A worker Workers starts runs inside the sandbox: without capabilities
+// or new privileges, under both seccomp filters.
 func TestWorkerRunsSandboxed(t *testing.T) {
 	if landlockABI() == 0 && seccompArch() == 0 {
 		t.Skip("no Landlock and no seccomp filter here: workers are not sandboxed")
@@ -184,9 +225,12 @@ func TestWorkerRunsSandboxed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"NoNewPrivs:\t1"}
+	want := []string{"NoNewPrivs:\t1", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000"}
+	if os.Geteuid() == 0 {
+		want = append(want, "CapBnd:\t0000000000000000")
+	}
 	if seccompArch() != 0 {
-		want = append(want, "Seccomp:\t2")
+		want = append(want, "Seccomp:\t2", "Seccomp_filters:\t2")
 	}
 	for _, w := range want {
 		if !bytes.Contains(status, []byte(w+"\n")) {

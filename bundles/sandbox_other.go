@@ -4,9 +4,13 @@ package bundles
 
 // Off Linux a worker is not sandboxed.
 
+func canSandbox() bool { return false }
+
 func inSandbox() bool { return false }
 
 func enterSandbox() error { return nil }
+
+func sealSandbox() error { return nil }
 
 func sandboxSupport() (desc string, ok bool) {
 	return "policy workers are not sandboxed off Linux", false

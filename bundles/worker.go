@@ -150,7 +150,7 @@ func NewWorkers(opts WorkerOptions) (*Workers, error) {
 		return nil, err
 	}
 	closeInheritedOnExec()
-	if desc, ok := sandboxSupport(); ok {
+	if desc, whole := sandboxSupport(); whole {
 		opts.Logger.Info(desc)
 	} else {
 		opts.Logger.Warn(desc)

@@ -43,11 +43,13 @@ type workerConfig struct {
 func ServeWorker() error {
 	if !inSandbox() {
 		offerToOOMKiller()
-		// On Linux this executes the worker again, confined, and returns
-		// only an error.
+		// Where the machine can, this executes the worker again,
+		// confined, and returns only an error.
 		if err := enterSandbox(); err != nil {
 			return err
 		}
+	} else if err := sealSandbox(); err != nil {
+		return err
 	}
 	// Exec made this process dumpable again: another organization's
 	// worker, the same user, must not read this one's inputs.
