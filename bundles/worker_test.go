@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -483,16 +484,21 @@ func TestWorkerEnvironmentAndLimits(t *testing.T) {
 		t.Errorf("the worker's oom_score_adj: %q, %v; want 1000, the OOM killer's first choice", adj, err)
 	}
 	environ, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0:
+		// The worker is not dumpable: its environ is root's to read.
+		t.Log("the worker's environment is root's to read, unchecked:", err)
+	case err != nil:
 		t.Fatal(err)
-	}
-	got := strings.Split(strings.TrimSuffix(string(environ), "\x00"), "\x00")
-	want := []string{workerEnv + "=" + workerProtocol, "GOMAXPROCS=1", "GOGC=400", "GOMEMLIMIT=" + strconv.Itoa(768<<20/10*8)}
-	if _, ok := sandboxSupport(); ok {
-		want = append(want, sandboxEnv+"=1") // what the worker added to execute itself in its sandbox
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("worker environment %q, want %q", got, want)
+	default:
+		got := strings.Split(strings.TrimSuffix(string(environ), "\x00"), "\x00")
+		want := []string{workerEnv + "=" + workerProtocol, "GOMAXPROCS=1", "GOGC=400", "GOMEMLIMIT=" + strconv.Itoa(768<<20/10*8)}
+		if canSandbox() {
+			want = append(want, sandboxEnv+"=1") // what the worker added to execute itself in its sandbox
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("worker environment %q, want %q", got, want)
+		}
 	}
 	limits, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
 	if err != nil {
