@@ -30,7 +30,8 @@ import (
 //     sandbox and no abstract UNIX socket outside it.
 //   - A seccomp filter (amd64, arm64) refuses what Landlock leaves open:
 //     sockets, a file's metadata, another process's limits, scheduling and
-//     signals (seccomp_linux.go). Once the sandboxed image runs, a second
+//     signals, processes of its own, namespaces and other ways into the
+//     kernel (seccomp_linux.go). Once the sandboxed image runs, a second
 //     refuses execve.
 //
 // Landlock confines the thread that asks and what it executes, not the
@@ -40,13 +41,18 @@ import (
 // confined.
 
 // sandboxReadable are read-only to a worker, where they exist, beside the
-// files it had mapped: the dynamic loader's cache, time zones, certificate
-// roots (crypto.x509.parse_and_verify_certificates may use them). Symbolic
-// links resolve to their targets, which a rule must cover.
+// files it had mapped: the dynamic loader's cache, time zones, and the
+// certificate roots crypto.x509.parse_and_verify_certificates may use
+// (where Go's crypto/x509 looks for them on Linux, and where their links
+// lead; not all of /etc/ssl or /etc/pki, which hold private keys that a
+// worker of a service running as root could read). Symbolic links resolve
+// to their targets, which a rule must cover.
 var sandboxReadable = []string{
 	"/etc/ld.so.cache",
 	"/etc/localtime", "/usr/share/zoneinfo",
-	"/etc/ssl", "/etc/pki", "/usr/share/ca-certificates", "/usr/local/share/ca-certificates",
+	"/etc/ssl/certs", "/etc/ssl/cert.pem", "/etc/ssl/ca-bundle.pem",
+	"/etc/pki/tls/certs", "/etc/pki/tls/cacert.pem", "/etc/pki/ca-trust/extracted",
+	"/usr/share/ca-certificates", "/usr/local/share/ca-certificates",
 }
 
 const (
@@ -288,23 +294,17 @@ func elfInterpreter(path string) (string, error) {
 // service's log; whole is false when a part is missing.
 func sandboxSupport() (desc string, whole bool) {
 	abi, arch := landlockABI(), seccompArch()
-	var missing []string
-	switch {
-	case abi == 0:
-		missing = append(missing, "no Landlock in this kernel, so they may read and write what the service's user may")
-	case abi < 3:
-		missing = append(missing, fmt.Sprintf("Landlock ABI %d, so they may truncate that user's files where seccomp does not refuse it", abi))
-	case abi < 6:
-		missing = append(missing, fmt.Sprintf("Landlock ABI %d, so they may signal that user's processes where seccomp does not refuse it", abi))
-	}
-	if arch == 0 {
-		missing = append(missing, "no seccomp filter for "+runtime.GOARCH+", so they may open sockets, change files' metadata and other processes' limits")
-	}
 	switch {
 	case abi == 0 && arch == 0:
-		return "policy workers are not sandboxed: " + strings.Join(missing, "; "), false
-	case len(missing) > 0:
-		return fmt.Sprintf("policy workers are sandboxed in part (Landlock ABI %d, seccomp %t): %s", abi, arch != 0, strings.Join(missing, "; ")), false
+		return "policy workers are not sandboxed: no Landlock in this kernel, no seccomp filter for " + runtime.GOARCH, false
+	case abi == 0:
+		return "policy workers are sandboxed by seccomp alone: with no Landlock in this kernel they may read and write what the service's user may", false
+	case arch == 0:
+		desc = fmt.Sprintf("policy workers are sandboxed by Landlock ABI %d alone: with no seccomp filter for %s they may open UDP and UNIX sockets, start processes, and change files' metadata and other processes' limits and priorities", abi, runtime.GOARCH)
+		if abi < 6 {
+			desc += ", and signal the service's user's processes"
+		}
+		return desc, false
 	}
 	return fmt.Sprintf("policy workers are sandboxed: Landlock ABI %d and seccomp", abi), true
 }

@@ -27,6 +27,7 @@ type probeRequest struct {
 	Dir      string // a directory of the test's, holding "secret"
 	TCPAddr  string // a loopback listener of the test's
 	ParentID int    // the test process
+	KeyFile  string // a private key below /etc/ssl the test may read, or ""
 }
 
 // probeSandbox runs as the probe: enterSandbox executes it again, inside,
@@ -109,6 +110,46 @@ func probeSandbox() {
 	got["change a file's times"] = errText(os.Chtimes(secret, time.Unix(1, 0), time.Unix(1, 0)))
 	got["set a file's extended attribute"] = errText(unix.Setxattr(secret, "user.planted", []byte("x"), 0))
 	got["truncate a file"] = errText(os.Truncate(secret, 0))
+	_, err = unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+	got["open a socket pair"] = errText(err)
+	// A child would outlive the worker, and could name another process
+	// by the worker's pid once it is gone. (Allowed, the child exits at
+	// once.)
+	if child, _, errno := syscall.RawSyscall(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0); errno != 0 {
+		got["start a process"] = errno.Error()
+	} else if child == 0 {
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+	} else {
+		got["start a process"] = ""
+		var ws syscall.WaitStatus
+		_, _ = syscall.Wait4(int(child), &ws, 0, nil)
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err == nil {
+		_, err := unix.FcntlInt(uintptr(p[0]), unix.F_SETOWN, req.ParentID)
+		got["signal the service by SIGIO"] = errText(err)
+		const fioSetOwn = 0x8901 // FIOSETOWN
+		got["name an owner by ioctl"] = errText(unix.IoctlSetPointerInt(p[0], fioSetOwn, req.ParentID))
+	}
+	got["make a user namespace"] = errText(unix.Unshare(unix.CLONE_NEWUSER))
+	_, err = unix.AddKey("user", "planted", []byte("x"), unix.KEY_SPEC_USER_KEYRING)
+	got["add a key to the user's keyring"] = errText(err)
+	_, err = unix.SysvShmGet(unix.IPC_PRIVATE, 4096, unix.IPC_CREAT|0o600)
+	got["make shared memory"] = errText(err)
+	_, _, errno := syscall.Syscall(unix.SYS_USERFAULTFD, 0, 0, 0)
+	got["open a userfaultfd"] = errText(errnoErr(errno))
+	if req.KeyFile != "" {
+		_, err := os.ReadFile(req.KeyFile)
+		got["read a TLS private key"] = errText(err)
+	}
+	var sig int32
+	if _, _, errno := syscall.Syscall(syscall.SYS_PRCTL, syscall.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&sig)), 0); errno != 0 {
+		got["keep the parent-death signal"] = errno.Error()
+	} else if syscall.Signal(sig) != syscall.SIGKILL {
+		got["keep the parent-death signal"] = fmt.Sprintf("signal %d", sig)
+	} else {
+		got["keep the parent-death signal"] = ""
+	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var caps [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &caps[0]); err != nil {
@@ -156,8 +197,16 @@ func TestWorkerSandbox(t *testing.T) {
 			c.Close()
 		}
 	}()
-	req, _ := json.Marshal(probeRequest{Dir: dir, TCPAddr: ln.Addr().String(), ParentID: os.Getpid()})
+	// A private key of the system's the test may read (as root), if any.
+	var keyFile string
+	if keys, _ := filepath.Glob("/etc/ssl/private/*"); len(keys) > 0 {
+		if _, err := os.ReadFile(keys[0]); err == nil {
+			keyFile = keys[0]
+		}
+	}
+	req, _ := json.Marshal(probeRequest{Dir: dir, TCPAddr: ln.Addr().String(), ParentID: os.Getpid(), KeyFile: keyFile})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // as Workers starts a worker
 	cmd.Env = append(os.Environ(), sandboxProbeEnv+"="+string(req))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -168,7 +217,7 @@ func TestWorkerSandbox(t *testing.T) {
 	}
 
 	const eacces, eperm = "permission denied", "operation not permitted"
-	want := map[string]string{"hold no capability": ""}
+	want := map[string]string{"hold no capability": "", "keep the parent-death signal": ""}
 	if abi > 0 {
 		for _, what := range []string{"read a file", "list a directory", "write a file", "create a temporary file", "read the service's environment"} {
 			want[what] = eacces
@@ -180,6 +229,8 @@ func TestWorkerSandbox(t *testing.T) {
 			"change a file's mode", "change a file's owner", "change a file's times", "set a file's extended attribute", "truncate a file",
 			"limit the service's processor time", "renice the service", "pin the service to processors",
 			"signal the service", "signal the process group", "run a shell",
+			"open a socket pair", "start a process", "signal the service by SIGIO", "name an owner by ioctl",
+			"make a user namespace", "add a key to the user's keyring", "make shared memory", "open a userfaultfd",
 		} {
 			want[what] = eperm
 		}
@@ -193,6 +244,9 @@ func TestWorkerSandbox(t *testing.T) {
 	}
 	if pool, err := x509.SystemCertPool(); err == nil && !pool.Equal(x509.NewCertPool()) {
 		want["load the system's certificate roots"] = ""
+	}
+	if keyFile != "" && abi > 0 {
+		want["read a TLS private key"] = eacces
 	}
 	for what, w := range want {
 		g, ok := got[what]
@@ -237,4 +291,12 @@ func TestWorkerRunsSandboxed(t *testing.T) {
 			t.Errorf("the worker's status lacks %q:\n%s", w, status)
 		}
 	}
+}
+
+// errnoErr is errno as an error, nil for 0.
+func errnoErr(errno syscall.Errno) error {
+	if errno == 0 {
+		return nil
+	}
+	return errno
 }

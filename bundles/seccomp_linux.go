@@ -11,24 +11,38 @@ import (
 )
 
 // What a worker's seccomp filters refuse, with EPERM. Landlock leaves
-// these open: a socket of a kind it does not cover (UDP, UNIX, Multipath
-// TCP; io_uring makes sockets without socket(2)); a file's mode, owner,
-// times, extended attributes or length (Landlock guards its contents and
-// names, not its metadata; truncation only from ABI 3); and, for another
-// process of the same user, its limits and scheduling (prlimit64 may set
-// RLIMIT_CPU to 0, which kills the service) and, below Landlock ABI 6,
-// signals.
+// these open:
+//   - sockets of the kinds it does not cover (UDP, UNIX, Multipath TCP;
+//     io_uring makes sockets without socket(2));
+//   - a file's mode, owner, times, extended attributes, flags (ioctl) or
+//     length (Landlock guards its contents and names, not its metadata;
+//     truncation only from ABI 3);
+//   - another process of the same user: its limits (prlimit64 may set
+//     RLIMIT_CPU to 0, which kills the service), scheduling, and, below
+//     Landlock ABI 6, signals, also by SIGIO (fcntl F_SETOWN);
+//   - a process of its own (fork, or clone without CLONE_THREAD), which
+//     would outlive the worker and could then name another by its pid;
+//   - what a worker has no use for and is a way into the kernel or to
+//     another process: namespaces, keyrings, System V IPC, userfaultfd,
+//     perf events, BPF, personality, file notifications.
 var (
 	refusedCalls = []uint32{
-		unix.SYS_SOCKET, unix.SYS_IO_URING_SETUP,
+		unix.SYS_SOCKET, unix.SYS_SOCKETPAIR, unix.SYS_IO_URING_SETUP,
 		unix.SYS_FCHMOD, unix.SYS_FCHMODAT, unix.SYS_FCHMODAT2,
 		unix.SYS_FCHOWN, unix.SYS_FCHOWNAT, unix.SYS_UTIMENSAT,
 		unix.SYS_SETXATTR, unix.SYS_LSETXATTR, unix.SYS_FSETXATTR, unix.SYS_SETXATTRAT,
 		unix.SYS_REMOVEXATTR, unix.SYS_LREMOVEXATTR, unix.SYS_FREMOVEXATTR, unix.SYS_REMOVEXATTRAT,
-		unix.SYS_TRUNCATE,
+		unix.SYS_TRUNCATE, unix.SYS_IOCTL,
 		unix.SYS_SETPRIORITY, unix.SYS_IOPRIO_SET,
 		unix.SYS_SCHED_SETAFFINITY, unix.SYS_SCHED_SETSCHEDULER, unix.SYS_SCHED_SETPARAM, unix.SYS_SCHED_SETATTR,
-		unix.SYS_TKILL, unix.SYS_PIDFD_OPEN, unix.SYS_PIDFD_SEND_SIGNAL,
+		unix.SYS_TKILL, unix.SYS_PIDFD_OPEN, unix.SYS_PIDFD_SEND_SIGNAL, unix.SYS_PROCESS_MADVISE, unix.SYS_KCMP,
+		unix.SYS_UNSHARE, unix.SYS_SETNS,
+		unix.SYS_KEYCTL, unix.SYS_ADD_KEY, unix.SYS_REQUEST_KEY,
+		unix.SYS_SHMGET, unix.SYS_SHMAT, unix.SYS_SHMCTL, unix.SYS_SHMDT,
+		unix.SYS_MSGGET, unix.SYS_MSGSND, unix.SYS_MSGRCV, unix.SYS_MSGCTL,
+		unix.SYS_SEMGET, unix.SYS_SEMOP, unix.SYS_SEMCTL, unix.SYS_SEMTIMEDOP,
+		unix.SYS_USERFAULTFD, unix.SYS_PERF_EVENT_OPEN, unix.SYS_BPF, unix.SYS_PERSONALITY,
+		unix.SYS_FANOTIFY_INIT, unix.SYS_INOTIFY_INIT1,
 	}
 	// selfCalls name a process in their first argument: only this one may
 	// be named (the Go runtime signals its own threads with tgkill).
@@ -36,7 +50,14 @@ var (
 	// selfOrZeroCalls also take 0 for this process, as the Go runtime and
 	// limitMemory call prlimit64.
 	selfOrZeroCalls = []uint32{unix.SYS_PRLIMIT64}
+	// ownerCommands are the fcntl commands that name a process to signal
+	// when a descriptor is ready (or the signal).
+	ownerCommands = []uint32{unix.F_SETOWN, unix.F_SETOWN_EX, unix.F_SETSIG}
 )
+
+// cloneNamespaces are clone's flags that make new namespaces.
+const cloneNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
+	unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET
 
 // seccompArch is the seccomp audit architecture of this build (a filter
 // must check it: a system call number means another call on another
@@ -76,6 +97,7 @@ const (
 	bpfLoad = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
 	bpfJEq  = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
 	bpfJGE  = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
+	bpfJSet = unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
 	bpfRet  = unix.BPF_RET | unix.BPF_K
 
 	// Offsets in struct seccomp_data; both architectures are little
@@ -84,14 +106,17 @@ const (
 	dataArch    = 4
 	dataArg0Low = 16
 	dataArg0Hi  = 20
+	dataArg1Low = 24
 
 	x32Bit = 0x40000000 // __X32_SYSCALL_BIT: the x32 ABI, never Go's
 )
 
-// seccompFilter is the program of a filter that returns EPERM for refused
-// and for selfCalls and selfOrZeroCalls naming a process other than pid,
-// allows every other call of arch, and kills the process on a call of
-// another ABI.
+// seccompFilter is the program of a filter that returns EPERM for
+// refused, for selfCalls and selfOrZeroCalls naming a process other than
+// pid, for fcntl's ownerCommands and for a clone that is not a thread's or
+// makes a namespace, and ENOSYS for clone3 (whose flags it cannot read:
+// the C library then clones as before); that allows every other call of
+// arch, and kills the process on a call of another ABI.
 func seccompFilter(arch uint32, pid int, refused []uint32) ([]unix.SockFilter, error) {
 	prog := []insn{
 		{code: bpfLoad, k: dataArch},
@@ -108,9 +133,26 @@ func seccompFilter(arch uint32, pid int, refused []uint32) ([]unix.SockFilter, e
 	for _, nr := range selfOrZeroCalls {
 		prog = append(prog, insn{code: bpfJEq, k: nr, ifTrue: "selfOrZero"})
 	}
+	prog = append(prog,
+		insn{code: bpfJEq, k: unix.SYS_FCNTL, ifTrue: "fcntl"},
+		insn{code: bpfJEq, k: unix.SYS_CLONE, ifTrue: "clone"},
+		insn{code: bpfJEq, k: unix.SYS_CLONE3, ifTrue: "noSys"},
+	)
 	labels := map[string]int{}
 	mark := func(label string) { labels[label] = len(prog) }
 	prog = append(prog, insn{code: bpfRet, k: unix.SECCOMP_RET_ALLOW})
+	mark("fcntl") // the command is an unsigned int: its low half
+	prog = append(prog, insn{code: bpfLoad, k: dataArg1Low})
+	for _, cmd := range ownerCommands {
+		prog = append(prog, insn{code: bpfJEq, k: cmd, ifTrue: "refuse"})
+	}
+	prog = append(prog, insn{code: bpfRet, k: unix.SECCOMP_RET_ALLOW})
+	mark("clone") // the flags are its first argument on both architectures
+	prog = append(prog,
+		insn{code: bpfLoad, k: dataArg0Low},
+		insn{code: bpfJSet, k: cloneNamespaces, ifTrue: "refuse"},
+		insn{code: bpfJSet, k: unix.CLONE_THREAD, ifTrue: "allow", else_: "refuse"},
+	)
 	mark("selfOrZero")
 	prog = append(prog,
 		insn{code: bpfLoad, k: dataArg0Hi},
@@ -132,6 +174,8 @@ func seccompFilter(arch uint32, pid int, refused []uint32) ([]unix.SockFilter, e
 	prog = append(prog, insn{code: bpfRet, k: unix.SECCOMP_RET_KILL_PROCESS})
 	mark("refuse")
 	prog = append(prog, insn{code: bpfRet, k: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)})
+	mark("noSys")
+	prog = append(prog, insn{code: bpfRet, k: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)})
 	return assemble(prog, labels)
 }
 

@@ -120,11 +120,3 @@ func TestSeccompFiltersAssemble(t *testing.T) {
 		t.Error("a jump backwards assembled")
 	}
 }
-
-// errnoErr is errno as an error, nil for 0.
-func errnoErr(errno syscall.Errno) error {
-	if errno == 0 {
-		return nil
-	}
-	return errno
-}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -23,6 +24,16 @@ const (
 	// inside its sandbox (enterSandbox).
 	sandboxEnv = "AGENTSIGNA_POLICY_WORKER_SANDBOXED"
 )
+
+// A worker's main goroutine stays on the main thread, from which
+// enterSandbox executes the worker again: the parent-death signal the
+// service asked for is the main thread's, and an execve from another
+// thread would lose it.
+func init() {
+	if IsWorker() {
+		runtime.LockOSThread()
+	}
+}
 
 // IsWorker reports whether this process was started by Workers to serve
 // one organization policy: its main must then call ServeWorker and nothing
