@@ -29,8 +29,8 @@ import (
 //     io.jwt.encode_sign and io.jwt.encode_sign_raw (randomized ECDSA/PSS
 //     signatures): pure crypto over their arguments, no key store, no fetch.
 //   - providers.aws.sign_req: computes a SigV4 signature; sends nothing.
-//   - crypto.x509.parse_and_verify_certificates(_with_options): may consult
-//     the system roots, read-only and public.
+//   - crypto.x509.parse_and_verify_certificates(_with_options): verify a
+//     chain against its own first certificate, not the system's roots.
 //   - net.cidr_* other than lookups: arithmetic on addresses (cidr_expand
 //     checks for cancellation, so the timeout bounds it).
 //   - rego.metadata.*: read the policy's own annotations.

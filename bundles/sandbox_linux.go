@@ -24,8 +24,8 @@ import (
 //     privileges.
 //   - Landlock (Linux 5.13 on) confines the file system: nothing may be
 //     written, and nothing read but the files the process had mapped
-//     (itself, its libraries), time zones and certificate roots; so no data
-//     dir, master key or other organization's file. From its ABI 4, no TCP
+//     (itself, its libraries) and time zones; so no data dir, master key,
+//     private key or other organization's file. From its ABI 4, no TCP
 //     bind or connect; from ABI 6, no signal to a process outside the
 //     sandbox and no abstract UNIX socket outside it.
 //   - A seccomp filter (amd64, arm64) refuses what Landlock leaves open:
@@ -41,19 +41,11 @@ import (
 // confined.
 
 // sandboxReadable are read-only to a worker, where they exist, beside the
-// files it had mapped: the dynamic loader's cache, time zones, and the
-// certificate roots crypto.x509.parse_and_verify_certificates may use
-// (where Go's crypto/x509 looks for them on Linux, and where their links
-// lead; not all of /etc/ssl or /etc/pki, which hold private keys that a
-// worker of a service running as root could read). Symbolic links resolve
-// to their targets, which a rule must cover.
-var sandboxReadable = []string{
-	"/etc/ld.so.cache",
-	"/etc/localtime", "/usr/share/zoneinfo",
-	"/etc/ssl/certs", "/etc/ssl/cert.pem", "/etc/ssl/ca-bundle.pem",
-	"/etc/pki/tls/certs", "/etc/pki/tls/cacert.pem", "/etc/pki/ca-trust/extracted",
-	"/usr/share/ca-certificates", "/usr/local/share/ca-certificates",
-}
+// files it had mapped: the dynamic loader's cache and the time zones.
+// Symbolic links resolve to their targets, which a rule must cover. No
+// allowed builtin reads anything else (the certificate builtins verify
+// against the roots they are given, not the system's).
+var sandboxReadable = []string{"/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo"}
 
 const (
 	fsReadFile = unix.LANDLOCK_ACCESS_FS_READ_FILE
@@ -156,23 +148,18 @@ func sealSandbox() error {
 }
 
 // dropCapabilities leaves the calling thread, and what it executes, no
-// capability: a service running as root would otherwise give root's to
-// its workers (no_new_privs stops gaining capabilities from a file, not
-// keeping root's). It empties the bounding set, which an executed image
-// of root's gets back, unless the thread lacks CAP_SETPCAP: then only a
-// process not of root may go on.
+// capability. A service running as root would otherwise give root's to
+// its workers: no_new_privs alone stops gaining capabilities from a file,
+// not keeping root's; with the thread's own cleared as well, an executed
+// image of root's gets none. The bounding set is emptied too where the
+// thread may (CAP_SETPCAP), so that nothing can be regained.
 func dropCapabilities() error {
 	_ = unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) // EINVAL before Linux 4.3: none to clear
 	for c := 0; c < 64; c++ {
-		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
-		if errors.Is(err, unix.EINVAL) { // past the kernel's last capability
+		// EINVAL past the kernel's last capability, EPERM without
+		// CAP_SETPCAP: either way, as far as it goes.
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
 			break
-		}
-		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("dropping capability %d from the bounding set (run the service as a user other than root, or give it CAP_SETPCAP): %w", c, err)
 		}
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}

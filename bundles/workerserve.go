@@ -25,12 +25,13 @@ const (
 	sandboxEnv = "AGENTSIGNA_POLICY_WORKER_SANDBOXED"
 )
 
-// A worker's main goroutine stays on the main thread, from which
-// enterSandbox executes the worker again: the parent-death signal the
-// service asked for is the main thread's, and an execve from another
-// thread would lose it.
+// A worker's main goroutine stays on the main thread until enterSandbox
+// executes the worker again from it: the parent-death signal the service
+// asked for is the main thread's, and an execve from another thread would
+// lose it. The sandboxed image runs unlocked: locked, every decision cost
+// it about two thread switches more.
 func init() {
-	if IsWorker() {
+	if IsWorker() && !inSandbox() {
 		runtime.LockOSThread()
 	}
 }
