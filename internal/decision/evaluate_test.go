@@ -3,6 +3,7 @@ package decision
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"runtime"
 	"strings"
 	"testing"
@@ -44,7 +45,7 @@ func acmePolicy(t testing.TB) *bundles.Policy {
 // process, as the service does.
 func acmeInWorker(t testing.TB) *bundles.Policy {
 	t.Helper()
-	ws, err := bundles.NewWorkers(bundles.WorkerOptions{})
+	ws, err := bundles.NewWorkers(bundles.WorkerOptions{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
