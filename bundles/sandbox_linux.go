@@ -244,10 +244,14 @@ func mappedFiles() ([]string, error) {
 	}
 	var files []string
 	for line := range strings.Lines(string(maps)) {
-		// address perms offset dev inode path
-		f := strings.Fields(line)
-		if len(f) == 6 && strings.HasPrefix(f[5], "/") && !slices.Contains(files, f[5]) {
-			files = append(files, f[5])
+		// address perms offset dev inode path: the path is all that
+		// follows from its first slash (none before it), spaces and all.
+		i := strings.IndexByte(line, '/')
+		if i < 0 || len(strings.Fields(line[:i])) != 5 {
+			continue
+		}
+		if path := strings.TrimSuffix(line[i:], "\n"); !slices.Contains(files, path) {
+			files = append(files, path)
 		}
 	}
 	return files, nil

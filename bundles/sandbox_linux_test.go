@@ -148,6 +148,15 @@ func probeSandbox() {
 	} else {
 		got["keep the parent-death signal"] = ""
 	}
+	// Each of these, allowed, is undone at once.
+	if f, err := os.Open("/usr/share/zoneinfo/UTC"); err == nil {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+		got["lock a readable file"] = errText(err)
+		_, err = unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_RDLCK)
+		got["lease a readable file"] = errText(err)
+		f.Close()
+	}
+	got["clear its parent-death signal"] = errText(unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0)) // after "keep the parent-death signal"
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var caps [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &caps[0]); err != nil {
@@ -224,6 +233,7 @@ func TestWorkerSandbox(t *testing.T) {
 			"signal the service", "signal the process group", "run a shell",
 			"open a socket pair", "start a process", "signal the service by SIGIO", "name an owner by ioctl",
 			"make a user namespace", "add a key to the user's keyring", "make shared memory", "open a userfaultfd",
+			"clear its parent-death signal",
 		} {
 			want[what] = eperm
 		}
@@ -234,6 +244,10 @@ func TestWorkerSandbox(t *testing.T) {
 	// Allowed inside when allowed here.
 	if _, err := time.LoadLocation("America/New_York"); err == nil {
 		want["load a time zone"] = ""
+	}
+	if _, err := os.Stat("/usr/share/zoneinfo/UTC"); err == nil && arch != 0 {
+		want["lock a readable file"] = eperm
+		want["lease a readable file"] = eperm
 	}
 	if keyFile != "" && abi > 0 {
 		want["read a TLS private key"] = eacces

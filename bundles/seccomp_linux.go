@@ -24,7 +24,11 @@ import (
 //     would outlive the worker and could then name another by its pid;
 //   - what a worker has no use for and is a way into the kernel or to
 //     another process: namespaces, keyrings, System V IPC, userfaultfd,
-//     perf events, BPF, personality, file notifications.
+//     perf events, BPF, personality, file notifications, the mount
+//     table, and locks and leases on the files it may read (a lease
+//     holds a writer up for the lease-break time);
+//   - its own parent-death signal: cleared, an escaped worker would
+//     outlive the service.
 var (
 	refusedCalls = []uint32{
 		unix.SYS_SOCKET, unix.SYS_SOCKETPAIR, unix.SYS_IO_URING_SETUP,
@@ -43,6 +47,7 @@ var (
 		unix.SYS_SEMGET, unix.SYS_SEMOP, unix.SYS_SEMCTL, unix.SYS_SEMTIMEDOP,
 		unix.SYS_USERFAULTFD, unix.SYS_PERF_EVENT_OPEN, unix.SYS_BPF, unix.SYS_PERSONALITY,
 		unix.SYS_FANOTIFY_INIT, unix.SYS_INOTIFY_INIT1,
+		unix.SYS_LISTMOUNT, unix.SYS_STATMOUNT, unix.SYS_FLOCK,
 	}
 	// selfCalls name a process in their first argument: only this one may
 	// be named (the Go runtime signals its own threads with tgkill).
@@ -50,9 +55,9 @@ var (
 	// selfOrZeroCalls also take 0 for this process, as the Go runtime and
 	// limitMemory call prlimit64.
 	selfOrZeroCalls = []uint32{unix.SYS_PRLIMIT64}
-	// ownerCommands are the fcntl commands that name a process to signal
-	// when a descriptor is ready (or the signal).
-	ownerCommands = []uint32{unix.F_SETOWN, unix.F_SETOWN_EX, unix.F_SETSIG}
+	// refusedCommands are the fcntl commands that name a process to
+	// signal when a descriptor is ready (or the signal), and take a lease.
+	refusedCommands = []uint32{unix.F_SETOWN, unix.F_SETOWN_EX, unix.F_SETSIG, unix.F_SETLEASE}
 )
 
 // cloneNamespaces are clone's flags that make new namespaces.
@@ -113,8 +118,8 @@ const (
 
 // seccompFilter is the program of a filter that returns EPERM for
 // refused, for selfCalls and selfOrZeroCalls naming a process other than
-// pid, for fcntl's ownerCommands and for a clone that is not a thread's or
-// makes a namespace, and ENOSYS for clone3 (whose flags it cannot read:
+// pid, for fcntl's refusedCommands, for prctl PR_SET_PDEATHSIG and for a
+// clone that is not a thread's or makes a namespace, and ENOSYS for clone3 (whose flags it cannot read:
 // the C library then clones as before); that allows every other call of
 // arch, and kills the process on a call of another ABI.
 func seccompFilter(arch uint32, pid int, refused []uint32) ([]unix.SockFilter, error) {
@@ -135,6 +140,7 @@ func seccompFilter(arch uint32, pid int, refused []uint32) ([]unix.SockFilter, e
 	}
 	prog = append(prog,
 		insn{code: bpfJEq, k: unix.SYS_FCNTL, ifTrue: "fcntl"},
+		insn{code: bpfJEq, k: unix.SYS_PRCTL, ifTrue: "prctl"},
 		insn{code: bpfJEq, k: unix.SYS_CLONE, ifTrue: "clone"},
 		insn{code: bpfJEq, k: unix.SYS_CLONE3, ifTrue: "noSys"},
 	)
@@ -143,10 +149,15 @@ func seccompFilter(arch uint32, pid int, refused []uint32) ([]unix.SockFilter, e
 	prog = append(prog, insn{code: bpfRet, k: unix.SECCOMP_RET_ALLOW})
 	mark("fcntl") // the command is an unsigned int: its low half
 	prog = append(prog, insn{code: bpfLoad, k: dataArg1Low})
-	for _, cmd := range ownerCommands {
+	for _, cmd := range refusedCommands {
 		prog = append(prog, insn{code: bpfJEq, k: cmd, ifTrue: "refuse"})
 	}
 	prog = append(prog, insn{code: bpfRet, k: unix.SECCOMP_RET_ALLOW})
+	mark("prctl") // the option is an int: its low half
+	prog = append(prog,
+		insn{code: bpfLoad, k: dataArg0Low},
+		insn{code: bpfJEq, k: unix.PR_SET_PDEATHSIG, ifTrue: "refuse", else_: "allow"},
+	)
 	mark("clone") // the flags are its first argument on both architectures
 	prog = append(prog,
 		insn{code: bpfLoad, k: dataArg0Low},
