@@ -50,7 +50,10 @@ func TestDecisionsSurviveAPolicyThatEndsItsProcess(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			e := newServiceEnv(t, kind)
 			ws, err := bundles.NewWorkers(bundles.WorkerOptions{
-				StackBytes: 32 << 20, RestartAfter: 200 * time.Millisecond,
+				// The pause is long enough for the decisions between the
+				// crash and the check "in the pause" on a loaded machine:
+				// at 200 ms a make test run once saw the worker restarted.
+				StackBytes: 32 << 20, RestartAfter: time.Second,
 				Logger: slog.New(slog.DiscardHandler),
 			})
 			if err != nil {
