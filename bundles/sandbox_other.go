@@ -12,6 +12,6 @@ func enterSandbox() error { return nil }
 
 func sealSandbox() error { return nil }
 
-func sandboxSupport() (desc string, ok bool) {
+func sandboxSupport() (desc string, whole bool) {
 	return "policy workers are not sandboxed off Linux", false
 }

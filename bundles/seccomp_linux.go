@@ -119,9 +119,10 @@ const (
 // seccompFilter is the program of a filter that returns EPERM for
 // refused, for selfCalls and selfOrZeroCalls naming a process other than
 // pid, for fcntl's refusedCommands, for prctl PR_SET_PDEATHSIG and for a
-// clone that is not a thread's or makes a namespace, and ENOSYS for clone3 (whose flags it cannot read:
-// the C library then clones as before); that allows every other call of
-// arch, and kills the process on a call of another ABI.
+// clone that is not a thread's or makes a namespace, and ENOSYS for
+// clone3 (whose flags it cannot read: the C library then clones as
+// before); that allows every other call of arch, and kills the process on
+// a call of another ABI.
 func seccompFilter(arch uint32, pid int, refused []uint32) ([]unix.SockFilter, error) {
 	prog := []insn{
 		{code: bpfLoad, k: dataArch},
