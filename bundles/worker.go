@@ -752,10 +752,13 @@ func (w *worker) end(why string) {
 		default:
 			w.exit = errors.New("it ended")
 		}
+		// The remote learns first: a caller the exit releases, asking
+		// again at once, finds the worker down (and when it restarts),
+		// not this one still installed.
+		w.r.exited(w)
 		close(w.done)
 	})
 	<-w.done
-	w.r.exited(w)
 }
 
 // parseResult reads a result frame's payload; an error is the worker
