@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 )
@@ -40,14 +39,6 @@ const fakeWorkerEnv = "AGENTSIGNA_TEST_FAKE_WORKER"
 const sandboxProbeEnv = "AGENTSIGNA_TEST_SANDBOX_PROBE"
 
 var sandboxProbe func()
-
-// A probe executes itself from the main thread, as a worker does (see
-// workerserve.go's init), so that it keeps its parent-death signal.
-func init() {
-	if os.Getenv(sandboxProbeEnv) != "" {
-		runtime.LockOSThread()
-	}
-}
 
 // serveFakeWorker takes the bundle as a worker does, then misbehaves as
 // mode says.

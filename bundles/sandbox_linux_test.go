@@ -209,7 +209,10 @@ func TestWorkerSandbox(t *testing.T) {
 	req, _ := json.Marshal(probeRequest{Dir: dir, TCPAddr: ln.Addr().String(), ParentID: os.Getpid(), KeyFile: keyFile})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // as Workers starts a worker
-	cmd.Env = append(os.Environ(), sandboxProbeEnv+"="+string(req))
+	// A worker's environment too, so that it starts as a worker does
+	// (workerserve.go's init keeps it on the main thread until it executes
+	// itself again, which keeps its parent-death signal).
+	cmd.Env = append(os.Environ(), sandboxProbeEnv+"="+string(req), workerEnv+"="+workerProtocol)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
