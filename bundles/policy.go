@@ -42,6 +42,21 @@ func (p *Policy) Revision() string { return p.revision }
 // (Workers.Load) rather than in this one.
 func (p *Policy) Isolated() bool { return p.remote != nil }
 
+// Wake starts the policy's worker again if it was stopped for idleness
+// (WorkerOptions.IdleAfter), and waits until it has started and compiled
+// the bundle: so that a caller can give that start its own time rather
+// than an evaluation's deadline. It returns ctx's error if ctx ends
+// first, and nil otherwise, at once for a policy compiled in this process
+// or whose worker runs. A start that fails leaves the policy's
+// evaluations failing (ErrEval), as a worker that exited does, until a
+// later start succeeds.
+func (p *Policy) Wake(ctx context.Context) error {
+	if p == nil || p.remote == nil {
+		return nil
+	}
+	return p.remote.wake(ctx)
+}
+
 // Digest is the hex SHA-256 of the bundle's tar.gz (for the base policy,
 // policies.BaseRevision()).
 func (p *Policy) Digest() string { return p.digest }

@@ -54,6 +54,11 @@ type WorkerOptions struct {
 	RestartAfter time.Duration
 	// MaxRestartAfter: 0 means 1 min.
 	MaxRestartAfter time.Duration
+	// IdleAfter stops a worker that has had no evaluation for that long:
+	// an organization that has gone quiet holds no process (tens of MiB
+	// each). Its policy's next evaluation, or Wake, starts one again and
+	// waits for the bundle to compile. 0 means 10 min.
+	IdleAfter time.Duration
 	// Logger receives a line for each worker that exits unasked; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -72,7 +77,7 @@ func (o WorkerOptions) withDefaults() (WorkerOptions, error) {
 		}
 		o.Executable = exe
 	}
-	for _, d := range []*time.Duration{&o.CompileTimeout, &o.KillAfter, &o.RestartAfter, &o.MaxRestartAfter} {
+	for _, d := range []*time.Duration{&o.CompileTimeout, &o.KillAfter, &o.RestartAfter, &o.MaxRestartAfter, &o.IdleAfter} {
 		if *d < 0 {
 			return o, fmt.Errorf("bundles: negative duration %v in WorkerOptions", *d)
 		}
@@ -104,6 +109,9 @@ func (o WorkerOptions) withDefaults() (WorkerOptions, error) {
 	if o.MaxRestartAfter == 0 {
 		o.MaxRestartAfter = time.Minute
 	}
+	if o.IdleAfter == 0 {
+		o.IdleAfter = 10 * time.Minute
+	}
 	if o.MaxRestartAfter < o.RestartAfter {
 		return o, fmt.Errorf("bundles: MaxRestartAfter %v is shorter than RestartAfter %v", o.MaxRestartAfter, o.RestartAfter)
 	}
@@ -126,6 +134,8 @@ const selfExe = "/proc/self/exe"
 // releases it. A worker that exits unasked fails the evaluations it had in
 // flight (ErrEval), is logged, and is started again after a pause
 // (WorkerOptions.RestartAfter); evaluations in the pause fail at once.
+// A worker left without evaluations for WorkerOptions.IdleAfter is
+// stopped, and started again when its policy is next evaluated.
 type Workers struct {
 	opts WorkerOptions
 	// starting holds a token per worker compiling: each may take its
@@ -309,24 +319,135 @@ type remote struct {
 	revision string
 
 	mu     sync.Mutex
-	w      *worker // nil while restarting, and once closed
-	down   error   // why w is nil
+	w      *worker // nil while restarting, while idle, and once closed
+	down   error   // why w is nil, unless idle
 	pause  time.Duration
 	closed bool
+	// idle: w was stopped for want of evaluations (WorkerOptions.IdleAfter),
+	// and the next one starts it again; waking, made by the first, is
+	// closed once that start has ended.
+	idle   bool
+	waking chan struct{}
+	// used is when an evaluation last took w; inUse counts those still
+	// holding it (taken under mu, so that none can be holding a worker
+	// the idle timer stops). idleTimer looks at them after IdleAfter.
+	used      time.Time
+	inUse     atomic.Int64
+	idleTimer *time.Timer
 }
 
 func (r *remote) evaluate(ctx context.Context, in Input) (Verdict, error) {
-	r.mu.Lock()
-	w, down := r.w, r.down
-	r.mu.Unlock()
-	if w == nil {
-		return Verdict{}, fmt.Errorf("%w: %v", ErrEval, down)
-	}
 	payload, err := appendValue(nil, in.value)
 	if err != nil {
 		return Verdict{}, fmt.Errorf("%w: the input: %v", ErrEval, err)
 	}
+	w, err := r.take(ctx)
+	if err != nil {
+		return Verdict{}, err
+	}
+	defer r.inUse.Add(-1)
 	return w.evaluate(ctx, payload)
+}
+
+// take returns the worker to evaluate in, marked in use: once a worker
+// stopped for idleness has started again, within ctx.
+func (r *remote) take(ctx context.Context) (*worker, error) {
+	r.mu.Lock()
+	for r.w == nil && r.idle && !r.closed {
+		waking := r.wakeLocked()
+		r.mu.Unlock()
+		select {
+		case <-waking:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: waiting for the organization's policy worker to start: %w", ErrEvalTimeout, ctx.Err())
+		}
+		r.mu.Lock()
+	}
+	w, down := r.w, r.down
+	if w != nil {
+		r.inUse.Add(1)
+		r.used = time.Now()
+	}
+	r.mu.Unlock()
+	if w == nil {
+		return nil, fmt.Errorf("%w: %v", ErrEval, down)
+	}
+	return w, nil
+}
+
+// wake starts the worker again if it was stopped for idleness, and waits
+// for that start until ctx ends (ctx's error). A start that fails leaves
+// the remote down, as a worker that exited does: evaluations fail until a
+// later start succeeds.
+func (r *remote) wake(ctx context.Context) error {
+	r.mu.Lock()
+	if r.w != nil || !r.idle || r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	waking := r.wakeLocked()
+	r.mu.Unlock()
+	select {
+	case <-waking:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// wakeLocked starts a worker for an idle remote, unless one is starting
+// already, and returns the channel closed once it has started (or failed
+// to). r.mu is held.
+func (r *remote) wakeLocked() chan struct{} {
+	if r.waking != nil {
+		return r.waking
+	}
+	waking := make(chan struct{})
+	r.waking = waking
+	go func() {
+		defer close(waking)
+		start := time.Now()
+		w, err := r.ws.start(r)
+		r.mu.Lock()
+		r.idle, r.waking = false, nil
+		if err != nil && !r.closed {
+			r.down = fmt.Errorf("the organization's policy worker does not start again (%v); it is tried again in %v", err, r.pause)
+			r.ws.opts.Logger.Warn("policy worker does not restart", "revision", r.revision, "error", err, "retry_in", r.pause.String())
+			r.restartLater()
+		}
+		r.mu.Unlock()
+		if err == nil {
+			r.ws.opts.Logger.Debug("policy worker started again", "revision", r.revision, "took", time.Since(start).String())
+			r.install(w)
+		}
+	}()
+	return waking
+}
+
+// stopIfIdle stops the worker if no evaluation has taken it for
+// IdleAfter and none holds it; else it looks again when IdleAfter may
+// have passed.
+func (r *remote) stopIfIdle() {
+	idleAfter := r.ws.opts.IdleAfter
+	r.mu.Lock()
+	w := r.w
+	if w == nil || r.closed {
+		// Down or closed: a worker installed later sets the timer again.
+		r.mu.Unlock()
+		return
+	}
+	if left := idleAfter - time.Since(r.used); left > 0 || r.inUse.Load() > 0 {
+		if left <= 0 {
+			left = idleAfter
+		}
+		r.idleTimer.Reset(left)
+		r.mu.Unlock()
+		return
+	}
+	r.w, r.idle = nil, true
+	r.mu.Unlock()
+	r.ws.opts.Logger.Info("policy worker stopped: idle", "revision", r.revision, "idle_after", idleAfter.String())
+	w.end("")
 }
 
 // close stops the worker after drain, the time evaluations that already
@@ -340,6 +461,9 @@ func (r *remote) close(drain time.Duration) {
 	r.closed = true
 	r.down = errors.New("the policy was replaced or closed")
 	w := r.w
+	if r.idleTimer != nil {
+		r.idleTimer.Stop()
+	}
 	r.mu.Unlock()
 	r.ws.mu.Lock()
 	delete(r.ws.live, r)
@@ -359,7 +483,7 @@ func (r *remote) exited(w *worker) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.w != w {
-		return // a start that failed, or a worker already replaced
+		return // a start that failed, a worker already replaced, or one stopped for idleness
 	}
 	r.w = nil
 	if r.closed {
@@ -410,6 +534,12 @@ func (r *remote) install(w *worker) {
 		return
 	}
 	r.w, r.down = w, nil
+	r.used = time.Now()
+	if r.idleTimer == nil {
+		r.idleTimer = time.AfterFunc(r.ws.opts.IdleAfter, r.stopIfIdle)
+	} else {
+		r.idleTimer.Reset(r.ws.opts.IdleAfter)
+	}
 	r.mu.Unlock()
 	select {
 	case <-w.done: // it ended before it was installed: exited did nothing

@@ -26,7 +26,8 @@ import (
 //     ReceiptKeys);
 //  3. evaluate the input under the base and the organization's active
 //     policy (loaded again first when the inputs show an activation newer
-//     than the engine's: one made by another process or replica);
+//     than the engine's: one made by another process or replica; its
+//     worker started again first if it was stopped for idleness);
 //  4. append the decision to the organization's ledger, then the receipt
 //     of an allowed action or the case an escalation opens;
 //  5. in the ledger batch's transaction, store the decision, receipt and
@@ -73,6 +74,11 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 	}
 	if err := s.ensurePolicy(ctx, org, g.policySeq); err != nil {
 		return Response{}, err
+	}
+	// A worker stopped for idleness starts on the request's time, not
+	// the evaluation's deadline: compiling would eat into that.
+	if err := s.cfg.Evaluator.Wake(ctx, org.ID); err != nil {
+		return Response{}, fmt.Errorf("decision: wait for the organization's policy worker: %w", err)
 	}
 	used, err := tn.take(ctx)
 	if err != nil {

@@ -73,6 +73,14 @@ func NewEvaluator(ctx context.Context, engine *bundles.Engine, opts Options) (*E
 	return &Evaluator{base: base, engine: engine, timeout: opts.Timeout, perOrganization: opts.OrganizationEvaluations}, nil
 }
 
+// Wake starts the worker of the organization's active policy again if it
+// was stopped for idleness, and waits for it until ctx ends
+// (bundles.Policy.Wake): that start then takes the caller's time, not the
+// evaluation's deadline. It returns only ctx's error.
+func (e *Evaluator) Wake(ctx context.Context, orgID string) error {
+	return e.engine.Active(orgID).Wake(ctx)
+}
+
 // BaseRevision is the revision of the base policy decisions are made under.
 func (e *Evaluator) BaseRevision() string { return e.base.Revision() }
 

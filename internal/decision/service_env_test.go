@@ -49,6 +49,9 @@ type serviceEnv struct {
 	// workers, when set, is what services built from now on compile and
 	// evaluate organization policies in (as the service does).
 	workers *bundles.Workers
+	// evalTimeout is the evaluation deadline of services built from now
+	// on; 0 means 10 s.
+	evalTimeout time.Duration
 }
 
 // testClock is the Service's clock; it runs with real time from an offset
@@ -123,7 +126,11 @@ func (e *serviceEnv) newServiceOver(t testing.TB, l *ledger.Ledger, tenants stor
 		t.Fatal(err)
 	}
 	engine := bundles.NewEngine()
-	ev, err := decision.NewEvaluator(context.Background(), engine, decision.Options{Timeout: 10 * time.Second})
+	timeout := e.evalTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	ev, err := decision.NewEvaluator(context.Background(), engine, decision.Options{Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -169,6 +169,42 @@ func TestReplacedPoliciesStopTheirWorkers(t *testing.T) {
 	settled(0)
 }
 
+// An organization whose worker was stopped for idleness decides on its
+// next request as before: the worker starts again on the request's time,
+// not within the evaluation's deadline, which a policy that compiles for
+// longer would miss (policy_timeout) on every first request after a quiet
+// spell.
+func TestAnIdleOrganizationsWorkerStartsOnTheRequestsTime(t *testing.T) {
+	e := newServiceEnv(t, "sqlite")
+	ws, err := bundles.NewWorkers(bundles.WorkerOptions{IdleAfter: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ws.Close)
+	e.workers = ws
+	e.evalTimeout = decision.DefaultTimeout
+	e.engine, e.policies, e.service = e.newService(t, e.ledger, decision.Config{})
+	// Thousands of rules: a quarter of a second to compile (more under
+	// the race detector), a millisecond to evaluate.
+	var rego strings.Builder
+	rego.WriteString("package tenant\n\ndecision := {\"allow\": true}\n")
+	for i := range 3000 {
+		fmt.Fprintf(&rego, "r%d if input.action.type == \"t%d\"\n", i, i)
+	}
+	e.activate(t, regoBundle(t, "many-rules-1", rego.String()))
+	agent := e.agent(t, store.RiskLow)
+	if resp := e.decide(t, agent.ID, action("inventory.reorder"), ""); resp.Outcome != decision.Allow {
+		t.Fatalf("with the worker running: %+v", resp)
+	}
+	proctest.WaitUntil(t, 10*time.Second, func() bool { return len(workerPIDs(t)) == 0 })
+	if resp := e.decide(t, agent.ID, action("inventory.reorder"), ""); resp.Outcome != decision.Allow {
+		t.Fatalf("the first decision after the worker went idle: %+v", resp)
+	}
+	if n := len(workerPIDs(t)); n != 1 {
+		t.Errorf("%d workers after the decision, want 1", n)
+	}
+}
+
 // When no worker can be started (the executable is not there, the
 // system refuses a process), nothing is learnt about the bundle: the
 // next decision tries again, rather than the organization's decisions
