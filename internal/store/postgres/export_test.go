@@ -13,6 +13,8 @@ var (
 
 func TenantPool(s *Store) *pgxpool.Pool { return s.tenant }
 
+func PlatformPool(s *Store) *pgxpool.Pool { return s.platform }
+
 // AgentStatsQuery is DecisionTx.AgentStats' statement, for its plan test.
 const AgentStatsQuery = agentStatsQuery
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/migrations"
@@ -1457,3 +1458,63 @@ func migratedTo(t *testing.T, version int) *pgtest.DB {
 
 // oldTenant is the organization migration tests write old rows for.
 const oldTenant = "5f0c2b1e-8a3d-4c6e-9b7a-1d2e3f405162"
+
+// withParam is url with the run-time parameter name=value added.
+func withParam(t *testing.T, raw, name, value string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set(name, value)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// The service's sessions carry limits the server enforces, whatever the
+// client does: a statement that runs too long is cancelled, and a
+// transaction left idle is ended, with its locks. A database URL may set
+// its own.
+func TestSessionLimits(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	s := openTest(t, db, 0)
+	for name, pool := range map[string]*pgxpool.Pool{"tenant": TenantPool(s), "platform": PlatformPool(s)} {
+		var statement, idle string
+		err := pool.QueryRow(ctx, `SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')`).Scan(&statement, &idle)
+		if err != nil || statement != "30s" || idle != "1min" {
+			t.Errorf("%s pool: statement_timeout %q, idle_in_transaction_session_timeout %q, %v; want 30s and 1min", name, statement, idle, err)
+		}
+	}
+
+	short, err := Open(ctx, Config{
+		TenantURL:   withParam(t, withParam(t, db.TenantURL, "statement_timeout", "200ms"), "idle_in_transaction_session_timeout", "200ms"),
+		PlatformURL: db.PlatformURL,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Close()
+	_, err = TenantPool(short).Exec(ctx, `SELECT pg_sleep(5)`)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "57014" {
+		t.Fatalf("a statement past the URL's statement_timeout: %v, want 57014 query_canceled", err)
+	}
+	if mapped := MapErr(err); !errors.Is(mapped, store.ErrUnavailable) || !errors.Is(mapped, store.ErrTxAborted) {
+		t.Errorf("a statement timeout maps to %v, want ErrUnavailable and ErrTxAborted", mapped)
+	}
+
+	tx, err := TenantPool(short).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if _, err := tx.Exec(ctx, `SELECT 1`); err == nil {
+		t.Fatal("a transaction idle past idle_in_transaction_session_timeout went on")
+	}
+}
