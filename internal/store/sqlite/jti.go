@@ -18,7 +18,10 @@ type jtiTx struct {
 func (t *tenantTx) AssertionJTIs() store.JTITx { return &jtiTx{tx: t.tx, tenantID: t.tenantID} }
 
 // Remember inserts the agent's digest, or takes over its row that has
-// expired; a row still live is left alone and no row changes — a replay.
+// expired for an assertion that expires later; a row still live is left
+// alone and no row changes — a replay. The same assertion never takes
+// over its own row, however late its write comes after the caller checked
+// its expiry (a write waiting behind a ledger batch): its exp is no later.
 // Each agent has its own jtis: another agent's same jti is no replay.
 func (j *jtiTx) Remember(ctx context.Context, agentID string, jtiSHA256 []byte, exp time.Time) error {
 	if err := store.CheckJTI(agentID, jtiSHA256, exp); err != nil {
@@ -26,7 +29,7 @@ func (j *jtiTx) Remember(ctx context.Context, agentID string, jtiSHA256 []byte, 
 	}
 	res, err := j.tx.ExecContext(ctx, `INSERT INTO assertion_jtis (tenant_id, jti_sha256, agent_id, expires_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (tenant_id, agent_id, jti_sha256) DO UPDATE SET expires_at = excluded.expires_at
-		WHERE assertion_jtis.expires_at <= ?`,
+		WHERE assertion_jtis.expires_at <= ? AND assertion_jtis.expires_at < excluded.expires_at`,
 		j.tenantID, jtiSHA256, agentID, formatTime(store.StoredTime(exp)), formatTime(store.StoredTime(time.Time{})))
 	if err != nil {
 		return mapErr(err)

@@ -264,6 +264,24 @@ func testJTIs(t *testing.T, h Harness) {
 		}
 		return jtis.Remember(ctx, a1.ID, stale, later)
 	})
+	// The same assertion again, written once its exp has passed (its
+	// expiry was checked before a write that waited): a replay, not a
+	// jti free for reuse.
+	late := digest("jti written late")
+	lateExp := time.Now().Add(-time.Second)
+	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		jtis := tx.AssertionJTIs()
+		if err := jtis.Remember(ctx, a1.ID, late, lateExp); err != nil {
+			return err
+		}
+		if err := jtis.Remember(ctx, a1.ID, late, lateExp); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("the same assertion written after its exp: %v, want ErrConflict", err)
+		}
+		if err := jtis.Remember(ctx, a1.ID, late, lateExp.Add(-time.Second)); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("an assertion that expired earlier, same jti: %v, want ErrConflict", err)
+		}
+		return nil
+	})
 	remember := func(agentID string, d []byte, exp time.Time) func(ctx context.Context, tx store.TenantTx) error {
 		return func(ctx context.Context, tx store.TenantTx) error {
 			return tx.AssertionJTIs().Remember(ctx, agentID, d, exp)
