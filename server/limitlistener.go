@@ -1,8 +1,12 @@
 package server
 
 import (
+	"errors"
+	"log/slog"
 	"net"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // limitListener accepts at most cap(slots) connections at once: past that,
@@ -12,17 +16,26 @@ import (
 // see a long poll's client leave; x/net's wrapper hides it.
 type limitListener struct {
 	net.Listener
+	log       *slog.Logger
 	slots     chan struct{}
 	closed    chan struct{}
 	closeOnce sync.Once
 }
 
-func newLimitListener(ln net.Listener, n int) *limitListener {
-	return &limitListener{Listener: ln, slots: make(chan struct{}, n), closed: make(chan struct{})}
+func newLimitListener(ln net.Listener, n int, log *slog.Logger) *limitListener {
+	return &limitListener{Listener: ln, log: log, slots: make(chan struct{}, n), closed: make(chan struct{})}
 }
 
 // Accept takes a slot, then a connection; a listener closed while waiting
 // for a slot returns the error the closed listener gives.
+//
+// A failure to accept that passes (the process or the system out of
+// descriptors, buffers or memory: EMFILE, ENFILE, ENOBUFS, ENOMEM, as a
+// flood of connections brings about) is logged and waited out, with a
+// pause from 5 ms doubling to 1 s, as net/http does. fasthttp takes any
+// error but a timeout for the listener's end and stops serving, and
+// `serve` then stops the service: idle connections alone, from anyone,
+// would have been enough.
 func (l *limitListener) Accept() (net.Conn, error) {
 	select {
 	case l.slots <- struct{}{}:
@@ -34,12 +47,42 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		return nil, err
 	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.slots
-		return nil, err
+	var pause time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+		}
+		if !passing(err) {
+			<-l.slots
+			return nil, err
+		}
+		pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+		l.log.Warn("server: accepting a connection failed; trying again", "error", err, "retry_in", pause.String())
+		wait := time.NewTimer(pause)
+		select {
+		case <-wait.C:
+		case <-l.closed:
+			wait.Stop()
+			<-l.slots
+			return nil, net.ErrClosed
+		}
 	}
-	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+// passing reports whether an accept error is one that passes: a resource
+// the process or the system has run out of for now.
+func passing(err error) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }
 
 func (l *limitListener) Close() error {

@@ -94,7 +94,7 @@ func (p *Plane) Serve(ln net.Listener) error {
 	// the listener's backlog until one closes. fasthttp's own Concurrency
 	// limit would answer it 503 itself, outside the boundary (text/plain,
 	// a Server header, none of the security headers).
-	if err := p.app.Listener(newLimitListener(ln, p.maxConns)); err != nil {
+	if err := p.app.Listener(newLimitListener(ln, p.maxConns, p.log)); err != nil {
 		return fmt.Errorf("server: %s plane: %w", p.name, err)
 	}
 	return nil
