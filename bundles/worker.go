@@ -187,7 +187,7 @@ func (ws *Workers) Load(_ context.Context, raw []byte, opts ReadOptions) (*Polic
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &remote{ws: ws, raw: raw, limits: opts.Limits, revision: b.Revision, pause: ws.opts.RestartAfter}
+	r := &remote{ws: ws, raw: raw, limits: opts.Limits, revision: b.Revision, pause: ws.opts.RestartAfter, closing: make(chan struct{})}
 	w, err := ws.start(r)
 	if err != nil {
 		return nil, nil, err
@@ -236,6 +236,10 @@ func (ws *Workers) start(r *remote) (*worker, error) {
 		}
 	}
 	defer func() { <-ws.starting }()
+	if r.isClosed() {
+		// Replaced or closed while it waited for its turn: no process.
+		return nil, fmt.Errorf("%w: the policy was replaced or closed", ErrWorker)
+	}
 	cfg, err := json.Marshal(workerConfig{Limits: r.limits, StackBytes: ws.opts.StackBytes, MemoryBytes: ws.opts.MemoryBytes})
 	if err != nil {
 		return nil, err
@@ -323,6 +327,8 @@ type remote struct {
 	down   error   // why w is nil, unless idle
 	pause  time.Duration
 	closed bool
+	// closing is closed with closed: callers waiting for a start leave.
+	closing chan struct{}
 	// idle: w was stopped for want of evaluations (WorkerOptions.IdleAfter),
 	// and the next one starts it again; waking, made by the first, is
 	// closed once that start has ended.
@@ -358,6 +364,7 @@ func (r *remote) take(ctx context.Context) (*worker, error) {
 		r.mu.Unlock()
 		select {
 		case <-waking:
+		case <-r.closing:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: waiting for the organization's policy worker to start: %w", ErrEvalTimeout, ctx.Err())
 		}
@@ -370,6 +377,9 @@ func (r *remote) take(ctx context.Context) (*worker, error) {
 	}
 	r.mu.Unlock()
 	if w == nil {
+		if down == nil {
+			down = errors.New("the organization's policy worker is not running")
+		}
 		return nil, fmt.Errorf("%w: %v", ErrEval, down)
 	}
 	return w, nil
@@ -381,6 +391,11 @@ func (r *remote) take(ctx context.Context) (*worker, error) {
 // later start succeeds.
 func (r *remote) wake(ctx context.Context) error {
 	r.mu.Lock()
+	if r.w != nil {
+		// Counts as use: the evaluation that follows must not find the
+		// worker stopped in between.
+		r.used = time.Now()
+	}
 	if r.w != nil || !r.idle || r.closed {
 		r.mu.Unlock()
 		return nil
@@ -389,6 +404,8 @@ func (r *remote) wake(ctx context.Context) error {
 	r.mu.Unlock()
 	select {
 	case <-waking:
+		return nil
+	case <-r.closing:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -409,8 +426,14 @@ func (r *remote) wakeLocked() chan struct{} {
 		start := time.Now()
 		w, err := r.ws.start(r)
 		r.mu.Lock()
+		// Installed in the same hold that ends idle: a caller never finds
+		// the remote neither idle nor with a worker, nor down.
 		r.idle, r.waking = false, nil
-		if err != nil && !r.closed {
+		installed := false
+		switch {
+		case err == nil:
+			installed = r.installLocked(w)
+		case !r.closed:
 			r.down = fmt.Errorf("the organization's policy worker does not start again (%v); it is tried again in %v", err, r.pause)
 			r.ws.opts.Logger.Warn("policy worker does not restart", "revision", r.revision, "error", err, "retry_in", r.pause.String())
 			r.restartLater()
@@ -418,7 +441,7 @@ func (r *remote) wakeLocked() chan struct{} {
 		r.mu.Unlock()
 		if err == nil {
 			r.ws.opts.Logger.Debug("policy worker started again", "revision", r.revision, "took", time.Since(start).String())
-			r.install(w)
+			r.installed(w, installed)
 		}
 	}()
 	return waking
@@ -445,6 +468,11 @@ func (r *remote) stopIfIdle() {
 		return
 	}
 	r.w, r.idle = nil, true
+	if time.Since(w.started) >= r.ws.opts.MaxRestartAfter {
+		// As for a worker that exited after living that long: the
+		// restarts' pause starts over.
+		r.pause = r.ws.opts.RestartAfter
+	}
 	r.mu.Unlock()
 	r.ws.opts.Logger.Info("policy worker stopped: idle", "revision", r.revision, "idle_after", idleAfter.String())
 	w.end("")
@@ -459,6 +487,7 @@ func (r *remote) close(drain time.Duration) {
 		return
 	}
 	r.closed = true
+	close(r.closing)
 	r.down = errors.New("the policy was replaced or closed")
 	w := r.w
 	if r.idleTimer != nil {
@@ -528,10 +557,16 @@ func (r *remote) restart() {
 // been closed meanwhile (then w is stopped).
 func (r *remote) install(w *worker) {
 	r.mu.Lock()
+	ok := r.installLocked(w)
+	r.mu.Unlock()
+	r.installed(w, ok)
+}
+
+// installLocked makes w the remote's worker, and sets the idle timer,
+// unless the remote is closed (false). r.mu is held.
+func (r *remote) installLocked(w *worker) bool {
 	if r.closed {
-		r.mu.Unlock()
-		w.end("")
-		return
+		return false
 	}
 	r.w, r.down = w, nil
 	r.used = time.Now()
@@ -540,12 +575,28 @@ func (r *remote) install(w *worker) {
 	} else {
 		r.idleTimer.Reset(r.ws.opts.IdleAfter)
 	}
-	r.mu.Unlock()
+	return true
+}
+
+// installed ends installing w, r.mu released: a worker the closed remote
+// did not take is stopped, and one that ended before it was installed
+// (exited did nothing then) is reported now.
+func (r *remote) installed(w *worker, ok bool) {
+	if !ok {
+		w.end("")
+		return
+	}
 	select {
-	case <-w.done: // it ended before it was installed: exited did nothing
+	case <-w.done:
 		r.exited(w)
 	default:
 	}
+}
+
+func (r *remote) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
 }
 
 // result is a worker's answer to one request.

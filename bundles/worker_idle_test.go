@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -82,7 +84,9 @@ func TestWorkerIdleStopsAndStartsAgain(t *testing.T) {
 // it counts as use until it returns.
 func TestWorkerIdleSparesAnEvaluationInFlight(t *testing.T) {
 	var logs syncBuffer
-	ws := idleWorkers(t, 200*time.Millisecond, &logs)
+	// 300 ms does not divide the evaluation's second: no check of the
+	// timer's falls on the evaluation's end.
+	ws := idleWorkers(t, 300*time.Millisecond, &logs)
 	p := workerPolicy(t, ws, slowPolicy)
 	w := currentWorker(p)
 	done := make(chan error, 1)
@@ -90,18 +94,158 @@ func TestWorkerIdleSparesAnEvaluationInFlight(t *testing.T) {
 		_, err := evaluateWithin(p, time.Second, payment(t))
 		done <- err
 	}()
+	ended := func(err error) {
+		t.Helper()
+		if !errors.Is(err, ErrEvalTimeout) {
+			t.Fatalf("the long evaluation: %v, want ErrEvalTimeout", err)
+		}
+		stopped(t, w)
+	}
 	for {
 		select {
 		case err := <-done:
-			if !errors.Is(err, ErrEvalTimeout) {
-				t.Fatalf("the long evaluation: %v, want ErrEvalTimeout", err)
-			}
-			stopped(t, w)
+			ended(err)
 			return
 		case <-time.After(20 * time.Millisecond):
 			if currentWorker(p) != w {
+				select {
+				case err := <-done: // it had just ended
+					ended(err)
+					return
+				default:
+				}
 				t.Fatal("the worker was stopped for idleness while an evaluation held it")
 			}
+		}
+	}
+}
+
+// A caller arriving while a woken worker is being installed finds it, or
+// waits for it: never a remote neither idle nor running nor down (found by
+// review: such a caller was denied "policy evaluation failed: <nil>").
+func TestWorkerIdleWakeHasNoGap(t *testing.T) {
+	var logs syncBuffer
+	ws := idleWorkers(t, 30*time.Millisecond, &logs)
+	p := workerPolicy(t, ws, allowAll)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var wrong []error
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if currentWorker(p) != nil {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				w, err := p.remote.take(cancelled)
+				switch {
+				case err == nil:
+					w.r.inUse.Add(-1)
+				case !errors.Is(err, ErrEvalTimeout):
+					mu.Lock()
+					wrong = append(wrong, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for cycles := 0; cycles < 20 && time.Now().Before(deadline); {
+		if w := currentWorker(p); w != nil {
+			stopped(t, w)
+			cycles++
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if len(wrong) > 0 {
+		t.Fatalf("%d callers during wakes got an error other than their timeout, first: %v", len(wrong), wrong[0])
+	}
+}
+
+// A start after idleness that fails leaves the policy down, as a worker
+// that exited does: its evaluations fail saying so, and the start is tried
+// again after the pause.
+func TestWorkerIdleStartFails(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(t.TempDir(), "worker")
+	if err := os.Symlink(self, exe); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	ws := newWorkers(t, WorkerOptions{
+		Executable: exe, IdleAfter: 200 * time.Millisecond, RestartAfter: 300 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	p := workerPolicy(t, ws, allowAll)
+	stopped(t, currentWorker(p))
+	if err := os.Remove(exe); err != nil {
+		t.Fatal(err)
+	}
+	_, err = evaluateWithin(p, 10*time.Second, payment(t))
+	if !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), "does not start again") || !strings.Contains(err.Error(), "tried again in 300ms") {
+		t.Fatalf("an idle policy whose worker cannot start: %v, want ErrEval saying it is tried again", err)
+	}
+	if !strings.Contains(logs.String(), "policy worker does not restart") {
+		t.Errorf("the failed start was not logged: %s", logs.String())
+	}
+	if err := os.Symlink(self, exe); err != nil {
+		t.Fatal(err)
+	}
+	proctest.WaitUntil(t, 10*time.Second, func() bool {
+		v, err := evaluateWithin(p, time.Second, payment(t))
+		return err == nil && v.Allow
+	})
+}
+
+// Closing a policy releases the callers waiting for its worker to start
+// again: a replaced policy holds nobody up.
+func TestWorkerIdleCloseReleasesWaiters(t *testing.T) {
+	var logs syncBuffer
+	ws := idleWorkers(t, 200*time.Millisecond, &logs)
+	p := workerPolicy(t, ws, allowAll)
+	stopped(t, currentWorker(p))
+	// Every compile turn taken: the start waits for one.
+	for range cap(ws.starting) {
+		ws.starting <- struct{}{}
+	}
+	defer func() {
+		for range cap(ws.starting) {
+			<-ws.starting
+		}
+	}()
+	waked := make(chan error, 1)
+	go func() { waked <- p.Wake(context.Background()) }()
+	evaluated := make(chan error, 1)
+	go func() {
+		_, err := evaluateWithin(p, 10*time.Second, payment(t))
+		evaluated <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	p.Close()
+	for name, ch := range map[string]chan error{"Wake": waked, "an evaluation": evaluated} {
+		select {
+		case err := <-ch:
+			if name == "an evaluation" && (!errors.Is(err, ErrEval) || !strings.Contains(err.Error(), "replaced or closed")) {
+				t.Errorf("%s waiting when the policy closed: %v", name, err)
+			}
+			if name == "Wake" && err != nil {
+				t.Errorf("Wake waiting when the policy closed: %v", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s still waits after the policy closed", name)
 		}
 	}
 }
@@ -199,5 +343,55 @@ func TestWorkerIdleThenClosed(t *testing.T) {
 	}
 	if currentWorker(p) != nil || strings.Contains(logs.String(), "started again") {
 		t.Errorf("a closed policy started a worker: %s", logs.String())
+	}
+}
+
+// A worker stopped for idleness after a long life starts the restarts'
+// pause over, as one that exited after a long life does: a crash soon
+// after the next start is not made to wait out a pause grown by failures
+// long before.
+func TestWorkerIdleStartsThePauseOver(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(t.TempDir(), "worker")
+	if err := os.Symlink(self, exe); err != nil {
+		t.Fatal(err)
+	}
+	ws := newWorkers(t, WorkerOptions{
+		Executable: exe, IdleAfter: 400 * time.Millisecond,
+		RestartAfter: 50 * time.Millisecond, MaxRestartAfter: 200 * time.Millisecond,
+	})
+	p := workerPolicy(t, ws, allowAll)
+	// Failed starts grow the pause to its most.
+	stopped(t, currentWorker(p))
+	if err := os.Remove(exe); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := evaluateWithin(p, 10*time.Second, payment(t)); !errors.Is(err, ErrEval) {
+		t.Fatalf("with no executable: %v", err)
+	}
+	proctest.WaitUntil(t, 10*time.Second, func() bool {
+		p.remote.mu.Lock()
+		defer p.remote.mu.Unlock()
+		return p.remote.pause == 200*time.Millisecond
+	})
+	if err := os.Symlink(self, exe); err != nil {
+		t.Fatal(err)
+	}
+	// The worker then starts, lives past MaxRestartAfter and goes idle.
+	proctest.WaitUntil(t, 10*time.Second, func() bool { return currentWorker(p) != nil })
+	stopped(t, currentWorker(p))
+	if err := p.Wake(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w := currentWorker(p)
+	if err := w.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-w.done
+	if _, err := evaluateWithin(p, time.Second, payment(t)); err == nil || !strings.Contains(err.Error(), "restarts in 50ms") {
+		t.Fatalf("a crash after the idle stop: %v, want it to restart in 50ms", err)
 	}
 }
