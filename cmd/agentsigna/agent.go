@@ -27,7 +27,9 @@ const agentUsage = `usage:
 is refused. Without a kid, its kid is the RFC 7638 thumbprint.
 --generate-key generates an Ed25519 key, writes the PRIVATE JWK to OUT_FILE (mode 0600, never
 overwriting a file) and registers its public half; the private key is printed nowhere else.
-rotate-key adds the new key and retires every other active key of the agent.`
+rotate-key adds the new key and retires every other active key of the agent. Access tokens
+already issued under a retired key stay valid until they expire (5 minutes at most): for a key
+that leaked, suspend the agent, which refuses its tokens at once, and register a new one.`
 
 // runAgent manages an organization's agents locally, on the store the
 // flags select (DESIGN §5; the HTTP management API comes with identity).
