@@ -109,6 +109,22 @@ func Read(raw []byte, opts ReadOptions) (*Bundle, error) {
 // reads a bundle whose signature the service checked before sending it
 // (loadVerified), and has no keys to check it with.
 func read(raw []byte, limits Limits, verify func(*Bundle) error) (*Bundle, error) {
+	b, err := readUnparsed(raw, limits, verify)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.parse(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// readUnparsed is read without parsing the modules and data: the archive,
+// its paths, the signature and the manifest only, whose cost is bounded by
+// the limits. Parsing is not: a few kilobytes of gzip (a list of a million
+// ones, say) take the parser gigabytes and seconds. Workers.Load leaves it
+// to the worker, under the worker's limits.
+func readUnparsed(raw []byte, limits Limits, verify func(*Bundle) error) (*Bundle, error) {
 	if int64(len(raw)) > limits.MaxCompressedBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), limits.MaxCompressedBytes)
 	}
@@ -129,9 +145,6 @@ func read(raw []byte, limits Limits, verify func(*Bundle) error) (*Bundle, error
 		return nil, err
 	}
 	if err := b.readManifest(); err != nil {
-		return nil, err
-	}
-	if err := b.parse(); err != nil {
 		return nil, err
 	}
 	return b, nil

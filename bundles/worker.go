@@ -168,13 +168,16 @@ func NewWorkers(opts WorkerOptions) (*Workers, error) {
 	return &Workers{opts: opts, starting: make(chan struct{}, runtime.GOMAXPROCS(0)), live: map[*remote]struct{}{}}, nil
 }
 
-// Load is bundles.Load with the compilation, and every later evaluation,
-// in a worker: the bundle is read and verified here (intake is bounded by
-// opts.Limits), then compiled in a new worker within
+// Load is bundles.Load with the parsing and compilation, and every later
+// evaluation, in a worker: the archive, its signature and its manifest
+// are checked here (intake is bounded by opts.Limits), then the modules
+// and data are parsed and compiled in a new worker within
 // WorkerOptions.CompileTimeout, which bounds it rather than ctx (a caller
 // that leaves would otherwise leave nobody with the compiled policy).
 // At most GOMAXPROCS workers compile at once; a start that waits longer
-// than CompileTimeout for its turn fails with ErrWorker.
+// than CompileTimeout for its turn fails with ErrWorker. The Bundle
+// returned describes the bundle (revision, digest, signer, manifest); it
+// holds no parsed modules, and bundles.Compile cannot compile it.
 func (ws *Workers) Load(_ context.Context, raw []byte, opts ReadOptions) (*Policy, *Bundle, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -183,7 +186,7 @@ func (ws *Workers) Load(_ context.Context, raw []byte, opts ReadOptions) (*Polic
 	if opts.Limits.MaxCompressedBytes > maxBundleFrame {
 		return nil, nil, fmt.Errorf("bundles: MaxCompressedBytes %d is more than a policy worker takes (%d)", opts.Limits.MaxCompressedBytes, maxBundleFrame)
 	}
-	b, err := Read(raw, opts)
+	b, err := readUnparsed(raw, opts.Limits, func(b *Bundle) error { return b.verify(opts.Keys) })
 	if err != nil {
 		return nil, nil, err
 	}

@@ -104,7 +104,7 @@ func readFrame(r *bufio.Reader, maxPayload int) (frame, error) {
 // gives the caller an error that matches the same sentinel.
 var resultErrors = []error{
 	ErrUndefined, ErrEvalTimeout, ErrEval,
-	ErrForbiddenBuiltin, ErrForbiddenData, ErrNoDecision, ErrParse, ErrCompile,
+	ErrForbiddenBuiltin, ErrForbiddenData, ErrForbiddenPackage, ErrNoDecision, ErrParse, ErrCompile,
 	ErrInvalidBundle,
 }
 

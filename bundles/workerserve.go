@@ -19,7 +19,7 @@ import (
 // Workers starts; a binary's main asks IsWorker before anything else.
 const (
 	workerEnv      = "AGENTSIGNA_POLICY_WORKER"
-	workerProtocol = "2"
+	workerProtocol = "3"
 	// sandboxEnv is set, to "1", when a worker executes itself again
 	// inside its sandbox (enterSandbox).
 	sandboxEnv = "AGENTSIGNA_POLICY_WORKER_SANDBOXED"
