@@ -18,6 +18,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	opabundle "github.com/open-policy-agent/opa/v1/bundle"
+
+	"github.com/agentsigna/agentsigna/internal/jose"
 )
 
 // TenantRoot is the only top-level name an organization's bundle may own
@@ -367,6 +369,11 @@ func (b *Bundle) verify(keys []VerificationKey) error {
 	if sc.Plugin != "" && sc.Plugin != "_default" {
 		return fmt.Errorf("%w: %s: signature plugin %q is not supported", ErrSignature, signaturesFile, sc.Plugin)
 	}
+	for _, token := range sc.Signatures {
+		if err := checkSignatureNames(token); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrSignature, signaturesFile, err)
+		}
+	}
 	listed, err := opabundle.VerifyBundleSignature(sc, verificationConfig(keys))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrSignature, err)
@@ -393,8 +400,38 @@ func (b *Bundle) verify(keys []VerificationKey) error {
 	return nil
 }
 
+// signatureClaims are the members of a bundle signature's claims OPA
+// reads (bundle.DecodedSignature).
+var signatureClaims = jose.Members{
+	"files": jose.Flat("name", "hash", "algorithm"),
+	"keyid": nil, "scope": nil, "iat": nil, "iss": nil,
+}
+
+// checkSignatureNames refuses a signature JWT whose header or claims
+// readers could read two ways: a duplicate member, or a case variant of
+// one read (jose.Check). OPA picks the verifying key by the first of two
+// kids, encoding/json reads the last: a bundle signed by one key would be
+// recorded as signed by another (found by review).
+func checkSignatureNames(token string) error {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return errors.New("the signature is not a compact JWS")
+	}
+	for i, known := range []jose.Members{jose.HeaderMembers, signatureClaims} {
+		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			return errors.New("the signature is not a compact JWS")
+		}
+		if err := jose.Check(raw, known); err != nil {
+			return fmt.Errorf("the signature's %s: %v", [...]string{"header", "claims"}[i], err)
+		}
+	}
+	return nil
+}
+
 // signingKeyID reads the key id of a verified JWT: its kid header, or the
-// deprecated keyid claim, as OPA looks them up.
+// deprecated keyid claim, as OPA looks them up (checkSignatureNames made
+// sure there is one way to read them).
 func signingKeyID(token string) string {
 	parts := strings.Split(token, ".")
 	var hdr struct {
