@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -210,11 +211,13 @@ func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, 
 	if next != len(sizes) {
 		return &Problem{batchStart, fmt.Sprintf("checkpoint of size %d has no matching entries", sizes[next])}, nil
 	}
-	if extra, err := lt.Entries(ctx, rep.Size, rep.Size+1); err != nil || len(extra) > 0 {
+	// Anywhere past it, not only next to it: a row planted past a gap
+	// would otherwise pass, and block every later append.
+	if extra, err := lt.EntriesWithin(ctx, rep.Size, math.MaxUint64, 1); err != nil || len(extra) > 0 {
 		if err != nil {
 			return nil, err
 		}
-		return &Problem{rep.Size, "entries beyond the newest signed checkpoint"}, nil
+		return &Problem{extra[0].Index, "entries beyond the newest signed checkpoint"}, nil
 	}
 	return checkNodes(ctx, lt, computed)
 }

@@ -54,6 +54,10 @@ func TestCheckFindsTampering(t *testing.T) {
 					`INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash, record, created_at)
 					 SELECT tenant_id, 300, entry, leaf_hash, record, created_at FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0`,
 				}, 300, "beyond"},
+				{"entry planted past a gap", []string{
+					`INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash, record, created_at)
+					 SELECT tenant_id, 302, entry, leaf_hash, record, created_at FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0`,
+				}, 302, "beyond"},
 				{"checkpoint root altered", []string{
 					`UPDATE ledger_checkpoints SET root = (SELECT leaf_hash FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0) WHERE tenant_id = '%[1]s' AND size = 300`,
 				}, 299, "disagrees with its signed note"},
