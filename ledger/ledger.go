@@ -12,6 +12,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // Errors callers can test with errors.Is. Store sentinels (ErrNotFound…)
@@ -165,7 +166,7 @@ type Entry struct {
 }
 
 func (e Entry) check() error {
-	if len(e.Kind) == 0 || len(e.Kind) > 64 || !store.IsDottedName(e.Kind, 1, 0) {
+	if !verify.ValidKind(e.Kind) {
 		return fmt.Errorf("%w: ledger entry kind %q", store.ErrInvalid, e.Kind)
 	}
 	if len(e.Subject) > MaxSubject {

@@ -133,7 +133,7 @@ func (r *receiptChecker) check(e verify.Entry, record, jwks []byte) error {
 	logged, ok := r.logged[kid]
 	switch {
 	case !ok && r.first == 0:
-		return fmt.Errorf("receipt signed with key %s, which no receipt key entry before it introduced", kid)
+		return fmt.Errorf("receipt signed with key %q, which no receipt key entry before it introduced", kid)
 	case !ok:
 		r.beforeExport++
 		if _, seen := r.unintroduced[kid]; !seen {
@@ -142,7 +142,7 @@ func (r *receiptChecker) check(e verify.Entry, record, jwks []byte) error {
 		return nil
 	}
 	if published, err := r.verifier.PublicKey(kid); err != nil || !bytes.Equal(published, logged) {
-		return fmt.Errorf("receipt is signed with another key than the log introduced as %s", kid)
+		return fmt.Errorf("receipt is signed with another key than the log introduced as %q", kid)
 	}
 	return nil
 }
@@ -154,10 +154,10 @@ func (r *receiptChecker) introduce(e verify.Entry, record []byte) error {
 		return err
 	}
 	if at, signed := r.unintroduced[rec.KID]; signed {
-		return fmt.Errorf("receipt key %s is introduced after the receipt of entry %d it signed", rec.KID, at)
+		return fmt.Errorf("receipt key %q is introduced after the receipt of entry %d it signed", rec.KID, at)
 	}
 	if _, dup := r.logged[rec.KID]; dup {
-		return fmt.Errorf("receipt key %s introduced twice", rec.KID)
+		return fmt.Errorf("receipt key %q introduced twice", rec.KID)
 	}
 	r.logged[rec.KID] = pub
 	return nil

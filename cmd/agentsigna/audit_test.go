@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -154,7 +155,7 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 	if _, err := l.Append(ctx, lg, receipt(unlogged, "2")); err != nil { // entry 2
 		t.Fatal(err)
 	}
-	if out, err := run("unlogged.tar.gz", 0); err == nil || !strings.Contains(err.Error(), "entry 2: record: receipt signed with key "+unlogged.KID()+", which no receipt key entry before it introduced") {
+	if out, err := run("unlogged.tar.gz", 0); err == nil || !strings.Contains(err.Error(), "entry 2: record: receipt signed with key "+strconv.Quote(unlogged.KID())+", which no receipt key entry before it introduced") {
 		t.Fatalf("a receipt of a key the log never introduced: %q, %v", out, err)
 	}
 
@@ -192,10 +193,10 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if out, err := run("twice.tar.gz", 5); err == nil || !strings.Contains(err.Error(), "entry 6: record: receipt key "+unlogged.KID()+" introduced twice") {
+	if out, err := run("twice.tar.gz", 5); err == nil || !strings.Contains(err.Error(), "entry 6: record: receipt key "+strconv.Quote(unlogged.KID())+" introduced twice") {
 		t.Fatalf("a key introduced twice: %q, %v", out, err)
 	}
-	if out, err := run("after.tar.gz", 7); err == nil || !strings.Contains(err.Error(), "entry 8: record: receipt key "+unlogged.KID()+" is introduced after the receipt of entry 7 it signed") {
+	if out, err := run("after.tar.gz", 7); err == nil || !strings.Contains(err.Error(), "entry 8: record: receipt key "+strconv.Quote(unlogged.KID())+" is introduced after the receipt of entry 7 it signed") {
 		t.Fatalf("a key introduced after a receipt it signed: %q, %v", out, err)
 	}
 	if out, err := run("nameless.tar.gz", 9); err == nil || !strings.Contains(err.Error(), "entry 9: record: a receipt key entry that does not name its Ed25519 key") {
@@ -232,7 +233,7 @@ func TestAuditVerifyPinnedJWKSAgainstTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = auditWholeLog(t, l, lg, "--jwks", jwks)
-	if err == nil || !strings.Contains(err.Error(), "entry 1: record: receipt is signed with another key than the log introduced as "+rs.KID()) {
+	if err == nil || !strings.Contains(err.Error(), "entry 1: record: receipt is signed with another key than the log introduced as "+strconv.Quote(rs.KID())) {
 		t.Fatalf("a receipt the pinned JWKS vouches for under a logged kid: %v", err)
 	}
 }

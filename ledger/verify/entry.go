@@ -25,6 +25,9 @@ const (
 	// serializes numbers as IEEE 754 doubles, which are exact only up to
 	// 2^53 − 1 (Number.MAX_SAFE_INTEGER).
 	MaxEntryIndex = 1<<53 - 1
+	// MaxKindSize bounds an entry's kind, which is lower-case segments
+	// joined by dots (ValidKind).
+	MaxKindSize = 64
 
 	// HashSize is the size of every hash in the ledger: SHA-256.
 	HashSize = sha256.Size
@@ -67,8 +70,11 @@ func (e Entry) encodedLen() (int, error) {
 		return 0, fmt.Errorf("%w: missing time", ErrInvalidEntry)
 	case e.Time.UTC().Year() < 1 || e.Time.UTC().Year() > 9999:
 		return 0, fmt.Errorf("%w: time outside years 0001-9999", ErrInvalidEntry)
-	case !utf8.ValidString(e.Kind):
-		return 0, fmt.Errorf("%w: kind is not valid UTF-8", ErrInvalidEntry)
+	case !ValidKind(e.Kind):
+		// What the service writes, and all an audit tallies and prints:
+		// a kind of any text would let a log of look-alikes ("receipt"
+		// and a zero-width space) or terminal escapes pass for another.
+		return 0, fmt.Errorf("%w: kind is not lower-case segments joined by dots, at most %d bytes", ErrInvalidEntry, MaxKindSize)
 	case !utf8.ValidString(e.Subject):
 		return 0, fmt.Errorf("%w: subject is not valid UTF-8", ErrInvalidEntry)
 	case len(e.Digest) != HashSize:
@@ -210,4 +216,29 @@ func LeafHash(leaf []byte) []byte {
 	h.Write([]byte{0})
 	h.Write(leaf)
 	return h.Sum(make([]byte, 0, HashSize))
+}
+
+// ValidKind reports whether kind is an entry kind: at most MaxKindSize
+// bytes of ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$ ("decision",
+// "auth.token_issued").
+func ValidKind(kind string) bool {
+	if len(kind) == 0 || len(kind) > MaxKindSize {
+		return false
+	}
+	atStart := true // of a segment
+	for i := 0; i < len(kind); i++ {
+		c := kind[i]
+		switch {
+		case atStart:
+			if c < 'a' || c > 'z' {
+				return false
+			}
+			atStart = false
+		case c == '.':
+			atStart = true
+		case (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_':
+			return false
+		}
+	}
+	return !atStart
 }

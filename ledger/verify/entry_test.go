@@ -98,6 +98,12 @@ func TestEntryMarshalRejects(t *testing.T) {
 		{"zero time", func(e *Entry) { e.Time = time.Time{} }},
 		{"year 10000", func(e *Entry) { e.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }},
 		{"invalid UTF-8 kind", func(e *Entry) { e.Kind = "a\xffb" }},
+		{"empty kind", func(e *Entry) { e.Kind = "" }},
+		{"upper-case kind", func(e *Entry) { e.Kind = "Receipt" }},
+		{"look-alike kind", func(e *Entry) { e.Kind = "receipt\u200b" }},
+		{"kind with an escape", func(e *Entry) { e.Kind = "receipt\x1b[2K" }},
+		{"kind ending in a dot", func(e *Entry) { e.Kind = "auth." }},
+		{"kind of 65 bytes", func(e *Entry) { e.Kind = strings.Repeat("k", MaxKindSize+1) }},
 		{"invalid UTF-8 subject", func(e *Entry) { e.Subject = "\xed\xa0\x80" }}, // a UTF-16 surrogate
 		{"short digest", func(e *Entry) { e.Digest = e.Digest[:31] }},
 		{"nil prev", func(e *Entry) { e.Prev = nil }},

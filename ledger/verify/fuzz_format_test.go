@@ -20,8 +20,8 @@ import (
 // for any kind, subject, index and time, Marshal equals
 // github.com/gowebpki/jcs's Transform of the same object serialized by
 // encoding/json (which escapes <, >, &, U+2028 and U+2029 that JCS must
-// not), or fails exactly when a string is not valid UTF-8; and ParseEntry
-// gives the entry back.
+// not), or fails exactly when the kind is not one (ValidKind) or the
+// subject is not valid UTF-8; and ParseEntry gives the entry back.
 func FuzzEntryJCS(f *testing.F) {
 	g := goldenEntry()
 	f.Add(g.Kind, g.Subject, g.Index, g.Time.UnixNano(), int16(60), []byte("record"))
@@ -40,9 +40,9 @@ func FuzzEntryJCS(f *testing.F) {
 			Time: time.Unix(0, unixNano).In(time.FixedZone("", int(offsetMinutes)*60)),
 		}
 		leaf, err := e.Marshal()
-		if !utf8.ValidString(kind) || !utf8.ValidString(subject) {
+		if !ValidKind(kind) || !utf8.ValidString(subject) {
 			if !errors.Is(err, ErrInvalidEntry) {
-				t.Fatalf("invalid UTF-8 accepted: %q, %v", leaf, err)
+				t.Fatalf("a kind that is not one, or a subject of invalid UTF-8, accepted: %q, %v", leaf, err)
 			}
 			return
 		}
