@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -58,7 +59,7 @@ func (c *Checkpoint) check() error {
 // key>", and returns the checkpoint it carries.
 //
 // It rejects: a key that does not parse (ErrInvalidKey); a note that is
-// malformed, carries no signature by this key, or a signature by this key
+// malformed, carries no signature by this key, more than one, or one
 // that does not verify; a checkpoint whose origin line differs from the key
 // name; a tree size that is not canonical decimal; a root that is not the
 // canonical base64 of 32 bytes; a size-0 checkpoint whose root is not the
@@ -78,6 +79,12 @@ func VerifyCheckpoint(signedNote []byte, verifierKey string) (*Checkpoint, error
 	}
 	if len(signedNote) > MaxCheckpointSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrInvalidCheckpoint, len(signedNote), MaxCheckpointSize)
+	}
+	if pinnedSignatures(signedNote, v) > 1 {
+		// note.Open would verify the first and skip the others, where
+		// c2sp.org/signed-note says every signature by a known key MUST
+		// verify; a signer writes one.
+		return nil, fmt.Errorf("%w: more than one signature by key %s+%08x", ErrInvalidCheckpoint, v.Name(), v.KeyHash())
 	}
 	n, err := note.Open(signedNote, note.VerifierList(v))
 	if err != nil {
@@ -132,3 +139,29 @@ func VerifyCheckpoint(signedNote []byte, verifierKey string) (*Checkpoint, error
 
 // emptyRoot is MTH({}) = SHA-256() (RFC 6962 §2.1).
 var emptyRoot = sha256.Sum256(nil)
+
+// pinnedSignatures counts the signature lines of signedNote ("— <name>
+// <base64 of key hash and signature>", after the last blank line) that
+// name v's key: its name and key hash.
+func pinnedSignatures(signedNote []byte, v note.Verifier) int {
+	i := bytes.LastIndex(signedNote, []byte("\n\n"))
+	if i < 0 {
+		return 0
+	}
+	n := 0
+	for _, line := range bytes.Split(signedNote[i+2:], []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte("\u2014 "))
+		if !ok {
+			continue
+		}
+		name, sig64, ok := bytes.Cut(rest, []byte(" "))
+		if !ok || string(name) != v.Name() {
+			continue
+		}
+		sig, err := base64.StdEncoding.DecodeString(string(sig64))
+		if err == nil && len(sig) >= 4 && binary.BigEndian.Uint32(sig) == v.KeyHash() {
+			n++
+		}
+	}
+	return n
+}

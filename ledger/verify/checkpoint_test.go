@@ -66,6 +66,13 @@ func TestVerifyCheckpoint(t *testing.T) {
 
 	badSig := bytes.Clone(signed)
 	badSig[len(badSig)-10] ^= 1 // inside the base64 signature
+	// A second signature line by the key: note.Open verifies the first
+	// and skips the rest, where c2sp.org/signed-note says each MUST
+	// verify; found by review.
+	sigLine := signed[bytes.LastIndex(signed, []byte("\n\n"))+2:]
+	badSigLine := badSig[bytes.LastIndex(badSig, []byte("\n\n"))+2:]
+	goodThenBad := append(bytes.Clone(signed), badSigLine...)
+	signedTwice := append(bytes.Clone(signed), sigLine...)
 	nonCanonicalRoot := []byte(b64)
 	nonCanonicalRoot[42] = nextBase64Char(nonCanonicalRoot[42]) // same bytes, other padding bits
 	if decoded, _ := base64.StdEncoding.DecodeString(string(nonCanonicalRoot)); !bytes.Equal(decoded, root) {
@@ -88,6 +95,8 @@ func TestVerifyCheckpoint(t *testing.T) {
 		{"tampered size", bytes.Replace(signed, []byte("\n5\n"), []byte("\n6\n"), 1), key.vkey, ErrInvalidCheckpoint},
 		{"tampered root", bytes.Replace(signed, []byte(b64[:10]), []byte("AAAAAAAAAA"), 1), key.vkey, ErrInvalidCheckpoint},
 		{"bad signature bytes", badSig, key.vkey, ErrInvalidCheckpoint},
+		{"a good signature, then a bad one by the same key", goodThenBad, key.vkey, ErrInvalidCheckpoint},
+		{"the same signature twice", signedTwice, key.vkey, ErrInvalidCheckpoint},
 		{"size not a number", key.signText(t, testOrigin+"\nfive\n"+b64+"\n"), key.vkey, ErrInvalidCheckpoint},
 		{"size with leading zero", key.signText(t, testOrigin+"\n05\n"+b64+"\n"), key.vkey, ErrInvalidCheckpoint},
 		{"size with sign", key.signText(t, testOrigin+"\n+5\n"+b64+"\n"), key.vkey, ErrInvalidCheckpoint},
