@@ -420,6 +420,14 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 	if err != nil {
 		return err
 	}
+	if !stored.Signed {
+		// Activated unsigned, before the organization registered a key:
+		// it stays the active revision until another is activated (which
+		// must be signed), in every process alike. Read under the keys
+		// registered since, it would not load in a process started after
+		// them, and that process alone would deny everything.
+		opts.Keys = nil
+	}
 	policy, _, err := p.load(ctx, stored.Bundle, opts)
 	if errors.Is(err, bundles.ErrWorker) {
 		// No worker to compile it in: nothing is known of the bundle,

@@ -189,6 +189,38 @@ func TestPolicyVerificationKeyRequiresSignedBundles(t *testing.T) {
 	}
 }
 
+// A revision activated unsigned stays active once the organization
+// registers a verification key, in a process started after the key as in
+// one running before it; only activations from then on must be signed.
+// Found by review: a process started after the key read the active
+// revision under it, and denied all of the organization's decisions.
+func TestPolicyUnsignedActiveRevisionOutlivesANewKey(t *testing.T) {
+	e := newPolicyEnv(t, "sqlite")
+	ctx := context.Background()
+	if _, err := e.policies.Upload(ctx, e.org, exampleBundle(t, "v1", false), "usr_author"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.policies.Activate(ctx, e.org, "v1", "usr_author", "usr_reviewer", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.policies.AddVerificationKey(ctx, e.org, "ci", "", newPEMKey(t), "usr_admin"); err != nil {
+		t.Fatal(err)
+	}
+	// A process started now.
+	engine := bundles.NewEngine()
+	restarted := decision.NewPolicies(e.backend, e.ledger, engine, decision.PoliciesOptions{})
+	if err := restarted.LoadActive(ctx, e.org); err != nil {
+		t.Fatalf("loading the active unsigned revision after a key was registered: %v", err)
+	}
+	if rev, _ := engine.ActiveRevision(e.org.ID); rev != "v1" {
+		t.Fatalf("active revision %q, want v1", rev)
+	}
+	// Activating it again, or another unsigned one, is what the key stops.
+	if _, err := restarted.Upload(ctx, e.org, exampleBundle(t, "v2", false), "usr_author"); !errors.Is(err, bundles.ErrUnsigned) {
+		t.Fatalf("an unsigned upload after the key: %v, want ErrUnsigned", err)
+	}
+}
+
 // TestPolicyActivatedByAnotherProcess: a serving process decides under the
 // activation another process made after it had loaded its policy (the
 // `policy activate` command, or another replica), and under a rollback
