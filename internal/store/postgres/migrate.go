@@ -206,6 +206,13 @@ func ensureRoles(ctx context.Context, conn *pgx.Conn, roles Roles) error {
 			return fmt.Errorf("postgres migrate: grants: %w", err)
 		}
 	}
+	for _, name := range []string{roles.Tenant, roles.Platform} {
+		for _, limit := range sessionLimits {
+			if err := ensureRoleDefault(ctx, conn, name, limit.name, limit.value); err != nil {
+				return err
+			}
+		}
+	}
 	// The app roles, found or made above, must be what Open will accept.
 	// Checked after the grants, which take CREATE on public from PUBLIC
 	// where an older database still gives it.
@@ -222,6 +229,43 @@ func ensureRoles(ctx context.Context, conn *pgx.Conn, roles Roles) error {
 }
 
 func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// sessionLimits bound, on the server, what one of the service's sessions
+// may hold, whatever its client does: a cancelled context closes pgx's
+// connection, and the server goes on running a statement until it next
+// writes to it, with its locks. Every statement the service runs is
+// short: a decision's read, a ledger batch, a chunk of an export or a
+// verification. A transaction idle that long is a leak, and its locks
+// would stall its organization's ledger. They are the app roles'
+// defaults (ALTER ROLE … SET), so that a connection pooler that refuses
+// unknown startup parameters still connects, and a setting of the role's
+// that an administrator made is kept.
+var sessionLimits = []struct{ name, value string }{
+	{"statement_timeout", "30s"},
+	{"idle_in_transaction_session_timeout", "60s"},
+}
+
+// ensureRoleDefault sets role's default of parameter to value, unless the
+// role has a default of its own for it (in every database, or this one).
+func ensureRoleDefault(ctx context.Context, conn *pgx.Conn, role, parameter, value string) error {
+	var set bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (
+		SELECT 1 FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c
+		WHERE r.rolname = $1 AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+		AND c LIKE $2 || '=%')`, role, parameter).Scan(&set)
+	if err != nil {
+		return fmt.Errorf("postgres migrate: read role settings: %w", mapErr(err))
+	}
+	if set {
+		return nil
+	}
+	// Not a parameter placeholder: ALTER ROLE takes none. Both names and
+	// values are this package's constants.
+	if _, err := conn.Exec(ctx, `ALTER ROLE `+ident(role)+` SET `+parameter+` = '`+value+`'`); err != nil {
+		return fmt.Errorf("postgres migrate: set %s of role %s: %w", parameter, role, err)
+	}
+	return nil
+}
 
 // checkApplied refuses a database whose applied migrations differ from
 // this binary's (migrations.CheckApplied). A table from before digests has

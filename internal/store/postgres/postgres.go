@@ -89,19 +89,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// sessionLimits bound, on the server, what one of the service's sessions
-// may hold, whatever its caller does: a cancelled context closes pgx's
-// connection, and the server goes on running a statement until it next
-// writes to it, with its locks. Every statement the service runs is
-// short: a decision's read, a ledger batch, a chunk of an export or a
-// verification (chunkBytes). A transaction idle that long is a leak, and
-// its locks would stall its organization's ledger. The database URL may
-// set either (…?statement_timeout=…), as any run-time parameter.
-var sessionLimits = map[string]string{
-	"statement_timeout":                   "30s",
-	"idle_in_transaction_session_timeout": "60s",
-}
-
 func newPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -110,11 +97,6 @@ func newPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
-	}
-	for name, value := range sessionLimits {
-		if _, set := cfg.ConnConfig.RuntimeParams[name]; !set {
-			cfg.ConnConfig.RuntimeParams[name] = value
-		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -1474,8 +1474,10 @@ func withParam(t *testing.T, raw, name, value string) string {
 
 // The service's sessions carry limits the server enforces, whatever the
 // client does: a statement that runs too long is cancelled, and a
-// transaction left idle is ended, with its locks. A database URL may set
-// its own.
+// transaction left idle is ended, with its locks. They are the app roles'
+// defaults, which migrate sets unless an administrator set the role's
+// own (kept), so that they are no startup parameters, which a connection
+// pooler may refuse; a database URL may still set its own.
 func TestSessionLimits(t *testing.T) {
 	db := pgtest.New(t)
 	ctx := context.Background()
@@ -1486,6 +1488,24 @@ func TestSessionLimits(t *testing.T) {
 		if err != nil || statement != "30s" || idle != "1min" {
 			t.Errorf("%s pool: statement_timeout %q, idle_in_transaction_session_timeout %q, %v; want 30s and 1min", name, statement, idle, err)
 		}
+	}
+	var startup bool
+	if err := TenantPool(s).QueryRow(ctx, `SELECT source = 'user' FROM pg_settings WHERE name = 'statement_timeout'`).Scan(&startup); err != nil || !startup {
+		t.Errorf("statement_timeout's source: user %v, %v; want the role's default", startup, err)
+	}
+
+	// An administrator's own setting of the role survives a migration.
+	admin := pgtest.Connect(t, db.AdminURL)
+	if _, err := admin.Exec(ctx, `ALTER ROLE `+Ident(db.Roles.Tenant)+` SET statement_timeout = '5s'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(ctx, db.AdminURL, db.Roles); err != nil {
+		t.Fatal(err)
+	}
+	again := openTest(t, db, 0)
+	var statement string
+	if err := TenantPool(again).QueryRow(ctx, `SELECT current_setting('statement_timeout')`).Scan(&statement); err != nil || statement != "5s" {
+		t.Errorf("after the administrator's 5s and a migration: statement_timeout %q, %v", statement, err)
 	}
 
 	short, err := Open(ctx, Config{
