@@ -267,6 +267,12 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 			return err
 		})
 	}
+	if err == nil && !a.cfg.Now().Before(claims.Expiry) {
+		// The assertion expired while its jti was being written (a write
+		// that waited): the sweeper may have pruned the row of its first
+		// use by then, so the write proves nothing against a replay.
+		err = identity.ErrAssertionExpired
+	}
 	if err != nil {
 		code, desc := identity.OAuthError(err)
 		if code == identity.OAuthServerError {

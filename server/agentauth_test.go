@@ -951,3 +951,38 @@ func TestRetiredAgentKeyGetsNoToken(t *testing.T) {
 		t.Fatalf("the new key: %d %v", status, out)
 	}
 }
+
+// slowTenants is a store whose write transactions end late: after fn, the
+// clock moves on by lag, as a write that waited would find it.
+type slowTenants struct {
+	store.TenantStore
+	clk *clock
+	lag time.Duration
+}
+
+func (s *slowTenants) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	err := s.TenantStore.InTenantTx(ctx, tenantID, fn)
+	s.clk.add(s.lag)
+	return err
+}
+
+// An assertion that expires while its jti is being written gets no token:
+// by then the sweeper may have pruned the row of its first use, and the
+// write proves nothing against a replay (found by review).
+func TestAssertionExpiredDuringItsJTIWrite(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	var slow *slowTenants
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
+		slow = &slowTenants{TenantStore: c.Tenants, clk: clk}
+		c.Tenants, c.Now = slow, clk.now
+	})
+	clk.set(time.Now())
+	if status, out := e.tokenRequest(t, e.assertion(t, e.agents["acme"], nil)); status != 200 {
+		t.Fatalf("a prompt write: %d %v", status, out)
+	}
+	slow.lag = identity.DefaultAssertionLifetime + time.Minute
+	status, out := e.tokenRequest(t, e.assertion(t, e.agents["acme"], nil))
+	if status != 400 || out["error"] != identity.OAuthInvalidClient || out["access_token"] != nil {
+		t.Fatalf("an assertion that expired during its write: %d %v, want 400 invalid_client", status, out)
+	}
+}
