@@ -79,12 +79,13 @@ func (l *Ledger) CheckWith(ctx context.Context, lg Log, verifierKey string, opts
 		}
 		rep.Checkpoints = len(sizes)
 		if len(sizes) == 0 {
-			es, err := lt.Entries(ctx, 0, 1)
+			// Any entry, not only one at index 0.
+			es, err := lt.EntriesWithin(ctx, 0, math.MaxUint64, 1)
 			if err != nil {
 				return err
 			}
 			if len(es) > 0 {
-				rep.Problem = &Problem{0, "entries exist but no checkpoint signs them"}
+				rep.Problem = &Problem{es[0].Index, "entries exist but no checkpoint signs them"}
 				return nil
 			}
 			// An empty log still answers for the store's keys: what it

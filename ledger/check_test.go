@@ -268,3 +268,30 @@ func TestCheckWithOptions(t *testing.T) {
 		})
 	}
 }
+
+// A log with no checkpoint holds no entry, at any index: one planted past
+// index 0 is found too (found by review: only index 0 was read, and the
+// planted row blocked every append).
+func TestCheckFindsEntriesWithoutCheckpoint(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind, ledger.Config{})
+			appendAll(t, e, []ledger.Entry{{Kind: "test"}})
+			vkey, err := e.ledger.VerifierKey(context.Background(), e.log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.tamper(t,
+				`DELETE FROM ledger_checkpoints WHERE tenant_id = '%[1]s'`,
+				`UPDATE ledger_entries SET idx = 5 WHERE tenant_id = '%[1]s' AND idx = 0`,
+			)
+			rep, err := e.ledger.Check(context.Background(), e.log, vkey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Problem == nil || rep.Problem.Index != 5 || !strings.Contains(rep.Problem.Reason, "no checkpoint") {
+				t.Fatalf("reported %v; want entry 5 with no checkpoint", rep.Problem)
+			}
+		})
+	}
+}
