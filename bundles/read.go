@@ -409,9 +409,11 @@ var signatureClaims = jose.Members{
 
 // checkSignatureNames refuses a signature JWT whose header or claims
 // readers could read two ways: a duplicate member, or a case variant of
-// one read (jose.Check). OPA picks the verifying key by the first of two
-// kids, encoding/json reads the last: a bundle signed by one key would be
-// recorded as signed by another (found by review).
+// one read (jose.CheckCaseFolded: OPA reads claims with encoding/json v1,
+// to which "key-id" is another member than "keyid"). OPA picks the
+// verifying key by the first of two kids, encoding/json reads the last: a
+// bundle signed by one key would be recorded as signed by another (found
+// by review).
 func checkSignatureNames(token string) error {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
@@ -422,7 +424,7 @@ func checkSignatureNames(token string) error {
 		if err != nil {
 			return errors.New("the signature is not a compact JWS")
 		}
-		if err := jose.Check(raw, known); err != nil {
+		if err := jose.CheckCaseFolded(raw, known); err != nil {
 			return fmt.Errorf("the signature's %s: %v", [...]string{"header", "claims"}[i], err)
 		}
 	}

@@ -71,6 +71,12 @@ func TestSignatureReadOneWay(t *testing.T) {
 	if err != nil || b.SignedBy != "ci" {
 		t.Fatalf("a well-formed signature: SignedBy %q, %v", b.SignedBy, err)
 	}
+	// Claims of one's own (opa build --claims-file) that OPA's reader
+	// does not take for its own are no ambiguity.
+	b, err = Read(bundle(signFiles(t, signer, `{"alg":"RS256","kid":"ci"}`, `,"key-id":"release-officer","Iss_":"ci-pipeline"`, files)), ReadOptions{Keys: keys})
+	if err != nil || b.SignedBy != "ci" {
+		t.Fatalf("a signature with claims of its own: SignedBy %q, %v", b.SignedBy, err)
+	}
 	for _, tc := range []struct{ name, header, claims string }{
 		{"two kids", `{"alg":"RS256","kid":"ci","kid":"release-officer"}`, ""},
 		{"a kid in another case", `{"alg":"RS256","kid":"ci","KID":"release-officer"}`, ""},

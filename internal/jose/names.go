@@ -42,13 +42,21 @@ func Flat(names ...string) Members {
 // has a member whose name is not one of known's but folds to one (see the
 // package doc). Members known does not describe are not looked at (RFC
 // 7515 §4, RFC 7519 §4: ignored). Errors quote member names, never values.
-func Check(b []byte, known Members) error {
+func Check(b []byte, known Members) error { return check(b, known, foldName) }
+
+// CheckCaseFolded is Check for a text only readers that fold case alone
+// read, as encoding/json v1 does (OPA reads bundle signatures so): to
+// them a name that differs from a known one by '_' or '-' is another
+// member, and is accepted ("key-id" beside "keyid").
+func CheckCaseFolded(b []byte, known Members) error { return check(b, known, foldCase) }
+
+func check(b []byte, known Members, fold func(string) string) error {
 	// A bytes.Buffer is parsed in place, not copied.
 	dec := jsontext.NewDecoder(bytes.NewBuffer(b))
 	if dec.PeekKind() != '{' {
 		return errors.New("not a JSON object")
 	}
-	if err := checkValueNames(dec, known); err != nil {
+	if err := checkValueNames(dec, known, fold); err != nil {
 		return err
 	}
 	if _, err := dec.ReadToken(); err != io.EOF {
@@ -60,7 +68,7 @@ func Check(b []byte, known Members) error {
 // checkValueNames reads the next value, checking the names of its members
 // against known when it is an object, and of its elements' when an array.
 // The decoder refuses duplicate names and invalid UTF-8 at any depth.
-func checkValueNames(dec *jsontext.Decoder, known Members) error {
+func checkValueNames(dec *jsontext.Decoder, known Members, fold func(string) string) error {
 	if known == nil {
 		return jsonError(dec.SkipValue())
 	}
@@ -70,7 +78,7 @@ func checkValueNames(dec *jsontext.Decoder, known Members) error {
 			return jsonError(err)
 		}
 		for dec.PeekKind() != ']' {
-			if err := checkValueNames(dec, known); err != nil {
+			if err := checkValueNames(dec, known, fold); err != nil {
 				return err
 			}
 		}
@@ -96,11 +104,11 @@ func checkValueNames(dec *jsontext.Decoder, known Members) error {
 		}
 		inner, ok := known[string(name)]
 		if !ok {
-			if exact, folds := foldsToMember(string(name), known); folds {
+			if exact, folds := foldsToMember(string(name), known, fold); folds {
 				return fmt.Errorf("member %q is not %q", name, exact)
 			}
 		}
-		if err := checkValueNames(dec, inner); err != nil {
+		if err := checkValueNames(dec, inner, fold); err != nil {
 			return err
 		}
 	}
@@ -125,10 +133,10 @@ func jsonError(err error) error {
 
 // foldsToMember reports the name in known that name is not, but that a
 // case-insensitive reader matches it to.
-func foldsToMember(name string, known Members) (string, bool) {
-	folded := foldName(name)
+func foldsToMember(name string, known Members, fold func(string) string) (string, bool) {
+	folded := fold(name)
 	for exact := range known {
-		if foldName(exact) == folded {
+		if fold(exact) == folded {
 			return exact, true
 		}
 	}
@@ -144,6 +152,16 @@ func foldName(name string) string {
 		if r == '_' || r == '-' {
 			continue
 		}
+		b.WriteRune(foldRune(r))
+	}
+	return b.String()
+}
+
+// foldCase is name as encoding/json v1 matches it: Unicode simple case
+// folding alone.
+func foldCase(name string) string {
+	var b strings.Builder
+	for _, r := range name {
 		b.WriteRune(foldRune(r))
 	}
 	return b.String()

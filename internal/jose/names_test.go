@@ -78,3 +78,25 @@ func TestCheckFlat(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// CheckCaseFolded folds case alone, as encoding/json v1 does: a name
+// that differs from a known one by '_' or '-' is another member to such
+// a reader; a duplicate, or a case variant, is still refused.
+func TestCheckCaseFolded(t *testing.T) {
+	known := Flat("keyid", "iss")
+	for _, ok := range []string{`{"keyid":"a","key-id":"b","key_id":"c","Iss_":"d"}`, `{"other":1,"OTHER":2}`} {
+		if err := CheckCaseFolded([]byte(ok), known); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{`{"keyid":"a","keyid":"b"}`, `{"KeyID":"a"}`, `{"ISS":"a"}`, `{"\u212Aeyid":"a"}`} {
+		if err := CheckCaseFolded([]byte(bad), known); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	// Check, for readers that also ignore '_' and '-', refuses what
+	// CheckCaseFolded accepts.
+	if err := Check([]byte(`{"key-id":"b"}`), known); err == nil {
+		t.Error(`Check accepted "key-id" beside a known "keyid"`)
+	}
+}
