@@ -29,7 +29,8 @@ is refused. Without a kid, its kid is the RFC 7638 thumbprint.
 overwriting a file) and registers its public half; the private key is printed nowhere else.
 rotate-key adds the new key and retires every other active key of the agent. Access tokens
 already issued under a retired key stay valid until they expire (5 minutes at most): for a key
-that leaked, suspend the agent, which refuses its tokens at once, and register a new one.`
+that leaked, suspend the agent, whose decisions are denied and reads refused from then on,
+tokens already issued included, and register a new one.`
 
 // runAgent manages an organization's agents locally, on the store the
 // flags select (DESIGN §5; the HTTP management API comes with identity).
