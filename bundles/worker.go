@@ -443,7 +443,9 @@ func (r *remote) wakeLocked() chan struct{} {
 		}
 		r.mu.Unlock()
 		if err == nil {
-			r.ws.opts.Logger.Debug("policy worker started again", "revision", r.revision, "took", time.Since(start).String())
+			if installed {
+				r.ws.opts.Logger.Debug("policy worker started again", "revision", r.revision, "took", time.Since(start).String())
+			}
 			r.installed(w, installed)
 		}
 	}()

@@ -24,9 +24,13 @@ func idleWorkers(t *testing.T, idle time.Duration, logs *syncBuffer) *Workers {
 	})
 }
 
-// stopped waits until w's process has exited.
+// stopped waits until w's process has exited; nil, the remote's worker
+// read after it had been stopped, is stopped already.
 func stopped(t *testing.T, w *worker) {
 	t.Helper()
+	if w == nil {
+		return
+	}
 	select {
 	case <-w.waited:
 	case <-time.After(10 * time.Second):
@@ -281,7 +285,9 @@ func TestWorkerIdleStartsOnceForManyCallers(t *testing.T) {
 // only its context's error.
 func TestWorkerIdleWake(t *testing.T) {
 	var logs syncBuffer
-	ws := idleWorkers(t, 200*time.Millisecond, &logs)
+	// Long enough that the worker Wake started is still running for the
+	// evaluation after it on a loaded machine.
+	ws := idleWorkers(t, time.Second, &logs)
 	p := workerPolicy(t, ws, allowAll)
 	w := currentWorker(p)
 	if err := p.Wake(context.Background()); err != nil || currentWorker(p) != w {

@@ -71,12 +71,19 @@ func (l *limitListener) Accept() (net.Conn, error) {
 }
 
 // passing reports whether an accept error is one that passes: a resource
-// the process or the system has run out of for now.
+// the process or the system has run out of for now, or a connection that
+// failed on its way in.
 func passing(err error) bool {
 	if errors.Is(err, net.ErrClosed) {
 		return false
 	}
-	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+	for _, errno := range []syscall.Errno{
+		syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		// The network errors accept(2) passes on from a connection that
+		// failed before it was accepted, which it says to retry as EAGAIN.
+		syscall.ENETDOWN, syscall.EPROTO, syscall.ENOPROTOOPT, syscall.EHOSTDOWN,
+		syscall.EHOSTUNREACH, syscall.EOPNOTSUPP, syscall.ENETUNREACH,
+	} {
 		if errors.Is(err, errno) {
 			return true
 		}

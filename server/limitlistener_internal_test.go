@@ -146,7 +146,7 @@ func TestLimitListenerWaitsOutExhaustion(t *testing.T) {
 	fl := &flakyListener{Listener: inner}
 	ln := newLimitListener(fl, 2, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer ln.Close()
-	fl.fail(acceptFailure(syscall.EMFILE), acceptFailure(syscall.ENFILE), acceptFailure(syscall.ENOBUFS), acceptFailure(syscall.ENOMEM))
+	fl.fail(acceptFailure(syscall.EMFILE), acceptFailure(syscall.ENFILE), acceptFailure(syscall.ENOBUFS), acceptFailure(syscall.ENOMEM), acceptFailure(syscall.EPROTO))
 	client, err := net.Dial("tcp", inner.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -154,10 +154,10 @@ func TestLimitListenerWaitsOutExhaustion(t *testing.T) {
 	defer client.Close()
 	c, err := ln.Accept()
 	if err != nil {
-		t.Fatalf("Accept after four passing failures: %v", err)
+		t.Fatalf("Accept after five passing failures: %v", err)
 	}
 	defer c.Close()
-	for _, want := range []string{"too many open files", "retry_in=5ms", "retry_in=10ms", "retry_in=20ms", "retry_in=40ms"} {
+	for _, want := range []string{"too many open files", "retry_in=5ms", "retry_in=10ms", "retry_in=20ms", "retry_in=40ms", "retry_in=80ms"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the log lacks %q: %s", want, logs.String())
 		}

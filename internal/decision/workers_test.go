@@ -176,7 +176,9 @@ func TestReplacedPoliciesStopTheirWorkers(t *testing.T) {
 // spell.
 func TestAnIdleOrganizationsWorkerStartsOnTheRequestsTime(t *testing.T) {
 	e := newServiceEnv(t, "sqlite")
-	ws, err := bundles.NewWorkers(bundles.WorkerOptions{IdleAfter: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	// A second: the decision after the wake is done, and its worker
+	// counted, well before the worker could go idle again.
+	ws, err := bundles.NewWorkers(bundles.WorkerOptions{IdleAfter: time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
