@@ -38,6 +38,21 @@ func stopped(t *testing.T, w *worker) {
 	}
 }
 
+// linkedExecutable is a symbolic link to the test binary, to start workers
+// from: removing it makes a start fail, linking self again mends it.
+func linkedExecutable(t *testing.T) (exe, self string) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe = filepath.Join(t.TempDir(), "worker")
+	if err := os.Symlink(self, exe); err != nil {
+		t.Fatal(err)
+	}
+	return exe, self
+}
+
 // A worker without evaluations for IdleAfter is stopped, as asked rather
 // than as a failure: no warning, no restart. The policy's next evaluation
 // starts another and answers as before.
@@ -180,14 +195,7 @@ func TestWorkerIdleWakeHasNoGap(t *testing.T) {
 // that exited does: its evaluations fail saying so, and the start is tried
 // again after the pause.
 func TestWorkerIdleStartFails(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(t.TempDir(), "worker")
-	if err := os.Symlink(self, exe); err != nil {
-		t.Fatal(err)
-	}
+	exe, self := linkedExecutable(t)
 	var logs syncBuffer
 	ws := newWorkers(t, WorkerOptions{
 		Executable: exe, IdleAfter: 200 * time.Millisecond, RestartAfter: 300 * time.Millisecond,
@@ -198,7 +206,7 @@ func TestWorkerIdleStartFails(t *testing.T) {
 	if err := os.Remove(exe); err != nil {
 		t.Fatal(err)
 	}
-	_, err = evaluateWithin(p, 10*time.Second, payment(t))
+	_, err := evaluateWithin(p, 10*time.Second, payment(t))
 	if !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), "does not start again") || !strings.Contains(err.Error(), "tried again in 300ms") {
 		t.Fatalf("an idle policy whose worker cannot start: %v, want ErrEval saying it is tried again", err)
 	}
@@ -357,14 +365,7 @@ func TestWorkerIdleThenClosed(t *testing.T) {
 // after the next start is not made to wait out a pause grown by failures
 // long before.
 func TestWorkerIdleStartsThePauseOver(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(t.TempDir(), "worker")
-	if err := os.Symlink(self, exe); err != nil {
-		t.Fatal(err)
-	}
+	exe, self := linkedExecutable(t)
 	ws := newWorkers(t, WorkerOptions{
 		Executable: exe, IdleAfter: 400 * time.Millisecond,
 		RestartAfter: 50 * time.Millisecond, MaxRestartAfter: 200 * time.Millisecond,
