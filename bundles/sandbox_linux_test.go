@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,7 +19,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func init() { sandboxProbe = probeSandbox }
+func init() {
+	sandboxProbe = probeSandbox
+	// Inside, the probe reads its parent-death signal with prctl, which
+	// answers for the calling thread: a thread the runtime started after
+	// the execve has none, whatever the main thread holds (the kernel
+	// signals the process when any of its threads holds one, and the main
+	// thread lives as long as the process). The main goroutine stays on
+	// the main thread there, so that the check reads the main thread's.
+	// Outside, workerserve.go's init locks it, as in every worker: an
+	// execve from another thread would leave the main thread none.
+	if inSandbox() && os.Getenv(sandboxProbeEnv) != "" {
+		runtime.LockOSThread()
+	}
+}
 
 // probeRequest is what the test asks the probe to try.
 type probeRequest struct {
@@ -141,7 +155,9 @@ func probeSandbox() {
 		got["read a TLS private key"] = errText(err)
 	}
 	var sig int32
-	if _, _, errno := syscall.Syscall(syscall.SYS_PRCTL, syscall.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&sig)), 0); errno != 0 {
+	if tid := unix.Gettid(); tid != os.Getpid() {
+		got["keep the parent-death signal"] = fmt.Sprintf("read on thread %d, not the main thread", tid)
+	} else if _, _, errno := syscall.Syscall(syscall.SYS_PRCTL, syscall.PR_GET_PDEATHSIG, uintptr(unsafe.Pointer(&sig)), 0); errno != 0 {
 		got["keep the parent-death signal"] = errno.Error()
 	} else if syscall.Signal(sig) != syscall.SIGKILL {
 		got["keep the parent-death signal"] = fmt.Sprintf("signal %d", sig)
