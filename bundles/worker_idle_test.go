@@ -53,6 +53,17 @@ func linkedExecutable(t *testing.T) (exe, self string) {
 	return exe, self
 }
 
+// idlePolicy loads an allow-all policy in Workers whose workers stop
+// after 200 ms, and waits for its worker to have stopped.
+func idlePolicy(t *testing.T) (*Workers, *Policy, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	ws := idleWorkers(t, 200*time.Millisecond, logs)
+	p := workerPolicy(t, ws, allowAll)
+	stopped(t, currentWorker(p))
+	return ws, p, logs
+}
+
 // A worker without evaluations for IdleAfter is stopped, as asked rather
 // than as a failure: no warning, no restart. The policy's next evaluation
 // starts another and answers as before.
@@ -225,10 +236,7 @@ func TestWorkerIdleStartFails(t *testing.T) {
 // Closing a policy releases the callers waiting for its worker to start
 // again: a replaced policy holds nobody up.
 func TestWorkerIdleCloseReleasesWaiters(t *testing.T) {
-	var logs syncBuffer
-	ws := idleWorkers(t, 200*time.Millisecond, &logs)
-	p := workerPolicy(t, ws, allowAll)
-	stopped(t, currentWorker(p))
+	ws, p, _ := idlePolicy(t)
 	// Every compile turn taken: the start waits for one.
 	for range cap(ws.starting) {
 		ws.starting <- struct{}{}
@@ -266,10 +274,7 @@ func TestWorkerIdleCloseReleasesWaiters(t *testing.T) {
 // deadline passes first gets a timeout, and the start goes on for the
 // others.
 func TestWorkerIdleStartsOnceForManyCallers(t *testing.T) {
-	var logs syncBuffer
-	ws := idleWorkers(t, 200*time.Millisecond, &logs)
-	p := workerPolicy(t, ws, allowAll)
-	stopped(t, currentWorker(p))
+	_, p, logs := idlePolicy(t)
 
 	if _, err := evaluateWithin(p, time.Millisecond, payment(t)); !errors.Is(err, ErrEvalTimeout) {
 		t.Fatalf("a caller out of time at an idle policy: %v, want ErrEvalTimeout", err)
@@ -344,10 +349,7 @@ func TestWorkerIdleWake(t *testing.T) {
 // A policy closed while its worker is idle starts none: its evaluations
 // fail as a closed policy's do.
 func TestWorkerIdleThenClosed(t *testing.T) {
-	var logs syncBuffer
-	ws := idleWorkers(t, 200*time.Millisecond, &logs)
-	p := workerPolicy(t, ws, allowAll)
-	stopped(t, currentWorker(p))
+	_, p, logs := idlePolicy(t)
 	p.Close()
 	if _, err := evaluateWithin(p, time.Second, payment(t)); !errors.Is(err, ErrEval) || !strings.Contains(err.Error(), "replaced or closed") {
 		t.Fatalf("a closed idle policy: %v, want ErrEval saying it was closed", err)
