@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -81,6 +82,10 @@ func TestSignatureReadOneWay(t *testing.T) {
 	// does not take for its own are no ambiguity.
 	if by, err := signedBy(bundle(signFiles(t, signer, `{"alg":"RS256","kid":"ci"}`, `,"key-id":"release-officer","Iss_":"ci-pipeline"`, files))); err != nil || by != "ci" {
 		t.Fatalf("a signature with claims of its own: SignedBy %q, %v", by, err)
+	}
+	// Not three parts: refused before anything reads its members.
+	if _, err := Read(bundle("eyJhbGciOiJSUzI1NiJ9.e30"), ReadOptions{Keys: keys}); !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "not a compact JWS") {
+		t.Errorf("a signature of two parts: %v, want ErrSignature saying it is not a compact JWS", err)
 	}
 	for _, tc := range []struct{ name, header, claims string }{
 		{"two kids", `{"alg":"RS256","kid":"ci","kid":"release-officer"}`, ""},
