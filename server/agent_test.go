@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/time/rate"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
@@ -66,6 +68,13 @@ type testAgent struct {
 // agent authenticator's configuration.
 func newAgentEnv(t *testing.T, configure ...func(*server.AgentAuthConfig)) *agentEnv {
 	t.Helper()
+	return newAgentEnvOn(t, server.Config{}, configure...)
+}
+
+// newAgentEnvOn is newAgentEnv on planes built from cfg (its logger and
+// readiness checks are filled in).
+func newAgentEnvOn(t *testing.T, planesCfg server.Config, configure ...func(*server.AgentAuthConfig)) *agentEnv {
+	t.Helper()
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
 	if err != nil {
@@ -95,7 +104,14 @@ func newAgentEnv(t *testing.T, configure ...func(*server.AgentAuthConfig)) *agen
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = auth.Close(context.Background()) }) // before the ledger's
-	planes, _ := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), TenantReady: s.Ping, PlatformReady: s.Ping})
+	if planesCfg.Logger == nil {
+		planesCfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	planesCfg.TenantReady, planesCfg.PlatformReady = s.Ping, s.Ping
+	planes, err := server.New(planesCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
 	server.MountJWKS(planes.Tenant, s, kr)
@@ -718,6 +734,71 @@ func TestCaseLongPollOfAGoneClient(t *testing.T) {
 // The agent read routes' refusals of a request's own form: a receipt's
 // proof for a decision without a receipt, an entry that is neither, and a
 // wait that is no duration in range.
+// An agent past its decision rate is answered 429 with Retry-After before
+// its request reaches the policy or the ledger; the bound is the agent's,
+// whatever token it holds, and slows no other agent and none of its reads.
+func TestAgentDecisionRate(t *testing.T) {
+	e := newAgentEnvOn(t, server.Config{AgentDecisionRate: rate.Every(time.Hour), AgentDecisionBurst: 2})
+	ctx := context.Background()
+	acmeLog := e.ledger.TenantLog(e.orgs["acme"].ID, "acme")
+	tok := e.token(t, "acme")
+	var first string
+	for i := range 2 {
+		status, _, body := e.decide(t, tok, payment(e.cps["acme"], "1.00"), nil)
+		if status != 200 {
+			t.Fatalf("decision %d of the burst of 2: %d %s", i+1, status, body)
+		}
+		if i == 0 {
+			var out struct {
+				DecisionID string `json:"decision_id"`
+			}
+			_ = json.Unmarshal(body, &out)
+			first = out.DecisionID
+		}
+	}
+	before, err := e.ledger.LatestCheckpoint(ctx, acmeLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := func(name, tok, body string) {
+		t.Helper()
+		status, hdr, resp := e.decide(t, tok, body, nil)
+		if status != 429 || hdr.Get("Content-Type") != "application/problem+json" ||
+			!strings.Contains(string(resp), server.ProblemTypeBase+"too-many-requests") {
+			t.Fatalf("%s: %d %s %s, want a 429 problem", name, status, hdr.Get("Content-Type"), resp)
+		}
+		// One token an hour: the next is due in (almost) an hour.
+		if secs, err := strconv.Atoi(hdr.Get("Retry-After")); err != nil || secs < 3590 || secs > 3600 {
+			t.Errorf("%s: Retry-After %q, want about 3600 seconds", name, hdr.Get("Retry-After"))
+		}
+	}
+	refused("past the burst", tok, payment(e.cps["acme"], "1.00"))
+	// Refused before the body is read: a malformed one is not a 400.
+	refused("a malformed body", tok, `{"action":`)
+	// Another token of the same agent spends the same bucket.
+	refused("with a new token", e.token(t, "acme"), payment(e.cps["acme"], "1.00"))
+	after, err := e.ledger.LatestCheckpoint(ctx, acmeLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The new token's issue is the only entry since.
+	if after.Size != before.Size+1 {
+		t.Errorf("acme's log grew from %d to %d entries over refused decisions and one token", before.Size, after.Size)
+	}
+	if status, _, body := e.decide(t, e.token(t, "beta"), payment(e.cps["beta"], "1.00"), nil); status != 200 {
+		t.Errorf("beta's agent, after acme's spent its bucket: %d %s", status, body)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/v1/decisions/"+first, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if status, _, body := e.do(t, req); status != 200 {
+		t.Errorf("acme's agent reading its decision while over its rate: %d %s", status, body)
+	}
+	// Authentication comes first: no token is still 401, not 429.
+	if status, _, _ := e.decide(t, "", payment(e.cps["acme"], "1.00"), nil); status != 401 {
+		t.Errorf("no token: %d, want 401", status)
+	}
+}
+
 func TestAgentReadRefusals(t *testing.T) {
 	e := newAgentEnv(t)
 	tok := e.token(t, "acme")

@@ -17,9 +17,14 @@ import (
 // POST /v1/decisions, GET /v1/decisions/{id}, GET /v1/cases/{id}[?wait=].
 // Every one requires an agent access token; an agent sees only its own
 // decisions and cases (another agent's are 404, even in its organization).
+// Each agent's POST /v1/decisions is bounded by Config.AgentDecisionRate.
 func MountDecisions(p *Plane, auth *AgentAuth, svc *decision.Service, l *ledger.Ledger) {
 	h := &decisionHandlers{svc: svc, ledger: l}
-	p.app.Post("/v1/decisions", auth.Require, h.decide)
+	if p.agents != nil {
+		p.app.Post("/v1/decisions", auth.Require, p.agents.limitDecisions, h.decide)
+	} else {
+		p.app.Post("/v1/decisions", auth.Require, h.decide)
+	}
 	p.app.Get("/v1/decisions/:id", auth.Require, h.getDecision)
 	p.app.Get("/v1/decisions/:id/tlog-proof", auth.Require, h.tlogProof)
 	p.app.Get("/v1/cases/:id", auth.Require, h.getCase)

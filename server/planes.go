@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"golang.org/x/time/rate"
 )
 
 // Plane is one Fiber app behind the boundary: the tenant or the platform
@@ -21,6 +22,8 @@ type Plane struct {
 	writeTimeout  time.Duration
 	exportTimeout time.Duration
 	maxConns      int
+	// agents bounds each agent's decisions (nil: no bound).
+	agents *agentLimiter
 }
 
 // Planes are the two apps. They share nothing but the Config they were
@@ -75,7 +78,12 @@ func newPlane(name string, cfg Config, ready ReadinessCheck) *Plane {
 	app.Use(b.middleware)
 	app.Get("/healthz", healthz)
 	app.Get("/readyz", readyz(ready, cfg.ReadinessTimeout, log))
-	return &Plane{name: name, app: app, log: log, writeTimeout: cfg.WriteTimeout, exportTimeout: cfg.ExportTimeout, maxConns: cfg.MaxConnections}
+	var agents *agentLimiter
+	if cfg.AgentDecisionRate != rate.Inf {
+		agents = newAgentLimiter(cfg.AgentDecisionRate, cfg.AgentDecisionBurst, time.Now, log)
+	}
+	return &Plane{name: name, app: app, log: log, writeTimeout: cfg.WriteTimeout, exportTimeout: cfg.ExportTimeout,
+		maxConns: cfg.MaxConnections, agents: agents}
 }
 
 // Name is "tenant" or "platform".

@@ -588,3 +588,28 @@ func TestStopRecordsSuppressedRefusals(t *testing.T) {
 		t.Fatalf("the platform's log holds %v; summary %+v", kinds, summary)
 	}
 }
+
+// serve's per-agent decision bound is set by --agent-decision-rate and
+// --agent-decision-burst (or their environment twins): past it the agent
+// gets 429, and the service's log says so once.
+func TestAgentDecisionRateFlags(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	ta := freeAddr(t)
+	p := startServeAt(t, []string{"AGENTSIGNA_AGENT_DECISION_BURST=2"}, ta, "--data-dir", dataDir, "--demo",
+		"--public-url", "http://"+ta, "--agent-decision-rate", "0.001")
+	c := newAgentClient(t, p, filepath.Join(dataDir, "demo", "credentials.json"), nil)
+	body := fmt.Sprintf(`{"action":{"type":"payment.send","resource":"invoice:INV-9","counterparty":%q,"amount":{"value":"1.00","currency":"EUR"}},"reason":"pay"}`, c.creds.Counterparties[0].ID)
+	for i := range 2 {
+		if status, out := c.do(http.MethodPost, "/v1/decisions", body); status != 200 {
+			t.Fatalf("decision %d of a burst of 2: %d %v", i+1, status, out)
+		}
+	}
+	status, out := c.do(http.MethodPost, "/v1/decisions", body)
+	if status != 429 || out["type"] != "https://agentsigna.dev/problems/too-many-requests" {
+		t.Fatalf("past the burst: %d %v", status, out)
+	}
+	p.stop(t)
+	if n := strings.Count(p.Logs(), "agent decisions refused: over the agent's rate"); n != 1 || !strings.Contains(p.Logs(), c.creds.Agent.ID) {
+		t.Errorf("%d log lines about the refusal, want 1 naming the agent:\n%s", n, p.Logs())
+	}
+}

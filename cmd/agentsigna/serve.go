@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os/signal"
 	"runtime/debug"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
@@ -39,6 +42,8 @@ type serveFlags struct {
 	shutdown      time.Duration
 	demo          bool
 	pprofAddr     string
+	agentRate     float64
+	agentBurst    int
 }
 
 // runServe starts both planes and blocks until SIGINT/SIGTERM, then lets
@@ -57,6 +62,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs.StringVar(&f.logFormat, "log-format", "json", "json or text")
 	fs.DurationVar(&f.shutdown, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown (the last ledger summaries then get up to 5s more)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this loopback address; off when empty")
+	fs.Float64Var(&f.agentRate, "agent-decision-rate", float64(server.DefaultAgentDecisionRate), "decisions a second one agent may ask for, per process (429 past it); 0: no bound")
+	fs.IntVar(&f.agentBurst, "agent-decision-burst", server.DefaultAgentDecisionBurst, "decisions one agent may ask for at once after a quiet spell")
 	fs.BoolVar(&f.demo, "demo", false, "seed organization acme (example policy, an agent, two counterparties) on an empty embedded store; credentials to DATA_DIR/demo/credentials.json")
 	if err := parse(fs, args, env); err != nil {
 		return err
@@ -66,6 +73,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 	tlsConfig, err := f.tlsConfig()
+	if err != nil {
+		return err
+	}
+	agentRate, err := f.agentDecisionRate()
 	if err != nil {
 		return err
 	}
@@ -116,6 +127,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		TenantReady:   backend.Ping,
 		PlatformReady: backend.Ping,
 		TLS:           tlsConfig != nil,
+		// The zero burst of an unbounded rate takes the default, unused.
+		AgentDecisionRate:  agentRate,
+		AgentDecisionBurst: f.agentBurst,
 	})
 	if err != nil {
 		return err
@@ -369,6 +383,20 @@ func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Bac
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
 	return policies, auth, workers, nil
+}
+
+// agentDecisionRate is --agent-decision-rate as the server takes it: 0
+// means no bound (rate.Inf).
+func (f *serveFlags) agentDecisionRate() (rate.Limit, error) {
+	switch {
+	case f.agentRate == 0:
+		return rate.Inf, nil
+	case !(f.agentRate > 0) || math.IsInf(f.agentRate, 0):
+		return 0, fmt.Errorf("%w: --agent-decision-rate must be a number of decisions a second, or 0 for no bound", errUsage)
+	case f.agentBurst < 1:
+		return 0, fmt.Errorf("%w: --agent-decision-burst must be at least 1", errUsage)
+	}
+	return rate.Limit(f.agentRate), nil
 }
 
 // agentAuthCloseTimeout bounds the writing of the token refusals' last

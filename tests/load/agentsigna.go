@@ -60,6 +60,12 @@ func (c credentials) verifiedCounterparty() (string, error) {
 	return "", errors.New("the credentials list no verified counterparty (give --counterparty)")
 }
 
+// unboundedAgent is the --agent-decision-rate the harness serves with. Its
+// one agent stands for the many a real organization has, so it must not
+// meet serve's per-agent bound; a rate it never reaches (rather than 0, no
+// bound) keeps the limiter's work in what is measured.
+const unboundedAgent = "1e9"
+
 // startDemo runs `agentsigna serve --demo` on a fresh embedded store under
 // dir, on free loopback ports, and returns it with its tenant URL, the
 // credentials file it wrote and, with o.CPUProfile, its pprof URL.
@@ -76,7 +82,7 @@ func startDemo(ctx context.Context, o Options, client *http.Client, dir string) 
 	tenantURL = "http://" + ta
 	args := []string{"serve", "--demo",
 		"--data-dir", dataDir, "--tenant-addr", ta, "--platform-addr", pa, "--public-url", tenantURL,
-		"--log-level", o.ServerLogLevel}
+		"--log-level", o.ServerLogLevel, "--agent-decision-rate", unboundedAgent}
 	if o.CPUProfile != "" {
 		da, err := freeLoopbackAddr()
 		if err != nil {

@@ -1,0 +1,224 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// fakeClock is a clock the test moves.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) add(d time.Duration)     { c.t = c.t.Add(d) }
+func newFakeClock() *fakeClock               { return &fakeClock{t: time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)} }
+func noCheck(context.Context) error          { return nil }
+func discardLogger() *slog.Logger            { return slog.New(slog.DiscardHandler) }
+func refOf(tenant, agent string) agentRef    { return agentRef{tenant: tenant, agent: agent} }
+func spend(l *agentLimiter, r agentRef) bool { return l.take(r) == 0 }
+
+// An agent gets its burst at once, then one decision each 1/rate; a
+// refused request spends nothing and is told how long to wait.
+func TestAgentLimiterBucket(t *testing.T) {
+	clock := newFakeClock()
+	l := newAgentLimiter(2, 3, clock.now, discardLogger())
+	a := refOf("ten_1", "agt_a")
+	for i := range 3 {
+		if !spend(l, a) {
+			t.Fatalf("decision %d of the burst of 3 refused", i+1)
+		}
+	}
+	if wait := l.take(a); wait != 500*time.Millisecond {
+		t.Fatalf("past the burst: wait %v, want 500ms (1/rate)", wait)
+	}
+	// The refusals above and these spent nothing: half a period on, the
+	// wait is half as long, not longer.
+	clock.add(250 * time.Millisecond)
+	for range 5 {
+		if wait := l.take(a); wait != 250*time.Millisecond {
+			t.Fatalf("a quarter second on: wait %v, want 250ms", wait)
+		}
+	}
+	clock.add(250 * time.Millisecond)
+	if !spend(l, a) {
+		t.Fatal("refused once a token had refilled")
+	}
+	if spend(l, a) {
+		t.Fatal("two decisions allowed for one refilled token")
+	}
+	// A quiet spell refills the burst, and no more than it.
+	clock.add(time.Hour)
+	for i := range 3 {
+		if !spend(l, a) {
+			t.Fatalf("after an hour, decision %d of 3 refused", i+1)
+		}
+	}
+	if spend(l, a) {
+		t.Fatal("a quiet spell refilled more than the burst")
+	}
+}
+
+// Each agent has its own bucket: another agent of the same organization,
+// and an agent of another organization with the same id, are not slowed
+// by one that spent its own.
+func TestAgentLimiterIsPerAgent(t *testing.T) {
+	clock := newFakeClock()
+	l := newAgentLimiter(rate.Every(time.Hour), 1, clock.now, discardLogger())
+	a := refOf("ten_1", "agt_a")
+	if !spend(l, a) || spend(l, a) {
+		t.Fatal("a burst of 1 did not allow exactly one")
+	}
+	for _, other := range []agentRef{refOf("ten_1", "agt_b"), refOf("ten_2", "agt_a")} {
+		if !spend(l, other) {
+			t.Errorf("%v refused after %v spent its bucket", other, a)
+		}
+	}
+}
+
+// The limiter forgets an agent only when forgetting changes nothing: its
+// bucket is full again and its refusals are logged. A spent agent is not
+// forgotten, so it cannot refill by making the map sweep.
+func TestAgentLimiterSweep(t *testing.T) {
+	clock := newFakeClock()
+	var buf lockedLog
+	l := newAgentLimiter(1, 2, clock.now, slog.New(slog.NewJSONHandler(&buf, nil)))
+	spent, throttled := refOf("ten_1", "agt_spent"), refOf("ten_1", "agt_throttled")
+	spend(l, spent)
+	spend(l, spent) // 0 tokens
+	for i := range 10 {
+		spend(l, refOf("ten_1", fmt.Sprintf("agt_%d", i))) // 1 token each
+	}
+	spend(l, throttled)
+	spend(l, throttled)
+	l.take(throttled) // logged
+	l.take(throttled) // counted, to be logged
+
+	clock.add(500 * time.Millisecond) // none full: spent 0.5, the others 1.5
+	l.sweep(clock.now())
+	if got := len(l.agents); got != 12 {
+		t.Fatalf("a sweep with no full bucket kept %d agents, want 12", got)
+	}
+	clock.add(10 * time.Second) // all full
+	l.sweep(clock.now())
+	if _, ok := l.agents[throttled]; !ok || len(l.agents) != 1 {
+		t.Fatalf("after refilling, kept %d agents; want only the one with a refusal to log within the minute", len(l.agents))
+	}
+	clock.add(time.Minute)
+	l.sweep(clock.now())
+	if len(l.agents) != 0 {
+		t.Fatalf("%d agents kept a minute on", len(l.agents))
+	}
+	lines := buf.lines(t)
+	if len(lines) != 2 || lines[1]["refused"] != float64(1) {
+		t.Errorf("log %v: want the first refusal, then the one counted since, logged when its agent was forgotten", lines)
+	}
+
+	// A new agent sweeps when the map has reached sweepAt: here the full
+	// buckets of 1,024 agents go, and spent's part-empty one stays.
+	for i := range minAgentSweep - 1 {
+		spend(l, refOf("ten_1", fmt.Sprintf("agt_%d", i)))
+	}
+	spend(l, spent)
+	spend(l, spent)
+	clock.add(1500 * time.Millisecond) // the others full again; spent has 1.5
+	spend(l, refOf("ten_1", "agt_new"))
+	if _, ok := l.agents[spent]; !ok || len(l.agents) != 2 {
+		t.Errorf("after the sweep a new agent made, %d agents kept; want spent and the new one", len(l.agents))
+	}
+	if l.take(spent) != 0 {
+		t.Error("spent had 1.5 tokens and was refused")
+	}
+	if l.sweepAt != minAgentSweep {
+		t.Errorf("next sweep at %d agents, want %d", l.sweepAt, minAgentSweep)
+	}
+}
+
+// An agent kept over its rate is logged once a minute with how many of
+// its requests were refused, never with anything but the ids its token
+// carries.
+func TestAgentLimiterLogsOncePerMinute(t *testing.T) {
+	clock := newFakeClock()
+	var buf lockedLog
+	l := newAgentLimiter(1, 1, clock.now, slog.New(slog.NewJSONHandler(&buf, nil)))
+	a := refOf("ten_1", "agt_a")
+	spend(l, a)
+	for range 10 {
+		l.take(a) // the first is logged; 9 counted
+	}
+	clock.add(30 * time.Second) // the bucket holds 1: one allowed, 4 counted
+	for range 5 {
+		l.take(a)
+	}
+	clock.add(30 * time.Second) // one allowed; the next logged with 13+1
+	for range 3 {
+		l.take(a)
+	}
+	lines := buf.lines(t)
+	if len(lines) != 2 {
+		t.Fatalf("%d log lines for two minutes of refusals, want 2: %v", len(lines), lines)
+	}
+	for i, want := range []float64{1, 14} {
+		ln := lines[i]
+		if ln["msg"] != "agent decisions refused: over the agent's rate" || ln["level"] != "WARN" ||
+			ln["tenant"] != "ten_1" || ln["agent"] != "agt_a" || ln["refused"] != want {
+			t.Errorf("line %d = %v, want refused %v", i, ln, want)
+		}
+	}
+}
+
+// lockedLog collects JSON log lines (the limiter logs under its lock).
+type lockedLog struct{ strings.Builder }
+
+func (b *lockedLog) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for ln := range strings.Lines(b.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(ln), &m); err != nil {
+			t.Fatalf("log line %q: %v", ln, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// Zero takes the defaults; a negative or NaN rate and a negative burst
+// are refused; rate.Inf is no bound, and mounts no limiter.
+func TestAgentDecisionRateConfig(t *testing.T) {
+	base := Config{Logger: discardLogger(), TenantReady: noCheck, PlatformReady: noCheck}
+	c, err := base.withDefaults()
+	if err != nil || c.AgentDecisionRate != DefaultAgentDecisionRate || c.AgentDecisionBurst != DefaultAgentDecisionBurst {
+		t.Fatalf("defaults: %v %v %v", c.AgentDecisionRate, c.AgentDecisionBurst, err)
+	}
+	for _, bad := range []func(*Config){
+		func(c *Config) { c.AgentDecisionRate = -1 },
+		func(c *Config) { c.AgentDecisionRate = rate.Limit(math.NaN()) },
+		func(c *Config) { c.AgentDecisionBurst = -1 },
+	} {
+		c := base
+		bad(&c)
+		if _, err := New(c); err == nil {
+			t.Errorf("New accepted rate %v burst %v", c.AgentDecisionRate, c.AgentDecisionBurst)
+		}
+	}
+	c = base
+	c.AgentDecisionRate = rate.Inf
+	planes, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if planes.Tenant.agents != nil {
+		t.Error("rate.Inf still built a limiter")
+	}
+	planes, _ = New(base)
+	if l := planes.Tenant.agents; l == nil || l.limit != DefaultAgentDecisionRate || l.burst != DefaultAgentDecisionBurst {
+		t.Errorf("default limiter %+v", l)
+	}
+}
