@@ -12,12 +12,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -796,6 +798,81 @@ func TestAgentDecisionRate(t *testing.T) {
 	// Authentication comes first: no token is still 401, not 429.
 	if status, _, _ := e.decide(t, "", payment(e.cps["acme"], "1.00"), nil); status != 401 {
 		t.Errorf("no token: %d, want 401", status)
+	}
+}
+
+// An agent past its token rate is answered 429 slow_down with Retry-After,
+// and the refusal is recorded. Only an assertion the agent signed, and
+// not used before, spends its bucket: forgeries naming it and replays of
+// a used one do not.
+func TestAgentTokenRate(t *testing.T) {
+	var clock atomic.Int64 // seconds added to the real time
+	now := func() time.Time { return time.Now().Add(time.Duration(clock.Load()) * time.Second) }
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
+		c.Now, c.TokenRate, c.TokenBurst = now, rate.Every(time.Minute), 2
+	})
+	acme := e.agents["acme"]
+	acmeLog := e.ledger.TenantLog(e.orgs["acme"].ID, "acme")
+	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
+	forger, _ := jwk.Import(otherPriv)
+	for range 5 {
+		if status, out := e.tokenRequest(t, e.assertion(t, testAgent{id: acme.id, key: forger}, nil)); status != 400 || out["error"] != "invalid_client" {
+			t.Fatalf("a forged assertion: %d %v", status, out)
+		}
+	}
+	used := e.assertion(t, acme, nil)
+	if status, out := e.tokenRequest(t, used); status != 200 {
+		t.Fatalf("token 1 of a burst of 2, after 5 forgeries: %d %v", status, out)
+	}
+	for range 5 {
+		if status, out := e.tokenRequest(t, used); status != 400 || out["error"] != "invalid_client" {
+			t.Fatalf("a replayed assertion: %d %v", status, out)
+		}
+	}
+	if status, out := e.tokenRequest(t, e.assertion(t, acme, nil)); status != 200 {
+		t.Fatalf("token 2 of a burst of 2, after 5 replays: %d %v", status, out)
+	}
+	from := logSize(t, e.ledger, acmeLog)
+	form := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+		"client_assertion": {e.assertion(t, acme, nil)}}
+	req := httptest.NewRequest(http.MethodPost, "/v1/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	status, hdr, body := e.do(t, req)
+	var out map[string]any
+	_ = json.Unmarshal(body, &out)
+	if status != 429 || out["error"] != "slow_down" || hdr.Get("Cache-Control") != "no-store" || out["access_token"] != nil {
+		t.Fatalf("past the burst: %d %v %s", status, hdr, body)
+	}
+	if secs, err := strconv.Atoi(hdr.Get("Retry-After")); err != nil || secs < 59 || secs > 60 {
+		t.Errorf("Retry-After %q, want about 60 seconds", hdr.Get("Retry-After"))
+	}
+	if got := kindsFrom(t, e.ledger, acmeLog, from); got["auth.token_refused"] != 1 || len(got) != 1 {
+		t.Fatalf("acme's log after the refusal: %v, want one auth.token_refused", got)
+	}
+	if _, rec := entryAt(t, e.ledger, acmeLog, from); !strings.Contains(string(rec), `"reason":"rate_limited"`) || !strings.Contains(string(rec), acme.id) {
+		t.Errorf("refusal record %s", rec)
+	}
+	if status, out := e.tokenRequest(t, e.assertion(t, e.agents["beta"], nil)); status != 200 {
+		t.Errorf("beta's agent, after acme's spent its bucket: %d %v", status, out)
+	}
+	// Waiting as told is enough.
+	clock.Add(60)
+	if status, out := e.tokenRequest(t, e.assertion(t, acme, nil)); status != 200 {
+		t.Fatalf("a minute on: %d %v", status, out)
+	}
+
+	kr, _ := signing.NewKeyring(e.master)
+	for _, bad := range []func(*server.AgentAuthConfig){
+		func(c *server.AgentAuthConfig) { c.TokenRate = -1 },
+		func(c *server.AgentAuthConfig) { c.TokenRate = rate.Limit(math.NaN()) },
+		func(c *server.AgentAuthConfig) { c.TokenBurst = -1 },
+	} {
+		cfg := server.AgentAuthConfig{Tenants: e.store, Ledger: e.ledger, Keys: kr, PublicURL: testPublicURL}
+		bad(&cfg)
+		if a, err := server.NewAgentAuth(cfg); err == nil {
+			_ = a.Close(context.Background())
+			t.Errorf("NewAgentAuth accepted token rate %v, burst %d", cfg.TokenRate, cfg.TokenBurst)
+		}
 	}
 }
 

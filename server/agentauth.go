@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"mime"
 	"net/url"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/signing"
@@ -37,8 +39,25 @@ type AgentAuthConfig struct {
 	// RefusalWindow (default a minute) or longer (see refusalGate).
 	RefusalBudget int
 	RefusalWindow time.Duration
-	Logger        *slog.Logger // default: discard
+	// TokenRate is how many access tokens a second one agent may be
+	// issued, and TokenBurst how many at once after a quiet spell (a token
+	// bucket per agent and process; each token issued is a ledger entry).
+	// Past it the endpoint answers 429 slow_down with Retry-After, once the
+	// assertion has verified and its jti was new; the refusal is recorded
+	// as others are. Zero takes DefaultAgentTokenRate and
+	// DefaultAgentTokenBurst; rate.Inf lifts the bound.
+	TokenRate  rate.Limit
+	TokenBurst int
+	Logger     *slog.Logger // default: discard
 }
+
+// Defaults of AgentAuthConfig's token bound: a token lasts 5 minutes, so
+// an agent's process needs about one each 5 minutes; 20 at once lets a
+// fleet of its replicas start together.
+const (
+	DefaultAgentTokenRate  = rate.Limit(1.0 / 6) // 10 a minute
+	DefaultAgentTokenBurst = 20
+)
 
 // AgentAuth issues access tokens to agents (RFC 7523 private_key_jwt) and
 // checks them on agent routes. Each organization signs its agents' tokens
@@ -49,6 +68,7 @@ type AgentAuth struct {
 	verifiers     sync.Map // tenant id → *tokenKeys
 	refusals      *refusalGate
 	recordRefusal recordRefusal
+	tokens        *agentLimiter // nil: no bound
 }
 
 // tokenKeysReread is how often the token key of an organization this
@@ -78,9 +98,14 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.RefusalBudget < 0 || cfg.RefusalWindow < 0 {
-		return nil, errors.New("server: agent auth's refusal bound cannot be negative")
+	if cfg.RefusalBudget < 0 || cfg.RefusalWindow < 0 || cfg.TokenBurst < 0 {
+		return nil, errors.New("server: agent auth's refusal and token bounds cannot be negative")
 	}
+	if cfg.TokenRate < 0 || math.IsNaN(float64(cfg.TokenRate)) {
+		return nil, errors.New("server: agent auth's token rate must be positive (rate.Inf for no bound)")
+	}
+	setDefault(&cfg.TokenRate, DefaultAgentTokenRate)
+	setDefault(&cfg.TokenBurst, DefaultAgentTokenBurst)
 	if cfg.RefusalBudget == 0 {
 		cfg.RefusalBudget = defaultRefusalBudget
 	}
@@ -91,6 +116,9 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &AgentAuth{cfg: cfg}
+	if cfg.TokenRate != rate.Inf {
+		a.tokens = newAgentLimiter("token requests", cfg.TokenRate, cfg.TokenBurst, cfg.Now, cfg.Logger)
+	}
 	a.refusals = newRefusalGate(cfg.RefusalBudget, cfg.RefusalWindow, cfg.Now, cfg.Logger, func(ctx context.Context, lg ledger.Log, rec []byte) error {
 		// The subject is the endpoint: a summary is about many claimed agents.
 		_, err := cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: "auth.token_refusals_suppressed", Subject: "token_endpoint", Record: rec})
@@ -272,6 +300,20 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		// that waited): the sweeper may have pruned the row of its first
 		// use by then, so the write proves nothing against a replay.
 		err = identity.ErrAssertionExpired
+	}
+	if err == nil && a.tokens != nil {
+		// Counted once the assertion is the agent's own and its jti new:
+		// no one else, not even with a copy of a used assertion, can
+		// spend the agent's bucket. The jti is spent: the client signs a
+		// new assertion when told to retry, as it does for every request.
+		if wait := a.tokens.take(agentRef{tenant: ref.ID, agent: claims.AgentID}); wait > 0 {
+			a.refused(ctx, ref, claims.AgentID, "rate_limited")
+			setRetryAfter(c, wait)
+			// slow_down: the token endpoint's error for a client asking
+			// too often (RFC 8628 §3.5, in the OAuth errors registry).
+			return c.Status(fiber.StatusTooManyRequests).JSON(fiber.Map{"error": "slow_down",
+				"error_description": "this agent asks for access tokens faster than this service allows; retry after the number of seconds in Retry-After"})
+		}
 	}
 	if err != nil {
 		code, desc := identity.OAuthError(err)

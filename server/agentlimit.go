@@ -20,18 +20,20 @@ const (
 	throttleLogEvery = time.Minute
 )
 
-// agentLimiter bounds how fast each agent may ask for decisions: a token
-// bucket per agent, of limit a second and burst deep. Every decision
-// appends to its organization's ledger and takes a share of the
-// processor all organizations share, so without a bound one agent (or a
-// stolen token) could grow its organization's log, and slow every other
-// organization's decisions, as fast as it can send requests.
+// agentLimiter bounds how fast each agent may ask for something (a
+// decision, an access token): a token bucket per agent, of limit a second
+// and burst deep. Each decision and each token issued appends to the
+// organization's ledger and takes a share of the processor all
+// organizations share, so without a bound one agent (or a stolen key or
+// token) could grow its organization's log, and slow every other
+// organization's requests, as fast as it can send them.
 //
 // An agent is named by a verified access token only, so the agents kept
 // are at most the agents registered; one whose bucket has refilled is
 // forgotten, since a new bucket is the same. Each process counts its own
 // requests: n processes behind one address allow n times the rate.
 type agentLimiter struct {
+	what  string // what is limited, for the service's log: "decisions"
 	limit rate.Limit
 	burst int
 	now   func() time.Time
@@ -52,8 +54,8 @@ type agentBucket struct {
 	logged  time.Time
 }
 
-func newAgentLimiter(limit rate.Limit, burst int, now func() time.Time, log *slog.Logger) *agentLimiter {
-	return &agentLimiter{limit: limit, burst: burst, now: now, log: log,
+func newAgentLimiter(what string, limit rate.Limit, burst int, now func() time.Time, log *slog.Logger) *agentLimiter {
+	return &agentLimiter{what: what, limit: limit, burst: burst, now: now, log: log,
 		agents: map[agentRef]*agentBucket{}, sweepAt: minAgentSweep}
 }
 
@@ -87,7 +89,7 @@ func (l *agentLimiter) take(ref agentRef) time.Duration {
 // logRefused writes b's count of refused requests to the service's log.
 // The agent and organization ids come from a verified token.
 func (l *agentLimiter) logRefused(ref agentRef, b *agentBucket, now time.Time) {
-	l.log.Warn("agent decisions refused: over the agent's rate",
+	l.log.Warn("agent "+l.what+" refused: over the agent's rate",
 		slog.String("tenant", ref.tenant), slog.String("agent", ref.agent),
 		slog.Int("refused", b.refused), slog.Float64("rate_per_second", float64(l.limit)), slog.Int("burst", l.burst))
 	b.refused, b.logged = 0, now
@@ -124,8 +126,12 @@ func (l *agentLimiter) limitDecisions(c *fiber.Ctx) error {
 	if wait == 0 {
 		return c.Next()
 	}
-	// RFC 9110 §10.2.3: whole seconds, rounded up so that a client that
-	// waits as told finds a token.
-	c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+	setRetryAfter(c, wait)
 	return Problem(ErrTooManyRequests, "This agent is asking for decisions faster than this service allows; retry after the number of seconds in Retry-After.")
+}
+
+// setRetryAfter tells the client to wait wait: whole seconds (RFC 9110
+// §10.2.3), rounded up so that a client that waits as told finds a token.
+func setRetryAfter(c *fiber.Ctx, wait time.Duration) {
+	c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
 }

@@ -28,7 +28,7 @@ func spend(l *agentLimiter, r agentRef) bool { return l.take(r) == 0 }
 // refused request spends nothing and is told how long to wait.
 func TestAgentLimiterBucket(t *testing.T) {
 	clock := newFakeClock()
-	l := newAgentLimiter(2, 3, clock.now, discardLogger())
+	l := newAgentLimiter("decisions", 2, 3, clock.now, discardLogger())
 	a := refOf("ten_1", "agt_a")
 	for i := range 3 {
 		if !spend(l, a) {
@@ -70,7 +70,7 @@ func TestAgentLimiterBucket(t *testing.T) {
 // by one that spent its own.
 func TestAgentLimiterIsPerAgent(t *testing.T) {
 	clock := newFakeClock()
-	l := newAgentLimiter(rate.Every(time.Hour), 1, clock.now, discardLogger())
+	l := newAgentLimiter("decisions", rate.Every(time.Hour), 1, clock.now, discardLogger())
 	a := refOf("ten_1", "agt_a")
 	if !spend(l, a) || spend(l, a) {
 		t.Fatal("a burst of 1 did not allow exactly one")
@@ -88,7 +88,7 @@ func TestAgentLimiterIsPerAgent(t *testing.T) {
 func TestAgentLimiterSweep(t *testing.T) {
 	clock := newFakeClock()
 	var buf lockedLog
-	l := newAgentLimiter(1, 2, clock.now, slog.New(slog.NewJSONHandler(&buf, nil)))
+	l := newAgentLimiter("decisions", 1, 2, clock.now, slog.New(slog.NewJSONHandler(&buf, nil)))
 	spent, throttled := refOf("ten_1", "agt_spent"), refOf("ten_1", "agt_throttled")
 	spend(l, spent)
 	spend(l, spent) // 0 tokens
@@ -146,7 +146,7 @@ func TestAgentLimiterSweep(t *testing.T) {
 func TestAgentLimiterLogsOncePerMinute(t *testing.T) {
 	clock := newFakeClock()
 	var buf lockedLog
-	l := newAgentLimiter(1, 1, clock.now, slog.New(slog.NewJSONHandler(&buf, nil)))
+	l := newAgentLimiter("decisions", 1, 1, clock.now, slog.New(slog.NewJSONHandler(&buf, nil)))
 	a := refOf("ten_1", "agt_a")
 	spend(l, a)
 	for range 10 {

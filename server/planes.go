@@ -80,7 +80,7 @@ func newPlane(name string, cfg Config, ready ReadinessCheck) *Plane {
 	app.Get("/readyz", readyz(ready, cfg.ReadinessTimeout, log))
 	var agents *agentLimiter
 	if cfg.AgentDecisionRate != rate.Inf {
-		agents = newAgentLimiter(cfg.AgentDecisionRate, cfg.AgentDecisionBurst, time.Now, log)
+		agents = newAgentLimiter("decisions", cfg.AgentDecisionRate, cfg.AgentDecisionBurst, time.Now, log)
 	}
 	return &Plane{name: name, app: app, log: log, writeTimeout: cfg.WriteTimeout, exportTimeout: cfg.ExportTimeout,
 		maxConns: cfg.MaxConnections, agents: agents}

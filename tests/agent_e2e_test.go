@@ -589,15 +589,17 @@ func TestStopRecordsSuppressedRefusals(t *testing.T) {
 	}
 }
 
-// serve's per-agent decision bound is set by --agent-decision-rate and
-// --agent-decision-burst (or their environment twins): past it the agent
-// gets 429, and the service's log says so once.
-func TestAgentDecisionRateFlags(t *testing.T) {
+// serve's per-agent bounds are set by --agent-decisions-per-second,
+// --agent-decision-burst, --agent-tokens-per-minute and --agent-token-burst
+// (or their environment twins): past one the agent gets 429, and the
+// service's log says so once.
+func TestAgentBoundFlags(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	ta := freeAddr(t)
-	p := startServeAt(t, []string{"AGENTSIGNA_AGENT_DECISION_BURST=2"}, ta, "--data-dir", dataDir, "--demo",
-		"--public-url", "http://"+ta, "--agent-decision-rate", "0.001")
-	c := newAgentClient(t, p, filepath.Join(dataDir, "demo", "credentials.json"), nil)
+	p := startServeAt(t, []string{"AGENTSIGNA_AGENT_DECISION_BURST=2", "AGENTSIGNA_AGENT_TOKEN_BURST=1"}, ta, "--data-dir", dataDir, "--demo",
+		"--public-url", "http://"+ta, "--agent-decisions-per-second", "0.001", "--agent-tokens-per-minute", "0.01")
+	credsFile := filepath.Join(dataDir, "demo", "credentials.json")
+	c := newAgentClient(t, p, credsFile, nil)
 	body := fmt.Sprintf(`{"action":{"type":"payment.send","resource":"invoice:INV-9","counterparty":%q,"amount":{"value":"1.00","currency":"EUR"}},"reason":"pay"}`, c.creds.Counterparties[0].ID)
 	for i := range 2 {
 		if status, out := c.do(http.MethodPost, "/v1/decisions", body); status != 200 {
@@ -606,10 +608,29 @@ func TestAgentDecisionRateFlags(t *testing.T) {
 	}
 	status, out := c.do(http.MethodPost, "/v1/decisions", body)
 	if status != 429 || out["type"] != "https://agentsigna.dev/problems/too-many-requests" {
-		t.Fatalf("past the burst: %d %v", status, out)
+		t.Fatalf("past the decision burst: %d %v", status, out)
+	}
+	assertion, err := exec.Command(agentsigna(t), "agent", "assertion", "--credentials", credsFile, "--audience", p.tenantURL+"/v1/oauth/token").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.PostForm(p.tenantURL+"/v1/oauth/token", url.Values{"grant_type": {"client_credentials"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {strings.TrimSpace(string(assertion))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a second token past a burst of 1: %d %v", resp.StatusCode, resp.Header)
 	}
 	p.stop(t)
-	if n := strings.Count(p.Logs(), "agent decisions refused: over the agent's rate"); n != 1 || !strings.Contains(p.Logs(), c.creds.Agent.ID) {
-		t.Errorf("%d log lines about the refusal, want 1 naming the agent:\n%s", n, p.Logs())
+	for _, what := range []string{"decisions", "token requests"} {
+		msg := "agent " + what + " refused: over the agent's rate"
+		if n := strings.Count(p.Logs(), msg); n != 1 {
+			t.Errorf("%d log lines %q, want 1:\n%s", n, msg, p.Logs())
+		}
+	}
+	if !strings.Contains(p.Logs(), c.creds.Agent.ID) {
+		t.Errorf("the log does not name the agent:\n%s", p.Logs())
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"os/signal"
 	"runtime/debug"
@@ -17,8 +16,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
@@ -42,8 +39,7 @@ type serveFlags struct {
 	shutdown      time.Duration
 	demo          bool
 	pprofAddr     string
-	agentRate     float64
-	agentBurst    int
+	bounds        agentBoundFlags
 }
 
 // runServe starts both planes and blocks until SIGINT/SIGTERM, then lets
@@ -62,8 +58,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs.StringVar(&f.logFormat, "log-format", "json", "json or text")
 	fs.DurationVar(&f.shutdown, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown (the last ledger summaries then get up to 5s more)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this loopback address; off when empty")
-	fs.Float64Var(&f.agentRate, "agent-decision-rate", float64(server.DefaultAgentDecisionRate), "decisions a second one agent may ask for, per process (429 past it); 0: no bound")
-	fs.IntVar(&f.agentBurst, "agent-decision-burst", server.DefaultAgentDecisionBurst, "decisions one agent may ask for at once after a quiet spell")
+	f.bounds.register(fs)
 	fs.BoolVar(&f.demo, "demo", false, "seed organization acme (example policy, an agent, two counterparties) on an empty embedded store; credentials to DATA_DIR/demo/credentials.json")
 	if err := parse(fs, args, env); err != nil {
 		return err
@@ -76,7 +71,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
-	agentRate, err := f.agentDecisionRate()
+	bounds, err := f.bounds.parse()
 	if err != nil {
 		return err
 	}
@@ -123,13 +118,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	}
 
 	planes, err := server.New(server.Config{
-		Logger:        log,
-		TenantReady:   backend.Ping,
-		PlatformReady: backend.Ping,
-		TLS:           tlsConfig != nil,
-		// The zero burst of an unbounded rate takes the default, unused.
-		AgentDecisionRate:  agentRate,
-		AgentDecisionBurst: f.agentBurst,
+		Logger:             log,
+		TenantReady:        backend.Ping,
+		PlatformReady:      backend.Ping,
+		TLS:                tlsConfig != nil,
+		AgentDecisionRate:  bounds.decisionRate,
+		AgentDecisionBurst: bounds.decisionBurst,
 	})
 	if err != nil {
 		return err
@@ -140,7 +134,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	server.MountLogKeys(planes.Tenant, l, backend)
 	server.MountJWKS(planes.Tenant, backend, keys)
 	server.MountLedger(planes.Platform, l, server.DenyLogAccess)
-	pol, auth, workers, err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, log)
+	pol, auth, workers, err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, bounds, log)
 	if err != nil {
 		return err
 	}
@@ -355,7 +349,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 // mountAgentAPI wires the agent path: token endpoint, decisions, cases.
 // The agent authenticator it returns must be closed before the ledger,
 // and the policy workers once the planes have stopped.
-func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Backend, l *ledger.Ledger, keys *signing.Keyring, publicURL string, log *slog.Logger) (*decision.Policies, *server.AgentAuth, *bundles.Workers, error) {
+func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Backend, l *ledger.Ledger, keys *signing.Keyring, publicURL string, bounds agentBounds, log *slog.Logger) (*decision.Policies, *server.AgentAuth, *bundles.Workers, error) {
 	engine := bundles.NewEngine()
 	evaluator, err := decision.NewEvaluator(ctx, engine, decision.Options{})
 	if err != nil {
@@ -376,27 +370,14 @@ func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Bac
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	auth, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: backend, Ledger: l, Keys: keys, PublicURL: publicURL, Logger: log})
+	auth, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: backend, Ledger: l, Keys: keys, PublicURL: publicURL, Logger: log,
+		TokenRate: bounds.tokenRate, TokenBurst: bounds.tokenBurst})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
 	return policies, auth, workers, nil
-}
-
-// agentDecisionRate is --agent-decision-rate as the server takes it: 0
-// means no bound (rate.Inf).
-func (f *serveFlags) agentDecisionRate() (rate.Limit, error) {
-	switch {
-	case f.agentRate == 0:
-		return rate.Inf, nil
-	case !(f.agentRate > 0) || math.IsInf(f.agentRate, 0):
-		return 0, fmt.Errorf("%w: --agent-decision-rate must be a number of decisions a second, or 0 for no bound", errUsage)
-	case f.agentBurst < 1:
-		return 0, fmt.Errorf("%w: --agent-decision-burst must be at least 1", errUsage)
-	}
-	return rate.Limit(f.agentRate), nil
 }
 
 // agentAuthCloseTimeout bounds the writing of the token refusals' last

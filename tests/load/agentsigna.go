@@ -60,7 +60,7 @@ func (c credentials) verifiedCounterparty() (string, error) {
 	return "", errors.New("the credentials list no verified counterparty (give --counterparty)")
 }
 
-// unboundedAgent is the --agent-decision-rate the harness serves with. Its
+// unboundedAgent is the --agent-decisions-per-second the harness serves with. Its
 // one agent stands for the many a real organization has, so it must not
 // meet serve's per-agent bound; a rate it never reaches (rather than 0, no
 // bound) keeps the limiter's work in what is measured.
@@ -82,7 +82,7 @@ func startDemo(ctx context.Context, o Options, client *http.Client, dir string) 
 	tenantURL = "http://" + ta
 	args := []string{"serve", "--demo",
 		"--data-dir", dataDir, "--tenant-addr", ta, "--platform-addr", pa, "--public-url", tenantURL,
-		"--log-level", o.ServerLogLevel, "--agent-decision-rate", unboundedAgent}
+		"--log-level", o.ServerLogLevel, "--agent-decisions-per-second", unboundedAgent}
 	if o.CPUProfile != "" {
 		da, err := freeLoopbackAddr()
 		if err != nil {

@@ -263,7 +263,7 @@ func TestLoadPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"serve", "--tenant-addr", ta, "--platform-addr", pa, "--public-url", "http://" + ta, "--log-level", o.ServerLogLevel, "--agent-decision-rate", unboundedAgent}
+	args := []string{"serve", "--tenant-addr", ta, "--platform-addr", pa, "--public-url", "http://" + ta, "--log-level", o.ServerLogLevel, "--agent-decisions-per-second", unboundedAgent}
 	if *loadCPUProfile != "" {
 		pprofAddr, err := freeLoopbackAddr()
 		if err != nil {

@@ -21,7 +21,7 @@ type Options struct {
 	// Credentials names the agent's credentials file and Counterparty a
 	// verified counterparty ("" takes the first verified one in the file).
 	// The harness's one agent asks far faster than serve's default
-	// per-agent bound: serve it with --agent-decision-rate 0.
+	// per-agent bound: serve it with --agent-decisions-per-second 0.
 	TargetURL    string
 	Credentials  string
 	Counterparty string
@@ -92,7 +92,7 @@ func DefaultOptions() Options {
 
 func (o *Options) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.AgentSigna, "agentsigna", o.AgentSigna, "agentsigna binary (serves the demo, signs client assertions)")
-	fs.StringVar(&o.TargetURL, "target-url", o.TargetURL, "tenant plane of a running service on loopback, started with --agent-decision-rate 0 (default: start serve --demo on a fresh embedded store)")
+	fs.StringVar(&o.TargetURL, "target-url", o.TargetURL, "tenant plane of a running service on loopback, started with --agent-decisions-per-second 0 (default: start serve --demo on a fresh embedded store)")
 	fs.StringVar(&o.Credentials, "credentials", o.Credentials, "the agent's credentials file (with --target-url)")
 	fs.StringVar(&o.Counterparty, "counterparty", o.Counterparty, "a verified counterparty id (default: the first verified one in the credentials)")
 	fs.StringVar(&o.Store, "store", o.Store, "store label for the table (with --target-url)")
