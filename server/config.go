@@ -33,6 +33,12 @@ const (
 	// so the default bounds what a flood of idle connections costs to
 	// about 256 MiB a plane, where fiber's own limit (262,144) is 4 GiB.
 	DefaultMaxConnections = 16384
+	// MinMaxConnections is the fewest connections ConnectionsWithin gives
+	// a plane, however low the descriptor limit.
+	MinMaxConnections = 64
+	// minReservedDescriptors is the fewest descriptors ConnectionsWithin
+	// leaves to all but the planes' connections.
+	minReservedDescriptors = 1024
 	// DefaultAgentDecisionRate and DefaultAgentDecisionBurst bound one
 	// agent's POST /v1/decisions: a batch of 100 at once, then 20 a
 	// second. A single agent at that rate takes about 1% of this
@@ -119,4 +125,19 @@ func setDefault[T int | time.Duration | rate.Limit](v *T, def T) {
 	if *v == 0 {
 		*v = def
 	}
+}
+
+// ConnectionsWithin is the most connections each of the two planes should
+// hold open at once in a process allowed nofile descriptors
+// (RLIMIT_NOFILE): with both planes full, a quarter of them (at least
+// 1,024) is left for everything else (each organization's store files,
+// its policy worker's pipes, database connections, logs), so that a flood
+// of connections cannot starve the service of descriptors. It is at most
+// DefaultMaxConnections and at least MinMaxConnections.
+func ConnectionsWithin(nofile uint64) int {
+	reserve := max(minReservedDescriptors, nofile/4)
+	if nofile <= reserve+2*MinMaxConnections {
+		return MinMaxConnections
+	}
+	return int(min((nofile-reserve)/2, DefaultMaxConnections))
 }

@@ -335,6 +335,38 @@ func TestServeJustifiedPlainHTTP(t *testing.T) {
 	}
 }
 
+// serve sizes each plane's connections to its descriptor limit: under a
+// limit of 2,048, a quarter (1,024 at least) is kept for the rest, and the
+// planes get 512 each.
+func TestServeSizesConnectionsToTheDescriptorLimit(t *testing.T) {
+	ta := freeAddr(t)
+	cmd := exec.Command("/bin/sh", "-c", `ulimit -n 2048 && exec "$0" "$@"`, agentsigna(t),
+		"serve", "--data-dir", t.TempDir(), "--tenant-addr", ta, "--platform-addr", freeAddr(t), "--log-format", "json")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + ta + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not serving")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	if !strings.Contains(stderr.String(), `"msg":"connections per plane sized to the descriptor limit","descriptor_limit":2048,"max_connections":512`) {
+		t.Errorf("no sizing in the log:\n%s", stderr.String())
+	}
+}
+
 func TestCommandLineErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

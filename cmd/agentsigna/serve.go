@@ -40,6 +40,7 @@ type serveFlags struct {
 	demo          bool
 	pprofAddr     string
 	bounds        agentBoundFlags
+	maxConns      int
 }
 
 // runServe starts both planes and blocks until SIGINT/SIGTERM, then lets
@@ -59,6 +60,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs.DurationVar(&f.shutdown, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown (the last ledger summaries then get up to 5s more)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this loopback address; off when empty")
 	f.bounds.register(fs)
+	fs.IntVar(&f.maxConns, "max-connections", 0, "connections each plane holds open at once (0: as many as the descriptor limit leaves room for, at most 16384)")
 	fs.BoolVar(&f.demo, "demo", false, "seed organization acme (example policy, an agent, two counterparties) on an empty embedded store; credentials to DATA_DIR/demo/credentials.json")
 	if err := parse(fs, args, env); err != nil {
 		return err
@@ -84,6 +86,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 
+	maxConns, err := connectionCap(f.maxConns, descriptorLimit, log)
+	if err != nil {
+		return err
+	}
 	if tuneGC(env) {
 		log.Debug("garbage collector target set", slog.Int("gogc", defaultGCPercent))
 	}
@@ -122,6 +128,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		TenantReady:        backend.Ping,
 		PlatformReady:      backend.Ping,
 		TLS:                tlsConfig != nil,
+		MaxConnections:     maxConns,
 		AgentDecisionRate:  bounds.decisionRate,
 		AgentDecisionBurst: bounds.decisionBurst,
 	})
