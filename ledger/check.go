@@ -256,8 +256,11 @@ func checkCheckpoint(ctx context.Context, lt store.LogTx, vkey string, rng *comp
 }
 
 // checkNodes compares the stored tile rows above level 0 with the ones the
-// entries produce; a wrong one would make served proofs fail.
+// entries produce: a wrong one would make served proofs fail, and one
+// beyond them would make the append that reaches it fail, and every
+// append after it.
 func checkNodes(ctx context.Context, lt store.LogTx, computed map[compact.NodeID][]byte) (*Problem, error) {
+	perLevel := map[uint]uint64{}
 	for id, want := range computed {
 		got, err := lt.Nodes(ctx, id.Level, id.Index, id.Index+1)
 		if err != nil {
@@ -267,6 +270,46 @@ func checkNodes(ctx context.Context, lt store.LogTx, computed map[compact.NodeID
 			first, _ := id.Coverage()
 			return &Problem{first, fmt.Sprintf("stored tree node (level %d, index %d) does not match the entries", id.Level, id.Index)}, nil
 		}
+		perLevel[id.Level]++
+	}
+	// The entries make nodes 0 … n-1 at each level they reach; the store
+	// keeps levels 8, 16, … 56 (its schema refuses others).
+	for level := uint(8); level < 64; level += 8 {
+		idx, found, err := firstNodeFrom(ctx, lt, level, perLevel[level])
+		if err != nil || !found {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		first := uint64(math.MaxUint64)
+		if idx < 1<<(64-level) {
+			first, _ = compact.NewNodeID(level, idx).Coverage()
+		}
+		return &Problem{first, fmt.Sprintf("stored tree node (level %d, index %d) is beyond the tree the entries make: the append that reaches it would fail", level, idx)}, nil
 	}
 	return nil, nil
+}
+
+// firstNodeFrom is the index of the first node stored at level from index
+// from on; false when there is none. Only a tampered store has one: the
+// search is one read when there is none, about 63 when there is.
+func firstNodeFrom(ctx context.Context, lt store.LogTx, level uint, from uint64) (uint64, bool, error) {
+	lo, hi := from, uint64(math.MaxInt64) // the store's indexes are int64
+	if got, err := lt.Nodes(ctx, level, lo, hi); err != nil || len(got) == 0 {
+		return 0, false, err
+	}
+	for hi-lo > 1 { // a node is in [lo, hi)
+		mid := lo + (hi-lo)/2
+		got, err := lt.Nodes(ctx, level, lo, mid)
+		if err != nil {
+			return 0, false, err
+		}
+		if len(got) > 0 {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return lo, true, nil
 }

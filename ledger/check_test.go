@@ -67,6 +67,23 @@ func TestCheckFindsTampering(t *testing.T) {
 				{"first checkpoint deleted", []string{
 					`DELETE FROM ledger_checkpoints WHERE tenant_id = '%[1]s' AND size = 1`,
 				}, 0, "no signed checkpoint of size 1"},
+				{"tile node planted next to the tree", []string{
+					`INSERT INTO ledger_nodes (tenant_id, level, idx, hash) SELECT tenant_id, 8, 1, hash FROM ledger_nodes WHERE tenant_id = '%[1]s' AND level = 8 AND idx = 0`,
+				}, 256, "(level 8, index 1) is beyond"},
+				{"tile node planted far past the tree", []string{
+					`INSERT INTO ledger_nodes (tenant_id, level, idx, hash) SELECT tenant_id, 8, 1000003, hash FROM ledger_nodes WHERE tenant_id = '%[1]s' AND level = 8 AND idx = 0`,
+				}, 1000003 << 8, "(level 8, index 1000003) is beyond"},
+				{"tile node planted at a level the tree has not reached", []string{
+					`INSERT INTO ledger_nodes (tenant_id, level, idx, hash) SELECT tenant_id, 16, 0, hash FROM ledger_nodes WHERE tenant_id = '%[1]s' AND level = 8 AND idx = 0`,
+				}, 0, "(level 16, index 0) is beyond"},
+				// The last index the store reads (its ranges end below
+				// 2^63-1), far past what a log can reach.
+				{"tile node planted at the last index but one", []string{
+					`INSERT INTO ledger_nodes (tenant_id, level, idx, hash) SELECT tenant_id, 56, 9223372036854775806, hash FROM ledger_nodes WHERE tenant_id = '%[1]s' AND level = 8 AND idx = 0`,
+				}, 1<<64 - 1, "(level 56, index 9223372036854775806) is beyond"},
+				{"tile node deleted", []string{
+					`DELETE FROM ledger_nodes WHERE tenant_id = '%[1]s' AND level = 8 AND idx = 0`,
+				}, 0, "(level 8, index 0) does not match"},
 				{"tile node altered", []string{
 					`UPDATE ledger_nodes SET hash = (SELECT leaf_hash FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx = 0) WHERE tenant_id = '%[1]s' AND level = 8 AND idx = 0`,
 				}, 0, "tree node"},
