@@ -733,9 +733,6 @@ func TestCaseLongPollOfAGoneClient(t *testing.T) {
 	t.Fatalf("a poll after the clients left: %d, want 200", got)
 }
 
-// The agent read routes' refusals of a request's own form: a receipt's
-// proof for a decision without a receipt, an entry that is neither, and a
-// wait that is no duration in range.
 // An agent past its decision rate is answered 429 with Retry-After before
 // its request reaches the policy or the ledger; the bound is the agent's,
 // whatever token it holds, and slows no other agent and none of its reads.
@@ -804,7 +801,9 @@ func TestAgentDecisionRate(t *testing.T) {
 // An agent past its token rate is answered 429 slow_down with Retry-After,
 // and the refusal is recorded. Only an assertion the agent signed, and
 // not used before, spends its bucket: forgeries naming it and replays of
-// a used one do not.
+// a used one do not. One refused because the bucket was empty is not
+// spent either (its jti is not written): it is good once the agent may
+// ask again.
 func TestAgentTokenRate(t *testing.T) {
 	var clock atomic.Int64 // seconds added to the real time
 	now := func() time.Time { return time.Now().Add(time.Duration(clock.Load()) * time.Second) }
@@ -833,15 +832,19 @@ func TestAgentTokenRate(t *testing.T) {
 		t.Fatalf("token 2 of a burst of 2, after 5 replays: %d %v", status, out)
 	}
 	from := logSize(t, e.ledger, acmeLog)
+	held := e.assertion(t, acme, nil)
 	form := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
-		"client_assertion": {e.assertion(t, acme, nil)}}
+		"client_assertion": {held}}
 	req := httptest.NewRequest(http.MethodPost, "/v1/oauth/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	status, hdr, body := e.do(t, req)
 	var out map[string]any
 	_ = json.Unmarshal(body, &out)
-	if status != 429 || out["error"] != "slow_down" || hdr.Get("Cache-Control") != "no-store" || out["access_token"] != nil {
-		t.Fatalf("past the burst: %d %v %s", status, hdr, body)
+	if status != 429 || out["error"] != "slow_down" || out["access_token"] != nil || len(out) != 2 {
+		t.Fatalf("past the burst: %d %s", status, body)
+	}
+	if hdr.Get("Cache-Control") != "no-store" || hdr.Get("Pragma") != "no-cache" || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
+		t.Errorf("past the burst, headers %v", hdr)
 	}
 	if secs, err := strconv.Atoi(hdr.Get("Retry-After")); err != nil || secs < 59 || secs > 60 {
 		t.Errorf("Retry-After %q, want about 60 seconds", hdr.Get("Retry-After"))
@@ -855,10 +858,10 @@ func TestAgentTokenRate(t *testing.T) {
 	if status, out := e.tokenRequest(t, e.assertion(t, e.agents["beta"], nil)); status != 200 {
 		t.Errorf("beta's agent, after acme's spent its bucket: %d %v", status, out)
 	}
-	// Waiting as told is enough.
+	// Waiting as told is enough, and the refused assertion is good then.
 	clock.Add(60)
-	if status, out := e.tokenRequest(t, e.assertion(t, acme, nil)); status != 200 {
-		t.Fatalf("a minute on: %d %v", status, out)
+	if status, out := e.tokenRequest(t, held); status != 200 {
+		t.Fatalf("the refused assertion, a minute on: %d %v", status, out)
 	}
 
 	kr, _ := signing.NewKeyring(e.master)
@@ -866,6 +869,7 @@ func TestAgentTokenRate(t *testing.T) {
 		func(c *server.AgentAuthConfig) { c.TokenRate = -1 },
 		func(c *server.AgentAuthConfig) { c.TokenRate = rate.Limit(math.NaN()) },
 		func(c *server.AgentAuthConfig) { c.TokenBurst = -1 },
+		func(c *server.AgentAuthConfig) { c.TokenBurst = server.MaxAgentBurst + 1 },
 	} {
 		cfg := server.AgentAuthConfig{Tenants: e.store, Ledger: e.ledger, Keys: kr, PublicURL: testPublicURL}
 		bad(&cfg)
@@ -876,6 +880,9 @@ func TestAgentTokenRate(t *testing.T) {
 	}
 }
 
+// The agent read routes' refusals of a request's own form: a receipt's
+// proof for a decision without a receipt, an entry that is neither, and a
+// wait that is no duration in range.
 func TestAgentReadRefusals(t *testing.T) {
 	e := newAgentEnv(t)
 	tok := e.token(t, "acme")

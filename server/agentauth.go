@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"mime"
@@ -42,9 +43,10 @@ type AgentAuthConfig struct {
 	// TokenRate is how many access tokens a second one agent may be
 	// issued, and TokenBurst how many at once after a quiet spell (a token
 	// bucket per agent and process; each token issued is a ledger entry).
-	// Past it the endpoint answers 429 slow_down with Retry-After, once the
-	// assertion has verified and its jti was new; the refusal is recorded
-	// as others are. Zero takes DefaultAgentTokenRate and
+	// Past it the endpoint answers 429 slow_down with Retry-After once the
+	// assertion has verified: before its jti is written if the bucket is
+	// empty already, else spending a token once the jti was new. The
+	// refusal is recorded as others are. Zero takes DefaultAgentTokenRate and
 	// DefaultAgentTokenBurst; rate.Inf lifts the bound.
 	TokenRate  rate.Limit
 	TokenBurst int
@@ -101,8 +103,8 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 	if cfg.RefusalBudget < 0 || cfg.RefusalWindow < 0 || cfg.TokenBurst < 0 {
 		return nil, errors.New("server: agent auth's refusal and token bounds cannot be negative")
 	}
-	if cfg.TokenRate < 0 || math.IsNaN(float64(cfg.TokenRate)) {
-		return nil, errors.New("server: agent auth's token rate must be positive (rate.Inf for no bound)")
+	if cfg.TokenRate < 0 || math.IsNaN(float64(cfg.TokenRate)) || cfg.TokenBurst > MaxAgentBurst {
+		return nil, fmt.Errorf("server: agent auth's token rate must be positive (rate.Inf for no bound), and its burst at most %d", MaxAgentBurst)
 	}
 	setDefault(&cfg.TokenRate, DefaultAgentTokenRate)
 	setDefault(&cfg.TokenBurst, DefaultAgentTokenBurst)
@@ -131,7 +133,12 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 // Close records the refusals counted but not yet summarized (see
 // AgentAuthConfig.RefusalBudget). Call it after the planes have
 // stopped serving and before the ledger closes.
-func (a *AgentAuth) Close(ctx context.Context) error { return a.refusals.close(ctx) }
+func (a *AgentAuth) Close(ctx context.Context) error {
+	if a.tokens != nil {
+		a.tokens.close() // logs the refusals counted and not yet logged
+	}
+	return a.refusals.close(ctx)
+}
 
 // TokenEndpoint is the URL agents put in their assertions' aud.
 func (a *AgentAuth) TokenEndpoint() string { return a.cfg.PublicURL + "/v1/oauth/token" }
@@ -156,7 +163,8 @@ func (a *AgentAuth) MountTokenEndpoint(p *Plane) {
 }
 
 // oauthError answers RFC 6749 §5.2 (not problem+json: OAuth clients expect
-// this shape). Every error is a 400, invalid_client included. §5.2 lets a
+// this shape). Every error is a 400, invalid_client included (but for an
+// agent past its token bound: slowDown's 429). §5.2 lets a
 // server answer invalid_client with 401 to name the HTTP authentication
 // schemes it supports, and requires 401 with that scheme's challenge when
 // the client authenticated through the Authorization header (a 401 must
@@ -286,6 +294,14 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 			return info, err
 		},
 	})
+	if err == nil && a.tokens != nil {
+		// An agent already past its bound is told so before its jti is
+		// written: its requests cost no write, and the assertion stays
+		// good for when it may ask again. Nothing is spent here.
+		if wait := a.tokens.check(agentRef{tenant: ref.ID, agent: claims.AgentID}); wait > 0 {
+			return a.slowDown(c, ref, claims.AgentID, wait)
+		}
+	}
 	if err == nil {
 		err = a.cfg.Tenants.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
 			err := tx.AssertionJTIs().Remember(ctx, claims.AgentID, claims.JTISHA256, claims.Expiry)
@@ -302,17 +318,12 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		err = identity.ErrAssertionExpired
 	}
 	if err == nil && a.tokens != nil {
-		// Counted once the assertion is the agent's own and its jti new:
-		// no one else, not even with a copy of a used assertion, can
-		// spend the agent's bucket. The jti is spent: the client signs a
-		// new assertion when told to retry, as it does for every request.
+		// Spent once the assertion is the agent's own and its jti new: no
+		// one else, not even with a copy of a used assertion, can spend
+		// the agent's bucket. Its jti is spent by then: the client signs
+		// a new assertion when told to retry, as it does for every request.
 		if wait := a.tokens.take(agentRef{tenant: ref.ID, agent: claims.AgentID}); wait > 0 {
-			a.refused(ctx, ref, claims.AgentID, "rate_limited")
-			setRetryAfter(c, wait)
-			// slow_down: the token endpoint's error for a client asking
-			// too often (RFC 8628 §3.5, in the OAuth errors registry).
-			return c.Status(fiber.StatusTooManyRequests).JSON(fiber.Map{"error": "slow_down",
-				"error_description": "this agent asks for access tokens faster than this service allows; retry after the number of seconds in Retry-After"})
+			return a.slowDown(c, ref, claims.AgentID, wait)
 		}
 	}
 	if err != nil {
@@ -346,6 +357,17 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	// The lifetime issued (RFC 6749 §5.1), on the clock that set exp: exp
 	// counts from now truncated to the second, so the seconds are rounded up.
 	return c.JSON(fiber.Map{"access_token": token, "token_type": "Bearer", "expires_in": int((exp.Sub(now) + time.Second - 1) / time.Second)})
+}
+
+// slowDown refuses an agent past its token bound (429), and records the
+// refusal as the others are.
+func (a *AgentAuth) slowDown(c *fiber.Ctx, ref *store.TenantRef, agentID string, wait time.Duration) error {
+	a.refused(c.UserContext(), ref, agentID, "rate_limited")
+	setRetryAfter(c, wait)
+	// slow_down: the OAuth error of a client asking the token endpoint
+	// too often (RFC 8628 §3.5, registered for the token endpoint).
+	return c.Status(fiber.StatusTooManyRequests).JSON(fiber.Map{"error": "slow_down",
+		"error_description": "this agent asks for access tokens faster than this service allows; retry after the number of seconds in Retry-After"})
 }
 
 // claimedOrganization is the active organization of the agent an

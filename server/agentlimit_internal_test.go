@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,8 +89,9 @@ func TestAgentLimiterIsPerAgent(t *testing.T) {
 // forgotten, so it cannot refill by making the map sweep.
 func TestAgentLimiterSweep(t *testing.T) {
 	clock := newFakeClock()
-	var buf lockedLog
-	l := newAgentLimiter("decisions", 1, 2, clock.now, slog.New(slog.NewJSONHandler(&buf, nil)))
+	timers := &manualTimers{}
+	l := newAgentLimiter("decisions", 1, 2, clock.now, discardLogger())
+	l.after = timers.after
 	spent, throttled := refOf("ten_1", "agt_spent"), refOf("ten_1", "agt_throttled")
 	spend(l, spent)
 	spend(l, spent) // 0 tokens
@@ -98,7 +101,7 @@ func TestAgentLimiterSweep(t *testing.T) {
 	spend(l, throttled)
 	spend(l, throttled)
 	l.take(throttled) // logged
-	l.take(throttled) // counted, to be logged
+	l.take(throttled) // counted, for a timer to log
 
 	clock.add(500 * time.Millisecond) // none full: spent 0.5, the others 1.5
 	l.sweep(clock.now())
@@ -108,20 +111,16 @@ func TestAgentLimiterSweep(t *testing.T) {
 	clock.add(10 * time.Second) // all full
 	l.sweep(clock.now())
 	if _, ok := l.agents[throttled]; !ok || len(l.agents) != 1 {
-		t.Fatalf("after refilling, kept %d agents; want only the one with a refusal to log within the minute", len(l.agents))
+		t.Fatalf("after refilling, kept %d agents; want only the one with a refusal to log", len(l.agents))
 	}
-	clock.add(time.Minute)
+	timers.fire()
 	l.sweep(clock.now())
 	if len(l.agents) != 0 {
-		t.Fatalf("%d agents kept a minute on", len(l.agents))
-	}
-	lines := buf.lines(t)
-	if len(lines) != 2 || lines[1]["refused"] != float64(1) {
-		t.Errorf("log %v: want the first refusal, then the one counted since, logged when its agent was forgotten", lines)
+		t.Fatalf("%d agents kept once their refusals were logged", len(l.agents))
 	}
 
 	// A new agent sweeps when the map has reached sweepAt: here the full
-	// buckets of 1,024 agents go, and spent's part-empty one stays.
+	// buckets of 1,023 agents go, and spent's part-empty one stays.
 	for i := range minAgentSweep - 1 {
 		spend(l, refOf("ten_1", fmt.Sprintf("agt_%d", i)))
 	}
@@ -140,36 +139,166 @@ func TestAgentLimiterSweep(t *testing.T) {
 	}
 }
 
-// An agent kept over its rate is logged once a minute with how many of
-// its requests were refused, never with anything but the ids its token
-// carries.
+// An agent kept over its rate is logged at its first refusal, then at
+// most once a minute with how many were refused since: by the next
+// refusal a minute on, by a timer a minute on when none comes, and at
+// close. Nothing but the ids the request verified is logged.
 func TestAgentLimiterLogsOncePerMinute(t *testing.T) {
 	clock := newFakeClock()
+	timers := &manualTimers{}
 	var buf lockedLog
 	l := newAgentLimiter("decisions", 1, 1, clock.now, slog.New(slog.NewJSONHandler(&buf, nil)))
+	l.after = timers.after
 	a := refOf("ten_1", "agt_a")
 	spend(l, a)
 	for range 10 {
 		l.take(a) // the first is logged; 9 counted
 	}
+	if timers.armed() != 1 || timers.d[0] != time.Minute {
+		t.Fatalf("timers %v, want one of a minute", timers.d)
+	}
 	clock.add(30 * time.Second) // the bucket holds 1: one allowed, 4 counted
 	for range 5 {
 		l.take(a)
 	}
-	clock.add(30 * time.Second) // one allowed; the next logged with 13+1
-	for range 3 {
-		l.take(a)
+	clock.add(30 * time.Second)
+	timers.fire() // a minute on: 13 logged
+	clock.add(time.Second)
+	l.take(a) // one allowed
+	for range 7 {
+		l.take(a) // counted: the last line was a second ago
 	}
+	if timers.armed() != 1 || timers.d[1] != 59*time.Second {
+		t.Fatalf("timers %v, want a second one, of 59s", timers.d)
+	}
+	l.close() // 7 logged
+	timers.fire()
+	l.take(a) // after close: refused, not logged
 	lines := buf.lines(t)
-	if len(lines) != 2 {
-		t.Fatalf("%d log lines for two minutes of refusals, want 2: %v", len(lines), lines)
+	if len(lines) != 3 {
+		t.Fatalf("%d log lines, want 3: %v", len(lines), lines)
 	}
-	for i, want := range []float64{1, 14} {
+	for i, want := range []float64{1, 13, 7} {
 		ln := lines[i]
 		if ln["msg"] != "agent decisions refused: over the agent's rate" || ln["level"] != "WARN" ||
 			ln["tenant"] != "ten_1" || ln["agent"] != "agt_a" || ln["refused"] != want {
 			t.Errorf("line %d = %v, want refused %v", i, ln, want)
 		}
+	}
+	if timers.stopped != 1 {
+		t.Errorf("close stopped %d timers, want the pending one", timers.stopped)
+	}
+}
+
+// check tells the wait as take does, and spends nothing.
+func TestAgentLimiterCheck(t *testing.T) {
+	clock := newFakeClock()
+	l := newAgentLimiter("token requests", 2, 1, clock.now, discardLogger())
+	a := refOf("ten_1", "agt_a")
+	for range 3 {
+		if wait := l.check(a); wait != 0 {
+			t.Fatalf("check of a full bucket: wait %v", wait)
+		}
+	}
+	spend(l, a)
+	for range 3 {
+		if wait := l.check(a); wait != 500*time.Millisecond {
+			t.Fatalf("check of an empty bucket: wait %v, want 500ms", wait)
+		}
+	}
+	clock.add(500 * time.Millisecond)
+	if l.check(a) != 0 || !spend(l, a) {
+		t.Fatal("a refilled token was not there to spend")
+	}
+	tiny := newAgentLimiter("token requests", 1e-300, 1, clock.now, discardLogger())
+	spend(tiny, a)
+	if wait := tiny.check(a); wait != math.MaxInt64 {
+		t.Errorf("check at 1e-300 a second: wait %v, want the longest", wait)
+	}
+}
+
+// Concurrent requests of one agent get no more than the bucket allows:
+// each reads the clock under the limiter's lock, so the bucket sees time
+// go forward (x/time/rate counts a refill again when it goes back).
+func TestAgentLimiterConcurrent(t *testing.T) {
+	var ticks atomic.Int64 // each reading of the clock is 1 ms on
+	start := newFakeClock().now()
+	now := func() time.Time { return start.Add(time.Duration(ticks.Add(1)) * time.Millisecond) }
+	l := newAgentLimiter("decisions", 20, 1, now, discardLogger())
+	a := refOf("ten_1", "agt_a")
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 2000 {
+				if l.take(a) == 0 {
+					allowed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// 16,000 readings: 16 s at 20 a second, and the burst of 1.
+	if got, most := allowed.Load(), int64(1+20*16); got > most {
+		t.Errorf("%d allowed, at most %d may be", got, most)
+	}
+}
+
+// manualTimers stands for time.AfterFunc: fire runs what is armed.
+type manualTimers struct {
+	mu      sync.Mutex
+	d       []time.Duration
+	fs      []func()
+	stopped int
+}
+
+type manualTimer struct {
+	m *manualTimers
+	i int
+}
+
+func (m *manualTimers) after(d time.Duration, f func()) stopper {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.d, m.fs = append(m.d, d), append(m.fs, f)
+	return manualTimer{m, len(m.fs) - 1}
+}
+
+func (t manualTimer) Stop() bool {
+	t.m.mu.Lock()
+	defer t.m.mu.Unlock()
+	if t.m.fs[t.i] == nil {
+		return false
+	}
+	t.m.fs[t.i] = nil
+	t.m.stopped++
+	return true
+}
+
+func (m *manualTimers) armed() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, f := range m.fs {
+		if f != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (m *manualTimers) fire() {
+	m.mu.Lock()
+	var run []func()
+	for i, f := range m.fs {
+		if f != nil {
+			run = append(run, f)
+			m.fs[i] = nil
+		}
+	}
+	m.mu.Unlock()
+	for _, f := range run {
+		f()
 	}
 }
 
@@ -201,6 +330,7 @@ func TestAgentDecisionRateConfig(t *testing.T) {
 		func(c *Config) { c.AgentDecisionRate = -1 },
 		func(c *Config) { c.AgentDecisionRate = rate.Limit(math.NaN()) },
 		func(c *Config) { c.AgentDecisionBurst = -1 },
+		func(c *Config) { c.AgentDecisionBurst = MaxAgentBurst + 1 },
 	} {
 		c := base
 		bad(&c)
@@ -220,5 +350,8 @@ func TestAgentDecisionRateConfig(t *testing.T) {
 	planes, _ = New(base)
 	if l := planes.Tenant.agents; l == nil || l.limit != DefaultAgentDecisionRate || l.burst != DefaultAgentDecisionBurst {
 		t.Errorf("default limiter %+v", l)
+	}
+	if planes.Platform.agents != nil {
+		t.Error("the platform plane, which has no agents, got a limiter")
 	}
 }

@@ -102,6 +102,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.AgentDecisionRate < 0 || math.IsNaN(float64(c.AgentDecisionRate)) {
 		errs = append(errs, errors.New("the agents' decision rate must be positive (rate.Inf for no bound)"))
 	}
+	if c.AgentDecisionBurst > MaxAgentBurst {
+		errs = append(errs, fmt.Errorf("the agents' decision burst must be at most %d", MaxAgentBurst))
+	}
 	if c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 || c.ReadinessTimeout < 0 || c.ExportTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}

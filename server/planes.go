@@ -22,7 +22,8 @@ type Plane struct {
 	writeTimeout  time.Duration
 	exportTimeout time.Duration
 	maxConns      int
-	// agents bounds each agent's decisions (nil: no bound).
+	// agents bounds each agent's decisions (nil: no bound, and on the
+	// platform plane).
 	agents *agentLimiter
 }
 
@@ -79,7 +80,7 @@ func newPlane(name string, cfg Config, ready ReadinessCheck) *Plane {
 	app.Get("/healthz", healthz)
 	app.Get("/readyz", readyz(ready, cfg.ReadinessTimeout, log))
 	var agents *agentLimiter
-	if cfg.AgentDecisionRate != rate.Inf {
+	if name == "tenant" && cfg.AgentDecisionRate != rate.Inf {
 		agents = newAgentLimiter("decisions", cfg.AgentDecisionRate, cfg.AgentDecisionBurst, time.Now, log)
 	}
 	return &Plane{name: name, app: app, log: log, writeTimeout: cfg.WriteTimeout, exportTimeout: cfg.ExportTimeout,
@@ -112,7 +113,11 @@ func (p *Plane) Serve(ln net.Listener) error {
 // returns when they have, or with an error when ctx is done: connections
 // still open then are not closed here, and end with the process.
 func (p *Plane) Shutdown(ctx context.Context) error {
-	if err := p.app.ShutdownWithContext(ctx); err != nil {
+	err := p.app.ShutdownWithContext(ctx)
+	if p.agents != nil {
+		p.agents.close() // logs the refusals counted and not yet logged
+	}
+	if err != nil {
 		return fmt.Errorf("server: %s plane shutdown: %w", p.name, err)
 	}
 	return nil

@@ -591,8 +591,8 @@ func TestStopRecordsSuppressedRefusals(t *testing.T) {
 
 // serve's per-agent bounds are set by --agent-decisions-per-second,
 // --agent-decision-burst, --agent-tokens-per-minute and --agent-token-burst
-// (or their environment twins): past one the agent gets 429, and the
-// service's log says so once.
+// (or their environment twins): past one the agent gets 429 with the wait
+// its rate gives, and the service's log says so once.
 func TestAgentBoundFlags(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	ta := freeAddr(t)
@@ -606,22 +606,31 @@ func TestAgentBoundFlags(t *testing.T) {
 			t.Fatalf("decision %d of a burst of 2: %d %v", i+1, status, out)
 		}
 	}
-	status, out := c.do(http.MethodPost, "/v1/decisions", body)
-	if status != 429 || out["type"] != "https://agentsigna.dev/problems/too-many-requests" {
-		t.Fatalf("past the decision burst: %d %v", status, out)
+	req, _ := http.NewRequest(http.MethodPost, p.tenantURL+"/v1/decisions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// 0.001 a second: the next decision is 1,000 s away.
+	if wait, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != 429 || wait < 990 || wait > 1000 {
+		t.Fatalf("past the decision burst: %d, Retry-After %q (want about 1000)", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	assertion, err := exec.Command(agentsigna(t), "agent", "assertion", "--credentials", credsFile, "--audience", p.tenantURL+"/v1/oauth/token").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.PostForm(p.tenantURL+"/v1/oauth/token", url.Values{"grant_type": {"client_credentials"},
+	resp, err = http.PostForm(p.tenantURL+"/v1/oauth/token", url.Values{"grant_type": {"client_credentials"},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {strings.TrimSpace(string(assertion))}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("a second token past a burst of 1: %d %v", resp.StatusCode, resp.Header)
+	// 0.01 a minute: the next token is 6,000 s away.
+	if wait, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != 429 || wait < 5990 || wait > 6000 {
+		t.Fatalf("a second token past a burst of 1: %d, Retry-After %q (want about 6000)", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	p.stop(t)
 	for _, what := range []string{"decisions", "token requests"} {

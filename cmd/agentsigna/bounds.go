@@ -57,12 +57,20 @@ func (f *agentBoundFlags) parse() (agentBounds, error) {
 // A bounded rate needs a burst of at least 1.
 func perSecond(rateFlag, burstFlag string, n float64, period time.Duration, burst int) (rate.Limit, error) {
 	switch {
+	case burst < 0 || burst > server.MaxAgentBurst:
+		return 0, fmt.Errorf("%w: %s must be from 1 to %d", errUsage, burstFlag, server.MaxAgentBurst)
 	case n == 0:
 		return rate.Inf, nil
 	case !(n > 0) || math.IsInf(n, 0):
 		return 0, fmt.Errorf("%w: %s must be a positive number, or 0 for no bound", errUsage, rateFlag)
 	case burst < 1:
-		return 0, fmt.Errorf("%w: %s must be at least 1", errUsage, burstFlag)
+		return 0, fmt.Errorf("%w: %s must be from 1 to %d", errUsage, burstFlag, server.MaxAgentBurst)
 	}
-	return rate.Limit(n / period.Seconds()), nil
+	perSecond := n / period.Seconds()
+	if !(perSecond > 0) {
+		// So small it rounds to none, which the server would take for
+		// its default.
+		return 0, fmt.Errorf("%w: %s is too small to be a rate", errUsage, rateFlag)
+	}
+	return rate.Limit(perSecond), nil
 }

@@ -21,7 +21,8 @@ type Options struct {
 	// Credentials names the agent's credentials file and Counterparty a
 	// verified counterparty ("" takes the first verified one in the file).
 	// The harness's one agent asks far faster than serve's default
-	// per-agent bound: serve it with --agent-decisions-per-second 0.
+	// per-agent bound: serve it with --agent-decisions-per-second 0 (no
+	// bound), or a rate it never reaches, as the harness does.
 	TargetURL    string
 	Credentials  string
 	Counterparty string
