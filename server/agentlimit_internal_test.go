@@ -146,7 +146,7 @@ func TestAgentLimiterSweep(t *testing.T) {
 func TestAgentLimiterLogsOncePerMinute(t *testing.T) {
 	clock := newFakeClock()
 	timers := &manualTimers{}
-	var buf lockedLog
+	var buf lockedBuffer
 	l := newAgentLimiter("decisions", 1, 1, clock.now, slog.New(slog.NewJSONHandler(&buf, nil)))
 	l.after = timers.after
 	a := refOf("ten_1", "agt_a")
@@ -174,7 +174,7 @@ func TestAgentLimiterLogsOncePerMinute(t *testing.T) {
 	l.close() // 7 logged
 	timers.fire()
 	l.take(a) // after close: refused, not logged
-	lines := buf.lines(t)
+	lines := jsonLines(t, &buf)
 	if len(lines) != 3 {
 		t.Fatalf("%d log lines, want 3: %v", len(lines), lines)
 	}
@@ -302,10 +302,8 @@ func (m *manualTimers) fire() {
 	}
 }
 
-// lockedLog collects JSON log lines (the limiter logs under its lock).
-type lockedLog struct{ strings.Builder }
-
-func (b *lockedLog) lines(t *testing.T) []map[string]any {
+// jsonLines are the JSON log lines written to b.
+func jsonLines(t *testing.T, b *lockedBuffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for ln := range strings.Lines(b.String()) {
@@ -331,6 +329,7 @@ func TestAgentDecisionRateConfig(t *testing.T) {
 		func(c *Config) { c.AgentDecisionRate = rate.Limit(math.NaN()) },
 		func(c *Config) { c.AgentDecisionBurst = -1 },
 		func(c *Config) { c.AgentDecisionBurst = MaxAgentBurst + 1 },
+		func(c *Config) { c.MaxConnectionsPerAddress = -1 },
 	} {
 		c := base
 		bad(&c)

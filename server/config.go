@@ -73,6 +73,11 @@ type Config struct {
 	// MaxConnections bounds the connections each plane serves at once;
 	// past it, a new connection waits to be accepted until one closes.
 	MaxConnections int
+	// MaxConnectionsPerAddress bounds the connections each plane holds
+	// from one address (an IPv6 one by its /64); one more is closed as
+	// soon as it is accepted, without an answer. 0 (the default) is no
+	// bound: behind a proxy, every connection is the proxy's.
+	MaxConnectionsPerAddress int
 	// ExportTimeout bounds GET /v1/ledger/export as a whole: the
 	// archive's reads and compression happen while it is sent. Within it,
 	// WriteTimeout bounds each piece of the archive, so a client that
@@ -96,7 +101,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.TenantReady == nil || c.PlatformReady == nil {
 		errs = append(errs, errors.New("a readiness check is required for each plane"))
 	}
-	if c.BodyLimit < 0 || c.MaxJSONDepth < 0 || c.MaxConnections < 0 || c.AgentDecisionBurst < 0 {
+	if c.BodyLimit < 0 || c.MaxJSONDepth < 0 || c.MaxConnections < 0 || c.MaxConnectionsPerAddress < 0 || c.AgentDecisionBurst < 0 {
 		errs = append(errs, errors.New("body limit, JSON depth, connections and burst must not be negative"))
 	}
 	if c.AgentDecisionRate < 0 || math.IsNaN(float64(c.AgentDecisionRate)) {

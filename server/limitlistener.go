@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -14,16 +15,75 @@ import (
 // golang.org/x/net/netutil.LimitListener does. It is our own so that a
 // connection still unwraps to its socket (NetConn), which peerGone needs to
 // see a long poll's client leave; x/net's wrapper hides it.
+//
+// With perAddress > 0 it also holds at most perAddress connections from
+// one address (an IPv6 one by its /64, what one host is usually given):
+// one more is closed as soon as it is accepted, without an answer, so that
+// one host cannot take every slot.
 type limitListener struct {
 	net.Listener
 	log       *slog.Logger
 	slots     chan struct{}
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	perAddress int
+	mu         sync.Mutex
+	byAddress  map[netip.Prefix]int // connections open, by addressPrefix
+	refusedAt  time.Time            // when a refusal was last logged
 }
 
-func newLimitListener(ln net.Listener, n int, log *slog.Logger) *limitListener {
-	return &limitListener{Listener: ln, log: log, slots: make(chan struct{}, n), closed: make(chan struct{})}
+func newLimitListener(ln net.Listener, n, perAddress int, log *slog.Logger) *limitListener {
+	return &limitListener{Listener: ln, log: log, slots: make(chan struct{}, n), closed: make(chan struct{}),
+		perAddress: perAddress, byAddress: map[netip.Prefix]int{}}
+}
+
+// addressPrefix is what a connection from addr counts against: the
+// address itself, an IPv6 one's /64. ok is false for an address that is
+// not IP (a Unix socket): not counted.
+func addressPrefix(addr net.Addr) (netip.Prefix, bool) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ip := tcp.AddrPort().Addr().Unmap()
+	if ip.Is4() {
+		return netip.PrefixFrom(ip, 32), true
+	}
+	p, err := ip.WithZone("").Prefix(64)
+	return p, err == nil
+}
+
+// admit counts c against its address, or refuses it (false) when the
+// address holds perAddress connections already. release undoes it.
+func (l *limitListener) admit(c net.Conn) (release func(), ok bool) {
+	if l.perAddress <= 0 {
+		return func() {}, true
+	}
+	prefix, counted := addressPrefix(c.RemoteAddr())
+	if !counted {
+		return func() {}, true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byAddress[prefix] >= l.perAddress {
+		if now := time.Now(); now.Sub(l.refusedAt) >= time.Minute {
+			l.refusedAt = now
+			// At most one line a minute: a flood would otherwise be one
+			// line a connection.
+			l.log.Warn("server: connection closed: its address holds the most connections one address may",
+				"address", prefix.String(), "max_connections_per_address", l.perAddress)
+		}
+		return nil, false
+	}
+	l.byAddress[prefix]++
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.byAddress[prefix]--; l.byAddress[prefix] == 0 {
+			delete(l.byAddress, prefix)
+		}
+	}, true
 }
 
 // Accept takes a slot, then a connection; a listener closed while waiting
@@ -51,7 +111,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
-			return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+			release, ok := l.admit(c)
+			if !ok {
+				c.Close()
+				continue
+			}
+			return &limitConn{Conn: c, release: func() { release(); <-l.slots }}, nil
 		}
 		if !passing(err) {
 			<-l.slots

@@ -23,7 +23,7 @@ func TestLimitListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := newLimitListener(inner, 1, slog.New(slog.DiscardHandler))
+	ln := newLimitListener(inner, 1, 0, slog.New(slog.DiscardHandler))
 	dial := func() {
 		c, err := net.Dial("tcp", inner.Addr().String())
 		if err != nil {
@@ -144,7 +144,7 @@ func TestLimitListenerWaitsOutExhaustion(t *testing.T) {
 	}
 	var logs lockedBuffer
 	fl := &flakyListener{Listener: inner}
-	ln := newLimitListener(fl, 2, slog.New(slog.NewTextHandler(&logs, nil)))
+	ln := newLimitListener(fl, 2, 0, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer ln.Close()
 	fl.fail(acceptFailure(syscall.EMFILE), acceptFailure(syscall.ENFILE), acceptFailure(syscall.ENOBUFS), acceptFailure(syscall.ENOMEM), acceptFailure(syscall.EPROTO))
 	client, err := net.Dial("tcp", inner.Addr().String())
@@ -237,5 +237,106 @@ func TestPlaneServesThroughExhaustion(t *testing.T) {
 	case err := <-served:
 		t.Fatalf("Serve returned: %v", err)
 	default:
+	}
+}
+
+// One address holds at most perAddress connections: one more is closed
+// without an answer as soon as it is accepted, and the slot it would have
+// taken goes to the next; another address is not held back; a connection
+// that closes makes room again. The refusals are logged once a minute.
+func TestLimitListenerPerAddress(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	ln := newLimitListener(inner, 10, 2, slog.New(slog.NewTextHandler(&logs, nil)))
+	defer ln.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dialFrom := func(local string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		c, err := d.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closedByServer := func(c net.Conn) bool {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	var held []net.Conn
+	for range 2 {
+		dialFrom("127.0.0.1")
+		held = append(held, <-accepted)
+	}
+	for range 3 {
+		if c := dialFrom("127.0.0.1"); !closedByServer(c) {
+			t.Fatal("a third connection from one address was kept")
+		}
+	}
+	dialFrom("127.0.0.2")
+	select {
+	case c := <-accepted:
+		if got := c.RemoteAddr().(*net.TCPAddr).IP.String(); got != "127.0.0.2" {
+			t.Fatalf("accepted a connection from %s, want 127.0.0.2's", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("another address was held back")
+	}
+	held[0].Close()
+	held[0].Close() // once
+	c := dialFrom("127.0.0.1")
+	select {
+	case <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no room made by a closed connection")
+	}
+	if closedByServer(c) {
+		t.Fatal("the connection let in after a close was closed")
+	}
+	if c := dialFrom("127.0.0.1"); !closedByServer(c) {
+		t.Fatal("a close counted twice")
+	}
+	if n := strings.Count(logs.String(), "its address holds the most connections one address may"); n != 1 {
+		t.Errorf("%d log lines about 4 refusals, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "address=127.0.0.1/32") {
+		t.Errorf("the log does not name the address:\n%s", logs.String())
+	}
+}
+
+// An address counts as itself; an IPv6 one as its /64 (with or without a
+// zone), an IPv4-mapped one as the IPv4 address; a Unix socket not at all.
+func TestAddressPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 1}, "192.0.2.7/32"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 1}, "192.0.2.7/32"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:3:4:5:6"), Port: 1}, "2001:db8:1:2::/64"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:ffff::1"), Port: 1}, "2001:db8:1:2::/64"},
+		{&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 1, Zone: "eth0"}, "fe80::/64"},
+		{&net.UnixAddr{Name: "/run/x.sock", Net: "unix"}, ""},
+	} {
+		p, ok := addressPrefix(tc.addr)
+		if got := p.String(); ok != (tc.want != "") || ok && got != tc.want {
+			t.Errorf("addressPrefix(%v) = %s, %v; want %q", tc.addr, got, ok, tc.want)
+		}
 	}
 }

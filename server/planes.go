@@ -22,6 +22,8 @@ type Plane struct {
 	writeTimeout  time.Duration
 	exportTimeout time.Duration
 	maxConns      int
+	// maxConnsPerAddress bounds the connections of one address (0: none).
+	maxConnsPerAddress int
 	// agents bounds each agent's decisions (nil: no bound, and on the
 	// platform plane).
 	agents *agentLimiter
@@ -84,7 +86,7 @@ func newPlane(name string, cfg Config, ready ReadinessCheck) *Plane {
 		agents = newAgentLimiter("decisions", cfg.AgentDecisionRate, cfg.AgentDecisionBurst, time.Now, log)
 	}
 	return &Plane{name: name, app: app, log: log, writeTimeout: cfg.WriteTimeout, exportTimeout: cfg.ExportTimeout,
-		maxConns: cfg.MaxConnections, agents: agents}
+		maxConns: cfg.MaxConnections, maxConnsPerAddress: cfg.MaxConnectionsPerAddress, agents: agents}
 }
 
 // Name is "tenant" or "platform".
@@ -103,7 +105,7 @@ func (p *Plane) Serve(ln net.Listener) error {
 	// the listener's backlog until one closes. fasthttp's own Concurrency
 	// limit would answer it 503 itself, outside the boundary (text/plain,
 	// a Server header, none of the security headers).
-	if err := p.app.Listener(newLimitListener(ln, p.maxConns, p.log)); err != nil {
+	if err := p.app.Listener(newLimitListener(ln, p.maxConns, p.maxConnsPerAddress, p.log)); err != nil {
 		return fmt.Errorf("server: %s plane: %w", p.name, err)
 	}
 	return nil

@@ -130,6 +130,8 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"serve", "--agent-decisions-per-second", "0", "--agent-decision-burst", "-1"}, 2, "--agent-decision-burst must be from 1 to"},
 		{[]string{"serve", "--agent-tokens-per-minute", "1e-323"}, 2, "--agent-tokens-per-minute is too small to be a rate"},
 		{[]string{"serve", "--agent-tokens-per-minute", "-0.5"}, 2, "--agent-tokens-per-minute must be a positive number, or 0 for no bound"},
+		{[]string{"serve", "--max-connections-per-address", "-1"}, 2, "--max-connections-per-address must not be negative"},
+		{[]string{"serve", "--max-connections", "-1"}, 2, "--max-connections must not be negative"},
 		{[]string{"serve", "--agent-token-burst", "0"}, 2, "--agent-token-burst must be from 1 to 1000000000"},
 		{[]string{"agent"}, 2, "agent needs a subcommand"},
 		{[]string{"agent", "suspend", "--bogus"}, 2, "-bogus"},

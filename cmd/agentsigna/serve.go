@@ -41,6 +41,7 @@ type serveFlags struct {
 	pprofAddr     string
 	bounds        agentBoundFlags
 	maxConns      int
+	maxPerAddress int
 }
 
 // runServe starts both planes and blocks until SIGINT/SIGTERM, then lets
@@ -61,6 +62,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this loopback address; off when empty")
 	f.bounds.register(fs)
 	fs.IntVar(&f.maxConns, "max-connections", 0, "connections each plane holds open at once (0: as many as the descriptor limit leaves room for, at most 16384)")
+	fs.IntVar(&f.maxPerAddress, "max-connections-per-address", 0, "connections each plane holds from one address, an IPv6 one by its /64 (0: no bound; behind a proxy every connection is the proxy's)")
 	fs.BoolVar(&f.demo, "demo", false, "seed organization acme (example policy, an agent, two counterparties) on an empty embedded store; credentials to DATA_DIR/demo/credentials.json")
 	if err := parse(fs, args, env); err != nil {
 		return err
@@ -76,6 +78,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	bounds, err := f.bounds.parse()
 	if err != nil {
 		return err
+	}
+	if f.maxPerAddress < 0 {
+		return fmt.Errorf("%w: --max-connections-per-address must not be negative (0: no bound)", errUsage)
 	}
 	if f.demo && f.store.postgres() {
 		return fmt.Errorf("%w: --demo seeds the embedded store only", errUsage)
@@ -124,13 +129,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	}
 
 	planes, err := server.New(server.Config{
-		Logger:             log,
-		TenantReady:        backend.Ping,
-		PlatformReady:      backend.Ping,
-		TLS:                tlsConfig != nil,
-		MaxConnections:     maxConns,
-		AgentDecisionRate:  bounds.decisionRate,
-		AgentDecisionBurst: bounds.decisionBurst,
+		Logger:                   log,
+		TenantReady:              backend.Ping,
+		PlatformReady:            backend.Ping,
+		TLS:                      tlsConfig != nil,
+		MaxConnections:           maxConns,
+		MaxConnectionsPerAddress: f.maxPerAddress,
+		AgentDecisionRate:        bounds.decisionRate,
+		AgentDecisionBurst:       bounds.decisionBurst,
 	})
 	if err != nil {
 		return err
