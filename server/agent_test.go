@@ -880,6 +880,64 @@ func TestAgentTokenRate(t *testing.T) {
 	}
 }
 
+// An access token is good only while the agent key it was issued under
+// is: a rotation (here another process's, straight in the store) ends the
+// tokens of the key it retired within a second, on every route; a token
+// of the new key works.
+func TestRotationEndsTheRetiredKeysTokens(t *testing.T) {
+	var clock atomic.Int64 // seconds added to the real time
+	now := func() time.Time { return time.Now().Add(time.Duration(clock.Load()) * time.Second) }
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) { c.Now = now })
+	acme := e.agents["acme"]
+	old := e.token(t, "acme")
+	status, _, body := e.decide(t, old, payment(e.cps["acme"], "1.00"), nil)
+	var out struct {
+		DecisionID string `json:"decision_id"`
+	}
+	if err := json.Unmarshal(body, &out); status != 200 || err != nil {
+		t.Fatalf("before the rotation: %d %s", status, body)
+	}
+	oldKID, _ := acme.key.KeyID()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	newKey, _ := jwk.Import(priv)
+	pub, _ := newKey.PublicKey()
+	_ = newKey.Set(jwk.KeyIDKey, "acme-key-2")
+	_ = pub.Set(jwk.KeyIDKey, "acme-key-2")
+	pubJSON, _ := json.Marshal(pub)
+	err := e.store.InTenantTx(context.Background(), e.orgs["acme"].ID, func(ctx context.Context, tx store.TenantTx) error {
+		if _, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: acme.id, KID: "acme-key-2", PublicJWK: string(pubJSON)}); err != nil {
+			return err
+		}
+		return tx.Agents().RetireKey(ctx, acme.id, oldKID, time.Now())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(1)
+	if status, hdr, body := e.decide(t, old, payment(e.cps["acme"], "1.00"), nil); status != 401 ||
+		!strings.Contains(hdr.Get("WWW-Authenticate"), `error="invalid_token"`) || strings.Contains(string(body), "decision_id") {
+		t.Fatalf("a decision with the retired key's token: %d %v %s", status, hdr, body)
+	}
+	for _, path := range []string{"/v1/decisions/" + out.DecisionID, "/v1/decisions/" + out.DecisionID + "/tlog-proof"} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+old)
+		if status, _, body := e.do(t, req); status != 401 {
+			t.Fatalf("%s with the retired key's token: %d %s", path, status, body)
+		}
+	}
+	// The retired key gets no new token; the new key does, and it works.
+	if status, out := e.tokenRequest(t, e.assertion(t, acme, nil)); status != 400 || out["error"] != "invalid_client" {
+		t.Fatalf("an assertion of the retired key: %d %v", status, out)
+	}
+	status, tok := e.tokenRequest(t, e.assertion(t, testAgent{id: acme.id, key: newKey}, nil))
+	if status != 200 {
+		t.Fatalf("the new key's token: %d %v", status, tok)
+	}
+	if status, _, body := e.decide(t, tok["access_token"].(string), payment(e.cps["acme"], "1.00"), nil); status != 200 {
+		t.Fatalf("a decision with the new key's token: %d %s", status, body)
+	}
+}
+
 // The agent read routes' refusals of a request's own form: a receipt's
 // proof for a decision without a receipt, an entry that is neither, and a
 // wait that is no duration in range.

@@ -71,6 +71,29 @@ type AgentAuth struct {
 	refusals      *refusalGate
 	recordRefusal recordRefusal
 	tokens        *agentLimiter // nil: no bound
+	agentKeys     agentKeyStates
+}
+
+// agentKeyReread is how long this process trusts what it read of an agent
+// key's status: a rotation, made by any process, refuses the access tokens
+// issued under the key it retired within that long.
+const agentKeyReread = time.Second
+
+// agentKeyStates is what this process last read of the agent keys access
+// tokens were issued under. The keys named are those of verified tokens,
+// so at most the keys ever registered; entries older than agentKeyReread
+// are dropped when the map has doubled.
+type agentKeyStates struct {
+	mu      sync.Mutex
+	states  map[agentKeyRef]agentKeyState
+	sweepAt int
+}
+
+type agentKeyRef struct{ tenant, agent, kid string }
+
+type agentKeyState struct {
+	active bool
+	readAt time.Time
 }
 
 // tokenKeysReread is how often the token key of an organization this
@@ -343,7 +366,7 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	token, exp, err := issuer.Issue(claims.AgentID, ref.ID, now)
+	token, exp, err := issuer.Issue(claims.AgentID, claims.KeyID, ref.ID, now)
 	if err != nil {
 		return err
 	}
@@ -636,6 +659,15 @@ func (a *AgentAuth) Require(c *fiber.Ctx) error {
 	if err != nil || claims.Tenant != ref.ID {
 		return invalidToken(c)
 	}
+	// A token is good only while the agent key it was issued under is
+	// the agent's: a rotation ends the tokens of the key it retires.
+	active, err := a.agentKeyActive(c.UserContext(), agentKeyRef{tenant: ref.ID, agent: claims.Subject, kid: claims.AgentKeyID})
+	if err != nil {
+		return err
+	}
+	if !active {
+		return invalidToken(c)
+	}
 	c.Locals(agentKey{}, Agent{ID: claims.Subject, Tenant: ref})
 	err = c.Next()
 	if errors.Is(err, ErrUnauthorized) {
@@ -644,6 +676,49 @@ func (a *AgentAuth) Require(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderWWWAuthenticate, challengeInvalidToken)
 	}
 	return err
+}
+
+// agentKeyActive reports whether key is one of its agent's active keys,
+// as read from the store at most agentKeyReread ago. An agent or key the
+// store does not have is not active; a failed read is the error.
+func (a *AgentAuth) agentKeyActive(ctx context.Context, key agentKeyRef) (bool, error) {
+	now := a.cfg.Now()
+	ks := &a.agentKeys
+	ks.mu.Lock()
+	st, ok := ks.states[key]
+	ks.mu.Unlock()
+	if ok && now.Sub(st.readAt) < agentKeyReread && !now.Before(st.readAt) {
+		return st.active, nil
+	}
+	active := false
+	err := a.cfg.Tenants.InTenantReadTx(ctx, key.tenant, func(ctx context.Context, tx store.TenantTx) error {
+		keys, err := tx.Agents().Keys(ctx, key.agent)
+		for _, k := range keys {
+			active = active || k.KID == key.kid && k.Status == store.KeyActive
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+		active, err = false, nil
+	case err != nil:
+		return false, err
+	}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.states == nil {
+		ks.states, ks.sweepAt = map[agentKeyRef]agentKeyState{}, minAgentSweep
+	}
+	if _, known := ks.states[key]; !known && len(ks.states) >= ks.sweepAt {
+		for k, st := range ks.states {
+			if now.Sub(st.readAt) >= agentKeyReread {
+				delete(ks.states, k)
+			}
+		}
+		ks.sweepAt = max(minAgentSweep, 2*len(ks.states))
+	}
+	ks.states[key] = agentKeyState{active: active, readAt: now}
+	return active, nil
 }
 
 // peekSubject and peekTenant read one claim of a compact JWS without

@@ -498,6 +498,11 @@ func TestForgedTokenKidsAreReadAtMostOncePerSecond(t *testing.T) {
 		return status
 	}
 	reads := func() int64 { return counts.txs.Load() }
+	// The first use reads the status of the agent key the token was
+	// issued under; the next, within the second, do not.
+	if s := whoami(tok); s != 200 {
+		t.Fatalf("acme's token: %d", s)
+	}
 
 	from := reads()
 	for i := range 20 {
@@ -545,8 +550,9 @@ func (f *failingReads) InTenantReadTx(ctx context.Context, tenantID string, fn f
 	return f.TenantStore.InTenantReadTx(ctx, tenantID, fn)
 }
 
-// While the store fails, a known key still verifies and a forged kid is
-// still refused (no read). For an organization whose key was never read,
+// While the store fails, a known key still verifies (for the second its
+// agent key's status is trusted) and a forged kid is still refused (no
+// read). For an organization whose key was never read,
 // the once-a-second bound holds and a failed read counts: the request that
 // meets the failure, and one within the second, are told of an outage, not
 // that the token is invalid.
@@ -564,6 +570,9 @@ func TestTokensWhileTheStoreFails(t *testing.T) {
 		t.Helper()
 		status, _, _ := e.whoami(t, token)
 		return status
+	}
+	if s := whoami(tok); s != 200 { // reads its agent key's status
+		t.Fatalf("acme's token: %d", s)
 	}
 	fr.fail.Store(true)
 
@@ -588,10 +597,18 @@ func TestTokensWhileTheStoreFails(t *testing.T) {
 	if got := fr.reads.Load() - from; got != 1 {
 		t.Fatalf("two tokens of beta within a second, the store failing: %d reads, want 1", got)
 	}
-	fr.fail.Store(false)
+	// A second on, the agent key's status is due to be read again: an
+	// outage, not an invalid token.
 	clk.add(time.Second)
+	if s := whoami(tok); s != 500 {
+		t.Fatalf("acme's token a second on, the store failing: %d, want 500", s)
+	}
+	fr.fail.Store(false)
 	if s := whoami(forgeAccessToken(t, betaID, "beta-later")); s != 401 {
 		t.Fatalf("beta's forged token, the store back: %d, want 401", s)
+	}
+	if s := whoami(tok); s != 200 {
+		t.Fatalf("acme's token, the store back: %d", s)
 	}
 }
 

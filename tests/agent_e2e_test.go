@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
@@ -641,5 +642,48 @@ func TestAgentBoundFlags(t *testing.T) {
 	}
 	if !strings.Contains(p.Logs(), c.creds.Agent.ID) {
 		t.Errorf("the log does not name the agent:\n%s", p.Logs())
+	}
+}
+
+// `agent rotate-key`, run beside a serving process, ends the access
+// tokens issued under the key it retires: the server rereads the key's
+// status at most a second after it last did. The new key's token works.
+func TestRotateKeyEndsItsTokens(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	ta := freeAddr(t)
+	p := startServeAt(t, nil, ta, "--data-dir", dataDir, "--demo", "--public-url", "http://"+ta)
+	credsFile := filepath.Join(dataDir, "demo", "credentials.json")
+	c := newAgentClient(t, p, credsFile, nil)
+	body := fmt.Sprintf(`{"action":{"type":"payment.send","resource":"invoice:INV-7","counterparty":%q,"amount":{"value":"1.00","currency":"EUR"}},"reason":"pay"}`, c.creds.Counterparties[0].ID)
+	if status, out := c.do(http.MethodPost, "/v1/decisions", body); status != 200 {
+		t.Fatalf("before the rotation: %d %v", status, out)
+	}
+	newKey := filepath.Join(t.TempDir(), "new.jwk")
+	cli(t, nil)("agent", "rotate-key", "--data-dir", dataDir, "--tenant", "acme", c.creds.Agent.ID, "--generate-key", newKey)
+	time.Sleep(1500 * time.Millisecond) // past the second the server trusts what it read
+	if status, out := c.do(http.MethodPost, "/v1/decisions", body); status != 401 {
+		t.Fatalf("the retired key's token after the rotation: %d %v", status, out)
+	}
+	// The credentials file, with the new private key, gets a token that works.
+	raw, err := os.ReadFile(credsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var creds map[string]any
+	if err := json.Unmarshal(raw, &creds); err != nil {
+		t.Fatal(err)
+	}
+	jwkRaw, err := os.ReadFile(newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds["agent"].(map[string]any)["private_jwk"] = json.RawMessage(jwkRaw)
+	rotated, _ := json.Marshal(creds)
+	rotatedFile := filepath.Join(t.TempDir(), "credentials.json")
+	if err := os.WriteFile(rotatedFile, rotated, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if status, out := newAgentClient(t, p, rotatedFile, nil).do(http.MethodPost, "/v1/decisions", body); status != 200 {
+		t.Fatalf("the new key's token: %d %v", status, out)
 	}
 }

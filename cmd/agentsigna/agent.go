@@ -27,10 +27,10 @@ const agentUsage = `usage:
 is refused. Without a kid, its kid is the RFC 7638 thumbprint.
 --generate-key generates an Ed25519 key, writes the PRIVATE JWK to OUT_FILE (mode 0600, never
 overwriting a file) and registers its public half; the private key is printed nowhere else.
-rotate-key adds the new key and retires every other active key of the agent. Access tokens
-already issued under a retired key stay valid until they expire (5 minutes at most): for a key
-that leaked, suspend the agent, whose decisions are denied and reads refused from then on,
-tokens already issued included, and register a new one.`
+rotate-key adds the new key and retires every other active key of the agent; the access
+tokens issued under a retired key are refused within a second, by every running server. For
+a key that leaked, rotate it; suspend the agent (its decisions are denied and its reads refused
+from then on, tokens already issued included) if it may have acted.`
 
 // runAgent manages an organization's agents locally, on the store the
 // flags select (DESIGN §5; the HTTP management API comes with identity).

@@ -46,7 +46,7 @@ var (
 	ErrTokenAudience    = fmt.Errorf("%w: aud is not "+AccessTokenAudience, ErrInvalidToken)
 	ErrTokenExpired     = fmt.Errorf("%w: expired", ErrInvalidToken)
 	ErrTokenNotYetValid = fmt.Errorf("%w: not yet valid", ErrInvalidToken)
-	ErrTokenClaims      = fmt.Errorf("%w: missing or wrong sub, tenant, client_id, jti or token_use", ErrInvalidToken)
+	ErrTokenClaims      = fmt.Errorf("%w: missing or wrong sub, tenant, client_id, agent_kid, jti or token_use", ErrInvalidToken)
 )
 
 // ErrInvalidAgentKey: a JWK offered for registration is refused.

@@ -101,15 +101,18 @@ func NewTokenVerifier(keys map[string]ed25519.PublicKey, issuer string) (*TokenV
 // accessClaimsJSON is the wire form (RFC 9068 §2.2 requires iss, exp, aud,
 // sub, client_id, iat and jti).
 type accessClaimsJSON struct {
-	Iss      string       `json:"iss"`
-	Aud      string       `json:"aud"`
-	Sub      string       `json:"sub"`
-	ClientID string       `json:"client_id"`
-	Tenant   string       `json:"tenant"`
-	Iat      int64        `json:"iat"`
-	Exp      int64        `json:"exp"`
-	JTI      string       `json:"jti"`
-	TokenUse string       `json:"token_use"`
+	Iss      string `json:"iss"`
+	Aud      string `json:"aud"`
+	Sub      string `json:"sub"`
+	ClientID string `json:"client_id"`
+	Tenant   string `json:"tenant"`
+	Iat      int64  `json:"iat"`
+	Exp      int64  `json:"exp"`
+	JTI      string `json:"jti"`
+	TokenUse string `json:"token_use"`
+	// AgentKID is the kid of the agent key whose client assertion the
+	// token was issued for: the token is good only while that key is.
+	AgentKID string       `json:"agent_kid"`
 	Nbf      *numericDate `json:"nbf,omitempty"` // never issued; checked if present
 }
 
@@ -124,23 +127,28 @@ type verifiedClaimsJSON struct {
 }
 
 // accessClaimMembers are the names verifiedClaimsJSON reads.
-var accessClaimMembers = jose.Flat("iss", "aud", "sub", "client_id", "tenant", "iat", "exp", "jti", "token_use", "nbf")
+var accessClaimMembers = jose.Flat("iss", "aud", "sub", "client_id", "tenant", "iat", "exp", "jti", "token_use", "agent_kid", "nbf")
 
 // AccessClaims are a verified agent access token's claims.
 type AccessClaims struct {
-	Issuer   string
-	Subject  string // the agent id (also client_id)
-	Tenant   string // the organization the token was issued in
-	JTI      string
-	IssuedAt time.Time
-	Expiry   time.Time
+	Issuer  string
+	Subject string // the agent id (also client_id)
+	Tenant  string // the organization the token was issued in
+	// AgentKeyID is the kid of the agent key the token was issued under:
+	// the caller MUST refuse the token once that key is no longer the
+	// agent's active key (a rotation retires it).
+	AgentKeyID string
+	JTI        string
+	IssuedAt   time.Time
+	Expiry     time.Time
 }
 
-// Issue returns a signed access token for agentID in tenantID, valid from
-// now for AccessTokenLifetime, and its expiry.
-func (ti *TokenIssuer) Issue(agentID, tenantID string, now time.Time) (token string, exp time.Time, err error) {
-	if agentID == "" || tenantID == "" {
-		return "", time.Time{}, errors.New("identity: a token needs an agent and a tenant")
+// Issue returns a signed access token for agentID in tenantID, issued
+// under the agent's key agentKID (the one its client assertion verified
+// under), valid from now for AccessTokenLifetime, and its expiry.
+func (ti *TokenIssuer) Issue(agentID, agentKID, tenantID string, now time.Time) (token string, exp time.Time, err error) {
+	if agentID == "" || tenantID == "" || !validKID(agentKID) {
+		return "", time.Time{}, errors.New("identity: a token needs an agent, its key and a tenant")
 	}
 	var jti [16]byte
 	if _, err := io.ReadFull(rand.Reader, jti[:]); err != nil {
@@ -151,6 +159,7 @@ func (ti *TokenIssuer) Issue(agentID, tenantID string, now time.Time) (token str
 	payload, err := json.Marshal(accessClaimsJSON{
 		Iss: ti.issuer, Aud: AccessTokenAudience, Sub: agentID, ClientID: agentID, Tenant: tenantID,
 		Iat: iat.Unix(), Exp: exp.Unix(), JTI: base64.RawURLEncoding.EncodeToString(jti[:]), TokenUse: TokenUseAgent,
+		AgentKID: agentKID,
 	})
 	if err != nil {
 		return "", time.Time{}, err
@@ -177,7 +186,7 @@ func (ti *TokenIssuer) Verify(token string, now time.Time) (AccessClaims, error)
 // Verify checks an agent access token: alg EdDSA, typ at+jwt (RFC 9068
 // §4), a kid naming one of the verifier's keys and that key's signature,
 // iss the verifier's issuer, aud exactly AccessTokenAudience, token_use
-// agent, sub = client_id, tenant and jti present, now before exp, iat (and
+// agent, sub = client_id, tenant, agent_kid and jti present, now before exp, iat (and
 // nbf) not beyond ClockSkew ahead. A kid it does not hold is ErrTokenKey.
 // Header and claim names are read exactly: a duplicate member, or one
 // whose name only folds to one read ("TENANT", "Kid"), is
@@ -230,11 +239,11 @@ func (tv *TokenVerifier) Verify(token string, now time.Time) (AccessClaims, erro
 		return AccessClaims{}, ErrTokenAudience
 	}
 	if c.Sub == "" || c.ClientID != c.Sub || c.Tenant == "" || c.JTI == "" || c.TokenUse != TokenUseAgent ||
-		c.Iat == nil || c.Exp == nil {
+		!validKID(c.AgentKID) || c.Iat == nil || c.Exp == nil {
 		return AccessClaims{}, ErrTokenClaims
 	}
 	v := verifiedToken{claims: AccessClaims{
-		Issuer: c.Iss, Subject: c.Sub, Tenant: c.Tenant, JTI: c.JTI,
+		Issuer: c.Iss, Subject: c.Sub, Tenant: c.Tenant, AgentKeyID: c.AgentKID, JTI: c.JTI,
 		IssuedAt: c.Iat.Time, Expiry: c.Exp.Time,
 	}}
 	if c.Nbf != nil {

@@ -46,7 +46,7 @@ func TestAccessTokenRoundTrip(t *testing.T) {
 	key := newEd25519(t)
 	ti := newIssuer(t, key, "tok-1", tenantIssuer)
 	now := time.Now().Truncate(time.Second)
-	token, exp, err := ti.Issue("agt_1", "tenant-a", now)
+	token, exp, err := ti.Issue("agt_1", "agentkid-1", "tenant-a", now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,18 +58,19 @@ func TestAccessTokenRoundTrip(t *testing.T) {
 	if fmt.Sprint(h) != fmt.Sprint(map[string]any{"alg": "EdDSA", "kid": "tok-1", "typ": "at+jwt"}) {
 		t.Errorf("header %v", h)
 	}
-	// RFC 9068 §2.2's required claims, plus tenant and token_use.
+	// RFC 9068 §2.2's required claims, plus tenant, token_use and the
+	// agent key's kid.
 	c := decodeSegment(t, parts[1])
 	var names []string
 	for n := range c {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	if want := []string{"aud", "client_id", "exp", "iat", "iss", "jti", "sub", "tenant", "token_use"}; !slices.Equal(names, want) {
+	if want := []string{"agent_kid", "aud", "client_id", "exp", "iat", "iss", "jti", "sub", "tenant", "token_use"}; !slices.Equal(names, want) {
 		t.Errorf("claims %v, want %v", names, want)
 	}
 	if c["aud"] != "agentsigna-tenant" || c["sub"] != "agt_1" || c["client_id"] != "agt_1" || c["tenant"] != "tenant-a" ||
-		c["iss"] != tenantIssuer || c["token_use"] != "agent" {
+		c["iss"] != tenantIssuer || c["token_use"] != "agent" || c["agent_kid"] != "agentkid-1" {
 		t.Errorf("claims %v", c)
 	}
 
@@ -78,11 +79,11 @@ func TestAccessTokenRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The caller compares Tenant with the organization in the URL.
-	if got.Tenant != "tenant-a" || got.Subject != "agt_1" || got.Issuer != tenantIssuer || !got.Expiry.Equal(exp) || got.JTI == "" {
+	if got.Tenant != "tenant-a" || got.Subject != "agt_1" || got.AgentKeyID != "agentkid-1" || got.Issuer != tenantIssuer || !got.Expiry.Equal(exp) || got.JTI == "" {
 		t.Errorf("verified %+v", got)
 	}
 	// Two tokens never share a jti.
-	other, _, _ := ti.Issue("agt_1", "tenant-a", now)
+	other, _, _ := ti.Issue("agt_1", "agentkid-1", "tenant-a", now)
 	if o, _ := ti.Verify(other, now); o.JTI == got.JTI {
 		t.Error("jti repeated")
 	}
@@ -106,13 +107,13 @@ func TestAccessTokenRefuses(t *testing.T) {
 		return with(map[string]any{
 			"iss": tenantIssuer, "aud": "agentsigna-tenant", "sub": "agt_1", "client_id": "agt_1",
 			"tenant": "tenant-a", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
-			"jti": "j1", "token_use": "agent",
+			"jti": "j1", "token_use": "agent", "agent_kid": "agentkid-1",
 		}, kv...)
 	}
 	at := func(kv ...any) map[string]any { return hdr("EdDSA", "tok-1", append([]any{"typ", "at+jwt"}, kv...)...) }
-	platform, _, _ := newIssuer(t, newEd25519(t), "tok-platform", "https://agentsigna.test:8081").Issue("agt_1", "tenant-a", now)
-	otherKeySameKID, _, _ := newIssuer(t, newEd25519(t), "tok-1", tenantIssuer).Issue("agt_1", "tenant-a", now)
-	valid, _, _ := ti.Issue("agt_1", "tenant-a", now)
+	platform, _, _ := newIssuer(t, newEd25519(t), "tok-platform", "https://agentsigna.test:8081").Issue("agt_1", "agentkid-1", "tenant-a", now)
+	otherKeySameKID, _, _ := newIssuer(t, newEd25519(t), "tok-1", tenantIssuer).Issue("agt_1", "agentkid-1", "tenant-a", now)
+	valid, _, _ := ti.Issue("agt_1", "agentkid-1", "tenant-a", now)
 	parts := strings.Split(valid, ".")
 
 	for _, tc := range []struct {
@@ -151,6 +152,10 @@ func TestAccessTokenRefuses(t *testing.T) {
 		{"no jti", forge(t, at(), good("jti", nil), key), identity.ErrTokenClaims},
 		{"an empty jti", forge(t, at(), good("jti", ""), key), identity.ErrTokenClaims},
 		{"no iat", forge(t, at(), good("iat", nil), key), identity.ErrTokenClaims},
+		// Issued by an earlier version, or forged: bound to no agent key.
+		{"no agent_kid", forge(t, at(), good("agent_kid", nil), key), identity.ErrTokenClaims},
+		{"an empty agent_kid", forge(t, at(), good("agent_kid", ""), key), identity.ErrTokenClaims},
+		{"agent_kid not a string", forge(t, at(), good("agent_kid", 7), key), identity.ErrTokenMalformed},
 		{"tampered tenant", parts[0] + "." + b64([]byte(strings.Replace(string(mustDecode(t, parts[1])), "tenant-a", "tenant-b", 1))) + "." + parts[2], identity.ErrTokenSignature},
 		{"crit header", forge(t, at("crit", []string{"tenant"}), good(), key), identity.ErrTokenMalformed},
 		{"not a JWS", "Bearer", identity.ErrTokenMalformed},
@@ -191,7 +196,7 @@ func TestAccessTokenReadsHeaderByExactName(t *testing.T) {
 	key := newEd25519(t)
 	ti := newIssuer(t, key, "tok-1", tenantIssuer)
 	now := time.Now().Truncate(time.Second)
-	valid, _, _ := ti.Issue("agt_1", "tenant-a", now)
+	valid, _, _ := ti.Issue("agt_1", "agentkid-1", "tenant-a", now)
 	claims := mustDecode(t, strings.Split(valid, ".")[1])
 	for _, tc := range []struct{ name, header string }{
 		{"Alg, no alg", `{"Alg":"EdDSA","kid":"tok-1","typ":"at+jwt"}`},
@@ -228,7 +233,7 @@ func TestAccessTokenReadsClaimsByExactName(t *testing.T) {
 	key := newEd25519(t)
 	ti := newIssuer(t, key, "tok-1", tenantIssuer)
 	now := time.Now().Truncate(time.Second)
-	valid, _, _ := ti.Issue("agt_1", "tenant-a", now)
+	valid, _, _ := ti.Issue("agt_1", "agentkid-1", "tenant-a", now)
 	good := string(mustDecode(t, strings.Split(valid, ".")[1]))
 	// claims are good's, members rewritten by kv (old, new, …), each old
 	// once in them.
@@ -310,10 +315,13 @@ func TestNewTokenIssuerRefuses(t *testing.T) {
 		}
 	}
 	ti := newIssuer(t, key, "k", tenantIssuer)
-	if _, _, err := ti.Issue("", "tenant-a", time.Now()); err == nil {
+	if _, _, err := ti.Issue("", "agentkid-1", "tenant-a", time.Now()); err == nil {
 		t.Error("token without an agent")
 	}
-	if _, _, err := ti.Issue("agt_1", "", time.Now()); err == nil {
+	if _, _, err := ti.Issue("agt_1", "", "tenant-a", time.Now()); err == nil {
+		t.Error("issued a token bound to no agent key")
+	}
+	if _, _, err := ti.Issue("agt_1", "agentkid-1", "", time.Now()); err == nil {
 		t.Error("token without a tenant")
 	}
 }
@@ -338,7 +346,7 @@ func BenchmarkAccessTokenVerify(b *testing.B) {
 	_, key, _ := ed25519.GenerateKey(nil)
 	ti, _ := identity.NewTokenIssuer(key, "tok-1", tenantIssuer)
 	now := time.Now()
-	token, _, err := ti.Issue("agt_1", "tenant-a", now)
+	token, _, err := ti.Issue("agt_1", "agentkid-1", "tenant-a", now)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -358,7 +366,7 @@ func BenchmarkAccessTokenVerifyUncached(b *testing.B) {
 	ti, _ := identity.NewTokenIssuer(key, "tok-1", tenantIssuer)
 	keys := map[string]ed25519.PublicKey{"tok-1": ti.PublicKey()}
 	now := time.Now()
-	token, _, err := ti.Issue("agt_1", "tenant-a", now)
+	token, _, err := ti.Issue("agt_1", "agentkid-1", "tenant-a", now)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -388,8 +396,8 @@ func TestTokenVerifierPicksTheKeyByKid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokA, _, _ := a.Issue("agt_1", "tenant-a", now)
-	tokB, _, _ := b.Issue("agt_2", "tenant-a", now)
+	tokA, _, _ := a.Issue("agt_1", "agentkid-1", "tenant-a", now)
+	tokB, _, _ := b.Issue("agt_2", "agentkid-1", "tenant-a", now)
 	for _, tc := range []struct {
 		tok  string
 		want string
@@ -401,7 +409,7 @@ func TestTokenVerifierPicksTheKeyByKid(t *testing.T) {
 	if _, err := onlyA.Verify(tokB, now); !errors.Is(err, identity.ErrTokenKey) {
 		t.Errorf("a kid the verifier does not hold: %v", err)
 	}
-	bUnderA, _, _ := newIssuer(t, keyB, "tok-a", tenantIssuer).Issue("agt_2", "tenant-a", now)
+	bUnderA, _, _ := newIssuer(t, keyB, "tok-a", tenantIssuer).Issue("agt_2", "agentkid-1", "tenant-a", now)
 	if _, err := both.Verify(bUnderA, now); !errors.Is(err, identity.ErrTokenSignature) {
 		t.Errorf("key b under kid tok-a: %v", err)
 	}

@@ -28,7 +28,7 @@ func newTestIssuer(t *testing.T) *TokenIssuer {
 func TestVerifiedTokensRecheckTimes(t *testing.T) {
 	ti := newTestIssuer(t)
 	now := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
-	token, exp, err := ti.Issue("agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "8c2b7f0e-3c4d-4e5f-8a9b-0c1d2e3f4a5b", now)
+	token, exp, err := ti.Issue("agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "agentkid-1", "8c2b7f0e-3c4d-4e5f-8a9b-0c1d2e3f4a5b", now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,11 +95,11 @@ func TestVerifiedTokensDoNotAliasTheCallersBuffer(t *testing.T) {
 	ti := newTestIssuer(t)
 	now := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
 	const tenant = "8c2b7f0e-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
-	a, _, err := ti.Issue("agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", tenant, now)
+	a, _, err := ti.Issue("agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "agentkid-1", tenant, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, err := ti.Issue("agt_bbbbbbbbbbbbbbbbbbbbbbbbbb", tenant, now)
+	b, _, err := ti.Issue("agt_bbbbbbbbbbbbbbbbbbbbbbbbbb", "agentkid-1", tenant, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestVerifiedTokensDoNotAliasTheCallersBuffer(t *testing.T) {
 	// verified meanwhile make the cache grow, which rehashes its keys.
 	copy(buf, b)
 	for i := range 100 {
-		other, _, err := ti.Issue(fmt.Sprintf("agt_%026d", i), tenant, now)
+		other, _, err := ti.Issue(fmt.Sprintf("agt_%026d", i), "agentkid-1", tenant, now)
 		if err != nil {
 			t.Fatal(err)
 		}
