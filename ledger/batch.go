@@ -177,17 +177,20 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	var err error
+	var head store.LedgerCheckpoint // the batch's, once signed
 	if lg.tenant != nil {
 		err = lg.tenant(ctx, func(ctx context.Context, tx store.TenantTx) error {
-			return l.appendBatch(ctx, lg, tx.Log(), tx.Keys(), tx, live)
+			return l.appendBatch(ctx, lg, tx.Log(), tx.Keys(), tx, live, &head)
 		})
 	} else {
 		err = lg.in(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
-			return l.appendBatch(ctx, lg, lt, kt, nil, live)
+			return l.appendBatch(ctx, lg, lt, kt, nil, live, &head)
 		})
 	}
 	if err != nil {
 		l.cfg.Logger.Error("ledger batch failed", slog.String("log", lg.scope.Origin), slog.Int("entries", len(live)), slog.Any("error", err))
+	} else {
+		l.trust(lg, head) // committed: the next batch builds on it
 	}
 	for _, r := range live {
 		if err != nil {
@@ -203,7 +206,7 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 // writes (tt is the organization's transaction; nil for the platform log).
 // A write's failure is its request's error, not the batch's. A write may
 // run twice (the second time after its first run was rolled back).
-func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, tt store.TenantTx, batch []*request) error {
+func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, tt store.TenantTx, batch []*request, head *store.LedgerCheckpoint) error {
 	if err := lt.LockLog(ctx); err != nil {
 		return err
 	}
@@ -211,7 +214,7 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 	if err != nil || len(batch) == 0 {
 		return err
 	}
-	cp, err := l.appendEntries(ctx, lg, lt, kt, batch)
+	cp, err := l.appendEntries(ctx, lg, lt, kt, batch, head)
 	if err != nil {
 		return err
 	}
@@ -291,9 +294,10 @@ func (l *Ledger) runChecks(ctx context.Context, tt store.TenantTx, batch []*requ
 	return in, nil
 }
 
-// appendEntries extends the tree from the newest checkpoint, signs and
-// stores the batch's entries (the log is locked).
-func (l *Ledger) appendEntries(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, batch []*request) (Checkpoint, error) {
+// appendEntries extends the tree from the newest checkpoint, once it is
+// trusted (checkHead), signs and stores the batch's entries (the log is
+// locked), and sets signed to the checkpoint row it stored.
+func (l *Ledger) appendEntries(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, batch []*request, signed *store.LedgerCheckpoint) (Checkpoint, error) {
 	head, err := lt.LatestCheckpoint(ctx)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -303,10 +307,15 @@ func (l *Ledger) appendEntries(ctx context.Context, lg Log, lt store.LogTx, kt s
 	}
 	rng, err := rangeFactory.NewRange(0, head.Size, head.RangeHashes)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("ledger: stored compact range at size %d: %w", head.Size, err)
+		return Checkpoint{}, fmt.Errorf("%w: stored compact range at size %d: %v", ErrUntrustedHead, head.Size, err)
 	}
 	key, err := l.cfg.Keys.LogKey(ctx, kt, lg.scope)
 	if err != nil {
+		return Checkpoint{}, err
+	}
+	if err := l.checkHead(ctx, lg, lt, key.Verifier, head, rng); err != nil {
+		l.cfg.Logger.Error("ledger: refusing to extend an altered log", slog.String("log", lg.scope.Origin),
+			slog.Uint64("stored_size", head.Size), slog.Any("error", err))
 		return Checkpoint{}, err
 	}
 
@@ -363,17 +372,16 @@ func (l *Ledger) appendEntries(ctx context.Context, lg Log, lt store.LogTx, kt s
 	// SPEC: c2sp.org/tlog-checkpoint — origin, size, root; no extension
 	// lines (time lives in the entries). The note key name is the origin.
 	body := log.Checkpoint{Origin: key.Signer.Name(), Size: size, Hash: root}.Marshal()
-	signed, err := note.Sign(&note.Note{Text: string(body)}, key.Signer)
+	signedNote, err := note.Sign(&note.Note{Text: string(body)}, key.Signer)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("ledger: sign checkpoint: %w", err)
 	}
-	err = lt.AppendLog(ctx, entries, nodes, store.LedgerCheckpoint{
-		Size: size, Root: root, RangeHashes: rng.Hashes(), LastLeafHash: prev, Note: signed,
-	})
-	if err != nil {
+	row := store.LedgerCheckpoint{Size: size, Root: root, RangeHashes: rng.Hashes(), LastLeafHash: prev, Note: signedNote}
+	if err := lt.AppendLog(ctx, entries, nodes, row); err != nil {
 		return Checkpoint{}, err
 	}
-	return Checkpoint{Size: size, Root: root, Note: signed}, nil
+	*signed = row
+	return Checkpoint{Size: size, Root: root, Note: signedNote}, nil
 }
 
 // batchInclusionProof is the RFC 6962 inclusion proof of the leaf at index

@@ -23,6 +23,12 @@ var (
 	// ErrNoCheckpoint: no signed checkpoint has that size (proofs are only
 	// computed against signed sizes).
 	ErrNoCheckpoint = errors.New("ledger: no signed checkpoint of that size")
+	// ErrUntrustedHead: the newest stored checkpoint, which an append
+	// would extend, is not one the log's key signed over the stored tree,
+	// or is older than one this process signed. The store was altered
+	// behind the service's back; nothing is appended until an operator
+	// has looked (agentsigna ledger verify).
+	ErrUntrustedHead = errors.New("ledger: the newest stored checkpoint does not verify; the store was altered (run agentsigna ledger verify)")
 )
 
 // Limits on what one entry may carry.
@@ -90,6 +96,10 @@ type Ledger struct {
 	writers map[string]*writer
 	closed  bool
 	wg      sync.WaitGroup
+	// heads are the newest checkpoints this process signed or verified,
+	// by log key (guarded by mu): a batch builds on the stored head
+	// without verifying it again when it is the one here.
+	heads map[string]store.LedgerCheckpoint
 }
 
 // New returns a Ledger.
@@ -98,7 +108,7 @@ func New(cfg Config) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Ledger{cfg: cfg, tiles: newTileCache(4096), writers: map[string]*writer{}}, nil
+	return &Ledger{cfg: cfg, tiles: newTileCache(4096), writers: map[string]*writer{}, heads: map[string]store.LedgerCheckpoint{}}, nil
 }
 
 // Log names one log and how to reach it.
