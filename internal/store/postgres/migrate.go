@@ -198,6 +198,11 @@ func ensureRoles(ctx context.Context, conn *pgx.Conn, roles Roles) error {
 		// the next organization's queries would read and write it. The
 		// service makes none; PUBLIC has TEMPORARY by default.
 		`REVOKE TEMPORARY ON DATABASE ` + ident(db) + ` FROM PUBLIC, ` + apps,
+		// A schema named after a role comes first on its search_path
+		// ("$user", public): an app role that may create one could plant
+		// tables the other plane's queries resolve to. PUBLIC has no
+		// CREATE on a database by default; an app role must not either.
+		`REVOKE CREATE ON DATABASE ` + ident(db) + ` FROM PUBLIC, ` + apps,
 		`REVOKE CREATE ON SCHEMA public FROM PUBLIC`,
 		`GRANT USAGE, CREATE ON SCHEMA public TO ` + ident(roles.Owner),
 		`GRANT USAGE ON SCHEMA public TO ` + apps,

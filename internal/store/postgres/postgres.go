@@ -169,7 +169,7 @@ const appRoleProblemsSQL = `SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, 
 			WHERE d.classid = 'pg_class'::regclass AND c.oid = d.objid AND c.relpersistence = 't')
 		ORDER BY 1),
 	ARRAY(SELECT n.nspname::text FROM pg_namespace n WHERE has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1),
-	has_database_privilege(r.oid, db.oid, 'TEMPORARY')
+	has_database_privilege(r.oid, db.oid, 'TEMPORARY'), has_database_privilege(r.oid, db.oid, 'CREATE')
 	FROM pg_roles r, pg_database db
 	WHERE r.rolname = $1 AND db.datname = current_database()`
 
@@ -188,14 +188,16 @@ const appRoleProblemsSQL = `SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, 
 // it plant a function or table the other plane's queries would resolve to;
 // TEMPORARY lets it plant a temporary table that the next organization's
 // queries on the same pooled connection would resolve to (pg_temp is
-// searched first), entries and checkpoints included.
+// searched first), entries and checkpoints included; CREATE on the
+// database lets it create a schema named after the other plane's role,
+// which comes first on that role's search_path ("$user", public).
 func appRoleProblems(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, name string) ([]string, error) {
-	var super, bypass, createRole, replication, temporary bool
+	var super, bypass, createRole, replication, temporary, createSchemas bool
 	var memberOf, owns, createIn []string
 	err := q.QueryRow(ctx, appRoleProblemsSQL, name).
-		Scan(&super, &bypass, &createRole, &replication, &memberOf, &owns, &createIn, &temporary)
+		Scan(&super, &bypass, &createRole, &replication, &memberOf, &owns, &createIn, &temporary, &createSchemas)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -232,6 +234,9 @@ func appRoleProblems(ctx context.Context, q interface {
 	}
 	if temporary {
 		problems = append(problems, "may create temporary tables (TEMPORARY on the database), which would shadow the service's own on a pooled connection")
+	}
+	if createSchemas {
+		problems = append(problems, "may create schemas (CREATE on the database): one named after the other plane's role comes first on that role's search_path, and its tables would shadow the service's own")
 	}
 	return problems, nil
 }

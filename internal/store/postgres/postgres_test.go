@@ -676,6 +676,16 @@ func TestOpenRefusesUnsafeRoles(t *testing.T) {
 		{name: "every role may create temporary tables, as by default",
 			stmts: []string{`GRANT TEMPORARY ON DATABASE {db} TO PUBLIC`},
 			want:  []string{"temporary tables"}},
+		// CREATE SCHEMA {platform} AUTHORIZATION … is refused to a role
+		// not a member of {platform}, but a schema of its own, named after
+		// the platform role and granted to it, comes first on the platform
+		// role's search_path.
+		{name: "tenant role may create schemas",
+			stmts: []string{`GRANT CREATE ON DATABASE {db} TO {tenant}`},
+			want:  []string{`"{tenant}"`, "may create schemas"}},
+		{name: "every role may create schemas",
+			stmts: []string{`GRANT CREATE ON DATABASE {db} TO PUBLIC`},
+			want:  []string{"may create schemas"}},
 		{name: "tenant role has CREATEROLE",
 			stmts: []string{`ALTER ROLE {tenant} CREATEROLE`},
 			want:  []string{`"{tenant}"`, "CREATEROLE"}},
@@ -772,6 +782,23 @@ func TestMigrateMakesRolesOpenAccepts(t *testing.T) {
 	s, err := Open(ctx, Config{TenantURL: db.Login(t, roles.Tenant), PlatformURL: db.Login(t, roles.Platform)})
 	if err != nil {
 		t.Fatalf("Open as the roles Migrate made: %v", err)
+	}
+	s.Close()
+}
+
+// A database whose every role may create schemas and temporary tables
+// (granted to PUBLIC) is tightened by Migrate, so that Open accepts its
+// app roles.
+func TestMigrateRevokesDatabaseCreate(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewEmpty(t)
+	roleSQL(t, db, `GRANT CREATE, TEMPORARY ON DATABASE {db} TO PUBLIC`)
+	if err := Migrate(ctx, db.AdminURL, db.Roles); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+	if err != nil {
+		t.Fatalf("Open after Migrate: %v", err)
 	}
 	s.Close()
 }
