@@ -147,6 +147,8 @@ func (e *Evaluator) EvaluateWith(ctx context.Context, tenant *bundles.Policy, in
 			// the absence of authority.
 			v = failed(err)
 			ev.Errors = append(ev.Errors, "base policy: "+err.Error())
+		} else {
+			v = withBankDetailsRule(v, in.Action)
 		}
 		ev.Base = v
 		if tenant != nil {

@@ -195,6 +195,10 @@ func TestBaseRules(t *testing.T) {
 				r.Action.Counterparty = cp
 				return r
 			}
+			withParams := func(r decision.DecisionRequest, params string) decision.DecisionRequest {
+				r.Action.Params = json.RawMessage(params)
+				return r
+			}
 			for _, tc := range []struct {
 				name      string
 				agent     store.Agent
@@ -205,7 +209,12 @@ func TestBaseRules(t *testing.T) {
 			}{
 				{"allowed when nothing objects", low, payment("100.00", verified.ID), decision.Allow, []string{}, 0},
 				{"bank details", low, withCP(action("counterparty.bank_details.update"), verified.ID), decision.Escalate, []string{"high_risk_category:counterparty.bank_details"}, 2},
+				{"bank details under a near type", low, withCP(action("counterparty.bank_details_update"), verified.ID), decision.Escalate, []string{"high_risk_category:counterparty.bank_details"}, 2},
+				{"bank details in another action's params", low, withParams(withCP(action("counterparty.update"), verified.ID), `{"bank_details":{"iban":"DE89370400440532013000"}}`), decision.Escalate, []string{"high_risk_category:counterparty.bank_details"}, 2},
+				{"an IBAN deep in a payment's params", low, withParams(payment("10.00", verified.ID), `{"beneficiary":{"accounts":[{"IBAN":"DE89370400440532013000"}]}}`), decision.Escalate, []string{"high_risk_category:counterparty.bank_details"}, 2},
+				{"params without bank details", low, withParams(withCP(action("counterparty.update"), verified.ID), `{"name":"Initech","banking_day":"monday"}`), decision.Allow, []string{}, 0},
 				{"counterparty creation", low, action("counterparty.create"), decision.Escalate, []string{"high_risk_category:counterparty.create"}, 1},
+				{"counterparty creation under a near type", low, action("counterparty.create_bulk"), decision.Escalate, []string{"high_risk_category:counterparty.create"}, 1},
 				{"agent identity", low, action("agent.credential.rotate"), decision.Escalate, []string{"high_risk_category:agent"}, 1},
 				{"agent tier", low, action("agent.tier.raise"), decision.Escalate, []string{"high_risk_category:agent"}, 1},
 				{"policy", low, action("policy.activate"), decision.Escalate, []string{"high_risk_category:policy"}, 2},

@@ -96,8 +96,22 @@ test_escalate_bank_details_namespace_itself if {
 	"high_risk_category:counterparty.bank_details" in base.escalate with input as with_action_type("counterparty.bank_details")
 }
 
-test_bank_details_lookalike_not_bank_details if {
-	not "high_risk_category:counterparty.bank_details" in base.escalate with input as with_action_type("counterparty.bank_detailsx")
+# A type named like a bank-details change is one: a near name is no way
+# around the escalation (and a false alarm costs an approval, not money).
+test_escalate_bank_details_lookalikes if {
+	every t in [
+		"counterparty.bank_details_update", "counterparty.bank_detailsx",
+		"counterparty.update_bank_account", "counterparty.set_iban", "counterparty.bank.update",
+	] {
+		"high_risk_category:counterparty.bank_details" in base.escalate with input as with_action_type(t)
+		base.min_approvals == 2 with input as with_action_type(t)
+	}
+}
+
+test_bank_words_outside_counterparty_not_bank_details if {
+	every t in ["report.bank_holidays", "payment.send"] {
+		not "high_risk_category:counterparty.bank_details" in base.escalate with input as with_action_type(t)
+	}
 }
 
 test_escalate_counterparty_create if {
@@ -108,8 +122,14 @@ test_escalate_counterparty_create_subtypes if {
 	"high_risk_category:counterparty.create" in base.escalate with input as with_action_type("counterparty.create.bulk")
 }
 
-test_counterparty_create_lookalike_not_create if {
-	not "high_risk_category:counterparty.create" in base.escalate with input as with_action_type("counterparty.created_report")
+test_escalate_counterparty_create_lookalikes if {
+	every t in ["counterparty.create_bulk", "counterparty.created_report"] {
+		"high_risk_category:counterparty.create" in base.escalate with input as with_action_type(t)
+	}
+}
+
+test_counterparty_update_not_create if {
+	not "high_risk_category:counterparty.create" in base.escalate with input as with_action_type("counterparty.update")
 }
 
 test_counterparty_read_not_escalated if {
