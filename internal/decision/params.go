@@ -131,42 +131,44 @@ func (p *paramsParser) value(depth int) (any, error) {
 		}
 		return t, nil
 	case json.Number:
-		if err := checkNumber(t); err != nil {
-			return nil, err
-		}
-		return t, nil
+		// The policy reads the number as the receipt and the ledger
+		// carry it: in its RFC 8785 form, not as the agent spelled it
+		// (1.2345e4 is 12345), so that a rule matching its text matches
+		// what is signed.
+		return canonicalNumber(t)
 	case bool, nil:
 		return t, nil
 	}
 	return nil, errParamsSyntax
 }
 
-// checkNumber accepts what every I-JSON reader reads as the same number.
-func checkNumber(n json.Number) error {
+// canonicalNumber accepts what every I-JSON reader reads as the same
+// number, and returns its RFC 8785 form.
+func canonicalNumber(n json.Number) (json.Number, error) {
 	f, err := strconv.ParseFloat(string(n), 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 		if errors.Is(err, strconv.ErrRange) || err == nil {
-			return invalid("action.params has a number beyond the range of a double (RFC 7493)")
+			return "", invalid("action.params has a number beyond the range of a double (RFC 7493)")
 		}
-		return errParamsSyntax
+		return "", errParamsSyntax
 	}
 	if !strings.ContainsAny(string(n), ".eE") {
 		// Compared as an integer: as a double, 2^53+1 would pass as 2^53.
 		i, err := strconv.ParseInt(string(n), 10, 64)
 		if err != nil || i > maxSafeInteger || i < -maxSafeInteger {
-			return invalid("action.params has an integer beyond ±(2^53−1) (RFC 7493); send it as a string")
+			return "", invalid("action.params has an integer beyond ±(2^53−1) (RFC 7493); send it as a string")
 		}
 	}
-	// The policy reads the number as written; the receipt, the ledger and
-	// the request digest carry its RFC 8785 form. Both must be one value.
+	// The receipt, the ledger and the request digest carry the RFC 8785
+	// form: the agent's spelling must be that value exactly.
 	canonical, err := signing.Canonical([]byte(n))
 	if err != nil {
-		return invalid("action.params has a number beyond the range of a double (RFC 7493)")
+		return "", invalid("action.params has a number beyond the range of a double (RFC 7493)")
 	}
 	if !sameDecimal(string(n), string(canonical)) {
-		return invalid("action.params has a number with more precision than a double holds (RFC 7493); send it as a string")
+		return "", invalid("action.params has a number with more precision than a double holds (RFC 7493); send it as a string")
 	}
-	return nil
+	return json.Number(canonical), nil
 }
 
 // sameDecimal reports whether two JSON numbers are the same decimal value
