@@ -12,9 +12,10 @@ import (
 	"fmt"
 	"slices"
 
-	"filippo.io/edwards25519"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/agentsigna/agentsigna/internal/jose"
 )
 
 // maxJWKSize bounds a registered key: a P-256 JWK is about 200 bytes.
@@ -85,7 +86,7 @@ func checkAgentKey(key jwk.Key) (raw any, alg string, err error) {
 		if len(pub) != ed25519.PublicKeySize {
 			return nil, "", fmt.Errorf("%w: Ed25519 x must be 32 bytes", ErrInvalidAgentKey)
 		}
-		if !usableEd25519(pub) {
+		if !jose.UsableEd25519(pub) {
 			return nil, "", fmt.Errorf("%w: Ed25519 x is not a point of a usable key (small order, or not canonical)", ErrInvalidAgentKey)
 		}
 		alg = "EdDSA"
@@ -127,19 +128,6 @@ func validKID(kid string) bool {
 		}
 	}
 	return true
-}
-
-// usableEd25519 reports whether pub is the canonical encoding of a curve
-// point outside the small-order subgroup. crypto/ed25519 verifies without
-// the cofactor: under a small-order key (the identity, the all-zero x a
-// zeroed buffer gives, …) signatures verify for anyone, with no private
-// key (R = the key's multiple, S = 0). libsodium refuses the same keys.
-func usableEd25519(pub ed25519.PublicKey) bool {
-	p, err := new(edwards25519.Point).SetBytes(pub)
-	if err != nil || !bytes.Equal(p.Bytes(), pub) {
-		return false // not a point, or not its canonical encoding
-	}
-	return new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 0
 }
 
 // RegistrableJWK validates a public JWK offered for an agent and returns

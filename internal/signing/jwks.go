@@ -341,5 +341,10 @@ func (v *ReceiptVerifier) PublicKey(kid string) (ed25519.PublicKey, error) {
 	if !ok || len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("%w: key is not an Ed25519 public key", ErrReceiptUnknownKey)
 	}
+	// The service publishes none such, but a JWKS handed to an auditor
+	// may hold one: under a small-order key anyone signs any receipt.
+	if !jose.UsableEd25519(pub) {
+		return nil, fmt.Errorf("%w: key is of small order or not canonical: it verifies signatures nobody made", ErrReceiptUnknownKey)
+	}
 	return pub, nil
 }

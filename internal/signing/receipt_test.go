@@ -3,6 +3,7 @@ package signing_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -638,4 +639,29 @@ func TestReceiptSignerCreatesNoKey(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A JWKS handed to an auditor may hold a key of small order, under which
+// a signature nobody made verifies (R = the identity, S = 0): such a key
+// verifies no receipt. The forgery is built on a genuine receipt's claims.
+func TestVerifierRefusesSmallOrderKeys(t *testing.T) {
+	s, kr, _ := setup(t)
+	acme := storetest.CreateTenant(t, s, "acme")
+	receipt, err := receiptSigner(t, s, kr, acme.ID).Sign(sampleClaims(acme.ID, time.Now().Truncate(time.Second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity := make([]byte, 32)
+	identity[0] = 1 // the identity point: y = 1
+	if !ed25519.Verify(identity, []byte("anything"), append(slices.Clone(identity), make([]byte, 32)...)) {
+		t.Fatal("the forgery this test is about no longer verifies under crypto/ed25519")
+	}
+	jwks := fmt.Sprintf(`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"small","use":"sig","alg":"EdDSA","x":%q}]}`,
+		base64.RawURLEncoding.EncodeToString(identity))
+	hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"EdDSA","kid":"small","typ":"` + signing.ReceiptType + `"}`))
+	payload := strings.Split(receipt, ".")[1]
+	forged := hdr + "." + payload + "." + base64.RawURLEncoding.EncodeToString(append(slices.Clone(identity), make([]byte, 32)...))
+	if _, err := signing.VerifyReceipt(forged, []byte(jwks), time.Now()); !errors.Is(err, signing.ErrReceiptUnknownKey) {
+		t.Fatalf("a receipt under a small-order key: %v, want ErrReceiptUnknownKey", err)
+	}
 }
