@@ -82,6 +82,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if f.maxPerAddress < 0 {
 		return fmt.Errorf("%w: --max-connections-per-address must not be negative (0: no bound)", errUsage)
 	}
+	if f.maxConns < 0 {
+		return fmt.Errorf("%w: --max-connections must not be negative (0: sized to the descriptor limit)", errUsage)
+	}
 	if f.demo && f.store.postgres() {
 		return fmt.Errorf("%w: --demo seeds the embedded store only", errUsage)
 	}
@@ -91,10 +94,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 
-	maxConns, err := connectionCap(f.maxConns, descriptorLimit, log)
-	if err != nil {
-		return err
-	}
 	if tuneGC(env) {
 		log.Debug("garbage collector target set", slog.Int("gogc", defaultGCPercent))
 	}
@@ -128,6 +127,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		}
 	}
 
+	// Sized (and said in the log) once the store has opened: a usage
+	// error in the store's flags is then the one line printed.
+	maxConns, err := connectionCap(f.maxConns, descriptorLimit, log)
+	if err != nil {
+		return err
+	}
 	planes, err := server.New(server.Config{
 		Logger:                   log,
 		TenantReady:              backend.Ping,
