@@ -21,14 +21,20 @@ import (
 // checks a ledger export offline: the checkpoint against the pinned key,
 // every leaf, the hash chain, the root, and every receipt against the
 // pinned JWKS or, without one, the export's own.
-func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, _ env) error {
 	if len(args) == 0 || args[0] != "verify" {
 		return fmt.Errorf("%w: agentsigna audit verify EXPORT --log-key KEY [--jwks JWKS]", errUsage)
 	}
+	// As verify's: its trust comes from its command line alone, and help
+	// verifies nothing (see runVerify).
+	return nothingVerified(runAuditVerify(ctx, args[1:], stdout, stderr))
+}
+
+func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("audit verify", stderr)
 	logKey := fs.String("log-key", "", "the log's note verifier key, or a file holding it (pin it: the export's own copy proves nothing)")
 	jwksFile := fs.String("jwks", "", "the organization's published JWKS (/t/<slug>/.well-known/jwks.json), a file: receipts are checked against it rather than the export's own copy, which the log does not sign")
-	operands, err := parseOne(fs, args[1:], env, "EXPORT file")
+	operands, err := parseOne(fs, args, noEnv, "EXPORT file")
 	if err != nil {
 		return err
 	}

@@ -92,7 +92,7 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nEvery flag can also be set as AGENTSIGNA_<FLAG> (e.g. --data-dir → AGENTSIGNA_DATA_DIR); a flag on the command line wins.")
+	fmt.Fprintln(w, "\nEvery flag can also be set as AGENTSIGNA_<FLAG> (e.g. --data-dir → AGENTSIGNA_DATA_DIR); a flag on the command line wins.\nNot for verify and audit verify: what they trust comes from their command line only.")
 }
 
 // oneLine keeps the promise of one line on stderr even when a wrapped

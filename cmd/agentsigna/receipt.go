@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,12 +56,15 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 	if *proofFile == "" && (*logKey != "" || *entryFile != "") {
 		return fmt.Errorf("%w: --log-key and --entry check the receipt's ledger entry, which needs --tlog-proof", errUsage)
 	}
+	// A compact JWS is taken as it is, never for the name of a file: what
+	// is checked is the receipt given, whatever files the host holds.
 	compact := operand
-	switch b, err := osfile.ReadAtMost(operand, maxLargeFile); {
-	case err == nil:
+	if !compactJWS.MatchString(operand) {
+		b, err := osfile.ReadAtMost(operand, maxLargeFile)
+		if err != nil {
+			return fmt.Errorf("%w: RECEIPT is neither a compact JWS nor a file that can be read: %v", errUsage, err)
+		}
 		compact = strings.TrimSpace(string(b))
-	case !compactJWS.MatchString(operand):
-		return fmt.Errorf("%w: RECEIPT is neither a compact JWS nor a file that can be read: %v", errUsage, err)
 	}
 	jwks, err := osfile.ReadAtMost(*jwksFile, maxLargeFile)
 	if err != nil {
@@ -128,9 +132,29 @@ func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
 		}
 		suffix = fmt.Sprintf("; logged as entry %d of %s (size %d)", p.Index, cp.Origin(), cp.Size())
 	}
+	if *at != "" {
+		suffix += "; checked at " + now.UTC().Format(time.RFC3339) + ", not now"
+	}
 	fmt.Fprintf(stdout, "OK: receipt %s for decision %s (%s) by agent %s, issued by %s, valid until %s%s\n",
-		claims.ID, claims.DecisionID, claims.Outcome, claims.Subject, claims.Issuer, claims.Expiry.UTC().Format(time.RFC3339), suffix)
+		shown(claims.ID), shown(claims.DecisionID), claims.Outcome, shown(claims.Subject), shown(claims.Issuer),
+		claims.Expiry.UTC().Format(time.RFC3339), suffix)
 	return nil
+}
+
+// shown is a signed claim as printed after OK: as it is when it is
+// printable ASCII without spaces, as the service's ids and URLs are, else
+// quoted, so that no claim can print terminal escapes, a line of its own
+// or text that reads backwards.
+func shown(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' || s[i] == '"' {
+			return strconv.Quote(s)
+		}
+	}
+	if s == "" {
+		return `""`
+	}
+	return s
 }
 
 // runKeys: `agentsigna keys rotate --tenant SLUG --purpose receipt`. The

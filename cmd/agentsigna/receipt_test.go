@@ -281,3 +281,64 @@ func TestVerifyReceiptEntryFromProof(t *testing.T) {
 		})
 	}
 }
+
+// verify receipt says OK only for a check made as its command line asks:
+// help, or an untrusted "-h" passed as RECEIPT, exits 2; an AGENTSIGNA_AT
+// in the environment does not move the time checked; --at is said in
+// the OK line; an operand shaped as a JWS is the JWS, not a file's name.
+func TestVerifyReceiptTrustsItsCommandLineOnly(t *testing.T) {
+	rl := logReceipts(t, 1)
+	jws := rl.receipts[0]
+	jwksFile := writeTemp(t, "jwks.json", rl.jwks)
+	ctx := context.Background()
+	for _, args := range [][]string{
+		{"verify", "receipt", "-h", "--jwks", jwksFile},
+		{"verify", "receipt", "--help"},
+		{"verify", "-h"},
+		{"audit", "verify", "-h"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(ctx, args, &stdout, &stderr, envOf(nil)); code != 2 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "nothing was verified") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and nothing verified", args, code, stdout.String(), stderr.String())
+		}
+	}
+	later := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
+	var stdout bytes.Buffer
+	err := runVerify(ctx, []string{"receipt", jws, "--jwks", jwksFile}, &stdout, &bytes.Buffer{},
+		envOf(map[string]string{"AGENTSIGNA_AT": later, "AGENTSIGNA_LOG_KEY": rl.vkey}))
+	if err != nil || !strings.HasPrefix(stdout.String(), "OK: receipt") || strings.Contains(stdout.String(), "checked at") {
+		t.Fatalf("with AGENTSIGNA_AT and AGENTSIGNA_LOG_KEY set: %v, %q", err, stdout.String())
+	}
+	earlier := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	if out, err := runVerifyReceiptArgs(jws, "--jwks", jwksFile, "--at", earlier); err != nil || !strings.Contains(out, "; checked at "+earlier+", not now") {
+		t.Fatalf("--at: %q, %v", out, err)
+	}
+	// A file named like a JWS, holding a good receipt, is not read.
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("eyJhbGc.e30.c2ln", []byte(jws), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runVerifyReceiptArgs("eyJhbGc.e30.c2ln", "--jwks", jwksFile); err == nil {
+		t.Fatalf("an operand shaped as a JWS was read as a file: %q", out)
+	}
+}
+
+// Signed claims print as they are when they are printable ASCII without
+// spaces, as the service's are, and quoted otherwise: no claim prints an
+// escape, a line of its own or reversed text after OK.
+func TestShownClaims(t *testing.T) {
+	for in, want := range map[string]string{
+		"rct_23ockdf4scjhmm6ysosmncfmst":  "rct_23ockdf4scjhmm6ysosmncfmst",
+		"https://agentsigna.test/t/acme":  "https://agentsigna.test/t/acme",
+		"":                                `""`,
+		"agt_1\x1b[2K\rOK: receipt rct_9": `"agt_1\x1b[2K\rOK: receipt rct_9"`,
+		"agt_\u202e1":                     `"agt_\u202e1"`,
+		"a b":                             `"a b"`,
+		`a"b`:                             `"a\"b"`,
+		"line\nbreak":                     `"line\nbreak"`,
+	} {
+		if got := shown(in); got != want {
+			t.Errorf("shown(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -23,25 +23,49 @@ const verifyUsage = `usage:
 
 PROOF is a c2sp.org/tlog-proof@v1 file or the JSON of GET /v1/ledger/proofs/inclusion
 (inclusion), or the JSON of GET /v1/ledger/proofs/consistency (consistency).
-KEY is the log's note verifier key (GET /t/<slug>/.well-known/log-key) or a file holding it.`
+KEY is the log's note verifier key (GET /t/<slug>/.well-known/log-key) or a file holding it.
+RECEIPT is the compact JWS, or a file holding it; put -- before an operand that may begin
+with "-". Every flag comes from the command line (none from AGENTSIGNA_* variables), and
+exit status 0 means verified: help exits 2.`
 
 // runVerify checks ledger proofs offline, trusting only the log's public key.
-func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+//
+// What it trusts comes from its command line alone: no flag is filled from
+// the environment (a stray AGENTSIGNA_AT or AGENTSIGNA_LOG_KEY would
+// otherwise change what an OK means), and help, which checks nothing,
+// exits non-zero (a script passing an untrusted "-h" as RECEIPT must not
+// read success).
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, _ env) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: verify needs a subcommand: inclusion, consistency or receipt", errUsage)
 	}
+	var err error
 	switch args[0] {
 	case "inclusion":
-		return runVerifyInclusion(args[1:], stdout, stderr, env)
+		err = runVerifyInclusion(args[1:], stdout, stderr, noEnv)
 	case "consistency":
-		return runVerifyConsistency(args[1:], stdout, stderr, env)
+		err = runVerifyConsistency(args[1:], stdout, stderr, noEnv)
 	case "receipt":
-		return runVerifyReceipt(args[1:], stdout, stderr, env)
+		err = runVerifyReceipt(args[1:], stdout, stderr, noEnv)
 	case "-h", "--help", "help":
 		fmt.Fprintln(stderr, verifyUsage)
-		return flag.ErrHelp
+		err = flag.ErrHelp
+	default:
+		return fmt.Errorf("%w: unknown verify subcommand %q (inclusion, consistency or receipt)", errUsage, args[0])
 	}
-	return fmt.Errorf("%w: unknown verify subcommand %q (inclusion, consistency or receipt)", errUsage, args[0])
+	return nothingVerified(err)
+}
+
+// noEnv is the environment of the offline verifiers: empty.
+func noEnv(string) (string, bool) { return "", false }
+
+// nothingVerified turns help into a usage error: a verifier that printed
+// its usage verified nothing, and says so with a status that is not 0.
+func nothingVerified(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return fmt.Errorf("%w: help printed; nothing was verified", errUsage)
+	}
+	return err
 }
 
 func runVerifyInclusion(args []string, stdout, stderr io.Writer, env env) error {
