@@ -98,12 +98,17 @@ type receiptClaimsJSON struct {
 type receiptClaimsFields ReceiptClaims
 
 // MarshalJSON writes the wire form: times as NumericDate, approvals as an
-// array even when there are none.
+// array even when there are none. Nothing is escaped for HTML: the action
+// goes out byte for byte as given (Sign gives its RFC 8785 form), where
+// json.Marshal would write <, >, & and U+2028 as \u escapes, and a
+// verifier hashing the member as it stands would not find action_sha256.
 func (c ReceiptClaims) MarshalJSON() ([]byte, error) {
 	if c.Approvals == nil {
 		c.Approvals = []ReceiptApproval{}
 	}
-	return json.Marshal(receiptClaimsJSON{
+	// encoding/json/v2: v1 escapes U+2028 and U+2029 even with
+	// SetEscapeHTML(false).
+	return jsonv2.Marshal(receiptClaimsJSON{
 		receiptClaimsFields: receiptClaimsFields(c),
 		IssuedAt:            c.IssuedAt.Unix(),
 		NotBefore:           c.NotBefore.Unix(),
@@ -156,17 +161,23 @@ func unixOrZero(s *int64) time.Time {
 // without duplicate member names (RFC 8785 §3.1 requires I-JSON, RFC 7493:
 // with duplicates, two readers could see two different actions under one digest).
 func ActionDigest(action json.RawMessage) (string, error) {
+	_, digest, err := canonicalAction(action)
+	return digest, err
+}
+
+// canonicalAction is action's RFC 8785 form and ActionDigest.
+func canonicalAction(action json.RawMessage) (json.RawMessage, string, error) {
 	// Canonical refuses what is not I-JSON: duplicate names at any depth,
 	// invalid UTF-8, anything after the value.
 	canonical, err := Canonical(action)
 	if err != nil {
-		return "", fmt.Errorf("signing: action is not canonicalizable JSON: %w", err)
+		return nil, "", fmt.Errorf("signing: action is not canonicalizable JSON: %w", err)
 	}
 	if canonical[0] != '{' {
-		return "", errors.New("signing: action: not a JSON object")
+		return nil, "", errors.New("signing: action: not a JSON object")
 	}
 	sum := sha256.Sum256(canonical)
-	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
+	return canonical, base64.RawURLEncoding.EncodeToString(sum[:]), nil
 }
 
 // CanonicalActionDigest is ActionDigest of an action already in RFC 8785
@@ -234,10 +245,13 @@ func (s *ReceiptSigner) Sign(c ReceiptClaims) (string, error) {
 	if c.Tenant != s.tenantID {
 		return "", errors.New("signing: receipt names another organization than its key's")
 	}
-	digest, err := ActionDigest(c.Action)
+	// The action is signed in the RFC 8785 form its digest is of, so that
+	// the member, as it stands in the payload, hashes to action_sha256.
+	canonical, digest, err := canonicalAction(c.Action)
 	if err != nil {
 		return "", err
 	}
+	c.Action = canonical
 	switch c.ActionSHA256 {
 	case "":
 		c.ActionSHA256 = digest

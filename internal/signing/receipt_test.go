@@ -665,3 +665,35 @@ func TestVerifierRefusesSmallOrderKeys(t *testing.T) {
 		t.Fatalf("a receipt under a small-order key: %v, want ErrReceiptUnknownKey", err)
 	}
 }
+
+// The action member of a receipt's payload is the RFC 8785 form of the
+// action, byte for byte: nothing escaped for HTML (<, >, &, U+2028), so
+// that hashing the member as it stands gives action_sha256.
+func TestReceiptCarriesTheCanonicalActionBytes(t *testing.T) {
+	s, kr, _ := setup(t)
+	acme := storetest.CreateTenant(t, s, "acme")
+	claims := sampleClaims(acme.ID, time.Now().Truncate(time.Second))
+	claims.Action = json.RawMessage(`{ "type": "payment.send", "resource": "inv<1>&\u2028", "params": {"b": 1.50, "a": "x"} }`)
+	receipt, err := receiptSigner(t, s, kr, acme.ID).Sign(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(receipt, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	canonical, err := signing.Canonical(claims.Action)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(payload, append([]byte(`"action":`), canonical...)) {
+		t.Fatalf("payload %s does not carry the canonical action %s", payload, canonical)
+	}
+	sum := sha256.Sum256(canonical)
+	if !bytes.Contains(payload, []byte(`"action_sha256":"`+base64.RawURLEncoding.EncodeToString(sum[:])+`"`)) {
+		t.Fatalf("payload %s: action_sha256 is not the canonical action's", payload)
+	}
+	if _, err := signing.VerifyReceipt(receipt, receiptJWKS(t, s, kr, acme.ID), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
