@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -332,6 +333,9 @@ func (v *ReceiptVerifier) PublicKey(kid string) (ed25519.PublicKey, error) {
 	}
 	if use, ok := key.KeyUsage(); ok && use != string(jwk.ForSignature) {
 		return nil, fmt.Errorf("%w: key is not for signatures", ErrReceiptUnknownKey)
+	}
+	if ops, ok := key.KeyOps(); ok && !slices.Contains(ops, jwk.KeyOpVerify) {
+		return nil, fmt.Errorf("%w: key's key_ops do not include verify", ErrReceiptUnknownKey)
 	}
 	var raw any
 	if err := jwk.Export(key, &raw); err != nil {

@@ -697,3 +697,26 @@ func TestReceiptCarriesTheCanonicalActionBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A JWKS key whose key_ops leave out verify verifies no receipt, as one
+// whose use is not sig does not (RFC 7517 §4.3).
+func TestVerifierHonoursKeyOps(t *testing.T) {
+	s, kr, _ := setup(t)
+	acme := storetest.CreateTenant(t, s, "acme")
+	receipt, err := receiptSigner(t, s, kr, acme.ID).Sign(sampleClaims(acme.ID, time.Now().Truncate(time.Second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set map[string][]map[string]any
+	if err := json.Unmarshal(receiptJWKS(t, s, kr, acme.ID), &set); err != nil {
+		t.Fatal(err)
+	}
+	for ops, ok := range map[string]bool{`["verify"]`: true, `["sign","verify"]`: true, `["encrypt"]`: false, `[]`: false} {
+		set["keys"][0]["key_ops"] = json.RawMessage(ops)
+		jwks, _ := json.Marshal(set)
+		_, err := signing.VerifyReceipt(receipt, jwks, time.Now())
+		if ok && err != nil || !ok && !errors.Is(err, signing.ErrReceiptUnknownKey) {
+			t.Errorf("key_ops %s: %v", ops, err)
+		}
+	}
+}
