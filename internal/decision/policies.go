@@ -182,7 +182,7 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 			}
 			return isNew(history)
 		},
-		func(ctx context.Context, tx store.TenantTx) error {
+		func(ctx context.Context, tx store.TenantTx, _ uint64) error {
 			return tx.Policies().InsertBundle(ctx, store.PolicyBundle{
 				Revision: b.Revision, Digest: digest, Bundle: raw, Manifest: string(b.Manifest),
 				Signed: b.SignedBy != "", UploadedBy: uploader,
@@ -259,9 +259,10 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 			}
 			return sameKeys(ctx, tx.Policies(), opts)
 		},
-		func(ctx context.Context, tx store.TenantTx) error {
+		func(ctx context.Context, tx store.TenantTx, index uint64) error {
 			var err error
-			act, err = tx.Policies().Activate(ctx, store.PolicyActivation{Revision: revision, Rollback: rollback, ActivatedBy: activatedBy, ApprovedBy: approvedBy})
+			act, err = tx.Policies().Activate(ctx, store.PolicyActivation{Revision: revision, Rollback: rollback,
+				ActivatedBy: activatedBy, ApprovedBy: approvedBy, LedgerIndex: &index})
 			return err
 		})
 	if err != nil {
@@ -312,7 +313,7 @@ func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id,
 			}
 			return nil
 		},
-		func(ctx context.Context, tx store.TenantTx) error {
+		func(ctx context.Context, tx store.TenantTx, _ uint64) error {
 			return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: id, PublicPEM: string(pem), Algorithm: vk.Algorithm()})
 		})
 }
@@ -324,7 +325,7 @@ func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id,
 // and the rows commit together; a check that fails leaves nothing in the
 // log. In this process, changes go one at a time (changeMu): a batch's
 // check does not see its batch-mates' writes.
-func (p *Policies) change(ctx context.Context, org Organization, kind string, rec policyRecord, check, write func(context.Context, store.TenantTx) error) error {
+func (p *Policies) change(ctx context.Context, org Organization, kind string, rec policyRecord, check func(context.Context, store.TenantTx) error, write changeWrite) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -332,13 +333,19 @@ func (p *Policies) change(ctx context.Context, org Organization, kind string, re
 	return p.changeRecord(ctx, org, kind, rec.Revision, b, check, write)
 }
 
+// changeWrite stores a policy change, given the index of the entry that
+// records it.
+type changeWrite func(ctx context.Context, tx store.TenantTx, index uint64) error
+
 // changeRecord is change with the entry's subject and record as given.
-func (p *Policies) changeRecord(ctx context.Context, org Organization, kind, subject string, rec []byte, check, write func(context.Context, store.TenantTx) error) error {
+func (p *Policies) changeRecord(ctx context.Context, org Organization, kind, subject string, rec []byte, check func(context.Context, store.TenantTx) error, write changeWrite) error {
 	p.changeMu.Lock()
 	defer p.changeMu.Unlock()
 	_, err := p.ledger.AppendAllAndWriteIf(ctx, p.ledger.TenantLog(org.ID, org.Slug),
 		[]ledger.Entry{{Kind: kind, Subject: subject, Record: rec}}, check,
-		func(ctx context.Context, tx store.TenantTx, _ []ledger.Appended) error { return write(ctx, tx) })
+		func(ctx context.Context, tx store.TenantTx, appended []ledger.Appended) error {
+			return write(ctx, tx, appended[0].Index)
+		})
 	return err
 }
 
@@ -403,11 +410,15 @@ func fourEyes(activatedBy, approvedBy string) error {
 // leaves the organization with none: every request is denied no_authority.
 func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 	var act store.PolicyActivation
+	var earlier []store.PolicyActivation
 	var stored store.PolicyBundle
 	var opts bundles.ReadOptions
 	err := p.tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
 		if act, stored, err = tx.Policies().ActiveBundle(ctx); err != nil {
+			return err
+		}
+		if earlier, err = tx.Policies().Activations(ctx); err != nil {
 			return err
 		}
 		opts, err = p.readOptions(ctx, tx.Policies())
@@ -420,6 +431,7 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 	if err != nil {
 		return err
 	}
+
 	if !stored.Signed {
 		// Activated unsigned, before the organization registered a key:
 		// it stays the active revision until another is activated (which
@@ -436,6 +448,13 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 	}
 	if err != nil {
 		return fmt.Errorf("%w: active revision %q: %w", errBundleDoesNotLoad, stored.Revision, err)
+	}
+	// The rows say which revision is active; the log, which no one can
+	// write behind the service's back, must say so too before it decides
+	// anything (it compiled in a worker, which sees nothing else).
+	if err := p.checkActivation(ctx, org, act, earlier, stored); err != nil {
+		policy.Close()
+		return fmt.Errorf("active revision %q: %w", stored.Revision, err)
 	}
 	p.install(org.ID, act.Seq, policy)
 	return nil

@@ -219,6 +219,9 @@ type PolicyActivation struct {
 	ActivatedBy string // who asked
 	ApprovedBy  string // the second person (four eyes); may equal "" for local CLI use
 	ActivatedAt time.Time
+	// LedgerIndex is the index of the activation's entry in the
+	// organization's log; nil for one stored before the index was kept.
+	LedgerIndex *uint64
 }
 
 // PolicyVerificationKey is a registered bundle-signing public key (PEM).

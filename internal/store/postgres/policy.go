@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/jackc/pgx/v5"
 
@@ -60,9 +61,14 @@ func (p *policyTx) Activate(ctx context.Context, a store.PolicyActivation) (stor
 		return a, fmt.Errorf("%w: activation needs a revision and who activated it", store.ErrInvalid)
 	}
 	var seq int64
-	err := p.tx.QueryRow(ctx, `INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by)
-		SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4, $5 FROM policy_activations WHERE tenant_id = $1
-		RETURNING seq, activated_at`, p.tenantID, a.Revision, a.Rollback, a.ActivatedBy, a.ApprovedBy).Scan(&seq, &a.ActivatedAt)
+	var idx *int64
+	if a.LedgerIndex != nil && *a.LedgerIndex <= math.MaxInt64 {
+		i := int64(*a.LedgerIndex)
+		idx = &i
+	}
+	err := p.tx.QueryRow(ctx, `INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by, ledger_index)
+		SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4, $5, $6 FROM policy_activations WHERE tenant_id = $1
+		RETURNING seq, activated_at`, p.tenantID, a.Revision, a.Rollback, a.ActivatedBy, a.ApprovedBy, idx).Scan(&seq, &a.ActivatedAt)
 	if err != nil {
 		return a, mapErr(err)
 	}
@@ -73,15 +79,20 @@ func (p *policyTx) Activate(ctx context.Context, a store.PolicyActivation) (stor
 func scanActivation(row pgx.Row) (store.PolicyActivation, error) {
 	var a store.PolicyActivation
 	var seq int64
-	if err := row.Scan(&seq, &a.Revision, &a.Rollback, &a.ActivatedBy, &a.ApprovedBy, &a.ActivatedAt); err != nil {
+	var idx *int64
+	if err := row.Scan(&seq, &a.Revision, &a.Rollback, &a.ActivatedBy, &a.ApprovedBy, &a.ActivatedAt, &idx); err != nil {
 		return a, mapErr(err)
 	}
 	a.Seq, a.ActivatedAt = uint64(seq), a.ActivatedAt.UTC()
+	if idx != nil && *idx >= 0 {
+		i := uint64(*idx)
+		a.LedgerIndex = &i
+	}
 	return a, nil
 }
 
 func (p *policyTx) Activations(ctx context.Context) ([]store.PolicyActivation, error) {
-	rows, err := p.tx.Query(ctx, `SELECT seq, revision, rollback, activated_by, approved_by, activated_at
+	rows, err := p.tx.Query(ctx, `SELECT seq, revision, rollback, activated_by, approved_by, activated_at, ledger_index
 		FROM policy_activations WHERE tenant_id = $1 ORDER BY seq`, p.tenantID)
 	if err != nil {
 		return nil, mapErr(err)
@@ -91,7 +102,7 @@ func (p *policyTx) Activations(ctx context.Context) ([]store.PolicyActivation, e
 }
 
 func (p *policyTx) ActiveBundle(ctx context.Context) (store.PolicyActivation, store.PolicyBundle, error) {
-	a, err := scanActivation(p.tx.QueryRow(ctx, `SELECT seq, revision, rollback, activated_by, approved_by, activated_at
+	a, err := scanActivation(p.tx.QueryRow(ctx, `SELECT seq, revision, rollback, activated_by, approved_by, activated_at, ledger_index
 		FROM policy_activations WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`, p.tenantID))
 	if err != nil {
 		return a, store.PolicyBundle{}, err

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -77,13 +78,30 @@ func (p *policyTx) Activate(ctx context.Context, a store.PolicyActivation) (stor
 		return a, mapErr(err)
 	}
 	a.Seq, a.ActivatedAt = uint64(seq), time.Now().UTC()
-	_, err := p.tx.ExecContext(ctx, `INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by, activated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, p.tenantID, seq, a.Revision, a.Rollback, a.ActivatedBy, a.ApprovedBy, formatTime(a.ActivatedAt))
+	_, err := p.tx.ExecContext(ctx, `INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by, activated_at, ledger_index)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, p.tenantID, seq, a.Revision, a.Rollback, a.ActivatedBy, a.ApprovedBy, formatTime(a.ActivatedAt), ledgerIndexArg(a.LedgerIndex))
 	return a, mapErr(err)
 }
 
+// ledgerIndexArg is an activation's ledger index as a column value.
+func ledgerIndexArg(i *uint64) sql.NullInt64 {
+	if i == nil || *i > math.MaxInt64 {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: int64(*i), Valid: true}
+}
+
+// ledgerIndexOf is the column value as an activation's ledger index.
+func ledgerIndexOf(n sql.NullInt64) *uint64 {
+	if !n.Valid || n.Int64 < 0 {
+		return nil
+	}
+	i := uint64(n.Int64)
+	return &i
+}
+
 func (p *policyTx) Activations(ctx context.Context) ([]store.PolicyActivation, error) {
-	rows, err := p.tx.QueryContext(ctx, `SELECT seq, revision, rollback, activated_by, approved_by, activated_at
+	rows, err := p.tx.QueryContext(ctx, `SELECT seq, revision, rollback, activated_by, approved_by, activated_at, ledger_index
 		FROM policy_activations WHERE tenant_id = ? ORDER BY seq`, p.tenantID)
 	if err != nil {
 		return nil, mapErr(err)
@@ -94,10 +112,11 @@ func (p *policyTx) Activations(ctx context.Context) ([]store.PolicyActivation, e
 		var a store.PolicyActivation
 		var seq int64
 		var at string
-		if err := rows.Scan(&seq, &a.Revision, &a.Rollback, &a.ActivatedBy, &a.ApprovedBy, &at); err != nil {
+		var idx sql.NullInt64
+		if err := rows.Scan(&seq, &a.Revision, &a.Rollback, &a.ActivatedBy, &a.ApprovedBy, &at, &idx); err != nil {
 			return nil, mapErr(err)
 		}
-		a.Seq = uint64(seq)
+		a.Seq, a.LedgerIndex = uint64(seq), ledgerIndexOf(idx)
 		if a.ActivatedAt, err = parseTime(at); err != nil {
 			return nil, err
 		}
@@ -110,13 +129,14 @@ func (p *policyTx) ActiveBundle(ctx context.Context) (store.PolicyActivation, st
 	var a store.PolicyActivation
 	var seq int64
 	var at string
-	err := p.tx.QueryRowContext(ctx, `SELECT seq, revision, rollback, activated_by, approved_by, activated_at
+	var idx sql.NullInt64
+	err := p.tx.QueryRowContext(ctx, `SELECT seq, revision, rollback, activated_by, approved_by, activated_at, ledger_index
 		FROM policy_activations WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1`, p.tenantID).
-		Scan(&seq, &a.Revision, &a.Rollback, &a.ActivatedBy, &a.ApprovedBy, &at)
+		Scan(&seq, &a.Revision, &a.Rollback, &a.ActivatedBy, &a.ApprovedBy, &at, &idx)
 	if err != nil {
 		return a, store.PolicyBundle{}, mapErr(err)
 	}
-	a.Seq = uint64(seq)
+	a.Seq, a.LedgerIndex = uint64(seq), ledgerIndexOf(idx)
 	if a.ActivatedAt, err = parseTime(at); err != nil {
 		return a, store.PolicyBundle{}, err
 	}

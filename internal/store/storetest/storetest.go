@@ -1172,10 +1172,11 @@ func testPolicies(t *testing.T, h Harness) {
 			return errRollback
 		}},
 		{"activate, then roll back", acme, func(ctx context.Context, p store.PolicyTx) error {
+			at := func(i uint64) *uint64 { return &i }
 			for _, a := range []store.PolicyActivation{
-				{Revision: "v1", ActivatedBy: "usr_a", ApprovedBy: "usr_b"},
-				{Revision: "v2", ActivatedBy: "usr_a", ApprovedBy: "usr_b"},
-				{Revision: "v1", ActivatedBy: "usr_b", ApprovedBy: "usr_a", Rollback: true},
+				{Revision: "v1", ActivatedBy: "usr_a", ApprovedBy: "usr_b"}, // stored before ledger indexes
+				{Revision: "v2", ActivatedBy: "usr_a", ApprovedBy: "usr_b", LedgerIndex: at(0)},
+				{Revision: "v1", ActivatedBy: "usr_b", ApprovedBy: "usr_a", Rollback: true, LedgerIndex: at(1 << 40)},
 			} {
 				if _, err := p.Activate(ctx, a); err != nil {
 					return err
@@ -1185,11 +1186,13 @@ func testPolicies(t *testing.T, h Harness) {
 		}},
 		{"read back", acme, func(ctx context.Context, p store.PolicyTx) error {
 			act, bundle, err := p.ActiveBundle(ctx)
-			if err != nil || act.Seq != 3 || act.Revision != "v1" || !act.Rollback || string(bundle.Bundle) != "tar.gz of v1" {
+			if err != nil || act.Seq != 3 || act.Revision != "v1" || !act.Rollback || string(bundle.Bundle) != "tar.gz of v1" ||
+				act.LedgerIndex == nil || *act.LedgerIndex != 1<<40 {
 				return fmt.Errorf("active: %+v %q, %v", act, bundle.Bundle, err)
 			}
 			acts, err := p.Activations(ctx)
-			if err != nil || len(acts) != 3 || acts[1].Revision != "v2" || acts[0].ApprovedBy != "usr_b" || acts[0].ActivatedAt.IsZero() {
+			if err != nil || len(acts) != 3 || acts[1].Revision != "v2" || acts[0].ApprovedBy != "usr_b" || acts[0].ActivatedAt.IsZero() ||
+				acts[0].LedgerIndex != nil || acts[1].LedgerIndex == nil || *acts[1].LedgerIndex != 0 {
 				return fmt.Errorf("activations %+v, %v", acts, err)
 			}
 			list, err := p.Bundles(ctx)

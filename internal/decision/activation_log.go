@@ -1,0 +1,133 @@
+package decision
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+)
+
+// errActivationNotLogged: the newest activation row is not what the
+// organization's log recorded. Someone who can write the store's rows
+// (the organization's database role can insert into policy_activations
+// and policy_bundles) could otherwise make any bundle active, unsigned and
+// without a second person; the log's entries they cannot forge under a
+// checkpoint the log key signed. It is errBundleDoesNotLoad: the
+// organization's decisions fail until an activation the log records.
+var errActivationNotLogged = fmt.Errorf("%w: its activation is not the one the organization's log records", errBundleDoesNotLoad)
+
+// checkActivation checks the active revision's activation, act (the
+// newest of all, in seq order), against its ledger entry: an entry of kind
+// policy.activate or policy.rollback, included under the newest checkpoint
+// the log key signed, whose record names act's revision, the stored
+// bundle's SHA-256 (which the stored bytes must have) and act's two
+// people. Activations' entries come in the order of their rows, so an
+// entry older than an earlier row's (a row replaying an old activation) is
+// refused. A row stored before the index was kept is matched with the
+// newest activation entry of the whole log (one scan).
+func (p *Policies) checkActivation(ctx context.Context, org Organization, act store.PolicyActivation, all []store.PolicyActivation, stored store.PolicyBundle) error {
+	sum := sha256.Sum256(stored.Bundle)
+	if !bytes.Equal(sum[:], stored.Digest) {
+		return fmt.Errorf("%w: the stored bytes of revision %q are not the bundle uploaded", errActivationNotLogged, stored.Revision)
+	}
+	lg := p.ledger.TenantLog(org.ID, org.Slug)
+	var index uint64
+	if act.LedgerIndex != nil {
+		index = *act.LedgerIndex
+		for _, a := range all {
+			if a.Seq < act.Seq && a.LedgerIndex != nil && *a.LedgerIndex >= index {
+				return fmt.Errorf("%w: activation %d names entry %d, not after activation %d's", errActivationNotLogged, act.Seq, index, a.Seq)
+			}
+		}
+	} else {
+		var err error
+		if index, err = newestActivationEntry(ctx, p.ledger, lg); err != nil {
+			return err
+		}
+	}
+	entry, record, err := provenEntry(ctx, p.ledger, lg, index)
+	if err != nil {
+		return err
+	}
+	var rec policyRecord
+	wantKind, wantEvent := "policy.activate", "activate"
+	if act.Rollback {
+		wantKind, wantEvent = "policy.rollback", "rollback"
+	}
+	switch {
+	case entry.Kind != wantKind || entry.Subject != act.Revision:
+		return fmt.Errorf("%w: entry %d is %s of %q", errActivationNotLogged, index, entry.Kind, entry.Subject)
+	case json.Unmarshal(record, &rec) != nil:
+		return fmt.Errorf("%w: entry %d's record does not decode", errActivationNotLogged, index)
+	case rec.Event != wantEvent || rec.Revision != act.Revision || rec.BundleSHA != hex.EncodeToString(stored.Digest) ||
+		rec.By != act.ActivatedBy || rec.ApprovedBy != act.ApprovedBy:
+		return fmt.Errorf("%w: entry %d records another activation", errActivationNotLogged, index)
+	}
+	return nil
+}
+
+// provenEntry reads entry index of lg with its record, once the entry is
+// proven included under the newest checkpoint the log key signed and the
+// record is the one it digests.
+func provenEntry(ctx context.Context, l *ledger.Ledger, lg ledger.Log, index uint64) (verify.Entry, []byte, error) {
+	vkey, err := l.VerifierKey(ctx, lg)
+	if err != nil {
+		return verify.Entry{}, nil, err
+	}
+	p, err := l.EntryInclusionProof(ctx, lg, index, 0)
+	switch {
+	case errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) || errors.Is(err, ledger.ErrNoCheckpoint):
+		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d: %v", errActivationNotLogged, index, err)
+	case err != nil:
+		return verify.Entry{}, nil, err
+	}
+	cp, err := verify.VerifyCheckpoint(p.Checkpoint.Note, vkey)
+	if err != nil || cp.Size() != p.Checkpoint.Size || !bytes.Equal(cp.Hash(), p.Checkpoint.Root) {
+		return verify.Entry{}, nil, fmt.Errorf("%w: the log's newest checkpoint does not verify", errActivationNotLogged)
+	}
+	leaf := rfc6962.DefaultHasher.HashLeaf(p.Entry)
+	if proof.VerifyInclusion(rfc6962.DefaultHasher, index, cp.Size(), leaf, p.Hashes, cp.Hash()) != nil {
+		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d is not in the signed tree", errActivationNotLogged, index)
+	}
+	entry, err := verify.ParseEntry(p.Entry)
+	if err != nil || entry.Index != index {
+		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d does not parse as itself", errActivationNotLogged, index)
+	}
+	stored, err := l.Entry(ctx, lg, index)
+	if err != nil {
+		return verify.Entry{}, nil, err
+	}
+	if d := sha256.Sum256(stored.Record); !bytes.Equal(d[:], entry.Digest) {
+		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d's stored record is not the one it digests", errActivationNotLogged, index)
+	}
+	return entry, stored.Record, nil
+}
+
+// newestActivationEntry is the index of the newest policy.activate or
+// policy.rollback entry of lg, read from its start: for an activation row
+// stored before rows kept their entry's index.
+func newestActivationEntry(ctx context.Context, l *ledger.Ledger, lg ledger.Log) (uint64, error) {
+	found, ok := uint64(0), false
+	err := l.ScanEntries(ctx, lg, func(e verify.Entry) {
+		if e.Kind == "policy.activate" || e.Kind == "policy.rollback" {
+			found, ok = e.Index, true
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, fmt.Errorf("%w: the log records no activation", errActivationNotLogged)
+	}
+	return found, nil
+}
