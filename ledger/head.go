@@ -24,22 +24,25 @@ import (
 // compact range, and have the service sign a checkpoint over them: a
 // forged entry with valid proofs, or a fork.
 //
-// The head this process signed or checked last (Ledger.heads) is trusted
-// as it is; a stored head older than it is refused (rows deleted). Any
-// other head, as found after a restart or another replica's batch, must
-// be a checkpoint the log key signed (vkey), whose root is the one its
-// compact range gives, and whose last leaf hash is that of the stored
-// entry at size-1, proven in its tree.
+// The head this process signed last (Ledger.heads) is trusted as it is;
+// another stored head of its size, or an older one, is refused (rows
+// altered or deleted). Any other head, as found after a restart or
+// another replica's batch, must be a checkpoint the log key signed
+// (vkey), whose root is the one its compact range gives, whose last leaf
+// hash is that of the stored entry at size-1, proven in its tree, and
+// which is consistent with the head this process signed, if any.
 func (l *Ledger) checkHead(ctx context.Context, lg Log, lt store.LogTx, vkey string, head store.LedgerCheckpoint, rng *compact.Range) error {
 	l.mu.Lock()
 	trusted, known := l.heads[lg.key]
 	l.mu.Unlock()
 	if known {
-		if head.Size < trusted.Size {
-			return fmt.Errorf("%w: the newest stored checkpoint is of size %d, this process signed or checked one of size %d", ErrUntrustedHead, head.Size, trusted.Size)
-		}
-		if sameHead(head, trusted) {
+		switch {
+		case sameHead(head, trusted):
 			return nil
+		case head.Size < trusted.Size:
+			return fmt.Errorf("%w: the newest stored checkpoint is of size %d, this process signed one of size %d", ErrUntrustedHead, head.Size, trusted.Size)
+		case head.Size == trusted.Size:
+			return fmt.Errorf("%w: the stored checkpoint of size %d is not the one this process signed", ErrUntrustedHead, head.Size)
 		}
 	}
 	if head.Size == 0 {
@@ -74,6 +77,23 @@ func (l *Ledger) checkHead(ctx context.Context, lg Log, lt store.LogTx, vkey str
 	if !bytes.Equal(p.LeafHash, head.LastLeafHash) ||
 		proof.VerifyInclusion(rfc6962.DefaultHasher, last, head.Size, head.LastLeafHash, p.Hashes, head.Root) != nil {
 		return fmt.Errorf("%w: entry %d is not in the tree of the checkpoint of size %d", ErrUntrustedHead, last, head.Size)
+	}
+	if known {
+		// Grown past what this process signed (another process's
+		// batches): it must extend it. Another tree of a larger size,
+		// signed by a process that never saw this one's (rows deleted
+		// back behind its back), would be a fork.
+		nodes, err := proof.Consistency(trusted.Size, head.Size)
+		if err != nil {
+			return err
+		}
+		hashes, err := l.proofHashes(ctx, lg, lt, nodes, head.Size)
+		if err != nil {
+			return fmt.Errorf("%w: the consistency of size %d with size %d: %v", ErrUntrustedHead, trusted.Size, head.Size, err)
+		}
+		if proof.VerifyConsistency(rfc6962.DefaultHasher, trusted.Size, head.Size, hashes, trusted.Root, head.Root) != nil {
+			return fmt.Errorf("%w: the checkpoint of size %d does not extend the one of size %d this process signed", ErrUntrustedHead, head.Size, trusted.Size)
+		}
 	}
 	return nil
 }

@@ -130,6 +130,26 @@ func TestAppendRefusesAnAlteredHead(t *testing.T) {
 				// --checkpoint, with a checkpoint kept from before, can.)
 				refused(t, e, e.ledger, "this process")
 			})
+			// Rows deleted back to checkpoint 2, then another process,
+			// which never saw size 4, signs its own trees from there. The
+			// process that signed size 4 does not extend either fork.
+			for _, n := range []int{2, 3} {
+				t.Run(fmt.Sprintf("a fork of %d entries by another process", n), func(t *testing.T) {
+					e, _ := setup(t)
+					e.tamper(t,
+						`DELETE FROM ledger_checkpoints WHERE tenant_id = '%[1]s' AND size > 2`,
+						`DELETE FROM ledger_entries WHERE tenant_id = '%[1]s' AND idx >= 2`)
+					other := e.newLedger(t, e.another(t), ledger.Config{})
+					var entries []ledger.Entry
+					for i := range n {
+						entries = append(entries, ledger.Entry{Kind: "test", Record: []byte{'x', byte(i)}})
+					}
+					if _, err := other.AppendAll(ctx, other.TenantLog(e.tenant.ID, e.tenant.Slug), entries); err != nil {
+						t.Fatal(err)
+					}
+					refused(t, e, e.ledger, "the process that signed size 4")
+				})
+			}
 			t.Run("another process's batches are trusted once checked", func(t *testing.T) {
 				e, _ := setup(t)
 				other := e.newLedger(t, e.another(t), ledger.Config{})
