@@ -143,6 +143,11 @@ func readUnparsed(raw []byte, limits Limits, verify func(*Bundle) error) (*Bundl
 	if err := b.classify(); err != nil {
 		return nil, err
 	}
+	// Before anything decodes it (OPA's signature check does too): the
+	// service reads a .manifest whole, and its metadata may hold any JSON.
+	if f := b.file(manifestFile); f != nil && len(f.Content) > MaxManifestBytes {
+		return nil, fmt.Errorf("%w: .manifest is %d bytes, limit %d", ErrManifest, len(f.Content), MaxManifestBytes)
+	}
 	if err := verify(b); err != nil {
 		return nil, err
 	}
@@ -452,6 +457,11 @@ func signingKeyID(token string) string {
 	}
 	return ""
 }
+
+// MaxManifestBytes bounds a bundle's .manifest: a revision, roots and
+// some metadata. It is decoded in the service, not in a worker, so its
+// size is what one organization's upload or load costs the service.
+const MaxManifestBytes = 64 << 10
 
 // manifest is OPA's .manifest (v1.22.3), decoded strictly: a field we do not
 // know might carry meaning we would not enforce.

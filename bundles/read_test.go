@@ -113,6 +113,9 @@ func TestReadRejects(t *testing.T) {
 		{"no manifest", tarGz(t, policy), ErrManifest, "no .manifest"},
 		{"manifest not JSON", tarGz(t, file(".manifest", "revision: r1"), policy), ErrManifest, ""},
 		{"no revision", tarGz(t, file(".manifest", `{"roots":["tenant"]}`), policy), ErrManifest, "no revision"},
+		// Metadata the service would decode whole: a few KiB gzipped.
+		{"manifest past its bound", tarGz(t, file(".manifest", `{"revision":"r1","roots":["tenant"],"metadata":{"x":[`+strings.Repeat("0,", MaxManifestBytes/2)+`0]}}`), policy),
+			ErrManifest, "limit 65536"},
 		{"revision with spaces", tarGz(t, file(".manifest", `{"revision":"r 1","roots":["tenant"]}`), policy), ErrManifest, ""},
 		{"unknown manifest field", tarGz(t, file(".manifest", `{"revision":"r1","roots":["tenant"],"entrypoint":"x"}`), policy), ErrManifest, ""},
 		{"rego v0", tarGz(t, file(".manifest", `{"revision":"r1","roots":["tenant"],"rego_version":0}`), policy), ErrManifest, "Rego v1"},

@@ -273,8 +273,8 @@ func TestPolicyActivatedByAnotherProcess(t *testing.T) {
 // TestPolicyThatDoesNotLoad: a process that cannot load the organization's
 // active policy (here a build whose limits its bundle exceeds) fails its
 // decisions — never deciding under another policy — and, for
-// PolicyLoadRetry, without compiling the bundle again for each; a newer
-// activation is tried at once.
+// PolicyLoadRetry, without compiling the bundle again for each, the delay
+// doubling with each further failure; a newer activation is tried at once.
 func TestPolicyThatDoesNotLoad(t *testing.T) {
 	e, agent, payee := payingEnv(t, "sqlite")
 	ctx := context.Background()
@@ -300,11 +300,22 @@ func TestPolicyThatDoesNotLoad(t *testing.T) {
 	if n := loads(); n != 2 {
 		t.Fatalf("%d loads tried once the delay passed, want 2", n)
 	}
+	// Each further failure doubles the delay: 20 s now, then 40 s.
+	e.clock.Advance(decision.PolicyLoadRetry)
+	decide()
+	if n := loads(); n != 2 {
+		t.Fatalf("%d loads tried 10 s after a second failure, want still 2", n)
+	}
+	e.clock.Advance(decision.PolicyLoadRetry)
+	decide()
+	if n := loads(); n != 3 || !strings.Contains(logs.String(), "retry_in=40s") {
+		t.Fatalf("%d loads tried 20 s after the second failure, want 3 (and a 40 s delay next):\n%s", n, logs.String())
+	}
 	// Another activation: tried at once, delay or not.
 	e.activate(t, permissiveBundle(t))
 	decide()
-	if n := loads(); n != 3 {
-		t.Fatalf("%d loads tried after a newer activation, want 3", n)
+	if n := loads(); n != 4 || strings.Count(logs.String(), "retry_in=10s") != 2 {
+		t.Fatalf("%d loads tried after a newer activation, want 4, its delay 10 s again:\n%s", n, logs.String())
 	}
 }
 

@@ -45,8 +45,14 @@ const (
 	// MaxIdempotencyKey bounds the Idempotency-Key header.
 	MaxIdempotencyKey = 255
 	// PolicyLoadRetry is how long an organization's decisions fail with a
-	// failed load's error before its active policy is loaded again.
-	PolicyLoadRetry = 10 * time.Second
+	// failed load's error before its active policy is loaded again; each
+	// further failure of the same activation doubles it, up to
+	// MaxPolicyLoadRetry. A load is work the service does for the
+	// organization (reading, and for a signed bundle hashing, what it
+	// uploaded; a compile slot): a policy that never loads must not have it
+	// done every 10 s for as long as its agents ask.
+	PolicyLoadRetry    = 10 * time.Second
+	MaxPolicyLoadRetry = 10 * time.Minute
 )
 
 // Config wires a Service. Defaults fill zero values; NewService checks it.
@@ -206,9 +212,13 @@ func (s *Service) ensurePolicy(ctx context.Context, org Organization, seq uint64
 	}
 	if err != nil {
 		err = fmt.Errorf("decision: load the organization's active policy: %w", err)
-		s.failed[org.ID] = loadFailure{seq: seq, err: err, at: s.cfg.Now()}
+		f := loadFailure{seq: seq, err: err, at: s.cfg.Now(), retry: PolicyLoadRetry}
+		if prev, ok := s.failed[org.ID]; ok && prev.seq == seq {
+			f.retry = min(2*prev.retry, MaxPolicyLoadRetry)
+		}
+		s.failed[org.ID] = f
 		s.cfg.Logger.ErrorContext(ctx, "decision: the organization's active policy does not load; its decisions fail until it does",
-			slog.String("tenant", org.ID), slog.Uint64("activation", seq), slog.Duration("retry_in", PolicyLoadRetry), slog.Any("error", err))
+			slog.String("tenant", org.ID), slog.Uint64("activation", seq), slog.Duration("retry_in", f.retry), slog.Any("error", err))
 		return err
 	}
 	delete(s.failed, org.ID)
@@ -217,19 +227,20 @@ func (s *Service) ensurePolicy(ctx context.Context, org Organization, seq uint64
 
 // loadFailure is a failed load of an organization's active policy.
 type loadFailure struct {
-	seq uint64 // the activation the decision needed
-	err error
-	at  time.Time
+	seq   uint64 // the activation the decision needed
+	err   error
+	at    time.Time
+	retry time.Duration // how long after at the next load may be tried
 }
 
 // recentFailure is the error of the organization's last failed load, if
-// it was for activation seq or a newer one and PolicyLoadRetry has not
+// it was for activation seq or a newer one and its retry delay has not
 // passed since.
 func (s *Service) recentFailure(orgID string, seq uint64) error {
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
 	f, ok := s.failed[orgID]
-	if !ok || f.seq < seq || s.cfg.Now().Sub(f.at) >= PolicyLoadRetry {
+	if !ok || f.seq < seq || s.cfg.Now().Sub(f.at) >= f.retry {
 		return nil
 	}
 	return f.err
