@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -150,6 +151,20 @@ func probeSandbox() {
 	got["make shared memory"] = errText(err)
 	_, _, errno := syscall.Syscall(unix.SYS_USERFAULTFD, 0, 0, 0)
 	got["open a userfaultfd"] = errText(errnoErr(errno))
+	if fd, err := unix.MemfdCreate("planted", 0); err == nil {
+		unix.Close(fd)
+		got["make an anonymous file"] = ""
+	} else {
+		got["make an anonymous file"] = err.Error()
+	}
+	// Refused by Yama or the service's being non-dumpable where those
+	// hold; by the filter everywhere.
+	_, _, errno = syscall.Syscall6(syscall.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(req.ParentID), 0, 0, 0, 0)
+	got["attach to the service"] = errText(errnoErr(errno))
+	word := make([]byte, 8)
+	_, err = unix.ProcessVMReadv(req.ParentID, []unix.Iovec{{Base: &word[0], Len: 8}}, []unix.RemoteIovec{{Base: 0x400000, Len: 8}}, 0)
+	got["read the service's memory"] = errText(err)
+
 	if req.KeyFile != "" {
 		_, err := os.ReadFile(req.KeyFile)
 		got["read a TLS private key"] = errText(err)
@@ -252,7 +267,7 @@ func TestWorkerSandbox(t *testing.T) {
 			"signal the service", "signal the process group", "run a shell",
 			"open a socket pair", "start a process", "signal the service by SIGIO", "name an owner by ioctl",
 			"make a user namespace", "add a key to the user's keyring", "make shared memory", "open a userfaultfd",
-			"clear its parent-death signal",
+			"clear its parent-death signal", "make an anonymous file", "attach to the service", "read the service's memory",
 		} {
 			want[what] = eperm
 		}
@@ -298,9 +313,19 @@ func TestWorkerRunsSandboxed(t *testing.T) {
 	}
 	ws := newWorkers(t, WorkerOptions{})
 	p := workerPolicy(t, ws, allowAll)
-	status, err := os.ReadFile("/proc/" + strconv.Itoa(currentWorker(p).cmd.Process.Pid) + "/status")
+	pid := strconv.Itoa(currentWorker(p).cmd.Process.Pid)
+	status, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// No core dump, which would hold what the worker holds, even where a
+	// non-dumpable process still dumps one (fs.suid_dumpable 2).
+	limits, err := os.ReadFile("/proc/" + pid + "/limits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^Max core file size +0 +0 `).Match(limits) {
+		t.Errorf("the worker may dump core:\n%s", limits)
 	}
 	want := []string{"NoNewPrivs:\t1", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000"}
 	if mayDropBounding(t) {

@@ -28,7 +28,12 @@ import (
 //     table, and locks and leases on the files it may read (a lease
 //     holds a writer up for the lease-break time);
 //   - its own parent-death signal: cleared, an escaped worker would
-//     outlive the service.
+//     outlive the service;
+//   - another process's memory (ptrace, process_vm_readv/writev: Yama
+//     and Landlock may not be there to refuse them, and a sibling worker
+//     is dumpable for a moment after its exec), anonymous executable
+//     files (memfd_create), the kernel log, files by handle, and POSIX
+//     message queues.
 var (
 	refusedCalls = []uint32{
 		unix.SYS_SOCKET, unix.SYS_SOCKETPAIR, unix.SYS_IO_URING_SETUP,
@@ -48,6 +53,10 @@ var (
 		unix.SYS_USERFAULTFD, unix.SYS_PERF_EVENT_OPEN, unix.SYS_BPF, unix.SYS_PERSONALITY,
 		unix.SYS_FANOTIFY_INIT, unix.SYS_INOTIFY_INIT1,
 		unix.SYS_LISTMOUNT, unix.SYS_STATMOUNT, unix.SYS_FLOCK,
+		unix.SYS_PTRACE, unix.SYS_PROCESS_VM_READV, unix.SYS_PROCESS_VM_WRITEV,
+		unix.SYS_MEMFD_CREATE, unix.SYS_SYSLOG, unix.SYS_NAME_TO_HANDLE_AT, unix.SYS_OPEN_BY_HANDLE_AT,
+		unix.SYS_MQ_OPEN, unix.SYS_MQ_UNLINK, unix.SYS_MQ_TIMEDSEND, unix.SYS_MQ_TIMEDRECEIVE,
+		unix.SYS_MQ_NOTIFY, unix.SYS_MQ_GETSETATTR,
 	}
 	// selfCalls name a process in their first argument: only this one may
 	// be named (the Go runtime signals its own threads with tgkill).

@@ -67,10 +67,15 @@ func pollable(fd int, name string) (*os.File, error) {
 // service's user and run policy code: a flaw in OPA that let that code run
 // code of its own could otherwise read the master key from the service's
 // environment or memory, or another organization's inputs from its
-// worker. It also stops core dumps, which would hold the same secrets.
+// worker. Core dumps, which would hold the same secrets, are off too:
+// where fs.suid_dumpable is 2 a non-dumpable process still dumps core (for
+// root to read), so its core size limit is set to 0 as well, soft and hard.
 func nonDumpable() error {
 	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0); errno != 0 {
 		return fmt.Errorf("bundles: making this process non-dumpable: %w", errno)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{}); err != nil {
+		return fmt.Errorf("bundles: turning core dumps off: %w", err)
 	}
 	return nil
 }
