@@ -451,8 +451,16 @@ func TestWorkerLoadRejects(t *testing.T) {
 		p.Close()
 	})
 	t.Run("compile timeout", func(t *testing.T) {
+		// A policy that takes a worker far longer than the reader's 10 ms
+		// second look to compile (a few hundred ms): a small one could
+		// come back within it on an idle machine.
+		var many strings.Builder
+		many.WriteString("package tenant\n")
+		for i := range 3000 {
+			fmt.Fprintf(&many, "r%d := %d\n", i, i)
+		}
 		slow := newWorkers(t, WorkerOptions{CompileTimeout: time.Nanosecond})
-		_, _, err := slow.Load(ctx, okBundle(t), ReadOptions{})
+		_, _, err := slow.Load(ctx, okBundle(t, file("/tenant/many.rego", many.String())), ReadOptions{})
 		if !errors.Is(err, ErrCompile) || !strings.Contains(err.Error(), "compiling took longer than 1ns") {
 			t.Fatalf("err = %v", err)
 		}
