@@ -54,9 +54,10 @@ func BaseTests() []File {
 	return baseFiles(isTest)
 }
 
-// BaseRevision identifies the base policy a decision was made under (the
-// receipt's policy.base_revision): the Digest of Base(). Tests are left out
-// because they do not change any decision.
+// BaseRevision identifies the base policy's Rego: the Digest of Base().
+// Tests are left out because they do not change any decision. The
+// revision receipts carry (policy.base_revision) covers the base's rule
+// in Go too (decision.Evaluator.BaseRevision).
 func BaseRevision() string {
 	return Digest(Base())
 }

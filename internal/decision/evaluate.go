@@ -2,6 +2,8 @@ package decision
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime"
@@ -46,9 +48,11 @@ func (o Options) withDefaults() (Options, error) {
 // is built, and each organization's active policy from its Engine. It is
 // safe for concurrent use.
 type Evaluator struct {
-	base    *bundles.Policy
-	engine  *bundles.Engine
-	timeout time.Duration
+	base *bundles.Policy
+	// baseRevision is BaseRevision.
+	baseRevision string
+	engine       *bundles.Engine
+	timeout      time.Duration
 	// perOrganization is Options.OrganizationEvaluations; places holds, by
 	// organization id, a channel of that capacity with a token per
 	// evaluation of its policy running.
@@ -70,7 +74,9 @@ func NewEvaluator(ctx context.Context, engine *bundles.Engine, opts Options) (*E
 	if err != nil {
 		return nil, err
 	}
-	return &Evaluator{base: base, engine: engine, timeout: opts.Timeout, perOrganization: opts.OrganizationEvaluations}, nil
+	sum := sha256.Sum256([]byte(base.Revision() + "\x00" + bankRuleRevision))
+	return &Evaluator{base: base, baseRevision: hex.EncodeToString(sum[:]), engine: engine, timeout: opts.Timeout,
+		perOrganization: opts.OrganizationEvaluations}, nil
 }
 
 // Wake starts the worker of the organization's active policy again if it
@@ -81,8 +87,10 @@ func (e *Evaluator) Wake(ctx context.Context, orgID string) error {
 	return e.engine.Active(orgID).Wake(ctx)
 }
 
-// BaseRevision is the revision of the base policy decisions are made under.
-func (e *Evaluator) BaseRevision() string { return e.base.Revision() }
+// BaseRevision is the revision of the base policy decisions are made
+// under: its Rego's and its rule in Go's (withBankDetailsRule), hashed
+// together.
+func (e *Evaluator) BaseRevision() string { return e.baseRevision }
 
 // PolicyRevisions says which policies made a decision (the receipt's
 // policy claim).
@@ -130,7 +138,7 @@ func (e *Evaluator) EvaluateWith(ctx context.Context, tenant *bundles.Policy, in
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 
-	ev := Evaluation{Policy: PolicyRevisions{BaseRevision: e.base.Revision()}}
+	ev := Evaluation{Policy: PolicyRevisions{BaseRevision: e.baseRevision}}
 	if tenant != nil {
 		ev.Policy.TenantRevision = tenant.Revision()
 		ev.Policy.TenantBundleSHA256 = tenant.Digest()

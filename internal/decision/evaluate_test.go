@@ -2,6 +2,8 @@ package decision
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"runtime"
@@ -203,7 +205,11 @@ func TestNewEvaluatorOptions(t *testing.T) {
 		t.Error("negative OrganizationEvaluations accepted")
 	}
 	ev, _ := newEvaluator(t, Options{})
-	if ev.timeout != DefaultTimeout || ev.BaseRevision() != policies.BaseRevision() {
+	// The base revision covers the Rego and the rule in Go: a change to
+	// either changes it.
+	sum := sha256.Sum256([]byte(policies.BaseRevision() + "\x00" + bankRuleRevision))
+	if ev.timeout != DefaultTimeout || ev.BaseRevision() != hex.EncodeToString(sum[:]) || ev.BaseRevision() == policies.BaseRevision() ||
+		!strings.Contains(bankRuleRevision, "iban") {
 		t.Errorf("timeout %v base %q", ev.timeout, ev.BaseRevision())
 	}
 	if want := max(1, runtime.GOMAXPROCS(0)/2); ev.perOrganization != want {

@@ -18,11 +18,12 @@
 #   rename one.
 #
 #   One hard rule runs in Go, beside this policy: an action whose params carry
-#   bank details (a member named iban, bank_details, account_number, … at any
-#   depth) escalates as high_risk_category:counterparty.bank_details with two
-#   approvals, whatever its type (decision.bankDetailsIn). This policy's
-#   verdicts are memoized by the input paths it reads, and params, which
-#   rarely repeat, would make every lookup miss.
+#   bank details (a member named like iban, bankDetails, account_number, …, or
+#   a string that is an IBAN, at any depth) escalates as
+#   high_risk_category:counterparty.bank_details with two approvals, whatever
+#   its type (decision.bankDetailsIn). This policy's verdicts are memoized by
+#   the input paths it reads, and params, which rarely repeat, would make
+#   every lookup miss. The base revision receipts carry covers both.
 package agentsigna.base
 
 # decision is what Go evaluates (policies.BaseQuery).
