@@ -772,7 +772,7 @@ func TestAgentDecisionRate(t *testing.T) {
 		}
 	}
 	refused("past the burst", tok, payment(e.cps["acme"], "1.00"))
-	// Refused before the body is read: a malformed one is not a 400.
+	// Refused before the body is parsed: a malformed one is not a 400.
 	refused("a malformed body", tok, `{"action":`)
 	// Another token of the same agent spends the same bucket.
 	refused("with a new token", e.token(t, "acme"), payment(e.cps["acme"], "1.00"))

@@ -50,10 +50,11 @@ type agentLimiter struct {
 	after func(d time.Duration, f func()) stopper
 	log   *slog.Logger
 
-	// mu guards what follows, and orders the clock's readings: each
-	// bucket sees time go forward (x/time/rate counts a refill twice if
-	// it does not).
+	// mu guards what follows, and orders the clock's readings; last is
+	// the latest, and a reading before it counts as it: x/time/rate
+	// counts a refill again when time goes back and forth.
 	mu      sync.Mutex
+	last    time.Time
 	agents  map[agentRef]*agentBucket
 	sweepAt int // the number of agents at which the next new one sweeps
 	closed  bool
@@ -94,7 +95,7 @@ func (l *agentLimiter) check(ref agentRef) time.Duration { return l.admit(ref, f
 
 func (l *agentLimiter) admit(ref agentRef, spend bool) time.Duration {
 	l.mu.Lock()
-	now := l.now()
+	now := l.forward()
 	b := l.agents[ref]
 	if b == nil {
 		if len(l.agents) >= l.sweepAt {
@@ -132,6 +133,15 @@ func (l *agentLimiter) admit(ref agentRef, spend bool) time.Duration {
 	return wait
 }
 
+// forward reads the clock, never earlier than its last reading. With
+// l.mu held.
+func (l *agentLimiter) forward() time.Time {
+	if now := l.now(); now.After(l.last) {
+		l.last = now
+	}
+	return l.last
+}
+
 // logged marks b's refusals as logged at now, and returns the line that
 // says so. With l.mu held.
 func (l *agentLimiter) logged(ref agentRef, b *agentBucket, now time.Time) *refusedLine {
@@ -148,7 +158,7 @@ func (l *agentLimiter) flushAgent(ref agentRef) {
 	if b := l.agents[ref]; b != nil && !l.closed {
 		b.flush = nil
 		if b.refused > 0 {
-			line = l.logged(ref, b, l.now())
+			line = l.logged(ref, b, l.forward())
 		}
 	}
 	l.mu.Unlock()
@@ -176,7 +186,7 @@ func (l *agentLimiter) close() {
 			b.flush = nil
 		}
 		if b.refused > 0 {
-			lines = append(lines, l.logged(ref, b, l.now()))
+			lines = append(lines, l.logged(ref, b, l.forward()))
 		}
 	}
 	l.closed = true
@@ -200,7 +210,7 @@ func (l *agentLimiter) sweep(now time.Time) {
 }
 
 // limitDecisions is the middleware: after Require, before the body is
-// read. A refused request reaches neither the policy nor the ledger.
+// parsed. A refused request reaches neither the policy nor the ledger.
 func (l *agentLimiter) limitDecisions(c *fiber.Ctx) error {
 	agent, ok := AgentFrom(c)
 	if !ok {

@@ -244,6 +244,32 @@ func TestAgentLimiterConcurrent(t *testing.T) {
 	}
 }
 
+// A clock that steps back and then forward again refills nothing twice:
+// a reading before the latest counts as the latest.
+func TestAgentLimiterClockGoingBack(t *testing.T) {
+	clock := newFakeClock()
+	l := newAgentLimiter("decisions", 1, 5, clock.now, discardLogger())
+	a := refOf("ten_1", "agt_a")
+	allowed := 0
+	for range 10 {
+		for range 10 {
+			if spend(l, a) {
+				allowed++
+			}
+		}
+		clock.add(-time.Hour)
+		for range 10 {
+			if spend(l, a) {
+				allowed++
+			}
+		}
+		clock.add(time.Hour)
+	}
+	if allowed != 5 {
+		t.Errorf("%d allowed with the clock going back and forth, want the burst of 5", allowed)
+	}
+}
+
 // manualTimers stands for time.AfterFunc: fire runs what is armed.
 type manualTimers struct {
 	mu      sync.Mutex

@@ -72,7 +72,7 @@ func (l *limitListener) admit(c net.Conn) (release func(), ok bool) {
 			// At most one line a minute: a flood would otherwise be one
 			// line a connection.
 			l.log.Warn("server: connection closed: its address holds the most connections one address may",
-				"address", prefix.String(), "max_connections_per_address", l.perAddress)
+				slog.String("address", prefix.String()), slog.Int("max_connections_per_address", l.perAddress))
 		}
 		return nil, false
 	}
@@ -123,7 +123,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-		l.log.Warn("server: accepting a connection failed; trying again", "error", err, "retry_in", pause.String())
+		l.log.Warn("server: accepting a connection failed; trying again", slog.Any("error", err), slog.String("retry_in", pause.String()))
 		wait := time.NewTimer(pause)
 		select {
 		case <-wait.C:

@@ -56,7 +56,8 @@ type ReceiptClaims struct {
 	Tenant     string    `json:"tenant"` // the organization id
 	DecisionID string    `json:"decision_id"`
 	Outcome    string    `json:"outcome"` // OutcomeAllow or OutcomeApproved
-	// Action is the action as the agent requested it (a JSON object).
+	// Action is the action as the agent requested it (a JSON object); Sign
+	// writes it in its RFC 8785 form, the bytes action_sha256 is of.
 	Action json.RawMessage `json:"action"`
 	// ActionSHA256 is ActionDigest(Action); Sign fills it when empty.
 	ActionSHA256 string            `json:"action_sha256"`
