@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -418,9 +419,17 @@ func checkApprovals(n int64) error {
 	return nil
 }
 
+// validReason: a reason is shown to people (cases, receipts, portals), so
+// it holds no control character, line separator or bidirectional control
+// (embeddings, overrides and isolates make text read otherwise than it
+// is, CVE-2021-42574; the marks right-to-left text needs are fine).
 func validReason(s string) bool {
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' {
+		switch {
+		case r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Cc, r):
+			return false
+		case r == '\u200e' || r == '\u200f' || r == '\u061c':
+		case unicode.Is(unicode.Bidi_Control, r):
 			return false
 		}
 	}

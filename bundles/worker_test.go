@@ -621,6 +621,9 @@ func TestWorkerVerdictChecked(t *testing.T) {
 		"too many reasons":    `{"deny":["` + strings.Join(many, `","`) + `"]}`,
 		"empty reason":        `{"deny":[""]}`,
 		"control character":   `{"escalate":["a\nb"]}`,
+		"C1 control":          `{"deny":["a\u0085b"]}`,
+		"bidi override":       `{"deny":["pay\u202eevil"]}`,
+		"bidi isolate":        `{"escalate":["a\u2066b"]}`,
 		"unsorted":            `{"deny":["b","a"]}`,
 		"duplicate":           `{"escalate":["a","a"]}`,
 		"too many approvals":  `{"min_approvals":11}`,
@@ -634,6 +637,10 @@ func TestWorkerVerdictChecked(t *testing.T) {
 	}
 	if r, err := parseResult([]byte("\x00{\"allow\":true,\"deny\":[\"a\",\"b\"],\"min_approvals\":10}"), false); err != nil || r.err != nil || !r.verdict.Allow {
 		t.Errorf("a valid verdict: %+v, %v", r, err)
+	}
+	// Right-to-left text, with the marks it needs, is a reason.
+	if r, err := parseResult([]byte("\x00{\"deny\":[\"\u05d0\u05d1\u200f\"]}"), false); err != nil || r.err != nil {
+		t.Errorf("a right-to-left reason: %+v, %v", r, err)
 	}
 	// A result code the protocol does not have is the worker breaking it.
 	if _, err := parseResult([]byte{byte(len(resultErrors) + 1)}, false); !errors.Is(err, errFrame) {
