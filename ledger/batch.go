@@ -189,8 +189,10 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 	}
 	if err != nil {
 		l.cfg.Logger.Error("ledger batch failed", slog.String("log", lg.scope.Origin), slog.Int("entries", len(live)), slog.Any("error", err))
-	} else {
-		l.trust(lg, head) // committed: the next batch builds on it
+	} else if head.Size > 0 {
+		// Committed: the next batch builds on it. (A batch whose every
+		// request failed its check signed nothing.)
+		l.trust(lg, head)
 	}
 	for _, r := range live {
 		if err != nil {

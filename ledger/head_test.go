@@ -16,6 +16,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
@@ -150,6 +151,20 @@ func TestAppendRefusesAnAlteredHead(t *testing.T) {
 					refused(t, e, e.ledger, "the process that signed size 4")
 				})
 			}
+			// A first batch whose every request fails its check signs
+			// nothing: the next, on the still empty log, is not refused.
+			t.Run("a first batch that signed nothing", func(t *testing.T) {
+				e := newEnv(t, kind, ledger.Config{})
+				failed := errors.New("no")
+				if _, err := e.ledger.AppendAllAndWriteIf(ctx, e.log, []ledger.Entry{{Kind: "test"}},
+					func(context.Context, store.TenantTx) error { return failed },
+					func(context.Context, store.TenantTx, []ledger.Appended) error { return nil }); !errors.Is(err, failed) {
+					t.Fatalf("the failing check: %v", err)
+				}
+				if _, err := e.ledger.Append(ctx, e.log, ledger.Entry{Kind: "test"}); err != nil {
+					t.Fatalf("an append after it: %v", err)
+				}
+			})
 			t.Run("another process's batches are trusted once checked", func(t *testing.T) {
 				e, _ := setup(t)
 				other := e.newLedger(t, e.another(t), ledger.Config{})
