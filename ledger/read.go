@@ -13,7 +13,6 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
-	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // LatestCheckpoint returns the log's newest signed checkpoint; store.ErrNotFound
@@ -50,30 +49,6 @@ func (l *Ledger) Entry(ctx context.Context, lg Log, index uint64) (store.LedgerE
 		return nil
 	})
 	return out, err
-}
-
-// ScanEntries calls fn with each entry of lg that parses, in index order,
-// reading the log a chunk at a time in one read transaction. It reads the
-// whole log: for what no index leads to.
-func (l *Ledger) ScanEntries(ctx context.Context, lg Log, fn func(verify.Entry)) error {
-	return lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
-		for from := uint64(0); ; {
-			es, err := lt.EntriesWithin(ctx, from, math.MaxUint64, chunkBytes)
-			if err != nil || len(es) == 0 {
-				return err
-			}
-			for _, e := range es {
-				if parsed, err := verify.ParseEntry(e.Entry); err == nil {
-					fn(parsed)
-				}
-			}
-			last := es[len(es)-1].Index
-			if last == math.MaxUint64-1 {
-				return nil
-			}
-			from = last + 1
-		}
-	})
 }
 
 // VerifierKey returns the log's public note verifier key.

@@ -27,35 +27,33 @@ import (
 var errActivationNotLogged = fmt.Errorf("%w: its activation is not the one the organization's log records", errBundleDoesNotLoad)
 
 // checkActivation checks the active revision's activation, act (the
-// newest of all, in seq order), against its ledger entry: an entry of kind
-// policy.activate or policy.rollback, included under the newest checkpoint
-// the log key signed, whose record names act's revision, the stored
-// bundle's SHA-256 (which the stored bytes must have) and act's two
-// people. Activations' entries come in the order of their rows, so an
-// entry older than an earlier row's (a row replaying an old activation) is
-// refused. A row stored before the index was kept is matched with the
-// newest activation entry of the whole log (one scan).
+// newest of all), against its ledger entry: an entry of kind
+// policy.activate or policy.rollback, included under the newest
+// checkpoint the log key signed, whose record names act's seq and
+// revision, the stored bundle's SHA-256 (which the stored bytes must
+// have) and act's two people. A seq is the row's key, so an entry names
+// one row: a row planted to name an older activation's entry (a replay of
+// an old approval) has another seq, and a planted row that names nothing
+// true stops only itself (the next real activation takes the next seq).
+//
+// A row stored before rows named their entry is trusted as before only
+// while no row of the organization names one: the binding starts with its
+// first activation since.
 func (p *Policies) checkActivation(ctx context.Context, org Organization, act store.PolicyActivation, all []store.PolicyActivation, stored store.PolicyBundle) error {
 	sum := sha256.Sum256(stored.Bundle)
 	if !bytes.Equal(sum[:], stored.Digest) {
 		return fmt.Errorf("%w: the stored bytes of revision %q are not the bundle uploaded", errActivationNotLogged, stored.Revision)
 	}
-	lg := p.ledger.TenantLog(org.ID, org.Slug)
-	var index uint64
-	if act.LedgerIndex != nil {
-		index = *act.LedgerIndex
+	if act.LedgerIndex == nil {
 		for _, a := range all {
-			if a.Seq < act.Seq && a.LedgerIndex != nil && *a.LedgerIndex >= index {
-				return fmt.Errorf("%w: activation %d names entry %d, not after activation %d's", errActivationNotLogged, act.Seq, index, a.Seq)
+			if a.LedgerIndex != nil {
+				return fmt.Errorf("%w: activation %d names no ledger entry, after activation %d, which does", errActivationNotLogged, act.Seq, a.Seq)
 			}
 		}
-	} else {
-		var err error
-		if index, err = newestActivationEntry(ctx, p.ledger, lg); err != nil {
-			return err
-		}
+		return nil
 	}
-	entry, record, err := provenEntry(ctx, p.ledger, lg, index)
+	index := *act.LedgerIndex
+	entry, record, err := provenEntry(ctx, p.ledger, p.ledger.TenantLog(org.ID, org.Slug), index)
 	if err != nil {
 		return err
 	}
@@ -69,6 +67,8 @@ func (p *Policies) checkActivation(ctx context.Context, org Organization, act st
 		return fmt.Errorf("%w: entry %d is %s of %q", errActivationNotLogged, index, entry.Kind, entry.Subject)
 	case json.Unmarshal(record, &rec) != nil:
 		return fmt.Errorf("%w: entry %d's record does not decode", errActivationNotLogged, index)
+	case rec.Seq != act.Seq:
+		return fmt.Errorf("%w: entry %d records activation %d, not %d", errActivationNotLogged, index, rec.Seq, act.Seq)
 	case rec.Event != wantEvent || rec.Revision != act.Revision || rec.BundleSHA != hex.EncodeToString(stored.Digest) ||
 		rec.By != act.ActivatedBy || rec.ApprovedBy != act.ApprovedBy:
 		return fmt.Errorf("%w: entry %d records another activation", errActivationNotLogged, index)
@@ -111,23 +111,4 @@ func provenEntry(ctx context.Context, l *ledger.Ledger, lg ledger.Log, index uin
 		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d's stored record is not the one it digests", errActivationNotLogged, index)
 	}
 	return entry, stored.Record, nil
-}
-
-// newestActivationEntry is the index of the newest policy.activate or
-// policy.rollback entry of lg, read from its start: for an activation row
-// stored before rows kept their entry's index.
-func newestActivationEntry(ctx context.Context, l *ledger.Ledger, lg ledger.Log) (uint64, error) {
-	found, ok := uint64(0), false
-	err := l.ScanEntries(ctx, lg, func(e verify.Entry) {
-		if e.Kind == "policy.activate" || e.Kind == "policy.rollback" {
-			found, ok = e.Index, true
-		}
-	})
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		return 0, fmt.Errorf("%w: the log records no activation", errActivationNotLogged)
-	}
-	return found, nil
 }

@@ -8,54 +8,58 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
 )
 
 // Someone who can write the organization's rows (its database role may
 // insert into policy_bundles and policy_activations) stores a bundle that
 // allows everything and an activation of it, with no signature, no second
-// person and no ledger entry. Neither the running service nor a new
-// process decides under it: the active revision is the one the log's
-// activation entries say, or none. An activation row kept before rows
-// named their entry still loads when the log's newest activation is its.
+// person and no ledger entry, or naming an entry that is not its own.
+// Neither the running service nor a new process decides under it: the
+// active revision is the one its activation's entry says, or none.
 func TestActivationRowsMustBeTheLogs(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
 			at := func(i uint64) *uint64 { return &i }
+			refused := func(t *testing.T, e *serviceEnv, agent store.Agent, why string) {
+				t.Helper()
+				_, _, fresh := e.newService(t, e.ledger, decision.Config{})
+				for name, svc := range map[string]*decision.Service{"the running service": e.service, "a new process": fresh} {
+					resp, err := svc.Decide(context.Background(), e.org, agent.ID, action("inventory.reorder"), "")
+					if err == nil || !strings.Contains(err.Error(), "its activation is not the one the organization's log records") || !strings.Contains(err.Error(), why) {
+						t.Fatalf("%s decided under a planted activation: %+v, %v; want it refused: %s", name, resp, err, why)
+					}
+				}
+			}
 			for _, tc := range []struct {
 				name string
 				// index is the planted row's ledger index, given the
-				// legitimate activation's.
-				index func(legit uint64) *uint64
+				// legitimate activation's and a newer decision's entry.
+				index func(legit, decision uint64) *uint64
+				why   string
 			}{
-				{"no ledger index", func(uint64) *uint64 { return nil }},
-				{"the index of the real activation's entry", func(legit uint64) *uint64 { return at(legit) }},
-				{"the index of another kind of entry", func(legit uint64) *uint64 { return at(legit - 1) }},
-				{"an index past the log", func(uint64) *uint64 { return at(1 << 40) }},
+				{"no ledger index", func(uint64, uint64) *uint64 { return nil }, "names no ledger entry"},
+				{"the real activation's entry", func(legit, _ uint64) *uint64 { return at(legit) }, `is policy.activate of "acme-example-1"`},
+				{"a newer entry of another kind", func(_, decision uint64) *uint64 { return at(decision) }, "is decision of"},
+				{"an index past the log", func(uint64, uint64) *uint64 { return at(1 << 40) }, "entry 1099511627776"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					e, agent, _ := payingEnv(t, kind)
 					legit := e.activationIndex(t)
-					if resp := e.decide(t, agent.ID, action("inventory.reorder"), ""); resp.Outcome != decision.Deny {
+					resp := e.decide(t, agent.ID, action("inventory.reorder"), "")
+					if resp.Outcome != decision.Deny {
 						t.Fatalf("before: %s %v", resp.Outcome, resp.Reasons)
 					}
-					e.plantActivation(t, "evil-1", tc.index(legit))
-					_, _, fresh := e.newService(t, e.ledger, decision.Config{})
-					for name, svc := range map[string]*decision.Service{"the running service": e.service, "a new process": fresh} {
-						resp, err := svc.Decide(context.Background(), e.org, agent.ID, action("inventory.reorder"), "")
-						if err == nil || !strings.Contains(err.Error(), "its activation is not the one the organization's log records") {
-							t.Fatalf("%s decided under a planted activation: %+v, %v", name, resp, err)
-						}
-					}
+					e.plantActivation(t, "evil-1", tc.index(legit, resp.Ledger.Index), false)
+					refused(t, e, agent, tc.why)
 				})
 			}
+			// Two real activations; a planted third names the first's entry
+			// to bring its revision back: the entry names activation 1.
 			t.Run("an activation replayed", func(t *testing.T) {
 				e, agent, _ := payingEnv(t, kind)
 				first := e.activationIndex(t)
 				e.activate(t, permissiveBundle(t))
-				if resp := e.decide(t, agent.ID, action("inventory.reorder"), ""); resp.Outcome != decision.Allow {
-					t.Fatalf("under the permissive policy: %s %v", resp.Outcome, resp.Reasons)
-				}
-				// Back to the first revision, naming its old entry.
 				var acme string
 				e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
 					acts, err := tx.Policies().Activations(ctx)
@@ -67,28 +71,51 @@ func TestActivationRowsMustBeTheLogs(t *testing.T) {
 					return err
 				})
 				_, _, fresh := e.newService(t, e.ledger, decision.Config{})
-				if _, err := fresh.Decide(context.Background(), e.org, agent.ID, action("inventory.reorder"), ""); err == nil || !strings.Contains(err.Error(), "not after activation") {
+				if _, err := fresh.Decide(context.Background(), e.org, agent.ID, action("inventory.reorder"), ""); err == nil || !strings.Contains(err.Error(), "records activation 1, not 3") {
 					t.Fatalf("a replayed activation: %v", err)
 				}
 			})
-			t.Run("a row kept before rows named their entry", func(t *testing.T) {
-				e, agent, payee := payingEnv(t, kind)
-				var acme store.PolicyActivation
+			// A planted row that names nothing true stops its organization
+			// only until the next real activation, which takes the next seq.
+			t.Run("a planted row stops only itself", func(t *testing.T) {
+				e, agent, _ := payingEnv(t, kind)
+				e.plantActivation(t, "evil-1", at(1<<40), false)
+				refused(t, e, agent, "entry 1099511627776")
+				e.activate(t, permissiveBundle(t))
+				_, _, fresh := e.newService(t, e.ledger, decision.Config{})
+				if resp, err := fresh.Decide(context.Background(), e.org, agent.ID, action("inventory.reorder"), ""); err != nil || resp.Outcome != decision.Allow {
+					t.Fatalf("after a real activation: %+v, %v", resp, err)
+				}
+			})
+			// Rows from before rows named their entries are trusted as
+			// before while none does; an entry from then (no seq) binds no
+			// row, so one cannot be replayed either.
+			t.Run("rows from before the binding", func(t *testing.T) {
+				e := newServiceEnv(t, kind)
+				agent := e.agent(t, store.RiskLow)
+				ctx := context.Background()
+				b, err := e.policies.Upload(ctx, e.org, permissiveBundle(t), "usr_author")
+				if err != nil {
+					t.Fatal(err)
+				}
+				old, err := e.ledger.Append(ctx, e.log(), ledger.Entry{Kind: "policy.activate", Subject: b.Revision,
+					Record: []byte(`{"event":"activate","revision":"` + b.Revision + `","bundle_sha256":"` + b.Digest + `","by":"usr_author","approved_by":"usr_reviewer"}`)})
+				if err != nil {
+					t.Fatal(err)
+				}
 				e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
-					acts, err := tx.Policies().Activations(ctx)
-					acme = acts[0]
-					return err
-				})
-				// The same activation as the log's newest, without an index.
-				e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
-					_, err := tx.Policies().Activate(ctx, store.PolicyActivation{Revision: acme.Revision, ActivatedBy: acme.ActivatedBy, ApprovedBy: acme.ApprovedBy})
+					_, err := tx.Policies().Activate(ctx, store.PolicyActivation{Revision: b.Revision, ActivatedBy: "usr_author", ApprovedBy: "usr_reviewer"})
 					return err
 				})
 				_, _, fresh := e.newService(t, e.ledger, decision.Config{})
-				resp, err := fresh.Decide(context.Background(), e.org, agent.ID, payment("100.00", payee.ID), "")
-				if err != nil || resp.Outcome != decision.Allow {
-					t.Fatalf("under a legacy row of the logged activation: %+v, %v", resp, err)
+				if resp, err := fresh.Decide(ctx, e.org, agent.ID, action("inventory.reorder"), ""); err != nil || resp.Outcome != decision.Allow {
+					t.Fatalf("under a row from before the binding: %+v, %v", resp, err)
 				}
+				e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+					_, err := tx.Policies().Activate(ctx, store.PolicyActivation{Revision: b.Revision, ActivatedBy: "usr_author", ApprovedBy: "usr_reviewer", LedgerIndex: &old.Index})
+					return err
+				})
+				refused(t, e, agent, "records activation 0, not 2")
 			})
 		})
 	}
@@ -111,7 +138,7 @@ func (e *serviceEnv) activationIndex(t *testing.T) uint64 {
 
 // plantActivation stores, as the database role may, a bundle of revision
 // that allows everything and an activation of it naming index.
-func (e *serviceEnv) plantActivation(t *testing.T, revision string, index *uint64) {
+func (e *serviceEnv) plantActivation(t *testing.T, revision string, index *uint64, _ bool) {
 	t.Helper()
 	raw := regoBundle(t, revision, "package tenant\n\ndecision := {\"allow\": true}\n")
 	sum := sha256.Sum256(raw)

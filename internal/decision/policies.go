@@ -113,7 +113,8 @@ func (p *Policies) Current(orgID string, seq uint64) bool {
 
 // policyRecord is what the ledger entry of a policy change digests.
 type policyRecord struct {
-	Event       string `json:"event"` // upload | activate | rollback
+	Event       string `json:"event"`         // upload | activate | rollback
+	Seq         uint64 `json:"seq,omitempty"` // an activation's, the row it is
 	Revision    string `json:"revision"`
 	BundleSHA   string `json:"bundle_sha256"`
 	SignedBy    string `json:"signed_by,omitempty"`
@@ -215,6 +216,7 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	var stored store.PolicyBundle
 	var history []bundles.KnownRevision
 	var active string
+	var seq uint64
 	var opts bundles.ReadOptions
 	err := p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
@@ -225,6 +227,9 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 			return err
 		}
 		if active, err = activeRevision(ctx, tx.Policies()); err != nil {
+			return err
+		}
+		if seq, err = nextActivation(ctx, tx.Policies()); err != nil {
 			return err
 		}
 		opts, err = p.readOptions(ctx, tx.Policies())
@@ -246,7 +251,9 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	if rollback {
 		kind, event = "policy.rollback", "rollback"
 	}
-	rec := policyRecord{Event: event, Revision: revision, BundleSHA: digest, By: activatedBy, ApprovedBy: approvedBy, PreviousRev: active}
+	// The entry names the row's seq, and the row the entry's index: a row
+	// names one entry, which names that row alone (LoadActive).
+	rec := policyRecord{Event: event, Seq: seq, Revision: revision, BundleSHA: digest, By: activatedBy, ApprovedBy: approvedBy, PreviousRev: active}
 	var act store.PolicyActivation
 	err = p.change(ctx, org, kind, rec,
 		func(ctx context.Context, tx store.TenantTx) error {
@@ -257,11 +264,18 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 			case now != active:
 				return fmt.Errorf("%w: the active revision changed to %q meanwhile; decide again", store.ErrConflict, now)
 			}
+			next, err := nextActivation(ctx, tx.Policies())
+			switch {
+			case err != nil:
+				return err
+			case next != seq:
+				return fmt.Errorf("%w: another activation was made meanwhile; decide again", store.ErrConflict)
+			}
 			return sameKeys(ctx, tx.Policies(), opts)
 		},
 		func(ctx context.Context, tx store.TenantTx, index uint64) error {
 			var err error
-			act, err = tx.Policies().Activate(ctx, store.PolicyActivation{Revision: revision, Rollback: rollback,
+			act, err = tx.Policies().Activate(ctx, store.PolicyActivation{Seq: seq, Revision: revision, Rollback: rollback,
 				ActivatedBy: activatedBy, ApprovedBy: approvedBy, LedgerIndex: &index})
 			return err
 		})
@@ -271,6 +285,15 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	}
 	p.install(org.ID, act.Seq, policy)
 	return act, nil
+}
+
+// nextActivation is the seq the organization's next activation takes.
+func nextActivation(ctx context.Context, ptx store.PolicyTx) (uint64, error) {
+	acts, err := ptx.Activations(ctx) // in seq order
+	if err != nil || len(acts) == 0 {
+		return 1, err
+	}
+	return acts[len(acts)-1].Seq + 1, nil
 }
 
 // activeRevision is the organization's active revision, "" for none.
@@ -410,7 +433,7 @@ func fourEyes(activatedBy, approvedBy string) error {
 // leaves the organization with none: every request is denied no_authority.
 func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 	var act store.PolicyActivation
-	var earlier []store.PolicyActivation
+	var all []store.PolicyActivation
 	var stored store.PolicyBundle
 	var opts bundles.ReadOptions
 	err := p.tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
@@ -418,7 +441,7 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 		if act, stored, err = tx.Policies().ActiveBundle(ctx); err != nil {
 			return err
 		}
-		if earlier, err = tx.Policies().Activations(ctx); err != nil {
+		if all, err = tx.Policies().Activations(ctx); err != nil {
 			return err
 		}
 		opts, err = p.readOptions(ctx, tx.Policies())
@@ -452,7 +475,7 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 	// The rows say which revision is active; the log, which no one can
 	// write behind the service's back, must say so too before it decides
 	// anything (it compiled in a worker, which sees nothing else).
-	if err := p.checkActivation(ctx, org, act, earlier, stored); err != nil {
+	if err := p.checkActivation(ctx, org, act, all, stored); err != nil {
 		policy.Close()
 		return fmt.Errorf("active revision %q: %w", stored.Revision, err)
 	}

@@ -213,6 +213,8 @@ type PolicyBundle struct {
 
 // PolicyActivation makes a revision the active one.
 type PolicyActivation struct {
+	// Seq orders activations; the newest is active. Given to Activate,
+	// it is taken as it is (ErrConflict if taken); 0 takes the next.
 	Seq         uint64
 	Revision    string
 	Rollback    bool

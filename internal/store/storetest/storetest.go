@@ -1212,6 +1212,23 @@ func testPolicies(t *testing.T, h Harness) {
 
 			return nil
 		}},
+		{"an activation's seq given", acme, func(ctx context.Context, p store.PolicyTx) error {
+			a, err := p.Activate(ctx, store.PolicyActivation{Revision: "v2", ActivatedBy: "usr_a", ApprovedBy: "usr_b", Seq: 10})
+			if err != nil || a.Seq != 10 {
+				return fmt.Errorf("seq 10 given: %+v, %v", a, err)
+			}
+			if b, err := p.Activate(ctx, store.PolicyActivation{Revision: "v1", ActivatedBy: "usr_a", ApprovedBy: "usr_b"}); err != nil || b.Seq != 11 {
+				return fmt.Errorf("the next after 10: %+v, %v", b, err)
+			}
+			huge := uint64(1) << 63
+			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v1", ActivatedBy: "usr_a", LedgerIndex: &huge}); !errors.Is(err, store.ErrInvalid) {
+				return fmt.Errorf("a ledger index past the column: %v", err)
+			}
+			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v1", ActivatedBy: "usr_a", Seq: 10}); !errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("seq 10 again: %v", err)
+			}
+			return errRollback
+		}},
 		// Only the algorithms a bundle signature may use.
 		{"a key for HS256 is refused", acme, func(ctx context.Context, p store.PolicyTx) error {
 			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "hmac", PublicPEM: "x", Algorithm: "HS256"}); err == nil {
