@@ -59,7 +59,8 @@ func (p *Policy) Wake(ctx context.Context) error {
 }
 
 // Digest is the hex SHA-256 of the bundle's tar.gz (for the base policy,
-// policies.BaseRevision()).
+// policies.BaseRevision(): its Rego's; decision.Evaluator.BaseRevision
+// covers its rule in Go too).
 func (p *Policy) Digest() string { return p.digest }
 
 // Compile compiles a bundle that passed Read into its Policy: modules
@@ -125,7 +126,8 @@ func Load(ctx context.Context, raw []byte, opts ReadOptions) (*Policy, *Bundle, 
 
 // CompileBase compiles the embedded base policy (policies.Base) into its
 // Policy, prepared once at start. Its revision and digest are
-// policies.BaseRevision().
+// policies.BaseRevision(), its Rego's (decision.Evaluator.BaseRevision
+// covers its rule in Go too).
 //
 // Its verdicts are memoized by the values of the few input paths it reads
 // (action type, agent status, tier and denial count, counterparty id and

@@ -24,13 +24,13 @@ import (
 // compact range, and have the service sign a checkpoint over them: a
 // forged entry with valid proofs, or a fork.
 //
-// The head this process signed last (Ledger.heads) is trusted as it is;
-// another stored head of its size, or an older one, is refused (rows
-// altered or deleted). Any other head, as found after a restart or
+// The head this process signed or checked last (Ledger.heads) is trusted
+// as it is; another stored head of its size, or an older one, is refused
+// (rows altered or deleted). Any other head, as found after a restart or
 // another replica's batch, must be a checkpoint the log key signed
 // (vkey), whose root is the one its compact range gives, whose last leaf
 // hash is that of the stored entry at size-1, proven in its tree, and
-// which is consistent with the head this process signed, if any.
+// which is consistent with the head this process trusts, if any.
 func (l *Ledger) checkHead(ctx context.Context, lg Log, lt store.LogTx, vkey string, head store.LedgerCheckpoint, rng *compact.Range) error {
 	l.mu.Lock()
 	trusted, known := l.heads[lg.key]
@@ -95,6 +95,10 @@ func (l *Ledger) checkHead(ctx context.Context, lg Log, lt store.LogTx, vkey str
 			return fmt.Errorf("%w: the checkpoint of size %d does not extend the one of size %d this process signed", ErrUntrustedHead, head.Size, trusted.Size)
 		}
 	}
+	// Checked: trusted from now on as if signed here, so that replicas
+	// taking turns check each other's heads once each, and a later head
+	// must extend this one.
+	l.trust(lg, head)
 	return nil
 }
 

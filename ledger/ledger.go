@@ -96,8 +96,8 @@ type Ledger struct {
 	writers map[string]*writer
 	closed  bool
 	wg      sync.WaitGroup
-	// heads are the newest checkpoints this process signed, by log key
-	// (guarded by mu): a batch builds on the stored head without
+	// heads are the newest checkpoints this process signed or checked, by
+	// log key (guarded by mu): a batch builds on the stored head without
 	// verifying it again when it is the one here, and on another only if
 	// it extends the one here.
 	heads map[string]store.LedgerCheckpoint

@@ -25,6 +25,9 @@ func main() {
 		}
 		os.Exit(0)
 	}
+	// Every command may hold the master key or a signing key: none dumps
+	// core (where fs.suid_dumpable is 2, even a non-dumpable process would).
+	disableCoreDumps()
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
 }
 

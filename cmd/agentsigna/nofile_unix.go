@@ -14,3 +14,7 @@ func descriptorLimit() (uint64, bool) {
 	}
 	return uint64(r.Cur), true
 }
+
+// disableCoreDumps sets this process's core size limit to 0, soft and
+// hard.
+func disableCoreDumps() { _ = syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{}) }
