@@ -310,6 +310,15 @@ func TestServeJustifiedPlainHTTP(t *testing.T) {
 	ta := "0.0.0.0:" + port
 	cmd := exec.Command(agentsigna(t), "serve", "--data-dir", t.TempDir(), "--tenant-addr", ta, "--platform-addr", freeAddr(t),
 		"--insecure-http-justification", "lab network behind a TLS proxy")
+	if logs := serveUntilHealthy(t, cmd, "http://127.0.0.1:"+port+"/healthz"); !strings.Contains(logs, "lab network behind a TLS proxy") {
+		t.Errorf("justification not logged:\n%s", logs)
+	}
+}
+
+// serveUntilHealthy runs cmd, a serve, until healthURL answers, then stops
+// it with SIGTERM and returns what it wrote to standard error.
+func serveUntilHealthy(t *testing.T, cmd *exec.Cmd, healthURL string) string {
+	t.Helper()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -318,21 +327,21 @@ func TestServeJustifiedPlainHTTP(t *testing.T) {
 	defer cmd.Process.Kill()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get("http://127.0.0.1:" + port + "/healthz")
+		resp, err := http.Get(healthURL)
 		if err == nil {
 			resp.Body.Close()
 			break
 		}
 		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
 			t.Fatalf("not serving: %s", stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
-	if !strings.Contains(stderr.String(), "lab network behind a TLS proxy") {
-		t.Errorf("justification not logged:\n%s", stderr.String())
-	}
+	return stderr.String()
 }
 
 // serve sizes each plane's connections to its descriptor limit: under a
@@ -342,28 +351,9 @@ func TestServeSizesConnectionsToTheDescriptorLimit(t *testing.T) {
 	ta := freeAddr(t)
 	cmd := exec.Command("/bin/sh", "-c", `ulimit -n 2048 && exec "$0" "$@"`, agentsigna(t),
 		"serve", "--data-dir", t.TempDir(), "--tenant-addr", ta, "--platform-addr", freeAddr(t), "--log-format", "json")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + ta + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("not serving")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	_ = cmd.Wait()
-	if !strings.Contains(stderr.String(), `"msg":"connections per plane sized to the descriptor limit","descriptor_limit":2048,"max_connections":512`) {
-		t.Errorf("no sizing in the log:\n%s", stderr.String())
+	logs := serveUntilHealthy(t, cmd, "http://"+ta+"/healthz")
+	if !strings.Contains(logs, `"msg":"connections per plane sized to the descriptor limit","descriptor_limit":2048,"max_connections":512`) {
+		t.Errorf("no sizing in the log:\n%s", logs)
 	}
 }
 
