@@ -489,7 +489,7 @@ func TestWorkerEnvironmentAndLimits(t *testing.T) {
 	ws := newWorkers(t, WorkerOptions{MemoryBytes: 768 << 20})
 	p := workerPolicy(t, ws, allowAll)
 	pid := currentWorker(p).cmd.Process.Pid
-	if target, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + strconv.Itoa(fd)); err == nil && target == secretFile {
+	if target, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + strconv.Itoa(int(fd))); err == nil && target == secretFile {
 		t.Errorf("the worker inherited descriptor %d (%s)", fd, target)
 	}
 	if adj, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/oom_score_adj"); err != nil || strings.TrimSpace(string(adj)) != "1000" {
