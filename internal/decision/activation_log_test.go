@@ -50,7 +50,7 @@ func TestActivationRowsMustBeTheLogs(t *testing.T) {
 					if resp.Outcome != decision.Deny {
 						t.Fatalf("before: %s %v", resp.Outcome, resp.Reasons)
 					}
-					e.plantActivation(t, "evil-1", tc.index(legit, resp.Ledger.Index), false)
+					e.plantActivation(t, "evil-1", tc.index(legit, resp.Ledger.Index))
 					refused(t, e, agent, tc.why)
 				})
 			}
@@ -79,7 +79,7 @@ func TestActivationRowsMustBeTheLogs(t *testing.T) {
 			// only until the next real activation, which takes the next seq.
 			t.Run("a planted row stops only itself", func(t *testing.T) {
 				e, agent, _ := payingEnv(t, kind)
-				e.plantActivation(t, "evil-1", at(1<<40), false)
+				e.plantActivation(t, "evil-1", at(1<<40))
 				refused(t, e, agent, "entry 1099511627776")
 				e.activate(t, permissiveBundle(t))
 				_, _, fresh := e.newService(t, e.ledger, decision.Config{})
@@ -138,7 +138,7 @@ func (e *serviceEnv) activationIndex(t *testing.T) uint64 {
 
 // plantActivation stores, as the database role may, a bundle of revision
 // that allows everything and an activation of it naming index.
-func (e *serviceEnv) plantActivation(t *testing.T, revision string, index *uint64, _ bool) {
+func (e *serviceEnv) plantActivation(t *testing.T, revision string, index *uint64) {
 	t.Helper()
 	raw := regoBundle(t, revision, "package tenant\n\ndecision := {\"allow\": true}\n")
 	sum := sha256.Sum256(raw)
