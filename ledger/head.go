@@ -40,9 +40,9 @@ func (l *Ledger) checkHead(ctx context.Context, lg Log, lt store.LogTx, vkey str
 		case sameHead(head, trusted):
 			return nil
 		case head.Size < trusted.Size:
-			return fmt.Errorf("%w: the newest stored checkpoint is of size %d, this process signed one of size %d", ErrUntrustedHead, head.Size, trusted.Size)
+			return fmt.Errorf("%w: the newest stored checkpoint is of size %d, this process signed or checked one of size %d", ErrUntrustedHead, head.Size, trusted.Size)
 		case head.Size == trusted.Size:
-			return fmt.Errorf("%w: the stored checkpoint of size %d is not the one this process signed", ErrUntrustedHead, head.Size)
+			return fmt.Errorf("%w: the stored checkpoint of size %d is not the one this process signed or checked", ErrUntrustedHead, head.Size)
 		}
 	}
 	if head.Size == 0 {
@@ -92,7 +92,7 @@ func (l *Ledger) checkHead(ctx context.Context, lg Log, lt store.LogTx, vkey str
 			return fmt.Errorf("%w: the consistency of size %d with size %d: %v", ErrUntrustedHead, trusted.Size, head.Size, err)
 		}
 		if proof.VerifyConsistency(rfc6962.DefaultHasher, trusted.Size, head.Size, hashes, trusted.Root, head.Root) != nil {
-			return fmt.Errorf("%w: the checkpoint of size %d does not extend the one of size %d this process signed", ErrUntrustedHead, head.Size, trusted.Size)
+			return fmt.Errorf("%w: the checkpoint of size %d does not extend the one of size %d this process trusts", ErrUntrustedHead, head.Size, trusted.Size)
 		}
 	}
 	// Checked: trusted from now on as if signed here, so that replicas

@@ -3,11 +3,14 @@ package decision_test
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
 	"github.com/agentsigna/agentsigna/ledger"
 )
 
@@ -38,7 +41,6 @@ func TestActivationRowsMustBeTheLogs(t *testing.T) {
 				index func(legit, decision uint64) *uint64
 				why   string
 			}{
-				{"no ledger index", func(uint64, uint64) *uint64 { return nil }, "names no ledger entry"},
 				{"the real activation's entry", func(legit, _ uint64) *uint64 { return at(legit) }, `is policy.activate of "acme-example-1"`},
 				{"a newer entry of another kind", func(_, decision uint64) *uint64 { return at(decision) }, "is decision of"},
 				{"an index past the log", func(uint64, uint64) *uint64 { return at(1 << 40) }, "entry 1099511627776"},
@@ -54,6 +56,18 @@ func TestActivationRowsMustBeTheLogs(t *testing.T) {
 					refused(t, e, agent, tc.why)
 				})
 			}
+			// The store, and on PostgreSQL the table's trigger whatever the
+			// writer, refuses an activation that names no entry: it would
+			// pass as a row from before the binding.
+			t.Run("no ledger index", func(t *testing.T) {
+				e, agent, _ := payingEnv(t, kind)
+				if err := e.tryPlantActivation(t, "evil-1", nil); !errors.Is(err, store.ErrInvalid) {
+					t.Fatalf("an activation naming no entry: %v", err)
+				}
+				if resp := e.decide(t, agent.ID, action("inventory.reorder"), ""); resp.Outcome != decision.Deny {
+					t.Fatalf("after: %s %v", resp.Outcome, resp.Reasons)
+				}
+			})
 			// Two real activations; a planted third names the first's entry
 			// to bring its revision back: the entry names activation 1.
 			t.Run("an activation replayed", func(t *testing.T) {
@@ -91,6 +105,9 @@ func TestActivationRowsMustBeTheLogs(t *testing.T) {
 			// before while none does; an entry from then (no seq) binds no
 			// row, so one cannot be replayed either.
 			t.Run("rows from before the binding", func(t *testing.T) {
+				if kind != "sqlite" {
+					t.Skip("rows without an entry are made here by editing the SQLite file, its triggers dropped")
+				}
 				e := newServiceEnv(t, kind)
 				agent := e.agent(t, store.RiskLow)
 				ctx := context.Background()
@@ -103,10 +120,9 @@ func TestActivationRowsMustBeTheLogs(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
-					_, err := tx.Policies().Activate(ctx, store.PolicyActivation{Revision: b.Revision, ActivatedBy: "usr_author", ApprovedBy: "usr_reviewer"})
-					return err
-				})
+				sqlitetest.Tamper(t, e.backend.(*sqlite.Store).TenantFile(e.org.ID),
+					`INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by, activated_at)
+					 VALUES ('`+e.org.ID+`', 1, '`+b.Revision+`', 0, 'usr_author', 'usr_reviewer', '2026-11-01T00:00:00Z')`)
 				_, _, fresh := e.newService(t, e.ledger, decision.Config{})
 				if resp, err := fresh.Decide(ctx, e.org, agent.ID, action("inventory.reorder"), ""); err != nil || resp.Outcome != decision.Allow {
 					t.Fatalf("under a row from before the binding: %+v, %v", resp, err)
@@ -140,9 +156,17 @@ func (e *serviceEnv) activationIndex(t *testing.T) uint64 {
 // that allows everything and an activation of it naming index.
 func (e *serviceEnv) plantActivation(t *testing.T, revision string, index *uint64) {
 	t.Helper()
+	if err := e.tryPlantActivation(t, revision, index); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryPlantActivation is plantActivation, returning the store's refusal.
+func (e *serviceEnv) tryPlantActivation(t *testing.T, revision string, index *uint64) error {
+	t.Helper()
 	raw := regoBundle(t, revision, "package tenant\n\ndecision := {\"allow\": true}\n")
 	sum := sha256.Sum256(raw)
-	e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+	return e.backend.InTenantTx(context.Background(), e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		if err := tx.Policies().InsertBundle(ctx, store.PolicyBundle{Revision: revision, Digest: sum[:], Bundle: raw,
 			Manifest: `{"revision":"` + revision + `"}`, UploadedBy: "usr_mallory"}); err != nil {
 			return err

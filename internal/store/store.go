@@ -214,7 +214,7 @@ type PolicyBundle struct {
 // PolicyActivation makes a revision the active one.
 type PolicyActivation struct {
 	// Seq orders activations; the newest is active. Given to Activate,
-	// it is taken as it is (ErrConflict if taken); 0 takes the next.
+	// it must be the next (ErrConflict otherwise); 0 takes the next.
 	Seq         uint64
 	Revision    string
 	Rollback    bool
@@ -223,6 +223,7 @@ type PolicyActivation struct {
 	ActivatedAt time.Time
 	// LedgerIndex is the index of the activation's entry in the
 	// organization's log; nil for one stored before the index was kept.
+	// Activate requires it (ErrInvalid without).
 	LedgerIndex *uint64
 }
 

@@ -61,19 +61,15 @@ func (p *policyTx) Activate(ctx context.Context, a store.PolicyActivation) (stor
 		return a, fmt.Errorf("%w: activation needs a revision and who activated it", store.ErrInvalid)
 	}
 	var seq int64
-	var idx *int64
-	if a.LedgerIndex != nil {
-		if *a.LedgerIndex > math.MaxInt64 {
-			return a, fmt.Errorf("%w: activation ledger index %d", store.ErrInvalid, *a.LedgerIndex)
-		}
-		i := int64(*a.LedgerIndex)
-		idx = &i
+	if a.LedgerIndex == nil || *a.LedgerIndex > math.MaxInt64 {
+		return a, fmt.Errorf("%w: an activation names its ledger entry", store.ErrInvalid)
 	}
+	idx := int64(*a.LedgerIndex)
 	if a.Seq > math.MaxInt64 {
-		return a, fmt.Errorf("%w: activation seq %d", store.ErrInvalid, a.Seq)
+		return a, fmt.Errorf("%w: activation %d is not the next", store.ErrConflict, a.Seq)
 	}
-	// A given seq is taken as it is (a duplicate is ErrConflict); 0 takes
-	// the next.
+	// A given seq must be the next (the table's trigger refuses any other
+	// as unique_violation: ErrConflict); 0 takes the next.
 	err := p.tx.QueryRow(ctx, `INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by, ledger_index)
 		SELECT $1, CASE WHEN $7::bigint > 0 THEN $7::bigint ELSE coalesce(max(seq), 0) + 1 END, $2, $3, $4, $5, $6
 		FROM policy_activations WHERE tenant_id = $1

@@ -393,6 +393,50 @@ func TestRoleGrants(t *testing.T) {
 	}
 }
 
+// The tenant role, writing policy_activations itself, can neither leave
+// out an activation's ledger entry nor take a seq ahead of the next: the
+// table's trigger refuses both, and the role cannot turn it off.
+func TestActivationsInOrderForAnyWriter(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	raw := []byte("a bundle")
+	sum := sha256.Sum256(raw)
+	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.Policies().InsertBundle(ctx, store.PolicyBundle{Revision: "v1", Digest: sum[:], Bundle: raw, Manifest: "{}", UploadedBy: "usr_a"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := pgtest.Connect(t, db.TenantURL)
+	for _, tc := range []struct {
+		stmt string
+		code string
+	}{
+		{`INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by) VALUES ($1, 1, 'v1', false, 'a', 'b')`, "23514"},
+		{`INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by, ledger_index) VALUES ($1, 9223372036854775807, 'v1', false, 'a', 'b', 0)`, "23505"},
+		{`ALTER TABLE policy_activations DISABLE TRIGGER policy_activations_in_order`, "42501"},
+	} {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1::text, true)`, acme.ID); err != nil {
+			t.Fatal(err)
+		}
+		var args []any
+		if strings.Contains(tc.stmt, "$1") {
+			args = append(args, acme.ID)
+		}
+		_, err = tx.Exec(ctx, tc.stmt, args...)
+		_ = tx.Rollback(ctx)
+		if code := sqlState(err); code != tc.code {
+			t.Errorf("%s: %v (SQLSTATE %q), want %s", tc.stmt, err, code, tc.code)
+		}
+	}
+}
+
 // Every table that carries tenant_id has row security enabled and forced,
 // with a policy — so a future migration cannot forget it.
 func TestEveryTenantTableHasRowSecurity(t *testing.T) {

@@ -73,16 +73,17 @@ func (p *policyTx) Activate(ctx context.Context, a store.PolicyActivation) (stor
 	if _, err := p.Bundle(ctx, a.Revision); err != nil {
 		return a, err
 	}
-	seq := int64(a.Seq)
-	if a.Seq == 0 {
-		if err := p.tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) + 1 FROM policy_activations WHERE tenant_id = ?`, p.tenantID).Scan(&seq); err != nil {
-			return a, mapErr(err)
-		}
-	} else if a.Seq > math.MaxInt64 {
-		return a, fmt.Errorf("%w: activation seq %d", store.ErrInvalid, a.Seq)
+	if a.LedgerIndex == nil || *a.LedgerIndex > math.MaxInt64 {
+		return a, fmt.Errorf("%w: an activation names its ledger entry", store.ErrInvalid)
 	}
-	if a.LedgerIndex != nil && *a.LedgerIndex > math.MaxInt64 {
-		return a, fmt.Errorf("%w: activation ledger index %d", store.ErrInvalid, *a.LedgerIndex)
+	var seq int64
+	if err := p.tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) + 1 FROM policy_activations WHERE tenant_id = ?`, p.tenantID).Scan(&seq); err != nil {
+		return a, mapErr(err)
+	}
+	// The next, and only the next (the table's trigger holds any writer
+	// to it too).
+	if a.Seq != 0 && a.Seq != uint64(seq) {
+		return a, fmt.Errorf("%w: activation %d is taken or not the next (%d)", store.ErrConflict, a.Seq, seq)
 	}
 	a.Seq, a.ActivatedAt = uint64(seq), time.Now().UTC()
 	_, err := p.tx.ExecContext(ctx, `INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by, activated_at, ledger_index)

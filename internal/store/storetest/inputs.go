@@ -47,7 +47,8 @@ func testDecisionInputs(t *testing.T, h Harness) {
 			if err := tx.Policies().InsertBundle(ctx, testBundle(rev)); err != nil {
 				return err
 			}
-			if _, err := tx.Policies().Activate(ctx, store.PolicyActivation{Revision: rev, ActivatedBy: "usr_a", ApprovedBy: "usr_b"}); err != nil {
+			idx := uint64(0) // the log's entry: not what this suite reads
+			if _, err := tx.Policies().Activate(ctx, store.PolicyActivation{Revision: rev, ActivatedBy: "usr_a", ApprovedBy: "usr_b", LedgerIndex: &idx}); err != nil {
 				return err
 			}
 		}

@@ -1166,7 +1166,8 @@ func testPolicies(t *testing.T, h Harness) {
 			return nil
 		}},
 		{"activate unknown revision", acme, func(ctx context.Context, p store.PolicyTx) error {
-			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v9", ActivatedBy: "usr_a"}); !errors.Is(err, store.ErrNotFound) {
+			idx := uint64(0)
+			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v9", ActivatedBy: "usr_a", LedgerIndex: &idx}); !errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("activate unknown: %v", err)
 			}
 			return errRollback
@@ -1174,8 +1175,8 @@ func testPolicies(t *testing.T, h Harness) {
 		{"activate, then roll back", acme, func(ctx context.Context, p store.PolicyTx) error {
 			at := func(i uint64) *uint64 { return &i }
 			for _, a := range []store.PolicyActivation{
-				{Revision: "v1", ActivatedBy: "usr_a", ApprovedBy: "usr_b"}, // stored before ledger indexes
-				{Revision: "v2", ActivatedBy: "usr_a", ApprovedBy: "usr_b", LedgerIndex: at(0)},
+				{Revision: "v1", ActivatedBy: "usr_a", ApprovedBy: "usr_b", LedgerIndex: at(3)},
+				{Revision: "v2", ActivatedBy: "usr_a", ApprovedBy: "usr_b", LedgerIndex: at(0), Seq: 2},
 				{Revision: "v1", ActivatedBy: "usr_b", ApprovedBy: "usr_a", Rollback: true, LedgerIndex: at(1 << 40)},
 			} {
 				if _, err := p.Activate(ctx, a); err != nil {
@@ -1192,7 +1193,7 @@ func testPolicies(t *testing.T, h Harness) {
 			}
 			acts, err := p.Activations(ctx)
 			if err != nil || len(acts) != 3 || acts[1].Revision != "v2" || acts[0].ApprovedBy != "usr_b" || acts[0].ActivatedAt.IsZero() ||
-				acts[0].LedgerIndex != nil || acts[1].LedgerIndex == nil || *acts[1].LedgerIndex != 0 {
+				acts[0].LedgerIndex == nil || *acts[0].LedgerIndex != 3 || acts[1].LedgerIndex == nil || *acts[1].LedgerIndex != 0 {
 				return fmt.Errorf("activations %+v, %v", acts, err)
 			}
 			list, err := p.Bundles(ctx)
@@ -1212,20 +1213,22 @@ func testPolicies(t *testing.T, h Harness) {
 
 			return nil
 		}},
-		{"an activation's seq given", acme, func(ctx context.Context, p store.PolicyTx) error {
-			a, err := p.Activate(ctx, store.PolicyActivation{Revision: "v2", ActivatedBy: "usr_a", ApprovedBy: "usr_b", Seq: 10})
-			if err != nil || a.Seq != 10 {
-				return fmt.Errorf("seq 10 given: %+v, %v", a, err)
+		// An activation names its ledger entry and takes the next seq: a
+		// writer cannot leave the entry out or jump ahead.
+		{"an activation's seq and entry", acme, func(ctx context.Context, p store.PolicyTx) error {
+			at := func(i uint64) *uint64 { return &i }
+			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v2", ActivatedBy: "usr_a"}); !errors.Is(err, store.ErrInvalid) {
+				return fmt.Errorf("an activation naming no entry: %v", err)
 			}
-			if b, err := p.Activate(ctx, store.PolicyActivation{Revision: "v1", ActivatedBy: "usr_a", ApprovedBy: "usr_b"}); err != nil || b.Seq != 11 {
-				return fmt.Errorf("the next after 10: %+v, %v", b, err)
-			}
-			huge := uint64(1) << 63
-			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v1", ActivatedBy: "usr_a", LedgerIndex: &huge}); !errors.Is(err, store.ErrInvalid) {
+			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v2", ActivatedBy: "usr_a", LedgerIndex: at(1 << 63)}); !errors.Is(err, store.ErrInvalid) {
 				return fmt.Errorf("a ledger index past the column: %v", err)
 			}
-			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v1", ActivatedBy: "usr_a", Seq: 10}); !errors.Is(err, store.ErrConflict) {
-				return fmt.Errorf("seq 10 again: %v", err)
+			a, err := p.Activate(ctx, store.PolicyActivation{Revision: "v2", ActivatedBy: "usr_a", ApprovedBy: "usr_b", Seq: 4, LedgerIndex: at(9)})
+			if err != nil || a.Seq != 4 {
+				return fmt.Errorf("the next seq given: %+v, %v", a, err)
+			}
+			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v1", ActivatedBy: "usr_a", Seq: 1 << 62, LedgerIndex: at(10)}); !errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("a seq far ahead: %v", err)
 			}
 			return errRollback
 		}},
@@ -1249,7 +1252,8 @@ func testPolicies(t *testing.T, h Harness) {
 			if ks, err := p.VerificationKeys(ctx); err != nil || len(ks) != 0 {
 				return fmt.Errorf("beta sees keys: %d, %v", len(ks), err)
 			}
-			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v1", ActivatedBy: "usr_x"}); !errors.Is(err, store.ErrNotFound) {
+			idx := uint64(0)
+			if _, err := p.Activate(ctx, store.PolicyActivation{Revision: "v1", ActivatedBy: "usr_x", LedgerIndex: &idx}); !errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("beta activates acme's revision: %v", err)
 			}
 			return errRollback
