@@ -146,7 +146,7 @@ func TestAgentLimiterSweep(t *testing.T) {
 func TestAgentLimiterLogsOncePerMinute(t *testing.T) {
 	clock := newFakeClock()
 	timers := &manualTimers{}
-	var buf lockedBuffer
+	var buf LockedBuffer
 	l := newAgentLimiter("decisions", 1, 1, clock.now, slog.New(slog.NewJSONHandler(&buf, nil)))
 	l.after = timers.after
 	a := refOf("ten_1", "agt_a")
@@ -329,7 +329,7 @@ func (m *manualTimers) fire() {
 }
 
 // jsonLines are the JSON log lines written to b.
-func jsonLines(t *testing.T, b *lockedBuffer) []map[string]any {
+func jsonLines(t *testing.T, b *LockedBuffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for ln := range strings.Lines(b.String()) {

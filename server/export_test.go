@@ -1,9 +1,30 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"sync"
 	"time"
 )
+
+// LockedBuffer is a log sink that server goroutines and a test share (the
+// internal and the external tests alike).
+type LockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // SetRefusalTimers replaces the timers that end a's refusal windows.
 func SetRefusalTimers(a *AgentAuth, after func(d time.Duration, f func()) interface{ Stop() bool }) {

@@ -16,7 +16,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -276,22 +275,7 @@ func assertProblem(t *testing.T, resp *http.Response, body []byte, status int, s
 }
 
 // syncBuffer is a log sink shared by server goroutines and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer struct{ server.LockedBuffer }
 
 // lines returns the decoded log records whose request_id is id.
 func (b *syncBuffer) lines(t *testing.T, id string) []map[string]any {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -112,24 +111,6 @@ func acceptFailure(errno syscall.Errno) error {
 	return &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", errno)}
 }
 
-// lockedBuffer is a log sink for the listener and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A process out of descriptors, or a system out of buffers or memory,
 // fails accept(2) for a while: the listener waits it out, with a growing
 // pause, rather than end. fasthttp takes any error it returns but a
@@ -142,7 +123,7 @@ func TestLimitListenerWaitsOutExhaustion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs LockedBuffer
 	fl := &flakyListener{Listener: inner}
 	ln := newLimitListener(fl, 2, 0, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer ln.Close()
@@ -249,7 +230,7 @@ func TestLimitListenerPerAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs LockedBuffer
 	ln := newLimitListener(inner, 10, 2, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer ln.Close()
 	accepted := make(chan net.Conn, 10)
