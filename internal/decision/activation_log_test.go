@@ -3,6 +3,7 @@ package decision_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -101,6 +102,29 @@ func TestActivationRowsMustBeTheLogs(t *testing.T) {
 					t.Fatalf("after a real activation: %+v, %v", resp, err)
 				}
 			})
+			// A row or bundle edited in place (on SQLite, by whoever can
+			// write the file, its triggers dropped) no longer says what the
+			// log does: the bytes, the people, the kind of activation.
+			for _, tc := range []struct{ name, stmt, why string }{
+				{"stored bytes swapped", `UPDATE policy_bundles SET bundle = X'` + hex.EncodeToString(permissiveBundle(t)) + `'`, "are not the bundle uploaded"},
+				{"approver rewritten", `UPDATE policy_activations SET approved_by = 'usr_mallory'`, "records another activation"},
+				{"made a rollback", `UPDATE policy_activations SET rollback = 1`, "is policy.activate of"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					if kind != "sqlite" {
+						t.Skip("edited here through the SQLite file")
+					}
+					e, agent, _ := payingEnv(t, kind)
+					sqlitetest.Tamper(t, e.backend.(*sqlite.Store).TenantFile(e.org.ID), tc.stmt)
+					// (The running service keeps the revision it loaded and
+					// checked before the edit.)
+					_, _, fresh := e.newService(t, e.ledger, decision.Config{})
+					resp, err := fresh.Decide(context.Background(), e.org, agent.ID, action("inventory.reorder"), "")
+					if err == nil || !strings.Contains(err.Error(), tc.why) {
+						t.Fatalf("a new process under an edited activation: %+v, %v; want it refused: %s", resp, err, tc.why)
+					}
+				})
+			}
 			// Rows from before rows named their entries are trusted as
 			// before while none does; an entry from then (no seq) binds no
 			// row, so one cannot be replayed either.

@@ -441,8 +441,12 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 		if act, stored, err = tx.Policies().ActiveBundle(ctx); err != nil {
 			return err
 		}
-		if all, err = tx.Policies().Activations(ctx); err != nil {
-			return err
+		// The others matter only to a row from before rows named their
+		// entry (checkActivation).
+		if act.LedgerIndex == nil {
+			if all, err = tx.Policies().Activations(ctx); err != nil {
+				return err
+			}
 		}
 		opts, err = p.readOptions(ctx, tx.Policies())
 		return err
