@@ -1,21 +1,17 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
 
 	"github.com/agentsigna/agentsigna/server"
 )
 
 // connectionCap is the connections each plane may hold open at once:
-// --max-connections when given, else as many as the descriptor limit
-// leaves room for (server.ConnectionsWithin). nofile reads that limit.
-// Each choice the limit bends, or a given cap that could exhaust it, is
-// logged.
-func connectionCap(given int, nofile func() (uint64, bool), log *slog.Logger) (int, error) {
-	if given < 0 {
-		return 0, fmt.Errorf("%w: --max-connections must not be negative (0: sized to the descriptor limit)", errUsage)
-	}
+// --max-connections when given (serve refused a negative one already),
+// else as many as the descriptor limit leaves room for
+// (server.ConnectionsWithin). nofile reads that limit. Each choice the
+// limit bends, or a given cap that could exhaust it, is logged.
+func connectionCap(given int, nofile func() (uint64, bool), log *slog.Logger) int {
 	limit, known := nofile()
 	if given > 0 {
 		if known && uint64(given) > uint64(server.ConnectionsWithin(limit)) {
@@ -23,10 +19,10 @@ func connectionCap(given int, nofile func() (uint64, bool), log *slog.Logger) (i
 				slog.Int("max_connections", given), slog.Uint64("descriptor_limit", limit),
 				slog.Int("sized_to_limit", server.ConnectionsWithin(limit)))
 		}
-		return given, nil
+		return given
 	}
 	if !known {
-		return server.DefaultMaxConnections, nil
+		return server.DefaultMaxConnections
 	}
 	n := server.ConnectionsWithin(limit)
 	switch {
@@ -37,5 +33,5 @@ func connectionCap(given int, nofile func() (uint64, bool), log *slog.Logger) (i
 		log.Info("connections per plane sized to the descriptor limit",
 			slog.Uint64("descriptor_limit", limit), slog.Int("max_connections", n))
 	}
-	return n, nil
+	return n
 }

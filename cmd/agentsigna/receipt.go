@@ -38,14 +38,14 @@ var compactJWS = regexp.MustCompile(`^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z
 // hash to a leaf the proof includes under a checkpoint signed by --log-key.
 // Given both, --entry must equal the extra line: a proof that carries one
 // entry while the caller vouches for another is refused, not resolved.
-func runVerifyReceipt(args []string, stdout, stderr io.Writer, env env) error {
+func runVerifyReceipt(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("verify receipt", stderr)
 	jwksFile := fs.String("jwks", "", "the organization's JWKS (/t/<slug>/.well-known/jwks.json), a file")
 	proofFile := fs.String("tlog-proof", "", "a c2sp.org/tlog-proof@v1 file for the receipt's ledger entry (GET /v1/decisions/{id}/tlog-proof?entry=receipt)")
 	entryFile := fs.String("entry", "", "the receipt's ledger entry (exact leaf bytes), a file; with --tlog-proof, needed only if the proof has no extra line carrying it")
 	logKey := fs.String("log-key", "", "the log's note verifier key (or a file), needed with --tlog-proof")
 	at := fs.String("at", "", "check expiry at this RFC 3339 time instead of now")
-	operand, err := parseOne(fs, args, env, "RECEIPT")
+	operand, err := parseOne(fs, args, noEnv, "RECEIPT")
 	if err != nil {
 		return err
 	}

@@ -129,10 +129,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 
 	// Sized (and said in the log) once the store has opened: a usage
 	// error in the store's flags is then the one line printed.
-	maxConns, err := connectionCap(f.maxConns, descriptorLimit, log)
-	if err != nil {
-		return err
-	}
+	maxConns := connectionCap(f.maxConns, descriptorLimit, log)
 	planes, err := server.New(server.Config{
 		Logger:                   log,
 		TenantReady:              backend.Ping,

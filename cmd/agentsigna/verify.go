@@ -42,11 +42,11 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, _ e
 	var err error
 	switch args[0] {
 	case "inclusion":
-		err = runVerifyInclusion(args[1:], stdout, stderr, noEnv)
+		err = runVerifyInclusion(args[1:], stdout, stderr)
 	case "consistency":
-		err = runVerifyConsistency(args[1:], stdout, stderr, noEnv)
+		err = runVerifyConsistency(args[1:], stdout, stderr)
 	case "receipt":
-		err = runVerifyReceipt(args[1:], stdout, stderr, noEnv)
+		err = runVerifyReceipt(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprintln(stderr, verifyUsage)
 		err = flag.ErrHelp
@@ -68,12 +68,12 @@ func nothingVerified(err error) error {
 	return err
 }
 
-func runVerifyInclusion(args []string, stdout, stderr io.Writer, env env) error {
+func runVerifyInclusion(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("verify inclusion", stderr)
 	logKey := fs.String("log-key", "", "the log's note verifier key, or a file holding it")
 	entryFile := fs.String("entry", "", "file holding the entry's exact leaf bytes")
 	leafHashB64 := fs.String("leaf-hash", "", "the entry's base64 RFC 6962 leaf hash")
-	proofFile, err := parseOne(fs, args, env, "PROOF file")
+	proofFile, err := parseOne(fs, args, noEnv, "PROOF file")
 	if err != nil {
 		return err
 	}
@@ -131,11 +131,11 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer, env env) error 
 	return nil
 }
 
-func runVerifyConsistency(args []string, stdout, stderr io.Writer, env env) error {
+func runVerifyConsistency(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("verify consistency", stderr)
 	logKey := fs.String("log-key", "", "the log's note verifier key, or a file holding it")
 	oldFile := fs.String("old", "", "file holding an earlier signed checkpoint of the log")
-	proofFile, err := parseOne(fs, args, env, "PROOF file")
+	proofFile, err := parseOne(fs, args, noEnv, "PROOF file")
 	if err != nil {
 		return err
 	}
