@@ -108,9 +108,10 @@ money_movement if startswith(input.action.type, "funds.")
 
 # high_risk_categories is the set of categories (reason suffixes) the action
 # type falls in.
-# counterparty.bank_details and everything named like it: the actions under
-# it, counterparty.bank_details_update, and any counterparty action whose
-# type speaks of a bank or an IBAN (counterparty.update_bank_account).
+# counterparty.bank_details and everything named like it: any counterparty
+# action whose type speaks of a bank or an IBAN (the actions under
+# counterparty.bank_details, counterparty.bank_details_update,
+# counterparty.update_bank_account, counterparty.set_iban).
 high_risk_categories contains "counterparty.bank_details" if bank_details_action
 
 # counterparty.create and everything named like it (counterparty.create.bulk,
@@ -135,8 +136,6 @@ two_person_action if bank_details_action
 two_person_action if startswith(input.action.type, "access.")
 
 two_person_action if startswith(input.action.type, "policy.")
-
-bank_details_action if startswith(input.action.type, "counterparty.bank_details")
 
 bank_details_action if {
 	startswith(input.action.type, "counterparty.")
