@@ -29,6 +29,9 @@ var (
 	// behind the service's back; nothing is appended until an operator
 	// has looked (agentsigna ledger verify).
 	ErrUntrustedHead = errors.New("ledger: the newest stored checkpoint does not verify; the store was altered (run agentsigna ledger verify)")
+	// ErrNotProven: ProvenEntry found no entry at that index proven under
+	// the newest checkpoint the log key signed, with its record.
+	ErrNotProven = errors.New("ledger: the entry is not proven under the log's newest signed checkpoint")
 )
 
 // Limits on what one entry may carry.

@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // LatestCheckpoint returns the log's newest signed checkpoint; store.ErrNotFound
@@ -167,6 +169,63 @@ func (l *Ledger) EntryInclusionProof(ctx context.Context, lg Log, index, treeSiz
 		return nil
 	})
 	return out, err
+}
+
+// ProvenEntry reads entry index of lg with its record, once it has checked
+// what an auditor would (ledger/verify): the newest stored checkpoint is a
+// note the log key signed, the entry's leaf is included in its tree, and
+// the stored record is the one the entry digests. It is how a reader
+// trusts a row that names an entry (an activation, an agent key) without
+// trusting the store: rows can be written behind the service's back,
+// entries cannot be forged under its signature. ErrNotProven (wrapped,
+// saying why) when the entry is missing or any check fails; other errors
+// are the store's.
+func (l *Ledger) ProvenEntry(ctx context.Context, lg Log, index uint64) (verify.Entry, []byte, error) {
+	var (
+		vkey   string
+		p      InclusionProof
+		stored store.LedgerEntry
+	)
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
+		var err error
+		if vkey, err = l.cfg.Keys.LogVerifier(ctx, kt, lg.scope); err != nil {
+			return err
+		}
+		if p, err = l.InclusionProofIn(ctx, lg, lt, index, 0); err != nil {
+			return err
+		}
+		// index is below a checkpoint's size: index+1 does not wrap.
+		es, err := lt.Entries(ctx, index, index+1)
+		if err != nil {
+			return err
+		}
+		if len(es) != 1 {
+			return fmt.Errorf("%w: entry %d is missing below tree size %d", store.ErrNotFound, index, p.Checkpoint.Size)
+		}
+		stored = es[0]
+		return nil
+	})
+	switch {
+	case errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) || errors.Is(err, ErrNoCheckpoint) || errors.Is(err, signing.ErrNoLogKey):
+		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d: %v", ErrNotProven, index, err)
+	case err != nil:
+		return verify.Entry{}, nil, err
+	}
+	cp, err := verify.VerifyCheckpoint(p.Checkpoint.Note, vkey)
+	if err != nil {
+		return verify.Entry{}, nil, fmt.Errorf("%w: the newest checkpoint does not verify: %v", ErrNotProven, err)
+	}
+	if err := verify.VerifyInclusion(cp, index, verify.LeafHash(stored.Entry), p.Hashes); err != nil {
+		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d is not in the signed tree: %v", ErrNotProven, index, err)
+	}
+	entry, err := verify.ParseEntry(stored.Entry)
+	if err != nil || entry.Index != index {
+		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d does not parse as itself", ErrNotProven, index)
+	}
+	if d := sha256.Sum256(stored.Record); !bytes.Equal(d[:], entry.Digest) {
+		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d's stored record is not the one it digests", ErrNotProven, index)
+	}
+	return entry, stored.Record, nil
 }
 
 // InclusionProofByLeafHash finds the entry with leafHash and proves it.

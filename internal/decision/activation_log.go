@@ -11,7 +11,6 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
-	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // errActivationNotLogged: the newest activation row is not what the
@@ -50,8 +49,11 @@ func (p *Policies) checkActivation(ctx context.Context, org Organization, act st
 		return nil
 	}
 	index := *act.LedgerIndex
-	entry, record, err := provenEntry(ctx, p.ledger, p.ledger.TenantLog(org.ID, org.Slug), index)
-	if err != nil {
+	entry, record, err := p.ledger.ProvenEntry(ctx, p.ledger.TenantLog(org.ID, org.Slug), index)
+	switch {
+	case errors.Is(err, ledger.ErrNotProven):
+		return fmt.Errorf("%w: %v", errActivationNotLogged, err)
+	case err != nil:
 		return err
 	}
 	var rec policyRecord
@@ -71,41 +73,4 @@ func (p *Policies) checkActivation(ctx context.Context, org Organization, act st
 		return fmt.Errorf("%w: entry %d records another activation", errActivationNotLogged, index)
 	}
 	return nil
-}
-
-// provenEntry reads entry index of lg with its record, once the entry is
-// proven included under the newest checkpoint the log key signed and the
-// record is the one it digests.
-func provenEntry(ctx context.Context, l *ledger.Ledger, lg ledger.Log, index uint64) (verify.Entry, []byte, error) {
-	vkey, err := l.VerifierKey(ctx, lg)
-	if err != nil {
-		return verify.Entry{}, nil, err
-	}
-	p, err := l.EntryInclusionProof(ctx, lg, index, 0)
-	switch {
-	case errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) || errors.Is(err, ledger.ErrNoCheckpoint):
-		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d: %v", errActivationNotLogged, index, err)
-	case err != nil:
-		return verify.Entry{}, nil, err
-	}
-	// What an auditor runs: the note under the log key, the entry in its tree.
-	cp, err := verify.VerifyCheckpoint(p.Checkpoint.Note, vkey)
-	if err != nil {
-		return verify.Entry{}, nil, fmt.Errorf("%w: the log's newest checkpoint does not verify: %v", errActivationNotLogged, err)
-	}
-	if err := verify.VerifyInclusion(cp, index, verify.LeafHash(p.Entry), p.Hashes); err != nil {
-		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d is not in the signed tree: %v", errActivationNotLogged, index, err)
-	}
-	entry, err := verify.ParseEntry(p.Entry)
-	if err != nil || entry.Index != index {
-		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d does not parse as itself", errActivationNotLogged, index)
-	}
-	stored, err := l.Entry(ctx, lg, index)
-	if err != nil {
-		return verify.Entry{}, nil, err
-	}
-	if d := sha256.Sum256(stored.Record); !bytes.Equal(d[:], entry.Digest) {
-		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d's stored record is not the one it digests", errActivationNotLogged, index)
-	}
-	return entry, stored.Record, nil
 }
