@@ -27,9 +27,9 @@ var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildre
 
 type request struct {
 	ctx     context.Context
-	entries []Entry      // committed consecutively, in one batch
-	check   Precondition // nil: none
-	write   Write        // nil: entries only
+	entries []Entry // committed consecutively, in one batch
+	check   checkAt // nil: none
+	write   Write   // nil: entries only
 	digests [][sha256.Size]byte
 	res     []Appended
 	err     error
@@ -212,11 +212,18 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 	if err := lt.LockLog(ctx); err != nil {
 		return err
 	}
-	batch, err := l.runChecks(ctx, tt, batch)
+	stored, err := lt.LatestCheckpoint(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		stored = store.LedgerCheckpoint{LastLeafHash: make([]byte, 32)}
+	case err != nil:
+		return err
+	}
+	batch, err = l.runChecks(ctx, tt, batch, stored.Size)
 	if err != nil || len(batch) == 0 {
 		return err
 	}
-	cp, err := l.appendEntries(ctx, lg, lt, kt, batch, head)
+	cp, err := l.appendEntries(ctx, lg, lt, kt, batch, stored, head)
 	if err != nil {
 		return err
 	}
@@ -276,37 +283,32 @@ func (l *Ledger) appendBatch(ctx context.Context, lg Log, lt store.LogTx, kt sto
 // trips on PostgreSQL where the read is one, with the log locked): a
 // statement that fails the transaction fails the batch, as any other
 // statement of the batch would. An AppendAllAndChange's change runs here
-// too, under the savepoint it brings.
-func (l *Ledger) runChecks(ctx context.Context, tt store.TenantTx, batch []*request) ([]*request, error) {
+// too, under the savepoint it brings. size is the stored tree's: each
+// check is told the index its request's first entry takes should the
+// batch commit, after the entries of the requests before it that passed.
+func (l *Ledger) runChecks(ctx context.Context, tt store.TenantTx, batch []*request, size uint64) ([]*request, error) {
 	in := batch[:0:0]
+	next := size
 	for _, r := range batch {
 		r.err, r.res = nil, nil
-		if r.check == nil {
-			in = append(in, r)
-			continue
-		}
-		r.err = r.check(ctx, tt) // only organizations' logs take checks
-		if errors.Is(r.err, store.ErrTxAborted) {
-			return nil, r.err
+		if r.check != nil {
+			r.err = r.check(ctx, tt, next) // only organizations' logs take checks
+			if errors.Is(r.err, store.ErrTxAborted) {
+				return nil, r.err
+			}
 		}
 		if r.err == nil {
 			in = append(in, r)
+			next += uint64(len(r.entries))
 		}
 	}
 	return in, nil
 }
 
-// appendEntries extends the tree from the newest checkpoint, once it is
-// trusted (checkHead), signs and stores the batch's entries (the log is
-// locked), and sets signed to the checkpoint row it stored.
-func (l *Ledger) appendEntries(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, batch []*request, signed *store.LedgerCheckpoint) (Checkpoint, error) {
-	head, err := lt.LatestCheckpoint(ctx)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		head = store.LedgerCheckpoint{LastLeafHash: make([]byte, 32)}
-	case err != nil:
-		return Checkpoint{}, err
-	}
+// appendEntries extends the tree from head, the newest checkpoint stored,
+// once it is trusted (checkHead), signs and stores the batch's entries
+// (the log is locked), and sets signed to the checkpoint row it stored.
+func (l *Ledger) appendEntries(ctx context.Context, lg Log, lt store.LogTx, kt store.KeyTx, batch []*request, head store.LedgerCheckpoint, signed *store.LedgerCheckpoint) (Checkpoint, error) {
 	rng, err := rangeFactory.NewRange(0, head.Size, head.RangeHashes)
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("%w: stored compact range at size %d: %v", ErrUntrustedHead, head.Size, err)

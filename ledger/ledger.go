@@ -277,7 +277,11 @@ func (l *Ledger) AppendAllAndWriteIf(ctx context.Context, log Log, entries []Ent
 	if log.tenant == nil || write == nil {
 		return nil, fmt.Errorf("%w: AppendAllAndWriteIf needs an organization's log and a write", store.ErrInvalid)
 	}
-	return l.append(ctx, log, entries, check, write)
+	var at checkAt
+	if check != nil {
+		at = func(ctx context.Context, tx store.TenantTx, _ uint64) error { return check(ctx, tx) }
+	}
+	return l.append(ctx, log, entries, at, write)
 }
 
 // AppendAllAndChange appends entries that record a change to an
@@ -288,25 +292,31 @@ func (l *Ledger) AppendAllAndWriteIf(ctx context.Context, log Log, entries []Ent
 // before the entries have indexes — under a savepoint of its own, and its
 // error is the request's, with no entries and none of its statements.
 // It decides as a check does (a conditional update that finds nothing to
-// change fails the request), and, unlike a write, cannot know the
-// entries' indexes. Checks and changes run in their requests' order: one
-// sees the changes of the batch-mates before it, no batch-mate's write.
+// change fails the request), and is told the index its first entry takes
+// should the batch commit (a row it stores can name its entry). Checks
+// and changes run in their requests' order: one sees the changes of the
+// batch-mates before it, no batch-mate's write.
 func (l *Ledger) AppendAllAndChange(ctx context.Context, log Log, entries []Entry, change Change) ([]Appended, error) {
 	if log.tenant == nil || change == nil {
 		return nil, fmt.Errorf("%w: AppendAllAndChange needs an organization's log and a change", store.ErrInvalid)
 	}
-	inSavepoint := func(ctx context.Context, tx store.TenantTx) error {
-		return tx.Savepoint(ctx, func(ctx context.Context) error { return change(ctx, tx) })
+	inSavepoint := func(ctx context.Context, tx store.TenantTx, first uint64) error {
+		return tx.Savepoint(ctx, func(ctx context.Context) error { return change(ctx, tx, first) })
 	}
 	return l.append(ctx, log, entries, inSavepoint, nil)
 }
 
 // Change makes the change an AppendAllAndChange's entries record, in the
 // batch's transaction: nil only having made it, an error only having made
-// none.
-type Change func(ctx context.Context, tx store.TenantTx) error
+// none. first is the index the first of the entries takes if the batch
+// commits; if it does not, neither does the change.
+type Change func(ctx context.Context, tx store.TenantTx, first uint64) error
 
-func (l *Ledger) append(ctx context.Context, log Log, entries []Entry, check Precondition, write Write) ([]Appended, error) {
+// checkAt is a request's Precondition or Change, told the index its first
+// entry would take.
+type checkAt func(ctx context.Context, tx store.TenantTx, first uint64) error
+
+func (l *Ledger) append(ctx context.Context, log Log, entries []Entry, check checkAt, write Write) ([]Appended, error) {
 	if len(entries) == 0 || len(entries) > l.cfg.MaxBatch {
 		return nil, fmt.Errorf("%w: 1-%d entries per append", store.ErrInvalid, l.cfg.MaxBatch)
 	}

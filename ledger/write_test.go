@@ -370,6 +370,7 @@ func TestAppendAllAndWriteIf(t *testing.T) {
 // at all, batch-mates alike. A change that fails after one of its
 // statements leaves neither that statement nor an entry, and fails its
 // request only; one that finds nothing to change is refused the same way.
+// A change is told the index its entry takes, after batch-mates refused.
 func TestAppendAllAndChange(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
@@ -380,7 +381,7 @@ func TestAppendAllAndChange(t *testing.T) {
 			}
 			errHalfway := errors.New("failed after its first statement")
 			change := func(key string, fail bool) ledger.Change {
-				return func(ctx context.Context, tx store.TenantTx) error {
+				return func(ctx context.Context, tx store.TenantTx, first uint64) error {
 					if _, err := tx.GetSetting(ctx, key); err == nil {
 						return fmt.Errorf("%w: nothing to change, %s is set", store.ErrConflict, key)
 					}
@@ -390,7 +391,7 @@ func TestAppendAllAndChange(t *testing.T) {
 					if fail {
 						return errHalfway
 					}
-					return tx.PutSetting(ctx, key+"-second", "changed")
+					return tx.PutSetting(ctx, key+"-second", fmt.Sprint(first))
 				}
 			}
 			if err := e.backend.InTenantTx(ctx, e.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
@@ -410,12 +411,16 @@ func TestAppendAllAndChange(t *testing.T) {
 				want error
 			}{{"key-a", false, nil}, {"key-b", true, errHalfway}, {"key-set", false, store.ErrConflict}, {"key-c", false, nil}}
 			results := make([]error, len(requests))
+			indexes := make([]uint64, len(requests))
 			var wg sync.WaitGroup
 			for i, r := range requests {
 				wg.Go(func() {
 					out, err := e.ledger.AppendAllAndChange(ctx, e.log, []ledger.Entry{{Kind: "decision", Subject: r.key}}, change(r.key, r.fail))
 					if err == nil && len(out) != 1 || err != nil && out != nil {
 						err = fmt.Errorf("returned %d entries with %v", len(out), err)
+					}
+					if err == nil {
+						indexes[i] = out[0].Index
 					}
 					results[i] = err
 				})
@@ -434,7 +439,8 @@ func TestAppendAllAndChange(t *testing.T) {
 				t.Fatalf("the log grew by %d, want 2: the two changes made", after.Size-before.Size)
 			}
 			err = e.backend.InTenantReadTx(ctx, e.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
-				for key, want := range map[string]string{"key-a": "changed", "key-a-second": "changed", "key-c": "changed", "key-c-second": "changed", "key-set": "earlier"} {
+				for key, want := range map[string]string{"key-a": "changed", "key-a-second": fmt.Sprint(indexes[0]),
+					"key-c": "changed", "key-c-second": fmt.Sprint(indexes[3]), "key-set": "earlier"} {
 					if got, err := tx.GetSetting(ctx, key); err != nil || got.Value != want {
 						return fmt.Errorf("%s = %q, %v; want %q", key, got.Value, err, want)
 					}

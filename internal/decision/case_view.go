@@ -174,7 +174,7 @@ func (s *Service) expireCase(ctx context.Context, org Organization, agentID, cas
 	// PostgreSQL) decides with the log locked. Another process or an
 	// approver closing it first leaves no entry, as does a failing close,
 	// and a caller that gives up leaves neither or both.
-	expire := func(ctx context.Context, tx store.TenantTx) error {
+	expire := func(ctx context.Context, tx store.TenantTx, _ uint64) error {
 		err := tx.Cases().SetStatus(ctx, caseID, store.CaseExpired)
 		if errors.Is(err, store.ErrConflict) {
 			return errCaseClosed

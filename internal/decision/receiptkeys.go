@@ -157,7 +157,7 @@ func (r *ReceiptKeys) change(ctx context.Context, org Organization, retiring []s
 	}
 	entry := ledger.Entry{Kind: kind, Subject: nk.KID(), Record: b}
 	_, err = r.ledger.AppendAllAndChange(ctx, r.ledger.TenantLog(org.ID, org.Slug), []ledger.Entry{entry},
-		func(ctx context.Context, tx store.TenantTx) error {
+		func(ctx context.Context, tx store.TenantTx, _ uint64) error {
 			return r.keys.InstallReceiptKey(ctx, tx.Keys(), nk, retiring)
 		})
 	if err != nil {

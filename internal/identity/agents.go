@@ -72,7 +72,7 @@ func (a *Agents) Register(ctx context.Context, org store.TenantRef, ag store.Age
 		"risk_tier": ag.RiskTier, "key_id": key.KID, "public_jwk": json.RawMessage(key.PublicJWK),
 	}
 	var stored store.Agent
-	err := a.change(ctx, org, KindAgentRegistered, ag.ID, record, func(ctx context.Context, tx store.TenantTx) error {
+	err := a.change(ctx, org, KindAgentRegistered, ag.ID, record, func(ctx context.Context, tx store.TenantTx, _ uint64) error {
 		var err error
 		if stored, err = tx.Agents().Create(ctx, ag); err != nil {
 			return err
@@ -91,7 +91,7 @@ func (a *Agents) Register(ctx context.Context, org store.TenantRef, ag store.Age
 // is; the store refuses a revoked agent.
 func (a *Agents) Suspend(ctx context.Context, org store.TenantRef, agentID string) error {
 	record := map[string]any{"event": "agent_suspended", "agent_id": agentID}
-	return a.change(ctx, org, KindAgentSuspended, agentID, record, func(ctx context.Context, tx store.TenantTx) error {
+	return a.change(ctx, org, KindAgentSuspended, agentID, record, func(ctx context.Context, tx store.TenantTx, _ uint64) error {
 		ag, err := tx.Agents().Get(ctx, agentID)
 		if err != nil {
 			return err
@@ -143,7 +143,7 @@ func (a *Agents) RotateKey(ctx context.Context, org store.TenantRef, key store.A
 // refuses the change, so that the entry never says other than what was
 // done.
 func rotateKey(key store.AgentKey, retiring []string, retiredAt time.Time) ledger.Change {
-	return func(ctx context.Context, tx store.TenantTx) error {
+	return func(ctx context.Context, tx store.TenantTx, _ uint64) error {
 		agents := tx.Agents()
 		if _, err := agents.AddKey(ctx, key); err != nil {
 			if errors.Is(err, store.ErrConflict) {
