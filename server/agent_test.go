@@ -36,6 +36,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -56,9 +57,12 @@ type agentEnv struct {
 	app    *fiber.App
 	tenant *server.Plane // the plane app belongs to
 	ledger *ledger.Ledger
-	orgs   map[string]store.Tenant
-	agents map[string]testAgent // by org slug
-	cps    map[string]string    // verified counterparty id by org slug
+	// registry registers and changes agents as the CLI does: each key
+	// names its ledger entry.
+	registry *identity.Agents
+	orgs     map[string]store.Tenant
+	agents   map[string]testAgent // by org slug
+	cps      map[string]string    // verified counterparty id by org slug
 }
 
 type testAgent struct {
@@ -117,7 +121,12 @@ func newAgentEnvOn(t *testing.T, planesCfg server.Config, configure ...func(*ser
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
 	server.MountJWKS(planes.Tenant, s, kr)
-	e := &agentEnv{auth: auth, store: s, master: master, app: planes.Tenant.App(), tenant: planes.Tenant, ledger: l, orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
+	registry, err := identity.NewAgents(l, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &agentEnv{auth: auth, store: s, master: master, app: planes.Tenant.App(), tenant: planes.Tenant, ledger: l, registry: registry,
+		orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
 	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -141,16 +150,15 @@ func newAgentEnvOn(t *testing.T, planesCfg server.Config, configure ...func(*ser
 		_ = key.Set(jwk.KeyIDKey, kid)
 		_ = pub.Set(jwk.KeyIDKey, kid)
 		pubJSON, _ := json.Marshal(pub)
+		ag, err := e.registry.Register(ctx, store.TenantRef{ID: tn.ID, Slug: slug},
+			store.Agent{Name: slug + " payer", Sponsor: "usr_sponsor", RiskTier: store.RiskLow},
+			store.AgentKey{KID: kid, PublicJWK: string(pubJSON)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.agents[slug] = testAgent{id: ag.ID, key: key}
 		err = s.InTenantTx(ctx, tn.ID, func(ctx context.Context, tx store.TenantTx) error {
-			ag, err := tx.Agents().Create(ctx, store.Agent{Name: slug + " payer", Sponsor: "usr_sponsor", RiskTier: store.RiskLow})
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: ag.ID, KID: kid, PublicJWK: string(pubJSON)}); err != nil {
-				return err
-			}
 			cp, err := tx.Counterparties().Create(ctx, store.Counterparty{Name: "Vendor", Status: store.CounterpartyVerified})
-			e.agents[slug] = testAgent{id: ag.ID, key: key}
 			e.cps[slug] = cp.ID
 			return err
 		})
@@ -881,9 +889,9 @@ func TestAgentTokenRate(t *testing.T) {
 }
 
 // An access token is good only while the agent key it was issued under
-// is: a rotation (here another process's, straight in the store) ends the
-// tokens of the key it retired within a second, on every route; a token
-// of the new key works.
+// is: a rotation (here not through this authenticator) ends the tokens of
+// the key it retired within a second, on every route; a token of the new
+// key works.
 func TestRotationEndsTheRetiredKeysTokens(t *testing.T) {
 	var clock atomic.Int64 // seconds added to the real time
 	now := func() time.Time { return time.Now().Add(time.Duration(clock.Load()) * time.Second) }
@@ -904,14 +912,10 @@ func TestRotationEndsTheRetiredKeysTokens(t *testing.T) {
 	_ = newKey.Set(jwk.KeyIDKey, "acme-key-2")
 	_ = pub.Set(jwk.KeyIDKey, "acme-key-2")
 	pubJSON, _ := json.Marshal(pub)
-	err := e.store.InTenantTx(context.Background(), e.orgs["acme"].ID, func(ctx context.Context, tx store.TenantTx) error {
-		if _, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: acme.id, KID: "acme-key-2", PublicJWK: string(pubJSON)}); err != nil {
-			return err
-		}
-		return tx.Agents().RetireKey(ctx, acme.id, oldKID, time.Now())
-	})
-	if err != nil {
-		t.Fatal(err)
+	org := store.TenantRef{ID: e.orgs["acme"].ID, Slug: "acme"}
+	retired, err := e.registry.RotateKey(context.Background(), org, store.AgentKey{AgentID: acme.id, KID: "acme-key-2", PublicJWK: string(pubJSON)})
+	if err != nil || len(retired) != 1 || retired[0] != oldKID {
+		t.Fatalf("rotate: retired %v, %v", retired, err)
 	}
 	clock.Add(1)
 	if status, hdr, body := e.decide(t, old, payment(e.cps["acme"], "1.00"), nil); status != 401 ||
@@ -991,11 +995,15 @@ func TestStoredWeakAgentKey(t *testing.T) {
 	identityPoint := make([]byte, 32)
 	identityPoint[0] = 1
 	weak := `{"kty":"OKP","crv":"Ed25519","kid":"weak","x":"` + base64.RawURLEncoding.EncodeToString(identityPoint) + `"}`
-	// Written behind registration's back, as an older build would have.
-	err := e.store.InTenantTx(context.Background(), e.orgs["acme"].ID, func(ctx context.Context, tx store.TenantTx) error {
-		_, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: a.id, KID: "weak", PublicJWK: weak})
-		return err
-	})
+	// Registered, and logged, by an older build, whose rules let it in.
+	rec, _ := json.Marshal(map[string]any{"event": "agent_key_rotated", "agent_id": a.id, "key_id": "weak",
+		"public_jwk": json.RawMessage(weak), "retired_key_ids": []string{}})
+	_, err := e.ledger.AppendAllAndChange(context.Background(), e.ledger.TenantLog(e.orgs["acme"].ID, "acme"),
+		[]ledger.Entry{{Kind: identity.KindAgentKeyRotated, Subject: a.id, Record: rec}},
+		func(ctx context.Context, tx store.TenantTx, index uint64) error {
+			_, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: a.id, KID: "weak", PublicJWK: weak, LedgerIndex: &index})
+			return err
+		})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,11 +72,12 @@ func (a *Agents) Register(ctx context.Context, org store.TenantRef, ag store.Age
 		"risk_tier": ag.RiskTier, "key_id": key.KID, "public_jwk": json.RawMessage(key.PublicJWK),
 	}
 	var stored store.Agent
-	err := a.change(ctx, org, KindAgentRegistered, ag.ID, record, func(ctx context.Context, tx store.TenantTx, _ uint64) error {
+	err := a.change(ctx, org, KindAgentRegistered, ag.ID, record, func(ctx context.Context, tx store.TenantTx, index uint64) error {
 		var err error
 		if stored, err = tx.Agents().Create(ctx, ag); err != nil {
 			return err
 		}
+		key.LedgerIndex = &index
 		_, err = tx.Agents().AddKey(ctx, key)
 		return err
 	})
@@ -137,13 +138,14 @@ func (a *Agents) RotateKey(ctx context.Context, org store.TenantRef, key store.A
 	return retiring, nil
 }
 
-// rotateKey is the change of a key rotation: key is added and the agent's
-// other active keys retired at retiredAt. Those must be exactly
-// retiring, the keys the ledger entry names: a key added or retired since
-// refuses the change, so that the entry never says other than what was
-// done.
+// rotateKey is the change of a key rotation: key is added, naming the
+// rotation's entry, and the agent's other active keys retired at
+// retiredAt. Those must be exactly retiring, the keys the ledger entry
+// names: a key added or retired since refuses the change, so that the
+// entry never says other than what was done.
 func rotateKey(key store.AgentKey, retiring []string, retiredAt time.Time) ledger.Change {
-	return func(ctx context.Context, tx store.TenantTx, _ uint64) error {
+	return func(ctx context.Context, tx store.TenantTx, index uint64) error {
+		key.LedgerIndex = &index
 		agents := tx.Agents()
 		if _, err := agents.AddKey(ctx, key); err != nil {
 			if errors.Is(err, store.ErrConflict) {

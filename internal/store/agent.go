@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -29,7 +30,8 @@ type AgentTx interface {
 	SetRiskTier(ctx context.Context, id string, tier RiskTier) error
 
 	// AddKey registers a public key for an agent, active from now (an
-	// empty Status is KeyActive; a key cannot be added retired).
+	// empty Status is KeyActive; a key cannot be added retired), naming
+	// the ledger entry that records it (ErrInvalid without).
 	// ErrNotFound for an unknown agent, ErrConflict for a revoked agent or
 	// a kid the agent already has.
 	AddKey(ctx context.Context, k AgentKey) (AgentKey, error)
@@ -102,6 +104,12 @@ type AgentKey struct {
 	Status    KeyStatus
 	CreatedAt time.Time
 	RetiredAt time.Time // zero while active
+	// LedgerIndex is the index of the organization's ledger entry that
+	// registered the key (agent.registered or agent.key_rotated): a reader
+	// trusts the key once that entry, proven under the log's signature,
+	// records it. Required by AddKey; nil only for a key stored before
+	// keys named their entry.
+	LedgerIndex *uint64
 }
 
 // Bounds of agent fields.
@@ -169,6 +177,9 @@ func CheckAgentKey(k AgentKey) error {
 	}
 	if len(k.PublicJWK) == 0 || len(k.PublicJWK) > MaxPublicJWK {
 		return fmt.Errorf("%w: public JWK must be 1-%d bytes", ErrInvalid, MaxPublicJWK)
+	}
+	if k.LedgerIndex == nil || *k.LedgerIndex > math.MaxInt64 {
+		return fmt.Errorf("%w: a key names the ledger entry that records it", ErrInvalid)
 	}
 	var members map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader([]byte(k.PublicJWK)))

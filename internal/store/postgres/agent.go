@@ -147,8 +147,8 @@ func (a *agentTx) AddKey(ctx context.Context, k store.AgentKey) (store.AgentKey,
 		return store.AgentKey{}, fmt.Errorf("%w: a revoked agent gets no new key", store.ErrConflict)
 	}
 	k.CreatedAt, k.RetiredAt = store.StoredTime(time.Time{}), time.Time{}
-	_, err = a.tx.Exec(ctx, `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, a.tenantID, k.AgentID, k.KID, k.PublicJWK, string(k.Status), k.CreatedAt)
+	_, err = a.tx.Exec(ctx, `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at, ledger_index)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, a.tenantID, k.AgentID, k.KID, k.PublicJWK, string(k.Status), k.CreatedAt, int64(*k.LedgerIndex))
 	if err != nil {
 		return store.AgentKey{}, mapErr(err)
 	}
@@ -159,7 +159,7 @@ func (a *agentTx) Keys(ctx context.Context, agentID string) ([]store.AgentKey, e
 	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
 		return nil, err
 	}
-	rows, err := a.tx.Query(ctx, `SELECT agent_id, kid, public_jwk, status, created_at, retired_at
+	rows, err := a.tx.Query(ctx, `SELECT agent_id, kid, public_jwk, status, created_at, retired_at, ledger_index
 		FROM agent_keys WHERE tenant_id = $1 AND agent_id = $2 ORDER BY created_at, kid`, a.tenantID, agentID)
 	if err != nil {
 		return nil, mapErr(err)
@@ -168,8 +168,13 @@ func (a *agentTx) Keys(ctx context.Context, agentID string) ([]store.AgentKey, e
 		var k store.AgentKey
 		var status string
 		var retired *time.Time
-		if err := r.Scan(&k.AgentID, &k.KID, &k.PublicJWK, &status, &k.CreatedAt, &retired); err != nil {
+		var idx *int64
+		if err := r.Scan(&k.AgentID, &k.KID, &k.PublicJWK, &status, &k.CreatedAt, &retired, &idx); err != nil {
 			return k, err
+		}
+		if idx != nil && *idx >= 0 {
+			i := uint64(*idx)
+			k.LedgerIndex = &i
 		}
 		k.Status, k.CreatedAt = store.KeyStatus(status), k.CreatedAt.UTC()
 		if retired != nil {

@@ -418,23 +418,77 @@ func TestActivationsInOrderForAnyWriter(t *testing.T) {
 		{`INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by, ledger_index) VALUES ($1, 9223372036854775807, 'v1', false, 'a', 'b', 0)`, "23505"},
 		{`ALTER TABLE policy_activations DISABLE TRIGGER policy_activations_in_order`, "42501"},
 	} {
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1::text, true)`, acme.ID); err != nil {
-			t.Fatal(err)
-		}
-		var args []any
-		if strings.Contains(tc.stmt, "$1") {
-			args = append(args, acme.ID)
-		}
-		_, err = tx.Exec(ctx, tc.stmt, args...)
-		_ = tx.Rollback(ctx)
-		if code := sqlState(err); code != tc.code {
-			t.Errorf("%s: %v (SQLSTATE %q), want %s", tc.stmt, err, code, tc.code)
+		if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
+			t.Errorf("%s: SQLSTATE %q, want %s", tc.stmt, code, tc.code)
 		}
 	}
+}
+
+// An agent key row the tenant role writes behind the service's back names
+// a ledger entry, as the service's own do (the token endpoint then proves
+// it), and keeps the entry it was stored with.
+func TestAgentKeysNameTheirEntryForAnyWriter(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	var agent store.Agent
+	idx := uint64(3)
+	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if agent, err = tx.Agents().Create(ctx, store.Agent{Name: "Payer", Sponsor: "usr_a", RiskTier: store.RiskLow}); err != nil {
+			return err
+		}
+		_, err = tx.Agents().AddKey(ctx, store.AgentKey{AgentID: agent.ID, KID: "k1", LedgerIndex: &idx,
+			PublicJWK: `{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"k1"}`})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := pgtest.Connect(t, db.TenantURL)
+	insert := `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at%s) VALUES ($1, '` + agent.ID + `', 'planted', '{"kty":"OKP"}', 'active', now()%s)`
+	for _, tc := range []struct {
+		stmt string
+		code string
+	}{
+		{fmt.Sprintf(insert, "", ""), "23514"},
+		{fmt.Sprintf(insert, ", ledger_index", ", NULL"), "23514"},
+		{`UPDATE agent_keys SET ledger_index = 0 WHERE kid = 'k1'`, "42501"},
+		{`ALTER TABLE agent_keys DISABLE TRIGGER agent_keys_name_their_entry`, "42501"},
+		// Naming an entry, it is stored: the reader proves the entry.
+		{fmt.Sprintf(insert, ", ledger_index", ", 0"), ""},
+	} {
+		if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
+			t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
+		}
+	}
+	// The owner cannot move a key to another entry either.
+	owner := pgtest.Connect(t, db.AdminURL)
+	if _, err := owner.Exec(ctx, `UPDATE agent_keys SET ledger_index = 0 WHERE kid = 'k1'`); sqlState(err) != "AS001" {
+		t.Errorf("the owner moved a key's entry: %v", err)
+	}
+}
+
+// execAsTenant runs stmt in a rolled-back transaction of conn with
+// organization tenantID set ($1, if stmt has it, is tenantID).
+func execAsTenant(t *testing.T, conn *pgx.Conn, tenantID, stmt string) error {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1::text, true)`, tenantID); err != nil {
+		t.Fatal(err)
+	}
+	var args []any
+	if strings.Contains(stmt, "$1") {
+		args = append(args, tenantID)
+	}
+	_, err = tx.Exec(ctx, stmt, args...)
+	return err
 }
 
 // Every table that carries tenant_id has row security enabled and forced,

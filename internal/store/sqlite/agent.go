@@ -156,8 +156,8 @@ func (a *agentTx) AddKey(ctx context.Context, k store.AgentKey) (store.AgentKey,
 		return store.AgentKey{}, fmt.Errorf("%w: a revoked agent gets no new key", store.ErrConflict)
 	}
 	k.CreatedAt, k.RetiredAt = store.StoredTime(time.Time{}), time.Time{}
-	_, err = a.tx.ExecContext(ctx, `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, a.tenantID, k.AgentID, k.KID, k.PublicJWK, string(k.Status), formatTime(k.CreatedAt))
+	_, err = a.tx.ExecContext(ctx, `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at, ledger_index)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, a.tenantID, k.AgentID, k.KID, k.PublicJWK, string(k.Status), formatTime(k.CreatedAt), ledgerIndexArg(k.LedgerIndex))
 	if err != nil {
 		return store.AgentKey{}, mapErr(err)
 	}
@@ -168,7 +168,7 @@ func (a *agentTx) Keys(ctx context.Context, agentID string) ([]store.AgentKey, e
 	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
 		return nil, err
 	}
-	rows, err := a.tx.QueryContext(ctx, `SELECT agent_id, kid, public_jwk, status, created_at, retired_at
+	rows, err := a.tx.QueryContext(ctx, `SELECT agent_id, kid, public_jwk, status, created_at, retired_at, ledger_index
 		FROM agent_keys WHERE tenant_id = ? AND agent_id = ? ORDER BY created_at, kid`, a.tenantID, agentID)
 	if err != nil {
 		return nil, mapErr(err)
@@ -179,10 +179,11 @@ func (a *agentTx) Keys(ctx context.Context, agentID string) ([]store.AgentKey, e
 		var k store.AgentKey
 		var status, created string
 		var retired sql.NullString
-		if err := rows.Scan(&k.AgentID, &k.KID, &k.PublicJWK, &status, &created, &retired); err != nil {
+		var idx sql.NullInt64
+		if err := rows.Scan(&k.AgentID, &k.KID, &k.PublicJWK, &status, &created, &retired, &idx); err != nil {
 			return nil, mapErr(err)
 		}
-		k.Status = store.KeyStatus(status)
+		k.Status, k.LedgerIndex = store.KeyStatus(status), ledgerIndexOf(idx)
 		if k.CreatedAt, err = parseTime(created); err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -31,6 +32,7 @@ func TestRecordGuardsAreTheTriggers(t *testing.T) {
 		`UPDATE agents SET status = 'active' WHERE status = 'revoked'`,
 		`DELETE FROM agents WHERE status = 'revoked'`,
 		`UPDATE agent_keys SET public_jwk = '{}'`,
+		`UPDATE agent_keys SET ledger_index = ledger_index + 1`,
 		`UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE status = 'retired'`,
 		`DELETE FROM agent_keys`,
 		`UPDATE counterparties SET name = 'Mallory Ltd'`,
@@ -49,5 +51,29 @@ func TestRecordGuardsAreTheTriggers(t *testing.T) {
 		if !errors.Is(mapErr(err), store.ErrAppendOnly) {
 			t.Errorf("%s: %v, want a trigger's refusal", stmt, err)
 		}
+	}
+}
+
+// An agent key row inserted behind the service's back names a ledger
+// entry, as the service's own do: one without would pass for a key stored
+// before keys named their entry. (The token endpoint proves the entry.)
+func TestAgentKeyRowsNameTheirEntry(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	storetest.SeedRecords(t, s, acme.ID)
+	ctx := context.Background()
+	db, err := s.tenantDB(ctx, acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insert := `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at, ledger_index)
+		SELECT tenant_id, agent_id, 'planted', public_jwk, 'active', created_at, %s FROM agent_keys LIMIT 1`
+	_, err = db.ExecContext(ctx, strings.Replace(insert, "%s", "NULL", 1))
+	if err == nil || !strings.Contains(err.Error(), "a key names its ledger entry") {
+		t.Fatalf("a key without its entry: %v, want the trigger's refusal", err)
+	}
+	if _, err := db.ExecContext(ctx, strings.Replace(insert, "%s", "0", 1)); err != nil {
+		t.Fatalf("a key naming an entry: %v", err)
 	}
 }

@@ -137,11 +137,11 @@ func testAgentKeys(t *testing.T, h Harness) {
 		if err := tx.Agents().SetStatus(ctx, revoked.ID, store.AgentRevoked); err != nil {
 			return err
 		}
-		k, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: agent.ID, KID: "k1", PublicJWK: publicJWK("k1")})
+		k, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: agent.ID, KID: "k1", PublicJWK: publicJWK("k1"), LedgerIndex: ledgerIndex(0)})
 		if err != nil || k.Status != store.KeyActive || k.CreatedAt.IsZero() || !k.RetiredAt.IsZero() {
 			return fmt.Errorf("AddKey = %+v, %v", k, err)
 		}
-		_, err = tx.Agents().AddKey(ctx, store.AgentKey{AgentID: agent.ID, KID: "k2", PublicJWK: publicJWK("k2"), Status: store.KeyActive})
+		_, err = tx.Agents().AddKey(ctx, store.AgentKey{AgentID: agent.ID, KID: "k2", PublicJWK: publicJWK("k2"), Status: store.KeyActive, LedgerIndex: ledgerIndex(7)})
 		return err
 	})
 	retiredAt := time.Now().Add(-time.Second)
@@ -158,8 +158,10 @@ func testAgentKeys(t *testing.T, h Harness) {
 		}
 		for _, k := range keys {
 			switch {
-			case k.AgentID != agent.ID || k.PublicJWK != publicJWK(k.KID):
+			case k.AgentID != agent.ID || k.PublicJWK != publicJWK(k.KID) || k.LedgerIndex == nil:
 				return fmt.Errorf("key read back as %+v", k)
+			case k.KID == "k1" && *k.LedgerIndex != 0, k.KID == "k2" && *k.LedgerIndex != 7:
+				return fmt.Errorf("key %s names entry %d", k.KID, *k.LedgerIndex)
 			case k.KID == "k1" && (k.Status != store.KeyRetired || !k.RetiredAt.Equal(store.StoredTime(retiredAt))):
 				return fmt.Errorf("retired key %+v", k)
 			case k.KID == "k2" && (k.Status != store.KeyActive || !k.RetiredAt.IsZero()):
@@ -172,6 +174,12 @@ func testAgentKeys(t *testing.T, h Harness) {
 		return nil
 	})
 	add := func(k store.AgentKey) func(ctx context.Context, tx store.TenantTx) error {
+		if k.LedgerIndex == nil {
+			k.LedgerIndex = ledgerIndex(9)
+		}
+		return func(ctx context.Context, tx store.TenantTx) error { _, err := tx.Agents().AddKey(ctx, k); return err }
+	}
+	noEntry := func(k store.AgentKey) func(ctx context.Context, tx store.TenantTx) error {
 		return func(ctx context.Context, tx store.TenantTx) error { _, err := tx.Agents().AddKey(ctx, k); return err }
 	}
 	jwk := publicJWK("k3")
@@ -185,6 +193,8 @@ func testAgentKeys(t *testing.T, h Harness) {
 		{"long kid", add(store.AgentKey{AgentID: agent.ID, KID: strings.Repeat("k", store.MaxKID+1), PublicJWK: jwk}), store.ErrInvalid},
 		{"added retired", add(store.AgentKey{AgentID: agent.ID, KID: "k3", PublicJWK: jwk, Status: store.KeyRetired}), store.ErrInvalid},
 		{"no JWK", add(store.AgentKey{AgentID: agent.ID, KID: "k3"}), store.ErrInvalid},
+		{"no ledger entry", noEntry(store.AgentKey{AgentID: agent.ID, KID: "k3", PublicJWK: jwk}), store.ErrInvalid},
+		{"ledger index past int64", add(store.AgentKey{AgentID: agent.ID, KID: "k3", PublicJWK: jwk, LedgerIndex: ledgerIndex(1 << 63)}), store.ErrInvalid},
 		{"JWK not an object", add(store.AgentKey{AgentID: agent.ID, KID: "k3", PublicJWK: `["kty"]`}), store.ErrInvalid},
 		{"two JSON values", add(store.AgentKey{AgentID: agent.ID, KID: "k3", PublicJWK: jwk + jwk}), store.ErrInvalid},
 		{"private JWK", add(store.AgentKey{AgentID: agent.ID, KID: "k3",

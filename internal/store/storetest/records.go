@@ -62,6 +62,10 @@ func publicJWK(kid string) string {
 	return `{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"` + kid + `"}`
 }
 
+// ledgerIndex is a key's or activation's ledger index (the store keeps it;
+// the log is not consulted here).
+func ledgerIndex(i uint64) *uint64 { return &i }
+
 func digest(s string) []byte {
 	h := sha256.Sum256([]byte(s))
 	return h[:]
@@ -166,7 +170,7 @@ func seedRecords(t *testing.T, b store.Backend, tenantID string) seeded {
 			return err
 		}
 		for _, kid := range []string{"old", "new"} {
-			if _, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: s.agent.ID, KID: kid, PublicJWK: publicJWK(kid)}); err != nil {
+			if _, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: s.agent.ID, KID: kid, PublicJWK: publicJWK(kid), LedgerIndex: ledgerIndex(0)}); err != nil {
 				return err
 			}
 		}

@@ -59,7 +59,7 @@ func testRecordIsolation(t *testing.T, h Harness) {
 			return tx.Agents().SetRiskTier(ctx, s.agent.ID, store.RiskCritical)
 		}, store.ErrNotFound},
 		{"add key", func(ctx context.Context, tx store.TenantTx) error {
-			_, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: s.agent.ID, KID: "planted", PublicJWK: publicJWK("planted")})
+			_, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: s.agent.ID, KID: "planted", PublicJWK: publicJWK("planted"), LedgerIndex: ledgerIndex(0)})
 			return err
 		}, store.ErrNotFound},
 		{"retire key", func(ctx context.Context, tx store.TenantTx) error {
