@@ -1025,3 +1025,51 @@ func TestStoredWeakAgentKey(t *testing.T) {
 		t.Fatalf("an assertion forged under the stored weak key: %d %v, want invalid_client", status, out)
 	}
 }
+
+// An agent key row written behind the service's back — the organization's
+// database role may insert into agent_keys — authenticates nothing, even
+// naming the agent's own registration entry: the entry records another
+// key. The agent's own key still gets tokens, and the planted row is
+// reported once, however often it is tried.
+func TestPlantedAgentKeyIsRefused(t *testing.T) {
+	var logs server.LockedBuffer
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	a := e.agents["acme"]
+	ctx := context.Background()
+	org := e.orgs["acme"]
+	var registered store.AgentKey
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	planted, _ := jwk.Import(priv)
+	pub, _ := planted.PublicKey()
+	_ = planted.Set(jwk.KeyIDKey, "planted")
+	_ = pub.Set(jwk.KeyIDKey, "planted")
+	pubJSON, _ := json.Marshal(pub)
+	err := e.store.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		keys, err := tx.Agents().Keys(ctx, a.id)
+		if err != nil || len(keys) != 1 || keys[0].LedgerIndex == nil {
+			return fmt.Errorf("the agent's keys: %+v, %v", keys, err)
+		}
+		registered = keys[0]
+		_, err = tx.Agents().AddKey(ctx, store.AgentKey{AgentID: a.id, KID: "planted", PublicJWK: string(pubJSON), LedgerIndex: registered.LedgerIndex})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insider := testAgent{id: a.id, key: planted}
+	for range 3 {
+		status, out := e.tokenRequest(t, e.assertion(t, insider, nil))
+		if status != 400 || out["error"] != "invalid_client" || out["access_token"] != nil {
+			t.Fatalf("an assertion under the planted key: %d %v, want 400 invalid_client", status, out)
+		}
+	}
+	if status, out := e.tokenRequest(t, e.assertion(t, a, nil)); status != 200 || out["access_token"] == nil {
+		t.Fatalf("the agent's own key: %d %v", status, out)
+	}
+	if n := strings.Count(logs.String(), "not one the organization's log records"); n != 1 {
+		t.Fatalf("the planted key reported %d times, want once:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "kid=planted") {
+		t.Fatalf("the report does not name the key:\n%s", logs.String())
+	}
+}

@@ -72,6 +72,8 @@ type AgentAuth struct {
 	recordRefusal recordRefusal
 	tokens        *agentLimiter // nil: no bound
 	agentKeys     agentKeyStates
+	keyLog        *identity.KeyLog
+	unlogged      sync.Map // agentKeyRef → struct{}: keys already reported as not logged
 }
 
 // agentKeyReread is how long this process trusts what it read of an agent
@@ -140,7 +142,11 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &AgentAuth{cfg: cfg}
+	keyLog, err := identity.NewKeyLog(cfg.Ledger)
+	if err != nil {
+		return nil, err
+	}
+	a := &AgentAuth{cfg: cfg, keyLog: keyLog}
 	if cfg.TokenRate != rate.Inf {
 		a.tokens = newAgentLimiter("token requests", cfg.TokenRate, cfg.TokenBurst, cfg.Now, cfg.Logger)
 	}
@@ -426,7 +432,8 @@ func (a *AgentAuth) resolveAgent(ctx context.Context, agentID string) (store.Ten
 
 // lookupAgent reads the agent and its active keys for
 // VerifyClientAssertion, and the organization it belongs to (zero when
-// the agent is unknown there).
+// the agent is unknown there). A key the organization's log does not
+// record (identity.KeyLog) verifies nothing.
 func (a *AgentAuth) lookupAgent(ctx context.Context, agentID string) (store.TenantRef, identity.AgentInfo, error) {
 	ref, err := a.resolveAgent(ctx, agentID)
 	if err != nil || ref.ID == "" {
@@ -435,38 +442,54 @@ func (a *AgentAuth) lookupAgent(ctx context.Context, agentID string) (store.Tena
 		}
 		return ref, identity.AgentInfo{}, err
 	}
-	var info identity.AgentInfo
+	var (
+		ag   store.Agent
+		keys []store.AgentKey
+	)
 	err = a.cfg.Tenants.InTenantReadTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
-		ag, err := tx.Agents().Get(ctx, agentID)
-		if err != nil {
+		if ag, err = tx.Agents().Get(ctx, agentID); err != nil {
 			return err
 		}
-		keys, err := tx.Agents().Keys(ctx, agentID)
-		if err != nil {
-			return err
-		}
-		info = identity.AgentInfo{ID: ag.ID, Status: string(ag.Status)}
-		for _, k := range keys {
-			if k.Status != store.KeyActive {
-				continue
-			}
-			jk, err := identity.ParseAgentJWK([]byte(k.PublicJWK))
-			if err != nil {
-				// Stored before a rule refused it (an Ed25519 point of
-				// small order): it verifies nothing, and the agent's
-				// other keys still do. An assertion naming it is refused
-				// as one under an unknown key.
-				a.cfg.Logger.WarnContext(ctx, "agent auth: a stored agent key is no longer accepted; it verifies nothing",
-					slog.String("agent", ag.ID), slog.String("kid", k.KID), slog.Any("reason", err))
-				continue
-			}
-			info.Keys = append(info.Keys, jk)
-		}
-		return nil
+		keys, err = tx.Agents().Keys(ctx, agentID)
+		return err
 	})
-	// store.ErrNotFound: the directory names an organization that does not
-	// have the agent; VerifyClientAssertion treats it as unknown.
-	return ref, info, err
+	if err != nil {
+		// store.ErrNotFound: the directory names an organization that does
+		// not have the agent; VerifyClientAssertion treats it as unknown.
+		return ref, identity.AgentInfo{}, err
+	}
+	info := identity.AgentInfo{ID: ag.ID, Status: string(ag.Status)}
+	for _, k := range keys {
+		if k.Status != store.KeyActive {
+			continue
+		}
+		// Proven outside the read transaction: the proof reads the log in
+		// a transaction of its own.
+		if err := a.keyLog.Check(ctx, ref, k, keys); errors.Is(err, identity.ErrKeyNotLogged) {
+			// Written behind the service's back: it verifies nothing,
+			// and the agent's other keys still do. Reported once a key
+			// and process: anyone may name the agent in an assertion.
+			if _, seen := a.unlogged.LoadOrStore(agentKeyRef{tenant: ref.ID, agent: ag.ID, kid: k.KID}, struct{}{}); !seen {
+				a.cfg.Logger.ErrorContext(ctx, "agent auth: a stored agent key is not one the organization's log records, so was written behind the service's back; it verifies nothing",
+					slog.String("tenant", ref.Slug), slog.String("agent", ag.ID), slog.String("kid", k.KID), slog.Any("reason", err))
+			}
+			continue
+		} else if err != nil {
+			return ref, identity.AgentInfo{}, err
+		}
+		jk, err := identity.ParseAgentJWK([]byte(k.PublicJWK))
+		if err != nil {
+			// Stored before a rule refused it (an Ed25519 point of small
+			// order): it verifies nothing, and the agent's other keys
+			// still do. An assertion naming it is refused as one under an
+			// unknown key.
+			a.cfg.Logger.WarnContext(ctx, "agent auth: a stored agent key is no longer accepted; it verifies nothing",
+				slog.String("agent", ag.ID), slog.String("kid", k.KID), slog.Any("reason", err))
+			continue
+		}
+		info.Keys = append(info.Keys, jk)
+	}
+	return ref, info, nil
 }
 
 // refused records a refusal in the organization's log, or the platform's

@@ -27,5 +27,8 @@
 // AssertionClaims.JTISHA256 (the store's assertion_jtis) to refuse replays
 // with ErrReplay. Agents registers and changes agents through the store and
 // the organization's ledger: every change is logged with the transaction
-// that makes it (the CLI uses it now, the management API will).
+// that makes it (the CLI uses it now, the management API will), and each
+// key row names the entry that records it. KeyLog trusts a stored key only
+// once that entry, proven under the log's signature, records the key: a
+// row written behind the service's back verifies nothing.
 package identity

@@ -1,0 +1,108 @@
+package identity
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// ErrKeyNotLogged: an agent key row is not one the organization's log
+// recorded. Whoever can write the organization's rows (its database role
+// may insert into agent_keys; the SQLite file is a file) could otherwise
+// add a key of their own to any agent and be issued its access tokens,
+// and so its decisions and receipts. Entries they cannot forge under a
+// checkpoint the log key signed.
+var ErrKeyNotLogged = errors.New("identity: the agent key is not the one the organization's log records")
+
+// KeyLog checks agent key rows against the organization's log: a key is
+// trusted once the entry its row names (store.AgentKey.LedgerIndex), an
+// agent.registered or agent.key_rotated entry proven under the newest
+// checkpoint the log key signed (ledger.ProvenEntry), records that agent,
+// that kid and that public key. A key found so is remembered by its row's
+// contents; an entry never changes.
+//
+// A key stored before keys named their entry has none: it is trusted as
+// before while none of its agent's keys names one. The binding starts
+// with the agent's first rotation since, which retires it. (On
+// PostgreSQL the tenant role cannot insert a key without an entry; on the
+// embedded store whoever writes the file can, into such an agent.)
+type KeyLog struct {
+	ledger *ledger.Ledger
+	proven sync.Map // provenKey → struct{}
+}
+
+type provenKey struct {
+	tenant, agent, kid string
+	index              uint64
+	jwk                [sha256.Size]byte
+}
+
+// NewKeyLog returns the checker of agent keys against the logs of l.
+func NewKeyLog(l *ledger.Ledger) (*KeyLog, error) {
+	if l == nil {
+		return nil, errors.New("identity: NewKeyLog needs a ledger")
+	}
+	return &KeyLog{ledger: l}, nil
+}
+
+// Check returns nil when key, one of agent keys, may verify the agent's
+// assertions; an error wrapping ErrKeyNotLogged, saying why, when it may
+// not. keys are all the agent's keys, retired included: they say whether
+// the agent's keys name their entries yet. Other errors are the store's.
+func (k *KeyLog) Check(ctx context.Context, org store.TenantRef, key store.AgentKey, keys []store.AgentKey) error {
+	if key.LedgerIndex == nil {
+		for _, other := range keys {
+			if other.LedgerIndex != nil {
+				return fmt.Errorf("%w: key %q names no ledger entry, and the agent's key %q does", ErrKeyNotLogged, key.KID, other.KID)
+			}
+		}
+		return nil
+	}
+	index := *key.LedgerIndex
+	pk := provenKey{tenant: org.ID, agent: key.AgentID, kid: key.KID, index: index, jwk: sha256.Sum256([]byte(key.PublicJWK))}
+	if _, ok := k.proven.Load(pk); ok {
+		return nil
+	}
+	entry, record, err := k.ledger.ProvenEntry(ctx, k.ledger.TenantLog(org.ID, org.Slug), index)
+	switch {
+	case errors.Is(err, ledger.ErrNotProven):
+		return fmt.Errorf("%w: %v", ErrKeyNotLogged, err)
+	case err != nil:
+		return err
+	}
+	var rec struct {
+		Event     string          `json:"event"`
+		AgentID   string          `json:"agent_id"`
+		KeyID     string          `json:"key_id"`
+		PublicJWK json.RawMessage `json:"public_jwk"`
+	}
+	wantEvent := strings.ReplaceAll(entry.Kind, ".", "_") // agent.registered: "agent_registered"
+	switch {
+	case entry.Kind != KindAgentRegistered && entry.Kind != KindAgentKeyRotated || entry.Subject != key.AgentID:
+		return fmt.Errorf("%w: entry %d is %s of %q", ErrKeyNotLogged, index, entry.Kind, entry.Subject)
+	case json.Unmarshal(record, &rec) != nil:
+		return fmt.Errorf("%w: entry %d's record does not decode", ErrKeyNotLogged, index)
+	case rec.Event != wantEvent || rec.AgentID != key.AgentID || rec.KeyID != key.KID || !sameJSON(rec.PublicJWK, []byte(key.PublicJWK)):
+		return fmt.Errorf("%w: entry %d records another key than %q", ErrKeyNotLogged, index, key.KID)
+	}
+	k.proven.Store(pk, struct{}{})
+	return nil
+}
+
+// sameJSON reports whether a and b are the same JSON value (the log's
+// record holds the key compacted and HTML-escaped, the row as registered).
+func sameJSON(a, b []byte) bool {
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
+}
