@@ -11,7 +11,7 @@ ALTER TABLE agent_keys ADD COLUMN ledger_index bigint CHECK (ledger_index >= 0);
 CREATE FUNCTION app_agent_key_names_its_entry() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.ledger_index IS NULL THEN
+    IF TG_OP = 'INSERT' AND NEW.ledger_index IS NULL THEN
         RAISE EXCEPTION 'agent_keys: a key names its ledger entry'
             USING ERRCODE = 'check_violation';
     END IF;
