@@ -125,6 +125,10 @@ func newAgentEnvOn(t *testing.T, planesCfg server.Config, configure ...func(*ser
 	if err != nil {
 		t.Fatal(err)
 	}
+	cps, err := decision.NewCounterparties(l)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := &agentEnv{auth: auth, store: s, master: master, app: planes.Tenant.App(), tenant: planes.Tenant, ledger: l, registry: registry,
 		orgs: map[string]store.Tenant{}, agents: map[string]testAgent{}, cps: map[string]string{}}
 	raw, err := bundles.PackFS(policies.ExampleACME(), bundles.Limits{})
@@ -157,14 +161,11 @@ func newAgentEnvOn(t *testing.T, planesCfg server.Config, configure ...func(*ser
 			t.Fatal(err)
 		}
 		e.agents[slug] = testAgent{id: ag.ID, key: key}
-		err = s.InTenantTx(ctx, tn.ID, func(ctx context.Context, tx store.TenantTx) error {
-			cp, err := tx.Counterparties().Create(ctx, store.Counterparty{Name: "Vendor", Status: store.CounterpartyVerified})
-			e.cps[slug] = cp.ID
-			return err
-		})
+		cp, err := cps.Add(ctx, org, store.Counterparty{Name: "Vendor", Status: store.CounterpartyVerified})
 		if err != nil {
 			t.Fatal(err)
 		}
+		e.cps[slug] = cp.ID
 	}
 	return e
 }

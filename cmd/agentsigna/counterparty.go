@@ -6,18 +6,20 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/secrets"
-	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
 const counterpartyUsage = `usage:
   agentsigna counterparty add --tenant SLUG --name NAME [--status new|verified] [--bank-details-file FILE]
+                              [--public-url URL] [--log-origin ORIGIN]
   agentsigna counterparty list --tenant SLUG
 
 Bank details are sealed with the master key (AES-256-GCM, bound to the organization and the
-counterparty) before they reach the store, and are never printed.`
+counterparty) before they reach the store, and are never printed. A counterparty is stored with
+the organization's ledger entry that records it (counterparty.created, with its status).`
 
 // maxBankDetails bounds a bank-details file; sealed, it stays well under
 // the store's limit.
@@ -43,7 +45,9 @@ func runCounterparty(ctx context.Context, args []string, stdout, stderr io.Write
 func runCounterpartyAdd(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	fs := newFlagSet("counterparty add", stderr)
 	var tf tenantFlags
+	var lf ledgerFlags
 	tf.register(fs)
+	lf.register(fs)
 	name := fs.String("name", "", "the counterparty's name (1-200 bytes)")
 	status := fs.String("status", string(store.CounterpartyNew), "new or verified")
 	bankFile := fs.String("bank-details-file", "", "file holding the bank details, sealed before they are stored")
@@ -74,14 +78,21 @@ func runCounterpartyAdd(ctx context.Context, args []string, stdout, stderr io.Wr
 		return err
 	}
 	defer backend.Close()
-	var keys *signing.Keyring
+	// The counterparty and its entry commit together: the ledger's log
+	// key is sealed under the master key, which the bank details are too.
+	l, keys, master, err := openLedgerAndMaster(ctx, &tf.sf, &lf, backend, env, log)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
 	if details != nil {
-		master, err := loadMasterKey(ctx, &tf.sf, backend, env, log)
+		// Details sealed under a master key that is not the store's could
+		// never be opened again: refused, as for signing keys.
+		err := backend.InTenantReadTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+			return keys.CheckMasterKey(ctx, tx.Keys(), ref.ID)
+		})
 		if err != nil {
-			return err
-		}
-		if keys, err = signing.NewKeyring(master); err != nil {
-			return err
+			return fmt.Errorf("add counterparty: %w", err)
 		}
 		// SPEC: DESIGN §2 — the associated data binds the ciphertext to its
 		// organization and row.
@@ -92,19 +103,11 @@ func runCounterpartyAdd(ctx context.Context, args []string, stdout, stderr io.Wr
 			return fmt.Errorf("seal bank details: %w", err)
 		}
 	}
-	err = backend.InTenantTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if keys != nil {
-			// Details sealed under a master key that is not the store's
-			// could never be opened again: refused, as for signing keys.
-			if err := keys.CheckMasterKey(ctx, tx.Keys(), ref.ID); err != nil {
-				return err
-			}
-		}
-		var err error
-		cp, err = tx.Counterparties().Create(ctx, cp)
-		return err
-	})
+	counterparties, err := decision.NewCounterparties(l)
 	if err != nil {
+		return err
+	}
+	if cp, err = counterparties.Add(ctx, decision.Organization{ID: ref.ID, Slug: ref.Slug}, cp); err != nil {
 		return fmt.Errorf("add counterparty: %w", err)
 	}
 	fmt.Fprintf(stdout, "%s\t%s\tbank_details=%s\tname=%q\n", cp.ID, cp.Status, bankDetailsState(cp.BankDetailsSealed != nil), cp.Name)

@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
+	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
@@ -42,6 +46,28 @@ func TestCounterpartyAddSealsBankDetails(t *testing.T) {
 	})
 	if cp.Name != "Supplier GmbH" || cp.Status != store.CounterpartyVerified || bytes.Contains(cp.BankDetailsSealed, []byte("DE89")) {
 		t.Fatalf("stored %+v", cp)
+	}
+	// Stored with the entry that records it, which names it, its status
+	// and the digest of the sealed details: never the details.
+	var entry store.LedgerEntry
+	o.in(t, func(ctx context.Context, tx store.TenantTx) error {
+		if cp.LedgerIndex == nil {
+			return errors.New("the counterparty names no ledger entry")
+		}
+		es, err := tx.Log().Entries(ctx, *cp.LedgerIndex, *cp.LedgerIndex+1)
+		if err == nil && len(es) == 1 {
+			entry = es[0]
+		}
+		return err
+	})
+	var rec decision.CounterpartyRecord
+	sealedSum := sha256.Sum256(cp.BankDetailsSealed)
+	if err := json.Unmarshal(entry.Record, &rec); err != nil || rec.CounterpartyID != id || rec.Status != "verified" ||
+		rec.Name != "Supplier GmbH" || rec.BankDetailsSealedSHA256 != hex.EncodeToString(sealedSum[:]) {
+		t.Fatalf("entry %d records %s (%v)", *cp.LedgerIndex, entry.Record, err)
+	}
+	if bytes.Contains(entry.Record, []byte("DE89")) || !bytes.Contains(entry.Entry, []byte(`"kind":"counterparty.created"`)) {
+		t.Fatalf("entry %s with record %s", entry.Entry, entry.Record)
 	}
 	master, _, err := secrets.LoadMasterKey(secrets.LoadOptions{DataDir: o.dir})
 	if err != nil {

@@ -138,21 +138,19 @@ func seedDemo(ctx context.Context, backend store.Backend, l *ledger.Ledger, pol 
 		return fmt.Errorf("demo: register the agent: %w", err)
 	}
 	creds.Agent = demoAgent{ID: ag.ID, PrivateJWK: append(json.RawMessage(nil), private...)}
-	err = backend.InTenantTx(ctx, tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
-		for _, cp := range []store.Counterparty{
-			{Name: "Northwind Supplies", Status: store.CounterpartyVerified},
-			{Name: "Freshly Registered GmbH", Status: store.CounterpartyNew},
-		} {
-			c, err := tx.Counterparties().Create(ctx, cp)
-			if err != nil {
-				return err
-			}
-			creds.Counterparties = append(creds.Counterparties, demoCounterparty{ID: c.ID, Name: c.Name, Status: string(c.Status)})
-		}
-		return nil
-	})
+	counterparties, err := decision.NewCounterparties(l)
 	if err != nil {
-		return fmt.Errorf("demo: seed acme: %w", err)
+		return err
+	}
+	for _, cp := range []store.Counterparty{
+		{Name: "Northwind Supplies", Status: store.CounterpartyVerified},
+		{Name: "Freshly Registered GmbH", Status: store.CounterpartyNew},
+	} {
+		c, err := counterparties.Add(ctx, decision.Organization{ID: tenant.ID, Slug: tenant.Slug}, cp)
+		if err != nil {
+			return fmt.Errorf("demo: seed acme: %w", err)
+		}
+		creds.Counterparties = append(creds.Counterparties, demoCounterparty{ID: c.ID, Name: c.Name, Status: string(c.Status)})
 	}
 	out, err := json.MarshalIndent(creds, "", "  ")
 	if err != nil {

@@ -52,20 +52,27 @@ func openLedger(ctx context.Context, sf *storeFlags, lf *ledgerFlags, backend st
 }
 
 func openLedgerAndKeys(ctx context.Context, sf *storeFlags, lf *ledgerFlags, backend store.Backend, env env, log *slog.Logger) (*ledger.Ledger, *signing.Keyring, error) {
+	l, keys, _, err := openLedgerAndMaster(ctx, sf, lf, backend, env, log)
+	return l, keys, err
+}
+
+// openLedgerAndMaster is openLedgerAndKeys, with the master key for a
+// command that seals something of its own.
+func openLedgerAndMaster(ctx context.Context, sf *storeFlags, lf *ledgerFlags, backend store.Backend, env env, log *slog.Logger) (*ledger.Ledger, *signing.Keyring, *secrets.MasterKey, error) {
 	origin, err := lf.origin()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	master, err := loadMasterKey(ctx, sf, backend, env, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	keys, err := signing.NewKeyring(master)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	l, err := ledger.New(ledger.Config{Tenants: backend, Platform: backend, Keys: keys, Origin: origin, Logger: log})
-	return l, keys, err
+	return l, keys, master, err
 }
 
 // checkPlatformLogKey opens the platform log's key, when it has one: a

@@ -56,7 +56,7 @@ func TestWaitCase(t *testing.T) {
 			e.activate(t, acmeBundle(t))
 			ctx := context.Background()
 			agent := e.agent(t, store.RiskLow)
-			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			payee := e.counterparty(t, e.org, store.CounterpartyVerified)
 			resp, err := svc.Decide(ctx, e.org, agent.ID, payment("5000.00", payee.ID), "")
 			if err != nil {
 				t.Fatal(err)
@@ -145,7 +145,7 @@ func TestCaseWaitsPerAgentAreBounded(t *testing.T) {
 	_, _, svc := e.newService(t, e.ledger, decision.Config{CasePollInterval: 10 * time.Millisecond, MaxCaseWaits: 2})
 	e.activate(t, acmeBundle(t))
 	ctx := context.Background()
-	payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+	payee := e.counterparty(t, e.org, store.CounterpartyVerified)
 	pending := func(agentID string) string {
 		t.Helper()
 		resp, err := svc.Decide(ctx, e.org, agentID, payment("5000.00", payee.ID), "")

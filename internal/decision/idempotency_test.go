@@ -20,7 +20,7 @@ func TestIdempotencyKey(t *testing.T) {
 			e.activate(t, acmeBundle(t))
 			ctx := context.Background()
 			agent, other := e.agent(t, store.RiskLow), e.agent(t, store.RiskLow)
-			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			payee := e.counterparty(t, e.org, store.CounterpartyVerified)
 			req := payment("100.00", payee.ID)
 
 			first := e.decide(t, agent.ID, req, "key-1")

@@ -91,7 +91,7 @@ func allowBench(b *testing.B, kind string, agents int) (*serviceEnv, []benchRequ
 	e.activate(b, acmeBundle(b))
 	reqs := make([]benchRequest, agents)
 	for i := range reqs {
-		payee := e.counterparty(b, e.org.ID, store.CounterpartyVerified)
+		payee := e.counterparty(b, e.org, store.CounterpartyVerified)
 		reqs[i] = benchRequest{agent: e.agent(b, store.RiskLow).ID, req: payment("100.00", payee.ID)}
 	}
 	// Warm: the receipt key exists and the policy is loaded, as in a

@@ -214,17 +214,20 @@ func payingEnv(t testing.TB, kind string) (e *serviceEnv, agent store.Agent, pay
 	t.Helper()
 	e = newServiceEnv(t, kind)
 	e.activate(t, acmeBundle(t))
-	return e, e.agent(t, store.RiskLow), e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+	return e, e.agent(t, store.RiskLow), e.counterparty(t, e.org, store.CounterpartyVerified)
 }
 
-func (e *serviceEnv) counterparty(t testing.TB, tenantID string, status store.CounterpartyStatus) store.Counterparty {
+// counterparty adds a counterparty to org, logged, as the CLI does.
+func (e *serviceEnv) counterparty(t testing.TB, org decision.Organization, status store.CounterpartyStatus) store.Counterparty {
 	t.Helper()
-	var c store.Counterparty
-	e.inTenant(t, tenantID, func(ctx context.Context, tx store.TenantTx) error {
-		var err error
-		c, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Payee", Status: status, BankDetailsSealed: []byte("sealed")})
-		return err
-	})
+	cps, err := decision.NewCounterparties(e.ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cps.Add(context.Background(), org, store.Counterparty{Name: "Payee", Status: status, BankDetailsSealed: []byte("sealed")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 

@@ -114,7 +114,7 @@ func TestDecideEscalate(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
 			e, agent, verified := payingEnv(t, kind)
-			unverified := e.counterparty(t, e.org.ID, store.CounterpartyNew)
+			unverified := e.counterparty(t, e.org, store.CounterpartyNew)
 			for _, tc := range []struct {
 				name      string
 				req       decision.DecisionRequest
@@ -184,9 +184,9 @@ func TestBaseRules(t *testing.T) {
 			e := newServiceEnv(t, kind)
 			e.activate(t, permissiveBundle(t))
 			low, high, critical := e.agent(t, store.RiskLow), e.agent(t, store.RiskHigh), e.agent(t, store.RiskCritical)
-			verified := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
-			fresh := e.counterparty(t, e.org.ID, store.CounterpartyNew)
-			blocked := e.counterparty(t, e.org.ID, store.CounterpartyBlocked)
+			verified := e.counterparty(t, e.org, store.CounterpartyVerified)
+			fresh := e.counterparty(t, e.org, store.CounterpartyNew)
+			blocked := e.counterparty(t, e.org, store.CounterpartyBlocked)
 			suspended := e.agent(t, store.RiskLow)
 			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
 				return tx.Agents().SetStatus(ctx, suspended.ID, store.AgentSuspended)
@@ -254,7 +254,7 @@ func TestRecentDenials(t *testing.T) {
 			e := newServiceEnv(t, kind)
 			e.activate(t, acmeBundle(t))
 			agent, other := e.agent(t, store.RiskLow), e.agent(t, store.RiskLow)
-			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			payee := e.counterparty(t, e.org, store.CounterpartyVerified)
 			for i := range 5 {
 				if resp := e.decide(t, agent.ID, payment("100.00", payee.ID), ""); resp.Outcome != decision.Allow {
 					t.Fatalf("payment %d before the denials: %s %v", i, resp.Outcome, resp.Reasons)
@@ -285,7 +285,7 @@ func TestDecideRefusals(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			e, agent, payee := payingEnv(t, kind)
 			globex := storeTenant(t, e, "globex")
-			foreign := e.counterparty(t, globex, store.CounterpartyVerified)
+			foreign := e.counterparty(t, decision.Organization{ID: globex, Slug: "globex"}, store.CounterpartyVerified)
 			ctx := context.Background()
 
 			for _, tc := range []struct {
@@ -385,7 +385,7 @@ func TestAgentsSeeOnlyTheirOwn(t *testing.T) {
 			e.activate(t, acmeBundle(t))
 			ctx := context.Background()
 			owner, other := e.agent(t, store.RiskLow), e.agent(t, store.RiskLow)
-			payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			payee := e.counterparty(t, e.org, store.CounterpartyVerified)
 			resp := e.decide(t, owner.ID, payment("5000.00", payee.ID), "")
 			if resp.Case == nil {
 				t.Fatalf("no case: %+v", resp)

@@ -69,7 +69,7 @@ decision := {"allow": true} if {
 			within := func(got, most int) bool { return got >= 1 && got <= most }
 
 			t.Run("agent.stats", func(t *testing.T) {
-				payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+				payee := e.counterparty(t, e.org, store.CounterpartyVerified)
 				var reqs []decision.DecisionRequest
 				for i := range n {
 					reqs = append(reqs, payment(fmt.Sprintf("%d.00", 10+i), payee.ID))
@@ -82,7 +82,7 @@ decision := {"allow": true} if {
 				}
 			})
 			t.Run("counterparty.payments_count", func(t *testing.T) {
-				payee := e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+				payee := e.counterparty(t, e.org, store.CounterpartyVerified)
 				var reqs []decision.DecisionRequest
 				for i := range n {
 					req := payment(fmt.Sprintf("%d.00", 10+i), payee.ID)

@@ -63,7 +63,7 @@ func TestDecisionsSurviveAPolicyThatEndsItsProcess(t *testing.T) {
 			e.workers = ws
 			e.engine, e.policies, e.service = e.newService(t, e.ledger, decision.Config{})
 			e.activate(t, crashingBundle(t))
-			agent, payee := e.agent(t, store.RiskLow), e.counterparty(t, e.org.ID, store.CounterpartyVerified)
+			agent, payee := e.agent(t, store.RiskLow), e.counterparty(t, e.org, store.CounterpartyVerified)
 
 			beta := decision.Organization{ID: storeTenant(t, e, "beta"), Slug: "beta"}
 			ctx := context.Background()

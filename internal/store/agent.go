@@ -162,6 +162,16 @@ func CheckKID(kid string) error { return checkToken("key id", kid, MaxKID, false
 // RFC 8037 §2).
 var privateJWKMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
+// CheckLedgerIndex refuses a row's missing ledger index, or one no store
+// column holds (past int64): what names it (for the message) must name
+// the entry that records it.
+func CheckLedgerIndex(i *uint64, what string) error {
+	if i == nil || *i > math.MaxInt64 {
+		return fmt.Errorf("%w: %s names the ledger entry that records it", ErrInvalid, what)
+	}
+	return nil
+}
+
 // CheckAgentKey validates an agent key before it is stored. It is a last
 // line, not the parser: it makes sure no private key material is ever
 // written, whatever the caller checked.
@@ -178,8 +188,8 @@ func CheckAgentKey(k AgentKey) error {
 	if len(k.PublicJWK) == 0 || len(k.PublicJWK) > MaxPublicJWK {
 		return fmt.Errorf("%w: public JWK must be 1-%d bytes", ErrInvalid, MaxPublicJWK)
 	}
-	if k.LedgerIndex == nil || *k.LedgerIndex > math.MaxInt64 {
-		return fmt.Errorf("%w: a key names the ledger entry that records it", ErrInvalid)
+	if err := CheckLedgerIndex(k.LedgerIndex, "a key"); err != nil {
+		return err
 	}
 	var members map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader([]byte(k.PublicJWK)))

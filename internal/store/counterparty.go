@@ -13,7 +13,8 @@ import (
 // binding the tenant, table "counterparties", the row id and purpose
 // "bank_details") before they get here.
 type CounterpartyTx interface {
-	// Create stores a new counterparty. An empty ID is generated (NewID
+	// Create stores a new counterparty, naming the ledger entry that
+	// records it (ErrInvalid without). An empty ID is generated (NewID
 	// PrefixCounterparty) — a caller sealing bank details generates it
 	// first, since the seal binds the row id; an empty Status is
 	// CounterpartyNew. ErrConflict if the id exists.
@@ -23,7 +24,9 @@ type CounterpartyTx interface {
 	Get(ctx context.Context, id string) (Counterparty, error)
 	// List returns every counterparty, oldest first, without bank details.
 	List(ctx context.Context) ([]Counterparty, error)
-	// SetStatus changes a counterparty's status.
+	// SetStatus changes a counterparty's status. Nothing logs it yet:
+	// the decision service honors a status its entry does not record
+	// only when it trusts the counterparty less (blocked, new).
 	SetStatus(ctx context.Context, id string, status CounterpartyStatus) error
 	// SetBankDetails replaces the sealed bank details.
 	SetBankDetails(ctx context.Context, id string, sealed []byte) error
@@ -53,6 +56,12 @@ type Counterparty struct {
 	BankDetailsSealed []byte
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
+	// LedgerIndex is the index of the organization's ledger entry that
+	// recorded the counterparty (counterparty.created): the decision
+	// service trusts it as verified only once that entry, proven under
+	// the log's signature, says so. Required by Create; nil only for a
+	// counterparty stored before counterparties named their entry.
+	LedgerIndex *uint64
 }
 
 // Bounds of counterparty fields.

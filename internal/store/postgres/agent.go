@@ -172,10 +172,7 @@ func (a *agentTx) Keys(ctx context.Context, agentID string) ([]store.AgentKey, e
 		if err := r.Scan(&k.AgentID, &k.KID, &k.PublicJWK, &status, &k.CreatedAt, &retired, &idx); err != nil {
 			return k, err
 		}
-		if idx != nil && *idx >= 0 {
-			i := uint64(*idx)
-			k.LedgerIndex = &i
-		}
+		k.LedgerIndex = ledgerIndexOf(idx)
 		k.Status, k.CreatedAt = store.KeyStatus(status), k.CreatedAt.UTC()
 		if retired != nil {
 			k.RetiredAt = retired.UTC()

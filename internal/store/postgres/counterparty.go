@@ -31,18 +31,21 @@ func (c *counterpartyTx) Create(ctx context.Context, cp store.Counterparty) (sto
 	if err := store.CheckCounterparty(cp); err != nil {
 		return store.Counterparty{}, err
 	}
+	if err := store.CheckLedgerIndex(cp.LedgerIndex, "a counterparty"); err != nil {
+		return store.Counterparty{}, err
+	}
 	cp.CreatedAt = store.StoredTime(time.Time{})
 	cp.UpdatedAt = cp.CreatedAt
-	_, err := c.tx.Exec(ctx, `INSERT INTO counterparties (tenant_id, id, name, status, bank_details_sealed, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, c.tenantID, cp.ID, cp.Name, string(cp.Status), cp.BankDetailsSealed,
-		cp.CreatedAt, cp.UpdatedAt)
+	_, err := c.tx.Exec(ctx, `INSERT INTO counterparties (tenant_id, id, name, status, bank_details_sealed, created_at, updated_at, ledger_index)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, c.tenantID, cp.ID, cp.Name, string(cp.Status), cp.BankDetailsSealed,
+		cp.CreatedAt, cp.UpdatedAt, int64(*cp.LedgerIndex))
 	if err != nil {
 		return store.Counterparty{}, mapErr(err)
 	}
 	return cp, nil
 }
 
-const counterpartyColumns = `id, name, status, created_at, updated_at`
+const counterpartyColumns = `id, name, status, created_at, updated_at, ledger_index`
 
 const paymentsCountSQL = `SELECT coalesce((SELECT payments FROM counterparty_payments
 	WHERE tenant_id = $1 AND counterparty_id = $2), 0)`
@@ -50,22 +53,24 @@ const paymentsCountSQL = `SELECT coalesce((SELECT payments FROM counterparty_pay
 func scanCounterparty(row pgx.Row, withSealed bool) (store.Counterparty, error) {
 	var id, name, status string
 	var created, updated time.Time
+	var idx *int64
 	var sealed []byte
-	dest := []any{&id, &name, &status, &created, &updated}
+	dest := []any{&id, &name, &status, &created, &updated, &idx}
 	if withSealed {
 		dest = append(dest, &sealed)
 	}
 	if err := row.Scan(dest...); err != nil {
 		return store.Counterparty{}, mapErr(err)
 	}
-	cp := counterpartyFrom(id, name, status, created, updated)
+	cp := counterpartyFrom(id, name, status, created, updated, idx)
 	cp.BankDetailsSealed = sealed
 	return cp, nil
 }
 
 // counterpartyFrom builds a counterparty from counterpartyColumns' values.
-func counterpartyFrom(id, name, status string, created, updated time.Time) store.Counterparty {
-	return store.Counterparty{ID: id, Name: name, Status: store.CounterpartyStatus(status), CreatedAt: created.UTC(), UpdatedAt: updated.UTC()}
+func counterpartyFrom(id, name, status string, created, updated time.Time, idx *int64) store.Counterparty {
+	return store.Counterparty{ID: id, Name: name, Status: store.CounterpartyStatus(status), CreatedAt: created.UTC(), UpdatedAt: updated.UTC(),
+		LedgerIndex: ledgerIndexOf(idx)}
 }
 
 func (c *counterpartyTx) Get(ctx context.Context, id string) (store.Counterparty, error) {

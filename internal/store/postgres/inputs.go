@@ -65,7 +65,7 @@ func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store
 // four: each cost the server and the driver more than its seek did.
 const decisionInputsSQL = `SELECT a.id, a.name, a.sponsor, a.risk_tier, a.status, a.created_at, a.updated_at,
 	s.decisions, s.denials, s.hour_decisions, s.hour_denials, s.day_decisions,
-	c.id, c.name, c.status, c.created_at, c.updated_at, coalesce(p.payments, 0),
+	c.id, c.name, c.status, c.created_at, c.updated_at, c.ledger_index, coalesce(p.payments, 0),
 	coalesce((SELECT max(seq) FROM policy_activations WHERE tenant_id = $1), 0)
 	FROM (` + agentStatsQuery + `) AS s (decisions, denials, hour_decisions, hour_denials, day_decisions)
 	LEFT JOIN agents a ON a.tenant_id = $1 AND a.id = $2
@@ -94,12 +94,13 @@ func readInputs(br pgx.BatchResults, q store.DecisionInputsQuery, in *store.Deci
 	var cp struct {
 		id, name, status *string
 		created, updated *time.Time
+		index            *int64
 	}
 	var latest, hourAgo, dayAgo store.AgentTally
 	var policySeq int64
 	err := br.QueryRow().Scan(&agent.id, &agent.name, &agent.sponsor, &agent.tier, &agent.status, &agent.created, &agent.updated,
 		&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions,
-		&cp.id, &cp.name, &cp.status, &cp.created, &cp.updated, &in.Payments, &policySeq)
+		&cp.id, &cp.name, &cp.status, &cp.created, &cp.updated, &cp.index, &in.Payments, &policySeq)
 	if err != nil {
 		return mapErr(err)
 	}
@@ -110,7 +111,7 @@ func readInputs(br pgx.BatchResults, q store.DecisionInputsQuery, in *store.Deci
 	in.Stats = store.StatsFromTallies(latest, hourAgo, dayAgo)
 	in.PolicySeq = uint64(policySeq)
 	if cp.id != nil {
-		c := counterpartyFrom(*cp.id, *cp.name, *cp.status, *cp.created, *cp.updated)
+		c := counterpartyFrom(*cp.id, *cp.name, *cp.status, *cp.created, *cp.updated, cp.index)
 		in.Counterparty = &c
 	}
 	return nil

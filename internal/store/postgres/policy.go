@@ -88,12 +88,17 @@ func scanActivation(row pgx.Row) (store.PolicyActivation, error) {
 	if err := row.Scan(&seq, &a.Revision, &a.Rollback, &a.ActivatedBy, &a.ApprovedBy, &a.ActivatedAt, &idx); err != nil {
 		return a, mapErr(err)
 	}
-	a.Seq, a.ActivatedAt = uint64(seq), a.ActivatedAt.UTC()
-	if idx != nil && *idx >= 0 {
-		i := uint64(*idx)
-		a.LedgerIndex = &i
-	}
+	a.Seq, a.ActivatedAt, a.LedgerIndex = uint64(seq), a.ActivatedAt.UTC(), ledgerIndexOf(idx)
 	return a, nil
+}
+
+// ledgerIndexOf is a ledger_index column's value as a row's ledger index.
+func ledgerIndexOf(idx *int64) *uint64 {
+	if idx == nil || *idx < 0 {
+		return nil
+	}
+	i := uint64(*idx)
+	return &i
 }
 
 func (p *policyTx) Activations(ctx context.Context) ([]store.PolicyActivation, error) {

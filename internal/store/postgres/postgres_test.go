@@ -470,6 +470,47 @@ func TestAgentKeysNameTheirEntryForAnyWriter(t *testing.T) {
 	}
 }
 
+// A counterparty row the tenant role writes behind the service's back
+// names a ledger entry, as the service's own do (the decision service
+// then proves a verified one), keeps it, and becomes verified only as it
+// was recorded: blocking one is allowed.
+func TestCounterpartiesNameTheirEntryForAnyWriter(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	idx := uint64(3)
+	var cp store.Counterparty
+	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		cp, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Vendor", Status: store.CounterpartyNew, LedgerIndex: &idx})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := pgtest.Connect(t, db.TenantURL)
+	insert := `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at%s) VALUES ($1, '` +
+		store.NewID(store.PrefixCounterparty) + `', 'Mallory', 'verified', now(), now()%s)`
+	for _, tc := range []struct {
+		stmt string
+		code string
+	}{
+		{fmt.Sprintf(insert, "", ""), "23514"},
+		{fmt.Sprintf(insert, ", ledger_index", ", NULL"), "23514"},
+		{`UPDATE counterparties SET status = 'verified' WHERE id = '` + cp.ID + `'`, "AS001"},
+		{`UPDATE counterparties SET ledger_index = 0 WHERE id = '` + cp.ID + `'`, "42501"},
+		{`ALTER TABLE counterparties DISABLE TRIGGER counterparties_entry_is_final`, "42501"},
+		{`UPDATE counterparties SET status = 'blocked' WHERE id = '` + cp.ID + `'`, ""},
+		// Naming an entry, it is stored: the reader proves the entry.
+		{fmt.Sprintf(insert, ", ledger_index", ", 0"), ""},
+	} {
+		if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
+			t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
+		}
+	}
+}
+
 // execAsTenant runs stmt in a rolled-back transaction of conn with
 // organization tenantID set ($1, if stmt has it, is tenantID).
 func execAsTenant(t *testing.T, conn *pgx.Conn, tenantID, stmt string) error {

@@ -30,11 +30,14 @@ func (c *counterpartyTx) Create(ctx context.Context, cp store.Counterparty) (sto
 	if err := store.CheckCounterparty(cp); err != nil {
 		return store.Counterparty{}, err
 	}
+	if err := store.CheckLedgerIndex(cp.LedgerIndex, "a counterparty"); err != nil {
+		return store.Counterparty{}, err
+	}
 	cp.CreatedAt = store.StoredTime(time.Time{})
 	cp.UpdatedAt = cp.CreatedAt
-	_, err := c.tx.ExecContext(ctx, `INSERT INTO counterparties (tenant_id, id, name, status, bank_details_sealed, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, c.tenantID, cp.ID, cp.Name, string(cp.Status), nullBytes(cp.BankDetailsSealed),
-		formatTime(cp.CreatedAt), formatTime(cp.UpdatedAt))
+	_, err := c.tx.ExecContext(ctx, `INSERT INTO counterparties (tenant_id, id, name, status, bank_details_sealed, created_at, updated_at, ledger_index)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, c.tenantID, cp.ID, cp.Name, string(cp.Status), nullBytes(cp.BankDetailsSealed),
+		formatTime(cp.CreatedAt), formatTime(cp.UpdatedAt), ledgerIndexArg(cp.LedgerIndex))
 	if err != nil {
 		return store.Counterparty{}, mapErr(err)
 	}
@@ -43,15 +46,16 @@ func (c *counterpartyTx) Create(ctx context.Context, cp store.Counterparty) (sto
 
 func scanCounterparty(row scanner, withSealed bool) (store.Counterparty, error) {
 	var id, name, status, created, updated string
+	var idx sql.NullInt64
 	var sealed []byte
-	dest := []any{&id, &name, &status, &created, &updated}
+	dest := []any{&id, &name, &status, &created, &updated, &idx}
 	if withSealed {
 		dest = append(dest, &sealed)
 	}
 	if err := row.Scan(dest...); err != nil {
 		return store.Counterparty{}, mapErr(err)
 	}
-	cp, err := counterpartyFromColumns(id, name, status, created, updated)
+	cp, err := counterpartyFromColumns(id, name, status, created, updated, idx)
 	if err != nil {
 		return store.Counterparty{}, err
 	}
@@ -61,8 +65,8 @@ func scanCounterparty(row scanner, withSealed bool) (store.Counterparty, error) 
 
 // counterpartyFromColumns builds a counterparty, without its sealed bank
 // details, from counterpartyColumns' values.
-func counterpartyFromColumns(id, name, status, created, updated string) (store.Counterparty, error) {
-	cp := store.Counterparty{ID: id, Name: name, Status: store.CounterpartyStatus(status)}
+func counterpartyFromColumns(id, name, status, created, updated string, idx sql.NullInt64) (store.Counterparty, error) {
+	cp := store.Counterparty{ID: id, Name: name, Status: store.CounterpartyStatus(status), LedgerIndex: ledgerIndexOf(idx)}
 	var err error
 	if cp.CreatedAt, err = parseTime(created); err != nil {
 		return store.Counterparty{}, err
@@ -71,7 +75,7 @@ func counterpartyFromColumns(id, name, status, created, updated string) (store.C
 	return cp, err
 }
 
-const counterpartyColumns = `id, name, status, created_at, updated_at`
+const counterpartyColumns = `id, name, status, created_at, updated_at, ledger_index`
 
 func (c *counterpartyTx) Get(ctx context.Context, id string) (store.Counterparty, error) {
 	if err := store.CheckID(store.PrefixCounterparty, id); err != nil {

@@ -264,6 +264,7 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 	var previous, counterparty sql.NullString
 	var agent [7]sql.NullString
 	var cp [4]sql.NullString // name, status, created_at, updated_at
+	var cpIndex sql.NullInt64
 	var latest, hourAgo, dayAgo store.AgentTally
 	var policySeq int64
 	hourStart, dayStart := windowStarts(now)
@@ -277,7 +278,7 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 	).Scan(&previous,
 		&agent[0], &agent[1], &agent[2], &agent[3], &agent[4], &agent[5], &agent[6],
 		&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions,
-		&counterparty, &cp[0], &cp[1], &cp[2], &cp[3], &in.Payments, &policySeq)
+		&counterparty, &cp[0], &cp[1], &cp[2], &cp[3], &cpIndex, &in.Payments, &policySeq)
 	if err != nil {
 		return in, mapErr(err)
 	}
@@ -299,7 +300,7 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 	in.Stats = store.StatsFromTallies(latest, hourAgo, dayAgo)
 	in.PolicySeq = uint64(policySeq)
 	if counterparty.Valid {
-		c, err := counterpartyFromColumns(counterparty.String, cp[0].String, cp[1].String, cp[2].String, cp[3].String)
+		c, err := counterpartyFromColumns(counterparty.String, cp[0].String, cp[1].String, cp[2].String, cp[3].String, cpIndex)
 		if err != nil {
 			return in, err
 		}
@@ -318,7 +319,7 @@ const decisionInputsQuery = `SELECT
 	(SELECT id FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND idempotency_key_sha256 = ?5),
 	a.id, a.name, a.sponsor, a.risk_tier, a.status, a.created_at, a.updated_at,
 	` + agentTallyColumns + `,
-	c.id, c.name, c.status, c.created_at, c.updated_at,
+	c.id, c.name, c.status, c.created_at, c.updated_at, c.ledger_index,
 	coalesce((SELECT payments FROM counterparty_payments WHERE tenant_id = ?1 AND counterparty_id = ?6), 0),
 	coalesce((SELECT max(seq) FROM policy_activations WHERE tenant_id = ?1), 0)
 FROM (SELECT 1)

@@ -36,6 +36,7 @@ func TestRecordGuardsAreTheTriggers(t *testing.T) {
 		`UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE status = 'retired'`,
 		`DELETE FROM agent_keys`,
 		`UPDATE counterparties SET name = 'Mallory Ltd'`,
+		`UPDATE counterparties SET ledger_index = ledger_index + 1`,
 		`DELETE FROM counterparties`,
 		`UPDATE cases SET expires_at = created_at`,
 		`UPDATE cases SET status = 'pending' WHERE status <> 'pending'`,
@@ -75,5 +76,37 @@ func TestAgentKeyRowsNameTheirEntry(t *testing.T) {
 	}
 	if _, err := db.ExecContext(ctx, strings.Replace(insert, "%s", "0", 1)); err != nil {
 		t.Fatalf("a key naming an entry: %v", err)
+	}
+}
+
+// A counterparty row inserted behind the service's back names a ledger
+// entry, as the service's own do, and becomes verified only as it was
+// recorded.
+func TestCounterpartyRowsNameTheirEntry(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	storetest.SeedRecords(t, s, acme.ID)
+	ctx := context.Background()
+	db, err := s.tenantDB(ctx, acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insert := `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at, ledger_index)
+		SELECT tenant_id, 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Mallory', 'new', created_at, updated_at, %s FROM counterparties LIMIT 1`
+	_, err = db.ExecContext(ctx, strings.Replace(insert, "%s", "NULL", 1))
+	if err == nil || !strings.Contains(err.Error(), "a counterparty names its ledger entry") {
+		t.Fatalf("a counterparty without its entry: %v, want the trigger's refusal", err)
+	}
+	if _, err := db.ExecContext(ctx, strings.Replace(insert, "%s", "0", 1)); err != nil {
+		t.Fatalf("a counterparty naming an entry: %v", err)
+	}
+	// Verified only as it was recorded; blocked at will.
+	_, err = db.ExecContext(ctx, `UPDATE counterparties SET status = 'verified' WHERE id = 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa'`)
+	if !errors.Is(mapErr(err), store.ErrAppendOnly) {
+		t.Fatalf("made verified: %v, want the trigger's refusal", err)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE counterparties SET status = 'blocked' WHERE id = 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa'`); err != nil {
+		t.Fatalf("blocked: %v", err)
 	}
 }

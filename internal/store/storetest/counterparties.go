@@ -19,14 +19,14 @@ func testCounterparties(t *testing.T, h Harness) {
 		var err error
 		// The caller picks the id first when it seals: the seal binds it.
 		sealedCP, err = tx.Counterparties().Create(ctx, store.Counterparty{ID: givenID, Name: "Supplier GmbH",
-			Status: store.CounterpartyVerified, BankDetailsSealed: []byte("sealed v1")})
+			Status: store.CounterpartyVerified, BankDetailsSealed: []byte("sealed v1"), LedgerIndex: ledgerIndex(4)})
 		if err != nil {
 			return err
 		}
 		if sealedCP.ID != givenID || sealedCP.CreatedAt.IsZero() || !sealedCP.UpdatedAt.Equal(sealedCP.CreatedAt) {
 			return fmt.Errorf("created %+v", sealedCP)
 		}
-		plain, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "New Vendor"})
+		plain, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "New Vendor", LedgerIndex: ledgerIndex(5)})
 		if err != nil {
 			return err
 		}
@@ -39,7 +39,8 @@ func testCounterparties(t *testing.T, h Harness) {
 		cps := tx.Counterparties()
 		got, err := cps.Get(ctx, givenID)
 		if err != nil || got.Name != "Supplier GmbH" || got.Status != store.CounterpartyVerified ||
-			!bytes.Equal(got.BankDetailsSealed, []byte("sealed v1")) || !got.CreatedAt.Equal(sealedCP.CreatedAt) {
+			!bytes.Equal(got.BankDetailsSealed, []byte("sealed v1")) || !got.CreatedAt.Equal(sealedCP.CreatedAt) ||
+			got.LedgerIndex == nil || *got.LedgerIndex != 4 {
 			return fmt.Errorf("Get = %+v, %v", got, err)
 		}
 		if got, err := cps.Get(ctx, plain.ID); err != nil || got.BankDetailsSealed != nil || got.Status != store.CounterpartyNew {
@@ -50,21 +51,21 @@ func testCounterparties(t *testing.T, h Harness) {
 			return fmt.Errorf("List = %+v, %v", list, err)
 		}
 		for _, cp := range list {
-			if cp.BankDetailsSealed != nil || (cp.ID != givenID && cp.ID != plain.ID) {
+			if cp.BankDetailsSealed != nil || (cp.ID != givenID && cp.ID != plain.ID) || cp.LedgerIndex == nil {
 				return fmt.Errorf("List returned %+v; bank details stay out of lists", cp)
 			}
 		}
 		if err := cps.SetStatus(ctx, plain.ID, store.CounterpartyBlocked); err != nil {
 			return err
 		}
-		if err := cps.SetStatus(ctx, plain.ID, store.CounterpartyVerified); err != nil {
+		if err := cps.SetStatus(ctx, plain.ID, store.CounterpartyNew); err != nil {
 			return err
 		}
 		if err := cps.SetBankDetails(ctx, plain.ID, []byte("sealed v2")); err != nil {
 			return err
 		}
 		got, err = cps.Get(ctx, plain.ID)
-		if err != nil || got.Status != store.CounterpartyVerified || !bytes.Equal(got.BankDetailsSealed, []byte("sealed v2")) ||
+		if err != nil || got.Status != store.CounterpartyNew || !bytes.Equal(got.BankDetailsSealed, []byte("sealed v2")) ||
 			got.Name != "New Vendor" || got.UpdatedAt.Before(got.CreatedAt) {
 			return fmt.Errorf("after changes: %+v, %v", got, err)
 		}
@@ -76,7 +77,7 @@ func testCounterparties(t *testing.T, h Harness) {
 	unknown := store.NewID(store.PrefixCounterparty)
 	create := func(mutate func(*store.Counterparty)) func(ctx context.Context, tx store.TenantTx) error {
 		return func(ctx context.Context, tx store.TenantTx) error {
-			c := store.Counterparty{Name: "X"}
+			c := store.Counterparty{Name: "X", LedgerIndex: ledgerIndex(9)}
 			mutate(&c)
 			_, err := tx.Counterparties().Create(ctx, c)
 			return err
@@ -90,6 +91,13 @@ func testCounterparties(t *testing.T, h Harness) {
 		{"long name", create(func(c *store.Counterparty) { c.Name = strings.Repeat("n", store.MaxCounterpartyName+1) }), store.ErrInvalid},
 		{"control character", create(func(c *store.Counterparty) { c.Name = "x\x1b[31m" }), store.ErrInvalid},
 		{"bad status", create(func(c *store.Counterparty) { c.Status = "trusted" }), store.ErrInvalid},
+		{"no ledger entry", create(func(c *store.Counterparty) { c.LedgerIndex = nil }), store.ErrInvalid},
+		{"ledger index past int64", create(func(c *store.Counterparty) { c.LedgerIndex = ledgerIndex(1 << 63) }), store.ErrInvalid},
+		// Nothing logs a change of status yet: a counterparty is verified
+		// only as it was created.
+		{"verified by a change", func(ctx context.Context, tx store.TenantTx) error {
+			return tx.Counterparties().SetStatus(ctx, plain.ID, store.CounterpartyVerified)
+		}, store.ErrAppendOnly},
 		{"empty sealed bank details", create(func(c *store.Counterparty) { c.BankDetailsSealed = []byte{} }), store.ErrInvalid},
 		{"oversized sealed bank details", create(func(c *store.Counterparty) {
 			c.BankDetailsSealed = make([]byte, store.MaxSealedBankDetail+1)

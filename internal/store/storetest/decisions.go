@@ -30,7 +30,7 @@ func newDecisionFixture(t *testing.T, be store.Backend, slug string) decisionFix
 		if f.b, err = tx.Agents().Create(ctx, newAgent("B")); err != nil {
 			return err
 		}
-		f.counterparty, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Payee", Status: store.CounterpartyVerified})
+		f.counterparty, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Payee", Status: store.CounterpartyVerified, LedgerIndex: ledgerIndex(0)})
 		return err
 	})
 	return f
@@ -162,7 +162,7 @@ func testPaymentsCount(t *testing.T, h Harness) {
 	var other store.Counterparty
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		if other, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Other"}); err != nil {
+		if other, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Other", LedgerIndex: ledgerIndex(0)}); err != nil {
 			return err
 		}
 		for _, d := range []store.Decision{

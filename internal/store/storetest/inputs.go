@@ -26,14 +26,14 @@ func testDecisionInputs(t *testing.T, h Harness) {
 	var agentA store.Agent
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		if sealed, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Sealed", Status: store.CounterpartyNew,
+		if sealed, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Sealed", Status: store.CounterpartyVerified, LedgerIndex: ledgerIndex(6),
 			BankDetailsSealed: []byte("sealed v1")}); err != nil {
 			return err
 		}
 		// Changed after they were made, so that created_at and updated_at
 		// differ, and a read that swapped them would show.
 		time.Sleep(2 * time.Millisecond)
-		if err := tx.Counterparties().SetStatus(ctx, sealed.ID, store.CounterpartyVerified); err != nil {
+		if err := tx.Counterparties().SetStatus(ctx, sealed.ID, store.CounterpartyBlocked); err != nil {
 			return err
 		}
 		if err := tx.Agents().SetRiskTier(ctx, f.a.ID, store.RiskMedium); err != nil {
@@ -76,7 +76,8 @@ func testDecisionInputs(t *testing.T, h Harness) {
 	if got.Previous == nil || got.Previous.ID != keyed.ID || got.Previous.Response != keyed.Response ||
 		got.Agent == nil || !sameAgent(*got.Agent, agentA) || agentA.RiskTier != store.RiskMedium ||
 		got.Stats != (store.AgentStats{Decisions1h: 3, Denials1h: 1, Decisions24h: 3}) ||
-		got.Counterparty == nil || got.Counterparty.ID != sealed.ID || got.Counterparty.Status != store.CounterpartyVerified ||
+		got.Counterparty == nil || got.Counterparty.ID != sealed.ID || got.Counterparty.Status != store.CounterpartyBlocked ||
+		got.Counterparty.LedgerIndex == nil || *got.Counterparty.LedgerIndex != 6 ||
 		got.Counterparty.BankDetailsSealed != nil || got.Payments != 2 || got.PolicySeq != 2 {
 		t.Fatalf("inputs %+v (previous %+v, agent %+v, counterparty %+v)", got, got.Previous, got.Agent, got.Counterparty)
 	}
@@ -223,7 +224,7 @@ func paymentHistory(tb testing.TB, be store.Backend, n int) (store.Tenant, store
 		if err != nil {
 			return err
 		}
-		cp, err := tx.Counterparties().Create(ctx, store.Counterparty{Name: "Acme Supplies", Status: store.CounterpartyVerified})
+		cp, err := tx.Counterparties().Create(ctx, store.Counterparty{Name: "Acme Supplies", Status: store.CounterpartyVerified, LedgerIndex: ledgerIndex(0)})
 		if err != nil {
 			return err
 		}

@@ -177,7 +177,7 @@ func seedRecords(t *testing.T, b store.Backend, tenantID string) seeded {
 		if err := tx.Agents().RetireKey(ctx, s.agent.ID, "old", time.Time{}); err != nil {
 			return err
 		}
-		s.counterparty, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Supplier", Status: store.CounterpartyVerified,
+		s.counterparty, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Supplier", Status: store.CounterpartyVerified, LedgerIndex: ledgerIndex(0),
 			BankDetailsSealed: []byte("sealed bank details")})
 		if err != nil {
 			return err

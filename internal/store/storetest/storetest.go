@@ -334,7 +334,7 @@ func testSavepoint(t *testing.T, h Harness) {
 	acme := CreateTenant(t, b, "acme")
 	c := ctx(t)
 	boom := errors.New("boom")
-	cp := store.Counterparty{ID: store.NewID(store.PrefixCounterparty), Name: "Supplier"}
+	cp := store.Counterparty{ID: store.NewID(store.PrefixCounterparty), Name: "Supplier", LedgerIndex: ledgerIndex(0)}
 	err := b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		if err := tx.PutSetting(ctx, "before", "v"); err != nil {
 			return err
@@ -445,7 +445,7 @@ func testReadTx(t *testing.T, h Harness) {
 	})
 	wantErr(t, "a write in a read transaction", err, store.ErrReadOnly)
 	err = b.InTenantReadTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		_, err := tx.Counterparties().Create(ctx, store.Counterparty{Name: "Sneaky"})
+		_, err := tx.Counterparties().Create(ctx, store.Counterparty{Name: "Sneaky", LedgerIndex: ledgerIndex(0)})
 		return err
 	})
 	wantErr(t, "an insert in a read transaction", err, store.ErrReadOnly)
