@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
@@ -80,4 +83,81 @@ func (c *Counterparties) Add(ctx context.Context, org Organization, cp store.Cou
 		return store.Counterparty{}, err
 	}
 	return stored, nil
+}
+
+// counterpartyLog decides which status of a counterparty row the policy
+// sees. A status that trusts the counterparty less than verified (new,
+// blocked) is taken as stored: a row can only make the answer stricter
+// by it. Verified is taken only once the entry the row names
+// (counterparty.created), proven under the newest checkpoint the log key
+// signed, records that counterparty as verified; else the policy sees the
+// counterparty as new, and the row is reported once. The organization's
+// database role could otherwise insert or mark a counterparty verified
+// and take its payments out of the base policy's escalation. A row from
+// before counterparties named their entry is taken as stored (the
+// database refuses new rows without one, and marking one verified).
+type counterpartyLog struct {
+	ledger  *ledger.Ledger
+	logger  *slog.Logger
+	proven  sync.Map // counterpartyRef → struct{}: verified in the log
+	refused sync.Map // counterpartyRef → struct{}: not, and reported
+}
+
+type counterpartyRef struct {
+	tenant, id string
+	index      uint64
+}
+
+// errCounterpartyNotLogged: a verified counterparty row is not what the
+// organization's log recorded.
+var errCounterpartyNotLogged = errors.New("the counterparty is not verified in the organization's log")
+
+// status is the status of cp (a row of org) the policy sees.
+func (l *counterpartyLog) status(ctx context.Context, org Organization, cp store.Counterparty) (store.CounterpartyStatus, error) {
+	if cp.Status != store.CounterpartyVerified || cp.LedgerIndex == nil {
+		return cp.Status, nil
+	}
+	ref := counterpartyRef{tenant: org.ID, id: cp.ID, index: *cp.LedgerIndex}
+	if _, ok := l.proven.Load(ref); ok {
+		return cp.Status, nil
+	}
+	if _, ok := l.refused.Load(ref); ok {
+		return store.CounterpartyNew, nil
+	}
+	err := l.check(ctx, org, cp)
+	switch {
+	case err == nil:
+		l.proven.Store(ref, struct{}{})
+		return cp.Status, nil
+	case !errors.Is(err, errCounterpartyNotLogged):
+		return "", err
+	}
+	// An entry never changes: the row is refused for good, reported once.
+	if _, seen := l.refused.LoadOrStore(ref, struct{}{}); !seen {
+		l.logger.ErrorContext(ctx, "decision: a counterparty stored as verified is not verified in the organization's log, so was written behind the service's back; its decisions see it as new",
+			slog.String("tenant", org.Slug), slog.String("counterparty", cp.ID), slog.Any("reason", err))
+	}
+	return store.CounterpartyNew, nil
+}
+
+// check proves the entry cp names and compares it with cp.
+func (l *counterpartyLog) check(ctx context.Context, org Organization, cp store.Counterparty) error {
+	index := *cp.LedgerIndex
+	entry, record, err := l.ledger.ProvenEntry(ctx, l.ledger.TenantLog(org.ID, org.Slug), index)
+	switch {
+	case errors.Is(err, ledger.ErrNotProven):
+		return fmt.Errorf("%w: %v", errCounterpartyNotLogged, err)
+	case err != nil:
+		return err
+	}
+	var rec CounterpartyRecord
+	switch {
+	case entry.Kind != KindCounterpartyCreated || entry.Subject != cp.ID:
+		return fmt.Errorf("%w: entry %d is %s of %q", errCounterpartyNotLogged, index, entry.Kind, entry.Subject)
+	case json.Unmarshal(record, &rec) != nil:
+		return fmt.Errorf("%w: entry %d's record does not decode", errCounterpartyNotLogged, index)
+	case rec.Event != "counterparty_created" || rec.CounterpartyID != cp.ID || rec.Status != string(store.CounterpartyVerified):
+		return fmt.Errorf("%w: entry %d records it %s", errCounterpartyNotLogged, index, rec.Status)
+	}
+	return nil
 }

@@ -196,8 +196,13 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 			return g, invalid("action.counterparty: the organization has no such counterparty")
 		}
 		// Status, age and history only: the bank details stay in the
-		// store (PostgreSQL does not even read them).
-		g.input.Counterparty = &Counterparty{ID: cp.ID, Status: string(cp.Status), CreatedAt: cp.CreatedAt, PaymentsCount: in.Payments}
+		// store (PostgreSQL does not even read them). Verified only as
+		// the log records it.
+		status, err := s.counterparties.status(ctx, org, *cp)
+		if err != nil {
+			return g, err
+		}
+		g.input.Counterparty = &Counterparty{ID: cp.ID, Status: string(status), CreatedAt: cp.CreatedAt, PaymentsCount: in.Payments}
 	}
 	// The Keyring caches the signer; when it has to read the key, or the
 	// organization's first key has to be made (and logged), that commits

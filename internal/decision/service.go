@@ -138,6 +138,8 @@ type Service struct {
 
 	// receiptKeys gives an organization its first receipt key, logged.
 	receiptKeys *ReceiptKeys
+	// counterparties is what the policy sees of a counterparty's status.
+	counterparties *counterpartyLog
 
 	// inflight serialises requests of one agent under one Idempotency-Key,
 	// and the lazy expiry of one case, within this process.
@@ -169,7 +171,8 @@ func NewService(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, receiptKeys: rk, waits: map[string]int{}, failed: map[string]loadFailure{}}, nil
+	return &Service{cfg: cfg, receiptKeys: rk, counterparties: &counterpartyLog{ledger: cfg.Ledger, logger: cfg.Logger},
+		waits: map[string]int{}, failed: map[string]loadFailure{}}, nil
 }
 
 // ensurePolicy makes sure the engine holds the organization's activation
