@@ -178,8 +178,10 @@ func (l *Ledger) EntryInclusionProof(ctx context.Context, lg Log, index, treeSiz
 // trusts a row that names an entry (an activation, an agent key) without
 // trusting the store: rows can be written behind the service's back,
 // entries cannot be forged under its signature. ErrNotProven (wrapped,
-// saying why) when the entry is missing or any check fails; other errors
-// are the store's.
+// saying why) when the log has no such entry, or the stored one is not in
+// the signed tree or does not digest its record; ErrUntrustedHead when
+// the newest checkpoint is not the log key's (then no entry is proven);
+// other errors are the store's.
 func (l *Ledger) ProvenEntry(ctx context.Context, lg Log, index uint64) (verify.Entry, []byte, error) {
 	var (
 		vkey   string
@@ -213,7 +215,9 @@ func (l *Ledger) ProvenEntry(ctx context.Context, lg Log, index uint64) (verify.
 	}
 	cp, err := verify.VerifyCheckpoint(p.Checkpoint.Note, vkey)
 	if err != nil {
-		return verify.Entry{}, nil, fmt.Errorf("%w: the newest checkpoint does not verify: %v", ErrNotProven, err)
+		// The log's head, not the row naming an entry, is wrong: an
+		// outage for every reader until an operator has looked.
+		return verify.Entry{}, nil, fmt.Errorf("%w: %v", ErrUntrustedHead, err)
 	}
 	if err := verify.VerifyInclusion(cp, index, verify.LeafHash(stored.Entry), p.Hashes); err != nil {
 		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d is not in the signed tree: %v", ErrNotProven, index, err)
