@@ -93,11 +93,17 @@ func scanActivation(row pgx.Row) (store.PolicyActivation, error) {
 }
 
 // ledgerIndexOf is a ledger_index column's value as a row's ledger index.
+// A negative one (the column's CHECK refuses it) would name no entry a
+// log can have, rather than none: nil is a row from before rows named
+// their entry.
 func ledgerIndexOf(idx *int64) *uint64 {
-	if idx == nil || *idx < 0 {
+	if idx == nil {
 		return nil
 	}
-	i := uint64(*idx)
+	i := uint64(math.MaxUint64)
+	if *idx >= 0 {
+		i = uint64(*idx)
+	}
 	return &i
 }
 

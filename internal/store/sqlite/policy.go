@@ -99,12 +99,18 @@ func ledgerIndexArg(i *uint64) sql.NullInt64 {
 	return sql.NullInt64{Int64: int64(*i), Valid: true}
 }
 
-// ledgerIndexOf is the column value as an activation's ledger index.
+// ledgerIndexOf is a ledger_index column's value as a row's ledger index.
+// A negative one (the column's CHECK refuses it; a file writer may turn
+// checks off) names no entry a log can have, rather than none: nil is a
+// row from before rows named their entry.
 func ledgerIndexOf(n sql.NullInt64) *uint64 {
-	if !n.Valid || n.Int64 < 0 {
+	if !n.Valid {
 		return nil
 	}
-	i := uint64(n.Int64)
+	i := uint64(math.MaxUint64)
+	if n.Int64 >= 0 {
+		i = uint64(n.Int64)
+	}
 	return &i
 }
 

@@ -3,10 +3,13 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
 )
 
@@ -76,6 +79,31 @@ func TestAgentKeyRowsNameTheirEntry(t *testing.T) {
 	}
 	if _, err := db.ExecContext(ctx, strings.Replace(insert, "%s", "0", 1)); err != nil {
 		t.Fatalf("a key naming an entry: %v", err)
+	}
+	// With checks turned off, a negative index is stored: it reads as
+	// naming an entry no log has, not as a key from before the binding.
+	sqlitetest.Tamper(t, s.TenantFile(acme.ID), `PRAGMA ignore_check_constraints = ON; `+
+		strings.Replace(strings.Replace(insert, "%s", "-1", 1), "'planted'", "'negative'", 1))
+	err = s.InTenantReadTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		agents, err := tx.Agents().List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range agents {
+			keys, err := tx.Agents().Keys(ctx, a.ID)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if k.KID == "negative" && (k.LedgerIndex == nil || *k.LedgerIndex != math.MaxUint64) {
+					return fmt.Errorf("a negative index read as %v", k.LedgerIndex)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
