@@ -991,7 +991,8 @@ func TestAgentReadRefusals(t *testing.T) {
 // and an assertion forged under the weak key is the client's error
 // (invalid_client), not the server's.
 func TestStoredWeakAgentKey(t *testing.T) {
-	e := newAgentEnv(t)
+	var logs server.LockedBuffer
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	a := e.agents["acme"]
 	identityPoint := make([]byte, 32)
 	identityPoint[0] = 1
@@ -1024,6 +1025,10 @@ func TestStoredWeakAgentKey(t *testing.T) {
 	status, out := e.tokenRequest(t, input+"."+base64.RawURLEncoding.EncodeToString(forged))
 	if status == 200 || status >= 500 || out["error"] != "invalid_client" {
 		t.Fatalf("an assertion forged under the stored weak key: %d %v, want invalid_client", status, out)
+	}
+	// Reported once, however often someone names the agent.
+	if n := strings.Count(logs.String(), "no longer accepted"); n != 1 {
+		t.Fatalf("the weak key reported %d times, want once:\n%s", n, logs.String())
 	}
 }
 

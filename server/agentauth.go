@@ -73,7 +73,13 @@ type AgentAuth struct {
 	tokens        *agentLimiter // nil: no bound
 	agentKeys     agentKeyStates
 	keyLog        *identity.KeyLog
-	unlogged      sync.Map // agentKeyRef → struct{}: keys already reported as not logged
+	reported      sync.Map // agentKeyReport → struct{}: stored keys already reported as verifying nothing
+}
+
+// agentKeyReport is a stored key reported once a process, for one reason.
+type agentKeyReport struct {
+	agentKeyRef
+	why string
 }
 
 // agentKeyReread is how long this process trusts what it read of an agent
@@ -469,7 +475,7 @@ func (a *AgentAuth) lookupAgent(ctx context.Context, agentID string) (store.Tena
 			// Written behind the service's back: it verifies nothing,
 			// and the agent's other keys still do. Reported once a key
 			// and process: anyone may name the agent in an assertion.
-			if _, seen := a.unlogged.LoadOrStore(agentKeyRef{tenant: ref.ID, agent: ag.ID, kid: k.KID}, struct{}{}); !seen {
+			if a.firstReport(ref.ID, ag.ID, k.KID, "not logged") {
 				a.cfg.Logger.ErrorContext(ctx, "agent auth: a stored agent key is not one the organization's log records, so was written behind the service's back; it verifies nothing",
 					slog.String("tenant", ref.Slug), slog.String("agent", ag.ID), slog.String("kid", k.KID), slog.Any("reason", err))
 			}
@@ -483,13 +489,22 @@ func (a *AgentAuth) lookupAgent(ctx context.Context, agentID string) (store.Tena
 			// order): it verifies nothing, and the agent's other keys
 			// still do. An assertion naming it is refused as one under an
 			// unknown key.
-			a.cfg.Logger.WarnContext(ctx, "agent auth: a stored agent key is no longer accepted; it verifies nothing",
-				slog.String("agent", ag.ID), slog.String("kid", k.KID), slog.Any("reason", err))
+			if a.firstReport(ref.ID, ag.ID, k.KID, "refused") {
+				a.cfg.Logger.WarnContext(ctx, "agent auth: a stored agent key is no longer accepted; it verifies nothing",
+					slog.String("agent", ag.ID), slog.String("kid", k.KID), slog.Any("reason", err))
+			}
 			continue
 		}
 		info.Keys = append(info.Keys, jk)
 	}
 	return ref, info, nil
+}
+
+// firstReport says whether this is the first report of the stored key for
+// why: anyone may name an agent in an assertion, as often as they like.
+func (a *AgentAuth) firstReport(tenant, agent, kid, why string) bool {
+	_, seen := a.reported.LoadOrStore(agentKeyReport{agentKeyRef{tenant: tenant, agent: agent, kid: kid}, why}, struct{}{})
+	return !seen
 }
 
 // refused records a refusal in the organization's log, or the platform's

@@ -27,16 +27,22 @@ var ErrKeyNotLogged = errors.New("identity: the agent key is not the one the org
 // agent.registered or agent.key_rotated entry proven under the newest
 // checkpoint the log key signed (ledger.ProvenEntry), records that agent,
 // that kid and that public key. A key found so is remembered by its row's
-// contents; an entry never changes.
+// contents, and so is a key found not to be: an entry never changes.
 //
 // A key stored before keys named their entry has none: it is trusted as
 // before while none of its agent's keys names one. The binding starts
-// with the agent's first rotation since, which retires it. (On
-// PostgreSQL the tenant role cannot insert a key without an entry; on the
-// embedded store whoever writes the file can, into such an agent.)
+// with the agent's first rotation since, which retires it.
+//
+// What it holds against is PostgreSQL's tenant role, which can insert
+// key rows but not without an entry, nor change one, nor make a retired
+// key active (the tables' triggers and grants). Whoever can write the
+// embedded store's file can drop its triggers: make every key of an agent
+// name no entry and add one of their own, or make a retired key active
+// again (its entry still records it). There, this raises the bar, no more.
 type KeyLog struct {
-	ledger *ledger.Ledger
-	proven sync.Map // provenKey → struct{}
+	ledger  *ledger.Ledger
+	proven  sync.Map // provenKey → struct{}
+	refused sync.Map // provenKey → error: why the key is not the log's
 }
 
 type provenKey struct {
@@ -71,6 +77,22 @@ func (k *KeyLog) Check(ctx context.Context, org store.TenantRef, key store.Agent
 	if _, ok := k.proven.Load(pk); ok {
 		return nil
 	}
+	if why, ok := k.refused.Load(pk); ok {
+		return why.(error)
+	}
+	err := k.check(ctx, org, key, index)
+	switch {
+	case err == nil:
+		k.proven.Store(pk, struct{}{})
+	case errors.Is(err, ErrKeyNotLogged):
+		// Whoever names the agent in an assertion makes no more proofs.
+		k.refused.Store(pk, err)
+	}
+	return err
+}
+
+// check proves the entry at index and compares it with key.
+func (k *KeyLog) check(ctx context.Context, org store.TenantRef, key store.AgentKey, index uint64) error {
 	entry, record, err := k.ledger.ProvenEntry(ctx, k.ledger.TenantLog(org.ID, org.Slug), index)
 	switch {
 	case errors.Is(err, ledger.ErrNotProven):
@@ -93,7 +115,6 @@ func (k *KeyLog) Check(ctx context.Context, org store.TenantRef, key store.Agent
 	case rec.Event != wantEvent || rec.AgentID != key.AgentID || rec.KeyID != key.KID || !sameJSON(rec.PublicJWK, []byte(key.PublicJWK)):
 		return fmt.Errorf("%w: entry %d records another key than %q", ErrKeyNotLogged, index, key.KID)
 	}
-	k.proven.Store(pk, struct{}{})
 	return nil
 }
 

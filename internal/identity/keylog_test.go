@@ -61,12 +61,15 @@ func TestKeyLog(t *testing.T) {
 			if len(keys) != 2 || keys[0].LedgerIndex == nil || *keys[0].LedgerIndex != 0 || keys[1].LedgerIndex == nil || *keys[1].LedgerIndex != 2 {
 				t.Fatalf("the payer's keys name entries %+v, want 0 and 2", keys)
 			}
+			// A context already cancelled reads nothing: what a check gives
+			// under it, this KeyLog remembered.
+			remembered, cancel := context.WithCancel(ctx)
+			cancel()
 			for _, k := range keys {
 				if err := kl.Check(ctx, e.org, k, keys); err != nil {
 					t.Errorf("key %s of entry %d: %v", k.KID, *k.LedgerIndex, err)
 				}
-				// Again, from what this KeyLog remembers.
-				if err := kl.Check(ctx, e.org, k, keys); err != nil {
+				if err := kl.Check(remembered, e.org, k, keys); err != nil {
 					t.Errorf("key %s checked again: %v", k.KID, err)
 				}
 			}
@@ -98,6 +101,11 @@ func TestKeyLog(t *testing.T) {
 			} {
 				if err := kl.Check(ctx, e.org, tc.key, append(keys, tc.key)); !errors.Is(err, identity.ErrKeyNotLogged) {
 					t.Errorf("%s: %v, want ErrKeyNotLogged", tc.name, err)
+				}
+				// Refused for good: whoever names the agent makes no more
+				// proofs.
+				if err := kl.Check(remembered, e.org, tc.key, append(keys, tc.key)); !errors.Is(err, identity.ErrKeyNotLogged) {
+					t.Errorf("%s checked again: %v, want ErrKeyNotLogged", tc.name, err)
 				}
 			}
 			// An agent whose keys name no entry (stored before they did)
