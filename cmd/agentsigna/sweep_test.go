@@ -20,7 +20,7 @@ func TestPruneJTIs(t *testing.T) {
 	// them: one behind this one may still take its assertion.
 	lately := sha256.Sum256([]byte("lately"))
 	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		ag, err := tx.Agents().Create(ctx, store.Agent{Name: "a", Sponsor: "s", RiskTier: store.RiskLow})
+		ag, err := tx.Agents().Create(ctx, store.Agent{Name: "a", Sponsor: "s", RiskTier: store.RiskLow, LedgerIndex: new(uint64)})
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -199,12 +200,25 @@ func regoBundle(t testing.TB, revision, rego string) []byte {
 
 func (e *serviceEnv) agent(t testing.TB, tier store.RiskTier) store.Agent {
 	t.Helper()
-	var a store.Agent
-	e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		var err error
-		a, err = tx.Agents().Create(ctx, store.Agent{Name: "ap-bot", Sponsor: "usr_sponsor", RiskTier: tier})
-		return err
-	})
+	return e.agentIn(t, e.org, tier)
+}
+
+// agentIn registers an agent of org, logged, as the CLI does.
+func (e *serviceEnv) agentIn(t testing.TB, org decision.Organization, tier store.RiskTier) store.Agent {
+	t.Helper()
+	agents, err := identity.NewAgents(e.ledger, e.backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, public, _, err := identity.GenerateAgentKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agents.Register(context.Background(), store.TenantRef{ID: org.ID, Slug: org.Slug},
+		store.Agent{Name: "ap-bot", Sponsor: "usr_sponsor", RiskTier: tier}, store.AgentKey{KID: kid, PublicJWK: public})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return a
 }
 

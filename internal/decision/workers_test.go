@@ -74,11 +74,7 @@ func TestDecisionsSurviveAPolicyThatEndsItsProcess(t *testing.T) {
 			if _, err := e.policies.Activate(ctx, beta, b.Revision, "usr_author", "usr_reviewer", false); err != nil {
 				t.Fatal(err)
 			}
-			var betaAgent store.Agent
-			e.inTenant(t, beta.ID, func(ctx context.Context, tx store.TenantTx) error {
-				betaAgent, err = tx.Agents().Create(ctx, store.Agent{Name: "beta-bot", Sponsor: "usr_sponsor", RiskTier: store.RiskLow})
-				return err
-			})
+			betaAgent := e.agentIn(t, beta, store.RiskLow)
 			betaDecides := func() {
 				t.Helper()
 				resp, err := e.service.Decide(ctx, beta, betaAgent.ID, action("inventory.reorder"), "")

@@ -74,6 +74,7 @@ func (a *Agents) Register(ctx context.Context, org store.TenantRef, ag store.Age
 	var stored store.Agent
 	err := a.change(ctx, org, KindAgentRegistered, ag.ID, record, func(ctx context.Context, tx store.TenantTx, index uint64) error {
 		var err error
+		ag.LedgerIndex = &index
 		if stored, err = tx.Agents().Create(ctx, ag); err != nil {
 			return err
 		}

@@ -14,7 +14,8 @@ import (
 // their status and risk tier change, and a revoked agent stays revoked. A
 // key is retired, never deleted or changed.
 type AgentTx interface {
-	// Create stores a new agent. An empty ID is generated (NewID
+	// Create stores a new agent, naming the ledger entry that registers
+	// it (ErrInvalid without). An empty ID is generated (NewID
 	// PrefixAgent), an empty Status is AgentActive; CreatedAt and UpdatedAt
 	// are set to now. ErrConflict if the id exists.
 	Create(ctx context.Context, a Agent) (Agent, error)
@@ -24,7 +25,9 @@ type AgentTx interface {
 	// List returns every agent, oldest first.
 	List(ctx context.Context) ([]Agent, error)
 	// SetStatus changes an agent's status. ErrConflict when the agent is
-	// revoked and status is not: revocation is final.
+	// revoked and status is not (revocation is final), or when it is
+	// suspended and status is active: nothing logs a reinstatement yet,
+	// so none is made.
 	SetStatus(ctx context.Context, id string, status AgentStatus) error
 	// SetRiskTier changes an agent's risk tier.
 	SetRiskTier(ctx context.Context, id string, tier RiskTier) error
@@ -91,6 +94,12 @@ type Agent struct {
 	Status    AgentStatus
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// LedgerIndex is the index of the organization's ledger entry that
+	// registered the agent (agent.registered): the decision service takes
+	// the risk tier it records as the least the agent's is. Required by
+	// Create; nil only for an agent stored before agents named their
+	// entry.
+	LedgerIndex *uint64
 }
 
 // AgentKey is one public key an agent signs its client assertions with.

@@ -29,11 +29,14 @@ func (a *agentTx) Create(ctx context.Context, ag store.Agent) (store.Agent, erro
 	if err := store.CheckAgent(ag); err != nil {
 		return store.Agent{}, err
 	}
+	if err := store.CheckLedgerIndex(ag.LedgerIndex, "an agent"); err != nil {
+		return store.Agent{}, err
+	}
 	ag.CreatedAt = store.StoredTime(time.Time{})
 	ag.UpdatedAt = ag.CreatedAt
-	_, err := a.tx.Exec(ctx, `INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, a.tenantID, ag.ID, ag.Name, ag.Sponsor, string(ag.RiskTier), string(ag.Status),
-		ag.CreatedAt, ag.UpdatedAt)
+	_, err := a.tx.Exec(ctx, `INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at, ledger_index)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, a.tenantID, ag.ID, ag.Name, ag.Sponsor, string(ag.RiskTier), string(ag.Status),
+		ag.CreatedAt, ag.UpdatedAt, int64(*ag.LedgerIndex))
 	if err != nil {
 		return store.Agent{}, mapErr(err)
 	}
@@ -44,23 +47,24 @@ func (a *agentTx) Create(ctx context.Context, ag store.Agent) (store.Agent, erro
 	return ag, nil
 }
 
-const agentColumns = `id, name, sponsor, risk_tier, status, created_at, updated_at`
+const agentColumns = `id, name, sponsor, risk_tier, status, created_at, updated_at, ledger_index`
 
 const agentByIDSQL = `SELECT ` + agentColumns + ` FROM agents WHERE tenant_id = $1 AND id = $2`
 
 func scanAgent(row pgx.Row) (store.Agent, error) {
 	var id, name, sponsor, tier, status string
 	var created, updated time.Time
-	if err := row.Scan(&id, &name, &sponsor, &tier, &status, &created, &updated); err != nil {
+	var idx *int64
+	if err := row.Scan(&id, &name, &sponsor, &tier, &status, &created, &updated, &idx); err != nil {
 		return store.Agent{}, mapErr(err)
 	}
-	return agentFrom(id, name, sponsor, tier, status, created, updated), nil
+	return agentFrom(id, name, sponsor, tier, status, created, updated, idx), nil
 }
 
 // agentFrom builds an agent from agentColumns' values.
-func agentFrom(id, name, sponsor, tier, status string, created, updated time.Time) store.Agent {
+func agentFrom(id, name, sponsor, tier, status string, created, updated time.Time, idx *int64) store.Agent {
 	return store.Agent{ID: id, Name: name, Sponsor: sponsor, RiskTier: store.RiskTier(tier), Status: store.AgentStatus(status),
-		CreatedAt: created.UTC(), UpdatedAt: updated.UTC()}
+		CreatedAt: created.UTC(), UpdatedAt: updated.UTC(), LedgerIndex: ledgerIndexOf(idx)}
 }
 
 func (a *agentTx) Get(ctx context.Context, id string) (store.Agent, error) {
@@ -90,17 +94,17 @@ func (a *agentTx) SetStatus(ctx context.Context, id string, status store.AgentSt
 	if err := store.CheckAgentStatus(status); err != nil {
 		return err
 	}
-	// The condition makes revocation final atomically (the row lock
-	// serialises concurrent changes); the guard trigger is the database's
-	// own copy of the rule.
+	// The condition makes revocation final, and suspension short of
+	// reinstatement, atomically (the row lock serialises concurrent
+	// changes); the triggers are the database's own copy of the rules.
 	tag, err := a.tx.Exec(ctx, `UPDATE agents SET status = $1, updated_at = $2
-		WHERE tenant_id = $3 AND id = $4 AND (status <> 'revoked' OR $1 = 'revoked')`,
+		WHERE tenant_id = $3 AND id = $4 AND (status <> 'revoked' OR $1 = 'revoked') AND NOT (status = 'suspended' AND $1 = 'active')`,
 		string(status), store.StoredTime(time.Time{}), a.tenantID, id)
 	if err != nil {
 		return mapErr(err)
 	}
 	if tag.RowsAffected() == 0 {
-		return missingOr(ctx, a.tx, "agents", a.tenantID, id, "agent", "a revoked agent stays revoked")
+		return missingOr(ctx, a.tx, "agents", a.tenantID, id, "agent", "a revoked agent stays revoked, and a suspended one is not reinstated")
 	}
 	return nil
 }

@@ -63,7 +63,7 @@ func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store
 // policy activation (0: none). A row the organization lacks reads as
 // NULLs. Never the sealed bank details. One statement where there were
 // four: each cost the server and the driver more than its seek did.
-const decisionInputsSQL = `SELECT a.id, a.name, a.sponsor, a.risk_tier, a.status, a.created_at, a.updated_at,
+const decisionInputsSQL = `SELECT a.id, a.name, a.sponsor, a.risk_tier, a.status, a.created_at, a.updated_at, a.ledger_index,
 	s.decisions, s.denials, s.hour_decisions, s.hour_denials, s.day_decisions,
 	c.id, c.name, c.status, c.created_at, c.updated_at, c.ledger_index, coalesce(p.payments, 0),
 	coalesce((SELECT max(seq) FROM policy_activations WHERE tenant_id = $1), 0)
@@ -90,6 +90,7 @@ func readInputs(br pgx.BatchResults, q store.DecisionInputsQuery, in *store.Deci
 	var agent struct {
 		id, name, sponsor, tier, status *string
 		created, updated                *time.Time
+		index                           *int64
 	}
 	var cp struct {
 		id, name, status *string
@@ -98,14 +99,14 @@ func readInputs(br pgx.BatchResults, q store.DecisionInputsQuery, in *store.Deci
 	}
 	var latest, hourAgo, dayAgo store.AgentTally
 	var policySeq int64
-	err := br.QueryRow().Scan(&agent.id, &agent.name, &agent.sponsor, &agent.tier, &agent.status, &agent.created, &agent.updated,
+	err := br.QueryRow().Scan(&agent.id, &agent.name, &agent.sponsor, &agent.tier, &agent.status, &agent.created, &agent.updated, &agent.index,
 		&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions,
 		&cp.id, &cp.name, &cp.status, &cp.created, &cp.updated, &cp.index, &in.Payments, &policySeq)
 	if err != nil {
 		return mapErr(err)
 	}
 	if agent.id != nil {
-		a := agentFrom(*agent.id, *agent.name, *agent.sponsor, *agent.tier, *agent.status, *agent.created, *agent.updated)
+		a := agentFrom(*agent.id, *agent.name, *agent.sponsor, *agent.tier, *agent.status, *agent.created, *agent.updated, agent.index)
 		in.Agent = &a
 	}
 	in.Stats = store.StatsFromTallies(latest, hourAgo, dayAgo)

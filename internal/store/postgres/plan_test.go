@@ -254,7 +254,7 @@ func oneAgent(t *testing.T, s *postgres.Store) (acme store.Tenant, agent store.A
 	acme = storetest.CreateTenant(t, s, "acme")
 	err := s.InTenantTx(context.Background(), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow})
+		agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow, LedgerIndex: new(uint64)})
 		return err
 	})
 	if err != nil {

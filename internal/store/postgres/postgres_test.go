@@ -260,7 +260,7 @@ func TestReceiptsAndCasesNameOwnDecisions(t *testing.T) {
 		o := org{tenant: storetest.CreateTenant(t, s, slug)}
 		err := s.InTenantTx(ctx, o.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 			var err error
-			if o.agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow}); err != nil {
+			if o.agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow, LedgerIndex: new(uint64)}); err != nil {
 				return err
 			}
 			o.decision, err = tx.Decisions().Insert(ctx, store.Decision{
@@ -424,19 +424,24 @@ func TestActivationsInOrderForAnyWriter(t *testing.T) {
 	}
 }
 
-// An agent key row the tenant role writes behind the service's back names
-// a ledger entry, as the service's own do (the token endpoint then proves
-// it), and keeps the entry it was stored with.
-func TestAgentKeysNameTheirEntryForAnyWriter(t *testing.T) {
+// An agent or agent key row the tenant role writes behind the service's
+// back names a ledger entry, as the service's own do (the token endpoint
+// proves a key's, the decision service an agent's), and keeps the entry it
+// was stored with; a suspended agent is not reinstated.
+func TestAgentRowsNameTheirEntryForAnyWriter(t *testing.T) {
 	db := pgtest.New(t)
 	s := openTest(t, db, 0)
 	acme := storetest.CreateTenant(t, s, "acme")
 	ctx := context.Background()
-	var agent store.Agent
+	var agent, sleeper store.Agent
 	idx := uint64(3)
 	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		if agent, err = tx.Agents().Create(ctx, store.Agent{Name: "Payer", Sponsor: "usr_a", RiskTier: store.RiskLow}); err != nil {
+		if agent, err = tx.Agents().Create(ctx, store.Agent{Name: "Payer", Sponsor: "usr_a", RiskTier: store.RiskLow, LedgerIndex: new(uint64)}); err != nil {
+			return err
+		}
+		if sleeper, err = tx.Agents().Create(ctx, store.Agent{Name: "Sleeper", Sponsor: "usr_a", RiskTier: store.RiskLow,
+			Status: store.AgentSuspended, LedgerIndex: new(uint64)}); err != nil {
 			return err
 		}
 		_, err = tx.Agents().AddKey(ctx, store.AgentKey{AgentID: agent.ID, KID: "k1", LedgerIndex: &idx,
@@ -456,6 +461,11 @@ func TestAgentKeysNameTheirEntryForAnyWriter(t *testing.T) {
 		{fmt.Sprintf(insert, ", ledger_index", ", NULL"), "23514"},
 		{`UPDATE agent_keys SET ledger_index = 0 WHERE kid = 'k1'`, "42501"},
 		{`ALTER TABLE agent_keys DISABLE TRIGGER agent_keys_name_their_entry`, "42501"},
+		{`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at) VALUES ($1, '` +
+			store.NewID(store.PrefixAgent) + `', 'Planted', 'usr_a', 'low', 'active', now(), now())`, "23514"},
+		{`UPDATE agents SET ledger_index = 1 WHERE id = '` + agent.ID + `'`, "42501"},
+		{`UPDATE agents SET status = 'active' WHERE id = '` + sleeper.ID + `'`, "AS001"},
+		{`ALTER TABLE agents DISABLE TRIGGER agents_entry_is_final`, "42501"},
 		// Naming an entry, it is stored: the reader proves the entry.
 		{fmt.Sprintf(insert, ", ledger_index", ", 0"), ""},
 	} {
@@ -693,7 +703,7 @@ func TestPoolDoesNotLeakTenant(t *testing.T) {
 	var agent store.Agent
 	err = s.InTenantTx(ctx, a.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow})
+		agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow, LedgerIndex: new(uint64)})
 		return err
 	})
 	if err != nil {

@@ -31,11 +31,14 @@ func (a *agentTx) Create(ctx context.Context, ag store.Agent) (store.Agent, erro
 	if err := store.CheckAgent(ag); err != nil {
 		return store.Agent{}, err
 	}
+	if err := store.CheckLedgerIndex(ag.LedgerIndex, "an agent"); err != nil {
+		return store.Agent{}, err
+	}
 	ag.CreatedAt = store.StoredTime(time.Time{})
 	ag.UpdatedAt = ag.CreatedAt
-	_, err := a.tx.ExecContext(ctx, `INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, a.tenantID, ag.ID, ag.Name, ag.Sponsor, string(ag.RiskTier), string(ag.Status),
-		formatTime(ag.CreatedAt), formatTime(ag.UpdatedAt))
+	_, err := a.tx.ExecContext(ctx, `INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at, ledger_index)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, a.tenantID, ag.ID, ag.Name, ag.Sponsor, string(ag.RiskTier), string(ag.Status),
+		formatTime(ag.CreatedAt), formatTime(ag.UpdatedAt), ledgerIndexArg(ag.LedgerIndex))
 	if err != nil {
 		return store.Agent{}, mapErr(err)
 	}
@@ -50,19 +53,21 @@ func (a *agentTx) Create(ctx context.Context, ag store.Agent) (store.Agent, erro
 	return ag, nil
 }
 
-const agentColumns = `id, name, sponsor, risk_tier, status, created_at, updated_at`
+const agentColumns = `id, name, sponsor, risk_tier, status, created_at, updated_at, ledger_index`
 
 func scanAgent(row scanner) (store.Agent, error) {
 	var id, name, sponsor, tier, status, created, updated string
-	if err := row.Scan(&id, &name, &sponsor, &tier, &status, &created, &updated); err != nil {
+	var idx sql.NullInt64
+	if err := row.Scan(&id, &name, &sponsor, &tier, &status, &created, &updated, &idx); err != nil {
 		return store.Agent{}, mapErr(err)
 	}
-	return agentFromColumns(id, name, sponsor, tier, status, created, updated)
+	return agentFromColumns(id, name, sponsor, tier, status, created, updated, idx)
 }
 
 // agentFromColumns builds an agent from agentColumns' values.
-func agentFromColumns(id, name, sponsor, tier, status, created, updated string) (store.Agent, error) {
-	ag := store.Agent{ID: id, Name: name, Sponsor: sponsor, RiskTier: store.RiskTier(tier), Status: store.AgentStatus(status)}
+func agentFromColumns(id, name, sponsor, tier, status, created, updated string, idx sql.NullInt64) (store.Agent, error) {
+	ag := store.Agent{ID: id, Name: name, Sponsor: sponsor, RiskTier: store.RiskTier(tier), Status: store.AgentStatus(status),
+		LedgerIndex: ledgerIndexOf(idx)}
 	var err error
 	if ag.CreatedAt, err = parseTime(created); err != nil {
 		return store.Agent{}, err
@@ -106,16 +111,17 @@ func (a *agentTx) SetStatus(ctx context.Context, id string, status store.AgentSt
 	if err := store.CheckAgentStatus(status); err != nil {
 		return err
 	}
-	// The condition makes revocation final atomically; the trigger is the
-	// database's own copy of the rule.
-	res, err := a.tx.ExecContext(ctx, `UPDATE agents SET status = ?, updated_at = ?
-		WHERE tenant_id = ? AND id = ? AND (status <> 'revoked' OR ? = 'revoked')`,
-		string(status), formatTime(store.StoredTime(time.Time{})), a.tenantID, id, string(status))
+	// The condition makes revocation final, and suspension short of
+	// reinstatement, atomically; the triggers are the database's own copy
+	// of the rules.
+	res, err := a.tx.ExecContext(ctx, `UPDATE agents SET status = ?1, updated_at = ?2
+		WHERE tenant_id = ?3 AND id = ?4 AND (status <> 'revoked' OR ?1 = 'revoked') AND NOT (status = 'suspended' AND ?1 = 'active')`,
+		string(status), formatTime(store.StoredTime(time.Time{})), a.tenantID, id)
 	if err != nil {
 		return mapErr(err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return missingOr(ctx, a.tx, "agents", a.tenantID, id, "agent", "a revoked agent stays revoked")
+		return missingOr(ctx, a.tx, "agents", a.tenantID, id, "agent", "a revoked agent stays revoked, and a suspended one is not reinstated")
 	}
 	return nil
 }

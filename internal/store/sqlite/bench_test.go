@@ -25,7 +25,7 @@ func BenchmarkAgentStats(b *testing.B) {
 			var agent store.Agent
 			err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 				var err error
-				if agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow}); err != nil {
+				if agent, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow, LedgerIndex: new(uint64)}); err != nil {
 					return err
 				}
 				step := 61 * time.Minute / time.Duration(n)

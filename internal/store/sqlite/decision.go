@@ -263,6 +263,7 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 	now := store.StoredTime(q.Now)
 	var previous, counterparty sql.NullString
 	var agent [7]sql.NullString
+	var agentIndex sql.NullInt64
 	var cp [4]sql.NullString // name, status, created_at, updated_at
 	var cpIndex sql.NullInt64
 	var latest, hourAgo, dayAgo store.AgentTally
@@ -276,7 +277,7 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 	err := tt.tx.QueryRowContext(ctx, decisionInputsQuery, tt.tenantID, q.AgentID, hourStart, dayStart,
 		nullBytes(q.IdempotencyKeySHA256), sql.NullString{String: q.CounterpartyID, Valid: q.CounterpartyID != ""},
 	).Scan(&previous,
-		&agent[0], &agent[1], &agent[2], &agent[3], &agent[4], &agent[5], &agent[6],
+		&agent[0], &agent[1], &agent[2], &agent[3], &agent[4], &agent[5], &agent[6], &agentIndex,
 		&latest.Decisions, &latest.Denials, &hourAgo.Decisions, &hourAgo.Denials, &dayAgo.Decisions,
 		&counterparty, &cp[0], &cp[1], &cp[2], &cp[3], &cpIndex, &in.Payments, &policySeq)
 	if err != nil {
@@ -291,7 +292,7 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 	}
 	if agent[0].Valid {
 		a, err := agentFromColumns(agent[0].String, agent[1].String, agent[2].String, agent[3].String,
-			agent[4].String, agent[5].String, agent[6].String)
+			agent[4].String, agent[5].String, agent[6].String, agentIndex)
 		if err != nil {
 			return in, err
 		}
@@ -317,7 +318,7 @@ func readDecisionInputs(ctx context.Context, tt *tenantTx, q store.DecisionInput
 // organization lacks reads as NULLs. Never the sealed bank details.
 const decisionInputsQuery = `SELECT
 	(SELECT id FROM decisions WHERE tenant_id = ?1 AND agent_id = ?2 AND idempotency_key_sha256 = ?5),
-	a.id, a.name, a.sponsor, a.risk_tier, a.status, a.created_at, a.updated_at,
+	a.id, a.name, a.sponsor, a.risk_tier, a.status, a.created_at, a.updated_at, a.ledger_index,
 	` + agentTallyColumns + `,
 	c.id, c.name, c.status, c.created_at, c.updated_at, c.ledger_index,
 	coalesce((SELECT payments FROM counterparty_payments WHERE tenant_id = ?1 AND counterparty_id = ?6), 0),

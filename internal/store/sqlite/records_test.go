@@ -33,6 +33,7 @@ func TestRecordGuardsAreTheTriggers(t *testing.T) {
 		`UPDATE agents SET name = 'Renamed'`,
 		`UPDATE agents SET tenant_id = 'x'`,
 		`UPDATE agents SET status = 'active' WHERE status = 'revoked'`,
+		`UPDATE agents SET ledger_index = ledger_index + 1`,
 		`DELETE FROM agents WHERE status = 'revoked'`,
 		`UPDATE agent_keys SET public_jwk = '{}'`,
 		`UPDATE agent_keys SET ledger_index = ledger_index + 1`,
@@ -58,10 +59,12 @@ func TestRecordGuardsAreTheTriggers(t *testing.T) {
 	}
 }
 
-// An agent key row inserted behind the service's back names a ledger
-// entry, as the service's own do: one without would pass for a key stored
-// before keys named their entry. (The token endpoint proves the entry.)
-func TestAgentKeyRowsNameTheirEntry(t *testing.T) {
+// An agent or agent key row inserted behind the service's back names a
+// ledger entry, as the service's own do: one without would pass for a row
+// stored before rows named their entry. (The token endpoint proves a
+// key's entry, the decision service an agent's.) A suspended agent is not
+// reinstated.
+func TestAgentRowsNameTheirEntry(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	defer s.Close()
 	acme := storetest.CreateTenant(t, s, "acme")
@@ -79,6 +82,17 @@ func TestAgentKeyRowsNameTheirEntry(t *testing.T) {
 	}
 	if _, err := db.ExecContext(ctx, strings.Replace(insert, "%s", "0", 1)); err != nil {
 		t.Fatalf("a key naming an entry: %v", err)
+	}
+	_, err = db.ExecContext(ctx, `INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+		SELECT tenant_id, 'agt_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Planted', sponsor, 'low', 'active', created_at, updated_at FROM agents LIMIT 1`)
+	if err == nil || !strings.Contains(err.Error(), "an agent names its ledger entry") {
+		t.Fatalf("an agent without its entry: %v, want the trigger's refusal", err)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE agents SET status = 'suspended' WHERE status = 'active'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE agents SET status = 'active' WHERE status = 'suspended'`); !errors.Is(mapErr(err), store.ErrAppendOnly) {
+		t.Fatalf("a suspended agent reinstated: %v, want the trigger's refusal", err)
 	}
 	// With checks turned off, a negative index is stored: it reads as
 	// naming an entry no log has, not as a key from before the binding.

@@ -28,7 +28,7 @@ func testAgents(t *testing.T, h Harness) {
 		if payer.Status != store.AgentActive || payer.CreatedAt.Before(before) || !payer.UpdatedAt.Equal(payer.CreatedAt) {
 			return fmt.Errorf("created %+v", payer)
 		}
-		given, err = tx.Agents().Create(ctx, store.Agent{ID: givenID, Name: "Ops bot ✓", Sponsor: "usr_ops", RiskTier: store.RiskHigh, Status: store.AgentSuspended})
+		given, err = tx.Agents().Create(ctx, store.Agent{ID: givenID, Name: "Ops bot ✓", Sponsor: "usr_ops", RiskTier: store.RiskHigh, Status: store.AgentSuspended, LedgerIndex: ledgerIndex(0)})
 		return err
 	})
 	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
@@ -36,7 +36,8 @@ func testAgents(t *testing.T, h Harness) {
 		if err != nil || !sameAgent(got, payer) {
 			return fmt.Errorf("Get = %+v, %v; created %+v", got, err, payer)
 		}
-		if got, err := tx.Agents().Get(ctx, givenID); err != nil || !sameAgent(got, given) || got.Name != "Ops bot ✓" || got.Status != store.AgentSuspended || got.RiskTier != store.RiskHigh {
+		if got, err := tx.Agents().Get(ctx, givenID); err != nil || !sameAgent(got, given) || got.Name != "Ops bot ✓" || got.Status != store.AgentSuspended || got.RiskTier != store.RiskHigh ||
+			got.LedgerIndex == nil || *got.LedgerIndex != 0 {
 			return fmt.Errorf("Get(given id) = %+v, %v", got, err)
 		}
 		list, err := tx.Agents().List(ctx)
@@ -49,10 +50,14 @@ func testAgents(t *testing.T, h Harness) {
 		return nil
 	})
 
-	// Status and tier changes; revocation is final.
+	// Status and tier changes; revocation is final, and a suspended agent
+	// is not reinstated (nothing logs a reinstatement yet).
 	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		agents := tx.Agents()
-		for _, s := range []store.AgentStatus{store.AgentSuspended, store.AgentActive, store.AgentRevoked, store.AgentRevoked} {
+		if err := agents.SetStatus(ctx, given.ID, store.AgentActive); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("suspended → active: %v, want ErrConflict", err)
+		}
+		for _, s := range []store.AgentStatus{store.AgentSuspended, store.AgentRevoked, store.AgentRevoked} {
 			if err := agents.SetStatus(ctx, given.ID, s); err != nil {
 				return fmt.Errorf("SetStatus(%s): %w", s, err)
 			}
@@ -99,6 +104,8 @@ func testAgents(t *testing.T, h Harness) {
 		{"no tier", create(func(a *store.Agent) { a.RiskTier = "" }), store.ErrInvalid},
 		{"bad tier", create(func(a *store.Agent) { a.RiskTier = "extreme" }), store.ErrInvalid},
 		{"bad status", create(func(a *store.Agent) { a.Status = "deleted" }), store.ErrInvalid},
+		{"no ledger entry", create(func(a *store.Agent) { a.LedgerIndex = nil }), store.ErrInvalid},
+		{"ledger index past int64", create(func(a *store.Agent) { a.LedgerIndex = ledgerIndex(1 << 63) }), store.ErrInvalid},
 		{"get unknown", func(ctx context.Context, tx store.TenantTx) error {
 			_, err := tx.Agents().Get(ctx, unknown)
 			return err
@@ -319,7 +326,7 @@ func testAgentDirectory(t *testing.T, h Harness) {
 	var ag store.Agent
 	err := b.InTenantTx(c, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		ag, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_s", RiskTier: store.RiskLow})
+		ag, err = tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_s", RiskTier: store.RiskLow, LedgerIndex: ledgerIndex(0)})
 		return err
 	})
 	if err != nil {
@@ -339,7 +346,7 @@ func testAgentDirectory(t *testing.T, h Harness) {
 	}
 	// Another organization cannot take the id over.
 	err = b.InTenantTx(c, beta.ID, func(ctx context.Context, tx store.TenantTx) error {
-		_, err := tx.Agents().Create(ctx, store.Agent{ID: ag.ID, Name: "impostor", Sponsor: "usr_x", RiskTier: store.RiskLow})
+		_, err := tx.Agents().Create(ctx, store.Agent{ID: ag.ID, Name: "impostor", Sponsor: "usr_x", RiskTier: store.RiskLow, LedgerIndex: ledgerIndex(0)})
 		return err
 	})
 	if err == nil {

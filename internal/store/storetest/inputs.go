@@ -220,7 +220,7 @@ func paymentHistory(tb testing.TB, be store.Backend, n int) (store.Tenant, store
 	now := time.Now().UTC()
 	var q store.DecisionInputsQuery
 	err := be.InTenantTx(ctx(tb), acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		agent, err := tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow})
+		agent, err := tx.Agents().Create(ctx, store.Agent{Name: "payer", Sponsor: "usr_1", RiskTier: store.RiskLow, LedgerIndex: ledgerIndex(0)})
 		if err != nil {
 			return err
 		}

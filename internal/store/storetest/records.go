@@ -54,7 +54,7 @@ func inTenant(t *testing.T, b store.Backend, tenantID string, fn func(ctx contex
 }
 
 func newAgent(name string) store.Agent {
-	return store.Agent{Name: name, Sponsor: "usr_sponsor", RiskTier: store.RiskLow}
+	return store.Agent{Name: name, Sponsor: "usr_sponsor", RiskTier: store.RiskLow, LedgerIndex: ledgerIndex(0)}
 }
 
 // publicJWK is an Ed25519 public key (RFC 8037 A.2) under kid.
@@ -103,7 +103,11 @@ func sameAgent(a, b store.Agent) bool {
 	if !a.CreatedAt.Equal(b.CreatedAt) || !a.UpdatedAt.Equal(b.UpdatedAt) {
 		return false
 	}
+	if (a.LedgerIndex == nil) != (b.LedgerIndex == nil) || a.LedgerIndex != nil && *a.LedgerIndex != *b.LedgerIndex {
+		return false
+	}
 	a.CreatedAt, a.UpdatedAt, b.CreatedAt, b.UpdatedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	a.LedgerIndex, b.LedgerIndex = nil, nil
 	return a == b
 }
 
