@@ -175,6 +175,13 @@ func (s *Service) gather(ctx context.Context, org Organization, agentID string, 
 		return g, ErrUnknownAgent
 	}
 	agent := *in.Agent
+	// No safer than its registration says: the policy and the receipt
+	// see the same tier.
+	tier, err := s.agents.tier(ctx, org, agent)
+	if err != nil {
+		return g, err
+	}
+	agent.RiskTier = tier
 	g.agent = agent
 	g.policySeq = in.PolicySeq
 	g.input = Input{

@@ -138,8 +138,10 @@ type Service struct {
 
 	// receiptKeys gives an organization its first receipt key, logged.
 	receiptKeys *ReceiptKeys
-	// counterparties is what the policy sees of a counterparty's status.
+	// counterparties is what the policy sees of a counterparty's status,
+	// agents of an agent's risk tier.
 	counterparties *counterpartyLog
+	agents         *agentLog
 
 	// inflight serialises requests of one agent under one Idempotency-Key,
 	// and the lazy expiry of one case, within this process.
@@ -172,7 +174,8 @@ func NewService(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	return &Service{cfg: cfg, receiptKeys: rk, counterparties: &counterpartyLog{ledger: cfg.Ledger, logger: cfg.Logger},
-		waits: map[string]int{}, failed: map[string]loadFailure{}}, nil
+		agents: &agentLog{ledger: cfg.Ledger, logger: cfg.Logger},
+		waits:  map[string]int{}, failed: map[string]loadFailure{}}, nil
 }
 
 // ensurePolicy makes sure the engine holds the organization's activation

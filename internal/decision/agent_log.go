@@ -1,0 +1,109 @@
+package decision
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/agentsigna/agentsigna/internal/identity"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// agentLog decides which risk tier of an agent row the policy sees: the
+// riskier of the row's and the one the agent's registration entry records
+// (agent.registered, the entry the row names, proven under the newest
+// checkpoint the log key signed). Nothing logs a change of tier yet, so a
+// row may make an agent riskier, never safer: the organization's database
+// role could otherwise take a high-risk agent's payments out of the base
+// policy's escalation. A row whose entry is not its registration is seen
+// as critical, and reported once. An agent from before agents named their
+// entry is taken as stored.
+type agentLog struct {
+	ledger  *ledger.Ledger
+	logger  *slog.Logger
+	logged  sync.Map // agentRef → store.RiskTier: what the registration records
+	refused sync.Map // agentRef → struct{}: not the log's, and reported
+}
+
+type agentRef struct {
+	tenant, id string
+	index      uint64
+}
+
+// errAgentNotLogged: an agent row does not name its registration entry.
+var errAgentNotLogged = errors.New("the agent is not the one the organization's log registered")
+
+// riskOrder ranks the tiers, safest first.
+var riskOrder = map[store.RiskTier]int{store.RiskLow: 0, store.RiskMedium: 1, store.RiskHigh: 2, store.RiskCritical: 3}
+
+// tier is the risk tier of ag (a row of org) the policy sees.
+func (l *agentLog) tier(ctx context.Context, org Organization, ag store.Agent) (store.RiskTier, error) {
+	if ag.LedgerIndex == nil {
+		return ag.RiskTier, nil
+	}
+	ref := agentRef{tenant: org.ID, id: ag.ID, index: *ag.LedgerIndex}
+	if t, ok := l.logged.Load(ref); ok {
+		return riskier(ag.RiskTier, t.(store.RiskTier)), nil
+	}
+	if _, ok := l.refused.Load(ref); ok {
+		return store.RiskCritical, nil
+	}
+	registered, err := l.registered(ctx, org, ag)
+	switch {
+	case err == nil:
+		l.logged.Store(ref, registered)
+		return riskier(ag.RiskTier, registered), nil
+	case !errors.Is(err, errAgentNotLogged):
+		return "", err
+	}
+	// An entry never changes: the row is refused for good, reported once.
+	if _, seen := l.refused.LoadOrStore(ref, struct{}{}); !seen {
+		l.logger.ErrorContext(ctx, "decision: an agent row does not name its registration in the organization's log, so was written behind the service's back; its decisions see it as critical",
+			slog.String("tenant", org.Slug), slog.String("agent", ag.ID), slog.Any("reason", err))
+	}
+	return store.RiskCritical, nil
+}
+
+// registered is the risk tier ag's registration entry records.
+func (l *agentLog) registered(ctx context.Context, org Organization, ag store.Agent) (store.RiskTier, error) {
+	index := *ag.LedgerIndex
+	entry, record, err := l.ledger.ProvenEntry(ctx, l.ledger.TenantLog(org.ID, org.Slug), index)
+	switch {
+	case errors.Is(err, ledger.ErrNotProven):
+		return "", fmt.Errorf("%w: %v", errAgentNotLogged, err)
+	case err != nil:
+		return "", err
+	}
+	var rec struct {
+		Event    string         `json:"event"`
+		AgentID  string         `json:"agent_id"`
+		RiskTier store.RiskTier `json:"risk_tier"`
+	}
+	switch {
+	case entry.Kind != identity.KindAgentRegistered || entry.Subject != ag.ID:
+		return "", fmt.Errorf("%w: entry %d is %s of %q", errAgentNotLogged, index, entry.Kind, entry.Subject)
+	case json.Unmarshal(record, &rec) != nil:
+		return "", fmt.Errorf("%w: entry %d's record does not decode", errAgentNotLogged, index)
+	case rec.Event != "agent_registered" || rec.AgentID != ag.ID || store.CheckRiskTier(rec.RiskTier) != nil:
+		return "", fmt.Errorf("%w: entry %d records another agent", errAgentNotLogged, index)
+	}
+	return rec.RiskTier, nil
+}
+
+// riskier is the riskier of two tiers; a tier it does not know is
+// critical.
+func riskier(a, b store.RiskTier) store.RiskTier {
+	ra, okA := riskOrder[a]
+	rb, okB := riskOrder[b]
+	if !okA || !okB {
+		return store.RiskCritical
+	}
+	if ra >= rb {
+		return a
+	}
+	return b
+}

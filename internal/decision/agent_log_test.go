@@ -1,0 +1,62 @@
+package decision_test
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/store"
+)
+
+// An agent the organization's database role made safer in the store — a
+// high-risk agent set to low, or a row of its own naming another agent's
+// registration — is seen by the policy as its registration says, or as
+// critical: its payments escalate. A row made riskier is taken as stored.
+func TestAgentTierNoSaferThanLogged(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			logs := &lockedBuffer{}
+			_, _, e.service = e.newService(t, e.ledger, decision.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			e.activate(t, acmeBundle(t))
+			payee := e.counterparty(t, e.org, store.CounterpartyVerified)
+			high, low := e.agent(t, store.RiskHigh), e.agent(t, store.RiskLow)
+			escalates := func(what, agentID string) {
+				t.Helper()
+				got := e.decide(t, agentID, payment("10.00", payee.ID), "")
+				if got.Outcome != decision.Escalate || !slices.Contains(got.Reasons, "high_tier_money_movement") {
+					t.Fatalf("%s: %s %v, want an escalation for the agent's tier", what, got.Outcome, got.Reasons)
+				}
+			}
+			if got := e.decide(t, low.ID, payment("10.00", payee.ID), ""); got.Outcome != decision.Allow {
+				t.Fatalf("a low-risk agent: %s %v", got.Outcome, got.Reasons)
+			}
+			escalates("a high-risk agent", high.ID)
+
+			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				if err := tx.Agents().SetRiskTier(ctx, high.ID, store.RiskLow); err != nil {
+					return err
+				}
+				return tx.Agents().SetRiskTier(ctx, low.ID, store.RiskCritical)
+			})
+			escalates("a high-risk agent set to low in the store", high.ID)
+			escalates("a low-risk agent set to critical in the store", low.ID)
+
+			var planted store.Agent
+			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				var err error
+				planted, err = tx.Agents().Create(ctx, store.Agent{Name: "ap-bot", Sponsor: "usr_sponsor", RiskTier: store.RiskLow, LedgerIndex: low.LedgerIndex})
+				return err
+			})
+			for range 2 {
+				escalates("a planted agent naming another's registration", planted.ID)
+			}
+			if n := strings.Count(logs.String(), "agent="+planted.ID); n != 1 {
+				t.Fatalf("the planted agent reported %d times, want once:\n%s", n, logs.String())
+			}
+		})
+	}
+}
