@@ -48,6 +48,19 @@ func TestProvenEntry(t *testing.T) {
 				}
 				refused(t, e, 3, "an index past the tree")
 				refused(t, e, 1<<63, "an index far past the tree")
+				// ProvenRecord: the entry must be of a kind asked for, about
+				// the subject asked for.
+				if rec, err := e.ledger.ProvenRecord(ctx, e.log, 1, "s1", "test.a", "test.b"); err != nil || string(rec) != "r1" {
+					t.Fatalf("ProvenRecord(1) = %q, %v", rec, err)
+				}
+				for _, tc := range []struct {
+					subject string
+					kinds   []string
+				}{{"s1", []string{"test.a"}}, {"s0", []string{"test.b"}}, {"s1", nil}} {
+					if rec, err := e.ledger.ProvenRecord(ctx, e.log, 1, tc.subject, tc.kinds...); !errors.Is(err, ledger.ErrNotProven) {
+						t.Fatalf("ProvenRecord(1, %q, %v) = %q, %v; want ErrNotProven", tc.subject, tc.kinds, rec, err)
+					}
+				}
 			})
 			t.Run("record rewritten", func(t *testing.T) {
 				e := setup(t)

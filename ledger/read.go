@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -230,6 +231,20 @@ func (l *Ledger) ProvenEntry(ctx context.Context, lg Log, index uint64) (verify.
 		return verify.Entry{}, nil, fmt.Errorf("%w: entry %d's stored record is not the one it digests", ErrNotProven, index)
 	}
 	return entry, stored.Record, nil
+}
+
+// ProvenRecord is the record of ProvenEntry's entry, once the entry is of
+// one of kinds and about subject: what a row naming it must be, else
+// ErrNotProven too.
+func (l *Ledger) ProvenRecord(ctx context.Context, lg Log, index uint64, subject string, kinds ...string) ([]byte, error) {
+	entry, record, err := l.ProvenEntry(ctx, lg, index)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(kinds, entry.Kind) || entry.Subject != subject {
+		return nil, fmt.Errorf("%w: entry %d is %s of %q", ErrNotProven, index, entry.Kind, entry.Subject)
+	}
+	return record, nil
 }
 
 // InclusionProofByLeafHash finds the entry with leafHash and proves it.

@@ -49,7 +49,11 @@ func (p *Policies) checkActivation(ctx context.Context, org Organization, act st
 		return nil
 	}
 	index := *act.LedgerIndex
-	entry, record, err := p.ledger.ProvenEntry(ctx, p.ledger.TenantLog(org.ID, org.Slug), index)
+	wantKind, wantEvent := "policy.activate", "activate"
+	if act.Rollback {
+		wantKind, wantEvent = "policy.rollback", "rollback"
+	}
+	record, err := p.ledger.ProvenRecord(ctx, p.ledger.TenantLog(org.ID, org.Slug), index, act.Revision, wantKind)
 	switch {
 	case errors.Is(err, ledger.ErrNotProven):
 		return fmt.Errorf("%w: %v", errActivationNotLogged, err)
@@ -57,13 +61,7 @@ func (p *Policies) checkActivation(ctx context.Context, org Organization, act st
 		return err
 	}
 	var rec policyRecord
-	wantKind, wantEvent := "policy.activate", "activate"
-	if act.Rollback {
-		wantKind, wantEvent = "policy.rollback", "rollback"
-	}
 	switch {
-	case entry.Kind != wantKind || entry.Subject != act.Revision:
-		return fmt.Errorf("%w: entry %d is %s of %q", errActivationNotLogged, index, entry.Kind, entry.Subject)
 	case json.Unmarshal(record, &rec) != nil:
 		return fmt.Errorf("%w: entry %d's record does not decode", errActivationNotLogged, index)
 	case rec.Seq != act.Seq:

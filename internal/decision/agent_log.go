@@ -71,7 +71,7 @@ func (l *agentLog) tier(ctx context.Context, org Organization, ag store.Agent) (
 // registered is the risk tier ag's registration entry records.
 func (l *agentLog) registered(ctx context.Context, org Organization, ag store.Agent) (store.RiskTier, error) {
 	index := *ag.LedgerIndex
-	entry, record, err := l.ledger.ProvenEntry(ctx, l.ledger.TenantLog(org.ID, org.Slug), index)
+	record, err := l.ledger.ProvenRecord(ctx, l.ledger.TenantLog(org.ID, org.Slug), index, ag.ID, identity.KindAgentRegistered)
 	switch {
 	case errors.Is(err, ledger.ErrNotProven):
 		return "", fmt.Errorf("%w: %v", errAgentNotLogged, err)
@@ -84,8 +84,6 @@ func (l *agentLog) registered(ctx context.Context, org Organization, ag store.Ag
 		RiskTier store.RiskTier `json:"risk_tier"`
 	}
 	switch {
-	case entry.Kind != identity.KindAgentRegistered || entry.Subject != ag.ID:
-		return "", fmt.Errorf("%w: entry %d is %s of %q", errAgentNotLogged, index, entry.Kind, entry.Subject)
 	case json.Unmarshal(record, &rec) != nil:
 		return "", fmt.Errorf("%w: entry %d's record does not decode", errAgentNotLogged, index)
 	case rec.Event != "agent_registered" || rec.AgentID != ag.ID || store.CheckRiskTier(rec.RiskTier) != nil:

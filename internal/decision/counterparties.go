@@ -143,7 +143,7 @@ func (l *counterpartyLog) status(ctx context.Context, org Organization, cp store
 // check proves the entry cp names and compares it with cp.
 func (l *counterpartyLog) check(ctx context.Context, org Organization, cp store.Counterparty) error {
 	index := *cp.LedgerIndex
-	entry, record, err := l.ledger.ProvenEntry(ctx, l.ledger.TenantLog(org.ID, org.Slug), index)
+	record, err := l.ledger.ProvenRecord(ctx, l.ledger.TenantLog(org.ID, org.Slug), index, cp.ID, KindCounterpartyCreated)
 	switch {
 	case errors.Is(err, ledger.ErrNotProven):
 		return fmt.Errorf("%w: %v", errCounterpartyNotLogged, err)
@@ -152,8 +152,6 @@ func (l *counterpartyLog) check(ctx context.Context, org Organization, cp store.
 	}
 	var rec CounterpartyRecord
 	switch {
-	case entry.Kind != KindCounterpartyCreated || entry.Subject != cp.ID:
-		return fmt.Errorf("%w: entry %d is %s of %q", errCounterpartyNotLogged, index, entry.Kind, entry.Subject)
 	case json.Unmarshal(record, &rec) != nil:
 		return fmt.Errorf("%w: entry %d's record does not decode", errCounterpartyNotLogged, index)
 	case rec.Event != "counterparty_created" || rec.CounterpartyID != cp.ID || rec.Status != string(store.CounterpartyVerified):
