@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math"
@@ -16,15 +17,8 @@ import (
 // The record guards are the triggers — not a foreign key or a CHECK that
 // happens to trip on the same statement.
 func TestRecordGuardsAreTheTriggers(t *testing.T) {
-	s := openTest(t, t.TempDir())
-	defer s.Close()
-	acme := storetest.CreateTenant(t, s, "acme")
-	storetest.SeedRecords(t, s, acme.ID)
+	_, _, db := seededTenant(t)
 	ctx := context.Background()
-	db, err := s.tenantDB(ctx, acme.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, stmt := range []string{
 		`UPDATE decisions SET outcome = 'allow'`,
 		`DELETE FROM decisions WHERE outcome = 'deny'`,
@@ -65,18 +59,11 @@ func TestRecordGuardsAreTheTriggers(t *testing.T) {
 // key's entry, the decision service an agent's.) A suspended agent is not
 // reinstated.
 func TestAgentRowsNameTheirEntry(t *testing.T) {
-	s := openTest(t, t.TempDir())
-	defer s.Close()
-	acme := storetest.CreateTenant(t, s, "acme")
-	storetest.SeedRecords(t, s, acme.ID)
+	s, acme, db := seededTenant(t)
 	ctx := context.Background()
-	db, err := s.tenantDB(ctx, acme.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
 	insert := `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at, ledger_index)
 		SELECT tenant_id, agent_id, 'planted', public_jwk, 'active', created_at, %s FROM agent_keys LIMIT 1`
-	_, err = db.ExecContext(ctx, strings.Replace(insert, "%s", "NULL", 1))
+	_, err := db.ExecContext(ctx, strings.Replace(insert, "%s", "NULL", 1))
 	if err == nil || !strings.Contains(err.Error(), "a key names its ledger entry") {
 		t.Fatalf("a key without its entry: %v, want the trigger's refusal", err)
 	}
@@ -125,18 +112,11 @@ func TestAgentRowsNameTheirEntry(t *testing.T) {
 // entry, as the service's own do, and becomes verified only as it was
 // recorded.
 func TestCounterpartyRowsNameTheirEntry(t *testing.T) {
-	s := openTest(t, t.TempDir())
-	defer s.Close()
-	acme := storetest.CreateTenant(t, s, "acme")
-	storetest.SeedRecords(t, s, acme.ID)
+	_, _, db := seededTenant(t)
 	ctx := context.Background()
-	db, err := s.tenantDB(ctx, acme.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
 	insert := `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at, ledger_index)
 		SELECT tenant_id, 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Mallory', 'new', created_at, updated_at, %s FROM counterparties LIMIT 1`
-	_, err = db.ExecContext(ctx, strings.Replace(insert, "%s", "NULL", 1))
+	_, err := db.ExecContext(ctx, strings.Replace(insert, "%s", "NULL", 1))
 	if err == nil || !strings.Contains(err.Error(), "a counterparty names its ledger entry") {
 		t.Fatalf("a counterparty without its entry: %v, want the trigger's refusal", err)
 	}
@@ -151,4 +131,20 @@ func TestCounterpartyRowsNameTheirEntry(t *testing.T) {
 	if _, err := db.ExecContext(ctx, `UPDATE counterparties SET status = 'blocked' WHERE id = 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa'`); err != nil {
 		t.Fatalf("blocked: %v", err)
 	}
+}
+
+// seededTenant is a store holding organization acme with one of every
+// record (storetest.SeedRecords), and acme's file opened as the store
+// opens it.
+func seededTenant(t *testing.T) (*Store, store.Tenant, *sql.DB) {
+	t.Helper()
+	s := openTest(t, t.TempDir())
+	t.Cleanup(func() { s.Close() })
+	acme := storetest.CreateTenant(t, s, "acme")
+	storetest.SeedRecords(t, s, acme.ID)
+	db, err := s.tenantDB(context.Background(), acme.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, acme, db
 }
