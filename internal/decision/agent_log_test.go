@@ -2,6 +2,8 @@ package decision_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -9,10 +11,13 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
 )
 
-// An agent the organization's database role made safer in the store — a
-// high-risk agent set to low, or a row of its own naming another agent's
+// An agent made safer in the store — a high-risk agent set to low by
+// whoever writes the SQLite file (the database role cannot: the store and
+// a trigger refuse it), or a row of its own naming another agent's
 // registration — is seen by the policy as its registration says, or as
 // critical: its payments escalate. A row made riskier is taken as stored.
 func TestAgentTierNoSaferThanLogged(t *testing.T) {
@@ -37,11 +42,15 @@ func TestAgentTierNoSaferThanLogged(t *testing.T) {
 			escalates("a high-risk agent", high.ID)
 
 			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
-				if err := tx.Agents().SetRiskTier(ctx, high.ID, store.RiskLow); err != nil {
-					return err
+				if err := tx.Agents().SetRiskTier(ctx, high.ID, store.RiskLow); !errors.Is(err, store.ErrConflict) {
+					return fmt.Errorf("high → low in the store: %v, want ErrConflict", err)
 				}
 				return tx.Agents().SetRiskTier(ctx, low.ID, store.RiskCritical)
 			})
+			if kind == "sqlite" {
+				sqlitetest.Tamper(t, e.backend.(*sqlite.Store).TenantFile(e.org.ID),
+					`UPDATE agents SET risk_tier = 'low' WHERE id = '`+high.ID+`'`)
+			}
 			escalates("a high-risk agent set to low in the store", high.ID)
 			escalates("a low-risk agent set to critical in the store", low.ID)
 

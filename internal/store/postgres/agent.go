@@ -116,13 +116,15 @@ func (a *agentTx) SetRiskTier(ctx context.Context, id string, tier store.RiskTie
 	if err := store.CheckRiskTier(tier); err != nil {
 		return err
 	}
-	tag, err := a.tx.Exec(ctx, `UPDATE agents SET risk_tier = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4`,
+	// Only up: the condition is the rule, the trigger its copy.
+	tag, err := a.tx.Exec(ctx, `UPDATE agents SET risk_tier = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4
+		AND app_risk_rank(risk_tier) <= app_risk_rank($1)`,
 		string(tier), store.StoredTime(time.Time{}), a.tenantID, id)
 	if err != nil {
 		return mapErr(err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%w: agent", store.ErrNotFound)
+		return missingOr(ctx, a.tx, "agents", a.tenantID, id, "agent", "an agent's risk tier only rises: nothing logs a lowering")
 	}
 	return nil
 }

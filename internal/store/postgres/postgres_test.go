@@ -427,7 +427,8 @@ func TestActivationsInOrderForAnyWriter(t *testing.T) {
 // An agent or agent key row the tenant role writes behind the service's
 // back names a ledger entry, as the service's own do (the token endpoint
 // proves a key's, the decision service an agent's), and keeps the entry it
-// was stored with; a suspended agent is not reinstated.
+// was stored with; a suspended agent is not reinstated, and a tier only
+// rises.
 func TestAgentRowsNameTheirEntryForAnyWriter(t *testing.T) {
 	db := pgtest.New(t)
 	s := openTest(t, db, 0)
@@ -440,7 +441,7 @@ func TestAgentRowsNameTheirEntryForAnyWriter(t *testing.T) {
 		if agent, err = tx.Agents().Create(ctx, store.Agent{Name: "Payer", Sponsor: "usr_a", RiskTier: store.RiskLow, LedgerIndex: new(uint64)}); err != nil {
 			return err
 		}
-		if sleeper, err = tx.Agents().Create(ctx, store.Agent{Name: "Sleeper", Sponsor: "usr_a", RiskTier: store.RiskLow,
+		if sleeper, err = tx.Agents().Create(ctx, store.Agent{Name: "Sleeper", Sponsor: "usr_a", RiskTier: store.RiskHigh,
 			Status: store.AgentSuspended, LedgerIndex: new(uint64)}); err != nil {
 			return err
 		}
@@ -465,6 +466,8 @@ func TestAgentRowsNameTheirEntryForAnyWriter(t *testing.T) {
 			store.NewID(store.PrefixAgent) + `', 'Planted', 'usr_a', 'low', 'active', now(), now())`, "23514"},
 		{`UPDATE agents SET ledger_index = 1 WHERE id = '` + agent.ID + `'`, "42501"},
 		{`UPDATE agents SET status = 'active' WHERE id = '` + sleeper.ID + `'`, "AS001"},
+		{`UPDATE agents SET risk_tier = 'low' WHERE id = '` + sleeper.ID + `'`, "AS001"},
+		{`UPDATE agents SET risk_tier = 'critical' WHERE id = '` + sleeper.ID + `'`, ""},
 		{`ALTER TABLE agents DISABLE TRIGGER agents_entry_is_final`, "42501"},
 		// Naming an entry, it is stored: the reader proves the entry.
 		{fmt.Sprintf(insert, ", ledger_index", ", 0"), ""},

@@ -126,6 +126,11 @@ func (a *agentTx) SetStatus(ctx context.Context, id string, status store.AgentSt
 	return nil
 }
 
+// riskRank is the SQL rank of a risk tier expression, safest first.
+func riskRank(expr string) string {
+	return `CASE ` + expr + ` WHEN 'low' THEN 0 WHEN 'medium' THEN 1 WHEN 'high' THEN 2 ELSE 3 END`
+}
+
 func (a *agentTx) SetRiskTier(ctx context.Context, id string, tier store.RiskTier) error {
 	if err := store.CheckID(store.PrefixAgent, id); err != nil {
 		return err
@@ -133,13 +138,15 @@ func (a *agentTx) SetRiskTier(ctx context.Context, id string, tier store.RiskTie
 	if err := store.CheckRiskTier(tier); err != nil {
 		return err
 	}
-	res, err := a.tx.ExecContext(ctx, `UPDATE agents SET risk_tier = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+	// Only up: the condition is the rule, the trigger its copy.
+	res, err := a.tx.ExecContext(ctx, `UPDATE agents SET risk_tier = ?1, updated_at = ?2 WHERE tenant_id = ?3 AND id = ?4
+		AND `+riskRank("risk_tier")+` <= `+riskRank("?1"),
 		string(tier), formatTime(store.StoredTime(time.Time{})), a.tenantID, id)
 	if err != nil {
 		return mapErr(err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: agent", store.ErrNotFound)
+		return missingOr(ctx, a.tx, "agents", a.tenantID, id, "agent", "an agent's risk tier only rises: nothing logs a lowering")
 	}
 	return nil
 }

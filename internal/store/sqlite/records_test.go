@@ -57,7 +57,7 @@ func TestRecordGuardsAreTheTriggers(t *testing.T) {
 // ledger entry, as the service's own do: one without would pass for a row
 // stored before rows named their entry. (The token endpoint proves a
 // key's entry, the decision service an agent's.) A suspended agent is not
-// reinstated.
+// reinstated, and a tier only rises.
 func TestAgentRowsNameTheirEntry(t *testing.T) {
 	s, acme, db := seededTenant(t)
 	ctx := context.Background()
@@ -80,6 +80,12 @@ func TestAgentRowsNameTheirEntry(t *testing.T) {
 	}
 	if _, err := db.ExecContext(ctx, `UPDATE agents SET status = 'active' WHERE status = 'suspended'`); !errors.Is(mapErr(err), store.ErrAppendOnly) {
 		t.Fatalf("a suspended agent reinstated: %v, want the trigger's refusal", err)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE agents SET risk_tier = 'critical'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE agents SET risk_tier = 'medium'`); !errors.Is(mapErr(err), store.ErrAppendOnly) {
+		t.Fatalf("an agent made safer: %v, want the trigger's refusal", err)
 	}
 	// With checks turned off, a negative index is stored: it reads as
 	// naming an entry no log has, not as a key from before the binding.

@@ -70,6 +70,10 @@ func testAgents(t *testing.T, h Harness) {
 		if err := agents.SetRiskTier(ctx, payer.ID, store.RiskCritical); err != nil {
 			return err
 		}
+		// Only up: nothing logs a lowering yet.
+		if err := agents.SetRiskTier(ctx, payer.ID, store.RiskHigh); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("critical → high: %v, want ErrConflict", err)
+		}
 		got, err := agents.Get(ctx, payer.ID)
 		if err != nil || got.RiskTier != store.RiskCritical || got.Status != store.AgentActive || got.UpdatedAt.Before(got.CreatedAt) {
 			return fmt.Errorf("after SetRiskTier: %+v, %v", got, err)
