@@ -24,8 +24,10 @@ type Report struct {
 	// Problem is the first mismatch, nil when the log is intact.
 	Problem *Problem
 	// KeysProblem is the mismatch CheckOptions.CheckKeys found, "" when
-	// none (or when it did not run: it runs only on an intact log).
+	// none (or when it did not run: it runs only on an intact log), and
+	// RowsProblem CheckOptions.CheckRows's.
 	KeysProblem string
+	RowsProblem string
 }
 
 // CheckOptions adds checks of what a log's entries record to Check.
@@ -41,11 +43,20 @@ type CheckOptions struct {
 	// introduced by an entry. An error wrapping ErrKeysMismatch is
 	// Report.KeysProblem; any other fails the check.
 	CheckKeys func(ctx context.Context, keys store.KeyTx) error
+	// CheckRows, if set, runs after CheckKeys, likewise, with the
+	// organization's transaction: e.g. that every agent key stored was
+	// introduced by an entry. An error wrapping ErrRowsMismatch is
+	// Report.RowsProblem. Only an organization's log has rows.
+	CheckRows func(ctx context.Context, tx store.TenantTx) error
 }
 
 // ErrKeysMismatch: the store's keys are not what the log says of them
 // (CheckOptions.CheckKeys).
 var ErrKeysMismatch = errors.New("the store's keys do not match the log")
+
+// ErrRowsMismatch: the organization's rows are not what its log says of
+// them (CheckOptions.CheckRows).
+var ErrRowsMismatch = errors.New("the store's rows do not match the log")
 
 // Problem names the first entry that does not match.
 type Problem struct {
@@ -72,7 +83,20 @@ func (l *Ledger) Check(ctx context.Context, lg Log, verifierKey string) (Report,
 // CheckWith is Check with the checks of opts.
 func (l *Ledger) CheckWith(ctx context.Context, lg Log, verifierKey string, opts CheckOptions) (Report, error) {
 	var rep Report
-	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
+	read := lg.read
+	var tx store.TenantTx // with CheckRows
+	if opts.CheckRows != nil {
+		if lg.readTenant == nil {
+			return rep, fmt.Errorf("%w: only an organization's log has rows to check", store.ErrInvalid)
+		}
+		read = func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
+			return lg.readTenant(ctx, func(ctx context.Context, t store.TenantTx) error {
+				tx = t
+				return fn(ctx, t.Log(), t.Keys())
+			})
+		}
+	}
+	err := read(ctx, func(ctx context.Context, lt store.LogTx, kt store.KeyTx) error {
 		sizes, err := lt.CheckpointSizes(ctx)
 		if err != nil {
 			return err
@@ -88,9 +112,9 @@ func (l *Ledger) CheckWith(ctx context.Context, lg Log, verifierKey string, opts
 				rep.Problem = &Problem{es[0].Index, "entries exist but no checkpoint signs them"}
 				return nil
 			}
-			// An empty log still answers for the store's keys: what it
-			// should hold for a log without entries (e.g. none).
-			if found, err := checkKeys(ctx, opts, kt, &rep); found || err != nil || verifierKey != "" {
+			// An empty log still answers for the store's keys and rows:
+			// what it should hold for a log without entries (e.g. none).
+			if found, err := checkStore(ctx, opts, kt, tx, &rep); found || err != nil || verifierKey != "" {
 				return err
 			}
 			// Without a key either, ErrNoLogKey: the log was never begun.
@@ -113,24 +137,32 @@ func (l *Ledger) CheckWith(ctx context.Context, lg Log, verifierKey string, opts
 		if err != nil || rep.Problem != nil {
 			return err
 		}
-		_, err = checkKeys(ctx, opts, kt, &rep)
+		_, err = checkStore(ctx, opts, kt, tx, &rep)
 		return err
 	})
 	return rep, err
 }
 
-// checkKeys runs opts.CheckKeys, if set: a mismatch is rep.KeysProblem
-// (found true), another error Check's.
-func checkKeys(ctx context.Context, opts CheckOptions, kt store.KeyTx, rep *Report) (found bool, err error) {
-	if opts.CheckKeys == nil {
-		return false, nil
+// checkStore runs opts.CheckKeys and opts.CheckRows, those set: a
+// mismatch is rep.KeysProblem or rep.RowsProblem (found true), another
+// error Check's.
+func checkStore(ctx context.Context, opts CheckOptions, kt store.KeyTx, tx store.TenantTx, rep *Report) (found bool, err error) {
+	if opts.CheckKeys != nil {
+		err = opts.CheckKeys(ctx, kt)
+		if errors.Is(err, ErrKeysMismatch) {
+			rep.KeysProblem, found, err = err.Error(), true, nil
+		}
+		if err != nil {
+			return false, err
+		}
 	}
-	err = opts.CheckKeys(ctx, kt)
-	if errors.Is(err, ErrKeysMismatch) {
-		rep.KeysProblem = err.Error()
-		return true, nil
+	if opts.CheckRows != nil {
+		err = opts.CheckRows(ctx, tx)
+		if errors.Is(err, ErrRowsMismatch) {
+			rep.RowsProblem, found, err = err.Error(), true, nil
+		}
 	}
-	return false, err
+	return found, err
 }
 
 func (l *Ledger) checkEntries(ctx context.Context, lt store.LogTx, vkey string, sizes []uint64, rep *Report, checkRecord func(verify.Entry, []byte) error) (*Problem, error) {

@@ -263,6 +263,23 @@ func TestCheckWithOptions(t *testing.T) {
 			if rep, err := e.ledger.CheckWith(ctx, e.log, "", failing); err == nil || err.Error() != "the store is down" || rep.KeysProblem != "" {
 				t.Fatalf("a failing key check: %+v, %v", rep, err)
 			}
+			// Rows likewise, in the organization's transaction, once keys
+			// are checked; none on the platform's log.
+			withRows := opts
+			withRows.CheckKeys = nil
+			withRows.CheckRows = func(ctx context.Context, tx store.TenantTx) error {
+				if _, err := tx.GetSetting(ctx, "none"); !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				return fmt.Errorf("%w: the rows disagree", ledger.ErrRowsMismatch)
+			}
+			rep, err = e.ledger.CheckWith(ctx, e.log, "", withRows)
+			if err != nil || rep.Problem != nil || rep.RowsProblem != "the store's rows do not match the log: the rows disagree" {
+				t.Fatalf("rows of an intact log: %+v, %v", rep, err)
+			}
+			if _, err := e.ledger.CheckWith(ctx, e.ledger.PlatformLog(), "", withRows); !errors.Is(err, store.ErrInvalid) {
+				t.Fatalf("rows of the platform log: %v", err)
+			}
 			// A record the caller refuses in a batch whose checkpoint is
 			// forged: the forgery is what is reported.
 			opts.CheckRecord = func(v verify.Entry, _ []byte) error {

@@ -126,8 +126,10 @@ type Log struct {
 	// the batches.
 	read func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error
 	// tenant runs fn in a transaction of the organization's store, which
-	// holds the log; nil for the platform log.
-	tenant func(ctx context.Context, fn func(context.Context, store.TenantTx) error) error
+	// holds the log, and readTenant in a read transaction; nil for the
+	// platform log.
+	tenant     func(ctx context.Context, fn func(context.Context, store.TenantTx) error) error
+	readTenant func(ctx context.Context, fn func(context.Context, store.TenantTx) error) error
 }
 
 // TenantLog is the organization's log. slug names it in the origin of a
@@ -135,6 +137,9 @@ type Log struct {
 func (l *Ledger) TenantLog(tenantID, slug string) Log {
 	tenant := func(ctx context.Context, fn func(context.Context, store.TenantTx) error) error {
 		return l.cfg.Tenants.InTenantTx(ctx, tenantID, fn)
+	}
+	readTenant := func(ctx context.Context, fn func(context.Context, store.TenantTx) error) error {
+		return l.cfg.Tenants.InTenantReadTx(ctx, tenantID, fn)
 	}
 	return Log{
 		key:   tenantID,
@@ -145,11 +150,12 @@ func (l *Ledger) TenantLog(tenantID, slug string) Log {
 			})
 		},
 		read: func(ctx context.Context, fn func(context.Context, store.LogTx, store.KeyTx) error) error {
-			return l.cfg.Tenants.InTenantReadTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+			return readTenant(ctx, func(ctx context.Context, tx store.TenantTx) error {
 				return fn(ctx, tx.Log(), tx.Keys())
 			})
 		},
-		tenant: tenant,
+		tenant:     tenant,
+		readTenant: readTenant,
 	}
 }
 
