@@ -180,11 +180,20 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	failed := 0
 	for _, tg := range targets {
 		var opts ledger.CheckOptions
+		var rows *decision.RowLog
 		if tg.tenant {
 			// Every receipt key the organization holds came with its
-			// entry (decision.ReceiptKeys).
-			keys := decision.NewReceiptKeyLog()
-			opts.CheckRecord, opts.CheckKeys = keys.Entry, keys.Keys
+			// entry (decision.ReceiptKeys), and so did its agents, their
+			// keys and its counterparties.
+			keys, rowLog := decision.NewReceiptKeyLog(), decision.NewRowLog()
+			rows = rowLog
+			opts.CheckKeys, opts.CheckRows = keys.Keys, rows.Rows
+			opts.CheckRecord = func(e verify.Entry, record []byte) error {
+				if err := keys.Entry(e, record); err != nil {
+					return err
+				}
+				return rowLog.Entry(e, record)
+			}
 		}
 		rep, err := l.CheckWith(ctx, tg.log, pinned, opts)
 		if err == nil && rep.Problem == nil && kept != nil {
@@ -206,8 +215,15 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		case rep.KeysProblem != "":
 			failed++
 			fmt.Fprintf(stdout, "%s: FAILED: %s\n", tg.name, rep.KeysProblem)
+		case rep.RowsProblem != "":
+			failed++
+			fmt.Fprintf(stdout, "%s: FAILED: %s\n", tg.name, rep.RowsProblem)
 		default:
-			fmt.Fprintf(stdout, "%s: OK: %d entries, %d signed checkpoints, origin %s\n", tg.name, rep.Size, rep.Checkpoints, rep.Origin)
+			var unlogged string
+			if rows != nil && rows.Unlogged > 0 {
+				unlogged = fmt.Sprintf("; %d counterparties from before counterparties were logged, not checked", rows.Unlogged)
+			}
+			fmt.Fprintf(stdout, "%s: OK: %d entries, %d signed checkpoints, origin %s%s\n", tg.name, rep.Size, rep.Checkpoints, rep.Origin, unlogged)
 		}
 	}
 	if failed > 0 {

@@ -306,3 +306,89 @@ func acmeDataDir(t *testing.T) (dir string, acme store.Tenant, tenantFile string
 	}
 	return dir, acme, tenantFile, master
 }
+
+// ledger verify holds an organization's agents, agent keys and
+// counterparties to its log too: a row written behind the service's back
+// — as whoever writes the embedded store's file can, triggers dropped —
+// fails it, naming the row; counterparties from before they were logged
+// are counted.
+func TestLedgerVerifyRows(t *testing.T) {
+	ctx := context.Background()
+	setup := func(t *testing.T) (run func(fn subcommand, args ...string) string, verifyLog func() (string, error), tenantFile, agentID string) {
+		dir, _, tenantFile, _ := acmeDataDir(t)
+		run = func(fn subcommand, args ...string) string {
+			t.Helper()
+			var out, errOut bytes.Buffer
+			if err := fn(ctx, append(args, "--data-dir", dir), &out, &errOut, envOf(nil)); err != nil {
+				t.Fatalf("%v: %v (%s)", args, err, errOut.String())
+			}
+			return out.String()
+		}
+		verifyLog = func() (string, error) {
+			var out, errOut bytes.Buffer
+			err := runLedger(ctx, []string{"verify", "--data-dir", dir, "--tenant", "acme"}, &out, &errOut, envOf(nil))
+			return out.String(), err
+		}
+		keys := t.TempDir()
+		agentID = strings.Fields(run(runAgent, "register", "--tenant", "acme", "--name", "payer", "--sponsor", "usr_s",
+			"--risk-tier", "high", "--generate-key", filepath.Join(keys, "k1")))[0]
+		run(runAgent, "rotate-key", "--tenant", "acme", agentID, "--generate-key", filepath.Join(keys, "k2"))
+		run(runCounterparty, "add", "--tenant", "acme", "--name", "Vendor")
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 3 entries") || strings.Contains(out, "from before") {
+			t.Fatalf("untouched: %q, %v", out, err)
+		}
+		return run, verifyLog, tenantFile, agentID
+	}
+	for _, tc := range []struct {
+		name   string
+		before func(run func(fn subcommand, args ...string) string, agentID string) // through the CLI
+		stmt   string
+		want   string
+	}{
+		{name: "a key planted", stmt: `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+			SELECT tenant_id, agent_id, 'planted', public_jwk, 'active', created_at FROM agent_keys LIMIT 1`,
+			want: "key planted of agent %s is stored, but no entry introduced it"},
+		{name: "a retired key active again", stmt: `UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE status = 'retired'`,
+			want: "is active, but entry 1 retired it"},
+		{name: "a key naming another entry", stmt: `UPDATE agent_keys SET ledger_index = 2 WHERE ledger_index = 0`,
+			want: "names entry 2, but entry 0 introduced it"},
+		{name: "an agent made safer", stmt: `UPDATE agents SET risk_tier = 'low'`,
+			want: "agent %s is stored low, safer than entry 0 registered it (high)"},
+		{name: "an agent planted", stmt: `INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+			SELECT tenant_id, 'agt_aaaaaaaaaaaaaaaaaaaaaaaaaa', name, sponsor, risk_tier, status, created_at, updated_at FROM agents`,
+			want: "agent agt_aaaaaaaaaaaaaaaaaaaaaaaaaa is stored, but no entry registered it"},
+		{name: "an agent reinstated", before: func(run func(fn subcommand, args ...string) string, agentID string) {
+			run(runAgent, "suspend", "--tenant", "acme", agentID)
+		}, stmt: `UPDATE agents SET status = 'active'`, want: "agent %s is active, but entry 3 suspended it"},
+		{name: "a counterparty verified", stmt: `UPDATE counterparties SET status = 'verified'`,
+			want: "is verified, but entry 2 recorded it new"},
+		{name: "a counterparty naming no entry", stmt: `UPDATE counterparties SET ledger_index = NULL`,
+			want: "does not name entry 2, which recorded it"},
+		{name: "a counterparty deleted", stmt: `DELETE FROM counterparties`,
+			want: "was recorded by entry 2, but the store no longer holds it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run, verifyLog, tenantFile, agentID := setup(t)
+			if tc.before != nil {
+				tc.before(run, agentID)
+			}
+			sqlitetest.Tamper(t, tenantFile, tc.stmt)
+			want := tc.want
+			if strings.Contains(want, "%s") {
+				want = fmt.Sprintf(want, agentID)
+			}
+			if out, err := verifyLog(); err == nil || !strings.Contains(out, "acme: FAILED: ") || !strings.Contains(out, want) {
+				t.Fatalf("%q, %v; want a failure naming %q", out, err, want)
+			}
+		})
+	}
+	t.Run("a counterparty from before they were logged", func(t *testing.T) {
+		_, verifyLog, tenantFile, _ := setup(t)
+		sqlitetest.Tamper(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
+			SELECT tenant_id, 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Old Vendor', 'verified', created_at, updated_at FROM counterparties`)
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 3 entries") ||
+			!strings.Contains(out, "1 counterparties from before counterparties were logged, not checked") {
+			t.Fatalf("%q, %v", out, err)
+		}
+	})
+}

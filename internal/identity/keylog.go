@@ -108,15 +108,16 @@ func (k *KeyLog) check(ctx context.Context, org store.TenantRef, key store.Agent
 	switch {
 	case json.Unmarshal(record, &rec) != nil:
 		return fmt.Errorf("%w: entry %d's record does not decode", ErrKeyNotLogged, index)
-	case rec.Event != "agent_registered" && rec.Event != "agent_key_rotated" || rec.AgentID != key.AgentID || rec.KeyID != key.KID || !sameJSON(rec.PublicJWK, []byte(key.PublicJWK)):
+	case rec.Event != "agent_registered" && rec.Event != "agent_key_rotated" || rec.AgentID != key.AgentID || rec.KeyID != key.KID || !SameJWK(rec.PublicJWK, []byte(key.PublicJWK)):
 		return fmt.Errorf("%w: entry %d records another key than %q", ErrKeyNotLogged, index, key.KID)
 	}
 	return nil
 }
 
-// sameJSON reports whether a and b are the same JSON value (the log's
-// record holds the key compacted and HTML-escaped, the row as registered).
-func sameJSON(a, b []byte) bool {
+// SameJWK reports whether a and b are the same JSON value: a key as a
+// log's record holds it (compacted, HTML-escaped) and as a row does (as
+// registered).
+func SameJWK(a, b []byte) bool {
 	var va, vb any
 	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
 		return false

@@ -1,0 +1,250 @@
+package decision
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/agentsigna/agentsigna/internal/identity"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+)
+
+// RowLog checks an organization's agents, agent keys and counterparties
+// against its log (agentsigna ledger verify), as ReceiptKeyLog checks its
+// receipt keys. The service trusts these rows only as far as their entries
+// say (KeyLog, agentLog, counterpartyLog); this finds, for the operator,
+// the rows written behind its back, which is all that can be done about
+// them where the writer can go around the triggers (the embedded store's
+// file):
+//   - every agent stored was registered by an entry, and no agent the log
+//     registered is missing; its row names that entry (or none, from
+//     before rows named their entry), is no safer than the entry's tier,
+//     and is not active if an entry suspended it;
+//   - every agent key stored was introduced by an entry of its agent, with
+//     that public key, and its row names that entry (or none); a key is
+//     retired exactly when a rotation's entry retired it; no key the log
+//     introduced is missing;
+//   - every counterparty whose row names an entry names its
+//     counterparty.created, and is verified only if that entry says so;
+//     one the log recorded names it, and is not missing. Counterparties
+//     from before they were logged have no entry: they are counted, not
+//     checked.
+//
+// Feed it every entry in order (Entry), then the organization's rows
+// (Rows).
+type RowLog struct {
+	agents         map[string]*loggedAgent
+	agentOrder     []string
+	counterparties map[string]loggedCounterparty
+	cpOrder        []string
+	// Unlogged is how many counterparties Rows found from before
+	// counterparties were logged.
+	Unlogged int
+}
+
+type loggedAgent struct {
+	registered uint64
+	tier       store.RiskTier
+	suspended  *uint64 // the entry that suspended it
+	keys       map[string]*loggedAgentKey
+	keyOrder   []string
+}
+
+type loggedAgentKey struct {
+	introduced uint64
+	jwk        json.RawMessage
+	retired    *uint64 // the rotation that retired it
+}
+
+type loggedCounterparty struct {
+	index  uint64
+	status string
+}
+
+// NewRowLog returns an empty RowLog.
+func NewRowLog() *RowLog {
+	return &RowLog{agents: map[string]*loggedAgent{}, counterparties: map[string]loggedCounterparty{}}
+}
+
+// agentChange is the record of an agent entry, each kind with its members.
+type agentChange struct {
+	Event     string          `json:"event"`
+	AgentID   string          `json:"agent_id"`
+	RiskTier  store.RiskTier  `json:"risk_tier"`
+	KeyID     string          `json:"key_id"`
+	PublicJWK json.RawMessage `json:"public_jwk"`
+	Retired   []string        `json:"retired_key_ids"`
+}
+
+// Entry reads entry e and its record (ledger.CheckOptions.CheckRecord);
+// an error is what is wrong with it.
+func (r *RowLog) Entry(e verify.Entry, record []byte) error {
+	switch e.Kind {
+	case identity.KindAgentRegistered, identity.KindAgentKeyRotated, identity.KindAgentSuspended:
+		return r.agentEntry(e, record)
+	case KindCounterpartyCreated:
+		var rec CounterpartyRecord
+		if json.Unmarshal(record, &rec) != nil || rec.CounterpartyID != e.Subject {
+			return fmt.Errorf("a counterparty entry that does not name its counterparty")
+		}
+		if first, dup := r.counterparties[rec.CounterpartyID]; dup {
+			return fmt.Errorf("counterparty %s recorded again (first by entry %d)", rec.CounterpartyID, first.index)
+		}
+		r.counterparties[rec.CounterpartyID] = loggedCounterparty{index: e.Index, status: rec.Status}
+		r.cpOrder = append(r.cpOrder, rec.CounterpartyID)
+	}
+	return nil
+}
+
+func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
+	var rec agentChange
+	if json.Unmarshal(record, &rec) != nil || rec.AgentID != e.Subject {
+		return fmt.Errorf("an agent entry that does not name its agent")
+	}
+	ag, known := r.agents[rec.AgentID]
+	if e.Kind == identity.KindAgentRegistered {
+		if known {
+			return fmt.Errorf("agent %s registered again (first by entry %d)", rec.AgentID, ag.registered)
+		}
+		ag = &loggedAgent{registered: e.Index, tier: rec.RiskTier, keys: map[string]*loggedAgentKey{}}
+		r.agents[rec.AgentID] = ag
+		r.agentOrder = append(r.agentOrder, rec.AgentID)
+		return ag.introduce(rec.KeyID, rec.PublicJWK, e.Index)
+	}
+	if !known {
+		return fmt.Errorf("an entry changes agent %s, which no entry before it registered", rec.AgentID)
+	}
+	if e.Kind == identity.KindAgentSuspended {
+		index := e.Index
+		ag.suspended = &index
+		return nil
+	}
+	for _, kid := range rec.Retired {
+		k, ok := ag.keys[kid]
+		if !ok || k.retired != nil {
+			return fmt.Errorf("the entry retires key %s of agent %s, which is not one of its active keys", kid, rec.AgentID)
+		}
+		index := e.Index
+		k.retired = &index
+	}
+	return ag.introduce(rec.KeyID, rec.PublicJWK, e.Index)
+}
+
+func (a *loggedAgent) introduce(kid string, jwk json.RawMessage, index uint64) error {
+	if first, dup := a.keys[kid]; dup {
+		return fmt.Errorf("key %s introduced again (first by entry %d)", kid, first.introduced)
+	}
+	if kid == "" || len(jwk) == 0 {
+		return fmt.Errorf("an agent entry that names no key")
+	}
+	a.keys[kid] = &loggedAgentKey{introduced: index, jwk: jwk}
+	a.keyOrder = append(a.keyOrder, kid)
+	return nil
+}
+
+// Rows checks the organization's rows against the entries read
+// (ledger.CheckOptions.CheckRows): the first thing that does not match is
+// an error wrapping ledger.ErrRowsMismatch.
+func (r *RowLog) Rows(ctx context.Context, tx store.TenantTx) error {
+	if err := r.agentRows(ctx, tx); err != nil {
+		return err
+	}
+	return r.counterpartyRows(ctx, tx)
+}
+
+func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {
+	agents, err := tx.Agents().List(ctx)
+	if err != nil {
+		return err
+	}
+	stored := map[string]bool{}
+	for _, ag := range agents {
+		stored[ag.ID] = true
+		l, ok := r.agents[ag.ID]
+		switch {
+		case !ok:
+			return mismatch("agent %s is stored, but no entry registered it", ag.ID)
+		case ag.LedgerIndex != nil && *ag.LedgerIndex != l.registered:
+			return mismatch("agent %s names entry %d, but entry %d registered it", ag.ID, *ag.LedgerIndex, l.registered)
+		case riskier(ag.RiskTier, l.tier) != ag.RiskTier:
+			return mismatch("agent %s is stored %s, safer than entry %d registered it (%s)", ag.ID, ag.RiskTier, l.registered, l.tier)
+		case l.suspended != nil && ag.Status == store.AgentActive:
+			return mismatch("agent %s is active, but entry %d suspended it", ag.ID, *l.suspended)
+		}
+		keys, err := tx.Agents().Keys(ctx, ag.ID)
+		if err != nil {
+			return err
+		}
+		if err := l.keyRows(ag.ID, keys); err != nil {
+			return err
+		}
+	}
+	for _, id := range r.agentOrder {
+		if !stored[id] {
+			return mismatch("agent %s was registered by entry %d, but the store no longer holds it", id, r.agents[id].registered)
+		}
+	}
+	return nil
+}
+
+func (a *loggedAgent) keyRows(agentID string, keys []store.AgentKey) error {
+	var stored []string
+	for _, k := range keys {
+		stored = append(stored, k.KID)
+		l, ok := a.keys[k.KID]
+		switch {
+		case !ok:
+			return mismatch("key %s of agent %s is stored, but no entry introduced it", k.KID, agentID)
+		case !identity.SameJWK(l.jwk, []byte(k.PublicJWK)):
+			return mismatch("key %s of agent %s is stored with another public key than entry %d logged", k.KID, agentID, l.introduced)
+		case k.LedgerIndex != nil && *k.LedgerIndex != l.introduced:
+			return mismatch("key %s of agent %s names entry %d, but entry %d introduced it", k.KID, agentID, *k.LedgerIndex, l.introduced)
+		case k.Status == store.KeyActive && l.retired != nil:
+			return mismatch("key %s of agent %s is active, but entry %d retired it", k.KID, agentID, *l.retired)
+		case k.Status != store.KeyActive && l.retired == nil:
+			return mismatch("key %s of agent %s is retired, but no entry retired it", k.KID, agentID)
+		}
+	}
+	for _, kid := range a.keyOrder {
+		if !slices.Contains(stored, kid) {
+			return mismatch("key %s of agent %s was introduced by entry %d, but the store no longer holds it", kid, agentID, a.keys[kid].introduced)
+		}
+	}
+	return nil
+}
+
+func (r *RowLog) counterpartyRows(ctx context.Context, tx store.TenantTx) error {
+	cps, err := tx.Counterparties().List(ctx)
+	if err != nil {
+		return err
+	}
+	stored := map[string]bool{}
+	r.Unlogged = 0
+	for _, cp := range cps {
+		stored[cp.ID] = true
+		l, ok := r.counterparties[cp.ID]
+		switch {
+		case !ok && cp.LedgerIndex == nil:
+			r.Unlogged++ // from before counterparties were logged
+		case !ok:
+			return mismatch("counterparty %s names entry %d, but no entry recorded it", cp.ID, *cp.LedgerIndex)
+		case cp.LedgerIndex == nil || *cp.LedgerIndex != l.index:
+			return mismatch("counterparty %s does not name entry %d, which recorded it", cp.ID, l.index)
+		case cp.Status == store.CounterpartyVerified && l.status != string(store.CounterpartyVerified):
+			return mismatch("counterparty %s is verified, but entry %d recorded it %s", cp.ID, l.index, l.status)
+		}
+	}
+	for _, id := range r.cpOrder {
+		if !stored[id] {
+			return mismatch("counterparty %s was recorded by entry %d, but the store no longer holds it", id, r.counterparties[id].index)
+		}
+	}
+	return nil
+}
+
+func mismatch(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ledger.ErrRowsMismatch}, args...)...)
+}
