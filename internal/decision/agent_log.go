@@ -78,11 +78,7 @@ func (l *agentLog) registered(ctx context.Context, org Organization, ag store.Ag
 	case err != nil:
 		return "", err
 	}
-	var rec struct {
-		Event    string         `json:"event"`
-		AgentID  string         `json:"agent_id"`
-		RiskTier store.RiskTier `json:"risk_tier"`
-	}
+	var rec identity.AgentRecord
 	switch {
 	case json.Unmarshal(record, &rec) != nil:
 		return "", fmt.Errorf("%w: entry %d's record does not decode", errAgentNotLogged, index)

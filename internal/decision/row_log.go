@@ -69,16 +69,6 @@ func NewRowLog() *RowLog {
 	return &RowLog{agents: map[string]*loggedAgent{}, counterparties: map[string]loggedCounterparty{}}
 }
 
-// agentChange is the record of an agent entry, each kind with its members.
-type agentChange struct {
-	Event     string          `json:"event"`
-	AgentID   string          `json:"agent_id"`
-	RiskTier  store.RiskTier  `json:"risk_tier"`
-	KeyID     string          `json:"key_id"`
-	PublicJWK json.RawMessage `json:"public_jwk"`
-	Retired   []string        `json:"retired_key_ids"`
-}
-
 // Entry reads entry e and its record (ledger.CheckOptions.CheckRecord);
 // an error is what is wrong with it.
 func (r *RowLog) Entry(e verify.Entry, record []byte) error {
@@ -100,7 +90,7 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 }
 
 func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
-	var rec agentChange
+	var rec identity.AgentRecord
 	if json.Unmarshal(record, &rec) != nil || rec.AgentID != e.Subject {
 		return fmt.Errorf("an agent entry that does not name its agent")
 	}
@@ -122,7 +112,7 @@ func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
 		ag.suspended = &index
 		return nil
 	}
-	for _, kid := range rec.Retired {
+	for _, kid := range rec.RetiredKeyIDs {
 		k, ok := ag.keys[kid]
 		if !ok || k.retired != nil {
 			return fmt.Errorf("the entry retires key %s of agent %s, which is not one of its active keys", kid, rec.AgentID)

@@ -22,6 +22,21 @@ const (
 	KindAgentSuspended  = "agent.suspended"
 )
 
+// AgentRecord is the record of an agent entry. Each kind carries its own
+// members: agent.registered the agent and its first key, agent.key_rotated
+// the key introduced and the keys retired (an empty list when none),
+// agent.suspended the agent only.
+type AgentRecord struct {
+	Event         string          `json:"event"` // agent_registered, agent_key_rotated or agent_suspended
+	AgentID       string          `json:"agent_id"`
+	Name          string          `json:"name,omitzero"`
+	Sponsor       string          `json:"sponsor,omitzero"`
+	RiskTier      store.RiskTier  `json:"risk_tier,omitzero"`
+	KeyID         string          `json:"key_id,omitzero"`
+	PublicJWK     json.RawMessage `json:"public_jwk,omitzero"`
+	RetiredKeyIDs []string        `json:"retired_key_ids,omitzero"`
+}
+
 // ErrAgentAlreadySuspended: a suspension that would change nothing. It is
 // not logged.
 var ErrAgentAlreadySuspended = errors.New("identity: the agent is already suspended")
@@ -67,10 +82,8 @@ func (a *Agents) Register(ctx context.Context, org store.TenantRef, ag store.Age
 	if err := checkRegistrable(key); err != nil {
 		return store.Agent{}, err
 	}
-	record := map[string]any{
-		"event": "agent_registered", "agent_id": ag.ID, "name": ag.Name, "sponsor": ag.Sponsor,
-		"risk_tier": ag.RiskTier, "key_id": key.KID, "public_jwk": json.RawMessage(key.PublicJWK),
-	}
+	record := AgentRecord{Event: "agent_registered", AgentID: ag.ID, Name: ag.Name, Sponsor: ag.Sponsor,
+		RiskTier: ag.RiskTier, KeyID: key.KID, PublicJWK: json.RawMessage(key.PublicJWK)}
 	var stored store.Agent
 	err := a.change(ctx, org, KindAgentRegistered, ag.ID, record, func(ctx context.Context, tx store.TenantTx, index uint64) error {
 		var err error
@@ -92,7 +105,7 @@ func (a *Agents) Register(ctx context.Context, org store.TenantRef, ag store.Age
 // reads refused from then on. ErrAgentAlreadySuspended when it already
 // is; the store refuses a revoked agent.
 func (a *Agents) Suspend(ctx context.Context, org store.TenantRef, agentID string) error {
-	record := map[string]any{"event": "agent_suspended", "agent_id": agentID}
+	record := AgentRecord{Event: "agent_suspended", AgentID: agentID}
 	return a.change(ctx, org, KindAgentSuspended, agentID, record, func(ctx context.Context, tx store.TenantTx, _ uint64) error {
 		ag, err := tx.Agents().Get(ctx, agentID)
 		if err != nil {
@@ -131,8 +144,8 @@ func (a *Agents) RotateKey(ctx context.Context, org store.TenantRef, key store.A
 	if a.beforeChange != nil {
 		a.beforeChange()
 	}
-	record := map[string]any{"event": "agent_key_rotated", "agent_id": key.AgentID, "key_id": key.KID,
-		"public_jwk": json.RawMessage(key.PublicJWK), "retired_key_ids": append([]string{}, retiring...)}
+	record := AgentRecord{Event: "agent_key_rotated", AgentID: key.AgentID, KeyID: key.KID,
+		PublicJWK: json.RawMessage(key.PublicJWK), RetiredKeyIDs: append([]string{}, retiring...)}
 	if err := a.change(ctx, org, KindAgentKeyRotated, key.AgentID, record, rotateKey(key, retiring, retiredAt)); err != nil {
 		return nil, err
 	}
@@ -178,7 +191,7 @@ func rotateKey(key store.AgentKey, retiring []string, retiredAt time.Time) ledge
 
 // change makes an agent change and appends its entry, in the ledger
 // batch's transaction with the log locked.
-func (a *Agents) change(ctx context.Context, org store.TenantRef, kind, agentID string, record map[string]any, change ledger.Change) error {
+func (a *Agents) change(ctx context.Context, org store.TenantRef, kind, agentID string, record AgentRecord, change ledger.Change) error {
 	rec, err := json.Marshal(record)
 	if err != nil {
 		return err

@@ -99,12 +99,7 @@ func (k *KeyLog) check(ctx context.Context, org store.TenantRef, key store.Agent
 	case err != nil:
 		return err
 	}
-	var rec struct {
-		Event     string          `json:"event"`
-		AgentID   string          `json:"agent_id"`
-		KeyID     string          `json:"key_id"`
-		PublicJWK json.RawMessage `json:"public_jwk"`
-	}
+	var rec AgentRecord
 	switch {
 	case json.Unmarshal(record, &rec) != nil:
 		return fmt.Errorf("%w: entry %d's record does not decode", ErrKeyNotLogged, index)
