@@ -220,8 +220,11 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			fmt.Fprintf(stdout, "%s: FAILED: %s\n", tg.name, rep.RowsProblem)
 		default:
 			var unlogged string
-			if rows != nil && rows.Unlogged > 0 {
-				unlogged = fmt.Sprintf("; %d counterparties from before counterparties were logged, not checked", rows.Unlogged)
+			if rows != nil && rows.UnloggedAgents > 0 {
+				unlogged += fmt.Sprintf("; %d agents from before agents were logged, checked only from their first entry", rows.UnloggedAgents)
+			}
+			if rows != nil && rows.UnloggedCounterparties > 0 {
+				unlogged += fmt.Sprintf("; %d counterparties from before counterparties were logged, not checked", rows.UnloggedCounterparties)
 			}
 			fmt.Fprintf(stdout, "%s: OK: %d entries, %d signed checkpoints, origin %s%s\n", tg.name, rep.Size, rep.Checkpoints, rep.Origin, unlogged)
 		}

@@ -354,9 +354,25 @@ func TestLedgerVerifyRows(t *testing.T) {
 			want: "names entry 2, but entry 0 introduced it"},
 		{name: "an agent made safer", stmt: `UPDATE agents SET risk_tier = 'low'`,
 			want: "agent %s is stored low, safer than entry 0 registered it (high)"},
-		{name: "an agent planted", stmt: `INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
-			SELECT tenant_id, 'agt_aaaaaaaaaaaaaaaaaaaaaaaaaa', name, sponsor, risk_tier, status, created_at, updated_at FROM agents`,
-			want: "agent agt_aaaaaaaaaaaaaaaaaaaaaaaaaa is stored, but no entry registered it"},
+		{name: "an agent planted", stmt: `INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at, ledger_index)
+			SELECT tenant_id, 'agt_aaaaaaaaaaaaaaaaaaaaaaaaaa', name, sponsor, risk_tier, status, created_at, updated_at, 0 FROM agents`,
+			want: "agent agt_aaaaaaaaaaaaaaaaaaaaaaaaaa names entry 0, but no entry registered it"},
+		{name: "a key naming no entry, of a registered agent", stmt: `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+			SELECT tenant_id, agent_id, 'planted', public_jwk, 'active', created_at FROM agent_keys LIMIT 1`,
+			want: "key planted of agent %s is stored, but no entry introduced it"},
+		{name: "a key with another public key", stmt: `UPDATE agent_keys SET public_jwk = (SELECT public_jwk FROM agent_keys WHERE status = 'active') WHERE status = 'retired'`,
+			want: "is stored with another public key than entry 0 logged"},
+		{name: "a key retired by no entry", stmt: `UPDATE agent_keys SET status = 'retired', retired_at = created_at WHERE status = 'active'`,
+			want: "is retired, but no entry retired it"},
+		{name: "a key deleted", stmt: `DELETE FROM agent_keys WHERE status = 'retired'`,
+			want: "was introduced by entry 0, but the store no longer holds it"},
+		{name: "an agent naming another entry", stmt: `UPDATE agents SET ledger_index = 2`,
+			want: "agent %s names entry 2, but entry 0 registered it"},
+		{name: "an agent deleted", stmt: `DELETE FROM agent_keys; DELETE FROM agents`,
+			want: "agent %s was registered by entry 0, but the store no longer holds it"},
+		{name: "a counterparty naming an entry that recorded none", stmt: `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at, ledger_index)
+			SELECT tenant_id, 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Mallory', 'new', created_at, updated_at, 1 FROM counterparties`,
+			want: "counterparty cp_aaaaaaaaaaaaaaaaaaaaaaaaaa names entry 1, but no entry recorded it"},
 		{name: "an agent reinstated", before: func(run func(fn subcommand, args ...string) string, agentID string) {
 			run(runAgent, "suspend", "--tenant", "acme", agentID)
 		}, stmt: `UPDATE agents SET status = 'active'`, want: "agent %s is active, but entry 3 suspended it"},
@@ -382,6 +398,36 @@ func TestLedgerVerifyRows(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an agent from before agents were logged", func(t *testing.T) {
+		// Stored by a build that did not log agents (both rows name no
+		// entry); rotated by this one.
+		const old = "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+		run, verifyLog, tenantFile, _ := setup(t)
+		sqlitetest.Tamper(t, tenantFile,
+			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+			SELECT tenant_id, '`+old+`', 'old', sponsor, 'low', 'active', created_at, updated_at FROM agents`,
+			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+			SELECT tenant_id, '`+old+`', 'old-key', public_jwk, 'active', created_at FROM agent_keys WHERE status = 'active'`)
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 3 entries") ||
+			!strings.Contains(out, "1 agents from before agents were logged, checked only from their first entry") {
+			t.Fatalf("%q, %v", out, err)
+		}
+		run(runAgent, "rotate-key", "--tenant", "acme", old, "--generate-key", filepath.Join(t.TempDir(), "k"))
+		run(runAgent, "suspend", "--tenant", "acme", old)
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 5 entries") {
+			t.Fatalf("after a rotation and a suspension: %q, %v", out, err)
+		}
+		// What the log said of it since is held all the same.
+		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE kid = 'old-key'`)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "key old-key of agent "+old+" is active, but entry 3 retired it") {
+			t.Fatalf("its retired key active again: %q, %v", out, err)
+		}
+		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'retired', retired_at = created_at WHERE kid = 'old-key'`,
+			`UPDATE agents SET status = 'active' WHERE id = '`+old+`'`)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" is active, but entry 4 suspended it") {
+			t.Fatalf("reinstated: %q, %v", out, err)
+		}
+	})
 	t.Run("a counterparty from before they were logged", func(t *testing.T) {
 		_, verifyLog, tenantFile, _ := setup(t)
 		sqlitetest.Tamper(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)

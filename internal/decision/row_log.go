@@ -27,6 +27,9 @@ import (
 //     that public key, and its row names that entry (or none); a key is
 //     retired exactly when a rotation's entry retired it; no key the log
 //     introduced is missing;
+//   - an agent from before agents were logged (no registration entry, and
+//     its row names none) is counted; what later entries say of it
+//     (rotations, a suspension) is checked, its earlier keys are not;
 //   - every counterparty whose row names an entry names its
 //     counterparty.created, and is verified only if that entry says so;
 //     one the log recorded names it, and is not missing. Counterparties
@@ -40,17 +43,20 @@ type RowLog struct {
 	agentOrder     []string
 	counterparties map[string]loggedCounterparty
 	cpOrder        []string
-	// Unlogged is how many counterparties Rows found from before
-	// counterparties were logged.
-	Unlogged int
+	// UnloggedAgents and UnloggedCounterparties are how many of each Rows
+	// found from before they were logged.
+	UnloggedAgents, UnloggedCounterparties int
 }
 
 type loggedAgent struct {
-	registered uint64
+	registered *uint64 // nil: an agent from before agents were logged
 	tier       store.RiskTier
 	suspended  *uint64 // the entry that suspended it
 	keys       map[string]*loggedAgentKey
 	keyOrder   []string
+	// retiredUnlogged are the keys of an agent from before agents were
+	// logged that a rotation retired, by the rotation's index.
+	retiredUnlogged map[string]uint64
 }
 
 type loggedAgentKey struct {
@@ -95,32 +101,41 @@ func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
 		return fmt.Errorf("an agent entry that does not name its agent")
 	}
 	ag, known := r.agents[rec.AgentID]
+	index := e.Index
 	if e.Kind == identity.KindAgentRegistered {
 		if known {
-			return fmt.Errorf("agent %s registered again (first by entry %d)", rec.AgentID, ag.registered)
+			return fmt.Errorf("agent %s registered again, or after entries changed it", rec.AgentID)
 		}
-		ag = &loggedAgent{registered: e.Index, tier: rec.RiskTier, keys: map[string]*loggedAgentKey{}}
+		ag = &loggedAgent{registered: &index, tier: rec.RiskTier, keys: map[string]*loggedAgentKey{}}
 		r.agents[rec.AgentID] = ag
 		r.agentOrder = append(r.agentOrder, rec.AgentID)
-		return ag.introduce(rec.KeyID, rec.PublicJWK, e.Index)
+		return ag.introduce(rec.KeyID, rec.PublicJWK, index)
 	}
 	if !known {
-		return fmt.Errorf("an entry changes agent %s, which no entry before it registered", rec.AgentID)
+		// Registered before agents were logged: what the log says of it
+		// from here on is checked all the same.
+		ag = &loggedAgent{keys: map[string]*loggedAgentKey{}, retiredUnlogged: map[string]uint64{}}
+		r.agents[rec.AgentID] = ag
 	}
 	if e.Kind == identity.KindAgentSuspended {
-		index := e.Index
 		ag.suspended = &index
 		return nil
 	}
 	for _, kid := range rec.RetiredKeyIDs {
 		k, ok := ag.keys[kid]
-		if !ok || k.retired != nil {
+		switch {
+		case !ok && ag.registered == nil:
+			if _, twice := ag.retiredUnlogged[kid]; twice {
+				return fmt.Errorf("the entry retires key %s of agent %s again", kid, rec.AgentID)
+			}
+			ag.retiredUnlogged[kid] = index
+		case !ok || k.retired != nil:
 			return fmt.Errorf("the entry retires key %s of agent %s, which is not one of its active keys", kid, rec.AgentID)
+		default:
+			k.retired = &index
 		}
-		index := e.Index
-		k.retired = &index
 	}
-	return ag.introduce(rec.KeyID, rec.PublicJWK, e.Index)
+	return ag.introduce(rec.KeyID, rec.PublicJWK, index)
 }
 
 func (a *loggedAgent) introduce(kid string, jwk json.RawMessage, index uint64) error {
@@ -151,17 +166,24 @@ func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {
 		return err
 	}
 	stored := map[string]bool{}
+	r.UnloggedAgents = 0
 	for _, ag := range agents {
 		stored[ag.ID] = true
 		l, ok := r.agents[ag.ID]
+		if !ok {
+			l = &loggedAgent{keys: map[string]*loggedAgentKey{}, retiredUnlogged: map[string]uint64{}}
+		}
 		switch {
-		case !ok:
-			return mismatch("agent %s is stored, but no entry registered it", ag.ID)
-		case ag.LedgerIndex != nil && *ag.LedgerIndex != l.registered:
-			return mismatch("agent %s names entry %d, but entry %d registered it", ag.ID, *ag.LedgerIndex, l.registered)
+		case l.registered == nil && ag.LedgerIndex != nil:
+			return mismatch("agent %s names entry %d, but no entry registered it", ag.ID, *ag.LedgerIndex)
+		case l.registered == nil:
+			r.UnloggedAgents++ // from before agents were logged
+		case ag.LedgerIndex != nil && *ag.LedgerIndex != *l.registered:
+			return mismatch("agent %s names entry %d, but entry %d registered it", ag.ID, *ag.LedgerIndex, *l.registered)
 		case riskier(ag.RiskTier, l.tier) != ag.RiskTier:
-			return mismatch("agent %s is stored %s, safer than entry %d registered it (%s)", ag.ID, ag.RiskTier, l.registered, l.tier)
-		case l.suspended != nil && ag.Status == store.AgentActive:
+			return mismatch("agent %s is stored %s, safer than entry %d registered it (%s)", ag.ID, ag.RiskTier, *l.registered, l.tier)
+		}
+		if l.suspended != nil && ag.Status == store.AgentActive {
 			return mismatch("agent %s is active, but entry %d suspended it", ag.ID, *l.suspended)
 		}
 		keys, err := tx.Agents().Keys(ctx, ag.ID)
@@ -174,7 +196,7 @@ func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {
 	}
 	for _, id := range r.agentOrder {
 		if !stored[id] {
-			return mismatch("agent %s was registered by entry %d, but the store no longer holds it", id, r.agents[id].registered)
+			return mismatch("agent %s was registered by entry %d, but the store no longer holds it", id, *r.agents[id].registered)
 		}
 	}
 	return nil
@@ -185,6 +207,13 @@ func (a *loggedAgent) keyRows(agentID string, keys []store.AgentKey) error {
 	for _, k := range keys {
 		stored = append(stored, k.KID)
 		l, ok := a.keys[k.KID]
+		if !ok && a.registered == nil && k.LedgerIndex == nil {
+			// A key of an agent from before agents were logged.
+			if at, retired := a.retiredUnlogged[k.KID]; retired && k.Status == store.KeyActive {
+				return mismatch("key %s of agent %s is active, but entry %d retired it", k.KID, agentID, at)
+			}
+			continue
+		}
 		switch {
 		case !ok:
 			return mismatch("key %s of agent %s is stored, but no entry introduced it", k.KID, agentID)
@@ -212,13 +241,13 @@ func (r *RowLog) counterpartyRows(ctx context.Context, tx store.TenantTx) error 
 		return err
 	}
 	stored := map[string]bool{}
-	r.Unlogged = 0
+	r.UnloggedCounterparties = 0
 	for _, cp := range cps {
 		stored[cp.ID] = true
 		l, ok := r.counterparties[cp.ID]
 		switch {
 		case !ok && cp.LedgerIndex == nil:
-			r.Unlogged++ // from before counterparties were logged
+			r.UnloggedCounterparties++ // from before counterparties were logged
 		case !ok:
 			return mismatch("counterparty %s names entry %d, but no entry recorded it", cp.ID, *cp.LedgerIndex)
 		case cp.LedgerIndex == nil || *cp.LedgerIndex != l.index:
