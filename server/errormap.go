@@ -20,7 +20,9 @@ func statusOfSentinel(err error) int {
 	}{
 		// ledger.ErrClosed: the process is stopping (a request that outlived
 		// the shutdown timeout); another replica can answer.
-		{503, []error{store.ErrUnavailable, store.ErrSchema, ErrUnavailable, ledger.ErrClosed}},
+		// ledger.ErrUntrustedHead: the log's newest checkpoint was altered;
+		// nothing is appended or proven until an operator has looked.
+		{503, []error{store.ErrUnavailable, store.ErrSchema, ErrUnavailable, ledger.ErrClosed, ledger.ErrUntrustedHead}},
 		{400, []error{ErrBadRequest, store.ErrInvalid}},
 		{401, []error{ErrUnauthorized}},
 		{403, []error{ErrForbidden}},

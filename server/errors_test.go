@@ -31,6 +31,7 @@ func TestErrorMapping(t *testing.T) {
 		{"store-append-only", fmt.Errorf("update ledger: %w", store.ErrAppendOnly), 409, "conflict", ""},
 		{"store-schema", fmt.Errorf("open: %w", store.ErrSchema), 503, "unavailable", ""},
 		{"ledger-closed", fmt.Errorf("decision: append: %w", ledger.ErrClosed), 503, "unavailable", ""},
+		{"ledger-head-altered", fmt.Errorf("decision: append: %w", ledger.ErrUntrustedHead), 503, "unavailable", ""},
 		{"bad-request", server.ErrBadRequest, 400, "bad-request", ""},
 		{"unauthorized", fmt.Errorf("token: %w", server.ErrUnauthorized), 401, "unauthorized", ""},
 		{"forbidden", server.ErrForbidden, 403, "forbidden", ""},
