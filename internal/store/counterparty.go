@@ -26,7 +26,9 @@ type CounterpartyTx interface {
 	List(ctx context.Context) ([]Counterparty, error)
 	// SetStatus changes a counterparty's status. Nothing logs it yet:
 	// the decision service honors a status its entry does not record
-	// only when it trusts the counterparty less (blocked, new).
+	// only when it trusts the counterparty less (blocked, new), and
+	// ErrConflict refuses making one verified that is not: a counterparty
+	// is verified only as it was recorded.
 	SetStatus(ctx context.Context, id string, status CounterpartyStatus) error
 	// SetBankDetails replaces the sealed bank details.
 	SetBankDetails(ctx context.Context, id string, sealed []byte) error

@@ -101,7 +101,17 @@ func (c *counterpartyTx) SetStatus(ctx context.Context, id string, status store.
 	if err := store.CheckCounterpartyStatus(status); err != nil {
 		return err
 	}
-	return c.update(ctx, id, `status = $1`, string(status))
+	// Verified only as recorded: the condition is the rule (a refusal
+	// that leaves the transaction usable), the trigger its copy.
+	tag, err := c.tx.Exec(ctx, `UPDATE counterparties SET status = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4
+		AND (status = 'verified' OR $1 <> 'verified')`, string(status), store.StoredTime(time.Time{}), c.tenantID, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return missingOr(ctx, c.tx, "counterparties", c.tenantID, id, "counterparty", "a counterparty is verified only as it was recorded")
+	}
+	return nil
 }
 
 func (c *counterpartyTx) SetBankDetails(ctx context.Context, id string, sealed []byte) error {

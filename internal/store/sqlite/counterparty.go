@@ -113,7 +113,17 @@ func (c *counterpartyTx) SetStatus(ctx context.Context, id string, status store.
 	if err := store.CheckCounterpartyStatus(status); err != nil {
 		return err
 	}
-	return c.update(ctx, id, `status = ?`, string(status))
+	// Verified only as recorded: the condition is the rule, the trigger
+	// its copy.
+	res, err := c.tx.ExecContext(ctx, `UPDATE counterparties SET status = ?1, updated_at = ?2 WHERE tenant_id = ?3 AND id = ?4
+		AND (status = 'verified' OR ?1 <> 'verified')`, string(status), formatTime(store.StoredTime(time.Time{})), c.tenantID, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return missingOr(ctx, c.tx, "counterparties", c.tenantID, id, "counterparty", "a counterparty is verified only as it was recorded")
+	}
+	return nil
 }
 
 func (c *counterpartyTx) SetBankDetails(ctx context.Context, id string, sealed []byte) error {

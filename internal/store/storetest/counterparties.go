@@ -97,7 +97,7 @@ func testCounterparties(t *testing.T, h Harness) {
 		// only as it was created.
 		{"verified by a change", func(ctx context.Context, tx store.TenantTx) error {
 			return tx.Counterparties().SetStatus(ctx, plain.ID, store.CounterpartyVerified)
-		}, store.ErrAppendOnly},
+		}, store.ErrConflict},
 		{"empty sealed bank details", create(func(c *store.Counterparty) { c.BankDetailsSealed = []byte{} }), store.ErrInvalid},
 		{"oversized sealed bank details", create(func(c *store.Counterparty) {
 			c.BankDetailsSealed = make([]byte, store.MaxSealedBankDetail+1)
