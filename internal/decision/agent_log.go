@@ -37,9 +37,6 @@ type agentRef struct {
 // errAgentNotLogged: an agent row does not name its registration entry.
 var errAgentNotLogged = errors.New("the agent is not the one the organization's log registered")
 
-// riskOrder ranks the tiers, safest first.
-var riskOrder = map[store.RiskTier]int{store.RiskLow: 0, store.RiskMedium: 1, store.RiskHigh: 2, store.RiskCritical: 3}
-
 // tier is the risk tier of ag (a row of org) the policy sees.
 func (l *agentLog) tier(ctx context.Context, org Organization, ag store.Agent) (store.RiskTier, error) {
 	if ag.LedgerIndex == nil {
@@ -91,12 +88,10 @@ func (l *agentLog) registered(ctx context.Context, org Organization, ag store.Ag
 // riskier is the riskier of two tiers; a tier it does not know is
 // critical.
 func riskier(a, b store.RiskTier) store.RiskTier {
-	ra, okA := riskOrder[a]
-	rb, okB := riskOrder[b]
-	if !okA || !okB {
+	if store.CheckRiskTier(a) != nil || store.CheckRiskTier(b) != nil {
 		return store.RiskCritical
 	}
-	if ra >= rb {
+	if store.RiskRank(a) >= store.RiskRank(b) {
 		return a
 	}
 	return b

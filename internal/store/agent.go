@@ -29,7 +29,9 @@ type AgentTx interface {
 	// suspended and status is active: nothing logs a reinstatement yet,
 	// so none is made.
 	SetStatus(ctx context.Context, id string, status AgentStatus) error
-	// SetRiskTier changes an agent's risk tier.
+	// SetRiskTier raises an agent's risk tier; ErrConflict refuses a
+	// lower one (nothing logs a lowering yet, and the decision service
+	// would not take it).
 	SetRiskTier(ctx context.Context, id string, tier RiskTier) error
 
 	// AddKey registers a public key for an agent, active from now (an
@@ -147,6 +149,20 @@ func CheckRiskTier(t RiskTier) error {
 	return fmt.Errorf("%w: risk tier must be low, medium, high or critical", ErrInvalid)
 }
 
+// RiskRank ranks the tiers, safest first (low 0 … critical 3); an unknown
+// tier ranks as critical. The stores' SQL and triggers rank alike.
+func RiskRank(t RiskTier) int {
+	switch t {
+	case RiskLow:
+		return 0
+	case RiskMedium:
+		return 1
+	case RiskHigh:
+		return 2
+	}
+	return 3
+}
+
 // CheckAgent validates an agent before it is stored.
 func CheckAgent(a Agent) error {
 	if err := CheckID(PrefixAgent, a.ID); err != nil {
@@ -176,7 +192,7 @@ var privateJWKMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 // the entry that records it.
 func CheckLedgerIndex(i *uint64, what string) error {
 	if i == nil || *i > math.MaxInt64 {
-		return fmt.Errorf("%w: %s names the ledger entry that records it", ErrInvalid, what)
+		return fmt.Errorf("%w: %s must name the ledger entry that records it", ErrInvalid, what)
 	}
 	return nil
 }
