@@ -47,6 +47,9 @@ func TestAgentTierNoSaferThanLogged(t *testing.T) {
 				}
 				return tx.Agents().SetRiskTier(ctx, low.ID, store.RiskCritical)
 			})
+			// Whoever writes the SQLite file can: the proof holds the
+			// policy to the registration. (On PostgreSQL the row is
+			// unchanged: the store refused.)
 			if kind == "sqlite" {
 				sqlitetest.Tamper(t, e.backend.(*sqlite.Store).TenantFile(e.org.ID),
 					`UPDATE agents SET risk_tier = 'low' WHERE id = '`+high.ID+`'`)
@@ -67,5 +70,31 @@ func TestAgentTierNoSaferThanLogged(t *testing.T) {
 				t.Fatalf("the planted agent reported %d times, want once:\n%s", n, logs.String())
 			}
 		})
+	}
+}
+
+// A proof that cannot be read is an outage, not a refusal: the answer is
+// the error, and the row is not remembered as refused (a later read, the
+// store back, proves it).
+func TestRowProofOutage(t *testing.T) {
+	e := newServiceEnv(t, "sqlite")
+	e.activate(t, acmeBundle(t))
+	ag := e.agent(t, store.RiskHigh)
+	payee := e.counterparty(t, e.org, store.CounterpartyVerified)
+	_, _, svc := e.newService(t, e.ledger, decision.Config{}) // nothing proven yet
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if tier, err := svc.TierFor(cancelled, e.org, ag); err == nil || tier != "" {
+		t.Fatalf("an agent's tier while the store cannot be read: %q, %v", tier, err)
+	}
+	if status, err := svc.StatusFor(cancelled, e.org, payee); err == nil || status != "" {
+		t.Fatalf("a counterparty's status while the store cannot be read: %q, %v", status, err)
+	}
+	ctx := context.Background()
+	if tier, err := svc.TierFor(ctx, e.org, ag); err != nil || tier != store.RiskHigh {
+		t.Fatalf("an agent's tier once the store reads: %q, %v", tier, err)
+	}
+	if status, err := svc.StatusFor(ctx, e.org, payee); err != nil || status != store.CounterpartyVerified {
+		t.Fatalf("a counterparty's status once the store reads: %q, %v", status, err)
 	}
 }
