@@ -15,10 +15,10 @@ import (
 // RowLog checks an organization's agents, agent keys and counterparties
 // against its log (agentsigna ledger verify), as ReceiptKeyLog checks its
 // receipt keys. The service trusts these rows only as far as their entries
-// say (KeyLog, agentLog, counterpartyLog); this finds, for the operator,
-// the rows written behind its back, which is all that can be done about
-// them where the writer can go around the triggers (the embedded store's
-// file):
+// say (KeyLog, agentLog, counterpartyLog), rows from before they named one
+// excepted; this finds, for the operator, the rows written behind its
+// back, which is all that can be done about them where the writer can go
+// around the triggers and unbind a row (the embedded store's file):
 //   - every agent stored was registered by an entry, and no agent the log
 //     registered is missing; its row names that entry (or none, from
 //     before rows named their entry), is no safer than the entry's tier,
