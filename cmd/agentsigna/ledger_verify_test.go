@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +13,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -314,8 +317,8 @@ func acmeDataDir(t *testing.T) (dir string, acme store.Tenant, tenantFile string
 // are counted.
 func TestLedgerVerifyRows(t *testing.T) {
 	ctx := context.Background()
-	setup := func(t *testing.T) (run func(fn subcommand, args ...string) string, verifyLog func() (string, error), tenantFile, agentID string) {
-		dir, _, tenantFile, _ := acmeDataDir(t)
+	setup := func(t *testing.T) (run func(fn subcommand, args ...string) string, verifyLog func() (string, error), tenantFile, agentID, dir string) {
+		dir, _, tenantFile, _ = acmeDataDir(t)
 		run = func(fn subcommand, args ...string) string {
 			t.Helper()
 			var out, errOut bytes.Buffer
@@ -337,7 +340,7 @@ func TestLedgerVerifyRows(t *testing.T) {
 		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 3 entries") || strings.Contains(out, "from before") {
 			t.Fatalf("untouched: %q, %v", out, err)
 		}
-		return run, verifyLog, tenantFile, agentID
+		return run, verifyLog, tenantFile, agentID, dir
 	}
 	for _, tc := range []struct {
 		name   string
@@ -352,14 +355,13 @@ func TestLedgerVerifyRows(t *testing.T) {
 			want: "is active, but entry 1 retired it"},
 		{name: "a key naming another entry", stmt: `UPDATE agent_keys SET ledger_index = 2 WHERE ledger_index = 0`,
 			want: "names entry 2, but entry 0 introduced it"},
+		{name: "an agent's sponsor changed", stmt: `UPDATE agents SET sponsor = 'usr_mallory'`,
+			want: "agent %s is stored with another name or sponsor than entry 0 registered"},
 		{name: "an agent made safer", stmt: `UPDATE agents SET risk_tier = 'low'`,
 			want: "agent %s is stored low, safer than entry 0 registered it (high)"},
 		{name: "an agent planted", stmt: `INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at, ledger_index)
 			SELECT tenant_id, 'agt_aaaaaaaaaaaaaaaaaaaaaaaaaa', name, sponsor, risk_tier, status, created_at, updated_at, 0 FROM agents`,
 			want: "agent agt_aaaaaaaaaaaaaaaaaaaaaaaaaa names entry 0, but no entry registered it"},
-		{name: "a key naming no entry, of a registered agent", stmt: `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-			SELECT tenant_id, agent_id, 'planted', public_jwk, 'active', created_at FROM agent_keys LIMIT 1`,
-			want: "key planted of agent %s is stored, but no entry introduced it"},
 		{name: "a key with another public key", stmt: `UPDATE agent_keys SET public_jwk = (SELECT public_jwk FROM agent_keys WHERE status = 'active') WHERE status = 'retired'`,
 			want: "is stored with another public key than entry 0 logged"},
 		{name: "a key retired by no entry", stmt: `UPDATE agent_keys SET status = 'retired', retired_at = created_at WHERE status = 'active'`,
@@ -384,7 +386,7 @@ func TestLedgerVerifyRows(t *testing.T) {
 			want: "was recorded by entry 2, but the store no longer holds it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			run, verifyLog, tenantFile, agentID := setup(t)
+			run, verifyLog, tenantFile, agentID, _ := setup(t)
 			if tc.before != nil {
 				tc.before(run, agentID)
 			}
@@ -402,7 +404,7 @@ func TestLedgerVerifyRows(t *testing.T) {
 		// Stored by a build that did not log agents (both rows name no
 		// entry); rotated by this one.
 		const old = "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa"
-		run, verifyLog, tenantFile, _ := setup(t)
+		run, verifyLog, tenantFile, _, _ := setup(t)
 		sqlitetest.Tamper(t, tenantFile,
 			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
 			SELECT tenant_id, '`+old+`', 'old', sponsor, 'low', 'active', created_at, updated_at FROM agents`,
@@ -419,17 +421,67 @@ func TestLedgerVerifyRows(t *testing.T) {
 		}
 		// What the log said of it since is held all the same.
 		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE kid = 'old-key'`)
-		if out, err := verifyLog(); err == nil || !strings.Contains(out, "key old-key of agent "+old+" is active, but entry 3 retired it") {
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "key old-key of agent "+old+" is active, but entry 3 rotated the agent's keys") {
 			t.Fatalf("its retired key active again: %q, %v", out, err)
 		}
+		// So is a key planted beside it, naming no entry as its keys do.
+		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'retired', retired_at = created_at WHERE kid = 'old-key'`,
+			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+			SELECT tenant_id, agent_id, 'planted', public_jwk, 'active', created_at FROM agent_keys WHERE kid = 'old-key'`)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "key planted of agent "+old+" is active, but entry 3 rotated the agent's keys") {
+			t.Fatalf("a key planted beside its keys: %q, %v", out, err)
+		}
+		sqlitetest.Tamper(t, tenantFile, `DELETE FROM agent_keys WHERE kid = 'planted'`)
 		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'retired', retired_at = created_at WHERE kid = 'old-key'`,
 			`UPDATE agents SET status = 'active' WHERE id = '`+old+`'`)
 		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" is active, but entry 4 suspended it") {
 			t.Fatalf("reinstated: %q, %v", out, err)
 		}
 	})
+	t.Run("a rotation an older build logged", func(t *testing.T) {
+		// Before d87bb85 a rotation's record did not list the keys it
+		// retired; it retired every other active key all the same.
+		_, verifyLog, _, agentID, dir := setup(t)
+		backend, l := openServeLedger(t, ctx, dir)
+		defer backend.Close()
+		defer l.Close()
+		ref, err := backend.ResolveAgent(ctx, agentID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kid, public, _, err := identity.GenerateAgentKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := json.Marshal(map[string]any{"event": "agent_key_rotated", "agent_id": agentID, "key_id": kid, "public_jwk": json.RawMessage(public)})
+		_, err = l.AppendAllAndChange(ctx, l.TenantLog(ref.ID, ref.Slug), []ledger.Entry{{Kind: identity.KindAgentKeyRotated, Subject: agentID, Record: rec}},
+			func(ctx context.Context, tx store.TenantTx, index uint64) error {
+				keys, err := tx.Agents().Keys(ctx, agentID)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: agentID, KID: kid, PublicJWK: public, LedgerIndex: &index}); err != nil {
+					return err
+				}
+				for _, k := range keys {
+					if k.Status == store.KeyActive {
+						if err := tx.Agents().RetireKey(ctx, agentID, k.KID, time.Time{}); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		backend.Close()
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 4 entries") {
+			t.Fatalf("%q, %v", out, err)
+		}
+	})
 	t.Run("a counterparty from before they were logged", func(t *testing.T) {
-		_, verifyLog, tenantFile, _ := setup(t)
+		_, verifyLog, tenantFile, _, _ := setup(t)
 		sqlitetest.Tamper(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
 			SELECT tenant_id, 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Old Vendor', 'verified', created_at, updated_at FROM counterparties`)
 		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 3 entries") ||

@@ -21,15 +21,17 @@ import (
 // around the triggers and unbind a row (the embedded store's file):
 //   - every agent stored was registered by an entry, and no agent the log
 //     registered is missing; its row names that entry (or none, from
-//     before rows named their entry), is no safer than the entry's tier,
-//     and is not active if an entry suspended it;
+//     before rows named their entry), has its name and sponsor, is no
+//     safer than the entry's tier, and is not active if an entry
+//     suspended it;
 //   - every agent key stored was introduced by an entry of its agent, with
 //     that public key, and its row names that entry (or none); a key is
 //     retired exactly when a rotation's entry retired it; no key the log
 //     introduced is missing;
 //   - an agent from before agents were logged (no registration entry, and
 //     its row names none) is counted; what later entries say of it
-//     (rotations, a suspension) is checked, its earlier keys are not;
+//     (rotations, a suspension) is checked, and once one rotated its keys,
+//     no key but those the log introduced is active;
 //   - every counterparty whose row names an entry names its
 //     counterparty.created, and is verified only if that entry says so;
 //     one the log recorded names it, and is not missing. Counterparties
@@ -49,14 +51,13 @@ type RowLog struct {
 }
 
 type loggedAgent struct {
-	registered *uint64 // nil: an agent from before agents were logged
-	tier       store.RiskTier
-	suspended  *uint64 // the entry that suspended it
-	keys       map[string]*loggedAgentKey
-	keyOrder   []string
-	// retiredUnlogged are the keys of an agent from before agents were
-	// logged that a rotation retired, by the rotation's index.
-	retiredUnlogged map[string]uint64
+	registered    *uint64 // nil: an agent from before agents were logged
+	name, sponsor string
+	tier          store.RiskTier
+	suspended     *uint64 // the entry that suspended it
+	rotated       *uint64 // the first rotation of its keys
+	keys          map[string]*loggedAgentKey
+	keyOrder      []string
 }
 
 type loggedAgentKey struct {
@@ -106,7 +107,7 @@ func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
 		if known {
 			return fmt.Errorf("agent %s registered again, or after entries changed it", rec.AgentID)
 		}
-		ag = &loggedAgent{registered: &index, tier: rec.RiskTier, keys: map[string]*loggedAgentKey{}}
+		ag = &loggedAgent{registered: &index, name: rec.Name, sponsor: rec.Sponsor, tier: rec.RiskTier, keys: map[string]*loggedAgentKey{}}
 		r.agents[rec.AgentID] = ag
 		r.agentOrder = append(r.agentOrder, rec.AgentID)
 		return ag.introduce(rec.KeyID, rec.PublicJWK, index)
@@ -114,26 +115,41 @@ func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
 	if !known {
 		// Registered before agents were logged: what the log says of it
 		// from here on is checked all the same.
-		ag = &loggedAgent{keys: map[string]*loggedAgentKey{}, retiredUnlogged: map[string]uint64{}}
+		ag = &loggedAgent{keys: map[string]*loggedAgentKey{}}
 		r.agents[rec.AgentID] = ag
 	}
 	if e.Kind == identity.KindAgentSuspended {
 		ag.suspended = &index
 		return nil
 	}
-	for _, kid := range rec.RetiredKeyIDs {
-		k, ok := ag.keys[kid]
-		switch {
-		case !ok && ag.registered == nil:
-			if _, twice := ag.retiredUnlogged[kid]; twice {
-				return fmt.Errorf("the entry retires key %s of agent %s again", kid, rec.AgentID)
+	// A rotation retires every other active key of the agent. Its record
+	// names them since d87bb85; an older one does not, and retired them
+	// all the same.
+	var listed struct {
+		Retired *[]string `json:"retired_key_ids"`
+	}
+	if json.Unmarshal(record, &listed) != nil || listed.Retired == nil {
+		for _, kid := range ag.keyOrder {
+			if k := ag.keys[kid]; k.retired == nil {
+				k.retired = &index
 			}
-			ag.retiredUnlogged[kid] = index
-		case !ok || k.retired != nil:
-			return fmt.Errorf("the entry retires key %s of agent %s, which is not one of its active keys", kid, rec.AgentID)
-		default:
-			k.retired = &index
 		}
+	} else {
+		for _, kid := range *listed.Retired {
+			k, ok := ag.keys[kid]
+			switch {
+			case !ok && ag.registered == nil:
+				// A key from before agents were logged: none of those is
+				// active after this (Rows).
+			case !ok || k.retired != nil:
+				return fmt.Errorf("the entry retires key %s of agent %s, which is not one of its active keys", kid, rec.AgentID)
+			default:
+				k.retired = &index
+			}
+		}
+	}
+	if ag.rotated == nil {
+		ag.rotated = &index
 	}
 	return ag.introduce(rec.KeyID, rec.PublicJWK, index)
 }
@@ -171,7 +187,7 @@ func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {
 		stored[ag.ID] = true
 		l, ok := r.agents[ag.ID]
 		if !ok {
-			l = &loggedAgent{keys: map[string]*loggedAgentKey{}, retiredUnlogged: map[string]uint64{}}
+			l = &loggedAgent{keys: map[string]*loggedAgentKey{}}
 		}
 		switch {
 		case l.registered == nil && ag.LedgerIndex != nil:
@@ -180,6 +196,8 @@ func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {
 			r.UnloggedAgents++ // from before agents were logged
 		case ag.LedgerIndex != nil && *ag.LedgerIndex != *l.registered:
 			return mismatch("agent %s names entry %d, but entry %d registered it", ag.ID, *ag.LedgerIndex, *l.registered)
+		case ag.Name != l.name || ag.Sponsor != l.sponsor:
+			return mismatch("agent %s is stored with another name or sponsor than entry %d registered", ag.ID, *l.registered)
 		case riskier(ag.RiskTier, l.tier) != ag.RiskTier:
 			return mismatch("agent %s is stored %s, safer than entry %d registered it (%s)", ag.ID, ag.RiskTier, *l.registered, l.tier)
 		}
@@ -208,9 +226,10 @@ func (a *loggedAgent) keyRows(agentID string, keys []store.AgentKey) error {
 		stored = append(stored, k.KID)
 		l, ok := a.keys[k.KID]
 		if !ok && a.registered == nil && k.LedgerIndex == nil {
-			// A key of an agent from before agents were logged.
-			if at, retired := a.retiredUnlogged[k.KID]; retired && k.Status == store.KeyActive {
-				return mismatch("key %s of agent %s is active, but entry %d retired it", k.KID, agentID, at)
+			// A key of an agent from before agents were logged: its
+			// first rotation retired it.
+			if a.rotated != nil && k.Status == store.KeyActive {
+				return mismatch("key %s of agent %s is active, but entry %d rotated the agent's keys", k.KID, agentID, *a.rotated)
 			}
 			continue
 		}
