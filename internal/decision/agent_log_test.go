@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -23,10 +22,7 @@ import (
 func TestAgentTierNoSaferThanLogged(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e := newServiceEnv(t, kind)
-			logs := &lockedBuffer{}
-			_, _, e.service = e.newService(t, e.ledger, decision.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
-			e.activate(t, acmeBundle(t))
+			e, logs := loggingEnv(t, kind)
 			payee := e.counterparty(t, e.org, store.CounterpartyVerified)
 			high, low := e.agent(t, store.RiskHigh), e.agent(t, store.RiskLow)
 			escalates := func(what, agentID string) {

@@ -2,7 +2,6 @@ package decision_test
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -20,10 +19,7 @@ import (
 func TestCounterpartyVerifiedOnlyAsLogged(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			e := newServiceEnv(t, kind)
-			logs := &lockedBuffer{}
-			_, _, e.service = e.newService(t, e.ledger, decision.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
-			e.activate(t, acmeBundle(t))
+			e, logs := loggingEnv(t, kind)
 			agent := e.agent(t, store.RiskLow)
 			payee := e.counterparty(t, e.org, store.CounterpartyVerified)
 			newcomer := e.counterparty(t, e.org, store.CounterpartyNew)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -220,6 +221,17 @@ func (e *serviceEnv) agentIn(t testing.TB, org decision.Organization, tier store
 		t.Fatal(err)
 	}
 	return a
+}
+
+// loggingEnv is a service over kind's store with the acme example policy
+// active, whose log the test reads.
+func loggingEnv(t testing.TB, kind string) (*serviceEnv, *lockedBuffer) {
+	t.Helper()
+	e := newServiceEnv(t, kind)
+	logs := &lockedBuffer{}
+	_, _, e.service = e.newService(t, e.ledger, decision.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	e.activate(t, acmeBundle(t))
+	return e, logs
 }
 
 // payingEnv is a service over kind's store with the acme example policy
