@@ -437,6 +437,11 @@ func TestLedgerVerifyRows(t *testing.T) {
 		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" is active, but entry 4 suspended it") {
 			t.Fatalf("reinstated: %q, %v", out, err)
 		}
+		// Gone from the store, with the key the log introduced.
+		sqlitetest.Tamper(t, tenantFile, `DELETE FROM agent_keys WHERE agent_id = '`+old+`'`, `DELETE FROM agents WHERE id = '`+old+`'`)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" is named by entry 3, but the store no longer holds it") {
+			t.Fatalf("deleted: %q, %v", out, err)
+		}
 	})
 	t.Run("a rotation an older build logged", func(t *testing.T) {
 		// Before d87bb85 a rotation's record did not list the keys it

@@ -52,6 +52,7 @@ type RowLog struct {
 
 type loggedAgent struct {
 	registered    *uint64 // nil: an agent from before agents were logged
+	firstEntry    uint64  // of such an agent: the first entry about it
 	name, sponsor string
 	tier          store.RiskTier
 	suspended     *uint64 // the entry that suspended it
@@ -115,8 +116,9 @@ func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
 	if !known {
 		// Registered before agents were logged: what the log says of it
 		// from here on is checked all the same.
-		ag = &loggedAgent{keys: map[string]*loggedAgentKey{}}
+		ag = &loggedAgent{keys: map[string]*loggedAgentKey{}, firstEntry: index}
 		r.agents[rec.AgentID] = ag
+		r.agentOrder = append(r.agentOrder, rec.AgentID)
 	}
 	if e.Kind == identity.KindAgentSuspended {
 		ag.suspended = &index
@@ -213,8 +215,12 @@ func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {
 		}
 	}
 	for _, id := range r.agentOrder {
-		if !stored[id] {
-			return mismatch("agent %s was registered by entry %d, but the store no longer holds it", id, *r.agents[id].registered)
+		switch l := r.agents[id]; {
+		case stored[id]:
+		case l.registered == nil:
+			return mismatch("agent %s is named by entry %d, but the store no longer holds it", id, l.firstEntry)
+		default:
+			return mismatch("agent %s was registered by entry %d, but the store no longer holds it", id, *l.registered)
 		}
 	}
 	return nil
