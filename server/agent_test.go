@@ -889,6 +889,47 @@ func TestAgentTokenRate(t *testing.T) {
 	}
 }
 
+// Two requests of one agent pass the bound's check with one token left:
+// the one that takes it second, its jti written by then, is refused 429
+// slow_down all the same, and recorded, and its assertion is spent (the
+// client signs a new one when told to retry).
+func TestAgentTokenTakenMeanwhile(t *testing.T) {
+	var clock atomic.Int64 // seconds added to the real time
+	now := func() time.Time { return time.Now().Add(time.Duration(clock.Load()) * time.Second) }
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) { c.Now, c.TokenRate, c.TokenBurst = now, rate.Every(time.Minute), 1 })
+	acme := e.agents["acme"]
+	acmeLog := e.ledger.TenantLog(e.orgs["acme"].ID, "acme")
+	from := logSize(t, e.ledger, acmeLog)
+	first, second := e.assertion(t, acme, nil), e.assertion(t, acme, nil)
+	var hooked atomic.Bool
+	var secondStatus int
+	server.SetAfterJTI(e.auth, func() {
+		// The first request, its jti written, waits for the second to
+		// pass the check, write its jti and take the token.
+		if hooked.CompareAndSwap(false, true) {
+			secondStatus, _ = e.tokenRequest(t, second)
+		}
+	})
+	status, out := e.tokenRequest(t, first)
+	if secondStatus != 200 {
+		t.Fatalf("the request that took the token: %d", secondStatus)
+	}
+	if status != 429 || out["error"] != "slow_down" || out["access_token"] != nil {
+		t.Fatalf("the request whose token was taken meanwhile: %d %v", status, out)
+	}
+	kinds := kindsFrom(t, e.ledger, acmeLog, from)
+	if kinds["auth.token_issued"] != 1 || kinds["auth.token_refused"] != 1 {
+		t.Fatalf("acme's log: %v, want one token issued and one refusal", kinds)
+	}
+	// Its jti was written: the assertion is spent, once the bucket has
+	// a token again.
+	server.SetAfterJTI(e.auth, nil)
+	clock.Add(60)
+	if status, out := e.tokenRequest(t, first); status != 400 || out["error"] != "invalid_client" {
+		t.Fatalf("the refused assertion again: %d %v", status, out)
+	}
+}
+
 // An access token is good only while the agent key it was issued under
 // is: a rotation (here not through this authenticator) ends the tokens of
 // the key it retired within a second, on every route; a token of the new

@@ -74,6 +74,9 @@ type AgentAuth struct {
 	agentKeys     agentKeyStates
 	keyLog        *identity.KeyLog
 	reported      sync.Map // agentKeyReport → struct{}: stored keys already reported as verifying nothing
+	// afterJTI, when set, runs between a token request's jti write and
+	// its take from the agent's bucket (tests).
+	afterJTI func()
 }
 
 // agentKeyReport is a stored key reported once a process, for one reason.
@@ -351,6 +354,9 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		// that waited): the sweeper may have pruned the row of its first
 		// use by then, so the write proves nothing against a replay.
 		err = identity.ErrAssertionExpired
+	}
+	if err == nil && a.afterJTI != nil {
+		a.afterJTI()
 	}
 	if err == nil && a.tokens != nil {
 		// Spent once the assertion is the agent's own and its jti new: no

@@ -26,6 +26,10 @@ func (l *LockedBuffer) String() string {
 	return l.b.String()
 }
 
+// SetAfterJTI runs fn between a token request's jti write and its take
+// from the agent's bucket.
+func SetAfterJTI(a *AgentAuth, fn func()) { a.afterJTI = fn }
+
 // SetRefusalTimers replaces the timers that end a's refusal windows.
 func SetRefusalTimers(a *AgentAuth, after func(d time.Duration, f func()) interface{ Stop() bool }) {
 	a.refusals.mu.Lock()
