@@ -142,14 +142,14 @@ func seedDemo(ctx context.Context, backend store.Backend, l *ledger.Ledger, pol 
 	if err != nil {
 		return err
 	}
-	for _, cp := range []store.Counterparty{
+	seeded, err := counterparties.AddAll(ctx, decision.Organization{ID: tenant.ID, Slug: tenant.Slug}, []store.Counterparty{
 		{Name: "Northwind Supplies", Status: store.CounterpartyVerified},
 		{Name: "Freshly Registered GmbH", Status: store.CounterpartyNew},
-	} {
-		c, err := counterparties.Add(ctx, decision.Organization{ID: tenant.ID, Slug: tenant.Slug}, cp)
-		if err != nil {
-			return fmt.Errorf("demo: seed acme: %w", err)
-		}
+	})
+	if err != nil {
+		return fmt.Errorf("demo: seed acme: %w", err)
+	}
+	for _, c := range seeded {
 		creds.Counterparties = append(creds.Counterparties, demoCounterparty{ID: c.ID, Name: c.Name, Status: string(c.Status)})
 	}
 	out, err := json.MarshalIndent(creds, "", "  ")

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -52,35 +53,55 @@ func NewCounterparties(l *ledger.Ledger) (*Counterparties, error) {
 // details generates it first: the seal binds the row id), its status new
 // when empty — and logs it. The stored counterparty is returned.
 func (c *Counterparties) Add(ctx context.Context, org Organization, cp store.Counterparty) (store.Counterparty, error) {
-	if cp.ID == "" {
-		cp.ID = store.NewID(store.PrefixCounterparty)
-	}
-	if cp.Status == "" {
-		cp.Status = store.CounterpartyNew
-	}
-	if err := store.CheckCounterparty(cp); err != nil {
-		return store.Counterparty{}, err
-	}
-	rec := CounterpartyRecord{Event: "counterparty_created", CounterpartyID: cp.ID, Name: cp.Name, Status: string(cp.Status)}
-	if cp.BankDetailsSealed != nil {
-		sum := sha256.Sum256(cp.BankDetailsSealed)
-		rec.BankDetailsSealedSHA256 = hex.EncodeToString(sum[:])
-	}
-	b, err := json.Marshal(rec)
+	stored, err := c.AddAll(ctx, org, []store.Counterparty{cp})
 	if err != nil {
 		return store.Counterparty{}, err
 	}
-	var stored store.Counterparty
-	_, err = c.ledger.AppendAllAndChange(ctx, c.ledger.TenantLog(org.ID, org.Slug),
-		[]ledger.Entry{{Kind: KindCounterpartyCreated, Subject: cp.ID, Record: b}},
-		func(ctx context.Context, tx store.TenantTx, index uint64) error {
-			cp.LedgerIndex = &index
-			var err error
-			stored, err = tx.Counterparties().Create(ctx, cp)
-			return err
+	return stored[0], nil
+}
+
+// AddAll is Add of several counterparties in one batch: all are stored
+// and logged, or none.
+func (c *Counterparties) AddAll(ctx context.Context, org Organization, cps []store.Counterparty) ([]store.Counterparty, error) {
+	cps = slices.Clone(cps)
+	entries := make([]ledger.Entry, len(cps))
+	for i := range cps {
+		cp := &cps[i]
+		if cp.ID == "" {
+			cp.ID = store.NewID(store.PrefixCounterparty)
+		}
+		if cp.Status == "" {
+			cp.Status = store.CounterpartyNew
+		}
+		if err := store.CheckCounterparty(*cp); err != nil {
+			return nil, err
+		}
+		rec := CounterpartyRecord{Event: "counterparty_created", CounterpartyID: cp.ID, Name: cp.Name, Status: string(cp.Status)}
+		if cp.BankDetailsSealed != nil {
+			sum := sha256.Sum256(cp.BankDetailsSealed)
+			rec.BankDetailsSealedSHA256 = hex.EncodeToString(sum[:])
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return nil, err
+		}
+		entries[i] = ledger.Entry{Kind: KindCounterpartyCreated, Subject: cp.ID, Record: b}
+	}
+	stored := make([]store.Counterparty, len(cps))
+	_, err := c.ledger.AppendAllAndChange(ctx, c.ledger.TenantLog(org.ID, org.Slug), entries,
+		func(ctx context.Context, tx store.TenantTx, first uint64) error {
+			for i, cp := range cps {
+				index := first + uint64(i) // the batch's entries are consecutive
+				cp.LedgerIndex = &index
+				var err error
+				if stored[i], err = tx.Counterparties().Create(ctx, cp); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 	if err != nil {
-		return store.Counterparty{}, err
+		return nil, err
 	}
 	return stored, nil
 }

@@ -65,3 +65,43 @@ func TestCounterpartyVerifiedOnlyAsLogged(t *testing.T) {
 		})
 	}
 }
+
+// AddAll stores and logs several counterparties in one batch, each row
+// naming its own entry, or none of them: a batch with one the store
+// refuses leaves neither rows nor entries.
+func TestCounterpartiesAddAll(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			ctx := context.Background()
+			cps, err := decision.NewCounterparties(e.ledger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			added, err := cps.AddAll(ctx, e.org, []store.Counterparty{{Name: "One", Status: store.CounterpartyVerified}, {Name: "Two", Status: store.CounterpartyVerified}})
+			if err != nil || len(added) != 2 || added[0].LedgerIndex == nil || added[1].LedgerIndex == nil ||
+				*added[1].LedgerIndex != *added[0].LedgerIndex+1 {
+				t.Fatalf("AddAll = %+v, %v", added, err)
+			}
+			for _, c := range added {
+				if status, err := e.service.StatusFor(ctx, e.org, c); err != nil || status != store.CounterpartyVerified {
+					t.Fatalf("%s, entry %d: seen %q, %v; want verified", c.Name, *c.LedgerIndex, status, err)
+				}
+			}
+			size := e.ledgerSize(t)
+			id := store.NewID(store.PrefixCounterparty)
+			if got, err := cps.AddAll(ctx, e.org, []store.Counterparty{{ID: id, Name: "Three"}, {ID: id, Name: "Three again"}}); err == nil {
+				t.Fatalf("a batch naming one id twice: %+v", got)
+			}
+			if got := e.ledgerSize(t); got != size {
+				t.Fatalf("the refused batch logged %d entries", got-size)
+			}
+			e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				if c, err := tx.Counterparties().Get(ctx, id); err == nil {
+					t.Errorf("the refused batch stored %+v", c)
+				}
+				return nil
+			})
+		})
+	}
+}
