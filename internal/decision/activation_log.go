@@ -6,11 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/agentsigna/agentsigna/internal/store"
-	"github.com/agentsigna/agentsigna/ledger"
 )
 
 // errActivationNotLogged: the newest activation row is not what the
@@ -53,11 +51,8 @@ func (p *Policies) checkActivation(ctx context.Context, org Organization, act st
 	if act.Rollback {
 		wantKind, wantEvent = "policy.rollback", "rollback"
 	}
-	record, err := p.ledger.ProvenRecord(ctx, p.ledger.TenantLog(org.ID, org.Slug), index, act.Revision, wantKind)
-	switch {
-	case errors.Is(err, ledger.ErrNotProven):
-		return fmt.Errorf("%w: %v", errActivationNotLogged, err)
-	case err != nil:
+	record, err := loggedRecord(ctx, p.ledger, org, index, act.Revision, errActivationNotLogged, wantKind)
+	if err != nil {
 		return err
 	}
 	var rec policyRecord

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -23,10 +22,9 @@ import (
 // as critical, and reported once. An agent from before agents named their
 // entry is taken as stored.
 type agentLog struct {
-	ledger  *ledger.Ledger
-	logger  *slog.Logger
-	logged  sync.Map // agentRef → store.RiskTier: what the registration records
-	refused sync.Map // agentRef → struct{}: not the log's, and reported
+	ledger *ledger.Ledger
+	logger *slog.Logger
+	proofs rowProofs[agentRef, store.RiskTier] // what each registration records
 }
 
 type agentRef struct {
@@ -43,36 +41,25 @@ func (l *agentLog) tier(ctx context.Context, org Organization, ag store.Agent) (
 		return ag.RiskTier, nil
 	}
 	ref := agentRef{tenant: org.ID, id: ag.ID, index: *ag.LedgerIndex}
-	if t, ok := l.logged.Load(ref); ok {
-		return riskier(ag.RiskTier, t.(store.RiskTier)), nil
-	}
-	if _, ok := l.refused.Load(ref); ok {
+	registered, logged, err := l.proofs.get(ref, func() (store.RiskTier, error) { return l.registered(ctx, org, ag) }, errAgentNotLogged,
+		func(err error) {
+			l.logger.ErrorContext(ctx, "decision: an agent row does not name its registration in the organization's log, so was written behind the service's back; its decisions see it as critical",
+				slog.String("tenant", org.Slug), slog.String("agent", ag.ID), slog.Any("reason", err))
+		})
+	switch {
+	case err != nil:
+		return "", err
+	case !logged:
 		return store.RiskCritical, nil
 	}
-	registered, err := l.registered(ctx, org, ag)
-	switch {
-	case err == nil:
-		l.logged.Store(ref, registered)
-		return riskier(ag.RiskTier, registered), nil
-	case !errors.Is(err, errAgentNotLogged):
-		return "", err
-	}
-	// An entry never changes: the row is refused for good, reported once.
-	if _, seen := l.refused.LoadOrStore(ref, struct{}{}); !seen {
-		l.logger.ErrorContext(ctx, "decision: an agent row does not name its registration in the organization's log, so was written behind the service's back; its decisions see it as critical",
-			slog.String("tenant", org.Slug), slog.String("agent", ag.ID), slog.Any("reason", err))
-	}
-	return store.RiskCritical, nil
+	return riskier(ag.RiskTier, registered), nil
 }
 
 // registered is the risk tier ag's registration entry records.
 func (l *agentLog) registered(ctx context.Context, org Organization, ag store.Agent) (store.RiskTier, error) {
 	index := *ag.LedgerIndex
-	record, err := l.ledger.ProvenRecord(ctx, l.ledger.TenantLog(org.ID, org.Slug), index, ag.ID, identity.KindAgentRegistered)
-	switch {
-	case errors.Is(err, ledger.ErrNotProven):
-		return "", fmt.Errorf("%w: %v", errAgentNotLogged, err)
-	case err != nil:
+	record, err := loggedRecord(ctx, l.ledger, org, index, ag.ID, errAgentNotLogged, identity.KindAgentRegistered)
+	if err != nil {
 		return "", err
 	}
 	var rec identity.AgentRecord

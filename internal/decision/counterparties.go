@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
@@ -118,10 +117,9 @@ func (c *Counterparties) AddAll(ctx context.Context, org Organization, cps []sto
 // before counterparties named their entry is taken as stored (the
 // database refuses new rows without one, and marking one verified).
 type counterpartyLog struct {
-	ledger  *ledger.Ledger
-	logger  *slog.Logger
-	proven  sync.Map // counterpartyRef → struct{}: verified in the log
-	refused sync.Map // counterpartyRef → struct{}: not, and reported
+	ledger *ledger.Ledger
+	logger *slog.Logger
+	proofs rowProofs[counterpartyRef, struct{}]
 }
 
 type counterpartyRef struct {
@@ -139,36 +137,25 @@ func (l *counterpartyLog) status(ctx context.Context, org Organization, cp store
 		return cp.Status, nil
 	}
 	ref := counterpartyRef{tenant: org.ID, id: cp.ID, index: *cp.LedgerIndex}
-	if _, ok := l.proven.Load(ref); ok {
-		return cp.Status, nil
-	}
-	if _, ok := l.refused.Load(ref); ok {
+	_, verified, err := l.proofs.get(ref, func() (struct{}, error) { return struct{}{}, l.check(ctx, org, cp) }, errCounterpartyNotLogged,
+		func(err error) {
+			l.logger.ErrorContext(ctx, "decision: a counterparty stored as verified is not verified in the organization's log, so was written behind the service's back; its decisions see it as new",
+				slog.String("tenant", org.Slug), slog.String("counterparty", cp.ID), slog.Any("reason", err))
+		})
+	switch {
+	case err != nil:
+		return "", err
+	case !verified:
 		return store.CounterpartyNew, nil
 	}
-	err := l.check(ctx, org, cp)
-	switch {
-	case err == nil:
-		l.proven.Store(ref, struct{}{})
-		return cp.Status, nil
-	case !errors.Is(err, errCounterpartyNotLogged):
-		return "", err
-	}
-	// An entry never changes: the row is refused for good, reported once.
-	if _, seen := l.refused.LoadOrStore(ref, struct{}{}); !seen {
-		l.logger.ErrorContext(ctx, "decision: a counterparty stored as verified is not verified in the organization's log, so was written behind the service's back; its decisions see it as new",
-			slog.String("tenant", org.Slug), slog.String("counterparty", cp.ID), slog.Any("reason", err))
-	}
-	return store.CounterpartyNew, nil
+	return cp.Status, nil
 }
 
 // check proves the entry cp names and compares it with cp.
 func (l *counterpartyLog) check(ctx context.Context, org Organization, cp store.Counterparty) error {
 	index := *cp.LedgerIndex
-	record, err := l.ledger.ProvenRecord(ctx, l.ledger.TenantLog(org.ID, org.Slug), index, cp.ID, KindCounterpartyCreated)
-	switch {
-	case errors.Is(err, ledger.ErrNotProven):
-		return fmt.Errorf("%w: %v", errCounterpartyNotLogged, err)
-	case err != nil:
+	record, err := loggedRecord(ctx, l.ledger, org, index, cp.ID, errCounterpartyNotLogged, KindCounterpartyCreated)
+	if err != nil {
 		return err
 	}
 	var rec CounterpartyRecord
