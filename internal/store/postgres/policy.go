@@ -61,8 +61,8 @@ func (p *policyTx) Activate(ctx context.Context, a store.PolicyActivation) (stor
 		return a, fmt.Errorf("%w: activation needs a revision and who activated it", store.ErrInvalid)
 	}
 	var seq int64
-	if a.LedgerIndex == nil || *a.LedgerIndex > math.MaxInt64 {
-		return a, fmt.Errorf("%w: an activation names its ledger entry", store.ErrInvalid)
+	if err := store.CheckLedgerIndex(a.LedgerIndex, "an activation"); err != nil {
+		return a, err
 	}
 	idx := int64(*a.LedgerIndex)
 	if a.Seq > math.MaxInt64 {

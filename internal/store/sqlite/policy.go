@@ -73,8 +73,8 @@ func (p *policyTx) Activate(ctx context.Context, a store.PolicyActivation) (stor
 	if _, err := p.Bundle(ctx, a.Revision); err != nil {
 		return a, err
 	}
-	if a.LedgerIndex == nil || *a.LedgerIndex > math.MaxInt64 {
-		return a, fmt.Errorf("%w: an activation names its ledger entry", store.ErrInvalid)
+	if err := store.CheckLedgerIndex(a.LedgerIndex, "an activation"); err != nil {
+		return a, err
 	}
 	var seq int64
 	if err := p.tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) + 1 FROM policy_activations WHERE tenant_id = ?`, p.tenantID).Scan(&seq); err != nil {
