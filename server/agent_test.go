@@ -146,17 +146,10 @@ func newAgentEnvOn(t *testing.T, planesCfg server.Config, configure ...func(*ser
 		if _, err := pol.Activate(ctx, org, b.Revision, "usr_a", "usr_b", false); err != nil {
 			t.Fatal(err)
 		}
-		_, priv, _ := ed25519.GenerateKey(rand.Reader)
-		key, _ := jwk.Import(priv)
-		pub, _ := key.PublicKey()
-		tp, _ := pub.Thumbprint(0x5) // crypto.SHA256
-		kid := base64.RawURLEncoding.EncodeToString(tp)
-		_ = key.Set(jwk.KeyIDKey, kid)
-		_ = pub.Set(jwk.KeyIDKey, kid)
-		pubJSON, _ := json.Marshal(pub)
+		key, kid, pubJSON := newAgentJWK(t, "")
 		ag, err := e.registry.Register(ctx, store.TenantRef{ID: tn.ID, Slug: slug},
 			store.Agent{Name: slug + " payer", Sponsor: "usr_sponsor", RiskTier: store.RiskLow},
-			store.AgentKey{KID: kid, PublicJWK: string(pubJSON)})
+			store.AgentKey{KID: kid, PublicJWK: pubJSON})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,6 +182,30 @@ func (e *agentEnv) assertion(t *testing.T, a testAgent, mutate func(b *jwt.Build
 		t.Fatal(err)
 	}
 	return string(signed)
+}
+
+// newAgentJWK is a fresh Ed25519 agent key under kid (its RFC 7638
+// thumbprint when ""): the private JWK, the kid and the public JWK as
+// registered.
+func newAgentJWK(t *testing.T, kid string) (jwk.Key, string, string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := jwk.Import(priv)
+	pub, _ := key.PublicKey()
+	if kid == "" {
+		tp, _ := pub.Thumbprint(0x5) // crypto.SHA256
+		kid = base64.RawURLEncoding.EncodeToString(tp)
+	}
+	_ = key.Set(jwk.KeyIDKey, kid)
+	_ = pub.Set(jwk.KeyIDKey, kid)
+	pubJSON, err := json.Marshal(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, kid, string(pubJSON)
 }
 
 func (e *agentEnv) do(t *testing.T, req *http.Request) (int, http.Header, []byte) {
@@ -948,14 +965,9 @@ func TestRotationEndsTheRetiredKeysTokens(t *testing.T) {
 		t.Fatalf("before the rotation: %d %s", status, body)
 	}
 	oldKID, _ := acme.key.KeyID()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	newKey, _ := jwk.Import(priv)
-	pub, _ := newKey.PublicKey()
-	_ = newKey.Set(jwk.KeyIDKey, "acme-key-2")
-	_ = pub.Set(jwk.KeyIDKey, "acme-key-2")
-	pubJSON, _ := json.Marshal(pub)
+	newKey, _, pubJSON := newAgentJWK(t, "acme-key-2")
 	org := store.TenantRef{ID: e.orgs["acme"].ID, Slug: "acme"}
-	retired, err := e.registry.RotateKey(context.Background(), org, store.AgentKey{AgentID: acme.id, KID: "acme-key-2", PublicJWK: string(pubJSON)})
+	retired, err := e.registry.RotateKey(context.Background(), org, store.AgentKey{AgentID: acme.id, KID: "acme-key-2", PublicJWK: pubJSON})
 	if err != nil || len(retired) != 1 || retired[0] != oldKID {
 		t.Fatalf("rotate: retired %v, %v", retired, err)
 	}
@@ -1085,19 +1097,14 @@ func TestPlantedAgentKeyIsRefused(t *testing.T) {
 	ctx := context.Background()
 	org := e.orgs["acme"]
 	var registered store.AgentKey
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	planted, _ := jwk.Import(priv)
-	pub, _ := planted.PublicKey()
-	_ = planted.Set(jwk.KeyIDKey, "planted")
-	_ = pub.Set(jwk.KeyIDKey, "planted")
-	pubJSON, _ := json.Marshal(pub)
+	planted, _, pubJSON := newAgentJWK(t, "planted")
 	err := e.store.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		keys, err := tx.Agents().Keys(ctx, a.id)
 		if err != nil || len(keys) != 1 || keys[0].LedgerIndex == nil {
 			return fmt.Errorf("the agent's keys: %+v, %v", keys, err)
 		}
 		registered = keys[0]
-		_, err = tx.Agents().AddKey(ctx, store.AgentKey{AgentID: a.id, KID: "planted", PublicJWK: string(pubJSON), LedgerIndex: registered.LedgerIndex})
+		_, err = tx.Agents().AddKey(ctx, store.AgentKey{AgentID: a.id, KID: "planted", PublicJWK: pubJSON, LedgerIndex: registered.LedgerIndex})
 		return err
 	})
 	if err != nil {
