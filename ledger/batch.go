@@ -34,6 +34,7 @@ type request struct {
 	res     []Appended
 	err     error
 	done    chan struct{}
+	sent    time.Time // when append was called: queued from here
 	// claimed is set once by whichever comes first: the writer taking the
 	// request into a commit (it then answers it on done), or its caller
 	// giving up before that (the writer then drops it unanswered).
@@ -174,6 +175,11 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 	if len(live) == 0 {
 		return
 	}
+	start := time.Now()
+	for _, r := range live {
+		l.queued.Observe(start.Sub(r.sent))
+	}
+	defer l.committing.Since(start)
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	var err error

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/agentsigna/agentsigna/internal/latency"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger/verify"
@@ -62,6 +63,25 @@ type Config struct {
 	Logger      *slog.Logger
 	// Now is the clock for entry times. Default time.Now.
 	Now func() time.Time
+	// Stages, from NewStages, times each append's wait for its batch and
+	// each batch's commit; nil: not timed.
+	Stages *latency.Family
+}
+
+// The stages of an append (Config.Stages): "queued", from the call to its
+// batch's transaction starting; "commit", each batch's transaction, from
+// its start to its commit (or failure), answering every request in it. A
+// decision's own wait for the ledger is decision.NewStages' "ledger".
+const (
+	StageQueued = "queued"
+	StageCommit = "commit"
+)
+
+// NewStages makes the histograms of Config.Stages.
+func NewStages() *latency.Family {
+	return latency.NewFamily("agentsigna_ledger_append_seconds",
+		"How long a ledger append waits for its batch's transaction to start (queued), and how long each batch's transaction takes (commit).",
+		"stage", StageQueued, StageCommit)
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -104,6 +124,8 @@ type Ledger struct {
 	// verifying it again when it is the one here, and on another only if
 	// it extends the one here.
 	heads map[string]store.LedgerCheckpoint
+
+	queued, committing *latency.Histogram // Config.Stages; nil: not timed
 }
 
 // New returns a Ledger.
@@ -112,7 +134,8 @@ func New(cfg Config) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Ledger{cfg: cfg, tiles: newTileCache(4096), writers: map[string]*writer{}, heads: map[string]store.LedgerCheckpoint{}}, nil
+	return &Ledger{cfg: cfg, tiles: newTileCache(4096), writers: map[string]*writer{}, heads: map[string]store.LedgerCheckpoint{},
+		queued: cfg.Stages.Stage(StageQueued), committing: cfg.Stages.Stage(StageCommit)}, nil
 }
 
 // Log names one log and how to reach it.
@@ -326,7 +349,7 @@ func (l *Ledger) append(ctx context.Context, log Log, entries []Entry, check che
 	if len(entries) == 0 || len(entries) > l.cfg.MaxBatch {
 		return nil, fmt.Errorf("%w: 1-%d entries per append", store.ErrInvalid, l.cfg.MaxBatch)
 	}
-	r := &request{ctx: ctx, entries: entries, check: check, write: write, digests: make([][sha256.Size]byte, len(entries)), done: make(chan struct{})}
+	r := &request{ctx: ctx, entries: entries, check: check, write: write, digests: make([][sha256.Size]byte, len(entries)), done: make(chan struct{}), sent: time.Now()}
 	for i, e := range entries {
 		if err := e.check(); err != nil {
 			return nil, err

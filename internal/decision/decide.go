@@ -40,6 +40,7 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 	if store.CheckID(store.PrefixAgent, agentID) != nil {
 		return Response{}, ErrUnknownAgent
 	}
+	start := time.Now()
 	v, err := req.validate()
 	if err != nil {
 		return Response{}, err
@@ -65,7 +66,11 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 	stored := false
 	defer func() { tn.settle(stored) }()
 	now := s.now()
+	// Stage times (Config.Stages), observed once the decision is recorded.
+	var readTime, turnTime, policyTime time.Duration
+	began := time.Now()
 	g, err := s.gather(ctx, org, agentID, v, keyHash, now, tn.reading)
+	readTime = time.Since(began)
 	if err != nil {
 		return Response{}, err
 	}
@@ -80,7 +85,9 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 	if err := s.cfg.Evaluator.Wake(ctx, org.ID); err != nil {
 		return Response{}, fmt.Errorf("decision: wait for the organization's policy worker: %w", err)
 	}
+	began = time.Now()
 	used, err := tn.take(ctx)
+	turnTime = time.Since(began)
 	if err != nil {
 		return Response{}, err
 	}
@@ -94,10 +101,14 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 		if g.input.Counterparty != nil {
 			g.input.Counterparty.PaymentsCount = readPayments + c.payments
 		}
+		evaluating := time.Now()
+		defer func() { policyTime += time.Since(evaluating) }()
 		return s.cfg.Evaluator.Evaluate(ctx, g.input)
 	}
 	ev := evaluate(used)
+	began = time.Now()
 	exact, same, err := tn.judge(ctx, used)
+	turnTime += time.Since(began)
 	if err != nil {
 		return Response{}, err
 	}
@@ -115,6 +126,12 @@ func (s *Service) Decide(ctx context.Context, org Organization, agentID string, 
 	}))
 	var resp Response
 	resp, stored, err = s.record(ctx, org, v, g, ev, keyHash, now)
+	if err == nil && stored {
+		s.stages.read.Observe(readTime)
+		s.stages.turn.Observe(turnTime)
+		s.stages.policy.Observe(policyTime)
+		s.stages.total.Since(start)
+	}
 	return resp, err
 }
 

@@ -58,9 +58,11 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	var opened *store.Case
 	switch ev.Outcome {
 	case Allow:
+		signStart := time.Now()
 		if receipt, err = s.signReceipt(org, v, g, ev, decisionID, actionSHA, now); err != nil {
 			return Response{}, false, err
 		}
+		s.stages.sign.Since(signStart)
 		entries = append(entries, ledger.Entry{Kind: KindReceipt, Subject: receipt.ID, Record: []byte(receipt.JWS)})
 		resp.Receipt = receipt.JWS
 	case Escalate:
@@ -113,7 +115,11 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 			return err
 		}
 	}
+	appendStart := time.Now()
 	appended, err := s.cfg.Ledger.AppendAllAndWriteIf(ctx, lg, entries, check, write)
+	if err == nil {
+		s.stages.ledger.Since(appendStart)
+	}
 	if errors.Is(err, errKeyTaken) {
 		// Another process stored a decision under this Idempotency-Key
 		// between our read and our batch; the batch's check found it.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentsigna/agentsigna/internal/latency"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
@@ -83,6 +84,46 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of decisions, receipts and cases. Default time.Now.
 	Now func() time.Time
+	// Stages, from NewStages, times the stages of each decision; nil: not
+	// timed.
+	Stages *latency.Family
+}
+
+// The stages of a decision (Config.Stages), each timed once per decision
+// recorded (a replay under an Idempotency-Key, and a request refused, are
+// not):
+//   - "read": the store read of its inputs (and the receipt signer);
+//   - "turn": waiting for the agent's requests ahead of it (see turns);
+//   - "policy": evaluating the base and organization policies, twice when
+//     a request ahead decided otherwise than guessed;
+//   - "sign": signing the receipt of an allowed action;
+//   - "ledger": its ledger append, from the call until its batch has
+//     committed (ledger.NewStages splits it);
+//   - "total": Decide, from the request's validation to its answer.
+const (
+	StageRead   = "read"
+	StageTurn   = "turn"
+	StagePolicy = "policy"
+	StageSign   = "sign"
+	StageLedger = "ledger"
+	StageTotal  = "total"
+)
+
+// NewStages makes the histograms of Config.Stages.
+func NewStages() *latency.Family {
+	return latency.NewFamily("agentsigna_decision_stage_seconds",
+		"How long the stages of a recorded decision take: read, turn, policy, sign, ledger, and the total.",
+		"stage", StageRead, StageTurn, StagePolicy, StageSign, StageLedger, StageTotal)
+}
+
+// stages are Config.Stages' histograms; each nil when not timed.
+type stages struct {
+	read, turn, policy, sign, ledger, total *latency.Histogram
+}
+
+func newStages(f *latency.Family) stages {
+	return stages{read: f.Stage(StageRead), turn: f.Stage(StageTurn), policy: f.Stage(StagePolicy),
+		sign: f.Stage(StageSign), ledger: f.Stage(StageLedger), total: f.Stage(StageTotal)}
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -161,6 +202,8 @@ type Service struct {
 	// waits counts each agent's open WaitCase calls (key: org/agent).
 	waitMu sync.Mutex
 	waits  map[string]int
+
+	stages stages
 }
 
 // NewService returns a Service.
@@ -175,7 +218,7 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	return &Service{cfg: cfg, receiptKeys: rk, counterparties: &counterpartyLog{ledger: cfg.Ledger, logger: cfg.Logger},
 		agents: &agentLog{ledger: cfg.Ledger, logger: cfg.Logger},
-		waits:  map[string]int{}, failed: map[string]loadFailure{}}, nil
+		waits:  map[string]int{}, failed: map[string]loadFailure{}, stages: newStages(cfg.Stages)}, nil
 }
 
 // ensurePolicy makes sure the engine holds the organization's activation
