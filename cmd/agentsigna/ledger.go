@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/latency"
 	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/signing"
@@ -23,6 +24,9 @@ import (
 type ledgerFlags struct {
 	publicURL string
 	logOrigin string
+	// stages times appends (ledger.Config.Stages): serve's, served on its
+	// debug listener; nil for the other commands.
+	stages *latency.Family
 }
 
 func (f *ledgerFlags) register(fs *flag.FlagSet) {
@@ -71,7 +75,7 @@ func openLedgerAndMaster(ctx context.Context, sf *storeFlags, lf *ledgerFlags, b
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	l, err := ledger.New(ledger.Config{Tenants: backend, Platform: backend, Keys: keys, Origin: origin, Logger: log})
+	l, err := ledger.New(ledger.Config{Tenants: backend, Platform: backend, Keys: keys, Origin: origin, Logger: log, Stages: lf.stages})
 	return l, keys, master, err
 }
 

@@ -9,14 +9,18 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/agentsigna/agentsigna/internal/latency"
 )
 
 // servePprof serves Go's profiler (net/http/pprof under /debug/pprof/) on
 // its own listener, apart from both planes, for operators measuring the
-// service (as OPA's --pprof). Off unless --pprof-addr is given, and only on
+// service (as OPA's --pprof), and the stage histograms (/metrics, the
+// Prometheus text format): where a decision's time goes, which a CPU
+// profile does not show. Off unless --pprof-addr is given, and only on
 // loopback: profiles show the code's internals to whoever can fetch them.
 // It stops when ctx ends. It returns the address it listens on.
-func servePprof(ctx context.Context, addr string, log *slog.Logger) (net.Addr, error) {
+func servePprof(ctx context.Context, addr string, log *slog.Logger, stages ...*latency.Family) (net.Addr, error) {
 	loop, err := isLoopback(addr)
 	if err != nil {
 		return nil, err
@@ -37,6 +41,12 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) (net.Addr, e
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		if err := latency.WriteText(w, stages...); err != nil {
+			log.Debug("metrics: write", slog.Any("error", err))
+		}
+	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("pprof: %w", err)

@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/latency"
+	"github.com/agentsigna/agentsigna/ledger"
 )
 
 func TestPprofLoopbackOnly(t *testing.T) {
@@ -19,7 +23,9 @@ func TestPprofLoopbackOnly(t *testing.T) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, err := servePprof(ctx, "127.0.0.1:0", log)
+	stages, appends := decision.NewStages(), ledger.NewStages()
+	stages.Stage(decision.StageTotal).Observe(3 * time.Millisecond)
+	addr, err := servePprof(ctx, "127.0.0.1:0", log, stages, appends)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,10 +57,29 @@ func TestPprofLoopbackOnly(t *testing.T) {
 	if code, _ := get("/debug/pprof/cmdline", ""); code != http.StatusNotFound {
 		t.Fatalf("pprof cmdline: %d, want 404", code)
 	}
+	// The stage histograms, in the Prometheus text format.
+	code, body := get("/metrics", "")
+	if code != http.StatusOK {
+		t.Fatalf("metrics: %d", code)
+	}
+	decided, err := latency.ReadText(strings.NewReader(body), "agentsigna_decision_stage_seconds", "stage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	appended, err := latency.ReadText(strings.NewReader(body), "agentsigna_ledger_append_seconds", "stage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(decided) != 6 || decided[decision.StageTotal].Count() != 1 || decided[decision.StageLedger].Count() != 0 ||
+		len(appended) != 2 || appended[ledger.StageCommit].Count() != 0 {
+		t.Fatalf("metrics: decisions %v, appends %v", decided, appended)
+	}
 	// DNS rebinding: a page's own name pointed at 127.0.0.1.
 	for _, host := range []string{"attacker.example", "attacker.example:6060", "10.0.0.1:6060", "127.0.0.1.nip.example"} {
-		if code, _ := get("/debug/pprof/symbol", host); code != http.StatusForbidden {
-			t.Errorf("pprof with Host %q: %d, want 403", host, code)
+		for _, path := range []string{"/debug/pprof/symbol", "/metrics"} {
+			if code, _ := get(path, host); code != http.StatusForbidden {
+				t.Errorf("%s with Host %q: %d, want 403", path, host, code)
+			}
 		}
 	}
 	// Nothing else is served there.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/latency"
 	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -59,7 +60,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "json", "json or text")
 	fs.DurationVar(&f.shutdown, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown (the last ledger summaries then get up to 5s more)")
-	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) on this loopback address; off when empty")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) and the decision stage histograms (/metrics) on this loopback address; off when empty")
 	f.bounds.register(fs)
 	fs.IntVar(&f.maxConns, "max-connections", 0, "connections each plane holds open at once (0: as many as the descriptor limit leaves room for, at most 16384)")
 	fs.IntVar(&f.maxPerAddress, "max-connections-per-address", 0, "connections each plane holds from one address, an IPv6 one by its /64 (0: no bound; behind a proxy every connection is the proxy's)")
@@ -99,8 +100,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var stages *latency.Family // a decision's, served on the debug listener
 	if f.pprofAddr != "" {
-		if _, err := servePprof(ctx, f.pprofAddr, log); err != nil {
+		stages, f.ledger.stages = decision.NewStages(), ledger.NewStages()
+		if _, err := servePprof(ctx, f.pprofAddr, log, stages, f.ledger.stages); err != nil {
 			return err
 		}
 	}
@@ -149,7 +152,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	server.MountLogKeys(planes.Tenant, l, backend)
 	server.MountJWKS(planes.Tenant, backend, keys)
 	server.MountLedger(planes.Platform, l, server.DenyLogAccess)
-	pol, auth, workers, err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, bounds, log)
+	pol, auth, workers, err := mountAgentAPI(ctx, planes, backend, l, keys, f.ledger.publicURL, bounds, stages, log)
 	if err != nil {
 		return err
 	}
@@ -364,7 +367,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 // mountAgentAPI wires the agent path: token endpoint, decisions, cases.
 // The agent authenticator it returns must be closed before the ledger,
 // and the policy workers once the planes have stopped.
-func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Backend, l *ledger.Ledger, keys *signing.Keyring, publicURL string, bounds agentBounds, log *slog.Logger) (*decision.Policies, *server.AgentAuth, *bundles.Workers, error) {
+func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Backend, l *ledger.Ledger, keys *signing.Keyring, publicURL string, bounds agentBounds, stages *latency.Family, log *slog.Logger) (*decision.Policies, *server.AgentAuth, *bundles.Workers, error) {
 	engine := bundles.NewEngine()
 	evaluator, err := decision.NewEvaluator(ctx, engine, decision.Options{})
 	if err != nil {
@@ -380,7 +383,7 @@ func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Bac
 	policies := decision.NewPolicies(backend, l, engine, decision.PoliciesOptions{Workers: workers})
 	svc, err := decision.NewService(decision.Config{
 		Tenants: backend, Ledger: l, Keyring: keys, Evaluator: evaluator, Policies: policies,
-		PublicURL: strings.TrimSuffix(publicURL, "/"), Logger: log,
+		PublicURL: strings.TrimSuffix(publicURL, "/"), Logger: log, Stages: stages,
 	})
 	if err != nil {
 		return nil, nil, nil, err
