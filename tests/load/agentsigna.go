@@ -68,7 +68,8 @@ const unboundedAgent = "1e9"
 
 // startDemo runs `agentsigna serve --demo` on a fresh embedded store under
 // dir, on free loopback ports, and returns it with its tenant URL, the
-// credentials file it wrote and, with o.CPUProfile, its pprof URL.
+// credentials file it wrote and its pprof URL (its CPU profile and stage
+// histograms).
 func startDemo(ctx context.Context, o Options, client *http.Client, dir string) (p *process, tenantURL, credsFile, pprofURL string, err error) {
 	ta, err := freeLoopbackAddr()
 	if err != nil {
@@ -83,14 +84,12 @@ func startDemo(ctx context.Context, o Options, client *http.Client, dir string) 
 	args := []string{"serve", "--demo",
 		"--data-dir", dataDir, "--tenant-addr", ta, "--platform-addr", pa, "--public-url", tenantURL,
 		"--log-level", o.ServerLogLevel, "--agent-decisions-per-second", unboundedAgent}
-	if o.CPUProfile != "" {
-		da, err := freeLoopbackAddr()
-		if err != nil {
-			return nil, "", "", "", err
-		}
-		args = append(args, "--pprof-addr", da)
-		pprofURL = "http://" + da
+	da, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, "", "", "", err
 	}
+	args = append(args, "--pprof-addr", da)
+	pprofURL = "http://" + da
 	p, err = startProcess("agentsigna serve --demo", o.AgentSigna, args, nil)
 	if err != nil {
 		return nil, "", "", "", err

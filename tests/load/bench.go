@@ -15,7 +15,8 @@ import (
 // AgentSigna demo unless o.TargetURL names a running service, and OPA),
 // checks that each answers the request with an allow, then measures OPA
 // and AgentSigna in closed loops (alternating rounds) and AgentSigna at
-// a fixed arrival rate, then GET /healthz at that rate (the floor under
+// a fixed arrival rate (with the stage histograms the service kept over
+// that window, when it has a pprof listener), then GET /healthz at that rate (the floor under
 // any answer) and a write and fsync at that rate (the floor under a
 // durable answer), then OPA at half its own rate (the latency goal applied to
 // the reference). It stops what it started before returning.
@@ -170,8 +171,15 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 	}
 	if rate > 0 && ctx.Err() == nil {
 		phase(fmt.Sprintf("agentsigna, open loop at %s", formatRate(rate)))
+		stages := startStageWindow(ctx, client, pprofURL, o.Warmup)
 		open := openLoop(ctx, as, rate, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
 		rep.Open = &open
+		switch rep.Stages, err = stages.end(ctx); {
+		case errors.Is(err, errNoStages):
+			fmt.Fprintf(progress, "load: %v\n", err)
+		case err != nil:
+			return rep, err
+		}
 		if ctx.Err() == nil {
 			phase(fmt.Sprintf("floor: GET /healthz, open loop at %s", formatRate(rate)))
 			floor := openLoop(ctx, newHealthzTarget(client, tenantURL), rate, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)

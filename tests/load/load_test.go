@@ -124,6 +124,7 @@ func checkReport(t *testing.T, rep Report) {
 	if rep.Ratio() <= 0 {
 		t.Errorf("ratio %v", rep.Ratio())
 	}
+	checkStages(t, rep)
 	if !haveProc() {
 		return // no processor times to check on this system
 	}
@@ -141,6 +142,45 @@ func checkReport(t *testing.T, rep Report) {
 	rep.Print(&out)
 	if !strings.Contains(out.String(), "processor time per request answered, closed loops: agentsigna ") {
 		t.Errorf("the table has no CPU time per request:\n%s", out.String())
+	}
+}
+
+// checkStages asks that the service's stage histograms were read over the
+// open loop, and hold what the load implies: every decision an allow, so
+// each decision stage (sign included) timed once per decision, and at
+// least one ledger append per decision, fewer batches than appends.
+func checkStages(t *testing.T, rep Report) {
+	t.Helper()
+	got := map[string]Stage{}
+	for _, s := range rep.Stages {
+		got[s.Family+" "+s.Name] = s
+	}
+	total := got["decision total"].Count()
+	// The window's requests, give or take those in flight at its edges.
+	if total == 0 || total > uint64(rep.Open.Requests+rep.Options.Concurrency) {
+		t.Fatalf("%d decisions timed over an open loop of %d requests; stages %+v", total, rep.Open.Requests, rep.Stages)
+	}
+	// A decision in flight as a scrape is read may have some stages
+	// before it and the rest after: counts agree up to the requests in
+	// flight at the window's two edges.
+	edges := uint64(2 * rep.Options.Concurrency)
+	near := func(n, want uint64) bool { return n+edges >= want && n <= want+edges }
+	for _, name := range []string{"read", "turn", "policy", "sign", "ledger"} {
+		s, ok := got["decision "+name]
+		if !ok || !near(s.Count(), total) {
+			t.Errorf("decision %s: %d timed, want %d (± %d)", name, s.Count(), total, edges)
+		}
+	}
+	if q, c := got["ledger append queued"].Count(), got["ledger append commit"].Count(); q+edges < total || c == 0 || c > q+edges {
+		t.Errorf("ledger appends: %d queued, %d batches, for %d decisions", q, c, total)
+	}
+	if p := got["decision total"].Quantile(0.99); p <= 0 || p < got["decision ledger"].Quantile(0.5) {
+		t.Errorf("decision total p99 %v, ledger p50 %v", p, got["decision ledger"].Quantile(0.5))
+	}
+	var out strings.Builder
+	rep.Print(&out)
+	if !strings.Contains(out.String(), "where the time went at ") || !strings.Contains(out.String(), "  decision ledger ") {
+		t.Errorf("the report has no stage table:\n%s", out.String())
 	}
 }
 
@@ -184,9 +224,10 @@ func TestProfileOptions(t *testing.T) {
 		{"running service without its pprof URL", func(o *Options) {
 			o.TargetURL, o.Credentials, o.CPUProfile = "http://127.0.0.1:8080", "c.json", "cpu.pprof"
 		}, false},
-		{"pprof URL without a profile", func(o *Options) {
+		{"pprof URL without a profile (stage histograms only)", func(o *Options) {
 			o.TargetURL, o.Credentials, o.PprofURL = "http://127.0.0.1:8080", "c.json", "http://127.0.0.1:6060"
-		}, false},
+		}, true},
+		{"pprof URL without a running service", func(o *Options) { o.PprofURL = "http://127.0.0.1:6060" }, false},
 		{"pprof URL off loopback", func(o *Options) {
 			o.TargetURL, o.Credentials, o.CPUProfile, o.PprofURL = "http://127.0.0.1:8080", "c.json", "cpu.pprof", "http://10.0.0.1:6060"
 		}, false},
@@ -263,15 +304,13 @@ func TestLoadPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"serve", "--tenant-addr", ta, "--platform-addr", pa, "--public-url", "http://" + ta, "--log-level", o.ServerLogLevel, "--agent-decisions-per-second", unboundedAgent}
-	if *loadCPUProfile != "" {
-		pprofAddr, err := freeLoopbackAddr()
-		if err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, "--pprof-addr", pprofAddr)
-		o.CPUProfile, o.PprofURL = *loadCPUProfile, "http://"+pprofAddr
+	pprofAddr, err := freeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
 	}
+	args := []string{"serve", "--tenant-addr", ta, "--platform-addr", pa, "--public-url", "http://" + ta, "--log-level", o.ServerLogLevel,
+		"--agent-decisions-per-second", unboundedAgent, "--pprof-addr", pprofAddr}
+	o.CPUProfile, o.PprofURL = *loadCPUProfile, "http://"+pprofAddr
 	p, err := startProcess("agentsigna serve", o.AgentSigna, args, env)
 	if err != nil {
 		t.Fatal(err)

@@ -38,6 +38,11 @@ type Report struct {
 	// latency goal applied to the reference. Nil when the open loop was
 	// skipped.
 	OPAOpen *Result
+	// Stages are the service's own stage histograms over the open loop's
+	// measured window: where a decision's time went at that rate. None
+	// without a pprof listener (Options.PprofURL, or the demo's), or from
+	// a build without them.
+	Stages []Stage
 }
 
 // Results lists the phases that ran.
@@ -132,6 +137,9 @@ func (r Report) Print(w io.Writer) {
 			formatRate(r.OPAOpen.OfferedRate), formatLatency(r.OPAOpen.P99), goalP99AtHalf,
 			met(r.OPAOpen.Requests > 0 && r.OPAOpen.Errors == 0 && r.OPAOpen.P99 <= goalP99AtHalf))
 	}
+	if len(r.Stages) > 0 && r.Open != nil {
+		r.printStages(w)
+	}
 	if o.Rounds > 1 {
 		fmt.Fprintf(w, "closed loops: %d rounds of %s each, pooled per server, OPA first in odd rounds and AgentSigna first in even ones\n", o.Rounds, o.Duration/time.Duration(o.Rounds))
 	}
@@ -142,6 +150,29 @@ func (r Report) Print(w io.Writer) {
 			q[i] = strconv.FormatFloat(float64(n)/(res.Window.Seconds()/4), 'f', 0, 64)
 		}
 		fmt.Fprintf(w, "  %s (%s): %s\n", res.Target, res.Load, strings.Join(q, " → "))
+	}
+}
+
+// printStages writes where the open loop's decisions spent their time, as
+// the service timed them.
+func (r Report) printStages(w io.Writer) {
+	fmt.Fprintf(w, "where the time went at %s, as the service timed it (/metrics over the open loop's measured window; quantiles within 19%%):\n",
+		formatRate(r.Open.OfferedRate))
+	rows := [][]string{{"  stage", "count", "mean", "p50", "p90", "p99"}}
+	var appends, batches uint64
+	for _, s := range r.Stages {
+		rows = append(rows, []string{"  " + s.Family + " " + s.Name, strconv.FormatUint(s.Count(), 10),
+			formatLatency(s.Mean()), formatLatency(s.Quantile(0.5)), formatLatency(s.Quantile(0.9)), formatLatency(s.Quantile(0.99))})
+		switch s.Family + " " + s.Name {
+		case "ledger append queued":
+			appends = s.Count()
+		case "ledger append commit":
+			batches = s.Count()
+		}
+	}
+	printTable(w, rows, 1)
+	if batches > 0 {
+		fmt.Fprintf(w, "  ledger appends per batch: %.1f\n", float64(appends)/float64(batches))
 	}
 }
 
