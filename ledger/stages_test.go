@@ -1,29 +1,14 @@
 package ledger_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/agentsigna/agentsigna/internal/latency"
 	"github.com/agentsigna/agentsigna/ledger"
 )
-
-func readStages(t *testing.T, f *latency.Family) map[string]latency.Snapshot {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := latency.WriteText(&buf, f); err != nil {
-		t.Fatal(err)
-	}
-	got, err := latency.ReadText(&buf, "agentsigna_ledger_append_seconds", "stage")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
 
 // Config.Stages times every append's wait for its batch and every batch's
 // commit: as many "queued" as appends, as many "commit" as batches (each
@@ -31,7 +16,7 @@ func readStages(t *testing.T, f *latency.Family) map[string]latency.Snapshot {
 func TestStagesCountAppendsAndBatches(t *testing.T) {
 	stages := ledger.NewStages()
 	e := newEnv(t, "sqlite", ledger.Config{Stages: stages})
-	before := readStages(t, stages)
+	before := stages.Snapshots()
 	ctx := context.Background()
 	const appenders, each = 16, 4
 	var mu sync.Mutex
@@ -52,7 +37,7 @@ func TestStagesCountAppendsAndBatches(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	after := readStages(t, stages)
+	after := stages.Snapshots()
 	queued, err := after[ledger.StageQueued].Sub(before[ledger.StageQueued])
 	if err != nil {
 		t.Fatal(err)
@@ -78,11 +63,11 @@ func TestQueuedIncludesTheLinger(t *testing.T) {
 	stages := ledger.NewStages()
 	const linger = 300 * time.Millisecond
 	e := newEnv(t, "sqlite", ledger.Config{Stages: stages, MaxWait: linger, MaxBatch: 64})
-	before := readStages(t, stages)
+	before := stages.Snapshots()
 	if _, err := e.ledger.Append(context.Background(), e.log, ledger.Entry{Kind: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	queued, err := readStages(t, stages)[ledger.StageQueued].Sub(before[ledger.StageQueued])
+	queued, err := stages.Snapshots()[ledger.StageQueued].Sub(before[ledger.StageQueued])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,12 @@
 package decision_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/agentsigna/agentsigna/internal/decision"
-	"github.com/agentsigna/agentsigna/internal/latency"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -19,22 +17,10 @@ func TestStagesTimeRecordedDecisions(t *testing.T) {
 	e, agent, payee := payingEnv(t, "sqlite")
 	stages := decision.NewStages()
 	_, _, e.service = e.newService(t, e.ledger, decision.Config{Stages: stages})
-	read := func() map[string]latency.Snapshot {
-		t.Helper()
-		var buf bytes.Buffer
-		if err := latency.WriteText(&buf, stages); err != nil {
-			t.Fatal(err)
-		}
-		got, err := latency.ReadText(&buf, "agentsigna_decision_stage_seconds", "stage")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
 	counts := func() map[string]uint64 {
 		t.Helper()
 		out := map[string]uint64{}
-		for stage, s := range read() {
+		for stage, s := range stages.Snapshots() {
 			out[stage] = s.Count()
 		}
 		return out
@@ -75,7 +61,7 @@ func TestStagesTimeRecordedDecisions(t *testing.T) {
 	}
 	want("a replay and two refusals", 2, 2, 2, 1, 2, 2)
 
-	snap := read()
+	snap := stages.Snapshots()
 	var parts time.Duration
 	for _, stage := range []string{decision.StageRead, decision.StageTurn, decision.StagePolicy, decision.StageSign, decision.StageLedger} {
 		parts += snap[stage].Sum

@@ -103,6 +103,27 @@ func (f *Family) Stage(value string) *Histogram {
 	return f.hists[i]
 }
 
+// Snapshots reads f's histograms in process, by label value: what
+// ReadText reads back from WriteText.
+func (f *Family) Snapshots() map[string]Snapshot {
+	out := make(map[string]Snapshot, len(f.values))
+	for i, h := range f.hists {
+		s := Snapshot{Bounds: make([]float64, 0, len(h.counts)), Counts: make([]uint64, 0, len(h.counts))}
+		var cum uint64
+		for j := range h.counts {
+			cum += h.counts[j].Load()
+			le := math.Inf(1)
+			if j < len(bounds) {
+				le = float64(bounds[j]) / 1e9
+			}
+			s.Bounds, s.Counts = append(s.Bounds, le), append(s.Counts, cum)
+		}
+		s.Sum = time.Duration(h.sum.Load())
+		out[f.values[i]] = s
+	}
+	return out
+}
+
 // WriteText writes the families in the Prometheus text exposition format
 // (version 0.0.4): per histogram, cumulative _bucket counts by le in
 // seconds, then _sum and _count.

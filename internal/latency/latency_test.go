@@ -213,3 +213,19 @@ func TestReadTextRejects(t *testing.T) {
 		t.Errorf("got %+v, %v", got, err)
 	}
 }
+
+// Snapshots, in process, reads what the text format carries.
+func TestSnapshotsAsText(t *testing.T) {
+	f := NewFamily("s_seconds", "S.", "stage", "a", "b")
+	for i := range 500 {
+		f.Stage("a").Observe(time.Duration(i) * 37 * time.Microsecond)
+	}
+	f.Stage("b").Observe(time.Hour)
+	text, direct := read(t, f), f.Snapshots()
+	for _, stage := range []string{"a", "b"} {
+		x, y := text[stage], direct[stage]
+		if !slices.Equal(x.Bounds, y.Bounds) || !slices.Equal(x.Counts, y.Counts) || x.Sum != y.Sum {
+			t.Errorf("%s: text %+v, in process %+v", stage, x, y)
+		}
+	}
+}
