@@ -56,13 +56,14 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	resp := Response{DecisionID: decisionID, Outcome: ev.Outcome, Reasons: reasons}
 	var receipt *store.Receipt
 	var opened *store.Case
+	var signTime time.Duration // observed once the decision is recorded
 	switch ev.Outcome {
 	case Allow:
 		signStart := time.Now()
 		if receipt, err = s.signReceipt(org, v, g, ev, decisionID, actionSHA, now); err != nil {
 			return Response{}, false, err
 		}
-		s.stages.sign.Since(signStart)
+		signTime = time.Since(signStart)
 		entries = append(entries, ledger.Entry{Kind: KindReceipt, Subject: receipt.ID, Record: []byte(receipt.JWS)})
 		resp.Receipt = receipt.JWS
 	case Escalate:
@@ -117,9 +118,7 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 	}
 	appendStart := time.Now()
 	appended, err := s.cfg.Ledger.AppendAllAndWriteIf(ctx, lg, entries, check, write)
-	if err == nil {
-		s.stages.ledger.Since(appendStart)
-	}
+	appendTime := time.Since(appendStart)
 	if errors.Is(err, errKeyTaken) {
 		// Another process stored a decision under this Idempotency-Key
 		// between our read and our batch; the batch's check found it.
@@ -132,6 +131,10 @@ func (s *Service) record(ctx context.Context, org Organization, v *validRequest,
 		}
 		return Response{}, true, fmt.Errorf("decision: append the decision to the ledger: %w", err)
 	}
+	if receipt != nil {
+		s.stages.sign.Observe(signTime)
+	}
+	s.stages.ledger.Observe(appendTime)
 	return resp, true, nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
 )
 
 // Config.Stages times each recorded decision's stages once: an allow all
@@ -60,6 +61,15 @@ func TestStagesTimeRecordedDecisions(t *testing.T) {
 		t.Fatalf("an unknown counterparty: %v", err)
 	}
 	want("a replay and two refusals", 2, 2, 2, 1, 2, 2)
+
+	// Signed, but never recorded: the ledger closed before the append.
+	l := e.newLedger(t)
+	l.Close()
+	_, _, closed := e.newService(t, l, decision.Config{Stages: stages})
+	if _, err := closed.Decide(context.Background(), e.org, agent.ID, payment("100.00", payee.ID), ""); !errors.Is(err, ledger.ErrClosed) {
+		t.Fatalf("an allow with the ledger closed: %v", err)
+	}
+	want("an allow the ledger did not record", 2, 2, 2, 1, 2, 2)
 
 	snap := stages.Snapshots()
 	var parts time.Duration
