@@ -10,16 +10,20 @@
 // where the time went at that rate.
 //
 // The buckets are fixed, four per doubling (upper bounds 2^(k/4) µs, from
-// 4 µs to about 16.8 s), as Prometheus's native histograms of schema 2:
-// a quantile read from them is within 19% of the true value.
+// 4 µs to about 16.8 s), the resolution of Prometheus's native histograms
+// of schema 2: a quantile read from them is within 19% of the true value
+// between those bounds (below 4 µs it reads as up to 4 µs; above 16.8 s,
+// as 16.8 s).
 package latency
 
 import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -42,7 +46,7 @@ var bounds = func() []int64 {
 
 // Histogram counts durations into the buckets. The zero value is ready;
 // a nil *Histogram ignores what it is given, so an unwired stage costs
-// nothing. Safe for concurrent use.
+// its caller only the clock reads. Safe for concurrent use.
 type Histogram struct {
 	counts [nBounds + 1]atomic.Uint64 // a bucket per bound, then +Inf
 	sum    atomic.Int64               // nanoseconds
@@ -66,6 +70,9 @@ func (h *Histogram) Since(start time.Time) {
 	}
 }
 
+// promName is a Prometheus metric or label name (without colons).
+var promName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
 // Family is a metric of one histogram per value of one label, fixed when
 // it is made: the stages of one thing.
 type Family struct {
@@ -75,10 +82,14 @@ type Family struct {
 }
 
 // NewFamily makes the metric name (its unit seconds, as Prometheus names
-// end in _seconds), with a histogram for each of values of label. Values
-// are written unescaped: one that would need escaping is a programming
-// error, and panics.
+// end in _seconds), with a histogram for each of values of label. Names,
+// help and values are written unescaped: a metric or label name that is
+// not a Prometheus name, help with a backslash or line break, or a value
+// that would need escaping, is a programming error, and panics.
 func NewFamily(name, help, label string, values ...string) *Family {
+	if !promName.MatchString(name) || !promName.MatchString(label) || label == "le" || strings.ContainsAny(help, "\\\n") {
+		panic(fmt.Sprintf("latency: metric %q, label %q, help %q", name, label, help))
+	}
 	f := &Family{name: name, help: help, label: label, values: values}
 	for _, v := range values {
 		if v == "" || strconv.Quote(v) != `"`+v+`"` {

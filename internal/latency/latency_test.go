@@ -115,6 +115,29 @@ func TestSubIsTheWindow(t *testing.T) {
 	if _, err := read(t, f)["s"].Sub(other); err == nil {
 		t.Error("snapshots with different buckets were subtracted")
 	}
+	shifted := before
+	shifted.Bounds = append([]float64{}, before.Bounds...)
+	shifted.Bounds[3] *= 1.01
+	if _, err := read(t, f)["s"].Sub(shifted); err == nil {
+		t.Error("snapshots with as many but other buckets were subtracted")
+	}
+}
+
+// Quantile answers 0, never a wrapped duration, where there is nothing to
+// estimate from.
+func TestQuantileOutOfRange(t *testing.T) {
+	f := NewFamily("q_seconds", "Q.", "stage", "s")
+	f.Stage("s").Observe(time.Millisecond)
+	s := read(t, f)["s"]
+	for _, q := range []float64{0, -1, 1.01, math.NaN(), math.Inf(1)} {
+		if got := s.Quantile(q); got != 0 {
+			t.Errorf("Quantile(%v) = %v, want 0", q, got)
+		}
+	}
+	onlyInf := Snapshot{Bounds: []float64{math.Inf(1)}, Counts: []uint64{5}}
+	if got := onlyInf.Quantile(0.5); got != 0 {
+		t.Errorf("a histogram of only +Inf: p50 %v, want 0", got)
+	}
 }
 
 // Observations from many goroutines are all counted (run with -race).
@@ -151,6 +174,11 @@ func TestProgrammingErrorsPanic(t *testing.T) {
 		"quote in value":   func() { NewFamily("p_seconds", "P.", "stage", `a"b`) },
 		"newline in value": func() { NewFamily("p_seconds", "P.", "stage", "a\nb") },
 		"empty value":      func() { NewFamily("p_seconds", "P.", "stage", "") },
+		"metric name":      func() { NewFamily("p-seconds", "P.", "stage", "a") },
+		"label name":       func() { NewFamily("p_seconds", "P.", "the stage", "a") },
+		"label le":         func() { NewFamily("p_seconds", "P.", "le", "a") },
+		"help backslash":   func() { NewFamily("p_seconds", `P\.`, "stage", "a") },
+		"help line break":  func() { NewFamily("p_seconds", "P.\nQ", "stage", "a") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer func() {
@@ -207,10 +235,15 @@ func TestReadTextRejects(t *testing.T) {
 			}
 		})
 	}
-	// Other metrics and comments are skipped.
-	got, err := ReadText(strings.NewReader("# HELP x y\nother_bucket{le=\"1\"} 5\n"+ok+`m_bucket{stage="a",le="+Inf"} 1`+"\n"), "m", "stage")
-	if err != nil || got["a"].Count() != 1 || len(got) != 1 {
+	// Other metrics, a sibling without the label among them, and
+	// comments are skipped.
+	got, err := ReadText(strings.NewReader("# HELP x y\nother_bucket{le=\"1\"} 5\nm_info{build=\"x\"} 1\nmm_bucket{le=\"1\"} 2\n"+
+		ok+`m_bucket{stage="a",le="+Inf"} 1`+"\n"+`m_sum{stage="a"} 0.5`+"\n"), "m", "stage")
+	if err != nil || got["a"].Count() != 1 || got["a"].Sum != 500*time.Millisecond || len(got) != 1 {
 		t.Errorf("got %+v, %v", got, err)
+	}
+	if _, err := ReadText(strings.NewReader(`m_sum{stage="a"} half`+"\n"), "m", "stage"); err == nil {
+		t.Error("a malformed _sum was read")
 	}
 }
 

@@ -61,11 +61,13 @@ func (s Snapshot) Sub(earlier Snapshot) (Snapshot, error) {
 
 // Quantile estimates the q-quantile (0 < q ≤ 1) as Prometheus's
 // histogram_quantile does: linearly within the bucket holding it, from the
-// bucket below's bound (0 for the first). One in the +Inf bucket is the
-// largest finite bound. 0 when nothing was counted.
+// bucket below's bound (0 for the first: a value under the first bound,
+// 4 µs, reads as up to 4 µs). One in the +Inf bucket is the largest finite
+// bound. 0 when nothing was counted, for a q out of range, and for a
+// histogram with no finite bucket.
 func (s Snapshot) Quantile(q float64) time.Duration {
 	n := s.Count()
-	if n == 0 || q <= 0 || q > 1 {
+	if n == 0 || !(q > 0 && q <= 1) || len(s.Bounds) < 2 {
 		return 0
 	}
 	rank := q * float64(n)
@@ -81,10 +83,7 @@ func (s Snapshot) Quantile(q float64) time.Duration {
 	if i > 0 {
 		lower, below = s.Bounds[i-1], s.Counts[i-1]
 	}
-	in := float64(s.Counts[i] - below)
-	if in == 0 {
-		return seconds(s.Bounds[i])
-	}
+	in := float64(s.Counts[i] - below) // > 0: Counts[i] ≥ rank > below
 	return seconds(lower + (s.Bounds[i]-lower)*(rank-float64(below))/in)
 }
 
@@ -104,8 +103,9 @@ func ReadText(r io.Reader, name, label string) (map[string]Snapshot, error) {
 			continue
 		}
 		metric, rest, ok := strings.Cut(line, "{")
-		if !ok || !strings.HasPrefix(metric, name+"_") {
-			continue
+		suffix, ours := strings.CutPrefix(metric, name)
+		if !ok || !ours || (suffix != "_bucket" && suffix != "_sum" && suffix != "_count") {
+			continue // another metric
 		}
 		labelText, value, ok := strings.Cut(rest, "} ")
 		if !ok {
@@ -120,7 +120,7 @@ func ReadText(r io.Reader, name, label string) (map[string]Snapshot, error) {
 			return nil, fmt.Errorf("latency: %q has no %s label", line, label)
 		}
 		s := out[key]
-		switch strings.TrimPrefix(metric, name) {
+		switch suffix {
 		case "_bucket":
 			le, err := strconv.ParseFloat(labels["le"], 64)
 			if err != nil {
@@ -141,8 +141,6 @@ func ReadText(r io.Reader, name, label string) (map[string]Snapshot, error) {
 			}
 			s.Sum = seconds(f)
 		case "_count":
-		default:
-			continue
 		}
 		out[key] = s
 	}
