@@ -174,11 +174,9 @@ func Benchmark(ctx context.Context, o Options, progress io.Writer) (rep Report, 
 		stages := startStageWindow(ctx, client, pprofURL, o.Warmup)
 		open := openLoop(ctx, as, rate, o.Concurrency, o.Warmup, o.Duration, o.RequestTimeout)
 		rep.Open = &open
-		switch rep.Stages, err = stages.end(ctx); {
-		case errors.Is(err, errNoStages):
-			fmt.Fprintf(progress, "load: %v\n", err)
-		case err != nil:
-			return rep, err
+		// A diagnostic: the phases after it run whatever became of it.
+		if rep.Stages, rep.StagesErr = stages.end(ctx); rep.StagesErr != nil {
+			fmt.Fprintf(progress, "load: %v\n", rep.StagesErr)
 		}
 		if ctx.Err() == nil {
 			phase(fmt.Sprintf("floor: GET /healthz, open loop at %s", formatRate(rate)))

@@ -40,9 +40,11 @@ type Report struct {
 	OPAOpen *Result
 	// Stages are the service's own stage histograms over the open loop's
 	// measured window: where a decision's time went at that rate. None
-	// without a pprof listener (Options.PprofURL, or the demo's), or from
-	// a build without them.
-	Stages []Stage
+	// without a pprof listener (Options.PprofURL, or the demo's), and
+	// none when reading them failed (StagesErr; errNoStages from a build
+	// without them).
+	Stages    []Stage
+	StagesErr error
 }
 
 // Results lists the phases that ran.
@@ -140,6 +142,9 @@ func (r Report) Print(w io.Writer) {
 	if len(r.Stages) > 0 && r.Open != nil {
 		r.printStages(w)
 	}
+	if r.StagesErr != nil {
+		fmt.Fprintf(w, "where the time went: not shown: %v\n", r.StagesErr)
+	}
 	if o.Rounds > 1 {
 		fmt.Fprintf(w, "closed loops: %d rounds of %s each, pooled per server, OPA first in odd rounds and AgentSigna first in even ones\n", o.Rounds, o.Duration/time.Duration(o.Rounds))
 	}
@@ -156,13 +161,16 @@ func (r Report) Print(w io.Writer) {
 // printStages writes where the open loop's decisions spent their time, as
 // the service timed them.
 func (r Report) printStages(w io.Writer) {
-	fmt.Fprintf(w, "where the time went at %s, as the service timed it (/metrics over the open loop's measured window; quantiles within 19%%):\n",
+	fmt.Fprintf(w, "where the time went at %s, as the service timed it (/metrics, from the end of the open loop's warm-up to its last answer; quantiles within 19%%, under 4µs as 4µs):\n",
 		formatRate(r.Open.OfferedRate))
 	rows := [][]string{{"  stage", "count", "mean", "p50", "p90", "p99"}}
 	var appends, batches uint64
 	for _, s := range r.Stages {
-		rows = append(rows, []string{"  " + s.Family + " " + s.Name, strconv.FormatUint(s.Count(), 10),
-			formatLatency(s.Mean()), formatLatency(s.Quantile(0.5)), formatLatency(s.Quantile(0.9)), formatLatency(s.Quantile(0.99))})
+		row := []string{"  " + s.Family + " " + s.Name, strconv.FormatUint(s.Count(), 10), "-", "-", "-", "-"}
+		if s.Count() > 0 {
+			row = append(row[:2], formatStage(s.Mean()), formatStage(s.Quantile(0.5)), formatStage(s.Quantile(0.9)), formatStage(s.Quantile(0.99)))
+		}
+		rows = append(rows, row)
 		switch s.Family + " " + s.Name {
 		case "ledger append queued":
 			appends = s.Count()
@@ -174,6 +182,15 @@ func (r Report) printStages(w io.Writer) {
 	if batches > 0 {
 		fmt.Fprintf(w, "  ledger appends per batch: %.1f\n", float64(appends)/float64(batches))
 	}
+}
+
+// formatStage is a stage's time: in µs under a millisecond (many stages
+// take tens of µs), else as formatLatency.
+func formatStage(d time.Duration) string {
+	if d < time.Millisecond {
+		return strconv.FormatInt(d.Round(time.Microsecond).Microseconds(), 10) + "µs"
+	}
+	return formatLatency(d)
 }
 
 // printTable aligns rows in columns: the first leftCols to the left (text),

@@ -57,14 +57,15 @@ func TestStageScrape(t *testing.T) {
 	var out strings.Builder
 	open := Result{OfferedRate: 100}
 	Report{Open: &open, Stages: stages}.printStages(&out)
-	var totalRow []string
+	rows := map[string][]string{}
 	for line := range strings.Lines(out.String()) {
-		if f := strings.Fields(line); len(f) > 2 && f[0] == "decision" && f[1] == "total" {
-			totalRow = f[2:4]
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "decision" {
+			rows[f[1]] = f[2:]
 		}
 	}
 	if !strings.HasPrefix(out.String(), "where the time went at 100/s") || !strings.Contains(out.String(), "ledger appends per batch: 0.0") ||
-		!slices.Equal(totalRow, []string{"3", "2.00ms"}) {
+		!slices.Equal(rows["total"][:2], []string{"3", "2.00ms"}) || !slices.Equal(rows["read"][:3], []string{"3", "1.00ms", "943µs"}) ||
+		!slices.Equal(rows["novel"], []string{"0", "-", "-", "-", "-"}) {
 		t.Errorf("printed:\n%s", out.String())
 	}
 
@@ -74,6 +75,15 @@ func TestStageScrape(t *testing.T) {
 	status = http.StatusNotFound
 	if _, err := scrapeStages(ctx, client, srv.URL); !errors.Is(err, errNoStages) {
 		t.Errorf("a service without /metrics: %v", err)
+	}
+	// The first reading failed: the window's end says so.
+	if s, err := startStageWindow(ctx, client, srv.URL, 0).end(ctx); s != nil || !errors.Is(err, errNoStages) {
+		t.Errorf("a window whose first reading failed: %v, %v", s, err)
+	}
+	out.Reset()
+	Report{Open: &open, StagesErr: errNoStages}.Print(&out)
+	if !strings.Contains(out.String(), "where the time went: not shown: the service serves no stage histograms") {
+		t.Errorf("a failed reading is not reported:\n%s", out.String())
 	}
 	status = http.StatusInternalServerError
 	if _, err := scrapeStages(ctx, client, srv.URL); err == nil || errors.Is(err, errNoStages) {
