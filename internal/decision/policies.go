@@ -342,12 +342,12 @@ func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id,
 }
 
 // change records a policy change in the organization's ledger and stores
-// it, in one ledger batch: the log locked (in every process and replica),
-// check reads whether the change still applies, then the entry is
-// appended and write stores the change in the same transaction. The entry
-// and the rows commit together; a check that fails leaves nothing in the
-// log. In this process, changes go one at a time (changeMu): a batch's
-// check does not see its batch-mates' writes.
+// it, in one ledger batch (ledger.AppendAllAndChange): the log locked (in
+// every process and replica), check reads whether the change still
+// applies, and write stores it, told the index its entry takes. The entry
+// and the rows commit together, or neither does: a check or a write that
+// fails leaves nothing in the log. In this process, changes go one at a
+// time (changeMu).
 func (p *Policies) change(ctx context.Context, org Organization, kind string, rec policyRecord, check func(context.Context, store.TenantTx) error, write changeWrite) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -364,10 +364,13 @@ type changeWrite func(ctx context.Context, tx store.TenantTx, index uint64) erro
 func (p *Policies) changeRecord(ctx context.Context, org Organization, kind, subject string, rec []byte, check func(context.Context, store.TenantTx) error, write changeWrite) error {
 	p.changeMu.Lock()
 	defer p.changeMu.Unlock()
-	_, err := p.ledger.AppendAllAndWriteIf(ctx, p.ledger.TenantLog(org.ID, org.Slug),
-		[]ledger.Entry{{Kind: kind, Subject: subject, Record: rec}}, check,
-		func(ctx context.Context, tx store.TenantTx, appended []ledger.Appended) error {
-			return write(ctx, tx, appended[0].Index)
+	_, err := p.ledger.AppendAllAndChange(ctx, p.ledger.TenantLog(org.ID, org.Slug),
+		[]ledger.Entry{{Kind: kind, Subject: subject, Record: rec}},
+		func(ctx context.Context, tx store.TenantTx, index uint64) error {
+			if err := check(ctx, tx); err != nil {
+				return err
+			}
+			return write(ctx, tx, index)
 		})
 	return err
 }

@@ -63,6 +63,7 @@ func exampleBundle(t *testing.T, rev string, extra bool) []byte {
 
 type policyEnv struct {
 	backend  store.Backend
+	keys     *signing.Keyring
 	ledger   *ledger.Ledger
 	engine   *bundles.Engine
 	policies *decision.Policies
@@ -81,7 +82,7 @@ func newPolicyEnv(t *testing.T, kind string) *policyEnv {
 	t.Cleanup(l.Close)
 	tn := storetest.CreateTenant(t, b, "acme")
 	engine := bundles.NewEngine()
-	return &policyEnv{backend: b, ledger: l, engine: engine, policies: decision.NewPolicies(b, l, engine, decision.PoliciesOptions{}),
+	return &policyEnv{backend: b, keys: kr, ledger: l, engine: engine, policies: decision.NewPolicies(b, l, engine, decision.PoliciesOptions{}),
 		org: decision.Organization{ID: tn.ID, Slug: tn.Slug}}
 }
 

@@ -1,0 +1,99 @@
+package decision_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/agentsigna/agentsigna/bundles"
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// A policy change whose row the store fails to write leaves nothing in the
+// log: no entry records an upload, activation or key that is not stored.
+func TestPolicyChangeFailingLeavesNoEntry(t *testing.T) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			e := newPolicyEnv(t, kind)
+			ctx := context.Background()
+			if _, err := e.policies.Upload(ctx, e.org, exampleBundle(t, "v1", false), "usr_author"); err != nil {
+				t.Fatal(err)
+			}
+			// Another process's Policies, whose ledger batches go through
+			// a store that fails every policy write.
+			failing, err := ledger.New(ledger.Config{Tenants: failingPolicyWrites{e.backend}, Platform: e.backend, Keys: e.keys, Origin: "agentsigna.test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(failing.Close)
+			p := decision.NewPolicies(e.backend, failing, bundles.NewEngine(), decision.PoliciesOptions{})
+			lg := e.ledger.TenantLog(e.org.ID, e.org.Slug)
+			size := func() uint64 {
+				t.Helper()
+				cp, err := e.ledger.LatestCheckpoint(ctx, lg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return cp.Size
+			}
+			before := size()
+			for name, change := range map[string]func() error{
+				"upload": func() error {
+					_, err := p.Upload(ctx, e.org, exampleBundle(t, "v2", false), "usr_author")
+					return err
+				},
+				"activation": func() error {
+					_, err := p.Activate(ctx, e.org, "v1", "usr_author", "usr_reviewer", false)
+					return err
+				},
+				"verification key": func() error { return p.AddVerificationKey(ctx, e.org, "k1", "", newPEMKey(t), "usr_admin") },
+			} {
+				if err := change(); !errors.Is(err, errInjectedWrite) {
+					t.Errorf("%s: %v, want the store's failure", name, err)
+				}
+				if now := size(); now != before {
+					t.Errorf("%s: the log grew from %d to %d entries for a change not stored", name, before, now)
+				}
+			}
+			// Nothing half-done stands in the way of the same changes.
+			if _, err := e.policies.Activate(ctx, e.org, "v1", "usr_author", "usr_reviewer", false); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := e.ledger.Check(ctx, lg, ""); err != nil || rep.Problem != nil || rep.Size != before+1 {
+				t.Fatalf("check: %+v, %v", rep, err)
+			}
+		})
+	}
+}
+
+var errInjectedWrite = errors.New("injected: the store failed the write")
+
+// failingPolicyWrites is a store whose transactions fail every policy
+// write (and read as usual).
+type failingPolicyWrites struct{ store.TenantStore }
+
+func (s failingPolicyWrites) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	return s.TenantStore.InTenantTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+		return fn(ctx, failingPolicyTx{tx})
+	})
+}
+
+type failingPolicyTx struct{ store.TenantTx }
+
+func (t failingPolicyTx) Policies() store.PolicyTx { return failingPolicies{t.TenantTx.Policies()} }
+
+type failingPolicies struct{ store.PolicyTx }
+
+func (failingPolicies) InsertBundle(context.Context, store.PolicyBundle) error {
+	return errInjectedWrite
+}
+
+func (failingPolicies) Activate(context.Context, store.PolicyActivation) (store.PolicyActivation, error) {
+	return store.PolicyActivation{}, errInjectedWrite
+}
+
+func (failingPolicies) AddVerificationKey(context.Context, store.PolicyVerificationKey) error {
+	return errInjectedWrite
+}
