@@ -996,6 +996,71 @@ func TestRotationEndsTheRetiredKeysTokens(t *testing.T) {
 	}
 }
 
+// A long poll is the token's as long as it lasts: the token expiring, or
+// its agent key retired by a rotation, ends the poll with 401, as the same
+// request made afresh would be refused, not 30 s later with the case.
+func TestLongPollEndsWithItsToken(t *testing.T) {
+	for _, ending := range []string{"key rotated", "token expired"} {
+		t.Run(ending, func(t *testing.T) {
+			var clock atomic.Int64 // seconds added to the real time
+			now := func() time.Time { return time.Now().Add(time.Duration(clock.Load()) * time.Second) }
+			e := newAgentEnv(t, func(c *server.AgentAuthConfig) { c.Now = now })
+			tok := e.token(t, "acme")
+			status, _, body := e.decide(t, tok, payment(e.cps["acme"], "5000.00"), nil)
+			var escalated struct {
+				Case struct{ ID string } `json:"case"`
+			}
+			if err := json.Unmarshal(body, &escalated); status != 200 || err != nil || escalated.Case.ID == "" {
+				t.Fatalf("escalation: %d %s", status, body)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { _ = e.tenant.Serve(ln) }()
+			t.Cleanup(func() { _ = e.tenant.Shutdown(context.Background()) })
+			type answer struct {
+				status int
+				hdr    http.Header
+				body   []byte
+				took   time.Duration
+				err    error
+			}
+			answers := make(chan answer, 1)
+			go func() {
+				req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/v1/cases/"+escalated.Case.ID+"?wait=30s", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				start := time.Now()
+				resp, err := (&http.Client{Timeout: 40 * time.Second}).Do(req)
+				if err != nil {
+					answers <- answer{err: err}
+					return
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				answers <- answer{resp.StatusCode, resp.Header, b, time.Since(start), err}
+			}()
+			time.Sleep(600 * time.Millisecond) // the poll is open
+			switch ending {
+			case "key rotated":
+				acme := e.agents["acme"]
+				_, _, pubJSON := newAgentJWK(t, "acme-key-2")
+				org := store.TenantRef{ID: e.orgs["acme"].ID, Slug: "acme"}
+				if _, err := e.registry.RotateKey(context.Background(), org, store.AgentKey{AgentID: acme.id, KID: "acme-key-2", PublicJWK: pubJSON}); err != nil {
+					t.Fatal(err)
+				}
+			case "token expired":
+				clock.Add(int64(identity.AccessTokenLifetime / time.Second))
+			}
+			a := <-answers
+			if a.err != nil || a.status != 401 || !strings.Contains(a.hdr.Get("WWW-Authenticate"), `error="invalid_token"`) ||
+				strings.Contains(string(a.body), "pending") || a.took > 10*time.Second {
+				t.Fatalf("the poll after its token ended: %d %v %s after %v, %v", a.status, a.hdr, a.body, a.took, a.err)
+			}
+		})
+	}
+}
+
 // The agent read routes' refusals of a request's own form: a receipt's
 // proof for a decision without a receipt, an entry that is neither, and a
 // wait that is no duration in range.

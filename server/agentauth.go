@@ -185,6 +185,10 @@ func (a *AgentAuth) TokenEndpoint() string { return a.cfg.PublicURL + "/v1/oauth
 type Agent struct {
 	ID     string
 	Tenant store.TenantRef
+	// kid and expiry are the access token's agent key and end: what
+	// AgentAuth.still checks again during a long poll.
+	kid    string
+	expiry time.Time
 }
 
 type agentKey struct{}
@@ -712,7 +716,7 @@ func (a *AgentAuth) Require(c *fiber.Ctx) error {
 	if !active {
 		return invalidToken(c)
 	}
-	c.Locals(agentKey{}, Agent{ID: claims.Subject, Tenant: ref})
+	c.Locals(agentKey{}, Agent{ID: claims.Subject, Tenant: ref, kid: claims.AgentKeyID, expiry: claims.Expiry})
 	err = c.Next()
 	if errors.Is(err, ErrUnauthorized) {
 		// The route refused the token's agent (gone since the token was
@@ -721,6 +725,28 @@ func (a *AgentAuth) Require(c *fiber.Ctx) error {
 	}
 	return err
 }
+
+// still is what a request Require let in asks while it waits (a long poll
+// of a case): ErrUnauthorized once the token it came with would be refused
+// (expired, or its agent key retired, as read at most agentKeyReread ago).
+func (a *AgentAuth) still(ag Agent) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if !a.cfg.Now().Before(ag.expiry) {
+			return errTokenEnded
+		}
+		active, err := a.agentKeyActive(ctx, agentKeyRef{tenant: ag.Tenant.ID, agent: ag.ID, kid: ag.kid})
+		switch {
+		case err != nil:
+			return err
+		case !active:
+			return errTokenEnded
+		}
+		return nil
+	}
+}
+
+// errTokenEnded: a request's access token ended while it was served.
+var errTokenEnded = Problem(ErrUnauthorized, "The access token is invalid or expired.")
 
 // agentKeyActive reports whether key is one of its agent's active keys,
 // as read from the store at most agentKeyReread ago. An agent or key the

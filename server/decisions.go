@@ -19,7 +19,7 @@ import (
 // decisions and cases (another agent's are 404, even in its organization).
 // Each agent's POST /v1/decisions is bounded by Config.AgentDecisionRate.
 func MountDecisions(p *Plane, auth *AgentAuth, svc *decision.Service, l *ledger.Ledger) {
-	h := &decisionHandlers{svc: svc, ledger: l}
+	h := &decisionHandlers{svc: svc, ledger: l, auth: auth}
 	if p.agents != nil {
 		p.app.Post("/v1/decisions", auth.Require, p.agents.limitDecisions, h.decide)
 	} else {
@@ -33,6 +33,7 @@ func MountDecisions(p *Plane, auth *AgentAuth, svc *decision.Service, l *ledger.
 type decisionHandlers struct {
 	svc    *decision.Service
 	ledger *ledger.Ledger
+	auth   *AgentAuth
 }
 
 // tlogProof serves the c2sp.org/tlog-proof@v1 bundle of the calling
@@ -186,7 +187,9 @@ func (h *decisionHandlers) getCase(c *fiber.Ctx) error {
 		// its bounded polls (decision.Config.MaxCaseWaits) is free again.
 		ctx, cancel := untilStoppingOrGone(c)
 		defer cancel()
-		view, err = h.svc.WaitCase(ctx, orgOf(agent), agent.ID, c.Params("id"), d)
+		// A token that ends, or whose key is retired, during the poll
+		// ends it: 401, as the same request made afresh.
+		view, err = h.svc.WaitCase(ctx, orgOf(agent), agent.ID, c.Params("id"), d, h.auth.still(agent))
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil && view.ID != "" {
 			err = nil
 		}

@@ -33,7 +33,12 @@ func (s *Service) GetCase(ctx context.Context, org Organization, agentID, caseID
 // last read; a still-pending case after wait is not an error, an ended ctx
 // is. An agent with Config.MaxCaseWaits polls already open gets
 // ErrTooManyWaits.
-func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseID string, wait time.Duration) (CaseView, error) {
+//
+// still (nil: none) is asked before each re-read whether the caller is
+// still who it was when the poll began (its credential not expired or
+// revoked since): its error ends the poll and is returned, as the same
+// request made afresh would be refused.
+func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseID string, wait time.Duration, still func(context.Context) error) (CaseView, error) {
 	wait = min(wait, MaxCaseWait)
 	v, err := s.GetCase(ctx, org, agentID, caseID)
 	if err != nil || v.Status != store.CasePending || wait <= 0 {
@@ -64,6 +69,14 @@ func (s *Service) WaitCase(ctx context.Context, org Organization, agentID, caseI
 				return v, ctx.Err()
 			}
 			return CaseView{}, err
+		}
+		if still != nil {
+			if err := still(ctx); err != nil {
+				if ctx.Err() != nil {
+					return v, ctx.Err()
+				}
+				return CaseView{}, err
+			}
 		}
 		next, err := s.GetCase(ctx, org, agentID, caseID)
 		switch {

@@ -3,6 +3,7 @@ package decision_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ func TestCaseExpiresWhenRead(t *testing.T) {
 				t.Fatalf("expiry entry %+v", got)
 			}
 			// Read again: expired once, recorded once.
-			if v, err := e.service.WaitCase(ctx, e.org, agent.ID, resp.Case.ID, time.Second); err != nil || v.Status != store.CaseExpired {
+			if v, err := e.service.WaitCase(ctx, e.org, agent.ID, resp.Case.ID, time.Second, nil); err != nil || v.Status != store.CaseExpired {
 				t.Fatalf("read again: %+v, %v", v, err)
 			}
 			if got := e.ledgerSize(t); got != size+1 {
@@ -65,14 +66,14 @@ func TestWaitCase(t *testing.T) {
 
 			// Nobody acts: the poll ends after wait with the case pending.
 			start := time.Now()
-			v, err := svc.WaitCase(ctx, e.org, agent.ID, id, 100*time.Millisecond)
+			v, err := svc.WaitCase(ctx, e.org, agent.ID, id, 100*time.Millisecond, nil)
 			if err != nil || v.Status != store.CasePending || time.Since(start) < 100*time.Millisecond {
 				t.Fatalf("unanswered wait: %+v, %v after %v", v, err, time.Since(start))
 			}
 			// A caller who leaves ends the poll.
 			cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 			defer cancel()
-			if _, err := svc.WaitCase(cctx, e.org, agent.ID, id, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+			if _, err := svc.WaitCase(cctx, e.org, agent.ID, id, time.Minute, nil); !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("ended context: %v", err)
 			}
 			// A rejection during the poll is seen at the next tick.
@@ -83,7 +84,7 @@ func TestWaitCase(t *testing.T) {
 					return tx.Cases().SetStatus(ctx, id, store.CaseRejected)
 				})
 			}()
-			v, err = svc.WaitCase(ctx, e.org, agent.ID, id, 10*time.Second)
+			v, err = svc.WaitCase(ctx, e.org, agent.ID, id, 10*time.Second, nil)
 			if rerr := <-rejected; rerr != nil {
 				t.Fatal(rerr)
 			}
@@ -104,7 +105,7 @@ func TestWaitCase(t *testing.T) {
 				})
 			}()
 			start = time.Now()
-			v, err = svc.WaitCase(ctx, e.org, agent.ID, resp.Case.ID, 10*time.Second)
+			v, err = svc.WaitCase(ctx, e.org, agent.ID, resp.Case.ID, 10*time.Second, nil)
 			if serr := <-suspended; serr != nil {
 				t.Fatal(serr)
 			}
@@ -161,7 +162,7 @@ func TestCaseWaitsPerAgentAreBounded(t *testing.T) {
 	ended := make(chan error, 2)
 	for range 2 {
 		go func() {
-			_, err := svc.WaitCase(wctx, e.org, busy.ID, busyCase, time.Minute)
+			_, err := svc.WaitCase(wctx, e.org, busy.ID, busyCase, time.Minute, nil)
 			ended <- err
 		}()
 	}
@@ -171,14 +172,14 @@ func TestCaseWaitsPerAgentAreBounded(t *testing.T) {
 			t.Fatalf("%d waits hold a place, want 2", svc.OpenWaits(e.org.ID, busy.ID))
 		}
 	}
-	if _, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, time.Minute); !errors.Is(err, decision.ErrTooManyWaits) {
+	if _, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, time.Minute, nil); !errors.Is(err, decision.ErrTooManyWaits) {
 		t.Fatalf("third wait: %v", err)
 	}
 	// Answering at once needs no place.
-	if v, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, 0); err != nil || v.Status != store.CasePending {
+	if v, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, 0, nil); err != nil || v.Status != store.CasePending {
 		t.Fatalf("a read without waiting: %+v, %v", v, err)
 	}
-	if v, err := svc.WaitCase(ctx, e.org, other.ID, otherCase, 20*time.Millisecond); err != nil || v.Status != store.CasePending {
+	if v, err := svc.WaitCase(ctx, e.org, other.ID, otherCase, 20*time.Millisecond, nil); err != nil || v.Status != store.CasePending {
 		t.Fatalf("another agent's wait: %+v, %v", v, err)
 	}
 	stop()
@@ -190,7 +191,42 @@ func TestCaseWaitsPerAgentAreBounded(t *testing.T) {
 	if n := svc.OpenWaits(e.org.ID, busy.ID); n != 0 {
 		t.Fatalf("%d places still held once the waits ended", n)
 	}
-	if v, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, 20*time.Millisecond); err != nil || v.Status != store.CasePending {
+	if v, err := svc.WaitCase(ctx, e.org, busy.ID, busyCase, 20*time.Millisecond, nil); err != nil || v.Status != store.CasePending {
 		t.Fatalf("a wait once the others ended: %+v, %v", v, err)
+	}
+}
+
+// A poll asks still before each re-read: its refusal ends the poll at the
+// next tick with that error, not the case; a poll that ends at once (the
+// case decided, or no wait) never asks.
+func TestWaitCaseEndsWhenTheCallerIsNoLonger(t *testing.T) {
+	e, agent, id := escalatedCase(t, "sqlite")
+	_, _, svc := e.newService(t, e.ledger, decision.Config{CasePollInterval: 10 * time.Millisecond})
+	ctx := context.Background()
+	errRevoked := errors.New("the caller's token ended")
+	var asked atomic.Int32
+	still := func(context.Context) error {
+		if asked.Add(1) > 3 {
+			return errRevoked
+		}
+		return nil
+	}
+	start := time.Now()
+	v, err := svc.WaitCase(ctx, e.org, agent.ID, id, 10*time.Second, still)
+	if !errors.Is(err, errRevoked) || v != (decision.CaseView{}) {
+		t.Fatalf("a poll whose caller was revoked: %+v, %v", v, err)
+	}
+	if n := asked.Load(); n != 4 || time.Since(start) > 5*time.Second {
+		t.Errorf("asked %d times over %v; want the fourth answer to end the poll", n, time.Since(start))
+	}
+	asked.Store(100) // refuses from now on
+	if v, err := svc.WaitCase(ctx, e.org, agent.ID, id, 0, still); err != nil || v.Status != store.CasePending {
+		t.Errorf("no wait: %+v, %v; still is for waiting", v, err)
+	}
+	e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.Cases().SetStatus(ctx, id, store.CaseRejected)
+	})
+	if v, err := svc.WaitCase(ctx, e.org, agent.ID, id, time.Second, still); err != nil || v.Status != store.CaseRejected {
+		t.Errorf("a case already decided: %+v, %v", v, err)
 	}
 }

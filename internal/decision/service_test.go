@@ -404,7 +404,7 @@ func TestAgentsSeeOnlyTheirOwn(t *testing.T) {
 				"index of another's decision": second(e.service.DecisionIndex(ctx, e.org, other.ID, resp.DecisionID)),
 				"index of a malformed id":     second(e.service.DecisionIndex(ctx, e.org, owner.ID, "dec_../../x")),
 				"case of another agent":       second(e.service.GetCase(ctx, e.org, other.ID, resp.Case.ID)),
-				"wait on another's case":      second(e.service.WaitCase(ctx, e.org, other.ID, resp.Case.ID, time.Second)),
+				"wait on another's case":      second(e.service.WaitCase(ctx, e.org, other.ID, resp.Case.ID, time.Second, nil)),
 				"unknown decision":            second(e.service.GetDecision(ctx, e.org, owner.ID, store.NewID(store.PrefixDecision))),
 				"malformed decision id":       second(e.service.GetDecision(ctx, e.org, owner.ID, "dec_../../x")),
 				"malformed case id":           second(e.service.GetCase(ctx, e.org, owner.ID, resp.DecisionID)),
@@ -441,7 +441,7 @@ func TestInactiveAgentReadsNothing(t *testing.T) {
 			// Suspended while waiting on its case: the poll ends refused.
 			waited := make(chan error, 1)
 			go func() {
-				_, err := svc.WaitCase(ctx, e.org, agent.ID, escalated.Case.ID, 10*time.Second)
+				_, err := svc.WaitCase(ctx, e.org, agent.ID, escalated.Case.ID, 10*time.Second, nil)
 				waited <- err
 			}()
 			// A place is held once the first read found the case pending:
@@ -468,7 +468,7 @@ func TestInactiveAgentReadsNothing(t *testing.T) {
 					"its allowed decision": second(svc.GetDecision(ctx, e.org, agent.ID, allowed.DecisionID)),
 					"its decision's index": second(svc.DecisionIndex(ctx, e.org, agent.ID, allowed.DecisionID)),
 					"its case":             second(svc.GetCase(ctx, e.org, agent.ID, escalated.Case.ID)),
-					"a wait on its case":   second(svc.WaitCase(ctx, e.org, agent.ID, escalated.Case.ID, time.Second)),
+					"a wait on its case":   second(svc.WaitCase(ctx, e.org, agent.ID, escalated.Case.ID, time.Second, nil)),
 					// A replay would hand out the stored receipt.
 					"a replay of its allow": second(svc.Decide(ctx, e.org, agent.ID, payment("100.00", payee.ID), "before")),
 				} {
