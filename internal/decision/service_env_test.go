@@ -392,3 +392,17 @@ func (e *serviceEnv) decide(t testing.TB, agentID string, req decision.DecisionR
 	}
 	return resp
 }
+
+// activeBundleSHA256 is the SHA-256 of the organization's active bundle's
+// stored bytes in standard base64: what receipts cite (DESIGN §3).
+func (e *serviceEnv) activeBundleSHA256(t testing.TB) string {
+	t.Helper()
+	var raw []byte
+	e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		_, b, err := tx.Policies().ActiveBundle(ctx)
+		raw = b.Bundle
+		return err
+	})
+	sum := sha256.Sum256(raw)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}

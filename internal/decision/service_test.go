@@ -49,7 +49,7 @@ func TestDecideAllow(t *testing.T) {
 				string(claims.Action) != wantAction,
 				claims.Agent != (signing.ReceiptAgent{ID: agent.ID, Sponsor: agent.Sponsor, RiskTier: "low"}),
 				len(claims.Approvals) != 0,
-				claims.Policy.TenantRevision != "acme-example-1" || claims.Policy.BaseRevision == "" || len(claims.Policy.TenantBundleSHA256) != 64,
+				claims.Policy.TenantRevision != "acme-example-1" || claims.Policy.BaseRevision == "" || claims.Policy.TenantBundleSHA256 != e.activeBundleSHA256(t),
 				claims.Expiry.Sub(claims.IssuedAt) != decision.DefaultReceiptLifetime:
 				t.Fatalf("receipt claims %+v (stored receipt %s)", claims, stored.ID)
 			}
