@@ -4,12 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 )
+
+// recordsDigest says whether a policy record's bundle_sha256 is digest:
+// standard base64, or the hex of records older builds wrote.
+func recordsDigest(recorded string, digest []byte) bool {
+	return recorded == base64.StdEncoding.EncodeToString(digest) || recorded == hex.EncodeToString(digest)
+}
 
 // errActivationNotLogged: the newest activation row is not what the
 // organization's log recorded. Someone who can write the store's rows
@@ -61,7 +68,7 @@ func (p *Policies) checkActivation(ctx context.Context, org Organization, act st
 		return fmt.Errorf("%w: entry %d's record does not decode", errActivationNotLogged, index)
 	case rec.Seq != act.Seq:
 		return fmt.Errorf("%w: entry %d records activation %d, not %d", errActivationNotLogged, index, rec.Seq, act.Seq)
-	case rec.Event != wantEvent || rec.Revision != act.Revision || rec.BundleSHA != hex.EncodeToString(stored.Digest) ||
+	case rec.Event != wantEvent || rec.Revision != act.Revision || !recordsDigest(rec.BundleSHA, stored.Digest) ||
 		rec.By != act.ActivatedBy || rec.ApprovedBy != act.ApprovedBy:
 		return fmt.Errorf("%w: entry %d records another activation", errActivationNotLogged, index)
 	}

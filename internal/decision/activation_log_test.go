@@ -3,6 +3,7 @@ package decision_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"strings"
@@ -198,4 +199,61 @@ func (e *serviceEnv) tryPlantActivation(t *testing.T, revision string, index *ui
 		_, err := tx.Policies().Activate(ctx, store.PolicyActivation{Revision: revision, ActivatedBy: "usr_mallory", ApprovedBy: "usr_mallory", LedgerIndex: index})
 		return err
 	})
+}
+
+// Policy records give the bundle's SHA-256 in standard base64 (DESIGN §3);
+// an activation an older build logged, with the hex it wrote, still binds
+// its row, and a digest of other bytes in either encoding does not.
+func TestActivationRecordDigests(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			for _, tc := range []struct {
+				name    string
+				encode  func([]byte) string
+				other   bool // the digest of other bytes
+				allowed bool
+			}{
+				{"hex, as older builds wrote", hex.EncodeToString, false, true},
+				{"base64", base64.StdEncoding.EncodeToString, false, true},
+				{"hex of other bytes", hex.EncodeToString, true, false},
+				{"base64 of other bytes", base64.StdEncoding.EncodeToString, true, false},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					e := newServiceEnv(t, kind)
+					agent := e.agent(t, store.RiskLow)
+					ctx := context.Background()
+					raw := permissiveBundle(t)
+					b, err := e.policies.Upload(ctx, e.org, raw, "usr_author")
+					if err != nil {
+						t.Fatal(err)
+					}
+					sum := sha256.Sum256(raw)
+					upload, rec := e.entryAt(t, e.ledgerSize(t)-1)
+					if upload.Kind != "policy.upload" || !strings.Contains(string(rec), `"bundle_sha256":"`+base64.StdEncoding.EncodeToString(sum[:])+`"`) {
+						t.Fatalf("the upload's record: %s %s", upload.Kind, rec)
+					}
+					if tc.other {
+						sum = sha256.Sum256([]byte("other bytes"))
+					}
+					old, err := e.ledger.Append(ctx, e.log(), ledger.Entry{Kind: "policy.activate", Subject: b.Revision,
+						Record: []byte(`{"event":"activate","seq":1,"revision":"` + b.Revision + `","bundle_sha256":"` + tc.encode(sum[:]) + `","by":"usr_author","approved_by":"usr_reviewer"}`)})
+					if err != nil {
+						t.Fatal(err)
+					}
+					e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+						_, err := tx.Policies().Activate(ctx, store.PolicyActivation{Revision: b.Revision, ActivatedBy: "usr_author", ApprovedBy: "usr_reviewer", LedgerIndex: &old.Index})
+						return err
+					})
+					_, _, fresh := e.newService(t, e.ledger, decision.Config{})
+					resp, err := fresh.Decide(ctx, e.org, agent.ID, action("inventory.reorder"), "")
+					switch {
+					case tc.allowed && (err != nil || resp.Outcome != decision.Allow):
+						t.Fatalf("under an activation the log records: %+v, %v", resp, err)
+					case !tc.allowed && (err == nil || !strings.Contains(err.Error(), "records another activation")):
+						t.Fatalf("under an activation of other bytes: %+v, %v", resp, err)
+					}
+				})
+			}
+		})
+	}
 }
