@@ -60,8 +60,8 @@ type Bundle struct {
 	Roots []string
 	// Manifest is the .manifest file as uploaded.
 	Manifest []byte
-	// Digest is the hex SHA-256 of the raw tar.gz: what storage keys on and
-	// receipts cite (policy.tenant_bundle_sha256).
+	// Digest is the hex SHA-256 of the raw tar.gz: what storage keys on;
+	// receipts cite it in base64 (policy.tenant_bundle_sha256).
 	Digest string
 	// Size is the length of the raw tar.gz.
 	Size int64

@@ -201,9 +201,10 @@ func (e *serviceEnv) tryPlantActivation(t *testing.T, revision string, index *ui
 	})
 }
 
-// Policy records give the bundle's SHA-256 in standard base64 (DESIGN §3);
-// an activation an older build logged, with the hex it wrote, still binds
-// its row, and a digest of other bytes in either encoding does not.
+// Policy records give the bundle's SHA-256 in hex, as older builds read
+// it; an activation whose record gives it in standard base64 (DESIGN §3),
+// as a later build will write, binds its row too, and a digest of other
+// bytes in either encoding does not.
 func TestActivationRecordDigests(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
@@ -213,8 +214,8 @@ func TestActivationRecordDigests(t *testing.T) {
 				other   bool // the digest of other bytes
 				allowed bool
 			}{
-				{"hex, as older builds wrote", hex.EncodeToString, false, true},
-				{"base64", base64.StdEncoding.EncodeToString, false, true},
+				{"hex, as written today", hex.EncodeToString, false, true},
+				{"base64, as a later build writes", base64.StdEncoding.EncodeToString, false, true},
 				{"hex of other bytes", hex.EncodeToString, true, false},
 				{"base64 of other bytes", base64.StdEncoding.EncodeToString, true, false},
 			} {
@@ -229,7 +230,7 @@ func TestActivationRecordDigests(t *testing.T) {
 					}
 					sum := sha256.Sum256(raw)
 					upload, rec := e.entryAt(t, e.ledgerSize(t)-1)
-					if upload.Kind != "policy.upload" || !strings.Contains(string(rec), `"bundle_sha256":"`+base64.StdEncoding.EncodeToString(sum[:])+`"`) {
+					if upload.Kind != "policy.upload" || !strings.Contains(string(rec), `"bundle_sha256":"`+hex.EncodeToString(sum[:])+`"`) {
 						t.Fatalf("the upload's record: %s %s", upload.Kind, rec)
 					}
 					if tc.other {

@@ -96,8 +96,8 @@ func (e *Evaluator) BaseRevision() string { return e.baseRevision }
 // PolicyRevisions says which policies made a decision (the receipt's
 // policy claim). TenantBundleSHA256 is the SHA-256 of the organization's
 // bundle (its tar.gz) in standard base64, as DESIGN §3 writes every hash
-// in JSON; policy listings and policy ledger entries give the same digest
-// in hex (bundles.Policy.Digest).
+// in JSON; `policy check`/`push` and policy ledger entries give the same
+// digest in hex (bundles.Policy.Digest; see policyRecord).
 type PolicyRevisions struct {
 	BaseRevision       string `json:"base_revision"`
 	TenantRevision     string `json:"tenant_revision,omitempty"`
