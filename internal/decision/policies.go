@@ -46,10 +46,6 @@ type Policies struct {
 	// never replaces a newer activation; every decision reads it (shared).
 	mu        sync.RWMutex
 	installed map[string]uint64
-
-	// changeMu takes this process's policy changes one at a time: a ledger
-	// batch's check does not see its batch-mates' writes (see change).
-	changeMu sync.Mutex
 }
 
 // PoliciesOptions configure Policies; the zero value is the default.
@@ -351,8 +347,9 @@ func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id,
 // every process and replica), check reads whether the change still
 // applies, and write stores it, told the index its entry takes. The entry
 // and the rows commit together, or neither does: a check or a write that
-// fails leaves nothing in the log. In this process, changes go one at a
-// time (changeMu).
+// fails leaves nothing in the log. Changes in one batch run in order, each
+// seeing those before it that were made: two activations at once cannot
+// both pass the rollback rule, in this process or across replicas.
 func (p *Policies) change(ctx context.Context, org Organization, kind string, rec policyRecord, check func(context.Context, store.TenantTx) error, write changeWrite) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -367,8 +364,6 @@ type changeWrite func(ctx context.Context, tx store.TenantTx, index uint64) erro
 
 // changeRecord is change with the entry's subject and record as given.
 func (p *Policies) changeRecord(ctx context.Context, org Organization, kind, subject string, rec []byte, check func(context.Context, store.TenantTx) error, write changeWrite) error {
-	p.changeMu.Lock()
-	defer p.changeMu.Unlock()
 	_, err := p.ledger.AppendAllAndChange(ctx, p.ledger.TenantLog(org.ID, org.Slug),
 		[]ledger.Entry{{Kind: kind, Subject: subject, Record: rec}},
 		func(ctx context.Context, tx store.TenantTx, index uint64) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
@@ -96,4 +97,66 @@ func (failingPolicies) Activate(context.Context, store.PolicyActivation) (store.
 
 func (failingPolicies) AddVerificationKey(context.Context, store.PolicyVerificationKey) error {
 	return errInjectedWrite
+}
+
+// Two activations from one revision at once, in one process and one
+// ledger batch (the batch lingers for both): the second's check sees the
+// first's change, so only one passes, and the log records that one alone.
+func TestPolicyChangesInOneBatch(t *testing.T) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			e := newPolicyEnv(t, kind)
+			ctx := context.Background()
+			for _, rev := range []string{"v1", "v2", "v3"} {
+				if _, err := e.policies.Upload(ctx, e.org, exampleBundle(t, rev, false), "usr_author"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := e.policies.Activate(ctx, e.org, "v1", "usr_author", "usr_reviewer", false); err != nil {
+				t.Fatal(err)
+			}
+			lingering, err := ledger.New(ledger.Config{Tenants: e.backend, Platform: e.backend, Keys: e.keys, Origin: "agentsigna.test",
+				MaxWait: 300 * time.Millisecond, MaxBatch: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(lingering.Close)
+			p := decision.NewPolicies(e.backend, lingering, bundles.NewEngine(), decision.PoliciesOptions{})
+			errs := make(chan error, 2)
+			for _, rev := range []string{"v2", "v3"} {
+				go func() {
+					_, err := p.Activate(ctx, e.org, rev, "usr_author", "usr_reviewer", false)
+					errs <- err
+				}()
+			}
+			var won, lost int
+			for range 2 {
+				switch err := <-errs; {
+				case err == nil:
+					won++
+				case errors.Is(err, store.ErrConflict):
+					lost++
+				default:
+					t.Fatalf("an activation: %v", err)
+				}
+			}
+			if won != 1 || lost != 1 {
+				t.Fatalf("%d activations passed, %d refused; want one each", won, lost)
+			}
+			kinds, _ := e.policyEntries(t)
+			if n := countOf(kinds, "policy.activate"); n != 2 {
+				t.Fatalf("the log records %d activations (%v), want v1's and the winner's", n, kinds)
+			}
+		})
+	}
+}
+
+func countOf(kinds []string, kind string) int {
+	n := 0
+	for _, k := range kinds {
+		if k == kind {
+			n++
+		}
+	}
+	return n
 }
