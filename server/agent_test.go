@@ -1003,7 +1003,18 @@ func TestLongPollEndsWithItsToken(t *testing.T) {
 	for _, ending := range []string{"key rotated", "token expired"} {
 		t.Run(ending, func(t *testing.T) {
 			var clock atomic.Int64 // seconds added to the real time
-			now := func() time.Time { return time.Now().Add(time.Duration(clock.Load()) * time.Second) }
+			// Once armed, the authenticator's third reading of the clock
+			// is the poll's first check: Require reads it twice (the
+			// token's times, its key's status), then the open poll asks.
+			var armed atomic.Bool
+			var reads atomic.Int32
+			polling := make(chan struct{})
+			now := func() time.Time {
+				if armed.Load() && reads.Add(1) == 3 {
+					close(polling)
+				}
+				return time.Now().Add(time.Duration(clock.Load()) * time.Second)
+			}
 			e := newAgentEnv(t, func(c *server.AgentAuthConfig) { c.Now = now })
 			tok := e.token(t, "acme")
 			status, _, body := e.decide(t, tok, payment(e.cps["acme"], "5000.00"), nil)
@@ -1027,6 +1038,7 @@ func TestLongPollEndsWithItsToken(t *testing.T) {
 				err    error
 			}
 			answers := make(chan answer, 1)
+			armed.Store(true)
 			go func() {
 				req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/v1/cases/"+escalated.Case.ID+"?wait=30s", nil)
 				req.Header.Set("Authorization", "Bearer "+tok)
@@ -1040,7 +1052,11 @@ func TestLongPollEndsWithItsToken(t *testing.T) {
 				b, err := io.ReadAll(resp.Body)
 				answers <- answer{resp.StatusCode, resp.Header, b, time.Since(start), err}
 			}()
-			time.Sleep(600 * time.Millisecond) // the poll is open
+			select {
+			case <-polling:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the poll never asked whether its token still holds")
+			}
 			switch ending {
 			case "key rotated":
 				acme := e.agents["acme"]
