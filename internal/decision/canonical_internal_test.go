@@ -68,7 +68,7 @@ func TestDecisionRecordCanonical(t *testing.T) {
 		ActionSHA256: "Yg3o0YjsQbG-ZGWLrW5BFlm2m9wEKQ1zJtdF1YpfBxA",
 		Reason:       "quote \" backslash \\ tab \t line\r\n <&> \u2028 \u007f \u0001 é 😀",
 		Outcome:      Escalate, Reasons: []string{"amount_over_limit", "new_counterparty <&>"}, ApprovalsRequired: 2,
-		Policy: PolicyRevisions{BaseRevision: "base-1", TenantRevision: "acme-7", TenantBundleSHA256: "c2hh"},
+		Policy: PolicyRevisions{BaseRevision: "base-1", TenantRevision: "acme-7", TenantBundleSHA256: "q+/Zm9vYmFyYmF6cXV4eHl6enk/dGVzdGluZw=="},
 		Time:   at,
 	}
 	for name, r := range map[string]decisionRecord{
@@ -120,7 +120,7 @@ func BenchmarkDecisionRecord(b *testing.B) {
 		DecisionID: "dec_aaaaaaaaaaaaaaaaaaaaaaaaaa", AgentID: "agt_bbbbbbbbbbbbbbbbbbbbbbbbbb",
 		Action:       json.RawMessage(`{"amount":{"currency":"EUR","value":"1250.00"},"counterparty":"cp_cccccccccccccccccccccccccc","resource":"invoice:INV-1","type":"payment.send"}`),
 		ActionSHA256: "Yg3o0YjsQbG-ZGWLrW5BFlm2m9wEKQ1zJtdF1YpfBxA", Reason: "pay invoice INV-1",
-		Outcome: Allow, Reasons: []string{}, Policy: PolicyRevisions{BaseRevision: "base-1", TenantRevision: "acme-7", TenantBundleSHA256: "c2hh"},
+		Outcome: Allow, Reasons: []string{}, Policy: PolicyRevisions{BaseRevision: "base-1", TenantRevision: "acme-7", TenantBundleSHA256: "q+/Zm9vYmFyYmF6cXV4eHl6enk/dGVzdGluZw=="},
 		Time: time.Now().UTC(),
 	}
 	b.Run("direct", func(b *testing.B) {
