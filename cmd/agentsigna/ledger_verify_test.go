@@ -3,8 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -317,6 +321,25 @@ func acmeDataDir(t *testing.T) (dir string, acme store.Tenant, tenantFile string
 // are counted.
 func TestLedgerVerifyRows(t *testing.T) {
 	ctx := context.Background()
+	// pushAndAddKey stores the example policy and a bundle verification
+	// key through the CLI: entries 3 (policy.upload) and 4
+	// (policy.verification_key).
+	pushAndAddKey := func(run func(fn subcommand, args ...string) string, _ string) {
+		run(runPolicy, "push", "--tenant", "acme", "--by", "usr_author", filepath.Join("..", "..", "policies", "examples", "acme"))
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "ci.pem")
+		if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run(runPolicy, "add-key", "--tenant", "acme", "--id", "ci", "--by", "usr_admin", file)
+	}
 	setup := func(t *testing.T) (run func(fn subcommand, args ...string) string, verifyLog func() (string, error), tenantFile, agentID, dir string) {
 		dir, _, tenantFile, _ = acmeDataDir(t)
 		run = func(fn subcommand, args ...string) string {
@@ -384,6 +407,20 @@ func TestLedgerVerifyRows(t *testing.T) {
 			want: "does not name entry 2, which recorded it"},
 		{name: "a counterparty deleted", stmt: `DELETE FROM counterparties`,
 			want: "was recorded by entry 2, but the store no longer holds it"},
+		{name: "a policy bundle planted", before: pushAndAddKey, stmt: `INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by, uploaded_at)
+			SELECT tenant_id, 'planted', digest, bundle, manifest, signed, uploaded_by, uploaded_at FROM policy_bundles`,
+			want: `policy bundle "planted" is stored, but no entry uploaded it`},
+		{name: "a policy bundle's digest changed", before: pushAndAddKey, stmt: `UPDATE policy_bundles SET digest = zeroblob(32)`,
+			want: `policy bundle "acme-example-1" is stored with another SHA-256 than entry 3 uploaded`},
+		{name: "a policy bundle deleted", before: pushAndAddKey, stmt: `DELETE FROM policy_bundles`,
+			want: `policy bundle "acme-example-1" was uploaded by entry 3, but the store no longer holds it`},
+		{name: "a bundle verification key deleted", before: pushAndAddKey, stmt: `DELETE FROM policy_verification_keys`,
+			want: `bundle verification key "ci" was registered by entry 4, but the store no longer holds it`},
+		{name: "a bundle verification key planted", before: pushAndAddKey, stmt: `INSERT INTO policy_verification_keys (tenant_id, kid, public_pem, algorithm, created_at)
+			SELECT tenant_id, 'planted', public_pem, algorithm, created_at FROM policy_verification_keys`,
+			want: `bundle verification key "planted" is stored, but no entry registered it`},
+		{name: "a bundle verification key replaced", before: pushAndAddKey, stmt: `UPDATE policy_verification_keys SET algorithm = 'ES384'`,
+			want: `bundle verification key "ci" is stored with another key or algorithm than entry 4 registered`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			run, verifyLog, tenantFile, agentID, _ := setup(t)
@@ -400,6 +437,13 @@ func TestLedgerVerifyRows(t *testing.T) {
 			}
 		})
 	}
+	t.Run("policy rows as the log records them", func(t *testing.T) {
+		run, verifyLog, _, agentID, _ := setup(t)
+		pushAndAddKey(run, agentID)
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 5 entries") {
+			t.Fatalf("%q, %v", out, err)
+		}
+	})
 	t.Run("an agent from before agents were logged", func(t *testing.T) {
 		// Stored by a build that did not log agents (both rows name no
 		// entry); rotated by this one.

@@ -107,6 +107,22 @@ func (p *Policies) Current(orgID string, seq uint64) bool {
 	return ok && cur >= seq
 }
 
+// Kinds of the ledger entries of policy changes.
+const (
+	kindPolicyUpload          = "policy.upload"
+	kindPolicyVerificationKey = "policy.verification_key"
+)
+
+// verificationKeyRecord is what a policy.verification_key entry digests.
+// Its members are in name order, as the map earlier builds marshalled.
+type verificationKeyRecord struct {
+	Algorithm string `json:"algorithm"`
+	By        string `json:"by"`
+	Event     string `json:"event"` // verification_key
+	KID       string `json:"kid"`
+	PublicPEM string `json:"public_pem"`
+}
+
 // policyRecord is what the ledger entry of a policy change digests.
 // BundleSHA is the bundle's SHA-256 in hex. DESIGN §3 writes every hash
 // in JSON in standard base64, as receipts now cite it; this build reads
@@ -173,7 +189,7 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 		return nil, err
 	}
 	digest, _ := hex.DecodeString(b.Digest)
-	err = p.change(ctx, org, "policy.upload", policyRecord{Event: "upload", Revision: b.Revision, BundleSHA: b.Digest, SignedBy: b.SignedBy, By: uploader},
+	err = p.change(ctx, org, kindPolicyUpload, policyRecord{Event: "upload", Revision: b.Revision, BundleSHA: b.Digest, SignedBy: b.SignedBy, By: uploader},
 		func(ctx context.Context, tx store.TenantTx) error {
 			if err := sameKeys(ctx, tx.Policies(), opts); err != nil {
 				return err
@@ -323,8 +339,8 @@ func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id,
 	if err != nil {
 		return err
 	}
-	rec, _ := json.Marshal(map[string]string{"event": "verification_key", "kid": id, "algorithm": vk.Algorithm(), "public_pem": string(pem), "by": by})
-	return p.changeRecord(ctx, org, "policy.verification_key", id, rec,
+	rec, _ := json.Marshal(verificationKeyRecord{Event: "verification_key", KID: id, Algorithm: vk.Algorithm(), PublicPEM: string(pem), By: by})
+	return p.changeRecord(ctx, org, kindPolicyVerificationKey, id, rec,
 		func(ctx context.Context, tx store.TenantTx) error {
 			keys, err := tx.Policies().VerificationKeys(ctx)
 			if err != nil {

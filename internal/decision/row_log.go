@@ -36,7 +36,13 @@ import (
 //     counterparty.created, and is verified only if that entry says so;
 //     one the log recorded names it, and is not missing. Counterparties
 //     from before they were logged have no entry: they are counted, not
-//     checked.
+//     checked;
+//   - every policy bundle stored was uploaded by a policy.upload entry of
+//     its revision and SHA-256, and none uploaded is missing; every bundle
+//     verification key stored was registered by a policy.verification_key
+//     entry with that key and algorithm, and none registered is missing
+//     (one removed behind the service's back would let unsigned bundles
+//     in). Both were logged from the first build that stored them.
 //
 // Feed it every entry in order (Entry), then the organization's rows
 // (Rows).
@@ -45,6 +51,10 @@ type RowLog struct {
 	agentOrder     []string
 	counterparties map[string]loggedCounterparty
 	cpOrder        []string
+	bundles        map[string]loggedBundle
+	bundleOrder    []string
+	vkeys          map[string]loggedVerificationKey
+	vkeyOrder      []string
 	// UnloggedAgents and UnloggedCounterparties are how many of each Rows
 	// found from before they were logged.
 	UnloggedAgents, UnloggedCounterparties int
@@ -72,9 +82,20 @@ type loggedCounterparty struct {
 	status string
 }
 
+type loggedBundle struct {
+	index  uint64
+	digest string // as the record gives it: hex, or base64 (recordsDigest)
+}
+
+type loggedVerificationKey struct {
+	index          uint64
+	algorithm, pem string
+}
+
 // NewRowLog returns an empty RowLog.
 func NewRowLog() *RowLog {
-	return &RowLog{agents: map[string]*loggedAgent{}, counterparties: map[string]loggedCounterparty{}}
+	return &RowLog{agents: map[string]*loggedAgent{}, counterparties: map[string]loggedCounterparty{},
+		bundles: map[string]loggedBundle{}, vkeys: map[string]loggedVerificationKey{}}
 }
 
 // Entry reads entry e and its record (ledger.CheckOptions.CheckRecord);
@@ -93,6 +114,26 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 		}
 		r.counterparties[rec.CounterpartyID] = loggedCounterparty{index: e.Index, status: rec.Status}
 		r.cpOrder = append(r.cpOrder, rec.CounterpartyID)
+	case kindPolicyUpload:
+		var rec policyRecord
+		if json.Unmarshal(record, &rec) != nil || rec.Event != "upload" || rec.Revision != e.Subject || rec.BundleSHA == "" {
+			return fmt.Errorf("a policy upload entry that does not name its revision and SHA-256")
+		}
+		if first, dup := r.bundles[rec.Revision]; dup {
+			return fmt.Errorf("revision %q uploaded again (first by entry %d)", rec.Revision, first.index)
+		}
+		r.bundles[rec.Revision] = loggedBundle{index: e.Index, digest: rec.BundleSHA}
+		r.bundleOrder = append(r.bundleOrder, rec.Revision)
+	case kindPolicyVerificationKey:
+		var rec verificationKeyRecord
+		if json.Unmarshal(record, &rec) != nil || rec.KID != e.Subject || rec.PublicPEM == "" {
+			return fmt.Errorf("a verification key entry that does not name its key")
+		}
+		if first, dup := r.vkeys[rec.KID]; dup {
+			return fmt.Errorf("verification key %q registered again (first by entry %d)", rec.KID, first.index)
+		}
+		r.vkeys[rec.KID] = loggedVerificationKey{index: e.Index, algorithm: rec.Algorithm, pem: rec.PublicPEM}
+		r.vkeyOrder = append(r.vkeyOrder, rec.KID)
 	}
 	return nil
 }
@@ -175,7 +216,52 @@ func (r *RowLog) Rows(ctx context.Context, tx store.TenantTx) error {
 	if err := r.agentRows(ctx, tx); err != nil {
 		return err
 	}
-	return r.counterpartyRows(ctx, tx)
+	if err := r.counterpartyRows(ctx, tx); err != nil {
+		return err
+	}
+	return r.policyRows(ctx, tx)
+}
+
+func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {
+	list, err := tx.Policies().Bundles(ctx)
+	if err != nil {
+		return err
+	}
+	stored := map[string]bool{}
+	for _, b := range list {
+		stored[b.Revision] = true
+		switch l, ok := r.bundles[b.Revision]; {
+		case !ok:
+			return mismatch("policy bundle %q is stored, but no entry uploaded it", b.Revision)
+		case !recordsDigest(l.digest, b.Digest):
+			return mismatch("policy bundle %q is stored with another SHA-256 than entry %d uploaded", b.Revision, l.index)
+		}
+	}
+	for _, rev := range r.bundleOrder {
+		if !stored[rev] {
+			return mismatch("policy bundle %q was uploaded by entry %d, but the store no longer holds it", rev, r.bundles[rev].index)
+		}
+	}
+	keys, err := tx.Policies().VerificationKeys(ctx)
+	if err != nil {
+		return err
+	}
+	clear(stored)
+	for _, k := range keys {
+		stored[k.KID] = true
+		switch l, ok := r.vkeys[k.KID]; {
+		case !ok:
+			return mismatch("bundle verification key %q is stored, but no entry registered it", k.KID)
+		case l.pem != k.PublicPEM || l.algorithm != k.Algorithm:
+			return mismatch("bundle verification key %q is stored with another key or algorithm than entry %d registered", k.KID, l.index)
+		}
+	}
+	for _, kid := range r.vkeyOrder {
+		if !stored[kid] {
+			return mismatch("bundle verification key %q was registered by entry %d, but the store no longer holds it", kid, r.vkeys[kid].index)
+		}
+	}
+	return nil
 }
 
 func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {

@@ -8,7 +8,7 @@ import (
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
-// RowLog refuses a log whose agent and counterparty entries contradict one
+// RowLog refuses a log whose agent, counterparty and policy entries contradict one
 // another (ledger verify reports the entry): the service never writes one,
 // so one means a bug, or entries it did not write.
 func TestRowLogRefusesContradictoryEntries(t *testing.T) {
@@ -32,6 +32,13 @@ func TestRowLogRefusesContradictoryEntries(t *testing.T) {
 		{"a counterparty recorded twice", [][3]string{{"counterparty.created", "cp_a", `{"counterparty_id":"cp_a","status":"new"}`},
 			{"counterparty.created", "cp_a", `{"counterparty_id":"cp_a","status":"verified"}`}}, "recorded again"},
 		{"a counterparty record about another", [][3]string{{"counterparty.created", "cp_a", `{"counterparty_id":"cp_b"}`}}, "does not name its counterparty"},
+		{"a revision uploaded twice", [][3]string{{"policy.upload", "v1", `{"event":"upload","revision":"v1","bundle_sha256":"aa"}`},
+			{"policy.upload", "v1", `{"event":"upload","revision":"v1","bundle_sha256":"bb"}`}}, "uploaded again"},
+		{"an upload record about another revision", [][3]string{{"policy.upload", "v1", `{"event":"upload","revision":"v2","bundle_sha256":"aa"}`}}, "does not name its revision"},
+		{"an upload without its digest", [][3]string{{"policy.upload", "v1", `{"event":"upload","revision":"v1"}`}}, "does not name its revision and SHA-256"},
+		{"a verification key registered twice", [][3]string{{"policy.verification_key", "k1", `{"event":"verification_key","kid":"k1","public_pem":"A"}`},
+			{"policy.verification_key", "k1", `{"event":"verification_key","kid":"k1","public_pem":"B"}`}}, "registered again"},
+		{"a verification key record about another", [][3]string{{"policy.verification_key", "k1", `{"event":"verification_key","kid":"k2","public_pem":"A"}`}}, "does not name its key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rows := decision.NewRowLog()
