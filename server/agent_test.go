@@ -629,9 +629,9 @@ func TestReadsAreServedWhileTheWriterIsHeld(t *testing.T) {
 // escalatedCaseServed is an agent env whose acme agent (token tok) has an
 // escalation pending as case caseID, and a loopback listener for its
 // tenant plane to serve.
-func escalatedCaseServed(t *testing.T) (e *agentEnv, tok, caseID string, ln net.Listener) {
+func escalatedCaseServed(t *testing.T, configure ...func(*server.AgentAuthConfig)) (e *agentEnv, tok, caseID string, ln net.Listener) {
 	t.Helper()
-	e = newAgentEnv(t)
+	e = newAgentEnv(t, configure...)
 	tok = e.token(t, "acme")
 	status, _, body := e.decide(t, tok, payment(e.cps["acme"], "5000.00"), nil)
 	var escalated struct {
@@ -1015,19 +1015,7 @@ func TestLongPollEndsWithItsToken(t *testing.T) {
 				}
 				return time.Now().Add(time.Duration(clock.Load()) * time.Second)
 			}
-			e := newAgentEnv(t, func(c *server.AgentAuthConfig) { c.Now = now })
-			tok := e.token(t, "acme")
-			status, _, body := e.decide(t, tok, payment(e.cps["acme"], "5000.00"), nil)
-			var escalated struct {
-				Case struct{ ID string } `json:"case"`
-			}
-			if err := json.Unmarshal(body, &escalated); status != 200 || err != nil || escalated.Case.ID == "" {
-				t.Fatalf("escalation: %d %s", status, body)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
+			e, tok, caseID, ln := escalatedCaseServed(t, func(c *server.AgentAuthConfig) { c.Now = now })
 			go func() { _ = e.tenant.Serve(ln) }()
 			t.Cleanup(func() { _ = e.tenant.Shutdown(context.Background()) })
 			type answer struct {
@@ -1040,7 +1028,7 @@ func TestLongPollEndsWithItsToken(t *testing.T) {
 			answers := make(chan answer, 1)
 			armed.Store(true)
 			go func() {
-				req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/v1/cases/"+escalated.Case.ID+"?wait=30s", nil)
+				req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/v1/cases/"+caseID+"?wait=30s", nil)
 				req.Header.Set("Authorization", "Bearer "+tok)
 				start := time.Now()
 				resp, err := (&http.Client{Timeout: 40 * time.Second}).Do(req)
