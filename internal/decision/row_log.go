@@ -1,10 +1,13 @@
 package decision
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -38,11 +41,15 @@ import (
 //     from before they were logged have no entry: they are counted, not
 //     checked;
 //   - every policy bundle stored was uploaded by a policy.upload entry of
-//     its revision and SHA-256, and none uploaded is missing; every bundle
-//     verification key stored was registered by a policy.verification_key
-//     entry with that key and algorithm, and none registered is missing
-//     (one removed behind the service's back would let unsigned bundles
-//     in). Both were logged from the first build that stored them.
+//     its revision, SHA-256 (which its bytes have), signer and uploader,
+//     and no revision uploaded is missing; every bundle verification key
+//     stored was registered by a policy.verification_key entry with that
+//     key and algorithm, and no key id registered is missing (one removed
+//     behind the service's back would let unsigned bundles in). Both were
+//     logged from the first build that stored them; builds before 127cd2b
+//     logged a change whose write then failed (a second add-key of an id,
+//     say), so a revision or key id may have several entries, and its row
+//     is to match one of them.
 //
 // Feed it every entry in order (Entry), then the organization's rows
 // (Rows).
@@ -51,9 +58,9 @@ type RowLog struct {
 	agentOrder     []string
 	counterparties map[string]loggedCounterparty
 	cpOrder        []string
-	bundles        map[string]loggedBundle
+	bundles        map[string][]loggedBundle // by revision, in log order
 	bundleOrder    []string
-	vkeys          map[string]loggedVerificationKey
+	vkeys          map[string][]loggedVerificationKey // by kid, in log order
 	vkeyOrder      []string
 	// UnloggedAgents and UnloggedCounterparties are how many of each Rows
 	// found from before they were logged.
@@ -83,8 +90,10 @@ type loggedCounterparty struct {
 }
 
 type loggedBundle struct {
-	index  uint64
-	digest string // as the record gives it: hex, or base64 (recordsDigest)
+	index    uint64
+	digest   string // as the record gives it: hex, or base64 (recordsDigest)
+	signedBy string
+	by       string
 }
 
 type loggedVerificationKey struct {
@@ -95,7 +104,7 @@ type loggedVerificationKey struct {
 // NewRowLog returns an empty RowLog.
 func NewRowLog() *RowLog {
 	return &RowLog{agents: map[string]*loggedAgent{}, counterparties: map[string]loggedCounterparty{},
-		bundles: map[string]loggedBundle{}, vkeys: map[string]loggedVerificationKey{}}
+		bundles: map[string][]loggedBundle{}, vkeys: map[string][]loggedVerificationKey{}}
 }
 
 // Entry reads entry e and its record (ledger.CheckOptions.CheckRecord);
@@ -119,21 +128,19 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 		if json.Unmarshal(record, &rec) != nil || rec.Event != "upload" || rec.Revision != e.Subject || rec.BundleSHA == "" {
 			return fmt.Errorf("a policy upload entry that does not name its revision and SHA-256")
 		}
-		if first, dup := r.bundles[rec.Revision]; dup {
-			return fmt.Errorf("revision %q uploaded again (first by entry %d)", rec.Revision, first.index)
+		if _, seen := r.bundles[rec.Revision]; !seen {
+			r.bundleOrder = append(r.bundleOrder, rec.Revision)
 		}
-		r.bundles[rec.Revision] = loggedBundle{index: e.Index, digest: rec.BundleSHA}
-		r.bundleOrder = append(r.bundleOrder, rec.Revision)
+		r.bundles[rec.Revision] = append(r.bundles[rec.Revision], loggedBundle{index: e.Index, digest: rec.BundleSHA, signedBy: rec.SignedBy, by: rec.By})
 	case kindPolicyVerificationKey:
 		var rec verificationKeyRecord
-		if json.Unmarshal(record, &rec) != nil || rec.KID != e.Subject || rec.PublicPEM == "" {
+		if json.Unmarshal(record, &rec) != nil || rec.Event != "verification_key" || rec.KID != e.Subject || rec.PublicPEM == "" {
 			return fmt.Errorf("a verification key entry that does not name its key")
 		}
-		if first, dup := r.vkeys[rec.KID]; dup {
-			return fmt.Errorf("verification key %q registered again (first by entry %d)", rec.KID, first.index)
+		if _, seen := r.vkeys[rec.KID]; !seen {
+			r.vkeyOrder = append(r.vkeyOrder, rec.KID)
 		}
-		r.vkeys[rec.KID] = loggedVerificationKey{index: e.Index, algorithm: rec.Algorithm, pem: rec.PublicPEM}
-		r.vkeyOrder = append(r.vkeyOrder, rec.KID)
+		r.vkeys[rec.KID] = append(r.vkeys[rec.KID], loggedVerificationKey{index: e.Index, algorithm: rec.Algorithm, pem: rec.PublicPEM})
 	}
 	return nil
 }
@@ -230,16 +237,27 @@ func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {
 	stored := map[string]bool{}
 	for _, b := range list {
 		stored[b.Revision] = true
-		switch l, ok := r.bundles[b.Revision]; {
-		case !ok:
+		logged, ok := r.bundles[b.Revision]
+		if !ok {
 			return mismatch("policy bundle %q is stored, but no entry uploaded it", b.Revision)
-		case !recordsDigest(l.digest, b.Digest):
-			return mismatch("policy bundle %q is stored with another SHA-256 than entry %d uploaded", b.Revision, l.index)
+		}
+		// Bundles lists without the bytes: they are read one at a time.
+		full, err := tx.Policies().Bundle(ctx, b.Revision)
+		if err != nil {
+			return err
+		}
+		if sum := sha256.Sum256(full.Bundle); !bytes.Equal(sum[:], b.Digest) {
+			return mismatch("policy bundle %q is stored with bytes whose SHA-256 is not its digest", b.Revision)
+		}
+		if !slices.ContainsFunc(logged, func(l loggedBundle) bool {
+			return recordsDigest(l.digest, b.Digest) && (l.signedBy != "") == b.Signed && l.by == b.UploadedBy
+		}) {
+			return mismatch("policy bundle %q is stored with another SHA-256, signature or uploader than entry %d uploaded", b.Revision, logged[len(logged)-1].index)
 		}
 	}
 	for _, rev := range r.bundleOrder {
 		if !stored[rev] {
-			return mismatch("policy bundle %q was uploaded by entry %d, but the store no longer holds it", rev, r.bundles[rev].index)
+			return mismatch("policy bundle %q was uploaded by entry %d, but the store does not hold it", rev, r.bundles[rev][0].index)
 		}
 	}
 	keys, err := tx.Policies().VerificationKeys(ctx)
@@ -249,19 +267,35 @@ func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {
 	clear(stored)
 	for _, k := range keys {
 		stored[k.KID] = true
-		switch l, ok := r.vkeys[k.KID]; {
-		case !ok:
+		logged, ok := r.vkeys[k.KID]
+		if !ok {
 			return mismatch("bundle verification key %q is stored, but no entry registered it", k.KID)
-		case l.pem != k.PublicPEM || l.algorithm != k.Algorithm:
-			return mismatch("bundle verification key %q is stored with another key or algorithm than entry %d registered", k.KID, l.index)
+		}
+		// The record holds the PEM as JSON could: an invalid UTF-8 byte
+		// (before the key's BEGIN line, which PEM ignores) as U+FFFD.
+		pem := asJSONString(k.PublicPEM)
+		if !slices.ContainsFunc(logged, func(l loggedVerificationKey) bool { return l.pem == pem && l.algorithm == k.Algorithm }) {
+			return mismatch("bundle verification key %q is stored with another key or algorithm than entry %d registered", k.KID, logged[len(logged)-1].index)
 		}
 	}
 	for _, kid := range r.vkeyOrder {
 		if !stored[kid] {
-			return mismatch("bundle verification key %q was registered by entry %d, but the store no longer holds it", kid, r.vkeys[kid].index)
+			return mismatch("bundle verification key %q was registered by entry %d, but the store does not hold it", kid, r.vkeys[kid][0].index)
 		}
 	}
 	return nil
+}
+
+// asJSONString is s as a JSON string holds it once decoded: each byte of
+// invalid UTF-8 a U+FFFD (encoding/json's writers replace them).
+func asJSONString(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	b, _ := json.Marshal(s)
+	var out string
+	_ = json.Unmarshal(b, &out)
+	return out
 }
 
 func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {

@@ -1,10 +1,13 @@
 package decision_test
 
 import (
+	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
@@ -32,12 +35,9 @@ func TestRowLogRefusesContradictoryEntries(t *testing.T) {
 		{"a counterparty recorded twice", [][3]string{{"counterparty.created", "cp_a", `{"counterparty_id":"cp_a","status":"new"}`},
 			{"counterparty.created", "cp_a", `{"counterparty_id":"cp_a","status":"verified"}`}}, "recorded again"},
 		{"a counterparty record about another", [][3]string{{"counterparty.created", "cp_a", `{"counterparty_id":"cp_b"}`}}, "does not name its counterparty"},
-		{"a revision uploaded twice", [][3]string{{"policy.upload", "v1", `{"event":"upload","revision":"v1","bundle_sha256":"aa"}`},
-			{"policy.upload", "v1", `{"event":"upload","revision":"v1","bundle_sha256":"bb"}`}}, "uploaded again"},
 		{"an upload record about another revision", [][3]string{{"policy.upload", "v1", `{"event":"upload","revision":"v2","bundle_sha256":"aa"}`}}, "does not name its revision"},
 		{"an upload without its digest", [][3]string{{"policy.upload", "v1", `{"event":"upload","revision":"v1"}`}}, "does not name its revision and SHA-256"},
-		{"a verification key registered twice", [][3]string{{"policy.verification_key", "k1", `{"event":"verification_key","kid":"k1","public_pem":"A"}`},
-			{"policy.verification_key", "k1", `{"event":"verification_key","kid":"k1","public_pem":"B"}`}}, "registered again"},
+		{"a verification key entry of another event", [][3]string{{"policy.verification_key", "k1", `{"event":"upload","kid":"k1","public_pem":"A"}`}}, "does not name its key"},
 		{"a verification key record about another", [][3]string{{"policy.verification_key", "k1", `{"event":"verification_key","kid":"k2","public_pem":"A"}`}}, "does not name its key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,5 +52,50 @@ func TestRowLogRefusesContradictoryEntries(t *testing.T) {
 				t.Fatalf("%v, want an error saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Builds before 127cd2b logged a policy change whose write then failed: a
+// second add-key of one id (the store kept the first), or an upload whose
+// insert failed and was made again. Such a log and its rows, honest, pass
+// ledger verify: a row may match any of its subject's entries. A key id
+// the log registered that the store does not hold still fails it.
+func TestRowLogPolicyEntriesOfOlderBuilds(t *testing.T) {
+	e := newServiceEnv(t, "sqlite")
+	ctx := context.Background()
+	raw := permissiveBundle(t)
+	b, err := e.policies.Upload(ctx, e.org, raw, "usr_author")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := newPEMKey(t)
+	if err := e.policies.AddVerificationKey(ctx, e.org, "ci", "", first, "usr_admin"); err != nil {
+		t.Fatal(err)
+	}
+	// What the older builds left: entries whose rows were never stored.
+	orphan := func(kind, subject, record string) {
+		t.Helper()
+		if _, err := e.ledger.Append(ctx, e.log(), ledger.Entry{Kind: kind, Subject: subject, Record: []byte(record)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second, _ := json.Marshal(string(newPEMKey(t)))
+	orphan("policy.verification_key", "ci", `{"algorithm":"ES256","by":"usr_admin","event":"verification_key","kid":"ci","public_pem":`+string(second)+`}`)
+	orphan("policy.upload", b.Revision, `{"event":"upload","revision":"`+b.Revision+`","bundle_sha256":"`+strings.Repeat("0", 64)+`","by":"usr_author"}`)
+	check := func() *ledger.Report {
+		t.Helper()
+		rows := decision.NewRowLog()
+		rep, err := e.ledger.CheckWith(ctx, e.log(), "", ledger.CheckOptions{CheckRecord: rows.Entry, CheckRows: rows.Rows})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &rep
+	}
+	if rep := check(); rep.Problem != nil || rep.RowsProblem != "" {
+		t.Fatalf("honest data of an older build: %v, %s", rep.Problem, rep.RowsProblem)
+	}
+	orphan("policy.verification_key", "gone", `{"algorithm":"ES256","by":"usr_admin","event":"verification_key","kid":"gone","public_pem":`+string(second)+`}`)
+	if rep := check(); !strings.Contains(rep.RowsProblem, `bundle verification key "gone" was registered by entry`) {
+		t.Fatalf("a key id the store does not hold: %v, %q", rep.Problem, rep.RowsProblem)
 	}
 }
