@@ -1,7 +1,9 @@
 package decision
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -255,6 +257,11 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	if err != nil {
 		return store.PolicyActivation{}, err
 	}
+	if sum := sha256.Sum256(stored.Bundle); !bytes.Equal(sum[:], stored.Digest) {
+		// Edited behind the service's back: what two people would approve
+		// is not what was uploaded (and logged).
+		return store.PolicyActivation{}, fmt.Errorf("decision: the stored bytes of revision %q are not the bundle uploaded; not activated", revision)
+	}
 	digest := hex.EncodeToString(stored.Digest)
 	if err := bundles.CheckActivation(history, active, bundles.KnownRevision{Revision: revision, Digest: digest}, rollback); err != nil {
 		return store.PolicyActivation{}, err
@@ -334,6 +341,11 @@ func activeRevision(ctx context.Context, ptx store.PolicyTx) (string, error) {
 func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id, algorithm string, pem []byte, by string) error {
 	if err := checkActor("by", by); err != nil {
 		return err
+	}
+	if !utf8.Valid(pem) {
+		// PEM ignores text before the key, but the ledger record (JSON)
+		// cannot hold invalid UTF-8 as the store would.
+		return fmt.Errorf("%w: the public key file is not UTF-8 text", store.ErrInvalid)
 	}
 	vk, err := bundles.ParseVerificationKey(id, algorithm, pem)
 	if err != nil {

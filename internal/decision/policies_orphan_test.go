@@ -2,13 +2,17 @@ package decision_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
 	"github.com/agentsigna/agentsigna/ledger"
 )
 
@@ -159,4 +163,43 @@ func countOf(kinds []string, kind string) int {
 		}
 	}
 	return n
+}
+
+// Two refusals that keep what the log says and what the store holds the
+// same: a key file with invalid UTF-8 (PEM skips text before the key, but
+// the ledger record, JSON, could not hold it as stored), and an
+// activation of a revision whose stored bytes are not the ones uploaded
+// (edited in the SQLite file): neither changes the store or the log.
+func TestPolicyChangesRefusedBeforeTheLog(t *testing.T) {
+	e := newPolicyEnv(t, "sqlite")
+	ctx := context.Background()
+	if _, err := e.policies.Upload(ctx, e.org, exampleBundle(t, "v1", false), "usr_author"); err != nil {
+		t.Fatal(err)
+	}
+	kinds, _ := e.policyEntries(t)
+	if err := e.policies.AddVerificationKey(ctx, e.org, "ci", "", append([]byte("Schl\xfcssel\n"), newPEMKey(t)...), "usr_admin"); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a key file with invalid UTF-8: %v", err)
+	}
+	// Another bundle of the same revision, which compiles: only its
+	// digest tells it from the one uploaded.
+	sqlitetest.Tamper(t, e.backend.(*sqlite.Store).TenantFile(e.org.ID), `UPDATE policy_bundles SET bundle = X'`+hex.EncodeToString(exampleBundle(t, "v1", true))+`'`)
+	if _, err := e.policies.Activate(ctx, e.org, "v1", "usr_author", "usr_reviewer", false); err == nil || !strings.Contains(err.Error(), "are not the bundle uploaded") {
+		t.Fatalf("an activation of bytes never uploaded: %v", err)
+	}
+	if after, _ := e.policyEntries(t); len(after) != len(kinds) {
+		t.Fatalf("the log went from %v to %v", kinds, after)
+	}
+	var keys []store.PolicyVerificationKey
+	var acts []store.PolicyActivation
+	err := e.backend.InTenantTx(ctx, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if keys, err = tx.Policies().VerificationKeys(ctx); err != nil {
+			return err
+		}
+		acts, err = tx.Policies().Activations(ctx)
+		return err
+	})
+	if err != nil || len(keys) != 0 || len(acts) != 0 {
+		t.Fatalf("stored: %d keys, %d activations, %v", len(keys), len(acts), err)
+	}
 }
