@@ -13,7 +13,8 @@ import (
 )
 
 // recordsDigest says whether a policy record's bundle_sha256 is digest:
-// standard base64, or the hex of records older builds wrote.
+// in hex, as builds to this one write it, or in standard base64, as a
+// later build will (policyRecord).
 func recordsDigest(recorded string, digest []byte) bool {
 	return recorded == base64.StdEncoding.EncodeToString(digest) || recorded == hex.EncodeToString(digest)
 }

@@ -259,8 +259,10 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	}
 	if sum := sha256.Sum256(stored.Bundle); !bytes.Equal(sum[:], stored.Digest) {
 		// Edited behind the service's back: what two people would approve
-		// is not what was uploaded (and logged).
-		return store.PolicyActivation{}, fmt.Errorf("decision: the stored bytes of revision %q are not the bundle uploaded; not activated", revision)
+		// is not what was uploaded. (A revision planted with bytes and
+		// digest that agree is not caught here: its row names no upload
+		// entry. ledger verify finds it.)
+		return store.PolicyActivation{}, fmt.Errorf("%w: the stored bytes of revision %q are not the bundle uploaded; not activated", errBundleDoesNotLoad, revision)
 	}
 	digest := hex.EncodeToString(stored.Digest)
 	if err := bundles.CheckActivation(history, active, bundles.KnownRevision{Revision: revision, Digest: digest}, rollback); err != nil {

@@ -41,13 +41,14 @@ import (
 //     from before they were logged have no entry: they are counted, not
 //     checked;
 //   - every policy bundle stored was uploaded by a policy.upload entry of
-//     its revision, SHA-256 (which its bytes have), signer and uploader,
+//     its revision, SHA-256 (which its bytes have), signed or not as the
+//     entry says, and uploader,
 //     and no revision uploaded is missing; every bundle verification key
 //     stored was registered by a policy.verification_key entry with that
 //     key and algorithm, and no key id registered is missing (one removed
 //     behind the service's back would let unsigned bundles in). Both were
-//     logged from the first build that stored them; builds before 127cd2b
-//     logged a change whose write then failed (a second add-key of an id,
+//     logged from the first build that stored them; builds before
+//     2026-11-28 logged a change whose write then failed (a second add-key of an id,
 //     say), so a revision or key id may have several entries, and its row
 //     is to match one of them.
 //
@@ -252,7 +253,7 @@ func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {
 		if !slices.ContainsFunc(logged, func(l loggedBundle) bool {
 			return recordsDigest(l.digest, b.Digest) && (l.signedBy != "") == b.Signed && l.by == b.UploadedBy
 		}) {
-			return mismatch("policy bundle %q is stored with another SHA-256, signature or uploader than entry %d uploaded", b.Revision, logged[len(logged)-1].index)
+			return mismatch("policy bundle %q is stored with another SHA-256, signed flag or uploader than entry %d uploaded", b.Revision, logged[len(logged)-1].index)
 		}
 	}
 	for _, rev := range r.bundleOrder {

@@ -55,7 +55,7 @@ func TestRowLogRefusesContradictoryEntries(t *testing.T) {
 	}
 }
 
-// Builds before 127cd2b logged a policy change whose write then failed: a
+// Builds before 2026-11-28 logged a policy change whose write then failed: a
 // second add-key of one id (the store kept the first), or an upload whose
 // insert failed and was made again. Such a log and its rows, honest, pass
 // ledger verify: a row may match any of its subject's entries. A key id
