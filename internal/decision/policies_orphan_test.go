@@ -104,8 +104,9 @@ func (failingPolicies) AddVerificationKey(context.Context, store.PolicyVerificat
 }
 
 // Two activations from one revision at once, in one process and one
-// ledger batch (the batch lingers for both): the second's check sees the
-// first's change, so only one passes, and the log records that one alone.
+// ledger batch (it lingers until both are in, and commits once): the
+// second's check sees the first's change, so only one passes, and the log
+// records that one alone.
 func TestPolicyChangesInOneBatch(t *testing.T) {
 	for _, kind := range []string{"sqlite", "postgres"} {
 		t.Run(kind, func(t *testing.T) {
@@ -119,8 +120,9 @@ func TestPolicyChangesInOneBatch(t *testing.T) {
 			if _, err := e.policies.Activate(ctx, e.org, "v1", "usr_author", "usr_reviewer", false); err != nil {
 				t.Fatal(err)
 			}
+			stages := ledger.NewStages()
 			lingering, err := ledger.New(ledger.Config{Tenants: e.backend, Platform: e.backend, Keys: e.keys, Origin: "agentsigna.test",
-				MaxWait: 300 * time.Millisecond, MaxBatch: 2})
+				MaxWait: time.Minute, MaxBatch: 2, Stages: stages})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,6 +148,9 @@ func TestPolicyChangesInOneBatch(t *testing.T) {
 			}
 			if won != 1 || lost != 1 {
 				t.Fatalf("%d activations passed, %d refused; want one each", won, lost)
+			}
+			if n := stages.Snapshots()[ledger.StageCommit].Count(); n != 1 {
+				t.Fatalf("%d batches committed, want both in one", n)
 			}
 			kinds, _ := e.policyEntries(t)
 			if n := countOf(kinds, "policy.activate"); n != 2 {
