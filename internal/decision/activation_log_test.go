@@ -192,8 +192,9 @@ func (e *serviceEnv) tryPlantActivation(t *testing.T, revision string, index *ui
 	raw := regoBundle(t, revision, "package tenant\n\ndecision := {\"allow\": true}\n")
 	sum := sha256.Sum256(raw)
 	return e.backend.InTenantTx(context.Background(), e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		planted := uint64(0) // naming an entry, as a new row must
 		if err := tx.Policies().InsertBundle(ctx, store.PolicyBundle{Revision: revision, Digest: sum[:], Bundle: raw,
-			Manifest: `{"revision":"` + revision + `"}`, UploadedBy: "usr_mallory"}); err != nil {
+			Manifest: `{"revision":"` + revision + `"}`, UploadedBy: "usr_mallory", LedgerIndex: &planted}); err != nil {
 			return err
 		}
 		_, err := tx.Policies().Activate(ctx, store.PolicyActivation{Revision: revision, ActivatedBy: "usr_mallory", ApprovedBy: "usr_mallory", LedgerIndex: index})

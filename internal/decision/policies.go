@@ -202,10 +202,10 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 			}
 			return isNew(history)
 		},
-		func(ctx context.Context, tx store.TenantTx, _ uint64) error {
+		func(ctx context.Context, tx store.TenantTx, index uint64) error {
 			return tx.Policies().InsertBundle(ctx, store.PolicyBundle{
 				Revision: b.Revision, Digest: digest, Bundle: raw, Manifest: string(b.Manifest),
-				Signed: b.SignedBy != "", UploadedBy: uploader,
+				Signed: b.SignedBy != "", UploadedBy: uploader, LedgerIndex: &index,
 			})
 		})
 	if errors.Is(err, errSameBundle) {

@@ -209,6 +209,10 @@ type PolicyBundle struct {
 	Signed     bool
 	UploadedBy string
 	UploadedAt time.Time
+	// LedgerIndex is the policy.upload entry that records the revision,
+	// given to InsertBundle (required) and read back; nil for a bundle
+	// stored before bundles named their entry.
+	LedgerIndex *uint64
 }
 
 // PolicyActivation makes a revision the active one.

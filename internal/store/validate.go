@@ -198,5 +198,5 @@ func CheckPolicyBundle(b PolicyBundle) error {
 	case b.UploadedBy == "":
 		return fmt.Errorf("%w: policy bundle uploader is required", ErrInvalid)
 	}
-	return nil
+	return CheckLedgerIndex(b.LedgerIndex, "a policy bundle")
 }

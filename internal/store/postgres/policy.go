@@ -22,16 +22,17 @@ func (p *policyTx) InsertBundle(ctx context.Context, b store.PolicyBundle) error
 	if err := store.CheckPolicyBundle(b); err != nil {
 		return err
 	}
-	_, err := p.tx.Exec(ctx, `INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.tenantID, b.Revision, b.Digest, b.Bundle, b.Manifest, b.Signed, b.UploadedBy)
+	_, err := p.tx.Exec(ctx, `INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by, ledger_index)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, p.tenantID, b.Revision, b.Digest, b.Bundle, b.Manifest, b.Signed, b.UploadedBy, int64(*b.LedgerIndex))
 	return mapErr(err)
 }
 
-const bundleColumns = `revision, digest, manifest, signed, uploaded_by, uploaded_at`
+const bundleColumns = `revision, digest, manifest, signed, uploaded_by, uploaded_at, ledger_index`
 
 func scanBundle(row pgx.Row, withBytes bool) (store.PolicyBundle, error) {
 	var b store.PolicyBundle
-	dest := []any{&b.Revision, &b.Digest, &b.Manifest, &b.Signed, &b.UploadedBy, &b.UploadedAt}
+	var idx *int64
+	dest := []any{&b.Revision, &b.Digest, &b.Manifest, &b.Signed, &b.UploadedBy, &b.UploadedAt, &idx}
 	if withBytes {
 		dest = append(dest, &b.Bundle)
 	}
@@ -39,6 +40,7 @@ func scanBundle(row pgx.Row, withBytes bool) (store.PolicyBundle, error) {
 		return store.PolicyBundle{}, mapErr(err)
 	}
 	b.UploadedAt = b.UploadedAt.UTC()
+	b.LedgerIndex = ledgerIndexOf(idx)
 	return b, nil
 }
 

@@ -404,7 +404,8 @@ func TestActivationsInOrderForAnyWriter(t *testing.T) {
 	raw := []byte("a bundle")
 	sum := sha256.Sum256(raw)
 	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		return tx.Policies().InsertBundle(ctx, store.PolicyBundle{Revision: "v1", Digest: sum[:], Bundle: raw, Manifest: "{}", UploadedBy: "usr_a"})
+		idx := uint64(0)
+		return tx.Policies().InsertBundle(ctx, store.PolicyBundle{Revision: "v1", Digest: sum[:], Bundle: raw, Manifest: "{}", UploadedBy: "usr_a", LedgerIndex: &idx})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -1715,5 +1716,31 @@ func TestSessionLimits(t *testing.T) {
 	time.Sleep(time.Second)
 	if _, err := tx.Exec(ctx, `SELECT 1`); err == nil {
 		t.Fatal("a transaction idle past idle_in_transaction_session_timeout went on")
+	}
+}
+
+// The tenant role, whatever its client, stores no policy bundle that names
+// no ledger entry (0016), and changes none: a revision inserted behind the
+// service's back must name its upload entry, which an activation proves.
+func TestPolicyBundlesNameTheirEntryForAnyWriter(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	acme := storetest.CreateTenant(t, s, "acme")
+	conn := pgtest.Connect(t, db.TenantURL)
+	insert := `INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by%s)
+		VALUES ($1, 'evil', sha256('x'), 'x', '{}', false, 'usr_mallory'%s)`
+	for _, tc := range []struct {
+		stmt string
+		code string
+	}{
+		{fmt.Sprintf(insert, "", ""), "23514"},
+		{fmt.Sprintf(insert, ", ledger_index", ", NULL"), "23514"},
+		{`ALTER TABLE policy_bundles DISABLE TRIGGER policy_bundles_name_their_entry`, "42501"},
+		// Naming an entry, it is stored: Activate proves the entry.
+		{fmt.Sprintf(insert, ", ledger_index", ", 0"), ""},
+	} {
+		if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
+			t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
+		}
 	}
 }

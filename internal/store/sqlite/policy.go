@@ -22,23 +22,25 @@ func (p *policyTx) InsertBundle(ctx context.Context, b store.PolicyBundle) error
 	if err := store.CheckPolicyBundle(b); err != nil {
 		return err
 	}
-	_, err := p.tx.ExecContext(ctx, `INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by, uploaded_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, p.tenantID, b.Revision, b.Digest, b.Bundle, b.Manifest, b.Signed, b.UploadedBy, formatTime(time.Now()))
+	_, err := p.tx.ExecContext(ctx, `INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by, uploaded_at, ledger_index)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.tenantID, b.Revision, b.Digest, b.Bundle, b.Manifest, b.Signed, b.UploadedBy, formatTime(time.Now()), int64(*b.LedgerIndex))
 	return mapErr(err)
 }
 
-const bundleColumns = `revision, digest, manifest, signed, uploaded_by, uploaded_at`
+const bundleColumns = `revision, digest, manifest, signed, uploaded_by, uploaded_at, ledger_index`
 
 func scanBundle(row scanner, withBytes bool) (store.PolicyBundle, error) {
 	var b store.PolicyBundle
 	var at string
-	dest := []any{&b.Revision, &b.Digest, &b.Manifest, &b.Signed, &b.UploadedBy, &at}
+	var idx sql.NullInt64
+	dest := []any{&b.Revision, &b.Digest, &b.Manifest, &b.Signed, &b.UploadedBy, &at, &idx}
 	if withBytes {
 		dest = append(dest, &b.Bundle)
 	}
 	if err := row.Scan(dest...); err != nil {
 		return store.PolicyBundle{}, mapErr(err)
 	}
+	b.LedgerIndex = ledgerIndexOf(idx)
 	var err error
 	b.UploadedAt, err = parseTime(at)
 	return b, err

@@ -1126,7 +1126,8 @@ func testLogs(t *testing.T, h Harness) {
 func testBundle(rev string) store.PolicyBundle {
 	raw := []byte("tar.gz of " + rev)
 	d := sha256.Sum256(raw)
-	return store.PolicyBundle{Revision: rev, Digest: d[:], Bundle: raw, Manifest: `{"revision":"` + rev + `","roots":["tenant"]}`, UploadedBy: "usr_author"}
+	idx := uint64(len(rev)) // any entry's index
+	return store.PolicyBundle{Revision: rev, Digest: d[:], Bundle: raw, Manifest: `{"revision":"` + rev + `","roots":["tenant"]}`, UploadedBy: "usr_author", LedgerIndex: &idx}
 }
 
 func testPolicies(t *testing.T, h Harness) {
@@ -1163,6 +1164,11 @@ func testPolicies(t *testing.T, h Harness) {
 			if err := p.InsertBundle(ctx, bad); !errors.Is(err, store.ErrInvalid) {
 				return fmt.Errorf("bundle without digest: %v", err)
 			}
+			unbound := testBundle("v3")
+			unbound.LedgerIndex = nil
+			if err := p.InsertBundle(ctx, unbound); !errors.Is(err, store.ErrInvalid) {
+				return fmt.Errorf("bundle naming no ledger entry: %v", err)
+			}
 			return nil
 		}},
 		{"activate unknown revision", acme, func(ctx context.Context, p store.PolicyTx) error {
@@ -1197,7 +1203,8 @@ func testPolicies(t *testing.T, h Harness) {
 				return fmt.Errorf("activations %+v, %v", acts, err)
 			}
 			list, err := p.Bundles(ctx)
-			if err != nil || len(list) != 2 || list[0].Bundle != nil || list[0].UploadedAt.IsZero() || len(list[0].Digest) != 32 {
+			if err != nil || len(list) != 2 || list[0].Bundle != nil || list[0].UploadedAt.IsZero() || len(list[0].Digest) != 32 ||
+				list[0].LedgerIndex == nil || *list[0].LedgerIndex != 2 || bundle.LedgerIndex == nil || *bundle.LedgerIndex != 2 {
 				return fmt.Errorf("bundles %+v, %v", list, err)
 			}
 			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "ci", PublicPEM: "-----BEGIN PUBLIC KEY-----", Algorithm: "PS256"}); err != nil {
