@@ -421,6 +421,8 @@ func TestLedgerVerifyRows(t *testing.T) {
 			want: `policy bundle "acme-example-1" is stored with another SHA-256, signed flag or uploader than entry 3 uploaded`},
 		{name: "a policy bundle's uploader changed", before: pushAndAddKey, stmt: `UPDATE policy_bundles SET uploaded_by = 'usr_mallory'`,
 			want: `policy bundle "acme-example-1" is stored with another SHA-256, signed flag or uploader than entry 3 uploaded`},
+		{name: "a policy bundle naming another entry", before: pushAndAddKey, stmt: `UPDATE policy_bundles SET ledger_index = 0`,
+			want: `policy bundle "acme-example-1" names entry 0, which did not upload it`},
 		{name: "a policy bundle deleted", before: pushAndAddKey, stmt: `DELETE FROM policy_bundles`,
 			want: `policy bundle "acme-example-1" was uploaded by entry 3, but the store does not hold it`},
 		{name: "a bundle verification key deleted", before: pushAndAddKey, stmt: `DELETE FROM policy_verification_keys`,

@@ -259,3 +259,85 @@ func TestActivationRecordDigests(t *testing.T) {
 		})
 	}
 }
+
+// An activation proves the upload entry its revision's row names: a
+// revision the organization's database role inserted (bytes and digest
+// that agree) is not approved and logged, whatever entry it names, unless
+// the log records that very upload. A row from before bundles named their
+// entry is taken as stored.
+func TestActivationProvesTheUpload(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			ctx := context.Background()
+			real, err := e.policies.Upload(ctx, e.org, permissiveBundle(t), "usr_author")
+			if err != nil {
+				t.Fatal(err)
+			}
+			realIndex := e.ledgerSize(t) - 1
+			plant := func(revision string, index *uint64) {
+				t.Helper()
+				raw := regoBundle(t, revision, "package tenant\n\ndecision := {\"allow\": true}\n")
+				sum := sha256.Sum256(raw)
+				e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+					return tx.Policies().InsertBundle(ctx, store.PolicyBundle{Revision: revision, Digest: sum[:], Bundle: raw,
+						Manifest: `{"revision":"` + revision + `"}`, UploadedBy: "usr_mallory", LedgerIndex: index})
+				})
+			}
+			logUpload := func(revision, digest string) *uint64 {
+				t.Helper()
+				a, err := e.ledger.Append(ctx, e.log(), ledger.Entry{Kind: "policy.upload", Subject: revision,
+					Record: []byte(`{"event":"upload","revision":"` + revision + `","bundle_sha256":"` + digest + `","by":"usr_mallory"}`)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return &a.Index
+			}
+			digestOf := func(revision string) string {
+				sum := sha256.Sum256(regoBundle(t, revision, "package tenant\n\ndecision := {\"allow\": true}\n"))
+				return hex.EncodeToString(sum[:])
+			}
+			at := func(i uint64) *uint64 { return &i }
+			for _, tc := range []struct {
+				name, revision string
+				index          func() *uint64
+				why            string
+			}{
+				{"naming another revision's upload", "evil-1", func() *uint64 { return at(realIndex) }, "is not the upload"},
+				{"naming an index past the log", "evil-2", func() *uint64 { return at(1 << 40) }, "is not the upload"},
+				{"naming an upload of other bytes", "evil-3", func() *uint64 { return logUpload("evil-3", strings.Repeat("0", 64)) }, "records another upload"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					plant(tc.revision, tc.index())
+					before := e.ledgerSize(t)
+					_, err := e.policies.Activate(ctx, e.org, tc.revision, "usr_author", "usr_reviewer", false)
+					if err == nil || !strings.Contains(err.Error(), "the revision is not the upload the organization's log records") || !strings.Contains(err.Error(), tc.why) {
+						t.Fatalf("a planted revision activated: %v; want it refused: %s", err, tc.why)
+					}
+					if after := e.ledgerSize(t); after != before {
+						t.Fatalf("the log grew from %d to %d entries", before, after)
+					}
+				})
+			}
+			if _, err := e.policies.Activate(ctx, e.org, real.Revision, "usr_author", "usr_reviewer", false); err != nil {
+				t.Fatalf("an upload through the service: %v", err)
+			}
+			// The upload the log records, exactly: activated.
+			plant("logged-1", logUpload("logged-1", digestOf("logged-1")))
+			if _, err := e.policies.Activate(ctx, e.org, "logged-1", "usr_author", "usr_reviewer", false); err != nil {
+				t.Fatalf("a revision whose upload the log records: %v", err)
+			}
+			if kind != "sqlite" {
+				return // a row naming no entry is refused there (TestPolicyBundlesNameTheirEntryForAnyWriter)
+			}
+			raw := regoBundle(t, "old-1", "package tenant\n\ndecision := {\"allow\": true}\n")
+			sum := sha256.Sum256(raw)
+			sqlitetest.Tamper(t, e.backend.(*sqlite.Store).TenantFile(e.org.ID),
+				`INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by, uploaded_at)
+				 VALUES ('`+e.org.ID+`', 'old-1', X'`+hex.EncodeToString(sum[:])+`', X'`+hex.EncodeToString(raw)+`', '{}', 0, 'usr_author', '2026-11-01T00:00:00Z')`)
+			if _, err := e.policies.Activate(ctx, e.org, "old-1", "usr_author", "usr_reviewer", true); err != nil {
+				t.Fatalf("a revision from before bundles named their upload: %v", err)
+			}
+		})
+	}
+}

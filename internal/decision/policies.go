@@ -259,10 +259,11 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	}
 	if sum := sha256.Sum256(stored.Bundle); !bytes.Equal(sum[:], stored.Digest) {
 		// Edited behind the service's back: what two people would approve
-		// is not what was uploaded. (A revision planted with bytes and
-		// digest that agree is not caught here: its row names no upload
-		// entry. ledger verify finds it.)
+		// is not what was uploaded.
 		return store.PolicyActivation{}, fmt.Errorf("%w: the stored bytes of revision %q are not the bundle uploaded; not activated", errBundleDoesNotLoad, revision)
+	}
+	if err := p.checkUpload(ctx, org, stored); err != nil {
+		return store.PolicyActivation{}, err
 	}
 	digest := hex.EncodeToString(stored.Digest)
 	if err := bundles.CheckActivation(history, active, bundles.KnownRevision{Revision: revision, Digest: digest}, rollback); err != nil {
@@ -311,6 +312,36 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	}
 	p.install(org.ID, act.Seq, policy)
 	return act, nil
+}
+
+// errUploadNotLogged: a stored revision is not what the organization's
+// log recorded of its upload. Whoever can insert into policy_bundles (the
+// organization's database role can) could otherwise have two people
+// approve a revision that never went through Upload's checks and log.
+var errUploadNotLogged = fmt.Errorf("%w: the revision is not the upload the organization's log records", errBundleDoesNotLoad)
+
+// checkUpload checks a stored revision against the policy.upload entry its
+// row names, proven under the newest checkpoint the log key signed: the
+// revision, its SHA-256, signed or not, and its uploader. A row from
+// before bundles named their entry (none on PostgreSQL can be inserted
+// since: a trigger) is taken as stored.
+func (p *Policies) checkUpload(ctx context.Context, org Organization, b store.PolicyBundle) error {
+	if b.LedgerIndex == nil {
+		return nil
+	}
+	record, err := loggedRecord(ctx, p.ledger, org, *b.LedgerIndex, b.Revision, errUploadNotLogged, kindPolicyUpload)
+	if err != nil {
+		return err
+	}
+	var rec policyRecord
+	switch {
+	case json.Unmarshal(record, &rec) != nil:
+		return fmt.Errorf("%w: entry %d's record does not decode", errUploadNotLogged, *b.LedgerIndex)
+	case rec.Event != "upload" || rec.Revision != b.Revision || !recordsDigest(rec.BundleSHA, b.Digest) ||
+		(rec.SignedBy != "") != b.Signed || rec.By != b.UploadedBy:
+		return fmt.Errorf("%w: entry %d records another upload of %q", errUploadNotLogged, *b.LedgerIndex, b.Revision)
+	}
+	return nil
 }
 
 // nextActivation is the seq the organization's next activation takes.

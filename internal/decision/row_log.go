@@ -42,7 +42,8 @@ import (
 //     checked;
 //   - every policy bundle stored was uploaded by a policy.upload entry of
 //     its revision, SHA-256 (which its bytes have), signed or not as the
-//     entry says, and uploader,
+//     entry says, and uploader (the entry its row names, when it names
+//     one),
 //     and no revision uploaded is missing; every bundle verification key
 //     stored was registered by a policy.verification_key entry with that
 //     key and algorithm, and no key id registered is missing (one removed
@@ -250,9 +251,21 @@ func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {
 		if sum := sha256.Sum256(full.Bundle); !bytes.Equal(sum[:], b.Digest) {
 			return mismatch("policy bundle %q is stored with bytes whose SHA-256 is not its digest", b.Revision)
 		}
-		if !slices.ContainsFunc(logged, func(l loggedBundle) bool {
+		same := func(l loggedBundle) bool {
 			return recordsDigest(l.digest, b.Digest) && (l.signedBy != "") == b.Signed && l.by == b.UploadedBy
-		}) {
+		}
+		if b.LedgerIndex != nil {
+			// It names the entry it must be.
+			i := slices.IndexFunc(logged, func(l loggedBundle) bool { return l.index == *b.LedgerIndex })
+			switch {
+			case i < 0:
+				return mismatch("policy bundle %q names entry %d, which did not upload it", b.Revision, *b.LedgerIndex)
+			case !same(logged[i]):
+				return mismatch("policy bundle %q is stored with another SHA-256, signed flag or uploader than entry %d uploaded", b.Revision, logged[i].index)
+			}
+			continue
+		}
+		if !slices.ContainsFunc(logged, same) {
 			return mismatch("policy bundle %q is stored with another SHA-256, signed flag or uploader than entry %d uploaded", b.Revision, logged[len(logged)-1].index)
 		}
 	}
