@@ -284,10 +284,13 @@ func TestActivationProvesTheUpload(t *testing.T) {
 						Manifest: `{"revision":"` + revision + `"}`, UploadedBy: "usr_mallory", LedgerIndex: index})
 				})
 			}
-			logUpload := func(revision, digest string) *uint64 {
+			// logUpload logs an upload of revision (recorded as of recorded,
+			// by, and with extra members); the planted rows are unsigned,
+			// by usr_mallory.
+			logUpload := func(revision, recorded, digest, by, extra string) *uint64 {
 				t.Helper()
 				a, err := e.ledger.Append(ctx, e.log(), ledger.Entry{Kind: "policy.upload", Subject: revision,
-					Record: []byte(`{"event":"upload","revision":"` + revision + `","bundle_sha256":"` + digest + `","by":"usr_mallory"}`)})
+					Record: []byte(`{"event":"upload","revision":"` + recorded + `","bundle_sha256":"` + digest + `","by":"` + by + `"` + extra + `}`)})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -305,7 +308,14 @@ func TestActivationProvesTheUpload(t *testing.T) {
 			}{
 				{"naming another revision's upload", "evil-1", func() *uint64 { return at(realIndex) }, "is not the upload"},
 				{"naming an index past the log", "evil-2", func() *uint64 { return at(1 << 40) }, "is not the upload"},
-				{"naming an upload of other bytes", "evil-3", func() *uint64 { return logUpload("evil-3", strings.Repeat("0", 64)) }, "records another upload"},
+				{"naming an upload of other bytes", "evil-3", func() *uint64 { return logUpload("evil-3", "evil-3", strings.Repeat("0", 64), "usr_mallory", "") }, "records another upload"},
+				{"naming an upload by someone else", "evil-4", func() *uint64 { return logUpload("evil-4", "evil-4", digestOf("evil-4"), "usr_author", "") }, "records another upload"},
+				{"naming a signed upload", "evil-5", func() *uint64 {
+					return logUpload("evil-5", "evil-5", digestOf("evil-5"), "usr_mallory", `,"signed_by":"ci"`)
+				}, "records another upload"},
+				{"naming an entry whose record is of another revision", "evil-6", func() *uint64 {
+					return logUpload("evil-6", "evil-7", digestOf("evil-6"), "usr_mallory", "")
+				}, "records another upload"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					plant(tc.revision, tc.index())
@@ -323,9 +333,21 @@ func TestActivationProvesTheUpload(t *testing.T) {
 				t.Fatalf("an upload through the service: %v", err)
 			}
 			// The upload the log records, exactly: activated.
-			plant("logged-1", logUpload("logged-1", digestOf("logged-1")))
+			plant("logged-1", logUpload("logged-1", "logged-1", digestOf("logged-1"), "usr_mallory", ""))
 			if _, err := e.policies.Activate(ctx, e.org, "logged-1", "usr_author", "usr_reviewer", false); err != nil {
 				t.Fatalf("a revision whose upload the log records: %v", err)
+			}
+			// The very bytes someone is about to upload, planted first: the
+			// upload is refused, not reported done (it logs nothing, and the
+			// planted row never activates).
+			plant("pre-1", at(realIndex))
+			before := e.ledgerSize(t)
+			if _, err := e.policies.Upload(ctx, e.org, regoBundle(t, "pre-1", "package tenant\n\ndecision := {\"allow\": true}\n"), "usr_author"); err == nil ||
+				!strings.Contains(err.Error(), "the revision is not the upload the organization's log records") {
+				t.Fatalf("an upload of bytes planted before it: %v", err)
+			}
+			if after := e.ledgerSize(t); after != before {
+				t.Fatalf("the log grew from %d to %d entries", before, after)
 			}
 			if kind != "sqlite" {
 				return // a row naming no entry is refused there (TestPolicyBundlesNameTheirEntryForAnyWriter)

@@ -186,7 +186,7 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 	}
 	if err := isNew(history); err != nil {
 		if errors.Is(err, errSameBundle) {
-			return b, nil
+			return p.storedUpload(ctx, org, b)
 		}
 		return nil, err
 	}
@@ -209,9 +209,29 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 			})
 		})
 	if errors.Is(err, errSameBundle) {
-		return b, nil // uploaded meanwhile, by another process
+		return p.storedUpload(ctx, org, b) // uploaded meanwhile, by another process
 	}
 	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// storedUpload answers an upload of a bundle stored already: b, once the
+// stored row is the upload the log records (checkUpload). A row planted
+// with the very bytes someone was about to upload would otherwise be
+// reported uploaded, and never activate.
+func (p *Policies) storedUpload(ctx context.Context, org Organization, b *bundles.Bundle) (*bundles.Bundle, error) {
+	var stored store.PolicyBundle
+	err := p.tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		stored, err = tx.Policies().Bundle(ctx, b.Revision)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := p.checkUpload(ctx, org, stored); err != nil {
 		return nil, err
 	}
 	return b, nil
