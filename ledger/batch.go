@@ -179,7 +179,6 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 	for _, r := range live {
 		l.queued.Observe(start.Sub(r.sent))
 	}
-	defer l.committing.Since(start)
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	var err error
@@ -193,6 +192,9 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 			return l.appendBatch(ctx, lg, lt, kt, nil, live, &head)
 		})
 	}
+	// Before any request is answered: a caller that learns of its entry
+	// finds its batch counted.
+	l.committing.Since(start)
 	if err != nil {
 		l.cfg.Logger.Error("ledger batch failed", slog.String("log", lg.scope.Origin), slog.Int("entries", len(live)), slog.Any("error", err))
 	} else if head.Size > 0 {

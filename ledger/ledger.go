@@ -70,7 +70,8 @@ type Config struct {
 
 // The stages of an append (Config.Stages): "queued", from the call to its
 // batch's transaction starting; "commit", each batch's transaction, from
-// its start to its commit (or failure), answering every request in it. A
+// its start to its commit (or failure), observed before any of its
+// requests is answered. A
 // decision's own wait for the ledger is decision.NewStages' "ledger".
 const (
 	StageQueued = "queued"
