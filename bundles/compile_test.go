@@ -34,8 +34,8 @@ escalate contains "big" if to_number(input.action.amount.value) > data.tenant.li
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Revision() != "r1" || len(p.Digest()) != 64 {
-		t.Errorf("revision %q digest %q", p.Revision(), p.Digest())
+	if p.Revision() != "r1" || len(p.Digest()) != 64 || len(p.DigestBase64()) != 44 {
+		t.Errorf("revision %q digest %q %q", p.Revision(), p.Digest(), p.DigestBase64())
 	}
 	v, err := p.Evaluate(context.Background(), payment(t))
 	if err != nil {

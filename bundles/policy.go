@@ -30,6 +30,7 @@ const (
 type Policy struct {
 	revision string
 	digest   string
+	digest64 string // an organization's bundle's: Bundle.DigestBase64
 	query    rego.PreparedEvalQuery
 	memo     *memo   // nil: every input is evaluated
 	remote   *remote // non-nil: the policy evaluates in a worker (Workers.Load), and query is unset
@@ -62,6 +63,10 @@ func (p *Policy) Wake(ctx context.Context) error {
 // policies.BaseRevision(): its Rego's; decision.Evaluator.BaseRevision
 // covers its rule in Go too).
 func (p *Policy) Digest() string { return p.digest }
+
+// DigestBase64 is an organization's bundle's SHA-256 in standard base64
+// (Bundle.DigestBase64), as receipts cite it; "" for the base policy.
+func (p *Policy) DigestBase64() string { return p.digest64 }
 
 // Compile compiles a bundle that passed Read into its Policy: modules
 // checked for forbidden builtins (ErrForbiddenBuiltin names the builtin and
@@ -107,7 +112,7 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCompile, err)
 	}
-	return &Policy{revision: b.Revision, digest: b.Digest, query: q}, nil
+	return &Policy{revision: b.Revision, digest: b.Digest, digest64: b.DigestBase64, query: q}, nil
 }
 
 // Load is Read then Compile: what an upload, an activation on a replica

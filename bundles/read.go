@@ -60,9 +60,11 @@ type Bundle struct {
 	Roots []string
 	// Manifest is the .manifest file as uploaded.
 	Manifest []byte
-	// Digest is the hex SHA-256 of the raw tar.gz: what storage keys on;
-	// receipts cite it in base64 (policy.tenant_bundle_sha256).
+	// Digest is the hex SHA-256 of the raw tar.gz: what storage keys on.
 	Digest string
+	// DigestBase64 is the same SHA-256 in standard base64, as receipts
+	// cite it (DESIGN §3: policy.tenant_bundle_sha256).
+	DigestBase64 string
 	// Size is the length of the raw tar.gz.
 	Size int64
 	// Files are the bundle's regular files in archive order, the
@@ -136,9 +138,10 @@ func readUnparsed(raw []byte, limits Limits, verify func(*Bundle) error) (*Bundl
 	}
 	sum := sha256.Sum256(raw)
 	b := &Bundle{
-		Digest: hex.EncodeToString(sum[:]),
-		Size:   int64(len(raw)),
-		Files:  files,
+		Digest:       hex.EncodeToString(sum[:]),
+		DigestBase64: base64.StdEncoding.EncodeToString(sum[:]),
+		Size:         int64(len(raw)),
+		Files:        files,
 	}
 	if err := b.classify(); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"strings"
@@ -15,8 +16,9 @@ func TestReadAcceptsMinimalBundle(t *testing.T) {
 	raw := okBundle(t, file("/tenant/data.json", `{"limits":{"eur":1000}}`))
 	b := mustRead(t, raw, ReadOptions{})
 	sum := sha256.Sum256(raw)
-	if b.Revision != "r1" || b.Digest != hex.EncodeToString(sum[:]) || b.Size != int64(len(raw)) || b.SignedBy != "" {
-		t.Errorf("bundle = %q %q %d %q", b.Revision, b.Digest, b.Size, b.SignedBy)
+	if b.Revision != "r1" || b.Digest != hex.EncodeToString(sum[:]) || b.DigestBase64 != base64.StdEncoding.EncodeToString(sum[:]) ||
+		b.Size != int64(len(raw)) || b.SignedBy != "" {
+		t.Errorf("bundle = %q %q %q %d %q", b.Revision, b.Digest, b.DigestBase64, b.Size, b.SignedBy)
 	}
 	if got := strings.Join(b.Roots, ","); got != "tenant" {
 		t.Errorf("roots = %q", got)

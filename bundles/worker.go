@@ -204,7 +204,7 @@ func (ws *Workers) Load(_ context.Context, raw []byte, opts ReadOptions) (*Polic
 	ws.live[r] = struct{}{}
 	ws.mu.Unlock()
 	r.install(w)
-	return &Policy{revision: b.Revision, digest: b.Digest, remote: r}, b, nil
+	return &Policy{revision: b.Revision, digest: b.Digest, digest64: b.DigestBase64, remote: r}, b, nil
 }
 
 // Close stops every worker, concurrently, and refuses further loads: for

@@ -102,8 +102,8 @@ escalate contains "big" if to_number(input.action.amount.value) > 1000
 		t.Fatal(err)
 	}
 	p := workerPolicy(t, ws, rego)
-	if p.Revision() != "r1" || p.Digest() != local.Digest() {
-		t.Errorf("revision %q digest %q, want r1 %q", p.Revision(), p.Digest(), local.Digest())
+	if p.Revision() != "r1" || p.Digest() != local.Digest() || p.DigestBase64() != local.DigestBase64() || p.DigestBase64() == "" {
+		t.Errorf("revision %q digest %q %q, want r1 %q %q", p.Revision(), p.Digest(), p.DigestBase64(), local.Digest(), local.DigestBase64())
 	}
 	got, err := evaluateWithin(p, time.Second, in)
 	if err != nil {

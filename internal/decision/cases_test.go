@@ -221,7 +221,7 @@ func TestDecisionCases(t *testing.T) {
 			if got.Policy.BaseRevision != ev.BaseRevision() {
 				t.Errorf("base revision %q", got.Policy.BaseRevision)
 			}
-			if policy != nil && (got.Policy.TenantRevision != "case" || got.Policy.TenantBundleSHA256 != digestBase64(policy.Digest()) || got.Policy.TenantBundleSHA256 == "") {
+			if policy != nil && (got.Policy.TenantRevision != "case" || got.Policy.TenantBundleSHA256 != policy.DigestBase64() || got.Policy.TenantBundleSHA256 == "") {
 				t.Errorf("tenant revision %q digest %q", got.Policy.TenantRevision, got.Policy.TenantBundleSHA256)
 			}
 		})

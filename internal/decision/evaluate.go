@@ -3,7 +3,6 @@ package decision
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -96,22 +95,13 @@ func (e *Evaluator) BaseRevision() string { return e.baseRevision }
 // PolicyRevisions says which policies made a decision (the receipt's
 // policy claim). TenantBundleSHA256 is the SHA-256 of the organization's
 // bundle (its tar.gz) in standard base64, as DESIGN §3 writes every hash
-// in JSON; `policy check`/`push` and policy ledger entries give the same
-// digest in hex (bundles.Policy.Digest; see policyRecord).
+// in JSON (bundles.Policy.DigestBase64); `policy check`/`push` and policy
+// ledger entries give the same digest in hex (bundles.Policy.Digest; see
+// policyRecord).
 type PolicyRevisions struct {
 	BaseRevision       string `json:"base_revision"`
 	TenantRevision     string `json:"tenant_revision,omitempty"`
 	TenantBundleSHA256 string `json:"tenant_bundle_sha256,omitempty"`
-}
-
-// digestBase64 is a hex digest in standard base64; "" for one that is not
-// hex (none: the bundles package makes them).
-func digestBase64(hexDigest string) string {
-	sum, err := hex.DecodeString(hexDigest)
-	if err != nil {
-		return ""
-	}
-	return base64.StdEncoding.EncodeToString(sum)
 }
 
 // Evaluation is a combined decision with what it was made of.
@@ -155,7 +145,7 @@ func (e *Evaluator) EvaluateWith(ctx context.Context, tenant *bundles.Policy, in
 	ev := Evaluation{Policy: PolicyRevisions{BaseRevision: e.baseRevision}}
 	if tenant != nil {
 		ev.Policy.TenantRevision = tenant.Revision()
-		ev.Policy.TenantBundleSHA256 = digestBase64(tenant.Digest())
+		ev.Policy.TenantBundleSHA256 = tenant.DigestBase64()
 	}
 	value, err := in.value()
 	pin := bundles.NewInput(value)
