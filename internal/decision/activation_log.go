@@ -12,6 +12,13 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
+// bytesIntact says whether a stored bundle's bytes (read with them) hash
+// to its digest: a bundle edited in place does not.
+func bytesIntact(b store.PolicyBundle) bool {
+	sum := sha256.Sum256(b.Bundle)
+	return bytes.Equal(sum[:], b.Digest)
+}
+
 // recordsDigest says whether a policy record's bundle_sha256 is digest:
 // in hex, as builds to this one write it, or in standard base64, as a
 // later build will (policyRecord).
@@ -42,8 +49,7 @@ var errActivationNotLogged = fmt.Errorf("%w: its activation is not the one the o
 // while no row of the organization names one: the binding starts with its
 // first activation since.
 func (p *Policies) checkActivation(ctx context.Context, org Organization, act store.PolicyActivation, all []store.PolicyActivation, stored store.PolicyBundle) error {
-	sum := sha256.Sum256(stored.Bundle)
-	if !bytes.Equal(sum[:], stored.Digest) {
+	if !bytesIntact(stored) {
 		return fmt.Errorf("%w: the stored bytes of revision %q are not the bundle uploaded", errActivationNotLogged, stored.Revision)
 	}
 	if act.LedgerIndex == nil {

@@ -1,9 +1,7 @@
 package decision
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -277,11 +275,7 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	if err != nil {
 		return store.PolicyActivation{}, err
 	}
-	if sum := sha256.Sum256(stored.Bundle); !bytes.Equal(sum[:], stored.Digest) {
-		// Edited behind the service's back: what two people would approve
-		// is not what was uploaded.
-		return store.PolicyActivation{}, fmt.Errorf("%w: the stored bytes of revision %q are not the bundle uploaded; not activated", errBundleDoesNotLoad, revision)
-	}
+	// What two people approve must be what was uploaded.
 	if err := p.checkUpload(ctx, org, stored); err != nil {
 		return store.PolicyActivation{}, err
 	}
@@ -340,12 +334,16 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 // approve a revision that never went through Upload's checks and log.
 var errUploadNotLogged = fmt.Errorf("%w: the revision is not the upload the organization's log records", errBundleDoesNotLoad)
 
-// checkUpload checks a stored revision against the policy.upload entry its
-// row names, proven under the newest checkpoint the log key signed: the
-// revision, its SHA-256, signed or not, and its uploader. A row from
-// before bundles named their entry (none on PostgreSQL can be inserted
-// since: a trigger) is taken as stored.
+// checkUpload checks a stored revision (read with its bytes): its bytes
+// hash to its digest, and it is what the policy.upload entry its row
+// names records (policyRecord.uploads), proven under the newest checkpoint
+// the log key signed. A row from before bundles named their entry (none on
+// PostgreSQL can be inserted since: a trigger) is taken as stored.
 func (p *Policies) checkUpload(ctx context.Context, org Organization, b store.PolicyBundle) error {
+	if !bytesIntact(b) {
+		// Edited behind the service's back.
+		return fmt.Errorf("%w: the stored bytes of revision %q are not the bundle uploaded", errBundleDoesNotLoad, b.Revision)
+	}
 	if b.LedgerIndex == nil {
 		return nil
 	}
@@ -357,11 +355,17 @@ func (p *Policies) checkUpload(ctx context.Context, org Organization, b store.Po
 	switch {
 	case json.Unmarshal(record, &rec) != nil:
 		return fmt.Errorf("%w: entry %d's record does not decode", errUploadNotLogged, *b.LedgerIndex)
-	case rec.Event != "upload" || rec.Revision != b.Revision || !recordsDigest(rec.BundleSHA, b.Digest) ||
-		(rec.SignedBy != "") != b.Signed || rec.By != b.UploadedBy:
+	case !rec.uploads(b):
 		return fmt.Errorf("%w: entry %d records another upload of %q", errUploadNotLogged, *b.LedgerIndex, b.Revision)
 	}
 	return nil
+}
+
+// uploads says whether rec, a policy record, is the upload of stored
+// bundle b: its revision, SHA-256, signed or not, and uploader.
+func (rec policyRecord) uploads(b store.PolicyBundle) bool {
+	return rec.Event == "upload" && rec.Revision == b.Revision && recordsDigest(rec.BundleSHA, b.Digest) &&
+		(rec.SignedBy != "") == b.Signed && rec.By == b.UploadedBy
 }
 
 // nextActivation is the seq the organization's next activation takes.

@@ -1,9 +1,7 @@
 package decision
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -92,10 +90,8 @@ type loggedCounterparty struct {
 }
 
 type loggedBundle struct {
-	index    uint64
-	digest   string // as the record gives it: hex, or base64 (recordsDigest)
-	signedBy string
-	by       string
+	index uint64
+	rec   policyRecord
 }
 
 type loggedVerificationKey struct {
@@ -133,7 +129,7 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 		if _, seen := r.bundles[rec.Revision]; !seen {
 			r.bundleOrder = append(r.bundleOrder, rec.Revision)
 		}
-		r.bundles[rec.Revision] = append(r.bundles[rec.Revision], loggedBundle{index: e.Index, digest: rec.BundleSHA, signedBy: rec.SignedBy, by: rec.By})
+		r.bundles[rec.Revision] = append(r.bundles[rec.Revision], loggedBundle{index: e.Index, rec: rec})
 	case kindPolicyVerificationKey:
 		var rec verificationKeyRecord
 		if json.Unmarshal(record, &rec) != nil || rec.Event != "verification_key" || rec.KID != e.Subject || rec.PublicPEM == "" {
@@ -248,12 +244,10 @@ func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {
 		if err != nil {
 			return err
 		}
-		if sum := sha256.Sum256(full.Bundle); !bytes.Equal(sum[:], b.Digest) {
+		if !bytesIntact(full) {
 			return mismatch("policy bundle %q is stored with bytes whose SHA-256 is not its digest", b.Revision)
 		}
-		same := func(l loggedBundle) bool {
-			return recordsDigest(l.digest, b.Digest) && (l.signedBy != "") == b.Signed && l.by == b.UploadedBy
-		}
+		same := func(l loggedBundle) bool { return l.rec.uploads(b) }
 		if b.LedgerIndex != nil {
 			// It names the entry it must be.
 			i := slices.IndexFunc(logged, func(l loggedBundle) bool { return l.index == *b.LedgerIndex })
