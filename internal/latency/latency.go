@@ -114,23 +114,30 @@ func (f *Family) Stage(value string) *Histogram {
 	return f.hists[i]
 }
 
+// snapshot reads h: its cumulative counts by bound (the last +Inf) and
+// its sum. The counts are read before the sum, each atomically: a reader
+// during observations sees buckets that are cumulative and never go down.
+func (h *Histogram) snapshot() Snapshot {
+	s := Snapshot{Bounds: make([]float64, 0, len(h.counts)), Counts: make([]uint64, 0, len(h.counts))}
+	var cum uint64
+	for j := range h.counts {
+		cum += h.counts[j].Load()
+		le := math.Inf(1)
+		if j < len(bounds) {
+			le = float64(bounds[j]) / 1e9
+		}
+		s.Bounds, s.Counts = append(s.Bounds, le), append(s.Counts, cum)
+	}
+	s.Sum = time.Duration(h.sum.Load())
+	return s
+}
+
 // Snapshots reads f's histograms in process, by label value: what
 // ReadText reads back from WriteText.
 func (f *Family) Snapshots() map[string]Snapshot {
 	out := make(map[string]Snapshot, len(f.values))
 	for i, h := range f.hists {
-		s := Snapshot{Bounds: make([]float64, 0, len(h.counts)), Counts: make([]uint64, 0, len(h.counts))}
-		var cum uint64
-		for j := range h.counts {
-			cum += h.counts[j].Load()
-			le := math.Inf(1)
-			if j < len(bounds) {
-				le = float64(bounds[j]) / 1e9
-			}
-			s.Bounds, s.Counts = append(s.Bounds, le), append(s.Counts, cum)
-		}
-		s.Sum = time.Duration(h.sum.Load())
-		out[f.values[i]] = s
+		out[f.values[i]] = h.snapshot()
 	}
 	return out
 }
@@ -144,17 +151,12 @@ func WriteText(w io.Writer, fams ...*Family) error {
 		b = fmt.Appendf(b, "# HELP %s %s\n# TYPE %s histogram\n", f.name, f.help, f.name)
 		for i, h := range f.hists {
 			series := fmt.Sprintf("%s=%q", f.label, f.values[i])
-			var cum uint64
-			for j := range h.counts {
-				cum += h.counts[j].Load()
-				le := "+Inf"
-				if j < len(bounds) {
-					le = strconv.FormatFloat(float64(bounds[j])/1e9, 'g', -1, 64)
-				}
-				b = fmt.Appendf(b, "%s_bucket{%s,le=%q} %d\n", f.name, series, le, cum)
+			s := h.snapshot()
+			for j, n := range s.Counts {
+				b = fmt.Appendf(b, "%s_bucket{%s,le=%q} %d\n", f.name, series, strconv.FormatFloat(s.Bounds[j], 'g', -1, 64), n)
 			}
-			b = fmt.Appendf(b, "%s_sum{%s} %s\n", f.name, series, strconv.FormatFloat(float64(h.sum.Load())/1e9, 'g', -1, 64))
-			b = fmt.Appendf(b, "%s_count{%s} %d\n", f.name, series, cum)
+			b = fmt.Appendf(b, "%s_sum{%s} %s\n", f.name, series, strconv.FormatFloat(s.Sum.Seconds(), 'g', -1, 64))
+			b = fmt.Appendf(b, "%s_count{%s} %d\n", f.name, series, s.Count())
 		}
 	}
 	_, err := w.Write(b)
