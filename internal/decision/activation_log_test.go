@@ -316,6 +316,13 @@ func TestActivationProvesTheUpload(t *testing.T) {
 				{"naming an entry whose record is of another revision", "evil-6", func() *uint64 {
 					return logUpload("evil-6", "evil-7", digestOf("evil-6"), "usr_mallory", "")
 				}, "records another upload"},
+				{"naming an upload entry whose record does not decode", "evil-8", func() *uint64 {
+					a, err := e.ledger.Append(ctx, e.log(), ledger.Entry{Kind: "policy.upload", Subject: "evil-8", Record: []byte("not JSON")})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return &a.Index
+				}, "does not decode"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					plant(tc.revision, tc.index())

@@ -228,6 +228,7 @@ func TestReadTextRejects(t *testing.T) {
 		"unquoted label":     `m_bucket{stage=a,le="+Inf"} 1` + "\n",
 		"junk after a label": `m_bucket{stage="a"x,le="+Inf"} 1` + "\n",
 		"no value":           `m_bucket{stage="a",le="+Inf"}` + "\n",
+		"a label without =":  `m_bucket{stage} 1` + "\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			if got, err := ReadText(strings.NewReader(text), "m", "stage"); err == nil {
