@@ -422,8 +422,8 @@ func (p *Policies) AddVerificationKey(ctx context.Context, org Organization, id,
 			}
 			return nil
 		},
-		func(ctx context.Context, tx store.TenantTx, _ uint64) error {
-			return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: id, PublicPEM: string(pem), Algorithm: vk.Algorithm()})
+		func(ctx context.Context, tx store.TenantTx, index uint64) error {
+			return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: id, PublicPEM: string(pem), Algorithm: vk.Algorithm(), LedgerIndex: &index})
 		})
 }
 

@@ -240,6 +240,10 @@ type PolicyVerificationKey struct {
 	// kept: RS256 for an RSA key, the curve's for an ECDSA key.
 	Algorithm string
 	CreatedAt time.Time
+	// LedgerIndex is the policy.verification_key entry that registered
+	// the key, given to AddVerificationKey (required) and read back; nil
+	// for a key stored before keys named their entry.
+	LedgerIndex *uint64
 }
 
 // KeyTx stores signing keys. Keys are retired, never deleted or changed.

@@ -200,3 +200,12 @@ func CheckPolicyBundle(b PolicyBundle) error {
 	}
 	return CheckLedgerIndex(b.LedgerIndex, "a policy bundle")
 }
+
+// CheckVerificationKey validates a bundle verification key before it is
+// stored: an id, a PEM, and the ledger entry that registers it.
+func CheckVerificationKey(k PolicyVerificationKey) error {
+	if k.KID == "" || len(k.KID) > 128 || k.PublicPEM == "" {
+		return fmt.Errorf("%w: verification key needs an id and a PEM", ErrInvalid)
+	}
+	return CheckLedgerIndex(k.LedgerIndex, "a verification key")
+}

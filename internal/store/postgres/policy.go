@@ -133,22 +133,24 @@ func (p *policyTx) ActiveBundle(ctx context.Context) (store.PolicyActivation, st
 }
 
 func (p *policyTx) AddVerificationKey(ctx context.Context, k store.PolicyVerificationKey) error {
-	if k.KID == "" || len(k.KID) > 128 || k.PublicPEM == "" {
-		return fmt.Errorf("%w: verification key needs an id and a PEM", store.ErrInvalid)
+	if err := store.CheckVerificationKey(k); err != nil {
+		return err
 	}
-	_, err := p.tx.Exec(ctx, `INSERT INTO policy_verification_keys (tenant_id, kid, public_pem, algorithm) VALUES ($1, $2, $3, $4)`, p.tenantID, k.KID, k.PublicPEM, k.Algorithm)
+	_, err := p.tx.Exec(ctx, `INSERT INTO policy_verification_keys (tenant_id, kid, public_pem, algorithm, ledger_index) VALUES ($1, $2, $3, $4, $5)`,
+		p.tenantID, k.KID, k.PublicPEM, k.Algorithm, int64(*k.LedgerIndex))
 	return mapErr(err)
 }
 
 func (p *policyTx) VerificationKeys(ctx context.Context) ([]store.PolicyVerificationKey, error) {
-	rows, err := p.tx.Query(ctx, `SELECT kid, public_pem, algorithm, created_at FROM policy_verification_keys WHERE tenant_id = $1 ORDER BY kid`, p.tenantID)
+	rows, err := p.tx.Query(ctx, `SELECT kid, public_pem, algorithm, created_at, ledger_index FROM policy_verification_keys WHERE tenant_id = $1 ORDER BY kid`, p.tenantID)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.PolicyVerificationKey, error) {
 		var k store.PolicyVerificationKey
-		err := r.Scan(&k.KID, &k.PublicPEM, &k.Algorithm, &k.CreatedAt)
-		k.CreatedAt = k.CreatedAt.UTC()
+		var idx *int64
+		err := r.Scan(&k.KID, &k.PublicPEM, &k.Algorithm, &k.CreatedAt, &idx)
+		k.CreatedAt, k.LedgerIndex = k.CreatedAt.UTC(), ledgerIndexOf(idx)
 		return k, err
 	})
 	return out, mapErr(err)

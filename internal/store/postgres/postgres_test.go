@@ -1744,3 +1744,32 @@ func TestPolicyBundlesNameTheirEntryForAnyWriter(t *testing.T) {
 		}
 	}
 }
+
+// Nor a bundle verification key that names no ledger entry (0017): a key
+// inserted behind the service's back must name its policy.verification_key
+// entry, which an upload or activation proves before it trusts the key.
+func TestVerificationKeysNameTheirEntryForAnyWriter(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	acme := storetest.CreateTenant(t, s, "acme")
+	conn := pgtest.Connect(t, db.TenantURL)
+	insert := `INSERT INTO policy_verification_keys (tenant_id, kid, public_pem, algorithm%s)
+		VALUES ($1, 'evil', '-----BEGIN PUBLIC KEY-----', 'ES256'%s)`
+	for _, tc := range []struct {
+		stmt string
+		code string
+	}{
+		{fmt.Sprintf(insert, "", ""), "23514"},
+		{fmt.Sprintf(insert, ", ledger_index", ", NULL"), "23514"},
+		{fmt.Sprintf(insert, ", ledger_index", ", -1"), "23514"},
+		{`ALTER TABLE policy_verification_keys DISABLE TRIGGER policy_verification_keys_name_their_entry`, "42501"},
+		{`DROP TRIGGER policy_verification_keys_name_their_entry ON policy_verification_keys`, "42501"},
+		// Naming an entry, it is stored: an upload or activation proves it.
+		{fmt.Sprintf(insert, ", ledger_index", ", 0"), ""},
+		{`UPDATE policy_verification_keys SET ledger_index = 1`, "42501"}, // no UPDATE grant
+	} {
+		if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
+			t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
+		}
+	}
+}

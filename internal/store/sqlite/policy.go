@@ -164,16 +164,16 @@ func (p *policyTx) ActiveBundle(ctx context.Context) (store.PolicyActivation, st
 }
 
 func (p *policyTx) AddVerificationKey(ctx context.Context, k store.PolicyVerificationKey) error {
-	if k.KID == "" || len(k.KID) > 128 || k.PublicPEM == "" {
-		return fmt.Errorf("%w: verification key needs an id and a PEM", store.ErrInvalid)
+	if err := store.CheckVerificationKey(k); err != nil {
+		return err
 	}
-	_, err := p.tx.ExecContext(ctx, `INSERT INTO policy_verification_keys (tenant_id, kid, public_pem, algorithm, created_at) VALUES (?, ?, ?, ?, ?)`,
-		p.tenantID, k.KID, k.PublicPEM, k.Algorithm, formatTime(time.Now()))
+	_, err := p.tx.ExecContext(ctx, `INSERT INTO policy_verification_keys (tenant_id, kid, public_pem, algorithm, created_at, ledger_index) VALUES (?, ?, ?, ?, ?, ?)`,
+		p.tenantID, k.KID, k.PublicPEM, k.Algorithm, formatTime(time.Now()), int64(*k.LedgerIndex))
 	return mapErr(err)
 }
 
 func (p *policyTx) VerificationKeys(ctx context.Context) ([]store.PolicyVerificationKey, error) {
-	rows, err := p.tx.QueryContext(ctx, `SELECT kid, public_pem, algorithm, created_at FROM policy_verification_keys WHERE tenant_id = ? ORDER BY kid`, p.tenantID)
+	rows, err := p.tx.QueryContext(ctx, `SELECT kid, public_pem, algorithm, created_at, ledger_index FROM policy_verification_keys WHERE tenant_id = ? ORDER BY kid`, p.tenantID)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -182,9 +182,11 @@ func (p *policyTx) VerificationKeys(ctx context.Context) ([]store.PolicyVerifica
 	for rows.Next() {
 		var k store.PolicyVerificationKey
 		var at string
-		if err := rows.Scan(&k.KID, &k.PublicPEM, &k.Algorithm, &at); err != nil {
+		var idx sql.NullInt64
+		if err := rows.Scan(&k.KID, &k.PublicPEM, &k.Algorithm, &at, &idx); err != nil {
 			return nil, mapErr(err)
 		}
+		k.LedgerIndex = ledgerIndexOf(idx)
 		if k.CreatedAt, err = parseTime(at); err != nil {
 			return nil, err
 		}

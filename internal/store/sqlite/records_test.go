@@ -139,6 +139,37 @@ func TestCounterpartyRowsNameTheirEntry(t *testing.T) {
 	}
 }
 
+// A policy bundle or bundle verification key row inserted behind the
+// service's back names a ledger entry, as the service's own do: one
+// without would pass for a row stored before rows named their entry (an
+// activation proves a bundle's upload entry, an upload or activation a
+// key's), and it never changes.
+func TestPolicyRowsNameTheirEntry(t *testing.T) {
+	_, acme, db := seededTenant(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		insert, refusal, update string
+	}{
+		{`INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by, uploaded_at, ledger_index)
+			VALUES (?, 'planted', zeroblob(32), x'00', '{}', 0, 'usr_mallory', '2026-11-28T00:00:00.000000000Z', %s)`,
+			"a bundle names its ledger entry", `UPDATE policy_bundles SET ledger_index = 1 WHERE revision = 'planted'`},
+		{`INSERT INTO policy_verification_keys (tenant_id, kid, public_pem, algorithm, created_at, ledger_index)
+			VALUES (?, 'planted', '-----BEGIN PUBLIC KEY-----', 'ES256', '2026-11-28T00:00:00.000000000Z', %s)`,
+			"a key names its ledger entry", `UPDATE policy_verification_keys SET ledger_index = 1 WHERE kid = 'planted'`},
+	} {
+		_, err := db.ExecContext(ctx, strings.Replace(tc.insert, "%s", "NULL", 1), acme.ID)
+		if err == nil || !strings.Contains(err.Error(), tc.refusal) {
+			t.Fatalf("a row without its entry: %v, want the trigger's refusal %q", err, tc.refusal)
+		}
+		if _, err := db.ExecContext(ctx, strings.Replace(tc.insert, "%s", "0", 1), acme.ID); err != nil {
+			t.Fatalf("a row naming an entry: %v", err)
+		}
+		if _, err := db.ExecContext(ctx, tc.update); !errors.Is(mapErr(err), store.ErrAppendOnly) {
+			t.Fatalf("%s: %v, want the trigger's refusal", tc.update, err)
+		}
+	}
+}
+
 // seededTenant is a store holding organization acme with one of every
 // record (storetest.SeedRecords), and acme's file opened as the store
 // opens it.

@@ -1207,14 +1207,16 @@ func testPolicies(t *testing.T, h Harness) {
 				list[0].LedgerIndex == nil || *list[0].LedgerIndex != 2 || bundle.LedgerIndex == nil || *bundle.LedgerIndex != 2 {
 				return fmt.Errorf("bundles %+v, %v", list, err)
 			}
-			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "ci", PublicPEM: "-----BEGIN PUBLIC KEY-----", Algorithm: "PS256"}); err != nil {
+			at := func(i uint64) *uint64 { return &i }
+			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "ci", PublicPEM: "-----BEGIN PUBLIC KEY-----", Algorithm: "PS256", LedgerIndex: at(7)}); err != nil {
 				return err
 			}
-			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "old", PublicPEM: "-----BEGIN PUBLIC KEY-----"}); err != nil {
+			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "old", PublicPEM: "-----BEGIN PUBLIC KEY-----", LedgerIndex: at(1 << 40)}); err != nil {
 				return err
 			}
 			ks, err := p.VerificationKeys(ctx)
-			if err != nil || len(ks) != 2 || ks[0].KID != "ci" || ks[0].Algorithm != "PS256" || ks[1].KID != "old" || ks[1].Algorithm != "" {
+			if err != nil || len(ks) != 2 || ks[0].KID != "ci" || ks[0].Algorithm != "PS256" || ks[1].KID != "old" || ks[1].Algorithm != "" ||
+				ks[0].LedgerIndex == nil || *ks[0].LedgerIndex != 7 || ks[1].LedgerIndex == nil || *ks[1].LedgerIndex != 1<<40 {
 				return fmt.Errorf("verification keys %+v, %v", ks, err)
 			}
 
@@ -1241,8 +1243,20 @@ func testPolicies(t *testing.T, h Harness) {
 		}},
 		// Only the algorithms a bundle signature may use.
 		{"a key for HS256 is refused", acme, func(ctx context.Context, p store.PolicyTx) error {
-			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "hmac", PublicPEM: "x", Algorithm: "HS256"}); err == nil {
+			idx := uint64(8)
+			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "hmac", PublicPEM: "x", Algorithm: "HS256", LedgerIndex: &idx}); err == nil {
 				return errors.New("a key for HS256 was stored")
+			}
+			return errRollback
+		}},
+		// A key names the entry that registers it.
+		{"a key naming no entry is refused", acme, func(ctx context.Context, p store.PolicyTx) error {
+			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "k", PublicPEM: "-----BEGIN PUBLIC KEY-----"}); !errors.Is(err, store.ErrInvalid) {
+				return fmt.Errorf("a key naming no entry: %v", err)
+			}
+			past := uint64(1 << 63)
+			if err := p.AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "k", PublicPEM: "-----BEGIN PUBLIC KEY-----", LedgerIndex: &past}); !errors.Is(err, store.ErrInvalid) {
+				return fmt.Errorf("a ledger index past the column: %v", err)
 			}
 			return errRollback
 		}},
