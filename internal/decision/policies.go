@@ -150,16 +150,20 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 		return nil, err
 	}
 	var opts bundles.ReadOptions
+	var keys []store.PolicyVerificationKey
 	var history []bundles.KnownRevision
 	err := p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		if opts, err = p.readOptions(ctx, tx.Policies()); err != nil {
+		if opts, keys, err = p.readOptions(ctx, tx.Policies()); err != nil {
 			return err
 		}
 		history, err = knownRevisions(ctx, tx.Policies())
 		return err
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := p.checkKeys(ctx, org, keys); err != nil {
 		return nil, err
 	}
 	checked, b, err := p.load(ctx, raw, opts)
@@ -255,6 +259,7 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	var active string
 	var seq uint64
 	var opts bundles.ReadOptions
+	var keys []store.PolicyVerificationKey
 	err := p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
 		if stored, err = tx.Policies().Bundle(ctx, revision); err != nil {
@@ -269,14 +274,18 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 		if seq, err = nextActivation(ctx, tx.Policies()); err != nil {
 			return err
 		}
-		opts, err = p.readOptions(ctx, tx.Policies())
+		opts, keys, err = p.readOptions(ctx, tx.Policies())
 		return err
 	})
 	if err != nil {
 		return store.PolicyActivation{}, err
 	}
-	// What two people approve must be what was uploaded.
+	// What two people approve must be what was uploaded, and read under
+	// the keys the organization registered.
 	if err := p.checkUpload(ctx, org, stored); err != nil {
+		return store.PolicyActivation{}, err
+	}
+	if err := p.checkKeys(ctx, org, keys); err != nil {
 		return store.PolicyActivation{}, err
 	}
 	digest := hex.EncodeToString(stored.Digest)
@@ -366,6 +375,48 @@ func (p *Policies) checkUpload(ctx context.Context, org Organization, b store.Po
 func (rec policyRecord) uploads(b store.PolicyBundle) bool {
 	return rec.Event == "upload" && rec.Revision == b.Revision && recordsDigest(rec.BundleSHA, b.Digest) &&
 		(rec.SignedBy != "") == b.Signed && rec.By == b.UploadedBy
+}
+
+// errKeyNotLogged: a stored bundle verification key is not what the
+// organization's log recorded of its registration. Whoever can insert into
+// policy_verification_keys (the organization's database role can) could
+// otherwise have a bundle signed with a key of their own uploaded, and
+// activated, as signed.
+var errKeyNotLogged = errors.New("the bundle verification key is not one the organization's log registered")
+
+// checkKeys proves each stored verification key that names its entry: a
+// policy.verification_key entry, under the newest checkpoint the log key
+// signed, registered that kid, PEM and algorithm (verificationKeyRecord.
+// registers). Any key that fails stops the upload or activation, whatever
+// key signed the bundle: the stored set is not the organization's. A key
+// stored before keys named their entry is taken as stored (a trigger
+// refuses new ones).
+func (p *Policies) checkKeys(ctx context.Context, org Organization, keys []store.PolicyVerificationKey) error {
+	for _, k := range keys {
+		if k.LedgerIndex == nil {
+			continue
+		}
+		record, err := loggedRecord(ctx, p.ledger, org, *k.LedgerIndex, k.KID, errKeyNotLogged, kindPolicyVerificationKey)
+		if err != nil {
+			return fmt.Errorf("verification key %q: %w", k.KID, err)
+		}
+		var rec verificationKeyRecord
+		switch {
+		case json.Unmarshal(record, &rec) != nil:
+			return fmt.Errorf("verification key %q: %w: entry %d's record does not decode", k.KID, errKeyNotLogged, *k.LedgerIndex)
+		case !rec.registers(k):
+			return fmt.Errorf("verification key %q: %w: entry %d registered another key or algorithm", k.KID, errKeyNotLogged, *k.LedgerIndex)
+		}
+	}
+	return nil
+}
+
+// registers says whether rec, a verification key record, registered
+// stored key k: its kid, algorithm and PEM (as the record's JSON holds it,
+// asJSONString).
+func (rec verificationKeyRecord) registers(k store.PolicyVerificationKey) bool {
+	return rec.Event == "verification_key" && rec.KID == k.KID && rec.Algorithm == k.Algorithm &&
+		rec.PublicPEM == asJSONString(k.PublicPEM)
 }
 
 // nextActivation is the seq the organization's next activation takes.
@@ -536,7 +587,9 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 				return err
 			}
 		}
-		opts, err = p.readOptions(ctx, tx.Policies())
+		// Its keys need no proof (checkKeys): the activation is proven,
+		// and with it the bytes, whichever key they were signed with.
+		opts, _, err = p.readOptions(ctx, tx.Policies())
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -580,20 +633,23 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 // by itself).
 var errBundleDoesNotLoad = errors.New("the bundle does not load")
 
-func (p *Policies) readOptions(ctx context.Context, ptx store.PolicyTx) (bundles.ReadOptions, error) {
+// readOptions reads a bundle under the organization's verification keys
+// as stored, and gives the rows too: a caller that trusts a signature
+// proves them (checkKeys).
+func (p *Policies) readOptions(ctx context.Context, ptx store.PolicyTx) (bundles.ReadOptions, []store.PolicyVerificationKey, error) {
 	keys, err := ptx.VerificationKeys(ctx)
 	if err != nil {
-		return bundles.ReadOptions{}, err
+		return bundles.ReadOptions{}, nil, err
 	}
 	opts := bundles.ReadOptions{Limits: p.limits}
 	for _, k := range keys {
 		vk, err := bundles.ParseVerificationKey(k.KID, k.Algorithm, []byte(k.PublicPEM))
 		if err != nil {
-			return opts, fmt.Errorf("stored verification key %q: %w", k.KID, err)
+			return opts, nil, fmt.Errorf("stored verification key %q: %w", k.KID, err)
 		}
 		opts.Keys = append(opts.Keys, vk)
 	}
-	return opts, nil
+	return opts, keys, nil
 }
 
 func knownRevisions(ctx context.Context, ptx store.PolicyTx) ([]bundles.KnownRevision, error) {

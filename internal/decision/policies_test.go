@@ -20,8 +20,6 @@ import (
 	"testing"
 	"testing/fstest"
 
-	opabundle "github.com/open-policy-agent/opa/v1/bundle"
-
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/secrets"
@@ -431,18 +429,7 @@ func TestPolicyVerificationKeyKeepsItsAlgorithm(t *testing.T) {
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	privDER, _ := x509.MarshalPKCS8PrivateKey(priv)
 	privPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})
-	// Signed as `opa build --signing-alg PS256` signs, by OPA's own code.
-	b, err := opabundle.NewReader(bytes.NewReader(exampleBundle(t, "v1", false))).Read()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.GenerateSignature(opabundle.NewSigningConfig(string(privPEM), "PS256", ""), bundles.DefaultKeyID, false); err != nil {
-		t.Fatal(err)
-	}
-	var signed bytes.Buffer
-	if err := opabundle.NewWriter(&signed).Write(b); err != nil {
-		t.Fatal(err)
-	}
+	signed := signedBundle(t, exampleBundle(t, "v1", false), privPEM, "PS256", bundles.DefaultKeyID)
 	for _, tc := range []struct {
 		alg, stored string
 		accepted    bool
@@ -452,7 +439,7 @@ func TestPolicyVerificationKeyKeepsItsAlgorithm(t *testing.T) {
 			if err := e.policies.AddVerificationKey(ctx, e.org, bundles.DefaultKeyID, tc.alg, pubPEM, "usr_admin"); err != nil {
 				t.Fatal(err)
 			}
-			_, err := e.policies.Upload(ctx, e.org, signed.Bytes(), "usr_author")
+			_, err := e.policies.Upload(ctx, e.org, signed, "usr_author")
 			if (err == nil) != tc.accepted {
 				t.Fatalf("upload of a PS256 bundle under a key registered for %q: %v", tc.stored, err)
 			}
