@@ -434,6 +434,8 @@ func TestLedgerVerifyRows(t *testing.T) {
 			want: `bundle verification key "planted" is stored, but no entry registered it`},
 		{name: "a bundle verification key replaced", before: pushAndAddKey, stmt: `UPDATE policy_verification_keys SET algorithm = 'ES384'`,
 			want: `bundle verification key "ci" is stored with another key or algorithm than entry 4 registered`},
+		{name: "a bundle verification key naming another entry", before: pushAndAddKey, stmt: `UPDATE policy_verification_keys SET ledger_index = 3`,
+			want: `bundle verification key "ci" names entry 3, which did not register it`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			run, verifyLog, tenantFile, agentID, _ := setup(t)

@@ -44,12 +44,13 @@ import (
 //     one),
 //     and no revision uploaded is missing; every bundle verification key
 //     stored was registered by a policy.verification_key entry with that
-//     key and algorithm, and no key id registered is missing (one removed
+//     key and algorithm (the entry its row names, when it names one), and
+//     no key id registered is missing (one removed
 //     behind the service's back would let unsigned bundles in). Both were
 //     logged from the first build that stored them; builds before
 //     2026-11-28 logged a change whose write then failed (a second add-key of an id,
-//     say), so a revision or key id may have several entries, and its row
-//     is to match one of them.
+//     say), so a revision or key id may have several entries, and its row,
+//     when it names none, is to match one of them.
 //
 // Feed it every entry in order (Entry), then the organization's rows
 // (Rows).
@@ -95,8 +96,8 @@ type loggedBundle struct {
 }
 
 type loggedVerificationKey struct {
-	index          uint64
-	algorithm, pem string
+	index uint64
+	rec   verificationKeyRecord
 }
 
 // NewRowLog returns an empty RowLog.
@@ -138,7 +139,7 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 		if _, seen := r.vkeys[rec.KID]; !seen {
 			r.vkeyOrder = append(r.vkeyOrder, rec.KID)
 		}
-		r.vkeys[rec.KID] = append(r.vkeys[rec.KID], loggedVerificationKey{index: e.Index, algorithm: rec.Algorithm, pem: rec.PublicPEM})
+		r.vkeys[rec.KID] = append(r.vkeys[rec.KID], loggedVerificationKey{index: e.Index, rec: rec})
 	}
 	return nil
 }
@@ -279,10 +280,19 @@ func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {
 		if !ok {
 			return mismatch("bundle verification key %q is stored, but no entry registered it", k.KID)
 		}
-		// The record holds the PEM as JSON could: an invalid UTF-8 byte
-		// (before the key's BEGIN line, which PEM ignores) as U+FFFD.
-		pem := asJSONString(k.PublicPEM)
-		if !slices.ContainsFunc(logged, func(l loggedVerificationKey) bool { return l.pem == pem && l.algorithm == k.Algorithm }) {
+		same := func(l loggedVerificationKey) bool { return l.rec.registers(k) }
+		if k.LedgerIndex != nil {
+			// It names the entry it must be.
+			i := slices.IndexFunc(logged, func(l loggedVerificationKey) bool { return l.index == *k.LedgerIndex })
+			switch {
+			case i < 0:
+				return mismatch("bundle verification key %q names entry %d, which did not register it", k.KID, *k.LedgerIndex)
+			case !same(logged[i]):
+				return mismatch("bundle verification key %q is stored with another key or algorithm than entry %d registered", k.KID, logged[i].index)
+			}
+			continue
+		}
+		if !slices.ContainsFunc(logged, same) {
 			return mismatch("bundle verification key %q is stored with another key or algorithm than entry %d registered", k.KID, logged[len(logged)-1].index)
 		}
 	}
