@@ -67,6 +67,10 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if rep.Kinds["receipt"] > 0 {
 		fmt.Fprintf(stderr, "note: receipts were checked against %s, and against the keys the log introduced\n", against)
 	}
+	if !rep.FirstLinkChecked && rep.From > 0 && rep.From < rep.To {
+		fmt.Fprintf(stderr, "note: the chain link from entry %d into entry %d was not checked: an export from an even index holds no leaf hash of the entry before it (the signed root still binds entry %d; export from %d or from 0 to check the link)\n",
+			rep.From-1, rep.From, rep.From, rep.From-1)
+	}
 	if receipts.beforeExport > 0 {
 		fmt.Fprintf(stderr, "note: %d receipts are signed with keys this export does not introduce (it starts at entry %d): those were checked against the JWKS only\n", receipts.beforeExport, rep.From)
 	}

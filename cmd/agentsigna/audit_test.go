@@ -133,7 +133,8 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 		t.Fatalf("a receipt of a logged key: %q, %v", out, err)
 	}
 	// From entry 1 on, the key's entry is not in the export.
-	if out, err := run("partial.tar.gz", 1); err != nil || !strings.Contains(out, "1 receipts are signed with keys this export does not introduce (it starts at entry 1)") {
+	if out, err := run("partial.tar.gz", 1); err != nil || !strings.Contains(out, "1 receipts are signed with keys this export does not introduce (it starts at entry 1)") ||
+		strings.Contains(out, "chain link") {
 		t.Fatalf("an export after the key's entry: %q, %v", out, err)
 	}
 
@@ -157,6 +158,12 @@ func TestAuditVerifyKeysTheLogIntroduced(t *testing.T) {
 	}
 	if out, err := run("unlogged.tar.gz", 0); err == nil || !strings.Contains(err.Error(), "entry 2: record: receipt signed with key "+strconv.Quote(unlogged.KID())+", which no receipt key entry before it introduced") {
 		t.Fatalf("a receipt of a key the log never introduced: %q, %v", out, err)
+	}
+	// From an even index, the link into the first entry cannot be shown:
+	// it says so.
+	if out, err := run("even.tar.gz", 2); err != nil ||
+		!strings.Contains(out, "note: the chain link from entry 1 into entry 2 was not checked") {
+		t.Fatalf("an export from an even index: %q, %v", out, err)
 	}
 
 	// Entries that name the key but carry another's public key: as it is

@@ -78,6 +78,13 @@ type ExportReport struct {
 	Kinds      map[string]uint64 // entries per kind
 	LogKey     string            // as shipped in the archive
 	JWKS       []byte
+	// FirstLinkChecked says whether entry From's link to the entry before
+	// it was checked: always from entry 0 (prev is zeros), and from an
+	// odd index, where the range's last hash is that entry's own leaf
+	// hash. From an even index the range holds it only inside a larger
+	// subtree's hash; the checkpoint's root still binds entry From, link
+	// and all, but only an export reaching back further shows the link.
+	FirstLinkChecked bool
 }
 
 // ExportError names the first entry that failed.
@@ -92,7 +99,9 @@ func (e *ExportError) Unwrap() error { return ErrInvalidExport }
 // VerifyExport checks an export offline against a pinned log key: the
 // archive (one gzip stream whose trailer matches, holding the five members
 // in order and nothing after them), the checkpoint's signature, every entry
-// (canonical form, index, hash chain, record digest, CheckRecord), and that
+// (canonical form, index, hash chain — into the first entry too where the
+// range shows the entry before it, ExportReport.FirstLinkChecked — record
+// digest, CheckRecord), and that
 // the entries (with the range) give the checkpoint's root.
 func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportReport, error) {
 	if opts.MaxBytes <= 0 {
@@ -175,9 +184,15 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 	sc := bufio.NewScanner(tr)
 	sc.Buffer(make([]byte, 64<<10), maxExportLine)
 	var prev []byte
-	if m.From == 0 {
+	switch {
+	case m.From == 0:
 		prev = make([]byte, HashSize)
+	case m.From%2 == 1:
+		// The range's nodes are perfect subtrees, left to right; the
+		// last spans the lowest set bit of From: one leaf, entry From-1.
+		prev = m.Range[len(m.Range)-1]
 	}
+	rep.FirstLinkChecked = prev != nil && m.From < m.To
 	next := m.From
 	for sc.Scan() {
 		if next >= m.To {

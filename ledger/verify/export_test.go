@@ -33,6 +33,13 @@ type testExport struct {
 
 func newTestExport(t testing.TB, n, from uint64) testExport {
 	t.Helper()
+	return newTestExportBroken(t, n, from, n)
+}
+
+// newTestExportBroken is newTestExport of a log whose entry broken (not
+// 0) links to the wrong entry before it, signed all the same (n: none).
+func newTestExportBroken(t testing.TB, n, from, broken uint64) testExport {
+	t.Helper()
 	key := newTestKey(t, testOrigin, 1)
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	hashes := make([][]byte, n)
@@ -50,6 +57,9 @@ func newTestExport(t testing.TB, n, from uint64) testExport {
 		}
 		hashes[i] = LeafHash(leaf)
 		prev = hashes[i]
+		if i+1 == broken {
+			prev = sum("not the leaf hash of entry " + fmt.Sprint(i))
+		}
 		if i >= from {
 			line, err := json.Marshal(ExportLine{Index: i, Entry: leaf, Record: record})
 			if err != nil {
@@ -146,6 +156,45 @@ func TestVerifyExport(t *testing.T) {
 			if rep.From != tc.from || rep.To != tc.n || rep.Kinds["test.entry"] != tc.n-tc.from || rep.LogKey != x.key.vkey ||
 				rep.Checkpoint.Size() != tc.n || string(rep.JWKS) != `{"keys":[]}` {
 				t.Fatalf("report %+v", rep)
+			}
+		})
+	}
+}
+
+// A link broken into an export's first entry is found where the export
+// shows the entry before it: from entry 0, and from an odd index (the
+// range's last hash is that entry's leaf hash). From an even index it is
+// not, and the report says so; the root still verifies.
+func TestVerifyExportFirstLink(t *testing.T) {
+	for _, tc := range []struct {
+		from, broken uint64
+		checked      bool
+		refused      string
+	}{
+		{from: 0, broken: 7, checked: true, refused: "entry 7: chain link broken"},
+		{from: 5, broken: 5, checked: true, refused: "entry 5: chain link broken"},
+		{from: 1, broken: 1, checked: true, refused: "entry 1: chain link broken"},
+		{from: 255, broken: 255, checked: true, refused: "entry 255: chain link broken"},
+		{from: 4, broken: 4, checked: false},
+		{from: 256, broken: 256, checked: false},
+		{from: 4, broken: 300, checked: false},
+		{from: 3, broken: 300, checked: true},
+		{from: 300, broken: 300, checked: false}, // no entries: nothing linked
+	} {
+		t.Run(fmt.Sprintf("from %d, broken %d", tc.from, tc.broken), func(t *testing.T) {
+			x := newTestExportBroken(t, 300, tc.from, tc.broken)
+			rep, err := VerifyExport(bytes.NewReader(x.archive(t)), x.key.vkey, ExportOptions{})
+			if tc.refused != "" {
+				if !errors.Is(err, ErrInvalidExport) || !strings.Contains(err.Error(), tc.refused) {
+					t.Fatalf("got %v, want %q", err, tc.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.FirstLinkChecked != tc.checked {
+				t.Fatalf("FirstLinkChecked %v, want %v", rep.FirstLinkChecked, tc.checked)
 			}
 		})
 	}
