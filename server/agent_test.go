@@ -453,6 +453,16 @@ func TestDecisionsEndToEnd(t *testing.T) {
 	if _, index, err := verify.VerifyProof(bundle, vkey, resp.Ledger.LeafHash); err != nil || index != resp.Ledger.Index {
 		t.Fatalf("tlog-proof does not verify: %d, %v", index, err)
 	}
+	// Its extra line is the decision's entry itself: the leaf the proof
+	// proves, naming the decision.
+	bundled, err := verify.ParseProof(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entry, err := verify.ParseEntry(bundled.Extra); err != nil || !bytes.Equal(verify.LeafHash(bundled.Extra), resp.Ledger.LeafHash) ||
+		entry.Kind != "decision" || entry.Subject != resp.DecisionID || entry.Index != resp.Ledger.Index {
+		t.Fatalf("the bundle's entry: %+v, %v; leaf hash %x, want %x", entry, err, verify.LeafHash(bundled.Extra), resp.Ledger.LeafHash)
+	}
 
 	// Idempotent replay, and the same key with another body.
 	status, _, again := e.decide(t, tok, payment(e.cps["acme"], "100.00"), map[string]string{"Idempotency-Key": "k1"})

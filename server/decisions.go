@@ -39,10 +39,11 @@ type decisionHandlers struct {
 // tlogProof serves the c2sp.org/tlog-proof@v1 bundle of the calling
 // agent's decision entry, against the log's newest checkpoint: what
 // `agentsigna verify inclusion` (or any tlog-proof verifier) checks offline.
-// With ?entry=receipt it proves the entry of the decision's receipt
-// instead, with that entry's exact leaf bytes in the bundle's extra line:
-// what `agentsigna verify receipt --tlog-proof` needs besides the receipt
-// (404 when the decision has no receipt).
+// The bundle's extra line holds the entry's exact leaf bytes, so a holder
+// sees what the log says (kind, subject, time, record digest), not only a
+// leaf hash. With ?entry=receipt it proves the entry of the decision's
+// receipt instead: what `agentsigna verify receipt --tlog-proof` needs
+// besides the receipt (404 when the decision has no receipt).
 func (h *decisionHandlers) tlogProof(c *fiber.Ctx) error {
 	agent, _ := AgentFrom(c)
 	entry := c.Query("entry")
@@ -58,21 +59,11 @@ func (h *decisionHandlers) tlogProof(c *fiber.Ctx) error {
 	if err != nil {
 		return decisionError(err)
 	}
-	lg := h.ledger.TenantLog(agent.Tenant.ID, agent.Tenant.Slug)
-	var out verify.Proof
-	if entry == "receipt" {
-		p, err := h.ledger.EntryInclusionProof(c.UserContext(), lg, index, 0)
-		if err != nil {
-			return ledgerError(err)
-		}
-		out = verify.Proof{Extra: p.Entry, Index: p.Index, Hashes: p.Hashes, Checkpoint: p.Checkpoint.Note}
-	} else {
-		p, err := h.ledger.InclusionProof(c.UserContext(), lg, index, 0)
-		if err != nil {
-			return ledgerError(err)
-		}
-		out = verify.Proof{Index: p.Index, Hashes: p.Hashes, Checkpoint: p.Checkpoint.Note}
+	p, err := h.ledger.EntryInclusionProof(c.UserContext(), h.ledger.TenantLog(agent.Tenant.ID, agent.Tenant.Slug), index, 0)
+	if err != nil {
+		return ledgerError(err)
 	}
+	out := verify.Proof{Extra: p.Entry, Index: p.Index, Hashes: p.Hashes, Checkpoint: p.Checkpoint.Note}
 	c.Set(fiber.HeaderContentType, "text/plain; charset=utf-8")
 	return c.Send(out.Marshal())
 }

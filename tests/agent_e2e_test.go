@@ -205,6 +205,12 @@ func agentFlow(t *testing.T, p *proc, credsFile string, env []string) {
 	if code == 0 {
 		t.Fatalf("verify receipt accepted the decision entry's proof: %s", stderr)
 	}
+	// It proves the decision's own entry, which it carries: verify
+	// inclusion needs nothing else to name the decision.
+	stdout, code, stderr := runBinaryOut(t, nil, "verify", "inclusion", filepath.Join(dir, "decision.tlog-proof"), "--log-key", filepath.Join(dir, "log-key"))
+	if code != 0 || !strings.Contains(stdout, `(decision "`+allow["decision_id"].(string)+`", `) {
+		t.Fatalf("verify inclusion of the decision's proof: %d %s %s", code, stdout, stderr)
+	}
 	if status, b := getProof(allow["decision_id"].(string), "everything"); status != 400 {
 		t.Fatalf("tlog-proof?entry=everything: %d %s", status, b)
 	}

@@ -271,20 +271,26 @@ func TestServeFlagsFromEnvironment(t *testing.T) {
 
 func runBinary(t *testing.T, env []string, args ...string) (int, string) {
 	t.Helper()
+	_, code, stderr := runBinaryOut(t, env, args...)
+	return code, stderr
+}
+
+// runBinaryOut is runBinary with what the command printed on stdout too.
+func runBinaryOut(t *testing.T, env []string, args ...string) (stdout string, code int, stderr string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, agentsigna(t), args...)
 	cmd.Env = append(os.Environ(), env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
-	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return code, stderr.String()
+	return out.String(), code, errOut.String()
 }
 
 func TestServeRefusesPlainHTTPBeyondLoopback(t *testing.T) {

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/ledger/verify"
@@ -17,7 +19,7 @@ import (
 )
 
 const verifyUsage = `usage:
-  agentsigna verify inclusion PROOF --log-key KEY (--entry FILE | --leaf-hash B64)
+  agentsigna verify inclusion PROOF --log-key KEY [--entry FILE | --leaf-hash B64]
   agentsigna verify consistency PROOF --log-key KEY --old OLD_CHECKPOINT_FILE
   agentsigna verify receipt RECEIPT --jwks JWKS_FILE [--at RFC3339] [--tlog-proof P --log-key KEY [--entry LEAF]]
 
@@ -77,8 +79,8 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if (*entryFile == "") == (*leafHashB64 == "") {
-		return fmt.Errorf("%w: give exactly one of --entry and --leaf-hash", errUsage)
+	if *entryFile != "" && *leafHashB64 != "" {
+		return fmt.Errorf("%w: give one of --entry and --leaf-hash", errUsage)
 	}
 	vkey, err := readLogKey(*logKey)
 	if err != nil {
@@ -89,20 +91,37 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	var leafHash []byte
-	var entryIndex *uint64
-	if *entryFile != "" {
-		leaf, err := osfile.ReadAtMost(*entryFile, maxSmallFile)
-		if err != nil {
+	// The leaf proven: the entry given, its hash given, or else the entry
+	// a tlog-proof bundle carries on its extra line (the proof then
+	// authenticates those bytes).
+	var leaf, leafHash []byte
+	var entry *verify.Entry
+	switch {
+	case *entryFile != "":
+		if leaf, err = osfile.ReadAtMost(*entryFile, maxSmallFile); err != nil {
 			return err
 		}
+	case *leafHashB64 != "":
+		if leafHash, err = base64.StdEncoding.Strict().DecodeString(*leafHashB64); err != nil || len(leafHash) != verify.HashSize {
+			return fmt.Errorf("%w: --leaf-hash is not the base64 of 32 bytes", errUsage)
+		}
+	default:
+		p, err := verify.ParseProof(raw)
+		if err != nil || len(p.Extra) == 0 {
+			return fmt.Errorf("%w: %s carries no entry: give --entry or --leaf-hash", errUsage, proofFile)
+		}
+		leaf = p.Extra
+	}
+	if leaf != nil {
 		e, err := verify.ParseEntry(leaf)
 		if err != nil {
-			return fmt.Errorf("%s: %w", *entryFile, err)
+			source := *entryFile
+			if source == "" {
+				source = proofFile + "'s entry"
+			}
+			return fmt.Errorf("%s: %w", source, err)
 		}
-		leafHash, entryIndex = verify.LeafHash(leaf), &e.Index
-	} else if leafHash, err = base64.StdEncoding.Strict().DecodeString(*leafHashB64); err != nil || len(leafHash) != verify.HashSize {
-		return fmt.Errorf("%w: --leaf-hash is not the base64 of 32 bytes", errUsage)
+		leafHash, entry = verify.LeafHash(leaf), &e
 	}
 
 	var cp *verify.Checkpoint
@@ -124,10 +143,14 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer) error {
 	}
 	// The entry names its own position; a proof for another position would
 	// prove that identical bytes sit elsewhere, which the chain forbids.
-	if entryIndex != nil && *entryIndex != index {
-		return fmt.Errorf("the entry says it is entry %d but the proof is for entry %d", *entryIndex, index)
+	if entry != nil && entry.Index != index {
+		return fmt.Errorf("the entry says it is entry %d but the proof is for entry %d", entry.Index, index)
 	}
-	fmt.Fprintf(stdout, "OK: entry %d is in log %s at size %d (root %s)\n", index, cp.Origin(), cp.Size(), b64(cp.Hash()))
+	what := ""
+	if entry != nil {
+		what = fmt.Sprintf(" (%s %s, %s, record sha256 %s)", entry.Kind, strconv.Quote(entry.Subject), entry.Time.UTC().Format(time.RFC3339Nano), b64(entry.Digest))
+	}
+	fmt.Fprintf(stdout, "OK: entry %d%s is in log %s at size %d (root %s)\n", index, what, cp.Origin(), cp.Size(), b64(cp.Hash()))
 	return nil
 }
 

@@ -159,6 +159,10 @@ func TestVerifyCommand(t *testing.T) {
 	wrongIndex := acme.inclusionJSON(t, 41, 42)
 	wrongIndex.Index, wrongIndex.LeafHash = 40, nil
 	tlogProof := verify.Proof{Index: 41, Hashes: incl.Hashes, Checkpoint: []byte(incl.Checkpoint)}.Marshal()
+	// Bundles carrying an entry on their extra line, as the service's do.
+	carrying := func(index uint64, hashes [][]byte, cp string, extra []byte) []byte {
+		return verify.Proof{Extra: extra, Index: index, Hashes: hashes, Checkpoint: []byte(cp)}.Marshal()
+	}
 	// A dishonest log (its own key signs) holding entry 41's bytes at 40
 	// too: a true proof for position 40, which the entry's own index
 	// contradicts.
@@ -185,6 +189,10 @@ func TestVerifyCommand(t *testing.T) {
 		"otherold10":    writeFile(t, dir, "otherold10", other.checkpoint(t, 10)),
 		"garbage":       writeFile(t, dir, "garbage", []byte("hello")),
 		"twice":         writeFile(t, dir, "twice.tlog-proof", twiceProof),
+		"carrying":      writeFile(t, dir, "carrying.tlog-proof", carrying(41, incl.Hashes, incl.Checkpoint, acme.leaves[41])),
+		"carrying40":    writeFile(t, dir, "carrying40.tlog-proof", carrying(41, incl.Hashes, incl.Checkpoint, acme.leaves[40])),
+		"carryingtwice": writeFile(t, dir, "carryingtwice.tlog-proof", carrying(40, twiceIncl.Hashes, twiceIncl.Checkpoint, acme.leaves[41])),
+		"carryingjunk":  writeFile(t, dir, "carryingjunk.tlog-proof", carrying(41, incl.Hashes, incl.Checkpoint, []byte("hello"))),
 	}
 	leafHash := base64.StdEncoding.EncodeToString(verify.LeafHash(acme.leaves[41]))
 
@@ -195,7 +203,9 @@ func TestVerifyCommand(t *testing.T) {
 		usage   bool   // a usage error
 	}{
 		{"tlog-proof with entry", []string{"inclusion", files["proof"], "--log-key", acme.vkey, "--entry", files["entry41"]},
-			"OK: entry 41 is in log agentsigna.test/t/acme at size 42 (root ", false},
+			"OK: entry 41 (decision \"agent:bot\", ", false},
+		{"tlog-proof carrying its entry", []string{"inclusion", files["carrying"], "--log-key", acme.vkey},
+			"OK: entry 41 (decision \"agent:bot\", ", false},
 		{"JSON with leaf hash", []string{"inclusion", files["incl.json"], "--log-key", acme.vkey, "--leaf-hash", leafHash},
 			"OK: entry 41 is in log agentsigna.test/t/acme at size 42", false},
 		{"flags first, key file", []string{"inclusion", "--log-key", files["key"], "--entry=" + files["entry41"], files["incl.json"]},
@@ -210,6 +220,9 @@ func TestVerifyCommand(t *testing.T) {
 		{"entry's bytes at another index", []string{"inclusion", files["twice"], "--log-key", acme.vkey, "--entry", files["entry41"]}, "", false},
 		{"leaf_hash differs from entry", []string{"inclusion", files["incl.json"], "--log-key", acme.vkey, "--entry", files["entry40"]}, "", false},
 		{"not a proof", []string{"inclusion", files["garbage"], "--log-key", acme.vkey, "--entry", files["entry41"]}, "", false},
+		{"carrying another entry", []string{"inclusion", files["carrying40"], "--log-key", acme.vkey}, "", false},
+		{"carrying the entry proven at another index", []string{"inclusion", files["carryingtwice"], "--log-key", acme.vkey}, "", false},
+		{"carrying what is no entry", []string{"inclusion", files["carryingjunk"], "--log-key", acme.vkey}, "", false},
 		{"entry not canonical", []string{"inclusion", files["proof"], "--log-key", acme.vkey, "--entry", files["garbage"]}, "", false},
 		{"old checkpoint from another log", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", files["otherold10"]}, "", false},
 		{"old checkpoint of another size", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", files["old11"]}, "", false},
