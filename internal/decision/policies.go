@@ -149,12 +149,11 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 	if err := checkActor("uploader", uploader); err != nil {
 		return nil, err
 	}
-	var opts bundles.ReadOptions
 	var keys []store.PolicyVerificationKey
 	var history []bundles.KnownRevision
 	err := p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
-		if opts, keys, err = p.readOptions(ctx, tx.Policies()); err != nil {
+		if keys, err = tx.Policies().VerificationKeys(ctx); err != nil {
 			return err
 		}
 		history, err = knownRevisions(ctx, tx.Policies())
@@ -163,7 +162,8 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 	if err != nil {
 		return nil, err
 	}
-	if err := p.checkKeys(ctx, org, keys); err != nil {
+	opts, err := p.provenOptions(ctx, org, keys)
+	if err != nil {
 		return nil, err
 	}
 	checked, b, err := p.load(ctx, raw, opts)
@@ -258,7 +258,6 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	var history []bundles.KnownRevision
 	var active string
 	var seq uint64
-	var opts bundles.ReadOptions
 	var keys []store.PolicyVerificationKey
 	err := p.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
@@ -274,7 +273,7 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 		if seq, err = nextActivation(ctx, tx.Policies()); err != nil {
 			return err
 		}
-		opts, keys, err = p.readOptions(ctx, tx.Policies())
+		keys, err = tx.Policies().VerificationKeys(ctx)
 		return err
 	})
 	if err != nil {
@@ -285,7 +284,8 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	if err := p.checkUpload(ctx, org, stored); err != nil {
 		return store.PolicyActivation{}, err
 	}
-	if err := p.checkKeys(ctx, org, keys); err != nil {
+	opts, err := p.provenOptions(ctx, org, keys)
+	if err != nil {
 		return store.PolicyActivation{}, err
 	}
 	digest := hex.EncodeToString(stored.Digest)
@@ -589,7 +589,8 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 		}
 		// Its keys need no proof (checkKeys): the activation is proven,
 		// and with it the bytes, whichever key they were signed with.
-		opts, _, err = p.readOptions(ctx, tx.Policies())
+		keys, err := tx.Policies().VerificationKeys(ctx)
+		opts = p.loadOptions(keys)
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -633,23 +634,36 @@ func (p *Policies) LoadActive(ctx context.Context, org Organization) error {
 // by itself).
 var errBundleDoesNotLoad = errors.New("the bundle does not load")
 
-// readOptions reads a bundle under the organization's verification keys
-// as stored, and gives the rows too: a caller that trusts a signature
-// proves them (checkKeys).
-func (p *Policies) readOptions(ctx context.Context, ptx store.PolicyTx) (bundles.ReadOptions, []store.PolicyVerificationKey, error) {
-	keys, err := ptx.VerificationKeys(ctx)
-	if err != nil {
-		return bundles.ReadOptions{}, nil, err
+// provenOptions reads a bundle under the organization's verification
+// keys, once each is proven the log's (checkKeys): what an upload or
+// activation trusts a signature under.
+func (p *Policies) provenOptions(ctx context.Context, org Organization, keys []store.PolicyVerificationKey) (bundles.ReadOptions, error) {
+	if err := p.checkKeys(ctx, org, keys); err != nil {
+		return bundles.ReadOptions{}, err
 	}
 	opts := bundles.ReadOptions{Limits: p.limits}
 	for _, k := range keys {
 		vk, err := bundles.ParseVerificationKey(k.KID, k.Algorithm, []byte(k.PublicPEM))
 		if err != nil {
-			return opts, nil, fmt.Errorf("stored verification key %q: %w", k.KID, err)
+			return opts, fmt.Errorf("stored verification key %q: %w", k.KID, err)
 		}
 		opts.Keys = append(opts.Keys, vk)
 	}
-	return opts, keys, nil
+	return opts, nil
+}
+
+// loadOptions reads the active revision under the keys as stored, less
+// any that does not parse: every key the service registered did, so one
+// that does not was written behind its back, and can only have verified
+// fewer bundles. (With it the organization's every decision failed.)
+func (p *Policies) loadOptions(keys []store.PolicyVerificationKey) bundles.ReadOptions {
+	opts := bundles.ReadOptions{Limits: p.limits}
+	for _, k := range keys {
+		if vk, err := bundles.ParseVerificationKey(k.KID, k.Algorithm, []byte(k.PublicPEM)); err == nil {
+			opts.Keys = append(opts.Keys, vk)
+		}
+	}
+	return opts
 }
 
 func knownRevisions(ctx context.Context, ptx store.PolicyTx) ([]bundles.KnownRevision, error) {

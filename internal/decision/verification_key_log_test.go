@@ -135,6 +135,30 @@ func TestPlantedVerificationKeyIsRefused(t *testing.T) {
 					}
 				})
 			}
+			// A planted key that is no key at all is refused as not the
+			// log's, not reported as the organization's broken key; and it
+			// does not stop the active revision loading (in a process
+			// started after it), whose activation is proven.
+			t.Run("a planted key that does not parse", func(t *testing.T) {
+				org, _ := newOrg(t)
+				if _, err := e.policies.Activate(ctx, org, "v1", "usr_author", "usr_reviewer", false); err != nil {
+					t.Fatal(err)
+				}
+				e.inTenant(t, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+					return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "aaa", PublicPEM: "junk", Algorithm: "ES256", LedgerIndex: at(0)})
+				})
+				if _, err := e.policies.Upload(ctx, org, signedBundle(t, exampleBundle(t, "v3", false), ciPriv, "ES256", "ci"), "usr_author"); err == nil ||
+					!strings.Contains(err.Error(), `verification key "aaa": the bundle verification key is not one the organization's log registered`) {
+					t.Fatalf("an upload under a planted key that does not parse: %v", err)
+				}
+				engine, restarted, _ := e.newService(t, e.ledger, decision.Config{})
+				if err := restarted.LoadActive(ctx, org); err != nil {
+					t.Fatalf("loading the active revision with a planted key that does not parse: %v", err)
+				}
+				if rev, _ := engine.ActiveRevision(org.ID); rev != "v1" {
+					t.Fatalf("active revision %q, want v1", rev)
+				}
+			})
 			// A key the log registered exactly is the organization's.
 			org, _ := newOrg(t)
 			plant(t, org, "ES256", keyEntry(org, "evil", keyRecord("evil", "ES256", malloryPub)))
@@ -154,6 +178,14 @@ func TestPlantedVerificationKeyIsRefused(t *testing.T) {
 				 VALUES ('`+org.ID+`', 'evil', '`+string(malloryPub)+`', 'ES256', '2026-11-01T00:00:00Z')`)
 			if _, err := e.policies.Upload(ctx, org, mallorys, "usr_author"); err != nil {
 				t.Fatalf("a bundle signed with a key from before keys named their entry: %v", err)
+			}
+			// Such a key does not end the proof of the keys after it.
+			e.inTenant(t, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+				return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "zzz", PublicPEM: string(malloryPub), Algorithm: "ES256", LedgerIndex: at(1 << 40)})
+			})
+			if _, err := e.policies.Upload(ctx, org, signedBundle(t, exampleBundle(t, "v4", false), ciPriv, "ES256", "ci"), "usr_author"); err == nil ||
+				!strings.Contains(err.Error(), "is not one the organization's log registered") {
+				t.Fatalf("a planted key after one from before keys named their entry: %v", err)
 			}
 		})
 	}
