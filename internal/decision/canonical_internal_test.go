@@ -15,7 +15,7 @@ func TestCanonicalShortcuts(t *testing.T) {
 	for _, body := range []string{
 		`{"action":{"type":"payment.send"}}`,
 		`{"action":{"type":"payment.send","resource":"invoice:INV-1","counterparty":"cp_aaaaaaaaaaaaaaaaaaaaaaaaaa","amount":{"value":"1250.00","currency":"EUR"},"params":{"z":1,"a":[1.50,"\u00e9",{"y":null,"b":true}],"po":"PO-77"}},"reason":"pay it"}`,
-		`{"action":{"type":"grant.access","params":{"e":1e3,"unicode":"\ud83d\ude00 <&> \u2028 control \u0001"}},"reason":"quote \" backslash \\ tab \t line\r\n \u00e9"}`,
+		`{"action":{"type":"grant.access","params":{"e":1e3,"unicode":"\ud83d\ude00 <&> \u2028 control \t\n\u000d"}},"reason":"quote \" backslash \\ tab \t line\r\n \u00e9"}`,
 		`{"action":{"type":"vendor.update_bank"},"reason":""}`,
 		`{"action":{"type":"payment.send","amount":{"currency":"JPY","value":"0"},"params":{}}}`,
 		`{"action":{"type":"payment.send","resource":"a\tb\r\n \"q\" \\ <&> \u2028 é","counterparty":"cp_aaaaaaaaaaaaaaaaaaaaaaaaaa"}}`,

@@ -73,8 +73,10 @@ func (p *paramsParser) object(depth int) (map[string]any, error) {
 		if !ok {
 			return nil, errParamsSyntax
 		}
-		if len(name) > MaxRequestString {
-			return nil, invalid("action.params has a member name longer than %d bytes", MaxRequestString)
+		// Names and strings are shown to approvers as the reason is:
+		// the same rules (checkString), no control or bidi override.
+		if err := checkString("an action.params member name", name); err != nil {
+			return nil, err
 		}
 		if _, dup := m[name]; dup {
 			return nil, invalid("action.params has two members with the same name in one object")
@@ -126,8 +128,8 @@ func (p *paramsParser) value(depth int) (any, error) {
 		}
 		return nil, errParamsSyntax
 	case string:
-		if len(t) > MaxRequestString {
-			return nil, invalid("action.params has a string longer than %d bytes", MaxRequestString)
+		if err := checkString("an action.params string", t); err != nil {
+			return nil, err
 		}
 		return t, nil
 	case json.Number:

@@ -136,9 +136,14 @@ func TestValidateControlCharacters(t *testing.T) {
 		"pay \u2066x\u2069":                  false,
 		"pay \u202ax":                        false,
 	} {
+		q, _ := json.Marshal(s)
 		for _, req := range []decision.DecisionRequest{
 			{Action: decision.RequestAction{Type: "a.b"}, Reason: s},
 			{Action: decision.RequestAction{Type: "a.b", Resource: s}},
+			// params, also shown to approvers, names and strings alike
+			{Action: decision.RequestAction{Type: "a.b", Params: json.RawMessage(`{"iban":` + string(q) + `}`)}},
+			{Action: decision.RequestAction{Type: "a.b", Params: json.RawMessage(`{"lines":[{"memo":` + string(q) + `}]}`)}},
+			{Action: decision.RequestAction{Type: "a.b", Params: json.RawMessage(`{` + string(q) + `:1}`)}},
 		} {
 			if err := req.Validate(); (err == nil) != ok || (err != nil && !errors.Is(err, decision.ErrInvalidRequest)) {
 				t.Errorf("Validate(%+q) = %v, want ok %v", s, err, ok)
