@@ -49,6 +49,9 @@ func (b *boundary) middleware(c *fiber.Ctx) error {
 	// Checked before any handler can call c.Body(), which would inflate.
 	err := refuseContentEncoding(c)
 	if err == nil {
+		err = refuseRepeatedHeaders(c)
+	}
+	if err == nil {
 		err = nextRecovering(c)
 	}
 	if err != nil {

@@ -262,6 +262,50 @@ func TestContentEncodingRefused(t *testing.T) {
 	}
 }
 
+// A header that may appear once (Authorization, Idempotency-Key) is refused
+// when repeated, in any case spelling, before any handler runs: read from
+// its first line here and its last by a proxy, it would be two requests.
+func TestRepeatedSingleHeadersRefused(t *testing.T) {
+	env := newEnv(t)
+	for _, tc := range []struct {
+		name    string
+		headers map[string][]string
+		refused string
+	}{
+		{"two Idempotency-Keys", map[string][]string{"Idempotency-Key": {"k1", "k2"}}, "Idempotency-Key"},
+		{"the same Idempotency-Key twice", map[string][]string{"Idempotency-Key": {"k1", "k1"}}, "Idempotency-Key"},
+		{"Idempotency-Key spelled two ways", map[string][]string{"Idempotency-Key": {"k1"}, "idempotency-key": {"k2"}}, "Idempotency-Key"},
+		{"two Authorization lines", map[string][]string{"Authorization": {"Bearer a", "Bearer b"}}, "Authorization"},
+		{"one of each", map[string][]string{"Authorization": {"Bearer a"}, "Idempotency-Key": {"k1"}}, ""},
+		{"none", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/echo", "/healthz", "/no-such-route"} {
+				env.echoCalls.Store(0)
+				req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{"message":"hi"}`))
+				req.Header.Set("Content-Type", "application/json")
+				for k, v := range tc.headers {
+					req.Header[k] = v // as written: not canonicalized, so both spellings are sent
+				}
+				resp, body := do(t, env.planes.Platform.App(), req)
+				if tc.refused == "" {
+					if resp.StatusCode == 400 {
+						t.Errorf("%s: refused: %s", path, body)
+					}
+					continue
+				}
+				p := assertProblem(t, resp, body, 400, "bad-request")
+				if !strings.Contains(p.Detail, "The "+tc.refused+" header appears more than once") {
+					t.Errorf("detail %q does not name %s", p.Detail, tc.refused)
+				}
+				if env.echoCalls.Load() != 0 {
+					t.Errorf("%s: a handler ran", path)
+				}
+			}
+		})
+	}
+}
+
 // gzipBomb is 10 MiB of zeros, about 10 KiB once gzipped.
 func gzipBomb(t *testing.T) []byte {
 	t.Helper()
