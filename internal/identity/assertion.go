@@ -198,7 +198,7 @@ func (c *assertionClaims) check(opts AssertionOptions) (string, error) {
 	if !c.Exp.set {
 		return "", ErrAssertionMalformed
 	}
-	if !c.Aud.contains(opts.Audience) {
+	if !c.Aud.is(opts.Audience) {
 		return "", ErrAssertionAudience
 	}
 	if !c.Exp.After(opts.Now) {

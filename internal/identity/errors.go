@@ -21,7 +21,7 @@ var (
 	ErrAssertionSignature   = fmt.Errorf("%w: bad signature", ErrInvalidAssertion)
 	ErrAssertionSubject     = fmt.Errorf("%w: iss and sub must both be the agent id", ErrInvalidAssertion)
 	ErrAssertionClientID    = fmt.Errorf("%w: client_id is not the assertion's agent", ErrInvalidAssertion)
-	ErrAssertionAudience    = fmt.Errorf("%w: aud does not contain the token endpoint", ErrInvalidAssertion)
+	ErrAssertionAudience    = fmt.Errorf("%w: aud is not the token endpoint alone", ErrInvalidAssertion)
 	ErrAssertionExpired     = fmt.Errorf("%w: expired", ErrInvalidAssertion)
 	ErrAssertionLifetime    = fmt.Errorf("%w: exp too far ahead", ErrInvalidAssertion)
 	ErrAssertionNotYetValid = fmt.Errorf("%w: iat or nbf in the future", ErrInvalidAssertion)

@@ -82,13 +82,13 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, &a.values)
 }
 
-func (a audience) contains(want string) bool {
-	for _, v := range a.values {
-		if v == want {
-			return true
-		}
-	}
-	return false
+// is says whether the audience is want alone: a string, or an array of
+// that one value. An assertion naming other audiences too is one its
+// agent signed for them as well, which any of them could replay here (the
+// audience injection against private_key_jwt that the RFC 7523 update,
+// draft-ietf-oauth-rfc7523bis, closes by requiring the one audience).
+func (a audience) is(want string) bool {
+	return len(a.values) == 1 && a.values[0] == want
 }
 
 // mediaTypeIs compares a typ header with a media type the way RFC 7515
