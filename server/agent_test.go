@@ -121,6 +121,7 @@ func newAgentEnvOn(t *testing.T, planesCfg server.Config, configure ...func(*ser
 	auth.MountTokenEndpoint(planes.Tenant)
 	server.MountDecisions(planes.Tenant, auth, svc, l)
 	server.MountJWKS(planes.Tenant, s, kr)
+	server.MountLedger(planes.Tenant, l, auth.LogAccess)
 	registry, err := identity.NewAgents(l, s)
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +314,8 @@ func TestTokenEndpointRefusals(t *testing.T) {
 		DecisionID string `json:"decision_id"`
 	}
 	_ = json.Unmarshal(body, &denied)
-	for _, path := range []string{"/v1/decisions/" + allowed.DecisionID, "/v1/decisions/" + allowed.DecisionID + "/tlog-proof", "/v1/decisions/" + denied.DecisionID} {
+	for _, path := range []string{"/v1/decisions/" + allowed.DecisionID, "/v1/decisions/" + allowed.DecisionID + "/tlog-proof", "/v1/decisions/" + denied.DecisionID,
+		"/v1/ledger/checkpoint", "/v1/ledger/proofs/consistency?first=1&second=2"} {
 		req := httptest.NewRequest(http.MethodGet, path, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		if status, hdr, body := e.do(t, req); status != 401 || strings.Contains(string(body), "eyJ") || !strings.Contains(hdr.Get("WWW-Authenticate"), `error="invalid_token"`) {

@@ -675,48 +675,11 @@ func (a *AgentAuth) verifier(ctx context.Context, tenantID string) (*identity.To
 // the client sends besides the token (X-Tenant, X-Forwarded-*, a path)
 // changes which organization that is.
 func (a *AgentAuth) Require(c *fiber.Ctx) error {
-	auth := c.Get(fiber.HeaderAuthorization)
-	scheme, token, ok := strings.Cut(auth, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		c.Set(fiber.HeaderWWWAuthenticate, challengeBearer)
-		return Problem(ErrUnauthorized, "An agent access token is required (Authorization: Bearer).")
-	}
-	tenantID := peekTenant(token)
-	if store.CheckTenantID(tenantID) != nil {
-		return invalidToken(c)
-	}
-	ref, err := a.cfg.Tenants.ResolveTenantID(c.UserContext(), tenantID)
-	switch {
-	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
-		return invalidToken(c)
-	case err != nil:
-		// An outage, not a token that cannot be valid: a client told 401
-		// would only ask for another token.
-		return err
-	case ref.Status != store.TenantActive:
-		return invalidToken(c)
-	}
-	v, err := a.verifier(c.UserContext(), ref.ID)
+	ag, err := a.authenticate(c)
 	if err != nil {
 		return err
 	}
-	if v == nil {
-		return invalidToken(c)
-	}
-	claims, err := v.Verify(token, a.cfg.Now())
-	if err != nil || claims.Tenant != ref.ID {
-		return invalidToken(c)
-	}
-	// A token is good only while the agent key it was issued under is
-	// the agent's: a rotation ends the tokens of the key it retires.
-	active, err := a.agentKeyActive(c.UserContext(), agentKeyRef{tenant: ref.ID, agent: claims.Subject, kid: claims.AgentKeyID})
-	if err != nil {
-		return err
-	}
-	if !active {
-		return invalidToken(c)
-	}
-	c.Locals(agentKey{}, Agent{ID: claims.Subject, Tenant: ref, kid: claims.AgentKeyID, expiry: claims.Expiry})
+	c.Locals(agentKey{}, ag)
 	err = c.Next()
 	if errors.Is(err, ErrUnauthorized) {
 		// The route refused the token's agent (gone since the token was
@@ -724,6 +687,90 @@ func (a *AgentAuth) Require(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderWWWAuthenticate, challengeInvalidToken)
 	}
 	return err
+}
+
+// authenticate is the agent a request's Bearer access token names: issued
+// by this plane, verified under the key of the organization it names, its
+// agent key still the agent's. A refusal sets the WWW-Authenticate
+// challenge.
+func (a *AgentAuth) authenticate(c *fiber.Ctx) (Agent, error) {
+	auth := c.Get(fiber.HeaderAuthorization)
+	scheme, token, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		c.Set(fiber.HeaderWWWAuthenticate, challengeBearer)
+		return Agent{}, Problem(ErrUnauthorized, "An agent access token is required (Authorization: Bearer).")
+	}
+	tenantID := peekTenant(token)
+	if store.CheckTenantID(tenantID) != nil {
+		return Agent{}, invalidToken(c)
+	}
+	ref, err := a.cfg.Tenants.ResolveTenantID(c.UserContext(), tenantID)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+		return Agent{}, invalidToken(c)
+	case err != nil:
+		// An outage, not a token that cannot be valid: a client told 401
+		// would only ask for another token.
+		return Agent{}, err
+	case ref.Status != store.TenantActive:
+		return Agent{}, invalidToken(c)
+	}
+	v, err := a.verifier(c.UserContext(), ref.ID)
+	if err != nil {
+		return Agent{}, err
+	}
+	if v == nil {
+		return Agent{}, invalidToken(c)
+	}
+	claims, err := v.Verify(token, a.cfg.Now())
+	if err != nil || claims.Tenant != ref.ID {
+		return Agent{}, invalidToken(c)
+	}
+	// A token is good only while the agent key it was issued under is
+	// the agent's: a rotation ends the tokens of the key it retires.
+	active, err := a.agentKeyActive(c.UserContext(), agentKeyRef{tenant: ref.ID, agent: claims.Subject, kid: claims.AgentKeyID})
+	if err != nil {
+		return Agent{}, err
+	}
+	if !active {
+		return Agent{}, invalidToken(c)
+	}
+	return Agent{ID: claims.Subject, Tenant: ref, kid: claims.AgentKeyID, expiry: claims.Expiry}, nil
+}
+
+// LogAccess lets an agent read its organization's log head (DESIGN §4: an
+// agent reads the log for its own entries): the newest checkpoint, and
+// consistency proofs between checkpoints, so that it can hold the
+// checkpoints its decisions came with to one append-only log. Neither shows
+// an entry; every decision response carries a checkpoint already. The
+// entries themselves (tiles, entries, inclusion proofs, exports) are for
+// the organization's auditors and admins, whom a later identity plane
+// authenticates: an agent gets 403, and its own entries' proofs at
+// /v1/decisions/{id}/tlog-proof. A request without a Bearer token gets
+// 401, as from DenyLogAccess.
+func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (ledger.Log, error) {
+	ag, err := a.authenticate(c)
+	if err != nil {
+		return ledger.Log{}, err
+	}
+	if what != ReadHead {
+		return ledger.Log{}, Problem(ErrForbidden, "An agent reads its organization's checkpoint and consistency proofs; its own entries' proofs are at /v1/decisions/{id}/tlog-proof.")
+	}
+	// A suspended or revoked agent's token reads nothing, as on its other
+	// routes.
+	var status store.AgentStatus
+	err = a.cfg.Tenants.InTenantReadTx(c.UserContext(), ag.Tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
+		got, err := tx.Agents().Get(ctx, ag.ID)
+		status = got.Status
+		return err
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound) || err == nil && status != store.AgentActive:
+		return ledger.Log{}, invalidToken(c)
+	case err != nil:
+		return ledger.Log{}, err
+	}
+	return a.cfg.Ledger.TenantLog(ag.Tenant.ID, ag.Tenant.Slug), nil
 }
 
 // still is what a request Require let in asks while it waits (a long poll

@@ -22,14 +22,26 @@ import (
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
-// LogAccess decides whether the request may read a log, and which one: it
-// returns the log, or an error (ErrUnauthorized, ErrForbidden…). It is the
-// only authorization of the ledger read routes.
-type LogAccess func(c *fiber.Ctx) (ledger.Log, error)
+// LogAccess decides whether the request may read what of a log, and which
+// log: it returns the log, or an error (ErrUnauthorized, ErrForbidden…).
+// It is the only authorization of the ledger read routes.
+type LogAccess func(c *fiber.Ctx, what LogRead) (ledger.Log, error)
+
+// LogRead is what a ledger route reads of a log.
+type LogRead int
+
+const (
+	// ReadHead is the log's head: its newest checkpoint, and consistency
+	// proofs between checkpoints (tree sizes and hashes, no entry).
+	ReadHead LogRead = iota
+	// ReadEntries is what shows entries or their hashes one by one:
+	// tiles, entries, inclusion proofs, exports.
+	ReadEntries
+)
 
 // DenyLogAccess refuses every request: the ledger read side stays closed
 // until an identity plane provides a LogAccess.
-func DenyLogAccess(*fiber.Ctx) (ledger.Log, error) {
+func DenyLogAccess(*fiber.Ctx, LogRead) (ledger.Log, error) {
 	return ledger.Log{}, Problem(ErrUnauthorized, "Authentication is required to read the ledger.")
 }
 
@@ -117,7 +129,7 @@ func ledgerError(err error) error {
 }
 
 func (h *ledgerHandlers) checkpoint(c *fiber.Ctx) error {
-	lg, err := h.access(c)
+	lg, err := h.access(c, ReadHead)
 	if err != nil {
 		return err
 	}
@@ -135,7 +147,7 @@ func (h *ledgerHandlers) checkpoint(c *fiber.Ctx) error {
 // tile serves c2sp.org/tlog-tiles paths: tile/<L>/<N>[.p/<W>] and
 // tile/entries/<N>[.p/<W>].
 func (h *ledgerHandlers) tile(c *fiber.Ctx) error {
-	lg, err := h.access(c)
+	lg, err := h.access(c, ReadEntries)
 	if err != nil {
 		return err
 	}
@@ -177,7 +189,7 @@ type entryJSON struct {
 }
 
 func (h *ledgerHandlers) entry(c *fiber.Ctx) error {
-	lg, err := h.access(c)
+	lg, err := h.access(c, ReadEntries)
 	if err != nil {
 		return err
 	}
@@ -217,7 +229,7 @@ func recordJSON(rec []byte) jsontext.Value {
 }
 
 func (h *ledgerHandlers) inclusion(c *fiber.Ctx) error {
-	lg, err := h.access(c)
+	lg, err := h.access(c, ReadEntries)
 	if err != nil {
 		return err
 	}
@@ -255,7 +267,7 @@ func (h *ledgerHandlers) inclusion(c *fiber.Ctx) error {
 }
 
 func (h *ledgerHandlers) consistency(c *fiber.Ctx) error {
-	lg, err := h.access(c)
+	lg, err := h.access(c, ReadHead)
 	if err != nil {
 		return err
 	}
@@ -300,7 +312,7 @@ func nonNilHashes(h [][]byte) [][]byte {
 
 // export serves GET /v1/ledger/export?from=&to= (verify.ExportFormat).
 func (h *ledgerHandlers) export(c *fiber.Ctx) error {
-	lg, err := h.access(c)
+	lg, err := h.access(c, ReadEntries)
 	if err != nil {
 		return err
 	}

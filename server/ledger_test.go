@@ -45,7 +45,7 @@ type ledgerEnv struct {
 // organization whose log to read. Production wires DenyLogAccess until the
 // identity plane exists.
 func testLogAccess(l *ledger.Ledger, s store.TenantStore) server.LogAccess {
-	return func(c *fiber.Ctx) (ledger.Log, error) {
+	return func(c *fiber.Ctx, _ server.LogRead) (ledger.Log, error) {
 		slug := c.Get("X-Test-Tenant")
 		if slug == "" {
 			return ledger.Log{}, server.Problem(server.ErrUnauthorized, "test hook: no tenant")
@@ -86,7 +86,7 @@ func newLedgerEnvOver(t *testing.T, access func(*ledger.Ledger, store.TenantStor
 	e.planes = e.newPlanes(t, server.Config{})
 	server.MountLogKeys(e.planes.Tenant, l, s)
 	server.MountJWKS(e.planes.Tenant, s, kr)
-	server.MountLedger(e.planes.Platform, l, func(*fiber.Ctx) (ledger.Log, error) { return l.PlatformLog(), nil })
+	server.MountLedger(e.planes.Platform, l, func(*fiber.Ctx, server.LogRead) (ledger.Log, error) { return l.PlatformLog(), nil })
 	e.acme, e.beta = storetest.CreateTenant(t, s, "acme"), storetest.CreateTenant(t, s, "beta")
 	if e.vkey, err = l.InitLog(context.Background(), l.TenantLog(e.acme.ID, "acme")); err != nil {
 		t.Fatal(err)

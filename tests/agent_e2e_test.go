@@ -214,6 +214,39 @@ func agentFlow(t *testing.T, p *proc, credsFile string, env []string) {
 	if status, b := getProof(allow["decision_id"].(string), "everything"); status != 400 {
 		t.Fatalf("tlog-proof?entry=everything: %d %s", status, b)
 	}
+	// The agent holds the checkpoint its decision came with to the log's
+	// newest: a consistency proof it reads with its token, checked offline.
+	getHead := func(path string) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, p.tenantURL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	status, head := getHead("/v1/ledger/checkpoint")
+	newest, err := note.Open(head, note.VerifierList(verifier))
+	if status != 200 || err != nil {
+		t.Fatalf("the log's checkpoint: %d %s: %v", status, head, err)
+	}
+	newSize, _ := strconv.ParseUint(strings.Split(newest.Text, "\n")[1], 10, 64)
+	status, cons := getHead(fmt.Sprintf("/v1/ledger/proofs/consistency?first=%d&second=%d", size, newSize))
+	if status != 200 {
+		t.Fatalf("consistency proof: %d %s", status, cons)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "consistency.json"), cons, 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "decision.checkpoint"), []byte(lg["checkpoint"].(string)), 0o600)
+	stdout, code, stderr = runBinaryOut(t, nil, "verify", "consistency", filepath.Join(dir, "consistency.json"),
+		"--log-key", filepath.Join(dir, "log-key"), "--old", filepath.Join(dir, "decision.checkpoint"))
+	if code != 0 || !strings.HasPrefix(stdout, "OK: log ") {
+		t.Fatalf("verify consistency from the decision's checkpoint: %d %s %s", code, stdout, stderr)
+	}
+	if status, b := getHead("/v1/ledger/entries/0"); status != 403 {
+		t.Fatalf("an agent reads an entry: %d %s", status, b)
+	}
 
 	// Idempotent replay: same key and body, same answer, no new entry.
 	pay42 := fmt.Sprintf(`{"action":{"type":"payment.send","counterparty":%q,"amount":{"value":"42.00","currency":"EUR"}}}`, verified)

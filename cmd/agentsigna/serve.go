@@ -146,9 +146,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
-	// The ledger read side stays closed until the identity plane decides
-	// who may read which log; the log keys are public.
-	server.MountLedger(planes.Tenant, l, server.DenyLogAccess)
+	// The log keys are public. Of the ledger read side, an agent reads its
+	// organization's log head; the rest stays closed until the identity
+	// plane decides which auditors and admins read which log.
 	server.MountLogKeys(planes.Tenant, l, backend)
 	server.MountJWKS(planes.Tenant, backend, keys)
 	server.MountLedger(planes.Platform, l, server.DenyLogAccess)
@@ -156,6 +156,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
+	server.MountLedger(planes.Tenant, l, auth.LogAccess)
 	// Before the ledger closes (defers run last first); after a clean stop
 	// this second close writes nothing.
 	defer closeAgentAuth(ctx, auth)
