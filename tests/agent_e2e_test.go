@@ -175,8 +175,8 @@ func agentFlow(t *testing.T, p *proc, credsFile string, env []string) {
 	}
 	// The receipt is in the log: its entry's tlog-proof, from the
 	// service, verified offline with the receipt, the JWKS and the log key.
-	getProof := func(decisionID, entry string) (int, []byte) {
-		req, _ := http.NewRequest(http.MethodGet, p.tenantURL+"/v1/decisions/"+decisionID+"/tlog-proof?entry="+entry, nil)
+	agentGet := func(path string) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, p.tenantURL+path, nil)
 		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -185,6 +185,9 @@ func agentFlow(t *testing.T, p *proc, credsFile string, env []string) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b
+	}
+	getProof := func(decisionID, entry string) (int, []byte) {
+		return agentGet("/v1/decisions/" + decisionID + "/tlog-proof?entry=" + entry)
 	}
 	status, receiptProof := getProof(allow["decision_id"].(string), "receipt")
 	if status != 200 {
@@ -216,24 +219,13 @@ func agentFlow(t *testing.T, p *proc, credsFile string, env []string) {
 	}
 	// The agent holds the checkpoint its decision came with to the log's
 	// newest: a consistency proof it reads with its token, checked offline.
-	getHead := func(path string) (int, []byte) {
-		req, _ := http.NewRequest(http.MethodGet, p.tenantURL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
-	}
-	status, head := getHead("/v1/ledger/checkpoint")
+	status, head := agentGet("/v1/ledger/checkpoint")
 	newest, err := note.Open(head, note.VerifierList(verifier))
 	if status != 200 || err != nil {
 		t.Fatalf("the log's checkpoint: %d %s: %v", status, head, err)
 	}
 	newSize, _ := strconv.ParseUint(strings.Split(newest.Text, "\n")[1], 10, 64)
-	status, cons := getHead(fmt.Sprintf("/v1/ledger/proofs/consistency?first=%d&second=%d", size, newSize))
+	status, cons := agentGet(fmt.Sprintf("/v1/ledger/proofs/consistency?first=%d&second=%d", size, newSize))
 	if status != 200 {
 		t.Fatalf("consistency proof: %d %s", status, cons)
 	}
@@ -244,7 +236,7 @@ func agentFlow(t *testing.T, p *proc, credsFile string, env []string) {
 	if code != 0 || !strings.HasPrefix(stdout, "OK: log ") {
 		t.Fatalf("verify consistency from the decision's checkpoint: %d %s %s", code, stdout, stderr)
 	}
-	if status, b := getHead("/v1/ledger/entries/0"); status != 403 {
+	if status, b := agentGet("/v1/ledger/entries/0"); status != 403 {
 		t.Fatalf("an agent reads an entry: %d %s", status, b)
 	}
 
