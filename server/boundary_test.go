@@ -1,14 +1,19 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -301,6 +306,61 @@ func TestRepeatedSingleHeadersRefused(t *testing.T) {
 				if env.echoCalls.Load() != 0 {
 					t.Errorf("%s: a handler ran", path)
 				}
+			}
+		})
+	}
+}
+
+// Nor may one come as a trailer after a chunked body, where fasthttp's
+// Peek finds it too and a proxy that drops trailers does not: alone,
+// announced or not, or after one in the header section. Other trailers
+// pass.
+func TestSingleHeadersAsTrailersRefused(t *testing.T) {
+	env := newEnv(t)
+	addr := serveOn(t, env.planes.Platform, listen(t))
+	body := `{"message":"hi"}`
+	for _, tc := range []struct {
+		name, header, trailer string
+		refused               bool
+	}{
+		{"an Idempotency-Key and another as a trailer", "Idempotency-Key: k1\r\n", "Idempotency-Key: k2", true},
+		{"an Idempotency-Key as a trailer alone", "", "Idempotency-Key: k2", true},
+		{"another trailer", "Idempotency-Key: k1\r\n", "X-Checksum: abc", false},
+		{"unannounced", "", "Idempotency-Key: k2", true}, // no Trailer header
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env.echoCalls.Store(0)
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			name, _, _ := strings.Cut(tc.trailer, ":")
+			announce := "Trailer: " + name + "\r\n"
+			if tc.name == "unannounced" {
+				announce = ""
+			}
+			req := "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n" + tc.header +
+				announce + "\r\n" + fmt.Sprintf("%x\r\n%s\r\n0\r\n%s\r\n\r\n", len(body), body, tc.trailer)
+			if _, err := io.WriteString(conn, req); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !tc.refused {
+				if resp.StatusCode != 200 || env.echoCalls.Load() != 1 {
+					t.Fatalf("refused: %d %s", resp.StatusCode, b)
+				}
+				return
+			}
+			p := assertProblem(t, resp, b, 400, "bad-request")
+			if !strings.Contains(p.Detail, "The Idempotency-Key header may not be sent as a trailer") || env.echoCalls.Load() != 0 {
+				t.Fatalf("detail %q; the handler ran %d times", p.Detail, env.echoCalls.Load())
 			}
 		})
 	}
