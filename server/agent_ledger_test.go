@@ -85,11 +85,18 @@ func TestAgentReadsItsLogHead(t *testing.T) {
 	for _, path := range []string{"/v1/ledger/tile/0/000.p/1", "/v1/ledger/tile/entries/000.p/1", "/v1/ledger/entries/0",
 		"/v1/ledger/proofs/inclusion?index=0", "/v1/ledger/export"} {
 		status, hdr, body := get(tok, path)
-		if status != 403 || hdr.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(body), "/v1/decisions/{id}/tlog-proof") {
-			t.Errorf("an agent reads %s: %d %s", path, status, body)
+		if status != 403 || hdr.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(body), "/v1/decisions/{id}/tlog-proof") ||
+			hdr.Get("WWW-Authenticate") != `Bearer error="insufficient_scope"` {
+			t.Errorf("an agent reads %s: %d %v %s", path, status, hdr, body)
+		}
+		// Without a valid agent token, 401 (not a 403 that tells the
+		// route from another).
+		for _, tc := range []struct{ tok, why string }{{"", "no token"}, {"not-a-token", "junk"}, {tok + "x", "a tampered token"}} {
+			if status, hdr, body := get(tc.tok, path); status != 401 || hdr.Get("WWW-Authenticate") == "" {
+				t.Errorf("%s reads %s: %d %s", tc.why, path, status, body)
+			}
 		}
 	}
-	// Nor anyone without a valid agent token.
 	for _, tc := range []struct{ tok, why string }{{"", "no token"}, {"not-a-token", "junk"}, {tok + "x", "a tampered token"}} {
 		if status, hdr, body := get(tc.tok, "/v1/ledger/checkpoint"); status != 401 || hdr.Get("WWW-Authenticate") == "" {
 			t.Errorf("%s: %d %s", tc.why, status, body)

@@ -315,7 +315,7 @@ func TestTokenEndpointRefusals(t *testing.T) {
 	}
 	_ = json.Unmarshal(body, &denied)
 	for _, path := range []string{"/v1/decisions/" + allowed.DecisionID, "/v1/decisions/" + allowed.DecisionID + "/tlog-proof", "/v1/decisions/" + denied.DecisionID,
-		"/v1/ledger/checkpoint", "/v1/ledger/proofs/consistency?first=1&second=2"} {
+		"/v1/ledger/checkpoint", "/v1/ledger/proofs/consistency?first=1&second=2", "/v1/ledger/entries/0"} {
 		req := httptest.NewRequest(http.MethodGet, path, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		if status, hdr, body := e.do(t, req); status != 401 || strings.Contains(string(body), "eyJ") || !strings.Contains(hdr.Get("WWW-Authenticate"), `error="invalid_token"`) {

@@ -226,6 +226,9 @@ func oauthError(c *fiber.Ctx, code, description string) error {
 const (
 	challengeBearer       = "Bearer"
 	challengeInvalidToken = `Bearer error="invalid_token"`
+	// challengeInsufficient: a valid token that does not reach the
+	// resource (RFC 6750 §3.1).
+	challengeInsufficient = `Bearer error="insufficient_scope"`
 )
 
 // invalidToken refuses a request whose bearer token does not authenticate.
@@ -738,26 +741,23 @@ func (a *AgentAuth) authenticate(c *fiber.Ctx) (Agent, error) {
 	return Agent{ID: claims.Subject, Tenant: ref, kid: claims.AgentKeyID, expiry: claims.Expiry}, nil
 }
 
-// LogAccess lets an agent read its organization's log head (DESIGN §4: an
-// agent reads the log for its own entries): the newest checkpoint, and
-// consistency proofs between checkpoints, so that it can hold the
-// checkpoints its decisions came with to one append-only log. Neither shows
-// an entry; every decision response carries a checkpoint already. The
-// entries themselves (tiles, entries, inclusion proofs, exports) are for
+// LogAccess lets an agent read its organization's log head (ReadHead), so
+// that it can hold the checkpoints its decisions came with to one
+// append-only log: the newest checkpoint, and consistency proofs between
+// signed sizes. DESIGN §4 has an agent read the log for its own entries;
+// the head shows no entry (every decision response carries a checkpoint
+// already), though its sizes tell when the organization's batches were
+// signed. The entries (tiles, entries, inclusion proofs, exports) are for
 // the organization's auditors and admins, whom a later identity plane
-// authenticates: an agent gets 403, and its own entries' proofs at
-// /v1/decisions/{id}/tlog-proof. A request without a Bearer token gets
-// 401, as from DenyLogAccess.
+// authenticates: an active agent's token gets 403 there, and its own
+// entries' proofs at /v1/decisions/{id}/tlog-proof. No token, an invalid
+// one, or a suspended or revoked agent's gets 401 on every route, as on the
+// agent's other routes.
 func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (ledger.Log, error) {
 	ag, err := a.authenticate(c)
 	if err != nil {
 		return ledger.Log{}, err
 	}
-	if what != ReadHead {
-		return ledger.Log{}, Problem(ErrForbidden, "An agent reads its organization's checkpoint and consistency proofs; its own entries' proofs are at /v1/decisions/{id}/tlog-proof.")
-	}
-	// A suspended or revoked agent's token reads nothing, as on its other
-	// routes.
 	var status store.AgentStatus
 	err = a.cfg.Tenants.InTenantReadTx(c.UserContext(), ag.Tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		got, err := tx.Agents().Get(ctx, ag.ID)
@@ -765,10 +765,14 @@ func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (ledger.Log, error) {
 		return err
 	})
 	switch {
-	case errors.Is(err, store.ErrNotFound) || err == nil && status != store.AgentActive:
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) || err == nil && status != store.AgentActive:
 		return ledger.Log{}, invalidToken(c)
 	case err != nil:
 		return ledger.Log{}, err
+	}
+	if what != ReadHead {
+		c.Set(fiber.HeaderWWWAuthenticate, challengeInsufficient)
+		return ledger.Log{}, Problem(ErrForbidden, "An agent reads its organization's checkpoint and consistency proofs; its own entries' proofs are at /v1/decisions/{id}/tlog-proof.")
 	}
 	return a.cfg.Ledger.TenantLog(ag.Tenant.ID, ag.Tenant.Slug), nil
 }

@@ -32,10 +32,12 @@ type LogRead int
 
 const (
 	// ReadHead is the log's head: its newest checkpoint, and consistency
-	// proofs between checkpoints (tree sizes and hashes, no entry).
+	// proofs between signed tree sizes. They show no entry's bytes: sizes,
+	// and the hashes of subtrees (some of one leaf: an entry's leaf hash,
+	// which says nothing of its content) that tie one size to the other.
 	ReadHead LogRead = iota
-	// ReadEntries is what shows entries or their hashes one by one:
-	// tiles, entries, inclusion proofs, exports.
+	// ReadEntries is what shows entries, or finds them: tiles, entries,
+	// inclusion proofs (by index or leaf hash), exports.
 	ReadEntries
 )
 

@@ -146,9 +146,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
-	// The log keys are public. Of the ledger read side, an agent reads its
-	// organization's log head; the rest stays closed until the identity
-	// plane decides which auditors and admins read which log.
+	// The log keys are public; the platform log's read side stays closed
+	// until the identity plane decides who reads it.
 	server.MountLogKeys(planes.Tenant, l, backend)
 	server.MountJWKS(planes.Tenant, backend, keys)
 	server.MountLedger(planes.Platform, l, server.DenyLogAccess)
@@ -156,6 +155,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
+	// Of an organization's log, an agent reads the head; the entries wait
+	// for the identity plane's auditors and admins (AgentAuth.LogAccess).
 	server.MountLedger(planes.Tenant, l, auth.LogAccess)
 	// Before the ledger closes (defers run last first); after a clean stop
 	// this second close writes nothing.

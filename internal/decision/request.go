@@ -73,8 +73,10 @@ var (
 
 // Validate checks every rule of DESIGN §3 "Request" that needs no database
 // (the counterparty's existence is checked by Service.Decide): the action
-// type pattern, the amount's decimal value and ISO 4217 currency, strings of
-// valid UTF-8 and at most MaxRequestString bytes, the counterparty id's
+// type pattern, the amount's decimal value and ISO 4217 currency, strings
+// (params' member names and strings too) of valid UTF-8, at most
+// MaxRequestString bytes and without control characters but tab and line
+// breaks or bidirectional overrides (checkString), the counterparty id's
 // format, and params as one JSON object of depth ≤ MaxParamsDepth, without
 // duplicate member names, whose numbers I-JSON readers all read alike. Its
 // errors wrap ErrInvalidRequest.
