@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -65,14 +64,10 @@ func (p *Policies) checkActivation(ctx context.Context, org Organization, act st
 	if act.Rollback {
 		wantKind, wantEvent = "policy.rollback", "rollback"
 	}
-	record, err := loggedRecord(ctx, p.ledger, org, index, act.Revision, errActivationNotLogged, wantKind)
-	if err != nil {
-		return err
-	}
-	var rec policyRecord
+	rec, err := loggedRecord[policyRecord](ctx, p.ledger, org, index, act.Revision, errActivationNotLogged, wantKind)
 	switch {
-	case json.Unmarshal(record, &rec) != nil:
-		return fmt.Errorf("%w: entry %d's record does not decode", errActivationNotLogged, index)
+	case err != nil:
+		return err
 	case rec.Seq != act.Seq:
 		return fmt.Errorf("%w: entry %d records activation %d, not %d", errActivationNotLogged, index, rec.Seq, act.Seq)
 	case rec.Event != wantEvent || rec.Revision != act.Revision || !recordsDigest(rec.BundleSHA, stored.Digest) ||

@@ -2,7 +2,6 @@ package decision
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,14 +57,10 @@ func (l *agentLog) tier(ctx context.Context, org Organization, ag store.Agent) (
 // registered is the risk tier ag's registration entry records.
 func (l *agentLog) registered(ctx context.Context, org Organization, ag store.Agent) (store.RiskTier, error) {
 	index := *ag.LedgerIndex
-	record, err := loggedRecord(ctx, l.ledger, org, index, ag.ID, errAgentNotLogged, identity.KindAgentRegistered)
-	if err != nil {
-		return "", err
-	}
-	var rec identity.AgentRecord
+	rec, err := loggedRecord[identity.AgentRecord](ctx, l.ledger, org, index, ag.ID, errAgentNotLogged, identity.KindAgentRegistered)
 	switch {
-	case json.Unmarshal(record, &rec) != nil:
-		return "", fmt.Errorf("%w: entry %d's record does not decode", errAgentNotLogged, index)
+	case err != nil:
+		return "", err
 	case rec.Event != "agent_registered" || rec.AgentID != ag.ID || store.CheckRiskTier(rec.RiskTier) != nil:
 		return "", fmt.Errorf("%w: entry %d records another agent", errAgentNotLogged, index)
 	}

@@ -154,14 +154,10 @@ func (l *counterpartyLog) status(ctx context.Context, org Organization, cp store
 // check proves the entry cp names and compares it with cp.
 func (l *counterpartyLog) check(ctx context.Context, org Organization, cp store.Counterparty) error {
 	index := *cp.LedgerIndex
-	record, err := loggedRecord(ctx, l.ledger, org, index, cp.ID, errCounterpartyNotLogged, KindCounterpartyCreated)
-	if err != nil {
-		return err
-	}
-	var rec CounterpartyRecord
+	rec, err := loggedRecord[CounterpartyRecord](ctx, l.ledger, org, index, cp.ID, errCounterpartyNotLogged, KindCounterpartyCreated)
 	switch {
-	case json.Unmarshal(record, &rec) != nil:
-		return fmt.Errorf("%w: entry %d's record does not decode", errCounterpartyNotLogged, index)
+	case err != nil:
+		return err
 	case rec.Event != "counterparty_created" || rec.CounterpartyID != cp.ID || rec.Status != string(store.CounterpartyVerified):
 		return fmt.Errorf("%w: entry %d records it %s", errCounterpartyNotLogged, index, rec.Status)
 	}

@@ -356,14 +356,10 @@ func (p *Policies) checkUpload(ctx context.Context, org Organization, b store.Po
 	if b.LedgerIndex == nil {
 		return nil
 	}
-	record, err := loggedRecord(ctx, p.ledger, org, *b.LedgerIndex, b.Revision, errUploadNotLogged, kindPolicyUpload)
-	if err != nil {
-		return err
-	}
-	var rec policyRecord
+	rec, err := loggedRecord[policyRecord](ctx, p.ledger, org, *b.LedgerIndex, b.Revision, errUploadNotLogged, kindPolicyUpload)
 	switch {
-	case json.Unmarshal(record, &rec) != nil:
-		return fmt.Errorf("%w: entry %d's record does not decode", errUploadNotLogged, *b.LedgerIndex)
+	case err != nil:
+		return err
 	case !rec.uploads(b):
 		return fmt.Errorf("%w: entry %d records another upload of %q", errUploadNotLogged, *b.LedgerIndex, b.Revision)
 	}
@@ -396,14 +392,10 @@ func (p *Policies) checkKeys(ctx context.Context, org Organization, keys []store
 		if k.LedgerIndex == nil {
 			continue
 		}
-		record, err := loggedRecord(ctx, p.ledger, org, *k.LedgerIndex, k.KID, errKeyNotLogged, kindPolicyVerificationKey)
-		if err != nil {
-			return fmt.Errorf("verification key %q: %w", k.KID, err)
-		}
-		var rec verificationKeyRecord
+		rec, err := loggedRecord[verificationKeyRecord](ctx, p.ledger, org, *k.LedgerIndex, k.KID, errKeyNotLogged, kindPolicyVerificationKey)
 		switch {
-		case json.Unmarshal(record, &rec) != nil:
-			return fmt.Errorf("verification key %q: %w: entry %d's record does not decode", k.KID, errKeyNotLogged, *k.LedgerIndex)
+		case err != nil:
+			return fmt.Errorf("verification key %q: %w", k.KID, err)
 		case !rec.registers(k):
 			return fmt.Errorf("verification key %q: %w: entry %d registered another key or algorithm", k.KID, errKeyNotLogged, *k.LedgerIndex)
 		}

@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,16 +10,24 @@ import (
 	"github.com/agentsigna/agentsigna/ledger"
 )
 
-// loggedRecord is the record of entry index of org's log, once proven an
-// entry of one of kinds about subject (ledger.ProvenRecord); an entry the
-// log does not prove is notLogged, wrapped, and any other error the
-// store's (or ledger.ErrUntrustedHead: an outage).
-func loggedRecord(ctx context.Context, l *ledger.Ledger, org Organization, index uint64, subject string, notLogged error, kinds ...string) ([]byte, error) {
+// loggedRecord is the record of entry index of org's log, decoded as an
+// R, once proven an entry of one of kinds about subject
+// (ledger.ProvenRecord): the record a row naming that entry is to match.
+// An entry the log does not prove, or whose record does not decode, is
+// notLogged, wrapped; any other error is the store's (or
+// ledger.ErrUntrustedHead: an outage).
+func loggedRecord[R any](ctx context.Context, l *ledger.Ledger, org Organization, index uint64, subject string, notLogged error, kinds ...string) (R, error) {
+	var rec R
 	record, err := l.ProvenRecord(ctx, l.TenantLog(org.ID, org.Slug), index, subject, kinds...)
-	if errors.Is(err, ledger.ErrNotProven) {
-		return nil, fmt.Errorf("%w: %v", notLogged, err)
+	switch {
+	case errors.Is(err, ledger.ErrNotProven):
+		return rec, fmt.Errorf("%w: %v", notLogged, err)
+	case err != nil:
+		return rec, err
+	case json.Unmarshal(record, &rec) != nil:
+		return rec, fmt.Errorf("%w: entry %d's record does not decode", notLogged, index)
 	}
-	return record, err
+	return rec, nil
 }
 
 // rowProofs remembers, per row and the entry it names (K), what a proof
