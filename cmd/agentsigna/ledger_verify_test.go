@@ -436,6 +436,12 @@ func TestLedgerVerifyRows(t *testing.T) {
 			want: `bundle verification key "ci" is stored with another key or algorithm than entry 4 registered`},
 		{name: "a bundle verification key naming another entry", before: pushAndAddKey, stmt: `UPDATE policy_verification_keys SET ledger_index = 3`,
 			want: `bundle verification key "ci" names entry 3, which did not register it`},
+		// Rows from before rows named their entry match any of their
+		// subject's entries, but must match one.
+		{name: "a policy bundle from before the binding, changed", before: pushAndAddKey, stmt: `UPDATE policy_bundles SET ledger_index = NULL, uploaded_by = 'usr_mallory'`,
+			want: `policy bundle "acme-example-1" is stored with another SHA-256, signed flag or uploader than entry 3 uploaded`},
+		{name: "a bundle verification key from before the binding, changed", before: pushAndAddKey, stmt: `UPDATE policy_verification_keys SET ledger_index = NULL, algorithm = 'ES384'`,
+			want: `bundle verification key "ci" is stored with another key or algorithm than entry 4 registered`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			run, verifyLog, tenantFile, agentID, _ := setup(t)
@@ -453,10 +459,15 @@ func TestLedgerVerifyRows(t *testing.T) {
 		})
 	}
 	t.Run("policy rows as the log records them", func(t *testing.T) {
-		run, verifyLog, _, agentID, _ := setup(t)
+		run, verifyLog, tenantFile, agentID, _ := setup(t)
 		pushAndAddKey(run, agentID)
 		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 5 entries") {
 			t.Fatalf("%q, %v", out, err)
+		}
+		// As a build before rows named their entry stored them.
+		sqlitetest.Tamper(t, tenantFile, `UPDATE policy_bundles SET ledger_index = NULL`, `UPDATE policy_verification_keys SET ledger_index = NULL`)
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 5 entries") {
+			t.Fatalf("rows from before the binding: %q, %v", out, err)
 		}
 	})
 	t.Run("an agent from before agents were logged", func(t *testing.T) {

@@ -59,9 +59,9 @@ type RowLog struct {
 	agentOrder     []string
 	counterparties map[string]loggedCounterparty
 	cpOrder        []string
-	bundles        map[string][]loggedBundle // by revision, in log order
+	bundles        map[string][]loggedPolicy[policyRecord] // by revision, in log order
 	bundleOrder    []string
-	vkeys          map[string][]loggedVerificationKey // by kid, in log order
+	vkeys          map[string][]loggedPolicy[verificationKeyRecord] // by kid, in log order
 	vkeyOrder      []string
 	// UnloggedAgents and UnloggedCounterparties are how many of each Rows
 	// found from before they were logged.
@@ -90,20 +90,17 @@ type loggedCounterparty struct {
 	status string
 }
 
-type loggedBundle struct {
+// loggedPolicy is a policy entry's index and record (R: policyRecord of
+// an upload, verificationKeyRecord).
+type loggedPolicy[R any] struct {
 	index uint64
-	rec   policyRecord
-}
-
-type loggedVerificationKey struct {
-	index uint64
-	rec   verificationKeyRecord
+	rec   R
 }
 
 // NewRowLog returns an empty RowLog.
 func NewRowLog() *RowLog {
 	return &RowLog{agents: map[string]*loggedAgent{}, counterparties: map[string]loggedCounterparty{},
-		bundles: map[string][]loggedBundle{}, vkeys: map[string][]loggedVerificationKey{}}
+		bundles: map[string][]loggedPolicy[policyRecord]{}, vkeys: map[string][]loggedPolicy[verificationKeyRecord]{}}
 }
 
 // Entry reads entry e and its record (ledger.CheckOptions.CheckRecord);
@@ -130,7 +127,7 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 		if _, seen := r.bundles[rec.Revision]; !seen {
 			r.bundleOrder = append(r.bundleOrder, rec.Revision)
 		}
-		r.bundles[rec.Revision] = append(r.bundles[rec.Revision], loggedBundle{index: e.Index, rec: rec})
+		r.bundles[rec.Revision] = append(r.bundles[rec.Revision], loggedPolicy[policyRecord]{index: e.Index, rec: rec})
 	case kindPolicyVerificationKey:
 		var rec verificationKeyRecord
 		if json.Unmarshal(record, &rec) != nil || rec.Event != "verification_key" || rec.KID != e.Subject || rec.PublicPEM == "" {
@@ -139,7 +136,7 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 		if _, seen := r.vkeys[rec.KID]; !seen {
 			r.vkeyOrder = append(r.vkeyOrder, rec.KID)
 		}
-		r.vkeys[rec.KID] = append(r.vkeys[rec.KID], loggedVerificationKey{index: e.Index, rec: rec})
+		r.vkeys[rec.KID] = append(r.vkeys[rec.KID], loggedPolicy[verificationKeyRecord]{index: e.Index, rec: rec})
 	}
 	return nil
 }
@@ -248,20 +245,10 @@ func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {
 		if !bytesIntact(full) {
 			return mismatch("policy bundle %q is stored with bytes whose SHA-256 is not its digest", b.Revision)
 		}
-		same := func(l loggedBundle) bool { return l.rec.uploads(b) }
-		if b.LedgerIndex != nil {
-			// It names the entry it must be.
-			i := slices.IndexFunc(logged, func(l loggedBundle) bool { return l.index == *b.LedgerIndex })
-			switch {
-			case i < 0:
-				return mismatch("policy bundle %q names entry %d, which did not upload it", b.Revision, *b.LedgerIndex)
-			case !same(logged[i]):
-				return mismatch("policy bundle %q is stored with another SHA-256, signed flag or uploader than entry %d uploaded", b.Revision, logged[i].index)
-			}
-			continue
-		}
-		if !slices.ContainsFunc(logged, same) {
-			return mismatch("policy bundle %q is stored with another SHA-256, signed flag or uploader than entry %d uploaded", b.Revision, logged[len(logged)-1].index)
+		uploads := func(rec policyRecord) bool { return rec.uploads(b) }
+		if err := matchLogged(logged, b.LedgerIndex, uploads, fmt.Sprintf("policy bundle %q", b.Revision),
+			"upload", "SHA-256, signed flag or uploader"); err != nil {
+			return err
 		}
 	}
 	for _, rev := range r.bundleOrder {
@@ -280,26 +267,38 @@ func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {
 		if !ok {
 			return mismatch("bundle verification key %q is stored, but no entry registered it", k.KID)
 		}
-		same := func(l loggedVerificationKey) bool { return l.rec.registers(k) }
-		if k.LedgerIndex != nil {
-			// It names the entry it must be.
-			i := slices.IndexFunc(logged, func(l loggedVerificationKey) bool { return l.index == *k.LedgerIndex })
-			switch {
-			case i < 0:
-				return mismatch("bundle verification key %q names entry %d, which did not register it", k.KID, *k.LedgerIndex)
-			case !same(logged[i]):
-				return mismatch("bundle verification key %q is stored with another key or algorithm than entry %d registered", k.KID, logged[i].index)
-			}
-			continue
-		}
-		if !slices.ContainsFunc(logged, same) {
-			return mismatch("bundle verification key %q is stored with another key or algorithm than entry %d registered", k.KID, logged[len(logged)-1].index)
+		registers := func(rec verificationKeyRecord) bool { return rec.registers(k) }
+		if err := matchLogged(logged, k.LedgerIndex, registers, fmt.Sprintf("bundle verification key %q", k.KID),
+			"register", "key or algorithm"); err != nil {
+			return err
 		}
 	}
 	for _, kid := range r.vkeyOrder {
 		if !stored[kid] {
 			return mismatch("bundle verification key %q was registered by entry %d, but the store does not hold it", kid, r.vkeys[kid][0].index)
 		}
+	}
+	return nil
+}
+
+// matchLogged holds a stored policy row to its subject's entries (logged,
+// in log order, at least one): to the entry it names (named), or, for a
+// row from before rows named their entry, to any of them; matches says
+// whether a record is the row. row names the row in the mismatch, verb is
+// what its entry did ("upload"), differs what a record may hold otherwise.
+func matchLogged[R any](logged []loggedPolicy[R], named *uint64, matches func(R) bool, row, verb, differs string) error {
+	if named != nil {
+		i := slices.IndexFunc(logged, func(l loggedPolicy[R]) bool { return l.index == *named })
+		switch {
+		case i < 0:
+			return mismatch("%s names entry %d, which did not %s it", row, *named, verb)
+		case !matches(logged[i].rec):
+			return mismatch("%s is stored with another %s than entry %d %sed", row, differs, logged[i].index, verb)
+		}
+		return nil
+	}
+	if !slices.ContainsFunc(logged, func(l loggedPolicy[R]) bool { return matches(l.rec) }) {
+		return mismatch("%s is stored with another %s than entry %d %sed", row, differs, logged[len(logged)-1].index, verb)
 	}
 	return nil
 }
