@@ -2,11 +2,7 @@ package decision_test
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"strings"
 	"sync"
@@ -169,15 +165,9 @@ func TestPolicyChangesRacingAnotherProcess(t *testing.T) {
 	}
 }
 
+// newPEMKey is a fresh P-256 public key, as PKIX PEM (newECKey).
 func newPEMKey(t *testing.T) []byte {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	_, public := newECKey(t, elliptic.P256())
+	return public
 }
