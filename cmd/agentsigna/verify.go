@@ -91,9 +91,32 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// The proof, read once; a tlog-proof bundle may carry its entry.
+	var proof interface {
+		Verify(verifierKey string, leafHash []byte) (*verify.Checkpoint, error)
+	}
+	var index uint64
+	var carried []byte
+	switch proofFormat(raw) {
+	case "tlog-proof":
+		p, err := verify.ParseProof(raw)
+		if err != nil {
+			return err
+		}
+		proof, index, carried = p, p.Index, p.Extra
+	case "json":
+		p, err := verify.ParseInclusionJSON(raw)
+		if err != nil {
+			return err
+		}
+		proof, index = p, p.Index
+	default:
+		return fmt.Errorf("%s: neither a c2sp.org/tlog-proof@v1 file nor inclusion-proof JSON", proofFile)
+	}
+
 	// The leaf proven: the entry given, its hash given, or else the entry
-	// a tlog-proof bundle carries on its extra line (the proof then
-	// authenticates those bytes).
+	// the bundle carries on its extra line (the proof then authenticates
+	// those bytes).
 	var leaf, leafHash []byte
 	var entry *verify.Entry
 	switch {
@@ -105,12 +128,10 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer) error {
 		if leafHash, err = base64.StdEncoding.Strict().DecodeString(*leafHashB64); err != nil || len(leafHash) != verify.HashSize {
 			return fmt.Errorf("%w: --leaf-hash is not the base64 of 32 bytes", errUsage)
 		}
+	case len(carried) == 0:
+		return fmt.Errorf("%w: %s carries no entry: give --entry or --leaf-hash", errUsage, proofFile)
 	default:
-		p, err := verify.ParseProof(raw)
-		if err != nil || len(p.Extra) == 0 {
-			return fmt.Errorf("%w: %s carries no entry: give --entry or --leaf-hash", errUsage, proofFile)
-		}
-		leaf = p.Extra
+		leaf = carried
 	}
 	if leaf != nil {
 		e, err := verify.ParseEntry(leaf)
@@ -123,21 +144,7 @@ func runVerifyInclusion(args []string, stdout, stderr io.Writer) error {
 		}
 		leafHash, entry = verify.LeafHash(leaf), &e
 	}
-
-	var cp *verify.Checkpoint
-	var index uint64
-	switch proofFormat(raw) {
-	case "tlog-proof":
-		cp, index, err = verify.VerifyProof(raw, vkey, leafHash)
-	case "json":
-		var p *verify.InclusionProofJSON
-		if p, err = verify.ParseInclusionJSON(raw); err == nil {
-			index = p.Index
-			cp, err = p.Verify(vkey, leafHash)
-		}
-	default:
-		return fmt.Errorf("%s: neither a c2sp.org/tlog-proof@v1 file nor inclusion-proof JSON", proofFile)
-	}
+	cp, err := proof.Verify(vkey, leafHash)
 	if err != nil {
 		return err
 	}
