@@ -47,10 +47,7 @@ func stateOf(c *fiber.Ctx) *requestState {
 func (b *boundary) middleware(c *fiber.Ctx) error {
 	st := b.begin(c, true)
 	// Checked before any handler can call c.Body(), which would inflate.
-	err := refuseContentEncoding(c)
-	if err == nil {
-		err = refuseRepeatedHeaders(c)
-	}
+	err := refuseRequestHeaders(c)
 	if err == nil {
 		err = nextRecovering(c)
 	}
