@@ -357,7 +357,7 @@ func TestActivationProvesTheUpload(t *testing.T) {
 				t.Fatalf("the log grew from %d to %d entries", before, after)
 			}
 			if kind != "sqlite" {
-				return // a row naming no entry is refused there (TestPolicyBundlesNameTheirEntryForAnyWriter)
+				return // a row naming no entry is refused there (TestPolicyRowsNameTheirEntryForAnyWriter)
 			}
 			raw := regoBundle(t, "old-1", "package tenant\n\ndecision := {\"allow\": true}\n")
 			sum := sha256.Sum256(raw)

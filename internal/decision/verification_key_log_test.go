@@ -169,7 +169,7 @@ func TestPlantedVerificationKeyIsRefused(t *testing.T) {
 				t.Fatalf("an activation under keys the log registered: %v", err)
 			}
 			if kind != "sqlite" {
-				return // a row naming no entry is refused there (TestVerificationKeysNameTheirEntryForAnyWriter)
+				return // a row naming no entry is refused there (TestPolicyRowsNameTheirEntryForAnyWriter)
 			}
 			// A key from before keys named their entry is taken as stored.
 			org, _ = newOrg(t)

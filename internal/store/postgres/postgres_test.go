@@ -1719,57 +1719,38 @@ func TestSessionLimits(t *testing.T) {
 	}
 }
 
-// The tenant role, whatever its client, stores no policy bundle that names
-// no ledger entry (0016), and changes none: a revision inserted behind the
-// service's back must name its upload entry, which an activation proves.
-func TestPolicyBundlesNameTheirEntryForAnyWriter(t *testing.T) {
+// The tenant role, whatever its client, stores no policy bundle (0016) and
+// no bundle verification key (0017) that names no ledger entry, and changes
+// none: a row inserted behind the service's back must name its entry,
+// which an activation (a bundle's upload) or an upload or activation (a
+// key's registration) proves.
+func TestPolicyRowsNameTheirEntryForAnyWriter(t *testing.T) {
 	db := pgtest.New(t)
 	s := openTest(t, db, 0)
 	acme := storetest.CreateTenant(t, s, "acme")
 	conn := pgtest.Connect(t, db.TenantURL)
-	insert := `INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by%s)
-		VALUES ($1, 'evil', sha256('x'), 'x', '{}', false, 'usr_mallory'%s)`
-	for _, tc := range []struct {
-		stmt string
-		code string
-	}{
-		{fmt.Sprintf(insert, "", ""), "23514"},
-		{fmt.Sprintf(insert, ", ledger_index", ", NULL"), "23514"},
-		{`ALTER TABLE policy_bundles DISABLE TRIGGER policy_bundles_name_their_entry`, "42501"},
-		// Naming an entry, it is stored: Activate proves the entry.
-		{fmt.Sprintf(insert, ", ledger_index", ", 0"), ""},
+	for _, table := range []struct{ name, insert, trigger string }{
+		{"policy_bundles", `INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by%s)
+			VALUES ($1, 'evil', sha256('x'), 'x', '{}', false, 'usr_mallory'%s)`, "policy_bundles_name_their_entry"},
+		{"policy_verification_keys", `INSERT INTO policy_verification_keys (tenant_id, kid, public_pem, algorithm%s)
+			VALUES ($1, 'evil', '-----BEGIN PUBLIC KEY-----', 'ES256'%s)`, "policy_verification_keys_name_their_entry"},
 	} {
-		if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
-			t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
-		}
-	}
-}
-
-// Nor a bundle verification key that names no ledger entry (0017): a key
-// inserted behind the service's back must name its policy.verification_key
-// entry, which an upload or activation proves before it trusts the key.
-func TestVerificationKeysNameTheirEntryForAnyWriter(t *testing.T) {
-	db := pgtest.New(t)
-	s := openTest(t, db, 0)
-	acme := storetest.CreateTenant(t, s, "acme")
-	conn := pgtest.Connect(t, db.TenantURL)
-	insert := `INSERT INTO policy_verification_keys (tenant_id, kid, public_pem, algorithm%s)
-		VALUES ($1, 'evil', '-----BEGIN PUBLIC KEY-----', 'ES256'%s)`
-	for _, tc := range []struct {
-		stmt string
-		code string
-	}{
-		{fmt.Sprintf(insert, "", ""), "23514"},
-		{fmt.Sprintf(insert, ", ledger_index", ", NULL"), "23514"},
-		{fmt.Sprintf(insert, ", ledger_index", ", -1"), "23514"},
-		{`ALTER TABLE policy_verification_keys DISABLE TRIGGER policy_verification_keys_name_their_entry`, "42501"},
-		{`DROP TRIGGER policy_verification_keys_name_their_entry ON policy_verification_keys`, "42501"},
-		// Naming an entry, it is stored: an upload or activation proves it.
-		{fmt.Sprintf(insert, ", ledger_index", ", 0"), ""},
-		{`UPDATE policy_verification_keys SET ledger_index = 1`, "42501"}, // no UPDATE grant
-	} {
-		if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
-			t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
+		for _, tc := range []struct {
+			stmt string
+			code string
+		}{
+			{fmt.Sprintf(table.insert, "", ""), "23514"},
+			{fmt.Sprintf(table.insert, ", ledger_index", ", NULL"), "23514"},
+			{fmt.Sprintf(table.insert, ", ledger_index", ", -1"), "23514"},
+			{`ALTER TABLE ` + table.name + ` DISABLE TRIGGER ` + table.trigger, "42501"},
+			{`DROP TRIGGER ` + table.trigger + ` ON ` + table.name, "42501"},
+			// Naming an entry, it is stored: the service proves the entry.
+			{fmt.Sprintf(table.insert, ", ledger_index", ", 0"), ""},
+			{`UPDATE ` + table.name + ` SET ledger_index = 1`, "42501"}, // no UPDATE grant
+		} {
+			if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
+				t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
+			}
 		}
 	}
 }
