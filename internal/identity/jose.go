@@ -65,8 +65,7 @@ func (d *numericDate) UnmarshalJSON(b []byte) error {
 
 // audience is the aud claim: one string or an array of strings (RFC 7519 §4.1.3).
 type audience struct {
-	values   []string
-	isString bool
+	values []string
 }
 
 func (a *audience) UnmarshalJSON(b []byte) error {
@@ -76,7 +75,7 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
-		a.values, a.isString = []string{s}, true
+		a.values = []string{s}
 		return nil
 	}
 	return json.Unmarshal(b, &a.values)
