@@ -152,6 +152,23 @@ func TestValidateControlCharacters(t *testing.T) {
 	}
 }
 
+// A params member name or string is bounded as the reason is: at most
+// MaxRequestString bytes.
+func TestValidateParamsStringLength(t *testing.T) {
+	for _, tc := range []struct {
+		n  int
+		ok bool
+	}{{decision.MaxRequestString, true}, {decision.MaxRequestString + 1, false}} {
+		s := strings.Repeat("x", tc.n)
+		for _, params := range []string{`{"memo":"` + s + `"}`, `{"` + s + `":1}`, `{"lines":["` + s + `"]}`} {
+			req := decision.DecisionRequest{Action: decision.RequestAction{Type: "a.b", Params: json.RawMessage(params)}}
+			if err := req.Validate(); (err == nil) != tc.ok || (err != nil && !errors.Is(err, decision.ErrInvalidRequest)) {
+				t.Errorf("params with %d bytes (%.20s…): %v, want ok %v", tc.n, params, err, tc.ok)
+			}
+		}
+	}
+}
+
 func TestIsCurrency(t *testing.T) {
 	for code, want := range map[string]bool{
 		"EUR": true, "USD": true, "JPY": true, "CHF": true, "XCG": true, "ZWG": true, "SLE": true, "XAU": true, "CLF": true,
