@@ -168,6 +168,19 @@ func TestPlantedVerificationKeyIsRefused(t *testing.T) {
 			if _, err := e.policies.Activate(ctx, org, "v1", "usr_author", "usr_reviewer", false); err != nil {
 				t.Fatalf("an activation under keys the log registered: %v", err)
 			}
+			// A key the log registered that does not parse (no build of
+			// the service logs one) is refused as unusable, not skipped.
+			t.Run("a logged key that does not parse", func(t *testing.T) {
+				org, _ := newOrg(t)
+				index := keyEntry(org, "junk", keyRecord("junk", "ES256", []byte("junk")))
+				e.inTenant(t, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+					return tx.Policies().AddVerificationKey(ctx, store.PolicyVerificationKey{KID: "junk", PublicPEM: "junk", Algorithm: "ES256", LedgerIndex: index})
+				})
+				if _, err := e.policies.Upload(ctx, org, signedBundle(t, exampleBundle(t, "v3", false), ciPriv, "ES256", "ci"), "usr_author"); err == nil ||
+					!strings.Contains(err.Error(), `stored verification key "junk"`) {
+					t.Fatalf("an upload under a logged key that does not parse: %v", err)
+				}
+			})
 			if kind != "sqlite" {
 				return // a row naming no entry is refused there (TestPolicyRowsNameTheirEntryForAnyWriter)
 			}
