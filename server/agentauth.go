@@ -50,7 +50,19 @@ type AgentAuthConfig struct {
 	// DefaultAgentTokenBurst; rate.Inf lifts the bound.
 	TokenRate  rate.Limit
 	TokenBurst int
-	Logger     *slog.Logger // default: discard
+	// ReadRate is how many reads a second one agent may make, and
+	// ReadBurst how many at once after a quiet spell (a token bucket per
+	// agent and process): of its decisions, cases and their proofs
+	// (GET /v1/decisions/{id}, its tlog-proof, GET /v1/cases/{id}, a long
+	// poll counting once) and of its organization's log head. Each is a
+	// store read, a proof a tree's worth of them. Past it the route answers
+	// 429 problem+json with Retry-After once the access token has
+	// verified, before anything else is read. Zero takes
+	// DefaultAgentReadRate and DefaultAgentReadBurst; rate.Inf lifts the
+	// bound.
+	ReadRate  rate.Limit
+	ReadBurst int
+	Logger    *slog.Logger // default: discard
 }
 
 // Defaults of AgentAuthConfig's token bound: a token lasts 5 minutes, so
@@ -59,6 +71,14 @@ type AgentAuthConfig struct {
 const (
 	DefaultAgentTokenRate  = rate.Limit(1.0 / 6) // 10 a minute
 	DefaultAgentTokenBurst = 20
+)
+
+// Defaults of AgentAuthConfig's read bound: three reads (the decision,
+// its proof and its receipt's) for each decision the default decision
+// bound allows, at once and after.
+const (
+	DefaultAgentReadRate  = 3 * DefaultAgentDecisionRate
+	DefaultAgentReadBurst = 3 * DefaultAgentDecisionBurst
 )
 
 // AgentAuth issues access tokens to agents (RFC 7523 private_key_jwt) and
@@ -71,6 +91,7 @@ type AgentAuth struct {
 	refusals      *refusalGate
 	recordRefusal recordRefusal
 	tokens        *agentLimiter // nil: no bound
+	reads         *agentLimiter // nil: no bound
 	agentKeys     agentKeyStates
 	keyLog        *identity.KeyLog
 	reported      sync.Map // agentKeyReport → struct{}: stored keys already reported as verifying nothing
@@ -134,14 +155,19 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.RefusalBudget < 0 || cfg.RefusalWindow < 0 || cfg.TokenBurst < 0 {
-		return nil, errors.New("server: agent auth's refusal and token bounds cannot be negative")
+	if cfg.RefusalBudget < 0 || cfg.RefusalWindow < 0 || cfg.TokenBurst < 0 || cfg.ReadBurst < 0 {
+		return nil, errors.New("server: agent auth's refusal, token and read bounds cannot be negative")
 	}
 	if cfg.TokenRate < 0 || math.IsNaN(float64(cfg.TokenRate)) || cfg.TokenBurst > MaxAgentBurst {
 		return nil, fmt.Errorf("server: agent auth's token rate must be positive (rate.Inf for no bound), and its burst at most %d", MaxAgentBurst)
 	}
+	if cfg.ReadRate < 0 || math.IsNaN(float64(cfg.ReadRate)) || cfg.ReadBurst > MaxAgentBurst {
+		return nil, fmt.Errorf("server: agent auth's read rate must be positive (rate.Inf for no bound), and its burst at most %d", MaxAgentBurst)
+	}
 	setDefault(&cfg.TokenRate, DefaultAgentTokenRate)
 	setDefault(&cfg.TokenBurst, DefaultAgentTokenBurst)
+	setDefault(&cfg.ReadRate, DefaultAgentReadRate)
+	setDefault(&cfg.ReadBurst, DefaultAgentReadBurst)
 	if cfg.RefusalBudget == 0 {
 		cfg.RefusalBudget = defaultRefusalBudget
 	}
@@ -159,6 +185,9 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 	if cfg.TokenRate != rate.Inf {
 		a.tokens = newAgentLimiter("token requests", cfg.TokenRate, cfg.TokenBurst, cfg.Now, cfg.Logger)
 	}
+	if cfg.ReadRate != rate.Inf {
+		a.reads = newAgentLimiter("reads", cfg.ReadRate, cfg.ReadBurst, cfg.Now, cfg.Logger)
+	}
 	a.refusals = newRefusalGate(cfg.RefusalBudget, cfg.RefusalWindow, cfg.Now, cfg.Logger, func(ctx context.Context, lg ledger.Log, rec []byte) error {
 		// The subject is the endpoint: a summary is about many claimed agents.
 		_, err := cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: "auth.token_refusals_suppressed", Subject: "token_endpoint", Record: rec})
@@ -172,8 +201,10 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 // AgentAuthConfig.RefusalBudget). Call it after the planes have
 // stopped serving and before the ledger closes.
 func (a *AgentAuth) Close(ctx context.Context) error {
-	if a.tokens != nil {
-		a.tokens.close() // logs the refusals counted and not yet logged
+	for _, l := range []*agentLimiter{a.tokens, a.reads} {
+		if l != nil {
+			l.close() // logs the refusals counted and not yet logged
+		}
 	}
 	return a.refusals.close(ctx)
 }
@@ -758,6 +789,9 @@ func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (ledger.Log, error) {
 	if err != nil {
 		return ledger.Log{}, err
 	}
+	if err := a.admitRead(c, ag); err != nil {
+		return ledger.Log{}, err
+	}
 	var status store.AgentStatus
 	err = a.cfg.Tenants.InTenantReadTx(c.UserContext(), ag.Tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		got, err := tx.Agents().Get(ctx, ag.ID)
@@ -775,6 +809,27 @@ func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (ledger.Log, error) {
 		return ledger.Log{}, Problem(ErrForbidden, "An agent reads its organization's checkpoint and consistency proofs; its own entries' proofs are at /v1/decisions/{id}/tlog-proof.")
 	}
 	return a.cfg.Ledger.TenantLog(ag.Tenant.ID, ag.Tenant.Slug), nil
+}
+
+// limitReads bounds an agent's reads (AgentAuthConfig.ReadRate): the
+// middleware after Require on its GET routes.
+func (a *AgentAuth) limitReads(c *fiber.Ctx) error {
+	ag, ok := AgentFrom(c)
+	if !ok {
+		return Problem(ErrUnauthorized, "An agent access token is required (Authorization: Bearer).")
+	}
+	if err := a.admitRead(c, ag); err != nil {
+		return err
+	}
+	return c.Next()
+}
+
+// admitRead spends one of ag's reads, or refuses the request 429.
+func (a *AgentAuth) admitRead(c *fiber.Ctx, ag Agent) error {
+	if a.reads == nil {
+		return nil
+	}
+	return a.reads.admitAgent(c, ag, "This agent is reading faster than this service allows; retry after the number of seconds in Retry-After.")
 }
 
 // still is what a request Require let in asks while it waits (a long poll

@@ -24,12 +24,12 @@ const (
 )
 
 // agentLimiter bounds how fast each agent may ask for something (a
-// decision, an access token): a token bucket per agent, of limit a second
-// and burst deep. Each decision and each token issued appends to the
-// organization's ledger and takes a share of the processor all
-// organizations share, so without a bound one agent (or a stolen key or
-// token) could grow its organization's log, and slow every other
-// organization's requests, as fast as it can send them.
+// decision, an access token, a read): a token bucket per agent, of limit
+// a second and burst deep. Each decision and each token issued appends to
+// the organization's ledger, and every request takes a share of the
+// processor and store all organizations share, so without a bound one
+// agent (or a stolen key or token) could grow its organization's log, and
+// slow every other organization's requests, as fast as it can send them.
 //
 // An agent is named only by what verified (an access token, a client
 // assertion), so the agents kept are at most the agents registered; one
@@ -216,12 +216,21 @@ func (l *agentLimiter) limitDecisions(c *fiber.Ctx) error {
 	if !ok {
 		return Problem(ErrUnauthorized, "An agent access token is required (Authorization: Bearer).")
 	}
+	if err := l.admitAgent(c, agent, "This agent is asking for decisions faster than this service allows; retry after the number of seconds in Retry-After."); err != nil {
+		return err
+	}
+	return c.Next()
+}
+
+// admitAgent spends one of agent's tokens, or refuses the request: 429
+// problem+json saying detail, with the wait in Retry-After.
+func (l *agentLimiter) admitAgent(c *fiber.Ctx, agent Agent, detail string) error {
 	wait := l.take(agentRef{tenant: agent.Tenant.ID, agent: agent.ID})
 	if wait == 0 {
-		return c.Next()
+		return nil
 	}
 	setRetryAfter(c, wait)
-	return Problem(ErrTooManyRequests, "This agent is asking for decisions faster than this service allows; retry after the number of seconds in Retry-After.")
+	return Problem(ErrTooManyRequests, detail)
 }
 
 // setRetryAfter tells the client to wait wait: whole seconds (RFC 9110

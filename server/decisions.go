@@ -17,7 +17,8 @@ import (
 // POST /v1/decisions, GET /v1/decisions/{id}, GET /v1/cases/{id}[?wait=].
 // Every one requires an agent access token; an agent sees only its own
 // decisions and cases (another agent's are 404, even in its organization).
-// Each agent's POST /v1/decisions is bounded by Config.AgentDecisionRate.
+// Each agent's POST /v1/decisions is bounded by Config.AgentDecisionRate,
+// its reads by AgentAuthConfig.ReadRate.
 func MountDecisions(p *Plane, auth *AgentAuth, svc *decision.Service, l *ledger.Ledger) {
 	h := &decisionHandlers{svc: svc, ledger: l, auth: auth}
 	if p.agents != nil {
@@ -25,9 +26,9 @@ func MountDecisions(p *Plane, auth *AgentAuth, svc *decision.Service, l *ledger.
 	} else {
 		p.app.Post("/v1/decisions", auth.Require, h.decide)
 	}
-	p.app.Get("/v1/decisions/:id", auth.Require, h.getDecision)
-	p.app.Get("/v1/decisions/:id/tlog-proof", auth.Require, h.tlogProof)
-	p.app.Get("/v1/cases/:id", auth.Require, h.getCase)
+	p.app.Get("/v1/decisions/:id", auth.Require, auth.limitReads, h.getDecision)
+	p.app.Get("/v1/decisions/:id/tlog-proof", auth.Require, auth.limitReads, h.tlogProof)
+	p.app.Get("/v1/cases/:id", auth.Require, auth.limitReads, h.getCase)
 }
 
 type decisionHandlers struct {

@@ -622,26 +622,45 @@ func TestStopRecordsSuppressedRefusals(t *testing.T) {
 }
 
 // serve's per-agent bounds are set by --agent-decisions-per-second,
-// --agent-decision-burst, --agent-tokens-per-minute and --agent-token-burst
-// (or their environment twins): past one the agent gets 429 with the wait
-// its rate gives, and the service's log says so once.
+// --agent-decision-burst, --agent-tokens-per-minute, --agent-token-burst,
+// --agent-reads-per-second and --agent-read-burst (or their environment
+// twins): past one the agent gets 429 with the wait its rate gives, and
+// the service's log says so once.
 func TestAgentBoundFlags(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	ta := freeAddr(t)
-	p := startServeAt(t, []string{"AGENTSIGNA_AGENT_DECISION_BURST=2", "AGENTSIGNA_AGENT_TOKEN_BURST=1"}, ta, "--data-dir", dataDir, "--demo",
-		"--public-url", "http://"+ta, "--agent-decisions-per-second", "0.001", "--agent-tokens-per-minute", "0.01")
+	p := startServeAt(t, []string{"AGENTSIGNA_AGENT_DECISION_BURST=2", "AGENTSIGNA_AGENT_TOKEN_BURST=1", "AGENTSIGNA_AGENT_READ_BURST=1"}, ta,
+		"--data-dir", dataDir, "--demo", "--public-url", "http://"+ta,
+		"--agent-decisions-per-second", "0.001", "--agent-tokens-per-minute", "0.01", "--agent-reads-per-second", "0.002")
 	credsFile := filepath.Join(dataDir, "demo", "credentials.json")
 	c := newAgentClient(t, p, credsFile, nil)
 	body := fmt.Sprintf(`{"action":{"type":"payment.send","resource":"invoice:INV-9","counterparty":%q,"amount":{"value":"1.00","currency":"EUR"}},"reason":"pay"}`, c.creds.Counterparties[0].ID)
+	var decisionID string
 	for i := range 2 {
-		if status, out := c.do(http.MethodPost, "/v1/decisions", body); status != 200 {
+		status, out := c.do(http.MethodPost, "/v1/decisions", body)
+		if status != 200 {
 			t.Fatalf("decision %d of a burst of 2: %d %v", i+1, status, out)
 		}
+		decisionID, _ = out["decision_id"].(string)
 	}
-	req, _ := http.NewRequest(http.MethodPost, p.tenantURL+"/v1/decisions", strings.NewReader(body))
+	if status, out := c.do(http.MethodGet, "/v1/decisions/"+decisionID, ""); status != 200 {
+		t.Fatalf("a read within a burst of 1: %d %v", status, out)
+	}
+	req, _ := http.NewRequest(http.MethodGet, p.tenantURL+"/v1/decisions/"+decisionID, nil)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// 0.002 a second: the next read is 500 s away.
+	if wait, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != 429 || wait < 490 || wait > 500 {
+		t.Fatalf("a second read past a burst of 1: %d, Retry-After %q (want about 500)", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	req, _ = http.NewRequest(http.MethodPost, p.tenantURL+"/v1/decisions", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -665,7 +684,7 @@ func TestAgentBoundFlags(t *testing.T) {
 		t.Fatalf("a second token past a burst of 1: %d, Retry-After %q (want about 6000)", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	p.stop(t)
-	for _, what := range []string{"decisions", "token requests"} {
+	for _, what := range []string{"decisions", "token requests", "reads"} {
 		msg := "agent " + what + " refused: over the agent's rate"
 		if n := strings.Count(p.Logs(), msg); n != 1 {
 			t.Errorf("%d log lines %q, want 1:\n%s", n, msg, p.Logs())

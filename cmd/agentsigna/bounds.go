@@ -12,13 +12,15 @@ import (
 )
 
 // agentBoundFlags are serve's bounds on each agent: how fast it may ask
-// for decisions and for access tokens (see server.Config and
+// for decisions, for access tokens and to read (see server.Config and
 // server.AgentAuthConfig).
 type agentBoundFlags struct {
 	decisionsPerSecond float64
 	decisionBurst      int
 	tokensPerMinute    float64
 	tokenBurst         int
+	readsPerSecond     float64
+	readBurst          int
 }
 
 func (f *agentBoundFlags) register(fs *flag.FlagSet) {
@@ -30,6 +32,10 @@ func (f *agentBoundFlags) register(fs *flag.FlagSet) {
 		"access tokens one agent may be issued each minute, per process, after its burst (429 past it); 0: no bound")
 	fs.IntVar(&f.tokenBurst, "agent-token-burst", server.DefaultAgentTokenBurst,
 		"access tokens one agent may be issued at once after a quiet spell")
+	fs.Float64Var(&f.readsPerSecond, "agent-reads-per-second", float64(server.DefaultAgentReadRate),
+		"reads of its decisions, cases, their proofs and its log's head one agent may make each second, per process, after its burst (429 past it); 0: no bound")
+	fs.IntVar(&f.readBurst, "agent-read-burst", server.DefaultAgentReadBurst,
+		"reads one agent may make at once after a quiet spell")
 }
 
 // agentBounds are the flags as the server takes them: rate.Inf is no
@@ -39,6 +45,8 @@ type agentBounds struct {
 	decisionBurst int
 	tokenRate     rate.Limit
 	tokenBurst    int
+	readRate      rate.Limit
+	readBurst     int
 }
 
 func (f *agentBoundFlags) parse() (agentBounds, error) {
@@ -50,7 +58,12 @@ func (f *agentBoundFlags) parse() (agentBounds, error) {
 	if err != nil {
 		return agentBounds{}, err
 	}
-	return agentBounds{decisionRate: decisions, decisionBurst: f.decisionBurst, tokenRate: tokens, tokenBurst: f.tokenBurst}, nil
+	reads, err := perSecond("--agent-reads-per-second", "--agent-read-burst", f.readsPerSecond, time.Second, f.readBurst)
+	if err != nil {
+		return agentBounds{}, err
+	}
+	return agentBounds{decisionRate: decisions, decisionBurst: f.decisionBurst, tokenRate: tokens, tokenBurst: f.tokenBurst,
+		readRate: reads, readBurst: f.readBurst}, nil
 }
 
 // perSecond is n a period as a rate a second: 0 is no bound (rate.Inf).

@@ -17,12 +17,15 @@ func TestAgentBoundFlagsParse(t *testing.T) {
 		args []string
 		want agentBounds
 	}{
-		{nil, agentBounds{server.DefaultAgentDecisionRate, server.DefaultAgentDecisionBurst, server.DefaultAgentTokenRate, server.DefaultAgentTokenBurst}},
-		{[]string{"--agent-decisions-per-second", "0.5", "--agent-decision-burst", "7", "--agent-tokens-per-minute", "30", "--agent-token-burst", "3"},
-			agentBounds{0.5, 7, 0.5, 3}},
-		{[]string{"--agent-decisions-per-second", "0", "--agent-tokens-per-minute", "0"},
-			agentBounds{rate.Inf, server.DefaultAgentDecisionBurst, rate.Inf, server.DefaultAgentTokenBurst}},
-		{[]string{"--agent-decisions-per-second", "-0"}, agentBounds{rate.Inf, server.DefaultAgentDecisionBurst, server.DefaultAgentTokenRate, server.DefaultAgentTokenBurst}},
+		{nil, agentBounds{server.DefaultAgentDecisionRate, server.DefaultAgentDecisionBurst, server.DefaultAgentTokenRate, server.DefaultAgentTokenBurst,
+			server.DefaultAgentReadRate, server.DefaultAgentReadBurst}},
+		{[]string{"--agent-decisions-per-second", "0.5", "--agent-decision-burst", "7", "--agent-tokens-per-minute", "30", "--agent-token-burst", "3",
+			"--agent-reads-per-second", "4", "--agent-read-burst", "9"},
+			agentBounds{0.5, 7, 0.5, 3, 4, 9}},
+		{[]string{"--agent-decisions-per-second", "0", "--agent-tokens-per-minute", "0", "--agent-reads-per-second", "0"},
+			agentBounds{rate.Inf, server.DefaultAgentDecisionBurst, rate.Inf, server.DefaultAgentTokenBurst, rate.Inf, server.DefaultAgentReadBurst}},
+		{[]string{"--agent-decisions-per-second", "-0"}, agentBounds{rate.Inf, server.DefaultAgentDecisionBurst, server.DefaultAgentTokenRate, server.DefaultAgentTokenBurst,
+			server.DefaultAgentReadRate, server.DefaultAgentReadBurst}},
 	} {
 		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)

@@ -133,6 +133,8 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"serve", "--max-connections-per-address", "-1"}, 2, "--max-connections-per-address must not be negative"},
 		{[]string{"serve", "--max-connections", "-1"}, 2, "--max-connections must not be negative"},
 		{[]string{"serve", "--agent-token-burst", "0"}, 2, "--agent-token-burst must be from 1 to 1000000000"},
+		{[]string{"serve", "--agent-reads-per-second", "-2"}, 2, "--agent-reads-per-second must be a positive number, or 0 for no bound"},
+		{[]string{"serve", "--agent-read-burst", "0"}, 2, "--agent-read-burst must be from 1 to 1000000000"},
 		{[]string{"agent"}, 2, "agent needs a subcommand"},
 		{[]string{"agent", "suspend", "--bogus"}, 2, "-bogus"},
 		{[]string{"counterparty"}, 2, "counterparty needs a subcommand"},

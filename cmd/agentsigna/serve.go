@@ -391,7 +391,7 @@ func mountAgentAPI(ctx context.Context, planes *server.Planes, backend store.Bac
 		return nil, nil, nil, err
 	}
 	auth, err := server.NewAgentAuth(server.AgentAuthConfig{Tenants: backend, Ledger: l, Keys: keys, PublicURL: publicURL, Logger: log,
-		TokenRate: bounds.tokenRate, TokenBurst: bounds.tokenBurst})
+		TokenRate: bounds.tokenRate, TokenBurst: bounds.tokenBurst, ReadRate: bounds.readRate, ReadBurst: bounds.readBurst})
 	if err != nil {
 		return nil, nil, nil, err
 	}
