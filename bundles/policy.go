@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"unicode"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
+	"github.com/agentsigna/agentsigna/internal/text"
 	"github.com/agentsigna/agentsigna/policies"
 )
 
@@ -407,7 +407,7 @@ func checkReasons(field string, reasons []string) error {
 		return fmt.Errorf("%w: %s has %d reasons, limit %d", ErrEval, field, len(reasons), MaxReasons)
 	}
 	for _, r := range reasons {
-		if r == "" || len(r) > MaxReasonLength || !validReason(r) {
+		if r == "" || len(r) > MaxReasonLength || text.Line.Check(r) != nil {
 			return errReasons(field)
 		}
 	}
@@ -424,21 +424,4 @@ func checkApprovals(n int64) error {
 		return fmt.Errorf("%w: min_approvals %d is not an integer from 0 to %d", ErrEval, n, MaxApprovals)
 	}
 	return nil
-}
-
-// validReason: a reason is shown to people (cases, receipts, portals), so
-// it holds no control character, line separator or bidirectional control
-// (embeddings, overrides and isolates make text read otherwise than it
-// is, CVE-2021-42574; the marks right-to-left text needs are fine).
-func validReason(s string) bool {
-	for _, r := range s {
-		switch {
-		case r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Cc, r):
-			return false
-		case r == '\u200e' || r == '\u200f' || r == '\u061c':
-		case unicode.Is(unicode.Bidi_Control, r):
-			return false
-		}
-	}
-	return strings.ToValidUTF8(s, "") == s
 }

@@ -6,15 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
-	"unicode"
 	"unicode/utf8"
-
-	"golang.org/x/text/unicode/norm"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/text"
 	"github.com/agentsigna/agentsigna/ledger"
 )
 
@@ -525,24 +522,22 @@ func sameKeys(ctx context.Context, ptx store.PolicyTx, opts bundles.ReadOptions)
 const maxActor = 256
 
 // checkActor checks who a policy change names: 1 to maxActor bytes of
-// UTF-8, not blank, no control or bidirectional-control character (it is
-// recorded in the ledger and shown to auditors).
+// UTF-8, a name that folds to something (text.Fold), one line with no
+// control or bidirectional character (text.Name: it is recorded in the
+// ledger and shown to auditors).
 func checkActor(field, name string) error {
-	if strings.TrimSpace(name) == "" || len(name) > maxActor || !utf8.ValidString(name) {
+	if len(name) > maxActor || !utf8.ValidString(name) || text.Fold(name) == "" {
 		return fmt.Errorf("%w: %s must name someone (1-%d bytes of UTF-8)", store.ErrInvalid, field, maxActor)
 	}
-	for _, r := range name {
-		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r) {
-			return fmt.Errorf("%w: %s holds the control character %U", store.ErrInvalid, field, r)
-		}
+	if err := text.Name.Check(name); err != nil {
+		return fmt.Errorf("%w: %s %v", store.ErrInvalid, field, err)
 	}
 	return nil
 }
 
 // fourEyes checks that an activation names two people: both valid names
-// (checkActor), and not one name spelled two ways: compared without
-// surrounding space, in Unicode NFKC (full-width and other compatibility
-// forms fold to the plain letter) and case-folded.
+// (checkActor), and not one name spelled two ways: compared as text.Fold
+// folds them (case, compatibility forms, invisible code points).
 func fourEyes(activatedBy, approvedBy string) error {
 	if err := checkActor("activated by", activatedBy); err != nil {
 		return fmt.Errorf("%w (%w)", ErrFourEyes, err)
@@ -550,8 +545,7 @@ func fourEyes(activatedBy, approvedBy string) error {
 	if err := checkActor("approved by", approvedBy); err != nil {
 		return fmt.Errorf("%w (%w)", ErrFourEyes, err)
 	}
-	same := func(s string) string { return norm.NFKC.String(strings.TrimSpace(s)) }
-	if strings.EqualFold(same(activatedBy), same(approvedBy)) {
+	if text.Fold(activatedBy) == text.Fold(approvedBy) {
 		return ErrFourEyes
 	}
 	return nil

@@ -398,12 +398,16 @@ func TestFourEyesNamesTwoPeople(t *testing.T) {
 	for _, by := range [][2]string{
 		{"alice", "Alice"}, {"alice", "alice "}, {"alice", "\u00a0alice"}, {"alice", "ａｌｉｃｅ"}, {"ALICE", "alice"},
 		{" ", "  "}, {"alice", ""}, {"alice", "bob\x00"}, {"alice", "bob\u202e"}, {strings.Repeat("a", 257), "bob"},
+		// invisible code points make no second name, nor a name at all
+		{"alice", "al\u200bice"}, {"alice", "al\u00adice"}, {"alice", "alice\ufe0f"}, {"alice", "\u200b"},
+		// a name is one line
+		{"alice", "bob\u2028carol"}, {"alice", "bob\ncarol"},
 	} {
 		if _, err := e.policies.Activate(ctx, e.org, "v1", by[0], by[1], false); !errors.Is(err, decision.ErrFourEyes) {
 			t.Errorf("activated by %q, approved by %q: %v, want ErrFourEyes", by[0], by[1], err)
 		}
 	}
-	for _, uploader := range []string{"", " ", "\xff", "usr\u202e"} {
+	for _, uploader := range []string{"", " ", "\xff", "usr\u202e", "usr\u2029x", "\u200b\u2060", "usr\u200e"} {
 		if _, err := e.policies.Upload(ctx, e.org, exampleBundle(t, "v2", false), uploader); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("uploaded by %q: %v, want ErrInvalid", uploader, err)
 		}

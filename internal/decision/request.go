@@ -6,11 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/text"
 )
 
 // ErrInvalidRequest: a decision request breaks a rule of DESIGN §3
@@ -148,27 +147,15 @@ func (r *DecisionRequest) validate() (*validRequest, error) {
 }
 
 // checkString bounds a request string; field names it in the error. Text
-// shown to approvers (reason, action.resource) may span lines, but holds no
-// other control character (U+0000 among them, which PostgreSQL's text
-// refuses) and none of the bidirectional embeddings, overrides and
-// isolates that make text read otherwise than it is (CVE-2021-42574);
-// the marks right-to-left text needs (U+200E, U+200F, U+061C) are fine.
+// shown to approvers (reason, action.resource, params) may span lines, but
+// holds no other control character and no bidirectional embedding,
+// override or isolate (text.Lines).
 func checkString(field, s string) error {
 	if len(s) > MaxRequestString {
 		return invalid("%s is longer than %d bytes", field, MaxRequestString)
 	}
-	if !utf8.ValidString(s) {
-		return invalid("%s is not valid UTF-8", field)
-	}
-	for _, r := range s {
-		switch {
-		case r == '\t' || r == '\n' || r == '\r':
-		case unicode.Is(unicode.Cc, r):
-			return invalid("%s holds the control character %U", field, r)
-		case r == '\u200e' || r == '\u200f' || r == '\u061c':
-		case unicode.Is(unicode.Bidi_Control, r):
-			return invalid("%s holds the bidirectional control %U", field, r)
-		}
+	if err := text.Lines.Check(s); err != nil {
+		return invalid("%s %v", field, err)
 	}
 	return nil
 }
