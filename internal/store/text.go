@@ -2,26 +2,21 @@ package store
 
 import (
 	"fmt"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/agentsigna/agentsigna/internal/text"
 )
 
 // checkLabel validates a short human-readable field (a name, a sponsor): 1 to
-// max bytes of UTF-8, not blank, no control or bidirectional-override
-// characters — it is shown to approvers and printed one line per record.
+// max bytes, something once folded (not blank or invisible), and a
+// text.Name: one line, no control or bidirectional character. It is shown
+// to approvers and printed one line per record.
 func checkLabel(field, s string, max int) error {
-	if strings.TrimSpace(s) == "" || len(s) > max {
+	if len(s) > max || text.Fold(s) == "" {
 		return fmt.Errorf("%w: %s must be 1-%d bytes", ErrInvalid, field, max)
 	}
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("%w: %s is not UTF-8", ErrInvalid, field)
-	}
-	for _, r := range s {
-		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r) {
-			return fmt.Errorf("%w: %s contains a control character", ErrInvalid, field)
-		}
+	if err := text.Name.Check(s); err != nil {
+		return fmt.Errorf("%w: %s %v", ErrInvalid, field, err)
 	}
 	return nil
 }

@@ -92,6 +92,24 @@ func CheckSlug(slug string) error {
 	return nil
 }
 
+// MaxTenantName bounds an organization's name.
+const MaxTenantName = 200
+
+// CheckTenant validates an organization before it is created: its id,
+// slug and status, and its name, a label as an agent's is (checkLabel).
+func CheckTenant(t Tenant) error {
+	if err := CheckTenantID(t.ID); err != nil {
+		return err
+	}
+	if err := CheckSlug(t.Slug); err != nil {
+		return err
+	}
+	if err := checkLabel("tenant name", t.Name, MaxTenantName); err != nil {
+		return err
+	}
+	return CheckTenantStatus(t.Status)
+}
+
 // CheckTenantStatus reports ErrInvalid for an unknown status.
 func CheckTenantStatus(s TenantStatus) error {
 	switch s {

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -33,7 +32,7 @@ func (p *platformTx) CreateTenant(ctx context.Context, t store.Tenant) (store.Te
 	if t.Status == "" {
 		t.Status = store.TenantActive
 	}
-	if err := checkTenant(t); err != nil {
+	if err := store.CheckTenant(t); err != nil {
 		return store.Tenant{}, err
 	}
 	err := p.tx.QueryRow(ctx, `INSERT INTO tenants (id, slug, name, status) VALUES ($1, $2, $3, $4) RETURNING created_at`,
@@ -43,19 +42,6 @@ func (p *platformTx) CreateTenant(ctx context.Context, t store.Tenant) (store.Te
 	}
 	t.CreatedAt = t.CreatedAt.UTC()
 	return t, nil
-}
-
-func checkTenant(t store.Tenant) error {
-	if err := store.CheckTenantID(t.ID); err != nil {
-		return err
-	}
-	if err := store.CheckSlug(t.Slug); err != nil {
-		return err
-	}
-	if n := len(strings.TrimSpace(t.Name)); n == 0 || len(t.Name) > 200 {
-		return fmt.Errorf("%w: tenant name must be 1-200 bytes", store.ErrInvalid)
-	}
-	return store.CheckTenantStatus(t.Status)
 }
 
 func (p *platformTx) GetTenant(ctx context.Context, id string) (store.Tenant, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -30,7 +29,7 @@ func (p *platformTx) CreateTenant(ctx context.Context, t store.Tenant) (store.Te
 	if t.Status == "" {
 		t.Status = store.TenantActive
 	}
-	if err := checkTenant(t); err != nil {
+	if err := store.CheckTenant(t); err != nil {
 		return store.Tenant{}, err
 	}
 	t.CreatedAt = time.Now().UTC()
@@ -40,19 +39,6 @@ func (p *platformTx) CreateTenant(ctx context.Context, t store.Tenant) (store.Te
 		return store.Tenant{}, mapErr(err)
 	}
 	return t, nil
-}
-
-func checkTenant(t store.Tenant) error {
-	if err := store.CheckTenantID(t.ID); err != nil {
-		return err
-	}
-	if err := store.CheckSlug(t.Slug); err != nil {
-		return err
-	}
-	if n := len(strings.TrimSpace(t.Name)); n == 0 || len(t.Name) > 200 {
-		return fmt.Errorf("%w: tenant name must be 1-200 bytes", store.ErrInvalid)
-	}
-	return store.CheckTenantStatus(t.Status)
 }
 
 const tenantColumns = `id, slug, name, status, created_at`

@@ -162,6 +162,28 @@ func testPlatform(t *testing.T, h Harness) {
 			_, err := tx.CreateTenant(ctx, store.Tenant{Slug: "delta", Name: " "})
 			return err
 		}, store.ErrInvalid},
+		// The name is shown to platform admins and printed one line per
+		// organization: no escape sequence, override or line break.
+		{"name with an escape sequence", func(ctx context.Context, tx store.PlatformTx) error {
+			_, err := tx.CreateTenant(ctx, store.Tenant{Slug: "delta", Name: "Delta\x1b[2J"})
+			return err
+		}, store.ErrInvalid},
+		{"name with a bidi override", func(ctx context.Context, tx store.PlatformTx) error {
+			_, err := tx.CreateTenant(ctx, store.Tenant{Slug: "delta", Name: "Delta \u202eCNI"})
+			return err
+		}, store.ErrInvalid},
+		{"name with a line separator", func(ctx context.Context, tx store.PlatformTx) error {
+			_, err := tx.CreateTenant(ctx, store.Tenant{Slug: "delta", Name: "Delta\u2028acme\tactive"})
+			return err
+		}, store.ErrInvalid},
+		{"invisible name", func(ctx context.Context, tx store.PlatformTx) error {
+			_, err := tx.CreateTenant(ctx, store.Tenant{Slug: "delta", Name: "\u200b\u2060"})
+			return err
+		}, store.ErrInvalid},
+		{"long name", func(ctx context.Context, tx store.PlatformTx) error {
+			_, err := tx.CreateTenant(ctx, store.Tenant{Slug: "delta", Name: strings.Repeat("n", store.MaxTenantName+1)})
+			return err
+		}, store.ErrInvalid},
 		{"bad status", func(ctx context.Context, tx store.PlatformTx) error {
 			return tx.SetTenantStatus(ctx, acme.ID, "deleted")
 		}, store.ErrInvalid},
