@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
@@ -100,6 +101,17 @@ func TestAgentReadsItsLogHead(t *testing.T) {
 	for _, tc := range []struct{ tok, why string }{{"", "no token"}, {"not-a-token", "junk"}, {tok + "x", "a tampered token"}} {
 		if status, hdr, body := get(tc.tok, "/v1/ledger/checkpoint"); status != 401 || hdr.Get("WWW-Authenticate") == "" {
 			t.Errorf("%s: %d %s", tc.why, status, body)
+		}
+	}
+
+	// Suspending the agent ends its reads at once, though its token has
+	// not expired and its key is still its own.
+	if err := e.registry.Suspend(ctx, store.TenantRef{ID: e.orgs["acme"].ID, Slug: "acme"}, e.agents["acme"].id); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/v1/ledger/checkpoint", "/v1/ledger/proofs/consistency?first=1&second=2", "/v1/ledger/entries/0"} {
+		if status, hdr, body := get(tok, path); status != 401 || hdr.Get("WWW-Authenticate") != `Bearer error="invalid_token"` {
+			t.Errorf("a suspended agent reads %s: %d %v %s", path, status, hdr, body)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"golang.org/x/time/rate"
 
+	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/identity"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -792,14 +793,11 @@ func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (ledger.Log, error) {
 	if err := a.admitRead(c, ag); err != nil {
 		return ledger.Log{}, err
 	}
-	var status store.AgentStatus
 	err = a.cfg.Tenants.InTenantReadTx(c.UserContext(), ag.Tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
-		got, err := tx.Agents().Get(ctx, ag.ID)
-		status = got.Status
-		return err
+		return decision.CheckActive(ctx, tx, ag.ID)
 	})
 	switch {
-	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) || err == nil && status != store.AgentActive:
+	case errors.Is(err, decision.ErrUnknownAgent):
 		return ledger.Log{}, invalidToken(c)
 	case err != nil:
 		return ledger.Log{}, err

@@ -131,7 +131,7 @@ func (s *Service) startWait(key string) (done func(), ok bool) {
 func (s *Service) readCase(ctx context.Context, org Organization, agentID, caseID string) (CaseView, error) {
 	var v CaseView
 	err := s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if err := checkActive(ctx, tx, agentID); err != nil {
+		if err := CheckActive(ctx, tx, agentID); err != nil {
 			return err
 		}
 		c, err := tx.Cases().Get(ctx, caseID)

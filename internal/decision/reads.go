@@ -61,7 +61,7 @@ func (s *Service) ownDecision(ctx context.Context, org Organization, agentID, de
 		return fmt.Errorf("%w: decision", store.ErrNotFound)
 	}
 	return s.cfg.Tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if err := checkActive(ctx, tx, agentID); err != nil {
+		if err := CheckActive(ctx, tx, agentID); err != nil {
 			return err
 		}
 		d, err := tx.Decisions().Get(ctx, decisionID)
@@ -75,13 +75,14 @@ func (s *Service) ownDecision(ctx context.Context, org Organization, agentID, de
 	})
 }
 
-// checkActive refuses an agent that is not active (ErrUnknownAgent), for
-// the read routes: suspending or revoking an agent takes effect at once,
-// not when its access tokens expire — it no longer collects a receipt, of
-// an earlier decision or of a case approved since. (Its decision requests
-// are not refused: the base policy denies them, and the denial is
-// recorded.)
-func checkActive(ctx context.Context, tx store.TenantTx, agentID string) error {
+// CheckActive refuses an agent that is not active (ErrUnknownAgent: no
+// such agent, or suspended, or revoked), for the read routes: suspending or
+// revoking an agent takes effect at once, not when its access tokens
+// expire — it no longer collects a receipt, of an earlier decision or of a
+// case approved since, nor reads its organization's log. (Its decision
+// requests are not refused: the base policy denies them, and the denial
+// is recorded.)
+func CheckActive(ctx context.Context, tx store.TenantTx, agentID string) error {
 	a, err := store.Optional(tx.Agents().Get(ctx, agentID))
 	switch {
 	case errors.Is(err, store.ErrInvalid):
