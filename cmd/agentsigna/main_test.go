@@ -4,12 +4,29 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentsigna/agentsigna/bundles"
 )
+
+// TestMain lets this test binary be a policy worker, as main lets the
+// binary be one: the policy commands run in these tests compile and
+// evaluate in workers that start this executable.
+func TestMain(m *testing.M) {
+	if !bundles.IsWorker() {
+		os.Exit(m.Run())
+	}
+	if err := bundles.ServeWorker(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
 
 func envOf(m map[string]string) env {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }

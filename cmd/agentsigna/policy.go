@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -32,8 +33,9 @@ const policyUsage = `usage:
 
 check runs an organization's bundle through the same intake and compilation
 as an upload to the server: limits, paths, manifest (revision, roots under
-"tenant"), signature, packages, data and the builtins policies may call. It
-exits 0 when the bundle would be accepted, 1 with the reason when not.
+"tenant"), signature, packages, data and the builtins policies may call,
+compiled in a policy worker within the server's 10 s. It exits 0 when the
+bundle would be accepted, 1 with the reason when not.
 
 simulate evaluates one policy input (the document Rego sees as input: action,
 reason, agent, counterparty, tenant, time) against the base policy and the
@@ -124,10 +126,16 @@ func runPolicyCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	target := positional[0]
-	_, b, kind, err := loadPolicy(ctx, target, opts)
+	ws, err := policyWorkers(stderr)
 	if err != nil {
 		return err
 	}
+	defer ws.Close()
+	p, b, kind, err := loadPolicy(ctx, ws, target, opts)
+	if err != nil {
+		return err
+	}
+	p.Close()
 	signed := "unsigned"
 	if b.SignedBy != "" {
 		signed = fmt.Sprintf("signature verified with key %q", b.SignedBy)
@@ -159,9 +167,15 @@ func runPolicySimulate(ctx context.Context, args []string, stdout, stderr io.Wri
 		if err != nil {
 			return err
 		}
-		if tenant, _, _, err = loadPolicy(ctx, bundlePath, opts); err != nil {
+		ws, err := policyWorkers(stderr)
+		if err != nil {
 			return err
 		}
+		defer ws.Close()
+		if tenant, _, _, err = loadPolicy(ctx, ws, bundlePath, opts); err != nil {
+			return err
+		}
+		defer tenant.Close()
 	} else if kf.file != "" {
 		return fmt.Errorf("%w: --verification-key needs --bundle", errUsage)
 	}
@@ -183,14 +197,29 @@ func runPolicySimulate(ctx context.Context, args []string, stdout, stderr io.Wri
 	return err
 }
 
-// loadPolicy reads and compiles a bundle file or a policy directory, and
-// says which it was.
-func loadPolicy(ctx context.Context, target string, opts bundles.ReadOptions) (*bundles.Policy, *bundles.Bundle, string, error) {
+// policyWorkers compiles and evaluates organization policies as the
+// service does: each in a worker process, its compilation bounded in time
+// (WorkerOptions.CompileTimeout) and, on Linux, in memory and sandboxed.
+// So check says what an upload to the server would, a bundle that takes
+// the server too long to compile included, and a hostile bundle cannot
+// hang or exhaust the machine it is checked on.
+func policyWorkers(stderr io.Writer) (*bundles.Workers, error) {
+	return bundles.NewWorkers(bundles.WorkerOptions{CompileTimeout: policyCompileTimeout,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+}
+
+// policyCompileTimeout is the policy commands' compile bound: 0, the
+// service's default (tests shorten it).
+var policyCompileTimeout time.Duration
+
+// loadPolicy reads a bundle file or a policy directory and compiles it in
+// a worker of ws, and says which it was.
+func loadPolicy(ctx context.Context, ws *bundles.Workers, target string, opts bundles.ReadOptions) (*bundles.Policy, *bundles.Bundle, string, error) {
 	raw, kind, err := readBundle(target)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	p, b, err := bundles.Load(ctx, raw, opts)
+	p, b, err := ws.Load(ctx, raw, opts)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("%s: %w", target, err)
 	}

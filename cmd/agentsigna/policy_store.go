@@ -44,11 +44,17 @@ func openPolicyService(ctx context.Context, sf *storeFlags, lf *ledgerFlags, slu
 		backend.Close()
 		return nil, err
 	}
+	ws, err := policyWorkers(stderr)
+	if err != nil {
+		l.Close()
+		backend.Close()
+		return nil, err
+	}
 	return &policyService{
 		backend:  backend,
-		policies: decision.NewPolicies(backend, l, bundles.NewEngine(), decision.PoliciesOptions{}),
+		policies: decision.NewPolicies(backend, l, bundles.NewEngine(), decision.PoliciesOptions{Workers: ws}),
 		org:      decision.Organization{ID: ref.ID, Slug: ref.Slug},
-		close:    func() { l.Close(); backend.Close() },
+		close:    func() { ws.Close(); l.Close(); backend.Close() },
 	}, nil
 }
 

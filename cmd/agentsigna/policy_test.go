@@ -10,12 +10,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/agentsigna/agentsigna/bundles"
 )
@@ -92,6 +94,30 @@ func TestPolicyCheckRejections(t *testing.T) {
 				t.Errorf("message %q", msg)
 			}
 		})
+	}
+}
+
+// check and simulate compile as the server does, in a worker bounded in
+// time: a bundle that takes longer than the bound is refused, as an upload
+// of it would be, rather than passed (or left to hang the command).
+func TestPolicyCompileBound(t *testing.T) {
+	var many strings.Builder
+	many.WriteString("package tenant\n\ndecision := {\"allow\": true}\n")
+	for i := range 3000 {
+		fmt.Fprintf(&many, "r%d := %d\n", i, i)
+	}
+	path := policyBundleFile(t, map[string]string{".manifest": `{"revision":"r1","roots":["tenant"]}`, "tenant/p.rego": many.String()})
+	if _, _, err := runPolicyCmd(t, "check", path); err != nil {
+		t.Fatalf("within the default bound: %v", err)
+	}
+	input := writePolicyTestFile(t, t.TempDir(), "input.json", []byte(`{"action":{"type":"report.archive"}}`))
+	defer func(d time.Duration) { policyCompileTimeout = d }(policyCompileTimeout)
+	policyCompileTimeout = time.Nanosecond
+	for _, args := range [][]string{{"check", path}, {"simulate", "--bundle", path, "--input", input}} {
+		_, _, err := runPolicyCmd(t, args...)
+		if !errors.Is(err, bundles.ErrCompile) || !strings.Contains(err.Error(), "compiling took longer than 1ns") || errors.Is(err, errUsage) {
+			t.Errorf("%s past the bound: %v", args[0], err)
+		}
 	}
 }
 
