@@ -521,16 +521,19 @@ func sameKeys(ctx context.Context, ptx store.PolicyTx, opts bundles.ReadOptions)
 // maxActor bounds who a policy change names.
 const maxActor = 256
 
-// checkActor checks who a policy change names: 1 to maxActor bytes of
-// UTF-8, a name that folds to something (text.Fold), one line with no
-// control or bidirectional character (text.Name: it is recorded in the
-// ledger and shown to auditors).
+// checkActor checks who a policy change names: at most maxActor bytes,
+// one line with no control or bidirectional character (text.Name: it is
+// recorded in the ledger and shown to auditors), naming someone
+// (text.Named: a letter or digit).
 func checkActor(field, name string) error {
-	if len(name) > maxActor || !utf8.ValidString(name) || text.Fold(name) == "" {
+	if len(name) > maxActor {
 		return fmt.Errorf("%w: %s must name someone (1-%d bytes of UTF-8)", store.ErrInvalid, field, maxActor)
 	}
 	if err := text.Name.Check(name); err != nil {
 		return fmt.Errorf("%w: %s %v", store.ErrInvalid, field, err)
+	}
+	if !text.Named(name) {
+		return fmt.Errorf("%w: %s must name someone (a letter or digit)", store.ErrInvalid, field)
 	}
 	return nil
 }

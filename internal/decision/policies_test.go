@@ -399,7 +399,8 @@ func TestFourEyesNamesTwoPeople(t *testing.T) {
 		{"alice", "Alice"}, {"alice", "alice "}, {"alice", "\u00a0alice"}, {"alice", "ａｌｉｃｅ"}, {"ALICE", "alice"},
 		{" ", "  "}, {"alice", ""}, {"alice", "bob\x00"}, {"alice", "bob\u202e"}, {strings.Repeat("a", 257), "bob"},
 		// invisible code points make no second name, nor a name at all
-		{"alice", "al\u200bice"}, {"alice", "al\u00adice"}, {"alice", "alice\ufe0f"}, {"alice", "\u200b"},
+		{"alice", "al\u200bice"}, {"alice", "al\u00adice"}, {"alice", "alice\ufe0f"}, {"alice", "\u200b"}, {"alice", "\u2800"},
+		{"Ꮳ", "ꮳ"}, {"alice smith", "alice  smith"},
 		// a name is one line
 		{"alice", "bob\u2028carol"}, {"alice", "bob\ncarol"},
 	} {

@@ -8,15 +8,19 @@ import (
 )
 
 // checkLabel validates a short human-readable field (a name, a sponsor): 1 to
-// max bytes, something once folded (not blank or invisible), and a
-// text.Name: one line, no control or bidirectional character. It is shown
-// to approvers and printed one line per record.
+// max bytes, a text.Name (one line, no control or bidirectional
+// character) that names something (text.Named: a letter or digit, not
+// blanks or invisible code points). It is shown to approvers and printed
+// one line per record.
 func checkLabel(field, s string, max int) error {
-	if len(s) > max || text.Fold(s) == "" {
+	if s == "" || len(s) > max {
 		return fmt.Errorf("%w: %s must be 1-%d bytes", ErrInvalid, field, max)
 	}
 	if err := text.Name.Check(s); err != nil {
 		return fmt.Errorf("%w: %s %v", ErrInvalid, field, err)
+	}
+	if !text.Named(s) {
+		return fmt.Errorf("%w: %s must name something (a letter or digit)", ErrInvalid, field)
 	}
 	return nil
 }

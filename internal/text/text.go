@@ -31,9 +31,10 @@ const (
 	// Line is one line of text (a policy's deny or escalate reason): as
 	// Lines, with no tab or line break of any kind.
 	Line
-	// Name names someone (who uploaded or activated a policy): as Line,
-	// and without the right-to-left marks, which would make one name two
-	// (see Fold).
+	// Name names someone or something (who uploaded or activated a
+	// policy, an agent, an organization): as Line, and without the
+	// right-to-left marks either, which a name has no need of (Fold, which
+	// compares names, removes them).
 	Name
 )
 
@@ -66,21 +67,61 @@ func (r Rule) Check(s string) error {
 }
 
 // Fold is the form in which two names are compared: Unicode's
-// NFKC_Casefold (UAX #31, as PRECIS and IDNA compare identifiers), without
-// surrounding space. Compatibility forms fold to the plain letter
-// (full-width "ａ" to "a"), case folds, and the default-ignorable code
-// points a renderer shows as nothing (zero-width space and joiners, soft
-// hyphen, variation selectors, bidirectional marks) are removed, so that
-// "alice", "Alice", "ａｌｉｃｅ" and "al\u200bice" are one name.
+// NFKC_Casefold (UAX #44; UAX #31 compares identifiers so), with each run
+// of white space one space and none around. Compatibility forms fold to
+// the plain letter (full-width "ａ" to "a"), case folds fully ("ß" to
+// "ss"), and the default-ignorable code points a renderer shows as
+// nothing (zero-width space and joiners, soft hyphen, variation
+// selectors, bidirectional marks) are removed, so that "alice", "Alice",
+// "ａｌｉｃｅ", "al\u200bice" and " alice " are one name. Letters of other
+// scripts that look alike (Cyrillic "а", Latin "a") stay two.
+//
+// Fold(Fold(s)) is Fold(s): NFKC and case folding can each undo the
+// other's form, so they are applied until neither changes anything.
 func Fold(name string) string {
-	s := norm.NFKC.String(name)
+	s := name
+	for range maxFoldRounds {
+		next := foldOnce(s)
+		if next == s {
+			break
+		}
+		s = next
+	}
+	return s
+}
+
+// maxFoldRounds bounds Fold's rounds; every code point reaches its fixed
+// point within two (TestFoldIsIdempotent).
+const maxFoldRounds = 4
+
+func foldOnce(s string) string {
+	s = cases.Fold().String(norm.NFKC.String(s))
 	s = strings.Map(func(r rune) rune {
 		if ignorable(r) {
 			return -1
 		}
-		return r
+		return caseClass(r)
 	}, s)
-	return strings.TrimSpace(norm.NFKC.String(cases.Fold().String(s)))
+	return norm.NFKC.String(strings.Join(strings.Fields(s), " "))
+}
+
+// caseClass is the least code point of r's simple case folding orbit
+// (unicode.SimpleFold): one letter for all of its cases. x/text's
+// cases.Fold maps Cherokee lower case to upper and upper to lower
+// (golang/go#46101), so Fold cannot rely on it alone.
+func caseClass(r rune) rune {
+	least := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		least = min(least, f)
+	}
+	return least
+}
+
+// Named reports whether name names something: once folded, it holds a
+// letter or a digit. A name of nothing but invisible code points, marks,
+// blanks that are not white space (U+2800) or punctuation is no name.
+func Named(name string) bool {
+	return strings.IndexFunc(Fold(name), func(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) }) >= 0
 }
 
 // ignorable reports whether r is a Default_Ignorable_Code_Point (Unicode

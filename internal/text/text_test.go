@@ -3,6 +3,8 @@ package text_test
 import (
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/agentsigna/agentsigna/internal/text"
 )
@@ -84,4 +86,54 @@ func TestFold(t *testing.T) {
 			t.Errorf("Fold makes %q and %q one name", two[0], two[1])
 		}
 	}
+}
+
+// Fold reaches its fixed point for every code point, and gives every
+// case of a letter (unicode.SimpleFold's orbit) the same form.
+func TestFoldIsIdempotent(t *testing.T) {
+	bad := 0
+	for r := rune(0); r <= unicode.MaxRune && bad < 10; r++ {
+		if !utf8.ValidRune(r) {
+			continue
+		}
+		once := text.Fold(string(r))
+		if twice := text.Fold(once); twice != once {
+			t.Errorf("Fold(%U) = %q, Fold of that %q", r, once, twice)
+			bad++
+		}
+		if other := unicode.SimpleFold(r); other != r && text.Fold(string(other)) != once {
+			t.Errorf("Fold(%U) = %q, Fold(%U) = %q: one letter, two names", r, once, other, text.Fold(string(other)))
+			bad++
+		}
+	}
+}
+
+// A name names something: a letter or a digit, once folded.
+func TestNamed(t *testing.T) {
+	for s, want := range map[string]bool{
+		"alice": true, "42": true, "ꮳ": true, "Ω": true, "bob smith": true,
+		"": false, " ": false, "\u200b\u2060": false, "\u2800": false, "\u0301": false, "—": false, "***": false, "\ufe0f": false,
+	} {
+		if got := text.Named(s); got != want {
+			t.Errorf("Named(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func FuzzFold(f *testing.F) {
+	for _, s := range []string{"alice", "Ａｌｉｃｅ", "al\u200bice", "Ꮳꮳ", "ﬁ ß ǅ", "\u0345\u0399", "a\u0301\u0301", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		once := text.Fold(s)
+		if twice := text.Fold(once); twice != once {
+			t.Errorf("Fold(%q) = %q, Fold of that %q", s, once, twice)
+		}
+		text.Named(s)
+		for _, r := range []text.Rule{text.Lines, text.Line, text.Name} {
+			if err := r.Check(s); err == nil && !utf8.ValidString(s) {
+				t.Errorf("rule %d took %q, not UTF-8", r, s)
+			}
+		}
+	})
 }

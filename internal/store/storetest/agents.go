@@ -106,6 +106,7 @@ func testAgents(t *testing.T, h Harness) {
 		{"name not UTF-8", create(func(a *store.Agent) { a.Name = "\xff" }), store.ErrInvalid},
 		{"name with a line separator", create(func(a *store.Agent) { a.Name = "a\u2028b" }), store.ErrInvalid},
 		{"invisible name", create(func(a *store.Agent) { a.Name = "\u200b" }), store.ErrInvalid},
+		{"name of a lone accent", create(func(a *store.Agent) { a.Name = "\u0301" }), store.ErrInvalid},
 		{"sponsor with a bidi mark", create(func(a *store.Agent) { a.Sponsor = "usr\u200f" }), store.ErrInvalid},
 		{"no sponsor", create(func(a *store.Agent) { a.Sponsor = "" }), store.ErrInvalid},
 		{"no tier", create(func(a *store.Agent) { a.RiskTier = "" }), store.ErrInvalid},

@@ -91,6 +91,7 @@ func testCounterparties(t *testing.T, h Harness) {
 		{"long name", create(func(c *store.Counterparty) { c.Name = strings.Repeat("n", store.MaxCounterpartyName+1) }), store.ErrInvalid},
 		{"control character", create(func(c *store.Counterparty) { c.Name = "x\x1b[31m" }), store.ErrInvalid},
 		{"line separator", create(func(c *store.Counterparty) { c.Name = "Vendor\u2029cp_x verified" }), store.ErrInvalid},
+		{"invisible name", create(func(c *store.Counterparty) { c.Name = "\u2800\u200b" }), store.ErrInvalid},
 		{"bad status", create(func(c *store.Counterparty) { c.Status = "trusted" }), store.ErrInvalid},
 		{"no ledger entry", create(func(c *store.Counterparty) { c.LedgerIndex = nil }), store.ErrInvalid},
 		{"ledger index past int64", create(func(c *store.Counterparty) { c.LedgerIndex = ledgerIndex(1 << 63) }), store.ErrInvalid},

@@ -180,6 +180,10 @@ func testPlatform(t *testing.T, h Harness) {
 			_, err := tx.CreateTenant(ctx, store.Tenant{Slug: "delta", Name: "\u200b\u2060"})
 			return err
 		}, store.ErrInvalid},
+		{"name not UTF-8", func(ctx context.Context, tx store.PlatformTx) error {
+			_, err := tx.CreateTenant(ctx, store.Tenant{Slug: "delta", Name: "Delta \xff"})
+			return err
+		}, store.ErrInvalid},
 		{"long name", func(ctx context.Context, tx store.PlatformTx) error {
 			_, err := tx.CreateTenant(ctx, store.Tenant{Slug: "delta", Name: strings.Repeat("n", store.MaxTenantName+1)})
 			return err
