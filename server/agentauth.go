@@ -784,7 +784,10 @@ func (a *AgentAuth) authenticate(c *fiber.Ctx) (Agent, error) {
 // authenticates: an active agent's token gets 403 there, and its own
 // entries' proofs at /v1/decisions/{id}/tlog-proof. No token, an invalid
 // one, or a suspended or revoked agent's gets 401 on every route, as on the
-// agent's other routes.
+// agent's other routes. Every request whose token verifies spends one of
+// the agent's reads (AgentAuthConfig.ReadRate) before anything else is
+// read: past its bound the answer is 429, whatever the route would have
+// answered, a suspended agent's 401 included.
 func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (ledger.Log, error) {
 	ag, err := a.authenticate(c)
 	if err != nil {
