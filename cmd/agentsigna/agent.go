@@ -21,7 +21,8 @@ const agentUsage = `usage:
   agentsigna agent suspend --tenant SLUG AGENT_ID
   agentsigna agent rotate-key --tenant SLUG AGENT_ID (--public-jwk FILE | --generate-key OUT_FILE)
   agentsigna agent list --tenant SLUG
-  agentsigna agent assertion [--credentials FILE] [--audience URL]   (print a client assertion, to try the API)
+  agentsigna agent assertion [--credentials FILE | --key JWK_FILE --agent AGENT_ID] [--audience URL]
+                            (print a client assertion, to try the API)
 
 --public-jwk registers a public Ed25519 (OKP) or P-256 (EC) JWK; a key with private members
 is refused. Without a kid, its kid is the RFC 7638 thumbprint.
@@ -36,7 +37,7 @@ from then on, tokens already issued included) if it may have acted.`
 // flags select (DESIGN §5; the HTTP management API comes with identity).
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: agent needs a subcommand: register, suspend, rotate-key or list", errUsage)
+		return fmt.Errorf("%w: agent needs a subcommand: register, suspend, rotate-key, list or assertion", errUsage)
 	}
 	switch args[0] {
 	case "register":
@@ -53,7 +54,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		fmt.Fprintln(stderr, agentUsage)
 		return flag.ErrHelp
 	}
-	return fmt.Errorf("%w: unknown agent subcommand %q (register, suspend, rotate-key or list)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown agent subcommand %q (register, suspend, rotate-key, list or assertion)", errUsage, args[0])
 }
 
 func runAgentRegister(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
