@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,8 +18,13 @@ import (
 // organization creates its log key (so its verifier key is published before
 // its first entry) and records the creation in the platform ledger.
 func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	const orgUsage = "agentsigna org create --slug SLUG --name NAME | agentsigna org list"
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(stderr, "usage: "+orgUsage)
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || (args[0] != "create" && args[0] != "list") {
-		return fmt.Errorf("%w: agentsigna org create --slug SLUG --name NAME | agentsigna org list", errUsage)
+		return fmt.Errorf("%w: %s", errUsage, orgUsage)
 	}
 	fs := newFlagSet("org "+args[0], stderr)
 	var sf storeFlags
@@ -69,6 +76,9 @@ func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer, env en
 		t, err = tx.CreateTenant(ctx, store.Tenant{Slug: *slug, Name: *name})
 		return err
 	})
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("an organization %q exists already (org list)", *slug)
+	}
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ const policyUsage = `usage:
   agentsigna policy simulate [--bundle BUNDLE|DIR] --input INPUT.json [--verification-key PEM ...]
   agentsigna policy push --tenant SLUG --by USER BUNDLE|DIR
   agentsigna policy activate --tenant SLUG --revision REV --by USER --approved-by OTHER [--rollback]
-  agentsigna policy add-key --tenant SLUG --id ID [--signing-alg ALG] --by USER PUBLIC_KEY.pem
+  agentsigna policy add-key --tenant SLUG [--id ID] [--signing-alg ALG] --by USER PUBLIC_KEY.pem
 
 check runs an organization's bundle through the same intake and compilation
 as an upload to the server: limits, paths, manifest (revision, roots under
@@ -62,8 +62,7 @@ bundle is refused: its signature could not be checked.
 // runPolicy is `agentsigna policy check|simulate`.
 func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, policyUsage)
-		return fmt.Errorf("%w: policy needs a subcommand: check, simulate, push, activate or add-key", errUsage)
+		return fmt.Errorf("%w: policy needs a subcommand: check, simulate, push, activate or add-key (policy --help)", errUsage)
 	}
 	switch args[0] {
 	case "check":

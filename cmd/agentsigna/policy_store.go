@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
@@ -83,12 +84,26 @@ func runPolicyPush(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return err
 	}
 	defer svc.close()
+	// What was stored before, to say whether this push stored anything:
+	// the same bundle again is no change (and no ledger entry).
+	var before []store.PolicyBundle
+	err = svc.backend.InTenantReadTx(ctx, svc.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		before, err = tx.Policies().Bundles(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	b, err := svc.policies.Upload(ctx, svc.org, raw, *by)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "uploaded revision %s (sha256 %s) to %s; activate it with: agentsigna policy activate --tenant %s --revision %s --by USER --approved-by OTHER\n",
-		b.Revision, b.Digest, svc.org.Slug, svc.org.Slug, b.Revision)
+	verb := "uploaded"
+	if slices.ContainsFunc(before, func(p store.PolicyBundle) bool { return p.Revision == b.Revision }) {
+		verb = "already had" // Upload refuses a stored revision with other bytes
+	}
+	fmt.Fprintf(stdout, "%s: %s revision %s (sha256 %s); activate it with: agentsigna policy activate --tenant %s --revision %s --by USER --approved-by OTHER\n",
+		svc.org.Slug, verb, b.Revision, b.Digest, svc.org.Slug, b.Revision)
 	return nil
 }
 
@@ -117,6 +132,9 @@ func runPolicyActivate(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	defer svc.close()
 	act, err := svc.policies.Activate(ctx, svc.org, *revision, *by, *approvedBy, *rollback)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%s has no revision %q (policy push stores one)", svc.org.Slug, *revision)
+	}
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,15 @@ func TestPolicyPushActivateRollback(t *testing.T) {
 	if out, err := runCmd("push", "--tenant", "acme", "--by", "usr_author", example); err != nil || !strings.Contains(out, "uploaded revision acme-example-1") {
 		t.Fatalf("push: %q, %v", out, err)
 	}
+	// The same bundle again stores nothing, and says so (the ledger
+	// count below holds no second upload).
+	if out, err := runCmd("push", "--tenant", "acme", "--by", "usr_author", example); err != nil || !strings.Contains(out, "acme: already had revision acme-example-1") {
+		t.Fatalf("push again: %q, %v", out, err)
+	}
+	if _, err := runCmd("activate", "--tenant", "acme", "--revision", "nope-1", "--by", "usr_a", "--approved-by", "usr_b"); err == nil ||
+		err.Error() != `acme has no revision "nope-1" (policy push stores one)` {
+		t.Fatalf("activate an unknown revision: %v", err)
+	}
 	if _, err := runCmd("activate", "--tenant", "acme", "--revision", "acme-example-1", "--by", "usr_a", "--approved-by", "usr_a"); err == nil {
 		t.Fatal("one person activated alone")
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"regexp"
@@ -161,8 +162,13 @@ func shown(s string) string {
 // old key is retired, not deleted: it stays in the JWKS, so receipts it
 // signed keep verifying.
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	const keysUsage = "agentsigna keys rotate --tenant SLUG --purpose receipt"
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(stderr, "usage: "+keysUsage)
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || args[0] != "rotate" {
-		return fmt.Errorf("%w: agentsigna keys rotate --tenant SLUG --purpose receipt", errUsage)
+		return fmt.Errorf("%w: %s", errUsage, keysUsage)
 	}
 	fs := newFlagSet("keys rotate", stderr)
 	var tf tenantFlags
@@ -192,10 +198,15 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, env e
 		return err
 	}
 	// The new key and the ledger entry naming it commit together.
-	kid, _, err := rk.Rotate(ctx, decision.Organization{ID: ref.ID, Slug: ref.Slug})
+	kid, retired, err := rk.Rotate(ctx, decision.Organization{ID: ref.ID, Slug: ref.Slug})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: new receipt key %s; older keys retired (still published for verification); a running server signs with the new key within a minute\n", ref.Slug, kid)
+	if len(retired) == 0 {
+		fmt.Fprintf(stdout, "%s: first receipt key %s; a running server signs with it within a minute\n", ref.Slug, kid)
+		return nil
+	}
+	fmt.Fprintf(stdout, "%s: new receipt key %s; retired %s (still published for verification); a running server signs with the new key within a minute\n",
+		ref.Slug, kid, strings.Join(retired, ", "))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -166,8 +167,15 @@ func TestVerifyReceiptAndRotate(t *testing.T) {
 	}
 
 	// Rotation: a new key, the old one stays published, old receipts verify.
+	var header struct {
+		KID string `json:"kid"`
+	}
+	if raw, err := base64.RawURLEncoding.DecodeString(strings.Split(jws, ".")[0]); err != nil || json.Unmarshal(raw, &header) != nil || header.KID == "" {
+		t.Fatalf("the receipt's header: %v", err)
+	}
 	var out, errOut bytes.Buffer
-	if err := runKeys(ctx, []string{"rotate", "--tenant", "acme", "--data-dir", rl.dir}, &out, &errOut, envOf(nil)); err != nil || !strings.Contains(out.String(), "new receipt key") {
+	if err := runKeys(ctx, []string{"rotate", "--tenant", "acme", "--data-dir", rl.dir}, &out, &errOut, envOf(nil)); err != nil || !strings.Contains(out.String(), "new receipt key") ||
+		!strings.Contains(out.String(), "; retired "+header.KID+" (still published") {
 		t.Fatalf("rotate: %q %q, %v", out.String(), errOut.String(), err)
 	}
 	s, _ := sqlite.Open(ctx, sqlite.Config{DataDir: rl.dir})
