@@ -241,7 +241,7 @@ var errSameBundle = errors.New("the same bundle is stored already")
 
 // Activate makes a stored revision the organization's active policy. It
 // needs two people: activatedBy and approvedBy named, and not the same
-// name (compared trimmed, NFKC-normalized and case-folded). Going back
+// name (compared as text.Fold folds them). Going back
 // to an older revision needs rollback (and rollback is refused for
 // anything else). The ledger entry and the activation commit together
 // (see change), and only if the active revision is still the one the
