@@ -19,6 +19,10 @@ import (
 	"time"
 )
 
+// DefaultCompileTimeout is how long a worker may take to read and compile
+// a bundle, unless WorkerOptions says otherwise.
+const DefaultCompileTimeout = 10 * time.Second
+
 // WorkerOptions configure Workers; the zero value is the default.
 type WorkerOptions struct {
 	// Executable is the program a worker runs: a binary whose main calls
@@ -29,7 +33,8 @@ type WorkerOptions struct {
 	// os.Executable.
 	Executable string
 	// CompileTimeout bounds a worker's start: reading and compiling the
-	// bundle (OPA's compiler has no deadline of its own). 0 means 10 s.
+	// bundle (OPA's compiler has no deadline of its own). 0 means
+	// DefaultCompileTimeout.
 	CompileTimeout time.Duration
 	// KillAfter is how long past an evaluation's deadline its worker may
 	// go on before it is killed: OPA checks the deadline between
@@ -86,7 +91,7 @@ func (o WorkerOptions) withDefaults() (WorkerOptions, error) {
 		return o, fmt.Errorf("bundles: negative StackBytes, Procs or GCPercent in WorkerOptions")
 	}
 	if o.CompileTimeout == 0 {
-		o.CompileTimeout = 10 * time.Second
+		o.CompileTimeout = DefaultCompileTimeout
 	}
 	if o.KillAfter == 0 {
 		o.KillAfter = time.Second

@@ -55,6 +55,9 @@ func commands() []command {
 	}
 }
 
+// isHelp reports whether a command's first argument asks for its help.
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "help" }
+
 // errUsage marks a command-line mistake: exit status 2.
 var errUsage = errors.New("usage")
 
@@ -66,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env env) 
 		fmt.Fprintln(stderr, "agentsigna: a command is required (run 'agentsigna help')")
 		return 2
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if isHelp(args[0]) {
 		usage(stderr)
 		return 0
 	}

@@ -19,7 +19,7 @@ import (
 // its first entry) and records the creation in the platform ledger.
 func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	const orgUsage = "agentsigna org create --slug SLUG --name NAME | agentsigna org list"
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+	if len(args) > 0 && isHelp(args[0]) {
 		fmt.Fprintln(stderr, "usage: "+orgUsage)
 		return flag.ErrHelp
 	}

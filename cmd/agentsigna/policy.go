@@ -25,8 +25,8 @@ const maxPolicyInputBytes = 64 << 10
 const maxKeyFileBytes = 64 << 10
 
 const policyUsage = `usage:
-  agentsigna policy check BUNDLE|DIR [--verification-key PEM] [--verification-key-id ID] [--signing-alg ALG]
-  agentsigna policy simulate [--bundle BUNDLE|DIR] --input INPUT.json [--verification-key PEM ...]
+  agentsigna policy check BUNDLE|DIR [--verification-key PEM] [--verification-key-id ID] [--signing-alg ALG] [--compile-timeout D]
+  agentsigna policy simulate [--bundle BUNDLE|DIR] --input INPUT.json [--verification-key PEM ...] [--compile-timeout D]
   agentsigna policy push --tenant SLUG --by USER BUNDLE|DIR
   agentsigna policy activate --tenant SLUG --revision REV --by USER --approved-by OTHER [--rollback]
   agentsigna policy add-key --tenant SLUG [--id ID] [--signing-alg ALG] --by USER PUBLIC_KEY.pem
@@ -34,8 +34,9 @@ const policyUsage = `usage:
 check runs an organization's bundle through the same intake and compilation
 as an upload to the server: limits, paths, manifest (revision, roots under
 "tenant"), signature, packages, data and the builtins policies may call,
-compiled in a policy worker within the server's 10 s. It exits 0 when the
-bundle would be accepted, 1 with the reason when not.
+compiled in a policy worker within the server's 10 s (--compile-timeout
+shortens or lengthens it). It exits 0 when the bundle would be accepted,
+1 with the reason when not.
 
 simulate evaluates one policy input (the document Rego sees as input: action,
 reason, agent, counterparty, tenant, time) against the base policy and the
@@ -113,6 +114,7 @@ func runPolicyCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := newFlagSet("policy check", stderr)
 	var kf keyFlags
 	kf.register(fs)
+	compileTimeout := registerCompileTimeout(fs)
 	positional, err := parseInterspersed(fs, args, env)
 	if err != nil {
 		return err
@@ -125,16 +127,15 @@ func runPolicyCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	target := positional[0]
-	ws, err := policyWorkers(stderr)
+	ws, err := policyWorkers(*compileTimeout)
 	if err != nil {
 		return err
 	}
-	defer ws.Close()
-	p, b, kind, err := loadPolicy(ctx, ws, target, opts)
+	defer ws.Close() // stops the worker that compiled it
+	_, b, kind, err := loadPolicy(ctx, ws, target, opts)
 	if err != nil {
 		return err
 	}
-	p.Close()
 	signed := "unsigned"
 	if b.SignedBy != "" {
 		signed = fmt.Sprintf("signature verified with key %q", b.SignedBy)
@@ -150,6 +151,7 @@ func runPolicySimulate(ctx context.Context, args []string, stdout, stderr io.Wri
 	var bundlePath, inputPath string
 	fs.StringVar(&bundlePath, "bundle", "", "organization bundle (tar.gz) or policy directory; without it only the base policy answers")
 	fs.StringVar(&inputPath, "input", "", "policy input JSON file (- for standard input)")
+	compileTimeout := registerCompileTimeout(fs)
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
@@ -166,15 +168,14 @@ func runPolicySimulate(ctx context.Context, args []string, stdout, stderr io.Wri
 		if err != nil {
 			return err
 		}
-		ws, err := policyWorkers(stderr)
+		ws, err := policyWorkers(*compileTimeout)
 		if err != nil {
 			return err
 		}
-		defer ws.Close()
+		defer ws.Close() // stops the worker that evaluated
 		if tenant, _, _, err = loadPolicy(ctx, ws, bundlePath, opts); err != nil {
 			return err
 		}
-		defer tenant.Close()
 	} else if kf.file != "" {
 		return fmt.Errorf("%w: --verification-key needs --bundle", errUsage)
 	}
@@ -198,18 +199,21 @@ func runPolicySimulate(ctx context.Context, args []string, stdout, stderr io.Wri
 
 // policyWorkers compiles and evaluates organization policies as the
 // service does: each in a worker process, its compilation bounded in time
-// (WorkerOptions.CompileTimeout) and, on Linux, in memory and sandboxed.
-// So check says what an upload to the server would, a bundle that takes
-// the server too long to compile included, and a hostile bundle cannot
-// hang or exhaust the machine it is checked on.
-func policyWorkers(stderr io.Writer) (*bundles.Workers, error) {
-	return bundles.NewWorkers(bundles.WorkerOptions{CompileTimeout: policyCompileTimeout,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+// (compileTimeout; 0 is the server's bound) and, on Linux, in memory and
+// sandboxed. So check says what an upload to the server would, a bundle
+// that takes the server too long to compile included, and on Linux a
+// hostile bundle cannot hang or exhaust the machine it is checked on. The
+// workers log nothing: what the sandbox lacks is serve's to report, a
+// command prints one line, and a worker that fails fails the command.
+func policyWorkers(compileTimeout time.Duration) (*bundles.Workers, error) {
+	return bundles.NewWorkers(bundles.WorkerOptions{CompileTimeout: compileTimeout, Logger: slog.New(slog.DiscardHandler)})
 }
 
-// policyCompileTimeout is the policy commands' compile bound: 0, the
-// service's default (tests shorten it).
-var policyCompileTimeout time.Duration
+// registerCompileTimeout adds check's and simulate's --compile-timeout.
+func registerCompileTimeout(fs *flag.FlagSet) *time.Duration {
+	return fs.Duration("compile-timeout", bundles.DefaultCompileTimeout,
+		"how long the bundle may take to compile (the server allows "+bundles.DefaultCompileTimeout.String()+")")
+}
 
 // loadPolicy reads a bundle file or a policy directory and compiles it in
 // a worker of ws, and says which it was.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
@@ -45,7 +44,7 @@ func openPolicyService(ctx context.Context, sf *storeFlags, lf *ledgerFlags, slu
 		backend.Close()
 		return nil, err
 	}
-	ws, err := policyWorkers(stderr)
+	ws, err := policyWorkers(0)
 	if err != nil {
 		l.Close()
 		backend.Close()
@@ -84,23 +83,13 @@ func runPolicyPush(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return err
 	}
 	defer svc.close()
-	// What was stored before, to say whether this push stored anything:
-	// the same bundle again is no change (and no ledger entry).
-	var before []store.PolicyBundle
-	err = svc.backend.InTenantReadTx(ctx, svc.org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		before, err = tx.Policies().Bundles(ctx)
-		return err
-	})
-	if err != nil {
-		return err
-	}
 	b, err := svc.policies.Upload(ctx, svc.org, raw, *by)
 	if err != nil {
 		return err
 	}
 	verb := "uploaded"
-	if slices.ContainsFunc(before, func(p store.PolicyBundle) bool { return p.Revision == b.Revision }) {
-		verb = "already had" // Upload refuses a stored revision with other bytes
+	if !b.Stored {
+		verb = "already had" // the same bundle: nothing stored or logged
 	}
 	fmt.Fprintf(stdout, "%s: %s revision %s (sha256 %s); activate it with: agentsigna policy activate --tenant %s --revision %s --by USER --approved-by OTHER\n",
 		svc.org.Slug, verb, b.Revision, b.Digest, svc.org.Slug, b.Revision)
@@ -146,7 +135,7 @@ func runPolicyActivate(ctx context.Context, args []string, stdout, stderr io.Wri
 	return nil
 }
 
-// runPolicyKey: `agentsigna policy add-key --tenant SLUG --id ID --by USER PEM`.
+// runPolicyKey: `agentsigna policy add-key --tenant SLUG [--id ID] --by USER PEM`.
 func runPolicyKey(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	fs := newFlagSet("policy add-key", stderr)
 	var sf storeFlags
@@ -162,7 +151,7 @@ func runPolicyKey(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return err
 	}
 	if len(operands) != 1 || *by == "" {
-		return fmt.Errorf("%w: agentsigna policy add-key --tenant SLUG --id ID [--signing-alg ALG] --by USER PUBLIC_KEY.pem", errUsage)
+		return fmt.Errorf("%w: agentsigna policy add-key --tenant SLUG [--id ID] [--signing-alg ALG] --by USER PUBLIC_KEY.pem", errUsage)
 	}
 	pem, err := osfile.ReadAtMost(operands[0], maxKeyFileBytes)
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"github.com/agentsigna/agentsigna/bundles"
 )
@@ -111,10 +110,8 @@ func TestPolicyCompileBound(t *testing.T) {
 		t.Fatalf("within the default bound: %v", err)
 	}
 	input := writePolicyTestFile(t, t.TempDir(), "input.json", []byte(`{"action":{"type":"report.archive"}}`))
-	defer func(d time.Duration) { policyCompileTimeout = d }(policyCompileTimeout)
-	policyCompileTimeout = time.Nanosecond
 	for _, args := range [][]string{{"check", path}, {"simulate", "--bundle", path, "--input", input}} {
-		_, _, err := runPolicyCmd(t, args...)
+		_, _, err := runPolicyCmd(t, append(args, "--compile-timeout", "1ns")...)
 		if !errors.Is(err, bundles.ErrCompile) || !strings.Contains(err.Error(), "compiling took longer than 1ns") || errors.Is(err, errUsage) {
 			t.Errorf("%s past the bound: %v", args[0], err)
 		}

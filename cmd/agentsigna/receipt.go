@@ -163,7 +163,7 @@ func shown(s string) string {
 // signed keep verifying.
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	const keysUsage = "agentsigna keys rotate --tenant SLUG --purpose receipt"
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+	if len(args) > 0 && isHelp(args[0]) {
 		fmt.Fprintln(stderr, "usage: "+keysUsage)
 		return flag.ErrHelp
 	}

@@ -137,14 +137,22 @@ type policyRecord struct {
 	PreviousRev string `json:"previous_revision,omitempty"`
 }
 
+// Uploaded is what Upload did with a bundle.
+type Uploaded struct {
+	*bundles.Bundle
+	// Stored is false when the same bundle was stored already: nothing was
+	// stored or logged.
+	Stored bool
+}
+
 // Upload checks and stores a bundle revision, and records it in the
 // organization's ledger: the entry and the stored bundle commit together
-// (see change). Uploading the same bundle again is a no-op; the same
-// revision with other content is bundles.ErrRevisionConflict, even when
-// the other was uploaded a moment before, elsewhere.
-func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, uploader string) (*bundles.Bundle, error) {
+// (see change). Uploading the same bundle again is a no-op (Stored false);
+// the same revision with other content is bundles.ErrRevisionConflict,
+// even when the other was uploaded a moment before, elsewhere.
+func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, uploader string) (Uploaded, error) {
 	if err := checkActor("uploader", uploader); err != nil {
-		return nil, err
+		return Uploaded{}, err
 	}
 	var keys []store.PolicyVerificationKey
 	var history []bundles.KnownRevision
@@ -157,15 +165,15 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return Uploaded{}, err
 	}
 	opts, err := p.provenOptions(ctx, org, keys)
 	if err != nil {
-		return nil, err
+		return Uploaded{}, err
 	}
 	checked, b, err := p.load(ctx, raw, opts)
 	if err != nil {
-		return nil, err
+		return Uploaded{}, err
 	}
 	checked.Close() // compiled to check it; Activate compiles it again
 	candidate := bundles.KnownRevision{Revision: b.Revision, Digest: b.Digest}
@@ -187,7 +195,7 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 		if errors.Is(err, errSameBundle) {
 			return p.storedUpload(ctx, org, b)
 		}
-		return nil, err
+		return Uploaded{}, err
 	}
 	digest, _ := hex.DecodeString(b.Digest)
 	err = p.change(ctx, org, kindPolicyUpload, policyRecord{Event: "upload", Revision: b.Revision, BundleSHA: b.Digest, SignedBy: b.SignedBy, By: uploader},
@@ -211,16 +219,16 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 		return p.storedUpload(ctx, org, b) // uploaded meanwhile, by another process
 	}
 	if err != nil {
-		return nil, err
+		return Uploaded{}, err
 	}
-	return b, nil
+	return Uploaded{Bundle: b, Stored: true}, nil
 }
 
 // storedUpload answers an upload of a bundle stored already: b, once the
 // stored row is the upload the log records (checkUpload). A row planted
 // with the very bytes someone was about to upload would otherwise be
 // reported uploaded, and never activate.
-func (p *Policies) storedUpload(ctx context.Context, org Organization, b *bundles.Bundle) (*bundles.Bundle, error) {
+func (p *Policies) storedUpload(ctx context.Context, org Organization, b *bundles.Bundle) (Uploaded, error) {
 	var stored store.PolicyBundle
 	err := p.tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
 		var err error
@@ -228,12 +236,12 @@ func (p *Policies) storedUpload(ctx context.Context, org Organization, b *bundle
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return Uploaded{}, err
 	}
 	if err := p.checkUpload(ctx, org, stored); err != nil {
-		return nil, err
+		return Uploaded{}, err
 	}
-	return b, nil
+	return Uploaded{Bundle: b}, nil
 }
 
 // errSameBundle: the bundle uploaded is stored already.
