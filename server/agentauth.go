@@ -793,8 +793,10 @@ func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (ledger.Log, error) {
 	if err != nil {
 		return ledger.Log{}, err
 	}
-	if err := a.admitRead(c, ag); err != nil {
-		return ledger.Log{}, err
+	if a.reads != nil {
+		if err := a.reads.admitAgent(c, ag, readsRefused); err != nil {
+			return ledger.Log{}, err
+		}
 	}
 	err = a.cfg.Tenants.InTenantReadTx(c.UserContext(), ag.Tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		return decision.CheckActive(ctx, tx, ag.ID)
@@ -812,25 +814,13 @@ func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (ledger.Log, error) {
 	return a.cfg.Ledger.TenantLog(ag.Tenant.ID, ag.Tenant.Slug), nil
 }
 
-// limitReads bounds an agent's reads (AgentAuthConfig.ReadRate): the
-// middleware after Require on its GET routes.
-func (a *AgentAuth) limitReads(c *fiber.Ctx) error {
-	ag, ok := AgentFrom(c)
-	if !ok {
-		return Problem(ErrUnauthorized, "An agent access token is required (Authorization: Bearer).")
-	}
-	if err := a.admitRead(c, ag); err != nil {
-		return err
-	}
-	return c.Next()
-}
-
-// admitRead spends one of ag's reads, or refuses the request 429.
-func (a *AgentAuth) admitRead(c *fiber.Ctx, ag Agent) error {
+// readRoute is what an agent's GET route runs before its handler:
+// Require, then the read bound (AgentAuthConfig.ReadRate), if any.
+func (a *AgentAuth) readRoute(handler fiber.Handler) []fiber.Handler {
 	if a.reads == nil {
-		return nil
+		return []fiber.Handler{a.Require, handler}
 	}
-	return a.reads.admitAgent(c, ag, "This agent is reading faster than this service allows; retry after the number of seconds in Retry-After.")
+	return []fiber.Handler{a.Require, a.reads.middleware(readsRefused), handler}
 }
 
 // still is what a request Require let in asks while it waits (a long poll

@@ -209,17 +209,26 @@ func (l *agentLimiter) sweep(now time.Time) {
 	l.sweepAt = max(minAgentSweep, 2*len(l.agents))
 }
 
-// limitDecisions is the middleware: after Require, before the body is
-// parsed. A refused request reaches neither the policy nor the ledger.
-func (l *agentLimiter) limitDecisions(c *fiber.Ctx) error {
-	agent, ok := AgentFrom(c)
-	if !ok {
-		return Problem(ErrUnauthorized, "An agent access token is required (Authorization: Bearer).")
+// What a refusal says, of decisions and of reads.
+const (
+	decisionsRefused = "This agent is asking for decisions faster than this service allows; retry after the number of seconds in Retry-After."
+	readsRefused     = "This agent is reading faster than this service allows; retry after the number of seconds in Retry-After."
+)
+
+// middleware spends one of the agent's tokens, after Require and before
+// the handler reads anything (a decision's body, the store): a refused
+// request reaches neither the policy nor the ledger, and says refused.
+func (l *agentLimiter) middleware(refused string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		agent, ok := AgentFrom(c)
+		if !ok {
+			return Problem(ErrUnauthorized, "An agent access token is required (Authorization: Bearer).")
+		}
+		if err := l.admitAgent(c, agent, refused); err != nil {
+			return err
+		}
+		return c.Next()
 	}
-	if err := l.admitAgent(c, agent, "This agent is asking for decisions faster than this service allows; retry after the number of seconds in Retry-After."); err != nil {
-		return err
-	}
-	return c.Next()
 }
 
 // admitAgent spends one of agent's tokens, or refuses the request: 429

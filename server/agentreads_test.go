@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/agentsigna/agentsigna/internal/signing"
+	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/server"
 )
 
@@ -85,6 +86,19 @@ func TestAgentReadRate(t *testing.T) {
 	clock.Add(60)
 	if status, _, body := get(tok, "/v1/decisions/"+dec.ID); status != 200 {
 		t.Fatalf("a minute on: %d %s", status, body)
+	}
+	// The bound comes first, a suspended agent's 401 after: the bucket,
+	// spent again, answers 429 though the agent is suspended meanwhile,
+	// and its next read, once there is one, 401.
+	if err := e.registry.Suspend(context.Background(), store.TenantRef{ID: e.orgs["acme"].ID, Slug: "acme"}, e.agents["acme"].id); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, body := get(tok, "/v1/ledger/checkpoint"); status != 429 {
+		t.Errorf("a suspended agent, its reads spent: %d %s", status, body)
+	}
+	clock.Add(60)
+	if status, _, body := get(tok, "/v1/ledger/checkpoint"); status != 401 {
+		t.Errorf("a suspended agent, a minute on: %d %s", status, body)
 	}
 
 	kr, _ := signing.NewKeyring(e.master)

@@ -22,13 +22,13 @@ import (
 func MountDecisions(p *Plane, auth *AgentAuth, svc *decision.Service, l *ledger.Ledger) {
 	h := &decisionHandlers{svc: svc, ledger: l, auth: auth}
 	if p.agents != nil {
-		p.app.Post("/v1/decisions", auth.Require, p.agents.limitDecisions, h.decide)
+		p.app.Post("/v1/decisions", auth.Require, p.agents.middleware(decisionsRefused), h.decide)
 	} else {
 		p.app.Post("/v1/decisions", auth.Require, h.decide)
 	}
-	p.app.Get("/v1/decisions/:id", auth.Require, auth.limitReads, h.getDecision)
-	p.app.Get("/v1/decisions/:id/tlog-proof", auth.Require, auth.limitReads, h.tlogProof)
-	p.app.Get("/v1/cases/:id", auth.Require, auth.limitReads, h.getCase)
+	p.app.Get("/v1/decisions/:id", auth.readRoute(h.getDecision)...)
+	p.app.Get("/v1/decisions/:id/tlog-proof", auth.readRoute(h.tlogProof)...)
+	p.app.Get("/v1/cases/:id", auth.readRoute(h.getCase)...)
 }
 
 type decisionHandlers struct {

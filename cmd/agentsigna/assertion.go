@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -38,6 +39,11 @@ func runAgentAssertion(args []string, stdout, stderr io.Writer, env env) error {
 	if *keyFile != "" {
 		if *agentID == "" || *audience == "" {
 			return fmt.Errorf("%w: --key needs --agent and --audience", errUsage)
+		}
+		credsSet := false
+		fs.Visit(func(f *flag.Flag) { credsSet = credsSet || f.Name == "credentials" })
+		if credsSet {
+			return fmt.Errorf("%w: --key and --credentials name two keys; give one", errUsage)
 		}
 		raw, err := osfile.ReadAtMost(*keyFile, 1<<20)
 		if err != nil {

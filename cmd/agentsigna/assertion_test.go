@@ -55,6 +55,7 @@ func TestAgentAssertionFromKeyFile(t *testing.T) {
 		{[]string{"--key", keyFile, "--audience", aud}, true, "--key needs --agent and --audience"},
 		{[]string{"--key", keyFile, "--agent", "agt_payer"}, true, "--key needs --agent and --audience"},
 		{[]string{"--agent", "agt_payer", "--credentials", keyFile}, true, "--agent goes with --key"},
+		{[]string{"--key", keyFile, "--agent", "agt_payer", "--audience", aud, "--credentials", keyFile}, true, "--key and --credentials name two keys"},
 		{[]string{"--credentials", keyFile}, false, "not a credentials file with an agent id and private_jwk (for a key file, --key)"},
 		{[]string{"--key", filepath.Join(dir, "missing.jwk"), "--agent", "agt_payer", "--audience", aud}, false, "no such file"},
 		{[]string{"--key", pubFile, "--agent", "agt_payer", "--audience", aud}, false, "sign the assertion"},

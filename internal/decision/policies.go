@@ -529,22 +529,10 @@ func sameKeys(ctx context.Context, ptx store.PolicyTx, opts bundles.ReadOptions)
 // maxActor bounds who a policy change names.
 const maxActor = 256
 
-// checkActor checks who a policy change names: at most maxActor bytes,
-// one line with no control or bidirectional character (text.Name: it is
-// recorded in the ledger and shown to auditors), naming someone
-// (text.Named: a letter or digit).
-func checkActor(field, name string) error {
-	if len(name) > maxActor {
-		return fmt.Errorf("%w: %s must name someone (1-%d bytes of UTF-8)", store.ErrInvalid, field, maxActor)
-	}
-	if err := text.Name.Check(name); err != nil {
-		return fmt.Errorf("%w: %s %v", store.ErrInvalid, field, err)
-	}
-	if !text.Named(name) {
-		return fmt.Errorf("%w: %s must name someone (a letter or digit)", store.ErrInvalid, field)
-	}
-	return nil
-}
+// checkActor checks who a policy change names, as the store checks an
+// agent's sponsor (store.CheckLabel): it is recorded in the ledger and
+// shown to auditors.
+func checkActor(field, name string) error { return store.CheckLabel(field, name, maxActor) }
 
 // fourEyes checks that an activation names two people: both valid names
 // (checkActor), and not one name spelled two ways: compared as text.Fold

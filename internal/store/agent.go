@@ -168,10 +168,10 @@ func CheckAgent(a Agent) error {
 	if err := CheckID(PrefixAgent, a.ID); err != nil {
 		return err
 	}
-	if err := checkLabel("agent name", a.Name, MaxAgentName); err != nil {
+	if err := CheckLabel("agent name", a.Name, MaxAgentName); err != nil {
 		return err
 	}
-	if err := checkLabel("sponsor", a.Sponsor, MaxSponsor); err != nil {
+	if err := CheckLabel("sponsor", a.Sponsor, MaxSponsor); err != nil {
 		return err
 	}
 	if err := CheckRiskTier(a.RiskTier); err != nil {

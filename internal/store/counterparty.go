@@ -97,7 +97,7 @@ func CheckCounterparty(c Counterparty) error {
 	if err := CheckID(PrefixCounterparty, c.ID); err != nil {
 		return err
 	}
-	if err := checkLabel("counterparty name", c.Name, MaxCounterpartyName); err != nil {
+	if err := CheckLabel("counterparty name", c.Name, MaxCounterpartyName); err != nil {
 		return err
 	}
 	if err := CheckCounterpartyStatus(c.Status); err != nil {

@@ -7,12 +7,12 @@ import (
 	"github.com/agentsigna/agentsigna/internal/text"
 )
 
-// checkLabel validates a short human-readable field (a name, a sponsor): 1 to
-// max bytes, a text.Name (one line, no control or bidirectional
-// character) that names something (text.Named: a letter or digit, not
-// blanks or invisible code points). It is shown to approvers and printed
-// one line per record.
-func checkLabel(field, s string, max int) error {
+// CheckLabel validates a short human-readable field (a name, a sponsor,
+// who made a change): 1 to max bytes, a text.Name (one line, no control
+// or bidirectional character) that names something (text.Named: a letter
+// or digit, not blanks or invisible code points). It is shown to
+// approvers and auditors, and printed one line per record.
+func CheckLabel(field, s string, max int) error {
 	if s == "" || len(s) > max {
 		return fmt.Errorf("%w: %s must be 1-%d bytes", ErrInvalid, field, max)
 	}

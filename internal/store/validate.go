@@ -96,7 +96,7 @@ func CheckSlug(slug string) error {
 const MaxTenantName = 200
 
 // CheckTenant validates an organization before it is created: its id,
-// slug and status, and its name, a label as an agent's is (checkLabel).
+// slug and status, and its name, a label as an agent's is (CheckLabel).
 func CheckTenant(t Tenant) error {
 	if err := CheckTenantID(t.ID); err != nil {
 		return err
@@ -104,7 +104,7 @@ func CheckTenant(t Tenant) error {
 	if err := CheckSlug(t.Slug); err != nil {
 		return err
 	}
-	if err := checkLabel("tenant name", t.Name, MaxTenantName); err != nil {
+	if err := CheckLabel("tenant name", t.Name, MaxTenantName); err != nil {
 		return err
 	}
 	return CheckTenantStatus(t.Status)

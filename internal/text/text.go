@@ -66,15 +66,17 @@ func (r Rule) Check(s string) error {
 	return nil
 }
 
-// Fold is the form in which two names are compared: Unicode's
-// NFKC_Casefold (UAX #44; UAX #31 compares identifiers so), with each run
-// of white space one space and none around. Compatibility forms fold to
-// the plain letter (full-width "ａ" to "a"), case folds fully ("ß" to
-// "ss"), and the default-ignorable code points a renderer shows as
-// nothing (zero-width space and joiners, soft hyphen, variation
-// selectors, bidirectional marks) are removed, so that "alice", "Alice",
-// "ａｌｉｃｅ", "al\u200bice" and " alice " are one name. Letters of other
-// scripts that look alike (Cyrillic "а", Latin "a") stay two.
+// Fold is the key under which two names are compared: close to Unicode's
+// NFKC_Casefold (UAX #44; UAX #31 compares identifiers so), each letter
+// then taken to the least code point of its case orbit (so the key is
+// mostly upper case: Fold("Straße") is "STRASSE"), and each run of white
+// space one space, none around. Compatibility forms fold to the plain
+// letter (full-width "ａ" to "a"), case folds fully ("ß" to "ss"), and the
+// default-ignorable code points a renderer shows as nothing (zero-width
+// space and joiners, soft hyphen, variation selectors, bidirectional
+// marks) are removed, so that "alice", "Alice", "ａｌｉｃｅ", "al\u200bice"
+// and " alice " are one name. Letters of other scripts that look alike
+// (Cyrillic "а", Latin "a") stay two. It is a key, not a name to show.
 //
 // Fold(Fold(s)) is Fold(s): NFKC and case folding can each undo the
 // other's form, so they are applied until neither changes anything.
