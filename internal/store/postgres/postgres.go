@@ -158,7 +158,10 @@ func (s *Store) checkRoles(ctx context.Context) error {
 // roles, and pg_database_owner's for the database's owner. Ownership is
 // pg_shdepend's, which records every object a role owns (tables, schemas,
 // functions, types, the database itself), bar temporary tables another
-// session of the role may hold.
+// session of the role may hold, and large objects: any role may create
+// one (lo_create is PUBLIC's), and owning one gives no way past row
+// security, so counting them let whoever holds an app role stop every
+// later start and migration with one call.
 const appRoleProblemsSQL = `SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolreplication,
 	ARRAY(SELECT m.rolname::text FROM pg_roles m
 		WHERE m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER') ORDER BY 1),
@@ -167,6 +170,7 @@ const appRoleProblemsSQL = `SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, 
 		AND (d.dbid = db.oid OR d.classid = 'pg_database'::regclass AND d.objid = db.oid)
 		AND NOT EXISTS (SELECT 1 FROM pg_class c
 			WHERE d.classid = 'pg_class'::regclass AND c.oid = d.objid AND c.relpersistence = 't')
+		AND d.classid <> 'pg_largeobject'::regclass
 		ORDER BY 1),
 	ARRAY(SELECT n.nspname::text FROM pg_namespace n WHERE has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1),
 	has_database_privilege(r.oid, db.oid, 'TEMPORARY'), has_database_privilege(r.oid, db.oid, 'CREATE')

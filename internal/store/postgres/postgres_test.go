@@ -915,6 +915,27 @@ func roleSQL(t *testing.T, db *pgtest.DB, stmts ...string) {
 	}
 }
 
+// A large object the tenant role creates (lo_create is every role's)
+// gives it no way past row security: Open and Migrate still accept the
+// role, where one call stopped every later start and migration.
+func TestLargeObjectOfAnAppRoleIsNoProblem(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	conn := pgtest.Connect(t, db.TenantURL)
+	var oid uint32
+	if err := conn.QueryRow(ctx, `SELECT lo_create(0)`).Scan(&oid); err != nil || oid == 0 {
+		t.Fatalf("lo_create as the tenant role: %d, %v", oid, err)
+	}
+	s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+	if err != nil {
+		t.Fatalf("open with the tenant role owning large object %d: %v", oid, err)
+	}
+	s.Close()
+	if err := Migrate(ctx, db.AdminURL, db.Roles); err != nil {
+		t.Fatalf("migrate with the tenant role owning large object %d: %v", oid, err)
+	}
+}
+
 // The roles Migrate makes belong to no role and have nothing Open
 // refuses: Open accepts them as made.
 func TestMigrateMakesRolesOpenAccepts(t *testing.T) {
