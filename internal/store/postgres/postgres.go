@@ -312,7 +312,11 @@ func (s *Store) Close() error {
 // winner's key when it reads again. Under REPEATABLE READ or SERIALIZABLE
 // (some PostgreSQL-compatible databases' default) both would read a
 // snapshot from before.
-var writeTx = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
+//
+// It says READ WRITE too: a role may set its own defaults (ALTER ROLE
+// … SET default_transaction_read_only = on needs no other privilege), and
+// one that did would otherwise refuse every write of the service.
+var writeTx = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}
 
 // InTenantTx runs fn with app.tenant_id set for this transaction only. The
 // same round trip checks that the organization exists, through the

@@ -915,6 +915,27 @@ func roleSQL(t *testing.T, db *pgtest.DB, stmts ...string) {
 	}
 }
 
+// An app role may set its own defaults, default_transaction_read_only
+// among them; the service's writes say READ WRITE, so they still write.
+func TestWritesWhateverTheRolesDefaultAccessMode(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	for _, u := range []string{db.TenantURL, db.PlatformURL} {
+		conn := pgtest.Connect(t, u)
+		if _, err := conn.Exec(ctx, `ALTER ROLE CURRENT_USER SET default_transaction_read_only = on`); err != nil {
+			t.Fatalf("an app role sets its own default: %v", err)
+		}
+	}
+	s := openTest(t, db, 0)
+	org := storetest.CreateTenant(t, s, "alpha") // the platform role writes
+	err := s.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return tx.PutSetting(ctx, "k", "v")
+	})
+	if err != nil {
+		t.Fatalf("the tenant role writes: %v", err)
+	}
+}
+
 // A large object the tenant role creates (lo_create is every role's)
 // gives it no way past row security: Open and Migrate still accept the
 // role, where one call stopped every later start and migration.
