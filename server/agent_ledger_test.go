@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -23,14 +22,7 @@ func TestAgentReadsItsLogHead(t *testing.T) {
 	e := newAgentEnv(t)
 	ctx := context.Background()
 	tok := e.token(t, "acme")
-	get := func(tok, path string) (int, http.Header, []byte) {
-		t.Helper()
-		req := httptest.NewRequest(http.MethodGet, path, nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		return e.do(t, req)
-	}
+	get := func(tok, path string) (int, http.Header, []byte) { t.Helper(); return e.get(t, tok, path) }
 	vkey := func(slug string) string {
 		k, err := e.ledger.VerifierKey(ctx, e.ledger.TenantLog(e.orgs[slug].ID, slug))
 		if err != nil {

@@ -220,6 +220,31 @@ func (e *agentEnv) do(t *testing.T, req *http.Request) (int, http.Header, []byte
 	return resp.StatusCode, resp.Header, body
 }
 
+// get sends GET path with tok as the bearer token ("" for none).
+func (e *agentEnv) get(t *testing.T, tok, path string) (int, http.Header, []byte) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return e.do(t, req)
+}
+
+// refusesConfigs checks that NewAgentAuth refuses each configuration bad
+// makes of a good one, naming what it checks in the error.
+func (e *agentEnv) refusesConfigs(t *testing.T, bad ...func(*server.AgentAuthConfig)) {
+	t.Helper()
+	kr, _ := signing.NewKeyring(e.master)
+	for _, b := range bad {
+		cfg := server.AgentAuthConfig{Tenants: e.store, Ledger: e.ledger, Keys: kr, PublicURL: testPublicURL}
+		b(&cfg)
+		if a, err := server.NewAgentAuth(cfg); err == nil {
+			_ = a.Close(context.Background())
+			t.Errorf("NewAgentAuth accepted %+v", cfg)
+		}
+	}
+}
+
 func (e *agentEnv) tokenRequest(t *testing.T, assertion string) (int, map[string]any) {
 	t.Helper()
 	form := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}}
@@ -902,20 +927,12 @@ func TestAgentTokenRate(t *testing.T) {
 		t.Fatalf("the refused assertion, a minute on: %d %v", status, out)
 	}
 
-	kr, _ := signing.NewKeyring(e.master)
-	for _, bad := range []func(*server.AgentAuthConfig){
+	e.refusesConfigs(t,
 		func(c *server.AgentAuthConfig) { c.TokenRate = -1 },
 		func(c *server.AgentAuthConfig) { c.TokenRate = rate.Limit(math.NaN()) },
 		func(c *server.AgentAuthConfig) { c.TokenBurst = -1 },
 		func(c *server.AgentAuthConfig) { c.TokenBurst = server.MaxAgentBurst + 1 },
-	} {
-		cfg := server.AgentAuthConfig{Tenants: e.store, Ledger: e.ledger, Keys: kr, PublicURL: testPublicURL}
-		bad(&cfg)
-		if a, err := server.NewAgentAuth(cfg); err == nil {
-			_ = a.Close(context.Background())
-			t.Errorf("NewAgentAuth accepted token rate %v, burst %d", cfg.TokenRate, cfg.TokenBurst)
-		}
-	}
+	)
 }
 
 // Two requests of one agent pass the bound's check with one token left:

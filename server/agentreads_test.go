@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/server"
 )
@@ -30,14 +28,7 @@ func TestAgentReadRate(t *testing.T) {
 	e := newAgentEnv(t, func(c *server.AgentAuthConfig) {
 		c.Now, c.ReadRate, c.ReadBurst = now, rate.Every(time.Minute), 3
 	})
-	get := func(tok, path string) (int, http.Header, []byte) {
-		t.Helper()
-		req := httptest.NewRequest(http.MethodGet, path, nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		return e.do(t, req)
-	}
+	get := func(tok, path string) (int, http.Header, []byte) { t.Helper(); return e.get(t, tok, path) }
 	tok := e.token(t, "acme")
 	status, _, body := e.decide(t, tok, payment(e.cps["acme"], "100.00"), nil)
 	var dec struct {
@@ -101,18 +92,10 @@ func TestAgentReadRate(t *testing.T) {
 		t.Errorf("a suspended agent, a minute on: %d %s", status, body)
 	}
 
-	kr, _ := signing.NewKeyring(e.master)
-	for _, bad := range []func(*server.AgentAuthConfig){
+	e.refusesConfigs(t,
 		func(c *server.AgentAuthConfig) { c.ReadRate = -1 },
 		func(c *server.AgentAuthConfig) { c.ReadRate = rate.Limit(math.NaN()) },
 		func(c *server.AgentAuthConfig) { c.ReadBurst = -1 },
 		func(c *server.AgentAuthConfig) { c.ReadBurst = server.MaxAgentBurst + 1 },
-	} {
-		cfg := server.AgentAuthConfig{Tenants: e.store, Ledger: e.ledger, Keys: kr, PublicURL: testPublicURL}
-		bad(&cfg)
-		if a, err := server.NewAgentAuth(cfg); err == nil {
-			_ = a.Close(context.Background())
-			t.Errorf("NewAgentAuth accepted read rate %v, burst %d", cfg.ReadRate, cfg.ReadBurst)
-		}
-	}
+	)
 }
