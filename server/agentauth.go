@@ -211,7 +211,7 @@ func (a *AgentAuth) Close(ctx context.Context) error {
 }
 
 // TokenEndpoint is the URL agents put in their assertions' aud.
-func (a *AgentAuth) TokenEndpoint() string { return a.cfg.PublicURL + "/v1/oauth/token" }
+func (a *AgentAuth) TokenEndpoint() string { return a.cfg.PublicURL + tokenPath }
 
 // Agent is the authenticated caller of an agent route.
 type Agent struct {
@@ -233,8 +233,12 @@ func AgentFrom(c *fiber.Ctx) (Agent, bool) {
 
 // MountTokenEndpoint adds POST /v1/oauth/token to the tenant plane.
 func (a *AgentAuth) MountTokenEndpoint(p *Plane) {
-	p.app.Post("/v1/oauth/token", a.token)
+	p.app.Post(tokenPath, a.token)
+	p.boundary.oauthPaths = append(p.boundary.oauthPaths, tokenPath)
 }
+
+// tokenPath is the token endpoint's path on the tenant plane.
+const tokenPath = "/v1/oauth/token"
 
 // oauthError answers RFC 6749 §5.2 (not problem+json: OAuth clients expect
 // this shape). Every error is a 400, invalid_client included (but for an

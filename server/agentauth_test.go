@@ -1003,3 +1003,61 @@ func TestAssertionExpiredDuringItsJTIWrite(t *testing.T) {
 		t.Fatalf("an assertion that expired during its write: %d %v, want 400 invalid_client", status, out)
 	}
 }
+
+// What the boundary refuses at the token endpoint, before the endpoint
+// runs (a repeated credential, a compressed or oversized body, another
+// method), is answered as RFC 6749 §5.2 says, as the endpoint's own
+// refusals are: JSON with "error" invalid_request, not a problem, and
+// never cached. Elsewhere the same refusal stays a problem.
+func TestTokenEndpointBoundaryRefusalsAreOAuth(t *testing.T) {
+	e := newAgentEnv(t)
+	form := assertionForm(e.assertion(t, e.agents["acme"], nil)).Encode()
+	post := func(path, body string, hdr http.Header) *http.Request {
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, vs := range hdr {
+			req.Header[k] = vs
+		}
+		return req
+	}
+	for _, tc := range []struct {
+		name   string
+		req    *http.Request
+		status int
+		says   string
+	}{
+		{"two Authorization headers", post("/v1/oauth/token", form, http.Header{"Authorization": {"Bearer a", "Bearer b"}}), 400, "Authorization"},
+		{"a compressed body", post("/v1/oauth/token", form, http.Header{"Content-Encoding": {"gzip"}}), 415, "Content-Encoding"},
+		{"GET", httptest.NewRequest(http.MethodGet, "/v1/oauth/token", nil), 405, ""},
+		// fasthttp refuses it before any middleware (the error handler's
+		// path), and only on a live listener.
+		{"a body past the limit", post("/v1/oauth/token", form+"&pad="+strings.Repeat("a", 70<<10), nil), 413, ""},
+	} {
+		var status int
+		var hdr http.Header
+		var body []byte
+		if tc.status == 413 {
+			// A fresh env: app.Test and a live listener must not share an app.
+			resp, b := rawDo(t, serve(t, newAgentEnv(t).tenant), tc.req)
+			status, hdr, body = resp.StatusCode, resp.Header, b
+		} else {
+			status, hdr, body = e.do(t, tc.req)
+		}
+		var out map[string]any
+		if err := json.Unmarshal(body, &out); err != nil || status != tc.status || out["error"] != "invalid_request" || out["type"] != nil {
+			t.Errorf("%s: %d %s", tc.name, status, body)
+			continue
+		}
+		if desc, _ := out["error_description"].(string); !strings.Contains(desc, tc.says) || len(out) != 2 {
+			t.Errorf("%s: %s, want a description naming %q and nothing else", tc.name, body, tc.says)
+		}
+		if hdr.Get("Content-Type") != "application/json" || hdr.Get("Cache-Control") != "no-store" || hdr.Get("Pragma") != "no-cache" || hdr.Get("X-Request-Id") == "" {
+			t.Errorf("%s: headers %v", tc.name, hdr)
+		}
+	}
+	req := post("/v1/decisions", `{}`, http.Header{"Authorization": {"Bearer a", "Bearer b"}})
+	req.Header.Set("Content-Type", "application/json")
+	if status, hdr, body := e.do(t, req); status != 400 || hdr.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("the same refusal elsewhere: %d %v %s", status, hdr, body)
+	}
+}

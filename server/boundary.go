@@ -19,6 +19,11 @@ type boundary struct {
 	bodyLimit    int
 	maxJSONDepth int
 	methods      []string // the methods Fiber routes; others are refused
+	// oauthPaths are the plane's OAuth token endpoints: what the boundary
+	// refuses there (a compressed or oversized body, a repeated
+	// Authorization) is answered as RFC 6749 §5.2 says, as the endpoint
+	// answers its own refusals. Set when routes are mounted, before Serve.
+	oauthPaths []string
 }
 
 // requestState is what the boundary remembers about one request.

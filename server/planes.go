@@ -27,6 +27,8 @@ type Plane struct {
 	// agents bounds each agent's decisions (nil: no bound, and on the
 	// platform plane).
 	agents *agentLimiter
+	// boundary is the plane's middleware and error handler.
+	boundary *boundary
 }
 
 // Planes are the two apps. They share nothing but the Config they were
@@ -86,7 +88,7 @@ func newPlane(name string, cfg Config, ready ReadinessCheck) *Plane {
 		agents = newAgentLimiter("decisions", cfg.AgentDecisionRate, cfg.AgentDecisionBurst, time.Now, log)
 	}
 	return &Plane{name: name, app: app, log: log, writeTimeout: cfg.WriteTimeout, exportTimeout: cfg.ExportTimeout,
-		maxConns: cfg.MaxConnections, maxConnsPerAddress: cfg.MaxConnectionsPerAddress, agents: agents}
+		maxConns: cfg.MaxConnections, maxConnsPerAddress: cfg.MaxConnectionsPerAddress, agents: agents, boundary: b}
 }
 
 // Name is "tenant" or "platform".
