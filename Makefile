@@ -69,7 +69,7 @@ FUZZ_TARGETS := ./server/strictjson:FuzzDecode ./bundles:FuzzRead ./internal/sec
 	./ledger/verify:FuzzInclusion ./ledger/verify:FuzzConsistency ./ledger/verify:FuzzParseEntry \
 	./ledger/verify:FuzzParseProof ./ledger/verify:FuzzParseTilePath ./ledger/verify:FuzzParseEntryBundle \
 	./internal/signing:FuzzCanonicalMatchesJCS \
-	./ledger/verify:FuzzEntryJCS
+	./ledger/verify:FuzzEntryJCS ./internal/text:FuzzFold
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
