@@ -253,7 +253,16 @@ const tokenPath = "/v1/oauth/token"
 // there is no challenge to send; invalid_client is no Bearer error code
 // (RFC 6750 §3.1).
 func oauthError(c *fiber.Ctx, code, description string) error {
-	return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": code, "error_description": description})
+	return writeOAuthError(c, fiber.StatusBadRequest, code, description)
+}
+
+// writeOAuthError answers an RFC 6749 §5.2 error: JSON with error and
+// error_description, with status, for this client only (§5.1). The token
+// endpoint's refusals and the boundary's there are written by it.
+func writeOAuthError(c *fiber.Ctx, status int, code, description string) error {
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Set(fiber.HeaderPragma, "no-cache")
+	return c.Status(status).JSON(fiber.Map{"error": code, "error_description": description})
 }
 
 // Challenges of agent routes' 401s (RFC 6750 §3): a request without a
@@ -450,8 +459,8 @@ func (a *AgentAuth) slowDown(c *fiber.Ctx, ref *store.TenantRef, agentID string,
 	setRetryAfter(c, wait)
 	// slow_down: the OAuth error of a client asking the token endpoint
 	// too often (RFC 8628 §3.5, registered for the token endpoint).
-	return c.Status(fiber.StatusTooManyRequests).JSON(fiber.Map{"error": "slow_down",
-		"error_description": "this agent asks for access tokens faster than this service allows; retry after the number of seconds in Retry-After"})
+	return writeOAuthError(c, fiber.StatusTooManyRequests, "slow_down",
+		"this agent asks for access tokens faster than this service allows; retry after the number of seconds in Retry-After")
 }
 
 // claimedOrganization is the active organization of the agent an

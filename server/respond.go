@@ -26,12 +26,9 @@ func (b *boundary) writeProblem(c *fiber.Ctx, st *requestState, err error) {
 		// RFC 6749 §5.2: an OAuth client reads "error" from a JSON body,
 		// not a problem. The status stays what the refusal is (413, 415,
 		// 405…; 400 for a repeated credential), as §5.2 allows.
-		c.Set(fiber.HeaderPragma, "no-cache")
-		body, _ := json.Marshal(map[string]string{"error": "invalid_request", "error_description": detail})
-		c.Status(class.status)
-		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		c.Response().SetBody(body)
-		return
+		if err := writeOAuthError(c, class.status, "invalid_request", detail); err == nil {
+			return
+		}
 	}
 	body, mErr := json.Marshal(ProblemDetails{
 		Type:      class.typeURI(),
