@@ -165,6 +165,8 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"org"}, 2, "agentsigna org: usage: agentsigna org create"},
 		{[]string{"policy"}, 2, "policy needs a subcommand"},
 		{[]string{"policy", "--help"}, 0, ""},
+		{[]string{"policy", "check", "--compile-timeout", "0s", "../../policies/examples/acme"}, 2, "--compile-timeout must be a positive duration"},
+		{[]string{"policy", "check", "--compile-timeout", "-1s", "../../policies/examples/acme"}, 2, "--compile-timeout must be a positive duration"},
 		{[]string{"agent", "--help"}, 0, ""},
 		{[]string{"agent", "list", "--tenant", "acme", "--data-dir", missing}, 2, "no embedded store at"},
 		{[]string{"verify", "inclusion", missing, "--log-key", "k", "--leaf-hash", "x"}, 2, "--log-key is neither a note verifier key nor a file"},

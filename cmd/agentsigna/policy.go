@@ -114,7 +114,8 @@ func runPolicyCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := newFlagSet("policy check", stderr)
 	var kf keyFlags
 	kf.register(fs)
-	compileTimeout := registerCompileTimeout(fs)
+	var ct compileTimeoutFlag
+	ct.register(fs)
 	positional, err := parseInterspersed(fs, args, env)
 	if err != nil {
 		return err
@@ -127,7 +128,7 @@ func runPolicyCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	target := positional[0]
-	ws, err := policyWorkers(*compileTimeout)
+	ws, err := ct.workers()
 	if err != nil {
 		return err
 	}
@@ -151,7 +152,8 @@ func runPolicySimulate(ctx context.Context, args []string, stdout, stderr io.Wri
 	var bundlePath, inputPath string
 	fs.StringVar(&bundlePath, "bundle", "", "organization bundle (tar.gz) or policy directory; without it only the base policy answers")
 	fs.StringVar(&inputPath, "input", "", "policy input JSON file (- for standard input)")
-	compileTimeout := registerCompileTimeout(fs)
+	var ct compileTimeoutFlag
+	ct.register(fs)
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
@@ -168,7 +170,7 @@ func runPolicySimulate(ctx context.Context, args []string, stdout, stderr io.Wri
 		if err != nil {
 			return err
 		}
-		ws, err := policyWorkers(*compileTimeout)
+		ws, err := ct.workers()
 		if err != nil {
 			return err
 		}
@@ -209,10 +211,20 @@ func policyWorkers(compileTimeout time.Duration) (*bundles.Workers, error) {
 	return bundles.NewWorkers(bundles.WorkerOptions{CompileTimeout: compileTimeout, Logger: slog.New(slog.DiscardHandler)})
 }
 
-// registerCompileTimeout adds check's and simulate's --compile-timeout.
-func registerCompileTimeout(fs *flag.FlagSet) *time.Duration {
-	return fs.Duration("compile-timeout", bundles.DefaultCompileTimeout,
+// compileTimeoutFlag is check's and simulate's --compile-timeout.
+type compileTimeoutFlag struct{ d time.Duration }
+
+func (f *compileTimeoutFlag) register(fs *flag.FlagSet) {
+	fs.DurationVar(&f.d, "compile-timeout", bundles.DefaultCompileTimeout,
 		"how long the bundle may take to compile (the server allows "+bundles.DefaultCompileTimeout.String()+")")
+}
+
+// workers are policyWorkers under the flag's bound, which must be one.
+func (f *compileTimeoutFlag) workers() (*bundles.Workers, error) {
+	if f.d <= 0 {
+		return nil, fmt.Errorf("%w: --compile-timeout must be a positive duration", errUsage)
+	}
+	return policyWorkers(f.d)
 }
 
 // loadPolicy reads a bundle file or a policy directory and compiles it in
