@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,7 +41,11 @@ func TestCrashChild(t *testing.T) {
 	if dir := os.Getenv("CRASH_DATA_DIR"); dir != "" {
 		backend, err = sqlite.Open(ctx, sqlite.Config{DataDir: dir})
 	} else {
-		backend, err = postgres.Open(ctx, postgres.Config{TenantURL: os.Getenv("CRASH_TENANT_URL"), PlatformURL: os.Getenv("CRASH_PLATFORM_URL")})
+		key, kerr := hex.DecodeString(os.Getenv("CRASH_TENANT_KEY"))
+		if kerr != nil {
+			t.Fatal(kerr)
+		}
+		backend, err = postgres.Open(ctx, postgres.Config{TenantURL: os.Getenv("CRASH_TENANT_URL"), PlatformURL: os.Getenv("CRASH_PLATFORM_URL"), TenantKey: key})
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -116,9 +121,9 @@ func TestCrashSafety(t *testing.T) {
 				}
 			case "postgres":
 				db := pgtest.New(t)
-				env = append(env, "CRASH_TENANT_URL="+db.TenantURL, "CRASH_PLATFORM_URL="+db.PlatformURL)
+				env = append(env, "CRASH_TENANT_URL="+db.TenantURL, "CRASH_PLATFORM_URL="+db.PlatformURL, "CRASH_TENANT_KEY="+hex.EncodeToString(db.TenantKey))
 				open = func() store.Backend {
-					s, err := postgres.Open(ctx, postgres.Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+					s, err := postgres.Open(ctx, db.Config())
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -61,7 +61,7 @@ func newEnv(t testing.TB, kind string, cfg ledger.Config) *env {
 	case "postgres":
 		db := pgtest.New(t)
 		open := func(t testing.TB) store.Backend {
-			s, err := postgres.Open(ctx, postgres.Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+			s, err := postgres.Open(ctx, db.Config())
 			if err != nil {
 				t.Fatal(err)
 			}

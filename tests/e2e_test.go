@@ -419,6 +419,22 @@ func TestServePostgres(t *testing.T) {
 		}
 	}
 
+	// The first serve bound the organizations' rows to its master key: a
+	// service with another key stops, rather than serving organizations
+	// whose rows it cannot reach, and so does a command with none.
+	other := "AGENTSIGNA_MASTER_KEY=" + "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=" // base64 of 32 other test bytes
+	code, stderr = runBinary(t, []string{other}, append([]string{"serve"}, common...)...)
+	if code != 1 || !strings.Contains(stderr, "master key is not the one") {
+		t.Fatalf("serve with another master key: exit %d, %q", code, stderr)
+	}
+	code, stderr = runBinary(t, nil, append([]string{"org", "list"}, common...)...)
+	if code != 1 || !strings.Contains(stderr, "master key") {
+		t.Fatalf("org list without a master key: exit %d, %q", code, stderr)
+	}
+	if out, code, stderr := runBinaryOut(t, []string{key}, append([]string{"org", "list"}, common...)...); code != 0 {
+		t.Fatalf("org list with the master key: exit %d, %q %q", code, out, stderr)
+	}
+
 	// A superuser URL as the app role is refused: it would bypass row security.
 	code, stderr = runBinary(t, []string{key}, "serve", "--database-url", db.AdminURL, "--platform-database-url", db.PlatformURL)
 	if code != 1 || !strings.Contains(stderr, "superuser") {

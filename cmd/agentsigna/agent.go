@@ -165,7 +165,7 @@ func runAgentList(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
-	backend, ref, err := tf.open(ctx, cliLogger(stderr))
+	backend, ref, err := tf.open(ctx, env, cliLogger(stderr))
 	if err != nil {
 		return err
 	}
@@ -218,14 +218,14 @@ func (f *tenantFlags) register(fs *flag.FlagSet) {
 }
 
 // open opens the store and resolves the organization by slug.
-func (f *tenantFlags) open(ctx context.Context, log *slog.Logger) (store.Backend, store.TenantRef, error) {
+func (f *tenantFlags) open(ctx context.Context, env env, log *slog.Logger) (store.Backend, store.TenantRef, error) {
 	if f.tenant == "" {
 		return nil, store.TenantRef{}, fmt.Errorf("%w: --tenant is required", errUsage)
 	}
 	if err := store.CheckSlug(f.tenant); err != nil {
 		return nil, store.TenantRef{}, fmt.Errorf("%w: --tenant: %v", errUsage, err)
 	}
-	backend, err := openExistingStore(ctx, &f.sf, log)
+	backend, err := openExistingStore(ctx, &f.sf, env, log)
 	if err != nil {
 		return nil, store.TenantRef{}, err
 	}
@@ -244,7 +244,7 @@ func (f *tenantFlags) open(ctx context.Context, log *slog.Logger) (store.Backend
 // store and its ledger: what a change that is logged needs. closeAll
 // closes both.
 func (f *tenantFlags) openAgents(ctx context.Context, lf *ledgerFlags, env env, log *slog.Logger) (_ *identity.Agents, _ store.TenantRef, closeAll func(), _ error) {
-	backend, ref, err := f.open(ctx, log)
+	backend, ref, err := f.open(ctx, env, log)
 	if err != nil {
 		return nil, store.TenantRef{}, nil, err
 	}

@@ -73,7 +73,7 @@ func runCounterpartyAdd(ctx context.Context, args []string, stdout, stderr io.Wr
 		}
 	}
 	log := cliLogger(stderr)
-	backend, ref, err := tf.open(ctx, log)
+	backend, ref, err := tf.open(ctx, env, log)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func runCounterpartyList(ctx context.Context, args []string, stdout, stderr io.W
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
-	backend, ref, err := tf.open(ctx, cliLogger(stderr))
+	backend, ref, err := tf.open(ctx, env, cliLogger(stderr))
 	if err != nil {
 		return err
 	}

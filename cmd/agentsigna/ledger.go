@@ -142,7 +142,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	backend, err := openExistingStore(ctx, &sf, log)
+	backend, err := openExistingStore(ctx, &sf, env, log)
 	if err != nil {
 		return err
 	}

@@ -174,7 +174,7 @@ func openServeLedger(t *testing.T, ctx context.Context, dir string) (store.Backe
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	backend, err := openStore(ctx, &sf, log)
+	backend, err := openStore(ctx, &sf, envOf(nil), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, en
 	if sf.postgres() {
 		return fmt.Errorf("%w: migrating PostgreSQL needs --owner-database-url (the app roles may not change the schema)", errUsage)
 	}
-	s, err := openStore(ctx, &sf, log)
+	s, err := openStore(ctx, &sf, env, log)
 	if err != nil {
 		return err
 	}

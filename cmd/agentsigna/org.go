@@ -41,7 +41,7 @@ func runOrg(ctx context.Context, args []string, stdout, stderr io.Writer, env en
 	if args[0] == "list" {
 		open = openExistingStore
 	}
-	backend, err := open(ctx, &sf, log)
+	backend, err := open(ctx, &sf, env, log)
 	if err != nil {
 		return err
 	}

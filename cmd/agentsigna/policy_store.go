@@ -27,7 +27,7 @@ func openPolicyService(ctx context.Context, sf *storeFlags, lf *ledgerFlags, slu
 		return nil, fmt.Errorf("%w: --tenant is required", errUsage)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	backend, err := openExistingStore(ctx, sf, log)
+	backend, err := openExistingStore(ctx, sf, env, log)
 	if err != nil {
 		return nil, err
 	}

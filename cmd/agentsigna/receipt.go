@@ -183,7 +183,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, env e
 		return fmt.Errorf("%w: only receipt keys rotate", errUsage)
 	}
 	log := cliLogger(stderr)
-	backend, ref, err := tf.open(ctx, log)
+	backend, ref, err := tf.open(ctx, env, log)
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		}
 	}
 
-	backend, err := openStore(ctx, &f.store, log)
+	backend, err := openStore(ctx, &f.store, env, log)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,9 @@ import (
 // openStore opens the store the flags select, migrating it first where this
 // process may: always for SQLite, and for PostgreSQL when an owner URL is
 // given (otherwise Open refuses a schema older than this binary).
-func openStore(ctx context.Context, sf *storeFlags, log *slog.Logger) (store.Backend, error) {
+// PostgreSQL also needs the master key, whatever the command: the store
+// binds its tenant transactions with a key derived from it.
+func openStore(ctx context.Context, sf *storeFlags, env env, log *slog.Logger) (store.Backend, error) {
 	if !sf.postgres() {
 		s, err := sqlite.Open(ctx, sqlite.Config{DataDir: sf.dataDir, Logger: log})
 		if err != nil {
@@ -34,7 +36,17 @@ func openStore(ctx context.Context, sf *storeFlags, log *slog.Logger) (store.Bac
 			return nil, fmt.Errorf("migrate: %w", err)
 		}
 	}
-	s, err := postgres.Open(ctx, postgres.Config{TenantURL: sf.databaseURL, PlatformURL: sf.platformDatabaseURL, Logger: log})
+	// No backend: only the embedded store's key depends on what it holds.
+	master, err := loadMasterKey(ctx, sf, nil, env, log)
+	if err != nil {
+		return nil, err
+	}
+	key, err := master.DeriveKey(postgres.BindingKeyPurpose)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	s, err := postgres.Open(ctx, postgres.Config{TenantURL: sf.databaseURL, PlatformURL: sf.platformDatabaseURL, TenantKey: key, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("open PostgreSQL store: %w", err)
 	}
@@ -44,13 +56,13 @@ func openStore(ctx context.Context, sf *storeFlags, log *slog.Logger) (store.Bac
 // openExistingStore is openStore for a command that reads or changes what
 // a store holds (an organization, a log): on the embedded store a mistyped
 // --data-dir is refused rather than left behind as a new, empty store.
-func openExistingStore(ctx context.Context, sf *storeFlags, log *slog.Logger) (store.Backend, error) {
+func openExistingStore(ctx context.Context, sf *storeFlags, env env, log *slog.Logger) (store.Backend, error) {
 	if !sf.postgres() {
 		if _, err := os.Stat(sf.dataDir); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: no embedded store at %s (--data-dir)", errUsage, sf.dataDir)
 		}
 	}
-	return openStore(ctx, sf, log)
+	return openStore(ctx, sf, env, log)
 }
 
 // loadMasterKey loads the key that encrypts secrets at rest. Only the

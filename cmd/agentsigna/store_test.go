@@ -48,7 +48,7 @@ func TestCommandsRefuseToMakeASecondMasterKey(t *testing.T) {
 	// configured key: what serve leaves before any organization exists.
 	fresh := t.TempDir()
 	sf := storeFlags{dataDir: fresh, masterKeyFile: keyFile}
-	backend, err := openStore(ctx, &sf, slog.New(slog.DiscardHandler))
+	backend, err := openStore(ctx, &sf, envOf(nil), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,3 +42,11 @@ const (
 	ReceiptByDecisionSQL = receiptByDecisionSQL
 	CaseByIDSQL          = caseByIDSQL
 )
+
+// TenantMAC is app.tenant_mac for an organization on a backend, for tests
+// that confine a raw connection as the store does.
+var TenantMAC = tenantMAC
+
+// SetTenantKey swaps the key s binds tenant transactions with, for the
+// test of a binding the database does not take.
+func SetTenantKey(s *Store, key []byte) { s.key = key }

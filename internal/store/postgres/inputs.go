@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,13 +10,15 @@ import (
 )
 
 // ReadDecisionInputs sends the statement that confines the rest to the
-// organization, the Idempotency-Key lookup when there is a key, and one
+// organization (enterTenantSQL, with the MAC for the connection it
+// acquires first), the Idempotency-Key lookup when there is a key, and one
 // statement for everything else (decisionInputsSQL), as one batch: one
 // round trip, one implicit transaction (set_config's local setting lasts
 // until the batch's end). Each statement reads committed data as of its
 // start, as in a READ COMMITTED transaction; the statements are all
 // SELECTs, run as the tenant role under row-level security. Should the
-// setting not hold, they would see no rows: the policies fail closed.
+// binding not hold, the first statement says so, and the others would
+// see no rows: the policies fail closed.
 func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store.DecisionInputsQuery) (store.DecisionInputs, error) {
 	var in store.DecisionInputs
 	if err := store.CheckTenantID(tenantID); err != nil {
@@ -26,8 +27,13 @@ func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store
 	if err := q.Check(); err != nil {
 		return in, err
 	}
+	conn, err := s.tenant.Acquire(ctx)
+	if err != nil {
+		return store.DecisionInputs{}, mapErr(err)
+	}
+	defer conn.Release()
 	b := &pgx.Batch{}
-	b.Queue(setTenantSQL, tenantID)
+	b.Queue(enterTenantSQL, s.enterTenantArgs(conn.Conn(), tenantID)...)
 	if q.IdempotencyKeySHA256 != nil {
 		b.Queue(decisionByKeySQL, tenantID, q.AgentID, q.IdempotencyKeySHA256)
 	}
@@ -36,11 +42,6 @@ func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store
 		counterparty = &q.CounterpartyID
 	}
 	b.Queue(decisionInputsSQL, append(agentStatsArgs(tenantID, q.AgentID, q.Now), counterparty)...)
-	conn, err := s.tenant.Acquire(ctx)
-	if err != nil {
-		return store.DecisionInputs{}, mapErr(err)
-	}
-	defer conn.Release()
 	if q.BeforeRead != nil {
 		// Each statement of the batch reads a snapshot taken when it
 		// starts, after this.
@@ -74,12 +75,8 @@ const decisionInputsSQL = `SELECT a.id, a.name, a.sponsor, a.risk_tier, a.status
 
 // readInputs reads the batch's results in the order they were queued.
 func readInputs(br pgx.BatchResults, q store.DecisionInputsQuery, in *store.DecisionInputs) error {
-	var known bool
-	if err := br.QueryRow().Scan(&known); err != nil {
-		return mapErr(err)
-	}
-	if !known {
-		return fmt.Errorf("%w: tenant", store.ErrNotFound)
+	if err := enteredTenant(br.QueryRow()); err != nil {
+		return err
 	}
 	if q.IdempotencyKeySHA256 != nil {
 		var err error

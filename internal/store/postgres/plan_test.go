@@ -317,7 +317,9 @@ func withoutAutovacuum(t *testing.T, db *pgtest.DB, tables ...string) {
 func tenantConn(t *testing.T, db *pgtest.DB, tenantID string) *pgx.Conn {
 	t.Helper()
 	conn := pgtest.Connect(t, db.AdminURL)
-	for _, stmt := range []string{`SET ROLE ` + postgres.Ident(db.Roles.Tenant), `SELECT set_config('app.tenant_id', '` + tenantID + `', false)`} {
+	mac := postgres.TenantMAC(db.TenantKey, tenantID, conn.PgConn().PID())
+	for _, stmt := range []string{`SET ROLE ` + postgres.Ident(db.Roles.Tenant),
+		`SELECT set_config('app.tenant_id', '` + tenantID + `', false), set_config('app.tenant_mac', '` + mac + `', false)`} {
 		if _, err := conn.Exec(context.Background(), stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}

@@ -1,9 +1,12 @@
 // Package postgres is the shared-database store: one PostgreSQL database for
 // every organization, isolated by the database itself. Every tenant table has
-// tenant_id, ENABLE and FORCE ROW LEVEL SECURITY and a policy on
-// current_setting('app.tenant_id'); each tenant transaction sets it with
-// set_config(…, true), which lasts only until the transaction ends, so a
-// pooled connection never carries one tenant into the next borrower.
+// tenant_id, ENABLE and FORCE ROW LEVEL SECURITY and a policy on app_tenant():
+// the organization app.tenant_id names, when app.tenant_mac proves that the
+// service set it for this connection (a MAC under a key derived from the
+// master key, which no app role can read; see binding.go). Each tenant
+// transaction sets both with set_config(…, true), which lasts only until the
+// transaction ends, so a pooled connection never carries one tenant into
+// the next borrower.
 //
 // The process connects as two roles that own nothing, belong to no role and
 // cannot bypass row security: a tenant role (no grant on platform tables)
@@ -37,6 +40,10 @@ type Config struct {
 	TenantURL string
 	// PlatformURL connects as the platform role (--platform-database-url).
 	PlatformURL string
+	// TenantKey binds tenant transactions to their organization
+	// (binding.go): BindingKeySize bytes, derived from the master key
+	// under BindingKeyPurpose. Required; Open keeps its own copy.
+	TenantKey []byte
 	// MaxConns per pool; 0 keeps pgx's default.
 	MaxConns int32
 	Logger   *slog.Logger
@@ -46,6 +53,7 @@ type Config struct {
 type Store struct {
 	tenant   *pgxpool.Pool
 	platform *pgxpool.Pool
+	key      []byte // Config.TenantKey
 	log      *slog.Logger
 	// tenantRefs remembers ResolveTenantID's answers; a platform
 	// transaction that changed a tenant's status invalidates it.
@@ -62,6 +70,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.TenantURL == "" || cfg.PlatformURL == "" {
 		return nil, fmt.Errorf("%w: postgres: both the tenant and the platform database URL are required", store.ErrInvalid)
 	}
+	if len(cfg.TenantKey) != BindingKeySize {
+		return nil, fmt.Errorf("%w: postgres: a %d-byte tenant binding key is required (derived from the master key)", store.ErrInvalid, BindingKeySize)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -74,7 +85,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		tenant.Close()
 		return nil, fmt.Errorf("postgres: platform pool: %w", err)
 	}
-	s := &Store{tenant: tenant, platform: platform, log: cfg.Logger, tenantRefs: store.NewTenantRefs(store.TenantRefLifetime, nil)}
+	s := &Store{tenant: tenant, platform: platform, key: slices.Clone(cfg.TenantKey), log: cfg.Logger,
+		tenantRefs: store.NewTenantRefs(store.TenantRefLifetime, nil)}
 	// The schema first: a database an older binary migrated says "run
 	// migrate", which also settles what older migrations left to the roles
 	// (TEMPORARY, for one); then the roles, which must pass either way.
@@ -83,6 +95,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	if err := s.checkRoles(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.installBinding(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -336,23 +352,13 @@ func (s *Store) InTenantReadTx(ctx context.Context, tenantID string, fn func(con
 	return s.inTenantTx(ctx, tenantID, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
 }
 
-// setTenantSQL confines the rest of the transaction to organization $1 and
-// says whether it exists.
-const setTenantSQL = `SELECT set_config('app.tenant_id', $1::text, true) IS NOT NULL
-	AND EXISTS (SELECT 1 FROM app_tenant_directory(NULL, $1::uuid))`
-
 func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOptions, fn func(context.Context, store.TenantTx) error) error {
 	if err := store.CheckTenantID(tenantID); err != nil {
 		return err
 	}
 	return inTx(ctx, s.tenant, opts, func(tx pgx.Tx) error {
-		var found bool
-		err := tx.QueryRow(ctx, setTenantSQL, tenantID).Scan(&found)
-		if err != nil {
-			return mapErr(err)
-		}
-		if !found {
-			return fmt.Errorf("%w: tenant", store.ErrNotFound)
+		if err := enteredTenant(tx.QueryRow(ctx, enterTenantSQL, s.enterTenantArgs(tx.Conn(), tenantID)...)); err != nil {
+			return err
 		}
 		return fn(ctx, &tenantTx{tx: tx, tenantID: tenantID})
 	})

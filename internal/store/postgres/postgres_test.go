@@ -24,7 +24,7 @@ import (
 
 func openTest(t testing.TB, db *pgtest.DB, maxConns int32) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL, MaxConns: maxConns})
+	s, err := Open(context.Background(), Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL, TenantKey: db.TenantKey, MaxConns: maxConns})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -32,18 +32,27 @@ func openTest(t testing.TB, db *pgtest.DB, maxConns int32) *Store {
 	return s
 }
 
-// rawTenantExec runs stmt on a fresh connection as the tenant role with
-// app.tenant_id set to tenantID for the transaction — what anyone holding
-// the tenant plane's credentials could do without the store.
-func rawTenantExec(ctx context.Context, url, tenantID, stmt string) (int64, error) {
-	conn, err := pgx.Connect(ctx, url)
+// bindTenant confines the rest of tx to organization tenantID as the
+// store does: app.tenant_id, and its MAC under key for tx's connection.
+func bindTenant(ctx context.Context, tx pgx.Tx, key []byte, tenantID string) error {
+	_, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true), set_config('app.tenant_mac', $2, true)`,
+		tenantID, TenantMAC(key, tenantID, tx.Conn().PgConn().PID()))
+	return err
+}
+
+// rawTenantExec runs stmt on a fresh connection as the tenant role,
+// confined to tenantID as the store confines its transactions — what
+// anyone holding the tenant plane's credentials and the master key could
+// do without the store.
+func rawTenantExec(ctx context.Context, db *pgtest.DB, tenantID, stmt string) (int64, error) {
+	conn, err := pgx.Connect(ctx, db.TenantURL)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close(context.Background())
 	var n int64
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, tenantID); err != nil {
+		if err := bindTenant(ctx, tx, db.TenantKey, tenantID); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, stmt)
@@ -61,7 +70,7 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) store.Backend {
 			db := pgtest.New(t)
-			s, err := Open(context.Background(), Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+			s, err := Open(context.Background(), db.Config())
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
@@ -74,7 +83,7 @@ func TestConformance(t *testing.T) {
 			mu.Lock()
 			db := urls[b]
 			mu.Unlock()
-			return rawTenantExec(ctx, db.TenantURL, tenantID, stmt)
+			return rawTenantExec(ctx, db, tenantID, stmt)
 		},
 		RawPlatformExec: func(ctx context.Context, b store.Backend, stmt string) (int64, error) {
 			mu.Lock()
@@ -108,8 +117,9 @@ func violated(err error) string {
 	return ""
 }
 
-// Raw SQL as the tenant role, around the store: with app.tenant_id set to A,
-// unset, or garbage, none of B's rows are visible or writable.
+// Raw SQL as the tenant role, around the store, confined as the store
+// confines it (TestTenantBinding is the attacker without the key): bound
+// to A, unbound, or to garbage, none of B's rows are visible or writable.
 func TestRawSQLIsolation(t *testing.T) {
 	db := pgtest.New(t)
 	s := openTest(t, db, 0)
@@ -144,7 +154,7 @@ func TestRawSQLIsolation(t *testing.T) {
 		}
 		defer tx.Rollback(ctx)
 		if setting != nil {
-			if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, *setting); err != nil {
+			if err := bindTenant(ctx, tx, db.TenantKey, *setting); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -295,7 +305,7 @@ func TestReceiptsAndCasesNameOwnDecisions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, alpha.tenant.ID); err != nil {
+			if err := bindTenant(ctx, tx, db.TenantKey, alpha.tenant.ID); err != nil {
 				t.Fatal(err)
 			}
 			_, *stmt.err = tx.Exec(ctx, stmt.sql, stmt.args...)
@@ -419,7 +429,7 @@ func TestActivationsInOrderForAnyWriter(t *testing.T) {
 		{`INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by, ledger_index) VALUES ($1, 9223372036854775807, 'v1', false, 'a', 'b', 0)`, "23505"},
 		{`ALTER TABLE policy_activations DISABLE TRIGGER policy_activations_in_order`, "42501"},
 	} {
-		if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
+		if code := sqlState(execAsTenant(t, db, conn, acme.ID, tc.stmt)); code != tc.code {
 			t.Errorf("%s: SQLSTATE %q, want %s", tc.stmt, code, tc.code)
 		}
 	}
@@ -473,7 +483,7 @@ func TestAgentRowsNameTheirEntryForAnyWriter(t *testing.T) {
 		// Naming an entry, it is stored: the reader proves the entry.
 		{fmt.Sprintf(insert, ", ledger_index", ", 0"), ""},
 	} {
-		if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
+		if code := sqlState(execAsTenant(t, db, conn, acme.ID, tc.stmt)); code != tc.code {
 			t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
 		}
 	}
@@ -519,15 +529,16 @@ func TestCounterpartiesNameTheirEntryForAnyWriter(t *testing.T) {
 		// Naming an entry, it is stored: the reader proves the entry.
 		{fmt.Sprintf(insert, ", ledger_index", ", 0"), ""},
 	} {
-		if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
+		if code := sqlState(execAsTenant(t, db, conn, acme.ID, tc.stmt)); code != tc.code {
 			t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
 		}
 	}
 }
 
-// execAsTenant runs stmt in a rolled-back transaction of conn with
-// organization tenantID set ($1, if stmt has it, is tenantID).
-func execAsTenant(t *testing.T, conn *pgx.Conn, tenantID, stmt string) error {
+// execAsTenant runs stmt in a rolled-back transaction of conn confined
+// to organization tenantID under db's binding ($1, if stmt has it, is
+// tenantID).
+func execAsTenant(t *testing.T, db *pgtest.DB, conn *pgx.Conn, tenantID, stmt string) error {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := conn.Begin(ctx)
@@ -535,7 +546,7 @@ func execAsTenant(t *testing.T, conn *pgx.Conn, tenantID, stmt string) error {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1::text, true)`, tenantID); err != nil {
+	if err := bindTenant(ctx, tx, db.TenantKey, tenantID); err != nil {
 		t.Fatal(err)
 	}
 	var args []any
@@ -547,13 +558,17 @@ func execAsTenant(t *testing.T, conn *pgx.Conn, tenantID, stmt string) error {
 }
 
 // Every table that carries tenant_id has row security enabled and forced,
-// with a policy — so a future migration cannot forget it.
+// with policies on app_tenant() only — so a future migration cannot forget
+// it.
 func TestEveryTenantTableHasRowSecurity(t *testing.T) {
 	db := pgtest.New(t)
 	conn := pgtest.Connect(t, db.AdminURL)
 	rows, err := conn.Query(context.Background(), `
 		SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
 		       (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid),
+		       (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid
+		        AND (pg_get_expr(p.polqual, p.polrelid) IS DISTINCT FROM '(tenant_id = ( SELECT app_tenant() AS app_tenant))'
+		         OR pg_get_expr(p.polwithcheck, p.polrelid) IS DISTINCT FROM '(tenant_id = ( SELECT app_tenant() AS app_tenant))')),
 		       pg_get_userbyid(c.relowner)
 		FROM pg_class c
 		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
@@ -566,8 +581,8 @@ func TestEveryTenantTableHasRowSecurity(t *testing.T) {
 	for rows.Next() {
 		var name, owner string
 		var rls, force bool
-		var policies int
-		if err := rows.Scan(&name, &rls, &force, &policies, &owner); err != nil {
+		var policies, unbound int
+		if err := rows.Scan(&name, &rls, &force, &policies, &unbound, &owner); err != nil {
 			t.Fatal(err)
 		}
 		// Platform tables that name a tenant without holding its data:
@@ -579,6 +594,11 @@ func TestEveryTenantTableHasRowSecurity(t *testing.T) {
 		seen++
 		if !rls || !force || policies == 0 {
 			t.Errorf("%s: rls=%v force=%v policies=%d", name, rls, force, policies)
+		}
+		// A policy on anything but app_tenant() would trust a setting
+		// any session may make.
+		if unbound != 0 {
+			t.Errorf("%s: %d policies do not confine rows to app_tenant()", name, unbound)
 		}
 		if owner != db.Roles.Owner {
 			t.Errorf("%s owned by %s, want %s", name, owner, db.Roles.Owner)
@@ -614,7 +634,7 @@ func TestAppendOnlyTriggerStopsOwner(t *testing.T) {
 			if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+Ident(db.Roles.Owner)); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, acme.ID); err != nil {
+			if err := bindTenant(ctx, tx, db.TenantKey, acme.ID); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, stmt)
@@ -661,7 +681,7 @@ func TestRecordGuardsStopOwner(t *testing.T) {
 			if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+Ident(db.Roles.Owner)); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, acme.ID); err != nil {
+			if err := bindTenant(ctx, tx, db.TenantKey, acme.ID); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, stmt)
@@ -854,7 +874,7 @@ func TestOpenRefusesUnsafeRoles(t *testing.T) {
 				urls = both
 			}
 			tenant, platform := urls(t, db)
-			s, err := Open(ctx, Config{TenantURL: tenant, PlatformURL: platform})
+			s, err := Open(ctx, Config{TenantURL: tenant, PlatformURL: platform, TenantKey: db.TenantKey})
 			if err == nil {
 				s.Close()
 				t.Fatal("opened")
@@ -878,7 +898,7 @@ func TestOpenRefusesUnsafeRoles(t *testing.T) {
 		})
 	}
 	db := pgtest.New(t)
-	_, err := Open(ctx, Config{TenantURL: "postgres://u:hunter2@[bad", PlatformURL: db.PlatformURL})
+	_, err := Open(ctx, Config{TenantURL: "postgres://u:hunter2@[bad", PlatformURL: db.PlatformURL, TenantKey: db.TenantKey})
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("bad URL error leaks or passes: %v", err)
 	}
@@ -947,7 +967,7 @@ func TestLargeObjectOfAnAppRoleIsNoProblem(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT lo_create(0)`).Scan(&oid); err != nil || oid == 0 {
 		t.Fatalf("lo_create as the tenant role: %d, %v", oid, err)
 	}
-	s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+	s, err := Open(ctx, db.Config())
 	if err != nil {
 		t.Fatalf("open with the tenant role owning large object %d: %v", oid, err)
 	}
@@ -974,7 +994,7 @@ func TestMigrateMakesRolesOpenAccepts(t *testing.T) {
 	if err != nil || members != 0 {
 		t.Fatalf("the roles Migrate made belong to %d roles, %v", members, err)
 	}
-	s, err := Open(ctx, Config{TenantURL: db.Login(t, roles.Tenant), PlatformURL: db.Login(t, roles.Platform)})
+	s, err := Open(ctx, Config{TenantURL: db.Login(t, roles.Tenant), PlatformURL: db.Login(t, roles.Platform), TenantKey: db.TenantKey})
 	if err != nil {
 		t.Fatalf("Open as the roles Migrate made: %v", err)
 	}
@@ -991,7 +1011,7 @@ func TestMigrateRevokesDatabaseCreate(t *testing.T) {
 	if err := Migrate(ctx, db.AdminURL, db.Roles); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+	s, err := Open(ctx, db.Config())
 	if err != nil {
 		t.Fatalf("Open after Migrate: %v", err)
 	}
@@ -1006,14 +1026,14 @@ func TestOpenRefusesStaleSchema(t *testing.T) {
 	if _, err := conn.Exec(ctx, `GRANT CONNECT ON DATABASE `+Ident(db.Name)+` TO `+Ident(db.Roles.Tenant)+`, `+Ident(db.Roles.Platform)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+	_, err := Open(ctx, db.Config())
 	if !errors.Is(err, store.ErrSchema) {
 		t.Fatalf("Open before migrate: %v, want ErrSchema", err)
 	}
 	if err := Migrate(ctx, db.AdminURL, db.Roles); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+	s, err := Open(ctx, db.Config())
 	if err != nil {
 		t.Fatalf("Open after migrate: %v", err)
 	}
@@ -1042,7 +1062,7 @@ func TestRefusesAnotherSchema(t *testing.T) {
 			if err := Migrate(ctx, db.AdminURL, db.Roles); !errors.Is(err, store.ErrSchema) || !strings.Contains(err.Error(), "recreate the database") {
 				t.Fatalf("Migrate: %v, want ErrSchema naming the way out", err)
 			}
-			s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+			s, err := Open(ctx, db.Config())
 			if err == nil {
 				s.Close()
 			}
@@ -1331,7 +1351,7 @@ func TestReceiptsMigrationKeepsEveryJWS(t *testing.T) {
 			if err != nil || version != latestPostgres(t) || jwsColumn {
 				t.Fatalf("the upgrade: %v; version %d, jws column %v", err, version, jwsColumn)
 			}
-			s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+			s, err := Open(ctx, db.Config())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1416,7 +1436,7 @@ func TestOneActiveKeyMigration(t *testing.T) {
 			if err != nil || version != latestPostgres(t) {
 				t.Fatalf("the upgrade: %v; version %d", err, version)
 			}
-			s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+			s, err := Open(ctx, db.Config())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1479,7 +1499,7 @@ func TestJTIsPerAgentMigration(t *testing.T) {
 		has_column_privilege($1, 'assertion_jtis', 'expires_at', 'UPDATE')`, db.Roles.Tenant).Scan(&agentID, &expiresAt); err != nil || agentID || !expiresAt {
 		t.Fatalf("the tenant role may update agent_id %v, expires_at %v (%v)", agentID, expiresAt, err)
 	}
-	s, err := Open(ctx, Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+	s, err := Open(ctx, db.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1733,6 +1753,7 @@ func TestSessionLimits(t *testing.T) {
 	short, err := Open(ctx, Config{
 		TenantURL:   withParam(t, withParam(t, db.TenantURL, "statement_timeout", "200ms"), "idle_in_transaction_session_timeout", "200ms"),
 		PlatformURL: db.PlatformURL,
+		TenantKey:   db.TenantKey,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -1790,7 +1811,7 @@ func TestPolicyRowsNameTheirEntryForAnyWriter(t *testing.T) {
 			{fmt.Sprintf(table.insert, ", ledger_index", ", 0"), ""},
 			{`UPDATE ` + table.name + ` SET ledger_index = 1`, "42501"}, // no UPDATE grant
 		} {
-			if code := sqlState(execAsTenant(t, conn, acme.ID, tc.stmt)); code != tc.code {
+			if code := sqlState(execAsTenant(t, db, conn, acme.ID, tc.stmt)); code != tc.code {
 				t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
 			}
 		}

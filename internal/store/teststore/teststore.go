@@ -32,7 +32,7 @@ func Open(t testing.TB, kind string) store.Backend {
 		b = s
 	case "postgres":
 		db := pgtest.New(t)
-		s, err := postgres.Open(ctx, postgres.Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL})
+		s, err := postgres.Open(ctx, db.Config())
 		if err != nil {
 			t.Fatal(err)
 		}

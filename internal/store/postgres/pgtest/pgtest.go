@@ -31,6 +31,9 @@ type DB struct {
 	AdminURL    string // the superuser, connected to this database
 	TenantURL   string // the tenant role
 	PlatformURL string // the platform role
+	// TenantKey binds the store's tenant transactions (postgres.Config):
+	// one random key per database, which every store opened on it shares.
+	TenantKey []byte
 
 	base     string   // the server's URL, for roles made after NewEmpty
 	password string   // the one password of every role pgtest logs in as
@@ -92,10 +95,19 @@ func NewEmpty(t testing.TB) *DB {
 			t.Fatalf("pgtest: create role: %v", err)
 		}
 	}
+	db.TenantKey = make([]byte, postgres.BindingKeySize)
+	if _, err := rand.Read(db.TenantKey); err != nil {
+		t.Fatal(err)
+	}
 	db.AdminURL = withDB(t, base, db.Name, nil)
 	db.TenantURL = withDB(t, base, db.Name, url.UserPassword(db.Roles.Tenant, password))
 	db.PlatformURL = withDB(t, base, db.Name, url.UserPassword(db.Roles.Platform, password))
 	return db
+}
+
+// Config is what opens a store on this database as its app roles.
+func (db *DB) Config() postgres.Config {
+	return postgres.Config{TenantURL: db.TenantURL, PlatformURL: db.PlatformURL, TenantKey: db.TenantKey}
 }
 
 func (db *DB) drop(t testing.TB, base string) {
