@@ -334,9 +334,10 @@ func (s *Store) Close() error {
 // one that did would otherwise refuse every write of the service.
 var writeTx = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}
 
-// InTenantTx runs fn with app.tenant_id set for this transaction only. The
-// same round trip checks that the organization exists, through the
-// directory function (the tenant role has no grant on tenants).
+// InTenantTx runs fn confined to the organization for this transaction
+// only (enterTenantSQL). The same round trip checks that the database took
+// the binding and that the organization exists, through the directory
+// function (the tenant role has no grant on tenants).
 func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
 	return s.inTenantTx(ctx, tenantID, writeTx, fn)
 }

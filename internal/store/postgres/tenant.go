@@ -9,8 +9,8 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
-// tenantTx runs as the tenant role with app.tenant_id set for this
-// transaction. Row security alone confines it; statements still name
+// tenantTx runs as the tenant role bound to its organization for this
+// transaction (binding.go). Row security alone confines it; statements still name
 // tenant_id so that indexes are used and intent is visible.
 type tenantTx struct {
 	tx       pgx.Tx
@@ -46,7 +46,7 @@ func (t *tenantTx) TenantID() string { return t.tenantID }
 
 // Savepoint uses pgx's nested transaction, a SAVEPOINT: the statements of
 // fn run on the same transaction (t.tx is the outer one, and row security
-// and app.tenant_id, set for the whole transaction, hold inside it).
+// and the binding, set for the whole transaction, hold inside it).
 // Inside a Pipeline, a failing savepoint also drops the records fn queued.
 func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error) (err error) {
 	if q := t.pipe; q != nil {
