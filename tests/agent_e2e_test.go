@@ -483,7 +483,7 @@ func TestBaseRulesOverrideAPermissivePolicy(t *testing.T) {
 			if kind == "sqlite" {
 				env = append(env, "AGENTSIGNA_DATA_DIR="+filepath.Join(t.TempDir(), "data"))
 			} else {
-				db := pgtest.New(t)
+				db := pgtest.NewWithMasterKey(t, "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
 				env = append(env, "AGENTSIGNA_DATABASE_URL="+db.TenantURL, "AGENTSIGNA_PLATFORM_DATABASE_URL="+db.PlatformURL,
 					"AGENTSIGNA_ROLE_PREFIX="+strings.TrimSuffix(db.Roles.Owner, "_owner"))
 			}
@@ -540,7 +540,7 @@ func TestBaseRulesOverrideAPermissivePolicy(t *testing.T) {
 
 // The same agent path on PostgreSQL, set up with the local CLI.
 func TestPostgresAgentDecision(t *testing.T) {
-	db := pgtest.New(t)
+	db := pgtest.NewWithMasterKey(t, "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
 	env := []string{"AGENTSIGNA_MASTER_KEY=MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=", "AGENTSIGNA_DATABASE_URL=" + db.TenantURL,
 		"AGENTSIGNA_PLATFORM_DATABASE_URL=" + db.PlatformURL, "AGENTSIGNA_ROLE_PREFIX=" + strings.TrimSuffix(db.Roles.Owner, "_owner")}
 	credsFile := cliOrg(t, env, "acme", "../policies/examples/acme", "acme-example-1", "low")

@@ -406,7 +406,13 @@ func TestServePostgres(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "master key") {
 		t.Fatalf("serve without a master key: exit %d, %q", code, stderr)
 	}
-	code, stderr = runBinary(t, nil, "migrate", "--owner-database-url", db.AdminURL, "--role-prefix", strings.TrimSuffix(db.Roles.Owner, "_owner"))
+	// migrate binds the organizations' rows to the master key: it needs it.
+	migrate := []string{"migrate", "--owner-database-url", db.AdminURL, "--role-prefix", strings.TrimSuffix(db.Roles.Owner, "_owner")}
+	code, stderr = runBinary(t, nil, migrate...)
+	if code != 1 || !strings.Contains(stderr, "master key") {
+		t.Fatalf("migrate without a master key: exit %d, %q", code, stderr)
+	}
+	code, stderr = runBinary(t, []string{key}, migrate...)
 	if code != 0 {
 		t.Fatalf("migrate: exit %d, %q", code, stderr)
 	}
@@ -419,13 +425,18 @@ func TestServePostgres(t *testing.T) {
 		}
 	}
 
-	// The first serve bound the organizations' rows to its master key: a
-	// service with another key stops, rather than serving organizations
-	// whose rows it cannot reach, and so does a command with none.
+	// migrate bound the organizations' rows to its master key: a service
+	// or migration with another key stops, rather than serving
+	// organizations whose rows it cannot reach, and so does a command with
+	// none.
 	other := "AGENTSIGNA_MASTER_KEY=" + "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=" // base64 of 32 other test bytes
 	code, stderr = runBinary(t, []string{other}, append([]string{"serve"}, common...)...)
 	if code != 1 || !strings.Contains(stderr, "master key is not the one") {
 		t.Fatalf("serve with another master key: exit %d, %q", code, stderr)
+	}
+	code, stderr = runBinary(t, []string{other}, migrate...)
+	if code != 1 || !strings.Contains(stderr, "master key is not the one") {
+		t.Fatalf("migrate with another master key: exit %d, %q", code, stderr)
 	}
 	code, stderr = runBinary(t, nil, append([]string{"org", "list"}, common...)...)
 	if code != 1 || !strings.Contains(stderr, "master key") {

@@ -11,7 +11,8 @@ import (
 )
 
 // runMigrate applies the embedded migrations: to the data dir's files, or,
-// with --owner-database-url, to PostgreSQL (creating the roles first).
+// with --owner-database-url, to PostgreSQL (creating the roles first, and
+// binding the organizations' rows to the master key, which it then needs).
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	fs := newFlagSet("migrate", stderr)
 	var sf storeFlags
@@ -22,7 +23,12 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, en
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if sf.ownerDatabaseURL != "" {
 		roles := postgres.DefaultRoles(sf.rolePrefix)
-		if err := postgres.Migrate(ctx, sf.ownerDatabaseURL, roles); err != nil {
+		key, err := tenantBindingKey(&sf, env)
+		if err != nil {
+			return err
+		}
+		defer clear(key)
+		if err := postgres.Migrate(ctx, sf.ownerDatabaseURL, roles, key); err != nil {
 			return fmt.Errorf("migrate PostgreSQL: %w", err)
 		}
 		fmt.Fprintf(stdout, "PostgreSQL schema is current; app roles: %s (tenant plane), %s (platform plane)\n", roles.Tenant, roles.Platform)

@@ -18,8 +18,8 @@ import (
 // openStore opens the store the flags select, migrating it first where this
 // process may: always for SQLite, and for PostgreSQL when an owner URL is
 // given (otherwise Open refuses a schema older than this binary).
-// PostgreSQL also needs the master key, whatever the command: the store
-// binds its tenant transactions with a key derived from it.
+// PostgreSQL also needs the master key, whatever the command: the
+// organizations' rows are bound to a key derived from it.
 func openStore(ctx context.Context, sf *storeFlags, env env, log *slog.Logger) (store.Backend, error) {
 	if !sf.postgres() {
 		s, err := sqlite.Open(ctx, sqlite.Config{DataDir: sf.dataDir, Logger: log})
@@ -31,26 +31,36 @@ func openStore(ctx context.Context, sf *storeFlags, env env, log *slog.Logger) (
 	if sf.databaseURL == "" || sf.platformDatabaseURL == "" {
 		return nil, fmt.Errorf("%w: PostgreSQL needs both --database-url (tenant role) and --platform-database-url (platform role)", errUsage)
 	}
-	if sf.ownerDatabaseURL != "" {
-		if err := postgres.Migrate(ctx, sf.ownerDatabaseURL, postgres.DefaultRoles(sf.rolePrefix)); err != nil {
-			return nil, fmt.Errorf("migrate: %w", err)
-		}
-	}
-	// No backend: only the embedded store's key depends on what it holds.
-	master, err := loadMasterKey(ctx, sf, nil, env, log)
-	if err != nil {
-		return nil, err
-	}
-	key, err := master.DeriveKey(postgres.BindingKeyPurpose)
+	key, err := tenantBindingKey(sf, env)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(key)
+	if sf.ownerDatabaseURL != "" {
+		if err := postgres.Migrate(ctx, sf.ownerDatabaseURL, postgres.DefaultRoles(sf.rolePrefix), key); err != nil {
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+	}
 	s, err := postgres.Open(ctx, postgres.Config{TenantURL: sf.databaseURL, PlatformURL: sf.platformDatabaseURL, TenantKey: key, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("open PostgreSQL store: %w", err)
 	}
 	return s, nil
+}
+
+// tenantBindingKey is the key that binds a PostgreSQL store's tenant
+// transactions to their organizations, derived from the master key: Migrate
+// installs it, Open proves it. The caller clears it.
+// PostgreSQL's master key is never generated, so no data dir is looked at
+// (`migrate --owner-database-url` alone is not sf.postgres()).
+func tenantBindingKey(sf *storeFlags, env env) ([]byte, error) {
+	opts := secrets.LoadOptions{KeyFile: sf.masterKeyFile}
+	opts.EnvValue, _ = env("AGENTSIGNA_MASTER_KEY")
+	master, _, err := secrets.LoadMasterKey(opts)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	return master.DeriveKey(postgres.BindingKeyPurpose)
 }
 
 // openExistingStore is openStore for a command that reads or changes what

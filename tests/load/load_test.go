@@ -262,7 +262,7 @@ func TestProfileOptions(t *testing.T) {
 // organization set up with the local CLI as tests/agent_e2e_test.go does,
 // the service started on it, and the harness driving it against --target-url.
 func TestLoadPostgres(t *testing.T) {
-	db := pgtest.New(t)
+	db := pgtest.NewWithMasterKey(t, "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
 	o := testOptions(t)
 	prefix := strings.TrimSuffix(db.Roles.Owner, "_owner")
 	env := []string{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,17 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 	}
 	conn := pgtest.Connect(t, db.TenantURL)
 	other := pgtest.Connect(t, db.TenantURL)
-	pid, otherPID := conn.PgConn().PID(), other.PgConn().PID()
+	session, otherSession := sessionOf(t, conn), sessionOf(t, other)
+	// The same pid, begun at another moment: a later backend that was
+	// given a pid the MAC's backend had.
+	parts := strings.Split(session, "/")
+	if len(parts) != 3 || parts[0] != strconv.FormatUint(uint64(conn.PgConn().PID()), 10) || parts[2] != db.Name {
+		t.Fatalf("app_session() = %q, want pid/start/database", session)
+	}
+	if µs, err := strconv.ParseInt(parts[1], 10, 64); err != nil || time.Since(time.UnixMicro(µs)).Abs() > time.Minute {
+		t.Fatalf("app_session() = %q: its start is not this backend's, a moment ago", session)
+	}
+	reborn := parts[0] + "/1" + parts[1] + "/" + parts[2]
 	wrongKey := make([]byte, BindingKeySize)
 	if _, err := rand.Read(wrongKey); err != nil {
 		t.Fatal(err)
@@ -71,23 +82,24 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 
 	// The control: bravo's own MAC for this connection opens bravo's rows,
 	// so the refusals below are the binding's.
-	as(t, TenantMAC(db.TenantKey, b.ID, pid), func(tx pgx.Tx) {
+	as(t, TenantMAC(db.TenantKey, b.ID, session), func(tx pgx.Tx) {
 		if n := bravoRows(tx); n < 3 {
 			t.Fatalf("bound to bravo, the connection sees %d of its rows", n)
 		}
 	})
 	for _, tc := range []struct{ name, mac string }{
 		{"no MAC", ""},
-		{"a MAC under another key", TenantMAC(wrongKey, b.ID, pid)},
-		{"another connection's MAC", TenantMAC(db.TenantKey, b.ID, otherPID)},
-		{"alpha's MAC", TenantMAC(db.TenantKey, a.ID, pid)},
-		{"the MAC in upper case", strings.ToUpper(TenantMAC(db.TenantKey, b.ID, pid))},
+		{"a MAC under another key", TenantMAC(wrongKey, b.ID, session)},
+		{"another connection's MAC", TenantMAC(db.TenantKey, b.ID, otherSession)},
+		{"the MAC of an earlier backend with this pid", TenantMAC(db.TenantKey, b.ID, reborn)},
+		{"alpha's MAC", TenantMAC(db.TenantKey, a.ID, session)},
+		{"the MAC in upper case", strings.ToUpper(TenantMAC(db.TenantKey, b.ID, session))},
 		{"garbage", "' OR true --"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			as(t, tc.mac, func(tx pgx.Tx) {
 				var tenant *string
-				if err := tx.QueryRow(ctx, `SELECT app_tenant()::text`).Scan(&tenant); err != nil || tenant != nil {
+				if err := tx.QueryRow(ctx, `SELECT app_tenant(app_session())::text`).Scan(&tenant); err != nil || tenant != nil {
 					t.Errorf("app_tenant() = %v, %v; want NULL", tenant, err)
 				}
 				if n := bravoRows(tx); n != 0 {
@@ -102,7 +114,9 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 				`INSERT INTO tenant_settings (tenant_id, key, value) VALUES ('` + b.ID + `', 'planted', 'x')`,
 				`INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash, record)
 					VALUES ('` + b.ID + `', 1, 'x', sha256('x'), 'x')`,
-				`SELECT app_register_agent('` + store.NewID(store.PrefixAgent) + `')`,
+				`SELECT app_register_agent('` + store.NewID(store.PrefixAgent) + `', app_session())`,
+				// The other connection's session, with a MAC made for it.
+				`SELECT app_register_agent('` + store.NewID(store.PrefixAgent) + `', '` + otherSession + `')`,
 			} {
 				as(t, tc.mac, func(tx pgx.Tx) {
 					if _, err := tx.Exec(ctx, stmt); sqlState(err) != "42501" {
@@ -113,37 +127,37 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 		})
 	}
 
-	// The key itself is out of reach: no app role reads it, and only the
-	// platform role may offer one, which changes nothing once installed.
+	// The key itself is out of reach: no app role reads, writes or
+	// replaces it, or calls the functions that read it but as granted.
 	platform := pgtest.Connect(t, db.PlatformURL)
+	pads := `decode(repeat('00', 64), 'hex'), decode(repeat('00', 64), 'hex')`
 	for _, tc := range []struct {
 		conn *pgx.Conn
 		stmt string
 	}{
 		{conn, `SELECT * FROM app_tenant_binding`},
-		{conn, `SELECT app_install_tenant_binding(decode(repeat('00', 64), 'hex'), decode(repeat('00', 64), 'hex'))`},
+		{conn, `INSERT INTO app_tenant_binding (ipad, opad) VALUES (` + pads + `)`},
+		{conn, `DELETE FROM app_tenant_binding`},
 		{platform, `SELECT * FROM app_tenant_binding`},
+		{platform, `INSERT INTO app_tenant_binding (ipad, opad) VALUES (` + pads + `)`},
 		{platform, `DELETE FROM app_tenant_binding`},
-		{platform, `SELECT app_tenant()`},
+		{platform, `SELECT app_tenant('x')`},
+		{platform, `SELECT app_tenant_binding_installed()`},
 	} {
 		if _, err := tc.conn.Exec(ctx, tc.stmt); sqlState(err) != "42501" {
 			t.Errorf("%s as %s: %v, want permission denied 42501", tc.stmt, tc.conn.Config().User, err)
 		}
 	}
-	var same bool
-	if err := platform.QueryRow(ctx, `SELECT app_install_tenant_binding(decode(repeat('00', 64), 'hex'), decode(repeat('00', 64), 'hex'))`).Scan(&same); err != nil || same {
-		t.Errorf("the platform role offering another key: %v, %v; want false", same, err)
+}
+
+// sessionOf is conn's app_session().
+func sessionOf(t *testing.T, conn *pgx.Conn) string {
+	t.Helper()
+	var s string
+	if err := conn.QueryRow(context.Background(), `SELECT app_session()`).Scan(&s); err != nil {
+		t.Fatal(err)
 	}
-	err := s.InTenantTx(ctx, b.ID, func(ctx context.Context, tx store.TenantTx) error {
-		list, err := tx.ListSettings(ctx)
-		if err == nil && len(list) != 1 {
-			t.Errorf("after another key was offered, bravo's store sees %+v", list)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatalf("after another key was offered: %v", err)
-	}
+	return s
 }
 
 // The role sees the text of the service's statements (pg_stat_activity
@@ -164,13 +178,15 @@ func TestTenantBindingMACIsNotInStatementText(t *testing.T) {
 	}()
 	<-inside
 	conn := pgtest.Connect(t, db.TenantURL)
-	rows, err := conn.Query(ctx, `SELECT pid, coalesce(query, '') FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid()`)
+	// A session's name is no secret: the role reads every one of its own.
+	rows, err := conn.Query(ctx, `SELECT pid::text || '/' || (extract(epoch FROM backend_start) * 1000000)::bigint::text || '/' || datname,
+		coalesce(query, '') FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid()`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	type activity struct {
-		PID   uint32
-		Query string
+		Session string
+		Query   string
 	}
 	seen, err := pgx.CollectRows(rows, pgx.RowToStructByPos[activity])
 	close(release)
@@ -183,8 +199,8 @@ func TestTenantBindingMACIsNotInStatementText(t *testing.T) {
 	sawBinding := false
 	for _, a := range seen {
 		sawBinding = sawBinding || strings.Contains(a.Query, "app.tenant_mac")
-		if mac := TenantMAC(db.TenantKey, b.ID, a.PID); strings.Contains(a.Query, mac) {
-			t.Errorf("pg_stat_activity shows the MAC of backend %d: %s", a.PID, a.Query)
+		if mac := TenantMAC(db.TenantKey, b.ID, a.Session); strings.Contains(a.Query, mac) {
+			t.Errorf("pg_stat_activity shows the MAC of backend %s: %s", a.Session, a.Query)
 		}
 	}
 	// The control: the store's statement was there to read.
@@ -194,9 +210,9 @@ func TestTenantBindingMACIsNotInStatementText(t *testing.T) {
 }
 
 // A store must be given the key, and the database's: another master key
-// stops Open; a binding the database does not take (a pooler's doing, or
-// a key changed under a running store) fails each tenant transaction
-// clearly, where it would otherwise read nothing.
+// stops Open and Migrate; a binding the database does not take (a pooler's
+// doing, or a key changed under a running store) fails each tenant
+// transaction clearly, where it would otherwise read nothing.
 func TestTenantBindingKeyRefusals(t *testing.T) {
 	db := pgtest.New(t)
 	s := openTest(t, db, 0)
@@ -209,6 +225,9 @@ func TestTenantBindingKeyRefusals(t *testing.T) {
 		if _, err := Open(ctx, cfg); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "binding key") {
 			t.Errorf("Open with a %d-byte key: %v, want ErrInvalid saying a binding key is required", len(key), err)
 		}
+		if err := Migrate(ctx, db.AdminURL, db.Roles, key); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "binding key") {
+			t.Errorf("Migrate with a %d-byte key: %v, want ErrInvalid saying a binding key is required", len(key), err)
+		}
 	}
 	wrong := make([]byte, BindingKeySize)
 	if _, err := rand.Read(wrong); err != nil {
@@ -218,6 +237,13 @@ func TestTenantBindingKeyRefusals(t *testing.T) {
 	cfg.TenantKey = wrong
 	if _, err := Open(ctx, cfg); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "master key is not the one") {
 		t.Errorf("Open with another key: %v, want ErrInvalid naming the master key", err)
+	}
+	if err := Migrate(ctx, db.AdminURL, db.Roles, wrong); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "master key is not the one") {
+		t.Errorf("Migrate with another key: %v, want ErrInvalid naming the master key", err)
+	}
+	// Migrating again with the key is a no-op, and the store still works.
+	if err := Migrate(ctx, db.AdminURL, db.Roles, db.TenantKey); err != nil {
+		t.Fatalf("Migrate again with the key: %v", err)
 	}
 
 	SetTenantKey(s, wrong)
@@ -236,5 +262,51 @@ func TestTenantBindingKeyRefusals(t *testing.T) {
 	err = s.InTenantTx(ctx, "8a2b6f64-7c0e-4a53-9d55-2f1c9a0b7e41", func(context.Context, store.TenantTx) error { return nil })
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown organization: %v, want ErrNotFound", err)
+	}
+}
+
+// What would put a MAC where the role reads it is refused or undone: the
+// simple protocol (arguments in the statement text) and the role's own
+// defaults that dump plans, with their parameters, to the server log.
+func TestTenantBindingKeepsMACsOutOfSight(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	for _, plane := range []string{"tenant", "platform"} {
+		cfg := db.Config()
+		if plane == "tenant" {
+			cfg.TenantURL += "?default_query_exec_mode=simple_protocol"
+		} else {
+			cfg.PlatformURL += "?default_query_exec_mode=simple_protocol"
+		}
+		if _, err := Open(ctx, cfg); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "simple_protocol") {
+			t.Errorf("Open with the %s plane on the simple protocol: %v, want ErrInvalid naming it", plane, err)
+		}
+	}
+
+	// The role turns plan dumps on for itself (no other privilege needed).
+	conn := pgtest.Connect(t, db.TenantURL)
+	for _, stmt := range []string{`ALTER ROLE CURRENT_USER SET debug_print_plan = on`,
+		`ALTER ROLE CURRENT_USER SET log_parameter_max_length_on_error = -1`} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	s := openTest(t, db, 1) // one connection: the one checked below
+	acme := storetest.CreateTenant(t, s, "acme")
+	if err := s.InTenantTx(ctx, acme.ID, func(context.Context, store.TenantTx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var plan, onError string
+	if err := TenantPool(s).QueryRow(ctx, `SELECT current_setting('debug_print_plan'), current_setting('log_parameter_max_length_on_error')`).
+		Scan(&plan, &onError); err != nil {
+		t.Fatal(err)
+	}
+	if plan != "off" || onError != "0" {
+		t.Errorf("the store's session has debug_print_plan %s, log_parameter_max_length_on_error %s; want off, 0", plan, onError)
+	}
+	// The control: a session of the role's own has them on.
+	other := pgtest.Connect(t, db.TenantURL)
+	if err := other.QueryRow(ctx, `SELECT current_setting('debug_print_plan')`).Scan(&plan); err != nil || plan != "on" {
+		t.Fatalf("a new session of the role: debug_print_plan %s, %v; the role's default did not take", plan, err)
 	}
 }

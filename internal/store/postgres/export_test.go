@@ -43,8 +43,9 @@ const (
 	CaseByIDSQL          = caseByIDSQL
 )
 
-// TenantMAC is app.tenant_mac for an organization on a backend, for tests
-// that confine a raw connection as the store does.
+// TenantMAC is app.tenant_mac for an organization on a backend (its
+// app_session()), for tests that confine a raw connection as the store
+// does.
 var TenantMAC = tenantMAC
 
 // SetTenantKey swaps the key s binds tenant transactions with, for the

@@ -32,8 +32,12 @@ func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store
 		return store.DecisionInputs{}, mapErr(err)
 	}
 	defer conn.Release()
+	session, err := connSession(ctx, conn.Conn())
+	if err != nil {
+		return store.DecisionInputs{}, err
+	}
 	b := &pgx.Batch{}
-	b.Queue(enterTenantSQL, s.enterTenantArgs(conn.Conn(), tenantID)...)
+	b.Queue(enterTenantSQL, tenantID, tenantMAC(s.key, tenantID, session))
 	if q.IdempotencyKeySHA256 != nil {
 		b.Queue(decisionByKeySQL, tenantID, q.AgentID, q.IdempotencyKeySHA256)
 	}

@@ -46,20 +46,26 @@ func (r Roles) validate() error {
 const migrationLock = 0x4147_5349_474e_41
 
 // Migrate creates the roles if missing and applies pending migrations as the
-// owner role. adminURL must connect as a superuser, or as a role with
+// owner role, then binds the organizations' rows to tenantKey (binding.go;
+// BindingKeySize bytes derived from the master key under
+// BindingKeyPurpose): it installs the key on a database that has none, and
+// refuses a key other than the one installed. adminURL must connect as a superuser, or as a role with
 // CREATEROLE that is a member of the owner role (which Open refuses as an
 // app role). Existing app roles that Open would refuse are refused here
 // too, before any migration. Safe to run concurrently and repeatedly. The
 // app roles are created LOGIN without a password: set one (ALTER ROLE …
 // PASSWORD) where the server is not on trusted local auth.
-func Migrate(ctx context.Context, adminURL string, roles Roles) error {
-	return migrateTo(ctx, adminURL, roles, 0)
+func Migrate(ctx context.Context, adminURL string, roles Roles, tenantKey []byte) error {
+	return migrateTo(ctx, adminURL, roles, tenantKey, 0)
 }
 
 // migrateTo is Migrate up to version upTo (0: all of them); tests build
 // databases of an earlier version with it, to upgrade them.
-func migrateTo(ctx context.Context, adminURL string, roles Roles, upTo int) error {
+func migrateTo(ctx context.Context, adminURL string, roles Roles, tenantKey []byte, upTo int) error {
 	if err := roles.validate(); err != nil {
+		return err
+	}
+	if err := checkBindingKey(tenantKey); err != nil {
 		return err
 	}
 	cfg, err := pgx.ParseConfig(adminURL)
@@ -90,6 +96,15 @@ func migrateTo(ctx context.Context, adminURL string, roles Roles, upTo int) erro
 	}
 	owner := ident(roles.Owner)
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// The binding's key goes to the database in this transaction, as
+		// bound parameters: where the admin may, it keeps the server from
+		// logging them whatever logging is on.
+		if _, err := tx.Exec(ctx, `SELECT set_config(name, value, true) FROM (VALUES ('log_statement', 'none'),
+			('log_min_duration_statement', '-1'), ('log_min_duration_sample', '-1'), ('log_parameter_max_length', '0'),
+			('log_parameter_max_length_on_error', '0'), ('debug_print_plan', 'off')) AS s (name, value)
+			WHERE current_setting('is_superuser') = 'on'`); err != nil {
+			return fmt.Errorf("postgres migrate: quiet the log: %w", mapErr(err))
+		}
 		// Everything below is created by, and owned by, the owner role.
 		if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+owner); err != nil {
 			return fmt.Errorf("postgres migrate: become owner role: %w", mapErr(err))
@@ -140,6 +155,9 @@ func migrateTo(ctx context.Context, adminURL string, roles Roles, upTo int) erro
 			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, sha256) VALUES ($1, $2, $3)`, m.Version, m.Name, m.SHA256); err != nil {
 				return mapErr(err)
 			}
+		}
+		if err := installBinding(ctx, tx, tenantKey); err != nil {
+			return fmt.Errorf("postgres migrate: tenant binding: %w", err)
 		}
 		return nil
 	})

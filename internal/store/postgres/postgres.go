@@ -70,8 +70,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.TenantURL == "" || cfg.PlatformURL == "" {
 		return nil, fmt.Errorf("%w: postgres: both the tenant and the platform database URL are required", store.ErrInvalid)
 	}
-	if len(cfg.TenantKey) != BindingKeySize {
-		return nil, fmt.Errorf("%w: postgres: a %d-byte tenant binding key is required (derived from the master key)", store.ErrInvalid, BindingKeySize)
+	if err := checkBindingKey(cfg.TenantKey); err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -98,7 +98,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	if err := s.installBinding(ctx); err != nil {
+	if err := s.checkBinding(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -113,6 +113,12 @@ func newPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	if cfg.ConnConfig.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
+		// The simple protocol writes arguments into the statement text,
+		// which every session of the role reads in pg_stat_activity: the
+		// tenant binding's MACs among them.
+		return nil, fmt.Errorf("%w: default_query_exec_mode=simple_protocol: the store sends its tenant binding as bound parameters", store.ErrInvalid)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -357,8 +363,17 @@ func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOpti
 	if err := store.CheckTenantID(tenantID); err != nil {
 		return err
 	}
-	return inTx(ctx, s.tenant, opts, func(tx pgx.Tx) error {
-		if err := enteredTenant(tx.QueryRow(ctx, enterTenantSQL, s.enterTenantArgs(tx.Conn(), tenantID)...)); err != nil {
+	conn, err := s.tenant.Acquire(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	defer conn.Release()
+	session, err := connSession(ctx, conn.Conn())
+	if err != nil {
+		return err
+	}
+	return inTx(ctx, conn, opts, func(tx pgx.Tx) error {
+		if err := enteredTenant(tx.QueryRow(ctx, enterTenantSQL, tenantID, tenantMAC(s.key, tenantID, session))); err != nil {
 			return err
 		}
 		return fn(ctx, &tenantTx{tx: tx, tenantID: tenantID})
@@ -445,8 +460,11 @@ func (s *Store) ResolveAgent(ctx context.Context, agentID string) (store.TenantR
 }
 
 // inTx commits when fn returns nil and rolls back otherwise (also on panic).
-func inTx(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
-	tx, err := pool.BeginTx(ctx, opts)
+// on is a pool, or a connection acquired from one.
+func inTx(ctx context.Context, on interface {
+	BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+}, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
+	tx, err := on.BeginTx(ctx, opts)
 	if err != nil {
 		return mapErr(err)
 	}

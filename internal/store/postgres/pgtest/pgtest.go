@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store/postgres"
 )
 
@@ -47,7 +48,28 @@ func New(t testing.TB) *DB {
 	db := NewEmpty(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := postgres.Migrate(ctx, db.AdminURL, db.Roles); err != nil {
+	if err := postgres.Migrate(ctx, db.AdminURL, db.Roles, db.TenantKey); err != nil {
+		t.Fatalf("pgtest: migrate: %v", err)
+	}
+	return db
+}
+
+// NewWithMasterKey is New for a test that drives the binary: the database
+// is migrated with the binding key the binary derives from masterKey (the
+// base64 it is given as AGENTSIGNA_MASTER_KEY).
+func NewWithMasterKey(t testing.TB, masterKey string) *DB {
+	t.Helper()
+	m, err := secrets.ParseMasterKey(masterKey)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	db := NewEmpty(t)
+	if db.TenantKey, err = m.DeriveKey(postgres.BindingKeyPurpose); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := postgres.Migrate(ctx, db.AdminURL, db.Roles, db.TenantKey); err != nil {
 		t.Fatalf("pgtest: migrate: %v", err)
 	}
 	return db
