@@ -5,9 +5,9 @@
 // The only way to reach data is a transaction closure: InTenantTx for one
 // organization's data, InPlatformTx for the platform plane's. Inside
 // InTenantTx a backend confines every statement to that tenant — by opening
-// the tenant's own file (SQLite) or by setting app.tenant_id, with the MAC
-// that proves it, for the transaction under FORCE ROW LEVEL SECURITY
-// (PostgreSQL). Code outside this
+// the tenant's own file (SQLite) or by setting app.tenant_id for the
+// transaction, on a connection the service bound, under FORCE ROW LEVEL
+// SECURITY (PostgreSQL). Code outside this
 // package tree never sees SQL, a pool or a *sql.DB, and nothing here offers
 // an update or delete path for append-only records.
 //

@@ -41,7 +41,7 @@ func (a *agentTx) Create(ctx context.Context, ag store.Agent) (store.Agent, erro
 		return store.Agent{}, mapErr(err)
 	}
 	// In the same transaction: the directory entry exists iff the agent does.
-	if _, err := a.tx.Exec(ctx, `SELECT app_register_agent($1, app_session())`, ag.ID); err != nil {
+	if _, err := a.tx.Exec(ctx, `SELECT app_register_agent($1)`, ag.ID); err != nil {
 		return store.Agent{}, mapErr(err)
 	}
 	return ag, nil

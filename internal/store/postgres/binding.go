@@ -22,25 +22,28 @@ const BindingKeyPurpose = "postgres tenant binding"
 const BindingKeySize = 32
 
 // SPEC: the tenant binding (migration 0018). Row security confines a
-// session to app_tenant(app_session()), which is app.tenant_id only when
+// session to app.tenant_id only once the session is bound, which it is
+// after
 //
-//	app.tenant_mac = lower-case hex(HMAC-SHA256(K, tenant id ‖ "/" ‖ app_session()))
-//	app_session()  = backend pid ‖ "/" ‖ backend start (µs since the epoch) ‖ "/" ‖ database
+//	app_bind_session(lower-case hex(HMAC-SHA256(K, "session/" ‖ app_session())))
+//	app_session() = backend pid / server start (µs since the epoch) / client address / client port / database
 //
-// K is kept by the database as HMAC's padded blocks, K ⊕ 0x36… and
-// K ⊕ 0x5c… (RFC 2104, 64 bytes each), in a table only the owner role may
-// read; Migrate installs it. No app role can compute a MAC, and one
-// computed for a backend holds on no other, later ones with the same pid
-// included: whoever holds the tenant role's credentials but not the master
-// key is confined to no organization, and sees none. The MAC travels only
-// as a bound parameter (newPool refuses the simple protocol, which would
-// write it into the statement text other sessions of the role can read).
+// returned true in it. K is kept by the database as HMAC's padded blocks,
+// K ⊕ 0x36… and K ⊕ 0x5c… (RFC 2104, 64 bytes each), in a table only the
+// owner role may read; Migrate installs it. No app role can make a MAC,
+// and one made for a backend binds no other but one with its pid, server
+// run, client address and port: whoever holds the tenant role's
+// credentials but not the master key is confined to no organization, and
+// every statement of theirs on an organization's table fails. The MAC
+// travels only as a bound parameter (newPool refuses the simple protocol,
+// which would write it into the statement text other sessions of the role
+// can read).
 
-// tenantMAC is app.tenant_mac for organization tenantID on the backend
-// whose app_session() is session.
-func tenantMAC(key []byte, tenantID, session string) string {
+// sessionMAC is the MAC that binds the backend whose app_session() is
+// session.
+func sessionMAC(key []byte, session string) string {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(tenantID + "/" + session))
+	m.Write([]byte("session/" + session))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
@@ -94,102 +97,58 @@ func installBinding(ctx context.Context, tx pgx.Tx, key []byte) error {
 	return nil
 }
 
-// sessionData is the connection's CustomData key for its app_session().
-const sessionData = "agentsigna.session"
+// boundData is the connection's CustomData key saying it is bound.
+const boundData = "agentsigna.bound"
 
 // prepareSessionSQL reads the connection's app_session() and turns off,
 // for the session, what the role's own defaults (ALTER ROLE … SET, which
 // the role may do to itself) could turn on to write bound parameters —
-// MACs — to the server log: plan and parse tree dumps, and parameters
+// the MAC — to the server log: plan and parse tree dumps, and parameters
 // quoted in error reports.
 const prepareSessionSQL = `SELECT app_session(), set_config('debug_print_parse', 'off', false),
 	set_config('debug_print_rewritten', 'off', false), set_config('debug_print_plan', 'off', false),
 	set_config('log_parameter_max_length_on_error', '0', false)`
 
-// connSession returns conn's app_session(), read (and the session
-// prepared) on the connection's first use. conn is in no transaction: the
-// settings are the session's, which a rolled-back transaction would undo.
-func connSession(ctx context.Context, conn *pgx.Conn) (string, error) {
+// bindConn binds conn's session, on its first use: conn is in no
+// transaction. It says READ WRITE (app_bind_session advances a sequence)
+// and commits, which keeps the session settings.
+func (s *Store) bindConn(ctx context.Context, conn *pgx.Conn) error {
 	data := conn.PgConn().CustomData()
-	if s, ok := data[sessionData].(string); ok {
-		return s, nil
+	if data[boundData] == true {
+		return nil
 	}
-	var session *string
-	var ignored [4]string
-	if err := conn.QueryRow(ctx, prepareSessionSQL).Scan(&session, &ignored[0], &ignored[1], &ignored[2], &ignored[3]); err != nil {
-		return "", mapErr(err)
+	var bound, installed bool
+	err := inTx(ctx, conn, writeTx, func(tx pgx.Tx) error {
+		var session *string
+		var ignored [4]string
+		if err := tx.QueryRow(ctx, prepareSessionSQL).Scan(&session, &ignored[0], &ignored[1], &ignored[2], &ignored[3]); err != nil {
+			return mapErr(err)
+		}
+		if session == nil {
+			return fmt.Errorf("%w: postgres: app_session() is NULL", store.ErrInvalid)
+		}
+		return mapErr(tx.QueryRow(ctx, `SELECT app_bind_session($1), app_tenant_binding_installed()`, sessionMAC(s.key, *session)).
+			Scan(&bound, &installed))
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("postgres: bind the connection: %w", err)
+	case !installed:
+		return fmt.Errorf("%w: postgres: the organizations' rows are bound to no master key yet; run `agentsigna migrate` with the master key", store.ErrSchema)
+	case !bound:
+		return errOtherKey
 	}
-	if session == nil || *session == "" {
-		// The role may not read its own backend's start: it is not the
-		// role the connection logged in as (checkRoles refuses that).
-		return "", fmt.Errorf("%w: postgres: the tenant role cannot read its own session (app_session() is NULL)", store.ErrInvalid)
-	}
-	data[sessionData] = *session
-	return *session, nil
-}
-
-// enterTenantSQL confines the rest of the transaction to organization $1,
-// with $2 its MAC for this backend, and says whether the organization
-// exists and whether the database took the binding. The sub-select sets
-// both before app_tenant() reads them: it has volatile functions, so it is
-// not merged into the outer query, whose row needs its row.
-const enterTenantSQL = `SELECT s.set AND EXISTS (SELECT 1 FROM app_tenant_directory(NULL, $1::uuid)),
-	app_tenant(app_session()) IS NOT DISTINCT FROM $1::uuid
-	FROM (SELECT set_config('app.tenant_id', $1::text, true) IS NOT NULL
-		AND set_config('app.tenant_mac', $2::text, true) IS NOT NULL AS set OFFSET 0) s`
-
-// enteredTenant reads enterTenantSQL's row.
-func enteredTenant(row pgx.Row) error {
-	var found, bound bool
-	if err := row.Scan(&found, &bound); err != nil {
-		return mapErr(err)
-	}
-	if !found {
-		return fmt.Errorf("%w: tenant", store.ErrNotFound)
-	}
-	if !bound {
-		// The session the MAC names is the one the connection began on: a
-		// pooler that hands transactions to other server connections
-		// (PgBouncer's transaction mode, for one) breaks it.
-		return fmt.Errorf("%w: postgres: the database did not take this connection's tenant binding "+
-			"(is a pooler or proxy in transaction mode between the service and PostgreSQL?)", store.ErrUnavailable)
-	}
+	data[boundData] = true
 	return nil
 }
 
-// probeTenant is an organization id no organization has, under which
-// checkBinding asks whether the database takes this store's MACs.
-const probeTenant = "00000000-0000-0000-0000-000000000000"
-
-// checkBindingSQL is enterTenantSQL for checkBinding: whether the binding
-// holds, and whether one is installed.
-const checkBindingSQL = `SELECT app_tenant(app_session()) IS NOT DISTINCT FROM $1::uuid, app_tenant_binding_installed()
-	FROM (SELECT set_config('app.tenant_id', $1::text, true) IS NOT NULL
-		AND set_config('app.tenant_mac', $2::text, true) IS NOT NULL AS set OFFSET 0) s`
-
 // checkBinding stops Open when the database does not take this store's
-// MACs: no key installed (run migrate), or another master key's.
+// MAC: no key installed (run migrate), or another master key's.
 func (s *Store) checkBinding(ctx context.Context) error {
 	conn, err := s.tenant.Acquire(ctx)
 	if err != nil {
 		return mapErr(err)
 	}
 	defer conn.Release()
-	session, err := connSession(ctx, conn.Conn())
-	if err != nil {
-		return err
-	}
-	var bound, installed bool
-	err = inTx(ctx, conn, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, checkBindingSQL, probeTenant, tenantMAC(s.key, probeTenant, session)).Scan(&bound, &installed)
-	})
-	switch {
-	case err != nil:
-		return fmt.Errorf("postgres: check the tenant binding: %w", err)
-	case !installed:
-		return fmt.Errorf("%w: postgres: the organizations' rows are bound to no master key yet; run `agentsigna migrate` with the master key", store.ErrSchema)
-	case !bound:
-		return fmt.Errorf("%w (or a pooler in transaction mode sits between the service and PostgreSQL)", errOtherKey)
-	}
-	return nil
+	return s.bindConn(ctx, conn.Conn())
 }

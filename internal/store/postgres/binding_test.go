@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,115 +18,126 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
 )
 
-// Whoever holds the tenant role's credentials, but not the master key,
-// is confined to no organization: setting app.tenant_id, with no MAC, a
-// MAC under another key, another connection's MAC or another
-// organization's, reads none of its rows and writes none.
+// Whoever holds the tenant role's credentials, but not the master key, is
+// confined to no organization: setting app.tenant_id reads and writes
+// nothing, and no MAC they can offer (none, another key's, another
+// connection's, an earlier backend's with this pid, garbage) binds their
+// session.
 func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 	db := pgtest.New(t)
 	s := openTest(t, db, 0)
 	ctx := context.Background()
-	a := storetest.CreateTenant(t, s, "alpha")
 	b := storetest.CreateTenant(t, s, "bravo")
-	for _, tn := range []store.Tenant{a, b} {
-		err := s.InTenantTx(ctx, tn.ID, func(ctx context.Context, tx store.TenantTx) error {
-			if err := tx.PutSetting(ctx, "secret", tn.Slug); err != nil {
-				return err
-			}
-			_, err := storetest.AppendBatch(ctx, tx.Log(), 1, tn.Slug)
+	err := s.InTenantTx(ctx, b.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if err := tx.PutSetting(ctx, "secret", b.Slug); err != nil {
 			return err
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
+		_, err := storetest.AppendBatch(ctx, tx.Log(), 1, b.Slug)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	conn := pgtest.Connect(t, db.TenantURL)
 	other := pgtest.Connect(t, db.TenantURL)
 	session, otherSession := sessionOf(t, conn), sessionOf(t, other)
-	// The same pid, begun at another moment: a later backend that was
-	// given a pid the MAC's backend had.
 	parts := strings.Split(session, "/")
-	if len(parts) != 3 || parts[0] != strconv.FormatUint(uint64(conn.PgConn().PID()), 10) || parts[2] != db.Name {
-		t.Fatalf("app_session() = %q, want pid/start/database", session)
+	_, port, _ := net.SplitHostPort(conn.PgConn().Conn().LocalAddr().String())
+	if len(parts) != 5 || parts[0] != strconv.FormatUint(uint64(conn.PgConn().PID()), 10) || parts[2] != "127.0.0.1" ||
+		parts[3] != port || parts[4] != db.Name {
+		t.Fatalf("app_session() = %q, want pid/server start/127.0.0.1/%s/%s", session, port, db.Name)
 	}
-	if µs, err := strconv.ParseInt(parts[1], 10, 64); err != nil || time.Since(time.UnixMicro(µs)).Abs() > time.Minute {
-		t.Fatalf("app_session() = %q: its start is not this backend's, a moment ago", session)
-	}
-	reborn := parts[0] + "/1" + parts[1] + "/" + parts[2]
+	// The same pid, connected from another port: a later backend that was
+	// given the pid an earlier one had.
+	reborn := strings.Join([]string{parts[0], parts[1], parts[2], "1" + parts[3], parts[4]}, "/")
 	wrongKey := make([]byte, BindingKeySize)
 	if _, err := rand.Read(wrongKey); err != nil {
 		t.Fatal(err)
 	}
 
-	// as runs fn in a rolled-back transaction of conn with app.tenant_id
-	// set to bravo and app.tenant_mac to mac.
-	as := func(t *testing.T, mac string, fn func(tx pgx.Tx)) {
+	// unbound checks that conn, with app.tenant_id set to bravo, reads
+	// and writes none of bravo's rows: every statement on a tenant table
+	// fails, as does registering an agent.
+	unbound := func(t *testing.T) {
 		t.Helper()
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
+		for _, stmt := range []string{
+			`SELECT count(*) FROM tenant_settings`,
+			`SELECT count(*) FROM ledger_entries WHERE tenant_id = $1`,
+			`UPDATE tenant_settings SET value = 'pwned'`,
+			`INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, 'planted', 'x')`,
+			`INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash, record) VALUES ($1, 1, 'x', sha256('x'), 'x')`,
+			`SELECT app_register_agent('` + store.NewID(store.PrefixAgent) + `')`,
+		} {
+			err := execUnbound(t, conn, b.ID, stmt)
+			if sqlState(err) != "55000" || !errors.Is(MapErr(err), store.ErrUnavailable) {
+				t.Errorf("%s: %v, want 55000 (no bound session), which the store calls unavailable", stmt, err)
+			}
 		}
-		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true), set_config('app.tenant_mac', $2, true)`, b.ID, mac); err != nil {
-			t.Fatal(err)
-		}
-		fn(tx)
 	}
-	bravoRows := func(tx pgx.Tx) int {
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM tenant_settings) + (SELECT count(*) FROM ledger_entries)
-			+ (SELECT count(*) FROM ledger_checkpoints)`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-
-	// The control: bravo's own MAC for this connection opens bravo's rows,
-	// so the refusals below are the binding's.
-	as(t, TenantMAC(db.TenantKey, b.ID, session), func(tx pgx.Tx) {
-		if n := bravoRows(tx); n < 3 {
-			t.Fatalf("bound to bravo, the connection sees %d of its rows", n)
-		}
-	})
+	unbound(t)
 	for _, tc := range []struct{ name, mac string }{
 		{"no MAC", ""},
-		{"a MAC under another key", TenantMAC(wrongKey, b.ID, session)},
-		{"another connection's MAC", TenantMAC(db.TenantKey, b.ID, otherSession)},
-		{"the MAC of an earlier backend with this pid", TenantMAC(db.TenantKey, b.ID, reborn)},
-		{"alpha's MAC", TenantMAC(db.TenantKey, a.ID, session)},
-		{"the MAC in upper case", strings.ToUpper(TenantMAC(db.TenantKey, b.ID, session))},
+		{"a MAC under another key", SessionMAC(wrongKey, session)},
+		{"another connection's MAC", SessionMAC(db.TenantKey, otherSession)},
+		{"the MAC of an earlier backend with this pid", SessionMAC(db.TenantKey, reborn)},
+		{"the MAC in upper case", strings.ToUpper(SessionMAC(db.TenantKey, session))},
 		{"garbage", "' OR true --"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			as(t, tc.mac, func(tx pgx.Tx) {
-				var tenant *string
-				if err := tx.QueryRow(ctx, `SELECT app_tenant(app_session())::text`).Scan(&tenant); err != nil || tenant != nil {
-					t.Errorf("app_tenant() = %v, %v; want NULL", tenant, err)
-				}
-				if n := bravoRows(tx); n != 0 {
-					t.Errorf("sees %d of bravo's rows", n)
-				}
-				tag, err := tx.Exec(ctx, `UPDATE tenant_settings SET value = 'pwned'`)
-				if err != nil || tag.RowsAffected() != 0 {
-					t.Errorf("update: %d rows, %v", tag.RowsAffected(), err)
-				}
-			})
-			for _, stmt := range []string{
-				`INSERT INTO tenant_settings (tenant_id, key, value) VALUES ('` + b.ID + `', 'planted', 'x')`,
-				`INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash, record)
-					VALUES ('` + b.ID + `', 1, 'x', sha256('x'), 'x')`,
-				`SELECT app_register_agent('` + store.NewID(store.PrefixAgent) + `', app_session())`,
-				// The other connection's session, with a MAC made for it.
-				`SELECT app_register_agent('` + store.NewID(store.PrefixAgent) + `', '` + otherSession + `')`,
-			} {
-				as(t, tc.mac, func(tx pgx.Tx) {
-					if _, err := tx.Exec(ctx, stmt); sqlState(err) != "42501" {
-						t.Errorf("%s: %v, want row-security or permission refusal 42501", strings.Fields(stmt)[0]+" "+strings.Fields(stmt)[1], err)
-					}
-				})
+			var bound bool
+			if err := conn.QueryRow(ctx, `SELECT app_bind_session($1)`, tc.mac).Scan(&bound); err != nil || bound {
+				t.Errorf("app_bind_session: %v, %v; want false", bound, err)
 			}
+			unbound(t)
 		})
 	}
+	// Nor may the role mark its session bound itself.
+	for _, stmt := range []string{
+		`SELECT nextval('app_bound_sessions')`,
+		`SELECT setval('app_bound_sessions', 1)`,
+		`ALTER SEQUENCE app_bound_sessions RESTART`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); sqlState(err) != "42501" {
+			t.Errorf("%s: %v, want permission denied 42501", stmt, err)
+		}
+	}
+	unbound(t)
+
+	// The control: the session's own MAC binds it, and bravo's rows are
+	// then there to read, so the refusals above are the binding's.
+	var bound bool
+	if err := conn.QueryRow(ctx, `SELECT app_bind_session($1)`, SessionMAC(db.TenantKey, session)).Scan(&bound); err != nil || !bound {
+		t.Fatalf("the session's own MAC: %v, %v", bound, err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM tenant_settings) + (SELECT count(*) FROM ledger_entries)`).Scan(&n); err != nil || n < 2 {
+		t.Fatalf("bound, the session sees %d of bravo's rows, %v", n, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Bound, it still registers agents only for an organization, and only
+	// ids of the service's form.
+	if _, err := conn.Exec(ctx, `SELECT app_register_agent('`+store.NewID(store.PrefixAgent)+`')`); sqlState(err) != "42501" {
+		t.Errorf("registering an agent for no organization: %v, want 42501", err)
+	}
+	for _, id := range []string{"agt_x", "usr_" + strings.TrimPrefix(store.NewID(store.PrefixAgent), "agt_"), "agt_ZZZZZZZZZZZZZZZZZZZZZZZZZZ"} {
+		if err := execUnbound(t, conn, b.ID, `SELECT app_register_agent('`+id+`')`); sqlState(err) != "23514" {
+			t.Errorf("registering agent id %q: %v, want check violation 23514", id, err)
+		}
+	}
+	// Discarding the session's sequence state unbinds it again.
+	if _, err := conn.Exec(ctx, `DISCARD SEQUENCES`); err != nil {
+		t.Fatal(err)
+	}
+	unbound(t)
 
 	// The key itself is out of reach: no app role reads, writes or
 	// replaces it, or calls the functions that read it but as granted.
@@ -141,13 +153,36 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 		{platform, `SELECT * FROM app_tenant_binding`},
 		{platform, `INSERT INTO app_tenant_binding (ipad, opad) VALUES (` + pads + `)`},
 		{platform, `DELETE FROM app_tenant_binding`},
-		{platform, `SELECT app_tenant('x')`},
+		{platform, `SELECT app_bind_session('x')`},
 		{platform, `SELECT app_tenant_binding_installed()`},
+		{platform, `SELECT nextval('app_bound_sessions')`},
 	} {
 		if _, err := tc.conn.Exec(ctx, tc.stmt); sqlState(err) != "42501" {
 			t.Errorf("%s as %s: %v, want permission denied 42501", tc.stmt, tc.conn.Config().User, err)
 		}
 	}
+}
+
+// execUnbound runs stmt in a rolled-back transaction of conn with
+// app.tenant_id set to tenantID and nothing else ($1, if stmt has it, is
+// tenantID): what the role can do without the key.
+func execUnbound(t *testing.T, conn *pgx.Conn, tenantID, stmt string) error {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, tenantID); err != nil {
+		t.Fatal(err)
+	}
+	var args []any
+	if strings.Contains(stmt, "$1") {
+		args = append(args, tenantID)
+	}
+	_, err = tx.Exec(ctx, stmt, args...)
+	return err
 }
 
 // sessionOf is conn's app_session().
@@ -160,65 +195,12 @@ func sessionOf(t *testing.T, conn *pgx.Conn) string {
 	return s
 }
 
-// The role sees the text of the service's statements (pg_stat_activity
-// shows a role its own sessions'), never a MAC: it is a bound parameter.
-func TestTenantBindingMACIsNotInStatementText(t *testing.T) {
-	db := pgtest.New(t)
-	s := openTest(t, db, 1)
-	ctx := context.Background()
-	b := storetest.CreateTenant(t, s, "bravo")
-	inside, release := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- s.InTenantTx(ctx, b.ID, func(ctx context.Context, tx store.TenantTx) error {
-			close(inside)
-			<-release
-			return nil
-		})
-	}()
-	<-inside
-	conn := pgtest.Connect(t, db.TenantURL)
-	// A session's name is no secret: the role reads every one of its own.
-	rows, err := conn.Query(ctx, `SELECT pid::text || '/' || (extract(epoch FROM backend_start) * 1000000)::bigint::text || '/' || datname,
-		coalesce(query, '') FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid()`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type activity struct {
-		Session string
-		Query   string
-	}
-	seen, err := pgx.CollectRows(rows, pgx.RowToStructByPos[activity])
-	close(release)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	sawBinding := false
-	for _, a := range seen {
-		sawBinding = sawBinding || strings.Contains(a.Query, "app.tenant_mac")
-		if mac := TenantMAC(db.TenantKey, b.ID, a.Session); strings.Contains(a.Query, mac) {
-			t.Errorf("pg_stat_activity shows the MAC of backend %s: %s", a.Session, a.Query)
-		}
-	}
-	// The control: the store's statement was there to read.
-	if !sawBinding {
-		t.Fatalf("the tenant role saw no statement of the store's: %+v", seen)
-	}
-}
-
 // A store must be given the key, and the database's: another master key
-// stops Open and Migrate; a binding the database does not take (a pooler's
-// doing, or a key changed under a running store) fails each tenant
-// transaction clearly, where it would otherwise read nothing.
+// stops Open and Migrate; a connection that lost its binding (a pooler's
+// doing) fails each tenant transaction clearly.
 func TestTenantBindingKeyRefusals(t *testing.T) {
 	db := pgtest.New(t)
-	s := openTest(t, db, 0)
 	ctx := context.Background()
-	acme := storetest.CreateTenant(t, s, "acme")
-
 	for _, key := range [][]byte{nil, make([]byte, BindingKeySize-1), make([]byte, BindingKeySize+1)} {
 		cfg := db.Config()
 		cfg.TenantKey = key
@@ -241,27 +223,30 @@ func TestTenantBindingKeyRefusals(t *testing.T) {
 	if err := Migrate(ctx, db.AdminURL, db.Roles, wrong); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "master key is not the one") {
 		t.Errorf("Migrate with another key: %v, want ErrInvalid naming the master key", err)
 	}
-	// Migrating again with the key is a no-op, and the store still works.
+	// Migrating again with the key is a no-op, and the store works.
 	if err := Migrate(ctx, db.AdminURL, db.Roles, db.TenantKey); err != nil {
 		t.Fatalf("Migrate again with the key: %v", err)
 	}
+	s := openTest(t, db, 1) // one connection: the one unbound below
+	acme := storetest.CreateTenant(t, s, "acme")
+	if err := s.InTenantTx(ctx, acme.ID, func(context.Context, store.TenantTx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
 
-	SetTenantKey(s, wrong)
+	// What a pooler that resets sessions between clients would do.
+	if _, err := TenantPool(s).Exec(ctx, `DISCARD SEQUENCES`); err != nil {
+		t.Fatal(err)
+	}
 	err := s.InTenantTx(ctx, acme.ID, func(context.Context, store.TenantTx) error {
-		t.Error("ran in a transaction the database did not bind")
+		t.Error("ran in a transaction on a connection no longer bound")
 		return nil
 	})
-	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "tenant binding") {
-		t.Errorf("InTenantTx unbound: %v, want ErrUnavailable naming the binding", err)
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "not bound") {
+		t.Errorf("InTenantTx unbound: %v, want ErrUnavailable saying the connection is not bound", err)
 	}
 	_, err = s.ReadDecisionInputs(ctx, acme.ID, store.DecisionInputsQuery{AgentID: store.NewID(store.PrefixAgent), Now: time.Now()})
-	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "tenant binding") {
-		t.Errorf("ReadDecisionInputs unbound: %v, want ErrUnavailable naming the binding", err)
-	}
-	// An organization that does not exist is still not found, bound or not.
-	err = s.InTenantTx(ctx, "8a2b6f64-7c0e-4a53-9d55-2f1c9a0b7e41", func(context.Context, store.TenantTx) error { return nil })
-	if !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("unknown organization: %v, want ErrNotFound", err)
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "not bound") {
+		t.Errorf("ReadDecisionInputs unbound: %v, want ErrUnavailable saying the connection is not bound", err)
 	}
 }
 

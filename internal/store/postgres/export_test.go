@@ -43,10 +43,9 @@ const (
 	CaseByIDSQL          = caseByIDSQL
 )
 
-// TenantMAC is app.tenant_mac for an organization on a backend (its
-// app_session()), for tests that confine a raw connection as the store
-// does.
-var TenantMAC = tenantMAC
+// SessionMAC is the MAC that binds a backend (its app_session()), for
+// tests that bind a raw connection as the store does.
+var SessionMAC = sessionMAC
 
 // SetTenantKey swaps the key s binds tenant transactions with, for the
 // test of a binding the database does not take.

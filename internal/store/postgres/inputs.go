@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -9,15 +10,14 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
-// ReadDecisionInputs sends the statement that confines the rest to the
-// organization (enterTenantSQL, with the MAC for the connection it
-// acquires first), the Idempotency-Key lookup when there is a key, and one
-// statement for everything else (decisionInputsSQL), as one batch: one
-// round trip, one implicit transaction (set_config's local setting lasts
-// until the batch's end). Each statement reads committed data as of its
-// start, as in a READ COMMITTED transaction; the statements are all
-// SELECTs, run as the tenant role under row-level security. Should the
-// binding not hold, the first statement says so, and the others would
+// ReadDecisionInputs sends, on a bound connection, the statement that
+// confines the rest to the organization, the Idempotency-Key lookup when
+// there is a key, and one statement for everything else
+// (decisionInputsSQL), as one batch: one round trip, one implicit
+// transaction (set_config's local setting lasts until the batch's end).
+// Each statement reads committed data as of its start, as in a READ
+// COMMITTED transaction; the statements are all SELECTs, run as the tenant
+// role under row-level security. Should the setting not hold, they would
 // see no rows: the policies fail closed.
 func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store.DecisionInputsQuery) (store.DecisionInputs, error) {
 	var in store.DecisionInputs
@@ -32,12 +32,11 @@ func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store
 		return store.DecisionInputs{}, mapErr(err)
 	}
 	defer conn.Release()
-	session, err := connSession(ctx, conn.Conn())
-	if err != nil {
+	if err := s.bindConn(ctx, conn.Conn()); err != nil {
 		return store.DecisionInputs{}, err
 	}
 	b := &pgx.Batch{}
-	b.Queue(enterTenantSQL, tenantID, tenantMAC(s.key, tenantID, session))
+	b.Queue(setTenantSQL, tenantID)
 	if q.IdempotencyKeySHA256 != nil {
 		b.Queue(decisionByKeySQL, tenantID, q.AgentID, q.IdempotencyKeySHA256)
 	}
@@ -79,8 +78,12 @@ const decisionInputsSQL = `SELECT a.id, a.name, a.sponsor, a.risk_tier, a.status
 
 // readInputs reads the batch's results in the order they were queued.
 func readInputs(br pgx.BatchResults, q store.DecisionInputsQuery, in *store.DecisionInputs) error {
-	if err := enteredTenant(br.QueryRow()); err != nil {
-		return err
+	var known bool
+	if err := br.QueryRow().Scan(&known); err != nil {
+		return mapErr(err)
+	}
+	if !known {
+		return fmt.Errorf("%w: tenant", store.ErrNotFound)
 	}
 	if q.IdempotencyKeySHA256 != nil {
 		var err error

@@ -316,15 +316,14 @@ func withoutAutovacuum(t *testing.T, db *pgtest.DB, tables ...string) {
 // under its row security, as the store runs; closed with the test.
 func tenantConn(t *testing.T, db *pgtest.DB, tenantID string) *pgx.Conn {
 	t.Helper()
-	conn := pgtest.Connect(t, db.TenantURL)
-	var session string
-	if err := conn.QueryRow(context.Background(), `SELECT app_session()`).Scan(&session); err != nil {
-		t.Fatal(err)
+	conn := pgtest.Connect(t, db.AdminURL)
+	for _, stmt := range []string{`SET ROLE ` + postgres.Ident(db.Roles.Tenant), `SELECT set_config('app.tenant_id', '` + tenantID + `', false)`} {
+		if _, err := conn.Exec(context.Background(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
 	}
-	mac := postgres.TenantMAC(db.TenantKey, tenantID, session)
-	stmt := `SELECT set_config('app.tenant_id', '` + tenantID + `', false), set_config('app.tenant_mac', '` + mac + `', false)`
-	if _, err := conn.Exec(context.Background(), stmt); err != nil {
-		t.Fatalf("%s: %v", stmt, err)
+	if err := bindSession(context.Background(), conn, db.TenantKey); err != nil {
+		t.Fatal(err)
 	}
 	return conn
 }

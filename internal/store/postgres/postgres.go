@@ -1,12 +1,11 @@
 // Package postgres is the shared-database store: one PostgreSQL database for
 // every organization, isolated by the database itself. Every tenant table has
-// tenant_id, ENABLE and FORCE ROW LEVEL SECURITY and a policy on app_tenant():
-// the organization app.tenant_id names, when app.tenant_mac proves that the
-// service set it for this connection (a MAC under a key derived from the
-// master key, which no app role can read; see binding.go). Each tenant
-// transaction sets both with set_config(…, true), which lasts only until the
-// transaction ends, so a pooled connection never carries one tenant into
-// the next borrower.
+// tenant_id, ENABLE and FORCE ROW LEVEL SECURITY and a policy on
+// current_setting('app.tenant_id') that holds only in a session the service
+// bound (binding.go: a MAC under a key derived from the master key, which
+// no app role can read); each tenant transaction sets it with
+// set_config(…, true), which lasts only until the transaction ends, so a
+// pooled connection never carries one tenant into the next borrower.
 //
 // The process connects as two roles that own nothing, belong to no role and
 // cannot bypass row security: a tenant role (no grant on platform tables)
@@ -40,9 +39,10 @@ type Config struct {
 	TenantURL string
 	// PlatformURL connects as the platform role (--platform-database-url).
 	PlatformURL string
-	// TenantKey binds tenant transactions to their organization
-	// (binding.go): BindingKeySize bytes, derived from the master key
-	// under BindingKeyPurpose. Required; Open keeps its own copy.
+	// TenantKey binds the tenant plane's connections, without which row
+	// security confines them to no organization (binding.go):
+	// BindingKeySize bytes, derived from the master key under
+	// BindingKeyPurpose. Required; Open keeps its own copy.
 	TenantKey []byte
 	// MaxConns per pool; 0 keeps pgx's default.
 	MaxConns int32
@@ -117,7 +117,7 @@ func newPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	if cfg.ConnConfig.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
 		// The simple protocol writes arguments into the statement text,
 		// which every session of the role reads in pg_stat_activity: the
-		// tenant binding's MACs among them.
+		// MAC that binds a connection among them.
 		return nil, fmt.Errorf("%w: default_query_exec_mode=simple_protocol: the store sends its tenant binding as bound parameters", store.ErrInvalid)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -340,10 +340,10 @@ func (s *Store) Close() error {
 // one that did would otherwise refuse every write of the service.
 var writeTx = pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}
 
-// InTenantTx runs fn confined to the organization for this transaction
-// only (enterTenantSQL). The same round trip checks that the database took
-// the binding and that the organization exists, through the directory
-// function (the tenant role has no grant on tenants).
+// InTenantTx runs fn with app.tenant_id set for this transaction only, on
+// a bound connection (binding.go). The same round trip checks that the
+// organization exists, through the directory function (the tenant role has
+// no grant on tenants).
 func (s *Store) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
 	return s.inTenantTx(ctx, tenantID, writeTx, fn)
 }
@@ -359,6 +359,13 @@ func (s *Store) InTenantReadTx(ctx context.Context, tenantID string, fn func(con
 	return s.inTenantTx(ctx, tenantID, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
 }
 
+// setTenantSQL confines the rest of the transaction to organization $1 and
+// says whether it exists; on a connection that lost its binding, it fails
+// (currval, as the policies would).
+const setTenantSQL = `SELECT set_config('app.tenant_id', $1::text, true) IS NOT NULL
+	AND currval('app_bound_sessions') > 0
+	AND EXISTS (SELECT 1 FROM app_tenant_directory(NULL, $1::uuid))`
+
 func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOptions, fn func(context.Context, store.TenantTx) error) error {
 	if err := store.CheckTenantID(tenantID); err != nil {
 		return err
@@ -368,13 +375,17 @@ func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOpti
 		return mapErr(err)
 	}
 	defer conn.Release()
-	session, err := connSession(ctx, conn.Conn())
-	if err != nil {
+	if err := s.bindConn(ctx, conn.Conn()); err != nil {
 		return err
 	}
 	return inTx(ctx, conn, opts, func(tx pgx.Tx) error {
-		if err := enteredTenant(tx.QueryRow(ctx, enterTenantSQL, tenantID, tenantMAC(s.key, tenantID, session))); err != nil {
-			return err
+		var found bool
+		err := tx.QueryRow(ctx, setTenantSQL, tenantID).Scan(&found)
+		if err != nil {
+			return mapErr(err)
+		}
+		if !found {
+			return fmt.Errorf("%w: tenant", store.ErrNotFound)
 		}
 		return fn(ctx, &tenantTx{tx: tx, tenantID: tenantID})
 	})
@@ -525,6 +536,9 @@ func mapErr(err error) error {
 			return fmt.Errorf("%w: %w", store.ErrNotFound, err)
 		case "25006": // read_only_sql_transaction
 			return fmt.Errorf("%w: %w", store.ErrReadOnly, err)
+		case "55000": // object_not_in_prerequisite_state: currval of app_bound_sessions
+			return fmt.Errorf("%w: postgres: the connection is not bound to the service "+
+				"(a pooler in transaction mode, or one that resets sessions, between them?): %w", store.ErrUnavailable, err)
 		}
 		return err
 	}

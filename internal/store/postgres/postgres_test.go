@@ -32,15 +32,28 @@ func openTest(t testing.TB, db *pgtest.DB, maxConns int32) *Store {
 	return s
 }
 
-// bindTenant confines the rest of tx to organization tenantID as the
-// store does: app.tenant_id, and its MAC under key for tx's session.
-func bindTenant(ctx context.Context, tx pgx.Tx, key []byte, tenantID string) error {
+// bindSession binds q's session as the store binds its connections.
+func bindSession(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, key []byte) error {
 	var session string
-	if err := tx.QueryRow(ctx, `SELECT app_session()`).Scan(&session); err != nil {
+	if err := q.QueryRow(ctx, `SELECT app_session()`).Scan(&session); err != nil {
 		return err
 	}
-	_, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true), set_config('app.tenant_mac', $2, true)`,
-		tenantID, TenantMAC(key, tenantID, session))
+	var bound bool
+	if err := q.QueryRow(ctx, `SELECT app_bind_session($1)`, SessionMAC(key, session)).Scan(&bound); err != nil || !bound {
+		return fmt.Errorf("bind the session: %v, %w", bound, err)
+	}
+	return nil
+}
+
+// bindTenant confines the rest of tx to organization tenantID as the
+// store does: a bound session, and app.tenant_id.
+func bindTenant(ctx context.Context, tx pgx.Tx, key []byte, tenantID string) error {
+	if err := bindSession(ctx, tx, key); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, tenantID)
 	return err
 }
 
@@ -161,6 +174,8 @@ func TestRawSQLIsolation(t *testing.T) {
 			if err := bindTenant(ctx, tx, db.TenantKey, *setting); err != nil {
 				t.Fatal(err)
 			}
+		} else if err := bindSession(ctx, tx, db.TenantKey); err != nil {
+			t.Fatal(err)
 		}
 		fn(tx)
 	}
@@ -355,7 +370,6 @@ func TestRoleGrants(t *testing.T) {
 		{tenantConn, `SELECT count(*) FROM platform_ledger_entries`},
 		{tenantConn, `SELECT count(*) FROM agent_directory`},
 		{tenantConn, `INSERT INTO agent_directory (agent_id, tenant_id) VALUES ('agt_x', '` + acme.ID + `')`},
-		{tenantConn, `SELECT app_register_agent('agt_zzzzzzzzzzzzzzzzzzzzzzzzzz', app_session())`},
 		{platformConn, `SELECT * FROM app_agent_tenant('agt_x')`},
 		{tenantConn, `SELECT count(*) FROM platform_signing_keys`},
 		{tenantConn, `UPDATE signing_keys SET sealed_private = public_key`},
@@ -562,8 +576,8 @@ func execAsTenant(t *testing.T, db *pgtest.DB, conn *pgx.Conn, tenantID, stmt st
 }
 
 // Every table that carries tenant_id has row security enabled and forced,
-// with policies on app_tenant() only — so a future migration cannot forget
-// it.
+// with policies that ask for a bound session — so a future migration
+// cannot forget it.
 func TestEveryTenantTableHasRowSecurity(t *testing.T) {
 	db := pgtest.New(t)
 	conn := pgtest.Connect(t, db.AdminURL)
@@ -571,8 +585,8 @@ func TestEveryTenantTableHasRowSecurity(t *testing.T) {
 		SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
 		       (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid),
 		       (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid
-		        AND (pg_get_expr(p.polqual, p.polrelid) IS DISTINCT FROM '(tenant_id = ( SELECT app_tenant(app_session()) AS app_tenant))'
-		         OR pg_get_expr(p.polwithcheck, p.polrelid) IS DISTINCT FROM '(tenant_id = ( SELECT app_tenant(app_session()) AS app_tenant))')),
+		        AND NOT (pg_get_expr(p.polqual, p.polrelid) LIKE '%currval(''app_bound_sessions''::regclass)%'
+		         AND pg_get_expr(p.polwithcheck, p.polrelid) LIKE '%currval(''app_bound_sessions''::regclass)%')),
 		       pg_get_userbyid(c.relowner)
 		FROM pg_class c
 		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
@@ -599,10 +613,10 @@ func TestEveryTenantTableHasRowSecurity(t *testing.T) {
 		if !rls || !force || policies == 0 {
 			t.Errorf("%s: rls=%v force=%v policies=%d", name, rls, force, policies)
 		}
-		// A policy on anything but app_tenant() would trust a setting
-		// any session may make.
+		// A policy that does not ask for a bound session would trust a
+		// setting any session may make.
 		if unbound != 0 {
-			t.Errorf("%s: %d policies do not confine rows to app_tenant()", name, unbound)
+			t.Errorf("%s: %d policies do not ask for a bound session", name, unbound)
 		}
 		if owner != db.Roles.Owner {
 			t.Errorf("%s owned by %s, want %s", name, owner, db.Roles.Owner)
@@ -617,24 +631,6 @@ func TestEveryTenantTableHasRowSecurity(t *testing.T) {
 			t.Errorf("role %s: super=%v bypassrls=%v %v", r, super, bypass, err)
 		}
 	}
-}
-
-// asOwner makes the rest of tx the owner role's, with row security lifted
-// from its tables as it may (it owns them, and the policies' binding is
-// one its sessions cannot make): what stands between it and the rows is
-// then the triggers alone.
-func asOwner(ctx context.Context, tx pgx.Tx, db *pgtest.DB) error {
-	if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+Ident(db.Roles.Owner)); err != nil {
-		return err
-	}
-	_, err := tx.Exec(ctx, `DO $$
-		DECLARE r record;
-		BEGIN
-			FOR r IN SELECT tablename FROM pg_policies WHERE policyname = 'tenant_isolation' LOOP
-				EXECUTE format('ALTER TABLE %I NO FORCE ROW LEVEL SECURITY', r.tablename);
-			END LOOP;
-		END $$`)
-	return err
 }
 
 // The owner role is stopped by the trigger, not only by missing grants.
@@ -653,7 +649,10 @@ func TestAppendOnlyTriggerStopsOwner(t *testing.T) {
 	conn := pgtest.Connect(t, db.AdminURL)
 	for _, stmt := range []string{`UPDATE ledger_entries SET idx = 5`, `DELETE FROM ledger_entries`, `TRUNCATE ledger_entries`, `DELETE FROM tenants`} {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if err := asOwner(ctx, tx, db); err != nil {
+			if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+Ident(db.Roles.Owner)); err != nil {
+				return err
+			}
+			if err := bindTenant(ctx, tx, db.TenantKey, acme.ID); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, stmt)
@@ -697,7 +696,10 @@ func TestRecordGuardsStopOwner(t *testing.T) {
 		`TRUNCATE cases`,
 	} {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if err := asOwner(ctx, tx, db); err != nil {
+			if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+Ident(db.Roles.Owner)); err != nil {
+				return err
+			}
+			if err := bindTenant(ctx, tx, db.TenantKey, acme.ID); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, stmt)

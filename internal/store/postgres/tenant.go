@@ -9,9 +9,10 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
-// tenantTx runs as the tenant role bound to its organization for this
-// transaction (binding.go). Row security alone confines it; statements still name
-// tenant_id so that indexes are used and intent is visible.
+// tenantTx runs as the tenant role, on a bound connection (binding.go),
+// with app.tenant_id set for this transaction. Row security alone confines
+// it; statements still name tenant_id so that indexes are used and intent
+// is visible.
 type tenantTx struct {
 	tx       pgx.Tx
 	tenantID string
@@ -46,7 +47,7 @@ func (t *tenantTx) TenantID() string { return t.tenantID }
 
 // Savepoint uses pgx's nested transaction, a SAVEPOINT: the statements of
 // fn run on the same transaction (t.tx is the outer one, and row security
-// and the binding, set for the whole transaction, hold inside it).
+// and app.tenant_id, set for the whole transaction, hold inside it).
 // Inside a Pipeline, a failing savepoint also drops the records fn queued.
 func (t *tenantTx) Savepoint(ctx context.Context, fn func(context.Context) error) (err error) {
 	if q := t.pipe; q != nil {

@@ -24,9 +24,9 @@ type Harness struct {
 	New func(t *testing.T) store.Backend
 	// RawTenantExec runs one statement on a tenant's data the way an
 	// attacker with the app's database access would — around the store's
-	// API (SQLite: the organization's file; PostgreSQL: the tenant role
-	// bound to tenantID, which also takes the master key) — and reports
-	// rows affected.
+	// API (SQLite: the organization's file; PostgreSQL: the tenant role,
+	// its session bound as the store binds it, which takes the master key,
+	// with app.tenant_id set to tenantID) — and reports rows affected.
 	RawTenantExec func(ctx context.Context, b store.Backend, tenantID, stmt string) (int64, error)
 	// RawPlatformExec does the same on the platform side.
 	RawPlatformExec func(ctx context.Context, b store.Backend, stmt string) (int64, error)

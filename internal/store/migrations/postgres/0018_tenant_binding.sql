@@ -1,18 +1,22 @@
--- Row security confines a session to the organization app_tenant() names,
--- and app_tenant() names one only when the session proves the service set
--- it. Until now the policies trusted app.tenant_id, which any session may
+-- Row security confined a session to app.tenant_id, which any session may
 -- set: whoever held the tenant role's credentials could read and write
--- every organization's rows by setting it.
+-- every organization's rows by setting it. Now the policies also ask that
+-- the session be bound: that it called app_bind_session() with a MAC only
+-- the service can make.
 --
--- The proof is app.tenant_mac = hex(HMAC-SHA256(K, tenant id ‖ "/" ‖
--- app_session())), app_session() naming this backend as no other backend
--- of the cluster, before or after, is named. K is derived from the master
--- key; the database keeps it as HMAC's two padded blocks (K ⊕ ipad,
--- K ⊕ opad, 64 bytes each) in a table only the owner role may read, so no
--- app role can compute a MAC, and one the service computed holds only on
--- the connection it was computed for. Migrate installs the key, as the
--- owner, in the transaction that applies this migration; no app role may
--- install or read it.
+-- The MAC is hex(HMAC-SHA256(K, "session/" ‖ app_session())), over a name
+-- of the calling backend. K is derived from the master key; the database
+-- keeps it as HMAC's two padded blocks (K ⊕ ipad, K ⊕ opad, 64 bytes each)
+-- in a table only the owner role may read, so no app role can make a MAC.
+-- Migrate installs the key, as the owner, in the transaction that applies
+-- this migration; no app role may install or read it.
+--
+-- A bound session is marked by the owner's sequence app_bound_sessions
+-- having a current value in it: currval() is the session's own, defined
+-- only once nextval() ran in it, and only app_bind_session() may run
+-- nextval() (the tenant role may read the sequence, not advance or set
+-- it). Reading currval() costs the policies next to nothing, where
+-- checking a MAC on every statement cost each table a function call.
 
 CREATE TABLE app_tenant_binding (
     one        boolean PRIMARY KEY DEFAULT true CHECK (one),
@@ -25,6 +29,10 @@ CREATE TRIGGER app_tenant_binding_append_only BEFORE UPDATE OR DELETE ON app_ten
     FOR EACH ROW EXECUTE FUNCTION app_refuse_mutation();
 CREATE TRIGGER app_tenant_binding_no_truncate BEFORE TRUNCATE ON app_tenant_binding
     FOR EACH STATEMENT EXECUTE FUNCTION app_refuse_mutation();
+
+CREATE SEQUENCE app_bound_sessions;
+REVOKE ALL ON SEQUENCE app_bound_sessions FROM PUBLIC;
+GRANT SELECT ON SEQUENCE app_bound_sessions TO {{tenant_role}};
 
 -- Whether a key is installed, for Open to say "run migrate" rather than
 -- "wrong master key".
@@ -39,65 +47,54 @@ $$;
 REVOKE ALL ON FUNCTION app_tenant_binding_installed() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app_tenant_binding_installed() TO {{tenant_role}};
 
--- This backend: its pid, its start to the microsecond, and the database.
--- A pid alone is reused by a later backend, which could replay a MAC seen
--- once (in a log, say); pid and start time together name one backend of
--- the cluster, and the database one of its databases. Run as the querying
--- role, which may read its own backend's start (a role without the
--- session's privileges, the owner in a SECURITY DEFINER function for one,
--- reads NULL): so the policies pass it to app_tenant(). The service reads
--- it once per connection.
+-- This backend, as a later one is unlikely to be named: its pid, the
+-- server's start, the client's address and port, and the database. A pid
+-- alone is reused by later backends; with the rest, a MAC seen once (in a
+-- log, say) binds only a backend with that pid, of that server run,
+-- connected from the service's address and port. (The backend's own start
+-- would name it alone, but only a role with the session's privileges may
+-- read it, and app_bind_session() runs as the owner.)
 CREATE FUNCTION app_session() RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE s text;
 BEGIN
-    SELECT a.pid::text || '/' || (extract(epoch FROM a.backend_start) * 1000000)::bigint::text || '/' || current_database()
-        INTO s FROM pg_stat_get_activity(pg_backend_pid()) a;
-    RETURN s;
+    RETURN pg_backend_pid()::text || '/' || (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text
+        || '/' || coalesce(host(inet_client_addr()), 'local') || '/' || coalesce(inet_client_port()::text, '')
+        || '/' || current_database();
 END
 $$;
 REVOKE ALL ON FUNCTION app_session() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app_session() TO {{tenant_role}};
 
--- The organization session p_session (app_session(), as the policies
--- pass it) is confined to, or NULL: app.tenant_id when app.tenant_mac
--- proves it for that session, else nothing. A caller may pass any
--- session, but gains nothing by it: the policies pass their own.
--- PL/pgSQL, so its plan is cached per session (see app_tenant_directory in
--- 0001); STABLE, so that the policies evaluate it once per statement, as
--- an InitPlan. The MACs are compared as digests, so that the comparison's
--- time says nothing of where a wrong guess first differs.
-CREATE FUNCTION app_tenant(p_session text) RETURNS uuid
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+-- Binds the calling session when p_mac is its MAC, and says whether it
+-- did. The MACs are compared as digests, so that the comparison's time
+-- says nothing of where a wrong guess first differs.
+CREATE FUNCTION app_bind_session(p_mac text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    t text := current_setting('app.tenant_id', true);
-    m text := current_setting('app.tenant_mac', true);
-    k record;
+DECLARE k record;
 BEGIN
-    IF t IS NULL OR t = '' OR m IS NULL OR m = '' OR p_session IS NULL OR p_session = '' THEN
-        RETURN NULL;
-    END IF;
     SELECT b.ipad, b.opad INTO k FROM public.app_tenant_binding b;
-    IF NOT FOUND THEN
-        RETURN NULL;
+    IF NOT FOUND OR p_mac IS NULL THEN
+        RETURN false;
     END IF;
-    IF sha256(convert_to(m, 'UTF8')) = sha256(convert_to(encode(
-            sha256(k.opad || sha256(k.ipad || convert_to(t || '/' || p_session, 'UTF8'))), 'hex'), 'UTF8')) THEN
-        RETURN t::uuid;
+    IF sha256(convert_to(p_mac, 'UTF8')) IS DISTINCT FROM sha256(convert_to(encode(
+            sha256(k.opad || sha256(k.ipad || convert_to('session/' || public.app_session(), 'UTF8'))), 'hex'), 'UTF8')) THEN
+        RETURN false;
     END IF;
-    RETURN NULL;
+    PERFORM nextval('public.app_bound_sessions');
+    RETURN true;
 END
 $$;
-REVOKE ALL ON FUNCTION app_tenant(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION app_tenant(text) TO {{tenant_role}};
+REVOKE ALL ON FUNCTION app_bind_session(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app_bind_session(text) TO {{tenant_role}};
 
--- Every tenant table's policy now asks app_tenant(). The sub-select makes
--- it an InitPlan: one call per statement, its value a parameter the index
--- conditions use as they used the setting.
+-- Every tenant table's policy now asks for a bound session: in one that is
+-- not, currval() fails the statement. The sub-select makes it an InitPlan,
+-- one evaluation per statement, whose value the index conditions use as
+-- they used the setting.
 DO $$
 DECLARE
     r record;
@@ -105,8 +102,10 @@ DECLARE
 BEGIN
     FOR r IN SELECT p.tablename FROM pg_policies p
             WHERE p.schemaname = current_schema() AND p.policyname = 'tenant_isolation' LOOP
-        EXECUTE format('ALTER POLICY tenant_isolation ON %I USING (tenant_id = (SELECT app_tenant(app_session()))) '
-            'WITH CHECK (tenant_id = (SELECT app_tenant(app_session())))', r.tablename);
+        EXECUTE format('ALTER POLICY tenant_isolation ON %I '
+            'USING (tenant_id = (SELECT NULLIF(current_setting(''app.tenant_id'', true), '''')::uuid WHERE currval(''app_bound_sessions'') > 0)) '
+            'WITH CHECK (tenant_id = (SELECT NULLIF(current_setting(''app.tenant_id'', true), '''')::uuid WHERE currval(''app_bound_sessions'') > 0))',
+            r.tablename);
         n := n + 1;
     END LOOP;
     IF n <> 16 THEN
@@ -115,21 +114,16 @@ BEGIN
 END
 $$;
 
--- An agent id is registered for the organization the caller's session is
--- bound to, and only in the form the service makes (store.CheckID). The
--- caller passes its app_session(), which this function, as the owner,
--- cannot read; a session of another backend is refused by its pid.
-DROP FUNCTION app_register_agent(text);
-CREATE FUNCTION app_register_agent(p_agent_id text, p_session text) RETURNS void
+-- An agent id is registered for the organization of the current
+-- transaction, by a bound session only, and only in the form the service
+-- makes (store.CheckID).
+CREATE OR REPLACE FUNCTION app_register_agent(p_agent_id text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE t uuid;
+DECLARE t uuid := NULLIF(current_setting('app.tenant_id', true), '')::uuid;
 BEGIN
-    IF split_part(p_session, '/', 1) IS DISTINCT FROM pg_backend_pid()::text THEN
-        RAISE EXCEPTION 'not this session' USING ERRCODE = '42501';
-    END IF;
-    t := public.app_tenant(p_session);
+    PERFORM currval('public.app_bound_sessions');
     IF t IS NULL THEN
         RAISE EXCEPTION 'no tenant in this transaction' USING ERRCODE = '42501';
     END IF;
@@ -139,5 +133,3 @@ BEGIN
     INSERT INTO public.agent_directory (agent_id, tenant_id) VALUES (p_agent_id, t);
 END
 $$;
-REVOKE ALL ON FUNCTION app_register_agent(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION app_register_agent(text, text) TO {{tenant_role}};
