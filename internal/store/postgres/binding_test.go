@@ -28,16 +28,7 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 	s := openTest(t, db, 0)
 	ctx := context.Background()
 	b := storetest.CreateTenant(t, s, "bravo")
-	err := s.InTenantTx(ctx, b.ID, func(ctx context.Context, tx store.TenantTx) error {
-		if err := tx.PutSetting(ctx, "secret", b.Slug); err != nil {
-			return err
-		}
-		_, err := storetest.AppendBatch(ctx, tx.Log(), 1, b.Slug)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	seedSecret(t, s, b)
 	conn := pgtest.Connect(t, db.TenantURL)
 	other := pgtest.Connect(t, db.TenantURL)
 	session, otherSession := sessionOf(t, conn), sessionOf(t, other)
@@ -68,7 +59,7 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 			`INSERT INTO ledger_entries (tenant_id, idx, entry, leaf_hash, record) VALUES ($1, 1, 'x', sha256('x'), 'x')`,
 			`SELECT app_register_agent('` + store.NewID(store.PrefixAgent) + `')`,
 		} {
-			err := execUnbound(t, conn, b.ID, stmt)
+			err := execAsTenant(t, nil, conn, b.ID, stmt)
 			if sqlState(err) != "55000" || !errors.Is(MapErr(err), store.ErrUnavailable) {
 				t.Errorf("%s: %v, want 55000 (no bound session), which the store calls unavailable", stmt, err)
 			}
@@ -129,7 +120,7 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 		t.Errorf("registering an agent for no organization: %v, want 42501", err)
 	}
 	for _, id := range []string{"agt_x", "usr_" + strings.TrimPrefix(store.NewID(store.PrefixAgent), "agt_"), "agt_ZZZZZZZZZZZZZZZZZZZZZZZZZZ"} {
-		if err := execUnbound(t, conn, b.ID, `SELECT app_register_agent('`+id+`')`); sqlState(err) != "23514" {
+		if err := execAsTenant(t, nil, conn, b.ID, `SELECT app_register_agent('`+id+`')`); sqlState(err) != "23514" {
 			t.Errorf("registering agent id %q: %v, want check violation 23514", id, err)
 		}
 	}
@@ -161,28 +152,6 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 			t.Errorf("%s as %s: %v, want permission denied 42501", tc.stmt, tc.conn.Config().User, err)
 		}
 	}
-}
-
-// execUnbound runs stmt in a rolled-back transaction of conn with
-// app.tenant_id set to tenantID and nothing else ($1, if stmt has it, is
-// tenantID): what the role can do without the key.
-func execUnbound(t *testing.T, conn *pgx.Conn, tenantID, stmt string) error {
-	t.Helper()
-	ctx := context.Background()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, tenantID); err != nil {
-		t.Fatal(err)
-	}
-	var args []any
-	if strings.Contains(stmt, "$1") {
-		args = append(args, tenantID)
-	}
-	_, err = tx.Exec(ctx, stmt, args...)
-	return err
 }
 
 // sessionOf is conn's app_session().

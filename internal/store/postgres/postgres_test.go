@@ -134,6 +134,22 @@ func violated(err error) string {
 	return ""
 }
 
+// seedSecret gives organization tn a setting "secret" (its slug) and a
+// log entry.
+func seedSecret(t *testing.T, s *Store, tn store.Tenant) {
+	t.Helper()
+	err := s.InTenantTx(context.Background(), tn.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if err := tx.PutSetting(ctx, "secret", tn.Slug); err != nil {
+			return err
+		}
+		_, err := storetest.AppendBatch(ctx, tx.Log(), 1, tn.Slug)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Raw SQL as the tenant role, around the store, confined as the store
 // confines it (TestTenantBinding is the attacker without the key): bound
 // to A, unbound, or to garbage, none of B's rows are visible or writable.
@@ -144,16 +160,7 @@ func TestRawSQLIsolation(t *testing.T) {
 	a := storetest.CreateTenant(t, s, "alpha")
 	b := storetest.CreateTenant(t, s, "bravo")
 	for _, tn := range []store.Tenant{a, b} {
-		err := s.InTenantTx(ctx, tn.ID, func(ctx context.Context, tx store.TenantTx) error {
-			if err := tx.PutSetting(ctx, "secret", tn.Slug); err != nil {
-				return err
-			}
-			_, err := storetest.AppendBatch(ctx, tx.Log(), 1, tn.Slug)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		seedSecret(t, s, tn)
 	}
 
 	conn := pgtest.Connect(t, db.TenantURL)
@@ -554,8 +561,9 @@ func TestCounterpartiesNameTheirEntryForAnyWriter(t *testing.T) {
 }
 
 // execAsTenant runs stmt in a rolled-back transaction of conn confined
-// to organization tenantID under db's binding ($1, if stmt has it, is
-// tenantID).
+// to organization tenantID, its session bound with db's key — or, with db
+// nil, with app.tenant_id set and nothing else, which is what the role can
+// do without the key ($1, if stmt has it, is tenantID).
 func execAsTenant(t *testing.T, db *pgtest.DB, conn *pgx.Conn, tenantID, stmt string) error {
 	t.Helper()
 	ctx := context.Background()
@@ -564,7 +572,12 @@ func execAsTenant(t *testing.T, db *pgtest.DB, conn *pgx.Conn, tenantID, stmt st
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	if err := bindTenant(ctx, tx, db.TenantKey, tenantID); err != nil {
+	if db != nil {
+		err = bindTenant(ctx, tx, db.TenantKey, tenantID)
+	} else {
+		_, err = tx.Exec(ctx, `SELECT set_config('app.tenant_id', $1, true)`, tenantID)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	var args []any
