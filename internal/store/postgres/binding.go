@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 )
@@ -25,19 +27,18 @@ const BindingKeySize = 32
 // session to app.tenant_id only once the session is bound, which it is
 // after
 //
-//	app_bind_session(lower-case hex(HMAC-SHA256(K, "session/" ‖ app_session())))
-//	app_session() = backend pid / server start (µs since the epoch) / client address / client port / database
+//	app_bind_session(lower-case hex(HMAC-SHA256(K, "session/" ‖ name)))
+//	name = app_session(), drawn in the session: a number no session draws twice / database
 //
 // returned true in it. K is kept by the database as HMAC's padded blocks,
 // K ⊕ 0x36… and K ⊕ 0x5c… (RFC 2104, 64 bytes each), in a table only the
 // owner role may read; Migrate installs it. No app role can make a MAC,
-// and one made for a backend binds no other but one with its pid, server
-// run, client address and port: whoever holds the tenant role's
-// credentials but not the master key is confined to no organization, and
-// every statement of theirs on an organization's table fails. The MAC
-// travels only as a bound parameter (newPool refuses the simple protocol,
-// which would write it into the statement text other sessions of the role
-// can read).
+// and one made for a session binds no other: whoever holds the tenant
+// role's credentials but not the master key is confined to no
+// organization, and every statement of theirs on an organization's table
+// fails. The MAC travels only as a bound parameter (newPool refuses the
+// simple protocol, which would write it into the statement text other
+// sessions of the role can read).
 
 // sessionMAC is the MAC that binds the backend whose app_session() is
 // session.
@@ -100,7 +101,7 @@ func installBinding(ctx context.Context, tx pgx.Tx, key []byte) error {
 // boundData is the connection's CustomData key saying it is bound.
 const boundData = "agentsigna.bound"
 
-// prepareSessionSQL reads the connection's app_session() and turns off,
+// prepareSessionSQL draws the connection's name and turns off,
 // for the session, what the role's own defaults (ALTER ROLE … SET, which
 // the role may do to itself) could turn on to write bound parameters —
 // the MAC — to the server log: plan and parse tree dumps, and parameters
@@ -110,8 +111,8 @@ const prepareSessionSQL = `SELECT app_session(), set_config('debug_print_parse',
 	set_config('log_parameter_max_length_on_error', '0', false)`
 
 // bindConn binds conn's session, on its first use: conn is in no
-// transaction. It says READ WRITE (app_bind_session advances a sequence)
-// and commits, which keeps the session settings.
+// transaction. It says READ WRITE (both functions advance a sequence) and
+// commits, which keeps the session settings.
 func (s *Store) bindConn(ctx context.Context, conn *pgx.Conn) error {
 	data := conn.PgConn().CustomData()
 	if data[boundData] == true {
@@ -140,6 +141,62 @@ func (s *Store) bindConn(ctx context.Context, conn *pgx.Conn) error {
 	}
 	data[boundData] = true
 	return nil
+}
+
+// errNotBound marks the error of a statement run in a session that is not
+// bound (currval of app_bound_sessions undefined): the session was reset
+// under the store (a pooler's DISCARD), or is not the one bound.
+var errNotBound = errors.New("postgres: the connection is not bound to the service " +
+	"(a pooler between them that hands or resets server sessions?)")
+
+// notBound reports whether pgErr is currval's on app_bound_sessions (55000
+// object_not_in_prerequisite_state, which other statements raise too).
+func notBound(pgErr *pgconn.PgError) bool {
+	return pgErr.Code == "55000" && strings.Contains(pgErr.Message, `"app_bound_sessions"`)
+}
+
+// forgetBinding makes conn bind again on its next use when err says its
+// session is no longer bound.
+func forgetBinding(conn *pgx.Conn, err error) {
+	if errors.Is(err, errNotBound) {
+		delete(conn.PgConn().CustomData(), boundData)
+	}
+}
+
+// bindingGrantsSQL says whether role $1 holds a privilege on the binding's
+// objects beyond what 0018 grants, which would undo it: any on the key's
+// table (read the key, or plant one), USAGE or UPDATE on
+// app_bound_sessions (mark a session bound), any on app_session_names
+// (draw or set a name). A default privilege of the owner's, or GRANT … ON
+// ALL …, gives them without a word.
+const bindingGrantsSQL = `SELECT has_table_privilege($1, 'app_tenant_binding', 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'),
+	has_sequence_privilege($1, 'app_bound_sessions', 'USAGE, UPDATE'),
+	has_sequence_privilege($1, 'app_session_names', 'SELECT, USAGE, UPDATE')`
+
+// bindingGrantProblems says what app role name may do to the binding that
+// it should not; nothing for a database short of 0018.
+func bindingGrantProblems(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, name string) ([]string, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass('app_tenant_binding') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return nil, mapErr(err)
+	}
+	var key, bound, names bool
+	if err := q.QueryRow(ctx, bindingGrantsSQL, name).Scan(&key, &bound, &names); err != nil {
+		return nil, mapErr(err)
+	}
+	var problems []string
+	if key {
+		problems = append(problems, "has a privilege on app_tenant_binding, the tenant binding's key")
+	}
+	if bound {
+		problems = append(problems, "may advance or set app_bound_sessions, which marks a session bound")
+	}
+	if names {
+		problems = append(problems, "has a privilege on app_session_names, the sessions' names")
+	}
+	return problems, nil
 }
 
 // checkBinding stops Open when the database does not take this store's

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +18,8 @@ import (
 
 // Whoever holds the tenant role's credentials, but not the master key, is
 // confined to no organization: setting app.tenant_id reads and writes
-// nothing, and no MAC they can offer (none, another key's, another
-// connection's, an earlier backend's with this pid, garbage) binds their
+// nothing, and no MAC they can offer (none, another key's, an ended
+// session's, one for an earlier name of theirs, garbage) binds their
 // session.
 func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 	db := pgtest.New(t)
@@ -30,17 +28,19 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 	b := storetest.CreateTenant(t, s, "bravo")
 	seedSecret(t, s, b)
 	conn := pgtest.Connect(t, db.TenantURL)
-	other := pgtest.Connect(t, db.TenantURL)
-	session, otherSession := sessionOf(t, conn), sessionOf(t, other)
-	parts := strings.Split(session, "/")
-	_, port, _ := net.SplitHostPort(conn.PgConn().Conn().LocalAddr().String())
-	if len(parts) != 5 || parts[0] != strconv.FormatUint(uint64(conn.PgConn().PID()), 10) || parts[2] != "127.0.0.1" ||
-		parts[3] != port || parts[4] != db.Name {
-		t.Fatalf("app_session() = %q, want pid/server start/127.0.0.1/%s/%s", session, port, db.Name)
+	// A MAC that reached a server log names a session that has ended; no
+	// session draws its name again.
+	other, err := pgx.Connect(ctx, db.TenantURL)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The same pid, connected from another port: a later backend that was
-	// given the pid an earlier one had.
-	reborn := strings.Join([]string{parts[0], parts[1], parts[2], "1" + parts[3], parts[4]}, "/")
+	ended := sessionOf(t, other)
+	other.Close(ctx)
+	earlier := sessionOf(t, conn)
+	session := sessionOf(t, conn)
+	if parts := strings.Split(session, "/"); len(parts) != 2 || parts[1] != db.Name || session == earlier || session == ended {
+		t.Fatalf("app_session() drew %q, %q, %q; want three names, number/%s", ended, earlier, session, db.Name)
+	}
 	wrongKey := make([]byte, BindingKeySize)
 	if _, err := rand.Read(wrongKey); err != nil {
 		t.Fatal(err)
@@ -69,8 +69,8 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 	for _, tc := range []struct{ name, mac string }{
 		{"no MAC", ""},
 		{"a MAC under another key", SessionMAC(wrongKey, session)},
-		{"another connection's MAC", SessionMAC(db.TenantKey, otherSession)},
-		{"the MAC of an earlier backend with this pid", SessionMAC(db.TenantKey, reborn)},
+		{"an ended session's MAC", SessionMAC(db.TenantKey, ended)},
+		{"the MAC of this session's earlier name", SessionMAC(db.TenantKey, earlier)},
 		{"the MAC in upper case", strings.ToUpper(SessionMAC(db.TenantKey, session))},
 		{"garbage", "' OR true --"},
 	} {
@@ -82,17 +82,28 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 			unbound(t)
 		})
 	}
-	// Nor may the role mark its session bound itself.
+	// Nor may the role mark its session bound itself, or name it.
 	for _, stmt := range []string{
 		`SELECT nextval('app_bound_sessions')`,
 		`SELECT setval('app_bound_sessions', 1)`,
 		`ALTER SEQUENCE app_bound_sessions RESTART`,
+		`SELECT currval('app_session_names')`,
+		`SELECT setval('app_session_names', 1)`,
+		`SELECT nextval('app_session_names')`,
 	} {
 		if _, err := conn.Exec(ctx, stmt); sqlState(err) != "42501" {
 			t.Errorf("%s: %v, want permission denied 42501", stmt, err)
 		}
 	}
 	unbound(t)
+
+	// A session that drew no name binds with no MAC: there is nothing to
+	// make one over.
+	fresh := pgtest.Connect(t, db.TenantURL)
+	if _, err := fresh.Exec(ctx, `SELECT app_bind_session($1)`, SessionMAC(db.TenantKey, session)); sqlState(err) != "55000" ||
+		errors.Is(MapErr(err), store.ErrUnavailable) {
+		t.Errorf("binding a session that drew no name: %v, want 55000, and not called the store's unbound connection", err)
+	}
 
 	// The control: the session's own MAC binds it, and bravo's rows are
 	// then there to read, so the refusals above are the binding's.
@@ -147,6 +158,7 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 		{platform, `SELECT app_bind_session('x')`},
 		{platform, `SELECT app_tenant_binding_installed()`},
 		{platform, `SELECT nextval('app_bound_sessions')`},
+		{platform, `SELECT app_session()`},
 	} {
 		if _, err := tc.conn.Exec(ctx, tc.stmt); sqlState(err) != "42501" {
 			t.Errorf("%s as %s: %v, want permission denied 42501", tc.stmt, tc.conn.Config().User, err)
@@ -154,7 +166,7 @@ func TestTenantBindingStopsTheRoleWithoutTheKey(t *testing.T) {
 	}
 }
 
-// sessionOf is conn's app_session().
+// sessionOf draws a name for conn's session (app_session()).
 func sessionOf(t *testing.T, conn *pgx.Conn) string {
 	t.Helper()
 	var s string
@@ -213,9 +225,73 @@ func TestTenantBindingKeyRefusals(t *testing.T) {
 	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "not bound") {
 		t.Errorf("InTenantTx unbound: %v, want ErrUnavailable saying the connection is not bound", err)
 	}
-	_, err = s.ReadDecisionInputs(ctx, acme.ID, store.DecisionInputsQuery{AgentID: store.NewID(store.PrefixAgent), Now: time.Now()})
+	// The store binds the connection again on its next use.
+	if err := s.InTenantTx(ctx, acme.ID, func(context.Context, store.TenantTx) error { return nil }); err != nil {
+		t.Errorf("InTenantTx after an unbound one: %v", err)
+	}
+	if _, err := TenantPool(s).Exec(ctx, `DISCARD SEQUENCES`); err != nil {
+		t.Fatal(err)
+	}
+	q := store.DecisionInputsQuery{AgentID: store.NewID(store.PrefixAgent), Now: time.Now()}
+	_, err = s.ReadDecisionInputs(ctx, acme.ID, q)
 	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "not bound") {
 		t.Errorf("ReadDecisionInputs unbound: %v, want ErrUnavailable saying the connection is not bound", err)
+	}
+	if _, err := s.ReadDecisionInputs(ctx, acme.ID, q); err != nil {
+		t.Errorf("ReadDecisionInputs after an unbound one: %v", err)
+	}
+}
+
+// A grant to an app role on the binding's objects would undo it: 0018
+// revokes what the owner's default privileges gave, and Open and Migrate
+// refuse a grant made after.
+func TestTenantBindingRefusesGrantsOnItsObjects(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewEmpty(t)
+	admin := pgtest.Connect(t, db.AdminURL)
+	owner, tenant := Ident(db.Roles.Owner), Ident(db.Roles.Tenant)
+	for _, stmt := range []string{
+		`ALTER DEFAULT PRIVILEGES FOR ROLE ` + owner + ` IN SCHEMA public GRANT ALL ON SEQUENCES TO ` + tenant,
+		`ALTER DEFAULT PRIVILEGES FOR ROLE ` + owner + ` IN SCHEMA public GRANT SELECT ON TABLES TO ` + tenant,
+	} {
+		if _, err := admin.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	if err := Migrate(ctx, db.AdminURL, db.Roles, db.TenantKey); err != nil {
+		t.Fatalf("Migrate under the owner's default privileges: %v", err)
+	}
+	s := openTest(t, db, 0)
+	b := storetest.CreateTenant(t, s, "bravo")
+	seedSecret(t, s, b)
+	conn := pgtest.Connect(t, db.TenantURL)
+	for _, stmt := range []string{`SELECT nextval('app_bound_sessions')`, `SELECT * FROM app_tenant_binding`} {
+		if _, err := conn.Exec(ctx, stmt); sqlState(err) != "42501" {
+			t.Errorf("%s, after default privileges: %v, want permission denied 42501", stmt, err)
+		}
+	}
+
+	for _, grant := range []struct{ stmt, want string }{
+		{`GRANT USAGE ON SEQUENCE app_bound_sessions TO ` + tenant, "app_bound_sessions"},
+		{`GRANT SELECT ON app_tenant_binding TO ` + tenant, "app_tenant_binding"},
+		{`GRANT UPDATE ON SEQUENCE app_session_names TO ` + Ident(db.Roles.Platform), "app_session_names"},
+	} {
+		t.Run(grant.want, func(t *testing.T) {
+			if _, err := admin.Exec(ctx, grant.stmt); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if _, err := admin.Exec(ctx, strings.Replace(strings.Replace(grant.stmt, "GRANT", "REVOKE", 1), " TO ", " FROM ", 1)); err != nil {
+					t.Fatal(err)
+				}
+			}()
+			if _, err := Open(ctx, db.Config()); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), grant.want) {
+				t.Errorf("Open after %s: %v, want ErrInvalid naming %s", grant.stmt, err, grant.want)
+			}
+			if err := Migrate(ctx, db.AdminURL, db.Roles, db.TenantKey); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), grant.want) {
+				t.Errorf("Migrate after %s: %v, want ErrInvalid naming %s", grant.stmt, err, grant.want)
+			}
+		})
 	}
 }
 

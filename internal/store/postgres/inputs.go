@@ -56,6 +56,7 @@ func (s *Store) ReadDecisionInputs(ctx context.Context, tenantID string, q store
 		err = mapErr(cerr)
 	}
 	if err != nil {
+		forgetBinding(conn.Conn(), err)
 		return store.DecisionInputs{}, err
 	}
 	return in, nil

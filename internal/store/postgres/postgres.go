@@ -163,6 +163,11 @@ func (s *Store) checkRoles(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		more, err := bindingGrantProblems(ctx, plane.pool, current)
+		if err != nil {
+			return err
+		}
+		problems = append(problems, more...)
 		if len(problems) > 0 {
 			return fmt.Errorf("%w: postgres: the %s plane's role %q %s; connect as the app roles created by `agentsigna migrate`",
 				store.ErrInvalid, plane.name, current, strings.Join(problems, "; "))
@@ -366,7 +371,7 @@ const setTenantSQL = `SELECT set_config('app.tenant_id', $1::text, true) IS NOT 
 	AND currval('app_bound_sessions') > 0
 	AND EXISTS (SELECT 1 FROM app_tenant_directory(NULL, $1::uuid))`
 
-func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOptions, fn func(context.Context, store.TenantTx) error) error {
+func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOptions, fn func(context.Context, store.TenantTx) error) (err error) {
 	if err := store.CheckTenantID(tenantID); err != nil {
 		return err
 	}
@@ -378,6 +383,7 @@ func (s *Store) inTenantTx(ctx context.Context, tenantID string, opts pgx.TxOpti
 	if err := s.bindConn(ctx, conn.Conn()); err != nil {
 		return err
 	}
+	defer func() { forgetBinding(conn.Conn(), err) }()
 	return inTx(ctx, conn, opts, func(tx pgx.Tx) error {
 		var found bool
 		err := tx.QueryRow(ctx, setTenantSQL, tenantID).Scan(&found)
@@ -536,9 +542,10 @@ func mapErr(err error) error {
 			return fmt.Errorf("%w: %w", store.ErrNotFound, err)
 		case "25006": // read_only_sql_transaction
 			return fmt.Errorf("%w: %w", store.ErrReadOnly, err)
-		case "55000": // object_not_in_prerequisite_state: currval of app_bound_sessions
-			return fmt.Errorf("%w: postgres: the connection is not bound to the service "+
-				"(a pooler in transaction mode, or one that resets sessions, between them?): %w", store.ErrUnavailable, err)
+		case "55000": // object_not_in_prerequisite_state
+			if notBound(pgErr) {
+				return fmt.Errorf("%w: %w: %w", store.ErrUnavailable, errNotBound, err)
+			}
 		}
 		return err
 	}

@@ -4,12 +4,15 @@
 -- the session be bound: that it called app_bind_session() with a MAC only
 -- the service can make.
 --
--- The MAC is hex(HMAC-SHA256(K, "session/" ‖ app_session())), over a name
--- of the calling backend. K is derived from the master key; the database
--- keeps it as HMAC's two padded blocks (K ⊕ ipad, K ⊕ opad, 64 bytes each)
--- in a table only the owner role may read, so no app role can make a MAC.
--- Migrate installs the key, as the owner, in the transaction that applies
--- this migration; no app role may install or read it.
+-- The MAC is hex(HMAC-SHA256(K, "session/" ‖ name)), over a name the
+-- session drew with app_session(): a number from the owner's sequence
+-- app_session_names, never drawn twice, and the database. K is derived
+-- from the master key; the database keeps it as HMAC's two padded blocks
+-- (K ⊕ ipad, K ⊕ opad, 64 bytes each) in a table only the owner role may
+-- read, so no app role can make a MAC, and a MAC seen once (in a log, say)
+-- binds no other session: no other session can hold its name. Migrate
+-- installs the key, as the owner, in the transaction that applies this
+-- migration; no app role may install or read it.
 --
 -- A bound session is marked by the owner's sequence app_bound_sessions
 -- having a current value in it: currval() is the session's own, defined
@@ -17,6 +20,10 @@
 -- nextval() (the tenant role may read the sequence, not advance or set
 -- it). Reading currval() costs the policies next to nothing, where
 -- checking a MAC on every statement cost each table a function call.
+--
+-- Every grant below is revoked from the app roles first, by name: a
+-- default privilege of the owner's, or a GRANT … ON ALL …, must not give
+-- them more.
 
 CREATE TABLE app_tenant_binding (
     one        boolean PRIMARY KEY DEFAULT true CHECK (one),
@@ -24,15 +31,17 @@ CREATE TABLE app_tenant_binding (
     opad       bytea NOT NULL CHECK (length(opad) = 64),
     created_at timestamptz NOT NULL DEFAULT now()
 );
-REVOKE ALL ON app_tenant_binding FROM PUBLIC;
+REVOKE ALL ON app_tenant_binding FROM PUBLIC, {{tenant_role}}, {{platform_role}};
 CREATE TRIGGER app_tenant_binding_append_only BEFORE UPDATE OR DELETE ON app_tenant_binding
     FOR EACH ROW EXECUTE FUNCTION app_refuse_mutation();
 CREATE TRIGGER app_tenant_binding_no_truncate BEFORE TRUNCATE ON app_tenant_binding
     FOR EACH STATEMENT EXECUTE FUNCTION app_refuse_mutation();
 
 CREATE SEQUENCE app_bound_sessions;
-REVOKE ALL ON SEQUENCE app_bound_sessions FROM PUBLIC;
+REVOKE ALL ON SEQUENCE app_bound_sessions FROM PUBLIC, {{tenant_role}}, {{platform_role}};
 GRANT SELECT ON SEQUENCE app_bound_sessions TO {{tenant_role}};
+CREATE SEQUENCE app_session_names;
+REVOKE ALL ON SEQUENCE app_session_names FROM PUBLIC, {{tenant_role}}, {{platform_role}};
 
 -- Whether a key is installed, for Open to say "run migrate" rather than
 -- "wrong master key".
@@ -44,30 +53,25 @@ BEGIN
     RETURN EXISTS (SELECT 1 FROM public.app_tenant_binding);
 END
 $$;
-REVOKE ALL ON FUNCTION app_tenant_binding_installed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION app_tenant_binding_installed() FROM PUBLIC, {{tenant_role}}, {{platform_role}};
 GRANT EXECUTE ON FUNCTION app_tenant_binding_installed() TO {{tenant_role}};
 
--- This backend, as a later one is unlikely to be named: its pid, the
--- server's start, the client's address and port, and the database. A pid
--- alone is reused by later backends; with the rest, a MAC seen once (in a
--- log, say) binds only a backend with that pid, of that server run,
--- connected from the service's address and port. (The backend's own start
--- would name it alone, but only a role with the session's privileges may
--- read it, and app_bind_session() runs as the owner.)
+-- Draws a new name for this session and returns it: a number of the
+-- owner's sequence, which no session draws twice, and the database (whose
+-- sequence it is). app_bind_session() reads the session's last draw.
 CREATE FUNCTION app_session() RETURNS text
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN pg_backend_pid()::text || '/' || (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text
-        || '/' || coalesce(host(inet_client_addr()), 'local') || '/' || coalesce(inet_client_port()::text, '')
-        || '/' || current_database();
+    RETURN nextval('public.app_session_names')::text || '/' || current_database();
 END
 $$;
-REVOKE ALL ON FUNCTION app_session() FROM PUBLIC;
+REVOKE ALL ON FUNCTION app_session() FROM PUBLIC, {{tenant_role}}, {{platform_role}};
 GRANT EXECUTE ON FUNCTION app_session() TO {{tenant_role}};
 
--- Binds the calling session when p_mac is its MAC, and says whether it
+-- Binds the calling session when p_mac is the MAC of its name (its last
+-- app_session(); a session that drew none fails), and says whether it
 -- did. The MACs are compared as digests, so that the comparison's time
 -- says nothing of where a wrong guess first differs.
 CREATE FUNCTION app_bind_session(p_mac text) RETURNS boolean
@@ -81,14 +85,15 @@ BEGIN
         RETURN false;
     END IF;
     IF sha256(convert_to(p_mac, 'UTF8')) IS DISTINCT FROM sha256(convert_to(encode(
-            sha256(k.opad || sha256(k.ipad || convert_to('session/' || public.app_session(), 'UTF8'))), 'hex'), 'UTF8')) THEN
+            sha256(k.opad || sha256(k.ipad || convert_to('session/' || currval('public.app_session_names')::text
+                || '/' || current_database(), 'UTF8'))), 'hex'), 'UTF8')) THEN
         RETURN false;
     END IF;
     PERFORM nextval('public.app_bound_sessions');
     RETURN true;
 END
 $$;
-REVOKE ALL ON FUNCTION app_bind_session(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION app_bind_session(text) FROM PUBLIC, {{tenant_role}}, {{platform_role}};
 GRANT EXECUTE ON FUNCTION app_bind_session(text) TO {{tenant_role}};
 
 -- Every tenant table's policy now asks for a bound session: in one that is
