@@ -48,11 +48,12 @@ func openStore(ctx context.Context, sf *storeFlags, env env, log *slog.Logger) (
 	return s, nil
 }
 
-// tenantBindingKey is the key that binds a PostgreSQL store's tenant
-// transactions to their organizations, derived from the master key: Migrate
-// installs it, Open proves it. The caller clears it.
-// PostgreSQL's master key is never generated, so no data dir is looked at
-// (`migrate --owner-database-url` alone is not sf.postgres()).
+// tenantBindingKey is the key, derived from the master key, with which a
+// PostgreSQL store binds its connections, without which row security
+// confines them to no organization: Migrate installs it, Open proves it.
+// The caller clears it. PostgreSQL's master key is never generated, so no
+// data dir is looked at (`migrate --owner-database-url` alone is not
+// sf.postgres()).
 func tenantBindingKey(sf *storeFlags, env env) ([]byte, error) {
 	opts := secrets.LoadOptions{KeyFile: sf.masterKeyFile}
 	opts.EnvValue, _ = env("AGENTSIGNA_MASTER_KEY")

@@ -49,9 +49,9 @@ const migrationLock = 0x4147_5349_474e_41
 // owner role, then binds the organizations' rows to tenantKey (binding.go;
 // BindingKeySize bytes derived from the master key under
 // BindingKeyPurpose): it installs the key on a database that has none, and
-// refuses a key other than the one installed. adminURL must connect as a superuser, or as a role with
-// CREATEROLE that is a member of the owner role (which Open refuses as an
-// app role). Existing app roles that Open would refuse are refused here
+// refuses a key other than the one installed. adminURL must connect as a
+// superuser, or as a role with CREATEROLE that is a member of the owner
+// role (which Open refuses as an app role). Existing app roles that Open would refuse are refused here
 // too, before any migration. Safe to run concurrently and repeatedly. The
 // app roles are created LOGIN without a password: set one (ALTER ROLE …
 // PASSWORD) where the server is not on trusted local auth.
