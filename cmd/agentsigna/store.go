@@ -55,9 +55,7 @@ func openStore(ctx context.Context, sf *storeFlags, env env, log *slog.Logger) (
 // data dir is looked at (`migrate --owner-database-url` alone is not
 // sf.postgres()).
 func tenantBindingKey(sf *storeFlags, env env) ([]byte, error) {
-	opts := secrets.LoadOptions{KeyFile: sf.masterKeyFile}
-	opts.EnvValue, _ = env("AGENTSIGNA_MASTER_KEY")
-	master, _, err := secrets.LoadMasterKey(opts)
+	master, _, err := secrets.LoadMasterKey(masterKeyOptions(sf, env))
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
@@ -87,8 +85,7 @@ func openExistingStore(ctx context.Context, sf *storeFlags, env env, log *slog.L
 // key would seal what comes next — a rotated receipt key, an
 // organization's log key, bank details — where nothing else opens it.
 func loadMasterKey(ctx context.Context, sf *storeFlags, backend store.Backend, env env, log *slog.Logger) (*secrets.MasterKey, error) {
-	opts := secrets.LoadOptions{KeyFile: sf.masterKeyFile}
-	opts.EnvValue, _ = env("AGENTSIGNA_MASTER_KEY")
+	opts := masterKeyOptions(sf, env)
 	if !sf.postgres() {
 		opts.DataDir = sf.dataDir
 		if opts.EnvValue == "" && opts.KeyFile == "" {
@@ -106,6 +103,14 @@ func loadMasterKey(ctx context.Context, sf *storeFlags, backend store.Backend, e
 			slog.String("path", info.Path))
 	}
 	return key, nil
+}
+
+// masterKeyOptions are where the flags and environment say the master key
+// is: AGENTSIGNA_MASTER_KEY or --master-key-file, no data dir.
+func masterKeyOptions(sf *storeFlags, env env) secrets.LoadOptions {
+	opts := secrets.LoadOptions{KeyFile: sf.masterKeyFile}
+	opts.EnvValue, _ = env("AGENTSIGNA_MASTER_KEY")
+	return opts
 }
 
 // mayCreateMasterKey refuses when DATA_DIR/master.key is missing from a

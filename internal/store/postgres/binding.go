@@ -121,8 +121,7 @@ func (s *Store) bindConn(ctx context.Context, conn *pgx.Conn) error {
 	var bound, installed bool
 	err := inTx(ctx, conn, writeTx, func(tx pgx.Tx) error {
 		var session *string
-		var ignored [4]string
-		if err := tx.QueryRow(ctx, prepareSessionSQL).Scan(&session, &ignored[0], &ignored[1], &ignored[2], &ignored[3]); err != nil {
+		if err := tx.QueryRow(ctx, prepareSessionSQL).Scan(&session, nil, nil, nil, nil); err != nil {
 			return mapErr(err)
 		}
 		if session == nil {
@@ -161,42 +160,6 @@ func forgetBinding(conn *pgx.Conn, err error) {
 	if errors.Is(err, errNotBound) {
 		delete(conn.PgConn().CustomData(), boundData)
 	}
-}
-
-// bindingGrantsSQL says whether role $1 holds a privilege on the binding's
-// objects beyond what 0018 grants, which would undo it: any on the key's
-// table (read the key, or plant one), USAGE or UPDATE on
-// app_bound_sessions (mark a session bound), any on app_session_names
-// (draw or set a name). A default privilege of the owner's, or GRANT … ON
-// ALL …, gives them without a word.
-const bindingGrantsSQL = `SELECT has_table_privilege($1, 'app_tenant_binding', 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'),
-	has_sequence_privilege($1, 'app_bound_sessions', 'USAGE, UPDATE'),
-	has_sequence_privilege($1, 'app_session_names', 'SELECT, USAGE, UPDATE')`
-
-// bindingGrantProblems says what app role name may do to the binding that
-// it should not; nothing for a database short of 0018.
-func bindingGrantProblems(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, name string) ([]string, error) {
-	var exists bool
-	if err := q.QueryRow(ctx, `SELECT to_regclass('app_tenant_binding') IS NOT NULL`).Scan(&exists); err != nil || !exists {
-		return nil, mapErr(err)
-	}
-	var key, bound, names bool
-	if err := q.QueryRow(ctx, bindingGrantsSQL, name).Scan(&key, &bound, &names); err != nil {
-		return nil, mapErr(err)
-	}
-	var problems []string
-	if key {
-		problems = append(problems, "has a privilege on app_tenant_binding, the tenant binding's key")
-	}
-	if bound {
-		problems = append(problems, "may advance or set app_bound_sessions, which marks a session bound")
-	}
-	if names {
-		problems = append(problems, "has a privilege on app_session_names, the sessions' names")
-	}
-	return problems, nil
 }
 
 // checkBinding stops Open when the database does not take this store's

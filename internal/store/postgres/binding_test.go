@@ -240,6 +240,21 @@ func TestTenantBindingKeyRefusals(t *testing.T) {
 	if _, err := s.ReadDecisionInputs(ctx, acme.ID, q); err != nil {
 		t.Errorf("ReadDecisionInputs after an unbound one: %v", err)
 	}
+
+	// A database whose key is gone (only a superuser past the
+	// append-only trigger takes it) says to migrate, which installs the
+	// key it is given.
+	db.Tamper(t, `DELETE FROM app_tenant_binding`)
+	if _, err := Open(ctx, db.Config()); !errors.Is(err, store.ErrSchema) || !strings.Contains(err.Error(), "run `agentsigna migrate` with the master key") {
+		t.Errorf("Open with no key installed: %v, want ErrSchema saying to migrate", err)
+	}
+	if err := Migrate(ctx, db.AdminURL, db.Roles, db.TenantKey); err != nil {
+		t.Fatalf("Migrate with no key installed: %v", err)
+	}
+	again := openTest(t, db, 1)
+	if err := again.InTenantTx(ctx, acme.ID, func(context.Context, store.TenantTx) error { return nil }); err != nil {
+		t.Errorf("after Migrate installed the key again: %v", err)
+	}
 }
 
 // A grant to an app role on the binding's objects would undo it: 0018

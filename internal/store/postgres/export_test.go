@@ -46,7 +46,3 @@ const (
 // SessionMAC is the MAC that binds a backend (its app_session()), for
 // tests that bind a raw connection as the store does.
 var SessionMAC = sessionMAC
-
-// SetTenantKey swaps the key s binds tenant transactions with, for the
-// test of a binding the database does not take.
-func SetTenantKey(s *Store, key []byte) { s.key = key }

@@ -159,15 +159,6 @@ func migrateTo(ctx context.Context, adminURL string, roles Roles, tenantKey []by
 		if err := installBinding(ctx, tx, tenantKey); err != nil {
 			return fmt.Errorf("postgres migrate: tenant binding: %w", err)
 		}
-		for _, name := range []string{roles.Tenant, roles.Platform} {
-			problems, err := bindingGrantProblems(ctx, tx, name)
-			if err != nil {
-				return fmt.Errorf("postgres migrate: read grants: %w", err)
-			}
-			if len(problems) > 0 {
-				return fmt.Errorf("%w: role %q %s; revoke it", store.ErrInvalid, name, strings.Join(problems, "; "))
-			}
-		}
 		return nil
 	})
 }

@@ -163,11 +163,6 @@ func (s *Store) checkRoles(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		more, err := bindingGrantProblems(ctx, plane.pool, current)
-		if err != nil {
-			return err
-		}
-		problems = append(problems, more...)
 		if len(problems) > 0 {
 			return fmt.Errorf("%w: postgres: the %s plane's role %q %s; connect as the app roles created by `agentsigna migrate`",
 				store.ErrInvalid, plane.name, current, strings.Join(problems, "; "))
@@ -188,7 +183,11 @@ func (s *Store) checkRoles(ctx context.Context) error {
 // session of the role may hold, and large objects: any role may create
 // one (lo_create is PUBLIC's), and owning one gives no way past row
 // security, so counting them let whoever holds an app role stop every
-// later start and migration with one call.
+// later start and migration with one call. The tenant binding's objects
+// (migration 0018; NULL, so not held, before it) are judged by the
+// privileges that would undo it: any on the key's table (read the key, or
+// plant one), USAGE or UPDATE on app_bound_sessions (mark a session bound),
+// any on app_session_names (draw or set a name).
 const appRoleProblemsSQL = `SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolreplication,
 	ARRAY(SELECT m.rolname::text FROM pg_roles m
 		WHERE m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER') ORDER BY 1),
@@ -200,7 +199,13 @@ const appRoleProblemsSQL = `SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, 
 		AND d.classid <> 'pg_largeobject'::regclass
 		ORDER BY 1),
 	ARRAY(SELECT n.nspname::text FROM pg_namespace n WHERE has_schema_privilege(r.oid, n.oid, 'CREATE') ORDER BY 1),
-	has_database_privilege(r.oid, db.oid, 'TEMPORARY'), has_database_privilege(r.oid, db.oid, 'CREATE')
+	has_database_privilege(r.oid, db.oid, 'TEMPORARY'), has_database_privilege(r.oid, db.oid, 'CREATE'),
+	ARRAY(SELECT o.name FROM (VALUES
+		('app_tenant_binding', has_table_privilege(r.oid, to_regclass('public.app_tenant_binding'),
+			'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')),
+		('app_bound_sessions', has_sequence_privilege(r.oid, to_regclass('public.app_bound_sessions'), 'USAGE, UPDATE')),
+		('app_session_names', has_sequence_privilege(r.oid, to_regclass('public.app_session_names'), 'SELECT, USAGE, UPDATE'))
+	) AS o (name, held) WHERE o.held)
 	FROM pg_roles r, pg_database db
 	WHERE r.rolname = $1 AND db.datname = current_database()`
 
@@ -221,14 +226,17 @@ const appRoleProblemsSQL = `SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, 
 // queries on the same pooled connection would resolve to (pg_temp is
 // searched first), entries and checkpoints included; CREATE on the
 // database lets it create a schema named after the other plane's role,
-// which comes first on that role's search_path ("$user", public).
+// which comes first on that role's search_path ("$user", public). A
+// privilege on the tenant binding's objects lets it bind a session without
+// the master key; a default privilege of the owner's, or GRANT … ON ALL
+// …, gives one without a word.
 func appRoleProblems(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, name string) ([]string, error) {
 	var super, bypass, createRole, replication, temporary, createSchemas bool
-	var memberOf, owns, createIn []string
+	var memberOf, owns, createIn, binding []string
 	err := q.QueryRow(ctx, appRoleProblemsSQL, name).
-		Scan(&super, &bypass, &createRole, &replication, &memberOf, &owns, &createIn, &temporary, &createSchemas)
+		Scan(&super, &bypass, &createRole, &replication, &memberOf, &owns, &createIn, &temporary, &createSchemas, &binding)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -268,6 +276,10 @@ func appRoleProblems(ctx context.Context, q interface {
 	}
 	if createSchemas {
 		problems = append(problems, "may create schemas (CREATE on the database): one named after the other plane's role comes first on that role's search_path, and its tables would shadow the service's own")
+	}
+	if len(binding) > 0 {
+		problems = append(problems, "holds privileges on the tenant binding's "+listed("", binding)+
+			", with which it may bind a session without the master key")
 	}
 	return problems, nil
 }

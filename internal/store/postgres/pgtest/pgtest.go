@@ -46,12 +46,18 @@ type DB struct {
 func New(t testing.TB) *DB {
 	t.Helper()
 	db := NewEmpty(t)
+	db.migrate(t)
+	return db
+}
+
+// migrate migrates db with its binding key.
+func (db *DB) migrate(t testing.TB) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := postgres.Migrate(ctx, db.AdminURL, db.Roles, db.TenantKey); err != nil {
 		t.Fatalf("pgtest: migrate: %v", err)
 	}
-	return db
 }
 
 // NewWithMasterKey is New for a test that drives the binary: the database
@@ -67,11 +73,7 @@ func NewWithMasterKey(t testing.TB, masterKey string) *DB {
 	if db.TenantKey, err = m.DeriveKey(postgres.BindingKeyPurpose); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := postgres.Migrate(ctx, db.AdminURL, db.Roles, db.TenantKey); err != nil {
-		t.Fatalf("pgtest: migrate: %v", err)
-	}
+	db.migrate(t)
 	return db
 }
 
