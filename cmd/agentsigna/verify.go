@@ -13,9 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/ledger/verify"
-	"golang.org/x/mod/sumdb/note"
 )
 
 const verifyUsage = `usage:
@@ -210,6 +211,10 @@ func readLogKey(s string) (string, error) {
 		return "", fmt.Errorf("%w: --log-key is required", errUsage)
 	}
 	if _, err := note.NewVerifier(s); err == nil {
+		// The key itself, not a file's name: it must also be usable.
+		if _, err := verify.NewVerifier(s); err != nil {
+			return "", err
+		}
 		return s, nil
 	}
 	b, err := osfile.ReadAtMost(s, maxSmallFile)
@@ -220,8 +225,8 @@ func readLogKey(s string) (string, error) {
 		return "", err
 	}
 	key := strings.TrimSpace(string(b))
-	if _, err := note.NewVerifier(key); err != nil {
-		return "", fmt.Errorf("%s: %w", s, verify.ErrInvalidKey)
+	if _, err := verify.NewVerifier(key); err != nil {
+		return "", fmt.Errorf("%s: %w", s, err)
 	}
 	return key, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -195,6 +196,19 @@ func TestVerifyCommand(t *testing.T) {
 		"carryingjunk":  writeFile(t, dir, "carryingjunk.tlog-proof", carrying(41, incl.Hashes, incl.Checkpoint, []byte("hello"))),
 	}
 	leafHash := base64.StdEncoding.EncodeToString(verify.LeafHash(acme.leaves[41]))
+	// The identity point as the log's key: R = identity, S = 0 signs
+	// anything under it (found by review). A forged checkpoint over
+	// acme's true root, and its proof of entry 41.
+	identity := append([]byte{1}, make([]byte, 31)...)
+	rawKey := append([]byte{1}, identity...)
+	id := sha256.Sum256(append([]byte(acme.origin+"\n"), rawKey...))
+	smallKey := fmt.Sprintf("%s+%08x+%s", acme.origin, binary.BigEndian.Uint32(id[:4]), base64.StdEncoding.EncodeToString(rawKey))
+	forgedSig := append(slices.Clone(id[:4]), identity...)
+	forgedSig = append(forgedSig, make([]byte, 32)...)
+	signed42 := acme.checkpoint(t, 42)
+	forgedCp := string(signed42[:bytes.Index(signed42, []byte("\n\n"))+1]) + "\n\u2014 " + acme.origin + " " + base64.StdEncoding.EncodeToString(forgedSig) + "\n"
+	files["forged"] = writeFile(t, dir, "forged.tlog-proof", verify.Proof{Index: 41, Hashes: incl.Hashes, Checkpoint: []byte(forgedCp)}.Marshal())
+	files["smallkey"] = writeFile(t, dir, "small-key", []byte(smallKey+"\n"))
 
 	for _, tc := range []struct {
 		name    string
@@ -228,6 +242,8 @@ func TestVerifyCommand(t *testing.T) {
 		{"old checkpoint of another size", []string{"consistency", files["cons.json"], "--log-key", acme.vkey, "--old", files["old11"]}, "", false},
 		{"tampered consistency", []string{"consistency", files["constamp.json"], "--log-key", acme.vkey, "--old", files["old10"]}, "", false},
 		{"consistency with wrong key", []string{"consistency", files["cons.json"], "--log-key", other.vkey, "--old", files["old10"]}, "", false},
+		{"small-order log key", []string{"inclusion", files["forged"], "--log-key", smallKey, "--entry", files["entry41"]}, "", false},
+		{"small-order log key in a file", []string{"inclusion", files["forged"], "--log-key", files["smallkey"], "--entry", files["entry41"]}, "", false},
 
 		{"no subcommand", nil, "", true},
 		{"unknown subcommand", []string{"inconsistency"}, "", true},

@@ -15,7 +15,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
-	"github.com/agentsigna/agentsigna/internal/jose"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // maxJWKSize bounds a registered key: a P-256 JWK is about 200 bytes.
@@ -86,7 +86,7 @@ func checkAgentKey(key jwk.Key) (raw any, alg string, err error) {
 		if len(pub) != ed25519.PublicKeySize {
 			return nil, "", fmt.Errorf("%w: Ed25519 x must be 32 bytes", ErrInvalidAgentKey)
 		}
-		if !jose.UsableEd25519(pub) {
+		if !verify.UsableEd25519(pub) {
 			return nil, "", fmt.Errorf("%w: Ed25519 x is not a point of a usable key (small order, or not canonical)", ErrInvalidAgentKey)
 		}
 		alg = "EdDSA"

@@ -21,6 +21,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/jose"
 	"github.com/agentsigna/agentsigna/internal/secrets"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // publicJWK is the only shape a published key takes (RFC 7517 §4, RFC 8037
@@ -347,7 +348,7 @@ func (v *ReceiptVerifier) PublicKey(kid string) (ed25519.PublicKey, error) {
 	}
 	// The service publishes none such, but a JWKS handed to an auditor
 	// may hold one: under a small-order key anyone signs any receipt.
-	if !jose.UsableEd25519(pub) {
+	if !verify.UsableEd25519(pub) {
 		return nil, fmt.Errorf("%w: key is of small order or not canonical: it verifies signatures nobody made", ErrReceiptUnknownKey)
 	}
 	return pub, nil

@@ -58,7 +58,8 @@ func (c *Checkpoint) check() error {
 // note, against verifierKey, a note verifier key "<name>+<hex key id>+<base64
 // key>", and returns the checkpoint it carries.
 //
-// It rejects: a key that does not parse (ErrInvalidKey); a note that is
+// It rejects: a key that does not parse, or is not a usable Ed25519 key
+// (NewVerifier: ErrInvalidKey); a note that is
 // malformed, carries no signature by this key, more than one, or one
 // that does not verify; a checkpoint whose origin line differs from the key
 // name; a tree size that is not canonical decimal; a root that is not the
@@ -73,9 +74,9 @@ func (c *Checkpoint) check() error {
 //
 // SPEC: c2sp.org/signed-note, c2sp.org/tlog-checkpoint
 func VerifyCheckpoint(signedNote []byte, verifierKey string) (*Checkpoint, error) {
-	v, err := note.NewVerifier(verifierKey)
+	v, err := NewVerifier(verifierKey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidKey, err)
+		return nil, err
 	}
 	if len(signedNote) > MaxCheckpointSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrInvalidCheckpoint, len(signedNote), MaxCheckpointSize)
