@@ -121,6 +121,9 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err := parse(fs, args[1:], env); err != nil {
 		return err
 	}
+	if *tenant != "" && *platform {
+		return fmt.Errorf("%w: --tenant and --platform each name one log: give one of them", errUsage)
+	}
 	if *logKey != "" && *tenant == "" && !*platform {
 		return fmt.Errorf("%w: --log-key pins one log: give --tenant or --platform", errUsage)
 	}
@@ -180,6 +183,12 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	if *tenant == "" {
 		targets = append(targets, target{"platform", l.PlatformLog(), false})
+	}
+	if len(targets) == 0 {
+		// Not reached: the platform log is checked unless one
+		// organization is asked for, which is then found. A check of
+		// nothing must not pass as a check.
+		return errors.New("ledger verify: no log to check")
 	}
 	failed := 0
 	for _, tg := range targets {

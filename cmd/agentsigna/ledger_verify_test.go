@@ -131,6 +131,11 @@ func TestLedgerVerifyKeptCheckpoint(t *testing.T) {
 	if _, err := verifyLog("--checkpoint", kept); !errors.Is(err, errUsage) {
 		t.Fatalf("--checkpoint without a log: %v", err)
 	}
+	// Both flags together named no log: the command checked nothing,
+	// printed nothing and exited 0 (found by review).
+	if out, err := verifyLog("--tenant", "acme", "--platform"); !errors.Is(err, errUsage) || out != "" {
+		t.Fatalf("--tenant with --platform: %q, %v", out, err)
+	}
 
 	// Cut back to size 2 again and grown in one batch to 5: no signed
 	// checkpoint of the kept size is left to compare with.
