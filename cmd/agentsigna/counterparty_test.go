@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -63,7 +63,7 @@ func TestCounterpartyAddSealsBankDetails(t *testing.T) {
 	var rec decision.CounterpartyRecord
 	sealedSum := sha256.Sum256(cp.BankDetailsSealed)
 	if err := json.Unmarshal(entry.Record, &rec); err != nil || rec.CounterpartyID != id || rec.Status != "verified" ||
-		rec.Name != "Supplier GmbH" || rec.BankDetailsSealedSHA256 != hex.EncodeToString(sealedSum[:]) {
+		rec.Name != "Supplier GmbH" || rec.BankDetailsSealedSHA256 != base64.StdEncoding.EncodeToString(sealedSum[:]) {
 		t.Fatalf("entry %d records %s (%v)", *cp.LedgerIndex, entry.Record, err)
 	}
 	if bytes.Contains(entry.Record, []byte("DE89")) || !bytes.Contains(entry.Entry, []byte(`"kind":"counterparty.created"`)) {

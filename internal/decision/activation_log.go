@@ -19,8 +19,8 @@ func bytesIntact(b store.PolicyBundle) bool {
 }
 
 // recordsDigest says whether a policy record's bundle_sha256 is digest:
-// in hex, as builds to this one write it, or in standard base64, as a
-// later build will (policyRecord).
+// in standard base64, as this build writes it, or in hex, as builds
+// before 2026-11-28 did (policyRecord).
 func recordsDigest(recorded string, digest []byte) bool {
 	return recorded == base64.StdEncoding.EncodeToString(digest) || recorded == hex.EncodeToString(digest)
 }

@@ -231,7 +231,7 @@ func TestActivationRecordDigests(t *testing.T) {
 					}
 					sum := sha256.Sum256(raw)
 					upload, rec := e.entryAt(t, e.ledgerSize(t)-1)
-					if upload.Kind != "policy.upload" || !strings.Contains(string(rec), `"bundle_sha256":"`+hex.EncodeToString(sum[:])+`"`) {
+					if upload.Kind != "policy.upload" || !strings.Contains(string(rec), `"bundle_sha256":"`+base64.StdEncoding.EncodeToString(sum[:])+`"`) {
 						t.Fatalf("the upload's record: %s %s", upload.Kind, rec)
 					}
 					if tc.other {

@@ -3,7 +3,7 @@ package decision
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,8 +27,9 @@ type CounterpartyRecord struct {
 	CounterpartyID string `json:"counterparty_id"`
 	Name           string `json:"name"`
 	Status         string `json:"status"`
-	// BankDetailsSealedSHA256 is the hex SHA-256 of the sealed bank
-	// details, "" when none were given.
+	// BankDetailsSealedSHA256 is the SHA-256 of the sealed bank details
+	// in standard base64 (hex before 2026-11-28), "" when none were
+	// given.
 	BankDetailsSealedSHA256 string `json:"bank_details_sealed_sha256,omitempty"`
 }
 
@@ -78,7 +79,7 @@ func (c *Counterparties) AddAll(ctx context.Context, org Organization, cps []sto
 		rec := CounterpartyRecord{Event: "counterparty_created", CounterpartyID: cp.ID, Name: cp.Name, Status: string(cp.Status)}
 		if cp.BankDetailsSealed != nil {
 			sum := sha256.Sum256(cp.BankDetailsSealed)
-			rec.BankDetailsSealedSHA256 = hex.EncodeToString(sum[:])
+			rec.BankDetailsSealedSHA256 = base64.StdEncoding.EncodeToString(sum[:])
 		}
 		b, err := json.Marshal(rec)
 		if err != nil {

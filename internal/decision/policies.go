@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -121,11 +122,11 @@ type verificationKeyRecord struct {
 }
 
 // policyRecord is what the ledger entry of a policy change digests.
-// BundleSHA is the bundle's SHA-256 in hex. DESIGN §3 writes every hash
-// in JSON in standard base64, as receipts now cite it; this build reads
-// either (recordsDigest) but still writes hex, so that the processes of an
-// older build sharing the database, which read hex only, do not refuse
-// its activations during a rolling upgrade. A later release writes base64.
+// BundleSHA is the bundle's SHA-256 in standard base64, as DESIGN §3
+// writes every hash in JSON. Builds before 2026-11-28 wrote hex, so
+// readers take either (recordsDigest). Their processes read hex only;
+// they cannot share a database with this build, whose PostgreSQL schema
+// (0018's binding) confines them to no organization's rows.
 type policyRecord struct {
 	Event       string `json:"event"`         // upload | activate | rollback
 	Seq         uint64 `json:"seq,omitempty"` // an activation's, the row it is
@@ -198,7 +199,7 @@ func (p *Policies) Upload(ctx context.Context, org Organization, raw []byte, upl
 		return Uploaded{}, err
 	}
 	digest, _ := hex.DecodeString(b.Digest)
-	err = p.change(ctx, org, kindPolicyUpload, policyRecord{Event: "upload", Revision: b.Revision, BundleSHA: b.Digest, SignedBy: b.SignedBy, By: uploader},
+	err = p.change(ctx, org, kindPolicyUpload, policyRecord{Event: "upload", Revision: b.Revision, BundleSHA: base64.StdEncoding.EncodeToString(digest), SignedBy: b.SignedBy, By: uploader},
 		func(ctx context.Context, tx store.TenantTx) error {
 			if err := sameKeys(ctx, tx.Policies(), opts); err != nil {
 				return err
@@ -308,7 +309,7 @@ func (p *Policies) Activate(ctx context.Context, org Organization, revision, act
 	}
 	// The entry names the row's seq, and the row the entry's index: a row
 	// names one entry, which names that row alone (LoadActive).
-	rec := policyRecord{Event: event, Seq: seq, Revision: revision, BundleSHA: digest, By: activatedBy, ApprovedBy: approvedBy, PreviousRev: active}
+	rec := policyRecord{Event: event, Seq: seq, Revision: revision, BundleSHA: base64.StdEncoding.EncodeToString(stored.Digest), By: activatedBy, ApprovedBy: approvedBy, PreviousRev: active}
 	var act store.PolicyActivation
 	err = p.change(ctx, org, kind, rec,
 		func(ctx context.Context, tx store.TenantTx) error {

@@ -7,7 +7,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -151,12 +153,19 @@ func TestPolicyLifecycle(t *testing.T) {
 				}
 				parsed, _ := verify.ParseEntry(en.Entry)
 				kinds = append(kinds, parsed.Kind)
-				if i == 4 {
-					var rec map[string]string
-					_ = json.Unmarshal(en.Record, &rec)
-					if rec["revision"] != "v1" || rec["previous_revision"] != "v2" || rec["by"] != "usr_b" || rec["approved_by"] != "usr_a" {
-						t.Fatalf("rollback record %v", rec)
-					}
+				// DESIGN §3: hashes in JSON are standard base64.
+				var rec map[string]any
+				_ = json.Unmarshal(en.Record, &rec)
+				v1Sum, v2Sum := sha256.Sum256(v1), sha256.Sum256(v2)
+				want := base64.StdEncoding.EncodeToString(v1Sum[:])
+				if i == 1 || i == 3 {
+					want = base64.StdEncoding.EncodeToString(v2Sum[:])
+				}
+				if rec["bundle_sha256"] != want {
+					t.Fatalf("entry %d: bundle_sha256 %v, want %s", i, rec["bundle_sha256"], want)
+				}
+				if i == 4 && (rec["revision"] != "v1" || rec["previous_revision"] != "v2" || rec["by"] != "usr_b" || rec["approved_by"] != "usr_a") {
+					t.Fatalf("rollback record %v", rec)
 				}
 			}
 			if got := strings.Join(kinds, ","); got != "policy.upload,policy.upload,policy.activate,policy.activate,policy.rollback" {
