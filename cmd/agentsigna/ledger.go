@@ -30,7 +30,7 @@ type ledgerFlags struct {
 }
 
 func (f *ledgerFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.publicURL, "public-url", "http://127.0.0.1:8080", "URL at which clients reach the tenant plane (receipt issuer prefix)")
+	fs.StringVar(&f.publicURL, "public-url", "http://127.0.0.1:8080", "URL at which clients reach the tenant plane (receipt issuer prefix); serve's default is the URL of --tenant-addr when that is loopback with a port")
 	fs.StringVar(&f.logOrigin, "log-origin", "", "prefix of every log origin, <log-origin>/t/<slug> (default: host of --public-url); fixed per log once its key exists")
 }
 
