@@ -191,11 +191,16 @@ func (ws *Workers) Load(_ context.Context, raw []byte, opts ReadOptions) (*Polic
 	if opts.Limits.MaxCompressedBytes > maxBundleFrame {
 		return nil, nil, fmt.Errorf("bundles: MaxCompressedBytes %d is more than a policy worker takes (%d)", opts.Limits.MaxCompressedBytes, maxBundleFrame)
 	}
-	b, err := readUnparsed(raw, opts.Limits, func(b *Bundle) error { return b.verify(opts.Keys) })
+	// The data files' hashes are checked in the worker (verifyData).
+	var signedData map[string]signedFile
+	b, err := readUnparsed(raw, opts.Limits, func(b *Bundle) (err error) {
+		signedData, err = b.verifyAllButData(opts.Keys)
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	r := &remote{ws: ws, raw: raw, limits: opts.Limits, revision: b.Revision, pause: ws.opts.RestartAfter, closing: make(chan struct{})}
+	r := &remote{ws: ws, raw: raw, limits: opts.Limits, signedData: signedData, revision: b.Revision, pause: ws.opts.RestartAfter, closing: make(chan struct{})}
 	w, err := ws.start(r)
 	if err != nil {
 		return nil, nil, err
@@ -248,7 +253,7 @@ func (ws *Workers) start(r *remote) (*worker, error) {
 		// Replaced or closed while it waited for its turn: no process.
 		return nil, fmt.Errorf("%w: the policy was replaced or closed", ErrWorker)
 	}
-	cfg, err := json.Marshal(workerConfig{Limits: r.limits, StackBytes: ws.opts.StackBytes, MemoryBytes: ws.opts.MemoryBytes})
+	cfg, err := json.Marshal(workerConfig{Limits: r.limits, SignedData: r.signedData, StackBytes: ws.opts.StackBytes, MemoryBytes: ws.opts.MemoryBytes})
 	if err != nil {
 		return nil, err
 	}
@@ -325,10 +330,13 @@ func (ws *Workers) start(r *remote) (*worker, error) {
 // remote is a loaded revision's side of its worker: the worker running
 // now, or why there is none, and the restarts.
 type remote struct {
-	ws       *Workers
-	raw      []byte
-	limits   Limits
-	revision string
+	ws     *Workers
+	raw    []byte
+	limits Limits
+	// signedData is what the bundle's verified signature says of its
+	// data files, for the worker to check (nil: unsigned).
+	signedData map[string]signedFile
+	revision   string
 
 	mu     sync.Mutex
 	w      *worker // nil while restarting, while idle, and once closed

@@ -105,7 +105,7 @@ func readFrame(r *bufio.Reader, maxPayload int) (frame, error) {
 var resultErrors = []error{
 	ErrUndefined, ErrEvalTimeout, ErrEval,
 	ErrForbiddenBuiltin, ErrForbiddenData, ErrForbiddenPackage, ErrNoDecision, ErrParse, ErrCompile,
-	ErrInvalidBundle,
+	ErrSignature, ErrInvalidBundle,
 }
 
 // resultCode is the code of err in a result frame.

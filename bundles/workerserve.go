@@ -19,7 +19,7 @@ import (
 // Workers starts; a binary's main asks IsWorker before anything else.
 const (
 	workerEnv      = "AGENTSIGNA_POLICY_WORKER"
-	workerProtocol = "3"
+	workerProtocol = "4"
 	// sandboxEnv is set, to "1", when a worker executes itself again
 	// inside its sandbox (enterSandbox).
 	sandboxEnv = "AGENTSIGNA_POLICY_WORKER_SANDBOXED"
@@ -44,9 +44,13 @@ func IsWorker() bool { return os.Getenv(workerEnv) == workerProtocol }
 // workerConfig is what a worker is told before it reads the bundle: the
 // limits it puts on itself and the bundle's intake limits.
 type workerConfig struct {
-	Limits      Limits `json:"limits"`
-	StackBytes  int    `json:"stack_bytes"`
-	MemoryBytes uint64 `json:"memory_bytes"`
+	Limits Limits `json:"limits"`
+	// SignedData is what the bundle's signature, verified by the service,
+	// says of each data file, whose hash is of its parsed JSON: the worker
+	// checks them before it compiles (Bundle.verifyData). Nil: unsigned.
+	SignedData  map[string]signedFile `json:"signed_data,omitempty"`
+	StackBytes  int                   `json:"stack_bytes"`
+	MemoryBytes uint64                `json:"memory_bytes"`
 }
 
 // ServeWorker serves one organization policy over the process's stdin and
@@ -115,7 +119,7 @@ func serveWorker(in io.Reader, out io.Writer) error {
 			return fmt.Errorf("bundles: worker: %w", err)
 		}
 	}
-	p, err := loadVerified(f.payload[4+n:], cfg.Limits)
+	p, err := loadVerified(f.payload[4+n:], cfg.Limits, cfg.SignedData)
 	if err := s.result(f.id, err, nil); err != nil {
 		return err
 	}
@@ -155,12 +159,13 @@ func serveWorker(in io.Reader, out io.Writer) error {
 
 // loadVerified reads and compiles a bundle the service has read and
 // verified already (its signature checked against the organization's keys,
-// which the worker does not hold).
-func loadVerified(raw []byte, limits Limits) (*Policy, error) {
+// which the worker does not hold), but for its data files' hashes, which
+// it checks against signedData first.
+func loadVerified(raw []byte, limits Limits, signedData map[string]signedFile) (*Policy, error) {
 	if err := limits.validate(); err != nil {
 		return nil, err
 	}
-	b, err := read(raw, limits, func(*Bundle) error { return nil })
+	b, err := read(raw, limits, func(b *Bundle) error { return b.verifyData(signedData) })
 	if err != nil {
 		return nil, err
 	}
