@@ -29,10 +29,18 @@ const (
 	// which is made while it is sent.
 	DefaultExportTimeout = 15 * time.Minute
 	// DefaultMaxConnections bounds the connections one plane holds open
-	// at once. Each holds a goroutine and its buffers (about 16 KiB idle),
-	// so the default bounds what a flood of idle connections costs to
-	// about 256 MiB a plane, where fiber's own limit (262,144) is 4 GiB.
-	DefaultMaxConnections = 16384
+	// at once to what 256 MiB holds of the most one connection can cost,
+	// connectionWorstCase: 3,276 (fiber's own limit, 262,144, would be
+	// 20 GiB).
+	DefaultMaxConnections = 256 << 20 / connectionWorstCase
+	// connectionWorstCase is what one connection can hold of memory: a
+	// goroutine and its buffers (about 16 KiB idle), and the request body
+	// the default body limit allows, which fasthttp allocates at the size
+	// the Content-Length announces as soon as the headers arrive, before
+	// any of the body does (and keeps pooled after). Budgeted for idle
+	// connections alone, as this once was (16,384 a plane), a flood that
+	// only announced bodies held 4 times the budget (found by review).
+	connectionWorstCase = DefaultBodyLimit + 16<<10
 	// MinMaxConnections is the fewest connections ConnectionsWithin gives
 	// a plane, however low the descriptor limit.
 	MinMaxConnections = 64

@@ -17,11 +17,11 @@ func TestConnectionsWithin(t *testing.T) {
 		{1024, server.MinMaxConnections},
 		{1024 + 2*server.MinMaxConnections, server.MinMaxConnections},
 		{1024 + 2*server.MinMaxConnections + 2, server.MinMaxConnections + 1},
-		{4096, 1536},     // 4096 - 1024 reserved
-		{20000, 7500},    // 20000 - 5000 reserved
-		{43688, 16383},   // 43688 - 10922 reserved
-		{43690, 16384},   // the default, reached
-		{1 << 20, 16384}, // never more
+		{4096, 1536},    // 4096 - 1024 reserved
+		{8728, 3273},    // 8728 - 2182 reserved
+		{8736, 3276},    // the default, reached
+		{20000, 3276},   // never more
+		{1 << 20, 3276}, // never more
 		{^uint64(0), server.DefaultMaxConnections},
 	} {
 		got := server.ConnectionsWithin(tc.nofile)

@@ -62,7 +62,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	fs.DurationVar(&f.shutdown, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on shutdown (the last ledger summaries then get up to 5s more)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's profiler (/debug/pprof/) and the stage histograms of decisions and ledger appends (/metrics) on this loopback address; off when empty")
 	f.bounds.register(fs)
-	fs.IntVar(&f.maxConns, "max-connections", 0, "connections each plane holds open at once (0: as many as the descriptor limit leaves room for, at most 16384)")
+	fs.IntVar(&f.maxConns, "max-connections", 0, fmt.Sprintf("connections each plane holds open at once (0: as many as the descriptor limit leaves room for, at most %d)", server.DefaultMaxConnections))
 	fs.IntVar(&f.maxPerAddress, "max-connections-per-address", 0, "connections each plane holds from one address, an IPv6 one by its /64 (0: no bound; behind a proxy every connection is the proxy's)")
 	fs.BoolVar(&f.demo, "demo", false, "seed organization acme (example policy, an agent, two counterparties) on an empty embedded store; credentials to DATA_DIR/demo/credentials.json")
 	if err := parse(fs, args, env); err != nil {
