@@ -42,7 +42,7 @@ func (b *boundary) logError(c *fiber.Ctx, st *requestState, class problemClass, 
 func (b *boundary) logRequest(c *fiber.Ctx, st *requestState) {
 	attrs := []slog.Attr{
 		slog.String("request_id", st.id),
-		slog.String("method", b.safeMethod(c)),
+		slog.String("method", b.safeMethod(c, st)),
 		slog.String("route", routePattern(c, st)),
 		slog.Int("status", c.Response().StatusCode()),
 		slog.Duration("duration", time.Since(st.start)),
@@ -53,8 +53,13 @@ func (b *boundary) logRequest(c *fiber.Ctx, st *requestState) {
 	b.log.LogAttrs(c.UserContext(), slog.LevelInfo, "request", attrs...)
 }
 
-// safeMethod keeps an unknown method's bytes out of the log.
-func (b *boundary) safeMethod(c *fiber.Ctx) string {
+// safeMethod keeps an unknown method's bytes out of the log, and logs
+// none for a request whose headers did not parse (which fasthttp would
+// report as GET, whatever was sent).
+func (b *boundary) safeMethod(c *fiber.Ctx, st *requestState) string {
+	if st.unparsed {
+		return ""
+	}
 	m := c.Method()
 	if slices.Contains(b.methods, m) {
 		return m

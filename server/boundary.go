@@ -34,7 +34,10 @@ type requestState struct {
 	// entryRoute is the route matched when the middleware ran (its own);
 	// still seeing it after c.Next() means no route matched.
 	entryRoute *fiber.Route
-	limits     jsonLimits
+	// unparsed: fasthttp refused the request while reading its headers,
+	// and reset them: the method it reports then is its default, GET.
+	unparsed bool
+	limits   jsonLimits
 }
 
 type jsonLimits struct{ bodyLimit, maxDepth int }
@@ -74,6 +77,7 @@ func (b *boundary) handleError(c *fiber.Ctx, err error) error {
 		return nil
 	}
 	st := b.begin(c, false)
+	st.unparsed = len(c.Request().Header.RawHeaders()) == 0
 	b.writeProblem(c, st, err)
 	b.logRequest(c, st)
 	return nil
