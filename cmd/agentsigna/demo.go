@@ -15,6 +15,7 @@ import (
 	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/identity"
+	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/policies"
@@ -180,6 +181,11 @@ func demoCredentialsPath(dataDir string) (string, error) {
 	}
 	if !fi.IsDir() {
 		return "", fmt.Errorf("demo: %s is not a directory", dir)
+	}
+	// Another user's directory is one that user reads, whatever its mode:
+	// the credentials would be theirs too.
+	if uid, other := osfile.OwnedByOther(fi); other {
+		return "", fmt.Errorf("demo: %s is owned by uid %d, not by this process's user", dir, uid)
 	}
 	if fi.Mode().Perm() != 0o700 {
 		if err := os.Chmod(dir, 0o700); err != nil {

@@ -40,6 +40,22 @@ func TestDemoCredentialsPathRefuses(t *testing.T) {
 			t.Fatalf("err = %v, want 'not a directory'", err)
 		}
 	})
+	t.Run("another user's directory, 0700", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("giving a directory to another user needs root (chown); CI runs as root")
+		}
+		data := t.TempDir()
+		dir := filepath.Join(data, "demo")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(dir, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := demoCredentialsPath(data); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+			t.Fatalf("err = %v, want the owner named", err)
+		}
+	})
 	t.Run("a directory of its own", func(t *testing.T) {
 		data := t.TempDir()
 		path, err := demoCredentialsPath(data)

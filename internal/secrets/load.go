@@ -72,7 +72,8 @@ type LoadInfo struct {
 // opts.KeyFile, else opts.DataDir/master.key (created with mode 0600 on first
 // run). Giving both EnvValue and KeyFile is ErrMasterKeyConflict; giving
 // nothing is ErrNoMasterKey. A key file (given or created) that its group or
-// others can read, or that is not a regular file, is ErrInsecureKeyFile.
+// others can read, that another user owns, or that is not a regular file,
+// is ErrInsecureKeyFile.
 // Errors name the source and path, never the key or the text it came from.
 func LoadMasterKey(opts LoadOptions) (*MasterKey, LoadInfo, error) {
 	switch {
@@ -116,6 +117,14 @@ func readKeyFile(path string) (*MasterKey, error) {
 	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
 		return nil, fmt.Errorf("%w: %s has mode %04o, readable beyond its owner; run chmod 600 %s",
 			ErrInsecureKeyFile, path, perm, path)
+	}
+	// A key another user made is a key another user knows: one planted in
+	// a data dir others may write in, or behind a symbolic link, would
+	// have sealed everything under it (found by review). A root service
+	// reads anyone's file, so the mode alone does not tell.
+	if uid, other := osfile.OwnedByOther(fi); other {
+		return nil, fmt.Errorf("%w: %s is owned by uid %d, not by this process's user (uid %d); its owner knows the key",
+			ErrInsecureKeyFile, path, uid, os.Geteuid())
 	}
 	buf := make([]byte, maxKeyFileSize+1)
 	defer clear(buf)
