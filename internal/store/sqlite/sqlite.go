@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentsigna/agentsigna/internal/osfile"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/migrations"
 
@@ -125,6 +126,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: create data dir: %w", err)
 		}
 		tightenDir(d, cfg.Logger)
+	}
+	// The store makes tenants/ itself: one that is a link, or another
+	// user's, was put there, and the files made in it would be where that
+	// user reads them.
+	switch fi, err := os.Lstat(filepath.Join(dir, "tenants")); {
+	case err != nil:
+		return nil, fmt.Errorf("sqlite: data dir: %w", pathless(err))
+	case !fi.IsDir():
+		return nil, fmt.Errorf("%w: sqlite: the data dir's tenants is not a directory (a symbolic link, say): refusing to use it", store.ErrUnavailable)
+	case ownedByOther(fi):
+		return nil, fmt.Errorf("%w: sqlite: the data dir's tenants directory is owned by another user than this process's: refusing to use it", store.ErrUnavailable)
 	}
 	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, readerIdle: cfg.ReaderIdle, log: cfg.Logger,
 		tenantRefs: store.NewTenantRefs(store.TenantRefLifetime, nil),
@@ -232,16 +244,8 @@ func (s *Store) openFile(ctx context.Context, path string, set migrations.Set, w
 // only, up to maxReaders connections with PRAGMA query_only, whose
 // transactions read a snapshot and never wait for the writer (WAL).
 func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages int, schema *atomic.Bool) (*sql.DB, error) {
-	// Errors name the file, not the data dir (pathless): they reach logs.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("%w: sqlite: open %s: %v", store.ErrUnavailable, filepath.Base(path), pathless(err))
-	}
-	_ = f.Close()
-	// A file created by an earlier release or by hand with a looser mode is
-	// tightened: it holds encrypted keys and the log.
-	if err := os.Chmod(path, 0o600); err != nil {
-		return nil, fmt.Errorf("sqlite: chmod %s: %w", filepath.Base(path), pathless(err))
+	if err := createOrCheckFile(path); err != nil {
+		return nil, err
 	}
 	// So is a WAL (and its index) a crash left: SQLite goes on writing to
 	// the one it finds, with whatever mode it has.
@@ -254,6 +258,9 @@ func (s *Store) open(ctx context.Context, path string, readOnly bool, walPages i
 			return nil, fmt.Errorf("%w: sqlite: %s: %v", store.ErrUnavailable, filepath.Base(side), pathless(err))
 		case !fi.Mode().IsRegular():
 			return nil, fmt.Errorf("sqlite: %s is not a regular file", filepath.Base(side))
+		case ownedByOther(fi):
+			// SQLite would write the pages of every commit into it.
+			return nil, fmt.Errorf("%w: sqlite: %s is owned by another user than this process's: refusing to open it", store.ErrUnavailable, filepath.Base(side))
 		case fi.Mode().Perm() != 0o600:
 			if err := os.Chmod(side, 0o600); err != nil {
 				return nil, fmt.Errorf("sqlite: chmod %s: %w", filepath.Base(side), pathless(err))
@@ -666,18 +673,81 @@ func mapErr(err error) error {
 	return err
 }
 
+// createOrCheckFile creates the database file at path, 0600, or checks the
+// one there: a regular file, not a symbolic link, that this process's user
+// owns, made 0600 if it was looser (an earlier release, or a file made by
+// hand). In a data dir another user may write in (a volume root granted
+// through a group), a link planted in place of platform.db had SQLite put
+// the database, and its WAL, beside the link's target, where that user
+// read and wrote them, and os.Chmod tightened the target (found by
+// review). Errors name the file, not the data dir (pathless): they reach
+// logs.
+func createOrCheckFile(path string) error {
+	name := filepath.Base(path)
+	lfi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// O_EXCL creates no file through a link, dangling or not.
+		f, cerr := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if cerr == nil {
+			return f.Close()
+		}
+		if !errors.Is(cerr, fs.ErrExist) {
+			return fmt.Errorf("%w: sqlite: create %s: %v", store.ErrUnavailable, name, pathless(cerr))
+		}
+		lfi, err = os.Lstat(path) // another process made it meanwhile
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: sqlite: %s: %v", store.ErrUnavailable, name, pathless(err))
+	case !lfi.Mode().IsRegular():
+		return fmt.Errorf("%w: sqlite: %s is not a regular file (a symbolic link, say): refusing to open it", store.ErrUnavailable, name)
+	case ownedByOther(lfi):
+		return fmt.Errorf("%w: sqlite: %s is owned by another user than this process's: refusing to open it", store.ErrUnavailable, name)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("%w: sqlite: open %s: %v", store.ErrUnavailable, name, pathless(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: sqlite: %s: %v", store.ErrUnavailable, name, pathless(err))
+	}
+	if !os.SameFile(fi, lfi) {
+		return fmt.Errorf("%w: sqlite: %s was replaced while it was opened: refusing to open it", store.ErrUnavailable, name)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		// It holds encrypted keys and the log.
+		if err := f.Chmod(0o600); err != nil {
+			return fmt.Errorf("sqlite: chmod %s: %w", name, pathless(err))
+		}
+	}
+	return nil
+}
+
+func ownedByOther(fi fs.FileInfo) bool {
+	_, other := osfile.OwnedByOther(fi)
+	return other
+}
+
 // tightenDir makes a data directory that existed with another mode 0700,
 // as files are made 0600: the tenants directory's names are the
 // organizations' ids. Its setgid bit stays. A directory the process may
 // write in but not chmod (a volume root owned by another user, which a
 // group grants) is left as it is, with a warning: the files in it are
-// 0600 all the same.
+// 0600 all the same, and theirs (createOrCheckFile). Nothing is changed
+// through a symbolic link: root would chmod whatever it points at (found
+// by review: /etc, had a link named tenants pointed there).
 func tightenDir(d string, log *slog.Logger) {
-	fi, err := os.Stat(d)
-	if err != nil || fi.Mode().Perm() == 0o700 {
+	fi, err := os.Lstat(d)
+	if err != nil || fi.Mode()&fs.ModeSymlink != 0 || fi.Mode().Perm() == 0o700 {
 		return
 	}
-	if err := os.Chmod(d, 0o700|fi.Mode()&os.ModeSetgid); err != nil {
+	err = errors.New("owned by another user")
+	if !ownedByOther(fi) {
+		err = os.Chmod(d, 0o700|fi.Mode()&os.ModeSetgid)
+	}
+	if err != nil {
 		log.Warn("sqlite: a data directory is open beyond its owner and cannot be tightened; its file names (organization ids) are visible",
 			slog.String("dir", filepath.Base(d)), slog.String("mode", fi.Mode().Perm().String()), slog.Any("error", pathless(err)))
 	}
