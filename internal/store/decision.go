@@ -42,6 +42,9 @@ type DecisionTx interface {
 	// later-stamped one of the same agent counts as made at that one's
 	// time (AgentTally).
 	AgentStats(ctx context.Context, agentID string, now time.Time) (AgentStats, error)
+	// Page returns up to limit decisions, by id, after afterID ("": from
+	// the first): how ledger verify reads every row.
+	Page(ctx context.Context, afterID string, limit int) ([]Decision, error)
 }
 
 // ReceiptTx stores the signed receipts of allowed or approved decisions:
@@ -60,6 +63,11 @@ type ReceiptTx interface {
 	// ByDecision returns a decision's receipt, its JWS read from its
 	// ledger entry; ErrNotFound if it has none.
 	ByDecision(ctx context.Context, decisionID string) (Receipt, error)
+	// Page returns up to limit receipts, by id, after afterID ("": from
+	// the first), without their JWS: each row as stored, the entry it
+	// names not read (ledger verify reads it, and so finds a row that
+	// names none).
+	Page(ctx context.Context, afterID string, limit int) ([]Receipt, error)
 }
 
 // CaseTx stores the cases escalated decisions open: at most one per
@@ -79,6 +87,9 @@ type CaseTx interface {
 	// pending (another approver, or the expiry, got there first);
 	// ErrInvalid for status pending.
 	SetStatus(ctx context.Context, id string, status CaseStatus) error
+	// Page returns up to limit cases, by id, after afterID ("": from the
+	// first).
+	Page(ctx context.Context, afterID string, limit int) ([]Case, error)
 }
 
 // Outcome is what a decision said.

@@ -52,20 +52,47 @@ const insertCaseSQL = `INSERT INTO cases (tenant_id, id, decision_id, agent_id, 
 	SELECT d.tenant_id, $2::text, d.id, d.agent_id, $5::text, $6::integer, $7::timestamptz, $8::timestamptz, $9::timestamptz
 	FROM decisions d WHERE d.tenant_id = $1 AND d.id = $3 AND d.agent_id = $4 AND d.outcome = 'escalate'`
 
+const caseColumns = `id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at`
+
 // caseByIDSQL reads case $2.
-const caseByIDSQL = `SELECT id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at
-	FROM cases WHERE tenant_id = $1 AND id = $2`
+const caseByIDSQL = `SELECT ` + caseColumns + ` FROM cases WHERE tenant_id = $1 AND id = $2`
 
 func (c *caseTx) Get(ctx context.Context, id string) (store.Case, error) {
 	if err := store.CheckID(store.PrefixCase, id); err != nil {
 		return store.Case{}, err
 	}
-	var cs store.Case
-	var status string
-	err := c.tx.QueryRow(ctx, caseByIDSQL, c.tenantID, id).
-		Scan(&cs.ID, &cs.DecisionID, &cs.AgentID, &status, &cs.ApprovalsRequired, &cs.ExpiresAt, &cs.CreatedAt, &cs.UpdatedAt)
+	cs, err := scanCase(c.tx.QueryRow(ctx, caseByIDSQL, c.tenantID, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Case{}, fmt.Errorf("%w: case", store.ErrNotFound)
+	}
+	return cs, err
+}
+
+func (c *caseTx) Page(ctx context.Context, afterID string, limit int) ([]store.Case, error) {
+	rows, err := c.tx.Query(ctx, `SELECT `+caseColumns+` FROM cases WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
+		c.tenantID, afterID, limit)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []store.Case
+	for rows.Next() {
+		cs, err := scanCase(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cs)
+	}
+	return out, mapErr(rows.Err())
+}
+
+// scanCase reads caseColumns; pgx.ErrNoRows as it is.
+func scanCase(row pgx.Row) (store.Case, error) {
+	var cs store.Case
+	var status string
+	err := row.Scan(&cs.ID, &cs.DecisionID, &cs.AgentID, &status, &cs.ApprovalsRequired, &cs.ExpiresAt, &cs.CreatedAt, &cs.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Case{}, err
 	}
 	if err != nil {
 		return store.Case{}, mapErr(err)

@@ -109,6 +109,24 @@ func scanDecision(row pgx.Row) (store.Decision, error) {
 	return dec, nil
 }
 
+func (d *decisionTx) Page(ctx context.Context, afterID string, limit int) ([]store.Decision, error) {
+	rows, err := d.tx.Query(ctx, `SELECT `+decisionColumns+` FROM decisions WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
+		d.tenantID, afterID, limit)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []store.Decision
+	for rows.Next() {
+		dec, err := scanDecision(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dec)
+	}
+	return out, mapErr(rows.Err())
+}
+
 func (d *decisionTx) Get(ctx context.Context, id string) (store.Decision, error) {
 	if err := store.CheckID(store.PrefixDecision, id); err != nil {
 		return store.Decision{}, err
@@ -217,6 +235,26 @@ func (r *receiptTx) Insert(ctx context.Context, rc store.Receipt) (store.Receipt
 const receiptByDecisionSQL = `SELECT r.id, r.decision_id, convert_from(e.record, 'UTF8'), r.ledger_index, r.created_at FROM receipts r
 	JOIN ledger_entries e ON e.tenant_id = r.tenant_id AND e.idx = r.ledger_index
 	WHERE r.tenant_id = $1 AND r.decision_id = $2`
+
+func (r *receiptTx) Page(ctx context.Context, afterID string, limit int) ([]store.Receipt, error) {
+	rows, err := r.tx.Query(ctx, `SELECT id, decision_id, ledger_index, created_at FROM receipts
+		WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3`, r.tenantID, afterID, limit)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []store.Receipt
+	for rows.Next() {
+		var rc store.Receipt
+		var index int64
+		if err := rows.Scan(&rc.ID, &rc.DecisionID, &index, &rc.CreatedAt); err != nil {
+			return nil, mapErr(err)
+		}
+		rc.LedgerIndex, rc.CreatedAt = uint64(index), rc.CreatedAt.UTC()
+		out = append(out, rc)
+	}
+	return out, mapErr(rows.Err())
+}
 
 func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Receipt, error) {
 	if err := store.CheckID(store.PrefixDecision, decisionID); err != nil {

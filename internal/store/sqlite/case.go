@@ -61,13 +61,40 @@ func (c *caseTx) Get(ctx context.Context, id string) (store.Case, error) {
 	if err := store.CheckID(store.PrefixCase, id); err != nil {
 		return store.Case{}, err
 	}
-	var cs store.Case
-	var status, expires, created, updated string
-	err := c.tx.QueryRowContext(ctx, `SELECT id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at
-		FROM cases WHERE tenant_id = ? AND id = ?`, c.tenantID, id).
-		Scan(&cs.ID, &cs.DecisionID, &cs.AgentID, &status, &cs.ApprovalsRequired, &expires, &created, &updated)
+	cs, err := scanCase(c.tx.QueryRowContext(ctx, `SELECT `+caseColumns+` FROM cases WHERE tenant_id = ? AND id = ?`, c.tenantID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Case{}, fmt.Errorf("%w: case", store.ErrNotFound)
+	}
+	return cs, err
+}
+
+func (c *caseTx) Page(ctx context.Context, afterID string, limit int) ([]store.Case, error) {
+	rows, err := c.tx.QueryContext(ctx, `SELECT `+caseColumns+` FROM cases WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`,
+		c.tenantID, afterID, limit)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []store.Case
+	for rows.Next() {
+		cs, err := scanCase(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cs)
+	}
+	return out, mapErr(rows.Err())
+}
+
+const caseColumns = `id, decision_id, agent_id, status, approvals_required, expires_at, created_at, updated_at`
+
+// scanCase reads caseColumns; sql.ErrNoRows as it is.
+func scanCase(row scanner) (store.Case, error) {
+	var cs store.Case
+	var status, expires, created, updated string
+	err := row.Scan(&cs.ID, &cs.DecisionID, &cs.AgentID, &status, &cs.ApprovalsRequired, &expires, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Case{}, err
 	}
 	if err != nil {
 		return store.Case{}, mapErr(err)

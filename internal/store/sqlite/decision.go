@@ -98,6 +98,24 @@ func scanDecision(row scanner) (store.Decision, error) {
 	return dec, err
 }
 
+func (d *decisionTx) Page(ctx context.Context, afterID string, limit int) ([]store.Decision, error) {
+	rows, err := d.tx.QueryContext(ctx, `SELECT `+decisionColumns+` FROM decisions WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`,
+		d.tenantID, afterID, limit)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []store.Decision
+	for rows.Next() {
+		dec, err := scanDecision(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dec)
+	}
+	return out, mapErr(rows.Err())
+}
+
 func (d *decisionTx) Get(ctx context.Context, id string) (store.Decision, error) {
 	if err := store.CheckID(store.PrefixDecision, id); err != nil {
 		return store.Decision{}, err
@@ -213,6 +231,30 @@ func (r *receiptTx) insert(ctx context.Context, rc store.Receipt) error {
 		return fmt.Errorf("%w: a receipt is only for an allowed decision or an approved case", store.ErrConflict)
 	}
 	return fmt.Errorf("%w: %s", store.ErrInvalid, store.ReceiptNotInLedger)
+}
+
+func (r *receiptTx) Page(ctx context.Context, afterID string, limit int) ([]store.Receipt, error) {
+	rows, err := r.tx.QueryContext(ctx, `SELECT id, decision_id, ledger_index, created_at FROM receipts
+		WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`, r.tenantID, afterID, limit)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []store.Receipt
+	for rows.Next() {
+		var rc store.Receipt
+		var index int64
+		var created string
+		if err := rows.Scan(&rc.ID, &rc.DecisionID, &index, &created); err != nil {
+			return nil, mapErr(err)
+		}
+		rc.LedgerIndex = uint64(index)
+		if rc.CreatedAt, err = parseTime(created); err != nil {
+			return nil, err
+		}
+		out = append(out, rc)
+	}
+	return out, mapErr(rows.Err())
 }
 
 func (r *receiptTx) ByDecision(ctx context.Context, decisionID string) (store.Receipt, error) {

@@ -58,6 +58,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("DecisionInputs", func(t *testing.T) { testDecisionInputs(t, h) })
 	t.Run("Receipts", func(t *testing.T) { testReceipts(t, h) })
 	t.Run("Cases", func(t *testing.T) { testCases(t, h) })
+	t.Run("Pages", func(t *testing.T) { testPages(t, h) })
 	t.Run("RecordIsolation", func(t *testing.T) { testRecordIsolation(t, h) })
 	t.Run("RecordsAppendOnly", func(t *testing.T) { testRecordsAppendOnly(t, h) })
 	t.Run("RecordRaces", func(t *testing.T) { testRecordRaces(t, h) })
