@@ -51,6 +51,8 @@ import (
 //     2026-11-28 logged a change whose write then failed (a second add-key of an id,
 //     say), so a revision or key id may have several entries, and its row,
 //     when it names none, is to match one of them.
+//   - every decision, receipt and case row is held to its entries
+//     (decisionRows, receiptRows, caseRows).
 //
 // Feed it every entry in order (Entry), then the organization's rows
 // (Rows).
@@ -63,6 +65,12 @@ type RowLog struct {
 	bundleOrder    []string
 	vkeys          map[string][]loggedPolicy[verificationKeyRecord] // by kid, in log order
 	vkeyOrder      []string
+	// decisions and receipts count their entries: each row is held to
+	// the entry it names (decisionRows, receiptRows), so as many rows as
+	// entries is every entry with its row. cases are kept whole: a case's
+	// row names no entry.
+	decisions, receipts uint64
+	cases               map[string]*loggedCase
 	// UnloggedAgents and UnloggedCounterparties are how many of each Rows
 	// found from before they were logged.
 	UnloggedAgents, UnloggedCounterparties int
@@ -85,6 +93,12 @@ type loggedAgentKey struct {
 	retired    *uint64 // the rotation that retired it
 }
 
+type loggedCase struct {
+	opened  uint64
+	rec     caseRecord
+	expired *uint64
+}
+
 type loggedCounterparty struct {
 	index  uint64
 	status string
@@ -100,13 +114,20 @@ type loggedPolicy[R any] struct {
 // NewRowLog returns an empty RowLog.
 func NewRowLog() *RowLog {
 	return &RowLog{agents: map[string]*loggedAgent{}, counterparties: map[string]loggedCounterparty{},
-		bundles: map[string][]loggedPolicy[policyRecord]{}, vkeys: map[string][]loggedPolicy[verificationKeyRecord]{}}
+		bundles: map[string][]loggedPolicy[policyRecord]{}, vkeys: map[string][]loggedPolicy[verificationKeyRecord]{},
+		cases: map[string]*loggedCase{}}
 }
 
 // Entry reads entry e and its record (ledger.CheckOptions.CheckRecord);
 // an error is what is wrong with it.
 func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 	switch e.Kind {
+	case KindDecision:
+		r.decisions++
+	case KindReceipt:
+		r.receipts++
+	case KindCaseOpened, KindCaseExpired:
+		return r.caseEntry(e, record)
 	case identity.KindAgentRegistered, identity.KindAgentKeyRotated, identity.KindAgentSuspended:
 		return r.agentEntry(e, record)
 	case KindCounterpartyCreated:
@@ -137,6 +158,28 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 			r.vkeyOrder = append(r.vkeyOrder, rec.KID)
 		}
 		r.vkeys[rec.KID] = append(r.vkeys[rec.KID], loggedPolicy[verificationKeyRecord]{index: e.Index, rec: rec})
+	}
+	return nil
+}
+
+func (r *RowLog) caseEntry(e verify.Entry, record []byte) error {
+	var rec caseRecord
+	if json.Unmarshal(record, &rec) != nil || rec.CaseID != e.Subject {
+		return fmt.Errorf("a case entry that does not name its case")
+	}
+	c, known := r.cases[rec.CaseID]
+	switch {
+	case e.Kind == KindCaseOpened && known:
+		return fmt.Errorf("case %s opened again (first by entry %d)", rec.CaseID, c.opened)
+	case e.Kind == KindCaseOpened:
+		r.cases[rec.CaseID] = &loggedCase{opened: e.Index, rec: rec}
+	case !known:
+		return fmt.Errorf("case %s expired, but no entry opened it", rec.CaseID)
+	case c.expired != nil:
+		return fmt.Errorf("case %s expired again (first by entry %d)", rec.CaseID, *c.expired)
+	default:
+		index := e.Index
+		c.expired = &index
 	}
 	return nil
 }
@@ -222,7 +265,16 @@ func (r *RowLog) Rows(ctx context.Context, tx store.TenantTx) error {
 	if err := r.counterpartyRows(ctx, tx); err != nil {
 		return err
 	}
-	return r.policyRows(ctx, tx)
+	if err := r.policyRows(ctx, tx); err != nil {
+		return err
+	}
+	if err := r.decisionRows(ctx, tx); err != nil {
+		return err
+	}
+	if err := r.receiptRows(ctx, tx); err != nil {
+		return err
+	}
+	return r.caseRows(ctx, tx)
 }
 
 func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {

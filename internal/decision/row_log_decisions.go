@@ -1,0 +1,173 @@
+package decision
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger/verify"
+)
+
+// rowPage is how many decisions, receipts or cases ledger verify reads at
+// once.
+const rowPage = 500
+
+// pageAll calls check for every row page reads, a page at a time, and
+// returns how many there were.
+func pageAll[T any](ctx context.Context, page func(ctx context.Context, after string, limit int) ([]T, error), id func(T) string, check func(T) error) (uint64, error) {
+	var n uint64
+	for after := ""; ; {
+		rows, err := page(ctx, after, rowPage)
+		if err != nil {
+			return n, err
+		}
+		for _, row := range rows {
+			n++
+			if err := check(row); err != nil {
+				return n, err
+			}
+		}
+		if len(rows) < rowPage {
+			return n, nil
+		}
+		after = id(rows[len(rows)-1])
+	}
+}
+
+// entryAt is the entry at index and its record; ok is false when the log
+// holds none there.
+func entryAt(ctx context.Context, tx store.TenantTx, index uint64) (verify.Entry, []byte, bool, error) {
+	es, err := tx.Log().Entries(ctx, index, index+1)
+	if err != nil || len(es) == 0 {
+		return verify.Entry{}, nil, false, err
+	}
+	e, err := verify.ParseEntry(es[0].Entry)
+	return e, es[0].Record, err == nil, err
+}
+
+// decisionRows holds every decision row to the decision entry it names:
+// the entry is its decision's, and the row says what the entry's record
+// says (agent, action, reason, outcome, reasons, approvals, policies),
+// as does the response it keeps to answer replays and reads with. With as
+// many rows as decision entries, no entry lacks its row. A row edited,
+// planted (naming another entry, or none) or deleted is found: what the
+// service answers a read or a replay with is the row (found by review).
+func (r *RowLog) decisionRows(ctx context.Context, tx store.TenantTx) error {
+	n, err := pageAll(ctx, tx.Decisions().Page, func(d store.Decision) string { return d.ID }, func(d store.Decision) error {
+		e, record, ok, err := entryAt(ctx, tx, d.LedgerIndex)
+		switch {
+		case err != nil && !errors.Is(err, verify.ErrInvalidEntry):
+			return err
+		case !ok || e.Kind != KindDecision || e.Subject != d.ID:
+			return mismatch("decision %s names entry %d, which is not its decision's", d.ID, d.LedgerIndex)
+		}
+		var rec decisionRecord
+		if err := json.Unmarshal(record, &rec); err != nil {
+			return mismatch("entry %d does not hold a decision record", d.LedgerIndex)
+		}
+		reasons := d.Reasons
+		if reasons == nil {
+			reasons = []string{}
+		}
+		if rec.DecisionID != d.ID || rec.AgentID != d.AgentID || string(rec.Action) != d.Action || rec.Reason != d.Reason ||
+			string(rec.Outcome) != string(d.Outcome) || !slices.Equal(rec.Reasons, reasons) || rec.ApprovalsRequired != d.ApprovalsRequired ||
+			rec.Policy != (PolicyRevisions{BaseRevision: d.BaseRevision, TenantRevision: d.TenantRevision, TenantBundleSHA256: d.TenantBundleSHA256}) {
+			return mismatch("decision %s is stored otherwise than entry %d recorded it", d.ID, d.LedgerIndex)
+		}
+		var b storedBody
+		if err := json.Unmarshal([]byte(d.Response), &b); err != nil ||
+			b.DecisionID != d.ID || string(b.Outcome) != string(d.Outcome) || !slices.Equal(b.Reasons, reasons) ||
+			b.Ledger.Index != d.LedgerIndex || (b.Case != nil) != (d.Outcome == store.OutcomeEscalate) {
+			return mismatch("decision %s keeps a response that is not what entry %d recorded", d.ID, d.LedgerIndex)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n != r.decisions {
+		return mismatch("the store holds %d decisions, the log %d", n, r.decisions)
+	}
+	return nil
+}
+
+// receiptRows holds every receipt row to the receipt entry it names,
+// whose JWS is the receipt of the row's decision (its jti the row's id,
+// its decision_id the row's decision), an allowed one.
+func (r *RowLog) receiptRows(ctx context.Context, tx store.TenantTx) error {
+	n, err := pageAll(ctx, tx.Receipts().Page, func(rc store.Receipt) string { return rc.ID }, func(rc store.Receipt) error {
+		e, record, ok, err := entryAt(ctx, tx, rc.LedgerIndex)
+		switch {
+		case err != nil && !errors.Is(err, verify.ErrInvalidEntry):
+			return err
+		case !ok || e.Kind != KindReceipt || e.Subject != rc.ID:
+			return mismatch("receipt %s names entry %d, which is not its receipt's", rc.ID, rc.LedgerIndex)
+		}
+		var claims struct {
+			ID         string `json:"jti"`
+			DecisionID string `json:"decision_id"`
+		}
+		parts := strings.Split(string(record), ".")
+		payload, err := base64.RawURLEncoding.DecodeString(parts[min(1, len(parts)-1)])
+		if len(parts) != 3 || err != nil || json.Unmarshal(payload, &claims) != nil || claims.ID != rc.ID || claims.DecisionID != rc.DecisionID {
+			return mismatch("receipt %s of decision %s names entry %d, whose JWS is another receipt's", rc.ID, rc.DecisionID, rc.LedgerIndex)
+		}
+		d, err := tx.Decisions().Get(ctx, rc.DecisionID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return mismatch("receipt %s is of decision %s, which the store does not hold", rc.ID, rc.DecisionID)
+		case err != nil:
+			return err
+		case d.Outcome != store.OutcomeAllow:
+			// Approvals, when they land, receipt an approved case too.
+			return mismatch("receipt %s is of decision %s, which did not allow", rc.ID, rc.DecisionID)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n != r.receipts {
+		return mismatch("the store holds %d receipts, the log %d", n, r.receipts)
+	}
+	return nil
+}
+
+// caseRows holds every case row to the entries of its case: opened for
+// its decision, agent and approvals, pending unless an entry expired it,
+// expired only if one did. No case is approved or rejected: nothing
+// approves yet, so a case that says so was written behind the service's
+// back (and would answer its agent with a receipt).
+func (r *RowLog) caseRows(ctx context.Context, tx store.TenantTx) error {
+	stored := map[string]bool{}
+	_, err := pageAll(ctx, tx.Cases().Page, func(c store.Case) string { return c.ID }, func(c store.Case) error {
+		stored[c.ID] = true
+		l, ok := r.cases[c.ID]
+		switch {
+		case !ok:
+			return mismatch("case %s is stored, but no entry opened it", c.ID)
+		case l.rec.DecisionID != c.DecisionID || l.rec.AgentID != c.AgentID || l.rec.ApprovalsRequired != c.ApprovalsRequired:
+			return mismatch("case %s is stored otherwise than entry %d opened it", c.ID, l.opened)
+		case c.Status == store.CasePending && l.expired != nil:
+			return mismatch("case %s is pending, but entry %d expired it", c.ID, *l.expired)
+		case c.Status == store.CaseExpired && l.expired == nil:
+			return mismatch("case %s is expired, but no entry expired it", c.ID)
+		case c.Status != store.CasePending && c.Status != store.CaseExpired:
+			return mismatch("case %s is %s, but no entry closed it so", c.ID, c.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for id, l := range r.cases {
+		if !stored[id] {
+			return mismatch("case %s was opened by entry %d, but the store does not hold it", id, l.opened)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package decision_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/agentsigna/agentsigna/internal/decision"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// ledger verify holds decision, receipt and case rows to their entries:
+// what a read or an idempotent replay answers is the row, and an insider
+// who edits the store's file could otherwise change an outcome, give a
+// denied decision a receipt, approve a case, or plant and delete
+// decisions, while ledger verify said OK (found by review).
+func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stmts func(ids decided) []string
+		want  string
+	}{
+		{"an outcome changed", func(ids decided) []string {
+			return []string{fmt.Sprintf(`UPDATE decisions SET outcome = 'allow', reasons = '[]' WHERE id = '%s'`, ids.deny)}
+		}, "decision %[1]s is stored otherwise than entry"},
+		{"a response changed", func(ids decided) []string {
+			return []string{fmt.Sprintf(`UPDATE decisions SET response = replace(response, '"outcome":"deny"', '"outcome":"allow"') WHERE id = '%s'`, ids.deny)}
+		}, "decision %[1]s keeps a response that is not what entry"},
+		{"a decision planted, naming another entry", func(ids decided) []string {
+			return []string{fmt.Sprintf(`INSERT INTO decisions SELECT tenant_id, 'dec_aaaaaaaaaaaaaaaaaaaaaaaaaa', agent_id, action, action_type, counterparty_id, reason,
+				'allow', '[]', 0, base_revision, tenant_revision, tenant_bundle_sha256, NULL, request_sha256, 0, response, created_at,
+				agent_seq + 1000, agent_denials, agent_tally_at FROM decisions WHERE id = '%s'`, ids.deny)}
+		}, "decision dec_aaaaaaaaaaaaaaaaaaaaaaaaaa names entry 0, which is not its decision's"},
+		{"a decision deleted", func(ids decided) []string {
+			return []string{fmt.Sprintf(`DELETE FROM decisions WHERE id = '%s'`, ids.deny)}
+		}, "the store holds 2 decisions, the log 3"},
+		{"a denied decision given a receipt", func(ids decided) []string {
+			return []string{fmt.Sprintf(`INSERT INTO receipts (tenant_id, id, decision_id, ledger_index, created_at)
+				SELECT tenant_id, 'rct_aaaaaaaaaaaaaaaaaaaaaaaaaa', '%s', ledger_index, created_at FROM receipts`, ids.deny)}
+		}, "receipt rct_aaaaaaaaaaaaaaaaaaaaaaaaaa names entry"},
+		{"a receipt naming another entry", func(ids decided) []string {
+			return []string{`UPDATE receipts SET ledger_index = 0`}
+		}, "names entry 0, which is not its receipt's"},
+		{"a case approved", func(ids decided) []string {
+			return []string{`UPDATE cases SET status = 'approved'`}
+		}, "is approved, but no entry closed it so"},
+		{"a case deleted", func(ids decided) []string {
+			return []string{`DELETE FROM cases`}
+		}, "but the store does not hold it"},
+		{"a case of another decision", func(ids decided) []string {
+			return []string{fmt.Sprintf(`UPDATE cases SET decision_id = '%s'`, ids.deny)}
+		}, "is stored otherwise than entry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newServiceEnv(t, "sqlite")
+			e.activate(t, permissiveBundle(t))
+			agent := e.agent(t, store.RiskLow)
+			verified := e.counterparty(t, e.org, store.CounterpartyVerified)
+			blocked := e.counterparty(t, e.org, store.CounterpartyBlocked)
+			var ids decided
+			for _, d := range []struct {
+				req     decision.DecisionRequest
+				outcome decision.Outcome
+				id      *string
+			}{
+				{payment("100.00", verified.ID), decision.Allow, &ids.allow},
+				{payment("10.00", blocked.ID), decision.Deny, &ids.deny},
+				{action("access.grant"), decision.Escalate, &ids.escalate},
+			} {
+				resp := e.decide(t, agent.ID, d.req, "")
+				if resp.Outcome != d.outcome {
+					t.Fatalf("%s: %s, want %s", d.req.Action.Type, resp.Outcome, d.outcome)
+				}
+				*d.id = resp.DecisionID
+			}
+			check := func() string {
+				t.Helper()
+				rows := decision.NewRowLog()
+				rep, err := e.ledger.CheckWith(context.Background(), e.log(), "", ledger.CheckOptions{CheckRecord: rows.Entry, CheckRows: rows.Rows})
+				if err != nil || rep.Problem != nil {
+					t.Fatalf("check: %v, %v", rep.Problem, err)
+				}
+				return rep.RowsProblem
+			}
+			if got := check(); got != "" {
+				t.Fatalf("untouched: %s", got)
+			}
+			sqlitetest.Tamper(t, e.backend.(*sqlite.Store).TenantFile(e.org.ID), tc.stmts(ids)...)
+			want := tc.want
+			if strings.Contains(want, "%[1]s") {
+				want = fmt.Sprintf(want, ids.deny)
+			}
+			if got := check(); !strings.Contains(got, want) {
+				t.Fatalf("rows problem %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+type decided struct{ allow, deny, escalate string }
