@@ -18,9 +18,10 @@ func bytesIntact(b store.PolicyBundle) bool {
 	return bytes.Equal(sum[:], b.Digest)
 }
 
-// recordsDigest says whether a policy record's bundle_sha256 is digest:
+// recordsDigest says whether a record's SHA-256 (a policy record's
+// bundle_sha256, a counterparty's bank_details_sealed_sha256) is digest:
 // in standard base64, as this build writes it, or in hex, as builds
-// before 2026-11-28 did (policyRecord).
+// before 2026-11-28 did.
 func recordsDigest(recorded string, digest []byte) bool {
 	return recorded == base64.StdEncoding.EncodeToString(digest) || recorded == hex.EncodeToString(digest)
 }

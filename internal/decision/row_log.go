@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -102,6 +103,9 @@ type loggedCase struct {
 type loggedCounterparty struct {
 	index  uint64
 	status string
+	// bankSHA is the SHA-256 of the sealed bank details the entry
+	// recorded (base64, or hex before 2026-11-28), "" for none.
+	bankSHA string
 }
 
 // loggedPolicy is a policy entry's index and record (R: policyRecord of
@@ -138,7 +142,7 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 		if first, dup := r.counterparties[rec.CounterpartyID]; dup {
 			return fmt.Errorf("counterparty %s recorded again (first by entry %d)", rec.CounterpartyID, first.index)
 		}
-		r.counterparties[rec.CounterpartyID] = loggedCounterparty{index: e.Index, status: rec.Status}
+		r.counterparties[rec.CounterpartyID] = loggedCounterparty{index: e.Index, status: rec.Status, bankSHA: rec.BankDetailsSealedSHA256}
 		r.cpOrder = append(r.cpOrder, rec.CounterpartyID)
 	case kindPolicyUpload:
 		var rec policyRecord
@@ -468,6 +472,20 @@ func (r *RowLog) counterpartyRows(ctx context.Context, tx store.TenantTx) error 
 			return mismatch("counterparty %s does not name entry %d, which recorded it", cp.ID, l.index)
 		case cp.Status == store.CounterpartyVerified && l.status != string(store.CounterpartyVerified):
 			return mismatch("counterparty %s is verified, but entry %d recorded it %s", cp.ID, l.index, l.status)
+		}
+		if !ok {
+			continue
+		}
+		// List reads no bank details: the row is read again for them.
+		// Nothing changes them once recorded (found by review: a
+		// payment's beneficiary swapped behind the log passed).
+		full, err := tx.Counterparties().Get(ctx, cp.ID)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(full.BankDetailsSealed)
+		if (l.bankSHA == "") != (len(full.BankDetailsSealed) == 0) || l.bankSHA != "" && !recordsDigest(l.bankSHA, sum[:]) {
+			return mismatch("counterparty %s is stored with other bank details than entry %d recorded", cp.ID, l.index)
 		}
 	}
 	for _, id := range r.cpOrder {

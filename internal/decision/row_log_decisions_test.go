@@ -54,6 +54,14 @@ func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
 		{"a case of another decision", func(ids decided) []string {
 			return []string{fmt.Sprintf(`UPDATE cases SET decision_id = '%s'`, ids.deny)}
 		}, "is stored otherwise than entry"},
+		// Not a decision's row, but what a payment pays: a beneficiary
+		// swapped behind the log passed too (found by the same review).
+		{"a counterparty's bank details swapped", func(decided) []string {
+			return []string{`UPDATE counterparties SET bank_details_sealed = X'00' WHERE status = 'verified'`}
+		}, "is stored with other bank details than entry"},
+		{"a counterparty's bank details removed", func(decided) []string {
+			return []string{`UPDATE counterparties SET bank_details_sealed = NULL WHERE status = 'verified'`}
+		}, "is stored with other bank details than entry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newServiceEnv(t, "sqlite")
