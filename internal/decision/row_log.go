@@ -72,6 +72,9 @@ type RowLog struct {
 	// row names no entry.
 	decisions, receipts uint64
 	cases               map[string]*loggedCase
+	// activations are the policy.activate and policy.rollback entries,
+	// by index.
+	activations map[uint64]loggedActivation
 	// UnloggedAgents and UnloggedCounterparties are how many of each Rows
 	// found from before they were logged.
 	UnloggedAgents, UnloggedCounterparties int
@@ -92,6 +95,11 @@ type loggedAgentKey struct {
 	introduced uint64
 	jwk        json.RawMessage
 	retired    *uint64 // the rotation that retired it
+}
+
+type loggedActivation struct {
+	rollback bool
+	rec      policyRecord
 }
 
 type loggedCase struct {
@@ -119,7 +127,7 @@ type loggedPolicy[R any] struct {
 func NewRowLog() *RowLog {
 	return &RowLog{agents: map[string]*loggedAgent{}, counterparties: map[string]loggedCounterparty{},
 		bundles: map[string][]loggedPolicy[policyRecord]{}, vkeys: map[string][]loggedPolicy[verificationKeyRecord]{},
-		cases: map[string]*loggedCase{}}
+		cases: map[string]*loggedCase{}, activations: map[uint64]loggedActivation{}}
 }
 
 // Entry reads entry e and its record (ledger.CheckOptions.CheckRecord);
@@ -132,6 +140,12 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 		r.receipts++
 	case KindCaseOpened, KindCaseExpired:
 		return r.caseEntry(e, record)
+	case "policy.activate", "policy.rollback":
+		var rec policyRecord
+		if json.Unmarshal(record, &rec) != nil || rec.Revision != e.Subject {
+			return fmt.Errorf("a policy activation entry that does not name its revision")
+		}
+		r.activations[e.Index] = loggedActivation{rollback: e.Kind == "policy.rollback", rec: rec}
 	case identity.KindAgentRegistered, identity.KindAgentKeyRotated, identity.KindAgentSuspended:
 		return r.agentEntry(e, record)
 	case KindCounterpartyCreated:
@@ -312,6 +326,9 @@ func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {
 			return mismatch("policy bundle %q was uploaded by entry %d, but the store does not hold it", rev, r.bundles[rev][0].index)
 		}
 	}
+	if err := r.activationRows(ctx, tx); err != nil {
+		return err
+	}
 	keys, err := tx.Policies().VerificationKeys(ctx)
 	if err != nil {
 		return err
@@ -332,6 +349,43 @@ func (r *RowLog) policyRows(ctx context.Context, tx store.TenantTx) error {
 	for _, kid := range r.vkeyOrder {
 		if !stored[kid] {
 			return mismatch("bundle verification key %q was registered by entry %d, but the store does not hold it", kid, r.vkeys[kid][0].index)
+		}
+	}
+	return nil
+}
+
+// activationRows holds every activation row that names an entry to it,
+// as the service does the active one when it loads it (checkActivation):
+// a policy.activate, or policy.rollback for a rollback, recording the
+// row's seq, revision, people and the stored bundle's SHA-256. A row
+// naming none is one from before rows named their entry, and only before
+// any that does. (Found by review: a planted activation passed ledger
+// verify while the service refused to load the organization's policy.)
+func (r *RowLog) activationRows(ctx context.Context, tx store.TenantTx) error {
+	acts, err := tx.Policies().Activations(ctx)
+	if err != nil {
+		return err
+	}
+	named := false
+	for _, a := range acts {
+		if a.LedgerIndex == nil {
+			if named {
+				return mismatch("activation %d names no entry, after an activation that does", a.Seq)
+			}
+			continue
+		}
+		named = true
+		l, ok := r.activations[*a.LedgerIndex]
+		if !ok || l.rec.Seq != a.Seq || l.rollback != a.Rollback || l.rec.Revision != a.Revision ||
+			l.rec.By != a.ActivatedBy || l.rec.ApprovedBy != a.ApprovedBy {
+			return mismatch("activation %d names entry %d, which does not record it", a.Seq, *a.LedgerIndex)
+		}
+		b, err := tx.Policies().Bundle(ctx, a.Revision)
+		if err != nil {
+			return err
+		}
+		if !recordsDigest(l.rec.BundleSHA, b.Digest) {
+			return mismatch("activation %d names entry %d, which records another bundle", a.Seq, *a.LedgerIndex)
 		}
 	}
 	return nil

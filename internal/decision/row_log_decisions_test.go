@@ -17,7 +17,9 @@ import (
 // what a read or an idempotent replay answers is the row, and an insider
 // who edits the store's file could otherwise change an outcome, give a
 // denied decision a receipt, approve a case, or plant and delete
-// decisions, while ledger verify said OK (found by review).
+// decisions, while ledger verify said OK (found by review). So were a
+// counterparty's bank details and a planted activation; they are held
+// to their entries now too.
 func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -59,6 +61,13 @@ func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
 		{"a counterparty's bank details swapped", func(decided) []string {
 			return []string{`UPDATE counterparties SET bank_details_sealed = X'00' WHERE status = 'verified'`}
 		}, "is stored with other bank details than entry"},
+		{"an activation planted", func(decided) []string {
+			return []string{`INSERT INTO policy_activations (tenant_id, seq, revision, rollback, activated_by, approved_by, activated_at, ledger_index)
+				SELECT tenant_id, seq + 1, revision, 1, activated_by, approved_by, activated_at, 1 FROM policy_activations`}
+		}, "activation 2 names entry 1, which does not record it"},
+		{"an activation's approver changed", func(decided) []string {
+			return []string{`UPDATE policy_activations SET approved_by = 'usr_mallory'`}
+		}, "activation 1 names entry"},
 		{"a counterparty's bank details removed", func(decided) []string {
 			return []string{`UPDATE counterparties SET bank_details_sealed = NULL WHERE status = 'verified'`}
 		}, "is stored with other bank details than entry"},
