@@ -7,6 +7,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger/verify"
@@ -16,11 +17,13 @@ import (
 // once.
 const rowPage = 500
 
-// pageAll calls check for every row page reads, a page at a time, and
-// returns how many there were.
-func pageAll[T any](ctx context.Context, page func(ctx context.Context, after string, limit int) ([]T, error), id func(T) string, check func(T) error) (uint64, error) {
+// pageAll calls check for every row page reads, a page at a time, each
+// after the row cursor says of the page before, and returns how many
+// there were.
+func pageAll[T, C any](ctx context.Context, page func(ctx context.Context, after C, limit int) ([]T, error), cursor func(T) C, check func(T) error) (uint64, error) {
 	var n uint64
-	for after := ""; ; {
+	var after C
+	for {
 		rows, err := page(ctx, after, rowPage)
 		if err != nil {
 			return n, err
@@ -34,7 +37,7 @@ func pageAll[T any](ctx context.Context, page func(ctx context.Context, after st
 		if len(rows) < rowPage {
 			return n, nil
 		}
-		after = id(rows[len(rows)-1])
+		after = cursor(rows[len(rows)-1])
 	}
 }
 
@@ -51,13 +54,24 @@ func entryAt(ctx context.Context, tx store.TenantTx, index uint64) (verify.Entry
 
 // decisionRows holds every decision row to the decision entry it names:
 // the entry is its decision's, and the row says what the entry's record
-// says (agent, action, reason, outcome, reasons, approvals, policies),
-// as does the response it keeps to answer replays and reads with. With as
-// many rows as decision entries, no entry lacks its row. A row edited,
-// planted (naming another entry, or none) or deleted is found: what the
-// service answers a read or a replay with is the row (found by review).
+// says (agent, action, reason, outcome, reasons, approvals, policies,
+// time), as does the response it keeps to answer replays and reads with.
+// With as many rows as decision entries, no entry lacks its row. A row
+// edited, planted (naming another entry, or none) or deleted is found:
+// what the service answers a read or a replay with is the row (found by
+// review).
+//
+// The rows come by agent in the order of their tallies, and each tally
+// (store.AgentTally: the agent's decisions and denials so far, and the
+// time they run to) must be the one before it plus this decision, in the
+// order of their entries: the policy input's stats are read from the
+// newest, and a tally lowered or dated ahead would hide an agent's
+// denials from the base policy's rule (found by the same review).
 func (r *RowLog) decisionRows(ctx context.Context, tx store.TenantTx) error {
-	n, err := pageAll(ctx, tx.Decisions().Page, func(d store.Decision) string { return d.ID }, func(d store.Decision) error {
+	var agent string
+	var tally store.AgentTally
+	var lastIndex uint64
+	n, err := pageAll(ctx, tx.Decisions().Page, func(d store.Decision) store.Decision { return d }, func(d store.Decision) error {
 		e, record, ok, err := entryAt(ctx, tx, d.LedgerIndex)
 		switch {
 		case err != nil && !errors.Is(err, verify.ErrInvalidEntry):
@@ -83,6 +97,19 @@ func (r *RowLog) decisionRows(ctx context.Context, tx store.TenantTx) error {
 			b.DecisionID != d.ID || string(b.Outcome) != string(d.Outcome) || !slices.Equal(b.Reasons, reasons) ||
 			b.Ledger.Index != d.LedgerIndex || (b.Case != nil) != (d.Outcome == store.OutcomeEscalate) {
 			return mismatch("decision %s keeps a response that is not what entry %d recorded", d.ID, d.LedgerIndex)
+		}
+		if !d.CreatedAt.Equal(store.StoredTime(rec.Time)) {
+			return mismatch("decision %s is stored at another time than entry %d recorded", d.ID, d.LedgerIndex)
+		}
+		if d.AgentID != agent {
+			agent, tally, lastIndex = d.AgentID, store.AgentTally{}, 0
+		} else if d.LedgerIndex <= lastIndex {
+			return mismatch("decision %s of agent %s is tallied after a decision whose entry comes later", d.ID, d.AgentID)
+		}
+		tally, lastIndex = tally.Add(d.Outcome, d.CreatedAt), d.LedgerIndex
+		if d.Tally != tally {
+			return mismatch("decision %s of agent %s is stored with a tally (%d decisions, %d denials, to %s) that its entries do not make (%d, %d, %s)",
+				d.ID, d.AgentID, d.Tally.Decisions, d.Tally.Denials, d.Tally.At.Format(time.RFC3339Nano), tally.Decisions, tally.Denials, tally.At.Format(time.RFC3339Nano))
 		}
 		return nil
 	})

@@ -38,8 +38,21 @@ func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
 				agent_seq + 1000, agent_denials, agent_tally_at FROM decisions WHERE id = '%s'`, ids.deny)}
 		}, "decision dec_aaaaaaaaaaaaaaaaaaaaaaaaaa names entry 0, which is not its decision's"},
 		{"a decision deleted", func(ids decided) []string {
-			return []string{fmt.Sprintf(`DELETE FROM decisions WHERE id = '%s'`, ids.deny)}
+			// The agent's newest, so that no later tally gives it away.
+			return []string{`DELETE FROM cases`, fmt.Sprintf(`DELETE FROM decisions WHERE id = '%s'`, ids.escalate)}
 		}, "the store holds 2 decisions, the log 3"},
+		{"a decision deleted from the middle", func(ids decided) []string {
+			return []string{fmt.Sprintf(`DELETE FROM decisions WHERE id = '%s'`, ids.deny)}
+		}, "is stored with a tally (3 decisions, 1 denials"},
+		{"a denial untallied", func(ids decided) []string {
+			return []string{fmt.Sprintf(`UPDATE decisions SET agent_denials = 0 WHERE id = '%s'`, ids.escalate)}
+		}, "is stored with a tally (3 decisions, 0 denials"},
+		{"a tally dated ahead", func(ids decided) []string {
+			return []string{fmt.Sprintf(`UPDATE decisions SET agent_tally_at = '2099-01-01T00:00:00Z' WHERE id = '%s'`, ids.escalate)}
+		}, "is stored with a tally (3 decisions, 1 denials, to 2099-01-01T00:00:00Z)"},
+		{"a decision's time changed", func(ids decided) []string {
+			return []string{fmt.Sprintf(`UPDATE decisions SET created_at = '2020-01-01T00:00:00Z' WHERE id = '%s'`, ids.deny)}
+		}, "is stored at another time than entry"},
 		{"a denied decision given a receipt", func(ids decided) []string {
 			return []string{fmt.Sprintf(`INSERT INTO receipts (tenant_id, id, decision_id, ledger_index, created_at)
 				SELECT tenant_id, 'rct_aaaaaaaaaaaaaaaaaaaaaaaaaa', '%s', ledger_index, created_at FROM receipts`, ids.deny)}

@@ -42,9 +42,11 @@ type DecisionTx interface {
 	// later-stamped one of the same agent counts as made at that one's
 	// time (AgentTally).
 	AgentStats(ctx context.Context, agentID string, now time.Time) (AgentStats, error)
-	// Page returns up to limit decisions, by id, after afterID ("": from
-	// the first): how ledger verify reads every row.
-	Page(ctx context.Context, afterID string, limit int) ([]Decision, error)
+	// Page returns up to limit decisions in the order of their agents'
+	// tallies (by agent, then its Tally.Decisions), after the one given
+	// (the zero Decision: from the first), each with its Tally: how
+	// ledger verify reads every row.
+	Page(ctx context.Context, after Decision, limit int) ([]Decision, error)
 }
 
 // ReceiptTx stores the signed receipts of allowed or approved decisions:
@@ -133,6 +135,10 @@ type Decision struct {
 	// service stores it (less what the ledger holds).
 	Response  string
 	CreatedAt time.Time
+	// Tally is the agent's tally including this decision, as stored:
+	// read by Page only, and made by the store on insert (a given one
+	// is ignored).
+	Tally AgentTally
 }
 
 // DecisionRecord is a decision with its receipt (allowed) or its case

@@ -85,14 +85,15 @@ const decisionColumns = `id, agent_id, action, action_type, counterparty_id, rea
 const decisionByKeySQL = `SELECT ` + decisionColumns + ` FROM decisions
 	WHERE tenant_id = $1 AND agent_id = $2 AND idempotency_key_sha256 = $3`
 
-func scanDecision(row pgx.Row) (store.Decision, error) {
+// scanDecision reads decisionColumns, then into extra what follows them.
+func scanDecision(row pgx.Row, extra ...any) (store.Decision, error) {
 	var dec store.Decision
 	var counterparty *string
 	var outcome, reasons string
 	var index int64
-	err := row.Scan(&dec.ID, &dec.AgentID, &dec.Action, &dec.ActionType, &counterparty, &dec.Reason, &outcome, &reasons,
+	err := row.Scan(append([]any{&dec.ID, &dec.AgentID, &dec.Action, &dec.ActionType, &counterparty, &dec.Reason, &outcome, &reasons,
 		&dec.ApprovalsRequired, &dec.BaseRevision, &dec.TenantRevision, &dec.TenantBundleSHA256,
-		&dec.IdempotencyKeySHA256, &dec.RequestSHA256, &index, &dec.Response, &dec.CreatedAt)
+		&dec.IdempotencyKeySHA256, &dec.RequestSHA256, &index, &dec.Response, &dec.CreatedAt}, extra...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Decision{}, fmt.Errorf("%w: decision", store.ErrNotFound)
 	}
@@ -109,19 +110,23 @@ func scanDecision(row pgx.Row) (store.Decision, error) {
 	return dec, nil
 }
 
-func (d *decisionTx) Page(ctx context.Context, afterID string, limit int) ([]store.Decision, error) {
-	rows, err := d.tx.Query(ctx, `SELECT `+decisionColumns+` FROM decisions WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
-		d.tenantID, afterID, limit)
+func (d *decisionTx) Page(ctx context.Context, after store.Decision, limit int) ([]store.Decision, error) {
+	rows, err := d.tx.Query(ctx, `SELECT `+decisionColumns+`, agent_seq, agent_denials, agent_tally_at FROM decisions
+		WHERE tenant_id = $1 AND (agent_id, agent_seq) > ($2, $3) ORDER BY agent_id, agent_seq LIMIT $4`,
+		d.tenantID, after.AgentID, after.Tally.Decisions, limit)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	defer rows.Close()
 	var out []store.Decision
 	for rows.Next() {
-		dec, err := scanDecision(rows)
+		var tally store.AgentTally
+		dec, err := scanDecision(rows, &tally.Decisions, &tally.Denials, &tally.At)
 		if err != nil {
 			return nil, err
 		}
+		tally.At = tally.At.UTC()
+		dec.Tally = tally
 		out = append(out, dec)
 	}
 	return out, mapErr(rows.Err())

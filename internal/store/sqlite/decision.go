@@ -76,14 +76,15 @@ func (d *decisionTx) Record(ctx context.Context, r store.DecisionRecord) error {
 const decisionColumns = `id, agent_id, action, action_type, counterparty_id, reason, outcome, reasons, approvals_required,
 	base_revision, tenant_revision, tenant_bundle_sha256, idempotency_key_sha256, request_sha256, ledger_index, response, created_at`
 
-func scanDecision(row scanner) (store.Decision, error) {
+// scanDecision reads decisionColumns, then into extra what follows them.
+func scanDecision(row scanner, extra ...any) (store.Decision, error) {
 	var dec store.Decision
 	var counterparty sql.NullString
 	var outcome, reasons, created string
 	var index int64
-	err := row.Scan(&dec.ID, &dec.AgentID, &dec.Action, &dec.ActionType, &counterparty, &dec.Reason, &outcome, &reasons,
+	err := row.Scan(append([]any{&dec.ID, &dec.AgentID, &dec.Action, &dec.ActionType, &counterparty, &dec.Reason, &outcome, &reasons,
 		&dec.ApprovalsRequired, &dec.BaseRevision, &dec.TenantRevision, &dec.TenantBundleSHA256,
-		&dec.IdempotencyKeySHA256, &dec.RequestSHA256, &index, &dec.Response, &created)
+		&dec.IdempotencyKeySHA256, &dec.RequestSHA256, &index, &dec.Response, &created}, extra...)...)
 	if err != nil {
 		if errors.Is(mapErr(err), store.ErrNotFound) {
 			return store.Decision{}, fmt.Errorf("%w: decision", store.ErrNotFound)
@@ -98,19 +99,26 @@ func scanDecision(row scanner) (store.Decision, error) {
 	return dec, err
 }
 
-func (d *decisionTx) Page(ctx context.Context, afterID string, limit int) ([]store.Decision, error) {
-	rows, err := d.tx.QueryContext(ctx, `SELECT `+decisionColumns+` FROM decisions WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`,
-		d.tenantID, afterID, limit)
+func (d *decisionTx) Page(ctx context.Context, after store.Decision, limit int) ([]store.Decision, error) {
+	rows, err := d.tx.QueryContext(ctx, `SELECT `+decisionColumns+`, agent_seq, agent_denials, agent_tally_at FROM decisions
+		WHERE tenant_id = ? AND (agent_id, agent_seq) > (?, ?) ORDER BY agent_id, agent_seq LIMIT ?`,
+		d.tenantID, after.AgentID, after.Tally.Decisions, limit)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	defer rows.Close()
 	var out []store.Decision
 	for rows.Next() {
-		dec, err := scanDecision(rows)
+		var at string
+		var tally store.AgentTally
+		dec, err := scanDecision(rows, &tally.Decisions, &tally.Denials, &at)
 		if err != nil {
 			return nil, err
 		}
+		if tally.At, err = parseTime(at); err != nil {
+			return nil, err
+		}
+		dec.Tally = tally
 		out = append(out, dec)
 	}
 	return out, mapErr(rows.Err())

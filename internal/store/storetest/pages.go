@@ -11,8 +11,9 @@ import (
 )
 
 // testPages reads every decision, receipt and case a page at a time, as
-// ledger verify does: each once, by id, no page longer than asked, and
-// only the organization's own.
+// ledger verify does: each once, in order (decisions by agent and tally,
+// with their tallies; receipts and cases by id), no page longer than
+// asked, and only the organization's own.
 func testPages(t *testing.T, h Harness) {
 	be := newBackend(t, h)
 	f := newDecisionFixture(t, be, "acme")
@@ -55,9 +56,9 @@ func testPages(t *testing.T, h Harness) {
 		_, err := tx.Decisions().Insert(ctx, newDecision(other.a.ID, store.OutcomeDeny, "payment.send", ""))
 		return err
 	})
-	slices.Sort(decisions)
 	slices.Sort(receipts)
 	slices.Sort(cases)
+	byID := map[string]store.Decision{}
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
 		for _, tc := range []struct {
 			name string
@@ -65,7 +66,18 @@ func testPages(t *testing.T, h Harness) {
 			page func(after string, limit int) ([]string, error)
 		}{
 			{"decisions", decisions, func(after string, limit int) ([]string, error) {
-				ds, err := tx.Decisions().Page(ctx, after, limit)
+				// By agent and tally: one agent here, so its seq order.
+				var cursor store.Decision
+				if after != "" {
+					cursor = byID[after]
+				}
+				ds, err := tx.Decisions().Page(ctx, cursor, limit)
+				for _, d := range ds {
+					byID[d.ID] = d
+					if d.Tally.Decisions != int64(len(byID)) || d.Tally.At.IsZero() {
+						return nil, fmt.Errorf("decision %s: tally %+v, the %dth of its agent", d.ID, d.Tally, len(byID))
+					}
+				}
 				return idsOf(ds, func(d store.Decision) string { return d.ID }), err
 			}},
 			{"receipts", receipts, func(after string, limit int) ([]string, error) {
