@@ -72,6 +72,9 @@ type RowLog struct {
 	// row names no entry.
 	decisions, receipts uint64
 	cases               map[string]*loggedCase
+	// paid counts, by counterparty, the payments the decision rows
+	// allowed (decisionRows), for paymentRows.
+	paid map[string]int
 	// activations are the policy.activate and policy.rollback entries,
 	// by index.
 	activations map[uint64]loggedActivation
@@ -287,6 +290,9 @@ func (r *RowLog) Rows(ctx context.Context, tx store.TenantTx) error {
 		return err
 	}
 	if err := r.decisionRows(ctx, tx); err != nil {
+		return err
+	}
+	if err := r.paymentRows(ctx, tx); err != nil {
 		return err
 	}
 	if err := r.receiptRows(ctx, tx); err != nil {

@@ -71,6 +71,7 @@ func (r *RowLog) decisionRows(ctx context.Context, tx store.TenantTx) error {
 	var agent string
 	var tally store.AgentTally
 	var lastIndex uint64
+	r.paid = map[string]int{}
 	n, err := pageAll(ctx, tx.Decisions().Page, func(d store.Decision) store.Decision { return d }, func(d store.Decision) error {
 		e, record, ok, err := entryAt(ctx, tx, d.LedgerIndex)
 		switch {
@@ -91,6 +92,18 @@ func (r *RowLog) decisionRows(ctx context.Context, tx store.TenantTx) error {
 			string(rec.Outcome) != string(d.Outcome) || !slices.Equal(rec.Reasons, reasons) || rec.ApprovalsRequired != d.ApprovalsRequired ||
 			rec.Policy != (PolicyRevisions{BaseRevision: d.BaseRevision, TenantRevision: d.TenantRevision, TenantBundleSHA256: d.TenantBundleSHA256}) {
 			return mismatch("decision %s is stored otherwise than entry %d recorded it", d.ID, d.LedgerIndex)
+		}
+		// The columns kept apart from the action for queries (the
+		// counterparty's payment count reads them) are the action's.
+		var action struct {
+			Type         string `json:"type"`
+			Counterparty string `json:"counterparty"`
+		}
+		if json.Unmarshal(rec.Action, &action) != nil || action.Type != d.ActionType || action.Counterparty != d.CounterpartyID {
+			return mismatch("decision %s is stored with another action type or counterparty than entry %d recorded", d.ID, d.LedgerIndex)
+		}
+		if store.IsPayment(d) {
+			r.paid[d.CounterpartyID]++
 		}
 		var b storedBody
 		if err := json.Unmarshal([]byte(d.Response), &b); err != nil ||
@@ -118,6 +131,27 @@ func (r *RowLog) decisionRows(ctx context.Context, tx store.TenantTx) error {
 	}
 	if n != r.decisions {
 		return mismatch("the store holds %d decisions, the log %d", n, r.decisions)
+	}
+	return nil
+}
+
+// paymentRows holds each counterparty's payment count, which the policy
+// input reads (payments_count), to the payments its decisions allowed
+// (store.IsPayment): a count no entry records, raised in the store's
+// file, would make a new payee look established.
+func (r *RowLog) paymentRows(ctx context.Context, tx store.TenantTx) error {
+	cps, err := tx.Counterparties().List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, cp := range cps {
+		n, err := tx.Counterparties().PaymentsCount(ctx, cp.ID)
+		if err != nil {
+			return err
+		}
+		if n != r.paid[cp.ID] {
+			return mismatch("counterparty %s is stored with %d payments, its decisions allowed %d", cp.ID, n, r.paid[cp.ID])
+		}
 	}
 	return nil
 }

@@ -50,6 +50,12 @@ func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
 		{"a tally dated ahead", func(ids decided) []string {
 			return []string{fmt.Sprintf(`UPDATE decisions SET agent_tally_at = '2099-01-01T00:00:00Z' WHERE id = '%s'`, ids.escalate)}
 		}, "is stored with a tally (3 decisions, 1 denials, to 2099-01-01T00:00:00Z)"},
+		{"a counterparty's payments raised", func(decided) []string {
+			return []string{`UPDATE counterparty_payments SET payments = payments + 10`}
+		}, "is stored with 11 payments, its decisions allowed 1"},
+		{"a decision's action type changed", func(ids decided) []string {
+			return []string{fmt.Sprintf(`UPDATE decisions SET action_type = 'payment.refund' WHERE id = '%s'`, ids.allow)}
+		}, "is stored with another action type or counterparty than entry"},
 		{"a decision's time changed", func(ids decided) []string {
 			return []string{fmt.Sprintf(`UPDATE decisions SET created_at = '2020-01-01T00:00:00Z' WHERE id = '%s'`, ids.deny)}
 		}, "is stored at another time than entry"},
