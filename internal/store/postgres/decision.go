@@ -110,9 +110,23 @@ func scanDecision(row pgx.Row, extra ...any) (store.Decision, error) {
 	return dec, nil
 }
 
+// Page reads the rest of after's agent, then the agents after it: each a
+// range of decisions_by_agent_seq (agent_id, tenant_id, agent_seq). A row
+// comparison on (agent_id, agent_seq) skips no part of that index, whose
+// columns it does not follow, and read each agent's decisions again from
+// its first on every page (found by review: 44 ms a page 400,000 in).
 func (d *decisionTx) Page(ctx context.Context, after store.Decision, limit int) ([]store.Decision, error) {
+	out, err := d.page(ctx, `agent_id = $2 AND agent_seq > $3`, after, limit)
+	if err != nil || len(out) == limit {
+		return out, err
+	}
+	rest, err := d.page(ctx, `agent_id > $2 AND $3::bigint IS NOT NULL`, after, limit-len(out))
+	return append(out, rest...), err
+}
+
+func (d *decisionTx) page(ctx context.Context, where string, after store.Decision, limit int) ([]store.Decision, error) {
 	rows, err := d.tx.Query(ctx, `SELECT `+decisionColumns+`, agent_seq, agent_denials, agent_tally_at FROM decisions
-		WHERE tenant_id = $1 AND (agent_id, agent_seq) > ($2, $3) ORDER BY agent_id, agent_seq LIMIT $4`,
+		WHERE tenant_id = $1 AND `+where+` ORDER BY agent_id, agent_seq LIMIT $4`,
 		d.tenantID, after.AgentID, after.Tally.Decisions, limit)
 	if err != nil {
 		return nil, mapErr(err)

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -18,18 +19,20 @@ func testPages(t *testing.T, h Harness) {
 	be := newBackend(t, h)
 	f := newDecisionFixture(t, be, "acme")
 	other := newDecisionFixture(t, be, "other")
-	var decisions, receipts, cases []string
+	var receipts, cases []string
+	byAgent := map[string][]string{} // decision ids, in the order made
 	inTenant(t, be, f.tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
-		for i := range 5 {
+		for i := range 7 {
 			outcome := []store.Outcome{store.OutcomeAllow, store.OutcomeEscalate, store.OutcomeDeny}[i%3]
-			d, err := tx.Decisions().Insert(ctx, newDecision(f.a.ID, outcome, "payment.send", ""))
+			agent := []store.Agent{f.a, f.b}[i%2]
+			d, err := tx.Decisions().Insert(ctx, newDecision(agent.ID, outcome, "payment.send", ""))
 			if err != nil {
 				return err
 			}
-			decisions = append(decisions, d.ID)
+			byAgent[agent.ID] = append(byAgent[agent.ID], d.ID)
 			switch outcome {
 			case store.OutcomeAllow:
-				at, err := appendRecord(ctx, tx.Log(), fmt.Sprintf("%s.%s.c2ln", "eyJhbGciOiJFZERTQSJ9", []string{"eyJhIjoxfQ", "eyJhIjoyfQ"}[len(receipts)]))
+				at, err := appendRecord(ctx, tx.Log(), fmt.Sprintf("%s.%s.c2ln", "eyJhbGciOiJFZERTQSJ9", []string{"eyJhIjoxfQ", "eyJhIjoyfQ", "eyJhIjozfQ"}[len(receipts)]))
 				if err != nil {
 					return err
 				}
@@ -43,7 +46,7 @@ func testPages(t *testing.T, h Harness) {
 				}
 				receipts = append(receipts, rc.ID)
 			case store.OutcomeEscalate:
-				cs, err := tx.Cases().Create(ctx, store.Case{DecisionID: d.ID, AgentID: f.a.ID, ApprovalsRequired: 1, ExpiresAt: time.Now().Add(time.Hour)})
+				cs, err := tx.Cases().Create(ctx, store.Case{DecisionID: d.ID, AgentID: agent.ID, ApprovalsRequired: 1, ExpiresAt: time.Now().Add(time.Hour)})
 				if err != nil {
 					return err
 				}
@@ -56,6 +59,11 @@ func testPages(t *testing.T, h Harness) {
 		_, err := tx.Decisions().Insert(ctx, newDecision(other.a.ID, store.OutcomeDeny, "payment.send", ""))
 		return err
 	})
+	// Decisions come by agent, each agent's in the order made.
+	var decisions []string
+	for _, agent := range slices.Sorted(maps.Keys(byAgent)) {
+		decisions = append(decisions, byAgent[agent]...)
+	}
 	slices.Sort(receipts)
 	slices.Sort(cases)
 	byID := map[string]store.Decision{}
@@ -66,7 +74,6 @@ func testPages(t *testing.T, h Harness) {
 			page func(after string, limit int) ([]string, error)
 		}{
 			{"decisions", decisions, func(after string, limit int) ([]string, error) {
-				// By agent and tally: one agent here, so its seq order.
 				var cursor store.Decision
 				if after != "" {
 					cursor = byID[after]
@@ -74,8 +81,9 @@ func testPages(t *testing.T, h Harness) {
 				ds, err := tx.Decisions().Page(ctx, cursor, limit)
 				for _, d := range ds {
 					byID[d.ID] = d
-					if d.Tally.Decisions != int64(len(byID)) || d.Tally.At.IsZero() {
-						return nil, fmt.Errorf("decision %s: tally %+v, the %dth of its agent", d.ID, d.Tally, len(byID))
+					nth := int64(slices.Index(byAgent[d.AgentID], d.ID) + 1)
+					if d.Tally.Decisions != nth || d.Tally.At.IsZero() {
+						return nil, fmt.Errorf("decision %s: tally %+v, the %dth of its agent", d.ID, d.Tally, nth)
 					}
 				}
 				return idsOf(ds, func(d store.Decision) string { return d.ID }), err
