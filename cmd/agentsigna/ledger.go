@@ -239,6 +239,9 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			if rows != nil && rows.UnloggedCounterparties > 0 {
 				unlogged += fmt.Sprintf("; %d counterparties from before counterparties were logged, not checked", rows.UnloggedCounterparties)
 			}
+			if rows != nil && rows.UnstoredDecisions > 0 {
+				unlogged += fmt.Sprintf("; %d decisions in the log that the store does not hold (their write failed after their entries, or they were deleted whole)", rows.UnstoredDecisions)
+			}
 			fmt.Fprintf(stdout, "%s: OK: %d entries, %d signed checkpoints, origin %s%s\n", tg.name, rep.Size, rep.Checkpoints, rep.Origin, unlogged)
 		}
 	}

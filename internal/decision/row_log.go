@@ -81,6 +81,16 @@ type RowLog struct {
 	// UnloggedAgents and UnloggedCounterparties are how many of each Rows
 	// found from before they were logged.
 	UnloggedAgents, UnloggedCounterparties int
+	// UnstoredDecisions is how many decisions the log holds that the
+	// store does not: a decision whose rows failed to store after its
+	// entries (the agent was answered with an error; record), or one
+	// deleted whole, rows, receipt and case, which only its agent's
+	// later tallies give away.
+	UnstoredDecisions uint64
+	// allowed and escalated count the decision rows of each outcome: as
+	// many receipts and cases must be stored, a decision's rows being
+	// stored all or none.
+	allowed, escalated uint64
 }
 
 type loggedAgent struct {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/agentsigna/agentsigna/bundles"
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
@@ -37,10 +39,14 @@ func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
 				'allow', '[]', 0, base_revision, tenant_revision, tenant_bundle_sha256, NULL, request_sha256, 0, response, created_at,
 				agent_seq + 1000, agent_denials, agent_tally_at FROM decisions WHERE id = '%s'`, ids.deny)}
 		}, "decision dec_aaaaaaaaaaaaaaaaaaaaaaaaaa names entry 0, which is not its decision's"},
-		{"a decision deleted", func(ids decided) []string {
-			// The agent's newest, so that no later tally gives it away.
+		{"a decision deleted whole", func(ids decided) []string {
+			// The agent's newest, so that no later tally gives it away:
+			// counted, as a write that failed after its entries is.
 			return []string{`DELETE FROM cases`, fmt.Sprintf(`DELETE FROM decisions WHERE id = '%s'`, ids.escalate)}
-		}, "the store holds 2 decisions, the log 3"},
+		}, "unstored 1"},
+		{"a receipt deleted", func(decided) []string {
+			return []string{`DELETE FROM receipts`}
+		}, "the store holds 0 receipts for 1 allowed decisions"},
 		{"a decision deleted from the middle", func(ids decided) []string {
 			return []string{fmt.Sprintf(`DELETE FROM decisions WHERE id = '%s'`, ids.deny)}
 		}, "is stored with a tally (3 decisions, 1 denials"},
@@ -71,7 +77,10 @@ func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
 		}, "is approved, but no entry closed it so"},
 		{"a case deleted", func(ids decided) []string {
 			return []string{`DELETE FROM cases`}
-		}, "but the store does not hold it"},
+		}, "the store holds 0 cases for 1 escalated decisions"},
+		{"a case's expiry moved", func(ids decided) []string {
+			return []string{`UPDATE cases SET expires_at = '2099-01-01T00:00:00Z'`}
+		}, "is stored otherwise than entry"},
 		{"a case of another decision", func(ids decided) []string {
 			return []string{fmt.Sprintf(`UPDATE cases SET decision_id = '%s'`, ids.deny)}
 		}, "is stored otherwise than entry"},
@@ -120,6 +129,9 @@ func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
 				if err != nil || rep.Problem != nil {
 					t.Fatalf("check: %v, %v", rep.Problem, err)
 				}
+				if rep.RowsProblem == "" && rows.UnstoredDecisions > 0 {
+					return fmt.Sprintf("unstored %d", rows.UnstoredDecisions)
+				}
 				return rep.RowsProblem
 			}
 			if got := check(); got != "" {
@@ -138,3 +150,65 @@ func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
 }
 
 type decided struct{ allow, deny, escalate string }
+
+// A write that fails after its entries leaves decisions the log holds and
+// the store does not (record): an honest store, which ledger verify
+// passes, counting them (found by review: it failed such a store).
+func TestRowLogCountsUnstoredDecisions(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newServiceEnv(t, kind)
+			e.activate(t, permissiveBundle(t))
+			agent := e.agent(t, store.RiskLow)
+			verified := e.counterparty(t, e.org, store.CounterpartyVerified)
+			fb := &failingRecords{Backend: e.backend}
+			_, _, svc := e.newServiceOver(t, e.newLedgerOver(t, fb), fb, bundles.Limits{}, decision.Config{})
+			e.decide(t, agent.ID, payment("100.00", verified.ID), "")
+			for _, req := range []decision.DecisionRequest{payment("100.00", verified.ID), action("access.grant")} {
+				fb.fail.Store(true)
+				if _, err := svc.Decide(context.Background(), e.org, agent.ID, req, ""); err == nil {
+					t.Fatalf("%s: the failed write answered", req.Action.Type)
+				}
+			}
+			e.decide(t, agent.ID, action("access.grant"), "")
+			rows := decision.NewRowLog()
+			rep, err := e.ledger.CheckWith(context.Background(), e.log(), "", ledger.CheckOptions{CheckRecord: rows.Entry, CheckRows: rows.Rows})
+			if err != nil || rep.Problem != nil || rep.RowsProblem != "" || rows.UnstoredDecisions != 2 {
+				t.Fatalf("%v, %v, %q; unstored %d, want 2", err, rep.Problem, rep.RowsProblem, rows.UnstoredDecisions)
+			}
+		})
+	}
+}
+
+// failingRecords fails the next DecisionTx.Record once fail is set.
+type failingRecords struct {
+	store.Backend
+	fail atomic.Bool
+}
+
+func (s *failingRecords) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	return s.Backend.InTenantTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+		return fn(ctx, failingRecordsTx{TenantTx: tx, s: s})
+	})
+}
+
+type failingRecordsTx struct {
+	store.TenantTx
+	s *failingRecords
+}
+
+func (t failingRecordsTx) Decisions() store.DecisionTx {
+	return failingDecisionTx{t.TenantTx.Decisions(), t.s}
+}
+
+type failingDecisionTx struct {
+	store.DecisionTx
+	s *failingRecords
+}
+
+func (d failingDecisionTx) Record(ctx context.Context, r store.DecisionRecord) error {
+	if d.s.fail.CompareAndSwap(true, false) {
+		return fmt.Errorf("%w: the rows are not written", store.ErrInvalid)
+	}
+	return d.DecisionTx.Record(ctx, r)
+}
