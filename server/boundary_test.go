@@ -1,19 +1,15 @@
 package server_test
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -215,21 +211,7 @@ func TestAccessLogOfUnparsedRequests(t *testing.T) {
 		{"a body too large", fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", 1<<20), 413, "payload-too-large", "POST"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			if _, err := io.WriteString(conn, tc.req); err != nil {
-				t.Fatal(err)
-			}
-			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, b := rawSend(t, addr, []byte(tc.req), nil)
 			assertProblem(t, resp, b, tc.status, tc.slug)
 			lines := env.logs.lines(t, resp.Header.Get("X-Request-Id"))
 			if len(lines) != 1 || lines[0]["method"] != tc.method || lines[0]["status"] != float64(tc.status) {
@@ -373,11 +355,6 @@ func TestSingleHeadersAsTrailersRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env.echoCalls.Store(0)
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
 			name, _, _ := strings.Cut(tc.trailer, ":")
 			announce := "Trailer: " + name + "\r\n"
 			if tc.name == "unannounced" {
@@ -385,16 +362,7 @@ func TestSingleHeadersAsTrailersRefused(t *testing.T) {
 			}
 			req := "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n" + tc.header +
 				announce + "\r\n" + fmt.Sprintf("%x\r\n%s\r\n0\r\n%s\r\n\r\n", len(body), body, tc.trailer)
-			if _, err := io.WriteString(conn, req); err != nil {
-				t.Fatal(err)
-			}
-			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, b := rawSend(t, addr, []byte(req), nil)
 			if !tc.refused {
 				if resp.StatusCode != 200 || env.echoCalls.Load() != 1 {
 					t.Fatalf("refused: %d %s", resp.StatusCode, b)

@@ -183,12 +183,20 @@ func rawDo(t *testing.T, addr string, req *http.Request) (*http.Response, []byte
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rawSend(t, addr, dump, req)
+}
+
+// rawSend is rawDo of the bytes of a request, which may be one no client
+// library would write; req (nil for none) is what the response answers.
+func rawSend(t *testing.T, addr string, raw []byte, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	go func() { _, _ = conn.Write(dump) }() // may fail once the server has answered
+	go func() { _, _ = conn.Write(raw) }() // may fail once the server has answered
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 	if err != nil {
 		t.Fatalf("reading response: %v", err)
