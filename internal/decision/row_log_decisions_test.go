@@ -101,6 +101,7 @@ func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
 		}, "is stored with other bank details than entry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each its own store; most of the time is commits
 			e := newServiceEnv(t, "sqlite")
 			e.activate(t, permissiveBundle(t))
 			agent := e.agent(t, store.RiskLow)
