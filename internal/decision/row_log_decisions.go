@@ -129,7 +129,7 @@ func (r *RowLog) decisionRows(ctx context.Context, tx store.TenantTx) error {
 			return mismatch("decision %s of agent %s is tallied after a decision whose entry comes later", d.ID, d.AgentID)
 		}
 		tally, lastIndex = tally.Add(d.Outcome, d.CreatedAt), d.LedgerIndex
-		if d.Tally != tally {
+		if d.Tally.Decisions != tally.Decisions || d.Tally.Denials != tally.Denials || !d.Tally.At.Equal(tally.At) {
 			return mismatch("decision %s of agent %s is stored with a tally (%d decisions, %d denials, to %s) that its entries do not make (%d, %d, %s)",
 				d.ID, d.AgentID, d.Tally.Decisions, d.Tally.Denials, d.Tally.At.Format(time.RFC3339Nano), tally.Decisions, tally.Denials, tally.At.Format(time.RFC3339Nano))
 		}
