@@ -72,36 +72,31 @@ func TestSignedDataIsCheckedInTheWorker(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bundle := withData(tc.data)
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			_, _, err := ws.Load(ctx, bundle, opts)
-			runtime.ReadMemStats(&after)
-			if !errors.Is(err, ErrSignature) {
-				t.Fatalf("Workers.Load = %v, want ErrSignature", err)
-			}
-			// Reading the archive costs about its decompressed size
+			// refused runs the refusal of the bundle: ErrSignature, with
+			// what reading the archive costs, about its decompressed size
 			// (under 1 MiB here); the parse that was here cost some
 			// seventy times it (36 MiB), the YAML one 128 MiB.
-			t.Logf("Workers.Load allocated %d KiB", (after.TotalAlloc-before.TotalAlloc)>>10)
-			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
-				t.Fatalf("the service allocated %d MiB to refuse the bundle", alloc>>20)
+			refused := func(what string, load func() error) {
+				t.Helper()
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				err := load()
+				runtime.ReadMemStats(&after)
+				if !errors.Is(err, ErrSignature) {
+					t.Fatalf("%s = %v, want ErrSignature", what, err)
+				}
+				alloc := after.TotalAlloc - before.TotalAlloc
+				t.Logf("%s allocated %d KiB", what, alloc>>10)
+				if alloc > 8<<20 {
+					t.Fatalf("%s allocated %d MiB to refuse the bundle", what, alloc>>20)
+				}
 			}
+			refused("Workers.Load", func() error { _, _, err := ws.Load(ctx, bundle, opts); return err })
 			// In process, Read checks the same and refuses the same,
 			// what is not JSON before anything parses it.
-			if !tc.inProcess {
-				return
-			}
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			_, err = Read(bundle, opts)
-			runtime.ReadMemStats(&after)
-			if !errors.Is(err, ErrSignature) {
-				t.Fatalf("Read = %v, want ErrSignature", err)
-			}
-			t.Logf("Read allocated %d KiB", (after.TotalAlloc-before.TotalAlloc)>>10)
-			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
-				t.Fatalf("Read allocated %d MiB to refuse the bundle", alloc>>20)
+			if tc.inProcess {
+				refused("Read", func() error { _, err := Read(bundle, opts); return err })
 			}
 		})
 	}
