@@ -75,6 +75,12 @@ func TestRowLogHoldsDecisionsToTheirEntries(t *testing.T) {
 		{"a case approved", func(ids decided) []string {
 			return []string{`UPDATE cases SET status = 'approved'`}
 		}, "is approved, but no entry closed it so"},
+		{"a case expired early", func(decided) []string {
+			return []string{`UPDATE cases SET status = 'expired'`}
+		}, "is expired, but no entry expired it"},
+		{"a receipt of a denial", func(ids decided) []string {
+			return []string{fmt.Sprintf(`UPDATE receipts SET decision_id = '%s'`, ids.deny)}
+		}, "whose JWS is another receipt's"},
 		{"a case deleted", func(ids decided) []string {
 			return []string{`DELETE FROM cases`}
 		}, "the store holds 0 cases for 1 escalated decisions"},
