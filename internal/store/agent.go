@@ -33,6 +33,12 @@ type AgentTx interface {
 	// lower one (nothing logs a lowering yet, and the decision service
 	// would not take it).
 	SetRiskTier(ctx context.Context, id string, tier RiskTier) error
+	// Adopt makes an agent stored before agents named their entry name
+	// index, the agent.adopted entry that records it as found (agentsigna
+	// ledger adopt): until then the decision service trusts it with
+	// nothing. ErrNotFound for an unknown agent, ErrConflict when it
+	// already names an entry (an entry, once named, is final).
+	Adopt(ctx context.Context, id string, index uint64) error
 
 	// AddKey registers a public key for an agent, active from now (an
 	// empty Status is KeyActive; a key cannot be added retired), naming
@@ -46,6 +52,11 @@ type AgentTx interface {
 	// RetireKey retires an active key at at (now when zero); ErrNotFound
 	// unless the agent has an active key with that kid.
 	RetireKey(ctx context.Context, agentID, kid string, at time.Time) error
+	// AdoptKey is Adopt of a key stored before keys named their entry:
+	// it names index, the agent.adopted entry that records it.
+	// ErrNotFound unless the agent has a key with that kid, ErrConflict
+	// when the key already names an entry.
+	AdoptKey(ctx context.Context, agentID, kid string, index uint64) error
 }
 
 // JTITx remembers the client assertions agents have used (RFC 7523 §3),
@@ -100,7 +111,7 @@ type Agent struct {
 	// registered the agent (agent.registered): the decision service takes
 	// the risk tier it records as the least the agent's is. Required by
 	// Create; nil only for an agent stored before agents named their
-	// entry.
+	// entry, which nothing trusts until Adopt names one.
 	LedgerIndex *uint64
 }
 
@@ -119,7 +130,8 @@ type AgentKey struct {
 	// registered the key (agent.registered or agent.key_rotated): a reader
 	// trusts the key once that entry, proven under the log's signature,
 	// records it. Required by AddKey; nil only for a key stored before
-	// keys named their entry.
+	// keys named their entry, which nothing trusts until AdoptKey names
+	// one.
 	LedgerIndex *uint64
 }
 

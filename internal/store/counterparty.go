@@ -32,6 +32,11 @@ type CounterpartyTx interface {
 	SetStatus(ctx context.Context, id string, status CounterpartyStatus) error
 	// SetBankDetails replaces the sealed bank details.
 	SetBankDetails(ctx context.Context, id string, sealed []byte) error
+	// Adopt makes a counterparty stored before counterparties named their
+	// entry name index, the counterparty.adopted entry that records it as
+	// found (agentsigna ledger adopt). ErrNotFound for an unknown
+	// counterparty, ErrConflict when it already names an entry.
+	Adopt(ctx context.Context, id string, index uint64) error
 	// PaymentsCount counts the decisions that allowed a money payment
 	// (action type "payment.…", outcome allow) to this counterparty — the
 	// policy input's counterparty.payments_count.
@@ -62,7 +67,8 @@ type Counterparty struct {
 	// recorded the counterparty (counterparty.created): the decision
 	// service trusts it as verified only once that entry, proven under
 	// the log's signature, says so. Required by Create; nil only for a
-	// counterparty stored before counterparties named their entry.
+	// counterparty stored before counterparties named their entry, which
+	// nothing trusts as verified until Adopt names one.
 	LedgerIndex *uint64
 }
 

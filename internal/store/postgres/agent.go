@@ -129,6 +129,27 @@ func (a *agentTx) SetRiskTier(ctx context.Context, id string, tier store.RiskTie
 	return nil
 }
 
+func (a *agentTx) Adopt(ctx context.Context, id string, index uint64) error {
+	if err := store.CheckID(store.PrefixAgent, id); err != nil {
+		return err
+	}
+	if err := store.CheckLedgerIndex(&index, "an agent"); err != nil {
+		return err
+	}
+	// Only an agent that names no entry: the condition is the rule (a
+	// refusal that leaves the transaction usable), the trigger its copy
+	// (an entry, once named, is final).
+	tag, err := a.tx.Exec(ctx, `UPDATE agents SET ledger_index = $1 WHERE tenant_id = $2 AND id = $3 AND ledger_index IS NULL`,
+		int64(index), a.tenantID, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return missingOr(ctx, a.tx, "agents", a.tenantID, id, "agent", "the agent names an entry already, and keeps it")
+	}
+	return nil
+}
+
 func (a *agentTx) AddKey(ctx context.Context, k store.AgentKey) (store.AgentKey, error) {
 	if k.Status == "" {
 		k.Status = store.KeyActive
@@ -205,6 +226,39 @@ func (a *agentTx) RetireKey(ctx context.Context, agentID, kid string, at time.Ti
 		return fmt.Errorf("%w: active agent key", store.ErrNotFound)
 	}
 	return nil
+}
+
+func (a *agentTx) AdoptKey(ctx context.Context, agentID, kid string, index uint64) error {
+	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
+		return err
+	}
+	if err := store.CheckKID(kid); err != nil {
+		return err
+	}
+	if err := store.CheckLedgerIndex(&index, "a key"); err != nil {
+		return err
+	}
+	// Only a key that names no entry, retired or not: the condition is the
+	// rule, the triggers its copy.
+	tag, err := a.tx.Exec(ctx, `UPDATE agent_keys SET ledger_index = $1
+		WHERE tenant_id = $2 AND agent_id = $3 AND kid = $4 AND ledger_index IS NULL`,
+		int64(index), a.tenantID, agentID, kid)
+	if err != nil {
+		return mapErr(err)
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	var one int
+	err = a.tx.QueryRow(ctx, `SELECT 1 FROM agent_keys WHERE tenant_id = $1 AND agent_id = $2 AND kid = $3`,
+		a.tenantID, agentID, kid).Scan(&one)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("%w: agent key", store.ErrNotFound)
+	case err != nil:
+		return mapErr(err)
+	}
+	return fmt.Errorf("%w: the agent key names an entry already, and keeps it", store.ErrConflict)
 }
 
 // missingOr explains an UPDATE that matched no row: ErrNotFound when the

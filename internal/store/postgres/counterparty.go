@@ -124,6 +124,27 @@ func (c *counterpartyTx) SetBankDetails(ctx context.Context, id string, sealed [
 	return c.update(ctx, id, `bank_details_sealed = $1`, sealed)
 }
 
+func (c *counterpartyTx) Adopt(ctx context.Context, id string, index uint64) error {
+	if err := store.CheckID(store.PrefixCounterparty, id); err != nil {
+		return err
+	}
+	if err := store.CheckLedgerIndex(&index, "a counterparty"); err != nil {
+		return err
+	}
+	// Only a counterparty that names no entry: the condition is the rule
+	// (a refusal that leaves the transaction usable), the trigger its copy
+	// (an entry, once named, is final).
+	tag, err := c.tx.Exec(ctx, `UPDATE counterparties SET ledger_index = $1 WHERE tenant_id = $2 AND id = $3 AND ledger_index IS NULL`,
+		int64(index), c.tenantID, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return missingOr(ctx, c.tx, "counterparties", c.tenantID, id, "counterparty", "the counterparty names an entry already, and keeps it")
+	}
+	return nil
+}
+
 // update sets one column (set is a constant "col = $1") and updated_at.
 func (c *counterpartyTx) update(ctx context.Context, id, set string, value any) error {
 	tag, err := c.tx.Exec(ctx, `UPDATE counterparties SET `+set+`, updated_at = $2 WHERE tenant_id = $3 AND id = $4`,

@@ -114,6 +114,12 @@ func TestConformance(t *testing.T) {
 			tag, err := conn.Exec(ctx, stmt)
 			return tag.RowsAffected(), err
 		},
+		Tamper: func(t *testing.T, b store.Backend, _ string, stmts ...string) {
+			mu.Lock()
+			db := urls[b]
+			mu.Unlock()
+			db.Tamper(t, stmts...)
+		},
 	})
 }
 
@@ -496,11 +502,15 @@ func TestAgentRowsNameTheirEntryForAnyWriter(t *testing.T) {
 	}{
 		{fmt.Sprintf(insert, "", ""), "23514"},
 		{fmt.Sprintf(insert, ", ledger_index", ", NULL"), "23514"},
-		{`UPDATE agent_keys SET ledger_index = 0 WHERE kid = 'k1'`, "42501"},
+		// It may name an entry for a row that names none (0019), never
+		// change or unname one.
+		{`UPDATE agent_keys SET ledger_index = 0 WHERE kid = 'k1'`, "AS001"},
+		{`UPDATE agent_keys SET ledger_index = NULL WHERE kid = 'k1'`, "AS001"},
 		{`ALTER TABLE agent_keys DISABLE TRIGGER agent_keys_name_their_entry`, "42501"},
 		{`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at) VALUES ($1, '` +
 			store.NewID(store.PrefixAgent) + `', 'Planted', 'usr_a', 'low', 'active', now(), now())`, "23514"},
-		{`UPDATE agents SET ledger_index = 1 WHERE id = '` + agent.ID + `'`, "42501"},
+		{`UPDATE agents SET ledger_index = 1 WHERE id = '` + agent.ID + `'`, "AS001"},
+		{`UPDATE agents SET ledger_index = NULL WHERE id = '` + agent.ID + `'`, "AS001"},
 		{`UPDATE agents SET status = 'active' WHERE id = '` + sleeper.ID + `'`, "AS001"},
 		{`UPDATE agents SET risk_tier = 'low' WHERE id = '` + sleeper.ID + `'`, "AS001"},
 		{`UPDATE agents SET risk_tier = 'critical' WHERE id = '` + sleeper.ID + `'`, ""},
@@ -548,7 +558,10 @@ func TestCounterpartiesNameTheirEntryForAnyWriter(t *testing.T) {
 		{fmt.Sprintf(insert, "", ""), "23514"},
 		{fmt.Sprintf(insert, ", ledger_index", ", NULL"), "23514"},
 		{`UPDATE counterparties SET status = 'verified' WHERE id = '` + cp.ID + `'`, "AS001"},
-		{`UPDATE counterparties SET ledger_index = 0 WHERE id = '` + cp.ID + `'`, "42501"},
+		// It may name an entry for a row that names none (0019), never
+		// change or unname one.
+		{`UPDATE counterparties SET ledger_index = 0 WHERE id = '` + cp.ID + `'`, "AS001"},
+		{`UPDATE counterparties SET ledger_index = NULL WHERE id = '` + cp.ID + `'`, "AS001"},
 		{`ALTER TABLE counterparties DISABLE TRIGGER counterparties_entry_is_final`, "42501"},
 		{`UPDATE counterparties SET status = 'blocked' WHERE id = '` + cp.ID + `'`, ""},
 		// Naming an entry, it is stored: the reader proves the entry.
@@ -557,6 +570,76 @@ func TestCounterpartiesNameTheirEntryForAnyWriter(t *testing.T) {
 		if code := sqlState(execAsTenant(t, db, conn, acme.ID, tc.stmt)); code != tc.code {
 			t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
 		}
+	}
+}
+
+// The tenant role may name an entry for an agent, key or counterparty
+// that names none (0019: what Adopt does), a retired key included, but
+// with nothing else of what the triggers refuse.
+func TestAdoptionForAnyWriter(t *testing.T) {
+	db := pgtest.New(t)
+	s := openTest(t, db, 0)
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	var agent store.Agent
+	var cp store.Counterparty
+	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if agent, err = tx.Agents().Create(ctx, store.Agent{Name: "Old", Sponsor: "usr_a", RiskTier: store.RiskHigh, LedgerIndex: new(uint64)}); err != nil {
+			return err
+		}
+		if _, err = tx.Agents().AddKey(ctx, store.AgentKey{AgentID: agent.ID, KID: "old", LedgerIndex: new(uint64),
+			PublicJWK: `{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"old"}`}); err != nil {
+			return err
+		}
+		if err := tx.Agents().RetireKey(ctx, agent.ID, "old", time.Time{}); err != nil {
+			return err
+		}
+		cp, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Old Vendor", LedgerIndex: new(uint64)})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Tamper(t, `UPDATE agents SET ledger_index = NULL WHERE id = '`+agent.ID+`'`,
+		`UPDATE agent_keys SET ledger_index = NULL WHERE kid = 'old'`,
+		`UPDATE counterparties SET ledger_index = NULL WHERE id = '`+cp.ID+`'`)
+	conn := pgtest.Connect(t, db.TenantURL)
+	for _, tc := range []struct {
+		stmt string
+		code string
+	}{
+		{`UPDATE agents SET ledger_index = 7 WHERE id = '` + agent.ID + `'`, ""},
+		{`UPDATE agents SET ledger_index = -1 WHERE id = '` + agent.ID + `'`, "23514"},
+		{`UPDATE agents SET ledger_index = 7, risk_tier = 'low' WHERE id = '` + agent.ID + `'`, "AS001"},
+		{`UPDATE agents SET ledger_index = 7, name = 'New' WHERE id = '` + agent.ID + `'`, "42501"},
+		{`UPDATE agent_keys SET ledger_index = 7 WHERE kid = 'old'`, ""},
+		{`UPDATE agent_keys SET ledger_index = 7, status = 'active', retired_at = NULL WHERE kid = 'old'`, "AS001"},
+		{`UPDATE agent_keys SET ledger_index = 7, retired_at = now() - interval '1 day' WHERE kid = 'old'`, "AS001"},
+		{`UPDATE agent_keys SET retired_at = now() - interval '1 day' WHERE kid = 'old'`, "AS001"},
+		{`UPDATE counterparties SET ledger_index = 7 WHERE id = '` + cp.ID + `'`, ""},
+		{`UPDATE counterparties SET ledger_index = 7, status = 'verified' WHERE id = '` + cp.ID + `'`, "AS001"},
+	} {
+		if code := sqlState(execAsTenant(t, db, conn, acme.ID, tc.stmt)); code != tc.code {
+			t.Errorf("%s: SQLSTATE %q, want %q", tc.stmt, code, tc.code)
+		}
+	}
+	// ledger_index alone: the policy tables' rows never change.
+	admin := pgtest.Connect(t, db.AdminURL)
+	for _, tc := range []struct {
+		table string
+		want  bool
+	}{{"agents", true}, {"agent_keys", true}, {"counterparties", true}, {"policy_bundles", false}, {"policy_verification_keys", false}} {
+		var held bool
+		if err := admin.QueryRow(ctx, `SELECT has_column_privilege($1, $2, 'ledger_index', 'UPDATE')`, db.Roles.Tenant, tc.table).Scan(&held); err != nil || held != tc.want {
+			t.Errorf("UPDATE (ledger_index) on %s: %v, %v; want %v", tc.table, held, err, tc.want)
+		}
+	}
+	if _, err := admin.Exec(ctx, `UPDATE agent_keys SET ledger_index = 8 WHERE kid = 'old'`); err != nil {
+		t.Fatalf("the owner naming a retired key's entry: %v", err)
+	}
+	if _, err := admin.Exec(ctx, `UPDATE agent_keys SET ledger_index = 9 WHERE kid = 'old'`); sqlState(err) != "AS001" {
+		t.Errorf("the owner moved an adopted key's entry: %v", err)
 	}
 }
 

@@ -151,6 +151,26 @@ func (a *agentTx) SetRiskTier(ctx context.Context, id string, tier store.RiskTie
 	return nil
 }
 
+func (a *agentTx) Adopt(ctx context.Context, id string, index uint64) error {
+	if err := store.CheckID(store.PrefixAgent, id); err != nil {
+		return err
+	}
+	if err := store.CheckLedgerIndex(&index, "an agent"); err != nil {
+		return err
+	}
+	// Only an agent that names no entry: the condition is the rule, the
+	// trigger its copy (an entry, once named, is final).
+	res, err := a.tx.ExecContext(ctx, `UPDATE agents SET ledger_index = ? WHERE tenant_id = ? AND id = ? AND ledger_index IS NULL`,
+		int64(index), a.tenantID, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return missingOr(ctx, a.tx, "agents", a.tenantID, id, "agent", "the agent names an entry already, and keeps it")
+	}
+	return nil
+}
+
 func (a *agentTx) AddKey(ctx context.Context, k store.AgentKey) (store.AgentKey, error) {
 	if k.Status == "" {
 		k.Status = store.KeyActive
@@ -227,6 +247,39 @@ func (a *agentTx) RetireKey(ctx context.Context, agentID, kid string, at time.Ti
 		return fmt.Errorf("%w: active agent key", store.ErrNotFound)
 	}
 	return nil
+}
+
+func (a *agentTx) AdoptKey(ctx context.Context, agentID, kid string, index uint64) error {
+	if err := store.CheckID(store.PrefixAgent, agentID); err != nil {
+		return err
+	}
+	if err := store.CheckKID(kid); err != nil {
+		return err
+	}
+	if err := store.CheckLedgerIndex(&index, "a key"); err != nil {
+		return err
+	}
+	// Only a key that names no entry, retired or not: the condition is the
+	// rule, the triggers its copy.
+	res, err := a.tx.ExecContext(ctx, `UPDATE agent_keys SET ledger_index = ?
+		WHERE tenant_id = ? AND agent_id = ? AND kid = ? AND ledger_index IS NULL`,
+		int64(index), a.tenantID, agentID, kid)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return nil
+	}
+	var one int
+	err = a.tx.QueryRowContext(ctx, `SELECT 1 FROM agent_keys WHERE tenant_id = ? AND agent_id = ? AND kid = ?`,
+		a.tenantID, agentID, kid).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%w: agent key", store.ErrNotFound)
+	case err != nil:
+		return mapErr(err)
+	}
+	return fmt.Errorf("%w: the agent key names an entry already, and keeps it", store.ErrConflict)
 }
 
 // missingOr explains an UPDATE that matched no row: ErrNotFound when the

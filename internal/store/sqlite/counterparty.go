@@ -136,6 +136,26 @@ func (c *counterpartyTx) SetBankDetails(ctx context.Context, id string, sealed [
 	return c.update(ctx, id, `bank_details_sealed = ?`, sealed)
 }
 
+func (c *counterpartyTx) Adopt(ctx context.Context, id string, index uint64) error {
+	if err := store.CheckID(store.PrefixCounterparty, id); err != nil {
+		return err
+	}
+	if err := store.CheckLedgerIndex(&index, "a counterparty"); err != nil {
+		return err
+	}
+	// Only a counterparty that names no entry: the condition is the rule,
+	// the trigger its copy (an entry, once named, is final).
+	res, err := c.tx.ExecContext(ctx, `UPDATE counterparties SET ledger_index = ? WHERE tenant_id = ? AND id = ? AND ledger_index IS NULL`,
+		int64(index), c.tenantID, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return missingOr(ctx, c.tx, "counterparties", c.tenantID, id, "counterparty", "the counterparty names an entry already, and keeps it")
+	}
+	return nil
+}
+
 // update sets one column (set is a constant "col = ?") and updated_at.
 func (c *counterpartyTx) update(ctx context.Context, id, set string, value any) error {
 	res, err := c.tx.ExecContext(ctx, `UPDATE counterparties SET `+set+`, updated_at = ? WHERE tenant_id = ? AND id = ?`,

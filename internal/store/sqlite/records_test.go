@@ -28,13 +28,16 @@ func TestRecordGuardsAreTheTriggers(t *testing.T) {
 		`UPDATE agents SET tenant_id = 'x'`,
 		`UPDATE agents SET status = 'active' WHERE status = 'revoked'`,
 		`UPDATE agents SET ledger_index = ledger_index + 1`,
+		`UPDATE agents SET ledger_index = NULL`,
 		`DELETE FROM agents WHERE status = 'revoked'`,
 		`UPDATE agent_keys SET public_jwk = '{}'`,
 		`UPDATE agent_keys SET ledger_index = ledger_index + 1`,
+		`UPDATE agent_keys SET ledger_index = NULL`,
 		`UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE status = 'retired'`,
 		`DELETE FROM agent_keys`,
 		`UPDATE counterparties SET name = 'Mallory Ltd'`,
 		`UPDATE counterparties SET ledger_index = ledger_index + 1`,
+		`UPDATE counterparties SET ledger_index = NULL`,
 		`DELETE FROM counterparties`,
 		`UPDATE cases SET expires_at = created_at`,
 		`UPDATE cases SET status = 'pending' WHERE status <> 'pending'`,
@@ -167,6 +170,52 @@ func TestPolicyRowsNameTheirEntry(t *testing.T) {
 		if _, err := db.ExecContext(ctx, tc.update); !errors.Is(mapErr(err), store.ErrAppendOnly) {
 			t.Fatalf("%s: %v, want the trigger's refusal", tc.update, err)
 		}
+	}
+}
+
+// An agent, key or counterparty that names no entry may be made to name
+// one (0014: what Adopt does), a retired key included, but with nothing
+// else the triggers refuse; once named, the entry is final.
+func TestAdoptionTriggers(t *testing.T) {
+	s, acme, db := seededTenant(t)
+	ctx := context.Background()
+	sqlitetest.Plant(t, s.TenantFile(acme.ID), `UPDATE agents SET ledger_index = NULL WHERE name = 'Payer'`,
+		`UPDATE agent_keys SET ledger_index = NULL WHERE kid = 'old'`, `UPDATE counterparties SET ledger_index = NULL`)
+	for _, tc := range []struct {
+		stmt string
+		want error // nil: accepted, one row
+	}{
+		{`UPDATE agents SET ledger_index = 7, risk_tier = 'low' WHERE name = 'Payer' AND risk_tier = 'low'`, nil},
+		{`UPDATE agents SET ledger_index = 8 WHERE name = 'Payer'`, store.ErrAppendOnly},
+		{`UPDATE agents SET ledger_index = NULL WHERE name = 'Payer'`, store.ErrAppendOnly},
+		{`UPDATE agent_keys SET ledger_index = 7, status = 'active', retired_at = NULL WHERE kid = 'old'`, store.ErrAppendOnly},
+		{`UPDATE agent_keys SET ledger_index = 7, retired_at = created_at WHERE kid = 'old'`, store.ErrAppendOnly},
+		{`UPDATE agent_keys SET retired_at = created_at WHERE kid = 'old'`, store.ErrAppendOnly},
+		{`UPDATE agent_keys SET ledger_index = 7 WHERE kid = 'old'`, nil},
+		{`UPDATE agent_keys SET ledger_index = 8 WHERE kid = 'old'`, store.ErrAppendOnly},
+		{`UPDATE agent_keys SET ledger_index = NULL WHERE kid = 'old'`, store.ErrAppendOnly},
+		{`UPDATE counterparties SET ledger_index = 7, name = 'Mallory'`, store.ErrAppendOnly},
+		{`UPDATE counterparties SET ledger_index = 7`, nil},
+		{`UPDATE counterparties SET ledger_index = 8`, store.ErrAppendOnly},
+		{`UPDATE counterparties SET ledger_index = NULL`, store.ErrAppendOnly},
+	} {
+		res, err := db.ExecContext(ctx, tc.stmt)
+		switch {
+		case tc.want != nil && !errors.Is(mapErr(err), tc.want):
+			t.Errorf("%s: %v, want %v", tc.stmt, err, tc.want)
+		case tc.want == nil && err != nil:
+			t.Errorf("%s: %v", tc.stmt, err)
+		case tc.want == nil:
+			if n, _ := res.RowsAffected(); n != 1 {
+				t.Errorf("%s: %d rows", tc.stmt, n)
+			}
+		}
+	}
+	var agents, keys, cps int
+	if err := db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM agents WHERE ledger_index = 7),
+		(SELECT count(*) FROM agent_keys WHERE ledger_index = 7 AND status = 'retired'),
+		(SELECT count(*) FROM counterparties WHERE ledger_index = 7)`).Scan(&agents, &keys, &cps); err != nil || agents != 1 || keys != 1 || cps != 1 {
+		t.Fatalf("named: %d agents, %d keys, %d counterparties (%v)", agents, keys, cps, err)
 	}
 }
 

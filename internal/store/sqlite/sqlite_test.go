@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
 )
 
@@ -46,6 +47,9 @@ func TestConformance(t *testing.T) {
 				return 0, mapErr(err)
 			}
 			return res.RowsAffected()
+		},
+		Tamper: func(t *testing.T, b store.Backend, tenantID string, stmts ...string) {
+			sqlitetest.Plant(t, b.(*Store).TenantFile(tenantID), stmts...)
 		},
 	})
 }

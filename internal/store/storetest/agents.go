@@ -364,3 +364,168 @@ func testAgentDirectory(t *testing.T, h Harness) {
 		t.Fatalf("after beta's attempt the agent resolves to %+v, %v", ref, err)
 	}
 }
+
+// testAdoptAgents: an agent or key stored before rows named their entry
+// (ledger_index NULL, planted with h.Tamper) is made to name one by Adopt
+// and AdoptKey, once — a retired key too; one that names an entry keeps
+// it, through the API or around it, and another organization's rows are
+// not there.
+func testAdoptAgents(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	acme, bravo := CreateTenant(t, b, "acme"), CreateTenant(t, b, "bravo")
+	var legacy, named, other store.Agent
+	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if legacy, err = tx.Agents().Create(ctx, newAgent("Legacy")); err != nil {
+			return err
+		}
+		if named, err = tx.Agents().Create(ctx, store.Agent{Name: "Named", Sponsor: "usr_sponsor", RiskTier: store.RiskLow, LedgerIndex: ledgerIndex(5)}); err != nil {
+			return err
+		}
+		for i, kid := range []string{"k1", "k2", "k3", "k4"} {
+			if _, err := tx.Agents().AddKey(ctx, store.AgentKey{AgentID: legacy.ID, KID: kid, PublicJWK: publicJWK(kid), LedgerIndex: ledgerIndex(uint64(i))}); err != nil {
+				return err
+			}
+		}
+		for _, kid := range []string{"k2", "k4"} {
+			if err := tx.Agents().RetireKey(ctx, legacy.ID, kid, time.Time{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	inTenant(t, b, bravo.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if other, err = tx.Agents().Create(ctx, newAgent("Other")); err != nil {
+			return err
+		}
+		_, err = tx.Agents().AddKey(ctx, store.AgentKey{AgentID: other.ID, KID: "k1", PublicJWK: publicJWK("k1"), LedgerIndex: ledgerIndex(0)})
+		return err
+	})
+	// k1 active, k2 and k4 retired, all naming none; k3 names entry 2.
+	h.Tamper(t, b, acme.ID, `UPDATE agents SET ledger_index = NULL WHERE id = '`+legacy.ID+`'`,
+		`UPDATE agent_keys SET ledger_index = NULL WHERE agent_id = '`+legacy.ID+`' AND kid IN ('k1', 'k2', 'k4')`)
+	h.Tamper(t, b, bravo.ID, `UPDATE agents SET ledger_index = NULL WHERE id = '`+other.ID+`'`,
+		`UPDATE agent_keys SET ledger_index = NULL WHERE agent_id = '`+other.ID+`'`)
+
+	// want checks the entries legacy and its keys name (-1: none).
+	want := func(ctx context.Context, tx store.TenantTx, agent int64, keys map[string]int64) error {
+		index := func(i *uint64) int64 {
+			if i == nil {
+				return -1
+			}
+			return int64(*i)
+		}
+		got, err := tx.Agents().Get(ctx, legacy.ID)
+		if err != nil || index(got.LedgerIndex) != agent || got.Status != store.AgentActive {
+			return fmt.Errorf("Get = %+v, %v; want entry %d", got, err, agent)
+		}
+		list, err := tx.Agents().List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, ag := range list {
+			if ag.ID == legacy.ID && index(ag.LedgerIndex) != agent || ag.ID == named.ID && index(ag.LedgerIndex) != 5 {
+				return fmt.Errorf("List names %+v", ag)
+			}
+		}
+		ks, err := tx.Agents().Keys(ctx, legacy.ID)
+		if err != nil || len(ks) != len(keys) {
+			return fmt.Errorf("Keys = %+v, %v", ks, err)
+		}
+		for _, k := range ks {
+			retired := k.KID == "k2" || k.KID == "k4"
+			if index(k.LedgerIndex) != keys[k.KID] || (k.Status == store.KeyRetired) != retired || k.RetiredAt.IsZero() != !retired {
+				return fmt.Errorf("key %+v; want entry %d", k, keys[k.KID])
+			}
+		}
+		return nil
+	}
+	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return want(ctx, tx, -1, map[string]int64{"k1": -1, "k2": -1, "k3": 2, "k4": -1})
+	})
+	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		agents := tx.Agents()
+		if err := agents.Adopt(ctx, legacy.ID, 11); err != nil {
+			return fmt.Errorf("Adopt: %w", err)
+		}
+		for _, kid := range []string{"k1", "k2"} {
+			if err := agents.AdoptKey(ctx, legacy.ID, kid, 11); err != nil {
+				return fmt.Errorf("AdoptKey(%s): %w", kid, err)
+			}
+		}
+		// A refusal leaves the transaction usable.
+		if err := agents.Adopt(ctx, legacy.ID, 12); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("Adopt twice: %v, want ErrConflict", err)
+		}
+		return want(ctx, tx, 11, map[string]int64{"k1": 11, "k2": 11, "k3": 2, "k4": -1})
+	})
+
+	adopt := func(id string, index uint64) func(ctx context.Context, tx store.TenantTx) error {
+		return func(ctx context.Context, tx store.TenantTx) error { return tx.Agents().Adopt(ctx, id, index) }
+	}
+	adoptKey := func(id, kid string, index uint64) func(ctx context.Context, tx store.TenantTx) error {
+		return func(ctx context.Context, tx store.TenantTx) error { return tx.Agents().AdoptKey(ctx, id, kid, index) }
+	}
+	expectRefusals(t, b, acme.ID, []refusal{
+		{"adopted again", adopt(legacy.ID, 12), store.ErrConflict},
+		{"adopted again, same entry", adopt(legacy.ID, 11), store.ErrConflict},
+		{"agent naming its entry", adopt(named.ID, 12), store.ErrConflict},
+		{"unknown agent", adopt(store.NewID(store.PrefixAgent), 12), store.ErrNotFound},
+		{"another organization's agent", adopt(other.ID, 12), store.ErrNotFound},
+		{"malformed agent id", adopt("agt_%", 12), store.ErrInvalid},
+		{"agent index past int64", adopt(store.NewID(store.PrefixAgent), 1<<63), store.ErrInvalid},
+		{"key adopted again", adoptKey(legacy.ID, "k1", 12), store.ErrConflict},
+		{"retired key adopted again", adoptKey(legacy.ID, "k2", 12), store.ErrConflict},
+		{"key naming its entry", adoptKey(legacy.ID, "k3", 12), store.ErrConflict},
+		{"unknown kid", adoptKey(legacy.ID, "nope", 12), store.ErrNotFound},
+		{"kid of another agent", adoptKey(named.ID, "k4", 12), store.ErrNotFound},
+		{"key of an unknown agent", adoptKey(store.NewID(store.PrefixAgent), "k4", 12), store.ErrNotFound},
+		{"another organization's key", adoptKey(other.ID, "k1", 12), store.ErrNotFound},
+		{"malformed kid", adoptKey(legacy.ID, "k 4", 12), store.ErrInvalid},
+		{"key index past int64", adoptKey(legacy.ID, "k4", 1<<63), store.ErrInvalid},
+	})
+	// Around the API: an entry once named is final, a retired key takes
+	// no other change with its naming, and another organization's rows
+	// are not there.
+	for _, stmt := range []string{
+		`UPDATE agents SET ledger_index = 12 WHERE id = '` + legacy.ID + `'`,
+		`UPDATE agents SET ledger_index = NULL WHERE id = '` + legacy.ID + `'`,
+		`UPDATE agents SET ledger_index = 12 WHERE id = '` + named.ID + `'`,
+		`UPDATE agent_keys SET ledger_index = 12 WHERE kid = 'k1'`,
+		`UPDATE agent_keys SET ledger_index = NULL WHERE kid = 'k2'`,
+		`UPDATE agent_keys SET ledger_index = 12 WHERE kid = 'k3'`,
+		`UPDATE agent_keys SET ledger_index = 12, status = 'active', retired_at = NULL WHERE kid = 'k4'`,
+		`UPDATE agent_keys SET ledger_index = 12, retired_at = created_at WHERE kid = 'k4'`,
+	} {
+		if n, err := h.RawTenantExec(ctx(t), b, acme.ID, stmt); err == nil {
+			t.Errorf("%s: accepted (%d rows)", stmt, n)
+		}
+	}
+	for _, stmt := range []string{
+		`UPDATE agents SET ledger_index = 12 WHERE id = '` + other.ID + `'`,
+		`UPDATE agent_keys SET ledger_index = 12 WHERE agent_id = '` + other.ID + `'`,
+	} {
+		if n, err := h.RawTenantExec(ctx(t), b, acme.ID, stmt); err == nil && n != 0 {
+			t.Errorf("acme: %s: changed %d of bravo's rows", stmt, n)
+		}
+	}
+	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		return want(ctx, tx, 11, map[string]int64{"k1": 11, "k2": 11, "k3": 2, "k4": -1})
+	})
+	inTenant(t, b, bravo.ID, func(ctx context.Context, tx store.TenantTx) error {
+		got, err := tx.Agents().Get(ctx, other.ID)
+		if err != nil || got.LedgerIndex != nil {
+			return fmt.Errorf("bravo's agent: %+v, %v", got, err)
+		}
+		ks, err := tx.Agents().Keys(ctx, other.ID)
+		if err != nil || len(ks) != 1 || ks[0].LedgerIndex != nil {
+			return fmt.Errorf("bravo's keys: %+v, %v", ks, err)
+		}
+		// Its own organization adopts it.
+		if err := tx.Agents().Adopt(ctx, other.ID, 3); err != nil {
+			return err
+		}
+		return tx.Agents().AdoptKey(ctx, other.ID, "k1", 3)
+	})
+}

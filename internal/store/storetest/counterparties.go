@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -128,5 +129,92 @@ func testCounterparties(t *testing.T, h Harness) {
 			_, err := tx.Counterparties().PaymentsCount(ctx, "cp_%")
 			return err
 		}, store.ErrInvalid},
+	})
+}
+
+// testAdoptCounterparties: a counterparty stored before counterparties
+// named their entry (ledger_index NULL, planted with h.Tamper) is made to
+// name one by Adopt, once; one that names an entry keeps it, through the
+// API or around it, and another organization's are not there.
+func testAdoptCounterparties(t *testing.T, h Harness) {
+	b := newBackend(t, h)
+	acme, bravo := CreateTenant(t, b, "acme"), CreateTenant(t, b, "bravo")
+	var legacy, named, other store.Counterparty
+	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		if legacy, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Old Vendor", Status: store.CounterpartyVerified, LedgerIndex: ledgerIndex(0)}); err != nil {
+			return err
+		}
+		named, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "New Vendor", LedgerIndex: ledgerIndex(5)})
+		return err
+	})
+	inTenant(t, b, bravo.ID, func(ctx context.Context, tx store.TenantTx) error {
+		var err error
+		other, err = tx.Counterparties().Create(ctx, store.Counterparty{Name: "Other Vendor", LedgerIndex: ledgerIndex(0)})
+		return err
+	})
+	h.Tamper(t, b, acme.ID, `UPDATE counterparties SET ledger_index = NULL WHERE id = '`+legacy.ID+`'`)
+	h.Tamper(t, b, bravo.ID, `UPDATE counterparties SET ledger_index = NULL WHERE id = '`+other.ID+`'`)
+
+	// want checks the entry legacy names (-1: none), by Get and List.
+	want := func(ctx context.Context, tx store.TenantTx, index int64) error {
+		got, err := tx.Counterparties().Get(ctx, legacy.ID)
+		if err != nil || got.Status != store.CounterpartyVerified || (got.LedgerIndex == nil) != (index < 0) ||
+			got.LedgerIndex != nil && int64(*got.LedgerIndex) != index {
+			return fmt.Errorf("Get = %+v, %v; want entry %d", got, err, index)
+		}
+		list, err := tx.Counterparties().List(ctx)
+		if err != nil || len(list) != 2 {
+			return fmt.Errorf("List = %+v, %v", list, err)
+		}
+		for _, cp := range list {
+			if cp.ID == legacy.ID && (cp.LedgerIndex == nil) != (index < 0) || cp.ID == named.ID && (cp.LedgerIndex == nil || *cp.LedgerIndex != 5) {
+				return fmt.Errorf("List names %+v", cp)
+			}
+		}
+		return nil
+	}
+	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error { return want(ctx, tx, -1) })
+	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if err := tx.Counterparties().Adopt(ctx, legacy.ID, 11); err != nil {
+			return fmt.Errorf("Adopt: %w", err)
+		}
+		// A refusal leaves the transaction usable.
+		if err := tx.Counterparties().Adopt(ctx, legacy.ID, 12); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("Adopt twice: %v, want ErrConflict", err)
+		}
+		return want(ctx, tx, 11)
+	})
+	adopt := func(id string, index uint64) func(ctx context.Context, tx store.TenantTx) error {
+		return func(ctx context.Context, tx store.TenantTx) error { return tx.Counterparties().Adopt(ctx, id, index) }
+	}
+	expectRefusals(t, b, acme.ID, []refusal{
+		{"adopted again", adopt(legacy.ID, 12), store.ErrConflict},
+		{"counterparty naming its entry", adopt(named.ID, 12), store.ErrConflict},
+		{"unknown counterparty", adopt(store.NewID(store.PrefixCounterparty), 12), store.ErrNotFound},
+		{"another organization's counterparty", adopt(other.ID, 12), store.ErrNotFound},
+		{"malformed id", adopt("cp_%", 12), store.ErrInvalid},
+		{"index past int64", adopt(legacy.ID, 1<<63), store.ErrInvalid},
+	})
+	// Around the API: an entry once named is final.
+	for _, stmt := range []string{
+		`UPDATE counterparties SET ledger_index = 12 WHERE id = '` + legacy.ID + `'`,
+		`UPDATE counterparties SET ledger_index = NULL WHERE id = '` + legacy.ID + `'`,
+		`UPDATE counterparties SET ledger_index = 12 WHERE id = '` + named.ID + `'`,
+	} {
+		if n, err := h.RawTenantExec(ctx(t), b, acme.ID, stmt); err == nil {
+			t.Errorf("%s: accepted (%d rows)", stmt, n)
+		}
+	}
+	if n, err := h.RawTenantExec(ctx(t), b, acme.ID, `UPDATE counterparties SET ledger_index = 12 WHERE id = '`+other.ID+`'`); err == nil && n != 0 {
+		t.Errorf("acme changed %d of bravo's counterparties", n)
+	}
+	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error { return want(ctx, tx, 11) })
+	inTenant(t, b, bravo.ID, func(ctx context.Context, tx store.TenantTx) error {
+		got, err := tx.Counterparties().Get(ctx, other.ID)
+		if err != nil || got.LedgerIndex != nil {
+			return fmt.Errorf("bravo's counterparty: %+v, %v", got, err)
+		}
+		return tx.Counterparties().Adopt(ctx, other.ID, 3)
 	})
 }
