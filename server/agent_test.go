@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -41,6 +42,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
 	"github.com/agentsigna/agentsigna/internal/store/storetest"
 	"github.com/agentsigna/agentsigna/ledger"
 	"github.com/agentsigna/agentsigna/ledger/verify"
@@ -1225,5 +1227,51 @@ func TestPlantedAgentKeyIsRefused(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "kid=planted") {
 		t.Fatalf("the report does not name the key:\n%s", logs.String())
+	}
+}
+
+// A ghost agent — its row, its key and its directory entry written behind
+// the service's back by whoever writes the SQLite files, all naming no
+// ledger entry as rows from before agents were logged do — is issued no
+// token: nothing tells it from a real agent of then, until an operator
+// adopts it (ledger adopt), after which its key is trusted as its
+// agent.adopted entry records it. (Found by review: a ghost agent planted
+// so got a token and an allow.)
+func TestGhostAgentIsRefusedUntilAdopted(t *testing.T) {
+	var logs server.LockedBuffer
+	e := newAgentEnv(t, func(c *server.AgentAuthConfig) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	ctx := context.Background()
+	org := e.orgs["acme"]
+	const ghostID = "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+	key, _, pubJSON := newAgentJWK(t, "ghost-key")
+	tenantFile := e.store.(*sqlite.Store).TenantFile(org.ID)
+	sqlitetest.Plant(t, tenantFile,
+		`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+		SELECT tenant_id, '`+ghostID+`', 'ghost', 'usr_ghost', 'low', 'active', created_at, updated_at FROM agents LIMIT 1`,
+		`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+		SELECT tenant_id, '`+ghostID+`', 'ghost-key', '`+pubJSON+`', 'active', created_at FROM agent_keys LIMIT 1`)
+	sqlitetest.Plant(t, filepath.Join(filepath.Dir(filepath.Dir(tenantFile)), "platform.db"),
+		`INSERT INTO agent_directory (agent_id, tenant_id, created_at) VALUES ('`+ghostID+`', '`+org.ID+`', '2026-01-01T00:00:00Z')`)
+	ghost := testAgent{id: ghostID, key: key}
+	for range 2 {
+		status, out := e.tokenRequest(t, e.assertion(t, ghost, nil))
+		if status != 400 || out["error"] != "invalid_client" || out["access_token"] != nil {
+			t.Fatalf("the ghost agent: %d %v, want 400 invalid_client", status, out)
+		}
+	}
+	if n := strings.Count(logs.String(), "kid=ghost-key"); n != 1 || !strings.Contains(logs.String(), "names no ledger entry") {
+		t.Fatalf("the ghost's key reported %d times, want once, naming no entry:\n%s", n, logs.String())
+	}
+
+	ref := store.TenantRef{ID: org.ID, Slug: org.Slug}
+	unbound, err := e.registry.Unbound(ctx, ref)
+	if err != nil || len(unbound.Agents) != 1 || unbound.Agents[0].Agent.ID != ghostID {
+		t.Fatalf("unbound: %+v, %v", unbound, err)
+	}
+	if _, err := e.registry.Adopt(ctx, ref, unbound.Agents[0]); err != nil {
+		t.Fatal(err)
+	}
+	if status, out := e.tokenRequest(t, e.assertion(t, ghost, nil)); status != 200 || out["access_token"] == nil {
+		t.Fatalf("the agent adopted: %d %v, want a token", status, out)
 	}
 }

@@ -529,12 +529,13 @@ func (a *AgentAuth) lookupAgent(ctx context.Context, agentID string) (store.Tena
 		}
 		// Proven outside the read transaction: the proof reads the log in
 		// a transaction of its own.
-		if err := a.keyLog.Check(ctx, ref, k, keys); errors.Is(err, identity.ErrKeyNotLogged) {
-			// Written behind the service's back: it verifies nothing,
+		if err := a.keyLog.Check(ctx, ref, k); errors.Is(err, identity.ErrKeyNotLogged) {
+			// Written behind the service's back (or stored before keys
+			// were logged, and not adopted since): it verifies nothing,
 			// and the agent's other keys still do. Reported once a key
 			// and process: anyone may name the agent in an assertion.
 			if a.firstReport(ref.ID, ag.ID, k.KID, "not logged") {
-				a.cfg.Logger.ErrorContext(ctx, "agent auth: a stored agent key is not one the organization's log records, so was written behind the service's back; it verifies nothing",
+				a.cfg.Logger.ErrorContext(ctx, "agent auth: a stored agent key is not one the organization's log records, so was written behind the service's back or, naming no entry, not adopted; it verifies nothing",
 					slog.String("tenant", ref.Slug), slog.String("agent", ag.ID), slog.String("kid", k.KID), slog.Any("reason", err))
 			}
 			continue

@@ -18,8 +18,10 @@ import (
 // row may make an agent riskier, never safer: the organization's database
 // role could otherwise take a high-risk agent's payments out of the base
 // policy's escalation. A row whose entry is not its registration is seen
-// as critical, and reported once. An agent from before agents named their
-// entry is taken as stored.
+// as critical, and reported once; so is a row that names no entry: one
+// stored before agents named their entry cannot be told from one planted
+// since, until an operator adopts it (identity.Agents.Adopt: its
+// agent.adopted entry then stands for its registration).
 type agentLog struct {
 	ledger *ledger.Ledger
 	logger *slog.Logger
@@ -29,6 +31,7 @@ type agentLog struct {
 type agentRef struct {
 	tenant, id string
 	index      uint64
+	unnamed    bool // the row names no entry
 }
 
 // errAgentNotLogged: an agent row does not name its registration entry.
@@ -36,13 +39,13 @@ var errAgentNotLogged = errors.New("the agent is not the one the organization's 
 
 // tier is the risk tier of ag (a row of org) the policy sees.
 func (l *agentLog) tier(ctx context.Context, org Organization, ag store.Agent) (store.RiskTier, error) {
-	if ag.LedgerIndex == nil {
-		return ag.RiskTier, nil
+	ref := agentRef{tenant: org.ID, id: ag.ID, unnamed: ag.LedgerIndex == nil}
+	if !ref.unnamed {
+		ref.index = *ag.LedgerIndex
 	}
-	ref := agentRef{tenant: org.ID, id: ag.ID, index: *ag.LedgerIndex}
 	registered, logged, err := l.proofs.get(ref, func() (store.RiskTier, error) { return l.registered(ctx, org, ag) }, errAgentNotLogged,
 		func(err error) {
-			l.logger.ErrorContext(ctx, "decision: an agent row does not name its registration in the organization's log, so was written behind the service's back; its decisions see it as critical",
+			l.logger.ErrorContext(ctx, "decision: an agent row does not name its registration in the organization's log, so was written behind the service's back or, naming no entry, not adopted; its decisions see it as critical",
 				slog.String("tenant", org.Slug), slog.String("agent", ag.ID), slog.Any("reason", err))
 		})
 	switch {
@@ -54,14 +57,18 @@ func (l *agentLog) tier(ctx context.Context, org Organization, ag store.Agent) (
 	return riskier(ag.RiskTier, registered), nil
 }
 
-// registered is the risk tier ag's registration entry records.
+// registered is the risk tier ag's registration (or adoption) entry
+// records.
 func (l *agentLog) registered(ctx context.Context, org Organization, ag store.Agent) (store.RiskTier, error) {
+	if ag.LedgerIndex == nil {
+		return "", fmt.Errorf("%w: it names no entry (planted, or stored before agents were logged and not adopted since)", errAgentNotLogged)
+	}
 	index := *ag.LedgerIndex
-	rec, err := loggedRecord[identity.AgentRecord](ctx, l.ledger, org, index, ag.ID, errAgentNotLogged, identity.KindAgentRegistered)
+	rec, err := loggedRecord[identity.AgentRecord](ctx, l.ledger, org, index, ag.ID, errAgentNotLogged, identity.KindAgentRegistered, identity.KindAgentAdopted)
 	switch {
 	case err != nil:
 		return "", err
-	case rec.Event != "agent_registered" || rec.AgentID != ag.ID || store.CheckRiskTier(rec.RiskTier) != nil:
+	case rec.Event != "agent_registered" && rec.Event != "agent_adopted" || rec.AgentID != ag.ID || store.CheckRiskTier(rec.RiskTier) != nil:
 		return "", fmt.Errorf("%w: entry %d records another agent", errAgentNotLogged, index)
 	}
 	return rec.RiskTier, nil

@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -14,16 +15,21 @@ import (
 	"github.com/agentsigna/agentsigna/ledger"
 )
 
-// KindCounterpartyCreated: a counterparty was added (record:
-// CounterpartyRecord).
-const KindCounterpartyCreated = "counterparty.created"
+// Ledger entry kinds of counterparties (record: CounterpartyRecord).
+const (
+	// KindCounterpartyCreated: a counterparty was added.
+	KindCounterpartyCreated = "counterparty.created"
+	// KindCounterpartyAdopted: a counterparty stored before counterparties
+	// named their entry was logged as found (Counterparties.Adopt).
+	KindCounterpartyAdopted = "counterparty.adopted"
+)
 
 // CounterpartyRecord is the record of a counterparty.created entry: the
 // counterparty as it was added. Its bank details appear only as the
 // SHA-256 of their sealed form (the plain details are few enough to be
 // guessed from a digest).
 type CounterpartyRecord struct {
-	Event          string `json:"event"` // "counterparty_created"
+	Event          string `json:"event"` // "counterparty_created" or "counterparty_adopted"
 	CounterpartyID string `json:"counterparty_id"`
 	Name           string `json:"name"`
 	Status         string `json:"status"`
@@ -106,6 +112,76 @@ func (c *Counterparties) AddAll(ctx context.Context, org Organization, cps []sto
 	return stored, nil
 }
 
+// UnboundCounterparties lists org's counterparties that name no ledger
+// entry, bank details included: stored before counterparties named their
+// entry, or planted since. None is trusted as verified until an operator
+// who checked it adopts it (Adopt).
+func UnboundCounterparties(ctx context.Context, tenants store.TenantStore, org Organization) ([]store.Counterparty, error) {
+	var unbound []store.Counterparty
+	err := tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		list, err := tx.Counterparties().List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, cp := range list {
+			if cp.LedgerIndex != nil {
+				continue
+			}
+			// List reads no bank details.
+			full, err := tx.Counterparties().Get(ctx, cp.ID)
+			if err != nil {
+				return err
+			}
+			unbound = append(unbound, full)
+		}
+		return nil
+	})
+	return unbound, err
+}
+
+// Adopt logs cp, a counterparty that names no entry, as it was listed
+// (UnboundCounterparties): a counterparty.adopted entry records its name,
+// status and the SHA-256 of its sealed bank details, and the row is made
+// to name it, in the entry's transaction. From then on it is trusted as
+// that entry records it. The row must still be as listed, or the adoption
+// is refused (store.ErrConflict) and changes nothing. Adopt returns the
+// entry's index.
+//
+// Adopting is the operator's word that the row is the organization's
+// own: a counterparty planted as verified, adopted, is trusted as one
+// added verified.
+func (c *Counterparties) Adopt(ctx context.Context, org Organization, cp store.Counterparty) (uint64, error) {
+	if cp.LedgerIndex != nil {
+		return 0, fmt.Errorf("%w: counterparty %s names entry %d already", store.ErrConflict, cp.ID, *cp.LedgerIndex)
+	}
+	rec := CounterpartyRecord{Event: "counterparty_adopted", CounterpartyID: cp.ID, Name: cp.Name, Status: string(cp.Status)}
+	if cp.BankDetailsSealed != nil {
+		sum := sha256.Sum256(cp.BankDetailsSealed)
+		rec.BankDetailsSealedSHA256 = base64.StdEncoding.EncodeToString(sum[:])
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	var index uint64
+	_, err = c.ledger.AppendAllAndChange(ctx, c.ledger.TenantLog(org.ID, org.Slug), []ledger.Entry{{Kind: KindCounterpartyAdopted, Subject: cp.ID, Record: b}},
+		func(ctx context.Context, tx store.TenantTx, at uint64) error {
+			now, err := tx.Counterparties().Get(ctx, cp.ID)
+			if err != nil {
+				return err
+			}
+			if now.LedgerIndex != nil || now.Name != cp.Name || now.Status != cp.Status || !bytes.Equal(now.BankDetailsSealed, cp.BankDetailsSealed) {
+				return fmt.Errorf("%w: counterparty %s changed since it was listed; list it again", store.ErrConflict, cp.ID)
+			}
+			if err := tx.Counterparties().Adopt(ctx, cp.ID, at); err != nil {
+				return err
+			}
+			index = at
+			return nil
+		})
+	return index, err
+}
+
 // counterpartyLog decides which status of a counterparty row the policy
 // sees. A status that trusts the counterparty less than verified (new,
 // blocked) is taken as stored: a row can only make the answer stricter
@@ -114,9 +190,11 @@ func (c *Counterparties) AddAll(ctx context.Context, org Organization, cps []sto
 // signed, records that counterparty as verified; else the policy sees the
 // counterparty as new, and the row is reported once. The organization's
 // database role could otherwise insert or mark a counterparty verified
-// and take its payments out of the base policy's escalation. A row from
-// before counterparties named their entry is taken as stored (the
-// database refuses new rows without one, and marking one verified).
+// and take its payments out of the base policy's escalation. A row that
+// names no entry is seen as new: one stored before counterparties named
+// their entry cannot be told from one planted since, until an operator
+// adopts it (Counterparties.Adopt: its counterparty.adopted entry then
+// stands for its creation).
 type counterpartyLog struct {
 	ledger *ledger.Ledger
 	logger *slog.Logger
@@ -126,6 +204,7 @@ type counterpartyLog struct {
 type counterpartyRef struct {
 	tenant, id string
 	index      uint64
+	unnamed    bool // the row names no entry
 }
 
 // errCounterpartyNotLogged: a verified counterparty row is not what the
@@ -134,13 +213,16 @@ var errCounterpartyNotLogged = errors.New("the counterparty is not verified in t
 
 // status is the status of cp (a row of org) the policy sees.
 func (l *counterpartyLog) status(ctx context.Context, org Organization, cp store.Counterparty) (store.CounterpartyStatus, error) {
-	if cp.Status != store.CounterpartyVerified || cp.LedgerIndex == nil {
+	if cp.Status != store.CounterpartyVerified {
 		return cp.Status, nil
 	}
-	ref := counterpartyRef{tenant: org.ID, id: cp.ID, index: *cp.LedgerIndex}
+	ref := counterpartyRef{tenant: org.ID, id: cp.ID, unnamed: cp.LedgerIndex == nil}
+	if !ref.unnamed {
+		ref.index = *cp.LedgerIndex
+	}
 	_, verified, err := l.proofs.get(ref, func() (struct{}, error) { return struct{}{}, l.check(ctx, org, cp) }, errCounterpartyNotLogged,
 		func(err error) {
-			l.logger.ErrorContext(ctx, "decision: a counterparty stored as verified is not verified in the organization's log, so was written behind the service's back; its decisions see it as new",
+			l.logger.ErrorContext(ctx, "decision: a counterparty stored as verified is not verified in the organization's log, so was written behind the service's back or, naming no entry, not adopted; its decisions see it as new",
 				slog.String("tenant", org.Slug), slog.String("counterparty", cp.ID), slog.Any("reason", err))
 		})
 	switch {
@@ -154,12 +236,15 @@ func (l *counterpartyLog) status(ctx context.Context, org Organization, cp store
 
 // check proves the entry cp names and compares it with cp.
 func (l *counterpartyLog) check(ctx context.Context, org Organization, cp store.Counterparty) error {
+	if cp.LedgerIndex == nil {
+		return fmt.Errorf("%w: it names no entry (planted, or stored before counterparties were logged and not adopted since)", errCounterpartyNotLogged)
+	}
 	index := *cp.LedgerIndex
-	rec, err := loggedRecord[CounterpartyRecord](ctx, l.ledger, org, index, cp.ID, errCounterpartyNotLogged, KindCounterpartyCreated)
+	rec, err := loggedRecord[CounterpartyRecord](ctx, l.ledger, org, index, cp.ID, errCounterpartyNotLogged, KindCounterpartyCreated, KindCounterpartyAdopted)
 	switch {
 	case err != nil:
 		return err
-	case rec.Event != "counterparty_created" || rec.CounterpartyID != cp.ID || rec.Status != string(store.CounterpartyVerified):
+	case rec.Event != "counterparty_created" && rec.Event != "counterparty_adopted" || rec.CounterpartyID != cp.ID || rec.Status != string(store.CounterpartyVerified):
 		return fmt.Errorf("%w: entry %d records it %s", errCounterpartyNotLogged, index, rec.Status)
 	}
 	return nil

@@ -20,21 +20,34 @@ const (
 	KindAgentRegistered = "agent.registered"
 	KindAgentKeyRotated = "agent.key_rotated"
 	KindAgentSuspended  = "agent.suspended"
+	// KindAgentAdopted logs, as found, an agent stored before agents
+	// named their entry, and its keys that named none (Agents.Adopt).
+	KindAgentAdopted = "agent.adopted"
 )
 
 // AgentRecord is the record of an agent entry. Each kind carries its own
 // members: agent.registered the agent and its first key, agent.key_rotated
 // the key introduced and the keys retired (an empty list when none),
-// agent.suspended the agent only.
+// agent.suspended the agent only, agent.adopted the agent, its status and
+// its keys that named no entry, each with its status.
 type AgentRecord struct {
-	Event         string          `json:"event"` // agent_registered, agent_key_rotated or agent_suspended
-	AgentID       string          `json:"agent_id"`
-	Name          string          `json:"name,omitzero"`
-	Sponsor       string          `json:"sponsor,omitzero"`
-	RiskTier      store.RiskTier  `json:"risk_tier,omitzero"`
-	KeyID         string          `json:"key_id,omitzero"`
-	PublicJWK     json.RawMessage `json:"public_jwk,omitzero"`
-	RetiredKeyIDs []string        `json:"retired_key_ids,omitzero"`
+	Event         string            `json:"event"` // agent_registered, agent_key_rotated, agent_suspended or agent_adopted
+	AgentID       string            `json:"agent_id"`
+	Name          string            `json:"name,omitzero"`
+	Sponsor       string            `json:"sponsor,omitzero"`
+	RiskTier      store.RiskTier    `json:"risk_tier,omitzero"`
+	KeyID         string            `json:"key_id,omitzero"`
+	PublicJWK     json.RawMessage   `json:"public_jwk,omitzero"`
+	RetiredKeyIDs []string          `json:"retired_key_ids,omitzero"`
+	Status        store.AgentStatus `json:"status,omitzero"`
+	Keys          []AdoptedKey      `json:"keys,omitzero"`
+}
+
+// AdoptedKey is a key as an agent.adopted entry records it.
+type AdoptedKey struct {
+	KeyID     string          `json:"key_id"`
+	PublicJWK json.RawMessage `json:"public_jwk"`
+	Status    store.KeyStatus `json:"status"`
 }
 
 // ErrAgentAlreadySuspended: a suspension that would change nothing. It is
@@ -211,4 +224,106 @@ func checkRegistrable(key store.AgentKey) error {
 		return fmt.Errorf("%w: the key's kid is not the one it is registered under", ErrInvalidAgentKey)
 	}
 	return nil
+}
+
+// Unbound is what of an organization's agent rows names no ledger entry,
+// and so is trusted with nothing (KeyLog, and the decision service's
+// agentLog): agents stored before agents named their entry, with their
+// keys that name none, for an operator to check and adopt (Adopt); and
+// keys naming none of agents that do, which no build stored.
+type Unbound struct {
+	Agents  []UnboundAgent
+	Planted []store.AgentKey
+}
+
+// UnboundAgent is an agent that names no entry, and its keys that name
+// none.
+type UnboundAgent struct {
+	Agent store.Agent
+	Keys  []store.AgentKey
+}
+
+// Unbound lists org's agent rows that name no entry.
+func (a *Agents) Unbound(ctx context.Context, org store.TenantRef) (Unbound, error) {
+	var u Unbound
+	err := a.tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+		agents, err := tx.Agents().List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, ag := range agents {
+			keys, err := tx.Agents().Keys(ctx, ag.ID)
+			if err != nil {
+				return err
+			}
+			keys = slices.DeleteFunc(keys, func(k store.AgentKey) bool { return k.LedgerIndex != nil })
+			switch {
+			case ag.LedgerIndex == nil:
+				u.Agents = append(u.Agents, UnboundAgent{Agent: ag, Keys: keys})
+			default:
+				u.Planted = append(u.Planted, keys...)
+			}
+		}
+		return nil
+	})
+	return u, err
+}
+
+// Adopt logs ua, an agent that names no entry, as it was listed: one
+// agent.adopted entry records the agent (its name, sponsor, risk tier and
+// status) and its keys that name none (each with its status), and the
+// rows are made to name it, in the entry's transaction. From then on the
+// agent and its active keys are trusted as that entry records them. The
+// rows must still be as listed: an agent or a key changed, added or
+// adopted since refuses the adoption (store.ErrConflict), which changes
+// nothing. Adopt returns the entry's index.
+//
+// Adopting is the operator's word that the rows are the organization's
+// own: a row written behind the service's back, adopted, is trusted as
+// one registered. Hence the listing first (agentsigna ledger adopt).
+func (a *Agents) Adopt(ctx context.Context, org store.TenantRef, ua UnboundAgent) (uint64, error) {
+	ag := ua.Agent
+	if ag.LedgerIndex != nil {
+		return 0, fmt.Errorf("%w: agent %s names entry %d already", store.ErrConflict, ag.ID, *ag.LedgerIndex)
+	}
+	record := AgentRecord{Event: "agent_adopted", AgentID: ag.ID, Name: ag.Name, Sponsor: ag.Sponsor,
+		RiskTier: ag.RiskTier, Status: ag.Status, Keys: []AdoptedKey{}}
+	for _, k := range ua.Keys {
+		if k.AgentID != ag.ID || k.LedgerIndex != nil || !json.Valid([]byte(k.PublicJWK)) {
+			return 0, fmt.Errorf("%w: key %s is not one of agent %s's keys that name no entry", store.ErrInvalid, k.KID, ag.ID)
+		}
+		record.Keys = append(record.Keys, AdoptedKey{KeyID: k.KID, PublicJWK: json.RawMessage(k.PublicJWK), Status: k.Status})
+	}
+	var index uint64
+	err := a.change(ctx, org, KindAgentAdopted, ag.ID, record, func(ctx context.Context, tx store.TenantTx, at uint64) error {
+		agents := tx.Agents()
+		now, err := agents.Get(ctx, ag.ID)
+		if err != nil {
+			return err
+		}
+		if now.LedgerIndex != nil || now.Name != ag.Name || now.Sponsor != ag.Sponsor || now.RiskTier != ag.RiskTier || now.Status != ag.Status {
+			return fmt.Errorf("%w: agent %s changed since it was listed; list it again", store.ErrConflict, ag.ID)
+		}
+		keys, err := agents.Keys(ctx, ag.ID)
+		if err != nil {
+			return err
+		}
+		keys = slices.DeleteFunc(keys, func(k store.AgentKey) bool { return k.LedgerIndex != nil })
+		if !slices.EqualFunc(keys, ua.Keys, func(a, b store.AgentKey) bool {
+			return a.KID == b.KID && a.PublicJWK == b.PublicJWK && a.Status == b.Status
+		}) {
+			return fmt.Errorf("%w: agent %s's keys changed since they were listed; list them again", store.ErrConflict, ag.ID)
+		}
+		if err := agents.Adopt(ctx, ag.ID, at); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := agents.AdoptKey(ctx, ag.ID, k.KID, at); err != nil {
+				return err
+			}
+		}
+		index = at
+		return nil
+	})
+	return index, err
 }

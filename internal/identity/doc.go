@@ -30,7 +30,7 @@
 // that makes it (the CLI uses it now, the management API will), and each
 // key row names the entry that records it. KeyLog trusts a stored key only
 // once that entry, proven under the log's signature, records the key: a
-// key row the organization's database role adds verifies nothing (keys
-// from before the binding, and the embedded store's file, excepted: see
-// KeyLog).
+// key row the organization's database role adds verifies nothing, nor
+// does one that names no entry until an operator adopts it (Adopt; the
+// embedded store's file excepted: see KeyLog).
 package identity

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -23,21 +24,23 @@ var ErrKeyNotLogged = errors.New("identity: the agent key is not the one the org
 
 // KeyLog checks agent key rows against the organization's log: a key is
 // trusted once the entry its row names (store.AgentKey.LedgerIndex), an
-// agent.registered or agent.key_rotated entry proven under the newest
-// checkpoint the log key signed (ledger.ProvenEntry), records that agent,
-// that kid and that public key. A key found so is remembered by its row's
-// contents, and so is a key found not to be: an entry never changes.
+// agent.registered, agent.key_rotated or agent.adopted entry proven under
+// the newest checkpoint the log key signed (ledger.ProvenEntry), records
+// that agent, that kid and that public key (and, adopted, as active). A
+// key found so is remembered by its row's contents, and so is a key found
+// not to be: an entry never changes.
 //
-// A key stored before keys named their entry has none: it is trusted as
-// before while none of its agent's keys names one. The binding starts
-// with the agent's first rotation since, which retires it.
+// A key that names no entry is trusted with nothing: one stored before
+// keys named their entry cannot be told from one planted since, so it
+// waits for an operator who has checked it to log it (agentsigna ledger
+// adopt: Agents.Adopt).
 //
 // What it holds against is PostgreSQL's tenant role, which can insert
 // key rows but not without an entry, nor change one, nor make a retired
 // key active (the tables' triggers and grants). Whoever can write the
-// embedded store's file can drop its triggers: make every key of an agent
-// name no entry and add one of their own, or make a retired key active
-// again (its entry still records it). There, this raises the bar, no more.
+// embedded store's file can drop its triggers and make a retired key
+// active again (its entry still records it). There, this raises the bar,
+// no more.
 type KeyLog struct {
 	ledger  *ledger.Ledger
 	proven  sync.Map // provenKey → struct{}
@@ -58,18 +61,12 @@ func NewKeyLog(l *ledger.Ledger) (*KeyLog, error) {
 	return &KeyLog{ledger: l}, nil
 }
 
-// Check returns nil when key, one of agent keys, may verify the agent's
+// Check returns nil when key, an agent's key row, may verify the agent's
 // assertions; an error wrapping ErrKeyNotLogged, saying why, when it may
-// not. keys are all the agent's keys, retired included: they say whether
-// the agent's keys name their entries yet. Other errors are the store's.
-func (k *KeyLog) Check(ctx context.Context, org store.TenantRef, key store.AgentKey, keys []store.AgentKey) error {
+// not. Other errors are the store's.
+func (k *KeyLog) Check(ctx context.Context, org store.TenantRef, key store.AgentKey) error {
 	if key.LedgerIndex == nil {
-		for _, other := range keys {
-			if other.LedgerIndex != nil {
-				return fmt.Errorf("%w: key %q names no ledger entry, and the agent's key %q does", ErrKeyNotLogged, key.KID, other.KID)
-			}
-		}
-		return nil
+		return fmt.Errorf("%w: key %q names no ledger entry (planted, or stored before keys were logged and not adopted since)", ErrKeyNotLogged, key.KID)
 	}
 	index := *key.LedgerIndex
 	pk := provenKey{tenant: org.ID, agent: key.AgentID, kid: key.KID, index: index, jwk: sha256.Sum256([]byte(key.PublicJWK))}
@@ -92,7 +89,7 @@ func (k *KeyLog) Check(ctx context.Context, org store.TenantRef, key store.Agent
 
 // check proves the entry at index and compares it with key.
 func (k *KeyLog) check(ctx context.Context, org store.TenantRef, key store.AgentKey, index uint64) error {
-	record, err := k.ledger.ProvenRecord(ctx, k.ledger.TenantLog(org.ID, org.Slug), index, key.AgentID, KindAgentRegistered, KindAgentKeyRotated)
+	record, err := k.ledger.ProvenRecord(ctx, k.ledger.TenantLog(org.ID, org.Slug), index, key.AgentID, KindAgentRegistered, KindAgentKeyRotated, KindAgentAdopted)
 	switch {
 	case errors.Is(err, ledger.ErrNotProven):
 		return fmt.Errorf("%w: %v", ErrKeyNotLogged, err)
@@ -100,10 +97,20 @@ func (k *KeyLog) check(ctx context.Context, org store.TenantRef, key store.Agent
 		return err
 	}
 	var rec AgentRecord
-	switch {
-	case json.Unmarshal(record, &rec) != nil:
+	if json.Unmarshal(record, &rec) != nil {
 		return fmt.Errorf("%w: entry %d's record does not decode", ErrKeyNotLogged, index)
-	case rec.Event != "agent_registered" && rec.Event != "agent_key_rotated" || rec.AgentID != key.AgentID || rec.KeyID != key.KID || !SameJWK(rec.PublicJWK, []byte(key.PublicJWK)):
+	}
+	if rec.Event == "agent_adopted" && rec.AgentID == key.AgentID {
+		i := slices.IndexFunc(rec.Keys, func(a AdoptedKey) bool { return a.KeyID == key.KID })
+		switch {
+		case i < 0 || !SameJWK(rec.Keys[i].PublicJWK, []byte(key.PublicJWK)):
+			return fmt.Errorf("%w: entry %d records another key than %q", ErrKeyNotLogged, index, key.KID)
+		case rec.Keys[i].Status != store.KeyActive:
+			return fmt.Errorf("%w: entry %d adopted key %q %s", ErrKeyNotLogged, index, key.KID, rec.Keys[i].Status)
+		}
+		return nil
+	}
+	if rec.Event != "agent_registered" && rec.Event != "agent_key_rotated" || rec.AgentID != key.AgentID || rec.KeyID != key.KID || !SameJWK(rec.PublicJWK, []byte(key.PublicJWK)) {
 		return fmt.Errorf("%w: entry %d records another key than %q", ErrKeyNotLogged, index, key.KID)
 	}
 	return nil

@@ -2,6 +2,7 @@ package identity_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -66,10 +67,10 @@ func TestKeyLog(t *testing.T) {
 			remembered, cancel := context.WithCancel(ctx)
 			cancel()
 			for _, k := range keys {
-				if err := kl.Check(ctx, e.org, k, keys); err != nil {
+				if err := kl.Check(ctx, e.org, k); err != nil {
 					t.Errorf("key %s of entry %d: %v", k.KID, *k.LedgerIndex, err)
 				}
-				if err := kl.Check(remembered, e.org, k, keys); err != nil {
+				if err := kl.Check(remembered, e.org, k); err != nil {
 					t.Errorf("key %s checked again: %v", k.KID, err)
 				}
 			}
@@ -77,7 +78,7 @@ func TestKeyLog(t *testing.T) {
 			// the same key.
 			spaced := keys[0]
 			spaced.PublicJWK = strings.ReplaceAll(strings.ReplaceAll(spaced.PublicJWK, ",", ", "), ":", ": ")
-			if err := kl.Check(ctx, e.org, spaced, keys); err != nil {
+			if err := kl.Check(ctx, e.org, spaced); err != nil {
 				t.Errorf("the registered key spaced otherwise: %v", err)
 			}
 
@@ -99,21 +100,66 @@ func TestKeyLog(t *testing.T) {
 				{"a key naming a suspension", at(planted, 3)},
 				{"a key naming no entry beside keys that do", store.AgentKey{AgentID: payer.ID, KID: planted.KID, PublicJWK: planted.PublicJWK, Status: store.KeyActive}},
 			} {
-				if err := kl.Check(ctx, e.org, tc.key, append(keys, tc.key)); !errors.Is(err, identity.ErrKeyNotLogged) {
+				if err := kl.Check(ctx, e.org, tc.key); !errors.Is(err, identity.ErrKeyNotLogged) {
 					t.Errorf("%s: %v, want ErrKeyNotLogged", tc.name, err)
 				}
 				// Refused for good: whoever names the agent makes no more
 				// proofs.
-				if err := kl.Check(remembered, e.org, tc.key, append(keys, tc.key)); !errors.Is(err, identity.ErrKeyNotLogged) {
+				if err := kl.Check(remembered, e.org, tc.key); !errors.Is(err, identity.ErrKeyNotLogged) {
 					t.Errorf("%s checked again: %v, want ErrKeyNotLogged", tc.name, err)
 				}
 			}
-			// An agent whose keys name no entry (stored before they did)
-			// keeps them.
-			legacy := []store.AgentKey{{AgentID: payer.ID, KID: "old-1", PublicJWK: planted.PublicJWK, Status: store.KeyRetired},
-				{AgentID: payer.ID, KID: "old-2", PublicJWK: planted.PublicJWK, Status: store.KeyActive}}
-			if err := kl.Check(ctx, e.org, legacy[1], legacy); err != nil {
-				t.Errorf("a key stored before keys named their entry: %v", err)
+			// A key naming no entry — stored before keys named their
+			// entry, or planted since: nothing tells them apart — verifies
+			// nothing, whatever the agent's other keys name.
+			for _, k := range []store.AgentKey{
+				{AgentID: payer.ID, KID: "old-1", PublicJWK: planted.PublicJWK, Status: store.KeyActive},
+				{AgentID: other.ID, KID: otherKeys[0].KID, PublicJWK: otherKeys[0].PublicJWK, Status: store.KeyActive},
+			} {
+				if err := kl.Check(ctx, e.org, k); !errors.Is(err, identity.ErrKeyNotLogged) {
+					t.Errorf("key %s naming no entry: %v, want ErrKeyNotLogged", k.KID, err)
+				}
+			}
+
+			// Adopted (ledger adopt): trusted as the agent.adopted entry
+			// records it — that agent, that key, active.
+			adopted, retired := newKey(t), newKey(t)
+			record, err := json.Marshal(identity.AgentRecord{Event: "agent_adopted", AgentID: "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", Name: "old-bot",
+				Sponsor: "usr_old", RiskTier: store.RiskLow, Status: store.AgentActive, Keys: []identity.AdoptedKey{
+					{KeyID: adopted.KID, PublicJWK: json.RawMessage(adopted.PublicJWK), Status: store.KeyActive},
+					{KeyID: retired.KID, PublicJWK: json.RawMessage(retired.PublicJWK), Status: store.KeyRetired},
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			appended, err := e.ledger.Append(ctx, e.ledger.TenantLog(e.org.ID, e.org.Slug),
+				ledger.Entry{Kind: identity.KindAgentAdopted, Subject: "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", Record: record})
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := func(k store.AgentKey, agentID string) store.AgentKey {
+				k.AgentID, k.Status, k.LedgerIndex = agentID, store.KeyActive, &appended.Index
+				return k
+			}
+			if err := kl.Check(ctx, e.org, old(adopted, "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa")); err != nil {
+				t.Errorf("an adopted key: %v", err)
+			}
+			for _, tc := range []struct {
+				name string
+				key  store.AgentKey
+			}{
+				{"a key the adoption found retired, active again", old(retired, "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa")},
+				{"the adopted key given to another agent", old(adopted, payer.ID)},
+				{"a key the adoption does not record", old(planted, "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa")},
+				{"the adopted kid with another public key", func() store.AgentKey {
+					k := old(adopted, "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa")
+					k.PublicJWK = planted.PublicJWK
+					return k
+				}()},
+			} {
+				if err := kl.Check(ctx, e.org, tc.key); !errors.Is(err, identity.ErrKeyNotLogged) {
+					t.Errorf("%s: %v, want ErrKeyNotLogged", tc.name, err)
+				}
 			}
 		})
 	}
@@ -131,7 +177,7 @@ func TestKeyLogOutage(t *testing.T) {
 	keys := e.storedKeys(t, ag.ID)
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := kl.Check(cancelled, e.org, keys[0], keys); err == nil || errors.Is(err, identity.ErrKeyNotLogged) || errors.Is(err, ledger.ErrNotProven) {
+	if err := kl.Check(cancelled, e.org, keys[0]); err == nil || errors.Is(err, identity.ErrKeyNotLogged) || errors.Is(err, ledger.ErrNotProven) {
 		t.Fatalf("a cancelled read: %v, want the outage", err)
 	}
 }
