@@ -106,8 +106,11 @@ func checkPlatformLogKey(ctx context.Context, backend store.Backend, keys *signi
 // a log that never grew. --checkpoint gives a checkpoint kept from before
 // (GET /v1/ledger/checkpoint), which the stored log must still extend.
 func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
+	if len(args) > 0 && args[0] == "adopt" {
+		return runLedgerAdopt(ctx, args[1:], stdout, stderr, env)
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		return fmt.Errorf("%w: agentsigna ledger verify [--tenant SLUG | --platform] [--log-key KEY] [--checkpoint FILE]", errUsage)
+		return fmt.Errorf("%w: agentsigna ledger verify [--tenant SLUG | --platform] [--log-key KEY] [--checkpoint FILE] | "+ledgerAdoptUsage, errUsage)
 	}
 	fs := newFlagSet("ledger verify", stderr)
 	var sf storeFlags
@@ -233,12 +236,6 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer, env
 			fmt.Fprintf(stdout, "%s: FAILED: %s\n", tg.name, rep.RowsProblem)
 		default:
 			var unlogged string
-			if rows != nil && rows.UnloggedAgents > 0 {
-				unlogged += fmt.Sprintf("; %d agents from before agents were logged, checked only from their first entry", rows.UnloggedAgents)
-			}
-			if rows != nil && rows.UnloggedCounterparties > 0 {
-				unlogged += fmt.Sprintf("; %d counterparties from before counterparties were logged, not checked", rows.UnloggedCounterparties)
-			}
 			if rows != nil && rows.UnstoredDecisions > 0 {
 				unlogged += fmt.Sprintf("; %d decisions in the log that the store does not hold (their write failed after their entries, or they were deleted whole)", rows.UnstoredDecisions)
 			}

@@ -322,8 +322,8 @@ func acmeDataDir(t *testing.T) (dir string, acme store.Tenant, tenantFile string
 // ledger verify holds an organization's agents, agent keys and
 // counterparties to its log too: a row written behind the service's back
 // — as whoever writes the embedded store's file can, triggers dropped —
-// fails it, naming the row; counterparties from before they were logged
-// are counted.
+// fails it, naming the row; so do rows from before they were logged,
+// until an operator adopts them (ledger adopt).
 func TestLedgerVerifyRows(t *testing.T) {
 	ctx := context.Background()
 	// pushAndAddKey stores the example policy and a bundle verification
@@ -378,7 +378,7 @@ func TestLedgerVerifyRows(t *testing.T) {
 	}{
 		{name: "a key planted", stmt: `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
 			SELECT tenant_id, agent_id, 'planted', public_jwk, 'active', created_at FROM agent_keys LIMIT 1`,
-			want: "key planted of agent %s is stored, but no entry introduced it"},
+			want: "key planted of agent %s names no entry: planted, or stored before keys were logged and not adopted since"},
 		{name: "a retired key active again", stmt: `UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE status = 'retired'`,
 			want: "is active, but entry 1 retired it"},
 		{name: "a key naming another entry", stmt: `UPDATE agent_keys SET ledger_index = 2 WHERE ledger_index = 0`,
@@ -409,7 +409,7 @@ func TestLedgerVerifyRows(t *testing.T) {
 		{name: "a counterparty verified", stmt: `UPDATE counterparties SET status = 'verified'`,
 			want: "is verified, but entry 2 recorded it new"},
 		{name: "a counterparty naming no entry", stmt: `UPDATE counterparties SET ledger_index = NULL`,
-			want: "does not name entry 2, which recorded it"},
+			want: "names no entry: planted, or stored before counterparties were logged and not adopted since"},
 		{name: "a counterparty deleted", stmt: `DELETE FROM counterparties`,
 			want: "was recorded by entry 2, but the store no longer holds it"},
 		{name: "a policy bundle planted", before: pushAndAddKey, stmt: `INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by, uploaded_at)
@@ -477,44 +477,70 @@ func TestLedgerVerifyRows(t *testing.T) {
 	})
 	t.Run("an agent from before agents were logged", func(t *testing.T) {
 		// Stored by a build that did not log agents (both rows name no
-		// entry); rotated by this one.
+		// entry), which nothing tells from rows planted since: ledger
+		// verify fails until an operator adopts them.
 		const old = "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 		run, verifyLog, tenantFile, _, _ := setup(t)
-		sqlitetest.Tamper(t, tenantFile,
+		sqlitetest.Plant(t, tenantFile,
 			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
 			SELECT tenant_id, '`+old+`', 'old', sponsor, 'low', 'active', created_at, updated_at FROM agents`,
 			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
 			SELECT tenant_id, '`+old+`', 'old-key', public_jwk, 'active', created_at FROM agent_keys WHERE status = 'active'`)
-		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 3 entries") ||
-			!strings.Contains(out, "1 agents from before agents were logged, checked only from their first entry") {
-			t.Fatalf("%q, %v", out, err)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" names no entry: planted, or stored before agents were logged and not adopted since") {
+			t.Fatalf("unadopted: %q, %v", out, err)
 		}
+		// Rotated by this build (entry 3) before it is adopted: what the
+		// log says of it is held all the same.
 		run(runAgent, "rotate-key", "--tenant", "acme", old, "--generate-key", filepath.Join(t.TempDir(), "k"))
-		run(runAgent, "suspend", "--tenant", "acme", old)
-		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 5 entries") {
-			t.Fatalf("after a rotation and a suspension: %q, %v", out, err)
-		}
-		// What the log said of it since is held all the same.
+		// Its retired key made active again, then listed and adopted as
+		// found: the rotation still retired it.
 		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE kid = 'old-key'`)
-		if out, err := verifyLog(); err == nil || !strings.Contains(out, "key old-key of agent "+old+" is active, but entry 3 rotated the agent's keys") {
-			t.Fatalf("its retired key active again: %q, %v", out, err)
+		if out := run(runLedger, "adopt", "--tenant", "acme"); !strings.Contains(out, `acme: agent `+old+` name="old" sponsor="usr_s" risk_tier=low status=active; keys naming no entry: old-key (active)`) ||
+			!strings.Contains(out, "nothing adopted") {
+			t.Fatalf("listed: %q", out)
 		}
-		// So is a key planted beside it, naming no entry as its keys do.
-		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'retired', retired_at = created_at WHERE kid = 'old-key'`,
-			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-			SELECT tenant_id, agent_id, 'planted', public_jwk, 'active', created_at FROM agent_keys WHERE kid = 'old-key'`)
-		if out, err := verifyLog(); err == nil || !strings.Contains(out, "key planted of agent "+old+" is active, but entry 3 rotated the agent's keys") {
-			t.Fatalf("a key planted beside its keys: %q, %v", out, err)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" names no entry") {
+			t.Fatalf("listed, not adopted: %q, %v", out, err)
 		}
-		sqlitetest.Tamper(t, tenantFile, `DELETE FROM agent_keys WHERE kid = 'planted'`)
-		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'retired', retired_at = created_at WHERE kid = 'old-key'`,
-			`UPDATE agents SET status = 'active' WHERE id = '`+old+`'`)
-		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" is active, but entry 4 suspended it") {
+		if out := run(runLedger, "adopt", "--tenant", "acme", "--yes"); !strings.Contains(out, "acme: adopted by entry 4: agent "+old) {
+			t.Fatalf("adopted: %q", out)
+		}
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "key old-key of agent "+old+" is active, but entry 3 retired it") {
+			t.Fatalf("a key the log retired, adopted active: %q, %v", out, err)
+		}
+		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'retired', retired_at = created_at WHERE kid = 'old-key'`)
+		run(runAgent, "suspend", "--tenant", "acme", old)
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 6 entries") {
+			t.Fatalf("adopted, rotated and suspended: %q, %v", out, err)
+		}
+		if out := run(runLedger, "adopt", "--tenant", "acme"); !strings.Contains(out, "acme: every agent and counterparty names its entry; nothing to adopt") {
+			t.Fatalf("adopt again: %q", out)
+		}
+		// Adopted, its rows are held to the adoption.
+		sqlitetest.Tamper(t, tenantFile, `UPDATE agents SET sponsor = 'usr_mallory' WHERE id = '`+old+`'`)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" is stored with another name or sponsor than entry 4 registered") {
+			t.Fatalf("its sponsor changed: %q, %v", out, err)
+		}
+		sqlitetest.Tamper(t, tenantFile, `UPDATE agents SET sponsor = 'usr_s', status = 'active' WHERE id = '`+old+`'`)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" is active, but entry 5 suspended it") {
 			t.Fatalf("reinstated: %q, %v", out, err)
 		}
-		// Gone from the store, with the key the log introduced.
+		sqlitetest.Tamper(t, tenantFile, `UPDATE agents SET status = 'suspended' WHERE id = '`+old+`'`,
+			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+			SELECT tenant_id, agent_id, 'planted', public_jwk, 'active', created_at FROM agent_keys WHERE kid = 'old-key'`)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "key planted of agent "+old+" names no entry") {
+			t.Fatalf("a key planted beside its keys: %q, %v", out, err)
+		}
+		// A key naming no entry beside an agent that names one is listed
+		// as planted, never adopted.
+		var out, errOut bytes.Buffer
+		err := runLedger(ctx, []string{"adopt", "--tenant", "acme", "--yes", "--data-dir", filepath.Dir(filepath.Dir(tenantFile))}, &out, &errOut, envOf(nil))
+		if err == nil || !strings.Contains(out.String(), "acme: key planted of agent "+old+" names no entry, and its agent does: planted") || strings.Contains(out.String(), "adopted by") {
+			t.Fatalf("adopt beside a planted key: %q, %v", out.String(), err)
+		}
+		// Gone from the store, with the keys the log introduced.
 		sqlitetest.Tamper(t, tenantFile, `DELETE FROM agent_keys WHERE agent_id = '`+old+`'`, `DELETE FROM agents WHERE id = '`+old+`'`)
-		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" is named by entry 3, but the store no longer holds it") {
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" was registered by entry 4, but the store no longer holds it") {
 			t.Fatalf("deleted: %q, %v", out, err)
 		}
 	})
@@ -561,12 +587,22 @@ func TestLedgerVerifyRows(t *testing.T) {
 		}
 	})
 	t.Run("a counterparty from before they were logged", func(t *testing.T) {
-		_, verifyLog, tenantFile, _, _ := setup(t)
-		sqlitetest.Tamper(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
-			SELECT tenant_id, 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Old Vendor', 'verified', created_at, updated_at FROM counterparties`)
-		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 3 entries") ||
-			!strings.Contains(out, "1 counterparties from before counterparties were logged, not checked") {
-			t.Fatalf("%q, %v", out, err)
+		run, verifyLog, tenantFile, _, _ := setup(t)
+		const old = "cp_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+		sqlitetest.Plant(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
+			SELECT tenant_id, '`+old+`', 'Old Vendor', 'verified', created_at, updated_at FROM counterparties`)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "counterparty "+old+" names no entry: planted, or stored before counterparties were logged and not adopted since") {
+			t.Fatalf("unadopted: %q, %v", out, err)
+		}
+		if out := run(runLedger, "adopt", "--tenant", "acme", "--yes"); !strings.Contains(out, `acme: adopted by entry 3: counterparty `+old+` name="Old Vendor" status=verified bank_details=none`) {
+			t.Fatalf("adopted: %q", out)
+		}
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 4 entries") {
+			t.Fatalf("adopted: %q, %v", out, err)
+		}
+		sqlitetest.Tamper(t, tenantFile, `UPDATE counterparties SET bank_details_sealed = X'00' WHERE id = '`+old+`'`)
+		if out, err := verifyLog(); err == nil || !strings.Contains(out, "counterparty "+old+" is stored with other bank details than entry 3 recorded") {
+			t.Fatalf("its bank details changed: %q, %v", out, err)
 		}
 	})
 }

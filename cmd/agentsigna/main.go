@@ -44,7 +44,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the tenant and platform planes", runServe},
 		{"migrate", "create or upgrade the store's schema (and PostgreSQL roles)", runMigrate},
-		{"ledger", "verify: re-read the store and check every log against its signed checkpoints", runLedger},
+		{"ledger", "verify: re-read the store and check every log against its signed checkpoints; adopt: log rows stored before they were logged", runLedger},
 		{"org", "create or list organizations (local use)", runOrg},
 		{"agent", "register, list, suspend or rotate-key: an organization's agents (local use)", runAgent},
 		{"counterparty", "add or list an organization's counterparties (local use)", runCounterparty},

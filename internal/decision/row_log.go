@@ -17,28 +17,26 @@ import (
 // RowLog checks an organization's agents, agent keys and counterparties
 // against its log (agentsigna ledger verify), as ReceiptKeyLog checks its
 // receipt keys. The service trusts these rows only as far as their entries
-// say (KeyLog, agentLog, counterpartyLog), rows from before they named one
-// excepted; this finds, for the operator, the rows written behind its
-// back, which is all that can be done about them where the writer can go
-// around the triggers and unbind a row (the embedded store's file):
-//   - every agent stored was registered by an entry, and no agent the log
-//     registered is missing; its row names that entry (or none, from
-//     before rows named their entry), has its name and sponsor, is no
-//     safer than the entry's tier, and is not active if an entry
-//     suspended it;
+// say (KeyLog, agentLog, counterpartyLog); this finds, for the operator,
+// the rows written behind its back, which is all that can be done about
+// them where the writer can go around the triggers (the embedded store's
+// file):
+//   - every agent stored was registered by an entry (agent.registered, or
+//     agent.adopted for one stored before agents were logged), and no
+//     agent the log registered is missing; its row names that entry, has
+//     its name and sponsor, is no safer than the entry's tier, and is not
+//     active if an entry suspended it;
 //   - every agent key stored was introduced by an entry of its agent, with
-//     that public key, and its row names that entry (or none); a key is
-//     retired exactly when a rotation's entry retired it; no key the log
-//     introduced is missing;
-//   - an agent from before agents were logged (no registration entry, and
-//     its row names none) is counted; what later entries say of it
-//     (rotations, a suspension) is checked, and once one rotated its keys,
-//     no key but those the log introduced is active;
-//   - every counterparty whose row names an entry names its
-//     counterparty.created, and is verified only if that entry says so;
-//     one the log recorded names it, and is not missing. Counterparties
-//     from before they were logged have no entry: they are counted, not
-//     checked;
+//     that public key, and its row names that entry; a key is retired
+//     exactly when an entry retired it (a rotation, or an adoption that
+//     found it retired); no key the log introduced is missing;
+//   - an agent, key or counterparty whose row names no entry fails: it
+//     was stored before rows were logged and not adopted since
+//     (agentsigna ledger adopt), or planted, which nothing tells apart;
+//   - every counterparty stored names its counterparty.created (or
+//     counterparty.adopted) entry, is verified only if that entry says so,
+//     and has the bank details it recorded; none the log recorded is
+//     missing;
 //   - every policy bundle stored was uploaded by a policy.upload entry of
 //     its revision, SHA-256 (which its bytes have), signed or not as the
 //     entry says, and uploader (the entry its row names, when it names
@@ -78,9 +76,6 @@ type RowLog struct {
 	// activations are the policy.activate and policy.rollback entries,
 	// by index.
 	activations map[uint64]loggedActivation
-	// UnloggedAgents and UnloggedCounterparties are how many of each Rows
-	// found from before they were logged.
-	UnloggedAgents, UnloggedCounterparties int
 	// UnstoredDecisions is how many decisions the log holds that the
 	// store does not: a decision whose rows failed to store after its
 	// entries (the agent was answered with an error; record), or one
@@ -94,14 +89,17 @@ type RowLog struct {
 }
 
 type loggedAgent struct {
-	registered    *uint64 // nil: an agent from before agents were logged
-	firstEntry    uint64  // of such an agent: the first entry about it
+	registered    *uint64 // nil: an agent from before agents were logged, not adopted
+	adopted       bool    // registered is its agent.adopted entry
+	firstEntry    uint64  // the first entry about it
 	name, sponsor string
 	tier          store.RiskTier
 	suspended     *uint64 // the entry that suspended it
-	rotated       *uint64 // the first rotation of its keys
 	keys          map[string]*loggedAgentKey
 	keyOrder      []string
+	// retiredUnlogged are the keys, not introduced by any entry, that a
+	// rotation retired before the agent was adopted, by kid.
+	retiredUnlogged map[string]uint64
 }
 
 type loggedAgentKey struct {
@@ -161,7 +159,9 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 		r.activations[e.Index] = loggedActivation{rollback: e.Kind == "policy.rollback", rec: rec}
 	case identity.KindAgentRegistered, identity.KindAgentKeyRotated, identity.KindAgentSuspended:
 		return r.agentEntry(e, record)
-	case KindCounterpartyCreated:
+	case identity.KindAgentAdopted:
+		return r.adoptionEntry(e, record)
+	case KindCounterpartyCreated, KindCounterpartyAdopted:
 		var rec CounterpartyRecord
 		if json.Unmarshal(record, &rec) != nil || rec.CounterpartyID != e.Subject {
 			return fmt.Errorf("a counterparty entry that does not name its counterparty")
@@ -226,14 +226,14 @@ func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
 		if known {
 			return fmt.Errorf("agent %s registered again, or after entries changed it", rec.AgentID)
 		}
-		ag = &loggedAgent{registered: &index, name: rec.Name, sponsor: rec.Sponsor, tier: rec.RiskTier, keys: map[string]*loggedAgentKey{}}
+		ag = &loggedAgent{registered: &index, firstEntry: index, name: rec.Name, sponsor: rec.Sponsor, tier: rec.RiskTier, keys: map[string]*loggedAgentKey{}}
 		r.agents[rec.AgentID] = ag
 		r.agentOrder = append(r.agentOrder, rec.AgentID)
 		return ag.introduce(rec.KeyID, rec.PublicJWK, index)
 	}
 	if !known {
 		// Registered before agents were logged: what the log says of it
-		// from here on is checked all the same.
+		// from here on is checked all the same, and its adoption.
 		ag = &loggedAgent{keys: map[string]*loggedAgentKey{}, firstEntry: index}
 		r.agents[rec.AgentID] = ag
 		r.agentOrder = append(r.agentOrder, rec.AgentID)
@@ -259,8 +259,13 @@ func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
 			k, ok := ag.keys[kid]
 			switch {
 			case !ok && ag.registered == nil:
-				// A key from before agents were logged: none of those is
-				// active after this (Rows).
+				// A key from before agents were logged, which the
+				// agent's adoption records: as retired, or its row is
+				// held to this entry (Rows).
+				if ag.retiredUnlogged == nil {
+					ag.retiredUnlogged = map[string]uint64{}
+				}
+				ag.retiredUnlogged[kid] = index
 			case !ok || k.retired != nil:
 				return fmt.Errorf("the entry retires key %s of agent %s, which is not one of its active keys", kid, rec.AgentID)
 			default:
@@ -268,10 +273,51 @@ func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
 			}
 		}
 	}
-	if ag.rotated == nil {
-		ag.rotated = &index
-	}
 	return ag.introduce(rec.KeyID, rec.PublicJWK, index)
+}
+
+// adoptionEntry reads an agent.adopted entry: an agent stored before
+// agents named their entry, as an operator found it. It stands for the
+// agent's registration from here on, before or after the entries that
+// named the agent since, a registration among them (an agent registered
+// after agents were logged, before rows named their entry); the keys it
+// records are introduced by it, or bound to it when an entry introduced
+// them already.
+func (r *RowLog) adoptionEntry(e verify.Entry, record []byte) error {
+	var rec identity.AgentRecord
+	if json.Unmarshal(record, &rec) != nil || rec.AgentID != e.Subject || rec.Event != "agent_adopted" {
+		return fmt.Errorf("an agent adoption entry that does not name its agent")
+	}
+	index := e.Index
+	ag, known := r.agents[rec.AgentID]
+	switch {
+	case !known:
+		ag = &loggedAgent{keys: map[string]*loggedAgentKey{}, firstEntry: index}
+		r.agents[rec.AgentID] = ag
+		r.agentOrder = append(r.agentOrder, rec.AgentID)
+	case ag.adopted:
+		return fmt.Errorf("agent %s adopted again (first by entry %d)", rec.AgentID, *ag.registered)
+	}
+	ag.registered, ag.adopted = &index, true
+	ag.name, ag.sponsor, ag.tier = rec.Name, rec.Sponsor, rec.RiskTier
+	for _, k := range rec.Keys {
+		if l, dup := ag.keys[k.KeyID]; dup {
+			if !identity.SameJWK(l.jwk, k.PublicJWK) {
+				return fmt.Errorf("the entry adopts key %s of agent %s with another public key than entry %d introduced", k.KeyID, rec.AgentID, l.introduced)
+			}
+			l.introduced = index
+		} else if err := ag.introduce(k.KeyID, k.PublicJWK, index); err != nil {
+			return err
+		}
+		l := ag.keys[k.KeyID]
+		if at, ok := ag.retiredUnlogged[k.KeyID]; ok && l.retired == nil {
+			l.retired = &at
+		}
+		if k.Status != store.KeyActive && l.retired == nil {
+			l.retired = &index
+		}
+	}
+	return nil
 }
 
 func (a *loggedAgent) introduce(kid string, jwk json.RawMessage, index uint64) error {
@@ -447,7 +493,6 @@ func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {
 		return err
 	}
 	stored := map[string]bool{}
-	r.UnloggedAgents = 0
 	for _, ag := range agents {
 		stored[ag.ID] = true
 		l, ok := r.agents[ag.ID]
@@ -455,11 +500,11 @@ func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {
 			l = &loggedAgent{keys: map[string]*loggedAgentKey{}}
 		}
 		switch {
-		case l.registered == nil && ag.LedgerIndex != nil:
-			return mismatch("agent %s names entry %d, but no entry registered it", ag.ID, *ag.LedgerIndex)
+		case ag.LedgerIndex == nil:
+			return mismatch("agent %s names no entry: planted, or stored before agents were logged and not adopted since", ag.ID)
 		case l.registered == nil:
-			r.UnloggedAgents++ // from before agents were logged
-		case ag.LedgerIndex != nil && *ag.LedgerIndex != *l.registered:
+			return mismatch("agent %s names entry %d, but no entry registered it", ag.ID, *ag.LedgerIndex)
+		case *ag.LedgerIndex != *l.registered:
 			return mismatch("agent %s names entry %d, but entry %d registered it", ag.ID, *ag.LedgerIndex, *l.registered)
 		case ag.Name != l.name || ag.Sponsor != l.sponsor:
 			return mismatch("agent %s is stored with another name or sponsor than entry %d registered", ag.ID, *l.registered)
@@ -494,20 +539,14 @@ func (a *loggedAgent) keyRows(agentID string, keys []store.AgentKey) error {
 	for _, k := range keys {
 		stored = append(stored, k.KID)
 		l, ok := a.keys[k.KID]
-		if !ok && a.registered == nil && k.LedgerIndex == nil {
-			// A key of an agent from before agents were logged: its
-			// first rotation retired it.
-			if a.rotated != nil && k.Status == store.KeyActive {
-				return mismatch("key %s of agent %s is active, but entry %d rotated the agent's keys", k.KID, agentID, *a.rotated)
-			}
-			continue
-		}
 		switch {
+		case k.LedgerIndex == nil:
+			return mismatch("key %s of agent %s names no entry: planted, or stored before keys were logged and not adopted since", k.KID, agentID)
 		case !ok:
 			return mismatch("key %s of agent %s is stored, but no entry introduced it", k.KID, agentID)
 		case !identity.SameJWK(l.jwk, []byte(k.PublicJWK)):
 			return mismatch("key %s of agent %s is stored with another public key than entry %d logged", k.KID, agentID, l.introduced)
-		case k.LedgerIndex != nil && *k.LedgerIndex != l.introduced:
+		case *k.LedgerIndex != l.introduced:
 			return mismatch("key %s of agent %s names entry %d, but entry %d introduced it", k.KID, agentID, *k.LedgerIndex, l.introduced)
 		case k.Status == store.KeyActive && l.retired != nil:
 			return mismatch("key %s of agent %s is active, but entry %d retired it", k.KID, agentID, *l.retired)
@@ -529,22 +568,18 @@ func (r *RowLog) counterpartyRows(ctx context.Context, tx store.TenantTx) error 
 		return err
 	}
 	stored := map[string]bool{}
-	r.UnloggedCounterparties = 0
 	for _, cp := range cps {
 		stored[cp.ID] = true
 		l, ok := r.counterparties[cp.ID]
 		switch {
-		case !ok && cp.LedgerIndex == nil:
-			r.UnloggedCounterparties++ // from before counterparties were logged
+		case cp.LedgerIndex == nil:
+			return mismatch("counterparty %s names no entry: planted, or stored before counterparties were logged and not adopted since", cp.ID)
 		case !ok:
 			return mismatch("counterparty %s names entry %d, but no entry recorded it", cp.ID, *cp.LedgerIndex)
-		case cp.LedgerIndex == nil || *cp.LedgerIndex != l.index:
+		case *cp.LedgerIndex != l.index:
 			return mismatch("counterparty %s does not name entry %d, which recorded it", cp.ID, l.index)
 		case cp.Status == store.CounterpartyVerified && l.status != string(store.CounterpartyVerified):
 			return mismatch("counterparty %s is verified, but entry %d recorded it %s", cp.ID, l.index, l.status)
-		}
-		if !ok {
-			continue
 		}
 		// List reads no bank details: the row is read again for them.
 		// Nothing changes them once recorded (found by review: a
