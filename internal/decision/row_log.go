@@ -98,8 +98,33 @@ type loggedAgent struct {
 	keys          map[string]*loggedAgentKey
 	keyOrder      []string
 	// retiredUnlogged are the keys, not introduced by any entry, that a
-	// rotation retired before the agent was adopted, by kid.
+	// rotation retired before the agent was adopted, by kid;
+	// rotatedUnlisted the first rotation before then whose record lists
+	// none (before d87bb85), which retired them all.
 	retiredUnlogged map[string]uint64
+	rotatedUnlisted *uint64
+	revoked         *uint64 // the adoption that found it revoked
+}
+
+// unloggedRetired is the entry that retired kid, a key of the agent no
+// entry introduced, before its adoption; nil if none did.
+func (a *loggedAgent) unloggedRetired(kid string) *uint64 {
+	if at, ok := a.retiredUnlogged[kid]; ok {
+		return &at
+	}
+	return a.rotatedUnlisted
+}
+
+// statusProblem says why an agent row of status cannot be the agent the
+// entries read say, or "".
+func (a *loggedAgent) statusProblem(agentID string, status store.AgentStatus) string {
+	switch {
+	case a.suspended != nil && status == store.AgentActive:
+		return fmt.Sprintf("agent %s is active, but entry %d suspended it", agentID, *a.suspended)
+	case a.revoked != nil && status != store.AgentRevoked:
+		return fmt.Sprintf("agent %s is %s, but entry %d adopted it revoked", agentID, status, *a.revoked)
+	}
+	return ""
 }
 
 type loggedAgentKey struct {
@@ -249,6 +274,9 @@ func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
 		Retired *[]string `json:"retired_key_ids"`
 	}
 	if json.Unmarshal(record, &listed) != nil || listed.Retired == nil {
+		if ag.registered == nil && ag.rotatedUnlisted == nil {
+			ag.rotatedUnlisted = &index // and every key from before agents were logged
+		}
 		for _, kid := range ag.keyOrder {
 			if k := ag.keys[kid]; k.retired == nil {
 				k.retired = &index
@@ -277,12 +305,10 @@ func (r *RowLog) agentEntry(e verify.Entry, record []byte) error {
 }
 
 // adoptionEntry reads an agent.adopted entry: an agent stored before
-// agents named their entry, as an operator found it. It stands for the
-// agent's registration from here on, before or after the entries that
-// named the agent since, a registration among them (an agent registered
-// after agents were logged, before rows named their entry); the keys it
-// records are introduced by it, or bound to it when an entry introduced
-// them already.
+// agents were logged, as an operator found it (Adopter), with its keys
+// that no entry introduced. It stands for the agent's registration from
+// here on; what entries said of the agent before it (rotations, a
+// suspension) still holds.
 func (r *RowLog) adoptionEntry(e verify.Entry, record []byte) error {
 	var rec identity.AgentRecord
 	if json.Unmarshal(record, &rec) != nil || rec.AgentID != e.Subject || rec.Event != "agent_adopted" {
@@ -297,25 +323,30 @@ func (r *RowLog) adoptionEntry(e verify.Entry, record []byte) error {
 		r.agentOrder = append(r.agentOrder, rec.AgentID)
 	case ag.adopted:
 		return fmt.Errorf("agent %s adopted again (first by entry %d)", rec.AgentID, *ag.registered)
+	case ag.registered != nil:
+		return fmt.Errorf("agent %s adopted, but entry %d registered it", rec.AgentID, *ag.registered)
 	}
 	ag.registered, ag.adopted = &index, true
 	ag.name, ag.sponsor, ag.tier = rec.Name, rec.Sponsor, rec.RiskTier
 	for _, k := range rec.Keys {
 		if l, dup := ag.keys[k.KeyID]; dup {
-			if !identity.SameJWK(l.jwk, k.PublicJWK) {
-				return fmt.Errorf("the entry adopts key %s of agent %s with another public key than entry %d introduced", k.KeyID, rec.AgentID, l.introduced)
-			}
-			l.introduced = index
-		} else if err := ag.introduce(k.KeyID, k.PublicJWK, index); err != nil {
+			return fmt.Errorf("the entry adopts key %s of agent %s, which entry %d introduced", k.KeyID, rec.AgentID, l.introduced)
+		}
+		if err := ag.introduce(k.KeyID, k.PublicJWK, index); err != nil {
 			return err
 		}
 		l := ag.keys[k.KeyID]
-		if at, ok := ag.retiredUnlogged[k.KeyID]; ok && l.retired == nil {
-			l.retired = &at
-		}
-		if k.Status != store.KeyActive && l.retired == nil {
+		if l.retired = ag.unloggedRetired(k.KeyID); l.retired == nil && k.Status != store.KeyActive {
 			l.retired = &index
 		}
+	}
+	switch rec.Status {
+	case store.AgentSuspended:
+		if ag.suspended == nil {
+			ag.suspended = &index
+		}
+	case store.AgentRevoked:
+		ag.revoked = &index
 	}
 	return nil
 }
@@ -511,8 +542,8 @@ func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {
 		case riskier(ag.RiskTier, l.tier) != ag.RiskTier:
 			return mismatch("agent %s is stored %s, safer than entry %d registered it (%s)", ag.ID, ag.RiskTier, *l.registered, l.tier)
 		}
-		if l.suspended != nil && ag.Status == store.AgentActive {
-			return mismatch("agent %s is active, but entry %d suspended it", ag.ID, *l.suspended)
+		if why := l.statusProblem(ag.ID, ag.Status); why != "" {
+			return mismatch("%s", why)
 		}
 		keys, err := tx.Agents().Keys(ctx, ag.ID)
 		if err != nil {
