@@ -1263,12 +1263,15 @@ func TestGhostAgentIsRefusedUntilAdopted(t *testing.T) {
 		t.Fatalf("the ghost's key reported %d times, want once, naming no entry:\n%s", n, logs.String())
 	}
 
-	ref := store.TenantRef{ID: org.ID, Slug: org.Slug}
-	unbound, err := e.registry.Unbound(ctx, ref)
-	if err != nil || len(unbound.Agents) != 1 || unbound.Agents[0].Agent.ID != ghostID {
-		t.Fatalf("unbound: %+v, %v", unbound, err)
+	adopter, err := decision.NewAdopter(e.ledger, e.store)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := e.registry.Adopt(ctx, ref, unbound.Agents[0]); err != nil {
+	plan, err := adopter.Plan(ctx, decision.Organization{ID: org.ID, Slug: org.Slug})
+	if err != nil || len(plan.Agents) != 1 || plan.Agents[0].Agent == nil || plan.Agents[0].Agent.ID != ghostID {
+		t.Fatalf("plan: %+v, %v", plan, err)
+	}
+	if _, err := adopter.Adopt(ctx, decision.Organization{ID: org.ID, Slug: org.Slug}, plan.Digest(), func(string, uint64) {}); err != nil {
 		t.Fatal(err)
 	}
 	if status, out := e.tokenRequest(t, e.assertion(t, ghost, nil)); status != 200 || out["access_token"] == nil {

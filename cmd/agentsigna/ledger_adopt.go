@@ -5,32 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/agentsigna/agentsigna/internal/decision"
-	"github.com/agentsigna/agentsigna/internal/identity"
-	"github.com/agentsigna/agentsigna/internal/store"
 )
 
-const ledgerAdoptUsage = "agentsigna ledger adopt --tenant SLUG [--yes]"
+const ledgerAdoptUsage = "agentsigna ledger adopt --tenant SLUG [--confirm DIGEST]"
 
-// runLedgerAdopt: `agentsigna ledger adopt --tenant SLUG [--yes]`.
+// runLedgerAdopt: `agentsigna ledger adopt --tenant SLUG [--confirm DIGEST]`.
 //
-// Agents, agent keys and counterparties stored before rows named the
-// ledger entry that records them are trusted with nothing: nothing tells
-// one of them from a row planted since by whoever can write the store.
-// This lists them; with --yes, the operator having checked them, it logs
-// each as found (agent.adopted, counterparty.adopted) and makes its rows
-// name that entry, from which on the service trusts them as that entry
-// records them. A key naming no entry beside an agent that names one is
-// listed, never adopted: no build stored such a key.
+// Agents, agent keys and counterparties whose rows name no ledger entry —
+// stored before rows named the entry that records them, or planted since
+// by whoever can write the store, which nothing tells apart — are trusted
+// with nothing. This reads the organization's log, as ledger verify does,
+// and lists what it would do with each: bind it to the entries the log
+// holds of it already, log it as found in a new agent.adopted or
+// counterparty.adopted entry (a row the log does not record), or refuse it
+// (a row that says otherwise than its entries). The listing ends with its
+// digest; with --confirm DIGEST, the operator having checked the rows, it
+// does exactly that listing, and refuses if the rows changed since.
 func runLedgerAdopt(ctx context.Context, args []string, stdout, stderr io.Writer, env env) error {
 	fs := newFlagSet("ledger adopt", stderr)
 	var tf tenantFlags
 	var lf ledgerFlags
 	tf.register(fs)
 	lf.register(fs)
-	yes := fs.Bool("yes", false, "adopt the rows listed (default: list them only)")
+	confirm := fs.String("confirm", "", "the digest a listing ended with: adopt exactly the rows listed (default: list them only)")
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
@@ -45,82 +44,48 @@ func runLedgerAdopt(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer l.Close()
-	agents, err := identity.NewAgents(l, backend)
+	adopter, err := decision.NewAdopter(l, backend)
 	if err != nil {
 		return err
-	}
-	counterparties, err := decision.NewCounterparties(l)
-	if err != nil {
-		return err
-	}
-	unbound, err := agents.Unbound(ctx, ref)
-	if err != nil {
-		return fmt.Errorf("ledger adopt: %w", err)
 	}
 	org := decision.Organization{ID: ref.ID, Slug: ref.Slug}
-	cps, err := decision.UnboundCounterparties(ctx, backend, org)
+	if *confirm == "" {
+		plan, err := adopter.Plan(ctx, org)
+		if err != nil {
+			return fmt.Errorf("ledger adopt: %w", err)
+		}
+		if plan.Empty() {
+			fmt.Fprintf(stdout, "%s: every agent, agent key and counterparty names its entry; nothing to adopt\n", ref.Slug)
+			return nil
+		}
+		for _, ad := range plan.Agents {
+			fmt.Fprintf(stdout, "%s: would bind %s\n", ref.Slug, decision.DescribeAgentAdoption(ad))
+		}
+		for _, ca := range plan.Counterparties {
+			fmt.Fprintf(stdout, "%s: would bind %s\n", ref.Slug, decision.DescribeCounterpartyAdoption(ca))
+		}
+		printRefused(stdout, ref.Slug, plan.Refused)
+		fmt.Fprintf(stdout, "%s: nothing adopted; the service trusts none of these rows. Check that each is the organization's own, then run again with --confirm %s\n", ref.Slug, plan.Digest())
+		return nil
+	}
+	plan, err := adopter.Adopt(ctx, org, *confirm, func(what string, index uint64) {
+		fmt.Fprintf(stdout, "%s: bound %s\n", ref.Slug, what)
+	})
+	if errors.Is(err, decision.ErrPlanChanged) {
+		return fmt.Errorf("ledger adopt: %w; nothing adopted: list them again", err)
+	}
 	if err != nil {
 		return fmt.Errorf("ledger adopt: %w", err)
 	}
-	for _, k := range unbound.Planted {
-		fmt.Fprintf(stdout, "%s: key %s of agent %s names no entry, and its agent does: planted (no build stored such a key); not adopted\n", ref.Slug, k.KID, k.AgentID)
+	printRefused(stdout, ref.Slug, plan.Refused)
+	if len(plan.Refused) > 0 {
+		return fmt.Errorf("ledger adopt: %d rows refused: they stay untrusted, and ledger verify fails on them", len(plan.Refused))
 	}
-	if len(unbound.Agents) == 0 && len(cps) == 0 {
-		fmt.Fprintf(stdout, "%s: every agent and counterparty names its entry; nothing to adopt\n", ref.Slug)
-		return plantedKeys(len(unbound.Planted))
-	}
-	if !*yes {
-		for _, ua := range unbound.Agents {
-			fmt.Fprintf(stdout, "%s: %s\n", ref.Slug, describeAgent(ua))
-		}
-		for _, cp := range cps {
-			fmt.Fprintf(stdout, "%s: %s\n", ref.Slug, describeCounterparty(cp))
-		}
-		fmt.Fprintf(stdout, "%s: nothing adopted; the service trusts none of these rows. Check that each is the organization's own, then run again with --yes\n", ref.Slug)
-		return plantedKeys(len(unbound.Planted))
-	}
-	for _, ua := range unbound.Agents {
-		index, err := agents.Adopt(ctx, ref, ua)
-		if err != nil {
-			return fmt.Errorf("ledger adopt: agent %s: %w", ua.Agent.ID, err)
-		}
-		fmt.Fprintf(stdout, "%s: adopted by entry %d: %s\n", ref.Slug, index, describeAgent(ua))
-	}
-	for _, cp := range cps {
-		index, err := counterparties.Adopt(ctx, org, cp)
-		if err != nil {
-			return fmt.Errorf("ledger adopt: counterparty %s: %w", cp.ID, err)
-		}
-		fmt.Fprintf(stdout, "%s: adopted by entry %d: %s\n", ref.Slug, index, describeCounterparty(cp))
-	}
-	return plantedKeys(len(unbound.Planted))
+	return nil
 }
 
-// plantedKeys fails the command when keys were found planted.
-func plantedKeys(n int) error {
-	if n == 0 {
-		return nil
+func printRefused(stdout io.Writer, slug string, refused []string) {
+	for _, why := range refused {
+		fmt.Fprintf(stdout, "%s: refused: %s\n", slug, why)
 	}
-	return errors.New("ledger adopt: " + fmt.Sprint(n) + " agent keys name no entry beside agents that do, and were not adopted: they verify nothing, and ledger verify fails on them until they are removed")
-}
-
-func describeAgent(ua identity.UnboundAgent) string {
-	ag := ua.Agent
-	keys := make([]string, len(ua.Keys))
-	for i, k := range ua.Keys {
-		keys[i] = fmt.Sprintf("%s (%s) %s", k.KID, k.Status, k.PublicJWK)
-	}
-	if len(keys) == 0 {
-		keys = []string{"none (its keys name their entries)"}
-	}
-	return fmt.Sprintf("agent %s name=%q sponsor=%q risk_tier=%s status=%s; keys naming no entry: %s",
-		ag.ID, ag.Name, ag.Sponsor, ag.RiskTier, ag.Status, strings.Join(keys, ", "))
-}
-
-func describeCounterparty(cp store.Counterparty) string {
-	bank := "none"
-	if len(cp.BankDetailsSealed) > 0 {
-		bank = "sealed"
-	}
-	return fmt.Sprintf("counterparty %s name=%q status=%s bank_details=%s", cp.ID, cp.Name, cp.Status, bank)
 }

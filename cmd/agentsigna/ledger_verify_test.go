@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -300,6 +301,16 @@ func TestLedgerVerifyReceiptKeys(t *testing.T) {
 	}
 }
 
+// listingDigest is the digest a ledger adopt listing ends with.
+func listingDigest(t *testing.T, out string) string {
+	t.Helper()
+	m := regexp.MustCompile(`--confirm ([0-9a-f]{64})\n`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no digest in %q", out)
+	}
+	return m[1]
+}
+
 // acmeDataDir is a data directory holding organization acme (whose
 // store file is tenantFile) and the master key serve or org create makes
 // with it; nothing is left open.
@@ -479,8 +490,8 @@ func TestLedgerVerifyRows(t *testing.T) {
 		// Stored by a build that did not log agents (both rows name no
 		// entry), which nothing tells from rows planted since: ledger
 		// verify fails until an operator adopts them.
-		const old = "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa"
-		run, verifyLog, tenantFile, _, _ := setup(t)
+		const old, ghost = "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "agt_gggggggggggggggggggggggggg"
+		run, verifyLog, tenantFile, _, dir := setup(t)
 		sqlitetest.Plant(t, tenantFile,
 			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
 			SELECT tenant_id, '`+old+`', 'old', sponsor, 'low', 'active', created_at, updated_at FROM agents`,
@@ -489,32 +500,52 @@ func TestLedgerVerifyRows(t *testing.T) {
 		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" names no entry: planted, or stored before agents were logged and not adopted since") {
 			t.Fatalf("unadopted: %q, %v", out, err)
 		}
+		adopt := func(args ...string) (string, error) {
+			var out, errOut bytes.Buffer
+			err := runLedger(ctx, append([]string{"adopt", "--tenant", "acme", "--data-dir", dir}, args...), &out, &errOut, envOf(nil))
+			return out.String(), err
+		}
 		// Rotated by this build (entry 3) before it is adopted: what the
-		// log says of it is held all the same.
+		// log says of it is held all the same. Its retired key made
+		// active again is refused.
 		run(runAgent, "rotate-key", "--tenant", "acme", old, "--generate-key", filepath.Join(t.TempDir(), "k"))
-		// Its retired key made active again, then listed and adopted as
-		// found: the rotation still retired it.
 		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE kid = 'old-key'`)
-		if out := run(runLedger, "adopt", "--tenant", "acme"); !strings.Contains(out, `acme: agent `+old+` name="old" sponsor="usr_s" risk_tier=low status=active; keys naming no entry: old-key (active)`) ||
-			!strings.Contains(out, "nothing adopted") {
-			t.Fatalf("listed: %q", out)
+		out, err := adopt()
+		if err != nil || !strings.Contains(out, "acme: refused: key old-key of agent "+old+" is active, but entry 3 retired it") || strings.Contains(out, "would bind") {
+			t.Fatalf("a key the log retired, active again: %q, %v", out, err)
+		}
+		if out, err := adopt("--confirm", listingDigest(t, out)); err == nil || strings.Contains(out, "bound") {
+			t.Fatalf("confirmed, refused: %q, %v", out, err)
+		}
+		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'retired', retired_at = created_at WHERE kid = 'old-key'`)
+		listed, err := adopt()
+		if err != nil || !strings.Contains(listed, `acme: would bind agent `+old+` name="old" sponsor="usr_s" risk_tier=low status=active, to a new agent.adopted entry; key old-key (retired)`) ||
+			!strings.Contains(listed, "nothing adopted") {
+			t.Fatalf("listed: %q, %v", listed, err)
 		}
 		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" names no entry") {
 			t.Fatalf("listed, not adopted: %q, %v", out, err)
 		}
-		if out := run(runLedger, "adopt", "--tenant", "acme", "--yes"); !strings.Contains(out, "acme: adopted by entry 4: agent "+old) {
-			t.Fatalf("adopted: %q", out)
+		// A ghost planted after the listing is not adopted with it: the
+		// listing's digest names what the operator saw.
+		sqlitetest.Plant(t, tenantFile,
+			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+			SELECT tenant_id, '`+ghost+`', 'ghost', sponsor, 'low', 'active', created_at, updated_at FROM agents WHERE id = '`+old+`'`,
+			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+			SELECT tenant_id, '`+ghost+`', 'ghost-key', public_jwk, 'active', created_at FROM agent_keys WHERE kid = 'old-key'`)
+		if out, err := adopt("--confirm", listingDigest(t, listed)); err == nil || !strings.Contains(err.Error(), "changed since they were listed") || strings.Contains(out, "bound") {
+			t.Fatalf("a ghost planted after the listing: %q, %v", out, err)
 		}
-		if out, err := verifyLog(); err == nil || !strings.Contains(out, "key old-key of agent "+old+" is active, but entry 3 retired it") {
-			t.Fatalf("a key the log retired, adopted active: %q, %v", out, err)
+		sqlitetest.Tamper(t, tenantFile, `DELETE FROM agent_keys WHERE agent_id = '`+ghost+`'`, `DELETE FROM agents WHERE id = '`+ghost+`'`)
+		if out, err := adopt("--confirm", listingDigest(t, listed)); err != nil || !strings.Contains(out, "acme: bound agent "+old) {
+			t.Fatalf("adopted: %q, %v", out, err)
 		}
-		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'retired', retired_at = created_at WHERE kid = 'old-key'`)
 		run(runAgent, "suspend", "--tenant", "acme", old)
 		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 6 entries") {
-			t.Fatalf("adopted, rotated and suspended: %q, %v", out, err)
+			t.Fatalf("adopted, then suspended: %q, %v", out, err)
 		}
-		if out := run(runLedger, "adopt", "--tenant", "acme"); !strings.Contains(out, "acme: every agent and counterparty names its entry; nothing to adopt") {
-			t.Fatalf("adopt again: %q", out)
+		if out, err := adopt(); err != nil || !strings.Contains(out, "acme: every agent, agent key and counterparty names its entry; nothing to adopt") {
+			t.Fatalf("adopt again: %q, %v", out, err)
 		}
 		// Adopted, its rows are held to the adoption.
 		sqlitetest.Tamper(t, tenantFile, `UPDATE agents SET sponsor = 'usr_mallory' WHERE id = '`+old+`'`)
@@ -525,23 +556,62 @@ func TestLedgerVerifyRows(t *testing.T) {
 		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" is active, but entry 5 suspended it") {
 			t.Fatalf("reinstated: %q, %v", out, err)
 		}
+		// A key naming no entry beside an agent that names one, which no
+		// entry introduced, is refused.
 		sqlitetest.Tamper(t, tenantFile, `UPDATE agents SET status = 'suspended' WHERE id = '`+old+`'`,
 			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
 			SELECT tenant_id, agent_id, 'planted', public_jwk, 'active', created_at FROM agent_keys WHERE kid = 'old-key'`)
 		if out, err := verifyLog(); err == nil || !strings.Contains(out, "key planted of agent "+old+" names no entry") {
 			t.Fatalf("a key planted beside its keys: %q, %v", out, err)
 		}
-		// A key naming no entry beside an agent that names one is listed
-		// as planted, never adopted.
-		var out, errOut bytes.Buffer
-		err := runLedger(ctx, []string{"adopt", "--tenant", "acme", "--yes", "--data-dir", filepath.Dir(filepath.Dir(tenantFile))}, &out, &errOut, envOf(nil))
-		if err == nil || !strings.Contains(out.String(), "acme: key planted of agent "+old+" names no entry, and its agent does: planted") || strings.Contains(out.String(), "adopted by") {
-			t.Fatalf("adopt beside a planted key: %q, %v", out.String(), err)
+		if out, err := adopt(); err != nil || !strings.Contains(out, "acme: refused: key planted of agent "+old+" names no entry, and no entry introduced it") || strings.Contains(out, "would bind") {
+			t.Fatalf("adopt beside a planted key: %q, %v", out, err)
 		}
 		// Gone from the store, with the keys the log introduced.
 		sqlitetest.Tamper(t, tenantFile, `DELETE FROM agent_keys WHERE agent_id = '`+old+`'`, `DELETE FROM agents WHERE id = '`+old+`'`)
 		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" was registered by entry 4, but the store no longer holds it") {
 			t.Fatalf("deleted: %q, %v", out, err)
+		}
+	})
+	t.Run("a registered agent made to name no entry", func(t *testing.T) {
+		// Unbound in the file, made safer and given a key of the writer's:
+		// adopt holds it to its registration, and binds it to its entries
+		// only once its rows say what they say, appending none.
+		_, verifyLog, tenantFile, agentID, dir := setup(t)
+		adopt := func(args ...string) (string, error) {
+			var out, errOut bytes.Buffer
+			err := runLedger(ctx, append([]string{"adopt", "--tenant", "acme", "--data-dir", dir}, args...), &out, &errOut, envOf(nil))
+			return out.String(), err
+		}
+		sqlitetest.Tamper(t, tenantFile, `UPDATE agents SET ledger_index = NULL, risk_tier = 'low'`, `UPDATE agent_keys SET ledger_index = NULL`,
+			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+			SELECT tenant_id, agent_id, 'writers', public_jwk, 'active', created_at FROM agent_keys LIMIT 1`)
+		for _, tc := range []struct{ stmt, want string }{
+			{"", "agent " + agentID + " is stored low, safer than entry 0 registered it (high)"},
+			{`UPDATE agents SET risk_tier = 'high'`, "key writers of agent " + agentID + " names no entry, and no entry introduced it, though entry 0 registered the agent"},
+			{`DELETE FROM agent_keys WHERE kid = 'writers'`, ""},
+		} {
+			if tc.stmt != "" {
+				sqlitetest.Tamper(t, tenantFile, tc.stmt)
+			}
+			out, err := adopt()
+			switch {
+			case err != nil:
+				t.Fatalf("%q: %v", tc.stmt, err)
+			case tc.want != "" && (!strings.Contains(out, "acme: refused: "+tc.want) || strings.Contains(out, "would bind")):
+				t.Fatalf("%q: %q, want refused: %s", tc.stmt, out, tc.want)
+			case tc.want == "":
+				if !strings.Contains(out, "would bind agent "+agentID+` name="payer" sponsor="usr_s" risk_tier=high status=active, to entry 0, which registered it`) ||
+					!strings.Contains(out, ", to entry 0, which introduced it") || !strings.Contains(out, ", to entry 1, which introduced it") {
+					t.Fatalf("listed: %q", out)
+				}
+				if out, err := adopt("--confirm", listingDigest(t, out)); err != nil || !strings.Contains(out, "acme: bound agent "+agentID) {
+					t.Fatalf("adopted: %q, %v", out, err)
+				}
+			}
+		}
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 3 entries") {
+			t.Fatalf("bound to its own entries: %q, %v", out, err)
 		}
 	})
 	t.Run("a rotation an older build logged", func(t *testing.T) {
@@ -587,15 +657,24 @@ func TestLedgerVerifyRows(t *testing.T) {
 		}
 	})
 	t.Run("a counterparty from before they were logged", func(t *testing.T) {
-		run, verifyLog, tenantFile, _, _ := setup(t)
+		_, verifyLog, tenantFile, _, dir := setup(t)
+		adopt := func(args ...string) (string, error) {
+			var out, errOut bytes.Buffer
+			err := runLedger(ctx, append([]string{"adopt", "--tenant", "acme", "--data-dir", dir}, args...), &out, &errOut, envOf(nil))
+			return out.String(), err
+		}
 		const old = "cp_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 		sqlitetest.Plant(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
 			SELECT tenant_id, '`+old+`', 'Old Vendor', 'verified', created_at, updated_at FROM counterparties`)
 		if out, err := verifyLog(); err == nil || !strings.Contains(out, "counterparty "+old+" names no entry: planted, or stored before counterparties were logged and not adopted since") {
 			t.Fatalf("unadopted: %q, %v", out, err)
 		}
-		if out := run(runLedger, "adopt", "--tenant", "acme", "--yes"); !strings.Contains(out, `acme: adopted by entry 3: counterparty `+old+` name="Old Vendor" status=verified bank_details=none`) {
-			t.Fatalf("adopted: %q", out)
+		listed, err := adopt()
+		if err != nil || !strings.Contains(listed, `acme: would bind counterparty `+old+` name="Old Vendor" status=verified bank_details_sealed_sha256=none, to a new counterparty.adopted entry`) {
+			t.Fatalf("listed: %q, %v", listed, err)
+		}
+		if out, err := adopt("--confirm", listingDigest(t, listed)); err != nil || !strings.Contains(out, "acme: bound counterparty "+old) {
+			t.Fatalf("adopted: %q, %v", out, err)
 		}
 		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 4 entries") {
 			t.Fatalf("adopted: %q, %v", out, err)
@@ -603,6 +682,24 @@ func TestLedgerVerifyRows(t *testing.T) {
 		sqlitetest.Tamper(t, tenantFile, `UPDATE counterparties SET bank_details_sealed = X'00' WHERE id = '`+old+`'`)
 		if out, err := verifyLog(); err == nil || !strings.Contains(out, "counterparty "+old+" is stored with other bank details than entry 3 recorded") {
 			t.Fatalf("its bank details changed: %q, %v", out, err)
+		}
+		// One the log recorded, made to name no entry: bound to it again,
+		// once its row says what it says.
+		sqlitetest.Tamper(t, tenantFile, `UPDATE counterparties SET bank_details_sealed = NULL WHERE id = '`+old+`'`,
+			`UPDATE counterparties SET ledger_index = NULL, status = 'verified' WHERE id <> '`+old+`'`)
+		if out, err := adopt(); err != nil || !strings.Contains(out, "is verified, but entry 2 recorded it new") || strings.Contains(out, "would bind") {
+			t.Fatalf("made verified: %q, %v", out, err)
+		}
+		sqlitetest.Tamper(t, tenantFile, `UPDATE counterparties SET status = 'new' WHERE id <> '`+old+`'`)
+		listed, err = adopt()
+		if err != nil || !strings.Contains(listed, "status=new bank_details_sealed_sha256=none, to entry 2, which recorded it") {
+			t.Fatalf("listed: %q, %v", listed, err)
+		}
+		if out, err := adopt("--confirm", listingDigest(t, listed)); err != nil || !strings.Contains(out, "acme: bound counterparty") {
+			t.Fatalf("bound again: %q, %v", out, err)
+		}
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 4 entries") {
+			t.Fatalf("bound again: %q, %v", out, err)
 		}
 	})
 }

@@ -59,37 +59,36 @@ func TestUnboundRowsTrustedOnlyOnceAdopted(t *testing.T) {
 		}
 	}
 
+	adopter, err := decision.NewAdopter(e.ledger, e.backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := adopter.Plan(ctx, e.org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Agents) != 1 || plan.Agents[0].Agent == nil || plan.Agents[0].Agent.ID != agentID || plan.Agents[0].Registered != nil ||
+		len(plan.Agents[0].Keys) != 1 || plan.Agents[0].Keys[0].KID != "old-key" || len(plan.Agents[0].Introduced) != 0 ||
+		len(plan.Counterparties) != 1 || plan.Counterparties[0].Counterparty.ID != cpID || plan.Counterparties[0].Recorded != nil || len(plan.Refused) != 0 {
+		t.Fatalf("plan: %+v", plan)
+	}
+	listed := plan.Digest()
+	bound := func(string, uint64) {}
+
+	// Changed since they were listed: refused, and nothing logged — by
+	// the digest, and by the rows' own transactions.
+	size := e.ledgerSize(t)
+	sqlitetest.Plant(t, file, `UPDATE agents SET sponsor = 'usr_mallory' WHERE id = '`+agentID+`'`,
+		`UPDATE counterparties SET name = 'Mallory Ltd' WHERE id = '`+cpID+`'`)
+	if _, err := adopter.Adopt(ctx, e.org, listed, bound); !errors.Is(err, decision.ErrPlanChanged) {
+		t.Fatalf("rows changed since the listing: %v, want ErrPlanChanged", err)
+	}
 	agents, err := identity.NewAgents(e.ledger, e.backend)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := store.TenantRef{ID: e.org.ID, Slug: e.org.Slug}
-	unbound, err := agents.Unbound(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(unbound.Agents) != 1 || unbound.Agents[0].Agent.ID != agentID || len(unbound.Agents[0].Keys) != 1 ||
-		unbound.Agents[0].Keys[0].KID != "old-key" || len(unbound.Planted) != 0 {
-		t.Fatalf("unbound agents: %+v", unbound)
-	}
-	cps, err := decision.UnboundCounterparties(ctx, e.backend, e.org)
-	if err != nil || len(cps) != 1 || cps[0].ID != cpID {
-		t.Fatalf("unbound counterparties: %+v, %v", cps, err)
-	}
-	counterparties, err := decision.NewCounterparties(e.ledger)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// Changed since they were listed: refused, and nothing logged.
-	size := e.ledgerSize(t)
-	sqlitetest.Plant(t, file, `UPDATE agents SET sponsor = 'usr_mallory' WHERE id = '`+agentID+`'`,
-		`UPDATE counterparties SET name = 'Mallory Ltd' WHERE id = '`+cpID+`'`)
-	if _, err := agents.Adopt(ctx, ref, unbound.Agents[0]); !errors.Is(err, store.ErrConflict) {
+	if _, err := agents.Adopt(ctx, store.TenantRef{ID: e.org.ID, Slug: e.org.Slug}, plan.Agents[0]); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("an agent changed since it was listed: %v, want ErrConflict", err)
-	}
-	if _, err := counterparties.Adopt(ctx, e.org, cps[0]); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("a counterparty changed since it was listed: %v, want ErrConflict", err)
 	}
 	if got := e.ledgerSize(t); got != size {
 		t.Fatalf("refused adoptions logged %d entries", got-size)
@@ -97,45 +96,35 @@ func TestUnboundRowsTrustedOnlyOnceAdopted(t *testing.T) {
 	escalated("after refused adoptions", "high_tier_money_movement", "unverified_counterparty")
 
 	// Listed again and adopted: trusted as the entries record them.
-	if unbound, err = agents.Unbound(ctx, ref); err != nil {
-		t.Fatal(err)
-	}
-	if cps, err = decision.UnboundCounterparties(ctx, e.backend, e.org); err != nil {
+	if plan, err = adopter.Plan(ctx, e.org); err != nil {
 		t.Fatal(err)
 	}
 	size = e.ledgerSize(t)
-	agentEntry, err := agents.Adopt(ctx, ref, unbound.Agents[0])
-	if err != nil {
+	var indexes []uint64
+	if _, err := adopter.Adopt(ctx, e.org, plan.Digest(), func(_ string, index uint64) { indexes = append(indexes, index) }); err != nil {
 		t.Fatal(err)
 	}
-	cpEntry, err := counterparties.Adopt(ctx, e.org, cps[0])
-	if err != nil {
-		t.Fatal(err)
+	if len(indexes) != 2 || indexes[0] != size || indexes[1] != size+1 {
+		t.Fatalf("adopted by entries %v, want %d and %d", indexes, size, size+1)
 	}
-	if agentEntry != size || cpEntry != size+1 {
-		t.Fatalf("adopted by entries %d and %d, want %d and %d", agentEntry, cpEntry, size, size+1)
-	}
-	entry, record := e.entryAt(t, agentEntry)
+	entry, record := e.entryAt(t, indexes[0])
 	var rec identity.AgentRecord
 	if entry.Kind != identity.KindAgentAdopted || entry.Subject != agentID || json.Unmarshal(record, &rec) != nil ||
 		rec.Sponsor != "usr_mallory" || rec.RiskTier != store.RiskLow || rec.Status != store.AgentActive ||
 		len(rec.Keys) != 1 || rec.Keys[0].KeyID != "old-key" || rec.Keys[0].Status != store.KeyActive {
 		t.Fatalf("the adoption entry: %+v %s", entry, record)
 	}
-	if entry, _ := e.entryAt(t, cpEntry); entry.Kind != decision.KindCounterpartyAdopted || entry.Subject != cpID {
+	if entry, _ := e.entryAt(t, indexes[1]); entry.Kind != decision.KindCounterpartyAdopted || entry.Subject != cpID {
 		t.Fatalf("the counterparty's adoption entry: %+v", entry)
 	}
 	if got := e.decide(t, agentID, payment("10.00", cpID), ""); got.Outcome != decision.Allow {
 		t.Fatalf("adopted rows: %s %v, want allow", got.Outcome, got.Reasons)
 	}
-	// Adopted already: refused.
-	if _, err := agents.Adopt(ctx, ref, unbound.Agents[0]); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("an agent adopted twice: %v, want ErrConflict", err)
+	// Adopted already: nothing left, and the old listing names nothing.
+	if _, err := adopter.Adopt(ctx, e.org, plan.Digest(), bound); !errors.Is(err, decision.ErrPlanChanged) {
+		t.Fatalf("adopted twice: %v, want ErrPlanChanged", err)
 	}
-	if _, err := counterparties.Adopt(ctx, e.org, cps[0]); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("a counterparty adopted twice: %v, want ErrConflict", err)
-	}
-	if unbound, err := agents.Unbound(ctx, ref); err != nil || len(unbound.Agents)+len(unbound.Planted) != 0 {
-		t.Fatalf("after adoption: %+v, %v", unbound, err)
+	if plan, err := adopter.Plan(ctx, e.org); err != nil || !plan.Empty() {
+		t.Fatalf("after adoption: %+v, %v", plan, err)
 	}
 }

@@ -1,7 +1,6 @@
 package decision
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -20,7 +19,7 @@ const (
 	// KindCounterpartyCreated: a counterparty was added.
 	KindCounterpartyCreated = "counterparty.created"
 	// KindCounterpartyAdopted: a counterparty stored before counterparties
-	// named their entry was logged as found (Counterparties.Adopt).
+	// named their entry was logged as found (Adopter).
 	KindCounterpartyAdopted = "counterparty.adopted"
 )
 
@@ -112,76 +111,6 @@ func (c *Counterparties) AddAll(ctx context.Context, org Organization, cps []sto
 	return stored, nil
 }
 
-// UnboundCounterparties lists org's counterparties that name no ledger
-// entry, bank details included: stored before counterparties named their
-// entry, or planted since. None is trusted as verified until an operator
-// who checked it adopts it (Adopt).
-func UnboundCounterparties(ctx context.Context, tenants store.TenantStore, org Organization) ([]store.Counterparty, error) {
-	var unbound []store.Counterparty
-	err := tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		list, err := tx.Counterparties().List(ctx)
-		if err != nil {
-			return err
-		}
-		for _, cp := range list {
-			if cp.LedgerIndex != nil {
-				continue
-			}
-			// List reads no bank details.
-			full, err := tx.Counterparties().Get(ctx, cp.ID)
-			if err != nil {
-				return err
-			}
-			unbound = append(unbound, full)
-		}
-		return nil
-	})
-	return unbound, err
-}
-
-// Adopt logs cp, a counterparty that names no entry, as it was listed
-// (UnboundCounterparties): a counterparty.adopted entry records its name,
-// status and the SHA-256 of its sealed bank details, and the row is made
-// to name it, in the entry's transaction. From then on it is trusted as
-// that entry records it. The row must still be as listed, or the adoption
-// is refused (store.ErrConflict) and changes nothing. Adopt returns the
-// entry's index.
-//
-// Adopting is the operator's word that the row is the organization's
-// own: a counterparty planted as verified, adopted, is trusted as one
-// added verified.
-func (c *Counterparties) Adopt(ctx context.Context, org Organization, cp store.Counterparty) (uint64, error) {
-	if cp.LedgerIndex != nil {
-		return 0, fmt.Errorf("%w: counterparty %s names entry %d already", store.ErrConflict, cp.ID, *cp.LedgerIndex)
-	}
-	rec := CounterpartyRecord{Event: "counterparty_adopted", CounterpartyID: cp.ID, Name: cp.Name, Status: string(cp.Status)}
-	if cp.BankDetailsSealed != nil {
-		sum := sha256.Sum256(cp.BankDetailsSealed)
-		rec.BankDetailsSealedSHA256 = base64.StdEncoding.EncodeToString(sum[:])
-	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return 0, err
-	}
-	var index uint64
-	_, err = c.ledger.AppendAllAndChange(ctx, c.ledger.TenantLog(org.ID, org.Slug), []ledger.Entry{{Kind: KindCounterpartyAdopted, Subject: cp.ID, Record: b}},
-		func(ctx context.Context, tx store.TenantTx, at uint64) error {
-			now, err := tx.Counterparties().Get(ctx, cp.ID)
-			if err != nil {
-				return err
-			}
-			if now.LedgerIndex != nil || now.Name != cp.Name || now.Status != cp.Status || !bytes.Equal(now.BankDetailsSealed, cp.BankDetailsSealed) {
-				return fmt.Errorf("%w: counterparty %s changed since it was listed; list it again", store.ErrConflict, cp.ID)
-			}
-			if err := tx.Counterparties().Adopt(ctx, cp.ID, at); err != nil {
-				return err
-			}
-			index = at
-			return nil
-		})
-	return index, err
-}
-
 // counterpartyLog decides which status of a counterparty row the policy
 // sees. A status that trusts the counterparty less than verified (new,
 // blocked) is taken as stored: a row can only make the answer stricter
@@ -193,8 +122,8 @@ func (c *Counterparties) Adopt(ctx context.Context, org Organization, cp store.C
 // and take its payments out of the base policy's escalation. A row that
 // names no entry is seen as new: one stored before counterparties named
 // their entry cannot be told from one planted since, until an operator
-// adopts it (Counterparties.Adopt: its counterparty.adopted entry then
-// stands for its creation).
+// adopts it (Adopter: its counterparty.adopted entry then stands for its
+// creation).
 type counterpartyLog struct {
 	ledger *ledger.Ledger
 	logger *slog.Logger

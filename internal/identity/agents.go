@@ -229,11 +229,10 @@ func checkRegistrable(key store.AgentKey) error {
 // Unbound is what of an organization's agent rows names no ledger entry,
 // and so is trusted with nothing (KeyLog, and the decision service's
 // agentLog): agents stored before agents named their entry, with their
-// keys that name none, for an operator to check and adopt (Adopt); and
-// keys naming none of agents that do, which no build stored.
+// keys that name none; and keys naming none of agents that do.
 type Unbound struct {
-	Agents  []UnboundAgent
-	Planted []store.AgentKey
+	Agents []UnboundAgent
+	Keys   []store.AgentKey // of agents that name their entry
 }
 
 // UnboundAgent is an agent that names no entry, and its keys that name
@@ -243,87 +242,159 @@ type UnboundAgent struct {
 	Keys  []store.AgentKey
 }
 
-// Unbound lists org's agent rows that name no entry.
-func (a *Agents) Unbound(ctx context.Context, org store.TenantRef) (Unbound, error) {
+// ReadUnbound lists, in tx, the agent rows that name no entry.
+func ReadUnbound(ctx context.Context, tx store.TenantTx) (Unbound, error) {
 	var u Unbound
-	err := a.tenants.InTenantReadTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
-		agents, err := tx.Agents().List(ctx)
+	agents, err := tx.Agents().List(ctx)
+	if err != nil {
+		return u, err
+	}
+	for _, ag := range agents {
+		keys, err := tx.Agents().Keys(ctx, ag.ID)
 		if err != nil {
-			return err
+			return u, err
 		}
-		for _, ag := range agents {
-			keys, err := tx.Agents().Keys(ctx, ag.ID)
-			if err != nil {
-				return err
-			}
-			keys = slices.DeleteFunc(keys, func(k store.AgentKey) bool { return k.LedgerIndex != nil })
-			switch {
-			case ag.LedgerIndex == nil:
-				u.Agents = append(u.Agents, UnboundAgent{Agent: ag, Keys: keys})
-			default:
-				u.Planted = append(u.Planted, keys...)
-			}
+		keys = slices.DeleteFunc(keys, func(k store.AgentKey) bool { return k.LedgerIndex != nil })
+		switch {
+		case ag.LedgerIndex == nil:
+			u.Agents = append(u.Agents, UnboundAgent{Agent: ag, Keys: keys})
+		default:
+			u.Keys = append(u.Keys, keys...)
 		}
-		return nil
-	})
-	return u, err
+	}
+	return u, nil
 }
 
-// Adopt logs ua, an agent that names no entry, as it was listed: one
-// agent.adopted entry records the agent (its name, sponsor, risk tier and
-// status) and its keys that name none (each with its status), and the
-// rows are made to name it, in the entry's transaction. From then on the
-// agent and its active keys are trusted as that entry records them. The
-// rows must still be as listed: an agent or a key changed, added or
-// adopted since refuses the adoption (store.ErrConflict), which changes
-// nothing. Adopt returns the entry's index.
+// Adoption binds rows that name no entry to the entries that record them.
+// Agent, when set, is an agent that names none, with its keys that name
+// none; else Keys are keys naming none of an agent that names its entry.
+//
+// Entries the log holds already are named by index: Registered, the
+// agent's registration (or adoption), and Introduced, by kid, the entry
+// that introduced each key. An agent the log does not register is logged
+// as found by a new agent.adopted entry, which records the agent and the
+// keys Introduced does not name. The caller (decision.PlanAdoption) reads
+// the log to fill them, and holds the rows to it; Adopt binds as told.
+type Adoption struct {
+	Agent      *store.Agent
+	Keys       []store.AgentKey
+	Registered *uint64
+	Introduced map[string]uint64
+}
+
+// Adopt binds ad's rows, as they were listed, to their entries: to those
+// it names, and, for an agent the log does not register, to one new
+// agent.adopted entry appended in the rows' transaction. From then on the
+// agent and its active keys are trusted as those entries record them. The
+// rows must still be as listed: an agent or a key changed, added or bound
+// since refuses the adoption (store.ErrConflict), which changes nothing.
+// Adopt returns the index of the entry the agent names (of its agent.adopted
+// entry when it appended one; 0 for keys alone).
 //
 // Adopting is the operator's word that the rows are the organization's
 // own: a row written behind the service's back, adopted, is trusted as
 // one registered. Hence the listing first (agentsigna ledger adopt).
-func (a *Agents) Adopt(ctx context.Context, org store.TenantRef, ua UnboundAgent) (uint64, error) {
-	ag := ua.Agent
-	if ag.LedgerIndex != nil {
-		return 0, fmt.Errorf("%w: agent %s names entry %d already", store.ErrConflict, ag.ID, *ag.LedgerIndex)
+func (a *Agents) Adopt(ctx context.Context, org store.TenantRef, ad Adoption) (uint64, error) {
+	agentID, err := ad.check()
+	if err != nil {
+		return 0, err
 	}
-	record := AgentRecord{Event: "agent_adopted", AgentID: ag.ID, Name: ag.Name, Sponsor: ag.Sponsor,
-		RiskTier: ag.RiskTier, Status: ag.Status, Keys: []AdoptedKey{}}
-	for _, k := range ua.Keys {
-		if k.AgentID != ag.ID || k.LedgerIndex != nil || !json.Valid([]byte(k.PublicJWK)) {
-			return 0, fmt.Errorf("%w: key %s is not one of agent %s's keys that name no entry", store.ErrInvalid, k.KID, ag.ID)
+	bind := func(ctx context.Context, tx store.TenantTx, at uint64) error {
+		if err := ad.unchanged(ctx, tx, agentID); err != nil {
+			return err
 		}
-		record.Keys = append(record.Keys, AdoptedKey{KeyID: k.KID, PublicJWK: json.RawMessage(k.PublicJWK), Status: k.Status})
-	}
-	var index uint64
-	err := a.change(ctx, org, KindAgentAdopted, ag.ID, record, func(ctx context.Context, tx store.TenantTx, at uint64) error {
 		agents := tx.Agents()
-		now, err := agents.Get(ctx, ag.ID)
-		if err != nil {
-			return err
-		}
-		if now.LedgerIndex != nil || now.Name != ag.Name || now.Sponsor != ag.Sponsor || now.RiskTier != ag.RiskTier || now.Status != ag.Status {
-			return fmt.Errorf("%w: agent %s changed since it was listed; list it again", store.ErrConflict, ag.ID)
-		}
-		keys, err := agents.Keys(ctx, ag.ID)
-		if err != nil {
-			return err
-		}
-		keys = slices.DeleteFunc(keys, func(k store.AgentKey) bool { return k.LedgerIndex != nil })
-		if !slices.EqualFunc(keys, ua.Keys, func(a, b store.AgentKey) bool {
-			return a.KID == b.KID && a.PublicJWK == b.PublicJWK && a.Status == b.Status
-		}) {
-			return fmt.Errorf("%w: agent %s's keys changed since they were listed; list them again", store.ErrConflict, ag.ID)
-		}
-		if err := agents.Adopt(ctx, ag.ID, at); err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if err := agents.AdoptKey(ctx, ag.ID, k.KID, at); err != nil {
+		if ad.Agent != nil {
+			if err := agents.Adopt(ctx, agentID, at); err != nil {
 				return err
 			}
 		}
-		index = at
+		for _, k := range ad.Keys {
+			index, ok := ad.Introduced[k.KID]
+			if !ok {
+				index = at
+			}
+			if err := agents.AdoptKey(ctx, agentID, k.KID, index); err != nil {
+				return err
+			}
+		}
 		return nil
+	}
+	if ad.Agent == nil || ad.Registered != nil {
+		// Every row has its entry already: none is appended.
+		var at uint64 // unused for keys alone: Introduced names each
+		if ad.Registered != nil {
+			at = *ad.Registered
+		}
+		err := a.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error {
+			return bind(ctx, tx, at)
+		})
+		return at, err
+	}
+	ag := ad.Agent
+	record := AgentRecord{Event: "agent_adopted", AgentID: ag.ID, Name: ag.Name, Sponsor: ag.Sponsor,
+		RiskTier: ag.RiskTier, Status: ag.Status, Keys: []AdoptedKey{}}
+	for _, k := range ad.Keys {
+		if _, ok := ad.Introduced[k.KID]; !ok {
+			record.Keys = append(record.Keys, AdoptedKey{KeyID: k.KID, PublicJWK: json.RawMessage(k.PublicJWK), Status: k.Status})
+		}
+	}
+	var index uint64
+	err = a.change(ctx, org, KindAgentAdopted, ag.ID, record, func(ctx context.Context, tx store.TenantTx, at uint64) error {
+		index = at
+		return bind(ctx, tx, at)
 	})
 	return index, err
+}
+
+// check refuses an adoption that is not one, and returns its agent's id.
+func (ad Adoption) check() (string, error) {
+	var agentID string
+	switch {
+	case ad.Agent != nil && ad.Agent.LedgerIndex != nil:
+		return "", fmt.Errorf("%w: agent %s names entry %d already", store.ErrConflict, ad.Agent.ID, *ad.Agent.LedgerIndex)
+	case ad.Agent != nil:
+		agentID = ad.Agent.ID
+	case len(ad.Keys) == 0 || ad.Registered != nil:
+		return "", fmt.Errorf("%w: an adoption of keys alone names their agent's keys and the entries that introduced them", store.ErrInvalid)
+	default:
+		agentID = ad.Keys[0].AgentID
+	}
+	for _, k := range ad.Keys {
+		_, introduced := ad.Introduced[k.KID]
+		switch {
+		case k.AgentID != agentID || k.LedgerIndex != nil || !json.Valid([]byte(k.PublicJWK)):
+			return "", fmt.Errorf("%w: key %s is not one of agent %s's keys that name no entry", store.ErrInvalid, k.KID, agentID)
+		case !introduced && (ad.Agent == nil || ad.Registered != nil):
+			return "", fmt.Errorf("%w: key %s of agent %s: no entry introduced it, and no adoption records it", store.ErrInvalid, k.KID, agentID)
+		}
+	}
+	return agentID, nil
+}
+
+// unchanged refuses, in tx, rows that are not as ad lists them.
+func (ad Adoption) unchanged(ctx context.Context, tx store.TenantTx, agentID string) error {
+	agents := tx.Agents()
+	now, err := agents.Get(ctx, agentID)
+	if err != nil {
+		return err
+	}
+	if ag := ad.Agent; ag != nil && (now.LedgerIndex != nil || now.Name != ag.Name || now.Sponsor != ag.Sponsor ||
+		now.RiskTier != ag.RiskTier || now.Status != ag.Status) {
+		return fmt.Errorf("%w: agent %s changed since it was listed; list it again", store.ErrConflict, agentID)
+	}
+	if ad.Agent == nil && now.LedgerIndex == nil {
+		return fmt.Errorf("%w: agent %s names no entry now; list it again", store.ErrConflict, agentID)
+	}
+	keys, err := agents.Keys(ctx, agentID)
+	if err != nil {
+		return err
+	}
+	keys = slices.DeleteFunc(keys, func(k store.AgentKey) bool { return k.LedgerIndex != nil })
+	if !slices.EqualFunc(keys, ad.Keys, func(a, b store.AgentKey) bool {
+		return a.KID == b.KID && a.PublicJWK == b.PublicJWK && a.Status == b.Status
+	}) {
+		return fmt.Errorf("%w: agent %s's keys changed since they were listed; list them again", store.ErrConflict, agentID)
+	}
+	return nil
 }

@@ -1,0 +1,360 @@
+package decision
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/agentsigna/agentsigna/internal/identity"
+	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/ledger"
+)
+
+// Adopter binds an organization's rows that name no ledger entry — agents,
+// agent keys and counterparties stored before rows named their entry, or
+// planted since, which nothing tells apart — to entries, once an operator
+// has checked them (agentsigna ledger adopt). Until then the service
+// trusts them with nothing.
+//
+// It reads the organization's log first (Plan), as ledger verify does,
+// and binds each row to the entries the log holds of it already (a
+// registration, a key's introduction, a counterparty's creation); a row
+// the log does not record is logged as found, by a new agent.adopted or
+// counterparty.adopted entry; a row that says otherwise than its entries
+// is refused, named, as ledger verify would fail it. The plan's Digest
+// names what the operator saw: Adopt carries out only that plan.
+type Adopter struct {
+	ledger  *ledger.Ledger
+	tenants store.TenantStore
+	agents  *identity.Agents
+}
+
+// NewAdopter returns the adopter of the rows of tenants' organizations,
+// logged in l.
+func NewAdopter(l *ledger.Ledger, tenants store.TenantStore) (*Adopter, error) {
+	agents, err := identity.NewAgents(l, tenants)
+	if err != nil {
+		return nil, err
+	}
+	return &Adopter{ledger: l, tenants: tenants, agents: agents}, nil
+}
+
+// AdoptionPlan is what Adopt would do with an organization's rows that
+// name no entry.
+type AdoptionPlan struct {
+	Agents         []identity.Adoption
+	Counterparties []CounterpartyAdoption
+	// Refused says, for each row not adopted, why: what ledger verify
+	// would fail once it named its entry.
+	Refused []string
+}
+
+// CounterpartyAdoption binds a counterparty that names no entry: to
+// Recorded, the entry that recorded it already, or, nil, to a new
+// counterparty.adopted entry recording it as found.
+type CounterpartyAdoption struct {
+	Counterparty store.Counterparty // sealed bank details included
+	Recorded     *uint64
+}
+
+// Empty reports whether the plan adopts and refuses nothing.
+func (p AdoptionPlan) Empty() bool {
+	return len(p.Agents) == 0 && len(p.Counterparties) == 0 && len(p.Refused) == 0
+}
+
+// Digest is the SHA-256 of everything the plan lists, in hex: every
+// member of every row it binds, the entries it binds them to, and what
+// it refuses. An operator confirms a plan by its digest, so that rows
+// changed, added or planted after the listing are not adopted unseen.
+func (p AdoptionPlan) Digest() string {
+	b, err := json.Marshal(p)
+	if err != nil {
+		panic(err) // not reached: every member marshals
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// ErrPlanChanged: the rows are not those of the plan the operator
+// confirmed.
+var ErrPlanChanged = errors.New("decision: the rows to adopt changed since they were listed")
+
+// Plan reads org's log, verifying it as ledger verify does (with the key
+// stored with it), and its rows that name no entry, and says what Adopt
+// would do with each. A log that does not verify adopts nothing.
+func (a *Adopter) Plan(ctx context.Context, org Organization) (AdoptionPlan, error) {
+	rows := NewRowLog()
+	var plan AdoptionPlan
+	rep, err := a.ledger.CheckWith(ctx, a.ledger.TenantLog(org.ID, org.Slug), "", ledger.CheckOptions{
+		CheckRecord: rows.Entry,
+		CheckRows: func(ctx context.Context, tx store.TenantTx) error {
+			var err error
+			plan, err = rows.planAdoption(ctx, tx)
+			return err
+		},
+	})
+	switch {
+	case err != nil:
+		return AdoptionPlan{}, err
+	case rep.Problem != nil:
+		return AdoptionPlan{}, fmt.Errorf("the organization's log does not verify (entry %d: %s); nothing is adopted into it", rep.Problem.Index, rep.Problem.Reason)
+	}
+	return plan, nil
+}
+
+// Adopt carries out the plan whose Digest is digest, as Plan makes it now:
+// ErrPlanChanged when the rows changed since (list them again). Each row
+// is bound in a transaction of its own, with its entry when it needs one,
+// and only if it is still as the plan lists it (store.ErrConflict
+// otherwise, which binds it not). done is told of each binding; the plan's
+// refusals are left as they are.
+func (a *Adopter) Adopt(ctx context.Context, org Organization, digest string, done func(what string, index uint64)) (AdoptionPlan, error) {
+	plan, err := a.Plan(ctx, org)
+	if err != nil {
+		return plan, err
+	}
+	if got := plan.Digest(); got != digest {
+		return plan, fmt.Errorf("%w: the listing now is %s, not %s", ErrPlanChanged, got, digest)
+	}
+	ref := store.TenantRef{ID: org.ID, Slug: org.Slug}
+	for _, ad := range plan.Agents {
+		index, err := a.agents.Adopt(ctx, ref, ad)
+		if err != nil {
+			return plan, err
+		}
+		done(DescribeAgentAdoption(ad), index)
+	}
+	for _, ca := range plan.Counterparties {
+		index, err := a.adoptCounterparty(ctx, org, ca)
+		if err != nil {
+			return plan, err
+		}
+		done(DescribeCounterpartyAdoption(ca), index)
+	}
+	return plan, nil
+}
+
+// adoptCounterparty binds ca's row, as listed, to its entry.
+func (a *Adopter) adoptCounterparty(ctx context.Context, org Organization, ca CounterpartyAdoption) (uint64, error) {
+	cp := ca.Counterparty
+	bind := func(ctx context.Context, tx store.TenantTx, at uint64) error {
+		now, err := tx.Counterparties().Get(ctx, cp.ID)
+		if err != nil {
+			return err
+		}
+		if now.LedgerIndex != nil || now.Name != cp.Name || now.Status != cp.Status || !bytes.Equal(now.BankDetailsSealed, cp.BankDetailsSealed) {
+			return fmt.Errorf("%w: counterparty %s changed since it was listed; list it again", store.ErrConflict, cp.ID)
+		}
+		return tx.Counterparties().Adopt(ctx, cp.ID, at)
+	}
+	if ca.Recorded != nil {
+		at := *ca.Recorded
+		return at, a.tenants.InTenantTx(ctx, org.ID, func(ctx context.Context, tx store.TenantTx) error { return bind(ctx, tx, at) })
+	}
+	b, err := json.Marshal(CounterpartyRecord{Event: "counterparty_adopted", CounterpartyID: cp.ID, Name: cp.Name,
+		Status: string(cp.Status), BankDetailsSealedSHA256: bankDigest(cp.BankDetailsSealed)})
+	if err != nil {
+		return 0, err
+	}
+	var index uint64
+	_, err = a.ledger.AppendAllAndChange(ctx, a.ledger.TenantLog(org.ID, org.Slug),
+		[]ledger.Entry{{Kind: KindCounterpartyAdopted, Subject: cp.ID, Record: b}},
+		func(ctx context.Context, tx store.TenantTx, at uint64) error {
+			index = at
+			return bind(ctx, tx, at)
+		})
+	return index, err
+}
+
+// bankDigest is how a counterparty entry records sealed bank details: the
+// SHA-256 in standard base64, "" for none.
+func bankDigest(sealed []byte) string {
+	if sealed == nil {
+		return ""
+	}
+	sum := sha256.Sum256(sealed)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// planAdoption lists, in tx, the rows that name no entry, and holds each
+// to what the entries read say of it.
+func (r *RowLog) planAdoption(ctx context.Context, tx store.TenantTx) (AdoptionPlan, error) {
+	var plan AdoptionPlan
+	u, err := identity.ReadUnbound(ctx, tx)
+	if err != nil {
+		return plan, err
+	}
+	for _, ua := range u.Agents {
+		ag := ua.Agent
+		ad := identity.Adoption{Agent: &ag, Keys: ua.Keys, Introduced: map[string]uint64{}}
+		if why := r.planAgent(&ad); why != "" {
+			plan.Refused = append(plan.Refused, why)
+			continue
+		}
+		plan.Agents = append(plan.Agents, ad)
+	}
+	// Keys naming no entry of agents that name theirs: each bound to the
+	// entry that introduced it, if one did.
+	var bound identity.Adoption
+	flush := func() {
+		if len(bound.Keys) > 0 {
+			plan.Agents = append(plan.Agents, bound)
+		}
+		bound = identity.Adoption{}
+	}
+	for _, k := range u.Keys {
+		if len(bound.Keys) > 0 && bound.Keys[0].AgentID != k.AgentID {
+			flush()
+		}
+		l := r.agents[k.AgentID]
+		if l == nil || l.keys[k.KID] == nil {
+			plan.Refused = append(plan.Refused, fmt.Sprintf("key %s of agent %s names no entry, and no entry introduced it", k.KID, k.AgentID))
+			continue
+		}
+		if why := l.planKey(k, k.AgentID); why != "" {
+			plan.Refused = append(plan.Refused, why)
+			continue
+		}
+		if bound.Introduced == nil {
+			bound.Introduced = map[string]uint64{}
+		}
+		bound.Keys = append(bound.Keys, k)
+		bound.Introduced[k.KID] = l.keys[k.KID].introduced
+	}
+	flush()
+	cps, err := tx.Counterparties().List(ctx)
+	if err != nil {
+		return plan, err
+	}
+	for _, cp := range cps {
+		if cp.LedgerIndex != nil {
+			continue
+		}
+		// List reads no bank details.
+		full, err := tx.Counterparties().Get(ctx, cp.ID)
+		if err != nil {
+			return plan, err
+		}
+		ca := CounterpartyAdoption{Counterparty: full}
+		if l, ok := r.counterparties[cp.ID]; ok {
+			switch {
+			case full.Status == store.CounterpartyVerified && l.status != string(store.CounterpartyVerified):
+				plan.Refused = append(plan.Refused, fmt.Sprintf("counterparty %s is verified, but entry %d recorded it %s", cp.ID, l.index, l.status))
+				continue
+			case (l.bankSHA == "") != (len(full.BankDetailsSealed) == 0) || l.bankSHA != "" && !recordsDigest(l.bankSHA, sha256Of(full.BankDetailsSealed)):
+				plan.Refused = append(plan.Refused, fmt.Sprintf("counterparty %s is stored with other bank details than entry %d recorded", cp.ID, l.index))
+				continue
+			}
+			index := l.index
+			ca.Recorded = &index
+		}
+		plan.Counterparties = append(plan.Counterparties, ca)
+	}
+	return plan, nil
+}
+
+func sha256Of(b []byte) []byte {
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// DescribeAgentAdoption says what ad binds, for the operator.
+func DescribeAgentAdoption(ad identity.Adoption) string {
+	var b strings.Builder
+	switch ag := ad.Agent; {
+	case ag == nil:
+		fmt.Fprintf(&b, "keys of agent %s", ad.Keys[0].AgentID)
+	case ad.Registered != nil:
+		fmt.Fprintf(&b, "agent %s name=%q sponsor=%q risk_tier=%s status=%s, to entry %d, which registered it", ag.ID, ag.Name, ag.Sponsor, ag.RiskTier, ag.Status, *ad.Registered)
+	default:
+		fmt.Fprintf(&b, "agent %s name=%q sponsor=%q risk_tier=%s status=%s, to a new agent.adopted entry", ag.ID, ag.Name, ag.Sponsor, ag.RiskTier, ag.Status)
+	}
+	for _, k := range ad.Keys {
+		fmt.Fprintf(&b, "; key %s (%s) %s", k.KID, k.Status, k.PublicJWK)
+		if index, ok := ad.Introduced[k.KID]; ok {
+			fmt.Fprintf(&b, ", to entry %d, which introduced it", index)
+		}
+	}
+	return b.String()
+}
+
+// DescribeCounterpartyAdoption says what ca binds, for the operator: its
+// bank details by the SHA-256 of their sealed form, as entries record them.
+func DescribeCounterpartyAdoption(ca CounterpartyAdoption) string {
+	cp := ca.Counterparty
+	bank := bankDigest(cp.BankDetailsSealed)
+	if bank == "" {
+		bank = "none"
+	}
+	s := fmt.Sprintf("counterparty %s name=%q status=%s bank_details_sealed_sha256=%s", cp.ID, cp.Name, cp.Status, bank)
+	if ca.Recorded != nil {
+		return s + fmt.Sprintf(", to entry %d, which recorded it", *ca.Recorded)
+	}
+	return s + ", to a new counterparty.adopted entry"
+}
+
+// planAgent holds an agent that names no entry, and its keys that name
+// none, to the entries read: an agent the log registered (or adopted) is
+// bound to that entry, if its row says what the entry says; its keys to
+// the entries that introduced them. It returns why not, or "".
+func (r *RowLog) planAgent(ad *identity.Adoption) string {
+	ag := ad.Agent
+	l := r.agents[ag.ID]
+	if l == nil {
+		l = &loggedAgent{keys: map[string]*loggedAgentKey{}}
+	}
+	if l.registered != nil {
+		switch {
+		case ag.Name != l.name || ag.Sponsor != l.sponsor:
+			return fmt.Sprintf("agent %s is stored with another name or sponsor than entry %d registered", ag.ID, *l.registered)
+		case riskier(ag.RiskTier, l.tier) != ag.RiskTier:
+			return fmt.Sprintf("agent %s is stored %s, safer than entry %d registered it (%s)", ag.ID, ag.RiskTier, *l.registered, l.tier)
+		}
+		index := *l.registered
+		ad.Registered = &index
+	}
+	if why := l.statusProblem(ag.ID, ag.Status); why != "" {
+		return why
+	}
+	for _, k := range ad.Keys {
+		if why := l.planKey(k, ag.ID); why != "" {
+			return why
+		}
+		switch lk, ok := l.keys[k.KID]; {
+		case ok:
+			ad.Introduced[k.KID] = lk.introduced
+		case l.registered != nil:
+			return fmt.Sprintf("key %s of agent %s names no entry, and no entry introduced it, though entry %d registered the agent", k.KID, ag.ID, *l.registered)
+		}
+	}
+	return ""
+}
+
+// planKey holds a key that names no entry to what the entries read say
+// of it: the public key its introduction logged, retired if an entry
+// retired it. It returns why not, or "".
+func (a *loggedAgent) planKey(k store.AgentKey, agentID string) string {
+	lk, ok := a.keys[k.KID]
+	var retired *uint64
+	switch {
+	case ok && !identity.SameJWK(lk.jwk, []byte(k.PublicJWK)):
+		return fmt.Sprintf("key %s of agent %s is stored with another public key than entry %d logged", k.KID, agentID, lk.introduced)
+	case ok:
+		retired = lk.retired
+	default:
+		retired = a.unloggedRetired(k.KID)
+	}
+	switch {
+	case k.Status == store.KeyActive && retired != nil:
+		return fmt.Sprintf("key %s of agent %s is active, but entry %d retired it", k.KID, agentID, *retired)
+	case k.Status != store.KeyActive && ok && retired == nil:
+		return fmt.Sprintf("key %s of agent %s is retired, but no entry retired it", k.KID, agentID)
+	}
+	return ""
+}
