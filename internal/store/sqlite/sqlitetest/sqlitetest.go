@@ -12,38 +12,11 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" driver
 )
 
-// Tamper drops every trigger in the file at path and runs stmts.
+// Tamper drops every trigger in the file at path and runs stmts, in one
+// transaction.
 func Tamper(t testing.TB, path string, stmts ...string) {
 	t.Helper()
-	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx := context.Background()
-	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'trigger'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var triggers []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		triggers = append(triggers, n)
-	}
-	rows.Close()
-	for _, n := range triggers {
-		if _, err := db.ExecContext(ctx, `DROP TRIGGER "`+n+`"`); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, s := range stmts {
-		if _, err := db.ExecContext(ctx, s); err != nil {
-			t.Fatalf("tamper %q: %v", s, err)
-		}
-	}
+	inTriggerlessTx(t, path, "tamper", stmts, false)
 }
 
 // Plant runs stmts in the file at path with its triggers set aside, and
@@ -51,6 +24,13 @@ func Tamper(t testing.TB, path string, stmts ...string) {
 // of today would refuse — one stored before a migration, say — and leave
 // the triggers to judge what follows.
 func Plant(t testing.TB, path string, stmts ...string) {
+	t.Helper()
+	inTriggerlessTx(t, path, "plant", stmts, true)
+}
+
+// inTriggerlessTx drops the file's triggers, runs stmts and, with putBack,
+// creates the triggers again, in one transaction.
+func inTriggerlessTx(t testing.TB, path, what string, stmts []string, putBack bool) {
 	t.Helper()
 	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
 	if err != nil {
@@ -85,10 +65,13 @@ func Plant(t testing.TB, path string, stmts ...string) {
 	}
 	for _, s := range stmts {
 		if _, err := tx.ExecContext(ctx, s); err != nil {
-			t.Fatalf("plant %q: %v", s, err)
+			t.Fatalf("%s %q: %v", what, s, err)
 		}
 	}
 	for _, def := range defs {
+		if !putBack {
+			break
+		}
 		if _, err := tx.ExecContext(ctx, def); err != nil {
 			t.Fatalf("put back %q: %v", def, err)
 		}
