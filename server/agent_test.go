@@ -1271,7 +1271,7 @@ func TestGhostAgentIsRefusedUntilAdopted(t *testing.T) {
 	if err != nil || len(plan.Agents) != 1 || plan.Agents[0].Agent == nil || plan.Agents[0].Agent.ID != ghostID {
 		t.Fatalf("plan: %+v, %v", plan, err)
 	}
-	if _, err := adopter.Adopt(ctx, decision.Organization{ID: org.ID, Slug: org.Slug}, plan.Digest(), func(string, uint64) {}); err != nil {
+	if _, err := adopter.Adopt(ctx, decision.Organization{ID: org.ID, Slug: org.Slug}, plan.Digest(), func(string, uint64, error) {}); err != nil {
 		t.Fatal(err)
 	}
 	if status, out := e.tokenRequest(t, e.assertion(t, ghost, nil)); status != 200 || out["access_token"] == nil {

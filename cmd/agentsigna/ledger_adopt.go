@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -65,15 +64,20 @@ func runLedgerAdopt(ctx context.Context, args []string, stdout, stderr io.Writer
 			fmt.Fprintf(stdout, "%s: would bind %s\n", ref.Slug, decision.DescribeCounterpartyAdoption(ca))
 		}
 		printRefused(stdout, ref.Slug, plan.Refused)
+		if len(plan.Agents)+len(plan.Counterparties) == 0 {
+			fmt.Fprintf(stdout, "%s: nothing to adopt; the rows refused stay untrusted, and ledger verify fails on them\n", ref.Slug)
+			return nil
+		}
 		fmt.Fprintf(stdout, "%s: nothing adopted; the service trusts none of these rows. Check that each is the organization's own, then run again with --confirm %s\n", ref.Slug, plan.Digest())
 		return nil
 	}
-	plan, err := adopter.Adopt(ctx, org, *confirm, func(what string, index uint64) {
+	plan, err := adopter.Adopt(ctx, org, *confirm, func(what string, index uint64, err error) {
+		if err != nil {
+			fmt.Fprintf(stdout, "%s: not bound (%v): %s\n", ref.Slug, err, what)
+			return
+		}
 		fmt.Fprintf(stdout, "%s: bound %s\n", ref.Slug, what)
 	})
-	if errors.Is(err, decision.ErrPlanChanged) {
-		return fmt.Errorf("ledger adopt: %w; nothing adopted: list them again", err)
-	}
 	if err != nil {
 		return fmt.Errorf("ledger adopt: %w", err)
 	}

@@ -510,12 +510,9 @@ func TestLedgerVerifyRows(t *testing.T) {
 		// active again is refused.
 		run(runAgent, "rotate-key", "--tenant", "acme", old, "--generate-key", filepath.Join(t.TempDir(), "k"))
 		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'active', retired_at = NULL WHERE kid = 'old-key'`)
-		out, err := adopt()
-		if err != nil || !strings.Contains(out, "acme: refused: key old-key of agent "+old+" is active, but entry 3 retired it") || strings.Contains(out, "would bind") {
+		if out, err := adopt(); err != nil || !strings.Contains(out, "acme: refused: key old-key of agent "+old+" is active, but entry 3 retired it") ||
+			strings.Contains(out, "would bind") || !strings.Contains(out, "acme: nothing to adopt; the rows refused stay untrusted") {
 			t.Fatalf("a key the log retired, active again: %q, %v", out, err)
-		}
-		if out, err := adopt("--confirm", listingDigest(t, out)); err == nil || strings.Contains(out, "bound") {
-			t.Fatalf("confirmed, refused: %q, %v", out, err)
 		}
 		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET status = 'retired', retired_at = created_at WHERE kid = 'old-key'`)
 		listed, err := adopt()
@@ -654,6 +651,110 @@ func TestLedgerVerifyRows(t *testing.T) {
 		backend.Close()
 		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 4 entries") {
 			t.Fatalf("%q, %v", out, err)
+		}
+	})
+	t.Run("keys of a registered agent made to name no entry", func(t *testing.T) {
+		// The agent still names its registration: its keys are bound to
+		// the entries that introduced them, all or none, and a key no
+		// entry introduced is refused.
+		_, verifyLog, tenantFile, agentID, dir := setup(t)
+		adopt := func(args ...string) (string, error) {
+			var out, errOut bytes.Buffer
+			err := runLedger(ctx, append([]string{"adopt", "--tenant", "acme", "--data-dir", dir}, args...), &out, &errOut, envOf(nil))
+			return out.String(), err
+		}
+		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET ledger_index = NULL`,
+			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+			SELECT tenant_id, agent_id, 'writers', public_jwk, 'active', created_at FROM agent_keys LIMIT 1`)
+		// Beside another agent's row, which is adopted all the same: the
+		// refusal binds the agent's keys none, and fails the confirmation.
+		sqlitetest.Plant(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
+			SELECT tenant_id, 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Old Vendor', 'new', created_at, updated_at FROM counterparties`)
+		out, err := adopt()
+		if err != nil || !strings.Contains(out, "acme: refused: key writers of agent "+agentID+" names no entry, and no entry introduced it") ||
+			strings.Contains(out, "would bind keys") || !strings.Contains(out, "would bind counterparty cp_aaaaaaaaaaaaaaaaaaaaaaaaaa") {
+			t.Fatalf("beside a key no entry introduced: %q, %v", out, err)
+		}
+		if out, err := adopt("--confirm", listingDigest(t, out)); err == nil || !strings.Contains(out, "acme: bound counterparty cp_aaaaaaaaaaaaaaaaaaaaaaaaaa") ||
+			strings.Contains(out, "bound keys") || !strings.Contains(out, "acme: refused: key writers") {
+			t.Fatalf("confirmed beside a refusal: %q, %v", out, err)
+		}
+		sqlitetest.Tamper(t, tenantFile, `DELETE FROM agent_keys WHERE kid = 'writers'`)
+		out, err = adopt()
+		if err != nil || !strings.Contains(out, "acme: would bind keys of agent "+agentID) ||
+			!strings.Contains(out, ", to entry 0, which introduced it") || !strings.Contains(out, ", to entry 1, which introduced it") {
+			t.Fatalf("listed: %q, %v", out, err)
+		}
+		if out, err := adopt("--confirm", listingDigest(t, out)); err != nil || !strings.Contains(out, "acme: bound keys of agent "+agentID) {
+			t.Fatalf("bound: %q, %v", out, err)
+		}
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 4 entries") {
+			t.Fatalf("bound to their own entries: %q, %v", out, err)
+		}
+	})
+	t.Run("rows no build could have stored", func(t *testing.T) {
+		// Refused, quoted, never listed to bind: their entries would fail
+		// verify, and a key no agent could register verifies nothing.
+		// A JWK's own spaces and line breaks are not printed: they could
+		// hide the line that lists it (found by review).
+		_, _, tenantFile, _, dir := setup(t)
+		sqlitetest.Plant(t, tenantFile, `PRAGMA ignore_check_constraints = ON`,
+			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+			SELECT tenant_id, 'agt_bbbbbbbbbbbbbbbbbbbbbbbbbb', 'bogus', sponsor, 'bogus', 'active', created_at, updated_at FROM agents`,
+			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+			SELECT tenant_id, 'agt_cccccccccccccccccccccccccc', 'spaced', sponsor, 'low', 'active', created_at, updated_at FROM agents WHERE name = 'payer'`,
+			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+			SELECT tenant_id, 'agt_cccccccccccccccccccccccccc', 'bad kid', public_jwk, 'active', created_at FROM agent_keys LIMIT 1`,
+			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+			SELECT tenant_id, 'agt_dddddddddddddddddddddddddd', 'hidden', sponsor, 'low', 'active', created_at, updated_at FROM agents WHERE name = 'payer'`,
+			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+			SELECT tenant_id, 'agt_dddddddddddddddddddddddddd', 'hidden-key', '{'||char(13)||'                '||char(13)||substr(public_jwk, 2), 'active', created_at FROM agent_keys LIMIT 1`,
+			`INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
+			SELECT tenant_id, 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Old Vendor', 'trusted', created_at, updated_at FROM counterparties`,
+			`PRAGMA ignore_check_constraints = OFF`)
+		var out, errOut bytes.Buffer
+		if err := runLedger(ctx, []string{"adopt", "--tenant", "acme", "--data-dir", dir}, &out, &errOut, envOf(nil)); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			`acme: refused: agent "agt_bbbbbbbbbbbbbbbbbbbbbbbbbb": invalid argument: risk tier must be`,
+			`acme: refused: agent agt_cccccccccccccccccccccccccc: key "bad kid" of agent agt_cccccccccccccccccccccccccc: invalid argument: key id`,
+			`acme: refused: counterparty "cp_aaaaaaaaaaaaaaaaaaaaaaaaaa": invalid argument: `,
+			`acme: would bind agent agt_dddddddddddddddddddddddddd name="hidden"`,
+		} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("listing %q\nwants %q", out.String(), want)
+			}
+		}
+		if strings.Contains(out.String(), "\r") || strings.Count(out.String(), "would bind") != 1 {
+			t.Errorf("listing %q: a carriage return, or rows listed to bind that are refused", out.String())
+		}
+	})
+	t.Run("a log never begun", func(t *testing.T) {
+		// No entry and no key: read as empty, as verify reads it; the
+		// adoption begins it.
+		dir, acme, tenantFile, _ := acmeDataDir(t)
+		var list, errList bytes.Buffer
+		if err := runAgent(ctx, []string{"list", "--tenant", "acme", "--data-dir", dir}, &list, &errList, envOf(nil)); err != nil {
+			t.Fatalf("agent list (opens the organization's file): %v %s", err, errList.String())
+		}
+		sqlitetest.Plant(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
+			VALUES ('`+acme.ID+`', 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Old Vendor', 'verified', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`)
+		adopt := func(args ...string) (string, error) {
+			var out, errOut bytes.Buffer
+			err := runLedger(ctx, append([]string{"adopt", "--tenant", "acme", "--data-dir", dir}, args...), &out, &errOut, envOf(nil))
+			return out.String(), err
+		}
+		out, err := adopt()
+		if err != nil || !strings.Contains(out, "would bind counterparty cp_aaaaaaaaaaaaaaaaaaaaaaaaaa") {
+			t.Fatalf("listed: %q, %v", out, err)
+		}
+		if out, err := adopt("--confirm", listingDigest(t, out)); err != nil || !strings.Contains(out, "acme: bound counterparty") {
+			t.Fatalf("adopted: %q, %v", out, err)
+		}
+		var vout, errOut bytes.Buffer
+		if err := runLedger(ctx, []string{"verify", "--data-dir", dir, "--tenant", "acme"}, &vout, &errOut, envOf(nil)); err != nil || !strings.Contains(vout.String(), "acme: OK: 1 entries") {
+			t.Fatalf("verify: %q, %v", vout.String(), err)
 		}
 	})
 	t.Run("a counterparty from before they were logged", func(t *testing.T) {

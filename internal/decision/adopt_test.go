@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -73,7 +74,7 @@ func TestUnboundRowsTrustedOnlyOnceAdopted(t *testing.T) {
 		t.Fatalf("plan: %+v", plan)
 	}
 	listed := plan.Digest()
-	bound := func(string, uint64) {}
+	bound := func(string, uint64, error) {}
 
 	// Changed since they were listed: refused, and nothing logged — by
 	// the digest, and by the rows' own transactions.
@@ -101,7 +102,11 @@ func TestUnboundRowsTrustedOnlyOnceAdopted(t *testing.T) {
 	}
 	size = e.ledgerSize(t)
 	var indexes []uint64
-	if _, err := adopter.Adopt(ctx, e.org, plan.Digest(), func(_ string, index uint64) { indexes = append(indexes, index) }); err != nil {
+	if _, err := adopter.Adopt(ctx, e.org, plan.Digest(), func(_ string, index uint64, err error) {
+		if err == nil {
+			indexes = append(indexes, index)
+		}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if len(indexes) != 2 || indexes[0] != size || indexes[1] != size+1 {
@@ -127,4 +132,82 @@ func TestUnboundRowsTrustedOnlyOnceAdopted(t *testing.T) {
 	if plan, err := adopter.Plan(ctx, e.org); err != nil || !plan.Empty() {
 		t.Fatalf("after adoption: %+v, %v", plan, err)
 	}
+}
+
+// A row that changes between the confirmed listing and its binding (here:
+// its binding refused, as a concurrent change makes it) is left unbound
+// and reported; the other rows are bound all the same, and the adoption
+// fails, naming how many were not (found by review: it stopped at the
+// first, leaving the rest unbound for good).
+func TestAdoptionBindsTheRestPastARowThatChanged(t *testing.T) {
+	e := newServiceEnv(t, "sqlite")
+	e.agent(t, store.RiskLow)
+	file := e.backend.(*sqlite.Store).TenantFile(e.org.ID)
+	const changing, steady = "cp_aaaaaaaaaaaaaaaaaaaaaaaaaa", "cp_bbbbbbbbbbbbbbbbbbbbbbbbbb"
+	sqlitetest.Plant(t, file,
+		`INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
+		SELECT tenant_id, '`+changing+`', 'Changing', 'new', created_at, updated_at FROM agents`,
+		`INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
+		SELECT tenant_id, '`+steady+`', 'Steady', 'new', created_at, updated_at FROM agents`)
+	racing := &refusingAdoption{Backend: e.backend, id: changing}
+	adopter, err := decision.NewAdopter(e.newLedgerOver(t, racing), racing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	plan, err := adopter.Plan(ctx, e.org)
+	if err != nil || len(plan.Counterparties) != 2 {
+		t.Fatalf("plan: %+v, %v", plan, err)
+	}
+	reported := map[string]error{}
+	_, err = adopter.Adopt(ctx, e.org, plan.Digest(), func(what string, _ uint64, err error) { reported[what] = err })
+	if !errors.Is(err, decision.ErrPlanChanged) || !strings.Contains(err.Error(), "1 of 2 rows were not bound") {
+		t.Fatalf("Adopt: %v, want ErrPlanChanged naming 1 of 2", err)
+	}
+	if len(reported) != 2 {
+		t.Fatalf("reported %v", reported)
+	}
+	for what, err := range reported {
+		if strings.Contains(what, changing) != errors.Is(err, store.ErrConflict) {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	plan, err = adopter.Plan(ctx, e.org)
+	if err != nil || len(plan.Counterparties) != 1 || plan.Counterparties[0].Counterparty.ID != changing {
+		t.Fatalf("after: %+v, %v, want only %s left", plan, err, changing)
+	}
+}
+
+// refusingAdoption refuses the binding of counterparty id, as a row
+// changed meanwhile is refused.
+type refusingAdoption struct {
+	store.Backend
+	id string
+}
+
+func (s *refusingAdoption) InTenantTx(ctx context.Context, tenantID string, fn func(context.Context, store.TenantTx) error) error {
+	return s.Backend.InTenantTx(ctx, tenantID, func(ctx context.Context, tx store.TenantTx) error {
+		return fn(ctx, refusingAdoptionTx{TenantTx: tx, id: s.id})
+	})
+}
+
+type refusingAdoptionTx struct {
+	store.TenantTx
+	id string
+}
+
+func (t refusingAdoptionTx) Counterparties() store.CounterpartyTx {
+	return refusingCounterpartyTx{t.TenantTx.Counterparties(), t.id}
+}
+
+type refusingCounterpartyTx struct {
+	store.CounterpartyTx
+	id string
+}
+
+func (c refusingCounterpartyTx) Adopt(ctx context.Context, id string, index uint64) error {
+	if id == c.id {
+		return fmt.Errorf("%w: changed meanwhile", store.ErrConflict)
+	}
+	return c.CounterpartyTx.Adopt(ctx, id, index)
 }

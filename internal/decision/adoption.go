@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/agentsigna/agentsigna/internal/identity"
+	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
 )
@@ -87,19 +89,25 @@ var ErrPlanChanged = errors.New("decision: the rows to adopt changed since they 
 
 // Plan reads org's log, verifying it as ledger verify does (with the key
 // stored with it), and its rows that name no entry, and says what Adopt
-// would do with each. A log that does not verify adopts nothing.
+// would do with each. A log that does not verify adopts nothing; one
+// never begun (no entries, no key) is read as empty, as ledger verify
+// reads it.
 func (a *Adopter) Plan(ctx context.Context, org Organization) (AdoptionPlan, error) {
 	rows := NewRowLog()
 	var plan AdoptionPlan
+	planned := false
 	rep, err := a.ledger.CheckWith(ctx, a.ledger.TenantLog(org.ID, org.Slug), "", ledger.CheckOptions{
 		CheckRecord: rows.Entry,
 		CheckRows: func(ctx context.Context, tx store.TenantTx) error {
 			var err error
 			plan, err = rows.planAdoption(ctx, tx)
+			planned = err == nil
 			return err
 		},
 	})
 	switch {
+	case errors.Is(err, signing.ErrNoLogKey) && planned && rep.Problem == nil && rep.Size == 0:
+		return plan, nil
 	case err != nil:
 		return AdoptionPlan{}, err
 	case rep.Problem != nil:
@@ -110,32 +118,47 @@ func (a *Adopter) Plan(ctx context.Context, org Organization) (AdoptionPlan, err
 
 // Adopt carries out the plan whose Digest is digest, as Plan makes it now:
 // ErrPlanChanged when the rows changed since (list them again). Each row
-// is bound in a transaction of its own, with its entry when it needs one,
-// and only if it is still as the plan lists it (store.ErrConflict
-// otherwise, which binds it not). done is told of each binding; the plan's
-// refusals are left as they are.
-func (a *Adopter) Adopt(ctx context.Context, org Organization, digest string, done func(what string, index uint64)) (AdoptionPlan, error) {
+// (an agent with its keys) is bound in a transaction of its own, with
+// its entry when it needs one, and only if it is still as the plan lists
+// it: a row changed meanwhile (store.ErrConflict) is left unbound, the
+// others are bound all the same, and Adopt then fails, naming how many
+// were not. report is told of each row, with its error if it was not
+// bound; the plan's refusals are left as they are. Any other error (the
+// store's, the log's) stops it.
+func (a *Adopter) Adopt(ctx context.Context, org Organization, digest string, report func(what string, index uint64, err error)) (AdoptionPlan, error) {
 	plan, err := a.Plan(ctx, org)
 	if err != nil {
 		return plan, err
 	}
 	if got := plan.Digest(); got != digest {
-		return plan, fmt.Errorf("%w: the listing now is %s, not %s", ErrPlanChanged, got, digest)
+		return plan, fmt.Errorf("%w: the listing now is %s, not %s; nothing adopted: list them again", ErrPlanChanged, got, digest)
 	}
 	ref := store.TenantRef{ID: org.ID, Slug: org.Slug}
+	failed := 0
+	outcome := func(what string, index uint64, err error) error {
+		switch {
+		case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound):
+			failed++
+		case err != nil:
+			return err
+		}
+		report(what, index, err)
+		return nil
+	}
 	for _, ad := range plan.Agents {
 		index, err := a.agents.Adopt(ctx, ref, ad)
-		if err != nil {
+		if err := outcome(DescribeAgentAdoption(ad), index, err); err != nil {
 			return plan, err
 		}
-		done(DescribeAgentAdoption(ad), index)
 	}
 	for _, ca := range plan.Counterparties {
 		index, err := a.adoptCounterparty(ctx, org, ca)
-		if err != nil {
+		if err := outcome(DescribeCounterpartyAdoption(ca), index, err); err != nil {
 			return plan, err
 		}
-		done(DescribeCounterpartyAdoption(ca), index)
+	}
+	if failed > 0 {
+		return plan, fmt.Errorf("%w: %d of %d rows were not bound; list them again", ErrPlanChanged, failed, len(plan.Agents)+len(plan.Counterparties))
 	}
 	return plan, nil
 }
@@ -143,15 +166,20 @@ func (a *Adopter) Adopt(ctx context.Context, org Organization, digest string, do
 // adoptCounterparty binds ca's row, as listed, to its entry.
 func (a *Adopter) adoptCounterparty(ctx context.Context, org Organization, ca CounterpartyAdoption) (uint64, error) {
 	cp := ca.Counterparty
+	// Bound first, then compared with the listing, as identity's Adopt
+	// does: bound, the row is this transaction's until it ends.
 	bind := func(ctx context.Context, tx store.TenantTx, at uint64) error {
+		if err := tx.Counterparties().Adopt(ctx, cp.ID, at); err != nil {
+			return err
+		}
 		now, err := tx.Counterparties().Get(ctx, cp.ID)
 		if err != nil {
 			return err
 		}
-		if now.LedgerIndex != nil || now.Name != cp.Name || now.Status != cp.Status || !bytes.Equal(now.BankDetailsSealed, cp.BankDetailsSealed) {
+		if now.LedgerIndex == nil || *now.LedgerIndex != at || now.Name != cp.Name || now.Status != cp.Status || !bytes.Equal(now.BankDetailsSealed, cp.BankDetailsSealed) {
 			return fmt.Errorf("%w: counterparty %s changed since it was listed; list it again", store.ErrConflict, cp.ID)
 		}
-		return tx.Counterparties().Adopt(ctx, cp.ID, at)
+		return nil
 	}
 	if ca.Recorded != nil {
 		at := *ca.Recorded
@@ -193,41 +221,44 @@ func (r *RowLog) planAdoption(ctx context.Context, tx store.TenantTx) (AdoptionP
 	for _, ua := range u.Agents {
 		ag := ua.Agent
 		ad := identity.Adoption{Agent: &ag, Keys: ua.Keys, Introduced: map[string]uint64{}}
+		if why := adoptable(ad); why != "" {
+			plan.Refused = append(plan.Refused, why)
+			continue
+		}
 		if why := r.planAgent(&ad); why != "" {
 			plan.Refused = append(plan.Refused, why)
 			continue
 		}
 		plan.Agents = append(plan.Agents, ad)
 	}
-	// Keys naming no entry of agents that name theirs: each bound to the
-	// entry that introduced it, if one did.
-	var bound identity.Adoption
-	flush := func() {
-		if len(bound.Keys) > 0 {
-			plan.Agents = append(plan.Agents, bound)
+	// Keys naming no entry of agents that name theirs (ReadUnbound lists
+	// them by agent): each bound to the entry that introduced it, if one
+	// did, an agent's all or none, as its rows are compared whole.
+	for i := 0; i < len(u.Keys); {
+		agentID := u.Keys[i].AgentID
+		ad := identity.Adoption{Introduced: map[string]uint64{}}
+		var refused []string
+		for ; i < len(u.Keys) && u.Keys[i].AgentID == agentID; i++ {
+			k := u.Keys[i]
+			l := r.agents[agentID]
+			switch {
+			case identity.CheckAdoptableKey(k) != nil:
+				refused = append(refused, fmt.Sprintf("%v", identity.CheckAdoptableKey(k)))
+			case l == nil || l.keys[k.KID] == nil:
+				refused = append(refused, fmt.Sprintf("key %s of agent %s names no entry, and no entry introduced it", k.KID, agentID))
+			case l.planKey(k, agentID) != "":
+				refused = append(refused, l.planKey(k, agentID))
+			default:
+				ad.Keys = append(ad.Keys, k)
+				ad.Introduced[k.KID] = l.keys[k.KID].introduced
+			}
 		}
-		bound = identity.Adoption{}
-	}
-	for _, k := range u.Keys {
-		if len(bound.Keys) > 0 && bound.Keys[0].AgentID != k.AgentID {
-			flush()
-		}
-		l := r.agents[k.AgentID]
-		if l == nil || l.keys[k.KID] == nil {
-			plan.Refused = append(plan.Refused, fmt.Sprintf("key %s of agent %s names no entry, and no entry introduced it", k.KID, k.AgentID))
+		if len(refused) > 0 {
+			plan.Refused = append(plan.Refused, refused...)
 			continue
 		}
-		if why := l.planKey(k, k.AgentID); why != "" {
-			plan.Refused = append(plan.Refused, why)
-			continue
-		}
-		if bound.Introduced == nil {
-			bound.Introduced = map[string]uint64{}
-		}
-		bound.Keys = append(bound.Keys, k)
-		bound.Introduced[k.KID] = l.keys[k.KID].introduced
+		plan.Agents = append(plan.Agents, ad)
 	}
-	flush()
 	cps, err := tx.Counterparties().List(ctx)
 	if err != nil {
 		return plan, err
@@ -242,6 +273,10 @@ func (r *RowLog) planAdoption(ctx context.Context, tx store.TenantTx) (AdoptionP
 			return plan, err
 		}
 		ca := CounterpartyAdoption{Counterparty: full}
+		if err := store.CheckCounterparty(full); err != nil {
+			plan.Refused = append(plan.Refused, fmt.Sprintf("counterparty %q: %v", cp.ID, err))
+			continue
+		}
 		if l, ok := r.counterparties[cp.ID]; ok {
 			switch {
 			case full.Status == store.CounterpartyVerified && l.status != string(store.CounterpartyVerified):
@@ -257,6 +292,21 @@ func (r *RowLog) planAdoption(ctx context.Context, tx store.TenantTx) (AdoptionP
 		plan.Counterparties = append(plan.Counterparties, ca)
 	}
 	return plan, nil
+}
+
+// adoptable refuses an agent, or a key of it, that its rows could not
+// hold or that no agent could register today, as Adopt would: it says
+// why, quoting what it read, or "".
+func adoptable(ad identity.Adoption) string {
+	if err := store.CheckAgent(*ad.Agent); err != nil {
+		return fmt.Sprintf("agent %q: %v", ad.Agent.ID, err)
+	}
+	for _, k := range ad.Keys {
+		if err := identity.CheckAdoptableKey(k); err != nil {
+			return fmt.Sprintf("agent %s: %v", ad.Agent.ID, err)
+		}
+	}
+	return ""
 }
 
 func sha256Of(b []byte) []byte {
@@ -276,7 +326,14 @@ func DescribeAgentAdoption(ad identity.Adoption) string {
 		fmt.Fprintf(&b, "agent %s name=%q sponsor=%q risk_tier=%s status=%s, to a new agent.adopted entry", ag.ID, ag.Name, ag.Sponsor, ag.RiskTier, ag.Status)
 	}
 	for _, k := range ad.Keys {
-		fmt.Fprintf(&b, "; key %s (%s) %s", k.KID, k.Status, k.PublicJWK)
+		// Compacted: a JWK's spaces and line breaks are the row's to
+		// choose, and could hide the line on a terminal.
+		var jwk bytes.Buffer
+		if json.Compact(&jwk, []byte(k.PublicJWK)) != nil {
+			jwk.Reset()
+			jwk.WriteString(strconv.Quote(k.PublicJWK))
+		}
+		fmt.Fprintf(&b, "; key %s (%s) %s", k.KID, k.Status, jwk.String())
 		if index, ok := ad.Introduced[k.KID]; ok {
 			fmt.Fprintf(&b, ", to entry %d, which introduced it", index)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
@@ -299,10 +300,11 @@ func (a *Agents) Adopt(ctx context.Context, org store.TenantRef, ad Adoption) (u
 	if err != nil {
 		return 0, err
 	}
+	// The rows are bound first, then compared with the listing: bound,
+	// they are this transaction's until it ends (on PostgreSQL, whose
+	// statements each read what is committed when they start, a change
+	// made between a read and the binding would otherwise go unseen).
 	bind := func(ctx context.Context, tx store.TenantTx, at uint64) error {
-		if err := ad.unchanged(ctx, tx, agentID); err != nil {
-			return err
-		}
 		agents := tx.Agents()
 		if ad.Agent != nil {
 			if err := agents.Adopt(ctx, agentID, at); err != nil {
@@ -310,15 +312,11 @@ func (a *Agents) Adopt(ctx context.Context, org store.TenantRef, ad Adoption) (u
 			}
 		}
 		for _, k := range ad.Keys {
-			index, ok := ad.Introduced[k.KID]
-			if !ok {
-				index = at
-			}
-			if err := agents.AdoptKey(ctx, agentID, k.KID, index); err != nil {
+			if err := agents.AdoptKey(ctx, agentID, k.KID, ad.entryOf(k.KID, at)); err != nil {
 				return err
 			}
 		}
-		return nil
+		return ad.unchanged(ctx, tx, agentID, at)
 	}
 	if ad.Agent == nil || ad.Registered != nil {
 		// Every row has its entry already: none is appended.
@@ -347,6 +345,15 @@ func (a *Agents) Adopt(ctx context.Context, org store.TenantRef, ad Adoption) (u
 	return index, err
 }
 
+// entryOf is the entry key kid is bound to: the one that introduced it,
+// or at, the agent's.
+func (ad Adoption) entryOf(kid string, at uint64) uint64 {
+	if index, ok := ad.Introduced[kid]; ok {
+		return index
+	}
+	return at
+}
+
 // check refuses an adoption that is not one, and returns its agent's id.
 func (ad Adoption) check() (string, error) {
 	var agentID string
@@ -354,6 +361,9 @@ func (ad Adoption) check() (string, error) {
 	case ad.Agent != nil && ad.Agent.LedgerIndex != nil:
 		return "", fmt.Errorf("%w: agent %s names entry %d already", store.ErrConflict, ad.Agent.ID, *ad.Agent.LedgerIndex)
 	case ad.Agent != nil:
+		if err := store.CheckAgent(*ad.Agent); err != nil {
+			return "", err
+		}
 		agentID = ad.Agent.ID
 	case len(ad.Keys) == 0 || ad.Registered != nil:
 		return "", fmt.Errorf("%w: an adoption of keys alone names their agent's keys and the entries that introduced them", store.ErrInvalid)
@@ -363,24 +373,48 @@ func (ad Adoption) check() (string, error) {
 	for _, k := range ad.Keys {
 		_, introduced := ad.Introduced[k.KID]
 		switch {
-		case k.AgentID != agentID || k.LedgerIndex != nil || !json.Valid([]byte(k.PublicJWK)):
-			return "", fmt.Errorf("%w: key %s is not one of agent %s's keys that name no entry", store.ErrInvalid, k.KID, agentID)
+		case k.AgentID != agentID || k.LedgerIndex != nil:
+			return "", fmt.Errorf("%w: key %q is not one of agent %s's keys that name no entry", store.ErrInvalid, k.KID, agentID)
 		case !introduced && (ad.Agent == nil || ad.Registered != nil):
 			return "", fmt.Errorf("%w: key %s of agent %s: no entry introduced it, and no adoption records it", store.ErrInvalid, k.KID, agentID)
+		}
+		if err := CheckAdoptableKey(k); err != nil {
+			return "", err
 		}
 	}
 	return agentID, nil
 }
 
-// unchanged refuses, in tx, rows that are not as ad lists them.
-func (ad Adoption) unchanged(ctx context.Context, tx store.TenantTx, agentID string) error {
+// CheckAdoptableKey refuses a key row naming no entry that verifies
+// nothing (ParseAgentJWK refuses it: the token endpoint skips it), or that
+// its row could not hold (store.CheckAgentKey), whose entry would fail
+// ledger verify.
+func CheckAdoptableKey(k store.AgentKey) error {
+	named := k
+	named.LedgerIndex = new(uint64) // CheckAgentKey asks for one
+	if err := store.CheckAgentKey(named); err != nil {
+		return fmt.Errorf("key %q of agent %s: %w", k.KID, k.AgentID, err)
+	}
+	if !utf8.ValidString(k.PublicJWK) {
+		return fmt.Errorf("%w: key %s of agent %s: its public JWK is not UTF-8", store.ErrInvalid, k.KID, k.AgentID)
+	}
+	if _, err := ParseAgentJWK([]byte(k.PublicJWK)); err != nil {
+		return fmt.Errorf("key %s of agent %s: %w", k.KID, k.AgentID, err)
+	}
+	return nil
+}
+
+// unchanged refuses, in tx, bound rows that are not as ad lists them:
+// the agent (if ad adopts it) naming at, each key listed naming its entry,
+// and no other key of the agent naming none.
+func (ad Adoption) unchanged(ctx context.Context, tx store.TenantTx, agentID string, at uint64) error {
 	agents := tx.Agents()
 	now, err := agents.Get(ctx, agentID)
 	if err != nil {
 		return err
 	}
-	if ag := ad.Agent; ag != nil && (now.LedgerIndex != nil || now.Name != ag.Name || now.Sponsor != ag.Sponsor ||
-		now.RiskTier != ag.RiskTier || now.Status != ag.Status) {
+	if ag := ad.Agent; ag != nil && (now.LedgerIndex == nil || *now.LedgerIndex != at || now.Name != ag.Name ||
+		now.Sponsor != ag.Sponsor || now.RiskTier != ag.RiskTier || now.Status != ag.Status) {
 		return fmt.Errorf("%w: agent %s changed since it was listed; list it again", store.ErrConflict, agentID)
 	}
 	if ad.Agent == nil && now.LedgerIndex == nil {
@@ -390,10 +424,20 @@ func (ad Adoption) unchanged(ctx context.Context, tx store.TenantTx, agentID str
 	if err != nil {
 		return err
 	}
-	keys = slices.DeleteFunc(keys, func(k store.AgentKey) bool { return k.LedgerIndex != nil })
-	if !slices.EqualFunc(keys, ad.Keys, func(a, b store.AgentKey) bool {
-		return a.KID == b.KID && a.PublicJWK == b.PublicJWK && a.Status == b.Status
-	}) {
+	listed := 0
+	for _, k := range keys {
+		i := slices.IndexFunc(ad.Keys, func(l store.AgentKey) bool { return l.KID == k.KID })
+		switch {
+		case i < 0 && k.LedgerIndex == nil:
+			return fmt.Errorf("%w: agent %s has a key naming no entry that was not listed; list it again", store.ErrConflict, agentID)
+		case i < 0:
+		case k.PublicJWK != ad.Keys[i].PublicJWK || k.Status != ad.Keys[i].Status || k.LedgerIndex == nil || *k.LedgerIndex != ad.entryOf(k.KID, at):
+			return fmt.Errorf("%w: agent %s's key %s changed since it was listed; list it again", store.ErrConflict, agentID, k.KID)
+		default:
+			listed++
+		}
+	}
+	if listed != len(ad.Keys) {
 		return fmt.Errorf("%w: agent %s's keys changed since they were listed; list them again", store.ErrConflict, agentID)
 	}
 	return nil
