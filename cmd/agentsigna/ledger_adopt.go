@@ -78,10 +78,10 @@ func runLedgerAdopt(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		fmt.Fprintf(stdout, "%s: bound %s\n", ref.Slug, what)
 	})
+	printRefused(stdout, ref.Slug, plan.Refused)
 	if err != nil {
 		return fmt.Errorf("ledger adopt: %w", err)
 	}
-	printRefused(stdout, ref.Slug, plan.Refused)
 	if len(plan.Refused) > 0 {
 		return fmt.Errorf("ledger adopt: %d rows refused: they stay untrusted, and ledger verify fails on them", len(plan.Refused))
 	}

@@ -301,6 +301,15 @@ func TestLedgerVerifyReceiptKeys(t *testing.T) {
 	}
 }
 
+// adoptIn runs ledger adopt --tenant acme on the data dir dir, with args.
+func adoptIn(ctx context.Context, dir string) func(args ...string) (string, error) {
+	return func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := runLedger(ctx, append([]string{"adopt", "--tenant", "acme", "--data-dir", dir}, args...), &out, &errOut, envOf(nil))
+		return out.String(), err
+	}
+}
+
 // listingDigest is the digest a ledger adopt listing ends with.
 func listingDigest(t *testing.T, out string) string {
 	t.Helper()
@@ -421,6 +430,8 @@ func TestLedgerVerifyRows(t *testing.T) {
 			want: "is verified, but entry 2 recorded it new"},
 		{name: "a counterparty naming no entry", stmt: `UPDATE counterparties SET ledger_index = NULL`,
 			want: "names no entry: planted, or stored before counterparties were logged and not adopted since"},
+		{name: "a counterparty renamed", stmt: `UPDATE counterparties SET name = 'Mallory Ltd'`,
+			want: "is stored with another name than entry 2 recorded"},
 		{name: "a counterparty deleted", stmt: `DELETE FROM counterparties`,
 			want: "was recorded by entry 2, but the store no longer holds it"},
 		{name: "a policy bundle planted", before: pushAndAddKey, stmt: `INSERT INTO policy_bundles (tenant_id, revision, digest, bundle, manifest, signed, uploaded_by, uploaded_at)
@@ -496,15 +507,11 @@ func TestLedgerVerifyRows(t *testing.T) {
 			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
 			SELECT tenant_id, '`+old+`', 'old', sponsor, 'low', 'active', created_at, updated_at FROM agents`,
 			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-			SELECT tenant_id, '`+old+`', 'old-key', public_jwk, 'active', created_at FROM agent_keys WHERE status = 'active'`)
+			SELECT tenant_id, '`+old+`', 'old-key', json_set(public_jwk, '$.kid', 'old-key'), 'active', created_at FROM agent_keys WHERE status = 'active'`)
 		if out, err := verifyLog(); err == nil || !strings.Contains(out, "agent "+old+" names no entry: planted, or stored before agents were logged and not adopted since") {
 			t.Fatalf("unadopted: %q, %v", out, err)
 		}
-		adopt := func(args ...string) (string, error) {
-			var out, errOut bytes.Buffer
-			err := runLedger(ctx, append([]string{"adopt", "--tenant", "acme", "--data-dir", dir}, args...), &out, &errOut, envOf(nil))
-			return out.String(), err
-		}
+		adopt := adoptIn(ctx, dir)
 		// Rotated by this build (entry 3) before it is adopted: what the
 		// log says of it is held all the same. Its retired key made
 		// active again is refused.
@@ -529,7 +536,7 @@ func TestLedgerVerifyRows(t *testing.T) {
 			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
 			SELECT tenant_id, '`+ghost+`', 'ghost', sponsor, 'low', 'active', created_at, updated_at FROM agents WHERE id = '`+old+`'`,
 			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-			SELECT tenant_id, '`+ghost+`', 'ghost-key', public_jwk, 'active', created_at FROM agent_keys WHERE kid = 'old-key'`)
+			SELECT tenant_id, '`+ghost+`', 'ghost-key', json_set(public_jwk, '$.kid', 'ghost-key'), 'active', created_at FROM agent_keys WHERE kid = 'old-key'`)
 		if out, err := adopt("--confirm", listingDigest(t, listed)); err == nil || !strings.Contains(err.Error(), "changed since they were listed") || strings.Contains(out, "bound") {
 			t.Fatalf("a ghost planted after the listing: %q, %v", out, err)
 		}
@@ -557,7 +564,7 @@ func TestLedgerVerifyRows(t *testing.T) {
 		// entry introduced, is refused.
 		sqlitetest.Tamper(t, tenantFile, `UPDATE agents SET status = 'suspended' WHERE id = '`+old+`'`,
 			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-			SELECT tenant_id, agent_id, 'planted', public_jwk, 'active', created_at FROM agent_keys WHERE kid = 'old-key'`)
+			SELECT tenant_id, agent_id, 'planted', json_set(public_jwk, '$.kid', 'planted'), 'active', created_at FROM agent_keys WHERE kid = 'old-key'`)
 		if out, err := verifyLog(); err == nil || !strings.Contains(out, "key planted of agent "+old+" names no entry") {
 			t.Fatalf("a key planted beside its keys: %q, %v", out, err)
 		}
@@ -575,14 +582,10 @@ func TestLedgerVerifyRows(t *testing.T) {
 		// adopt holds it to its registration, and binds it to its entries
 		// only once its rows say what they say, appending none.
 		_, verifyLog, tenantFile, agentID, dir := setup(t)
-		adopt := func(args ...string) (string, error) {
-			var out, errOut bytes.Buffer
-			err := runLedger(ctx, append([]string{"adopt", "--tenant", "acme", "--data-dir", dir}, args...), &out, &errOut, envOf(nil))
-			return out.String(), err
-		}
+		adopt := adoptIn(ctx, dir)
 		sqlitetest.Tamper(t, tenantFile, `UPDATE agents SET ledger_index = NULL, risk_tier = 'low'`, `UPDATE agent_keys SET ledger_index = NULL`,
 			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-			SELECT tenant_id, agent_id, 'writers', public_jwk, 'active', created_at FROM agent_keys LIMIT 1`)
+			SELECT tenant_id, agent_id, 'writers', json_set(public_jwk, '$.kid', 'writers'), 'active', created_at FROM agent_keys LIMIT 1`)
 		for _, tc := range []struct{ stmt, want string }{
 			{"", "agent " + agentID + " is stored low, safer than entry 0 registered it (high)"},
 			{`UPDATE agents SET risk_tier = 'high'`, "key writers of agent " + agentID + " names no entry, and no entry introduced it, though entry 0 registered the agent"},
@@ -658,14 +661,10 @@ func TestLedgerVerifyRows(t *testing.T) {
 		// the entries that introduced them, all or none, and a key no
 		// entry introduced is refused.
 		_, verifyLog, tenantFile, agentID, dir := setup(t)
-		adopt := func(args ...string) (string, error) {
-			var out, errOut bytes.Buffer
-			err := runLedger(ctx, append([]string{"adopt", "--tenant", "acme", "--data-dir", dir}, args...), &out, &errOut, envOf(nil))
-			return out.String(), err
-		}
+		adopt := adoptIn(ctx, dir)
 		sqlitetest.Tamper(t, tenantFile, `UPDATE agent_keys SET ledger_index = NULL`,
 			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-			SELECT tenant_id, agent_id, 'writers', public_jwk, 'active', created_at FROM agent_keys LIMIT 1`)
+			SELECT tenant_id, agent_id, 'writers', json_set(public_jwk, '$.kid', 'writers'), 'active', created_at FROM agent_keys LIMIT 1`)
 		// Beside another agent's row, which is adopted all the same: the
 		// refusal binds the agent's keys none, and fails the confirmation.
 		sqlitetest.Plant(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
@@ -708,9 +707,19 @@ func TestLedgerVerifyRows(t *testing.T) {
 			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
 			SELECT tenant_id, 'agt_dddddddddddddddddddddddddd', 'hidden', sponsor, 'low', 'active', created_at, updated_at FROM agents WHERE name = 'payer'`,
 			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-			SELECT tenant_id, 'agt_dddddddddddddddddddddddddd', 'hidden-key', '{'||char(13)||'                '||char(13)||substr(public_jwk, 2), 'active', created_at FROM agent_keys LIMIT 1`,
+			SELECT tenant_id, 'agt_dddddddddddddddddddddddddd', 'hidden-key', '{'||char(13)||'                '||char(13)||substr(json_set(public_jwk, '$.kid', 'hidden-key'), 2), 'active', created_at FROM agent_keys LIMIT 1`,
 			`INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
 			SELECT tenant_id, 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Old Vendor', 'trusted', created_at, updated_at FROM counterparties`,
+			// Active under another kid than its JWK's own: refused. Retired,
+			// it verifies nothing whatever it holds: adopted.
+			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+			SELECT tenant_id, 'agt_eeeeeeeeeeeeeeeeeeeeeeeeee', 'other kid', sponsor, 'low', 'active', created_at, updated_at FROM agents WHERE name = 'payer'`,
+			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
+			SELECT tenant_id, 'agt_eeeeeeeeeeeeeeeeeeeeeeeeee', 'other-kid', public_jwk, 'active', created_at FROM agent_keys LIMIT 1`,
+			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+			SELECT tenant_id, 'agt_ffffffffffffffffffffffffff', 'retired kid', sponsor, 'low', 'active', created_at, updated_at FROM agents WHERE name = 'payer'`,
+			`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at, retired_at)
+			SELECT tenant_id, 'agt_ffffffffffffffffffffffffff', 'other-kid', public_jwk, 'retired', created_at, created_at FROM agent_keys LIMIT 1`,
 			`PRAGMA ignore_check_constraints = OFF`)
 		var out, errOut bytes.Buffer
 		if err := runLedger(ctx, []string{"adopt", "--tenant", "acme", "--data-dir", dir}, &out, &errOut, envOf(nil)); err != nil {
@@ -721,12 +730,14 @@ func TestLedgerVerifyRows(t *testing.T) {
 			`acme: refused: agent agt_cccccccccccccccccccccccccc: key "bad kid" of agent agt_cccccccccccccccccccccccccc: invalid argument: key id`,
 			`acme: refused: counterparty "cp_aaaaaaaaaaaaaaaaaaaaaaaaaa": invalid argument: `,
 			`acme: would bind agent agt_dddddddddddddddddddddddddd name="hidden"`,
+			`acme: refused: agent agt_eeeeeeeeeeeeeeeeeeeeeeeeee: key "other-kid" of agent agt_eeeeeeeeeeeeeeeeeeeeeeeeee: invalid agent key: the key's kid is not the one it is registered under`,
+			`acme: would bind agent agt_ffffffffffffffffffffffffff name="retired kid"`,
 		} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("listing %q\nwants %q", out.String(), want)
 			}
 		}
-		if strings.Contains(out.String(), "\r") || strings.Count(out.String(), "would bind") != 1 {
+		if strings.Contains(out.String(), "\r") || strings.Count(out.String(), "would bind") != 2 {
 			t.Errorf("listing %q: a carriage return, or rows listed to bind that are refused", out.String())
 		}
 	})
@@ -740,11 +751,7 @@ func TestLedgerVerifyRows(t *testing.T) {
 		}
 		sqlitetest.Plant(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
 			VALUES ('`+acme.ID+`', 'cp_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'Old Vendor', 'verified', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`)
-		adopt := func(args ...string) (string, error) {
-			var out, errOut bytes.Buffer
-			err := runLedger(ctx, append([]string{"adopt", "--tenant", "acme", "--data-dir", dir}, args...), &out, &errOut, envOf(nil))
-			return out.String(), err
-		}
+		adopt := adoptIn(ctx, dir)
 		out, err := adopt()
 		if err != nil || !strings.Contains(out, "would bind counterparty cp_aaaaaaaaaaaaaaaaaaaaaaaaaa") {
 			t.Fatalf("listed: %q, %v", out, err)
@@ -759,11 +766,7 @@ func TestLedgerVerifyRows(t *testing.T) {
 	})
 	t.Run("a counterparty from before they were logged", func(t *testing.T) {
 		_, verifyLog, tenantFile, _, dir := setup(t)
-		adopt := func(args ...string) (string, error) {
-			var out, errOut bytes.Buffer
-			err := runLedger(ctx, append([]string{"adopt", "--tenant", "acme", "--data-dir", dir}, args...), &out, &errOut, envOf(nil))
-			return out.String(), err
-		}
+		adopt := adoptIn(ctx, dir)
 		const old = "cp_aaaaaaaaaaaaaaaaaaaaaaaaaa"
 		sqlitetest.Plant(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
 			SELECT tenant_id, '`+old+`', 'Old Vendor', 'verified', created_at, updated_at FROM counterparties`)
@@ -791,7 +794,11 @@ func TestLedgerVerifyRows(t *testing.T) {
 		if out, err := adopt(); err != nil || !strings.Contains(out, "is verified, but entry 2 recorded it new") || strings.Contains(out, "would bind") {
 			t.Fatalf("made verified: %q, %v", out, err)
 		}
-		sqlitetest.Tamper(t, tenantFile, `UPDATE counterparties SET status = 'new' WHERE id <> '`+old+`'`)
+		sqlitetest.Tamper(t, tenantFile, `UPDATE counterparties SET status = 'new', name = 'Mallory Ltd' WHERE id <> '`+old+`'`)
+		if out, err := adopt(); err != nil || !strings.Contains(out, "is stored with another name than entry 2 recorded") || strings.Contains(out, "would bind") {
+			t.Fatalf("renamed: %q, %v", out, err)
+		}
+		sqlitetest.Tamper(t, tenantFile, `UPDATE counterparties SET name = 'Vendor' WHERE id <> '`+old+`'`)
 		listed, err = adopt()
 		if err != nil || !strings.Contains(listed, "status=new bank_details_sealed_sha256=none, to entry 2, which recorded it") {
 			t.Fatalf("listed: %q, %v", listed, err)

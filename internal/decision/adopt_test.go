@@ -36,7 +36,7 @@ func TestUnboundRowsTrustedOnlyOnceAdopted(t *testing.T) {
 		`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
 		SELECT tenant_id, '`+agentID+`', 'old-bot', 'usr_old', 'low', 'active', created_at, updated_at FROM agents LIMIT 1`,
 		`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-		SELECT tenant_id, '`+agentID+`', 'old-key', public_jwk, 'active', created_at FROM agent_keys LIMIT 1`,
+		SELECT tenant_id, '`+agentID+`', 'old-key', json_set(public_jwk, '$.kid', 'old-key'), 'active', created_at FROM agent_keys LIMIT 1`,
 		`INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
 		SELECT tenant_id, '`+cpID+`', 'Old Vendor', 'verified', created_at, updated_at FROM agents LIMIT 1`)
 	escalated := func(what string, reasons ...string) {
@@ -119,8 +119,11 @@ func TestUnboundRowsTrustedOnlyOnceAdopted(t *testing.T) {
 		len(rec.Keys) != 1 || rec.Keys[0].KeyID != "old-key" || rec.Keys[0].Status != store.KeyActive {
 		t.Fatalf("the adoption entry: %+v %s", entry, record)
 	}
-	if entry, _ := e.entryAt(t, indexes[1]); entry.Kind != decision.KindCounterpartyAdopted || entry.Subject != cpID {
-		t.Fatalf("the counterparty's adoption entry: %+v", entry)
+	entry, record = e.entryAt(t, indexes[1])
+	var cpRec decision.CounterpartyRecord
+	if entry.Kind != decision.KindCounterpartyAdopted || entry.Subject != cpID || json.Unmarshal(record, &cpRec) != nil ||
+		cpRec != (decision.CounterpartyRecord{Event: "counterparty_adopted", CounterpartyID: cpID, Name: "Mallory Ltd", Status: "verified"}) {
+		t.Fatalf("the counterparty's adoption entry: %+v %s", entry, record)
 	}
 	if got := e.decide(t, agentID, payment("10.00", cpID), ""); got.Outcome != decision.Allow {
 		t.Fatalf("adopted rows: %s %v, want allow", got.Outcome, got.Reasons)
@@ -210,4 +213,19 @@ func (c refusingCounterpartyTx) Adopt(ctx context.Context, id string, index uint
 		return fmt.Errorf("%w: changed meanwhile", store.ErrConflict)
 	}
 	return c.CounterpartyTx.Adopt(ctx, id, index)
+}
+
+// A log that does not verify adopts nothing: its entries are what every
+// row is held to.
+func TestAdoptionRefusesALogThatDoesNotVerify(t *testing.T) {
+	e := newServiceEnv(t, "sqlite")
+	e.agent(t, store.RiskLow)
+	sqlitetest.Tamper(t, e.backend.(*sqlite.Store).TenantFile(e.org.ID), `DELETE FROM ledger_checkpoints`)
+	adopter, err := decision.NewAdopter(e.ledger, e.backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adopter.Plan(context.Background(), e.org); !errors.Is(err, decision.ErrUnverifiedLog) {
+		t.Fatalf("Plan: %v, want ErrUnverifiedLog", err)
+	}
 }

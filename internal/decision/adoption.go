@@ -87,11 +87,15 @@ func (p AdoptionPlan) Digest() string {
 // confirmed.
 var ErrPlanChanged = errors.New("decision: the rows to adopt changed since they were listed")
 
-// Plan reads org's log, verifying it as ledger verify does (with the key
-// stored with it), and its rows that name no entry, and says what Adopt
-// would do with each. A log that does not verify adopts nothing; one
-// never begun (no entries, no key) is read as empty, as ledger verify
-// reads it.
+// ErrUnverifiedLog: the organization's log does not verify, so no row is
+// held to it.
+var ErrUnverifiedLog = errors.New("decision: the organization's log does not verify")
+
+// Plan reads org's log, verifying its entries and checkpoints as ledger
+// verify does (with the key stored with it), and its rows that name no
+// entry, and says what Adopt would do with each. A log that does not
+// verify adopts nothing (ErrUnverifiedLog); one never begun (no entries,
+// no key) is read as empty, as ledger verify reads it.
 func (a *Adopter) Plan(ctx context.Context, org Organization) (AdoptionPlan, error) {
 	rows := NewRowLog()
 	var plan AdoptionPlan
@@ -111,7 +115,7 @@ func (a *Adopter) Plan(ctx context.Context, org Organization) (AdoptionPlan, err
 	case err != nil:
 		return AdoptionPlan{}, err
 	case rep.Problem != nil:
-		return AdoptionPlan{}, fmt.Errorf("the organization's log does not verify (entry %d: %s); nothing is adopted into it", rep.Problem.Index, rep.Problem.Reason)
+		return AdoptionPlan{}, fmt.Errorf("%w (entry %d: %s); nothing is adopted into it", ErrUnverifiedLog, rep.Problem.Index, rep.Problem.Reason)
 	}
 	return plan, nil
 }
@@ -241,13 +245,17 @@ func (r *RowLog) planAdoption(ctx context.Context, tx store.TenantTx) (AdoptionP
 		for ; i < len(u.Keys) && u.Keys[i].AgentID == agentID; i++ {
 			k := u.Keys[i]
 			l := r.agents[agentID]
-			switch {
-			case identity.CheckAdoptableKey(k) != nil:
-				refused = append(refused, fmt.Sprintf("%v", identity.CheckAdoptableKey(k)))
-			case l == nil || l.keys[k.KID] == nil:
+			if err := identity.CheckAdoptableKey(k); err != nil {
+				refused = append(refused, err.Error())
+				continue
+			}
+			if l == nil || l.keys[k.KID] == nil {
 				refused = append(refused, fmt.Sprintf("key %s of agent %s names no entry, and no entry introduced it", k.KID, agentID))
-			case l.planKey(k, agentID) != "":
-				refused = append(refused, l.planKey(k, agentID))
+				continue
+			}
+			switch why := l.planKey(k, agentID); {
+			case why != "":
+				refused = append(refused, why)
 			default:
 				ad.Keys = append(ad.Keys, k)
 				ad.Introduced[k.KID] = l.keys[k.KID].introduced
@@ -279,6 +287,9 @@ func (r *RowLog) planAdoption(ctx context.Context, tx store.TenantTx) (AdoptionP
 		}
 		if l, ok := r.counterparties[cp.ID]; ok {
 			switch {
+			case full.Name != l.name:
+				plan.Refused = append(plan.Refused, fmt.Sprintf("counterparty %s is stored with another name than entry %d recorded", cp.ID, l.index))
+				continue
 			case full.Status == store.CounterpartyVerified && l.status != string(store.CounterpartyVerified):
 				plan.Refused = append(plan.Refused, fmt.Sprintf("counterparty %s is verified, but entry %d recorded it %s", cp.ID, l.index, l.status))
 				continue

@@ -2,8 +2,6 @@ package decision
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,8 +21,9 @@ const (
 	KindCounterpartyAdopted = "counterparty.adopted"
 )
 
-// CounterpartyRecord is the record of a counterparty.created entry: the
-// counterparty as it was added. Its bank details appear only as the
+// CounterpartyRecord is the record of a counterparty.created entry, the
+// counterparty as it was added, or of a counterparty.adopted one, as an
+// operator found it. Its bank details appear only as the
 // SHA-256 of their sealed form (the plain details are few enough to be
 // guessed from a digest).
 type CounterpartyRecord struct {
@@ -82,10 +81,7 @@ func (c *Counterparties) AddAll(ctx context.Context, org Organization, cps []sto
 			return nil, err
 		}
 		rec := CounterpartyRecord{Event: "counterparty_created", CounterpartyID: cp.ID, Name: cp.Name, Status: string(cp.Status)}
-		if cp.BankDetailsSealed != nil {
-			sum := sha256.Sum256(cp.BankDetailsSealed)
-			rec.BankDetailsSealedSHA256 = base64.StdEncoding.EncodeToString(sum[:])
-		}
+		rec.BankDetailsSealedSHA256 = bankDigest(cp.BankDetailsSealed)
 		b, err := json.Marshal(rec)
 		if err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/agentsigna/agentsigna/internal/identity"
@@ -35,8 +36,8 @@ import (
 //     (agentsigna ledger adopt), or planted, which nothing tells apart;
 //   - every counterparty stored names its counterparty.created (or
 //     counterparty.adopted) entry, is verified only if that entry says so,
-//     and has the bank details it recorded; none the log recorded is
-//     missing;
+//     and has the name and bank details it recorded; none the log
+//     recorded is missing;
 //   - every policy bundle stored was uploaded by a policy.upload entry of
 //     its revision, SHA-256 (which its bytes have), signed or not as the
 //     entry says, and uploader (the entry its row names, when it names
@@ -146,6 +147,7 @@ type loggedCase struct {
 
 type loggedCounterparty struct {
 	index  uint64
+	name   string
 	status string
 	// bankSHA is the SHA-256 of the sealed bank details the entry
 	// recorded (base64, or hex before 2026-11-28), "" for none.
@@ -188,13 +190,13 @@ func (r *RowLog) Entry(e verify.Entry, record []byte) error {
 		return r.adoptionEntry(e, record)
 	case KindCounterpartyCreated, KindCounterpartyAdopted:
 		var rec CounterpartyRecord
-		if json.Unmarshal(record, &rec) != nil || rec.CounterpartyID != e.Subject {
-			return fmt.Errorf("a counterparty entry that does not name its counterparty")
+		if json.Unmarshal(record, &rec) != nil || rec.CounterpartyID != e.Subject || rec.Event != strings.ReplaceAll(e.Kind, ".", "_") {
+			return fmt.Errorf("a counterparty entry that does not name its counterparty, or its event")
 		}
 		if first, dup := r.counterparties[rec.CounterpartyID]; dup {
 			return fmt.Errorf("counterparty %s recorded again (first by entry %d)", rec.CounterpartyID, first.index)
 		}
-		r.counterparties[rec.CounterpartyID] = loggedCounterparty{index: e.Index, status: rec.Status, bankSHA: rec.BankDetailsSealedSHA256}
+		r.counterparties[rec.CounterpartyID] = loggedCounterparty{index: e.Index, name: rec.Name, status: rec.Status, bankSHA: rec.BankDetailsSealedSHA256}
 		r.cpOrder = append(r.cpOrder, rec.CounterpartyID)
 	case kindPolicyUpload:
 		var rec policyRecord
@@ -611,6 +613,8 @@ func (r *RowLog) counterpartyRows(ctx context.Context, tx store.TenantTx) error 
 			return mismatch("counterparty %s does not name entry %d, which recorded it", cp.ID, l.index)
 		case cp.Status == store.CounterpartyVerified && l.status != string(store.CounterpartyVerified):
 			return mismatch("counterparty %s is verified, but entry %d recorded it %s", cp.ID, l.index, l.status)
+		case cp.Name != l.name:
+			return mismatch("counterparty %s is stored with another name than entry %d recorded", cp.ID, l.index)
 		}
 		// List reads no bank details: the row is read again for them.
 		// Nothing changes them once recorded (found by review: a

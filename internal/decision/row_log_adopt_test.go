@@ -116,6 +116,19 @@ func TestRowLogHoldsAdoptions(t *testing.T) {
 	if err != nil || rep.Problem == nil || rep.Problem.Index != at || !strings.Contains(rep.Problem.Reason, "adopted, but entry") {
 		t.Fatalf("a registered agent adopted: %+v, %v", rep.Problem, err)
 	}
+
+	// A counterparty entry whose record's event is another kind's.
+	e = newServiceEnv(t, "sqlite")
+	rec, err := json.Marshal(decision.CounterpartyRecord{Event: "counterparty_adopted", CounterpartyID: "cp_aaaaaaaaaaaaaaaaaaaaaaaaaa", Name: "Old", Status: "verified"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at = e.appendEntry(t, decision.KindCounterpartyCreated, "cp_aaaaaaaaaaaaaaaaaaaaaaaaaa", rec)
+	rows = decision.NewRowLog()
+	rep, err = e.ledger.CheckWith(context.Background(), e.log(), "", ledger.CheckOptions{CheckRecord: rows.Entry, CheckRows: rows.Rows})
+	if err != nil || rep.Problem == nil || rep.Problem.Index != at || !strings.Contains(rep.Problem.Reason, "or its event") {
+		t.Fatalf("a counterparty entry of another event: %+v, %v", rep.Problem, err)
+	}
 }
 
 // rotationRecord is an agent.key_rotated record of agentID introducing

@@ -274,7 +274,7 @@ func ReadUnbound(ctx context.Context, tx store.TenantTx) (Unbound, error) {
 // agent's registration (or adoption), and Introduced, by kid, the entry
 // that introduced each key. An agent the log does not register is logged
 // as found by a new agent.adopted entry, which records the agent and the
-// keys Introduced does not name. The caller (decision.PlanAdoption) reads
+// keys Introduced does not name. The caller (decision.Adopter.Plan) reads
 // the log to fill them, and holds the rows to it; Adopt binds as told.
 type Adoption struct {
 	Agent      *store.Agent
@@ -385,10 +385,12 @@ func (ad Adoption) check() (string, error) {
 	return agentID, nil
 }
 
-// CheckAdoptableKey refuses a key row naming no entry that verifies
-// nothing (ParseAgentJWK refuses it: the token endpoint skips it), or that
-// its row could not hold (store.CheckAgentKey), whose entry would fail
-// ledger verify.
+// CheckAdoptableKey refuses a key row naming no entry that its row could
+// not hold (store.CheckAgentKey), whose entry would fail ledger verify,
+// or, active, that no agent could register today (ParseAgentJWK, its kid
+// the JWK's own): the token endpoint would skip it, or find it under
+// another kid than its entry records. A retired key verifies nothing,
+// whatever it holds.
 func CheckAdoptableKey(k store.AgentKey) error {
 	named := k
 	named.LedgerIndex = new(uint64) // CheckAgentKey asks for one
@@ -396,10 +398,13 @@ func CheckAdoptableKey(k store.AgentKey) error {
 		return fmt.Errorf("key %q of agent %s: %w", k.KID, k.AgentID, err)
 	}
 	if !utf8.ValidString(k.PublicJWK) {
-		return fmt.Errorf("%w: key %s of agent %s: its public JWK is not UTF-8", store.ErrInvalid, k.KID, k.AgentID)
+		return fmt.Errorf("%w: key %q of agent %s: its public JWK is not UTF-8", store.ErrInvalid, k.KID, k.AgentID)
 	}
-	if _, err := ParseAgentJWK([]byte(k.PublicJWK)); err != nil {
-		return fmt.Errorf("key %s of agent %s: %w", k.KID, k.AgentID, err)
+	if k.Status != store.KeyActive {
+		return nil
+	}
+	if err := checkRegistrable(k); err != nil {
+		return fmt.Errorf("key %q of agent %s: %w", k.KID, k.AgentID, err)
 	}
 	return nil
 }

@@ -33,11 +33,13 @@ type AgentTx interface {
 	// lower one (nothing logs a lowering yet, and the decision service
 	// would not take it).
 	SetRiskTier(ctx context.Context, id string, tier RiskTier) error
-	// Adopt makes an agent stored before agents named their entry name
-	// index, the agent.adopted entry that records it as found (agentsigna
-	// ledger adopt): until then the decision service trusts it with
-	// nothing. ErrNotFound for an unknown agent, ErrConflict when it
-	// already names an entry (an entry, once named, is final).
+	// Adopt makes an agent that names no entry (stored before agents
+	// named their entry) name index: the entry that records it, its
+	// agent.registered one or a new agent.adopted one recording it as
+	// found (agentsigna ledger adopt). Until then the decision service
+	// trusts it with nothing. ErrNotFound for an unknown agent,
+	// ErrConflict when it already names an entry (an entry, once named,
+	// is final).
 	Adopt(ctx context.Context, id string, index uint64) error
 
 	// AddKey registers a public key for an agent, active from now (an
@@ -52,10 +54,11 @@ type AgentTx interface {
 	// RetireKey retires an active key at at (now when zero); ErrNotFound
 	// unless the agent has an active key with that kid.
 	RetireKey(ctx context.Context, agentID, kid string, at time.Time) error
-	// AdoptKey is Adopt of a key stored before keys named their entry:
-	// it names index, the agent.adopted entry that records it.
-	// ErrNotFound unless the agent has a key with that kid, ErrConflict
-	// when the key already names an entry.
+	// AdoptKey is Adopt of a key that names no entry: it names index, the
+	// entry that introduced it (agent.registered, agent.key_rotated) or
+	// the agent.adopted one that records it, retired or not. ErrNotFound
+	// unless the agent has a key with that kid, ErrConflict when the key
+	// already names an entry.
 	AdoptKey(ctx context.Context, agentID, kid string, index uint64) error
 }
 
@@ -111,7 +114,8 @@ type Agent struct {
 	// registered the agent (agent.registered): the decision service takes
 	// the risk tier it records as the least the agent's is. Required by
 	// Create; nil only for an agent stored before agents named their
-	// entry, which nothing trusts until Adopt names one.
+	// entry, which nothing trusts until Adopt names one (its
+	// registration, or an agent.adopted entry).
 	LedgerIndex *uint64
 }
 
@@ -127,9 +131,10 @@ type AgentKey struct {
 	CreatedAt time.Time
 	RetiredAt time.Time // zero while active
 	// LedgerIndex is the index of the organization's ledger entry that
-	// registered the key (agent.registered or agent.key_rotated): a reader
-	// trusts the key once that entry, proven under the log's signature,
-	// records it. Required by AddKey; nil only for a key stored before
+	// registered the key (agent.registered or agent.key_rotated, or
+	// agent.adopted for one stored before keys named their entry): a
+	// reader trusts the key once that entry, proven under the log's
+	// signature, records it (adopted: as active). Required by AddKey; nil only for a key stored before
 	// keys named their entry, which nothing trusts until AdoptKey names
 	// one.
 	LedgerIndex *uint64

@@ -32,10 +32,11 @@ type CounterpartyTx interface {
 	SetStatus(ctx context.Context, id string, status CounterpartyStatus) error
 	// SetBankDetails replaces the sealed bank details.
 	SetBankDetails(ctx context.Context, id string, sealed []byte) error
-	// Adopt makes a counterparty stored before counterparties named their
-	// entry name index, the counterparty.adopted entry that records it as
-	// found (agentsigna ledger adopt). ErrNotFound for an unknown
-	// counterparty, ErrConflict when it already names an entry.
+	// Adopt makes a counterparty that names no entry name index: the
+	// entry that records it, its counterparty.created one or a new
+	// counterparty.adopted one recording it as found (agentsigna ledger
+	// adopt). ErrNotFound for an unknown counterparty, ErrConflict when it
+	// already names an entry.
 	Adopt(ctx context.Context, id string, index uint64) error
 	// PaymentsCount counts the decisions that allowed a money payment
 	// (action type "payment.…", outcome allow) to this counterparty — the
@@ -64,7 +65,8 @@ type Counterparty struct {
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
 	// LedgerIndex is the index of the organization's ledger entry that
-	// recorded the counterparty (counterparty.created): the decision
+	// recorded the counterparty (counterparty.created, or
+	// counterparty.adopted for one stored before): the decision
 	// service trusts it as verified only once that entry, proven under
 	// the log's signature, says so. Required by Create; nil only for a
 	// counterparty stored before counterparties named their entry, which

@@ -1,9 +1,11 @@
 -- An agent, agent key or counterparty stored before rows named their entry
 -- (ledger_index NULL) is trusted by nothing now: not the agent, not the
--- key, not the counterparty as verified. `agentsigna ledger adopt`
--- logs such rows, as the operator listed them, in an agent.adopted or
--- counterparty.adopted entry, and makes them name it, written with the
--- rows in the batch that appends the entry. So the tenant role may now
+-- key, not the counterparty as verified. `agentsigna ledger adopt` makes
+-- such rows, as the operator listed them, name the entry that records
+-- them: the one the log holds already (a registration, a key's
+-- introduction, a counterparty's creation), or a new agent.adopted or
+-- counterparty.adopted entry, written with the rows in the batch that
+-- appends it. So the tenant role may now
 -- update ledger_index, but only to name an entry for a row that names
 -- none: never to change or unname one. The service holds the named entry
 -- to the row, under a checkpoint the log key signed, so naming a wrong one
