@@ -17,8 +17,8 @@ import (
 )
 
 // An agent and a counterparty whose rows name no entry — stored before
-// rows were logged, or planted since by whoever writes the SQLite file,
-// which nothing tells apart — are trusted with nothing: the agent is seen
+// rows were logged, or planted since by whoever writes the store behind
+// the service's back, which nothing tells apart — are trusted with nothing: the agent is seen
 // as critical, the counterparty as new, so a payment between them goes
 // to a human. Once an operator adopts them (ledger adopt), their
 // agent.adopted and counterparty.adopted entries stand for their
@@ -27,16 +27,27 @@ import (
 // anyone.) An adoption refuses rows changed since they were listed, and
 // rows adopted already.
 func TestUnboundRowsTrustedOnlyOnceAdopted(t *testing.T) {
-	e, logs := loggingEnv(t, "sqlite")
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) { testUnboundRowsTrustedOnlyOnceAdopted(t, kind) })
+	}
+}
+
+func testUnboundRowsTrustedOnlyOnceAdopted(t *testing.T, kind string) {
+	e, logs := loggingEnv(t, kind)
 	ctx := context.Background()
-	e.agent(t, store.RiskLow) // the organization's own, for its tenant_id and key
-	file := e.backend.(*sqlite.Store).TenantFile(e.org.ID)
+	e.agent(t, store.RiskLow) // the organization's own, for its tenant_id
 	const agentID, cpID = "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa", "cp_aaaaaaaaaaaaaaaaaaaaaaaaaa"
-	sqlitetest.Plant(t, file,
+	kid, public, _, err := identity.GenerateAgentKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The key under kid old-key, its JWK's own, as registration stored it.
+	public = strings.Replace(public, `"kid":"`+kid+`"`, `"kid":"old-key"`, 1)
+	e.plant(t, e.org.ID,
 		`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
 		SELECT tenant_id, '`+agentID+`', 'old-bot', 'usr_old', 'low', 'active', created_at, updated_at FROM agents LIMIT 1`,
 		`INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at)
-		SELECT tenant_id, '`+agentID+`', 'old-key', json_set(public_jwk, '$.kid', 'old-key'), 'active', created_at FROM agent_keys LIMIT 1`,
+		SELECT tenant_id, '`+agentID+`', 'old-key', '`+public+`', 'active', created_at FROM agent_keys LIMIT 1`,
 		`INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
 		SELECT tenant_id, '`+cpID+`', 'Old Vendor', 'verified', created_at, updated_at FROM agents LIMIT 1`)
 	escalated := func(what string, reasons ...string) {
@@ -79,7 +90,7 @@ func TestUnboundRowsTrustedOnlyOnceAdopted(t *testing.T) {
 	// Changed since they were listed: refused, and nothing logged — by
 	// the digest, and by the rows' own transactions.
 	size := e.ledgerSize(t)
-	sqlitetest.Plant(t, file, `UPDATE agents SET sponsor = 'usr_mallory' WHERE id = '`+agentID+`'`,
+	e.plant(t, e.org.ID, `UPDATE agents SET sponsor = 'usr_mallory' WHERE id = '`+agentID+`'`,
 		`UPDATE counterparties SET name = 'Mallory Ltd' WHERE id = '`+cpID+`'`)
 	if _, err := adopter.Adopt(ctx, e.org, listed, bound); !errors.Is(err, decision.ErrPlanChanged) {
 		t.Fatalf("rows changed since the listing: %v, want ErrPlanChanged", err)

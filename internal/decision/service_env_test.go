@@ -41,6 +41,7 @@ var storeKinds = []string{"sqlite", "postgres"}
 // Service over it, as the tenant plane wires them.
 type serviceEnv struct {
 	backend  store.Backend
+	plant    teststore.Planter // writes the store behind the service's back
 	master   *secrets.MasterKey
 	ledger   *ledger.Ledger
 	engine   *bundles.Engine
@@ -77,12 +78,12 @@ func (c *testClock) Advance(d time.Duration) {
 
 func newServiceEnv(t testing.TB, kind string) *serviceEnv {
 	t.Helper()
-	b := teststore.Open(t, kind)
+	b, plant := teststore.OpenPlantable(t, kind)
 	master, err := secrets.GenerateMasterKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &serviceEnv{backend: b, master: master, clock: &testClock{}}
+	e := &serviceEnv{backend: b, plant: plant, master: master, clock: &testClock{}}
 	tn := storetest.CreateTenant(t, b, "acme")
 	e.org = decision.Organization{ID: tn.ID, Slug: tn.Slug}
 	e.ledger = e.newLedger(t)

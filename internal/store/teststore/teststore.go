@@ -11,6 +11,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store/postgres"
 	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
 )
 
 // Kinds are the stores, in the order tests run them.
@@ -42,4 +43,42 @@ func Open(t testing.TB, kind string) store.Backend {
 	}
 	t.Cleanup(func() { b.Close() })
 	return b
+}
+
+// Planter runs stmts against an organization's rows as someone who can
+// write the store behind the service's back: on SQLite in the
+// organization's file with its triggers set aside (sqlitetest.Plant), on
+// PostgreSQL as the database's owner with triggers off (pgtest.DB.Tamper).
+// Statements must be SQL both stores take.
+type Planter func(t testing.TB, tenantID string, stmts ...string)
+
+// OpenPlantable is Open, with the Planter of the store it opens.
+func OpenPlantable(t testing.TB, kind string) (store.Backend, Planter) {
+	t.Helper()
+	ctx := context.Background()
+	switch kind {
+	case "sqlite":
+		s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s, func(t testing.TB, tenantID string, stmts ...string) {
+			t.Helper()
+			sqlitetest.Plant(t, s.TenantFile(tenantID), stmts...)
+		}
+	case "postgres":
+		db := pgtest.New(t)
+		s, err := postgres.Open(ctx, db.Config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s, func(t testing.TB, _ string, stmts ...string) {
+			t.Helper()
+			db.Tamper(t, stmts...)
+		}
+	}
+	t.Fatalf("teststore: unknown store %q", kind)
+	return nil, nil
 }
