@@ -337,3 +337,62 @@ func TestJTIsPerAgentMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A tenant file from before rows named their ledger entry (version 1: an
+// agent, its active and retired keys, a verified counterparty) upgrades on
+// first use with those rows naming none, and each can then be adopted
+// once (0014): named an entry, never renamed, the retired key staying
+// retired. The path ledger adopt takes on a real upgrade.
+func TestRowsFromBeforeTheBindingAreAdoptedAfterUpgrade(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	acme := storetest.CreateTenant(t, s, "acme")
+	agentID, cpID := store.NewID(store.PrefixAgent), store.NewID(store.PrefixCounterparty)
+	const at = "2026-11-26T00:00:00.000000Z"
+	const key = `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)`
+	oldTenantFile(t, s.TenantFile(acme.ID), acme.ID,
+		`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+		VALUES (?1, ?2, 'Agent', 'usr_sponsor', 'low', 'active', ?3, ?3)`, acme.ID, agentID, at,
+		key, acme.ID, agentID, "k-old", `{"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"k-old"}`, "retired", at, at,
+		key, acme.ID, agentID, "k-new", `{"kty":"OKP","crv":"Ed25519","x":"BBBB","kid":"k-new"}`, "active", at, nil,
+		`INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at) VALUES (?1, ?2, 'Vendor', 'verified', ?3, ?3)`,
+		acme.ID, cpID, at)
+	ctx := context.Background()
+	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		ag, err := tx.Agents().Get(ctx, agentID)
+		if err != nil || ag.LedgerIndex != nil {
+			return fmt.Errorf("the agent upgraded: %+v, %v; want it naming no entry", ag, err)
+		}
+		if err := tx.Agents().Adopt(ctx, agentID, 7); err != nil {
+			return fmt.Errorf("adopt the agent: %w", err)
+		}
+		for _, kid := range []string{"k-old", "k-new"} {
+			if err := tx.Agents().AdoptKey(ctx, agentID, kid, 7); err != nil {
+				return fmt.Errorf("adopt key %s: %w", kid, err)
+			}
+		}
+		if err := tx.Counterparties().Adopt(ctx, cpID, 8); err != nil {
+			return fmt.Errorf("adopt the counterparty: %w", err)
+		}
+		if err := tx.Agents().Adopt(ctx, agentID, 9); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("the agent adopted again: %v, want ErrConflict", err)
+		}
+		keys, err := tx.Agents().Keys(ctx, agentID)
+		if err != nil || len(keys) != 2 {
+			return fmt.Errorf("keys %+v, %v", keys, err)
+		}
+		for _, k := range keys {
+			if k.LedgerIndex == nil || *k.LedgerIndex != 7 || (k.KID == "k-old") != (k.Status == store.KeyRetired) {
+				return fmt.Errorf("key %+v after adoption", k)
+			}
+		}
+		cp, err := tx.Counterparties().Get(ctx, cpID)
+		if err != nil || cp.LedgerIndex == nil || *cp.LedgerIndex != 8 || cp.Status != store.CounterpartyVerified {
+			return fmt.Errorf("the counterparty after adoption: %+v, %v", cp, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
