@@ -577,6 +577,18 @@ func TestLedgerVerifyRows(t *testing.T) {
 			t.Fatalf("deleted: %q, %v", out, err)
 		}
 	})
+	t.Run("an agent suspended before it was adopted, made active", func(t *testing.T) {
+		const old = "agt_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+		run, _, tenantFile, _, dir := setup(t)
+		sqlitetest.Plant(t, tenantFile,
+			`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+			SELECT tenant_id, '`+old+`', 'old', sponsor, 'low', 'active', created_at, updated_at FROM agents`)
+		run(runAgent, "suspend", "--tenant", "acme", old) // entry 3
+		sqlitetest.Tamper(t, tenantFile, `UPDATE agents SET status = 'active' WHERE id = '`+old+`'`)
+		if out, err := adoptIn(ctx, dir)(); err != nil || !strings.Contains(out, "acme: refused: agent "+old+" is active, but entry 3 suspended it") || strings.Contains(out, "would bind") {
+			t.Fatalf("listed: %q, %v", out, err)
+		}
+	})
 	t.Run("a registered agent made to name no entry", func(t *testing.T) {
 		// Unbound in the file, made safer and given a key of the writer's:
 		// adopt holds it to its registration, and binds it to its entries

@@ -253,7 +253,7 @@ func (r *RowLog) planAdoption(ctx context.Context, tx store.TenantTx) (AdoptionP
 				refused = append(refused, fmt.Sprintf("key %s of agent %s names no entry, and no entry introduced it", k.KID, agentID))
 				continue
 			}
-			switch why := l.planKey(k, agentID); {
+			switch why := l.keyProblem(k, agentID); {
 			case why != "":
 				refused = append(refused, why)
 			default:
@@ -286,15 +286,8 @@ func (r *RowLog) planAdoption(ctx context.Context, tx store.TenantTx) (AdoptionP
 			continue
 		}
 		if l, ok := r.counterparties[cp.ID]; ok {
-			switch {
-			case full.Name != l.name:
-				plan.Refused = append(plan.Refused, fmt.Sprintf("counterparty %s is stored with another name than entry %d recorded", cp.ID, l.index))
-				continue
-			case full.Status == store.CounterpartyVerified && l.status != string(store.CounterpartyVerified):
-				plan.Refused = append(plan.Refused, fmt.Sprintf("counterparty %s is verified, but entry %d recorded it %s", cp.ID, l.index, l.status))
-				continue
-			case (l.bankSHA == "") != (len(full.BankDetailsSealed) == 0) || l.bankSHA != "" && !recordsDigest(l.bankSHA, sha256Of(full.BankDetailsSealed)):
-				plan.Refused = append(plan.Refused, fmt.Sprintf("counterparty %s is stored with other bank details than entry %d recorded", cp.ID, l.index))
+			if why := l.rowProblem(full); why != "" {
+				plan.Refused = append(plan.Refused, why)
 				continue
 			}
 			index := l.index
@@ -318,11 +311,6 @@ func adoptable(ad identity.Adoption) string {
 		}
 	}
 	return ""
-}
-
-func sha256Of(b []byte) []byte {
-	sum := sha256.Sum256(b)
-	return sum[:]
 }
 
 // DescribeAgentAdoption says what ad binds, for the operator.
@@ -377,21 +365,19 @@ func (r *RowLog) planAgent(ad *identity.Adoption) string {
 	if l == nil {
 		l = &loggedAgent{keys: map[string]*loggedAgentKey{}}
 	}
-	if l.registered != nil {
-		switch {
-		case ag.Name != l.name || ag.Sponsor != l.sponsor:
-			return fmt.Sprintf("agent %s is stored with another name or sponsor than entry %d registered", ag.ID, *l.registered)
-		case riskier(ag.RiskTier, l.tier) != ag.RiskTier:
-			return fmt.Sprintf("agent %s is stored %s, safer than entry %d registered it (%s)", ag.ID, ag.RiskTier, *l.registered, l.tier)
+	switch {
+	case l.registered != nil:
+		if why := l.rowProblem(*ag); why != "" {
+			return why
 		}
 		index := *l.registered
 		ad.Registered = &index
-	}
-	if why := l.statusProblem(ag.ID, ag.Status); why != "" {
-		return why
+	case l.statusProblem(ag.ID, ag.Status) != "":
+		// Suspended by an entry before its adoption.
+		return l.statusProblem(ag.ID, ag.Status)
 	}
 	for _, k := range ad.Keys {
-		if why := l.planKey(k, ag.ID); why != "" {
+		if why := l.keyProblem(k, ag.ID); why != "" {
 			return why
 		}
 		switch lk, ok := l.keys[k.KID]; {
@@ -400,29 +386,6 @@ func (r *RowLog) planAgent(ad *identity.Adoption) string {
 		case l.registered != nil:
 			return fmt.Sprintf("key %s of agent %s names no entry, and no entry introduced it, though entry %d registered the agent", k.KID, ag.ID, *l.registered)
 		}
-	}
-	return ""
-}
-
-// planKey holds a key that names no entry to what the entries read say
-// of it: the public key its introduction logged, retired if an entry
-// retired it. It returns why not, or "".
-func (a *loggedAgent) planKey(k store.AgentKey, agentID string) string {
-	lk, ok := a.keys[k.KID]
-	var retired *uint64
-	switch {
-	case ok && !identity.SameJWK(lk.jwk, []byte(k.PublicJWK)):
-		return fmt.Sprintf("key %s of agent %s is stored with another public key than entry %d logged", k.KID, agentID, lk.introduced)
-	case ok:
-		retired = lk.retired
-	default:
-		retired = a.unloggedRetired(k.KID)
-	}
-	switch {
-	case k.Status == store.KeyActive && retired != nil:
-		return fmt.Sprintf("key %s of agent %s is active, but entry %d retired it", k.KID, agentID, *retired)
-	case k.Status != store.KeyActive && ok && retired == nil:
-		return fmt.Sprintf("key %s of agent %s is retired, but no entry retired it", k.KID, agentID)
 	}
 	return ""
 }

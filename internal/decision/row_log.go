@@ -116,6 +116,19 @@ func (a *loggedAgent) unloggedRetired(kid string) *uint64 {
 	return a.rotatedUnlisted
 }
 
+// rowProblem says why ag, a row of an agent the entries read registered
+// (or adopted), is not the agent they say, or "": its name, sponsor, tier
+// (no safer) and status. ledger verify and ledger adopt hold rows so.
+func (a *loggedAgent) rowProblem(ag store.Agent) string {
+	switch {
+	case ag.Name != a.name || ag.Sponsor != a.sponsor:
+		return fmt.Sprintf("agent %s is stored with another name or sponsor than entry %d registered", ag.ID, *a.registered)
+	case riskier(ag.RiskTier, a.tier) != ag.RiskTier:
+		return fmt.Sprintf("agent %s is stored %s, safer than entry %d registered it (%s)", ag.ID, ag.RiskTier, *a.registered, a.tier)
+	}
+	return a.statusProblem(ag.ID, ag.Status)
+}
+
 // statusProblem says why an agent row of status cannot be the agent the
 // entries read say, or "".
 func (a *loggedAgent) statusProblem(agentID string, status store.AgentStatus) string {
@@ -124,6 +137,47 @@ func (a *loggedAgent) statusProblem(agentID string, status store.AgentStatus) st
 		return fmt.Sprintf("agent %s is active, but entry %d suspended it", agentID, *a.suspended)
 	case a.revoked != nil && status != store.AgentRevoked:
 		return fmt.Sprintf("agent %s is %s, but entry %d adopted it revoked", agentID, status, *a.revoked)
+	}
+	return ""
+}
+
+// keyProblem says why k, a key row of the agent, is not what the entries
+// read say of it, or "": the public key its introduction logged (when one
+// did), retired exactly when an entry retired it (for a key none
+// introduced, only while the agent is not adopted: a rotation before).
+// ledger verify and ledger adopt hold key rows so.
+func (a *loggedAgent) keyProblem(k store.AgentKey, agentID string) string {
+	lk, ok := a.keys[k.KID]
+	var retired *uint64
+	switch {
+	case ok && !identity.SameJWK(lk.jwk, []byte(k.PublicJWK)):
+		return fmt.Sprintf("key %s of agent %s is stored with another public key than entry %d logged", k.KID, agentID, lk.introduced)
+	case ok:
+		retired = lk.retired
+	default:
+		retired = a.unloggedRetired(k.KID)
+	}
+	switch {
+	case k.Status == store.KeyActive && retired != nil:
+		return fmt.Sprintf("key %s of agent %s is active, but entry %d retired it", k.KID, agentID, *retired)
+	case k.Status != store.KeyActive && ok && retired == nil:
+		return fmt.Sprintf("key %s of agent %s is retired, but no entry retired it", k.KID, agentID)
+	}
+	return ""
+}
+
+// rowProblem says why cp, a counterparty row with its sealed bank details,
+// is not what its entry recorded, or "": verified only if recorded so,
+// its name, its bank details. ledger verify and ledger adopt hold rows so.
+func (l loggedCounterparty) rowProblem(cp store.Counterparty) string {
+	sum := sha256.Sum256(cp.BankDetailsSealed)
+	switch {
+	case cp.Status == store.CounterpartyVerified && l.status != string(store.CounterpartyVerified):
+		return fmt.Sprintf("counterparty %s is verified, but entry %d recorded it %s", cp.ID, l.index, l.status)
+	case cp.Name != l.name:
+		return fmt.Sprintf("counterparty %s is stored with another name than entry %d recorded", cp.ID, l.index)
+	case (l.bankSHA == "") != (len(cp.BankDetailsSealed) == 0) || l.bankSHA != "" && !recordsDigest(l.bankSHA, sum[:]):
+		return fmt.Sprintf("counterparty %s is stored with other bank details than entry %d recorded", cp.ID, l.index)
 	}
 	return ""
 }
@@ -539,12 +593,8 @@ func (r *RowLog) agentRows(ctx context.Context, tx store.TenantTx) error {
 			return mismatch("agent %s names entry %d, but no entry registered it", ag.ID, *ag.LedgerIndex)
 		case *ag.LedgerIndex != *l.registered:
 			return mismatch("agent %s names entry %d, but entry %d registered it", ag.ID, *ag.LedgerIndex, *l.registered)
-		case ag.Name != l.name || ag.Sponsor != l.sponsor:
-			return mismatch("agent %s is stored with another name or sponsor than entry %d registered", ag.ID, *l.registered)
-		case riskier(ag.RiskTier, l.tier) != ag.RiskTier:
-			return mismatch("agent %s is stored %s, safer than entry %d registered it (%s)", ag.ID, ag.RiskTier, *l.registered, l.tier)
 		}
-		if why := l.statusProblem(ag.ID, ag.Status); why != "" {
+		if why := l.rowProblem(ag); why != "" {
 			return mismatch("%s", why)
 		}
 		keys, err := tx.Agents().Keys(ctx, ag.ID)
@@ -577,14 +627,11 @@ func (a *loggedAgent) keyRows(agentID string, keys []store.AgentKey) error {
 			return mismatch("key %s of agent %s names no entry: planted, or stored before keys were logged and not adopted since", k.KID, agentID)
 		case !ok:
 			return mismatch("key %s of agent %s is stored, but no entry introduced it", k.KID, agentID)
-		case !identity.SameJWK(l.jwk, []byte(k.PublicJWK)):
-			return mismatch("key %s of agent %s is stored with another public key than entry %d logged", k.KID, agentID, l.introduced)
 		case *k.LedgerIndex != l.introduced:
 			return mismatch("key %s of agent %s names entry %d, but entry %d introduced it", k.KID, agentID, *k.LedgerIndex, l.introduced)
-		case k.Status == store.KeyActive && l.retired != nil:
-			return mismatch("key %s of agent %s is active, but entry %d retired it", k.KID, agentID, *l.retired)
-		case k.Status != store.KeyActive && l.retired == nil:
-			return mismatch("key %s of agent %s is retired, but no entry retired it", k.KID, agentID)
+		}
+		if why := a.keyProblem(k, agentID); why != "" {
+			return mismatch("%s", why)
 		}
 	}
 	for _, kid := range a.keyOrder {
@@ -611,10 +658,6 @@ func (r *RowLog) counterpartyRows(ctx context.Context, tx store.TenantTx) error 
 			return mismatch("counterparty %s names entry %d, but no entry recorded it", cp.ID, *cp.LedgerIndex)
 		case *cp.LedgerIndex != l.index:
 			return mismatch("counterparty %s does not name entry %d, which recorded it", cp.ID, l.index)
-		case cp.Status == store.CounterpartyVerified && l.status != string(store.CounterpartyVerified):
-			return mismatch("counterparty %s is verified, but entry %d recorded it %s", cp.ID, l.index, l.status)
-		case cp.Name != l.name:
-			return mismatch("counterparty %s is stored with another name than entry %d recorded", cp.ID, l.index)
 		}
 		// List reads no bank details: the row is read again for them.
 		// Nothing changes them once recorded (found by review: a
@@ -623,9 +666,8 @@ func (r *RowLog) counterpartyRows(ctx context.Context, tx store.TenantTx) error 
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(full.BankDetailsSealed)
-		if (l.bankSHA == "") != (len(full.BankDetailsSealed) == 0) || l.bankSHA != "" && !recordsDigest(l.bankSHA, sum[:]) {
-			return mismatch("counterparty %s is stored with other bank details than entry %d recorded", cp.ID, l.index)
+		if why := l.rowProblem(full); why != "" {
+			return mismatch("%s", why)
 		}
 	}
 	for _, id := range r.cpOrder {
