@@ -265,6 +265,12 @@ func (ws *Workers) start(r *remote) (*worker, error) {
 		// Collect harder as the heap nears the memory limit, rather than
 		// die at GOGC's target of five times what is alive.
 		"GOMEMLIMIT=" + strconv.FormatUint(ws.opts.MemoryBytes/10*8, 10)}
+	if v, ok := os.LookupEnv("GORACE"); ok && raceEnabled {
+		// Only a build with the race detector reads it: the detector's
+		// options (where to report, how long to wait at exit) are the
+		// service's, in the workers too.
+		cmd.Env = append(cmd.Env, "GORACE="+v)
+	}
 	cmd.Dir = os.TempDir()
 	cmd.SysProcAttr = workerProcAttr()
 	w := &worker{r: r, cmd: cmd, wake: make(chan struct{}, 1), readerDone: make(chan struct{}), waited: make(chan struct{}), done: make(chan struct{}), started: time.Now()}

@@ -475,6 +475,8 @@ func TestWorkerEnvironmentAndLimits(t *testing.T) {
 		t.Skip("no /proc here:", err)
 	}
 	t.Setenv("AGENTSIGNA_MASTER_KEY", "a-secret-the-worker-must-not-see")
+	// The race detector's options pass on, in a build that has it.
+	t.Setenv("GORACE", "atexit_sleep_ms=0 halt_on_error=0")
 	// A descriptor opened without close-on-exec, as one inherited from
 	// whatever started the service would be.
 	secretFile := filepath.Join(t.TempDir(), "inherited")
@@ -505,6 +507,9 @@ func TestWorkerEnvironmentAndLimits(t *testing.T) {
 	default:
 		got := strings.Split(strings.TrimSuffix(string(environ), "\x00"), "\x00")
 		want := []string{workerEnv + "=" + workerProtocol, "GOMAXPROCS=1", "GOGC=400", "GOMEMLIMIT=" + strconv.Itoa(768<<20/10*8)}
+		if raceEnabled {
+			want = append(want, "GORACE=atexit_sleep_ms=0 halt_on_error=0")
+		}
 		if canSandbox() {
 			want = append(want, sandboxEnv+"=1") // what the worker added to execute itself in its sandbox
 		}
