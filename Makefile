@@ -24,9 +24,12 @@ run: build
 # Every test, with the race detector. PostgreSQL tests use
 # AGENTSIGNA_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
 # and skip when it is unreachable, unless AGENTSIGNA_TEST_POSTGRES=required.
+# A process built with the race detector sleeps a second as it exits
+# (atexit_sleep_ms), and the tests start hundreds: the CLI, serve, policy
+# workers. GORACE set before it wins.
 test:
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 9m $(PKGS)
+	GORACE="atexit_sleep_ms=0 $$GORACE" $(GO) test -race -count=1 -timeout 9m $(PKGS)
 
 test-short:
 	$(GO) test -count=1 $(PKGS)
