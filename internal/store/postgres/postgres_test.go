@@ -1629,6 +1629,98 @@ func TestJTIsPerAgentMigration(t *testing.T) {
 	}
 }
 
+// A database from before rows named their ledger entry (version 12: an
+// agent, its active and retired keys, a verified counterparty) upgrades
+// with those rows naming none, and the tenant role can then adopt each
+// once (0019): named an entry, never renamed, the retired key staying
+// retired with its time. The path ledger adopt takes on a real upgrade,
+// as TestRowsFromBeforeTheBindingAreAdoptedAfterUpgrade on SQLite.
+func TestRowsFromBeforeTheBindingAreAdoptedAfterUpgrade(t *testing.T) {
+	db := migratedTo(t, 12)
+	ctx := context.Background()
+	admin := pgtest.Connect(t, db.AdminURL)
+	tenant := oldTenant
+	agentID, cpID := store.NewID(store.PrefixAgent), store.NewID(store.PrefixCounterparty)
+	at := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	const key = `INSERT INTO agent_keys (tenant_id, agent_id, kid, public_jwk, status, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO tenants (id, slug, name, status) VALUES ($1, 'acme', 'Acme', 'active')`, []any{tenant}},
+		{`INSERT INTO agents (tenant_id, id, name, sponsor, risk_tier, status, created_at, updated_at)
+			VALUES ($1, $2, 'Agent', 'usr_sponsor', 'low', 'active', $3, $3)`, []any{tenant, agentID, at}},
+		{key, []any{tenant, agentID, "k-old", `{"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"k-old"}`, "retired", at, at}},
+		{key, []any{tenant, agentID, "k-new", `{"kty":"OKP","crv":"Ed25519","x":"BBBB","kid":"k-new"}`, "active", at, nil}},
+		{`INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at) VALUES ($1, $2, 'Vendor', 'verified', $3, $3)`,
+			[]any{tenant, cpID, at}},
+	} {
+		if _, err := admin.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Migrate(ctx, db.AdminURL, db.Roles, db.TenantKey); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, db.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.InTenantTx(ctx, tenant, func(ctx context.Context, tx store.TenantTx) error {
+		ag, err := tx.Agents().Get(ctx, agentID)
+		if err != nil || ag.LedgerIndex != nil {
+			return fmt.Errorf("the agent upgraded: %+v, %v; want it naming no entry", ag, err)
+		}
+		cp, err := tx.Counterparties().Get(ctx, cpID)
+		if err != nil || cp.LedgerIndex != nil {
+			return fmt.Errorf("the counterparty upgraded: %+v, %v; want it naming no entry", cp, err)
+		}
+		if err := tx.Agents().Adopt(ctx, agentID, 7); err != nil {
+			return fmt.Errorf("adopt the agent: %w", err)
+		}
+		for _, kid := range []string{"k-old", "k-new"} {
+			if err := tx.Agents().AdoptKey(ctx, agentID, kid, 7); err != nil {
+				return fmt.Errorf("adopt key %s: %w", kid, err)
+			}
+		}
+		if err := tx.Counterparties().Adopt(ctx, cpID, 8); err != nil {
+			return fmt.Errorf("adopt the counterparty: %w", err)
+		}
+		if err := tx.Agents().Adopt(ctx, agentID, 9); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("the agent adopted again: %v, want ErrConflict", err)
+		}
+		if err := tx.Agents().AdoptKey(ctx, agentID, "k-old", 9); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("the retired key adopted again: %v, want ErrConflict", err)
+		}
+		if err := tx.Counterparties().Adopt(ctx, cpID, 9); !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("the counterparty adopted again: %v, want ErrConflict", err)
+		}
+		keys, err := tx.Agents().Keys(ctx, agentID)
+		if err != nil || len(keys) != 2 {
+			return fmt.Errorf("keys %+v, %v", keys, err)
+		}
+		for _, k := range keys {
+			retired := k.KID == "k-old"
+			if k.LedgerIndex == nil || *k.LedgerIndex != 7 || retired != (k.Status == store.KeyRetired) ||
+				retired != k.RetiredAt.Equal(at) {
+				return fmt.Errorf("key %+v after adoption", k)
+			}
+		}
+		if ag, err = tx.Agents().Get(ctx, agentID); err != nil || ag.LedgerIndex == nil || *ag.LedgerIndex != 7 || ag.Status != store.AgentActive {
+			return fmt.Errorf("the agent after adoption: %+v, %v", ag, err)
+		}
+		cp, err = tx.Counterparties().Get(ctx, cpID)
+		if err != nil || cp.LedgerIndex == nil || *cp.LedgerIndex != 8 || cp.Status != store.CounterpartyVerified {
+			return fmt.Errorf("the counterparty after adoption: %+v, %v", cp, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Read-write transactions are READ COMMITTED whatever the roles' default
 // says (some PostgreSQL-compatible databases default to SERIALIZABLE): a
 // signing key's losing creator, and a log batch after its lock, read what
