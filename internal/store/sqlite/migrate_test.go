@@ -357,42 +357,5 @@ func TestRowsFromBeforeTheBindingAreAdoptedAfterUpgrade(t *testing.T) {
 		key, acme.ID, agentID, "k-new", `{"kty":"OKP","crv":"Ed25519","x":"BBBB","kid":"k-new"}`, "active", at, nil,
 		`INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at) VALUES (?1, ?2, 'Vendor', 'verified', ?3, ?3)`,
 		acme.ID, cpID, at)
-	ctx := context.Background()
-	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
-		ag, err := tx.Agents().Get(ctx, agentID)
-		if err != nil || ag.LedgerIndex != nil {
-			return fmt.Errorf("the agent upgraded: %+v, %v; want it naming no entry", ag, err)
-		}
-		if err := tx.Agents().Adopt(ctx, agentID, 7); err != nil {
-			return fmt.Errorf("adopt the agent: %w", err)
-		}
-		for _, kid := range []string{"k-old", "k-new"} {
-			if err := tx.Agents().AdoptKey(ctx, agentID, kid, 7); err != nil {
-				return fmt.Errorf("adopt key %s: %w", kid, err)
-			}
-		}
-		if err := tx.Counterparties().Adopt(ctx, cpID, 8); err != nil {
-			return fmt.Errorf("adopt the counterparty: %w", err)
-		}
-		if err := tx.Agents().Adopt(ctx, agentID, 9); !errors.Is(err, store.ErrConflict) {
-			return fmt.Errorf("the agent adopted again: %v, want ErrConflict", err)
-		}
-		keys, err := tx.Agents().Keys(ctx, agentID)
-		if err != nil || len(keys) != 2 {
-			return fmt.Errorf("keys %+v, %v", keys, err)
-		}
-		for _, k := range keys {
-			if k.LedgerIndex == nil || *k.LedgerIndex != 7 || (k.KID == "k-old") != (k.Status == store.KeyRetired) {
-				return fmt.Errorf("key %+v after adoption", k)
-			}
-		}
-		cp, err := tx.Counterparties().Get(ctx, cpID)
-		if err != nil || cp.LedgerIndex == nil || *cp.LedgerIndex != 8 || cp.Status != store.CounterpartyVerified {
-			return fmt.Errorf("the counterparty after adoption: %+v, %v", cp, err)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	storetest.UpgradedRowsAdopt(t, s, acme.ID, agentID, cpID, time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC))
 }
