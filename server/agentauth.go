@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/identity"
+	"github.com/agentsigna/agentsigna/internal/jose"
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
@@ -907,9 +909,16 @@ func (a *AgentAuth) agentKeyActive(ctx context.Context, key agentKeyRef) (bool, 
 func peekSubject(jws string) string { sub, _ := peekClaims(jws); return sub }
 func peekTenant(jws string) string  { _, tenant := peekClaims(jws); return tenant }
 
+// peekedMembers are the claims peekClaims reads.
+var peekedMembers = jose.Flat("sub", "tenant")
+
 // peekClaims decodes only sub and tenant (into a struct, not a map: this
 // runs on every agent request). A payload where either is not a string
-// gives neither.
+// gives neither; so does one the verifier will refuse as read two ways (a
+// duplicate name, a name that folds to sub or tenant): what is read here
+// picks the organization a refusal is filed in, and must be what the
+// verifier reads, or nothing (found by review: {"sub":A,"sub":B}, signed
+// by A's key, was filed in B's organization).
 func peekClaims(jws string) (sub, tenant string) {
 	_, rest, ok := strings.Cut(jws, ".")
 	if !ok {
@@ -927,7 +936,7 @@ func peekClaims(jws string) (sub, tenant string) {
 		Sub    string `json:"sub"`
 		Tenant string `json:"tenant"`
 	}
-	if json.Unmarshal(payload, &claims) != nil {
+	if jose.Check(payload, peekedMembers) != nil || jsonv2.Unmarshal(payload, &claims) != nil {
 		return "", ""
 	}
 	return claims.Sub, claims.Tenant

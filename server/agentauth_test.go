@@ -183,6 +183,49 @@ func TestTokenRefusalsDoNotRevealWhichAgentsExist(t *testing.T) {
 	}
 }
 
+// The organization a refusal is filed in is read from the assertion
+// before it verifies, as the verifier will read it: an assertion whose
+// sub reads two ways (a duplicate, a name a case-insensitive reader takes
+// for sub) is malformed, and filed with the platform, never in the
+// organization of one of its readings (found by review). Each is signed
+// by acme's own key.
+func TestAmbiguousSubjectIsFiledWithThePlatform(t *testing.T) {
+	e := newAgentEnv(t)
+	acme, beta := e.agents["acme"], e.agents["beta"]
+	acmeLog, betaLog, platformLog := e.ledger.TenantLog(e.orgs["acme"].ID, "acme"), e.ledger.TenantLog(e.orgs["beta"].ID, "beta"), e.ledger.PlatformLog()
+	aud, exp := testPublicURL+"/v1/oauth/token", time.Now().Add(time.Minute).Unix()
+	for _, tc := range []struct{ name, claims string }{
+		{"sub twice", fmt.Sprintf(`{"iss":%q,"sub":%q,"sub":%q,"aud":%q,"exp":%d,"jti":"ambiguous-1"}`, acme.id, acme.id, beta.id, aud, exp)},
+		{"sub and Sub", fmt.Sprintf(`{"iss":%q,"sub":%q,"Sub":%q,"aud":%q,"exp":%d,"jti":"ambiguous-2"}`, acme.id, acme.id, beta.id, aud, exp)},
+		{"SUB alone", fmt.Sprintf(`{"iss":%q,"SUB":%q,"aud":%q,"exp":%d,"jti":"ambiguous-3"}`, acme.id, beta.id, aud, exp)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			acmeFrom, betaFrom, platformFrom := logSize(t, e.ledger, acmeLog), logSize(t, e.ledger, betaLog), logSize(t, e.ledger, platformLog)
+			signed, err := jws.Sign([]byte(tc.claims), jws.WithKey(jwa.EdDSA(), acme.key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status, out := e.tokenRequest(t, string(signed)); status != 400 || out["error"] != "invalid_client" {
+				t.Fatalf("%d %v, want 400 invalid_client", status, out)
+			}
+			if got := kindsFrom(t, e.ledger, platformLog, platformFrom); got["auth.token_refused"] != 1 || len(got) != 1 {
+				t.Fatalf("the platform's log gained %v", got)
+			}
+			_, rec := entryAt(t, e.ledger, platformLog, platformFrom)
+			var r map[string]string
+			if err := json.Unmarshal(rec, &r); err != nil || r["reason"] != "malformed" {
+				t.Errorf("the platform's refusal %s, want reason malformed", rec)
+			}
+			if got := kindsFrom(t, e.ledger, acmeLog, acmeFrom); len(got) != 0 {
+				t.Errorf("acme's log gained %v", got)
+			}
+			if got := kindsFrom(t, e.ledger, betaLog, betaFrom); len(got) != 0 {
+				t.Errorf("beta's log gained %v", got)
+			}
+		})
+	}
+}
+
 // An assertion that fails a check of its own (shape, alg, aud, times,
 // iss = sub, jti) is refused before the agent or its keys are read: junk
 // opens no transaction in any organization. Only the directory is asked
