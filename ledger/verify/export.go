@@ -118,7 +118,11 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 	lr := &io.LimitedReader{R: gz, N: opts.MaxBytes}
 	tr := tar.NewReader(lr)
 	// member reads the next member's header: it must be name, a regular
-	// file.
+	// file, in a plain USTAR header as the service writes it. Extended
+	// headers (PAX records, GNU long names) name a member otherwise for
+	// other tar readers than Go's: a PAX GNU.sparse.name, or a PAX path
+	// beside a GNU long name, made GNU tar and Python unpack a member this
+	// check never read as entries.jsonl (found by review).
 	member := func(name string) (*tar.Header, error) {
 		h, err := tr.Next()
 		switch {
@@ -126,6 +130,8 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 			return nil, fmt.Errorf("%w: missing %s: %v", ErrInvalidExport, name, err)
 		case h.Name != name:
 			return nil, fmt.Errorf("%w: expected %s, found %q", ErrInvalidExport, name, h.Name)
+		case h.Format != tar.FormatUSTAR || len(h.PAXRecords) != 0:
+			return nil, fmt.Errorf("%w: %s has extended tar headers (%v), which other tar readers read otherwise", ErrInvalidExport, name, h.Format)
 		case h.Typeflag != tar.TypeReg:
 			return nil, fmt.Errorf("%w: %s is not a regular file (tar type %q)", ErrInvalidExport, name, h.Typeflag)
 		}
@@ -176,6 +182,11 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 	logKey, err := small("log-key")
 	if err != nil {
 		return nil, err
+	}
+	if string(logKey) != verifierKey+"\n" {
+		// The service ships the key its checkpoint verifies under; any
+		// other member there is not its export.
+		return nil, fmt.Errorf("%w: the log-key member is not the pinned log key", ErrInvalidExport)
 	}
 	jwks, err := small("jwks.json")
 	if err != nil {

@@ -22,6 +22,8 @@ type exportMember struct {
 	name     string
 	body     []byte
 	typeflag byte
+	format   tar.Format        // 0: as tar.Writer picks (USTAR for these)
+	pax      map[string]string // PAX records, in a PAX header
 }
 
 // testExport is the export of entries [from, n) of a test log, with the
@@ -121,6 +123,7 @@ func tarOf(t testing.TB, members []exportMember) []byte {
 		if m.typeflag != 0 {
 			h.Typeflag, h.Size, h.Linkname = m.typeflag, 0, "entries.jsonl"
 		}
+		h.Format, h.PAXRecords = m.format, m.pax
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
@@ -370,6 +373,21 @@ func TestVerifyExportSaysWhatIsWrong(t *testing.T) {
 			lines[5], lines[6] = lines[6], lines[5]
 			m.body = []byte(strings.Join(lines, ""))
 		}, "entry 5: missing or out of order"},
+		// Extended headers name members otherwise for other tar readers
+		// (GNU tar, Python): only plain USTAR, as the service writes.
+		{"a PAX header on log-key", func(x *testExport) {
+			m := x.member("log-key")
+			m.format, m.pax = tar.FormatPAX, map[string]string{"comment": "entries.jsonl"}
+		}, "log-key has extended tar headers (PAX)"},
+		{"a GNU header for entries.jsonl", func(x *testExport) { x.member("entries.jsonl").format = tar.FormatGNU },
+			"entries.jsonl has extended tar headers (GNU)"},
+		{"another log key shipped", func(x *testExport) {
+			x.member("log-key").body = []byte(newTestKey(t, testOrigin, 2).vkey + "\n")
+		}, "the log-key member is not the pinned log key"},
+		{"the log key without its newline", func(x *testExport) {
+			m := x.member("log-key")
+			m.body = bytes.TrimSpace(m.body)
+		}, "the log-key member is not the pinned log key"},
 		{"a manifest of another format", func(x *testExport) {
 			m := x.member("manifest.json")
 			m.body = bytes.Replace(m.body, []byte(`"format":"`+ExportFormat+`"`), []byte(`"format":"agentsigna-export/v2"`), 1)
