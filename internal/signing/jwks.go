@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 	"maps"
@@ -202,6 +204,21 @@ func NewReceiptVerifier(jwks []byte) (*ReceiptVerifier, error) {
 	// member they read, has no one reading.
 	if err := jose.Check(jwks, jwksMembers); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidJWKS, err)
+	}
+	// A set, or a key: not both. jwk.Parse reads the "keys" of a document
+	// that is also a JWK, and a reader taking it for one key reads
+	// another (found by review: the victim's key on top, an attacker's of
+	// the same kid in "keys").
+	var top map[string]jsontext.Value
+	if err := jsonv2.Unmarshal(jwks, &top); err != nil {
+		return nil, ErrInvalidJWKS
+	}
+	if _, isSet := top["keys"]; isSet {
+		for name := range jwkMembers {
+			if _, ok := top[name]; ok {
+				return nil, fmt.Errorf("%w: both a key set and a key's member %q", ErrInvalidJWKS, name)
+			}
+		}
 	}
 	set, err := jwk.Parse(jwks)
 	if err != nil {

@@ -255,6 +255,10 @@ func TestVerifyReceiptRejects(t *testing.T) {
 			`"},{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + otherX + `"}]}`), ErrInvalidJWKS},
 		{"JWKS with another key first under the kid", valid, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + pubX +
 			`"},{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + activeX + `"}]}`), ErrInvalidJWKS},
+		// A key set that is also a key reads as one or the other: jwx
+		// reads "keys", a reader of one JWK the key on top.
+		{"JWKS that is also a key", valid, []byte(`{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + pubX +
+			`","keys":[{"kty":"OKP","crv":"Ed25519","kid":"` + active.kid + `","x":"` + activeX + `"}]}`), ErrInvalidJWKS},
 		{"JWKS with an EC key first under the kid", valid, []byte(`{"keys":[{"kty":"EC","crv":"P-256","kid":"` + active.kid +
 			`","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},{"kty":"OKP","crv":"Ed25519","kid":"` +
 			active.kid + `","x":"` + activeX + `"}]}`), ErrInvalidJWKS},
