@@ -312,9 +312,10 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	// before the form is read (its content type, a malformed form). If the
 	// directory cannot say, the answer is the outage: nothing that reaches
 	// this handler goes unrecorded. What the boundary refuses before any
-	// handler runs, a compressed body (415) or one over the body limit
-	// (413), is never read, so names no agent: it is in the request log
-	// only.
+	// handler runs, a compressed body (415), one over the body limit
+	// (413), or a repeated or trailing Authorization header (400,
+	// refuseRequestHeaders), is never read, so names no agent: it is in the
+	// request log only.
 	var assertion string
 	refuse := func(answer error, reason string) error {
 		ref, claimed, err := a.claimedOrganization(ctx, assertion)
