@@ -920,6 +920,16 @@ func TestAgentTokenRate(t *testing.T) {
 	if _, rec := entryAt(t, e.ledger, acmeLog, from); !strings.Contains(string(rec), `"reason":"rate_limited"`) || !strings.Contains(string(rec), acme.id) {
 		t.Errorf("refusal record %s", rec)
 	}
+	// A used assertion replayed while its agent is past its bound is a
+	// replay, answered and recorded as one, not as rate_limited (found by
+	// review); the held one, never used, stays good.
+	from = logSize(t, e.ledger, acmeLog)
+	if status, out := e.tokenRequest(t, used); status != 400 || out["error"] != "invalid_client" {
+		t.Fatalf("a replay past the burst: %d %v, want 400 invalid_client", status, out)
+	}
+	if _, rec := entryAt(t, e.ledger, acmeLog, from); !strings.Contains(string(rec), `"reason":"replayed_jti"`) {
+		t.Errorf("a replay past the burst is recorded as %s, want reason replayed_jti", rec)
+	}
 	if status, out := e.tokenRequest(t, e.assertion(t, e.agents["beta"], nil)); status != 200 {
 		t.Errorf("beta's agent, after acme's spent its bucket: %d %v", status, out)
 	}

@@ -390,9 +390,24 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 	if err == nil && a.tokens != nil {
 		// An agent already past its bound is told so before its jti is
 		// written: its requests cost no write, and the assertion stays
-		// good for when it may ask again. Nothing is spent here.
+		// good for when it may ask again. Nothing is spent here. A replay
+		// is still named one (a read, no write): a leaked assertion
+		// replayed while its agent is over its bound would otherwise be
+		// recorded as rate_limited (found by review).
 		if wait := a.tokens.check(agentRef{tenant: ref.ID, agent: claims.AgentID}); wait > 0 {
-			return a.slowDown(c, ref, claims.AgentID, wait)
+			var used bool
+			err = a.cfg.Tenants.InTenantReadTx(ctx, ref.ID, func(ctx context.Context, tx store.TenantTx) error {
+				var err error
+				used, err = tx.AssertionJTIs().Used(ctx, claims.AgentID, claims.JTISHA256, claims.Expiry)
+				return err
+			})
+			switch {
+			case err != nil:
+				return err
+			case !used:
+				return a.slowDown(c, ref, claims.AgentID, wait)
+			}
+			err = identity.ErrReplay
 		}
 	}
 	if err == nil {

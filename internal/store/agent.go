@@ -72,6 +72,10 @@ type JTITx interface {
 	// key's, so two replicas racing with one assertion cannot both pass.
 	// ErrNotFound for an unknown agent.
 	Remember(ctx context.Context, agentID string, jtiSHA256 []byte, exp time.Time) error
+	// Used says whether Remember would refuse the same arguments as a
+	// replay, writing nothing: for a caller that must not write (an agent
+	// past its token bound) but names a replay as one.
+	Used(ctx context.Context, agentID string, jtiSHA256 []byte, exp time.Time) (bool, error)
 	// PruneJTIs deletes the rows whose expiry is not after before, and
 	// says how many it deleted.
 	PruneJTIs(ctx context.Context, before time.Time) (int, error)

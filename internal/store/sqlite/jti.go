@@ -40,6 +40,19 @@ func (j *jtiTx) Remember(ctx context.Context, agentID string, jtiSHA256 []byte, 
 	return nil
 }
 
+// Used reads the row Remember would leave alone: the agent's digest, live
+// or expiring no earlier than exp.
+func (j *jtiTx) Used(ctx context.Context, agentID string, jtiSHA256 []byte, exp time.Time) (bool, error) {
+	if err := store.CheckJTI(agentID, jtiSHA256, exp); err != nil {
+		return false, err
+	}
+	var used bool
+	err := j.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM assertion_jtis
+		WHERE tenant_id = ? AND agent_id = ? AND jti_sha256 = ? AND (expires_at > ? OR expires_at >= ?))`,
+		j.tenantID, agentID, jtiSHA256, formatTime(store.StoredTime(time.Time{})), formatTime(store.StoredTime(exp))).Scan(&used)
+	return used, mapErr(err)
+}
+
 func (j *jtiTx) PruneJTIs(ctx context.Context, before time.Time) (int, error) {
 	if before.IsZero() {
 		return 0, fmt.Errorf("%w: prune needs a time", store.ErrInvalid)

@@ -246,8 +246,18 @@ func testJTIs(t *testing.T, h Harness) {
 	lapsed, stale := digest("jti lapsed"), digest("jti stale")
 	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		jtis := tx.AssertionJTIs()
+		// Used reads what Remember would refuse, and writes nothing.
+		if used, err := jtis.Used(ctx, a1.ID, live, later); err != nil || used {
+			return fmt.Errorf("Used before Remember = %v, %v; want false", used, err)
+		}
 		if err := jtis.Remember(ctx, a1.ID, live, later); err != nil {
 			return err
+		}
+		if used, err := jtis.Used(ctx, a1.ID, live, later); err != nil || !used {
+			return fmt.Errorf("Used after Remember = %v, %v; want true", used, err)
+		}
+		if used, err := jtis.Used(ctx, a2.ID, live, later); err != nil || used {
+			return fmt.Errorf("Used of another agent's same jti = %v, %v; want false", used, err)
 		}
 		// A replay is refused without spending the transaction.
 		if err := jtis.Remember(ctx, a1.ID, live, later); !errors.Is(err, store.ErrConflict) {
@@ -270,7 +280,14 @@ func testJTIs(t *testing.T, h Harness) {
 	})
 	inTenant(t, b, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
 		jtis := tx.AssertionJTIs()
-		// Expired: free again, and then live again.
+		// Expired: free again, and then live again. The same assertion
+		// late (its exp no later than the row's) is still used.
+		if used, err := jtis.Used(ctx, a1.ID, lapsed, later); err != nil || used {
+			return fmt.Errorf("Used of an expired jti = %v, %v; want false", used, err)
+		}
+		if used, err := jtis.Used(ctx, a1.ID, lapsed, time.Now().Add(-time.Hour)); err != nil || !used {
+			return fmt.Errorf("Used of an expired jti, for an exp no later = %v, %v; want true", used, err)
+		}
 		if err := jtis.Remember(ctx, a1.ID, lapsed, later); err != nil {
 			return fmt.Errorf("expired jti: %v, want it free", err)
 		}
@@ -318,6 +335,14 @@ func testJTIs(t *testing.T, h Harness) {
 		{"short digest", remember(a1.ID, digest("x")[:31], later), store.ErrInvalid},
 		{"no digest", remember(a1.ID, nil, later), store.ErrInvalid},
 		{"no expiry", remember(a1.ID, digest("x"), time.Time{}), store.ErrInvalid},
+		{"used, malformed agent", func(ctx context.Context, tx store.TenantTx) error {
+			_, err := tx.AssertionJTIs().Used(ctx, "agt_", digest("x"), later)
+			return err
+		}, store.ErrInvalid},
+		{"used, short digest", func(ctx context.Context, tx store.TenantTx) error {
+			_, err := tx.AssertionJTIs().Used(ctx, a1.ID, digest("x")[:31], later)
+			return err
+		}, store.ErrInvalid},
 		{"prune without a time", func(ctx context.Context, tx store.TenantTx) error {
 			_, err := tx.AssertionJTIs().PruneJTIs(ctx, time.Time{})
 			return err
