@@ -195,7 +195,7 @@ func (h *ledgerHandlers) entry(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	index, err := strconv.ParseUint(c.Params("index"), 10, 64)
+	index, err := parseDecimal(c.Params("index"))
 	if err != nil {
 		return Problem(ErrBadRequest, "The entry index must be a non-negative integer.")
 	}
@@ -242,7 +242,7 @@ func (h *ledgerHandlers) inclusion(c *fiber.Ctx) error {
 	var p ledger.InclusionProof
 	switch idx, lh := c.Query("index"), c.Query("leaf_hash"); {
 	case idx != "" && lh == "":
-		index, err := strconv.ParseUint(idx, 10, 64)
+		index, err := parseDecimal(idx)
 		if err != nil {
 			return Problem(ErrBadRequest, "index must be a non-negative integer.")
 		}
@@ -273,8 +273,8 @@ func (h *ledgerHandlers) consistency(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	first, err1 := strconv.ParseUint(c.Query("first"), 10, 64)
-	second, err2 := strconv.ParseUint(c.Query("second"), 10, 64)
+	first, err1 := parseDecimal(c.Query("first"))
+	second, err2 := parseDecimal(c.Query("second"))
 	if err1 != nil || err2 != nil {
 		return Problem(ErrBadRequest, "first and second must be non-negative integers.")
 	}
@@ -287,6 +287,17 @@ func (h *ledgerHandlers) consistency(c *fiber.Ctx) error {
 	})
 }
 
+// parseDecimal reads an index or size in one spelling only: decimal
+// digits, with no sign, space or leading zero ("0" itself aside), as
+// tlog-tiles paths are read. strconv.ParseUint alone takes "012" and
+// "00", and a TrimSpace before it took " 10" (found by review).
+func parseDecimal(s string) (uint64, error) {
+	if s == "" || len(s) > 1 && s[0] == '0' || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, strconv.ErrSyntax
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
 // optionalUint is an optional integer query parameter, 0 when absent. A
 // size must be positive when given (allowZero false); an index may be 0.
 func optionalUint(c *fiber.Ctx, name string, allowZero bool) (uint64, error) {
@@ -294,7 +305,7 @@ func optionalUint(c *fiber.Ctx, name string, allowZero bool) (uint64, error) {
 	if v == "" {
 		return 0, nil
 	}
-	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	n, err := parseDecimal(v)
 	if err == nil && (n > 0 || allowZero) {
 		return n, nil
 	}

@@ -292,6 +292,15 @@ func TestLedgerRoutes(t *testing.T) {
 		{"/v1/ledger/entries/300", 404},
 		{"/v1/ledger/entries/-1", 400},
 		{"/v1/ledger/entries/abc", 400},
+		// One spelling of each number (found by review: these were read
+		// as 0, 12 and 10).
+		{"/v1/ledger/entries/00", 400},
+		{"/v1/ledger/entries/+1", 400},
+		{"/v1/ledger/proofs/consistency?first=012&second=300", 400},
+		{"/v1/ledger/proofs/inclusion?index=01&tree_size=300", 400},
+		{"/v1/ledger/proofs/inclusion?index=1&tree_size=%20300", 400},
+		{"/v1/ledger/export?from=%2010", 400},
+		{"/v1/ledger/proofs/inclusion?index=0&tree_size=300", 200},
 		{"/v1/ledger/proofs/inclusion?index=300", 400},
 		{"/v1/ledger/proofs/inclusion?index=1&tree_size=299000", 404},
 		{"/v1/ledger/proofs/inclusion?index=1&leaf_hash=AAAA", 400},
