@@ -921,21 +921,27 @@ func (a *AgentAuth) agentKeyActive(ctx context.Context, key agentKeyRef) (bool, 
 }
 
 // peekSubject and peekTenant read one claim of a compact JWS without
-// verifying it: only to pick the key that will verify it.
-func peekSubject(jws string) string { sub, _ := peekClaims(jws); return sub }
-func peekTenant(jws string) string  { _, tenant := peekClaims(jws); return tenant }
+// verifying it: only to pick the key that will verify it. peekSubject
+// also picks the organization an assertion's refusal is filed in, so it
+// reads nothing from a payload the verifier will refuse as read two ways
+// (a duplicate name, a name that folds to sub): what it reads must be
+// what the verifier reads, or nothing (found by review: {"sub":A,
+// "sub":B}, signed by A's key, was filed in B's organization).
+// peekTenant, on every agent request, only picks the organization whose
+// token key verifies an access token, and that verifier refuses such a
+// payload: a wrong pick is a refusal too, so it reads without the check
+// (a third of the time: 2.8 µs, not 8).
+func peekSubject(jws string) string { sub, _ := peekClaims(jws, true); return sub }
+func peekTenant(jws string) string  { _, tenant := peekClaims(jws, false); return tenant }
 
 // peekedMembers are the claims peekClaims reads.
 var peekedMembers = jose.Flat("sub", "tenant")
 
-// peekClaims decodes only sub and tenant (into a struct, not a map: this
-// runs on every agent request). A payload where either is not a string
-// gives neither; so does one the verifier will refuse as read two ways (a
-// duplicate name, a name that folds to sub or tenant): what is read here
-// picks the organization a refusal is filed in, and must be what the
-// verifier reads, or nothing (found by review: {"sub":A,"sub":B}, signed
-// by A's key, was filed in B's organization).
-func peekClaims(jws string) (sub, tenant string) {
+// peekClaims decodes only sub and tenant (into a struct, not a map). A
+// payload where either is not a string gives neither; so does, when
+// strict, one that jose.Check refuses for them, and then names are read
+// exactly (json/v2).
+func peekClaims(jws string, strict bool) (sub, tenant string) {
 	_, rest, ok := strings.Cut(jws, ".")
 	if !ok {
 		return "", ""
@@ -952,7 +958,12 @@ func peekClaims(jws string) (sub, tenant string) {
 		Sub    string `json:"sub"`
 		Tenant string `json:"tenant"`
 	}
-	if jose.Check(payload, peekedMembers) != nil || jsonv2.Unmarshal(payload, &claims) != nil {
+	switch {
+	case !strict:
+		if json.Unmarshal(payload, &claims) != nil {
+			return "", ""
+		}
+	case jose.Check(payload, peekedMembers) != nil || jsonv2.Unmarshal(payload, &claims) != nil:
 		return "", ""
 	}
 	return claims.Sub, claims.Tenant
