@@ -10,8 +10,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -195,8 +193,8 @@ func (h *ledgerHandlers) entry(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	index, err := parseDecimal(c.Params("index"))
-	if err != nil {
+	index, ok := verify.ParseDecimal(c.Params("index"))
+	if !ok {
 		return Problem(ErrBadRequest, "The entry index must be a non-negative integer.")
 	}
 	e, err := h.l.Entry(c.UserContext(), lg, index)
@@ -242,8 +240,8 @@ func (h *ledgerHandlers) inclusion(c *fiber.Ctx) error {
 	var p ledger.InclusionProof
 	switch idx, lh := c.Query("index"), c.Query("leaf_hash"); {
 	case idx != "" && lh == "":
-		index, err := parseDecimal(idx)
-		if err != nil {
+		index, ok := verify.ParseDecimal(idx)
+		if !ok {
 			return Problem(ErrBadRequest, "index must be a non-negative integer.")
 		}
 		p, err = h.l.InclusionProof(c.UserContext(), lg, index, treeSize)
@@ -273,9 +271,9 @@ func (h *ledgerHandlers) consistency(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	first, err1 := parseDecimal(c.Query("first"))
-	second, err2 := parseDecimal(c.Query("second"))
-	if err1 != nil || err2 != nil {
+	first, ok1 := verify.ParseDecimal(c.Query("first"))
+	second, ok2 := verify.ParseDecimal(c.Query("second"))
+	if !ok1 || !ok2 {
 		return Problem(ErrBadRequest, "first and second must be non-negative integers.")
 	}
 	p, err := h.l.ConsistencyProof(c.UserContext(), lg, first, second)
@@ -287,17 +285,6 @@ func (h *ledgerHandlers) consistency(c *fiber.Ctx) error {
 	})
 }
 
-// parseDecimal reads an index or size in one spelling only: decimal
-// digits, with no sign, space or leading zero ("0" itself aside), as
-// tlog-tiles paths are read. strconv.ParseUint alone takes "012" and
-// "00", and a TrimSpace before it took " 10" (found by review).
-func parseDecimal(s string) (uint64, error) {
-	if s == "" || len(s) > 1 && s[0] == '0' || strings.TrimLeft(s, "0123456789") != "" {
-		return 0, strconv.ErrSyntax
-	}
-	return strconv.ParseUint(s, 10, 64)
-}
-
 // optionalUint is an optional integer query parameter, 0 when absent. A
 // size must be positive when given (allowZero false); an index may be 0.
 func optionalUint(c *fiber.Ctx, name string, allowZero bool) (uint64, error) {
@@ -305,8 +292,10 @@ func optionalUint(c *fiber.Ctx, name string, allowZero bool) (uint64, error) {
 	if v == "" {
 		return 0, nil
 	}
-	n, err := parseDecimal(v)
-	if err == nil && (n > 0 || allowZero) {
+	// One spelling (verify.ParseDecimal): strconv.ParseUint alone took
+	// "012" and "00", and a TrimSpace before it " 10" (found by review).
+	n, ok := verify.ParseDecimal(v)
+	if ok && (n > 0 || allowZero) {
 		return n, nil
 	}
 	want := "a positive integer"

@@ -112,7 +112,7 @@ func ParseTilePath(p string) (level int, index, width uint64, err error) {
 	if l == "entries" {
 		level = -1
 	} else {
-		n, ok := parseDecimal(l)
+		n, ok := ParseDecimal(l)
 		if !ok || n > MaxTileLevel {
 			return bad("level is not a decimal in 0-63")
 		}
@@ -120,7 +120,7 @@ func ParseTilePath(p string) (level int, index, width uint64, err error) {
 	}
 	width = FullTileWidth
 	if n, w, partial := strings.Cut(rest, ".p/"); partial {
-		v, ok := parseDecimal(w)
+		v, ok := ParseDecimal(w)
 		if !ok || v == 0 || v >= FullTileWidth {
 			return bad("partial width is not a decimal in 1-255")
 		}
@@ -150,9 +150,10 @@ func ParseTilePath(p string) (level int, index, width uint64, err error) {
 	return level, index, width, nil
 }
 
-// parseDecimal parses canonical decimal: digits only, no leading zero
-// unless the number is 0.
-func parseDecimal(s string) (uint64, bool) {
+// ParseDecimal parses canonical decimal: digits only, no leading zero
+// unless the number is 0. Tile paths are read so, and the service reads
+// every index and size a ledger route takes so: one spelling each.
+func ParseDecimal(s string) (uint64, bool) {
 	if s == "" || !isDigits(s) || (len(s) > 1 && s[0] == '0') {
 		return 0, false
 	}
