@@ -76,7 +76,6 @@ type ExportReport struct {
 	Checkpoint *Checkpoint
 	From, To   uint64
 	Kinds      map[string]uint64 // entries per kind
-	LogKey     string            // as shipped in the archive
 	JWKS       []byte
 	// FirstLinkChecked says whether entry From's link to the entry before
 	// it was checked: always from entry 0 (prev is zeros), and from an
@@ -195,7 +194,7 @@ func VerifyExport(r io.Reader, verifierKey string, opts ExportOptions) (*ExportR
 	if _, err := member("entries.jsonl"); err != nil {
 		return nil, err
 	}
-	rep := &ExportReport{Checkpoint: cp, From: m.From, To: m.To, Kinds: map[string]uint64{}, LogKey: string(bytes.TrimSpace(logKey)), JWKS: jwks}
+	rep := &ExportReport{Checkpoint: cp, From: m.From, To: m.To, Kinds: map[string]uint64{}, JWKS: jwks}
 	rng, err := (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewRange(0, m.From, m.Range)
 	if err != nil {
 		return nil, fmt.Errorf("%w: range: %v", ErrInvalidExport, err)

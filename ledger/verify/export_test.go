@@ -158,7 +158,7 @@ func TestVerifyExport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.From != tc.from || rep.To != tc.n || rep.Kinds["test.entry"] != tc.n-tc.from || rep.LogKey != x.key.vkey ||
+			if rep.From != tc.from || rep.To != tc.n || rep.Kinds["test.entry"] != tc.n-tc.from ||
 				rep.Checkpoint.Size() != tc.n || string(rep.JWKS) != `{"keys":[]}` {
 				t.Fatalf("report %+v", rep)
 			}
