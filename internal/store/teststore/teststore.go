@@ -22,26 +22,7 @@ var Kinds = []string{"sqlite", "postgres"}
 // which skips or fails the test without PostgreSQL), closed with the test.
 func Open(t testing.TB, kind string) store.Backend {
 	t.Helper()
-	ctx := context.Background()
-	var b store.Backend
-	switch kind {
-	case "sqlite":
-		s, err := sqlite.Open(ctx, sqlite.Config{DataDir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = s
-	case "postgres":
-		db := pgtest.New(t)
-		s, err := postgres.Open(ctx, db.Config())
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = s
-	default:
-		t.Fatalf("teststore: unknown store %q", kind)
-	}
-	t.Cleanup(func() { b.Close() })
+	b, _ := OpenPlantable(t, kind)
 	return b
 }
 
