@@ -365,16 +365,15 @@ func (r *RowLog) planAgent(ad *identity.Adoption) string {
 	if l == nil {
 		l = &loggedAgent{keys: map[string]*loggedAgentKey{}}
 	}
-	switch {
-	case l.registered != nil:
+	if l.registered != nil {
 		if why := l.rowProblem(*ag); why != "" {
 			return why
 		}
 		index := *l.registered
 		ad.Registered = &index
-	case l.statusProblem(ag.ID, ag.Status) != "":
+	} else if why := l.statusProblem(ag.ID, ag.Status); why != "" {
 		// Suspended by an entry before its adoption.
-		return l.statusProblem(ag.ID, ag.Status)
+		return why
 	}
 	for _, k := range ad.Keys {
 		if why := l.keyProblem(k, ag.ID); why != "" {
