@@ -26,6 +26,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/signing"
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/ledger"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // AgentAuthConfig wires agent authentication on the tenant plane.
@@ -193,7 +194,7 @@ func NewAgentAuth(cfg AgentAuthConfig) (*AgentAuth, error) {
 	}
 	a.refusals = newRefusalGate(cfg.RefusalBudget, cfg.RefusalWindow, cfg.Now, cfg.Logger, func(ctx context.Context, lg ledger.Log, rec []byte) error {
 		// The subject is the endpoint: a summary is about many claimed agents.
-		_, err := cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: "auth.token_refusals_suppressed", Subject: "token_endpoint", Record: rec})
+		_, err := cfg.Ledger.Append(ctx, lg, ledger.Entry{Kind: kindTokenRefusalsSuppressed, Subject: "token_endpoint", Record: rec})
 		return err
 	})
 	a.recordRefusal = a.refusals.bound(a.appendRefusal)
@@ -241,6 +242,14 @@ func (a *AgentAuth) MountTokenEndpoint(p *Plane) {
 
 // tokenPath is the token endpoint's path on the tenant plane.
 const tokenPath = "/v1/oauth/token"
+
+// Kinds of the ledger entries the token endpoint appends.
+const (
+	kindTokenIssued  = "auth.token_issued"  // subject: the agent
+	kindTokenRefused = "auth.token_refused" // subject: the agent the assertion claimed, or what stood for it
+	// kindTokenRefusalsSuppressed counts the refusals past a log's bound.
+	kindTokenRefusalsSuppressed = "auth.token_refusals_suppressed"
+)
 
 // oauthError answers RFC 6749 §5.2 (not problem+json: OAuth clients expect
 // this shape). Every error is a 400, invalid_client included (but for an
@@ -462,7 +471,7 @@ func (a *AgentAuth) token(c *fiber.Ctx) error {
 		"event": "token_issued", "agent_id": claims.AgentID, "key_id": claims.KeyID,
 		"assertion_jti_sha256": claims.JTISHA256, "expires_at": exp.UTC().Format(time.RFC3339), "request_id": RequestID(c),
 	})
-	if _, err := a.cfg.Ledger.Append(ctx, a.cfg.Ledger.TenantLog(ref.ID, ref.Slug), ledger.Entry{Kind: "auth.token_issued", Subject: claims.AgentID, Record: rec}); err != nil {
+	if _, err := a.cfg.Ledger.Append(ctx, a.cfg.Ledger.TenantLog(ref.ID, ref.Slug), ledger.Entry{Kind: kindTokenIssued, Subject: claims.AgentID, Record: rec}); err != nil {
 		return err
 	}
 	// The lifetime issued (RFC 6749 §5.1), on the clock that set exp: exp
@@ -601,7 +610,7 @@ func (a *AgentAuth) refused(ctx context.Context, ref *store.TenantRef, claimed, 
 // appendRefusal writes a refusal as an entry of its own.
 func (a *AgentAuth) appendRefusal(ctx context.Context, r refusal) error {
 	rec, _ := json.Marshal(map[string]string{"event": "token_refused", "claimed_agent": r.claimed, "reason": r.reason})
-	_, err := a.cfg.Ledger.Append(ctx, r.log, ledger.Entry{Kind: "auth.token_refused", Subject: r.claimed, Record: rec})
+	_, err := a.cfg.Ledger.Append(ctx, r.log, ledger.Entry{Kind: kindTokenRefused, Subject: r.claimed, Record: rec})
 	return err
 }
 
@@ -805,29 +814,29 @@ func (a *AgentAuth) authenticate(c *fiber.Ctx) (Agent, error) {
 	return Agent{ID: claims.Subject, Tenant: ref, kid: claims.AgentKeyID, expiry: claims.Expiry}, nil
 }
 
-// LogAccess lets an agent read its organization's log head (ReadHead), so
-// that it can hold the checkpoints its decisions came with to one
-// append-only log: the newest checkpoint, and consistency proofs between
-// signed sizes. DESIGN §4 has an agent read the log for its own entries;
-// the head shows no entry (every decision response carries a checkpoint
-// already), though its sizes tell when the organization's batches were
-// signed. The entries (tiles, entries, inclusion proofs, exports) are for
+// LogAccess lets an agent read its organization's log for its own
+// entries (DESIGN §4). It reads the log's head (ReadHead): the newest
+// checkpoint, and consistency proofs between signed sizes, so that it can
+// hold the checkpoints its decisions came with to one append-only log;
+// their sizes tell when the organization's batches were signed. It reads
+// its own entries one at a time (ReadEntry): an entry, or its inclusion
+// proof, by index or leaf hash, where the entry is one of agentOwnsEntry's;
+// another is 403. What shows many entries at once (tiles, exports) is for
 // the organization's auditors and admins, whom a later identity plane
-// authenticates: an active agent's token gets 403 there, and its own
-// entries' proofs at /v1/decisions/{id}/tlog-proof. No token, an invalid
-// one, or a suspended or revoked agent's gets 401 on every route, as on the
-// agent's other routes. Every request whose token verifies spends one of
-// the agent's reads (AgentAuthConfig.ReadRate) before anything else is
+// authenticates: an agent's token gets 403 there. No token, an invalid
+// one, or a suspended or revoked agent's gets 401 on every route, as on
+// the agent's other routes. Every request whose token verifies spends one
+// of the agent's reads (AgentAuthConfig.ReadRate) before anything else is
 // read: past its bound the answer is 429, whatever the route would have
 // answered, a suspended agent's 401 included.
-func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (ledger.Log, error) {
+func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (LogGrant, error) {
 	ag, err := a.authenticate(c)
 	if err != nil {
-		return ledger.Log{}, err
+		return LogGrant{}, err
 	}
 	if a.reads != nil {
 		if err := a.reads.admitAgent(c, ag, readsRefused); err != nil {
-			return ledger.Log{}, err
+			return LogGrant{}, err
 		}
 	}
 	err = a.cfg.Tenants.InTenantReadTx(c.UserContext(), ag.Tenant.ID, func(ctx context.Context, tx store.TenantTx) error {
@@ -835,15 +844,45 @@ func (a *AgentAuth) LogAccess(c *fiber.Ctx, what LogRead) (ledger.Log, error) {
 	})
 	switch {
 	case errors.Is(err, decision.ErrUnknownAgent):
-		return ledger.Log{}, invalidToken(c)
+		return LogGrant{}, invalidToken(c)
 	case err != nil:
-		return ledger.Log{}, err
+		return LogGrant{}, err
 	}
-	if what != ReadHead {
+	g := LogGrant{Log: a.cfg.Ledger.TenantLog(ag.Tenant.ID, ag.Tenant.Slug)}
+	switch what {
+	case ReadHead:
+	case ReadEntry:
+		g.Entry = func(c *fiber.Ctx, e verify.Entry, record []byte) error {
+			if agentOwnsEntry(ag.ID, e, record) {
+				return nil
+			}
+			c.Set(fiber.HeaderWWWAuthenticate, challengeInsufficient)
+			return Problem(ErrForbidden, "An agent reads its own entries only.")
+		}
+	default:
 		c.Set(fiber.HeaderWWWAuthenticate, challengeInsufficient)
-		return ledger.Log{}, Problem(ErrForbidden, "An agent reads its organization's checkpoint and consistency proofs; its own entries' proofs are at /v1/decisions/{id}/tlog-proof.")
+		return LogGrant{}, Problem(ErrForbidden, "An agent reads its organization's checkpoint and consistency proofs, and its own entries one at a time (/v1/ledger/entries/{index}, /v1/ledger/proofs/inclusion, /v1/decisions/{id}/tlog-proof).")
 	}
-	return a.cfg.Ledger.TenantLog(ag.Tenant.ID, ag.Tenant.Slug), nil
+	return g, nil
+}
+
+// agentOwnsEntry says whether an entry is one of the agent's own: its
+// decisions, their receipts and cases (the agent their records name), and
+// the entries of its identity (registered, key rotated, suspended,
+// adopted) and of the access tokens issued to it (the entry's subject).
+// Every other entry is not: a token refusal names the agent its assertion
+// claimed, whoever sent it, and a kind added later stays closed until it
+// is named here.
+func agentOwnsEntry(agentID string, e verify.Entry, record []byte) bool {
+	switch e.Kind {
+	case identity.KindAgentRegistered, identity.KindAgentKeyRotated, identity.KindAgentSuspended, identity.KindAgentAdopted,
+		kindTokenIssued:
+		return e.Subject == agentID
+	case decision.KindDecision, decision.KindReceipt, decision.KindCaseOpened, decision.KindCaseExpired:
+		named, ok := decision.RecordAgent(e.Kind, record)
+		return ok && named == agentID
+	}
+	return false
 }
 
 // readRoute is what an agent's GET route runs before its handler:

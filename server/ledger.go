@@ -21,9 +21,21 @@ import (
 )
 
 // LogAccess decides whether the request may read what of a log, and which
-// log: it returns the log, or an error (ErrUnauthorized, ErrForbidden…).
-// It is the only authorization of the ledger read routes.
-type LogAccess func(c *fiber.Ctx, what LogRead) (ledger.Log, error)
+// log: it returns what it grants, or an error (ErrUnauthorized,
+// ErrForbidden…). It is the only authorization of the ledger read routes.
+type LogAccess func(c *fiber.Ctx, what LogRead) (LogGrant, error)
+
+// LogGrant is what LogAccess lets a request read: a log, and, for a reader
+// who may see only some of its entries, which.
+type LogGrant struct {
+	Log ledger.Log
+	// Entry, when set, limits a ReadEntry request to the entries it
+	// permits. The route asks it of the entry the request names (by
+	// index, or by leaf hash), after finding it and before answering,
+	// and an error it returns (a 403 problem) is the answer. Nil
+	// permits every entry.
+	Entry func(c *fiber.Ctx, e verify.Entry, record []byte) error
+}
 
 // LogRead is what a ledger route reads of a log.
 type LogRead int
@@ -34,15 +46,19 @@ const (
 	// and the hashes of subtrees (some of one leaf: an entry's leaf hash,
 	// which says nothing of its content) that tie one size to the other.
 	ReadHead LogRead = iota
-	// ReadEntries is what shows entries, or finds them: tiles, entries,
-	// inclusion proofs (by index or leaf hash), exports.
+	// ReadEntry is one entry the request names: the entry, or its
+	// inclusion proof (by index or leaf hash). LogGrant.Entry may limit
+	// which.
+	ReadEntry
+	// ReadEntries is what shows entries, or finds them, many at a time:
+	// tiles and exports.
 	ReadEntries
 )
 
 // DenyLogAccess refuses every request: the ledger read side stays closed
 // until an identity plane provides a LogAccess.
-func DenyLogAccess(*fiber.Ctx, LogRead) (ledger.Log, error) {
-	return ledger.Log{}, Problem(ErrUnauthorized, "Authentication is required to read the ledger.")
+func DenyLogAccess(*fiber.Ctx, LogRead) (LogGrant, error) {
+	return LogGrant{}, Problem(ErrUnauthorized, "Authentication is required to read the ledger.")
 }
 
 // MountLedger adds the read side of a transparency log (DESIGN §4) under
@@ -129,11 +145,11 @@ func ledgerError(err error) error {
 }
 
 func (h *ledgerHandlers) checkpoint(c *fiber.Ctx) error {
-	lg, err := h.access(c, ReadHead)
+	g, err := h.access(c, ReadHead)
 	if err != nil {
 		return err
 	}
-	cp, err := h.l.LatestCheckpoint(c.UserContext(), lg)
+	cp, err := h.l.LatestCheckpoint(c.UserContext(), g.Log)
 	if errors.Is(err, store.ErrNotFound) {
 		return Problem(ErrNotFound, "The log is empty: no checkpoint yet.")
 	}
@@ -147,7 +163,7 @@ func (h *ledgerHandlers) checkpoint(c *fiber.Ctx) error {
 // tile serves c2sp.org/tlog-tiles paths: tile/<L>/<N>[.p/<W>] and
 // tile/entries/<N>[.p/<W>].
 func (h *ledgerHandlers) tile(c *fiber.Ctx) error {
-	lg, err := h.access(c, ReadEntries)
+	g, err := h.access(c, ReadEntries)
 	if err != nil {
 		return err
 	}
@@ -157,9 +173,9 @@ func (h *ledgerHandlers) tile(c *fiber.Ctx) error {
 	}
 	var body []byte
 	if level < 0 {
-		body, err = h.l.EntryBundle(c.UserContext(), lg, index, width)
+		body, err = h.l.EntryBundle(c.UserContext(), g.Log, index, width)
 	} else {
-		body, err = h.l.Tile(c.UserContext(), lg, uint(level), index, width)
+		body, err = h.l.Tile(c.UserContext(), g.Log, uint(level), index, width)
 	}
 	if err != nil {
 		return ledgerError(err)
@@ -189,7 +205,7 @@ type entryJSON struct {
 }
 
 func (h *ledgerHandlers) entry(c *fiber.Ctx) error {
-	lg, err := h.access(c, ReadEntries)
+	g, err := h.access(c, ReadEntry)
 	if err != nil {
 		return err
 	}
@@ -197,9 +213,12 @@ func (h *ledgerHandlers) entry(c *fiber.Ctx) error {
 	if !ok {
 		return Problem(ErrBadRequest, "The entry index must be a non-negative integer.")
 	}
-	e, err := h.l.Entry(c.UserContext(), lg, index)
+	e, err := h.l.Entry(c.UserContext(), g.Log, index)
 	if err != nil {
 		return ledgerError(err)
+	}
+	if err := g.permits(c, e); err != nil {
+		return err
 	}
 	// The record is served byte for byte, so that its SHA-256 is the
 	// entry's digest. Not c.JSON: encoding/json escapes <, > and & (and
@@ -218,6 +237,19 @@ func (h *ledgerHandlers) entry(c *fiber.Ctx) error {
 	return c.Send(b)
 }
 
+// permits asks the grant's Entry, if any, about an entry the request
+// names.
+func (g LogGrant) permits(c *fiber.Ctx, e store.LedgerEntry) error {
+	if g.Entry == nil {
+		return nil
+	}
+	parsed, err := verify.ParseEntry(e.Entry)
+	if err != nil {
+		return err
+	}
+	return g.Entry(c, parsed, e.Record)
+}
+
 // recordJSON embeds a JSON record as it is, and anything else (a compact
 // JWS…) as a JSON string.
 func recordJSON(rec []byte) jsontext.Value {
@@ -229,7 +261,7 @@ func recordJSON(rec []byte) jsontext.Value {
 }
 
 func (h *ledgerHandlers) inclusion(c *fiber.Ctx) error {
-	lg, err := h.access(c, ReadEntries)
+	g, err := h.access(c, ReadEntry)
 	if err != nil {
 		return err
 	}
@@ -244,7 +276,7 @@ func (h *ledgerHandlers) inclusion(c *fiber.Ctx) error {
 		if !ok {
 			return Problem(ErrBadRequest, "index must be a non-negative integer.")
 		}
-		p, err = h.l.InclusionProof(c.UserContext(), lg, index, treeSize)
+		p, err = h.l.InclusionProof(c.UserContext(), g.Log, index, treeSize)
 		if err != nil {
 			return ledgerError(err)
 		}
@@ -253,12 +285,21 @@ func (h *ledgerHandlers) inclusion(c *fiber.Ctx) error {
 		if err != nil || len(hash) != 32 {
 			return Problem(ErrBadRequest, "leaf_hash must be the standard base64 of 32 bytes.")
 		}
-		p, err = h.l.InclusionProofByLeafHash(c.UserContext(), lg, hash, treeSize)
+		p, err = h.l.InclusionProofByLeafHash(c.UserContext(), g.Log, hash, treeSize)
 		if err != nil {
 			return ledgerError(err)
 		}
 	default:
 		return Problem(ErrBadRequest, "Give exactly one of index or leaf_hash.")
+	}
+	if g.Entry != nil {
+		e, err := h.l.Entry(c.UserContext(), g.Log, p.Index)
+		if err != nil {
+			return ledgerError(err)
+		}
+		if err := g.permits(c, e); err != nil {
+			return err
+		}
 	}
 	return c.JSON(verify.InclusionProofJSON{
 		Index: p.Index, TreeSize: p.Checkpoint.Size, LeafHash: p.LeafHash,
@@ -267,7 +308,7 @@ func (h *ledgerHandlers) inclusion(c *fiber.Ctx) error {
 }
 
 func (h *ledgerHandlers) consistency(c *fiber.Ctx) error {
-	lg, err := h.access(c, ReadHead)
+	g, err := h.access(c, ReadHead)
 	if err != nil {
 		return err
 	}
@@ -276,7 +317,7 @@ func (h *ledgerHandlers) consistency(c *fiber.Ctx) error {
 	if !ok1 || !ok2 {
 		return Problem(ErrBadRequest, "first and second must be non-negative integers.")
 	}
-	p, err := h.l.ConsistencyProof(c.UserContext(), lg, first, second)
+	p, err := h.l.ConsistencyProof(c.UserContext(), g.Log, first, second)
 	if err != nil {
 		return ledgerError(err)
 	}
@@ -314,7 +355,7 @@ func nonNilHashes(h [][]byte) [][]byte {
 
 // export serves GET /v1/ledger/export?from=&to= (verify.ExportFormat).
 func (h *ledgerHandlers) export(c *fiber.Ctx) error {
-	lg, err := h.access(c, ReadEntries)
+	g, err := h.access(c, ReadEntries)
 	if err != nil {
 		return err
 	}
@@ -334,7 +375,7 @@ func (h *ledgerHandlers) export(c *fiber.Ctx) error {
 	// problem response; then streamed, a chunk of entries at a time, not
 	// held in memory.
 	prepCtx, cancelPrep := context.WithDeadline(c.UserContext(), end)
-	x, err := h.l.PrepareExport(prepCtx, lg, from, to)
+	x, err := h.l.PrepareExport(prepCtx, g.Log, from, to)
 	// Past the deadline the store may say so in its own words (a
 	// transaction database/sql rolled back): the context tells.
 	timedOut := err != nil && errors.Is(prepCtx.Err(), context.DeadlineExceeded)

@@ -45,16 +45,16 @@ type ledgerEnv struct {
 // organization whose log to read. Production wires DenyLogAccess until the
 // identity plane exists.
 func testLogAccess(l *ledger.Ledger, s store.TenantStore) server.LogAccess {
-	return func(c *fiber.Ctx, _ server.LogRead) (ledger.Log, error) {
+	return func(c *fiber.Ctx, _ server.LogRead) (server.LogGrant, error) {
 		slug := c.Get("X-Test-Tenant")
 		if slug == "" {
-			return ledger.Log{}, server.Problem(server.ErrUnauthorized, "test hook: no tenant")
+			return server.LogGrant{}, server.Problem(server.ErrUnauthorized, "test hook: no tenant")
 		}
 		ref, err := s.ResolveTenant(c.UserContext(), slug)
 		if err != nil {
-			return ledger.Log{}, err
+			return server.LogGrant{}, err
 		}
-		return l.TenantLog(ref.ID, ref.Slug), nil
+		return server.LogGrant{Log: l.TenantLog(ref.ID, ref.Slug)}, nil
 	}
 }
 
@@ -86,7 +86,9 @@ func newLedgerEnvOver(t *testing.T, access func(*ledger.Ledger, store.TenantStor
 	e.planes = e.newPlanes(t, server.Config{})
 	server.MountLogKeys(e.planes.Tenant, l, s)
 	server.MountJWKS(e.planes.Tenant, s, kr)
-	server.MountLedger(e.planes.Platform, l, func(*fiber.Ctx, server.LogRead) (ledger.Log, error) { return l.PlatformLog(), nil })
+	server.MountLedger(e.planes.Platform, l, func(*fiber.Ctx, server.LogRead) (server.LogGrant, error) {
+		return server.LogGrant{Log: l.PlatformLog()}, nil
+	})
 	e.acme, e.beta = storetest.CreateTenant(t, s, "acme"), storetest.CreateTenant(t, s, "beta")
 	if e.vkey, err = l.InitLog(context.Background(), l.TenantLog(e.acme.ID, "acme")); err != nil {
 		t.Fatal(err)

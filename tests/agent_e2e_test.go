@@ -29,6 +29,7 @@ import (
 	"github.com/agentsigna/agentsigna/internal/store"
 	"github.com/agentsigna/agentsigna/internal/store/postgres/pgtest"
 	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/ledger/verify"
 )
 
 // agentFlow runs what an agent does against a running service: a client
@@ -236,8 +237,30 @@ func agentFlow(t *testing.T, p *proc, credsFile string, env []string) {
 	if code != 0 || !strings.HasPrefix(stdout, "OK: log ") {
 		t.Fatalf("verify consistency from the decision's checkpoint: %d %s %s", code, stdout, stderr)
 	}
+	// It reads its own entries, and no other: entry 0 is the
+	// organization's.
 	if status, b := agentGet("/v1/ledger/entries/0"); status != 403 {
-		t.Fatalf("an agent reads an entry: %d %s", status, b)
+		t.Fatalf("an agent reads an entry not its own: %d %s", status, b)
+	}
+	index := uint64(lg["index"].(float64))
+	status, b := agentGet(fmt.Sprintf("/v1/ledger/entries/%d", index))
+	var own struct {
+		Entry    []byte `json:"entry"`
+		LeafHash []byte `json:"leaf_hash"`
+		Record   struct {
+			DecisionID string `json:"decision_id"`
+		} `json:"record"`
+	}
+	if status != 200 || json.Unmarshal(b, &own) != nil || !bytes.Equal(own.LeafHash, leaf) ||
+		!bytes.Equal(verify.LeafHash(own.Entry), leaf) || own.Record.DecisionID != allow["decision_id"] {
+		t.Fatalf("the agent reads its decision's entry %d: %d %s", index, status, b)
+	}
+	status, incl := agentGet(fmt.Sprintf("/v1/ledger/proofs/inclusion?index=%d", index))
+	_ = os.WriteFile(filepath.Join(dir, "inclusion.json"), incl, 0o600)
+	stdout, code, stderr = runBinaryOut(t, nil, "verify", "inclusion", filepath.Join(dir, "inclusion.json"), "--log-key", filepath.Join(dir, "log-key"),
+		"--leaf-hash", base64.StdEncoding.EncodeToString(leaf))
+	if status != 200 || code != 0 || !strings.HasPrefix(stdout, "OK") {
+		t.Fatalf("verify inclusion of the agent's own entry: %d %s; %d %s %s", status, incl, code, stdout, stderr)
 	}
 
 	// Idempotent replay: same key and body, same answer, no new entry.

@@ -1,7 +1,10 @@
 package decision
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	jsonv2 "encoding/json/v2"
 	"time"
 
 	"github.com/agentsigna/agentsigna/internal/store"
@@ -75,4 +78,38 @@ type caseRecord struct {
 	ApprovalsRequired int              `json:"approvals_required"`
 	ExpiresAt         time.Time        `json:"expires_at"`
 	Time              time.Time        `json:"time"`
+}
+
+// RecordAgent returns the agent that a record of the decision service's
+// entries names: the agent_id of a decision's or a case's record, the sub
+// of a receipt's claims. ok is false for an entry of another kind, and for
+// a record that names no agent or more than one way (a duplicate name).
+// It reads only what the entry digests, so anyone who holds the entry and
+// its record reads the same agent.
+func RecordAgent(kind string, record []byte) (agentID string, ok bool) {
+	var named struct {
+		AgentID string `json:"agent_id"`
+		Sub     string `json:"sub"`
+	}
+	switch kind {
+	case KindDecision, KindCaseOpened, KindCaseExpired:
+		if jsonv2.Unmarshal(record, &named) != nil || named.AgentID == "" {
+			return "", false
+		}
+		return named.AgentID, true
+	case KindReceipt:
+		// A compact JWS: header.payload.signature, the payload base64url
+		// without padding. The signature is not checked: the record is the
+		// one the entry digests, and the entry is in the signed log.
+		parts := bytes.Split(record, []byte("."))
+		if len(parts) != 3 {
+			return "", false
+		}
+		payload, err := base64.RawURLEncoding.Strict().DecodeString(string(parts[1]))
+		if err != nil || jsonv2.Unmarshal(payload, &named) != nil || named.Sub == "" {
+			return "", false
+		}
+		return named.Sub, true
+	}
+	return "", false
 }
