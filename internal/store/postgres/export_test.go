@@ -46,3 +46,13 @@ const (
 // SessionMAC is the MAC that binds a backend (its app_session()), for
 // tests that bind a raw connection as the store does.
 var SessionMAC = sessionMAC
+
+// LeafHashQuery is EntryByLeafHash's statement for a tenant's log ("" for
+// the platform's), for its plan test.
+func LeafHashQuery(tenantID string, last int64, leafHash []byte) (string, []any) {
+	scope := platformScope
+	if tenantID != "" {
+		scope = logScope{tenantID: tenantID}
+	}
+	return (&logTx{logScope: scope}).leafHashQuery(last, leafHash)
+}

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -356,4 +357,64 @@ func cachedPlan(t *testing.T, conn *pgx.Conn, mode, prepare, execute string) str
 		t.Fatal(err)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// A lookup by leaf hash seeks the leaf-hash index on its whole key, once
+// per epoch, in the generic plan made without statistics: as the tenant
+// role under its row security, and as the platform role. Before 0020 the
+// epoch was the expression idx >> 12, which row security kept out of the
+// index condition (>> is not leakproof), and every lookup read the
+// organization's whole index.
+func TestLeafHashLookupSeeksEachEpoch(t *testing.T) {
+	db := pgtest.New(t)
+	withoutAutovacuum(t, db, "ledger_entries", "platform_ledger_entries")
+	s := openTest(t, db, 4)
+	acme := storetest.CreateTenant(t, s, "acme")
+	ctx := context.Background()
+	var hit []byte
+	err := s.InTenantTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if _, err := storetest.AppendBatch(ctx, tx.Log(), 3*4096, "acme"); err != nil {
+			return err
+		}
+		es, err := tx.Log().Entries(ctx, 9000, 9001)
+		if err == nil {
+			hit = es[0].LeafHash
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InPlatformTx(ctx, func(ctx context.Context, tx store.PlatformTx) error {
+		_, err := storetest.AppendBatch(ctx, tx.Log(), 2*4096, "platform")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	miss := `'\x` + strings.Repeat("00", 32) + `'`
+	q, _ := postgres.LeafHashQuery(acme.ID, 2, nil)
+	plan := genericPlan(t, tenantConn(t, db, acme.ID), `leaf(uuid, bytea, bigint) AS `+q, `leaf('`+acme.ID+`', `+miss+`, 2)`)
+	if !strings.Contains(plan, "Nested Loop") || !strings.Contains(plan, "Index Cond: ((tenant_id = $1) AND (epoch = e.n) AND (leaf_hash = $2))") ||
+		strings.Contains(plan, "Filter: (epoch") || strings.Contains(plan, "Filter: ((idx >> 12)") || strings.Contains(plan, "Seq Scan") {
+		t.Fatalf("leaf-hash lookup plan:\n%s", plan)
+	}
+	q, _ = postgres.LeafHashQuery("", 1, nil)
+	plan = genericPlan(t, pgtest.Connect(t, db.PlatformURL), `leaf(bytea, bigint) AS `+q, `leaf(`+miss+`, 1)`)
+	if !strings.Contains(plan, "Nested Loop") || !strings.Contains(plan, "Index Cond: ((epoch = e.n) AND (leaf_hash = $1))") ||
+		strings.Contains(plan, "Seq Scan") {
+		t.Fatalf("the platform log's leaf-hash lookup plan:\n%s", plan)
+	}
+	// And it finds an entry of a later epoch, and nothing for a miss.
+	err = s.InTenantReadTx(ctx, acme.ID, func(ctx context.Context, tx store.TenantTx) error {
+		if got, err := tx.Log().EntryByLeafHash(ctx, hit); err != nil || got.Index != 9000 {
+			t.Errorf("lookup in epoch 2: %d, %v", got.Index, err)
+		}
+		if _, err := tx.Log().EntryByLeafHash(ctx, make([]byte, 32)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("a miss: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
