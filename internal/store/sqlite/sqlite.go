@@ -737,10 +737,20 @@ func ownedByOther(fi fs.FileInfo) bool {
 // group grants) is left as it is, with a warning: the files in it are
 // 0600 all the same, and theirs (createOrCheckFile). Nothing is changed
 // through a symbolic link: root would chmod whatever it points at (found
-// by review: /etc, had a link named tenants pointed there).
+// by review: /etc, had a link named tenants pointed there). A link to a
+// directory open beyond its owner gets the warning instead: whoever may
+// write in it may rename or delete the files, master.key included (found
+// by review: a data dir linked to a 0777 directory passed unremarked).
 func tightenDir(d string, log *slog.Logger) {
 	fi, err := os.Lstat(d)
-	if err != nil || fi.Mode()&fs.ModeSymlink != 0 || fi.Mode().Perm() == 0o700 {
+	if err != nil || fi.Mode().Perm() == 0o700 && fi.Mode()&fs.ModeSymlink == 0 {
+		return
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		if target, err := os.Stat(d); err == nil && target.IsDir() && target.Mode().Perm() != 0o700 {
+			log.Warn("sqlite: a data directory is a symbolic link to a directory open beyond its owner, and nothing is changed through a link; whoever may write in it may rename or delete its files",
+				slog.String("dir", filepath.Base(d)), slog.String("mode", target.Mode().Perm().String()))
+		}
 		return
 	}
 	err = errors.New("owned by another user")

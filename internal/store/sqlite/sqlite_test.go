@@ -1,11 +1,13 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,6 +130,44 @@ func TestAppendOnlyIsTheTriggers(t *testing.T) {
 	} {
 		if _, err := s.platform.ExecContext(ctx, stmt); err == nil {
 			t.Errorf("platform: %s: accepted", stmt)
+		}
+	}
+}
+
+// A data directory that is a symbolic link is changed by nothing through
+// the link, but one whose target is open beyond its owner is warned of:
+// whoever may write in it may rename or delete master.key. A link to a
+// private directory is not.
+func TestLinkedDataDirIsWarnedOf(t *testing.T) {
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o777, true}, {0o750, true}, {0o700, false}} {
+		target := filepath.Join(t.TempDir(), "target")
+		if err := os.Mkdir(target, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(target, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(t.TempDir(), "data")
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		var logged bytes.Buffer
+		s, err := Open(context.Background(), Config{DataDir: link, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if got := strings.Contains(logged.String(), "symbolic link to a directory open beyond its owner"); got != tc.warn {
+			t.Errorf("a link to a %v directory: warned %v, want %v: %s", tc.mode, got, tc.warn, logged.String())
+		}
+		if strings.Contains(logged.String(), target) {
+			t.Errorf("the warning names the path: %s", logged.String())
+		}
+		if fi, err := os.Stat(target); err != nil || fi.Mode().Perm() != tc.mode {
+			t.Errorf("the target's mode changed through the link: %v, %v", fi.Mode().Perm(), err)
 		}
 	}
 }
