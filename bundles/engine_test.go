@@ -167,4 +167,40 @@ func TestPackFS(t *testing.T) {
 	if _, err := PackFS(fsys, Limits{MaxCompressedBytes: 1 << 20, MaxDecompressedBytes: 10, MaxEntries: 10, MaxPathLength: 100}); !errors.Is(err, ErrDecompressionLimit) {
 		t.Errorf("size limit: %v", err)
 	}
+	// A file without end (a huge sparse one, say) is refused once the
+	// budget is passed, not read whole first.
+	var read int64
+	endless := endlessFS{MapFS: fstest.MapFS{".manifest": {Data: []byte(okManifest)}, "tenant/big.rego": {Data: []byte("package tenant\n")}},
+		name: "tenant/big.rego", read: &read}
+	limits := DefaultLimits()
+	if _, err := PackFS(endless, limits); !errors.Is(err, ErrDecompressionLimit) || read > limits.MaxDecompressedBytes+1 {
+		t.Errorf("a file without end: %v after %d bytes read (limit %d)", err, read, limits.MaxDecompressedBytes)
+	}
+}
+
+// endlessFS serves name as a file of zeros without end, counting what is
+// read of it.
+type endlessFS struct {
+	fstest.MapFS
+	name string
+	read *int64
+}
+
+func (e endlessFS) Open(name string) (fs.File, error) {
+	f, err := e.MapFS.Open(name)
+	if err != nil || name != e.name {
+		return f, err
+	}
+	return endlessFile{File: f, read: e.read}, nil
+}
+
+type endlessFile struct {
+	fs.File
+	read *int64
+}
+
+func (f endlessFile) Read(p []byte) (int, error) {
+	clear(p)
+	*f.read += int64(len(p))
+	return len(p), nil
 }

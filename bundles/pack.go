@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"strings"
@@ -66,7 +67,11 @@ func PackFS(fsys fs.FS, limits Limits) ([]byte, error) {
 		if len(p)+1 > limits.MaxPathLength {
 			return fmt.Errorf("%w: %s", ErrPathTooLong, p)
 		}
-		content, err := fs.ReadFile(fsys, p)
+		// Read no further than the budget left, plus a byte to tell it
+		// was passed: a 3 GiB sparse file in the directory is refused
+		// after 16 MiB read, not after all of it held in memory (found by
+		// review).
+		content, err := readAtMost(fsys, p, limits.MaxDecompressedBytes-total)
 		if err != nil {
 			return err
 		}
@@ -102,4 +107,15 @@ func PackFS(fsys fs.FS, limits Limits) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// readAtMost reads the file at p, or its first max+1 bytes when it is
+// longer.
+func readAtMost(fsys fs.FS, p string, max int64) ([]byte, error) {
+	f, err := fsys.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max+1))
 }
