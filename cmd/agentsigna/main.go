@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"unicode"
 
 	"github.com/agentsigna/agentsigna/bundles"
 )
@@ -102,7 +103,19 @@ func usage(w io.Writer) {
 }
 
 // oneLine keeps the promise of one line on stderr even when a wrapped
-// error carries newlines.
+// error carries newlines. A control character or a bidirectional
+// formatting one is shown as its \u escape: an error may quote a policy
+// bundle's source, whose terminal escapes would otherwise repaint the
+// operator's terminal, or hide the error behind a fake "ok:" line (found
+// by review).
 func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
+	var b strings.Builder
+	for _, r := range strings.Join(strings.Fields(err.Error()), " ") {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			fmt.Fprintf(&b, "\\u%04x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"unicode"
 
 	"github.com/agentsigna/agentsigna/bundles"
 )
@@ -80,6 +81,11 @@ func TestPolicyCheckRejections(t *testing.T) {
 			bundles.ErrManifest, "no revision"},
 		{"syntax error", map[string]string{".manifest": manifest, "tenant/p.rego": "package tenant\n\ndecision := {\n"},
 			bundles.ErrParse, "tenant/p.rego"},
+		// The error quotes the source line: its terminal escapes and bidi
+		// overrides are shown escaped, not played on the operator's terminal.
+		{"escapes in the source", map[string]string{".manifest": manifest,
+			"tenant/p.rego": "package tenant\ndecision := {\"allow\": true} \x1b[31mRED\x1b[0m \u202eok\u009b oops\n"},
+			bundles.ErrParse, `\u001b[31mRED\u001b[0m \u202eok\u009b oops`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := policyBundleFile(t, tc.files)
@@ -89,7 +95,7 @@ func TestPolicyCheckRejections(t *testing.T) {
 			}
 			// What main prints: one line naming the bundle and the reason.
 			msg := oneLine(err)
-			if !strings.HasPrefix(msg, path+": ") || !strings.Contains(msg, tc.say) {
+			if !strings.HasPrefix(msg, path+": ") || !strings.Contains(msg, tc.say) || strings.ContainsFunc(msg, unicode.IsControl) {
 				t.Errorf("message %q", msg)
 			}
 		})
