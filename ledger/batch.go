@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -192,6 +193,18 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 			return l.appendBatch(ctx, lg, lt, kt, nil, live, &head)
 		})
 	}
+	if err != nil && head.Size > 0 && l.committed(lg, head) {
+		// The transaction failed after the batch signed its checkpoint,
+		// yet the checkpoint is stored: the failure was the COMMIT's
+		// answer, lost with its connection, or the timeout as the commit
+		// went through. The entries are in the log, so their callers are
+		// told so: told otherwise, they would append them again (found by
+		// review: a token issued twice in the log, an agent registered
+		// under two ids).
+		l.cfg.Logger.Warn("ledger batch reported a failure, but it committed", slog.String("log", lg.scope.Origin),
+			slog.Int("entries", len(live)), slog.Any("error", err))
+		err = nil
+	}
 	// Before any request is answered: a caller that learns of its entry
 	// finds its batch counted.
 	l.committing.Since(start)
@@ -209,6 +222,22 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 		}
 		close(r.done)
 	}
+}
+
+// committed says whether head, the checkpoint a batch signed before its
+// transaction failed, is the one stored at its size: whether the batch
+// committed after all. When the store cannot say, it did not, as far as
+// the callers learn: the failure stands.
+func (l *Ledger) committed(lg Log, head store.LedgerCheckpoint) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	var stored store.LedgerCheckpoint
+	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
+		var err error
+		stored, err = lt.Checkpoint(ctx, head.Size)
+		return err
+	})
+	return err == nil && bytes.Equal(stored.Note, head.Note)
 }
 
 // appendBatch runs inside the batch transaction: lock the log, extend the
