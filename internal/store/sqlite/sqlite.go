@@ -61,9 +61,10 @@ type Store struct {
 	tenantRefs *store.TenantRefs
 
 	mu      sync.Mutex
-	tenants map[string]*sql.DB // open tenant files, by tenant id
-	readers map[string]*sql.DB // their read-only pools (InTenantReadTx)
-	dirty   map[string]bool    // files written since the last checkpoint pass
+	tenants map[string]*sql.DB  // open tenant files, by tenant id
+	opening map[string]*opening // files being opened, by tenant id
+	readers map[string]*sql.DB  // their read-only pools (InTenantReadTx)
+	dirty   map[string]bool     // files written since the last checkpoint pass
 	closed  bool
 
 	stopCheckpoints chan struct{}
@@ -140,7 +141,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{dir: dir, busyTimeout: cfg.BusyTimeout, readerIdle: cfg.ReaderIdle, log: cfg.Logger,
 		tenantRefs: store.NewTenantRefs(store.TenantRefLifetime, nil),
-		tenants:    map[string]*sql.DB{}, readers: map[string]*sql.DB{}, dirty: map[string]bool{}}
+		tenants:    map[string]*sql.DB{}, opening: map[string]*opening{}, readers: map[string]*sql.DB{}, dirty: map[string]bool{}}
 	db, err := s.openFile(ctx, filepath.Join(dir, "platform.db"), migrations.SQLitePlatform, platformWALPages)
 	if err != nil {
 		return nil, err
@@ -499,14 +500,70 @@ func (s *Store) tenantDB(ctx context.Context, tenantID string) (*sql.DB, error) 
 	if err := store.CheckTenantID(tenantID); err != nil {
 		return nil, err
 	}
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: closed", store.ErrUnavailable)
+		}
+		if db, ok := s.tenants[tenantID]; ok {
+			s.mu.Unlock()
+			return db, nil
+		}
+		op, waiting := s.opening[tenantID]
+		if !waiting {
+			op = &opening{done: make(chan struct{})}
+			s.opening[tenantID] = op
+		}
+		s.mu.Unlock()
+		if !waiting {
+			return s.openTenant(ctx, tenantID, op)
+		}
+		// Another request opens it: wait for that, and only that. If it
+		// failed (its own context ended, say), try again rather than take
+		// its error for this request's.
+		select {
+		case <-op.done:
+			if op.err == nil {
+				return op.db, nil
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// opening is an organization's file being opened, which the requests that
+// need it meanwhile wait for.
+type opening struct {
+	done chan struct{}
+	db   *sql.DB
+	err  error
+}
+
+// openTenant opens, migrates and claims an organization's file, for
+// tenantDB, without s.mu held: opening one organization's file waits on
+// that file's locks (another process migrating or writing it, up to the
+// busy timeout, twice), and every organization's requests take s.mu (found
+// by review: one organization's file locked elsewhere stalled another's
+// appends for 3.9 s).
+func (s *Store) openTenant(ctx context.Context, tenantID string, op *opening) (*sql.DB, error) {
+	op.db, op.err = s.openTenantFile(ctx, tenantID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, fmt.Errorf("%w: closed", store.ErrUnavailable)
+	delete(s.opening, tenantID)
+	if op.err == nil && s.closed {
+		_ = op.db.Close()
+		op.db, op.err = nil, fmt.Errorf("%w: closed", store.ErrUnavailable)
 	}
-	if db, ok := s.tenants[tenantID]; ok {
-		return db, nil
+	if op.err == nil {
+		s.tenants[tenantID] = op.db
 	}
+	close(op.done)
+	return op.db, op.err
+}
+
+func (s *Store) openTenantFile(ctx context.Context, tenantID string) (*sql.DB, error) {
 	var made int
 	err := s.platform.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM tenant_files WHERE tenant_id = t.id) FROM tenants t WHERE t.id = ?`,
 		tenantID).Scan(&made)
@@ -542,7 +599,6 @@ func (s *Store) tenantDB(ctx context.Context, tenantID string) (*sql.DB, error) 
 			return nil, mapErr(err)
 		}
 	}
-	s.tenants[tenantID] = db
 	return db, nil
 }
 
