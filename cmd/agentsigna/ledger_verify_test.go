@@ -776,6 +776,31 @@ func TestLedgerVerifyRows(t *testing.T) {
 			t.Fatalf("verify: %q, %v", vout.String(), err)
 		}
 	})
+	// Nothing unblocks a counterparty the log recorded blocked (found by
+	// review: an adopted blocked counterparty made new passed).
+	t.Run("a blocked counterparty from before, unblocked", func(t *testing.T) {
+		_, verifyLog, tenantFile, _, dir := setup(t)
+		adopt := adoptIn(ctx, dir)
+		const old = "cp_aaaaaaaaaaaaaaaaaaaaaaaaaa"
+		sqlitetest.Plant(t, tenantFile, `INSERT INTO counterparties (tenant_id, id, name, status, created_at, updated_at)
+			SELECT tenant_id, '`+old+`', 'Old Vendor', 'blocked', created_at, updated_at FROM counterparties`)
+		listed, err := adopt()
+		if err != nil || !strings.Contains(listed, `status=blocked`) {
+			t.Fatalf("listed: %q, %v", listed, err)
+		}
+		if out, err := adopt("--confirm", listingDigest(t, listed)); err != nil || !strings.Contains(out, "acme: bound counterparty "+old) {
+			t.Fatalf("adopted: %q, %v", out, err)
+		}
+		if out, err := verifyLog(); err != nil || !strings.Contains(out, "acme: OK: 4 entries") {
+			t.Fatalf("adopted: %q, %v", out, err)
+		}
+		for _, status := range []string{"new", "verified"} {
+			sqlitetest.Tamper(t, tenantFile, `UPDATE counterparties SET status = '`+status+`' WHERE id = '`+old+`'`)
+			if out, err := verifyLog(); err == nil || !strings.Contains(out, "counterparty "+old+" is "+status+", but entry 3 recorded it blocked") {
+				t.Fatalf("made %s: %q, %v", status, out, err)
+			}
+		}
+	})
 	t.Run("a counterparty from before they were logged", func(t *testing.T) {
 		_, verifyLog, tenantFile, _, dir := setup(t)
 		adopt := adoptIn(ctx, dir)

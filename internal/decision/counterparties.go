@@ -124,6 +124,9 @@ type counterpartyLog struct {
 	ledger *ledger.Ledger
 	logger *slog.Logger
 	proofs rowProofs[counterpartyRef, struct{}]
+	// blocked remembers, of rows stored as new, those whose entry
+	// recorded them blocked.
+	blocked rowProofs[counterpartyRef, struct{}]
 }
 
 type counterpartyRef struct {
@@ -136,14 +139,32 @@ type counterpartyRef struct {
 // organization's log recorded.
 var errCounterpartyNotLogged = errors.New("the counterparty is not verified in the organization's log")
 
-// status is the status of cp (a row of org) the policy sees.
+// errNotRecordedBlocked: a counterparty's entry did not record it blocked.
+var errNotRecordedBlocked = errors.New("the counterparty's entry did not record it blocked")
+
+// status is the status of cp (a row of org) the policy sees: a row may
+// trust less than its entry recorded, never more. Verified only if the
+// entry recorded it so; blocked if the entry recorded it so, whatever the
+// row says (no entry unblocks a counterparty).
 func (l *counterpartyLog) status(ctx context.Context, org Organization, cp store.Counterparty) (store.CounterpartyStatus, error) {
-	if cp.Status != store.CounterpartyVerified {
-		return cp.Status, nil
-	}
 	ref := counterpartyRef{tenant: org.ID, id: cp.ID, unnamed: cp.LedgerIndex == nil}
 	if !ref.unnamed {
 		ref.index = *cp.LedgerIndex
+	}
+	if cp.Status == store.CounterpartyBlocked {
+		return cp.Status, nil
+	}
+	if !ref.unnamed {
+		_, blocked, err := l.blocked.get(ref, func() (struct{}, error) { return struct{}{}, l.recordedBlocked(ctx, org, cp) }, errNotRecordedBlocked, func(error) {})
+		switch {
+		case err != nil:
+			return "", err
+		case blocked:
+			return store.CounterpartyBlocked, nil
+		}
+	}
+	if cp.Status != store.CounterpartyVerified {
+		return cp.Status, nil
 	}
 	_, verified, err := l.proofs.get(ref, func() (struct{}, error) { return struct{}{}, l.check(ctx, org, cp) }, errCounterpartyNotLogged,
 		func(err error) {
@@ -157,6 +178,23 @@ func (l *counterpartyLog) status(ctx context.Context, org Organization, cp store
 		return store.CounterpartyNew, nil
 	}
 	return cp.Status, nil
+}
+
+// recordedBlocked is nil when the entry cp names records it blocked, and
+// says so in the log, once per row (the answer is remembered); otherwise
+// errNotRecordedBlocked, wrapped, or an outage.
+func (l *counterpartyLog) recordedBlocked(ctx context.Context, org Organization, cp store.Counterparty) error {
+	index := *cp.LedgerIndex
+	rec, err := loggedRecord[CounterpartyRecord](ctx, l.ledger, org, index, cp.ID, errNotRecordedBlocked, KindCounterpartyCreated, KindCounterpartyAdopted)
+	switch {
+	case err != nil:
+		return err
+	case rec.CounterpartyID != cp.ID || rec.Status != string(store.CounterpartyBlocked):
+		return errNotRecordedBlocked
+	}
+	l.logger.ErrorContext(ctx, "decision: a counterparty the organization's log recorded blocked is stored unblocked, so was changed behind the service's back; its decisions see it blocked",
+		slog.String("tenant", org.Slug), slog.String("counterparty", cp.ID), slog.String("stored", string(cp.Status)), slog.Uint64("entry", index))
+	return nil
 }
 
 // check proves the entry cp names and compares it with cp.

@@ -8,6 +8,8 @@ import (
 
 	"github.com/agentsigna/agentsigna/internal/decision"
 	"github.com/agentsigna/agentsigna/internal/store"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite"
+	"github.com/agentsigna/agentsigna/internal/store/sqlite/sqlitetest"
 )
 
 // A counterparty the organization's database role stores as verified —
@@ -15,7 +17,8 @@ import (
 // seen by the policy as new: a payment to it escalates (DESIGN §3's base
 // rule), as it would had nobody touched the rows. A logged verified
 // counterparty is paid without a human; one blocked in the store is
-// blocked, whatever its entry says (a row may trust less, never more).
+// blocked, whatever its entry says, and so is one its entry recorded
+// blocked, whatever the store says (a row may trust less, never more).
 func TestCounterpartyVerifiedOnlyAsLogged(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
@@ -53,6 +56,34 @@ func TestCounterpartyVerifiedOnlyAsLogged(t *testing.T) {
 				if n := strings.Count(logs.String(), "counterparty="+tc.cp.ID); n != 1 {
 					t.Fatalf("%s: reported %d times, want once:\n%s", tc.name, n, logs.String())
 				}
+			}
+
+			// Recorded blocked by its entry, stored as new since: blocked
+			// (found by review), reported once.
+			for _, stored := range []store.CounterpartyStatus{store.CounterpartyNew, store.CounterpartyVerified} {
+				banned := e.counterparty(t, e.org, store.CounterpartyBlocked)
+				if stored == store.CounterpartyNew {
+					e.inTenant(t, e.org.ID, func(ctx context.Context, tx store.TenantTx) error {
+						return tx.Counterparties().SetStatus(ctx, banned.ID, stored)
+					})
+				} else if kind == "sqlite" {
+					// The store refuses to make it verified: edited in the file.
+					sqlitetest.Tamper(t, e.backend.(*sqlite.Store).TenantFile(e.org.ID), `UPDATE counterparties SET status = 'verified' WHERE id = '`+banned.ID+`'`)
+				} else {
+					continue
+				}
+				for range 2 {
+					if got := e.decide(t, agent.ID, payment("10.00", banned.ID), ""); got.Outcome != decision.Deny || !slices.Contains(got.Reasons, "counterparty_blocked") {
+						t.Fatalf("a counterparty recorded blocked, stored as %s: %s %v", stored, got.Outcome, got.Reasons)
+					}
+				}
+				if n := strings.Count(logs.String(), "counterparty="+banned.ID); n != 1 {
+					t.Fatalf("recorded blocked, stored as %s: reported %d times, want once:\n%s", stored, n, logs.String())
+				}
+			}
+			// The new counterparty logged new stays new: a payment escalates.
+			if got := e.decide(t, agent.ID, payment("10.00", newcomer.ID), ""); got.Outcome != decision.Escalate || !slices.Contains(got.Reasons, "unverified_counterparty") {
+				t.Fatalf("a logged new counterparty: %s %v", got.Outcome, got.Reasons)
 			}
 
 			// Blocked in the store (nothing logs it yet): honored.

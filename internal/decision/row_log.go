@@ -168,12 +168,15 @@ func (a *loggedAgent) keyProblem(k store.AgentKey, agentID string) string {
 
 // rowProblem says why cp, a counterparty row with its sealed bank details,
 // is not what its entry recorded, or "": verified only if recorded so,
-// its name, its bank details. ledger verify and ledger adopt hold rows so.
+// blocked still if recorded so (no entry unblocks one), its name, its
+// bank details. ledger verify and ledger adopt hold rows so.
 func (l loggedCounterparty) rowProblem(cp store.Counterparty) string {
 	sum := sha256.Sum256(cp.BankDetailsSealed)
 	switch {
 	case cp.Status == store.CounterpartyVerified && l.status != string(store.CounterpartyVerified):
 		return fmt.Sprintf("counterparty %s is verified, but entry %d recorded it %s", cp.ID, l.index, l.status)
+	case l.status == string(store.CounterpartyBlocked) && cp.Status != store.CounterpartyBlocked:
+		return fmt.Sprintf("counterparty %s is %s, but entry %d recorded it blocked", cp.ID, cp.Status, l.index)
 	case cp.Name != l.name:
 		return fmt.Sprintf("counterparty %s is stored with another name than entry %d recorded", cp.ID, l.index)
 	case (l.bankSHA == "") != (len(cp.BankDetailsSealed) == 0) || l.bankSHA != "" && !recordsDigest(l.bankSHA, sum[:]):
