@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -79,5 +80,64 @@ func TestOpeningAFileLockedElsewhereStallsNoOtherOrganization(t *testing.T) {
 	}
 	if err := <-xOpened; err != nil {
 		t.Errorf("x, opened once its lock was released: %v", err)
+	}
+}
+
+// Close waits for a file being opened, which then finds the store closed:
+// nothing is opened, migrated or claimed after Close returned, and the
+// open fails as the store is closed (found by review: Close returned at
+// once, the open going on with its own connection to the file).
+func TestCloseWaitsForAFileBeingOpened(t *testing.T) {
+	dir := t.TempDir()
+	a := openTest(t, dir)
+	defer a.Close()
+	x := storetest.CreateTenant(t, a, "x")
+	ctx := context.Background()
+	if err := a.InTenantTx(ctx, x.ID, func(ctx context.Context, tx store.TenantTx) error { return tx.PutSetting(ctx, "k", "v") }); err != nil {
+		t.Fatal(err)
+	}
+	b := openTest(t, dir)
+	defer b.Close()
+	held, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = b.InTenantTx(ctx, x.ID, func(ctx context.Context, tx store.TenantTx) error {
+			if err := tx.PutSetting(ctx, "k", "held"); err != nil {
+				return err
+			}
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	c, err := Open(ctx, Config{DataDir: dir, BusyTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type ended struct {
+		at  time.Time
+		err error
+	}
+	opened := make(chan ended, 1)
+	go func() { _, err := c.tenantDB(ctx, x.ID); opened <- ended{time.Now(), err} }()
+	for {
+		c.mu.Lock()
+		_, opening := c.opening[x.ID]
+		c.mu.Unlock()
+		if opening {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan ended, 1)
+	go func() { err := c.Close(); closed <- ended{time.Now(), err} }()
+	time.Sleep(100 * time.Millisecond) // Close under way (not a measurement)
+	close(release)
+	o, cl := <-opened, <-closed
+	if !errors.Is(o.err, store.ErrUnavailable) || cl.err != nil {
+		t.Errorf("the open: %v; Close: %v", o.err, cl.err)
+	}
+	if !o.at.Before(cl.at) {
+		t.Errorf("Close returned %v before the open it did not wait for", o.at.Sub(cl.at))
 	}
 }

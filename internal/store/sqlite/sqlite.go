@@ -63,6 +63,7 @@ type Store struct {
 	mu      sync.Mutex
 	tenants map[string]*sql.DB  // open tenant files, by tenant id
 	opening map[string]*opening // files being opened, by tenant id
+	opens   sync.WaitGroup      // those opens, which Close waits for
 	readers map[string]*sql.DB  // their read-only pools (InTenantReadTx)
 	dirty   map[string]bool     // files written since the last checkpoint pass
 	closed  bool
@@ -347,8 +348,12 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.stopCheckpoints)
 	s.mu.Unlock()
-	// The checkpointer takes s.mu: wait for it with the lock released.
+	// The checkpointer takes s.mu, and so does an organization's file
+	// being opened as it ends: wait for them with the lock released. The
+	// file opened meanwhile is closed by its opener, which finds the store
+	// closed, before the platform file it used is.
 	s.checkpoints.Wait()
+	s.opens.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
@@ -514,6 +519,7 @@ func (s *Store) tenantDB(ctx context.Context, tenantID string) (*sql.DB, error) 
 		if !waiting {
 			op = &opening{done: make(chan struct{})}
 			s.opening[tenantID] = op
+			s.opens.Add(1)
 		}
 		s.mu.Unlock()
 		if !waiting {
@@ -546,20 +552,26 @@ type opening struct {
 // that file's locks (another process migrating or writing it, up to the
 // busy timeout, twice), and every organization's requests take s.mu (found
 // by review: one organization's file locked elsewhere stalled another's
-// appends for 3.9 s).
-func (s *Store) openTenant(ctx context.Context, tenantID string, op *opening) (*sql.DB, error) {
+// appends for 3.9 s). Close waits for it. Should it panic, its waiters
+// are still released, with an error.
+func (s *Store) openTenant(ctx context.Context, tenantID string, op *opening) (db *sql.DB, err error) {
+	defer s.opens.Done()
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.opening, tenantID)
+		if op.err == nil && s.closed {
+			_ = op.db.Close()
+			op.db, op.err = nil, fmt.Errorf("%w: closed", store.ErrUnavailable)
+		}
+		if op.err == nil {
+			s.tenants[tenantID] = op.db
+		}
+		close(op.done)
+		db, err = op.db, op.err
+	}()
+	op.err = fmt.Errorf("%w: sqlite: opening the organization's file failed", store.ErrUnavailable)
 	op.db, op.err = s.openTenantFile(ctx, tenantID)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.opening, tenantID)
-	if op.err == nil && s.closed {
-		_ = op.db.Close()
-		op.db, op.err = nil, fmt.Errorf("%w: closed", store.ErrUnavailable)
-	}
-	if op.err == nil {
-		s.tenants[tenantID] = op.db
-	}
-	close(op.done)
 	return op.db, op.err
 }
 
