@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -175,6 +176,16 @@ func TestPackFS(t *testing.T) {
 	limits := DefaultLimits()
 	if _, err := PackFS(endless, limits); !errors.Is(err, ErrDecompressionLimit) || read > limits.MaxDecompressedBytes+1 {
 		t.Errorf("a file without end: %v after %d bytes read (limit %d)", err, read, limits.MaxDecompressedBytes)
+	}
+	// Without a bound on what is read (the budget at its largest), files
+	// are packed whole, not empty.
+	limits.MaxDecompressedBytes = math.MaxInt64
+	raw, err = PackFS(fstest.MapFS{".manifest": {Data: []byte(okManifest)}, "tenant/p.rego": {Data: []byte(allowAll)}}, limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := untar(t, raw); len(got) != 2 || got[1].content != allowAll {
+		t.Errorf("packed with the largest budget: %d files", len(got))
 	}
 }
 

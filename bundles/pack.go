@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"path"
 	"strings"
 	"time"
@@ -117,5 +118,8 @@ func readAtMost(fsys fs.FS, p string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	if max == math.MaxInt64 {
+		return io.ReadAll(f)
+	}
 	return io.ReadAll(io.LimitReader(f, max+1))
 }
