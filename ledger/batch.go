@@ -24,6 +24,10 @@ import (
 // caller's context: one caller giving up must not fail the others' batch.
 const commitTimeout = 30 * time.Second
 
+// committedTimeout bounds the read that tells whether a batch whose
+// transaction failed committed after all (committed).
+const committedTimeout = 5 * time.Second
+
 var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 
 type request struct {
@@ -193,7 +197,7 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 			return l.appendBatch(ctx, lg, lt, kt, nil, live, &head)
 		})
 	}
-	if err != nil && head.Size > 0 && l.committed(lg, head) {
+	if err != nil && head.Size > 0 && !errors.Is(err, store.ErrTxAborted) && l.committed(lg, head) {
 		// The transaction failed after the batch signed its checkpoint,
 		// yet the checkpoint is stored: the failure was the COMMIT's
 		// answer, lost with its connection, or the timeout as the commit
@@ -227,9 +231,11 @@ func (l *Ledger) commit(lg Log, batch []*request) {
 // committed says whether head, the checkpoint a batch signed before its
 // transaction failed, is the one stored at its size: whether the batch
 // committed after all. When the store cannot say, it did not, as far as
-// the callers learn: the failure stands.
+// the callers learn: the failure stands. (A transaction that ended under
+// a write, ErrTxAborted, committed nothing: not asked.) It asks for a
+// short while: the callers of the batch and those queued behind it wait.
 func (l *Ledger) committed(lg Log, head store.LedgerCheckpoint) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), committedTimeout)
 	defer cancel()
 	var stored store.LedgerCheckpoint
 	err := lg.read(ctx, func(ctx context.Context, lt store.LogTx, _ store.KeyTx) error {
