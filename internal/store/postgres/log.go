@@ -262,7 +262,7 @@ func (l *logTx) leafHashQuery(last int64, leafHash []byte) (string, []any) {
 	w, args := l.where("epoch = e.n AND leaf_hash = ?", leafHash)
 	q := `SELECT l.idx, l.entry, l.leaf_hash, l.record, l.created_at
 		FROM generate_series(0, $` + strconv.Itoa(len(args)+1) + `::bigint) AS e(n)
-		CROSS JOIN LATERAL (SELECT idx, entry, leaf_hash, record, created_at FROM ` + l.table("ledger_entries") + w + ` LIMIT 1) l
+		CROSS JOIN LATERAL (SELECT idx, entry, leaf_hash, record, created_at FROM ` + l.table("ledger_entries") + w + ` ORDER BY idx LIMIT 1) l
 		ORDER BY l.idx LIMIT 1`
 	return q, append(args, last)
 }
