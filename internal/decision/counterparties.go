@@ -151,9 +151,24 @@ func (l *counterpartyLog) status(ctx context.Context, org Organization, cp store
 	if !ref.unnamed {
 		ref.index = *cp.LedgerIndex
 	}
-	if cp.Status == store.CounterpartyBlocked {
+	switch cp.Status {
+	case store.CounterpartyBlocked:
 		return cp.Status, nil
+	case store.CounterpartyVerified:
+		_, verified, err := l.proofs.get(ref, func() (struct{}, error) { return struct{}{}, l.check(ctx, org, cp) }, errCounterpartyNotLogged,
+			func(err error) {
+				l.logger.ErrorContext(ctx, "decision: a counterparty stored as verified is not verified in the organization's log, so was written behind the service's back or, naming no entry, not adopted; its decisions see it as new",
+					slog.String("tenant", org.Slug), slog.String("counterparty", cp.ID), slog.Any("reason", err))
+			})
+		switch {
+		case err != nil:
+			return "", err
+		case verified:
+			return cp.Status, nil // and so not recorded blocked
+		}
 	}
+	// Stored as new, or as verified where the log did not record it so:
+	// new, unless the log recorded it blocked.
 	if !ref.unnamed {
 		_, blocked, err := l.blocked.get(ref, func() (struct{}, error) { return struct{}{}, l.recordedBlocked(ctx, org, cp) }, errNotRecordedBlocked, func(error) {})
 		switch {
@@ -163,21 +178,7 @@ func (l *counterpartyLog) status(ctx context.Context, org Organization, cp store
 			return store.CounterpartyBlocked, nil
 		}
 	}
-	if cp.Status != store.CounterpartyVerified {
-		return cp.Status, nil
-	}
-	_, verified, err := l.proofs.get(ref, func() (struct{}, error) { return struct{}{}, l.check(ctx, org, cp) }, errCounterpartyNotLogged,
-		func(err error) {
-			l.logger.ErrorContext(ctx, "decision: a counterparty stored as verified is not verified in the organization's log, so was written behind the service's back or, naming no entry, not adopted; its decisions see it as new",
-				slog.String("tenant", org.Slug), slog.String("counterparty", cp.ID), slog.Any("reason", err))
-		})
-	switch {
-	case err != nil:
-		return "", err
-	case !verified:
-		return store.CounterpartyNew, nil
-	}
-	return cp.Status, nil
+	return store.CounterpartyNew, nil
 }
 
 // recordedBlocked is nil when the entry cp names records it blocked, and
