@@ -124,8 +124,8 @@ type counterpartyLog struct {
 	ledger *ledger.Ledger
 	logger *slog.Logger
 	proofs rowProofs[counterpartyRef, struct{}]
-	// blocked remembers, of rows stored as new, those whose entry
-	// recorded them blocked.
+	// blocked remembers, of the rows the policy would otherwise see as
+	// new, those whose entry recorded them blocked.
 	blocked rowProofs[counterpartyRef, struct{}]
 }
 
