@@ -123,10 +123,9 @@ func (c *Counterparties) AddAll(ctx context.Context, org Organization, cps []sto
 type counterpartyLog struct {
 	ledger *ledger.Ledger
 	logger *slog.Logger
-	proofs rowProofs[counterpartyRef, struct{}]
-	// blocked remembers, of the rows the policy would otherwise see as
-	// new, those whose entry recorded them blocked.
-	blocked rowProofs[counterpartyRef, struct{}]
+	// proofs remembers, per row and the entry it names, the status that
+	// entry recorded.
+	proofs rowProofs[counterpartyRef, store.CounterpartyStatus]
 }
 
 type counterpartyRef struct {
@@ -135,81 +134,63 @@ type counterpartyRef struct {
 	unnamed    bool // the row names no entry
 }
 
-// errCounterpartyNotLogged: a verified counterparty row is not what the
+// errCounterpartyNotLogged: a counterparty row is not what the
 // organization's log recorded.
-var errCounterpartyNotLogged = errors.New("the counterparty is not verified in the organization's log")
-
-// errNotRecordedBlocked: a counterparty's entry did not record it blocked.
-var errNotRecordedBlocked = errors.New("the counterparty's entry did not record it blocked")
+var errCounterpartyNotLogged = errors.New("the counterparty is not what the organization's log recorded")
 
 // status is the status of cp (a row of org) the policy sees: a row may
 // trust less than its entry recorded, never more. Verified only if the
 // entry recorded it so; blocked if the entry recorded it so, whatever the
-// row says (no entry unblocks a counterparty).
+// row says (no entry unblocks a counterparty); otherwise as stored, and
+// new for a row that is not the log's.
 func (l *counterpartyLog) status(ctx context.Context, org Organization, cp store.Counterparty) (store.CounterpartyStatus, error) {
+	switch {
+	case cp.Status == store.CounterpartyBlocked:
+		return cp.Status, nil
+	case cp.Status == store.CounterpartyNew && cp.LedgerIndex == nil:
+		return cp.Status, nil // nothing recorded to trust it less
+	}
 	ref := counterpartyRef{tenant: org.ID, id: cp.ID, unnamed: cp.LedgerIndex == nil}
 	if !ref.unnamed {
 		ref.index = *cp.LedgerIndex
 	}
-	switch cp.Status {
-	case store.CounterpartyBlocked:
+	recorded, logged, err := l.proofs.get(ref, func() (store.CounterpartyStatus, error) { return l.recorded(ctx, org, cp) }, errCounterpartyNotLogged,
+		func(err error) {
+			l.logger.ErrorContext(ctx, "decision: a counterparty row is not what the organization's log recorded, so was written behind the service's back or, naming no entry, not adopted; its decisions see it as new",
+				slog.String("tenant", org.Slug), slog.String("counterparty", cp.ID), slog.Any("reason", err))
+		})
+	switch {
+	case err != nil:
+		return "", err
+	case logged && recorded == store.CounterpartyBlocked:
+		return recorded, nil
+	case logged && cp.Status == store.CounterpartyVerified && recorded == store.CounterpartyVerified:
 		return cp.Status, nil
-	case store.CounterpartyVerified:
-		_, verified, err := l.proofs.get(ref, func() (struct{}, error) { return struct{}{}, l.check(ctx, org, cp) }, errCounterpartyNotLogged,
-			func(err error) {
-				l.logger.ErrorContext(ctx, "decision: a counterparty stored as verified is not verified in the organization's log, so was written behind the service's back or, naming no entry, not adopted; its decisions see it as new",
-					slog.String("tenant", org.Slug), slog.String("counterparty", cp.ID), slog.Any("reason", err))
-			})
-		switch {
-		case err != nil:
-			return "", err
-		case verified:
-			return cp.Status, nil // and so not recorded blocked
-		}
-	}
-	// Stored as new, or as verified where the log did not record it so:
-	// new, unless the log recorded it blocked.
-	if !ref.unnamed {
-		_, blocked, err := l.blocked.get(ref, func() (struct{}, error) { return struct{}{}, l.recordedBlocked(ctx, org, cp) }, errNotRecordedBlocked, func(error) {})
-		switch {
-		case err != nil:
-			return "", err
-		case blocked:
-			return store.CounterpartyBlocked, nil
-		}
 	}
 	return store.CounterpartyNew, nil
 }
 
-// recordedBlocked is nil when the entry cp names records it blocked, and
-// says so in the log, once per row (the answer is remembered); otherwise
-// errNotRecordedBlocked, wrapped, or an outage.
-func (l *counterpartyLog) recordedBlocked(ctx context.Context, org Organization, cp store.Counterparty) error {
-	index := *cp.LedgerIndex
-	rec, err := loggedRecord[CounterpartyRecord](ctx, l.ledger, org, index, cp.ID, errNotRecordedBlocked, KindCounterpartyCreated, KindCounterpartyAdopted)
-	switch {
-	case err != nil:
-		return err
-	case rec.CounterpartyID != cp.ID || rec.Status != string(store.CounterpartyBlocked):
-		return errNotRecordedBlocked
-	}
-	l.logger.ErrorContext(ctx, "decision: a counterparty the organization's log recorded blocked is stored unblocked, so was changed behind the service's back; its decisions see it blocked",
-		slog.String("tenant", org.Slug), slog.String("counterparty", cp.ID), slog.String("stored", string(cp.Status)), slog.Uint64("entry", index))
-	return nil
-}
-
-// check proves the entry cp names and compares it with cp.
-func (l *counterpartyLog) check(ctx context.Context, org Organization, cp store.Counterparty) error {
+// recorded proves the entry cp names and returns the status it recorded.
+// A row the entry does not record is errCounterpartyNotLogged, wrapped,
+// and so is one stored as verified that the entry did not record
+// verified, unless it recorded it blocked: that is the answer, and is
+// reported here, once per row (the answer is remembered).
+func (l *counterpartyLog) recorded(ctx context.Context, org Organization, cp store.Counterparty) (store.CounterpartyStatus, error) {
 	if cp.LedgerIndex == nil {
-		return fmt.Errorf("%w: it names no entry (planted, or stored before counterparties were logged and not adopted since)", errCounterpartyNotLogged)
+		return "", fmt.Errorf("%w: it names no entry (planted, or stored before counterparties were logged and not adopted since)", errCounterpartyNotLogged)
 	}
 	index := *cp.LedgerIndex
 	rec, err := loggedRecord[CounterpartyRecord](ctx, l.ledger, org, index, cp.ID, errCounterpartyNotLogged, KindCounterpartyCreated, KindCounterpartyAdopted)
 	switch {
 	case err != nil:
-		return err
-	case rec.Event != "counterparty_created" && rec.Event != "counterparty_adopted" || rec.CounterpartyID != cp.ID || rec.Status != string(store.CounterpartyVerified):
-		return fmt.Errorf("%w: entry %d records it %s", errCounterpartyNotLogged, index, rec.Status)
+		return "", err
+	case rec.Event != "counterparty_created" && rec.Event != "counterparty_adopted" || rec.CounterpartyID != cp.ID:
+		return "", fmt.Errorf("%w: entry %d records another counterparty", errCounterpartyNotLogged, index)
+	case rec.Status == string(store.CounterpartyBlocked):
+		l.logger.ErrorContext(ctx, "decision: a counterparty the organization's log recorded blocked is stored unblocked, so was changed behind the service's back; its decisions see it blocked",
+			slog.String("tenant", org.Slug), slog.String("counterparty", cp.ID), slog.String("stored", string(cp.Status)), slog.Uint64("entry", index))
+	case cp.Status == store.CounterpartyVerified && rec.Status != string(store.CounterpartyVerified):
+		return "", fmt.Errorf("%w: it is stored verified, but entry %d records it %s", errCounterpartyNotLogged, index, rec.Status)
 	}
-	return nil
+	return store.CounterpartyStatus(rec.Status), nil
 }

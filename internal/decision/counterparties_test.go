@@ -58,6 +58,21 @@ func TestCounterpartyVerifiedOnlyAsLogged(t *testing.T) {
 				}
 			}
 
+			// Its own entry recorded it new, stored as verified since (the
+			// store refuses that: edited in the file): new, reported once.
+			if kind == "sqlite" {
+				promoted := e.counterparty(t, e.org, store.CounterpartyNew)
+				sqlitetest.Tamper(t, e.backend.(*sqlite.Store).TenantFile(e.org.ID), `UPDATE counterparties SET status = 'verified' WHERE id = '`+promoted.ID+`'`)
+				for range 2 {
+					if got := e.decide(t, agent.ID, payment("10.00", promoted.ID), ""); got.Outcome != decision.Escalate || !slices.Contains(got.Reasons, "unverified_counterparty") {
+						t.Fatalf("recorded new, stored verified: %s %v", got.Outcome, got.Reasons)
+					}
+				}
+				if n := strings.Count(logs.String(), "counterparty="+promoted.ID); n != 1 || !strings.Contains(logs.String(), "it is stored verified, but entry") {
+					t.Fatalf("recorded new, stored verified: reported %d times:\n%s", n, logs.String())
+				}
+			}
+
 			// Recorded blocked by its entry, stored as new since: blocked
 			// (found by review), reported once.
 			for _, stored := range []store.CounterpartyStatus{store.CounterpartyNew, store.CounterpartyVerified} {
