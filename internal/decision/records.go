@@ -1,12 +1,11 @@
 package decision
 
 import (
-	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	jsonv2 "encoding/json/v2"
 	"time"
 
+	"github.com/agentsigna/agentsigna/internal/jose"
 	"github.com/agentsigna/agentsigna/internal/store"
 )
 
@@ -98,14 +97,10 @@ func RecordAgent(kind string, record []byte) (agentID string, ok bool) {
 		}
 		return named.AgentID, true
 	case KindReceipt:
-		// A compact JWS: header.payload.signature, the payload base64url
-		// without padding. The signature is not checked: the record is the
-		// one the entry digests, and the entry is in the signed log.
-		parts := bytes.Split(record, []byte("."))
-		if len(parts) != 3 {
-			return "", false
-		}
-		payload, err := base64.RawURLEncoding.Strict().DecodeString(string(parts[1]))
+		// A compact JWS, split strictly. The signature is not checked: the
+		// record is the one the entry digests, and the entry is in the
+		// signed log.
+		_, payload, err := jose.SplitCompact(string(record))
 		if err != nil || jsonv2.Unmarshal(payload, &named) != nil || named.Sub == "" {
 			return "", false
 		}
